@@ -1,0 +1,1 @@
+"""The vendor test application: one stdlib service made into three trading components."""

@@ -1,0 +1,3 @@
+from upgrader.cli.main import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Command-line entry point; the commands themselves live in ``upgrader.commands``."""

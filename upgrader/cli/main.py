@@ -1,0 +1,82 @@
+"""The one place where errors become messages and exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import traceback
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from upgrader import __version__
+from upgrader.commands import COMMANDS
+from upgrader.errors import ExitCode, InputError, UpgraderError
+
+
+def state_dir() -> Path:
+    """Where journals, locks and the debug log live (UPGRADER_STATE_DIR overrides)."""
+    env = os.environ.get("UPGRADER_STATE_DIR")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "upgrader"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="upgrader",
+        description="Upgrade vendor applications on trading hosts: plan, canary, waves, automatic rollback.",
+    )
+    parser.add_argument("--version", action="version", version=f"upgrader {__version__}")
+    parser.add_argument("--state-dir", type=Path, default=None,
+                        help="journals, locks and debug log (default: $UPGRADER_STATE_DIR or ~/.local/state/upgrader)")
+    parser.add_argument("--debug", action="store_true", help="print tracebacks of unexpected errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, module in COMMANDS.items():
+        cmd = sub.add_parser(name, help=module.HELP, description=module.HELP)
+        module.add_arguments(cmd)
+        cmd.set_defaults(run=module.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    args.state_dir = args.state_dir or state_dir()
+    try:
+        return int(args.run(args))
+    except InputError as exc:
+        for problem in exc.problems:
+            print(f"error: {problem}", file=sys.stderr)
+        return int(exc.exit_code)
+    except UpgraderError as exc:
+        print(f"error[{exc.reference}]: {exc}", file=sys.stderr)
+        return int(exc.exit_code)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return int(ExitCode.OK)
+    except Exception as exc:  # an unexpected exception is a bug: short line here, traceback in the log
+        log = _write_debug_log(args.state_dir)
+        print(f"upgrader: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print(f"  this is a bug; the traceback is in {log}", file=sys.stderr)
+        if args.debug:
+            traceback.print_exc()
+        return int(ExitCode.BUG)
+
+
+def _write_debug_log(directory: Path) -> Path:
+    path = directory / "debug.log"
+    try:
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with path.open("a", encoding="utf-8") as fh:
+            fh.write(f"--- {datetime.now(UTC).isoformat()} upgrader {__version__} argv={sys.argv!r}\n")
+            fh.write(traceback.format_exc())
+    except OSError:
+        logging.getLogger(__name__).exception("cannot write debug log")
+        return Path("<stderr>")
+    return path

@@ -1,0 +1,135 @@
+"""One error hierarchy for everything upgrader reports to a person.
+
+Every error carries what happened, where (file:line, host, step) and a hint
+for what to do next; the CLI turns them into exit codes in one place
+(``upgrader.cli.main``).  Anything that is *not* an ``UpgraderError`` is a
+bug: the CLI prints a short line and writes the traceback to the debug log.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    """Documented in the README; scripts and schedulers depend on them."""
+
+    OK = 0
+    REFUSED = 1  # bad input, or refused before changing anything
+    USAGE = 2
+    FAILED_ROLLED_BACK = 3  # the upgrade failed; every touched host is back and verified
+    ROLLBACK_FAILED = 4  # a human must act: some host is not on a verified version
+    BUG = 70  # an unexpected exception (EX_SOFTWARE)
+
+
+@dataclass(frozen=True)
+class Location:
+    """A place in an input file; line and column are 1-based."""
+
+    file: str
+    line: int | None = None
+    column: int | None = None
+
+    def __str__(self) -> str:
+        parts = [self.file]
+        if self.line is not None:
+            parts.append(str(self.line))
+            if self.column is not None:
+                parts.append(str(self.column))
+        return ":".join(parts)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One finding about an input: rendered ``file:line:col: message — hint``."""
+
+    location: Location
+    message: str
+    hint: str = ""
+
+    def __str__(self) -> str:
+        text = f"{self.location}: {self.message}"
+        return f"{text} — {self.hint}" if self.hint else text
+
+
+class UpgraderError(Exception):
+    """Base class: a message, a hint and a stable reference for the README."""
+
+    exit_code: ExitCode = ExitCode.REFUSED
+    reference: str = "error"
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message} — {self.hint}" if self.hint else self.message
+
+
+class InputError(UpgraderError):
+    """One or more problems in playbooks, inventories, facts or plan files."""
+
+    reference = "bad-input"
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = list(problems)
+        first = str(self.problems[0]) if self.problems else "invalid input"
+        more = f" (and {len(self.problems) - 1} more)" if len(self.problems) > 1 else ""
+        super().__init__(first + more)
+
+    def __str__(self) -> str:
+        return "\n".join(str(p) for p in self.problems)
+
+
+class PlanError(UpgraderError):
+    """The inputs are valid but no safe plan exists (no upgrade path, unmet requires)."""
+
+    reference = "plan-error"
+
+
+class RefusedError(UpgraderError):
+    """A precondition does not hold (stale plan, lock held, window closed); nothing was changed."""
+
+    reference = "refused"
+
+
+class TransportError(UpgraderError):
+    """A host could not be reached or did not answer in time."""
+
+    reference = "transport"
+
+    def __init__(self, host: str, message: str, hint: str = "") -> None:
+        super().__init__(f"{host}: {message}", hint)
+        self.host = host
+
+
+class HostKeyError(TransportError):
+    """The host's SSH key is unknown or changed: strict checking refuses it."""
+
+    reference = "host-key"
+
+
+class CommandFailed(UpgraderError):
+    """A remote command exited non-zero; carries the result that caused it."""
+
+    reference = "command-failed"
+
+    def __init__(self, result: object, message: str = "", hint: str = "") -> None:
+        self.result = result
+        super().__init__(message or f"command failed: {result}", hint)
+
+
+class UpgradeFailed(UpgraderError):
+    """The upgrade failed and every touched host was rolled back and verified."""
+
+    exit_code = ExitCode.FAILED_ROLLED_BACK
+    reference = "upgrade-failed"
+
+
+class RollbackFailed(UpgraderError):
+    """Some host could not be put back on a verified version: a human must act."""
+
+    exit_code = ExitCode.ROLLBACK_FAILED
+    reference = "rollback-failed"

@@ -1,0 +1,1 @@
+"""Reading input files: YAML with positions, validation into models, JSON Schemas."""

@@ -1,0 +1,180 @@
+"""Load playbooks, inventories and facts files, with every semantic check located in the file."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Generic, TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ValidationError
+
+from upgrader.errors import InputError, Location, Problem
+from upgrader.loading import yamlfile
+from upgrader.loading.validate import problems_from, validate
+from upgrader.models.facts import Facts
+from upgrader.models.inventory import Inventory
+from upgrader.models.playbook import Playbook
+from upgrader.planning.paths import PathGraph, Release
+from upgrader.planning.sources import graph_of
+
+M = TypeVar("M", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class Loaded(Generic[M]):
+    """A validated model with the file it came from (for digests and error locations)."""
+
+    model: M
+    path: Path
+    sha256: str
+    doc: yamlfile.Document
+
+    def at(self, *loc: str | int, key: bool = False) -> Location:
+        return self.doc.locate(tuple(loc), key=key)
+
+
+def _load(path: Path, model: type[M]) -> Loaded[M]:
+    doc = yamlfile.load(path)
+    if not isinstance(doc.data, dict):
+        raise InputError([Problem(doc.locate(()), "expected a mapping at the top level", "see the README")])
+    value = validate(doc, model)
+    digest = hashlib.sha256(doc.text.encode()).hexdigest()
+    return Loaded(value, path, digest, doc)
+
+
+def load_playbook(path: Path) -> Loaded[Playbook]:
+    loaded = _load(path, Playbook)
+    problems = playbook_problems(loaded)
+    if problems:
+        raise InputError(problems)
+    return loaded
+
+
+def load_inventory(path: Path) -> Loaded[Inventory]:
+    loaded = _load(path, Inventory)
+    problems = inventory_problems(loaded)
+    if problems:
+        raise InputError(problems)
+    return loaded
+
+
+def load_facts(path: Path) -> Loaded[Facts]:
+    """Facts files are YAML or JSON (JSON is YAML); ``upgrader facts --out`` writes them."""
+    return _load(path, Facts)
+
+
+def playbook_problems(pb: Loaded[Playbook]) -> list[Problem]:
+    p = pb.model
+    problems: list[Problem] = []
+    for issue in graph_of(p).issues():
+        loc = ("via", issue.index, "upgrade_from") if issue.index is not None else ("upgrade_from",)
+        problems.append(Problem(pb.at(*loc), issue.message, issue.hint))
+    if p.component in p.requires:
+        problems.append(Problem(pb.at("requires", p.component, key=True),
+                                f"{p.component} cannot require itself", "remove this entry"))
+    for i, window in enumerate(p.windows.maintenance):
+        problems += _zone_problems(pb, window.timezone, ("windows", "maintenance", i, "timezone"))
+    for i, freeze in enumerate(p.windows.freeze):
+        problems += _zone_problems(pb, freeze.timezone, ("windows", "freeze", i, "timezone"))
+    if p.service.systemd is None and p.service.status is None:  # pragma: no cover - model forbids
+        problems.append(Problem(pb.at("service"), "service needs a status command"))
+    return problems
+
+
+def inventory_problems(inv: Loaded[Inventory]) -> list[Problem]:
+    model = inv.model
+    problems: list[Problem] = []
+    seen_names: dict[str, str] = {}
+    seen_endpoints: dict[tuple[str, int], str] = {}
+    for dc_name, dc in model.datacenters.items():
+        problems += _zone_problems(inv, dc.timezone, ("datacenters", dc_name, "timezone"))
+        for host_name, host in dc.hosts.items():
+            where = ("datacenters", dc_name, "hosts", host_name)
+            if host_name in seen_names:
+                problems.append(Problem(inv.at(*where, key=True),
+                                        f"host {host_name} is defined in both {seen_names[host_name]} and {dc_name}",
+                                        "host names must be unique across datacenters"))
+            seen_names.setdefault(host_name, dc_name)
+            endpoint = (host.address.lower(), host.port or model.defaults.port)
+            if endpoint in seen_endpoints:
+                problems.append(Problem(inv.at(*where, "address"),
+                                        f"{host_name} and {seen_endpoints[endpoint]} point at the same host "
+                                        f"{endpoint[0]}:{endpoint[1]}",
+                                        "one machine must have one name, or it would be upgraded twice"))
+            seen_endpoints.setdefault(endpoint, host_name)
+            for i, role in enumerate(host.roles):
+                if role not in model.roles:
+                    problems.append(Problem(inv.at(*where, "roles", i),
+                                            f"host {host_name} has role '{role}', which is not defined",
+                                            _suggest(role, model.roles, "define it under 'roles'")))
+            if not (host.user or model.defaults.user):
+                problems.append(Problem(inv.at(*where), f"host {host_name} has no SSH user",
+                                        "set 'user' on the host or under 'defaults'"))
+    return problems
+
+
+def cross_problems(pb: Loaded[Playbook], inv: Loaded[Inventory]) -> list[Problem]:
+    """Checks that need both files: datacenters named by the playbook, component roles."""
+    problems: list[Problem] = []
+    p, model = pb.model, inv.model
+    for i, dc in enumerate(p.rollout.datacenter_order):
+        if dc not in model.datacenters:
+            problems.append(Problem(pb.at("rollout", "datacenter_order", i),
+                                    f"datacenter '{dc}' is not in inventory {inv.path}",
+                                    _suggest(dc, model.datacenters, "use a datacenter the inventory defines")))
+    if not any(p.component in comps for comps in model.roles.values()):
+        problems.append(Problem(pb.at("component"),
+                                f"no role in inventory {inv.path} runs component '{p.component}'",
+                                "add the component to a role under 'roles' in the inventory"))
+    return problems
+
+
+def facts_problems(facts: Loaded[Facts], inv: Loaded[Inventory]) -> list[Problem]:
+    problems: list[Problem] = []
+    if facts.model.inventory != inv.model.name:
+        problems.append(Problem(facts.at("inventory"),
+                                f"these facts were gathered from inventory '{facts.model.inventory}', "
+                                f"not '{inv.model.name}'",
+                                "gather facts for this inventory with `upgrader facts`"))
+    known = {h for dc in inv.model.datacenters.values() for h in dc.hosts}
+    for host in facts.model.hosts:
+        if host not in known:
+            problems.append(Problem(facts.at("hosts", host, key=True),
+                                    f"host {host} is not in inventory {inv.path}",
+                                    "gather facts for this inventory with `upgrader facts`"))
+    return problems
+
+
+def _zone_problems(src: Loaded[M], zone: str, loc: tuple[str | int, ...]) -> list[Problem]:
+    try:
+        ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        return [Problem(src.at(*loc), f"unknown timezone '{zone}'", "use an IANA name such as America/New_York")]
+    return []
+
+
+def _suggest(word: str, choices: object, fallback: str) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(word, list(choices), n=1)  # type: ignore[call-overload]
+    return f"did you mean '{close[0]}'?" if close else fallback
+
+
+def parse_json_model(text: str, model: type[M], name: str) -> M:
+    """Validate JSON text (a saved plan) into a model; problems name the file."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError([Problem(Location(name, exc.lineno, exc.colno), f"invalid JSON: {exc.msg}",
+                                  "was the file edited by hand? write it again with `upgrader plan --out`")]) from None
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        doc = yamlfile.Document(path=Path(name), data=data, text=text)
+        raise InputError(problems_from(exc, doc, model)) from None
+
+
+__all__ = ["Loaded", "PathGraph", "Release", "load_facts", "load_inventory", "load_playbook"]

@@ -1,0 +1,1 @@
+"""Plain data: playbooks, inventories, host facts and plans (validated, frozen)."""

@@ -1,0 +1,66 @@
+"""An inventory: datacenters, their hosts and how to reach them over SSH."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field
+
+from upgrader.models.types import Name, RelOrAbsPath, SafeText, Strict, VersionStr
+
+HostAddress = Annotated[
+    str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9.:-]{0,252}$", description="IP address or DNS name")
+]
+Mic = Annotated[str, Field(pattern=r"^X[A-Z0-9]{3}$", description="exchange MIC, e.g. XNYS")]
+
+
+class Defaults(Strict):
+    user: Name | None = None
+    port: int = Field(22, ge=1, le=65535)
+    ssh_key: RelOrAbsPath | None = None
+
+
+class Jump(Strict):
+    """A bastion in front of a datacenter; upgrader tunnels through it."""
+
+    address: HostAddress
+    port: int | None = Field(None, ge=1, le=65535)
+    user: Name | None = None
+    ssh_key: RelOrAbsPath | None = None
+
+
+class Host(Strict):
+    address: HostAddress
+    port: int | None = Field(None, ge=1, le=65535)
+    user: Name | None = None
+    ssh_key: RelOrAbsPath | None = None
+    roles: list[Name] = Field(default_factory=list)
+    canary: bool = Field(False, description="prefer this host as a canary")
+    vars: dict[Name, str | int | float | bool] = Field(default_factory=dict)
+    installed: dict[Name, VersionStr] = Field(
+        default_factory=dict, description="installed versions, for offline planning without facts"
+    )
+
+
+class Datacenter(Strict):
+    timezone: str = Field("America/New_York", description="IANA zone of the site")
+    markets: list[Mic] = Field(default_factory=list, description="markets traded from this datacenter")
+    jump: Jump | None = None
+    hosts: dict[Name, Host] = Field(min_length=1)
+
+
+class Notify(Strict):
+    url_env: Annotated[str, Field(pattern=r"^[A-Z_][A-Z0-9_]*$")] = Field(
+        description="environment variable holding the webhook URL (never the URL itself)"
+    )
+    format: str = Field("json", pattern=r"^(json|slack)$")
+
+
+class Inventory(Strict):
+    name: Name
+    known_hosts: RelOrAbsPath | None = Field(None, description="known_hosts file; default ~/.ssh/known_hosts")
+    description: SafeText = ""
+    defaults: Defaults = Field(default_factory=Defaults)
+    roles: dict[Name, list[Name]] = Field(default_factory=dict, description="role → components it runs")
+    datacenters: dict[Name, Datacenter] = Field(min_length=1)
+    notify: list[Notify] = Field(default_factory=list)

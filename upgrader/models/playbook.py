@@ -1,0 +1,251 @@
+"""A playbook: one vendor component release and how to roll it out safely."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, Field, field_validator, model_validator
+
+from upgrader.models.types import (
+    AbsPath,
+    Argv,
+    Duration,
+    Name,
+    RelPath,
+    SafeText,
+    Sha256,
+    SpecifierStr,
+    Strict,
+    VersionStr,
+)
+
+# Placeholders usable inside commands; substituted per argument, never by a shell.
+PLACEHOLDERS = ("release", "previous", "version", "from_version", "root", "component")
+_PLACEHOLDER_RE = re.compile(r"\{([^{}]*)\}")
+
+
+def check_placeholders(argv: list[str]) -> list[str]:
+    for arg in argv:
+        for name in _PLACEHOLDER_RE.findall(arg):
+            if name not in PLACEHOLDERS:
+                raise ValueError(
+                    f"unknown placeholder {{{name}}} in {arg!r} — use one of "
+                    + ", ".join("{" + p + "}" for p in PLACEHOLDERS)
+                )
+    return argv
+
+
+# Argument lists that may use the placeholders above.
+Command = Annotated[Argv, AfterValidator(check_placeholders)]
+
+
+class Artifact(Strict):
+    """Where the release tarball comes from; ``file`` is looked up in the artifact store."""
+
+    file: RelPath | None = Field(None, description="path inside the artifact store (--artifacts DIR)")
+    url: str | None = Field(None, pattern=r"^(https?|file)://[^\s]+$")
+    sha256: Sha256
+    size: int | None = Field(None, gt=0, description="bytes; checked before upload when given")
+    strip_components: int = Field(0, ge=0, le=4)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Artifact:
+        if (self.file is None) == (self.url is None):
+            raise ValueError("give exactly one of 'file' or 'url'")
+        return self
+
+
+class Migration(Strict):
+    """A per-release config migration; the config files are backed up first so it can be undone."""
+
+    command: Command
+    timeout: Duration = 60.0
+
+
+class Hop(Strict):
+    """An intermediate vendor release on a multi-hop path (4.2 → 4.3 → 4.4)."""
+
+    version: VersionStr
+    upgrade_from: SpecifierStr
+    artifact: Artifact
+    migrate: Migration | None = None
+
+
+class Install(Strict):
+    root: AbsPath = Field(description="component root; releases live in <root>/releases/<version>")
+    keep_releases: int = Field(3, ge=2, le=50, description="releases kept side by side, current included")
+    config_files: list[AbsPath] = Field(default_factory=list, description="backed up before a migration")
+    carry_over: list[RelPath] = Field(
+        default_factory=list, description="files copied from the previous release into the new one"
+    )
+
+
+class Service(Strict):
+    systemd: str | None = Field(None, pattern=r"^[A-Za-z0-9:_.@-]+\.service$")
+    start: Command | None = None
+    stop: Command | None = None
+    status: Command | None = None
+    start_timeout: Duration = 30.0
+    stop_timeout: Duration = 30.0
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Service:
+        explicit = [self.start, self.stop, self.status]
+        if self.systemd and any(explicit):
+            raise ValueError("give either 'systemd' or 'start'/'stop'/'status', not both")
+        if not self.systemd and not all(explicit):
+            raise ValueError("give 'systemd: NAME.service', or all three of 'start', 'stop' and 'status'")
+        return self
+
+
+class CommandCheck(Strict):
+    argv: Command
+    exit_code: int = 0
+    stdout: str | None = Field(None, description="regular expression the output must match")
+
+
+class TcpCheck(Strict):
+    port: int = Field(ge=1, le=65535)
+    host: str = Field("127.0.0.1", pattern=r"^[A-Za-z0-9.:-]+$")
+
+
+class HttpCheck(Strict):
+    url: str = Field(pattern=r"^https?://[^\s]+$")
+    status: int = Field(200, ge=100, le=599)
+    body: str | None = Field(None, description="regular expression the body must match")
+
+
+class ProcessCheck(Strict):
+    match: SafeText = Field(description="regular expression matched against full command lines")
+
+
+class LogCheck(Strict):
+    path: AbsPath
+    pattern: str = Field(description="regular expression; only lines written since the restart count")
+
+
+class VersionCheck(Strict):
+    """The component must report the version just installed."""
+
+    url: str | None = Field(None, pattern=r"^https?://[^\s]+$")
+    field: str = Field("version", description="JSON field holding the version, when the body is JSON")
+    argv: Command | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> VersionCheck:
+        if (self.url is None) == (self.argv is None):
+            raise ValueError("give exactly one of 'url' or 'argv'")
+        return self
+
+
+CHECK_KINDS = ("command", "tcp", "http", "process", "log", "version")
+
+
+class Check(Strict):
+    name: Name
+    command: CommandCheck | None = None
+    tcp: TcpCheck | None = None
+    http: HttpCheck | None = None
+    process: ProcessCheck | None = None
+    log: LogCheck | None = None
+    version: VersionCheck | None = None
+    timeout: Duration = 5.0
+    retries: int = Field(10, ge=0, le=1000, description="extra attempts after the first failure")
+    interval: Duration = 1.0
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Check:
+        kinds = [k for k in CHECK_KINDS if getattr(self, k) is not None]
+        if len(kinds) != 1:
+            raise ValueError(f"a check needs exactly one of: {', '.join(CHECK_KINDS)} (got {kinds or 'none'})")
+        return self
+
+    @property
+    def kind(self) -> str:
+        return next(k for k in CHECK_KINDS if getattr(self, k) is not None)
+
+
+class PreChecks(Strict):
+    min_free_disk_mb: int = Field(200, ge=0, description="free space needed on the filesystem of install.root")
+    healthy_before: bool = Field(True, description="run the verify checks before touching the host")
+    commands: list[Check] = Field(default_factory=list)
+
+
+class Canary(Strict):
+    scope: Literal["datacenter", "global"] = "datacenter"
+    hosts: int = Field(1, ge=0, le=1000)
+    bake: Duration = 60.0
+    bake_interval: Duration = 5.0
+
+
+Percent = Annotated[str, Field(pattern=r"^(100|[1-9][0-9]?)%$")]
+
+
+class Rollout(Strict):
+    batch: int | Percent = Field(1, description="hosts per wave: a number or a percentage of the datacenter")
+    max_in_flight_per_datacenter: int = Field(1, ge=1, le=1000)
+    datacenter_order: list[Name] = Field(default_factory=list, description="default: inventory order")
+    pause_between_datacenters: Duration = 0.0
+    max_failures: int = Field(1, ge=1, le=10000, description="stop starting new hosts after this many failures")
+
+    @field_validator("batch")
+    @classmethod
+    def _positive(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and value < 1:
+            raise ValueError("batch must be at least 1")
+        return value
+
+
+class Rollback(Strict):
+    on_failure: Literal["host", "wave", "run", "hold"] = Field(
+        "wave",
+        description="host: the failed host; wave: its wave; run: every host this run touched; hold: stop for a human",
+    )
+
+
+_WEEKDAY_TIME = r"^(Mon|Tue|Wed|Thu|Fri|Sat|Sun) ([01][0-9]|2[0-3]):[0-5][0-9]$"
+
+
+class MaintenanceWindow(Strict):
+    start: str = Field(pattern=_WEEKDAY_TIME, description="e.g. 'Fri 20:00'")
+    end: str = Field(pattern=_WEEKDAY_TIME, description="e.g. 'Sun 18:00'")
+    timezone: str = Field(description="IANA zone, e.g. America/New_York")
+
+
+class FreezeDate(Strict):
+    date: str = Field(pattern=r"^\d{4}-\d{2}-\d{2}$")
+    reason: SafeText = ""
+    timezone: str = "America/New_York"
+
+
+class Windows(Strict):
+    maintenance: list[MaintenanceWindow] = Field(default_factory=list, description="empty: any time")
+    markets: list[Annotated[str, Field(pattern=r"^X[A-Z]{3}$")]] = Field(
+        default_factory=list, description="extra markets (MIC) whose hours block the run"
+    )
+    respect_inventory_markets: bool = True
+    market_margin: Duration = Field(1800.0, description="no upgrade this long before a market opens")
+    freeze: list[FreezeDate] = Field(default_factory=list)
+
+
+class Playbook(Strict):
+    component: Name
+    vendor: SafeText
+    version: VersionStr
+    description: SafeText = ""
+    artifact: Artifact
+    upgrade_from: SpecifierStr = Field(description="installed versions that may upgrade directly")
+    via: list[Hop] = Field(default_factory=list, description="intermediate releases for multi-hop upgrades")
+    requires: dict[Name, SpecifierStr] = Field(
+        default_factory=dict, description="other components on the same host and the versions needed"
+    )
+    install: Install
+    migrate: Migration | None = Field(None, description="config migration run when switching to this release")
+    service: Service
+    prechecks: PreChecks = Field(default_factory=PreChecks)
+    checks: list[Check] = Field(min_length=1, description="verify checks after start and during bake")
+    canary: Canary = Field(default_factory=Canary)
+    rollout: Rollout = Field(default_factory=Rollout)
+    rollback: Rollback = Field(default_factory=Rollback)
+    windows: Windows = Field(default_factory=Windows)

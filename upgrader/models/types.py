@@ -1,0 +1,152 @@
+"""Constrained scalar types shared by the playbook and inventory models.
+
+Values are data, never shell: a version such as ``1.0; rm -rf /`` is refused
+here, long before anything could reach a host.  Each type carries a JSON
+Schema pattern so editors flag the same mistakes.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any
+
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.version import InvalidVersion, Version
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+NAME_RE = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+# Characters that have no business in a path, a unit name or an argv element we pass on.
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff]")
+
+
+class Strict(BaseModel):
+    """Base model: unknown keys are errors, instances are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+def _version(value: Any) -> str:
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        if isinstance(value, float):
+            raise ValueError(f"version {value!r} was read as a number — quote it, e.g. '{value}'")
+        raise ValueError(f"version must be a string, got {type(value).__name__}")
+    text = str(value)
+    try:
+        return str(Version(text))
+    except InvalidVersion:
+        raise ValueError(
+            f"invalid version {text!r} — use a PEP 440 version such as 5.2.0 or 5.2.0rc1"
+        ) from None
+
+
+def _specifier(value: Any) -> str:
+    if isinstance(value, float):
+        raise ValueError(f"specifier {value!r} was read as a number — quote it, e.g. '>={value}'")
+    if not isinstance(value, str):
+        raise ValueError(f"specifier must be a string such as '>=4.2,<4.4', got {type(value).__name__}")
+    try:
+        spec = SpecifierSet(value)
+    except InvalidSpecifier:
+        raise ValueError(f"invalid version specifier {value!r} — use a form such as '>=4.2,<4.4'") from None
+    if not str(spec):
+        raise ValueError("empty version specifier — use a form such as '>=4.2,<4.4'")
+    return str(spec)
+
+
+def _duration(value: Any) -> float:
+    if isinstance(value, bool):
+        raise ValueError("duration must be a number of seconds or a string such as '30s', '5m'")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str) and (m := _DURATION_RE.match(value)):
+        seconds = float(m.group(1)) * _UNITS[m.group(2)]
+    else:
+        raise ValueError(f"invalid duration {value!r} — use seconds or a string such as '500ms', '30s', '5m', '1h'")
+    if seconds < 0:
+        raise ValueError("duration must not be negative")
+    return seconds
+
+
+def _sha256(value: Any) -> str:
+    if not isinstance(value, str) or not re.fullmatch(r"[0-9a-fA-F]{64}", value):
+        raise ValueError("sha256 must be 64 hexadecimal characters — copy it from the vendor's .sha256 file")
+    return value.lower()
+
+
+def _safe_text(value: Any) -> Any:
+    if isinstance(value, str) and _CONTROL_RE.search(value):
+        raise ValueError(f"{value!r} contains control or invisible characters — retype it")
+    return value
+
+
+def _abs_path(value: Any) -> Any:
+    _safe_text(value)
+    if not isinstance(value, str) or not value.startswith("/"):
+        raise ValueError(f"{value!r} must be an absolute path such as /opt/ordergw")
+    if any(part == ".." for part in value.split("/")):
+        raise ValueError(f"{value!r} must not contain '..'")
+    if len(value) > 1 and value.endswith("/"):
+        value = value.rstrip("/")
+    return value
+
+
+def _rel_path(value: Any) -> Any:
+    _safe_text(value)
+    if not isinstance(value, str) or not value or value.startswith("/"):
+        raise ValueError(f"{value!r} must be a relative path such as etc/local.conf")
+    if any(part in ("..", "") for part in value.split("/")):
+        raise ValueError(f"{value!r} must not contain '..' or empty components")
+    return value
+
+
+def _argv(value: Any) -> Any:
+    if isinstance(value, str):
+        raise ValueError(
+            "commands are lists of arguments, not shell strings — write e.g. [systemctl, restart, ordergw]"
+        )
+    if isinstance(value, list):
+        if not value:
+            raise ValueError("command must not be empty")
+        for item in value:
+            if not isinstance(item, str | int) or isinstance(item, bool):
+                raise ValueError(f"command argument {item!r} must be a string")
+            _safe_text(str(item))
+        return [str(item) for item in value]
+    return value
+
+
+Name = Annotated[
+    str,
+    BeforeValidator(_safe_text),
+    Field(pattern=NAME_RE, description="lower-case name: letters, digits, '.', '_', '-'"),
+]
+VersionStr = Annotated[str, BeforeValidator(_version), Field(description="PEP 440 version, quoted")]
+SpecifierStr = Annotated[str, BeforeValidator(_specifier), Field(description="PEP 440 specifier set")]
+Duration = Annotated[float, BeforeValidator(_duration), Field(description="seconds, or '500ms', '30s', '5m', '1h'")]
+Sha256 = Annotated[str, BeforeValidator(_sha256), Field(pattern=r"^[0-9a-f]{64}$")]
+AbsPath = Annotated[str, BeforeValidator(_abs_path), Field(description="absolute path")]
+RelPath = Annotated[str, BeforeValidator(_rel_path), Field(description="relative path, no '..'")]
+Argv = Annotated[list[str], BeforeValidator(_argv), Field(description="argument list; never a shell string")]
+SafeText = Annotated[str, BeforeValidator(_safe_text)]
+
+
+def parse_version(text: str) -> Version:
+    return Version(text)
+
+
+def parse_specifier(text: str) -> SpecifierSet:
+    return SpecifierSet(text)
+
+
+def _rel_or_abs_path(value: Any) -> Any:
+    _safe_text(value)
+    if not isinstance(value, str) or not value:
+        raise ValueError("path must be a non-empty string")
+    return value
+
+
+RelOrAbsPath = Annotated[
+    str, BeforeValidator(_rel_or_abs_path), Field(description="path, relative to the file that names it")
+]

@@ -1,0 +1,1 @@
+"""The pure planner: playbook + inventory + facts → Plan. No SSH, no clock, no environment."""

@@ -1,0 +1,217 @@
+"""playbook + inventory + facts → Plan.  Pure: same inputs, byte-identical plan."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from packaging.specifiers import SpecifierSet
+from packaging.version import InvalidVersion, Version
+
+from upgrader.models.facts import Facts, HostFacts
+from upgrader.models.inventory import Datacenter, Host, Inventory
+from upgrader.models.plan import (
+    ArtifactRef,
+    AssumedFacts,
+    HostPlan,
+    Phase,
+    Plan,
+    PlanProblem,
+    Skip,
+    SourceRef,
+    fingerprint,
+)
+from upgrader.models.playbook import Playbook
+from upgrader.planning.sources import artifact_for, graph_of
+from upgrader.planning.steps import host_steps
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    name: str
+    dc: str
+    host: Host
+    installed: Version
+    path: list[Version]
+
+
+def facts_from_inventory(inventory: Inventory) -> Facts:
+    """Offline facts: the ``installed`` versions the inventory records."""
+    hosts = {
+        name: HostFacts(components={c: {"installed": v, "staged": [v]} for c, v in host.installed.items()})
+        for _, name, host in iter_hosts(inventory)
+    }
+    return Facts(inventory=inventory.name, hosts=hosts)
+
+
+def iter_hosts(inventory: Inventory) -> Iterator[tuple[str, str, Host]]:
+    for dc_name, dc in inventory.datacenters.items():
+        for name, host in dc.hosts.items():
+            yield dc_name, name, host
+
+
+def runs_component(inventory: Inventory, host: Host, component: str) -> bool:
+    return any(component in inventory.roles.get(role, ()) for role in host.roles)
+
+
+def make_plan(
+    playbook: Playbook,
+    inventory: Inventory,
+    facts: Facts,
+    *,
+    playbook_ref: SourceRef,
+    inventory_ref: SourceRef,
+) -> Plan:
+    target = Version(playbook.version)
+    graph = graph_of(playbook)
+    requires = {comp: SpecifierSet(spec) for comp, spec in sorted(playbook.requires.items())}
+    problems: list[PlanProblem] = []
+    skipped: list[Skip] = []
+    assumed: dict[str, AssumedFacts] = {}
+    candidates: dict[str, list[_Candidate]] = {}
+
+    for dc_name, name, host in iter_hosts(inventory):
+        if not runs_component(inventory, host, playbook.component):
+            skipped.append(Skip(host=name, datacenter=dc_name, reason=f"no role runs {playbook.component}"))
+            continue
+        host_facts = facts.hosts.get(name)
+        comp = host_facts.components.get(playbook.component) if host_facts else None
+        assumed[name] = AssumedFacts(installed=comp.installed if comp else None,
+                                     staged=sorted(comp.staged, key=Version) if comp else [])
+        if host_facts is not None and not host_facts.reachable:
+            problems.append(PlanProblem(host=name, message=f"{name} was unreachable: {host_facts.error or 'no answer'}",
+                                        hint="fix access or remove the host from the inventory, then plan again"))
+            continue
+        if comp is None or comp.installed is None:
+            problems.append(PlanProblem(host=name, message=f"no installed version of {playbook.component} known "
+                                        f"for {name}", hint="gather facts (`upgrader facts`) or set 'installed' "
+                                        "in the inventory"))
+            continue
+        installed = Version(comp.installed)
+        if installed == target:
+            skipped.append(Skip(host=name, datacenter=dc_name, reason=f"already on {target}"))
+            continue
+        if installed > target:
+            skipped.append(Skip(host=name, datacenter=dc_name,
+                                reason=f"on {installed}, newer than {target} (use `upgrader rollback` to go back)"))
+            continue
+        path = graph.path_from(installed)
+        if path is None:
+            problems.append(PlanProblem(host=name, message=f"{name}: no upgrade path from {installed} to {target}",
+                                        hint=f"{target} accepts {playbook.upgrade_from}; add a 'via' hop "
+                                        f"that accepts {installed}"))
+            continue
+        unmet = _unmet_requires(requires, host_facts, name)
+        if unmet:
+            problems.extend(PlanProblem(host=name, message=m, hint=f"upgrade it first, then plan "
+                                        f"{playbook.component} again") for m in unmet)
+            continue
+        candidates.setdefault(dc_name, []).append(_Candidate(name, dc_name, host, installed, path))
+
+    phases = _phases(playbook, inventory, candidates)
+    phase_of = {h: ph.index for ph in phases for h in ph.hosts}
+    canaries = {h for ph in phases if ph.kind == "canary" for h in ph.hosts}
+    host_plans = [
+        HostPlan(
+            host=c.name,
+            datacenter=c.dc,
+            address=c.host.address,
+            from_version=str(c.installed),
+            path=[str(v) for v in c.path],
+            phase=phase_of[c.name],
+            canary=c.name in canaries,
+            steps=host_steps(playbook, c.name, str(c.installed), [str(v) for v in c.path], c.name in canaries),
+        )
+        for ph in phases
+        for c in (_by_name(candidates)[h] for h in ph.hosts)
+    ]
+    versions = sorted({v for hp in host_plans for v in hp.path}, key=Version)
+    plan = Plan(
+        component=playbook.component,
+        vendor=playbook.vendor,
+        target_version=str(target),
+        playbook=playbook_ref,
+        inventory=inventory_ref,
+        spec=playbook,
+        artifacts=[_artifact_ref(playbook, v) for v in versions],
+        facts_fingerprint=fingerprint({h: a.model_dump() for h, a in sorted(assumed.items())}),
+        facts_assumed=dict(sorted(assumed.items())),
+        phases=phases,
+        hosts=host_plans,
+        skipped=skipped,
+        problems=problems,
+    )
+    return plan.sealed()
+
+
+def _by_name(candidates: dict[str, list[_Candidate]]) -> dict[str, _Candidate]:
+    return {c.name: c for group in candidates.values() for c in group}
+
+
+def _unmet_requires(requires: dict[str, SpecifierSet], facts: HostFacts | None, host: str) -> list[str]:
+    unmet = []
+    for comp, spec in requires.items():
+        other = facts.components.get(comp) if facts else None
+        have = other.installed if other else None
+        try:
+            ok = have is not None and spec.contains(Version(have), prereleases=True)
+        except InvalidVersion:
+            ok = False
+        if not ok:
+            unmet.append(f"{host}: needs {comp} {spec}, has {have or 'none'}")
+    return unmet
+
+
+def _dc_order(playbook: Playbook, inventory: Inventory) -> list[str]:
+    order = [dc for dc in playbook.rollout.datacenter_order if dc in inventory.datacenters]
+    return order + [dc for dc in inventory.datacenters if dc not in order]
+
+
+def _batch_size(batch: int | str, population: int) -> int:
+    if isinstance(batch, int):
+        return batch
+    return max(1, math.ceil(population * int(batch.rstrip("%")) / 100))
+
+
+def _pick_canaries(group: list[_Candidate], count: int) -> list[_Candidate]:
+    preferred = [c for c in group if c.host.canary] + [c for c in group if not c.host.canary]
+    return preferred[:count]
+
+
+def _phases(playbook: Playbook, inventory: Inventory, candidates: dict[str, list[_Candidate]]) -> list[Phase]:
+    canary, rollout = playbook.canary, playbook.rollout
+    dcs = [dc for dc in _dc_order(playbook, inventory) if candidates.get(dc)]
+    phases: list[Phase] = []
+    global_canaries: set[str] = set()
+    if canary.scope == "global" and canary.hosts and dcs:
+        pool = [c for dc in dcs for c in candidates[dc]]
+        chosen = _pick_canaries(pool, canary.hosts)
+        global_canaries = {c.name for c in chosen}
+        phases.append(Phase(index=0, kind="canary", datacenter=None, hosts=[c.name for c in chosen],
+                            bake=canary.bake))
+    for n, dc in enumerate(dcs):
+        group = [c for c in candidates[dc] if c.name not in global_canaries]
+        pause = rollout.pause_between_datacenters if n else 0.0
+        if canary.scope == "datacenter" and canary.hosts and group:
+            chosen = _pick_canaries(group, canary.hosts)
+            names = {c.name for c in chosen}
+            phases.append(Phase(index=len(phases), kind="canary", datacenter=dc, hosts=[c.name for c in chosen],
+                                bake=canary.bake, pause_before=pause))
+            group = [c for c in group if c.name not in names]
+            pause = 0.0
+        size = _batch_size(rollout.batch, len(candidates[dc]))
+        for start in range(0, len(group), size):
+            phases.append(Phase(index=len(phases), kind="wave", datacenter=dc,
+                                hosts=[c.name for c in group[start:start + size]], pause_before=pause))
+            pause = 0.0
+    return phases
+
+
+def _artifact_ref(playbook: Playbook, version: str) -> ArtifactRef:
+    art = artifact_for(playbook, version)
+    return ArtifactRef(version=version, file=art.file, url=art.url, sha256=art.sha256, size=art.size,
+                       strip_components=art.strip_components)
+
+
+__all__ = ["Datacenter", "facts_from_inventory", "make_plan"]

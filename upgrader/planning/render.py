@@ -1,0 +1,112 @@
+"""Plans for people: plain text for terminals, Markdown for pull-request comments."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from upgrader.models.plan import HostPlan, Plan
+
+_MAX_SKIPPED_LISTED = 50
+
+
+def _dc_summary(plan: Plan) -> list[tuple[str, int, int, int, int]]:
+    """Per datacenter: hosts to upgrade, canaries, waves, skipped."""
+    upgrade = Counter(h.datacenter for h in plan.hosts)
+    canary = Counter(h.datacenter for h in plan.hosts if h.canary)
+    waves = Counter(p.datacenter for p in plan.phases if p.kind == "wave")
+    skipped = Counter(s.datacenter for s in plan.skipped)
+    dcs = list(dict.fromkeys([*(h.datacenter for h in plan.hosts), *(s.datacenter for s in plan.skipped)]))
+    return [(dc, upgrade[dc], canary[dc], waves[dc], skipped[dc]) for dc in dcs]
+
+
+def _headline(plan: Plan) -> str:
+    verdict = "NOT APPLICABLE" if plan.problems else ("nothing to do" if not plan.hosts else "ready")
+    return (f"{plan.component} → {plan.target_version} ({plan.vendor}): {len(plan.hosts)} to upgrade, "
+            f"{len(plan.skipped)} skipped, {len(plan.problems)} problems — {verdict}")
+
+
+def _phase_line(plan: Plan, index: int) -> str:
+    phase = plan.phases[index]
+    where = phase.datacenter or "global"
+    extra = f", bake {phase.bake:g}s" if phase.kind == "canary" else ""
+    pause = f" (after a {phase.pause_before:g}s pause)" if phase.pause_before else ""
+    return f"{phase.index + 1:>3}. {phase.kind:<6} {where:<8} {', '.join(phase.hosts)}{extra}{pause}"
+
+
+def _path(h: HostPlan) -> str:
+    return " → ".join([h.from_version, *h.path])
+
+
+def to_text(plan: Plan, *, verbose: bool = False) -> str:
+    out = [_headline(plan), f"plan {plan.content_hash}", ""]
+    if plan.problems:
+        out.append("Problems (the plan cannot be applied):")
+        out += [f"  - {p.message}" + (f" — {p.hint}" if p.hint else "") for p in plan.problems]
+        out.append("")
+    if plan.artifacts:
+        out.append("Stage (all hosts, before anything live changes):")
+        out += [f"  {a.version:<14} {a.file or a.url}  sha256:{a.sha256[:16]}…" for a in plan.artifacts]
+        out.append("")
+    if plan.phases:
+        out.append("Phases:")
+        out += [_phase_line(plan, i) for i in range(len(plan.phases))]
+        out.append("")
+        out.append(f"Rollback on failure: {plan.spec.rollback.on_failure}; "
+                   f"halt after {plan.spec.rollout.max_failures} failure(s)")
+        out.append("")
+        out.append("Hosts:")
+        for h in plan.hosts:
+            tag = " [canary]" if h.canary else ""
+            out.append(f"  {h.host:<20} {h.datacenter:<8} {_path(h)}{tag}")
+            if verbose:
+                out += [f"      {s.id.split('/', 1)[1]:<28} {s.detail}" for s in h.steps]
+        out.append("")
+    if plan.skipped:
+        out.append("Skipped:")
+        reasons = Counter(s.reason for s in plan.skipped)
+        if len(plan.skipped) > _MAX_SKIPPED_LISTED:
+            out += [f"  {n:>5} × {reason}" for reason, n in sorted(reasons.items())]
+        else:
+            out += [f"  {s.host:<20} {s.reason}" for s in plan.skipped]
+        out.append("")
+    return "\n".join(out).rstrip() + "\n"
+
+
+def to_markdown(plan: Plan) -> str:
+    out = [f"### upgrader plan: `{plan.component}` → `{plan.target_version}`", "", f"**{_headline(plan)}**", "",
+           f"Plan `{plan.content_hash}` · playbook `{plan.playbook.path}` (`{plan.playbook.sha256[:12]}`) · "
+           f"inventory `{plan.inventory.path}` (`{plan.inventory.sha256[:12]}`) · facts `{plan.facts_fingerprint[:19]}`",
+           ""]
+    if plan.problems:
+        out += ["> [!CAUTION]", "> The plan cannot be applied:"]
+        out += [f"> - {_md(p.message)}" + (f" — {_md(p.hint)}" if p.hint else "") for p in plan.problems]
+        out.append("")
+    out += ["| datacenter | upgrade | canary | waves | skipped |", "|---|---:|---:|---:|---:|"]
+    out += [f"| {dc} | {n} | {c} | {w} | {s} |" for dc, n, c, w, s in _dc_summary(plan)]
+    out.append("")
+    if plan.phases:
+        out += ["**Phases**", "", "| # | kind | datacenter | hosts | bake |", "|---:|---|---|---|---:|"]
+        out += [f"| {p.index + 1} | {p.kind} | {p.datacenter or 'global'} | {', '.join(p.hosts)} | "
+                f"{f'{p.bake:g}s' if p.kind == 'canary' else ''} |" for p in plan.phases]
+        out += ["", f"Rollback on failure: **{plan.spec.rollback.on_failure}**, halt after "
+                f"**{plan.spec.rollout.max_failures}** failure(s).", ""]
+    if plan.artifacts:
+        out += ["| release | artifact | sha256 |", "|---|---|---|"]
+        out += [f"| {a.version} | `{a.file or a.url}` | `{a.sha256}` |" for a in plan.artifacts]
+        out.append("")
+    for h in plan.hosts:
+        out += ["<details>", f"<summary><code>{h.host}</code> ({h.datacenter}) {_md(_path(h))}"
+                + (" — canary" if h.canary else "") + "</summary>", "",
+                "| step | does | undo | verify |", "|---|---|---|---|"]
+        out += [f"| `{s.id.split('/', 1)[1]}` | {_md(s.detail)} | {_md(s.undo or '')} | {_md(s.verify or '')} |"
+                for s in h.steps]
+        out += ["", "</details>"]
+    if plan.skipped:
+        out += ["", "<details>", f"<summary>{len(plan.skipped)} skipped</summary>", ""]
+        out += [f"- `{s.host}` ({s.datacenter}): {_md(s.reason)}" for s in plan.skipped]
+        out += ["", "</details>"]
+    return "\n".join(out).rstrip() + "\n"
+
+
+def _md(text: str) -> str:
+    return text.replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
