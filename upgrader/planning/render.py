@@ -75,7 +75,8 @@ def to_text(plan: Plan, *, verbose: bool = False) -> str:
 def to_markdown(plan: Plan) -> str:
     out = [f"### upgrader plan: `{plan.component}` → `{plan.target_version}`", "", f"**{_headline(plan)}**", "",
            f"Plan `{plan.content_hash}` · playbook `{plan.playbook.path}` (`{plan.playbook.sha256[:12]}`) · "
-           f"inventory `{plan.inventory.path}` (`{plan.inventory.sha256[:12]}`) · facts `{plan.facts_fingerprint[:19]}`",
+           f"inventory `{plan.inventory.path}` (`{plan.inventory.sha256[:12]}`) · "
+           f"facts `{plan.facts_fingerprint[:19]}`",
            ""]
     if plan.problems:
         out += ["> [!CAUTION]", "> The plan cannot be applied:"]
