@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import shutil
 import tempfile
@@ -19,9 +20,9 @@ from lab.shell import LabError, log, run, timed
 SUITE = "bookworm"
 INCLUDE = (
     "systemd", "systemd-sysv", "openssh-server", "sudo", "iproute2", "ifupdown",
-    "procps", "python3", "libnss-myhostname",
+    "procps", "python3", "libnss-myhostname", "dbus",
 )
-BUILD_FORMAT = 1  # bump when build() packs the box differently
+BUILD_FORMAT = 3  # bump when build() packs the box differently
 VAGRANT_PUBKEY_GLOB = "/usr/share/rubygems-integration/all/gems/vagrant-*/keys/vagrant.pub"
 
 LXC_CONFIG = """\
@@ -134,8 +135,8 @@ def build(target: Path) -> None:
         (work / "metadata.json").write_text(json.dumps({
             "provider": "lxc",
             "version": "1.0.0",
-            "built-on": "debootstrap " + SUITE,
-            "template-opts": {"--arch": "amd64", "--release": SUITE},
+            "built-with": f"debootstrap --variant=minbase {SUITE}",
+            "recipe": recipe_hash(),
         }, indent=2) + "\n")
         (work / "lxc-config").write_text(LXC_CONFIG)
         partial = target.with_suffix(".partial")
@@ -146,17 +147,19 @@ def build(target: Path) -> None:
             stale.unlink()
 
 
-def added_marker() -> Path:
-    return config.BOX_DIR / "added"
+def vagrant_home() -> Path:
+    return Path(os.environ.get("VAGRANT_HOME", Path.home() / ".vagrant.d"))
 
 
-def box_added(target: Path) -> bool:
-    """True if Vagrant already has this exact box file added."""
-    marker = added_marker()
-    if not marker.exists() or marker.read_text().strip() != target.name:
-        return False
-    listing = run(["vagrant", "box", "list"], capture=True, check=False, quiet=True, env=vagrant_env()).stdout
-    return any(line.split()[0] == config.BOX_NAME and "lxc" in line for line in listing.splitlines() if line)
+def added_recipe() -> str | None:
+    """The recipe hash of the box Vagrant has under BOX_NAME (None if absent or foreign)."""
+    boxes = vagrant_home() / "boxes" / config.BOX_NAME.replace("/", "-VAGRANTSLASH-")
+    for metadata in sorted(boxes.glob("*/lxc/metadata.json")):
+        try:
+            return json.loads(metadata.read_text()).get("recipe")
+        except ValueError:
+            return None
+    return None
 
 
 def vagrant_env() -> dict[str, str]:
@@ -165,15 +168,19 @@ def vagrant_env() -> dict[str, str]:
 
 
 def ensure() -> Path:
-    """Build (if not cached) and add (if not added) the box. Idempotent and cheap when done."""
+    """Build (if not cached) and add (if Vagrant lacks this recipe's box). Cheap when done.
+
+    A fresh clone on a machine whose Vagrant already has the box skips the build too.
+    """
     target = box_path()
-    with timed("box (cached)" if target.exists() and box_added(target) else "box build+add"):
+    with timed("box (cached)"):
+        cached = added_recipe() == recipe_hash()
+    if cached:
+        log(f"box {config.BOX_NAME} (recipe {recipe_hash()}) already added to Vagrant")
+        return target
+    with timed("box add (cached file)" if target.exists() else "box build+add"):
         if not target.exists():
-            log(f"building box {target.name} (about a minute)")
+            log(f"building box {target.name} (about a minute and a half)")
             build(target)
-        if not box_added(target):
-            run(["vagrant", "box", "add", "--force", "--name", config.BOX_NAME, target], env=vagrant_env())
-            added_marker().write_text(target.name + "\n")
-        else:
-            log(f"box {config.BOX_NAME} already added from {target.name}")
+        run(["vagrant", "box", "add", "--force", "--name", config.BOX_NAME, target], env=vagrant_env())
     return target

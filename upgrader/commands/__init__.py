@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from upgrader.commands import plan, schema, validate
+from upgrader.commands import apply, facts, plan, schedule, schema, validate, windows
 
 COMMANDS: dict[str, ModuleType] = {
     "validate": validate,
     "plan": plan,
+    "facts": facts,
+    "apply": apply,
     "schema": schema,
+    "windows": windows,
+    "schedule": schedule,
 }

@@ -101,7 +101,7 @@ def _construct(node: yaml.Node, path: PathKey, doc: Document, problems: list[Pro
         return [_construct(item, (*path, i), doc, problems) for i, item in enumerate(node.value)]
     try:
         return _constructor.construct_object(node, deep=True)
-    except yaml.YAMLError as exc:
+    except (yaml.YAMLError, ValueError) as exc:  # ValueError: an unquoted impossible date, e.g. 2026-13-40
         problems.append(_problem(doc, node, f"cannot read value: {exc}"))
         return None
 

@@ -7,6 +7,7 @@ Schema pattern so editors flag the same mistakes.
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Annotated, Any
 
@@ -132,7 +133,9 @@ Argv = Annotated[list[str], BeforeValidator(_argv), Field(description="argument 
 SafeText = Annotated[str, BeforeValidator(_safe_text)]
 
 
+@functools.lru_cache(maxsize=4096)
 def parse_version(text: str) -> Version:
+    """Parse a version already validated by ``VersionStr``; cached because plans compare thousands of them."""
     return Version(text)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -9,7 +10,7 @@ from dataclasses import dataclass
 from packaging.specifiers import SpecifierSet
 from packaging.version import InvalidVersion, Version
 
-from upgrader.models.facts import Facts, HostFacts
+from upgrader.models.facts import ComponentFacts, Facts, HostFacts
 from upgrader.models.inventory import Datacenter, Host, Inventory
 from upgrader.models.plan import (
     ArtifactRef,
@@ -23,6 +24,7 @@ from upgrader.models.plan import (
     fingerprint,
 )
 from upgrader.models.playbook import Playbook
+from upgrader.models.types import parse_version
 from upgrader.planning.sources import artifact_for, graph_of
 from upgrader.planning.steps import host_steps
 
@@ -37,12 +39,21 @@ class _Candidate:
 
 
 def facts_from_inventory(inventory: Inventory) -> Facts:
-    """Offline facts: the ``installed`` versions the inventory records."""
+    """Offline facts: the ``installed`` versions the inventory records.
+
+    Built with ``model_construct`` and every field given (defaults are slow to resolve there):
+    the values come from the already validated inventory, and re-validating 10,000 hosts'
+    versions would dominate planning time.
+    """
     hosts = {
-        name: HostFacts(components={c: {"installed": v, "staged": [v]} for c, v in host.installed.items()})
+        name: HostFacts.model_construct(reachable=True, error=None, free_disk_mb=None, components={
+            c: ComponentFacts.model_construct(installed=v, staged=[v], reported_version=None, service=None,
+                                              healthy=None, lock=None)
+            for c, v in host.installed.items()
+        })
         for _, name, host in iter_hosts(inventory)
     }
-    return Facts(inventory=inventory.name, hosts=hosts)
+    return Facts.model_construct(inventory=inventory.name, hosts=hosts)
 
 
 def iter_hosts(inventory: Inventory) -> Iterator[tuple[str, str, Host]]:
@@ -63,8 +74,11 @@ def make_plan(
     playbook_ref: SourceRef,
     inventory_ref: SourceRef,
 ) -> Plan:
-    target = Version(playbook.version)
+    # Every object below is built from validated models, so it is constructed without
+    # re-validation (``model_construct``): at 10,000 hosts validation would cost more than planning.
+    target = parse_version(playbook.version)
     graph = graph_of(playbook)
+    path_from = functools.cache(graph.path_from)
     requires = {comp: SpecifierSet(spec) for comp, spec in sorted(playbook.requires.items())}
     problems: list[PlanProblem] = []
     skipped: list[Skip] = []
@@ -73,61 +87,47 @@ def make_plan(
 
     for dc_name, name, host in iter_hosts(inventory):
         if not runs_component(inventory, host, playbook.component):
-            skipped.append(Skip(host=name, datacenter=dc_name, reason=f"no role runs {playbook.component}"))
+            skipped.append(_skip(name, dc_name, f"no role runs {playbook.component}"))
             continue
         host_facts = facts.hosts.get(name)
         comp = host_facts.components.get(playbook.component) if host_facts else None
-        assumed[name] = AssumedFacts(installed=comp.installed if comp else None,
-                                     staged=sorted(comp.staged, key=Version) if comp else [])
+        assumed[name] = AssumedFacts.model_construct(installed=comp.installed if comp else None,
+                                                     staged=sorted(comp.staged, key=parse_version) if comp else [])
         if host_facts is not None and not host_facts.reachable:
-            problems.append(PlanProblem(host=name, message=f"{name} was unreachable: {host_facts.error or 'no answer'}",
-                                        hint="fix access or remove the host from the inventory, then plan again"))
+            problems.append(_problem(name, f"{name} was unreachable: {host_facts.error or 'no answer'}",
+                                     "fix access or remove the host from the inventory, then plan again"))
             continue
         if comp is None or comp.installed is None:
-            problems.append(PlanProblem(host=name, message=f"no installed version of {playbook.component} known "
-                                        f"for {name}", hint="gather facts (`upgrader facts`) or set 'installed' "
-                                        "in the inventory"))
+            problems.append(_problem(name, f"no installed version of {playbook.component} known for {name}",
+                                     "gather facts (`upgrader facts`) or set 'installed' in the inventory"))
             continue
-        installed = Version(comp.installed)
+        installed = parse_version(comp.installed)
         if installed == target:
-            skipped.append(Skip(host=name, datacenter=dc_name, reason=f"already on {target}"))
+            skipped.append(_skip(name, dc_name, f"already on {target}"))
             continue
         if installed > target:
-            skipped.append(Skip(host=name, datacenter=dc_name,
-                                reason=f"on {installed}, newer than {target} (use `upgrader rollback` to go back)"))
+            skipped.append(_skip(name, dc_name,
+                                 f"on {installed}, newer than {target} (use `upgrader rollback` to go back)"))
             continue
-        path = graph.path_from(installed)
+        path = path_from(installed)
         if path is None:
-            problems.append(PlanProblem(host=name, message=f"{name}: no upgrade path from {installed} to {target}",
-                                        hint=f"{target} accepts {playbook.upgrade_from}; add a 'via' hop "
-                                        f"that accepts {installed}"))
+            problems.append(_problem(name, f"{name}: no upgrade path from {installed} to {target}",
+                                     f"{target} accepts {playbook.upgrade_from}; add a 'via' hop "
+                                     f"that accepts {installed}"))
             continue
         unmet = _unmet_requires(requires, host_facts, name)
         if unmet:
-            problems.extend(PlanProblem(host=name, message=m, hint=f"upgrade it first, then plan "
-                                        f"{playbook.component} again") for m in unmet)
+            problems.extend(_problem(name, m, f"upgrade it first, then plan {playbook.component} again")
+                            for m in unmet)
             continue
         candidates.setdefault(dc_name, []).append(_Candidate(name, dc_name, host, installed, path))
 
     phases = _phases(playbook, inventory, candidates)
-    phase_of = {h: ph.index for ph in phases for h in ph.hosts}
+    by_name = _by_name(candidates)
     canaries = {h for ph in phases if ph.kind == "canary" for h in ph.hosts}
-    host_plans = [
-        HostPlan(
-            host=c.name,
-            datacenter=c.dc,
-            address=c.host.address,
-            from_version=str(c.installed),
-            path=[str(v) for v in c.path],
-            phase=phase_of[c.name],
-            canary=c.name in canaries,
-            steps=host_steps(playbook, c.name, str(c.installed), [str(v) for v in c.path], c.name in canaries),
-        )
-        for ph in phases
-        for c in (_by_name(candidates)[h] for h in ph.hosts)
-    ]
-    versions = sorted({v for hp in host_plans for v in hp.path}, key=Version)
-    plan = Plan(
+    host_plans = [_host_plan(playbook, by_name[h], ph.index, h in canaries) for ph in phases for h in ph.hosts]
+    versions = sorted({v for hp in host_plans for v in hp.path}, key=parse_version)
+    plan = Plan.model_construct(
         component=playbook.component,
         vendor=playbook.vendor,
         target_version=str(target),
@@ -145,6 +145,22 @@ def make_plan(
     return plan.sealed()
 
 
+def _host_plan(playbook: Playbook, c: _Candidate, phase: int, canary: bool) -> HostPlan:
+    path = [str(v) for v in c.path]
+    return HostPlan.model_construct(
+        host=c.name, datacenter=c.dc, address=c.host.address, from_version=str(c.installed), path=path,
+        phase=phase, canary=canary, steps=host_steps(playbook, c.name, str(c.installed), path, canary),
+    )
+
+
+def _skip(host: str, dc: str, reason: str) -> Skip:
+    return Skip.model_construct(host=host, datacenter=dc, reason=reason)
+
+
+def _problem(host: str, message: str, hint: str) -> PlanProblem:
+    return PlanProblem.model_construct(host=host, message=message, hint=hint)
+
+
 def _by_name(candidates: dict[str, list[_Candidate]]) -> dict[str, _Candidate]:
     return {c.name: c for group in candidates.values() for c in group}
 
@@ -155,7 +171,7 @@ def _unmet_requires(requires: dict[str, SpecifierSet], facts: HostFacts | None, 
         other = facts.components.get(comp) if facts else None
         have = other.installed if other else None
         try:
-            ok = have is not None and spec.contains(Version(have), prereleases=True)
+            ok = have is not None and spec.contains(parse_version(have), prereleases=True)
         except InvalidVersion:
             ok = False
         if not ok:
@@ -164,7 +180,8 @@ def _unmet_requires(requires: dict[str, SpecifierSet], facts: HostFacts | None, 
 
 
 def _dc_order(playbook: Playbook, inventory: Inventory) -> list[str]:
-    order = [dc for dc in playbook.rollout.datacenter_order if dc in inventory.datacenters]
+    # dict.fromkeys: a datacenter listed twice must not be rolled out twice (validation refuses it too).
+    order = list(dict.fromkeys(dc for dc in playbook.rollout.datacenter_order if dc in inventory.datacenters))
     return order + [dc for dc in inventory.datacenters if dc not in order]
 
 
@@ -188,22 +205,23 @@ def _phases(playbook: Playbook, inventory: Inventory, candidates: dict[str, list
         pool = [c for dc in dcs for c in candidates[dc]]
         chosen = _pick_canaries(pool, canary.hosts)
         global_canaries = {c.name for c in chosen}
-        phases.append(Phase(index=0, kind="canary", datacenter=None, hosts=[c.name for c in chosen],
-                            bake=canary.bake))
+        phases.append(Phase.model_construct(index=0, kind="canary", datacenter=None,
+                                            hosts=[c.name for c in chosen], bake=canary.bake))
     for n, dc in enumerate(dcs):
         group = [c for c in candidates[dc] if c.name not in global_canaries]
         pause = rollout.pause_between_datacenters if n else 0.0
         if canary.scope == "datacenter" and canary.hosts and group:
             chosen = _pick_canaries(group, canary.hosts)
             names = {c.name for c in chosen}
-            phases.append(Phase(index=len(phases), kind="canary", datacenter=dc, hosts=[c.name for c in chosen],
-                                bake=canary.bake, pause_before=pause))
+            phases.append(Phase.model_construct(index=len(phases), kind="canary", datacenter=dc,
+                                                hosts=[c.name for c in chosen], bake=canary.bake, pause_before=pause))
             group = [c for c in group if c.name not in names]
             pause = 0.0
         size = _batch_size(rollout.batch, len(candidates[dc]))
         for start in range(0, len(group), size):
-            phases.append(Phase(index=len(phases), kind="wave", datacenter=dc,
-                                hosts=[c.name for c in group[start:start + size]], pause_before=pause))
+            phases.append(Phase.model_construct(index=len(phases), kind="wave", datacenter=dc,
+                                                hosts=[c.name for c in group[start:start + size]],
+                                                pause_before=pause))
             pause = 0.0
     return phases
 

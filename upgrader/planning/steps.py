@@ -12,8 +12,9 @@ def host_steps(playbook: Playbook, host: str, installed: str, path: list[str], c
     steps: list[Step] = []
 
     def add(action: str, version: str | None, detail: str, undo: str | None, verify: str | None) -> None:
-        steps.append(Step(id=f"{host}/{len(steps) + 1:02d}-{action}" + (f"-{version}" if version else ""),
-                          action=action, version=version, detail=detail, undo=undo, verify=verify))
+        step_id = f"{host}/{len(steps) + 1:02d}-{action}" + (f"-{version}" if version else "")
+        steps.append(Step.model_construct(id=step_id, action=action, version=version, detail=detail, undo=undo,
+                                          verify=verify))
 
     for version in path:
         add("stage", version, f"upload artifact, check sha256, unpack into {root}/releases/{version}",

@@ -1,0 +1,137 @@
+"""Benchmark: plan a 10,000-host inventory, planning alone and end to end through the CLI.
+
+    python bench/plan_10k.py [--hosts 10000] [--runs 5] [--profile]
+
+Writes a generated inventory (4 datacenters, md/oe/risk/ref roles, canary flags,
+mixed installed versions) to a temporary directory, then times
+(a) ``make_plan`` on already loaded models and
+(b) ``upgrader plan --format json`` in a fresh process, YAML loading included.
+Prints median and spread of each; the target for (a) is under one second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import pstats
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+from upgrader.commands.inputs import load_inputs
+from upgrader.planning.planner import facts_from_inventory, make_plan
+
+REPO = Path(__file__).resolve().parent.parent
+PLAYBOOK = REPO / "playbooks" / "ordergw-5.2.0.yml"
+DATACENTERS = {  # name: (timezone, markets, share of the hosts)
+    "ny5": ("America/New_York", ["XNYS", "XNAS"], 0.4),
+    "ch2": ("America/Chicago", ["XCBO", "XCHI"], 0.3),
+    "tr2": ("America/Toronto", ["XTSE"], 0.2),
+    "ld4": ("Europe/London", ["XLON"], 0.1),
+}
+# role, share, what it has installed (ordergw hosts mostly on 5.0/5.1, some done, some too old)
+ROLES = [("md", 0.35), ("oe", 0.45), ("risk", 0.15), ("ref", 0.05)]
+ORDERGW = ["5.0.0", "5.0.3", "5.1.0", "5.1.2", "5.2.0", "4.9.0"]
+
+
+def inventory(total: int) -> dict:
+    dcs = {}
+    n = 0
+    for d, (dc, (tz, markets, share)) in enumerate(DATACENTERS.items()):
+        count = round(total * share) if dc != "ld4" else total - n
+        hosts = {}
+        for i in range(count):
+            role = _role(i)
+            installed = {"feedhandler": "3.1.0"}
+            if role in ("oe", "risk"):
+                installed["riskgw"] = "2.4.0"
+            if role == "oe":
+                installed["ordergw"] = ORDERGW[(i * 7) % len(ORDERGW)]
+            hosts[f"{dc}-{role}{i:05d}"] = {
+                "address": f"10.{d}.{i // 250}.{i % 250 + 1}",
+                "roles": [role],
+                "canary": i % 97 == 0,
+                "installed": installed,
+            }
+        n += count
+        dcs[dc] = {"timezone": tz, "markets": markets, "jump": {"address": f"10.{d}.255.1", "user": "jump"},
+                   "hosts": hosts}
+    return {"name": "bench-10k", "defaults": {"user": "deploy", "ssh_key": "~/.ssh/id_ed25519"},
+            "roles": {"md": ["feedhandler"], "oe": ["ordergw", "riskgw", "feedhandler"], "risk": ["riskgw"],
+                      "ref": ["refdata"]},
+            "datacenters": dcs}
+
+
+def _role(i: int) -> str:
+    point = (i % 100) / 100
+    for role, share in ROLES:
+        if point < share:
+            return role
+        point -= share
+    return ROLES[-1][0]
+
+
+def playbook(text: str) -> str:
+    """The shipped ordergw playbook with a 10%-batch rollout over all four sites."""
+    return (text.replace("batch: 1\n", "batch: 10%\n")
+                .replace("datacenter_order: [ny5, ch2]", "datacenter_order: [ny5, ch2, tr2, ld4]"))
+
+
+def timed(fn, runs: int) -> list[float]:
+    out = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - start)
+    return out
+
+
+def show(label: str, samples: list[float]) -> None:
+    med = statistics.median(samples)
+    print(f"{label:<44} median {med * 1000:8.1f} ms   min {min(samples) * 1000:8.1f}   "
+          f"max {max(samples) * 1000:8.1f}   (n={len(samples)})")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--hosts", type=int, default=10_000)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--profile", action="store_true", help="print a cProfile of one planning run")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        inv_path, pb_path = Path(tmp) / "inventory.yml", Path(tmp) / "ordergw.yml"
+        inv_path.write_text(yaml.safe_dump(inventory(args.hosts), sort_keys=False), encoding="utf-8")
+        pb_path.write_text(playbook(PLAYBOOK.read_text(encoding="utf-8")), encoding="utf-8")
+        start = time.perf_counter()
+        inputs = load_inputs(pb_path, inv_path)
+        load_s = time.perf_counter() - start
+        pb, inv = inputs.playbook.model, inputs.inventory.model
+        refs = {"playbook_ref": inputs.playbook_ref(), "inventory_ref": inputs.inventory_ref()}
+
+        def plan():
+            return make_plan(pb, inv, facts_from_inventory(inv), **refs)
+
+        result = plan()
+        print(f"{args.hosts} hosts in {len(inv.datacenters)} datacenters: {len(result.hosts)} to upgrade, "
+              f"{len(result.skipped)} skipped, {len(result.problems)} problems, {len(result.phases)} phases")
+        print(f"{'load + validate inputs (once)':<44} {load_s * 1000:8.1f} ms")
+        if args.profile:
+            profiler = cProfile.Profile()
+            profiler.runcall(plan)
+            pstats.Stats(profiler).sort_stats("cumulative").print_stats(25)
+        show("(a) make_plan on loaded models", timed(plan, args.runs))
+        show("    make_plan + to_json", timed(lambda: plan().to_json(), args.runs))
+        cmd = [sys.executable, "-m", "upgrader", "plan", str(pb_path), "-i", str(inv_path), "--format", "json",
+               "--out", str(Path(tmp) / "plan.json")]
+        show("(b) upgrader plan --format json (process)",
+             timed(lambda: subprocess.run(cmd, check=False, capture_output=True), args.runs))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,126 @@
+"""Fixtures for tests that need the Vagrant/LXC test hosts (every test here is marked `vm`).
+
+The `lab` fixture brings the hosts up once per session, or reuses a running lab and leaves
+it running. If it brought them up it destroys them at the end, unless UPGRADER_LAB_KEEP=1.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import paramiko
+import pytest
+import testinfra
+
+from lab import config, control, lxc, vagrant
+from lab import faults as lab_faults
+
+HERE = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if HERE in Path(str(item.fspath)).resolve().parents:
+            item.add_marker(pytest.mark.vm)
+
+
+def _lab_is_up(hosts: list[config.Host]) -> bool:
+    return (
+        config.INVENTORY.exists()
+        and config.KNOWN_HOSTS.exists()
+        and config.SSH_CONFIG.exists()
+        and all(lxc.state(h.container) == "RUNNING" for h in hosts)
+    )
+
+
+@pytest.fixture(scope="session")
+def lab() -> Iterator[list[config.Host]]:
+    """The running lab's hosts (brought up here if needed)."""
+    hosts = config.lab_hosts(vagrant.current_per_dc())
+    brought_up = not _lab_is_up(hosts)
+    if brought_up:
+        control.up()
+    else:
+        control.reset()
+    yield hosts
+    control.close_ssh_masters()
+    if brought_up and os.environ.get("UPGRADER_LAB_KEEP") != "1":
+        control.down()
+
+
+@pytest.fixture(scope="session")
+def vm_inventory(lab: list[config.Host]) -> Path:
+    """Path of inventories/vagrant.yml."""
+    return config.INVENTORY
+
+
+@pytest.fixture(scope="session")
+def vm_hosts(lab: list[config.Host]) -> list[str]:
+    """Host names: ny5-1, ny5-2, ..., ch2-1, ..."""
+    return [h.name for h in lab]
+
+
+@pytest.fixture
+def reset_hosts(lab: list[config.Host]) -> None:
+    """Put every host back to the baseline before a test that changes them."""
+    control.reset()
+
+
+@pytest.fixture(scope="session")
+def vm_host(lab: list[config.Host]) -> Callable[[str], testinfra.host.Host]:
+    """vm_host("ny5-1") -> a testinfra host over OpenSSH with strict host keys (.lab/ssh_config)."""
+    cache: dict[str, testinfra.host.Host] = {}
+
+    def get(name: str) -> testinfra.host.Host:
+        if name not in cache:
+            cache[name] = testinfra.get_host(f"ssh://{name}", ssh_config=str(config.SSH_CONFIG))
+        return cache[name]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def ssh_connect(lab: list[config.Host]) -> Callable[..., paramiko.SSHClient]:
+    """ssh_connect('ny5-1', timeout=5) -> a fresh Paramiko client, rejecting unknown host keys."""
+
+    def connect(name: str, timeout: float = 5) -> paramiko.SSHClient:
+        target = config.host(name)
+        client = paramiko.SSHClient()
+        client.load_host_keys(str(config.KNOWN_HOSTS))
+        client.set_missing_host_key_policy(paramiko.RejectPolicy())
+        key = config.REPO / ".vagrant" / "machines" / name / "lxc" / "private_key"
+        client.connect(target.address, username="vagrant", key_filename=str(key), timeout=timeout,
+                       banner_timeout=timeout, auth_timeout=timeout, channel_timeout=timeout,
+                       allow_agent=False, look_for_keys=False)
+        return client
+
+    return connect
+
+
+class Faults:
+    """lab.faults for tests; every host touched is healed at teardown, whatever was done to it."""
+
+    def __init__(self) -> None:
+        self.touched: set[str] = set()
+
+    def __getattr__(self, action: str) -> Callable[..., None]:
+        function = getattr(lab_faults, action)
+
+        def apply(host: str, *args: object, **kwargs: object) -> None:
+            self.touched.add(host)
+            function(host, *args, **kwargs)
+
+        return apply
+
+    def heal_all(self) -> None:
+        for name in sorted(self.touched):
+            lab_faults.heal(name)
+
+
+@pytest.fixture
+def faults(lab: list[config.Host]) -> Iterator[Faults]:
+    tracker = Faults()
+    yield tracker
+    tracker.heal_all()

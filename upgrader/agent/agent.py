@@ -1,0 +1,760 @@
+# upgrader host agent.  Standard library only: it runs on the hosts with their python3.
+#
+# Invoked as `python3 -c BOOTSTRAP <packed agent> <base64 JSON program>`; the program is
+# {"component", "run", "root", "ops": [{"op": NAME, ...}, ...]}.  Every operation is written
+# to the host journal before it runs and after it ends (fsync'd), and reported on stdout as
+# one "@@upgrader {json}" line.  The first failing operation ends the program (exit 1).
+import base64
+import hashlib
+import http.client
+import json
+import os
+import re
+import shutil
+import socket
+import stat
+import subprocess
+import sys
+import tarfile
+import time
+import urllib.parse
+
+STATE = "/var/lib/upgrader"
+MARKER = "@@upgrader "
+META = ".upgrader"  # per-release metadata directory inside releases/<version>/
+MAX_MEMBER_BYTES = 4 << 30
+MAX_OUTPUT = 4000
+
+
+class OpFailed(Exception):
+    def __init__(self, message, **detail):
+        super().__init__(message)
+        self.detail = detail
+
+
+def emit(record):
+    sys.stdout.write(MARKER + json.dumps(record, sort_keys=True) + "\n")
+    sys.stdout.flush()
+
+
+def now():
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def state_dir(component):
+    path = os.path.join(STATE, component)
+    os.makedirs(path, mode=0o700, exist_ok=True)
+    return path
+
+
+def append_journal(component, record):
+    path = os.path.join(state_dir(component), "journal.jsonl")
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        os.write(fd, (json.dumps(record, sort_keys=True) + "\n").encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_json_atomic(path, data, mode=0o600):
+    tmp = "%s.tmp-%d" % (path, os.getpid())
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(data, fh, sort_keys=True)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    fsync_dir(os.path.dirname(path))
+
+
+def fsync_dir(path):
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def read_json(path, default=None):
+    try:
+        with open(path) as fh:
+            return json.load(fh)
+    except (OSError, ValueError):
+        return default
+
+
+def tail(text):
+    text = text or ""
+    return text if len(text) <= MAX_OUTPUT else "..." + text[-MAX_OUTPUT:]
+
+
+def run(argv, timeout):
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        raise OpFailed("%s did not finish within %gs" % (" ".join(argv), timeout), timed_out=True) from None
+    except OSError as exc:
+        raise OpFailed("cannot run %s: %s" % (argv[0], exc)) from None
+    return proc
+
+
+# ---------------------------------------------------------------- releases and links
+
+
+def releases_dir(root):
+    return os.path.join(root, "releases")
+
+
+def current_version(root):
+    try:
+        target = os.readlink(os.path.join(root, "current"))
+    except OSError:
+        return None
+    return os.path.basename(target.rstrip("/"))
+
+
+def staged_versions(root):
+    try:
+        names = os.listdir(releases_dir(root))
+    except OSError:
+        return []
+    return sorted(n for n in names if not n.startswith(".") and os.path.isdir(os.path.join(releases_dir(root), n)))
+
+
+def release_meta(root, version, name, default=None):
+    return read_json(os.path.join(releases_dir(root), version, META, name), default)
+
+
+def set_release_meta(root, version, name, data):
+    meta = os.path.join(releases_dir(root), version, META)
+    os.makedirs(meta, mode=0o700, exist_ok=True)
+    write_json_atomic(os.path.join(meta, name), data)
+
+
+def flip(root, version):
+    """Point current at releases/<version> with one rename: never a moment without a link."""
+    if not os.path.isdir(os.path.join(releases_dir(root), version)):
+        raise OpFailed("release %s is not staged under %s" % (version, releases_dir(root)), missing=version)
+    tmp = os.path.join(root, ".current.tmp-%d" % os.getpid())
+    if os.path.lexists(tmp):
+        os.unlink(tmp)
+    os.symlink(os.path.join("releases", version), tmp)
+    os.replace(tmp, os.path.join(root, "current"))
+    fsync_dir(root)
+
+
+# ---------------------------------------------------------------- service
+
+
+def service_state(svc):
+    if svc.get("systemd"):
+        proc = run(["systemctl", "is-active", svc["systemd"]], 10)
+        return proc.stdout.strip() or "unknown"
+    proc = run(svc["status"], svc.get("start_timeout", 30))
+    return "active" if proc.returncode == 0 else "inactive"
+
+
+def service_stop(svc):
+    timeout = svc.get("stop_timeout", 30)
+    argv = ["systemctl", "stop", svc["systemd"]] if svc.get("systemd") else svc["stop"]
+    proc = run(argv, timeout)
+    if proc.returncode != 0:
+        raise OpFailed("stop failed: %s" % tail(proc.stderr or proc.stdout).strip(), exit_code=proc.returncode)
+
+
+def service_start(svc):
+    timeout = svc.get("start_timeout", 30)
+    if svc.get("systemd"):
+        run(["systemctl", "reset-failed", svc["systemd"]], 10)
+        argv = ["systemctl", "start", svc["systemd"]]
+    else:
+        argv = svc["start"]
+    proc = run(argv, timeout)
+    if proc.returncode != 0:
+        raise OpFailed("start failed: %s" % tail(proc.stderr or proc.stdout).strip(), exit_code=proc.returncode)
+
+
+# ---------------------------------------------------------------- checks
+
+
+def http_get(url, timeout):
+    parts = urllib.parse.urlsplit(url)
+    cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+    conn = cls(parts.hostname, parts.port, timeout=timeout)
+    try:
+        conn.request("GET", (parts.path or "/") + ("?" + parts.query if parts.query else ""))
+        resp = conn.getresponse()
+        return resp.status, resp.read(65536).decode("utf-8", "replace")
+    finally:
+        conn.close()
+
+
+def reported_version(check, timeout):
+    if check.get("url"):
+        _status, body = http_get(check["url"], timeout)
+        try:
+            return str(json.loads(body)[check.get("field", "version")])
+        except (ValueError, KeyError, TypeError):
+            return body.strip()
+    proc = run(check["argv"], timeout)
+    return proc.stdout.strip()
+
+
+def check_once(check, ctx):
+    """Return None when the check passes, else a short reason."""
+    timeout = check.get("timeout", 5)
+    kind = check["kind"]
+    spec = check[kind]
+    try:
+        if kind == "command":
+            proc = run(spec["argv"], timeout)
+            if proc.returncode != spec.get("exit_code", 0):
+                return "exit %d: %s" % (proc.returncode, tail(proc.stderr or proc.stdout).strip()[-300:])
+            if spec.get("stdout") and not re.search(spec["stdout"], proc.stdout):
+                return "output does not match %r" % spec["stdout"]
+        elif kind == "tcp":
+            socket.create_connection((spec.get("host", "127.0.0.1"), spec["port"]), timeout=timeout).close()
+        elif kind == "http":
+            status, body = http_get(spec["url"], timeout)
+            if status != spec.get("status", 200):
+                return "HTTP %d (expected %d): %s" % (status, spec.get("status", 200), body[:200])
+            if spec.get("body") and not re.search(spec["body"], body):
+                return "body does not match %r: %s" % (spec["body"], body[:200])
+        elif kind == "process":
+            if not find_process(spec["match"]):
+                return "no process matches %r" % spec["match"]
+        elif kind == "log":
+            offset = (read_json(os.path.join(state_dir(ctx["component"]), "start.json"), {}) or {}).get(
+                spec["path"], 0)
+            if not log_matches(spec["path"], offset, spec["pattern"]):
+                return "no line matching %r in %s since the restart" % (spec["pattern"], spec["path"])
+        elif kind == "version":
+            expected = ctx.get("expect_version")
+            got = reported_version(spec, timeout)
+            if expected is not None and got != expected:
+                return "reports version %r, expected %r" % (got, expected)
+    except (OSError, http.client.HTTPException) as exc:
+        return "%s: %s" % (type(exc).__name__, exc)
+    except OpFailed as exc:
+        return str(exc)
+    return None
+
+
+def find_process(pattern):
+    rx = re.compile(pattern)
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % pid, "rb") as fh:
+                cmdline = fh.read().replace(b"\0", b" ").decode("utf-8", "replace").strip()
+        except OSError:
+            continue
+        if cmdline and "upgrader-agent" not in cmdline and rx.search(cmdline):
+            return True
+    return False
+
+
+def log_matches(path, offset, pattern):
+    try:
+        with open(path, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            fh.seek(offset if offset <= size else 0)  # rotated or truncated: read it all
+            data = fh.read(8 << 20).decode("utf-8", "replace")
+    except OSError:
+        return False
+    return re.search(pattern, data, re.MULTILINE) is not None
+
+
+def run_checks(checks, ctx, retries=True, service=None):
+    """Run every check with its retries; return (ok, results)."""
+    results = []
+    ok = True
+    for check in checks:
+        attempts = 1 + (check.get("retries", 0) if retries else 0)
+        reason = None
+        for attempt in range(attempts):
+            if service is not None and service_state(service) not in ("active", "activating"):
+                reason = "service is %s" % service_state(service)
+            else:
+                reason = check_once(check, ctx)
+            if reason is None:
+                break
+            if attempt + 1 < attempts:
+                time.sleep(check.get("interval", 1))
+        results.append({"check": check["name"], "ok": reason is None, "reason": reason, "attempts": attempt + 1})
+        if reason is not None:
+            ok = False
+            break
+    return ok, results
+
+
+# ---------------------------------------------------------------- operations
+
+
+def op_facts(ctx, s):
+    root = ctx["root"]
+    installed = current_version(root)
+    out = {
+        "installed": installed,
+        "staged": [v for v in staged_versions(root) if release_meta(root, v, "release.json") or v == installed],
+        "staged_sha": {v: (release_meta(root, v, "release.json") or {}).get("sha256") for v in staged_versions(root)},
+        "previous": release_meta(root, installed, "previous.json", {}).get("version") if installed else None,
+        "lock": read_json(os.path.join(STATE, ctx["component"], "lock.json")),
+        "free_disk_mb": free_mb(root),
+        "journal_tail": journal_tail(ctx["component"], s.get("journal_lines", 0)),
+    }
+    svc = s.get("service")
+    out["service"] = service_state(svc) if svc else None
+    version_check = s.get("version_check")
+    if version_check and out["service"] == "active":
+        try:
+            out["reported_version"] = reported_version(version_check, 3)
+        except (OSError, http.client.HTTPException, OpFailed) as exc:
+            out["reported_version"] = None
+            out["report_error"] = str(exc)
+    return out
+
+
+def free_mb(root):
+    probe = root
+    while probe and not os.path.exists(probe):
+        probe = os.path.dirname(probe)
+    st = os.statvfs(probe or "/")
+    return st.f_bavail * st.f_frsize // (1 << 20)
+
+
+def journal_tail(component, lines):
+    if not lines:
+        return []
+    try:
+        with open(os.path.join(STATE, component, "journal.jsonl")) as fh:
+            data = fh.readlines()[-lines:]
+    except OSError:
+        return []
+    out = []
+    for line in data:
+        try:
+            out.append(json.loads(line))
+        except ValueError:
+            continue
+    return out
+
+
+def lock_path(ctx):
+    return os.path.join(state_dir(ctx["component"]), "lock.json")
+
+
+def op_lock(ctx, s):
+    path = lock_path(ctx)
+    mode = s["mode"]
+    mine = {"run": ctx["run"], "operator": s.get("operator"), "plan": s.get("plan"), "since": now(),
+            "kind": s.get("kind", "apply"), "pid_host": s.get("controller")}
+    held = read_json(path)
+    if mode == "acquire":
+        if held and held.get("run") != ctx["run"]:
+            raise OpFailed("locked by run %s (%s, since %s)" % (held.get("run"), held.get("operator"),
+                                                                  held.get("since")), holder=held)
+        if held:
+            return {"lock": held, "reacquired": True}
+        tmp = path + ".new-%d" % os.getpid()
+        write_json_atomic(tmp, mine)
+        try:
+            os.link(tmp, path)  # atomic create-if-absent: two operators cannot both win
+        except FileExistsError:
+            held = read_json(path) or {}
+            raise OpFailed("locked by run %s (%s, since %s)" % (held.get("run"), held.get("operator"),
+                                                                  held.get("since")), holder=held) from None
+        finally:
+            os.unlink(tmp)
+        fsync_dir(os.path.dirname(path))
+        return {"lock": mine}
+    if mode == "check":
+        if not held or held.get("run") != ctx["run"]:
+            raise OpFailed("this run no longer holds the lock: %s" % (
+                "taken over by %s run %s (%s)" % (held.get("kind"), held.get("run"), held.get("operator"))
+                if held else "lock is gone"), holder=held, handed_over=bool(held))
+        return {"lock": held}
+    if mode in ("handover", "break"):
+        mine["previous_holder"] = held
+        mine["reason"] = s.get("reason")
+        write_json_atomic(path, mine)
+        return {"lock": mine, "previous_holder": held}
+    if mode == "release":
+        if held and held.get("run") == ctx["run"]:
+            os.unlink(path)
+            fsync_dir(os.path.dirname(path))
+            return {"released": True}
+        return {"released": False, "holder": held}
+    raise OpFailed("unknown lock mode %r" % mode)
+
+
+def op_stage(ctx, s):
+    root, version, want = ctx["root"], s["version"], s["sha256"]
+    target = os.path.join(releases_dir(root), version)
+    marker = release_meta(root, version, "release.json")
+    if marker and marker.get("sha256") == want and os.path.isdir(target):
+        remove_quietly(s.get("upload"))
+        return {"skipped": True, "reason": "already staged and verified"}
+    if os.path.lexists(target):
+        if current_version(root) == version:
+            raise OpFailed("release %s is live but has no matching stage marker; refusing to replace it" % version)
+        shutil.rmtree(target)  # a half-staged or different build of this version: stage it again
+    incoming = os.path.join(state_dir(ctx["component"]), "incoming")
+    os.makedirs(incoming, mode=0o700, exist_ok=True)
+    private = os.path.join(incoming, "%s.tar.gz" % want)
+    digest = copy_hashing(s["upload"], private)  # hash what we will extract, as root, not the user's file
+    remove_quietly(s.get("upload"))
+    if digest != want:
+        remove_quietly(private)
+        raise OpFailed("sha256 mismatch for %s: artifact has %s, playbook says %s" % (version, digest, want),
+                       sha256=digest)
+    os.makedirs(releases_dir(root), mode=0o755, exist_ok=True)
+    tmp = os.path.join(releases_dir(root), ".staging-%s-%d" % (version, os.getpid()))
+    try:
+        extract_safely(private, tmp, s.get("strip_components", 0))
+        meta = {"version": version, "sha256": want, "staged_at": now(), "run": ctx["run"]}
+        os.makedirs(os.path.join(tmp, META), mode=0o700, exist_ok=True)
+        write_json_atomic(os.path.join(tmp, META, "release.json"), meta)
+        os.rename(tmp, target)
+        fsync_dir(releases_dir(root))
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise OpFailed("cannot unpack %s: %s" % (version, exc), errno=exc.errno) from None
+    except OpFailed:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    finally:
+        remove_quietly(private)
+    return {"staged": version}
+
+
+def remove_quietly(path):
+    if path:
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+
+
+def copy_hashing(src, dst):
+    digest = hashlib.sha256()
+    try:
+        with open(src, "rb") as fin, open(dst, "wb") as fout:
+            os.fchmod(fout.fileno(), 0o600)
+            for block in iter(lambda: fin.read(1 << 20), b""):
+                digest.update(block)
+                fout.write(block)
+    except OSError as exc:
+        remove_quietly(dst)
+        raise OpFailed("cannot read uploaded artifact %s: %s" % (src, exc), errno=exc.errno) from None
+    return digest.hexdigest()
+
+
+def member_path(name, strip):
+    parts = [p for p in name.split("/") if p not in ("", ".")]
+    if name.startswith("/"):
+        raise OpFailed("unsafe tarball: absolute path %r" % name, member=name)
+    if ".." in parts:
+        raise OpFailed("unsafe tarball: %r leaves the release directory" % name, member=name)
+    return "/".join(parts[strip:])
+
+
+def extract_safely(archive, dest, strip):
+    """Refuse the whole tarball on any absolute path, '..', outward link, device or oversized member."""
+    try:
+        tar = tarfile.open(archive, "r:*")
+    except (tarfile.TarError, OSError) as exc:
+        raise OpFailed("not a readable tarball: %s" % exc) from None
+    with tar:
+        members = tar.getmembers()
+        total = 0
+        plan = []
+        for m in members:
+            rel = member_path(m.name, strip)
+            if not rel:
+                continue
+            if m.isdev() or m.isfifo() or not (m.isfile() or m.isdir() or m.issym() or m.islnk()):
+                raise OpFailed("unsafe tarball: %r is a device or special file" % m.name, member=m.name)
+            if m.issym() or m.islnk():
+                link = m.linkname
+                base = os.path.dirname(rel) if m.issym() else ""
+                joined = os.path.normpath(os.path.join(base, link if m.issym() else member_path(link, strip)))
+                if link.startswith("/") or joined == ".." or joined.startswith("../"):
+                    raise OpFailed("unsafe tarball: link %r -> %r points outside the release" % (m.name, link),
+                                   member=m.name)
+            if m.size > MAX_MEMBER_BYTES:
+                raise OpFailed("unsafe tarball: %r is %d bytes" % (m.name, m.size), member=m.name)
+            total += m.size
+            plan.append((m, rel))
+        if total > free_mb(os.path.dirname(dest)) * (1 << 20):
+            raise OpFailed("not enough disk: release needs %d MB" % (total >> 20), errno=28)
+        os.makedirs(dest, mode=0o755)
+        for m, rel in plan:
+            path = os.path.join(dest, rel)
+            if m.isdir():
+                os.makedirs(path, mode=0o755, exist_ok=True)
+                continue
+            os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
+            if m.issym():
+                os.symlink(m.linkname, path)
+            elif m.islnk():
+                os.link(os.path.join(dest, member_path(m.linkname, strip)), path)
+            else:
+                with tar.extractfile(m) as src, open(path, "wb") as out:
+                    shutil.copyfileobj(src, out, 1 << 20)
+                os.chmod(path, (m.mode & 0o755) | stat.S_IRUSR)
+
+
+def op_precheck(ctx, s):
+    need = s.get("min_free_disk_mb", 0)
+    free = free_mb(ctx["root"])
+    if free < need:
+        raise OpFailed("only %d MB free under %s, need %d MB" % (free, ctx["root"], need), free_disk_mb=free)
+    results = []
+    if s.get("healthy_before"):
+        ctx["expect_version"] = current_version(ctx["root"])
+        ok, results = run_checks(s.get("checks", []), ctx)
+        if not ok:
+            raise OpFailed("component is not healthy before the upgrade: %s" % failure(results), checks=results)
+    ok, more = run_checks(s.get("commands", []), ctx)
+    if not ok:
+        raise OpFailed("pre-check failed: %s" % failure(more), checks=more)
+    return {"free_disk_mb": free, "checks": results + more}
+
+
+def failure(results):
+    bad = [r for r in results if not r["ok"]]
+    return "%s: %s" % (bad[0]["check"], bad[0]["reason"]) if bad else "unknown"
+
+
+def op_stop(ctx, s):
+    service_stop(s["service"])
+    return {"service": service_state(s["service"])}
+
+
+def op_switch(ctx, s):
+    root, version = ctx["root"], s["version"]
+    old = current_version(root)
+    flip(root, version)
+    if old and old != version:
+        set_release_meta(root, version, "previous.json", {"version": old, "run": ctx["run"], "at": now()})
+    return {"previous": old, "current": version}
+
+
+def op_carry_over(ctx, s):
+    root = ctx["root"]
+    src_dir = os.path.join(releases_dir(root), s["from"])
+    dst_dir = os.path.join(releases_dir(root), s["version"])
+    copied = []
+    for rel in s.get("files", []):
+        src = os.path.join(src_dir, rel)
+        if os.path.isfile(src):
+            os.makedirs(os.path.dirname(os.path.join(dst_dir, rel)), exist_ok=True)
+            shutil.copy2(src, os.path.join(dst_dir, rel))
+            copied.append(rel)
+    return {"copied": copied}
+
+
+def op_migrate(ctx, s):
+    root, version = ctx["root"], s["version"]
+    backup = os.path.join(releases_dir(root), version, META, "config-before")
+    saved = []
+    if os.path.isdir(backup):
+        shutil.rmtree(backup)
+    for path in s.get("files", []):
+        if os.path.isfile(path):
+            dst = backup + path
+            os.makedirs(os.path.dirname(dst), mode=0o700, exist_ok=True)
+            shutil.copy2(path, dst)
+            saved.append(path)
+    set_release_meta(root, version, "migration.json",
+                     {"from": s.get("from"), "files": saved, "run": ctx["run"], "at": now()})
+    proc = run(s["argv"], s.get("timeout", 60))
+    if proc.returncode != 0:
+        restore_config(root, version)
+        raise OpFailed("config migration failed (exit %d): %s" % (proc.returncode, tail(proc.stderr).strip()),
+                       stdout=tail(proc.stdout), stderr=tail(proc.stderr), restored=saved)
+    return {"backed_up": saved, "stdout": tail(proc.stdout)}
+
+
+def restore_config(root, version):
+    """Undo the migration that was run when switching to ``version``; returns files restored."""
+    info = release_meta(root, version, "migration.json")
+    if not info:
+        return []
+    backup = os.path.join(releases_dir(root), version, META, "config-before")
+    restored = []
+    for path in info.get("files", []):
+        src = backup + path
+        if os.path.isfile(src):
+            tmp = "%s.upgrader-restore" % path
+            shutil.copy2(src, tmp)
+            os.replace(tmp, path)
+            restored.append(path)
+    os.unlink(os.path.join(releases_dir(root), version, META, "migration.json"))
+    return restored
+
+
+def op_start(ctx, s):
+    offsets = {}
+    for path in s.get("logs", []):
+        try:
+            offsets[path] = os.path.getsize(path)
+        except OSError:
+            offsets[path] = 0
+    write_json_atomic(os.path.join(state_dir(ctx["component"]), "start.json"), offsets)
+    service_start(s["service"])
+    return {"service": service_state(s["service"])}
+
+
+def op_verify(ctx, s):
+    ctx["expect_version"] = s.get("expect_version")
+    ok, results = run_checks(s.get("checks", []), ctx, service=s.get("service"))
+    if not ok:
+        raise OpFailed("verify failed: %s" % failure(results), checks=results)
+    return {"checks": results}
+
+
+def op_bake(ctx, s):
+    ctx["expect_version"] = s.get("expect_version")
+    deadline = time.monotonic() + s["duration"]
+    rounds = 0
+    while True:
+        ok, results = run_checks(s.get("checks", []), ctx, retries=False, service=s.get("service"))
+        rounds += 1
+        if not ok:
+            raise OpFailed("bake failed after %d round(s): %s" % (rounds, failure(results)), checks=results,
+                           rounds=rounds)
+        if time.monotonic() >= deadline:
+            return {"rounds": rounds}
+        time.sleep(max(0.0, min(s.get("interval", 5), deadline - time.monotonic())))
+
+
+def rollback_chain(root, current, target):
+    """Releases whose migrations must be undone, newest first, walking the recorded previous links."""
+    chain, seen, here = [], set(), current
+    while here and here != target and here not in seen:
+        seen.add(here)
+        chain.append(here)
+        here = (release_meta(root, here, "previous.json") or {}).get("version")
+    return chain if here == target else None
+
+
+def op_rollback(ctx, s):
+    """Back to ``to`` (default: the recorded previous release): stop, restore configs, flip, start, verify."""
+    root = ctx["root"]
+    current = current_version(root)
+    target = s.get("to")
+    if not target and current:
+        target = (release_meta(root, current, "previous.json") or {}).get("version")
+    if not target:
+        raise OpFailed("no previous release recorded for %s; name one with --to" % current, current=current)
+    if not os.path.isdir(os.path.join(releases_dir(root), target)):
+        raise OpFailed("release %s is not staged on this host" % target, missing=target,
+                       staged=staged_versions(root))
+    svc = s["service"]
+    steps = []
+    if current != target:
+        service_stop(svc)
+        steps.append("stop")
+        chain = rollback_chain(root, current, target) or ([current] if current else [])
+        restored = []
+        for version in chain:
+            restored += restore_config(root, version)
+        steps.append("restore-config:%d" % len(restored))
+        flip(root, target)
+        steps.append("switch")
+        service_start(svc)
+        steps.append("start")
+    elif service_state(svc) != "active":
+        service_start(svc)
+        steps.append("start")
+    ctx["expect_version"] = target
+    ok, results = run_checks(s.get("checks", []), ctx, service=svc)
+    if not ok:
+        raise OpFailed("rolled back to %s but verify failed: %s" % (target, failure(results)), checks=results,
+                       current=current_version(root), steps=steps)
+    return {"from": current, "to": target, "steps": steps, "checks": results}
+
+
+def op_prune(ctx, s):
+    root = ctx["root"]
+    keep = max(2, s.get("keep", 3))
+    current = current_version(root)
+    protected = {current, (release_meta(root, current, "previous.json") or {}).get("version")} if current else set()
+    versions = staged_versions(root)
+    removable = [v for v in versions if v not in protected]
+    removable.sort(key=lambda v: os.stat(os.path.join(releases_dir(root), v)).st_mtime)
+    excess = len(versions) - keep
+    removed = []
+    for version in removable[:max(0, excess)]:
+        shutil.rmtree(os.path.join(releases_dir(root), version), ignore_errors=True)
+        removed.append(version)
+    for name in os.listdir(releases_dir(root)) if os.path.isdir(releases_dir(root)) else []:
+        if name.startswith(".staging-"):
+            shutil.rmtree(os.path.join(releases_dir(root), name), ignore_errors=True)
+    return {"removed": removed}
+
+
+def op_unstage(ctx, s):
+    root, version = ctx["root"], s["version"]
+    marker = release_meta(root, version, "release.json") or {}
+    if current_version(root) == version or marker.get("run") != ctx["run"]:
+        return {"removed": False}
+    shutil.rmtree(os.path.join(releases_dir(root), version), ignore_errors=True)
+    return {"removed": True}
+
+
+OPS = {
+    "facts": op_facts,
+    "lock": op_lock,
+    "stage": op_stage,
+    "precheck": op_precheck,
+    "stop": op_stop,
+    "switch": op_switch,
+    "carry_over": op_carry_over,
+    "migrate": op_migrate,
+    "start": op_start,
+    "verify": op_verify,
+    "bake": op_bake,
+    "rollback": op_rollback,
+    "prune": op_prune,
+    "unstage": op_unstage,
+}
+READ_ONLY = ("facts",)
+
+
+def main(argv):
+    program = json.loads(base64.b64decode(argv[2]))
+    ctx = {"component": program["component"], "run": program.get("run"), "root": program["root"]}
+    os.umask(0o022)
+    status = 0
+    for index, step in enumerate(program["ops"]):
+        name = step["op"]
+        journaled = name not in READ_ONLY and not step.get("quiet")
+        record = {"run": ctx["run"], "step": step.get("step"), "op": name, "at": now()}
+        if journaled:
+            append_journal(ctx["component"], dict(record, phase="begin"))
+        started = time.monotonic()
+        try:
+            out = OPS[name](ctx, step)
+            ok = True
+        except OpFailed as exc:
+            ok, out = False, dict(exc.detail, error=str(exc))
+        except Exception as exc:  # a bug or an OS surprise: report it as this step's failure
+            ok, out = False, {"error": "%s: %s" % (type(exc).__name__, exc)}
+        seconds = round(time.monotonic() - started, 3)
+        if journaled:
+            append_journal(ctx["component"], dict(record, phase="end", ok=ok, seconds=seconds,
+                                                  error=out.get("error")))
+        emit(dict(out, i=index, op=name, step=step.get("step"), ok=ok, seconds=seconds))
+        if not ok and not step.get("continue_on_error"):
+            status = 1
+            break
+    return status
+
+
+if __name__ == "upgrader-agent" or __name__ == "__main__":
+    sys.exit(main(sys.argv))

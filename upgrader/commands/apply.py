@@ -1,0 +1,75 @@
+"""`upgrader apply PLAYBOOK -i INVENTORY`: execute a plan on the hosts."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+from upgrader.commands import live
+from upgrader.commands.inputs import load_inputs
+from upgrader.engine.apply import Apply
+from upgrader.engine.journal import Journal, new_run_id, operator
+from upgrader.engine.locks import LocalLock
+from upgrader.engine.progress import Progress
+from upgrader.errors import ExitCode, RefusedError
+from upgrader.planning.render import to_text
+
+HELP = "upgrade hosts: stage, canary + bake, waves, automatic rollback"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("playbook", type=Path, help="playbook YAML")
+    parser.add_argument("-i", "--inventory", type=Path, required=True)
+    parser.add_argument("--artifacts", type=Path, help="artifact store (default: $UPGRADER_ARTIFACTS, else build/artifacts)")
+    parser.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    parser.add_argument("--break-lock", metavar="REASON", help="take over stale host locks; the reason is journaled")
+    live.add_connection_arguments(parser)
+    live.add_output_arguments(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    inputs = load_inputs(args.playbook, args.inventory)
+    pool = live.pool_for(inputs, args)
+    try:
+        facts = live.live_facts(inputs, pool, args.python)
+        plan = live.plan_for(inputs, facts)
+        return execute(args, plan, pool)
+    finally:
+        pool.close()
+
+
+def execute(args: argparse.Namespace, plan, pool) -> int:  # type: ignore[no-untyped-def]
+    if plan.problems:
+        sys.stdout.write(to_text(plan))
+        raise RefusedError(f"the plan has {len(plan.problems)} problem(s); nothing was changed",
+                           "fix them (see above) and plan again")
+    if not plan.hosts:
+        print(f"nothing to do: every host already runs {plan.component} {plan.target_version} "
+              f"({len(plan.skipped)} skipped)")
+        return int(ExitCode.OK)
+    if args.log_format != "json":
+        sys.stdout.write(to_text(plan))
+    live.confirm(f"apply {plan.component} {plan.target_version} to {len(plan.hosts)} host(s)?", args.yes)
+    who = operator()
+    run_id = new_run_id(plan.component, datetime.now(UTC))
+    with LocalLock(args.state_dir, plan.component, {"run": run_id, "operator": who}):
+        journal = Journal.create(args.state_dir, run_id)
+        journal.write_file("plan.json", plan.to_json())
+        journal.record("run-start", kind="apply", run=run_id, component=plan.component, version=plan.target_version,
+                       plan_hash=plan.content_hash, operator=who, argv=sys.argv[1:],
+                       hosts=[h.host for h in plan.hosts], break_lock=args.break_lock)
+        with Progress(args.log_format) as progress:
+            progress.event("run", f"run {run_id}: {plan.component} → {plan.target_version} by {who}")
+            engine = Apply(plan, pool, journal, progress, artifacts=live.artifacts_dir(args), operator=who,
+                           break_lock=args.break_lock, python=args.python)
+            try:
+                outcome = engine.run()
+            except RefusedError as exc:
+                journal.record("run-end", status="refused", exit_code=int(exc.exit_code), message=str(exc))
+                raise
+        progress.summary(f"{plan.component} {plan.target_version}: {outcome.status}", engine.summary_rows())
+        print(f"{outcome.status}: {outcome.message} (run {run_id}; `upgrader show {run_id}`)",
+              file=sys.stderr if outcome.exit_code else sys.stdout)
+        return int(outcome.exit_code)

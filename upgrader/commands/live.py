@@ -1,0 +1,70 @@
+"""Shared pieces of the commands that talk to hosts: pool, live facts, output format, confirmation."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from upgrader.commands.inputs import Inputs, load_facts_for
+from upgrader.engine import facts as host_facts
+from upgrader.engine.endpoints import Pool, endpoints
+from upgrader.errors import RefusedError
+from upgrader.models.facts import Facts
+from upgrader.models.plan import Plan
+from upgrader.planning.planner import make_plan
+from upgrader.transport.base import Timeouts
+
+
+def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("connections")
+    g.add_argument("--connect-timeout", type=float, default=5.0, help="seconds for TCP connect and SSH banner")
+    g.add_argument("--command-timeout", type=float, default=None, help="cap for one remote command")
+    g.add_argument("--parallel", type=int, default=32, help="hosts contacted at once")
+    g.add_argument("--python", default="python3", help="python3 on the hosts (runs the upgrader agent)")
+
+
+def add_output_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--log-format", choices=["auto", "plain", "json", "rich"], default="auto",
+                        help="live progress: rich table on a terminal, plain lines otherwise, or JSON lines")
+
+
+def artifacts_dir(args: argparse.Namespace) -> Path:
+    return Path(args.artifacts or os.environ.get("UPGRADER_ARTIFACTS") or "build/artifacts")
+
+
+def pool_for(inputs: Inputs, args: argparse.Namespace) -> Pool:
+    timeouts = Timeouts(connect=args.connect_timeout, channel=max(5.0, args.connect_timeout * 2),
+                        command=args.command_timeout or Timeouts.command)
+    return Pool(endpoints(inputs.inventory.model, inputs.inventory.path), timeouts=timeouts, parallel=args.parallel)
+
+
+def live_facts(inputs: Inputs, pool: Pool, python: str) -> Facts:
+    spec = inputs.playbook.model
+    facts, _ = host_facts.gather(pool, inputs.inventory.model, spec, python=python)
+    reachable = [h for h, f in facts.hosts.items() if f.reachable]
+    for other in sorted(spec.requires):
+        facts = host_facts.merge(facts, host_facts.installed(pool, reachable, other, python))
+    return facts
+
+
+def plan_for(inputs: Inputs, facts: Facts) -> Plan:
+    return make_plan(inputs.playbook.model, inputs.inventory.model, facts,
+                     playbook_ref=inputs.playbook_ref(), inventory_ref=inputs.inventory_ref())
+
+
+def facts_from(args: argparse.Namespace, inputs: Inputs, pool: Pool) -> Facts:
+    if getattr(args, "facts", None):
+        return load_facts_for(args.facts, inputs.inventory)
+    return live_facts(inputs, pool, args.python)
+
+
+def confirm(question: str, assume_yes: bool) -> None:
+    if assume_yes:
+        return
+    if not sys.stdin.isatty():
+        raise RefusedError("not confirmed: no terminal to ask on", "pass --yes for non-interactive runs")
+    answer = input(f"{question} [y/N] ").strip().lower()
+    if answer not in ("y", "yes"):
+        raise RefusedError("not confirmed; nothing was changed")

@@ -1,0 +1,1 @@
+"""Executing plans on hosts: facts, stage, canary, waves, rollback, journal and locks."""

@@ -1,0 +1,418 @@
+"""Executing a plan: lock, stage, canary + bake, waves, automatic rollback, release.
+
+The invariant: every host ends on a known version — the one it started on or
+the target — with its service verified, or is named in the summary as needing
+a human.  Each host program is journaled before it runs and after it ends;
+the agent journals each operation on the host itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from upgrader.engine import programs, remote
+from upgrader.engine.endpoints import Pool
+from upgrader.engine.journal import Journal
+from upgrader.engine.progress import Progress
+from upgrader.errors import ExitCode, RefusedError, TransportError
+from upgrader.models.plan import ArtifactRef, HostPlan, Phase, Plan
+
+STAGE_PARALLEL = 16
+LOCK_TIMEOUT = 30.0
+
+
+@dataclass
+class HostRun:
+    plan: HostPlan
+    state: str = "pending"
+    detail: str = ""
+    touched: bool = False  # something live changed (service stopped, link switched)
+    failure: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.plan.host
+
+
+@dataclass
+class Outcome:
+    exit_code: ExitCode
+    status: str
+    message: str
+    hosts: dict[str, HostRun] = field(default_factory=dict)
+
+
+class Apply:
+    def __init__(self, plan: Plan, pool: Pool, journal: Journal, progress: Progress, *, artifacts: Path,
+                 operator: str, break_lock: str | None = None, python: str = "python3",
+                 admit: Callable[[float], str | None] | None = None,
+                 notify: Callable[..., Any] | None = None, sleep: Callable[[float], None] = time.sleep,
+                 resume_from: dict[str, str] | None = None) -> None:
+        self.plan = plan
+        self.spec = plan.spec
+        self.pool = pool
+        self.journal = journal
+        self.progress = progress
+        self.artifacts = artifacts
+        self.operator = operator
+        self.break_lock = break_lock
+        self.python = python
+        self.admit = admit
+        self.notify = notify or (lambda *a, **k: None)
+        self.sleep = sleep
+        self.hosts = {h.host: HostRun(h) for h in plan.hosts}
+        self.failures = 0
+        self.halted: str | None = None
+        self.held = False
+        self._lock = threading.Lock()
+        self._locked: set[str] = set()
+        self._resume = resume_from or {}
+        self._facts: dict[str, dict[str, Any]] = {}
+
+    # ------------------------------------------------------------ helpers
+    def _call(self, host: str, ops: list[dict[str, Any]], timeout: float, idempotent: bool = False
+              ) -> remote.AgentResult:
+        return remote.call(self.pool[host], component=self.spec.component, root=self.spec.install.root,
+                           run=self.journal.run_id, ops=ops, timeout=timeout, python=self.python,
+                           idempotent=idempotent)
+
+    def _set(self, host: str, state: str, detail: str = "") -> None:
+        run = self.hosts[host]
+        run.state, run.detail = state, detail
+        self.progress.host_state(host, state, detail)
+
+    def _lock_op(self, mode: str, reason: str | None = None) -> dict[str, Any]:
+        return programs.lock_op(mode, operator=self.operator, plan=self.plan.content_hash, reason=reason)
+
+    # ------------------------------------------------------------ the run
+    def run(self) -> Outcome:
+        plan = self.plan
+        for h in plan.hosts:
+            self.progress.host_state(h.host, "pending", " → ".join([h.from_version, *h.path]))
+        self.check_artifacts()
+        self.lock_hosts()
+        self.notify("run-started", component=plan.component, version=plan.target_version, run=self.journal.run_id,
+                    hosts=len(plan.hosts))
+        try:
+            if not self.stage():
+                return self._finish(ExitCode.FAILED_ROLLED_BACK, "stage-failed",
+                                    "staging failed; no live change was made")
+            for phase in plan.phases:
+                if self.halted:
+                    break
+                self.run_phase(phase)
+            return self._conclude()
+        finally:
+            self.release_locks()
+
+    def _conclude(self) -> Outcome:
+        states = {h.state for h in self.hosts.values()}
+        if self.held:
+            return self._finish(ExitCode.ROLLBACK_FAILED, "held", "failure held for a human (rollback: hold)")
+        if states & {"rollback-failed", "unreachable"}:
+            bad = [h.name for h in self.hosts.values() if h.state in ("rollback-failed", "unreachable")]
+            return self._finish(ExitCode.ROLLBACK_FAILED, "rollback-failed",
+                                f"{', '.join(bad)} could not be put back on a verified version — act now")
+        if self.failures:
+            return self._finish(ExitCode.FAILED_ROLLED_BACK, "failed-rolled-back",
+                                f"{self.failures} host(s) failed; every touched host is back and verified")
+        if self.halted:
+            return self._finish(ExitCode.FAILED_ROLLED_BACK, "halted", self.halted)
+        return self._finish(ExitCode.OK, "succeeded",
+                            f"{len(self.hosts)} host(s) on {self.plan.target_version} and verified")
+
+    def _finish(self, code: ExitCode, status: str, message: str) -> Outcome:
+        self.journal.record("run-end", status=status, exit_code=int(code), message=message,
+                            hosts={h.name: {"state": h.state, "detail": h.detail} for h in self.hosts.values()})
+        event = "finished" if code == ExitCode.OK else ("rolled-back" if code == ExitCode.FAILED_ROLLED_BACK
+                                                        else "failed")
+        self.notify(event, component=self.plan.component, version=self.plan.target_version,
+                    run=self.journal.run_id, status=status, message=message)
+        return Outcome(code, status, message, self.hosts)
+
+    # ------------------------------------------------------------ artifacts and locks
+    def artifact_path(self, art: ArtifactRef) -> Path:
+        if art.url and art.url.startswith("file://"):
+            return Path(art.url.removeprefix("file://"))
+        if art.url:
+            raise RefusedError(f"artifact {art.url} must be fetched into the artifact store first",
+                               f"download it into {self.artifacts} and refer to it with 'file:'")
+        return self.artifacts / (art.file or "")
+
+    def check_artifacts(self) -> None:
+        """Refuse before touching any host if an artifact is missing or its digest differs."""
+        for art in self.plan.artifacts:
+            path = self.artifact_path(art)
+            if not path.is_file():
+                raise RefusedError(f"artifact for {self.plan.component} {art.version} not found: {path}",
+                                   "build or download it into the artifact store (--artifacts DIR)")
+            if art.size is not None and path.stat().st_size != art.size:
+                raise RefusedError(f"artifact {path} is {path.stat().st_size} bytes, playbook says {art.size}",
+                                   "fetch the vendor's artifact again; nothing was changed on any host")
+            digest = _sha256(path)
+            if digest != art.sha256:
+                self.journal.record("artifact-refused", version=art.version, path=str(path), sha256=digest,
+                                    expected=art.sha256)
+                raise RefusedError(f"sha256 mismatch for {path.name}: file has {digest}, playbook says {art.sha256}",
+                                   "the artifact is not the one reviewed; nothing was changed on any host")
+        self.journal.record("artifacts-checked", artifacts=[a.model_dump() for a in self.plan.artifacts])
+
+    def lock_hosts(self) -> None:
+        """Take every host's lock and check its facts still match the plan; refuse as a whole."""
+        mode = "break" if self.break_lock else "acquire"
+        if self.break_lock:
+            self.journal.record("lock-break", reason=self.break_lock, operator=self.operator)
+        ops = [self._lock_op(mode, self.break_lock), programs.facts_op(self.spec)]
+        results = self.pool.each(self.hosts, lambda h: self._call(h, ops, LOCK_TIMEOUT, idempotent=True))
+        refusals = []
+        for host, res in results.items():
+            if isinstance(res, Exception):
+                refusals.append(f"{host}: {res}")
+                continue
+            if res.op("lock") and res.op("lock").ok:  # type: ignore[union-attr]
+                self._locked.add(host)
+            if not res.ok:
+                refusals.append(f"{host}: {res.error}")
+                continue
+            facts = res.op("facts").data  # type: ignore[union-attr]
+            self._facts[host] = facts
+            want = self._resume.get(host, self.hosts[host].plan.from_version)
+            if facts.get("installed") != want:
+                refusals.append(f"{host}: now on {facts.get('installed')}, plan expected {want} — plan again")
+        self.journal.record("locks", held=sorted(self._locked), refusals=refusals)
+        if refusals:
+            self.release_locks()
+            raise RefusedError("refused before changing anything: " + "; ".join(refusals),
+                               "see who holds the lock with `upgrader status`; a stale lock needs "
+                               "--break-lock REASON")
+
+    def release_locks(self) -> None:
+        if not self._locked:
+            return
+        keep = {h.name for h in self.hosts.values() if h.state in ("held", "rollback-failed", "unreachable")}
+
+        def release(host: str) -> remote.AgentResult:
+            ops: list[dict[str, Any]] = []
+            if self.hosts[host].state == "done":
+                ops.append({"op": "prune", "step": None, "keep": self.spec.install.keep_releases,
+                            "continue_on_error": True})
+            ops.append(self._lock_op("release"))
+            return self._call(host, ops, LOCK_TIMEOUT, idempotent=True)
+
+        targets = sorted(self._locked - keep)
+        results = self.pool.each(targets, release)
+        self.journal.record("locks-released", hosts=targets, kept=sorted(keep & self._locked),
+                            errors={h: str(r) for h, r in results.items() if isinstance(r, Exception)})
+        self._locked.clear()
+
+    # ------------------------------------------------------------ stage
+    def stage(self) -> bool:
+        arts = {a.version: a for a in self.plan.artifacts}
+        self.journal.record("stage-begin", hosts=sorted(self.hosts))
+
+        def stage_host(host: str) -> remote.AgentResult | None:
+            facts = self._facts.get(host, {})
+            ops = []
+            for version in self.hosts[host].plan.path:
+                art = arts[version]
+                if facts.get("staged_sha", {}).get(version) == art.sha256:
+                    continue
+                upload = f"/var/tmp/upgrader-{self.journal.run_id}-{art.sha256[:16]}.tar.gz"
+                self.pool[host].put(self.artifact_path(art), upload)
+                ops.append({"op": "stage", "step": f"{host}/stage-{version}", "version": version,
+                            "sha256": art.sha256, "upload": upload, "strip_components": art.strip_components})
+            if not ops:
+                return None
+            return self._call(host, ops, 300.0)
+
+        results = self.pool.each(self.hosts, stage_host, limit=STAGE_PARALLEL)
+        failed = {}
+        for host, res in results.items():
+            if isinstance(res, Exception) or (res is not None and not res.ok):
+                failed[host] = str(res) if isinstance(res, Exception) else res.error
+                self._set(host, "failed", f"staging: {failed[host]}")
+            else:
+                self._set(host, "staged", "already staged" if res is None else "staged")
+        self.journal.record("stage-end", failed=failed)
+        if not failed:
+            return True
+        self.progress.event("stage-failed", f"staging failed on {len(failed)} host(s); removing what this run "
+                            "staged — no live change was made")
+        for host, reason in failed.items():
+            self.progress.event("stage-failed", reason, host=host)
+        self.failures += len(failed)
+        unstage = [{"op": "unstage", "step": None, "version": v, "continue_on_error": True}
+                   for v in sorted(arts)]
+        self.pool.each(self.hosts, lambda h: self._call(h, unstage, 60.0, idempotent=True))
+        for host in self.hosts:
+            if host not in failed:
+                self._set(host, "untouched", "release removed again")
+        return False
+
+    # ------------------------------------------------------------ phases
+    def run_phase(self, phase: Phase) -> None:
+        if phase.pause_before:
+            self.progress.event("pause", f"pausing {phase.pause_before:g}s before {phase.datacenter}")
+            self.sleep(phase.pause_before)
+        if self.admit is not None:
+            reason = self.admit(self._estimate(phase))
+            if reason:
+                self.halted = f"stopped before phase {phase.index + 1}: {reason}"
+                self.journal.record("halt", reason=self.halted)
+                self.progress.event("halt", self.halted)
+                return
+        self.journal.record("phase-begin", phase=phase.index, kind=phase.kind, datacenter=phase.datacenter,
+                            hosts=phase.hosts)
+        self.progress.event("phase", f"phase {phase.index + 1}/{len(self.plan.phases)}: {phase.kind} "
+                            f"{phase.datacenter or 'global'} → {', '.join(phase.hosts)}")
+        limit = self.spec.rollout.max_in_flight_per_datacenter
+        gates = {dc: threading.Semaphore(limit) for dc in {self.hosts[h].plan.datacenter for h in phase.hosts}}
+
+        def one(host: str) -> None:
+            with gates[self.hosts[host].plan.datacenter]:
+                if self.halted or self.failures >= self.spec.rollout.max_failures:
+                    return
+                if self._upgrade(host) and phase.kind == "canary":
+                    self._bake(host)
+
+        with ThreadPoolExecutor(max_workers=max(1, len(phase.hosts))) as ex:
+            list(ex.map(one, phase.hosts))
+        failed = [h for h in phase.hosts if self.hosts[h].state in ("failed", "unreachable")]
+        self.journal.record("phase-end", phase=phase.index, failed=failed)
+        if failed:
+            self._on_failure(phase, failed)
+        elif phase.kind == "canary":
+            self.notify("canary-passed", component=self.plan.component, version=self.plan.target_version,
+                        run=self.journal.run_id, hosts=phase.hosts, datacenter=phase.datacenter)
+
+    def _estimate(self, phase: Phase) -> float:
+        per_host = programs.hop_timeout(self.spec) * max(len(self.hosts[h].plan.path) for h in phase.hosts)
+        waves = -(-len(phase.hosts) // self.spec.rollout.max_in_flight_per_datacenter)
+        return per_host * waves / 4 + phase.bake  # hop_timeout is a ceiling; a typical hop takes a quarter
+
+    def _upgrade(self, host: str) -> bool:
+        hp = self.hosts[host].plan
+        ops: list[dict[str, Any]] = [self._lock_op("check")]
+        ids = {s.action + (s.version or ""): s.id for s in hp.steps}
+        ops.append(programs.precheck_op(self.spec, ids.get("precheck", "")))
+        previous = hp.from_version
+        for version in hp.path:
+            step_ids = {a: ids.get(a + version, "") for a in ("stop", "switch", "migrate", "start", "verify")}
+            ops += programs.hop_ops(self.spec, host, previous, version, step_ids)
+            previous = version
+        self.journal.record("host-begin", host=host, steps=[o.get("step") for o in ops], path=hp.path)
+        self._set(host, "upgrading", " → ".join([hp.from_version, *hp.path]))
+        timeout = programs.hop_timeout(self.spec) * len(hp.path) + programs.checks_budget(self.spec) + 30
+        try:
+            res = self._call(host, ops, timeout)
+        except TransportError as exc:
+            self.hosts[host].touched = True  # unknown: assume the worst, rollback will find out
+            self.journal.record("host-end", host=host, ok=False, error=str(exc), unreachable=True)
+            self._fail(host, "unreachable", str(exc))
+            return False
+        self.journal.record("host-end", host=host, ok=res.ok, ops=[o.data for o in res.ops],
+                            stderr=res.result.stderr[-2000:] if not res.ok else "")
+        if res.ok:
+            self._set(host, "verified", f"on {hp.path[-1]}")
+            if hp.canary:
+                return True
+            self._set(host, "done", f"on {hp.path[-1]}, verified")
+            return True
+        failed = res.failed
+        if failed is not None and failed.op == "lock":
+            self.halted = f"lock on {host} was taken over: {failed.error}"
+            self._set(host, "handed-over", failed.error or "")
+            self.journal.record("halt", reason=self.halted)
+            return False
+        self.hosts[host].touched = any(o.op in ("stop", "switch") for o in res.ops)
+        self._fail(host, "failed", res.error)
+        return False
+
+    def _bake(self, host: str) -> None:
+        hp = self.hosts[host].plan
+        bake = next((s for s in hp.steps if s.action == "bake"), None)
+        self._set(host, "baking", f"{self.spec.canary.bake:g}s")
+        self.journal.record("bake-begin", host=host, seconds=self.spec.canary.bake)
+        try:
+            res = self._call(host, [programs.bake_op(self.spec, hp.path[-1], bake.id if bake else None)],
+                             self.spec.canary.bake + programs.checks_budget(self.spec) + 30)
+        except TransportError as exc:
+            self.journal.record("bake-end", host=host, ok=False, error=str(exc))
+            self._fail(host, "unreachable", str(exc))
+            return
+        self.journal.record("bake-end", host=host, ok=res.ok, ops=[o.data for o in res.ops])
+        if res.ok:
+            self._set(host, "done", f"on {hp.path[-1]}, baked {self.spec.canary.bake:g}s")
+        else:
+            self._fail(host, "failed", f"canary bake: {res.error}")
+
+    def _fail(self, host: str, state: str, detail: str) -> None:
+        with self._lock:
+            self.failures += 1
+        self.hosts[host].failure = detail
+        self._set(host, state, detail)
+        self.progress.event("failure", detail, host=host)
+
+    # ------------------------------------------------------------ rollback
+    def _on_failure(self, phase: Phase, failed: list[str]) -> None:
+        policy = self.spec.rollback.on_failure
+        if policy == "hold":
+            self.held = True
+            self.halted = "held for a human"
+            for host in failed:
+                self._set(host, "held", self.hosts[host].detail)
+            self.journal.record("hold", hosts=failed)
+            return
+        if policy == "host":
+            targets = [h for h in failed if self.hosts[h].touched]
+        elif policy == "wave":
+            targets = [h for h in phase.hosts if self.hosts[h].touched or self.hosts[h].state in ("done", "verified")]
+        else:
+            targets = [h for h, r in self.hosts.items() if r.touched or r.state in ("done", "verified", "baking")]
+        if policy != "host" or self.failures >= self.spec.rollout.max_failures:
+            self.halted = f"{len(failed)} host(s) failed in phase {phase.index + 1}; rollback policy '{policy}'"
+        self.rollback(targets)
+
+    def rollback(self, hosts: list[str]) -> None:
+        if not hosts:
+            return
+        self.progress.event("rollback", f"rolling back {', '.join(hosts)}")
+        self.journal.record("rollback-begin", hosts=hosts)
+
+        def back(host: str) -> remote.AgentResult:
+            hp = self.hosts[host].plan
+            self._set(host, "rolling-back", f"→ {hp.from_version}")
+            return self._call(host, [programs.rollback_op(self.spec, hp.from_version, f"{host}/rollback")],
+                              programs.hop_timeout(self.spec) + 30)
+
+        results = self.pool.each(hosts, back)
+        for host, res in results.items():
+            hp = self.hosts[host].plan
+            was = self.hosts[host].failure
+            if isinstance(res, Exception) or not res.ok:
+                why = str(res) if isinstance(res, Exception) else res.error
+                self._set(host, "rollback-failed", why)
+                self.journal.record("rollback-end", host=host, ok=False, error=why)
+            else:
+                self._set(host, "rolled-back", f"back on {hp.from_version}, verified"
+                          + (f" (failed: {was})" if was else ""))
+                self.hosts[host].touched = False
+                self.journal.record("rollback-end", host=host, ok=True, ops=[o.data for o in res.ops])
+
+    def summary_rows(self) -> list[tuple[str, str, str, str]]:
+        return [(h.name, h.plan.datacenter, h.state, h.detail) for h in self.hosts.values()]
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

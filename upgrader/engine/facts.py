@@ -1,0 +1,82 @@
+"""Gathering facts from hosts in parallel: one agent round trip per host."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from upgrader.engine import programs, remote
+from upgrader.engine.endpoints import Pool
+from upgrader.models.facts import ComponentFacts, Facts, HostFacts
+from upgrader.models.inventory import Inventory
+from upgrader.models.playbook import Playbook
+from upgrader.planning.planner import iter_hosts, runs_component
+
+FACTS_TIMEOUT = 20.0
+
+
+def gather(pool: Pool, inventory: Inventory, spec: Playbook, hosts: list[str] | None = None,
+           python: str = "python3", journal_lines: int = 0) -> tuple[Facts, dict[str, dict[str, Any]]]:
+    """Facts for the hosts that run ``spec.component`` (or ``hosts``), and the raw agent answers."""
+    names = hosts if hosts is not None else [
+        name for _, name, host in iter_hosts(inventory) if runs_component(inventory, host, spec.component)]
+    answers = probe(pool, names, spec.component, spec.install.root, programs.facts_op(spec, journal_lines), python)
+    out: dict[str, HostFacts] = {}
+    raw: dict[str, dict[str, Any]] = {}
+    for host in names:
+        res = answers[host]
+        if isinstance(res, Exception) or not res.ok:
+            error = str(res) if isinstance(res, Exception) else res.error
+            out[host] = HostFacts(reachable=False, error=error)
+            raw[host] = {"error": error}
+            continue
+        data = res.ops[0].data
+        raw[host] = data
+        out[host] = HostFacts(
+            free_disk_mb=data.get("free_disk_mb"),
+            components={spec.component: ComponentFacts(
+                installed=data.get("installed"),
+                staged=[v for v in data.get("staged", []) if _is_version(v)],
+                reported_version=data.get("reported_version"),
+                service=data.get("service"),
+                lock=data.get("lock"),
+            )},
+        )
+    return Facts(inventory=inventory.name, hosts=out), raw
+
+
+def probe(pool: Pool, hosts: list[str], component: str, root: str, op: dict[str, Any],
+          python: str = "python3") -> dict[str, remote.AgentResult | Exception]:
+    def one(host: str) -> remote.AgentResult:
+        return remote.call(pool[host], component=component, root=root, run=None, ops=[op],
+                           timeout=FACTS_TIMEOUT, python=python, idempotent=True)
+
+    return pool.each(hosts, one)  # type: ignore[return-value]
+
+
+def installed(pool: Pool, hosts: list[str], component: str, python: str = "python3") -> dict[str, HostFacts]:
+    """Installed versions of another component (for `requires`), by the standard layout /opt/<component>."""
+    op = {"op": "facts", "service": None, "version_check": None, "journal_lines": 0}
+    answers = probe(pool, hosts, component, f"/opt/{component}", op, python)
+    return {h: HostFacts(components={component: ComponentFacts(installed=r.ops[0].data.get("installed"))})
+            for h, r in answers.items() if not isinstance(r, Exception) and r.ok}
+
+
+def merge(base: Facts, extra: dict[str, HostFacts]) -> Facts:
+    """Per-host union of component facts (for `requires` checks across components)."""
+    hosts = dict(base.hosts)
+    for name, hf in extra.items():
+        if name in hosts and hosts[name].reachable and hf.reachable:
+            hosts[name] = hosts[name].model_copy(update={"components": {**hosts[name].components, **hf.components}})
+        else:
+            hosts[name] = hf
+    return Facts(inventory=base.inventory, hosts=hosts)
+
+
+def _is_version(text: str) -> bool:
+    from packaging.version import InvalidVersion, Version
+
+    try:
+        Version(text)
+    except InvalidVersion:
+        return False
+    return True

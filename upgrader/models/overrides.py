@@ -1,0 +1,33 @@
+"""Operator overrides for trading windows: closures the calendar library does not know yet, extra freeze days."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated
+
+from pydantic import Field
+
+from upgrader.models.types import SafeText, Strict
+
+Mic = Annotated[str, Field(pattern=r"^X[A-Z0-9]{3}$", description="exchange MIC, e.g. XNYS")]
+
+
+class Closure(Strict):
+    """The market does not trade on this session date (e.g. a national day of mourning)."""
+
+    market: Mic
+    date: dt.date = Field(description="session date in the market's own calendar, YYYY-MM-DD")
+    reason: SafeText = Field(min_length=1, description="why; shown to operators")
+
+
+class ExtraFreeze(Strict):
+    """A whole local day on which no upgrade may start."""
+
+    date: dt.date = Field(description="YYYY-MM-DD")
+    reason: SafeText = Field(min_length=1, description="why; shown to operators")
+    timezone: str = Field("America/New_York", description="IANA zone the day is counted in")
+
+
+class Overrides(Strict):
+    closures: list[Closure] = Field(default_factory=list)
+    freeze: list[ExtraFreeze] = Field(default_factory=list)

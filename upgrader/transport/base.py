@@ -1,0 +1,83 @@
+"""Transport interface: run an argv, put a file, get a file.  Results are values.
+
+Only ``upgrader.transport.fabric_adapter`` knows about Fabric and Paramiko;
+everything else sees ``Transport`` and ``Result``.  A fake implementation of
+this interface is fine for unit tests of control flow, never the only test.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """Every network operation has one: a cut-off host must surface, not hang."""
+
+    connect: float = 5.0  # TCP connect and SSH banner
+    auth: float = 10.0
+    channel: float = 10.0  # opening a session channel on an established connection
+    command: float = 120.0  # default for a command; callers pass their own
+    transfer: float = 120.0  # one file upload or download
+    attempts: int = 2  # connection attempts for idempotent operations
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """How to reach one host; ``jump`` is the datacenter's bastion, if any."""
+
+    name: str
+    address: str
+    port: int = 22
+    user: str = "root"
+    ssh_key: str | None = None
+    known_hosts: str | None = None
+    jump: Endpoint | None = None
+    strict_host_keys: bool = True
+
+
+@dataclass(frozen=True)
+class Result:
+    """What a command did: its argv, exit code, output and duration."""
+
+    host: str
+    argv: tuple[str, ...]
+    exit_code: int
+    stdout: str = ""
+    stderr: str = ""
+    duration: float = 0.0
+    timed_out: bool = False
+    extra: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0 and not self.timed_out
+
+    @property
+    def command(self) -> str:
+        return shlex.join(self.argv)
+
+    def __str__(self) -> str:
+        what = "timed out" if self.timed_out else f"exit {self.exit_code}"
+        return f"{self.host}: `{self.command[:120]}` {what}"
+
+
+class Transport(Protocol):
+    """One host's connection; reused for every call within a run."""
+
+    endpoint: Endpoint
+
+    def run(self, argv: Sequence[str], *, sudo: bool = False, timeout: float | None = None,
+            idempotent: bool = False) -> Result:
+        """Run argv (quoted once here); raises TransportError if the host cannot be reached in time."""
+        ...
+
+    def put(self, local: Path, remote: str, *, timeout: float | None = None) -> None: ...
+
+    def get(self, remote: str, local: Path, *, timeout: float | None = None) -> None: ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,205 @@
+"""The Fabric implementation of ``Transport`` — the only importer of fabric and paramiko.
+
+Timeouts: connect/banner/auth/channel-open are Paramiko settings; the command
+timeout is invoke's; and a watchdog closes the connection if any single
+operation overruns its budget anyway (a cut link can stall a read with no
+timeout of its own).  Host keys: RejectPolicy plus the inventory's
+known_hosts — an unknown or changed key is refused, never learned.
+"""
+
+from __future__ import annotations
+
+import logging
+import shlex
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TypeVar
+
+import paramiko
+from fabric import Connection
+from invoke.exceptions import CommandTimedOut, UnexpectedExit
+from paramiko.ssh_exception import BadHostKeyException, NoValidConnectionsError, SSHException
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
+
+from upgrader.errors import HostKeyError, TransportError
+from upgrader.transport.base import Endpoint, Result, Timeouts
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class _Transient(Exception):
+    """A connection-level failure worth one more try (for idempotent calls only)."""
+
+
+class FabricTransport:
+    def __init__(self, endpoint: Endpoint, timeouts: Timeouts | None = None) -> None:
+        self.endpoint = endpoint
+        self.timeouts = timeouts or Timeouts()
+        self._conn: Connection | None = None
+        self._gateway: Connection | None = None
+        self._lock = threading.Lock()  # one channel at a time per host keeps ordering obvious
+
+    # -- connection -------------------------------------------------------
+    def _connection(self, endpoint: Endpoint, gateway: Connection | None) -> Connection:
+        t = self.timeouts
+        conn = Connection(
+            host=endpoint.address,
+            user=endpoint.user,
+            port=endpoint.port,
+            gateway=gateway,
+            connect_timeout=max(1, int(t.connect)),
+            connect_kwargs={
+                "key_filename": [endpoint.ssh_key] if endpoint.ssh_key else None,
+                "look_for_keys": endpoint.ssh_key is None,
+                "allow_agent": endpoint.ssh_key is None,
+                "banner_timeout": t.connect,
+                "auth_timeout": t.auth,
+                "channel_timeout": t.channel,
+            },
+        )
+        client = conn.client
+        if endpoint.strict_host_keys:
+            client.set_missing_host_key_policy(paramiko.RejectPolicy())
+        if endpoint.known_hosts:
+            try:
+                client.get_host_keys().load(str(Path(endpoint.known_hosts).expanduser()))
+            except OSError as exc:
+                raise HostKeyError(endpoint.name, f"cannot read known_hosts {endpoint.known_hosts}: {exc}",
+                                   "create it (e.g. `invoke lab.inventory` for the test VMs)") from None
+        return conn
+
+    def _open(self) -> Connection:
+        if self._conn is not None and self._conn.is_connected:
+            return self._conn
+        self.close()
+        gateway = None
+        if self.endpoint.jump is not None:
+            gateway = self._gateway = self._connection(self.endpoint.jump, None)
+        conn = self._connection(self.endpoint, gateway)
+        try:
+            conn.open()
+        except BadHostKeyException as exc:
+            raise HostKeyError(self.endpoint.name, f"host key for {exc.hostname} has CHANGED",
+                               "if the host was rebuilt, verify the new key out of band and update known_hosts"
+                               ) from None
+        except SSHException as exc:
+            if "known_hosts" in str(exc):
+                raise HostKeyError(self.endpoint.name, f"host key for {self.endpoint.address} is not known",
+                                   "add the host's key to the inventory's known_hosts (verified out of band)"
+                                   ) from None
+            raise _Transient(f"SSH: {exc}") from None
+        except (NoValidConnectionsError, TimeoutError, OSError, EOFError) as exc:
+            raise _Transient(f"{type(exc).__name__}: {exc}") from None
+        transport = conn.client.get_transport()
+        if transport is not None:
+            transport.set_keepalive(5)
+        self._conn = conn
+        return conn
+
+    def close(self) -> None:
+        for conn in (self._conn, self._gateway):
+            if conn is not None:
+                try:
+                    conn.close()
+                except Exception:
+                    log.debug("closing %s", self.endpoint.name, exc_info=True)
+        self._conn = self._gateway = None
+
+    @contextmanager
+    def _watchdog(self, seconds: float, what: str) -> Iterator[threading.Event]:
+        """Close the connection if ``what`` overruns: unblocks any read stuck on a dead link."""
+        fired = threading.Event()
+
+        def fire() -> None:
+            fired.set()
+            log.warning("%s: %s exceeded %.1fs; closing the connection", self.endpoint.name, what, seconds)
+            self.close()
+
+        timer = threading.Timer(seconds, fire)
+        timer.daemon = True
+        timer.start()
+        try:
+            yield fired
+        finally:
+            timer.cancel()
+
+    def _call(self, fn: Callable[[Connection], T], *, budget: float, what: str, idempotent: bool) -> T:
+        def attempt() -> T:
+            with self._watchdog(budget, what) as fired:
+                try:
+                    return fn(self._open())
+                except (_Transient, TransportError):
+                    raise
+                except (SSHException, EOFError, OSError) as exc:
+                    self.close()
+                    if fired.is_set():
+                        raise TransportError(self.endpoint.name, f"{what} did not finish within {budget:.0f}s",
+                                             "the host or its link may be down or frozen") from None
+                    raise _Transient(f"{type(exc).__name__}: {exc}") from None
+
+        attempts = self.timeouts.attempts if idempotent else 1
+
+        def before_sleep(state: RetryCallState) -> None:
+            log.warning("%s: %s failed (%s); retrying", self.endpoint.name, what,
+                        state.outcome.exception() if state.outcome else "?")
+
+        try:
+            for trying in Retrying(stop=stop_after_attempt(max(1, attempts)),
+                                   wait=wait_exponential(multiplier=0.3, max=2),
+                                   retry=retry_if_exception_type(_Transient), reraise=True,
+                                   before_sleep=before_sleep):
+                with trying:
+                    return attempt()
+        except _Transient as exc:
+            raise TransportError(self.endpoint.name, f"cannot reach {self.endpoint.address}:"
+                                 f"{self.endpoint.port}: {exc}",
+                                 "check the host is up and reachable (jump host, sshd, network)") from None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    # -- the interface ----------------------------------------------------
+    def run(self, argv: Sequence[str], *, sudo: bool = False, timeout: float | None = None,
+            idempotent: bool = False) -> Result:
+        argv = tuple(str(a) for a in argv)
+        full = ("sudo", "-n", "--", *argv) if sudo and self.endpoint.user != "root" else argv
+        command = shlex.join(full)
+        limit = timeout or self.timeouts.command
+        budget = limit + self.timeouts.connect * 2 + self.timeouts.auth + self.timeouts.channel
+
+        def go(conn: Connection) -> Result:
+            started = time.monotonic()
+            try:
+                res = conn.run(command, hide=True, warn=True, timeout=limit, in_stream=False, pty=False)
+            except CommandTimedOut as exc:
+                r = exc.result
+                return Result(self.endpoint.name, argv, -1, r.stdout, r.stderr, time.monotonic() - started,
+                              timed_out=True)
+            except UnexpectedExit as exc:  # only with warn=False; kept for safety
+                r = exc.result
+                return Result(self.endpoint.name, argv, r.exited, r.stdout, r.stderr, time.monotonic() - started)
+            code = res.exited if res.exited is not None else -1
+            return Result(self.endpoint.name, argv, code, res.stdout, res.stderr, time.monotonic() - started)
+
+        with self._lock:
+            return self._call(go, budget=budget, what=f"`{argv[0]}`", idempotent=idempotent)
+
+    def put(self, local: Path, remote: str, *, timeout: float | None = None) -> None:
+        budget = (timeout or self.timeouts.transfer) + self.timeouts.connect * 2 + self.timeouts.auth
+
+        def go(conn: Connection) -> None:
+            conn.put(str(local), remote)
+
+        with self._lock:
+            self._call(go, budget=budget, what=f"upload of {local.name}", idempotent=True)
+
+    def get(self, remote: str, local: Path, *, timeout: float | None = None) -> None:
+        budget = (timeout or self.timeouts.transfer) + self.timeouts.connect * 2 + self.timeouts.auth
+
+        def go(conn: Connection) -> None:
+            conn.get(remote, str(local))
+
+        with self._lock:
+            self._call(go, budget=budget, what=f"download of {remote}", idempotent=True)
