@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from upgrader import __version__
-from upgrader.commands import COMMANDS
+from upgrader import commands
 from upgrader.errors import ExitCode, InputError, UpgraderError
 
 
@@ -25,7 +25,7 @@ def state_dir() -> Path:
     return Path(base) / "upgrader"
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="upgrader",
         description="Upgrade vendor applications on trading hosts: plan, canary, waves, automatic rollback.",
@@ -35,7 +35,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="journals, locks and debug log (default: $UPGRADER_STATE_DIR or ~/.local/state/upgrader)")
     parser.add_argument("--debug", action="store_true", help="print tracebacks of unexpected errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name, module in COMMANDS.items():
+    names = commands.available()
+    chosen = next((a for a in argv if not a.startswith("-")), None)
+    if chosen in names:
+        names = [chosen]  # import only the command being run
+    for name in names:
+        module = commands.load(name)
         cmd = sub.add_parser(name, help=module.HELP, description=module.HELP)
         module.add_arguments(cmd)
         cmd.set_defaults(run=module.run)
@@ -43,7 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     args.state_dir = args.state_dir or state_dir()
     try:

@@ -1,17 +1,24 @@
-"""One module per subcommand; each has HELP, add_arguments(parser) and run(args) -> exit code."""
+"""One module per subcommand; each has HELP, add_arguments(parser) and run(args) -> exit code.
+
+Modules are imported only when their command runs: an emergency rollback must
+not wait for market calendars (pandas) to import.
+"""
 
 from __future__ import annotations
 
+import importlib
 from types import ModuleType
 
-from upgrader.commands import apply, facts, plan, schedule, schema, validate, windows
+NAMES = ("validate", "plan", "facts", "apply", "resume", "rollback", "status", "runs", "show", "report",
+         "windows", "schedule", "schema")
 
-COMMANDS: dict[str, ModuleType] = {
-    "validate": validate,
-    "plan": plan,
-    "facts": facts,
-    "apply": apply,
-    "schema": schema,
-    "windows": windows,
-    "schedule": schedule,
-}
+
+def load(name: str) -> ModuleType:
+    return importlib.import_module(f"upgrader.commands.{name}")
+
+
+def available() -> list[str]:
+    """Commands whose module exists (some arrive with later issues)."""
+    import importlib.util
+
+    return [n for n in NAMES if importlib.util.find_spec(f"upgrader.commands.{n}") is not None]

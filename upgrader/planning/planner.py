@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from packaging.specifiers import SpecifierSet
@@ -21,12 +21,13 @@ from upgrader.models.plan import (
     PlanProblem,
     Skip,
     SourceRef,
+    Step,
     fingerprint,
 )
 from upgrader.models.playbook import Playbook
 from upgrader.models.types import parse_version
 from upgrader.planning.sources import artifact_for, graph_of
-from upgrader.planning.steps import host_steps
+from upgrader.planning.steps import for_host, step_templates
 
 
 @dataclass(frozen=True)
@@ -125,7 +126,9 @@ def make_plan(
     phases = _phases(playbook, inventory, candidates)
     by_name = _by_name(candidates)
     canaries = {h for ph in phases if ph.kind == "canary" for h in ph.hosts}
-    host_plans = [_host_plan(playbook, by_name[h], ph.index, h in canaries) for ph in phases for h in ph.hosts]
+    templates = functools.cache(functools.partial(step_templates, playbook))
+    host_plans = [_host_plan(by_name[h], ph.index, h in canaries, templates)
+                  for ph in phases for h in ph.hosts]
     versions = sorted({v for hp in host_plans for v in hp.path}, key=parse_version)
     plan = Plan.model_construct(
         component=playbook.component,
@@ -145,11 +148,11 @@ def make_plan(
     return plan.sealed()
 
 
-def _host_plan(playbook: Playbook, c: _Candidate, phase: int, canary: bool) -> HostPlan:
-    path = [str(v) for v in c.path]
+def _host_plan(c: _Candidate, phase: int, canary: bool, templates: Callable[..., list[Step]]) -> HostPlan:
+    path = tuple(str(v) for v in c.path)
     return HostPlan.model_construct(
-        host=c.name, datacenter=c.dc, address=c.host.address, from_version=str(c.installed), path=path,
-        phase=phase, canary=canary, steps=host_steps(playbook, c.name, str(c.installed), path, canary),
+        host=c.name, datacenter=c.dc, address=c.host.address, from_version=str(c.installed), path=list(path),
+        phase=phase, canary=canary, steps=for_host(templates(str(c.installed), path, canary), c.name),
     )
 
 

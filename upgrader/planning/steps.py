@@ -8,13 +8,26 @@ from upgrader.planning.sources import migration_for
 
 
 def host_steps(playbook: Playbook, host: str, installed: str, path: list[str], canary: bool) -> list[Step]:
+    """The steps for ``host``; ids are ``<host>/<nn>-<action>[-<version>]``."""
+    return for_host(step_templates(playbook, installed, tuple(path), canary), host)
+
+
+def for_host(templates: list[Step], host: str) -> list[Step]:
+    """Templates from ``step_templates`` with the host's name put in front of each id."""
+    return [t.model_copy(update={"id": f"{host}/{t.id}"}) for t in templates]
+
+
+def step_templates(playbook: Playbook, installed: str, path: tuple[str, ...], canary: bool) -> list[Step]:
+    """The steps of every host with the same installed version, path and canary role; ids without the host.
+
+    Hosts share them, so the planner builds them once per distinct (installed, path, canary).
+    """
     root = playbook.install.root
     steps: list[Step] = []
 
     def add(action: str, version: str | None, detail: str, undo: str | None, verify: str | None) -> None:
-        step_id = f"{host}/{len(steps) + 1:02d}-{action}" + (f"-{version}" if version else "")
-        steps.append(Step.model_construct(id=step_id, action=action, version=version, detail=detail, undo=undo,
-                                          verify=verify))
+        step_id = f"{len(steps) + 1:02d}-{action}" + (f"-{version}" if version else "")
+        steps.append(Step(id=step_id, action=action, version=version, detail=detail, undo=undo, verify=verify))
 
     for version in path:
         add("stage", version, f"upload artifact, check sha256, unpack into {root}/releases/{version}",

@@ -1,0 +1,120 @@
+"""`upgrader schedule`: unit text, the cron line, and what systemd itself makes of them."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from upgrader.cli.main import main
+from upgrader.errors import UpgraderError
+from upgrader.scheduling import At, Job, parse_at, service_unit, systemd_quote, timer_unit
+
+ROOT = Path(__file__).resolve().parents[2]
+PLAYBOOK = ROOT / "playbooks" / "ordergw-5.2.0.yml"
+INVENTORY = ROOT / "inventories" / "prod-na.yml"
+SYSTEMD_ANALYZE = shutil.which("systemd-analyze")
+needs_systemd = pytest.mark.skipif(SYSTEMD_ANALYZE is None, reason="systemd-analyze is not installed on this machine")
+
+
+def test_parse_at() -> None:
+    at = parse_at("Sat 02:00 America/New_York")
+    assert at == At(5, dt.time(2, 0), "America/New_York")
+    assert at.on_calendar() == "Sat *-*-* 02:00:00 America/New_York"
+    assert at.cron_fields() == "0 2 * * 6"
+    assert parse_at("Sun 7:05 Europe/London").cron_fields() == "5 7 * * 0"
+    for bad in ("Sat 02:00", "Saturday 02:00 UTC", "Sat 25:00 UTC", "Sat 02:00 Mars/Olympus"):
+        with pytest.raises(UpgraderError):
+            parse_at(bad)
+
+
+def test_next_elapse_is_local_wall_clock_across_dst() -> None:
+    at = parse_at("Sat 02:00 America/New_York")
+    ny = ZoneInfo("America/New_York")
+    assert at.next_elapse(dt.datetime(2026, 3, 5, 12, tzinfo=ny)) == dt.datetime(2026, 3, 7, 7, tzinfo=dt.UTC)
+    assert at.next_elapse(dt.datetime(2026, 3, 7, 2, tzinfo=ny)) == dt.datetime(2026, 3, 14, 6, tzinfo=dt.UTC)
+
+
+def test_systemd_quoting() -> None:
+    assert systemd_quote("/opt/upgrader/bin/upgrader") == "/opt/upgrader/bin/upgrader"
+    assert systemd_quote("/srv/my plays/a.yml") == '"/srv/my plays/a.yml"'
+    assert systemd_quote("50%$HOME") == '"50%%$$HOME"'
+    assert systemd_quote('say "hi"\\') == '"say \\"hi\\"\\\\"'
+
+
+def test_line_breaks_are_refused() -> None:
+    with pytest.raises(UpgraderError):
+        Job("x", ("/bin/true", "a\nExecStartPre=/bin/evil"), "/", "/etc/x.env", "d", "/tmp/l")
+
+
+def schedule(tmp_path: Path, capsys: pytest.CaptureFixture[str], *extra: str) -> tuple[Path, Path, str]:
+    unit_dir = tmp_path / "units"
+    rc = main(["--state-dir", str(tmp_path / "state"), "schedule", str(PLAYBOOK), "-i", str(INVENTORY),
+               "--at", "Sat 02:00 America/New_York", "--unit-dir", str(unit_dir), "--name", "upg-test", *extra])
+    assert rc == 0
+    return unit_dir / "upg-test.service", unit_dir / "upg-test.timer", capsys.readouterr().out
+
+
+def test_generated_units(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    service, timer, out = schedule(tmp_path, capsys)
+    text = service.read_text()
+    assert "Type=oneshot" in text and "TimeoutStartSec=infinity" in text
+    assert "EnvironmentFile=/etc/upgrader/upg-test.env" in text
+    assert f"WorkingDirectory={Path.cwd()}" in text
+    exec_start = next(line for line in text.splitlines() if line.startswith("ExecStart="))
+    assert exec_start.endswith(f"apply {PLAYBOOK} -i {INVENTORY} --yes --log-format json")
+    assert exec_start.removeprefix("ExecStart=").startswith("/")
+    timer_text = timer.read_text()
+    assert "OnCalendar=Sat *-*-* 02:00:00 America/New_York" in timer_text
+    assert "Persistent=false" in timer_text and "Unit=upg-test.service" in timer_text
+    assert "CRON_TZ=America/New_York\n0 2 * * 6 cd " in out
+    assert "flock -n" in out and "--yes --log-format json" in out
+
+
+def test_stdout_without_unit_dir(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["schedule", str(PLAYBOOK), "-i", str(INVENTORY), "--at", "Sat 02:00 America/New_York"]) == 0
+    out = capsys.readouterr().out
+    assert "# ---- upgrader-ordergw-5.2.0.service" in out and "[Timer]" in out and "CRON_TZ=" in out
+
+
+@needs_systemd
+def test_systemd_analyze_verify(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    service, timer, _ = schedule(tmp_path, capsys)
+    result = subprocess.run([SYSTEMD_ANALYZE, "verify", "--man=no", str(service), str(timer)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "upg-test" not in result.stderr, result.stderr  # warnings about our units fail the test too
+
+
+@needs_systemd
+def test_systemd_analyze_verify_catches_a_broken_unit(tmp_path: Path) -> None:
+    job = Job("upg-bad", ("relative/upgrader", "apply"), "/", "/etc/x.env", "d", "/tmp/l")
+    (tmp_path / "upg-bad.service").write_text(service_unit(job))
+    result = subprocess.run([SYSTEMD_ANALYZE, "verify", "--man=no", str(tmp_path / "upg-bad.service")],
+                            capture_output=True, text=True, timeout=60)
+    assert "upg-bad" in result.stderr  # proves the check above can fail
+
+
+@needs_systemd
+def test_systemd_calendar_agrees_with_zoneinfo() -> None:
+    at = parse_at("Sat 02:00 America/New_York")
+    now = dt.datetime.now(dt.UTC)
+    result = subprocess.run([SYSTEMD_ANALYZE, "calendar", "--iterations=2", at.on_calendar()],
+                            capture_output=True, text=True, timeout=60, env={**os.environ, "TZ": "UTC"})
+    assert result.returncode == 0, result.stderr
+    found = re.findall(r"(?:Next elapse|Iter\. #2): \w{3} (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) UTC", result.stdout)
+    first = at.next_elapse(now)
+    expected = [first, at.next_elapse(first)]
+    assert [dt.datetime.fromisoformat(f).replace(tzinfo=dt.UTC) for f in found] == expected, result.stdout
+
+
+def test_timer_unit_text_is_stable() -> None:
+    job = Job("u", ("/usr/bin/upgrader", "apply"), "/srv", "/etc/u.env", "upgrader: x", "/tmp/l")
+    text = timer_unit(job, parse_at("Fri 21:30 Europe/London"))
+    assert text.count("OnCalendar=Fri *-*-* 21:30:00 Europe/London") == 1

@@ -1,0 +1,126 @@
+"""`upgrader rollback COMPONENT -i INVENTORY --reason "..."`: the fastest safe path back."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+from upgrader.commands import live
+from upgrader.commands.inputs import Inputs
+from upgrader.commands.specs import find_playbook
+from upgrader.engine import facts as host_facts
+from upgrader.engine.journal import Journal, audit, new_run_id, operator
+from upgrader.engine.progress import Progress
+from upgrader.engine.rollback import exit_code, rollback_hosts
+from upgrader.errors import RefusedError
+from upgrader.loading.inputs import load_inventory, load_playbook
+from upgrader.planning.planner import iter_hosts, runs_component
+
+HELP = "emergency rollback to the previous (or a named) staged release, in parallel, audited"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("component")
+    parser.add_argument("-i", "--inventory", type=Path, required=True)
+    parser.add_argument("--reason", required=True, help="why (break-glass: journaled and audited)")
+    parser.add_argument("--to", metavar="VERSION", help="a specific staged version (default: the previous one)")
+    parser.add_argument("--dc", action="append", default=[], help="only this datacenter (repeatable)")
+    parser.add_argument("--hosts", help="only these hosts, comma-separated")
+    parser.add_argument("--playbook", type=Path, help="playbook for the component's layout and checks")
+    parser.add_argument("--playbooks", type=Path, default=Path("playbooks"), help="where to find it by name")
+    parser.add_argument("--concurrency", type=int, default=None, help="hosts at once (default: all)")
+    parser.add_argument("--yes", action="store_true", help="do not show the plan and ask")
+    live.add_connection_arguments(parser)
+    live.add_output_arguments(parser)
+
+
+def select_hosts(inputs: Inputs, component: str, dcs: list[str], hosts: str | None) -> list[str]:
+    inv = inputs.inventory.model
+    for dc in dcs:
+        if dc not in inv.datacenters:
+            raise RefusedError(f"no datacenter '{dc}' in {inputs.inventory.path}",
+                               f"choose from {', '.join(inv.datacenters)}")
+    chosen = [name for dc, name, host in iter_hosts(inv)
+              if runs_component(inv, host, component) and (not dcs or dc in dcs)]
+    if hosts:
+        wanted = [h.strip() for h in hosts.split(",") if h.strip()]
+        unknown = [h for h in wanted if h not in chosen]
+        if unknown:
+            raise RefusedError(f"not {component} hosts{' in ' + ','.join(dcs) if dcs else ''}: {', '.join(unknown)}",
+                               "check the names with `upgrader status`")
+        chosen = [h for h in chosen if h in wanted]
+    if not chosen:
+        raise RefusedError(f"no hosts run {component} in this selection")
+    return chosen
+
+
+def run(args: argparse.Namespace) -> int:
+    reason = args.reason.strip()
+    if not reason:
+        raise RefusedError("--reason must say why (it is journaled and audited)", 'e.g. --reason "INC-4711 rejects"')
+    inventory = load_inventory(args.inventory)
+    playbook = load_playbook(args.playbook) if args.playbook else find_playbook(args.component, args.playbooks)
+    spec = playbook.model
+    inputs = Inputs(playbook, inventory)
+    hosts = select_hosts(inputs, args.component, args.dc, args.hosts)
+    pool = live.pool_for(inputs, args)
+    try:
+        if args.to or not args.yes:
+            preview(pool, inputs, hosts, args)
+        who = operator()
+        run_id = new_run_id(spec.component, datetime.now(UTC))
+        journal = Journal.create(args.state_dir, run_id)
+        journal.record("run-start", kind="rollback", run=run_id, component=spec.component, to=args.to,
+                       reason=reason, operator=who, hosts=hosts, argv=sys.argv[1:], break_glass=True)
+        audit(args.state_dir, action="rollback", run=run_id, component=spec.component, reason=reason,
+              operator=who, hosts=hosts, to=args.to)
+        with Progress(args.log_format) as progress:
+            progress.event("run", f"rollback {run_id}: {spec.component} on {len(hosts)} host(s) by {who}: {reason}")
+            outcomes = rollback_hosts(pool, spec, hosts, journal, operator=who, reason=reason, to=args.to,
+                                      python=args.python, limit=args.concurrency)
+        code = exit_code(outcomes)
+        failed = [o.host for o in outcomes.values() if not o.ok]
+        message = "all hosts back and verified" if not failed else f"NOT rolled back: {', '.join(failed)}"
+        journal.record("run-end", status="succeeded" if not failed else "rollback-failed", exit_code=int(code),
+                       message=message, hosts={h: {"state": "rolled-back" if o.ok else "rollback-failed",
+                                                   "detail": o.detail, "version": o.after}
+                                               for h, o in outcomes.items()})
+        audit(args.state_dir, action="rollback-end", run=run_id, exit_code=int(code), failed=failed)
+        dcs = {name: dc for dc, name, _ in iter_hosts(inventory.model)}
+        progress.summary(f"rollback {spec.component}: {message}", [
+            (o.host, dcs[o.host], "rolled-back" if o.ok else "rollback-failed",
+             f"{o.before or '?'} → {o.after or '?'} {o.detail}"
+             + (f" (took over {o.previous_holder.get('kind')} run {o.previous_holder.get('run')})"
+                if o.previous_holder else "")) for o in outcomes.values()])
+        print(f"{message} (run {run_id})", file=sys.stderr if failed else sys.stdout)
+        return int(code)
+    finally:
+        pool.close()
+
+
+def preview(pool, inputs: Inputs, hosts: list[str], args: argparse.Namespace) -> None:  # type: ignore[no-untyped-def]
+    """One facts round: refuse before changing anything if --to is not staged everywhere; ask once."""
+    spec = inputs.playbook.model
+    facts, raw = host_facts.gather(pool, inputs.inventory.model, spec, hosts=hosts, python=args.python)
+    unreachable = [h for h, f in facts.hosts.items() if not f.reachable]
+    lines = []
+    missing = []
+    for host in hosts:
+        info = raw[host]
+        if host in unreachable:
+            lines.append(f"  {host:<20} UNREACHABLE ({info.get('error')})")
+            continue
+        target = args.to or info.get("previous")
+        if args.to and args.to not in info.get("staged", []):
+            missing.append(f"{host} (staged: {', '.join(info.get('staged', [])) or 'none'})")
+        lines.append(f"  {host:<20} {info.get('installed')} → {target or '??'}"
+                     + (" (already there)" if target == info.get("installed") else ""))
+    if missing:
+        raise RefusedError(f"{spec.component} {args.to} is not staged on: {'; '.join(missing)}",
+                           "pick a version staged everywhere (`upgrader status`), or narrow with --hosts/--dc")
+    if not args.yes:
+        print(f"rollback {spec.component} on {len(hosts)} host(s):")
+        print("\n".join(lines))
+    live.confirm("roll back now?", args.yes)

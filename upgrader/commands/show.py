@@ -1,0 +1,43 @@
+"""`upgrader show RUN`: one run's journal, readable (or raw JSON lines)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from upgrader.engine.journal import Journal
+
+HELP = "print one run's journal"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_id", metavar="RUN")
+    parser.add_argument("--format", choices=["text", "json"], default="text")
+
+
+def describe(e: dict) -> str:  # type: ignore[type-arg]
+    ev = e["event"]
+    host = f"{e['host']}: " if e.get("host") else ""
+    if ev == "run-start":
+        return (f"{e.get('kind')} {e.get('component')} {e.get('version') or e.get('to') or ''} by {e.get('operator')}"
+                + (f" — reason: {e['reason']}" if e.get("reason") else "") + f" plan {e.get('plan_hash', '-')}")
+    if ev in ("host-end", "rollback-end", "bake-end"):
+        ok = "ok" if e.get("ok") else "FAILED"
+        bad = next((o for o in e.get("ops", []) if not o.get("ok")), None)
+        why = f" — {bad.get('op')}: {bad.get('error')}" if bad else (f" — {e['error']}" if e.get("error") else "")
+        secs = sum(o.get("seconds", 0) for o in e.get("ops", []))
+        return f"{host}{ev} {ok} ({secs:.2f}s on host){why}"
+    if ev == "run-end":
+        return f"{e.get('status')} (exit {e.get('exit_code')}): {e.get('message')}"
+    keys = {k: v for k, v in e.items() if k not in ("seq", "at", "event", "host")}
+    return f"{host}{ev} {json.dumps(keys, sort_keys=True, default=str)[:200]}"
+
+
+def run(args: argparse.Namespace) -> int:
+    journal = Journal.open(args.state_dir, args.run_id)
+    for entry in journal.entries():
+        if args.format == "json":
+            print(json.dumps(entry, sort_keys=True))
+        else:
+            print(f"{entry['at']}  {describe(entry)}")
+    return 0

@@ -1,0 +1,27 @@
+"""Finding a component's playbook (for its layout, service and checks) by name."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from packaging.version import Version
+
+from upgrader.errors import InputError, RefusedError
+from upgrader.loading.inputs import Loaded, load_playbook
+from upgrader.models.playbook import Playbook
+
+
+def find_playbook(component: str, directory: Path) -> Loaded[Playbook]:
+    """The newest valid playbook for ``component`` in ``directory``."""
+    found: list[Loaded[Playbook]] = []
+    for path in sorted(directory.glob("*.y*ml")) if directory.is_dir() else []:
+        try:
+            loaded = load_playbook(path)
+        except InputError:
+            continue  # `validate` reports those; here we only need one good description
+        if loaded.model.component == component:
+            found.append(loaded)
+    if not found:
+        raise RefusedError(f"no playbook for component '{component}' in {directory}",
+                           "name one with --playbook FILE (it supplies the layout, service and checks)")
+    return max(found, key=lambda p: Version(p.model.version))

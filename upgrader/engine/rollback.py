@@ -1,0 +1,67 @@
+"""Emergency rollback: every selected host in parallel, one round trip each, verified, audited.
+
+Works from what is on the hosts (the previous release is still staged), so
+it needs neither the journal nor the artifact of the bad release.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from upgrader.engine import programs, remote
+from upgrader.engine.endpoints import Pool
+from upgrader.engine.journal import Journal
+from upgrader.errors import ExitCode
+from upgrader.models.playbook import Playbook
+
+
+@dataclass(frozen=True)
+class HostOutcome:
+    host: str
+    ok: bool
+    before: str | None
+    after: str | None
+    detail: str
+    previous_holder: dict[str, Any] | None = None
+
+
+def rollback_hosts(pool: Pool, spec: Playbook, hosts: list[str], journal: Journal, *, operator: str,
+                   reason: str, to: str | None, python: str = "python3",
+                   limit: int | None = None) -> dict[str, HostOutcome]:
+    lock = programs.lock_op("handover", operator=operator, plan=None, kind="rollback", reason=reason)
+    release = programs.lock_op("release", operator=operator, plan=None, kind="rollback")
+    ops = [lock, programs.rollback_op(spec, to, "rollback"), release]
+    timeout = programs.hop_timeout(spec) + 30
+
+    def one(host: str) -> remote.AgentResult:
+        journal.record("host-begin", host=host, steps=["lock-handover", "rollback", "lock-release"], to=to)
+        res = remote.call(pool[host], component=spec.component, root=spec.install.root, run=journal.run_id,
+                          ops=ops, timeout=timeout, python=python)
+        journal.record("host-end", host=host, ok=res.ok, ops=[o.data for o in res.ops],
+                       stderr=res.result.stderr[-2000:] if not res.ok else "")
+        return res
+
+    results = pool.each(hosts, one, limit=limit)
+    out: dict[str, HostOutcome] = {}
+    for host in hosts:
+        res = results[host]
+        if isinstance(res, Exception):
+            journal.record("host-end", host=host, ok=False, error=str(res))
+            out[host] = HostOutcome(host, False, None, None, f"unreachable: {res}")
+            continue
+        handed = res.op("lock")
+        holder = handed.data.get("previous_holder") if handed and handed.ok else None
+        back = res.op("rollback")
+        data = back.data if back else {}
+        if res.ok:
+            out[host] = HostOutcome(host, True, data.get("from"), data.get("to"),
+                                    "verified" if data.get("steps") else "already there, verified", holder)
+        else:
+            out[host] = HostOutcome(host, False, data.get("from") or data.get("current"), data.get("current"),
+                                    res.error, holder)
+    return out
+
+
+def exit_code(outcomes: dict[str, HostOutcome]) -> ExitCode:
+    return ExitCode.OK if all(o.ok for o in outcomes.values()) else ExitCode.ROLLBACK_FAILED
