@@ -11,8 +11,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from upgrader import __version__
-from upgrader import commands
+from upgrader import __version__, commands
 from upgrader.errors import ExitCode, InputError, UpgraderError
 
 

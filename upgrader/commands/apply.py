@@ -22,7 +22,8 @@ HELP = "upgrade hosts: stage, canary + bake, waves, automatic rollback"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("playbook", type=Path, help="playbook YAML")
     parser.add_argument("-i", "--inventory", type=Path, required=True)
-    parser.add_argument("--artifacts", type=Path, help="artifact store (default: $UPGRADER_ARTIFACTS, else build/artifacts)")
+    parser.add_argument("--artifacts", type=Path,
+                        help="artifact store (default: $UPGRADER_ARTIFACTS, else build/artifacts)")
     parser.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     parser.add_argument("--break-lock", metavar="REASON", help="take over stale host locks; the reason is journaled")
     live.add_connection_arguments(parser)
@@ -31,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     inputs = load_inputs(args.playbook, args.inventory)
-    pool = live.pool_for(inputs, args)
+    pool = live.pool_for(inputs.inventory, args)
     try:
         facts = live.live_facts(inputs, pool, args.python)
         plan = live.plan_for(inputs, facts)
@@ -59,7 +60,9 @@ def execute(args: argparse.Namespace, plan, pool) -> int:  # type: ignore[no-unt
         journal.write_file("plan.json", plan.to_json())
         journal.record("run-start", kind="apply", run=run_id, component=plan.component, version=plan.target_version,
                        plan_hash=plan.content_hash, operator=who, argv=sys.argv[1:],
-                       hosts=[h.host for h in plan.hosts], break_lock=args.break_lock)
+                       hosts=[h.host for h in plan.hosts], break_lock=args.break_lock,
+                       inventory_path=str(args.inventory.resolve()),
+                       artifacts=str(live.artifacts_dir(args).resolve()))
         with Progress(args.log_format) as progress:
             progress.event("run", f"run {run_id}: {plan.component} → {plan.target_version} by {who}")
             engine = Apply(plan, pool, journal, progress, artifacts=live.artifacts_dir(args), operator=who,

@@ -23,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     inputs = load_inputs(args.playbook, args.inventory)
-    pool = live.pool_for(inputs, args)
+    pool = live.pool_for(inputs.inventory, args)
     try:
         facts = live.live_facts(inputs, pool, args.python)
     finally:

@@ -11,7 +11,9 @@ from upgrader.commands.inputs import Inputs, load_facts_for
 from upgrader.engine import facts as host_facts
 from upgrader.engine.endpoints import Pool, endpoints
 from upgrader.errors import RefusedError
+from upgrader.loading.inputs import Loaded
 from upgrader.models.facts import Facts
+from upgrader.models.inventory import Inventory
 from upgrader.models.plan import Plan
 from upgrader.planning.planner import make_plan
 from upgrader.transport.base import Timeouts
@@ -34,10 +36,10 @@ def artifacts_dir(args: argparse.Namespace) -> Path:
     return Path(args.artifacts or os.environ.get("UPGRADER_ARTIFACTS") or "build/artifacts")
 
 
-def pool_for(inputs: Inputs, args: argparse.Namespace) -> Pool:
+def pool_for(inventory: Loaded[Inventory], args: argparse.Namespace) -> Pool:
     timeouts = Timeouts(connect=args.connect_timeout, channel=max(5.0, args.connect_timeout * 2),
                         command=args.command_timeout or Timeouts.command)
-    return Pool(endpoints(inputs.inventory.model, inputs.inventory.path), timeouts=timeouts, parallel=args.parallel)
+    return Pool(endpoints(inventory.model, inventory.path), timeouts=timeouts, parallel=args.parallel)
 
 
 def live_facts(inputs: Inputs, pool: Pool, python: str) -> Facts:

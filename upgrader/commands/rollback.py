@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     spec = playbook.model
     inputs = Inputs(playbook, inventory)
     hosts = select_hosts(inputs, args.component, args.dc, args.hosts)
-    pool = live.pool_for(inputs, args)
+    pool = live.pool_for(inventory, args)
     try:
         if args.to or not args.yes:
             preview(pool, inputs, hosts, args)

@@ -94,7 +94,8 @@ def _rich(verdict: Verdict) -> None:
 
     console = Console()
     state = "[green]allowed[/green]" if verdict.allowed else "[red]blocked[/red]"
-    console.print(f"{state} at {show(verdict.now, verdict.zone)} — markets: {', '.join(verdict.markets) or 'none'}")
+    console.print(f"{state} at {show(verdict.now, verdict.zone)} — markets: {', '.join(verdict.markets) or 'none'}",
+                  highlight=False)
     if verdict.blockers:
         table = Table("kind", "what", "until (local)", "until (UTC)", title="blocking now")
         for b in verdict.blockers:
@@ -102,8 +103,8 @@ def _rich(verdict: Verdict) -> None:
                           f"{b.until:%Y-%m-%d %H:%M}")
         console.print(table)
     elif verdict.closes_at:
-        console.print(f"this window closes: {show(verdict.closes_at, verdict.zone)}")
-    table = Table("from", "to", f"zone: {verdict.zone}", title="allowed windows")
+        console.print(f"this window closes: {show(verdict.closes_at, verdict.zone)}", highlight=False)
+    table = Table("from", "to", "length", title=f"allowed windows ({verdict.zone})")
     for w in verdict.windows:
         end = show(w.end, verdict.zone) if w.end else "beyond the horizon"
         table.add_row(show(w.start, verdict.zone), end, _length(w.start, w.end))

@@ -42,6 +42,17 @@ class HostRun:
 
 
 @dataclass
+class Recovery:
+    """What ``resume`` found in the journal of a killed run."""
+
+    done: set[str] = field(default_factory=set)  # finished and verified on the target
+    back: list[str] = field(default_factory=list)  # caught mid-step or failed: roll back to where they began
+    failing: bool = False  # the run was already rolling back or halting
+    failures: int = 0
+    expect: dict[str, str | None] = field(default_factory=dict)  # version each host may be on (None: either)
+
+
+@dataclass
 class Outcome:
     exit_code: ExitCode
     status: str
@@ -53,8 +64,7 @@ class Apply:
     def __init__(self, plan: Plan, pool: Pool, journal: Journal, progress: Progress, *, artifacts: Path,
                  operator: str, break_lock: str | None = None, python: str = "python3",
                  admit: Callable[[float], str | None] | None = None,
-                 notify: Callable[..., Any] | None = None, sleep: Callable[[float], None] = time.sleep,
-                 resume_from: dict[str, str] | None = None) -> None:
+                 notify: Callable[..., Any] | None = None, sleep: Callable[[float], None] = time.sleep) -> None:
         self.plan = plan
         self.spec = plan.spec
         self.pool = pool
@@ -73,7 +83,6 @@ class Apply:
         self.held = False
         self._lock = threading.Lock()
         self._locked: set[str] = set()
-        self._resume = resume_from or {}
         self._facts: dict[str, dict[str, Any]] = {}
 
     # ------------------------------------------------------------ helpers
@@ -92,22 +101,46 @@ class Apply:
         return programs.lock_op(mode, operator=self.operator, plan=self.plan.content_hash, reason=reason)
 
     # ------------------------------------------------------------ the run
-    def run(self) -> Outcome:
+    def run(self, recovery: Recovery | None = None) -> Outcome:
+        """Execute the plan; with ``recovery`` (from ``resume``) first put caught-mid-step hosts back."""
         plan = self.plan
+        recovery = recovery or Recovery()
         for h in plan.hosts:
             self.progress.host_state(h.host, "pending", " → ".join([h.from_version, *h.path]))
+        for host in recovery.done:
+            self._set(host, "done", f"on {self.hosts[host].plan.path[-1]} (before resume)")
         self.check_artifacts()
-        self.lock_hosts()
+        self.lock_hosts(recovery)
         self.notify("run-started", component=plan.component, version=plan.target_version, run=self.journal.run_id,
                     hosts=len(plan.hosts))
         try:
-            if not self.stage():
+            if recovery.back:
+                self.journal.record("recover", hosts=recovery.back, failing=recovery.failing)
+                for host in recovery.back:
+                    self.hosts[host].touched = True
+                self.rollback(recovery.back)
+            if recovery.failing:
+                # The killed run was already handling a failure: finish that, never start new hosts.
+                self.failures = max(1, recovery.failures)
+                policy = self.spec.rollback.on_failure
+                phases = {self.hosts[h].plan.phase for h in recovery.back}
+                targets = sorted(h for h in recovery.done
+                                 if policy == "run" or (policy == "wave" and self.hosts[h].plan.phase in phases))
+                for host in targets:
+                    self.hosts[host].touched = True
+                self.rollback(targets)
+                self.halted = "resumed a run that was handling a failure; its rollback is complete"
+                return self._conclude()
+            pending = [h for h in self.hosts if h not in recovery.done]
+            if pending and not self.stage(pending):
                 return self._finish(ExitCode.FAILED_ROLLED_BACK, "stage-failed",
                                     "staging failed; no live change was made")
             for phase in plan.phases:
                 if self.halted:
                     break
-                self.run_phase(phase)
+                todo = [h for h in phase.hosts if h not in recovery.done]
+                if todo:
+                    self.run_phase(phase.model_copy(update={"hosts": todo}))
             return self._conclude()
         finally:
             self.release_locks()
@@ -164,7 +197,7 @@ class Apply:
                                    "the artifact is not the one reviewed; nothing was changed on any host")
         self.journal.record("artifacts-checked", artifacts=[a.model_dump() for a in self.plan.artifacts])
 
-    def lock_hosts(self) -> None:
+    def lock_hosts(self, recovery: Recovery | None = None) -> None:
         """Take every host's lock and check its facts still match the plan; refuse as a whole."""
         mode = "break" if self.break_lock else "acquire"
         if self.break_lock:
@@ -183,8 +216,12 @@ class Apply:
                 continue
             facts = res.op("facts").data  # type: ignore[union-attr]
             self._facts[host] = facts
-            want = self._resume.get(host, self.hosts[host].plan.from_version)
-            if facts.get("installed") != want:
+            hp = self.hosts[host].plan
+            allowed = {hp.from_version}
+            if recovery is not None and host in recovery.expect:
+                allowed = {recovery.expect[host]} if recovery.expect[host] else {hp.from_version, *hp.path}
+            if facts.get("installed") not in allowed:
+                want = " or ".join(sorted(allowed))
                 refusals.append(f"{host}: now on {facts.get('installed')}, plan expected {want} — plan again")
         self.journal.record("locks", held=sorted(self._locked), refusals=refusals)
         if refusals:
@@ -213,9 +250,9 @@ class Apply:
         self._locked.clear()
 
     # ------------------------------------------------------------ stage
-    def stage(self) -> bool:
+    def stage(self, hosts: list[str]) -> bool:
         arts = {a.version: a for a in self.plan.artifacts}
-        self.journal.record("stage-begin", hosts=sorted(self.hosts))
+        self.journal.record("stage-begin", hosts=sorted(hosts))
 
         def stage_host(host: str) -> remote.AgentResult | None:
             facts = self._facts.get(host, {})
@@ -232,7 +269,7 @@ class Apply:
                 return None
             return self._call(host, ops, 300.0)
 
-        results = self.pool.each(self.hosts, stage_host, limit=STAGE_PARALLEL)
+        results = self.pool.each(hosts, stage_host, limit=STAGE_PARALLEL)
         failed = {}
         for host, res in results.items():
             if isinstance(res, Exception) or (res is not None and not res.ok):
@@ -250,8 +287,8 @@ class Apply:
         self.failures += len(failed)
         unstage = [{"op": "unstage", "step": None, "version": v, "continue_on_error": True}
                    for v in sorted(arts)]
-        self.pool.each(self.hosts, lambda h: self._call(h, unstage, 60.0, idempotent=True))
-        for host in self.hosts:
+        self.pool.each(hosts, lambda h: self._call(h, unstage, 60.0, idempotent=True))
+        for host in hosts:
             if host not in failed:
                 self._set(host, "untouched", "release removed again")
         return False

@@ -55,5 +55,6 @@ def call(transport: Transport, *, component: str, root: str, run: str | None, op
          timeout: float, python: str = "python3", idempotent: bool = False) -> AgentResult:
     program = {"component": component, "root": root, "run": run, "ops": ops}
     result = transport.run(agent.command(program, python), sudo=True, timeout=timeout, idempotent=idempotent)
-    parsed = [OpResult(r.get("op", "?"), r.get("step"), bool(r.get("ok")), r) for r in agent.parse_output(result.stdout)]
+    parsed = [OpResult(r.get("op", "?"), r.get("step"), bool(r.get("ok")), r)
+              for r in agent.parse_output(result.stdout)]
     return AgentResult(transport.endpoint.name, result, parsed, expected=len(ops))

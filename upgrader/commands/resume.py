@@ -1,0 +1,64 @@
+"""`upgrader resume RUN`: finish a run whose orchestrator died, from its journal and the hosts' facts."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from upgrader.commands import live
+from upgrader.engine.apply import Apply
+from upgrader.engine.journal import Journal, operator
+from upgrader.engine.locks import LocalLock
+from upgrader.engine.progress import Progress
+from upgrader.engine.resume import analyze
+from upgrader.errors import RefusedError
+from upgrader.loading.inputs import load_inventory, parse_json_model
+from upgrader.models.plan import Plan
+
+HELP = "continue a run whose orchestrator was killed: hosts caught mid-step are rolled back, then the rest goes on"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_id", metavar="RUN")
+    parser.add_argument("-i", "--inventory", type=Path, help="default: the inventory the run used")
+    parser.add_argument("--artifacts", type=Path, help="default: the artifact store the run used")
+    parser.add_argument("--yes", action="store_true")
+    live.add_connection_arguments(parser)
+    live.add_output_arguments(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    journal = Journal.open(args.state_dir, args.run_id)
+    entries = journal.entries()
+    start = next((e for e in entries if e["event"] == "run-start"), None)
+    if start is None or start.get("kind") != "apply":
+        raise RefusedError(f"run {args.run_id} is not an apply run", "only apply runs can be resumed")
+    if any(e["event"] == "run-end" for e in entries):
+        raise RefusedError(f"run {args.run_id} already finished", f"see `upgrader show {args.run_id}`")
+    plan = parse_json_model((journal.directory / "plan.json").read_text(), Plan, str(journal.directory / "plan.json"))
+    if plan.compute_hash() != start.get("plan_hash"):
+        raise RefusedError(f"the saved plan of run {args.run_id} does not match its journal", "it was edited")
+    inventory = load_inventory(args.inventory or Path(start["inventory_path"]))
+    if args.artifacts is None:
+        args.artifacts = Path(start.get("artifacts") or "build/artifacts")
+    recovery = analyze(entries, plan)
+    pool = live.pool_for(inventory, args)
+    try:
+        print(f"resume {args.run_id}: done {sorted(recovery.done) or '-'}; to put back {recovery.back or '-'}; "
+              f"{'finishing its rollback' if recovery.failing else 'then continuing the plan'}")
+        live.confirm("resume?", args.yes)
+        who = operator()
+        with LocalLock(args.state_dir, plan.component, {"run": args.run_id, "operator": who}):
+            journal.record("resume", operator=who, done=sorted(recovery.done), back=recovery.back,
+                           failing=recovery.failing)
+            with Progress(args.log_format) as progress:
+                engine = Apply(plan, pool, journal, progress, artifacts=live.artifacts_dir(args), operator=who,
+                               python=args.python)
+                outcome = engine.run(recovery)
+            progress.summary(f"{plan.component} {plan.target_version}: {outcome.status}", engine.summary_rows())
+        print(f"{outcome.status}: {outcome.message} (run {args.run_id})",
+              file=sys.stderr if outcome.exit_code else sys.stdout)
+        return int(outcome.exit_code)
+    finally:
+        pool.close()

@@ -1,0 +1,116 @@
+"""`upgrader status -i INVENTORY [COMPONENT...]`: what runs where, gathered in parallel."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from upgrader.commands import live
+from upgrader.commands.specs import find_playbook
+from upgrader.engine import facts as host_facts
+from upgrader.engine.journal import list_runs, read, runs_dir
+from upgrader.errors import RefusedError
+from upgrader.loading.inputs import load_inventory
+from upgrader.planning.planner import iter_hosts, runs_component
+
+HELP = "installed and previous versions, service health and locks of every host"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("components", nargs="*", metavar="COMPONENT", help="default: every component in the inventory")
+    parser.add_argument("-i", "--inventory", type=Path, required=True)
+    parser.add_argument("--playbooks", type=Path, default=Path("playbooks"))
+    parser.add_argument("--format", choices=["table", "json"], default="table")
+    live.add_connection_arguments(parser)
+
+
+def last_run_versions(state: Path, component: str) -> dict[str, str]:
+    """Each host's version at the end of the newest finished run of ``component``."""
+    for summary in reversed(list_runs(state)):
+        if summary.component != component or summary.exit_code is None:
+            continue
+        end = [e for e in read(runs_dir(state) / summary.run_id / "journal.jsonl") if e["event"] == "run-end"]
+        start = next(read(runs_dir(state) / summary.run_id / "journal.jsonl"))
+        out = {}
+        for host, info in (end[-1].get("hosts") or {}).items():
+            if info.get("version"):
+                out[host] = info["version"]
+            elif info.get("state") == "done":
+                out[host] = start.get("version")
+        return {h: v for h, v in out.items() if v}
+    return {}
+
+
+def run(args: argparse.Namespace) -> int:
+    inventory = load_inventory(args.inventory)
+    inv = inventory.model
+    components = args.components or sorted({c for comps in inv.roles.values() for c in comps})
+    rows: list[dict[str, Any]] = []
+    for component in components:
+        try:
+            playbook = find_playbook(component, args.playbooks)
+        except RefusedError:
+            if args.components:
+                raise
+            continue
+        hosts = [n for _, n, h in iter_hosts(inv) if runs_component(inv, h, component)]
+        pool = live.pool_for(inventory, args)
+        try:
+            _, raw = host_facts.gather(pool, inv, playbook.model, hosts=hosts, python=args.python)
+        finally:
+            pool.close()
+        rows += _rows(component, hosts, raw, {n: dc for dc, n, _ in iter_hosts(inv)},
+                      last_run_versions(args.state_dir, component))
+    if args.format == "json":
+        json.dump(rows, sys.stdout, indent=2, sort_keys=True)
+        print()
+    else:
+        _table(rows)
+    return 1 if any(r["attention"] for r in rows) else 0
+
+
+def _rows(component: str, hosts: list[str], raw: dict[str, dict[str, Any]], dcs: dict[str, str],
+          last: dict[str, str]) -> list[dict[str, Any]]:
+    majority = Counter(r.get("installed") for r in raw.values() if "error" not in r).most_common(1)
+    common = majority[0][0] if majority else None
+    rows = []
+    for host in hosts:
+        r = raw[host]
+        notes = []
+        if "error" in r:
+            notes.append(f"unreachable: {r['error']}")
+        else:
+            if r.get("installed") != common:
+                notes.append(f"differs from majority ({common})")
+            if host in last and last[host] != r.get("installed"):
+                notes.append(f"last run left {last[host]}")
+            if r.get("service") != "active":
+                notes.append(f"service {r.get('service')}")
+            elif r.get("reported_version") not in (None, r.get("installed")):
+                notes.append(f"reports {r.get('reported_version')}")
+            if r.get("lock"):
+                lk = r["lock"]
+                notes.append(f"locked by {lk.get('kind')} {lk.get('run')} ({lk.get('operator')})")
+        rows.append({"component": component, "host": host, "datacenter": dcs[host],
+                     "installed": r.get("installed"), "previous": r.get("previous"), "service": r.get("service"),
+                     "reported_version": r.get("reported_version"), "lock": r.get("lock"),
+                     "staged": r.get("staged", []), "attention": notes})
+    return rows
+
+
+def _table(rows: list[dict[str, Any]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="upgrader status", title_justify="left")
+    for col in ("component", "host", "dc", "installed", "previous", "service", "staged", "attention"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        style = "bold red" if r["attention"] else ""
+        table.add_row(r["component"], r["host"], r["datacenter"], r["installed"] or "-", r["previous"] or "-",
+                      r["service"] or "-", ",".join(r["staged"]) or "-", "; ".join(r["attention"]), style=style)
+    Console(highlight=False, width=None if sys.stdout.isatty() else 160).print(table)
