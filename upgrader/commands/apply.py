@@ -3,24 +3,29 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
 from upgrader.commands import live
-from upgrader.commands.inputs import load_inputs
+from upgrader.commands.inputs import Inputs, load_inputs
 from upgrader.engine.apply import Apply
 from upgrader.engine.journal import Journal, new_run_id, operator
 from upgrader.engine.locks import LocalLock
 from upgrader.engine.progress import Progress
+from upgrader.engine.staleness import drift, tampered
 from upgrader.errors import ExitCode, RefusedError
+from upgrader.loading.inputs import Loaded, load_inventory, parse_json_model
+from upgrader.models.plan import Plan
 from upgrader.planning.render import to_text
 
 HELP = "upgrade hosts: stage, canary + bake, waves, automatic rollback"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("playbook", type=Path, help="playbook YAML")
+    parser.add_argument("playbook", type=Path, metavar="PLAYBOOK|PLAN.json",
+                        help="a playbook, or a plan saved with `upgrader plan --format json --out`")
     parser.add_argument("-i", "--inventory", type=Path, required=True)
     parser.add_argument("--artifacts", type=Path,
                         help="artifact store (default: $UPGRADER_ARTIFACTS, else build/artifacts)")
@@ -31,6 +36,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.playbook.suffix == ".json":
+        return run_saved(args)
     inputs = load_inputs(args.playbook, args.inventory)
     pool = live.pool_for(inputs.inventory, args)
     try:
@@ -39,6 +46,37 @@ def run(args: argparse.Namespace) -> int:
         return execute(args, plan, pool)
     finally:
         pool.close()
+
+
+def run_saved(args: argparse.Namespace) -> int:
+    """Apply exactly a reviewed plan: refuse it if tampered with or no longer true."""
+    plan = parse_json_model(_read(args.playbook), Plan, str(args.playbook))
+    problem = tampered(plan)
+    if problem:
+        raise RefusedError(f"{args.playbook}: {problem}", "a reviewed plan must not be edited; plan again")
+    inventory = load_inventory(args.inventory)
+    playbook_path = Path(plan.playbook.path)
+    playbook_sha = hashlib.sha256(playbook_path.read_bytes()).hexdigest() if playbook_path.is_file() else None
+    pool = live.pool_for(inventory, args)
+    try:
+        inputs = Inputs(Loaded(plan.spec, playbook_path, plan.playbook.sha256, None), inventory)  # type: ignore[arg-type]
+        facts = live.live_facts(inputs, pool, args.python)
+        reasons = drift(plan, facts, playbook_sha=playbook_sha, inventory_sha=inventory.sha256)
+        if reasons:
+            for reason in reasons:
+                print(f"stale: {reason}", file=sys.stderr)
+            raise RefusedError(f"{args.playbook} is stale ({len(reasons)} difference(s)); nothing was changed",
+                               "plan again and have the new plan reviewed")
+        return execute(args, plan, pool)
+    finally:
+        pool.close()
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise RefusedError(f"cannot read {path}: {exc}") from None
 
 
 def execute(args: argparse.Namespace, plan, pool) -> int:  # type: ignore[no-untyped-def]

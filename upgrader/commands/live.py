@@ -27,6 +27,13 @@ def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--python", default="python3", help="python3 on the hosts (runs the upgrader agent)")
 
 
+def add_defaults(args: argparse.Namespace) -> None:
+    """Connection settings for commands that connect only sometimes (plan --live)."""
+    for key, value in (("connect_timeout", 5.0), ("command_timeout", None), ("parallel", 32), ("python", "python3")):
+        if not hasattr(args, key):
+            setattr(args, key, value)
+
+
 def add_output_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log-format", choices=["auto", "plain", "json", "rich"], default="auto",
                         help="live progress: rich table on a terminal, plain lines otherwise, or JSON lines")

@@ -6,10 +6,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from upgrader.commands.inputs import load_facts_for, load_inputs
+from upgrader.commands.inputs import Inputs, load_facts_for, load_inputs
+from upgrader.models.facts import Facts
 from upgrader.errors import ExitCode
 from upgrader.models.plan import Plan
-from upgrader.planning.planner import facts_from_inventory, make_plan
+from upgrader.planning.planner import facts_from_inventory, iter_hosts, make_plan, runs_component
 from upgrader.planning.render import to_markdown, to_text
 
 HELP = "compute the plan for a playbook (text, markdown or json)"
@@ -18,8 +19,12 @@ HELP = "compute the plan for a playbook (text, markdown or json)"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("playbook", type=Path)
     parser.add_argument("-i", "--inventory", type=Path, required=True)
-    parser.add_argument("--facts", type=Path, help="facts file from `upgrader facts --out` (default: inventory)")
-    parser.add_argument("--format", choices=["text", "markdown", "json"], default="text")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--facts", type=Path, help="facts file from `upgrader facts --out`")
+    source.add_argument("--offline", action="store_true", help="use the versions recorded in the inventory")
+    source.add_argument("--live", action="store_true", help="gather facts from the hosts over SSH")
+    parser.add_argument("--format", choices=["text", "markdown", "json"], default=None,
+                        help="default: json when --out ends in .json, else text")
     parser.add_argument("--out", type=Path, help="write the plan to this file instead of stdout")
     parser.add_argument("-v", "--verbose", action="store_true", help="list every step of every host")
 
@@ -32,13 +37,36 @@ def render(plan: Plan, fmt: str, verbose: bool = False) -> str:
     return to_text(plan, verbose=verbose)
 
 
+def recorded_everywhere(inputs: Inputs) -> bool:
+    """True when the inventory pins the installed version on every host of the component."""
+    inv, component = inputs.inventory.model, inputs.playbook.model.component
+    hosts = [h for _, _, h in iter_hosts(inv) if runs_component(inv, h, component)]
+    return bool(hosts) and all(component in h.installed for h in hosts)
+
+
+def gather(args: argparse.Namespace, inputs: Inputs) -> tuple[Facts, str]:
+    if args.facts:
+        return load_facts_for(args.facts, inputs.inventory), f"facts file {args.facts}"
+    if args.offline or (not args.live and recorded_everywhere(inputs)):
+        return facts_from_inventory(inputs.inventory.model), "versions recorded in the inventory"
+    from upgrader.commands import live  # SSH only when asked for (or needed)
+
+    live.add_defaults(args)
+    pool = live.pool_for(inputs.inventory, args)
+    try:
+        return live.live_facts(inputs, pool, args.python), "live facts from the hosts"
+    finally:
+        pool.close()
+
+
 def run(args: argparse.Namespace) -> int:
     inputs = load_inputs(args.playbook, args.inventory)
-    facts = (load_facts_for(args.facts, inputs.inventory) if args.facts
-             else facts_from_inventory(inputs.inventory.model))
+    facts, source = gather(args, inputs)
     plan = make_plan(inputs.playbook.model, inputs.inventory.model, facts,
                      playbook_ref=inputs.playbook_ref(), inventory_ref=inputs.inventory_ref())
-    text = render(plan, args.format, args.verbose)
+    fmt = args.format or ("json" if args.out and args.out.suffix == ".json" else "text")
+    text = render(plan, fmt, args.verbose)
+    print(f"facts: {source}", file=sys.stderr)
     if args.out:
         args.out.write_text(text, encoding="utf-8")
         print(f"wrote {args.out} ({plan.content_hash})", file=sys.stderr)
