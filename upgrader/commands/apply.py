@@ -10,15 +10,20 @@ from pathlib import Path
 
 from upgrader.commands import live
 from upgrader.commands.inputs import Inputs, load_inputs
-from upgrader.engine.apply import Apply
+from upgrader.engine import admission
+from upgrader.engine.apply import Apply, stop_on_signals
+from upgrader.engine.endpoints import Pool
 from upgrader.engine.journal import Journal, new_run_id, operator
 from upgrader.engine.locks import LocalLock
+from upgrader.engine.notifier import notifier
 from upgrader.engine.progress import Progress
 from upgrader.engine.staleness import drift, tampered
 from upgrader.errors import ExitCode, RefusedError
 from upgrader.loading.inputs import Loaded, load_inventory, parse_json_model
+from upgrader.models.inventory import Inventory
 from upgrader.models.plan import Plan
 from upgrader.planning.render import to_text
+from upgrader.windows import load_overrides
 
 HELP = "upgrade hosts: stage, canary + bake, waves, automatic rollback"
 
@@ -31,6 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="artifact store (default: $UPGRADER_ARTIFACTS, else build/artifacts)")
     parser.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     parser.add_argument("--break-lock", metavar="REASON", help="take over stale host locks; the reason is journaled")
+    parser.add_argument("--now", type=_aware,
+                        help="pretend it is this time (ISO 8601 with offset) for the window guard")
+    parser.add_argument("--overrides", type=Path, help="operator window overrides (extra closures, freeze days)")
     live.add_connection_arguments(parser)
     live.add_output_arguments(parser)
 
@@ -43,9 +51,16 @@ def run(args: argparse.Namespace) -> int:
     try:
         facts = live.live_facts(inputs, pool, args.python)
         plan = live.plan_for(inputs, facts)
-        return execute(args, plan, pool)
+        return execute(args, plan, pool, inputs.inventory.model)
     finally:
         pool.close()
+
+
+def _aware(text: str) -> datetime:
+    value = datetime.fromisoformat(text)
+    if value.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{text!r} needs a UTC offset, e.g. 2026-11-28T02:00:00-05:00")
+    return value
 
 
 def run_saved(args: argparse.Namespace) -> int:
@@ -67,7 +82,7 @@ def run_saved(args: argparse.Namespace) -> int:
                 print(f"stale: {reason}", file=sys.stderr)
             raise RefusedError(f"{args.playbook} is stale ({len(reasons)} difference(s)); nothing was changed",
                                "plan again and have the new plan reviewed")
-        return execute(args, plan, pool)
+        return execute(args, plan, pool, inventory.model)
     finally:
         pool.close()
 
@@ -79,7 +94,7 @@ def _read(path: Path) -> str:
         raise RefusedError(f"cannot read {path}: {exc}") from None
 
 
-def execute(args: argparse.Namespace, plan, pool) -> int:  # type: ignore[no-untyped-def]
+def execute(args: argparse.Namespace, plan: Plan, pool: Pool, inventory: Inventory) -> int:
     if plan.problems:
         sys.stdout.write(to_text(plan))
         raise RefusedError(f"the plan has {len(plan.problems)} problem(s); nothing was changed",
@@ -90,6 +105,9 @@ def execute(args: argparse.Namespace, plan, pool) -> int:  # type: ignore[no-unt
         return int(ExitCode.OK)
     if args.log_format != "json":
         sys.stdout.write(to_text(plan))
+    now = admission.clock(args.now)
+    overrides = load_overrides(args.overrides).model if args.overrides else None
+    verdict = admission.check_now(plan, inventory, now(), overrides)
     live.confirm(f"apply {plan.component} {plan.target_version} to {len(plan.hosts)} host(s)?", args.yes)
     who = operator()
     run_id = new_run_id(plan.component, datetime.now(UTC))
@@ -100,13 +118,17 @@ def execute(args: argparse.Namespace, plan, pool) -> int:  # type: ignore[no-unt
                        plan_hash=plan.content_hash, operator=who, argv=sys.argv[1:],
                        hosts=[h.host for h in plan.hosts], break_lock=args.break_lock,
                        inventory_path=str(args.inventory.resolve()),
-                       artifacts=str(live.artifacts_dir(args).resolve()))
+                       artifacts=str(live.artifacts_dir(args).resolve()), window=verdict.to_dict())
         with Progress(args.log_format) as progress:
             progress.event("run", f"run {run_id}: {plan.component} → {plan.target_version} by {who}")
             engine = Apply(plan, pool, journal, progress, artifacts=live.artifacts_dir(args), operator=who,
-                           break_lock=args.break_lock, python=args.python)
+                           break_lock=args.break_lock, python=args.python,
+                           admit=admission.admitter(plan, inventory, now, overrides),
+                           notify=notifier(inventory, now),
+                           host_seconds=admission.past_host_seconds(args.state_dir, plan.component))
             try:
-                outcome = engine.run()
+                with stop_on_signals(engine):
+                    outcome = engine.run()
             except RefusedError as exc:
                 journal.record("run-end", status="refused", exit_code=int(exc.exit_code), message=str(exc))
                 raise

@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 
 from upgrader.commands.inputs import Inputs, load_facts_for, load_inputs
-from upgrader.models.facts import Facts
 from upgrader.errors import ExitCode
+from upgrader.models.facts import Facts
 from upgrader.models.plan import Plan
 from upgrader.planning.planner import facts_from_inventory, iter_hosts, make_plan, runs_component
 from upgrader.planning.render import to_markdown, to_text

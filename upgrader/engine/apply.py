@@ -9,10 +9,12 @@ the agent journals each operation on the host itself.
 from __future__ import annotations
 
 import hashlib
+import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -64,7 +66,8 @@ class Apply:
     def __init__(self, plan: Plan, pool: Pool, journal: Journal, progress: Progress, *, artifacts: Path,
                  operator: str, break_lock: str | None = None, python: str = "python3",
                  admit: Callable[[float], str | None] | None = None,
-                 notify: Callable[..., Any] | None = None, sleep: Callable[[float], None] = time.sleep) -> None:
+                 notify: Callable[..., Any] | None = None, sleep: Callable[[float], None] = time.sleep,
+                 host_seconds: float | None = None) -> None:
         self.plan = plan
         self.spec = plan.spec
         self.pool = pool
@@ -77,6 +80,7 @@ class Apply:
         self.admit = admit
         self.notify = notify or (lambda *a, **k: None)
         self.sleep = sleep
+        self.host_seconds = host_seconds  # measured in past runs, when known
         self.hosts = {h.host: HostRun(h) for h in plan.hosts}
         self.failures = 0
         self.halted: str | None = None
@@ -330,9 +334,11 @@ class Apply:
                         run=self.journal.run_id, hosts=phase.hosts, datacenter=phase.datacenter)
 
     def _estimate(self, phase: Phase) -> float:
-        per_host = programs.hop_timeout(self.spec) * max(len(self.hosts[h].plan.path) for h in phase.hosts)
+        """Seconds the phase should take: past runs' median per host, else a quarter of the ceiling."""
+        hops = max(len(self.hosts[h].plan.path) for h in phase.hosts)
+        per_host = self.host_seconds or programs.hop_timeout(self.spec) / 4
         waves = -(-len(phase.hosts) // self.spec.rollout.max_in_flight_per_datacenter)
-        return per_host * waves / 4 + phase.bake  # hop_timeout is a ceiling; a typical hop takes a quarter
+        return per_host * hops * waves + phase.bake
 
     def _upgrade(self, host: str) -> bool:
         hp = self.hosts[host].plan
@@ -445,6 +451,21 @@ class Apply:
 
     def summary_rows(self) -> list[tuple[str, str, str, str]]:
         return [(h.name, h.plan.datacenter, h.state, h.detail) for h in self.hosts.values()]
+
+
+@contextmanager
+def stop_on_signals(engine: Apply) -> Iterator[None]:
+    """SIGTERM/SIGINT: start no new host, let the ones in flight finish, end on known versions."""
+    def halt(signum: int, _frame: object) -> None:
+        engine.halted = f"stopped by signal {signal.Signals(signum).name}: no new hosts started"
+        engine.progress.event("halt", engine.halted)
+
+    previous = {sig: signal.signal(sig, halt) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _sha256(path: Path) -> str:

@@ -121,7 +121,11 @@ def cross_problems(pb: Loaded[Playbook], inv: Loaded[Inventory]) -> list[Problem
     problems: list[Problem] = []
     p, model = pb.model, inv.model
     for i, dc in enumerate(p.rollout.datacenter_order):
-        if dc not in model.datacenters:
+        if dc in p.rollout.datacenter_order[:i]:
+            problems.append(Problem(pb.at("rollout", "datacenter_order", i),
+                                    f"datacenter '{dc}' is listed twice in datacenter_order",
+                                    "list each datacenter once; its hosts are upgraded in one pass"))
+        elif dc not in model.datacenters:
             problems.append(Problem(pb.at("rollout", "datacenter_order", i),
                                     f"datacenter '{dc}' is not in inventory {inv.path}",
                                     _suggest(dc, model.datacenters, "use a datacenter the inventory defines")))
@@ -151,8 +155,8 @@ def facts_problems(facts: Loaded[Facts], inv: Loaded[Inventory]) -> list[Problem
 def _zone_problems(src: Loaded[M], zone: str, loc: tuple[str | int, ...]) -> list[Problem]:
     try:
         ZoneInfo(zone)
-    except (ZoneInfoNotFoundError, ValueError):
-        return [Problem(src.at(*loc), f"unknown timezone '{zone}'", "use an IANA name such as America/New_York")]
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a directory of zones, such as 'America'
+        return [Problem(src.at(*loc), f"unknown timezone {zone!r}", "use an IANA name such as America/New_York")]
     return []
 
 

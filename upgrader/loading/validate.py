@@ -38,10 +38,17 @@ def validate(doc: Document, model: type[M]) -> M:
 
 
 def problems_from(exc: ValidationError, doc: Document, model: type[BaseModel]) -> list[Problem]:
+    errors = exc.errors(include_url=False)
+    # A misspelt required key is one mistake: report the unknown key (with "did you mean"), not also the missing one.
+    misspelt = {(tuple(e["loc"][:-1]), close)
+                for e in errors if e["type"] == "extra_forbidden"
+                for close in _close(str(e["loc"][-1]), allowed_keys(model, tuple(e["loc"][:-1])))}
     problems: list[Problem] = []
     seen: set[tuple[Any, ...]] = set()
-    for err in exc.errors(include_url=False):
+    for err in errors:
         loc = tuple(err["loc"])
+        if err["type"] == "missing" and (loc[:-1], loc[-1]) in misspelt:
+            continue
         problem = _problem(err, loc, doc, model)
         key = (str(problem.location), problem.message)
         if key not in seen:  # unions report the same spot several times
@@ -51,21 +58,29 @@ def problems_from(exc: ValidationError, doc: Document, model: type[BaseModel]) -
 
 
 def _problem(err: dict[str, Any], loc: tuple[Any, ...], doc: Document, model: type[BaseModel]) -> Problem:
-    where = ".".join(str(part) for part in loc) or "(top level)"
     kind = err["type"]
     if kind == "extra_forbidden":
-        key = str(loc[-1])
+        key = _printable(str(loc[-1]))
         allowed = allowed_keys(model, loc[:-1])
-        close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
-        hint = f"did you mean '{close[0]}'?" if close else f"allowed keys: {', '.join(sorted(allowed))}"
+        close = _close(str(loc[-1]), allowed)
+        hint = ("did you mean " + " or ".join(f"'{c}'" for c in close) + "?" if close
+                else f"allowed keys: {', '.join(sorted(allowed))}")
         return Problem(doc.locate(loc, key=True), f"unknown key '{key}' in {_parent(loc)}", hint)
     if kind == "missing":
         return Problem(doc.locate(loc[:-1]), f"missing required key '{loc[-1]}' in {_parent(loc)}", "add it")
+    shown = _without_union_tags(model, loc)
+    where = _dotted(shown) or "(top level)"
+    if shown != loc:  # one member of a union (e.g. a number or a percentage) failed: say what the field takes
+        return Problem(doc.locate(shown), f"{where}: {_show(err.get('input'))} is not allowed here",
+                       _pattern_hint(model, shown))
     message = str(err["msg"])
     hint = ""
     if message.startswith("Value error, "):
         message = message.removeprefix("Value error, ")
         message, _, hint = message.partition(" — ")
+        written = doc.float_texts.get(loc)
+        if written is not None and isinstance(err.get("input"), float):  # 3.10 was read as 3.1: show 3.10
+            message, hint = (text.replace(str(err["input"]), written) for text in (message, hint))
     elif kind in _TYPE_WORDS:
         message = f"expected {_TYPE_WORDS[kind]}, got {_show(err.get('input'))}"
     elif kind == "string_pattern_mismatch":
@@ -78,7 +93,53 @@ def _problem(err: dict[str, Any], loc: tuple[Any, ...], doc: Document, model: ty
 
 
 def _parent(loc: tuple[Any, ...]) -> str:
-    return ".".join(str(p) for p in loc[:-1]) or "the top level"
+    return _dotted(loc[:-1]) or "the top level"
+
+
+def _dotted(loc: tuple[Any, ...]) -> str:
+    return ".".join(_printable(str(part)) for part in loc)
+
+
+def _printable(text: str) -> str:
+    """Keys come from the file: newlines or bidi controls must not reshape the one-line report."""
+    return text if text.isprintable() else repr(text)[1:-1]
+
+
+def _close(word: str, choices: list[str]) -> list[str]:
+    """Up to two likely intended keys, closest first; equal scores prefer the one of similar length."""
+    scored = [(difflib.SequenceMatcher(None, word, c).ratio(), -abs(len(c) - len(word)), c) for c in choices]
+    return [c for ratio, _, c in sorted(scored, reverse=True) if ratio >= 0.6][:2]
+
+
+def _without_union_tags(model: type[BaseModel], loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    """``loc`` without the member names pydantic adds under a union (rollout.batch.int → rollout.batch)."""
+    shown: list[Any] = []
+    current: Any = model
+    for part in loc:
+        current = _strip_annotated(current)
+        members = [a for a in typing.get_args(current) if a is not type(None)] if _is_union(current) else []
+        if len(members) > 1 and isinstance(part, str):
+            current = Any  # ``part`` names a member, not a key the person wrote
+            continue
+        if len(members) == 1:
+            current = _strip_annotated(members[0])
+        shown.append(part)
+        if isinstance(current, type) and issubclass(current, BaseModel) and isinstance(part, str):
+            field = current.model_fields.get(part)
+            current = field.annotation if field is not None else Any
+        elif current is not Any:
+            current = _element(current)
+    return tuple(shown)
+
+
+def _strip_annotated(tp: Any) -> Any:
+    while typing.get_origin(tp) is typing.Annotated:
+        tp = typing.get_args(tp)[0]
+    return tp
+
+
+def _is_union(tp: Any) -> bool:
+    return typing.get_origin(tp) in (typing.Union, types.UnionType)
 
 
 def _show(value: Any) -> str:

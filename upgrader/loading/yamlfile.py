@@ -33,6 +33,8 @@ class Document:
     text: str
     marks: dict[PathKey, tuple[int, int]] = field(default_factory=dict)
     key_marks: dict[PathKey, tuple[int, int]] = field(default_factory=dict)
+    # Source text of scalars read as floats: 3.10 becomes 3.1, and a hint must show what was written.
+    float_texts: dict[PathKey, str] = field(default_factory=dict)
 
     def locate(self, loc: PathKey, *, key: bool = False) -> Location:
         """The closest known position for ``loc`` (walks up to a parent)."""
@@ -99,6 +101,8 @@ def _construct(node: yaml.Node, path: PathKey, doc: Document, problems: list[Pro
         return result
     if isinstance(node, yaml.SequenceNode):
         return [_construct(item, (*path, i), doc, problems) for i, item in enumerate(node.value)]
+    if node.tag == "tag:yaml.org,2002:float":
+        doc.float_texts[path] = node.value
     try:
         return _constructor.construct_object(node, deep=True)
     except (yaml.YAMLError, ValueError) as exc:  # ValueError: an unquoted impossible date, e.g. 2026-13-40
