@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import os
 import pstats
 import statistics
 import subprocess
@@ -82,19 +83,25 @@ def playbook(text: str) -> str:
                 .replace("datacenter_order: [ny5, ch2]", "datacenter_order: [ny5, ch2, tr2, ld4]"))
 
 
-def timed(fn, runs: int) -> list[float]:
-    out = []
+def timed(fn, runs: int) -> tuple[list[float], list[float]]:
+    """Wall-clock and CPU seconds of each run (CPU time of this process; a busy machine inflates wall time)."""
+    wall, cpu = [], []
     for _ in range(runs):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         fn()
-        out.append(time.perf_counter() - start)
-    return out
+        wall.append(time.perf_counter() - start)
+        cpu.append(time.process_time() - start_cpu)
+    return wall, cpu
 
 
-def show(label: str, samples: list[float]) -> None:
-    med = statistics.median(samples)
-    print(f"{label:<44} median {med * 1000:8.1f} ms   min {min(samples) * 1000:8.1f}   "
-          f"max {max(samples) * 1000:8.1f}   (n={len(samples)})")
+def show(label: str, samples: tuple[list[float], list[float]], cpu: bool = True) -> None:
+    for kind, values in zip(("wall", "cpu"), samples, strict=True):
+        if kind == "cpu" and not cpu:
+            continue
+        med = statistics.median(values)
+        print(f"{label:<44} {kind:<4} median {med * 1000:8.1f} ms   min {min(values) * 1000:8.1f}   "
+              f"max {max(values) * 1000:8.1f}   (n={len(values)})")
+        label = ""
 
 
 def main() -> int:
@@ -129,7 +136,8 @@ def main() -> int:
         cmd = [sys.executable, "-m", "upgrader", "plan", str(pb_path), "-i", str(inv_path), "--format", "json",
                "--out", str(Path(tmp) / "plan.json")]
         show("(b) upgrader plan --format json (process)",
-             timed(lambda: subprocess.run(cmd, check=False, capture_output=True), args.runs))
+             timed(lambda: subprocess.run(cmd, check=False, capture_output=True), args.runs), cpu=False)
+        print(f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs")
     return 0
 
 

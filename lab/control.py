@@ -63,9 +63,20 @@ def up(per_dc: int | None = None, reseed: bool = True) -> None:
         with timed(f"vagrant up {len(hosts)} hosts"):
             vagrant.up(per_dc)
     vagrant.remember(per_dc)
+    name_hosts(hosts)
     write_inventory(per_dc)
     if reseed:
         seed.reset(hosts)
+
+
+def name_hosts(hosts: list[config.Host]) -> None:
+    """Give each guest its lab name (`ny5-1`), now and for later boots (vm.hostname is a trap)."""
+    def name(host: config.Host) -> None:
+        lxc.attach(host.container, f'[ "$(cat /etc/hostname 2>/dev/null)" = {host.name} ] || '
+                                   f'echo {host.name} > /etc/hostname; hostname {host.name}', timeout=30)
+
+    with ThreadPoolExecutor(max_workers=max(1, len(hosts))) as pool:
+        list(pool.map(name, hosts))
 
 
 def write_inventory(per_dc: int | None = None) -> None:

@@ -22,13 +22,13 @@ from testapp.releases import PORTS, baseline_config, systemd_unit
 SEED_SCRIPT = r"""
 set -eu
 bundle=$1
-for c in $COMPONENTS; do
-    # A reset must not wait for a release that hangs on SIGTERM.
-    systemctl kill --signal=SIGKILL "$c.service" >/dev/null 2>&1 || true
-    systemctl stop "$c.service" >/dev/null 2>&1 || true
-    systemctl disable "$c.service" >/dev/null 2>&1 || true
-    systemctl reset-failed "$c.service" >/dev/null 2>&1 || true
-done
+units=""
+for c in $COMPONENTS; do units="$units $c.service"; done
+# A reset must not wait for a release that hangs on SIGTERM.
+systemctl kill --signal=SIGKILL $units >/dev/null 2>&1 || true
+systemctl stop $units >/dev/null 2>&1 || true
+systemctl disable --quiet $units >/dev/null 2>&1 || true
+systemctl reset-failed $units >/dev/null 2>&1 || true
 rm -rf /var/lib/upgrader
 for spec in $BASELINES; do
     c=${spec%%=*}
@@ -41,8 +41,6 @@ for spec in $BASELINES; do
     install -m 0644 "$bundle/units/$c.service" "/etc/systemd/system/$c.service"
 done
 systemctl daemon-reload
-units=""
-for c in $COMPONENTS; do units="$units $c.service"; done
 systemctl enable --now --quiet $units
 """
 

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
 NAME_RE = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
@@ -122,11 +122,18 @@ Name = Annotated[
     str,
     BeforeValidator(_safe_text),
     Field(pattern=NAME_RE, description="lower-case name: letters, digits, '.', '_', '-'"),
+    WithJsonSchema({"type": "string", "pattern": NAME_RE}),  # pydantic drops the pattern behind a BeforeValidator
 ]
 VersionStr = Annotated[str, BeforeValidator(_version), Field(description="PEP 440 version, quoted")]
 SpecifierStr = Annotated[str, BeforeValidator(_specifier), Field(description="PEP 440 specifier set")]
-Duration = Annotated[float, BeforeValidator(_duration), Field(description="seconds, or '500ms', '30s', '5m', '1h'")]
-Sha256 = Annotated[str, BeforeValidator(_sha256), Field(pattern=r"^[0-9a-f]{64}$")]
+# The schemas describe what a person may write (the input), not the value after conversion.
+Duration = Annotated[
+    float,
+    BeforeValidator(_duration),
+    WithJsonSchema({"anyOf": [{"type": "number", "minimum": 0}, {"type": "string", "pattern": _DURATION_RE.pattern}]}),
+    Field(description="seconds, or '500ms', '30s', '5m', '1h'"),
+]
+Sha256 = Annotated[str, BeforeValidator(_sha256), WithJsonSchema({"type": "string", "pattern": "^[0-9a-fA-F]{64}$"})]
 AbsPath = Annotated[str, BeforeValidator(_abs_path), Field(description="absolute path")]
 RelPath = Annotated[str, BeforeValidator(_rel_path), Field(description="relative path, no '..'")]
 Argv = Annotated[list[str], BeforeValidator(_argv), Field(description="argument list; never a shell string")]
