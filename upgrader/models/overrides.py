@@ -16,14 +16,14 @@ class Closure(Strict):
     """The market does not trade on this session date (e.g. a national day of mourning)."""
 
     market: Mic
-    date: dt.date = Field(description="session date in the market's own calendar, YYYY-MM-DD")
+    date: dt.date = Field(strict=False, description="session date in the market's own calendar, YYYY-MM-DD")
     reason: SafeText = Field(min_length=1, description="why; shown to operators")
 
 
 class ExtraFreeze(Strict):
     """A whole local day on which no upgrade may start."""
 
-    date: dt.date = Field(description="YYYY-MM-DD")
+    date: dt.date = Field(strict=False, description="YYYY-MM-DD")
     reason: SafeText = Field(min_length=1, description="why; shown to operators")
     timezone: str = Field("America/New_York", description="IANA zone the day is counted in")
 
