@@ -30,6 +30,9 @@ def start(host: str, wait: float = 30) -> None:
     container = _container(host)
     if lxc.state(container) != "RUNNING":
         run(["lxc-start", "-d", "-n", container])
+        # in case the guest came back with another MAC, do not wait for the ARP entry to age
+        run(["ip", "neigh", "flush", "dev", config.BRIDGE, "to", config.host(host).address],
+            check=False, quiet=True)
     if wait:
         wait_for_ssh(host, wait)
 

@@ -133,6 +133,7 @@ def execute(args: argparse.Namespace, plan: Plan, pool: Pool, inventory: Invento
                 journal.record("run-end", status="refused", exit_code=int(exc.exit_code), message=str(exc))
                 raise
         progress.summary(f"{plan.component} {plan.target_version}: {outcome.status}", engine.summary_rows())
+        live.export_metrics(args)
         print(f"{outcome.status}: {outcome.message} (run {run_id}; `upgrader show {run_id}`)",
               file=sys.stderr if outcome.exit_code else sys.stdout)
         return int(outcome.exit_code)

@@ -37,6 +37,20 @@ def add_defaults(args: argparse.Namespace) -> None:
 def add_output_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log-format", choices=["auto", "plain", "json", "rich"], default="auto",
                         help="live progress: rich table on a terminal, plain lines otherwise, or JSON lines")
+    parser.add_argument("--metrics-dir", type=Path, default=os.environ.get("UPGRADER_METRICS_DIR"),
+                        help="write upgrader.prom for node_exporter's textfile collector at the end of the run")
+
+
+def export_metrics(args: argparse.Namespace) -> None:
+    """Best effort: monitoring must never change a run's outcome."""
+    if not getattr(args, "metrics_dir", None):
+        return
+    from upgrader.reporting import write_metrics
+
+    try:
+        write_metrics(args.state_dir, Path(args.metrics_dir))
+    except OSError as exc:
+        print(f"warning: cannot write metrics to {args.metrics_dir}: {exc}", file=sys.stderr)
 
 
 def artifacts_dir(args: argparse.Namespace) -> Path:

@@ -57,6 +57,7 @@ def run(args: argparse.Namespace) -> int:
                                python=args.python)
                 outcome = engine.run(recovery)
             progress.summary(f"{plan.component} {plan.target_version}: {outcome.status}", engine.summary_rows())
+            live.export_metrics(args)
         print(f"{outcome.status}: {outcome.message} (run {args.run_id})",
               file=sys.stderr if outcome.exit_code else sys.stdout)
         return int(outcome.exit_code)

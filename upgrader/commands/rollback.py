@@ -88,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
                                                    "detail": o.detail, "version": o.after}
                                                for h, o in outcomes.items()})
         audit(args.state_dir, action="rollback-end", run=run_id, exit_code=int(code), failed=failed)
+        live.export_metrics(args)
         dcs = {name: dc for dc, name, _ in iter_hosts(inventory.model)}
         progress.summary(f"rollback {spec.component}: {message}", [
             (o.host, dcs[o.host], "rolled-back" if o.ok else "rollback-failed",

@@ -165,9 +165,20 @@ class Apply:
         return self._finish(ExitCode.OK, "succeeded",
                             f"{len(self.hosts)} host(s) on {self.plan.target_version} and verified")
 
+    @staticmethod
+    def _version_of(h: HostRun) -> str | None:
+        """The version a host is known to be on now (None: unknown, a human must look)."""
+        if h.state == "done":
+            return h.plan.path[-1]
+        if h.state in ("pending", "staged", "untouched", "rolled-back", "handed-over") or (
+                h.state == "failed" and not h.touched):
+            return h.plan.from_version
+        return None
+
     def _finish(self, code: ExitCode, status: str, message: str) -> Outcome:
         self.journal.record("run-end", status=status, exit_code=int(code), message=message,
-                            hosts={h.name: {"state": h.state, "detail": h.detail} for h in self.hosts.values()})
+                            hosts={h.name: {"state": h.state, "detail": h.detail, "version": self._version_of(h)}
+                                   for h in self.hosts.values()})
         event = "finished" if code == ExitCode.OK else ("rolled-back" if code == ExitCode.FAILED_ROLLED_BACK
                                                         else "failed")
         self.notify(event, component=self.plan.component, version=self.plan.target_version,
