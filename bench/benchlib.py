@@ -1,0 +1,173 @@
+"""Shared pieces of the lab benchmarks: hosts, out-of-band host control (lxc-attach), timing, statistics.
+
+Nothing here talks SSH: the benchmarks put hosts into their starting state out of band, so that
+the only SSH traffic in a timed trial is the tool under test.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
+INVENTORY = REPO / "inventories" / "vagrant.yml"
+SSH_CONFIG = REPO / ".lab" / "ssh_config"
+KNOWN_HOSTS = REPO / ".lab" / "known_hosts"
+ARTIFACTS = REPO / "build" / "artifacts"
+RESULTS = BENCH / "results"
+BENCH_VENV = BENCH / ".venv"
+PROJECT_PYTHON = REPO / ".venv" / "bin" / "python"
+GUEST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+SATURDAY = "2026-11-28T02:00:00-05:00"  # inside the lab playbooks' weekend window, every market closed
+
+
+@dataclass(frozen=True)
+class LabHost:
+    name: str
+    address: str
+    key: Path
+
+    @property
+    def container(self) -> str:
+        return f"upg-{self.name}"
+
+
+def lab_hosts(inventory: Path = INVENTORY) -> list[LabHost]:
+    """Hosts of the lab inventory, in inventory order (keys resolved against the inventory's folder)."""
+    data = yaml.safe_load(inventory.read_text())
+    base = inventory.parent
+    return [LabHost(name, h["address"], (base / h["ssh_key"]).resolve())
+            for dc in data["datacenters"].values() for name, h in dc["hosts"].items()]
+
+
+def log(message: str) -> None:
+    print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+
+def attach(host: LabHost, script: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run a bash script as root inside the host's container (no SSH); extra args are $1, $2, …"""
+    argv = ["lxc-attach", "-n", host.container, "--clear-env", "--set-var", f"PATH={GUEST_PATH}",
+            "--", "/bin/bash", "-c", script, "bench", *args]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def attach_all(hosts: Sequence[LabHost], script: str, *args: str, timeout: float = 60) -> None:
+    """`attach` on every host at once; raise with each failing host's output."""
+    with ThreadPoolExecutor(max_workers=max(1, len(hosts))) as pool:
+        procs = list(pool.map(lambda h: attach(h, script, *args, timeout=timeout), hosts))
+    bad = [f"{h.name}: exit {p.returncode}: {(p.stderr or p.stdout).strip()[-400:]}"
+           for h, p in zip(hosts, procs, strict=True) if p.returncode != 0]
+    if bad:
+        raise RuntimeError("out-of-band step failed on:\n  " + "\n  ".join(bad))
+
+
+# Puts the component on VERSION (already staged) and waits until it reports VERSION: the untimed
+# starting state of every trial.  It also drops a host lock a previous trial could have left.
+SET_VERSION = r"""
+set -eu
+c=$1 v=$2 port=$3
+root=/opt/$c
+[ -d "$root/releases/$v" ] || { echo "release $v not staged under $root" >&2; exit 1; }
+systemctl stop "$c.service"
+rm -f "$root"/.current.tmp* "/var/lib/upgrader/$c/lock.json"
+ln -sfn "releases/$v" "$root/.current.tmp-bench"
+mv -T "$root/.current.tmp-bench" "$root/current"
+systemctl reset-failed "$c.service" 2>/dev/null || true
+systemctl start "$c.service"
+for i in $(seq 1 400); do
+    body=$(exec 2>/dev/null 3<>/dev/tcp/127.0.0.1/$port && printf 'GET /health HTTP/1.0\r\n\r\n' >&3 && cat <&3) || true
+    case "$body" in *"\"version\": \"$v\""*) exit 0;; esac
+    sleep 0.02
+done
+echo "$c never reported $v" >&2
+exit 1
+"""
+
+
+def set_version(hosts: Sequence[LabHost], component: str, version: str, port: int) -> None:
+    attach_all(hosts, SET_VERSION, component, version, str(port))
+
+
+def health(host: LabHost, port: int, timeout: float = 2.0) -> dict[str, Any] | None:
+    try:
+        with urllib.request.urlopen(f"http://{host.address}:{port}/health", timeout=timeout) as resp:
+            return json.loads(resp.read())
+    except (OSError, ValueError):
+        return None
+
+
+def check_versions(hosts: Sequence[LabHost], component: str, version: str, port: int) -> dict[str, str]:
+    """host → problem, for every host that is not healthy on `version` with `current` pointing at it."""
+    def one(h: LabHost) -> str | None:
+        body = health(h, port)
+        link = attach(h, f"readlink /opt/{component}/current").stdout.strip()
+        if link != f"releases/{version}":
+            return f"current -> {link!r}"
+        if not body or body.get("status") != "ok" or body.get("version") != version:
+            return f"health {body}"
+        return None
+
+    with ThreadPoolExecutor(max_workers=max(1, len(hosts))) as pool:
+        results = list(pool.map(one, hosts))
+    return {h.name: r for h, r in zip(hosts, results, strict=True) if r}
+
+
+@dataclass
+class Timed:
+    seconds: float
+    code: int
+    stdout: str
+    stderr: str
+
+
+def timed_run(argv: Sequence[str], *, env: dict[str, str] | None = None, cwd: Path = REPO,
+              timeout: float = 300) -> Timed:
+    """Wall time of a whole command, as an operator would see it (process start to exit)."""
+    started = time.perf_counter()
+    proc = subprocess.run(list(argv), capture_output=True, text=True, env={**os.environ, **(env or {})},
+                          cwd=cwd, timeout=timeout, stdin=subprocess.DEVNULL, check=False)
+    return Timed(time.perf_counter() - started, proc.returncode, proc.stdout, proc.stderr)
+
+
+def summary(values: Sequence[float]) -> dict[str, float]:
+    return {"median": round(statistics.median(values), 3), "min": round(min(values), 3),
+            "max": round(max(values), 3), "n": len(values)}
+
+
+def rotate(items: Sequence[str], by: int) -> list[str]:
+    by %= len(items)
+    return list(items[by:]) + list(items[:by])
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def read_journal(state: Path) -> list[dict[str, Any]]:
+    """Entries of the newest run journal under an upgrader state directory."""
+    runs = sorted((state / "runs").iterdir())
+    lines = (runs[-1] / "journal.jsonl").read_text().splitlines()
+    return [json.loads(line) for line in lines if line.strip()]
+
+
+def lab_playbook(path: Path, component: str, version: str, **overrides: Any) -> Path:
+    """A lab playbook for `component` `version` (tests/vm/upgrader_cli.py's shape, same checks)."""
+    sys.path.insert(0, str(REPO / "tests" / "vm"))
+    sys.path.insert(0, str(REPO))
+    from upgrader_cli import playbook, write
+
+    return write(path, playbook(component, version, **overrides))
