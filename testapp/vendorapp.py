@@ -55,7 +55,9 @@ class App:
         sys.stderr.flush()
 
     def health(self) -> tuple[int, dict]:
-        status = "degraded" if self.behaviour.get("health_fail") else "ok"
+        # `[app] degraded_versions` is a site-config fault for tests: this host cannot run these releases.
+        site_bad = {v.strip() for v in self.conf.get("app", "degraded_versions", fallback="").split(",")}
+        status = "degraded" if self.behaviour.get("health_fail") or self.version in site_bad else "ok"
         body = {
             "component": self.component,
             "version": self.reported_version,

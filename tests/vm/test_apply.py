@@ -83,19 +83,41 @@ def test_broken_release_caught_at_the_canary_and_rolled_back(upgrader, vm_host, 
         assert not [r for r in host_journal(vm_host(h), "ordergw") if r.get("op") in ("stop", "switch")]
 
 
-def test_rollback_policy_run_puts_back_every_host_this_run_touched(upgrader, vm_host, vm_hosts, tmp_path):  # type: ignore[no-untyped-def]
-    # The canaries pass; the crash shows only in ch2's bake, after ny5 was fully upgraded.
-    pb = write(tmp_path / "pb.yml", playbook("ordergw", "5.1.1+crash", rollback="run",
-                                             canary={"bake": "1s", "bake_interval": "1s"},
-                                             rollout={"datacenter_order": ["ny5", "ch2"]}))
-    data = playbook("ordergw", "5.1.1+crash", rollback="run", canary={"bake": "1s", "bake_interval": "1s"})
-    data["canary"]["scope"] = "datacenter"
-    ch2 = dict(data, canary={**data["canary"], "bake": "7s"})
-    del ch2  # one playbook bakes every canary alike; the crash after 4 s is caught by the first canary's bake
+def degrade(vm_host, host: str, version: str) -> None:  # type: ignore[no-untyped-def]
+    """A site-config fault: this one host cannot run ``version`` (its health answers 503)."""
+    vm_host(host).run("sudo sed -i '/^\\[app\\]/a degraded_versions = %s' /etc/ordergw/ordergw.conf", version)
+
+
+@pytest.mark.parametrize(("policy", "back_on_500"), [
+    ("run", {"ny5-1", "ny5-2", "ch2-1", "ch2-2"}),
+    ("wave", {"ch2-2"}),
+    ("host", {"ch2-2"}),
+])
+def test_rollback_policy_decides_which_hosts_go_back(upgrader, vm_host, vm_hosts, tmp_path, policy,
+                                                     back_on_500):  # type: ignore[no-untyped-def]
+    # Every canary passes; the last wave host fails its verify, after ny5 and ch2-1 were upgraded.
+    degrade(vm_host, "ch2-2", "5.1.0")
+    pb = write(tmp_path / "pb.yml", playbook("ordergw", "5.1.0", rollback=policy, canary={"bake": "1s"}))
     run = upgrader.apply(pb)
     assert run.code == 3, run.output
+    end = upgrader.journal()[-1]
+    assert end["event"] == "run-end" and end["hosts"]["ch2-2"]["state"] == "rolled-back"
     for h in vm_hosts:
-        assert component(vm_host(h), "ordergw").current == "5.0.0"
+        state = component(vm_host(h), "ordergw")
+        expected = "5.0.0" if h in back_on_500 else "5.1.0"
+        assert (state.current, state.active, state.reported) == (expected, True, expected), h
+    rolled = {e["host"] for e in upgrader.journal() if e["event"] == "rollback-end" and e["ok"]}
+    assert rolled == back_on_500
+
+
+def test_rollback_policy_hold_leaves_the_failed_host_for_a_human(upgrader, vm_host, tmp_path):  # type: ignore[no-untyped-def]
+    degrade(vm_host, "ch2-2", "5.1.0")
+    pb = write(tmp_path / "pb.yml", playbook("ordergw", "5.1.0", rollback="hold", canary={"bake": "1s"}))
+    run = upgrader.apply(pb)
+    assert run.code == 4 and "held" in run.output, run.output
+    assert component(vm_host("ch2-2"), "ordergw").current == "5.1.0"
+    assert lock(vm_host("ch2-2"), "ordergw") is not None, "a held host keeps its lock until a human acts"
+    assert lock(vm_host("ch2-1"), "ordergw") is None
 
 
 def test_checksum_mismatch_refused_before_any_host_changes(upgrader, vm_host, vm_hosts, tmp_path):  # type: ignore[no-untyped-def]

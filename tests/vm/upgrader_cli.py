@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from packaging.version import Version
 
 from lab import config
 
@@ -30,7 +31,7 @@ def artifact(component: str, version: str) -> dict[str, Any]:
     raise KeyError(f"{component} {version} not in {config.ARTIFACTS / 'index.json'}")
 
 
-def playbook(component: str, version: str, *, upgrade_from: str = ">=0", sha256: str | None = None,
+def playbook(component: str, version: str, *, upgrade_from: str | None = None, sha256: str | None = None,
              canary: dict[str, Any] | None = None, rollout: dict[str, Any] | None = None,
              rollback: str = "wave", via: list[dict[str, Any]] | None = None, migrate: bool = False,
              requires: dict[str, str] | None = None, checks: list[dict[str, Any]] | None = None,
@@ -42,7 +43,8 @@ def playbook(component: str, version: str, *, upgrade_from: str = ">=0", sha256:
         "vendor": "Lab Vendor",
         "version": version,
         "artifact": {"file": art["file"], "sha256": sha256 or art["sha256"]},
-        "upgrade_from": upgrade_from,
+        # Any older release may upgrade straight to it (a test release must not accept itself).
+        "upgrade_from": upgrade_from or f"<{Version(version).public}",
         "install": {"root": f"/opt/{component}", "keep_releases": 3,
                     "config_files": [f"/etc/{component}/{component}.conf"]},
         "service": service or {"systemd": f"{component}.service", "start_timeout": "15s", "stop_timeout": "15s"},

@@ -118,36 +118,49 @@ class Apply:
         self.notify("run-started", component=plan.component, version=plan.target_version, run=self.journal.run_id,
                     hosts=len(plan.hosts))
         try:
-            if recovery.back:
-                self.journal.record("recover", hosts=recovery.back, failing=recovery.failing)
-                for host in recovery.back:
-                    self.hosts[host].touched = True
-                self.rollback(recovery.back)
-            if recovery.failing:
-                # The killed run was already handling a failure: finish that, never start new hosts.
-                self.failures = max(1, recovery.failures)
-                policy = self.spec.rollback.on_failure
-                phases = {self.hosts[h].plan.phase for h in recovery.back}
-                targets = sorted(h for h in recovery.done
-                                 if policy == "run" or (policy == "wave" and self.hosts[h].plan.phase in phases))
-                for host in targets:
-                    self.hosts[host].touched = True
-                self.rollback(targets)
-                self.halted = "resumed a run that was handling a failure; its rollback is complete"
-                return self._conclude()
-            pending = [h for h in self.hosts if h not in recovery.done]
-            if pending and not self.stage(pending):
-                return self._finish(ExitCode.FAILED_ROLLED_BACK, "stage-failed",
-                                    "staging failed; no live change was made")
-            for phase in plan.phases:
-                if self.halted:
-                    break
-                todo = [h for h in phase.hosts if h not in recovery.done]
-                if todo:
-                    self.run_phase(phase.model_copy(update={"hosts": todo}))
-            return self._conclude()
+            outcome = self._execute(recovery)
         finally:
             self.release_locks()
+        # run-end is the journal's last word: it comes after the locks are released.
+        self.journal.record("run-end", status=outcome.status, exit_code=int(outcome.exit_code),
+                            message=outcome.message,
+                            hosts={h.name: {"state": h.state, "detail": h.detail, "version": self._version_of(h)}
+                                   for h in self.hosts.values()})
+        event = {ExitCode.OK: "finished", ExitCode.FAILED_ROLLED_BACK: "rolled-back"}.get(outcome.exit_code, "failed")
+        self.notify(event, component=self.plan.component, version=self.plan.target_version,
+                    run=self.journal.run_id, status=outcome.status, message=outcome.message)
+        return outcome
+
+    def _execute(self, recovery: Recovery) -> Outcome:
+        plan = self.plan
+        if recovery.back:
+            self.journal.record("recover", hosts=recovery.back, failing=recovery.failing)
+            for host in recovery.back:
+                self.hosts[host].touched = True
+            self.rollback(recovery.back)
+        if recovery.failing:
+            # The killed run was already handling a failure: finish that, never start new hosts.
+            self.failures = max(1, recovery.failures)
+            policy = self.spec.rollback.on_failure
+            phases = {self.hosts[h].plan.phase for h in recovery.back}
+            targets = sorted(h for h in recovery.done
+                             if policy == "run" or (policy == "wave" and self.hosts[h].plan.phase in phases))
+            for host in targets:
+                self.hosts[host].touched = True
+            self.rollback(targets)
+            self.halted = "resumed a run that was handling a failure; its rollback is complete"
+            return self._conclude()
+        pending = [h for h in self.hosts if h not in recovery.done]
+        if pending and not self.stage(pending):
+            return self._finish(ExitCode.FAILED_ROLLED_BACK, "stage-failed",
+                                "staging failed; no live change was made")
+        for phase in plan.phases:
+            if self.halted:
+                break
+            todo = [h for h in phase.hosts if h not in recovery.done]
+            if todo:
+                self.run_phase(phase.model_copy(update={"hosts": todo}))
+        return self._conclude()
 
     def _conclude(self) -> Outcome:
         states = {h.state for h in self.hosts.values()}
@@ -176,13 +189,6 @@ class Apply:
         return None
 
     def _finish(self, code: ExitCode, status: str, message: str) -> Outcome:
-        self.journal.record("run-end", status=status, exit_code=int(code), message=message,
-                            hosts={h.name: {"state": h.state, "detail": h.detail, "version": self._version_of(h)}
-                                   for h in self.hosts.values()})
-        event = "finished" if code == ExitCode.OK else ("rolled-back" if code == ExitCode.FAILED_ROLLED_BACK
-                                                        else "failed")
-        self.notify(event, component=self.plan.component, version=self.plan.target_version,
-                    run=self.journal.run_id, status=status, message=message)
         return Outcome(code, status, message, self.hosts)
 
     # ------------------------------------------------------------ artifacts and locks
