@@ -380,6 +380,7 @@ class Apply:
         self.journal.record("host-end", host=host, ok=res.ok, ops=[o.data for o in res.ops],
                             stderr=res.result.stderr[-2000:] if not res.ok else "")
         if res.ok:
+            self.hosts[host].touched = True
             self._set(host, "verified", f"on {hp.path[-1]}")
             if hp.canary:
                 return True
