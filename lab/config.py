@@ -28,7 +28,9 @@ CONTAINER_PREFIX = "upg-"
 HOSTS_PER_DC_ENV = "UPGRADER_LAB_HOSTS_PER_DC"
 DEFAULT_HOSTS_PER_DC = 2
 
-APT_PACKAGES = ("vagrant", "vagrant-lxc", "lxc", "debootstrap", "rsync", "sudo", "python3-venv")
+# chromium + a font: the HTML report test renders the page headless and looks at the screenshot.
+APT_PACKAGES = ("vagrant", "vagrant-lxc", "lxc", "debootstrap", "rsync", "sudo", "python3-venv", "chromium",
+                "fonts-dejavu-core")
 
 COMPONENTS = tuple(PORTS)  # feedhandler, ordergw, riskgw
 BASELINES = RELEASE_BASELINES  # feedhandler 3.0.0, ordergw 5.0.0, riskgw 2.4.0
