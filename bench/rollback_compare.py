@@ -357,6 +357,8 @@ def versions() -> dict[str, str]:
                                      "import importlib.metadata as m; print(m.version('upgrader'))"])):
         proc = subprocess.run(argv, capture_output=True, text=True)
         out[name] = proc.stdout.strip() or "?"
+    git = subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True, text=True, cwd=bl.REPO)
+    out["upgrader_git"] = git.stdout.strip() or "?"
     return out
 
 

@@ -156,11 +156,23 @@ def service_state(svc):
 
 
 def service_stop(svc):
+    """Stop within stop_timeout; a systemd unit that hangs on stop is then killed, and we say so."""
     timeout = svc.get("stop_timeout", 30)
     argv = ["systemctl", "stop", svc["systemd"]] if svc.get("systemd") else svc["stop"]
-    proc = run(argv, timeout)
+    try:
+        proc = run(argv, timeout)
+    except OpFailed:
+        if not svc.get("systemd"):
+            raise
+        unit = svc["systemd"]
+        run(["systemctl", "kill", "--signal=SIGKILL", unit], 10)
+        proc = run(["systemctl", "stop", unit], 10)
+        if proc.returncode == 0 and service_state(svc) != "active":
+            return "killed after %gs" % timeout
+        raise OpFailed("%s did not stop within %gs, even after SIGKILL" % (unit, timeout)) from None
     if proc.returncode != 0:
         raise OpFailed("stop failed: %s" % tail(proc.stderr or proc.stdout).strip(), exit_code=proc.returncode)
+    return "stopped"
 
 
 def service_start(svc):
@@ -468,7 +480,10 @@ def extract_safely(archive, dest, strip):
     except (tarfile.TarError, OSError) as exc:
         raise OpFailed("not a readable tarball: %s" % exc) from None
     with tar:
-        members = tar.getmembers()
+        try:
+            members = tar.getmembers()
+        except (tarfile.TarError, OSError, EOFError) as exc:
+            raise OpFailed("not a readable tarball: %s" % exc) from None
         total = 0
         plan = []
         for m in members:
@@ -530,8 +545,8 @@ def failure(results):
 
 
 def op_stop(ctx, s):
-    service_stop(s["service"])
-    return {"service": service_state(s["service"])}
+    how = service_stop(s["service"])
+    return {"service": service_state(s["service"]), "how": how}
 
 
 def op_switch(ctx, s):
@@ -657,8 +672,7 @@ def op_rollback(ctx, s):
     svc = s["service"]
     steps = []
     if current != target:
-        service_stop(svc)
-        steps.append("stop")
+        steps.append("stop" if service_stop(svc) == "stopped" else "stop (killed)")
         chain = rollback_chain(root, current, target) or ([current] if current else [])
         restored = []
         for version in chain:

@@ -183,7 +183,7 @@ class Apply:
         """The version a host is known to be on now (None: unknown, a human must look)."""
         if h.state == "done":
             return h.plan.path[-1]
-        if h.state in ("pending", "staged", "untouched", "rolled-back", "handed-over") or (
+        if h.state in ("pending", "staged", "untouched", "rolled-back") or (
                 h.state == "failed" and not h.touched):
             return h.plan.from_version
         return None
@@ -450,14 +450,20 @@ class Apply:
         def back(host: str) -> remote.AgentResult:
             hp = self.hosts[host].plan
             self._set(host, "rolling-back", f"→ {hp.from_version}")
-            return self._call(host, [programs.rollback_op(self.spec, hp.from_version, f"{host}/rollback")],
+            # The lock check first: a host an emergency rollback took over is not ours to touch any more.
+            return self._call(host, [self._lock_op("check"),
+                                     programs.rollback_op(self.spec, hp.from_version, f"{host}/rollback")],
                               programs.hop_timeout(self.spec) + 30)
 
         results = self.pool.each(hosts, back)
         for host, res in results.items():
             hp = self.hosts[host].plan
             was = self.hosts[host].failure
-            if isinstance(res, Exception) or not res.ok:
+            if not isinstance(res, Exception) and res.failed is not None and res.failed.op == "lock":
+                self._set(host, "handed-over", f"taken over by another run: {res.failed.error}")
+                self.hosts[host].touched = False
+                self.journal.record("rollback-end", host=host, ok=True, handed_over=True, error=res.error)
+            elif isinstance(res, Exception) or not res.ok:
                 why = str(res) if isinstance(res, Exception) else res.error
                 self._set(host, "rollback-failed", why)
                 self.journal.record("rollback-end", host=host, ok=False, error=why)

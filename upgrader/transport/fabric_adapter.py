@@ -31,6 +31,12 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
+def command_line(argv: Sequence[str], *, sudo: bool, user: str) -> str:
+    """The one place an argv becomes a shell line: every argument quoted, exactly once."""
+    full = ("sudo", "-n", "--", *argv) if sudo and user != "root" else tuple(argv)
+    return shlex.join(full)
+
+
 class _Transient(Exception):
     """A connection-level failure worth one more try (for idempotent calls only)."""
 
@@ -164,8 +170,7 @@ class FabricTransport:
     def run(self, argv: Sequence[str], *, sudo: bool = False, timeout: float | None = None,
             idempotent: bool = False) -> Result:
         argv = tuple(str(a) for a in argv)
-        full = ("sudo", "-n", "--", *argv) if sudo and self.endpoint.user != "root" else argv
-        command = shlex.join(full)
+        command = command_line(argv, sudo=sudo, user=self.endpoint.user)
         limit = timeout or self.timeouts.command
         budget = limit + self.timeouts.connect * 2 + self.timeouts.auth + self.timeouts.channel
 
