@@ -120,6 +120,9 @@ def test_rollback_policy_hold_leaves_the_failed_host_for_a_human(upgrader, vm_ho
     assert lock(vm_host("ch2-1"), "ordergw") is None
 
 
+@pytest.mark.reliability(
+    'artifact checksum mismatch',
+    'refused before any host changes; exit 1')
 def test_checksum_mismatch_refused_before_any_host_changes(upgrader, vm_host, vm_hosts, tmp_path):  # type: ignore[no-untyped-def]
     pb = write(tmp_path / "pb.yml", playbook("ordergw", "5.1.0", sha256="0" * 64))
     run = upgrader.apply(pb)
@@ -131,6 +134,9 @@ def test_checksum_mismatch_refused_before_any_host_changes(upgrader, vm_host, vm
 
 
 @pytest.mark.parametrize("release", ["5.1.1+traversal", "5.1.1+abspath", "5.1.1+symlinkout"])
+@pytest.mark.reliability(
+    "tarball with '..', absolute or outward-symlink members",
+    'refused at staging, nothing left on any host; exit 3')
 def test_unsafe_tarball_refused_at_staging_and_nothing_left(upgrader, vm_host, vm_hosts, tmp_path, release):  # type: ignore[no-untyped-def]
     run = upgrader.apply(write(tmp_path / "pb.yml", playbook("ordergw", release)))
     assert run.code == 3 and "unsafe tarball" in run.output, run.output
@@ -142,6 +148,9 @@ def test_unsafe_tarball_refused_at_staging_and_nothing_left(upgrader, vm_host, v
         assert lock(host, "ordergw") is None
 
 
+@pytest.mark.reliability(
+    'two operators start apply at once',
+    'the second is refused (host locks; local lock on the same controller), naming the holder')
 def test_concurrent_apply_is_refused_by_the_host_locks(upgrader, vm_host, tmp_path, vm_inventory):  # type: ignore[no-untyped-def]
     pb = write(tmp_path / "pb.yml", playbook("ordergw", "5.1.0", canary={"bake": "20s"}))
     first = upgrader.start_apply(pb)
@@ -175,6 +184,9 @@ def test_killed_mid_wave_then_resume_finishes_cleanly(upgrader, vm_host, vm_host
     assert any(e["event"] == "resume" for e in entries) and entries[-1]["event"] == "run-end"
 
 
+@pytest.mark.reliability(
+    'a host frozen (lxc-freeze) mid-run',
+    'reported within the timeout; exit 4 naming it')
 def test_host_frozen_mid_run_is_reported_within_the_timeout(upgrader, vm_host, tmp_path, faults):  # type: ignore[no-untyped-def]
     pb = write(tmp_path / "pb.yml", playbook("feedhandler", "3.1.0", canary={"bake": "3s"}, rollback="host"))
     proc = upgrader.start_apply(pb, "--connect-timeout", "3")
