@@ -1,0 +1,84 @@
+"""Saved plans on the lab: applied exactly, refused when tampered with or stale; reports from real journals."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from hoststate import component, host_journal
+from upgrader_cli import Upgrader, playbook, write
+
+REPO = Path(__file__).resolve().parents[2]
+FEED = REPO / "playbooks" / "feedhandler-3.1.0.yml"
+
+
+@pytest.fixture
+def upgrader(tmp_path: Path, vm_inventory: Path, reset_hosts: None) -> Upgrader:
+    return Upgrader(tmp_path / "state", vm_inventory)
+
+
+def save_plan(upgrader: Upgrader, pb: Path, out: Path) -> Path:
+    run = upgrader("plan", str(pb), "-i", str(upgrader.inventory), "--live", "--out", str(out))
+    assert run.code == 0, run.output
+    return out
+
+
+def test_a_saved_plan_is_applied_exactly(upgrader, vm_host, vm_hosts, tmp_path):  # type: ignore[no-untyped-def]
+    plan = save_plan(upgrader, FEED, tmp_path / "plan.json")
+    run = upgrader.apply(plan)
+    assert run.code == 0, run.output
+    start = upgrader.journal()[0]
+    assert start["plan_hash"] == json.loads(plan.read_text())["content_hash"]
+    assert {component(vm_host(h), "feedhandler").current for h in vm_hosts} == {"3.1.0"}
+
+
+@pytest.mark.reliability("a reviewed plan edited by hand", "refused: content hash mismatch; nothing changed; exit 1")
+def test_a_tampered_plan_is_refused(upgrader, vm_host, vm_hosts, tmp_path):  # type: ignore[no-untyped-def]
+    plan = save_plan(upgrader, FEED, tmp_path / "plan.json")
+    data = json.loads(plan.read_text())
+    data["spec"]["canary"]["bake"] = 0.0  # skip the bake: exactly what a review must catch
+    plan.write_text(json.dumps(data, indent=2, sort_keys=True))
+    run = upgrader.apply(plan)
+    assert run.code == 1 and "content hash mismatch" in run.stderr, run.output
+    assert not upgrader.runs()
+    assert {component(vm_host(h), "feedhandler").current for h in vm_hosts} == {"3.0.0"}
+
+
+@pytest.mark.reliability("hosts drifted between plan and apply (version changed, staged release gained)",
+                         "refused per host, naming what changed; nothing changed; exit 1")
+def test_a_stale_plan_is_refused_per_host(upgrader, vm_host, vm_hosts, tmp_path):  # type: ignore[no-untyped-def]
+    assert upgrader.apply(FEED).code == 0
+    newer = write(tmp_path / "pb.yml", playbook("feedhandler", "3.2.0", canary={"bake": "1s"}))
+    plan = save_plan(upgrader, newer, tmp_path / "plan.json")
+    back = upgrader("rollback", "feedhandler", "-i", str(upgrader.inventory), "--reason", "drift", "--yes",
+                    "--hosts", "ny5-2")
+    assert back.code == 0
+    vm_host("ch2-1").run("sudo mkdir -p /opt/feedhandler/releases/9.9.9/.upgrader")
+    vm_host("ch2-1").run("sudo sh -c %s", "echo '{\"sha256\": \"x\"}' > /opt/feedhandler/releases/9.9.9/.upgrader/"
+                                        "release.json")
+    runs_before = len(upgrader.runs())
+    run = upgrader.apply(plan)
+    assert run.code == 1, run.output
+    assert "ny5-2: now on 3.0.0, not 3.1.0 as planned" in run.stderr
+    assert "ch2-1: gained staged release(s) 9.9.9" in run.stderr
+    assert len(upgrader.runs()) == runs_before
+    assert component(vm_host("ny5-1"), "feedhandler").current == "3.1.0"
+    assert not [r for r in host_journal(vm_host("ny5-1"), "feedhandler") if r.get("op") == "stage"
+                and r.get("run") not in {p.name for p in upgrader.runs()}]
+
+
+def test_postmortem_report_from_a_real_failing_run(upgrader, tmp_path):  # type: ignore[no-untyped-def]
+    run = upgrader.apply(write(tmp_path / "pb.yml", playbook("ordergw", "5.1.1+crash", canary={"bake": "6s"})))
+    assert run.code == 3
+    run_id = upgrader.runs()[-1].name
+    md = upgrader("report", run_id, "--format", "markdown")
+    assert md.code == 0, md.output
+    for expected in ("ny5-1", "5.1.1+crash", "rolled", "5.0.0", "pytest"):
+        assert expected in md.stdout, expected
+    html = upgrader("report", run_id, "--out", str(tmp_path / "r.html"))
+    assert html.code == 0 and "<svg" in (tmp_path / "r.html").read_text()
+    metrics = upgrader("report", run_id, "--metrics", str(tmp_path / "prom"))
+    assert metrics.code == 0
+    prom = (tmp_path / "prom" / "upgrader.prom").read_text()
+    assert 'upgrader_run_exit_code{component="ordergw",kind="apply"} 3' in prom
