@@ -36,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="artifact store (default: $UPGRADER_ARTIFACTS, else build/artifacts)")
     parser.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     parser.add_argument("--break-lock", metavar="REASON", help="take over stale host locks; the reason is journaled")
-    parser.add_argument("--now", type=_aware,
+    parser.add_argument("--now", type=live.aware,
                         help="pretend it is this time (ISO 8601 with offset) for the window guard")
     parser.add_argument("--overrides", type=Path, help="operator window overrides (extra closures, freeze days)")
     live.add_connection_arguments(parser)
@@ -54,13 +54,6 @@ def run(args: argparse.Namespace) -> int:
         return execute(args, plan, pool, inputs.inventory.model)
     finally:
         pool.close()
-
-
-def _aware(text: str) -> datetime:
-    value = datetime.fromisoformat(text)
-    if value.tzinfo is None:
-        raise argparse.ArgumentTypeError(f"{text!r} needs a UTC offset, e.g. 2026-11-28T02:00:00-05:00")
-    return value
 
 
 def run_saved(args: argparse.Namespace) -> int:

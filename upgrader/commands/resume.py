@@ -7,9 +7,11 @@ import sys
 from pathlib import Path
 
 from upgrader.commands import live
+from upgrader.engine import admission
 from upgrader.engine.apply import Apply
 from upgrader.engine.journal import Journal, operator
 from upgrader.engine.locks import LocalLock
+from upgrader.engine.notifier import notifier
 from upgrader.engine.progress import Progress
 from upgrader.engine.resume import analyze
 from upgrader.errors import RefusedError
@@ -24,6 +26,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-i", "--inventory", type=Path, help="default: the inventory the run used")
     parser.add_argument("--artifacts", type=Path, help="default: the artifact store the run used")
     parser.add_argument("--yes", action="store_true")
+    parser.add_argument("--now", type=live.aware,
+                        help="pretend it is this time, for the window guard (ISO 8601 with offset)")
     live.add_connection_arguments(parser)
     live.add_output_arguments(parser)
 
@@ -53,8 +57,11 @@ def run(args: argparse.Namespace) -> int:
             journal.record("resume", operator=who, done=sorted(recovery.done), back=recovery.back,
                            failing=recovery.failing)
             with Progress(args.log_format) as progress:
+                # Hosts caught mid-step are put back whatever the time; new phases start only inside a window.
                 engine = Apply(plan, pool, journal, progress, artifacts=live.artifacts_dir(args), operator=who,
-                               python=args.python)
+                               python=args.python,
+                               admit=admission.admitter(plan, inventory.model, admission.clock(args.now)),
+                               notify=notifier(inventory.model, admission.clock(args.now)))
                 outcome = engine.run(recovery)
             progress.summary(f"{plan.component} {plan.target_version}: {outcome.status}", engine.summary_rows())
             live.export_metrics(args)

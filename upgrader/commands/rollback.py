@@ -17,6 +17,7 @@ from upgrader.engine.rollback import exit_code, rollback_hosts
 from upgrader.errors import RefusedError
 from upgrader.loading.inputs import load_inventory, load_playbook
 from upgrader.planning.planner import iter_hosts, runs_component
+from upgrader.windows import break_glass
 
 HELP = "emergency rollback to the previous (or a named) staged release, in parallel, audited"
 
@@ -60,6 +61,9 @@ def run(args: argparse.Namespace) -> int:
     reason = args.reason.strip()
     if not reason:
         raise RefusedError("--reason must say why (it is journaled and audited)", 'e.g. --reason "INC-4711 rejects"')
+    # Break-glass: rollback runs inside market hours and freezes; the bypass itself is the record.
+    # The guard is not evaluated here on purpose: market calendars would cost a second of start-up.
+    glass = break_glass(reason, datetime.now(UTC), actor=operator())
     inventory = load_inventory(args.inventory)
     playbook = load_playbook(args.playbook) if args.playbook else find_playbook(args.component, args.playbooks)
     spec = playbook.model
@@ -73,7 +77,8 @@ def run(args: argparse.Namespace) -> int:
         run_id = new_run_id(spec.component, datetime.now(UTC))
         journal = Journal.create(args.state_dir, run_id)
         journal.record("run-start", kind="rollback", run=run_id, component=spec.component, to=args.to,
-                       reason=reason, operator=who, hosts=hosts, argv=sys.argv[1:], break_glass=True)
+                       reason=reason, operator=who, hosts=hosts, argv=sys.argv[1:], break_glass=True,
+                       guard=glass.to_dict())
         audit(args.state_dir, action="rollback", run=run_id, component=spec.component, reason=reason,
               operator=who, hosts=hosts, to=args.to)
         with Progress(args.log_format) as progress:
