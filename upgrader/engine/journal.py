@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from upgrader.errors import RefusedError
+from upgrader.files import write_atomic
 
 JOURNAL = "journal.jsonl"
 
@@ -81,15 +82,7 @@ class Journal:
         return list(read(self.path))
 
     def write_file(self, name: str, text: str) -> Path:
-        path = self.directory / name
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-        return path
+        return write_atomic(self.directory / name, text)
 
 
 def read(path: Path) -> Iterator[dict[str, Any]]:

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
 
+from upgrader.files import write_atomic
 from upgrader.reporting.model import RunRecord
 from upgrader.reporting.parse import load_runs
 
@@ -32,14 +33,8 @@ def write_metrics(state_dir: Path, directory: Path) -> Path:
     text = render_metrics(load_runs(state_dir))
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / FILENAME
-    tmp = directory / f".{FILENAME}.{os.getpid()}.tmp"  # not *.prom: the collector ignores it
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    return path
+    # The temporary name does not end in .prom: the collector ignores it while it is written.
+    return write_atomic(path, text, mode=0o644, tmp=directory / f".{FILENAME}.{os.getpid()}.tmp")
 
 
 def render_metrics(records: Iterable[RunRecord]) -> str:
