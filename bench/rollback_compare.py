@@ -28,6 +28,8 @@ import benchlib as bl
 
 COMPONENT, FROM, TO, PORT = "feedhandler", "3.1.0", "3.0.0", 9101
 TOOLS = ("upgrader", "ansible-linear", "ansible-free", "pyinfra", "floor")
+# diagnostic, not in the default set: upgrader with its playbook's check interval cut to 50 ms (retries ×5)
+EXTRA_TOOLS = ("upgrader-poll50",)
 GOALS = {"ansible": 4.5, "pyinfra": 1.25, "floor": 1.3}  # upgrader ≥4.5× and ≥1.25× faster; ≤1.3× the floor
 
 
@@ -61,16 +63,29 @@ class Bench:
     def run(self, tool: str, trial: str) -> bl.Timed:
         return getattr(self, tool.replace("-", "_"))(trial)
 
-    def upgrader(self, trial: str) -> bl.Timed:
+    def upgrader(self, trial: str, *extra: str) -> bl.Timed:
         env = {"UPGRADER_STATE_DIR": str(self.state), "UPGRADER_OPERATOR": "bench"}
         launched = time.time()
         res = bl.timed_run([str(bl.REPO / ".venv" / "bin" / "upgrader"), "rollback", COMPONENT,
-                            "-i", "inventories/vagrant.yml", "--reason", "bench", "--yes", "--log-format", "plain"],
-                           env=env)
-        if res.code == 0:
+                            "-i", "inventories/vagrant.yml", "--reason", "bench", "--yes", "--log-format", "plain",
+                            *extra], env=env)
+        if res.code == 0 and not extra:
             self.journals.append({"launched": launched, "seconds": res.seconds,
                                   "entries": bl.read_journal(self.state)})
         return res
+
+    def upgrader_poll50(self, trial: str) -> bl.Timed:
+        """Diagnostic: the same rollback with the committed playbook's check interval cut to 50 ms."""
+        path = self.work / "feedhandler-poll50.yml"
+        if not path.exists():
+            import yaml
+
+            data = yaml.safe_load((bl.REPO / "playbooks" / f"{COMPONENT}-{FROM}.yml").read_text())
+            for check in data["checks"]:
+                check["retries"] = check.get("retries", 0) * 5
+                check["interval"] = "50ms"
+            path.write_text(yaml.safe_dump(data, sort_keys=False))
+        return self.upgrader(trial, "--playbook", str(path))
 
     def _ansible(self, trial: str, strategy: str) -> bl.Timed:
         control = Path(tempfile.mkdtemp(prefix="cp-", dir="/tmp"))  # short path: unix socket names are limited
@@ -366,7 +381,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--warmup", type=int, default=1, help="untimed rounds first (caches, bytecode)")
-    p.add_argument("--tools", default=",".join(TOOLS), help=f"comma-separated subset of {','.join(TOOLS)}")
+    p.add_argument("--tools", default=",".join(TOOLS),
+                   help=f"comma-separated subset of {','.join(TOOLS + EXTRA_TOOLS)}")
     p.add_argument("--poll", type=float, default=0.25, help="health poll interval for Ansible and pyinfra")
     p.add_argument("--floor-poll", type=float, default=0.05, help="health poll interval for the floor")
     p.add_argument("--skip-setup", action="store_true", help="hosts already have 3.1.0 staged by upgrader")
@@ -374,7 +390,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=bl.RESULTS / "rollback_compare.json")
     args = p.parse_args(argv)
     tools = [t for t in args.tools.split(",") if t]
-    unknown = set(tools) - set(TOOLS)
+    unknown = set(tools) - set(TOOLS) - set(EXTRA_TOOLS)
     if unknown:
         p.error(f"unknown tools: {', '.join(sorted(unknown))}")
     preflight(tools)

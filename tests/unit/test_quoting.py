@@ -37,6 +37,6 @@ def test_agent_programs_carry_values_as_base64_json_only() -> None:
     program = {"component": "ordergw", "root": "/opt/ordergw", "run": "r", "ops": [
         {"op": "migrate", "argv": ["/bin/echo", *HOSTILE], "version": "$(reboot)"}]}
     argv = agent.command(program)
-    assert argv[:3] == ["python3", "-c", agent.BOOTSTRAP]
-    assert all(c.isalnum() or c in "+/=" for c in argv[3] + argv[4]), "only base64 reaches the shell"
-    assert json.loads(base64.b64decode(argv[4])) == program
+    assert argv[:5] == ["python3", "-I", "-S", "-c", agent.BOOTSTRAP]
+    assert all(c.isalnum() or c in "+/=" for c in argv[5] + argv[6]), "only base64 reaches the shell"
+    assert json.loads(base64.b64decode(argv[6])) == program

@@ -34,7 +34,8 @@ def pack_program(program: dict[str, Any]) -> str:
 
 def command(program: dict[str, Any], python: str = "python3") -> list[str]:
     """The argv that runs ``program`` on a host (quoted once, by the transport)."""
-    return [python, "-c", BOOTSTRAP, packed_source(), pack_program(program)]
+    # -I: ignore PYTHON* variables and user site-packages; -S: no site import (faster start-up).
+    return [python, "-I", "-S", "-c", BOOTSTRAP, packed_source(), pack_program(program)]
 
 
 def parse_output(stdout: str) -> list[dict[str, Any]]:

@@ -4,20 +4,16 @@
 # {"component", "run", "root", "ops": [{"op": NAME, ...}, ...]}.  Every operation is written
 # to the host journal before it runs and after it ends (fsync'd), and reported on stdout as
 # one "@@upgrader {json}" line.  The first failing operation ends the program (exit 1).
+#
+# Start-up time matters (an emergency rollback starts this on every host at once), so modules
+# only some operations need (tarfile, hashlib, http.client, shutil, socket) are imported there.
 import base64
-import hashlib
-import http.client
 import json
 import os
 import re
-import shutil
-import socket
-import stat
 import subprocess
 import sys
-import tarfile
 import time
-import urllib.parse
 
 STATE = "/var/lib/upgrader"
 MARKER = "@@upgrader "
@@ -191,6 +187,9 @@ def service_start(svc):
 
 
 def http_get(url, timeout):
+    import http.client
+    import urllib.parse
+
     parts = urllib.parse.urlsplit(url)
     cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
     conn = cls(parts.hostname, parts.port, timeout=timeout)
@@ -215,6 +214,9 @@ def reported_version(check, timeout):
 
 def check_once(check, ctx):
     """Return None when the check passes, else a short reason."""
+    import http.client
+    import socket
+
     timeout = check.get("timeout", 5)
     kind = check["kind"]
     spec = check[kind]
@@ -279,23 +281,39 @@ def log_matches(path, offset, pattern):
     return re.search(pattern, data, re.MULTILINE) is not None
 
 
+FAST_POLL = 0.1  # seconds: cheap probes are polled this often within a check's window
+
+
 def run_checks(checks, ctx, retries=True, service=None):
-    """Run every check with its retries; return (ok, results)."""
+    """Run every check; each may take ``retries`` x ``interval`` to pass.  Return (ok, results).
+
+    Cheap probes (http, tcp, process, log, version) are polled every FAST_POLL within that
+    window, so a service that comes up in 300 ms is seen at 300 ms, not at the next interval.
+    A service that has died (failed, inactive) fails the check at once: waiting cannot help.
+    """
     results = []
     ok = True
     for check in checks:
-        attempts = 1 + (check.get("retries", 0) if retries else 0)
-        reason = None
-        for attempt in range(attempts):
-            if service is not None and service_state(service) not in ("active", "activating"):
-                reason = "service is %s" % service_state(service)
-            else:
-                reason = check_once(check, ctx)
+        interval = check.get("interval", 1)
+        window = (check.get("retries", 0) if retries else 0) * interval
+        poll = interval if check["kind"] == "command" else min(interval, FAST_POLL)
+        deadline = time.monotonic() + window
+        attempt = 0
+        while True:
+            attempt += 1
+            reason = check_once(check, ctx)
             if reason is None:
                 break
-            if attempt + 1 < attempts:
-                time.sleep(check.get("interval", 1))
-        results.append({"check": check["name"], "ok": reason is None, "reason": reason, "attempts": attempt + 1})
+            if service is not None:
+                state = service_state(service)
+                if state not in ("active", "activating", "reloading"):
+                    reason = "service is %s (%s)" % (state, reason)
+                    break
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            time.sleep(min(poll, left))
+        results.append({"check": check["name"], "ok": reason is None, "reason": reason, "attempts": attempt})
         if reason is not None:
             ok = False
             break
@@ -306,6 +324,8 @@ def run_checks(checks, ctx, retries=True, service=None):
 
 
 def op_facts(ctx, s):
+    import http.client
+
     root = ctx["root"]
     installed = current_version(root)
     out = {
@@ -403,6 +423,8 @@ def op_lock(ctx, s):
 
 
 def op_stage(ctx, s):
+    import shutil
+
     root, version, want = ctx["root"], s["version"], s["sha256"]
     target = os.path.join(releases_dir(root), version)
     marker = release_meta(root, version, "release.json")
@@ -451,6 +473,8 @@ def remove_quietly(path):
 
 
 def copy_hashing(src, dst):
+    import hashlib
+
     digest = hashlib.sha256()
     try:
         with open(src, "rb") as fin, open(dst, "wb") as fout:
@@ -475,6 +499,10 @@ def member_path(name, strip):
 
 def extract_safely(archive, dest, strip):
     """Refuse the whole tarball on any absolute path, '..', outward link, device or oversized member."""
+    import shutil
+    import stat
+    import tarfile
+
     try:
         tar = tarfile.open(archive, "r:*")
     except (tarfile.TarError, OSError) as exc:
@@ -559,6 +587,8 @@ def op_switch(ctx, s):
 
 
 def op_carry_over(ctx, s):
+    import shutil
+
     root = ctx["root"]
     src_dir = os.path.join(releases_dir(root), s["from"])
     dst_dir = os.path.join(releases_dir(root), s["version"])
@@ -573,6 +603,8 @@ def op_carry_over(ctx, s):
 
 
 def op_migrate(ctx, s):
+    import shutil
+
     root, version = ctx["root"], s["version"]
     backup = os.path.join(releases_dir(root), version, META, "config-before")
     saved = []
@@ -596,6 +628,8 @@ def op_migrate(ctx, s):
 
 def restore_config(root, version):
     """Undo the migration that was run when switching to ``version``; returns files restored."""
+    import shutil
+
     info = release_meta(root, version, "migration.json")
     if not info:
         return []
@@ -694,6 +728,8 @@ def op_rollback(ctx, s):
 
 
 def op_prune(ctx, s):
+    import shutil
+
     root = ctx["root"]
     keep = max(2, s.get("keep", 3))
     current = current_version(root)
@@ -713,6 +749,8 @@ def op_prune(ctx, s):
 
 
 def op_unstage(ctx, s):
+    import shutil
+
     root, version = ctx["root"], s["version"]
     marker = release_meta(root, version, "release.json") or {}
     if current_version(root) == version or marker.get("run") != ctx["run"]:
