@@ -151,7 +151,9 @@ class Check(Strict):
     log: LogCheck | None = None
     version: VersionCheck | None = None
     timeout: Duration = 5.0
-    retries: int = Field(10, ge=0, le=1000, description="extra attempts after the first failure")
+    retries: int = Field(10, ge=0, le=1000,
+                         description="the check may take retries x interval to pass (http/tcp/process/log/version "
+                         "probes are polled every 100 ms within that window; commands every interval)")
     interval: Duration = 1.0
 
     @model_validator(mode="after")
