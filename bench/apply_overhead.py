@@ -155,6 +155,7 @@ def main(argv: list[str] | None = None) -> int:
 
     inv = yaml.safe_load(bl.INVENTORY.read_text())
     dc_of = {name: dc for dc, d in inv["datacenters"].items() for name in d["hosts"]}
+    git_start = bl.git_state()
     work = Path(tempfile.mkdtemp(prefix="apply-bench-"))
     try:
         pb = bl.lab_playbook(work / f"{COMPONENT}-{TO}.yml", COMPONENT, TO, canary={"bake": args.bake},
@@ -178,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
             "meta": {"component": COMPONENT, "from": FROM, "to": TO, "hosts": len(dc_of), "trials": args.trials,
                      "warmup": args.warmup, "bake": args.bake, "batch": args.batch,
                      "max_in_flight_per_datacenter": args.max_in_flight,
+                     "git_start": git_start, "git_end": bl.git_state(),
                      "definition": "per_host_critical_ms = (apply wall − app seconds on the critical path) / hosts; "
                                    "per_host_literal_ms = (wall − Σ app seconds of all hosts) / hosts; app = the "
                                    "agent's stop/start/verify/bake op seconds from the run journal"},

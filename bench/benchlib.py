@@ -142,6 +142,14 @@ def timed_run(argv: Sequence[str], *, env: dict[str, str] | None = None, cwd: Pa
     return Timed(time.perf_counter() - started, proc.returncode, proc.stdout, proc.stderr)
 
 
+def git_state() -> str:
+    """The code under test (`git describe --always --dirty`): recorded at the start and the end of a run,
+    because the working tree is shared and can change while a benchmark runs."""
+    proc = subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True, text=True, cwd=REPO,
+                          check=False)
+    return proc.stdout.strip() or "?"
+
+
 def summary(values: Sequence[float]) -> dict[str, float]:
     return {"median": round(statistics.median(values), 3), "min": round(min(values), 3),
             "max": round(max(values), 3), "n": len(values)}

@@ -352,14 +352,48 @@ def markdown(result: dict[str, Any]) -> str:
         table(result["summary"]),
         "",
         f"Health poll interval: {meta['poll_interval']} s for Ansible and pyinfra (upgrader's playbook checks use "
-        f"250 ms), {meta['floor_poll_interval']} s for the floor. Versions: {meta['versions']}.",
+        f"250 ms), {meta['floor_poll_interval']} s for the floor. Versions: {meta['versions']}; code: "
+        f"{meta.get('git_start', '?')} → {meta.get('git_end', '?')} (git describe at start and end).",
         "",
         "Repeat: `.venv/bin/python bench/rollback_compare.py` (see bench/README.md).",
     ]
     prof = result.get("profile")
     if prof:
-        lines += ["", "## Where upgrader's time goes", "", "```", json.dumps(prof, indent=1, sort_keys=True), "```"]
+        lines += ["", "## Where upgrader's time goes (medians over the timed upgrader trials)", ""]
+        lines += profile_table(prof)
     return "\n".join(lines) + "\n"
+
+
+def profile_table(prof: dict[str, Any]) -> list[str]:
+    j = prof["journal"]["seconds"]
+    st = prof["startup"]["seconds"]
+    tr = prof.get("transport", {})
+    rows = ["| part | seconds |", "|---|---:|"]
+    for key, label in (("wall", "whole command"),
+                       ("startup_to_run_start", "process start → journal run-start (interpreter, imports, load)"),
+                       ("run_start_to_first_host", "run-start → first host program sent"),
+                       ("host_span_median", "one host: program sent → result back"),
+                       ("transport_median", "… of which transport: connect, auth, sudo, python + agent start"),
+                       ("agent_ops_median", "… of which the agent's ops (lock, rollback, release)"),
+                       ("rollback_op_median", "… … the rollback op: stop, flip, start, verify checks"),
+                       ("retry_sleep_median", "… … … sleeping between failed check attempts"),
+                       ("after_last_host", "last host back → process exit")):
+        if key in j:
+            rows.append(f"| {label} | {j[key]['median']:.3f} |")
+    for key, label in (("import_cli_and_rollback", "import the CLI + rollback command (fresh interpreter)"),
+                       ("upgrader_rollback_help", "`upgrader rollback --help`")):
+        rows.append(f"| {label} | {st[key]['median']:.3f} |")
+    for key, label in (("connect_and_true", "probe: 16 new connections + `true`, wall"),
+                       ("true_reused", "probe: `true` on open connections, wall"),
+                       ("sudo_python3_pass", "probe: `sudo python3 -c pass`, wall"),
+                       ("sudo_python3_agent_facts", "probe: `sudo` agent with one facts op, wall")):
+        if key in tr:
+            rows.append(f"| {label} | {tr[key]['wall']:.3f} |")
+    attempts = prof["journal"].get("check_attempts", {})
+    if attempts:
+        rows += ["", "Verify check attempts per host (min/mean/max): " + "; ".join(
+            f"{k} {v['min']}/{v['mean']}/{v['max']}" for k, v in attempts.items())]
+    return rows
 
 
 def versions() -> dict[str, str]:
@@ -372,8 +406,6 @@ def versions() -> dict[str, str]:
                                      "import importlib.metadata as m; print(m.version('upgrader'))"])):
         proc = subprocess.run(argv, capture_output=True, text=True)
         out[name] = proc.stdout.strip() or "?"
-    git = subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True, text=True, cwd=bl.REPO)
-    out["upgrader_git"] = git.stdout.strip() or "?"
     return out
 
 
@@ -388,12 +420,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--skip-setup", action="store_true", help="hosts already have 3.1.0 staged by upgrader")
     p.add_argument("--no-profile", action="store_true", help="skip the breakdown of upgrader's time")
     p.add_argument("--out", type=Path, default=bl.RESULTS / "rollback_compare.json")
+    p.add_argument("--render", action="store_true", help="only rewrite the .md from an existing --out JSON")
     args = p.parse_args(argv)
+    if args.render:
+        args.out.with_suffix(".md").write_text(markdown(json.loads(args.out.read_text())))
+        return 0
     tools = [t for t in args.tools.split(",") if t]
     unknown = set(tools) - set(TOOLS) - set(EXTRA_TOOLS)
     if unknown:
         p.error(f"unknown tools: {', '.join(sorted(unknown))}")
     preflight(tools)
+    git_start = bl.git_state()
     hosts = bl.lab_hosts()
     if len(hosts) != 16:
         bl.log(f"note: the lab has {len(hosts)} hosts (the benchmark's reference setup is 16)")
@@ -408,12 +445,16 @@ def main(argv: list[str] | None = None) -> int:
             "meta": {"component": COMPONENT, "from": FROM, "to": TO, "hosts": len(hosts), "rounds": args.rounds,
                      "warmup": args.warmup, "tools": tools, "poll_interval": args.poll,
                      "floor_poll_interval": args.floor_poll, "date": datetime.now(UTC).isoformat(timespec="seconds"),
-                     "versions": versions(), "python": sys.version.split()[0]},
+                     "versions": versions(), "python": sys.version.split()[0],
+                     "git_start": git_start, "git_end": bl.git_state()},
             "summary": summary, "trials": records,
         }
         if not args.no_profile and "upgrader" in tools and bench.journals:
             result["profile"] = {"journal": journal_profile(bench.journals, 0.25), "startup": startup_profile(),
                                  "transport": transport_profile()}
+        if result["meta"]["git_start"] != result["meta"]["git_end"] or "dirty" in git_start:
+            bl.log(f"WARNING: the code changed or was uncommitted during the run ({git_start} → "
+                   f"{result['meta']['git_end']}): the numbers may mix versions")
         bl.write_json(args.out, result)
         args.out.with_suffix(".md").write_text(markdown(result))
         print(table(summary))

@@ -646,14 +646,19 @@ def restore_config(root, version):
     return restored
 
 
-def op_start(ctx, s):
+def remember_log_offsets(ctx, paths):
+    """Log checks only count lines written after this start: remember where each log ends now."""
     offsets = {}
-    for path in s.get("logs", []):
+    for path in paths:
         try:
             offsets[path] = os.path.getsize(path)
         except OSError:
             offsets[path] = 0
     write_json_atomic(os.path.join(state_dir(ctx["component"]), "start.json"), offsets)
+
+
+def op_start(ctx, s):
+    remember_log_offsets(ctx, s.get("logs", []))
     service_start(s["service"])
     return {"service": service_state(s["service"])}
 
@@ -714,9 +719,11 @@ def op_rollback(ctx, s):
         steps.append("restore-config:%d" % len(restored))
         flip(root, target)
         steps.append("switch")
+        remember_log_offsets(ctx, [c["log"]["path"] for c in s.get("checks", []) if c["kind"] == "log"])
         service_start(svc)
         steps.append("start")
     elif service_state(svc) != "active":
+        remember_log_offsets(ctx, [c["log"]["path"] for c in s.get("checks", []) if c["kind"] == "log"])
         service_start(svc)
         steps.append("start")
     ctx["expect_version"] = target
