@@ -1,0 +1,42 @@
+"""The window guard on real runs: refused in market hours, and no phase started that cannot finish in time."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hoststate import component, lock
+from upgrader_cli import Upgrader, playbook, write
+
+
+@pytest.fixture
+def upgrader(tmp_path: Path, vm_inventory: Path, reset_hosts: None) -> Upgrader:
+    return Upgrader(tmp_path / "state", vm_inventory)
+
+
+def test_apply_is_refused_with_the_market_open(upgrader, vm_host, vm_hosts, tmp_path):  # type: ignore[no-untyped-def]
+    pb = write(tmp_path / "pb.yml", playbook("feedhandler", "3.1.0", windows={"maintenance": []}))
+    run = upgrader("apply", str(pb), "-i", str(upgrader.inventory), "--yes", "--now", "2026-11-24T10:05:00-05:00")
+    assert run.code == 1 and "XNYS" in run.stderr and "next allowed" in run.stderr, run.output
+    assert not upgrader.runs()
+    assert {component(vm_host(h), "feedhandler").current for h in vm_hosts} == {"3.0.0"}
+
+
+def test_a_run_stops_admitting_phases_when_its_window_ends(upgrader, vm_host, vm_hosts, tmp_path):  # type: ignore[no-untyped-def]
+    # Sunday 17:59 New York: the weekend window closes at 18:00. The ny5 canary (estimated ~45 s with its
+    # 20 s bake) fits; by the time ch2's canary is due, it no longer does.
+    pb = write(tmp_path / "pb.yml", playbook("feedhandler", "3.1.0", canary={"bake": "20s"}))
+    run = upgrader("apply", str(pb), "-i", str(upgrader.inventory), "--yes", "--now", "2026-11-29T17:59:00-05:00",
+                   "--log-format", "plain")
+    assert run.code == 3, run.output
+    events = upgrader.journal()
+    halt = next(e for e in events if e["event"] == "halt")
+    assert "window closes" in halt["reason"], halt
+    started = [e["host"] for e in events if e["event"] == "host-begin"]
+    assert started[0] == "ny5-1" and "ch2-1" not in started
+    for h in vm_hosts:
+        state = component(vm_host(h), "feedhandler")
+        assert state.active and state.current == ("3.1.0" if h in started else "3.0.0"), (h, state)
+        assert lock(vm_host(h), "feedhandler") is None
+    end = events[-1]
+    assert end["event"] == "run-end" and end["hosts"]["ch2-2"]["version"] == "3.0.0"
