@@ -48,8 +48,10 @@ def run(args: argparse.Namespace) -> int:
         return run_saved(args)
     inputs = load_inputs(args.playbook, args.inventory)
     pool = live.pool_for(inputs.inventory, args)
+    warming = admission.prefetch(inputs.playbook.model, inputs.inventory.model, admission.clock(args.now)())
     try:
         facts = live.live_facts(inputs, pool, args.python)
+        warming.join()
         plan = live.plan_for(inputs, facts)
         return execute(args, plan, pool, inputs.inventory.model)
     finally:

@@ -7,7 +7,9 @@ and tests).  Phase estimates come from past runs' journals when there are any.
 
 from __future__ import annotations
 
+import logging
 import statistics
+import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -18,6 +20,9 @@ from upgrader.engine.journal import list_runs, read, runs_dir
 from upgrader.errors import RefusedError
 from upgrader.models.inventory import Inventory
 from upgrader.models.plan import Plan
+from upgrader.models.playbook import Playbook
+
+log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
 
@@ -31,6 +36,21 @@ def clock(fixed: datetime | None) -> Clock:
 
 def datacenters(plan: Plan) -> list[str]:
     return list(dict.fromkeys(h.datacenter for h in plan.hosts))
+
+
+def prefetch(spec: Playbook, inventory: Inventory, now: datetime) -> threading.Thread:
+    """Load the market calendars (pandas, ~2 s) in the background while facts are gathered over SSH."""
+    def warm() -> None:
+        from upgrader.windows import evaluate
+
+        try:
+            evaluate(spec, inventory, list(inventory.datacenters), now)
+        except Exception:
+            log.debug("calendar prefetch failed", exc_info=True)
+
+    thread = threading.Thread(target=warm, name="calendar-prefetch", daemon=True)
+    thread.start()
+    return thread
 
 
 def check_now(plan: Plan, inventory: Inventory, now: datetime, overrides: Any = None) -> Any:
