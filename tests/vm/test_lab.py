@@ -12,10 +12,16 @@ import urllib.request
 import paramiko
 import pytest
 
-from lab import config, inventory
+from lab import config, control, inventory
 from testapp.releases import PORTS
 
 COMPONENTS = list(config.BASELINES)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def baseline(lab: list[config.Host]) -> None:
+    """Other test modules change the hosts: this one starts from the baseline, whatever ran before."""
+    control.reset()
 
 
 @pytest.fixture(params=["ny5-1", "ch2-1"])

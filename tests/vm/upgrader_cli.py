@@ -130,7 +130,8 @@ class Upgrader:
     def wait_for(self, predicate: Callable[[list[dict[str, Any]]], bool], timeout: float = 120) -> list[dict[str, Any]]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.runs():
+            runs = self.runs()
+            if runs and (runs[-1] / "journal.jsonl").exists():  # the run directory comes a moment before it
                 entries = self.journal()
                 if predicate(entries):
                     return entries

@@ -330,7 +330,7 @@ def op_facts(ctx, s):
     installed = current_version(root)
     out = {
         "installed": installed,
-        "staged": [v for v in staged_versions(root) if release_meta(root, v, "release.json") or v == installed],
+        "staged": staged_versions(root),  # every release on disk; staged_sha says which upgrader verified
         "staged_sha": {v: (release_meta(root, v, "release.json") or {}).get("sha256") for v in staged_versions(root)},
         "previous": release_meta(root, installed, "previous.json", {}).get("version") if installed else None,
         "lock": read_json(os.path.join(STATE, ctx["component"], "lock.json")),

@@ -52,9 +52,11 @@ class Journal:
 
     @classmethod
     def create(cls, state: Path, run_id: str) -> Journal:
+        for private in (state, runs_dir(state)):  # journals say who did what: not for other local users
+            private.mkdir(parents=True, exist_ok=True, mode=0o700)
+            os.chmod(private, 0o700)
         directory = runs_dir(state) / run_id
-        directory.mkdir(parents=True, mode=0o700)
-        os.chmod(state, 0o700)
+        directory.mkdir(mode=0o700)
         return cls(directory)
 
     @classmethod

@@ -23,7 +23,9 @@ class LocalLock:
         self._fd: int | None = None
 
     def __enter__(self) -> LocalLock:
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        for private in (self.path.parent.parent, self.path.parent):
+            private.mkdir(parents=True, exist_ok=True, mode=0o700)
+            os.chmod(private, 0o700)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
