@@ -157,6 +157,7 @@ class DelayProxy:
             except TimeoutError:
                 continue
             upstream = socket.create_connection(self.target, timeout=5)
+            upstream.settimeout(None)  # the 5 s is for connecting; an SSH session may be quiet for longer
             for a, b in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
 
@@ -353,7 +354,7 @@ def test_state_files_have_safe_permissions(upgrader, vm_host, record_property): 
     for path in upgrader.state.rglob("*"):
         mode = path.stat().st_mode & 0o777
         assert mode == (0o700 if path.is_dir() else 0o600), (path, oct(mode))
-    modes = vm_host("ny5-1").check_output("sudo stat -c '%%a %%n' /var/lib/upgrader /var/lib/upgrader/feedhandler "
+    modes = vm_host("ny5-1").check_output("sudo stat -c '%a %n' /var/lib/upgrader /var/lib/upgrader/feedhandler "
                                           "/var/lib/upgrader/feedhandler/journal.jsonl")
     assert [m.split()[0] for m in modes.splitlines()] == ["700", "700", "600"], modes
     record_property("observed", "as required")

@@ -38,8 +38,12 @@ def now():
 
 
 def state_dir(component):
+    """/var/lib/upgrader/<component>: locks and the host journal, readable by root only."""
     path = os.path.join(STATE, component)
-    os.makedirs(path, mode=0o700, exist_ok=True)
+    if not os.path.isdir(path):
+        for private in (STATE, path):
+            os.makedirs(private, mode=0o700, exist_ok=True)
+            os.chmod(private, 0o700)
     return path
 
 
