@@ -10,6 +10,9 @@ from types import ModuleType
 
 import pytest
 
+pytestmark = pytest.mark.reliability(
+    "hostile tarball: refused whole on the host, nothing unpacked")
+
 AGENT = Path(__file__).resolve().parents[2] / "upgrader" / "agent" / "agent.py"
 
 

@@ -12,6 +12,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -20,6 +21,9 @@ from upgrader.commands.inputs import load_inputs
 from upgrader.errors import InputError
 from upgrader.planning.planner import facts_from_inventory, make_plan
 from upgrader.planning.render import to_markdown, to_text
+
+pytestmark = pytest.mark.reliability(
+    "random playbook mutations: a valid plan or a located validation error, never a traceback")
 
 INPUTS = Path(__file__).parent / "inputs"
 BASE = yaml.safe_load((INPUTS / "playbook.yml").read_text(encoding="utf-8"))

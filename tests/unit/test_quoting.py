@@ -14,6 +14,9 @@ from hypothesis import strategies as st
 from upgrader import agent
 from upgrader.transport.fabric_adapter import command_line
 
+pytestmark = pytest.mark.reliability(
+    "hostile strings reach the host as literal arguments")
+
 HOSTILE = ["1.0; rm -rf /", "$(touch /tmp/pwned)", "`id`", "a'b\"c", "x\ny", "-rf", "--", "‮evil", "a\\", "*", "~root"]
 
 

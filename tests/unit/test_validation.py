@@ -18,6 +18,9 @@ from upgrader.cli.main import main
 from upgrader.commands.inputs import load_facts_for, load_inputs
 from upgrader.errors import InputError
 
+pytestmark = pytest.mark.reliability(
+    "bad input: a clean `file:line:col: message — hint` error, exit 1, nothing changed")
+
 INPUTS = Path(__file__).parent / "inputs"
 SHA_520 = "5a921b820d2e33650599a76c7cc64feafa7fbb974850775e7e6aa19c9075e00b"
 MIGRATE = 'command: ["{release}/bin/migrate-config", /etc/ordergw/ordergw.conf]'
