@@ -83,12 +83,6 @@ class InputError(UpgraderError):
         return "\n".join(str(p) for p in self.problems)
 
 
-class PlanError(UpgraderError):
-    """The inputs are valid but no safe plan exists (no upgrade path, unmet requires)."""
-
-    reference = "plan-error"
-
-
 class RefusedError(UpgraderError):
     """A precondition does not hold (stale plan, lock held, window closed); nothing was changed."""
 
@@ -109,27 +103,3 @@ class HostKeyError(TransportError):
     """The host's SSH key is unknown or changed: strict checking refuses it."""
 
     reference = "host-key"
-
-
-class CommandFailed(UpgraderError):
-    """A remote command exited non-zero; carries the result that caused it."""
-
-    reference = "command-failed"
-
-    def __init__(self, result: object, message: str = "", hint: str = "") -> None:
-        self.result = result
-        super().__init__(message or f"command failed: {result}", hint)
-
-
-class UpgradeFailed(UpgraderError):
-    """The upgrade failed and every touched host was rolled back and verified."""
-
-    exit_code = ExitCode.FAILED_ROLLED_BACK
-    reference = "upgrade-failed"
-
-
-class RollbackFailed(UpgraderError):
-    """Some host could not be put back on a verified version: a human must act."""
-
-    exit_code = ExitCode.ROLLBACK_FAILED
-    reference = "rollback-failed"

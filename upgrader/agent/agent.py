@@ -713,6 +713,7 @@ def op_rollback(ctx, s):
         raise OpFailed("release %s is not staged on this host" % target, missing=target,
                        staged=staged_versions(root))
     svc = s["service"]
+    logs = [c["log"]["path"] for c in s.get("checks", []) if c["kind"] == "log"]
     steps = []
     if current != target:
         steps.append("stop" if service_stop(svc) == "stopped" else "stop (killed)")
@@ -723,11 +724,11 @@ def op_rollback(ctx, s):
         steps.append("restore-config:%d" % len(restored))
         flip(root, target)
         steps.append("switch")
-        remember_log_offsets(ctx, [c["log"]["path"] for c in s.get("checks", []) if c["kind"] == "log"])
+        remember_log_offsets(ctx, logs)
         service_start(svc)
         steps.append("start")
     elif service_state(svc) != "active":
-        remember_log_offsets(ctx, [c["log"]["path"] for c in s.get("checks", []) if c["kind"] == "log"])
+        remember_log_offsets(ctx, logs)
         service_start(svc)
         steps.append("start")
     ctx["expect_version"] = target

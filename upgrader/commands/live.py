@@ -8,7 +8,7 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
-from upgrader.commands.inputs import Inputs, load_facts_for
+from upgrader.commands.inputs import Inputs
 from upgrader.engine import facts as host_facts
 from upgrader.engine.endpoints import Pool, endpoints
 from upgrader.errors import RefusedError
@@ -76,12 +76,6 @@ def live_facts(inputs: Inputs, pool: Pool, python: str) -> Facts:
 def plan_for(inputs: Inputs, facts: Facts) -> Plan:
     return make_plan(inputs.playbook.model, inputs.inventory.model, facts,
                      playbook_ref=inputs.playbook_ref(), inventory_ref=inputs.inventory_ref())
-
-
-def facts_from(args: argparse.Namespace, inputs: Inputs, pool: Pool) -> Facts:
-    if getattr(args, "facts", None):
-        return load_facts_for(args.facts, inputs.inventory)
-    return live_facts(inputs, pool, args.python)
 
 
 def confirm(question: str, assume_yes: bool) -> None:

@@ -33,8 +33,9 @@ def last_run_versions(state: Path, component: str) -> dict[str, str]:
     for summary in reversed(list_runs(state)):
         if summary.component != component or summary.exit_code is None:
             continue
-        end = [e for e in read(runs_dir(state) / summary.run_id / "journal.jsonl") if e["event"] == "run-end"]
-        start = next(read(runs_dir(state) / summary.run_id / "journal.jsonl"))
+        entries = list(read(runs_dir(state) / summary.run_id / "journal.jsonl"))
+        end = [e for e in entries if e["event"] == "run-end"]
+        start = entries[0]
         out = {}
         for host, info in (end[-1].get("hosts") or {}).items():
             if info.get("version"):
