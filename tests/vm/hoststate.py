@@ -40,3 +40,14 @@ def host_journal(host: testinfra.host.Host, name: str) -> list[dict]:
 def lock(host: testinfra.host.Host, name: str) -> dict | None:
     out = host.run("sudo cat /var/lib/upgrader/%s/lock.json", name)
     return json.loads(out.stdout) if out.rc == 0 and out.stdout.strip() else None
+
+
+def assert_on(vm_host, hosts, name: str, version: str) -> None:  # type: ignore[no-untyped-def]
+    """Every host on ``version``, its service running and reporting that version."""
+    for h in hosts:
+        state = component(vm_host(h), name)
+        assert (state.current, state.active, state.reported) == (version, True, version), (h, state)
+
+
+def assert_unlocked(vm_host, hosts, name: str) -> None:  # type: ignore[no-untyped-def]
+    assert [h for h in hosts if lock(vm_host(h), name)] == []

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from hoststate import component, host_journal, lock
+from hoststate import assert_on, assert_unlocked, component, host_journal, lock
 from upgrader_cli import SATURDAY, Upgrader, kill9, playbook, write
 
 REPO = Path(__file__).resolve().parents[2]
@@ -23,10 +23,8 @@ def versions(vm_host, hosts, name):  # type: ignore[no-untyped-def]
 def test_good_upgrade_with_canaries_across_two_datacenters(upgrader, vm_host, vm_hosts):  # type: ignore[no-untyped-def]
     run = upgrader.apply(REPO / "playbooks" / "feedhandler-3.1.0.yml")
     assert run.code == 0, run.output
-    for h in vm_hosts:
-        state = component(vm_host(h), "feedhandler")
-        assert (state.current, state.active, state.reported) == ("3.1.0", True, "3.1.0")
-        assert lock(vm_host(h), "feedhandler") is None, "lock released at the end"
+    assert_on(vm_host, vm_hosts, "feedhandler", "3.1.0")
+    assert_unlocked(vm_host, vm_hosts, "feedhandler")  # released at the end
     events = upgrader.journal()
     phases = [(e["kind"], e["datacenter"]) for e in events if e["event"] == "phase-begin"]
     assert phases[0] == ("canary", "ny5") and ("canary", "ch2") in phases
@@ -176,10 +174,8 @@ def test_killed_mid_wave_then_resume_finishes_cleanly(upgrader, vm_host, vm_host
     assert lock(vm_host("ny5-2"), "feedhandler")["run"] == run_id, "the killed run still holds its locks"
     resumed = upgrader("resume", run_id, "--yes", "--now", SATURDAY, "--log-format", "plain")
     assert resumed.code == 0, resumed.output
-    for h in vm_hosts:
-        state = component(vm_host(h), "feedhandler")
-        assert (state.current, state.active, state.reported) == ("3.1.0", True, "3.1.0")
-        assert lock(vm_host(h), "feedhandler") is None
+    assert_on(vm_host, vm_hosts, "feedhandler", "3.1.0")
+    assert_unlocked(vm_host, vm_hosts, "feedhandler")
     entries = upgrader.journal()
     assert any(e["event"] == "resume" for e in entries) and entries[-1]["event"] == "run-end"
 

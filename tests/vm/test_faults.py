@@ -17,7 +17,7 @@ from typing import ClassVar
 
 import pytest
 import yaml
-from hoststate import component, lock
+from hoststate import assert_on, assert_unlocked, component
 from upgrader_cli import SATURDAY, Upgrader, kill9, playbook, write
 
 from lab import config
@@ -29,17 +29,6 @@ pytestmark = pytest.mark.reliability
 @pytest.fixture
 def upgrader(tmp_path: Path, vm_inventory: Path, reset_hosts: None) -> Upgrader:
     return Upgrader(tmp_path / "state", vm_inventory)
-
-
-def on(vm_host, hosts, name, version):  # type: ignore[no-untyped-def]
-    """Every host on ``version``, running and answering with it."""
-    for h in hosts:
-        state = component(vm_host(h), name)
-        assert (state.current, state.active, state.reported) == (version, True, version), (h, state)
-
-
-def no_locks(vm_host, hosts, name):  # type: ignore[no-untyped-def]
-    assert [h for h in hosts if lock(vm_host(h), name)] == []
 
 
 def killed_at(upgrader: Upgrader, pb: Path, point) -> str:  # type: ignore[no-untyped-def]
@@ -68,8 +57,8 @@ def test_sigkill_then_resume_finishes_the_upgrade(upgrader, vm_host, vm_hosts, t
     run_id = killed_at(upgrader, pb, point)
     resumed = upgrader("resume", run_id, "--yes", "--now", SATURDAY, "--log-format", "plain")
     assert resumed.code == 0, resumed.output
-    on(vm_host, vm_hosts, "feedhandler", "3.1.0")
-    no_locks(vm_host, vm_hosts, "feedhandler")
+    assert_on(vm_host, vm_hosts, "feedhandler", "3.1.0")
+    assert_unlocked(vm_host, vm_hosts, "feedhandler")
     recover = next(e for e in upgrader.journal() if e["event"] == "resume")
     record_property("observed", f"resumed: done {recover['done'] or '-'}, put back {recover['back'] or '-'}; exit 0")
 
@@ -82,8 +71,8 @@ def test_sigkill_mid_rollback_then_resume_completes_the_rollback(upgrader, vm_ho
     run_id = killed_at(upgrader, pb, event("rollback-begin"))
     resumed = upgrader("resume", run_id, "--yes", "--now", SATURDAY, "--log-format", "plain")
     assert resumed.code == 3, resumed.output
-    on(vm_host, vm_hosts, "ordergw", "5.0.0")
-    no_locks(vm_host, vm_hosts, "ordergw")
+    assert_on(vm_host, vm_hosts, "ordergw", "5.0.0")
+    assert_unlocked(vm_host, vm_hosts, "ordergw")
     record_property("observed", "rollback finished by resume; exit 3")
 
 
@@ -98,12 +87,12 @@ def test_host_powered_off_mid_upgrade(upgrader, vm_host, vm_hosts, tmp_path, fau
     out, err = proc.communicate(timeout=120)
     took = time.monotonic() - started
     assert proc.returncode == 4 and "ny5-1" in err, out + err
-    on(vm_host, vm_hosts[1:], "ordergw", "5.0.0")
+    assert_on(vm_host, vm_hosts[1:], "ordergw", "5.0.0")
     faults.start("ny5-1")
     back = upgrader("rollback", "ordergw", "-i", str(upgrader.inventory), "--reason", "power loss", "--yes",
                     "--hosts", "ny5-1", "--playbook", str(pb))
     assert back.code == 0, back.output
-    on(vm_host, vm_hosts, "ordergw", "5.0.0")
+    assert_on(vm_host, vm_hosts, "ordergw", "5.0.0")
     record_property("observed", f"exit 4 naming ny5-1 {took:.0f} s after power-off; rollback after boot: exit 0")
 
 
@@ -121,7 +110,7 @@ def test_link_cut_then_restored(upgrader, vm_host, vm_hosts, tmp_path, faults, r
     faults.restore("ch2-2")
     again = upgrader.apply(pb, "--break-lock", "link to ch2-2 restored; run checked by pytest")
     assert again.code == 0, again.output
-    on(vm_host, vm_hosts, "feedhandler", "3.1.0")
+    assert_on(vm_host, vm_hosts, "feedhandler", "3.1.0")
     assert any(e["event"] == "lock-break" for e in upgrader.journal())
     record_property("observed", f"exit 4 after {took:.0f} s; re-apply with --break-lock: exit 0")
 
@@ -134,8 +123,8 @@ def test_sshd_down_refuses_before_changing_anything(upgrader, vm_host, vm_hosts,
     run = upgrader.apply(REPO / "playbooks" / "feedhandler-3.1.0.yml")
     assert run.code == 1 and "ch2-1" in run.stderr, run.output
     faults.sshd_start("ch2-1")
-    on(vm_host, vm_hosts, "feedhandler", "3.0.0")
-    no_locks(vm_host, vm_hosts, "feedhandler")
+    assert_on(vm_host, vm_hosts, "feedhandler", "3.0.0")
+    assert_unlocked(vm_host, vm_hosts, "feedhandler")
     record_property("observed", "exit 1: " + run.stderr.strip().splitlines()[-1][:90])
 
 
@@ -206,7 +195,7 @@ def test_slow_link_to_one_host(upgrader, vm_host, vm_hosts, slow_ny5_1, record_p
     slow = Upgrader(upgrader.state, slow_ny5_1)
     run = slow.apply(REPO / "playbooks" / "feedhandler-3.1.0.yml")
     assert run.code == 0, run.output
-    on(vm_host, vm_hosts, "feedhandler", "3.1.0")
+    assert_on(vm_host, vm_hosts, "feedhandler", "3.1.0")
     record_property("observed", f"exit 0 in {run.seconds:.0f} s")
 
 
@@ -223,10 +212,10 @@ def test_disk_full_during_staging(upgrader, vm_host, vm_hosts, tmp_path, record_
         run = upgrader.apply(write(tmp_path / "pb.yml", playbook("ordergw", "5.1.0")))
         assert run.code == 3 and "ny5-2" in run.output, run.output
         assert "disk" in run.output.lower() or "space" in run.output.lower(), run.output
-        on(vm_host, vm_hosts, "ordergw", "5.0.0")
+        assert_on(vm_host, vm_hosts, "ordergw", "5.0.0")
         for h in vm_hosts:
             assert component(vm_host(h), "ordergw").staged == ("5.0.0",), h
-        no_locks(vm_host, vm_hosts, "ordergw")
+        assert_unlocked(vm_host, vm_hosts, "ordergw")
     finally:
         host.run("sudo umount /opt/ordergw/releases")
     record_property("observed", "exit 3, staging refused on ny5-2, no release left behind")
@@ -241,7 +230,7 @@ def test_app_hangs_on_stop(upgrader, vm_host, vm_hosts, tmp_path, record_propert
     back = upgrader("rollback", "ordergw", "-i", str(upgrader.inventory), "--reason", "hang drill", "--yes",
                     "--playbook", str(pb))
     assert back.code == 0, back.output
-    on(vm_host, vm_hosts, "ordergw", "5.0.0")
+    assert_on(vm_host, vm_hosts, "ordergw", "5.0.0")
     ends = [e for e in upgrader.journal() if e["event"] == "host-end"]
     steps = [s for e in ends for o in e["ops"] if o["op"] == "rollback" for s in o["steps"]]
     assert "stop (killed)" in steps
@@ -253,7 +242,7 @@ def test_restart_slower_than_its_checks(upgrader, vm_host, vm_hosts, tmp_path, r
                      "verify fails on the canary, rolled back and verified; other hosts untouched; exit 3")
     run = upgrader.apply(write(tmp_path / "pb.yml", playbook("ordergw", "5.1.1+slowstart")))
     assert run.code == 3, run.output
-    on(vm_host, vm_hosts, "ordergw", "5.0.0")
+    assert_on(vm_host, vm_hosts, "ordergw", "5.0.0")
     record_property("observed", "exit 3, canary rolled back")
 
 
@@ -270,13 +259,13 @@ def test_rollback_while_an_apply_runs(upgrader, vm_host, vm_hosts, tmp_path, rec
     assert back.code == 0, back.output
     out, err = proc.communicate(timeout=120)
     assert proc.returncode in (3, 4), out + err
-    on(vm_host, vm_hosts, "ordergw", "5.0.0")
+    assert_on(vm_host, vm_hosts, "ordergw", "5.0.0")
     applied = [e["host"] for e in upgrader.journal() if e["event"] == "host-begin"]
     assert applied == ["ny5-1"], "the apply started no host after the handover"
     handovers = [o for e in other.journal() if e["event"] == "host-end" for o in e["ops"]
                  if o["op"] == "lock" and o.get("previous_holder")]
     assert handovers, "the handover is recorded"
-    no_locks(vm_host, vm_hosts, "ordergw")
+    assert_unlocked(vm_host, vm_hosts, "ordergw")
     record_property("observed", f"apply exit {proc.returncode}, started no new host; rollback exit 0")
 
 

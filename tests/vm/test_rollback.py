@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from hoststate import component, lock
+from hoststate import assert_on, assert_unlocked, component
 from upgrader_cli import Upgrader, kill9, playbook, write
 
 REPO = Path(__file__).resolve().parents[2]
@@ -27,10 +27,8 @@ def test_rollback_after_a_good_upgrade(upgrader, vm_host, vm_hosts):  # type: ig
     assert upgrader.apply(FEED).code == 0
     run = rollback(upgrader, "feedhandler", "--reason", "INC-1 gap fills", "--yes")
     assert run.code == 0, run.output
-    for h in vm_hosts:
-        state = component(vm_host(h), "feedhandler")
-        assert (state.current, state.active, state.reported) == ("3.0.0", True, "3.0.0")
-        assert lock(vm_host(h), "feedhandler") is None
+    assert_on(vm_host, vm_hosts, "feedhandler", "3.0.0")
+    assert_unlocked(vm_host, vm_hosts, "feedhandler")
     journal = upgrader.journal()
     assert journal[0]["kind"] == "rollback" and journal[0]["reason"] == "INC-1 gap fills"
     assert journal[0]["break_glass"] is True and journal[0]["operator"].startswith("pytest@")
