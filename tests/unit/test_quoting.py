@@ -40,6 +40,6 @@ def test_agent_programs_carry_values_as_base64_json_only() -> None:
     program = {"component": "ordergw", "root": "/opt/ordergw", "run": "r", "ops": [
         {"op": "migrate", "argv": ["/bin/echo", *HOSTILE], "version": "$(reboot)"}]}
     argv = agent.command(program)
-    assert argv[:5] == ["python3", "-I", "-S", "-c", agent.BOOTSTRAP]
-    assert all(c.isalnum() or c in "+/=" for c in argv[5] + argv[6]), "only base64 reaches the shell"
-    assert json.loads(base64.b64decode(argv[6])) == program
+    assert argv[:5] == ["python3", "-I", "-S", "-c", agent.bootstrap()]
+    assert all(c.isalnum() or c in "+/=" for c in "".join(argv[5:])), "only hex and base64 reach the shell"
+    assert json.loads(base64.b64decode(argv[7])) == program

@@ -8,6 +8,7 @@ journaled step on the host (``/var/lib/upgrader/<component>/journal.jsonl``).
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import zlib
 from functools import cache
@@ -15,17 +16,24 @@ from importlib import resources
 from typing import Any
 
 MARKER = "@@upgrader "
-# Runs the compressed agent source given as argv[1]; the program is argv[2].
-BOOTSTRAP = (
-    "import sys,base64,zlib;"
-    "exec(compile(zlib.decompress(base64.b64decode(sys.argv[1])),'upgrader-agent','exec'))"
-)
+
+
+@cache
+def bootstrap() -> str:
+    """The ``-c`` script that loads the agent (from the host's compiled cache when it can)."""
+    return resources.files(__package__).joinpath("bootstrap.py").read_text()
 
 
 @cache
 def packed_source() -> str:
     source = resources.files(__package__).joinpath("agent.py").read_bytes()
     return base64.b64encode(zlib.compress(source, 9)).decode()
+
+
+@cache
+def source_key() -> str:
+    """Names the host's compiled-code cache entry: changes whenever the agent's source does."""
+    return hashlib.sha256(packed_source().encode()).hexdigest()[:24]
 
 
 def pack_program(program: dict[str, Any]) -> str:
@@ -35,7 +43,7 @@ def pack_program(program: dict[str, Any]) -> str:
 def command(program: dict[str, Any], python: str = "python3") -> list[str]:
     """The argv that runs ``program`` on a host (quoted once, by the transport)."""
     # -I: ignore PYTHON* variables and user site-packages; -S: no site import (faster start-up).
-    return [python, "-I", "-S", "-c", BOOTSTRAP, packed_source(), pack_program(program)]
+    return [python, "-I", "-S", "-c", bootstrap(), source_key(), packed_source(), pack_program(program)]
 
 
 def parse_output(stdout: str) -> list[dict[str, Any]]:

@@ -1,12 +1,13 @@
 # upgrader host agent.  Standard library only: it runs on the hosts with their python3.
 #
-# Invoked as `python3 -c BOOTSTRAP <packed agent> <base64 JSON program>`; the program is
-# {"component", "run", "root", "ops": [{"op": NAME, ...}, ...]}.  Every operation is written
+# Loaded by bootstrap.py (`python3 -I -S -c BOOTSTRAP <key> <packed agent> <base64 JSON program>`);
+# the program is {"component", "run", "root", "ops": [{"op": NAME, ...}, ...]}.  Every operation is written
 # to the host journal before it runs and after it ends (fsync'd), and reported on stdout as
 # one "@@upgrader {json}" line.  The first failing operation ends the program (exit 1).
 #
 # Start-up time matters (an emergency rollback starts this on every host at once), so modules
-# only some operations need (tarfile, hashlib, http.client, shutil, socket) are imported there.
+# only some operations need (tarfile, hashlib, shutil, socket) are imported there, and plain HTTP
+# checks speak HTTP/1.0 over a socket rather than import http.client.
 import base64
 import json
 import os
@@ -177,12 +178,13 @@ def service_stop(svc):
 
 def service_start(svc):
     timeout = svc.get("start_timeout", 30)
-    if svc.get("systemd"):
-        run(["systemctl", "reset-failed", svc["systemd"]], 10)
-        argv = ["systemctl", "start", svc["systemd"]]
-    else:
-        argv = svc["start"]
+    argv = ["systemctl", "start", svc["systemd"]] if svc.get("systemd") else svc["start"]
     proc = run(argv, timeout)
+    if proc.returncode != 0 and svc.get("systemd"):
+        # A unit that crashed repeatedly (a bad release) can hit systemd's start rate limit; clearing
+        # it only when a start fails saves a systemctl call on every healthy start.
+        run(["systemctl", "reset-failed", svc["systemd"]], 10)
+        proc = run(argv, timeout)
     if proc.returncode != 0:
         raise OpFailed("start failed: %s" % tail(proc.stderr or proc.stdout).strip(), exit_code=proc.returncode)
 
@@ -191,16 +193,76 @@ def service_start(svc):
 
 
 def http_get(url, timeout):
+    """GET ``url``: (status, body).  Plain http:// is spoken over a socket: importing http.client (and
+    the email package behind it) costs ~35 ms of CPU, paid on every host at once in a rollback."""
+    if not url.startswith("http://"):
+        return https_get(url, timeout)
+    import socket
+
+    hostport, _, path = url[len("http://"):].partition("/")
+    hostport, path = hostport or "localhost", "/" + path
+    if hostport.startswith("["):  # [IPv6]:port
+        host, _, port = hostport[1:].partition("]")
+        port = port.lstrip(":")
+    else:
+        host, _, port = hostport.partition(":")
+    deadline = time.monotonic() + timeout
+    request = "GET %s HTTP/1.0\r\nHost: %s\r\nUser-Agent: upgrader-agent\r\nConnection: close\r\n\r\n" % (
+        path, hostport)
+    chunks, size = [], 0
+    with socket.create_connection((host, int(port or 80)), timeout=timeout) as sock:
+        sock.sendall(request.encode("latin-1"))
+        while size < HTTP_LIMIT:
+            sock.settimeout(max(0.001, deadline - time.monotonic()))
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    return parse_http_response(b"".join(chunks))
+
+
+HTTP_LIMIT = 1 << 20  # bytes of response read at most; checks look at status and a short body
+
+
+def parse_http_response(raw):
+    head, sep, body = raw.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    parts = lines[0].split(None, 2)
+    if not sep or len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
+        raise OpFailed("not an HTTP response: %r" % raw[:80])
+    headers = dict((k.strip().lower(), v.strip()) for k, _, v in (h.partition(":") for h in lines[1:]))
+    if headers.get("transfer-encoding", "").lower() == "chunked":  # an HTTP/1.1 server ignoring our 1.0
+        body = dechunk(body)
+    elif headers.get("content-length", "").isdigit():
+        body = body[:int(headers["content-length"])]
+    return int(parts[1]), body[:65536].decode("utf-8", "replace")
+
+
+def dechunk(data):
+    out = []
+    while data:
+        size_line, _, data = data.partition(b"\r\n")
+        size = int(size_line.split(b";")[0].strip() or b"0", 16)
+        if size == 0:
+            break
+        out.append(data[:size])
+        data = data[size + 2:]
+    return b"".join(out)
+
+
+def https_get(url, timeout):
     import http.client
     import urllib.parse
 
     parts = urllib.parse.urlsplit(url)
-    cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
-    conn = cls(parts.hostname, parts.port, timeout=timeout)
+    conn = http.client.HTTPSConnection(parts.hostname, parts.port, timeout=timeout)
     try:
         conn.request("GET", (parts.path or "/") + ("?" + parts.query if parts.query else ""))
         resp = conn.getresponse()
         return resp.status, resp.read(65536).decode("utf-8", "replace")
+    except http.client.HTTPException as exc:
+        raise OpFailed("%s: %s" % (type(exc).__name__, exc)) from None
     finally:
         conn.close()
 
@@ -218,7 +280,6 @@ def reported_version(check, timeout):
 
 def check_once(check, ctx):
     """Return None when the check passes, else a short reason."""
-    import http.client
     import socket
 
     timeout = check.get("timeout", 5)
@@ -252,7 +313,7 @@ def check_once(check, ctx):
             got = reported_version(spec, timeout)
             if expected is not None and got != expected:
                 return "reports version %r, expected %r" % (got, expected)
-    except (OSError, http.client.HTTPException) as exc:
+    except (OSError, ValueError) as exc:
         return "%s: %s" % (type(exc).__name__, exc)
     except OpFailed as exc:
         return str(exc)
@@ -285,7 +346,11 @@ def log_matches(path, offset, pattern):
     return re.search(pattern, data, re.MULTILINE) is not None
 
 
-FAST_POLL = 0.1  # seconds: cheap probes are polled this often within a check's window
+FAST_POLL = 0.05  # seconds: cheap probes are polled this often within a check's window
+# How often a failing check also asks whether the service died.  systemctl is a process of its own,
+# ~10 ms of CPU each: asked on every 50 ms poll on many hosts sharing cores, it slowed the very
+# start-up being waited for.
+SERVICE_POLL = 0.5
 
 
 def run_checks(checks, ctx, retries=True, service=None):
@@ -293,7 +358,7 @@ def run_checks(checks, ctx, retries=True, service=None):
 
     Cheap probes (http, tcp, process, log, version) are polled every FAST_POLL within that
     window, so a service that comes up in 300 ms is seen at 300 ms, not at the next interval.
-    A service that has died (failed, inactive) fails the check at once: waiting cannot help.
+    A service that has died (failed, inactive) fails the check within SERVICE_POLL: waiting cannot help.
     """
     results = []
     ok = True
@@ -303,17 +368,19 @@ def run_checks(checks, ctx, retries=True, service=None):
         poll = interval if check["kind"] == "command" else min(interval, FAST_POLL)
         deadline = time.monotonic() + window
         attempt = 0
+        next_service_poll = time.monotonic() + SERVICE_POLL
         while True:
             attempt += 1
             reason = check_once(check, ctx)
             if reason is None:
                 break
-            if service is not None:
+            left = deadline - time.monotonic()
+            if service is not None and (left <= 0 or time.monotonic() >= next_service_poll):
+                next_service_poll = time.monotonic() + SERVICE_POLL
                 state = service_state(service)
                 if state not in ("active", "activating", "reloading"):
                     reason = "service is %s (%s)" % (state, reason)
                     break
-            left = deadline - time.monotonic()
             if left <= 0:
                 break
             time.sleep(min(poll, left))
@@ -328,8 +395,6 @@ def run_checks(checks, ctx, retries=True, service=None):
 
 
 def op_facts(ctx, s):
-    import http.client
-
     root = ctx["root"]
     installed = current_version(root)
     out = {
@@ -347,7 +412,7 @@ def op_facts(ctx, s):
     if version_check and out["service"] == "active":
         try:
             out["reported_version"] = reported_version(version_check, 3)
-        except (OSError, http.client.HTTPException, OpFailed) as exc:
+        except (OSError, ValueError, OpFailed) as exc:
             out["reported_version"] = None
             out["report_error"] = str(exc)
     return out
@@ -632,11 +697,11 @@ def op_migrate(ctx, s):
 
 def restore_config(root, version):
     """Undo the migration that was run when switching to ``version``; returns files restored."""
-    import shutil
-
     info = release_meta(root, version, "migration.json")
     if not info:
         return []
+    import shutil
+
     backup = os.path.join(releases_dir(root), version, META, "config-before")
     restored = []
     for path in info.get("files", []):
@@ -791,7 +856,7 @@ READ_ONLY = ("facts",)
 
 
 def main(argv):
-    program = json.loads(base64.b64decode(argv[2]))
+    program = json.loads(base64.b64decode(argv[-1]))  # the program is always the last argument
     ctx = {"component": program["component"], "run": program.get("run"), "root": program["root"]}
     os.umask(0o022)
     status = 0
