@@ -15,7 +15,8 @@ from upgrader.engine.journal import Journal, audit, new_run_id, operator
 from upgrader.engine.progress import Progress
 from upgrader.engine.rollback import exit_code, rollback_hosts
 from upgrader.errors import RefusedError
-from upgrader.loading.inputs import load_inventory, load_playbook
+from upgrader.loading.inputs import Loaded, load_inventory, load_playbook
+from upgrader.models.inventory import Inventory
 from upgrader.planning.planner import iter_hosts, runs_component
 from upgrader.windows import break_glass
 
@@ -37,11 +38,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     live.add_output_arguments(parser)
 
 
-def select_hosts(inputs: Inputs, component: str, dcs: list[str], hosts: str | None) -> list[str]:
-    inv = inputs.inventory.model
+def select_hosts(inventory: Loaded[Inventory], component: str, dcs: list[str], hosts: str | None) -> list[str]:
+    inv = inventory.model
     for dc in dcs:
         if dc not in inv.datacenters:
-            raise RefusedError(f"no datacenter '{dc}' in {inputs.inventory.path}",
+            raise RefusedError(f"no datacenter '{dc}' in {inventory.path}",
                                f"choose from {', '.join(inv.datacenters)}")
     chosen = [name for dc, name, host in iter_hosts(inv)
               if runs_component(inv, host, component) and (not dcs or dc in dcs)]
@@ -65,12 +66,13 @@ def run(args: argparse.Namespace) -> int:
     # The guard is not evaluated here on purpose: market calendars would cost a second of start-up.
     glass = break_glass(reason, datetime.now(UTC), actor=operator())
     inventory = load_inventory(args.inventory)
-    playbook = load_playbook(args.playbook) if args.playbook else find_playbook(args.component, args.playbooks)
-    spec = playbook.model
-    inputs = Inputs(playbook, inventory)
-    hosts = select_hosts(inputs, args.component, args.dc, args.hosts)
+    hosts = select_hosts(inventory, args.component, args.dc, args.hosts)
     pool = live.pool_for(inventory, args)
+    pool.warm(hosts)  # SSH handshakes overlap loading the playbook and opening the journal
     try:
+        playbook = load_playbook(args.playbook) if args.playbook else find_playbook(args.component, args.playbooks)
+        spec = playbook.model
+        inputs = Inputs(playbook, inventory)
         if args.to or not args.yes:
             preview(pool, inputs, hosts, args)
         who = operator()

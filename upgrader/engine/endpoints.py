@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -84,6 +85,23 @@ class Pool:
                 except Exception as exc:
                     out[h] = exc  # type: ignore[assignment]
         return out
+
+    def warm(self, hosts: Iterable[str]) -> None:
+        """Start connecting to ``hosts`` in the background and return at once.
+
+        The SSH handshakes (mostly waiting on the hosts) then overlap the rest of the start-up:
+        loading the playbook, the journal, the remaining imports.  Each host's first call waits for
+        its own connection; a failure is reported by that call, like any other.  Daemon threads: a
+        host that never answers must not hold up the process's exit after the run is decided.
+        """
+        slots = threading.BoundedSemaphore(max(1, self.parallel))
+
+        def connect(transport: Transport) -> None:
+            with slots:
+                transport.connect()
+
+        for h in hosts:
+            threading.Thread(target=connect, args=(self[h],), name=f"connect-{h}", daemon=True).start()
 
     def close(self) -> None:
         for t in self._transports.values():

@@ -87,6 +87,7 @@ class FabricTransport:
         self._conn: Connection | None = None
         self._gateway: Connection | None = None
         self._lock = threading.Lock()  # one channel at a time per host keeps ordering obvious
+        self._connect_error: TransportError | None = None
 
     # -- connection -------------------------------------------------------
     def _connection(self, endpoint: Endpoint, gateway: Connection | None) -> Connection:
@@ -212,6 +213,21 @@ class FabricTransport:
         raise AssertionError("unreachable")  # pragma: no cover
 
     # -- the interface ----------------------------------------------------
+    def connect(self) -> None:
+        budget = self.timeouts.connect * 2 + self.timeouts.auth + self.timeouts.channel
+        with self._lock:
+            try:
+                self._call(lambda conn: None, budget=budget, what="connect", idempotent=True)
+            except TransportError as exc:
+                # Kept for the first real call, which raises it instead of waiting out the same
+                # timeouts again (a frozen host would otherwise cost twice the connect budget).
+                self._connect_error = exc
+
+    def _raise_connect_error(self) -> None:
+        exc, self._connect_error = self._connect_error, None
+        if exc is not None and not (self._conn is not None and self._conn.is_connected):
+            raise exc
+
     def run(self, argv: Sequence[str], *, sudo: bool = False, timeout: float | None = None,
             idempotent: bool = False) -> Result:
         argv = tuple(str(a) for a in argv)
@@ -234,6 +250,7 @@ class FabricTransport:
             return Result(self.endpoint.name, argv, code, res.stdout, res.stderr, time.monotonic() - started)
 
         with self._lock:
+            self._raise_connect_error()
             return self._call(go, budget=budget, what=f"`{argv[0]}`", idempotent=idempotent)
 
     def put(self, local: Path, remote: str, *, timeout: float | None = None) -> None:
@@ -243,6 +260,7 @@ class FabricTransport:
             conn.put(str(local), remote)
 
         with self._lock:
+            self._raise_connect_error()
             self._call(go, budget=budget, what=f"upload of {local.name}", idempotent=True)
 
     def get(self, remote: str, local: Path, *, timeout: float | None = None) -> None:
@@ -252,4 +270,5 @@ class FabricTransport:
             conn.get(remote, str(local))
 
         with self._lock:
+            self._raise_connect_error()
             self._call(go, budget=budget, what=f"download of {remote}", idempotent=True)

@@ -1,9 +1,10 @@
 """Market sessions from ``exchange_calendars``: holidays, early closes and lunch breaks.
 
-Building a calendar costs ~0.2 s per market, so calendars are cached per
-process and only ever built for a bounded range of whole months around the
-time asked about (the cache key is the month range, so successive calls in
-the same month reuse one calendar).
+Importing exchange_calendars (and pandas) and building a calendar costs ~1.5 s of CPU, which every
+`apply` would pay before touching a host.  So sessions are kept on disk, one small JSON file per
+market and month, under the cache directory and the library's version: a new exchange_calendars
+release (new holiday data) starts a new cache, and a file that cannot be read is simply built again.
+Only a cold cache imports the library.
 
 MICs the library does not ship are mapped, explicitly, to a calendar whose
 sessions and holidays they follow (``FALLBACKS``); any other unknown MIC is an
@@ -13,13 +14,16 @@ error, never a silently "always closed" market.
 from __future__ import annotations
 
 import datetime as dt
+import json
+import os
+import threading
 import warnings
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
+from importlib import metadata
+from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
-
-import exchange_calendars as xcals
-import pandas as pd
 
 from upgrader.errors import UpgraderError
 
@@ -51,8 +55,7 @@ class Session:
 
 def known_markets() -> frozenset[str]:
     """MIC-shaped names the library ships, plus our fallbacks."""
-    names = {n for n in xcals.get_calendar_names(include_aliases=True) if len(n) == 4 and n.startswith("X")}
-    return frozenset(names | FALLBACKS.keys())
+    return frozenset(set(_calendar_names()) | FALLBACKS.keys())
 
 
 def calendar_name(mic: str) -> str:
@@ -62,48 +65,118 @@ def calendar_name(mic: str) -> str:
     if mic in known_markets():
         return mic
     raise UnknownMarketError(
-        f"market {mic} is not known to exchange_calendars {xcals.__version__}",
+        f"market {mic} is not known to exchange_calendars {library_version()}",
         "use a MIC such as XNYS, XNAS, XTSE, XCBO; or ask for a fallback in upgrader/windows/markets.py",
     )
 
 
 def market_zone(mic: str, now: dt.datetime) -> ZoneInfo:
     """The market's own timezone (for showing operators local times)."""
-    return ZoneInfo(str(_calendar(calendar_name(mic), *_month_range(now.date(), now.date())).tz))
+    return ZoneInfo(_month(calendar_name(mic), now.year, now.month)["tz"])
 
 
 def sessions(mic: str, start: dt.datetime, end: dt.datetime) -> list[Session]:
     """Trading stretches of ``mic`` overlapping [start, end) (aware datetimes)."""
     name = calendar_name(mic)
     first, last = start.date() - dt.timedelta(days=3), end.date() + dt.timedelta(days=3)
-    cal = _calendar(name, *_month_range(first, last))
-    rows = cal.schedule.loc[pd.Timestamp(first):pd.Timestamp(last)]
     out: list[Session] = []
-    for label, row in rows.iterrows():
-        day = label.date()
-        for lo, hi in _stretches(row):
-            if hi > start and lo < end:
-                out.append(Session(mic, day, lo, hi))
+    for year, month in _months(first, last):
+        for row in _month(name, year, month)["sessions"]:
+            day = dt.date.fromisoformat(row["date"])
+            if not first <= day <= last:
+                continue
+            for lo, hi in _stretches(row):
+                if hi > start and lo < end:
+                    out.append(Session(mic, day, lo, hi))
     return out
 
 
-def _stretches(row: pd.Series) -> list[tuple[dt.datetime, dt.datetime]]:
-    open_, close = row["open"].to_pydatetime(), row["close"].to_pydatetime()
-    if pd.isna(row["break_start"]) or pd.isna(row["break_end"]):
-        return [(open_, close)]
-    return [(open_, row["break_start"].to_pydatetime()), (row["break_end"].to_pydatetime(), close)]
+def _stretches(row: dict[str, Any]) -> list[tuple[dt.datetime, dt.datetime]]:
+    t = {k: dt.datetime.fromisoformat(v) for k, v in row.items() if k != "date" and v is not None}
+    if "break_start" not in t or "break_end" not in t:
+        return [(t["open"], t["close"])]
+    return [(t["open"], t["break_start"]), (t["break_end"], t["close"])]
 
 
-def _month_range(first: dt.date, last: dt.date) -> tuple[dt.date, dt.date]:
-    """Widen to whole months so nearby calls share one cached calendar."""
-    start = first.replace(day=1)
-    nxt = (last.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
-    return start, nxt - dt.timedelta(days=1)
+def _months(first: dt.date, last: dt.date) -> list[tuple[int, int]]:
+    out, (y, m) = [], (first.year, first.month)
+    while (y, m) <= (last.year, last.month):
+        out.append((y, m))
+        y, m = (y + 1, 1) if m == 12 else (y, m + 1)
+    return out
 
 
-@lru_cache(maxsize=32)
-def _calendar(name: str, start: dt.date, end: dt.date) -> xcals.ExchangeCalendar:
+# ---------------------------------------------------------------- the cache
+@cache
+def library_version() -> str:
+    return metadata.version("exchange_calendars")
+
+
+def cache_dir() -> Path:
+    """$UPGRADER_CACHE_DIR, else $XDG_CACHE_HOME/upgrader, else ~/.cache/upgrader; then calendars/VERSION."""
+    base = os.environ.get("UPGRADER_CACHE_DIR")
+    if not base:
+        base = str(Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "upgrader")
+    return Path(base) / "calendars" / library_version()
+
+
+_building = threading.Lock()  # the calendar prefetch thread and the main thread may ask at once
+
+
+@lru_cache(maxsize=256)
+def _month(name: str, year: int, month: int) -> dict[str, Any]:
+    """{"tz": zone, "sessions": [{date, open, close, break_start, break_end}, ...]} for one month."""
+    return _cached(f"{name}-{year:04d}-{month:02d}.json", lambda: _build_month(name, year, month))
+
+
+@cache
+def _calendar_names() -> tuple[str, ...]:
+    return tuple(_cached("names.json", _build_names))
+
+
+def _cached(filename: str, build: Any) -> Any:
+    path = cache_dir() / filename
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        pass
+    with _building:
+        try:  # another thread may have built it while this one waited
+            return json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            pass
+        data = build()
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
+            tmp.write_text(json.dumps(data, sort_keys=True), encoding="utf-8")
+            os.replace(tmp, path)
+        except OSError:
+            pass  # a read-only home still works, just without the speed-up
+    return data
+
+
+def _build_names() -> list[str]:
+    import exchange_calendars as xcals
+
+    return sorted(n for n in xcals.get_calendar_names(include_aliases=True) if len(n) == 4 and n.startswith("X"))
+
+
+def _build_month(name: str, year: int, month: int) -> dict[str, Any]:
+    import exchange_calendars as xcals
+    import pandas as pd
+
+    first = dt.date(year, month, 1)
+    last = (first.replace(day=28) + dt.timedelta(days=4)).replace(day=1) - dt.timedelta(days=1)
     with warnings.catch_warnings():  # the library's own pandas deprecations are not ours to act on
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", FutureWarning)
-        return xcals.get_calendar(name, start=pd.Timestamp(start), end=pd.Timestamp(end))
+        cal = xcals.get_calendar(name, start=pd.Timestamp(first), end=pd.Timestamp(last))
+
+    def iso(value: Any) -> str | None:
+        return None if pd.isna(value) else value.to_pydatetime().isoformat()
+
+    rows = [{"date": label.date().isoformat(), "open": iso(row["open"]), "close": iso(row["close"]),
+             "break_start": iso(row["break_start"]), "break_end": iso(row["break_end"])}
+            for label, row in cal.schedule.iterrows()]
+    return {"tz": str(cal.tz), "sessions": rows}
