@@ -450,7 +450,11 @@ def main(argv: list[str] | None = None) -> int:
             "summary": summary, "trials": records,
         }
         if not args.no_profile and "upgrader" in tools and bench.journals:
-            result["profile"] = {"journal": journal_profile(bench.journals, 0.25), "startup": startup_profile(),
+            # the agent polls cheap probes (http, tcp, log...) every FAST_POLL within a check's window
+            from upgrader.agent.agent import FAST_POLL
+
+            result["profile"] = {"journal": journal_profile(bench.journals, min(0.25, FAST_POLL)),
+                                 "startup": startup_profile(),
                                  "transport": transport_profile()}
         if result["meta"]["git_start"] != result["meta"]["git_end"] or "dirty" in git_start:
             bl.log(f"WARNING: the code changed or was uncommitted during the run ({git_start} → "

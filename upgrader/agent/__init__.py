@@ -16,6 +16,7 @@ from importlib import resources
 from typing import Any
 
 MARKER = "@@upgrader "
+END = "@@upgrader-end "  # ends each program's output when the agent serves several (agent.serve)
 
 
 @cache

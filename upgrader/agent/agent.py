@@ -855,10 +855,37 @@ OPS = {
 READ_ONLY = ("facts",)
 
 
+END = "@@upgrader-end "  # closes each program's output when serving several (see serve)
+
+
 def main(argv):
     program = json.loads(base64.b64decode(argv[-1]))  # the program is always the last argument
-    ctx = {"component": program["component"], "run": program.get("run"), "root": program["root"]}
     os.umask(0o022)
+    if program.get("serve"):
+        return serve(program)
+    return run_program(program)
+
+
+def serve(first):
+    """Run the first program, then one more per line of stdin (base64 JSON) until EOF.
+
+    The controller keeps this process for the whole run, so later programs on the host cost no
+    SSH exec, sudo, interpreter start or imports.  Each program's output ends with an END line
+    carrying its status.  EOF (the controller closed the connection or died) ends the process.
+    """
+    program = first
+    while True:
+        status = run_program(program)
+        sys.stdout.write("%s%d\n" % (END, status))
+        sys.stdout.flush()
+        line = sys.stdin.readline()
+        if not line:
+            return 0
+        program = json.loads(base64.b64decode(line.strip()))
+
+
+def run_program(program):
+    ctx = {"component": program["component"], "run": program.get("run"), "root": program["root"]}
     status = 0
     for index, step in enumerate(program["ops"]):
         name = step["op"]

@@ -85,3 +85,20 @@ def _write_debug_log(directory: Path) -> Path:
         logging.getLogger(__name__).exception("cannot write debug log")
         return Path("<stderr>")
     return path
+
+
+def console() -> None:
+    """The `upgrader` executable: main(), then leave without tearing the interpreter down.
+
+    Freeing every module and object at exit took ~0.3 s after the work was done (pydantic models,
+    paramiko, the host connections): time an operator waits for the prompt in an emergency.  Output
+    is flushed and logging shut down first; journals and audit records are already fsync'd.
+    """
+    code = main()
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (BrokenPipeError, ValueError):
+        pass
+    logging.shutdown()
+    os._exit(code)

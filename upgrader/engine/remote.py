@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import threading
+from dataclasses import dataclass, field, replace
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from upgrader import agent
-from upgrader.transport.base import Result, Transport
+from upgrader.errors import TransportError
+from upgrader.transport.base import Result, Stream, Transport
 
 
 @dataclass(frozen=True)
@@ -53,8 +56,50 @@ class AgentResult:
 
 def call(transport: Transport, *, component: str, root: str, run: str | None, ops: list[dict[str, Any]],
          timeout: float, python: str = "python3", idempotent: bool = False) -> AgentResult:
+    """Run one agent program on the host and return per-operation results.
+
+    The first call on a host starts the agent in serving mode (that call's program rides along on
+    its command line); later calls send their program down the same process's stdin: no SSH exec,
+    sudo, interpreter start-up or imports per call, which on many hosts sharing a few cores is most
+    of what a round trip costs.  A stream that timed out or broke is dropped and the next call
+    starts a fresh one.
+    """
     program = {"component": component, "root": root, "run": run, "ops": ops}
-    result = transport.run(agent.command(program, python), sudo=True, timeout=timeout, idempotent=idempotent)
+    with _lock:
+        held = _streams.get(transport)
+    if held is not None and held[0] == python and held[1].alive:
+        try:
+            result = held[1].exchange(agent.pack_program(program), until=agent.END, timeout=timeout)
+        except TransportError:
+            _forget(transport)
+            if not idempotent:
+                raise
+            return call(transport, component=component, root=root, run=run, ops=ops, timeout=timeout,
+                        python=python, idempotent=False)
+    else:
+        _forget(transport)
+        stream = transport.stream(agent.command(dict(program, serve=True), python), sudo=True)
+        with _lock:
+            _streams[transport] = (python, stream)
+        result = stream.exchange(None, until=agent.END, timeout=timeout)
+    end = result.stdout.rsplit(agent.END, 1)
+    if len(end) == 2 and end[1].strip().isdigit():
+        result = replace(result, exit_code=int(end[1].strip()))
+    else:  # no end line: the agent died or timed out; its process (if any) is not reused
+        _forget(transport)
+        if result.exit_code == 0:
+            result = replace(result, exit_code=-1)
     parsed = [OpResult(r.get("op", "?"), r.get("step"), bool(r.get("ok")), r)
               for r in agent.parse_output(result.stdout)]
     return AgentResult(transport.endpoint.name, result, parsed, expected=len(ops))
+
+
+_streams: WeakKeyDictionary[Transport, tuple[str, Stream]] = WeakKeyDictionary()
+_lock = threading.Lock()
+
+
+def _forget(transport: Transport) -> None:
+    with _lock:
+        held = _streams.pop(transport, None)
+    if held is not None:
+        held[1].close()

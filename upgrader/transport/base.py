@@ -66,6 +66,21 @@ class Result:
         return f"{self.host}: `{self.command[:120]}` {what}"
 
 
+class Stream(Protocol):
+    """A long-lived command on a host that answers one request line at a time (the agent serving)."""
+
+    @property
+    def alive(self) -> bool: ...
+
+    def exchange(self, line: str | None, *, until: str, timeout: float) -> Result:
+        """Send ``line`` (None: send nothing, just read), then read stdout up to and including the
+        first line starting with ``until``.  A timeout or an early exit is a Result, not an exception;
+        a lost connection raises TransportError."""
+        ...
+
+    def close(self) -> None: ...
+
+
 class Transport(Protocol):
     """One host's connection; reused for every call within a run."""
 
@@ -79,6 +94,10 @@ class Transport(Protocol):
     def put(self, local: Path, remote: str, *, timeout: float | None = None) -> None: ...
 
     def get(self, remote: str, local: Path, *, timeout: float | None = None) -> None: ...
+
+    def stream(self, argv: Sequence[str], *, sudo: bool = False) -> Stream:
+        """Start argv and keep it running, talking over its stdin and stdout (see Stream)."""
+        ...
 
     def connect(self) -> None:
         """Open the connection ahead of the first call; a failure is kept and raised by that call."""

@@ -253,6 +253,25 @@ class FabricTransport:
             self._raise_connect_error()
             return self._call(go, budget=budget, what=f"`{argv[0]}`", idempotent=idempotent)
 
+    def stream(self, argv: Sequence[str], *, sudo: bool = False) -> FabricStream:
+        argv = tuple(str(a) for a in argv)
+        command = command_line(argv, sudo=sudo, user=self.endpoint.user)
+        budget = self.timeouts.connect * 2 + self.timeouts.auth + self.timeouts.channel
+
+        def go(conn: Connection) -> paramiko.Channel:
+            transport = conn.client.get_transport()
+            if transport is None:
+                raise EOFError("no SSH transport")
+            channel = transport.open_session(timeout=self.timeouts.channel)
+            channel.exec_command(command)
+            return channel
+
+        with self._lock:
+            self._raise_connect_error()
+            # Starting it only sends the exec request: safe to retry on a connection-level failure.
+            channel = self._call(go, budget=budget, what=f"`{argv[0]}`", idempotent=True)
+        return FabricStream(self.endpoint.name, self._lock, argv, channel)
+
     def put(self, local: Path, remote: str, *, timeout: float | None = None) -> None:
         budget = (timeout or self.timeouts.transfer) + self.timeouts.connect * 2 + self.timeouts.auth
 
@@ -272,3 +291,89 @@ class FabricTransport:
         with self._lock:
             self._raise_connect_error()
             self._call(go, budget=budget, what=f"download of {remote}", idempotent=True)
+
+
+class FabricStream:
+    """A command kept running on one SSH channel (paramiko's directly: invoke's runner is one-shot)."""
+
+    def __init__(self, host: str, lock: threading.Lock, argv: tuple[str, ...], channel: paramiko.Channel) -> None:
+        self._host = host
+        self._lock = lock  # the transport's: one channel at a time per host
+        self._argv = argv
+        self._channel = channel
+        self._pending = b""
+
+    @property
+    def alive(self) -> bool:
+        return not self._channel.closed and not self._channel.exit_status_ready()
+
+    def exchange(self, line: str | None, *, until: str, timeout: float) -> Result:
+        host = self._host
+        marker = until.encode()
+        started = time.monotonic()
+        deadline = started + timeout
+        out = self._pending
+        self._pending = b""
+        with self._lock:
+            try:
+                if line is not None:
+                    self._channel.settimeout(timeout)
+                    self._channel.sendall((line + "\n").encode())
+                while True:
+                    end = _past_line(out, marker)
+                    if end >= 0:
+                        self._pending = out[end:]
+                        return Result(host, self._argv, 0, out[:end].decode("utf-8", "replace"),
+                                      self._stderr(), time.monotonic() - started)
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        raise TimeoutError
+                    self._channel.settimeout(left)
+                    chunk = self._channel.recv(65536)
+                    if not chunk:  # the command ended without finishing this exchange
+                        code = self._channel.recv_exit_status() if self._channel.exit_status_ready() else -1
+                        return Result(host, self._argv, code if code != 0 else -1,
+                                      out.decode("utf-8", "replace"), self._stderr(), time.monotonic() - started)
+                    out += chunk
+            except (TimeoutError, OSError) as exc:
+                if not isinstance(exc, TimeoutError) and not self._transport_alive():
+                    self.close()
+                    raise TransportError(host, f"connection lost while `{self._argv[0]}` ran: {exc}",
+                                         "the host or its link may be down; check it with `upgrader status`"
+                                         ) from None
+                self.close()
+                return Result(host, self._argv, -1, out.decode("utf-8", "replace"), self._stderr(),
+                              time.monotonic() - started, timed_out=True)
+            except (SSHException, EOFError) as exc:
+                self.close()
+                raise TransportError(host, f"connection lost while `{self._argv[0]}` ran: {exc}",
+                                     "the host or its link may be down; check it with `upgrader status`") from None
+
+    def _transport_alive(self) -> bool:
+        transport = self._channel.get_transport()
+        return transport is not None and transport.is_active()
+
+    def _stderr(self) -> str:
+        chunks = []
+        while self._channel.recv_stderr_ready():
+            chunks.append(self._channel.recv_stderr(65536))
+        return b"".join(chunks).decode("utf-8", "replace")
+
+    def close(self) -> None:
+        try:
+            self._channel.close()
+        except Exception:
+            log.debug("closing a stream on %s", self._host, exc_info=True)
+
+
+def _past_line(buf: bytes, marker: bytes) -> int:
+    """The index just past the first complete line that starts with ``marker``, or -1."""
+    if buf.startswith(marker):
+        at = 0
+    else:
+        at = buf.find(b"\n" + marker)
+        if at < 0:
+            return -1
+        at += 1
+    newline = buf.find(b"\n", at)
+    return -1 if newline < 0 else newline + 1

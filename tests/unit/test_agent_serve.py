@@ -1,0 +1,78 @@
+"""The agent's serving mode (one process, many programs) and the controller's line framing, on real processes."""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from upgrader import agent
+from upgrader.transport.fabric_adapter import _past_line
+
+AGENT = Path(__file__).resolve().parents[2] / "upgrader" / "agent" / "agent.py"
+
+
+def _program(root: Path, **extra: object) -> dict[str, object]:
+    return {"component": "unit-serve", "root": str(root), "run": None, "ops": [{"op": "facts"}], **extra}
+
+
+def _read_until_end(proc: subprocess.Popen[str]) -> list[str]:
+    assert proc.stdout is not None
+    lines = []
+    while True:
+        line = proc.stdout.readline()
+        assert line, f"agent exited early: {lines}"
+        lines.append(line)
+        if line.startswith(agent.END):
+            return lines
+
+
+def test_one_process_answers_program_after_program_until_eof(tmp_path: Path) -> None:
+    (tmp_path / "releases" / "1.0").mkdir(parents=True)
+    (tmp_path / "current").symlink_to("releases/1.0")
+    first = agent.pack_program(_program(tmp_path, serve=True))
+    # agent.py run directly (not through the bootstrap, which would cache code under /var/lib/upgrader here)
+    proc = subprocess.Popen([sys.executable, "-I", "-S", str(AGENT), first], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        for _ in range(3):
+            lines = _read_until_end(proc)
+            assert lines[-1] == f"{agent.END}0\n"
+            (result,) = agent.parse_output("".join(lines))
+            assert result["ok"] and result["installed"] == "1.0" and result["staged"] == ["1.0"]
+            assert proc.stdin is not None
+            proc.stdin.write(agent.pack_program(_program(tmp_path)) + "\n")
+            proc.stdin.flush()
+        _read_until_end(proc)
+        proc.stdin.write(agent.pack_program({**_program(tmp_path), "ops": [{"op": "no-such-op"}]}) + "\n")
+        proc.stdin.flush()
+        lines = _read_until_end(proc)
+        assert lines[-1] == f"{agent.END}1\n", "a failed program says so and the agent keeps serving"
+        proc.stdin.close()
+        assert proc.wait(timeout=10) == 0
+    finally:
+        proc.kill()
+
+
+def test_without_serve_the_agent_runs_once_and_exits(tmp_path: Path) -> None:
+    program = base64.b64encode(json.dumps(_program(tmp_path)).encode()).decode()
+    res = subprocess.run([sys.executable, "-I", "-S", str(AGENT), program], stdin=subprocess.DEVNULL,
+                         capture_output=True, text=True, timeout=30)
+    assert res.returncode == 0 and agent.END not in res.stdout
+    assert agent.parse_output(res.stdout)[0]["installed"] is None
+
+
+@pytest.mark.parametrize(("buf", "end"), [
+    (b"", -1),
+    (b"@@upgrader-end 0", -1),  # the line is not complete yet
+    (b"@@upgrader-end 0\n", 17),
+    (b"@@upgrader {}\n@@upgrader-end 1\nnext", 31),
+    (b"noise @@upgrader-end 0\n", -1),  # only at the start of a line
+    (b"x\n@@upgrader-end 0\n@@upgrader-end 1\n", 19),  # the first one
+])
+def test_an_exchange_ends_after_the_first_complete_end_line(buf: bytes, end: int) -> None:
+    assert _past_line(buf, agent.END.encode()) == end
