@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from upgrader.models.plan_json import plan_json
 from upgrader.models.playbook import Playbook
 from upgrader.models.types import Strict
 
@@ -28,6 +29,17 @@ class Step(Strict):
     undo: str | None = Field(None, description="how this step is reversed")
     verify: str | None = Field(None, description="how the step's effect is confirmed")
 
+    def to_dict(self) -> dict[str, Any]:
+        """``model_dump(mode="json")`` written out: a large plan has tens of thousands of steps."""
+        return {
+            "id": self.id,
+            "action": self.action,
+            "version": self.version,
+            "detail": self.detail,
+            "undo": self.undo,
+            "verify": self.verify,
+        }
+
 
 class HostPlan(Strict):
     host: str
@@ -38,6 +50,21 @@ class HostPlan(Strict):
     phase: int
     canary: bool
     steps: list[Step]
+
+    def to_dict(self, *, steps: bool = True) -> dict[str, Any]:
+        """``model_dump(mode="json")`` written out (one per host of a plan); without the steps if asked."""
+        data = {
+            "host": self.host,
+            "datacenter": self.datacenter,
+            "address": self.address,
+            "from_version": self.from_version,
+            "path": list(self.path),
+            "phase": self.phase,
+            "canary": self.canary,
+        }
+        if steps:
+            data["steps"] = [s.to_dict() for s in self.steps]
+        return data
 
 
 class Phase(Strict):
@@ -80,6 +107,10 @@ class AssumedFacts(Strict):
     installed: str | None
     staged: list[str]
 
+    def to_dict(self) -> dict[str, Any]:
+        """``model_dump(mode="json")`` written out (one per host of a plan)."""
+        return {"installed": self.installed, "staged": list(self.staged)}
+
 
 class Plan(Strict):
     schema_version: int = SCHEMA_VERSION
@@ -106,20 +137,21 @@ class Plan(Strict):
         return next(h for h in self.hosts if h.host == name)
 
     def body(self) -> dict[str, Any]:
+        """Everything but ``content_hash``, as JSON data: what the hash covers."""
         data = self.model_dump(mode="json")
         data.pop("content_hash", None)
         return data
 
     def compute_hash(self) -> str:
-        return "sha256:" + hashlib.sha256(canonical_json(self.body()).encode()).hexdigest()
+        """sha256 of ``canonical_json(self.body())``, built without the intermediate data (plan_json)."""
+        return "sha256:" + hashlib.sha256(plan_json(self).encode()).hexdigest()
 
     def sealed(self) -> Plan:
         return self.model_copy(update={"content_hash": self.compute_hash()})
 
     def to_json(self) -> str:
-        data = self.body()
-        data["content_hash"] = self.content_hash or self.compute_hash()
-        return json.dumps(data, sort_keys=True, indent=2, ensure_ascii=False) + "\n"
+        """The plan file: ``body()`` and ``content_hash``, sorted keys, indented by 2."""
+        return plan_json(self, indent=2, content_hash=self.content_hash or self.compute_hash()) + "\n"
 
 
 def canonical_json(data: Any) -> str:

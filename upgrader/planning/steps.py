@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from upgrader.models.plan import Step
 from upgrader.models.playbook import Playbook
+from upgrader.models.types import trusted
 from upgrader.planning.sources import migration_for
 
 
@@ -14,7 +15,13 @@ def host_steps(playbook: Playbook, host: str, installed: str, path: list[str], c
 
 def for_host(templates: list[Step], host: str) -> list[Step]:
     """Templates from ``step_templates`` with the host's name put in front of each id."""
-    return [t.model_copy(update={"id": f"{host}/{t.id}"}) for t in templates]
+    # ``trusted``: the fields come from validated templates; a plan holds one copy per host and step.
+    return [
+        trusted(
+            Step, id=f"{host}/{t.id}", action=t.action, version=t.version, detail=t.detail, undo=t.undo, verify=t.verify
+        )
+        for t in templates
+    ]
 
 
 def step_templates(playbook: Playbook, installed: str, path: tuple[str, ...], canary: bool) -> list[Step]:

@@ -1,0 +1,216 @@
+"""The planner's fast paths agree with the slow, obvious ones they replace.
+
+``plan_json`` with ``json.dumps`` of ``Plan.body()``, the hand-written ``to_dict`` methods with
+``model_dump``, ``trusted`` with ``model_construct`` and validation, shared offline facts with
+per-host ones: on every golden case, a larger generated inventory and hand-edited plans.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from conftest import INVENTORY, PLAYBOOKS, plan_files
+
+from upgrader.commands.inputs import load_inputs
+from upgrader.models.facts import Facts
+from upgrader.models.plan import HostPlan, Phase, Plan, PlanProblem, Step, canonical_json
+from upgrader.models.plan_json import plan_json
+from upgrader.models.types import trusted
+from upgrader.planning.planner import facts_from_inventory, iter_hosts
+
+CASES = sorted(p for p in (Path(__file__).parent / "planner_cases").iterdir() if p.is_dir())
+INPUTS = [(pb, INVENTORY, None) for pb in PLAYBOOKS] + [
+    (case / "playbook.yml", case / "inventory.yml", case / "facts.yml" if (case / "facts.yml").exists() else None)
+    for case in CASES
+]
+IDS = [f"{pb.stem}-{inv.stem}" if inv == INVENTORY else pb.parent.name for pb, inv, _ in INPUTS]
+
+
+@pytest.fixture(scope="module", params=INPUTS, ids=IDS)
+def plan(request: pytest.FixtureRequest) -> Plan:
+    return plan_files(*request.param)
+
+
+def generated_inventory(hosts_per_dc: int) -> dict[str, Any]:
+    """Like bench/plan_10k.py's: mixed roles, canaries and installed versions in three sites."""
+    versions = ["5.0.0", "5.0.3", "5.1.0", "5.1.2", "5.2.0", "4.9.0"]
+    datacenters = {}
+    for d, dc in enumerate(["ny5", "ch2", "tr2"]):
+        hosts = {}
+        for i in range(hosts_per_dc):
+            role = ["md", "oe", "oe", "risk"][i % 4]
+            installed = {"feedhandler": "3.1.0", "riskgw": "2.4.0"}
+            if role == "oe":
+                installed["ordergw"] = versions[(i * 7) % len(versions)]
+            hosts[f"{dc}-{role}{i:03d}"] = {
+                "address": f"10.{d}.0.{i + 1}",
+                "roles": [role],
+                "canary": i % 13 == 0,
+                "installed": installed,
+            }
+        datacenters[dc] = {"timezone": "America/New_York", "hosts": hosts}
+    return {
+        "name": "generated",
+        "defaults": {"user": "deploy"},
+        "roles": {"md": ["feedhandler"], "oe": ["ordergw", "riskgw", "feedhandler"], "risk": ["riskgw"]},
+        "datacenters": datacenters,
+    }
+
+
+@pytest.fixture(scope="module")
+def large_plan(tmp_path_factory: pytest.TempPathFactory) -> Plan:
+    inventory = tmp_path_factory.mktemp("generated") / "inventory.yml"
+    inventory.write_text(yaml.safe_dump(generated_inventory(60)), encoding="utf-8")
+    playbook = next(p for p in PLAYBOOKS if p.name.startswith("ordergw"))
+    plan = plan_files(playbook, inventory)
+    assert len(plan.hosts) > 50 and plan.problems and plan.skipped
+    return plan
+
+
+def assert_json_as_json_dumps(plan: Plan) -> None:
+    body = plan.body()
+    assert plan_json(plan) == canonical_json(body)
+    assert plan.compute_hash() == "sha256:" + hashlib.sha256(canonical_json(body).encode()).hexdigest()
+    expected = (
+        json.dumps(
+            {**body, "content_hash": plan.content_hash or plan.compute_hash()},
+            sort_keys=True,
+            indent=2,
+            ensure_ascii=False,
+        )
+        + "\n"
+    )
+    assert plan.to_json() == expected
+
+
+def test_plan_json_is_json_dumps_of_the_body(plan: Plan) -> None:
+    assert_json_as_json_dumps(plan)
+    assert plan.content_hash == plan.compute_hash()
+
+
+def test_plan_json_of_a_larger_plan(large_plan: Plan) -> None:
+    assert_json_as_json_dumps(large_plan)
+
+
+def test_plan_json_of_edited_plans(large_plan: Plan) -> None:
+    """Saved plans can be edited by hand; their hash must still be that of their exact content."""
+    first, second, third, *rest = large_plan.hosts
+    odd = 'a"b\\c\x00\n\u2028é😀'
+    renamed = first.model_copy(update={"host": "renamed"})  # its step ids no longer start with its name
+    escaped = second.model_copy(
+        update={
+            "host": odd,
+            "path": [],
+            "steps": [s.model_copy(update={"id": f"{odd}/{s.id.split('/', 1)[1]}"}) for s in second.steps],
+        }
+    )
+    changed = third.model_copy(update={"steps": [third.steps[0].model_copy(update={"detail": odd, "undo": None})]})
+    empty = rest[0].model_copy(update={"steps": []})
+    # Hosts whose first step differs from their peers' in one field only: no peer's text may be reused.
+    edits = [
+        ("id", "/99-start"),
+        ("action", "start"),
+        ("version", "9.9"),
+        ("detail", "x"),
+        ("undo", "y"),
+        ("verify", "z"),
+    ]
+    variants = [
+        h.model_copy(
+            update={
+                "steps": [
+                    h.steps[0].model_copy(update={field: h.host + value if field == "id" else value}),
+                    *h.steps[1:],
+                ]
+            }
+        )
+        for h, (field, value) in zip(rest[1:], edits, strict=False)
+    ]
+    plan = large_plan.model_copy(
+        update={
+            "hosts": [renamed, escaped, changed, empty, *variants, *rest[1 + len(variants) :]],
+            "phases": [*large_plan.phases, Phase(index=99, kind="canary", datacenter=None, hosts=[], bake=0.1)],
+            "problems": [PlanProblem(host=None, message=odd, hint="")],
+            "content_hash": "",
+        }
+    )
+    assert_json_as_json_dumps(plan)
+    assert plan.compute_hash() != large_plan.compute_hash()
+
+
+def test_a_saved_plan_hashes_to_its_content_hash(large_plan: Plan) -> None:
+    loaded = Plan.model_validate(json.loads(large_plan.to_json()))
+    assert loaded == large_plan
+    assert loaded.compute_hash() == large_plan.content_hash
+    assert_json_as_json_dumps(loaded)
+
+
+def test_to_dict_is_model_dump(plan: Plan) -> None:
+    for host in plan.hosts:
+        assert host.to_dict() == host.model_dump(mode="json")
+        assert host.to_dict(steps=False) == host.model_dump(mode="json", exclude={"steps"})
+        for step in host.steps:
+            assert step.to_dict() == step.model_dump(mode="json")
+    for assumed in plan.facts_assumed.values():
+        assert assumed.to_dict() == assumed.model_dump() == assumed.model_dump(mode="json")
+
+
+def test_trusted_objects_are_valid_and_equal_validated_ones(plan: Plan) -> None:
+    built = [
+        *plan.hosts,
+        *(s for h in plan.hosts for s in h.steps),
+        *plan.skipped,
+        *plan.problems,
+        *plan.facts_assumed.values(),
+    ]
+    for obj in built:
+        again = type(obj).model_validate(obj.model_dump())
+        assert again == obj
+        assert again.model_fields_set == obj.model_fields_set
+
+
+def test_trusted_is_model_construct() -> None:
+    values = {
+        "id": "h/01-stop-1.0",
+        "action": "stop",
+        "version": "1.0",
+        "detail": "stop app",
+        "undo": "start app",
+        "verify": None,
+    }
+    fast, slow = trusted(Step, **values), Step.model_construct(**values)
+    assert fast == slow == Step(**values)
+    for attr in ("__dict__", "__pydantic_fields_set__", "__pydantic_extra__", "__pydantic_private__"):
+        assert getattr(fast, attr) == getattr(slow, attr)
+    copied = fast.model_copy(update={"id": "h/02-start-1.0"})
+    assert (copied.id, fast.id) == ("h/02-start-1.0", "h/01-stop-1.0")
+    assert trusted(Step, **values).model_fields_set == set(Step.model_fields)
+    with pytest.raises(ValueError, match="frozen"):
+        fast.id = "other"  # type: ignore[misc]
+    host = trusted(
+        HostPlan,
+        host="h",
+        datacenter="ny5",
+        address="192.0.2.1",
+        from_version="0.9",
+        path=["1.0"],
+        phase=0,
+        canary=False,
+        steps=[fast],
+    )
+    assert host == HostPlan.model_construct(**host.__dict__) == HostPlan.model_validate(host.model_dump())
+
+
+def test_offline_facts_are_shared_between_hosts_with_the_same_versions() -> None:
+    inventory = load_inputs(PLAYBOOKS[0], INVENTORY).inventory.model
+    facts = facts_from_inventory(inventory)
+    assert facts == Facts.model_validate(facts.model_dump())
+    combos = {tuple(host.installed.items()) for _, _, host in iter_hosts(inventory)}
+    assert len({id(h) for h in facts.hosts.values()}) == len(combos) < len(facts.hosts)
+    for _, name, host in iter_hosts(inventory):
+        assert {c: f.installed for c, f in facts.hosts[name].components.items()} == host.installed
