@@ -69,6 +69,7 @@ def call(transport: Transport, *, component: str, root: str, run: str | None, op
         held = _streams.get(transport)
     if held is not None and held[0] == python and held[1].alive:
         try:
+            _ping(transport, held[1], program)
             result = held[1].exchange(agent.pack_program(program), until=agent.END, timeout=timeout)
         except TransportError:
             _forget(transport)
@@ -92,6 +93,21 @@ def call(transport: Transport, *, component: str, root: str, run: str | None, op
     parsed = [OpResult(r.get("op", "?"), r.get("step"), bool(r.get("ok")), r)
               for r in agent.parse_output(result.stdout)]
     return AgentResult(transport.endpoint.name, result, parsed, expected=len(ops))
+
+
+def _ping(transport: Transport, stream: Stream, program: dict[str, Any]) -> None:
+    """An empty program first, answered within the channel timeout, or the host counts as unreachable.
+
+    Without it a program sent to a frozen host would wait in its buffers and run whenever the host
+    thawed, long after the run had given up on it; a new SSH exec would not even have been opened.
+    """
+    empty = agent.pack_program(dict(program, ops=[]))
+    pong = stream.exchange(empty, until=agent.END, timeout=transport.timeouts.channel)
+    if not pong.ok or not pong.stdout.rstrip().endswith(agent.END + "0"):
+        _forget(transport)
+        raise TransportError(transport.endpoint.name,
+                             f"the agent did not answer within {transport.timeouts.channel:g}s",
+                             "the host may be frozen or overloaded; check it with `upgrader status`")
 
 
 _streams: WeakKeyDictionary[Transport, tuple[str, Stream]] = WeakKeyDictionary()

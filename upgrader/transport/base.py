@@ -85,6 +85,7 @@ class Transport(Protocol):
     """One host's connection; reused for every call within a run."""
 
     endpoint: Endpoint
+    timeouts: Timeouts
 
     def run(self, argv: Sequence[str], *, sudo: bool = False, timeout: float | None = None,
             idempotent: bool = False) -> Result:
