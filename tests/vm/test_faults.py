@@ -96,6 +96,22 @@ def test_host_powered_off_mid_upgrade(upgrader, vm_host, vm_hosts, tmp_path, fau
     record_property("observed", f"exit 4 naming ny5-1 {took:.0f} s after power-off; rollback after boot: exit 0")
 
 
+def test_serving_agent_killed_between_programs(upgrader, vm_host, vm_hosts, tmp_path, record_property):  # type: ignore[no-untyped-def]
+    reliability_mark(record_property, "the serving agent on a waiting host is killed between programs",
+                     "the next program starts a fresh agent on that host; the run finishes, exit 0")
+    pb = write(tmp_path / "pb.yml", playbook("feedhandler", "3.1.0", canary={"bake": "3s"}))
+    proc = upgrader.start_apply(pb)
+    upgrader.wait_for(event("bake-begin", "ny5-1"))
+    # ch2-2 has served the lock and stage programs and now waits for its wave
+    # [r]: the pattern must not match the shell that runs pkill itself
+    killed = vm_host("ch2-2").run("sudo pkill -KILL -f -- 'var/lib/upgrade[r]/[.]agent'")
+    assert killed.rc == 0, "no serving agent found on ch2-2"
+    out, err = proc.communicate(timeout=180)
+    assert proc.returncode == 0, out + err
+    assert_on(vm_host, vm_hosts, "feedhandler", "3.1.0")
+    record_property("observed", "agent SIGKILLed on ch2-2 during the canary bake; run exit 0, all hosts on 3.1.0")
+
+
 def test_link_cut_then_restored(upgrader, vm_host, vm_hosts, tmp_path, faults, record_property):  # type: ignore[no-untyped-def]
     reliability_mark(record_property, "a host's link cut mid-run, then restored",
                      "reported within the timeout, exit 4; after restore a re-apply with --break-lock finishes")

@@ -62,23 +62,20 @@ def call(transport: Transport, *, component: str, root: str, run: str | None, op
     its command line); later calls send their program down the same process's stdin: no SSH exec,
     sudo, interpreter start-up or imports per call, which on many hosts sharing a few cores is most
     of what a round trip costs.  A stream that timed out or broke is dropped and the next call
-    starts a fresh one.
+    starts a fresh one (see _answering).
     """
     program = {"component": component, "root": root, "run": run, "ops": ops}
-    with _lock:
-        held = _streams.get(transport)
-    if held is not None and held[0] == python and held[1].alive:
+    stream = _answering(transport, python, program)
+    if stream is not None:
         try:
-            _ping(transport, held[1], program)
-            result = held[1].exchange(agent.pack_program(program), until=agent.END, timeout=timeout)
+            result = stream.exchange(agent.pack_program(program), until=agent.END, timeout=timeout)
         except TransportError:
             _forget(transport)
             if not idempotent:
-                raise
+                raise  # the program may have run: the caller decides what an unknown outcome means
             return call(transport, component=component, root=root, run=run, ops=ops, timeout=timeout,
                         python=python, idempotent=False)
     else:
-        _forget(transport)
         stream = transport.stream(agent.command(dict(program, serve=True), python), sudo=True)
         with _lock:
             _streams[transport] = (python, stream)
@@ -95,19 +92,34 @@ def call(transport: Transport, *, component: str, root: str, run: str | None, op
     return AgentResult(transport.endpoint.name, result, parsed, expected=len(ops))
 
 
-def _ping(transport: Transport, stream: Stream, program: dict[str, Any]) -> None:
-    """An empty program first, answered within the channel timeout, or the host counts as unreachable.
+def _answering(transport: Transport, python: str, program: dict[str, Any]) -> Stream | None:
+    """The host's serving agent if it answers an empty program within the channel timeout; None when
+    there is none or it has gone (a fresh one is then started; nothing of ``program`` was sent yet).
 
-    Without it a program sent to a frozen host would wait in its buffers and run whenever the host
-    thawed, long after the run had given up on it; a new SSH exec would not even have been opened.
+    A program is only ever sent after this answer.  Otherwise a program sent to a frozen host would
+    wait in its buffers and run whenever the host thawed, long after the run had given up on it (a
+    new SSH exec would not even have been opened).  So a silent agent is an unreachable host.
     """
-    empty = agent.pack_program(dict(program, ops=[]))
-    pong = stream.exchange(empty, until=agent.END, timeout=transport.timeouts.channel)
-    if not pong.ok or not pong.stdout.rstrip().endswith(agent.END + "0"):
+    with _lock:
+        held = _streams.get(transport)
+    if held is None or held[0] != python or not held[1].alive:
+        _forget(transport)
+        return None
+    try:
+        pong = held[1].exchange(agent.pack_program(dict(program, ops=[])), until=agent.END,
+                                timeout=transport.timeouts.channel)
+    except TransportError:  # the connection went: a new stream reconnects
+        _forget(transport)
+        return None
+    if pong.timed_out:
         _forget(transport)
         raise TransportError(transport.endpoint.name,
                              f"the agent did not answer within {transport.timeouts.channel:g}s",
                              "the host may be frozen or overloaded; check it with `upgrader status`")
+    if not pong.stdout.rstrip().endswith(agent.END + "0"):  # it exited: start another
+        _forget(transport)
+        return None
+    return held[1]
 
 
 _streams: WeakKeyDictionary[Transport, tuple[str, Stream]] = WeakKeyDictionary()
