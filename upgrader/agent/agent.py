@@ -350,7 +350,7 @@ FAST_POLL = 0.05  # seconds: cheap probes are polled this often within a check's
 # How often a failing check also asks whether the service died.  systemctl is a process of its own,
 # ~10 ms of CPU each: asked on every 50 ms poll on many hosts sharing cores, it slowed the very
 # start-up being waited for.
-SERVICE_POLL = 0.5
+SERVICE_POLL = 1.0
 
 
 def run_checks(checks, ctx, retries=True, service=None):

@@ -8,6 +8,7 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
+from upgrader.commands import early
 from upgrader.commands.inputs import Inputs
 from upgrader.engine import facts as host_facts
 from upgrader.engine.endpoints import Pool, endpoints
@@ -59,9 +60,12 @@ def artifacts_dir(args: argparse.Namespace) -> Path:
 
 
 def pool_for(inventory: Loaded[Inventory], args: argparse.Namespace) -> Pool:
-    timeouts = Timeouts(connect=args.connect_timeout, channel=max(5.0, args.connect_timeout * 2),
-                        command=args.command_timeout or Timeouts.command)
-    return Pool(endpoints(inventory.model, inventory.path), timeouts=timeouts, parallel=args.parallel)
+    timeouts = Timeouts.for_options(args.connect_timeout, args.command_timeout)
+    reach = endpoints(inventory.model, inventory.path)
+    pool = Pool(reach, timeouts=timeouts, parallel=args.parallel)
+    early.adopt(pool, inventory.sha256, reach, timeouts)
+    early.remember(args.state_dir, inventory.sha256, inventory.model, reach)
+    return pool
 
 
 def live_facts(inputs: Inputs, pool: Pool, python: str) -> Facts:

@@ -86,6 +86,10 @@ class Pool:
                     out[h] = exc  # type: ignore[assignment]
         return out
 
+    def adopt(self, host: str, transport: Transport) -> None:
+        """Use ``transport`` (already connecting) for ``host`` from now on."""
+        self._transports[host] = transport
+
     def warm(self, hosts: Iterable[str]) -> None:
         """Start connecting to ``hosts`` in the background and return at once.
 

@@ -25,6 +25,11 @@ class Timeouts:
     transfer: float = 120.0  # one file upload or download
     attempts: int = 2  # connection attempts for idempotent operations
 
+    @classmethod
+    def for_options(cls, connect: float, command: float | None) -> Timeouts:
+        """From the commands' --connect-timeout and --command-timeout."""
+        return cls(connect=connect, channel=max(5.0, connect * 2), command=command or cls.command)
+
 
 @dataclass(frozen=True)
 class Endpoint:
