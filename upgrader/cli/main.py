@@ -97,6 +97,10 @@ def console() -> None:
     paramiko, the host connections): time an operator waits for the prompt in an emergency.  Output
     is flushed and logging shut down first; journals and audit records are already fsync'd.
     """
+    # Dozens of threads mostly wait on hosts (SSH handshakes, agents); with the default 5 ms switch
+    # interval a thread busy importing or validating kept each of them waiting 5 ms per packet.
+    # Measured on 16 lab hosts: rollback median 4.14 s → 3.86 s.
+    sys.setswitchinterval(0.0005)
     code = main()
     try:
         sys.stdout.flush()
