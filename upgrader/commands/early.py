@@ -52,7 +52,9 @@ def remember(state: Path, inventory_sha256: str, inventory: Inventory, endpoints
     try:
         from upgrader.files import write_atomic
 
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        for private in (state, path.parent):  # key paths and addresses: not for other local users
+            private.mkdir(parents=True, exist_ok=True, mode=0o700)
+            os.chmod(private, 0o700)
         write_atomic(path, json.dumps({"upgrader": __version__, "hosts": hosts}, sort_keys=True),
                      tmp=path.with_name(f".{path.name}.{os.getpid()}"))
     except OSError:
