@@ -49,8 +49,7 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and not argv[0].startswith("-h") and any(a in early.COMMANDS for a in argv[:3]):
-        early.start(argv, state_dir())  # SSH handshakes overlap the imports and loading below
+    early.start(argv, state_dir())  # for `rollback`: SSH handshakes overlap the imports and loading below
     parser = build_parser(argv)
     args = parser.parse_args(argv)
     args.state_dir = args.state_dir or state_dir()
