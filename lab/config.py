@@ -29,8 +29,10 @@ HOSTS_PER_DC_ENV = "UPGRADER_LAB_HOSTS_PER_DC"
 DEFAULT_HOSTS_PER_DC = 2
 
 # chromium + a font: the HTML report test renders the page headless and looks at the screenshot.
-APT_PACKAGES = ("vagrant", "vagrant-lxc", "lxc", "debootstrap", "rsync", "sudo", "python3-venv", "chromium",
-                "fonts-dejavu-core")
+# lxc-templates holds /usr/share/lxc/config/debian.common.conf, which the box's lxc-config includes;
+# it is only a Recommends of lxc, so --no-install-recommends leaves it out on a fresh machine.
+APT_PACKAGES = ("vagrant", "vagrant-lxc", "lxc", "lxc-templates", "debootstrap", "rsync", "sudo", "python3-venv",
+                "chromium", "fonts-dejavu-core")
 
 COMPONENTS = tuple(PORTS)  # feedhandler, ordergw, riskgw
 BASELINES = RELEASE_BASELINES  # feedhandler 3.0.0, ordergw 5.0.0, riskgw 2.4.0
