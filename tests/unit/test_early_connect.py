@@ -1,7 +1,8 @@
-"""Early connections for `rollback`: only towards endpoints recorded from the same validated inventory.
+"""Early connections for `rollback` and `apply`: only towards endpoints recorded from the same validated inventory.
 
-No host is contacted here: connect() is replaced by a recorder, so these tests see which transports
-would have connected and which the command adopts or closes.
+No host is contacted here: the agent start is replaced by a recorder, so these tests see which
+transports would have connected and which the command adopts or closes.  tests/vm/test_early_start.py
+does the same on real hosts.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from upgrader.commands import early
+from upgrader.engine import remote
 from upgrader.engine.endpoints import Pool, endpoints
 from upgrader.loading.inputs import load_inventory
 from upgrader.transport import fabric_adapter
@@ -25,9 +27,13 @@ INVENTORY = REPO / "inventories" / "prod-na.yml"  # TEST-NET addresses: nothing 
 
 @pytest.fixture
 def calls(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[str]]:
-    seen: dict[str, list[str]] = {"connect": [], "close": []}
-    monkeypatch.setattr(fabric_adapter.FabricTransport, "connect", lambda self: seen["connect"].append(
-        self.endpoint.name))
+    seen: dict[str, list[str]] = {"connect": [], "close": [], "python": []}
+
+    def start(transport: fabric_adapter.FabricTransport, python: str) -> None:
+        seen["python"].append(python)
+        seen["connect"].append(transport.endpoint.name)
+
+    monkeypatch.setattr(remote, "start", start)
     monkeypatch.setattr(fabric_adapter.FabricTransport, "close", lambda self: seen["close"].append(
         self.endpoint.name))
     early._started.clear()
@@ -60,13 +66,44 @@ def test_recorded_endpoints_are_adopted_when_they_match(tmp_path: Path, calls: d
     early.start(["rollback", "ordergw", "-i", str(INVENTORY), "--reason", "x"], tmp_path)
     transports = {h: t for h, (_, t) in early._started["hosts"].items()}
     assert set(transports) == _hosts_of("ordergw")
-    deadline = time.monotonic() + 10
-    while len(calls["connect"]) < len(transports) and time.monotonic() < deadline:  # connect() runs in threads
-        time.sleep(0.01)
+    _wait_for(calls, len(transports))
     assert sorted(calls["connect"]) == sorted(transports)
     pool = Pool(reach, timeouts=Timeouts.for_options(5.0, None))
     early.adopt(pool, sha, reach, Timeouts.for_options(5.0, None))
     assert pool._transports == transports and calls["close"] == []
+
+
+def _wait_for(calls: dict[str, list[str]], count: int) -> None:
+    deadline = time.monotonic() + 10
+    while len(calls["connect"]) < count and time.monotonic() < deadline:  # the starts run in threads
+        time.sleep(0.01)
+
+
+def test_apply_starts_the_hosts_of_its_playbooks_component(tmp_path: Path, calls: dict[str, list[str]]) -> None:
+    _remembered(tmp_path)
+    playbook = tmp_path / "pb.yml"
+    playbook.write_text("# a comment first\ncomponent: riskgw\nversion: 9.9.9\n")
+    early.start(["apply", str(playbook), "-i", str(INVENTORY), "--yes", "--python", "/opt/py/bin/python3"], tmp_path)
+    assert set(early._started["hosts"]) == _hosts_of("riskgw") != _hosts_of("ordergw")
+    _wait_for(calls, len(early._started["hosts"]))
+    assert set(calls["python"]) == {"/opt/py/bin/python3"}
+
+
+def test_apply_of_a_saved_plan_starts_the_hosts_of_its_component(tmp_path: Path, calls: dict[str, list[str]]) -> None:
+    _remembered(tmp_path)
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps({"schema_version": 1, "component": "ordergw", "hosts": []}))
+    early.start(["apply", str(plan), "-i", str(INVENTORY)], tmp_path)
+    assert set(early._started["hosts"]) == _hosts_of("ordergw")
+
+
+@pytest.mark.parametrize("text", ["component: [not, a, name]\n", "- a list\n", "component: x: y: {\n", ""])
+def test_apply_of_an_odd_playbook_starts_nothing(tmp_path: Path, calls: dict[str, list[str]], text: str) -> None:
+    _remembered(tmp_path)
+    playbook = tmp_path / "pb.yml"
+    playbook.write_text(text)
+    early.start(["apply", str(playbook), "-i", str(INVENTORY)], tmp_path)
+    assert early._started == {}
 
 
 def test_dc_and_hosts_narrow_what_starts(tmp_path: Path, calls: dict[str, list[str]]) -> None:

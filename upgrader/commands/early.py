@@ -1,13 +1,15 @@
-"""Connect to the hosts of an emergency rollback before the rest of upgrader has even loaded.
+"""Connect to a run's hosts, and start their agents, before the rest of upgrader has even loaded.
 
-Importing the command, pydantic and the models and validating the inputs takes ~0.6 s; the SSH
-handshakes to 16 hosts take about as long again, mostly waiting on the hosts.  So `rollback`
-starts the handshakes first, but only towards endpoints that an earlier live command derived from
-this very inventory file (same bytes, same upgrader) and recorded with ``remember``.  The command
-then loads and validates everything as usual, and ``adopt`` hands over a connection only if its
-endpoint and timeouts are exactly what the validated inventory and options give; anything else is
-closed unused.  Without a record (a new inventory), it connects at the usual time.  Nothing here
-may fail the command: on any surprise it quietly does nothing.
+Importing the command, pydantic and the models and validating the inputs takes ~0.5 s; the SSH
+handshakes and agent starts on 16 hosts (sshd, PAM, sudo, python on the hosts) take about as long
+again, mostly waiting on the hosts.  So `rollback` and `apply` start them first, but only towards
+endpoints that an earlier live command derived from this very inventory file (same bytes, same
+upgrader) and recorded with ``remember``; `apply` picks the hosts that run its playbook's (or saved
+plan's) component.  The command then loads and validates everything as usual, and ``adopt`` hands
+over a connection only if its endpoint and timeouts are exactly what the validated inventory and
+options give; anything else is closed unused (its agent, which ran nothing, exits with it).  Without
+a record (a new inventory), it connects at the usual time.  Nothing here may fail the command: on
+any surprise it quietly does nothing.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ if TYPE_CHECKING:
     from upgrader.transport.base import Transport
 
 log = logging.getLogger(__name__)
-COMMANDS = ("rollback",)
+COMMANDS = ("rollback", "apply")
 _started: dict[str, Any] = {}  # inventory sha256, timeouts and {host: (endpoint, transport)}
 
 
@@ -65,24 +67,27 @@ def start(argv: list[str], state: Path) -> None:
     """For COMMANDS: start connecting to the selected hosts in the background, if a record allows."""
     try:
         args = _parser().parse_known_args(argv)[0]
-        if args.command not in COMMANDS or not args.inventory or not args.component:
+        if args.command not in COMMANDS or not args.inventory or not args.target:
             return
+        component = args.target if args.command == "rollback" else _component_of(Path(args.target))
         digest = hashlib.sha256(Path(args.inventory).read_text(encoding="utf-8").encode()).hexdigest()
         record = json.loads(record_path(args.state_dir or state, digest).read_text(encoding="utf-8"))
         if record.get("upgrader") != __version__:
             return
         wanted = {h.strip() for h in (args.hosts or "").split(",") if h.strip()}
         chosen = {name: _endpoint(h["endpoint"]) for name, h in record["hosts"].items()
-                  if args.component in h["components"] and (not args.dc or h["dc"] in args.dc)
+                  if component in h["components"] and (not args.dc or h["dc"] in args.dc)
                   and (not wanted or name in wanted)}
         if not chosen:
             return
+        from upgrader.engine import remote
         from upgrader.transport.fabric_adapter import FabricTransport
 
         timeouts = Timeouts.for_options(args.connect_timeout, args.command_timeout)
         started = {name: (ep, FabricTransport(ep, timeouts)) for name, ep in chosen.items()}
         for name, (_, transport) in started.items():
-            threading.Thread(target=transport.connect, name=f"early-{name}", daemon=True).start()
+            threading.Thread(target=remote.start, args=(transport, args.python), name=f"early-{name}",
+                             daemon=True).start()
         _started.update(sha256=digest, timeouts=timeouts, hosts=started)
     except Exception:  # an optimisation only: the command connects as usual
         log.debug("no early connections", exc_info=True)
@@ -97,6 +102,19 @@ def adopt(pool: Pool, inventory_sha256: str, endpoints: dict[str, Endpoint], tim
             pool.adopt(name, transport)
         else:
             transport.close()
+
+
+def _component_of(path: Path) -> str | None:
+    """The component a playbook or saved plan is for, read without the models (they load later)."""
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".json":
+        data = json.loads(text)
+    else:
+        import yaml
+
+        data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    component = data.get("component") if isinstance(data, dict) else None
+    return component if isinstance(component, str) else None
 
 
 def _endpoint(fields: dict[str, Any]) -> Endpoint:
@@ -116,10 +134,11 @@ def _parser() -> argparse.ArgumentParser:
     p = _Quiet(add_help=False)
     p.add_argument("--state-dir", type=Path)
     p.add_argument("command")
-    p.add_argument("component", nargs="?")
+    p.add_argument("target", nargs="?")  # rollback's COMPONENT, apply's PLAYBOOK or PLAN.json
     p.add_argument("-i", "--inventory")
     p.add_argument("--dc", action="append", default=[])
     p.add_argument("--hosts")
     p.add_argument("--connect-timeout", type=float, default=5.0)
     p.add_argument("--command-timeout", type=float, default=None)
+    p.add_argument("--python", default="python3")
     return p

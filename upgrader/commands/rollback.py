@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     inventory = load_inventory(args.inventory)
     hosts = select_hosts(inventory, args.component, args.dc, args.hosts)
     pool = live.pool_for(inventory, args)
-    pool.warm(hosts)  # SSH handshakes overlap loading the playbook and opening the journal
+    pool.warm(hosts, args.python)  # SSH handshakes and agent starts overlap loading the playbook and the journal
     try:
         playbook = load_playbook(args.playbook) if args.playbook else find_playbook(args.component, args.playbooks)
         spec = playbook.model

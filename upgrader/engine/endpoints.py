@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
+from upgrader.engine import remote
 from upgrader.models.inventory import Host, Inventory, Jump
 from upgrader.planning.planner import iter_hosts
 from upgrader.transport.base import Endpoint, Timeouts, Transport
@@ -90,19 +91,23 @@ class Pool:
         """Use ``transport`` (already connecting) for ``host`` from now on."""
         self._transports[host] = transport
 
-    def warm(self, hosts: Iterable[str]) -> None:
-        """Start connecting to ``hosts`` in the background and return at once.
+    def warm(self, hosts: Iterable[str], python: str | None = None) -> None:
+        """Start connecting to ``hosts`` in the background (and their agents, given ``python``); return at once.
 
-        The SSH handshakes (mostly waiting on the hosts) then overlap the rest of the start-up:
-        loading the playbook, the journal, the remaining imports.  Each host's first call waits for
-        its own connection; a failure is reported by that call, like any other.  Daemon threads: a
-        host that never answers must not hold up the process's exit after the run is decided.
+        The SSH handshakes and agent starts (mostly waiting on the hosts) then overlap the rest of
+        the start-up: loading the playbook, the journal, the remaining imports.  Each host's first
+        call waits for its own connection; a failure is reported by that call, like any other.
+        Daemon threads: a host that never answers must not hold up the process's exit after the
+        run is decided.
         """
         slots = threading.BoundedSemaphore(max(1, self.parallel))
 
         def connect(transport: Transport) -> None:
             with slots:
-                transport.connect()
+                if python is None:
+                    transport.connect()
+                else:
+                    remote.start(transport, python)
 
         for h in hosts:
             threading.Thread(target=connect, args=(self[h],), name=f"connect-{h}", daemon=True).start()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -10,6 +11,8 @@ from weakref import WeakKeyDictionary
 from upgrader import agent
 from upgrader.errors import TransportError
 from upgrader.transport.base import Result, Stream, Transport
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,7 @@ def call(transport: Transport, *, component: str, root: str, run: str | None, op
     starts a fresh one (see _answering).
     """
     program = {"component": component, "root": root, "run": run, "ops": ops}
+    _await_start(transport)
     stream = _answering(transport, python, program)
     if stream is not None:
         try:
@@ -122,7 +126,72 @@ def _answering(transport: Transport, python: str, program: dict[str, Any]) -> St
     return held[1]
 
 
+def start(transport: Transport, python: str = "python3") -> None:
+    """Connect and start the host's serving agent ahead of its first call (meant for a background thread).
+
+    sshd, PAM, sudo and the interpreter's start on the host then overlap the controller's own
+    start-up (imports, loading and validating the inputs) instead of following it.  The agent runs
+    an empty program, so nothing happens on the host but the start.  The first call waits for this
+    to finish and then uses the agent like any other; if the start failed on the connection, the
+    first call raises that failure rather than waiting out the same timeouts again.
+    """
+    pending = _Start()
+    with _lock:
+        if transport in _streams or transport in _starting or transport in _failed:
+            return  # running, starting, or failed with an error its first call will report
+        _starting[transport] = pending
+    stream: Stream | None = None
+    try:
+        stream = transport.stream(agent.command(dict(_EMPTY, serve=True), python), sudo=True)
+        answer = stream.exchange(None, until=agent.END, timeout=transport.timeouts.channel)
+        if answer.stdout.rstrip().endswith(agent.END + "0"):
+            with _lock:
+                if transport not in _streams:
+                    _streams[transport], stream = (python, stream), None
+        elif answer.timed_out:
+            pending.error = TransportError(transport.endpoint.name,
+                                           f"the agent did not start within {transport.timeouts.channel:g}s",
+                                           "the host may be frozen or overloaded; check it with `upgrader status`")
+    except TransportError as exc:
+        pending.error = exc
+    except Exception:  # an early start is an optimisation: the first call starts the agent as usual
+        log.debug("%s: agent not started early", transport.endpoint.name, exc_info=True)
+    finally:
+        if stream is not None:
+            stream.close()
+        with _lock:
+            _starting.pop(transport, None)
+            if pending.error is not None:
+                _failed[transport] = pending
+        pending.done.set()
+
+
+def _await_start(transport: Transport) -> None:
+    """Wait for an early ``start`` on this host; raise what it met on the connection, once."""
+    with _lock:
+        pending = _starting.get(transport) or _failed.pop(transport, None)
+    if pending is None:
+        return
+    t = transport.timeouts
+    # start() is bounded by the transport's own timeouts; this cap only guards against a bug there.
+    pending.done.wait(t.attempts * (t.connect * 2 + t.auth + t.channel) + t.channel + 5)
+    with _lock:
+        _failed.pop(transport, None)
+    if pending.error is not None:
+        error, pending.error = pending.error, None
+        raise error
+
+
+class _Start:
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.error: TransportError | None = None
+
+
+_EMPTY: dict[str, Any] = {"component": "", "root": "", "run": None, "ops": []}
 _streams: WeakKeyDictionary[Transport, tuple[str, Stream]] = WeakKeyDictionary()
+_starting: WeakKeyDictionary[Transport, _Start] = WeakKeyDictionary()  # early starts under way
+_failed: WeakKeyDictionary[Transport, _Start] = WeakKeyDictionary()  # early starts that failed, not yet reported
 _lock = threading.Lock()
 
 

@@ -1,0 +1,134 @@
+"""Agents started ahead of the first call (engine.remote.start, used by `apply`/`rollback` start-up) on real hosts."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from testinfra.host import Host
+from upgrader_cli import playbook, write
+
+from upgrader import agent
+from upgrader.commands import early
+from upgrader.engine import facts as host_facts
+from upgrader.engine import remote
+from upgrader.engine.endpoints import Pool, endpoints
+from upgrader.errors import TransportError
+from upgrader.loading.inputs import load_inventory, load_playbook
+from upgrader.transport.base import Timeouts
+
+TIMEOUTS = Timeouts.for_options(2.0, None)
+
+
+@pytest.fixture
+def pool(vm_inventory: Path) -> Iterator[Pool]:
+    inv = load_inventory(vm_inventory)
+    p = Pool(endpoints(inv.model, inv.path), timeouts=TIMEOUTS)
+    try:
+        yield p
+    finally:
+        p.close()
+
+
+def agents(host: Host) -> int:
+    """Serving agents (python3, as root) running on the host."""
+    out = host.check_output("ps -u root -o comm=,args= | grep -c '^python3 .*%s' || true", agent.source_key())
+    return int(out.strip() or 0)
+
+
+def cursor(host: Host) -> str:
+    return host.check_output("journalctl -n 0 --show-cursor | sed -n 's/^-- cursor: //p'")
+
+
+def agent_starts(host: Host, since: str) -> int:
+    """Agents sudo started on the host since the journal cursor ``since`` (sudo logs each command).
+
+    sudo's log reaches the journal asynchronously: wait for the first, then a moment for any other.
+    """
+    def count() -> int:
+        out = host.check_output("journalctl -t sudo -o cat --after-cursor %s | grep -c 'COMMAND=.*python3 -I -S' "
+                                "|| true", since)
+        return int(out.strip() or 0)
+
+    deadline = time.monotonic() + 10
+    while count() == 0 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(1)
+    return count()
+
+
+def settled(host: Host, want: int) -> int:
+    """The agent count once it has reached ``want`` (closed channels end their agents shortly after)."""
+    deadline = time.monotonic() + 10
+    while (n := agents(host)) != want and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return n
+
+
+def facts_call(pool: Pool, host: str) -> remote.AgentResult:
+    return remote.call(pool[host], component="feedhandler", root="/opt/feedhandler", run=None,
+                       ops=[{"op": "facts", "service": None, "version_check": None, "journal_lines": 0}],
+                       timeout=10, idempotent=True)
+
+
+def test_the_first_call_uses_the_agent_started_early(pool: Pool, vm_hosts: list[str],
+                                                     vm_host: Callable[[str], Host]) -> None:
+    name, host = vm_hosts[0], vm_host(vm_hosts[0])
+    before, mark = agents(host), cursor(host)
+    remote.start(pool[name])
+    started = remote._streams[pool[name]][1]
+    assert settled(host, before + 1) == before + 1
+    res = facts_call(pool, name)
+    assert res.ok and res.op("facts").data["installed"]
+    assert remote._streams[pool[name]][1] is started and agents(host) == before + 1  # no second agent
+    assert agent_starts(host, mark) == 1
+
+
+def test_a_call_made_while_the_agent_is_starting_waits_for_it(pool: Pool, vm_hosts: list[str],
+                                                              vm_host: Callable[[str], Host]) -> None:
+    name, host = vm_hosts[1], vm_host(vm_hosts[1])
+    before, mark = agents(host), cursor(host)
+    starting = threading.Thread(target=remote.start, args=(pool[name],))
+    starting.start()
+    res = facts_call(pool, name)  # most likely while sshd, sudo and python are still starting
+    starting.join()
+    assert res.ok and settled(host, before + 1) == before + 1
+    assert agent_starts(host, mark) == 1  # the call did not start an agent of its own
+
+
+def test_a_frozen_host_is_reported_by_the_first_call_without_waiting_twice(pool: Pool, vm_hosts: list[str],
+                                                                           faults: object) -> None:
+    name = vm_hosts[0]
+    faults.freeze(name)  # type: ignore[attr-defined]
+    began = time.monotonic()
+    remote.start(pool[name])
+    start_took = time.monotonic() - began
+    with pytest.raises(TransportError) as caught:
+        facts_call(pool, name)
+    assert "cannot reach" in str(caught.value) or "did not" in str(caught.value)
+    # The call raised what the start met instead of trying the same timeouts again.
+    assert time.monotonic() - began - start_took < TIMEOUTS.connect
+
+
+def test_apply_start_up_hands_its_early_agents_to_the_run(tmp_path: Path, vm_inventory: Path) -> None:
+    """early.start (from the command line, before the models load) → adopt → facts, on the started agents."""
+    inv = load_inventory(vm_inventory)
+    reach = endpoints(inv.model, inv.path)
+    early.remember(tmp_path, inv.sha256, inv.model, reach)
+    pb = write(tmp_path / "feedhandler.yml", playbook("feedhandler", "3.1.0"))
+    early.start(["apply", str(pb), "-i", str(vm_inventory), "--yes", "--connect-timeout", "2"], tmp_path)
+    started = {name: transport for name, (_, transport) in early._started["hosts"].items()}
+    spec = load_playbook(pb).model
+    pool = Pool(reach, timeouts=TIMEOUTS)
+    try:
+        early.adopt(pool, inv.sha256, reach, TIMEOUTS)
+        assert started and all(pool[name] is transport for name, transport in started.items())
+        facts, _ = host_facts.gather(pool, inv.model, spec)
+        assert set(facts.hosts) == set(started)
+        assert all(f.reachable for f in facts.hosts.values())
+        assert all(remote._streams[t][0] == "python3" for t in started.values())
+    finally:
+        pool.close()
