@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -64,6 +65,31 @@ def test_without_serve_the_agent_runs_once_and_exits(tmp_path: Path) -> None:
                          capture_output=True, text=True, timeout=30)
     assert res.returncode == 0 and agent.END not in res.stdout
     assert agent.parse_output(res.stdout)[0]["installed"] is None
+
+
+SYSTEM_PYTHON = Path("/usr/bin/python3")  # the hosts' kind of python3; also readable by an unprivileged user
+
+
+def _as_unprivileged() -> dict[str, object]:
+    """Run as nobody when root: the bootstrap then cannot cache under /var/lib/upgrader on this machine."""
+    return {"user": "nobody", "group": "nogroup", "cwd": "/"} if os.geteuid() == 0 else {"cwd": "/"}
+
+
+@pytest.mark.skipif(not SYSTEM_PYTHON.exists(), reason="needs /usr/bin/python3 (Debian's python3)")
+def test_a_serving_agent_gets_its_source_and_programs_on_stdin_with_nothing_bulky_on_its_command_line() -> None:
+    argv = agent.serving_command(str(SYSTEM_PYTHON))
+    assert argv[1:5] == ["-I", "-S", "-c", agent.LOADER] and argv[5] == agent.source_key() and len(argv) == 6
+    assert sum(map(len, argv)) < 200, "sudo logs it and ps shows it on every host"
+    empty = agent.pack_program({"component": "unit-serve", "root": "/nonexistent", "run": None, "ops": []})
+    failing = agent.pack_program({"component": "unit-serve", "root": "/nonexistent", "run": None,
+                                  "ops": [{"op": "no-such-op", "quiet": True}]})  # quiet: not journaled
+    res = subprocess.run(argv, input=f"{agent.serving_preamble()}\n{empty}\n{failing}\n{empty}\n",
+                         capture_output=True, text=True, timeout=30, **_as_unprivileged())  # type: ignore[call-overload]
+    assert res.returncode == 0, res.stderr
+    ends = [line for line in res.stdout.splitlines() if line.startswith(agent.END)]
+    assert ends == [f"{agent.END}0", f"{agent.END}1", f"{agent.END}0"], res.stdout
+    (failed,) = agent.parse_output(res.stdout)
+    assert failed["op"] == "no-such-op" and not failed["ok"]
 
 
 @pytest.mark.parametrize(("buf", "end"), [

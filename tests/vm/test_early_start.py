@@ -85,6 +85,9 @@ def test_the_first_call_uses_the_agent_started_early(pool: Pool, vm_hosts: list[
     assert res.ok and res.op("facts").data["installed"]
     assert remote._streams[pool[name]][1] is started and agents(host) == before + 1  # no second agent
     assert agent_starts(host, mark) == 1
+    # Its command line was a short loader: sudo logged it whole, not in "(command continued)" pieces.
+    logged = host.check_output("journalctl -t sudo -o cat --after-cursor %s", mark)
+    assert "COMMAND=" in logged and "command continued" not in logged and agent.packed_source()[:40] not in logged
 
 
 def test_a_call_made_while_the_agent_is_starting_waits_for_it(pool: Pool, vm_hosts: list[str],

@@ -1,7 +1,8 @@
 # upgrader host agent.  Standard library only: it runs on the hosts with their python3.
 #
-# Loaded by bootstrap.py (`python3 -I -S -c BOOTSTRAP <key> <packed agent> <base64 JSON program>`);
-# the program is {"component", "run", "root", "ops": [{"op": NAME, ...}, ...]}.  Every operation is written
+# Loaded by bootstrap.py, which leaves sys.argv as ["upgrader-agent", PROGRAM] (one base64 JSON program) or
+# ["upgrader-agent"] (serving: programs arrive on stdin, one per line; see upgrader/agent/__init__.py);
+# a program is {"component", "run", "root", "ops": [{"op": NAME, ...}, ...]}.  Every operation is written
 # to the host journal before it runs and after it ends (fsync'd), and reported on stdout as
 # one "@@upgrader {json}" line.  The first failing operation ends the program (exit 1).
 #
@@ -859,15 +860,18 @@ END = "@@upgrader-end "  # closes each program's output when serving several (se
 
 
 def main(argv):
-    program = json.loads(base64.b64decode(argv[-1]))  # the program is always the last argument
+    """argv[1], when given, is the program (base64 JSON); without it, serve the programs sent on stdin."""
     os.umask(0o022)
+    if len(argv) < 2:
+        return serve(None)
+    program = json.loads(base64.b64decode(argv[1]))
     if program.get("serve"):
         return serve(program)
     return run_program(program)
 
 
 def serve(first):
-    """Run the first program, then one more per line of stdin (base64 JSON) until EOF.
+    """Run ``first`` (if any), then one program per line of stdin (base64 JSON) until EOF.
 
     The controller keeps this process for the whole run, so later programs on the host cost no
     SSH exec, sudo, interpreter start or imports.  Each program's output ends with an END line
@@ -875,13 +879,15 @@ def serve(first):
     """
     program = first
     while True:
+        if program is None:
+            line = sys.stdin.readline()
+            if not line:
+                return 0
+            program = json.loads(base64.b64decode(line.strip()))
         status = run_program(program)
         sys.stdout.write("%s%d\n" % (END, status))
         sys.stdout.flush()
-        line = sys.stdin.readline()
-        if not line:
-            return 0
-        program = json.loads(base64.b64decode(line.strip()))
+        program = None
 
 
 def run_program(program):

@@ -1,4 +1,9 @@
-"""Sent as ``python3 -I -S -c <this file> KEY PACKED_SOURCE PROGRAM``: load the agent and run it.
+"""Loads the agent and runs it.  Two ways to be started (upgrader/agent/__init__.py):
+
+* ``python3 -I -S -c <this file> KEY PACKED_SOURCE PROGRAM``: one program, everything on the command line;
+* ``python3 -I -S -c LOADER KEY``: serving; LOADER reads this file (base64) from stdin, this file reads the
+  packed source as the next line, and the programs follow, one per line.  Nothing bulky on the command
+  line, which sudo logs and ps shows.
 
 Compiling the agent costs ~16 ms of CPU on every call, on every host at once during a rollback, so
 the compiled code is cached on the host under KEY (a digest of the source) and this Python's cache
@@ -57,4 +62,12 @@ def _agent_code(key, packed):
     return code
 
 
-exec(_agent_code(sys.argv[1], sys.argv[2]))
+def _load():
+    key, rest = sys.argv[1], sys.argv[2:]
+    packed = rest[0] if rest else sys.stdin.readline().strip()  # read even when cached: it precedes the programs
+    code = _agent_code(key, packed)
+    sys.argv = ["upgrader-agent", *rest[1:2]]  # the agent's own view: the program, if it came on the command line
+    return code
+
+
+exec(_load())

@@ -61,8 +61,8 @@ def call(transport: Transport, *, component: str, root: str, run: str | None, op
          timeout: float, python: str = "python3", idempotent: bool = False) -> AgentResult:
     """Run one agent program on the host and return per-operation results.
 
-    The first call on a host starts the agent in serving mode (that call's program rides along on
-    its command line); later calls send their program down the same process's stdin: no SSH exec,
+    The first call on a host starts the agent in serving mode (its source and that call's program
+    go down its stdin first); later calls send their program down the same process's stdin: no SSH exec,
     sudo, interpreter start-up or imports per call, which on many hosts sharing a few cores is most
     of what a round trip costs.  A stream that timed out or broke is dropped and the next call
     starts a fresh one (see _answering).
@@ -80,10 +80,11 @@ def call(transport: Transport, *, component: str, root: str, run: str | None, op
             return call(transport, component=component, root=root, run=run, ops=ops, timeout=timeout,
                         python=python, idempotent=False)
     else:
-        stream = transport.stream(agent.command(dict(program, serve=True), python), sudo=True)
+        stream = transport.stream(agent.serving_command(python), sudo=True)
         with _lock:
             _streams[transport] = (python, stream)
-        result = stream.exchange(None, until=agent.END, timeout=timeout)
+        result = stream.exchange(f"{agent.serving_preamble()}\n{agent.pack_program(program)}", until=agent.END,
+                                 timeout=timeout)
     end = result.stdout.rsplit(agent.END, 1)
     if len(end) == 2 and end[1].strip().isdigit():
         result = replace(result, exit_code=int(end[1].strip()))
@@ -142,8 +143,9 @@ def start(transport: Transport, python: str = "python3") -> None:
         _starting[transport] = pending
     stream: Stream | None = None
     try:
-        stream = transport.stream(agent.command(dict(_EMPTY, serve=True), python), sudo=True)
-        answer = stream.exchange(None, until=agent.END, timeout=transport.timeouts.channel)
+        stream = transport.stream(agent.serving_command(python), sudo=True)
+        answer = stream.exchange(f"{agent.serving_preamble()}\n{agent.pack_program(_EMPTY)}", until=agent.END,
+                                 timeout=transport.timeouts.channel)
         if answer.stdout.rstrip().endswith(agent.END + "0"):
             with _lock:
                 if transport not in _streams:
