@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -39,19 +41,27 @@ def agents(host: Host) -> int:
     return int(out.strip() or 0)
 
 
-def cursor(host: Host) -> str:
-    return host.check_output("journalctl -n 0 --show-cursor | sed -n 's/^-- cursor: //p'")
+def mark(host: Host) -> int:
+    """The host's clock now, in µs: sudo's journal entries after it are this test's.
+
+    (Not a journal cursor: journald may start a new file with new sequence numbers meanwhile.)
+    """
+    return int(host.check_output("date +%s%6N"))
 
 
-def agent_starts(host: Host, since: str) -> int:
-    """Agents sudo started on the host since the journal cursor ``since`` (sudo logs each command).
+def sudo_log(host: Host, since: int) -> list[str]:
+    out = host.check_output("journalctl -t sudo -o json --output-fields=MESSAGE --since -10min")
+    entries = [json.loads(line) for line in out.splitlines() if line.strip()]
+    return [str(e.get("MESSAGE", "")) for e in entries if int(e["__REALTIME_TIMESTAMP"]) > since]
+
+
+def agent_starts(host: Host, since: int) -> int:
+    """Agents sudo started on the host since ``since`` (sudo logs each command it runs).
 
     sudo's log reaches the journal asynchronously: wait for the first, then a moment for any other.
     """
     def count() -> int:
-        out = host.check_output("journalctl -t sudo -o cat --after-cursor %s | grep -c 'COMMAND=.*python3 -I -S' "
-                                "|| true", since)
-        return int(out.strip() or 0)
+        return sum(bool(re.search(r"COMMAND=.*python3 -I -S", m)) for m in sudo_log(host, since))
 
     deadline = time.monotonic() + 10
     while count() == 0 and time.monotonic() < deadline:
@@ -77,29 +87,29 @@ def facts_call(pool: Pool, host: str) -> remote.AgentResult:
 def test_the_first_call_uses_the_agent_started_early(pool: Pool, vm_hosts: list[str],
                                                      vm_host: Callable[[str], Host]) -> None:
     name, host = vm_hosts[0], vm_host(vm_hosts[0])
-    before, mark = agents(host), cursor(host)
+    before, since = agents(host), mark(host)
     remote.start(pool[name])
     started = remote._streams[pool[name]][1]
     assert settled(host, before + 1) == before + 1
     res = facts_call(pool, name)
     assert res.ok and res.op("facts").data["installed"]
     assert remote._streams[pool[name]][1] is started and agents(host) == before + 1  # no second agent
-    assert agent_starts(host, mark) == 1
+    assert agent_starts(host, since) == 1
     # Its command line was a short loader: sudo logged it whole, not in "(command continued)" pieces.
-    logged = host.check_output("journalctl -t sudo -o cat --after-cursor %s", mark)
+    logged = "\n".join(sudo_log(host, since))
     assert "COMMAND=" in logged and "command continued" not in logged and agent.packed_source()[:40] not in logged
 
 
 def test_a_call_made_while_the_agent_is_starting_waits_for_it(pool: Pool, vm_hosts: list[str],
                                                               vm_host: Callable[[str], Host]) -> None:
     name, host = vm_hosts[1], vm_host(vm_hosts[1])
-    before, mark = agents(host), cursor(host)
+    before, since = agents(host), mark(host)
     starting = threading.Thread(target=remote.start, args=(pool[name],))
     starting.start()
     res = facts_call(pool, name)  # most likely while sshd, sudo and python are still starting
     starting.join()
     assert res.ok and settled(host, before + 1) == before + 1
-    assert agent_starts(host, mark) == 1  # the call did not start an agent of its own
+    assert agent_starts(host, since) == 1  # the call did not start an agent of its own
 
 
 def test_a_frozen_host_is_reported_by_the_first_call_without_waiting_twice(pool: Pool, vm_hosts: list[str],

@@ -21,6 +21,7 @@ from hoststate import assert_on, assert_unlocked, component
 from upgrader_cli import SATURDAY, Upgrader, kill9, playbook, write
 
 from lab import config
+from upgrader import agent
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.reliability
@@ -102,9 +103,10 @@ def test_serving_agent_killed_between_programs(upgrader, vm_host, vm_hosts, tmp_
     pb = write(tmp_path / "pb.yml", playbook("feedhandler", "3.1.0", canary={"bake": "3s"}))
     proc = upgrader.start_apply(pb)
     upgrader.wait_for(event("bake-begin", "ny5-1"))
-    # ch2-2 has served the lock and stage programs and now waits for its wave
-    # [r]: the pattern must not match the shell that runs pkill itself
-    killed = vm_host("ch2-2").run("sudo pkill -KILL -f -- 'var/lib/upgrade[r]/[.]agent'")
+    # ch2-2 has served the lock and stage programs and now waits for its wave.  A serving agent's
+    # command line carries the digest of its source; "[x]yz…" must not match the shell running pkill.
+    key = agent.source_key()
+    killed = vm_host("ch2-2").run("sudo pkill -KILL -f -- %s", f"[{key[0]}]{key[1:]}")
     assert killed.rc == 0, "no serving agent found on ch2-2"
     out, err = proc.communicate(timeout=180)
     assert proc.returncode == 0, out + err
