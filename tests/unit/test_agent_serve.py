@@ -81,10 +81,11 @@ def test_a_serving_agent_gets_its_source_and_programs_on_stdin_with_nothing_bulk
     argv = agent.serving_command(str(SYSTEM_PYTHON))
     assert argv[1:5] == ["-I", "-S", "-c", agent.LOADER] and argv[5] == agent.source_key() and len(argv) == 6
     assert sum(map(len, argv)) < 200, "sudo logs it and ps shows it on every host"
-    empty = agent.pack_program({"component": "unit-serve", "root": "/nonexistent", "run": None, "ops": []})
+    nothing = {"component": "unit-serve", "root": "/nonexistent", "run": None, "ops": []}
+    empty = agent.pack_program(nothing)
     failing = agent.pack_program({"component": "unit-serve", "root": "/nonexistent", "run": None,
                                   "ops": [{"op": "no-such-op", "quiet": True}]})  # quiet: not journaled
-    res = subprocess.run(argv, input=f"{agent.serving_preamble()}\n{empty}\n{failing}\n{empty}\n",
+    res = subprocess.run(argv, input=f"{agent.serving_input(nothing)}\n{failing}\n{empty}\n",
                          capture_output=True, text=True, timeout=30, **_as_unprivileged())  # type: ignore[call-overload]
     assert res.returncode == 0, res.stderr
     ends = [line for line in res.stdout.splitlines() if line.startswith(agent.END)]

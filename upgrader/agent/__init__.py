@@ -52,7 +52,7 @@ def command(program: dict[str, Any], python: str = "python3") -> list[str]:
 
 
 def serving_command(python: str = "python3") -> list[str]:
-    """The argv of an agent that serves the programs sent down its stdin, after ``serving_preamble()``.
+    """The argv of an agent that serves the programs sent down its stdin, the first in ``serving_input()``.
 
     Only a one-line loader and the source's digest are on the command line: sudo logs every
     command line to the host's syslog (in ~1 KB pieces) and auditd may record each exec, so the
@@ -61,9 +61,13 @@ def serving_command(python: str = "python3") -> list[str]:
     return [python, "-I", "-S", "-c", LOADER, source_key()]
 
 
+def serving_input(first: dict[str, Any]) -> str:
+    """What a serving agent reads first: the bootstrap (base64, for LOADER), the packed source, then ``first``."""
+    return f"{_preamble()}\n{pack_program(first)}"
+
+
 @cache
-def serving_preamble() -> str:
-    """The first lines a serving agent reads: the bootstrap (base64, for LOADER), then the packed source."""
+def _preamble() -> str:
     return base64.b64encode(bootstrap().encode()).decode() + "\n" + packed_source()
 
 

@@ -83,8 +83,7 @@ def call(transport: Transport, *, component: str, root: str, run: str | None, op
         stream = transport.stream(agent.serving_command(python), sudo=True)
         with _lock:
             _streams[transport] = (python, stream)
-        result = stream.exchange(f"{agent.serving_preamble()}\n{agent.pack_program(program)}", until=agent.END,
-                                 timeout=timeout)
+        result = stream.exchange(agent.serving_input(program), until=agent.END, timeout=timeout)
     end = result.stdout.rsplit(agent.END, 1)
     if len(end) == 2 and end[1].strip().isdigit():
         result = replace(result, exit_code=int(end[1].strip()))
@@ -144,8 +143,7 @@ def start(transport: Transport, python: str = "python3") -> None:
     stream: Stream | None = None
     try:
         stream = transport.stream(agent.serving_command(python), sudo=True)
-        answer = stream.exchange(f"{agent.serving_preamble()}\n{agent.pack_program(_EMPTY)}", until=agent.END,
-                                 timeout=transport.timeouts.channel)
+        answer = stream.exchange(agent.serving_input(_EMPTY), until=agent.END, timeout=transport.timeouts.channel)
         if answer.stdout.rstrip().endswith(agent.END + "0"):
             with _lock:
                 if transport not in _streams:
