@@ -17,8 +17,8 @@ from upgrader.transport.fabric_adapter import _past_line
 AGENT = Path(__file__).resolve().parents[2] / "upgrader" / "agent" / "agent.py"
 
 
-def _program(root: Path, **extra: object) -> dict[str, object]:
-    return {"component": "unit-serve", "root": str(root), "run": None, "ops": [{"op": "facts"}], **extra}
+def _program(root: Path) -> dict[str, object]:
+    return {"component": "unit-serve", "root": str(root), "run": None, "ops": [{"op": "facts"}]}
 
 
 def _read_until_end(proc: subprocess.Popen[str]) -> list[str]:
@@ -35,20 +35,18 @@ def _read_until_end(proc: subprocess.Popen[str]) -> list[str]:
 def test_one_process_answers_program_after_program_until_eof(tmp_path: Path) -> None:
     (tmp_path / "releases" / "1.0").mkdir(parents=True)
     (tmp_path / "current").symlink_to("releases/1.0")
-    first = agent.pack_program(_program(tmp_path, serve=True))
     # agent.py run directly (not through the bootstrap, which would cache code under /var/lib/upgrader here)
-    proc = subprocess.Popen([sys.executable, "-I", "-S", str(AGENT), first], stdin=subprocess.PIPE,
+    proc = subprocess.Popen([sys.executable, "-I", "-S", str(AGENT)], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, text=True)
+    assert proc.stdin is not None
     try:
         for _ in range(3):
+            proc.stdin.write(agent.pack_program(_program(tmp_path)) + "\n")
+            proc.stdin.flush()
             lines = _read_until_end(proc)
             assert lines[-1] == f"{agent.END}0\n"
             (result,) = agent.parse_output("".join(lines))
             assert result["ok"] and result["installed"] == "1.0" and result["staged"] == ["1.0"]
-            assert proc.stdin is not None
-            proc.stdin.write(agent.pack_program(_program(tmp_path)) + "\n")
-            proc.stdin.flush()
-        _read_until_end(proc)
         failing = {**_program(tmp_path), "ops": [{"op": "no-such-op", "quiet": True}]}  # quiet: no host journal
         proc.stdin.write(agent.pack_program(failing) + "\n")  # (which would be /var/lib/upgrader on this machine)
         proc.stdin.flush()
@@ -60,7 +58,7 @@ def test_one_process_answers_program_after_program_until_eof(tmp_path: Path) -> 
         proc.kill()
 
 
-def test_without_serve_the_agent_runs_once_and_exits(tmp_path: Path) -> None:
+def test_with_a_program_argument_the_agent_runs_it_once_and_exits(tmp_path: Path) -> None:
     program = base64.b64encode(json.dumps(_program(tmp_path)).encode()).decode()
     res = subprocess.run([sys.executable, "-I", "-S", str(AGENT), program], stdin=subprocess.DEVNULL,
                          capture_output=True, text=True, timeout=30)

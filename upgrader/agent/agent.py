@@ -860,34 +860,25 @@ END = "@@upgrader-end "  # closes each program's output when serving several (se
 
 
 def main(argv):
-    """argv[1], when given, is the program (base64 JSON); without it, serve the programs sent on stdin."""
+    """argv[1], when given, is the one program to run (base64 JSON); without it, serve those sent on stdin."""
     os.umask(0o022)
     if len(argv) < 2:
-        return serve(None)
-    program = json.loads(base64.b64decode(argv[1]))
-    if program.get("serve"):
-        return serve(program)
-    return run_program(program)
+        return serve()
+    return run_program(json.loads(base64.b64decode(argv[1])))
 
 
-def serve(first):
-    """Run ``first`` (if any), then one program per line of stdin (base64 JSON) until EOF.
+def serve():
+    """Run one program per line of stdin (base64 JSON) until EOF.
 
     The controller keeps this process for the whole run, so later programs on the host cost no
     SSH exec, sudo, interpreter start or imports.  Each program's output ends with an END line
     carrying its status.  EOF (the controller closed the connection or died) ends the process.
     """
-    program = first
-    while True:
-        if program is None:
-            line = sys.stdin.readline()
-            if not line:
-                return 0
-            program = json.loads(base64.b64decode(line.strip()))
-        status = run_program(program)
+    for line in iter(sys.stdin.readline, ""):
+        status = run_program(json.loads(base64.b64decode(line.strip())))
         sys.stdout.write("%s%d\n" % (END, status))
         sys.stdout.flush()
-        program = None
+    return 0
 
 
 def run_program(program):
