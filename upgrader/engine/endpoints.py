@@ -91,8 +91,8 @@ class Pool:
         """Use ``transport`` (already connecting) for ``host`` from now on."""
         self._transports[host] = transport
 
-    def warm(self, hosts: Iterable[str], python: str | None = None) -> None:
-        """Start connecting to ``hosts`` in the background (and their agents, given ``python``); return at once.
+    def warm(self, hosts: Iterable[str], python: str) -> None:
+        """Start connecting to ``hosts`` and their agents (engine.remote.start) in the background; return at once.
 
         The SSH handshakes and agent starts (mostly waiting on the hosts) then overlap the rest of
         the start-up: loading the playbook, the journal, the remaining imports.  Each host's first
@@ -104,10 +104,7 @@ class Pool:
 
         def connect(transport: Transport) -> None:
             with slots:
-                if python is None:
-                    transport.connect()
-                else:
-                    remote.start(transport, python)
+                remote.start(transport, python)
 
         for h in hosts:
             threading.Thread(target=connect, args=(self[h],), name=f"connect-{h}", daemon=True).start()

@@ -120,7 +120,7 @@ def _answering(transport: Transport, python: str, program: dict[str, Any]) -> St
         raise TransportError(transport.endpoint.name,
                              f"the agent did not answer within {transport.timeouts.channel:g}s",
                              "the host may be frozen or overloaded; check it with `upgrader status`")
-    if not pong.stdout.rstrip().endswith(agent.END + "0"):  # it exited: start another
+    if not _answered(pong):  # it exited: start another
         _forget(transport)
         return None
     return held[1]
@@ -144,7 +144,7 @@ def start(transport: Transport, python: str = "python3") -> None:
     try:
         stream = transport.stream(agent.serving_command(python), sudo=True)
         answer = stream.exchange(agent.serving_input(_EMPTY), until=agent.END, timeout=transport.timeouts.channel)
-        if answer.stdout.rstrip().endswith(agent.END + "0"):
+        if _answered(answer):
             with _lock:
                 if transport not in _streams:
                     _streams[transport], stream = (python, stream), None
@@ -164,6 +164,11 @@ def start(transport: Transport, python: str = "python3") -> None:
             if pending.error is not None:
                 _failed[transport] = pending
         pending.done.set()
+
+
+def _answered(result: Result) -> bool:
+    """The agent ran the (empty) program and is serving: its output ends with a clean END line."""
+    return result.stdout.rstrip().endswith(agent.END + "0")
 
 
 def _await_start(transport: Transport) -> None:
