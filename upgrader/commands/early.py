@@ -4,8 +4,9 @@ Importing the command, pydantic and the models and validating the inputs takes ~
 handshakes and agent starts on 16 hosts (sshd, PAM, sudo, python on the hosts) take about as long
 again, mostly waiting on the hosts.  So `rollback` and `apply` start them first, but only towards
 endpoints that an earlier live command derived from this very inventory file (same bytes, same
-upgrader) and recorded with ``remember``; `apply` picks the hosts that run its playbook's (or saved
-plan's) component.  The command then loads and validates everything as usual, and ``adopt`` hands
+upgrader) and recorded with ``remember``; `apply` picks the hosts that run its playbook's component.
+A saved plan starts nothing early: it must first be planned again from its inputs, and refused if it
+differs, before any host is contacted.  The command then loads and validates everything as usual, and ``adopt`` hands
 over a connection only if its endpoint and timeouts are exactly what the validated inventory and
 options give; anything else is closed unused (its agent, which ran nothing, exits with it).  Without
 a record (a new inventory), it connects at the usual time.  Nothing here may fail the command: on
@@ -69,6 +70,8 @@ def start(argv: list[str], state: Path) -> None:
         args = _parser().parse_known_args(argv)[0]
         if args.command not in COMMANDS or not args.inventory or not args.target:
             return
+        if args.command == "apply" and args.target.endswith(".json"):
+            return  # a saved plan is checked against its inputs before anything connects (commands/apply.py)
         component = args.target if args.command == "rollback" else _component_of(Path(args.target))
         digest = hashlib.sha256(Path(args.inventory).read_text(encoding="utf-8").encode()).hexdigest()
         record = json.loads(record_path(args.state_dir or state, digest).read_text(encoding="utf-8"))
