@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from itertools import zip_longest
 from pathlib import Path
 from typing import Any
 
@@ -340,8 +341,11 @@ class Apply:
                 if self._upgrade(host) and phase.kind == "canary":
                     self._bake(host)
 
-        with ThreadPoolExecutor(max_workers=max(1, len(phase.hosts))) as ex:
-            list(ex.map(one, phase.hosts))
+        # At most --parallel threads, not one per host: a 10,000-host wave must not start 10,000.
+        # Hosts go in turn by datacenter, so one datacenter's gate cannot hold every worker.
+        workers = max(1, min(len(phase.hosts), self.pool.parallel))
+        with ThreadPoolExecutor(max_workers=workers) as ex:
+            list(ex.map(one, _by_turns(phase.hosts, lambda h: self.hosts[h].plan.datacenter)))
         failed = [h for h in phase.hosts if self.hosts[h].state in ("failed", "unreachable")]
         self.journal.record("phase-end", phase=phase.index, failed=failed)
         if failed:
@@ -490,6 +494,14 @@ def stop_on_signals(engine: Apply) -> Iterator[None]:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def _by_turns(hosts: list[str], key: Callable[[str], str]) -> list[str]:
+    """``hosts`` reordered one per group in turn (each group's own order kept): a, b, a, b, a."""
+    groups: dict[str, list[str]] = {}
+    for h in hosts:
+        groups.setdefault(key(h), []).append(h)
+    return [h for turn in zip_longest(*groups.values()) for h in turn if h is not None]
 
 
 def _sha256(path: Path) -> str:
