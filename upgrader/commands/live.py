@@ -11,6 +11,7 @@ from pathlib import Path
 from upgrader.commands import early
 from upgrader.commands.inputs import Inputs
 from upgrader.engine import facts as host_facts
+from upgrader.engine import limits
 from upgrader.engine.endpoints import Pool, endpoints
 from upgrader.errors import RefusedError
 from upgrader.loading.inputs import Loaded
@@ -25,15 +26,17 @@ def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("connections")
     g.add_argument("--connect-timeout", type=float, default=5.0, help="seconds for TCP connect and SSH banner")
     g.add_argument("--command-timeout", type=float, default=None, help="cap for one remote command")
-    g.add_argument("--parallel", type=int, default=32, help="hosts contacted at once")
+    g.add_argument("--parallel", type=parallel, default=limits.PARALLEL, metavar="N",
+                   help=f"hosts worked on at once (default {limits.PARALLEL}); open files still grow with the hosts "
+                   "contacted, one connection each (see upgrader/engine/limits.py)")
     g.add_argument("--python", default="python3", help="python3 on the hosts (runs the upgrader agent)")
 
 
-def add_defaults(args: argparse.Namespace) -> None:
-    """Connection settings for commands that connect only sometimes (plan --live)."""
-    for key, value in (("connect_timeout", 5.0), ("command_timeout", None), ("parallel", 32), ("python", "python3")):
-        if not hasattr(args, key):
-            setattr(args, key, value)
+def parallel(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"--parallel must be at least 1, not {value}")
+    return value
 
 
 def add_output_arguments(parser: argparse.ArgumentParser) -> None:
@@ -62,6 +65,7 @@ def artifacts_dir(args: argparse.Namespace) -> Path:
 def pool_for(inventory: Loaded[Inventory], args: argparse.Namespace) -> Pool:
     timeouts = Timeouts.for_options(args.connect_timeout, args.command_timeout)
     reach = endpoints(inventory.model, inventory.path)
+    limits.for_endpoints(reach.values(), args.parallel)  # raise RLIMIT_NOFILE or refuse before any connection
     pool = Pool(reach, timeouts=timeouts, parallel=args.parallel)
     early.adopt(pool, inventory.sha256, reach, timeouts)
     early.remember(args.state_dir, inventory.sha256, inventory.model, reach)

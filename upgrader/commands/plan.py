@@ -27,6 +27,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="default: json when --out ends in .json, else text")
     parser.add_argument("--out", type=Path, help="write the plan to this file instead of stdout")
     parser.add_argument("-v", "--verbose", action="store_true", help="list every step of every host")
+    from upgrader.commands import live  # light (no SSH library); the same connection options as every live command
+
+    live.add_connection_arguments(parser)
 
 
 def render(plan: Plan, fmt: str, verbose: bool = False) -> str:
@@ -51,7 +54,6 @@ def gather(args: argparse.Namespace, inputs: Inputs) -> tuple[Facts, str]:
         return facts_from_inventory(inputs.inventory.model), "versions recorded in the inventory"
     from upgrader.commands import live  # SSH only when asked for (or needed)
 
-    live.add_defaults(args)
     pool = live.pool_for(inputs.inventory, args)
     try:
         return live.live_facts(inputs, pool, args.python), "live facts from the hosts"

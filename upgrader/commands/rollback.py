@@ -32,7 +32,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--hosts", help="only these hosts, comma-separated")
     parser.add_argument("--playbook", type=Path, help="playbook for the component's layout and checks")
     parser.add_argument("--playbooks", type=Path, default=Path("playbooks"), help="where to find it by name")
-    parser.add_argument("--concurrency", type=int, default=None, help="hosts at once (default: all)")
     parser.add_argument("--yes", action="store_true", help="do not show the plan and ask")
     live.add_connection_arguments(parser)
     live.add_output_arguments(parser)
@@ -86,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
         with Progress(args.log_format) as progress:
             progress.event("run", f"rollback {run_id}: {spec.component} on {len(hosts)} host(s) by {who}: {reason}")
             outcomes = rollback_hosts(pool, spec, hosts, journal, operator=who, reason=reason, to=args.to,
-                                      python=args.python, limit=args.concurrency)
+                                      python=args.python)
         code = exit_code(outcomes)
         failed = [o.host for o in outcomes.values() if not o.ok]
         message = "all hosts back and verified" if not failed else f"NOT rolled back: {', '.join(failed)}"
