@@ -12,10 +12,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ValidationError
 
 from upgrader.errors import InputError, Location, Problem
-from upgrader.loading import yamlfile
+from upgrader.loading import limits, yamlfile
 from upgrader.loading.validate import problems_from, validate
 from upgrader.models.facts import Facts
 from upgrader.models.inventory import Inventory
+from upgrader.models.plan import Plan
 from upgrader.models.playbook import Playbook
 from upgrader.planning.paths import PathGraph, Release
 from upgrader.planning.sources import graph_of
@@ -36,8 +37,8 @@ class Loaded(Generic[M]):
         return self.doc.locate(tuple(loc), key=key)
 
 
-def _load(path: Path, model: type[M]) -> Loaded[M]:
-    doc = yamlfile.load(path)
+def _load(path: Path, model: type[M], kind: str) -> Loaded[M]:
+    doc = yamlfile.load(path, kind)
     if not isinstance(doc.data, dict):
         raise InputError([Problem(doc.locate(()), "expected a mapping at the top level", "see the README")])
     value = validate(doc, model)
@@ -46,7 +47,7 @@ def _load(path: Path, model: type[M]) -> Loaded[M]:
 
 
 def load_playbook(path: Path) -> Loaded[Playbook]:
-    loaded = _load(path, Playbook)
+    loaded = _load(path, Playbook, "playbook")
     problems = playbook_problems(loaded)
     if problems:
         raise InputError(problems)
@@ -54,7 +55,7 @@ def load_playbook(path: Path) -> Loaded[Playbook]:
 
 
 def load_inventory(path: Path) -> Loaded[Inventory]:
-    loaded = _load(path, Inventory)
+    loaded = _load(path, Inventory, "inventory")
     problems = inventory_problems(loaded)
     if problems:
         raise InputError(problems)
@@ -63,7 +64,7 @@ def load_inventory(path: Path) -> Loaded[Inventory]:
 
 def load_facts(path: Path) -> Loaded[Facts]:
     """Facts files are YAML or JSON (JSON is YAML); ``upgrader facts --out`` writes them."""
-    return _load(path, Facts)
+    return _load(path, Facts, "facts")
 
 
 def playbook_problems(pb: Loaded[Playbook]) -> list[Problem]:
@@ -169,11 +170,19 @@ def _suggest(word: str, choices: object, fallback: str) -> str:
 
 def parse_json_model(text: str, model: type[M], name: str) -> M:
     """Validate JSON text (a saved plan) into a model; problems name the file."""
+    hint = "was the file edited by hand? write it again with `upgrader plan --out`"
     try:
-        data = json.loads(text)
+        data = json.loads(text, parse_constant=_no_constant)
     except json.JSONDecodeError as exc:
-        raise InputError([Problem(Location(name, exc.lineno, exc.colno), f"invalid JSON: {exc.msg}",
-                                  "was the file edited by hand? write it again with `upgrader plan --out`")]) from None
+        raise InputError([Problem(Location(name, exc.lineno, exc.colno), f"invalid JSON: {exc.msg}", hint)]) from None
+    except RecursionError:
+        raise InputError([Problem(Location(name), "JSON nested too deeply", hint)]) from None
+    except ValueError as exc:  # NaN/Infinity, or an integer of thousands of digits
+        raise InputError([Problem(Location(name), f"invalid JSON: {' '.join(str(exc).split())[:120]}", hint)]) from None
+    if limits.depth_of(data) > limits.MAX_DEPTH:
+        raise InputError([Problem(Location(name), f"JSON nested deeper than {limits.MAX_DEPTH} levels", hint)])
+    if not isinstance(data, dict):
+        raise InputError([Problem(Location(name, 1, 1), f"expected a JSON object, got {type(data).__name__}", hint)])
     try:
         return model.model_validate(data)
     except ValidationError as exc:
@@ -181,4 +190,16 @@ def parse_json_model(text: str, model: type[M], name: str) -> M:
         raise InputError(problems_from(exc, doc, model)) from None
 
 
-__all__ = ["Loaded", "PathGraph", "Release", "load_facts", "load_inventory", "load_playbook"]
+def _no_constant(word: str) -> None:
+    raise ValueError(f"{word} is not a number JSON allows")
+
+
+def read_plan_file(path: Path) -> Plan:
+    """A saved plan (``upgrader plan --out``, a run's plan.json), read within its size cap and validated.
+
+    Every command that reads a plan file comes here, so each refuses a bad one the same way (InputError).
+    """
+    return parse_json_model(limits.read_text(path, "plan"), Plan, str(path))
+
+
+__all__ = ["Loaded", "PathGraph", "Release", "load_facts", "load_inventory", "load_playbook", "read_plan_file"]

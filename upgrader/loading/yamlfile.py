@@ -4,10 +4,17 @@ Validation errors must name ``file:line:col``; PyYAML's node tree has the
 marks, so we compose once, record a mark per path and construct the plain
 Python value from the same nodes.  Duplicate mapping keys (which PyYAML
 silently resolves to the last one) are reported as problems.
+
+Nothing in a file may make loading run away: the size is capped per kind of
+input (``limits``), aliases are refused, nesting is bounded, and only the
+tags plain YAML resolves to are accepted.  YAML 1.1 reads ``010`` as 8 and
+``.inf`` as infinity; such spellings are refused with a hint to quote them.
 """
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,6 +22,7 @@ from typing import Any
 import yaml
 
 from upgrader.errors import InputError, Location, Problem
+from upgrader.loading import limits
 
 try:  # the C loader is ~10x faster on large inventories
     from yaml import CSafeLoader as _Loader
@@ -46,15 +54,9 @@ class Document:
         return Location(str(self.path), line, col)
 
 
-def load(path: Path) -> Document:
-    """Read and parse one YAML file, or raise InputError naming file:line."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError([Problem(Location(str(path)), "file not found", "check the path")]) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError([Problem(Location(str(path)), f"cannot read file: {exc}")]) from None
-    return parse(text, path)
+def load(path: Path, kind: str = "playbook") -> Document:
+    """Read (within the size cap of ``kind``) and parse one YAML file, or raise InputError naming file:line."""
+    return parse(limits.read_text(path, kind), path)
 
 
 def parse(text: str, path: Path) -> Document:
@@ -63,51 +65,155 @@ def parse(text: str, path: Path) -> Document:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         loc = Location(str(path), mark.line + 1, mark.column + 1) if mark else Location(str(path))
-        what = exc.problem or exc.context or "invalid YAML"
-        raise InputError([Problem(loc, f"YAML syntax error: {what}", "fix the YAML syntax")]) from None
+        what = " ".join((exc.problem or exc.context or "invalid YAML").split())
+        hint = ("nest less deeply" if "nesting depth" in what else "fix the YAML syntax")
+        raise InputError([Problem(loc, f"YAML syntax error: {what}", hint)]) from None
     except yaml.YAMLError as exc:
-        raise InputError([Problem(Location(str(path)), f"YAML error: {exc}")]) from None
+        raise InputError([Problem(Location(str(path)), f"YAML error: {' '.join(str(exc).split())}")]) from None
     doc = Document(path=path, data=None, text=text)
     if node is None:
         raise InputError([Problem(Location(str(path), 1, 1), "the file is empty", "see the README for the format")])
-    problems: list[Problem] = []
-    doc.data = _construct(node, (), doc, problems)
-    if problems:
-        raise InputError(problems)
+    builder = _Builder(doc)
+    doc.data = builder.construct(node, ())
+    if builder.problems:
+        raise InputError(builder.problems)
     return doc
 
 
 _constructor = yaml.SafeLoader("")  # used only for scalar resolution
+_YAML = "tag:yaml.org,2002:"
+# The only tags a value may carry (what plain YAML resolves to); any other tag (!foo, !!python/..., !!binary,
+# !!set, !!omap) is refused: it would construct something the models do not describe.
+_SCALAR_TAGS = {_YAML + t for t in ("str", "int", "float", "bool", "null", "timestamp")}
+_DECIMAL = re.compile(r"[-+]?(0|[1-9][0-9]*)")
+_FLOAT = re.compile(r"[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?")
 
 
-def _construct(node: yaml.Node, path: PathKey, doc: Document, problems: list[Problem]) -> Any:
-    doc.marks[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
-    if isinstance(node, yaml.MappingNode):
-        result: dict[Any, Any] = {}
+class _Builder:
+    """Constructs plain values from composed nodes, recording marks; refuses what could run away.
+
+    Aliases (``*name``) are refused: composed nodes are shared, so a few lines of anchors can stand for
+    billions of values (the "billion laughs"); no input needs them.  A node met a second time is an
+    alias; it is not descended into again, so construction stays linear in the size of the text.
+    """
+
+    def __init__(self, doc: Document) -> None:
+        self.doc = doc
+        self.problems: list[Problem] = []
+        self.seen: set[int] = set()
+        self.aliased = False
+
+    def construct(self, node: yaml.Node, path: PathKey) -> Any:
+        if id(node) in self.seen:
+            self._alias()
+            return None
+        self.seen.add(id(node))
+        doc = self.doc
+        doc.marks[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
+        if len(path) >= limits.MAX_DEPTH:
+            self.problems.append(_problem(doc, node, f"nested deeper than {limits.MAX_DEPTH} levels",
+                                          "no input needs this much nesting; check the indentation"))
+            return None
+        if isinstance(node, yaml.MappingNode | yaml.SequenceNode):
+            kind = "map" if isinstance(node, yaml.MappingNode) else "seq"
+            if node.tag != _YAML + kind:
+                self.problems.append(_tag_problem(doc, node))
+                return None
+            return self._mapping(node, path) if kind == "map" else [
+                self.construct(item, (*path, i)) for i, item in enumerate(node.value)]
+        return self._scalar(node, path)
+
+    def _mapping(self, node: yaml.MappingNode, path: PathKey) -> dict[str, Any]:
+        doc, result = self.doc, {}
         for key_node, value_node in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":
-                problems.append(_problem(doc, key_node, "YAML merge keys (<<) are not supported", "write the keys out"))
+            if key_node.tag == _YAML + "merge":
+                self.problems.append(_problem(doc, key_node, "YAML merge keys (<<) are not supported",
+                                              "write the keys out"))
                 continue
-            key = _constructor.construct_object(key_node, deep=True)
+            if not isinstance(key_node, yaml.ScalarNode) or id(key_node) in self.seen:
+                if id(key_node) in self.seen:
+                    self._alias()
+                else:
+                    self.problems.append(_problem(doc, key_node, "a mapping key must be a string", "quote it"))
+                continue
+            before = len(self.problems)
+            key = self._scalar(key_node, (*path, "<key>"))
+            self.seen.add(id(key_node))
+            if len(self.problems) > before:  # its tag or spelling was refused already
+                continue
             if not isinstance(key, str | int) or isinstance(key, bool):
-                problems.append(_problem(doc, key_node, f"mapping key {key!r} must be a string", "quote it"))
+                self.problems.append(_problem(doc, key_node, f"mapping key {key!r} must be a string", "quote it"))
                 continue
             key = str(key)
             if key in result:
-                problems.append(_problem(doc, key_node, f"duplicate key {key!r}", "remove one of them"))
+                self.problems.append(_problem(doc, key_node, f"duplicate key {key!r}", "remove one of them"))
                 continue
             doc.key_marks[(*path, key)] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
-            result[key] = _construct(value_node, (*path, key), doc, problems)
+            result[key] = self.construct(value_node, (*path, key))
+        doc.marks.pop((*path, "<key>"), None)
         return result
-    if isinstance(node, yaml.SequenceNode):
-        return [_construct(item, (*path, i), doc, problems) for i, item in enumerate(node.value)]
-    if node.tag == "tag:yaml.org,2002:float":
-        doc.float_texts[path] = node.value
+
+    def _scalar(self, node: yaml.Node, path: PathKey) -> Any:
+        doc = self.doc
+        if node.tag not in _SCALAR_TAGS:
+            self.problems.append(_tag_problem(doc, node))
+            return None
+        text = str(node.value)
+        if node.tag == _YAML + "float":
+            doc.float_texts[path] = text
+        try:
+            value = _constructor.construct_object(node, deep=True)
+        except (yaml.YAMLError, ValueError, OverflowError) as exc:  # an impossible date (2026-02-30), a huge int
+            self.problems.append(_problem(doc, node, f"cannot read value {_show(text)}: {' '.join(str(exc).split())}",
+                                          "quote it if it is text; dates are YYYY-MM-DD and must exist"))
+            return None
+        if node.tag == _YAML + "int" and not _DECIMAL.fullmatch(text):
+            # YAML 1.1: 010 is octal 8, 0x10 is 16, 1:30 is 90, 1_000 is 1000 — never what a version meant.
+            self.problems.append(_problem(doc, node, f"{_show(text)} is read by YAML 1.1 as the number {value}",
+                                          f"quote it if you mean the text ('{text}'), or write {value}"))
+            return None
+        if node.tag == _YAML + "float" and (not _FLOAT.fullmatch(text) or not math.isfinite(value)):
+            self.problems.append(_problem(doc, node, f"{_show(text)} is not a finite decimal number",
+                                          "write a plain number such as 30 or 2.5 (or quote it if it is text)"))
+            return None
+        return value
+
+    def _alias(self) -> None:
+        if self.aliased:
+            return
+        self.aliased = True
+        for mark in _alias_marks(self.doc.text):
+            self.problems.append(Problem(Location(str(self.doc.path), mark.line + 1, mark.column + 1),
+                                         "YAML aliases (*name) are not supported",
+                                         "write the value out in full (anchors and aliases could make a small "
+                                         "file expand without bound)"))
+        if not any("aliases" in p.message for p in self.problems):  # pragma: no cover - scanner found none
+            self.problems.append(Problem(Location(str(self.doc.path)), "YAML aliases (*name) are not supported",
+                                         "write the value out in full"))
+
+
+def _alias_marks(text: str, limit: int = 1) -> list[yaml.Mark]:
+    """Where the first alias is (composed nodes do not remember where an alias pointed at them)."""
+    marks: list[yaml.Mark] = []
     try:
-        return _constructor.construct_object(node, deep=True)
-    except (yaml.YAMLError, ValueError) as exc:  # ValueError: an unquoted impossible date, e.g. 2026-13-40
-        problems.append(_problem(doc, node, f"cannot read value: {exc}"))
-        return None
+        for token in yaml.scan(text, Loader=_Loader):
+            if isinstance(token, yaml.AliasToken):
+                marks.append(token.start_mark)
+                if len(marks) == limit:
+                    break
+    except yaml.YAMLError:  # pragma: no cover - the text composed once already
+        pass
+    return marks
+
+
+def _tag_problem(doc: Document, node: yaml.Node) -> Problem:
+    return _problem(doc, node, f"YAML tag {_show(node.tag.replace(_YAML, '!!'))} is not supported",
+                    "remove the tag; write plain values (quote text)")
+
+
+def _show(text: str) -> str:
+    shown = repr(text)
+    return shown if len(shown) <= 40 else shown[:37] + "...'"
 
 
 def _problem(doc: Document, node: yaml.Node, message: str, hint: str = "") -> Problem:
