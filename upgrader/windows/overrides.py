@@ -18,7 +18,7 @@ from upgrader.windows import markets
 
 def load_overrides(path: Path) -> Loaded[Overrides]:
     """Read and validate an override file; every problem is located as file:line:col."""
-    doc = yamlfile.load(path)
+    doc = yamlfile.load(path, "overrides")
     if not isinstance(doc.data, dict):
         raise InputError([Problem(doc.locate(()), "expected a mapping at the top level",
                                   "see inventories/overrides.yml for the format")])
