@@ -24,9 +24,10 @@ from upgrader.models.inventory import Notify
 
 log = logging.getLogger(__name__)
 
-EventKind = Literal["run-started", "canary-passed", "failed", "rolled-back", "finished"]
-EVENTS: tuple[EventKind, ...] = ("run-started", "canary-passed", "failed", "rolled-back", "finished")
-_ICONS = {"run-started": "▶", "canary-passed": "✔", "failed": "✖", "rolled-back": "↩", "finished": "■"}
+EventKind = Literal["run-started", "canary-passed", "failed", "rolled-back", "finished", "audit-skew"]
+EVENTS: tuple[EventKind, ...] = ("run-started", "canary-passed", "failed", "rolled-back", "finished", "audit-skew")
+_ICONS = {"run-started": "▶", "canary-passed": "✔", "failed": "✖", "rolled-back": "↩", "finished": "■",
+          "audit-skew": "≠"}
 
 
 @dataclass(frozen=True)

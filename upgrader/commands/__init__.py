@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-NAMES = ("validate", "plan", "diff", "facts", "apply", "resume", "rollback", "status", "runs", "show", "report",
+NAMES = ("validate", "plan", "diff", "facts", "apply", "resume", "rollback", "status", "audit", "runs", "show", "report",
          "windows", "schedule", "schema")
 
 

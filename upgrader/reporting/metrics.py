@@ -59,8 +59,8 @@ def render_metrics(records: Iterable[RunRecord]) -> str:
     return "".join(family(name, rows) for name, rows in series.items())
 
 
-def family(name: str, rows: list[tuple[dict[str, str], float]]) -> str:
-    lines = [f"# HELP {name} {HELP[name]}", f"# TYPE {name} gauge"]
+def family(name: str, rows: list[tuple[dict[str, str], float]], help_text: str | None = None) -> str:
+    lines = [f"# HELP {name} {help_text or HELP[name]}", f"# TYPE {name} gauge"]
     lines += [f"{name}{{{labels(lab)}}} {number(value)}" for lab, value in rows]
     return "\n".join(lines) + "\n"
 

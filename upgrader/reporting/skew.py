@@ -1,0 +1,49 @@
+"""Version-skew metrics from `upgrader audit`, for node_exporter's textfile collector.
+
+Written to their own file (``upgrader_audit.prom``) so the audit timer and the run metrics never
+replace each other's series.  Alert on ``upgrader_audit_outliers > 0``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from upgrader.engine.consistency import HostAudit, skew_counts
+from upgrader.files import write_atomic
+from upgrader.reporting.metrics import family
+
+FILENAME = "upgrader_audit.prom"
+
+HELP = {
+    "upgrader_audit_hosts": "Hosts per component and audit verdict at the last `upgrader audit`.",
+    "upgrader_audit_outliers": "Hosts per component not running the expected version (any verdict but ok).",
+    "upgrader_audit_host_ok": "1 if the host's service reports the expected version, else 0.",
+    "upgrader_audit_timestamp_seconds": "When the last audit ran (Unix time).",
+}
+
+
+def render_audit_metrics(rows: Sequence[HostAudit], at: float) -> str:
+    """The exposition text (pure): series sorted, HELP and TYPE on every family."""
+    counts = skew_counts(rows)
+    hosts = [({"component": c, "verdict": str(v)}, float(n)) for (c, v), n in sorted(counts.items())]
+    outliers: dict[str, int] = {}
+    for r in rows:
+        outliers[r.component] = outliers.get(r.component, 0) + (0 if r.ok else 1)
+    per_host = [({"component": r.component, "host": r.host, "datacenter": r.datacenter,
+                  "expected": r.expected.version if r.expected else "", "reported": r.reported or ""},
+                 1.0 if r.ok else 0.0) for r in sorted(rows, key=lambda r: (r.component, r.host))]
+    series: dict[str, list[tuple[dict[str, str], float]]] = {
+        "upgrader_audit_hosts": hosts,
+        "upgrader_audit_outliers": [({"component": c}, float(n)) for c, n in sorted(outliers.items())],
+        "upgrader_audit_host_ok": per_host,
+        "upgrader_audit_timestamp_seconds": [({}, at)],
+    }
+    return "".join(family(name, values, HELP[name]) for name, values in series.items())
+
+
+def write_audit_metrics(rows: Sequence[HostAudit], directory: Path, at: float) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    return write_atomic(directory / FILENAME, render_audit_metrics(rows, at), mode=0o644,
+                        tmp=directory / f".{FILENAME}.{os.getpid()}.tmp")
