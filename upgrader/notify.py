@@ -20,14 +20,18 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
+
 from upgrader.models.inventory import Notify
 
 log = logging.getLogger(__name__)
 
-EventKind = Literal["run-started", "canary-passed", "failed", "rolled-back", "finished", "audit-skew"]
-EVENTS: tuple[EventKind, ...] = ("run-started", "canary-passed", "failed", "rolled-back", "finished", "audit-skew")
+EventKind = Literal["run-started", "canary-passed", "failed", "rolled-back", "finished", "refused",
+                    "rollback-started", "rollback-finished", "audit-skew"]
+EVENTS: tuple[EventKind, ...] = ("run-started", "canary-passed", "failed", "rolled-back", "finished", "refused",
+                                 "rollback-started", "rollback-finished", "audit-skew")
 _ICONS = {"run-started": "▶", "canary-passed": "✔", "failed": "✖", "rolled-back": "↩", "finished": "■",
-          "audit-skew": "≠"}
+          "refused": "⊘", "rollback-started": "⏪", "rollback-finished": "↩", "audit-skew": "≠"}
 
 
 @dataclass(frozen=True)
@@ -104,6 +108,14 @@ def send(targets: Iterable[Notify], event: Event, *, environ: Mapping[str, str] 
     return results
 
 
+class _Retryable(Exception):
+    """A 5xx, 429 or network error: worth another attempt."""
+
+    def __init__(self, delivery: Delivery) -> None:
+        super().__init__(delivery.error)
+        self.delivery = delivery
+
+
 def _send_one(target: Notify, event: Event, env: Mapping[str, str], timeout: float, retries: int,
               backoff: float, sleep: Callable[[float], None]) -> Delivery:
     url = env.get(target.url_env, "").strip()
@@ -112,16 +124,30 @@ def _send_one(target: Notify, event: Event, env: Mapping[str, str], timeout: flo
     if not url.startswith(("https://", "http://")):
         return Delivery(target.url_env, "skipped", error=f"${target.url_env} is not an http(s) URL")
     body = json.dumps(payload(event, target.format), sort_keys=True).encode()
-    last = Delivery(target.url_env, "failed")
-    for attempt in range(1, retries + 2):
+    attempts = 0
+
+    def attempt() -> Delivery:
+        nonlocal attempts
+        attempts += 1
         status, error, retryable = _post(url, body, timeout)
         if error == "" and status is not None and 200 <= status < 300:
-            return Delivery(target.url_env, "sent", attempt, status)
-        last = Delivery(target.url_env, "failed", attempt, status, error.replace(url, f"${target.url_env}"))
-        if not retryable or attempt > retries:
-            break
-        sleep(backoff * attempt)
-    return last
+            return Delivery(target.url_env, "sent", attempts, status)
+        failed = Delivery(target.url_env, "failed", attempts, status, error.replace(url, f"${target.url_env}"))
+        if retryable:
+            raise _Retryable(failed)
+        return failed
+
+    retrying = Retrying(stop=stop_after_attempt(retries + 1), wait=wait_linear(backoff), sleep=sleep,
+                        retry=retry_if_exception_type(_Retryable), reraise=True)
+    try:
+        return retrying(attempt)
+    except _Retryable as exc:
+        return exc.delivery
+
+
+def wait_linear(backoff: float) -> Callable[[RetryCallState], float]:
+    """backoff x attempt seconds between attempts (0.5 s, 1 s, …): a webhook that is down stays cheap."""
+    return lambda state: backoff * state.attempt_number
 
 
 def _post(url: str, body: bytes, timeout: float) -> tuple[int | None, str, bool]:

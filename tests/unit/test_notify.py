@@ -144,3 +144,48 @@ def test_secret_url_never_logged_or_returned(server: Server, caplog: pytest.LogC
     assert [r.status for r in results] == ["sent", "failed", "failed"]
     assert "secret-token" not in caplog.text and "secret-token" not in repr(results)
     assert "$OK_HOOK" in caplog.text and "$BAD_HOOK" in caplog.text
+
+
+def test_background_sender_never_stalls_the_caller_and_delivers_in_order() -> None:
+    """A hanging webhook: each event costs the caller nothing; close() waits a bounded time."""
+    from upgrader.engine.notifier import Notifier
+
+    hanging = Server(hang=30.0)
+    ok = Server()
+    try:
+        env = {"SLOW": hanging.url, "FAST": ok.url}
+
+        def deliver(targets, event):  # type: ignore[no-untyped-def]
+            return send(targets, event, environ=env, timeout=0.5, retries=1, sleep=no_sleep)
+
+        notify = Notifier([Notify(url_env="SLOW"), Notify(url_env="FAST")], "inv", lambda: EVENT.at, send=deliver)
+        started = time.monotonic()
+        for kind in ("run-started", "canary-passed", "finished"):
+            notify(kind, component="ordergw", version="5.2.0", run="r-1", message=kind)
+        queued = time.monotonic() - started
+        assert notify.close(timeout=10)
+        finished = time.monotonic() - started
+    finally:
+        hanging.close()
+        ok.close()
+    assert queued < 0.1  # three events, each of which costs ~1 s against the hanging hook
+    assert finished >= 2.5  # they were really sent, in the background
+    assert [json.loads(r[2])["event"] for r in ok.requests] == ["run-started", "canary-passed", "finished"]
+    assert [(d.target, d.status) for d in notify.deliveries][:2] == [("SLOW", "failed"), ("FAST", "sent")]
+
+
+def test_close_gives_up_after_its_bound() -> None:
+    from upgrader.engine.notifier import Notifier
+
+    hanging = Server(hang=30.0)
+    try:
+        def deliver(targets, event):  # type: ignore[no-untyped-def]
+            return send(targets, event, environ={"SLOW": hanging.url}, timeout=20, retries=0, sleep=no_sleep)
+
+        notify = Notifier([Notify(url_env="SLOW")], "inv", lambda: EVENT.at, send=deliver)
+        notify("failed", component="ordergw", version="5.2.0")
+        started = time.monotonic()
+        assert notify.close(timeout=0.5) is False
+        assert time.monotonic() - started < 2
+    finally:
+        hanging.close()

@@ -136,11 +136,11 @@ def _print(rows: list[HostAudit], fmt: str) -> None:
 
 
 def _notify(inventory: Inventory, rows: list[HostAudit]) -> None:
-    notify = notifier(inventory, lambda: datetime.now(UTC))
-    for component in sorted({r.component for r in rows if not r.ok}):
-        bad = [r for r in rows if r.component == component and not r.ok]
-        expected = next((r.expected.version for r in bad if r.expected), "?")
-        notify("audit-skew", component=component, version=expected,
-               message=f"{len(bad)} host(s) off the expected version: " +
-                       ", ".join(f"{r.host} {r.verdict}" for r in bad),
-               outliers=len(bad))
+    with notifier(inventory, lambda: datetime.now(UTC)) as notify:
+        for component in sorted({r.component for r in rows if not r.ok}):
+            bad = [r for r in rows if r.component == component and not r.ok]
+            expected = next((r.expected.version for r in bad if r.expected), "?")
+            notify("audit-skew", component=component, version=expected,
+                   message=f"{len(bad)} host(s) off the expected version: " +
+                           ", ".join(f"{r.host} {r.verdict}" for r in bad),
+                   outliers=len(bad))
