@@ -114,12 +114,12 @@ def execute(args: argparse.Namespace, plan: Plan, pool: Pool, inventory: Invento
                        hosts=[h.host for h in plan.hosts], break_lock=args.break_lock,
                        inventory_path=str(args.inventory.resolve()),
                        artifacts=str(live.artifacts_dir(args).resolve()), window=verdict.to_dict())
-        with Progress(args.log_format) as progress:
+        with Progress(args.log_format) as progress, notifier(inventory, now) as notify:
             progress.event("run", f"run {run_id}: {plan.component} → {plan.target_version} by {who}")
             engine = Apply(plan, pool, journal, progress, artifacts=live.artifacts_dir(args), operator=who,
                            break_lock=args.break_lock, python=args.python,
                            admit=admission.admitter(plan, inventory, now, overrides),
-                           notify=notifier(inventory, now),
+                           notify=notify,
                            host_seconds=admission.past_host_seconds(args.state_dir, plan.component))
             try:
                 with stop_on_signals(engine):

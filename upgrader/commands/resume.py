@@ -56,12 +56,13 @@ def run(args: argparse.Namespace) -> int:
         with LocalLock(args.state_dir, plan.component, {"run": args.run_id, "operator": who}):
             journal.record("resume", operator=who, done=sorted(recovery.done), back=recovery.back,
                            failing=recovery.failing)
-            with Progress(args.log_format) as progress:
+            with Progress(args.log_format) as progress, \
+                    notifier(inventory.model, admission.clock(args.now)) as notify:
                 # Hosts caught mid-step are put back whatever the time; new phases start only inside a window.
                 engine = Apply(plan, pool, journal, progress, artifacts=live.artifacts_dir(args), operator=who,
                                python=args.python,
                                admit=admission.admitter(plan, inventory.model, admission.clock(args.now)),
-                               notify=notifier(inventory.model, admission.clock(args.now)))
+                               notify=notify)
                 outcome = engine.run(recovery)
             progress.summary(f"{plan.component} {plan.target_version}: {outcome.status}", engine.summary_rows())
             live.export_metrics(args)
