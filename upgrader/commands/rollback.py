@@ -12,6 +12,7 @@ from upgrader.commands.inputs import Inputs
 from upgrader.commands.specs import find_playbook
 from upgrader.engine import facts as host_facts
 from upgrader.engine.journal import Journal, audit, new_run_id, operator
+from upgrader.engine.notifier import notifier
 from upgrader.engine.progress import Progress
 from upgrader.engine.rollback import exit_code, rollback_hosts
 from upgrader.errors import RefusedError
@@ -82,6 +83,10 @@ def run(args: argparse.Namespace) -> int:
                        guard=glass.to_dict())
         audit(args.state_dir, action="rollback", run=run_id, component=spec.component, reason=reason,
               operator=who, hosts=hosts, to=args.to)
+        notify = notifier(inventory.model, lambda: datetime.now(UTC))
+        target = args.to or "previous"
+        notify("rollback-started", component=spec.component, version=target, run=run_id, operator=who,
+               message=f"emergency rollback of {len(hosts)} host(s) by {who}: {reason}", hosts=len(hosts))
         with Progress(args.log_format) as progress:
             progress.event("run", f"rollback {run_id}: {spec.component} on {len(hosts)} host(s) by {who}: {reason}")
             outcomes = rollback_hosts(pool, spec, hosts, journal, operator=who, reason=reason, to=args.to,
@@ -94,6 +99,9 @@ def run(args: argparse.Namespace) -> int:
                                                    "detail": o.detail, "version": o.after}
                                                for h, o in outcomes.items()})
         audit(args.state_dir, action="rollback-end", run=run_id, exit_code=int(code), failed=failed)
+        notify("rollback-finished", component=spec.component, version=target, run=run_id, exit_code=int(code),
+               message=message, failed=len(failed))
+        notify.close()
         live.export_metrics(args)
         dcs = {name: dc for dc, name, _ in iter_hosts(inventory.model)}
         progress.summary(f"rollback {spec.component}: {message}", [
