@@ -33,14 +33,15 @@ def test_a_saved_plan_is_applied_exactly(upgrader, vm_host, vm_hosts, tmp_path):
     assert {component(vm_host(h), "feedhandler").current for h in vm_hosts} == {"3.1.0"}
 
 
-@pytest.mark.reliability("a reviewed plan edited by hand", "refused: content hash mismatch; nothing changed; exit 1")
+@pytest.mark.reliability("a reviewed plan edited by hand", "refused, naming the edited field (planned again from "
+                         "its inputs); nothing changed; exit 1")
 def test_a_tampered_plan_is_refused(upgrader, vm_host, vm_hosts, tmp_path):  # type: ignore[no-untyped-def]
     plan = save_plan(upgrader, FEED, tmp_path / "plan.json")
     data = json.loads(plan.read_text())
     data["spec"]["canary"]["bake"] = 0.0  # skip the bake: exactly what a review must catch
     plan.write_text(json.dumps(data, indent=2, sort_keys=True))
     run = upgrader.apply(plan)
-    assert run.code == 1 and "content hash mismatch" in run.stderr, run.output
+    assert run.code == 1 and "spec.canary.bake: plan says 0.0, playbook gives" in run.stderr, run.output
     assert not upgrader.runs()
     assert {component(vm_host(h), "feedhandler").current for h in vm_hosts} == {"3.0.0"}
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import hashlib
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+
+from pydantic import ValidationError
 
 from upgrader.commands import live
 from upgrader.commands.inputs import Inputs, load_inputs
@@ -17,11 +18,12 @@ from upgrader.engine.journal import Journal, new_run_id, operator
 from upgrader.engine.locks import LocalLock
 from upgrader.engine.notifier import notifier
 from upgrader.engine.progress import Progress
-from upgrader.engine.staleness import drift, tampered
+from upgrader.engine.staleness import drift, rederived_difference
 from upgrader.errors import ExitCode, RefusedError
-from upgrader.loading.inputs import Loaded, load_inventory, parse_json_model
+from upgrader.loading.inputs import parse_json_model
 from upgrader.models.inventory import Inventory
 from upgrader.models.plan import Plan
+from upgrader.planning.planner import facts_from_plan, make_plan
 from upgrader.planning.render import to_text
 from upgrader.windows import load_overrides
 
@@ -59,27 +61,76 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_saved(args: argparse.Namespace) -> int:
-    """Apply exactly a reviewed plan: refuse it if tampered with or no longer true."""
-    plan = parse_json_model(_read(args.playbook), Plan, str(args.playbook))
-    problem = tampered(plan)
+    """Apply exactly a reviewed plan: refuse it unless its inputs still give it, byte for byte, and it still holds.
+
+    Every check before the pool exists, so a refused plan never connects to any host.
+    """
+    text = _read(args.playbook)
+    plan = parse_json_model(text, Plan, str(args.playbook))
+    inputs = reviewed_inputs(args.playbook, plan, args.inventory)
+    problem = rederived_difference(text, plan_again(plan, inputs))
     if problem:
-        raise RefusedError(f"{args.playbook}: {problem}", "a reviewed plan must not be edited; plan again")
-    inventory = load_inventory(args.inventory)
-    playbook_path = Path(plan.playbook.path)
-    playbook_sha = hashlib.sha256(playbook_path.read_bytes()).hexdigest() if playbook_path.is_file() else None
-    pool = live.pool_for(inventory, args)
+        raise RefusedError(f"{args.playbook} is not what its playbook, inventory and facts give: {problem}",
+                           "a reviewed plan must not be edited; plan again and have the new plan reviewed")
+    pool = live.pool_for(inputs.inventory, args)
     try:
-        inputs = Inputs(Loaded(plan.spec, playbook_path, plan.playbook.sha256, None), inventory)  # type: ignore[arg-type]
         facts = live.live_facts(inputs, pool, args.python)
-        reasons = drift(plan, facts, playbook_sha=playbook_sha, inventory_sha=inventory.sha256)
+        reasons = drift(plan, facts, playbook_sha=inputs.playbook.sha256, inventory_sha=inputs.inventory.sha256)
         if reasons:
             for reason in reasons:
                 print(f"stale: {reason}", file=sys.stderr)
             raise RefusedError(f"{args.playbook} is stale ({len(reasons)} difference(s)); nothing was changed",
                                "plan again and have the new plan reviewed")
-        return execute(args, plan, pool, inventory.model)
+        return execute(args, plan, pool, inputs.inventory.model)
     finally:
         pool.close()
+
+
+def reviewed_inputs(plan_path: Path, plan: Plan, inventory: Path) -> Inputs:
+    """The playbook the plan names and the inventory given, refused unless they are the very files planned from."""
+    playbook = _named_playbook(plan_path, plan, inventory)
+    if playbook is None:
+        raise RefusedError(f"{plan_path}: the playbook it was planned from, {plan.playbook.path}, is missing",
+                           "apply in the directory the plan was made in, with the same files; or plan again")
+    inputs = load_inputs(playbook, inventory)
+    if inputs.inventory.sha256 != plan.inventory.sha256:
+        raise RefusedError(f"{plan_path}: inventory {inventory} is not the one it was planned from "
+                           f"({plan.inventory.path}, sha256 {plan.inventory.sha256[:12]}…): it changed",
+                           "plan again with this inventory and have the new plan reviewed")
+    if inputs.playbook.sha256 != plan.playbook.sha256:
+        raise RefusedError(f"{plan_path}: playbook {plan.playbook.path} changed since the plan was made",
+                           "plan again and have the new plan reviewed")
+    return inputs
+
+
+def _named_playbook(plan_path: Path, plan: Plan, inventory: Path) -> Path | None:
+    """Where the plan's playbook is: as recorded (absolute, or relative to the directory `plan` ran in).
+
+    The directory `plan` ran in is the working directory, or the one that holds the inventory
+    at the relative path the plan records for it (``apply`` run from somewhere else).
+    """
+    recorded = Path(plan.playbook.path)
+    if recorded.is_absolute():
+        return recorded if recorded.is_file() else None
+    bases = [Path.cwd()]
+    planned = Path(plan.inventory.path).parts
+    given = inventory.resolve().parts
+    if not Path(plan.inventory.path).is_absolute() and len(given) > len(planned) and given[-len(planned):] == planned:
+        bases.append(Path(*given[: -len(planned)]))
+    return next((base / recorded for base in bases if (base / recorded).is_file()), None)
+
+
+def plan_again(plan: Plan, inputs: Inputs) -> Plan:
+    """The plan the reviewed inputs and the plan's assumed facts give, named as the saved plan names them."""
+    try:
+        facts = facts_from_plan(plan)
+    except ValidationError as exc:
+        raise RefusedError(f"the plan's facts_assumed are not facts: {exc.errors()[0]['msg']}",
+                           "a reviewed plan must not be edited; plan again") from None
+    return make_plan(inputs.playbook.model, inputs.inventory.model, facts,
+                     playbook_ref=plan.playbook.model_copy(update={"sha256": inputs.playbook.sha256}),
+                     inventory_ref=plan.inventory.model_copy(update={"sha256": inputs.inventory.sha256,
+                                                                    "name": inputs.inventory.model.name}))
 
 
 def _read(path: Path) -> str:

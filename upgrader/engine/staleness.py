@@ -1,18 +1,75 @@
-"""Is a saved plan still true?  Precise, per-host reasons to refuse it (pure)."""
+"""Is a saved plan still what was reviewed, and still true?  Precise reasons to refuse it (pure).
+
+A content hash shows accidental change only: anyone who edits a plan can recompute it.  So a saved
+plan is planned again from the playbook and inventory it names and the facts it assumed, and must
+come out byte-identical (``first_difference``); then the hosts' live facts must still be those facts
+(``drift``).
+"""
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 from upgrader.models.facts import Facts
-from upgrader.models.plan import Plan
+from upgrader.models.plan import Plan, canonical_json
+
+_ABSENT = object()
+_SHOWN = 120  # characters of a differing value shown in a refusal
 
 
-def tampered(plan: Plan) -> str | None:
-    if not plan.content_hash:
-        return "the plan has no content hash"
-    actual = plan.compute_hash()
-    if actual != plan.content_hash:
-        return f"content hash mismatch: file says {plan.content_hash}, content is {actual}"
-    return None
+def first_difference(saved: Any, derived: Any) -> str | None:
+    """``None`` if the two plans' JSON data are equal, else the first difference, by JSON path.
+
+    Keys are visited in sorted order (the file's order), ``content_hash`` last: an edited and
+    re-sealed plan differs in its hash too, and the edit itself is what the refusal should name.
+    """
+    if not isinstance(saved, dict) or not isinstance(derived, dict):
+        return _difference("", saved, derived)
+    head = {k: v for k, v in saved.items() if k != "content_hash"}
+    found = _difference("", head, {k: v for k, v in derived.items() if k != "content_hash"})
+    if found is None:
+        found = _difference("content_hash", saved.get("content_hash", _ABSENT), derived.get("content_hash", _ABSENT))
+    return found
+
+
+def _difference(path: str, saved: Any, derived: Any) -> str | None:
+    if type(saved) is dict and type(derived) is dict:
+        for key in sorted(saved.keys() | derived.keys()):
+            found = _difference(f"{path}.{key}" if path else key, saved.get(key, _ABSENT), derived.get(key, _ABSENT))
+            if found:
+                return found
+        return None
+    if type(saved) is list and type(derived) is list:
+        for i in range(max(len(saved), len(derived))):
+            found = _difference(f"{path}[{i}]", saved[i] if i < len(saved) else _ABSENT,
+                                derived[i] if i < len(derived) else _ABSENT)
+            if found:
+                return found
+        return None
+    if type(saved) is type(derived) and saved == derived:
+        return None
+    return f"{path or '(the whole plan)'}: plan says {_shown(saved)}, playbook gives {_shown(derived)}"
+
+
+def _shown(value: Any) -> str:
+    if value is _ABSENT:
+        return "nothing"
+    text = json.dumps(value, sort_keys=True, ensure_ascii=False)
+    return text if len(text) <= _SHOWN else text[: _SHOWN - 1] + "…"
+
+
+def rederived_difference(saved_text: str, derived: Plan) -> str | None:
+    """Compare a saved plan file with the plan its inputs give now: None when byte-identical.
+
+    Both sides are compared in canonical form (sorted keys, compact), so the file's indentation
+    does not matter, and everything else does, the content hash included.
+    """
+    saved = json.loads(saved_text)
+    mine = derived.to_json()
+    if canonical_json(saved) == canonical_json(json.loads(mine)):
+        return None
+    return first_difference(saved, json.loads(mine)) or "the plan differs from what its inputs give"
 
 
 def drift(plan: Plan, facts: Facts, *, playbook_sha: str | None, inventory_sha: str) -> list[str]:
@@ -37,4 +94,9 @@ def drift(plan: Plan, facts: Facts, *, playbook_sha: str | None, inventory_sha: 
             reasons.append(f"{host}: gained staged release(s) {', '.join(sorted(staged_now - staged_then))}")
         if staged_then - staged_now:
             reasons.append(f"{host}: lost staged release(s) {', '.join(sorted(staged_then - staged_now))}")
+        for comp, then in sorted(assumed.requires.items()):
+            other = hf.components.get(comp)
+            if (other.installed if other else None) != then:
+                reasons.append(f"{host}: {comp} now on {(other.installed if other else None) or 'nothing'}, "
+                               f"not {then or 'nothing'} as planned")
     return reasons

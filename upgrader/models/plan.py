@@ -104,12 +104,19 @@ class ArtifactRef(Strict):
 
 
 class AssumedFacts(Strict):
+    """Everything the planner read from a host's facts: with the inputs, enough to plan again."""
+
     installed: str | None
     staged: list[str]
+    requires: dict[str, str | None] = Field(
+        default_factory=dict, description="installed version of each component the playbook requires"
+    )
+    unreachable: str | None = Field(None, description="why the host could not be reached, if it was not")
 
     def to_dict(self) -> dict[str, Any]:
         """``model_dump(mode="json")`` written out (one per host of a plan)."""
-        return {"installed": self.installed, "staged": list(self.staged)}
+        return {"installed": self.installed, "staged": list(self.staged), "requires": dict(self.requires),
+                "unreachable": self.unreachable}
 
 
 class Plan(Strict):

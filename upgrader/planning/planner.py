@@ -105,9 +105,13 @@ def make_plan(
             continue
         host_facts = facts.hosts.get(name)
         comp = host_facts.components.get(playbook.component) if host_facts else None
-        assumed[name] = assumed_facts(comp.installed, tuple(comp.staged)) if comp else assumed_facts(None, ())
-        if host_facts is not None and not host_facts.reachable:
-            problems.append(_problem(name, f"{name} was unreachable: {host_facts.error or 'no answer'}",
+        unreachable = (host_facts.error or "no answer") if host_facts is not None and not host_facts.reachable \
+            else None
+        # Everything read from the facts below is recorded, so that `apply plan.json` can plan again.
+        assumed[name] = assumed_facts(comp.installed if comp else None, tuple(comp.staged) if comp else (),
+                                      _required_versions(requires, host_facts), unreachable)
+        if unreachable is not None:
+            problems.append(_problem(name, f"{name} was unreachable: {unreachable}",
                                      "fix access or remove the host from the inventory, then plan again"))
             continue
         if comp is None or comp.installed is None:
@@ -176,8 +180,36 @@ def _host_plan(c: _Candidate, phase: int, canary: bool, templates: Callable[...,
     )
 
 
-def _assumed_facts(installed: str | None, staged: tuple[str, ...]) -> AssumedFacts:
-    return trusted(AssumedFacts, installed=installed, staged=sorted(staged, key=parse_version))
+def _assumed_facts(installed: str | None, staged: tuple[str, ...], requires: tuple[tuple[str, str | None], ...],
+                   unreachable: str | None) -> AssumedFacts:
+    return trusted(AssumedFacts, installed=installed, staged=sorted(staged, key=parse_version),
+                   requires=dict(requires), unreachable=unreachable)
+
+
+def _required_versions(requires: dict[str, SpecifierSet], facts: HostFacts | None
+                       ) -> tuple[tuple[str, str | None], ...]:
+    """The installed version of each required component, as ``_unmet_requires`` reads it."""
+    if not requires:
+        return ()
+    out = []
+    for comp in requires:
+        other = facts.components.get(comp) if facts else None
+        out.append((comp, other.installed if other else None))
+    return tuple(out)
+
+
+def facts_from_plan(plan: Plan) -> Facts:
+    """The facts a plan assumed, as the planner read them: planning again from these gives the same plan.
+
+    Validated (a plan file is outside input): a version that is not one is refused here, not by the planner.
+    """
+    hosts: dict[str, HostFacts] = {}
+    for name, assumed in plan.facts_assumed.items():
+        components = {comp: ComponentFacts(installed=version) for comp, version in assumed.requires.items()}
+        components[plan.component] = ComponentFacts(installed=assumed.installed, staged=assumed.staged)
+        hosts[name] = HostFacts(reachable=assumed.unreachable is None, error=assumed.unreachable,
+                                components=components)
+    return Facts(inventory=plan.inventory.name or "inventory", hosts=hosts)
 
 
 def _skip(host: str, dc: str, reason: str) -> Skip:
@@ -259,4 +291,4 @@ def _artifact_ref(playbook: Playbook, version: str) -> ArtifactRef:
                        strip_components=art.strip_components)
 
 
-__all__ = ["Datacenter", "facts_from_inventory", "make_plan"]
+__all__ = ["Datacenter", "facts_from_inventory", "facts_from_plan", "make_plan"]
