@@ -9,6 +9,7 @@ from pathlib import Path
 
 from upgrader.commands import live
 from upgrader.commands.inputs import load_inputs
+from upgrader.loading import output
 
 HELP = "gather installed/staged versions, service state and free disk from the hosts"
 
@@ -22,6 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    output.check(args.out)  # before any host is asked
     inputs = load_inputs(args.playbook, args.inventory)
     pool = live.pool_for(inputs.inventory, args)
     try:
@@ -30,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
         pool.close()
     text = json.dumps(facts.model_dump(mode="json", exclude_none=True), indent=2, sort_keys=True) + "\n"
     if args.out:
-        args.out.write_text(text, encoding="utf-8")
+        output.write_text(args.out, text)
         print(f"wrote {args.out}", file=sys.stderr)
     if args.format == "json" and not args.out:
         sys.stdout.write(text)

@@ -7,11 +7,13 @@ import sys
 from pathlib import Path
 
 from upgrader.commands.inputs import Inputs, load_facts_for, load_inputs
-from upgrader.errors import ExitCode
+from upgrader.errors import ExitCode, InputError
+from upgrader.loading import output
 from upgrader.models.facts import Facts
 from upgrader.models.plan import Plan
 from upgrader.planning.planner import facts_from_inventory, iter_hosts, make_plan, runs_component
 from upgrader.planning.render import to_markdown, to_text
+from upgrader.windows.overrides import market_problems
 
 HELP = "compute the plan for a playbook (text, markdown or json)"
 
@@ -62,7 +64,11 @@ def gather(args: argparse.Namespace, inputs: Inputs) -> tuple[Facts, str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    output.check(args.out)
     inputs = load_inputs(args.playbook, args.inventory)
+    problems = market_problems(inputs.playbook.model.windows, inputs.playbook, inputs.inventory)
+    if problems:  # the plan's windows could not be checked at apply time
+        raise InputError(problems)
     facts, source = gather(args, inputs)
     plan = make_plan(inputs.playbook.model, inputs.inventory.model, facts,
                      playbook_ref=inputs.playbook_ref(), inventory_ref=inputs.inventory_ref())
@@ -70,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     text = render(plan, fmt, args.verbose)
     print(f"facts: {source}", file=sys.stderr)
     if args.out:
-        args.out.write_text(text, encoding="utf-8")
+        output.write_text(args.out, text)
         print(f"wrote {args.out} ({plan.content_hash})", file=sys.stderr)
     else:
         sys.stdout.write(text)

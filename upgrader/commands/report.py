@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from upgrader.errors import RefusedError
+from upgrader.loading import output
 
 HELP = "report on one run (markdown or html: timeline, failures, rollbacks); export Prometheus metrics"
 
@@ -23,14 +24,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from upgrader.reporting import load_run, to_html, to_markdown, write_metrics
 
+    output.check(args.out)
+    output.check_dir(args.metrics, "--metrics")
     record = load_run(args.state_dir, args.run_id)
     fmt = args.format or ("html" if args.out and args.out.suffix in (".html", ".htm") else "markdown")
     text = to_html(record) if fmt == "html" else to_markdown(record)
     if args.out:
-        try:
-            args.out.write_text(text, encoding="utf-8")
-        except OSError as exc:
-            raise RefusedError(f"cannot write {args.out}: {exc}", "choose another --out") from None
+        output.write_text(args.out, text)
         print(f"wrote {args.out} ({fmt}, run {record.run_id}: {record.status})", file=sys.stderr)
     else:
         sys.stdout.write(text)

@@ -11,6 +11,8 @@ from pathlib import Path
 
 from upgrader.commands.inputs import Inputs, load_inputs
 from upgrader.commands.windows import involved_datacenters
+from upgrader.errors import RefusedError
+from upgrader.loading import output
 from upgrader.scheduling import At, Job, cron_line, parse_at, service_unit, timer_unit
 from upgrader.windows import evaluate
 from upgrader.windows.verdict import show
@@ -29,6 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    output.check_dir(args.unit_dir, "--unit-dir")
     inputs = load_inputs(args.playbook, args.inventory)
     at = parse_at(args.at)
     playbook = inputs.playbook.model
@@ -44,10 +47,14 @@ def run(args: argparse.Namespace) -> int:
     )
     service, timer = service_unit(job), timer_unit(job, at)
     if args.unit_dir:
-        args.unit_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            args.unit_dir.mkdir(exist_ok=True)
+        except OSError as exc:
+            raise RefusedError(f"cannot create {args.unit_dir}: {exc.strerror or exc}",
+                               "choose another --unit-dir") from None
         for suffix, text in (("service", service), ("timer", timer)):
             path = args.unit_dir / f"{name}.{suffix}"
-            path.write_text(text, encoding="utf-8")
+            output.write_text(path, text, "--unit-dir")
             print(f"wrote {path}", file=sys.stderr)
         print(f"enable with: systemctl daemon-reload && systemctl enable --now {name}.timer", file=sys.stderr)
     else:

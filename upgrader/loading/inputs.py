@@ -92,6 +92,7 @@ def inventory_problems(inv: Loaded[Inventory]) -> list[Problem]:
     seen_endpoints: dict[tuple[str, int], str] = {}
     for dc_name, dc in model.datacenters.items():
         problems += _zone_problems(inv, dc.timezone, ("datacenters", dc_name, "timezone"))
+        problems += _jump_problems(inv, dc_name)
         for host_name, host in dc.hosts.items():
             where = ("datacenters", dc_name, "hosts", host_name)
             if host_name in seen_names:
@@ -115,6 +116,19 @@ def inventory_problems(inv: Loaded[Inventory]) -> list[Problem]:
                 problems.append(Problem(inv.at(*where), f"host {host_name} has no SSH user",
                                         "set 'user' on the host or under 'defaults'"))
     return problems
+
+
+def _jump_problems(inv: Loaded[Inventory], dc_name: str) -> list[Problem]:
+    """A datacenter's bastion is not one of the hosts behind it: each hop would tunnel through itself."""
+    jump = inv.model.datacenters[dc_name].jump
+    if jump is None:
+        return []
+    for host_name, host in inv.model.datacenters[dc_name].hosts.items():
+        if host.address.lower() == jump.address.lower():
+            return [Problem(inv.at("datacenters", dc_name, "jump", "address"),
+                            f"the jump host of {dc_name} is {host_name} ({host.address}), one of its own hosts",
+                            "point jump at the bastion in front of the datacenter, not at a host behind it")]
+    return []
 
 
 def cross_problems(pb: Loaded[Playbook], inv: Loaded[Inventory]) -> list[Problem]:

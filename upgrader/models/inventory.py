@@ -2,14 +2,29 @@
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Annotated
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
 from upgrader.models.types import Name, RelOrAbsPath, SafeText, Strict, VersionStr
 
+
+def _no_port(value: str) -> str:
+    """':' belongs to IPv6 addresses only; 'host:2222' is a port written in the wrong place."""
+    if ":" in value:
+        try:
+            ipaddress.IPv6Address(value)
+        except ValueError:
+            name, _, port = value.rpartition(":")
+            raise ValueError(f"address {value!r} is not an IPv6 address and has a ':' in it — write the port "
+                             f"apart: address: {name}, port: {port}") from None
+    return value
+
+
 HostAddress = Annotated[
-    str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9.:-]{0,252}$", description="IP address or DNS name")
+    str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9.:-]{0,252}$", description="IP address or DNS name"),
+    AfterValidator(_no_port),
 ]
 Mic = Annotated[str, Field(pattern=r"^X[A-Z0-9]{3}$", description="exchange MIC, e.g. XNYS")]
 

@@ -10,6 +10,7 @@ from pydantic import AfterValidator, Field, field_validator, model_validator
 from upgrader.models.types import (
     AbsPath,
     Argv,
+    DateStr,
     Duration,
     Name,
     RelPath,
@@ -17,6 +18,7 @@ from upgrader.models.types import (
     Sha256,
     SpecifierStr,
     Strict,
+    SystemdUnit,
     VersionStr,
 )
 
@@ -44,7 +46,9 @@ class Artifact(Strict):
     """Where the release tarball comes from; ``file`` is looked up in the artifact store."""
 
     file: RelPath | None = Field(None, description="path inside the artifact store (--artifacts DIR)")
-    url: str | None = Field(None, pattern=r"^(https?|file)://[^\s]+$")
+    url: str | None = Field(None, pattern=r"^https://[^\s]+$",
+                            description="an https:// URL (file:// and plain http:// are refused: the tarball becomes "
+                            "code run as root on every host)")
     sha256: Sha256
     size: int | None = Field(None, gt=0, description="bytes; checked before upload when given")
     strip_components: int = Field(0, ge=0, le=4)
@@ -82,7 +86,7 @@ class Install(Strict):
 
 
 class Service(Strict):
-    systemd: str | None = Field(None, pattern=r"^[A-Za-z0-9:_.@-]+\.service$")
+    systemd: SystemdUnit | None = None
     start: Command | None = None
     stop: Command | None = None
     status: Command | None = None
@@ -107,7 +111,7 @@ class CommandCheck(Strict):
 
 class TcpCheck(Strict):
     port: int = Field(ge=1, le=65535)
-    host: str = Field("127.0.0.1", pattern=r"^[A-Za-z0-9.:-]+$")
+    host: str = Field("127.0.0.1", pattern=r"^[A-Za-z0-9][A-Za-z0-9.:-]*$")
 
 
 class HttpCheck(Strict):
@@ -216,7 +220,7 @@ class MaintenanceWindow(Strict):
 
 
 class FreezeDate(Strict):
-    date: str = Field(pattern=r"^\d{4}-\d{2}-\d{2}$")
+    date: DateStr
     reason: SafeText = ""
     timezone: str = "America/New_York"
 

@@ -7,7 +7,9 @@ Schema pattern so editors flag the same mistakes.
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
+import math
 import re
 from typing import Annotated, Any, TypeVar
 
@@ -55,18 +57,31 @@ def _field_names(cls: type[Strict]) -> set[str]:
     return set(cls.model_fields)
 
 
+# A version names the directory releases/<version> on every host: it must be one path component a
+# filesystem takes (no '/', no NUL, not '.' or '..', not hundreds of bytes).  PEP 440 already keeps
+# out '/' and NUL; the length is ours.
+MAX_VERSION_LENGTH = 64
+_DIRECTORY_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9.+!_-]*")
+
+
 def _version(value: Any) -> str:
     if isinstance(value, bool) or not isinstance(value, str | int):
         if isinstance(value, float):
             raise ValueError(f"version {value!r} was read as a number — quote it, e.g. '{value}'")
         raise ValueError(f"version must be a string, got {type(value).__name__}")
     text = str(value)
+    if len(text) > MAX_VERSION_LENGTH:
+        raise ValueError(f"version {text[:20]!r}… is longer than {MAX_VERSION_LENGTH} characters — it names a "
+                         "directory on every host; use a short PEP 440 version such as 5.2.0")
     try:
-        return str(Version(text))
+        normal = str(Version(text))
     except InvalidVersion:
         raise ValueError(
             f"invalid version {text!r} — use a PEP 440 version such as 5.2.0 or 5.2.0rc1"
         ) from None
+    if not _DIRECTORY_NAME_RE.fullmatch(normal) or len(normal) > MAX_VERSION_LENGTH:  # pragma: no cover - PEP 440
+        raise ValueError(f"version {text!r} cannot be a directory name — use a version such as 5.2.0")
+    return normal
 
 
 def _specifier(value: Any) -> str:
@@ -83,18 +98,59 @@ def _specifier(value: Any) -> str:
     return str(spec)
 
 
+# No wait, timeout, bake or margin upgrader takes is longer than a day; a larger figure is a typo
+# (a bake of 86400m) that would hold a run, and its locks, for months.  Documented in the README.
+MAX_DURATION = 24 * 3600.0
+
+
 def _duration(value: Any) -> float:
     if isinstance(value, bool):
         raise ValueError("duration must be a number of seconds or a string such as '30s', '5m'")
     if isinstance(value, int | float):
-        seconds = float(value)
-    elif isinstance(value, str) and (m := _DURATION_RE.match(value)):
+        try:
+            seconds = float(value)
+        except OverflowError:  # an integer of hundreds of digits
+            seconds = math.inf
+    elif isinstance(value, str) and len(value) <= 32 and (m := _DURATION_RE.match(value)):
         seconds = float(m.group(1)) * _UNITS[m.group(2)]
     else:
-        raise ValueError(f"invalid duration {value!r} — use seconds or a string such as '500ms', '30s', '5m', '1h'")
+        raise ValueError(f"invalid duration {_short(value)} — use seconds or a string such as '500ms', '30s', '5m', "
+                         "'1h'")
+    if math.isnan(seconds):
+        raise ValueError("duration must be a number, not NaN — use seconds or a string such as '30s'")
     if seconds < 0:
         raise ValueError("duration must not be negative")
+    if seconds > MAX_DURATION:
+        raise ValueError(f"duration {_short(value)} is longer than the maximum of 24h — use at most '24h' "
+                         "(durations are limited; see the README)")
     return seconds
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _date(value: Any) -> str:
+    """A calendar day as 'YYYY-MM-DD' that exists (2026-02-30 does not)."""
+    if isinstance(value, dt.datetime) or not isinstance(value, dt.date | str):
+        raise ValueError(f"expected a date such as '2026-12-24', got {_short(value)}")
+    if isinstance(value, str):
+        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+            raise ValueError(f"{_short(value)} is not a date — write YYYY-MM-DD, e.g. '2026-12-24'")
+        try:
+            value = dt.date.fromisoformat(value)
+        except ValueError as exc:
+            raise ValueError(f"{value!r} is not a day of the calendar ({exc}) — check the day and month") from None
+    return value.isoformat()
+
+
+def _not_an_option(value: Any) -> Any:
+    """Values passed on as command arguments must not read as options (``-rf``, ``--help``)."""
+    if isinstance(value, str) and value.startswith("-"):
+        raise ValueError(f"{_short(value)} must not start with '-' (a command would read it as an option) — "
+                         "remove the leading '-'")
+    return value
 
 
 def _sha256(value: Any) -> str:
@@ -122,6 +178,7 @@ def _abs_path(value: Any) -> Any:
 
 def _rel_path(value: Any) -> Any:
     _safe_text(value)
+    _not_an_option(value)
     if not isinstance(value, str) or not value or value.startswith("/"):
         raise ValueError(f"{value!r} must be a relative path such as etc/local.conf")
     if any(part in ("..", "") for part in value.split("/")):
@@ -165,6 +222,15 @@ AbsPath = Annotated[str, BeforeValidator(_abs_path), Field(description="absolute
 RelPath = Annotated[str, BeforeValidator(_rel_path), Field(description="relative path, no '..'")]
 Argv = Annotated[list[str], BeforeValidator(_argv), Field(description="argument list; never a shell string")]
 SafeText = Annotated[str, BeforeValidator(_safe_text)]
+DateStr = Annotated[str, BeforeValidator(_date), WithJsonSchema({"type": "string", "pattern": r"^\d{4}-\d{2}-\d{2}$"}),
+                    Field(description="a day that exists, YYYY-MM-DD")]
+SYSTEMD_UNIT_RE = r"^[A-Za-z0-9][A-Za-z0-9:_.@-]{0,240}\.service$"
+SystemdUnit = Annotated[
+    str,
+    BeforeValidator(_not_an_option),
+    Field(pattern=SYSTEMD_UNIT_RE, description="a systemd service name such as ordergw.service"),
+    WithJsonSchema({"type": "string", "pattern": SYSTEMD_UNIT_RE}),
+]
 
 
 @functools.lru_cache(maxsize=4096)
@@ -179,6 +245,7 @@ def parse_specifier(text: str) -> SpecifierSet:
 
 def _rel_or_abs_path(value: Any) -> Any:
     _safe_text(value)
+    _not_an_option(value)
     if not isinstance(value, str) or not value:
         raise ValueError("path must be a non-empty string")
     return value
