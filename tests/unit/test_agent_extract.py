@@ -109,3 +109,113 @@ def test_strip_components_and_placeholders_are_data(agent: ModuleType, tmp_path:
     agent.extract_safely(str(tarball(tmp_path / "s.tgz", members)), str(dest), 1)
     assert (dest / "bin" / "app").exists() and (dest / "$(touch pwned)").exists()
     assert not (tmp_path / "pwned").exists()
+
+
+def sym(name: str, target: str) -> tuple[tarfile.TarInfo, None]:
+    return special(name, tarfile.SYMTYPE, linkname=target)
+
+
+def hard(name: str, target: str) -> tuple[tarfile.TarInfo, None]:
+    return special(name, tarfile.LNKTYPE, linkname=target)
+
+
+def refused(agent: ModuleType, tmp_path: Path, members: list, says: str, strip: int = 0) -> None:
+    """The tarball is refused with ``says``; the sandbox (releases/ and an outside canary) is as it was."""
+    releases = tmp_path / "releases"
+    releases.mkdir(exist_ok=True)
+    outside = tmp_path / "outside"
+    outside.mkdir(exist_ok=True)
+    (outside / "canary").write_text("canary")
+    archive = tarball(tmp_path / "bad.tgz", members)
+    with pytest.raises(agent.OpFailed, match=says):
+        agent.extract_safely(str(archive), str(releases / "1.0"), strip)
+    assert list(releases.iterdir()) == [], "nothing is left behind"
+    assert [p.name for p in outside.iterdir()] == ["canary"] and (outside / "canary").read_text() == "canary"
+
+
+# Chains where each link alone looks inside, yet writing through them leaves the release.
+@pytest.mark.parametrize(("members", "says"), [
+    ([sym("a", "."), file("a/x")], "beneath symlink"),
+    ([sym("a", "."), sym("a/b", ".."), file("a/b/outside/x")], "beneath symlink"),
+    ([special("a", tarfile.DIRTYPE), sym("a/b", ".."), sym("c", "a/b/.."), file("c/outside/x")],
+     "points outside"),
+    ([special("a", tarfile.DIRTYPE), sym("a/b", ".."), sym("c", "a/b/..")], "points outside"),
+    ([sym("up", "x/../.."), file("keep")], "points outside"),
+    ([sym("loop1", "loop2"), sym("loop2", "loop1")], "points outside"),
+    ([file("a/x"), sym("a", "/tmp")], "beneath symlink|points outside"),  # link after what it would shadow
+    ([file("f"), file("f/x")], "beneath file"),
+    ([file("f", b"one"), file("f", b"two")], "appears twice"),
+    ([sym("s", "t"), file("s")], "appears twice"),
+])
+def test_symlink_chains_are_refused_whole(agent: ModuleType, tmp_path: Path, members: list, says: str) -> None:
+    refused(agent, tmp_path, members, says)
+
+
+@pytest.mark.parametrize(("members", "says"), [
+    ([hard("h", "/etc/passwd")], "absolute path"),
+    ([hard("h", "../outside/canary")], "leaves the release"),
+    ([hard("h", "nothing-like-it")], "not to a regular file earlier"),
+    ([hard("h", "later"), file("later")], "not to a regular file earlier"),
+    ([sym("s", "f"), file("f"), hard("h", "s")], "not to a regular file earlier"),
+    ([special("d", tarfile.DIRTYPE), hard("h", "d")], "not to a regular file earlier"),
+    ([sym("s", "."), hard("h", "s/f")], "not to a regular file earlier|beneath symlink"),
+])
+def test_hardlinks_only_to_files_this_archive_made(agent: ModuleType, tmp_path: Path, members: list,
+                                                   says: str) -> None:
+    refused(agent, tmp_path, members, says)
+
+
+@pytest.mark.parametrize(("members", "strip"), [
+    ([file(".upgrader/release.json", b'{"sha256": "x"}')], 0),
+    ([file("./.upgrader/release.json")], 0),
+    ([file("x/.upgrader/previous.json")], 1),
+    ([special(".upgrader", tarfile.DIRTYPE)], 0),
+    ([sym(".upgrader", "/etc")], 0),
+    ([file(".UPGRADER/release.json")], 0),
+    ([sym("meta", ".upgrader"), file("keep")], 0),
+    ([special("d", tarfile.DIRTYPE), sym("d/m", "../.upgrader/config-before")], 0),
+])
+def test_the_engines_metadata_cannot_come_from_a_tarball(agent: ModuleType, tmp_path: Path, members: list,
+                                                         strip: int) -> None:
+    refused(agent, tmp_path, members, r"\.upgrader", strip)
+
+
+def test_a_name_with_dotdot_is_refused_even_when_it_resolves_inside(agent: ModuleType, tmp_path: Path) -> None:
+    refused(agent, tmp_path, [file("x/../.upgrader/release.json")], "leaves the release")
+    refused(agent, tmp_path, [file("app-1/../../x")], "leaves the release", strip=1)
+
+
+def test_too_many_members_are_refused(agent: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(agent, "MAX_MEMBERS", 3)
+    refused(agent, tmp_path, [file(f"f{i}") for i in range(4)], "more than 3 members")
+
+
+def test_modes_are_at_most_rwxr_xr_x_and_links_are_made(agent: ModuleType, tmp_path: Path) -> None:
+    (tmp_path / "releases").mkdir()
+    dest = tmp_path / "releases" / "1.0"
+    suid, _ = file("bin/suid", b"#!/bin/sh\n")
+    suid.mode = 0o6777
+    members = [(suid, b"#!/bin/sh\n"), special("etc", tarfile.DIRTYPE, mode=0o777),
+               hard("bin/again", "bin/suid"), sym("etc/up", "../bin"), sym("here", ".")]
+    agent.extract_safely(str(tarball(tmp_path / "ok.tgz", members)), str(dest), 0)
+    assert (dest / "bin" / "suid").stat().st_mode & 0o7777 == 0o755
+    assert (dest / "etc").stat().st_mode & 0o7777 == 0o755
+    assert (dest / "bin" / "again").stat().st_ino == (dest / "bin" / "suid").stat().st_ino
+    assert (dest / "etc" / "up").readlink() == Path("../bin") and (dest / "here").readlink() == Path(".")
+
+
+def test_an_existing_destination_is_never_written_into(agent: ModuleType, tmp_path: Path) -> None:
+    dest = tmp_path / "releases" / "1.0"
+    dest.mkdir(parents=True)
+    with pytest.raises(FileExistsError):
+        agent.extract_safely(str(tarball(tmp_path / "ok.tgz", GOOD)), str(dest), 0)
+    assert list(dest.iterdir()) == []
+
+
+def test_a_write_that_fails_midway_leaves_nothing(agent: ModuleType, tmp_path: Path) -> None:
+    (tmp_path / "releases").mkdir()
+    dest = tmp_path / "releases" / "1.0"
+    members = [file("a"), file("b" * 300)]  # a name longer than the filesystem allows: fails while writing
+    with pytest.raises(OSError):
+        agent.extract_safely(str(tarball(tmp_path / "long.tgz", members)), str(dest), 0)
+    assert not dest.exists()

@@ -515,11 +515,11 @@ def op_stage(ctx, s):
         raise OpFailed("sha256 mismatch for %s: artifact has %s, playbook says %s" % (version, digest, want),
                        sha256=digest)
     os.makedirs(releases_dir(root), mode=0o755, exist_ok=True)
-    tmp = os.path.join(releases_dir(root), ".staging-%s-%d" % (version, os.getpid()))
+    tmp = os.path.join(releases_dir(root), ".staging-" + os.urandom(8).hex())  # unguessable; prune removes strays
     try:
         extract_safely(private, tmp, s.get("strip_components", 0))
         meta = {"version": version, "sha256": want, "staged_at": now(), "run": ctx["run"]}
-        os.makedirs(os.path.join(tmp, META), mode=0o700, exist_ok=True)
+        os.mkdir(os.path.join(tmp, META), 0o700)  # the tarball cannot have made it: extract_safely refuses that
         write_json_atomic(os.path.join(tmp, META, "release.json"), meta)
         os.rename(tmp, target)
         fsync_dir(releases_dir(root))
@@ -558,66 +558,232 @@ def copy_hashing(src, dst):
     return digest.hexdigest()
 
 
-def member_path(name, strip):
-    parts = [p for p in name.split("/") if p not in ("", ".")]
+# ---------------------------------------------------------------- unpacking a release
+#
+# Root unpacks a vendor's tarball on every host, so nothing in it may act outside releases/<version>/.
+# The whole archive is read and judged first (validate_members); only an archive with no bad member
+# is written, and then only through directory file descriptors opened with O_NOFOLLOW, so even a
+# rule missed here cannot make a write follow a symlink.  The rules, stricter than tarfile's "data"
+# filter (which is also applied where this Python has it):
+#   * names: relative, no "..", no .upgrader (the engine's metadata) at any depth or in any case;
+#   * kinds: regular files, directories, symlinks, hardlinks; never devices, FIFOs or anything else;
+#   * nothing beneath a symlink or a file member (so no write can pass through a link the archive
+#     made: a -> ., a/b -> .., c -> a/b/..), and no name twice (a later member would replace one);
+#   * symlinks: resolved through the archive's own links, they must stay inside the release and out
+#     of .upgrader/ (absolute targets are refused);
+#   * hardlinks: only to a regular file an earlier member of this archive made;
+#   * modes: rwxr-xr-x at most (no setuid/setgid/sticky, no group/other write); owners are root.
+
+MAX_MEMBERS = 200000  # members per tarball; a release with more is refused (memory and inodes stay bounded)
+LINK_HOPS = 40  # symlinks followed while resolving one target, as the kernel's MAXSYMLINKS
+
+
+def unsafe(message, member):
+    return OpFailed("unsafe tarball: " + message, member=member)
+
+
+def member_parts(name, strip):
+    """The member's path inside the release as a tuple of names ((), when strip_components drops it)."""
     if name.startswith("/"):
-        raise OpFailed("unsafe tarball: absolute path %r" % name, member=name)
+        raise unsafe("absolute path %r" % name, name)
+    if "\0" in name:
+        raise unsafe("%r has a NUL byte in its name" % name, name)
+    parts = [p for p in name.split("/") if p not in ("", ".")]
     if ".." in parts:
-        raise OpFailed("unsafe tarball: %r leaves the release directory" % name, member=name)
-    return "/".join(parts[strip:])
+        raise unsafe("%r leaves the release directory" % name, name)
+    # Only releases/<v>/.upgrader/ is the engine's, but a .upgrader at any depth is refused: a different
+    # strip_components must not turn a harmless-looking one into the engine's.
+    if any(p.lower() == META for p in parts):
+        raise unsafe("%r names %s/, which belongs to upgrader" % (name, META), name)
+    return tuple(parts[strip:])
+
+
+def member_kind(m):
+    if m.isreg():
+        return "file"
+    if m.isdir():
+        return "dir"
+    if m.issym():
+        return "symlink"
+    if m.islnk():
+        return "hardlink"
+    raise unsafe("%r is a device or special file" % m.name, m.name)
+
+
+def resolve_link(parts, links):
+    """Where symlink ``parts`` points, followed through the archive's own symlinks (``links``: parts ->
+    target), as parts relative to the release; None when it leaves the release or loops."""
+    todo = list(links[parts].split("/"))
+    if links[parts].startswith("/"):
+        return None
+    here = list(parts[:-1])
+    hops = 0
+    while todo:
+        name = todo.pop(0)
+        if name in ("", "."):
+            continue
+        if name == "..":
+            if not here:
+                return None
+            here.pop()
+            continue
+        here.append(name)
+        target = links.get(tuple(here))
+        if target is not None:
+            hops += 1
+            if hops > LINK_HOPS or target.startswith("/"):
+                return None
+            here.pop()
+            todo = target.split("/") + todo
+    return tuple(here)
+
+
+def validate_members(tar, strip, unreadable):
+    """Judge every member before anything is written: [(member, kind, parts, link parts)], total bytes."""
+    plan, kinds, links, total = [], {}, {}, 0
+    while True:
+        try:
+            m = tar.next()
+        except unreadable as exc:
+            raise OpFailed("not a readable tarball: %s" % exc) from None
+        if m is None:
+            break
+        if len(plan) >= MAX_MEMBERS:
+            raise unsafe("more than %d members" % MAX_MEMBERS, m.name)
+        parts = member_parts(m.name, strip)
+        kind = member_kind(m)
+        if not parts:
+            continue
+        if m.size > MAX_MEMBER_BYTES:
+            raise unsafe("%r is %d bytes" % (m.name, m.size), m.name)
+        if parts in kinds and not (kind == "dir" == kinds[parts]):
+            raise unsafe("%r appears twice" % m.name, m.name)
+        target = None
+        if kind == "hardlink":
+            target = member_parts(m.linkname, strip)
+            if kinds.get(target) not in ("file", "hardlink"):
+                raise unsafe("hardlink %r -> %r is not to a regular file earlier in the archive"
+                             % (m.name, m.linkname), m.name)
+        elif kind == "symlink":
+            if "\0" in m.linkname or not m.linkname:
+                raise unsafe("link %r has an empty target or a NUL byte in it" % m.name, m.name)
+            links[parts] = m.linkname
+        kinds[parts] = kind
+        total += m.size if kind == "file" else 0
+        plan.append((m, kind, parts, target))
+    for m, kind, parts, _ in plan:
+        for i in range(1, len(parts)):
+            if kinds.get(parts[:i], "dir") != "dir":
+                raise unsafe("%r lies beneath %s %r" % (m.name, kinds[parts[:i]], "/".join(parts[:i])), m.name)
+        if kind == "symlink":
+            where = resolve_link(parts, links)
+            if where is None:
+                raise unsafe("link %r -> %r points outside the release" % (m.name, m.linkname), m.name)
+            if where and where[0].lower() == META:
+                raise unsafe("link %r -> %r points into %s/" % (m.name, m.linkname, META), m.name)
+    return plan, total
+
+
+def data_filter_check(tarfile, plan, dest):
+    """Where this Python has tarfile's "data" filter (3.12, 3.11.4+), it must accept every member too."""
+    check = getattr(tarfile, "data_filter", None)
+    if check is None:
+        return
+    for m, _kind, parts, target in plan:
+        renamed = m.replace(name="/".join(parts), linkname="/".join(target) if target else m.linkname, deep=False)
+        try:
+            check(renamed, dest)
+        except tarfile.FilterError as exc:
+            raise unsafe("%r: %s" % (m.name, exc), m.name) from None
+
+
+NOFOLLOW_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+
+
+def open_parent(top, parts, made):
+    """An fd for the directory holding ``parts``, made (0755) as needed, never through a symlink."""
+    fd = os.dup(top)
+    try:
+        for i, name in enumerate(parts[:-1]):
+            if parts[:i + 1] not in made:
+                try:
+                    os.mkdir(name, 0o755, dir_fd=fd)
+                except FileExistsError:
+                    pass
+                made.add(parts[:i + 1])
+            sub = os.open(name, NOFOLLOW_DIR, dir_fd=fd)
+            os.close(fd)
+            fd = sub
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def write_member(tar, top, m, kind, parts, target, made):
+    import shutil
+    import stat
+
+    parent = open_parent(top, parts, made)
+    name = parts[-1]
+    try:
+        if kind == "dir":
+            if parts not in made:
+                try:
+                    os.mkdir(name, 0o755, dir_fd=parent)
+                except FileExistsError:
+                    if not stat.S_ISDIR(os.stat(name, dir_fd=parent, follow_symlinks=False).st_mode):
+                        raise
+                made.add(parts)
+        elif kind == "symlink":
+            os.symlink(m.linkname, name, dir_fd=parent)
+        elif kind == "hardlink":
+            src = open_parent(top, target, made)
+            try:
+                if not stat.S_ISREG(os.stat(target[-1], dir_fd=src, follow_symlinks=False).st_mode):
+                    raise unsafe("hardlink %r is not to a regular file" % m.name, m.name)
+                os.link(target[-1], name, src_dir_fd=src, dst_dir_fd=parent, follow_symlinks=False)
+            finally:
+                os.close(src)
+        else:
+            fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600, dir_fd=parent)
+            with os.fdopen(fd, "wb") as out, tar.extractfile(m) as data:
+                shutil.copyfileobj(data, out, 1 << 20)
+                os.fchmod(out.fileno(), (m.mode & 0o755) | stat.S_IRUSR)
+    finally:
+        os.close(parent)
 
 
 def extract_safely(archive, dest, strip):
-    """Refuse the whole tarball on any absolute path, '..', outward link, device or oversized member."""
+    """Unpack ``archive`` into ``dest`` (which must not exist yet), or refuse it whole, leaving nothing."""
     import shutil
-    import stat
     import tarfile
+    import zlib
 
+    unreadable = (tarfile.TarError, EOFError, OSError, ValueError, zlib.error)  # what a corrupt archive raises
     try:
         tar = tarfile.open(archive, "r:*")
-    except (tarfile.TarError, OSError) as exc:
+    except unreadable as exc:
         raise OpFailed("not a readable tarball: %s" % exc) from None
     with tar:
-        try:
-            members = tar.getmembers()
-        except (tarfile.TarError, OSError, EOFError) as exc:
-            raise OpFailed("not a readable tarball: %s" % exc) from None
-        total = 0
-        plan = []
-        for m in members:
-            rel = member_path(m.name, strip)
-            if not rel:
-                continue
-            if m.isdev() or m.isfifo() or not (m.isfile() or m.isdir() or m.issym() or m.islnk()):
-                raise OpFailed("unsafe tarball: %r is a device or special file" % m.name, member=m.name)
-            if m.issym() or m.islnk():
-                link = m.linkname
-                base = os.path.dirname(rel) if m.issym() else ""
-                joined = os.path.normpath(os.path.join(base, link if m.issym() else member_path(link, strip)))
-                if link.startswith("/") or joined == ".." or joined.startswith("../"):
-                    raise OpFailed("unsafe tarball: link %r -> %r points outside the release" % (m.name, link),
-                                   member=m.name)
-            if m.size > MAX_MEMBER_BYTES:
-                raise OpFailed("unsafe tarball: %r is %d bytes" % (m.name, m.size), member=m.name)
-            total += m.size
-            plan.append((m, rel))
+        plan, total = validate_members(tar, strip, unreadable)
+        data_filter_check(tarfile, plan, dest)
         if total > free_mb(os.path.dirname(dest)) * (1 << 20):
             raise OpFailed("not enough disk: release needs %d MB" % (total >> 20), errno=28)
-        os.makedirs(dest, mode=0o755)
-        for m, rel in plan:
-            path = os.path.join(dest, rel)
-            if m.isdir():
-                os.makedirs(path, mode=0o755, exist_ok=True)
-                continue
-            os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
-            if m.issym():
-                os.symlink(m.linkname, path)
-            elif m.islnk():
-                os.link(os.path.join(dest, member_path(m.linkname, strip)), path)
-            else:
-                with tar.extractfile(m) as src, open(path, "wb") as out:
-                    shutil.copyfileobj(src, out, 1 << 20)
-                os.chmod(path, (m.mode & 0o755) | stat.S_IRUSR)
+        os.mkdir(dest, 0o755)
+        try:
+            top = os.open(dest, NOFOLLOW_DIR)
+            try:
+                made = {()}
+                for m, kind, parts, target in plan:
+                    write_member(tar, top, m, kind, parts, target, made)
+            finally:
+                os.close(top)
+        except BaseException as exc:
+            shutil.rmtree(dest, ignore_errors=True)  # rmtree does not follow the symlinks it removes
+            if isinstance(exc, unreadable) and not isinstance(exc, OSError):
+                raise OpFailed("not a readable tarball: %s" % exc) from None
+            raise
 
 
 def op_precheck(ctx, s):
