@@ -407,9 +407,12 @@ def op_facts(ctx, s):
         "free_disk_mb": free_mb(root),
         "journal_tail": journal_tail(ctx["component"], s.get("journal_lines", 0)),
     }
-    svc = s.get("service")
+    try:  # the controller left {release} and {version} for the current release
+        svc, version_check = with_release(s.get("service"), root, installed), with_release(
+            s.get("version_check"), root, installed)
+    except OpFailed:  # nothing installed: no release to name, so no command of one to ask
+        svc = version_check = None
     out["service"] = service_state(svc) if svc else None
-    version_check = s.get("version_check")
     if version_check and out["service"] == "active":
         try:
             out["reported_version"] = reported_version(version_check, 3)
@@ -932,6 +935,32 @@ def rollback_chain(root, current, target):
     return chain if here == target else None
 
 
+RELEASE_PLACEHOLDER = re.compile(r"\{(release|version)\}")
+
+
+def with_release(value, root, version):
+    """``value`` (a service, a check list, a version probe) with ``{release}`` and ``{version}`` filled in.
+
+    The controller leaves these two for the agent where only the host knows the release: the current
+    one for facts, the recorded previous one for a rollback.  Only argument lists (lists of strings)
+    are touched.  A placeholder with no release to name (``version`` None) raises OpFailed: it never
+    becomes an empty string.
+    """
+    if isinstance(value, dict):
+        return dict((k, with_release(v, root, version)) for k, v in value.items())
+    if not isinstance(value, list):
+        return value
+    if not (value and all(isinstance(arg, str) for arg in value)):
+        return [with_release(v, root, version) for v in value]
+
+    def fill(match):
+        if version is None:
+            raise OpFailed("%s has no value: no release is current under %s" % (match.group(0), root))
+        return "%s/releases/%s" % (root, version) if match.group(1) == "release" else version
+
+    return [RELEASE_PLACEHOLDER.sub(fill, arg) for arg in value]
+
+
 def op_rollback(ctx, s):
     """Back to ``to`` (default: the recorded previous release): stop, restore configs, flip, start, verify."""
     root = ctx["root"]
@@ -944,8 +973,9 @@ def op_rollback(ctx, s):
     if not os.path.isdir(os.path.join(releases_dir(root), target)):
         raise OpFailed("release %s is not staged on this host" % target, missing=target,
                        staged=staged_versions(root))
-    svc = s["service"]
-    logs = [c["log"]["path"] for c in s.get("checks", []) if c["kind"] == "log"]
+    svc = with_release(s["service"], root, target)  # {release}: the release rolled back to
+    checks = with_release(s.get("checks", []), root, target)
+    logs = [c["log"]["path"] for c in checks if c["kind"] == "log"]
     steps = []
     if current != target:
         steps.append("stop" if service_stop(svc) == "stopped" else "stop (killed)")
@@ -964,7 +994,7 @@ def op_rollback(ctx, s):
         service_start(svc)
         steps.append("start")
     ctx["expect_version"] = target
-    ok, results = run_checks(s.get("checks", []), ctx, service=svc)
+    ok, results = run_checks(checks, ctx, service=svc)
     if not ok:
         raise OpFailed("rolled back to %s but verify failed: %s" % (target, failure(results)), checks=results,
                        current=current_version(root), steps=steps)

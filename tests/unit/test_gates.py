@@ -1,0 +1,98 @@
+"""Manual gates: decisions written by `promote`/`abort`, read by the waiting run; hostile files in the directory."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from upgrader.cli.main import main
+from upgrader.engine import gates
+from upgrader.engine.gates import DecisionKind, GateOutcome
+from upgrader.engine.journal import Journal
+
+
+@pytest.fixture
+def run(tmp_path: Path) -> Journal:
+    journal = Journal.create(tmp_path / "state", "20261205T070000Z-ordergw-1a2b")
+    journal.record("run-start", kind="apply", component="ordergw")
+    return journal
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def test_promote_for_this_gate_ends_the_wait(run: Journal) -> None:
+    gates.request(run.directory, DecisionKind.PROMOTE, gate="canary-ny5", operator="ann@ctl", reason="fills ok")
+    result = gates.wait(run.directory, "canary-ny5", timeout=60, healthy=lambda: None)
+    assert result.outcome is GateOutcome.PROMOTED and result.decision and result.decision.operator == "ann@ctl"
+
+
+def test_a_promote_for_another_gate_does_not_count_but_an_abort_always_does(run: Journal) -> None:
+    clock = Clock()
+    gates.request(run.directory, DecisionKind.PROMOTE, gate="canary-ny5", operator="ann", reason="")
+    result = gates.wait(run.directory, "dc-ch2", timeout=5, healthy=lambda: None, clock=clock, sleep=clock.sleep)
+    assert result.outcome is GateOutcome.TIMED_OUT and result.waited >= 5
+    gates.request(run.directory, DecisionKind.ABORT, gate="ignored", operator="bob", reason="INC-1")
+    result = gates.wait(run.directory, "dc-ch2", timeout=5, healthy=lambda: None)
+    assert result.outcome is GateOutcome.ABORTED and result.decision and result.decision.gate is None
+
+
+def test_a_canary_that_degrades_while_waiting_ends_the_wait(run: Journal) -> None:
+    clock = Clock()
+    rounds = iter([None, None, "health: HTTP 500"])
+    result = gates.wait(run.directory, "canary-ny5", timeout=3600, healthy=lambda: next(rounds), clock=clock,
+                        sleep=clock.sleep)
+    assert (result.outcome, result.detail) == (GateOutcome.DEGRADED, "health: HTTP 500")
+    assert result.waited < 3600
+
+
+def test_planted_files_are_not_decisions(run: Journal, tmp_path: Path) -> None:
+    directory = run.directory / gates.DECISIONS
+    directory.mkdir()
+    secret = tmp_path / "elsewhere.json"
+    secret.write_text(json.dumps({"kind": "promote", "gate": "g", "operator": "x", "reason": "", "at": "t"}))
+    os.symlink(secret, directory / "0-promote-link.json")  # a symlink out: not followed
+    (directory / "1-big.json").write_text(json.dumps({"kind": "promote", "gate": "g", "operator": "x" * 10000,
+                                                      "reason": "", "at": "t"}))
+    (directory / "2-bad.json").write_bytes(b"\xff\xfe not json")
+    (directory / "3-list.json").write_text("[1, 2]")
+    (directory / "4-kind.json").write_text(json.dumps({"kind": "yolo", "gate": "g", "operator": "x", "reason": "",
+                                                       "at": "t"}))
+    (directory / "5-types.json").write_text(json.dumps({"kind": "abort", "gate": None, "operator": 1, "reason": "",
+                                                        "at": "t"}))
+    assert gates.decisions(run.directory) == []
+    assert gates.pending(run.directory, "g") is None
+
+
+def cli(state: Path, *argv: str) -> int:
+    return main(["--state-dir", str(state), *argv])
+
+
+def test_promote_and_abort_commands(run: Journal, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    state = tmp_path / "state"
+    assert cli(state, "promote", run.run_id) == 1  # not waiting at any gate
+    assert "not waiting at a gate" in capsys.readouterr().err
+    run.record("gate-wait", gate="canary-ny5")
+    assert cli(state, "promote", run.run_id, "--reason", "ok") == 0
+    assert gates.pending(run.directory, "canary-ny5") is not None
+    run.record("gate-end", gate="canary-ny5", outcome="promoted")
+    with pytest.raises(SystemExit) as usage:
+        cli(state, "abort", run.run_id)  # --reason is required
+    assert usage.value.code == 2
+    assert cli(state, "abort", run.run_id, "--reason", "INC-9") == 0
+    audit = [json.loads(line) for line in (state / "audit.log").read_text().splitlines()]
+    assert [(a["action"], a["gate"]) for a in audit] == [("promote", "canary-ny5"), ("abort", None)]
+    run.record("run-end", status="aborted")
+    assert cli(state, "abort", run.run_id, "--reason", "again") == 1
+    assert cli(state, "promote", "no-such-run") == 1

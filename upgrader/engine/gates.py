@@ -1,0 +1,156 @@
+"""Manual judgment: a run waits at a gate until someone promotes it, aborts it, or the gate times out.
+
+Decisions arrive as files in the run's directory (``decisions/``), written by `upgrader promote` and
+`upgrader abort` from another terminal or by another operator; the waiting process polls for them
+between rounds of the canary's checks, so a canary that degrades while it waits is still caught.
+A decision is a value (``Decision``) that the durable engine can carry as a workflow signal as well.
+
+Each decision file is created once (O_EXCL) under a name that says what it is; a promote names the
+gate it was meant for, so a late promote for the canary gate cannot wave a run past the next
+datacenter's gate.  An abort stands for the whole run, from the moment it is written.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+
+from upgrader.errors import RefusedError
+
+DECISIONS = "decisions"
+POLL = 0.5  # seconds between looks at the decisions directory while a gate waits
+MAX_DECISION_BYTES = 4096  # a decision is a few fields; anything bigger was not written by us
+
+
+class DecisionKind(StrEnum):
+    PROMOTE = "promote"
+    ABORT = "abort"
+
+
+class GateOutcome(StrEnum):
+    """How a wait at a gate ended."""
+
+    PROMOTED = "promoted"
+    ABORTED = "aborted"
+    TIMED_OUT = "timed-out"
+    DEGRADED = "degraded"  # the canary's checks failed while it waited
+
+
+@dataclass(frozen=True)
+class Decision:
+    kind: DecisionKind
+    gate: str | None  # the gate a promote is for; None for an abort (the whole run)
+    operator: str
+    reason: str
+    at: str
+
+    def to_dict(self) -> dict[str, str | None]:
+        return {"kind": str(self.kind), "gate": self.gate, "operator": self.operator, "reason": self.reason,
+                "at": self.at}
+
+    @classmethod
+    def from_dict(cls, data: object) -> Decision | None:
+        """A decision read back from a file, or None when it is not one of ours."""
+        if not isinstance(data, dict):
+            return None
+        try:
+            kind = DecisionKind(str(data.get("kind")))
+        except ValueError:
+            return None
+        fields = (data.get("gate"), data.get("operator"), data.get("reason"), data.get("at"))
+        if not all(isinstance(v, str) for v in fields[1:]) or not isinstance(fields[0], str | None):
+            return None
+        return cls(kind, fields[0], fields[1], fields[2], fields[3])  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class GateResult:
+    outcome: GateOutcome
+    decision: Decision | None
+    waited: float
+    detail: str = ""
+
+
+def request(run_dir: Path, kind: DecisionKind, *, gate: str | None, operator: str, reason: str) -> Decision:
+    """Record a decision for the run in ``run_dir`` (an existing run directory)."""
+    if not (run_dir / "journal.jsonl").is_file():
+        raise RefusedError(f"{run_dir} is not a run directory", "list runs with `upgrader runs`")
+    directory = run_dir / DECISIONS
+    directory.mkdir(mode=0o700, exist_ok=True)
+    decision = Decision(kind, gate if kind is DecisionKind.PROMOTE else None, operator, reason,
+                        datetime.now(UTC).isoformat(timespec="milliseconds"))
+    # The name orders decisions by time and can neither collide nor be guessed and pre-planted as a symlink.
+    name = f"{time.time_ns():020d}-{kind}-{secrets.token_hex(4)}.json"
+    fd = os.open(directory / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        json.dump(decision.to_dict(), fh, sort_keys=True)
+        fh.flush()
+        os.fsync(fh.fileno())
+    return decision
+
+
+def decisions(run_dir: Path) -> list[Decision]:
+    """Every well-formed decision for the run, oldest first; anything else in the directory is ignored."""
+    directory = run_dir / DECISIONS
+    try:
+        names = sorted(n for n in os.listdir(directory) if n.endswith(".json"))
+    except OSError:
+        return []
+    out = []
+    for name in names:
+        try:
+            fd = os.open(directory / name, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError:
+            continue
+        with os.fdopen(fd, "rb") as fh:
+            raw = fh.read(MAX_DECISION_BYTES + 1)
+        if len(raw) > MAX_DECISION_BYTES:
+            continue
+        try:
+            found = Decision.from_dict(json.loads(raw))
+        except ValueError:
+            continue
+        if found is not None:
+            out.append(found)
+    return out
+
+
+def pending(run_dir: Path, gate: str) -> Decision | None:
+    """The decision that ends a wait at ``gate``: any abort, else a promote for this gate."""
+    found = decisions(run_dir)
+    abort = next((d for d in found if d.kind is DecisionKind.ABORT), None)
+    return abort or next((d for d in found if d.kind is DecisionKind.PROMOTE and d.gate == gate), None)
+
+
+def aborted(run_dir: Path) -> Decision | None:
+    return next((d for d in decisions(run_dir) if d.kind is DecisionKind.ABORT), None)
+
+
+def wait(run_dir: Path, gate: str, *, timeout: float, healthy: Callable[[], str | None],
+         clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
+         poll: float = POLL) -> GateResult:
+    """Wait at ``gate`` for a decision, at most ``timeout`` seconds.
+
+    ``healthy()`` runs one round of the canary's checks and returns None or why they failed; it is
+    called between looks at the decisions, and a failure ends the wait as DEGRADED.
+    """
+    started = clock()
+    while True:
+        found = pending(run_dir, gate)
+        waited = clock() - started
+        if found is not None:
+            outcome = GateOutcome.ABORTED if found.kind is DecisionKind.ABORT else GateOutcome.PROMOTED
+            return GateResult(outcome, found, waited)
+        if waited >= timeout:
+            return GateResult(GateOutcome.TIMED_OUT, None, waited)
+        problem = healthy()
+        if problem is not None:
+            return GateResult(GateOutcome.DEGRADED, None, clock() - started, problem)
+        sleep(min(poll, max(0.0, timeout - (clock() - started))))
