@@ -9,8 +9,8 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-NAMES = ("validate", "plan", "diff", "facts", "apply", "resume", "rollback", "status", "audit", "runs", "show", "report",
-         "windows", "schedule", "schema")
+NAMES = ("validate", "plan", "diff", "facts", "apply", "resume", "rollback", "status", "audit", "promote", "abort",
+         "runs", "show", "report", "windows", "schedule", "schema")
 
 
 def load(name: str) -> ModuleType:
