@@ -16,6 +16,9 @@ from upgrader.errors import UpgraderError
 
 DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 UNIT_NAME_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,200}$")
+# OnFailure= may name a template instance with a specifier: upgrader-notify@%n.service
+ON_FAILURE_RE = re.compile(r"^[A-Za-z0-9_.:][A-Za-z0-9_.:@%-]{0,199}$")
+USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")  # a POSIX login name, as useradd accepts it
 _AT_RE = re.compile(r"^\s*(Mon|Tue|Wed|Thu|Fri|Sat|Sun)\s+([01]?[0-9]|2[0-3]):([0-5][0-9])\s+(\S+)\s*$")
 _SAFE_ARG = re.compile(r"^[A-Za-z0-9_@+=:,./-]+$")
 
@@ -34,6 +37,9 @@ class At:
     def cron_fields(self) -> str:
         return f"{self.time.minute} {self.time.hour} * * {(self.weekday + 1) % 7}"  # cron: Sunday = 0
 
+    def describe(self) -> str:
+        return f"{DAYS[self.weekday]} {self.time:%H:%M} {self.zone}"
+
     def next_elapse(self, now: dt.datetime) -> dt.datetime:
         """The first occurrence strictly after ``now`` (aware UTC), counted in local wall-clock time."""
         zone = ZoneInfo(self.zone)
@@ -44,6 +50,58 @@ class At:
             if candidate > now:
                 return candidate.astimezone(dt.UTC)
             day += dt.timedelta(days=7)
+
+
+@dataclass(frozen=True)
+class On:
+    """One start at a local date and time in an explicit IANA zone: '2026-12-05 02:00 America/New_York'."""
+
+    when: dt.datetime  # aware, in ``zone``
+    zone: str
+
+    def on_calendar(self) -> str:
+        return f"{self.when:%Y-%m-%d %H:%M}:00 {self.zone}"
+
+    def cron_fields(self) -> str:
+        # cron has no year: this line would fire again next year; the notice in cron_line says to remove it.
+        return f"{self.when.minute} {self.when.hour} {self.when.day} {self.when.month} *"
+
+    def next_elapse(self, now: dt.datetime) -> dt.datetime | None:
+        at = self.when.astimezone(dt.UTC)
+        return at if at > now else None
+
+    def describe(self) -> str:
+        return f"once {self.when:%Y-%m-%d %H:%M} {self.zone}"
+
+
+_ON_RE = re.compile(r"^\s*(\d{4}-\d{2}-\d{2})\s+([01]?[0-9]|2[0-3]):([0-5][0-9])\s+(\S+)\s*$")
+
+
+def parse_on(text: str) -> On:
+    """A one-off start; refused when the local time does not exist (DST gap) or occurs twice (DST fold)."""
+    match = _ON_RE.match(text)
+    if not match:
+        raise UpgraderError(f"--on {text!r} is not 'YYYY-MM-DD HH:MM ZONE'",
+                            "e.g. --on '2026-12-05 02:00 America/New_York'")
+    day, hour, minute, zone_name = match.groups()
+    try:
+        zone = ZoneInfo(zone_name)
+        date = dt.date.fromisoformat(day)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise UpgraderError(f"--on {text!r}: {exc}", "a real date and an IANA zone such as America/New_York") from None
+    naive = dt.datetime.combine(date, dt.time(int(hour), int(minute)))
+    first, second = naive.replace(tzinfo=zone, fold=0), naive.replace(tzinfo=zone, fold=1)
+    if first.utcoffset() != second.utcoffset():
+        raise UpgraderError(f"--on {text!r} is ambiguous or does not exist in {zone_name} (a DST change)",
+                            "pick a time an hour away")
+    # A time in the spring-forward gap round-trips to another wall-clock time.
+    if first.astimezone(dt.UTC).astimezone(zone).replace(tzinfo=None) != naive:
+        raise UpgraderError(f"--on {text!r} does not exist in {zone_name} (clocks spring forward)",
+                            "pick a time an hour away")
+    return On(first, zone_name)
+
+
+Schedule = At | On
 
 
 def parse_at(text: str) -> At:
@@ -68,8 +126,15 @@ class Job:
     env_file: str
     description: str
     lock_file: str  # cron only: systemd already refuses overlapping runs of one unit
+    user: str | None = None  # User= of the service: the run's operator, with that user's state directory
+    on_failure: str | None = None  # OnFailure= unit that notifies when the run fails or is refused
 
     def __post_init__(self) -> None:
+        if self.user is not None and not USER_RE.match(self.user):
+            raise UpgraderError(f"user {self.user!r} is not a login name", "e.g. --user deploy")
+        if self.on_failure is not None and not ON_FAILURE_RE.match(self.on_failure):
+            raise UpgraderError(f"OnFailure unit {self.on_failure!r} has characters systemd does not allow",
+                                "e.g. --on-failure 'upgrader-notify@%n.service'")
         if not UNIT_NAME_RE.match(self.name):
             raise UpgraderError(f"unit name {self.name!r} has characters systemd does not allow",
                                 "use letters, digits, '_', '.', ':' and '-'")
@@ -85,13 +150,13 @@ def service_unit(job: Job) -> str:
 Description={_specifiers(job.description)}
 Wants=network-online.target
 After=network-online.target
-
+{f"OnFailure={job.on_failure}" + chr(10) if job.on_failure else ""}
 [Service]
 # oneshot: the unit is "activating" for the whole run.  systemd never runs two instances
 # of one (non-template) unit, and a timer elapsing while the run is still going does not
 # start another; upgrader's own host locks also refuse a second run on the same hosts.
 Type=oneshot
-WorkingDirectory={_specifiers(job.workdir)}
+{f"User={job.user}" + chr(10) if job.user else ""}WorkingDirectory={_specifiers(job.workdir)}
 # Secrets (the webhook URLs named by the inventory's notify url_env, ...), mode 0600.
 # Not optional ('-'): a missing file fails the start visibly instead of running unannounced.
 EnvironmentFile={_specifiers(job.env_file)}
@@ -105,11 +170,11 @@ SyslogIdentifier={job.name}
 """
 
 
-def timer_unit(job: Job, at: At) -> str:
+def timer_unit(job: Job, at: Schedule) -> str:
     return f"""\
 # Generated by `upgrader schedule`; regenerate rather than edit.
 [Unit]
-Description={_specifiers(job.description)} (timer: {DAYS[at.weekday]} {at.time:%H:%M} {at.zone})
+Description={_specifiers(job.description)} (timer: {at.describe()})
 
 [Timer]
 OnCalendar={at.on_calendar()}
@@ -119,20 +184,21 @@ OnCalendar={at.on_calendar()}
 Persistent=false
 AccuracySec=1s
 RandomizedDelaySec=0
-Unit={job.name}.service
+{"RemainAfterElapse=no" + chr(10) if isinstance(at, On) else ""}Unit={job.name}.service
 
 [Install]
 WantedBy=timers.target
 """
 
 
-def cron_line(job: Job, at: At, flock: str = "/usr/bin/flock") -> str:
+def cron_line(job: Job, at: Schedule, flock: str = "/usr/bin/flock") -> str:
     """The crontab equivalent.  CRON_TZ is honoured by cronie (RHEL, Fedora); check your cron's man page."""
     command = " ".join([
         "cd", shlex.quote(job.workdir), "&&", "set -a", "&&", ".", shlex.quote(job.env_file), "&&", "set +a", "&&",
         "exec", shlex.quote(flock), "-n", shlex.quote(job.lock_file), *(shlex.quote(a) for a in job.argv),
     ])
-    return f"CRON_TZ={at.zone}\n{at.cron_fields()} {command.replace('%', chr(92) + '%')}\n"
+    once = "# one-off: cron has no year, remove this entry after it has run\n" if isinstance(at, On) else ""
+    return f"{once}CRON_TZ={at.zone}\n{at.cron_fields()} {command.replace('%', chr(92) + '%')}\n"
 
 
 def systemd_quote(arg: str) -> str:

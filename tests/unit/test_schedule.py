@@ -118,3 +118,50 @@ def test_timer_unit_text_is_stable() -> None:
     job = Job("u", ("/usr/bin/upgrader", "apply"), "/srv", "/etc/u.env", "upgrader: x", "/tmp/l")
     text = timer_unit(job, parse_at("Fri 21:30 Europe/London"))
     assert text.count("OnCalendar=Fri *-*-* 21:30:00 Europe/London") == 1
+
+
+def test_parse_on_refuses_times_a_dst_change_makes_ambiguous_or_impossible() -> None:
+    from upgrader.scheduling import parse_on
+
+    on = parse_on("2026-12-05 02:00 America/New_York")
+    assert on.on_calendar() == "2026-12-05 02:00:00 America/New_York"
+    assert on.next_elapse(dt.datetime(2026, 12, 1, tzinfo=dt.UTC)) == dt.datetime(2026, 12, 5, 7, tzinfo=dt.UTC)
+    assert on.next_elapse(dt.datetime(2026, 12, 6, tzinfo=dt.UTC)) is None
+    for bad in ("2026-03-08 02:30 America/New_York",  # spring forward: 02:30 never happens
+                "2026-11-01 01:30 America/New_York",  # fall back: 01:30 happens twice
+                "2026-02-30 02:00 UTC", "2026-12-05 02:00", "2026-12-05 02:00 Mars/Olympus", "Sat 02:00 UTC"):
+        with pytest.raises(UpgraderError):
+            parse_on(bad)
+
+
+def test_user_and_on_failure_reach_the_unit_and_are_checked() -> None:
+    from upgrader.scheduling import parse_on
+
+    job = Job("upg-x", ("/bin/true",), "/srv", "/etc/x.env", "upgrader: plan.json", "/tmp/l", user="deploy",
+              on_failure="upgrader-notify@%n.service")
+    service = service_unit(job)
+    assert "\nUser=deploy\n" in service and "\nOnFailure=upgrader-notify@%n.service\n" in service
+    timer = timer_unit(job, parse_on("2026-12-05 02:00 America/New_York"))
+    assert "OnCalendar=2026-12-05 02:00:00 America/New_York" in timer and "RemainAfterElapse=no" in timer
+    for user in ("root\nExecStartPre=/bin/evil", "-u", "Deploy Team"):
+        with pytest.raises(UpgraderError):
+            Job("upg-x", ("/bin/true",), "/srv", "/etc/x.env", "d", "/tmp/l", user=user)
+    with pytest.raises(UpgraderError):
+        Job("upg-x", ("/bin/true",), "/srv", "/etc/x.env", "d", "/tmp/l", on_failure="-x.service")
+
+
+@needs_systemd
+def test_systemd_accepts_the_one_off_timer_with_user_and_on_failure(tmp_path: Path) -> None:
+    from upgrader.scheduling import parse_on
+
+    (tmp_path / "x.env").write_text("")
+    (tmp_path / "upgrader-notify@.service").write_text("[Service]\nType=oneshot\nExecStart=/bin/true %i\n")
+    job = Job("upg-once", ("/bin/true",), "/", str(tmp_path / "x.env"), "d", "/tmp/l", user="root",
+              on_failure="upgrader-notify@%n.service")
+    (tmp_path / "upg-once.service").write_text(service_unit(job))
+    (tmp_path / "upg-once.timer").write_text(timer_unit(job, parse_on("2026-12-05 02:00 America/New_York")))
+    result = subprocess.run([str(SYSTEMD_ANALYZE), "verify", "--man=no", str(tmp_path / "upg-once.service"),
+                             str(tmp_path / "upg-once.timer")], capture_output=True, text=True, timeout=60,
+                            cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "upg-once" not in result.stderr, result.stderr
