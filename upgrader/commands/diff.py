@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from upgrader.loading.inputs import parse_json_model
-from upgrader.models.plan import Plan
+from upgrader.loading.inputs import read_plan_file
 from upgrader.planning.diff import diff
 
 HELP = "show what changed between two saved plans"
@@ -19,8 +18,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    old = parse_json_model(args.old.read_text(encoding="utf-8"), Plan, str(args.old))
-    new = parse_json_model(args.new.read_text(encoding="utf-8"), Plan, str(args.new))
+    old, new = read_plan_file(args.old), read_plan_file(args.new)
     lines = diff(old, new)
     if args.format == "markdown":
         print(f"### plan diff `{old.content_hash[:19]}` → `{new.content_hash[:19]}`\n")

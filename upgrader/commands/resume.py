@@ -15,8 +15,7 @@ from upgrader.engine.notifier import notifier
 from upgrader.engine.progress import Progress
 from upgrader.engine.resume import analyze
 from upgrader.errors import RefusedError
-from upgrader.loading.inputs import load_inventory, parse_json_model
-from upgrader.models.plan import Plan
+from upgrader.loading.inputs import load_inventory, read_plan_file
 
 HELP = "continue a run whose orchestrator was killed: hosts caught mid-step are rolled back, then the rest goes on"
 
@@ -40,9 +39,15 @@ def run(args: argparse.Namespace) -> int:
         raise RefusedError(f"run {args.run_id} is not an apply run", "only apply runs can be resumed")
     if any(e["event"] == "run-end" for e in entries):
         raise RefusedError(f"run {args.run_id} already finished", f"see `upgrader show {args.run_id}`")
-    plan = parse_json_model((journal.directory / "plan.json").read_text(), Plan, str(journal.directory / "plan.json"))
+    plan = read_plan_file(journal.directory / "plan.json")
     if plan.compute_hash() != start.get("plan_hash"):
         raise RefusedError(f"the saved plan of run {args.run_id} does not match its journal", "it was edited")
+    strangers = sorted({e["host"] for e in entries if "host" in e} - {h.host for h in plan.hosts})
+    if strangers:
+        raise RefusedError(f"the journal of run {args.run_id} names hosts its plan does not have: "
+                           f"{', '.join(strangers[:5])}", "the journal was edited; resume cannot trust it")
+    if args.inventory is None and not start.get("inventory_path"):
+        raise RefusedError(f"run {args.run_id} does not record its inventory", "give it with -i INVENTORY")
     inventory = load_inventory(args.inventory or Path(start["inventory_path"]))
     if args.artifacts is None:
         args.artifacts = Path(start.get("artifacts") or "build/artifacts")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from upgrader.engine.journal import list_runs
 
@@ -10,7 +11,13 @@ HELP = "list recorded runs (apply, resume, rollback)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--last", type=int, default=20, help="how many to show")
+    parser.add_argument("--last", type=_positive, default=20, help="how many to show")
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
+    return int(text)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -19,6 +26,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"no runs in {args.state_dir}")
         return 0
     for r in runs:
+        if r.problem:  # listed, so it can be found and moved aside; the others are unaffected
+            print(f"{r.run_id:<42} DAMAGED   {r.problem}")
+            print(f"warning: run {r.run_id}: {r.problem}", file=sys.stderr)
+            continue
         code = "-" if r.exit_code is None else str(r.exit_code)
         print(f"{r.run_id:<42} {r.kind:<9} {r.component:<14} {r.status:<20} exit={code:<3} {r.operator}")
     return 0

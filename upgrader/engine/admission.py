@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from upgrader.engine.journal import list_runs, read, runs_dir
-from upgrader.errors import RefusedError
+from upgrader.errors import InputError, RefusedError
 from upgrader.models.inventory import Inventory
 from upgrader.models.plan import Plan
 from upgrader.models.playbook import Playbook
@@ -85,12 +85,17 @@ def admitter(plan: Plan, inventory: Inventory, now: Clock, overrides: Any = None
 def past_host_seconds(state: Path, component: str, last: int = 5) -> float | None:
     """Median seconds one host's upgrade program took in recent runs of ``component``."""
     samples: list[float] = []
-    for summary in reversed(list_runs(state)):
+    for summary in reversed(list_runs(state)):  # a damaged journal is listed as kind '?': never a sample
         if summary.component != component or summary.kind != "apply":
             continue
-        for e in read(runs_dir(state) / summary.run_id / "journal.jsonl"):
+        try:
+            entries = list(read(runs_dir(state) / summary.run_id / "journal.jsonl"))
+        except InputError as exc:  # an estimate only: a journal damaged since it was listed is skipped
+            log.warning("past durations: %s", exc)
+            continue
+        for e in entries:
             if e["event"] in ("host-end", "bake-end") and e.get("ok"):
-                samples.append(sum(o.get("seconds", 0.0) for o in e.get("ops", [])))
+                samples.append(sum(o.get("seconds", 0.0) for o in e.get("ops") or []))
         last -= 1
         if last == 0:
             break

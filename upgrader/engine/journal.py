@@ -10,8 +10,10 @@ from __future__ import annotations
 import getpass
 import json
 import os
+import re
 import secrets
 import socket
+import stat
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,10 +21,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from upgrader.errors import RefusedError
+from upgrader.errors import InputError, Location, Problem, RefusedError
 from upgrader.files import write_atomic
+from upgrader.loading import limits
+from upgrader.loading.records import entry_problem
 
 JOURNAL = "journal.jsonl"
+# What a run id looks like (new_run_id); a RUN argument is nothing else, so it names a directory under
+# runs/ and nothing outside it (no '/', no '..').
+RUN_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+_DAMAGED = ("the journal is damaged (edited, or a disk error); other runs are unaffected — "
+            "move this run's directory aside")
 
 
 def operator() -> str:
@@ -39,12 +48,33 @@ def runs_dir(state: Path) -> Path:
     return state / "runs"
 
 
+def run_directory(state: Path, run_id: str) -> Path:
+    """The directory of run ``run_id``: a plain directory directly under runs/, never a path or a symlink."""
+    base = runs_dir(state)
+    if not RUN_ID_RE.fullmatch(run_id) or run_id.strip(".") == "":
+        raise RefusedError(f"{run_id!r} is not a run id", "use an id listed by `upgrader runs`")
+    directory = base / run_id
+    try:
+        info = os.lstat(directory)
+    except OSError:
+        raise RefusedError(f"no run {run_id} in {base}", "list runs with `upgrader runs`") from None
+    if not stat.S_ISDIR(info.st_mode):  # a symlink (or a file) planted under runs/ is not a run
+        raise RefusedError(f"{directory} is not a run directory", "list runs with `upgrader runs`")
+    journal = directory / JOURNAL
+    try:
+        if not stat.S_ISREG(os.lstat(journal).st_mode):
+            raise RefusedError(f"{journal} is not a regular file", "list runs with `upgrader runs`")
+    except FileNotFoundError:
+        raise RefusedError(f"no run {run_id} in {base}", "list runs with `upgrader runs`") from None
+    return directory
+
+
 class Journal:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self.path = directory / JOURNAL
         self._lock = threading.Lock()
-        self._seq = sum(1 for _ in self.path.open()) if self.path.exists() else 0
+        self._seq = _count_lines(self.path)
 
     @property
     def run_id(self) -> str:
@@ -61,10 +91,7 @@ class Journal:
 
     @classmethod
     def open(cls, state: Path, run_id: str) -> Journal:
-        directory = runs_dir(state) / run_id
-        if not (directory / JOURNAL).exists():
-            raise RefusedError(f"no run {run_id} in {runs_dir(state)}", "list runs with `upgrader runs`")
-        return cls(directory)
+        return cls(run_directory(state, run_id))
 
     def record(self, event: str, **data: Any) -> dict[str, Any]:
         with self._lock:
@@ -87,17 +114,70 @@ class Journal:
         return write_atomic(self.directory / name, text)
 
 
+def _count_lines(path: Path) -> int:
+    try:
+        with path.open("rb") as fh:
+            return sum(chunk.count(b"\n") for chunk in iter(lambda: fh.read(1 << 20), b""))
+    except FileNotFoundError:
+        return 0
+
+
 def read(path: Path) -> Iterator[dict[str, Any]]:
-    with path.open(encoding="utf-8") as fh:
-        for line in fh:
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                yield json.loads(line)
-            except json.JSONDecodeError:
-                # A torn last line after a crash: everything before it still counts.
-                continue
+    """The journal's records, each checked; InputError naming ``path:line`` for the first damaged one.
+
+    Only a torn last line (no newline: the controller died while writing it) is skipped; everything
+    before it still counts.  Records are bounded in size and nesting, and the fields commands use
+    must have their types (``loading.records``), so no reader meets a surprise later.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise InputError([Problem(Location(str(path)), f"cannot read journal: {exc.strerror or exc}",
+                                  "list runs with `upgrader runs`")]) from None
+    with os.fdopen(fd, "rb") as fh:
+        info = os.fstat(fh.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise InputError([Problem(Location(str(path)), "journal is not a regular file", _DAMAGED)])
+        if info.st_size > limits.MAX_BYTES["journal"]:
+            raise InputError([limits.too_large(path, "journal", info.st_size)])
+        number = 0
+        while raw := fh.readline(limits.MAX_JOURNAL_LINE + 1):
+            number += 1
+            if len(raw) > limits.MAX_JOURNAL_LINE:
+                raise _damaged(path, number, f"line longer than {limits.MAX_JOURNAL_LINE // limits.MiB} MiB")
+            entry = _entry(path, number, raw, torn_ok=not raw.endswith(b"\n"))
+            if entry is not None:
+                yield entry
+
+
+def _entry(path: Path, number: int, raw: bytes, torn_ok: bool) -> dict[str, Any] | None:
+    try:
+        text = raw.decode("utf-8").strip()
+    except UnicodeDecodeError as exc:
+        raise _damaged(path, number, f"not UTF-8 text (byte 0x{raw[exc.start]:02x})", exc.start + 1) from None
+    if not text:
+        return None
+    try:
+        entry = json.loads(text, parse_constant=_no_constant)
+    except json.JSONDecodeError as exc:
+        if torn_ok:  # a torn last line after a crash
+            return None
+        raise _damaged(path, number, f"not JSON: {exc.msg}", exc.colno) from None
+    except (RecursionError, ValueError) as exc:  # deep nesting; NaN, or an integer of thousands of digits
+        raise _damaged(path, number, "not a journal record: " + (
+            "nested too deeply" if isinstance(exc, RecursionError) else " ".join(str(exc).split())[:100])) from None
+    problem = "not an object" if not isinstance(entry, dict) else entry_problem(entry)
+    if problem:
+        raise _damaged(path, number, problem)
+    return entry
+
+
+def _no_constant(word: str) -> None:
+    raise ValueError(f"{word} is not a number JSON allows")
+
+
+def _damaged(path: Path, line: int, what: str, column: int | None = None) -> InputError:
+    return InputError([Problem(Location(str(path), line, column), f"journal record {what}", _DAMAGED)])
 
 
 @dataclass(frozen=True)
@@ -109,10 +189,15 @@ class RunSummary:
     started: str
     status: str
     exit_code: int | None
+    problem: str | None = None  # the journal is damaged: the first problem, file:line: message
 
 
 def summarize(directory: Path) -> RunSummary:
-    entries = list(read(directory / JOURNAL))
+    """One run's summary; a damaged journal gives a summary that says so (status 'damaged'), never an error."""
+    try:
+        entries = list(read(directory / JOURNAL))
+    except InputError as exc:
+        return RunSummary(directory.name, "?", "?", "?", "?", "damaged", None, str(exc.problems[0]))
     start = next((e for e in entries if e["event"] == "run-start"), {})
     end = next((e for e in reversed(entries) if e["event"] == "run-end"), None)
     return RunSummary(
@@ -130,7 +215,8 @@ def list_runs(state: Path) -> list[RunSummary]:
     base = runs_dir(state)
     if not base.exists():
         return []
-    return [summarize(d) for d in sorted(base.iterdir()) if (d / JOURNAL).exists()]
+    return [summarize(d) for d in sorted(base.iterdir())
+            if RUN_ID_RE.fullmatch(d.name) and not d.is_symlink() and d.is_dir() and (d / JOURNAL).exists()]
 
 
 def audit(state: Path, **data: Any) -> None:

@@ -6,7 +6,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ValidationError
@@ -184,6 +184,16 @@ def _suggest(word: str, choices: object, fallback: str) -> str:
 
 def parse_json_model(text: str, model: type[M], name: str) -> M:
     """Validate JSON text (a saved plan) into a model; problems name the file."""
+    data = parse_json_object(text, name)
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        doc = yamlfile.Document(path=Path(name), data=data, text=text)
+        raise InputError(problems_from(exc, doc, model)) from None
+
+
+def parse_json_object(text: str, name: str) -> dict[str, Any]:
+    """A JSON object, bounded in nesting, with no NaN/Infinity or integers of thousands of digits."""
     hint = "was the file edited by hand? write it again with `upgrader plan --out`"
     try:
         data = json.loads(text, parse_constant=_no_constant)
@@ -197,11 +207,7 @@ def parse_json_model(text: str, model: type[M], name: str) -> M:
         raise InputError([Problem(Location(name), f"JSON nested deeper than {limits.MAX_DEPTH} levels", hint)])
     if not isinstance(data, dict):
         raise InputError([Problem(Location(name, 1, 1), f"expected a JSON object, got {type(data).__name__}", hint)])
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        doc = yamlfile.Document(path=Path(name), data=data, text=text)
-        raise InputError(problems_from(exc, doc, model)) from None
+    return data
 
 
 def _no_constant(word: str) -> None:

@@ -10,14 +10,18 @@ last op, never inside one.
 from __future__ import annotations
 
 import json
+import logging
+import os
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from upgrader.engine.journal import JOURNAL, read, runs_dir
-from upgrader.errors import RefusedError
+from upgrader.engine.journal import JOURNAL, list_runs, read, run_directory
+from upgrader.errors import InputError, Location, Problem, RefusedError
+from upgrader.loading import limits
+from upgrader.loading.inputs import parse_json_object
 from upgrader.reporting.model import (
     Check,
     Failure,
@@ -37,28 +41,45 @@ CATEGORY = {"lock": "lock", "stage": "stage", "precheck": "precheck", "stop": "s
 NOTED = {"halt", "hold", "lock-break", "recover", "resume", "artifact-refused"}
 PER_HOST = {"host-begin", "host-end", "bake-begin", "bake-end", "rollback-end"}
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+log = logging.getLogger(__name__)
 
 
 def load_run(state_dir: Path, run_id: str) -> RunRecord:
-    directory = runs_dir(state_dir) / run_id
-    if not (directory / JOURNAL).is_file():
-        raise RefusedError(f"no run {run_id} in {runs_dir(state_dir)}", "list runs with `upgrader runs`")
-    return parse_run(run_id, list(read(directory / JOURNAL)), _read_plan(directory / "plan.json"))
+    """One run, read from its journal (and plan.json, for apply runs); InputError names a damaged file."""
+    directory = run_directory(state_dir, run_id)
+    entries = list(read(directory / JOURNAL))
+    return parse_run(run_id, entries, _read_plan(directory / "plan.json"))
 
 
 def load_runs(state_dir: Path) -> list[RunRecord]:
-    """Every recorded run, oldest first (run ids begin with their UTC start time)."""
-    base = runs_dir(state_dir)
-    if not base.is_dir():
-        return []
-    return [load_run(state_dir, d.name) for d in sorted(base.iterdir()) if (d / JOURNAL).is_file()]
+    """Every recorded run whose files can be read, oldest first (run ids begin with their UTC start time).
+
+    A damaged run is left out (logged), so one bad journal does not hide the others' metrics.
+    """
+    records = []
+    for summary in list_runs(state_dir):
+        try:
+            records.append(load_run(state_dir, summary.run_id))
+        except (InputError, RefusedError) as exc:
+            log.warning("run %s left out: %s", summary.run_id, exc)
+    return records
 
 
 def _read_plan(path: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))  # type: ignore[no-any-return]
-    except (OSError, ValueError):
+    """The run's plan as JSON data: absent for rollback runs; a damaged one is an InputError naming it."""
+    if not os.path.lexists(path):
         return None
+    plan = parse_json_object(limits.read_text(path, "plan"), str(path))
+    hosts = plan.get("hosts", [])
+    if not isinstance(hosts, list) or not all(
+            isinstance(h, dict) and isinstance(h.get("host"), str)
+            and all(isinstance(h.get(k), str | None) for k in ("datacenter", "from_version")) for h in hosts):
+        raise InputError([Problem(Location(str(path)), "plan 'hosts' must be a list of host plans",
+                                  "the run's plan.json was edited; the journal alone cannot say which hosts it had")])
+    if not isinstance(plan.get("content_hash"), str | None):
+        raise InputError([Problem(Location(str(path)), "plan 'content_hash' must be a string",
+                                  "the run's plan.json was edited")])
+    return plan
 
 
 def parse_run(run_id: str, entries: list[Entry], plan: dict[str, Any] | None = None) -> RunRecord:
