@@ -20,6 +20,7 @@ from upgrader.engine.notifier import notifier
 from upgrader.engine.progress import Progress
 from upgrader.engine.staleness import drift, rederived_difference
 from upgrader.errors import ExitCode, RefusedError
+from upgrader.loading import limits
 from upgrader.loading.inputs import parse_json_model
 from upgrader.models.inventory import Inventory
 from upgrader.models.plan import Plan
@@ -134,10 +135,8 @@ def plan_again(plan: Plan, inputs: Inputs) -> Plan:
 
 
 def _read(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise RefusedError(f"cannot read {path}: {exc}") from None
+    """The saved plan's text, through the bounded reader every plan file goes through (size cap, UTF-8)."""
+    return limits.read_text(path, "plan")
 
 
 def execute(args: argparse.Namespace, plan: Plan, pool: Pool, inventory: Inventory) -> int:
