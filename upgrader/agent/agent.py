@@ -39,19 +39,111 @@ def now():
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
-def state_dir(component):
-    """/var/lib/upgrader/<component>: locks and the host journal, readable by root only."""
-    path = os.path.join(STATE, component)
-    if not os.path.isdir(path):
-        for private in (STATE, path):
-            os.makedirs(private, mode=0o700, exist_ok=True)
-            os.chmod(private, 0o700)
+# ---------------------------------------------------------------- directories root may write in
+#
+# Root never writes where someone else could swap what it writes to: every directory it writes in
+# (install root, releases/, config directories, /var/lib/upgrader and below) must be a real
+# directory (no symlink anywhere on its path, checked with lstat from /), and it and each ancestor
+# must be owned by root and not writable by group or others.  An ancestor may be world-writable only
+# if sticky (/tmp, /var/tmp): others cannot rename or remove what root owns in it.  Temporary files
+# get unguessable names and O_CREAT|O_EXCL|O_NOFOLLOW, so a planted file or symlink is never opened.
+
+
+def insecure(path, why):
+    return OpFailed("refusing to write under %s: %s; fix: chown root:root %s && chmod go-w %s"
+                    % (path, why, path, path), insecure=path)
+
+
+def check_dir(path):
+    """``path`` (absolute) and its ancestors are real directories owned by root and not group/other-writable."""
+    import stat
+
+    if not path.startswith("/") or "/../" in path + "/" or "/./" in path + "/":
+        raise insecure(path, "not a plain absolute path")
+    here = "/"
+    names = [n for n in path.split("/") if n]
+    for i in range(len(names) + 1):
+        if i:
+            here = here.rstrip("/") + "/" + names[i - 1]
+        st = os.lstat(here)
+        if stat.S_ISLNK(st.st_mode):
+            raise insecure(here, "it is a symlink (name the real directory instead)")
+        if not stat.S_ISDIR(st.st_mode):
+            raise insecure(here, "it is not a directory")
+        if st.st_uid not in (0, os.geteuid()):
+            raise insecure(here, "it is owned by uid %d" % st.st_uid)
+        last = i == len(names)
+        if st.st_mode & 0o022 and (last or not st.st_mode & stat.S_ISVTX):
+            raise insecure(here, "it is writable by group or others (mode %o)" % (st.st_mode & 0o7777))
     return path
+
+
+def secure_dir(path, mode=0o755):
+    """Make ``path`` (and missing parents, with ``mode``) if needed, then check_dir it."""
+    missing = []
+    probe = path
+    while probe != "/" and not os.path.lexists(probe):
+        missing.append(probe)
+        probe = os.path.dirname(probe)
+    check_dir(probe)
+    for new in reversed(missing):
+        try:
+            os.mkdir(new, mode)
+        except FileExistsError:
+            pass
+    return check_dir(path)
+
+
+def state_dir(component):
+    """/var/lib/upgrader/<component>: the program lock, host lock, journal and staged registry; root only."""
+    secure_dir(STATE, 0o700)
+    return secure_dir(os.path.join(STATE, component), 0o700)
+
+
+def install_dirs(root):
+    """The install root and releases/, checked (and made) before any operation writes under them."""
+    secure_dir(root)
+    return secure_dir(releases_dir(root))
+
+
+def token():
+    return os.urandom(8).hex()
+
+
+def create_private(path, mode=0o600):
+    """A new file at ``path``: never an existing one, never through a symlink."""
+    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0), mode)
+
+
+def copy_file(src, dst, keep_owner=True):
+    """Copy ``src`` (a regular file, not a symlink) to a new ``dst``, keeping mode and (as root) owner."""
+    import shutil
+    import stat
+
+    fin = os.open(src, os.O_RDONLY | os.O_NOFOLLOW)
+    try:
+        st = os.fstat(fin)
+        if not stat.S_ISREG(st.st_mode):
+            raise OpFailed("%s is not a regular file" % src, path=src)
+        fout = create_private(dst)
+        try:
+            with os.fdopen(os.dup(fin), "rb") as reader, os.fdopen(fout, "wb") as writer:
+                shutil.copyfileobj(reader, writer, 1 << 20)
+                writer.flush()
+                if keep_owner:
+                    os.fchown(writer.fileno(), st.st_uid, st.st_gid)
+                os.fchmod(writer.fileno(), stat.S_IMODE(st.st_mode))
+                os.fsync(writer.fileno())
+        except BaseException:
+            remove_quietly(dst)
+            raise
+    finally:
+        os.close(fin)
 
 
 def append_journal(component, record):
     path = os.path.join(state_dir(component), "journal.jsonl")
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
     try:
         os.write(fd, (json.dumps(record, sort_keys=True) + "\n").encode())
         os.fsync(fd)
@@ -60,13 +152,17 @@ def append_journal(component, record):
 
 
 def write_json_atomic(path, data, mode=0o600):
-    tmp = "%s.tmp-%d" % (path, os.getpid())
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(data, fh, sort_keys=True)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    tmp = "%s.tmp-%s" % (path, token())
+    fd = create_private(tmp, mode)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(data, fh, sort_keys=True)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        remove_quietly(tmp)
+        raise
     fsync_dir(os.path.dirname(path))
 
 
@@ -108,6 +204,14 @@ def releases_dir(root):
     return os.path.join(root, "releases")
 
 
+def release_path(root, version):
+    """releases/<version>, for a version that is one plain directory name."""
+    if not isinstance(version, str) or version in ("", ".", "..") or "/" in version or "\0" in version \
+            or version.startswith("."):
+        raise OpFailed("%r cannot be a release directory name" % (version,), version=version)
+    return os.path.join(releases_dir(root), version)
+
+
 def current_version(root):
     try:
         target = os.readlink(os.path.join(root, "current"))
@@ -125,23 +229,25 @@ def staged_versions(root):
 
 
 def release_meta(root, version, name, default=None):
-    return read_json(os.path.join(releases_dir(root), version, META, name), default)
+    return read_json(os.path.join(release_path(root, version), META, name), default)
+
+
+def meta_dir(root, version):
+    """releases/<version>/.upgrader/, made 0700 if missing and checked like every directory root writes in."""
+    return secure_dir(os.path.join(release_path(root, version), META), 0o700)
 
 
 def set_release_meta(root, version, name, data):
-    meta = os.path.join(releases_dir(root), version, META)
-    os.makedirs(meta, mode=0o700, exist_ok=True)
-    write_json_atomic(os.path.join(meta, name), data)
+    write_json_atomic(os.path.join(meta_dir(root, version), name), data)
 
 
 def flip(root, version):
     """Point current at releases/<version> with one rename: never a moment without a link."""
-    if not os.path.isdir(os.path.join(releases_dir(root), version)):
+    if not os.path.isdir(release_path(root, version)):
         raise OpFailed("release %s is not staged under %s" % (version, releases_dir(root)), missing=version)
-    tmp = os.path.join(root, ".current.tmp-%d" % os.getpid())
-    if os.path.lexists(tmp):
-        os.unlink(tmp)
-    os.symlink(os.path.join("releases", version), tmp)
+    install_dirs(root)
+    tmp = os.path.join(root, ".current.tmp-" + token())
+    os.symlink(os.path.join("releases", version), tmp)  # symlink() never follows or replaces what is there
     os.replace(tmp, os.path.join(root, "current"))
     fsync_dir(root)
 
@@ -400,8 +506,8 @@ def op_facts(ctx, s):
     installed = current_version(root)
     out = {
         "installed": installed,
-        "staged": staged_versions(root),  # every release on disk; staged_sha says which upgrader verified
-        "staged_sha": {v: (release_meta(root, v, "release.json") or {}).get("sha256") for v in staged_versions(root)},
+        "staged": staged_versions(root),  # every release on disk; staged_sha: those this agent staged, and from what
+        "staged_sha": {v: (staged_entry(root, ctx["component"], v) or {}).get("sha256") for v in staged_versions(root)},
         "previous": release_meta(root, installed, "previous.json", {}).get("version") if installed else None,
         "lock": read_json(os.path.join(STATE, ctx["component"], "lock.json")),
         "free_disk_mb": free_mb(root),
@@ -463,7 +569,7 @@ def op_lock(ctx, s):
                                                                   held.get("since")), holder=held)
         if held:
             return {"lock": held, "reacquired": True}
-        tmp = path + ".new-%d" % os.getpid()
+        tmp = "%s.new-%s" % (path, token())
         write_json_atomic(tmp, mine)
         try:
             os.link(tmp, path)  # atomic create-if-absent: two operators cannot both win
@@ -495,43 +601,92 @@ def op_lock(ctx, s):
     raise OpFailed("unknown lock mode %r" % mode)
 
 
+# ---------------------------------------------------------------- staging and the staged registry
+#
+# Which releases this agent staged, and from which artifact, is kept in a root-only registry
+# (/var/lib/upgrader/<component>/staged.json), not in the release directory: a marker inside
+# releases/<v>/ sits next to files that came from a tarball, and anything that could write there
+# could copy a genuine marker beside other files (an HMAC over (version, sha256) could be replayed
+# the same way, and would need a key to keep).  Each entry also records the directory's (device,
+# inode), so a directory swapped in at that name afterwards does not count either.
+
+
+def staged_path(component):
+    return os.path.join(state_dir(component), "staged.json")
+
+
+def staged_registry(component):
+    """{version: {"sha256", "run", "staged_at", "dev", "ino"}} as this agent recorded them; {} if none."""
+    here = os.path.join(STATE, component)
+    if not os.path.isdir(here):
+        return {}
+    data = read_json(os.path.join(check_dir(here), "staged.json"), {})
+    return data if isinstance(data, dict) else {}
+
+
+def staged_entry(root, component, version):
+    """The registry entry for ``version`` if it still describes the directory at releases/<version>."""
+    import stat
+
+    entry = staged_registry(component).get(version)
+    if not isinstance(entry, dict):
+        return None
+    try:
+        st = os.lstat(release_path(root, version))
+    except (OSError, OpFailed):
+        return None
+    if not stat.S_ISDIR(st.st_mode) or [st.st_dev, st.st_ino] != [entry.get("dev"), entry.get("ino")]:
+        return None
+    return entry
+
+
+def record_staged(component, version, entry):
+    registry = staged_registry(component)
+    if entry is None:
+        registry.pop(version, None)
+    else:
+        registry[version] = entry
+    write_json_atomic(staged_path(component), registry)
+
+
 def op_stage(ctx, s):
     import shutil
 
     root, version, want = ctx["root"], s["version"], s["sha256"]
-    target = os.path.join(releases_dir(root), version)
-    marker = release_meta(root, version, "release.json")
-    if marker and marker.get("sha256") == want and os.path.isdir(target):
+    target = release_path(root, version)
+    install_dirs(root)
+    entry = staged_entry(root, ctx["component"], version)
+    if entry and entry.get("sha256") == want:
         remove_quietly(s.get("upload"))
         return {"skipped": True, "reason": "already staged and verified"}
     if os.path.lexists(target):
         if current_version(root) == version:
-            raise OpFailed("release %s is live but has no matching stage marker; refusing to replace it" % version)
-        shutil.rmtree(target)  # a half-staged or different build of this version: stage it again
-    incoming = os.path.join(state_dir(ctx["component"]), "incoming")
-    os.makedirs(incoming, mode=0o700, exist_ok=True)
-    private = os.path.join(incoming, "%s.tar.gz" % want)
-    digest = copy_hashing(s["upload"], private)  # hash what we will extract, as root, not the user's file
-    remove_quietly(s.get("upload"))
-    if digest != want:
-        remove_quietly(private)
-        raise OpFailed("sha256 mismatch for %s: artifact has %s, playbook says %s" % (version, digest, want),
-                       sha256=digest)
-    os.makedirs(releases_dir(root), mode=0o755, exist_ok=True)
-    tmp = os.path.join(releases_dir(root), ".staging-" + os.urandom(8).hex())  # unguessable; prune removes strays
+            raise OpFailed("release %s is live but this agent did not stage it from this artifact; "
+                           "refusing to replace it" % version)
+        record_staged(ctx["component"], version, None)
+        shutil.rmtree(target)  # a half-staged, planted or different build of this version: stage it again
+    incoming = secure_dir(os.path.join(state_dir(ctx["component"]), "incoming"), 0o700)
+    private = os.path.join(incoming, "%s.tar.gz" % token())
     try:
-        extract_safely(private, tmp, s.get("strip_components", 0))
-        meta = {"version": version, "sha256": want, "staged_at": now(), "run": ctx["run"]}
-        os.mkdir(os.path.join(tmp, META), 0o700)  # the tarball cannot have made it: extract_safely refuses that
-        write_json_atomic(os.path.join(tmp, META, "release.json"), meta)
-        os.rename(tmp, target)
-        fsync_dir(releases_dir(root))
+        digest = copy_hashing(s["upload"], private)  # hash what we will extract, as root, not the user's file
+        remove_quietly(s.get("upload"))
+        if digest != want:
+            raise OpFailed("sha256 mismatch for %s: artifact has %s, playbook says %s" % (version, digest, want),
+                           sha256=digest)
+        tmp = os.path.join(releases_dir(root), ".staging-" + token())  # unguessable; prune removes strays
+        try:
+            extract_safely(private, tmp, s.get("strip_components", 0))
+            os.mkdir(os.path.join(tmp, META), 0o700)  # the tarball cannot have made it: extract_safely refuses that
+            os.rename(tmp, target)
+            fsync_dir(releases_dir(root))
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        st = os.lstat(target)
+        record_staged(ctx["component"], version, {"sha256": want, "run": ctx["run"], "staged_at": now(),
+                                                  "dev": st.st_dev, "ino": st.st_ino})
     except OSError as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
         raise OpFailed("cannot unpack %s: %s" % (version, exc), errno=exc.errno) from None
-    except OpFailed:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     finally:
         remove_quietly(private)
     return {"staged": version}
@@ -546,12 +701,17 @@ def remove_quietly(path):
 
 
 def copy_hashing(src, dst):
+    """Copy the uploaded artifact (the SSH user's file: a regular file, never followed as a symlink)."""
     import hashlib
+    import stat
 
     digest = hashlib.sha256()
     try:
-        with open(src, "rb") as fin, open(dst, "wb") as fout:
-            os.fchmod(fout.fileno(), 0o600)
+        fd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)  # NONBLOCK: a planted FIFO cannot hang us
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise OpFailed("uploaded artifact %s is not a regular file" % src, path=src)
+        with os.fdopen(fd, "rb") as fin, os.fdopen(create_private(dst), "wb") as fout:
             for block in iter(lambda: fin.read(1 << 20), b""):
                 digest.update(block)
                 fout.write(block)
@@ -825,36 +985,119 @@ def op_switch(ctx, s):
     return {"previous": old, "current": version}
 
 
-def op_carry_over(ctx, s):
-    import shutil
+def release_relative(rel):
+    """A carry_over name: a plain relative path inside a release, never into .upgrader/."""
+    parts = [p for p in str(rel).split("/") if p not in ("", ".")]
+    if str(rel).startswith("/") or not parts or ".." in parts or parts[0].lower() == META or "\0" in str(rel):
+        raise OpFailed("carry_over file %r is not a plain path inside the release" % (rel,), file=rel)
+    return tuple(parts)
 
+
+def open_dir_path(top, names):
+    """An fd for the directory ``names`` below the directory fd ``top``, never through a symlink."""
+    fd = os.dup(top)
+    for name in names:
+        try:
+            sub = os.open(name, NOFOLLOW_DIR, dir_fd=fd)
+        finally:
+            os.close(fd)
+        fd = sub
+    return fd
+
+
+def carry_one(src_top, dst_top, parts):
+    """Copy releases/<from>/parts to releases/<version>/parts (through a new unguessable temporary file);
+    False if the old release has no such file.  Neither side is followed through a symlink."""
+    import shutil
+    import stat
+
+    try:
+        sdir = open_dir_path(src_top, parts[:-1])
+    except FileNotFoundError:
+        return False
+    try:
+        try:
+            fin = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=sdir)
+        except FileNotFoundError:
+            return False
+    finally:
+        os.close(sdir)
+    with os.fdopen(fin, "rb") as reader:
+        st = os.fstat(reader.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            raise OpFailed("carry_over file %s is not a regular file in the old release" % "/".join(parts))
+        ddir = open_parent(dst_top, parts, set())
+        tmp = ".%s.upgrader-%s" % (parts[-1][:100], token())
+        try:
+            fout = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600, dir_fd=ddir)
+            try:
+                with os.fdopen(fout, "wb") as writer:
+                    shutil.copyfileobj(reader, writer, 1 << 20)
+                    os.fchown(writer.fileno(), st.st_uid, st.st_gid)
+                    os.fchmod(writer.fileno(), stat.S_IMODE(st.st_mode))
+                    writer.flush()
+                    os.fsync(writer.fileno())
+                os.replace(tmp, parts[-1], src_dir_fd=ddir, dst_dir_fd=ddir)
+            except BaseException:
+                try:
+                    os.unlink(tmp, dir_fd=ddir)
+                except OSError:
+                    pass
+                raise
+        finally:
+            os.close(ddir)
+    return True
+
+
+def op_carry_over(ctx, s):
     root = ctx["root"]
-    src_dir = os.path.join(releases_dir(root), s["from"])
-    dst_dir = os.path.join(releases_dir(root), s["version"])
-    copied = []
-    for rel in s.get("files", []):
-        src = os.path.join(src_dir, rel)
-        if os.path.isfile(src):
-            os.makedirs(os.path.dirname(os.path.join(dst_dir, rel)), exist_ok=True)
-            shutil.copy2(src, os.path.join(dst_dir, rel))
-            copied.append(rel)
+    install_dirs(root)
+    src = os.open(release_path(root, s["from"]), NOFOLLOW_DIR)
+    try:
+        dst = os.open(release_path(root, s["version"]), NOFOLLOW_DIR)
+        try:
+            copied = [rel for rel in s.get("files", []) if carry_one(src, dst, release_relative(rel))]
+        finally:
+            os.close(dst)
+    finally:
+        os.close(src)
     return {"copied": copied}
+
+
+def config_path(path):
+    """A config file the agent backs up and restores: absolute, plain, in a directory only root can write,
+    and not itself a symlink (restoring would replace the link, backing up would read elsewhere)."""
+    import stat
+
+    path = str(path)
+    if not path.startswith("/") or "/../" in path + "/" or "/./" in path + "/" or "//" in path or "\0" in path:
+        raise OpFailed("config file %r is not a plain absolute path" % path, file=path)
+    check_dir(os.path.dirname(path))
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    if stat.S_ISLNK(st.st_mode):
+        raise OpFailed("config file %s is a symlink; name the real file in install.config_files" % path, file=path)
+    return path if stat.S_ISREG(st.st_mode) else None
 
 
 def op_migrate(ctx, s):
     import shutil
 
     root, version = ctx["root"], s["version"]
-    backup = os.path.join(releases_dir(root), version, META, "config-before")
-    saved = []
-    if os.path.isdir(backup):
+    install_dirs(root)
+    present = [p for p in (config_path(f) for f in s.get("files", [])) if p]
+    meta = meta_dir(root, version)
+    backup = os.path.join(meta, "config-before")
+    if os.path.lexists(backup):
         shutil.rmtree(backup)
-    for path in s.get("files", []):
-        if os.path.isfile(path):
-            dst = backup + path
-            os.makedirs(os.path.dirname(dst), mode=0o700, exist_ok=True)
-            shutil.copy2(path, dst)
-            saved.append(path)
+    saved = []
+    for path in present:
+        dst = backup + path
+        os.makedirs(os.path.dirname(dst), mode=0o700, exist_ok=True)  # inside root's own 0700 .upgrader/
+        copy_file(path, dst)
+        saved.append(path)
     set_release_meta(root, version, "migration.json",
                      {"from": s.get("from"), "files": saved, "run": ctx["run"], "at": now()})
     proc = run(s["argv"], s.get("timeout", 60))
@@ -867,21 +1110,24 @@ def op_migrate(ctx, s):
 
 def restore_config(root, version):
     """Undo the migration that was run when switching to ``version``; returns files restored."""
-    info = release_meta(root, version, "migration.json")
-    if not info:
+    meta = os.path.join(release_path(root, version), META)
+    if not os.path.isdir(meta):
         return []
-    import shutil
-
-    backup = os.path.join(releases_dir(root), version, META, "config-before")
+    check_dir(meta)  # what it names is written back as root: only trust it from root's own directory
+    info = read_json(os.path.join(meta, "migration.json"))
+    if not isinstance(info, dict):
+        return []
+    backup = os.path.join(meta, "config-before")
     restored = []
     for path in info.get("files", []):
+        config_path(path)
         src = backup + path
         if os.path.isfile(src):
-            tmp = "%s.upgrader-restore" % path
-            shutil.copy2(src, tmp)
+            tmp = "%s.upgrader-restore-%s" % (path, token())
+            copy_file(src, tmp)
             os.replace(tmp, path)
             restored.append(path)
-    os.unlink(os.path.join(releases_dir(root), version, META, "migration.json"))
+    os.unlink(os.path.join(meta, "migration.json"))
     return restored
 
 
@@ -970,7 +1216,8 @@ def op_rollback(ctx, s):
         target = (release_meta(root, current, "previous.json") or {}).get("version")
     if not target:
         raise OpFailed("no previous release recorded for %s; name one with --to" % current, current=current)
-    if not os.path.isdir(os.path.join(releases_dir(root), target)):
+    install_dirs(root)
+    if not os.path.isdir(release_path(root, target)):
         raise OpFailed("release %s is not staged on this host" % target, missing=target,
                        staged=staged_versions(root))
     svc = with_release(s["service"], root, target)  # {release}: the release rolled back to
@@ -1005,6 +1252,7 @@ def op_prune(ctx, s):
     import shutil
 
     root = ctx["root"]
+    install_dirs(root)
     keep = max(2, s.get("keep", 3))
     current = current_version(root)
     protected = {current, (release_meta(root, current, "previous.json") or {}).get("version")} if current else set()
@@ -1014,7 +1262,8 @@ def op_prune(ctx, s):
     excess = len(versions) - keep
     removed = []
     for version in removable[:max(0, excess)]:
-        shutil.rmtree(os.path.join(releases_dir(root), version), ignore_errors=True)
+        shutil.rmtree(release_path(root, version), ignore_errors=True)
+        record_staged(ctx["component"], version, None)
         removed.append(version)
     for name in os.listdir(releases_dir(root)) if os.path.isdir(releases_dir(root)) else []:
         if name.startswith(".staging-"):
@@ -1026,10 +1275,12 @@ def op_unstage(ctx, s):
     import shutil
 
     root, version = ctx["root"], s["version"]
-    marker = release_meta(root, version, "release.json") or {}
-    if current_version(root) == version or marker.get("run") != ctx["run"]:
+    install_dirs(root)
+    entry = staged_entry(root, ctx["component"], version) or {}
+    if current_version(root) == version or entry.get("run") != ctx["run"]:
         return {"removed": False}
-    shutil.rmtree(os.path.join(releases_dir(root), version), ignore_errors=True)
+    shutil.rmtree(release_path(root, version), ignore_errors=True)
+    record_staged(ctx["component"], version, None)
     return {"removed": True}
 
 

@@ -8,8 +8,9 @@
 Compiling the agent costs ~16 ms of CPU on every call, on every host at once during a rollback, so
 the compiled code is cached on the host under KEY (a digest of the source) and this Python's cache
 tag.  The cache is only a cache: missing, unreadable or not safely owned, the source that came with
-the command is compiled instead.  It is only trusted when owned by us and writable by nobody else,
-since it is executed as root.  Standard library only, like the agent.
+the command is compiled instead.  It is only trusted when KEY is the digest of the source sent in
+this run, the entry records that KEY, and it and every directory above it are owned by us and
+writable by nobody else, since it is executed as root.  Standard library only, like the agent.
 """
 
 import marshal
@@ -19,46 +20,73 @@ import sys
 CACHE = "/var/lib/upgrader/.agent"
 
 
-def _private(path):
-    st = os.stat(path)
-    return st.st_uid == os.getuid() and not st.st_mode & 0o022
-
-
-def _cached(path):
+def _digest(packed):
+    """The source key of ``packed`` as upgrader/agent/__init__.py computes it (builtin sha256: no hashlib import)."""
     try:
-        if _private(os.path.dirname(path)) and _private(path):
-            with open(path, "rb") as f:
-                return marshal.loads(f.read())
+        from _sha256 import sha256  # 3.11 and older
+    except ImportError:
+        try:
+            from _sha2 import sha256  # 3.12+
+        except ImportError:
+            from hashlib import sha256
+    return sha256(packed.encode()).hexdigest()[:24]
+
+
+def _private(path):
+    """``path`` and every ancestor: real directories, ours, not group/other-writable (sticky ancestors aside)."""
+    names = [n for n in path.split("/") if n]
+    for i in range(len(names) + 1):
+        st = os.lstat("/" + "/".join(names[:i]))
+        if st.st_mode & 0o170000 != 0o040000 or st.st_uid not in (0, os.getuid()):
+            return False
+        if st.st_mode & 0o022 and (i == len(names) or not st.st_mode & 0o1000):
+            return False
+    return True
+
+
+def _cached(path, key):
+    try:
+        if _private(CACHE):
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+            with os.fdopen(fd, "rb") as f:
+                st = os.fstat(f.fileno())
+                head, _, body = f.read().partition(b"\n")
+                if st.st_uid == os.getuid() and not st.st_mode & 0o022 and head == key.encode():
+                    return marshal.loads(body)
     except (OSError, ValueError, EOFError, TypeError):
         pass
     return None
 
 
-def _store(path, code):
+def _store(path, key, code):
     try:
         for private in (os.path.dirname(CACHE), CACHE):  # the agent's state dir is root-only too
             if not os.path.isdir(private):
                 os.mkdir(private, 0o700)
         if not _private(CACHE):
             return
-        tmp = "%s.%d" % (path, os.getpid())
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        tmp = "%s.%s" % (path, os.urandom(8).hex())
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         with os.fdopen(fd, "wb") as f:
-            f.write(marshal.dumps(code))
+            f.write(key.encode() + b"\n" + marshal.dumps(code))
         os.replace(tmp, path)
     except OSError:
         pass
 
 
 def _agent_code(key, packed):
+    """The agent compiled from ``packed``; from the cache only when ``key`` is the digest of ``packed``
+    (the source sent in this run), so a cache entry can never stand in for different source."""
+    verified = len(key) == 24 and _digest(packed) == key
     path = "%s/%s.%s" % (CACHE, key, sys.implementation.cache_tag)
-    code = _cached(path)
+    code = _cached(path, key) if verified else None
     if code is None:
         import base64
         import zlib
 
         code = compile(zlib.decompress(base64.b64decode(packed)), "upgrader-agent", "exec")
-        _store(path, code)
+        if verified:
+            _store(path, key, code)
     return code
 
 

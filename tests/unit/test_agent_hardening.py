@@ -1,0 +1,307 @@
+"""The agent as root among directories and files others may have touched (issue 13 §2), on real files.
+
+Each test plants what an attacker with some write access on a host could plant — a writable
+directory, a symlinked root, a symlink at a temporary name, a forged stage marker, a forged compiled
+agent — runs the real agent code, and then inspects the filesystem.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import io
+import os
+import tarfile
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from upgrader import agent as agent_pkg
+
+pytestmark = pytest.mark.reliability("planted paths on a host: refused or not followed; nothing written outside")
+
+AGENT = Path(__file__).resolve().parents[2] / "upgrader" / "agent" / "agent.py"
+BOOTSTRAP = AGENT.with_name("bootstrap.py")
+
+
+@pytest.fixture
+def agent(tmp_path: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location("upgrader_agent_hardening", AGENT)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.STATE = str(tmp_path / "state")  # the host's /var/lib/upgrader, here
+    return module
+
+
+@pytest.fixture
+def host(tmp_path: Path) -> dict[str, Path]:
+    root = tmp_path / "opt" / "app"
+    (root / "releases" / "1.0").mkdir(parents=True)
+    (root / "current").symlink_to("releases/1.0")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "canary").write_text("canary")
+    return {"root": root, "outside": outside, "canary": outside / "canary"}
+
+
+def ctx(host: dict[str, Path], run: str = "R1") -> dict[str, str]:
+    return {"component": "app", "run": run, "root": str(host["root"])}
+
+
+def artifact(path: Path, files: dict[str, bytes]) -> tuple[Path, str]:
+    with tarfile.open(path, "w:gz") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(data), 0o755
+            tar.addfile(info, io.BytesIO(data))
+    return path, hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def stage(agent: ModuleType, host: dict[str, Path], tmp_path: Path, version: str = "2.0",
+          files: dict[str, bytes] | None = None, run: str = "R1") -> dict[str, object]:
+    name = f"upload-{hashlib.sha256(version.encode()).hexdigest()[:8]}.tgz"  # the version may be hostile
+    upload, sha = artifact(tmp_path / name, files or {"bin/app": b"#!/bin/sh\n"})
+    return agent.op_stage(ctx(host, run), {"version": version, "sha256": sha, "upload": str(upload)})
+
+
+def assert_untouched(host: dict[str, Path]) -> None:
+    assert [p.name for p in host["outside"].iterdir()] == ["canary"] and host["canary"].read_text() == "canary"
+
+
+# ------------------------------------------------------------ directories others can write
+
+
+def test_a_group_writable_releases_dir_is_refused_before_anything_is_written(agent, host, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    releases = host["root"] / "releases"
+    releases.chmod(0o775)
+    with pytest.raises(agent.OpFailed, match=rf"{releases}: it is writable by group or others.*"
+                                             rf"fix: chown root:root {releases} && chmod go-w {releases}"):
+        stage(agent, host, tmp_path)
+    assert sorted(p.name for p in releases.iterdir()) == ["1.0"], "no staging directory was made"
+    assert not (tmp_path / "state" / "app" / "staged.json").exists()
+    assert len(list(tmp_path.glob("upload-*.tgz"))) == 1, "not even the upload was touched"
+
+
+def test_a_symlinked_install_root_is_refused(agent, host, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    real = tmp_path / "elsewhere"
+    host["root"].rename(real)
+    host["root"].symlink_to(real)
+    with pytest.raises(agent.OpFailed, match=rf"{host['root']}: it is a symlink"):
+        agent.op_switch(ctx(host), {"version": "1.0"})
+    with pytest.raises(agent.OpFailed, match="it is a symlink"):
+        stage(agent, host, tmp_path)
+    assert sorted(p.name for p in (real / "releases").iterdir()) == ["1.0"]
+
+
+def test_an_install_root_owned_by_someone_else_is_refused(agent, host, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    if os.geteuid() != 0:
+        pytest.skip("needs root to chown")
+    os.chown(host["root"].parent, 65534, 65534)
+    with pytest.raises(agent.OpFailed, match=rf"{host['root'].parent}: it is owned by uid 65534"):
+        agent.op_switch(ctx(host), {"version": "1.0"})
+
+
+def test_a_world_writable_state_dir_is_refused(agent, host, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    state = tmp_path / "state"
+    state.mkdir(mode=0o777)
+    state.chmod(0o777)
+    with pytest.raises(agent.OpFailed, match=rf"{state}: it is writable by group or others"):
+        agent.op_lock(ctx(host), {"mode": "acquire"})
+    assert list(state.iterdir()) == []
+
+
+def test_a_group_writable_config_dir_is_refused_and_the_migration_not_run(agent, host, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    etc = tmp_path / "etc" / "app"
+    etc.mkdir(parents=True)
+    (etc / "app.conf").write_text("schema 1\n")
+    etc.chmod(0o770)
+    ran = tmp_path / "ran"
+    with pytest.raises(agent.OpFailed, match=rf"{etc}: it is writable by group or others"):
+        agent.op_migrate(ctx(host), {"version": "1.0", "files": [str(etc / "app.conf")],
+                                     "argv": ["touch", str(ran)]})
+    assert not ran.exists() and (etc / "app.conf").read_text() == "schema 1\n"
+
+
+def test_a_symlinked_config_file_is_refused(agent, host, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    (etc / "app.conf").symlink_to(host["canary"])
+    with pytest.raises(agent.OpFailed, match="is a symlink; name the real file"):
+        agent.op_migrate(ctx(host), {"version": "1.0", "files": [str(etc / "app.conf")], "argv": ["true"]})
+    assert_untouched(host)
+
+
+# ------------------------------------------------------------ symlinks at temporary names
+
+
+def test_no_temporary_name_can_be_predicted_and_redirected(agent, host, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Plant a symlink to the canary at every name the agent used to write through (…-PID), then let it
+    do the writes: switch (flip's link), lock (.new file), journal's state files, migrate and restore."""
+    pid = os.getpid()
+    root, state = host["root"], tmp_path / "state" / "app"
+    state.mkdir(parents=True, mode=0o700)
+    (root / "releases" / "2.0").mkdir()
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    conf = etc / "app.conf"
+    conf.write_text("schema 1\n")
+    planted = [root / f".current.tmp-{pid}", state / f"lock.json.new-{pid}", state / f"lock.json.tmp-{pid}",
+               state / f"lock.json.new-{pid}.tmp-{pid}", etc / "app.conf.upgrader-restore",
+               root / "releases" / "2.0" / ".upgrader" / f"previous.json.tmp-{pid}"]
+    (root / "releases" / "2.0" / ".upgrader").mkdir(mode=0o700)
+    for link in planted:
+        link.symlink_to(host["canary"])
+    agent.op_lock(ctx(host), {"mode": "acquire"})
+    agent.op_switch(ctx(host), {"version": "2.0"})
+    agent.op_migrate(ctx(host), {"version": "2.0", "files": [str(conf)],
+                                 "argv": ["sh", "-c", f"echo schema 2 > {conf}"]})
+    assert conf.read_text() == "schema 2\n"
+    assert agent.restore_config(str(root), "2.0") == [str(conf)]
+    assert conf.read_text() == "schema 1\n" and not conf.is_symlink()
+    assert os.readlink(root / "current") == "releases/2.0"
+    assert_untouched(host)
+    assert all(p.is_symlink() for p in planted), "planted links are left alone, not written through"
+
+
+def test_a_symlink_as_the_uploaded_artifact_is_not_followed(agent, host, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    secret = tmp_path / "secret"
+    secret.write_bytes(b"root's secret")
+    upload = tmp_path / "upload.tgz"
+    upload.symlink_to(secret)
+    sha = hashlib.sha256(secret.read_bytes()).hexdigest()
+    with pytest.raises(agent.OpFailed, match="cannot read uploaded artifact"):
+        agent.op_stage(ctx(host), {"version": "2.0", "sha256": sha, "upload": str(upload)})
+    assert not list((tmp_path / "state" / "app" / "incoming").iterdir())
+
+
+def test_carry_over_never_writes_through_a_link_the_new_release_has(agent, host, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    releases = host["root"] / "releases"
+    (releases / "1.0" / "data").mkdir()
+    (releases / "1.0" / "data" / "seq.db").write_text("42")
+    (releases / "2.0").mkdir()
+    (releases / "2.0" / "data").symlink_to(host["outside"])
+    with pytest.raises(OSError):
+        agent.op_carry_over(ctx(host), {"from": "1.0", "version": "2.0", "files": ["data/seq.db"]})
+    (releases / "1.0" / "evil").symlink_to(host["canary"])
+    with pytest.raises(agent.OpFailed, match=r"carry_over file .* not a plain path"):
+        agent.op_carry_over(ctx(host), {"from": "1.0", "version": "2.0", "files": ["../1.0/x"]})
+    with pytest.raises(OSError):  # a symlinked source is not read either (O_NOFOLLOW: ELOOP)
+        agent.op_carry_over(ctx(host), {"from": "1.0", "version": "2.0", "files": ["evil"]})
+    assert_untouched(host)
+
+
+def test_a_version_that_is_not_one_directory_name_is_refused(agent, host, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    for bad in ("../../outside", ".", "a/b", ".hidden"):
+        with pytest.raises(agent.OpFailed, match="cannot be a release directory name"):
+            stage(agent, host, tmp_path, version=bad)
+    assert_untouched(host)
+
+
+# ------------------------------------------------------------ only the agent's own stage marker counts
+
+
+def test_a_planted_marker_beside_someone_elses_files_does_not_count(agent, host, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    upload, sha = artifact(tmp_path / "real.tgz", {"bin/app": b"the vendor's\n"})
+    planted = host["root"] / "releases" / "2.0"
+    (planted / ".upgrader").mkdir(parents=True)
+    (planted / "bin").mkdir()
+    (planted / "bin" / "app").write_text("someone else's\n")
+    (planted / ".upgrader" / "release.json").write_text(f'{{"version": "2.0", "sha256": "{sha}", "run": "R1"}}')
+    facts = agent.op_facts(ctx(host), {})
+    assert facts["staged"] == ["1.0", "2.0"] and facts["staged_sha"] == {"1.0": None, "2.0": None}
+    out = agent.op_stage(ctx(host), {"version": "2.0", "sha256": sha, "upload": str(upload)})
+    assert out == {"staged": "2.0"}, "staged again, not skipped"
+    assert (planted / "bin" / "app").read_text() == "the vendor's\n"
+    assert agent.op_facts(ctx(host), {})["staged_sha"]["2.0"] == sha
+
+
+def test_a_directory_swapped_in_after_staging_does_not_count(agent, host, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    stage(agent, host, tmp_path)
+    releases = host["root"] / "releases"
+    assert agent.op_facts(ctx(host), {})["staged_sha"]["2.0"]
+    (releases / "2.0").rename(releases / "kept")
+    (releases / "2.0").mkdir()
+    assert agent.op_facts(ctx(host), {})["staged_sha"]["2.0"] is None
+    assert stage(agent, host, tmp_path) == {"staged": "2.0"}
+    assert stage(agent, host, tmp_path)["skipped"] is True, "what it staged itself counts"
+
+
+def test_unstage_removes_only_what_this_run_staged(agent, host, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    stage(agent, host, tmp_path, run="R1")
+    assert agent.op_unstage(ctx(host, "R2"), {"version": "2.0"}) == {"removed": False}
+    assert agent.op_unstage(ctx(host, "R1"), {"version": "2.0"}) == {"removed": True}
+    assert not (host["root"] / "releases" / "2.0").exists()
+    assert agent.staged_registry("app") == {}
+
+
+# ------------------------------------------------------------ the compiled-agent cache
+
+
+@pytest.fixture
+def bootstrap(tmp_path: Path) -> dict[str, object]:
+    """bootstrap.py's functions, without its last line (which would load and run an agent)."""
+    source = BOOTSTRAP.read_text()
+    body, last = source.rstrip().rsplit("\n", 1)
+    assert last == "exec(_load())"
+    ns: dict[str, object] = {"__name__": "bootstrap_under_test"}
+    exec(compile(body, str(BOOTSTRAP), "exec"), ns)
+    cache = tmp_path / "var-lib-upgrader" / ".agent"
+    ns["CACHE"] = str(cache)
+    return ns
+
+
+def _packed(text: str) -> str:
+    import base64
+    import zlib
+
+    return base64.b64encode(zlib.compress(text.encode(), 9)).decode()
+
+
+def test_the_bootstrap_key_is_the_controllers_source_digest(bootstrap) -> None:  # type: ignore[no-untyped-def]
+    assert bootstrap["_digest"](agent_pkg.packed_source()) == agent_pkg.source_key()
+
+
+def test_a_cached_agent_is_used_only_for_the_source_sent_in_this_run(bootstrap, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    sent = _packed("RESULT = 'sent'\n")
+    key = bootstrap["_digest"](sent)
+    code = bootstrap["_agent_code"](key, sent)  # compiled and cached
+    cached = Path(bootstrap["CACHE"]) / f"{key}.{os.sys.implementation.cache_tag}"
+    assert cached.exists()
+    import marshal
+
+    forged = compile("RESULT = 'forged'\n", "x", "exec")
+    cached.write_bytes(key.encode() + b"\n" + marshal.dumps(forged))  # as if the cache were tampered with
+    ns: dict[str, str] = {}
+    exec(bootstrap["_agent_code"](key, sent), ns)
+    assert ns["RESULT"] == "forged", "(the cache is trusted when it is root's and keyed by the sent digest)"
+    other = _packed("RESULT = 'other'\n")
+    ns = {}
+    exec(bootstrap["_agent_code"](key, other), ns)  # a key that is not the digest of what was sent
+    assert ns["RESULT"] == "other", "the cache entry must not stand in for different source"
+    exec(code, ns)
+    assert ns["RESULT"] == "sent"
+
+
+def test_a_cache_in_a_writable_or_symlinked_directory_is_not_used(bootstrap, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import marshal
+
+    sent = _packed("RESULT = 'sent'\n")
+    key = bootstrap["_digest"](sent)
+    cache = Path(bootstrap["CACHE"])
+    cache.mkdir(parents=True, mode=0o700)
+    entry = cache / f"{key}.{os.sys.implementation.cache_tag}"
+    entry.write_bytes(key.encode() + b"\n" + marshal.dumps(compile("RESULT = 'forged'\n", "x", "exec")))
+    entry.chmod(0o600)
+    cache.parent.chmod(0o777)  # someone else could have swapped .agent/
+    ns: dict[str, str] = {}
+    exec(bootstrap["_agent_code"](key, sent), ns)
+    assert ns["RESULT"] == "sent"
+    cache.parent.chmod(0o700)
+    real = tmp_path / "real-cache"
+    cache.rename(real)
+    cache.symlink_to(real)
+    ns = {}
+    exec(bootstrap["_agent_code"](key, sent), ns)
+    assert ns["RESULT"] == "sent"
