@@ -50,23 +50,34 @@ def running(hosts: list[config.Host]) -> bool:
 
 
 def up(per_dc: int | None = None, reseed: bool = True) -> None:
-    """Bridge + box + `vagrant up` + inventory + baseline releases on every host."""
+    """Bridges + box + `vagrant up` (jump hosts and hosts) + inventory + baseline releases on every host."""
     per_dc = config.hosts_per_dc() if per_dc is None else per_dc
     hosts = config.lab_hosts(per_dc)
+    machines = config.machines(per_dc)
     install.lxc_settings()
     net.up()
     box.ensure()
     remove_stale_containers()
-    if running(hosts) and set(vagrant.known_machines()) >= {h.name for h in hosts}:
-        log(f"all {len(hosts)} hosts already running")
+    if running(machines) and set(vagrant.known_machines()) >= {h.name for h in machines}:
+        log(f"all {len(machines)} machines already running")
     else:
-        with timed(f"vagrant up {len(hosts)} hosts"):
+        with timed(f"vagrant up {len(hosts)} hosts + {len(machines) - len(hosts)} jumps"):
             vagrant.up(per_dc)
+    net.isolate_datacenters()
     vagrant.remember(per_dc)
-    name_hosts(hosts)
+    name_hosts(machines)
+    check_isolation(config.jump_hosts())
     write_inventory(per_dc)
     if reseed:
         seed.reset(hosts)
+
+
+def check_isolation(jumps: list[config.Host]) -> None:
+    """Refuse a lab whose jump hosts forward packets: the datacenters would not be isolated."""
+    for jump in jumps:
+        value = lxc.attach(jump.container, "cat /proc/sys/net/ipv4/ip_forward", timeout=30).stdout.decode().strip()
+        if value != "0":
+            raise LabError(f"{jump.name}: net.ipv4.ip_forward is {value}; the lab needs 0 (nothing here sets it)")
 
 
 def name_hosts(hosts: list[config.Host]) -> None:
@@ -118,24 +129,26 @@ def down() -> None:
         net.down()
     for path in (config.KNOWN_HOSTS, config.SSH_CONFIG, config.LAB_STATE):
         path.unlink(missing_ok=True)
-    log("lab is down: no upg-* containers, no bridge")
+    log("lab is down: no upg-* containers, no bridges")
 
 
 def host_status(host: config.Host) -> dict:
     state = lxc.state(host.container)
     versions = {}
-    if state == "RUNNING":
-        for component in config.COMPONENTS:
-            body = seed.health(host.address, config.PORTS[component], timeout=0.5)
+    if state == "RUNNING" and not host.is_jump:
+        for component, body in seed.health(host).items():
             versions[component] = f"{body['version']} {body['status']}" if body else "down"
     return {"host": host.name, "container": host.container, "address": host.address, "state": state,
             **versions}
 
 
 def status() -> list[dict]:
-    """Bridge, containers and component health, printed as a table."""
-    hosts = hosts_for()
-    print(f"bridge {config.BRIDGE}: {'up ' + ' '.join(net.addresses()) if net.bridge_exists() else 'absent'}")
+    """Bridges, containers (jump hosts first) and component health, printed as a table."""
+    hosts = config.jump_hosts() + hosts_for()
+    for bridge in net.bridges():
+        shown = ("up " + (" ".join(net.addresses(bridge)) or "(no controller address)")
+                 if net.bridge_exists(bridge) else "absent")
+        print(f"bridge {bridge}: {shown}")
     others = [c for c in lxc.lab_containers() if c not in {h.container for h in hosts}]
     with ThreadPoolExecutor(max_workers=max(1, len(hosts))) as pool:
         rows = list(pool.map(host_status, hosts))
@@ -166,6 +179,7 @@ def build_artifacts() -> None:
 def check_down() -> None:
     """Fail unless the lab is completely down."""
     left = lxc.lab_containers()
-    if left or net.bridge_exists():
-        raise LabError(f"lab not down: containers {left}, bridge present: {net.bridge_exists()}")
+    bridges = [b for b in net.bridges() if net.bridge_exists(b)]
+    if left or bridges:
+        raise LabError(f"lab not down: containers {left}, bridges {bridges}")
     print(json.dumps({"containers": [], "bridge": False}))

@@ -1,17 +1,18 @@
-"""Fault injection on lab hosts, by host name (`ny5-1` -> container `upg-ny5-1`).
+"""Fault injection on lab machines, by name (`ny5-1` -> container `upg-ny5-1`; `ny5-jump` too).
 
     kill / start          power off (lxc-stop -k) / boot again
     freeze / unfreeze     the host hangs: TCP accepts, no SSH banner (lxc-freeze)
     cut / restore         its link goes down / up (host-side veth): packets vanish
     sshd_stop / sshd_start
 
-`heal` undoes whatever of these is in effect, and is safe to call on a healthy host.
+`heal` undoes whatever of these is in effect, and is safe to call on a healthy host.  On a jump
+host, `cut` takes down its leg on upgbr0: the controller loses the whole datacenter.
 """
 
 from __future__ import annotations
 
-import socket
-import time
+import shlex
+import subprocess
 
 from lab import config, lxc, net
 from lab.shell import LabError, run
@@ -30,9 +31,11 @@ def start(host: str, wait: float = 30) -> None:
     container = _container(host)
     if lxc.state(container) != "RUNNING":
         run(["lxc-start", "-d", "-n", container])
-        # in case the guest came back with another MAC, do not wait for the ARP entry to age
-        run(["ip", "neigh", "flush", "dev", config.BRIDGE, "to", config.host(host).address],
-            check=False, quiet=True)
+        net.isolate_datacenters()  # the new veth must not get an IPv6 link-local address
+        if config.host(host).is_jump:
+            # in case the guest came back with another MAC, do not wait for the ARP entry to age
+            run(["ip", "neigh", "flush", "dev", config.BRIDGE, "to", config.host(host).address],
+                check=False, quiet=True)
     if wait:
         wait_for_ssh(host, wait)
 
@@ -79,25 +82,59 @@ def heal(host: str, wait: float = 30) -> None:
         raise LabError(f"{host}: container {container} does not exist")
     if not link_up(host):
         restore(host)
-    lxc.attach(container, "systemctl is-active --quiet ssh.service || systemctl start ssh.service", timeout=30)
+    if state != "STOPPED":  # a host that is booting starts sshd itself (lxc-attach may fail that early)
+        lxc.attach(container, "systemctl is-active --quiet ssh.service || systemctl start ssh.service", timeout=30)
     wait_for_ssh(host, wait)
 
 
-def ssh_banner(address: str, timeout: float = 2.0) -> bytes | None:
+# Polls for an SSH banner until it comes or the time is up; prints what it got.
+BANNER_SCRIPT = r"""
+import socket, sys, time
+address, seconds = sys.argv[1], float(sys.argv[2])
+deadline = time.monotonic() + seconds
+got = b""
+while True:
     try:
-        with socket.create_connection((address, 22), timeout=timeout) as sock:
-            sock.settimeout(timeout)
-            return sock.recv(64)
+        with socket.create_connection((address, 22), timeout=1) as sock:
+            sock.settimeout(1)
+            got = sock.recv(64)
     except OSError:
+        got = b""
+    if got.startswith(b"SSH-") or time.monotonic() >= deadline:
+        break
+    time.sleep(0.1)
+sys.stdout.write(got.decode("ascii", "replace"))
+"""
+
+
+def ssh_banner(host: str, timeout: float = 2.0) -> bytes | None:
+    """The first bytes `host`'s sshd sends, as its SSH clients would see them.
+
+    A jump host is probed from the controller; a datacenter host from its jump host's network
+    namespace (`lxc-attach -s NETWORK` running the controller's python3): the controller has no
+    route to it, and that is the path every SSH connection to it takes.
+    """
+    target = config.host(host)
+    if target.is_jump:
+        return _banner(target.address, timeout)
+    jump = config.datacenter(target.dc).jump
+    argv = ["lxc-attach", "-n", jump.container, "-s", "NETWORK", "--", "python3", "-c", BANNER_SCRIPT,
+            target.address, str(timeout)]
+    try:
+        proc = subprocess.run(argv, capture_output=True, timeout=timeout + 10, check=False)
+    except subprocess.TimeoutExpired:
         return None
+    return proc.stdout or None
+
+
+def _banner(address: str, timeout: float) -> bytes | None:
+    proc = subprocess.run(["python3", "-c", BANNER_SCRIPT, address, str(timeout)], capture_output=True,
+                          timeout=timeout + 10, check=False)
+    return proc.stdout or None
 
 
 def wait_for_ssh(host: str, timeout: float = 30) -> None:
-    address = config.host(host).address
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        banner = ssh_banner(address, timeout=1.0)
-        if banner and banner.startswith(b"SSH-"):
-            return
-        time.sleep(0.1)
-    raise LabError(f"{host}: no SSH banner from {address}:22 within {timeout} s")
+    banner = ssh_banner(host, timeout)
+    if not (banner and banner.startswith(b"SSH-")):
+        target = config.host(host)
+        raise LabError(f"{host}: no SSH banner from {shlex.quote(target.address)}:22 within {timeout} s")

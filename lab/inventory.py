@@ -1,5 +1,9 @@
 """Write inventories/vagrant.yml from `vagrant ssh-config`, and the guests' real host keys.
 
+Each datacenter has a `jump:` (its jump host's leg on upgbr0); its hosts' addresses are on the
+datacenter's bridge, which only the jump host reaches.  known_hosts holds the jump hosts' keys under
+their upgbr0 addresses and the hosts' keys under their datacenter addresses: both hops are checked.
+
 The inventory is deterministic (sorted as the Vagrantfile defines hosts, paths relative
 to the inventory's folder) so it can be committed. Host keys are read out of band with
 lxc-attach, never by trusting whatever answers on the network (upgrader checks host keys
@@ -10,6 +14,7 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 from lab import config, lxc
@@ -48,20 +53,32 @@ def render(entries: dict[str, SshEntry], hosts: list[config.Host], inventory: Pa
         members = [h for h in hosts if h.dc == dc.name]
         if not members:
             continue
-        lines += [f"  {dc.name}:", f"    timezone: {dc.timezone}", f"    markets: {flow(dc.markets)}", "    hosts:"]
+        jump = _entry(entries, dc.jump)
+        lines += [f"  {dc.name}:", f"    timezone: {dc.timezone}", f"    markets: {flow(dc.markets)}",
+                  "    jump:",
+                  f"      address: {jump.address}",
+                  f"      port: {jump.port}",
+                  f"      user: {jump.user}",
+                  f"      ssh_key: {relative(jump.identity_file, base)}",
+                  "    hosts:"]
         for host in members:
-            entry = entries.get(host.name)
-            if entry is None:
-                raise LabError(f"`vagrant ssh-config` has no entry for {host.name}; is it up?")
+            entry = _entry(entries, host)
             lines += [
                 f"      {host.name}:",
-                f"        address: {entry.address}",
+                f"        address: {host.address}",
                 f"        port: {entry.port}",
                 f"        user: {entry.user}",
                 f"        ssh_key: {relative(entry.identity_file, base)}",
                 f"        roles: {flow(HOST_ROLES)}",
             ]
     return "\n".join(lines) + "\n"
+
+
+def _entry(entries: dict[str, SshEntry], host: config.Host) -> SshEntry:
+    entry = entries.get(host.name)
+    if entry is None:
+        raise LabError(f"`vagrant ssh-config` has no entry for {host.name}; is it up?")
+    return entry
 
 
 def host_keys(host: config.Host) -> list[str]:
@@ -86,20 +103,27 @@ def render_known_hosts(entries: dict[str, SshEntry], keys: dict[str, list[str]])
     return "\n".join(lines) + "\n"
 
 
-def render_ssh_config(entries: dict[str, SshEntry], hosts: list[config.Host]) -> str:
-    """An OpenSSH client config (for testinfra's ssh:// backend and for people) with strict keys."""
+def render_ssh_config(entries: dict[str, SshEntry], machines: list[config.Host]) -> str:
+    """An OpenSSH client config (for testinfra's ssh:// backend and for people) with strict keys.
+
+    A datacenter host is reached with ProxyJump through its jump host's block, so both hops use
+    .lab/known_hosts strictly (OpenSSH hands `-F` down to the jump hop).
+    """
     blocks = []
-    for host in hosts:
+    for host in machines:
         entry = entries[host.name]
+        jump = "" if host.is_jump else f"  ProxyJump {config.datacenter(host.dc).jump.name}\n"
         blocks.append(
             f"Host {host.name}\n"
-            f"  HostName {entry.address}\n"
+            f"  HostName {host.address}\n"
             f"  Port {entry.port}\n"
             f"  User {entry.user}\n"
             f"  IdentityFile {entry.identity_file}\n"
             f"  IdentitiesOnly yes\n"
+            f"{jump}"
             f"  UserKnownHostsFile {config.KNOWN_HOSTS}\n"
             f"  StrictHostKeyChecking yes\n"
+            f"  ForwardAgent no\n"
             f"  ConnectTimeout 5\n"
             f"  ServerAliveInterval 5\n"
             f"  ServerAliveCountMax 2\n"
@@ -110,12 +134,15 @@ def render_ssh_config(entries: dict[str, SshEntry], hosts: list[config.Host]) ->
 
 
 def write(entries: dict[str, SshEntry], hosts: list[config.Host]) -> None:
-    """Write inventories/vagrant.yml, .lab/known_hosts and .lab/ssh_config."""
-    with ThreadPoolExecutor(max_workers=max(1, len(hosts))) as pool:
-        keys = dict(zip([h.name for h in hosts], pool.map(host_keys, hosts), strict=True))
+    """Write inventories/vagrant.yml, .lab/known_hosts and .lab/ssh_config (`hosts`: without the jumps)."""
+    machines = config.jump_hosts() + hosts
+    entries = {name: replace(e, address=config.host(name).address) for name, e in entries.items()
+               if name in {m.name for m in machines}}
+    with ThreadPoolExecutor(max_workers=max(1, len(machines))) as pool:
+        keys = dict(zip([h.name for h in machines], pool.map(host_keys, machines), strict=True))
     config.STATE_DIR.mkdir(parents=True, exist_ok=True)
     config.KNOWN_HOSTS.write_text(render_known_hosts(entries, keys))
-    config.SSH_CONFIG.write_text(render_ssh_config(entries, hosts))
+    config.SSH_CONFIG.write_text(render_ssh_config(entries, machines))
     config.INVENTORY.parent.mkdir(parents=True, exist_ok=True)
     text = render(entries, hosts, config.INVENTORY)
     if not config.INVENTORY.exists() or config.INVENTORY.read_text() != text:

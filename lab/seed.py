@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import io
 import json
+import shlex
 import tarfile
-import time
-import urllib.error
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 from lab import config, lxc
@@ -76,32 +74,58 @@ def seed_host(host: config.Host, data: bytes) -> None:
     lxc.attach(host.container, GUEST_COMMAND, input=data, timeout=60)
 
 
-def health(address: str, port: int, timeout: float = 1.0) -> dict | None:
+# Runs in the guest (its own python3): the controller has no route to a datacenter host's ports.
+HEALTH_SCRIPT = r"""
+import json, sys, time, urllib.request
+ports, want, seconds = json.loads(sys.argv[1]), json.loads(sys.argv[2]), float(sys.argv[3])
+deadline = time.monotonic() + seconds
+while True:
+    bodies = {}
+    for component, port in ports.items():
+        try:
+            with urllib.request.urlopen("http://127.0.0.1:%d/health" % port, timeout=1) as response:
+                bodies[component] = json.loads(response.read())
+        except (OSError, ValueError):
+            bodies[component] = None
+    done = all(bodies[c] and bodies[c].get("version") == v and bodies[c].get("status") == "ok"
+               for c, v in want.items())
+    if done or time.monotonic() > deadline:
+        break
+    time.sleep(0.05)
+print(json.dumps(bodies))
+"""
+
+
+def health(host: config.Host, *, want: dict[str, str] | None = None, seconds: float = 0) -> dict[str, dict | None]:
+    """Each component's /health body (None if it does not answer), read inside the guest via lxc-attach.
+
+    With ``want`` (component -> version), polls for up to ``seconds`` until each reports that version.
+    """
+    argv = f"python3 -c {shlex.quote(HEALTH_SCRIPT)} {shlex.quote(json.dumps(PORTS))} " \
+           f"{shlex.quote(json.dumps(want or {}))} {seconds}"
+    proc = lxc.attach(host.container, argv, timeout=seconds + 30, check=False)
     try:
-        with urllib.request.urlopen(f"http://{address}:{port}/health", timeout=timeout) as response:
-            return json.loads(response.read())
-    except (OSError, ValueError, urllib.error.URLError):
-        return None
+        return json.loads(proc.stdout.decode().strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        return dict.fromkeys(PORTS)
 
 
-def wait_healthy(host: config.Host, deadline: float) -> None:
+def wait_healthy(host: config.Host, seconds: float) -> None:
     """Every component on `host` answers /health with its baseline version."""
+    bodies = health(host, want=dict(config.BASELINES), seconds=seconds)
     for component, version in config.BASELINES.items():
-        while True:
-            body = health(host.address, PORTS[component])
-            if body and body.get("version") == version and body.get("status") == "ok":
-                break
-            if time.monotonic() > deadline:
-                raise LabError(f"{host.name}: {component} not healthy at baseline {version} (last: {body})")
-            time.sleep(0.05)
+        body = bodies.get(component)
+        if not (body and body.get("version") == version and body.get("status") == "ok"):
+            raise LabError(f"{host.name}: {component} not healthy at baseline {version} (last: {body})")
 
 
 def reset(hosts: list[config.Host]) -> None:
-    """Seed (or re-seed) `hosts` to the baseline, all in parallel; waits until healthy."""
+    """Seed (or re-seed) `hosts` to the baseline, all in parallel; waits until healthy.  Jump hosts are
+    skipped: they carry no test apps."""
+    hosts = [h for h in hosts if not h.is_jump]
     data = bundle()
     with timed(f"reset {len(hosts)} hosts"), ThreadPoolExecutor(max_workers=max(1, len(hosts))) as pool:
         list(pool.map(lambda h: seed_host(h, data), hosts))
-        deadline = time.monotonic() + 20
-        list(pool.map(lambda h: wait_healthy(h, deadline), hosts))
+        list(pool.map(lambda h: wait_healthy(h, 20), hosts))
     log("baseline: " + ", ".join(f"{c} {v}" for c, v in config.BASELINES.items())
         + " on " + " ".join(h.name for h in hosts))

@@ -31,7 +31,7 @@ def _lab_is_up(hosts: list[config.Host]) -> bool:
         config.INVENTORY.exists()
         and config.KNOWN_HOSTS.exists()
         and config.SSH_CONFIG.exists()
-        and all(lxc.state(h.container) == "RUNNING" for h in hosts)
+        and all(lxc.state(h.container) == "RUNNING" for h in config.jump_hosts() + hosts)
     )
 
 
@@ -81,22 +81,54 @@ def vm_host(lab: list[config.Host]) -> Callable[[str], testinfra.host.Host]:
     return get
 
 
+def private_key(name: str) -> Path:
+    return config.REPO / ".vagrant" / "machines" / name / "lxc" / "private_key"
+
+
+def paramiko_client(name: str, timeout: float = 5, known_hosts: Path | None = None) -> paramiko.SSHClient:
+    """A fresh Paramiko client to a lab machine, rejecting unknown host keys on every hop.
+
+    A datacenter host is reached the only way there is: a direct-tcpip channel through its jump host
+    (whose client is closed with it).  ``known_hosts`` replaces .lab/known_hosts for the last hop.
+    """
+    target = config.host(name)
+    sock = None
+    jump_client = None
+    if not target.is_jump:
+        jump_client = paramiko_client(config.datacenter(target.dc).jump.name, timeout)
+        try:
+            sock = jump_client.get_transport().open_channel(  # type: ignore[union-attr]
+                "direct-tcpip", (target.address, 22), ("127.0.0.1", 0), timeout=timeout)
+        except Exception:
+            jump_client.close()
+            raise
+    client = paramiko.SSHClient()
+    client.load_host_keys(str(known_hosts or config.KNOWN_HOSTS))
+    client.set_missing_host_key_policy(paramiko.RejectPolicy())
+    try:
+        client.connect(target.address, username="vagrant", key_filename=str(private_key(name)), timeout=timeout,
+                       banner_timeout=timeout, auth_timeout=timeout, channel_timeout=timeout,
+                       allow_agent=False, look_for_keys=False, sock=sock)
+    except Exception:
+        if jump_client is not None:
+            jump_client.close()
+        raise
+    if jump_client is not None:
+        original = client.close
+
+        def close() -> None:
+            original()
+            jump_client.close()
+
+        client.close = close  # type: ignore[method-assign]
+    return client
+
+
 @pytest.fixture(scope="session")
 def ssh_connect(lab: list[config.Host]) -> Callable[..., paramiko.SSHClient]:
-    """ssh_connect('ny5-1', timeout=5) -> a fresh Paramiko client, rejecting unknown host keys."""
-
-    def connect(name: str, timeout: float = 5) -> paramiko.SSHClient:
-        target = config.host(name)
-        client = paramiko.SSHClient()
-        client.load_host_keys(str(config.KNOWN_HOSTS))
-        client.set_missing_host_key_policy(paramiko.RejectPolicy())
-        key = config.REPO / ".vagrant" / "machines" / name / "lxc" / "private_key"
-        client.connect(target.address, username="vagrant", key_filename=str(key), timeout=timeout,
-                       banner_timeout=timeout, auth_timeout=timeout, channel_timeout=timeout,
-                       allow_agent=False, look_for_keys=False)
-        return client
-
-    return connect
+    """ssh_connect('ny5-1', timeout=5) -> a fresh Paramiko client (through the jump host), rejecting
+    unknown host keys."""
+    return paramiko_client
 
 
 class Faults:
