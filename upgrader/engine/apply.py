@@ -365,7 +365,7 @@ class Apply:
         hp = self.hosts[host].plan
         ops: list[dict[str, Any]] = [self._lock_op("check")]
         ids = {s.action + (s.version or ""): s.id for s in hp.steps}
-        ops.append(programs.precheck_op(self.spec, ids.get("precheck", "")))
+        ops.append(programs.precheck_op(self.spec, ids.get("precheck", ""), hp.from_version))
         previous = hp.from_version
         for version in hp.path:
             step_ids = {a: ids.get(a + version, "") for a in ("stop", "switch", "migrate", "start", "verify")}

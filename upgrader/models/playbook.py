@@ -38,8 +38,30 @@ def check_placeholders(argv: list[str]) -> list[str]:
     return argv
 
 
-# Argument lists that may use the placeholders above.
+# Placeholders naming the release a host comes from: they have a value only while upgrading from one
+# release to the next, i.e. in a migration.  Checks also run in prechecks and rollbacks, service
+# commands in facts, stops and rollbacks, where there is no "previous" release.
+FROM_PLACEHOLDERS = ("previous", "from_version")
+
+
+def check_current_placeholders(argv: list[str]) -> list[str]:
+    """Placeholders of commands that also run where only the current (or rolled-back-to) release is known."""
+    check_placeholders(argv)
+    for arg in argv:
+        for name in _PLACEHOLDER_RE.findall(arg):
+            if name in FROM_PLACEHOLDERS:
+                raise ValueError(
+                    f"{{{name}}} in {arg!r} has no value where this command runs: checks also run before the "
+                    "upgrade and after a rollback, service commands in facts and rollbacks — use {release} "
+                    "or {version} (the release that is current), or move it to a 'migrate' command"
+                )
+    return argv
+
+
+# Argument lists that may use the placeholders above: every one in a migration ...
 Command = Annotated[Argv, AfterValidator(check_placeholders)]
+# ... and all but {previous} and {from_version} in checks and service commands.
+CurrentCommand = Annotated[Argv, AfterValidator(check_current_placeholders)]
 
 
 class Artifact(Strict):
@@ -87,9 +109,9 @@ class Install(Strict):
 
 class Service(Strict):
     systemd: SystemdUnit | None = None
-    start: Command | None = None
-    stop: Command | None = None
-    status: Command | None = None
+    start: CurrentCommand | None = None
+    stop: CurrentCommand | None = None
+    status: CurrentCommand | None = None
     start_timeout: Duration = 30.0
     stop_timeout: Duration = 30.0
 
@@ -104,7 +126,7 @@ class Service(Strict):
 
 
 class CommandCheck(Strict):
-    argv: Command
+    argv: CurrentCommand
     exit_code: int = 0
     stdout: str | None = Field(None, description="regular expression the output must match")
 
@@ -134,7 +156,7 @@ class VersionCheck(Strict):
 
     url: str | None = Field(None, pattern=r"^https?://[^\s]+$")
     field: str = Field("version", description="JSON field holding the version, when the body is JSON")
-    argv: Command | None = None
+    argv: CurrentCommand | None = None
 
     @model_validator(mode="after")
     def _one_source(self) -> VersionCheck:
