@@ -7,13 +7,17 @@ does the same on real hosts.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
+import socket
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from upgrader.cli.main import build_parser, main
 from upgrader.commands import early
 from upgrader.engine import remote
 from upgrader.engine.endpoints import Pool, endpoints
@@ -110,19 +114,19 @@ def test_apply_of_an_odd_playbook_starts_nothing(tmp_path: Path, calls: dict[str
 def test_dc_and_hosts_narrow_what_starts(tmp_path: Path, calls: dict[str, list[str]]) -> None:
     _remembered(tmp_path)
     one = sorted(_hosts_of("ordergw"))[0]
-    early.start(["rollback", "ordergw", "-i", str(INVENTORY), "--hosts", one], tmp_path)
+    early.start(["rollback", "ordergw", "-i", str(INVENTORY), "--reason", "x", "--hosts", one], tmp_path)
     assert set(early._started["hosts"]) == {one}
 
 
 def test_a_changed_inventory_or_timeout_adopts_nothing(tmp_path: Path, calls: dict[str, list[str]]) -> None:
     sha, reach = _remembered(tmp_path)
-    early.start(["rollback", "ordergw", "-i", str(INVENTORY), "--connect-timeout", "3"], tmp_path)
+    early.start(["rollback", "ordergw", "-i", str(INVENTORY), "--reason", "x", "--connect-timeout", "3"], tmp_path)
     started = set(early._started["hosts"])
     pool = Pool(reach, timeouts=Timeouts.for_options(5.0, None))
     early.adopt(pool, sha, reach, Timeouts.for_options(5.0, None))  # the command ended up with other timeouts
     assert sorted(calls["close"]) == sorted(started) and pool._transports == {}
 
-    early.start(["rollback", "ordergw", "-i", str(INVENTORY)], tmp_path)
+    early.start(["rollback", "ordergw", "-i", str(INVENTORY), "--reason", "x"], tmp_path)
     moved = {h: dataclasses.replace(e, address="198.51.100.7") for h, e in reach.items()}
     early.adopt(pool, sha, moved, Timeouts.for_options(5.0, None))  # an endpoint differs: closed unused
     assert pool._transports == {}
@@ -135,3 +139,119 @@ def test_odd_command_lines_start_nothing_and_print_nothing(tmp_path: Path, calls
     _remembered(tmp_path)
     early.start(argv, tmp_path)
     assert early._started == {} and capsys.readouterr() == ("", "")
+
+
+# ---- issue 13 §8: help and usage errors never connect ----
+
+def _actions(parser: argparse.ArgumentParser) -> dict[str, argparse.Action]:
+    return {(a.option_strings[-1] if a.option_strings else "<positional>"): a for a in parser._actions}
+
+
+def _sub(parser: argparse.ArgumentParser, command: str) -> argparse.ArgumentParser:
+    return parser._subparsers._group_actions[0].choices[command]  # type: ignore[union-attr]
+
+
+ANY_TEXT = (None, str, Path)  # converters that accept every string
+
+
+@pytest.mark.parametrize("command", early.COMMANDS)
+def test_the_early_parser_accepts_no_more_than_the_real_one(command: str) -> None:
+    """Each option early knows behaves as the real one; every option the real parser requires, early requires."""
+    real = _actions(_sub(build_parser([command]), command))
+    mine = _actions(_sub(early._parser(), command))
+    for name, action in mine.items():
+        assert name in real, f"early knows {name}, which `{command}` does not take"
+        other = real[name]
+        assert (type(action), action.nargs, action.choices) == (type(other), other.nargs, other.choices), name
+        if other.type not in ANY_TEXT or action.type not in ANY_TEXT:
+            assert action.type.__name__.lstrip("_") == other.type.__name__, name  # a copy of the same check
+    for name, action in real.items():
+        if action.required:
+            assert name in mine and mine[name].required, f"`{command}` requires {name}; early must too"
+    for text in ("0", "-3", "x", "4"):  # the copied converters agree with the real ones
+        assert _accepts(early._parallel, text) == _accepts(real["--parallel"].type, text)
+    if command == "apply":
+        for text in ("2026-11-28T02:00:00-05:00", "2026-11-28T02:00:00", "soon"):
+            assert _accepts(early._aware, text) == _accepts(real["--now"].type, text)
+
+
+def _accepts(convert: object, text: str) -> bool:
+    try:
+        convert(text)  # type: ignore[operator]
+    except (ValueError, argparse.ArgumentTypeError):
+        return False
+    return True
+
+
+@pytest.fixture
+def listener(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[socket.socket, Path]]:
+    """A loopback TCP listener the connections record points every host at, and the state dir holding it."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(64)
+    server.settimeout(0.5)  # early connections start at once: half a second is ample to see one
+    inv = load_inventory(INVENTORY)
+    port = server.getsockname()[1]
+    known = tmp_path / "known_hosts"
+    known.write_text("")
+    reach = {h: dataclasses.replace(e, address="127.0.0.1", port=port, jump=None, ssh_key=None, known_hosts=str(known))
+             for h, e in endpoints(inv.model, inv.path).items()}
+    state = tmp_path / "state"
+    early.remember(state, inv.sha256, inv.model, reach)
+    monkeypatch.setenv("UPGRADER_STATE_DIR", str(state))
+    early._started.clear()
+    yield server, state
+    for _, transport in early._started.pop("hosts", {}).values():
+        transport.close()
+    early._started.clear()
+    server.close()
+
+
+def _connections(server: socket.socket) -> int:
+    count = 0
+    try:
+        while True:
+            conn, _ = server.accept()
+            conn.close()
+            count += 1
+            server.settimeout(0.2)
+    except TimeoutError:
+        return count
+
+
+def test_a_valid_command_line_does_connect_early(listener: tuple[socket.socket, Path]) -> None:
+    """The control: with this record, early.start reaches the listener (so the tests below can fail)."""
+    server, state = listener
+    early.start(["rollback", "ordergw", "-i", str(INVENTORY), "--reason", "drill", "--connect-timeout", "1"], state)
+    assert _connections(server) >= len(_hosts_of("ordergw"))  # one per host at least (a refused banner retries)
+
+
+@pytest.mark.reliability("`--help` or a usage error on rollback/apply with a connections record on disk",
+                         "argparse's own output and exit (0 or 2); no TCP connection reaches any host")
+@pytest.mark.parametrize("argv", [
+    ["rollback", "ordergw", "-i", str(INVENTORY), "--reason", "drill", "--help"],
+    ["rollback", "--help"],
+    ["rollback", "ordergw", "-i", str(INVENTORY)],  # --reason missing
+    ["rollback", "ordergw", "-i", str(INVENTORY), "--reason", "x", "--connect-timeout", "soon"],
+    ["rollback", "ordergw", "-i", str(INVENTORY), "--reason", "x", "--no-such-option"],
+    ["rollback", "ordergw", "-i", str(INVENTORY), "--reason", "x", "--log-format", "fancy"],
+    ["apply", "playbooks/ordergw-5.2.0.yml", "-i", str(INVENTORY), "-h"],
+    ["apply", "playbooks/ordergw-5.2.0.yml", "-i", str(INVENTORY), "--yes", "--now", "tomorrow"],
+    ["apply", "playbooks/ordergw-5.2.0.yml", "-i", str(INVENTORY), "--parallel", "0"],
+    ["apply", "playbooks/ordergw-5.2.0.yml"],  # -i missing
+    ["--version", "rollback", "ordergw", "-i", str(INVENTORY), "--reason", "x"],
+], ids=lambda argv: " ".join(a for a in argv if a != str(INVENTORY)))
+def test_help_and_usage_errors_open_no_connection(listener: tuple[socket.socket, Path], argv: list[str],
+                                                   capsys: pytest.CaptureFixture[str],
+                                                   monkeypatch: pytest.MonkeyPatch,
+                                                   record_property: Callable[[str, object], None]) -> None:
+    server, _ = listener
+    monkeypatch.chdir(REPO)
+    with pytest.raises(SystemExit) as done:
+        main(argv)
+    seen = _connections(server)
+    err = capsys.readouterr().err.strip().splitlines()
+    record_property("observed", f"exit {done.value.code}, {seen} connection(s); "
+                                f"{err[-1] if err else 'help printed'}")
+    assert done.value.code in (0, 2)
+    assert seen == 0 and early._started == {}

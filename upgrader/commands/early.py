@@ -21,11 +21,14 @@ import hashlib
 import json
 import logging
 import os
+import re
 import threading
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from upgrader import __version__
+from upgrader.loading import limits
 from upgrader.transport.base import Endpoint, Timeouts
 
 if TYPE_CHECKING:
@@ -67,14 +70,14 @@ def remember(state: Path, inventory_sha256: str, inventory: Inventory, endpoints
 def start(argv: list[str], state: Path) -> None:
     """For COMMANDS: start connecting to the selected hosts in the background, if a record allows."""
     try:
-        args = _parser().parse_known_args(argv)[0]
+        args = _parser().parse_args(argv)  # anything it does not fully accept (--help, a usage error): no start
         if args.command not in COMMANDS or not args.inventory or not args.target:
             return
         if args.command == "apply" and args.target.endswith(".json"):
             return  # a saved plan is checked against its inputs before anything connects (commands/apply.py)
         component = args.target if args.command == "rollback" else _component_of(Path(args.target))
-        digest = hashlib.sha256(Path(args.inventory).read_text(encoding="utf-8").encode()).hexdigest()
-        record = json.loads(record_path(args.state_dir or state, digest).read_text(encoding="utf-8"))
+        digest = hashlib.sha256(limits.read_bytes(Path(args.inventory), "inventory")).hexdigest()
+        record = json.loads(limits.read_bytes(record_path(args.state_dir or state, digest), "inventory"))
         if record.get("upgrader") != __version__:
             return
         wanted = {h.strip() for h in (args.hosts or "").split(",") if h.strip()}
@@ -107,17 +110,18 @@ def adopt(pool: Pool, inventory_sha256: str, endpoints: dict[str, Endpoint], tim
             transport.close()
 
 
-def _component_of(path: Path) -> str | None:
-    """The component a playbook or saved plan is for, read without the models (they load later)."""
-    text = path.read_text(encoding="utf-8")
-    if path.suffix == ".json":
-        data = json.loads(text)
-    else:
-        import yaml
+# A top-level `component: NAME` line; anything fancier (flow style, anchors) just means no early start.
+_COMPONENT_RE = re.compile(rb"^component:[ \t]*([\"']?)([a-z0-9][a-z0-9_.-]{0,62})\1[ \t]*(?:#.*)?$", re.MULTILINE)
 
-        data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-    component = data.get("component") if isinstance(data, dict) else None
-    return component if isinstance(component, str) else None
+
+def _component_of(path: Path) -> str | None:
+    """The component a playbook is for, read without YAML or the models (the command parses it safely later).
+
+    Only a line is matched: this runs before the playbook is validated, so nothing in it (an alias
+    bomb, a huge file: the read is capped) may cost more than a scan.
+    """
+    found = _COMPONENT_RE.findall(limits.read_bytes(path, "playbook"))
+    return found[0][1].decode() if len(found) == 1 else None
 
 
 def _endpoint(fields: dict[str, Any]) -> Endpoint:
@@ -133,15 +137,56 @@ class _Quiet(argparse.ArgumentParser):
 
 
 def _parser() -> argparse.ArgumentParser:
-    """The options that decide which hosts to reach and how (the command's own parser says the rest)."""
-    p = _Quiet(add_help=False)
+    """A strict copy of the command lines of COMMANDS that the real parser accepts, without importing them.
+
+    Importing the command (pydantic, the models, fabric) is the time the handshakes overlap, so the
+    real parser cannot be asked first.  This one refuses everything it does not fully check: --help,
+    an unknown or abbreviated option, a missing required one, a bad value.  Then nothing starts and
+    the real parser reports.  It may know fewer options than the commands (then early start just
+    does not happen for a line that uses them), never accept more: tests/unit/test_early_connect.py
+    holds each option here to the real one, and every required option of the real parser to this.
+    """
+    p = _Quiet(add_help=False, allow_abbrev=False)
     p.add_argument("--state-dir", type=Path)
-    p.add_argument("command")
-    p.add_argument("target", nargs="?")  # rollback's COMPONENT, apply's PLAYBOOK or PLAN.json
-    p.add_argument("-i", "--inventory")
-    p.add_argument("--dc", action="append", default=[])
-    p.add_argument("--hosts")
-    p.add_argument("--connect-timeout", type=float, default=5.0)
-    p.add_argument("--command-timeout", type=float, default=None)
-    p.add_argument("--python", default="python3")
+    p.add_argument("--debug", action="store_true")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Quiet)
+    rollback = sub.add_parser("rollback", add_help=False, allow_abbrev=False)
+    rollback.add_argument("target", metavar="component")
+    rollback.add_argument("--reason", required=True)
+    rollback.add_argument("--to")
+    rollback.add_argument("--dc", action="append", default=[])
+    rollback.add_argument("--hosts")
+    rollback.add_argument("--playbook", type=Path)
+    rollback.add_argument("--playbooks", type=Path)
+    apply = sub.add_parser("apply", add_help=False, allow_abbrev=False)
+    apply.add_argument("target", metavar="playbook")
+    apply.add_argument("--artifacts", type=Path)
+    apply.add_argument("--break-lock")
+    apply.add_argument("--overrides", type=Path)
+    apply.add_argument("--now", type=_aware)
+    for cmd in (rollback, apply):
+        cmd.add_argument("-i", "--inventory", required=True)
+        cmd.add_argument("--yes", action="store_true")
+        cmd.add_argument("--connect-timeout", type=float, default=5.0)
+        cmd.add_argument("--command-timeout", type=float, default=None)
+        cmd.add_argument("--parallel", type=_parallel)
+        cmd.add_argument("--python", default="python3")
+        cmd.add_argument("--log-format", choices=["auto", "plain", "json", "rich"])
+        cmd.add_argument("--metrics-dir", type=Path)
+    for cmd in (rollback, apply):
+        cmd.set_defaults(dc=[], hosts=None)
     return p
+
+
+def _aware(text: str) -> datetime:  # as live.aware
+    value = datetime.fromisoformat(text)
+    if value.tzinfo is None:
+        raise ValueError(text)
+    return value
+
+
+def _parallel(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise ValueError(text)
+    return value
