@@ -166,3 +166,31 @@ def test_cli_refuses_before_contacting_any_host(tmp_path: Path) -> None:
     assert child.returncode == 1, child.stderr
     assert f"need {need} open files" in child.stderr and "256 (hard limit)" in child.stderr
     assert "unreachable" not in child.stdout + child.stderr
+
+
+def test_background_work_runs_everything_on_at_most_the_workers_given() -> None:
+    import threading
+    import time
+
+    seen: list[int] = []
+    running = [0, 0]  # now, peak
+    lock = threading.Lock()
+
+    def fn(i: int) -> None:
+        with lock:
+            running[0] += 1
+            running[1] = max(running[1], running[0])
+        time.sleep(0.002)
+        with lock:
+            running[0] -= 1
+            seen.append(i)
+        if i == 7:
+            raise RuntimeError("one item failing ends only that item")
+
+    before = threading.active_count()
+    threads = limits.in_background(fn, range(300), 8, "t")
+    assert len(threads) == 8 and threading.active_count() <= before + 8
+    for t in threads:
+        t.join(10)
+    assert sorted(seen) == list(range(300)) and running[1] <= 8
+    assert limits.in_background(fn, [], 8, "t") == []
