@@ -68,6 +68,12 @@ def parse(text: str, path: Path) -> Document:
         what = " ".join((exc.problem or exc.context or "invalid YAML").split())
         hint = ("nest less deeply" if "nesting depth" in what else "fix the YAML syntax")
         raise InputError([Problem(loc, f"YAML syntax error: {what}", hint)]) from None
+    except yaml.reader.ReaderError as exc:  # a character YAML does not allow (NUL, other controls)
+        line = text.count("\n", 0, exc.position) + 1
+        col = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
+        raise InputError([Problem(Location(str(path), line, col),
+                                  f"YAML syntax error: character #x{exc.character:04x} is not allowed",
+                                  "remove it (control characters are not allowed in YAML)")]) from None
     except yaml.YAMLError as exc:
         raise InputError([Problem(Location(str(path)), f"YAML error: {' '.join(str(exc).split())}")]) from None
     doc = Document(path=path, data=None, text=text)
