@@ -35,6 +35,7 @@ HERE = Path(__file__).parent
 REPO = HERE.parents[1]
 CASES_DIR = HERE / "bad_inputs"
 JOURNALS = HERE / "data" / "journals"
+RUN = "20260321T070004Z-ordergw-c3d4"  # the run whose journal the journal cases break (``journal`` in python:)
 BASE_INPUTS = ("playbook.yml", "inventory.yml", "facts.yml")
 SECONDS = 10.0  # no case may take longer (an alias bomb or a 10 GB file would)
 
@@ -85,7 +86,8 @@ def _make(path: Path, spec: dict[str, Any], plan: str) -> None:
         with path.open("wb") as fh:
             fh.truncate(int(spec["size"]))
     elif "python" in spec:
-        names = {"plan": plan, "playbook": (HERE / "inputs" / "playbook.yml").read_text(encoding="utf-8")}
+        names = {"plan": plan, "playbook": (HERE / "inputs" / "playbook.yml").read_text(encoding="utf-8"),
+                 "journal": (JOURNALS / RUN / "journal.jsonl").read_text(encoding="utf-8"), "with_line": _with_line}
         data = eval(spec["python"], {"__builtins__": {"range": range, "len": len}}, names)  # the test's own table
         path.write_bytes(data if isinstance(data, bytes) else data.encode())
     else:
@@ -94,6 +96,13 @@ def _make(path: Path, spec: dict[str, Any], plan: str) -> None:
             assert text.count(old) == 1, f"{path.name}: {old!r} must occur once"
             text = text.replace(old, new)
         path.write_text(text + spec.get("append", ""), encoding="utf-8")
+
+
+def _with_line(number: int, new: str | bytes) -> bytes:
+    """The journal of RUN with line ``number`` (1-based) replaced."""
+    lines = (JOURNALS / RUN / "journal.jsonl").read_bytes().splitlines()
+    lines[number - 1] = new if isinstance(new, bytes) else new.encode()
+    return b"\n".join(lines) + b"\n"
 
 
 def _snapshot(root: Path) -> dict[str, tuple[str, int, int]]:

@@ -164,8 +164,8 @@ def _entry(path: Path, number: int, raw: bytes, torn_ok: bool) -> dict[str, Any]
             return None
         raise _damaged(path, number, f"not JSON: {exc.msg}", exc.colno) from None
     except (RecursionError, ValueError) as exc:  # deep nesting; NaN, or an integer of thousands of digits
-        raise _damaged(path, number, "not a journal record: " + (
-            "nested too deeply" if isinstance(exc, RecursionError) else " ".join(str(exc).split())[:100])) from None
+        raise _damaged(path, number, "nested too deeply" if isinstance(exc, RecursionError)
+                       else "not JSON: " + " ".join(str(exc).split())[:100]) from None
     problem = "not an object" if not isinstance(entry, dict) else entry_problem(entry)
     if problem:
         raise _damaged(path, number, problem)
