@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from lab import config, lxc
 from upgrader.engine.endpoints import Pool, endpoints
+from upgrader.errors import HostKeyError
 from upgrader.loading.inputs import load_inventory
 from upgrader.transport.base import Timeouts, Transport
 
@@ -70,3 +73,65 @@ def test_a_stream_answers_line_by_line_until_it_ends(host: Transport) -> None:
         assert not stream.alive, "a timed-out stream is closed, never reused"
     finally:
         stream.close()
+
+
+# --- through the jump hosts (issue 14 §2, issue 13 §6) ----------------------------------------------
+
+def _established_from_controller(jump: str) -> int:
+    """TCP connections from the controller to the jump host's sshd, counted on the jump host."""
+    out = lxc.attach(config.host(jump).container, f"ss -Htn state established '( sport = :22 )' "
+                     f"dst {config.CONTROLLER_ADDRESS}").stdout.decode()
+    return len([line for line in out.splitlines() if line.strip()])
+
+
+def test_all_hosts_of_a_datacenter_share_one_jump_connection(vm_inventory: Path, vm_hosts: list[str]) -> None:
+    inv = load_inventory(vm_inventory)
+    reach = endpoints(inv.model, inv.path)
+    before = {j.name: _established_from_controller(j.name) for j in config.jump_hosts()}
+    pool = Pool(reach, timeouts=Timeouts.for_options(3.0, None))
+    try:
+        results = pool.each(vm_hosts, lambda h: pool[h].run(["hostname"]))
+        assert {h: r.stdout.strip() for h, r in results.items()} == {h: h for h in vm_hosts}
+        during = {j.name: _established_from_controller(j.name) for j in config.jump_hosts()}
+        assert pool._gateways[0].jump_connections == len(config.jump_hosts())
+        assert pool.handshake_retries == 0
+    finally:
+        pool.close()
+    assert {j: during[j] - before[j] for j in during} == {j.name: 1 for j in config.jump_hosts()}
+
+
+def test_many_handshakes_through_one_jump_host_are_paced_and_none_refused(vm_inventory: Path) -> None:
+    """3x MaxStartups' 10 new SSH connections at once, all to ny5-1 through ny5-jump: none dropped."""
+    inv = load_inventory(vm_inventory)
+    target = endpoints(inv.model, inv.path)["ny5-1"]
+    many = {f"ny5-1#{i}": dataclasses.replace(target, name=f"ny5-1#{i}") for i in range(30)}
+    pool = Pool(many, timeouts=Timeouts.for_options(5.0, None), parallel=30)
+    started = time.monotonic()
+    try:
+        results = pool.each(many, lambda h: pool[h].run(["true"]))
+        took = time.monotonic() - started
+        assert [h for h, r in results.items() if not (hasattr(r, "ok") and r.ok)] == []
+        assert pool.handshake_retries == 0
+        assert pool._gateways[0].jump_connections == 1
+    finally:
+        pool.close()
+    assert took < 30
+
+
+def test_a_jump_host_whose_key_is_not_known_is_refused(vm_inventory: Path, tmp_path: Path) -> None:
+    jump = config.host("ny5-jump")
+    known = tmp_path / "known_hosts"
+    known.write_text("".join(line + "\n" for line in config.KNOWN_HOSTS.read_text().splitlines()
+                             if not line.startswith(jump.address + " ")))
+    inv = load_inventory(vm_inventory)
+    reach = {name: dataclasses.replace(ep, known_hosts=str(known),
+                                       jump=ep.jump and dataclasses.replace(ep.jump, known_hosts=str(known)))
+             for name, ep in endpoints(inv.model, inv.path).items()}
+    pool = Pool(reach, timeouts=Timeouts.for_options(3.0, None))
+    try:
+        with pytest.raises(HostKeyError) as caught:
+            pool["ny5-1"].run(["true"])
+        assert "ny5-jump" in str(caught.value) and jump.address in str(caught.value)
+        assert pool["ch2-1"].run(["true"]).ok  # the other datacenter's jump key is known
+    finally:
+        pool.close()

@@ -87,14 +87,15 @@ def start(argv: list[str], state: Path) -> None:
         if not chosen:
             return
         from upgrader.engine import remote
-        from upgrader.transport.fabric_adapter import FabricTransport
+        from upgrader.transport.fabric_adapter import FabricTransport, Gateways
 
         timeouts = Timeouts.for_options(args.connect_timeout, args.command_timeout)
-        started = {name: (ep, FabricTransport(ep, timeouts)) for name, ep in chosen.items()}
+        gateways = Gateways(timeouts)  # one connection per jump host, handed to the pool with the transports
+        started = {name: (ep, FabricTransport(ep, timeouts, gateways)) for name, ep in chosen.items()}
         for name, (_, transport) in started.items():
             threading.Thread(target=remote.start, args=(transport, args.python), name=f"early-{name}",
                              daemon=True).start()
-        _started.update(sha256=digest, timeouts=timeouts, hosts=started)
+        _started.update(sha256=digest, timeouts=timeouts, hosts=started, gateways=gateways)
     except Exception:  # an optimisation only: the command connects as usual
         log.debug("no early connections", exc_info=True)
 
@@ -102,12 +103,17 @@ def start(argv: list[str], state: Path) -> None:
 def adopt(pool: Pool, inventory_sha256: str, endpoints: dict[str, Endpoint], timeouts: Timeouts) -> None:
     """Give ``pool`` the early connections that match the validated inventory exactly; close the rest."""
     started: dict[str, tuple[Endpoint, Transport]] = _started.pop("hosts", {})
+    gateways = _started.pop("gateways", None)
     same_run = _started.pop("sha256", None) == inventory_sha256 and _started.pop("timeouts", None) == timeouts
+    if gateways is not None and same_run:
+        pool.adopt_gateways(gateways)  # its jump connections serve the pool's other hosts too; closed with it
     for name, (endpoint, transport) in started.items():
         if same_run and endpoints.get(name) == endpoint:
             pool.adopt(name, transport)
         else:
             transport.close()
+    if gateways is not None and not same_run:
+        gateways.close()
 
 
 # A top-level `component: NAME` line; anything fancier (flow style, anchors) just means no early start.

@@ -95,9 +95,10 @@ def run(args: argparse.Namespace) -> int:
         failed = [o.host for o in outcomes.values() if not o.ok]
         message = "all hosts back and verified" if not failed else f"NOT rolled back: {', '.join(failed)}"
         journal.record("run-end", status="succeeded" if not failed else "rollback-failed", exit_code=int(code),
-                       message=message, hosts={h: {"state": "rolled-back" if o.ok else "rollback-failed",
-                                                   "detail": o.detail, "version": o.after}
-                                               for h, o in outcomes.items()})
+                       message=message, handshake_retries=pool.handshake_retries,
+                       hosts={h: {"state": "rolled-back" if o.ok else "rollback-failed",
+                                  "detail": o.detail, "version": o.after}
+                              for h, o in outcomes.items()})
         audit(args.state_dir, action="rollback-end", run=run_id, exit_code=int(code), failed=failed)
         notify("rollback-finished", component=spec.component, version=target, run=run_id, exit_code=int(code),
                message=message, failed=len(failed))

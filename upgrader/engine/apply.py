@@ -124,7 +124,7 @@ class Apply:
             self.release_locks()
         # run-end is the journal's last word: it comes after the locks are released.
         self.journal.record("run-end", status=outcome.status, exit_code=int(outcome.exit_code),
-                            message=outcome.message,
+                            message=outcome.message, handshake_retries=self.pool.handshake_retries,
                             hosts={h.name: {"state": h.state, "detail": h.detail, "version": self._version_of(h)}
                                    for h in self.hosts.values()})
         event = {ExitCode.OK: "finished", ExitCode.FAILED_ROLLED_BACK: "rolled-back"}.get(outcome.exit_code, "failed")

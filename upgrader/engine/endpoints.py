@@ -6,12 +6,15 @@ import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from upgrader.engine import remote
 from upgrader.models.inventory import Host, Inventory, Jump
 from upgrader.planning.planner import iter_hosts
 from upgrader.transport.base import Endpoint, Timeouts, Transport
+
+if TYPE_CHECKING:
+    from upgrader.transport.fabric_adapter import Gateways
 
 T = TypeVar("T")
 
@@ -50,7 +53,12 @@ def _jump(dc: str, jump: Jump | None, base: Path, user: str | None, port: int, k
 
 
 class Pool:
-    """Transports for a run, opened lazily, reused, closed together; runs work on hosts in parallel."""
+    """Transports for a run, opened lazily, reused, closed together; runs work on hosts in parallel.
+
+    The Fabric transports of a pool share its ``Gateways``: one connection per jump host for the
+    whole run (each host behind it is a channel in it), closed with the pool, and the count of
+    handshakes that were refused or reset and retried (``handshake_retries``, for the run's records).
+    """
 
     def __init__(self, endpoints: dict[str, Endpoint], factory: Callable[[Endpoint], Transport] | None = None,
                  timeouts: Timeouts | None = None, parallel: int = 32) -> None:
@@ -58,12 +66,27 @@ class Pool:
         self._timeouts = timeouts or Timeouts()
         self._factory = factory or self._fabric
         self._transports: dict[str, Transport] = {}
+        self._gateways: list[Gateways] = []  # [0] makes new transports; more come with adopted connections
         self.parallel = parallel
 
     def _fabric(self, endpoint: Endpoint) -> Transport:
-        from upgrader.transport.fabric_adapter import FabricTransport  # imported lazily: planning stays light
+        # imported lazily: planning stays light
+        from upgrader.transport.fabric_adapter import FabricTransport, Gateways
 
-        return FabricTransport(endpoint, self._timeouts)
+        if not self._gateways:
+            self._gateways.append(Gateways(self._timeouts))
+        return FabricTransport(endpoint, self._timeouts, self._gateways[0])
+
+    def adopt_gateways(self, gateways: Gateways) -> None:
+        """The jump connections of adopted transports: used for this pool's other hosts too (if it has made
+        none of its own yet), counted and closed with the pool."""
+        if gateways not in self._gateways:
+            self._gateways.append(gateways)
+
+    @property
+    def handshake_retries(self) -> int:
+        """Handshakes (to hosts and jump hosts) refused or reset and tried again, so far in this run."""
+        return sum(g.retries for g in self._gateways)
 
     def __getitem__(self, host: str) -> Transport:
         if host not in self._transports:
@@ -113,3 +136,5 @@ class Pool:
         for t in self._transports.values():
             t.close()
         self._transports.clear()
+        for gateways in self._gateways:
+            gateways.close()  # the jump connections, after every channel in them
