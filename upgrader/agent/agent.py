@@ -591,7 +591,7 @@ def op_lock(ctx, s):
         mine["previous_holder"] = held
         mine["reason"] = s.get("reason")
         write_json_atomic(path, mine)
-        return {"lock": mine, "previous_holder": held}
+        return {"lock": mine, "previous_holder": held, "takeover": ctx.get("takeover")}
     if mode == "release":
         if held and held.get("run") == ctx["run"]:
             os.unlink(path)
@@ -1328,17 +1328,254 @@ def serve():
     return 0
 
 
+# ---------------------------------------------------------------- one program at a time per component
+#
+# Every program that changes anything holds an exclusive flock on /var/lib/upgrader/<component>/
+# program.lock from its first operation to its last, so an apply and a rollback never interleave
+# on a host (the host lock, lock.json, says which *run* owns the component; this says which
+# *process* is acting on it now).  The kernel drops a flock when its holder dies, even by SIGKILL.
+#
+# A program that takes the host lock over (lock mode "handover" or "break": the emergency rollback,
+# or apply --break-lock) does not queue behind the one in flight.  It writes a takeover request;
+# the holder looks for one between operations and ends its program there ("taken over by ...").
+# Past the takeover op's ``takeover_wait`` seconds the holder is killed instead: its pid is in the
+# lock file, and it is killed (with its children) only if /proc shows it is an upgrader agent that
+# holds the lock file open.  The host journal records which happened.  Any other program waits at
+# most BUSY_WAIT for the lock and then fails as a lock failure (the controller's "handed over").
+
+PROGRAM_LOCK = "program.lock"
+TAKEOVER = "takeover.json"
+TAKEOVER_WAIT = 30.0  # default seconds a takeover waits for the program in flight to end its current op
+MAX_TAKEOVER_WAIT = 3600.0
+BUSY_WAIT = 5.0  # seconds any other program waits for the program lock
+
+
+def proc_start(pid):
+    """The process's start time in clock ticks (field 22 of /proc/PID/stat): tells a pid from a reused one."""
+    try:
+        with open("/proc/%d/stat" % pid, "rb") as fh:
+            return int(fh.read().rsplit(b")", 1)[1].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def alive(who):
+    pid = (who or {}).get("pid")
+    return isinstance(pid, int) and pid > 0 and proc_start(pid) == who.get("start")
+
+
+def is_agent_holding(pid, lock_fd):
+    """True if /proc says ``pid`` runs an upgrader agent (python, upgrader's loader or agent on its command
+    line) and has the lock file open: only such a process is ever killed."""
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as fh:
+            args = fh.read().decode("utf-8", "replace").split("\0")
+    except OSError:
+        return False
+    if not args or "python" not in os.path.basename(args[0]):
+        return False
+    if not any("upgrader" in a or "exec(base64.b64decode(sys.stdin" in a for a in args[1:]):
+        return False
+    mine = os.fstat(lock_fd)
+    try:
+        fds = os.listdir("/proc/%d/fd" % pid)
+    except OSError:
+        return False
+    for fd in fds:
+        try:
+            st = os.stat("/proc/%d/fd/%s" % (pid, fd))
+        except OSError:
+            continue
+        if (st.st_dev, st.st_ino) == (mine.st_dev, mine.st_ino):
+            return True
+    return False
+
+
+def descendants(pid):
+    children = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open("/proc/%s/stat" % entry, "rb") as fh:
+                    ppid = int(fh.read().rsplit(b")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    out, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+def kill_holder(pid):
+    """SIGKILL the agent first (so it cannot run another step), then what it had started."""
+    import signal
+
+    rest = descendants(pid)
+    try:
+        group = os.getpgid(pid)
+        os.kill(pid, signal.SIGKILL)
+        if group == pid:  # its own process group (not sudo's or the login shell's): take it all
+            os.killpg(group, signal.SIGKILL)
+    except ProcessLookupError:
+        pass  # it ended by itself meanwhile: its lock is free, and its children are still killed below
+    for child in rest:
+        try:
+            if os.getpgid(child) == child:
+                os.killpg(child, signal.SIGKILL)
+            os.kill(child, signal.SIGKILL)
+        except OSError:
+            pass
+
+
+class ProgramLock:
+    def __init__(self, ctx):
+        self.ctx = ctx
+        self.dir = state_dir(ctx["component"])
+        self.path = os.path.join(self.dir, PROGRAM_LOCK)
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0), 0o600)
+        self.me = {"pid": os.getpid(), "start": proc_start(os.getpid()), "run": ctx["run"]}
+
+    def _try(self):
+        import fcntl
+
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            return False
+
+    def _wait(self, seconds):
+        deadline = time.monotonic() + seconds
+        while not self._try():
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.02)
+        return True
+
+    def holder(self):
+        try:
+            data = json.loads(os.pread(self.fd, 4096, 0).decode() or "null")
+        except ValueError:
+            data = None
+        return data if isinstance(data, dict) else {}
+
+    def _own(self):
+        os.ftruncate(self.fd, 0)
+        os.pwrite(self.fd, json.dumps(dict(self.me, since=now())).encode(), 0)
+
+    def request(self):
+        """A live takeover request by another run, or None."""
+        req = read_json(os.path.join(self.dir, TAKEOVER))
+        if isinstance(req, dict) and req.get("run") != self.ctx["run"] and alive(req):
+            return req
+        return None
+
+    def acquire(self):
+        req = self.request()
+        if req:
+            raise OpFailed("taken over by rollback run %s (pid %s)" % (req.get("run"), req.get("pid")),
+                           handed_over=True, takeover=req)
+        if not self._wait(BUSY_WAIT):
+            held = self.holder()
+            raise OpFailed("another upgrader program is running for %s on this host (run %s, pid %s, since %s)"
+                           % (self.ctx["component"], held.get("run"), held.get("pid"), held.get("since")),
+                           holder=held, busy=True)
+        self._own()
+
+    def take_over(self, wait):
+        """Take the lock from whatever program holds it: wait for it to end its current op, else kill it."""
+        started = time.monotonic()
+        request = os.path.join(self.dir, TAKEOVER)
+        write_json_atomic(request, dict(self.me, since=now()))
+        try:
+            held, how = None, "free"
+            if not self._try():
+                held = self.holder()
+                how = "waited"
+                if not self._wait(wait):
+                    held = self.holder()
+                    pid = held.get("pid")
+                    if not (isinstance(pid, int) and alive(held) and is_agent_holding(pid, self.fd)):
+                        raise OpFailed("the program lock of %s is held by pid %s, which is not an upgrader "
+                                       "agent this one can verify; not killed" % (self.ctx["component"], pid),
+                                       holder=held)
+                    kill_holder(pid)
+                    how = "killed"
+                    if not self._wait(10.0):
+                        raise OpFailed("killed pid %s, yet the program lock is still held" % pid, holder=held)
+        finally:
+            if (read_json(request) or {}).get("pid") == self.me["pid"]:
+                remove_quietly(request)
+        self._own()
+        seconds = round(time.monotonic() - started, 3)
+        out = {"how": how, "seconds": seconds, "holder": held or None}
+        append_journal(self.ctx["component"], {"event": "takeover", "run": self.ctx["run"], "at": now(), **out})
+        return out
+
+    def release(self):
+        if self.fd is not None:
+            os.close(self.fd)  # closing the only descriptor drops the flock
+            self.fd = None
+
+
+def program_lock_mode(program):
+    """(needs the program lock, takeover wait or None): read-only programs skip it; handover/break take over."""
+    ops = program.get("ops", [])
+    needs = any(step.get("op") in OPS and step.get("op") not in READ_ONLY for step in ops)
+    for step in ops:
+        if step.get("op") == "lock" and step.get("mode") in ("handover", "break"):
+            wait = step.get("takeover_wait", TAKEOVER_WAIT)
+            wait = wait if isinstance(wait, (int, float)) and 0 <= wait <= MAX_TAKEOVER_WAIT else TAKEOVER_WAIT
+            return True, float(wait)
+    return needs, None
+
+
 def run_program(program):
     ctx = {"component": program["component"], "run": program.get("run"), "root": program["root"]}
+    ops = program["ops"]
+    needs, takeover = program_lock_mode(program)
+    lock = None
+    try:
+        if needs:
+            try:
+                lock = ProgramLock(ctx)
+                if takeover is None:
+                    lock.acquire()
+                else:
+                    ctx["takeover"] = lock.take_over(takeover)
+            except (OpFailed, OSError) as exc:
+                detail = exc.detail if isinstance(exc, OpFailed) else {"errno": exc.errno}
+                emit(dict(detail, i=0, op="lock", step=ops[0].get("step") if ops else None, ok=False, seconds=0,
+                          error=str(exc)))
+                return 1
+        return run_ops(ctx, ops, lock)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def run_ops(ctx, ops, lock):
     status = 0
-    for index, step in enumerate(program["ops"]):
+    for index, step in enumerate(ops):
+        req = lock.request() if lock is not None and index else None
+        if req:  # a rollback wants the host: end here, between operations
+            error = "taken over by rollback run %s (pid %s) before %s" % (req.get("run"), req.get("pid"),
+                                                                         step.get("step") or step["op"])
+            append_journal(ctx["component"], {"event": "taken-over", "run": ctx["run"], "by": req.get("run"),
+                                              "before": step.get("step") or step["op"], "at": now()})
+            emit({"i": index, "op": "lock", "step": step.get("step"), "ok": False, "seconds": 0, "error": error,
+                  "handed_over": True, "takeover": req})
+            return 1
         name = step["op"]
         journaled = name not in READ_ONLY and not step.get("quiet")
         record = {"run": ctx["run"], "step": step.get("step"), "op": name, "at": now()}
-        if journaled:
-            append_journal(ctx["component"], dict(record, phase="begin"))
         started = time.monotonic()
         try:
+            if journaled:
+                append_journal(ctx["component"], dict(record, phase="begin"))
             out = OPS[name](ctx, step)
             ok = True
         except OpFailed as exc:
@@ -1347,8 +1584,11 @@ def run_program(program):
             ok, out = False, {"error": "%s: %s" % (type(exc).__name__, exc)}
         seconds = round(time.monotonic() - started, 3)
         if journaled:
-            append_journal(ctx["component"], dict(record, phase="end", ok=ok, seconds=seconds,
-                                                  error=out.get("error")))
+            try:
+                append_journal(ctx["component"], dict(record, phase="end", ok=ok, seconds=seconds,
+                                                      error=out.get("error")))
+            except (OSError, OpFailed) as exc:
+                ok, out = False, dict(out, error=out.get("error") or "cannot write the host journal: %s" % exc)
         emit(dict(out, i=index, op=name, step=step.get("step"), ok=ok, seconds=seconds))
         if not ok and not step.get("continue_on_error"):
             status = 1

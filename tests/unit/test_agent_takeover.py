@@ -1,0 +1,203 @@
+"""Rollback and apply never interleave on a host (issue 13 §4), with real agent processes on real files.
+
+Agent A runs an apply-like program whose migrate is slow; agent B, started while A is inside it,
+runs the emergency rollback's program (lock handover, rollback, lock release).  B either waits for A
+to end its current operation (A then stops before its next one) or, past ``takeover_wait``, kills A
+and what A started.  The host journal (STATE redirected to a temp dir) records the order.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from upgrader import agent as agent_pkg
+
+pytestmark = pytest.mark.reliability("rollback started while an apply is inside a slow migrate")
+
+AGENT = Path(__file__).resolve().parents[2] / "upgrader" / "agent" / "agent.py"
+
+# agent.py loaded under another name (so its __main__ guard stays quiet), STATE pointed at the test's
+# directory, then run as on a host.  The command line names upgrader/agent/agent.py, as /proc shows it.
+WRAPPER = ("import importlib.util,sys;"
+           "s=importlib.util.spec_from_file_location('agent_under_test',sys.argv[1]);"
+           "m=importlib.util.module_from_spec(s);s.loader.exec_module(m);"
+           "m.STATE=sys.argv[2];sys.exit(m.main(['upgrader-agent',sys.argv[3]]))")
+
+
+def start(program: dict[str, Any], state: Path) -> subprocess.Popen[str]:
+    packed = base64.b64encode(json.dumps(program).encode()).decode()
+    return subprocess.Popen([sys.executable, "-I", "-S", "-c", WRAPPER, str(AGENT), str(state), packed],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)  # its own process group: a kill cannot reach pytest
+
+
+@pytest.fixture
+def host(tmp_path: Path) -> dict[str, Path]:
+    root = tmp_path / "opt" / "app"
+    for v in ("1.0", "2.0"):
+        (root / "releases" / v / ".upgrader").mkdir(parents=True, mode=0o700)
+    (root / "current").symlink_to("releases/1.0")
+    (root / "releases" / "2.0" / ".upgrader" / "previous.json").write_text('{"version": "1.0"}')
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    (etc / "app.conf").write_text("schema 1\n")
+    return {"root": root, "state": tmp_path / "state", "conf": etc / "app.conf", "tmp": tmp_path}
+
+
+SERVICE = {"start": ["true"], "stop": ["true"], "status": ["true"], "start_timeout": 5, "stop_timeout": 5}
+
+
+def apply_program(host: dict[str, Path], seconds: float) -> dict[str, Any]:
+    conf = host["conf"]
+    return {"component": "app", "run": "APPLY", "root": str(host["root"]), "ops": [
+        {"op": "lock", "mode": "acquire", "operator": "a", "step": "lock-acquire"},
+        {"op": "stop", "step": "h/stop", "service": SERVICE},
+        {"op": "switch", "step": "h/switch", "version": "2.0"},
+        {"op": "migrate", "step": "h/migrate", "version": "2.0", "from": "1.0", "files": [str(conf)],
+         "argv": ["sh", "-c", f"sleep {seconds}; echo schema 2 > {conf}"], "timeout": 120},
+        {"op": "start", "step": "h/start", "service": SERVICE, "logs": []},
+        {"op": "verify", "step": "h/verify", "service": SERVICE, "checks": []},
+    ]}
+
+
+def rollback_program(host: dict[str, Path], wait: float) -> dict[str, Any]:
+    ops = [{**agent_pkg_lock("handover"), "takeover_wait": wait},
+           {"op": "rollback", "step": "rollback", "to": "1.0", "service": SERVICE, "checks": []},
+           agent_pkg_lock("release")]
+    return {"component": "app", "run": "ROLLBACK", "root": str(host["root"]), "ops": ops}
+
+
+def agent_pkg_lock(mode: str) -> dict[str, Any]:
+    return {"op": "lock", "mode": mode, "operator": "oncall", "plan": None, "kind": "rollback",
+            "reason": "drill", "step": f"lock-{mode}"}
+
+
+def journal(host: dict[str, Path]) -> list[dict[str, Any]]:
+    path = host["state"] / "app" / "journal.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def wait_for_begin(host: dict[str, Path], step: str, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        path = host["state"] / "app" / "journal.jsonl"
+        if path.exists() and any(r.get("step") == step and r.get("phase") == "begin" for r in journal(host)):
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"{step} never began")
+
+
+def where(records: list[dict[str, Any]], **match: Any) -> int:
+    return next(i for i, r in enumerate(records) if all(r.get(k) == v for k, v in match.items()))
+
+
+def finish(proc: subprocess.Popen[str]) -> tuple[int, list[dict[str, Any]]]:
+    out, _ = proc.communicate(timeout=60)
+    return proc.returncode, agent_pkg.parse_output(out)
+
+
+def test_a_rollback_waits_for_the_migrate_in_flight_and_the_apply_stops_there(host) -> None:  # type: ignore[no-untyped-def]
+    a = start(apply_program(host, 2.0), host["state"])
+    try:
+        wait_for_begin(host, "h/migrate")
+        b = start(rollback_program(host, 30), host["state"])
+        code_b, out_b = finish(b)
+        code_a, out_a = finish(a)
+    finally:
+        a.kill()
+    assert code_b == 0, out_b
+    assert code_a == 1 and out_a[-1]["op"] == "lock" and "taken over by rollback run ROLLBACK" in out_a[-1]["error"]
+    assert out_a[-1]["handed_over"] is True and [o["op"] for o in out_a] == ["lock", "stop", "switch", "migrate",
+                                                                          "lock"]
+    records = journal(host)
+    took = records[where(records, event="takeover")]
+    assert took["how"] == "waited" and 0.5 < took["seconds"] < 30 and took["holder"]["run"] == "APPLY"
+    order = [where(records, step="h/migrate", phase="end"), where(records, event="taken-over"),
+             where(records, event="takeover"), where(records, step="lock-handover", phase="begin"),
+             where(records, step="rollback", phase="end")]
+    assert order == sorted(order), records
+    assert not [r for r in records if r.get("step") in ("h/start", "h/verify")], "the apply stopped between ops"
+    assert os.readlink(host["root"] / "current") == "releases/1.0"
+    assert host["conf"].read_text() == "schema 1\n", "the migrated config was restored"
+    assert out_b[0]["takeover"]["how"] == "waited"
+
+
+def test_past_the_bound_the_rollback_kills_the_apply_and_what_it_started(host) -> None:  # type: ignore[no-untyped-def]
+    a = start(apply_program(host, 60), host["state"])
+    try:
+        wait_for_begin(host, "h/migrate")
+        time.sleep(0.2)  # the migration's shell and sleep are running
+        b = start(rollback_program(host, 0.5), host["state"])
+        code_b, out_b = finish(b)
+        code_a, _ = finish(a)
+    finally:
+        a.kill()
+    assert code_b == 0, out_b
+    assert code_a == -9, "SIGKILLed"
+    records = journal(host)
+    took = records[where(records, event="takeover")]
+    assert took["how"] == "killed" and 0.5 <= took["seconds"] < 10 and took["holder"]["pid"] == a.pid
+    assert not [r for r in records if r.get("step") == "h/migrate" and r.get("phase") == "end"]
+    assert where(records, event="takeover") < where(records, step="rollback", phase="begin")
+    assert not _running(f"sleep 60; echo schema 2 > {host['conf']}"), "the migration was killed too"
+    assert os.readlink(host["root"] / "current") == "releases/1.0"
+    assert host["conf"].read_text() == "schema 1\n"
+
+
+def _running(needle: str) -> bool:
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if needle in Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode():
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def test_a_program_that_is_not_a_takeover_waits_briefly_then_fails_as_a_lock_failure(host, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    a = start(apply_program(host, 60), host["state"])
+    try:
+        wait_for_begin(host, "h/migrate")
+        second = {"component": "app", "run": "OTHER", "root": str(host["root"]),
+                  "ops": [{"op": "switch", "step": "x/switch", "version": "2.0"}]}
+        started = time.monotonic()
+        code, out = finish(start(second, host["state"]))
+        assert code == 1 and out[0]["op"] == "lock" and out[0]["busy"] is True, out
+        assert "another upgrader program is running for app" in out[0]["error"] and "run APPLY" in out[0]["error"]
+        assert 4 < time.monotonic() - started < 20
+    finally:
+        os.killpg(a.pid, 9)
+        a.wait()
+
+
+def test_a_takeover_of_a_process_that_is_not_an_agent_is_refused_not_killed(host, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The lock file names a pid (here: a plain sleep holding the flock), but /proc says it is no agent."""
+    (host["state"] / "app").mkdir(parents=True, mode=0o700)
+    (host["state"]).chmod(0o700)
+    lock = host["state"] / "app" / "program.lock"
+    holder = subprocess.Popen(["flock", str(lock), "sleep", "30"], start_new_session=True)
+    try:
+        deadline = time.monotonic() + 5
+        while not lock.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(0.2)
+        lock.write_text(json.dumps({"pid": holder.pid, "start": _start(holder.pid), "run": "X"}))
+        code, out = finish(start(rollback_program(host, 0.2), host["state"]))
+        assert code == 1 and "not an upgrader agent" in out[0]["error"], out
+        assert holder.poll() is None, "not killed"
+    finally:
+        os.killpg(holder.pid, 9)
+        holder.wait()
+
+
+def _start(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_bytes().rsplit(b")", 1)[1].split()[19])
