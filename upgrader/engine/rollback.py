@@ -15,6 +15,8 @@ from upgrader.engine.journal import Journal
 from upgrader.errors import ExitCode
 from upgrader.models.playbook import Playbook
 
+TAKEOVER_WAIT = 30.0  # seconds a host's program in flight gets to end its current operation
+
 
 @dataclass(frozen=True)
 class HostOutcome:
@@ -30,9 +32,12 @@ def rollback_hosts(pool: Pool, spec: Playbook, hosts: list[str], journal: Journa
                    reason: str, to: str | None, python: str = "python3",
                    limit: int | None = None) -> dict[str, HostOutcome]:
     lock = programs.lock_op("handover", operator=operator, plan=None, kind="rollback", reason=reason)
+    # The agent takes its program lock over from a program in flight (an apply's migrate, say): it waits
+    # TAKEOVER_WAIT for that program to end its current operation, then kills it (agent.ProgramLock).
+    lock["takeover_wait"] = TAKEOVER_WAIT
     release = programs.lock_op("release", operator=operator, plan=None, kind="rollback")
     ops = [lock, programs.rollback_op(spec, to, "rollback"), release]
-    timeout = programs.hop_timeout(spec) + 30
+    timeout = programs.hop_timeout(spec) + 30 + TAKEOVER_WAIT + 10  # + the kill and the kernel's unlock
 
     def one(host: str) -> remote.AgentResult:
         journal.record("host-begin", host=host, steps=["lock-handover", "rollback", "lock-release"], to=to)
