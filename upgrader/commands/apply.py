@@ -19,7 +19,7 @@ from upgrader.engine.locks import LocalLock
 from upgrader.engine.notifier import notifier
 from upgrader.engine.progress import Progress
 from upgrader.engine.staleness import drift, rederived_difference
-from upgrader.errors import ExitCode, RefusedError
+from upgrader.errors import ExitCode, NotConfirmed, RefusedError, UpgraderError
 from upgrader.loading import limits
 from upgrader.loading.inputs import parse_json_model
 from upgrader.models.inventory import Inventory
@@ -47,8 +47,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.playbook.suffix == ".json":
-        return run_saved(args)
+    try:
+        if args.playbook.suffix == ".json":
+            return run_saved(args)
+        return run_playbook(args)
+    except NotConfirmed:
+        raise
+    except RefusedError as exc:  # a window closed, a market open, a stale or edited plan: someone must know
+        notify_refused(args, exc)
+        raise
+
+
+def notify_refused(args: argparse.Namespace, exc: RefusedError) -> None:
+    """Best effort: the refusal is the outcome whether or not a webhook hears of it."""
+    try:
+        inventory = load_inventory(args.inventory).model
+    except UpgraderError:
+        return  # an unreadable inventory is itself the refusal; there is nobody to tell
+    with notifier(inventory, lambda: datetime.now(UTC)) as notify:
+        notify("refused", component=early_component(args.playbook) or "?", version="?",
+               message=f"apply {args.playbook.name} refused: {exc}")
+
+
+def run_playbook(args: argparse.Namespace) -> int:
     inputs = load_inputs(args.playbook, args.inventory)
     pool = live.pool_for(inputs.inventory, args)
     warming = admission.prefetch(inputs.playbook.model, inputs.inventory.model, admission.clock(args.now)())
