@@ -21,7 +21,7 @@ from upgrader.engine.progress import Progress
 from upgrader.engine.staleness import drift, rederived_difference
 from upgrader.errors import ExitCode, NotConfirmed, RefusedError, UpgraderError
 from upgrader.loading import limits
-from upgrader.loading.inputs import parse_json_model
+from upgrader.loading.inputs import load_inventory, load_playbook, parse_json_model, read_plan_file
 from upgrader.models.inventory import Inventory
 from upgrader.models.plan import Plan
 from upgrader.planning.planner import facts_from_plan, make_plan
@@ -65,8 +65,20 @@ def notify_refused(args: argparse.Namespace, exc: RefusedError) -> None:
     except UpgraderError:
         return  # an unreadable inventory is itself the refusal; there is nobody to tell
     with notifier(inventory, lambda: datetime.now(UTC)) as notify:
-        notify("refused", component=early_component(args.playbook) or "?", version="?",
-               message=f"apply {args.playbook.name} refused: {exc}")
+        component, version = _release_of(args.playbook)
+        notify("refused", component=component, version=version, message=f"apply {args.playbook} refused: {exc}")
+
+
+def _release_of(path: Path) -> tuple[str, str]:
+    """Component and version of a playbook or saved plan, through the same bounded loaders; '?' if unreadable."""
+    try:
+        if path.suffix == ".json":
+            plan = read_plan_file(path)
+            return plan.component, plan.target_version
+        spec = load_playbook(path).model
+        return spec.component, spec.version
+    except UpgraderError:
+        return "?", "?"
 
 
 def run_playbook(args: argparse.Namespace) -> int:

@@ -33,6 +33,9 @@ OP: dict[str, tuple[type, ...]] = {
 }
 CHECK: dict[str, tuple[type, ...]] = {"check": (str,), "ok": (bool,), "reason": (str, _NONE), "attempts": (int,)}
 HOST_END: dict[str, tuple[type, ...]] = {"state": (str,), "detail": (str,), "version": (str, _NONE)}
+# Fields whose shape depends on the event: a run's end maps each host to where it ended, the
+# other events list host names; stage-end maps hosts to errors, phase-end lists them.
+SHAPES: list[tuple[str, str, type]] = [("run-end", "hosts", dict), ("stage-end", "failed", dict)]
 _NAMES = {list: "a list", dict: "an object", str: "a string", int: "a whole number", float: "a number",
           bool: "true or false", _NONE: "null"}
 
@@ -56,6 +59,9 @@ def entry_problem(entry: dict[str, Any]) -> str | None:
         if problem:
             return problem
     hosts = entry.get("hosts")
+    for event, key, kind in SHAPES:
+        if entry["event"] == event and key in entry and not isinstance(entry[key], kind):
+            return f"'{key}' of '{event}' must be {_NAMES[kind]}"
     if isinstance(hosts, list) and not all(isinstance(h, str) for h in hosts):
         return "'hosts' must list host names"
     if isinstance(hosts, dict):
