@@ -89,6 +89,12 @@ class RefusedError(UpgraderError):
     reference = "refused"
 
 
+class NotConfirmed(RefusedError):
+    """The operator answered no (or could not be asked): their own decision, not a failure to report."""
+
+    reference = "not-confirmed"
+
+
 class TransportError(UpgraderError):
     """A host could not be reached or did not answer in time."""
 

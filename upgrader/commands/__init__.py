@@ -10,7 +10,7 @@ import importlib
 from types import ModuleType
 
 NAMES = ("validate", "plan", "diff", "facts", "apply", "resume", "rollback", "status", "audit", "promote", "abort",
-         "runs", "show", "report", "windows", "schedule", "schema")
+         "runs", "show", "report", "windows", "schedule", "notify", "schema")
 
 
 def load(name: str) -> ModuleType:

@@ -13,7 +13,7 @@ from upgrader.commands.inputs import Inputs
 from upgrader.engine import facts as host_facts
 from upgrader.engine import limits
 from upgrader.engine.endpoints import Pool, endpoints
-from upgrader.errors import RefusedError
+from upgrader.errors import NotConfirmed
 from upgrader.loading.inputs import Loaded
 from upgrader.models.facts import Facts
 from upgrader.models.inventory import Inventory
@@ -90,10 +90,10 @@ def confirm(question: str, assume_yes: bool) -> None:
     if assume_yes:
         return
     if not sys.stdin.isatty():
-        raise RefusedError("not confirmed: no terminal to ask on", "pass --yes for non-interactive runs")
+        raise NotConfirmed("not confirmed: no terminal to ask on", "pass --yes for non-interactive runs")
     answer = input(f"{question} [y/N] ").strip().lower()
     if answer not in ("y", "yes"):
-        raise RefusedError("not confirmed; nothing was changed")
+        raise NotConfirmed("not confirmed; nothing was changed")
 
 
 def aware(text: str) -> datetime:
