@@ -99,13 +99,7 @@ def run_saved(args: argparse.Namespace) -> int:
 
     Every check before the pool exists, so a refused plan never connects to any host.
     """
-    text = _read(args.playbook)
-    plan = parse_json_model(text, Plan, str(args.playbook))
-    inputs = reviewed_inputs(args.playbook, plan, args.inventory)
-    problem = rederived_difference(text, plan_again(plan, inputs))
-    if problem:
-        raise RefusedError(f"{args.playbook} is not what its playbook, inventory and facts give: {problem}",
-                           "a reviewed plan must not be edited; plan again and have the new plan reviewed")
+    plan, inputs = verified_saved_plan(args.playbook, args.inventory)
     pool = live.pool_for(inputs.inventory, args)
     try:
         facts = live.live_facts(inputs, pool, args.python)
@@ -118,6 +112,18 @@ def run_saved(args: argparse.Namespace) -> int:
         return execute(args, plan, pool, inputs.inventory.model)
     finally:
         pool.close()
+
+
+def verified_saved_plan(path: Path, inventory: Path) -> tuple[Plan, Inputs]:
+    """The saved plan and its inputs, refused unless those inputs give that very plan again (no connection)."""
+    text = _read(path)
+    plan = parse_json_model(text, Plan, str(path))
+    inputs = reviewed_inputs(path, plan, inventory)
+    problem = rederived_difference(text, plan_again(plan, inputs))
+    if problem:
+        raise RefusedError(f"{path} is not what its playbook, inventory and facts give: {problem}",
+                           "a reviewed plan must not be edited; plan again and have the new plan reviewed")
+    return plan, inputs
 
 
 def reviewed_inputs(plan_path: Path, plan: Plan, inventory: Path) -> Inputs:
