@@ -201,3 +201,13 @@ def test_a_takeover_of_a_process_that_is_not_an_agent_is_refused_not_killed(host
 
 def _start(pid: int) -> int:
     return int(Path(f"/proc/{pid}/stat").read_bytes().rsplit(b")", 1)[1].split()[19])
+
+
+def test_an_insecure_state_dir_fails_the_program_before_its_first_op(host) -> None:  # type: ignore[no-untyped-def]
+    host["state"].mkdir(mode=0o777)
+    host["state"].chmod(0o777)
+    code, out = finish(start(apply_program(host, 0), host["state"]))
+    assert code == 1 and len(out) == 1 and out[0]["op"] == "lock", out  # the program's first op is its lock
+    assert f"refusing to write under {host['state']}: it is writable by group or others" in out[0]["error"]
+    assert "chmod go-w" in out[0]["error"] and list(host["state"].iterdir()) == []
+    assert os.readlink(host["root"] / "current") == "releases/1.0"

@@ -115,7 +115,7 @@ def create_private(path, mode=0o600):
     return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0), mode)
 
 
-def copy_file(src, dst, keep_owner=True):
+def copy_file(src, dst):
     """Copy ``src`` (a regular file, not a symlink) to a new ``dst``, keeping mode and (as root) owner."""
     import shutil
     import stat
@@ -130,8 +130,7 @@ def copy_file(src, dst, keep_owner=True):
             with os.fdopen(os.dup(fin), "rb") as reader, os.fdopen(fout, "wb") as writer:
                 shutil.copyfileobj(reader, writer, 1 << 20)
                 writer.flush()
-                if keep_owner:
-                    os.fchown(writer.fileno(), st.st_uid, st.st_gid)
+                os.fchown(writer.fileno(), st.st_uid, st.st_gid)
                 os.fchmod(writer.fileno(), stat.S_IMODE(st.st_mode))
                 os.fsync(writer.fileno())
         except BaseException:
@@ -229,7 +228,11 @@ def staged_versions(root):
 
 
 def release_meta(root, version, name, default=None):
-    return read_json(os.path.join(release_path(root, version), META, name), default)
+    try:
+        where = release_path(root, version)
+    except OpFailed:  # a name read from a link or a record that cannot be a release: nothing recorded there
+        return default
+    return read_json(os.path.join(where, META, name), default)
 
 
 def meta_dir(root, version):
@@ -1548,8 +1551,11 @@ def run_program(program):
                     ctx["takeover"] = lock.take_over(takeover)
             except (OpFailed, OSError) as exc:
                 detail = exc.detail if isinstance(exc, OpFailed) else {"errno": exc.errno}
-                emit(dict(detail, i=0, op="lock", step=ops[0].get("step") if ops else None, ok=False, seconds=0,
-                          error=str(exc)))
+                # Busy or taken over is the lock's failure (the controller's "handed over"); anything else
+                # (an insecure state directory, say) is reported as the first operation's.
+                lost = detail.get("busy") or detail.get("handed_over") or "holder" in detail
+                emit(dict(detail, i=0, op="lock" if lost else ops[0]["op"], step=ops[0].get("step"), ok=False,
+                          seconds=0, error=str(exc)))
                 return 1
         return run_ops(ctx, ops, lock)
     finally:
