@@ -128,6 +128,7 @@ class Job:
     lock_file: str  # cron only: systemd already refuses overlapping runs of one unit
     user: str | None = None  # User= of the service: the run's operator, with that user's state directory
     on_failure: str | None = None  # OnFailure= unit that notifies when the run fails or is refused
+    state_dir: str | None = None  # UPGRADER_STATE_DIR for the run: the journals of ``user``
 
     def __post_init__(self) -> None:
         if self.user is not None and not USER_RE.match(self.user):
@@ -138,7 +139,7 @@ class Job:
         if not UNIT_NAME_RE.match(self.name):
             raise UpgraderError(f"unit name {self.name!r} has characters systemd does not allow",
                                 "use letters, digits, '_', '.', ':' and '-'")
-        for value in (*self.argv, self.workdir, self.env_file, self.description, self.lock_file):
+        for value in (*self.argv, self.workdir, self.env_file, self.description, self.lock_file, self.state_dir or ""):
             if "\n" in value or "\r" in value:
                 raise UpgraderError(f"{value!r} contains a line break", "rename the file")
 
@@ -156,7 +157,9 @@ After=network-online.target
 # of one (non-template) unit, and a timer elapsing while the run is still going does not
 # start another; upgrader's own host locks also refuse a second run on the same hosts.
 Type=oneshot
-{f"User={job.user}" + chr(10) if job.user else ""}WorkingDirectory={_specifiers(job.workdir)}
+{f"User={job.user}" + chr(10) if job.user else ""}\
+{f"Environment={systemd_quote('UPGRADER_STATE_DIR=' + job.state_dir)}" + chr(10) if job.state_dir else ""}\
+WorkingDirectory={_specifiers(job.workdir)}
 # Secrets (the webhook URLs named by the inventory's notify url_env, ...), mode 0600.
 # Not optional ('-'): a missing file fails the start visibly instead of running unannounced.
 EnvironmentFile={_specifiers(job.env_file)}

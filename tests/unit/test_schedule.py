@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -165,3 +166,77 @@ def test_systemd_accepts_the_one_off_timer_with_user_and_on_failure(tmp_path: Pa
                             cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "upg-once" not in result.stderr, result.stderr
+
+
+def _saved_plan(tmp_path: Path) -> Path:
+    """playbook, inventory and an offline plan.json in tmp_path (the working directory)."""
+    shutil.copy(PLAYBOOK, tmp_path / "pb.yml")
+    shutil.copy(INVENTORY, tmp_path / "inv.yml")
+    assert main(["--state-dir", str(tmp_path / "state"), "plan", "pb.yml", "-i", "inv.yml", "--offline",
+                 "--out", "plan.json"]) == 0
+    return tmp_path / "plan.json"
+
+
+def test_schedule_a_reviewed_plan_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(tmp_path)
+    plan = _saved_plan(tmp_path)
+    assert main(["--state-dir", str(tmp_path / "state"), "schedule", "plan.json", "-i", "inv.yml",
+                 "--on", "2099-12-05 02:00 America/New_York", "--user", "root", "--unit-dir", "units"]) == 0
+    units = tmp_path / "units"
+    service = (units / "upgrader-ordergw-5.2.0.service").read_text()
+    exec_start = next(line for line in service.splitlines() if line.startswith("ExecStart="))
+    assert exec_start.endswith(f"apply {plan} -i {tmp_path / 'inv.yml'} --yes --log-format json")
+    assert f"Description=upgrader: apply plan {plan} (ordergw 5.2.0, sha256:" in service
+    assert "\nUser=root\n" in service and "\nEnvironment=UPGRADER_STATE_DIR=/root/.local/state/upgrader\n" in service
+    assert "\nOnFailure=upgrader-ordergw-5.2.0-failed.service\n" in service
+    failed = (units / "upgrader-ordergw-5.2.0-failed.service").read_text()
+    assert " notify failed -i " in failed and "--component ordergw" in failed
+    timer = (units / "upgrader-ordergw-5.2.0.timer").read_text()
+    assert "OnCalendar=2099-12-05 02:00:00 America/New_York" in timer
+    if SYSTEMD_ANALYZE:
+        result = subprocess.run([SYSTEMD_ANALYZE, "verify", "--man=no", *map(str, sorted(units.iterdir()))],
+                                capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0 and "upgrader-ordergw" not in result.stderr, result.stderr
+
+
+@pytest.mark.reliability("an edited plan handed to `schedule`", "refused at once, exit 1, no unit written")
+def test_schedule_refuses_an_edited_plan_and_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                            capsys: pytest.CaptureFixture[str],
+                                                            record_property: Callable[[str, object], None]) -> None:
+    import json
+
+    from upgrader.models.plan import Plan
+
+    monkeypatch.chdir(tmp_path)
+    plan = _saved_plan(tmp_path)
+    data = json.loads(plan.read_text())
+    data["spec"]["canary"]["bake"] = 0.0
+    plan.write_text(Plan.model_validate(data).sealed().to_json())
+    capsys.readouterr()
+    code = main(["--state-dir", str(tmp_path / "state"), "schedule", "plan.json", "-i", "inv.yml",
+                 "--at", "Sat 02:00 America/New_York", "--unit-dir", "units"])
+    err = capsys.readouterr().err
+    assert code == 1 and "spec.canary.bake" in err
+    assert not (tmp_path / "units").exists()
+    record_property("observed", f"exit {code}; {err.strip().splitlines()[0][:110]}; units/ not created")
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (["--on", "2020-01-04 02:00 America/New_York"], "in the past"),
+    (["--at", "Sat 02:00 America/New_York", "--user", "no-such-user-x"], "no such user"),
+    (["--at", "Sat 02:00 America/New_York", "--on", "2099-01-04 02:00 UTC"], None),  # usage: one or the other
+])
+def test_schedule_refusals(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+                           extra: list[str], message: str | None) -> None:
+    monkeypatch.chdir(tmp_path)
+    _saved_plan(tmp_path)
+    argv = ["--state-dir", str(tmp_path / "state"), "schedule", "plan.json", "-i", "inv.yml", "--unit-dir", "u", *extra]
+    if message is None:
+        with pytest.raises(SystemExit) as usage:
+            main(argv)
+        assert usage.value.code == 2
+        return
+    assert main(argv) == 1
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "u").exists()
