@@ -97,6 +97,60 @@ def test_host_powered_off_mid_upgrade(upgrader, vm_host, vm_hosts, tmp_path, fau
     record_property("observed", f"exit 4 naming ny5-1 {took:.0f} s after power-off; rollback after boot: exit 0")
 
 
+def _errors_by_host(journal: list[dict]) -> dict[str, list[str]]:
+    """Every error the journal holds, by host (events' own errors and the per-host maps of lock release)."""
+    found: dict[str, list[str]] = {}
+    for e in journal:
+        if e.get("host") and e.get("error"):
+            found.setdefault(e["host"], []).append(e["error"])
+        for host, error in (e.get("errors") or {}).items():
+            found.setdefault(host, []).append(error)
+    return found
+
+
+@pytest.mark.parametrize("fault", ["kill", "cut"])
+def test_jump_host_dies_mid_run(upgrader, vm_host, vm_hosts, tmp_path, faults, record_property, fault):  # type: ignore[no-untyped-def]
+    how = {"kill": "powered off", "cut": "cut off (its upgbr0 link down: packets vanish)"}[fault]
+    reliability_mark(record_property, f"a datacenter's jump host {how} during its canary's bake",
+                     "every host behind it reported unreachable within the timeouts; the run halts (exit 4); the "
+                     "other datacenter is left clean and unlocked; once the jump host is back `rollback` puts "
+                     "the caught hosts back")
+    pb = write(tmp_path / "pb.yml", playbook("ordergw", "5.1.0", canary={"bake": "20s"}, rollback="host"))
+    proc = upgrader.start_apply(pb, "--connect-timeout", "3")
+    upgrader.wait_for(event("bake-begin", "ny5-1"))
+    started = time.monotonic()
+    getattr(faults, fault)("ny5-jump")
+    out, err = proc.communicate(timeout=120)
+    took = time.monotonic() - started
+    journal = upgrader.journal()
+    end = next(e for e in journal if e["event"] == "run-end")
+    states = {h: v["state"] for h, v in end["hosts"].items()}
+    ny5 = [h for h in vm_hosts if h.startswith("ny5-")]
+    ch2 = [h for h in vm_hosts if h.startswith("ch2-")]
+    assert proc.returncode == 4 and "ny5-1" in err, out + err
+    assert took < 45, f"halted {took:.0f} s after the jump host died"
+    errors = _errors_by_host(journal)
+    for h in ny5:  # each host behind the dead jump host is recorded unreachable through it
+        assert any("ny5-jump" in e for e in errors.get(h, [])), (h, errors)
+    assert not [h for h in ch2 if h in errors], errors
+    for h in ch2:  # the other datacenter: on a known version, running it, unlocked
+        state = component(vm_host(h), "ordergw")
+        assert state.active and state.current == state.reported and state.current in ("5.0.0", "5.1.0"), (h, state)
+    assert_unlocked(vm_host, ch2, "ordergw")
+    assert end["handshake_retries"] >= 0
+    faults.heal("ny5-jump")
+    caught = component(vm_host("ny5-1"), "ordergw")
+    back = upgrader("rollback", "ordergw", "-i", str(upgrader.inventory), "--reason", "jump host lost", "--yes",
+                    "--dc", "ny5", "--to", "5.0.0", "--playbook", str(pb))
+    assert back.code == 0, back.output
+    assert_on(vm_host, vm_hosts, "ordergw", "5.0.0")
+    assert_unlocked(vm_host, vm_hosts, "ordergw")
+    record_property("observed", f"exit 4 {took:.1f} s after the fault; ny5-1 {states['ny5-1']}, "
+                    f"{', '.join(h for h in ny5 if h != 'ny5-1')} unreachable via ny5-jump (lock release); "
+                    + ", ".join(f"{h} {states[h]}" for h in ch2) + f" untouched and unlocked; ny5-1 was on "
+                    f"{caught.current} when the jump host came back; rollback --dc ny5: exit 0, all on 5.0.0")
+
+
 def test_serving_agent_killed_between_programs(upgrader, vm_host, vm_hosts, tmp_path, record_property):  # type: ignore[no-untyped-def]
     reliability_mark(record_property, "the serving agent on a waiting host is killed between programs",
                      "the next program starts a fresh agent on that host; the run finishes, exit 0")
