@@ -123,7 +123,8 @@ KINDS: dict[str, tuple[str, list[list[str]]]] = {
     "overrides": ("overrides.yml", [["windows", "playbook.yml", "-i", "inventory.yml", "--overrides", "{f}",
                                      "--now", "2026-12-26T12:00:00+00:00", "--days", "2"]]),
     "plan": ("plan.json", [["diff", "plan.json", "{f}"]]),
-    "journal": (f"state/runs/{RUN}/journal.jsonl", [["show", RUN], ["report", RUN], ["runs"]]),
+    "journal": (f"state/runs/{RUN}/journal.jsonl", [["show", RUN], ["report", RUN], ["report", RUN, "--format", "html"],
+                                                   ["show", RUN, "--format", "json"], ["runs"]]),
 }
 
 INSERTS = [

@@ -29,7 +29,7 @@ TOP: dict[str, tuple[type, ...]] = {
 OP: dict[str, tuple[type, ...]] = {
     "op": (str,), "seconds": (int, float), "ok": (bool,), "error": (str, _NONE), "checks": (list, _NONE),
     "steps": (list, _NONE), "stdout": (str, _NONE), "stderr": (str, _NONE), "current": (str, _NONE),
-    "to": (str, _NONE), "from": (str, _NONE),
+    "to": (str, _NONE), "from": (str, _NONE), "step": (str, _NONE),
 }
 CHECK: dict[str, tuple[type, ...]] = {"check": (str,), "ok": (bool,), "reason": (str, _NONE), "attempts": (int,)}
 HOST_END: dict[str, tuple[type, ...]] = {"state": (str,), "detail": (str,), "version": (str, _NONE)}
@@ -80,6 +80,10 @@ def _object(value: Any, table: dict[str, tuple[type, ...]], where: str) -> str |
     return _fields(value, table, where + ".")
 
 
+# Lists whose items reports join or escape as text.
+TEXT_LISTS = frozenset({"argv", "steps"})
+
+
 def _fields(value: dict[str, Any], table: dict[str, tuple[type, ...]], prefix: str) -> str | None:
     for key, types in table.items():
         if key not in value:
@@ -88,6 +92,8 @@ def _fields(value: dict[str, Any], table: dict[str, tuple[type, ...]], prefix: s
         if not isinstance(item, types) or (isinstance(item, bool) and bool not in types):
             wanted = " or ".join(_NAMES.get(t, t.__name__) for t in types)
             return f"'{prefix}{key}' must be {wanted}, not {type(item).__name__}"
+        if key in TEXT_LISTS and isinstance(item, list) and not all(isinstance(i, str | _NONE) for i in item):
+            return f"'{prefix}{key}' must be a list of strings"
         if key == "seconds" and not (0 <= item <= MAX_SECONDS and math.isfinite(item)):
             return f"'{prefix}seconds' {item!r} is out of range"
     return None
