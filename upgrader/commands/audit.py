@@ -15,6 +15,7 @@ from pathlib import Path
 
 from upgrader.commands import live
 from upgrader.commands.specs import find_playbook
+from upgrader.commands.tables import print_table
 from upgrader.engine import facts as host_facts
 from upgrader.engine import programs
 from upgrader.engine.consistency import Expected, HostAudit, expected_from_runs, judge
@@ -124,12 +125,9 @@ def _print(rows: list[HostAudit], fmt: str) -> None:
         print()
         return
     header = ("component", "host", "dc", "expected", "reported", "verdict", "detail")
-    table = [header] + [(r.component, r.host, r.datacenter, r.expected.version if r.expected else "-",
-                         r.reported or "-", str(r.verdict), r.detail) for r in rows]
-    # Plain columns, never cut: the audit's output ends up in logs and tickets, not only on terminals.
-    widths = [max(len(row[i]) for row in table) for i in range(len(header) - 1)]
-    for row in table:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) + "  " + row[-1])
+    cells = [(r.component, r.host, r.datacenter, r.expected.version if r.expected else "-", r.reported or "-",
+              str(r.verdict), r.detail) for r in rows]
+    print_table("upgrader audit", header, cells, [not r.ok for r in rows])
     bad = [r for r in rows if not r.ok]
     print(f"\n{len(rows) - len(bad)} of {len(rows)} host(s) agree" +
           (f"; outliers: {', '.join(f'{r.host} ({r.component}: {r.verdict})' for r in bad)}" if bad else ""))

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import sys
 
 from upgrader.engine.journal import list_runs
@@ -12,6 +14,8 @@ HELP = "list recorded runs (apply, resume, rollback)"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--last", type=_positive, default=20, help="how many to show")
+    parser.add_argument("--format", choices=["text", "json"], default="text",
+                        help="json: one array of runs, damaged ones with their problem")
 
 
 def _positive(text: str) -> int:
@@ -22,6 +26,10 @@ def _positive(text: str) -> int:
 
 def run(args: argparse.Namespace) -> int:
     runs = list_runs(args.state_dir)[-args.last:]
+    if args.format == "json":
+        json.dump([dataclasses.asdict(r) for r in runs], sys.stdout, indent=2, sort_keys=True)
+        print()
+        return 0
     if not runs:
         print(f"no runs in {args.state_dir}")
         return 0

@@ -11,6 +11,7 @@ from typing import Any
 
 from upgrader.commands import live
 from upgrader.commands.specs import find_playbook
+from upgrader.commands.tables import print_table
 from upgrader.engine import facts as host_facts
 from upgrader.engine.journal import list_runs, read, runs_dir
 from upgrader.errors import RefusedError
@@ -104,14 +105,7 @@ def _rows(component: str, hosts: list[str], raw: dict[str, dict[str, Any]], dcs:
 
 
 def _table(rows: list[dict[str, Any]]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title="upgrader status", title_justify="left")
-    for col in ("component", "host", "dc", "installed", "previous", "service", "staged", "attention"):
-        table.add_column(col, overflow="fold")
-    for r in rows:
-        style = "bold red" if r["attention"] else ""
-        table.add_row(r["component"], r["host"], r["datacenter"], r["installed"] or "-", r["previous"] or "-",
-                      r["service"] or "-", ",".join(r["staged"]) or "-", "; ".join(r["attention"]), style=style)
-    Console(highlight=False, width=None if sys.stdout.isatty() else 160).print(table)
+    header = ("component", "host", "dc", "installed", "previous", "service", "staged", "attention")
+    cells = [(r["component"], r["host"], r["datacenter"], r["installed"] or "-", r["previous"] or "-",
+              r["service"] or "-", ",".join(r["staged"]) or "-", "; ".join(r["attention"]) or "-") for r in rows]
+    print_table("upgrader status", header, cells, [bool(r["attention"]) for r in rows])

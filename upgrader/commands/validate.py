@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import json
+import sys
 from pathlib import Path
 
 from upgrader.errors import InputError, Problem
@@ -16,6 +18,8 @@ HELP = "check playbooks and an inventory; report every problem as file:line:col"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("playbooks", nargs="*", type=Path, metavar="PLAYBOOK")
     parser.add_argument("-i", "--inventory", type=Path, required=True)
+    parser.add_argument("--format", choices=["text", "json"], default="text",
+                        help="json: {ok, problems: [{file, line, column, message, hint}]} on stdout (exit 1 if any)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -36,7 +40,19 @@ def run(args: argparse.Namespace) -> int:
         if inventory is not None:
             problems += cross_problems(playbook, inventory)
             problems += market_problems(playbook.model.windows, playbook, inventory)
+    problems = list(dict.fromkeys(problems))  # each playbook's check repeats the inventory's markets
+    if args.format == "json":
+        json.dump({"ok": not problems, "problems": [_as_dict(p) for p in problems]}, sys.stdout, indent=2,
+                  sort_keys=True)
+        print()
+        return 1 if problems else 0
     if problems:
-        raise InputError(list(dict.fromkeys(problems)))  # each playbook's check repeats the inventory's markets
+        raise InputError(problems)
     print(f"ok: {len(args.playbooks)} playbook(s) and {args.inventory} are valid")
     return 0
+
+
+def _as_dict(problem: Problem) -> dict[str, str | int | None]:
+    where = problem.location
+    return {"file": where.file, "line": where.line, "column": where.column, "message": problem.message,
+            "hint": problem.hint}
