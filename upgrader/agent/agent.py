@@ -806,7 +806,7 @@ def resolve_link(parts, links):
 
 def validate_members(tar, strip, unreadable):
     """Judge every member before anything is written: [(member, kind, parts, link parts)], total bytes."""
-    plan, kinds, links, total = [], {}, {}, 0
+    plan, kinds, links, total, count = [], {}, {}, 0, 0
     while True:
         try:
             m = tar.next()
@@ -814,7 +814,8 @@ def validate_members(tar, strip, unreadable):
             raise OpFailed("not a readable tarball: %s" % exc) from None
         if m is None:
             break
-        if len(plan) >= MAX_MEMBERS:
+        count += 1
+        if count > MAX_MEMBERS:  # counted before strip_components: tarfile keeps every member read
             raise unsafe("more than %d members" % MAX_MEMBERS, m.name)
         parts = member_parts(m.name, strip)
         kind = member_kind(m)
