@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from upgrader import __version__, commands
+from upgrader.cli import help as help_text
 from upgrader.commands import early
 from upgrader.errors import ExitCode, InputError, UpgraderError
 
@@ -41,8 +42,10 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
         names = [chosen]  # import only the command being run
     for name in names:
         module = commands.load(name)
-        cmd = sub.add_parser(name, help=module.HELP, description=module.HELP)
+        cmd = sub.add_parser(name, help=module.HELP, description=module.HELP, epilog=help_text.epilog(name),
+                             formatter_class=argparse.RawDescriptionHelpFormatter)
         module.add_arguments(cmd)
+        help_text.document(cmd)
         cmd.set_defaults(run=module.run)
     return parser
 

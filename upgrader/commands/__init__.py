@@ -10,7 +10,8 @@ import importlib
 from types import ModuleType
 
 NAMES = ("validate", "plan", "diff", "facts", "apply", "resume", "rollback", "status", "audit", "promote", "abort",
-         "runs", "show", "report", "windows", "schedule", "notify", "schema")
+         "runs", "show", "report", "windows", "schedule", "notify", "schema",
+         "completion")
 
 
 def load(name: str) -> ModuleType:
