@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import io
 import tarfile
+from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
 
@@ -25,7 +26,7 @@ def agent() -> ModuleType:
     return module
 
 
-def tarball(path: Path, members: list[tuple[tarfile.TarInfo, bytes | None]]) -> Path:
+def tarball(path: Path, members: Sequence[tuple[tarfile.TarInfo, bytes | None]]) -> Path:
     with tarfile.open(path, "w:gz") as tar:
         for info, data in members:
             tar.addfile(info, io.BytesIO(data) if data is not None else None)

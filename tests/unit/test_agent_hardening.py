@@ -11,6 +11,7 @@ import hashlib
 import importlib.util
 import io
 import os
+import sys
 import tarfile
 from pathlib import Path
 from types import ModuleType
@@ -31,7 +32,7 @@ def agent(tmp_path: Path) -> ModuleType:
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    module.STATE = str(tmp_path / "state")  # the host's /var/lib/upgrader, here
+    setattr(module, "STATE", str(tmp_path / "state"))  # noqa: B010 (the host's /var/lib/upgrader, here)
     return module
 
 
@@ -267,7 +268,7 @@ def test_a_cached_agent_is_used_only_for_the_source_sent_in_this_run(bootstrap, 
     sent = _packed("RESULT = 'sent'\n")
     key = bootstrap["_digest"](sent)
     code = bootstrap["_agent_code"](key, sent)  # compiled and cached
-    cached = Path(bootstrap["CACHE"]) / f"{key}.{os.sys.implementation.cache_tag}"
+    cached = Path(bootstrap["CACHE"]) / f"{key}.{sys.implementation.cache_tag}"
     assert cached.exists()
     import marshal
 
@@ -291,7 +292,7 @@ def test_a_cache_in_a_writable_or_symlinked_directory_is_not_used(bootstrap, tmp
     key = bootstrap["_digest"](sent)
     cache = Path(bootstrap["CACHE"])
     cache.mkdir(parents=True, mode=0o700)
-    entry = cache / f"{key}.{os.sys.implementation.cache_tag}"
+    entry = cache / f"{key}.{sys.implementation.cache_tag}"
     entry.write_bytes(key.encode() + b"\n" + marshal.dumps(compile("RESULT = 'forged'\n", "x", "exec")))
     entry.chmod(0o600)
     cache.parent.chmod(0o777)  # someone else could have swapped .agent/
