@@ -19,10 +19,10 @@ MiB = 1024 * 1024
 MAX_BYTES = {
     "playbook": 1 * MiB,
     "overrides": 1 * MiB,
-    "inventory": 16 * MiB,
-    "facts": 64 * MiB,
+    "inventory": 8 * MiB,
+    "facts": 16 * MiB,
     "plan": 128 * MiB,
-    "journal": 256 * MiB,
+    "journal": 128 * MiB,
 }
 MAX_JOURNAL_LINE = 16 * MiB  # one record; a host's result with its outputs is a few KB
 MAX_DEPTH = 48  # nesting of mappings and lists, in YAML and in JSON (the models need < 10)
