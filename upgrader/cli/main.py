@@ -13,6 +13,7 @@ from pathlib import Path
 
 from upgrader import __version__, commands
 from upgrader.cli import help as help_text
+from upgrader.cli import logs
 from upgrader.commands import early
 from upgrader.errors import ExitCode, InputError, UpgraderError
 
@@ -45,6 +46,7 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
         cmd = sub.add_parser(name, help=module.HELP, description=module.HELP, epilog=help_text.epilog(name),
                              formatter_class=argparse.RawDescriptionHelpFormatter)
         module.add_arguments(cmd)
+        logs.add_arguments(cmd)
         help_text.document(cmd)
         cmd.set_defaults(run=module.run)
     return parser
@@ -57,6 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.state_dir = args.state_dir or state_dir()
     try:
+        logs.configure(args)
         return int(args.run(args))
     except InputError as exc:
         for problem in exc.problems:

@@ -179,6 +179,9 @@ def _parser() -> argparse.ArgumentParser:
         cmd.add_argument("--python", default="python3")
         cmd.add_argument("--log-format", choices=["auto", "plain", "json", "rich"])
         cmd.add_argument("--metrics-dir", type=Path)
+        cmd.add_argument("-v", "--verbose", action="count", default=0)  # upgrader.cli.logs: every command's
+        cmd.add_argument("-q", "--quiet", action="count", default=0)
+        cmd.add_argument("--log-file", type=Path)
     for cmd in (rollback, apply):
         cmd.set_defaults(dc=[], hosts=None)
     return p

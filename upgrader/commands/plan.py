@@ -28,7 +28,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", choices=["text", "markdown", "json"], default=None,
                         help="default: json when --out ends in .json, else text")
     parser.add_argument("--out", type=Path, help="write the plan to this file instead of stdout")
-    parser.add_argument("-v", "--verbose", action="store_true", help="list every step of every host")
     from upgrader.commands import live  # light (no SSH library); the same connection options as every live command
 
     live.add_connection_arguments(parser)
@@ -73,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     plan = make_plan(inputs.playbook.model, inputs.inventory.model, facts,
                      playbook_ref=inputs.playbook_ref(), inventory_ref=inputs.inventory_ref())
     fmt = args.format or ("json" if args.out and args.out.suffix == ".json" else "text")
-    text = render(plan, fmt, args.verbose)
+    text = render(plan, fmt, args.verbose > 0)  # -v (every command's logging option) lists every step
     print(f"facts: {source}", file=sys.stderr)
     if args.out:
         output.write_text(args.out, text)
