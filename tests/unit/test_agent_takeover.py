@@ -116,6 +116,7 @@ def test_a_rollback_waits_for_the_migrate_in_flight_and_the_apply_stops_there(ho
         a.kill()
     assert code_b == 0, out_b
     assert code_a == 1 and out_a[-1]["op"] == "lock" and "taken over by rollback run ROLLBACK" in out_a[-1]["error"]
+    assert out_a[-1]["error"].endswith("before h/start") and out_a[-1]["stopped"] == "start"
     assert out_a[-1]["handed_over"] is True and [o["op"] for o in out_a] == ["lock", "stop", "switch", "migrate",
                                                                           "lock"]
     records = journal(host)
@@ -172,7 +173,8 @@ def test_a_program_that_is_not_a_takeover_waits_briefly_then_fails_as_a_lock_fai
         started = time.monotonic()
         code, out = finish(start(second, host["state"]))
         assert code == 1 and out[0]["op"] == "lock" and out[0]["busy"] is True, out
-        assert "another upgrader program is running for app" in out[0]["error"] and "run APPLY" in out[0]["error"]
+        assert out[0]["error"].startswith("locked by run APPLY (a, since "), out  # as the host lock would say
+        assert "another upgrader program is running for app on this host (run APPLY, pid" in out[0]["error"]
         assert 4 < time.monotonic() - started < 20
     finally:
         os.killpg(a.pid, 9)
@@ -211,3 +213,23 @@ def test_an_insecure_state_dir_fails_the_program_before_its_first_op(host) -> No
     assert f"refusing to write under {host['state']}: it is writable by group or others" in out[0]["error"]
     assert "chmod go-w" in out[0]["error"] and list(host["state"].iterdir()) == []
     assert os.readlink(host["root"] / "current") == "releases/1.0"
+
+
+def test_a_canary_bake_in_flight_stops_at_once_for_a_rollback(host) -> None:  # type: ignore[no-untyped-def]
+    """Checks and bakes only watch: they end as soon as a rollback asks, rather than after their minute."""
+    bake = {"component": "app", "run": "APPLY", "root": str(host["root"]), "ops": [
+        {"op": "lock", "mode": "acquire", "operator": "a", "step": "lock-acquire"},
+        {"op": "bake", "step": "h/bake", "service": SERVICE, "checks": [], "duration": 60, "interval": 5}]}
+    a = start(bake, host["state"])
+    try:
+        wait_for_begin(host, "h/bake")
+        code_b, out_b = finish(start(rollback_program(host, 30), host["state"]))
+        code_a, out_a = finish(a)
+    finally:
+        a.kill()
+    assert code_b == 0 and code_a == 1, (out_a, out_b)
+    assert out_a[-1]["op"] == "lock" and out_a[-1]["error"].endswith("during h/bake") and out_a[-1]["handed_over"]
+    records = journal(host)
+    took = records[where(records, event="takeover")]
+    assert took["how"] == "waited" and took["seconds"] < 3, took
+    assert where(records, step="h/bake", phase="end") < where(records, event="takeover")

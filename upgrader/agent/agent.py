@@ -463,6 +463,18 @@ FAST_POLL = 0.05  # seconds: cheap probes are polled this often within a check's
 SERVICE_POLL = 1.0
 
 
+def pause(ctx, seconds):
+    """Sleep, but end the operation as soon as a rollback asks for the host: checks and bakes only
+    watch, so they can stop anywhere (a rollback must not wait out a canary's bake)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        check_takeover(ctx)
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return
+        time.sleep(min(left, TAKEOVER_POLL))
+
+
 def run_checks(checks, ctx, retries=True, service=None):
     """Run every check; each may take ``retries`` x ``interval`` to pass.  Return (ok, results).
 
@@ -493,7 +505,7 @@ def run_checks(checks, ctx, retries=True, service=None):
                     break
             if left <= 0:
                 break
-            time.sleep(min(poll, left))
+            pause(ctx, min(poll, left))
         results.append({"check": check["name"], "ok": reason is None, "reason": reason, "attempts": attempt})
         if reason is not None:
             ok = False
@@ -1172,7 +1184,7 @@ def op_bake(ctx, s):
                            rounds=rounds)
         if time.monotonic() >= deadline:
             return {"rounds": rounds}
-        time.sleep(max(0.0, min(s.get("interval", 5), deadline - time.monotonic())))
+        pause(ctx, max(0.0, min(s.get("interval", 5), deadline - time.monotonic())))
 
 
 def rollback_chain(root, current, target):
@@ -1352,6 +1364,19 @@ TAKEOVER = "takeover.json"
 TAKEOVER_WAIT = 30.0  # default seconds a takeover waits for the program in flight to end its current op
 MAX_TAKEOVER_WAIT = 3600.0
 BUSY_WAIT = 5.0  # seconds any other program waits for the program lock
+TAKEOVER_POLL = 0.1  # seconds: how often a check's or bake's wait looks for a takeover request
+
+
+class TakenOver(OpFailed):
+    pass
+
+
+def check_takeover(ctx):
+    lock = ctx.get("lock")
+    req = lock.request() if lock is not None else None
+    if req:
+        raise TakenOver("taken over by rollback run %s (pid %s)" % (req.get("run"), req.get("pid")),
+                        handed_over=True, takeover=req)
 
 
 def proc_start(pid):
@@ -1484,9 +1509,13 @@ class ProgramLock:
                            handed_over=True, takeover=req)
         if not self._wait(BUSY_WAIT):
             held = self.holder()
-            raise OpFailed("another upgrader program is running for %s on this host (run %s, pid %s, since %s)"
-                           % (self.ctx["component"], held.get("run"), held.get("pid"), held.get("since")),
-                           holder=held, busy=True)
+            running = "another upgrader program is running for %s on this host (run %s, pid %s, since %s)" % (
+                self.ctx["component"], held.get("run"), held.get("pid"), held.get("since"))
+            owner = read_json(os.path.join(self.dir, "lock.json"))
+            if isinstance(owner, dict) and owner.get("run") != self.ctx["run"]:  # say it as op_lock would
+                running = "locked by run %s (%s, since %s): %s" % (owner.get("run"), owner.get("operator"),
+                                                                  owner.get("since"), running)
+            raise OpFailed(running, holder=held, busy=True)
         self._own()
 
     def take_over(self, wait):
@@ -1565,26 +1594,27 @@ def run_program(program):
 
 
 def run_ops(ctx, ops, lock):
+    ctx["lock"] = lock
     status = 0
     for index, step in enumerate(ops):
-        req = lock.request() if lock is not None and index else None
-        if req:  # a rollback wants the host: end here, between operations
-            error = "taken over by rollback run %s (pid %s) before %s" % (req.get("run"), req.get("pid"),
-                                                                         step.get("step") or step["op"])
-            append_journal(ctx["component"], {"event": "taken-over", "run": ctx["run"], "by": req.get("run"),
-                                              "before": step.get("step") or step["op"], "at": now()})
-            emit({"i": index, "op": "lock", "step": step.get("step"), "ok": False, "seconds": 0, "error": error,
-                  "handed_over": True, "takeover": req})
-            return 1
         name = step["op"]
+        where = step.get("step") or name
+        try:
+            if index:
+                check_takeover(ctx)  # a rollback wants the host: end here, between operations
+        except TakenOver as exc:
+            return taken_over(ctx, index, step, exc, "before " + where)
         journaled = name not in READ_ONLY and not step.get("quiet")
         record = {"run": ctx["run"], "step": step.get("step"), "op": name, "at": now()}
         started = time.monotonic()
+        interrupted = None
         try:
             if journaled:
                 append_journal(ctx["component"], dict(record, phase="begin"))
             out = OPS[name](ctx, step)
             ok = True
+        except TakenOver as exc:  # a check or bake stopped early for a rollback
+            ok, out, interrupted = False, dict(exc.detail, error=str(exc)), exc
         except OpFailed as exc:
             ok, out = False, dict(exc.detail, error=str(exc))
         except Exception as exc:  # a bug or an OS surprise: report it as this step's failure
@@ -1596,11 +1626,24 @@ def run_ops(ctx, ops, lock):
                                                       error=out.get("error")))
             except (OSError, OpFailed) as exc:
                 ok, out = False, dict(out, error=out.get("error") or "cannot write the host journal: %s" % exc)
+        if interrupted is not None:
+            return taken_over(ctx, index, step, interrupted, "during " + where)
         emit(dict(out, i=index, op=name, step=step.get("step"), ok=ok, seconds=seconds))
         if not ok and not step.get("continue_on_error"):
             status = 1
             break
     return status
+
+
+def taken_over(ctx, index, step, exc, when):
+    """End the program for a rollback: journaled, and reported as the lock's failure (the controller's
+    sign that the host is no longer this run's), naming the operation it stopped at."""
+    req = exc.detail.get("takeover") or {}
+    append_journal(ctx["component"], {"event": "taken-over", "run": ctx["run"], "by": req.get("run"),
+                                      "when": when, "at": now()})
+    emit({"i": index, "op": "lock", "step": step.get("step"), "ok": False, "seconds": 0, "handed_over": True,
+          "error": "%s %s" % (exc, when), "takeover": req, "stopped": step["op"]})
+    return 1
 
 
 if __name__ == "upgrader-agent" or __name__ == "__main__":
