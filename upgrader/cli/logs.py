@@ -71,3 +71,28 @@ def configure(args: argparse.Namespace, stream: TextIO | None = None) -> None:
         root.addHandler(handler)
     # paramiko logs every failed handshake at ERROR with a traceback; the transport reports the failure itself.
     logging.getLogger("paramiko").setLevel(logging.CRITICAL if console.level > logging.DEBUG else logging.DEBUG)
+
+
+def configure_from_argv(argv: list[str]) -> None:
+    """Before the parser exists: threads started early (SSH handshakes) may log, and must log in the
+    format asked for, not as bare lines.  ``configure`` sets it up again once the options are parsed."""
+    scanned = argparse.Namespace(verbose=0, quiet=0, log_file=None, log_format=None)
+    for i, arg in enumerate(argv):
+        if arg == "--log-format" and i + 1 < len(argv):
+            scanned.log_format = argv[i + 1]
+        elif arg.startswith("--log-format="):
+            scanned.log_format = arg.partition("=")[2]
+        elif arg in ("-v", "--verbose", "-vv"):
+            scanned.verbose += 2 if arg == "-vv" else 1
+        elif arg in ("-q", "--quiet"):
+            scanned.quiet += 1
+    configure(scanned)
+
+
+def say(args: argparse.Namespace, text: str, *, error: bool = False) -> None:
+    """A command's own result line: as it is, or as one JSON log line under --log-format json."""
+    stream = sys.stderr if error else sys.stdout
+    if getattr(args, "log_format", None) == "json":
+        record = logging.LogRecord("upgrader", logging.ERROR if error else logging.INFO, __file__, 0, text, None, None)
+        text = JsonFormatter().format(record)
+    print(text, file=stream)

@@ -54,6 +54,7 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    logs.configure_from_argv(argv)
     early.start(argv, state_dir())  # for `rollback`: SSH handshakes overlap the imports and loading below
     parser = build_parser(argv)
     args = parser.parse_args(argv)
@@ -63,10 +64,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.run(args))
     except InputError as exc:
         for problem in exc.problems:
-            print(f"error: {problem}", file=sys.stderr)
+            logs.say(args, f"error: {problem}", error=True)
         return int(exc.exit_code)
     except UpgraderError as exc:
-        print(f"error[{exc.reference}]: {exc}", file=sys.stderr)
+        logs.say(args, f"error[{exc.reference}]: {exc}", error=True)
         return int(exc.exit_code)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

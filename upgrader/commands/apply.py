@@ -9,6 +9,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from upgrader.cli.logs import say
 from upgrader.commands import live
 from upgrader.commands.inputs import Inputs, load_inputs
 from upgrader.engine import admission
@@ -106,7 +107,7 @@ def run_saved(args: argparse.Namespace) -> int:
         reasons = drift(plan, facts, playbook_sha=inputs.playbook.sha256, inventory_sha=inputs.inventory.sha256)
         if reasons:
             for reason in reasons:
-                print(f"stale: {reason}", file=sys.stderr)
+                say(args, f"stale: {reason}", error=True)
             raise RefusedError(f"{args.playbook} is stale ({len(reasons)} difference(s)); nothing was changed",
                                "plan again and have the new plan reviewed")
         return execute(args, plan, pool, inputs.inventory.model)
@@ -184,8 +185,8 @@ def execute(args: argparse.Namespace, plan: Plan, pool: Pool, inventory: Invento
         raise RefusedError(f"the plan has {len(plan.problems)} problem(s); nothing was changed",
                            "fix them (see above) and plan again")
     if not plan.hosts:
-        print(f"nothing to do: every host already runs {plan.component} {plan.target_version} "
-              f"({len(plan.skipped)} skipped)")
+        say(args, f"nothing to do: every host already runs {plan.component} {plan.target_version} "
+                  f"({len(plan.skipped)} skipped)")
         return int(ExitCode.OK)
     if args.log_format != "json":
         sys.stdout.write(to_text(plan))
@@ -218,6 +219,6 @@ def execute(args: argparse.Namespace, plan: Plan, pool: Pool, inventory: Invento
                 raise
         progress.summary(f"{plan.component} {plan.target_version}: {outcome.status}", engine.summary_rows())
         live.export_metrics(args)
-        print(f"{outcome.status}: {outcome.message} (run {run_id}; `upgrader show {run_id}`)",
-              file=sys.stderr if outcome.exit_code else sys.stdout)
+        say(args, f"{outcome.status}: {outcome.message} (run {run_id}; `upgrader show {run_id}`)",
+            error=bool(outcome.exit_code))
         return int(outcome.exit_code)

@@ -7,6 +7,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+from upgrader.cli.logs import say
 from upgrader.commands import live
 from upgrader.commands.inputs import Inputs
 from upgrader.commands.specs import find_playbook
@@ -110,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
              f"{o.before or '?'} → {o.after or '?'} {o.detail}"
              + (f" (took over {o.previous_holder.get('kind')} run {o.previous_holder.get('run')})"
                 if o.previous_holder else "")) for o in outcomes.values()])
-        print(f"{message} (run {run_id})", file=sys.stderr if failed else sys.stdout)
+        say(args, f"{message} (run {run_id})", error=bool(failed))
         return int(code)
     finally:
         pool.close()
