@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from upgrader.cli.logs import say
 from upgrader.commands import live
 from upgrader.engine import admission
 from upgrader.engine.apply import Apply
@@ -70,8 +71,7 @@ def run(args: argparse.Namespace) -> int:
                 outcome = engine.run(recovery)
             progress.summary(f"{plan.component} {plan.target_version}: {outcome.status}", engine.summary_rows())
             live.export_metrics(args)
-        print(f"{outcome.status}: {outcome.message} (run {args.run_id})",
-              file=sys.stderr if outcome.exit_code else sys.stdout)
+        say(args, f"{outcome.status}: {outcome.message} (run {args.run_id})", error=bool(outcome.exit_code))
         return int(outcome.exit_code)
     finally:
         pool.close()
