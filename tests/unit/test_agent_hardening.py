@@ -306,3 +306,20 @@ def test_a_cache_in_a_writable_or_symlinked_directory_is_not_used(bootstrap, tmp
     ns = {}
     exec(bootstrap["_agent_code"](key, sent), ns)
     assert ns["RESULT"] == "sent"
+
+
+def test_a_rollback_that_would_restore_into_a_writable_dir_refuses_before_stopping(agent, host, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    conf = etc / "app.conf"
+    conf.write_text("schema 1\n")
+    (host["root"] / "releases" / "2.0").mkdir()
+    agent.op_switch(ctx(host), {"version": "2.0"})
+    agent.op_migrate(ctx(host), {"version": "2.0", "files": [str(conf)], "argv": ["true"]})
+    etc.chmod(0o777)  # since the migration, someone opened the config directory up
+    stopped = tmp_path / "stopped"
+    service = {"start": ["true"], "stop": ["touch", str(stopped)], "status": ["true"]}
+    with pytest.raises(agent.OpFailed, match=rf"{etc}: it is writable by group or others"):
+        agent.op_rollback(ctx(host), {"to": "1.0", "service": service, "checks": []})
+    assert not stopped.exists(), "refused before the service was stopped"
+    assert os.readlink(host["root"] / "current") == "releases/2.0"

@@ -1124,19 +1124,29 @@ def op_migrate(ctx, s):
     return {"backed_up": saved, "stdout": tail(proc.stdout)}
 
 
-def restore_config(root, version):
-    """Undo the migration that was run when switching to ``version``; returns files restored."""
+def migration_record(root, version):
+    """(.upgrader dir, migration.json) of ``version``, or (None, None); raises OpFailed if restoring it
+    would write where it must not.  Checked before a rollback stops anything."""
     meta = os.path.join(release_path(root, version), META)
     if not os.path.isdir(meta):
-        return []
+        return None, None
     check_dir(meta)  # what it names is written back as root: only trust it from root's own directory
     info = read_json(os.path.join(meta, "migration.json"))
-    if not isinstance(info, dict):
+    if not isinstance(info, dict) or not isinstance(info.get("files", []), list):
+        return None, None
+    for path in info.get("files", []):
+        config_path(path)
+    return meta, info
+
+
+def restore_config(root, version):
+    """Undo the migration that was run when switching to ``version``; returns files restored."""
+    meta, info = migration_record(root, version)
+    if info is None:
         return []
     backup = os.path.join(meta, "config-before")
     restored = []
     for path in info.get("files", []):
-        config_path(path)
         src = backup + path
         if os.path.isfile(src):
             tmp = "%s.upgrader-restore-%s" % (path, token())
@@ -1241,8 +1251,10 @@ def op_rollback(ctx, s):
     logs = [c["log"]["path"] for c in checks if c["kind"] == "log"]
     steps = []
     if current != target:
-        steps.append("stop" if service_stop(svc) == "stopped" else "stop (killed)")
         chain = rollback_chain(root, current, target) or ([current] if current else [])
+        for version in chain:  # refuse before stopping, not with the service down
+            migration_record(root, version)
+        steps.append("stop" if service_stop(svc) == "stopped" else "stop (killed)")
         restored = []
         for version in chain:
             restored += restore_config(root, version)
