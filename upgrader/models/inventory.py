@@ -7,7 +7,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, Field
 
-from upgrader.models.types import Name, RelOrAbsPath, SafeText, Strict, VersionStr
+from upgrader.models.types import Duration, Mic, Name, RelOrAbsPath, SafeText, Strict, VersionStr
 
 
 def _no_port(value: str) -> str:
@@ -26,7 +26,6 @@ HostAddress = Annotated[
     str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9.:-]{0,252}$", description="IP address or DNS name"),
     AfterValidator(_no_port),
 ]
-Mic = Annotated[str, Field(pattern=r"^X[A-Z0-9]{3}$", description="exchange MIC, e.g. XNYS")]
 
 
 class Defaults(Strict):
@@ -71,6 +70,13 @@ class Notify(Strict):
     format: str = Field("json", pattern=r"^(json|slack)$")
 
 
+class MarketHours(Strict):
+    """Extended sessions that block upgrades too: pre-market before each open, post-market after each close."""
+
+    before_open: Duration = Field(0.0, description="pre-market: this long before each regular open counts as open")
+    after_close: Duration = Field(0.0, description="post-market: this long after each regular close counts as open")
+
+
 class Inventory(Strict):
     name: Name
     known_hosts: RelOrAbsPath | None = Field(None, description="known_hosts file; default ~/.ssh/known_hosts")
@@ -78,4 +84,7 @@ class Inventory(Strict):
     defaults: Defaults = Field(default_factory=Defaults)
     roles: dict[Name, list[Name]] = Field(default_factory=dict, description="role → components it runs")
     datacenters: dict[Name, Datacenter] = Field(min_length=1)
+    market_hours: dict[Mic, MarketHours] = Field(
+        default_factory=dict,
+        description="extended sessions per market, e.g. XNAS: {before_open: 330m, after_close: 4h}")
     notify: list[Notify] = Field(default_factory=list)

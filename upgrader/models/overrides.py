@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated
 
 from pydantic import Field
 
-from upgrader.models.types import SafeText, Strict
-
-Mic = Annotated[str, Field(pattern=r"^X[A-Z0-9]{3}$", description="exchange MIC, e.g. XNYS")]
+from upgrader.models.types import Mic, SafeText, Strict
 
 
 class Closure(Strict):

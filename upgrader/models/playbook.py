@@ -12,6 +12,7 @@ from upgrader.models.types import (
     Argv,
     DateStr,
     Duration,
+    Mic,
     Name,
     RelPath,
     SafeText,
@@ -249,7 +250,7 @@ class FreezeDate(Strict):
 
 class Windows(Strict):
     maintenance: list[MaintenanceWindow] = Field(default_factory=list, description="empty: any time")
-    markets: list[Annotated[str, Field(pattern=r"^X[A-Z]{3}$")]] = Field(
+    markets: list[Mic] = Field(
         default_factory=list, description="extra markets (MIC) whose hours block the run"
     )
     respect_inventory_markets: bool = True

@@ -224,6 +224,11 @@ Argv = Annotated[list[str], BeforeValidator(_argv), Field(description="argument 
 SafeText = Annotated[str, BeforeValidator(_safe_text)]
 DateStr = Annotated[str, BeforeValidator(_date), WithJsonSchema({"type": "string", "pattern": r"^\d{4}-\d{2}-\d{2}$"}),
                     Field(description="a day that exists, YYYY-MM-DD")]
+# The one market-code pattern (inventory, playbook, overrides): a 4-character ISO 10383 MIC such as XNYS or
+# XCME, or an exchange_calendars name of that shape (CMES, IEPA, ARCX, BATS).  Whether the calendar
+# library can answer for it is checked at validation (upgrader.windows.overrides.market_problems).
+MIC_RE = r"^[A-Z][A-Z0-9]{3}$"
+Mic = Annotated[str, Field(pattern=MIC_RE, description="market: a MIC (XNYS, XCME) or exchange_calendars name (CMES)")]
 SYSTEMD_UNIT_RE = r"^[A-Za-z0-9][A-Za-z0-9:_.@-]{0,240}\.service$"
 SystemdUnit = Annotated[
     str,

@@ -9,11 +9,11 @@ read from their union.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from upgrader.errors import UpgraderError
-from upgrader.models.inventory import Inventory
+from upgrader.models.inventory import Inventory, MarketHours
 from upgrader.models.overrides import Overrides
 from upgrader.models.playbook import Playbook, Windows
 from upgrader.windows import localtime, markets
@@ -55,7 +55,7 @@ def evaluate_windows(windows: Windows, inventory: Inventory, datacenters: Iterab
         markets.calendar_name(mic)  # unknown MICs fail before anything is computed
     overrides = overrides or Overrides()
     lo, hi = now - dt.timedelta(days=1), now + horizon + dt.timedelta(days=8)
-    blocks = (_market_blocks(mics, windows.market_margin, overrides, now, lo, hi)
+    blocks = (_market_blocks(mics, windows.market_margin, overrides, now, lo, hi, inventory.market_hours)
               + _maintenance_blocks(windows, lo, hi)
               + _freeze_blocks(windows, overrides))
     active = sorted((b for b in blocks if b.begin <= now < b.end), key=lambda b: (b.end, b.kind, b.what))
@@ -94,19 +94,29 @@ def _datacenters(inventory: Inventory, datacenters: Iterable[str]) -> list[str]:
 
 
 def _market_blocks(mics: list[str], margin: float, overrides: Overrides, now: dt.datetime,
-                   lo: dt.datetime, hi: dt.datetime) -> list[_Block]:
+                   lo: dt.datetime, hi: dt.datetime, extended: Mapping[str, MarketHours]) -> list[_Block]:
+    """Each session is open from its regular open to its close, widened by the market's extended hours."""
     before = dt.timedelta(seconds=margin)
     out: list[_Block] = []
     for mic in mics:
         zone = markets.market_zone(mic, now).key
         closed = {c.date for c in overrides.closures if c.market == mic}
-        for s in markets.sessions(mic, lo, hi + before):
+        hours = extended.get(mic)
+        pre = dt.timedelta(seconds=hours.before_open if hours else 0)
+        post = dt.timedelta(seconds=hours.after_close if hours else 0)
+        for s in markets.sessions(mic, lo - post, hi + before + pre):
             if s.date in closed:
                 continue
             out.append(_Block(s.open, s.close, "market", f"{mic} is open", zone))
+            if pre:
+                out.append(_Block(s.open - pre, s.open, "market", f"{mic} pre-market is open", zone))
+            if post:
+                out.append(_Block(s.close, s.close + post, "market", f"{mic} post-market is open", zone))
+            first = s.open - pre
             if before:
-                sentence = f"{mic} opens at {show(s.open, zone)}; no start within {_span(before)} of the open"
-                out.append(_Block(s.open - before, s.open, "margin", f"{mic} opens soon", zone, sentence=sentence))
+                sentence = (f"{mic} opens at {show(first, zone)}{' (pre-market)' if pre else ''}; "
+                            f"no start within {_span(before)} of the open")
+                out.append(_Block(first - before, first, "margin", f"{mic} opens soon", zone, sentence=sentence))
     return out
 
 

@@ -34,6 +34,12 @@ from upgrader.errors import UpgraderError
 FALLBACKS: dict[str, str] = {
     "XCBO": "XNYS",  # Cboe Options Exchange: US equity options, NYSE holidays, 09:30–16:00 ET
     "XCHI": "XNYS",  # NYSE Chicago: a NYSE-group equities venue, same sessions as XNYS
+    # CME Group's venues by their ISO 10383 MICs; exchange_calendars calls the Globex calendar CMES.
+    "XCME": "CMES",  # Chicago Mercantile Exchange
+    "XCBT": "CMES",  # Chicago Board of Trade
+    "XNYM": "CMES",  # New York Mercantile Exchange
+    "XCEC": "CMES",  # COMEX
+    "IFUS": "IEPA",  # ICE Futures U.S. (exchange_calendars: IEPA)
 }
 
 
@@ -73,6 +79,12 @@ def calendar_name(mic: str) -> str:
 def market_zone(mic: str, now: dt.datetime) -> ZoneInfo:
     """The market's own timezone (for showing operators local times)."""
     return ZoneInfo(_month(calendar_name(mic), now.year, now.month)["tz"])
+
+
+def market_name(mic: str) -> str:
+    """``mic`` as written, with the calendar that answers for it when that is another name (XCME → CMES)."""
+    name = calendar_name(mic)
+    return mic if name == mic else f"{mic} ({name} calendar)"
 
 
 def sessions(mic: str, start: dt.datetime, end: dt.datetime) -> list[Session]:
@@ -131,7 +143,8 @@ def _month(name: str, year: int, month: int) -> dict[str, Any]:
 
 @cache
 def _calendar_names() -> tuple[str, ...]:
-    return tuple(_cached("names.json", _build_names))
+    # names-2: every name and alias the library accepts (names.json kept only X??? MICs, dropping CMES, IEPA, ARCX).
+    return tuple(_cached("names-2.json", _build_names))
 
 
 def _cached(filename: str, build: Any) -> Any:
@@ -159,7 +172,7 @@ def _cached(filename: str, build: Any) -> Any:
 def _build_names() -> list[str]:
     import exchange_calendars as xcals
 
-    return sorted(n for n in xcals.get_calendar_names(include_aliases=True) if len(n) == 4 and n.startswith("X"))
+    return sorted(xcals.get_calendar_names(include_aliases=True))
 
 
 def _build_month(name: str, year: int, month: int) -> dict[str, Any]:
