@@ -171,3 +171,22 @@ def test_past_durations_skip_a_damaged_journal(tmp_path: Path) -> None:
     lines[3] = '{"event": "host-end", "at": "2026-03-22T07:00:00+00:00", "host": "x", "ok": true, "ops": 5}'
     (bad / "journal.jsonl").write_text("\n".join(lines) + "\n")
     assert admission.past_host_seconds(tmp_path, "ordergw") == good
+
+
+@pytest.mark.reliability("report --metrics with one damaged journal among the runs",
+                         "exit 0: the report and upgrader.prom are written from the other runs")
+def test_metrics_leave_out_a_damaged_run(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                         record_property: Any) -> None:
+    state = tmp_path / "state"
+    for run in ("20260314T070001Z-riskgw-a1b2", RUN):
+        shutil.copytree(JOURNALS / run, state / "runs" / run)
+    (state / "runs" / RUN / "journal.jsonl").write_bytes(_with_line(4, "[1]"))
+    (tmp_path / "prom").mkdir()
+    code = main(["--state-dir", str(state), "report", "20260314T070001Z-riskgw-a1b2", "--metrics",
+                 str(tmp_path / "prom")])
+    err = capsys.readouterr().err
+    metrics = (tmp_path / "prom" / "upgrader.prom").read_text()
+    record_property("observed", f"exit {code}; upgrader.prom names riskgw: {'riskgw' in metrics}, "
+                                f"ordergw: {'ordergw' in metrics}")
+    assert code == 0 and "Traceback" not in err
+    assert 'component="riskgw"' in metrics and 'component="ordergw"' not in metrics
