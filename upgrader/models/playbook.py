@@ -14,6 +14,7 @@ from upgrader.models.types import (
     Duration,
     Mic,
     Name,
+    Pattern,
     RelPath,
     SafeText,
     Sha256,
@@ -129,7 +130,7 @@ class Service(Strict):
 class CommandCheck(Strict):
     argv: CurrentCommand
     exit_code: int = 0
-    stdout: str | None = Field(None, description="regular expression the output must match")
+    stdout: Pattern | None = Field(None, description="regular expression the output must match")
 
 
 class TcpCheck(Strict):
@@ -140,16 +141,16 @@ class TcpCheck(Strict):
 class HttpCheck(Strict):
     url: str = Field(pattern=r"^https?://[^\s]+$")
     status: int = Field(200, ge=100, le=599)
-    body: str | None = Field(None, description="regular expression the body must match")
+    body: Pattern | None = Field(None, description="regular expression the body must match")
 
 
 class ProcessCheck(Strict):
-    match: SafeText = Field(description="regular expression matched against full command lines")
+    match: Pattern = Field(description="regular expression matched against full command lines")
 
 
 class LogCheck(Strict):
     path: AbsPath
-    pattern: str = Field(description="regular expression; only lines written since the restart count")
+    pattern: Pattern = Field(description="regular expression; only lines written since the restart count")
 
 
 class VersionCheck(Strict):

@@ -145,6 +145,24 @@ def _date(value: Any) -> str:
     return value.isoformat()
 
 
+MAX_PATTERN_LENGTH = 1000
+
+
+def _pattern(value: Any) -> Any:
+    """A regular expression the agent will use on a host: it must compile here, not fail there mid-run."""
+    if not isinstance(value, str):
+        return value  # the str type reports it
+    _safe_text(value)
+    if len(value) > MAX_PATTERN_LENGTH:
+        raise ValueError(f"pattern is longer than {MAX_PATTERN_LENGTH} characters — shorten it")
+    try:
+        re.compile(value)
+    except (re.error, RecursionError, OverflowError) as exc:
+        raise ValueError(f"{_short(value)} is not a valid regular expression ({exc}) — fix the pattern "
+                         "(Python re syntax)") from None
+    return value
+
+
 def _not_an_option(value: Any) -> Any:
     """Values passed on as command arguments must not read as options (``-rf``, ``--help``)."""
     if isinstance(value, str) and value.startswith("-"):
@@ -222,6 +240,7 @@ AbsPath = Annotated[str, BeforeValidator(_abs_path), Field(description="absolute
 RelPath = Annotated[str, BeforeValidator(_rel_path), Field(description="relative path, no '..'")]
 Argv = Annotated[list[str], BeforeValidator(_argv), Field(description="argument list; never a shell string")]
 SafeText = Annotated[str, BeforeValidator(_safe_text)]
+Pattern = Annotated[str, BeforeValidator(_pattern), Field(description="regular expression (Python re)")]
 DateStr = Annotated[str, BeforeValidator(_date), WithJsonSchema({"type": "string", "pattern": r"^\d{4}-\d{2}-\d{2}$"}),
                     Field(description="a day that exists, YYYY-MM-DD")]
 # The one market-code pattern (inventory, playbook, overrides): a 4-character ISO 10383 MIC such as XNYS or
