@@ -51,8 +51,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--on-failure", metavar="UNIT",
                         help="OnFailure= unit (default: NAME-failed.service, written beside, which notifies)")
     parser.add_argument("--unit-dir", type=Path, help="write NAME.service and NAME.timer here (default: stdout)")
-    parser.add_argument("--name", help="unit name (default: upgrader-COMPONENT-VERSION)")
+    parser.add_argument("--name", type=unit_name, help="unit name (default: upgrader-COMPONENT-VERSION)")
     parser.add_argument("--env-file", help="EnvironmentFile with secrets (default: /etc/upgrader/NAME.env)")
+
+
+def unit_name(text: str) -> str:
+    """A systemd unit name: it becomes a file name under --unit-dir, so no '/', no leading '.' or '-'."""
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.:@-]{0,200}", text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a unit name: letters, digits, '_.:@-', starting with "
+                                         "a letter or digit")
+    return text
 
 
 def run(args: argparse.Namespace) -> int:
