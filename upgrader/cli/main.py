@@ -17,6 +17,8 @@ from upgrader.cli import logs
 from upgrader.commands import early
 from upgrader.errors import ExitCode, InputError, UpgraderError
 
+MAX_PROBLEMS = 50  # printed per run
+
 
 def state_dir() -> Path:
     """Where journals, locks and the debug log live (UPGRADER_STATE_DIR overrides)."""
@@ -63,8 +65,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         logs.configure(args)
         return int(args.run(args))
     except InputError as exc:
-        for problem in exc.problems:
+        for problem in exc.problems[:MAX_PROBLEMS]:
             logs.say(args, f"error: {problem}", error=True)
+        if len(exc.problems) > MAX_PROBLEMS:  # a damaged file can hold thousands; the first ones locate it
+            logs.say(args, f"error: … and {len(exc.problems) - MAX_PROBLEMS} more problems", error=True)
         return int(exc.exit_code)
     except UpgraderError as exc:
         logs.say(args, f"error[{exc.reference}]: {exc}", error=True)
