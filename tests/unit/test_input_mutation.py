@@ -4,7 +4,7 @@ Hypothesis starts from the valid files (tests/unit/inputs, inventories/overrides
 a recorded journal) and breaks them the way damage and hostility do: flipped bytes, truncation,
 duplicated or dropped lines, and inserted aliases, tags, huge numbers, deep nesting and odd text.
 Each mutant runs through the real CLI (upgrader.cli.main.main) in a worker process whose address
-space is capped with RLIMIT_AS (1 GiB) and whose every case has a 10 s alarm: a case that runs
+space is capped with RLIMIT_AS (1 GiB) and whose every case has a 30 s alarm: a case that runs
 away in memory ends in MemoryError, one that runs away in time in the alarm's exception, and both
 are exit 70, which fails the test.  One worker serves many cases, so hundreds of examples fit in
 the CI budget (measured: 10-20 ms a case, 300 per kind in 25-35 s); a worker that dies is reported
@@ -32,7 +32,7 @@ HERE = Path(__file__).parent
 REPO = HERE.parents[1]
 RUN = "20260321T070004Z-ordergw-c3d4"
 MEMORY = 1 << 30  # RLIMIT_AS of the worker
-CASE_SECONDS = 10
+CASE_SECONDS = 30  # generous: a loaded CI machine must not fail a case that is merely slow
 EXAMPLES = int(os.environ.get("UPGRADER_MUTATION_EXAMPLES", "300"))  # per kind: 1,800 cases, ~10 ms each
 
 WORKER = textwrap.dedent(f"""
@@ -171,7 +171,7 @@ def mutants(draw: st.DrawFn, original: bytes) -> bytes:
 
 
 @pytest.mark.reliability("mutated playbooks, inventories, facts, overrides, plans and journals (hypothesis)",
-                         "exit 0, 1 or 2; never a traceback, exit 70, 1 GiB or 10 s")
+                         "exit 0, 1 or 2; never a traceback, exit 70, 1 GiB or 30 s")
 @pytest.mark.parametrize("kind", sorted(KINDS))
 def test_mutated_input_never_crashes(kind: str, work: Path, worker: Worker, record_property: Any) -> None:
     name, commands = KINDS[kind]
