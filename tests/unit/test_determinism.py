@@ -56,7 +56,7 @@ def test_json_is_sorted_and_hash_is_over_the_body(copied: Path) -> None:
     data = json.loads(plan.to_json())
     assert list(data) == sorted(data)
     assert data["content_hash"] == plan.content_hash == plan.compute_hash()
-    assert data["schema_version"] == 1
+    assert data["schema_version"] == 2
 
 
 EDITS = {

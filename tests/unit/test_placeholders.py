@@ -23,6 +23,7 @@ from upgrader.engine import programs
 from upgrader.errors import InputError
 from upgrader.loading.inputs import load_playbook
 from upgrader.models.playbook import Playbook
+from upgrader.planning import operations
 
 PLAYBOOK = """\
 component: app
@@ -57,22 +58,22 @@ def spec(text: str = PLAYBOOK) -> Playbook:
 
 def test_substitute_replaces_each_placeholder_once() -> None:
     values = {"release": "/opt/app/releases/{version}", "version": "2.0"}
-    assert programs.substitute(["{release}/bin", "v{version}", "{{version}}"], values) == [
+    assert operations.substitute(["{release}/bin", "v{version}", "{{version}}"], values) == [
         "/opt/app/releases/{version}/bin", "v2.0", "{2.0}"]  # a value is never substituted again
 
 
 def test_a_placeholder_without_a_value_raises() -> None:
-    with pytest.raises(programs.PlaceholderError, match=r"\{previous\} has no value in '\{previous\}/x'"):
-        programs.substitute(["{previous}/x"], programs.placeholders(spec(), "2.0.0"))
+    with pytest.raises(operations.PlaceholderError, match=r"\{previous\} has no value in '\{previous\}/x'"):
+        operations.substitute(["{previous}/x"], operations.placeholders(spec(), "2.0.0"))
 
 
 def test_deferred_placeholders_are_left_for_the_agent() -> None:
-    values = programs.placeholders(spec())
+    values = operations.placeholders(spec())
     assert "release" not in values and "version" not in values  # absent, not ""
-    assert programs.substitute(["{release}/x", "{root}"], values, defer=programs.AGENT_FILLS) == [
+    assert operations.substitute(["{release}/x", "{root}"], values, defer=operations.AGENT_FILLS) == [
         "{release}/x", "/opt/app"]
-    with pytest.raises(programs.PlaceholderError):
-        programs.substitute(["{previous}"], values, defer=programs.AGENT_FILLS)
+    with pytest.raises(operations.PlaceholderError):
+        operations.substitute(["{previous}"], values, defer=operations.AGENT_FILLS)
 
 
 NAMES = st.sampled_from(["release", "previous", "version", "from_version", "root", "component"])
@@ -83,17 +84,17 @@ ARGV = st.lists(st.lists(PIECES, min_size=1, max_size=4).map("".join), min_size=
 @given(argv=ARGV, version=st.sampled_from([None, "2.0.0"]), previous=st.sampled_from([None, "1.0.0"]))
 def test_property_substitution_is_complete_or_refused(argv: list[str], version: str | None,
                                                        previous: str | None) -> None:
-    values = programs.placeholders(spec(), version, previous)
-    named = {n for arg in argv for n in programs._PLACEHOLDER.findall(arg)}
+    values = operations.placeholders(spec(), version, previous)
+    named = {n for arg in argv for n in operations._PLACEHOLDER.findall(arg)}
     try:
-        out = programs.substitute(argv, values)
-    except programs.PlaceholderError as exc:
+        out = operations.substitute(argv, values)
+    except operations.PlaceholderError as exc:
         assert named - set(values), exc  # raised only for a placeholder that really has no value
         return
     assert named <= set(values)
     assert len(out) == len(argv) and all(out_arg or not arg for arg, out_arg in zip(argv, out, strict=True))
     for arg, out_arg in zip(argv, out, strict=True):  # every known name replaced by its value, nothing else
-        expected = programs._PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), arg)
+        expected = operations._PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), arg)
         assert out_arg == expected
 
 
@@ -105,7 +106,7 @@ def _argv(service: dict[str, Any], key: str) -> list[str]:
 
 
 def test_hop_ops_name_the_release_of_each_step() -> None:
-    ops = {o["op"]: o for o in programs.hop_ops(spec(), "h1", "1.0.0", "2.0.0", {})}
+    ops = dict(operations.hop_ops(spec(), "1.0.0", "2.0.0"))
     old, new = "/opt/app/releases/1.0.0", "/opt/app/releases/2.0.0"
     assert ops["stop"]["service"]["stop"] == [f"{old}/bin/ctl", "stop"]  # the release that is running
     assert ops["start"]["service"]["start"] == [f"{new}/bin/ctl", "start"]
@@ -116,7 +117,7 @@ def test_hop_ops_name_the_release_of_each_step() -> None:
 
 
 def test_prechecks_name_the_current_release() -> None:
-    op = programs.precheck_op(spec(), "h1/02-precheck", "1.0.0")
+    op = operations.precheck_op(spec(), "1.0.0")
     assert op["commands"][0]["command"]["argv"] == ["/opt/app/releases/1.0.0/bin/ready", "app"]
     assert op["checks"][0]["command"]["argv"] == ["/opt/app/releases/1.0.0/bin/alive", "/opt/app"]
 
@@ -139,12 +140,12 @@ def test_facts_and_emergency_rollback_leave_the_release_to_the_agent() -> None:
 def test_every_op_is_free_of_empty_substitutions() -> None:
     """No argument of any program is empty, and none names a placeholder the agent will not fill."""
     s = spec()
-    ops = [programs.facts_op(s), programs.precheck_op(s, "p", "1.0.0"), programs.rollback_op(s, None),
-           programs.rollback_op(s, "1.0.0"), programs.bake_op(s, "2.0.0", None),
-           *programs.hop_ops(s, "h1", "1.0.0", "2.0.0", {})]
+    ops = [programs.facts_op(s), operations.precheck_op(s, "1.0.0"), programs.rollback_op(s, None),
+           programs.rollback_op(s, "1.0.0"), operations.bake_op(s, "2.0.0"),
+           *(op for _, op in operations.hop_ops(s, "1.0.0", "2.0.0"))]
     for arg in _strings(ops):
         assert arg != ""
-        assert set(programs._PLACEHOLDER.findall(arg)) <= set(programs.AGENT_FILLS), arg
+        assert set(operations._PLACEHOLDER.findall(arg)) <= set(operations.AGENT_FILLS), arg
 
 
 def _strings(value: Any) -> list[str]:

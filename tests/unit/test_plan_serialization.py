@@ -179,8 +179,8 @@ def test_trusted_is_model_construct() -> None:
         "id": "h/01-stop-1.0",
         "action": "stop",
         "version": "1.0",
-        "detail": "stop app",
-        "undo": "start app",
+        "op": {"op": "stop", "service": {"systemd": "app.service"}},
+        "undo": {"op": "rollback", "to": "0.9"},
         "verify": None,
     }
     fast, slow = trusted(Step, **values), Step.model_construct(**values)

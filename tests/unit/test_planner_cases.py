@@ -20,13 +20,14 @@ import yaml
 from conftest import plan_files
 
 from upgrader.models.plan import Plan
+from upgrader.planning.describe import describe
 
 CASES = Path(__file__).parent / "planner_cases"
 REGEN = os.environ.get("UPGRADER_REGEN") == "1"
 
 
 def salient(plan: Plan) -> dict[str, Any]:
-    """The parts of a plan a reviewer checks; steps and digests are covered elsewhere."""
+    """The parts of a plan a reviewer checks; digests are covered elsewhere, operations in test_plan_ops.py."""
     return {
         "applicable": plan.applicable,
         "artifacts": [a.version for a in plan.artifacts],
@@ -34,6 +35,9 @@ def salient(plan: Plan) -> dict[str, Any]:
                     "pause_before": p.pause_before} for p in plan.phases],
         "hosts": {h.host: {"datacenter": h.datacenter, "from": h.from_version, "path": h.path, "phase": h.phase,
                            "canary": h.canary} for h in plan.hosts},
+        # Each host's steps as a reviewer reads them, rendered from the operations the engine sends.
+        "steps": {h.host: [f"{s.id.split('/', 1)[1]}: {describe(s, plan.spec.install.root)[0]}" for s in h.steps]
+                  for h in plan.hosts},
         "skipped": {s.host: s.reason for s in plan.skipped},
         "problems": [{"host": p.host, "message": p.message} for p in plan.problems],
     }

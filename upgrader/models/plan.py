@@ -16,18 +16,26 @@ from upgrader.models.plan_json import plan_json
 from upgrader.models.playbook import Playbook
 from upgrader.models.types import Strict
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: steps carry their operations (op, undo, verify) instead of prose
 
-Action = Literal["stage", "precheck", "stop", "switch", "migrate", "start", "verify", "bake"]
+Action = Literal["stage", "precheck", "stop", "switch", "carry_over", "migrate", "start", "verify", "bake"]
 
 
 class Step(Strict):
+    """One step of a host: the agent operation it runs, the one that undoes it and the one that confirms it.
+
+    Operations are data (``op``: the agent's operation name, then its arguments, placeholders
+    already substituted); the engine sends ``op`` as it is, adding only the step's id (and, when
+    staging, where it uploaded the artifact).  The text a reviewer reads is rendered from them
+    (planning/describe.py).
+    """
+
     id: str
     action: Action
     version: str | None = None
-    detail: str
-    undo: str | None = Field(None, description="how this step is reversed")
-    verify: str | None = Field(None, description="how the step's effect is confirmed")
+    op: dict[str, Any] = Field(description="the agent operation this step runs")
+    undo: dict[str, Any] | None = Field(None, description="the agent operation that reverses this step")
+    verify: dict[str, Any] | None = Field(None, description="the agent operation that confirms this step's effect")
 
     def to_dict(self) -> dict[str, Any]:
         """``model_dump(mode="json")`` written out: a large plan has tens of thousands of steps."""
@@ -35,7 +43,7 @@ class Step(Strict):
             "id": self.id,
             "action": self.action,
             "version": self.version,
-            "detail": self.detail,
+            "op": self.op,
             "undo": self.undo,
             "verify": self.verify,
         }

@@ -51,7 +51,7 @@ class _Writer:
         self.encode = json.JSONEncoder(
             sort_keys=True, ensure_ascii=False, indent=indent, separators=(",", self.key_sep)
         ).encode
-        self.step_lists: dict[tuple[tuple[str | None, ...], ...], str] = {}
+        self.step_lists: dict[tuple[tuple[str | int | None, ...], ...], str] = {}
 
     def value(self, value: Any, level: int) -> str:
         kind = type(value)
@@ -107,8 +107,11 @@ class _Writer:
             # Not the planner's "<host>/<nn>-<action>" ids (an edited plan): encode as it is.
             return self.array([self.value(step.to_dict(), level + 1) for step in host.steps], level)
         # The steps without the host name: hosts with the same key have the same list but for the name.
+        # Operations are keyed by identity: the planner shares one object between the hosts that have
+        # it (planning/steps.py), and every object is alive while the plan is, so equal ids mean equal
+        # contents (distinct but equal objects, as in a plan read from a file, are only encoded apart).
         key = tuple(
-            (step.id[len(name) :], step.action, step.version, step.detail, step.undo, step.verify)
+            (step.id[len(name) :], step.action, step.version, id(step.op), id(step.undo), id(step.verify))
             for step in host.steps
         )
         if key not in self.step_lists:

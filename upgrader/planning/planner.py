@@ -154,7 +154,7 @@ def make_plan(
         inventory=inventory_ref,
         spec=playbook,
         artifacts=[_artifact_ref(playbook, v) for v in versions],
-        facts_fingerprint=fingerprint({h: a.to_dict() for h, a in sorted(assumed.items())}),
+        facts_fingerprint=_facts_fingerprint(assumed),
         facts_assumed=dict(sorted(assumed.items())),
         phases=phases,
         hosts=host_plans,
@@ -178,6 +178,19 @@ def _host_plan(c: _Candidate, phase: int, canary: bool, templates: Callable[...,
         canary=canary,
         steps=steps,
     )
+
+
+def _facts_fingerprint(assumed: dict[str, AssumedFacts]) -> str:
+    # Hosts share a handful of AssumedFacts objects: one dict each, not one per host (fewer objects
+    # for the cyclic garbage collector, which otherwise walks the whole plan again and again).
+    shared: dict[int, dict[str, object]] = {}
+    data = {}
+    for host, facts in sorted(assumed.items()):
+        key = id(facts)
+        if key not in shared:
+            shared[key] = facts.to_dict()
+        data[host] = shared[key]
+    return fingerprint(data)
 
 
 def _assumed_facts(installed: str | None, staged: tuple[str, ...], requires: tuple[tuple[str, str | None], ...],
@@ -205,8 +218,10 @@ def facts_from_plan(plan: Plan) -> Facts:
     """
     hosts: dict[str, HostFacts] = {}
     for name, assumed in plan.facts_assumed.items():
-        components = {comp: ComponentFacts(installed=version) for comp, version in assumed.requires.items()}
-        components[plan.component] = ComponentFacts(installed=assumed.installed, staged=assumed.staged)
+        components = {comp: ComponentFacts(installed=version, reported_version=None, service=None)
+                      for comp, version in assumed.requires.items()}
+        components[plan.component] = ComponentFacts(installed=assumed.installed, staged=assumed.staged,
+                                                    reported_version=None, service=None)
         hosts[name] = HostFacts(reachable=assumed.unreachable is None, error=assumed.unreachable,
                                 components=components)
     return Facts(inventory=plan.inventory.name or "inventory", hosts=hosts)

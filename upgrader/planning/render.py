@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 
 from upgrader.models.plan import HostPlan, Plan
+from upgrader.planning.describe import describe
 
 _MAX_SKIPPED_LISTED = 50
 
@@ -59,7 +60,8 @@ def to_text(plan: Plan, *, verbose: bool = False) -> str:
             tag = " [canary]" if h.canary else ""
             out.append(f"  {h.host:<20} {h.datacenter:<8} {_path(h)}{tag}")
             if verbose:
-                out += [f"      {s.id.split('/', 1)[1]:<28} {s.detail}" for s in h.steps]
+                root = plan.spec.install.root
+                out += [f"      {s.id.split('/', 1)[1]:<28} {describe(s, root)[0]}" for s in h.steps]
         out.append("")
     if plan.skipped:
         out.append("Skipped:")
@@ -99,8 +101,8 @@ def to_markdown(plan: Plan) -> str:
         out += ["<details>", f"<summary><code>{h.host}</code> ({h.datacenter}) {_md(_path(h))}"
                 + (" — canary" if h.canary else "") + "</summary>", "",
                 "| step | does | undo | verify |", "|---|---|---|---|"]
-        out += [f"| `{s.id.split('/', 1)[1]}` | {_md(s.detail)} | {_md(s.undo or '')} | {_md(s.verify or '')} |"
-                for s in h.steps]
+        out += [f"| `{s.id.split('/', 1)[1]}` | " + " | ".join(_md(t) for t in describe(s, plan.spec.install.root))
+                + " |" for s in h.steps]
         out += ["", "</details>"]
     if plan.skipped:
         out += ["", "<details>", f"<summary>{len(plan.skipped)} skipped</summary>", ""]

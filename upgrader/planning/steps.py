@@ -1,25 +1,26 @@
-"""The ordered steps for one host, each with its undo and its verify (pure, data only)."""
+"""The ordered steps for one host, each with the operation it runs, its undo and its verify (pure, data only)."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from upgrader.models.plan import Step
 from upgrader.models.playbook import Playbook
 from upgrader.models.types import trusted
-from upgrader.planning.sources import migration_for
+from upgrader.planning import operations
 
-
-def host_steps(playbook: Playbook, host: str, installed: str, path: list[str], canary: bool) -> list[Step]:
-    """The steps for ``host``; ids are ``<host>/<nn>-<action>[-<version>]``."""
-    return for_host(step_templates(playbook, installed, tuple(path), canary), host)
+# Steps that change what is live on a host: each is undone by rolling the host back to where it began.
+LIVE = frozenset({"stop", "switch", "carry_over", "migrate", "start"})
 
 
 def for_host(templates: list[Step], host: str) -> list[Step]:
-    """Templates from ``step_templates`` with the host's name put in front of each id."""
+    """Templates from ``step_templates`` with the host's name put in front of each id.
+
+    The operations are shared with the templates (steps are frozen, and nothing changes an operation).
+    """
     # ``trusted``: the fields come from validated templates; a plan holds one copy per host and step.
     return [
-        trusted(
-            Step, id=f"{host}/{t.id}", action=t.action, version=t.version, detail=t.detail, undo=t.undo, verify=t.verify
-        )
+        trusted(Step, id=f"{host}/{t.id}", action=t.action, version=t.version, op=t.op, undo=t.undo, verify=t.verify)
         for t in templates
     ]
 
@@ -28,39 +29,26 @@ def step_templates(playbook: Playbook, installed: str, path: tuple[str, ...], ca
     """The steps of every host with the same installed version, path and canary role; ids without the host.
 
     Hosts share them, so the planner builds them once per distinct (installed, path, canary).
+    Ids are ``<nn>-<action>[-<version>]``.
     """
-    root = playbook.install.root
     steps: list[Step] = []
 
-    def add(action: str, version: str | None, detail: str, undo: str | None, verify: str | None) -> None:
+    def add(action: str, version: str | None, op: dict[str, Any], undo: dict[str, Any] | None = None,
+            verify: dict[str, Any] | None = None) -> None:
         step_id = f"{len(steps) + 1:02d}-{action}" + (f"-{version}" if version else "")
-        steps.append(Step(id=step_id, action=action, version=version, detail=detail, undo=undo, verify=verify))
+        steps.append(trusted(Step, id=step_id, action=action, version=version, op=op, undo=undo, verify=verify))
 
     for version in path:
-        add("stage", version, f"upload artifact, check sha256, unpack into {root}/releases/{version}",
-            f"remove {root}/releases/{version} if this run created it",
-            "sha256 of the uploaded artifact and the release's stage marker")
-    checks = ", ".join(c.name for c in playbook.checks)
-    add("precheck", None,
-        f"free disk ≥ {playbook.prechecks.min_free_disk_mb} MB"
-        + (f"; {checks} pass on {installed}" if playbook.prechecks.healthy_before else "")
-        + "".join(f"; {c.name}" for c in playbook.prechecks.commands),
-        None, None)
-    service = playbook.service.systemd or "service"
+        add("stage", version, operations.stage_op(playbook, version), operations.unstage_op(version))
+    add("precheck", None, operations.precheck_op(playbook, installed))
+    back = operations.rollback_op(playbook, installed)  # one object: the undo of every live step
     previous = installed
     for version in path:
-        add("stop", version, f"stop {service}", f"start {service}", f"{service} is not running")
-        add("switch", version, f"point {root}/current at releases/{version} (atomic rename)",
-            f"point {root}/current back at releases/{installed}", f"readlink {root}/current")
-        migration = migration_for(playbook, version)
-        if migration is not None:
-            files = ", ".join(playbook.install.config_files) or "config files"
-            add("migrate", version, f"back up {files}; run {' '.join(migration.command)}",
-                f"restore {files} from the backup", "command exit status")
-        add("start", version, f"start {service}", f"stop {service}", f"{service} is active")
-        add("verify", version, f"{checks} (expecting {version})", None, None)
+        hop = operations.hop_ops(playbook, previous, version)
+        verify = hop[-1][1]  # the hop's verify step confirms its start
+        for action, op in hop:
+            add(action, version, op, back if action in LIVE else None, verify if action == "start" else None)
         previous = version
     if canary:
-        add("bake", previous, f"re-run {checks} every {playbook.canary.bake_interval:g}s "
-            f"for {playbook.canary.bake:g}s", None, None)
+        add("bake", previous, operations.bake_op(playbook, previous))
     return steps
