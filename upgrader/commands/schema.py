@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 
+from pydantic import BaseModel
+
 from upgrader.models.facts import Facts
 from upgrader.models.inventory import Inventory
 from upgrader.models.playbook import Playbook
 
 HELP = "print the JSON Schema of a file format"
-_MODELS = {"playbook": Playbook, "inventory": Inventory, "facts": Facts}
+_MODELS: dict[str, type[BaseModel]] = {"playbook": Playbook, "inventory": Inventory, "facts": Facts}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -166,7 +166,9 @@ def _entry(path: Path, number: int, raw: bytes, torn_ok: bool) -> dict[str, Any]
     except (RecursionError, ValueError) as exc:  # deep nesting; NaN, or an integer of thousands of digits
         raise _damaged(path, number, "nested too deeply" if isinstance(exc, RecursionError)
                        else "not JSON: " + " ".join(str(exc).split())[:100]) from None
-    problem = "not an object" if not isinstance(entry, dict) else entry_problem(entry)
+    if not isinstance(entry, dict):
+        raise _damaged(path, number, "not an object")
+    problem = entry_problem(entry)
     if problem:
         raise _damaged(path, number, problem)
     return entry

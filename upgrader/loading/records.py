@@ -94,7 +94,8 @@ def _fields(value: dict[str, Any], table: dict[str, tuple[type, ...]], prefix: s
             return f"'{prefix}{key}' must be {wanted}, not {type(item).__name__}"
         if key in TEXT_LISTS and isinstance(item, list) and not all(isinstance(i, str | _NONE) for i in item):
             return f"'{prefix}{key}' must be a list of strings"
-        if key == "seconds" and not (0 <= item <= MAX_SECONDS and math.isfinite(item)):
+        if key == "seconds" and isinstance(item, int | float) and not (0 <= item <= MAX_SECONDS
+                                                                    and math.isfinite(item)):
             return f"'{prefix}seconds' {item!r} is out of range"
     return None
 

@@ -8,6 +8,7 @@ import typing
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
 
 from upgrader.errors import InputError, Problem
 from upgrader.loading.yamlfile import Document
@@ -57,7 +58,7 @@ def problems_from(exc: ValidationError, doc: Document, model: type[BaseModel]) -
     return sorted(problems, key=lambda p: (p.location.line or 0, p.location.column or 0, p.message))
 
 
-def _problem(err: dict[str, Any], loc: tuple[Any, ...], doc: Document, model: type[BaseModel]) -> Problem:
+def _problem(err: ErrorDetails, loc: tuple[Any, ...], doc: Document, model: type[BaseModel]) -> Problem:
     kind = err["type"]
     if kind == "extra_forbidden":
         key = _printable(str(loc[-1]))

@@ -125,8 +125,9 @@ class _Builder:
             if node.tag != _YAML + kind:
                 self.problems.append(_tag_problem(doc, node))
                 return None
-            return self._mapping(node, path) if kind == "map" else [
-                self.construct(item, (*path, i)) for i, item in enumerate(node.value)]
+            if isinstance(node, yaml.MappingNode):
+                return self._mapping(node, path)
+            return [self.construct(item, (*path, i)) for i, item in enumerate(node.value)]
         return self._scalar(node, path)
 
     def _mapping(self, node: yaml.MappingNode, path: PathKey) -> dict[str, Any]:

@@ -139,9 +139,10 @@ def _date(value: Any) -> str:
         if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
             raise ValueError(f"{_short(value)} is not a date — write YYYY-MM-DD, e.g. '2026-12-24'")
         try:
-            value = dt.date.fromisoformat(value)
+            day = dt.date.fromisoformat(value)
         except ValueError as exc:
             raise ValueError(f"{value!r} is not a day of the calendar ({exc}) — check the day and month") from None
+        return day.isoformat()
     return value.isoformat()
 
 

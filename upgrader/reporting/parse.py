@@ -280,7 +280,7 @@ class _Builder:
 
 
 def rollback_of(host: str, at: datetime, e: Entry) -> Rollback:
-    op = next((o for o in e.get("ops") or [] if o.get("op") == "rollback"), {})
+    op: dict[str, Any] = next((o for o in e.get("ops") or [] if o.get("op") == "rollback"), {})
     return Rollback(host, at, bool(e.get("ok")), op.get("from"), op.get("to") or op.get("current"),
                     tuple(op.get("steps") or ()), None if e.get("ok") else str(e.get("error") or op.get("error")))
 

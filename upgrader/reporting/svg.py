@@ -142,7 +142,8 @@ def legend(r: RunRecord, y: int) -> list[str]:
     items = [(c, COLOURS[c]) for c in CATEGORIES if c in used]
     if any(not s.ok for s in r.timeline):
         items.append(("failed", FAILED))
-    out, x = [], LABEL + 10
+    out: list[str] = []
+    x: float = LABEL + 10
     for name, colour in items:
         out.append(f'<rect x="{x}" y="{y - 10}" width="14" height="12" rx="2" fill="{colour}"/>')
         out.append(f'<text x="{x + 19}" y="{y}" font-size="12" fill="#37474f">{name}</text>')

@@ -138,7 +138,8 @@ _building = threading.Lock()  # the calendar prefetch thread and the main thread
 @lru_cache(maxsize=256)
 def _month(name: str, year: int, month: int) -> dict[str, Any]:
     """{"tz": zone, "sessions": [{date, open, close, break_start, break_end}, ...]} for one month."""
-    return _cached(f"{name}-{year:04d}-{month:02d}.json", lambda: _build_month(name, year, month))
+    month_data: dict[str, Any] = _cached(f"{name}-{year:04d}-{month:02d}.json", lambda: _build_month(name, year, month))
+    return month_data
 
 
 @cache

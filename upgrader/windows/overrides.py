@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from upgrader.errors import InputError, Problem
@@ -42,7 +43,7 @@ def override_problems(ov: Loaded[Overrides]) -> list[Problem]:
     return problems
 
 
-def market_problems(windows: Windows, where: Loaded[object] | None, inventory: Loaded[Inventory]) -> list[Problem]:
+def market_problems(windows: Windows, where: Loaded[Any] | None, inventory: Loaded[Inventory]) -> list[Problem]:
     """Located problems for every market MIC the calendar library cannot answer for.
 
     ``where`` is the playbook the ``windows`` came from (for locations), or None.
@@ -57,7 +58,7 @@ def market_problems(windows: Windows, where: Loaded[object] | None, inventory: L
     return problems
 
 
-def _market_problems(src: Loaded[object], mic: str, loc: tuple[str | int, ...]) -> list[Problem]:
+def _market_problems(src: Loaded[Any], mic: str, loc: tuple[str | int, ...]) -> list[Problem]:
     try:
         markets.calendar_name(mic)
     except markets.UnknownMarketError as exc:
