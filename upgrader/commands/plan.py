@@ -11,6 +11,7 @@ from upgrader.errors import ExitCode, InputError
 from upgrader.loading import output
 from upgrader.models.facts import Facts
 from upgrader.models.plan import Plan
+from upgrader.planning import signing
 from upgrader.planning.planner import facts_from_inventory, iter_hosts, make_plan, runs_component
 from upgrader.planning.render import to_markdown, to_text
 from upgrader.windows.overrides import market_problems
@@ -28,6 +29,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", choices=["text", "markdown", "json"], default=None,
                         help="default: json when --out ends in .json, else text")
     parser.add_argument("--out", type=Path, help="write the plan to this file instead of stdout")
+    parser.add_argument("--plan-key", type=Path, metavar="FILE",
+                        help="also write OUT.sig, an HMAC-SHA256 signature of the JSON plan under this key "
+                        "(default: $UPGRADER_PLAN_KEY, if set); `apply --plan-key` checks it")
     from upgrader.commands import live  # light (no SSH library); the same connection options as every live command
 
     live.add_connection_arguments(parser)
@@ -75,7 +79,11 @@ def run(args: argparse.Namespace) -> int:
     text = render(plan, fmt, args.verbose > 0)  # -v (every command's logging option) lists every step
     print(f"facts: {source}", file=sys.stderr)
     if args.out:
+        secret = signing.key(args.plan_key) if fmt == "json" else None
         output.write_text(args.out, text)
+        if secret is not None:  # for `apply --plan-key` on another machine
+            output.write_text(signing.signature_path(args.out), signing.sign(text, secret) + "\n")
+            print(f"wrote {signing.signature_path(args.out)}", file=sys.stderr)
         print(f"wrote {args.out} ({plan.content_hash})", file=sys.stderr)
     else:
         sys.stdout.write(text)
