@@ -25,6 +25,7 @@ from upgrader.loading import limits
 from upgrader.loading.inputs import load_inventory, load_playbook, parse_json_model, read_plan_file
 from upgrader.models.inventory import Inventory
 from upgrader.models.plan import Plan
+from upgrader.planning import signing
 from upgrader.planning.planner import facts_from_plan, make_plan
 from upgrader.planning.render import to_text
 from upgrader.windows import load_overrides
@@ -43,6 +44,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--now", type=live.aware,
                         help="pretend it is this time (ISO 8601 with offset) for the window guard")
     parser.add_argument("--overrides", type=Path, help="operator window overrides (extra closures, freeze days)")
+    parser.add_argument("--plan-key", type=Path, metavar="FILE",
+                        help=f"a saved plan must carry a valid signature (PLAN.json.sig) under this key "
+                        f"(default: ${signing.ENV}, if set)")
     live.add_connection_arguments(parser)
     live.add_output_arguments(parser)
 
@@ -100,7 +104,7 @@ def run_saved(args: argparse.Namespace) -> int:
 
     Every check before the pool exists, so a refused plan never connects to any host.
     """
-    plan, inputs = verified_saved_plan(args.playbook, args.inventory)
+    plan, inputs = verified_saved_plan(args.playbook, args.inventory, args.plan_key)
     pool = live.pool_for(inputs.inventory, args)
     try:
         facts = live.live_facts(inputs, pool, args.python)
@@ -115,10 +119,16 @@ def run_saved(args: argparse.Namespace) -> int:
         pool.close()
 
 
-def verified_saved_plan(path: Path, inventory: Path) -> tuple[Plan, Inputs]:
-    """The saved plan and its inputs, refused unless those inputs give that very plan again (no connection)."""
+def verified_saved_plan(path: Path, inventory: Path, plan_key: Path | None = None) -> tuple[Plan, Inputs]:
+    """The saved plan and its inputs, refused unless those inputs give that very plan again (no connection).
+
+    With a plan key (``plan_key``, else $UPGRADER_PLAN_KEY), the plan must also carry its signature.
+    """
     text = _read(path)
     plan = parse_json_model(text, Plan, str(path))
+    secret = signing.key(plan_key)
+    if secret is not None:
+        signing.check(path, text, secret)
     inputs = reviewed_inputs(path, plan, inventory)
     problem = rederived_difference(text, plan_again(plan, inputs))
     if problem:
