@@ -241,7 +241,8 @@ class Apply:
             hp = self.hosts[host].plan
             allowed = {hp.from_version}
             if recovery is not None and host in recovery.expect:
-                allowed = {recovery.expect[host]} if recovery.expect[host] else {hp.from_version, *hp.path}
+                expected = recovery.expect[host]  # None: caught mid-step, on either side of a switch
+                allowed = {expected} if expected else {hp.from_version, *hp.path}
             if facts.get("installed") not in allowed:
                 want = " or ".join(sorted(allowed))
                 refusals.append(f"{host}: now on {facts.get('installed')}, plan expected {want} — plan again")
