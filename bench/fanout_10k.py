@@ -106,8 +106,8 @@ class FakeStream:
 class FakeTransport:
     """upgrader.transport.base.Transport for one fake host; connecting costs nothing."""
 
-    def __init__(self, endpoint: Any, timeouts: Any = None) -> None:
-        from upgrader.transport.base import Timeouts
+    def __init__(self, endpoint: Any, timeouts: Any = None, *_gateways: Any, **_kw: Any) -> None:
+        from upgrader.transport.base import Timeouts  # (jump hosts, if the adapter takes them: no SSH here)
 
         self.endpoint = endpoint
         self.timeouts = timeouts or Timeouts()
