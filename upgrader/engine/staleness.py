@@ -65,8 +65,10 @@ def rederived_difference(saved_text: str, derived: Plan) -> str | None:
     Both sides are compared in canonical form (sorted keys, compact), so the file's indentation
     does not matter, and everything else does, the content hash included.
     """
-    saved = json.loads(saved_text)
     mine = derived.to_json()
+    if mine == saved_text:  # as `plan --out` wrote it: no need to parse tens of megabytes
+        return None
+    saved = json.loads(saved_text)
     if canonical_json(saved) == canonical_json(json.loads(mine)):
         return None
     return first_difference(saved, json.loads(mine)) or "the plan differs from what its inputs give"
