@@ -164,3 +164,19 @@ def test_what_a_reviewer_reads_is_rendered_from_the_operations() -> None:
     assert text["stage5.2.0"][1] == "remove /opt/ordergw/releases/5.2.0 if this run staged it"
     edited = migrate.model_copy(update={"op": {**migrate.op, "argv": ["/bin/evil"]}})
     assert describe(edited, plan.spec.install.root)[0].endswith("run /bin/evil")  # the text follows the op
+
+
+def test_carry_over_is_a_step_of_its_own(in_tmp: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = CASES / "multi_hop"
+    text = (folder / "playbook.yml").read_text()
+    assert text.count("  root: /opt/app\n") == 1
+    carry = "  root: /opt/app\n  carry_over: [conf/app.ini]\n"
+    (in_tmp / "playbook.yml").write_text(text.replace("  root: /opt/app\n", carry))
+    plan = plan_files(in_tmp / "playbook.yml", folder / "inventory.yml")
+    host = plan.hosts[0]
+    carries = [s for s in host.steps if s.action == "carry_over"]
+    assert [s.version for s in carries] == host.path and len({s.id for s in host.steps}) == len(host.steps)
+    assert carries[0].op == {"op": "carry_over", "version": host.path[0], "from": host.from_version,
+                             "files": ["conf/app.ini"]}
+    agent, _ = run_engine(plan, in_tmp, monkeypatch)
+    assert [without_upload(o) for o in agent.program(host.host)] == [expected(s) for s in host.steps]
