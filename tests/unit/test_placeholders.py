@@ -241,8 +241,11 @@ def test_with_release_never_substitutes_nothing() -> None:
     ('version: {argv: ["{release}/bin/version"]}', 'version: {argv: ["{from_version}/bin/version"]}',
      "20:21: checks.1.version.argv"),
 ])
+@pytest.mark.reliability
 def test_a_placeholder_that_can_have_no_value_is_refused_where_it_is(
-        tmp_path: Path, old: str, new: str, where: str) -> None:
+        tmp_path: Path, old: str, new: str, where: str, record_property: Any) -> None:
+    record_property("scenario", f"a playbook names {{previous}}/{{from_version}} where it has no value: {where[6:]}")
+    record_property("expected", "validation refuses it at file:line:col; never an empty argument")
     assert PLAYBOOK.count(old) == 1
     path = tmp_path / "playbook.yml"
     path.write_text(PLAYBOOK.replace(old, new))
@@ -250,6 +253,7 @@ def test_a_placeholder_that_can_have_no_value_is_refused_where_it_is(
         load_playbook(path)
     (problem,) = err.value.problems
     assert f"{path}:{where}" in str(problem) and "has no value where this command runs" in str(problem), problem
+    record_property("observed", str(problem).replace(str(tmp_path) + "/", "")[:140])
 
 
 def test_migrations_may_name_the_previous_release(tmp_path: Path) -> None:

@@ -137,9 +137,13 @@ EDITS: dict[str, tuple[Edit, str]] = {
 }
 
 
+@pytest.mark.reliability
 @pytest.mark.parametrize("edit", sorted(EDITS))
 def test_an_edited_and_resealed_plan_is_refused_naming_the_difference(
-        saved: Path, connections: list[str], capsys: pytest.CaptureFixture[str], edit: str) -> None:
+        saved: Path, connections: list[str], capsys: pytest.CaptureFixture[str], edit: str,
+        record_property: Any) -> None:
+    record_property("scenario", f"a saved plan edited and re-sealed (hash recomputed): {edit}")
+    record_property("expected", "apply refuses before any connection, naming the first difference; exit 1")
     change, named = EDITS[edit]
     reseal(saved, change)
     assert Plan.model_validate_json(saved.read_text()).compute_hash() == json.loads(saved.read_text())[
@@ -148,6 +152,7 @@ def test_an_edited_and_resealed_plan_is_refused_naming_the_difference(
     assert code == 1, err
     assert "is not what its playbook, inventory and facts give" in err and named in err, err
     assert connections == []
+    record_property("observed", f"exit {code}, {len(connections)} connection(s): {err.split('give: ')[1][:120]}")
 
 
 def test_an_edit_without_resealing_is_refused_too(saved: Path, connections: list[str],
@@ -185,6 +190,8 @@ def test_apply_from_another_directory_finds_the_playbook_beside_the_inventory(
     assert (code, connections) == (1, ["pool"]) and "reached the pool" in err, err
 
 
+@pytest.mark.reliability("apply PLAN.json when the playbook it names is missing",
+                         "refused before any connection; exit 1")
 def test_a_missing_playbook_is_refused(saved: Path, connections: list[str],
                                        capsys: pytest.CaptureFixture[str]) -> None:
     (saved.parent / "playbook.yml").unlink()
@@ -193,6 +200,8 @@ def test_a_missing_playbook_is_refused(saved: Path, connections: list[str],
     assert connections == []
 
 
+@pytest.mark.reliability("apply PLAN.json when the playbook it names has changed",
+                         "refused before any connection; exit 1")
 def test_a_changed_playbook_is_refused(saved: Path, connections: list[str],
                                        capsys: pytest.CaptureFixture[str]) -> None:
     pb = saved.parent / "playbook.yml"
@@ -202,6 +211,8 @@ def test_a_changed_playbook_is_refused(saved: Path, connections: list[str],
     assert connections == []
 
 
+@pytest.mark.reliability("apply PLAN.json with an inventory other than the one planned from",
+                         "refused before any connection; exit 1")
 def test_another_inventory_is_refused(saved: Path, connections: list[str],
                                       capsys: pytest.CaptureFixture[str]) -> None:
     other = saved.parent / "other.yml"
@@ -256,9 +267,10 @@ checks: [{name: port, tcp: {port: 9000}}]
 """ % ("a" * 64)
 
 
+@pytest.mark.reliability
 def test_a_tampered_plan_reaches_no_host_even_with_a_connection_record(
         in_tmp: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
-        listeners: list[socket.socket]) -> None:
+        listeners: list[socket.socket], record_property: Any) -> None:
     """Hosts on loopback ports that listen; a record of their endpoints (so `apply` could start early)."""
     state = in_tmp / "state"
     monkeypatch.setenv("UPGRADER_STATE_DIR", str(state))
@@ -281,6 +293,11 @@ def test_a_tampered_plan_reaches_no_host_even_with_a_connection_record(
         with pytest.raises(BlockingIOError):
             s.accept()
     assert early._started == {}
+    record_property("scenario", "a re-sealed tampered plan, hosts listening on loopback, a connection record "
+                                "that would let apply connect early")
+    record_property("expected", "refused; no host sees a connection")
+    record_property("observed", f"exit {code}; 0 of {len(listeners)} listeners accepted a connection; "
+                                f"{err.split('give: ')[1][:80]}")
 
 
 # ------------------------------------------------------------ first_difference itself

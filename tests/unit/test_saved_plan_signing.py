@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 from test_saved_plan import INVENTORY, PLAYBOOK, apply, connections, reseal  # noqa: F401 - fixture
@@ -49,9 +50,13 @@ def test_the_key_may_come_from_the_environment(signed: Path, connections: list[s
     assert (code, connections) == (1, ["pool"]), err
 
 
+@pytest.mark.reliability
 @pytest.mark.parametrize("damage", ["missing", "edited plan", "other key", "garbage"])
 def test_a_bad_signature_is_refused_before_anything(signed: Path, connections: list[str],  # noqa: F811
-                                                    capsys: pytest.CaptureFixture[str], damage: str) -> None:
+                                                    capsys: pytest.CaptureFixture[str], damage: str,
+                                                    record_property: Any) -> None:
+    record_property("scenario", f"apply a signed plan with a key configured: signature {damage}")
+    record_property("expected", "refused before any connection; exit 1")
     sig = signing.signature_path(signed)
     if damage == "missing":
         sig.unlink()
@@ -64,6 +69,7 @@ def test_a_bad_signature_is_refused_before_anything(signed: Path, connections: l
     code, err = apply_signed(signed, capsys, "--plan-key", "key")
     assert code == 1 and ("signature" in err), err
     assert connections == []
+    record_property("observed", f"exit {code}, {len(connections)} connection(s): {err.strip()[:120]}")
 
 
 def test_reindenting_keeps_the_signature(signed: Path, connections: list[str],  # noqa: F811
