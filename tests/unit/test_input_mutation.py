@@ -198,3 +198,69 @@ def test_mutated_input_never_crashes(kind: str, work: Path, worker: Worker, reco
     record_property("observed", ", ".join(f"exit {code}: {n}" for code, n in sorted(seen.items())))
     assert seen.get(1, 0) > 0, "no mutant was refused: the mutations do not reach the checks"
     assert seen.get(0, 0) > 0, "no mutant was accepted: the command fails even on valid input"
+
+
+# ---- journal records built field by field: whatever read() lets through, every reader takes ----
+
+EVENTS = ["run-start", "run-end", "stage-begin", "stage-end", "phase-begin", "phase-end", "host-begin", "host-end",
+          "bake-begin", "bake-end", "rollback-begin", "rollback-end", "halt", "hold", "lock-break", "recover",
+          "resume", "artifact-refused", "locks"]
+HOSTS = st.sampled_from(["ny5-1", "ch2-1", "x"])
+JSON = st.recursive(st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats(allow_nan=False,
+                    allow_infinity=False) | st.text(max_size=20),
+                    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+                    max_leaves=12)
+FIELD = st.sampled_from(["kind", "component", "operator", "status", "exit_code", "ok", "error", "ops", "hosts",
+                         "phase", "failed", "plan_hash", "version", "to", "reason", "stderr", "unreachable",
+                         "argv", "seconds", "datacenter", "steps", "break_lock", "path", "run", "seq"])
+OP = st.fixed_dictionaries({"op": st.sampled_from(["stage", "switch", "verify", "rollback", "bake"])},
+                           optional={"seconds": st.floats(0, 1e4) | JSON, "ok": st.booleans() | JSON, "error": JSON,
+                                     "checks": st.lists(st.dictionaries(st.sampled_from(
+                                         ["check", "ok", "reason", "attempts"]), JSON, max_size=4), max_size=2) | JSON,
+                                     "steps": JSON, "current": JSON, "to": JSON, "from": JSON, "step": JSON,
+                                     "stdout": JSON})
+
+
+@st.composite
+def records(draw: st.DrawFn) -> dict[str, Any]:
+    entry: dict[str, Any] = {"event": draw(st.sampled_from(EVENTS)),
+                             "at": draw(st.sampled_from(["2026-03-21T07:00:05+00:00", "2026-03-21T07:00:09.5+00:00",
+                                                         "2026-03-21T07:01:00", "yesterday"]))}
+    if draw(st.booleans()):
+        entry["host"] = draw(HOSTS | JSON)
+    for name in draw(st.lists(FIELD, max_size=5)):
+        entry[name] = draw(JSON)
+    if draw(st.booleans()):
+        entry["ops"] = draw(st.lists(OP, max_size=3))
+    if draw(st.booleans()):
+        entry["hosts"] = draw(st.lists(HOSTS, max_size=3) | st.dictionaries(HOSTS, st.dictionaries(
+            st.sampled_from(["state", "detail", "version"]), JSON, max_size=3), max_size=2))
+    return entry
+
+
+@settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(entries=st.lists(records(), min_size=1, max_size=8))
+def test_every_record_read_lets_through_is_readable_by_every_reader(entries: list[dict[str, Any]],
+                                                                    tmp_path_factory: pytest.TempPathFactory) -> None:
+    """read() refuses a record (InputError naming the line) or every reader handles it: report (markdown,
+    HTML, metrics), show, and the summaries runs and admission use."""
+    from upgrader.commands.show import describe
+    from upgrader.engine import journal
+    from upgrader.errors import InputError
+    from upgrader.reporting import parse_run, render_metrics, to_html, to_markdown
+
+    path = tmp_path_factory.mktemp("records") / "journal.jsonl"
+    path.write_text("".join(json.dumps(e) + "\n" for e in entries), encoding="utf-8")
+    try:
+        read = list(journal.read(path))
+    except InputError as exc:
+        assert str(exc).startswith(f"{path}:") and len(exc.problems) == 1
+        return
+    record = parse_run("run", read)
+    to_markdown(record)
+    to_html(record)
+    render_metrics([record])
+    for entry in read:
+        describe(entry)
+    journal.summarize(path.parent)
