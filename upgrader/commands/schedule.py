@@ -65,7 +65,7 @@ def unit_name(text: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     output.check_dir(args.unit_dir, "--unit-dir")
-    at: Schedule = parse_at(args.at) if args.at else parse_on(args.on)
+    at: Schedule = parse_at(args.at) if args.at is not None else parse_on(args.on)  # --at "" is a bad --at
     if at.next_elapse(dt.datetime.now(dt.UTC)) is None:
         raise RefusedError(f"--on {args.on!r} is in the past", "pick a time to come")
     saved = args.playbook.suffix == ".json"
