@@ -28,9 +28,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--datacenter", action="append", metavar="DC",
                         help="only these datacenters (repeatable; default: those running the component)")
     parser.add_argument("--now", type=parse_now, help="evaluate at this ISO 8601 time with an offset (default: now)")
-    parser.add_argument("--days", type=int, default=14, help="how far ahead to search for allowed windows")
+    parser.add_argument("--days", type=_days, default=14, help="how far ahead to search for allowed windows (1-366)")
     parser.add_argument("--format", choices=["text", "json"], default="text")
 
+
+
+def _days(text: str) -> int:
+    """A search horizon a calendar can answer (past year 9999 dates overflow; a year is plenty)."""
+    if not text.isdigit() or not 1 <= int(text) <= 366:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of days from 1 to 366")
+    return int(text)
 
 def parse_now(text: str) -> dt.datetime:
     try:
