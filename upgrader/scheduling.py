@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from upgrader.errors import UpgraderError
+from upgrader.loading import limits
 
 DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 UNIT_NAME_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,200}$")
@@ -89,6 +90,9 @@ def parse_on(text: str) -> On:
         date = dt.date.fromisoformat(day)
     except (ZoneInfoNotFoundError, ValueError) as exc:
         raise UpgraderError(f"--on {text!r}: {exc}", "a real date and an IANA zone such as America/New_York") from None
+    if not limits.reasonable_year(date.year):  # the timer's next elapse near year 9999 overflows
+        raise UpgraderError(f"--on {text!r} is outside the years {limits.YEARS[0]}-{limits.YEARS[1]}",
+                            "pick a date to come")
     naive = dt.datetime.combine(date, dt.time(int(hour), int(minute)))
     first, second = naive.replace(tzinfo=zone, fold=0), naive.replace(tzinfo=zone, fold=1)
     if first.utcoffset() != second.utcoffset():

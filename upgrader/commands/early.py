@@ -189,7 +189,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _aware(text: str) -> datetime:  # as live.aware
     value = datetime.fromisoformat(text)
-    if value.tzinfo is None:
+    if value.tzinfo is None or not limits.reasonable_year(value.year):
         raise ValueError(text)
     return value
 

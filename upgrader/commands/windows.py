@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 
 from upgrader.commands.inputs import load_inputs
 from upgrader.errors import ExitCode, InputError, UpgraderError
+from upgrader.loading import limits
 from upgrader.loading.inputs import load_inventory
 from upgrader.models.inventory import Inventory
 from upgrader.models.playbook import Playbook, Windows
@@ -46,6 +47,8 @@ def parse_now(text: str) -> dt.datetime:
         raise argparse.ArgumentTypeError(f"{text!r} is not an ISO 8601 time, e.g. 2026-11-24T11:00-05:00") from None
     if value.tzinfo is None:
         raise argparse.ArgumentTypeError(f"{text!r} has no UTC offset — add one, e.g. {text}-05:00 or {text}Z")
+    if not limits.reasonable_year(value.year):
+        raise argparse.ArgumentTypeError(f"{text!r} is outside the years {limits.YEARS[0]}-{limits.YEARS[1]}")
     return value
 
 

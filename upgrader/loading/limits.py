@@ -26,6 +26,13 @@ MAX_BYTES = {
 }
 MAX_JOURNAL_LINE = 16 * MiB  # one record; a host's result with its outputs is a few KB
 MAX_DEPTH = 48  # nesting of mappings and lists, in YAML and in JSON (the models need < 10)
+# Times given on the command line (--now, --on) or read from journals: far from datetime's limits
+# (years 1 and 9999), so adding a window, a margin or a run's durations cannot overflow.
+YEARS = (2000, 9000)
+
+
+def reasonable_year(year: int) -> bool:
+    return YEARS[0] <= year <= YEARS[1]
 
 
 def read_text(path: Path, kind: str) -> str:

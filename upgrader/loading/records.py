@@ -12,6 +12,8 @@ import datetime as dt
 import math
 from typing import Any
 
+from upgrader.loading import limits
+
 _NONE = type(None)
 MAX_SECONDS = 1e7  # ~116 days: no op takes longer, and timedelta arithmetic stays finite
 PER_HOST = frozenset({"host-begin", "host-end", "bake-begin", "bake-end", "rollback-end"})
@@ -105,4 +107,4 @@ def _moment(text: str) -> bool:
         at = dt.datetime.fromisoformat(text)
     except ValueError:
         return False
-    return 2000 <= at.year <= 9000  # far from datetime's limits, so adding a run's durations cannot overflow
+    return limits.reasonable_year(at.year)
