@@ -159,7 +159,11 @@ def measured(argv: list[str], *, env: dict[str, str] | None = None, cwd: Path = 
 
 # ------------------------------------------------------------------ refusals on the jump hosts
 def refused_since(since: float) -> int:
-    """Connections each jump host's sshd dropped for MaxStartups since ``since`` (epoch seconds)."""
+    """Connections each jump host's sshd dropped for MaxStartups since ``since`` (epoch seconds).
+
+    Caveat: sshd writes the "N connections dropped" sum when throttling ends, i.e. at the next
+    connection after it, which can fall in a later step than the drops (see refused_lines).
+    """
     total = 0
     for jump in ("ny5-jump", "ch2-jump"):
         proc = subprocess.run(["lxc-attach", "-n", f"ups-{jump}", "--clear-env", "--set-var",
@@ -174,10 +178,22 @@ def refused_since(since: float) -> int:
     return total
 
 
+def refused_lines(since: float) -> int:
+    """Only the per-connection "drop connection #N … past MaxStartups" lines since ``since``: correctly
+    placed in time, but sshd does not log every drop one by one."""
+    total = 0
+    for jump in ("ny5-jump", "ch2-jump"):
+        proc = subprocess.run(["lxc-attach", "-n", f"ups-{jump}", "--clear-env", "--set-var",
+                               f"PATH={bl.GUEST_PATH}", "--", "journalctl", "-q", "-o", "cat", "--since",
+                               f"@{int(since) - 1}", "_COMM=sshd"], capture_output=True, text=True, timeout=60)
+        total += sum(1 for line in proc.stdout.splitlines() if "past MaxStartups" in line)
+    return total
+
+
 # ------------------------------------------------------------------ the run
 class Scale:
     def __init__(self, hosts: list[Host], jumps: dict[str, str], work: Path, parallel: int | None,
-                 poll: float, floor_poll: float) -> None:
+                 poll: float, floor_poll: float, max_in_flight: int | None = None) -> None:
         self.hosts, self.jumps, self.work = hosts, jumps, work
         (work / "cm").mkdir(parents=True, exist_ok=True)
         self.n = len(hosts)
@@ -186,8 +202,9 @@ class Scale:
         self.inventory = self._inventory()
         self.ssh_config = self._ssh_config()
         self.state = work / "state"
+        in_flight = min(max_in_flight or self.n, max(1, self.n // 2))  # per datacenter
         self.playbook = bl.lab_playbook(work / f"{COMPONENT}-{FROM}.yml", COMPONENT, FROM, canary={"bake": "0s"},
-                                        rollout={"batch": "100%", "max_in_flight_per_datacenter": max(1, self.n // 2)})
+                                        rollout={"batch": "100%", "max_in_flight_per_datacenter": in_flight})
 
     def _inventory(self) -> Path:
         data = yaml.safe_load(SCALE_INVENTORY.read_text())
@@ -342,6 +359,8 @@ def step(scale: Scale, name: str, fn: Any, expect: str | None) -> dict[str, Any]
     since = time.time()
     res = fn()
     res["refused"] = refused_since(since)
+    res["refused_lines"] = refused_lines(since)
+    res["started_at"] = round(since, 3)
     # the same retries may be both logged and journaled (run-end's handshake_retries): the larger count
     res["retries"] = max((res["stderr"] + res["stdout"]).count("retrying"), journal_retries(scale.state, since))
     res["problems"] = scale.problems(expect) if expect else {}
@@ -362,7 +381,8 @@ def step(scale: Scale, name: str, fn: Any, expect: str | None) -> dict[str, Any]
 
 def run_size(hosts: list[Host], jumps: dict[str, str], size: int, tools: list[str], args: argparse.Namespace,
              work: Path) -> dict[str, Any]:
-    scale = Scale(subset(hosts, size), jumps, work / f"n{size}", args.parallel, args.poll, args.floor_poll)
+    scale = Scale(subset(hosts, size), jumps, work / f"n{size}", args.parallel, args.poll, args.floor_poll,
+                  args.max_in_flight)
     out: dict[str, Any] = {"hosts": scale.n, "parallel": scale.parallel}
     bl.set_version(scale.hosts, COMPONENT, TO, PORT)  # every host on the baseline 3.0.0, no lock (untimed)
     out["facts"] = step(scale, "upgrader facts", scale.facts, None)
@@ -458,6 +478,7 @@ def main() -> int:
     p.add_argument("--sizes", default="16,64,256")
     p.add_argument("--tools", default=",".join(TOOLS))
     p.add_argument("--parallel", type=int, help="upgrader --parallel (default: the host count, like Ansible's forks)")
+    p.add_argument("--max-in-flight", type=int, help="apply's max_in_flight_per_datacenter (default: all its hosts)")
     p.add_argument("--poll", type=float, default=0.25, help="health poll interval for Ansible and pyinfra")
     p.add_argument("--floor-poll", type=float, default=0.05)
     p.add_argument("--out", type=Path)
