@@ -41,13 +41,13 @@ def box(c):
 
 @task(name="net-up")
 def net_up(c):
-    """Create bridge upgbr0 with 10.77.5.1/24 (no NAT, no forwarding)."""
+    """Create upgbr0 (10.77.5.1/24) and a bridge per datacenter without a controller address (no NAT)."""
     net.up()
 
 
 @task(name="net-down")
 def net_down(c):
-    """Remove bridge upgbr0."""
+    """Remove the lab bridges."""
     net.down()
 
 
@@ -78,7 +78,7 @@ def seed(c, hosts=""):
 
 @task
 def down(c):
-    """Destroy every lab machine, the bridge and the generated known_hosts."""
+    """Destroy every lab machine (jump hosts too), the bridges and the generated known_hosts."""
     control.down()
 
 
@@ -97,7 +97,7 @@ def timings(c):
 FAULT_ACTIONS = "kill|start|freeze|unfreeze|cut|restore|sshd_stop|sshd_start|heal"
 
 
-@task(positional=["action", "host"], help={"action": FAULT_ACTIONS, "host": "e.g. ny5-1"})
+@task(positional=["action", "host"], help={"action": FAULT_ACTIONS, "host": "e.g. ny5-1 or ny5-jump"})
 def fault(c, action, host):
     """Inject (or undo) a fault on one host."""
     getattr(faults, action.replace("-", "_"))(host)

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from lab import config, lxc
+from lab import config
 from upgrader.engine.endpoints import Pool, endpoints
 from upgrader.errors import HostKeyError
 from upgrader.loading.inputs import load_inventory
@@ -77,41 +79,53 @@ def test_a_stream_answers_line_by_line_until_it_ends(host: Transport) -> None:
 
 # --- through the jump hosts (issue 14 §2, issue 13 §6) ----------------------------------------------
 
-def _established_from_controller(jump: str) -> int:
-    """TCP connections from the controller to the jump host's sshd, counted on the jump host."""
-    out = lxc.attach(config.host(jump).container, f"ss -Htn state established '( sport = :22 )' "
-                     f"dst {config.CONTROLLER_ADDRESS}").stdout.decode()
-    return len([line for line in out.splitlines() if line.strip()])
+def _my_connections_to(jump: str) -> int:
+    """TCP connections this test process holds to the jump host's sshd (seen by `ss` on the controller)."""
+    out = subprocess.run(["ss", "-Htnp", "state", "established", "dst", config.host(jump).address,
+                          "dport", "=", ":22"], capture_output=True, text=True, check=True).stdout
+    return sum(1 for line in out.splitlines() if f"pid={os.getpid()}," in line)
 
 
 def test_all_hosts_of_a_datacenter_share_one_jump_connection(vm_inventory: Path, vm_hosts: list[str]) -> None:
     inv = load_inventory(vm_inventory)
     reach = endpoints(inv.model, inv.path)
-    before = {j.name: _established_from_controller(j.name) for j in config.jump_hosts()}
+    jumps = [j.name for j in config.jump_hosts()]
+    assert {j: _my_connections_to(j) for j in jumps} == dict.fromkeys(jumps, 0)
     pool = Pool(reach, timeouts=Timeouts.for_options(3.0, None))
     try:
         results = pool.each(vm_hosts, lambda h: pool[h].run(["hostname"]))
         assert {h: r.stdout.strip() for h, r in results.items()} == {h: h for h in vm_hosts}
-        during = {j.name: _established_from_controller(j.name) for j in config.jump_hosts()}
-        assert pool._gateways[0].jump_connections == len(config.jump_hosts())
+        again = pool.each(vm_hosts, lambda h: pool[h].run(["true"]))
+        assert all(r.ok for r in again.values())
+        during = {j: _my_connections_to(j) for j in jumps}
+        assert pool._gateways[0].jump_connections == len(jumps)
         assert pool.handshake_retries == 0
     finally:
         pool.close()
-    assert {j: during[j] - before[j] for j in during} == {j.name: 1 for j in config.jump_hosts()}
+    assert during == dict.fromkeys(jumps, 1), "one connection per jump host, whatever the number of hosts"
+    assert {j: _my_connections_to(j) for j in jumps} == dict.fromkeys(jumps, 0), "closed with the pool"
 
 
-def test_many_handshakes_through_one_jump_host_are_paced_and_none_refused(vm_inventory: Path) -> None:
-    """3x MaxStartups' 10 new SSH connections at once, all to ny5-1 through ny5-jump: none dropped."""
+def test_many_handshakes_through_one_jump_host_are_paced_and_none_fails(vm_inventory: Path, caplog) -> None:  # type: ignore[no-untyped-def]
+    """3x MaxStartups' 10 new SSH connections at once, all to ny5-1 through ny5-jump's one connection.
+
+    The jump's sshd sees none of them as startups.  ny5-1's sshd sees at most HANDSHAKES_PER_JUMP at once,
+    but it counts a connection as a startup until its own child reports the login, a moment after the
+    client is done: so it may still drop one now and then.  Each such refusal is retried and counted;
+    none fails.  (In a run each host gets one connection, so this is the worst case, not the usual one.)
+    """
     inv = load_inventory(vm_inventory)
     target = endpoints(inv.model, inv.path)["ny5-1"]
     many = {f"ny5-1#{i}": dataclasses.replace(target, name=f"ny5-1#{i}") for i in range(30)}
     pool = Pool(many, timeouts=Timeouts.for_options(5.0, None), parallel=30)
     started = time.monotonic()
     try:
-        results = pool.each(many, lambda h: pool[h].run(["true"]))
+        with caplog.at_level("WARNING", logger="upgrader.transport.fabric_adapter"):
+            results = pool.each(many, lambda h: pool[h].run(["true"]))
         took = time.monotonic() - started
         assert [h for h, r in results.items() if not (hasattr(r, "ok") and r.ok)] == []
-        assert pool.handshake_retries == 0
+        refused = [r for r in caplog.records if "refused" in r.getMessage()]
+        assert pool.handshake_retries == len(refused) <= 5, [r.getMessage() for r in refused]
         assert pool._gateways[0].jump_connections == 1
     finally:
         pool.close()

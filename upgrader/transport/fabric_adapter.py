@@ -274,7 +274,7 @@ class Gateways:
 
 
 @contextmanager
-def _paced(jump: _JumpLink | None, timeout: float, host: str) -> Iterator[None]:
+def _paced(jump: _JumpLink | None, timeout: float) -> Iterator[None]:
     """Hold a handshake slot of the controller (and of the jump host) while a handshake is in flight."""
     held: list[threading.BoundedSemaphore] = []
     try:
@@ -429,7 +429,7 @@ class FabricTransport:
             if jump is not None:
                 jump.ensure()
             for attempt in self.gateways.retrying(ep.name, "handshake"):
-                with attempt, _paced(jump, budget, ep.name):
+                with attempt, _paced(jump, budget):
                     sock = jump.channel(ep.address, ep.port) if jump is not None else None
                     conn = connection(ep, self.timeouts, sock)
                     try:
