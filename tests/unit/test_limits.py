@@ -194,3 +194,12 @@ def test_background_work_runs_everything_on_at_most_the_workers_given() -> None:
         t.join(10)
     assert sorted(seen) == list(range(300)) and running[1] <= 8
     assert limits.in_background(fn, [], 8, "t") == []
+
+
+def test_a_phase_takes_datacenters_in_turn_so_one_gate_cannot_hold_every_worker() -> None:
+    from upgrader.engine.apply import _by_turns
+
+    hosts = ["a1", "a2", "a3", "b1", "c1", "c2"]
+    turns = _by_turns(hosts, lambda h: h[0])
+    assert turns == ["a1", "b1", "c1", "a2", "c2", "a3"]
+    assert sorted(turns) == sorted(hosts) and _by_turns([], lambda h: h) == []
