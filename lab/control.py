@@ -182,4 +182,4 @@ def check_down() -> None:
     bridges = [b for b in net.bridges() if net.bridge_exists(b)]
     if left or bridges:
         raise LabError(f"lab not down: containers {left}, bridges {bridges}")
-    print(json.dumps({"containers": [], "bridge": False}))
+    print(json.dumps({"containers": [], "bridges": []}))
