@@ -27,11 +27,13 @@ from upgrader.models.inventory import Notify
 log = logging.getLogger(__name__)
 
 EventKind = Literal["run-started", "canary-passed", "failed", "rolled-back", "finished", "refused",
-                    "rollback-started", "rollback-finished", "audit-skew"]
+                    "rollback-started", "rollback-finished", "audit-skew", "gate-waiting", "promoted", "aborted"]
 EVENTS: tuple[EventKind, ...] = ("run-started", "canary-passed", "failed", "rolled-back", "finished", "refused",
-                                 "rollback-started", "rollback-finished", "audit-skew")
+                                 "rollback-started", "rollback-finished", "audit-skew", "gate-waiting", "promoted",
+                                 "aborted")
 _ICONS = {"run-started": "▶", "canary-passed": "✔", "failed": "✖", "rolled-back": "↩", "finished": "■",
-          "refused": "⊘", "rollback-started": "⏪", "rollback-finished": "↩", "audit-skew": "≠"}
+          "refused": "⊘", "rollback-started": "⏪", "rollback-finished": "↩", "audit-skew": "≠",
+          "gate-waiting": "⏸", "promoted": "⏩", "aborted": "⏹"}
 
 
 @dataclass(frozen=True)

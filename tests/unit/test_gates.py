@@ -96,3 +96,43 @@ def test_promote_and_abort_commands(run: Journal, tmp_path: Path, capsys: pytest
     run.record("run-end", status="aborted")
     assert cli(state, "abort", run.run_id, "--reason", "again") == 1
     assert cli(state, "promote", "no-such-run") == 1
+
+
+def test_the_engine_stops_at_an_aborted_gate_and_rolls_back(in_tmp: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The planner's manual_gates case through the real engine (fake agent): abort at the first gate."""
+    from test_plan_ops import case_plan, run_engine
+
+    plan = case_plan("manual_gates")
+    wait = gates.wait
+
+    def abort_while_waiting(run_dir: Path, gate: str, **kwargs: object) -> gates.GateResult:
+        gates.request(run_dir, DecisionKind.ABORT, gate=None, operator="ann@ctl", reason="INC-9")
+        return wait(run_dir, gate, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(gates, "wait", abort_while_waiting)
+    agent, entries = run_engine(plan, in_tmp, monkeypatch, decide=None)
+    canary = plan.phases[0].hosts
+    started = {e["host"] for e in entries if e["event"] == "host-begin"}
+    assert started == set(canary)  # the canary ran; nothing after the gate started
+    end = next(e for e in entries if e["event"] == "gate-end")
+    assert (end["gate"], end["outcome"]) == ("promote-ch", "aborted")
+    assert [e["status"] for e in entries if e["event"] == "run-end"] == ["aborted"]
+    assert any(o["op"] == "rollback" for o in agent.program(canary[0]))  # the canary the gate judged
+
+
+def test_an_abort_before_anything_starts_starts_nothing(in_tmp: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from test_plan_ops import case_plan, run_engine
+
+    _, entries = run_engine(case_plan("manual_gates"), in_tmp, monkeypatch, decide=DecisionKind.ABORT)
+    assert not any(e["event"] == "host-begin" for e in entries)
+    assert [e["status"] for e in entries if e["event"] == "run-end"] == ["aborted"]
+
+
+def test_the_engine_passes_promoted_gates(in_tmp: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from test_plan_ops import case_plan, run_engine
+
+    plan = case_plan("manual_gates")
+    _, entries = run_engine(plan, in_tmp, monkeypatch)
+    ends = [(e["gate"], e["outcome"]) for e in entries if e["event"] == "gate-end"]
+    assert ends == [(p.gate.id, "promoted") for p in plan.phases if p.gate is not None]
+    assert [e["status"] for e in entries if e["event"] == "run-end"] == ["succeeded"]

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from conftest import plan_files
 
-from upgrader.engine import remote
+from upgrader.engine import gates, remote
 from upgrader.engine.apply import Apply
 from upgrader.engine.journal import Journal
 from upgrader.engine.progress import Progress
@@ -83,11 +83,16 @@ class Agent:
 
 
 def run_engine(plan: Plan, tmp: Path, monkeypatch: pytest.MonkeyPatch,
-               fail: set[tuple[str, str]] | None = None) -> tuple[Agent, list[dict[str, Any]]]:
+               fail: set[tuple[str, str]] | None = None,
+               decide: gates.DecisionKind | None = gates.DecisionKind.PROMOTE) -> tuple[Agent, list[dict[str, Any]]]:
     agent = Agent(plan, fail)
     monkeypatch.setattr(remote, "call", agent)
     monkeypatch.setattr(Apply, "check_artifacts", lambda self: None)  # golden playbooks name no real files
     journal = Journal.create(tmp / "state", "run-1")
+    journal.record("run-start", kind="apply", component=plan.component)
+    for phase in plan.phases:  # manual gates: decided ahead, as `upgrader promote --gate` would
+        if phase.gate is not None and decide is not None:
+            gates.request(journal.directory, decide, gate=phase.gate.id, operator="pytest", reason="test")
     engine = Apply(plan, FakePool(), journal, Progress("json", stream=io.StringIO()),  # type: ignore[arg-type]
                    artifacts=tmp, operator="pytest", sleep=lambda _: None)
     engine.run()

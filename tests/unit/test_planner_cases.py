@@ -32,7 +32,8 @@ def salient(plan: Plan) -> dict[str, Any]:
         "applicable": plan.applicable,
         "artifacts": [a.version for a in plan.artifacts],
         "phases": [{"kind": p.kind, "datacenter": p.datacenter, "hosts": p.hosts, "bake": p.bake,
-                    "pause_before": p.pause_before} for p in plan.phases],
+                    "pause_before": p.pause_before, **({"gate": p.gate.model_dump()} if p.gate else {})}
+                   for p in plan.phases],
         "hosts": {h.host: {"datacenter": h.datacenter, "from": h.from_version, "path": h.path, "phase": h.phase,
                            "canary": h.canary} for h in plan.hosts},
         # Each host's steps as a reviewer reads them, rendered from the operations the engine sends.

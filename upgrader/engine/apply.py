@@ -20,7 +20,7 @@ from itertools import zip_longest
 from pathlib import Path
 from typing import Any
 
-from upgrader.engine import programs, remote
+from upgrader.engine import gates, programs, remote
 from upgrader.engine.endpoints import Pool
 from upgrader.engine.journal import Journal
 from upgrader.engine.progress import Progress
@@ -86,6 +86,7 @@ class Apply:
         self.failures = 0
         self.halted: str | None = None
         self.held = False
+        self.abort: gates.Decision | None = None
         self._lock = threading.Lock()
         self._locked: set[str] = set()
         self._facts: dict[str, dict[str, Any]] = {}
@@ -174,6 +175,12 @@ class Apply:
         if self.failures:
             return self._finish(ExitCode.FAILED_ROLLED_BACK, "failed-rolled-back",
                                 f"{self.failures} host(s) failed; every touched host is back and verified")
+        if self.abort is not None:
+            kept = [h.name for h in self.hosts.values() if h.state == "done"]
+            message = self.halted or "aborted"
+            if kept:
+                message += f"; still on {self.plan.target_version}, verified: {', '.join(kept)}"
+            return self._finish(ExitCode.FAILED_ROLLED_BACK, "aborted", message)
         if self.halted:
             return self._finish(ExitCode.FAILED_ROLLED_BACK, "halted", self.halted)
         return self._finish(ExitCode.OK, "succeeded",
@@ -320,6 +327,10 @@ class Apply:
 
     # ------------------------------------------------------------ phases
     def run_phase(self, phase: Phase) -> None:
+        if phase.gate is not None and not self._pass_gate(phase):
+            return
+        if self._aborted():
+            return
         if phase.pause_before:
             self.progress.event("pause", f"pausing {phase.pause_before:g}s before {phase.datacenter}")
             self.sleep(phase.pause_before)
@@ -335,11 +346,11 @@ class Apply:
         self.progress.event("phase", f"phase {phase.index + 1}/{len(self.plan.phases)}: {phase.kind} "
                             f"{phase.datacenter or 'global'} → {', '.join(phase.hosts)}")
         limit = self.spec.rollout.max_in_flight_per_datacenter
-        gates = {dc: threading.Semaphore(limit) for dc in {self.hosts[h].plan.datacenter for h in phase.hosts}}
+        in_flight = {dc: threading.Semaphore(limit) for dc in {self.hosts[h].plan.datacenter for h in phase.hosts}}
 
         def one(host: str) -> None:
-            with gates[self.hosts[host].plan.datacenter]:
-                if self.halted or self.failures >= self.spec.rollout.max_failures:
+            with in_flight[self.hosts[host].plan.datacenter]:
+                if self.halted or self._aborted() or self.failures >= self.spec.rollout.max_failures:
                     return
                 if self._upgrade(host) and phase.kind == "canary":
                     self._bake(host)
@@ -353,9 +364,110 @@ class Apply:
         self.journal.record("phase-end", phase=phase.index, failed=failed)
         if failed:
             self._on_failure(phase, failed)
+        elif self.abort is not None:
+            self._roll_back_aborted(phase.hosts)
         elif phase.kind == "canary":
             self.notify("canary-passed", component=self.plan.component, version=self.plan.target_version,
                         run=self.journal.run_id, hosts=phase.hosts, datacenter=phase.datacenter)
+
+    # ------------------------------------------------------------ manual gates and aborts
+    def _aborted(self) -> bool:
+        """Has an operator aborted this run (`upgrader abort`)?  Looked up before each host starts."""
+        if self.abort is None:
+            found = gates.aborted(self.journal.directory)
+            if found is None:
+                return False
+            with self._lock:
+                if self.abort is None:
+                    self.abort = found
+                    self.halted = f"aborted by {found.operator}: {found.reason}"
+                    self.journal.record("abort", operator=found.operator, reason=found.reason, at=found.at)
+                    self.progress.event("halt", self.halted)
+                    self.notify("aborted", component=self.plan.component, version=self.plan.target_version,
+                                run=self.journal.run_id, operator=found.operator, message=found.reason)
+        return True
+
+    def _roll_back_aborted(self, current: list[str]) -> None:
+        """After an abort: put back per the rollback policy what this run changed (the current phase: ``current``)."""
+        policy = self.spec.rollback.on_failure
+        if policy == "hold":
+            self.held = True
+            self.journal.record("hold", hosts=[h for h in self.hosts if self.hosts[h].touched])
+            return
+        if policy == "host":
+            return  # nothing failed: hosts done stay on the new release, verified; none is started
+        pool = current if policy == "wave" else list(self.hosts)
+        self.rollback([h for h in pool if self.hosts[h].touched or self.hosts[h].state in ("done", "verified")])
+
+    def _pass_gate(self, phase: Phase) -> bool:
+        """Wait at the phase's manual gate; True to go on.  The canaries it watches are checked meanwhile."""
+        gate = phase.gate
+        assert gate is not None
+        watch = [h for h in gate.watch if self.hosts[h].state == "done"]
+        run = self.journal.run_id
+        self.journal.record("gate-wait", gate=gate.id, kind=gate.kind, timeout=gate.timeout, watch=watch)
+        self.progress.event("gate", f"waiting at gate {gate.id} (at most {gate.timeout:g}s): "
+                                    f"`upgrader promote {run}` to go on, `upgrader abort {run} --reason …` to stop")
+        self.notify("gate-waiting", component=self.plan.component, version=self.plan.target_version, run=run,
+                    gate=gate.id, message=f"waiting at gate {gate.id}: upgrader promote {run}")
+        degraded: list[str] = []
+        next_round = [0.0]
+
+        def healthy() -> str | None:
+            if not watch or time.monotonic() < next_round[0]:
+                return None
+            next_round[0] = time.monotonic() + self.spec.canary.bake_interval
+            for host in watch:
+                problem = self._check_round(host)
+                if problem is not None:
+                    degraded.append(host)
+                    return f"{host}: {problem}"
+            return None
+
+        result = gates.wait(self.journal.directory, gate.id, timeout=gate.timeout, healthy=healthy,
+                            sleep=self.sleep, stopped=lambda: self.halted is not None)
+        decision = result.decision.to_dict() if result.decision else None
+        self.journal.record("gate-end", gate=gate.id, outcome=str(result.outcome), waited=round(result.waited, 1),
+                            decision=decision, detail=result.detail)
+        if result.outcome is gates.GateOutcome.PROMOTED:
+            who = result.decision.operator if result.decision else "?"
+            self.progress.event("gate", f"gate {gate.id} promoted by {who}")
+            self.notify("promoted", component=self.plan.component, version=self.plan.target_version, run=run,
+                        gate=gate.id, operator=who, message=result.decision.reason if result.decision else "")
+            return True
+        if result.outcome is gates.GateOutcome.STOPPED:
+            return False
+        if result.outcome is gates.GateOutcome.ABORTED:
+            self._aborted()
+            self._roll_back_aborted(list(gate.watch))  # not promoted: the canaries it judged are the wave
+            return False
+        if result.outcome is gates.GateOutcome.DEGRADED:
+            host = degraded[0]
+            self._fail(host, "failed", f"canary degraded while waiting at gate {gate.id}: {result.detail}")
+            canary_phase = self.plan.phases[self.hosts[host].plan.phase]
+            self._on_failure(canary_phase, [host])
+            return False
+        self.halted = f"no decision at gate {gate.id} within {gate.timeout:g}s ({gate.on_timeout})"
+        self.journal.record("halt", reason=self.halted)
+        self.progress.event("halt", self.halted)
+        if gate.on_timeout == "hold":
+            self.held = True
+            self.journal.record("hold", hosts=[h for h in self.hosts if self.hosts[h].touched])
+        else:
+            self.rollback([h for h, r in self.hosts.items() if r.touched or r.state in ("done", "verified")])
+        return False
+
+    def _check_round(self, host: str) -> str | None:
+        """One round of the host's canary checks (its bake step, for no longer than one round)."""
+        bakes = self._steps(host, "bake")
+        if not bakes:
+            return None
+        try:
+            res = self._call(host, [_send(s.op, s.id, duration=0) for s in bakes],
+                             programs.checks_budget(self.spec) + 30)
+        except TransportError as exc:
+            return f"unreachable: {exc}"
+        return None if res.ok else res.error or "checks failed"
 
     def _estimate(self, phase: Phase) -> float:
         """Seconds the phase should take: past runs' median per host, else a quarter of the ceiling."""
@@ -367,7 +479,8 @@ class Apply:
     def _upgrade(self, host: str) -> bool:
         hp = self.hosts[host].plan
         # The plan's own steps, as they are: staging is done, the bake comes after.
-        ops = [self._lock_op("check"), *(_send(s.op, s.id) for s in hp.steps if s.action not in ("stage", "bake"))]
+        ops = [self._lock_op("check"), *(_send(s.op, s.id) for s in hp.steps
+                                         if s.action not in ("stage", "bake", "testinfra"))]
         self.journal.record("host-begin", host=host, steps=[o.get("step") for o in ops], path=hp.path)
         self._set(host, "upgrading", " → ".join([hp.from_version, *hp.path]))
         timeout = programs.hop_timeout(self.spec) * len(hp.path) + programs.checks_budget(self.spec) + 30
@@ -380,6 +493,9 @@ class Apply:
             return False
         self.journal.record("host-end", host=host, ok=res.ok, ops=[o.data for o in res.ops],
                             stderr=res.result.stderr[-2000:] if not res.ok else "")
+        if res.ok and not self._testinfra(host, "after start"):
+            self.hosts[host].touched = True
+            return False
         if res.ok:
             self.hosts[host].touched = True
             self._set(host, "verified", f"on {hp.path[-1]}")
@@ -410,10 +526,28 @@ class Apply:
             self._fail(host, "unreachable", str(exc))
             return
         self.journal.record("bake-end", host=host, ok=res.ok, ops=[o.data for o in res.ops])
+        if res.ok and not self._testinfra(host, "at the end of the bake"):
+            return
         if res.ok:
             self._set(host, "done", f"on {hp.path[-1]}, baked {self.spec.canary.bake:g}s")
         else:
             self._fail(host, "failed", f"canary bake: {res.error}")
+
+    def _testinfra(self, host: str, when: str) -> bool:
+        """The host's testinfra steps, run from the controller; False (the host failed) if one does not pass."""
+        from upgrader.engine.testinfra_check import run_module
+
+        base = Path(self.plan.playbook.path).parent  # modules are named relative to the playbook
+        for step in self._steps(host, "testinfra"):
+            op = step.op
+            self._set(host, "verifying", f"testinfra {op['file']} ({when})")
+            result = run_module(base / str(op["file"]), self.pool.endpoint(host), component=self.plan.component,
+                                version=str(op["version"]), timeout=float(op["timeout"]))
+            self.journal.record("testinfra", host=host, step=step.id, when=when, file=op["file"], **result.to_dict())
+            if not result.ok:
+                self._fail(host, "failed", f"testinfra {op['name']} ({when}): {result.reason}")
+                return False
+        return True
 
     def _fail(self, host: str, state: str, detail: str) -> None:
         with self._lock:

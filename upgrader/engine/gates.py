@@ -41,6 +41,7 @@ class GateOutcome(StrEnum):
     ABORTED = "aborted"
     TIMED_OUT = "timed-out"
     DEGRADED = "degraded"  # the canary's checks failed while it waited
+    STOPPED = "stopped"  # the run itself stopped waiting (SIGTERM)
 
 
 @dataclass(frozen=True)
@@ -135,7 +136,7 @@ def aborted(run_dir: Path) -> Decision | None:
 
 def wait(run_dir: Path, gate: str, *, timeout: float, healthy: Callable[[], str | None],
          clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
-         poll: float = POLL) -> GateResult:
+         poll: float = POLL, stopped: Callable[[], bool] = lambda: False) -> GateResult:
     """Wait at ``gate`` for a decision, at most ``timeout`` seconds.
 
     ``healthy()`` runs one round of the canary's checks and returns None or why they failed; it is
@@ -148,6 +149,8 @@ def wait(run_dir: Path, gate: str, *, timeout: float, healthy: Callable[[], str 
         if found is not None:
             outcome = GateOutcome.ABORTED if found.kind is DecisionKind.ABORT else GateOutcome.PROMOTED
             return GateResult(outcome, found, waited)
+        if stopped():
+            return GateResult(GateOutcome.STOPPED, None, waited)
         if waited >= timeout:
             return GateResult(GateOutcome.TIMED_OUT, None, waited)
         problem = healthy()

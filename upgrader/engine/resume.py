@@ -15,7 +15,7 @@ def analyze(entries: list[dict[str, Any]], plan: Plan) -> Recovery:
     failures = 0
     canary = {h.host for h in plan.hosts if h.canary}
     for e in entries:
-        ev, host = e["event"], e.get("host")
+        ev, host = e["event"], str(e.get("host") or "")
         if ev == "host-begin":
             state[host] = "in-flight"
         elif ev == "host-end":
@@ -35,7 +35,7 @@ def analyze(entries: list[dict[str, Any]], plan: Plan) -> Recovery:
                 state[h] = "rolling-back"
         elif ev == "rollback-end":
             state[host] = "rolled-back" if e.get("ok") else "rollback-failed"
-        elif ev in ("halt", "hold"):
+        elif ev in ("halt", "hold", "abort"):
             failing = True
     done = {h for h, s in state.items() if s == "done"}
     back = sorted(h for h, s in state.items() if s in ("in-flight", "upgraded", "baking", "failed", "rolling-back",

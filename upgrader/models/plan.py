@@ -18,7 +18,8 @@ from upgrader.models.types import Strict
 
 SCHEMA_VERSION = 2  # 2: steps carry their operations (op, undo, verify) instead of prose
 
-Action = Literal["stage", "precheck", "stop", "switch", "carry_over", "migrate", "start", "verify", "bake"]
+Action = Literal["stage", "precheck", "stop", "switch", "carry_over", "migrate", "start", "verify", "testinfra",
+                 "bake"]
 
 
 class Step(Strict):
@@ -75,6 +76,16 @@ class HostPlan(Strict):
         return data
 
 
+class Gate(Strict):
+    """A manual gate before a phase: the run waits for `upgrader promote RUN` (or an abort, or the timeout)."""
+
+    id: str  # what `promote --gate` names: promote-<dc>|promote-global (after a canary), enter-<dc>
+    kind: Literal["promote", "datacenter"]
+    timeout: float
+    on_timeout: Literal["rollback", "hold"]
+    watch: list[str] = Field(default_factory=list, description="canaries whose checks keep running while it waits")
+
+
 class Phase(Strict):
     index: int
     kind: Literal["canary", "wave"]
@@ -82,6 +93,7 @@ class Phase(Strict):
     hosts: list[str]
     bake: float = 0.0
     pause_before: float = 0.0
+    gate: Gate | None = None
 
 
 class Skip(Strict):

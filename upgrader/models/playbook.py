@@ -167,7 +167,15 @@ class VersionCheck(Strict):
         return self
 
 
-CHECK_KINDS = ("command", "tcp", "http", "process", "log", "version")
+class TestinfraCheck(Strict):
+    """A pytest-testinfra module run from the controller against the host (engine/testinfra_check.py)."""
+
+    file: RelPath = Field(description="the module, relative to the playbook's directory, e.g. verify/ordergw.py")
+    timeout: Duration = Field(60.0, description="the whole module must finish within this")
+
+
+CHECK_KINDS = ("command", "tcp", "http", "process", "log", "version", "testinfra")
+CONTROLLER_CHECKS = ("testinfra",)  # run by the engine on the controller, not by the agent on the host
 
 
 class Check(Strict):
@@ -178,6 +186,7 @@ class Check(Strict):
     process: ProcessCheck | None = None
     log: LogCheck | None = None
     version: VersionCheck | None = None
+    testinfra: TestinfraCheck | None = None
     timeout: Duration = 5.0
     retries: int = Field(10, ge=0, le=1000,
                          description="the check may take retries x interval to pass (http/tcp/process/log/version "
@@ -207,6 +216,11 @@ class Canary(Strict):
     hosts: int = Field(1, ge=0, le=1000)
     bake: Duration = 60.0
     bake_interval: Duration = 5.0
+    promote: Literal["auto", "manual"] = Field(
+        "auto", description="manual: after the bake the run waits for `upgrader promote RUN` (checks keep running)")
+    promote_timeout: Duration = Field(7200.0, description="how long a manual gate waits for a decision")
+    on_timeout: Literal["rollback", "hold"] = Field(
+        "rollback", description="no decision in time: roll back what this run touched, or hold for a human")
 
 
 Percent = Annotated[str, Field(pattern=r"^(100|[1-9][0-9]?)%$")]
@@ -216,7 +230,8 @@ class Rollout(Strict):
     batch: int | Percent = Field(1, description="hosts per wave: a number or a percentage of the datacenter")
     max_in_flight_per_datacenter: int = Field(1, ge=1, le=1000)
     datacenter_order: list[Name] = Field(default_factory=list, description="default: inventory order")
-    pause_between_datacenters: Duration = 0.0
+    pause_between_datacenters: Duration | Literal["manual"] = Field(
+        0.0, description="a pause before each next datacenter; 'manual': wait there for `upgrader promote RUN`")
     max_failures: int = Field(1, ge=1, le=10000, description="stop starting new hosts after this many failures")
 
     @field_validator("batch")

@@ -15,6 +15,7 @@ from upgrader.models.inventory import Datacenter, Host, Inventory
 from upgrader.models.plan import (
     ArtifactRef,
     AssumedFacts,
+    Gate,
     HostPlan,
     Phase,
     Plan,
@@ -24,7 +25,7 @@ from upgrader.models.plan import (
     Step,
     fingerprint,
 )
-from upgrader.models.playbook import Playbook
+from upgrader.models.playbook import Canary, Playbook
 from upgrader.models.types import parse_version, trusted
 from upgrader.planning.sources import artifact_for, graph_of
 from upgrader.planning.steps import for_host, step_templates
@@ -274,6 +275,7 @@ def _phases(playbook: Playbook, inventory: Inventory, candidates: dict[str, list
     canary, rollout = playbook.canary, playbook.rollout
     dcs = [dc for dc in _dc_order(playbook, inventory) if candidates.get(dc)]
     phases: list[Phase] = []
+    entering: dict[int, str] = {}  # index of a datacenter's first phase -> its name, for manual pauses
     global_canaries: set[str] = set()
     if canary.scope == "global" and canary.hosts and dcs:
         pool = [c for dc in dcs for c in candidates[dc]]
@@ -283,7 +285,9 @@ def _phases(playbook: Playbook, inventory: Inventory, candidates: dict[str, list
                                             hosts=[c.name for c in chosen], bake=canary.bake))
     for n, dc in enumerate(dcs):
         group = [c for c in candidates[dc] if c.name not in global_canaries]
-        pause = rollout.pause_between_datacenters if n else 0.0
+        manual = rollout.pause_between_datacenters == "manual"
+        pause = float(rollout.pause_between_datacenters) if n and not manual else 0.0
+        first_of_dc = len(phases)
         if canary.scope == "datacenter" and canary.hosts and group:
             chosen = _pick_canaries(group, canary.hosts)
             names = {c.name for c in chosen}
@@ -297,7 +301,28 @@ def _phases(playbook: Playbook, inventory: Inventory, candidates: dict[str, list
                                                 hosts=[c.name for c in group[start:start + size]],
                                                 pause_before=pause))
             pause = 0.0
-    return phases
+        if manual and n and first_of_dc < len(phases):
+            entering[first_of_dc] = dc
+    return _gated(phases, canary, entering)
+
+
+def _gated(phases: list[Phase], canary: Canary, entering: dict[int, str]) -> list[Phase]:
+    """Manual gates: after each canary when promotion is manual, before each next datacenter when asked.
+
+    A gate stands before the phase that waits on it; a phase both after a manual canary and the first
+    of a manually entered datacenter gets the promote gate, whose one decision covers both.
+    """
+    gates: dict[int, Gate] = {}
+    for i, dc in entering.items():
+        gates[i] = Gate(id=f"enter-{dc}", kind="datacenter", timeout=canary.promote_timeout,
+                        on_timeout=canary.on_timeout)
+    if canary.promote == "manual":
+        for i, phase in enumerate(phases[:-1]):
+            if phase.kind == "canary":
+                gates[i + 1] = Gate(id=f"promote-{phase.datacenter or 'global'}", kind="promote",
+                                    timeout=canary.promote_timeout, on_timeout=canary.on_timeout,
+                                    watch=list(phase.hosts))
+    return [p.model_copy(update={"gate": gates[i]}) if i in gates else p for i, p in enumerate(phases)]
 
 
 def _artifact_ref(playbook: Playbook, version: str) -> ArtifactRef:

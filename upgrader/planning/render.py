@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from upgrader.models.plan import HostPlan, Plan
+from upgrader.models.plan import HostPlan, Phase, Plan
 from upgrader.planning.describe import describe
 
 _MAX_SKIPPED_LISTED = 50
@@ -31,7 +31,19 @@ def _phase_line(plan: Plan, index: int) -> str:
     where = phase.datacenter or "global"
     extra = f", bake {phase.bake:g}s" if phase.kind == "canary" else ""
     pause = f" (after a {phase.pause_before:g}s pause)" if phase.pause_before else ""
-    return f"{phase.index + 1:>3}. {phase.kind:<6} {where:<8} {', '.join(phase.hosts)}{extra}{pause}"
+    line = f"{phase.index + 1:>3}. {phase.kind:<6} {where:<8} {', '.join(phase.hosts)}{extra}{pause}"
+    return (f"     ⏸ {gate_text(phase)}\n" if phase.gate else "") + line
+
+
+def gate_text(phase: Phase) -> str:
+    """One line for a manual gate, as the text plan and the Markdown plan show it."""
+    gate = phase.gate
+    if gate is None:
+        return ""
+    what = "promote the canaries" if gate.kind == "promote" else f"enter {phase.datacenter}"
+    watching = f"; {', '.join(gate.watch)} checked meanwhile" if gate.watch else ""
+    return (f"gate {gate.id}: wait for `upgrader promote RUN` ({what}), at most {gate.timeout:g}s, "
+            f"then {gate.on_timeout}{watching}")
 
 
 def _path(h: HostPlan) -> str:
@@ -89,8 +101,11 @@ def to_markdown(plan: Plan) -> str:
     out.append("")
     if plan.phases:
         out += ["**Phases**", "", "| # | kind | datacenter | hosts | bake |", "|---:|---|---|---|---:|"]
-        out += [f"| {p.index + 1} | {p.kind} | {p.datacenter or 'global'} | {', '.join(p.hosts)} | "
-                f"{f'{p.bake:g}s' if p.kind == 'canary' else ''} |" for p in plan.phases]
+        for p in plan.phases:
+            if p.gate:
+                out.append(f"| ⏸ | **gate** | {p.datacenter or 'global'} | {_md(gate_text(p))} | |")
+            out.append(f"| {p.index + 1} | {p.kind} | {p.datacenter or 'global'} | {', '.join(p.hosts)} | "
+                       f"{f'{p.bake:g}s' if p.kind == 'canary' else ''} |")
         out += ["", f"Rollback on failure: **{plan.spec.rollback.on_failure}**, halt after "
                 f"**{plan.spec.rollout.max_failures}** failure(s).", ""]
     if plan.artifacts:
