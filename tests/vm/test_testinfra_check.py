@@ -59,3 +59,53 @@ def test_a_hanging_module_is_cut_off(endpoint, tmp_path) -> None:  # type: ignor
     result = run_module(slow, endpoint, component="ordergw", version="5.0.0", timeout=5)
     assert not result.ok and "did not finish within 5s" in (result.error or "")
     assert result.seconds < 15
+
+
+def _playbook_with_module(tmp_path: Path, module_text: str | None = None) -> Path:
+    import shutil
+
+    from upgrader_cli import playbook, write
+
+    verify = tmp_path / "verify"
+    verify.mkdir()
+    if module_text is None:
+        shutil.copy(MODULE, verify / "ordergw.py")
+    else:
+        (verify / "ordergw.py").write_text(module_text)
+    data = playbook("ordergw", "5.1.0", canary={"bake": "1s"}, rollback="run")
+    data["checks"].append({"name": "host-state", "testinfra": {"file": "verify/ordergw.py", "timeout": "90s"}})
+    return write(tmp_path / "pb.yml", data)
+
+
+def test_apply_runs_the_module_after_start_and_after_the_bake(tmp_path, vm_inventory, reset_hosts,
+                                                              vm_host, vm_hosts) -> None:  # type: ignore[no-untyped-def]
+    from hoststate import assert_on
+    from upgrader_cli import Upgrader
+
+    upgrader = Upgrader(tmp_path / "state", vm_inventory)
+    run = upgrader.apply(_playbook_with_module(tmp_path), timeout=600)
+    assert run.code == 0, run.output
+    assert_on(vm_host, vm_hosts, "ordergw", "5.1.0")
+    events = [e for e in upgrader.journal() if e["event"] == "testinfra"]
+    assert {e["host"] for e in events} == set(vm_hosts) and all(e["ok"] for e in events)
+    assert {e["when"] for e in events} == {"after start", "at the end of the bake"}
+    assert all(e["tests_passed"] == 4 for e in events)
+
+
+@pytest.mark.reliability("a testinfra module fails on the canary during apply",
+                         "the canary fails with the test's name and message; the run rolls back; exit 3")
+def test_a_failing_module_fails_the_canary_and_rolls_back(tmp_path, vm_inventory, reset_hosts, vm_host, vm_hosts,
+                                                          record_property) -> None:  # type: ignore[no-untyped-def]
+    from hoststate import assert_on
+    from upgrader_cli import Upgrader
+
+    module = "def test_risk_limits_loaded(host):\n    assert host.file('/etc/ordergw/limits.d').exists, 'no limits'\n"
+    upgrader = Upgrader(tmp_path / "state", vm_inventory)
+    run = upgrader.apply(_playbook_with_module(tmp_path, module), timeout=600)
+    assert run.code == 3, run.output
+    assert_on(vm_host, vm_hosts, "ordergw", "5.0.0")
+    [event] = [e for e in upgrader.journal() if e["event"] == "testinfra"]
+    assert not event["ok"] and event["failures"][0]["test"] == "test_risk_limits_loaded"
+    assert "no limits" in event["failures"][0]["message"]
+    record_property("observed", f"exit {run.code}; {event['host']}: {event['failures'][0]['test']}: "
+                                f"{event['failures'][0]['message'].splitlines()[0][:80]}; all back on 5.0.0")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -88,6 +87,10 @@ class Pool:
         """Handshakes (to hosts and jump hosts) refused or reset and tried again, so far in this run."""
         return sum(g.retries for g in self._gateways)
 
+    def endpoint(self, host: str) -> Endpoint:
+        """How ``host`` is reached (for checks that connect on their own, such as testinfra modules)."""
+        return self._endpoints[host]
+
     def __getitem__(self, host: str) -> Transport:
         if host not in self._transports:
             self._transports[host] = self._factory(self._endpoints[host])
@@ -123,14 +126,10 @@ class Pool:
         Daemon threads: a host that never answers must not hold up the process's exit after the
         run is decided.
         """
-        slots = threading.BoundedSemaphore(max(1, self.parallel))
+        from upgrader.engine.limits import in_background
 
-        def connect(transport: Transport) -> None:
-            with slots:
-                remote.start(transport, python)
-
-        for h in hosts:
-            threading.Thread(target=connect, args=(self[h],), name=f"connect-{h}", daemon=True).start()
+        # At most --parallel threads (a queue), not one per host waiting on a semaphore.
+        in_background(lambda t: remote.start(t, python), [self[h] for h in hosts], self.parallel, "connect")
 
     def close(self) -> None:
         for t in self._transports.values():

@@ -58,7 +58,9 @@ class TestinfraResult:
         return None
 
     def to_dict(self) -> dict[str, object]:
-        return {"ok": self.ok, "passed": self.passed, "failed": self.failed, "seconds": round(self.seconds, 3),
+        # tests_* and not passed/failed: the journal's 'failed' field names hosts (loading/records.py).
+        return {"ok": self.ok, "tests_passed": self.passed, "tests_failed": self.failed,
+                "seconds": round(self.seconds, 3),
                 "error": self.error, "failures": [f.to_dict() for f in self.failures]}
 
 

@@ -73,6 +73,11 @@ def playbook_problems(pb: Loaded[Playbook]) -> list[Problem]:
     for issue in graph_of(p).issues():
         loc = ("via", issue.index, "upgrade_from") if issue.index is not None else ("upgrade_from",)
         problems.append(Problem(pb.at(*loc), issue.message, issue.hint))
+    for i, check in enumerate(p.checks):
+        if check.testinfra is not None and not (pb.path.parent / check.testinfra.file).is_file():
+            problems.append(Problem(pb.at("checks", i, "testinfra", "file"),
+                                    f"testinfra module {check.testinfra.file} not found next to {pb.path.name}",
+                                    "the path is relative to the playbook's directory"))
     if p.component in p.requires:
         problems.append(Problem(pb.at("requires", p.component, key=True),
                                 f"{p.component} cannot require itself", "remove this entry"))

@@ -6,6 +6,7 @@ reviewer reads (planning/render.py), so the text cannot say one thing while the 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from upgrader.models.plan import Step
@@ -20,8 +21,8 @@ def describe(step: Step, root: str) -> tuple[str, str, str]:
 
 
 def does(op: Op, root: str) -> str:
-    render = _RENDER.get(op.get("op", ""))
-    return render(op, root) if render else f"agent operation {op.get('op')!r}"
+    render = _RENDER.get(str(op.get("op", "")))
+    return str(render(op, root)) if render else f"agent operation {op.get('op')!r}"
 
 
 def _service(svc: Op | None) -> str:
@@ -73,7 +74,7 @@ def _rollback(op: Op, root: str) -> str:
             f"{_names(op.get('checks', []))}")
 
 
-_RENDER = {
+_RENDER: dict[str, Callable[[Op, str], str]] = {
     "stage": _stage,
     "unstage": _unstage,
     "precheck": _precheck,
@@ -87,6 +88,8 @@ _RENDER = {
     "bake": lambda op, root: (f"re-run {_names(op.get('checks', []))} every {op.get('interval'):g}s "
                               f"for {op.get('duration'):g}s"),
     "rollback": _rollback,
+    "testinfra": lambda op, root: (f"from the controller, run the testinfra module {op.get('file')} against "
+                                   f"the host (expecting {op.get('version')}, at most {op.get('timeout'):g}s)"),
 }
 
 

@@ -21,7 +21,7 @@ import re
 from collections.abc import Collection, Mapping
 from typing import Any
 
-from upgrader.models.playbook import Check, Playbook, Service
+from upgrader.models.playbook import CONTROLLER_CHECKS, Check, Playbook, Service
 from upgrader.planning.sources import artifact_for, migration_for
 
 Op = dict[str, Any]
@@ -90,6 +90,8 @@ def checks(spec: Playbook, items: list[Check] | None = None, version: str | None
     values = placeholders(spec, version)
     out = []
     for c in spec.checks if items is None else items:
+        if c.kind in CONTROLLER_CHECKS:
+            continue  # the engine runs these itself (testinfra_op)
         body = c.model_dump(mode="json", exclude_none=True)
         kind = c.kind
         if kind == "command":
@@ -149,6 +151,15 @@ def hop_ops(spec: Playbook, previous: str, version: str) -> list[tuple[str, Op]]
 def verify_op(spec: Playbook, version: str, svc: dict[str, Any] | None = None) -> Op:
     return {"op": "verify", "service": svc or service(spec, version), "checks": checks(spec, version=version),
             "expect_version": version}
+
+
+def testinfra_ops(spec: Playbook, version: str) -> list[Op]:
+    """The playbook's testinfra checks, run by the engine from the controller against the host on ``version``.
+
+    ``file`` stays as the playbook wrote it (relative to the playbook's directory): plans are pure.
+    """
+    return [{"op": "testinfra", "name": c.name, "file": c.testinfra.file, "timeout": c.testinfra.timeout,
+             "version": version} for c in spec.checks if c.testinfra is not None]
 
 
 def bake_op(spec: Playbook, version: str) -> Op:

@@ -48,6 +48,8 @@ def step_templates(playbook: Playbook, installed: str, path: tuple[str, ...], ca
         verify = hop[-1][1]  # the hop's verify step confirms its start
         for action, op in hop:
             add(action, version, op, back if action in LIVE else None, verify if action == "start" else None)
+        for op in operations.testinfra_ops(playbook, version):
+            add("testinfra", version, op)
         previous = version
     if canary:
         add("bake", previous, operations.bake_op(playbook, previous))
