@@ -22,7 +22,6 @@ import json
 import logging
 import os
 import re
-import threading
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -92,9 +91,11 @@ def start(argv: list[str], state: Path) -> None:
         timeouts = Timeouts.for_options(args.connect_timeout, args.command_timeout)
         gateways = Gateways(timeouts)  # one connection per jump host, handed to the pool with the transports
         started = {name: (ep, FabricTransport(ep, timeouts, gateways)) for name, ep in chosen.items()}
-        for name, (_, transport) in started.items():
-            threading.Thread(target=remote.start, args=(transport, args.python), name=f"early-{name}",
-                             daemon=True).start()
+        from upgrader.engine.limits import PARALLEL, in_background
+
+        # --parallel daemon threads pulling from one queue: 10,000 hosts must not start 10,000 threads.
+        in_background(lambda t: remote.start(t, args.python), [t for _, t in started.values()],
+                      args.parallel or PARALLEL, "early")
         _started.update(sha256=digest, timeouts=timeouts, hosts=started, gateways=gateways)
     except Exception:  # an optimisation only: the command connects as usual
         log.debug("no early connections", exc_info=True)

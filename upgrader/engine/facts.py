@@ -50,7 +50,7 @@ def probe(pool: Pool, hosts: list[str], component: str, root: str, op: dict[str,
         return remote.call(pool[host], component=component, root=root, run=None, ops=[op],
                            timeout=FACTS_TIMEOUT, python=python, idempotent=True)
 
-    return pool.each(hosts, one)  # type: ignore[return-value]
+    return pool.each(hosts, one)
 
 
 def installed(pool: Pool, hosts: list[str], component: str, python: str = "python3") -> dict[str, HostFacts]:

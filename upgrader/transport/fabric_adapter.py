@@ -103,6 +103,7 @@ def _private_key(stamp: tuple[str, int, int]) -> paramiko.PKey:
     """
     path = stamp[0]
     data = Path(path).read_bytes()
+    key: object
     try:
         if b"-----BEGIN OPENSSH PRIVATE KEY-----" in data:
             key = serialization.load_ssh_private_key(data, None, unsafe_skip_rsa_key_validation=True)
@@ -320,7 +321,8 @@ class _JumpLink:
     def _transport(self) -> paramiko.Transport:
         with self._lock:
             if self._conn is not None and self._conn.transport is not None and self._conn.transport.is_active():
-                return self._conn.transport
+                active: paramiko.Transport = self._conn.transport
+                return active
             if self._closed.is_set():
                 raise TransportError(self.endpoint.name, "the run's jump connection is closed")
             if self._failure is not None and time.monotonic() - self._failure[0] < self._gateways.timeouts.connect:
@@ -332,7 +334,7 @@ class _JumpLink:
                 self._failure = (time.monotonic(), exc)
                 raise
             self._conn = conn
-            transport = conn.transport
+            transport: paramiko.Transport = conn.transport
             threading.Thread(target=self._watch, args=(transport,), name=f"keepalive-{self.endpoint.name}",
                              daemon=True).start()
             return transport
@@ -564,7 +566,7 @@ class FabricTransport:
             transport = conn.client.get_transport()
             if transport is None:
                 raise EOFError("no SSH transport")
-            channel = transport.open_session(timeout=self.timeouts.channel)
+            channel: paramiko.Channel = transport.open_session(timeout=self.timeouts.channel)
             channel.exec_command(command)
             return channel
 
