@@ -23,6 +23,10 @@ teardown() {
 }
 trap teardown EXIT
 
+step "checks: ruff and mypy (strict on upgrader/, the agent excepted)"
+"$VENV/bin/ruff" check upgrader tests lab testapp bench
+"$VENV/bin/mypy"
+
 step "lab up"
 "$VENV/bin/python" -m lab up
 
