@@ -2,7 +2,10 @@
 
 Tests marked ``@pytest.mark.reliability`` are faults or bad inputs; each records
 ``scenario``, ``expected`` and ``observed`` with ``record_property`` (or passes
-scenario and expected as the marker's arguments).  Rows are merged into
+scenario and expected as the marker's arguments).  ``observed`` is what the test measured
+(exit codes, messages, seconds, counts); a row without one says "no observation recorded".
+A test's own ``expected`` wins over its module's marker, so a positive case in a module of
+refusals states its own expectation.  Rows are merged into
 docs/reliability.json by node id and docs/reliability.md is rendered from it.
 """
 
@@ -33,7 +36,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
         expected = props.get("expected", marker.args[0] if marker.args else "")
     observed = props.get("observed", "")
     if report.passed:
-        result = f"as expected{': ' + observed if observed else ''} ({report.duration:.1f} s)"
+        # What the test saw, in its own words; a test that recorded nothing says so rather than
+        # claiming the expectation (a row is a measurement, not a copy of what was hoped for).
+        result = (f"{observed} (passed, {report.duration:.1f} s)" if observed
+                  else f"passed, no observation recorded ({report.duration:.1f} s)")
     elif report.skipped:
         result = f"skipped: {report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr}"
     else:

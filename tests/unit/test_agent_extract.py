@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib.util
 import io
 import tarfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import ModuleType
 
@@ -52,12 +52,16 @@ GOOD = [file("bin/app", b"#!/bin/sh\n"), file("release.json", b"{}"),
         special("bin/link", tarfile.SYMTYPE, linkname="app"), special("lib", tarfile.DIRTYPE)]
 
 
-def test_a_well_formed_release_is_unpacked(agent: ModuleType, tmp_path: Path) -> None:
+def test_a_well_formed_release_is_unpacked(agent: ModuleType, tmp_path: Path,
+                                          record_property: Callable[[str, object], None]) -> None:
+    record_property("expected", "a well formed release: unpacked in full, its symlink and directory kept")
     dest = tmp_path / "releases" / "1.0"
     (tmp_path / "releases").mkdir()
     agent.extract_safely(str(tarball(tmp_path / "ok.tgz", GOOD)), str(dest), 0)
     assert (dest / "bin" / "app").read_bytes() == b"#!/bin/sh\n"
     assert (dest / "bin" / "link").is_symlink() and (dest / "lib").is_dir()
+    written = sorted(str(p.relative_to(dest)) for p in dest.rglob("*"))
+    record_property("observed", f"unpacked {len(written)} paths: {', '.join(written)}")
 
 
 @pytest.mark.parametrize(("member", "says"), [
@@ -72,14 +76,15 @@ def test_a_well_formed_release_is_unpacked(agent: ModuleType, tmp_path: Path) ->
     (special("pipe", tarfile.FIFOTYPE), "device or special"),
 ])
 def test_hostile_members_refuse_the_whole_tarball(agent: ModuleType, tmp_path: Path, member: object,
-                                                  says: str) -> None:
+                                                  says: str, record_property: Callable[[str, object], None]) -> None:
     (tmp_path / "releases").mkdir()
     dest = tmp_path / "releases" / "1.0"
     bad = tarball(tmp_path / "bad.tgz", [*GOOD[:2], member])  # type: ignore[list-item]
-    with pytest.raises(agent.OpFailed, match=says):
+    with pytest.raises(agent.OpFailed, match=says) as refused:
         agent.extract_safely(str(bad), str(dest), 0)
     assert not dest.exists(), "nothing is unpacked from a refused tarball"
     assert not (tmp_path / "evil").exists()
+    record_property("observed", f"refused: {refused.value}; {dest.name}/ not created")
 
 
 def test_a_huge_member_is_refused_before_anything_is_written(agent: ModuleType, tmp_path: Path) -> None:
