@@ -41,6 +41,9 @@ def test_promote_at_the_canary_gate(upgrader, tmp_path, vm_host, vm_hosts, recor
     run, wait = waiting(upgrader)
     assert wait["gate"] == "promote-ny5" and wait["watch"] == ["ny5-1"]
     assert upgrader("promote", run, "--reason", "fills normal").code == 0
+    # ch2's canary has a gate of its own: the first promote does not carry the run past it.
+    upgrader.wait_for(lambda es: any(e["event"] == "gate-wait" and e["gate"] == "promote-ch2" for e in es))
+    assert upgrader("promote", run, "--reason", "ch2 normal too").code == 0
     code = finish(proc)
     assert code == 0
     assert_on(vm_host, vm_hosts, "feedhandler", "3.1.0")

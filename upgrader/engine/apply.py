@@ -87,6 +87,7 @@ class Apply:
         self.halted: str | None = None
         self.held = False
         self.abort: gates.Decision | None = None
+        self._abort_handled = False
         self._lock = threading.Lock()
         self._locked: set[str] = set()
         self._facts: dict[str, dict[str, Any]] = {}
@@ -329,7 +330,8 @@ class Apply:
     def run_phase(self, phase: Phase) -> None:
         if phase.gate is not None and not self._pass_gate(phase):
             return
-        if self._aborted():
+        if self._aborted():  # between phases: nothing of this one started
+            self._roll_back_aborted([])
             return
         if phase.pause_before:
             self.progress.event("pause", f"pausing {phase.pause_before:g}s before {phase.datacenter}")
@@ -388,7 +390,10 @@ class Apply:
         return True
 
     def _roll_back_aborted(self, current: list[str]) -> None:
-        """After an abort: put back per the rollback policy what this run changed (the current phase: ``current``)."""
+        """After an abort, once: put back per the policy what this run changed (the current wave: ``current``)."""
+        if self._abort_handled:
+            return
+        self._abort_handled = True
         policy = self.spec.rollback.on_failure
         if policy == "hold":
             self.held = True
