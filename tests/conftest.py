@@ -55,6 +55,13 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     store = REPO / "docs" / "reliability.json"
     store.parent.mkdir(parents=True, exist_ok=True)
     rows = json.loads(store.read_text()) if store.exists() else {}
+    # A row stands for a test that exists: drop those whose file is gone, and, when nothing was
+    # deselected, those of a file this run collected in full that no longer has that test or case.
+    collected = {item.nodeid for item in session.items}
+    whole = not (session.config.option.keyword or session.config.option.markexpr)
+    files = {nodeid.split("::")[0] for nodeid in collected}
+    rows = {n: r for n, r in rows.items() if (REPO / n.split("::")[0]).exists()
+            and not (whole and n.split("::")[0] in files and n not in collected)}
     stamp = f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC"
     rows.update({nodeid: {**row, "run": stamp} for nodeid, row in _rows.items()})
     store.write_text(json.dumps(rows, indent=1, sort_keys=True) + "\n")
