@@ -136,3 +136,13 @@ def test_the_engine_passes_promoted_gates(in_tmp: Path, monkeypatch: pytest.Monk
     ends = [(e["gate"], e["outcome"]) for e in entries if e["event"] == "gate-end"]
     assert ends == [(p.gate.id, "promoted") for p in plan.phases if p.gate is not None]
     assert [e["status"] for e in entries if e["event"] == "run-end"] == ["succeeded"]
+
+
+@pytest.mark.parametrize("run_id", ["../../etc", "/etc", "runs/../x", "a\x00b"])
+def test_a_decision_can_only_name_a_run_in_the_state_directory(tmp_path: Path, run_id: str,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    state = tmp_path / "state"
+    assert cli(state, "promote", run_id) == 1
+    assert cli(state, "abort", run_id, "--reason", "x") == 1
+    assert "is not a run id" in capsys.readouterr().err
+    assert not any(tmp_path.rglob(gates.DECISIONS))
