@@ -37,12 +37,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     live.add_connection_arguments(parser)
 
 
-def render(plan: Plan, fmt: str, verbose: bool = False) -> str:
+def render(plan: Plan, fmt: str, verbose: bool = False, window: str | None = None) -> str:
     if fmt == "json":
         return plan.to_json()
     if fmt == "markdown":
-        return to_markdown(plan)
+        return to_markdown(plan, window)
     return to_text(plan, verbose=verbose)
+
+
+def window_line(inputs: Inputs) -> str:
+    """The window guard's verdict now, in one line, for the pull-request comment (the plan itself has no clock)."""
+    import datetime as dt
+
+    from upgrader.commands.windows import involved_datacenters
+    from upgrader.windows import evaluate
+    from upgrader.windows.verdict import show
+
+    playbook, inventory = inputs.playbook.model, inputs.inventory.model
+    verdict = evaluate(playbook, inventory, involved_datacenters(inventory, playbook), dt.datetime.now(dt.UTC))
+    head = f"{'allowed' if verdict.allowed else 'blocked'} at {show(verdict.now, verdict.zone)}"
+    why = "; ".join(b.text for b in verdict.blockers)
+    later = f"; next allowed {show(verdict.next_allowed, verdict.zone)}" if verdict.next_allowed else ""
+    return head + (f" ({why})" if why else "") + later
 
 
 def recorded_everywhere(inputs: Inputs) -> bool:
@@ -76,7 +92,8 @@ def run(args: argparse.Namespace) -> int:
     plan = make_plan(inputs.playbook.model, inputs.inventory.model, facts,
                      playbook_ref=inputs.playbook_ref(), inventory_ref=inputs.inventory_ref())
     fmt = args.format or ("json" if args.out and args.out.suffix == ".json" else "text")
-    text = render(plan, fmt, args.verbose > 0)  # -v (every command's logging option) lists every step
+    window = window_line(inputs) if fmt == "markdown" else None
+    text = render(plan, fmt, args.verbose > 0, window)  # -v (every command's logging option) lists every step
     print(f"facts: {source}", file=sys.stderr)
     if args.out:
         secret = signing.key(args.plan_key) if fmt == "json" else None

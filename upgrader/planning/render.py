@@ -86,12 +86,38 @@ def to_text(plan: Plan, *, verbose: bool = False) -> str:
     return "\n".join(out).rstrip() + "\n"
 
 
-def to_markdown(plan: Plan) -> str:
+_FOLD_HOSTS = 12  # a phase's host list longer than this is folded in the Markdown plan
+
+
+def _hosts_cell(names: list[str]) -> str:
+    if len(names) <= _FOLD_HOSTS:
+        return ", ".join(names)
+    return (f"<details><summary>{len(names)} hosts: {', '.join(names[:3])}, …</summary>"
+            f"{', '.join(names)}</details>")
+
+
+def _step_groups(plan: Plan) -> list[tuple[list[HostPlan], list[tuple[str, str, str, str]]]]:
+    """Hosts whose step lists read the same (but for the host name), with that list: one table each."""
+    root = plan.spec.install.root
+    groups: dict[tuple[object, ...], tuple[list[HostPlan], list[tuple[str, str, str, str]]]] = {}
+    for h in plan.hosts:
+        rows = [(s.id.split("/", 1)[1], *describe(s, root)) for s in h.steps]
+        key = (h.from_version, tuple(h.path), h.canary, tuple(rows))
+        groups.setdefault(key, ([], rows))[0].append(h)
+    return list(groups.values())
+
+
+def to_markdown(plan: Plan, window: str | None = None) -> str:
+    """For a pull-request comment (GitHub allows 65,536 characters): hosts with the same steps share one
+    table, long host lists are folded, skipped hosts are counted by reason.  ``window``: the guard's
+    verdict at the time of planning, when the caller has one."""
     out = [f"### upgrader plan: `{plan.component}` → `{plan.target_version}`", "", f"**{_headline(plan)}**", "",
            f"Plan `{plan.content_hash}` · playbook `{plan.playbook.path}` (`{plan.playbook.sha256[:12]}`) · "
            f"inventory `{plan.inventory.path}` (`{plan.inventory.sha256[:12]}`) · "
            f"facts `{plan.facts_fingerprint[:19]}`",
            ""]
+    if window:
+        out += [f"Window: {_md(window)}", ""]
     if plan.problems:
         out += ["> [!CAUTION]", "> The plan cannot be applied:"]
         out += [f"> - {_md(p.message)}" + (f" — {_md(p.hint)}" if p.hint else "") for p in plan.problems]
@@ -104,7 +130,7 @@ def to_markdown(plan: Plan) -> str:
         for p in plan.phases:
             if p.gate:
                 out.append(f"| ⏸ | **gate** | {p.datacenter or 'global'} | {_md(gate_text(p))} | |")
-            out.append(f"| {p.index + 1} | {p.kind} | {p.datacenter or 'global'} | {', '.join(p.hosts)} | "
+            out.append(f"| {p.index + 1} | {p.kind} | {p.datacenter or 'global'} | {_hosts_cell(p.hosts)} | "
                        f"{f'{p.bake:g}s' if p.kind == 'canary' else ''} |")
         out += ["", f"Rollback on failure: **{plan.spec.rollback.on_failure}**, halt after "
                 f"**{plan.spec.rollout.max_failures}** failure(s).", ""]
@@ -112,17 +138,21 @@ def to_markdown(plan: Plan) -> str:
         out += ["| release | artifact | sha256 |", "|---|---|---|"]
         out += [f"| {a.version} | `{a.file or a.url}` | `{a.sha256}` |" for a in plan.artifacts]
         out.append("")
-    for h in plan.hosts:
-        out += ["<details>", f"<summary><code>{h.host}</code> ({h.datacenter}) {_md(_path(h))}"
-                + (" — canary" if h.canary else "") + "</summary>", "",
-                "| step | does | undo | verify |", "|---|---|---|---|"]
-        out += [f"| `{s.id.split('/', 1)[1]}` | " + " | ".join(_md(t) for t in describe(s, plan.spec.install.root))
-                + " |" for s in h.steps]
+    for hosts, rows in _step_groups(plan):
+        first = hosts[0]
+        who = (f"<code>{first.host}</code> ({first.datacenter})" if len(hosts) == 1
+               else f"{len(hosts)} hosts ({', '.join(sorted({h.datacenter for h in hosts}))})")
+        out += ["<details>", f"<summary>{who} {_md(_path(first))}" + (" — canary" if first.canary else "")
+                + "</summary>", ""]
+        if len(hosts) > 1:
+            out += ["Hosts: " + ", ".join(f"`{h.host}`" for h in hosts), ""]
+        out += ["| step | does | undo | verify |", "|---|---|---|---|"]
+        out += [f"| `{step}` | {_md(does)} | {_md(undo)} | {_md(verify)} |" for step, does, undo, verify in rows]
         out += ["", "</details>"]
     if plan.skipped:
-        out += ["", "<details>", f"<summary>{len(plan.skipped)} skipped</summary>", ""]
-        out += [f"- `{s.host}` ({s.datacenter}): {_md(s.reason)}" for s in plan.skipped]
-        out += ["", "</details>"]
+        reasons = Counter(s.reason for s in plan.skipped)
+        counted = "; ".join(f"{n} × {_md(r)}" for r, n in sorted(reasons.items()))
+        out += ["", f"**{len(plan.skipped)} skipped:** {counted}"]
     return "\n".join(out).rstrip() + "\n"
 
 
