@@ -84,26 +84,26 @@ def run(args: argparse.Namespace) -> int:
                        guard=glass.to_dict())
         audit(args.state_dir, action="rollback", run=run_id, component=spec.component, reason=reason,
               operator=who, hosts=hosts, to=args.to)
-        notify = notifier(inventory.model, lambda: datetime.now(UTC))
-        target = args.to or "previous"
-        notify("rollback-started", component=spec.component, version=target, run=run_id, operator=who,
-               message=f"emergency rollback of {len(hosts)} host(s) by {who}: {reason}", hosts=len(hosts))
-        with Progress(args.log_format) as progress:
-            progress.event("run", f"rollback {run_id}: {spec.component} on {len(hosts)} host(s) by {who}: {reason}")
-            outcomes = rollback_hosts(pool, spec, hosts, journal, operator=who, reason=reason, to=args.to,
-                                      python=args.python)
-        code = exit_code(outcomes)
-        failed = [o.host for o in outcomes.values() if not o.ok]
-        message = "all hosts back and verified" if not failed else f"NOT rolled back: {', '.join(failed)}"
-        journal.record("run-end", status="succeeded" if not failed else "rollback-failed", exit_code=int(code),
-                       message=message, handshake_retries=pool.handshake_retries,
-                       hosts={h: {"state": "rolled-back" if o.ok else "rollback-failed",
-                                  "detail": o.detail, "version": o.after}
-                              for h, o in outcomes.items()})
-        audit(args.state_dir, action="rollback-end", run=run_id, exit_code=int(code), failed=failed)
-        notify("rollback-finished", component=spec.component, version=target, run=run_id, exit_code=int(code),
-               message=message, failed=len(failed))
-        notify.close()
+        # The sender is closed however this ends: an exception after the start must not drop its notices.
+        with notifier(inventory.model, lambda: datetime.now(UTC)) as notify:
+            target = args.to or "previous"
+            notify("rollback-started", component=spec.component, version=target, run=run_id, operator=who,
+                   message=f"emergency rollback of {len(hosts)} host(s) by {who}: {reason}", hosts=len(hosts))
+            with Progress(args.log_format) as progress:
+                progress.event("run", f"rollback {run_id}: {spec.component} on {len(hosts)} host(s) by {who}: {reason}")
+                outcomes = rollback_hosts(pool, spec, hosts, journal, operator=who, reason=reason, to=args.to,
+                                          python=args.python)
+            code = exit_code(outcomes)
+            failed = [o.host for o in outcomes.values() if not o.ok]
+            message = "all hosts back and verified" if not failed else f"NOT rolled back: {', '.join(failed)}"
+            journal.record("run-end", status="succeeded" if not failed else "rollback-failed", exit_code=int(code),
+                           message=message, handshake_retries=pool.handshake_retries,
+                           hosts={h: {"state": "rolled-back" if o.ok else "rollback-failed",
+                                      "detail": o.detail, "version": o.after}
+                                  for h, o in outcomes.items()})
+            audit(args.state_dir, action="rollback-end", run=run_id, exit_code=int(code), failed=failed)
+            notify("rollback-finished", component=spec.component, version=target, run=run_id, exit_code=int(code),
+                   message=message, failed=len(failed))
         live.export_metrics(args)
         dcs = {name: dc for dc, name, _ in iter_hosts(inventory.model)}
         progress.summary(f"rollback {spec.component}: {message}", [
