@@ -2,11 +2,17 @@
 
 The `lab` fixture brings the hosts up once per session, or reuses a running lab and leaves
 it running. If it brought them up it destroys them at the end, unless UPGRADER_LAB_KEEP=1.
+
+The lab is one set of containers and bridges per machine, so a pytest session holds an exclusive
+flock on LAB_LOCK for as long as it uses them: two sessions started side by side run one after the
+other instead of resetting each other's hosts mid-test.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -18,6 +24,7 @@ from lab import config, control, lxc, vagrant
 from lab import faults as lab_faults
 
 HERE = Path(__file__).resolve().parent
+LAB_LOCK = Path(os.environ.get("UPGRADER_LAB_LOCK", "/run/lock/upgrader-lab.lock"))
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -37,7 +44,21 @@ def _lab_is_up(hosts: list[config.Host]) -> bool:
 
 @pytest.fixture(scope="session")
 def lab() -> Iterator[list[config.Host]]:
-    """The running lab's hosts (brought up here if needed)."""
+    """The running lab's hosts (brought up here if needed), held under LAB_LOCK for the session."""
+    LAB_LOCK.parent.mkdir(parents=True, exist_ok=True)
+    lock = os.open(LAB_LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        print(f"[lab] waiting for {LAB_LOCK}: another test session is using the lab", file=sys.stderr)
+        fcntl.flock(lock, fcntl.LOCK_EX)
+    try:
+        yield from _lab_session()
+    finally:
+        os.close(lock)
+
+
+def _lab_session() -> Iterator[list[config.Host]]:
     hosts = config.lab_hosts(vagrant.current_per_dc())
     brought_up = not _lab_is_up(hosts)
     if brought_up:
