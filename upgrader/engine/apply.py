@@ -26,6 +26,7 @@ from upgrader.engine.journal import Journal
 from upgrader.engine.progress import Progress
 from upgrader.errors import ExitCode, RefusedError, TransportError
 from upgrader.models.plan import ArtifactRef, HostPlan, Phase, Plan, Step
+from upgrader.planning import budgets
 
 STAGE_PARALLEL = 16
 LOCK_TIMEOUT = 30.0
@@ -84,6 +85,8 @@ class Apply:
         self.host_seconds = host_seconds  # measured in past runs, when known
         self.hosts = {h.host: HostRun(h) for h in plan.hosts}
         self.failures = 0
+        self.failures_in: dict[str, int] = {}  # per datacenter; like ``failures``, for the whole run
+        self.budgets = budgets.of_plan(plan)
         self.halted: str | None = None
         self.held = False
         self.abort: gates.Decision | None = None
@@ -352,7 +355,7 @@ class Apply:
 
         def one(host: str) -> None:
             with in_flight[self.hosts[host].plan.datacenter]:
-                if self.halted or self._aborted() or self.failures >= self.spec.rollout.max_failures:
+                if self.halted or self._aborted() or self._budget_spent():
                     return
                 if self._upgrade(host) and phase.kind == "canary":
                     self._bake(host)
@@ -557,6 +560,8 @@ class Apply:
     def _fail(self, host: str, state: str, detail: str) -> None:
         with self._lock:
             self.failures += 1
+            dc = self.hosts[host].plan.datacenter
+            self.failures_in[dc] = self.failures_in.get(dc, 0) + 1
         self.hosts[host].failure = detail
         self._set(host, state, detail)
         self.progress.event("failure", detail, host=host)
@@ -577,9 +582,18 @@ class Apply:
             targets = [h for h in phase.hosts if self.hosts[h].touched or self.hosts[h].state in ("done", "verified")]
         else:
             targets = [h for h, r in self.hosts.items() if r.touched or r.state in ("done", "verified", "baking")]
-        if policy != "host" or self.failures >= self.spec.rollout.max_failures:
-            self.halted = f"{len(failed)} host(s) failed in phase {phase.index + 1}; rollback policy '{policy}'"
+        spent = self._budget_spent()
+        if spent:  # no new host starts from here on, whatever the policy
+            self.journal.record("halt", reason=spent)
+            self.progress.event("halt", spent)
+        if policy != "host" or spent:
+            self.halted = f"{len(failed)} host(s) failed in phase {phase.index + 1}; rollback policy '{policy}'" + (
+                f"; {spent}" if spent else "")
         self.rollback(targets)
+
+    def _budget_spent(self) -> str | None:
+        """Why no new host may start: the run's or a datacenter's failure budget is spent (budgets.py)."""
+        return self.budgets.spent(self.failures, self.failures_in)
 
     def rollback(self, hosts: list[str]) -> None:
         if not hosts:

@@ -232,13 +232,26 @@ class Rollout(Strict):
     datacenter_order: list[Name] = Field(default_factory=list, description="default: inventory order")
     pause_between_datacenters: Duration | Literal["manual"] = Field(
         0.0, description="a pause before each next datacenter; 'manual': wait there for `upgrader promote RUN`")
-    max_failures: int = Field(1, ge=1, le=10000, description="stop starting new hosts after this many failures")
+    max_failures: int | Percent = Field(
+        1, description="the run's failure budget: a number of hosts (1-10000) or a percentage of the run's hosts "
+        "such as '10%'; once that many have failed, counted across all waves, no new host is started")
+    max_failures_per_datacenter: int | Percent | None = Field(
+        None, description="a failure budget per datacenter: a number (1-10000) or a percentage of the run's hosts in "
+        "that datacenter such as '10%'; spent in one datacenter, no new host is started anywhere")
 
     @field_validator("batch")
     @classmethod
     def _positive(cls, value: int | str) -> int | str:
         if isinstance(value, int) and value < 1:
             raise ValueError("batch must be at least 1")
+        return value
+
+    @field_validator("max_failures", "max_failures_per_datacenter")
+    @classmethod
+    def _budget(cls, value: int | str | None) -> int | str | None:
+        if isinstance(value, int) and not 1 <= value <= 10000:
+            raise ValueError(f"a failure budget of {value} hosts is out of range — give 1 to 10000 hosts, or a "
+                             "percentage such as '10%'")
         return value
 
 

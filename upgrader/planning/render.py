@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 
 from upgrader.models.plan import HostPlan, Phase, Plan
+from upgrader.planning import budgets
 from upgrader.planning.describe import describe
 
 _MAX_SKIPPED_LISTED = 50
@@ -64,8 +65,7 @@ def to_text(plan: Plan, *, verbose: bool = False) -> str:
         out.append("Phases:")
         out += [_phase_line(plan, i) for i in range(len(plan.phases))]
         out.append("")
-        out.append(f"Rollback on failure: {plan.spec.rollback.on_failure}; "
-                   f"halt after {plan.spec.rollout.max_failures} failure(s)")
+        out.append(f"Rollback on failure: {plan.spec.rollback.on_failure}; {budgets.of_plan(plan).describe()}")
         out.append("")
         out.append("Hosts:")
         for h in plan.hosts:
@@ -132,8 +132,8 @@ def to_markdown(plan: Plan, window: str | None = None) -> str:
                 out.append(f"| ⏸ | **gate** | {p.datacenter or 'global'} | {_md(gate_text(p))} | |")
             out.append(f"| {p.index + 1} | {p.kind} | {p.datacenter or 'global'} | {_hosts_cell(p.hosts)} | "
                        f"{f'{p.bake:g}s' if p.kind == 'canary' else ''} |")
-        out += ["", f"Rollback on failure: **{plan.spec.rollback.on_failure}**, halt after "
-                f"**{plan.spec.rollout.max_failures}** failure(s).", ""]
+        out += ["", f"Rollback on failure: **{plan.spec.rollback.on_failure}**, "
+                f"{budgets.of_plan(plan).describe()}.", ""]
     if plan.artifacts:
         out += ["| release | artifact | sha256 |", "|---|---|---|"]
         out += [f"| {a.version} | `{a.file or a.url}` | `{a.sha256}` |" for a in plan.artifacts]
