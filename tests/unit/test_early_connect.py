@@ -111,11 +111,25 @@ def test_apply_of_an_odd_playbook_starts_nothing(tmp_path: Path, calls: dict[str
     assert early._started == {}
 
 
-def test_dc_and_hosts_narrow_what_starts(tmp_path: Path, calls: dict[str, list[str]]) -> None:
+def test_a_limit_narrows_what_starts(tmp_path: Path, calls: dict[str, list[str]]) -> None:
     _remembered(tmp_path)
     one = sorted(_hosts_of("ordergw"))[0]
-    early.start(["rollback", "ordergw", "-i", str(INVENTORY), "--reason", "x", "--hosts", one], tmp_path)
+    early.start(["rollback", "ordergw", "-i", str(INVENTORY), "--reason", "x", "--limit", one], tmp_path)
     assert set(early._started["hosts"]) == {one}
+    early._started.clear()
+    early.start(["apply", str(REPO / "playbooks" / "ordergw-5.2.0.yml"), "-i", str(INVENTORY),
+                 "--limit", "dc:ny5,tr2-oe0[12]", "--limit", "role:risk"], tmp_path)  # the union: ordergw's of them
+    assert set(early._started["hosts"]) == {h for h in _hosts_of("ordergw") if h.startswith(("ny5-", "tr2-"))}
+
+
+@pytest.mark.parametrize("limit", [["--limit", "failed:20260101T000000Z-ordergw-abcd"], ["--limit", "dc:nowhere"],
+                                   ["--hosts", "ny5-oe01"], ["--dc", "ny5"], ["--limit", "bad:x"]])
+def test_a_limit_early_cannot_resolve_starts_nothing(tmp_path: Path, calls: dict[str, list[str]],
+                                                      limit: list[str]) -> None:
+    """failed:RUN needs the journal, a typo is the command's to report, old spellings are the command's to warn."""
+    _remembered(tmp_path)
+    early.start(["rollback", "ordergw", "-i", str(INVENTORY), "--reason", "x", *limit], tmp_path)
+    assert early._started == {}
 
 
 def test_a_changed_inventory_or_timeout_adopts_nothing(tmp_path: Path, calls: dict[str, list[str]]) -> None:

@@ -72,7 +72,7 @@ def test_short_hard_limit_refuses_naming_numbers_and_fixes(fake: FakeLimits) -> 
     need = limits.needed(10_000, 2, 32)
     text = str(err.value)
     for expected in (f"need {need} open files", "1024 (soft limit)", "4096 (hard limit)", f"ulimit -n {need}",
-                     f"LimitNOFILE={need}", "--parallel", "--dc", "nothing was contacted"):
+                     f"LimitNOFILE={need}", "--parallel", "--limit", "nothing was contacted"):
         assert expected in text
     assert fake.set == []
 

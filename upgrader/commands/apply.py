@@ -10,7 +10,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from upgrader.cli.logs import say
-from upgrader.commands import live
+from upgrader.commands import live, targeting
 from upgrader.commands.inputs import Inputs, load_inputs
 from upgrader.engine import admission
 from upgrader.engine.apply import Apply, stop_on_signals
@@ -25,6 +25,7 @@ from upgrader.loading import limits
 from upgrader.loading.inputs import load_inventory, load_playbook, parse_json_model, read_plan_file
 from upgrader.models.inventory import Inventory
 from upgrader.models.plan import Plan
+from upgrader.planning import limit as host_limit
 from upgrader.planning import signing
 from upgrader.planning.planner import facts_from_plan, make_plan
 from upgrader.planning.render import to_text
@@ -47,6 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--plan-key", type=Path, metavar="FILE",
                         help=f"a saved plan must carry a valid signature (PLAN.json.sig) under this key "
                         f"(default: ${signing.ENV}, if set)")
+    targeting.add_argument(parser)
     live.add_connection_arguments(parser)
     live.add_output_arguments(parser)
 
@@ -88,12 +90,13 @@ def _release_of(path: Path) -> tuple[str, str]:
 
 def run_playbook(args: argparse.Namespace) -> int:
     inputs = load_inputs(args.playbook, args.inventory)
+    selection = targeting.select(args, inputs.inventory)  # a pattern matching nothing: refused, nobody contacted
     pool = live.pool_for(inputs.inventory, args)
     warming = admission.prefetch(inputs.playbook.model, inputs.inventory.model, admission.clock(args.now)())
     try:
-        facts = live.live_facts(inputs, pool, args.python)
+        facts = live.live_facts(inputs, pool, args.python, selection.hosts if selection else None)
         warming.join()
-        plan = live.plan_for(inputs, facts)
+        plan = live.plan_for(inputs, facts, targeting.plan_limit(selection))
         return execute(args, plan, pool, inputs.inventory.model)
     finally:
         pool.close()
@@ -104,10 +107,14 @@ def run_saved(args: argparse.Namespace) -> int:
 
     Every check before the pool exists, so a refused plan never connects to any host.
     """
-    plan, inputs = verified_saved_plan(args.playbook, args.inventory, args.plan_key)
+    plan, inputs = verified_saved_plan(args.playbook, args.inventory, args.plan_key, args.state_dir)
+    if args.limit and (plan.limit is None or host_limit.split(args.limit) != plan.limit.patterns):
+        raise RefusedError(f"--limit {','.join(args.limit)} is not the limit {args.playbook} was planned with "
+                           f"({','.join(plan.limit.patterns) if plan.limit else 'none'}); nothing was changed",
+                           "the limit is part of the reviewed plan: plan again with it, or drop --limit")
     pool = live.pool_for(inputs.inventory, args)
     try:
-        facts = live.live_facts(inputs, pool, args.python)
+        facts = live.live_facts(inputs, pool, args.python, plan.limit.hosts if plan.limit else None)
         reasons = drift(plan, facts, playbook_sha=inputs.playbook.sha256, inventory_sha=inputs.inventory.sha256)
         if reasons:
             for reason in reasons:
@@ -119,10 +126,12 @@ def run_saved(args: argparse.Namespace) -> int:
         pool.close()
 
 
-def verified_saved_plan(path: Path, inventory: Path, plan_key: Path | None = None) -> tuple[Plan, Inputs]:
+def verified_saved_plan(path: Path, inventory: Path, plan_key: Path | None = None,
+                        state: Path | None = None) -> tuple[Plan, Inputs]:
     """The saved plan and its inputs, refused unless those inputs give that very plan again (no connection).
 
     With a plan key (``plan_key``, else $UPGRADER_PLAN_KEY), the plan must also carry its signature.
+    A limited plan's patterns must still select its hosts (``failed:RUN`` read from ``state``).
     """
     text = _read(path)
     plan = parse_json_model(text, Plan, str(path))
@@ -130,6 +139,8 @@ def verified_saved_plan(path: Path, inventory: Path, plan_key: Path | None = Non
     if secret is not None:
         signing.check(path, text, secret)
     inputs = reviewed_inputs(path, plan, inventory)
+    if plan.limit is not None:
+        _check_limit(path, plan, inputs, state)
     again = plan_again(plan, inputs)
     problem = rederived_difference(text, again)
     if problem:
@@ -138,6 +149,23 @@ def verified_saved_plan(path: Path, inventory: Path, plan_key: Path | None = Non
     # The same plan, byte for byte; planned here, its hosts share their operations, so writing it into
     # the run's journal is fast (a plan read from a file has one copy of everything per host).
     return again, inputs
+
+
+def _check_limit(path: Path, plan: Plan, inputs: Inputs, state: Path | None) -> None:
+    """The recorded patterns, resolved again, must select the recorded hosts: an edited limit is refused."""
+    assert plan.limit is not None
+    from upgrader.cli.main import state_dir
+
+    args = argparse.Namespace(limit=plan.limit.patterns, state_dir=state or state_dir())
+    try:
+        selection = targeting.select(args, inputs.inventory)
+    except host_limit.LimitSyntaxError as exc:
+        raise RefusedError(f"{path}: limit {exc}", "a reviewed plan must not be edited; plan again") from None
+    if selection is None or list(selection.hosts) != plan.limit.hosts:
+        raise RefusedError(f"{path}: --limit {','.join(plan.limit.patterns)} selects "
+                           f"{', '.join(selection.hosts) if selection else 'nothing'} now, "
+                           f"not the {len(plan.limit.hosts)} host(s) the plan records",
+                           "a reviewed plan must not be edited; plan again and have the new plan reviewed")
 
 
 def reviewed_inputs(plan_path: Path, plan: Plan, inventory: Path) -> Inputs:
@@ -184,7 +212,8 @@ def plan_again(plan: Plan, inputs: Inputs) -> Plan:
     return make_plan(inputs.playbook.model, inputs.inventory.model, facts,
                      playbook_ref=plan.playbook.model_copy(update={"sha256": inputs.playbook.sha256}),
                      inventory_ref=plan.inventory.model_copy(update={"sha256": inputs.inventory.sha256,
-                                                                    "name": inputs.inventory.model.name}))
+                                                                    "name": inputs.inventory.model.name}),
+                     limit=plan.limit)
 
 
 def _read(path: Path) -> str:
@@ -215,6 +244,7 @@ def execute(args: argparse.Namespace, plan: Plan, pool: Pool, inventory: Invento
         journal.record("run-start", kind="apply", run=run_id, component=plan.component, version=plan.target_version,
                        plan_hash=plan.content_hash, operator=who, argv=sys.argv[1:],
                        hosts=[h.host for h in plan.hosts], break_lock=args.break_lock,
+                       limit=plan.limit.patterns if plan.limit else None,
                        inventory_path=str(args.inventory.resolve()),
                        artifacts=str(live.artifacts_dir(args).resolve()), window=verdict.to_dict())
         with Progress(args.log_format) as progress, notifier(inventory, now) as notify:

@@ -13,7 +13,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from upgrader.commands import live
+from upgrader.commands import live, targeting
 from upgrader.commands.specs import find_playbook
 from upgrader.commands.tables import print_table
 from upgrader.engine import facts as host_facts
@@ -52,12 +52,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", choices=["table", "json"], default="table")
     parser.add_argument("--metrics-dir", "--metrics", dest="metrics_dir", type=Path, default=None,
                         help="write upgrader_audit.prom (version skew) for node_exporter's textfile collector")
+    targeting.add_argument(parser)
     live.add_connection_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     inventory = load_inventory(args.inventory)
     inv = inventory.model
+    selection = targeting.select(args, inventory)  # before any playbook is read or host asked
     specs = _specs(args, {c for comps in inv.roles.values() for c in comps})
     records = None
     dcs = {name: dc for dc, name, _ in iter_hosts(inv)}
@@ -65,7 +67,10 @@ def run(args: argparse.Namespace) -> int:
     pool = live.pool_for(inventory, args)
     try:
         for component, (spec, pinned) in sorted(specs.items()):
-            hosts = [n for _, n, h in iter_hosts(inv) if runs_component(inv, h, component)]
+            hosts = [n for _, n, h in iter_hosts(inv)
+                     if runs_component(inv, h, component) and (selection is None or n in selection.hosts)]
+            if not hosts:
+                continue
             if pinned is not None:
                 expected = dict.fromkeys(hosts, pinned)
             else:

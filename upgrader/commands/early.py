@@ -53,7 +53,8 @@ def remember(state: Path, inventory_sha256: str, inventory: Inventory, endpoints
     for dc_name, dc in inventory.datacenters.items():
         for name, host in dc.hosts.items():
             components = sorted({c for role in host.roles for c in inventory.roles.get(role, ())})
-            hosts[name] = {"dc": dc_name, "components": components, "endpoint": dataclasses.asdict(endpoints[name])}
+            hosts[name] = {"dc": dc_name, "components": components, "roles": sorted(host.roles),
+                           "endpoint": dataclasses.asdict(endpoints[name])}
     try:
         from upgrader.files import write_atomic
 
@@ -79,10 +80,9 @@ def start(argv: list[str], state: Path) -> None:
         record = json.loads(limits.read_bytes(record_path(args.state_dir or state, digest), "inventory"))
         if record.get("upgrader") != __version__:
             return
-        wanted = {h.strip() for h in (args.hosts or "").split(",") if h.strip()}
+        wanted = _limited(args.limit, record["hosts"])
         chosen = {name: _endpoint(h["endpoint"]) for name, h in record["hosts"].items()
-                  if component in h["components"] and (not args.dc or h["dc"] in args.dc)
-                  and (not wanted or name in wanted)}
+                  if component in h["components"] and (wanted is None or name in wanted)}
         if not chosen:
             return
         from upgrader.engine import remote
@@ -131,6 +131,20 @@ def _component_of(path: Path) -> str | None:
     return found[0][1].decode() if len(found) == 1 else None
 
 
+def _limited(patterns: list[str], hosts: dict[str, Any]) -> set[str] | None:
+    """The recorded hosts --limit selects (the command's own resolver); None without a limit.
+
+    ``failed:RUN`` needs the journal, and a record without roles cannot answer ``role:``: those raise,
+    so nothing starts early and the command resolves the limit itself.
+    """
+    if not patterns:
+        return None
+    from upgrader.planning import limit
+
+    members = [limit.Member(name, h["dc"], tuple(h["roles"])) for name, h in hosts.items()]
+    return set(limit.resolve(patterns, members, failed=None).hosts)
+
+
 def _endpoint(fields: dict[str, Any]) -> Endpoint:
     jump = fields.get("jump")
     return Endpoint(**{**fields, "jump": _endpoint(jump) if jump else None})
@@ -161,8 +175,6 @@ def _parser() -> argparse.ArgumentParser:
     rollback.add_argument("target", metavar="component")
     rollback.add_argument("--reason", required=True)
     rollback.add_argument("--to")
-    rollback.add_argument("--dc", action="append", default=[])
-    rollback.add_argument("--hosts")
     rollback.add_argument("--playbook", type=Path)
     rollback.add_argument("--playbooks", type=Path)
     apply = sub.add_parser("apply", add_help=False, allow_abbrev=False)
@@ -183,9 +195,19 @@ def _parser() -> argparse.ArgumentParser:
         cmd.add_argument("-v", "--verbose", action="count", default=0)  # upgrader.cli.logs: every command's
         cmd.add_argument("-q", "--quiet", action="count", default=0)
         cmd.add_argument("--log-file", type=Path)
-    for cmd in (rollback, apply):
-        cmd.set_defaults(dc=[], hosts=None)
+        cmd.add_argument("--limit", action="extend", type=_patterns, default=[])  # rollback's --dc/--hosts: none
     return p
+
+
+def _patterns(text: str) -> list[str]:  # as targeting.patterns
+    from upgrader.planning import limit
+
+    found = limit.split([text])
+    for pattern in found:
+        limit.parse(pattern)  # LimitSyntaxError is a ValueError: no start
+    if not found:
+        raise ValueError(text)
+    return found
 
 
 def _aware(text: str) -> datetime:  # as live.aware

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from upgrader.commands import live
+from upgrader.commands import live, targeting
 from upgrader.commands.inputs import load_inputs
 from upgrader.loading import output
 
@@ -19,15 +19,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-i", "--inventory", type=Path, required=True)
     parser.add_argument("--out", type=Path, help="write a facts file for `upgrader plan --facts`")
     parser.add_argument("--format", choices=["text", "json"], default="text")
+    targeting.add_argument(parser)
     live.add_connection_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     output.check(args.out)  # before any host is asked
     inputs = load_inputs(args.playbook, args.inventory)
+    selection = targeting.select(args, inputs.inventory)
     pool = live.pool_for(inputs.inventory, args)
     try:
-        facts = live.live_facts(inputs, pool, args.python)
+        facts = live.live_facts(inputs, pool, args.python, selection.hosts if selection else None)
     finally:
         pool.close()
     text = json.dumps(facts.model_dump(mode="json", exclude_none=True), indent=2, sort_keys=True) + "\n"

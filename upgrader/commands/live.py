@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Collection
 from datetime import datetime
 from pathlib import Path
 
@@ -18,8 +19,9 @@ from upgrader.loading import limits as input_limits
 from upgrader.loading.inputs import Loaded
 from upgrader.models.facts import Facts
 from upgrader.models.inventory import Inventory
+from upgrader.models.plan import Limit as PlanLimit
 from upgrader.models.plan import Plan
-from upgrader.planning.planner import make_plan
+from upgrader.planning.planner import iter_hosts, make_plan, runs_component
 from upgrader.transport.base import Timeouts
 
 
@@ -73,18 +75,21 @@ def pool_for(inventory: Loaded[Inventory], args: argparse.Namespace) -> Pool:
     return pool
 
 
-def live_facts(inputs: Inputs, pool: Pool, python: str) -> Facts:
-    spec = inputs.playbook.model
-    facts, _ = host_facts.gather(pool, inputs.inventory.model, spec, python=python)
+def live_facts(inputs: Inputs, pool: Pool, python: str, hosts: Collection[str] | None = None) -> Facts:
+    """Facts of the hosts that run the playbook's component (only those of ``hosts``, a --limit, if given)."""
+    spec, inv = inputs.playbook.model, inputs.inventory.model
+    names = None if hosts is None else [
+        n for _, n, h in iter_hosts(inv) if n in hosts and runs_component(inv, h, spec.component)]
+    facts, _ = host_facts.gather(pool, inv, spec, hosts=names, python=python)
     reachable = [h for h, f in facts.hosts.items() if f.reachable]
     for other in sorted(spec.requires):
         facts = host_facts.merge(facts, host_facts.installed(pool, reachable, other, python))
     return facts
 
 
-def plan_for(inputs: Inputs, facts: Facts) -> Plan:
+def plan_for(inputs: Inputs, facts: Facts, limit: PlanLimit | None = None) -> Plan:
     return make_plan(inputs.playbook.model, inputs.inventory.model, facts,
-                     playbook_ref=inputs.playbook_ref(), inventory_ref=inputs.inventory_ref())
+                     playbook_ref=inputs.playbook_ref(), inventory_ref=inputs.inventory_ref(), limit=limit)
 
 
 def confirm(question: str, assume_yes: bool) -> None:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Collection
 from pathlib import Path
 
+from upgrader.commands import targeting
 from upgrader.commands.inputs import Inputs, load_facts_for, load_inputs
 from upgrader.errors import ExitCode, InputError
 from upgrader.loading import output
@@ -32,6 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--plan-key", type=Path, metavar="FILE",
                         help="also write OUT.sig, an HMAC-SHA256 signature of the JSON plan under this key "
                         "(default: $UPGRADER_PLAN_KEY, if set); `apply --plan-key` checks it")
+    targeting.add_argument(parser)
     from upgrader.commands import live  # light (no SSH library); the same connection options as every live command
 
     live.add_connection_arguments(parser)
@@ -45,7 +48,7 @@ def render(plan: Plan, fmt: str, verbose: bool = False, window: str | None = Non
     return to_text(plan, verbose=verbose)
 
 
-def window_line(inputs: Inputs) -> str:
+def window_line(inputs: Inputs, selected: Collection[str] | None = None) -> str:
     """The window guard's verdict now, in one line, for the pull-request comment (the plan itself has no clock)."""
     import datetime as dt
 
@@ -54,30 +57,33 @@ def window_line(inputs: Inputs) -> str:
     from upgrader.windows.verdict import show
 
     playbook, inventory = inputs.playbook.model, inputs.inventory.model
-    verdict = evaluate(playbook, inventory, involved_datacenters(inventory, playbook), dt.datetime.now(dt.UTC))
+    verdict = evaluate(playbook, inventory, involved_datacenters(inventory, playbook, selected) or
+                       involved_datacenters(inventory, playbook), dt.datetime.now(dt.UTC))
     head = f"{'allowed' if verdict.allowed else 'blocked'} at {show(verdict.now, verdict.zone)}"
     why = "; ".join(b.text for b in verdict.blockers)
     later = f"; next allowed {show(verdict.next_allowed, verdict.zone)}" if verdict.next_allowed else ""
     return head + (f" ({why})" if why else "") + later
 
 
-def recorded_everywhere(inputs: Inputs) -> bool:
-    """True when the inventory pins the installed version on every host of the component."""
+def recorded_everywhere(inputs: Inputs, selected: Collection[str] | None = None) -> bool:
+    """True when the inventory pins the installed version on every (selected) host of the component."""
     inv, component = inputs.inventory.model, inputs.playbook.model.component
-    hosts = [h for _, _, h in iter_hosts(inv) if runs_component(inv, h, component)]
+    hosts = [h for _, n, h in iter_hosts(inv)
+             if runs_component(inv, h, component) and (selected is None or n in selected)]
     return bool(hosts) and all(component in h.installed for h in hosts)
 
 
-def gather(args: argparse.Namespace, inputs: Inputs) -> tuple[Facts, str]:
+def gather(args: argparse.Namespace, inputs: Inputs, selected: Collection[str] | None = None) -> tuple[Facts, str]:
+    """The facts to plan from; live facts only from the ``selected`` hosts (a --limit), if given."""
     if args.facts:
         return load_facts_for(args.facts, inputs.inventory), f"facts file {args.facts}"
-    if args.offline or (not args.live and recorded_everywhere(inputs)):
+    if args.offline or (not args.live and recorded_everywhere(inputs, selected)):
         return facts_from_inventory(inputs.inventory.model), "versions recorded in the inventory"
     from upgrader.commands import live  # SSH only when asked for (or needed)
 
     pool = live.pool_for(inputs.inventory, args)
     try:
-        return live.live_facts(inputs, pool, args.python), "live facts from the hosts"
+        return live.live_facts(inputs, pool, args.python, selected), "live facts from the hosts"
     finally:
         pool.close()
 
@@ -88,11 +94,13 @@ def run(args: argparse.Namespace) -> int:
     problems = market_problems(inputs.playbook.model.windows, inputs.playbook, inputs.inventory)
     if problems:  # the plan's windows could not be checked at apply time
         raise InputError(problems)
-    facts, source = gather(args, inputs)
+    selection = targeting.select(args, inputs.inventory)  # before any host is asked: a typo contacts nobody
+    facts, source = gather(args, inputs, selection.hosts if selection else None)
     plan = make_plan(inputs.playbook.model, inputs.inventory.model, facts,
-                     playbook_ref=inputs.playbook_ref(), inventory_ref=inputs.inventory_ref())
+                     playbook_ref=inputs.playbook_ref(), inventory_ref=inputs.inventory_ref(),
+                     limit=targeting.plan_limit(selection))
     fmt = args.format or ("json" if args.out and args.out.suffix == ".json" else "text")
-    window = window_line(inputs) if fmt == "markdown" else None
+    window = window_line(inputs, selection.hosts if selection else None) if fmt == "markdown" else None
     text = render(plan, fmt, args.verbose > 0, window)  # -v (every command's logging option) lists every step
     print(f"facts: {source}", file=sys.stderr)
     if args.out:

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from upgrader.cli.logs import say
-from upgrader.commands import live
+from upgrader.commands import live, targeting
 from upgrader.commands.inputs import Inputs
 from upgrader.commands.specs import find_playbook
 from upgrader.engine import facts as host_facts
@@ -19,6 +19,7 @@ from upgrader.engine.rollback import exit_code, rollback_hosts
 from upgrader.errors import RefusedError
 from upgrader.loading.inputs import Loaded, load_inventory, load_playbook
 from upgrader.models.inventory import Inventory
+from upgrader.planning.limit import Selection
 from upgrader.planning.planner import iter_hosts, runs_component
 from upgrader.windows import break_glass
 
@@ -30,8 +31,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-i", "--inventory", type=Path, required=True)
     parser.add_argument("--reason", required=True, help="why (break-glass: journaled and audited)")
     parser.add_argument("--to", metavar="VERSION", help="a specific staged version (default: the previous one)")
-    parser.add_argument("--dc", action="append", default=[], help="only this datacenter (repeatable)")
-    parser.add_argument("--hosts", help="only these hosts, comma-separated")
+    targeting.add_argument(parser)
+    # Old spellings, hidden: a runbook written before --limit must still work in an incident (it warns).
+    targeting.add_deprecated(parser, "--dc", "dc:")
+    targeting.add_deprecated(parser, "--hosts", "")
     parser.add_argument("--playbook", type=Path, help="playbook for the component's layout and checks")
     parser.add_argument("--playbooks", type=Path, default=Path("playbooks"), help="where to find it by name")
     parser.add_argument("--yes", action="store_true", help="do not show the plan and ask")
@@ -39,23 +42,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     live.add_output_arguments(parser)
 
 
-def select_hosts(inventory: Loaded[Inventory], component: str, dcs: list[str], hosts: str | None) -> list[str]:
+def select_hosts(inventory: Loaded[Inventory], component: str, selection: Selection | None) -> list[str]:
+    """The hosts that run ``component``, within the --limit selection if there is one."""
     inv = inventory.model
-    for dc in dcs:
-        if dc not in inv.datacenters:
-            raise RefusedError(f"no datacenter '{dc}' in {inventory.path}",
-                               f"choose from {', '.join(inv.datacenters)}")
-    chosen = [name for dc, name, host in iter_hosts(inv)
-              if runs_component(inv, host, component) and (not dcs or dc in dcs)]
-    if hosts:
-        wanted = [h.strip() for h in hosts.split(",") if h.strip()]
-        unknown = [h for h in wanted if h not in chosen]
-        if unknown:
-            raise RefusedError(f"not {component} hosts{' in ' + ','.join(dcs) if dcs else ''}: {', '.join(unknown)}",
-                               "check the names with `upgrader status`")
-        chosen = [h for h in chosen if h in wanted]
+    chosen = [name for _, name, host in iter_hosts(inv)
+              if runs_component(inv, host, component) and (selection is None or name in selection.hosts)]
     if not chosen:
-        raise RefusedError(f"no hosts run {component} in this selection")
+        where = f" among the hosts --limit {','.join(selection.patterns)} selects" if selection else ""
+        raise RefusedError(f"no host runs {component}{where} in {inventory.path}",
+                           "check the component and the limit with `upgrader status --limit …`")
     return chosen
 
 
@@ -67,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     # The guard is not evaluated here on purpose: market calendars would cost a second of start-up.
     glass = break_glass(reason, datetime.now(UTC), actor=operator())
     inventory = load_inventory(args.inventory)
-    hosts = select_hosts(inventory, args.component, args.dc, args.hosts)
+    hosts = select_hosts(inventory, args.component, targeting.select(args, inventory))
     pool = live.pool_for(inventory, args)
     pool.warm(hosts, args.python)  # SSH handshakes and agent starts overlap loading the playbook and the journal
     try:
@@ -80,7 +75,8 @@ def run(args: argparse.Namespace) -> int:
         run_id = new_run_id(spec.component, datetime.now(UTC))
         journal = Journal.create(args.state_dir, run_id)
         journal.record("run-start", kind="rollback", run=run_id, component=spec.component, to=args.to,
-                       reason=reason, operator=who, hosts=hosts, argv=sys.argv[1:], break_glass=True,
+                       reason=reason, operator=who, hosts=hosts, limit=args.limit or None, argv=sys.argv[1:],
+                       break_glass=True,
                        guard=glass.to_dict())
         audit(args.state_dir, action="rollback", run=run_id, component=spec.component, reason=reason,
               operator=who, hosts=hosts, to=args.to)
@@ -136,7 +132,7 @@ def preview(pool, inputs: Inputs, hosts: list[str], args: argparse.Namespace) ->
                      + (" (already there)" if target == info.get("installed") else ""))
     if missing:
         raise RefusedError(f"{spec.component} {args.to} is not staged on: {'; '.join(missing)}",
-                           "pick a version staged everywhere (`upgrader status`), or narrow with --hosts/--dc")
+                           "pick a version staged everywhere (`upgrader status`), or narrow with --limit")
     if not args.yes:
         print(f"rollback {spec.component} on {len(hosts)} host(s):")
         print("\n".join(lines))

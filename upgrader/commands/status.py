@@ -9,7 +9,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from upgrader.commands import live
+from upgrader.commands import live, targeting
 from upgrader.commands.specs import find_playbook
 from upgrader.commands.tables import print_table
 from upgrader.engine import facts as host_facts
@@ -26,6 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-i", "--inventory", type=Path, required=True)
     parser.add_argument("--playbooks", type=Path, default=Path("playbooks"))
     parser.add_argument("--format", choices=["table", "json"], default="table")
+    targeting.add_argument(parser)
     live.add_connection_arguments(parser)
 
 
@@ -50,6 +51,7 @@ def last_run_versions(state: Path, component: str) -> dict[str, str]:
 def run(args: argparse.Namespace) -> int:
     inventory = load_inventory(args.inventory)
     inv = inventory.model
+    selection = targeting.select(args, inventory)
     components = args.components or sorted({c for comps in inv.roles.values() for c in comps})
     rows: list[dict[str, Any]] = []
     for component in components:
@@ -59,7 +61,10 @@ def run(args: argparse.Namespace) -> int:
             if args.components:
                 raise
             continue
-        hosts = [n for _, n, h in iter_hosts(inv) if runs_component(inv, h, component)]
+        hosts = [n for _, n, h in iter_hosts(inv)
+                 if runs_component(inv, h, component) and (selection is None or n in selection.hosts)]
+        if not hosts:
+            continue
         pool = live.pool_for(inventory, args)
         try:
             _, raw = host_facts.gather(pool, inv, playbook.model, hosts=hosts, python=args.python)

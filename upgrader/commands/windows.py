@@ -6,11 +6,13 @@ import argparse
 import datetime as dt
 import json
 import sys
+from collections.abc import Collection
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from upgrader.commands import targeting
 from upgrader.commands.inputs import load_inputs
-from upgrader.errors import ExitCode, InputError, UpgraderError
+from upgrader.errors import ExitCode, InputError, RefusedError, UpgraderError
 from upgrader.loading import limits
 from upgrader.loading.inputs import load_inventory
 from upgrader.models.inventory import Inventory
@@ -26,8 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="its windows: section applies (default: markets of the inventory only)")
     parser.add_argument("-i", "--inventory", type=Path, required=True)
     parser.add_argument("--overrides", type=Path, help="operator override file (extra closures and freeze days)")
-    parser.add_argument("--datacenter", action="append", metavar="DC",
-                        help="only these datacenters (repeatable; default: those running the component)")
+    targeting.add_argument(parser)  # the datacenters of the hosts it selects (default: those running the component)
+    targeting.add_deprecated(parser, "--datacenter", "dc:")  # the old spelling, hidden: it warns
     parser.add_argument("--now", type=parse_now, help="evaluate at this ISO 8601 time with an offset (default: now)")
     parser.add_argument("--days", type=_days, default=14, help="how far ahead to search for allowed windows (1-366)")
     parser.add_argument("--format", choices=["text", "json"], default="text")
@@ -79,17 +81,23 @@ def _inputs(args: argparse.Namespace) -> tuple[Windows, Inventory, list[str]]:
         problems = market_problems(Windows(), None, inv)
     if problems:
         raise InputError(problems)
-    dcs = args.datacenter or involved_datacenters(inv.model, playbook)
+    selection = targeting.select(args, inv)
+    dcs = involved_datacenters(inv.model, playbook, selection.hosts if selection else None)
+    if not dcs:
+        raise RefusedError(f"no host selected by --limit {','.join(args.limit)} runs "
+                           f"{playbook.component if playbook else 'anything'}", "widen the --limit")
     return (playbook.windows if playbook else Windows()), inv.model, dcs
 
 
-def involved_datacenters(inventory: Inventory, playbook: Playbook | None) -> list[str]:
-    """Datacenters with a host whose roles run the playbook's component (all, without a playbook)."""
-    if playbook is None:
+def involved_datacenters(inventory: Inventory, playbook: Playbook | None,
+                         selected: Collection[str] | None = None) -> list[str]:
+    """Datacenters with a (``selected``) host whose roles run the playbook's component (any role, without one)."""
+    if playbook is None and selected is None:
         return list(inventory.datacenters)
-    roles = {r for r, comps in inventory.roles.items() if playbook.component in comps}
+    roles = {r for r, comps in inventory.roles.items() if playbook is None or playbook.component in comps}
     return [name for name, dc in inventory.datacenters.items()
-            if any(roles.intersection(h.roles) for h in dc.hosts.values())]
+            if any((playbook is None or roles.intersection(h.roles)) and (selected is None or n in selected)
+                   for n, h in dc.hosts.items())]
 
 
 def plain(verdict: Verdict) -> str:

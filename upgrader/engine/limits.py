@@ -87,7 +87,7 @@ def _refusal(need: int, soft: int, hard: int, hosts: int, jumps: int, parallel: 
         f"this process may open {soft} (soft limit) and at most {hard} (hard limit){why}; nothing was contacted",
         f"raise the limit to at least {need}: `ulimit -n {need}` in the shell that starts upgrader "
         f"(as root, or after raising the hard limit), or LimitNOFILE={need} in its systemd unit; "
-        f"or contact fewer hosts per run (--dc, --hosts): each open connection holds one, "
+        f"or contact fewer hosts per run (--limit): each open connection holds one, "
         f"--parallel lowers only the workers' share ({min(parallel, hosts) * PER_WORKER})")
 
 

@@ -86,6 +86,14 @@ class Gate(Strict):
     watch: list[str] = Field(default_factory=list, description="canaries whose checks keep running while it waits")
 
 
+class GroupLimit(Strict):
+    """A redundancy group of the inventory, by the plan's hosts: never more than ``max_unavailable`` down at once."""
+
+    name: str
+    hosts: list[str] = Field(description="its members that this plan upgrades")
+    max_unavailable: int
+
+
 class Phase(Strict):
     index: int
     kind: Literal["canary", "wave"]
@@ -123,6 +131,17 @@ class ArtifactRef(Strict):
     strip_components: int = 0
 
 
+class Limit(Strict):
+    """``--limit``: the patterns a plan was made with and the inventory hosts they selected (planning/limit.py).
+
+    The planner looks at these hosts only; `apply plan.json` resolves the patterns again and refuses
+    the plan unless they still select exactly these hosts.
+    """
+
+    patterns: list[str] = Field(min_length=1)
+    hosts: list[str]
+
+
 class AssumedFacts(Strict):
     """Everything the planner read from a host's facts: with the inputs, enough to plan again."""
 
@@ -154,6 +173,8 @@ class Plan(Strict):
     hosts: list[HostPlan]
     skipped: list[Skip]
     problems: list[PlanProblem]
+    groups: list[GroupLimit] = Field(default_factory=list, description="redundancy groups (absent: none)")
+    limit: Limit | None = Field(None, description="the --limit the plan was made with (absent: every host)")
     content_hash: str = ""
 
     @property
@@ -165,7 +186,7 @@ class Plan(Strict):
 
     def body(self) -> dict[str, Any]:
         """Everything but ``content_hash``, as JSON data: what the hash covers."""
-        data = self.model_dump(mode="json")
+        data = self.model_dump(mode="json", exclude=_unset_limit(self) | _no_groups(self))
         data.pop("content_hash", None)
         return data
 
@@ -179,6 +200,16 @@ class Plan(Strict):
     def to_json(self) -> str:
         """The plan file: ``body()`` and ``content_hash``, sorted keys, indented by 2."""
         return plan_json(self, indent=2, content_hash=self.content_hash or self.compute_hash()) + "\n"
+
+
+def _unset_limit(plan: Plan) -> set[str]:
+    """An unlimited plan has no ``limit`` key at all: its JSON (and hash) is what it was before limits existed."""
+    return {"limit"} if plan.limit is None else set()
+
+
+def _no_groups(plan: Plan) -> set[str]:
+    """A plan without redundancy groups has no ``groups`` key: its JSON (and hash) is what it was before them."""
+    return set() if plan.groups else {"groups"}
 
 
 def canonical_json(data: Any) -> str:

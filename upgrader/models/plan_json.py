@@ -30,7 +30,9 @@ def plan_json(plan: Plan, *, indent: int | None = None, content_hash: str | None
     json.dumps's indented form; no trailing newline.
     """
     writer = _Writer(indent)
-    body = plan.model_dump(mode="json", exclude={"hosts", "content_hash"})
+    unset = {"limit"} if plan.limit is None else set()  # an unlimited plan's JSON is as before limits existed
+    unset |= set() if plan.groups else {"groups"}  # nor has a plan without redundancy groups
+    body = plan.model_dump(mode="json", exclude={"hosts", "content_hash", *unset})
     items = [(key, writer.value(value, 1)) for key, value in body.items()]
     items.append(("hosts", writer.array([writer.host(h, 2) for h in plan.hosts], 1)))
     if content_hash is not None:

@@ -17,6 +17,7 @@ from upgrader.models.plan import (
     AssumedFacts,
     Gate,
     HostPlan,
+    Limit,
     Phase,
     Plan,
     PlanProblem,
@@ -86,7 +87,9 @@ def make_plan(
     *,
     playbook_ref: SourceRef,
     inventory_ref: SourceRef,
+    limit: Limit | None = None,
 ) -> Plan:
+    """The plan; with ``limit``, one for its hosts only (the others are not looked at, nor listed as skipped)."""
     # Every object below is built from validated models, so it is constructed without re-validation
     # (``trusted``, ``model_construct``): for 10,000 hosts, validating ~40,000 objects again would cost
     # about half as much as the planning itself.
@@ -100,7 +103,10 @@ def make_plan(
     candidates: dict[str, list[_Candidate]] = {}
     assumed_facts = functools.cache(_assumed_facts)  # hosts with the same versions share one (frozen) model
 
+    selected = frozenset(limit.hosts) if limit is not None else None
     for dc_name, name, host in iter_hosts(inventory):
+        if selected is not None and name not in selected:
+            continue
         if not runs_component(inventory, host, playbook.component):
             skipped.append(_skip(name, dc_name, f"no role runs {playbook.component}"))
             continue
@@ -161,6 +167,7 @@ def make_plan(
         hosts=host_plans,
         skipped=skipped,
         problems=problems,
+        limit=limit,
     )
     return plan.sealed()
 

@@ -27,6 +27,14 @@ def _headline(plan: Plan) -> str:
             f"{len(plan.skipped)} skipped, {len(plan.problems)} problems — {verdict}")
 
 
+def limit_line(plan: Plan) -> str | None:
+    """What a limited plan covers, in one line (text and Markdown); None for a plan of every host."""
+    if plan.limit is None:
+        return None
+    return (f"LIMITED by --limit {','.join(plan.limit.patterns)} to {len(plan.limit.hosts)} host(s): "
+            "the inventory's other hosts are not in this plan")
+
+
 def _phase_line(plan: Plan, index: int) -> str:
     phase = plan.phases[index]
     where = phase.datacenter or "global"
@@ -52,7 +60,8 @@ def _path(h: HostPlan) -> str:
 
 
 def to_text(plan: Plan, *, verbose: bool = False) -> str:
-    out = [_headline(plan), f"plan {plan.content_hash}", ""]
+    limited = limit_line(plan)
+    out = [_headline(plan), *([limited] if limited else []), f"plan {plan.content_hash}", ""]
     if plan.problems:
         out.append("Problems (the plan cannot be applied):")
         out += [f"  - {p.message}" + (f" — {p.hint}" if p.hint else "") for p in plan.problems]
@@ -116,6 +125,9 @@ def to_markdown(plan: Plan, window: str | None = None) -> str:
            f"inventory `{plan.inventory.path}` (`{plan.inventory.sha256[:12]}`) · "
            f"facts `{plan.facts_fingerprint[:19]}`",
            ""]
+    limited = limit_line(plan)
+    if limited:
+        out += ["> [!NOTE]", f"> {_md(limited)}", ""]
     if window:
         out += [f"Window: {_md(window)}", ""]
     if plan.problems:
