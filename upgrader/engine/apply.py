@@ -22,6 +22,7 @@ from typing import Any
 
 from upgrader.engine import gates, programs, remote
 from upgrader.engine.endpoints import Pool
+from upgrader.engine.groups import Unavailable
 from upgrader.engine.journal import Journal
 from upgrader.engine.progress import Progress
 from upgrader.errors import ExitCode, RefusedError, TransportError
@@ -87,6 +88,7 @@ class Apply:
         self.failures = 0
         self.failures_in: dict[str, int] = {}  # per datacenter; like ``failures``, for the whole run
         self.budgets = budgets.of_plan(plan)
+        self.down = Unavailable(plan.groups)  # redundancy groups: members down now (engine/groups.py)
         self.halted: str | None = None
         self.held = False
         self.abort: gates.Decision | None = None
@@ -355,10 +357,13 @@ class Apply:
 
         def one(host: str) -> None:
             with in_flight[self.hosts[host].plan.datacenter]:
-                if self.halted or self._aborted() or self._budget_spent():
+                if self.halted or self._aborted() or self._budget_spent() or not self._may_go_down(host):
                     return
-                if self._upgrade(host) and phase.kind == "canary":
-                    self._bake(host)
+                try:
+                    if self._upgrade(host) and phase.kind == "canary":
+                        self._bake(host)
+                finally:
+                    self._settle(host)
 
         # At most --parallel threads, not one per host: a 10,000-host wave must not start 10,000.
         # Hosts go in turn by datacenter, so one datacenter's gate cannot hold every worker.
@@ -574,6 +579,7 @@ class Apply:
             self.halted = "held for a human"
             for host in failed:
                 self._set(host, "held", self.hosts[host].detail)
+                self.down.stuck(host)
             self.journal.record("hold", hosts=failed)
             return
         if policy == "host":
@@ -590,6 +596,39 @@ class Apply:
             self.halted = f"{len(failed)} host(s) failed in phase {phase.index + 1}; rollback policy '{policy}'" + (
                 f"; {spent}" if spent else "")
         self.rollback(targets)
+
+    def _may_go_down(self, host: str) -> bool:
+        """Take the host's redundancy-group slots before its live program; False: it must not start."""
+        reason = self.down.take(host, give_up=lambda: self.halted is not None)
+        if reason is not None:
+            self._set(host, self.hosts[host].state, f"not started: {reason}")
+            self.journal.record("host-withheld", host=host, reason=reason)
+        return reason is None
+
+    def _settle(self, host: str) -> None:
+        """After its program: a verified (or never stopped) host is up again; a failed one stays down until
+        its rollback is verified."""
+        run = self.hosts[host]
+        if run.state in ("failed", "unreachable") and run.touched:
+            return
+        self.down.back(host)
+
+    def _in_group_slot(self, back: Callable[[str], remote.AgentResult]
+                       ) -> Callable[[str], remote.AgentResult | str]:
+        """``back`` (one host's rollback) within its groups' limits; a str says why it was not run."""
+        def guarded(host: str) -> remote.AgentResult | str:
+            reason = self.down.take(host, force=self.hosts[host].state not in ("done", "verified", "baking"))
+            if reason is not None:
+                return reason
+            try:
+                res = back(host)
+            except Exception:
+                self.down.stuck(host)  # unknown: counted down for the rest of the run
+                raise
+            handed_over = res.failed is not None and res.failed.op == "lock"
+            (self.down.back if res.ok or handed_over else self.down.stuck)(host)
+            return res
+        return guarded
 
     def _budget_spent(self) -> str | None:
         """Why no new host may start: the run's or a datacenter's failure budget is spent (budgets.py)."""
@@ -608,11 +647,14 @@ class Apply:
             return self._call(host, [self._lock_op("check"), _send(self._undo(host), f"{host}/rollback")],
                               programs.hop_timeout(self.spec) + 30)
 
-        results = self.pool.each(hosts, back)
+        results = self.pool.each(self.down.down_first(hosts), self._in_group_slot(back))
         for host, res in results.items():
             hp = self.hosts[host].plan
             was = self.hosts[host].failure
-            if not isinstance(res, Exception) and res.failed is not None and res.failed.op == "lock":
+            if isinstance(res, str):  # its redundancy group has members down for good: it stays up, verified
+                self._set(host, self.hosts[host].state, f"{self.hosts[host].detail}; not rolled back: {res}")
+                self.journal.record("rollback-withheld", host=host, reason=res)
+            elif not isinstance(res, Exception) and res.failed is not None and res.failed.op == "lock":
                 self._set(host, "handed-over", f"taken over by another run: {res.failed.error}")
                 self.hosts[host].touched = False
                 self.journal.record("rollback-end", host=host, ok=True, handed_over=True, error=res.error)

@@ -120,6 +120,21 @@ def inventory_problems(inv: Loaded[Inventory]) -> list[Problem]:
             if not (host.user or model.defaults.user):
                 problems.append(Problem(inv.at(*where), f"host {host_name} has no SSH user",
                                         "set 'user' on the host or under 'defaults'"))
+    return problems + _group_problems(inv, seen_names)
+
+
+def _group_problems(inv: Loaded[Inventory], hosts: dict[str, str]) -> list[Problem]:
+    """Redundancy groups name hosts the inventory defines, each once."""
+    problems: list[Problem] = []
+    for name, group in inv.model.groups.items():
+        for i, member in enumerate(group.hosts):
+            where = inv.at("groups", name, "hosts", i)
+            if member in group.hosts[:i]:
+                problems.append(Problem(where, f"host {member} is listed twice in group {name}",
+                                        "list each member once"))
+            elif member not in hosts:
+                problems.append(Problem(where, f"group {name} names host {member}, which the inventory does not "
+                                        "define", _suggest(member, hosts, "use a host name from 'datacenters'")))
     return problems
 
 

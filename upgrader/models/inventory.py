@@ -77,6 +77,18 @@ class MarketHours(Strict):
     after_close: Duration = Field(0.0, description="post-market: this long after each regular close counts as open")
 
 
+class RedundancyGroup(Strict):
+    """Hosts that stand in for each other (a primary/backup order-gateway pair, A/B feed handlers).
+
+    Never more than ``max_unavailable`` of them are down at once — stopped, switching, starting or
+    failing checks, rollbacks included: the planner splits canaries and waves, the engine waits.
+    """
+
+    hosts: list[Name] = Field(min_length=2, description="the members, by inventory host name")
+    max_unavailable: int = Field(1, ge=1, le=1000, description="members that may be down at the same time")
+    description: SafeText = ""
+
+
 class Inventory(Strict):
     name: Name
     known_hosts: RelOrAbsPath | None = Field(None, description="known_hosts file; default ~/.ssh/known_hosts")
@@ -88,3 +100,5 @@ class Inventory(Strict):
         default_factory=dict,
         description="extended sessions per market, e.g. XNAS: {before_open: 330m, after_close: 4h}")
     notify: list[Notify] = Field(default_factory=list)
+    groups: dict[Name, RedundancyGroup] = Field(
+        default_factory=dict, description="redundancy groups: hosts never down together beyond max_unavailable")

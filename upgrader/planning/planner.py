@@ -28,6 +28,7 @@ from upgrader.models.plan import (
 )
 from upgrader.models.playbook import Canary, Playbook
 from upgrader.models.types import parse_version, trusted
+from upgrader.planning import groups
 from upgrader.planning.sources import artifact_for, graph_of
 from upgrader.planning.steps import for_host, step_templates
 
@@ -146,7 +147,8 @@ def make_plan(
             continue
         candidates.setdefault(dc_name, []).append(_Candidate(name, dc_name, host, installed, path))
 
-    phases = _phases(playbook, inventory, candidates)
+    members = groups.membership(inventory)
+    phases = _phases(playbook, inventory, candidates, members)
     by_name = _by_name(candidates)
     canaries = {h for ph in phases if ph.kind == "canary" for h in ph.hosts}
     templates = functools.cache(functools.partial(step_templates, playbook))
@@ -168,6 +170,7 @@ def make_plan(
         skipped=skipped,
         problems=problems,
         limit=limit,
+        groups=groups.limits(inventory, [h.host for h in host_plans]),
     )
     return plan.sealed()
 
@@ -273,12 +276,17 @@ def _batch_size(batch: int | str, population: int) -> int:
     return max(1, math.ceil(population * int(batch.rstrip("%")) / 100))
 
 
-def _pick_canaries(group: list[_Candidate], count: int) -> list[_Candidate]:
+def _pick_canaries(group: list[_Candidate], count: int, members: groups.Membership) -> list[_Candidate]:
     preferred = [c for c in group if c.host.canary] + [c for c in group if not c.host.canary]
-    return preferred[:count]
+    return groups.pick(preferred, count, members, _name)
 
 
-def _phases(playbook: Playbook, inventory: Inventory, candidates: dict[str, list[_Candidate]]) -> list[Phase]:
+def _name(c: _Candidate) -> str:
+    return c.name
+
+
+def _phases(playbook: Playbook, inventory: Inventory, candidates: dict[str, list[_Candidate]],
+            members: groups.Membership) -> list[Phase]:
     canary, rollout = playbook.canary, playbook.rollout
     dcs = [dc for dc in _dc_order(playbook, inventory) if candidates.get(dc)]
     phases: list[Phase] = []
@@ -286,7 +294,7 @@ def _phases(playbook: Playbook, inventory: Inventory, candidates: dict[str, list
     global_canaries: set[str] = set()
     if canary.scope == "global" and canary.hosts and dcs:
         pool = [c for dc in dcs for c in candidates[dc]]
-        chosen = _pick_canaries(pool, canary.hosts)
+        chosen = _pick_canaries(pool, canary.hosts, members)
         global_canaries = {c.name for c in chosen}
         phases.append(Phase.model_construct(index=0, kind="canary", datacenter=None,
                                             hosts=[c.name for c in chosen], bake=canary.bake))
@@ -296,17 +304,16 @@ def _phases(playbook: Playbook, inventory: Inventory, candidates: dict[str, list
         pause = float(rollout.pause_between_datacenters) if n and not manual else 0.0
         first_of_dc = len(phases)
         if canary.scope == "datacenter" and canary.hosts and group:
-            chosen = _pick_canaries(group, canary.hosts)
+            chosen = _pick_canaries(group, canary.hosts, members)
             names = {c.name for c in chosen}
             phases.append(Phase.model_construct(index=len(phases), kind="canary", datacenter=dc,
                                                 hosts=[c.name for c in chosen], bake=canary.bake, pause_before=pause))
             group = [c for c in group if c.name not in names]
             pause = 0.0
         size = _batch_size(rollout.batch, len(candidates[dc]))
-        for start in range(0, len(group), size):
+        for wave in groups.split(group, size, members, _name):  # no wave over a redundancy group's limit
             phases.append(Phase.model_construct(index=len(phases), kind="wave", datacenter=dc,
-                                                hosts=[c.name for c in group[start:start + size]],
-                                                pause_before=pause))
+                                                hosts=[c.name for c in wave], pause_before=pause))
             pause = 0.0
         if manual and n and first_of_dc < len(phases):
             entering[first_of_dc] = dc

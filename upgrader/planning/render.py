@@ -75,6 +75,9 @@ def to_text(plan: Plan, *, verbose: bool = False) -> str:
         out += [_phase_line(plan, i) for i in range(len(plan.phases))]
         out.append("")
         out.append(f"Rollback on failure: {plan.spec.rollback.on_failure}; {budgets.of_plan(plan).describe()}")
+        if plan.groups:
+            out.append("Redundancy groups (never more down at once, rollbacks included):")
+            out += [f"  {g.name:<20} at most {g.max_unavailable} of {', '.join(g.hosts)}" for g in plan.groups]
         out.append("")
         out.append("Hosts:")
         for h in plan.hosts:
@@ -146,6 +149,11 @@ def to_markdown(plan: Plan, window: str | None = None) -> str:
                        f"{f'{p.bake:g}s' if p.kind == 'canary' else ''} |")
         out += ["", f"Rollback on failure: **{plan.spec.rollback.on_failure}**, "
                 f"{budgets.of_plan(plan).describe()}.", ""]
+        if plan.groups:
+            out += ["**Redundancy groups** (never more down at once, rollbacks included)", "",
+                    "| group | at most down | members |", "|---|---:|---|"]
+            out += [f"| {g.name} | {g.max_unavailable} | {_hosts_cell(g.hosts)} |" for g in plan.groups]
+            out.append("")
     if plan.artifacts:
         out += ["| release | artifact | sha256 |", "|---|---|---|"]
         out += [f"| {a.version} | `{a.file or a.url}` | `{a.sha256}` |" for a in plan.artifacts]

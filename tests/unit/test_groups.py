@@ -1,0 +1,230 @@
+"""Redundancy groups: never more than max_unavailable members in one canary or wave, nor down at once in a run.
+
+The planner property runs over random inventories, groups and rollout policies.  The engine property
+runs the real engine (its threads, the real ``Pool`` and its thread pool, rollbacks in parallel)
+against an in-test agent behind ``remote.call``: the agent, not the engine, keeps the set of hosts
+that are down — from the start of a live program (stop/switch/start) until a program verifies the
+host — and records the largest number of each group it ever saw down together.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fleets import inventory, plan, playbook
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from upgrader.cli.main import main
+from upgrader.engine import remote
+from upgrader.engine.apply import Apply
+from upgrader.engine.endpoints import Pool
+from upgrader.engine.journal import Journal
+from upgrader.engine.progress import Progress
+from upgrader.models.plan import Plan
+from upgrader.planning import groups as plan_groups
+from upgrader.planning.render import to_markdown, to_text
+from upgrader.transport.base import Endpoint, Result
+
+LIVE = {"stop", "switch", "start", "rollback"}
+
+
+@st.composite
+def fleets(draw: st.DrawFn) -> tuple[dict[str, list[str]], dict[str, Any], set[str]]:
+    sizes = draw(st.lists(st.integers(1, 7), min_size=1, max_size=3))
+    dcs = {f"dc{d}": [f"d{d}h{i}" for i in range(n)] for d, n in enumerate(sizes)}
+    hosts = [h for members in dcs.values() for h in members]
+    groups: dict[str, Any] = {}
+    if len(hosts) >= 2:
+        for g in range(draw(st.integers(0, 4))):
+            members = draw(st.lists(st.sampled_from(hosts), min_size=2, max_size=min(5, len(hosts)), unique=True))
+            groups[f"g{g}"] = {"hosts": members, "max_unavailable": draw(st.integers(1, len(members)))}
+    canaries = draw(st.sets(st.sampled_from(hosts)))
+    return dcs, groups, canaries
+
+
+policies = st.fixed_dictionaries({
+    "canary": st.fixed_dictionaries({"scope": st.sampled_from(["datacenter", "global"]), "hosts": st.integers(0, 3),
+                                     "bake": st.just(0)}),
+    "rollout": st.fixed_dictionaries({
+        "batch": st.integers(1, 6) | st.sampled_from(["25%", "50%", "100%"]),
+        "max_in_flight_per_datacenter": st.integers(1, 4), "max_failures": st.just(1000)}),
+    "rollback": st.fixed_dictionaries({"on_failure": st.sampled_from(["host", "wave", "run"])}),
+})
+
+
+def grouped_plan(fleet: tuple[dict[str, list[str]], dict[str, Any], set[str]], policy: dict[str, Any]) -> Plan:
+    dcs, groups, canaries = fleet
+    return plan(playbook(**policy), inventory(dcs, groups, canaries))
+
+
+@settings(max_examples=300, deadline=None)
+@given(fleet=fleets(), policy=policies)
+def test_no_canary_or_wave_holds_more_of_a_group_than_it_allows(
+        fleet: tuple[dict[str, list[str]], dict[str, Any], set[str]], policy: dict[str, Any]) -> None:
+    p = grouped_plan(fleet, policy)
+    limit = {g.name: (set(g.hosts), g.max_unavailable) for g in p.groups}
+    for phase in p.phases:
+        for name, (members, most) in limit.items():
+            assert len(members & set(phase.hosts)) <= most, (phase, name)
+        batch = policy["rollout"]["batch"]
+        if phase.kind == "wave" and isinstance(batch, int):
+            assert len(phase.hosts) <= batch
+    placed = Counter(h for phase in p.phases for h in phase.hosts)
+    assert set(placed.values()) <= {1} and set(placed) == {h.host for h in p.hosts}  # every host, once
+    assert sorted(placed) == sorted(h for hosts in fleet[0].values() for h in hosts)
+    assert grouped_plan(fleet, policy).to_json() == p.to_json()  # byte-identical for the same inputs
+
+
+def test_a_pair_is_split_into_waves_of_its_own_and_first_fit_keeps_the_order() -> None:
+    groups = {"ordergw-pair": {"hosts": ["a1", "a2"]}, "feeds": {"hosts": ["a2", "a3", "a4"], "max_unavailable": 2}}
+    p = plan(playbook(rollout={"batch": 3}), inventory({"ny": ["a1", "a2", "a3", "a4", "a5"]}, groups))
+    assert [ph.hosts for ph in p.phases] == [["a1", "a3", "a4"], ["a2", "a5"]]
+    assert [(g.name, g.hosts, g.max_unavailable) for g in p.groups] == [
+        ("ordergw-pair", ["a1", "a2"], 1), ("feeds", ["a2", "a3", "a4"], 2)]
+    assert "ordergw-pair         at most 1 of a1, a2" in to_text(p)
+    assert "| ordergw-pair | 1 | a1, a2 |" in to_markdown(p)
+
+
+def test_canaries_of_one_group_are_picked_within_its_limit() -> None:
+    inv = inventory({"ny": ["a1", "a2", "a3"]}, {"pair": {"hosts": ["a1", "a2"]}}, canaries={"a1", "a2"})
+    p = plan(playbook(canary={"hosts": 2}), inv)
+    assert p.phases[0].kind == "canary" and p.phases[0].hosts == ["a1", "a3"]
+
+
+def test_without_groups_the_plan_has_no_groups_key() -> None:
+    p = plan(playbook(), inventory({"ny": ["a1", "a2"]}))
+    assert '"groups"' not in p.to_json()
+
+
+def test_splitting_ten_thousand_grouped_hosts_is_linear_enough() -> None:
+    """5,000 pairs into waves of 1: first fit with skipped full waves, not a scan of every wave per host."""
+    hosts = [f"h{i}" for i in range(10_000)]
+    member = {h: ((f"p{i // 2}", 1),) for i, h in enumerate(hosts)}
+    waves = plan_groups.split(hosts, 100, member, str)
+    assert all(len(w) <= 100 for w in waves) and sum(map(len, waves)) == 10_000
+    assert all(len({h for h in w if member[h][0][0] == f"p{i}"}) <= 1 for w in waves[:3] for i in range(5000))
+
+
+class FakeTransport:
+    def __init__(self, host: str) -> None:
+        self.host = host
+
+    def put(self, local: Path, remote_path: str) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class DownAgent:
+    """Answers the engine's calls; keeps, under a lock, which hosts are down and the most of each group seen."""
+
+    def __init__(self, p: Plan, fail: set[tuple[str, str]]) -> None:
+        self.plan = p
+        self.fail = fail
+        self.lock = threading.Lock()
+        self.down: set[str] = set()
+        self.groups = {g.name: (set(g.hosts), g.max_unavailable) for g in p.groups}
+        self.peak: Counter[str] = Counter()
+        self.overlaps = 0  # live programs that ran while another was running: the schedule was concurrent
+        self.running = 0
+
+    def __call__(self, transport: FakeTransport, *, ops: list[dict[str, Any]], **_: Any) -> remote.AgentResult:
+        host = transport.host
+        live = any(o["op"] in LIVE for o in ops)
+        if live:
+            with self.lock:
+                self.down.add(host)
+                self.running += 1
+                self.overlaps += self.running > 1
+                for name, (members, _) in self.groups.items():
+                    self.peak[name] = max(self.peak[name], len(self.down & members))
+            threading.Event().wait(0.003)  # a live program takes a while: others run meanwhile if allowed
+        results = []
+        for o in ops:
+            ok = (host, o["op"]) not in self.fail
+            data: dict[str, Any] = {"installed": self.plan.host(host).from_version, "staged_sha": {}} \
+                if o["op"] == "facts" else ({} if ok else {"error": "injected"})
+            results.append(remote.OpResult(o["op"], o.get("step"), ok, data))
+            if not ok:
+                break
+        answer = remote.AgentResult(host, Result(host, (), 0), results, expected=len(ops))
+        if live:
+            with self.lock:
+                self.running -= 1
+                if answer.ok:
+                    self.down.discard(host)  # verified: up again
+        return answer
+
+
+def run_engine(p: Plan, tmp: Path, monkeypatch: pytest.MonkeyPatch, fail: set[tuple[str, str]],
+               parallel: int) -> tuple[DownAgent, list[dict[str, Any]]]:
+    agent = DownAgent(p, fail)
+    monkeypatch.setattr(remote, "call", agent)
+    monkeypatch.setattr(Apply, "check_artifacts", lambda self: None)
+    pool = Pool({h.host: Endpoint(name=h.host, address=h.address) for h in p.hosts},
+                factory=lambda ep: FakeTransport(ep.name), parallel=parallel)  # type: ignore[arg-type,return-value]
+    journal = Journal.create(tmp / "state", "run-1")
+    journal.record("run-start", kind="apply", component=p.component)
+    Apply(p, pool, journal, Progress("json", stream=io.StringIO()), artifacts=tmp, operator="pytest",
+          sleep=lambda _: None).run()
+    return agent, [json.loads(line) for line in journal.path.read_text().splitlines()]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(fleet=fleets(), policy=policies, parallel=st.integers(1, 8), data=st.data())
+def test_the_engine_never_has_more_of_a_group_down_than_it_allows(
+        tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch,
+        fleet: tuple[dict[str, list[str]], dict[str, Any], set[str]], policy: dict[str, Any], parallel: int,
+        data: st.DataObject) -> None:
+    p = grouped_plan(fleet, policy)
+    hosts = [h.host for h in p.hosts]
+    fail = {(h, "verify") for h in data.draw(st.sets(st.sampled_from(hosts)), label="fail verify")}
+    fail |= {(h, "rollback") for h in data.draw(st.sets(st.sampled_from(hosts)), label="fail rollback")}
+    agent, entries = run_engine(p, tmp_path_factory.mktemp("run"), monkeypatch, fail, parallel)
+    for g in p.groups:
+        assert agent.peak[g.name] <= g.max_unavailable, (g, agent.peak)
+    assert any(e["event"] == "run-end" for e in entries)
+
+
+def test_rollbacks_of_a_pair_go_one_at_a_time_while_others_roll_back_together(
+        in_tmp: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Policy run: every host goes back; the pair's two rollbacks never overlap, the ungrouped ones may."""
+    inv = inventory({"ny": ["p1", "p2", "u1", "u2", "u3"]}, {"pair": {"hosts": ["p1", "p2"]}})
+    p = plan(playbook(rollout={"batch": 5, "max_in_flight_per_datacenter": 5}, rollback={"on_failure": "run"}), inv)
+    assert [ph.hosts for ph in p.phases] == [["p1", "u1", "u2", "u3"], ["p2"]]
+    agent, entries = run_engine(p, in_tmp, monkeypatch, {("p2", "verify")}, parallel=8)
+    assert agent.peak["pair"] == 1 and agent.overlaps > 0
+    assert {e["host"] for e in entries if e["event"] == "rollback-end" and e["ok"]} == {"p1", "p2", "u1", "u2", "u3"}
+
+
+def test_a_pair_member_whose_rollback_failed_keeps_the_other_up(in_tmp: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """p2 fails and cannot be rolled back: p1 (upgraded, verified) is not taken down to roll it back too."""
+    inv = inventory({"ny": ["p1", "p2"]}, {"pair": {"hosts": ["p1", "p2"]}})
+    p = plan(playbook(rollout={"batch": 2}, rollback={"on_failure": "run"}), inv)
+    agent, entries = run_engine(p, in_tmp, monkeypatch, {("p2", "verify"), ("p2", "rollback")}, parallel=4)
+    withheld = [e for e in entries if e["event"] == "rollback-withheld"]
+    assert [e["host"] for e in withheld] == ["p1"] and "group pair" in withheld[0]["reason"]
+    assert agent.down == {"p2"}
+    end = entries[-1]
+    assert end["event"] == "run-end" and end["status"] == "rollback-failed"
+    assert end["hosts"]["p1"]["state"] == "done" and end["hosts"]["p1"]["version"] == "2.0.0"
+
+
+def test_validation_names_an_unknown_group_member(in_tmp: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (in_tmp / "inventory.yml").write_text(
+        "name: lab\ndefaults: {user: deploy}\nroles: {app: [app]}\n"
+        "datacenters:\n  ny:\n    hosts:\n      a1: {address: 10.0.0.1, roles: [app]}\n"
+        "      a2: {address: 10.0.0.2, roles: [app]}\n"
+        "groups:\n  pair:\n    hosts: [a1, a3]\n")
+    assert main(["--state-dir", str(in_tmp / "state"), "validate", "-i", "inventory.yml"]) == 1
+    err = capsys.readouterr().err
+    assert err == ("error: inventory.yml:11:17: group pair names host a3, which the inventory does not define — "
+                   "use a host name from 'datacenters'\n")

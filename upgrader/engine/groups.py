@@ -1,0 +1,89 @@
+"""Redundancy groups while the run executes: never more than ``max_unavailable`` members down at once.
+
+A host counts as down from the start of its live program (stop, switch, start, checks) until it is
+verified — on the new release, or back on its old one after a rollback.  A host that failed stays
+down until its rollback is verified; one whose rollback failed, or that is held for a human, stays
+down for the rest of the run ("stuck").  The planner already keeps each wave within the limits
+(planning/groups.py), so a host mostly waits here in rollbacks, which run in parallel.
+
+A host takes all of its groups' slots at once or none (no hold-and-wait, so no deadlock between
+groups).  A host whose group is full of stuck members will never get a slot: ``take`` says so
+at once instead of waiting for ever, and that host is neither started nor rolled back.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable
+
+from upgrader.models.plan import GroupLimit
+
+POLL = 0.5  # seconds between looks at ``give_up`` while waiting for a slot
+
+
+class Unavailable:
+    def __init__(self, limits: Iterable[GroupLimit]) -> None:
+        self._limit: dict[str, int] = {}
+        self._of: dict[str, list[str]] = {}
+        for g in limits:
+            self._limit[g.name] = g.max_unavailable
+            for host in g.hosts:
+                self._of.setdefault(host, []).append(g.name)
+        self._down: dict[str, set[str]] = {g: set() for g in self._limit}
+        self._stuck: set[str] = set()
+        self._cond = threading.Condition()
+
+    def grouped(self, host: str) -> bool:
+        return host in self._of
+
+    def take(self, host: str, *, force: bool = False, give_up: Callable[[], bool] = lambda: False) -> str | None:
+        """Count ``host`` as down, waiting while one of its groups is at its limit; None once it is counted.
+
+        ``force``: it is down already (it failed, or nobody knows), so it is counted without waiting.
+        Otherwise the reason it may not go down: its group's down members are all stuck, or ``give_up()``.
+        """
+        groups = self._of.get(host)
+        if not groups:
+            return None
+        with self._cond:
+            while True:
+                full = [g for g in groups if len(self._down[g] - {host}) >= self._limit[g]]
+                if not full or force:
+                    for g in groups:
+                        self._down[g].add(host)
+                    return None
+                hopeless = [g for g in full if self._down[g] - {host} <= self._stuck]
+                if hopeless:
+                    g = hopeless[0]
+                    return (f"group {g} has {len(self._down[g])} member(s) down that this run cannot bring back "
+                            f"({', '.join(sorted(self._down[g]))}), its limit is {self._limit[g]}")
+                if give_up():
+                    return "stopped while waiting for a slot in group " + full[0]
+                self._cond.wait(POLL)
+
+    def back(self, host: str) -> None:
+        """``host`` is up and verified again."""
+        with self._cond:
+            for g in self._of.get(host, ()):
+                self._down[g].discard(host)
+            self._stuck.discard(host)
+            self._cond.notify_all()
+
+    def stuck(self, host: str) -> None:
+        """``host`` stays down for the rest of the run (rollback failed, held for a human)."""
+        if host not in self._of:
+            return
+        with self._cond:
+            self._stuck.add(host)
+            self._cond.notify_all()
+
+    def is_down(self, host: str) -> bool:
+        with self._cond:
+            return any(host in self._down[g] for g in self._of.get(host, ()))
+
+    def down_first(self, hosts: list[str]) -> list[str]:
+        """``hosts`` with those counted down already first, so that they are rolled back (and free their slots)
+        before any host that must wait for one takes a worker.  Unchanged when no host is grouped."""
+        if not any(h in self._of for h in hosts):
+            return hosts
+        return sorted(hosts, key=lambda h: not self.is_down(h))
