@@ -1,0 +1,123 @@
+"""Failure budgets, redundancy groups and pattern-read versions on the lab (issue 16, items 2, 3 and 6).
+
+Failures are site-config faults of the test app: ``degraded_versions`` in one host's ordergw.conf
+makes that release answer 503 there (tests/vm/test_apply.py's ``degrade``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from hoststate import component, host_journal
+from upgrader_cli import Upgrader, playbook, write
+
+pytestmark = pytest.mark.reliability
+
+
+@pytest.fixture
+def upgrader(tmp_path: Path, vm_inventory: Path, reset_hosts: None) -> Upgrader:
+    return Upgrader(tmp_path / "state", vm_inventory)
+
+
+def degrade(vm_host, host: str, version: str) -> None:  # type: ignore[no-untyped-def]
+    vm_host(host).run("sudo sed -i '/^\\[app\\]/a degraded_versions = %s' /etc/ordergw/ordergw.conf", version)
+
+
+def versions(vm_host, hosts: list[str], name: str = "ordergw") -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    out = {}
+    for h in hosts:
+        state = component(vm_host(h), name)
+        out[h] = state.current if state.active and state.reported == state.current else f"BAD {state}"
+    return out
+
+
+def test_failures_in_two_waves_spend_the_budget_only_together(upgrader, tmp_path, vm_host, vm_hosts,
+                                                              record_property):  # type: ignore[no-untyped-def]
+    record_property("scenario", "failure budget of 2: one host fails in wave 1 (ny5), one in wave 3 (ch2)")
+    record_property("expected", "no wave has 2 failures, yet the run's budget is spent at the second: the last "
+                                "wave never starts; failed hosts rolled back (policy host); exit 3")
+    degrade(vm_host, "ny5-1", "5.1.0")
+    degrade(vm_host, "ch2-1", "5.1.0")
+    pb = write(tmp_path / "pb.yml", playbook("ordergw", "5.1.0", rollback="host", canary={"hosts": 0},
+                                             rollout={"batch": 1, "max_failures": 2}))
+    run = upgrader.apply(pb)
+    assert run.code == 3, run.output
+    entries = upgrader.journal()
+    phases = [(e["phase"], e["hosts"]) for e in entries if e["event"] == "phase-begin"]
+    assert phases == [(0, ["ny5-1"]), (1, ["ny5-2"]), (2, ["ch2-1"])]  # ch2-2's wave never began
+    failed = [(e["host"], e["ok"]) for e in entries if e["event"] == "host-end"]
+    assert failed == [("ny5-1", False), ("ny5-2", True), ("ch2-1", False)]
+    halts = [e["reason"] for e in entries if e["event"] == "halt"]
+    assert halts == ["failure budget spent: 2 of 2 allowed host failure(s) in the run"]
+    on = versions(vm_host, vm_hosts)
+    assert on == {"ny5-1": "5.0.0", "ny5-2": "5.1.0", "ch2-1": "5.0.0", "ch2-2": "5.0.0"}
+    assert not [r for r in host_journal(vm_host("ch2-2"), "ordergw") if r.get("op") in ("stop", "switch")]
+    record_property("observed", f"exit 3; phases {[p[1] for p in phases]}; halt: {halts[0]}; hosts {on}")
+
+
+@pytest.fixture
+def grouped_inventory(vm_inventory: Path) -> Iterator[Callable[[dict[str, Any]], Path]]:
+    """inventories/vagrant.yml with redundancy groups, beside it (its key and known_hosts paths are relative)."""
+    path = vm_inventory.parent / f".vagrant-groups-{os.getpid()}.yml"
+
+    def write_groups(groups: dict[str, Any]) -> Path:
+        data = yaml.safe_load(vm_inventory.read_text())
+        data["groups"] = groups
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
+        return path
+
+    yield write_groups
+    path.unlink(missing_ok=True)
+
+
+def intervals(vm_host, host: str, run: str) -> dict[str, tuple[str, str]]:  # type: ignore[no-untyped-def]
+    """From the host's own journal: when this run's upgrade program and its rollback began and ended there."""
+    records = [r for r in host_journal(vm_host(host), "ordergw") if r.get("run") == run and r.get("op")]
+    out = {}
+    rollback = [r["at"] for r in records if r["op"] == "rollback"]
+    upgrade = [r["at"] for r in records if r["op"] not in ("rollback", "lock", "facts", "prune", "stage", "unstage")]
+    if upgrade:
+        out["upgrade"] = (min(upgrade), max(upgrade))
+    if rollback:
+        out["rollback"] = (min(rollback), max(rollback))
+    return out
+
+
+def apart(a: tuple[str, str], b: tuple[str, str]) -> bool:
+    """Two [begin, end] spans (ISO seconds) that do not overlap."""
+    return a[1] <= b[0] or b[1] <= a[0]
+
+
+def test_a_redundancy_pair_is_never_down_together_upgrades_and_rollbacks_included(
+        upgrader, tmp_path, vm_host, vm_hosts, grouped_inventory, record_property):  # type: ignore[no-untyped-def]
+    record_property("scenario", "ny5-1/ny5-2 are a redundancy pair (max_unavailable 1) in a batch of 2 with 2 in "
+                                "flight; ch2-2 fails, rollback policy run puts all four back")
+    record_property("expected", "the planner splits the pair into two waves; the pair's upgrades and its two "
+                                "rollbacks never overlap on the hosts; ch2's two hosts share a wave; exit 3")
+    inv = grouped_inventory({"ordergw-ny5": {"hosts": ["ny5-1", "ny5-2"], "max_unavailable": 1}})
+    grouped = Upgrader(upgrader.state, inv)
+    degrade(vm_host, "ch2-2", "5.1.0")
+    pb = write(tmp_path / "pb.yml", playbook("ordergw", "5.1.0", rollback="run", canary={"hosts": 0},
+                                             rollout={"batch": 2, "max_in_flight_per_datacenter": 2}))
+    shown = grouped("plan", str(pb), "-i", str(inv), "--live")
+    run = grouped.apply(pb)
+    assert run.code == 3, run.output
+    entries = grouped.journal()
+    phases = [e["hosts"] for e in entries if e["event"] == "phase-begin"]
+    assert phases == [["ny5-1"], ["ny5-2"], ["ch2-1", "ch2-2"]]
+    back = {e["host"] for e in entries if e["event"] == "rollback-end" and e["ok"]}
+    assert back == set(vm_hosts)
+    assert versions(vm_host, vm_hosts) == {h: "5.0.0" for h in vm_hosts}
+    run_id = grouped.runs()[-1].name
+    spans = {h: intervals(vm_host, h, run_id) for h in vm_hosts}
+    pair = spans["ny5-1"], spans["ny5-2"]
+    for a, b in [(x, y) for x in pair[0].values() for y in pair[1].values()]:
+        assert apart(a, b), spans
+    ch2_overlap = not apart(spans["ch2-1"]["upgrade"], spans["ch2-2"]["upgrade"])
+    record_property("observed", f"exit 3; plan shows the group: {'ordergw-ny5' in shown.output}; phases {phases}; "
+                                f"pair spans {pair}; ch2 upgrades overlapped: {ch2_overlap}")
