@@ -199,7 +199,8 @@ def bounded_starts(parallel: int) -> None:
     from upgrader.engine import endpoints, limits, remote
 
     def warm(self: endpoints.Pool, hosts: Any, python: str) -> None:
-        limits.in_background(lambda t: remote.start(t, python), [self[h] for h in hosts], self.parallel, "connect")
+        limits.in_background(lambda s: remote.start(s, python), [self.session(h) for h in hosts], self.parallel,
+                             "connect")
 
     endpoints.Pool.warm = warm  # type: ignore[method-assign]
     pending: list[tuple[Any, tuple[Any, ...]]] = []

@@ -374,9 +374,6 @@ class FakeTransport:
         return Result(self.host.name, tuple(argv), proc.returncode, self.host.unrebase(proc.stdout),
                       self.host.unrebase(proc.stderr), time.monotonic() - started)
 
-    def connect(self) -> None:
-        pass
-
     def close(self) -> None:
         with self._controller.lock:
             mine = [s for s in self._controller.streams if s._host is self.host]

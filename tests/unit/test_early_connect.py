@@ -33,9 +33,9 @@ INVENTORY = REPO / "inventories" / "prod-na.yml"  # TEST-NET addresses: nothing 
 def calls(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[str]]:
     seen: dict[str, list[str]] = {"connect": [], "close": [], "python": []}
 
-    def start(transport: fabric_adapter.FabricTransport, python: str) -> None:
+    def start(session: remote.Session, python: str) -> None:
         seen["python"].append(python)
-        seen["connect"].append(transport.endpoint.name)
+        seen["connect"].append(session.host)
 
     monkeypatch.setattr(remote, "start", start)
     monkeypatch.setattr(fabric_adapter.FabricTransport, "close", lambda self: seen["close"].append(
@@ -68,13 +68,14 @@ def test_recorded_endpoints_are_adopted_when_they_match(tmp_path: Path, calls: d
     record = json.loads(early.record_path(tmp_path, sha).read_text())
     assert record["hosts"]["ny5-oe01"]["endpoint"] == dataclasses.asdict(reach["ny5-oe01"])
     early.start(["rollback", "ordergw", "-i", str(INVENTORY), "--reason", "x"], tmp_path)
-    transports = {h: t for h, (_, t) in early._started["hosts"].items()}
-    assert set(transports) == _hosts_of("ordergw")
-    _wait_for(calls, len(transports))
-    assert sorted(calls["connect"]) == sorted(transports)
+    sessions = {h: s for h, (_, s) in early._started["hosts"].items()}
+    assert set(sessions) == _hosts_of("ordergw")
+    _wait_for(calls, len(sessions))
+    assert sorted(calls["connect"]) == sorted(sessions)
     pool = Pool(reach, timeouts=Timeouts.for_options(5.0, None))
     early.adopt(pool, sha, reach, Timeouts.for_options(5.0, None))
-    assert pool._transports == transports and calls["close"] == []
+    assert pool._sessions == sessions and calls["close"] == []
+    assert pool._transports == {h: s.transport for h, s in sessions.items()}
 
 
 def _wait_for(calls: dict[str, list[str]], count: int) -> None:

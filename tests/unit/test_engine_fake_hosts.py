@@ -7,6 +7,8 @@ host lock and journal), not only what the controller journaled.  SSH and systemd
 
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -244,13 +246,14 @@ def test_an_emergency_rollback_between_hosts_hands_the_lock_over_and_the_apply_s
     assert apply_ops == {"lock", "stage"}  # the apply's program ended at its lock check: nothing stopped
 
 
-def test_the_lock_records_the_run_operator_and_plan(scenarios: list[Scenario], tmp_path: Path) -> None:
+def test_the_lock_records_the_run_operator_plan_and_controller(scenarios: list[Scenario], tmp_path: Path) -> None:
     s = build(scenarios, tmp_path, {"ny": ["ny-1"]}, bad={"ny-1"}, on_failure="hold")
     s.apply()
     lock = s.hosts["ny-1"].lock("app")
     assert lock is not None
     assert (lock["run"], lock["operator"], lock["plan"], lock["kind"]) == ("run-1", "pytest", s.plan.content_hash,
                                                                           "apply")
+    assert lock["pid_host"] == f"{socket.gethostname()}:{os.getpid()}"  # which controller process to ask
 
 
 def test_checks_budget_bounds_the_agents_own_retries(scenarios: list[Scenario], tmp_path: Path) -> None:

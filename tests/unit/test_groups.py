@@ -115,6 +115,7 @@ def test_splitting_ten_thousand_grouped_hosts_is_linear_enough() -> None:
 class FakeTransport:
     def __init__(self, host: str) -> None:
         self.host = host
+        self.endpoint = Endpoint(name=host, address=host)
 
     def put(self, local: Path, remote_path: str) -> None:
         pass

@@ -111,7 +111,7 @@ FACTS = """\
 inventory: test-inventory
 hosts:
   ny5-oe01: {free_disk_mb: 5000, components: {ordergw: {installed: "5.1.0", staged: ["5.0.0"], service: active}}}
-  ny5-oe02: {free_disk_mb: 5000, components: {ordergw: {installed: "5.1.0", service: active, healthy: true}}}
+  ny5-oe02: {free_disk_mb: 5000, components: {ordergw: {installed: "5.1.0", service: active}}}
   ch2-oe01: {reachable: true, components: {ordergw: {installed: "5.0.0", reported_version: "5.0.0"}}}
 """
 

@@ -20,6 +20,7 @@ from conftest import plan_files
 
 from upgrader.engine import gates, remote
 from upgrader.engine.apply import Apply
+from upgrader.engine.endpoints import GroupResult, HostResult
 from upgrader.engine.journal import Journal
 from upgrader.engine.progress import Progress
 from upgrader.models.plan import Plan
@@ -32,6 +33,8 @@ BOOKKEEPING = {"lock", "facts", "prune"}
 
 
 class FakeTransport:
+    """Stands for a host's agent session (remote.call's first argument) and its transport."""
+
     def __init__(self, host: str) -> None:
         self.host = host
 
@@ -46,14 +49,16 @@ class FakePool:
     def __getitem__(self, host: str) -> FakeTransport:
         return FakeTransport(host)
 
-    def each(self, hosts: Any, fn: Callable[[str], Any], limit: int | None = None) -> dict[str, Any]:
-        out: dict[str, Any] = {}
+    session = __getitem__
+
+    def each(self, hosts: Any, fn: Callable[[str], Any], limit: int | None = None) -> GroupResult[Any]:
+        out: dict[str, HostResult[Any]] = {}
         for host in hosts:
             try:
-                out[host] = fn(host)
+                out[host] = HostResult(host, fn(host))
             except Exception as exc:
-                out[host] = exc
-        return out
+                out[host] = HostResult(host, None, exc)
+        return GroupResult(out)
 
 
 class Agent:

@@ -79,7 +79,7 @@ def settled(host: Host, want: int) -> int:
 
 
 def facts_call(pool: Pool, host: str) -> remote.AgentResult:
-    return remote.call(pool[host], component="feedhandler", root="/opt/feedhandler", run=None,
+    return remote.call(pool.session(host), component="feedhandler", root="/opt/feedhandler", run=None,
                        ops=[{"op": "facts", "service": None, "version_check": None, "journal_lines": 0}],
                        timeout=10, idempotent=True)
 
@@ -88,12 +88,12 @@ def test_the_first_call_uses_the_agent_started_early(pool: Pool, vm_hosts: list[
                                                      vm_host: Callable[[str], Host]) -> None:
     name, host = vm_hosts[0], vm_host(vm_hosts[0])
     before, since = agents(host), mark(host)
-    remote.start(pool[name])
-    started = remote._streams[pool[name]][1]
+    remote.start(pool.session(name))
+    started = pool.session(name)._held()
     assert settled(host, before + 1) == before + 1
     res = facts_call(pool, name)
     assert res.ok and res.op("facts").data["installed"]
-    assert remote._streams[pool[name]][1] is started and agents(host) == before + 1  # no second agent
+    assert pool.session(name)._held() is started and agents(host) == before + 1  # no second agent
     assert agent_starts(host, since) == 1
     # Its command line was a short loader: sudo logged it whole, not in "(command continued)" pieces.
     logged = "\n".join(sudo_log(host, since))
@@ -104,7 +104,7 @@ def test_a_call_made_while_the_agent_is_starting_waits_for_it(pool: Pool, vm_hos
                                                               vm_host: Callable[[str], Host]) -> None:
     name, host = vm_hosts[1], vm_host(vm_hosts[1])
     before, since = agents(host), mark(host)
-    starting = threading.Thread(target=remote.start, args=(pool[name],))
+    starting = threading.Thread(target=remote.start, args=(pool.session(name),))
     starting.start()
     res = facts_call(pool, name)  # most likely while sshd, sudo and python are still starting
     starting.join()
@@ -117,7 +117,7 @@ def test_a_frozen_host_is_reported_by_the_first_call_without_waiting_twice(pool:
     name = vm_hosts[0]
     faults.freeze(name)  # type: ignore[attr-defined]
     began = time.monotonic()
-    remote.start(pool[name])
+    remote.start(pool.session(name))
     start_took = time.monotonic() - began
     with pytest.raises(TransportError) as caught:
         facts_call(pool, name)
@@ -133,15 +133,15 @@ def test_apply_start_up_hands_its_early_agents_to_the_run(tmp_path: Path, vm_inv
     early.remember(tmp_path, inv.sha256, inv.model, reach)
     pb = write(tmp_path / "feedhandler.yml", playbook("feedhandler", "3.1.0"))
     early.start(["apply", str(pb), "-i", str(vm_inventory), "--yes", "--connect-timeout", "2"], tmp_path)
-    started = {name: transport for name, (_, transport) in early._started["hosts"].items()}
+    started = {name: session for name, (_, session) in early._started["hosts"].items()}
     spec = load_playbook(pb).model
     pool = Pool(reach, timeouts=TIMEOUTS)
     try:
         early.adopt(pool, inv.sha256, reach, TIMEOUTS)
-        assert started and all(pool[name] is transport for name, transport in started.items())
+        assert started and all(pool.session(name) is session for name, session in started.items())
         facts, _ = host_facts.gather(pool, inv.model, spec)
         assert set(facts.hosts) == set(started)
         assert all(f.reachable for f in facts.hosts.values())
-        assert all(remote._streams[t][0] == "python3" for t in started.values())
+        assert all((s._held() or ("",))[0] == "python3" for s in started.values())
     finally:
         pool.close()

@@ -94,9 +94,9 @@ def test_all_hosts_of_a_datacenter_share_one_jump_connection(vm_inventory: Path,
     pool = Pool(reach, timeouts=Timeouts.for_options(3.0, None))
     try:
         results = pool.each(vm_hosts, lambda h: pool[h].run(["hostname"]))
-        assert {h: r.stdout.strip() for h, r in results.items()} == {h: h for h in vm_hosts}
+        assert {h: r.stdout.strip() for h, r in results.succeeded.items()} == {h: h for h in vm_hosts}
         again = pool.each(vm_hosts, lambda h: pool[h].run(["true"]))
-        assert all(r.ok for r in again.values())
+        assert again.ok and all(r.ok for r in again.succeeded.values())
         during = {j: _my_connections_to(j) for j in jumps}
         assert pool._gateways[0].jump_connections == len(jumps)
         assert pool.handshake_retries == 0
@@ -123,7 +123,7 @@ def test_many_handshakes_through_one_jump_host_are_paced_and_none_fails(vm_inven
         with caplog.at_level("WARNING", logger="upgrader.transport.fabric_adapter"):
             results = pool.each(many, lambda h: pool[h].run(["true"]))
         took = time.monotonic() - started
-        assert [h for h, r in results.items() if not (hasattr(r, "ok") and r.ok)] == []
+        assert results.failed == {} and [h for h, r in results.succeeded.items() if not r.ok] == []
         refused = [r for r in caplog.records if "refused" in r.getMessage()]
         assert pool.handshake_retries == len(refused) <= 5, [r.getMessage() for r in refused]
         assert pool._gateways[0].jump_connections == 1

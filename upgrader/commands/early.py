@@ -32,8 +32,8 @@ from upgrader.transport.base import Endpoint, Timeouts
 
 if TYPE_CHECKING:
     from upgrader.engine.endpoints import Pool
+    from upgrader.engine.remote import Session
     from upgrader.models.inventory import Inventory
-    from upgrader.transport.base import Transport
 
 log = logging.getLogger(__name__)
 COMMANDS = ("rollback", "apply")
@@ -86,15 +86,16 @@ def start(argv: list[str], state: Path) -> None:
         if not chosen:
             return
         from upgrader.engine import remote
-        from upgrader.transport.fabric_adapter import FabricTransport, Gateways
+        from upgrader.engine.endpoints import fabric_transport
+        from upgrader.transport.fabric_adapter import Gateways
 
         timeouts = Timeouts.for_options(args.connect_timeout, args.command_timeout)
-        gateways = Gateways(timeouts)  # one connection per jump host, handed to the pool with the transports
-        started = {name: (ep, FabricTransport(ep, timeouts, gateways)) for name, ep in chosen.items()}
+        gateways = Gateways(timeouts)  # one connection per jump host, handed to the pool with the sessions
+        started = {name: (ep, remote.Session(fabric_transport(ep, timeouts, gateways))) for name, ep in chosen.items()}
         from upgrader.engine.limits import PARALLEL, in_background
 
         # --parallel daemon threads pulling from one queue: 10,000 hosts must not start 10,000 threads.
-        in_background(lambda t: remote.start(t, args.python), [t for _, t in started.values()],
+        in_background(lambda s: remote.start(s, args.python), [s for _, s in started.values()],
                       args.parallel or PARALLEL, "early")
         _started.update(sha256=digest, timeouts=timeouts, hosts=started, gateways=gateways)
     except Exception:  # an optimisation only: the command connects as usual
@@ -103,16 +104,17 @@ def start(argv: list[str], state: Path) -> None:
 
 def adopt(pool: Pool, inventory_sha256: str, endpoints: dict[str, Endpoint], timeouts: Timeouts) -> None:
     """Give ``pool`` the early connections that match the validated inventory exactly; close the rest."""
-    started: dict[str, tuple[Endpoint, Transport]] = _started.pop("hosts", {})
+    started: dict[str, tuple[Endpoint, Session]] = _started.pop("hosts", {})
     gateways = _started.pop("gateways", None)
     same_run = _started.pop("sha256", None) == inventory_sha256 and _started.pop("timeouts", None) == timeouts
     if gateways is not None and same_run:
         pool.adopt_gateways(gateways)  # its jump connections serve the pool's other hosts too; closed with it
-    for name, (endpoint, transport) in started.items():
+    for name, (endpoint, session) in started.items():
         if same_run and endpoints.get(name) == endpoint:
-            pool.adopt(name, transport)
+            pool.adopt(name, session)
         else:
-            transport.close()
+            session.close()
+            session.transport.close()
     if gateways is not None and not same_run:
         gateways.close()
 

@@ -23,7 +23,7 @@ from typing import Any
 from upgrader.engine import gates, programs, remote
 from upgrader.engine.endpoints import Pool
 from upgrader.engine.groups import Unavailable
-from upgrader.engine.journal import Journal
+from upgrader.engine.journal import Journal, controller
 from upgrader.engine.progress import Progress
 from upgrader.errors import ExitCode, RefusedError, TransportError
 from upgrader.models.plan import ArtifactRef, HostPlan, Phase, Plan, Step
@@ -78,6 +78,7 @@ class Apply:
         self.progress = progress
         self.artifacts = artifacts
         self.operator = operator
+        self.controller = controller()
         self.break_lock = break_lock
         self.python = python
         self.admit = admit
@@ -100,7 +101,7 @@ class Apply:
     # ------------------------------------------------------------ helpers
     def _call(self, host: str, ops: list[dict[str, Any]], timeout: float, idempotent: bool = False
               ) -> remote.AgentResult:
-        return remote.call(self.pool[host], component=self.spec.component, root=self.spec.install.root,
+        return remote.call(self.pool.session(host), component=self.spec.component, root=self.spec.install.root,
                            run=self.journal.run_id, ops=ops, timeout=timeout, python=self.python,
                            idempotent=idempotent)
 
@@ -110,7 +111,8 @@ class Apply:
         self.progress.host_state(host, state, detail)
 
     def _lock_op(self, mode: str, reason: str | None = None) -> dict[str, Any]:
-        return programs.lock_op(mode, operator=self.operator, plan=self.plan.content_hash, reason=reason)
+        return programs.lock_op(mode, operator=self.operator, plan=self.plan.content_hash, reason=reason,
+                                controller=self.controller)
 
     # ------------------------------------------------------------ the run
     def run(self, recovery: Recovery | None = None) -> Outcome:
@@ -240,9 +242,10 @@ class Apply:
         ops = [self._lock_op(mode, self.break_lock), programs.facts_op(self.spec)]
         results = self.pool.each(self.hosts, lambda h: self._call(h, ops, LOCK_TIMEOUT, idempotent=True))
         refusals = []
-        for host, res in results.items():
-            if isinstance(res, Exception):
-                refusals.append(f"{host}: {res}")
+        for r in results:
+            host, res = r.host, r.value
+            if res is None:
+                refusals.append(f"{host}: {r.error}")
                 continue
             if res.op("lock") and res.op("lock").ok:  # type: ignore[union-attr]
                 self._locked.add(host)
@@ -282,7 +285,7 @@ class Apply:
         targets = sorted(self._locked - keep)
         results = self.pool.each(targets, release)
         self.journal.record("locks-released", hosts=targets, kept=sorted(keep & self._locked),
-                            errors={h: str(r) for h, r in results.items() if isinstance(r, Exception)})
+                            errors={h: str(e) for h, e in results.failed.items()})
         self._locked.clear()
 
     # ------------------------------------------------------------ stage
@@ -309,9 +312,10 @@ class Apply:
 
         results = self.pool.each(hosts, stage_host, limit=STAGE_PARALLEL)
         failed = {}
-        for host, res in results.items():
-            if isinstance(res, Exception) or (res is not None and not res.ok):
-                failed[host] = str(res) if isinstance(res, Exception) else res.error
+        for r in results:
+            host, res = r.host, r.value
+            if not r.ok or (res is not None and not res.ok):
+                failed[host] = str(r.error) if res is None else res.error
                 self._set(host, "failed", f"staging: {failed[host]}")
             else:
                 self._set(host, "staged", "already staged" if res is None else "staged")
@@ -648,18 +652,19 @@ class Apply:
                               programs.hop_timeout(self.spec) + 30)
 
         results = self.pool.each(self.down.down_first(hosts), self._in_group_slot(back))
-        for host, res in results.items():
+        for r in results:
+            host, res = r.host, r.value
             hp = self.hosts[host].plan
             was = self.hosts[host].failure
             if isinstance(res, str):  # its redundancy group has members down for good: it stays up, verified
                 self._set(host, self.hosts[host].state, f"{self.hosts[host].detail}; not rolled back: {res}")
                 self.journal.record("rollback-withheld", host=host, reason=res)
-            elif not isinstance(res, Exception) and res.failed is not None and res.failed.op == "lock":
+            elif res is not None and res.failed is not None and res.failed.op == "lock":
                 self._set(host, "handed-over", f"taken over by another run: {res.failed.error}")
                 self.hosts[host].touched = False
                 self.journal.record("rollback-end", host=host, ok=True, handed_over=True, error=res.error)
-            elif isinstance(res, Exception) or not res.ok:
-                why = str(res) if isinstance(res, Exception) else res.error
+            elif res is None or not res.ok:
+                why = str(r.error) if res is None else res.error
                 self._set(host, "rollback-failed", why)
                 self.journal.record("rollback-end", host=host, ok=False, error=why)
             else:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import threading
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from upgrader.engine import remote
 from upgrader.models.inventory import Host, Inventory, Jump
@@ -51,8 +53,65 @@ def _jump(dc: str, jump: Jump | None, base: Path, user: str | None, port: int, k
                     user=jump.user or user or "root", ssh_key=_path(base, jump.ssh_key) or key, known_hosts=known)
 
 
+def fabric_transport(endpoint: Endpoint, timeouts: Timeouts, gateways: Gateways) -> Transport:
+    """The one place SSH transports are made (the pool's, and the early start's before a pool exists)."""
+    from upgrader.transport.fabric_adapter import FabricTransport  # imported lazily: planning stays light
+
+    return FabricTransport(endpoint, timeouts, gateways)
+
+
+@dataclass(frozen=True)
+class HostResult(Generic[T]):
+    """What ``fn(host)`` gave in ``Pool.each``: its value, or the exception it raised."""
+
+    host: str
+    value: T | None = None
+    error: Exception | None = None
+
+    @property
+    def ok(self) -> bool:
+        """fn returned (its value may still report a failure of its own, e.g. an AgentResult that is not ok)."""
+        return self.error is None
+
+    def __str__(self) -> str:
+        return str(self.error) if self.error is not None else str(self.value)
+
+
+class GroupResult(Generic[T]):
+    """Each host's HostResult from ``Pool.each``, in the order the hosts were given (cf. fabric's GroupResult)."""
+
+    def __init__(self, results: dict[str, HostResult[T]]) -> None:
+        self._results = results
+
+    def __getitem__(self, host: str) -> HostResult[T]:
+        return self._results[host]
+
+    def __iter__(self) -> Iterator[HostResult[T]]:
+        return iter(self._results.values())
+
+    def __len__(self) -> int:
+        return len(self._results)
+
+    @property
+    def ok(self) -> bool:
+        return all(r.ok for r in self)
+
+    @property
+    def succeeded(self) -> dict[str, T]:
+        """host → value, for the hosts where fn returned."""
+        return {r.host: r.value for r in self if r.error is None}  # type: ignore[misc]
+
+    @property
+    def failed(self) -> dict[str, Exception]:
+        """host → the exception fn raised there."""
+        return {r.host: r.error for r in self if r.error is not None}
+
+
 class Pool:
-    """Transports for a run, opened lazily, reused, closed together; runs work on hosts in parallel.
+    """Transports and agent sessions for a run, made lazily, reused, closed together; runs work on hosts in parallel.
+
+    The pool is the only owner of each host's transport and agent session (``session(host)``): nothing
+    else keeps a registry of them, so two pools (two controllers in one process) never share a stream.
 
     The Fabric transports of a pool share its ``Gateways``: one connection per jump host for the
     whole run (each host behind it is a channel in it), closed with the pool, and the count of
@@ -65,16 +124,17 @@ class Pool:
         self._timeouts = timeouts or Timeouts()
         self._factory = factory or self._fabric
         self._transports: dict[str, Transport] = {}
+        self._sessions: dict[str, remote.Session] = {}  # each host's agent session: owned here, nowhere else
+        self._made = threading.RLock()
         self._gateways: list[Gateways] = []  # [0] makes new transports; more come with adopted connections
         self.parallel = parallel
 
     def _fabric(self, endpoint: Endpoint) -> Transport:
-        # imported lazily: planning stays light
-        from upgrader.transport.fabric_adapter import FabricTransport, Gateways
-
         if not self._gateways:
+            from upgrader.transport.fabric_adapter import Gateways  # imported lazily: planning stays light
+
             self._gateways.append(Gateways(self._timeouts))
-        return FabricTransport(endpoint, self._timeouts, self._gateways[0])
+        return fabric_transport(endpoint, self._timeouts, self._gateways[0])
 
     def adopt_gateways(self, gateways: Gateways) -> None:
         """The jump connections of adopted transports: used for this pool's other hosts too (if it has made
@@ -92,30 +152,40 @@ class Pool:
         return self._endpoints[host]
 
     def __getitem__(self, host: str) -> Transport:
-        if host not in self._transports:
-            self._transports[host] = self._factory(self._endpoints[host])
-        return self._transports[host]
+        with self._made:
+            if host not in self._transports:
+                self._transports[host] = self._factory(self._endpoints[host])
+            return self._transports[host]
 
-    def each(self, hosts: Iterable[str], fn: Callable[[str], T], limit: int | None = None) -> dict[str, T]:
-        """fn(host) for every host in parallel; exceptions are returned as values, like Fabric's GroupResult."""
+    def session(self, host: str) -> remote.Session:
+        """``host``'s agent session (its transport and serving agent), made on first use, closed with the pool."""
+        with self._made:
+            if host not in self._sessions:
+                self._sessions[host] = remote.Session(self[host])
+            return self._sessions[host]
+
+    def each(self, hosts: Iterable[str], fn: Callable[[str], T], limit: int | None = None) -> GroupResult[T]:
+        """fn(host) for every host in parallel: each host's value, or the exception it raised (GroupResult)."""
         hosts = list(hosts)
-        out: dict[str, T] = {}
+        out: dict[str, HostResult[T]] = {}
         if not hosts:
-            return out
+            return GroupResult(out)
         for h in hosts:
-            self[h]  # create transports in this thread; connections open in the workers
+            self.session(h)  # create transports and sessions in this thread; connections open in the workers
         with ThreadPoolExecutor(max_workers=max(1, min(limit or self.parallel, len(hosts)))) as ex:
             futures = {h: ex.submit(fn, h) for h in hosts}
             for h, fut in futures.items():
                 try:
-                    out[h] = fut.result()
+                    out[h] = HostResult(h, fut.result())
                 except Exception as exc:
-                    out[h] = exc  # type: ignore[assignment]
-        return out
+                    out[h] = HostResult(h, None, exc)
+        return GroupResult(out)
 
-    def adopt(self, host: str, transport: Transport) -> None:
-        """Use ``transport`` (already connecting) for ``host`` from now on."""
-        self._transports[host] = transport
+    def adopt(self, host: str, session: remote.Session) -> None:
+        """Use ``session`` (its transport already connecting, its agent maybe starting) for ``host`` from now on."""
+        with self._made:
+            self._transports[host] = session.transport
+            self._sessions[host] = session
 
     def warm(self, hosts: Iterable[str], python: str) -> None:
         """Start connecting to ``hosts`` and their agents (engine.remote.start) in the background; return at once.
@@ -129,9 +199,12 @@ class Pool:
         from upgrader.engine.limits import in_background
 
         # At most --parallel threads (a queue), not one per host waiting on a semaphore.
-        in_background(lambda t: remote.start(t, python), [self[h] for h in hosts], self.parallel, "connect")
+        in_background(lambda s: remote.start(s, python), [self.session(h) for h in hosts], self.parallel, "connect")
 
     def close(self) -> None:
+        for session in self._sessions.values():
+            session.close()  # the serving agents first: their channels live in the connections
+        self._sessions.clear()
         for t in self._transports.values():
             t.close()
         self._transports.clear()

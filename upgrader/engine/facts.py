@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from upgrader.engine import programs, remote
-from upgrader.engine.endpoints import Pool
+from upgrader.engine.endpoints import GroupResult, Pool
 from upgrader.models.facts import ComponentFacts, Facts, HostFacts
 from upgrader.models.inventory import Inventory
 from upgrader.models.playbook import Playbook
@@ -23,9 +23,9 @@ def gather(pool: Pool, inventory: Inventory, spec: Playbook, hosts: list[str] | 
     out: dict[str, HostFacts] = {}
     raw: dict[str, dict[str, Any]] = {}
     for host in names:
-        res = answers[host]
-        if isinstance(res, Exception) or not res.ok:
-            error = str(res) if isinstance(res, Exception) else res.error
+        res = answers[host].value
+        if res is None or not res.ok:
+            error = str(answers[host].error) if res is None else res.error
             out[host] = HostFacts(reachable=False, error=error)
             raw[host] = {"error": error}
             continue
@@ -45,9 +45,9 @@ def gather(pool: Pool, inventory: Inventory, spec: Playbook, hosts: list[str] | 
 
 
 def probe(pool: Pool, hosts: list[str], component: str, root: str, op: dict[str, Any],
-          python: str = "python3") -> dict[str, remote.AgentResult | Exception]:
+          python: str = "python3") -> GroupResult[remote.AgentResult]:
     def one(host: str) -> remote.AgentResult:
-        return remote.call(pool[host], component=component, root=root, run=None, ops=[op],
+        return remote.call(pool.session(host), component=component, root=root, run=None, ops=[op],
                            timeout=FACTS_TIMEOUT, python=python, idempotent=True)
 
     return pool.each(hosts, one)
@@ -58,7 +58,7 @@ def installed(pool: Pool, hosts: list[str], component: str, python: str = "pytho
     op = {"op": "facts", "service": None, "version_check": None, "journal_lines": 0}
     answers = probe(pool, hosts, component, f"/opt/{component}", op, python)
     return {h: HostFacts(components={component: ComponentFacts(installed=r.ops[0].data.get("installed"))})
-            for h, r in answers.items() if not isinstance(r, Exception) and r.ok}
+            for h, r in answers.succeeded.items() if r.ok}
 
 
 def merge(base: Facts, extra: dict[str, HostFacts]) -> Facts:

@@ -34,6 +34,11 @@ _DAMAGED = ("the journal is damaged (edited, or a disk error); other runs are un
             "move this run's directory aside")
 
 
+def controller() -> str:
+    """This controller process, as host locks record it: hostname:pid (who to ask whether it still runs)."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
 def operator() -> str:
     """Who is acting: UPGRADER_OPERATOR, else the sudo/login user, at this controller."""
     who = os.environ.get("UPGRADER_OPERATOR") or os.environ.get("SUDO_USER") or getpass.getuser()

@@ -39,8 +39,9 @@ def facts_op(spec: Playbook, journal_lines: int = 0) -> dict[str, Any]:
             "journal_lines": journal_lines}
 
 
-def lock_op(mode: str, *, operator: str, plan: str | None, kind: str = "apply", reason: str | None = None,
-            controller: str | None = None) -> dict[str, Any]:
+def lock_op(mode: str, *, operator: str, plan: str | None, controller: str, kind: str = "apply",
+            reason: str | None = None) -> dict[str, Any]:
+    """The host lock operation; the lock records the run, operator, plan and controller (host:pid) that took it."""
     return {"op": "lock", "mode": mode, "operator": operator, "plan": plan, "kind": kind, "reason": reason,
             "controller": controller, "step": f"lock-{mode}"}
 

@@ -6,7 +6,6 @@ import logging
 import threading
 from dataclasses import dataclass, field, replace
 from typing import Any
-from weakref import WeakKeyDictionary
 
 from upgrader import agent
 from upgrader.errors import TransportError
@@ -57,7 +56,48 @@ class AgentResult:
         return ""
 
 
-def call(transport: Transport, *, component: str, root: str, run: str | None, ops: list[dict[str, Any]],
+class Session:
+    """One host's agent session: its transport and the serving agent process on it, if one is running.
+
+    Owned by the run's Pool (``Pool.session``), which closes it; nothing else keeps one.  The first
+    call starts the agent in serving mode; later calls reuse its process.  An early ``start`` (in a
+    background thread) leaves its outcome here for the first call.
+    """
+
+    def __init__(self, transport: Transport) -> None:
+        self.transport = transport
+        self._lock = threading.Lock()
+        self._stream: tuple[str, Stream] | None = None  # (python, the serving agent's stream)
+        self._starting: _Start | None = None  # an early start under way
+        self._failed: _Start | None = None  # an early start that failed, not yet reported
+
+    @property
+    def host(self) -> str:
+        return self.transport.endpoint.name
+
+    def _held(self) -> tuple[str, Stream] | None:
+        with self._lock:
+            return self._stream
+
+    def _keep(self, python: str, stream: Stream) -> bool:
+        """Keep ``stream`` as the serving agent unless one is kept already; True if kept."""
+        with self._lock:
+            if self._stream is not None:
+                return False
+            self._stream = (python, stream)
+            return True
+
+    def forget(self) -> None:
+        """Drop the serving agent (timed out, broken, or at the end): the next call starts a fresh one."""
+        with self._lock:
+            held, self._stream = self._stream, None
+        if held is not None:
+            held[1].close()
+
+    close = forget
+
+
+def call(session: Session, *, component: str, root: str, run: str | None, ops: list[dict[str, Any]],
          timeout: float, python: str = "python3", idempotent: bool = False) -> AgentResult:
     """Run one agent program on the host and return per-operation results.
 
@@ -67,36 +107,37 @@ def call(transport: Transport, *, component: str, root: str, run: str | None, op
     of what a round trip costs.  A stream that timed out or broke is dropped and the next call
     starts a fresh one (see _answering).
     """
+    transport = session.transport
     program = {"component": component, "root": root, "run": run, "ops": ops}
-    _await_start(transport)
-    stream = _answering(transport, python, program)
+    _await_start(session)
+    stream = _answering(session, python, program)
     if stream is not None:
         try:
             result = stream.exchange(agent.pack_program(program), until=agent.END, timeout=timeout)
         except TransportError:
-            _forget(transport)
+            session.forget()
             if not idempotent:
                 raise  # the program may have run: the caller decides what an unknown outcome means
-            return call(transport, component=component, root=root, run=run, ops=ops, timeout=timeout,
+            return call(session, component=component, root=root, run=run, ops=ops, timeout=timeout,
                         python=python, idempotent=False)
     else:
         stream = transport.stream(agent.serving_command(python), sudo=True)
-        with _lock:
-            _streams[transport] = (python, stream)
+        session.forget()
+        session._keep(python, stream)
         result = stream.exchange(agent.serving_input(program), until=agent.END, timeout=timeout)
     end = result.stdout.rsplit(agent.END, 1)
     if len(end) == 2 and end[1].strip().isdigit():
         result = replace(result, exit_code=int(end[1].strip()))
     else:  # no end line: the agent died or timed out; its process (if any) is not reused
-        _forget(transport)
+        session.forget()
         if result.exit_code == 0:
             result = replace(result, exit_code=-1)
     parsed = [OpResult(r.get("op", "?"), r.get("step"), bool(r.get("ok")), r)
               for r in agent.parse_output(result.stdout)]
-    return AgentResult(transport.endpoint.name, result, parsed, expected=len(ops))
+    return AgentResult(session.host, result, parsed, expected=len(ops))
 
 
-def _answering(transport: Transport, python: str, program: dict[str, Any]) -> Stream | None:
+def _answering(session: Session, python: str, program: dict[str, Any]) -> Stream | None:
     """The host's serving agent if it answers an empty program within the channel timeout; None when
     there is none or it has gone (a fresh one is then started; nothing of ``program`` was sent yet).
 
@@ -104,29 +145,28 @@ def _answering(transport: Transport, python: str, program: dict[str, Any]) -> St
     wait in its buffers and run whenever the host thawed, long after the run had given up on it (a
     new SSH exec would not even have been opened).  So a silent agent is an unreachable host.
     """
-    with _lock:
-        held = _streams.get(transport)
+    held = session._held()
+    timeouts = session.transport.timeouts
     if held is None or held[0] != python or not held[1].alive:
-        _forget(transport)
+        session.forget()
         return None
     try:
         pong = held[1].exchange(agent.pack_program(dict(program, ops=[])), until=agent.END,
-                                timeout=transport.timeouts.channel)
+                                timeout=timeouts.channel)
     except TransportError:  # the connection went: a new stream reconnects
-        _forget(transport)
+        session.forget()
         return None
     if pong.timed_out:
-        _forget(transport)
-        raise TransportError(transport.endpoint.name,
-                             f"the agent did not answer within {transport.timeouts.channel:g}s",
+        session.forget()
+        raise TransportError(session.host, f"the agent did not answer within {timeouts.channel:g}s",
                              "the host may be frozen or overloaded; check it with `upgrader status`")
     if not _answered(pong):  # it exited: start another
-        _forget(transport)
+        session.forget()
         return None
     return held[1]
 
 
-def start(transport: Transport, python: str = "python3") -> None:
+def start(session: Session, python: str = "python3") -> None:
     """Connect and start the host's serving agent ahead of its first call (meant for a background thread).
 
     sshd, PAM, sudo and the interpreter's start on the host then overlap the controller's own
@@ -135,34 +175,34 @@ def start(transport: Transport, python: str = "python3") -> None:
     to finish and then uses the agent like any other; if the start failed on the connection, the
     first call raises that failure rather than waiting out the same timeouts again.
     """
+    transport = session.transport
     pending = _Start()
-    with _lock:
-        if transport in _streams or transport in _starting or transport in _failed:
+    with session._lock:
+        if session._stream is not None or session._starting is not None or session._failed is not None:
             return  # running, starting, or failed with an error its first call will report
-        _starting[transport] = pending
+        session._starting = pending
     stream: Stream | None = None
     try:
         stream = transport.stream(agent.serving_command(python), sudo=True)
         answer = stream.exchange(agent.serving_input(_EMPTY), until=agent.END, timeout=transport.timeouts.channel)
         if _answered(answer):
-            with _lock:
-                if transport not in _streams:
-                    _streams[transport], stream = (python, stream), None
+            if session._keep(python, stream):
+                stream = None
         elif answer.timed_out:
-            pending.error = TransportError(transport.endpoint.name,
+            pending.error = TransportError(session.host,
                                            f"the agent did not start within {transport.timeouts.channel:g}s",
                                            "the host may be frozen or overloaded; check it with `upgrader status`")
     except TransportError as exc:
         pending.error = exc
     except Exception:  # an early start is an optimisation: the first call starts the agent as usual
-        log.debug("%s: agent not started early", transport.endpoint.name, exc_info=True)
+        log.debug("%s: agent not started early", session.host, exc_info=True)
     finally:
         if stream is not None:
             stream.close()
-        with _lock:
-            _starting.pop(transport, None)
+        with session._lock:
+            session._starting = None
             if pending.error is not None:
-                _failed[transport] = pending
+                session._failed = pending
         pending.done.set()
 
 
@@ -171,17 +211,18 @@ def _answered(result: Result) -> bool:
     return result.stdout.rstrip().endswith(agent.END + "0")
 
 
-def _await_start(transport: Transport) -> None:
+def _await_start(session: Session) -> None:
     """Wait for an early ``start`` on this host; raise what it met on the connection, once."""
-    with _lock:
-        pending = _starting.get(transport) or _failed.pop(transport, None)
+    with session._lock:
+        pending = session._starting or session._failed
+        session._failed = None
     if pending is None:
         return
-    t = transport.timeouts
+    t = session.transport.timeouts
     # start() is bounded by the transport's own timeouts; this cap only guards against a bug there.
-    pending.done.wait(t.attempts * (t.connect * 2 + t.auth + t.channel) + t.channel + 5)
-    with _lock:
-        _failed.pop(transport, None)
+    pending.done.wait(t.attempts * t.handshake + t.channel + 5)
+    with session._lock:
+        session._failed = None
     if pending.error is not None:
         error, pending.error = pending.error, None
         raise error
@@ -194,14 +235,3 @@ class _Start:
 
 
 _EMPTY: dict[str, Any] = {"component": "", "root": "", "run": None, "ops": []}
-_streams: WeakKeyDictionary[Transport, tuple[str, Stream]] = WeakKeyDictionary()
-_starting: WeakKeyDictionary[Transport, _Start] = WeakKeyDictionary()  # early starts under way
-_failed: WeakKeyDictionary[Transport, _Start] = WeakKeyDictionary()  # early starts that failed, not yet reported
-_lock = threading.Lock()
-
-
-def _forget(transport: Transport) -> None:
-    with _lock:
-        held = _streams.pop(transport, None)
-    if held is not None:
-        held[1].close()

@@ -11,7 +11,7 @@ from typing import Any
 
 from upgrader.engine import programs, remote
 from upgrader.engine.endpoints import Pool
-from upgrader.engine.journal import Journal
+from upgrader.engine.journal import Journal, controller
 from upgrader.errors import ExitCode
 from upgrader.models.playbook import Playbook
 
@@ -31,17 +31,18 @@ class HostOutcome:
 def rollback_hosts(pool: Pool, spec: Playbook, hosts: list[str], journal: Journal, *, operator: str,
                    reason: str, to: str | None, python: str = "python3",
                    limit: int | None = None) -> dict[str, HostOutcome]:
-    lock = programs.lock_op("handover", operator=operator, plan=None, kind="rollback", reason=reason)
+    me = controller()
+    lock = programs.lock_op("handover", operator=operator, plan=None, kind="rollback", reason=reason, controller=me)
     # The agent takes its program lock over from a program in flight (an apply's migrate, say): it waits
     # TAKEOVER_WAIT for that program to end its current operation, then kills it (agent.ProgramLock).
     lock["takeover_wait"] = TAKEOVER_WAIT
-    release = programs.lock_op("release", operator=operator, plan=None, kind="rollback")
+    release = programs.lock_op("release", operator=operator, plan=None, kind="rollback", controller=me)
     ops = [lock, programs.rollback_op(spec, to, "rollback"), release]
     timeout = programs.hop_timeout(spec) + 30 + TAKEOVER_WAIT + 10  # + the kill and the kernel's unlock
 
     def one(host: str) -> remote.AgentResult:
         journal.record("host-begin", host=host, steps=["lock-handover", "rollback", "lock-release"], to=to)
-        res = remote.call(pool[host], component=spec.component, root=spec.install.root, run=journal.run_id,
+        res = remote.call(pool.session(host), component=spec.component, root=spec.install.root, run=journal.run_id,
                           ops=ops, timeout=timeout, python=python)
         journal.record("host-end", host=host, ok=res.ok, ops=[o.data for o in res.ops],
                        stderr=res.result.stderr[-2000:] if not res.ok else "")
@@ -50,10 +51,10 @@ def rollback_hosts(pool: Pool, spec: Playbook, hosts: list[str], journal: Journa
     results = pool.each(hosts, one, limit=limit)
     out: dict[str, HostOutcome] = {}
     for host in hosts:
-        res = results[host]
-        if isinstance(res, Exception):
-            journal.record("host-end", host=host, ok=False, error=str(res))
-            out[host] = HostOutcome(host, False, None, None, f"unreachable: {res}")
+        res = results[host].value
+        if res is None:
+            journal.record("host-end", host=host, ok=False, error=str(results[host].error))
+            out[host] = HostOutcome(host, False, None, None, f"unreachable: {results[host].error}")
             continue
         handed = res.op("lock")
         holder = handed.data.get("previous_holder") if handed and handed.ok else None

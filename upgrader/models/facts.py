@@ -14,7 +14,6 @@ class ComponentFacts(Strict):
     staged: list[VersionStr] = Field(default_factory=list, description="releases present under releases/")
     reported_version: str | None = Field(None, description="what the running service says it is")
     service: str | None = Field(None, description="active, inactive, failed, … (systemd words)")
-    healthy: bool | None = None
     lock: dict[str, Any] | None = None
 
 
@@ -30,7 +29,3 @@ class Facts(Strict):
 
     inventory: Name
     hosts: dict[Name, HostFacts] = Field(default_factory=dict)
-
-    def component(self, host: str, component: str) -> ComponentFacts | None:
-        host_facts = self.hosts.get(host)
-        return host_facts.components.get(component) if host_facts else None

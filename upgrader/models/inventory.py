@@ -50,7 +50,6 @@ class Host(Strict):
     ssh_key: RelOrAbsPath | None = None
     roles: list[Name] = Field(default_factory=list)
     canary: bool = Field(False, description="prefer this host as a canary")
-    vars: dict[Name, str | int | float | bool] = Field(default_factory=dict)
     installed: dict[Name, VersionStr] = Field(
         default_factory=dict, description="installed versions, for offline planning without facts"
     )

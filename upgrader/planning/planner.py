@@ -64,7 +64,7 @@ def _recorded_facts(installed: dict[str, str]) -> HostFacts:
     # Every field given: model_construct resolves missing defaults slowly.
     components = {
         c: ComponentFacts.model_construct(
-            installed=v, staged=[v], reported_version=None, service=None, healthy=None, lock=None
+            installed=v, staged=[v], reported_version=None, service=None, lock=None
         )
         for c, v in installed.items()
     }

@@ -1,4 +1,4 @@
-"""Transport interface: run an argv, put a file, get a file.  Results are values.
+"""Transport interface: keep an argv running as a stream, put a file.  Results are values.
 
 Only ``upgrader.transport.fabric_adapter`` knows about Fabric and Paramiko;
 everything else sees ``Transport`` and ``Result``.  A fake implementation of
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -24,6 +24,12 @@ class Timeouts:
     command: float = 120.0  # default for a command; callers pass their own
     transfer: float = 120.0  # one file upload or download
     attempts: int = 2  # connection attempts for idempotent operations
+
+    @property
+    def handshake(self) -> float:
+        """The most one connection may take to be usable: TCP connect and banner (to the host, and to its
+        jump host first), authentication, and a session channel.  Every budget of a call starts with it."""
+        return self.connect * 2 + self.auth + self.channel
 
     @classmethod
     def for_options(cls, connect: float, command: float | None) -> Timeouts:
@@ -56,7 +62,6 @@ class Result:
     stderr: str = ""
     duration: float = 0.0
     timed_out: bool = False
-    extra: dict[str, object] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -87,26 +92,20 @@ class Stream(Protocol):
 
 
 class Transport(Protocol):
-    """One host's connection; reused for every call within a run."""
+    """One host's connection, reused for every call within a run: what the engine needs of a host, and no more.
+
+    The engine talks to a host's agent over one long-lived stream and uploads artifacts; nothing else.
+    Constructing a transport does no I/O: the first call connects.
+    """
 
     endpoint: Endpoint
     timeouts: Timeouts
 
-    def run(self, argv: Sequence[str], *, sudo: bool = False, timeout: float | None = None,
-            idempotent: bool = False) -> Result:
-        """Run argv (quoted once here); raises TransportError if the host cannot be reached in time."""
+    def stream(self, argv: Sequence[str], *, sudo: bool = False) -> Stream:
+        """Start argv (quoted once here) and keep it running, talking over its stdin and stdout (see Stream);
+        raises TransportError if the host cannot be reached in time."""
         ...
 
     def put(self, local: Path, remote: str, *, timeout: float | None = None) -> None: ...
-
-    def get(self, remote: str, local: Path, *, timeout: float | None = None) -> None: ...
-
-    def stream(self, argv: Sequence[str], *, sudo: bool = False) -> Stream:
-        """Start argv and keep it running, talking over its stdin and stdout (see Stream)."""
-        ...
-
-    def connect(self) -> None:
-        """Open the connection ahead of the first call; a failure is kept and raised by that call."""
-        ...
 
     def close(self) -> None: ...

@@ -417,7 +417,6 @@ class FabricTransport:
         self.gateways = gateways or Gateways(self.timeouts)
         self._conn: Connection | None = None
         self._lock = threading.Lock()  # one channel at a time per host keeps ordering obvious
-        self._connect_error: TransportError | None = None
 
     # -- connection -------------------------------------------------------
     def _open(self) -> Connection:
@@ -426,7 +425,7 @@ class FabricTransport:
         self._drop()
         ep = self.endpoint
         jump = self.gateways.link(ep.jump) if ep.jump is not None else None
-        budget = self.timeouts.connect * 2 + self.timeouts.auth + self.timeouts.channel
+        budget = self.timeouts.handshake
         try:
             if jump is not None:
                 jump.ensure()
@@ -517,27 +516,12 @@ class FabricTransport:
         raise AssertionError("unreachable")  # pragma: no cover
 
     # -- the interface ----------------------------------------------------
-    def connect(self) -> None:
-        budget = self.timeouts.connect * 2 + self.timeouts.auth + self.timeouts.channel
-        with self._lock:
-            try:
-                self._call(lambda conn: None, budget=budget, what="connect", idempotent=True)
-            except TransportError as exc:
-                # Kept for the first real call, which raises it instead of waiting out the same
-                # timeouts again (a frozen host would otherwise cost twice the connect budget).
-                self._connect_error = exc
-
-    def _raise_connect_error(self) -> None:
-        exc, self._connect_error = self._connect_error, None
-        if exc is not None and not (self._conn is not None and self._conn.is_connected):
-            raise exc
-
     def run(self, argv: Sequence[str], *, sudo: bool = False, timeout: float | None = None,
             idempotent: bool = False) -> Result:
         argv = tuple(str(a) for a in argv)
         command = command_line(argv, sudo=sudo, user=self.endpoint.user)
         limit = timeout or self.timeouts.command
-        budget = limit + self.timeouts.connect * 2 + self.timeouts.auth + self.timeouts.channel
+        budget = limit + self.timeouts.handshake
 
         def go(conn: Connection) -> Result:
             started = time.monotonic()
@@ -554,13 +538,12 @@ class FabricTransport:
             return Result(self.endpoint.name, argv, code, res.stdout, res.stderr, time.monotonic() - started)
 
         with self._lock:
-            self._raise_connect_error()
             return self._call(go, budget=budget, what=f"`{argv[0]}`", idempotent=idempotent)
 
     def stream(self, argv: Sequence[str], *, sudo: bool = False) -> FabricStream:
         argv = tuple(str(a) for a in argv)
         command = command_line(argv, sudo=sudo, user=self.endpoint.user)
-        budget = self.timeouts.connect * 2 + self.timeouts.auth + self.timeouts.channel
+        budget = self.timeouts.handshake
 
         def go(conn: Connection) -> paramiko.Channel:
             transport = conn.client.get_transport()
@@ -571,30 +554,18 @@ class FabricTransport:
             return channel
 
         with self._lock:
-            self._raise_connect_error()
             # Starting it only sends the exec request: safe to retry on a connection-level failure.
             channel = self._call(go, budget=budget, what=f"`{argv[0]}`", idempotent=True)
         return FabricStream(self.endpoint.name, self._lock, argv, channel)
 
     def put(self, local: Path, remote: str, *, timeout: float | None = None) -> None:
-        budget = (timeout or self.timeouts.transfer) + self.timeouts.connect * 2 + self.timeouts.auth
+        budget = (timeout or self.timeouts.transfer) + self.timeouts.handshake
 
         def go(conn: Connection) -> None:
             conn.put(str(local), remote)
 
         with self._lock:
-            self._raise_connect_error()
             self._call(go, budget=budget, what=f"upload of {local.name}", idempotent=True)
-
-    def get(self, remote: str, local: Path, *, timeout: float | None = None) -> None:
-        budget = (timeout or self.timeouts.transfer) + self.timeouts.connect * 2 + self.timeouts.auth
-
-        def go(conn: Connection) -> None:
-            conn.get(remote, str(local))
-
-        with self._lock:
-            self._raise_connect_error()
-            self._call(go, budget=budget, what=f"download of {remote}", idempotent=True)
 
 
 class FabricStream:
