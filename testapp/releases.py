@@ -57,6 +57,7 @@ RELEASES: tuple[Release, ...] = (
     Release("ordergw", "5.0.0"),
     Release("ordergw", "5.1.0"),
     Release("ordergw", "5.2.0", config_schema=2, migration=ORDERGW_V2),
+    Release("ordergw", "5.1.0_b7"),  # a vendor build number: PEP 440 would read it as the pre-release 5.1.0b7
     Release("riskgw", "2.4.0"),
     Release("riskgw", "2.5.0", config_schema=2, migration=RISKGW_V2),
     _broken("healthfail", {"health_fail": True}),

@@ -39,7 +39,7 @@ CASES = {
     "hostile key is escaped": ("playbook", "vendor: Acme", '"evil\\nkey\\u202e": 1\nvendor: Acme', [
         "playbook.yml:3:1: unknown key 'evil\\nkey\\u202e' in the top level — allowed keys: artifact, canary, "
         "checks, component, description, install, migrate, prechecks, requires, rollback, rollout, service, "
-        "upgrade_from, vendor, version, via, windows"]),
+        "upgrade_from, vendor, version, version_scheme, via, windows"]),
     "string for a list": ("playbook", "config_files: [/etc/ordergw/ordergw.conf]",
                           "config_files: /etc/ordergw/ordergw.conf", [
         "playbook.yml:17:17: install.config_files: expected a list, got '/etc/ordergw/ordergw.conf'"]),
@@ -52,7 +52,7 @@ CASES = {
         "percentage of the datacenter"]),
     "shell in a version": ("playbook", 'version: "5.2.0"', 'version: "1.0; rm -rf /"', [
         "playbook.yml:4:10: version: invalid version '1.0; rm -rf /' — use a PEP 440 version such as 5.2.0 or "
-        "5.2.0rc1"]),
+        "5.2.0rc1, or a vendor version such as 5.2.0_b123 (with version_scheme: vendor)"]),
     "unquoted float version": ("playbook", 'version: "5.2.0"', "version: 3.10", [
         "playbook.yml:4:10: version: version 3.10 was read as a number — quote it, e.g. '3.10'"]),
     "invalid specifier": ("playbook", 'upgrade_from: ">=5.1,<5.2"', 'upgrade_from: "=>5.1"', [

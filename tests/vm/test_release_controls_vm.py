@@ -80,7 +80,8 @@ def grouped_inventory(vm_inventory: Path) -> Iterator[Callable[[dict[str, Any]],
 def down_windows(vm_host, host: str, since: float) -> list[tuple[int, int]]:  # type: ignore[no-untyped-def]
     """When ordergw was down on the host since ``since``, in µs of its (shared) clock, from its own journal:
     from each "stopping on SIGTERM" to the next "ready" (the app's own log lines, through journald)."""
-    out = vm_host(host).check_output("sudo journalctl -u ordergw.service -o json --no-pager --since @%s", str(int(since)))
+    out = vm_host(host).check_output("sudo journalctl -u ordergw.service -o json --no-pager --since @%s",
+                                     str(int(since)))
     windows: list[tuple[int, int]] = []
     began: int | None = None
     for line in out.splitlines():
@@ -130,3 +131,35 @@ def test_a_redundancy_pair_is_never_down_together_upgrades_and_rollbacks_include
     record_property("observed", f"exit 3; plan shows the group: {'ordergw-ny5' in shown.output}; phases {phases}; "
                                 f"ny5-2 went down {gaps} ms after ny5-1 was ready again (upgrade, rollback); "
                                 f"ch2-1/ch2-2 down windows overlapped {sum(ch2)} time(s)")
+
+
+def test_a_vendor_build_version_read_with_patterns_from_a_body_and_a_command(
+        upgrader, tmp_path, vm_host, vm_hosts, record_property):  # type: ignore[no-untyped-def]
+    record_property("scenario", "ordergw 5.1.0_b7 (a vendor build number) with version_scheme: vendor; version "
+                                "checks extract it with a pattern from GET /version and from a command's output")
+    record_property("expected", "releases/5.1.0_b7 on every host, named and compared as written (not PEP 440's "
+                                "5.1.0b7); both pattern checks pass; exit 0")
+    version_checks = [
+        {"name": "reports-version", "version": {"url": "http://127.0.0.1:9102/version", "pattern": r"^(\S+)$"},
+         "retries": 2, "interval": "250ms"},
+        {"name": "release-file", "version": {"argv": ["/bin/cat", "{release}/release.json"],
+                                             "pattern": r'"version": "([^"]+)"'}, "retries": 2, "interval": "250ms"},
+    ]
+    health = {"name": "health", "http": {"url": "http://127.0.0.1:9102/health", "status": 200,
+                                         "body": '"status": "ok"'}, "timeout": "1s", "retries": 12, "interval": "250ms"}
+    pb = write(tmp_path / "pb.yml", playbook(
+        "ordergw", "5.1.0_b7", upgrade_from="<5.1.0_b7", version_scheme="vendor", canary={"hosts": 0},
+        rollout={"batch": 2, "max_in_flight_per_datacenter": 2}, checks=[health, *version_checks]))
+    run = upgrader.apply(pb)
+    assert run.code == 0, run.output
+    assert versions(vm_host, vm_hosts) == {h: "5.1.0_b7" for h in vm_hosts}
+    ends = [e for e in upgrader.journal() if e["event"] == "host-end"]
+    verify = [o for e in ends for o in e["ops"] if o["op"] == "verify"]
+    passed = {c["check"] for o in verify for c in o.get("checks") or [] if c["ok"]}
+    assert {"reports-version", "release-file"} <= passed, verify
+    facts = upgrader("facts", str(pb), "-i", str(upgrader.inventory), "--format", "json")
+    assert facts.code == 0, facts.output
+    reported = {h: f["components"]["ordergw"]["reported_version"] for h, f in json.loads(facts.stdout)["hosts"].items()}
+    assert reported == {h: "5.1.0_b7" for h in vm_hosts}  # facts read it with the first version check's pattern
+    record_property("observed", f"exit 0; hosts {versions(vm_host, vm_hosts)}; checks passed {sorted(passed)}; "
+                                f"facts report {sorted(set(reported.values()))}")

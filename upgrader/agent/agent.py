@@ -378,14 +378,29 @@ def https_get(url, timeout):
 
 
 def reported_version(check, timeout):
+    """The version the component reports: with a ``pattern``, what it finds in the output or body (its
+    first group, else the whole match; None if it finds nothing), else the JSON field or the stripped text."""
     if check.get("url"):
-        _status, body = http_get(check["url"], timeout)
+        _status, text = http_get(check["url"], timeout)
+    else:
+        text = run(check["argv"], timeout).stdout
+    if check.get("pattern"):
+        return extract_version(check["pattern"], text)
+    if check.get("url"):
         try:
-            return str(json.loads(body)[check.get("field", "version")])
+            return str(json.loads(text)[check.get("field", "version")])
         except (ValueError, KeyError, TypeError):
-            return body.strip()
-    proc = run(check["argv"], timeout)
-    return proc.stdout.strip()
+            return text.strip()
+    return text.strip()
+
+
+def extract_version(pattern, text):
+    match = re.search(pattern, text, re.MULTILINE)
+    if match is None:
+        return None
+    if match.re.groups and match.group(1) is not None:
+        return match.group(1)
+    return match.group(0)
 
 
 def check_once(check, ctx):
@@ -421,6 +436,8 @@ def check_once(check, ctx):
         elif kind == "version":
             expected = ctx.get("expect_version")
             got = reported_version(spec, timeout)
+            if got is None:  # compared as reported: never a normalised form of either side
+                return "no version found: pattern %r does not match the output" % spec["pattern"]
             if expected is not None and got != expected:
                 return "reports version %r, expected %r" % (got, expected)
     except (OSError, ValueError) as exc:

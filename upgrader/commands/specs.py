@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from packaging.version import Version
-
+from upgrader import versions
 from upgrader.errors import InputError, RefusedError
 from upgrader.loading.inputs import Loaded, load_playbook
 from upgrader.models.playbook import Playbook
@@ -24,4 +23,4 @@ def find_playbook(component: str, directory: Path) -> Loaded[Playbook]:
     if not found:
         raise RefusedError(f"no playbook for component '{component}' in {directory}",
                            "name one with --playbook FILE (it supplies the layout, service and checks)")
-    return max(found, key=lambda p: Version(p.model.version))
+    return max(found, key=lambda p: versions.parse(p.model.version, p.model.version_scheme).key())

@@ -73,10 +73,8 @@ def merge(base: Facts, extra: dict[str, HostFacts]) -> Facts:
 
 
 def _is_version(text: str) -> bool:
-    from packaging.version import InvalidVersion, Version
+    """A release directory whose name is a version of some scheme (the facts keep it as it is named)."""
+    from upgrader.models.types import MAX_VERSION_LENGTH
+    from upgrader.versions import valid_in_some_scheme
 
-    try:
-        Version(text)
-    except InvalidVersion:
-        return False
-    return True
+    return len(text) <= MAX_VERSION_LENGTH and valid_in_some_scheme(text)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, ValidationInfo, field_validator, model_validator
 
+from upgrader import versions
 from upgrader.models.types import (
     AbsPath,
     Argv,
@@ -23,6 +24,7 @@ from upgrader.models.types import (
     SystemdUnit,
     VersionStr,
 )
+from upgrader.versions import Scheme
 
 # Placeholders usable inside commands; substituted per argument, never by a shell.
 PLACEHOLDERS = ("release", "previous", "version", "from_version", "root", "component")
@@ -159,6 +161,9 @@ class VersionCheck(Strict):
     url: str | None = Field(None, pattern=r"^https?://[^\s]+$")
     field: str = Field("version", description="JSON field holding the version, when the body is JSON")
     argv: CurrentCommand | None = None
+    pattern: Pattern | None = Field(
+        None, description="regular expression that finds the version in the command's output or the HTTP body "
+        "(the JSON field is not read then): its first group, or the whole match, e.g. '^v?(\\S+) '")
 
     @model_validator(mode="after")
     def _one_source(self) -> VersionCheck:
@@ -290,6 +295,10 @@ class Windows(Strict):
 class Playbook(Strict):
     component: Name
     vendor: SafeText
+    version_scheme: Scheme = Field(
+        "pep440", description="how versions are read and ordered: pep440, or vendor (7.17.2-b123, 5.2.0_b123, "
+        "5.2.0-hotfix1: numeric release parts, then a build/hotfix suffix that sorts after the plain release); "
+        "versions are always compared as written")
     version: VersionStr
     description: SafeText = ""
     artifact: Artifact
@@ -307,3 +316,35 @@ class Playbook(Strict):
     rollout: Rollout = Field(default_factory=Rollout)
     rollback: Rollback = Field(default_factory=Rollback)
     windows: Windows = Field(default_factory=Windows)
+
+    # The scheme comes first in the model, so these see it (``info.data``) and report at the field's own line.
+    @field_validator("version")
+    @classmethod
+    def _version_in_scheme(cls, value: str, info: ValidationInfo) -> str:
+        versions.parse(value, info.data.get("version_scheme", "pep440"))
+        return value
+
+    @field_validator("upgrade_from")
+    @classmethod
+    def _spec_in_scheme(cls, value: str, info: ValidationInfo) -> str:
+        versions.spec(value, info.data.get("version_scheme", "pep440"))
+        return value
+
+    @field_validator("requires")
+    @classmethod
+    def _requires_in_scheme(cls, value: dict[str, str], info: ValidationInfo) -> dict[str, str]:
+        for spec in value.values():
+            versions.spec(spec, info.data.get("version_scheme", "pep440"))
+        return value
+
+    @field_validator("via")
+    @classmethod
+    def _hops_in_scheme(cls, value: list[Hop], info: ValidationInfo) -> list[Hop]:
+        scheme = info.data.get("version_scheme", "pep440")
+        for i, hop in enumerate(value):
+            try:
+                versions.parse(hop.version, scheme)
+                versions.spec(hop.upgrade_from, scheme)
+            except ValueError as exc:
+                raise ValueError(f"hop {i + 1}: {exc}") from None
+        return value

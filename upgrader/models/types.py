@@ -13,9 +13,9 @@ import math
 import re
 from typing import Annotated, Any, TypeVar
 
-from packaging.specifiers import InvalidSpecifier, SpecifierSet
-from packaging.version import InvalidVersion, Version
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
+
+from upgrader import versions
 
 NAME_RE = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
@@ -65,6 +65,8 @@ _DIRECTORY_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9.+!_-]*")
 
 
 def _version(value: Any) -> str:
+    """A version as written: kept literally (equality is on the literal; versions.py), checked to be a
+    version of some scheme (the playbook checks its own) and a name a release directory can have."""
     if isinstance(value, bool) or not isinstance(value, str | int):
         if isinstance(value, float):
             raise ValueError(f"version {value!r} was read as a number — quote it, e.g. '{value}'")
@@ -72,30 +74,25 @@ def _version(value: Any) -> str:
     text = str(value)
     if len(text) > MAX_VERSION_LENGTH:
         raise ValueError(f"version {text[:20]!r}… is longer than {MAX_VERSION_LENGTH} characters — it names a "
-                         "directory on every host; use a short PEP 440 version such as 5.2.0")
-    try:
-        normal = str(Version(text))
-    except InvalidVersion:
+                         "directory on every host; use a short version such as 5.2.0")
+    if not _DIRECTORY_NAME_RE.fullmatch(text) or not versions.valid_in_some_scheme(text):
         raise ValueError(
-            f"invalid version {text!r} — use a PEP 440 version such as 5.2.0 or 5.2.0rc1"
-        ) from None
-    if not _DIRECTORY_NAME_RE.fullmatch(normal) or len(normal) > MAX_VERSION_LENGTH:  # pragma: no cover - PEP 440
-        raise ValueError(f"version {text!r} cannot be a directory name — use a version such as 5.2.0")
-    return normal
+            f"invalid version {text!r} — use a PEP 440 version such as 5.2.0 or 5.2.0rc1, or a vendor version "
+            "such as 5.2.0_b123 (with version_scheme: vendor)"
+        )
+    return text
 
 
 def _specifier(value: Any) -> str:
+    """A specifier set as written (its versions are literals too); the playbook checks it under its scheme."""
     if isinstance(value, float):
         raise ValueError(f"specifier {value!r} was read as a number — quote it, e.g. '>={value}'")
     if not isinstance(value, str):
         raise ValueError(f"specifier must be a string such as '>=4.2,<4.4', got {type(value).__name__}")
-    try:
-        spec = SpecifierSet(value)
-    except InvalidSpecifier:
-        raise ValueError(f"invalid version specifier {value!r} — use a form such as '>=4.2,<4.4'") from None
-    if not str(spec):
-        raise ValueError("empty version specifier — use a form such as '>=4.2,<4.4'")
-    return str(spec)
+    text = ",".join(part.strip() for part in value.split(","))
+    if not text or not versions.valid_spec_in_some_scheme(text):
+        raise ValueError(f"invalid version specifier {value!r} — use a form such as '>=4.2,<4.4'")
+    return text
 
 
 # No wait, timeout, bake or margin upgrader takes is longer than a day; a larger figure is a typo
@@ -227,8 +224,10 @@ Name = Annotated[
     Field(pattern=NAME_RE, description="lower-case name: letters, digits, '.', '_', '-'"),
     WithJsonSchema({"type": "string", "pattern": NAME_RE}),  # pydantic drops the pattern behind a BeforeValidator
 ]
-VersionStr = Annotated[str, BeforeValidator(_version), Field(description="PEP 440 version, quoted")]
-SpecifierStr = Annotated[str, BeforeValidator(_specifier), Field(description="PEP 440 specifier set")]
+VersionStr = Annotated[str, BeforeValidator(_version),
+                       Field(description="version, quoted, kept as written (PEP 440, or vendor: see version_scheme)")]
+SpecifierStr = Annotated[str, BeforeValidator(_specifier),
+                         Field(description="version specifier set such as '>=4.2,<4.4' (under the version_scheme)")]
 # The schemas describe what a person may write (the input), not the value after conversion.
 Duration = Annotated[
     float,
@@ -256,16 +255,6 @@ SystemdUnit = Annotated[
     Field(pattern=SYSTEMD_UNIT_RE, description="a systemd service name such as ordergw.service"),
     WithJsonSchema({"type": "string", "pattern": SYSTEMD_UNIT_RE}),
 ]
-
-
-@functools.lru_cache(maxsize=4096)
-def parse_version(text: str) -> Version:
-    """Parse a version already validated by ``VersionStr``; cached because plans compare thousands of them."""
-    return Version(text)
-
-
-def parse_specifier(text: str) -> SpecifierSet:
-    return SpecifierSet(text)
 
 
 def _rel_or_abs_path(value: Any) -> Any:

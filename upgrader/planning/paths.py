@@ -10,17 +10,17 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
-from packaging.specifiers import SpecifierSet
-from packaging.version import Version
+from upgrader.versions import SchemeVersion as Version
+from upgrader.versions import Spec
 
 
 @dataclass(frozen=True)
 class Release:
     version: Version
-    upgrade_from: SpecifierSet
+    upgrade_from: Spec
 
     def accepts(self, installed: Version) -> bool:
-        return self.upgrade_from.contains(installed, prereleases=True)
+        return self.upgrade_from.contains(installed)
 
 
 @dataclass(frozen=True)

@@ -7,9 +7,7 @@ import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from packaging.specifiers import SpecifierSet
-from packaging.version import InvalidVersion, Version
-
+from upgrader import versions
 from upgrader.models.facts import ComponentFacts, Facts, HostFacts
 from upgrader.models.inventory import Datacenter, Host, Inventory
 from upgrader.models.plan import (
@@ -27,10 +25,11 @@ from upgrader.models.plan import (
     fingerprint,
 )
 from upgrader.models.playbook import Canary, Playbook
-from upgrader.models.types import parse_version, trusted
+from upgrader.models.types import trusted
 from upgrader.planning import groups
 from upgrader.planning.sources import artifact_for, graph_of
 from upgrader.planning.steps import for_host, step_templates
+from upgrader.versions import SchemeVersion as Version
 
 
 @dataclass(frozen=True)
@@ -39,7 +38,7 @@ class _Candidate:
     dc: str
     host: Host
     installed: Version
-    path: list[Version]
+    path: list[Version]  # versions.SchemeVersion: literal equality, the playbook's scheme's order
 
 
 def facts_from_inventory(inventory: Inventory) -> Facts:
@@ -94,15 +93,17 @@ def make_plan(
     # Every object below is built from validated models, so it is constructed without re-validation
     # (``trusted``, ``model_construct``): for 10,000 hosts, validating ~40,000 objects again would cost
     # about half as much as the planning itself.
-    target = parse_version(playbook.version)
+    scheme = playbook.version_scheme
+    target = versions.parse(playbook.version, scheme)
     graph = graph_of(playbook)
     path_from = functools.cache(graph.path_from)
-    requires = {comp: SpecifierSet(spec) for comp, spec in sorted(playbook.requires.items())}
+    requires = {comp: versions.spec(spec, scheme) for comp, spec in sorted(playbook.requires.items())}
     problems: list[PlanProblem] = []
     skipped: list[Skip] = []
     assumed: dict[str, AssumedFacts] = {}
     candidates: dict[str, list[_Candidate]] = {}
-    assumed_facts = functools.cache(_assumed_facts)  # hosts with the same versions share one (frozen) model
+    # hosts with the same versions share one (frozen) model
+    assumed_facts = functools.cache(functools.partial(_assumed_facts, scheme))
 
     selected = frozenset(limit.hosts) if limit is not None else None
     for dc_name, name, host in iter_hosts(inventory):
@@ -126,8 +127,13 @@ def make_plan(
             problems.append(_problem(name, f"no installed version of {playbook.component} known for {name}",
                                      "gather facts (`upgrader facts`) or set 'installed' in the inventory"))
             continue
-        installed = parse_version(comp.installed)
-        if installed == target:
+        try:
+            installed = versions.parse(comp.installed, scheme)
+        except ValueError as exc:  # the host's literal is not a version of the playbook's scheme
+            message, _, hint = str(exc).partition(" — ")
+            problems.append(_problem(name, f"{name}: installed {playbook.component} {message}", hint))
+            continue
+        if installed == target:  # the literals as written and as reported: never a normalised form
             skipped.append(_skip(name, dc_name, f"already on {target}"))
             continue
         if installed > target:
@@ -154,7 +160,7 @@ def make_plan(
     templates = functools.cache(functools.partial(step_templates, playbook))
     host_plans = [_host_plan(by_name[h], ph.index, h in canaries, templates)
                   for ph in phases for h in ph.hosts]
-    versions = sorted({v for hp in host_plans for v in hp.path}, key=parse_version)
+    releases = sorted({v for hp in host_plans for v in hp.path}, key=lambda v: versions.parse(v, scheme))
     plan = Plan.model_construct(
         component=playbook.component,
         vendor=playbook.vendor,
@@ -162,7 +168,7 @@ def make_plan(
         playbook=playbook_ref,
         inventory=inventory_ref,
         spec=playbook,
-        artifacts=[_artifact_ref(playbook, v) for v in versions],
+        artifacts=[_artifact_ref(playbook, v) for v in releases],
         facts_fingerprint=_facts_fingerprint(assumed),
         facts_assumed=dict(sorted(assumed.items())),
         phases=phases,
@@ -204,13 +210,13 @@ def _facts_fingerprint(assumed: dict[str, AssumedFacts]) -> str:
     return fingerprint(data)
 
 
-def _assumed_facts(installed: str | None, staged: tuple[str, ...], requires: tuple[tuple[str, str | None], ...],
-                   unreachable: str | None) -> AssumedFacts:
-    return trusted(AssumedFacts, installed=installed, staged=sorted(staged, key=parse_version),
+def _assumed_facts(scheme: versions.Scheme, installed: str | None, staged: tuple[str, ...],
+                   requires: tuple[tuple[str, str | None], ...], unreachable: str | None) -> AssumedFacts:
+    return trusted(AssumedFacts, installed=installed, staged=sorted(staged, key=lambda v: versions.sort_key(v, scheme)),
                    requires=dict(requires), unreachable=unreachable)
 
 
-def _required_versions(requires: dict[str, SpecifierSet], facts: HostFacts | None
+def _required_versions(requires: dict[str, versions.Spec], facts: HostFacts | None
                        ) -> tuple[tuple[str, str | None], ...]:
     """The installed version of each required component, as ``_unmet_requires`` reads it."""
     if not requires:
@@ -250,14 +256,14 @@ def _by_name(candidates: dict[str, list[_Candidate]]) -> dict[str, _Candidate]:
     return {c.name: c for group in candidates.values() for c in group}
 
 
-def _unmet_requires(requires: dict[str, SpecifierSet], facts: HostFacts | None, host: str) -> list[str]:
+def _unmet_requires(requires: dict[str, versions.Spec], facts: HostFacts | None, host: str) -> list[str]:
     unmet = []
     for comp, spec in requires.items():
         other = facts.components.get(comp) if facts else None
         have = other.installed if other else None
         try:
-            ok = have is not None and spec.contains(parse_version(have), prereleases=True)
-        except InvalidVersion:
+            ok = have is not None and spec.contains(versions.parse(have, spec.scheme))
+        except ValueError:
             ok = False
         if not ok:
             unmet.append(f"{host}: needs {comp} {spec}, has {have or 'none'}")

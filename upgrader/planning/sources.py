@@ -2,26 +2,26 @@
 
 from __future__ import annotations
 
-from packaging.specifiers import SpecifierSet
-from packaging.version import Version
-
+from upgrader import versions
 from upgrader.models.playbook import Artifact, Migration, Playbook
 from upgrader.planning.paths import PathGraph, Release
 
 
 def graph_of(playbook: Playbook) -> PathGraph:
-    target = Release(Version(playbook.version), SpecifierSet(playbook.upgrade_from))
-    hops = [Release(Version(h.version), SpecifierSet(h.upgrade_from)) for h in playbook.via]
+    scheme = playbook.version_scheme
+    target = Release(versions.parse(playbook.version, scheme), versions.spec(playbook.upgrade_from, scheme))
+    hops = [Release(versions.parse(h.version, scheme), versions.spec(h.upgrade_from, scheme)) for h in playbook.via]
     return PathGraph(target, hops)
 
 
+# Releases are named by their literal versions (versions.py): equal only if written the same.
 def artifact_for(playbook: Playbook, version: str) -> Artifact:
-    if Version(version) == Version(playbook.version):
+    if version == playbook.version:
         return playbook.artifact
-    return next(h.artifact for h in playbook.via if Version(h.version) == Version(version))
+    return next(h.artifact for h in playbook.via if h.version == version)
 
 
 def migration_for(playbook: Playbook, version: str) -> Migration | None:
-    if Version(version) == Version(playbook.version):
+    if version == playbook.version:
         return playbook.migrate
-    return next(h.migrate for h in playbook.via if Version(h.version) == Version(version))
+    return next(h.migrate for h in playbook.via if h.version == version)
