@@ -10,10 +10,11 @@ import datetime as dt
 import re
 import shlex
 from dataclasses import dataclass
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from upgrader.errors import UpgraderError
 from upgrader.loading import limits
+from upgrader.windows import localtime
 
 DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 UNIT_NAME_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,200}$")
@@ -85,11 +86,13 @@ def parse_on(text: str) -> On:
         raise UpgraderError(f"--on {text!r} is not 'YYYY-MM-DD HH:MM ZONE'",
                             "e.g. --on '2026-12-05 02:00 America/New_York'")
     day, hour, minute, zone_name = match.groups()
+    zone = localtime.zone(zone_name)
+    if zone is None:
+        raise UpgraderError(f"unknown timezone {zone_name!r} in --on", localtime.ZONE_HINT)
     try:
-        zone = ZoneInfo(zone_name)
         date = dt.date.fromisoformat(day)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise UpgraderError(f"--on {text!r}: {exc}", "a real date and an IANA zone such as America/New_York") from None
+    except ValueError as exc:
+        raise UpgraderError(f"--on {text!r}: {exc}", "a real date, e.g. 2026-12-05") from None
     if not limits.reasonable_year(date.year):  # the timer's next elapse near year 9999 overflows
         raise UpgraderError(f"--on {text!r} is outside the years {limits.YEARS[0]}-{limits.YEARS[1]}",
                             "pick a date to come")
@@ -113,10 +116,8 @@ def parse_at(text: str) -> At:
     if not match:
         raise UpgraderError(f"--at {text!r} is not 'DAY HH:MM ZONE'", "e.g. --at 'Sat 02:00 America/New_York'")
     day, hour, minute, zone = match.groups()
-    try:
-        ZoneInfo(zone)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise UpgraderError(f"unknown timezone {zone!r} in --at", "use an IANA name such as America/New_York") from None
+    if localtime.zone(zone) is None:
+        raise UpgraderError(f"unknown timezone {zone!r} in --at", localtime.ZONE_HINT)
     return At(DAYS.index(day), dt.time(int(hour), int(minute)), zone)
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from fleets import inventory, plan, playbook
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -229,3 +230,39 @@ def test_validation_names_an_unknown_group_member(in_tmp: Path, capsys: pytest.C
     err = capsys.readouterr().err
     assert err == ("error: inventory.yml:11:17: group pair names host a3, which the inventory does not define — "
                    "use a host name from 'datacenters'\n")
+
+
+def test_the_real_agent_on_fake_hosts_keeps_a_pair_apart_in_a_parallel_rollback(tmp_path: Path) -> None:
+    """The real agent per host (tests/fakes): each unit's stand-in systemctl logs when it stops and when it is
+    up with a good release; ny-2/ny-3 (a pair) are never down together, ny-1 (alone) rolls back alongside."""
+    from fakes.scenario import START, UNIT, Scenario
+
+    s = Scenario.build(tmp_path, {"ny": ["ny-1", "ny-2", "ny-3"]}, bad={"ny-3"}, on_failure="run", batch=3,
+                       max_in_flight_per_datacenter=3)
+    try:
+        inv = yaml.safe_load((tmp_path / "inventory.yml").read_text())
+        inv["groups"] = {"pair": {"hosts": ["ny-2", "ny-3"], "max_unavailable": 1}}
+        (tmp_path / "inventory.yml").write_text(yaml.safe_dump(inv, sort_keys=False))
+        s.plan = Scenario.plan_for(tmp_path)
+        assert [ph.hosts for ph in s.plan.phases] == [["ny-1"], ["ny-2"], ["ny-3"]]
+        log = tmp_path / "units.log"
+        for name, host in s.hosts.hosts.items():
+            up = f'echo "up $(cat "$TREE/opt/app/current/health") {name} $(date +%s%N)" >> {log}'
+            host.unit(UNIT, start=f"if {START}; then {up}; else exit 1; fi",
+                      stop=f'echo "down - {name} $(date +%s%N)" >> {log}')
+        outcome, entries = s.apply()
+        assert outcome.status == "failed-rolled-back"
+        assert {e["host"] for e in entries if e["event"] == "rollback-end" and e["ok"]} == {"ny-1", "ny-2", "ny-3"}
+        windows: dict[str, list[tuple[int, int]]] = {}
+        began: dict[str, int] = {}
+        for kind, health, name, at in (line.split() for line in log.read_text().splitlines()):
+            if kind == "down":
+                began.setdefault(name, int(at))
+            elif health == "ok" and name in began:  # up on a release whose checks pass
+                windows.setdefault(name, []).append((began.pop(name), int(at)))
+        assert not began and [len(windows[h]) for h in ("ny-1", "ny-2", "ny-3")] == [2, 2, 1]
+        for a in windows["ny-2"]:
+            for b in windows["ny-3"]:
+                assert a[1] < b[0] or b[1] < a[0], windows
+    finally:
+        s.close()

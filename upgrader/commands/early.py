@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from upgrader import __version__
 from upgrader.loading import limits
-from upgrader.transport.base import Endpoint, Timeouts
+from upgrader.transport.base import DEFAULTS, PYTHON, Endpoint, Timeouts
 
 if TYPE_CHECKING:
     from upgrader.engine.endpoints import Pool
@@ -188,10 +188,10 @@ def _parser() -> argparse.ArgumentParser:
     for cmd in (rollback, apply):
         cmd.add_argument("-i", "--inventory", required=True)
         cmd.add_argument("--yes", action="store_true")
-        cmd.add_argument("--connect-timeout", type=float, default=5.0)
+        cmd.add_argument("--connect-timeout", type=float, default=DEFAULTS.connect)  # as live's, which a test holds
         cmd.add_argument("--command-timeout", type=float, default=None)
         cmd.add_argument("--parallel", type=_parallel)
-        cmd.add_argument("--python", default="python3")
+        cmd.add_argument("--python", default=PYTHON)
         cmd.add_argument("--log-format", choices=["auto", "plain", "json", "rich"])
         cmd.add_argument("--metrics-dir", type=Path)
         cmd.add_argument("-v", "--verbose", action="count", default=0)  # upgrader.cli.logs: every command's

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from upgrader.commands import early
 from upgrader.commands.inputs import Inputs
+from upgrader.commands.specs import install_root
 from upgrader.engine import facts as host_facts
 from upgrader.engine import limits
 from upgrader.engine.endpoints import Pool, endpoints
@@ -22,17 +23,18 @@ from upgrader.models.inventory import Inventory
 from upgrader.models.plan import Limit as PlanLimit
 from upgrader.models.plan import Plan
 from upgrader.planning.planner import iter_hosts, make_plan, runs_component
-from upgrader.transport.base import Timeouts
+from upgrader.transport.base import DEFAULTS, PYTHON, Timeouts
 
 
 def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("connections")
-    g.add_argument("--connect-timeout", type=float, default=5.0, help="seconds for TCP connect and SSH banner")
+    g.add_argument("--connect-timeout", type=float, default=DEFAULTS.connect,
+                   help="seconds for TCP connect and SSH banner")
     g.add_argument("--command-timeout", type=float, default=None, help="cap for one remote command")
     g.add_argument("--parallel", type=parallel, default=limits.PARALLEL, metavar="N",
                    help=f"hosts worked on at once (default {limits.PARALLEL}); open files still grow with the hosts "
                    "contacted, one connection each (see upgrader/engine/limits.py)")
-    g.add_argument("--python", default="python3", help="python3 on the hosts (runs the upgrader agent)")
+    g.add_argument("--python", default=PYTHON, help="python3 on the hosts (runs the upgrader agent)")
 
 
 def parallel(text: str) -> int:
@@ -82,8 +84,10 @@ def live_facts(inputs: Inputs, pool: Pool, python: str, hosts: Collection[str] |
         n for _, n, h in iter_hosts(inv) if n in hosts and runs_component(inv, h, spec.component)]
     facts, _ = host_facts.gather(pool, inv, spec, hosts=names, python=python)
     reachable = [h for h, f in facts.hosts.items() if f.reachable]
+    beside = Path(inputs.playbook.path).parent  # the required components' playbooks stand next to this one
     for other in sorted(spec.requires):
-        facts = host_facts.merge(facts, host_facts.installed(pool, reachable, other, python))
+        root = install_root(other, beside)
+        facts = host_facts.merge(facts, host_facts.installed(pool, reachable, other, root, python))
     return facts
 
 

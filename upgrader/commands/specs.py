@@ -10,6 +10,15 @@ from upgrader.loading.inputs import Loaded, load_playbook
 from upgrader.models.playbook import Playbook
 
 
+def install_root(component: str, directory: Path) -> str:
+    """Where ``component`` is installed: its own playbook's install.root (the newest in ``directory``), else
+    the standard layout /opt/<component> when it has no playbook there."""
+    try:
+        return find_playbook(component, directory).model.install.root
+    except RefusedError:
+        return f"/opt/{component}"
+
+
 def find_playbook(component: str, directory: Path) -> Loaded[Playbook]:
     """The newest valid playbook for ``component`` in ``directory``."""
     found: list[Loaded[Playbook]] = []

@@ -53,10 +53,11 @@ def probe(pool: Pool, hosts: list[str], component: str, root: str, op: dict[str,
     return pool.each(hosts, one)
 
 
-def installed(pool: Pool, hosts: list[str], component: str, python: str = "python3") -> dict[str, HostFacts]:
-    """Installed versions of another component (for `requires`), by the standard layout /opt/<component>."""
+def installed(pool: Pool, hosts: list[str], component: str, root: str, python: str = "python3"
+              ) -> dict[str, HostFacts]:
+    """Installed versions of another component (for `requires`), installed under ``root`` (its playbook's)."""
     op = {"op": "facts", "service": None, "version_check": None, "journal_lines": 0}
-    answers = probe(pool, hosts, component, f"/opt/{component}", op, python)
+    answers = probe(pool, hosts, component, root, op, python)
     return {h: HostFacts(components={component: ComponentFacts(installed=r.ops[0].data.get("installed"))})
             for h, r in answers.succeeded.items() if r.ok}
 

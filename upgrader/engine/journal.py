@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from upgrader.errors import InputError, Location, Problem, RefusedError
-from upgrader.files import write_atomic
+from upgrader.files import append_line, write_atomic
 from upgrader.loading import limits
 from upgrader.loading.records import entry_problem
 
@@ -103,13 +103,7 @@ class Journal:
             self._seq += 1
             entry = {"seq": self._seq, "at": datetime.now(UTC).isoformat(timespec="milliseconds"),
                      "event": event, **data}
-            line = json.dumps(entry, sort_keys=True, default=str) + "\n"
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-            try:
-                os.write(fd, line.encode())
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            append_line(self.path, json.dumps(entry, sort_keys=True, default=str))
             return entry
 
     def entries(self) -> list[dict[str, Any]]:
@@ -229,10 +223,5 @@ def list_runs(state: Path) -> list[RunSummary]:
 def audit(state: Path, **data: Any) -> None:
     """One line per break-glass action, kept apart from run journals for auditors."""
     state.mkdir(parents=True, exist_ok=True, mode=0o700)
-    line = json.dumps({"at": datetime.now(UTC).isoformat(timespec="milliseconds"), **data}, sort_keys=True)
-    fd = os.open(state / "audit.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-    try:
-        os.write(fd, (line + "\n").encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    append_line(state / "audit.log",
+                json.dumps({"at": datetime.now(UTC).isoformat(timespec="milliseconds"), **data}, sort_keys=True))

@@ -23,7 +23,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 
-from upgrader.transport.base import Endpoint
+from upgrader.transport.base import DEFAULTS, Endpoint
 
 MAX_FAILURES_KEPT = 20  # failed tests reported per run; the rest are counted
 MESSAGE_CHARS = 500  # of each assertion message, for the journal and the report
@@ -88,7 +88,7 @@ def ssh_config(endpoint: Endpoint, connect_timeout: float, config_path: Path) ->
 
 
 def run_module(module: Path, endpoint: Endpoint, *, component: str, version: str, timeout: float,
-               connect_timeout: float = 5.0, python: str = sys.executable) -> TestinfraResult:
+               connect_timeout: float = DEFAULTS.connect, python: str = sys.executable) -> TestinfraResult:
     """Run ``module``'s tests against ``endpoint`` within ``timeout`` seconds; the result is a value."""
     started = time.monotonic()
     if not module.is_file():

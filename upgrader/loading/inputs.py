@@ -7,7 +7,6 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, TypeVar
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ValidationError
 
@@ -20,6 +19,7 @@ from upgrader.models.plan import Plan
 from upgrader.models.playbook import Playbook
 from upgrader.planning.paths import PathGraph, Release
 from upgrader.planning.sources import graph_of
+from upgrader.windows import localtime
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -188,10 +188,8 @@ def facts_problems(facts: Loaded[Facts], inv: Loaded[Inventory]) -> list[Problem
 
 
 def _zone_problems(src: Loaded[M], zone: str, loc: tuple[str | int, ...]) -> list[Problem]:
-    try:
-        ZoneInfo(zone)
-    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a directory of zones, such as 'America'
-        return [Problem(src.at(*loc), f"unknown timezone {zone!r}", "use an IANA name such as America/New_York")]
+    if localtime.zone(zone) is None:
+        return [Problem(src.at(*loc), f"unknown timezone {zone!r}", localtime.ZONE_HINT)]
     return []
 
 

@@ -195,7 +195,8 @@ class Check(Strict):
     timeout: Duration = 5.0
     retries: int = Field(10, ge=0, le=1000,
                          description="the check may take retries x interval to pass (http/tcp/process/log/version "
-                         "probes are polled every 100 ms within that window; commands every interval)")
+                         "probes are polled every 50 ms within that window, the agent's FAST_POLL; commands every "
+                         "interval)")
     interval: Duration = 1.0
 
     @model_validator(mode="after")

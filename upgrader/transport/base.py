@@ -37,6 +37,10 @@ class Timeouts:
         return cls(connect=connect, channel=max(5.0, connect * 2), command=command or cls.command)
 
 
+DEFAULTS = Timeouts()  # the one set of connection defaults: the commands' options and early start read it
+PYTHON = "python3"  # the hosts' interpreter that runs the agent, unless --python names another
+
+
 @dataclass(frozen=True)
 class Endpoint:
     """How to reach one host; ``jump`` is the datacenter's bastion, if any."""

@@ -11,12 +11,25 @@ offset before the change, i.e. one hour later in real time; an ambiguous one
 from __future__ import annotations
 
 import datetime as dt
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from upgrader.models.playbook import MaintenanceWindow
 
 Span = tuple[dt.datetime, dt.datetime]  # UTC [begin, end)
 DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+ZONE_HINT = "use an IANA name such as America/New_York"
+
+
+def zone(name: str) -> ZoneInfo | None:
+    """The IANA zone ``name``, or None: the one check of a zone name that inputs, overrides and schedules use.
+
+    ZoneInfo raises ZoneInfoNotFoundError for an unknown name, ValueError for a malformed one ('../x',
+    an absolute path), and OSError (IsADirectoryError) for a directory of zones such as 'America'.
+    """
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        return None
 
 
 def parse_weekday_time(text: str) -> tuple[int, dt.time]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from upgrader.errors import InputError, Problem
 from upgrader.loading import yamlfile
@@ -14,7 +13,7 @@ from upgrader.loading.validate import validate
 from upgrader.models.inventory import Inventory
 from upgrader.models.overrides import Overrides
 from upgrader.models.playbook import Windows
-from upgrader.windows import markets
+from upgrader.windows import localtime, markets
 
 
 def load_overrides(path: Path) -> Loaded[Overrides]:
@@ -35,11 +34,9 @@ def override_problems(ov: Loaded[Overrides]) -> list[Problem]:
     for i, closure in enumerate(ov.model.closures):
         problems += _market_problems(ov, closure.market, ("closures", i, "market"))
     for i, extra in enumerate(ov.model.freeze):
-        try:
-            ZoneInfo(extra.timezone)
-        except (ZoneInfoNotFoundError, ValueError):
-            problems.append(Problem(ov.at("freeze", i, "timezone"), f"unknown timezone '{extra.timezone}'",
-                                    "use an IANA name such as America/New_York"))
+        if localtime.zone(extra.timezone) is None:
+            problems.append(Problem(ov.at("freeze", i, "timezone"), f"unknown timezone {extra.timezone!r}",
+                                    localtime.ZONE_HINT))
     return problems
 
 
