@@ -33,6 +33,8 @@ EXAMPLES = {
     "windows": "upgrader windows -i inventories/prod-na.yml playbooks/ordergw-5.2.0.yml",
     "schema": "upgrader schema playbook > schemas/playbook.json",
     "completion": "upgrader completion bash > /etc/bash_completion.d/upgrader",
+    "worker": "upgrader worker -i inventories/prod-na.yml --datacenter ny5 --temporal-address temporal.desk:7233",
+    "watch": "upgrader watch 20261205T070000Z-ordergw-1a2b",
 }
 
 _CHANGES = ("0 done (or nothing to do); 1 bad input, or refused before changing anything; 2 usage; "
@@ -54,6 +56,9 @@ EXIT_CODES = {
     "windows": "0 allowed now; 1 blocked now (each blocker named), or bad input; 2 usage",
     "schema": "0 printed; 2 usage",
     "completion": "0 printed; 2 usage",
+    "worker": "0 stopped by SIGTERM/SIGINT; 1 bad input or the server cannot be reached; 2 usage",
+    "watch": "the run's own exit code once it ends (as `apply`); 1 not a Temporal run, or the server cannot be "
+             "reached; 2 usage",
 }
 
 

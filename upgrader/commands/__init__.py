@@ -11,7 +11,7 @@ from types import ModuleType
 
 NAMES = ("validate", "plan", "diff", "facts", "apply", "resume", "rollback", "status", "audit", "promote", "abort",
          "runs", "show", "report", "windows", "schedule", "notify", "schema",
-         "completion")
+         "completion", "worker", "watch")
 
 
 def load(name: str) -> ModuleType:

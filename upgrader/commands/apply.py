@@ -10,7 +10,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from upgrader.cli.logs import say
-from upgrader.commands import live, targeting
+from upgrader.commands import durable, live, targeting
 from upgrader.commands.inputs import Inputs, load_inputs
 from upgrader.engine import admission
 from upgrader.engine.apply import Apply, stop_on_signals
@@ -51,6 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     targeting.add_argument(parser)
     live.add_connection_arguments(parser)
     live.add_output_arguments(parser)
+    durable.add_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -236,6 +237,8 @@ def execute(args: argparse.Namespace, plan: Plan, pool: Pool, inventory: Invento
     overrides = load_overrides(args.overrides).model if args.overrides else None
     verdict = admission.check_now(plan, inventory, now(), overrides)
     live.confirm(f"apply {plan.component} {plan.target_version} to {len(plan.hosts)} host(s)?", args.yes)
+    if args.engine == "temporal":  # the same plan, checks and confirmation; a workflow runs it (README: Engines)
+        return durable.apply(args, plan, inventory, verdict)
     who = operator()
     run_id = new_run_id(plan.component, datetime.now(UTC))
     with LocalLock(args.state_dir, plan.component, {"run": run_id, "operator": who}):

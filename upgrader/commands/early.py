@@ -185,6 +185,9 @@ def _parser() -> argparse.ArgumentParser:
     apply.add_argument("--break-lock")
     apply.add_argument("--overrides", type=Path)
     apply.add_argument("--now", type=_aware)
+    apply.add_argument("--engine", choices=("local", "temporal"))
+    for name in ("address", "namespace", "tls-ca", "tls-cert", "tls-key"):
+        apply.add_argument(f"--temporal-{name}")
     for cmd in (rollback, apply):
         cmd.add_argument("-i", "--inventory", required=True)
         cmd.add_argument("--yes", action="store_true")

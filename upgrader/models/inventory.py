@@ -76,6 +76,21 @@ class MarketHours(Strict):
     after_close: Duration = Field(0.0, description="post-market: this long after each regular close counts as open")
 
 
+class Temporal(Strict):
+    """Where `--engine temporal` finds its server (flags and UPGRADER_TEMPORAL_* override each field)."""
+
+    address: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9.:-]{0,252}:[0-9]{1,5}$",
+                                  description="host:port of the Temporal frontend")]
+    namespace: Name = "default"
+    tls_ca: RelOrAbsPath | None = Field(None, description="CA bundle for the server's certificate (turns TLS on)")
+    tls_cert: RelOrAbsPath | None = Field(None, description="client certificate for mutual TLS")
+    tls_key: RelOrAbsPath | None = Field(None, description="its private key")
+
+
+class Engine(Strict):
+    temporal: Temporal | None = None
+
+
 class RedundancyGroup(Strict):
     """Hosts that stand in for each other (a primary/backup order-gateway pair, A/B feed handlers).
 
@@ -101,3 +116,4 @@ class Inventory(Strict):
     notify: list[Notify] = Field(default_factory=list)
     groups: dict[Name, RedundancyGroup] = Field(
         default_factory=dict, description="redundancy groups: hosts never down together beyond max_unavailable")
+    engine: Engine = Field(default_factory=Engine, description="optional durable engine (`apply --engine temporal`)")

@@ -1,0 +1,197 @@
+"""The Temporal engine's workflow logic, on the session's dev server, with in-process workers and the fake agent.
+
+The workers are the real ones (upgrader/temporal/worker.py): the workflow, the control activities
+writing the journal, and the datacenter activities running the local engine's host code, whose
+agent calls go to the recording stand-in of test_plan_ops (no SSH).  Gates are decided by signals,
+as `upgrader promote`/`abort` send them.  (temporalio's time-skipping environment downloads a test
+server at run time, which CI may not do; the planner cases' bakes and gates are seconds long.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import secrets
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from temporal_server import DevServer, temporal_server  # noqa: F401  (the session's server)
+from temporalio.client import Client, WorkflowHandle
+from test_plan_ops import CASES, Agent, FakeTransport, case_plan
+
+from upgrader.engine import remote
+from upgrader.engine.apply import Apply
+from upgrader.engine.gates import DecisionKind
+from upgrader.engine.journal import read
+from upgrader.loading.inputs import load_inventory
+from upgrader.models.plan import Plan
+from upgrader.temporal import worker
+from upgrader.temporal.messages import Start
+from upgrader.temporal.settings import CONTROL_QUEUE
+
+
+class Transport(FakeTransport):
+    """The recording stand-in behind the real Pool: a Session reads its endpoint's name."""
+
+    def __init__(self, endpoint: Any) -> None:
+        super().__init__(endpoint.name)
+        self.endpoint = endpoint
+
+    def close(self) -> None:
+        pass
+
+
+Steer = Callable[[WorkflowHandle[Any, Any], Path], Awaitable[None]]
+
+
+def decision(kind: DecisionKind, gate: str | None = None, reason: str = "test") -> dict[str, Any]:
+    return {"kind": str(kind), "gate": gate, "operator": "pytest@ctl", "reason": reason, "at": "2026-12-01T00:00:00Z"}
+
+
+async def journal_has(path: Path, predicate: Callable[[list[dict[str, Any]]], bool]) -> list[dict[str, Any]]:
+    for _ in range(600):
+        if path.exists():
+            entries = list(read(path))
+            if predicate(entries):
+                return entries
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"{path} never reached the expected point")
+
+
+def quick(plan: Plan) -> Plan:
+    """The case's plan with second-long bakes and pauses (timers all the same), sealed again."""
+    spec = plan.spec.model_copy(update={"canary": plan.spec.canary.model_copy(update={"bake": 1.0,
+                                                                                      "bake_interval": 0.5})})
+    phases = [p.model_copy(update={"bake": 1.0 if p.bake else 0.0, "pause_before": min(p.pause_before, 0.5)})
+              for p in plan.phases]
+    return plan.model_copy(update={"spec": spec, "phases": phases, "content_hash": ""}).sealed()
+
+
+def run_workflow(server: DevServer, case: str, tmp: Path, monkeypatch: pytest.MonkeyPatch, *,
+                 fail: set[tuple[str, str]] | None = None, steer: Steer | None = None,
+                 ) -> tuple[Agent, dict[str, Any], list[dict[str, Any]], Plan]:
+    plan = quick(case_plan(case))
+    agent = Agent(plan, fail)
+    monkeypatch.setattr(remote, "call", agent)
+    monkeypatch.setattr(Apply, "check_artifacts", lambda self: None)  # golden playbooks name no real files
+    inventory = load_inventory(CASES / case / "inventory.yml")
+    run_id = f"20261201T000000Z-{plan.component}-{secrets.token_hex(2)}"
+    state = tmp / "state"
+
+    async def go() -> dict[str, Any]:
+        client = await Client.connect(server.address)
+        running = worker.workers(client, inventory, datacenters=list(inventory.model.datacenters), control=True,
+                                 state_dir=state, factory=Transport, quiet=True,  # type: ignore[arg-type]
+                                 fail_on_bug=True)
+        async with contextlib.AsyncExitStack() as stack:
+            for w in running:
+                await stack.enter_async_context(w)
+            start = Start(run_id=run_id, plan=plan.to_json(), operator="pytest@ctl", artifacts=str(tmp),
+                          run_start={"seq": 1, "at": "2026-12-01T00:00:00.000+00:00", "event": "run-start",
+                                     "kind": "apply", "run": run_id, "component": plan.component,
+                                     "engine": "temporal"})
+            handle = await client.start_workflow("upgrade", start, id=f"test-{run_id}", task_queue=CONTROL_QUEUE,
+                                                execution_timeout=timedelta(seconds=120))
+            if steer is not None:
+                await steer(handle, state / "runs" / run_id / "journal.jsonl")
+            result: dict[str, Any] = await handle.result()
+            return result
+
+    outcome = asyncio.run(go())
+    entries = list(read(state / "runs" / run_id / "journal.jsonl"))
+    return agent, outcome, entries, plan
+
+
+def live_steps(agent: Agent, host: str) -> list[dict[str, Any]]:
+    """What the host was sent, less bookkeeping and the bake's check rounds (timers here, not one agent call)."""
+    return [o for o in agent.program(host) if o["op"] != "bake"]
+
+
+@pytest.mark.parametrize("case", ["two_dcs_order_pause", "multi_hop", "single_dc_canary_waves"])
+def test_the_workflow_sends_exactly_the_plans_steps(case: str, temporal_server: DevServer, in_tmp: Path,  # noqa: F811
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    agent, outcome, entries, plan = run_workflow(temporal_server, case, in_tmp, monkeypatch)
+    assert (outcome["exit_code"], outcome["status"]) == (0, "succeeded"), outcome
+    for host in plan.hosts:
+        sent = [o for o in live_steps(agent, host.host)]
+        for o in sent:
+            o.pop("upload", None)
+        assert sent == [{**s.op, "step": s.id} for s in host.steps if s.action != "bake"], host.host
+    # the same journal as a local run: in order, each record once, ending with run-end
+    assert [e["seq"] for e in entries] == list(range(1, len(entries) + 1))
+    assert entries[-1]["event"] == "run-end" and entries[-1]["hosts"][plan.hosts[0].host]["version"]
+    begins = [e["host"] for e in entries if e["event"] == "host-begin"]
+    assert sorted(begins) == sorted(h.host for h in plan.hosts)
+
+
+def test_a_failed_host_is_rolled_back_per_the_policy(temporal_server: DevServer, in_tmp: Path,  # noqa: F811
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    plan = case_plan("two_dcs_order_pause")
+    canary = plan.phases[0].hosts[0]
+    agent, outcome, entries, _ = run_workflow(temporal_server, "two_dcs_order_pause", in_tmp, monkeypatch,
+                                              fail={(canary, "start")})
+    assert outcome["exit_code"] == 3 and outcome["status"] == "failed-rolled-back"
+    assert any(o["op"] == "rollback" for o in agent.program(canary))
+    started = {e["host"] for e in entries if e["event"] == "host-begin"}
+    assert started == {canary}  # nothing after the failed canary started
+    assert [e["event"] for e in entries].count("rollback-begin") == 1
+
+
+def test_promote_signals_carry_the_run_past_each_gate(temporal_server: DevServer, in_tmp: Path,  # noqa: F811
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    plan = case_plan("manual_gates")
+    gates = [p.gate.id for p in plan.phases if p.gate is not None]
+
+    async def promote_each(handle: WorkflowHandle[Any, Any], journal: Path) -> None:
+        for gate in gates:
+            await journal_has(journal, lambda es, g=gate: any(e["event"] == "gate-wait" and e["gate"] == g
+                                                              for e in es))
+            await handle.signal("decide", decision(DecisionKind.PROMOTE, gate))
+
+    _, outcome, entries, _ = run_workflow(temporal_server, "manual_gates", in_tmp, monkeypatch, steer=promote_each)
+    assert outcome["exit_code"] == 0, outcome
+    ends = [(e["gate"], e["outcome"], e["decision"]["operator"]) for e in entries if e["event"] == "gate-end"]
+    assert ends == [(g, "promoted", "pytest@ctl") for g in gates]
+
+
+def test_an_abort_signal_at_a_gate_rolls_back_and_starts_nothing_more(temporal_server: DevServer,  # noqa: F811
+                                                                      in_tmp: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    plan = case_plan("manual_gates")
+    canary = plan.phases[0].hosts
+
+    async def abort(handle: WorkflowHandle[Any, Any], journal: Path) -> None:
+        await journal_has(journal, lambda es: any(e["event"] == "gate-wait" for e in es))
+        await handle.signal("decide", decision(DecisionKind.ABORT, reason="INC-9"))
+
+    agent, outcome, entries, _ = run_workflow(temporal_server, "manual_gates", in_tmp, monkeypatch, steer=abort)
+    assert (outcome["exit_code"], outcome["status"]) == (3, "aborted") and "INC-9" in outcome["message"]
+    assert {e["host"] for e in entries if e["event"] == "host-begin"} == set(canary)
+    assert any(o["op"] == "rollback" for o in agent.program(canary[0]))
+    assert [e["reason"] for e in entries if e["event"] == "abort"] == ["INC-9"]
+
+
+def test_hostile_signals_are_ignored(temporal_server: DevServer, in_tmp: Path,  # noqa: F811
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A signal is outside input: anything that is not a well-formed decision changes nothing."""
+    plan = case_plan("manual_gates")
+    first = next(p.gate.id for p in plan.phases if p.gate is not None)
+
+    async def junk_then_abort(handle: WorkflowHandle[Any, Any], journal: Path) -> None:
+        await journal_has(journal, lambda es: any(e["event"] == "gate-wait" for e in es))
+        for junk in ({"kind": "promote"}, {"kind": "yolo", "gate": first, "operator": "x", "reason": "", "at": ""},
+                     {"kind": "promote", "gate": first, "operator": 7, "reason": "", "at": ""}, [1, 2], "promote"):
+            await handle.signal("decide", junk)
+        await handle.signal("decide", decision(DecisionKind.PROMOTE, "some-other-gate"))
+        state = await handle.query("progress")
+        assert state["waiting"] == first and state["abort"] is None
+        await handle.signal("decide", decision(DecisionKind.ABORT, reason="done probing"))
+
+    _, outcome, entries, _ = run_workflow(temporal_server, "manual_gates", in_tmp, monkeypatch,
+                                          steer=junk_then_abort)
+    assert outcome["status"] == "aborted"
+    assert json.dumps(next(e for e in entries if e["event"] == "gate-end")["decision"]["reason"]) == '"done probing"'

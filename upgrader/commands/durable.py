@@ -1,0 +1,151 @@
+"""What the commands share for Temporal runs: start one from `apply`, find a run's workflow, watch it."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+from upgrader.cli.logs import say
+from upgrader.commands import live
+from upgrader.engine import admission
+from upgrader.engine.journal import Journal, new_run_id, operator
+from upgrader.engine.progress import Progress
+from upgrader.errors import RefusedError
+from upgrader.models.inventory import Inventory
+from upgrader.models.plan import Plan
+from upgrader.temporal import settings
+from upgrader.temporal.messages import Start
+
+ENGINES = ("local", "temporal")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--engine", choices=ENGINES, default="local",
+                        help="local (default): this process runs the upgrade; temporal: a durable workflow run "
+                        "by `upgrader worker`s in the datacenters (README: Engines)")
+    settings.add_arguments(parser)
+
+
+def apply(args: argparse.Namespace, plan: Plan, inventory: Inventory, verdict: Any) -> int:
+    """Start the verified plan as a workflow and watch it; the run goes on if this process dies."""
+    found = settings.resolve(args, inventory, args.inventory)
+    who = operator()
+    run_id = new_run_id(plan.component, datetime.now(UTC))
+    offset = (args.now - datetime.now(UTC)).total_seconds() if args.now else 0.0
+    run_start = {"seq": 1, "at": datetime.now(UTC).isoformat(timespec="milliseconds"), "event": "run-start",
+                 "kind": "apply", "run": run_id, "component": plan.component, "version": plan.target_version,
+                 "plan_hash": plan.content_hash, "operator": who, "argv": sys.argv[1:],
+                 "hosts": [h.host for h in plan.hosts], "break_lock": args.break_lock,
+                 "inventory_path": str(args.inventory.resolve()), "artifacts": str(live.artifacts_dir(args).resolve()),
+                 "window": verdict.to_dict(), "engine": "temporal", "temporal": settings.to_record(found)}
+    from upgrader.temporal.client import workflow_id
+
+    wid = workflow_id(plan.component, inventory.name)
+    run_start["workflow_id"] = wid
+    start = Start(run_id=run_id, plan=plan.to_json(), operator=who, artifacts=run_start["artifacts"],
+                  python=args.python, break_lock=args.break_lock, now_offset=offset,
+                  overrides=str(args.overrides.resolve()) if args.overrides else None,
+                  host_seconds=admission.past_host_seconds(args.state_dir, plan.component), run_start=run_start)
+    return asyncio.run(_start_and_watch(args, found, wid, start))
+
+
+async def _start_and_watch(args: argparse.Namespace, found: settings.Settings, wid: str, start: Start) -> int:
+    from upgrader.temporal import client as temporal
+
+    connection = await temporal.connect(found)
+    handle = await temporal.start(connection, wid, start)
+    say(args, f"run {start.run_id} started as Temporal workflow {wid} on {found.address}; it goes on if this "
+              f"process stops — `upgrader watch {start.run_id}` reattaches")
+    return await _watch(args, handle, start.run_id)
+
+
+async def _watch(args: argparse.Namespace, handle: Any, run_id: str) -> int:
+    from upgrader.temporal import client as temporal
+
+    with Progress(args.log_format) as progress:
+        outcome = await temporal.watch(handle, progress)
+    rows = [tuple(r) for r in outcome["rows"]]
+    progress.summary(f"{outcome['status']}", rows)
+    live.export_metrics(args)
+    say(args, f"{outcome['status']}: {outcome['message']} (run {run_id}; `upgrader show {run_id}`)",
+        error=bool(outcome["exit_code"]))
+    return int(outcome["exit_code"])
+
+
+def run_record(args: argparse.Namespace, run_id: str) -> dict[str, Any] | None:
+    """The run-start record of a Temporal run, or None for a local run."""
+    entries = Journal.open(args.state_dir, run_id).entries()
+    start = next((e for e in entries if e.get("event") == "run-start"), {})
+    return start if start.get("engine") == "temporal" and isinstance(start.get("temporal"), dict) else None
+
+
+def handle_of(record: dict[str, Any]) -> Any:
+    """The run's workflow handle (connects; refused if the server cannot be reached)."""
+    from upgrader.temporal import client as temporal
+
+    async def get() -> Any:
+        connection = await temporal.connect(settings.of_record(record["temporal"]))
+        return connection.get_workflow_handle(str(record["workflow_id"]))
+
+    return asyncio.run(get())
+
+
+def query(record: dict[str, Any]) -> dict[str, Any] | None:
+    """The live state of the run's workflow (None if the server cannot say)."""
+    from temporalio.service import RPCError
+
+    from upgrader.temporal import client as temporal
+
+    async def ask() -> dict[str, Any] | None:
+        connection = await temporal.connect(settings.of_record(record["temporal"]))
+        try:
+            state: dict[str, Any] = await connection.get_workflow_handle(str(record["workflow_id"])).query("progress")
+        except RPCError:
+            return None
+        return state if state.get("run") == record.get("run") else None
+
+    try:
+        return asyncio.run(ask())
+    except RefusedError:
+        return None
+
+
+def signal(record: dict[str, Any], decision: dict[str, Any]) -> None:
+    """Send a promote/abort decision to the run's workflow; refused if it is not that run's or has ended."""
+    from temporalio.client import WorkflowExecutionStatus
+    from temporalio.service import RPCError
+
+    from upgrader.temporal import client as temporal
+
+    async def send() -> None:
+        connection = await temporal.connect(settings.of_record(record["temporal"]))
+        handle = connection.get_workflow_handle(str(record["workflow_id"]))
+        try:
+            info = await handle.describe()
+            state = await handle.query("progress")
+        except RPCError as exc:
+            raise RefusedError(f"the run's workflow {handle.id} cannot be reached: {exc}",
+                               "check the Temporal server") from None
+        if info.status != WorkflowExecutionStatus.RUNNING or state.get("run") != record.get("run"):
+            raise RefusedError(f"run {record.get('run')} has already finished; nothing to {decision['kind']}",
+                               f"see it with `upgrader show {record.get('run')}`")
+        await handle.signal("decide", decision)
+
+    asyncio.run(send())
+
+
+def watch(args: argparse.Namespace, run_id: str) -> int:
+    record = run_record(args, run_id)
+    if record is None:
+        raise RefusedError(f"run {run_id} is not a Temporal run", f"see it with `upgrader show {run_id}`")
+
+    async def attach() -> int:
+        from upgrader.temporal import client as temporal
+
+        connection = await temporal.connect(settings.of_record(record["temporal"]))
+        return await _watch(args, connection.get_workflow_handle(str(record["workflow_id"])), run_id)
+
+    return asyncio.run(attach())

@@ -1,0 +1,54 @@
+"""`upgrader worker -i INVENTORY --datacenter ny5`: a datacenter's share of Temporal runs (`--engine temporal`)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from pathlib import Path
+
+from upgrader.cli.logs import say
+from upgrader.commands import live
+from upgrader.errors import RefusedError
+from upgrader.loading.inputs import load_inventory
+from upgrader.temporal import settings
+from upgrader.transport.base import Timeouts
+
+HELP = "serve Temporal runs: a datacenter's host activities (--datacenter) and/or workflows and journals (--control)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-i", "--inventory", type=Path, required=True)
+    parser.add_argument("--datacenter", action="append", default=[], metavar="DC",
+                        help="poll this datacenter's task queue and run its hosts' activities over SSH (repeatable)")
+    parser.add_argument("--control", action="store_true",
+                        help="also run the workflows and write their journals into --state-dir (the desk's worker)")
+    parser.add_argument("--artifacts", type=Path,
+                        help="artifact store here (default: the path the controller gave the run)")
+    settings.add_arguments(parser)
+    live.add_connection_arguments(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    inventory = load_inventory(args.inventory)
+    unknown = [dc for dc in args.datacenter if dc not in inventory.model.datacenters]
+    if unknown:
+        raise RefusedError(f"no datacenter {', '.join(unknown)} in {args.inventory}",
+                           f"choose from {', '.join(inventory.model.datacenters)}")
+    if not args.datacenter and not args.control:
+        raise RefusedError("a worker needs something to serve", "give --datacenter DC (repeatable) and/or --control")
+    found = settings.resolve(args, inventory.model, args.inventory)
+    return asyncio.run(_serve(args, inventory, found))
+
+
+async def _serve(args: argparse.Namespace, inventory, found: settings.Settings) -> int:  # type: ignore[no-untyped-def]
+    from upgrader.temporal.client import connect
+    from upgrader.temporal.worker import serve, workers
+
+    client = await connect(found)
+    running = workers(client, inventory, datacenters=args.datacenter, control=args.control,
+                      state_dir=args.state_dir, artifacts=args.artifacts, parallel=args.parallel,
+                      timeouts=Timeouts.for_options(args.connect_timeout, args.command_timeout))
+    queues = [settings.queue(dc) for dc in args.datacenter] + ([settings.CONTROL_QUEUE] if args.control else [])
+    say(args, f"worker on {found.address} ({found.namespace}): polling {', '.join(queues)}")
+    await serve(running)
+    return 0

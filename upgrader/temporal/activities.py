@@ -1,0 +1,199 @@
+"""The workflow's activities: the local engine's own host code, run by a worker inside a datacenter.
+
+Each host activity builds the local engine (engine/apply.py ``Apply``) for the hosts it was given, with
+the states the workflow knows, and runs one of its methods: lock and facts, stage, a host's program,
+a round of checks, rollback, release.  So what goes to a host is what a local run sends: the plan's
+own step operations through engine/remote.call on this worker's Pool.  The engine's journal records
+are collected (``Collected``) and handed back to the workflow, which writes them in order.
+
+The plan comes from the workflow itself (its ``plan_json`` query), is checked against the hash the
+workflow names, and must have been made from this worker's inventory file, byte for byte.
+
+The blocking engine call runs in a thread while the activity heartbeats every second: a worker that
+is SIGKILLed stops heartbeating and the workflow hears of it within HEARTBEAT seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from temporalio import activity
+from temporalio.client import Client
+from temporalio.exceptions import ApplicationError
+
+from upgrader.engine.apply import Apply, _send
+from upgrader.engine.endpoints import Pool
+from upgrader.engine.journal import Journal
+from upgrader.engine.progress import Progress
+from upgrader.errors import RefusedError
+from upgrader.loading.inputs import Loaded, parse_json_model
+from upgrader.models.inventory import Inventory
+from upgrader.models.plan import Plan
+from upgrader.temporal.messages import Done, Work
+
+T = TypeVar("T")
+BEAT = 1.0  # seconds between heartbeats while the engine call runs
+BUSY = "another upgrader program is running"  # the agent's words when a program still holds the host
+
+
+class Collected(Journal):
+    """The engine's journal inside an activity: records are kept for the workflow, which writes them."""
+
+    def __init__(self, run_id: str) -> None:  # no file: nothing is written on a datacenter's worker
+        self.directory = Path(run_id)
+        self.path = self.directory / "journal.jsonl"
+        self.entries_made: list[dict[str, Any]] = []
+
+    def record(self, event: str, **data: Any) -> dict[str, Any]:
+        entry = {"at": datetime.now(UTC).isoformat(timespec="milliseconds"), "event": event, **data}
+        self.entries_made.append(entry)
+        return entry
+
+
+@dataclass
+class HostWork:
+    """A worker's means: its inventory, one Pool for its lifetime, the client that asks workflows for plans."""
+
+    inventory: Loaded[Inventory]
+    pool: Pool
+    client: Client
+    artifacts: Path | None = None  # overrides the controller's artifact path (another machine's layout)
+    quiet: bool = False
+    plans: dict[str, Plan] = field(default_factory=dict)
+
+    # ------------------------------------------------------------ the engine for one activity
+    async def plan(self, work: Work) -> Plan:
+        if work.plan_hash not in self.plans:
+            text = await self.client.get_workflow_handle(str(activity.info().workflow_id)).query("plan_json")
+            plan = parse_json_model(text, Plan, f"plan of run {work.run_id}")
+            if plan.compute_hash() != work.plan_hash:
+                raise ApplicationError(f"the plan of run {work.run_id} does not hash to {work.plan_hash}",
+                                       non_retryable=True)
+            if plan.inventory.sha256 != self.inventory.sha256:
+                raise ApplicationError(f"this worker's inventory {self.inventory.path} is not the one run "
+                                       f"{work.run_id} was planned from (sha256 {plan.inventory.sha256[:12]}…)",
+                                       non_retryable=True, type="InventoryDiffers")
+            self.plans[work.plan_hash] = plan
+        return self.plans[work.plan_hash]
+
+    def engine(self, plan: Plan, work: Work) -> Apply:
+        mine = plan.model_copy(update={"hosts": [h for h in plan.hosts if h.host in work.hosts]})
+        stream = io.StringIO() if self.quiet else sys.stderr
+        engine = Apply(mine, self.pool, Collected(work.run_id), Progress("plain", stream=stream),
+                       artifacts=self.artifacts or Path(work.artifacts), operator=work.operator,
+                       break_lock=work.break_lock, python=work.python)
+        for host, fields in work.states.items():
+            run = engine.hosts[host]
+            run.state, run.detail = fields["state"], fields["detail"]
+            run.touched, run.failure = fields["touched"], fields["failure"]
+        engine._facts = dict(work.facts)
+        return engine
+
+    async def run(self, work: Work, act: Callable[[Apply], Done]) -> Done:
+        """``act(engine)`` in a thread, heartbeating meanwhile; the hosts' states and records added."""
+        engine = self.engine(await self.plan(work), work)
+
+        def blocking() -> Done:
+            done = act(engine)
+            done.states = {h: {"state": r.state, "detail": r.detail, "touched": r.touched, "failure": r.failure}
+                           for h, r in engine.hosts.items()}
+            done.records = engine.journal.entries_made  # type: ignore[attr-defined]
+            done.failures += engine.failures
+            return done
+
+        return await beating(blocking)
+
+    # ------------------------------------------------------------ activities
+    @activity.defn(name="lock")
+    async def lock(self, work: Work) -> Done:
+        """This datacenter's artifacts checked (the copies it uploads), then its hosts' locks and facts."""
+        def act(engine: Apply) -> Done:
+            try:
+                engine.check_artifacts()
+                engine.lock_hosts()
+            except RefusedError as exc:
+                return Done(ok=False, refused=f"{work.datacenter}: {exc}")
+            return Done(locked=sorted(engine._locked), facts=engine._facts)
+
+        return await self.run(work, act)
+
+    @activity.defn(name="stage")
+    async def stage(self, work: Work) -> Done:
+        return await self.run(work, lambda engine: Done(ok=engine.stage(list(engine.hosts)), failures=0))
+
+    @activity.defn(name="unstage")
+    async def unstage(self, work: Work) -> Done:
+        """Another datacenter failed to stage: each stage step's undo here too (removes what this run staged)."""
+        def act(engine: Apply) -> Done:
+            engine.pool.each(engine.hosts, lambda h: engine._call(
+                h, [_send(s.undo, s.id) for s in engine._steps(h, "stage") if s.undo], 60.0, idempotent=True))
+            for run in engine.hosts.values():
+                run.state, run.detail = "untouched", "release removed again"
+            return Done()
+
+        return await self.run(work, act)
+
+    @activity.defn(name="upgrade")
+    async def upgrade(self, work: Work) -> Done:
+        """The host's program: the plan's live steps in one agent call (run once: never retried)."""
+        def act(engine: Apply) -> Done:
+            ok = engine._upgrade(work.hosts[0])
+            return Done(ok=ok, halted=engine.halted)
+
+        return await self.run(work, act)
+
+    @activity.defn(name="check")
+    async def check(self, work: Work) -> Done:
+        """One round of the host's canary checks (and its testinfra steps at the end of a bake)."""
+        def act(engine: Apply) -> Done:
+            host = work.hosts[0]
+            problem = engine._check_round(host)
+            if problem is None and work.testinfra and not engine._testinfra(host, "at the end of the bake"):
+                problem = engine.hosts[host].failure
+            engine.failures = 0  # the workflow counts the failure (its bake or gate decides)
+            return Done(ok=problem is None, problem=problem)
+
+        return await self.run(work, act)
+
+    @activity.defn(name="rollback")
+    async def rollback(self, work: Work) -> Done:
+        """Put hosts back where they began and verify (safe to repeat).  A host still running an earlier
+        program (its worker died mid-program) is waited for: the attempt fails and Temporal retries it."""
+        def act(engine: Apply) -> Done:
+            engine.rollback(list(engine.hosts))
+            busy = [e for e in engine.journal.entries_made  # type: ignore[attr-defined]
+                    if e["event"] == "rollback-end" and BUSY in str(e.get("error") or "")]
+            if busy:
+                raise ApplicationError(f"{busy[0]['host']}: {busy[0]['error']}", type="HostBusy")
+            return Done()
+
+        return await self.run(work, act)
+
+    @activity.defn(name="release")
+    async def release(self, work: Work) -> Done:
+        def act(engine: Apply) -> Done:
+            engine._locked = set(work.hosts)
+            engine.release_locks()
+            return Done()
+
+        return await self.run(work, act)
+
+    def all(self) -> list[Callable[..., Any]]:
+        return [self.lock, self.stage, self.unstage, self.upgrade, self.check, self.rollback, self.release]
+
+
+async def beating(fn: Callable[[], T]) -> T:
+    """fn() in a thread; the activity heartbeats every BEAT seconds until it returns."""
+    task = asyncio.ensure_future(asyncio.to_thread(fn))
+    while True:
+        activity.heartbeat()
+        done, _ = await asyncio.wait({task}, timeout=BEAT)
+        if done:
+            return task.result()

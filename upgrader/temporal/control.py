@@ -1,0 +1,90 @@
+"""The control worker's activities: the run's journal and window admission, at the desk.
+
+The journal of a Temporal run is the same file a local run writes (state dir, runs/RUN/journal.jsonl),
+so `show`, `report`, `runs` and `status` read it unchanged.  One writer: the workflow sends records in
+order through ``record``; each carries the seq the workflow gave it, and a batch that is retried after
+a lost answer is appended only past the last seq already on disk (an exclusive flock covers two
+control workers sharing one state directory).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from temporalio import activity
+
+from upgrader.engine import admission
+from upgrader.engine.journal import JOURNAL, RUN_ID_RE, Journal, runs_dir
+from upgrader.errors import RefusedError
+from upgrader.files import write_atomic
+from upgrader.loading.inputs import Loaded, read_plan_file
+from upgrader.models.inventory import Inventory
+from upgrader.temporal.messages import Admission, Records
+from upgrader.windows import load_overrides
+
+
+@dataclass
+class Control:
+    state_dir: Path
+    inventory: Loaded[Inventory]
+
+    def directory(self, run_id: str) -> Path:
+        if not RUN_ID_RE.fullmatch(run_id) or run_id.strip(".") == "":
+            raise RefusedError(f"{run_id!r} is not a run id")
+        directory = runs_dir(self.state_dir) / run_id
+        if not directory.is_dir():
+            Journal.create(self.state_dir, run_id)  # private directories, like a local run's
+        return directory
+
+    @activity.defn(name="record")
+    async def record(self, batch: Records) -> int:
+        """Append the batch's records not yet on disk; returns how many were written."""
+        directory = self.directory(batch.run_id)
+        for name, text in batch.files.items():
+            if not (directory / name).exists():
+                write_atomic(directory / name, text)
+        return append(directory / JOURNAL, batch.entries)
+
+    @activity.defn(name="admit")
+    async def admit(self, request: Admission) -> str | None:
+        """The guard's verdict at workflow time (None: go on), for the run's plan and this inventory."""
+        plan = read_plan_file(self.directory(request.run_id) / "plan.json")
+        overrides = load_overrides(Path(request.overrides)).model if request.overrides else None
+        admit = admission.admitter(plan, self.inventory.model, lambda: datetime.fromisoformat(request.now), overrides)
+        return admit(request.estimate)
+
+    def all(self) -> list[Any]:
+        return [self.record, self.admit]
+
+
+def append(path: Path, entries: list[dict[str, Any]]) -> int:
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        last = _last_seq(path)
+        lines = [json.dumps(e, sort_keys=True, default=str) + "\n" for e in entries if int(e["seq"]) > last]
+        if lines:
+            os.write(fd, "".join(lines).encode())
+            os.fsync(fd)
+        return len(lines)
+    finally:
+        os.close(fd)
+
+
+def _last_seq(path: Path) -> int:
+    with path.open("rb") as fh:
+        fh.seek(0, os.SEEK_END)
+        fh.seek(max(0, fh.tell() - 65536))
+        tail = fh.read().splitlines()
+    for raw in reversed(tail):
+        try:
+            return int(json.loads(raw)["seq"])
+        except (ValueError, KeyError, TypeError):
+            continue
+    return 0

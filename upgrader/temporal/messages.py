@@ -1,0 +1,71 @@
+"""What the workflow, its activities and the client pass each other (plain dataclasses: JSON on the wire)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class Start:
+    """A run, as the controller starts it: the verified plan as its JSON, and what only the run knows."""
+
+    run_id: str
+    plan: str
+    operator: str
+    artifacts: str
+    python: str = "python3"
+    break_lock: str | None = None
+    now_offset: float = 0.0  # --now minus the real time at the start (dry runs and lab tests); else 0
+    overrides: str | None = None  # --overrides file, read by the control worker for window admission
+    host_seconds: float | None = None  # past runs' median per host, for phase estimates
+    run_start: dict[str, Any] = field(default_factory=dict)  # the journal's first record, as the client made it
+
+
+@dataclass
+class Work:
+    """One activity's share of the run: some hosts of one datacenter, with what the workflow knows of them."""
+
+    run_id: str
+    plan_hash: str
+    datacenter: str
+    hosts: list[str]
+    operator: str
+    artifacts: str
+    python: str = "python3"
+    break_lock: str | None = None
+    states: dict[str, dict[str, Any]] = field(default_factory=dict)  # host → HostRun fields
+    facts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    testinfra: bool = False  # check rounds: also run the host's testinfra steps (the end of a bake)
+
+
+@dataclass
+class Done:
+    """What an activity found: the hosts' new states, the journal records it made, and its verdict."""
+
+    states: dict[str, dict[str, Any]] = field(default_factory=dict)
+    records: list[dict[str, Any]] = field(default_factory=list)
+    failures: int = 0
+    ok: bool = True
+    refused: str | None = None  # locks or artifacts refused: nothing was changed
+    problem: str | None = None  # a check round failed: why
+    halted: str | None = None
+    locked: list[str] = field(default_factory=list)
+    facts: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+@dataclass
+class Records:
+    """Journal records for the control worker to append (by seq: a retried batch is written once)."""
+
+    run_id: str
+    entries: list[dict[str, Any]]
+    files: dict[str, str] = field(default_factory=dict)  # written once into the run's directory (plan.json)
+
+
+@dataclass
+class Admission:
+    run_id: str
+    now: str  # ISO 8601: workflow time (plus the run's --now offset)
+    estimate: float
+    overrides: str | None = None

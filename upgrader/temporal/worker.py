@@ -1,0 +1,63 @@
+"""`upgrader worker`: poll a datacenter's task queue (its hosts' activities) and/or the control queue.
+
+A datacenter worker runs inside that datacenter (or reaches it through the inventory's jump host, as
+any controller does): its SSH fan-out starts there.  The control worker runs the workflows and writes
+the journals into its state directory, at the desk; run one (or more sharing that directory).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Callable
+from pathlib import Path
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+
+from upgrader.engine.endpoints import Pool, endpoints
+from upgrader.loading.inputs import Loaded
+from upgrader.models.inventory import Inventory
+from upgrader.temporal.activities import HostWork
+from upgrader.temporal.control import Control
+from upgrader.temporal.settings import CONTROL_QUEUE, queue
+from upgrader.temporal.workflow import UpgradeWorkflow
+from upgrader.transport.base import Endpoint, Timeouts, Transport
+
+# The workflow's imports are passed through (workflow.py), and so is what they import on first use
+# (pydantic building the plan's models): pure code, loaded once per worker rather than per run.
+PASSED_THROUGH = ("upgrader", "pydantic", "pydantic_core", "annotated_types", "packaging", "yaml")
+
+
+def workers(client: Client, inventory: Loaded[Inventory], *, datacenters: list[str], control: bool, state_dir: Path,
+            artifacts: Path | None = None, parallel: int = 32, timeouts: Timeouts | None = None,
+            factory: Callable[[Endpoint], Transport] | None = None, quiet: bool = False,
+            fail_on_bug: bool = False) -> list[Worker]:
+    """The workers for these queues.  ``fail_on_bug`` (tests): an exception in workflow code fails the run
+    instead of retrying its task until a fixed worker is deployed (Temporal's default, kept for production)."""
+    out = []
+    if datacenters:
+        pool = Pool(endpoints(inventory.model, inventory.path), factory=factory, timeouts=timeouts, parallel=parallel)
+        hosts = HostWork(inventory, pool, client, artifacts=artifacts, quiet=quiet)
+        out += [Worker(client, task_queue=queue(dc), activities=hosts.all(), max_concurrent_activities=parallel)
+                for dc in datacenters]
+    if control:
+        out.append(Worker(client, task_queue=CONTROL_QUEUE, workflows=[UpgradeWorkflow],
+                          activities=Control(state_dir, inventory).all(),
+                          workflow_runner=SandboxedWorkflowRunner(
+                              restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSED_THROUGH)),
+                          workflow_failure_exception_types=[Exception] if fail_on_bug else []))
+    return out
+
+
+async def serve(running: list[Worker]) -> None:
+    """Run until SIGTERM/SIGINT; activities in flight are given the graceful-shutdown time to end."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    tasks = [asyncio.ensure_future(w.run()) for w in running]
+    await stop.wait()
+    await asyncio.gather(*(w.shutdown() for w in running), return_exceptions=True)
+    await asyncio.gather(*tasks, return_exceptions=True)
