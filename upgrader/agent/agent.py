@@ -681,6 +681,87 @@ def record_staged(component, version, entry):
     write_json_atomic(staged_path(component), registry)
 
 
+# ---------------------------------------------------------------- what a release was installed with
+#
+# When a release passes its verify after being switched to, the agent records the service and
+# checks it was verified with (definitions.json, next to the staged registry, root only), bound to
+# the release directory's (device, inode).  An emergency rollback back to that release uses them
+# instead of whatever playbook the controller has at hand (a newer release's checks may not fit).
+# Root runs the commands in a definition, so one is trusted only as this agent writes it: a regular
+# file (never through a symlink), owned by root, one link, mode 0600, in a checked root-only
+# directory, whose entry's digest matches and whose release directory is still the one recorded.
+
+MAX_DEFINITIONS_BYTES = 4 << 20
+
+
+def definitions_path(component):
+    return os.path.join(state_dir(component), "definitions.json")
+
+
+def read_private_json(path):
+    """JSON only this agent can have written (see above); None for anything else, never an error."""
+    import stat
+
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o077 or st.st_nlink != 1 \
+                or st.st_size > MAX_DEFINITIONS_BYTES:
+            return None
+        with os.fdopen(os.dup(fd), "rb") as fh:
+            return json.loads(fh.read(MAX_DEFINITIONS_BYTES + 1).decode("utf-8"))
+    except (OSError, ValueError):
+        return None
+    finally:
+        os.close(fd)
+
+
+def definition_digest(service, checks):
+    import hashlib
+
+    return hashlib.sha256(json.dumps([service, checks], sort_keys=True).encode()).hexdigest()
+
+
+def record_definition(ctx, version, service, checks):
+    """After a verified install of ``version``: what it was verified with.  Best effort, never fails verify."""
+    try:
+        path = definitions_path(ctx["component"])  # the state directory, made and checked
+        st = os.lstat(release_path(ctx["root"], version))
+        data = read_private_json(path)
+        data = data if isinstance(data, dict) else {}  # anything else is not ours: start afresh
+        data[version] = {"service": service, "checks": checks, "run": ctx["run"], "at": now(),
+                         "dev": st.st_dev, "ino": st.st_ino, "sha256": definition_digest(service, checks)}
+        write_json_atomic(path, data)
+        return True
+    except (OSError, OpFailed, TypeError, ValueError):
+        return False
+
+
+def recorded_definition(root, component, version):
+    """The definition recorded for ``version`` if this agent wrote it and it still describes that release."""
+    import stat
+
+    try:
+        here = check_dir(os.path.join(STATE, component))
+        st = os.lstat(release_path(root, version))
+    except (OSError, OpFailed):
+        return None
+    data = read_private_json(os.path.join(here, "definitions.json"))
+    entry = data.get(version) if isinstance(data, dict) else None
+    if not isinstance(entry, dict) or not stat.S_ISDIR(st.st_mode) \
+            or [st.st_dev, st.st_ino] != [entry.get("dev"), entry.get("ino")]:
+        return None
+    service, checks = entry.get("service"), entry.get("checks")
+    if not isinstance(service, dict) or not isinstance(checks, list) \
+            or not all(isinstance(c, dict) and isinstance(c.get("kind"), str) for c in checks) \
+            or entry.get("sha256") != definition_digest(service, checks):
+        return None
+    return entry
+
+
 def op_stage(ctx, s):
     import shutil
 
@@ -1192,11 +1273,15 @@ def op_start(ctx, s):
 
 
 def op_verify(ctx, s):
-    ctx["expect_version"] = s.get("expect_version")
+    ctx["expect_version"] = version = s.get("expect_version")
     ok, results = run_checks(s.get("checks", []), ctx, service=s.get("service"))
     if not ok:
         raise OpFailed("verify failed: %s" % failure(results), checks=results)
-    return {"checks": results}
+    out = {"checks": results}
+    if version and version == current_version(ctx["root"]) and isinstance(s.get("service"), dict):
+        # A verified install: keep what it was verified with, for an emergency rollback back to it.
+        out["recorded"] = record_definition(ctx, version, s["service"], s.get("checks", []))
+    return out
 
 
 def op_bake(ctx, s):
@@ -1263,8 +1348,16 @@ def op_rollback(ctx, s):
     if not os.path.isdir(release_path(root, target)):
         raise OpFailed("release %s is not staged on this host" % target, missing=target,
                        staged=staged_versions(root))
-    svc = with_release(s["service"], root, target)  # {release}: the release rolled back to
-    checks = with_release(s.get("checks", []), root, target)
+    service, checks, used = s["service"], s.get("checks", []), {"source": "sent"}
+    recorded = recorded_definition(root, ctx["component"], target) if s.get("recorded") else None
+    if recorded:  # what the release was installed and verified with, not a newer playbook's guess
+        service, checks = recorded["service"], recorded["checks"]
+        used = {"source": "recorded", "recorded_run": recorded.get("run"), "recorded_at": recorded.get("at")}
+    svc = with_release(service, root, target)  # {release}: the release rolled back to
+    checks = with_release(checks, root, target)
+    used["checks"] = [c.get("name") for c in checks]
+    append_journal(ctx["component"], dict(used, event="rollback-definition", run=ctx["run"], version=target,
+                                          at=now()))
     logs = [c["log"]["path"] for c in checks if c["kind"] == "log"]
     steps = []
     if current != target:
@@ -1289,8 +1382,8 @@ def op_rollback(ctx, s):
     ok, results = run_checks(checks, ctx, service=svc)
     if not ok:
         raise OpFailed("rolled back to %s but verify failed: %s" % (target, failure(results)), checks=results,
-                       current=current_version(root), steps=steps)
-    return {"from": current, "to": target, "steps": steps, "checks": results}
+                       current=current_version(root), steps=steps, definition=used)
+    return {"from": current, "to": target, "steps": steps, "checks": results, "definition": used}
 
 
 def op_prune(ctx, s):

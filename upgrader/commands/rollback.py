@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,8 +18,10 @@ from upgrader.engine.notifier import notifier
 from upgrader.engine.progress import Progress
 from upgrader.engine.rollback import exit_code, rollback_hosts
 from upgrader.errors import RefusedError
+from upgrader.loading import yamlfile
 from upgrader.loading.inputs import Loaded, load_inventory, load_playbook
 from upgrader.models.inventory import Inventory
+from upgrader.models.playbook import Playbook
 from upgrader.planning.limit import Selection
 from upgrader.planning.planner import iter_hosts, runs_component
 from upgrader.windows import break_glass
@@ -35,8 +38,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     # Old spellings, hidden: a runbook written before --limit must still work in an incident (it warns).
     targeting.add_deprecated(parser, "--dc", "dc:")
     targeting.add_deprecated(parser, "--hosts", "")
-    parser.add_argument("--playbook", type=Path, help="playbook for the component's layout and checks")
-    parser.add_argument("--playbooks", type=Path, default=Path("playbooks"), help="where to find it by name")
+    parser.add_argument("--playbook", type=Path,
+                        help="playbook for the component's layout, and the service and checks for a release "
+                        "the hosts hold no record of (default: the plan of the newest run of COMPONENT)")
+    parser.add_argument("--playbooks", type=Path, metavar="DIR",
+                        help="if no run of COMPONENT is journaled and no --playbook is given: the newest "
+                        "playbook for it in DIR (reads every playbook there)")
     parser.add_argument("--yes", action="store_true", help="do not show the plan and ask")
     live.add_connection_arguments(parser)
     live.add_output_arguments(parser)
@@ -54,6 +61,42 @@ def select_hosts(inventory: Loaded[Inventory], component: str, selection: Select
     return chosen
 
 
+def layout_source(args: argparse.Namespace) -> Loaded[Playbook]:
+    """Where the component lives and how to check a release the hosts hold no record of; one file read.
+
+    The hosts' own records (what each release was installed and verified with, kept by the agent)
+    come first on every host; this is the fallback, and the install root to reach the agent.
+    """
+    if args.playbook:
+        return load_playbook(args.playbook)
+    journaled = last_run_plan(args.state_dir, args.component)
+    if journaled is not None:
+        return journaled
+    if args.playbooks:
+        return find_playbook(args.component, args.playbooks)
+    raise RefusedError(f"no run of {args.component} in {args.state_dir} and no --playbook: nothing says "
+                       f"where {args.component} is installed",
+                       f"name its playbook: --playbook playbooks/{args.component}-….yml")
+
+
+def last_run_plan(state: Path, component: str) -> Loaded[Playbook] | None:
+    """The playbook of the newest journaled run of ``component`` (its plan.json), read and validated alone."""
+    from upgrader.engine.journal import runs_dir
+    from upgrader.loading.inputs import read_plan_file
+
+    named = re.compile(rf"\d{{8}}T\d{{6}}Z-{re.escape(component)}-[0-9a-f]{{4}}")
+    base = runs_dir(state)
+    names = sorted((p.name for p in base.iterdir() if named.fullmatch(p.name)), reverse=True) if base.is_dir() else []
+    for name in names:  # run ids begin with their start time: newest first
+        path = base / name / "plan.json"
+        if path.is_file() and not path.is_symlink():
+            plan = read_plan_file(path)
+            if plan.component == component:
+                # The playbook as that run's plan holds it (validated with the plan); no YAML positions.
+                return Loaded(plan.spec, path, plan.playbook.sha256, yamlfile.Document(path, None, ""))
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
     reason = args.reason.strip()
     if not reason:
@@ -66,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
     pool = live.pool_for(inventory, args)
     pool.warm(hosts, args.python)  # SSH handshakes and agent starts overlap loading the playbook and the journal
     try:
-        playbook = load_playbook(args.playbook) if args.playbook else find_playbook(args.component, args.playbooks)
+        playbook = layout_source(args)
         spec = playbook.model
         inputs = Inputs(playbook, inventory)
         if args.to or not args.yes:
@@ -76,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
         journal = Journal.create(args.state_dir, run_id)
         journal.record("run-start", kind="rollback", run=run_id, component=spec.component, to=args.to,
                        reason=reason, operator=who, hosts=hosts, limit=args.limit or None, argv=sys.argv[1:],
-                       break_glass=True,
+                       layout=str(playbook.path), break_glass=True,
                        guard=glass.to_dict())
         audit(args.state_dir, action="rollback", run=run_id, component=spec.component, reason=reason,
               operator=who, hosts=hosts, to=args.to)
@@ -95,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
             journal.record("run-end", status="succeeded" if not failed else "rollback-failed", exit_code=int(code),
                            message=message, handshake_retries=pool.handshake_retries,
                            hosts={h: {"state": "rolled-back" if o.ok else "rollback-failed",
-                                      "detail": o.detail, "version": o.after}
+                                      "detail": o.detail, "version": o.after, "definition": o.definition}
                                   for h, o in outcomes.items()})
             audit(args.state_dir, action="rollback-end", run=run_id, exit_code=int(code), failed=failed)
             notify("rollback-finished", component=spec.component, version=target, run=run_id, exit_code=int(code),
@@ -105,6 +148,7 @@ def run(args: argparse.Namespace) -> int:
         progress.summary(f"rollback {spec.component}: {message}", [
             (o.host, dcs[o.host], "rolled-back" if o.ok else "rollback-failed",
              f"{o.before or '?'} → {o.after or '?'} {o.detail}"
+             + (f" ({o.definition} service and checks)" if o.definition else "")
              + (f" (took over {o.previous_holder.get('kind')} run {o.previous_holder.get('run')})"
                 if o.previous_holder else "")) for o in outcomes.values()])
         say(args, f"{message} (run {run_id})", error=bool(failed))

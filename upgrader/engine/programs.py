@@ -47,8 +47,12 @@ def lock_op(mode: str, *, operator: str, plan: str | None, controller: str, kind
 
 
 def rollback_op(spec: Playbook, to: str | None, step: str | None = None) -> dict[str, Any]:
-    """An emergency rollback's operation (no plan): back to ``to``, or the host's recorded previous release."""
-    return {**_rollback_op(spec, to), "step": step}
+    """An emergency rollback's operation (no plan): back to ``to``, or the host's recorded previous release.
+
+    ``recorded``: the agent uses the service and checks it recorded when that release was installed
+    and verified (agent.recorded_definition), if it trusts its record; ``spec``'s are the fallback.
+    """
+    return {**_rollback_op(spec, to), "recorded": True, "step": step}
 
 
 def hop_timeout(spec: Playbook) -> float:

@@ -1,7 +1,8 @@
 """Emergency rollback: every selected host in parallel, one round trip each, verified, audited.
 
-Works from what is on the hosts (the previous release is still staged), so
-it needs neither the journal nor the artifact of the bad release.
+Works from what is on the hosts (the previous release is still staged, with the service and checks
+it was installed with, recorded by the agent), so it needs neither the journal nor the artifact of
+the bad release; ``spec`` supplies the layout and the fallback definition for a release with no record.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ class HostOutcome:
     after: str | None
     detail: str
     previous_holder: dict[str, Any] | None = None
+    definition: str | None = None  # whose service and checks it used: "recorded" (on the host) or "sent"
 
 
 def rollback_hosts(pool: Pool, spec: Playbook, hosts: list[str], journal: Journal, *, operator: str,
@@ -60,12 +62,14 @@ def rollback_hosts(pool: Pool, spec: Playbook, hosts: list[str], journal: Journa
         holder = handed.data.get("previous_holder") if handed and handed.ok else None
         back = res.op("rollback")
         data = back.data if back else {}
+        used = data.get("definition")
+        source = str(used.get("source")) if isinstance(used, dict) else None
         if res.ok:
             out[host] = HostOutcome(host, True, data.get("from"), data.get("to"),
-                                    "verified" if data.get("steps") else "already there, verified", holder)
+                                    "verified" if data.get("steps") else "already there, verified", holder, source)
         else:
             out[host] = HostOutcome(host, False, data.get("from") or data.get("current"), data.get("current"),
-                                    res.error, holder)
+                                    res.error, holder, source)
     return out
 
 

@@ -1,0 +1,200 @@
+"""An emergency rollback uses the service and checks a release was installed with, as the agent recorded them.
+
+The real agent code runs on real files (STATE pointed at the test's directory).  A verified install
+records its definition; a rollback back to that release with ``recorded`` uses it instead of what
+the controller sent.  Attack tests: a record the agent did not write — other owner, group/other
+readable, a symlink, a hard link, edited, or for a release directory swapped since — is not trusted,
+and the controller's definition is used instead.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from upgrader.cli.main import main
+
+pytestmark = pytest.mark.reliability("planted or edited definition records on a host are not trusted")
+
+AGENT = Path(__file__).resolve().parents[2] / "upgrader" / "agent" / "agent.py"
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def agent(tmp_path: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location("upgrader_agent_definitions", AGENT)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    setattr(module, "STATE", str(tmp_path / "state"))  # noqa: B010 (the host's /var/lib/upgrader, here)
+    return module
+
+
+@pytest.fixture
+def host(tmp_path: Path) -> dict[str, Path]:
+    root = tmp_path / "opt" / "app"
+    for v in ("1.0", "2.0"):
+        (root / "releases" / v / ".upgrader").mkdir(parents=True, mode=0o700)
+    (root / "current").symlink_to("releases/1.0")
+    return {"root": root, "log": tmp_path / "service.log"}
+
+
+def service(host: dict[str, Path], tag: str) -> dict[str, Any]:
+    """A service whose start writes ``tag``: which definition a rollback used is on disk afterwards."""
+    log = host["log"]
+    return {"start": ["sh", "-c", f"echo {tag} >> {log}"], "stop": ["true"], "status": ["true"],
+            "start_timeout": 5, "stop_timeout": 5}
+
+
+def check(name: str) -> dict[str, Any]:
+    return {"name": name, "kind": "command", "command": {"argv": ["true"]}, "timeout": 1, "retries": 0,
+            "interval": 0}
+
+
+def ctx(host: dict[str, Path], run: str) -> dict[str, Any]:
+    return {"component": "app", "run": run, "root": str(host["root"])}
+
+
+def install(agent: ModuleType, host: dict[str, Path]) -> None:
+    """1.0 verified with its own definition (run R1), then 2.0 installed over it (R2)."""
+    assert agent.op_verify(ctx(host, "R1"), {"service": service(host, "one"), "checks": [check("health-1.0")],
+                                            "expect_version": "1.0"})["recorded"] is True
+    agent.op_switch(ctx(host, "R2"), {"version": "2.0"})
+    assert agent.op_verify(ctx(host, "R2"), {"service": service(host, "two"), "checks": [check("health-2.0")],
+                                            "expect_version": "2.0"})["recorded"] is True
+
+
+def rollback(agent: ModuleType, host: dict[str, Path]) -> dict[str, Any]:
+    """What the controller sends when it only has the newest playbook: 2.0's service and checks."""
+    sent = {"op": "rollback", "to": "1.0", "service": service(host, "sent"), "checks": [check("sent-check")],
+            "recorded": True}
+    return agent.op_rollback(ctx(host, "RB"), sent)  # type: ignore[no-any-return]
+
+
+def started(host: dict[str, Path]) -> list[str]:
+    return host["log"].read_text().split() if host["log"].exists() else []
+
+
+def test_rollback_uses_what_the_release_was_installed_with(agent: ModuleType, host: dict[str, Path],
+                                                           record_property: Any) -> None:
+    install(agent, host)
+    out = rollback(agent, host)
+    assert out["to"] == "1.0" and out["definition"]["source"] == "recorded"
+    assert out["definition"]["recorded_run"] == "R1"
+    assert [c["check"] for c in out["checks"]] == ["health-1.0"] and started(host) == ["one"]
+    journal = [json.loads(x) for x in (Path(agent.STATE) / "app" / "journal.jsonl").read_text().splitlines()]
+    seen = next(e for e in journal if e.get("event") == "rollback-definition")
+    assert (seen["source"], seen["version"], seen["checks"]) == ("recorded", "1.0", ["health-1.0"])
+    record_property("observed", "recorded definition of 1.0 (run R1) used: its start ran, check health-1.0")
+
+
+def test_without_recorded_the_sent_definition_is_used(agent: ModuleType, host: dict[str, Path]) -> None:
+    install(agent, host)
+    sent = {"op": "rollback", "to": "1.0", "service": service(host, "sent"), "checks": [check("sent-check")]}
+    assert agent.op_rollback(ctx(host, "RB"), sent)["definition"]["source"] == "sent"  # the apply engine's undo
+    assert started(host) == ["sent"]
+
+
+def _other_owner(path: Path) -> None:
+    os.chown(path, 65534, 65534)
+
+
+def _readable(path: Path) -> None:
+    path.chmod(0o644)
+
+
+def _symlinked(path: Path) -> None:
+    real = path.with_name("elsewhere.json")
+    shutil.copy2(path, real)
+    path.unlink()
+    path.symlink_to(real)
+
+
+def _hard_linked(path: Path) -> None:
+    os.link(path, path.with_name("second-name.json"))
+
+
+def _edited(path: Path) -> None:
+    data = json.loads(path.read_text())
+    data["1.0"]["service"]["start"] = ["sh", "-c", "echo planted >> /dev/null"]
+    path.write_text(json.dumps(data))
+
+
+def _release_swapped(path: Path) -> None:
+    release = path.parents[2] / "opt" / "app" / "releases" / "1.0"
+    other = release.with_name(".other")
+    (other / ".upgrader").mkdir(parents=True, mode=0o700)
+    shutil.rmtree(release)
+    other.rename(release)  # same name, another directory (made first: a freed inode number is not reused)
+
+
+def _planted_from_scratch(path: Path) -> None:
+    """A file written by someone else, copying a genuine entry's fields (only the owner differs)."""
+    text = path.read_text()
+    path.unlink()
+    path.write_text(text)
+    os.chown(path, 1000, 1000)
+    path.chmod(0o600)
+
+
+@pytest.mark.parametrize("tamper", [_other_owner, _readable, _symlinked, _hard_linked, _edited, _release_swapped,
+                                    _planted_from_scratch])
+def test_a_record_the_agent_did_not_write_is_not_trusted(agent: ModuleType, host: dict[str, Path],
+                                                         tamper: Any) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("ownership checks need root, as on a host")
+    install(agent, host)
+    record = Path(agent.STATE) / "app" / "definitions.json"
+    tamper(record)
+    assert agent.recorded_definition(str(host["root"]), "app", "1.0") is None
+    out = rollback(agent, host)
+    assert out["definition"]["source"] == "sent" and started(host) == ["sent"]
+
+
+def test_a_group_writable_state_directory_is_not_trusted(agent: ModuleType, host: dict[str, Path]) -> None:
+    install(agent, host)
+    (Path(agent.STATE) / "app").chmod(0o770)
+    assert agent.recorded_definition(str(host["root"]), "app", "1.0") is None
+
+
+# ---- the controller: which playbook an emergency rollback reads ----
+
+def test_rollback_without_playbook_or_run_is_refused_naming_the_fix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("UPGRADER_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.chdir(REPO)  # playbooks/ is right there: it must not be read
+    code = main(["rollback", "ordergw", "-i", "inventories/prod-na.yml", "--reason", "x", "--yes",
+                 "--connect-timeout", "0.01"])
+    err = capsys.readouterr().err
+    assert code == 1 and "no run of ordergw" in err and "--playbook" in err, err
+
+
+def test_the_newest_runs_plan_supplies_the_layout_and_nothing_else_is_read(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from upgrader.commands import rollback as command
+    from upgrader.commands import specs
+    from upgrader.engine.journal import Journal
+    from upgrader.planning import planner
+
+    state = tmp_path / "state"
+    monkeypatch.chdir(REPO)
+    assert main(["plan", "playbooks/ordergw-5.2.0.yml", "-i", "inventories/prod-na.yml", "--offline", "--out",
+                 str(tmp_path / "plan.json")]) == 0
+    older = Journal.create(state, "20260101T000000Z-ordergw-0001")
+    older.write_file("plan.json", (tmp_path / "plan.json").read_text().replace('"/opt/ordergw"', '"/opt/old"'))
+    newer = Journal.create(state, "20260102T000000Z-ordergw-0002")
+    newer.write_file("plan.json", (tmp_path / "plan.json").read_text())
+    Journal.create(state, "20260103T000000Z-riskgw-0003")  # another component's newer run: not it
+    monkeypatch.setattr(specs, "find_playbook", lambda *a: pytest.fail("read the playbooks directory"))
+    monkeypatch.setattr(planner, "make_plan", lambda *a, **k: pytest.fail("planned"))
+    args = command.argparse.Namespace(playbook=None, playbooks=None, state_dir=state, component="ordergw")
+    loaded = command.layout_source(args)
+    assert loaded.path == state / "runs" / "20260102T000000Z-ordergw-0002" / "plan.json"
+    assert loaded.model.component == "ordergw" and loaded.model.install.root == "/opt/ordergw"
