@@ -38,3 +38,20 @@ def test_policy_and_phase_changes_are_listed(tmp_path: Path) -> None:
     assert "- phases: 9 → 7" in run.stdout  # ny5: canary + 2 waves of 2,1; ch2 and tr2: canary + 1
     assert "- host ny5-oe03: phase 3 → 2" in run.stdout
     assert "- host ny5-oe04: phase 4 → 3" in run.stdout
+
+
+def test_exit_zero_keeps_exit_1_for_an_unreadable_plan_only(tmp_path: Path) -> None:
+    """What a CI script needs: a difference is not a failure, a broken plan still is."""
+    pb = REPO / "playbooks" / "ordergw-5.2.0.yml"
+    whole, limited = plan(tmp_path, "a.json", pb), plan(tmp_path, "b.json", pb, "--limit", "dc:ch2")
+
+    def diff(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "upgrader", "diff", *args], capture_output=True, text=True)
+
+    differ = diff(str(whole), str(limited), "--format", "markdown")
+    assert differ.returncode == 1 and "- limit: every host → dc:ch2" in differ.stdout
+    assert differ.stdout.startswith("### plan diff: `ordergw` 5.2.0 → `ordergw` 5.2.0")
+    assert diff(str(whole), str(limited), "--exit-zero").returncode == 0
+    broken = tmp_path / "broken.json"
+    broken.write_text("{")
+    assert diff(str(whole), str(broken), "--exit-zero").returncode == 1

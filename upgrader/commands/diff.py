@@ -17,6 +17,7 @@ example (in a pull request: the base branch's plan against this branch's):
   upgrader diff base/plan.json plan.json --format markdown
 
 exit codes: 0 the plans are the same; 1 they differ (or a plan cannot be read: the error says which); 2 usage
+  with --exit-zero: 0 whether or not they differ, 1 only when a plan cannot be read (for CI scripts)
 """
 
 
@@ -26,6 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("old", type=Path, metavar="OLD.json", help="the plan before (e.g. the base branch's)")
     parser.add_argument("new", type=Path, metavar="NEW.json", help="the plan after")
     parser.add_argument("--format", choices=["text", "markdown", "json"], default="text")
+    parser.add_argument("--exit-zero", action="store_true",
+                        help="exit 0 when the plans differ too, so that 1 means only an unreadable plan")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -36,8 +39,10 @@ def run(args: argparse.Namespace) -> int:
                   sys.stdout, indent=2, sort_keys=True)
         print()
     elif args.format == "markdown":
-        print(f"### plan diff `{old.content_hash[:19]}` → `{new.content_hash[:19]}`\n")
+        print(f"### plan diff: `{old.component}` {old.target_version} → `{new.component}` {new.target_version}\n")
+        print(f"Plan `{old.content_hash[:19]}` (`{old.playbook.path}`) → `{new.content_hash[:19]}` "
+              f"(`{new.playbook.path}`)\n")
         print("\n".join(f"- {line}" for line in lines) if lines else "_no difference_")
     else:
         print("\n".join(lines) if lines else "no difference")
-    return 0 if not lines else 1
+    return 0 if not lines or args.exit_zero else 1

@@ -47,6 +47,9 @@ def diff(old: Plan, new: Plan) -> list[str]:
     new_problems = {p.message for p in new.problems}
     lines += [f"problem fixed: {m}" for m in sorted(old_problems - new_problems)]
     lines += [f"new problem: {m}" for m in sorted(new_problems - old_problems)]
+    if old.limit != new.limit:
+        shown = [",".join(p.limit.patterns) if p.limit else "every host" for p in (old, new)]
+        lines.append(f"limit: {shown[0]} → {shown[1]}")
     if old.inventory.sha256 != new.inventory.sha256:
         lines.append(f"inventory {new.inventory.path} changed")
     if old.facts_fingerprint != new.facts_fingerprint:

@@ -54,12 +54,23 @@ object UpgradePlanReview : BuildType({
                 git fetch --quiet origin "${'$'}BASE_BRANCH"
                 changed=${'$'}(git diff --name-only --diff-filter=d "FETCH_HEAD...HEAD" -- 'playbooks/*.yml')
                 [ -n "${'$'}changed" ] || changed=${'$'}(ls playbooks/*.yml)
+                # The base branch's files, to plan each playbook as it was there (as in github-actions.yml).
+                git worktree add --detach ../base FETCH_HEAD > /dev/null
+                here=${'$'}(pwd)
+                up=${'$'}here/.venv/bin/upgrader
                 : > plan.md
                 for playbook in ${'$'}changed; do
-                  .venv/bin/upgrader plan "${'$'}playbook" -i "${'$'}INVENTORY" --offline --format markdown --out plan-one.md
-                  cat plan-one.md >> plan.md
+                  ${'$'}up plan "${'$'}playbook" -i "${'$'}INVENTORY" --offline --format json --out head.json
+                  if [ -f "../base/${'$'}playbook" ] && (cd ../base && ${'$'}up plan "${'$'}playbook" \
+                        -i "${'$'}INVENTORY" --offline --format json --out "${'$'}here/base.json"); then
+                    ${'$'}up diff base.json head.json --format markdown --exit-zero >> plan.md
+                  else  # new in this branch, or the base cannot plan it: the whole plan
+                    ${'$'}up plan "${'$'}playbook" -i "${'$'}INVENTORY" --offline --format markdown --out plan-one.md
+                    cat plan-one.md >> plan.md
+                  fi
                   echo >> plan.md
                 done
+                git worktree remove --force ../base
             """.trimIndent()
         }
     }
