@@ -228,3 +228,29 @@ def test_old_spellings_warn_and_mean_the_limit(files: Path, capsys: pytest.Captu
     assert args.limit == ["dc:ch2"] and "use --limit dc:ch2" in capsys.readouterr().err
     again = build_parser(["rollback"]).parse_args(["rollback", "c", "-i", "i", "--reason", "x"])
     assert again.limit == []  # the aliases never touch the shared default
+
+
+@pytest.mark.parametrize("argv", [
+    ["plan", "playbook.yml", "--offline"], ["plan", "playbook.yml", "--live"], ["facts", "playbook.yml"],
+    ["apply", "playbook.yml", "--yes"], ["status"], ["audit", "playbook.yml"], ["windows"],
+    ["rollback", "ordergw", "--reason", "x", "--yes", "--playbook", "playbook.yml"]])
+def test_every_command_refuses_a_limit_matching_nothing_before_contacting_anyone(
+        files: Path, argv: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from upgrader.engine import endpoints
+
+    def no_pool(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("a pool was made: a host would be contacted")
+
+    monkeypatch.setattr(endpoints.Pool, "__init__", no_pool)
+    code = main([*argv, "-i", "inventory.yml", "--limit", "ny5-oe01,role:nothing"])
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and err.splitlines()[-1].endswith(
+        "--limit role:nothing matches no host in inventory.yml — roles: md, oe, risk"), err
+
+
+def test_windows_looks_at_the_datacenters_of_the_selected_hosts(files: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    main(["windows", "-i", "inventory.yml", "--limit", "ch2-*", "--format", "json",
+          "--now", "2026-11-28T02:00:00-05:00"])
+    ch2 = set(INV.datacenters["ch2"].markets)
+    assert set(json.loads(capsys.readouterr().out)["markets"]) == ch2

@@ -20,6 +20,7 @@ from upgrader.engine.locks import LocalLock
 from upgrader.engine.notifier import notifier
 from upgrader.engine.progress import Progress
 from upgrader.engine.staleness import drift, rederived_difference
+from upgrader.engine.vocabulary import Event, RunStatus
 from upgrader.errors import ExitCode, NotConfirmed, RefusedError, UpgraderError
 from upgrader.loading import limits
 from upgrader.loading.inputs import load_inventory, load_playbook, parse_json_model, read_plan_file
@@ -244,7 +245,7 @@ def execute(args: argparse.Namespace, plan: Plan, pool: Pool, inventory: Invento
     with LocalLock(args.state_dir, plan.component, {"run": run_id, "operator": who}):
         journal = Journal.create(args.state_dir, run_id)
         journal.write_file("plan.json", plan.to_json())
-        journal.record("run-start", kind="apply", run=run_id, component=plan.component, version=plan.target_version,
+        journal.record(Event.RUN_START, kind="apply", run=run_id, component=plan.component, version=plan.target_version,
                        plan_hash=plan.content_hash, operator=who, argv=sys.argv[1:],
                        hosts=[h.host for h in plan.hosts], break_lock=args.break_lock,
                        limit=plan.limit.patterns if plan.limit else None,
@@ -261,7 +262,7 @@ def execute(args: argparse.Namespace, plan: Plan, pool: Pool, inventory: Invento
                 with stop_on_signals(engine):
                     outcome = engine.run()
             except RefusedError as exc:
-                journal.record("run-end", status="refused", exit_code=int(exc.exit_code), message=str(exc))
+                journal.record(Event.RUN_END, status=RunStatus.REFUSED, exit_code=int(exc.exit_code), message=str(exc))
                 raise
         progress.summary(f"{plan.component} {plan.target_version}: {outcome.status}", engine.summary_rows())
         live.export_metrics(args)

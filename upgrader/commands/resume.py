@@ -14,6 +14,7 @@ from upgrader.engine.locks import LocalLock
 from upgrader.engine.notifier import notifier
 from upgrader.engine.progress import Progress
 from upgrader.engine.resume import analyze
+from upgrader.engine.vocabulary import Event
 from upgrader.errors import RefusedError
 from upgrader.loading.inputs import load_inventory, read_plan_file
 
@@ -59,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
         live.confirm("resume?", args.yes)
         who = operator()
         with LocalLock(args.state_dir, plan.component, {"run": args.run_id, "operator": who}):
-            journal.record("resume", operator=who, done=sorted(recovery.done), back=recovery.back,
+            journal.record(Event.RESUME, operator=who, done=sorted(recovery.done), back=recovery.back,
                            failing=recovery.failing)
             with Progress(args.log_format) as progress, \
                     notifier(inventory.model, admission.clock(args.now)) as notify:

@@ -13,7 +13,8 @@ from upgrader.commands import live, targeting
 from upgrader.commands.specs import find_playbook
 from upgrader.commands.tables import print_table
 from upgrader.engine import facts as host_facts
-from upgrader.engine.journal import list_runs, read, runs_dir
+from upgrader.engine.journal import list_runs, read_run
+from upgrader.engine.vocabulary import Event, HostState
 from upgrader.errors import RefusedError
 from upgrader.loading.inputs import load_inventory
 from upgrader.planning.planner import iter_hosts, runs_component
@@ -35,14 +36,14 @@ def last_run_versions(state: Path, component: str) -> dict[str, str]:
     for summary in reversed(list_runs(state)):
         if summary.component != component or summary.exit_code is None:
             continue
-        entries = list(read(runs_dir(state) / summary.run_id / "journal.jsonl"))
-        end = [e for e in entries if e["event"] == "run-end"]
+        entries = list(read_run(state, summary.run_id))
+        end = [e for e in entries if e["event"] == Event.RUN_END]
         start = entries[0]
         out = {}
         for host, info in (end[-1].get("hosts") or {}).items():
             if info.get("version"):
                 out[host] = info["version"]
-            elif info.get("state") == "done":
+            elif info.get("state") == HostState.DONE:
                 out[host] = start.get("version")
         return {h: v for h, v in out.items() if v}
     return {}

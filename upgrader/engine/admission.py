@@ -16,7 +16,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from upgrader.engine.journal import list_runs, read, runs_dir
+from upgrader.engine.journal import list_runs, read_run
+from upgrader.engine.vocabulary import Event
 from upgrader.errors import InputError, RefusedError
 from upgrader.models.inventory import Inventory
 from upgrader.models.plan import Plan
@@ -89,12 +90,12 @@ def past_host_seconds(state: Path, component: str, last: int = 5) -> float | Non
         if summary.component != component or summary.kind != "apply":
             continue
         try:
-            entries = list(read(runs_dir(state) / summary.run_id / "journal.jsonl"))
+            entries = list(read_run(state, summary.run_id))
         except InputError as exc:  # an estimate only: a journal damaged since it was listed is skipped
             log.warning("past durations: %s", exc)
             continue
         for e in entries:
-            if e["event"] in ("host-end", "bake-end") and e.get("ok"):
+            if e["event"] in (Event.HOST_END, Event.BAKE_END) and e.get("ok"):
                 samples.append(sum(o.get("seconds", 0.0) for o in e.get("ops") or []))
         last -= 1
         if last == 0:

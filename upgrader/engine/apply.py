@@ -25,6 +25,16 @@ from upgrader.engine.endpoints import Pool
 from upgrader.engine.groups import Unavailable
 from upgrader.engine.journal import Journal, controller
 from upgrader.engine.progress import Progress
+from upgrader.engine.vocabulary import (
+    NEEDS_A_HUMAN,
+    ON_TARGET,
+    UPGRADED,
+    Event,
+    HostState,
+    HostSummary,
+    RollbackEnd,
+    RunStatus,
+)
 from upgrader.errors import ExitCode, RefusedError, TransportError
 from upgrader.models.plan import ArtifactRef, HostPlan, Phase, Plan, Step
 from upgrader.planning import budgets
@@ -36,7 +46,7 @@ LOCK_TIMEOUT = 30.0
 @dataclass
 class HostRun:
     plan: HostPlan
-    state: str = "pending"
+    state: HostState = HostState.PENDING
     detail: str = ""
     touched: bool = False  # something live changed (service stopped, link switched)
     failure: str = ""
@@ -60,7 +70,7 @@ class Recovery:
 @dataclass
 class Outcome:
     exit_code: ExitCode
-    status: str
+    status: RunStatus
     message: str
     hosts: dict[str, HostRun] = field(default_factory=dict)
 
@@ -105,7 +115,7 @@ class Apply:
                            run=self.journal.run_id, ops=ops, timeout=timeout, python=self.python,
                            idempotent=idempotent)
 
-    def _set(self, host: str, state: str, detail: str = "") -> None:
+    def _set(self, host: str, state: HostState, detail: str = "") -> None:
         run = self.hosts[host]
         run.state, run.detail = state, detail
         self.progress.host_state(host, state, detail)
@@ -120,9 +130,9 @@ class Apply:
         plan = self.plan
         recovery = recovery or Recovery()
         for h in plan.hosts:
-            self.progress.host_state(h.host, "pending", " → ".join([h.from_version, *h.path]))
+            self.progress.host_state(h.host, HostState.PENDING, " → ".join([h.from_version, *h.path]))
         for host in recovery.done:
-            self._set(host, "done", f"on {self.hosts[host].plan.path[-1]} (before resume)")
+            self._set(host, HostState.DONE, f"on {self.hosts[host].plan.path[-1]} (before resume)")
         self.check_artifacts()
         self.lock_hosts(recovery)
         self.notify("run-started", component=plan.component, version=plan.target_version, run=self.journal.run_id,
@@ -132,9 +142,9 @@ class Apply:
         finally:
             self.release_locks()
         # run-end is the journal's last word: it comes after the locks are released.
-        self.journal.record("run-end", status=outcome.status, exit_code=int(outcome.exit_code),
+        self.journal.record(Event.RUN_END, status=outcome.status, exit_code=int(outcome.exit_code),
                             message=outcome.message, handshake_retries=self.pool.handshake_retries,
-                            hosts={h.name: {"state": h.state, "detail": h.detail, "version": self._version_of(h)}
+                            hosts={h.name: HostSummary(state=h.state, detail=h.detail, version=self._version_of(h))
                                    for h in self.hosts.values()})
         event = {ExitCode.OK: "finished", ExitCode.FAILED_ROLLED_BACK: "rolled-back"}.get(outcome.exit_code, "failed")
         self.notify(event, component=self.plan.component, version=self.plan.target_version,
@@ -144,7 +154,7 @@ class Apply:
     def _execute(self, recovery: Recovery) -> Outcome:
         plan = self.plan
         if recovery.back:
-            self.journal.record("recover", hosts=recovery.back, failing=recovery.failing)
+            self.journal.record(Event.RECOVER, hosts=recovery.back, failing=recovery.failing)
             for host in recovery.back:
                 self.hosts[host].touched = True
             self.rollback(recovery.back)
@@ -162,7 +172,7 @@ class Apply:
             return self._conclude()
         pending = [h for h in self.hosts if h not in recovery.done]
         if pending and not self.stage(pending):
-            return self._finish(ExitCode.FAILED_ROLLED_BACK, "stage-failed",
+            return self._finish(ExitCode.FAILED_ROLLED_BACK, RunStatus.STAGE_FAILED,
                                 "staging failed; no live change was made")
         for phase in plan.phases:
             if self.halted:
@@ -175,36 +185,36 @@ class Apply:
     def _conclude(self) -> Outcome:
         states = {h.state for h in self.hosts.values()}
         if self.held:
-            return self._finish(ExitCode.ROLLBACK_FAILED, "held", "failure held for a human (rollback: hold)")
-        if states & {"rollback-failed", "unreachable"}:
-            bad = [h.name for h in self.hosts.values() if h.state in ("rollback-failed", "unreachable")]
-            return self._finish(ExitCode.ROLLBACK_FAILED, "rollback-failed",
+            return self._finish(ExitCode.ROLLBACK_FAILED, RunStatus.HELD, "failure held for a human (rollback: hold)")
+        if states & {HostState.ROLLBACK_FAILED, HostState.UNREACHABLE}:
+            bad = [h.name for h in self.hosts.values() if h.state in (HostState.ROLLBACK_FAILED, HostState.UNREACHABLE)]
+            return self._finish(ExitCode.ROLLBACK_FAILED, RunStatus.ROLLBACK_FAILED,
                                 f"{', '.join(bad)} could not be put back on a verified version — act now")
         if self.failures:
-            return self._finish(ExitCode.FAILED_ROLLED_BACK, "failed-rolled-back",
+            return self._finish(ExitCode.FAILED_ROLLED_BACK, RunStatus.FAILED_ROLLED_BACK,
                                 f"{self.failures} host(s) failed; every touched host is back and verified")
         if self.abort is not None:
-            kept = [h.name for h in self.hosts.values() if h.state == "done"]
+            kept = [h.name for h in self.hosts.values() if h.state == HostState.DONE]
             message = self.halted or "aborted"
             if kept:
                 message += f"; still on {self.plan.target_version}, verified: {', '.join(kept)}"
-            return self._finish(ExitCode.FAILED_ROLLED_BACK, "aborted", message)
+            return self._finish(ExitCode.FAILED_ROLLED_BACK, RunStatus.ABORTED, message)
         if self.halted:
-            return self._finish(ExitCode.FAILED_ROLLED_BACK, "halted", self.halted)
-        return self._finish(ExitCode.OK, "succeeded",
+            return self._finish(ExitCode.FAILED_ROLLED_BACK, RunStatus.HALTED, self.halted)
+        return self._finish(ExitCode.OK, RunStatus.SUCCEEDED,
                             f"{len(self.hosts)} host(s) on {self.plan.target_version} and verified")
 
     @staticmethod
     def _version_of(h: HostRun) -> str | None:
         """The version a host is known to be on now (None: unknown, a human must look)."""
-        if h.state == "done":
+        if h.state == HostState.DONE:
             return h.plan.path[-1]
-        if h.state in ("pending", "staged", "untouched", "rolled-back") or (
-                h.state == "failed" and not h.touched):
+        if h.state in (HostState.PENDING, HostState.STAGED, HostState.UNTOUCHED, HostState.ROLLED_BACK) or (
+                h.state == HostState.FAILED and not h.touched):
             return h.plan.from_version
         return None
 
-    def _finish(self, code: ExitCode, status: str, message: str) -> Outcome:
+    def _finish(self, code: ExitCode, status: RunStatus, message: str) -> Outcome:
         return Outcome(code, status, message, self.hosts)
 
     # ------------------------------------------------------------ artifacts and locks
@@ -228,17 +238,17 @@ class Apply:
                                    "fetch the vendor's artifact again; nothing was changed on any host")
             digest = _sha256(path)
             if digest != art.sha256:
-                self.journal.record("artifact-refused", version=art.version, path=str(path), sha256=digest,
+                self.journal.record(Event.ARTIFACT_REFUSED, version=art.version, path=str(path), sha256=digest,
                                     expected=art.sha256)
                 raise RefusedError(f"sha256 mismatch for {path.name}: file has {digest}, playbook says {art.sha256}",
                                    "the artifact is not the one reviewed; nothing was changed on any host")
-        self.journal.record("artifacts-checked", artifacts=[a.model_dump() for a in self.plan.artifacts])
+        self.journal.record(Event.ARTIFACTS_CHECKED, artifacts=[a.model_dump() for a in self.plan.artifacts])
 
     def lock_hosts(self, recovery: Recovery | None = None) -> None:
         """Take every host's lock and check its facts still match the plan; refuse as a whole."""
         mode = "break" if self.break_lock else "acquire"
         if self.break_lock:
-            self.journal.record("lock-break", reason=self.break_lock, operator=self.operator)
+            self.journal.record(Event.LOCK_BREAK, reason=self.break_lock, operator=self.operator)
         ops = [self._lock_op(mode, self.break_lock), programs.facts_op(self.spec)]
         results = self.pool.each(self.hosts, lambda h: self._call(h, ops, LOCK_TIMEOUT, idempotent=True))
         refusals = []
@@ -262,7 +272,7 @@ class Apply:
             if facts.get("installed") not in allowed:
                 want = " or ".join(sorted(allowed))
                 refusals.append(f"{host}: now on {facts.get('installed')}, plan expected {want} — plan again")
-        self.journal.record("locks", held=sorted(self._locked), refusals=refusals)
+        self.journal.record(Event.LOCKS, held=sorted(self._locked), refusals=refusals)
         if refusals:
             self.release_locks()
             raise RefusedError("refused before changing anything: " + "; ".join(refusals),
@@ -272,11 +282,11 @@ class Apply:
     def release_locks(self) -> None:
         if not self._locked:
             return
-        keep = {h.name for h in self.hosts.values() if h.state in ("held", "rollback-failed", "unreachable")}
+        keep = {h.name for h in self.hosts.values() if h.state in NEEDS_A_HUMAN}
 
         def release(host: str) -> remote.AgentResult:
             ops: list[dict[str, Any]] = []
-            if self.hosts[host].state == "done":
+            if self.hosts[host].state == HostState.DONE:
                 ops.append({"op": "prune", "step": None, "keep": self.spec.install.keep_releases,
                             "continue_on_error": True})
             ops.append(self._lock_op("release"))
@@ -284,14 +294,14 @@ class Apply:
 
         targets = sorted(self._locked - keep)
         results = self.pool.each(targets, release)
-        self.journal.record("locks-released", hosts=targets, kept=sorted(keep & self._locked),
+        self.journal.record(Event.LOCKS_RELEASED, hosts=targets, kept=sorted(keep & self._locked),
                             errors={h: str(e) for h, e in results.failed.items()})
         self._locked.clear()
 
     # ------------------------------------------------------------ stage
     def stage(self, hosts: list[str]) -> bool:
         arts = {a.version: a for a in self.plan.artifacts}
-        self.journal.record("stage-begin", hosts=sorted(hosts))
+        self.journal.record(Event.STAGE_BEGIN, hosts=sorted(hosts))
 
         def stage_host(host: str) -> remote.AgentResult | None:
             facts = self._facts.get(host, {})
@@ -304,7 +314,7 @@ class Apply:
                 upload = f"/var/tmp/upgrader-{self.journal.run_id}-{art.sha256[:16]}.tar.gz"
                 self.pool[host].put(self.artifact_path(art), upload)
                 ops.append(_send(step.op, step.id, upload=upload))
-            self.journal.record("stage-host", host=host, steps=[s.id for s in steps],
+            self.journal.record(Event.STAGE_HOST, host=host, steps=[s.id for s in steps],
                                 sent=[o["step"] for o in ops])
             if not ops:
                 return None
@@ -316,10 +326,10 @@ class Apply:
             host, res = r.host, r.value
             if not r.ok or (res is not None and not res.ok):
                 failed[host] = str(r.error) if res is None else res.error
-                self._set(host, "failed", f"staging: {failed[host]}")
+                self._set(host, HostState.FAILED, f"staging: {failed[host]}")
             else:
-                self._set(host, "staged", "already staged" if res is None else "staged")
-        self.journal.record("stage-end", failed=failed)
+                self._set(host, HostState.STAGED, "already staged" if res is None else "staged")
+        self.journal.record(Event.STAGE_END, failed=failed)
         if not failed:
             return True
         self.progress.event("stage-failed", f"staging failed on {len(failed)} host(s); removing what this run "
@@ -332,7 +342,7 @@ class Apply:
             h, [_send(s.undo, s.id) for s in self._steps(h, "stage") if s.undo], 60.0, idempotent=True))
         for host in hosts:
             if host not in failed:
-                self._set(host, "untouched", "release removed again")
+                self._set(host, HostState.UNTOUCHED, "release removed again")
         return False
 
     # ------------------------------------------------------------ phases
@@ -349,10 +359,10 @@ class Apply:
             reason = self.admit(self._estimate(phase))
             if reason:
                 self.halted = f"stopped before phase {phase.index + 1}: {reason}"
-                self.journal.record("halt", reason=self.halted)
+                self.journal.record(Event.HALT, reason=self.halted)
                 self.progress.event("halt", self.halted)
                 return
-        self.journal.record("phase-begin", phase=phase.index, kind=phase.kind, datacenter=phase.datacenter,
+        self.journal.record(Event.PHASE_BEGIN, phase=phase.index, kind=phase.kind, datacenter=phase.datacenter,
                             hosts=phase.hosts)
         self.progress.event("phase", f"phase {phase.index + 1}/{len(self.plan.phases)}: {phase.kind} "
                             f"{phase.datacenter or 'global'} → {', '.join(phase.hosts)}")
@@ -374,8 +384,8 @@ class Apply:
         workers = max(1, min(len(phase.hosts), self.pool.parallel))
         with ThreadPoolExecutor(max_workers=workers) as ex:
             list(ex.map(one, _by_turns(phase.hosts, lambda h: self.hosts[h].plan.datacenter)))
-        failed = [h for h in phase.hosts if self.hosts[h].state in ("failed", "unreachable")]
-        self.journal.record("phase-end", phase=phase.index, failed=failed)
+        failed = [h for h in phase.hosts if self.hosts[h].state in (HostState.FAILED, HostState.UNREACHABLE)]
+        self.journal.record(Event.PHASE_END, phase=phase.index, failed=failed)
         if failed:
             self._on_failure(phase, failed)
         elif self.abort is not None:
@@ -395,7 +405,7 @@ class Apply:
                 if self.abort is None:
                     self.abort = found
                     self.halted = f"aborted by {found.operator}: {found.reason}"
-                    self.journal.record("abort", operator=found.operator, reason=found.reason, at=found.at)
+                    self.journal.record(Event.ABORT, operator=found.operator, reason=found.reason, at=found.at)
                     self.progress.event("halt", self.halted)
                     self.notify("aborted", component=self.plan.component, version=self.plan.target_version,
                                 run=self.journal.run_id, operator=found.operator, message=found.reason)
@@ -409,20 +419,20 @@ class Apply:
         policy = self.spec.rollback.on_failure
         if policy == "hold":
             self.held = True
-            self.journal.record("hold", hosts=[h for h in self.hosts if self.hosts[h].touched])
+            self.journal.record(Event.HOLD, hosts=[h for h in self.hosts if self.hosts[h].touched])
             return
         if policy == "host":
             return  # nothing failed: hosts done stay on the new release, verified; none is started
         pool = current if policy == "wave" else list(self.hosts)
-        self.rollback([h for h in pool if self.hosts[h].touched or self.hosts[h].state in ("done", "verified")])
+        self.rollback([h for h in pool if self.hosts[h].touched or self.hosts[h].state in ON_TARGET])
 
     def _pass_gate(self, phase: Phase) -> bool:
         """Wait at the phase's manual gate; True to go on.  The canaries it watches are checked meanwhile."""
         gate = phase.gate
         assert gate is not None
-        watch = [h for h in gate.watch if self.hosts[h].state == "done"]
+        watch = [h for h in gate.watch if self.hosts[h].state == HostState.DONE]
         run = self.journal.run_id
-        self.journal.record("gate-wait", gate=gate.id, kind=gate.kind, timeout=gate.timeout, watch=watch)
+        self.journal.record(Event.GATE_WAIT, gate=gate.id, kind=gate.kind, timeout=gate.timeout, watch=watch)
         self.progress.event("gate", f"waiting at gate {gate.id} (at most {gate.timeout:g}s): "
                                     f"`upgrader promote {run}` to go on, `upgrader abort {run} --reason …` to stop")
         self.notify("gate-waiting", component=self.plan.component, version=self.plan.target_version, run=run,
@@ -444,7 +454,7 @@ class Apply:
         result = gates.wait(self.journal.directory, gate.id, timeout=gate.timeout, healthy=healthy,
                             sleep=self.sleep, stopped=lambda: self.halted is not None)
         decision = result.decision.to_dict() if result.decision else None
-        self.journal.record("gate-end", gate=gate.id, outcome=str(result.outcome), waited=round(result.waited, 1),
+        self.journal.record(Event.GATE_END, gate=gate.id, outcome=str(result.outcome), waited=round(result.waited, 1),
                             decision=decision, detail=result.detail)
         if result.outcome is gates.GateOutcome.PROMOTED:
             who = result.decision.operator if result.decision else "?"
@@ -460,18 +470,18 @@ class Apply:
             return False
         if result.outcome is gates.GateOutcome.DEGRADED:
             host = degraded[0]
-            self._fail(host, "failed", f"canary degraded while waiting at gate {gate.id}: {result.detail}")
+            self._fail(host, HostState.FAILED, f"canary degraded while waiting at gate {gate.id}: {result.detail}")
             canary_phase = self.plan.phases[self.hosts[host].plan.phase]
             self._on_failure(canary_phase, [host])
             return False
         self.halted = f"no decision at gate {gate.id} within {gate.timeout:g}s ({gate.on_timeout})"
-        self.journal.record("halt", reason=self.halted)
+        self.journal.record(Event.HALT, reason=self.halted)
         self.progress.event("halt", self.halted)
         if gate.on_timeout == "hold":
             self.held = True
-            self.journal.record("hold", hosts=[h for h in self.hosts if self.hosts[h].touched])
+            self.journal.record(Event.HOLD, hosts=[h for h in self.hosts if self.hosts[h].touched])
         else:
-            self.rollback([h for h, r in self.hosts.items() if r.touched or r.state in ("done", "verified")])
+            self.rollback([h for h, r in self.hosts.items() if r.touched or r.state in ON_TARGET])
         return False
 
     def _check_round(self, host: str) -> str | None:
@@ -498,57 +508,57 @@ class Apply:
         # The plan's own steps, as they are: staging is done, the bake comes after.
         ops = [self._lock_op("check"), *(_send(s.op, s.id) for s in hp.steps
                                          if s.action not in ("stage", "bake", "testinfra"))]
-        self.journal.record("host-begin", host=host, steps=[o.get("step") for o in ops], path=hp.path)
-        self._set(host, "upgrading", " → ".join([hp.from_version, *hp.path]))
+        self.journal.record(Event.HOST_BEGIN, host=host, steps=[o.get("step") for o in ops], path=hp.path)
+        self._set(host, HostState.UPGRADING, " → ".join([hp.from_version, *hp.path]))
         timeout = programs.hop_timeout(self.spec) * len(hp.path) + programs.checks_budget(self.spec) + 30
         try:
             res = self._call(host, ops, timeout)
         except TransportError as exc:
             self.hosts[host].touched = True  # unknown: assume the worst, rollback will find out
-            self.journal.record("host-end", host=host, ok=False, error=str(exc), unreachable=True)
-            self._fail(host, "unreachable", str(exc))
+            self.journal.record(Event.HOST_END, host=host, ok=False, error=str(exc), unreachable=True)
+            self._fail(host, HostState.UNREACHABLE, str(exc))
             return False
-        self.journal.record("host-end", host=host, ok=res.ok, ops=[o.data for o in res.ops],
+        self.journal.record(Event.HOST_END, host=host, ok=res.ok, ops=[o.data for o in res.ops],
                             stderr=res.result.stderr[-2000:] if not res.ok else "")
         if res.ok and not self._testinfra(host, "after start"):
             self.hosts[host].touched = True
             return False
         if res.ok:
             self.hosts[host].touched = True
-            self._set(host, "verified", f"on {hp.path[-1]}")
+            self._set(host, HostState.VERIFIED, f"on {hp.path[-1]}")
             if hp.canary:
                 return True
-            self._set(host, "done", f"on {hp.path[-1]}, verified")
+            self._set(host, HostState.DONE, f"on {hp.path[-1]}, verified")
             return True
         failed = res.failed
         if failed is not None and failed.op == "lock":
             self.halted = f"lock on {host} was taken over: {failed.error}"
-            self._set(host, "handed-over", failed.error or "")
-            self.journal.record("halt", reason=self.halted)
+            self._set(host, HostState.HANDED_OVER, failed.error or "")
+            self.journal.record(Event.HALT, reason=self.halted)
             return False
         self.hosts[host].touched = any(o.op in ("stop", "switch") for o in res.ops)
-        self._fail(host, "failed", res.error)
+        self._fail(host, HostState.FAILED, res.error)
         return False
 
     def _bake(self, host: str) -> None:
         hp = self.hosts[host].plan
         bakes = self._steps(host, "bake")
-        self._set(host, "baking", f"{self.spec.canary.bake:g}s")
-        self.journal.record("bake-begin", host=host, seconds=self.spec.canary.bake, steps=[s.id for s in bakes])
+        self._set(host, HostState.BAKING, f"{self.spec.canary.bake:g}s")
+        self.journal.record(Event.BAKE_BEGIN, host=host, seconds=self.spec.canary.bake, steps=[s.id for s in bakes])
         try:
             res = self._call(host, [_send(s.op, s.id) for s in bakes],
                              self.spec.canary.bake + programs.checks_budget(self.spec) + 30)
         except TransportError as exc:
-            self.journal.record("bake-end", host=host, ok=False, error=str(exc))
-            self._fail(host, "unreachable", str(exc))
+            self.journal.record(Event.BAKE_END, host=host, ok=False, error=str(exc))
+            self._fail(host, HostState.UNREACHABLE, str(exc))
             return
-        self.journal.record("bake-end", host=host, ok=res.ok, ops=[o.data for o in res.ops])
+        self.journal.record(Event.BAKE_END, host=host, ok=res.ok, ops=[o.data for o in res.ops])
         if res.ok and not self._testinfra(host, "at the end of the bake"):
             return
         if res.ok:
-            self._set(host, "done", f"on {hp.path[-1]}, baked {self.spec.canary.bake:g}s")
+            self._set(host, HostState.DONE, f"on {hp.path[-1]}, baked {self.spec.canary.bake:g}s")
         else:
-            self._fail(host, "failed", f"canary bake: {res.error}")
+            self._fail(host, HostState.FAILED, f"canary bake: {res.error}")
 
     def _testinfra(self, host: str, when: str) -> bool:
         """The host's testinfra steps, run from the controller; False (the host failed) if one does not pass."""
@@ -557,16 +567,17 @@ class Apply:
         base = Path(self.plan.playbook.path).parent  # modules are named relative to the playbook
         for step in self._steps(host, "testinfra"):
             op = step.op
-            self._set(host, "verifying", f"testinfra {op['file']} ({when})")
+            self._set(host, HostState.VERIFYING, f"testinfra {op['file']} ({when})")
             result = run_module(base / str(op["file"]), self.pool.endpoint(host), component=self.plan.component,
                                 version=str(op["version"]), timeout=float(op["timeout"]))
-            self.journal.record("testinfra", host=host, step=step.id, when=when, file=op["file"], **result.to_dict())
+            self.journal.record(Event.TESTINFRA, host=host, step=step.id, when=when, file=op["file"],
+                                **result.to_dict())
             if not result.ok:
-                self._fail(host, "failed", f"testinfra {op['name']} ({when}): {result.reason}")
+                self._fail(host, HostState.FAILED, f"testinfra {op['name']} ({when}): {result.reason}")
                 return False
         return True
 
-    def _fail(self, host: str, state: str, detail: str) -> None:
+    def _fail(self, host: str, state: HostState, detail: str) -> None:
         with self._lock:
             self.failures += 1
             dc = self.hosts[host].plan.datacenter
@@ -582,19 +593,19 @@ class Apply:
             self.held = True
             self.halted = "held for a human"
             for host in failed:
-                self._set(host, "held", self.hosts[host].detail)
+                self._set(host, HostState.HELD, self.hosts[host].detail)
                 self.down.stuck(host)
-            self.journal.record("hold", hosts=failed)
+            self.journal.record(Event.HOLD, hosts=failed)
             return
         if policy == "host":
             targets = [h for h in failed if self.hosts[h].touched]
         elif policy == "wave":
-            targets = [h for h in phase.hosts if self.hosts[h].touched or self.hosts[h].state in ("done", "verified")]
+            targets = [h for h in phase.hosts if self.hosts[h].touched or self.hosts[h].state in ON_TARGET]
         else:
-            targets = [h for h, r in self.hosts.items() if r.touched or r.state in ("done", "verified", "baking")]
+            targets = [h for h, r in self.hosts.items() if r.touched or r.state in UPGRADED]
         spent = self._budget_spent()
         if spent:  # no new host starts from here on, whatever the policy
-            self.journal.record("halt", reason=spent)
+            self.journal.record(Event.HALT, reason=spent)
             self.progress.event("halt", spent)
         if policy != "host" or spent:
             self.halted = f"{len(failed)} host(s) failed in phase {phase.index + 1}; rollback policy '{policy}'" + (
@@ -606,14 +617,14 @@ class Apply:
         reason = self.down.take(host, give_up=lambda: self.halted is not None)
         if reason is not None:
             self._set(host, self.hosts[host].state, f"not started: {reason}")
-            self.journal.record("host-withheld", host=host, reason=reason)
+            self.journal.record(Event.HOST_WITHHELD, host=host, reason=reason)
         return reason is None
 
     def _settle(self, host: str) -> None:
         """After its program: a verified (or never stopped) host is up again; a failed one stays down until
         its rollback is verified."""
         run = self.hosts[host]
-        if run.state in ("failed", "unreachable") and run.touched:
+        if run.state in (HostState.FAILED, HostState.UNREACHABLE) and run.touched:
             return
         self.down.back(host)
 
@@ -621,7 +632,7 @@ class Apply:
                        ) -> Callable[[str], remote.AgentResult | str]:
         """``back`` (one host's rollback) within its groups' limits; a str says why it was not run."""
         def guarded(host: str) -> remote.AgentResult | str:
-            reason = self.down.take(host, force=self.hosts[host].state not in ("done", "verified", "baking"))
+            reason = self.down.take(host, force=self.hosts[host].state not in UPGRADED)
             if reason is not None:
                 return reason
             try:
@@ -642,11 +653,11 @@ class Apply:
         if not hosts:
             return
         self.progress.event("rollback", f"rolling back {', '.join(hosts)}")
-        self.journal.record("rollback-begin", hosts=hosts)
+        self.journal.record(Event.ROLLBACK_BEGIN, hosts=hosts)
 
         def back(host: str) -> remote.AgentResult:
             hp = self.hosts[host].plan
-            self._set(host, "rolling-back", f"→ {hp.from_version}")
+            self._set(host, HostState.ROLLING_BACK, f"→ {hp.from_version}")
             # The lock check first: a host an emergency rollback took over is not ours to touch any more.
             return self._call(host, [self._lock_op("check"), _send(self._undo(host), f"{host}/rollback")],
                               programs.hop_timeout(self.spec) + 30)
@@ -658,20 +669,21 @@ class Apply:
             was = self.hosts[host].failure
             if isinstance(res, str):  # its redundancy group has members down for good: it stays up, verified
                 self._set(host, self.hosts[host].state, f"{self.hosts[host].detail}; not rolled back: {res}")
-                self.journal.record("rollback-withheld", host=host, reason=res)
+                self.journal.record(Event.ROLLBACK_WITHHELD, host=host, reason=res)
             elif res is not None and res.failed is not None and res.failed.op == "lock":
-                self._set(host, "handed-over", f"taken over by another run: {res.failed.error}")
+                self._set(host, HostState.HANDED_OVER, f"taken over by another run: {res.failed.error}")
                 self.hosts[host].touched = False
-                self.journal.record("rollback-end", host=host, ok=True, handed_over=True, error=res.error)
+                self.journal.record(Event.ROLLBACK_END, host=host, ok=True, handed_over=True, error=res.error)
             elif res is None or not res.ok:
                 why = str(r.error) if res is None else res.error
-                self._set(host, "rollback-failed", why)
-                self.journal.record("rollback-end", host=host, ok=False, error=why)
+                self._set(host, HostState.ROLLBACK_FAILED, why)
+                self.journal.record(Event.ROLLBACK_END, host=host, ok=False, error=why)
             else:
-                self._set(host, "rolled-back", f"back on {hp.from_version}, verified"
+                self._set(host, HostState.ROLLED_BACK, f"back on {hp.from_version}, verified"
                           + (f" (failed: {was})" if was else ""))
                 self.hosts[host].touched = False
-                self.journal.record("rollback-end", host=host, ok=True, ops=[o.data for o in res.ops])
+                self.journal.record(Event.ROLLBACK_END, **RollbackEnd(
+                    host=host, ok=True, ops=[o.data for o in res.ops], version=hp.from_version))  # where it is now
 
     def _steps(self, host: str, action: str) -> list[Step]:
         return [s for s in self.hosts[host].plan.steps if s.action == action]

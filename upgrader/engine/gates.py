@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 
+from upgrader.engine.journal import JOURNAL
 from upgrader.errors import RefusedError
 
 DECISIONS = "decisions"
@@ -81,7 +82,7 @@ class GateResult:
 
 def request(run_dir: Path, kind: DecisionKind, *, gate: str | None, operator: str, reason: str) -> Decision:
     """Record a decision for the run in ``run_dir`` (an existing run directory)."""
-    if not (run_dir / "journal.jsonl").is_file():
+    if not (run_dir / JOURNAL).is_file():
         raise RefusedError(f"{run_dir} is not a run directory", "list runs with `upgrader runs`")
     directory = run_dir / DECISIONS
     directory.mkdir(mode=0o700, exist_ok=True)

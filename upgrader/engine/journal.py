@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from upgrader.engine.vocabulary import Event
 from upgrader.errors import InputError, Location, Problem, RefusedError
 from upgrader.files import append_line, write_atomic
 from upgrader.loading import limits
@@ -98,7 +99,9 @@ class Journal:
     def open(cls, state: Path, run_id: str) -> Journal:
         return cls(run_directory(state, run_id))
 
-    def record(self, event: str, **data: Any) -> dict[str, Any]:
+    def record(self, event: Event, **data: Any) -> dict[str, Any]:
+        """Append one record, fsync'd; ``event`` is one of vocabulary.Event (a name not there is refused)."""
+        event = Event(event)  # a str from an older caller or a test: refused unless it is one of the names
         with self._lock:
             self._seq += 1
             entry = {"seq": self._seq, "at": datetime.now(UTC).isoformat(timespec="milliseconds"),
@@ -119,6 +122,12 @@ def _count_lines(path: Path) -> int:
             return sum(chunk.count(b"\n") for chunk in iter(lambda: fh.read(1 << 20), b""))
     except FileNotFoundError:
         return 0
+
+
+def read_run(state: Path, run_id: str) -> Iterator[dict[str, Any]]:
+    """The records of run ``run_id`` under ``state`` (its directory checked as run_directory does): the one
+    way commands read a run's journal, so none names the file itself."""
+    return read(run_directory(state, run_id) / JOURNAL)
 
 
 def read(path: Path) -> Iterator[dict[str, Any]]:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from upgrader.engine.vocabulary import HostState, RunStatus
 from upgrader.reporting.model import RunRecord
 
-STATE_TONE = {"done": "ok", "rolled-back": "warn", "rollback-failed": "bad", "failed": "bad", "unreachable": "bad",
-              "held": "bad", "handed-over": "bad", "succeeded": "ok", "failed-rolled-back": "warn",
-              "halted": "warn", "stage-failed": "warn", "unfinished": "bad", "refused": "warn"}
+STATE_TONE = {HostState.DONE: "ok", HostState.ROLLED_BACK: "warn", HostState.ROLLBACK_FAILED: "bad",
+              HostState.FAILED: "bad", HostState.UNREACHABLE: "bad", HostState.HELD: "bad",
+              HostState.HANDED_OVER: "bad", RunStatus.SUCCEEDED: "ok", RunStatus.FAILED_ROLLED_BACK: "warn",
+              RunStatus.HALTED: "warn", RunStatus.STAGE_FAILED: "warn", "unfinished": "bad", RunStatus.REFUSED: "warn"}
 
 
 def duration(seconds: float | None) -> str:

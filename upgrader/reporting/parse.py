@@ -12,13 +12,14 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from upgrader.engine.journal import JOURNAL, list_runs, read, run_directory
+from upgrader.engine.vocabulary import Event
+from upgrader.engine.vocabulary import HostState as State  # reporting has a HostState of its own
 from upgrader.errors import InputError, Location, Problem, RefusedError
 from upgrader.loading import limits
 from upgrader.loading.inputs import parse_json_object
@@ -38,8 +39,8 @@ Entry = dict[str, Any]
 CATEGORY = {"lock": "lock", "stage": "stage", "precheck": "precheck", "stop": "stop", "switch": "switch",
             "carry_over": "switch", "migrate": "migrate", "start": "start", "verify": "verify", "bake": "bake",
             "rollback": "rollback"}
-NOTED = {"halt", "hold", "lock-break", "recover", "resume", "artifact-refused"}
-PER_HOST = {"host-begin", "host-end", "bake-begin", "bake-end", "rollback-end"}
+NOTED = {Event.HALT, Event.HOLD, Event.LOCK_BREAK, Event.RECOVER, Event.RESUME, Event.ARTIFACT_REFUSED}
+PER_HOST = {Event.HOST_BEGIN, Event.HOST_END, Event.BAKE_BEGIN, Event.BAKE_END, Event.ROLLBACK_END}
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 log = logging.getLogger(__name__)
 
@@ -115,7 +116,8 @@ class _Host:
     datacenter: str | None = None
     from_version: str | None = None
     version: str | None = None
-    state: str = "pending"
+    state: str = State.PENDING
+    target: str | None = None  # the plan's last hop for it
     detail: str = ""
     began: datetime | None = None
 
@@ -139,7 +141,7 @@ class _Builder:
     def __post_init__(self) -> None:
         for h in self.plan.get("hosts", []):
             self.hosts[h["host"]] = _Host(h["host"], h.get("datacenter"), h.get("from_version"),
-                                          h.get("from_version"))
+                                          h.get("from_version"), target=(h.get("path") or [None])[-1])
 
     def host(self, name: str) -> _Host:
         return self.hosts.setdefault(name, _Host(name))
@@ -167,10 +169,12 @@ class _Builder:
             h.state, h.detail = info.get("state", h.state), info.get("detail", "")
             if "version" in info:  # rollback runs say where each host ended (None: unknown)
                 h.version = info["version"]
-            elif h.state == "unreachable":
+            elif h.state == State.UNREACHABLE:
                 h.version = None
-            elif h.version is None and h.state in ("done", "rolled-back"):
-                h.version = version_in(h.detail)
+            elif h.state == State.DONE:  # journals from before run-end said the version: the plan's data
+                h.version = h.target or h.version
+            elif h.state == State.ROLLED_BACK:
+                h.version = h.from_version
         for phase in self.phases:
             if phase.end is None:
                 self.close_phase(phase.index, at)
@@ -287,21 +291,16 @@ def rollback_of(host: str, at: datetime, e: Entry) -> Rollback:
 
 def describe_note(e: Entry) -> str:
     ev = e.get("event")
-    if ev == "halt":
+    if ev == Event.HALT:
         return str(e.get("reason", "halted"))
-    if ev == "hold":
+    if ev == Event.HOLD:
         return f"held for a human: {', '.join(e.get('hosts') or [])}"
-    if ev == "lock-break":
+    if ev == Event.LOCK_BREAK:
         return f"host locks broken by {e.get('operator', '?')}: {e.get('reason', '')}"
-    if ev == "recover":
+    if ev == Event.RECOVER:
         return f"resume: rolling back hosts caught mid-step: {', '.join(e.get('hosts') or [])}"
-    if ev == "artifact-refused":
+    if ev == Event.ARTIFACT_REFUSED:
         return f"artifact {e.get('path')} refused: sha256 {e.get('sha256')}, expected {e.get('expected')}"
     rest = {k: v for k, v in e.items() if k not in ("seq", "at", "event")}
     return f"{ev} {json.dumps(rest, sort_keys=True, default=str)}" if rest else str(ev)
 
-
-def version_in(detail: str) -> str | None:
-    """'on 5.2.0, verified' / 'back on 5.1.3, verified' → the version (older journals' only clue)."""
-    m = re.search(r"\bon (\S+?)(?:,|\s|$)", detail)
-    return m.group(1) if m else None

@@ -30,8 +30,9 @@ from temporalio.exceptions import ApplicationError
 
 from upgrader.engine.apply import Apply, _send
 from upgrader.engine.endpoints import Pool
-from upgrader.engine.journal import Journal
+from upgrader.engine.journal import JOURNAL, Journal
 from upgrader.engine.progress import Progress
+from upgrader.engine.vocabulary import HostState
 from upgrader.errors import RefusedError
 from upgrader.loading.inputs import Loaded, parse_json_model
 from upgrader.models.inventory import Inventory
@@ -48,7 +49,7 @@ class Collected(Journal):
 
     def __init__(self, run_id: str) -> None:  # no file: nothing is written on a datacenter's worker
         self.directory = Path(run_id)
-        self.path = self.directory / "journal.jsonl"
+        self.path = self.directory / JOURNAL
         self.entries_made: list[dict[str, Any]] = []
 
     def record(self, event: str, **data: Any) -> dict[str, Any]:
@@ -135,7 +136,7 @@ class HostWork:
             engine.pool.each(engine.hosts, lambda h: engine._call(
                 h, [_send(s.undo, s.id) for s in engine._steps(h, "stage") if s.undo], 60.0, idempotent=True))
             for run in engine.hosts.values():
-                run.state, run.detail = "untouched", "release removed again"
+                run.state, run.detail = HostState.UNTOUCHED, "release removed again"
             return Done()
 
         return await self.run(work, act)

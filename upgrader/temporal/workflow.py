@@ -27,6 +27,7 @@ with workflow.unsafe.imports_passed_through():
     from upgrader.engine.apply import Apply, HostRun, _by_turns
     from upgrader.engine.gates import Decision, DecisionKind, GateOutcome
     from upgrader.engine.programs import checks_budget, hop_timeout
+    from upgrader.engine.vocabulary import HostState
     from upgrader.errors import ExitCode
     from upgrader.models.plan import Phase, Plan
     from upgrader.planning import budgets
@@ -187,7 +188,7 @@ class UpgradeWorkflow:
         self.events.append([kind, text, host])
 
     def _set(self, host: str, state: str, detail: str = "") -> None:
-        self.hosts[host].state, self.hosts[host].detail = state, detail
+        self.hosts[host].state, self.hosts[host].detail = HostState(state), detail
 
     # ------------------------------------------------------------ activities
     def work(self, dc: str, hosts: list[str], **extra: Any) -> Work:
