@@ -17,6 +17,7 @@ from upgrader.engine.journal import Journal, audit, new_run_id, operator
 from upgrader.engine.notifier import notifier
 from upgrader.engine.progress import Progress
 from upgrader.engine.rollback import exit_code, rollback_hosts
+from upgrader.engine.vocabulary import Event, HostState, RunStatus
 from upgrader.errors import RefusedError
 from upgrader.loading import yamlfile
 from upgrader.loading.inputs import Loaded, load_inventory, load_playbook
@@ -117,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
         who = operator()
         run_id = new_run_id(spec.component, datetime.now(UTC))
         journal = Journal.create(args.state_dir, run_id)
-        journal.record("run-start", kind="rollback", run=run_id, component=spec.component, to=args.to,
+        journal.record(Event.RUN_START, kind="rollback", run=run_id, component=spec.component, to=args.to,
                        reason=reason, operator=who, hosts=hosts, limit=args.limit or None, argv=sys.argv[1:],
                        layout=str(playbook.path), break_glass=True,
                        guard=glass.to_dict())
@@ -135,9 +136,10 @@ def run(args: argparse.Namespace) -> int:
             code = exit_code(outcomes)
             failed = [o.host for o in outcomes.values() if not o.ok]
             message = "all hosts back and verified" if not failed else f"NOT rolled back: {', '.join(failed)}"
-            journal.record("run-end", status="succeeded" if not failed else "rollback-failed", exit_code=int(code),
+            journal.record(Event.RUN_END, status=RunStatus.ROLLBACK_FAILED if failed else RunStatus.SUCCEEDED,
+                           exit_code=int(code),
                            message=message, handshake_retries=pool.handshake_retries,
-                           hosts={h: {"state": "rolled-back" if o.ok else "rollback-failed",
+                           hosts={h: {"state": HostState.ROLLED_BACK if o.ok else HostState.ROLLBACK_FAILED,
                                       "detail": o.detail, "version": o.after, "definition": o.definition}
                                   for h, o in outcomes.items()})
             audit(args.state_dir, action="rollback-end", run=run_id, exit_code=int(code), failed=failed)

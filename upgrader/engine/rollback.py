@@ -13,6 +13,7 @@ from typing import Any
 from upgrader.engine import programs, remote
 from upgrader.engine.endpoints import Pool
 from upgrader.engine.journal import Journal, controller
+from upgrader.engine.vocabulary import Event
 from upgrader.errors import ExitCode
 from upgrader.models.playbook import Playbook
 
@@ -43,10 +44,10 @@ def rollback_hosts(pool: Pool, spec: Playbook, hosts: list[str], journal: Journa
     timeout = programs.hop_timeout(spec) + 30 + TAKEOVER_WAIT + 10  # + the kill and the kernel's unlock
 
     def one(host: str) -> remote.AgentResult:
-        journal.record("host-begin", host=host, steps=["lock-handover", "rollback", "lock-release"], to=to)
+        journal.record(Event.HOST_BEGIN, host=host, steps=["lock-handover", "rollback", "lock-release"], to=to)
         res = remote.call(pool.session(host), component=spec.component, root=spec.install.root, run=journal.run_id,
                           ops=ops, timeout=timeout, python=python)
-        journal.record("host-end", host=host, ok=res.ok, ops=[o.data for o in res.ops],
+        journal.record(Event.HOST_END, host=host, ok=res.ok, ops=[o.data for o in res.ops],
                        stderr=res.result.stderr[-2000:] if not res.ok else "")
         return res
 
@@ -55,7 +56,7 @@ def rollback_hosts(pool: Pool, spec: Playbook, hosts: list[str], journal: Journa
     for host in hosts:
         res = results[host].value
         if res is None:
-            journal.record("host-end", host=host, ok=False, error=str(results[host].error))
+            journal.record(Event.HOST_END, host=host, ok=False, error=str(results[host].error))
             out[host] = HostOutcome(host, False, None, None, f"unreachable: {results[host].error}")
             continue
         handed = res.op("lock")
