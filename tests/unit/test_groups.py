@@ -232,37 +232,78 @@ def test_validation_names_an_unknown_group_member(in_tmp: Path, capsys: pytest.C
                    "use a host name from 'datacenters'\n")
 
 
-def test_the_real_agent_on_fake_hosts_keeps_a_pair_apart_in_a_parallel_rollback(tmp_path: Path) -> None:
-    """The real agent per host (tests/fakes): each unit's stand-in systemctl logs when it stops and when it is
-    up with a good release; ny-2/ny-3 (a pair) are never down together, ny-1 (alone) rolls back alongside."""
+def paired_scenario(tmp_path: Path, stop: str = "", **kw: Any) -> tuple[Any, Path]:
+    """Three fake hosts running the real agent (tests/fakes), ny-2/ny-3 a pair; each unit's stand-in systemctl
+    logs when it stops and when it is up on a release whose health passes."""
     from fakes.scenario import START, UNIT, Scenario
 
-    s = Scenario.build(tmp_path, {"ny": ["ny-1", "ny-2", "ny-3"]}, bad={"ny-3"}, on_failure="run", batch=3,
-                       max_in_flight_per_datacenter=3)
+    s = Scenario.build(tmp_path, {"ny": ["ny-1", "ny-2", "ny-3"]}, batch=3, max_in_flight_per_datacenter=3, **kw)
+    inv = yaml.safe_load((tmp_path / "inventory.yml").read_text())
+    inv["groups"] = {"pair": {"hosts": ["ny-2", "ny-3"], "max_unavailable": 1}}
+    (tmp_path / "inventory.yml").write_text(yaml.safe_dump(inv, sort_keys=False))
+    s.plan = Scenario.plan_for(tmp_path)
+    log = tmp_path / "units.log"
+    for name, host in s.hosts.hosts.items():
+        up = f'echo "up $(cat "$TREE/opt/app/current/health") {name} $(date +%s%N)" >> {log}'
+        host.unit(UNIT, start=f"if {START}; then {up}; else exit 1; fi",
+                  stop=f'echo "down - {name} $(date +%s%N)" >> {log}' + stop)
+    return s, log
+
+
+def down_windows(log: Path) -> dict[str, list[tuple[int, int]]]:
+    """Per host, from each stop to the next start on a passing release (ns)."""
+    windows: dict[str, list[tuple[int, int]]] = {}
+    began: dict[str, int] = {}
+    for kind, health, name, at in (line.split() for line in log.read_text().splitlines()):
+        if kind == "down":
+            began.setdefault(name, int(at))
+        elif health == "ok" and name in began:
+            windows.setdefault(name, []).append((began.pop(name), int(at)))
+    assert not began, began  # every host ended up
+    return windows
+
+
+def assert_apart(windows: dict[str, list[tuple[int, int]]], a: str, b: str) -> None:
+    for x in windows[a]:
+        for y in windows[b]:
+            assert x[1] < y[0] or y[1] < x[0], windows
+
+
+def test_the_real_agent_on_fake_hosts_keeps_a_pair_apart_in_a_parallel_rollback(tmp_path: Path) -> None:
+    """ny-3 fails; policy run puts all three back in parallel: ny-2/ny-3 never down together (fails with the
+    engine's group slots switched off)."""
+    s, log = paired_scenario(tmp_path, bad={"ny-3"}, on_failure="run")
     try:
-        inv = yaml.safe_load((tmp_path / "inventory.yml").read_text())
-        inv["groups"] = {"pair": {"hosts": ["ny-2", "ny-3"], "max_unavailable": 1}}
-        (tmp_path / "inventory.yml").write_text(yaml.safe_dump(inv, sort_keys=False))
-        s.plan = Scenario.plan_for(tmp_path)
         assert [ph.hosts for ph in s.plan.phases] == [["ny-1"], ["ny-2"], ["ny-3"]]
-        log = tmp_path / "units.log"
-        for name, host in s.hosts.hosts.items():
-            up = f'echo "up $(cat "$TREE/opt/app/current/health") {name} $(date +%s%N)" >> {log}'
-            host.unit(UNIT, start=f"if {START}; then {up}; else exit 1; fi",
-                      stop=f'echo "down - {name} $(date +%s%N)" >> {log}')
         outcome, entries = s.apply()
         assert outcome.status == "failed-rolled-back"
         assert {e["host"] for e in entries if e["event"] == "rollback-end" and e["ok"]} == {"ny-1", "ny-2", "ny-3"}
-        windows: dict[str, list[tuple[int, int]]] = {}
-        began: dict[str, int] = {}
-        for kind, health, name, at in (line.split() for line in log.read_text().splitlines()):
-            if kind == "down":
-                began.setdefault(name, int(at))
-            elif health == "ok" and name in began:  # up on a release whose checks pass
-                windows.setdefault(name, []).append((began.pop(name), int(at)))
-        assert not began and [len(windows[h]) for h in ("ny-1", "ny-2", "ny-3")] == [2, 2, 1]
-        for a in windows["ny-2"]:
-            for b in windows["ny-3"]:
-                assert a[1] < b[0] or b[1] < a[0], windows
+        windows = down_windows(log)
+        assert [len(windows[h]) for h in ("ny-1", "ny-2", "ny-3")] == [2, 2, 1]
+        assert_apart(windows, "ny-2", "ny-3")
+    finally:
+        s.close()
+
+
+def test_an_emergency_rollback_takes_a_pair_back_one_at_a_time(tmp_path: Path) -> None:
+    from upgrader.engine.rollback import rollback_hosts
+
+    s, log = paired_scenario(tmp_path, stop="; sleep 0.3")  # a stop that takes a while: parallel ones overlap
+    try:
+        assert s.apply()[0].status == "succeeded"
+        log.write_text("")
+        journal = Journal.create(tmp_path / "state", "rollback-1")
+        pool = s.hosts.pool()
+        try:
+            out = rollback_hosts(pool, s.plan.spec, ["ny-1", "ny-2", "ny-3"], journal, operator="ops",
+                                 reason="INC-1", to=None, groups=s.plan.groups)
+        finally:
+            pool.close()
+        assert all(o.ok for o in out.values()), out
+        windows = down_windows(log)
+        assert [len(windows[h]) for h in ("ny-1", "ny-2", "ny-3")] == [1, 1, 1]
+        assert_apart(windows, "ny-2", "ny-3")
+        (one,), (two,), (three,) = (windows[h] for h in ("ny-1", "ny-2", "ny-3"))
+        assert any(one[0] < w[1] and w[0] < one[1] for w in (two, three))  # ny-1 went back alongside one of them
     finally:
         s.close()

@@ -23,6 +23,7 @@ from upgrader.loading import yamlfile
 from upgrader.loading.inputs import Loaded, load_inventory, load_playbook
 from upgrader.models.inventory import Inventory
 from upgrader.models.playbook import Playbook
+from upgrader.planning import groups as plan_groups
 from upgrader.planning.limit import Selection
 from upgrader.planning.planner import iter_hosts, runs_component
 from upgrader.windows import break_glass
@@ -132,6 +133,7 @@ def run(args: argparse.Namespace) -> int:
             with Progress(args.log_format) as progress:
                 progress.event("run", f"rollback {run_id}: {spec.component} on {len(hosts)} host(s) by {who}: {reason}")
                 outcomes = rollback_hosts(pool, spec, hosts, journal, operator=who, reason=reason, to=args.to,
+                                          groups=plan_groups.limits(inventory.model, hosts),
                                           python=args.python)
             code = exit_code(outcomes)
             failed = [o.host for o in outcomes.values() if not o.ok]

@@ -7,14 +7,17 @@ the bad release; ``spec`` supplies the layout and the fallback definition for a 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from upgrader.engine import programs, remote
 from upgrader.engine.endpoints import Pool
+from upgrader.engine.groups import Unavailable
 from upgrader.engine.journal import Journal, controller
 from upgrader.engine.vocabulary import Event
 from upgrader.errors import ExitCode
+from upgrader.models.plan import GroupLimit
 from upgrader.models.playbook import Playbook
 
 TAKEOVER_WAIT = 30.0  # seconds a host's program in flight gets to end its current operation
@@ -33,7 +36,8 @@ class HostOutcome:
 
 def rollback_hosts(pool: Pool, spec: Playbook, hosts: list[str], journal: Journal, *, operator: str,
                    reason: str, to: str | None, python: str = "python3",
-                   limit: int | None = None) -> dict[str, HostOutcome]:
+                   limit: int | None = None, groups: Iterable[GroupLimit] = ()) -> dict[str, HostOutcome]:
+    """``groups``: redundancy groups (engine/groups.py); their members go back at most max_unavailable at a time."""
     me = controller()
     lock = programs.lock_op("handover", operator=operator, plan=None, kind="rollback", reason=reason, controller=me)
     # The agent takes its program lock over from a program in flight (an apply's migrate, say): it waits
@@ -43,7 +47,21 @@ def rollback_hosts(pool: Pool, spec: Playbook, hosts: list[str], journal: Journa
     ops = [lock, programs.rollback_op(spec, to, "rollback"), release]
     timeout = programs.hop_timeout(spec) + 30 + TAKEOVER_WAIT + 10  # + the kill and the kernel's unlock
 
+    down = Unavailable(groups)
+
     def one(host: str) -> remote.AgentResult:
+        reason = down.take(host)
+        if reason is not None:
+            raise Withheld(reason)
+        try:
+            res = roll_back(host)
+        except BaseException:
+            down.stuck(host)  # unknown: counted down for the rest of the rollback
+            raise
+        (down.back if res.ok else down.stuck)(host)
+        return res
+
+    def roll_back(host: str) -> remote.AgentResult:
         journal.record(Event.HOST_BEGIN, host=host, steps=["lock-handover", "rollback", "lock-release"], to=to)
         res = remote.call(pool.session(host), component=spec.component, root=spec.install.root, run=journal.run_id,
                           ops=ops, timeout=timeout, python=python)
@@ -55,6 +73,10 @@ def rollback_hosts(pool: Pool, spec: Playbook, hosts: list[str], journal: Journa
     out: dict[str, HostOutcome] = {}
     for host in hosts:
         res = results[host].value
+        if isinstance(results[host].error, Withheld):  # its group has members down that did not come back
+            journal.record(Event.HOST_WITHHELD, host=host, reason=str(results[host].error))
+            out[host] = HostOutcome(host, False, None, None, f"not rolled back: {results[host].error}")
+            continue
         if res is None:
             journal.record(Event.HOST_END, host=host, ok=False, error=str(results[host].error))
             out[host] = HostOutcome(host, False, None, None, f"unreachable: {results[host].error}")
@@ -72,6 +94,10 @@ def rollback_hosts(pool: Pool, spec: Playbook, hosts: list[str], journal: Journa
             out[host] = HostOutcome(host, False, data.get("from") or data.get("current"), data.get("current"),
                                     res.error, holder, source)
     return out
+
+
+class Withheld(Exception):
+    """A host not rolled back, so that its redundancy group stays within max_unavailable."""
 
 
 def exit_code(outcomes: dict[str, HostOutcome]) -> ExitCode:
