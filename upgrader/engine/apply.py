@@ -30,6 +30,7 @@ from upgrader.engine.vocabulary import (
     ON_TARGET,
     UPGRADED,
     Event,
+    HostEnd,
     HostState,
     HostSummary,
     RollbackEnd,
@@ -515,11 +516,11 @@ class Apply:
             res = self._call(host, ops, timeout)
         except TransportError as exc:
             self.hosts[host].touched = True  # unknown: assume the worst, rollback will find out
-            self.journal.record(Event.HOST_END, host=host, ok=False, error=str(exc), unreachable=True)
+            self.journal.record(Event.HOST_END, **HostEnd(host=host, ok=False, error=str(exc), unreachable=True))
             self._fail(host, HostState.UNREACHABLE, str(exc))
             return False
-        self.journal.record(Event.HOST_END, host=host, ok=res.ok, ops=[o.data for o in res.ops],
-                            stderr=res.result.stderr[-2000:] if not res.ok else "")
+        self.journal.record(Event.HOST_END, **HostEnd(host=host, ok=res.ok, ops=[o.data for o in res.ops],
+                                                      stderr=res.result.stderr[-2000:] if not res.ok else ""))
         if res.ok and not self._testinfra(host, "after start"):
             self.hosts[host].touched = True
             return False
