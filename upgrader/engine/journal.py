@@ -208,8 +208,8 @@ def summarize(directory: Path) -> RunSummary:
         entries = list(read(directory / JOURNAL))
     except InputError as exc:
         return RunSummary(directory.name, "?", "?", "?", "?", "damaged", None, str(exc.problems[0]))
-    start = next((e for e in entries if e["event"] == "run-start"), {})
-    end = next((e for e in reversed(entries) if e["event"] == "run-end"), None)
+    start = next((e for e in entries if e["event"] == Event.RUN_START), {})
+    end = next((e for e in reversed(entries) if e["event"] == Event.RUN_END), None)
     return RunSummary(
         run_id=directory.name,
         kind=start.get("kind", "?"),
