@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+from datetime import UTC, datetime
 from typing import Any
 
+from upgrader.commands import durable
 from upgrader.engine import gates
 from upgrader.engine.journal import Journal, audit, operator
 from upgrader.errors import RefusedError
@@ -43,7 +45,13 @@ def run(args: argparse.Namespace, kind: gates.DecisionKind) -> int:
             raise RefusedError(f"run {args.run_id} is not waiting at a gate",
                                "promote when `upgrader show` says it waits, or name the gate with --gate")
     who = operator()
-    decision = gates.request(journal.directory, kind, gate=gate, operator=who, reason=reason)
+    durable_run = durable.run_record(args, args.run_id)
+    if durable_run is not None:  # a Temporal run: the decision is a signal to its workflow
+        decision = gates.Decision(kind, gate if kind is gates.DecisionKind.PROMOTE else None, who, reason,
+                                  datetime.now(UTC).isoformat(timespec="milliseconds"))
+        durable.signal(durable_run, decision.to_dict())
+    else:
+        decision = gates.request(journal.directory, kind, gate=gate, operator=who, reason=reason)
     audit(args.state_dir, action=str(kind), run=args.run_id, gate=gate, operator=who, reason=reason)
     print(f"{kind} recorded for run {args.run_id}" + (f" at gate {gate}" if gate else "") +
           f" by {who} at {decision.at}")

@@ -13,7 +13,7 @@ from upgrader.commands import live
 from upgrader.engine import admission
 from upgrader.engine.journal import Journal, new_run_id, operator
 from upgrader.engine.progress import Progress
-from upgrader.errors import RefusedError
+from upgrader.errors import RefusedError, UpgraderError
 from upgrader.models.inventory import Inventory
 from upgrader.models.plan import Plan
 from upgrader.temporal import settings
@@ -149,3 +149,67 @@ def watch(args: argparse.Namespace, run_id: str) -> int:
         return await _watch(args, connection.get_workflow_handle(str(record["workflow_id"])), run_id)
 
     return asyncio.run(attach())
+
+
+def is_run(args: argparse.Namespace, name: str) -> bool:
+    """Does ``name`` name a Temporal run in this state directory (for `status RUN`)?"""
+    try:
+        return run_record(args, name) is not None
+    except UpgraderError:
+        return False
+
+
+def live_rows(state: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    return [(host, dc, st, detail) for host, (st, detail, dc) in sorted(state["hosts"].items())]
+
+
+def status(args: argparse.Namespace, run_id: str) -> int:
+    """`upgrader status RUN`: the run's state as its workflow holds it now (else as its journal ended)."""
+    from upgrader.commands.tables import print_table
+
+    record = run_record(args, run_id)
+    assert record is not None
+    state = query(record)
+    if state is None:
+        raise RefusedError(f"the workflow of run {run_id} cannot be asked (server unreachable, or a newer run "
+                           "of the same upgrade took its id)", f"see the journal with `upgrader show {run_id}`")
+    outcome = state.get("outcome")
+    title = (f"run {run_id}: {outcome['status']} (exit {outcome['exit_code']}): {outcome['message']}" if outcome
+             else f"run {run_id}: running" + (f", waiting at gate {state['waiting']}" if state.get("waiting") else ""))
+    if getattr(args, "format", "table") == "json":
+        import json
+
+        print(json.dumps(state, sort_keys=True, indent=2))
+    else:
+        print_table(title, ("host", "dc", "state", "detail"), live_rows(state), [False] * len(state["hosts"]))
+    return int(outcome["exit_code"]) if outcome else 0
+
+
+def abort_running(args: argparse.Namespace, component: str, operator_name: str, reason: str) -> list[str]:
+    """Before an emergency rollback: abort every unfinished Temporal run of ``component`` (audited).
+
+    Best effort by design: a server that cannot be reached must not delay the rollback, which takes the
+    hosts' locks over in any case; it is said on stderr and the rollback's journal names what was aborted.
+    """
+    from upgrader.engine.gates import Decision, DecisionKind
+    from upgrader.engine.journal import audit, list_runs
+
+    aborted = []
+    for summary in list_runs(args.state_dir):
+        if summary.component != component or summary.exit_code is not None or summary.status != "unfinished":
+            continue
+        record = run_record(args, summary.run_id)
+        if record is None:
+            continue
+        why = f"emergency rollback: {reason}"
+        decision = Decision(DecisionKind.ABORT, None, operator_name, why,
+                            datetime.now(UTC).isoformat(timespec="milliseconds"))
+        try:
+            signal(record, decision.to_dict())
+        except RefusedError as exc:
+            print(f"warning: could not abort Temporal run {summary.run_id}: {exc}", file=sys.stderr)
+            continue
+        audit(args.state_dir, action="abort", run=summary.run_id, gate=None, operator=operator_name, reason=why)
+        say(args, f"aborted Temporal run {summary.run_id} of {component} before rolling back")
+        aborted.append(summary.run_id)
+    return aborted

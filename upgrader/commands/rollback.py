@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from upgrader.cli.logs import say
-from upgrader.commands import live, targeting
+from upgrader.commands import durable, live, targeting
 from upgrader.commands.inputs import Inputs
 from upgrader.commands.specs import find_playbook
 from upgrader.engine import facts as host_facts
@@ -117,12 +117,15 @@ def run(args: argparse.Namespace) -> int:
         if args.to or not args.yes:
             preview(pool, inputs, hosts, args)
         who = operator()
+        aborted = durable.abort_running(args, spec.component, who, reason)  # a Temporal run of it stops first
         run_id = new_run_id(spec.component, datetime.now(UTC))
         journal = Journal.create(args.state_dir, run_id)
         journal.record(Event.RUN_START, kind="rollback", run=run_id, component=spec.component, to=args.to,
                        reason=reason, operator=who, hosts=hosts, limit=args.limit or None, argv=sys.argv[1:],
                        layout=str(playbook.path), break_glass=True,
                        guard=glass.to_dict())
+        if aborted:
+            journal.record(Event.ABORTED_RUNS, runs=aborted, reason=reason, operator=who)
         audit(args.state_dir, action="rollback", run=run_id, component=spec.component, reason=reason,
               operator=who, hosts=hosts, to=args.to)
         # The sender is closed however this ends: an exception after the start must not drop its notices.

@@ -35,9 +35,26 @@ def describe(e: dict) -> str:  # type: ignore[type-arg]
 
 def run(args: argparse.Namespace) -> int:
     journal = Journal.open(args.state_dir, args.run_id)
-    for entry in journal.entries():
+    entries = journal.entries()
+    for entry in entries:
         if args.format == "json":
             print(json.dumps(entry, sort_keys=True))
         else:
             print(f"{entry['at']}  {describe(entry)}")
+    if args.format == "text" and not any(e["event"] == "run-end" for e in entries):
+        _live(args)
     return 0
+
+
+def _live(args: argparse.Namespace) -> None:
+    """A Temporal run still going: what its workflow says now, after what the journal holds so far."""
+    from upgrader.commands import durable
+
+    record = durable.run_record(args, args.run_id)
+    state = durable.query(record) if record is not None else None
+    if state is None:
+        return
+    print(f"live (workflow {record['workflow_id']})" + (f": waiting at gate {state['waiting']}"  # type: ignore[index]
+                                                        if state.get("waiting") else ":"))
+    for host, dc, st, detail in durable.live_rows(state):
+        print(f"  {host:<20} {dc:<8} {st:<14} {detail}")

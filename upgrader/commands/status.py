@@ -9,7 +9,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from upgrader.commands import live, targeting
+from upgrader.commands import durable, live, targeting
 from upgrader.commands.specs import find_playbook
 from upgrader.commands.tables import print_table
 from upgrader.engine import facts as host_facts
@@ -24,7 +24,8 @@ HELP = "installed and previous versions, service health and locks of every host"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("components", nargs="*", metavar="COMPONENT", help="default: every component in the inventory")
-    parser.add_argument("-i", "--inventory", type=Path, required=True)
+    parser.add_argument("-i", "--inventory", type=Path,
+                        help="the inventory (required, except for `status RUN` of a Temporal run)")
     parser.add_argument("--playbooks", type=Path, default=Path("playbooks"))
     parser.add_argument("--format", choices=["table", "json"], default="table")
     targeting.add_argument(parser)
@@ -50,6 +51,11 @@ def last_run_versions(state: Path, component: str) -> dict[str, str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    if len(args.components) == 1 and durable.is_run(args, args.components[0]):
+        return durable.status(args, args.components[0])  # `status RUN`: what the run's workflow says now
+    if args.inventory is None:
+        raise RefusedError("status needs -i INVENTORY", "e.g. upgrader status -i inventories/prod-na.yml ordergw; "
+                           "or `upgrader status RUN` for a Temporal run")
     inventory = load_inventory(args.inventory)
     inv = inventory.model
     selection = targeting.select(args, inventory)

@@ -100,6 +100,10 @@ class HostWork:
     async def run(self, work: Work, act: Callable[[Apply], Done]) -> Done:
         """``act(engine)`` in a thread, heartbeating meanwhile; the hosts' states and records added."""
         engine = self.engine(await self.plan(work), work)
+        if not self.quiet:  # the worker's log says which worker ran what (the run's journal says what happened)
+            info = activity.info()
+            print(f"{datetime.now(UTC):%H:%M:%S} run {work.run_id}: {info.activity_type} {' '.join(work.hosts)} "
+                  f"(attempt {info.attempt})", file=sys.stderr, flush=True)
 
         def blocking() -> Done:
             done = act(engine)

@@ -89,6 +89,11 @@ async def watch(handle: WorkflowHandle[Any, Any], progress: Progress) -> dict[st
             for kind, text, host in state["events"][seen_events:]:
                 progress.event(kind, text, host=host or None)
             seen_events = len(state["events"])
+        if finished and isinstance(result.exception(), RPCError):
+            # The server went away (a restart): the run did not; wait for it again.
+            await asyncio.sleep(POLL)
+            result = asyncio.ensure_future(handle.result())
+            continue
         if finished:
             break
         await asyncio.wait({result}, timeout=POLL)
