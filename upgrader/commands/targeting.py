@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from upgrader.engine.vocabulary import Event, HostState
 from upgrader.planning import limit
 
 if TYPE_CHECKING:
@@ -73,7 +74,7 @@ def failed_reader(state: Path) -> Callable[[str], set[str]]:
 
 
 # A host's last state in run-end that means it did not end where the run meant it to.
-_BAD_STATES = frozenset({"failed", "rollback-failed", "held", "unreachable"})
+_BAD_STATES = frozenset({HostState.FAILED, HostState.ROLLBACK_FAILED, HostState.HELD, HostState.UNREACHABLE})
 
 
 def failed_hosts(entries: Any) -> set[str]:
@@ -84,7 +85,7 @@ def failed_hosts(entries: Any) -> set[str]:
         host = entry.get("host")
         if isinstance(host, str) and entry.get("ok") is False:
             out.add(host)
-        if entry.get("event") == "run-end" and isinstance(entry.get("hosts"), dict):
+        if entry.get("event") == Event.RUN_END and isinstance(entry.get("hosts"), dict):
             out |= {h for h, info in entry["hosts"].items()
                     if isinstance(info, dict) and info.get("state") in _BAD_STATES}
     return out

@@ -34,6 +34,7 @@ from upgrader.engine.vocabulary import (
     HostState,
     HostSummary,
     RollbackEnd,
+    RunEnd,
     RunStatus,
 )
 from upgrader.errors import ExitCode, RefusedError, TransportError
@@ -143,10 +144,11 @@ class Apply:
         finally:
             self.release_locks()
         # run-end is the journal's last word: it comes after the locks are released.
-        self.journal.record(Event.RUN_END, status=outcome.status, exit_code=int(outcome.exit_code),
-                            message=outcome.message, handshake_retries=self.pool.handshake_retries,
-                            hosts={h.name: HostSummary(state=h.state, detail=h.detail, version=self._version_of(h))
-                                   for h in self.hosts.values()})
+        self.journal.record(Event.RUN_END, **RunEnd(
+            status=outcome.status, exit_code=int(outcome.exit_code), message=outcome.message,
+            handshake_retries=self.pool.handshake_retries,
+            hosts={h.name: HostSummary(state=h.state, detail=h.detail, version=self._version_of(h))
+                   for h in self.hosts.values()}))
         event = {ExitCode.OK: "finished", ExitCode.FAILED_ROLLED_BACK: "rolled-back"}.get(outcome.exit_code, "failed")
         self.notify(event, component=self.plan.component, version=self.plan.target_version,
                     run=self.journal.run_id, status=outcome.status, message=outcome.message)
