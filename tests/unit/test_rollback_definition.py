@@ -95,6 +95,15 @@ def test_rollback_uses_what_the_release_was_installed_with(agent: ModuleType, ho
     record_property("observed", "recorded definition of 1.0 (run R1) used: its start ran, check health-1.0")
 
 
+def test_a_pruned_release_leaves_no_record(agent: ModuleType, host: dict[str, Path]) -> None:
+    install(agent, host)
+    shutil.rmtree(host["root"] / "releases" / "1.0")  # what op_prune does
+    (host["root"] / "releases" / "3.0" / ".upgrader").mkdir(parents=True, mode=0o700)
+    agent.op_switch(ctx(host, "R3"), {"version": "3.0"})
+    agent.op_verify(ctx(host, "R3"), {"service": service(host, "three"), "checks": [], "expect_version": "3.0"})
+    assert sorted(json.loads((Path(agent.STATE) / "app" / "definitions.json").read_text())) == ["2.0", "3.0"]
+
+
 def test_without_recorded_the_sent_definition_is_used(agent: ModuleType, host: dict[str, Path]) -> None:
     install(agent, host)
     sent = {"op": "rollback", "to": "1.0", "service": service(host, "sent"), "checks": [check("sent-check")]}

@@ -732,6 +732,8 @@ def record_definition(ctx, version, service, checks):
         st = os.lstat(release_path(ctx["root"], version))
         data = read_private_json(path)
         data = data if isinstance(data, dict) else {}  # anything else is not ours: start afresh
+        releases = set(staged_versions(ctx["root"]))
+        data = dict((v, e) for v, e in data.items() if v in releases)  # pruned releases leave no record behind
         data[version] = {"service": service, "checks": checks, "run": ctx["run"], "at": now(),
                          "dev": st.st_dev, "ino": st.st_ino, "sha256": definition_digest(service, checks)}
         write_json_atomic(path, data)
