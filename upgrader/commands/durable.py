@@ -75,6 +75,13 @@ async def _watch(args: argparse.Namespace, handle: Any, run_id: str) -> int:
     return int(outcome["exit_code"])
 
 
+def _handle(connection: Any, record: dict[str, Any]) -> Any:
+    """This run's workflow execution (a later run of the same upgrade reuses the workflow id)."""
+    execution = record.get("execution")
+    return connection.get_workflow_handle(str(record["workflow_id"]),
+                                          run_id=execution if isinstance(execution, str) else None)
+
+
 def run_record(args: argparse.Namespace, run_id: str) -> dict[str, Any] | None:
     """The run-start record of a Temporal run, or None for a local run."""
     entries = Journal.open(args.state_dir, run_id).entries()
@@ -88,7 +95,7 @@ def handle_of(record: dict[str, Any]) -> Any:
 
     async def get() -> Any:
         connection = await temporal.connect(settings.of_record(record["temporal"]))
-        return connection.get_workflow_handle(str(record["workflow_id"]))
+        return _handle(connection, record)
 
     return asyncio.run(get())
 
@@ -102,7 +109,7 @@ def query(record: dict[str, Any]) -> dict[str, Any] | None:
     async def ask() -> dict[str, Any] | None:
         connection = await temporal.connect(settings.of_record(record["temporal"]))
         try:
-            state: dict[str, Any] = await connection.get_workflow_handle(str(record["workflow_id"])).query("progress")
+            state: dict[str, Any] = await _handle(connection, record).query("progress")
         except RPCError:
             return None
         return state if state.get("run") == record.get("run") else None
@@ -122,7 +129,7 @@ def signal(record: dict[str, Any], decision: dict[str, Any]) -> None:
 
     async def send() -> None:
         connection = await temporal.connect(settings.of_record(record["temporal"]))
-        handle = connection.get_workflow_handle(str(record["workflow_id"]))
+        handle = _handle(connection, record)
         try:
             info = await handle.describe()
             state = await handle.query("progress")
@@ -146,7 +153,7 @@ def watch(args: argparse.Namespace, run_id: str) -> int:
         from upgrader.temporal import client as temporal
 
         connection = await temporal.connect(settings.of_record(record["temporal"]))
-        return await _watch(args, connection.get_workflow_handle(str(record["workflow_id"])), run_id)
+        return await _watch(args, _handle(connection, record), run_id)
 
     return asyncio.run(attach())
 
@@ -169,10 +176,10 @@ def status(args: argparse.Namespace, run_id: str) -> int:
 
     record = run_record(args, run_id)
     assert record is not None
-    state = query(record)
+    state = query(record) or _ended(args, run_id)
     if state is None:
-        raise RefusedError(f"the workflow of run {run_id} cannot be asked (server unreachable, or a newer run "
-                           "of the same upgrade took its id)", f"see the journal with `upgrader show {run_id}`")
+        raise RefusedError(f"the workflow of run {run_id} cannot be asked (server unreachable) and its journal "
+                           "has no end yet", f"see the journal so far with `upgrader show {run_id}`")
     outcome = state.get("outcome")
     title = (f"run {run_id}: {outcome['status']} (exit {outcome['exit_code']}): {outcome['message']}" if outcome
              else f"run {run_id}: running" + (f", waiting at gate {state['waiting']}" if state.get("waiting") else ""))
@@ -181,7 +188,9 @@ def status(args: argparse.Namespace, run_id: str) -> int:
 
         print(json.dumps(state, sort_keys=True, indent=2))
     else:
-        print_table(title, ("host", "dc", "state", "detail"), live_rows(state), [False] * len(state["hosts"]))
+        print(title)  # the table shows it on a terminal only
+        print_table(title, ("host", "dc", "state", "detail"), live_rows(state),
+                    [st in ("failed", "rollback-failed", "unreachable", "held") for _, _, st, _ in live_rows(state)])
     return int(outcome["exit_code"]) if outcome else 0
 
 
@@ -213,3 +222,14 @@ def abort_running(args: argparse.Namespace, component: str, operator_name: str, 
         say(args, f"aborted Temporal run {summary.run_id} of {component} before rolling back")
         aborted.append(summary.run_id)
     return aborted
+
+
+def _ended(args: argparse.Namespace, run_id: str) -> dict[str, Any] | None:
+    """A finished run's state as its journal's run-end holds it (the server may have dropped its history)."""
+    entries = Journal.open(args.state_dir, run_id).entries()
+    end = next((e for e in reversed(entries) if e.get("event") == "run-end"), None)
+    if end is None:
+        return None
+    hosts = {h: [str(i.get("state")), str(i.get("detail")), "-"] for h, i in (end.get("hosts") or {}).items()}
+    outcome = {k: end.get(k) for k in ("status", "exit_code", "message")}
+    return {"run": run_id, "waiting": None, "outcome": outcome, "hosts": hosts, "events": [], "abort": None}

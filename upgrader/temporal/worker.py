@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import signal
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 
 from temporalio.client import Client
@@ -27,6 +28,7 @@ from upgrader.transport.base import Endpoint, Timeouts, Transport
 
 # The workflow's imports are passed through (workflow.py), and so is what they import on first use
 # (pydantic building the plan's models): pure code, loaded once per worker rather than per run.
+GRACE = timedelta(minutes=10)  # at most: a host program is bounded by its hop timeouts
 PASSED_THROUGH = ("upgrader", "pydantic", "pydantic_core", "annotated_types", "packaging", "yaml")
 
 
@@ -40,8 +42,9 @@ def workers(client: Client, inventory: Loaded[Inventory], *, datacenters: list[s
     if datacenters:
         pool = Pool(endpoints(inventory.model, inventory.path), factory=factory, timeouts=timeouts, parallel=parallel)
         hosts = HostWork(inventory, pool, client, artifacts=artifacts, quiet=quiet)
-        out += [Worker(client, task_queue=queue(dc), activities=hosts.all(), max_concurrent_activities=parallel)
-                for dc in datacenters]
+        # SIGTERM lets a host program in flight finish (a worker stopped by systemd leaves no host mid-step).
+        out += [Worker(client, task_queue=queue(dc), activities=hosts.all(), max_concurrent_activities=parallel,
+                       graceful_shutdown_timeout=GRACE) for dc in datacenters]
     if control:
         out.append(Worker(client, task_queue=CONTROL_QUEUE, workflows=[UpgradeWorkflow],
                           activities=Control(state_dir, inventory).all(),

@@ -94,7 +94,8 @@ class UpgradeWorkflow:
         self.plan = plan = Plan.model_validate_json(start.plan)
         self.hosts = {h.host: HostRun(h) for h in plan.hosts}
         self.budgets = budgets.of_plan(plan)
-        await self.record(files={"plan.json": start.plan}, **start.run_start)
+        # The execution's own id: `status`/`show`/`watch` ask this execution, not a later run of the same id.
+        await self.record(files={"plan.json": start.plan}, **start.run_start, execution=workflow.info().run_id)
         for h in plan.hosts:
             self._set(h.host, "pending", " → ".join([h.from_version, *h.path]))
         self.event("run", f"run {start.run_id}: {plan.component} → {plan.target_version} by {start.operator}")
