@@ -38,6 +38,9 @@ def run(args: argparse.Namespace) -> int:
     start = next((e for e in entries if e["event"] == "run-start"), None)
     if start is None or start.get("kind") != "apply":
         raise RefusedError(f"run {args.run_id} is not an apply run", "only apply runs can be resumed")
+    if start.get("engine") == "temporal":  # its workflow carries on by itself; a second engine must not
+        raise RefusedError(f"run {args.run_id} is a Temporal run: it resumes itself when a worker is back",
+                           f"follow it with `upgrader watch {args.run_id}`, stop it with `upgrader abort`")
     if any(e["event"] == "run-end" for e in entries):
         raise RefusedError(f"run {args.run_id} already finished", f"see `upgrader show {args.run_id}`")
     plan = read_plan_file(journal.directory / "plan.json")
