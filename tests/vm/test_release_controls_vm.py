@@ -163,3 +163,29 @@ def test_a_vendor_build_version_read_with_patterns_from_a_body_and_a_command(
     assert reported == {h: "5.1.0_b7" for h in vm_hosts}  # facts read it with the first version check's pattern
     record_property("observed", f"exit 0; hosts {versions(vm_host, vm_hosts)}; checks passed {sorted(passed)}; "
                                 f"facts report {sorted(set(reported.values()))}")
+
+
+def test_an_emergency_rollback_takes_a_redundancy_pair_back_one_at_a_time(
+        upgrader, tmp_path, vm_host, vm_hosts, grouped_inventory, record_property):  # type: ignore[no-untyped-def]
+    record_property("scenario", "`upgrader rollback` (all hosts in parallel) of ordergw with ny5-1/ny5-2 a "
+                                "redundancy pair (max_unavailable 1)")
+    record_property("expected", "every host back on 5.0.0, verified; the pair's down windows never overlap; "
+                                "exit 0")
+    inv = grouped_inventory({"ordergw-ny5": {"hosts": ["ny5-1", "ny5-2"], "max_unavailable": 1}})
+    grouped = Upgrader(upgrader.state, inv)
+    pb = write(tmp_path / "pb.yml", playbook("ordergw", "5.1.0", canary={"hosts": 0},
+                                             rollout={"batch": 2, "max_in_flight_per_datacenter": 2}))
+    assert grouped.apply(pb).code == 0
+    since = time.time()
+    run = grouped("rollback", "ordergw", "-i", str(inv), "--log-format", "plain", "--reason", "INC-2 test",
+                  "--yes", timeout=180)
+    assert run.code == 0, run.output
+    assert versions(vm_host, vm_hosts) == {h: "5.0.0" for h in vm_hosts}
+    # journalctl's --since takes whole seconds: the upgrade's last stops may fall in that second
+    windows = {h: [w for w in down_windows(vm_host, h, since) if w[0] >= since * 1e6] for h in vm_hosts}
+    assert all(len(w) == 1 for w in windows.values()), windows
+    (a,), (b,) = windows["ny5-1"], windows["ny5-2"]
+    assert apart(a, b), windows
+    gap = round((max(a[0], b[0]) - min(a[1], b[1])) / 1e3)
+    record_property("observed", f"exit 0; all on 5.0.0; the second of the pair went down {gap} ms after the first "
+                                "was ready again")
