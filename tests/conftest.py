@@ -16,6 +16,7 @@ import json
 from pathlib import Path
 
 import pytest
+from temporal_server import temporal_server  # noqa: F401  (one Temporal dev server per session, for tests that ask)
 
 REPO = Path(__file__).resolve().parents[1]
 _rows: dict[str, dict[str, str]] = {}

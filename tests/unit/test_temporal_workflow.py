@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from temporal_server import DevServer, temporal_server  # noqa: F401  (the session's server)
+from temporal_server import DevServer
 from temporalio.client import Client, WorkflowHandle
 from test_plan_ops import CASES, Agent, FakeTransport, case_plan
 
@@ -112,7 +112,7 @@ def live_steps(agent: Agent, host: str) -> list[dict[str, Any]]:
 
 
 @pytest.mark.parametrize("case", ["two_dcs_order_pause", "multi_hop", "single_dc_canary_waves"])
-def test_the_workflow_sends_exactly_the_plans_steps(case: str, temporal_server: DevServer, in_tmp: Path,  # noqa: F811
+def test_the_workflow_sends_exactly_the_plans_steps(case: str, temporal_server: DevServer, in_tmp: Path,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     agent, outcome, entries, plan = run_workflow(temporal_server, case, in_tmp, monkeypatch)
     assert (outcome["exit_code"], outcome["status"]) == (0, "succeeded"), outcome
@@ -128,7 +128,7 @@ def test_the_workflow_sends_exactly_the_plans_steps(case: str, temporal_server: 
     assert sorted(begins) == sorted(h.host for h in plan.hosts)
 
 
-def test_a_failed_host_is_rolled_back_per_the_policy(temporal_server: DevServer, in_tmp: Path,  # noqa: F811
+def test_a_failed_host_is_rolled_back_per_the_policy(temporal_server: DevServer, in_tmp: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     plan = case_plan("two_dcs_order_pause")
     canary = plan.phases[0].hosts[0]
@@ -141,7 +141,7 @@ def test_a_failed_host_is_rolled_back_per_the_policy(temporal_server: DevServer,
     assert [e["event"] for e in entries].count("rollback-begin") == 1
 
 
-def test_promote_signals_carry_the_run_past_each_gate(temporal_server: DevServer, in_tmp: Path,  # noqa: F811
+def test_promote_signals_carry_the_run_past_each_gate(temporal_server: DevServer, in_tmp: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     plan = case_plan("manual_gates")
     gates = [p.gate.id for p in plan.phases if p.gate is not None]
@@ -158,7 +158,7 @@ def test_promote_signals_carry_the_run_past_each_gate(temporal_server: DevServer
     assert ends == [(g, "promoted", "pytest@ctl") for g in gates]
 
 
-def test_an_abort_signal_at_a_gate_rolls_back_and_starts_nothing_more(temporal_server: DevServer,  # noqa: F811
+def test_an_abort_signal_at_a_gate_rolls_back_and_starts_nothing_more(temporal_server: DevServer,
                                                                       in_tmp: Path,
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     plan = case_plan("manual_gates")
@@ -175,7 +175,7 @@ def test_an_abort_signal_at_a_gate_rolls_back_and_starts_nothing_more(temporal_s
     assert [e["reason"] for e in entries if e["event"] == "abort"] == ["INC-9"]
 
 
-def test_hostile_signals_are_ignored(temporal_server: DevServer, in_tmp: Path,  # noqa: F811
+def test_hostile_signals_are_ignored(temporal_server: DevServer, in_tmp: Path,
                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """A signal is outside input: anything that is not a well-formed decision changes nothing."""
     plan = case_plan("manual_gates")

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 from hoststate import assert_on
-from temporal_server import DevServer, temporal_server  # noqa: F401  (the session's server)
+from temporal_server import DevServer
 from upgrader_cli import Upgrader, kill9, playbook, write
 
 from lab import config
@@ -58,7 +58,7 @@ class Workers:
 
 @pytest.fixture
 def upgrader(tmp_path: Path, vm_inventory: Path, reset_hosts: None,
-             temporal_server: DevServer) -> Upgrader:  # noqa: F811
+             temporal_server: DevServer) -> Upgrader:
     up = Upgrader(tmp_path / "state", vm_inventory)
     up.env["UPGRADER_TEMPORAL_ADDRESS"] = temporal_server.address
     return up
@@ -235,7 +235,7 @@ def test_sigkill_of_a_worker_during_a_wave(upgrader, workers, tmp_path, vm_host,
 
 
 @pytest.mark.reliability
-def test_the_server_restarts_mid_bake(upgrader, workers, tmp_path, vm_host, vm_hosts, temporal_server,  # noqa: F811
+def test_the_server_restarts_mid_bake(upgrader, workers, tmp_path, vm_host, vm_hosts, temporal_server,
                                       record_property):  # type: ignore[no-untyped-def]
     proc = upgrader.start_apply(quick(tmp_path, canary={"bake": "8s", "bake_interval": "1s"}), *ENGINE)
     upgrader.wait_for(lambda es: any(e["event"] == "bake-begin" for e in es), timeout=240)
@@ -252,6 +252,34 @@ def test_the_server_restarts_mid_bake(upgrader, workers, tmp_path, vm_host, vm_h
     record_property("expected", "the bake's timer and the run resume from the server's history; exit 0")
     record_property("observed", f"server down and back in {down:.1f}s during ny5's bake; exit {code}; "
                                 f"{len(bakes)} bakes ok; all hosts on 3.1.0")
+
+
+@pytest.mark.reliability
+def test_rollback_first_aborts_the_running_workflow(upgrader, workers, tmp_path, vm_host, vm_hosts,
+                                                    record_property):  # type: ignore[no-untyped-def]
+    pb = quick(tmp_path, canary={"bake": "1s", "bake_interval": "500ms", "promote": "manual",
+                                 "promote_timeout": "180s"})
+    proc = upgrader.start_apply(pb, *ENGINE)
+    upgrader.wait_for(lambda es: any(e["event"] == "gate-wait" for e in es), timeout=240)
+    run_dir = upgrader.runs()[-1]
+    # --to the release the run started from: whether the aborted run or the rollback put a host back first,
+    # every host must end there (one already there is left as it is).
+    back = upgrader("rollback", "feedhandler", "-i", str(upgrader.inventory), "--reason", "INC-42 rejects",
+                    "--to", "3.0.0", "--playbook", str(pb), "--yes", "--log-format", "plain")
+    code, output = finish(proc)
+    applied = upgrader.journal(run_dir)
+    rollback = next(upgrader.journal(r) for r in upgrader.runs() if r != run_dir)
+    assert back.code == 0, back.output
+    aborts = [e["reason"] for e in applied if e["event"] == "abort"]
+    assert aborts and "emergency rollback: INC-42 rejects" in aborts[0]
+    assert any(e["event"] == "aborted-runs" and e["runs"] == [run_dir.name] for e in rollback)
+    assert code != 0 and applied[-1]["status"] == "aborted", output[-1500:]
+    assert_on(vm_host, vm_hosts, "feedhandler", "3.0.0")
+    record_property("scenario", "temporal: emergency rollback while a Temporal run waits at its gate")
+    record_property("expected", "rollback first aborts the workflow (recorded in both journals and the audit log), "
+                                "then puts the hosts back")
+    record_property("observed", f"rollback exit {back.code}; workflow ended {applied[-1]['status']} (exit {code}) "
+                                f"with abort '{aborts[0]}'; all hosts on 3.0.0")
 
 
 def test_worker_needs_something_to_serve(upgrader) -> None:  # type: ignore[no-untyped-def]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import sys
 from datetime import UTC, datetime
 from typing import Any
@@ -120,8 +121,14 @@ def query(record: dict[str, Any]) -> dict[str, Any] | None:
         return None
 
 
-def signal(record: dict[str, Any], decision: dict[str, Any]) -> None:
-    """Send a promote/abort decision to the run's workflow; refused if it is not that run's or has ended."""
+ABORT_WAIT = 10.0  # seconds `rollback` lets an aborted run put its own hosts back before taking them over
+
+
+def signal(record: dict[str, Any], decision: dict[str, Any], wait: float = 0.0) -> None:
+    """Send a promote/abort decision to the run's workflow; refused if it is not that run's or has ended.
+
+    ``wait``: then wait that long at most for the run to end (an emergency rollback after an abort).
+    """
     from temporalio.client import WorkflowExecutionStatus
     from temporalio.service import RPCError
 
@@ -140,6 +147,12 @@ def signal(record: dict[str, Any], decision: dict[str, Any]) -> None:
             raise RefusedError(f"run {record.get('run')} has already finished; nothing to {decision['kind']}",
                                f"see it with `upgrader show {record.get('run')}`")
         await handle.signal("decide", decision)
+        deadline = asyncio.get_running_loop().time() + wait
+        while asyncio.get_running_loop().time() < deadline:
+            with contextlib.suppress(RPCError):
+                if (await handle.describe()).status != WorkflowExecutionStatus.RUNNING:
+                    return
+            await asyncio.sleep(0.5)
 
     asyncio.run(send())
 
@@ -197,8 +210,10 @@ def status(args: argparse.Namespace, run_id: str) -> int:
 def abort_running(args: argparse.Namespace, component: str, operator_name: str, reason: str) -> list[str]:
     """Before an emergency rollback: abort every unfinished Temporal run of ``component`` (audited).
 
-    Best effort by design: a server that cannot be reached must not delay the rollback, which takes the
-    hosts' locks over in any case; it is said on stderr and the rollback's journal names what was aborted.
+    Each aborted run gets ABORT_WAIT seconds to put back what it changed (per its policy), so the two do not
+    work on one host at once; past that the rollback acts anyway and takes the hosts' locks over.  Best
+    effort by design: a server that cannot be reached must not delay the rollback either; it is said on
+    stderr, and the rollback's journal names what was aborted.
     """
     from upgrader.engine.gates import Decision, DecisionKind
     from upgrader.engine.journal import audit, list_runs
@@ -214,7 +229,7 @@ def abort_running(args: argparse.Namespace, component: str, operator_name: str, 
         decision = Decision(DecisionKind.ABORT, None, operator_name, why,
                             datetime.now(UTC).isoformat(timespec="milliseconds"))
         try:
-            signal(record, decision.to_dict())
+            signal(record, decision.to_dict(), wait=ABORT_WAIT)
         except RefusedError as exc:
             print(f"warning: could not abort Temporal run {summary.run_id}: {exc}", file=sys.stderr)
             continue
