@@ -13,8 +13,10 @@ import asyncio
 import contextlib
 import json
 import secrets
+import threading
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +75,7 @@ def quick(plan: Plan) -> Plan:
 
 def run_workflow(server: DevServer, case: str, tmp: Path, monkeypatch: pytest.MonkeyPatch, *,
                  fail: set[tuple[str, str]] | None = None, steer: Steer | None = None,
+                 control_inventory: Path | None = None,
                  ) -> tuple[Agent, dict[str, Any], list[dict[str, Any]], Plan]:
     plan = quick(case_plan(case))
     agent = Agent(plan, fail)
@@ -84,9 +87,10 @@ def run_workflow(server: DevServer, case: str, tmp: Path, monkeypatch: pytest.Mo
 
     async def go() -> dict[str, Any]:
         client = await Client.connect(server.address)
-        running = worker.workers(client, inventory, datacenters=list(inventory.model.datacenters), control=True,
-                                 state_dir=state, factory=Transport, quiet=True,  # type: ignore[arg-type]
-                                 fail_on_bug=True)
+        running = worker.workers(client, inventory, datacenters=list(inventory.model.datacenters), control=False,
+                                 state_dir=state, factory=Transport, quiet=True)  # type: ignore[arg-type]
+        desk = load_inventory(control_inventory) if control_inventory else inventory
+        running += worker.workers(client, desk, datacenters=[], control=True, state_dir=state, fail_on_bug=True)
         async with contextlib.AsyncExitStack() as stack:
             for w in running:
                 await stack.enter_async_context(w)
@@ -195,3 +199,35 @@ def test_hostile_signals_are_ignored(temporal_server: DevServer, in_tmp: Path,
                                           steer=junk_then_abort)
     assert outcome["status"] == "aborted"
     assert json.dumps(next(e for e in entries if e["event"] == "gate-end")["decision"]["reason"]) == '"done probing"'
+
+
+def test_the_inventory_webhooks_hear_of_the_run(temporal_server: DevServer, in_tmp: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same notifications as a local run's, sent by the control worker (a hook on loopback)."""
+    received: list[dict[str, Any]] = []
+
+    class Hook(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    monkeypatch.setenv("UPG_TEST_HOOK", f"http://127.0.0.1:{httpd.server_address[1]}/hook")
+    desk = in_tmp / "desk.yml"
+    desk.write_text((CASES / "two_dcs_order_pause" / "inventory.yml").read_text()
+                    + "notify:\n  - {url_env: UPG_TEST_HOOK}\n")
+    try:
+        _, outcome, _, _ = run_workflow(temporal_server, "two_dcs_order_pause", in_tmp, monkeypatch,
+                                        control_inventory=desk)
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    assert outcome["exit_code"] == 0
+    kinds = [e["event"] for e in received]
+    assert kinds[0] == "run-started" and kinds[-1] == "finished" and "canary-passed" in kinds, kinds

@@ -9,11 +9,12 @@ control workers sharing one state directory).
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import json
 import os
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +22,12 @@ from temporalio import activity
 
 from upgrader.engine import admission
 from upgrader.engine.journal import JOURNAL, RUN_ID_RE, Journal, runs_dir
+from upgrader.engine.notifier import notifier
 from upgrader.errors import RefusedError
 from upgrader.files import write_atomic
 from upgrader.loading.inputs import Loaded, read_plan_file
 from upgrader.models.inventory import Inventory
-from upgrader.temporal.messages import Admission, Records
+from upgrader.temporal.messages import Admission, Notice, Records
 from upgrader.windows import load_overrides
 
 
@@ -59,8 +61,18 @@ class Control:
         admit = admission.admitter(plan, self.inventory.model, lambda: datetime.fromisoformat(request.now), overrides)
         return admit(request.estimate)
 
+    @activity.defn(name="notify")
+    async def notify(self, notice: Notice) -> None:
+        """Best effort, like a local run's: the webhooks are told; a failure to tell them changes nothing."""
+        def send() -> None:
+            with notifier(self.inventory.model, lambda: datetime.now(UTC)) as tell:
+                tell(notice.kind, component=notice.component, version=notice.version, run=notice.run,
+                     **notice.details)
+
+        await asyncio.to_thread(send)
+
     def all(self) -> list[Any]:
-        return [self.record, self.admit]
+        return [self.record, self.admit, self.notify]
 
 
 def append(path: Path, entries: list[dict[str, Any]]) -> int:

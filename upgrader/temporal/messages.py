@@ -69,3 +69,14 @@ class Admission:
     now: str  # ISO 8601: workflow time (plus the run's --now offset)
     estimate: float
     overrides: str | None = None
+
+
+@dataclass
+class Notice:
+    """One notification for the inventory's webhooks (engine/notifier.py), as a local run sends it."""
+
+    kind: str
+    component: str
+    version: str
+    run: str
+    details: dict[str, Any] = field(default_factory=dict)

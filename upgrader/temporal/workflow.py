@@ -31,7 +31,7 @@ with workflow.unsafe.imports_passed_through():
     from upgrader.errors import ExitCode
     from upgrader.models.plan import Phase, Plan
     from upgrader.planning import budgets
-    from upgrader.temporal.messages import Admission, Done, Records, Start, Work
+    from upgrader.temporal.messages import Admission, Done, Notice, Records, Start, Work
     from upgrader.temporal.settings import CONTROL_QUEUE, queue
 
 HEARTBEAT = timedelta(seconds=5)  # a SIGKILLed worker is noticed within this
@@ -101,6 +101,7 @@ class UpgradeWorkflow:
         self.event("run", f"run {start.run_id}: {plan.component} → {plan.target_version} by {start.operator}")
         if not await self.lock_hosts():
             return await self.end(int(ExitCode.REFUSED), "refused", self.halted or "refused")
+        await self.notify("run-started", hosts=len(plan.hosts))
         try:
             code, status, message = await self.execute()
         finally:
@@ -122,6 +123,9 @@ class UpgradeWorkflow:
                           engine="temporal",
                           hosts={h.name: {"state": h.state, "detail": h.detail, "version": Apply._version_of(h)}
                                  for h in self.hosts.values()})
+        if status != "refused":
+            kind = {int(ExitCode.OK): "finished", int(ExitCode.FAILED_ROLLED_BACK): "rolled-back"}.get(code, "failed")
+            await self.notify(kind, status=status, message=message)
         rows = [[h.name, h.plan.datacenter, h.state, h.detail] for h in self.hosts.values()]
         self.outcome = {"exit_code": code, "status": status, "message": message, "rows": rows}
         return self.outcome
@@ -176,6 +180,15 @@ class UpgradeWorkflow:
         for entry in done.records:
             if entry["event"] not in SKIPPED_EVENTS:
                 await self.record(**entry)
+
+    async def notify(self, kind: str, **details: Any) -> None:
+        """The inventory's webhooks, told by the control worker (a notice lost is never a run's failure)."""
+        assert self.plan is not None and self.start is not None
+        notice = Notice(kind, self.plan.component, self.plan.target_version, self.start.run_id, details)
+        with contextlib.suppress(ActivityError):
+            await workflow.execute_activity("notify", notice, task_queue=CONTROL_QUEUE,
+                                            start_to_close_timeout=timedelta(seconds=60),
+                                            retry_policy=RetryPolicy(maximum_attempts=3))
 
     def count(self, dc: str, failures: int = 1) -> None:
         self.failures += failures
@@ -290,6 +303,8 @@ class UpgradeWorkflow:
             await self.on_failure(phase, failed)
         elif self.abort is not None:
             await self.aborted(phase.hosts)
+        elif phase.kind == "canary":
+            await self.notify("canary-passed", hosts=phase.hosts, datacenter=phase.datacenter)
 
     async def admit(self, phase: Phase) -> str | None:
         """The window guard at workflow time, on the control worker (it has the calendars and overrides)."""
@@ -393,6 +408,7 @@ class UpgradeWorkflow:
         self.waiting = gate.id
         self.event("gate", f"waiting at gate {gate.id} (at most {gate.timeout:g}s): `upgrader promote {run}` "
                            f"to go on, `upgrader abort {run} --reason …` to stop")
+        await self.notify("gate-waiting", gate=gate.id, message=f"waiting at gate {gate.id}: upgrader promote {run}")
         started = workflow.now()
         outcome, detail, degraded = GateOutcome.TIMED_OUT, "", ""
 
@@ -428,6 +444,8 @@ class UpgradeWorkflow:
                           detail=detail)
         if outcome is GateOutcome.PROMOTED:
             self.event("gate", f"gate {gate.id} promoted by {decision.operator if decision else '?'}")
+            await self.notify("promoted", gate=gate.id, operator=decision.operator if decision else "?",
+                              message=decision.reason if decision else "")
             return True
         if outcome is GateOutcome.ABORTED:
             await self.aborted(list(gate.watch))
@@ -455,6 +473,7 @@ class UpgradeWorkflow:
         found = self.abort
         self.halted = f"aborted by {found.operator}: {found.reason}"
         await self.record("abort", operator=found.operator, reason=found.reason, at_decision=found.at)
+        await self.notify("aborted", operator=found.operator, message=found.reason)
         self.event("halt", self.halted)
         policy = self.plan.spec.rollback.on_failure
         if policy == "hold":
