@@ -109,8 +109,8 @@ def call(session: Session, *, component: str, root: str, run: str | None, ops: l
     """
     transport = session.transport
     program = {"component": component, "root": root, "run": run, "ops": ops}
-    _await_start(session)
-    stream = _answering(session, python, program)
+    fresh = _await_start(session)
+    stream = _answering(session, python, program, fresh)
     if stream is not None:
         try:
             result = stream.exchange(agent.pack_program(program), until=agent.END, timeout=timeout)
@@ -137,9 +137,11 @@ def call(session: Session, *, component: str, root: str, run: str | None, ops: l
     return AgentResult(session.host, result, parsed, expected=len(ops))
 
 
-def _answering(session: Session, python: str, program: dict[str, Any]) -> Stream | None:
+def _answering(session: Session, python: str, program: dict[str, Any], fresh: Stream | None = None) -> Stream | None:
     """The host's serving agent if it answers an empty program within the channel timeout; None when
     there is none or it has gone (a fresh one is then started; nothing of ``program`` was sent yet).
+    ``fresh``: the stream whose early start answered while this call waited for it (``_await_start``):
+    that answer is as recent as an empty program's would be, so it is not asked again.
 
     A program is only ever sent after this answer.  Otherwise a program sent to a frozen host would
     wait in its buffers and run whenever the host thawed, long after the run had given up on it (a
@@ -150,6 +152,8 @@ def _answering(session: Session, python: str, program: dict[str, Any]) -> Stream
     if held is None or held[0] != python or not held[1].alive:
         session.forget()
         return None
+    if fresh is not None and held[1] is fresh:
+        return fresh
     try:
         pong = held[1].exchange(agent.pack_program(dict(program, ops=[])), until=agent.END,
                                 timeout=timeouts.channel)
@@ -187,7 +191,7 @@ def start(session: Session, python: str = "python3") -> None:
         answer = stream.exchange(agent.serving_input(_EMPTY), until=agent.END, timeout=transport.timeouts.channel)
         if _answered(answer):
             if session._keep(python, stream):
-                stream = None
+                pending.answered, stream = stream, None
         elif answer.timed_out:
             pending.error = TransportError(session.host,
                                            f"the agent did not start within {transport.timeouts.channel:g}s",
@@ -211,13 +215,17 @@ def _answered(result: Result) -> bool:
     return result.stdout.rstrip().endswith(agent.END + "0")
 
 
-def _await_start(session: Session) -> None:
-    """Wait for an early ``start`` on this host; raise what it met on the connection, once."""
+def _await_start(session: Session) -> Stream | None:
+    """Wait for an early ``start`` on this host; raise what it met on the connection, once.
+
+    Returns the stream it started if it was still starting when this call came and its agent
+    answered: the answer arrived while this call waited, just now (None otherwise).
+    """
     with session._lock:
         pending = session._starting or session._failed
         session._failed = None
     if pending is None:
-        return
+        return None
     t = session.transport.timeouts
     # start() is bounded by the transport's own timeouts; this cap only guards against a bug there.
     pending.done.wait(t.attempts * t.handshake + t.channel + 5)
@@ -226,12 +234,14 @@ def _await_start(session: Session) -> None:
     if pending.error is not None:
         error, pending.error = pending.error, None
         raise error
+    return pending.answered if pending.done.is_set() else None
 
 
 class _Start:
     def __init__(self) -> None:
         self.done = threading.Event()
         self.error: TransportError | None = None
+        self.answered: Stream | None = None  # the stream kept as the serving agent, once it answered
 
 
 _EMPTY: dict[str, Any] = {"component": "", "root": "", "run": None, "ops": []}
