@@ -15,6 +15,10 @@ source lab/setup.sh
 teardown() {
     local rc=$?
     step "lab down"
+    if [ -z "${UPGRADER_LAB_LOCK_HELD:-}" ]; then  # failed before "lab up": take the lab's lock to tear it down
+        exec 9>>"${UPGRADER_LAB_LOCK:-/run/lock/upgrader-lab.lock}"
+        flock 9
+    fi
     "$VENV/bin/python" -m lab down || rc=1
     "$VENV/bin/python" -m lab check-down || rc=1
     "$VENV/bin/python" -m lab timings || true
@@ -28,6 +32,14 @@ step "checks: ruff and mypy (strict on upgrader/, the agent excepted)"
 "$VENV/bin/mypy"
 
 step "lab up"
+# The lab is one per machine: hold its lock from here to the teardown, so a test session started beside
+# this one waits instead of having its hosts destroyed under it (tests/vm/conftest.py takes the same lock,
+# and skips it when UPGRADER_LAB_LOCK_HELD says this script holds it).
+LAB_LOCK=${UPGRADER_LAB_LOCK:-/run/lock/upgrader-lab.lock}
+mkdir -p "$(dirname "$LAB_LOCK")"
+exec 9>>"$LAB_LOCK"
+flock -n 9 || { echo "lab/test.sh: waiting for $LAB_LOCK (another test session is using the lab)" >&2; flock 9; }
+export UPGRADER_LAB_LOCK_HELD=1
 "$VENV/bin/python" -m lab up
 
 step "tests"
