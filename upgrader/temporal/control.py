@@ -23,6 +23,7 @@ from temporalio import activity
 from upgrader.engine import admission
 from upgrader.engine.journal import JOURNAL, RUN_ID_RE, Journal, runs_dir
 from upgrader.engine.notifier import notifier
+from upgrader.engine.vocabulary import Event
 from upgrader.errors import RefusedError
 from upgrader.files import write_atomic
 from upgrader.loading.inputs import Loaded, read_plan_file
@@ -47,6 +48,8 @@ class Control:
     @activity.defn(name="record")
     async def record(self, batch: Records) -> int:
         """Append the batch's records not yet on disk; returns how many were written."""
+        for entry in batch.entries:
+            Event(entry["event"])  # ValueError on a name outside the journal's vocabulary, as Journal.record
         directory = self.directory(batch.run_id)
         for name, text in batch.files.items():
             if not (directory / name).exists():

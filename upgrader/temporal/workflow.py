@@ -27,7 +27,7 @@ with workflow.unsafe.imports_passed_through():
     from upgrader.engine.apply import Apply, HostRun, _by_turns
     from upgrader.engine.gates import Decision, DecisionKind, GateOutcome
     from upgrader.engine.programs import checks_budget, hop_timeout
-    from upgrader.engine.vocabulary import HostState
+    from upgrader.engine.vocabulary import FAILED, ON_TARGET, UPGRADED, Event, HostState, RunStatus
     from upgrader.errors import ExitCode
     from upgrader.models.plan import Phase, Plan
     from upgrader.planning import budgets
@@ -38,7 +38,7 @@ HEARTBEAT = timedelta(seconds=5)  # a SIGKILLed worker is noticed within this
 ONCE = RetryPolicy(maximum_attempts=1)  # a host program: never run twice (see _lost)
 REPEATABLE = RetryPolicy(initial_interval=timedelta(seconds=1), backoff_coefficient=1.5,
                          maximum_interval=timedelta(seconds=10), maximum_attempts=20)
-SKIPPED_EVENTS = {"host-begin", "rollback-begin"}  # the workflow records these itself, before the activity runs
+SKIPPED_EVENTS = {Event.HOST_BEGIN, Event.ROLLBACK_BEGIN}  # the workflow records these itself, before the activity runs
 
 
 @workflow.defn(name="upgrade")
@@ -111,7 +111,7 @@ class UpgradeWorkflow:
     async def execute(self) -> tuple[int, str, str]:
         assert self.plan is not None
         if not await self.stage():
-            return int(ExitCode.FAILED_ROLLED_BACK), "stage-failed", "staging failed; no live change was made"
+            return int(ExitCode.FAILED_ROLLED_BACK), RunStatus.STAGE_FAILED, "staging failed; no live change was made"
         for phase in self.plan.phases:
             if self.halted:
                 break
@@ -119,7 +119,7 @@ class UpgradeWorkflow:
         return self.conclude()
 
     async def end(self, code: int, status: str, message: str) -> dict[str, Any]:
-        await self.record("run-end", status=status, exit_code=code, message=message, handshake_retries=0,
+        await self.record(Event.RUN_END, status=status, exit_code=code, message=message, handshake_retries=0,
                           engine="temporal",
                           hosts={h.name: {"state": h.state, "detail": h.detail, "version": Apply._version_of(h)}
                                  for h in self.hosts.values()})
@@ -135,26 +135,27 @@ class UpgradeWorkflow:
         assert self.plan is not None
         states = {h.state for h in self.hosts.values()}
         if self.held:
-            return int(ExitCode.ROLLBACK_FAILED), "held", "failure held for a human (rollback: hold)"
-        if states & {"rollback-failed", "unreachable"}:
-            bad = [h.name for h in self.hosts.values() if h.state in ("rollback-failed", "unreachable")]
-            return (int(ExitCode.ROLLBACK_FAILED), "rollback-failed",
+            return int(ExitCode.ROLLBACK_FAILED), RunStatus.HELD, "failure held for a human (rollback: hold)"
+        if states & {HostState.ROLLBACK_FAILED, HostState.UNREACHABLE}:
+            bad = [h.name for h in self.hosts.values() if h.state in (HostState.ROLLBACK_FAILED, HostState.UNREACHABLE)]
+            return (int(ExitCode.ROLLBACK_FAILED), RunStatus.ROLLBACK_FAILED,
                     f"{', '.join(bad)} could not be put back on a verified version — act now")
         if self.failures:
-            return (int(ExitCode.FAILED_ROLLED_BACK), "failed-rolled-back",
+            return (int(ExitCode.FAILED_ROLLED_BACK), RunStatus.FAILED_ROLLED_BACK,
                     f"{self.failures} host(s) failed; every touched host is back and verified")
         if self.abort is not None:
-            kept = [h.name for h in self.hosts.values() if h.state == "done"]
+            kept = [h.name for h in self.hosts.values() if h.state == HostState.DONE]
             message = self.halted or "aborted"
             if kept:
                 message += f"; still on {self.plan.target_version}, verified: {', '.join(kept)}"
-            return int(ExitCode.FAILED_ROLLED_BACK), "aborted", message
+            return int(ExitCode.FAILED_ROLLED_BACK), RunStatus.ABORTED, message
         if self.halted:
-            return int(ExitCode.FAILED_ROLLED_BACK), "halted", self.halted
-        return int(ExitCode.OK), "succeeded", f"{len(self.hosts)} host(s) on {self.plan.target_version} and verified"
+            return int(ExitCode.FAILED_ROLLED_BACK), RunStatus.HALTED, self.halted
+        return (int(ExitCode.OK), RunStatus.SUCCEEDED,
+                f"{len(self.hosts)} host(s) on {self.plan.target_version} and verified")
 
     # ------------------------------------------------------------ records and live view
-    async def record(self, event: str, files: dict[str, str] | None = None, **data: Any) -> None:
+    async def record(self, event: Event, files: dict[str, str] | None = None, **data: Any) -> None:
         """Append a journal record (in order, each once) through the control worker; returns once written."""
         self._seq += 1
         at = data.pop("at", None) or workflow.now().isoformat(timespec="milliseconds")
@@ -173,7 +174,7 @@ class UpgradeWorkflow:
             run = self.hosts[host]
             run.state, run.detail = fields["state"], fields["detail"]
             run.touched, run.failure = fields["touched"], fields["failure"]
-            if run.failure and fields["state"] in ("failed", "unreachable"):
+            if run.failure and fields["state"] in FAILED:
                 self.event("failure", run.failure, host)
         if done.failures and done.states:
             self.count(self.hosts[next(iter(done.states))].plan.datacenter, done.failures)
@@ -279,10 +280,10 @@ class UpgradeWorkflow:
         reason = await self.admit(phase)
         if reason:
             self.halted = f"stopped before phase {phase.index + 1}: {reason}"
-            await self.record("halt", reason=self.halted)
+            await self.record(Event.HALT, reason=self.halted)
             self.event("halt", self.halted)
             return
-        await self.record("phase-begin", phase=phase.index, kind=phase.kind, datacenter=phase.datacenter,
+        await self.record(Event.PHASE_BEGIN, phase=phase.index, kind=phase.kind, datacenter=phase.datacenter,
                           hosts=phase.hosts)
         self.event("phase", f"phase {phase.index + 1}/{len(self.plan.phases)}: {phase.kind} "
                             f"{phase.datacenter or 'global'} → {', '.join(phase.hosts)}")
@@ -297,8 +298,8 @@ class UpgradeWorkflow:
                     await self.bake(host)
 
         await asyncio.gather(*(one(h) for h in _by_turns(phase.hosts, lambda h: self.hosts[h].plan.datacenter)))
-        failed = [h for h in phase.hosts if self.hosts[h].state in ("failed", "unreachable")]
-        await self.record("phase-end", phase=phase.index, failed=failed)
+        failed = [h for h in phase.hosts if self.hosts[h].state in FAILED]
+        await self.record(Event.PHASE_END, phase=phase.index, failed=failed)
         if failed:
             await self.on_failure(phase, failed)
         elif self.abort is not None:
@@ -323,7 +324,7 @@ class UpgradeWorkflow:
         """The host's program (the plan's own steps), once; a worker lost mid-program is _lost, not retried."""
         hp = self.hosts[host].plan
         steps = ["lock-check", *(s.id for s in hp.steps if s.action not in ("stage", "bake", "testinfra"))]
-        await self.record("host-begin", host=host, steps=steps, path=hp.path)
+        await self.record(Event.HOST_BEGIN, host=host, steps=steps, path=hp.path)
         self._set(host, "upgrading", " → ".join([hp.from_version, *hp.path]))
         seconds = _hop_timeout(self.plan) * len(hp.path) + 600  # type: ignore[arg-type]
         try:
@@ -333,8 +334,8 @@ class UpgradeWorkflow:
         await self.merge(done)
         if done.halted:
             self.halted = done.halted
-            await self.record("halt", reason=done.halted)
-        return self.hosts[host].state in ("verified", "done")
+            await self.record(Event.HALT, reason=done.halted)
+        return self.hosts[host].state in ON_TARGET
 
     async def _lost(self, host: str, exc: ActivityError) -> bool:
         """The program's worker died or timed out mid-program: the host was caught mid-step.
@@ -346,14 +347,14 @@ class UpgradeWorkflow:
         run = self.hosts[host]
         run.touched = True
         why = f"worker lost mid-program ({_cause(exc)})"
-        await self.record("host-end", host=host, ok=False, error=why, unreachable=False, lost=True)
-        await self.record("recover", hosts=[host], failing=False, reason=why)
+        await self.record(Event.HOST_END, host=host, ok=False, error=why, unreachable=False, lost=True)
+        await self.record(Event.RECOVER, hosts=[host], failing=False, reason=why)
         self.event("recover", f"{host}: {why}; putting it back", host)
         await self.rollback([host])
-        if run.state == "rolled-back" and host not in self._recovered:
+        if run.state == HostState.ROLLED_BACK and host not in self._recovered:
             self._recovered.add(host)
             return await self.upgrade(host)
-        self.fail(host, "failed", why)
+        self.fail(host, HostState.FAILED, why)
         return False
 
     async def bake(self, host: str) -> None:
@@ -363,7 +364,7 @@ class UpgradeWorkflow:
         hp = self.hosts[host].plan
         steps = [s.id for s in hp.steps if s.action == "bake"]
         self._set(host, "baking", f"{spec.canary.bake:g}s")
-        await self.record("bake-begin", host=host, seconds=spec.canary.bake, steps=steps, timer=True)
+        await self.record(Event.BAKE_BEGIN, host=host, seconds=spec.canary.bake, steps=steps, timer=True)
         started = workflow.now()
         rounds = 0
         problem: str | None = None
@@ -376,11 +377,11 @@ class UpgradeWorkflow:
             rounds += 1
             if last:
                 break
-        await self.record("bake-end", host=host, ok=problem is None, rounds=rounds, error=problem, ops=[])
+        await self.record(Event.BAKE_END, host=host, ok=problem is None, rounds=rounds, error=problem, ops=[])
         if problem is None:
-            self._set(host, "done", f"on {hp.path[-1]}, baked {spec.canary.bake:g}s")
+            self._set(host, HostState.DONE, f"on {hp.path[-1]}, baked {spec.canary.bake:g}s")
         else:
-            self.fail(host, "failed", f"canary bake: {problem}")
+            self.fail(host, HostState.FAILED, f"canary bake: {problem}")
 
     async def check(self, host: str, testinfra: bool = False) -> str | None:
         assert self.plan is not None
@@ -402,9 +403,9 @@ class UpgradeWorkflow:
         assert self.plan is not None and self.start is not None
         gate = phase.gate
         assert gate is not None
-        watch = [h for h in gate.watch if self.hosts[h].state == "done"]
+        watch = [h for h in gate.watch if self.hosts[h].state == HostState.DONE]
         run = self.start.run_id
-        await self.record("gate-wait", gate=gate.id, kind=gate.kind, timeout=gate.timeout, watch=watch)
+        await self.record(Event.GATE_WAIT, gate=gate.id, kind=gate.kind, timeout=gate.timeout, watch=watch)
         self.waiting = gate.id
         self.event("gate", f"waiting at gate {gate.id} (at most {gate.timeout:g}s): `upgrader promote {run}` "
                            f"to go on, `upgrader abort {run} --reason …` to stop")
@@ -438,7 +439,7 @@ class UpgradeWorkflow:
         self.waiting = None
         decision = self.abort if outcome is GateOutcome.ABORTED else self.promotes.get(gate.id)
         waited = round((workflow.now() - started).total_seconds(), 1)
-        await self.record("gate-end", gate=gate.id, outcome=str(outcome), waited=waited,
+        await self.record(Event.GATE_END, gate=gate.id, outcome=str(outcome), waited=waited,
                           decision=decision.to_dict() if decision and outcome in (GateOutcome.ABORTED,
                                                                                   GateOutcome.PROMOTED) else None,
                           detail=detail)
@@ -451,17 +452,17 @@ class UpgradeWorkflow:
             await self.aborted(list(gate.watch))
             return False
         if outcome is GateOutcome.DEGRADED:
-            self.fail(degraded, "failed", f"canary degraded while waiting at gate {gate.id}: {detail}")
+            self.fail(degraded, HostState.FAILED, f"canary degraded while waiting at gate {gate.id}: {detail}")
             await self.on_failure(self.plan.phases[self.hosts[degraded].plan.phase], [degraded])
             return False
         self.halted = f"no decision at gate {gate.id} within {gate.timeout:g}s ({gate.on_timeout})"
-        await self.record("halt", reason=self.halted)
+        await self.record(Event.HALT, reason=self.halted)
         self.event("halt", self.halted)
         if gate.on_timeout == "hold":
             self.held = True
-            await self.record("hold", hosts=[h for h in self.hosts if self.hosts[h].touched])
+            await self.record(Event.HOLD, hosts=[h for h in self.hosts if self.hosts[h].touched])
         else:
-            await self.rollback([h for h, r in self.hosts.items() if r.touched or r.state in ("done", "verified")])
+            await self.rollback([h for h, r in self.hosts.items() if r.touched or r.state in ON_TARGET])
         return False
 
     async def aborted(self, current: list[str]) -> None:
@@ -472,18 +473,18 @@ class UpgradeWorkflow:
         self._abort_handled = True
         found = self.abort
         self.halted = f"aborted by {found.operator}: {found.reason}"
-        await self.record("abort", operator=found.operator, reason=found.reason, at_decision=found.at)
+        await self.record(Event.ABORT, operator=found.operator, reason=found.reason, at_decision=found.at)
         await self.notify("aborted", operator=found.operator, message=found.reason)
         self.event("halt", self.halted)
         policy = self.plan.spec.rollback.on_failure
         if policy == "hold":
             self.held = True
-            await self.record("hold", hosts=[h for h in self.hosts if self.hosts[h].touched])
+            await self.record(Event.HOLD, hosts=[h for h in self.hosts if self.hosts[h].touched])
             return
         if policy == "host":
             return
         pool = current if policy == "wave" else list(self.hosts)
-        await self.rollback([h for h in pool if self.hosts[h].touched or self.hosts[h].state in ("done", "verified")])
+        await self.rollback([h for h in pool if self.hosts[h].touched or self.hosts[h].state in ON_TARGET])
 
     async def on_failure(self, phase: Phase, failed: list[str]) -> None:
         assert self.plan is not None
@@ -493,18 +494,18 @@ class UpgradeWorkflow:
             self.held = True
             self.halted = "held for a human"
             for host in failed:
-                self._set(host, "held", self.hosts[host].detail)
-            await self.record("hold", hosts=failed)
+                self._set(host, HostState.HELD, self.hosts[host].detail)
+            await self.record(Event.HOLD, hosts=failed)
             return
         if policy == "host":
             targets = [h for h in failed if self.hosts[h].touched]
         elif policy == "wave":
-            targets = [h for h in phase.hosts if self.hosts[h].touched or self.hosts[h].state in ("done", "verified")]
+            targets = [h for h in phase.hosts if self.hosts[h].touched or self.hosts[h].state in ON_TARGET]
         else:
-            targets = [h for h, r in self.hosts.items() if r.touched or r.state in ("done", "verified", "baking")]
+            targets = [h for h, r in self.hosts.items() if r.touched or r.state in UPGRADED]
         spent = self.spent()
         if spent:  # no new host starts from here on, whatever the policy
-            await self.record("halt", reason=spent)
+            await self.record(Event.HALT, reason=spent)
             self.event("halt", spent)
         if policy != "host" or spent:
             self.halted = f"{len(failed)} host(s) failed in phase {phase.index + 1}; rollback policy '{policy}'" + (
@@ -515,7 +516,7 @@ class UpgradeWorkflow:
         if not hosts:
             return
         self.event("rollback", f"rolling back {', '.join(hosts)}")
-        await self.record("rollback-begin", hosts=hosts)
+        await self.record(Event.ROLLBACK_BEGIN, hosts=hosts)
         for host in hosts:
             self._set(host, "rolling-back", f"→ {self.hosts[host].plan.from_version}")
 
@@ -523,8 +524,8 @@ class UpgradeWorkflow:
             try:
                 done = await self.call("rollback", self.work(self.hosts[host].plan.datacenter, [host]), 900)
             except ActivityError as exc:  # every attempt failed: a human must look
-                self._set(host, "rollback-failed", f"rollback not confirmed: {_cause(exc)}")
-                await self.record("rollback-end", host=host, ok=False, error=_cause(exc))
+                self._set(host, HostState.ROLLBACK_FAILED, f"rollback not confirmed: {_cause(exc)}")
+                await self.record(Event.ROLLBACK_END, host=host, ok=False, error=_cause(exc))
                 return
             await self.merge(done)
 
