@@ -9,6 +9,7 @@ from typing import Any
 from upgrader.commands import durable
 from upgrader.engine import gates
 from upgrader.engine.journal import Journal, audit, operator
+from upgrader.engine.vocabulary import Event
 from upgrader.errors import RefusedError
 
 
@@ -24,9 +25,9 @@ def waiting_gate(entries: list[dict[str, Any]]) -> str | None:
     """The gate the run waits at now: its last gate-wait with no gate-end after it."""
     open_gate = None
     for entry in entries:
-        if entry.get("event") == "gate-wait":
+        if entry.get("event") == Event.GATE_WAIT:
             open_gate = entry.get("gate")
-        elif entry.get("event") == "gate-end" and entry.get("gate") == open_gate:
+        elif entry.get("event") == Event.GATE_END and entry.get("gate") == open_gate:
             open_gate = None
     return open_gate if isinstance(open_gate, str) else None
 
@@ -34,7 +35,7 @@ def waiting_gate(entries: list[dict[str, Any]]) -> str | None:
 def run(args: argparse.Namespace, kind: gates.DecisionKind) -> int:
     journal = Journal.open(args.state_dir, args.run_id)
     entries = journal.entries()
-    if any(e.get("event") == "run-end" for e in entries):
+    if any(e.get("event") == Event.RUN_END for e in entries):
         raise RefusedError(f"run {args.run_id} has already finished; nothing to {kind}",
                            f"see it with `upgrader show {args.run_id}`")
     reason = args.reason.strip()

@@ -6,6 +6,7 @@ import argparse
 import json
 
 from upgrader.engine.journal import Journal
+from upgrader.engine.vocabulary import Event
 
 HELP = "print one run's journal"
 
@@ -18,16 +19,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def describe(e: dict) -> str:  # type: ignore[type-arg]
     ev = e["event"]
     host = f"{e['host']}: " if e.get("host") else ""
-    if ev == "run-start":
+    if ev == Event.RUN_START:
         return (f"{e.get('kind')} {e.get('component')} {e.get('version') or e.get('to') or ''} by {e.get('operator')}"
                 + (f" — reason: {e['reason']}" if e.get("reason") else "") + f" plan {e.get('plan_hash', '-')}")
-    if ev in ("host-end", "rollback-end", "bake-end"):
+    if ev in (Event.HOST_END, Event.ROLLBACK_END, Event.BAKE_END):
         ok = "ok" if e.get("ok") else "FAILED"
         bad = next((o for o in e.get("ops", []) if not o.get("ok")), None)
         why = f" — {bad.get('op')}: {bad.get('error')}" if bad else (f" — {e['error']}" if e.get("error") else "")
         secs = sum(o.get("seconds", 0) for o in e.get("ops", []))
         return f"{host}{ev} {ok} ({secs:.2f}s on host){why}"
-    if ev == "run-end":
+    if ev == Event.RUN_END:
         return f"{e.get('status')} (exit {e.get('exit_code')}): {e.get('message')}"
     keys = {k: v for k, v in e.items() if k not in ("seq", "at", "event", "host")}
     return f"{host}{ev} {json.dumps(keys, sort_keys=True, default=str)[:200]}"
@@ -41,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
             print(json.dumps(entry, sort_keys=True))
         else:
             print(f"{entry['at']}  {describe(entry)}")
-    if args.format == "text" and not any(e["event"] == "run-end" for e in entries):
+    if args.format == "text" and not any(e["event"] == Event.RUN_END for e in entries):
         _live(args)
     return 0
 
