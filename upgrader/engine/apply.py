@@ -600,12 +600,7 @@ class Apply:
                 self.down.stuck(host)
             self.journal.record(Event.HOLD, hosts=failed)
             return
-        if policy == "host":
-            targets = [h for h in failed if self.hosts[h].touched]
-        elif policy == "wave":
-            targets = [h for h in phase.hosts if self.hosts[h].touched or self.hosts[h].state in ON_TARGET]
-        else:
-            targets = [h for h, r in self.hosts.items() if r.touched or r.state in UPGRADED]
+        targets = rollback_targets(policy, self.hosts, phase.hosts, failed)
         spent = self._budget_spent()
         if spent:  # no new host starts from here on, whatever the policy
             self.journal.record(Event.HALT, reason=spent)
@@ -716,6 +711,22 @@ def stop_on_signals(engine: Apply) -> Iterator[None]:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def rollback_targets(policy: str, hosts: dict[str, HostRun], phase: list[str], failed: list[str]) -> list[str]:
+    """Who a failure in ``phase`` puts back under ``policy`` (host, wave or run; hold puts back no one).
+
+    host: the failed hosts that changed; wave: every host of the phase that changed or is on the
+    target; run: every host of the run on the target, a baking canary included.  Shared by the local
+    engine and the Temporal workflow, so the two cannot drift.
+    """
+    if policy == "hold":
+        return []
+    if policy == "host":
+        return [h for h in failed if hosts[h].touched]
+    if policy == "wave":
+        return [h for h in phase if hosts[h].touched or hosts[h].state in ON_TARGET]
+    return [h for h, r in hosts.items() if r.touched or r.state in UPGRADED]
 
 
 def _by_turns(hosts: list[str], key: Callable[[str], str]) -> list[str]:

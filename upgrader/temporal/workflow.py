@@ -24,10 +24,10 @@ from temporalio.exceptions import ActivityError, TimeoutType
 from temporalio.exceptions import TimeoutError as TemporalTimeout
 
 with workflow.unsafe.imports_passed_through():
-    from upgrader.engine.apply import Apply, HostRun, _by_turns
+    from upgrader.engine.apply import Apply, HostRun, _by_turns, rollback_targets
     from upgrader.engine.gates import Decision, DecisionKind, GateOutcome
     from upgrader.engine.programs import checks_budget, hop_timeout
-    from upgrader.engine.vocabulary import FAILED, ON_TARGET, UPGRADED, Event, HostState, RunStatus
+    from upgrader.engine.vocabulary import FAILED, ON_TARGET, Event, HostState, RunStatus
     from upgrader.errors import ExitCode
     from upgrader.models.plan import Phase, Plan
     from upgrader.planning import budgets
@@ -497,12 +497,7 @@ class UpgradeWorkflow:
                 self._set(host, HostState.HELD, self.hosts[host].detail)
             await self.record(Event.HOLD, hosts=failed)
             return
-        if policy == "host":
-            targets = [h for h in failed if self.hosts[h].touched]
-        elif policy == "wave":
-            targets = [h for h in phase.hosts if self.hosts[h].touched or self.hosts[h].state in ON_TARGET]
-        else:
-            targets = [h for h, r in self.hosts.items() if r.touched or r.state in UPGRADED]
+        targets = rollback_targets(policy, self.hosts, phase.hosts, failed)
         spent = self.spent()
         if spent:  # no new host starts from here on, whatever the policy
             await self.record(Event.HALT, reason=spent)
