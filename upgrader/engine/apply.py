@@ -612,7 +612,7 @@ class Apply:
 
     def _may_go_down(self, host: str) -> bool:
         """Take the host's redundancy-group slots before its live program; False: it must not start."""
-        reason = self.down.take(host, give_up=lambda: self.halted is not None)
+        reason = self.down.take(host, in_phase=True, give_up=lambda: self.halted is not None)
         if reason is not None:
             self._set(host, self.hosts[host].state, f"not started: {reason}")
             self.journal.record(Event.HOST_WITHHELD, host=host, reason=reason)
@@ -623,6 +623,7 @@ class Apply:
         its rollback is verified."""
         run = self.hosts[host]
         if run.state in (HostState.FAILED, HostState.UNREACHABLE) and run.touched:
+            self.down.failed(host)  # a member waiting in this phase for its slot must not wait for ever
             return
         self.down.back(host)
 

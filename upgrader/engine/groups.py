@@ -31,16 +31,21 @@ class Unavailable:
                 self._of.setdefault(host, []).append(g.name)
         self._down: dict[str, set[str]] = {g: set() for g in self._limit}
         self._stuck: set[str] = set()
+        self._awaiting: set[str] = set()  # failed in the current phase: down until its rollback after the phase
         self._cond = threading.Condition()
 
     def grouped(self, host: str) -> bool:
         return host in self._of
 
-    def take(self, host: str, *, force: bool = False, give_up: Callable[[], bool] = lambda: False) -> str | None:
+    def take(self, host: str, *, force: bool = False, in_phase: bool = False,
+             give_up: Callable[[], bool] = lambda: False) -> str | None:
         """Count ``host`` as down, waiting while one of its groups is at its limit; None once it is counted.
 
         ``force``: it is down already (it failed, or nobody knows), so it is counted without waiting.
         Otherwise the reason it may not go down: its group's down members are all stuck, or ``give_up()``.
+        ``in_phase``: the host is about to start within a phase, whose failed hosts are rolled back only
+        after the phase ends, so a slot held by one of them is not waited for either (that wait would
+        never end: the phase waits for this host).
         """
         groups = self._of.get(host)
         if not groups:
@@ -52,7 +57,8 @@ class Unavailable:
                     for g in groups:
                         self._down[g].add(host)
                     return None
-                hopeless = [g for g in full if self._down[g] - {host} <= self._stuck]
+                lost = self._stuck | self._awaiting if in_phase else self._stuck
+                hopeless = [g for g in full if self._down[g] - {host} <= lost]
                 if hopeless:
                     g = hopeless[0]
                     return (f"group {g} has {len(self._down[g])} member(s) down that this run cannot bring back "
@@ -67,6 +73,15 @@ class Unavailable:
             for g in self._of.get(host, ()):
                 self._down[g].discard(host)
             self._stuck.discard(host)
+            self._awaiting.discard(host)
+            self._cond.notify_all()
+
+    def failed(self, host: str) -> None:
+        """``host`` failed in the current phase: down until its rollback, which comes after the phase."""
+        if host not in self._of:
+            return
+        with self._cond:
+            self._awaiting.add(host)
             self._cond.notify_all()
 
     def stuck(self, host: str) -> None:
@@ -75,6 +90,7 @@ class Unavailable:
             return
         with self._cond:
             self._stuck.add(host)
+            self._awaiting.discard(host)
             self._cond.notify_all()
 
     def is_down(self, host: str) -> bool:
