@@ -27,7 +27,11 @@ def pump_in(sock: socket.socket) -> None:
 
 
 def main() -> int:
-    sock = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10)
+    try:
+        sock = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10)
+    except OSError as exc:  # sshd not up yet while the host boots: Vagrant retries, one line is enough
+        print(f"netcat: {sys.argv[1]}:{sys.argv[2]}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
     sock.settimeout(None)
     threading.Thread(target=pump_in, args=(sock,), daemon=True).start()
     try:
