@@ -186,26 +186,10 @@ class Apply:
         return self._conclude()
 
     def _conclude(self) -> Outcome:
-        states = {h.state for h in self.hosts.values()}
-        if self.held:
-            return self._finish(ExitCode.ROLLBACK_FAILED, RunStatus.HELD, "failure held for a human (rollback: hold)")
-        if states & {HostState.ROLLBACK_FAILED, HostState.UNREACHABLE}:
-            bad = [h.name for h in self.hosts.values() if h.state in (HostState.ROLLBACK_FAILED, HostState.UNREACHABLE)]
-            return self._finish(ExitCode.ROLLBACK_FAILED, RunStatus.ROLLBACK_FAILED,
-                                f"{', '.join(bad)} could not be put back on a verified version — act now")
-        if self.failures:
-            return self._finish(ExitCode.FAILED_ROLLED_BACK, RunStatus.FAILED_ROLLED_BACK,
-                                f"{self.failures} host(s) failed; every touched host is back and verified")
-        if self.abort is not None:
-            kept = [h.name for h in self.hosts.values() if h.state == HostState.DONE]
-            message = self.halted or "aborted"
-            if kept:
-                message += f"; still on {self.plan.target_version}, verified: {', '.join(kept)}"
-            return self._finish(ExitCode.FAILED_ROLLED_BACK, RunStatus.ABORTED, message)
-        if self.halted:
-            return self._finish(ExitCode.FAILED_ROLLED_BACK, RunStatus.HALTED, self.halted)
-        return self._finish(ExitCode.OK, RunStatus.SUCCEEDED,
-                            f"{len(self.hosts)} host(s) on {self.plan.target_version} and verified")
+        code, status, message = verdict(self.hosts, held=self.held, failures=self.failures,
+                                        aborted=self.abort is not None, halted=self.halted,
+                                        target=self.plan.target_version)
+        return self._finish(code, status, message)
 
     @staticmethod
     def _version_of(h: HostRun) -> str | None:
@@ -712,6 +696,30 @@ def stop_on_signals(engine: Apply) -> Iterator[None]:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def verdict(hosts: dict[str, HostRun], *, held: bool, failures: int, aborted: bool, halted: str | None,
+            target: str) -> tuple[ExitCode, RunStatus, str]:
+    """How a run ended, from its hosts and what stopped it: the one rule for the local engine and the
+    Temporal workflow."""
+    if held:
+        return ExitCode.ROLLBACK_FAILED, RunStatus.HELD, "failure held for a human (rollback: hold)"
+    bad = [h.name for h in hosts.values() if h.state in (HostState.ROLLBACK_FAILED, HostState.UNREACHABLE)]
+    if bad:
+        return (ExitCode.ROLLBACK_FAILED, RunStatus.ROLLBACK_FAILED,
+                f"{', '.join(bad)} could not be put back on a verified version — act now")
+    if failures:
+        return (ExitCode.FAILED_ROLLED_BACK, RunStatus.FAILED_ROLLED_BACK,
+                f"{failures} host(s) failed; every touched host is back and verified")
+    if aborted:
+        kept = [h.name for h in hosts.values() if h.state == HostState.DONE]
+        message = halted or "aborted"
+        if kept:
+            message += f"; still on {target}, verified: {', '.join(kept)}"
+        return ExitCode.FAILED_ROLLED_BACK, RunStatus.ABORTED, message
+    if halted:
+        return ExitCode.FAILED_ROLLED_BACK, RunStatus.HALTED, halted
+    return ExitCode.OK, RunStatus.SUCCEEDED, f"{len(hosts)} host(s) on {target} and verified"
 
 
 def rollback_targets(policy: str, hosts: dict[str, HostRun], phase: list[str], failed: list[str]) -> list[str]:

@@ -24,7 +24,7 @@ from temporalio.exceptions import ActivityError, TimeoutType
 from temporalio.exceptions import TimeoutError as TemporalTimeout
 
 with workflow.unsafe.imports_passed_through():
-    from upgrader.engine.apply import Apply, HostRun, _by_turns, rollback_targets
+    from upgrader.engine.apply import Apply, HostRun, _by_turns, rollback_targets, verdict
     from upgrader.engine.gates import Decision, DecisionKind, GateOutcome
     from upgrader.engine.programs import checks_budget, hop_timeout
     from upgrader.engine.vocabulary import FAILED, ON_TARGET, Event, HostState, RunStatus
@@ -131,28 +131,12 @@ class UpgradeWorkflow:
         return self.outcome
 
     def conclude(self) -> tuple[int, str, str]:
-        """The run's verdict, by the local engine's rules (Apply._conclude)."""
+        """The run's verdict, by the local engine's rules (apply.verdict)."""
         assert self.plan is not None
-        states = {h.state for h in self.hosts.values()}
-        if self.held:
-            return int(ExitCode.ROLLBACK_FAILED), RunStatus.HELD, "failure held for a human (rollback: hold)"
-        if states & {HostState.ROLLBACK_FAILED, HostState.UNREACHABLE}:
-            bad = [h.name for h in self.hosts.values() if h.state in (HostState.ROLLBACK_FAILED, HostState.UNREACHABLE)]
-            return (int(ExitCode.ROLLBACK_FAILED), RunStatus.ROLLBACK_FAILED,
-                    f"{', '.join(bad)} could not be put back on a verified version — act now")
-        if self.failures:
-            return (int(ExitCode.FAILED_ROLLED_BACK), RunStatus.FAILED_ROLLED_BACK,
-                    f"{self.failures} host(s) failed; every touched host is back and verified")
-        if self.abort is not None:
-            kept = [h.name for h in self.hosts.values() if h.state == HostState.DONE]
-            message = self.halted or "aborted"
-            if kept:
-                message += f"; still on {self.plan.target_version}, verified: {', '.join(kept)}"
-            return int(ExitCode.FAILED_ROLLED_BACK), RunStatus.ABORTED, message
-        if self.halted:
-            return int(ExitCode.FAILED_ROLLED_BACK), RunStatus.HALTED, self.halted
-        return (int(ExitCode.OK), RunStatus.SUCCEEDED,
-                f"{len(self.hosts)} host(s) on {self.plan.target_version} and verified")
+        code, status, message = verdict(self.hosts, held=self.held, failures=self.failures,
+                                        aborted=self.abort is not None, halted=self.halted,
+                                        target=self.plan.target_version)
+        return int(code), status, message
 
     # ------------------------------------------------------------ records and live view
     async def record(self, event: Event, files: dict[str, str] | None = None, **data: Any) -> None:
