@@ -270,3 +270,24 @@ def test_help_and_usage_errors_open_no_connection(listener: tuple[socket.socket,
                                 f"{err[-1] if err else 'help printed'}")
     assert done.value.code in (0, 2)
     assert seen == 0 and early._started == {}
+
+
+def test_the_early_start_connects_before_the_models_are_imported(listener: tuple[socket.socket, Path]) -> None:
+    """The handshakes start before the slow imports: a fresh interpreter that only runs early.start
+    has connected without importing pydantic or the models (~25 ms before every host's handshake)."""
+    import subprocess
+    import sys
+
+    server, state = listener
+    child = ("import sys, time\nfrom pathlib import Path\nfrom upgrader.commands import early\n"
+             f"early.start(['rollback', 'ordergw', '-i', {str(INVENTORY)!r}, '--reason', 'drill', "
+             f"'--connect-timeout', '1'], Path({str(state)!r}))\n"
+             "time.sleep(0.5)\n"
+             "print(' '.join(sorted(m for m in sys.modules if m.split('.')[0] == 'pydantic' "
+             "or m.startswith('upgrader.models'))))\n")
+    proc = subprocess.Popen([sys.executable, "-c", child], stdout=subprocess.PIPE, text=True, cwd=REPO)
+    server.settimeout(20)  # a fresh interpreter on a loaded machine: its first connection may take a while
+    seen = _connections(server)
+    out, _ = proc.communicate(timeout=30)
+    assert seen >= 1  # it did connect (so an empty module list means something)
+    assert out.split() == []

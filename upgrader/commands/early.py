@@ -86,7 +86,7 @@ def start(argv: list[str], state: Path) -> None:
         if not chosen:
             return
         from upgrader.engine import remote
-        from upgrader.engine.endpoints import fabric_transport
+        from upgrader.transport import fabric_transport
         from upgrader.transport.fabric_adapter import Gateways
 
         timeouts = Timeouts.for_options(args.connect_timeout, args.command_timeout)

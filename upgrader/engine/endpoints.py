@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Generic, TypeVar
 from upgrader.engine import remote
 from upgrader.models.inventory import Host, Inventory, Jump
 from upgrader.planning.planner import iter_hosts
+from upgrader.transport import fabric_transport
 from upgrader.transport.base import Endpoint, Timeouts, Transport
 
 if TYPE_CHECKING:
@@ -51,13 +52,6 @@ def _jump(dc: str, jump: Jump | None, base: Path, user: str | None, port: int, k
         return None
     return Endpoint(name=f"{dc}-jump", address=jump.address, port=jump.port or port,
                     user=jump.user or user or "root", ssh_key=_path(base, jump.ssh_key) or key, known_hosts=known)
-
-
-def fabric_transport(endpoint: Endpoint, timeouts: Timeouts, gateways: Gateways) -> Transport:
-    """The one place SSH transports are made (the pool's, and the early start's before a pool exists)."""
-    from upgrader.transport.fabric_adapter import FabricTransport  # imported lazily: planning stays light
-
-    return FabricTransport(endpoint, timeouts, gateways)
 
 
 @dataclass(frozen=True)
