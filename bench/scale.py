@@ -10,7 +10,10 @@ Ansible (ProxyJump, forks = hosts, pipelining, ControlPersist; bench/ansible), p
 (--parallel = hosts; bench/pyinfra) and the floor (the same flip, restart and health wait through
 lxc-attach on all hosts at once, no SSH; bench/floor).  Before each rollback every host is flipped
 back to 3.1.0 out of band and checked; after it every host is checked on 3.0.0 (`current` and
-/health, read inside the host: the controller has no route to a datacenter host).
+/health, read inside the host: the controller has no route to a datacenter host).  Every tool may
+wait up to 20 s for /health on the rolled-back version: the floor's and pyinfra's health.sh deadline,
+Ansible's 80 x 0.25 s, and upgrader's health check (80 x 250 ms, in the bench's playbook, which
+`upgrader rollback` is given with --playbook).
 
 Measured per command, over the tool's whole process tree (sampled every 0.2 s from /proc): wall time,
 controller CPU seconds (getrusage of reaped children), peak PSS (sum over the tree; RSS for one
@@ -204,8 +207,17 @@ class Scale:
         self.pyinfra_ssh_config = self._ssh_config(proxy_command=True)
         self.state = work / "state"
         in_flight = min(max_in_flight or self.n, max(1, self.n // 2))  # per datacenter
+        # Every tool waits up to 20 s for /health on the rolled-back version (the floor's and pyinfra's
+        # health.sh deadline, Ansible's 80 x 0.25 s): upgrader's checks get the same budget, 80 x 250 ms,
+        # instead of the lab playbook's 3 s, which 256 app starts on 2 cores at load 70 can outlast.
+        checks = [{"name": "health", "http": {"url": f"http://127.0.0.1:{PORT}/health", "status": 200,
+                                              "body": '"status": "ok"'}, "timeout": "1s", "retries": 80,
+                   "interval": "250ms"},
+                  {"name": "reports-version", "version": {"url": f"http://127.0.0.1:{PORT}/health"},
+                   "retries": 2, "interval": "250ms"}]
         self.playbook = bl.lab_playbook(work / f"{COMPONENT}-{FROM}.yml", COMPONENT, FROM, canary={"bake": "0s"},
-                                        rollout={"batch": "100%", "max_in_flight_per_datacenter": in_flight})
+                                        rollout={"batch": "100%", "max_in_flight_per_datacenter": in_flight},
+                                        checks=checks)
 
     def _inventory(self) -> Path:
         data = yaml.safe_load(SCALE_INVENTORY.read_text())
@@ -259,7 +271,10 @@ class Scale:
         return self.upgrader("apply", str(self.playbook), "--yes", "--now", bl.SATURDAY, "--log-format", "plain")
 
     def rollback_upgrader(self) -> dict[str, Any]:
-        return self.upgrader("rollback", COMPONENT, "--reason", "bench", "--yes", "--log-format", "plain")
+        # --playbook: the service and checks above (the hosts were put on 3.0.0 out of band, so no
+        # definition recorded at install stands in for them)
+        return self.upgrader("rollback", COMPONENT, "--reason", "bench", "--yes", "--log-format", "plain",
+                             "--playbook", str(self.playbook))
 
     # -- the others
     def rollback_ansible(self) -> dict[str, Any]:
