@@ -265,3 +265,29 @@ def test_an_unencrypted_key_is_loaded(tmp_path: Path) -> None:
 def test_an_unknown_known_hosts_file_is_a_host_key_error(tmp_path: Path) -> None:
     with pytest.raises(HostKeyError, match="cannot read known_hosts"):
         fabric_adapter.connection(endpoint(2222, known_hosts=str(tmp_path / "absent")), FAST)
+
+
+def test_the_controllers_tcp_connections_have_nagle_off(listener: Listener, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every TCP socket a handshake gets (a host's or a jump host's; not a channel) has TCP_NODELAY:
+    with Nagle on, each small SSH packet behind an unacknowledged one waits for a delayed ACK."""
+    seen: list[int] = []
+    real = fabric_adapter._tcp
+
+    def tcp(ep: Endpoint, timeout: float) -> socket.socket:
+        sock = real(ep, timeout)
+        seen.append(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+        return sock
+
+    monkeypatch.setattr(fabric_adapter, "_tcp", tcp)
+    transport = fabric_adapter.FabricTransport(endpoint(listener.port), FAST)
+    with pytest.raises(TransportError):
+        transport.run(["true"])  # the listener is no sshd: the handshake fails after the TCP connect
+    transport.close()
+    assert seen and set(seen) == {1}
+    assert listener.accepted == len(seen)
+    unused = socket.socket()
+    unused.bind(("127.0.0.1", 0))
+    port = unused.getsockname()[1]
+    unused.close()  # bound, never listening: a connect to it is refused
+    with pytest.raises(ConnectionRefusedError):  # an OSError: the handshake reports it as before
+        real(endpoint(port), 2)

@@ -107,6 +107,25 @@ def test_all_hosts_of_a_datacenter_share_one_jump_connection(vm_inventory: Path,
     assert {j: _my_connections_to(j) for j in jumps} == dict.fromkeys(jumps, 0), "closed with the pool"
 
 
+def test_the_jump_connections_send_without_waiting_for_acks(vm_inventory: Path, vm_hosts: list[str]) -> None:
+    """TCP_NODELAY on every socket the controller opens: with Nagle on, each small SSH packet behind
+    an unacknowledged one waited for the peer's delayed ACK (40 ms), ~60 ms per agent start."""
+    import socket
+
+    inv = load_inventory(vm_inventory)
+    pool = Pool(endpoints(inv.model, inv.path), timeouts=Timeouts.for_options(3.0, None))
+    try:
+        assert pool.each(vm_hosts, lambda h: pool[h].run(["true"])).ok
+        links = list(pool._gateways[0]._links.values())
+        assert links, "the lab's hosts are behind jump hosts"
+        for link in links:
+            sock = link._conn.transport.sock
+            assert isinstance(sock, socket.socket)
+            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1, link.endpoint.name
+    finally:
+        pool.close()
+
+
 def test_many_handshakes_through_one_jump_host_are_paced_and_none_fails(vm_inventory: Path, caplog) -> None:  # type: ignore[no-untyped-def]
     """3x MaxStartups' 10 new SSH connections at once, all to ny5-1 through ny5-jump's one connection.
 
