@@ -13,10 +13,8 @@ import asyncio
 import contextlib
 import json
 import secrets
-import threading
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -202,32 +200,14 @@ def test_hostile_signals_are_ignored(temporal_server: DevServer, in_tmp: Path,
 
 
 def test_the_inventory_webhooks_hear_of_the_run(temporal_server: DevServer, in_tmp: Path,
-                                                monkeypatch: pytest.MonkeyPatch) -> None:
+                                                monkeypatch: pytest.MonkeyPatch,
+                                                hook: list[dict[str, Any]]) -> None:
     """The same notifications as a local run's, sent by the control worker (a hook on loopback)."""
-    received: list[dict[str, Any]] = []
-
-    class Hook(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-            self.send_response(200)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    monkeypatch.setenv("UPG_TEST_HOOK", f"http://127.0.0.1:{httpd.server_address[1]}/hook")
     desk = in_tmp / "desk.yml"
     desk.write_text((CASES / "two_dcs_order_pause" / "inventory.yml").read_text()
                     + "notify:\n  - {url_env: UPG_TEST_HOOK}\n")
-    try:
-        _, outcome, _, _ = run_workflow(temporal_server, "two_dcs_order_pause", in_tmp, monkeypatch,
-                                        control_inventory=desk)
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+    _, outcome, _, _ = run_workflow(temporal_server, "two_dcs_order_pause", in_tmp, monkeypatch,
+                                    control_inventory=desk)
     assert outcome["exit_code"] == 0
-    kinds = [e["event"] for e in received]
+    kinds = [e["event"] for e in hook]
     assert kinds[0] == "run-started" and kinds[-1] == "finished" and "canary-passed" in kinds, kinds
