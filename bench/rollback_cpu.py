@@ -130,18 +130,15 @@ def local(scale: sc.Scale, code: Path, repeat: int) -> dict[str, Any]:
     """The agent's rollback program and the floor's script on one idle host, through lxc-attach (no SSH)."""
     sys.path.insert(0, str(code))
     from upgrader import agent
-    from upgrader.engine import programs
+    from upgrader.engine.rollback import rollback_program
     from upgrader.loading.inputs import load_playbook
 
     host = scale.hosts[2]
     floor = (bl.BENCH / "floor" / "health.sh").read_text() + (bl.BENCH / "floor" / "rollback.sh").read_text()
     attach = ["lxc-attach", "-n", host.container, "--clear-env", "--set-var", f"PATH={bl.GUEST_PATH}", "--"]
-    # the program `upgrader rollback` sends (engine/rollback.py builds it from the same helpers)
+    # the program `upgrader rollback` sends, from the engine's own builder
     spec = load_playbook(scale.playbook).model
-    lock = programs.lock_op("handover", operator="bench", plan=None, kind="rollback", reason="bench",
-                            controller="bench:0")
-    release = programs.lock_op("release", operator="bench", plan=None, kind="rollback", controller="bench:0")
-    ops = [lock, programs.rollback_op(spec, None, "rollback"), release]
+    ops = rollback_program(spec, None, operator="bench", reason="bench", controller_id="bench:0")
     prog = {"component": sc.COMPONENT, "root": spec.install.root, "run": "bench-rollback-cpu", "ops": ops}
 
     def run_agent() -> None:

@@ -34,17 +34,23 @@ class HostOutcome:
     definition: str | None = None  # whose service and checks it used: "recorded" (on the host) or "sent"
 
 
+def rollback_program(spec: Playbook, to: str | None, *, operator: str, reason: str,
+                     controller_id: str) -> list[dict[str, Any]]:
+    """The ops every host of an emergency rollback runs: take the lock over, roll back, release it."""
+    lock = programs.lock_op("handover", operator=operator, plan=None, kind="rollback", reason=reason,
+                            controller=controller_id)
+    # The agent takes its program lock over from a program in flight (an apply's migrate, say): it waits
+    # TAKEOVER_WAIT for that program to end its current operation, then kills it (agent.ProgramLock).
+    lock["takeover_wait"] = TAKEOVER_WAIT
+    release = programs.lock_op("release", operator=operator, plan=None, kind="rollback", controller=controller_id)
+    return [lock, programs.rollback_op(spec, to, "rollback"), release]
+
+
 def rollback_hosts(pool: Pool, spec: Playbook, hosts: list[str], journal: Journal, *, operator: str,
                    reason: str, to: str | None, python: str = "python3",
                    limit: int | None = None, groups: Iterable[GroupLimit] = ()) -> dict[str, HostOutcome]:
     """``groups``: redundancy groups (engine/groups.py); their members go back at most max_unavailable at a time."""
-    me = controller()
-    lock = programs.lock_op("handover", operator=operator, plan=None, kind="rollback", reason=reason, controller=me)
-    # The agent takes its program lock over from a program in flight (an apply's migrate, say): it waits
-    # TAKEOVER_WAIT for that program to end its current operation, then kills it (agent.ProgramLock).
-    lock["takeover_wait"] = TAKEOVER_WAIT
-    release = programs.lock_op("release", operator=operator, plan=None, kind="rollback", controller=me)
-    ops = [lock, programs.rollback_op(spec, to, "rollback"), release]
+    ops = rollback_program(spec, to, operator=operator, reason=reason, controller_id=controller())
     timeout = programs.hop_timeout(spec) + 30 + TAKEOVER_WAIT + 10  # + the kill and the kernel's unlock
 
     down = Unavailable(groups)
