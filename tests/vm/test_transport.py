@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 
 from lab import config
+from upgrader import agent
+from upgrader.engine import remote
 from upgrader.engine.endpoints import Pool, endpoints
 from upgrader.errors import HostKeyError
 from upgrader.loading.inputs import load_inventory
@@ -166,6 +168,66 @@ def test_a_jump_host_whose_key_is_not_known_is_refused(vm_inventory: Path, tmp_p
         with pytest.raises(HostKeyError) as caught:
             pool["ny5-1"].run(["true"])
         assert "ny5-jump" in str(caught.value) and jump.address in str(caught.value)
+        assert _my_connections_to("ny5-jump") == 0, "the refused connection is closed, not left open"
         assert pool["ch2-1"].run(["true"]).ok  # the other datacenter's jump key is known
     finally:
         pool.close()
+
+
+def _agents_on(pool: Pool, hosts: list[str]) -> dict[str, int]:
+    """Serving agents (python3 as root, with this agent's source key) running on each host, seen by `ps`."""
+    key = agent.source_key()
+    out = pool.each(hosts, lambda h: pool[h].run(["ps", "-u", "root", "-o", "args="]))
+    assert out.ok, out
+    return {h: sum(line.startswith("python3 ") and key in line for line in r.stdout.splitlines())
+            for h, r in out.succeeded.items()}
+
+
+def test_closing_the_pool_ends_every_agent_and_connection_it_started(vm_inventory: Path, vm_hosts: list[str]) -> None:
+    """Pool.close closes the jump connections first, without closing each agent's channel: every
+    host's agent must still read EOF and exit, and no connection to a jump host may be left."""
+    inv = load_inventory(vm_inventory)
+    reach = endpoints(inv.model, inv.path)
+    jumps = [j.name for j in config.jump_hosts()]
+    looking = Pool(reach, timeouts=Timeouts.for_options(3.0, None))  # another pool, to look from
+    try:
+        before = _agents_on(looking, vm_hosts)
+        pool = Pool(reach, timeouts=Timeouts.for_options(3.0, None))
+        try:
+            assert pool.each(vm_hosts, lambda h: remote.start(pool.session(h))).ok
+            started = pool.each(vm_hosts, lambda h: pool.session(h)._held() is not None)
+            assert started.ok and all(started.succeeded.values()), "every host's agent started"
+            running = _agents_on(looking, vm_hosts)
+            held = pool._gateways[0].jump_connections
+        finally:
+            pool.close()
+        assert running == {h: n + 1 for h, n in before.items()}
+        assert held == len(jumps)
+        deadline = time.monotonic() + 10  # sshd closes the agent's stdin once the connection is gone
+        while (after := _agents_on(looking, vm_hosts)) != before and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert after == before, "an agent outlived the pool that started it"
+    finally:
+        looking.close()
+    assert {j: _my_connections_to(j) for j in jumps} == dict.fromkeys(jumps, 0)
+
+
+def test_an_idle_host_connection_wakes_its_reader_seldom(vm_inventory: Path, vm_hosts: list[str]) -> None:
+    """Once authenticated, a host connection's reader thread waits IDLE_WAKE, not paramiko's 0.1 s, between
+    wakes (at 256 hosts the 0.1 s wakes were ~30% of a rollback's controller CPU); a closed
+    connection's reader still ends at once, woken by its channel's close."""
+    from upgrader.transport import fabric_adapter
+
+    inv = load_inventory(vm_inventory)
+    pool = Pool(endpoints(inv.model, inv.path), timeouts=Timeouts.for_options(3.0, None))
+    try:
+        assert pool.each(vm_hosts, lambda h: pool[h].run(["true"])).ok
+        transports = {h: pool[h]._conn.transport for h in vm_hosts}  # type: ignore[attr-defined]
+        assert {h: t.sock.gettimeout() for h, t in transports.items()} == dict.fromkeys(
+            vm_hosts, fabric_adapter.IDLE_WAKE)
+        assert all(t.is_alive() for t in transports.values())
+    finally:
+        pool.close()
+    for t in transports.values():
+        t.join(fabric_adapter.IDLE_WAKE / 2)
+    assert not any(t.is_alive() for t in transports.values()), "a reader thread outlived its closed connection"

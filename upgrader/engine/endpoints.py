@@ -196,11 +196,14 @@ class Pool:
         in_background(lambda s: remote.start(s, python), [self.session(h) for h in hosts], self.parallel, "connect")
 
     def close(self) -> None:
-        for session in self._sessions.values():
-            session.close()  # the serving agents first: their channels live in the connections
+        # The jump connections first: closing one ends every channel in it at once, each host's
+        # connection and its agent's session with it (the host's sshd closes the agent's stdin, the
+        # agent reads EOF and exits, as when its own channel is closed).  Closed one by one instead,
+        # the 256 agent channels and connections of a rollback took 1.0-1.4 s after the work was done,
+        # each close a cascade of thread wake-ups through the shared jump connection; now ~50 ms.
         self._sessions.clear()
-        for t in self._transports.values():
-            t.close()
-        self._transports.clear()
         for gateways in self._gateways:
-            gateways.close()  # the jump connections, after every channel in them
+            gateways.close()
+        for t in self._transports.values():
+            t.close()  # what is left: hosts without a jump host, and local state
+        self._transports.clear()

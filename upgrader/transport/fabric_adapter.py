@@ -33,7 +33,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from functools import lru_cache
 from pathlib import Path
 from typing import TypeVar
@@ -77,6 +77,11 @@ HANDSHAKES_PER_CONTROLLER = 16
 HANDSHAKE_ATTEMPTS = 4
 # Seconds between keepalives to a jump host; one not answered within the channel timeout marks it dead.
 JUMP_KEEPALIVE = 2.0
+# How often an idle host connection's reader thread wakes, once authenticated (paramiko: 0.1 s, to
+# notice a close).  A close wakes it anyway (a channel through a jump host) or is noticed within this;
+# keepalives and rekeys are checked on each wake.  At 256 hosts the 0.1 s wakes were ~30% of the
+# controller's CPU in a rollback (5.2-7.2 s against 3.5-4.7 s, bench/results/idle_wakes-2026-12-01.md).
+IDLE_WAKE = 1.0
 
 _controller_handshakes = threading.BoundedSemaphore(HANDSHAKES_PER_CONTROLLER)
 
@@ -223,12 +228,12 @@ def _handshake(conn: Connection, endpoint: Endpoint) -> None:
     try:
         conn.open()
     except BadHostKeyException as exc:
-        conn.close()
+        _abandon(conn)
         raise HostKeyError(endpoint.name, f"host key for {exc.hostname} has CHANGED",
                            "if the host was rebuilt, verify the new key out of band and update known_hosts"
                            ) from None
     except SSHException as exc:
-        conn.close()
+        _abandon(conn)
         if "known_hosts" in str(exc):
             raise HostKeyError(endpoint.name, f"host key for {endpoint.address} is not known",
                                "add the host's key to the inventory's known_hosts (verified out of band)"
@@ -237,14 +242,37 @@ def _handshake(conn: Connection, endpoint: Endpoint) -> None:
             raise _Refused(f"SSH: {exc}") from None
         raise _Transient(f"SSH: {exc}") from None
     except (ConnectionResetError, ConnectionRefusedError) as exc:
-        conn.close()
+        _abandon(conn)
         raise _Refused(f"{type(exc).__name__}: {exc}") from None
     except (NoValidConnectionsError, TimeoutError, OSError, EOFError) as exc:
-        conn.close()
+        _abandon(conn)
         raise _Transient(f"{type(exc).__name__}: {exc}") from None
     transport = conn.client.get_transport()
     if transport is not None:
         transport.set_keepalive(5)
+        transport.sock.settimeout(IDLE_WAKE)  # the reader thread's wait; callers' reads set their own
+
+
+def _shut(transport: paramiko.Transport | None) -> None:
+    """Shut down the TCP socket under ``transport``, if it is one (not a channel through a jump host).
+
+    paramiko's reader thread may be blocked reading it for up to IDLE_WAKE, and the kernel ends the
+    TCP connection only once that read returns; shut down, the read returns at once and the peer sees
+    the connection end now, not up to a second later.
+    """
+    sock = getattr(transport, "sock", None)
+    if isinstance(sock, socket.socket):
+        with suppress(OSError):  # not connected any more
+            sock.shutdown(socket.SHUT_RDWR)
+
+
+def _abandon(conn: Connection) -> None:
+    """Close a connection whose handshake failed.  Fabric's close does nothing until its open has
+    returned, and paramiko keeps the transport of a rejected host key running: close that too."""
+    transport = conn.client.get_transport()
+    _shut(transport)
+    conn.client.close()
+    conn.close()
 
 
 def _refused(exc: SSHException) -> bool:
@@ -414,6 +442,7 @@ class _JumpLink:
             else:
                 conn = None
         try:
+            _shut(transport)
             transport.close()
             if conn is not None:
                 conn.close()
@@ -426,6 +455,7 @@ class _JumpLink:
             conn, self._conn = self._conn, None
         if conn is not None:
             try:
+                _shut(conn.transport)
                 conn.close()
             except Exception:
                 log.debug("closing the connection to %s", self.endpoint.name, exc_info=True)
@@ -478,6 +508,7 @@ class FabricTransport:
         conn, self._conn = self._conn, None
         if conn is not None:
             try:
+                _shut(conn.transport)
                 conn.close()
             except Exception:
                 log.debug("closing %s", self.endpoint.name, exc_info=True)

@@ -1,0 +1,138 @@
+"""The agent's command runner (agent.run: posix_spawn and poll) on real processes.
+
+It replaced subprocess.run, whose import cost every agent start ~5 ms of CPU; what subprocess gave
+must still hold: both outputs whole (however large, in any order), exit codes and signals, a
+timeout that kills, nothing inherited but stdin/stdout/stderr, and no process or descriptor left.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+AGENT = Path(__file__).resolve().parents[2] / "upgrader" / "agent" / "agent.py"
+
+
+@pytest.fixture(scope="module")
+def agent() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("upgrader_agent_run", AGENT)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def open_fds() -> set[int]:
+    return {int(n) for n in os.listdir("/proc/self/fd")}
+
+
+def children() -> list[int]:
+    """This process's children, live or zombie (a reaped child is gone)."""
+    me, found = os.getpid(), []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                stat = Path(f"/proc/{name}/stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == me:
+                found.append(int(name))
+    return found
+
+
+@settings(max_examples=25, deadline=None)
+@given(out=st.binary(max_size=300_000), err=st.binary(max_size=300_000), code=st.integers(0, 255))
+def test_both_outputs_come_back_whole_with_the_exit_code(agent: ModuleType, tmp_path_factory: pytest.TempPathFactory,
+                                                          out: bytes, err: bytes, code: int) -> None:
+    """Larger than a pipe's buffer on both streams at once: a runner reading one stream only would deadlock."""
+    d = tmp_path_factory.mktemp("io")
+    (d / "out").write_bytes(out)
+    (d / "err").write_bytes(err)
+    before = open_fds()
+    proc = agent.run([sys.executable, "-c", "import sys,os\n"
+                      "o=open(sys.argv[1],'rb').read(); e=open(sys.argv[2],'rb').read()\n"
+                      "for i in range(0, max(len(o), len(e)) + 1, 4096):\n"
+                      "    os.write(1, o[i:i+4096]); os.write(2, e[i:i+4096])\n"
+                      "sys.exit(int(sys.argv[3]))", str(d / "out"), str(d / "err"), str(code)], 30)
+    assert proc.returncode == code
+    assert proc.stdout == out.decode("utf-8", "replace").replace("\r\n", "\n")
+    assert proc.stderr == err.decode("utf-8", "replace").replace("\r\n", "\n")
+    assert open_fds() == before, "a pipe was left open"
+
+
+def test_a_command_killed_by_a_signal_reports_it_negative(agent: ModuleType) -> None:
+    assert agent.run(["sh", "-c", "kill -TERM $$"], 10).returncode == -15
+
+
+def test_stdin_is_empty_and_nothing_else_is_inherited(agent: ModuleType, tmp_path: Path) -> None:
+    """A lock file the agent holds open must not stay held by a service a start command leaves running."""
+    lock = os.open(tmp_path / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        os.set_inheritable(lock, False)  # as every descriptor Python opens (PEP 446)
+        proc = agent.run(["sh", "-c", "ls /proc/self/fd; cat"], 10)
+    finally:
+        os.close(lock)
+    # the shell's 0, 1, 2 and the fd `ls` opens on /proc/self/fd; `cat` got EOF from /dev/null at once
+    assert proc.returncode == 0 and {int(n) for n in proc.stdout.split()} <= {0, 1, 2, 3}, proc.stdout
+
+
+def test_a_command_that_overruns_is_killed_and_reaped(agent: ModuleType, tmp_path: Path) -> None:
+    pidfile = tmp_path / "pid"
+    began = time.monotonic()
+    with pytest.raises(agent.OpFailed) as caught:
+        agent.run(["sh", "-c", f"echo $$ > {pidfile}; exec sleep 30"], 0.5)
+    assert caught.value.detail == {"timed_out": True} and "did not finish within 0.5s" in str(caught.value)
+    assert time.monotonic() - began < 10
+    pid = int(pidfile.read_text())
+    assert not Path(f"/proc/{pid}").exists(), "the overrunning command is still there (or a zombie)"
+    assert children() == []
+
+
+def test_a_command_that_closes_its_outputs_and_lingers_is_still_held_to_the_timeout(agent: ModuleType) -> None:
+    with pytest.raises(agent.OpFailed, match="did not finish"):
+        agent.run(["sh", "-c", "exec >&- 2>&-; sleep 30"], 0.5)
+    assert children() == []
+
+
+def test_a_missing_command_is_an_op_failure_not_a_crash(agent: ModuleType) -> None:
+    before = open_fds()
+    with pytest.raises(agent.OpFailed, match="cannot run no-such-command-here"):
+        agent.run(["no-such-command-here", "x"], 5)
+    assert open_fds() == before
+
+
+def test_the_agent_starts_and_runs_commands_without_the_subprocess_module(agent: ModuleType) -> None:
+    """What the change was for: neither the agent's start nor its commands import subprocess or what it
+    pulls in (here with a descriptor inherited from outside, which the child must not get)."""
+    code = (f"import importlib.util,os,sys\nspec=importlib.util.spec_from_file_location('a', {str(AGENT)!r})\n"
+            "m=importlib.util.module_from_spec(spec); spec.loader.exec_module(m)\n"
+            "r=os.open('/dev/null', os.O_RDONLY); os.set_inheritable(r, True)\n"
+            "p=m.run(['sh', '-c', 'echo ok; ls /proc/self/fd >&2'], 5)\n"
+            "print(p.stdout.strip(), sorted(int(n) for n in p.stderr.split()),"
+            " sorted({'subprocess','threading','selectors'} & set(sys.modules)))")
+    out = subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "ok [0, 1, 2, 3] []", out.stdout
+
+
+def test_without_proc_the_subprocess_fallback_gives_the_same_results(agent: ModuleType,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    argv = ["sh", "-c", "printf 'a\\r\\nb'; printf 'err' >&2; exit 7"]
+    spawned = agent.run(argv, 5)
+    monkeypatch.setattr(agent, "_inherited", lambda: None)  # as on a host without /proc
+    fallback = agent.run(argv, 5)
+    assert (fallback.returncode, fallback.stdout, fallback.stderr) == (spawned.returncode, spawned.stdout,
+                                                                       spawned.stderr) == (7, "a\nb", "err")
+    with pytest.raises(agent.OpFailed) as caught:
+        agent.run(["sleep", "30"], 0.3)
+    assert caught.value.detail == {"timed_out": True}
+    with pytest.raises(agent.OpFailed, match="cannot run no-such-command-here"):
+        agent.run(["no-such-command-here"], 5)
