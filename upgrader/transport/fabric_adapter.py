@@ -79,8 +79,9 @@ HANDSHAKE_ATTEMPTS = 4
 JUMP_KEEPALIVE = 2.0
 # How often an idle host connection's reader thread wakes, once authenticated (paramiko: 0.1 s, to
 # notice a close).  A close wakes it anyway (a channel through a jump host) or is noticed within this;
-# keepalives and rekeys are checked on each wake.  At 256 hosts the 0.1 s wakes were ~30% of the
-# controller's CPU in a rollback (5.2-7.2 s against 3.5-4.7 s, bench/results/idle_wakes-2026-12-01.md).
+# keepalives and rekeys are checked on each wake.  At 256 hosts the 0.1 s wakes were about a third of
+# the controller's CPU in a rollback (this alone, 2 A/B rounds: 7.2 and 7.0 s against 4.7 and 4.5 s;
+# with the agent and close changes of the same commit: bench/results/rollback_ab-2026-12-01-256.md).
 IDLE_WAKE = 1.0
 
 _controller_handshakes = threading.BoundedSemaphore(HANDSHAKES_PER_CONTROLLER)
