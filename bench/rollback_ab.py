@@ -80,8 +80,9 @@ def render(result: dict[str, Any]) -> str:
     for tree, row in result["trees"].items():
         cells = " | ".join(str(row.get(k, "-")) for k in keys)
         lines.append(f"| {tree} | {row['code']} | {cells} | {row['ok']}/{row['trials']} |")
-    a, b = list(result["trees"].values())[:2]
-    if a.get("seconds") and b.get("seconds"):
+    rows = list(result["trees"].values())
+    a, b = rows[0], rows[-1]
+    if len(rows) == 2 and a.get("seconds") and b.get("seconds"):
         lines += ["", f"Ratio of medians, second / first: wall {b['seconds'] / a['seconds']:.3f}, controller CPU "
                   f"{b['controller_cpu_s'] / a['controller_cpu_s']:.3f}, machine busy "
                   f"{b['machine_busy_s'] / a['machine_busy_s']:.3f}."]
