@@ -2,28 +2,23 @@
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import tarfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import ModuleType
 
+import agent_code
 import pytest
 
 pytestmark = pytest.mark.reliability(
     "hostile tarball: refused whole on the host, nothing unpacked")
 
-AGENT = Path(__file__).resolve().parents[2] / "upgrader" / "agent" / "agent.py"
 
 
 @pytest.fixture(scope="module")
 def agent() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("upgrader_agent_under_test", AGENT)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return agent_code.load("upgrader_agent_under_test")
 
 
 def tarball(path: Path, members: Sequence[tuple[tarfile.TarInfo, bytes | None]]) -> Path:

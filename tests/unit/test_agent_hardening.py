@@ -8,7 +8,6 @@ agent — runs the real agent code, and then inspects the filesystem.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import io
 import os
 import sys
@@ -16,23 +15,20 @@ import tarfile
 from pathlib import Path
 from types import ModuleType
 
+import agent_code
 import pytest
 
 from upgrader import agent as agent_pkg
 
 pytestmark = pytest.mark.reliability("planted paths on a host: refused or not followed; nothing written outside")
 
-AGENT = Path(__file__).resolve().parents[2] / "upgrader" / "agent" / "agent.py"
+AGENT = agent_code.AGENT
 BOOTSTRAP = AGENT.with_name("bootstrap.py")
 
 
 @pytest.fixture
 def agent(tmp_path: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location("upgrader_agent_hardening", AGENT)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    setattr(module, "STATE", str(tmp_path / "state"))  # noqa: B010 (the host's /var/lib/upgrader, here)
+    module = agent_code.load("upgrader_agent_hardening", tmp_path / "state")  # its /var/lib/upgrader, here
     return module
 
 

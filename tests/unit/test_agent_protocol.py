@@ -3,7 +3,6 @@ chunked decoding, the host lock's modes, and the rollback chain it walks through
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import socket
 import threading
@@ -12,19 +11,14 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import agent_code
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-AGENT = Path(__file__).resolve().parents[2] / "upgrader" / "agent" / "agent.py"
-
 
 def load(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, AGENT)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return agent_code.load(name)
 
 
 A = load("upgrader_agent_protocol")  # pure functions only at module level; STATE is set per test below

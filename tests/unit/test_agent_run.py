@@ -7,7 +7,6 @@ timeout that kills, nothing inherited but stdin/stdout/stderr, and no process or
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
@@ -15,20 +14,17 @@ import time
 from pathlib import Path
 from types import ModuleType
 
+import agent_code
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-AGENT = Path(__file__).resolve().parents[2] / "upgrader" / "agent" / "agent.py"
+AGENT = agent_code.AGENT
 
 
 @pytest.fixture(scope="module")
 def agent() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("upgrader_agent_run", AGENT)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return agent_code.load("upgrader_agent_run")
 
 
 def open_fds() -> set[int]:

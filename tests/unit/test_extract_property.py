@@ -13,7 +13,6 @@ built into a real tar.gz and extracted into a sandbox: ``sandbox/releases/1.0`` 
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import io
 import os
 import shutil
@@ -22,8 +21,8 @@ import tarfile
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 
+import agent_code
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
@@ -31,7 +30,6 @@ from hypothesis import strategies as st
 pytestmark = pytest.mark.reliability(
     "random hostile tarballs (links, chains, specials, .., .upgrader): refused whole, or every path inside")
 
-AGENT = Path(__file__).resolve().parents[2] / "upgrader" / "agent" / "agent.py"
 
 # CI runs at least 5,000 examples (issue 13); measured at ~30 s on 2 cores.
 settings.register_profile("extract-ci", max_examples=5000, deadline=None,
@@ -39,15 +37,7 @@ settings.register_profile("extract-ci", max_examples=5000, deadline=None,
 PROFILE = settings.get_profile("extract-ci")
 
 
-def _load_agent() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("upgrader_agent_property", AGENT)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-agent = _load_agent()
+agent = agent_code.load("upgrader_agent_property")
 
 # Weighted by repetition, so that about a third of the tarballs are accepted and the "inside" half of
 # the invariant is exercised as hard as the refusals.

@@ -8,12 +8,12 @@ agent's own code on a temporary release tree.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import stat
 from pathlib import Path
 from typing import Any
 
+import agent_code
 import pytest
 import yaml
 from hypothesis import given
@@ -183,11 +183,7 @@ def tree(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return root
 
 
-AGENT = Path(__file__).resolve().parents[2] / "upgrader" / "agent" / "agent.py"
-_loaded = importlib.util.spec_from_file_location("upgrader_agent_placeholders", AGENT)
-assert _loaded is not None and _loaded.loader is not None
-_AGENT = importlib.util.module_from_spec(_loaded)
-_loaded.loader.exec_module(_AGENT)
+_AGENT = agent_code.load("upgrader_agent_placeholders")
 
 
 def agent_module() -> Any:

@@ -9,7 +9,6 @@ and the controller's definition is used instead.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
@@ -17,23 +16,19 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import agent_code
 import pytest
 
 from upgrader.cli.main import main
 
 pytestmark = pytest.mark.reliability("planted or edited definition records on a host are not trusted")
 
-AGENT = Path(__file__).resolve().parents[2] / "upgrader" / "agent" / "agent.py"
 REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
 def agent(tmp_path: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location("upgrader_agent_definitions", AGENT)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    setattr(module, "STATE", str(tmp_path / "state"))  # noqa: B010 (the host's /var/lib/upgrader, here)
+    module = agent_code.load("upgrader_agent_definitions", tmp_path / "state")  # its /var/lib/upgrader, here
     return module
 
 
