@@ -8,6 +8,8 @@ wrong listener, agent forwarding on).  Only loopback is ever contacted.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import socket
 import threading
 import time
@@ -40,10 +42,10 @@ class Listener:
         self.most = 0
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        self.sock.settimeout(0.1)  # here, not in _serve: a test may close the listener before _serve runs
         threading.Thread(target=self._serve, daemon=True).start()
 
     def _serve(self) -> None:
-        self.sock.settimeout(0.1)
         while not self._stop.is_set():
             try:
                 conn, _ = self.sock.accept()
@@ -187,6 +189,39 @@ def test_a_silent_host_is_not_retried(tmp_path: Path) -> None:
             transport.run(["true"])
         transport.close()
         assert server.accepted == 1 and gateways.retries == 0
+    finally:
+        server.close()
+
+
+def _connections_to(port: int) -> set[str]:
+    """This process's open TCP sockets connected to 127.0.0.1:``port`` (the client side; not the listener's)."""
+    inodes = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if int(fields[2].split(":")[1], 16) == port:
+            inodes.add(f"socket:[{fields[9]}]")
+    mine = set()
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            mine.add(os.readlink(f"/proc/self/fd/{fd}"))
+    return inodes & mine
+
+
+@pytest.mark.parametrize("hold", [0.0, 5.0], ids=["closed at once", "silent"])
+def test_a_failed_handshake_leaves_no_socket_open(hold: float) -> None:
+    """Whether the peer closes at once (retried) or never sends a banner (timed out), every socket the
+    handshakes opened is closed when they give up, not left for the process's exit."""
+    server = Listener(hold=hold)
+    try:
+        transport = fabric_adapter.FabricTransport(endpoint(server.port), FAST, fabric_adapter.Gateways(FAST))
+        with pytest.raises(TransportError):
+            transport.run(["true"])
+        assert server.accepted >= 1
+        deadline = time.monotonic() + 2  # paramiko's reader thread lets go of its socket on its next wake
+        while (left := _connections_to(server.port)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert left == set()
+        transport.close()
     finally:
         server.close()
 
