@@ -45,24 +45,10 @@ def journal_span(state: Path, since: float) -> dict[str, float]:
 
 
 def trial(scale: sc.Scale, tree: str, settle: float) -> dict[str, Any]:
-    scale.set_from()
-    time.sleep(settle)
+    """rollback_cpu's trial of upgrader, run from ``tree``, and the span of the run's journal."""
     sc.CODE["PYTHONPATH"] = tree
     since = time.time()
-    containers = [h.container for h in scale.hosts]
-    jumps = [f"ups-{dc}-jump" for dc in scale.jumps]
-    cpu0 = {c: rc.cgroup_cpu(c) for c in containers + jumps}
-    busy0, total0 = rc.machine_busy()
-    res = scale.rollback_upgrader()
-    busy1, total1 = rc.machine_busy()
-    cpu1 = {c: rc.cgroup_cpu(c) for c in containers + jumps}
-    problems = scale.problems(sc.TO)
-    out = {"tree": tree, "seconds": res["seconds"], "controller_cpu_s": res["cpu_s"], "exit": res["exit"],
-           "ok": res["exit"] == 0 and not problems, "problems": len(problems),
-           "machine_busy_s": round(busy1 - busy0, 2), "machine_capacity_s": round(total1 - total0, 2),
-           "hosts_cpu_s": round(sum(cpu1[c] - cpu0[c] for c in containers), 2),
-           "jumps_cpu_s": round(sum(cpu1[c] - cpu0[c] for c in jumps), 2),
-           "peak_threads": res["peak_threads"], "peak_pss_mb": round(res["peak_pss_mb"], 1)}
+    out = {"tree": tree, **rc.trial(scale, "upgrader", [f"ups-{dc}-jump" for dc in scale.jumps], settle)}
     with contextlib.suppress(OSError, ValueError, IndexError, KeyError):  # no journal: the other figures stand
         out.update(journal_span(scale.state, since))
     return out

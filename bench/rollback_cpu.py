@@ -57,9 +57,10 @@ def machine_busy() -> tuple[float, float]:
     return (sum(fields) - fields[3] - fields[4]) / ticks, sum(fields) / ticks
 
 
-def trial(scale: sc.Scale, tool: str, jumps: list[str]) -> dict[str, Any]:
+def trial(scale: sc.Scale, tool: str, jumps: list[str], settle: float = 1.5) -> dict[str, Any]:
+    """Every host put on 3.1.0 and left ``settle`` s (the restarted apps settle), then ``tool``'s rollback."""
     scale.set_from()
-    time.sleep(1.5)  # the 16 restarted apps settle
+    time.sleep(settle)
     hosts = [h.container for h in scale.hosts]
     before = {c: cgroup_cpu(c) for c in hosts + jumps}
     busy0, total0 = machine_busy()
@@ -68,10 +69,11 @@ def trial(scale: sc.Scale, tool: str, jumps: list[str]) -> dict[str, Any]:
     after = {c: cgroup_cpu(c) for c in hosts + jumps}
     problems = scale.problems(sc.TO)
     return {"tool": tool, "seconds": res["seconds"], "exit": res["exit"], "ok": res["exit"] == 0 and not problems,
-            "controller_cpu_s": res["cpu_s"],
+            "problems": len(problems), "controller_cpu_s": res["cpu_s"],
             "hosts_cpu_s": round(sum(after[c] - before[c] for c in hosts), 3),
             "jumps_cpu_s": round(sum(after[c] - before[c] for c in jumps), 3),
-            "machine_busy_s": round(busy1 - busy0, 3), "machine_capacity_s": round(total1 - total0, 3)}
+            "machine_busy_s": round(busy1 - busy0, 3), "machine_capacity_s": round(total1 - total0, 3),
+            "peak_threads": res["peak_threads"], "peak_pss_mb": round(res["peak_pss_mb"], 1)}
 
 
 # The pieces of one host's share, in a child process that imports the upgrader under test (--code).
