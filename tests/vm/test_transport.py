@@ -9,6 +9,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -220,6 +221,7 @@ def test_an_idle_host_connection_wakes_its_reader_seldom(vm_inventory: Path, vm_
 
     inv = load_inventory(vm_inventory)
     pool = Pool(endpoints(inv.model, inv.path), timeouts=Timeouts.for_options(3.0, None))
+    transports: dict[str, Any] = {}
     try:
         assert pool.each(vm_hosts, lambda h: pool[h].run(["true"])).ok
         transports = {h: pool[h]._conn.transport for h in vm_hosts}  # type: ignore[attr-defined]

@@ -236,7 +236,7 @@ def run(argv, timeout):
         while True:
             left = deadline - time.monotonic()
             if reading:
-                ready = poller.poll(max(0.0, left) * 1000) if left > 0 else []
+                ready = poller.poll(left * 1000) if left > 0 else []
                 for fd, _ in ready:
                     data = os.read(fd, 65536)
                     if data:
