@@ -49,7 +49,7 @@ import yaml
 COMPONENT, FROM, TO, PORT = "feedhandler", "3.1.0", "3.0.0", 9101
 SCALE_INVENTORY = bl.REPO / "inventories" / "scale.yml"
 SCALE_DIR = bl.REPO / ".lab" / "scale"
-TOOLS = ("upgrader", "ansible", "pyinfra", "floor")
+TOOLS = ("upgrader", "ansible", "pyinfra", "floor", "sshfloor")
 GOALS = {256: {"ansible": 6.0, "pyinfra": 1.6, "floor": 2.0}, 16: {"ansible": 6.0, "pyinfra": 1.6, "floor": 1.5}}
 UPGRADER = [str(bl.PROJECT_PYTHON), "-m", "upgrader"]
 CODE: dict[str, str] = {}  # PYTHONPATH of the upgrader under test (--code: a git worktree of a commit)
@@ -330,6 +330,21 @@ class Scale:
                 *(h.container for h in self.hosts)]
         return measured(argv)
 
+    def rollback_sshfloor(self) -> dict[str, Any]:
+        """The floor's script run as root on every host at once through upgrader's own SSH transport.
+
+        One shared connection per jump host, paced handshakes, then per host one session, sudo and bash
+        running the floor's flip, restart and health wait: no agent, no locks, no journal, no validated
+        inputs.  That is the least any tool pays that reaches each host over SSH with sudo, on top of the
+        floor; a goal that allows upgrader less time than this asks for less than SSH itself costs here.
+        """
+        script = (bl.BENCH / "floor" / "health.sh").read_text() + (bl.BENCH / "floor" / "rollback.sh").read_text()
+        runner = self.work / "sshfloor.py"
+        runner.write_text(SSH_FLOOR_RUNNER)
+        argv = [sys.executable, str(runner), str(self.inventory), script, COMPONENT, TO, str(PORT),
+                str(self.floor_poll)]
+        return measured(argv, env=CODE, cwd=Path(CODE.get("PYTHONPATH", bl.REPO)))
+
     # -- out of band
     def set_from(self) -> None:
         bl.set_version(self.hosts, COMPONENT, FROM, PORT)
@@ -355,6 +370,48 @@ procs = [subprocess.Popen(["lxc-attach", "-n", c, "--clear-env", "--set-var", pa
          for c in containers]
 codes = [p.wait() for p in procs]
 sys.exit(max(codes))
+"""
+
+# The SSH floor's launcher: the floor's script through upgrader's transport (the tree under test), all hosts at once.
+SSH_FLOOR_RUNNER = r"""
+import sys, threading
+from pathlib import Path
+import yaml
+from upgrader.transport.base import Endpoint, Timeouts
+from upgrader.transport.fabric_adapter import FabricTransport, Gateways
+inventory, script, component, to, port, poll = sys.argv[1:]
+data = yaml.safe_load(open(inventory))
+base, d = Path(inventory).parent, data["defaults"]
+key, known = str(base / d["ssh_key"]), str(base / data["known_hosts"])
+timeouts = Timeouts()
+gateways = Gateways(timeouts)
+transports = []
+for dc, dcd in data["datacenters"].items():
+    jump = Endpoint(f"{dc}-jump", dcd["jump"]["address"], user=d["user"], ssh_key=key, known_hosts=known)
+    for name, h in dcd["hosts"].items():
+        ep = Endpoint(name, h["address"], user=d["user"], ssh_key=key, known_hosts=known, jump=jump)
+        transports.append(FabricTransport(ep, timeouts, gateways))
+failed = []
+def one(t):
+    try:
+        # a stream, as the agent is run (a raw channel), not Fabric's run() and its runner threads
+        stream = t.stream(["/bin/bash", "-c", script + "\necho @@floor-end", "rollback", component, to, port, poll],
+                          sudo=True)
+        r = stream.exchange(None, until="@@floor-end", timeout=120)
+        if "@@floor-end" not in r.stdout:
+            failed.append("%s: %s %s" % (t.endpoint.name, r, r.stderr[-200:]))
+    except Exception as exc:
+        failed.append("%s: %s" % (t.endpoint.name, exc))
+threads = [threading.Thread(target=one, args=(t,)) for t in transports]
+for th in threads:
+    th.start()
+for th in threads:
+    th.join()
+gateways.close()
+sys.stderr.write("".join(f + "\n" for f in failed))
+sys.stdout.flush()
+import os
+os._exit(1 if failed else 0)
 """
 
 
@@ -458,10 +515,21 @@ def ratios(result: dict[str, Any]) -> dict[str, Any]:
             goal = GOALS.get(int(size), {}).get(tool)
             met = None if goal is None else (value <= goal if tool == "floor" else value >= goal)
             row[tool] = {"value": round(value, 2), "goal": goal, "met": met}
+        ssh = r.get("rollback-sshfloor")
+        if ssh and ssh.get("ok"):
+            # Each goal as the wall time it allows upgrader, beside what one bare SSH session per host
+            # running the floor's script takes: a goal below that is out of reach of any SSH tool here.
+            row["sshfloor"] = {"seconds": ssh["seconds"], "vs_upgrader": round(up["seconds"] / ssh["seconds"], 2)}
+            for tool, goal in GOALS.get(int(size), {}).items():
+                other = r.get(f"rollback-{tool}")
+                if other and other.get("ok"):
+                    allowed = other["seconds"] * goal if tool == "floor" else other["seconds"] / goal
+                    row[tool].update(allows_s=round(allowed, 3), sshfloor_within=ssh["seconds"] <= allowed)
         out[size] = row
     first, last = min(sizes, key=int), max(sizes, key=int)
     growth = {}
-    for command in ("facts", "apply", "rollback-upgrader", "rollback-ansible", "rollback-pyinfra", "rollback-floor"):
+    for command in ("facts", "apply", "rollback-upgrader", "rollback-ansible", "rollback-pyinfra", "rollback-floor",
+                    "rollback-sshfloor"):
         a, b = sizes[first].get(command), sizes[last].get(command)
         if a and b and "skipped" not in a and "skipped" not in b:
             growth[command] = {k: round(b[k] / a[k], 2) if a[k] else None
