@@ -132,3 +132,56 @@ def test_without_proc_the_subprocess_fallback_gives_the_same_results(agent: Modu
     assert caught.value.detail == {"timed_out": True}
     with pytest.raises(agent.OpFailed, match="cannot run no-such-command-here"):
         agent.run(["no-such-command-here"], 5)
+
+
+def kept(data: bytes, limit: int) -> str:
+    """What run() keeps of an output of ``data`` when it keeps at most ``limit`` bytes (ASCII data)."""
+    if len(data) <= limit:
+        return data.decode()
+    head, tail = limit // 2, limit - limit // 2
+    return f"{data[:head].decode()}\n[... {len(data) - limit} bytes of output not kept ...]\n{data[-tail:].decode()}"
+
+
+WRITER = ("import os,sys\no=open(sys.argv[1],'rb').read(); e=open(sys.argv[2],'rb').read(); n=int(sys.argv[3])\n"
+          "for i in range(0, max(len(o), len(e)) + 1, n):\n    os.write(1, o[i:i+n]); os.write(2, e[i:i+n])\n")
+
+
+@settings(max_examples=40, deadline=None)
+@given(out=st.binary(max_size=12_000).map(lambda b: bytes(c % 94 + 33 for c in b)),
+       err=st.binary(max_size=12_000).map(lambda b: bytes(c % 94 + 33 for c in b)),
+       limit=st.integers(2, 6_000), piece=st.integers(1, 5_000), fallback=st.booleans())
+def test_each_output_keeps_its_first_and_last_halves_and_counts_the_rest(
+        tmp_path_factory: pytest.TempPathFactory, out: bytes, err: bytes, limit: int, piece: int,
+        fallback: bool) -> None:
+    """Whatever the sizes and however the command writes, each output is whole up to the limit, and
+    past it exactly its first and last halves with the count of what was between."""
+    agent = agent_code.load("upgrader_agent_run_kept")
+    agent.OUTPUT_KEPT = limit
+    if fallback:
+        agent._inherited = lambda: None  # the subprocess path (no /proc) keeps the same
+    d = tmp_path_factory.mktemp("kept")
+    (d / "out").write_bytes(out)
+    (d / "err").write_bytes(err)
+    proc = agent.run([sys.executable, "-c", WRITER, str(d / "out"), str(d / "err"), str(piece)], 30)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, kept(out, limit), kept(err, limit))
+    assert children() == []
+
+
+@pytest.mark.parametrize("path", ["spawn", "subprocess"])
+def test_a_command_that_prints_without_end_does_not_grow_the_agent(path: str) -> None:
+    """A check or step command (from a playbook) printing hundreds of MB: root's agent keeps 1 MiB of each
+    output and its own memory stays flat: its peak RSS (VmHWM: this image's own, where getrusage's
+    maxrss would include the forking test process's) stays far below what it read."""
+    code = (f"import importlib.util\nspec=importlib.util.spec_from_file_location('a', {str(AGENT)!r})\n"
+            "m=importlib.util.module_from_spec(spec); spec.loader.exec_module(m)\n"
+            f"{'m._inherited = lambda: None' if path == 'subprocess' else ''}\n"
+            "p=m.run(['sh', '-c', 'yes | head -c 268435456; head -c 67108864 /dev/zero >&2'], 120)\n"
+            "hwm=[l for l in open('/proc/self/status') if l.startswith('VmHWM:')][0].split()[1]\n"
+            "print(p.returncode, len(p.stdout), len(p.stderr), p.stdout.count('not kept'), int(hwm) // 1024)")
+    out = subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True, check=True,
+                         timeout=300)
+    exit_code, out_len, err_len, markers, peak_mb = (int(v) for v in out.stdout.split())
+    assert (exit_code, markers) == (0, 1), out.stdout
+    assert out_len == (1 << 20) + len("\n[... 267386880 bytes of output not kept ...]\n")
+    assert err_len == (1 << 20) + len("\n[... 66060288 bytes of output not kept ...]\n")
+    assert peak_mb < 64, f"the agent grew to {peak_mb} MB reading 320 MB of output"
