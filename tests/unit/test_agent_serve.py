@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from upgrader import agent
 from upgrader.transport.fabric_adapter import _past_line
@@ -101,4 +103,24 @@ def test_a_serving_agent_gets_its_source_and_programs_on_stdin_with_nothing_bulk
     (b"x\n@@upgrader-end 0\n@@upgrader-end 1\n", 19),  # the first one
 ])
 def test_an_exchange_ends_after_the_first_complete_end_line(buf: bytes, end: int) -> None:
-    assert _past_line(buf, agent.END.encode()) == end
+    assert _past_line(buf, agent.END.encode())[0] == end
+
+
+@settings(max_examples=300, deadline=None)
+@given(parts=st.lists(st.sampled_from([b"@@upgrader-end 0\n", b"@@upgrader-end ", b"@@upg", b"rader-end 1",
+                                       b"\n", b"x", b"noise @@upgrader-end 2\n", b"@@upgrader {}\n", b"@"]),
+                      max_size=12),
+       cuts=st.lists(st.integers(0, 200), max_size=8))
+def test_the_end_line_is_found_the_same_however_the_answer_arrives(parts: list[bytes], cuts: list[int]) -> None:
+    """The stream searches each new piece once (resuming where an end line may still begin): split
+    anywhere, it finds the same end as a search of the whole answer at once."""
+    whole = b"".join(parts)
+    marker = agent.END.encode()
+    expected = _past_line(whole, marker)[0]
+    buf, start, found = b"", 0, -1
+    for a, b in zip([0, *sorted(cuts)], [*sorted(cuts), len(whole)], strict=True):
+        buf += whole[a:b]
+        found, start = _past_line(buf, marker, start)
+        if found >= 0:
+            break
+    assert found == expected

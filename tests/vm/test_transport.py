@@ -17,8 +17,9 @@ from lab import config
 from upgrader import agent
 from upgrader.engine import remote
 from upgrader.engine.endpoints import Pool, endpoints
-from upgrader.errors import HostKeyError
+from upgrader.errors import HostKeyError, TransportError
 from upgrader.loading.inputs import load_inventory
+from upgrader.transport import fabric_adapter
 from upgrader.transport.base import Timeouts, Transport
 
 
@@ -79,6 +80,20 @@ def test_a_stream_answers_line_by_line_until_it_ends(host: Transport) -> None:
         assert not stream.alive, "a timed-out stream is closed, never reused"
     finally:
         stream.close()
+
+
+def test_a_host_that_answers_without_end_is_cut_off_at_the_limit(host: Transport,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """A broken or replaced agent streaming forever must not grow the controller until the timeout:
+    past ANSWER_LIMIT the exchange fails as a lost host (its outcome unknown) and the stream is closed."""
+    monkeypatch.setattr(fabric_adapter, "ANSWER_LIMIT", 4 << 20)
+    stream = host.stream(["yes", "no end line here"])
+    started = time.monotonic()
+    with pytest.raises(TransportError, match="sent over 4 MiB without ending its answer"):
+        stream.exchange(None, until="@@upgrader-end ", timeout=60)
+    assert time.monotonic() - started < 30, "cut off at the limit, not at the timeout"
+    assert not stream.alive
+    assert host.run(["true"]).ok, "the host's connection is still usable for the next call"
 
 
 # --- through the jump hosts (issue 14 §2, issue 13 §6) ----------------------------------------------
@@ -217,8 +232,6 @@ def test_an_idle_host_connection_wakes_its_reader_seldom(vm_inventory: Path, vm_
     """Once authenticated, a host connection's reader thread waits IDLE_WAKE, not paramiko's 0.1 s, between
     wakes (at 256 hosts the 0.1 s wakes were ~30% of a rollback's controller CPU); a closed
     connection's reader still ends at once, woken by its channel's close."""
-    from upgrader.transport import fabric_adapter
-
     inv = load_inventory(vm_inventory)
     pool = Pool(endpoints(inv.model, inv.path), timeouts=Timeouts.for_options(3.0, None))
     transports: dict[str, Any] = {}

@@ -83,6 +83,10 @@ JUMP_KEEPALIVE = 2.0
 # the controller's CPU in a rollback (this alone, 2 A/B rounds: 7.2 and 7.0 s against 4.7 and 4.5 s;
 # with the agent and close changes of the same commit: bench/results/rollback_ab-2026-12-01-256.md).
 IDLE_WAKE = 1.0
+# Bytes one exchange takes from a host before it gives up on it.  The agent's answers are kilobytes
+# (each command's output it keeps is at most 1 MiB); a host that streams without end (a broken or
+# replaced agent) would otherwise grow the controller, 256 hosts at once, until the timeout.
+ANSWER_LIMIT = 64 << 20
 
 _controller_handshakes = threading.BoundedSemaphore(HANDSHAKES_PER_CONTROLLER)
 
@@ -643,19 +647,25 @@ class FabricStream:
         marker = until.encode()
         started = time.monotonic()
         deadline = started + timeout
-        out = self._pending
+        out = bytearray(self._pending)  # appended to in place: a long answer is not copied chunk by chunk
         self._pending = b""
+        scan = 0  # where the end line may still begin: each byte is searched once, however long the answer
         with self._lock:
             try:
                 if line is not None:
                     self._channel.settimeout(timeout)
                     self._channel.sendall((line + "\n").encode())
                 while True:
-                    end = _past_line(out, marker)
+                    end, scan = _past_line(out, marker, scan)
                     if end >= 0:
-                        self._pending = out[end:]
+                        self._pending = bytes(out[end:])
                         return Result(host, self._argv, 0, out[:end].decode("utf-8", "replace"),
                                       self._stderr(), time.monotonic() - started)
+                    if len(out) > ANSWER_LIMIT:
+                        self.close()
+                        raise TransportError(host, f"`{self._argv[0]}` sent over {ANSWER_LIMIT >> 20} MiB without "
+                                             "ending its answer; the stream was closed",
+                                             "the agent there may be broken or replaced; check the host")
                     left = deadline - time.monotonic()
                     if left <= 0:
                         raise TimeoutError
@@ -699,14 +709,15 @@ class FabricStream:
             log.debug("closing a stream on %s", self._host, exc_info=True)
 
 
-def _past_line(buf: bytes, marker: bytes) -> int:
-    """The index just past the first complete line that starts with ``marker``, or -1."""
-    if buf.startswith(marker):
+def _past_line(buf: bytes | bytearray, marker: bytes, start: int = 0) -> tuple[int, int]:
+    """(The index just past the first complete line that starts with ``marker``, or -1; the ``start`` for
+    the next call, once more has arrived).  ``start``: where the newline before such a line may be."""
+    if start == 0 and buf.startswith(marker):
         at = 0
     else:
-        at = buf.find(b"\n" + marker)
-        if at < 0:
-            return -1
-        at += 1
+        found = buf.find(b"\n" + marker, start)
+        if found < 0:  # a newline and marker may still straddle the end of what has arrived
+            return -1, max(start, len(buf) - len(marker))
+        at = found + 1
     newline = buf.find(b"\n", at)
-    return -1 if newline < 0 else newline + 1
+    return (-1, max(0, at - 1)) if newline < 0 else (newline + 1, at)
