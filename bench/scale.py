@@ -7,10 +7,12 @@ One run, same hosts (the first N/2 of each datacenter of inventories/scale.yml).
 `upgrader facts`, `upgrader apply` of feedhandler 3.1.0 (bake 0; from the baseline 3.0.0, it also
 sets up the rollback), then the emergency rollback 3.1.0 → 3.0.0 by each tool: upgrader,
 Ansible (ProxyJump, forks = hosts, pipelining, ControlPersist; bench/ansible), pyinfra
-(--parallel = hosts; bench/pyinfra) and the floor (the same flip, restart and health wait through
-lxc-attach on all hosts at once, no SSH; bench/floor).  Before each rollback every host is flipped
-back to 3.1.0 out of band and checked; after it every host is checked on 3.0.0 (`current` and
-/health, read inside the host: the controller has no route to a datacenter host).  Every tool may
+(--parallel = hosts; bench/pyinfra), the floor (the same flip, restart and health wait through
+lxc-attach on all hosts at once, no SSH; bench/floor) and the SSH floor (the floor's script through
+upgrader's transport with sudo, one SSH session per host and nothing else: the least an SSH tool
+pays).  Before each rollback every host is flipped back to 3.1.0 out of band and checked; after it
+every host is checked on 3.0.0 (`current` and /health, read inside the host: the controller has no
+route to a datacenter host).  Every tool may
 wait up to 20 s for /health on the rolled-back version: the floor's and pyinfra's health.sh deadline,
 Ansible's 80 x 0.25 s, and upgrader's health check (80 x 250 ms, in the bench's playbook, which
 `upgrader rollback` is given with --playbook).
