@@ -45,6 +45,11 @@ class LabHost:
         return f"upg-{self.name}"
 
 
+def floor_script() -> str:
+    """The floor's rollback on one host (bash: the health wait, then the flip, restart and wait)."""
+    return (BENCH / "floor" / "health.sh").read_text() + (BENCH / "floor" / "rollback.sh").read_text()
+
+
 def lab_hosts(inventory: Path = INVENTORY) -> list[LabHost]:
     """Hosts of the lab inventory, in inventory order (keys resolved against the inventory's folder)."""
     data = yaml.safe_load(inventory.read_text())

@@ -112,7 +112,7 @@ class Bench:
                             cwd=self.work)
 
     def floor(self, trial: str) -> bl.Timed:
-        script = (bl.BENCH / "floor" / "health.sh").read_text() + (bl.BENCH / "floor" / "rollback.sh").read_text()
+        script = bl.floor_script()
         argv = [[ "lxc-attach", "-n", h.container, "--clear-env", "--set-var", f"PATH={bl.GUEST_PATH}",
                   "--", "/bin/bash", "-c", script, "rollback", COMPONENT, TO, str(PORT), str(self.floor_poll)]
                 for h in self.hosts]

@@ -136,7 +136,7 @@ def local(scale: sc.Scale, code: Path, repeat: int) -> dict[str, Any]:
     from upgrader.loading.inputs import load_playbook
 
     host = scale.hosts[2]
-    floor = (bl.BENCH / "floor" / "health.sh").read_text() + (bl.BENCH / "floor" / "rollback.sh").read_text()
+    floor = bl.floor_script()
     attach = ["lxc-attach", "-n", host.container, "--clear-env", "--set-var", f"PATH={bl.GUEST_PATH}", "--"]
     # the program `upgrader rollback` sends, from the engine's own builder
     spec = load_playbook(scale.playbook).model

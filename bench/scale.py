@@ -325,7 +325,7 @@ class Scale:
             (self.work / "cm").mkdir(exist_ok=True)
 
     def rollback_floor(self) -> dict[str, Any]:
-        script = (bl.BENCH / "floor" / "health.sh").read_text() + (bl.BENCH / "floor" / "rollback.sh").read_text()
+        script = bl.floor_script()
         runner = self.work / "floor.py"
         runner.write_text(FLOOR_RUNNER)
         argv = [sys.executable, str(runner), script, COMPONENT, TO, str(PORT), str(self.floor_poll),
@@ -340,7 +340,7 @@ class Scale:
         inputs.  That is the least any tool pays that reaches each host over SSH with sudo, on top of the
         floor; a goal that allows upgrader less time than this asks for less than SSH itself costs here.
         """
-        script = (bl.BENCH / "floor" / "health.sh").read_text() + (bl.BENCH / "floor" / "rollback.sh").read_text()
+        script = bl.floor_script()
         runner = self.work / "sshfloor.py"
         runner.write_text(SSH_FLOOR_RUNNER)
         argv = [sys.executable, str(runner), str(self.inventory), script, COMPONENT, TO, str(PORT),
@@ -411,9 +411,9 @@ for th in threads:
     th.join()
 gateways.close()
 sys.stderr.write("".join(f + "\n" for f in failed))
-sys.stdout.flush()
+sys.stderr.flush()
 import os
-os._exit(1 if failed else 0)
+os._exit(1 if failed else 0)  # no interpreter teardown: paramiko's reader threads may still be winding down
 """
 
 
