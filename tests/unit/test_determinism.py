@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from conftest import INVENTORY, PLAYBOOKS, plan_files
 
+from upgrader.models.plan import SCHEMA_VERSION
 from upgrader.planning.render import to_markdown, to_text
 
 CASES = Path(__file__).parent / "planner_cases"
@@ -56,7 +57,7 @@ def test_json_is_sorted_and_hash_is_over_the_body(copied: Path) -> None:
     data = json.loads(plan.to_json())
     assert list(data) == sorted(data)
     assert data["content_hash"] == plan.content_hash == plan.compute_hash()
-    assert data["schema_version"] == 2
+    assert data["schema_version"] == SCHEMA_VERSION == 3
 
 
 EDITS = {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,10 +23,10 @@ from upgrader.engine.progress import Progress
 from upgrader.engine.staleness import drift, rederived_difference
 from upgrader.engine.vocabulary import Event, RunStatus
 from upgrader.errors import ExitCode, NotConfirmed, RefusedError, UpgraderError
-from upgrader.loading import limits
+from upgrader.loading import limits, pins
 from upgrader.loading.inputs import load_inventory, load_playbook, parse_json_model, read_plan_file
 from upgrader.models.inventory import Inventory
-from upgrader.models.plan import Plan
+from upgrader.models.plan import Plan, check_schema
 from upgrader.planning import limit as host_limit
 from upgrader.planning import signing
 from upgrader.planning.planner import facts_from_plan, make_plan
@@ -49,16 +50,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--plan-key", type=Path, metavar="FILE",
                         help=f"a saved plan must carry a valid signature (PLAN.json.sig) under this key "
                         f"(default: ${signing.ENV}, if set)")
+    parser.add_argument("--plan-hash", metavar="sha256:HEX", type=_plan_hash,
+                        help="a saved plan must be this very plan (its content_hash): what `upgrader schedule` "
+                        "writes into the unit it generates, so a plan replaced after review is refused")
     targeting.add_argument(parser)
     live.add_connection_arguments(parser)
     live.add_output_arguments(parser)
     durable.add_arguments(parser)
 
 
+def _plan_hash(text: str) -> str:
+    if not re.fullmatch(r"sha256:[0-9a-f]{64}", text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a plan's content_hash (sha256: and 64 hex digits)")
+    return text
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         if args.playbook.suffix == ".json":
             return run_saved(args)
+        if args.plan_hash:
+            raise RefusedError("--plan-hash names a saved plan's hash, and a playbook was given",
+                               "apply the saved plan (PLAN.json) the hash belongs to")
         return run_playbook(args)
     except NotConfirmed:
         raise
@@ -109,7 +122,8 @@ def run_saved(args: argparse.Namespace) -> int:
 
     Every check before the pool exists, so a refused plan never connects to any host.
     """
-    plan, inputs = verified_saved_plan(args.playbook, args.inventory, args.plan_key, args.state_dir)
+    plan, inputs = verified_saved_plan(args.playbook, args.inventory, args.plan_key, args.state_dir,
+                                       expect_hash=args.plan_hash)
     if args.limit and (plan.limit is None or host_limit.split(args.limit) != plan.limit.patterns):
         raise RefusedError(f"--limit {','.join(args.limit)} is not the limit {args.playbook} was planned with "
                            f"({','.join(plan.limit.patterns) if plan.limit else 'none'}); nothing was changed",
@@ -129,10 +143,12 @@ def run_saved(args: argparse.Namespace) -> int:
 
 
 def verified_saved_plan(path: Path, inventory: Path, plan_key: Path | None = None,
-                        state: Path | None = None) -> tuple[Plan, Inputs]:
+                        state: Path | None = None, expect_hash: str | None = None) -> tuple[Plan, Inputs]:
     """The saved plan and its inputs, refused unless those inputs give that very plan again (no connection).
 
-    With a plan key (``plan_key``, else $UPGRADER_PLAN_KEY), the plan must also carry its signature.
+    With a plan key (``plan_key``, else $UPGRADER_PLAN_KEY), the plan must also carry its signature;
+    with ``expect_hash`` (a scheduled run: the hash reviewed when it was scheduled), be that very plan.
+    The files the run reads on the controller must be the ones the plan pinned (loading/pins.py).
     A limited plan's patterns must still select its hosts (``failed:RUN`` read from ``state``).
     """
     text = _read(path)
@@ -140,7 +156,12 @@ def verified_saved_plan(path: Path, inventory: Path, plan_key: Path | None = Non
     secret = signing.key(plan_key)
     if secret is not None:
         signing.check(path, text, secret)
+    check_schema(plan, str(path))
+    if expect_hash is not None and plan.content_hash != expect_hash:
+        raise RefusedError(f"{path} is plan {plan.content_hash[:19]}…, not the reviewed plan {expect_hash[:19]}…; "
+                           "nothing was contacted", "the plan file was replaced: schedule the new plan after review")
     inputs = reviewed_inputs(path, plan, inventory)
+    pins.check(plan, inputs.playbook.model, inputs.playbook.path.parent, str(path))  # before any connection
     if plan.limit is not None:
         _check_limit(path, plan, inputs, state)
     again = plan_again(plan, inputs)
@@ -215,7 +236,7 @@ def plan_again(plan: Plan, inputs: Inputs) -> Plan:
                      playbook_ref=plan.playbook.model_copy(update={"sha256": inputs.playbook.sha256}),
                      inventory_ref=plan.inventory.model_copy(update={"sha256": inputs.inventory.sha256,
                                                                     "name": inputs.inventory.model.name}),
-                     limit=plan.limit)
+                     limit=plan.limit, controller_files=inputs.controller_files())
 
 
 def _read(path: Path) -> str:

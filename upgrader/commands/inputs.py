@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from upgrader.errors import InputError, Problem
+from upgrader.loading import pins
 from upgrader.loading.inputs import (
     Loaded,
     cross_problems,
@@ -17,7 +18,7 @@ from upgrader.loading.inputs import (
 )
 from upgrader.models.facts import Facts
 from upgrader.models.inventory import Inventory
-from upgrader.models.plan import SourceRef
+from upgrader.models.plan import ControllerFile, SourceRef
 from upgrader.models.playbook import Playbook
 
 
@@ -28,6 +29,10 @@ class Inputs:
 
     def playbook_ref(self) -> SourceRef:
         return SourceRef(path=display(self.playbook.path), sha256=self.playbook.sha256)
+
+    def controller_files(self) -> list[ControllerFile]:
+        """The files the run will read on the controller, pinned by sha256 (loading/pins.py)."""
+        return pins.controller_files(self.playbook.model, self.playbook.path.parent)
 
     def inventory_ref(self) -> SourceRef:
         return SourceRef(path=display(self.inventory.path), sha256=self.inventory.sha256,

@@ -93,7 +93,8 @@ def live_facts(inputs: Inputs, pool: Pool, python: str, hosts: Collection[str] |
 
 def plan_for(inputs: Inputs, facts: Facts, limit: PlanLimit | None = None) -> Plan:
     return make_plan(inputs.playbook.model, inputs.inventory.model, facts,
-                     playbook_ref=inputs.playbook_ref(), inventory_ref=inputs.inventory_ref(), limit=limit)
+                     playbook_ref=inputs.playbook_ref(), inventory_ref=inputs.inventory_ref(), limit=limit,
+                     controller_files=inputs.controller_files())
 
 
 def confirm(question: str, assume_yes: bool) -> None:

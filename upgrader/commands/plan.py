@@ -98,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
     facts, source = gather(args, inputs, selection.hosts if selection else None)
     plan = make_plan(inputs.playbook.model, inputs.inventory.model, facts,
                      playbook_ref=inputs.playbook_ref(), inventory_ref=inputs.inventory_ref(),
-                     limit=targeting.plan_limit(selection))
+                     limit=targeting.plan_limit(selection), controller_files=inputs.controller_files())
     fmt = args.format or ("json" if args.out and args.out.suffix == ".json" else "text")
     window = window_line(inputs, selection.hosts if selection else None) if fmt == "markdown" else None
     text = render(plan, fmt, args.verbose > 0, window)  # -v (every command's logging option) lists every step

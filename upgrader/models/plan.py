@@ -12,11 +12,14 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from upgrader.errors import RefusedError
 from upgrader.models.plan_json import plan_json
 from upgrader.models.playbook import Playbook
 from upgrader.models.types import Strict
 
-SCHEMA_VERSION = 2  # 2: steps carry their operations (op, undo, verify) instead of prose
+# 2: steps carry their operations (op, undo, verify) instead of prose
+# 3: controller_files pins every file the run reads on the controller (testinfra modules) by sha256
+SCHEMA_VERSION = 3
 
 Action = Literal["stage", "precheck", "stop", "switch", "carry_over", "migrate", "start", "verify", "testinfra",
                  "bake"]
@@ -122,6 +125,19 @@ class SourceRef(Strict):
     name: str | None = None
 
 
+class ControllerFile(Strict):
+    """A file the run reads on the controller (a testinfra module, or a file of the package it imports).
+
+    ``path`` is relative to the playbook's directory, as the playbook names it; ``sha256`` is of its
+    bytes when the plan was made.  `apply plan.json` refuses the plan, before connecting, if any
+    differs, or if the set of files differs (planning/pins.py).
+    """
+
+    path: str
+    sha256: str
+    used_by: str = Field(description="the check that reads it, e.g. 'check ordergw-testinfra'")
+
+
 class ArtifactRef(Strict):
     version: str
     file: str | None = None
@@ -175,6 +191,8 @@ class Plan(Strict):
     problems: list[PlanProblem]
     groups: list[GroupLimit] = Field(default_factory=list, description="redundancy groups (absent: none)")
     limit: Limit | None = Field(None, description="the --limit the plan was made with (absent: every host)")
+    controller_files: list[ControllerFile] = Field(
+        default_factory=list, description="files the run reads on the controller, pinned by sha256")
     content_hash: str = ""
 
     @property
@@ -200,6 +218,14 @@ class Plan(Strict):
     def to_json(self) -> str:
         """The plan file: ``body()`` and ``content_hash``, sorted keys, indented by 2."""
         return plan_json(self, indent=2, content_hash=self.content_hash or self.compute_hash()) + "\n"
+
+
+def check_schema(plan: Plan, where: str) -> None:
+    """Refuse a saved plan written by another version of upgrader: its fields mean something else here."""
+    if plan.schema_version != SCHEMA_VERSION:
+        raise RefusedError(f"{where} is a schema {plan.schema_version} plan; this upgrader applies schema "
+                           f"{SCHEMA_VERSION} plans (since 3 a plan pins the files the run reads on the controller)",
+                           "plan again with this upgrader and have the new plan reviewed")
 
 
 def _unset_limit(plan: Plan) -> set[str]:

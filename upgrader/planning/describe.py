@@ -6,10 +6,12 @@ reviewer reads (planning/render.py), so the text cannot say one thing while the 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import shlex
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
-from upgrader.models.plan import Step
+from upgrader.models.plan import Plan, Step
 
 Op = dict[str, Any]
 
@@ -33,14 +35,19 @@ def _service(svc: Op | None) -> str:
 
 def _stop_service(svc: Op | None) -> str:
     if svc and not svc.get("systemd") and svc.get("stop"):
-        return " ".join(svc["stop"])
+        return argv_text(svc["stop"])
     return f"stop {_service(svc)}"
 
 
 def _start_service(svc: Op | None) -> str:
     if svc and not svc.get("systemd") and svc.get("start"):
-        return " ".join(svc["start"])
+        return argv_text(svc["start"])
     return f"start {_service(svc)}"
+
+
+def argv_text(argv: list[str] | tuple[str, ...]) -> str:
+    """An argv as one unambiguous line: each argument shell-quoted (the agent runs it without a shell)."""
+    return shlex.join(str(a) for a in argv)
 
 
 def _names(checks: list[Op]) -> str:
@@ -65,7 +72,7 @@ def _precheck(op: Op, root: str) -> str:
 
 def _migrate(op: Op, root: str) -> str:
     files = ", ".join(op.get("files", [])) or "config files"
-    return f"back up {files}; run {' '.join(op.get('argv', []))}"
+    return f"back up {files}; run {argv_text(op.get('argv', []))}"
 
 
 def _rollback(op: Op, root: str) -> str:
@@ -101,3 +108,92 @@ def _self_check(op: Op) -> str:
         "switch": "one rename: current points at the old or the new release, never at nothing",
         "migrate": "the command's exit status; on failure the agent restores the config",
     }.get(str(op.get("op")), "")
+
+
+@dataclass(frozen=True)
+class Command:
+    """Something the plan runs: a host command (argv), a host probe, or a controller-side module.
+
+    ``what`` names it (``check health (command)``, ``service start``, ``migrate to 5.2.0``);
+    ``run`` is what exactly runs (an argv as ``argv_text`` writes it, a probe's target);
+    ``steps`` the plan's step actions that run it.
+    """
+
+    what: str
+    run: str
+    steps: tuple[str, ...]
+
+
+def commands(plan: Plan) -> list[Command]:
+    """Every command, probe and module the plan's steps run, once each, in the order steps first use them.
+
+    Read from the operations the engine sends (not from the playbook), so what a reviewer reads is
+    what runs; a change to any of them changes this list (planning/diff.py compares it).
+    """
+    found: dict[tuple[str, str], list[str]] = {}
+    seen: set[int] = set()  # hosts share their operation objects: each is walked once
+    for host in plan.hosts:
+        for step in host.steps:
+            for role, op in (("", step.op), ("undo ", step.undo), ("verify ", step.verify)):
+                if op is None or id(op) in seen:
+                    continue
+                seen.add(id(op))
+                for what, run in _runs(op):
+                    where = found.setdefault((what, run), [])
+                    action = role + str(op.get("op"))
+                    if action not in where:
+                        where.append(action)
+    return [Command(what, run, tuple(steps)) for (what, run), steps in found.items()]
+
+
+def _runs(op: Op) -> Iterator[tuple[str, str]]:
+    """(what, run) for everything ``op`` makes a host (or, for testinfra, the controller) run."""
+    kind = op.get("op")
+    svc = op.get("service")
+    if isinstance(svc, dict):
+        yield from _service_runs(svc, str(kind))
+    for key in ("checks", "commands"):
+        for check in op.get(key) or []:
+            yield from _check_runs(check)
+    if kind == "migrate":
+        yield f"migrate to {op.get('version')}", argv_text(op.get("argv") or [])
+    if kind == "testinfra":
+        yield (f"check {op.get('name')} (testinfra, on the controller)",
+               f"pytest {op.get('file')} (pinned by sha256 in the plan's files)")
+
+
+def _service_runs(svc: Op, kind: str) -> Iterator[tuple[str, str]]:
+    unit = svc.get("systemd")
+    verbs = {"stop": ("stop",), "start": ("start", "status"), "rollback": ("stop", "start", "status"),
+             "verify": ("status",), "bake": ("status",)}.get(kind, ())
+    for verb in verbs:
+        systemctl = ["systemctl", "is-active" if verb == "status" else verb, str(unit)]
+        argv = systemctl if unit else svc.get(verb) or []
+        if argv:
+            yield f"service {verb}", argv_text(argv)
+
+
+def _check_runs(check: Op) -> Iterator[tuple[str, str]]:
+    kind = str(check.get("kind"))
+    body = check.get(kind) or {}
+    what = f"check {check.get('name')} ({kind})"
+    if kind == "command":
+        expect = f"  # expects exit {body.get('exit_code', 0)}" + (
+            f", output matching {body['stdout']!r}" if body.get("stdout") else "")
+        yield what, argv_text(body.get("argv") or []) + expect
+    elif kind == "version" and body.get("argv"):
+        yield what, argv_text(body["argv"]) + "  # reports the version" + (
+            f" matching {body['pattern']!r}" if body.get("pattern") else "")
+    elif kind == "version":
+        yield what, f"GET {body.get('url')}  # reports the version in {body.get('field', 'version')!r}"
+    elif kind == "http":
+        yield what, f"GET {body.get('url')}  # expects {body.get('status', 200)}" + (
+            f", body matching {body['body']!r}" if body.get("body") else "")
+    elif kind == "tcp":
+        yield what, f"connect {body.get('host', '127.0.0.1')}:{body.get('port')}"
+    elif kind == "process":
+        yield what, f"a process whose command line matches {body.get('match')!r}"
+    elif kind == "log":
+        yield what, f"{body.get('path')}: a new line matching {body.get('pattern')!r}"
+    else:
+        yield what, f"agent check {kind!r}"

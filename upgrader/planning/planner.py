@@ -13,6 +13,7 @@ from upgrader.models.inventory import Datacenter, Host, Inventory
 from upgrader.models.plan import (
     ArtifactRef,
     AssumedFacts,
+    ControllerFile,
     Gate,
     HostPlan,
     Limit,
@@ -88,8 +89,13 @@ def make_plan(
     playbook_ref: SourceRef,
     inventory_ref: SourceRef,
     limit: Limit | None = None,
+    controller_files: list[ControllerFile] | None = None,
 ) -> Plan:
-    """The plan; with ``limit``, one for its hosts only (the others are not looked at, nor listed as skipped)."""
+    """The plan; with ``limit``, one for its hosts only (the others are not looked at, nor listed as skipped).
+
+    ``controller_files``: the files the run reads on the controller with their sha256, as the caller
+    read them (loading/pins.py; the planner reads no file), recorded so that `apply` can refuse a change.
+    """
     # Every object below is built from validated models, so it is constructed without re-validation
     # (``trusted``, ``model_construct``): for 10,000 hosts, validating ~40,000 objects again would cost
     # about half as much as the planning itself.
@@ -177,6 +183,7 @@ def make_plan(
         problems=problems,
         limit=limit,
         groups=groups.limits(inventory, [h.host for h in host_plans]),
+        controller_files=list(controller_files or []),
     )
     return plan.sealed()
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections import Counter
 
+from upgrader.escaping import md_cell, md_code, md_code_block, md_html, md_inline, visible
 from upgrader.models.plan import HostPlan, Phase, Plan
 from upgrader.planning import budgets
-from upgrader.planning.describe import describe
+from upgrader.planning.describe import Command, commands, describe
 
 _MAX_SKIPPED_LISTED = 50
 
@@ -87,6 +88,16 @@ def to_text(plan: Plan, *, verbose: bool = False) -> str:
                 root = plan.spec.install.root
                 out += [f"      {s.id.split('/', 1)[1]:<28} {describe(s, root)[0]}" for s in h.steps]
         out.append("")
+    listed = commands(plan)
+    if listed:
+        out.append("Commands (every one the steps run; argv exactly as the agent runs it, without a shell):")
+        for c in listed:
+            out += [f"  {c.what} [{', '.join(c.steps)}]", f"      {c.run}"]
+        out.append("")
+    if plan.controller_files:
+        out.append("Controller files (pinned: apply refuses the plan if one changed):")
+        out += [f"  {p.sha256}  {p.path}" for p in plan.controller_files]
+        out.append("")
     if plan.skipped:
         out.append("Skipped:")
         reasons = Counter(s.reason for s in plan.skipped)
@@ -95,17 +106,18 @@ def to_text(plan: Plan, *, verbose: bool = False) -> str:
         else:
             out += [f"  {s.host:<20} {s.reason}" for s in plan.skipped]
         out.append("")
-    return "\n".join(out).rstrip() + "\n"
+    return visible("\n".join(out).rstrip(), keep="\n") + "\n"  # no terminal escape reaches the screen
 
 
 _FOLD_HOSTS = 12  # a phase's host list longer than this is folded in the Markdown plan
+_INLINE_COMMAND = 80  # characters of a command shown in its table row; a longer one is in a <details> block
 
 
 def _hosts_cell(names: list[str]) -> str:
     if len(names) <= _FOLD_HOSTS:
-        return ", ".join(names)
-    return (f"<details><summary>{len(names)} hosts: {', '.join(names[:3])}, …</summary>"
-            f"{', '.join(names)}</details>")
+        return md_cell(", ".join(names))
+    return (f"<details><summary>{len(names)} hosts: {md_html(', '.join(names[:3]))}, …</summary>"
+            f"{md_html(', '.join(names))}</details>")
 
 
 def _step_groups(plan: Plan) -> list[tuple[list[HostPlan], list[tuple[str, str, str, str]]]]:
@@ -122,59 +134,92 @@ def _step_groups(plan: Plan) -> list[tuple[list[HostPlan], list[tuple[str, str, 
 def to_markdown(plan: Plan, window: str | None = None) -> str:
     """For a pull-request comment (GitHub allows 65,536 characters): hosts with the same steps share one
     table, long host lists are folded, skipped hosts are counted by reason.  ``window``: the guard's
-    verdict at the time of planning, when the caller has one."""
-    out = [f"### upgrader plan: `{plan.component}` → `{plan.target_version}`", "", f"**{_headline(plan)}**", "",
-           f"Plan `{plan.content_hash}` · playbook `{plan.playbook.path}` (`{plan.playbook.sha256[:12]}`) · "
-           f"inventory `{plan.inventory.path}` (`{plan.inventory.sha256[:12]}`) · "
-           f"facts `{plan.facts_fingerprint[:19]}`",
+    verdict at the time of planning, when the caller has one.
+
+    Every value from the playbook, the inventory or the hosts goes through upgrader.escaping: it shows
+    as written and cannot add a column, a section or a comment.
+    """
+    out = [f"### upgrader plan: {md_code(plan.component)} → {md_code(plan.target_version)}", "",
+           f"**{md_inline(_headline(plan))}**", "",
+           f"Plan {md_code(plan.content_hash)} · playbook {md_code(plan.playbook.path)} "
+           f"({md_code(plan.playbook.sha256[:12])}) · inventory {md_code(plan.inventory.path)} "
+           f"({md_code(plan.inventory.sha256[:12])}) · facts {md_code(plan.facts_fingerprint[:19])}",
            ""]
     limited = limit_line(plan)
     if limited:
-        out += ["> [!NOTE]", f"> {_md(limited)}", ""]
+        out += ["> [!NOTE]", f"> {md_inline(limited)}", ""]
     if window:
-        out += [f"Window: {_md(window)}", ""]
+        out += [f"Window: {md_inline(window)}", ""]
     if plan.problems:
         out += ["> [!CAUTION]", "> The plan cannot be applied:"]
-        out += [f"> - {_md(p.message)}" + (f" — {_md(p.hint)}" if p.hint else "") for p in plan.problems]
+        out += [f"> - {md_inline(p.message)}" + (f" — {md_inline(p.hint)}" if p.hint else "") for p in plan.problems]
         out.append("")
     out += ["| datacenter | upgrade | canary | waves | skipped |", "|---|---:|---:|---:|---:|"]
-    out += [f"| {dc} | {n} | {c} | {w} | {s} |" for dc, n, c, w, s in _dc_summary(plan)]
+    out += [f"| {md_cell(dc)} | {n} | {c} | {w} | {s} |" for dc, n, c, w, s in _dc_summary(plan)]
     out.append("")
     if plan.phases:
         out += ["**Phases**", "", "| # | kind | datacenter | hosts | bake |", "|---:|---|---|---|---:|"]
         for p in plan.phases:
+            where = md_cell(p.datacenter or "global")
             if p.gate:
-                out.append(f"| ⏸ | **gate** | {p.datacenter or 'global'} | {_md(gate_text(p))} | |")
-            out.append(f"| {p.index + 1} | {p.kind} | {p.datacenter or 'global'} | {_hosts_cell(p.hosts)} | "
+                out.append(f"| ⏸ | **gate** | {where} | {md_cell(gate_text(p))} | |")
+            out.append(f"| {p.index + 1} | {p.kind} | {where} | {_hosts_cell(p.hosts)} | "
                        f"{f'{p.bake:g}s' if p.kind == 'canary' else ''} |")
-        out += ["", f"Rollback on failure: **{plan.spec.rollback.on_failure}**, "
-                f"{budgets.of_plan(plan).describe()}.", ""]
+        out += ["", f"Rollback on failure: **{md_inline(plan.spec.rollback.on_failure)}**, "
+                f"{md_inline(budgets.of_plan(plan).describe())}.", ""]
         if plan.groups:
             out += ["**Redundancy groups** (never more down at once, rollbacks included)", "",
                     "| group | at most down | members |", "|---|---:|---|"]
-            out += [f"| {g.name} | {g.max_unavailable} | {_hosts_cell(g.hosts)} |" for g in plan.groups]
+            out += [f"| {md_cell(g.name)} | {g.max_unavailable} | {_hosts_cell(g.hosts)} |" for g in plan.groups]
             out.append("")
     if plan.artifacts:
         out += ["| release | artifact | sha256 |", "|---|---|---|"]
-        out += [f"| {a.version} | `{a.file or a.url}` | `{a.sha256}` |" for a in plan.artifacts]
+        out += [f"| {md_cell(a.version)} | {md_code(a.file or a.url, in_table=True)} | "
+                f"{md_code(a.sha256, in_table=True)} |" for a in plan.artifacts]
         out.append("")
+    out += _commands_markdown(plan)
     for hosts, rows in _step_groups(plan):
         first = hosts[0]
-        who = (f"<code>{first.host}</code> ({first.datacenter})" if len(hosts) == 1
-               else f"{len(hosts)} hosts ({', '.join(sorted({h.datacenter for h in hosts}))})")
-        out += ["<details>", f"<summary>{who} {_md(_path(first))}" + (" — canary" if first.canary else "")
+        who = (f"<code>{md_html(first.host)}</code> ({md_html(first.datacenter)})" if len(hosts) == 1
+               else f"{len(hosts)} hosts ({md_html(', '.join(sorted({h.datacenter for h in hosts})))})")
+        out += ["<details>", f"<summary>{who} {md_html(_path(first))}" + (" — canary" if first.canary else "")
                 + "</summary>", ""]
         if len(hosts) > 1:
-            out += ["Hosts: " + ", ".join(f"`{h.host}`" for h in hosts), ""]
+            out += ["Hosts: " + ", ".join(md_code(h.host) for h in hosts), ""]
         out += ["| step | does | undo | verify |", "|---|---|---|---|"]
-        out += [f"| `{step}` | {_md(does)} | {_md(undo)} | {_md(verify)} |" for step, does, undo, verify in rows]
+        out += [f"| {md_code(step, in_table=True)} | {md_cell(does, '')} | {md_cell(undo, '')} | "
+                f"{md_cell(verify, '')} |" for step, does, undo, verify in rows]
         out += ["", "</details>"]
     if plan.skipped:
         reasons = Counter(s.reason for s in plan.skipped)
-        counted = "; ".join(f"{n} × {_md(r)}" for r, n in sorted(reasons.items()))
+        counted = "; ".join(f"{n} × {md_inline(r)}" for r, n in sorted(reasons.items()))
         out += ["", f"**{len(plan.skipped)} skipped:** {counted}"]
     return "\n".join(out).rstrip() + "\n"
 
 
-def _md(text: str) -> str:
-    return text.replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
+def _commands_markdown(plan: Plan) -> list[str]:
+    """Every command the steps run, in full: short ones in the table, long ones in a folded block below it."""
+    listed = commands(plan)
+    out: list[str] = []
+    if listed:
+        out += ["**Commands** (every one the steps run; argv exactly as the agent runs it, without a shell)", "",
+                "| what | steps | runs |", "|---|---|---|"]
+        long: list[tuple[int, Command]] = []
+        for c in listed:
+            if len(c.run) <= _INLINE_COMMAND and "\n" not in c.run:
+                shown = md_code(c.run, in_table=True)
+            else:
+                long.append((len(long) + 1, c))
+                shown = f"{len(c.run)} characters: see command {len(long)} below"
+            out.append(f"| {md_cell(c.what)} | {md_cell(', '.join(c.steps))} | {shown} |")
+        out.append("")
+        for n, c in long:
+            out += ["<details>", f"<summary>command {n}: {md_html(c.what)}</summary>", "",
+                    md_code_block(c.run, "sh"), "", "</details>", ""]
+    if plan.controller_files:
+        out += ["**Controller files** (run on this machine; pinned: `apply` refuses the plan if one changed)", "",
+                "| file | sha256 |", "|---|---|"]
+        out += [f"| {md_code(f.path, in_table=True)} | {md_code(f.sha256, in_table=True)} |"
+                for f in plan.controller_files]
+        out.append("")
+    return out
