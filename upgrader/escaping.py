@@ -32,7 +32,7 @@ _HIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Co", "Cs", "Cn", "Zl", "Zp"})
 # construct or a block at a line start; < > & become entities (they also work inside raw HTML).
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]!|~#$])")
 # At the start of a line (a list item's text, a paragraph): what would open a block there.
-_BLOCK_START = re.compile(r"^([-+=>]|\d{1,9}(?=[.)]))")
+_BLOCK_START = re.compile(r"^([-+](?=[-+ \t]|$)|\d{1,9}(?=[.)](?:[ \t]|$)))")
 _LINE_BREAKS = re.compile(r"\r\n|[\n\r\v\f\x1c-\x1e\x85\u2028\u2029]")
 _BACKTICKS = re.compile(r"`+")
 

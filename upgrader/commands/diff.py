@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from upgrader.escaping import md_code, md_inline, visible
 from upgrader.loading.inputs import read_plan_file
 from upgrader.planning.diff import diff
 
@@ -39,10 +40,12 @@ def run(args: argparse.Namespace) -> int:
                   sys.stdout, indent=2, sort_keys=True)
         print()
     elif args.format == "markdown":
-        print(f"### plan diff: `{old.component}` {old.target_version} → `{new.component}` {new.target_version}\n")
-        print(f"Plan `{old.content_hash[:19]}` (`{old.playbook.path}`) → `{new.content_hash[:19]}` "
-              f"(`{new.playbook.path}`)\n")
-        print("\n".join(f"- {line}" for line in lines) if lines else "_no difference_")
+        # Every value through upgrader.escaping: a plan's text cannot add a section or hide a line.
+        print(f"### plan diff: {md_code(old.component)} {md_inline(old.target_version)} → "
+              f"{md_code(new.component)} {md_inline(new.target_version)}\n")
+        print(f"Plan {md_code(old.content_hash[:19])} ({md_code(old.playbook.path)}) → "
+              f"{md_code(new.content_hash[:19])} ({md_code(new.playbook.path)})\n")
+        print("\n".join(f"- {md_inline(line)}" for line in lines) if lines else "_no difference_")
     else:
-        print("\n".join(lines) if lines else "no difference")
+        print(visible("\n".join(lines), keep="\n") if lines else "no difference")
     return 0 if not lines or args.exit_zero else 1

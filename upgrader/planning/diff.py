@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from upgrader.models.plan import Plan
+from upgrader.planning.describe import commands
 
 
 def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
@@ -50,8 +51,48 @@ def diff(old: Plan, new: Plan) -> list[str]:
     if old.limit != new.limit:
         shown = [",".join(p.limit.patterns) if p.limit else "every host" for p in (old, new)]
         lines.append(f"limit: {shown[0]} → {shown[1]}")
+    lines += _command_changes(old, new)
+    lines += _pin_changes(old, new)
+    if old.schema_version != new.schema_version:
+        lines.append(f"plan schema {old.schema_version} → {new.schema_version}")
     if old.inventory.sha256 != new.inventory.sha256:
         lines.append(f"inventory {new.inventory.path} changed")
     if old.facts_fingerprint != new.facts_fingerprint:
         lines.append("host facts differ")
+    return lines
+
+
+def _command_changes(old: Plan, new: Plan) -> list[str]:
+    """Every command, probe or module the steps run that is new, gone or runs something else."""
+    before = {(c.what, c.run): c for c in commands(old)}
+    after = {(c.what, c.run): c for c in commands(new)}
+    gone = [c for key, c in before.items() if key not in after]
+    came = [c for key, c in after.items() if key not in before]
+    lines = []
+    for c in gone:
+        replaced = [n for n in came if n.what == c.what]
+        if replaced:
+            lines += [f"{c.what}: runs {n.run} instead of {c.run} [{', '.join(n.steps)}]" for n in replaced]
+        else:
+            lines.append(f"{c.what} no longer runs: {c.run}")
+    changed = {c.what for c in gone}
+    lines += [f"{c.what} now runs: {c.run} [{', '.join(c.steps)}]" for c in came if c.what not in changed]
+    return lines
+
+
+def _pin_changes(old: Plan, new: Plan) -> list[str]:
+    """Controller files whose pinned sha256 differs, or that one plan pins and the other does not."""
+    before = {f.path: f.sha256 for f in old.controller_files}
+    after = {f.path: f.sha256 for f in new.controller_files}
+    lines = []
+    for path in sorted(before.keys() | after.keys()):
+        a, b = before.get(path), after.get(path)
+        if a == b:
+            continue
+        if a is None:
+            lines.append(f"controller file {path}: now pinned ({b}); it runs on the controller")
+        elif b is None:
+            lines.append(f"controller file {path}: no longer pinned (was {a})")
+        else:
+            lines.append(f"controller file {path}: content changed ({a} → {b}); review the new code")
     return lines

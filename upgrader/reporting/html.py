@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from html import escape
+from upgrader.escaping import html as escape  # the one HTML escaping (upgrader/escaping.py)
 
 from upgrader.reporting.fmt import clock, command, duration, offset, stamp, title, tone
 from upgrader.reporting.model import Failure, RunRecord
