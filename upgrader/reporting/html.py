@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from upgrader.escaping import html as escape  # the one HTML escaping (upgrader/escaping.py)
-
 from upgrader.reporting.fmt import clock, command, duration, offset, stamp, title, tone
 from upgrader.reporting.model import Failure, RunRecord
 from upgrader.reporting.svg import timeline_svg

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from datetime import datetime
-from upgrader.escaping import html as escape  # the one HTML escaping (upgrader/escaping.py)
 
+from upgrader.escaping import html as escape  # the one HTML escaping (upgrader/escaping.py)
 from upgrader.reporting.fmt import duration, offset, tone
 from upgrader.reporting.model import CATEGORIES, RunRecord, Segment
 
