@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import re
 import shutil
@@ -69,7 +70,9 @@ def test_generated_units(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     assert "EnvironmentFile=/etc/upgrader/upg-test.env" in text
     assert f"WorkingDirectory={Path.cwd()}" in text
     exec_start = next(line for line in text.splitlines() if line.startswith("ExecStart="))
-    assert exec_start.endswith(f"apply {PLAYBOOK} -i {INVENTORY} --yes --log-format json")
+    artifacts = (Path("build") / "artifacts").resolve()
+    assert exec_start.endswith(f" --state-dir {tmp_path / 'state'} apply {PLAYBOOK} -i {INVENTORY} "
+                               f"--artifacts {artifacts} --yes --log-format json")
     assert exec_start.removeprefix("ExecStart=").startswith("/")
     timer_text = timer.read_text()
     assert "OnCalendar=Sat *-*-* 02:00:00 America/New_York" in timer_text
@@ -186,9 +189,12 @@ def test_schedule_a_reviewed_plan_once(tmp_path: Path, monkeypatch: pytest.Monke
     units = tmp_path / "units"
     service = (units / "upgrader-ordergw-5.2.0.service").read_text()
     exec_start = next(line for line in service.splitlines() if line.startswith("ExecStart="))
-    assert exec_start.endswith(f"apply {plan} -i {tmp_path / 'inv.yml'} --yes --log-format json")
+    reviewed = json.loads(plan.read_text())["content_hash"]
+    assert exec_start.endswith(f" --state-dir {tmp_path / 'state'} apply {plan} --plan-hash {reviewed} "
+                               f"-i {tmp_path / 'inv.yml'} --artifacts {tmp_path / 'build' / 'artifacts'} "
+                               "--yes --log-format json")
     assert f"Description=upgrader: apply plan {plan} (ordergw 5.2.0, sha256:" in service
-    assert "\nUser=root\n" in service and "\nEnvironment=UPGRADER_STATE_DIR=/root/.local/state/upgrader\n" in service
+    assert "\nUser=root\n" in service and f"\nEnvironment=UPGRADER_STATE_DIR={tmp_path / 'state'}\n" in service
     assert "\nOnFailure=upgrader-ordergw-5.2.0-failed.service\n" in service
     failed = (units / "upgrader-ordergw-5.2.0-failed.service").read_text()
     assert " notify failed -i " in failed and "--component ordergw" in failed

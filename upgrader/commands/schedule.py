@@ -2,6 +2,11 @@
 
 Scheduling a reviewed plan is the point: the timer applies exactly that saved plan, which `apply`
 plans again from its inputs and refuses (notifying the inventory's targets) if anything moved.
+The unit names the plan by its path *and* its reviewed content hash (``apply --plan-hash``): a
+plan file replaced after review, with its playbook, is refused, not applied.  With a plan key
+(``--plan-key``), the plan's signature is checked now and the unit checks it again at run time.
+The run uses this command's state directory and artifact store, written into the unit as
+absolute paths (the unit's environment cannot move them).
 """
 
 from __future__ import annotations
@@ -53,6 +58,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--unit-dir", type=Path, help="write NAME.service and NAME.timer here (default: stdout)")
     parser.add_argument("--name", type=unit_name, help="unit name (default: upgrader-COMPONENT-VERSION)")
     parser.add_argument("--env-file", help="EnvironmentFile with secrets (default: /etc/upgrader/NAME.env)")
+    parser.add_argument("--artifacts", type=Path,
+                        help="artifact store the run uses (default: $UPGRADER_ARTIFACTS, else build/artifacts)")
+    parser.add_argument("--plan-key", type=Path, metavar="FILE",
+                        help="the plan's signature (PLAN.json.sig) must be valid under this key, now and when the "
+                        "timer runs (default: $UPGRADER_PLAN_KEY, if set, checked now only)")
 
 
 def unit_name(text: str) -> str:
@@ -72,13 +82,18 @@ def run(args: argparse.Namespace) -> int:
     if saved:
         from upgrader.commands.apply import verified_saved_plan
 
-        plan, inputs = verified_saved_plan(args.playbook, args.inventory)  # an edited plan is refused now, too
+        # An edited plan, or one whose controller files changed, is refused now, too.
+        plan, inputs = verified_saved_plan(args.playbook, args.inventory, args.plan_key, args.state_dir)
         component, version = plan.component, plan.target_version
         what = f"plan {args.playbook.resolve()} ({component} {version}, {plan.content_hash[:19]})"
+        pinned: tuple[str, ...] = ("--plan-hash", plan.content_hash)
+        if args.plan_key is not None:
+            pinned += ("--plan-key", str(args.plan_key.resolve()))
     else:
         inputs = load_inputs(args.playbook, args.inventory)
         component, version = inputs.playbook.model.component, inputs.playbook.model.version
         what = f"{component} {version} from playbook {args.playbook.resolve()}"
+        pinned = ()
     user = args.user or os.environ.get("SUDO_USER") or getpass.getuser()
     name = args.name or re.sub(r"[^A-Za-z0-9_.:-]", "-", f"upgrader-{component}-{version}")
     inventory = str(args.inventory.resolve())
@@ -89,17 +104,20 @@ def run(args: argparse.Namespace) -> int:
               "--message", f"{name}.service failed: see `journalctl -u {name}.service`"),
         workdir=str(Path.cwd()), env_file=env_file, description=f"upgrader: notify that {name}.service failed",
         lock_file="/dev/null", user=_known_user(user))
+    from upgrader.commands.live import artifacts_dir
+
+    state = str(Path(args.state_dir).resolve())
     job = Job(
         name=name,
-        argv=(*upgrader_argv(), "apply", str(args.playbook.resolve()), "-i", inventory, "--yes",
-              "--log-format", "json"),
+        argv=(*upgrader_argv(), "--state-dir", state, "apply", str(args.playbook.resolve()), *pinned, "-i", inventory,
+              "--artifacts", str(artifacts_dir(args).resolve()), "--yes", "--log-format", "json"),
         workdir=str(Path.cwd()),
         env_file=env_file,
         description=f"upgrader: apply {what} on {inputs.inventory.model.name}",
-        lock_file=str(Path(args.state_dir).resolve() / f"schedule-{name}.lock"),
+        lock_file=str(Path(state) / f"schedule-{name}.lock"),
         user=failed.user,
         on_failure=args.on_failure or f"{failed.name}.service",
-        state_dir=_state_dir_of(user),
+        state_dir=state,  # this command's: where `upgrader status` and `report` here will look
     )
     units = {f"{name}.service": service_unit(job), f"{name}.timer": timer_unit(job, at)}
     if not args.on_failure:
@@ -130,11 +148,6 @@ def _known_user(name: str) -> str:
         raise RefusedError(f"--user {name!r}: no such user on this machine",
                            "create the account the runs should use, or name another with --user") from None
     return name
-
-
-def _state_dir_of(user: str) -> str:
-    """Where that user's runs keep their journals: what `upgrader` run as them would use."""
-    return str(Path(pwd.getpwnam(user).pw_dir) / ".local" / "state" / "upgrader")
 
 
 def upgrader_argv() -> tuple[str, ...]:

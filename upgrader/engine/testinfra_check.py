@@ -106,7 +106,10 @@ def run_module(module: Path, endpoint: Endpoint, *, component: str, version: str
                 f"--ssh-config={config}", f"--ssh-extra-args={control}", "-c", str(work / "pytest.ini"),
                 "--rootdir", str(work), "-p", "no:cacheprovider", "-q", "--tb=short", f"--junitxml={junit}"]
         env = {**os.environ, "UPGRADER_COMPONENT": component, "UPGRADER_VERSION": version,
-               "UPGRADER_HOST": endpoint.name, "PYTHONDONTWRITEBYTECODE": "1"}
+               "UPGRADER_HOST": endpoint.name, "PYTHONDONTWRITEBYTECODE": "1",
+               # A private bytecode cache: a __pycache__ planted next to the pinned sources is never read
+               # (the plan pins the sources, loading/pins.py; a stale .pyc would run code it does not name).
+               "PYTHONPYCACHEPREFIX": str(work / "pycache")}
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 env=env, cwd=work, start_new_session=True, text=True)
         try:
