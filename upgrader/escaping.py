@@ -61,13 +61,12 @@ def md_inline(text: object) -> str:
 
 def md_cell(text: object, empty: str = "—") -> str:
     """Text in a GFM table cell: as ``md_inline`` (whose escaped ``|`` the table keeps in its cell)."""
-    value = md_inline(text)
-    return value if value.strip() else empty
+    return md_inline(text) if one_line(str(text)).strip() else empty
 
 
 def md_code(text: object, *, in_table: bool = False) -> str:
     """An inline code span of ``text``: delimited by one backtick more than its longest backtick run."""
-    body = visible(one_line(str(text)))
+    body = visible(one_line(str(text)).replace("\t", " "))
     if in_table:  # GFM splits a row at every unescaped '|', code spans included; the escape is removed
         body = body.replace("|", "\\|")
     if not body.strip(" "):

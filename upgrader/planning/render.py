@@ -152,7 +152,9 @@ def to_markdown(plan: Plan, window: str | None = None) -> str:
         out += [f"Window: {md_inline(window)}", ""]
     if plan.problems:
         out += ["> [!CAUTION]", "> The plan cannot be applied:"]
-        out += [f"> - {md_inline(p.message)}" + (f" — {md_inline(p.hint)}" if p.hint else "") for p in plan.problems]
+        # An empty item cannot interrupt the line above: its '-' would underline it into a heading.
+        out += [f"> - {md_inline(p.message) or '(no message)'}" + (f" — {md_inline(p.hint)}" if p.hint else "")
+                for p in plan.problems]
         out.append("")
     out += ["| datacenter | upgrade | canary | waves | skipped |", "|---|---:|---:|---:|---:|"]
     out += [f"| {md_cell(dc)} | {n} | {c} | {w} | {s} |" for dc, n, c, w, s in _dc_summary(plan)]
