@@ -116,7 +116,7 @@ class Command:
 
     ``what`` names it (``check health (command)``, ``service start``, ``migrate to 5.2.0``);
     ``run`` is what exactly runs (an argv as ``argv_text`` writes it, a probe's target);
-    ``steps`` the plan's step actions that run it.
+    ``steps`` the agent operations that run it (``rollback``: the undo of a live step).
     """
 
     what: str
@@ -134,15 +134,14 @@ def commands(plan: Plan) -> list[Command]:
     seen: set[int] = set()  # hosts share their operation objects: each is walked once
     for host in plan.hosts:
         for step in host.steps:
-            for role, op in (("", step.op), ("undo ", step.undo), ("verify ", step.verify)):
+            for op in (step.op, step.undo, step.verify):  # an undo is a rollback, a verify a verify: by name
                 if op is None or id(op) in seen:
                     continue
                 seen.add(id(op))
                 for what, run in _runs(op):
                     where = found.setdefault((what, run), [])
-                    action = role + str(op.get("op"))
-                    if action not in where:
-                        where.append(action)
+                    if op.get("op") not in where:
+                        where.append(str(op.get("op")))
     return [Command(what, run, tuple(steps)) for (what, run), steps in found.items()]
 
 
