@@ -291,3 +291,52 @@ def test_the_scheduled_unit_checks_the_signature_when_a_key_is_given(
     code = main(argv)
     assert code == 1 and "does not match" in capsys.readouterr().err
     assert connections == []
+
+
+def _pinned_module(folder: Path) -> tuple[Path, list[Any]]:
+    (folder / "verify").mkdir()
+    (folder / "verify" / "helper.py").write_text("WHERE = __file__\n")
+    (folder / "verify" / "mod.py").write_text(
+        "import os\nfrom helper import WHERE\n\n\ndef test_where():\n"
+        "    with open(os.environ['WHERE_OUT'], 'w') as out:\n        out.write(__file__ + '\\n' + WHERE)\n")
+    write_playbook(folder, module="verify/mod.py")
+    pb = load_playbook(folder / "playbook.yml")
+    return folder / "verify" / "mod.py", controller_files(pb.model, folder)
+
+
+@pytest.mark.reliability("a pinned testinfra file edited during the run, after apply checked the pins",
+                         "the check fails without running the module (no pytest process)")
+def test_a_module_edited_after_the_check_never_runs(in_tmp: Path, monkeypatch: pytest.MonkeyPatch,
+                                                    record_property: Record) -> None:
+    import subprocess
+
+    from upgrader.engine.testinfra_check import run_module
+    from upgrader.transport.base import Endpoint
+
+    module, pinned = _pinned_module(in_tmp)
+    (in_tmp / "verify" / "helper.py").write_text("import os; os.system('id')\n")  # between apply's check and now
+    started: list[object] = []
+    monkeypatch.setattr(subprocess, "Popen", lambda *a, **k: started.append(a) or pytest.fail("pytest started"))
+    result = run_module(module, Endpoint("h1", "192.0.2.1"), component="ordergw", version="5.2.0", timeout=30,
+                        pinned=pinned, base=in_tmp)
+    assert not result.ok and result.error == "controller file verify/helper.py changed since the plan was reviewed; " \
+        "not run"
+    assert started == []
+    record_property("observed", f"ok={result.ok}; {result.error}; {len(started)} process(es) started")
+
+
+def test_the_module_runs_from_a_private_copy_of_the_pinned_files(in_tmp: Path, monkeypatch: pytest.MonkeyPatch
+                                                                 ) -> None:
+    """Whatever changes in the playbook's directory while the module runs, Python imports the checked bytes."""
+    from upgrader.engine.testinfra_check import run_module
+    from upgrader.transport.base import Endpoint
+
+    module, pinned = _pinned_module(in_tmp)
+    out = in_tmp / "where.txt"
+    monkeypatch.setenv("WHERE_OUT", str(out))
+    result = run_module(module, Endpoint("h1", "192.0.2.1"), component="ordergw", version="5.2.0", timeout=60,
+                        connect_timeout=1, pinned=pinned, base=in_tmp)
+    assert result.ok, result
+    ran, helper = out.read_text().splitlines()
+    assert ran.endswith("/src/verify/mod.py") and helper.endswith("/src/verify/helper.py")
+    assert not ran.startswith(str(in_tmp))

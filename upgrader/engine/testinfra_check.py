@@ -13,6 +13,7 @@ release that should be running) and UPGRADER_HOST.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import subprocess
@@ -20,9 +21,11 @@ import sys
 import tempfile
 import time
 import xml.etree.ElementTree as ET
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from upgrader.models.plan import ControllerFile
 from upgrader.transport.base import DEFAULTS, Endpoint
 
 MAX_FAILURES_KEPT = 20  # failed tests reported per run; the rest are counted
@@ -88,13 +91,25 @@ def ssh_config(endpoint: Endpoint, connect_timeout: float, config_path: Path) ->
 
 
 def run_module(module: Path, endpoint: Endpoint, *, component: str, version: str, timeout: float,
-               connect_timeout: float = DEFAULTS.connect, python: str = sys.executable) -> TestinfraResult:
-    """Run ``module``'s tests against ``endpoint`` within ``timeout`` seconds; the result is a value."""
+               connect_timeout: float = DEFAULTS.connect, python: str = sys.executable,
+               pinned: Sequence[ControllerFile] | None = None, base: Path | None = None) -> TestinfraResult:
+    """Run ``module``'s tests against ``endpoint`` within ``timeout`` seconds; the result is a value.
+
+    With ``pinned`` (the plan's controller_files, paths relative to ``base``, the playbook's
+    directory), the module runs from a private copy of exactly those files, each read once and
+    checked against its sha256 as it is copied: a file edited after the plan was reviewed — even
+    during the run, after `apply` checked it — fails the check and never runs.
+    """
     started = time.monotonic()
     if not module.is_file():
         return TestinfraResult(False, 0, 0, (), 0.0, f"testinfra module {module} not found")
     with tempfile.TemporaryDirectory(prefix="upgrader-testinfra-") as tmp:
         work = Path(tmp)  # 0700: mkdtemp's mode; the ssh_config names a key and must not be shared
+        if pinned is not None:
+            copied = _pinned_copy(module, pinned, base or module.parent, work / "src")
+            if isinstance(copied, str):
+                return TestinfraResult(False, 0, 0, (), time.monotonic() - started, copied)
+            module = copied
         config = work / "ssh_config"
         config.write_text(ssh_config(endpoint, connect_timeout, config))
         (work / "pytest.ini").write_text("[pytest]\naddopts =\n")  # none of the project's own settings
@@ -149,6 +164,26 @@ def _parsed(junit: Path, code: int, seconds: float, output: str) -> TestinfraRes
     if passed == 0 and not failures:
         return TestinfraResult(False, 0, 0, (), seconds, "the testinfra module has no tests")
     return TestinfraResult(not failures, passed, len(failures), tuple(failures[:MAX_FAILURES_KEPT]), seconds)
+
+
+def _pinned_copy(module: Path, pinned: Sequence[ControllerFile], base: Path, into: Path) -> Path | str:
+    """``module``'s place in a copy of the pinned files under ``into``; a string (the reason) if one changed."""
+    wanted = Path(os.path.relpath(module, base)).as_posix()
+    if wanted not in {f.path for f in pinned}:
+        return f"testinfra module {wanted} is not pinned by the plan; not run"
+    for f in pinned:
+        if Path(f.path).is_absolute() or ".." in Path(f.path).parts:  # pins.py writes neither
+            return f"controller file {f.path} is outside the playbook's directory; not run"
+        try:
+            data = (base / f.path).read_bytes()
+        except OSError as exc:
+            return f"controller file {f.path} cannot be read ({exc.strerror or exc}); not run"
+        if "sha256:" + hashlib.sha256(data).hexdigest() != f.sha256:
+            return f"controller file {f.path} changed since the plan was reviewed; not run"
+        target = into / f.path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+    return into / wanted
 
 
 def _stop_master(config: Path, control: str, alias: str) -> None:

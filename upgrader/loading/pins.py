@@ -44,7 +44,12 @@ def controller_files(playbook: Playbook, playbook_dir: Path) -> list[ControllerF
         if check.testinfra is None:
             continue
         module = playbook_dir / check.testinfra.file
-        for path in [module, *_importable(import_root(module))]:
+        root = import_root(module)
+        if not root.resolve().is_relative_to(playbook_dir.resolve()):
+            raise RefusedError(f"testinfra module {check.testinfra.file}: pytest would import it from {root}, above "
+                               f"the playbook's directory (a package up to there)",
+                               "keep the module's packages inside the playbook's directory")
+        for path in [module, *_importable(root)]:
             name = Path(os.path.relpath(path, playbook_dir)).as_posix()
             if name not in found:
                 found[name] = ControllerFile(path=name, sha256=_sha256(path, name), used_by=f"check {check.name}")
