@@ -340,3 +340,15 @@ def test_the_module_runs_from_a_private_copy_of_the_pinned_files(in_tmp: Path, m
     ran, helper = out.read_text().splitlines()
     assert ran.endswith("/src/verify/mod.py") and helper.endswith("/src/verify/helper.py")
     assert not ran.startswith(str(in_tmp))
+
+
+def test_diff_reads_a_plan_of_the_previous_schema(saved: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`diff` against a base branch's older plan still works, and says what the new schema adds."""
+    old = json.loads(saved.read_text())
+    old["schema_version"] = 2
+    del old["controller_files"]
+    before = saved.parent / "before.json"
+    before.write_text(Plan.model_validate(old).sealed().to_json())
+    text = diff_lines(before, saved, capsys)
+    assert "plan schema 2 → 3" in text
+    assert "controller file verify/ordergw.py: now pinned (sha256:" in text
