@@ -354,3 +354,21 @@ def test_inputs_of_the_property_reach_the_plan(in_tmp: Any) -> None:
     markdown = to_markdown(hostile_plan(strings), window="w")
     missing = [s for s in strings if s not in markdown]
     assert missing == ["marker15"], missing  # used_by: which check reads a file, not shown
+
+
+def _breaks_shown(text: str) -> str:
+    return "".join(f"⟨U+{ord(c):04X}⟩" if one_line(c) != c else c for c in text)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(TEXT, min_size=21, max_size=21))
+def test_no_input_string_adds_a_line_to_the_text_plan_or_diff(strings: list[str]) -> None:
+    """A line break in a value shows as ⟨U+000A⟩: the text plan and diff have the lines they would without it."""
+    from upgrader.planning.render import to_text
+
+    hostile, flat = hostile_plan(strings), hostile_plan([_breaks_shown(s) for s in strings])
+    for verbose in (False, True):
+        assert len(to_text(hostile, verbose=verbose).splitlines()) == len(to_text(flat, verbose=verbose).splitlines())
+    text = to_text(hostile, verbose=True)
+    assert "\x1b" not in text and "\u202e" not in text
+    assert all(one_line(line) == line for line in text.splitlines())

@@ -47,5 +47,5 @@ def run(args: argparse.Namespace) -> int:
               f"{md_code(new.content_hash[:19])} ({md_code(new.playbook.path)})\n")
         print("\n".join(f"- {md_inline(line)}" for line in lines) if lines else "_no difference_")
     else:
-        print(visible("\n".join(lines), keep="\n") if lines else "no difference")
+        print("\n".join(visible(line) for line in lines) if lines else "no difference")  # one line each
     return 0 if not lines or args.exit_zero else 1

@@ -36,13 +36,13 @@ def limit_line(plan: Plan) -> str | None:
             "the inventory's other hosts are not in this plan")
 
 
-def _phase_line(plan: Plan, index: int) -> str:
+def _phase_lines(plan: Plan, index: int) -> list[str]:
     phase = plan.phases[index]
     where = phase.datacenter or "global"
     extra = f", bake {phase.bake:g}s" if phase.kind == "canary" else ""
     pause = f" (after a {phase.pause_before:g}s pause)" if phase.pause_before else ""
     line = f"{phase.index + 1:>3}. {phase.kind:<6} {where:<8} {', '.join(phase.hosts)}{extra}{pause}"
-    return (f"     ⏸ {gate_text(phase)}\n" if phase.gate else "") + line
+    return ([f"     ⏸ {gate_text(phase)}"] if phase.gate else []) + [line]
 
 
 def gate_text(phase: Phase) -> str:
@@ -73,7 +73,7 @@ def to_text(plan: Plan, *, verbose: bool = False) -> str:
         out.append("")
     if plan.phases:
         out.append("Phases:")
-        out += [_phase_line(plan, i) for i in range(len(plan.phases))]
+        out += [line for i in range(len(plan.phases)) for line in _phase_lines(plan, i)]
         out.append("")
         out.append(f"Rollback on failure: {plan.spec.rollback.on_failure}; {budgets.of_plan(plan).describe()}")
         if plan.groups:
@@ -106,7 +106,9 @@ def to_text(plan: Plan, *, verbose: bool = False) -> str:
         else:
             out += [f"  {s.host:<20} {s.reason}" for s in plan.skipped]
         out.append("")
-    return visible("\n".join(out).rstrip(), keep="\n") + "\n"  # no terminal escape reaches the screen
+    # One element of ``out`` is one line: a line break or terminal escape in a value shows as ⟨U+XXXX⟩,
+    # so input cannot fake a line of the plan or repaint the screen.
+    return "\n".join(visible(line) for line in out).rstrip() + "\n"
 
 
 _FOLD_HOSTS = 12  # a phase's host list longer than this is folded in the Markdown plan
