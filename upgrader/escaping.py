@@ -10,7 +10,8 @@ reporting/markdown.py, reporting/html.py):
 - ``md_cell``: text in a GFM table cell;
 - ``md_code``: an inline code span (``in_table`` for one inside a table cell);
 - ``md_code_block``: a fenced code block whose fence is longer than any backtick run in it;
-- ``md_html``: text inside an HTML block of a Markdown document (``<summary>``, ``<code>``);
+- ``md_html``: text inside an HTML block of a Markdown document (``<summary>``, ``<code>``; between
+  inline tags the text is Markdown, so ``md_inline``/``md_cell`` apply there);
 - ``html``: text in an HTML document.
 
 Characters a reader cannot see (controls, format characters such as bidi overrides, unassigned,
@@ -87,7 +88,11 @@ def md_code_block(text: object, info: str = "text") -> str:
 
 
 def md_html(text: object) -> str:
-    """Text inside an HTML block of a Markdown document: escaped, on one line (a blank line ends the block)."""
+    """Text inside an HTML block of a Markdown document: escaped, on one line (a blank line ends the block).
+
+    Only in an HTML *block* (a line starting with ``<details>``): there no Markdown is read.  Between
+    inline tags (in a paragraph or a table cell) the text is Markdown: use ``md_inline``/``md_cell``.
+    """
     return visible(_html.escape(one_line(str(text)), quote=True))
 
 

@@ -372,3 +372,16 @@ def test_no_input_string_adds_a_line_to_the_text_plan_or_diff(strings: list[str]
     text = to_text(hostile, verbose=True)
     assert "\x1b" not in text and "\u202e" not in text
     assert all(one_line(line) == line for line in text.splitlines())
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(TEXT, min_size=13, max_size=20))
+def test_a_folded_host_list_keeps_its_row(names: list[str]) -> None:
+    """More than 12 hosts fold into inline <details> in a cell, whose text is Markdown: still one cell."""
+    from upgrader.planning.render import _hosts_cell
+
+    tokens = PARSER.parse(f"| a | hosts | b |\n|---|---|---|\n| x | {_hosts_cell(names)} | y |\n")
+    [(header, rows)] = tables(tokens)
+    assert len(rows) == 1 and rows[0][0] == "x" and rows[0][2] == "y"
+    tags = [c.content for t in tokens if t.type == "inline" for c in t.children or [] if c.type == "html_inline"]
+    assert tags == ["<details>", "<summary>", "</summary>", "</details>"]

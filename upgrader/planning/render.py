@@ -118,8 +118,10 @@ _INLINE_COMMAND = 80  # characters of a command shown in its table row; a longer
 def _hosts_cell(names: list[str]) -> str:
     if len(names) <= _FOLD_HOSTS:
         return md_cell(", ".join(names))
-    return (f"<details><summary>{len(names)} hosts: {md_html(', '.join(names[:3]))}, …</summary>"
-            f"{md_html(', '.join(names))}</details>")
+    # Inline HTML in a cell: the text between the tags is Markdown (and the row is split at '|'), so it is
+    # escaped as cell text, not as HTML (md_html is for HTML blocks, where no Markdown is read).
+    return (f"<details><summary>{len(names)} hosts: {md_cell(', '.join(names[:3]))}, …</summary>"
+            f"{md_cell(', '.join(names))}</details>")
 
 
 def _step_groups(plan: Plan) -> list[tuple[list[HostPlan], list[tuple[str, str, str, str]]]]:
