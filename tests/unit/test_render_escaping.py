@@ -381,7 +381,7 @@ def test_a_folded_host_list_keeps_its_row(names: list[str]) -> None:
     from upgrader.planning.render import _hosts_cell
 
     tokens = PARSER.parse(f"| a | hosts | b |\n|---|---|---|\n| x | {_hosts_cell(names)} | y |\n")
-    [(header, rows)] = tables(tokens)
+    [(_, rows)] = tables(tokens)
     assert len(rows) == 1 and rows[0][0] == "x" and rows[0][2] == "y"
     tags = [c.content for t in tokens if t.type == "inline" for c in t.children or [] if c.type == "html_inline"]
     assert tags == ["<details>", "<summary>", "</summary>", "</details>"]
