@@ -352,3 +352,14 @@ def test_diff_reads_a_plan_of_the_previous_schema(saved: Path, capsys: pytest.Ca
     text = diff_lines(before, saved, capsys)
     assert "plan schema 2 → 3" in text
     assert "controller file verify/ordergw.py: now pinned (sha256:" in text
+
+
+def test_plan_hash_belongs_to_a_saved_plan(saved: Path, connections: list[str],
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    reviewed = json.loads(saved.read_text())["content_hash"]
+    assert main(["apply", "playbook.yml", "-i", "inventory.yml", "--yes", "--plan-hash", reviewed]) == 1
+    assert "--plan-hash names a saved plan's hash" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as usage:
+        main(["apply", "plan.json", "-i", "inventory.yml", "--yes", "--plan-hash", "abc"])
+    assert usage.value.code == 2
+    assert connections == []
