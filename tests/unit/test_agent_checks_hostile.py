@@ -101,7 +101,8 @@ def test_a_huge_log_is_read_only_up_to_the_bound(agent, logdir, tmp_path, record
         reason, seconds = timed_check(agent, log_check(big), ctx(tmp_path))
     finally:
         agent.os.pread = real
-    record_property("observed", f"{seconds:.3f} s, asked for {read} bytes of a {big.stat().st_size} byte file: {reason}")
+    record_property("observed", f"{seconds:.3f} s, asked for {read} bytes of a {big.stat().st_size} byte file: "
+                    f"{reason}")
     assert read == [agent.LOG_READ] and reason is not None and "no line matching" in reason and seconds < 2.0
 
 
@@ -141,7 +142,8 @@ def test_a_process_outside_the_units_cgroup_does_not_count(agent, impostor, tmp_
     c = {**ctx(tmp_path), "cgroups": {"ordergw.service": "/system.slice/ordergw.service"}}
     reason, _ = timed_check(agent, process_check(unit="ordergw.service"), c)
     # The control: the same impostor counts when the check's control group is the one it is in.
-    control, _ = timed_check(agent, process_check(unit="here.service"), {**c, "cgroups": {"here.service": own_cgroup()}})
+    here = {**c, "cgroups": {"here.service": own_cgroup()}}
+    control, _ = timed_check(agent, process_check(unit="here.service"), here)
     record_property("observed", f"unit's cgroup: {reason}; impostor's own cgroup {own_cgroup()!r}: {control}")
     assert reason is not None and "no process matches" in reason and control is None
 
