@@ -170,3 +170,57 @@ def test_the_unit_comes_from_the_service_when_the_check_has_none(agent, impostor
     c = {**ctx(tmp_path), "cgroups": {"ordergw.service": "/system.slice/ordergw.service"}}
     reason = agent.check_once(process_check(), c, {"systemd": "ordergw.service"})
     assert reason is not None and "in ordergw.service's control group" in reason
+
+
+# ---------------------------------------------------------------- tcp, http and version checks on this machine
+
+LISTENER = """
+import socket, sys
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", 0)); s.listen(8)
+print(s.getsockname()[1], flush=True)
+while True:
+    c, _ = s.accept()
+    c.recv(4096)
+    c.sendall(b'HTTP/1.0 200 OK\\r\\nContent-Type: application/json\\r\\n\\r\\n{"status": "ok", "version": "5.2.0"}')
+    c.close()
+"""
+
+
+@pytest.fixture
+def fake_service() -> Iterator[tuple[subprocess.Popen[str], int]]:
+    """uid 65534 listening on a loopback port and answering like the service's health endpoint."""
+    proc = subprocess.Popen(["/usr/bin/python3", "-c", LISTENER], user=NOBODY, group=NOBODY, stdout=subprocess.PIPE,
+                            text=True)
+    assert proc.stdout is not None
+    port = int(proc.stdout.readline())
+    yield proc, port
+    proc.kill()
+    proc.wait()
+
+
+SERVICE = {"systemd": "ordergw.service"}
+
+
+@pytest.mark.reliability("uid 65534 binds the service's port on 127.0.0.1 and answers its tcp, http and version "
+                         "checks (the service, a systemd unit, is elsewhere)", "each check fails: the listening "
+                         "socket is not held inside the unit's control group; held there, they pass")
+def test_a_listener_outside_the_unit_does_not_pass_tcp_http_or_version(agent, fake_service, tmp_path,  # type: ignore[no-untyped-def]
+                                                                       record_property) -> None:
+    _, port = fake_service
+    url = f"http://127.0.0.1:{port}/health"
+    checks = {"tcp": {"name": "t", "kind": "tcp", "tcp": {"port": port}, "timeout": 2.0},
+              "http": {"name": "h", "kind": "http", "http": {"url": url, "body": "ok"}, "timeout": 2.0},
+              "version": {"name": "v", "kind": "version", "version": {"url": url}, "timeout": 2.0}}
+    elsewhere = {**ctx(tmp_path), "cgroups": {"ordergw.service": "/system.slice/ordergw.service"},
+                 "expect_version": "5.2.0"}
+    here = {**elsewhere, "cgroups": {"ordergw.service": own_cgroup()}}  # the control: the listener's own group
+    seen = {kind: (agent.check_once(c, dict(elsewhere), SERVICE), agent.check_once(c, dict(here), SERVICE))
+            for kind, c in checks.items()}
+    unscoped = {kind: agent.check_once(c, dict(elsewhere)) for kind, c in checks.items()}  # prechecks: no service
+    record_property("observed", "; ".join(f"{k}: {v[0]} / own group: {v[1]}" for k, v in seen.items())
+                    + f"; without a service (prechecks): {unscoped}")
+    for kind, (outside, inside) in seen.items():
+        assert outside is not None and f"port {port} is not served by ordergw.service" in outside, kind
+        assert inside is None, kind
+    assert set(unscoped.values()) == {None}

@@ -94,3 +94,46 @@ def test_an_impostor_process_does_not_pass_a_process_check_on_a_host(host, pool,
     assert control.ok, control.error
     assert not beside.ok and "no process matches" in beside.error and "control group" in beside.error
     assert not stopped.ok and "not running" in stopped.error
+
+
+IMPOSTOR_SERVER = """# upgrader-impostor: answers like the service's health endpoint
+import socket
+import sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", int(sys.argv[1])))
+s.listen(8)
+while True:
+    c = s.accept()[0]
+    c.recv(4096)
+    c.sendall(b'HTTP/1.0 200 OK\\r\\nContent-Type: application/json\\r\\n\\r\\n{"status": "ok"}')
+    c.close()
+"""
+
+
+@pytest.mark.reliability("on a lab host, nobody listens on a port a tcp/http check names and answers like the "
+                         "service: (a) port 9109 beside the running service; (b) the service's own port 9101 with "
+                         "the service stopped", "every such check fails (the listener is not in the unit's control "
+                         "group; a stopped unit has none); the real service's checks pass")
+def test_an_impostor_listener_does_not_pass_http_checks_on_a_host(host, pool, record_property) -> None:  # type: ignore[no-untyped-def]
+    def checks(port: int) -> list[dict[str, Any]]:
+        return [{"name": "health", "kind": "http", "http": {"url": f"http://127.0.0.1:{port}/health"},
+                 "timeout": 2.0, "retries": 0, "interval": 1.0},
+                {"name": "tcp", "kind": "tcp", "tcp": {"port": port}, "timeout": 2.0, "retries": 0, "interval": 1.0}]
+
+    control, _ = verify(pool, host, checks(9101))
+    as_root(host, f"cat > /tmp/upgrader-impostor.py <<'PY'\n{IMPOSTOR_SERVER}PY\nchmod 644 /tmp/upgrader-impostor.py")
+    as_nobody(host, "nohup python3 /tmp/upgrader-impostor.py 9109 >/dev/null 2>&1 &")
+    time.sleep(1.0)
+    beside, _ = verify(pool, host, checks(9109))
+    as_root(host, f"systemctl stop {COMPONENT}.service")
+    as_nobody(host, "nohup python3 /tmp/upgrader-impostor.py 9101 >/dev/null 2>&1 &")
+    time.sleep(1.0)
+    stopped, seconds = verify(pool, host, checks(9101))
+    as_root(host, "pkill -u nobody -f upgrader-impostor; rm -f /tmp/upgrader-impostor.py")
+    record_property("observed", f"{host}: real service → ok={control.ok}; nobody on :9109 beside it → ok={beside.ok}: "
+                    f"{beside.error[:140]}; service stopped, nobody on :9101 → ok={stopped.ok} in {seconds:.2f} s: "
+                    f"{stopped.error[:140]}")
+    assert control.ok, control.error
+    assert not beside.ok and "port 9109 is not served by feedhandler.service" in beside.error
+    assert not stopped.ok and "feedhandler.service has no control group" in stopped.error

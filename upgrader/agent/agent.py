@@ -619,13 +619,16 @@ def probe(check, ctx, timeout, service=None):
             if spec.get("stdout") and not re.search(spec["stdout"], proc.stdout):
                 return "output does not match %r" % spec["stdout"]
         elif kind == "tcp":
-            socket.create_connection((spec.get("host", "127.0.0.1"), spec["port"]), timeout=timeout).close()
+            host = spec.get("host", "127.0.0.1")
+            socket.create_connection((host, spec["port"]), timeout=timeout).close()
+            return served_by_service(host, spec["port"], ctx, service)
         elif kind == "http":
             status, body = http_get(spec["url"], timeout)
             if status != spec.get("status", 200):
                 return "HTTP %d (expected %d): %s" % (status, spec.get("status", 200), body[:200])
             if spec.get("body") and not re.search(spec["body"], body):
                 return "body does not match %r: %s" % (spec["body"], body[:200])
+            return served_by_service(*url_host_port(spec["url"]), ctx, service)
         elif kind == "process":
             cgroup, uid, where = process_scope(spec, ctx, service)
             if not find_process(spec["match"], cgroup, uid):
@@ -642,6 +645,8 @@ def probe(check, ctx, timeout, service=None):
                 return "no version found: pattern %r does not match the output" % spec["pattern"]
             if expected is not None and got != expected:
                 return "reports version %r, expected %r" % (got, expected)
+            if spec.get("url"):
+                return served_by_service(*url_host_port(spec["url"]), ctx, service)
     except (OSError, ValueError) as exc:
         return "%s: %s" % (type(exc).__name__, exc)
     except OpFailed as exc:
@@ -661,14 +666,7 @@ def process_scope(spec, ctx, service=None):
     cgroup = uid = None
     words = []
     if unit:
-        known = ctx.setdefault("cgroups", {})
-        cgroup = known.get(unit)
-        if cgroup is None:
-            proc = run(["systemctl", "show", "-p", "ControlGroup", unit], 10)
-            cgroup = proc.stdout.strip().partition("=")[2].strip()
-            if proc.returncode != 0 or not cgroup.startswith("/"):
-                raise OpFailed("%s has no control group: it is not running" % unit)
-            known[unit] = cgroup
+        cgroup = unit_cgroup(unit, ctx)
         words.append("in %s's control group %s" % (unit, cgroup))
     if user:
         import pwd
@@ -682,6 +680,78 @@ def process_scope(spec, ctx, service=None):
         raise OpFailed("a process check needs the service's systemd unit or process.user: any local user "
                        "can run a process whose command line matches")
     return cgroup, uid, " and ".join(words)
+
+
+def unit_cgroup(unit, ctx):
+    """The control group systemd runs ``unit`` in (``ControlGroup``), remembered for the operation: a unit
+    keeps its group across restarts.  OpFailed when it has none: it is not running."""
+    known = ctx.setdefault("cgroups", {})
+    cgroup = known.get(unit)
+    if cgroup is None:
+        proc = run(["systemctl", "show", "-p", "ControlGroup", unit], 10)
+        cgroup = proc.stdout.strip().partition("=")[2].strip()
+        if proc.returncode != 0 or not cgroup.startswith("/"):
+            raise OpFailed("%s has no control group: it is not running" % unit)
+        known[unit] = cgroup
+    return cgroup
+
+
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
+
+
+def url_host_port(url):
+    """(host, port) of an http:// or https:// URL (the agent's own parsing: no urllib import)."""
+    scheme, _, rest = url.partition("://")
+    hostport = rest.split("/", 1)[0].rpartition("@")[2]
+    if hostport.startswith("["):
+        host, _, port = hostport[1:].partition("]")
+        port = port.lstrip(":")
+    else:
+        host, _, port = hostport.partition(":")
+    return host or "localhost", int(port) if port.isdigit() else (443 if scheme == "https" else 80)
+
+
+def served_by_service(host, port, ctx, service):
+    """None if ``port`` on this machine is listened on by a process of the service's systemd unit, or the
+    check is not about this machine or no unit is known (prechecks; a service without systemd); else why
+    not.  While the service is down any local user can bind its port (above 1024) and answer a tcp, http
+    or version check: the answer counts only if the listening socket is held inside the unit."""
+    unit = (service or {}).get("systemd")
+    if not unit or not (host in LOOPBACK_NAMES or host.startswith("127.")):
+        return None
+    inodes = listening_inodes(port)
+    if not inodes:
+        return None  # nothing this agent can see listens (another network namespace): as before
+    cgroup = unit_cgroup(unit, ctx)
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            if not in_cgroup(pid, cgroup):
+                continue
+            for fd in os.listdir("/proc/%s/fd" % pid):
+                if os.readlink("/proc/%s/fd/%s" % (pid, fd)) in inodes:
+                    return None
+        except OSError:  # it ended while we looked
+            continue
+    return "port %d is not served by %s: a process outside its control group %s listens there" % (
+        port, unit, cgroup)
+
+
+def listening_inodes(port):
+    """``socket:[INODE]`` of every TCP socket listening on ``port`` (IPv4 and IPv6), from /proc/net."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as fh:
+                next(fh, None)
+                for line in fh:
+                    fields = line.split()
+                    if len(fields) > 9 and fields[3] == "0A" and int(fields[1].rpartition(":")[2], 16) == port:
+                        found.add("socket:[%s]" % fields[9])
+        except (OSError, ValueError):
+            continue
+    return found
 
 
 def find_process(pattern, cgroup=None, uid=None):
