@@ -119,7 +119,7 @@ def copy_file(src, dst):
     import shutil
     import stat
 
-    fin = os.open(src, os.O_RDONLY | os.O_NOFOLLOW)
+    fin = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)  # a FIFO is refused below, not waited on
     try:
         st = os.fstat(fin)
         if not stat.S_ISREG(st.st_mode):
