@@ -186,6 +186,7 @@ def test_metrics_with_no_runs_are_valid_and_empty(tmp_path: Path) -> None:
 def test_report_command_writes_html_markdown_and_metrics(state: Path, tmp_path: Path,
                                                          capsys: pytest.CaptureFixture[str]) -> None:
     page, prom = tmp_path / "run.html", tmp_path / "prom"
+    prom.mkdir()
     code = main(["--state-dir", str(state), "report", FAILED_RUN, "--out", str(page), "--metrics", str(prom)])
     assert code == 0 and "<svg" in page.read_text() and (prom / "upgrader.prom").is_file()
     assert main(["--state-dir", str(state), "report", ROLLBACK_RUN]) == 0

@@ -57,6 +57,7 @@ def test_line_breaks_are_refused() -> None:
 
 def schedule(tmp_path: Path, capsys: pytest.CaptureFixture[str], *extra: str) -> tuple[Path, Path, str]:
     unit_dir = tmp_path / "units"
+    unit_dir.mkdir()  # output directories are never created (loading/output.py)
     rc = main(["--state-dir", str(tmp_path / "state"), "schedule", str(PLAYBOOK), "-i", str(INVENTORY),
                "--at", "Sat 02:00 America/New_York", "--unit-dir", str(unit_dir), "--name", "upg-test", *extra])
     assert rc == 0
@@ -184,6 +185,7 @@ def test_schedule_a_reviewed_plan_once(tmp_path: Path, monkeypatch: pytest.Monke
                                        capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.chdir(tmp_path)
     plan = _saved_plan(tmp_path)
+    (tmp_path / "units").mkdir()
     assert main(["--state-dir", str(tmp_path / "state"), "schedule", "plan.json", "-i", "inv.yml",
                  "--on", "2099-12-05 02:00 America/New_York", "--user", "root", "--unit-dir", "units"]) == 0
     units = tmp_path / "units"
@@ -219,13 +221,14 @@ def test_schedule_refuses_an_edited_plan_and_writes_nothing(tmp_path: Path, monk
     data = json.loads(plan.read_text())
     data["spec"]["canary"]["bake"] = 0.0
     plan.write_text(Plan.model_validate(data).sealed().to_json())
+    (tmp_path / "units").mkdir()
     capsys.readouterr()
     code = main(["--state-dir", str(tmp_path / "state"), "schedule", "plan.json", "-i", "inv.yml",
                  "--at", "Sat 02:00 America/New_York", "--unit-dir", "units"])
     err = capsys.readouterr().err
     assert code == 1 and "spec.canary.bake" in err
-    assert not (tmp_path / "units").exists()
-    record_property("observed", f"exit {code}; {err.strip().splitlines()[0][:110]}; units/ not created")
+    assert list((tmp_path / "units").iterdir()) == []
+    record_property("observed", f"exit {code}; {err.strip().splitlines()[0][:110]}; units/ left empty")
 
 
 @pytest.mark.parametrize(("extra", "message"), [
@@ -237,6 +240,7 @@ def test_schedule_refusals(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caps
                            extra: list[str], message: str | None) -> None:
     monkeypatch.chdir(tmp_path)
     _saved_plan(tmp_path)
+    (tmp_path / "u").mkdir()
     argv = ["--state-dir", str(tmp_path / "state"), "schedule", "plan.json", "-i", "inv.yml", "--unit-dir", "u", *extra]
     if message is None:
         with pytest.raises(SystemExit) as usage:
@@ -245,4 +249,4 @@ def test_schedule_refusals(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caps
         return
     assert main(argv) == 1
     assert message in capsys.readouterr().err
-    assert not (tmp_path / "u").exists()
+    assert list((tmp_path / "u").iterdir()) == []

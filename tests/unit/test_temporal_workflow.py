@@ -29,6 +29,7 @@ from upgrader.engine.gates import DecisionKind
 from upgrader.engine.journal import read
 from upgrader.loading.inputs import load_inventory
 from upgrader.models.plan import Plan
+from upgrader.planning import signing
 from upgrader.temporal import worker
 from upgrader.temporal.messages import Start
 from upgrader.temporal.settings import CONTROL_QUEUE
@@ -71,9 +72,18 @@ def quick(plan: Plan) -> Plan:
     return plan.model_copy(update={"spec": spec, "phases": phases, "content_hash": ""}).sealed()
 
 
+KEY = b"test-plan-key-0123456789abcdef"  # the controllers' and the datacenter workers' plan key
+
+
+def signed(start: Start) -> Start:
+    """``start`` as `apply --engine temporal` starts it: signed with the plan key."""
+    start.signature = signing.sign_run(start.plan, start.run_id, start.python, start.break_lock, KEY)
+    return start
+
+
 def run_workflow(server: DevServer, case: str, tmp: Path, monkeypatch: pytest.MonkeyPatch, *,
                  fail: set[tuple[str, str]] | None = None, steer: Steer | None = None,
-                 control_inventory: Path | None = None,
+                 control_inventory: Path | None = None, forge: Callable[[Start], Start] = signed,
                  ) -> tuple[Agent, dict[str, Any], list[dict[str, Any]], Plan]:
     plan = quick(case_plan(case))
     agent = Agent(plan, fail)
@@ -86,16 +96,17 @@ def run_workflow(server: DevServer, case: str, tmp: Path, monkeypatch: pytest.Mo
     async def go() -> dict[str, Any]:
         client = await Client.connect(server.address)
         running = worker.workers(client, inventory, datacenters=list(inventory.model.datacenters), control=False,
-                                 state_dir=state, factory=Transport, quiet=True)  # type: ignore[arg-type]
+                                 state_dir=state, factory=Transport, quiet=True,  # type: ignore[arg-type]
+                                 plan_key=KEY)
         desk = load_inventory(control_inventory) if control_inventory else inventory
         running += worker.workers(client, desk, datacenters=[], control=True, state_dir=state, fail_on_bug=True)
         async with contextlib.AsyncExitStack() as stack:
             for w in running:
                 await stack.enter_async_context(w)
-            start = Start(run_id=run_id, plan=plan.to_json(), operator="pytest@ctl", artifacts=str(tmp),
-                          run_start={"seq": 1, "at": "2026-12-01T00:00:00.000+00:00", "event": "run-start",
-                                     "kind": "apply", "run": run_id, "component": plan.component,
-                                     "engine": "temporal"})
+            start = forge(Start(run_id=run_id, plan=plan.to_json(), operator="pytest@ctl", artifacts=str(tmp),
+                                run_start={"seq": 1, "at": "2026-12-01T00:00:00.000+00:00", "event": "run-start",
+                                           "kind": "apply", "run": run_id, "component": plan.component,
+                                           "engine": "temporal"}))
             handle = await client.start_workflow("upgrade", start, id=f"test-{run_id}", task_queue=CONTROL_QUEUE,
                                                 execution_timeout=timedelta(seconds=120))
             if steer is not None:
@@ -104,7 +115,8 @@ def run_workflow(server: DevServer, case: str, tmp: Path, monkeypatch: pytest.Mo
             return result
 
     outcome = asyncio.run(go())
-    entries = list(read(state / "runs" / run_id / "journal.jsonl"))
+    journal = state / "runs" / run_id / "journal.jsonl"
+    entries = list(read(journal)) if journal.exists() else []
     return agent, outcome, entries, plan
 
 
@@ -211,3 +223,86 @@ def test_the_inventory_webhooks_hear_of_the_run(temporal_server: DevServer, in_t
     assert outcome["exit_code"] == 0
     kinds = [e["event"] for e in hook]
     assert kinds[0] == "run-started" and kinds[-1] == "finished" and "canary-passed" in kinds, kinds
+
+
+# ---------------------------------------------------------------- issue 25 §7: the worker's trust boundary
+
+def _forged_plan(start: Start) -> str:
+    """The run's plan with a command of the forger's choosing as every host's first live step, sealed again
+    (its content hash recomputed, as anyone can)."""
+    data = json.loads(start.plan)
+    for host in data["hosts"]:
+        for step in host["steps"]:
+            if step["op"].get("op") == "precheck":
+                step["op"]["commands"] = [{"name": "owned", "kind": "command", "timeout": 5.0, "retries": 0,
+                                           "interval": 1.0, "command": {"argv": ["/bin/sh", "-c", "id > /tmp/owned"]}}]
+    return Plan.model_validate(data).model_copy(update={"content_hash": ""}).sealed().to_json()
+
+
+def _unsigned(start: Start) -> Start:
+    start.plan = _forged_plan(start)
+    return start
+
+
+def _other_key(start: Start) -> Start:
+    start.plan = _forged_plan(start)
+    start.signature = signing.sign_run(start.plan, start.run_id, start.python, start.break_lock,
+                                       b"the-forgers-own-key-0123456789")
+    return start
+
+
+def _edited_after_signing(start: Start) -> Start:
+    signed(start)  # a genuine signature of the reviewed plan ...
+    start.plan = _forged_plan(start)  # ... on another plan
+    return start
+
+
+def _python_swapped(start: Start) -> Start:
+    signed(start)  # the reviewed plan, signed for python3 ...
+    start.python = "/tmp/evil-python"  # ... run under an interpreter of the forger's choosing
+    return start
+
+
+FORGERIES = {"unsigned forged plan": _unsigned, "forged plan signed with another key": _other_key,
+             "signed plan edited afterwards": _edited_after_signing, "signed plan, python swapped": _python_swapped}
+
+
+@pytest.mark.reliability("a workflow started in the namespace with a forged plan (a root command on every host) "
+                         "or forged run parameters, on the dev server with the real workers",
+                         "the datacenter workers refuse it before any host is sent anything")
+@pytest.mark.parametrize("forgery", sorted(FORGERIES))
+def test_a_forged_plan_is_refused_by_the_worker(forgery: str, temporal_server: DevServer, in_tmp: Path,
+                                                monkeypatch: pytest.MonkeyPatch,
+                                                record_property: Callable[[str, object], None]) -> None:
+    from temporalio.client import WorkflowFailureError
+
+    try:
+        agent, outcome, _, plan = run_workflow(temporal_server, "two_dcs_order_pause", in_tmp, monkeypatch,
+                                               forge=FORGERIES[forgery])
+        verdict = f"run ended {outcome.get('status')} (exit {outcome.get('exit_code')}): {outcome.get('message')}"
+    except WorkflowFailureError as exc:
+        raise AssertionError(f"the workflow failed instead of refusing: {exc.cause or exc}") from None
+    sent = {h.host: agent.program(h.host) for h in plan.hosts}
+    record_property("observed", f"{forgery}: {verdict[:200]}; operations sent to hosts: "
+                    f"{sum(len(v) for v in sent.values())}")
+    assert all(not ops for ops in sent.values()), sent
+    assert outcome["exit_code"] != 0
+
+
+def test_a_datacenter_worker_needs_a_plan_key() -> None:
+    from upgrader.errors import RefusedError
+
+    inventory = load_inventory(CASES / "two_dcs_order_pause" / "inventory.yml")
+    with pytest.raises(RefusedError, match="runs only signed plans"):
+        worker.workers(None, inventory, datacenters=["ny5"], control=False, state_dir=Path("."))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("address", "tls", "warned"), [
+    ("127.0.0.1:7233", False, False), ("localhost:7233", False, False), ("[::1]:7233", False, False),
+    ("temporal.example:7233", False, True), ("10.0.0.5:7233", False, True), ("temporal.example:7233", True, False)])
+def test_plaintext_to_a_remote_server_is_warned(address: str, tls: bool, warned: bool) -> None:
+    from upgrader.temporal.client import plaintext_warning
+    from upgrader.temporal.settings import Settings
+
+    found = Settings(address=address, tls_ca=Path("/ca.pem") if tls else None)
+    assert (plaintext_warning(found) is not None) is warned

@@ -36,8 +36,12 @@ CASES = {
         "playbook.yml:8:1: unknown key 'upgrade_form' in the top level — did you mean 'upgrade_from'?"]),
     "unknown key, two candidates": ("playbook", "  bake: 8s", "  bake_tme: 8s", [
         "playbook.yml:27:3: unknown key 'bake_tme' in canary — did you mean 'bake' or 'bake_interval'?"]),
-    "hostile key is escaped": ("playbook", "vendor: Acme", '"evil\\nkey\\u202e": 1\nvendor: Acme', [
-        "playbook.yml:3:1: unknown key 'evil\\nkey\\u202e' in the top level — allowed keys: artifact, canary, "
+    "hostile key is refused, not echoed": ("playbook", "vendor: Acme", '"evil\\nkey\\u202e": 1\nvendor: Acme', [
+        "playbook.yml:3:1: invisible or control character U+000A a control character (Cc) in a key — retype the "
+        "value without it (only printable characters and the ASCII space are allowed; tabs and line breaks are "
+        "not, see the README)"]),
+    "hostile key is escaped": ("playbook", "vendor: Acme", '"evil key<b>": 1\nvendor: Acme', [
+        "playbook.yml:3:1: unknown key 'evil key<b>' in the top level — allowed keys: artifact, canary, "
         "checks, component, description, install, migrate, prechecks, requires, rollback, rollout, service, "
         "upgrade_from, vendor, version, version_scheme, via, windows"]),
     "string for a list": ("playbook", "config_files: [/etc/ordergw/ordergw.conf]",
@@ -169,6 +173,9 @@ def test_validate_prints_each_problem_on_one_line_and_changes_nothing(
         "error: inventory.yml:25:21: host ch2-oe01 has role 'rsk', which is not defined — did you mean 'risk'?",
         "error: playbook.yml:4:10: version: version 3.10 was read as a number — quote it, e.g. '3.10'",
         "error: playbook.yml:27:3: unknown key 'bake_tme' in canary — did you mean 'bake' or 'bake_interval'?",
+        "error: playbook.yml:27:13: invisible or control character U+000A a control character (Cc) in a value — "
+        "retype the value without it (only printable characters and the ASCII space are allowed; tabs and line "
+        "breaks are not, see the README)",
     ]
     assert {p.name: p.read_bytes() for p in in_tmp.iterdir()} == before  # no state dir, no file touched
 

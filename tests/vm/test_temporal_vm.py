@@ -61,6 +61,7 @@ def upgrader(tmp_path: Path, vm_inventory: Path, reset_hosts: None,
              temporal_server: DevServer) -> Upgrader:
     up = Upgrader(tmp_path / "state", vm_inventory)
     up.env["UPGRADER_TEMPORAL_ADDRESS"] = temporal_server.address
+    up.env["UPGRADER_PLAN_KEY"] = "vm-test-plan-key-0123456789abcdef"  # the controller signs, the workers check
     return up
 
 

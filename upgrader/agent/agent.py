@@ -119,7 +119,7 @@ def copy_file(src, dst):
     import shutil
     import stat
 
-    fin = os.open(src, os.O_RDONLY | os.O_NOFOLLOW)
+    fin = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)  # a FIFO is refused below, not waited on
     try:
         st = os.fstat(fin)
         if not stat.S_ISREG(st.st_mode):
@@ -561,11 +561,54 @@ def extract_version(pattern, text):
     return match.group(0)
 
 
-def check_once(check, ctx):
-    """Return None when the check passes, else a short reason."""
+# Checks are run as root but look at what others control: the service user owns its log file and can
+# put a FIFO or a symlink there; any local user can run a process whose command line holds the match
+# string.  So (issue 25 §4): every check is bounded from this side by its timeout (bounded), whatever
+# a file, a mount or a peer does; files are opened without following a final symlink and without
+# waiting (O_NOFOLLOW|O_NONBLOCK), and only a regular file is read, at most LOG_READ bytes; a process
+# counts only if it is in the service's own control group (its systemd unit) and, when the check
+# names one, runs as the configured user.
+CHECK_GRACE = 1.0  # seconds past a check's timeout before it is abandoned (its own timeouts fire first)
+COMMAND_GRACE = 5.0  # a command check's run() kills and reaps at its timeout; this is only the backstop
+LOG_READ = 8 << 20  # bytes of a log read at most, from the offset remembered at the restart
+
+
+def check_once(check, ctx, service=None):
+    """Return None when the check passes, else a short reason.  Never takes much longer than the
+    check's timeout, whatever it meets (see bounded)."""
+    timeout = check.get("timeout", 5)
+    grace = COMMAND_GRACE if check["kind"] == "command" else CHECK_GRACE
+    return bounded(lambda: probe(check, ctx, timeout, service), timeout + grace)
+
+
+def bounded(fn, seconds):
+    """``fn()``, or a reason if it has not returned within ``seconds``: it is then left running in a
+    daemon thread (a read of a hung mount cannot be interrupted) and the check fails."""
+    import threading
+
+    box = []
+
+    def target():
+        try:
+            box.append((True, fn()))
+        except BaseException as exc:  # handed to the caller's thread below
+            box.append((False, exc))
+
+    worker = threading.Thread(target=target, name="upgrader-check", daemon=True)
+    worker.start()
+    worker.join(seconds)
+    if not box:
+        return "did not finish within %gs (a file, mount or peer that does not answer?)" % seconds
+    ok, value = box[0]
+    if not ok:
+        raise value
+    return value
+
+
+def probe(check, ctx, timeout, service=None):
+    """One attempt of ``check``: None when it passes, else a short reason."""
     import socket
 
-    timeout = check.get("timeout", 5)
     kind = check["kind"]
     spec = check[kind]
     try:
@@ -576,16 +619,20 @@ def check_once(check, ctx):
             if spec.get("stdout") and not re.search(spec["stdout"], proc.stdout):
                 return "output does not match %r" % spec["stdout"]
         elif kind == "tcp":
-            socket.create_connection((spec.get("host", "127.0.0.1"), spec["port"]), timeout=timeout).close()
+            host = spec.get("host", "127.0.0.1")
+            socket.create_connection((host, spec["port"]), timeout=timeout).close()
+            return served_by_service(host, spec["port"], ctx, service)
         elif kind == "http":
             status, body = http_get(spec["url"], timeout)
             if status != spec.get("status", 200):
                 return "HTTP %d (expected %d): %s" % (status, spec.get("status", 200), body[:200])
             if spec.get("body") and not re.search(spec["body"], body):
                 return "body does not match %r: %s" % (spec["body"], body[:200])
+            return served_by_service(*url_host_port(spec["url"]), ctx, service)
         elif kind == "process":
-            if not find_process(spec["match"]):
-                return "no process matches %r" % spec["match"]
+            cgroup, uid, where = process_scope(spec, ctx, service)
+            if not find_process(spec["match"], cgroup, uid):
+                return "no process matches %r %s" % (spec["match"], where)
         elif kind == "log":
             offset = (read_json(os.path.join(state_dir(ctx["component"]), "start.json"), {}) or {}).get(
                 spec["path"], 0)
@@ -598,6 +645,8 @@ def check_once(check, ctx):
                 return "no version found: pattern %r does not match the output" % spec["pattern"]
             if expected is not None and got != expected:
                 return "reports version %r, expected %r" % (got, expected)
+            if spec.get("url"):
+                return served_by_service(*url_host_port(spec["url"]), ctx, service)
     except (OSError, ValueError) as exc:
         return "%s: %s" % (type(exc).__name__, exc)
     except OpFailed as exc:
@@ -605,7 +654,109 @@ def check_once(check, ctx):
     return None
 
 
-def find_process(pattern):
+def process_scope(spec, ctx, service=None):
+    """(control group, uid, words for a failure) a process check counts processes in.
+
+    The unit is the one the plan names with the check, else the service being checked; its control
+    group is asked of systemd (``ControlGroup``) and remembered for the operation (a unit keeps its
+    group across restarts).  ``user``, if the check gives one, narrows further.  Without a unit or a
+    user nothing counts: any local user could run a process whose command line matches."""
+    unit = spec.get("unit") or (service or {}).get("systemd")
+    user = spec.get("user")
+    cgroup = uid = None
+    words = []
+    if unit:
+        cgroup = unit_cgroup(unit, ctx)
+        words.append("in %s's control group %s" % (unit, cgroup))
+    if user:
+        import pwd
+
+        try:
+            uid = pwd.getpwnam(user).pw_uid
+        except KeyError:
+            raise OpFailed("process check: no user %r on this host" % user) from None
+        words.append("running as %s (uid %d)" % (user, uid))
+    if cgroup is None and uid is None:
+        raise OpFailed("a process check needs the service's systemd unit or process.user: any local user "
+                       "can run a process whose command line matches")
+    return cgroup, uid, " and ".join(words)
+
+
+def unit_cgroup(unit, ctx):
+    """The control group systemd runs ``unit`` in (``ControlGroup``), remembered for the operation: a unit
+    keeps its group across restarts.  OpFailed when it has none: it is not running."""
+    known = ctx.setdefault("cgroups", {})
+    cgroup = known.get(unit)
+    if cgroup is None:
+        proc = run(["systemctl", "show", "-p", "ControlGroup", unit], 10)
+        cgroup = proc.stdout.strip().partition("=")[2].strip()
+        if proc.returncode != 0 or not cgroup.startswith("/"):
+            raise OpFailed("%s has no control group: it is not running" % unit)
+        known[unit] = cgroup
+    return cgroup
+
+
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
+
+
+def url_host_port(url):
+    """(host, port) of an http:// or https:// URL (the agent's own parsing: no urllib import)."""
+    scheme, _, rest = url.partition("://")
+    hostport = rest.split("/", 1)[0].rpartition("@")[2]
+    if hostport.startswith("["):
+        host, _, port = hostport[1:].partition("]")
+        port = port.lstrip(":")
+    else:
+        host, _, port = hostport.partition(":")
+    return host or "localhost", int(port) if port.isdigit() else (443 if scheme == "https" else 80)
+
+
+def served_by_service(host, port, ctx, service):
+    """None if ``port`` on this machine is listened on by a process of the service's systemd unit, or the
+    check is not about this machine or no unit is known (prechecks; a service without systemd); else why
+    not.  While the service is down any local user can bind its port (above 1024) and answer a tcp, http
+    or version check: the answer counts only if the listening socket is held inside the unit."""
+    unit = (service or {}).get("systemd")
+    if not unit or not (host in LOOPBACK_NAMES or host.startswith("127.")):
+        return None
+    inodes = listening_inodes(port)
+    if not inodes:
+        return None  # nothing this agent can see listens (another network namespace): as before
+    cgroup = unit_cgroup(unit, ctx)
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            if not in_cgroup(pid, cgroup):
+                continue
+            for fd in os.listdir("/proc/%s/fd" % pid):
+                if os.readlink("/proc/%s/fd/%s" % (pid, fd)) in inodes:
+                    return None
+        except OSError:  # it ended while we looked
+            continue
+    return "port %d is not served by %s: a process outside its control group %s listens there" % (
+        port, unit, cgroup)
+
+
+def listening_inodes(port):
+    """``socket:[INODE]`` of every TCP socket listening on ``port`` (IPv4 and IPv6), from /proc/net."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as fh:
+                next(fh, None)
+                for line in fh:
+                    fields = line.split()
+                    if len(fields) > 9 and fields[3] == "0A" and int(fields[1].rpartition(":")[2], 16) == port:
+                        found.add("socket:[%s]" % fields[9])
+        except (OSError, ValueError):
+            continue
+    return found
+
+
+def find_process(pattern, cgroup=None, uid=None):
+    """Is a process whose command line matches ``pattern`` running in ``cgroup`` (a control group path,
+    or one below it) as real uid ``uid``?  None for either means no condition on it."""
     rx = re.compile(pattern)
     for pid in os.listdir("/proc"):
         if not pid.isdigit() or int(pid) == os.getpid():
@@ -613,22 +764,59 @@ def find_process(pattern):
         try:
             with open("/proc/%s/cmdline" % pid, "rb") as fh:
                 cmdline = fh.read().replace(b"\0", b" ").decode("utf-8", "replace").strip()
-        except OSError:
+            if not cmdline or "upgrader-agent" in cmdline or not rx.search(cmdline):
+                continue
+            if uid is not None and proc_uid(pid) != uid:
+                continue
+            if cgroup is not None and not in_cgroup(pid, cgroup):
+                continue
+        except OSError:  # it ended while we looked
             continue
-        if cmdline and "upgrader-agent" not in cmdline and rx.search(cmdline):
-            return True
+        return True
+    return False
+
+
+def proc_uid(pid):
+    """The real uid of process ``pid`` (/proc/PID/status), which setuid does not change."""
+    with open("/proc/%s/status" % pid) as fh:
+        for line in fh:
+            if line.startswith("Uid:"):
+                return int(line.split()[1])
+    return None
+
+
+def in_cgroup(pid, cgroup):
+    """Is ``pid`` in ``cgroup`` or below it, in any hierarchy (cgroup v2 "0::/path", v1 "N:name=systemd:/path")?"""
+    with open("/proc/%s/cgroup" % pid) as fh:
+        for line in fh:
+            path = line.rstrip("\n").split(":", 2)[-1]
+            if path == cgroup or path.startswith(cgroup.rstrip("/") + "/"):
+                return True
     return False
 
 
 def log_matches(path, offset, pattern):
+    """Does a line written since ``offset`` match?  The file is the service user's to replace: it is
+    opened without following a final symlink and without waiting (a FIFO would block open() for ever),
+    and only a regular file is read, at most LOG_READ bytes."""
+    import errno
+    import stat
+
     try:
-        with open(path, "rb") as fh:
-            size = os.fstat(fh.fileno()).st_size
-            fh.seek(offset if offset <= size else 0)  # rotated or truncated: read it all
-            data = fh.read(8 << 20).decode("utf-8", "replace")
-    except OSError:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise OpFailed("log %s is a symlink: name the file itself" % path) from None
         return False
-    return re.search(pattern, data, re.MULTILINE) is not None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise OpFailed("log %s is not a regular file" % path)
+        start = offset if 0 <= offset <= st.st_size else 0  # rotated or truncated: read it all
+        data = os.pread(fd, LOG_READ, start)
+    finally:
+        os.close(fd)
+    return re.search(pattern, data.decode("utf-8", "replace"), re.MULTILINE) is not None
 
 
 FAST_POLL = 0.05  # seconds: cheap probes are polled this often within a check's window
@@ -668,7 +856,7 @@ def run_checks(checks, ctx, retries=True, service=None):
         next_service_poll = time.monotonic() + SERVICE_POLL
         while True:
             attempt += 1
-            reason = check_once(check, ctx)
+            reason = check_once(check, ctx, service)
             if reason is None:
                 break
             left = deadline - time.monotonic()

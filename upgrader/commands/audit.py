@@ -21,6 +21,7 @@ from upgrader.engine import programs
 from upgrader.engine.consistency import Expected, HostAudit, expected_from_runs, judge
 from upgrader.engine.notifier import notifier
 from upgrader.errors import ExitCode, RefusedError
+from upgrader.loading import output
 from upgrader.loading.inputs import Loaded, load_inventory, load_playbook
 from upgrader.models.inventory import Inventory
 from upgrader.models.playbook import Playbook
@@ -57,6 +58,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    output.check_dir(args.metrics_dir, "--metrics-dir")  # never created; refused before any host is asked
     inventory = load_inventory(args.inventory)
     inv = inventory.model
     selection = targeting.select(args, inventory)  # before any playbook is read or host asked
@@ -92,11 +94,7 @@ def run(args: argparse.Namespace) -> int:
     if args.metrics_dir:
         from upgrader.reporting.skew import write_audit_metrics
 
-        try:
-            write_audit_metrics(rows, args.metrics_dir, time.time())
-        except OSError as exc:
-            raise RefusedError(f"cannot write metrics to {args.metrics_dir}: {exc}",
-                               "create the directory or fix its permissions") from None
+        write_audit_metrics(rows, args.metrics_dir, time.time())  # RefusedError if it cannot (loading/output.py)
     _notify(inventory.model, rows)
     return int(ExitCode.OK if all(r.ok for r in rows) else ExitCode.REFUSED)
 

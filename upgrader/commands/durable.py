@@ -34,8 +34,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def apply(args: argparse.Namespace, plan: Plan, inventory: Inventory, verdict: Any) -> int:
-    """Start the verified plan as a workflow and watch it; the run goes on if this process dies."""
+    """Start the verified plan as a workflow and watch it; the run goes on if this process dies.
+
+    The plan and run are signed with the plan key (planning/signing.sign_run): the datacenter workers
+    run nothing else, so a plan key is required here, before anything starts."""
+    from upgrader.planning import signing
+
     found = settings.resolve(args, inventory, args.inventory)
+    secret = signing.key(getattr(args, "plan_key", None))
+    if secret is None:
+        raise RefusedError("--engine temporal needs the plan key: the datacenter workers run only plans signed "
+                           "with it", f"give --plan-key FILE or set ${signing.ENV} (the key the workers hold); "
+                           "nothing was changed")
     who = operator()
     run_id = new_run_id(plan.component, datetime.now(UTC))
     offset = (args.now - datetime.now(UTC)).total_seconds() if args.now else 0.0
@@ -49,10 +59,12 @@ def apply(args: argparse.Namespace, plan: Plan, inventory: Inventory, verdict: A
 
     wid = workflow_id(plan.component, inventory.name)
     run_start["workflow_id"] = wid
-    start = Start(run_id=run_id, plan=plan.to_json(), operator=who, artifacts=run_start["artifacts"],
+    text = plan.to_json()
+    start = Start(run_id=run_id, plan=text, operator=who, artifacts=run_start["artifacts"],
                   python=args.python, break_lock=args.break_lock, now_offset=offset,
                   overrides=str(args.overrides.resolve()) if args.overrides else None,
-                  host_seconds=admission.past_host_seconds(args.state_dir, plan.component), run_start=run_start)
+                  host_seconds=admission.past_host_seconds(args.state_dir, plan.component), run_start=run_start,
+                  signature=signing.sign_run(text, run_id, args.python, args.break_lock, secret))
     import asyncio
 
     return asyncio.run(_start_and_watch(args, found, wid, start))

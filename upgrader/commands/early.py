@@ -3,14 +3,22 @@
 Importing the command, pydantic and the models and validating the inputs takes ~0.5 s; the SSH
 handshakes and agent starts on 16 hosts (sshd, PAM, sudo, python on the hosts) take about as long
 again, mostly waiting on the hosts.  So `rollback` and `apply` start them first, but only towards
-endpoints that an earlier live command derived from this very inventory file (same bytes, same
-upgrader) and recorded with ``remember``; `apply` picks the hosts that run its playbook's component.
+hosts of an inventory file that an earlier live command validated (same bytes, same upgrader) and
+recorded with ``remember``; `apply` picks the hosts that run its playbook's component.
 A saved plan starts nothing early: it must first be planned again from its inputs, and refused if it
 differs, before any host is contacted.  The command then loads and validates everything as usual, and ``adopt`` hands
 over a connection only if its endpoint and timeouts are exactly what the validated inventory and
 options give; anything else is closed unused (its agent, which ran nothing, exits with it).  Without
 a record (a new inventory), it connects at the usual time.  Nothing here may fail the command: on
 any surprise it quietly does nothing.
+
+The record is trusted only as far as it is protected (issue 25 §5).  It is read only if it is the
+operator's own file, mode 0600, in directories only the operator can write (``loading.private``).
+Even then it only says "these bytes were validated before": the endpoints, the hosts' datacenters,
+roles and components are derived from the inventory file itself (``inventory_hosts``, the rules of
+``engine.endpoints`` without the models), and a record that says anything else is ignored with a
+warning.  Host keys are always checked, against the known_hosts file the inventory names (or
+~/.ssh/known_hosts): never a setting read from a record.
 """
 
 from __future__ import annotations
@@ -27,7 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from upgrader import __version__
-from upgrader.loading import limits
+from upgrader.loading import limits, private, yamlfile
 from upgrader.transport.base import DEFAULTS, PYTHON, Endpoint, Timeouts
 
 if TYPE_CHECKING:
@@ -44,25 +52,32 @@ def record_path(state: Path, inventory_sha256: str) -> Path:
     return state / "connections" / f"{inventory_sha256}.json"
 
 
+RECORD_LIMIT = 64 << 20  # bytes: a 10,000-host record is ~4 MB
+
+
 def remember(state: Path, inventory_sha256: str, inventory: Inventory, endpoints: dict[str, Endpoint]) -> None:
-    """Record the validated endpoints of an inventory, with each host's datacenter and components."""
+    """Record that this inventory validated, with its endpoints and each host's datacenter and components.
+
+    A record already there is kept only if it is one ``start`` would use and says the same; anything
+    else (a planted file, a loosened mode) is replaced.
+    """
     path = record_path(state, inventory_sha256)
-    if path.exists():
-        return
     hosts = {}
     for dc_name, dc in inventory.datacenters.items():
         for name, host in dc.hosts.items():
             components = sorted({c for role in host.roles for c in inventory.roles.get(role, ())})
             hosts[name] = {"dc": dc_name, "components": components, "roles": sorted(host.roles),
                            "endpoint": dataclasses.asdict(endpoints[name])}
+    record = {"upgrader": __version__, "hosts": hosts}
     try:
+        if path.exists() and _loads(private.read_private(path, state, RECORD_LIMIT)) == record:
+            return
         from upgrader.files import write_atomic
 
-        for private in (state, path.parent):  # key paths and addresses: not for other local users
-            private.mkdir(parents=True, exist_ok=True, mode=0o700)
-            os.chmod(private, 0o700)
-        write_atomic(path, json.dumps({"upgrader": __version__, "hosts": hosts}, sort_keys=True),
-                     tmp=path.with_name(f".{path.name}.{os.getpid()}"))
+        for directory in (state, path.parent):  # key paths and addresses: not for other local users
+            directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+            os.chmod(directory, 0o700)
+        write_atomic(path, json.dumps(record, sort_keys=True), tmp=path.with_name(f".{path.name}.{os.getpid()}"))
     except OSError:
         log.debug("cannot record connection details in %s", path, exc_info=True)
 
@@ -76,12 +91,19 @@ def start(argv: list[str], state: Path) -> None:
         if args.command == "apply" and args.target.endswith(".json"):
             return  # a saved plan is checked against its inputs before anything connects (commands/apply.py)
         component = args.target if args.command == "rollback" else _component_of(Path(args.target))
-        digest = hashlib.sha256(limits.read_bytes(Path(args.inventory), "inventory")).hexdigest()
-        record = json.loads(limits.read_bytes(record_path(args.state_dir or state, digest), "inventory"))
-        if record.get("upgrader") != __version__:
+        raw = limits.read_bytes(Path(args.inventory), "inventory")
+        digest = hashlib.sha256(raw).hexdigest()
+        state = args.state_dir or state
+        record = _loads(private.read_private(record_path(state, digest), state, RECORD_LIMIT))
+        if not isinstance(record, dict) or record.get("upgrader") != __version__:
             return
-        wanted = _limited(args.limit, record["hosts"])
-        chosen = {name: _endpoint(h["endpoint"]) for name, h in record["hosts"].items()
+        hosts = inventory_hosts(raw, Path(args.inventory))
+        if record.get("hosts") != hosts:
+            log.warning("ignoring %s: it does not describe the inventory %s (endpoints are taken from the "
+                        "inventory, never from a record)", record_path(state, digest), args.inventory)
+            return
+        wanted = _limited(args.limit, hosts)
+        chosen = {name: _endpoint(h["endpoint"]) for name, h in hosts.items()
                   if component in h["components"] and (wanted is None or name in wanted)}
         if not chosen:
             return
@@ -150,6 +172,74 @@ def _limited(patterns: list[str], hosts: dict[str, Any]) -> set[str] | None:
 def _endpoint(fields: dict[str, Any]) -> Endpoint:
     jump = fields.get("jump")
     return Endpoint(**{**fields, "jump": _endpoint(jump) if jump else None})
+
+
+def _loads(data: bytes | None) -> Any:
+    return None if data is None else json.loads(data)
+
+
+def inventory_hosts(raw: bytes, path: Path) -> dict[str, Any]:
+    """Each host of the inventory ``raw`` (read from ``path``) as ``remember`` records it, derived from the
+    file itself without the models: the rules of engine.endpoints.endpoints (tests/unit/test_state_trust.py
+    holds the two equal).  Anything unexpected raises: then nothing starts early."""
+    doc = yamlfile.parse(raw.decode("utf-8"), path)
+    if doc.invisible:
+        raise ValueError("invisible characters")
+    data = _mapping(doc.data)
+    base = path.resolve().parent
+    defaults = _mapping(data.get("defaults") or {})
+    user, key = _text(defaults.get("user")), _path(base, _text(defaults.get("ssh_key")))
+    port = _port(defaults.get("port")) or 22
+    known = _path(base, _text(data.get("known_hosts"))) or str(Path("~/.ssh/known_hosts").expanduser())
+    roles = {str(r): [str(c) for c in cs] for r, cs in _mapping(data.get("roles") or {}).items()}
+    hosts: dict[str, Any] = {}
+    for dc_name, dc in _mapping(data["datacenters"]).items():
+        dc = _mapping(dc)
+        j = dc.get("jump")
+        jump = None if j is None else _reach(f"{dc_name}-jump", _mapping(j), base, user, port, key, known, None)
+        for name, host in _mapping(dc["hosts"]).items():
+            host = _mapping(host)
+            host_roles = [str(r) for r in host.get("roles") or []]
+            hosts[name] = {"dc": dc_name, "components": sorted({c for r in host_roles for c in roles.get(r, ())}),
+                           "roles": sorted(host_roles),
+                           "endpoint": dataclasses.asdict(_reach(name, host, base, user, port, key, known, jump))}
+    return hosts
+
+
+def _reach(name: str, host: dict[str, Any], base: Path, user: str | None, port: int, key: str | None, known: str,
+           jump: Endpoint | None) -> Endpoint:
+    """An endpoint as engine.endpoints makes it: host keys always checked, against the inventory's known_hosts."""
+    address = _text(host.get("address"))
+    if not address:
+        raise ValueError(f"{name}: no address")
+    return Endpoint(name=name, address=address, port=_port(host.get("port")) or port,
+                    user=_text(host.get("user")) or user or "root",
+                    ssh_key=_path(base, _text(host.get("ssh_key"))) or key, known_hosts=known, jump=jump)
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise TypeError("not a mapping")
+    return value
+
+
+def _text(value: Any) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise TypeError("not a string")
+    return value
+
+
+def _port(value: Any) -> int | None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+        raise TypeError("not a port")
+    return value
+
+
+def _path(base: Path, value: str | None) -> str | None:  # as engine.endpoints._path
+    if value is None:
+        return None
+    p = Path(value).expanduser()
+    return str(p if p.is_absolute() else (base / p))
 
 
 class _Quiet(argparse.ArgumentParser):

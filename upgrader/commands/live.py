@@ -15,7 +15,7 @@ from upgrader.commands.specs import install_root
 from upgrader.engine import facts as host_facts
 from upgrader.engine import limits
 from upgrader.engine.endpoints import Pool, endpoints
-from upgrader.errors import NotConfirmed
+from upgrader.errors import NotConfirmed, UpgraderError
 from upgrader.loading import limits as input_limits
 from upgrader.loading.inputs import Loaded
 from upgrader.models.facts import Facts
@@ -57,9 +57,9 @@ def export_metrics(args: argparse.Namespace) -> None:
         return
     from upgrader.reporting import write_metrics
 
-    try:
+    try:  # loading/output.py's policy: the directory is never created; a run only warns
         write_metrics(args.state_dir, Path(args.metrics_dir))
-    except OSError as exc:
+    except (OSError, UpgraderError) as exc:
         print(f"warning: cannot write metrics to {args.metrics_dir}: {exc}", file=sys.stderr)
 
 

@@ -122,12 +122,7 @@ def run(args: argparse.Namespace) -> int:
     units = {f"{name}.service": service_unit(job), f"{name}.timer": timer_unit(job, at)}
     if not args.on_failure:
         units[f"{failed.name}.service"] = service_unit(failed)
-    if args.unit_dir:
-        try:
-            args.unit_dir.mkdir(exist_ok=True)
-        except OSError as exc:
-            raise RefusedError(f"cannot create {args.unit_dir}: {exc.strerror or exc}",
-                               "choose another --unit-dir") from None
+    if args.unit_dir:  # it exists (output.check_dir above): output paths never create directories
         for filename, text in units.items():
             path = args.unit_dir / filename
             output.write_text(path, text, "--unit-dir")

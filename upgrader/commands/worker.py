@@ -10,6 +10,7 @@ from upgrader.cli.logs import say
 from upgrader.commands import live
 from upgrader.errors import RefusedError
 from upgrader.loading.inputs import load_inventory
+from upgrader.planning import signing
 from upgrader.temporal import settings
 from upgrader.transport.base import Timeouts
 
@@ -24,6 +25,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also run the workflows and write their journals into --state-dir (the desk's worker)")
     parser.add_argument("--artifacts", type=Path,
                         help="artifact store here (default: the path the controller gave the run)")
+    parser.add_argument("--plan-key", type=Path, metavar="FILE",
+                        help="the controllers' plan key (default: $UPGRADER_PLAN_KEY): a datacenter worker runs only "
+                        "plans signed with it, and refuses to start without one")
     settings.add_arguments(parser)
     live.add_connection_arguments(parser)
 
@@ -37,17 +41,22 @@ def run(args: argparse.Namespace) -> int:
     if not args.datacenter and not args.control:
         raise RefusedError("a worker needs something to serve", "give --datacenter DC (repeatable) and/or --control")
     found = settings.resolve(args, inventory.model, args.inventory)
-    return asyncio.run(_serve(args, inventory, found))
+    key = signing.key(args.plan_key)
+    if args.datacenter and key is None:
+        raise RefusedError("a datacenter worker runs only plans signed with the plan key, and none is configured",
+                           f"give --plan-key FILE or set ${signing.ENV} (the key `apply --engine temporal` signs with)")
+    return asyncio.run(_serve(args, inventory, found, key))
 
 
-async def _serve(args: argparse.Namespace, inventory, found: settings.Settings) -> int:  # type: ignore[no-untyped-def]
+async def _serve(args: argparse.Namespace, inventory, found: settings.Settings,  # type: ignore[no-untyped-def]
+                 key: bytes | None) -> int:
     from upgrader.temporal.client import connect
     from upgrader.temporal.worker import serve, workers
 
     client = await connect(found)
     running = workers(client, inventory, datacenters=args.datacenter, control=args.control,
                       state_dir=args.state_dir, artifacts=args.artifacts, parallel=args.parallel,
-                      timeouts=Timeouts.for_options(args.connect_timeout, args.command_timeout))
+                      timeouts=Timeouts.for_options(args.connect_timeout, args.command_timeout), plan_key=key)
     queues = [settings.queue(dc) for dc in args.datacenter] + ([settings.CONTROL_QUEUE] if args.control else [])
     say(args, f"worker on {found.address} ({found.namespace}): polling {', '.join(queues)}")
     await serve(running)

@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
+from upgrader import charset
 from upgrader.errors import InputError, Problem
 from upgrader.loading.yamlfile import Document
 
@@ -31,11 +32,25 @@ _TYPE_WORDS = {
 
 
 def validate(doc: Document, model: type[M]) -> M:
-    """Validate ``doc.data`` against ``model``; every problem is reported at once."""
+    """Validate ``doc.data`` against ``model``; every problem is reported at once.
+
+    A value holding an invisible or control character (found by the loader) is one problem, located at
+    the character: the model's complaint about the same value, if any, is not reported beside it.
+    """
     try:
-        return model.model_validate(doc.data)
+        value = model.model_validate(doc.data)
+        problems: list[Problem] = []
     except ValidationError as exc:
-        raise InputError(problems_from(exc, doc, model)) from None
+        problems = problems_from(exc, doc, model)
+    if doc.invisible:  # the model's own complaint about such a value (types._safe_text, a pattern) is a repeat
+        starts = {(str(doc.path), line, col) for line, col in doc.invisible}
+        problems = [p for p in problems if (p.location.file, p.location.line, p.location.column) not in starts
+                    and charset.PROBLEM_WORDS not in p.message]
+        problems = sorted([*problems, *doc.invisible.values()],
+                          key=lambda p: (p.location.line or 0, p.location.column or 0, p.message))
+    if problems:
+        raise InputError(problems) from None
+    return value
 
 
 def problems_from(exc: ValidationError, doc: Document, model: type[BaseModel]) -> list[Problem]:

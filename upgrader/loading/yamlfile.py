@@ -9,6 +9,12 @@ Nothing in a file may make loading run away: the size is capped per kind of
 input (``limits``), aliases are refused, nesting is bounded, and only the
 tags plain YAML resolves to are accepted.  YAML 1.1 reads ``010`` as 8 and
 ``.inf`` as infinity; such spellings are refused with a hint to quote them.
+
+No string, key or value, may hold an invisible or control character (``upgrader.charset``): every
+value may reach a host, a command line or a rendered plan, so the check is here, on every scalar of
+every file, and the error points at the character itself where the file holds it literally (at the
+value when it was written as an escape such as ``"\u2060"``).  ``loading.validate`` reports these
+with the model's other problems; a document with any is never turned into a model.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from typing import Any
 
 import yaml
 
+from upgrader import charset
 from upgrader.errors import InputError, Location, Problem
 from upgrader.loading import limits
 
@@ -43,6 +50,10 @@ class Document:
     key_marks: dict[PathKey, tuple[int, int]] = field(default_factory=dict)
     # Source text of scalars read as floats: 3.10 becomes 3.1, and a hint must show what was written.
     float_texts: dict[PathKey, str] = field(default_factory=dict)
+    # Values holding an invisible or control character, by where the value starts: validation reports
+    # them (loading.validate) together with the model's other problems, in place of the model's own
+    # complaint about the same value.
+    invisible: dict[tuple[int, int], Problem] = field(default_factory=dict)
 
     def locate(self, loc: PathKey, *, key: bool = False) -> Location:
         """The closest known position for ``loc`` (walks up to a parent)."""
@@ -183,6 +194,10 @@ class _Builder:
             self.problems.append(_problem(doc, node, f"{_show(text)} is not a finite decimal number",
                                           "write a plain number such as 30 or 2.5 (or quote it if it is text)"))
             return None
+        if isinstance(value, str) and (at := charset.first_forbidden(value)) >= 0:
+            what = "key" if path[-1:] == ("<key>",) else "value"
+            start = (node.start_mark.line + 1, node.start_mark.column + 1)
+            doc.invisible.setdefault(start, _invisible_problem(doc, node, value[at], what))
         return value
 
     def _alias(self) -> None:
@@ -211,6 +226,20 @@ def _alias_marks(text: str, limit: int = 1) -> list[yaml.Mark]:
     except yaml.YAMLError:  # pragma: no cover - the text composed once already
         pass
     return marks
+
+
+def _invisible_problem(doc: Document, node: yaml.Node, ch: str, what: str) -> Problem:
+    """Where ``ch`` is in the file: the character itself when written literally, else the value's start."""
+    start, end = node.start_mark, node.end_mark
+    at = doc.text.find(ch, start.index, max(end.index, start.index + 1))
+    line, col = start.line + 1, start.column + 1
+    if at >= 0:
+        line = doc.text.count("\n", 0, at) + 1
+        col = at - (doc.text.rfind("\n", 0, at) + 1) + 1
+    return Problem(Location(str(doc.path), line, col),
+                   f"invisible or control character {charset.describe(ch)} in a {what}",
+                   "retype the value without it (only printable characters and the ASCII space are allowed; "
+                   "tabs and line breaks are not, see the README)")
 
 
 def _tag_problem(doc: Document, node: yaml.Node) -> Problem:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, ValidationInfo, field_validator, model_validator
 
@@ -147,7 +147,13 @@ class HttpCheck(Strict):
 
 
 class ProcessCheck(Strict):
+    """Passes when a process of the service runs whose command line matches: only processes in the
+    service's systemd control group count, and, with ``user``, only those running as that user.  A
+    service without a systemd unit must give ``user`` (any local user can start a matching process)."""
+
     match: Pattern = Field(description="regular expression matched against full command lines")
+    user: Name | None = Field(None, description="only processes running as this user count (required when the "
+                              "service has no systemd unit)")
 
 
 class LogCheck(Strict):
@@ -336,6 +342,21 @@ class Playbook(Strict):
     def _requires_in_scheme(cls, value: dict[str, str], info: ValidationInfo) -> dict[str, str]:
         for spec in value.values():
             versions.spec(spec, info.data.get("version_scheme", "pep440"))
+        return value
+
+    @field_validator("checks", "prechecks")
+    @classmethod
+    def _process_checks_scoped(cls, value: Any, info: ValidationInfo) -> Any:
+        """Without a systemd unit the agent cannot tell the service's processes by control group."""
+        service = info.data.get("service")
+        if service is None or service.systemd:
+            return value
+        items = value.commands if isinstance(value, PreChecks) else value
+        for check in items:
+            if check.process is not None and check.process.user is None:
+                raise ValueError(f"process check '{check.name}' needs 'user' (the user the service runs as): the "
+                                 "service has no systemd unit, and any local user can start a process whose command "
+                                 "line matches — add user: NAME to the check, or use systemd: NAME.service")
         return value
 
     @field_validator("via")

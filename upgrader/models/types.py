@@ -15,13 +15,11 @@ from typing import Annotated, Any, TypeVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
-from upgrader import versions
+from upgrader import charset, versions
 
 NAME_RE = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
-# Characters that have no business in a path, a unit name or an argv element we pass on.
-_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff]")
 
 
 class Strict(BaseModel):
@@ -181,8 +179,10 @@ def _sha256(value: Any) -> str:
 
 
 def _safe_text(value: Any) -> Any:
-    if isinstance(value, str) and _CONTROL_RE.search(value):
-        raise ValueError(f"{value!r} contains control or invisible characters — retype it")
+    """No invisible or control character (``upgrader.charset``).  The YAML loader refuses them in every
+    value first, with the character's position; this keeps them out of values read from JSON too."""
+    if isinstance(value, str) and (reason := charset.problem_text(value)) is not None:
+        raise ValueError(f"{_short(value)} {reason}")
     return value
 
 

@@ -98,6 +98,8 @@ def checks(spec: Playbook, items: list[Check] | None = None, version: str | None
             body["command"]["argv"] = substitute(c.command.argv, values, defer=defer)  # type: ignore[union-attr]
         if kind == "version" and c.version and c.version.argv:
             body["version"]["argv"] = substitute(c.version.argv, values, defer=defer)
+        if kind == "process" and spec.service.systemd:  # only the unit's processes count (agent process_scope)
+            body["process"]["unit"] = spec.service.systemd
         body["kind"] = kind
         out.append(body)
     return out

@@ -63,3 +63,21 @@ def check(plan: Path, plan_text: str, secret: bytes) -> None:
     if not hmac.compare_digest(recorded.encode(), sign(plan_text, secret).encode()):
         raise RefusedError(f"{plan}: the signature in {sig} does not match the plan (edited, or another key)",
                            "plan again and sign it with the pipeline's key")
+
+
+def sign_run(plan_text: str, run_id: str, python: str, break_lock: str | None, secret: bytes) -> str:
+    """The signature a Temporal run carries (issue 25 §7): over the plan and the run's parameters that
+    reach hosts beside it (the interpreter the agent runs under, a lock it may break), bound to the run id.
+
+    A datacenter worker runs a plan only with this signature under its own key: whoever can start a
+    workflow in the namespace cannot make one, so cannot make a worker run operations of their choosing.
+    """
+    envelope = {"plan": json.loads(plan_text), "run": run_id, "python": python, "break_lock": break_lock}
+    return PREFIX + hmac.new(secret, canonical_json(envelope).encode(), hashlib.sha256).hexdigest()
+
+
+def run_signed(signature: str, plan_text: str, run_id: str, python: str, break_lock: str | None,
+               secret: bytes) -> bool:
+    """Does ``signature`` vouch for this plan and these run parameters under ``secret``?"""
+    expected = sign_run(plan_text, run_id, python, break_lock, secret)
+    return hmac.compare_digest(signature.encode("utf-8", "replace"), expected.encode())

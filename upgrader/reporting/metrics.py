@@ -8,12 +8,10 @@ are not known.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
 
-from upgrader.files import write_atomic
 from upgrader.reporting.model import RunRecord
 from upgrader.reporting.parse import load_runs
 
@@ -30,11 +28,12 @@ HELP = {
 
 def write_metrics(state_dir: Path, directory: Path) -> Path:
     """Compute the metrics from all journals under ``state_dir`` and replace ``directory/upgrader.prom``."""
+    from upgrader.loading import output
+
     text = render_metrics(load_runs(state_dir))
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / FILENAME
-    # The temporary name does not end in .prom: the collector ignores it while it is written.
-    return write_atomic(path, text, mode=0o644, tmp=directory / f".{FILENAME}.{os.getpid()}.tmp")
+    # Never creates ``directory`` (loading/output.py); the temporary name does not end in .prom: the
+    # collector ignores it while it is written.  0644: node_exporter runs as another user.
+    return output.write_text(directory / FILENAME, text, "--metrics-dir", mode=0o644, atomic=True)
 
 
 def render_metrics(records: Iterable[RunRecord]) -> str:

@@ -6,12 +6,10 @@ replace each other's series.  Alert on ``upgrader_audit_outliers > 0``.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
 from upgrader.engine.consistency import HostAudit, skew_counts
-from upgrader.files import write_atomic
 from upgrader.reporting.metrics import family
 
 FILENAME = "upgrader_audit.prom"
@@ -44,6 +42,8 @@ def render_audit_metrics(rows: Sequence[HostAudit], at: float) -> str:
 
 
 def write_audit_metrics(rows: Sequence[HostAudit], directory: Path, at: float) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
-    return write_atomic(directory / FILENAME, render_audit_metrics(rows, at), mode=0o644,
-                        tmp=directory / f".{FILENAME}.{os.getpid()}.tmp")
+    """Replace ``directory``/upgrader_audit.prom; ``directory`` is never created (loading/output.py)."""
+    from upgrader.loading import output
+
+    return output.write_text(directory / FILENAME, render_audit_metrics(rows, at), "--metrics-dir", mode=0o644,
+                             atomic=True)

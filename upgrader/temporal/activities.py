@@ -6,8 +6,12 @@ a round of checks, rollback, release.  So what goes to a host is what a local ru
 own step operations through engine/remote.call on this worker's Pool.  The engine's journal records
 are collected (``Collected``) and handed back to the workflow, which writes them in order.
 
-The plan comes from the workflow itself (its ``plan_json`` query), is checked against the hash the
-workflow names, and must have been made from this worker's inventory file, byte for byte.
+The plan comes from the workflow (its ``plan_json`` query), and nothing the workflow says is trusted:
+anyone who can start a workflow in the namespace can run a workflow of their own that names any plan
+and any hash.  So a plan runs only if the controller's signature (``plan_signature``: HMAC-SHA256
+with the plan key, planning/signing.sign_run) vouches for it together with the run id, the python
+and the break_lock of this very activity, under the key this worker holds; then it must hash to the
+hash the workflow names and have been made from this worker's inventory file, byte for byte.
 
 The blocking engine call runs in a thread while the activity heartbeats every second: a worker that
 is SIGKILLed stops heartbeating and the workflow hears of it within HEARTBEAT seconds.
@@ -37,6 +41,7 @@ from upgrader.errors import RefusedError
 from upgrader.loading.inputs import Loaded, parse_json_model
 from upgrader.models.inventory import Inventory
 from upgrader.models.plan import Plan
+from upgrader.planning import signing
 from upgrader.temporal.messages import Done, Work
 
 T = TypeVar("T")
@@ -67,12 +72,25 @@ class HostWork:
     client: Client
     artifacts: Path | None = None  # overrides the controller's artifact path (another machine's layout)
     quiet: bool = False
+    plan_key: bytes | None = None  # planning/signing: a plan runs only with the controller's signature under it
     plans: dict[str, Plan] = field(default_factory=dict)
+    vouched: set[tuple[str, str, str, str | None]] = field(default_factory=set)  # (hash, run, python, lock)
 
     # ------------------------------------------------------------ the engine for one activity
     async def plan(self, work: Work) -> Plan:
-        if work.plan_hash not in self.plans:
-            text = await self.client.get_workflow_handle(str(activity.info().workflow_id)).query("plan_json")
+        vouched = (work.plan_hash, work.run_id, work.python, work.break_lock)
+        if work.plan_hash not in self.plans or vouched not in self.vouched:
+            handle = self.client.get_workflow_handle(str(activity.info().workflow_id))
+            text = await handle.query("plan_json")
+            try:
+                signature = await handle.query("plan_signature")
+            except Exception:  # a workflow without the query (older, or not ours): unsigned
+                signature = ""
+            if self.plan_key is None or not isinstance(signature, str) or not isinstance(text, str) or \
+                    not signing.run_signed(signature, text, work.run_id, work.python, work.break_lock, self.plan_key):
+                raise ApplicationError(
+                    f"run {work.run_id}: the plan is not signed with this worker's plan key (or its run id, python "
+                    "or break_lock were changed): refused, nothing was run", non_retryable=True, type="PlanNotSigned")
             plan = parse_json_model(text, Plan, f"plan of run {work.run_id}")
             if plan.compute_hash() != work.plan_hash:
                 raise ApplicationError(f"the plan of run {work.run_id} does not hash to {work.plan_hash}",
@@ -82,6 +100,7 @@ class HostWork:
                                        f"{work.run_id} was planned from (sha256 {plan.inventory.sha256[:12]}…)",
                                        non_retryable=True, type="InventoryDiffers")
             self.plans[work.plan_hash] = plan
+            self.vouched.add(vouched)
         return self.plans[work.plan_hash]
 
     def engine(self, plan: Plan, work: Work) -> Apply:

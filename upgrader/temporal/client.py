@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import re
+import sys
 from typing import Any
 
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
@@ -28,7 +30,27 @@ POLL = 0.5  # seconds between looks at the run's state while watching
 CONNECT_SECONDS = 10.0
 
 
+def plaintext_warning(settings: Settings) -> str | None:
+    """The warning for a server reached without TLS anywhere but on this machine, else None."""
+    if settings.tls:
+        return None
+    host = settings.address.rpartition(":")[0].strip("[]") or settings.address
+    if host == "localhost":
+        return None
+    try:
+        if ipaddress.ip_address(host).is_loopback:
+            return None
+    except ValueError:
+        pass
+    return (f"the Temporal server {settings.address} is reached without TLS: anyone on the path can read the "
+            "runs' plans and signals and, without mutual TLS, start, signal and abort runs in the namespace "
+            "(README: Engines, the trust model); give --temporal-tls-ca (and --temporal-tls-cert/-key)")
+
+
 async def connect(settings: Settings) -> Client:
+    warning = plaintext_warning(settings)
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr)
     tls: TLSConfig | bool = False
     if settings.tls:
         tls = TLSConfig(

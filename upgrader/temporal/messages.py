@@ -20,6 +20,9 @@ class Start:
     overrides: str | None = None  # --overrides file, read by the control worker for window admission
     host_seconds: float | None = None  # past runs' median per host, for phase estimates
     run_start: dict[str, Any] = field(default_factory=dict)  # the journal's first record, as the client made it
+    # planning/signing.sign_run over the plan, run id, python and break_lock, with the plan key: the
+    # datacenter workers run nothing without it (README: Engines, the trust model).
+    signature: str = ""
 
 
 @dataclass

@@ -18,8 +18,10 @@ from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from upgrader.engine.endpoints import Pool, endpoints
+from upgrader.errors import RefusedError
 from upgrader.loading.inputs import Loaded
 from upgrader.models.inventory import Inventory
+from upgrader.planning import signing
 from upgrader.temporal.activities import HostWork
 from upgrader.temporal.control import Control
 from upgrader.temporal.settings import CONTROL_QUEUE, queue
@@ -35,13 +37,17 @@ PASSED_THROUGH = ("upgrader", "pydantic", "pydantic_core", "annotated_types", "p
 def workers(client: Client, inventory: Loaded[Inventory], *, datacenters: list[str], control: bool, state_dir: Path,
             artifacts: Path | None = None, parallel: int = 32, timeouts: Timeouts | None = None,
             factory: Callable[[Endpoint], Transport] | None = None, quiet: bool = False,
-            fail_on_bug: bool = False) -> list[Worker]:
+            fail_on_bug: bool = False, plan_key: bytes | None = None) -> list[Worker]:
     """The workers for these queues.  ``fail_on_bug`` (tests): an exception in workflow code fails the run
-    instead of retrying its task until a fixed worker is deployed (Temporal's default, kept for production)."""
+    instead of retrying its task until a fixed worker is deployed (Temporal's default, kept for production).
+    A datacenter worker needs ``plan_key``: it runs only plans the controller signed with it."""
     out = []
     if datacenters:
+        if plan_key is None:
+            raise RefusedError("a datacenter worker runs only signed plans, and has no plan key",
+                               f"give it the controllers' key: --plan-key FILE or ${signing.ENV}")
         pool = Pool(endpoints(inventory.model, inventory.path), factory=factory, timeouts=timeouts, parallel=parallel)
-        hosts = HostWork(inventory, pool, client, artifacts=artifacts, quiet=quiet)
+        hosts = HostWork(inventory, pool, client, artifacts=artifacts, quiet=quiet, plan_key=plan_key)
         # SIGTERM lets a host program in flight finish (a worker stopped by systemd leaves no host mid-step).
         out += [Worker(client, task_queue=queue(dc), activities=hosts.all(), max_concurrent_activities=parallel,
                        graceful_shutdown_timeout=GRACE) for dc in datacenters]

@@ -38,6 +38,8 @@ HEARTBEAT = timedelta(seconds=5)  # a SIGKILLed worker is noticed within this
 ONCE = RetryPolicy(maximum_attempts=1)  # a host program: never run twice (see _lost)
 REPEATABLE = RetryPolicy(initial_interval=timedelta(seconds=1), backoff_coefficient=1.5,
                          maximum_interval=timedelta(seconds=10), maximum_attempts=20)
+# A datacenter worker's refusal of the plan itself (activities.HostWork.plan): the run is refused.
+PLAN_REFUSALS = ("PlanNotSigned", "InventoryDiffers")
 SKIPPED_EVENTS = {Event.HOST_BEGIN, Event.ROLLBACK_BEGIN}  # the workflow records these itself, before the activity runs
 
 
@@ -80,6 +82,11 @@ class UpgradeWorkflow:
     @workflow.query
     def plan_json(self) -> str:
         return self.start.plan if self.start else ""
+
+    @workflow.query
+    def plan_signature(self) -> str:
+        """The controller's signature of the plan and run (messages.Start.signature): the workers check it."""
+        return self.start.signature if self.start else ""
 
     @workflow.query
     def progress(self) -> dict[str, Any]:
@@ -217,9 +224,23 @@ class UpgradeWorkflow:
 
     # ------------------------------------------------------------ locks and staging
     async def lock_hosts(self) -> bool:
-        """Every datacenter's hosts locked and their facts as planned, or nothing changed anywhere."""
-        results = await self.each_dc("lock", list(self.hosts), 300)
-        refusals = [d.refused for d in results.values() if d.refused]
+        """Every datacenter's hosts locked and their facts as planned, or nothing changed anywhere.
+
+        A datacenter worker that refuses the plan itself (not signed with its key, or made from another
+        inventory: activities.HostWork.plan) refuses the run, as a lock refused would."""
+        groups = self.by_dc(list(self.hosts))
+        got = await asyncio.gather(*(self.call("lock", self.work(dc, hs), 300) for dc, hs in groups.items()),
+                                   return_exceptions=True)
+        results: dict[str, Done] = {}
+        refusals: list[str] = []
+        for dc, done in zip(groups, got, strict=True):
+            if isinstance(done, ActivityError) and getattr(done.cause, "type", None) in PLAN_REFUSALS:
+                refusals.append(f"{dc}: {getattr(done.cause, 'message', None) or _cause(done)}")
+            elif isinstance(done, BaseException):
+                raise done
+            else:
+                results[dc] = done
+        refusals += [str(d.refused) for d in results.values() if d.refused]
         for dc, done in results.items():
             await self.merge(done)
             self.locked[dc] = done.locked

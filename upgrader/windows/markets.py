@@ -124,12 +124,20 @@ def library_version() -> str:
     return metadata.version("exchange_calendars")
 
 
-def cache_dir() -> Path:
-    """$UPGRADER_CACHE_DIR, else $XDG_CACHE_HOME/upgrader, else ~/.cache/upgrader; then calendars/VERSION."""
+def cache_root() -> Path:
+    """$UPGRADER_CACHE_DIR, else $XDG_CACHE_HOME/upgrader, else ~/.cache/upgrader."""
     base = os.environ.get("UPGRADER_CACHE_DIR")
     if not base:
         base = str(Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "upgrader")
-    return Path(base) / "calendars" / library_version()
+    return Path(base)
+
+
+def cache_dir() -> Path:
+    """cache_root()/calendars/VERSION."""
+    return cache_root() / "calendars" / library_version()
+
+
+CACHE_LIMIT = 16 << 20  # bytes of one cached file (a month of one market is ~3 KB; the names ~20 KB)
 
 
 _building = threading.Lock()  # the calendar prefetch thread and the main thread may ask at once
@@ -148,22 +156,34 @@ def _calendar_names() -> tuple[str, ...]:
     return tuple(_cached("names-2.json", _build_names))
 
 
+def _read_cached(path: Path) -> Any:
+    """A cached file only if nobody but the operator could have written it (loading.private): a planted
+    calendar with no sessions would open a window while the market trades.  None: build it again."""
+    from upgrader.loading import private
+
+    data = private.read_private(path, cache_root(), CACHE_LIMIT, warn=False)
+    try:
+        return None if data is None else json.loads(data)
+    except ValueError:
+        return None
+
+
 def _cached(filename: str, build: Any) -> Any:
     path = cache_dir() / filename
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        pass
+    found = _read_cached(path)
+    if found is not None:
+        return found
     with _building:
-        try:  # another thread may have built it while this one waited
-            return json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            pass
+        found = _read_cached(path)  # another thread may have built it while this one waited
+        if found is not None:
+            return found
         data = build()
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
-            tmp.write_text(json.dumps(data, sort_keys=True), encoding="utf-8")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(json.dumps(data, sort_keys=True))
             os.replace(tmp, path)
         except OSError:
             pass  # a read-only home still works, just without the speed-up
