@@ -16,7 +16,8 @@ def upgrader(tmp_path: Path, vm_inventory: Path, reset_hosts: None) -> Upgrader:
 
 def test_apply_is_refused_with_the_market_open(upgrader, vm_host, vm_hosts, tmp_path):  # type: ignore[no-untyped-def]
     pb = write(tmp_path / "pb.yml", playbook("feedhandler", "3.1.0", windows={"maintenance": []}))
-    run = upgrader("apply", str(pb), "-i", str(upgrader.inventory), "--yes", "--now", "2026-11-24T10:05:00-05:00")
+    run = upgrader("apply", str(pb), "-i", str(upgrader.inventory), "--yes", "--now", "2026-11-24T10:05:00-05:00",
+                   "--reason", "lab: market hours, simulated")
     assert run.code == 1 and "XNYS" in run.stderr and "next allowed" in run.stderr, run.output
     assert not upgrader.runs()
     assert {component(vm_host(h), "feedhandler").current for h in vm_hosts} == {"3.0.0"}
@@ -27,7 +28,7 @@ def test_a_run_stops_admitting_phases_when_its_window_ends(upgrader, vm_host, vm
     # 20 s bake) fits; by the time ch2's canary is due, it no longer does.
     pb = write(tmp_path / "pb.yml", playbook("feedhandler", "3.1.0", canary={"bake": "20s"}))
     run = upgrader("apply", str(pb), "-i", str(upgrader.inventory), "--yes", "--now", "2026-11-29T17:59:00-05:00",
-                   "--log-format", "plain")
+                   "--reason", "lab: the end of the weekend window, simulated", "--log-format", "plain")
     assert run.code == 3, run.output
     events = upgrader.journal()
     halt = next(e for e in events if e["event"] == "halt")
