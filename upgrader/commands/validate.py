@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from upgrader.cli.logs import say
 from upgrader.errors import InputError, Problem
 from upgrader.loading.inputs import cross_problems, load_inventory, load_playbook
 from upgrader.models.playbook import Windows
@@ -48,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
         return 1 if problems else 0
     if problems:
         raise InputError(problems)
-    print(f"ok: {len(args.playbooks)} playbook(s) and {args.inventory} are valid")
+    say(args, f"ok: {len(args.playbooks)} playbook(s) and {args.inventory} are valid")
     return 0
 
 
