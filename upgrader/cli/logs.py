@@ -6,8 +6,9 @@ and from paramiko included, so nothing bare reaches a collector that expects JSO
 
 ``--log-file F`` holds JSON lines for every command: the log records, each command's result line
 (:func:`say`) and a last line with the exit code (:func:`finished`), whatever reached the terminal.
-``-v`` adds info lines, ``-vv`` upgrader's debug lines (one line each, never a traceback: the file
-keeps those), ``-vvv`` the libraries' too (paramiko's key exchange, Fabric's configuration).
+``-v`` adds info lines, ``-vv`` upgrader's debug lines (SSH connections, agent calls; one line each,
+never a traceback: the file keeps those), ``-vvv`` the libraries' too (paramiko's key exchange,
+Fabric's configuration).
 ``-q`` leaves errors only: result lines and progress are dropped from the terminal (still in the file).
 """
 
