@@ -102,3 +102,32 @@ def test_a_scheduled_run_cannot_carry_a_guard_override() -> None:
     schedule.add_arguments(parser)
     options = {o for a in parser._actions for o in a.option_strings}
     assert "--now" not in options and "--reason" not in options
+
+
+@pytest.mark.parametrize("extra, starts", [
+    (["--now", SATURDAY], False),  # refused by apply: no early handshakes either
+    (["--reason", "for nothing"], False),
+    (["--now", SATURDAY, "--reason", "INC-9"], True),
+    ([], True),
+])
+def test_early_connections_wait_for_a_complete_override(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                        extra: list[str], starts: bool) -> None:
+    """`apply --now` without its reason is refused before any host is contacted, early SSH included."""
+    from upgrader.commands import early
+    from upgrader.engine import endpoints, remote
+    from upgrader.loading.inputs import load_inventory
+
+    inventory = Path(__file__).resolve().parents[2] / "inventories" / "prod-na.yml"
+    monkeypatch.setattr(remote, "start", lambda session, python: None)  # TEST-NET hosts: never connect
+    loaded = load_inventory(inventory)
+    early.remember(tmp_path, loaded.sha256, loaded.model, endpoints.endpoints(loaded.model, loaded.path))
+    playbook = tmp_path / "pb.yml"
+    playbook.write_text("component: riskgw\nversion: 9.9.9\n")
+    early._started.clear()
+    try:
+        early.start(["apply", str(playbook), "-i", str(inventory), "--yes", *extra], tmp_path)
+        assert bool(early._started.get("hosts")) == starts
+    finally:
+        for _, session in early._started.get("hosts", {}).values():
+            session.transport.close()
+        early._started.clear()

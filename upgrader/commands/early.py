@@ -79,6 +79,8 @@ def start(argv: list[str], state: Path) -> None:
             return
         if args.command == "apply" and args.target.endswith(".json"):
             return  # a saved plan is checked against its inputs before anything connects (commands/apply.py)
+        if args.command == "apply" and (args.now is None) != (not " ".join((args.reason or "").split())):
+            return  # --now without its reason (or a reason for nothing) is refused before anything connects
         component = args.target if args.command == "rollback" else _component_of(Path(args.target))
         digest = hashlib.sha256(limits.read_bytes(Path(args.inventory), "inventory")).hexdigest()
         record = json.loads(limits.read_bytes(record_path(args.state_dir or state, digest), "inventory"))
@@ -191,6 +193,7 @@ def _parser() -> argparse.ArgumentParser:
     apply.add_argument("--break-lock")
     apply.add_argument("--overrides", type=Path)
     apply.add_argument("--now", type=_aware)
+    apply.add_argument("--reason")  # with --now only (commands/guardbypass.py): checked in start()
     apply.add_argument("--engine", choices=("local", "temporal"))
     for name in ("address", "namespace", "tls-ca", "tls-cert", "tls-key"):
         apply.add_argument(f"--temporal-{name}")
