@@ -243,7 +243,7 @@ def execute(args: argparse.Namespace, plan: Plan, pool: Pool, inventory: Invento
                  + (f" ({glass.summary()})" if glass else ""), args.yes)
     if args.engine == "temporal":  # the same plan, checks and confirmation; a workflow runs it (README: Engines)
         if glass:
-            with notifier(inventory, now) as notify:
+            with notifier(inventory, guardbypass.wall_clock) as notify:
                 guardbypass.announce(args.state_dir, glass, command="apply", component=plan.component,
                                      version=plan.target_version, run=None, notify=notify)
         return durable.apply(args, plan, inventory, verdict)
