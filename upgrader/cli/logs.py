@@ -136,10 +136,11 @@ def say(args: argparse.Namespace, text: str, *, error: bool = False) -> None:
     """
     level_ = logging.ERROR if error else logging.INFO
     logging.getLogger(RESULT).log(level_, text)  # the file's copy (the console filters RESULT out)
-    if getattr(args, "quiet", 0) and not error:
+    as_json = getattr(args, "log_format", None) == "json"  # for a collector: -q does not thin it
+    if getattr(args, "quiet", 0) and not error and not as_json:
         return
     stream = sys.stderr if error else sys.stdout
-    if getattr(args, "log_format", None) == "json":
+    if as_json:
         record = logging.LogRecord("upgrader", level_, __file__, 0, text, None, None)
         text = JsonFormatter().format(record)
     print(text, file=stream)
