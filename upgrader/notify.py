@@ -27,13 +27,14 @@ from upgrader.models.inventory import Notify
 log = logging.getLogger(__name__)
 
 EventKind = Literal["run-started", "canary-passed", "failed", "rolled-back", "finished", "refused",
-                    "rollback-started", "rollback-finished", "audit-skew", "gate-waiting", "promoted", "aborted"]
+                    "rollback-started", "rollback-finished", "audit-skew", "gate-waiting", "promoted", "aborted",
+                    "guard-bypassed"]
 EVENTS: tuple[EventKind, ...] = ("run-started", "canary-passed", "failed", "rolled-back", "finished", "refused",
                                  "rollback-started", "rollback-finished", "audit-skew", "gate-waiting", "promoted",
-                                 "aborted")
+                                 "aborted", "guard-bypassed")
 _ICONS = {"run-started": "▶", "canary-passed": "✔", "failed": "✖", "rolled-back": "↩", "finished": "■",
           "refused": "⊘", "rollback-started": "⏪", "rollback-finished": "↩", "audit-skew": "≠",
-          "gate-waiting": "⏸", "promoted": "⏩", "aborted": "⏹"}
+          "gate-waiting": "⏸", "promoted": "⏩", "aborted": "⏹", "guard-bypassed": "⚠"}
 
 
 @dataclass(frozen=True)
