@@ -151,6 +151,9 @@ def test_a_gate_approved_ahead_passes_when_reached_and_is_shown(
     assert cli(gated, "show", RUN) == 0
     shown = capsys.readouterr().out
     assert "enter-ch promoted by" in shown and "approved ahead" in shown, shown
+    assert cli(gated, "report", RUN, "--out", str(gated.tmp / "report.md")) == 0
+    report = (gated.tmp / "report.md").read_text()
+    assert "gate enter-ch promoted by" in report and "approved ahead" in report, report
     assert outcome.exit_code == ExitCode.OK
     line = next(x for x in shown.splitlines() if "ahead" in x)
     record_property("observed", f"--ahead exit {code}; enter-ch passed after {end['waited']}s with ahead=true; "
