@@ -387,3 +387,25 @@ class _Plan:
         self.path = [TO]
         self.from_version = FROM
 
+
+
+@pytest.mark.reliability("a run that ends needing a human (rollback: hold) keeps the failed host's lock",
+                         "the lock is kept only because the run is resumable; the message says how to resume "
+                         "or release it; resume puts the host back and leaves no lock")
+def test_a_lock_outlives_a_run_only_when_it_is_resumable_and_says_how(
+        tmp_path: Path, record_property: Callable[[str, str], None]) -> None:
+    s = Scenario.build(tmp_path, {"ny": ["ny-1", "ny-2"]}, bad={"ny-2"}, on_failure="hold")
+    try:
+        outcome, es = s.apply(journal=s.journal(RUN))
+        assert (outcome.exit_code, outcome.resumable) == (ExitCode.ROLLBACK_FAILED, True)
+        locked = [h for h, host in s.hosts.hosts.items() if host.lock("app")]
+        assert locked == ["ny-2"] and f"upgrader resume {RUN}" in outcome.message
+        assert "upgrader unlock app" in outcome.message
+        assert halted(es) is not None  # `resume` takes it
+        again, _ = s.apply(recovery=analyze(es, s.plan), journal=s.runs[-1])
+        assert s.versions() == {"ny-1": TO, "ny-2": FROM} and no_locks(s)
+        assert again.exit_code == ExitCode.FAILED_ROLLED_BACK, again.message
+        record_property("observed", f"exit {int(outcome.exit_code)}, locked {locked}, message names resume and "
+                                    f"unlock; resume exit {int(again.exit_code)}, versions {s.versions()}, no lock")
+    finally:
+        s.close()

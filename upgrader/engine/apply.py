@@ -211,10 +211,12 @@ class Apply:
         if resumable and code == ExitCode.HALTED:
             message += f"; `upgrader resume {self.journal.run_id}` carries on"
         kept = sorted(h.name for h in self.hosts.values() if h.state in NEEDS_A_HUMAN and h.name in self._locked)
-        if kept:
-            message += (f"; {', '.join(kept)} stay(s) locked for whoever fixes them "
-                        f"(then `upgrader unlock {self.plan.component} -i INVENTORY --reason …`)")
-        return Outcome(code, status, message, self.hosts, resumable=resumable and code == ExitCode.HALTED)
+        if kept:  # the one other case a lock outlives the run: it is resumable, and the message says so
+            message += (f"; {', '.join(kept)} stay(s) locked by this run: `upgrader resume {self.journal.run_id}` "
+                        f"puts them back once they answer, or `upgrader unlock {self.plan.component} -i INVENTORY "
+                        "--reason …` releases them")
+        return Outcome(code, status, message, self.hosts,
+                       resumable=(resumable and code == ExitCode.HALTED) or code == ExitCode.ROLLBACK_FAILED)
 
     @staticmethod
     def _version_of(h: HostRun) -> str | None:
