@@ -45,6 +45,7 @@ from upgrader.planning import budgets
 
 STAGE_PARALLEL = 16
 LOCK_TIMEOUT = 30.0
+HANDED_OVER = "handed over: "  # how a check round says the host's lock is no longer this run's
 TICK = 0.5  # seconds: the longest a wait (bake, pause, gate) goes without looking for a stop or an abort
 HEARTBEAT = 10.0  # seconds between "… s left" lines while a wait goes on
 
@@ -544,16 +545,22 @@ class Apply:
             self.rollback([h for h, r in self.hosts.items() if r.touched or r.state in ON_TARGET])
         return False
 
-    def _check_round(self, host: str) -> str | None:
-        """One round of the host's canary checks (its bake step, for no longer than one round)."""
+    def _check_round(self, host: str, lock: bool = False) -> str | None:
+        """One round of the host's canary checks (its bake step, for no longer than one round).
+
+        ``lock``: first check the host is still this run's (an emergency rollback may have taken it over:
+        then the answer starts with HANDED_OVER)."""
         bakes = self._steps(host, "bake")
         if not bakes:
             return None
+        check = [self._lock_op("check")] if lock else []
         try:
-            res = self._call(host, [_send(s.op, s.id, duration=0) for s in bakes],
+            res = self._call(host, [*check, *(_send(s.op, s.id, duration=0) for s in bakes)],
                              programs.checks_budget(self.spec) + 30)
         except TransportError as exc:
             return f"unreachable: {exc}"
+        if res.failed is not None and res.failed.op == "lock":
+            return f"{HANDED_OVER}{res.failed.error}"
         return None if res.ok else res.error or "checks failed"
 
     def _estimate(self, phase: Phase) -> float:
@@ -613,8 +620,15 @@ class Apply:
         started, rounds, waited = time.monotonic(), 0, 0.0
         beat = _Heartbeat(self.progress, "bake", host)
         while True:
-            problem = self._check_round(host)
+            problem = self._check_round(host, lock=True)
             rounds += 1
+            if problem is not None and problem.startswith(HANDED_OVER):
+                self.halted = f"lock on {host} was taken over: {problem.removeprefix(HANDED_OVER)}"
+                self.journal.record(Event.BAKE_END, host=host, ok=False, rounds=rounds, error=self.halted,
+                                    handed_over=True)
+                self._set(host, HostState.HANDED_OVER, problem.removeprefix(HANDED_OVER))
+                self.journal.record(Event.HALT, reason=self.halted)
+                return
             if problem is not None:
                 self.journal.record(Event.BAKE_END, host=host, ok=False, rounds=rounds, error=problem)
                 state = HostState.UNREACHABLE if problem.startswith("unreachable") else HostState.FAILED
