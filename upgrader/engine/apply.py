@@ -409,6 +409,9 @@ class Apply:
         cut = [h for h in phase.hosts if self.hosts[h].state == HostState.VERIFIED]  # bakes a stop cut short
         if failed:
             self._on_failure(phase, failed)
+            cut = [h for h in cut if self.hosts[h].state == HostState.VERIFIED]  # the policy left them
+            if cut:
+                self._put_back_cut(cut)
         elif self.abort is not None or self._aborted():
             self._roll_back_aborted(phase.hosts)
         elif cut:
