@@ -173,3 +173,28 @@ def test_ctrl_c_during_the_bake_ends_it_at_once(upgrader, tmp_path, vm_host, vm_
     record_property("observed", f"bake-end {bake_s:.2f} s after SIGINT, exit {proc.returncode} "
                                 f"{ended:.1f} s after it; halt resumable; all {len(vm_hosts)} hosts on 3.0.0, "
                                 "unlocked; resume not refused as finished")
+
+
+def test_a_promote_and_an_abort_at_once_from_two_desks(upgrader, tmp_path, vm_host, vm_hosts,
+                                                       record_property):  # type: ignore[no-untyped-def]
+    proc = upgrader.start_apply(gated(tmp_path))
+    run, _ = waiting(upgrader)
+    desks = {kind: subprocess.Popen(upgrader.argv(kind, run, "--reason", f"{kind} from a desk", "--wait", "30"),
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=upgrader.env,
+                                    cwd=config.REPO, stdin=subprocess.DEVNULL)
+             for kind in ("promote", "abort")}
+    said = {kind: (p.wait(60), "".join(p.communicate()).strip().splitlines()[-1]) for kind, p in desks.items()}
+    code = finish(proc)
+    entries = upgrader.journal()
+    gate_end = next(e for e in entries if e["event"] == "gate-end")
+    assert said["abort"][0] == 0, said
+    assert (said["promote"][0] == 0) == (gate_end["outcome"] == "promoted"), (said, gate_end)
+    assert code == 3 and entries[-1]["status"] == "aborted", code
+    assert_on(vm_host, vm_hosts, "feedhandler", "3.0.0")
+    assert_unlocked(vm_host, vm_hosts, "feedhandler")
+    record_property("scenario", "a promote and an abort of the same run at the same moment, from two processes")
+    record_property("expected", "one consistent outcome (aborted, every host back, no lock); each command's exit "
+                                "code says what became of its decision")
+    record_property("observed", f"gate {gate_end['outcome']}; promote exit {said['promote'][0]} "
+                                f"({said['promote'][1][:60]!r}); abort exit {said['abort'][0]}; run exit {code}; "
+                                f"all {len(vm_hosts)} hosts on 3.0.0, unlocked")
