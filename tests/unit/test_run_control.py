@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -269,8 +270,6 @@ _MONO = time.monotonic() - time.time()
 
 def Journal_at(entry: dict[str, Any]) -> float:
     """A journal entry's wall-clock time on the monotonic clock (the test's measuring clock)."""
-    from datetime import datetime
-
     return datetime.fromisoformat(entry["at"]).timestamp() + _MONO
 
 
@@ -305,6 +304,8 @@ def test_a_second_sigint_stops_without_rolling_back_and_resume_finishes(
     assert bake_s < 1.0 and "again" in told
     assert (outcome.exit_code, outcome.resumable) == (ExitCode.HALTED, True), outcome.message
     assert baking.versions() == {"ny-1": TO, "ny-2": FROM}  # the canary was left as it was: resume's job
+    # never between a stop and a start: every service runs
+    assert all(h.state("app.service") == "active" for h in baking.hosts.hosts.values())
     es = entries(baking.runs[-1])
     halt = next(e for e in es if e["event"] == "halt" and e.get("signal"))
     assert halt["hard"] is True and not any(e["event"] == "rollback-begin" for e in es)
@@ -316,6 +317,25 @@ def test_a_second_sigint_stops_without_rolling_back_and_resume_finishes(
     record_property("observed", f"bake ended {bake_s:.2f}s after the first SIGINT; exit {int(outcome.exit_code)}; "
                                 f"canary left on {TO}, halt hard=true; resume put it back and ended exit "
                                 f"{int(again.exit_code)}")
+
+
+@pytest.mark.reliability("abort RUN during a 30 s canary bake", "the bake ends within ~1 s; the canary goes "
+                         "back, verified; exit 3")
+def test_an_abort_during_a_bake_ends_it_and_puts_the_canary_back(
+        baking: Scenario, capsys: pytest.CaptureFixture[str], record_property: Callable[[str, str], None]) -> None:
+    run = Running(baking)
+    run.until(lambda es: any(e["event"] == "bake-begin" for e in es))
+    time.sleep(0.5)
+    asked = time.time()
+    said = cli(baking, "abort", RUN, "--reason", "INC-3 during the bake", "--wait", "5")
+    outcome = run.end()
+    bake_end = next(e for e in entries(run.journal) if e["event"] == "bake-end")
+    took = datetime.fromisoformat(bake_end["at"]).timestamp() - asked
+    assert said == 0 and took < 1.5 and bake_end.get("cut"), (said, took)
+    assert (outcome.exit_code, outcome.status) == (ExitCode.FAILED_ROLLED_BACK, "aborted"), outcome.message
+    assert set(baking.versions().values()) == {FROM} and no_locks(baking)
+    record_property("observed", f"abort exit {said}; bake ended {took:.2f}s after the abort was asked; run exit "
+                                f"{int(outcome.exit_code)}; versions {baking.versions()}")
 
 
 def test_a_bake_prints_a_heartbeat_with_the_time_left(baking: Scenario, monkeypatch: pytest.MonkeyPatch) -> None:
