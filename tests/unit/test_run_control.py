@@ -140,6 +140,9 @@ def test_a_gate_approved_ahead_passes_when_reached_and_is_shown(
     assert cli(gated, "promote", RUN, "--gate", "nope", "--ahead", "--reason", "x") == 1
     code = cli(gated, "promote", RUN, "--gate", "enter-ch", "--ahead", "--reason", "CAB-7 sign-off")
     assert code == 0
+    capsys.readouterr()
+    assert cli(gated, "show", RUN) == 0
+    assert "gate enter-ch approved ahead by" in capsys.readouterr().out  # before the run gets there
     assert cli(gated, "promote", RUN, "--wait", "5") == 0
     run.waiting_at("promote-ch")
     assert cli(gated, "promote", RUN, "--wait", "5") == 0

@@ -48,9 +48,22 @@ def run(args: argparse.Namespace) -> int:
             print(json.dumps(entry, sort_keys=True))
         else:
             print(f"{entry['at']}  {describe(entry)}")
+    if args.format == "text":
+        _ahead(journal, entries)
     if args.format == "text" and not any(e["event"] == Event.RUN_END for e in entries):
         _live(args)
     return 0
+
+
+def _ahead(journal: Journal, entries: list[dict]) -> None:  # type: ignore[type-arg]
+    """Gates approved in advance (`promote --ahead`) that the run has not reached yet."""
+    from upgrader.engine import gates
+
+    passed = {e.get("gate") for e in entries if e["event"] == Event.GATE_END}
+    for d in gates.decisions(journal.directory):
+        if d.ahead and d.gate not in passed:
+            print(f"pre-approved  gate {d.gate} approved ahead by {d.operator} at {d.at}"
+                  + (f" — {d.reason}" if d.reason else "") + " (not reached yet)")
 
 
 def _live(args: argparse.Namespace) -> None:
