@@ -28,13 +28,13 @@ log = logging.getLogger(__name__)
 
 EventKind = Literal["run-started", "canary-passed", "failed", "rolled-back", "finished", "refused",
                     "rollback-started", "rollback-finished", "audit-skew", "gate-waiting", "promoted", "aborted",
-                    "guard-bypassed"]
+                    "guard-bypassed", "halted"]
 EVENTS: tuple[EventKind, ...] = ("run-started", "canary-passed", "failed", "rolled-back", "finished", "refused",
                                  "rollback-started", "rollback-finished", "audit-skew", "gate-waiting", "promoted",
-                                 "aborted", "guard-bypassed")
+                                 "aborted", "guard-bypassed", "halted")
 _ICONS = {"run-started": "▶", "canary-passed": "✔", "failed": "✖", "rolled-back": "↩", "finished": "■",
           "refused": "⊘", "rollback-started": "⏪", "rollback-finished": "↩", "audit-skew": "≠",
-          "gate-waiting": "⏸", "promoted": "⏩", "aborted": "⏹", "guard-bypassed": "⚠"}
+          "gate-waiting": "⏸", "promoted": "⏩", "aborted": "⏹", "guard-bypassed": "⚠", "halted": "⏸"}
 
 
 @dataclass(frozen=True)
