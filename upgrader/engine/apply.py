@@ -664,7 +664,9 @@ class Apply:
             op = step.op
             self._set(host, HostState.VERIFYING, f"testinfra {op['file']} ({when})")
             result = run_module(base / str(op["file"]), self.pool.endpoint(host), component=self.plan.component,
-                                version=str(op["version"]), timeout=float(op["timeout"]))
+                                version=str(op["version"]), timeout=float(op["timeout"]),
+                                # Run the reviewed bytes: a module edited after apply checked its pins never runs.
+                                pinned=self.plan.controller_files or None, base=base)
             self.journal.record(Event.TESTINFRA, host=host, step=step.id, when=when, file=op["file"],
                                 **result.to_dict())
             if not result.ok:
