@@ -170,14 +170,17 @@ def test_a_group_writable_state_directory_is_not_trusted(agent: ModuleType, host
 
 # ---- the controller: which playbook an emergency rollback reads ----
 
-def test_rollback_without_playbook_or_run_is_refused_naming_the_fix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                                    capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setenv("UPGRADER_STATE_DIR", str(tmp_path / "state"))
-    monkeypatch.chdir(REPO)  # playbooks/ is right there: it must not be read
-    code = main(["rollback", "ordergw", "-i", "inventories/prod-na.yml", "--reason", "x", "--yes",
-                 "--connect-timeout", "0.01"])
-    err = capsys.readouterr().err
-    assert code == 1 and "no run of ordergw" in err and "--playbook" in err, err
+def test_without_playbook_or_run_the_layout_is_each_hosts_own_record(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from upgrader.commands import rollback as command
+    from upgrader.commands import specs
+
+    monkeypatch.chdir(REPO)  # playbooks/ is right there: it is not read for the layout
+    monkeypatch.setattr(specs, "find_playbook", lambda *a: pytest.fail("read the playbooks directory"))
+    args = command.argparse.Namespace(playbook=None, playbooks=None, state_dir=tmp_path / "state",
+                                      component="ordergw")
+    lay = command.layout(args)
+    assert (lay.spec, lay.root, lay.source) == (None, "", "the hosts' own records")
 
 
 def test_the_newest_runs_plan_supplies_the_layout_and_nothing_else_is_read(
