@@ -399,7 +399,7 @@ def run(args: argparse.Namespace) -> int:
         progress.summary(f"rollback {component}: {message}", [
             (o.host, dcs[o.host], str(o.end),
              f"{o.before or '?'} → {o.after or '?'} {o.detail}"
-             + (f" ({o.definition} service and checks)" if o.definition else "")
+             + (f" ({o.definition} service and checks)" if o.definition in ("recorded", "sent") else "")
              + (f" (took over {o.previous_holder.get('kind')} run {o.previous_holder.get('run')})"
                 if o.previous_holder and o.previous_holder.get("run") != run_id else ""))
             for o in outcomes.values()])
