@@ -221,18 +221,29 @@ def test_rollback_racing_an_apply(upgrader, vm_host, vm_hosts, tmp_path, record_
 @pytest.mark.reliability("lab: the locks of a killed run, released with `upgrader unlock`",
                          "exit 0, every host unlocked, the holder named, audited")
 def test_unlock_after_a_killed_run(upgrader, vm_host, vm_hosts, tmp_path, record_property):  # type: ignore[no-untyped-def]
-    pb = write(tmp_path / "pb.yml", playbook("feedhandler", "3.1.0", canary={"bake": "60s"}))
+    pb = write(tmp_path / "pb.yml", playbook("feedhandler", "3.1.0", canary={"bake": "15s"}))
     proc = upgrader.start_apply(pb)
     upgrader.wait_for(lambda es: any(e["event"] == "bake-begin" for e in es))
     kill9(proc)
     killed = upgrader.runs()[-1].name
-    run = upgrader("unlock", "feedhandler", "-i", str(upgrader.inventory), "--reason", "run killed")
+    # The killed controller's agent on the canary finishes the bake it is running: unlock leaves that host.
+    early = upgrader("unlock", "feedhandler", "-i", str(upgrader.inventory), "--reason", "run killed")
+    assert early.code == 4 and "ny5-1" in early.stdout and "NOT unlocked" in early.stdout, early.output
+    assert [h for h in vm_hosts if lock(vm_host(h), "feedhandler")] == ["ny5-1"]
+    deadline = time.monotonic() + 45
+    while True:  # the orphaned bake ends by itself
+        run = upgrader("unlock", "feedhandler", "-i", str(upgrader.inventory), "--reason", "run killed")
+        if run.code == 0 or time.monotonic() > deadline:
+            break
+        time.sleep(1)
     assert run.code == 0 and killed in run.stdout, run.output
     assert_unlocked(vm_host, vm_hosts, "feedhandler")
     audit = [json.loads(line) for line in (upgrader.state / "audit.log").read_text().splitlines()]
     assert [a["action"] for a in audit][-2:] == ["unlock", "unlock-end"] and audit[-2]["reason"] == "run killed"
+    assert audit[-1]["released"]["ny5-1"]["run"] == killed and set(audit[-1]["released"]) == {"ny5-1"}
     back = rollback(upgrader, "feedhandler")  # and the canary can be put back as usual
     assert back.code == 0, back.output
     assert_on(vm_host, vm_hosts, "feedhandler", "3.0.0")
-    record_property("observed", f"unlock exit {run.code} naming {killed}; no lock; audit {audit[-1]['action']}; "
-                                f"rollback after: exit {back.code}")
+    record_property("observed", f"unlock during the orphaned bake: exit {early.code}, ny5-1 named, 3 unlocked; "
+                                f"after it ended: exit {run.code} naming {killed}; no lock; rollback after: "
+                                f"exit {back.code}")

@@ -168,15 +168,23 @@ def last_rollback_root(state: Path, component: str) -> str | None:
     return None
 
 
+PLANS_PER_COMPONENT = 8  # journaled plans read per component, newest first: start-up stays bounded
+
+
 def journaled_playbooks(state: Path, component: str | None = None) -> list[Loaded[Playbook]]:
-    """The playbooks of every journaled apply run (of ``component`` if given), newest first."""
+    """The playbooks of the newest journaled apply runs (of ``component`` if given), newest first."""
     from upgrader.engine.journal import runs_dir
 
     base = runs_dir(state)
     out = []
+    seen: dict[str, int] = {}
     for directory in sorted(base.iterdir(), key=lambda p: p.name, reverse=True) if base.is_dir() else []:
         path = directory / "plan.json"
         if component is not None and f"-{component}-" not in directory.name:
+            continue
+        of = directory.name.split("-", 1)[-1].rsplit("-", 1)[0]  # <time>-<component>-<hex>
+        seen[of] = seen.get(of, 0) + 1
+        if seen[of] > PLANS_PER_COMPONENT:
             continue
         if path.is_file() and not path.is_symlink():
             try:

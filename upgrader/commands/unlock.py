@@ -98,5 +98,9 @@ def run(args: argparse.Namespace) -> int:
               f"{held.get('operator')}, since {held.get('since')})")
     for host in stuck:
         print(f"  {host:<20} NOT unlocked: {lines[host]['error']}")
+    if stuck:
+        print("  a host where an upgrader program is still running is left as it is: run unlock again once it "
+              "ends (a killed controller's agent finishes its current program), or take it over with "
+              "`upgrader rollback`")
     say(args, f"{message} (run {run_id})", error=bool(stuck))
     return int(code)
