@@ -695,12 +695,12 @@ def op_facts(ctx, s):
     root = ctx["root"]
     if not root:  # the controller has no layout: the host's own record says where the component lives
         return {"installed": None, "staged": [], "staged_sha": {}, "previous": None, "no_record": True,
-                "lock": read_json(os.path.join(STATE, ctx["component"], "lock.json")), "now": now(),
+                "lock": read_json(os.path.join(STATE, ctx["component"], "lock.json")), "clock": time.time(),
                 "journal_tail": journal_tail(ctx["component"], s.get("journal_lines", 0))}
     installed = current_version(root)
     out = {
         "root": root,
-        "now": now(),  # this host's clock: a rollback undoes what is switched here after it looked
+        "clock": time.time(),  # this host's clock: a rollback undoes what is switched here after it looked
         "installed_by": installed_by(root, installed) if installed else None,
         "run_start": run_start(root, installed) if installed else None,
         "verified": verified_record(root, ctx["component"], installed),
@@ -1270,7 +1270,8 @@ def op_switch(ctx, s):
     forget_verified(ctx["component"])  # the release about to be current is not verified yet
     flip(root, version)
     if old and old != version:
-        set_release_meta(root, version, "previous.json", {"version": old, "run": ctx["run"], "at": now()})
+        set_release_meta(root, version, "previous.json", {"version": old, "run": ctx["run"], "at": now(),
+                                                          "t": time.time()})
     return {"previous": old, "current": version}
 
 
@@ -1521,8 +1522,8 @@ def default_target(root, current, undo):
     """(target, None) or (None, why there is nothing to undo) for a rollback without --to.
 
     ``undo`` (from the controller's look at the fleet): {"runs": the runs being rolled back,
-    "seen_at": this host's clock when it looked}.  A host whose current release was installed by
-    another run, before the controller looked, is untouched by the run being rolled back."""
+    "seen": this host's clock (time.time()) when it looked}.  A host whose current release was installed
+    by another run, before the controller looked, is untouched by the run being rolled back."""
     if not current:
         return None, "nothing installed"
     by = installed_by(root, current)
@@ -1530,8 +1531,8 @@ def default_target(root, current, undo):
         return None, "no previous release recorded for %s" % current
     if isinstance(undo, dict):
         runs = undo.get("runs") or []
-        seen_at = undo.get("seen_at")
-        racing = isinstance(seen_at, str) and isinstance(by.get("at"), str) and by["at"] >= seen_at
+        seen, switched = undo.get("seen"), by.get("t")
+        racing = isinstance(seen, (int, float)) and isinstance(switched, (int, float)) and switched > seen
         if by.get("run") not in runs and not racing:
             return None, "untouched: %s was installed by run %s, not by the run being rolled back" % (
                 current, by.get("run"))

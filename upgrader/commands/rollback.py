@@ -233,7 +233,8 @@ def look(pool, component: str, lay: Layout, hosts: list[str], python: str,  # ty
             "error": str(answers[host].error) if res is None else res.error}
     # The run being undone: the one that installed the newest release among these hosts.
     installed = {h: r for h, r in raw.items() if "error" not in r and r.get("installed") and r.get("installed_by")}
-    newest = max(installed.values(), key=lambda r: str(r["installed_by"].get("at") or ""), default=None)
+    newest = max(installed.values(), key=lambda r: (str(r["installed_by"].get("at") or ""),
+                                                     _number(r["installed_by"].get("t"))), default=None)
     runs = sorted({str(r["installed_by"].get("run")) for r in installed.values()
                    if newest is not None and r.get("installed") == newest.get("installed")})
     views: dict[str, HostView] = {}
@@ -243,7 +244,7 @@ def look(pool, component: str, lay: Layout, hosts: list[str], python: str,  # ty
         if "error" in r:
             views[host] = HostView(host, False, None, None, f"unreachable ({r['error']})", r)
             continue
-        undo[host] = {"runs": runs, "seen_at": r.get("now")}
+        undo[host] = {"runs": runs, "seen": r.get("clock")}
         current = r.get("installed")
         by = r.get("installed_by") or {}
         if r.get("no_record"):
@@ -263,6 +264,10 @@ def look(pool, component: str, lay: Layout, hosts: list[str], python: str,  # ty
                             f"undoes run {by.get('run')}", r)
         views[host] = view
     return views, undo
+
+
+def _number(value: object) -> float:
+    return float(value) if isinstance(value, (int, float)) else 0.0
 
 
 def definitions(component: str, versions: set[str], lay: Layout, args: argparse.Namespace
