@@ -193,11 +193,13 @@ def test_two_rollbacks_at_once(upgrader, vm_host, vm_hosts, tmp_path, record_pro
 
 @pytest.mark.reliability("lab: a rollback and an apply started in the same second (two processes)",
                          "each host ends on one verified release, no lock left, each exit code says what it did")
-def test_rollback_racing_an_apply(upgrader, vm_host, vm_hosts, tmp_path, record_property):  # type: ignore[no-untyped-def]
-    pb = write(tmp_path / "pb.yml", playbook("feedhandler", "3.1.0", canary={"bake": "2s"}))
+@pytest.mark.parametrize("delay", [0.3, 2.5])  # before the apply has switched anything; while its canary is on 3.1.0
+def test_rollback_racing_an_apply(upgrader, vm_host, vm_hosts, tmp_path, record_property,  # type: ignore[no-untyped-def]
+                                  delay):
+    pb = write(tmp_path / "pb.yml", playbook("feedhandler", "3.1.0", canary={"bake": "3s"}))
     other = Upgrader(tmp_path / "desk-b", upgrader.inventory)
     apply = upgrader.start_apply(pb)
-    time.sleep(0.3)  # the apply has started; the rollback comes within the same second
+    time.sleep(delay)  # the apply has started; the rollback follows
     back = start(other, "rollback", "feedhandler", "-i", str(other.inventory), "--reason", "INC-24", "--yes",
                  "--playbook", str(pb), "--log-format", "plain")
     code_back, out_back = finish(back)
@@ -214,8 +216,10 @@ def test_rollback_racing_an_apply(upgrader, vm_host, vm_hosts, tmp_path, record_
         assert set(versions.values()) == {"3.1.0"}, (versions, out_apply)
     else:
         assert "handed over" in out_apply or "taken over" in out_apply or "locked by" in out_apply, out_apply
-    record_property("observed", f"rollback exit {code_back}; apply exit {code_apply}; versions {versions}; "
-                                f"no lock left")
+    took = sorted(e["host"] for e in other.journal() if e["event"] == "host-end" and any(
+        o.get("op") == "rollback" and "switch" in (o.get("steps") or []) for o in e.get("ops", [])))
+    record_property("observed", f"rollback {delay} s after the apply: exit {code_back}, switched back "
+                                f"{took or 'none'}; apply exit {code_apply}; versions {versions}; no lock left")
 
 
 @pytest.mark.reliability("lab: the locks of a killed run, released with `upgrader unlock`",
