@@ -441,11 +441,12 @@ def summary_message(outcomes: dict[str, HostOutcome]) -> str:
     bad = [h for e, hs in by.items() if e not in OK_ENDS for h in hs]
     back = len(by.get(End.ROLLED_BACK, [])) + len(by.get(End.ALREADY_THERE, []))
     nothing = len(by.get(End.NOTHING_TO_DO, []))
-    done = (f"{back} host(s) back and verified" if back else "nothing to roll back") + \
-        (f", {nothing} with nothing to do" if nothing and back else "")
     if not bad:
-        return done if back else f"nothing to roll back: {nothing} host(s) had nothing to undo"
-    return f"NOT rolled back: {', '.join(bad)} ({done}; every host's lock is released)"
+        return (f"{back} host(s) back and verified" + (f", {nothing} with nothing to do" if nothing else "")
+                if back else f"nothing to roll back: {nothing} host(s) had nothing to undo")
+    done = ", ".join([f"{back} back and verified"] * bool(back) + [f"{nothing} with nothing to do"] * bool(nothing)) \
+        or "none back"
+    return f"NOT rolled back: {', '.join(bad)} ({done}; this rollback holds no lock: see `upgrader status`)"
 
 
 def refuse_unstaged(component: str, views: dict[str, HostView], to: str | None) -> None:
