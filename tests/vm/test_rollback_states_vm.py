@@ -79,7 +79,13 @@ def test_partly_upgraded_fleet(upgrader, vm_host, vm_hosts, tmp_path, record_pro
     assert "rollback-failed" not in run.stdout
     assert_on(vm_host, vm_hosts, "feedhandler", "3.0.0")
     assert_unlocked(vm_host, vm_hosts, "feedhandler")
-    record_property("observed", f"exit {run.code}; {got}; no lock left")
+    # §5: after the halted run and the rollback every host agrees, and status and audit say so
+    status = upgrader("status", "feedhandler", "-i", str(upgrader.inventory), "--format", "json")
+    assert status.code == 0 and not any(r["attention"] for r in json.loads(status.stdout)), status.output
+    audit = upgrader("audit", "-i", str(upgrader.inventory), "--format", "json")
+    assert audit.code == 0 and {r["verdict"] for r in json.loads(audit.stdout)} == {"ok"}, audit.output
+    record_property("observed", f"exit {run.code}; {got}; no lock left; then status exit {status.code}, "
+                                f"audit exit {audit.code}")
 
 
 @pytest.mark.reliability("lab: a multi-hop run (ordergw 5.0 -> 5.1 -> 5.2) and a requires conflict",
