@@ -718,6 +718,11 @@ def op_facts(ctx, s):
     except OpFailed:  # nothing installed: no release to name, so no command of one to ask
         svc = version_check = None
     out["service"] = service_state(svc) if svc else None
+    also = s.get("also")
+    if isinstance(also, list):  # [[component, root]]: other components' current releases (their `requires`)
+        out["also"] = dict((c, current_version(r or recorded_root(c) or "/nonexistent"))
+                           for c, r in (e for e in also if isinstance(e, list) and len(e) == 2)
+                           if isinstance(c, str) and isinstance(r, str))
     if version_check and out["service"] == "active":
         try:
             out["reported_version"] = reported_version(version_check, 3)

@@ -196,7 +196,10 @@ def journaled_playbooks(state: Path, component: str | None = None) -> list[Loade
 
 
 def directory_playbooks(args: argparse.Namespace) -> list[Loaded[Playbook]]:
-    """Every valid playbook in --playbooks DIR (default ./playbooks when it exists)."""
+    """Every valid playbook in --playbooks DIR (default ./playbooks when it exists), read once per command."""
+    cached = getattr(args, "_directory_playbooks", None)
+    if cached is not None:
+        return list(cached)
     directory = args.playbooks or (Path("playbooks") if Path("playbooks").is_dir() else None)
     out = []
     for path in sorted(directory.glob("*.y*ml")) if directory is not None and directory.is_dir() else []:
@@ -204,7 +207,8 @@ def directory_playbooks(args: argparse.Namespace) -> list[Loaded[Playbook]]:
             out.append(load_playbook(path))
         except InputError:
             continue
-    return out
+    args._directory_playbooks = out
+    return list(out)
 
 
 @dataclass(frozen=True)
@@ -220,11 +224,13 @@ class HostView:
 
 
 def look(pool, component: str, lay: Layout, hosts: list[str], python: str,  # type: ignore[no-untyped-def]
-         to: str | None) -> tuple[dict[str, HostView], dict[str, dict[str, Any]]]:
+         to: str | None, also: dict[str, str] | None = None) -> tuple[dict[str, HostView], dict[str, dict[str, Any]]]:
     """One facts round: what each host runs, what installed it, what it would go back to; and ``undo``
     per host (the runs being rolled back, and the host's clock now: a switch after it is undone too)."""
-    op = programs.facts_op(lay.spec) if lay.spec else {"op": "facts", "service": None, "version_check": None,
-                                                       "journal_lines": 0}
+    op: dict[str, Any] = programs.facts_op(lay.spec) if lay.spec else {
+        "op": "facts", "service": None, "version_check": None, "journal_lines": 0}
+    if also:  # other components' installed versions, for their `requires`, in the same round trip
+        op["also"] = [[other, root] for other, root in sorted(also.items())]
     answers = host_facts.probe(pool, hosts, component, lay.root, op, python)
     raw: dict[str, dict[str, Any]] = {}
     for host in hosts:
@@ -288,43 +294,45 @@ def definitions(component: str, versions: set[str], lay: Layout, args: argparse.
     return out
 
 
-def requires_conflicts(pool, inventory: Inventory, component: str, views: dict[str, HostView],  # type: ignore[no-untyped-def]
-                       args: argparse.Namespace) -> list[str]:
+def requiring(component: str, args: argparse.Namespace) -> list[Loaded[Playbook]]:
+    """Known playbooks of other components that require ``component`` (journaled runs', --playbooks DIR's)."""
+    return [b for b in journaled_playbooks(args.state_dir) + directory_playbooks(args)
+            if b.model.component != component and component in b.model.requires]
+
+
+def also_installed(books: list[Loaded[Playbook]]) -> dict[str, str]:
+    """{other component: its install root} for the look to read beside ``component`` (one round trip)."""
+    out: dict[str, str] = {}
+    for b in books:
+        out.setdefault(b.model.component, b.model.install.root)
+    return out
+
+
+def requires_conflicts(inventory: Inventory, component: str, views: dict[str, HostView],
+                       books: list[Loaded[Playbook]]) -> list[str]:
     """Hosts where another installed component's `requires` would be unmet after the rollback: each named
     with both components.  The other component's `requires` come from the playbook of the version it runs
-    (a journaled run's, or --playbooks / ./playbooks)."""
-    books = [b for b in journaled_playbooks(args.state_dir) + directory_playbooks(args)
-             if b.model.component != component and component in b.model.requires]
-    others = sorted({b.model.component for b in books})
-    if not others:
-        return []
+    (a journaled run's, or --playbooks / ./playbooks); its version from the look (``also``)."""
     moving = {h: v for h, v in views.items() if v.reachable and v.target and v.target != v.installed}
+    runs_it = {(n, c) for _, n, h in iter_hosts(inventory) for c in {b.model.component for b in books}
+               if runs_component(inventory, h, c)}
     problems = []
-    for other in others:
-        hosts = [n for _, n, h in iter_hosts(inventory) if n in moving and runs_component(inventory, h, other)]
-        if not hosts:
-            continue
-        own = [b for b in books if b.model.component == other]
-        root = own[0].model.install.root if own else ""
-        answers = host_facts.probe(pool, hosts, other, root, {"op": "facts", "service": None, "version_check": None,
-                                                              "journal_lines": 0}, args.python)
-        for host in hosts:
-            res = answers[host].value
-            have = res.ops[0].data.get("installed") if res is not None and res.ok else None
-            book = next((b for b in own if b.model.version == have), None)
-            if have is None or book is None:
+    for host, view in moving.items():
+        found = view.answer.get("also")
+        for other, have in sorted(found.items() if isinstance(found, dict) else []):
+            book = next((b for b in books if b.model.component == other and b.model.version == have), None)
+            if (host, other) not in runs_it or book is None:
                 continue
             spec = book.model
             wanted = spec.requires[component]
-            target = moving[host].target
             try:
-                ok = versions.spec(wanted, spec.version_scheme).contains(versions.parse(str(target),
+                ok = versions.spec(wanted, spec.version_scheme).contains(versions.parse(str(view.target),
                                                                                        spec.version_scheme))
             except ValueError:
                 ok = False
             if not ok:
-                problems.append(f"{host}: {other} {have} requires {component} {wanted}; rolling back to {target} "
-                                f"breaks it")
+                problems.append(f"{host}: {other} {have} requires {component} {wanted}; rolling back to "
+                                f"{view.target} breaks it")
     return problems
 
 
@@ -346,9 +354,10 @@ def run(args: argparse.Namespace) -> int:
     try:
         lay = layout(args)
         component = args.component
-        views, undo = look(pool, component, lay, hosts, args.python, args.to)
+        books = requiring(component, args)
+        views, undo = look(pool, component, lay, hosts, args.python, args.to, also_installed(books))
         refuse_unstaged(component, views, args.to)
-        conflicts = requires_conflicts(pool, inventory.model, component, views, args)
+        conflicts = requires_conflicts(inventory.model, component, views, books)
         if conflicts and forced is None:
             raise RefusedError(f"rolling back {component} would break what other components require: "
                                + "; ".join(conflicts),
