@@ -345,3 +345,12 @@ def test_audit_with_nothing_audited_is_not_a_success(fleet: Scenario, capsys: py
     (books / "app.yml").write_text(fleet.playbook.read_text())
     code, out = cli(fleet, capsys, "audit", "-i", str(fleet.inventory), "--playbook-dir", str(books))
     assert code == 1 and "nothing audited" in out and "0 of 0" not in out, out
+
+
+def test_a_host_with_records_but_no_recorded_root_is_refused_naming_the_fix(
+        fleet: Scenario, capsys: pytest.CaptureFixture[str]) -> None:
+    assert fleet.apply()[0].status == "succeeded"
+    (fleet.hosts["ch-1"].state_dir / "app" / "install.json").unlink()  # as an older agent left it
+    code, out = rollback(fleet, capsys, state=fleet.tmp / "laptop")
+    assert code == 1 and "ch-1" in out and "--playbook" in out, out
+    assert fleet.versions() == dict.fromkeys(HOSTS, TO) and not locks(fleet)

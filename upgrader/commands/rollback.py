@@ -357,6 +357,7 @@ def run(args: argparse.Namespace) -> int:
         books = requiring(component, args)
         views, undo = look(pool, component, lay, hosts, args.python, args.to, also_installed(books))
         refuse_unstaged(component, views, args.to)
+        refuse_unknown_layout(component, views)
         conflicts = requires_conflicts(inventory.model, component, views, books)
         if conflicts and forced is None:
             raise RefusedError(f"rolling back {component} would break what other components require: "
@@ -456,6 +457,16 @@ def summary_message(outcomes: dict[str, HostOutcome]) -> str:
     done = ", ".join([f"{back} back and verified"] * bool(back) + [f"{nothing} with nothing to do"] * bool(nothing)) \
         or "none back"
     return f"NOT rolled back: {', '.join(bad)} ({done}; this rollback holds no lock: see `upgrader status`)"
+
+
+def refuse_unknown_layout(component: str, views: dict[str, HostView]) -> None:
+    """A host upgrader has records of but not where the component lives (an older agent's records): only a
+    playbook can say; refused before anything changes.  A host with no record at all has nothing to undo."""
+    unknown = [h for h, v in views.items() if v.reachable and v.answer.get("no_record") and v.answer.get("records")]
+    if unknown:
+        raise RefusedError(f"upgrader has records of {component} on {', '.join(unknown)} but not where it is "
+                           "installed (written before hosts recorded it)",
+                           f"name its playbook: --playbook playbooks/{component}-….yml")
 
 
 def refuse_unstaged(component: str, views: dict[str, HostView], to: str | None) -> None:
