@@ -354,3 +354,19 @@ def test_a_host_with_records_but_no_recorded_root_is_refused_naming_the_fix(
     code, out = rollback(fleet, capsys, state=fleet.tmp / "laptop")
     assert code == 1 and "ch-1" in out and "--playbook" in out, out
     assert fleet.versions() == dict.fromkeys(HOSTS, TO) and not locks(fleet)
+
+
+@pytest.mark.reliability("rollback on a host with nothing to undo whose service is down (an apply taken over "
+                         "between its stop and its switch)",
+                         "its current release is started and verified, never left stopped; exit 0")
+def test_a_host_with_nothing_to_undo_is_not_left_stopped(
+        fleet: Scenario, capsys: pytest.CaptureFixture[str], record_property: Any) -> None:
+    fleet.hosts["ny-2"].unit(UNIT, state="inactive")  # as the apply's stop left it
+    code, out = rollback(fleet, capsys, "--playbook", str(fleet.playbook))
+    ends = {h: e["end"] for h, e in run_end(fleet.tmp / "state")["hosts"].items()}
+    assert code == 0, out
+    assert ends == {"ny-1": "nothing-to-do", "ny-2": "already-there", "ch-1": "nothing-to-do",
+                    "ch-2": "nothing-to-do"}
+    assert all(fleet.hosts[h].state(UNIT) == "active" for h in HOSTS) and fleet.versions() == dict.fromkeys(HOSTS, FROM)
+    assert "service started" in out and not locks(fleet)
+    record_property("observed", f"exit {code}; ends {ends}; ny-2 unit {fleet.hosts['ny-2'].state(UNIT)}")

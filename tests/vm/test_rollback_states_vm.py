@@ -236,10 +236,12 @@ def test_unlock_after_a_killed_run(upgrader, vm_host, vm_hosts, tmp_path, record
     upgrader.wait_for(lambda es: any(e["event"] == "bake-begin" for e in es))
     kill9(proc)
     killed = upgrader.runs()[-1].name
-    # The killed controller's agent on the canary finishes the bake it is running: unlock leaves that host.
+    # If the killed controller's agent on the canary is still finishing its bake (whether sshd ends it on the
+    # disconnect varies), unlock leaves that host, named, and unlocks the others; once it ends, unlock frees it.
     early = upgrader("unlock", "feedhandler", "-i", str(upgrader.inventory), "--reason", "run killed")
-    assert early.code == 4 and "ny5-1" in early.stdout and "NOT unlocked" in early.stdout, early.output
-    assert [h for h in vm_hosts if lock(vm_host(h), "feedhandler")] == ["ny5-1"]
+    if early.code != 0:
+        assert early.code == 4 and "ny5-1" in early.stdout and "NOT unlocked" in early.stdout, early.output
+        assert [h for h in vm_hosts if lock(vm_host(h), "feedhandler")] == ["ny5-1"]
     deadline = time.monotonic() + 45
     while True:  # the orphaned bake ends by itself
         run = upgrader("unlock", "feedhandler", "-i", str(upgrader.inventory), "--reason", "run killed")
@@ -250,10 +252,11 @@ def test_unlock_after_a_killed_run(upgrader, vm_host, vm_hosts, tmp_path, record
     assert_unlocked(vm_host, vm_hosts, "feedhandler")
     audit = [json.loads(line) for line in (upgrader.state / "audit.log").read_text().splitlines()]
     assert [a["action"] for a in audit][-2:] == ["unlock", "unlock-end"] and audit[-2]["reason"] == "run killed"
-    assert audit[-1]["released"]["ny5-1"]["run"] == killed and set(audit[-1]["released"]) == {"ny5-1"}
+    assert audit[-1]["released"]["ny5-1"]["run"] == killed
     back = rollback(upgrader, "feedhandler")  # and the canary can be put back as usual
     assert back.code == 0, back.output
     assert_on(vm_host, vm_hosts, "feedhandler", "3.0.0")
-    record_property("observed", f"unlock during the orphaned bake: exit {early.code}, ny5-1 named, 3 unlocked; "
+    record_property("observed", f"unlock right after the kill: exit {early.code} "
+                                f"({'ny5-1 still running its bake, named; 3 unlocked' if early.code else 'all 4'}); "
                                 f"after it ended: exit {run.code} naming {killed}; no lock; rollback after: "
                                 f"exit {back.code}")

@@ -1633,8 +1633,10 @@ def op_rollback(ctx, s):
     target = s.get("to")
     if not target:
         target, why = default_target(root, current, s.get("undo"))
-        if target is None:
+        if target is None and not stopped_here(ctx, s, current):
             return {"nothing": True, "reason": why, "from": current, "to": current, "steps": []}
+        target = target or current  # nothing to undo, but its service is down (an apply taken over after
+        # its stop): the current release is started and verified, never left stopped
     install_dirs(root)
     if not os.path.isdir(release_path(root, target)):
         raise OpFailed("release %s is not staged on this host" % target, missing=target,
@@ -1677,6 +1679,17 @@ def op_rollback(ctx, s):
                        current=current_version(root), steps=steps, definition=used, to=target, **{"from": current})
     record_verified(ctx, target, "rollback", used["checks"])
     return {"from": current, "to": target, "steps": steps, "checks": results, "definition": used}
+
+
+def stopped_here(ctx, s, current):
+    """True if ``current`` is installed and its service (as the rollback would run it) is not active."""
+    if not current:
+        return False
+    try:
+        service = rollback_definition(ctx, s, current, current)[0]
+        return service_state(with_release(service, ctx["root"], current)) != "active"
+    except OpFailed:
+        return False  # no way to know how it runs: nothing is started
 
 
 def rollback_definition(ctx, s, target, current):
