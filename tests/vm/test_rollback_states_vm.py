@@ -224,8 +224,9 @@ def test_rollback_racing_an_apply(upgrader, vm_host, vm_hosts, tmp_path, record_
         assert "handed over" in out_apply or "taken over" in out_apply or "locked by" in out_apply, out_apply
     took = sorted(e["host"] for e in other.journal() if e["event"] == "host-end" and any(
         o.get("op") == "rollback" and "switch" in (o.get("steps") or []) for o in e.get("ops", [])))
-    record_property("observed", f"rollback {delay} s after the apply: exit {code_back}, switched back "
-                                f"{took or 'none'}; apply exit {code_apply}; versions {versions}; no lock left")
+    record_property("observed", f"rollback {delay} s after the apply: exit {code_back}, ends {ends(other)}, "
+                                f"switched back {took or 'none'}; apply exit {code_apply}; versions {versions}; "
+                                "every service active and reporting its current release; no lock left")
 
 
 @pytest.mark.reliability("lab: the locks of a killed run, released with `upgrader unlock`",
