@@ -36,6 +36,11 @@ RUN_EXIT_CODES = (
     "starting release — `upgrader resume RUN` carries on a resumable run")
 
 
+# What `plan` returns (problems are refused alike with live facts or offline).
+PLAN_EXIT_CODES = ("0 planned, no problems; 1 the plan has problems (each listed in it, with live facts or "
+                   "offline alike), bad input, or an output path that cannot be written; 2 usage")
+
+
 def with_exit_codes(epilog: str | None, codes: str) -> str:
     """The command's help epilog with its own exit codes (the shared epilog's example kept)."""
     import textwrap

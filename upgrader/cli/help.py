@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import textwrap
 
+from upgrader.errors import PLAN_EXIT_CODES, RUN_EXIT_CODES
+
 INVENTORY_HELP = "the inventory: datacenters, hosts, roles, SSH access through jump hosts (README: Inventory format)"
 POSITIONAL_HELP = {
     "playbook": "a component release's playbook (README: Playbook format)",
@@ -37,18 +39,17 @@ EXAMPLES = {
     "watch": "upgrader watch 20261205T070000Z-ordergw-1a2b",
 }
 
-_CHANGES = ("0 done (or nothing to do); 1 bad input, or refused before changing anything; 2 usage; "
-            "3 failed, every touched host rolled back and verified; 4 some host is not on a verified "
-            "version, a human must act (the hosts are named)")
 EXIT_CODES = {
     "validate": "0 valid; 1 problems (each as file:line:col); 2 usage",
-    "plan": "0 planned (problems, if any, are in the plan); 1 bad input or an output path that cannot be written; "
-            "2 usage",
+    "plan": PLAN_EXIT_CODES,
     "facts": "0 gathered (unreachable hosts are recorded as such); 1 bad input; 2 usage",
-    "apply": _CHANGES,
-    "resume": _CHANGES,
-    "rollback": "0 every host back and verified; 1 bad input or refused before changing anything; 2 usage; "
-                "4 some host is not back on a verified version (named)",
+    "apply": RUN_EXIT_CODES,
+    "resume": RUN_EXIT_CODES,
+    "rollback": "0 every host rolled back and verified, already there, or had nothing to do; 1 refused before "
+                "changing anything (bad input, --to not staged, a `requires` conflict); 2 usage; 4 some host did not "
+                "end on a verified release, was unreachable, or another rollback held it (each is named)",
+    "unlock": "0 every selected host is unlocked (or was not locked); 1 bad input; 2 usage; 4 some host is still "
+              "locked or could not be reached (named)",
     "status": "0 nothing needs attention; 1 some host needs attention (named), or bad input; 2 usage",
     "runs": "0 listed (damaged journals are listed as DAMAGED); 2 usage",
     "show": "0 shown; 1 no such run, or its journal is damaged (file:line); 2 usage",
