@@ -240,6 +240,7 @@ def schedule_argv(saved: Path, capsys: pytest.CaptureFixture[str], *extra: str) 
     """`schedule plan.json` into units/, and the upgrader arguments of the service's ExecStart."""
     artifacts = saved.parent / "store"
     artifacts.mkdir()
+    (saved.parent / "units").mkdir(exist_ok=True)  # output paths are never created (loading/output.py)
     assert main(["--state-dir", str(saved.parent / "sched-state"), "schedule", "plan.json", "-i", "inventory.yml",
                  "--on", "2099-12-05 02:00 America/New_York", "--unit-dir", "units", "--artifacts", str(artifacts),
                  *extra]) == 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import re
 import sys
 from datetime import UTC, datetime
@@ -28,6 +29,8 @@ from upgrader.planning import groups as plan_groups
 from upgrader.planning.limit import Selection
 from upgrader.planning.planner import iter_hosts, runs_component
 from upgrader.windows import break_glass
+
+log = logging.getLogger(__name__)
 
 HELP = "emergency rollback to the previous (or a named) staged release, in parallel, audited"
 
@@ -93,12 +96,26 @@ def last_run_plan(state: Path, component: str) -> Loaded[Playbook] | None:
     names = sorted((p.name for p in base.iterdir() if named.fullmatch(p.name)), reverse=True) if base.is_dir() else []
     for name in names:  # run ids begin with their start time: newest first
         path = base / name / "plan.json"
-        if path.is_file() and not path.is_symlink():
+        if path.is_file() and not path.is_symlink() and _trusted(path, state):
             plan = read_plan_file(path)
             if plan.component == component:
                 # The playbook as that run's plan holds it (validated with the plan); no YAML positions.
                 return Loaded(plan.spec, path, plan.playbook.sha256, yamlfile.Document(path, None, ""))
     return None
+
+
+def _trusted(path: Path, state: Path) -> bool:
+    """Whether a run's plan.json is the operator's own record (loading/private.py): its service commands and
+    checks are what rollback runs as root on every host, so a plan planted by another user is skipped."""
+    from upgrader.loading import private
+
+    try:
+        private.check_record(path, state)
+    except (OSError, private.Untrusted) as exc:
+        log.warning("ignoring %s: %s (a run's plan is used only if only the operator could have written it)",
+                    path, exc)
+        return False
+    return True
 
 
 def run(args: argparse.Namespace) -> int:

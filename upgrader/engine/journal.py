@@ -24,7 +24,7 @@ from typing import Any
 from upgrader.engine.vocabulary import Event
 from upgrader.errors import InputError, Location, Problem, RefusedError
 from upgrader.files import append_line, write_atomic
-from upgrader.loading import limits
+from upgrader.loading import limits, private
 from upgrader.loading.records import entry_problem
 
 JOURNAL = "journal.jsonl"
@@ -72,6 +72,15 @@ def run_directory(state: Path, run_id: str) -> Path:
             raise RefusedError(f"{journal} is not a regular file", "list runs with `upgrader runs`")
     except FileNotFoundError:
         raise RefusedError(f"no run {run_id} in {base}", "list runs with `upgrader runs`") from None
+    # A run's records steer what resume, rollback and promote do (its plan.json is what resume runs):
+    # trusted only if nobody but the operator could have written them (issue 25 §5).
+    try:
+        private.check_record(journal, state)
+    except (OSError, private.Untrusted) as exc:
+        raise RefusedError(f"run {run_id} cannot be trusted: {exc}",
+                           "runs are records only the operator may write (directories not group- or "
+                           "world-writable, files the operator's own): look at who wrote it, then "
+                           "move it aside") from None
     return directory
 
 
@@ -88,9 +97,9 @@ class Journal:
 
     @classmethod
     def create(cls, state: Path, run_id: str) -> Journal:
-        for private in (state, runs_dir(state)):  # journals say who did what: not for other local users
-            private.mkdir(parents=True, exist_ok=True, mode=0o700)
-            os.chmod(private, 0o700)
+        for mine in (state, runs_dir(state)):  # journals say who did what: not for other local users
+            mine.mkdir(parents=True, exist_ok=True, mode=0o700)
+            os.chmod(mine, 0o700)
         directory = runs_dir(state) / run_id
         directory.mkdir(mode=0o700)
         return cls(directory)
