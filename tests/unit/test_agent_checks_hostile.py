@@ -224,3 +224,54 @@ def test_a_listener_outside_the_unit_does_not_pass_tcp_http_or_version(agent, fa
         assert outside is not None and f"port {port} is not served by ordergw.service" in outside, kind
         assert inside is None, kind
     assert set(unscoped.values()) == {None}
+
+
+@pytest.fixture
+def wildcard_service() -> Iterator[tuple[subprocess.Popen[str], int]]:
+    """uid 65534 listening on every address (0.0.0.0), answering like the service's health endpoint."""
+    code = LISTENER.replace('s.bind(("127.0.0.1", 0))', 's.bind(("0.0.0.0", 0))')
+    proc = subprocess.Popen(["/usr/bin/python3", "-c", code], user=NOBODY, group=NOBODY, stdout=subprocess.PIPE,
+                            text=True)
+    assert proc.stdout is not None
+    port = int(proc.stdout.readline())
+    yield proc, port
+    proc.kill()
+    proc.wait()
+
+
+def own_addresses() -> list[str]:
+    """This machine's non-loopback IPv4 addresses, as the kernel routes to them (no interface listing)."""
+    import socket
+
+    found = []
+    for probe in ("192.0.2.1", "10.255.255.1", "198.51.100.1"):
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            s.connect((probe, 9))  # UDP: nothing is sent; the kernel picks the source address
+            found.append(s.getsockname()[0])
+        except OSError:
+            pass
+        finally:
+            s.close()
+    return sorted(set(a for a in found if not a.startswith("127.")))
+
+
+@pytest.mark.reliability("uid 65534 binds the service's port on 0.0.0.0 while the checks name this machine other "
+                         "than by 127.x/localhost (0.0.0.0, its own addresses)",
+                         "each check fails: the listener is not in the unit's control group, whatever the name")
+def test_a_listener_outside_the_unit_does_not_pass_under_another_name_for_this_machine(  # type: ignore[no-untyped-def]
+        agent, wildcard_service, tmp_path, record_property) -> None:
+    _, port = wildcard_service
+    names = ["0.0.0.0", *own_addresses()]
+    elsewhere = {**ctx(tmp_path), "cgroups": {"ordergw.service": "/system.slice/ordergw.service"},
+                 "expect_version": "5.2.0"}
+    seen = {}
+    for name in names:
+        url = f"http://{name}:{port}/health"
+        checks = {"tcp": {"name": "t", "kind": "tcp", "tcp": {"host": name, "port": port}, "timeout": 2.0},
+                  "http": {"name": "h", "kind": "http", "http": {"url": url, "body": "ok"}, "timeout": 2.0}}
+        for kind, c in checks.items():
+            seen[f"{kind} {name}"] = agent.check_once(c, dict(elsewhere), SERVICE)
+    record_property("observed", "; ".join(f"{k}: {v}" for k, v in seen.items()))
+    for what, reason in seen.items():
+        assert reason is not None and f"port {port} is not served by ordergw.service" in reason, what
