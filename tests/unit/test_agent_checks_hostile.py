@@ -275,3 +275,35 @@ def test_a_listener_outside_the_unit_does_not_pass_under_another_name_for_this_m
     record_property("observed", "; ".join(f"{k}: {v}" for k, v in seen.items()))
     for what, reason in seen.items():
         assert reason is not None and f"port {port} is not served by ordergw.service" in reason, what
+
+
+@pytest.mark.reliability("the log's directory leads into a mount that never answers (stat blocks) when a start "
+                         "remembers where the log ends", "the start goes on within the bound (offset 0: the "
+                         "whole log is read later); it does not hang with the host lock held")
+def test_a_hung_log_path_does_not_hang_a_start(agent, tmp_path, monkeypatch, record_property) -> None:  # type: ignore[no-untyped-def]
+    hung = str(tmp_path / "nfs" / "ordergw.log")
+    real_stat, real_lstat = os.stat, os.lstat
+    release = threading.Event()
+
+    def blocking(real):  # type: ignore[no-untyped-def]
+        def stat(path, *args, **kwargs):  # type: ignore[no-untyped-def]
+            if str(path) == hung:
+                release.wait(60)
+            return real(path, *args, **kwargs)
+        return stat
+
+    monkeypatch.setattr(agent, "LOG_STAT_TIMEOUT", 0.5, raising=False)
+    monkeypatch.setattr(os, "stat", blocking(real_stat))
+    monkeypatch.setattr(os, "lstat", blocking(real_lstat))
+    box: list[float] = []
+    started = time.monotonic()
+    worker = threading.Thread(target=lambda: (agent.remember_log_offsets(ctx(tmp_path), [hung]),
+                                              box.append(time.monotonic() - started)), daemon=True)
+    worker.start()
+    worker.join(10)
+    release.set()
+    monkeypatch.undo()
+    assert box, "remember_log_offsets did not return within 10 s"
+    offsets = agent.read_json(os.path.join(agent.state_dir("app"), "start.json"))
+    assert offsets == {hung: 0} and box[0] < 5
+    record_property("observed", f"returned after {box[0]:.2f} s; offsets {offsets}")

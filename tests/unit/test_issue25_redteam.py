@@ -129,3 +129,140 @@ def test_the_controller_lock_does_not_follow_a_symlink(tmp_path: Path, record_pr
     with pytest.raises(RefusedError, match="not a lock file"), LocalLock(state, "ordergw", {"run": "R"}):
         pass
     record_property("observed", f"symlink and FIFO refused; target still {victim.read_text()!r}")
+
+
+# ---------------------------------------------------------------- §3 command-line and environment values
+
+
+def test_every_forbidden_code_point_in_any_option_value_is_refused() -> None:
+    """The whole code-point range, in an option's value (short and long) and a --opt=value."""
+    from upgrader import charset
+    from upgrader.cli.main import _invisible_argument
+
+    missed = []
+    for code in range(0x110000):
+        ch = chr(code)
+        shapes = (["rollback", "ordergw", "--reason", f"INC{ch}1"], ["rollback", f"--to=5.1{ch}"],
+                  ["plan", "p.yml", "-i", f"inv{ch}.yml"])
+        refused = [_invisible_argument(argv) is not None for argv in shapes]
+        if refused != [charset.forbidden(ch)] * 3:
+            missed.append(f"U+{code:04X}")
+    assert missed == []
+
+
+@pytest.mark.reliability("a command-line value holding an invisible character (--reason with U+2060, --python with "
+                         "U+00AD, --to with a newline)", "usage error (exit 2) naming the argument and the "
+                         "character, before anything connects or an agent starts")
+def test_an_invisible_character_on_the_command_line_reaches_no_host(monkeypatch: pytest.MonkeyPatch,
+                                                                    capsys: pytest.CaptureFixture[str],
+                                                                    record_property: Record) -> None:
+    from upgrader.cli import main as cli
+    from upgrader.commands import early
+
+    started: list[list[str]] = []
+    monkeypatch.setattr(early, "start", lambda argv, state: started.append(argv))
+    inventory = str(INVENTORY)
+    cases = [["rollback", "ordergw", "-i", inventory, "--reason", "INC\u20601"],
+             ["rollback", "ordergw", "-i", inventory, "--reason", "x", "--python", "/usr/bin/python3\u00ad"],
+             ["rollback", "ordergw", "-i", inventory, "--reason", "x", "--to=5.1.0\n"]]
+    codes = [cli.main(argv) for argv in cases]
+    err = capsys.readouterr().err
+    assert codes == [2, 2, 2] and started == []
+    for named in ("(--reason) contains the invisible or control character U+2060",
+                  "(--python) contains the invisible or control character U+00AD",
+                  "(--to) contains the invisible or control character U+000A"):
+        assert named in err
+    record_property("observed", f"exit codes {codes}; {len(started)} early start(s); {err.strip().splitlines()}")
+
+
+def test_an_operator_name_with_an_invisible_character_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    from upgrader.engine.journal import operator
+
+    monkeypatch.setenv("UPGRADER_OPERATOR", "alice\u202eecila")
+    with pytest.raises(RefusedError, match=r"\$UPGRADER_OPERATOR.*U\+202E"):
+        operator()
+    monkeypatch.setenv("UPGRADER_OPERATOR", "alice")
+    assert operator().startswith("alice@")
+
+
+# ---------------------------------------------------------------- §1 every systemctl argv the agent runs
+
+
+def _agent_systemctl_argvs(unit: str) -> list[str]:
+    """Every ``run(["systemctl", ...])`` the agent's source holds, with ``unit`` for the unit expression."""
+    import ast
+    import shlex
+
+    tree = ast.parse((REPO / "upgrader" / "agent" / "agent.py").read_text())
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.List) and node.elts and isinstance(node.elts[0], ast.Constant) \
+                and node.elts[0].value == "systemctl":
+            words = [e.value if isinstance(e, ast.Constant) else unit for e in node.elts]
+            found.append(shlex.join(str(w) for w in words))
+    return sorted(set(found))
+
+
+def test_every_systemctl_command_the_agent_runs_is_in_the_plan() -> None:
+    """The agent also kills a unit that hangs on stop, resets a failed start and asks for the unit's control
+    group: each of those argv is in the text and the Markdown plan, not only start/stop/is-active."""
+    from upgrader.planning.render import to_markdown, to_text
+
+    plan = plan_files(REPO / "playbooks" / "ordergw-5.2.0.yml", INVENTORY)
+    unit = plan.spec.service.systemd
+    assert unit
+    argvs = _agent_systemctl_argvs(unit)
+    assert len(argvs) >= 6  # stop, start, is-active, kill, reset-failed, show
+    text, markdown = to_text(plan), to_markdown(plan)
+    assert [a for a in argvs if a not in text] == []
+    assert [a for a in argvs if a not in markdown] == []
+
+
+# ---------------------------------------------------------------- §7 what the control worker writes
+
+
+@pytest.mark.reliability("a workflow of anyone's in the namespace schedules the control worker's 'record' activity "
+                         "with a file named '../../x', or with records for another execution's (or a local) run",
+                         "refused: nothing is written outside the run's directory, nor into a run that is not the "
+                         "calling execution's own")
+def test_the_control_worker_writes_only_its_own_run_files(tmp_path: Path, record_property: Record) -> None:
+    import asyncio
+    import dataclasses
+
+    from temporalio.testing import ActivityEnvironment
+
+    from upgrader.loading.inputs import load_inventory
+    from upgrader.temporal.control import Control
+    from upgrader.temporal.messages import Records
+
+    state = tmp_path / "state"
+    control = Control(state, load_inventory(INVENTORY))
+
+    def as_execution(execution: str, batch: Records) -> object:
+        env = ActivityEnvironment()
+        env.info = dataclasses.replace(env.info, workflow_run_id=execution)
+        return asyncio.run(env.run(control.record, batch))
+
+    def start(seq: int, execution: str) -> dict[str, object]:
+        return {"seq": seq, "at": "2026-12-04T00:00:00.000+00:00", "event": "run-start", "kind": "apply",
+                "execution": execution}
+
+    target = tmp_path / "planted.txt"
+    with pytest.raises(ValueError, match="refusing to write"):
+        as_execution("E1", Records("20260101T000000Z-ordergw-0001", [start(1, "E1")],
+                                   {"../../planted.txt": "echo owned\n"}))
+    assert not target.exists()
+    run = "20260101T000000Z-ordergw-0002"
+    assert as_execution("E1", Records(run, [start(1, "E1")], {"plan.json": "{}"})) == 1  # the control
+    journal = state / "runs" / run / "journal.jsonl"
+    before = journal.read_text()
+    forged = {"seq": 2, "at": "2026-12-04T00:00:01.000+00:00", "event": "run-end", "status": "succeeded"}
+    with pytest.raises(ValueError, match="not this workflow execution"):
+        as_execution("E2", Records(run, [forged]))
+    local = _operator_run(state, "20260101T000000Z-ordergw-0003")  # a local run: no execution
+    with pytest.raises(ValueError, match="not this workflow execution"):
+        as_execution("E2", Records(local.name, [forged]))
+    assert journal.read_text() == before and "run-end" not in (local / "journal.jsonl").read_text()
+    assert as_execution("E1", Records(run, [forged])) == 1  # its own execution goes on writing
+    record_property("observed", f"'../../planted.txt' refused ({target.name} exists: {target.exists()}); another "
+                    "execution's and a local run's journals unchanged; the run's own execution wrote its record")

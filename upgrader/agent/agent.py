@@ -1636,14 +1636,25 @@ def restore_config(root, version):
     return restored
 
 
+LOG_STAT_TIMEOUT = 5.0  # seconds for the size of a log at a start
+
+
+def _size_or_zero(path):
+    try:
+        return os.lstat(path).st_size
+    except OSError:
+        return 0
+
+
 def remember_log_offsets(ctx, paths):
     """Log checks only count lines written after this start: remember where each log ends now."""
     offsets = {}
     for path in paths:
-        try:
-            offsets[path] = os.path.getsize(path)
-        except OSError:
-            offsets[path] = 0
+        # The service user owns the log and its directory: a symlink there may lead into a mount that
+        # never answers.  Not followed (lstat; the check refuses a symlink anyway), and bounded: a start
+        # must not hang with the host lock held (issue 25 §4).  Unknown: 0, the whole file is read.
+        size = bounded(lambda p=path: _size_or_zero(p), LOG_STAT_TIMEOUT)
+        offsets[path] = size if isinstance(size, int) else 0
     write_json_atomic(os.path.join(state_dir(ctx["component"]), "start.json"), offsets)
 
 

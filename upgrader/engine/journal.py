@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from upgrader import charset
 from upgrader.engine.vocabulary import Event
 from upgrader.errors import InputError, Location, Problem, RefusedError
 from upgrader.files import append_line, write_atomic
@@ -42,7 +43,14 @@ def controller() -> str:
 
 def operator() -> str:
     """Who is acting: UPGRADER_OPERATOR, else the sudo/login user, at this controller."""
-    who = os.environ.get("UPGRADER_OPERATOR") or os.environ.get("SUDO_USER") or getpass.getuser()
+    name = "UPGRADER_OPERATOR" if os.environ.get("UPGRADER_OPERATOR") else "SUDO_USER"
+    who = os.environ.get(name) or getpass.getuser()
+    # It goes to every host's lock, the journal, the audit log and the reports: no invisible characters
+    # (issue 25 §3), whichever variable it comes from.
+    reason = charset.problem_text(who)
+    if reason is not None:
+        raise RefusedError(f"the operator's name (${name}, or the login name) {reason}",
+                           "set UPGRADER_OPERATOR to a plain name")
     return f"{who}@{socket.gethostname()}"
 
 
