@@ -216,6 +216,8 @@ def test_every_systemctl_command_the_agent_runs_is_in_the_plan() -> None:
     text, markdown = to_text(plan), to_markdown(plan)
     assert [a for a in argvs if a not in text] == []
     assert [a for a in argvs if a not in markdown] == []
+    # What a precheck may run instead (the host's record of how its running release was verified) is said.
+    assert "with those recorded checks instead" in text and "with those recorded checks instead" in markdown
 
 
 # ---------------------------------------------------------------- §7 what the control worker writes
@@ -266,3 +268,22 @@ def test_the_control_worker_writes_only_its_own_run_files(tmp_path: Path, record
     assert as_execution("E1", Records(run, [forged])) == 1  # its own execution goes on writing
     record_property("observed", f"'../../planted.txt' refused ({target.name} exists: {target.exists()}); another "
                     "execution's and a local run's journals unchanged; the run's own execution wrote its record")
+
+
+@pytest.mark.reliability("a symlink planted at $STATE/debug.log, pointing at a file of the operator's, when an "
+                         "internal error is logged", "the traceback is not appended through the link; the target "
+                         "is unchanged")
+def test_the_debug_log_does_not_follow_a_symlink(tmp_path: Path, record_property: Record) -> None:
+    from upgrader.cli.main import _write_debug_log
+
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    victim = tmp_path / "bashrc"
+    victim.write_text("# mine\n")
+    (state / "debug.log").symlink_to(victim)
+    try:
+        raise RuntimeError("boom")
+    except RuntimeError:
+        where = _write_debug_log(state)
+    assert victim.read_text() == "# mine\n"
+    record_property("observed", f"debug log written to {where}; target {victim.read_text()!r}")

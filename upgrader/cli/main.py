@@ -17,6 +17,7 @@ from upgrader.cli import help as help_text
 from upgrader.cli import logs
 from upgrader.commands import early
 from upgrader.errors import ExitCode, InputError, UpgraderError
+from upgrader.files import append_line
 
 MAX_PROBLEMS = 50  # printed per run
 # Error kinds the CLI itself reports (the others are UpgraderError.reference values; README: Error kinds).
@@ -143,9 +144,10 @@ def _write_debug_log(directory: Path) -> Path:
     path = directory / "debug.log"
     try:
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        with path.open("a", encoding="utf-8") as fh:
-            fh.write(f"--- {datetime.now(UTC).isoformat()} upgrader {__version__} argv={sys.argv!r}\n")
-            fh.write(traceback.format_exc())
+        # Appended as the journals are (files.append_line): never through a symlink planted at the name,
+        # which would append the traceback (and the command line) to a file of the planter's choosing.
+        append_line(path, f"--- {datetime.now(UTC).isoformat()} upgrader {__version__} argv={sys.argv!r}\n"
+                    + traceback.format_exc())
     except OSError:
         logging.getLogger(__name__).exception("cannot write debug log")
         return Path("<stderr>")
