@@ -287,3 +287,20 @@ def test_the_debug_log_does_not_follow_a_symlink(tmp_path: Path, record_property
         where = _write_debug_log(state)
     assert victim.read_text() == "# mine\n"
     record_property("observed", f"debug log written to {where}; target {victim.read_text()!r}")
+
+
+@needs_root
+def test_a_planted_run_is_neither_listed_nor_an_estimate_nor_a_refusal(tmp_path: Path) -> None:
+    """`upgrader runs` and the window guard's duration estimate skip a run uid 65534 planted (they do not
+    stop at it either: a planted directory must not turn into a refusal of every apply)."""
+    from upgrader.engine.admission import past_host_seconds
+    from upgrader.engine.journal import list_runs
+
+    state = tmp_path / "state"
+    own = _operator_run(state, "20260101T000000Z-ordergw-0001")
+    planted = state / "runs" / "20260101T000000Z-ordergw-0002"
+    planted.mkdir(mode=0o700)
+    (planted / "journal.jsonl").write_text((own / "journal.jsonl").read_text())
+    os.chown(planted / "journal.jsonl", NOBODY, NOBODY)
+    assert [r.run_id for r in list_runs(state)] == [own.name]
+    assert past_host_seconds(state, "ordergw") is None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import getpass
 import json
+import logging
 import os
 import re
 import secrets
@@ -29,6 +30,7 @@ from upgrader.loading import limits, private
 from upgrader.loading.records import entry_problem
 
 JOURNAL = "journal.jsonl"
+log = logging.getLogger(__name__)
 # What a run id looks like (new_run_id); a RUN argument is nothing else, so it names a directory under
 # runs/ and nothing outside it (no '/', no '..').
 RUN_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
@@ -243,7 +245,18 @@ def list_runs(state: Path) -> list[RunSummary]:
     if not base.exists():
         return []
     return [summarize(d) for d in sorted(base.iterdir())
-            if RUN_ID_RE.fullmatch(d.name) and not d.is_symlink() and d.is_dir() and (d / JOURNAL).exists()]
+            if RUN_ID_RE.fullmatch(d.name) and not d.is_symlink() and d.is_dir() and (d / JOURNAL).exists()
+            and _trusted(d / JOURNAL, state)]
+
+
+def _trusted(journal: Path, state: Path) -> bool:
+    """Whether a run's journal may be listed and read (as run_directory checks it); a warning if not."""
+    try:
+        private.check_record(journal, state)
+    except (OSError, private.Untrusted) as exc:
+        log.warning("ignoring run %s: %s (runs are records only the operator may write)", journal.parent.name, exc)
+        return False
+    return True
 
 
 def audit(state: Path, **data: Any) -> None:
