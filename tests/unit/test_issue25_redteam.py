@@ -304,3 +304,23 @@ def test_a_planted_run_is_neither_listed_nor_an_estimate_nor_a_refusal(tmp_path:
     os.chown(planted / "journal.jsonl", NOBODY, NOBODY)
     assert [r.run_id for r in list_runs(state)] == [own.name]
     assert past_host_seconds(state, "ordergw") is None
+
+
+# ---------------------------------------------------------------- §6 nothing checked is not success
+
+
+@pytest.mark.reliability("audit where no selected host runs the playbook's component (--limit names only "
+                         "market-data hosts)", "exit 1 'nothing was audited'; no '0 of 0 host(s) agree', no host "
+                         "contacted")
+def test_an_audit_of_nothing_is_not_success(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                            capsys: pytest.CaptureFixture[str], record_property: Record) -> None:
+    from upgrader.cli.main import main
+    from upgrader.engine import facts as host_facts
+
+    asked: list[object] = []
+    monkeypatch.setattr(host_facts, "gather", lambda *a, **k: asked.append(k) or pytest.fail("a host was asked"))
+    code = main(["--state-dir", str(tmp_path / "state"), "audit", "-i", str(INVENTORY),
+                 str(REPO / "playbooks" / "ordergw-5.2.0.yml"), "--limit", "ny5-md01"])
+    out, err = capsys.readouterr()
+    assert code == 1 and "nothing was audited" in err and "0 of 0" not in out and asked == []
+    record_property("observed", f"exit {code}; {err.strip().splitlines()[-1]}")

@@ -38,7 +38,7 @@ example:
   upgrader audit -i inventories/prod-na.yml                        # against the journal
   upgrader audit -i inventories/prod-na.yml playbooks/ordergw-5.2.0.yml --metrics-dir /var/lib/node_exporter
 
-exit codes: 0 every host agrees; 1 some host is an outlier (each is named), or bad input; 2 usage
+exit codes: 0 every host agrees; 1 some host is an outlier (each is named), nothing was audited, or bad input; 2 usage
 """
 
 
@@ -90,6 +90,10 @@ def run(args: argparse.Namespace) -> int:
             rows += [judge(component, h, dcs[h], expected.get(h), raw[h], has_check) for h in hosts]
     finally:
         pool.close()
+    if not rows:  # nothing checked is not success: "0 of 0 host(s) agree" with exit 0 would say all is well
+        raise RefusedError("nothing was audited: no selected host runs a component with a playbook to audit "
+                           "against (see the warnings above, if any)",
+                           "name the playbooks of what the hosts run, or a --limit that selects hosts running them")
     _print(rows, args.format)
     if args.metrics_dir:
         from upgrader.reporting.skew import write_audit_metrics
