@@ -324,3 +324,13 @@ def test_an_audit_of_nothing_is_not_success(tmp_path: Path, monkeypatch: pytest.
     out, err = capsys.readouterr()
     assert code == 1 and "nothing was audited" in err and "0 of 0" not in out and asked == []
     record_property("observed", f"exit {code}; {err.strip().splitlines()[-1]}")
+
+
+def test_a_state_directory_reached_through_a_link_still_holds_trusted_runs(tmp_path: Path) -> None:
+    """The operator's state directory may be a symlink to where the space is: its runs open as before."""
+    real = tmp_path / "data" / "upgrader"
+    real.parent.mkdir()
+    own = _operator_run(real, "20260101T000000Z-ordergw-0001")
+    link = tmp_path / "state"
+    link.symlink_to(real)
+    assert Journal.open(link, own.name).directory == link / "runs" / own.name

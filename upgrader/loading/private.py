@@ -69,7 +69,9 @@ def check_dirs(top: Path, leaf: Path) -> None:
     top, leaf = Path(os.path.abspath(top)), Path(os.path.abspath(leaf))
     if leaf != top and top not in leaf.parents:
         raise Untrusted(f"{leaf} is not under {top}")
-    here = top
+    # The state or cache directory itself may be a link the operator set up (~/.local/state -> /data/…):
+    # what it leads to is checked; below it, nothing may be a link.
+    here = Path(os.path.realpath(top))
     for part in (None, *leaf.relative_to(top).parts):
         if part is not None:
             here = here / part
