@@ -224,3 +224,86 @@ def test_a_listener_outside_the_unit_does_not_pass_tcp_http_or_version(agent, fa
         assert outside is not None and f"port {port} is not served by ordergw.service" in outside, kind
         assert inside is None, kind
     assert set(unscoped.values()) == {None}
+
+
+@pytest.fixture
+def wildcard_service() -> Iterator[tuple[subprocess.Popen[str], int]]:
+    """uid 65534 listening on every address (0.0.0.0), answering like the service's health endpoint."""
+    code = LISTENER.replace('s.bind(("127.0.0.1", 0))', 's.bind(("0.0.0.0", 0))')
+    proc = subprocess.Popen(["/usr/bin/python3", "-c", code], user=NOBODY, group=NOBODY, stdout=subprocess.PIPE,
+                            text=True)
+    assert proc.stdout is not None
+    port = int(proc.stdout.readline())
+    yield proc, port
+    proc.kill()
+    proc.wait()
+
+
+def own_addresses() -> list[str]:
+    """This machine's non-loopback IPv4 addresses, as the kernel routes to them (no interface listing)."""
+    import socket
+
+    found = []
+    for probe in ("192.0.2.1", "10.255.255.1", "198.51.100.1"):
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            s.connect((probe, 9))  # UDP: nothing is sent; the kernel picks the source address
+            found.append(s.getsockname()[0])
+        except OSError:
+            pass
+        finally:
+            s.close()
+    return sorted(set(a for a in found if not a.startswith("127.")))
+
+
+@pytest.mark.reliability("uid 65534 binds the service's port on 0.0.0.0 while the checks name this machine other "
+                         "than by 127.x/localhost (0.0.0.0, its own addresses)",
+                         "each check fails: the listener is not in the unit's control group, whatever the name")
+def test_a_listener_outside_the_unit_does_not_pass_under_another_name_for_this_machine(  # type: ignore[no-untyped-def]
+        agent, wildcard_service, tmp_path, record_property) -> None:
+    _, port = wildcard_service
+    names = ["0.0.0.0", *own_addresses()]
+    elsewhere = {**ctx(tmp_path), "cgroups": {"ordergw.service": "/system.slice/ordergw.service"},
+                 "expect_version": "5.2.0"}
+    seen = {}
+    for name in names:
+        url = f"http://{name}:{port}/health"
+        checks = {"tcp": {"name": "t", "kind": "tcp", "tcp": {"host": name, "port": port}, "timeout": 2.0},
+                  "http": {"name": "h", "kind": "http", "http": {"url": url, "body": "ok"}, "timeout": 2.0}}
+        for kind, c in checks.items():
+            seen[f"{kind} {name}"] = agent.check_once(c, dict(elsewhere), SERVICE)
+    record_property("observed", "; ".join(f"{k}: {v}" for k, v in seen.items()))
+    for what, reason in seen.items():
+        assert reason is not None and f"port {port} is not served by ordergw.service" in reason, what
+
+
+@pytest.mark.reliability("the log's directory leads into a mount that never answers (stat blocks) when a start "
+                         "remembers where the log ends", "the start goes on within the bound (offset 0: the "
+                         "whole log is read later); it does not hang with the host lock held")
+def test_a_hung_log_path_does_not_hang_a_start(agent, tmp_path, monkeypatch, record_property) -> None:  # type: ignore[no-untyped-def]
+    hung = str(tmp_path / "nfs" / "ordergw.log")
+    real_stat, real_lstat = os.stat, os.lstat
+    release = threading.Event()
+
+    def blocking(real):  # type: ignore[no-untyped-def]
+        def stat(path, *args, **kwargs):  # type: ignore[no-untyped-def]
+            if str(path) == hung:
+                release.wait(60)
+            return real(path, *args, **kwargs)
+        return stat
+
+    monkeypatch.setattr(agent, "LOG_STAT_TIMEOUT", 0.5, raising=False)
+    monkeypatch.setattr(os, "stat", blocking(real_stat))
+    monkeypatch.setattr(os, "lstat", blocking(real_lstat))
+    box: list[float] = []
+    started = time.monotonic()
+    worker = threading.Thread(target=lambda: (agent.remember_log_offsets(ctx(tmp_path), [hung]),
+                                              box.append(time.monotonic() - started)), daemon=True)
+    worker.start()
+    worker.join(10)
+    release.set()
+    monkeypatch.undo()
+    assert box, "remember_log_offsets did not return within 10 s"
+    offsets = agent.read_json(os.path.join(agent.state_dir("app"), "start.json"))
+    assert offsets == {hung: 0} and box[0] < 5
+    record_property("observed", f"returned after {box[0]:.2f} s; offsets {offsets}")

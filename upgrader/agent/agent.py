@@ -717,7 +717,7 @@ def served_by_service(host, port, ctx, service):
     not.  While the service is down any local user can bind its port (above 1024) and answer a tcp, http
     or version check: the answer counts only if the listening socket is held inside the unit."""
     unit = (service or {}).get("systemd")
-    if not unit or not (host in LOOPBACK_NAMES or host.startswith("127.")):
+    if not unit or not on_this_machine(host):
         return None
     inodes = listening_inodes(port)
     if not inodes:
@@ -736,6 +736,30 @@ def served_by_service(host, port, ctx, service):
             continue
     return "port %d is not served by %s: a process outside its control group %s listens there" % (
         port, unit, cgroup)
+
+
+def on_this_machine(host):
+    """Does ``host`` name this machine?  Not only the loopback names: 0.0.0.0, the host's own address or
+    name, ``localhost.`` or ``::ffff:127.0.0.1`` reach the same listeners.  An address is this machine's
+    if a socket can be bound to it here (the kernel's own answer, no list of interfaces to keep)."""
+    import socket
+
+    if host in LOOPBACK_NAMES or host.startswith("127."):
+        return True
+    try:
+        found = socket.getaddrinfo(host, None, 0, socket.SOCK_STREAM)
+    except (OSError, UnicodeError):
+        return False
+    for family, kind, proto, _name, address in found:
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.bind((address[0], 0, *address[2:]))
+            return True
+        except OSError:
+            continue
+        finally:
+            sock.close()
+    return False
 
 
 def listening_inodes(port):
@@ -1634,14 +1658,25 @@ def restore_config(root, version):
     return restored
 
 
+LOG_STAT_TIMEOUT = 5.0  # seconds for the size of a log at a start
+
+
+def _size_or_zero(path):
+    try:
+        return os.lstat(path).st_size
+    except OSError:
+        return 0
+
+
 def remember_log_offsets(ctx, paths):
     """Log checks only count lines written after this start: remember where each log ends now."""
     offsets = {}
     for path in paths:
-        try:
-            offsets[path] = os.path.getsize(path)
-        except OSError:
-            offsets[path] = 0
+        # The service user owns the log and its directory: a symlink there may lead into a mount that
+        # never answers.  Not followed (lstat; the check refuses a symlink anyway), and bounded: a start
+        # must not hang with the host lock held (issue 25 §4).  Unknown: 0, the whole file is read.
+        size = bounded(lambda p=path: _size_or_zero(p), LOG_STAT_TIMEOUT)
+        offsets[path] = size if isinstance(size, int) else 0
     write_json_atomic(os.path.join(state_dir(ctx["component"]), "start.json"), offsets)
 
 

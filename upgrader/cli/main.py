@@ -12,11 +12,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import NoReturn
 
-from upgrader import __version__, commands
+from upgrader import __version__, charset, commands
 from upgrader.cli import help as help_text
 from upgrader.cli import logs
 from upgrader.commands import early
 from upgrader.errors import ExitCode, InputError, UpgraderError
+from upgrader.files import append_line
 
 MAX_PROBLEMS = 50  # printed per run
 # Error kinds the CLI itself reports (the others are UpgraderError.reference values; README: Error kinds).
@@ -71,6 +72,12 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     logs.configure_from_argv(argv)
+    refused = _invisible_argument(argv)
+    if refused is not None:  # before anything reads, connects or starts an agent with it
+        line = f"error[{USAGE}]: upgrader: {refused}"
+        logging.getLogger(logs.RESULT).error(line, extra={"data": {"exit_code": int(ExitCode.USAGE)}})
+        print(line, file=sys.stderr)
+        return int(ExitCode.USAGE)
     early.start(argv, state_dir())  # for `rollback`: SSH handshakes overlap the imports and loading below
     parser = build_parser(argv)
     args = parser.parse_args(argv)
@@ -78,6 +85,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     code = _run(args)
     logs.finished(args, code)
     return code
+
+
+def _invisible_argument(argv: Sequence[str]) -> str | None:
+    """Why a command-line value is refused, or None: one holding a character a reader cannot see (issue 25 §3).
+
+    Every option's value is checked, by the rule values in files follow (upgrader.charset): --reason
+    and --to reach the hosts and the audit trail, --python is the program sudo runs on every host,
+    paths and patterns are shown in plans and reports.  Checked here, once, so no option is missed.
+    Positional arguments have their own checks (a RUN is a run id, a file must be found and is read
+    under the file rule), which say more than this would.
+    """
+    for number, arg in enumerate(argv, 1):
+        option, joined, value = arg.partition("=") if arg.startswith("--") else ("", "", arg)
+        if not joined:
+            if arg.startswith("-") or number == 1 or not argv[number - 2].startswith("-"):
+                continue  # an option's name, or a positional argument
+            option = argv[number - 2]
+        reason = charset.problem_text(value)
+        if reason is not None:
+            return f"argument {number} ({option}) {reason}"
+    return None
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -116,9 +144,10 @@ def _write_debug_log(directory: Path) -> Path:
     path = directory / "debug.log"
     try:
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        with path.open("a", encoding="utf-8") as fh:
-            fh.write(f"--- {datetime.now(UTC).isoformat()} upgrader {__version__} argv={sys.argv!r}\n")
-            fh.write(traceback.format_exc())
+        # Appended as the journals are (files.append_line): never through a symlink planted at the name,
+        # which would append the traceback (and the command line) to a file of the planter's choosing.
+        append_line(path, f"--- {datetime.now(UTC).isoformat()} upgrader {__version__} argv={sys.argv!r}\n"
+                    + traceback.format_exc())
     except OSError:
         logging.getLogger(__name__).exception("cannot write debug log")
         return Path("<stderr>")

@@ -94,10 +94,10 @@ def run(args: argparse.Namespace) -> int:
             rows += [judge(component, h, dcs[h], expected.get(h), raw[h], has_check) for h in hosts]
     finally:
         pool.close()
-    if not rows:  # "0 of 0 host(s) agree" is not a pass: nothing was checked
-        print("error: nothing audited: no component had an expectation (see the warnings above); name the "
-              "playbooks the fleet should run", file=sys.stderr)
-        return int(ExitCode.REFUSED)
+    if not rows:  # nothing checked is not success: "0 of 0 host(s) agree" with exit 0 would say all is well
+        raise RefusedError("nothing was audited: no selected host runs a component with a playbook to audit "
+                           "against (see the warnings above, if any)",
+                           "name the playbooks of what the hosts run, or a --limit that selects hosts running them")
     _print(rows, args.format)
     if args.metrics_dir:
         from upgrader.reporting.skew import write_audit_metrics

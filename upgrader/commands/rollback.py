@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import re
 import sys
 from dataclasses import dataclass
@@ -32,6 +33,8 @@ from upgrader.planning import groups as plan_groups
 from upgrader.planning.limit import Selection
 from upgrader.planning.planner import iter_hosts, runs_component
 from upgrader.windows import break_glass
+
+log = logging.getLogger(__name__)
 
 HELP = "emergency rollback to the release before the last run (or a named staged one), in parallel, audited"
 
@@ -146,7 +149,7 @@ def last_run_plan(state: Path, component: str) -> Loaded[Playbook] | None:
     """The playbook of the newest journaled run of ``component`` (its plan.json), read and validated alone."""
     for directory in _runs_newest_first(state, component):
         path = directory / "plan.json"
-        if path.is_file() and not path.is_symlink():
+        if path.is_file() and not path.is_symlink() and _trusted(path, state):
             plan = read_plan_file(path)
             if plan.component == component:
                 # The playbook as that run's plan holds it (validated with the plan); no YAML positions.
@@ -158,6 +161,8 @@ def last_rollback_root(state: Path, component: str) -> str | None:
     """The install root an earlier rollback run of ``component`` recorded (a rollback run has no plan.json)."""
     for directory in _runs_newest_first(state, component):
         path = directory / "journal.jsonl"
+        if not path.is_file() or not _trusted(path, state):
+            continue
         try:
             with path.open("rb") as fh:
                 first = json.loads(fh.readline() or b"null")
@@ -188,7 +193,7 @@ def journaled_playbooks(state: Path, component: str | None = None) -> list[Loade
         seen[of] = seen.get(of, 0) + 1
         if seen[of] > PLANS_PER_COMPONENT:
             continue
-        if path.is_file() and not path.is_symlink():
+        if path.is_file() and not path.is_symlink() and _trusted(path, state):
             try:
                 plan = read_plan_file(path)
             except InputError:
@@ -336,6 +341,20 @@ def requires_conflicts(inventory: Inventory, component: str, views: dict[str, Ho
                 problems.append(f"{host}: {other} {have} requires {component} {wanted}; rolling back to "
                                 f"{view.target} breaks it")
     return problems
+
+
+def _trusted(path: Path, state: Path) -> bool:
+    """Whether a run's plan.json is the operator's own record (loading/private.py): its service commands and
+    checks are what rollback runs as root on every host, so a plan planted by another user is skipped."""
+    from upgrader.loading import private
+
+    try:
+        private.check_record(path, state)
+    except (OSError, private.Untrusted) as exc:
+        log.warning("ignoring %s: %s (a run's plan is used only if only the operator could have written it)",
+                    path, exc)
+        return False
+    return True
 
 
 def run(args: argparse.Namespace) -> int:

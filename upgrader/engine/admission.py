@@ -91,7 +91,7 @@ def past_host_seconds(state: Path, component: str, last: int = 5) -> float | Non
             continue
         try:
             entries = list(read_run(state, summary.run_id))
-        except InputError as exc:  # an estimate only: a journal damaged since it was listed is skipped
+        except (InputError, RefusedError) as exc:  # an estimate only: a damaged or untrusted journal is skipped
             log.warning("past durations: %s", exc)
             continue
         for e in entries:

@@ -666,7 +666,9 @@ class Apply:
             result = run_module(base / str(op["file"]), self.pool.endpoint(host), component=self.plan.component,
                                 version=str(op["version"]), timeout=float(op["timeout"]),
                                 # Run the reviewed bytes: a module edited after apply checked its pins never runs.
-                                pinned=self.plan.controller_files or None, base=base)
+                                # Always pinned: a plan that pins nothing (forged, or saved by an older
+                                # upgrader) runs no module, rather than the unpinned one on disk.
+                                pinned=self.plan.controller_files, base=base)
             self.journal.record(Event.TESTINFRA, host=host, step=step.id, when=when, file=op["file"],
                                 **result.to_dict())
             if not result.ok:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import getpass
 import json
+import logging
 import os
 import re
 import secrets
@@ -21,13 +22,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from upgrader import charset
 from upgrader.engine.vocabulary import Event
 from upgrader.errors import InputError, Location, Problem, RefusedError
 from upgrader.files import append_line, write_atomic
-from upgrader.loading import limits
+from upgrader.loading import limits, private
 from upgrader.loading.records import entry_problem
 
 JOURNAL = "journal.jsonl"
+log = logging.getLogger(__name__)
 # What a run id looks like (new_run_id); a RUN argument is nothing else, so it names a directory under
 # runs/ and nothing outside it (no '/', no '..').
 RUN_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
@@ -42,7 +45,14 @@ def controller() -> str:
 
 def operator() -> str:
     """Who is acting: UPGRADER_OPERATOR, else the sudo/login user, at this controller."""
-    who = os.environ.get("UPGRADER_OPERATOR") or os.environ.get("SUDO_USER") or getpass.getuser()
+    name = "UPGRADER_OPERATOR" if os.environ.get("UPGRADER_OPERATOR") else "SUDO_USER"
+    who = os.environ.get(name) or getpass.getuser()
+    # It goes to every host's lock, the journal, the audit log and the reports: no invisible characters
+    # (issue 25 §3), whichever variable it comes from.
+    reason = charset.problem_text(who)
+    if reason is not None:
+        raise RefusedError(f"the operator's name (${name}, or the login name) {reason}",
+                           "set UPGRADER_OPERATOR to a plain name")
     return f"{who}@{socket.gethostname()}"
 
 
@@ -72,6 +82,15 @@ def run_directory(state: Path, run_id: str) -> Path:
             raise RefusedError(f"{journal} is not a regular file", "list runs with `upgrader runs`")
     except FileNotFoundError:
         raise RefusedError(f"no run {run_id} in {base}", "list runs with `upgrader runs`") from None
+    # A run's records steer what resume, rollback and promote do (its plan.json is what resume runs):
+    # trusted only if nobody but the operator could have written them (issue 25 §5).
+    try:
+        private.check_record(journal, state)
+    except (OSError, private.Untrusted) as exc:
+        raise RefusedError(f"run {run_id} cannot be trusted: {exc}",
+                           "runs are records only the operator may write (directories not group- or "
+                           "world-writable, files the operator's own): look at who wrote it, then "
+                           "move it aside") from None
     return directory
 
 
@@ -88,9 +107,9 @@ class Journal:
 
     @classmethod
     def create(cls, state: Path, run_id: str) -> Journal:
-        for private in (state, runs_dir(state)):  # journals say who did what: not for other local users
-            private.mkdir(parents=True, exist_ok=True, mode=0o700)
-            os.chmod(private, 0o700)
+        for mine in (state, runs_dir(state)):  # journals say who did what: not for other local users
+            mine.mkdir(parents=True, exist_ok=True, mode=0o700)
+            os.chmod(mine, 0o700)
         directory = runs_dir(state) / run_id
         directory.mkdir(mode=0o700)
         return cls(directory)
@@ -226,7 +245,18 @@ def list_runs(state: Path) -> list[RunSummary]:
     if not base.exists():
         return []
     return [summarize(d) for d in sorted(base.iterdir())
-            if RUN_ID_RE.fullmatch(d.name) and not d.is_symlink() and d.is_dir() and (d / JOURNAL).exists()]
+            if RUN_ID_RE.fullmatch(d.name) and not d.is_symlink() and d.is_dir() and (d / JOURNAL).exists()
+            and _trusted(d / JOURNAL, state)]
+
+
+def _trusted(journal: Path, state: Path) -> bool:
+    """Whether a run's journal may be listed and read (as run_directory checks it); a warning if not."""
+    try:
+        private.check_record(journal, state)
+    except (OSError, private.Untrusted) as exc:
+        log.warning("ignoring run %s: %s (runs are records only the operator may write)", journal.parent.name, exc)
+        return False
+    return True
 
 
 def audit(state: Path, **data: Any) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import stat
 from pathlib import Path
 from types import TracebackType
 
@@ -26,7 +27,18 @@ class LocalLock:
         for private in (self.path.parent.parent, self.path.parent):
             private.mkdir(parents=True, exist_ok=True, mode=0o700)
             os.chmod(private, 0o700)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        # Not through a symlink, nor a FIFO planted at the name before the directory was made private: the
+        # holder record is truncated and written below, and a FIFO would hang the open (issue 25 §5).
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o600)
+        except OSError as exc:  # ELOOP: a symlink; ENXIO: a FIFO without a writer
+            raise RefusedError(f"cannot open the lock file {self.path}: {exc.strerror} (a symlink or a FIFO?)",
+                               "look at who put it there, then remove it") from None
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_uid != os.geteuid():
+            os.close(fd)
+            raise RefusedError(f"{self.path} is not a lock file of this user's ({stat.filemode(info.st_mode)}, "
+                               f"uid {info.st_uid})", "look at who put it there, then remove it")
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -69,7 +69,9 @@ def check_dirs(top: Path, leaf: Path) -> None:
     top, leaf = Path(os.path.abspath(top)), Path(os.path.abspath(leaf))
     if leaf != top and top not in leaf.parents:
         raise Untrusted(f"{leaf} is not under {top}")
-    here = top
+    # The state or cache directory itself may be a link the operator set up (~/.local/state -> /data/…):
+    # what it leads to is checked; below it, nothing may be a link.
+    here = Path(os.path.realpath(top))
     for part in (None, *leaf.relative_to(top).parts):
         if part is not None:
             here = here / part
@@ -80,3 +82,20 @@ def check_dirs(top: Path, leaf: Path) -> None:
             raise Untrusted(f"{here} is owned by uid {st.st_uid}")
         if st.st_mode & 0o022:
             raise Untrusted(f"{here} is writable by group or others (mode {stat.S_IMODE(st.st_mode):04o})")
+
+
+def check_record(path: Path, top: Path) -> None:
+    """Raise Untrusted unless ``path`` is a regular file (not a symlink) the operator owns and only the
+    operator can write, in directories ``check_dirs`` accepts from ``top``: a run's journal, its plan.
+
+    Run records are written 0600 by upgrader; a group- or world-readable one (a copy kept for an auditor)
+    still says only what the operator wrote, so only the write bits are refused here.
+    """
+    check_dirs(top, path.parent)
+    st = os.lstat(path)
+    if not stat.S_ISREG(st.st_mode):
+        raise Untrusted(f"{path} is not a regular file (or is a symlink)")
+    if st.st_uid != os.geteuid():
+        raise Untrusted(f"{path} is owned by uid {st.st_uid}, not {os.geteuid()}")
+    if st.st_mode & 0o022:
+        raise Untrusted(f"{path} is writable by group or others (mode {stat.S_IMODE(st.st_mode):04o})")

@@ -161,11 +161,26 @@ def _runs(op: Op) -> Iterator[tuple[str, str]]:
                f"pytest {op.get('file')} (pinned by sha256 in the plan's files)")
 
 
+# What the agent runs for a systemd unit besides start/stop/is-active (agent.service_stop, service_start,
+# unit_cgroup): shown too, since every argv that runs on a host is in the plan (issue 25 §1).
+_SYSTEMD_ONLY = {
+    "kill": ("service stop, if the unit has not stopped within stop_timeout", ["kill", "--signal=SIGKILL"]),
+    "reset-failed": ("service start, if the start failed (then started once more)", ["reset-failed"]),
+    "cgroup": ("service control group, for checks of its processes and ports", ["show", "-p", "ControlGroup"]),
+}
+
+
 def _service_runs(svc: Op, kind: str) -> Iterator[tuple[str, str]]:
     unit = svc.get("systemd")
-    verbs = {"stop": ("stop",), "start": ("start", "status"), "rollback": ("stop", "start", "status"),
-             "verify": ("status",), "bake": ("status",)}.get(kind, ())
+    verbs = {"stop": ("stop", "kill"), "start": ("start", "reset-failed", "status"),
+             "rollback": ("stop", "kill", "start", "reset-failed", "status", "cgroup"),
+             "verify": ("status", "cgroup"), "bake": ("status", "cgroup")}.get(kind, ())
     for verb in verbs:
+        if verb in _SYSTEMD_ONLY:
+            if unit:
+                what, words = _SYSTEMD_ONLY[verb]
+                yield what, argv_text(["systemctl", *words, str(unit)])
+            continue
         systemctl = ["systemctl", "is-active" if verb == "status" else verb, str(unit)]
         argv = systemctl if unit else svc.get(verb) or []
         if argv:
@@ -191,7 +206,12 @@ def _check_runs(check: Op) -> Iterator[tuple[str, str]]:
     elif kind == "tcp":
         yield what, f"connect {body.get('host', '127.0.0.1')}:{body.get('port')}"
     elif kind == "process":
-        yield what, f"a process whose command line matches {body.get('match')!r}"
+        scope = "".join([f" in {body['unit']}'s control group" if body.get("unit") else "",
+                         f" running as {body['user']}" if body.get("user") else ""])
+        yield what, f"a process{scope} whose command line matches {body.get('match')!r}"
+        if body.get("unit"):
+            yield (_SYSTEMD_ONLY["cgroup"][0],
+                   argv_text(["systemctl", *_SYSTEMD_ONLY["cgroup"][1], str(body["unit"])]))
     elif kind == "log":
         yield what, f"{body.get('path')}: a new line matching {body.get('pattern')!r}"
     else:

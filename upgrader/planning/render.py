@@ -93,6 +93,8 @@ def to_text(plan: Plan, *, verbose: bool = False) -> str:
         out.append("Commands (every one the steps run; argv exactly as the agent runs it, without a shell):")
         for c in listed:
             out += [f"  {c.what} [{', '.join(c.steps)}]", f"      {c.run}"]
+        if _recorded_prechecks(plan):
+            out.append(f"  {RECORDED_NOTE}")
         out.append("")
     if plan.controller_files:
         out.append("Controller files (pinned: apply refuses the plan if one changed):")
@@ -203,6 +205,16 @@ def to_markdown(plan: Plan, window: str | None = None) -> str:
     return "\n".join(out).rstrip() + "\n"
 
 
+# The one thing a precheck may run that the plan cannot spell out: the host's own record (agent.op_precheck).
+RECORDED_NOTE = ("Note: the precheck's healthy_before checks run, on a host that recorded how its running release "
+                 "was verified (root-only /var/lib/upgrader/COMPONENT/definitions.json, written by an earlier "
+                 "reviewed run), with those recorded checks instead of the ones above.")
+
+
+def _recorded_prechecks(plan: Plan) -> bool:
+    return any(s.op.get("op") == "precheck" and s.op.get("healthy_before") for h in plan.hosts for s in h.steps)
+
+
 def _commands_markdown(plan: Plan) -> list[str]:
     """Every command the steps run, in full: short ones in the table, long ones in a folded block below it."""
     listed = commands(plan)
@@ -219,6 +231,8 @@ def _commands_markdown(plan: Plan) -> list[str]:
                 shown = f"{len(c.run)} characters: see command {len(long)} below"
             out.append(f"| {md_cell(c.what)} | {md_cell(', '.join(c.steps))} | {shown} |")
         out.append("")
+        if _recorded_prechecks(plan):
+            out += [md_inline(RECORDED_NOTE), ""]
         for n, c in long:
             out += ["<details>", f"<summary>command {n}: {md_html(c.what)}</summary>", "",
                     md_code_block(c.run, "sh"), "", "</details>", ""]

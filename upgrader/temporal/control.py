@@ -26,10 +26,13 @@ from upgrader.engine.notifier import notifier
 from upgrader.engine.vocabulary import Event
 from upgrader.errors import RefusedError
 from upgrader.files import write_atomic
+from upgrader.loading import limits
 from upgrader.loading.inputs import Loaded, read_plan_file
 from upgrader.models.inventory import Inventory
 from upgrader.temporal.messages import Admission, Notice, Records
 from upgrader.windows import load_overrides
+
+RUN_FILES = frozenset({"plan.json"})  # what a workflow's record batch may write into its run's directory
 
 
 @dataclass
@@ -50,6 +53,12 @@ class Control:
         """Append the batch's records not yet on disk; returns how many were written."""
         for entry in batch.entries:
             Event(entry["event"])  # ValueError on a name outside the journal's vocabulary, as Journal.record
+        # Any workflow in the namespace can schedule this activity: only the run files the workflow writes,
+        # by their fixed names, ever land in the run's directory (a name is not a path: '../x' writes nowhere).
+        unknown = sorted(set(batch.files) - RUN_FILES)
+        if unknown:
+            raise ValueError(f"run {batch.run_id}: refusing to write {unknown!r} (only {sorted(RUN_FILES)})")
+        _owned_by(runs_dir(self.state_dir) / batch.run_id, batch, activity.info().workflow_run_id)
         directory = self.directory(batch.run_id)
         for name, text in batch.files.items():
             if not (directory / name).exists():
@@ -76,6 +85,27 @@ class Control:
 
     def all(self) -> list[Any]:
         return [self.record, self.admit, self.notify]
+
+
+def _owned_by(directory: Path, batch: Records, execution: str | None) -> None:
+    """Refuse a batch unless its run is the calling workflow execution's own: a new run's first record is
+    its run-start naming that execution, an existing run's journal begins with one.  Otherwise a workflow
+    of anyone's in the namespace could append records to another run's journal (a local run's, whose
+    records `resume` acts on) by naming its id."""
+    journal = directory / JOURNAL
+    if journal.exists():
+        with journal.open("rb") as fh:
+            first = fh.readline(limits.MAX_JOURNAL_LINE)
+        try:
+            start = json.loads(first)
+        except ValueError:
+            start = None
+    else:
+        start = batch.entries[0] if batch.entries else None
+    if execution is None or not isinstance(start, dict) or start.get("event") != "run-start" \
+            or start.get("execution") != execution:
+        raise ValueError(f"run {batch.run_id} is not this workflow execution's ({execution}): its records are "
+                         "not written")
 
 
 def append(path: Path, entries: list[dict[str, Any]]) -> int:
