@@ -88,7 +88,7 @@ def wanted(check: str) -> bool:
 
 
 STATS: Counter[str] = Counter()  # what the examples ran: "apply → 0", "rollback → 4", "killed", … (observed)
-GATE_ACTIONS = ["promote", "promote-later-first", "abort", "promote+abort", "sigint", "timeout"]
+GATE_ACTIONS = ["promote", "promote-later-first", "abort", "abort-keep", "promote+abort", "sigint", "timeout"]
 
 
 def has_command(name: str) -> bool:
@@ -165,6 +165,7 @@ class FleetModel(RuleBasedStateMachine):
         # host → (the release an apply left it on, the release it was on before that run): what a default
         # rollback must go back to (issue 24 §1, "which release it goes back to")
         self.came_from: dict[str, tuple[str, str]] = {}
+        self.kept = False  # the last apply was aborted with --keep: the hosts it changed stay
         self.log: list[str] = []  # what ran, for the report of a failing example
 
     # ------------------------------------------------------------------ set-up
@@ -294,6 +295,7 @@ class FleetModel(RuleBasedStateMachine):
         before = self.snapshot()
         lost: set[str] = set()
         self.arm(fault, lost)
+        self.kept = False
         if actions:
             self.f.gate_hook = self.gate_actions(actions, self.f.desk_a)
         self.log.append(f"apply {release} ({gates} gates {actions}) {' '.join(limit)} {fault or ''}"
@@ -335,6 +337,10 @@ class FleetModel(RuleBasedStateMachine):
                 f.cli(desk, "promote", run, "--gate", gate, "--reason", "fills ok")
             elif action == "abort":
                 f.cli(desk, "abort", run, "--reason", "INC-1")
+            elif action == "abort-keep":  # abort, keeping the hosts it changed where they are (if --keep exists)
+                keep = has_option("abort", "--keep")
+                f.cli(desk, "abort", run, "--reason", "INC-3", *(["--keep"] if keep else []))
+                self.kept |= keep
             elif action == "promote+abort":  # two desks, the same second
                 f.together((desk, ["promote", run, "--gate", gate, "--reason", "ok"]),
                            (desk, ["abort", run, "--reason", "INC-2"]))
@@ -622,6 +628,8 @@ class FleetModel(RuleBasedStateMachine):
         changed = {h for h in self.hosts if after.versions[h] != cmd.before.versions[h]}
         if code == 70:
             self.fail("EXIT.internal", "exit 70: an internal error")
+        if cmd.kind == "rollback":
+            self.check_rollback_expectations(cmd, r, after)
         if code in (1, 2):
             if changed:
                 self.fail("EXIT.refused-but-changed",
@@ -634,7 +642,6 @@ class FleetModel(RuleBasedStateMachine):
             self.check_run_code(cmd, r, after)
         elif cmd.kind == "rollback":
             self.check_rollback_code(cmd, r, after)
-            self.check_rollback_expectations(cmd, r, after)
         elif cmd.kind == "unlock" and code == 0:
             still = [h for h in cmd.scope if after.locks[h]]
             if still:
@@ -681,7 +688,7 @@ class FleetModel(RuleBasedStateMachine):
             if unverified:
                 self.fail("EXIT.3-unverified", f"exit 3, yet {unverified} are not verified")
             moved = [h for h in hosts if after.versions[h] != start_v[h]]
-            if not failed and moved:
+            if not failed and moved and not (self.kept and cmd.kind == "apply"):
                 self.fail("EXIT.3-nothing-failed-hosts-not-back",
                           f"exit 3 ('every touched host was rolled back'), no host failed, yet {moved} "
                           f"are still on {target}, not where the run found them")
