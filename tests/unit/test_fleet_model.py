@@ -74,7 +74,7 @@ CHANGED_BY = {"stop", "switch", "start", "migrate", "rollback"}  # ops that chan
 TOUCHING = CHANGED_BY | {"stage", "precheck", "verify", "bake", "unstage", "prune"}
 FAILED_STATES = {"failed", "rollback-failed"}
 ATTENTION_STATES = {"failed", "rollback-failed", "unreachable", "held", "handed-over", "in-flight", "upgrading",
-                    "verifying", "rolling-back"}
+                    "verifying", "rolling-back", "refused", "withheld"}
 CATALOGUE = os.environ.get("UPGRADER_MODEL_CATALOGUE")  # a file: every violated check, with its first sequence
 ONLY = [c for c in os.environ.get("UPGRADER_MODEL_ONLY", "").split(",") if c]  # check only these (prefixes)
 SKIP = [c for c in os.environ.get("UPGRADER_MODEL_SKIP", "").split(",") if c]  # never these (prefixes)
@@ -697,7 +697,7 @@ class FleetModel(RuleBasedStateMachine):
                 self.fail("EXIT.3-failed-host-not-back",
                           f"exit 3, yet failed hosts {not_back} are not back on their starting release")
         elif code == 4:
-            if not unverified and not lost and not [s for s in states.values() if s in ("held", "unreachable")]:
+            if not unverified and not lost and not [s for s in states.values() if s in ATTENTION_STATES]:
                 self.fail("EXIT.4-but-all-verified",
                           f"exit 4 (a human must act), yet every host of run {run} is verified and reachable")
         elif code == 130:
@@ -722,7 +722,9 @@ class FleetModel(RuleBasedStateMachine):
                       f"rollback exit {code}, yet {unverified} not on a verified version (the table says 4)")
         if code == 0 and lost:
             self.fail("EXIT.rollback-0-but-unreachable", f"rollback exit 0, yet {lost} were unreachable")
-        if code == 4 and not unverified and not lost:
+        states = {row["host"]: row["state"] for line in r.json_lines() for row in line.get("rows") or []}
+        named = [h for h in cmd.scope if states.get(h) in ATTENTION_STATES]  # e.g. a rollback that did not verify
+        if code == 4 and not unverified and not lost and not named:
             self.fail("EXIT.rollback-4-but-all-verified",
                       "rollback exit 4 (a human must act), yet every selected host is verified and reachable")
         if code == 130:  # Ctrl-C: the hosts' programs run to their end; what they left is checked above
