@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
 import signal
 import sys
 import threading
@@ -213,6 +214,8 @@ class Fleet:
 
         self.stray_signals = 0
         previous = real_signal(signal.SIGINT, interrupt)
+        cwd = os.getcwd()
+        os.chdir(self.tmp)  # an operator's directory: not this repository (its playbooks/ would be read)
         with mock.patch.object(live, "pool_for", lambda inventory, args: self.hosts.pool(parallel=args.parallel)), \
                 mock.patch.object(early, "start", lambda argv, state: None), \
                 mock.patch.object(gates, "wait", wait), \
@@ -222,6 +225,7 @@ class Fleet:
                 yield
             finally:
                 real_signal(signal.SIGINT, previous)
+                os.chdir(cwd)
 
     stray_signals: int = 0
 

@@ -59,7 +59,7 @@ from hypothesis.stateful import (
 from upgrader import commands as command_modules
 
 EXAMPLES = int(os.environ.get("UPGRADER_MODEL_EXAMPLES", "300"))
-STEPS = int(os.environ.get("UPGRADER_MODEL_STEPS", "6"))
+STEPS = int(os.environ.get("UPGRADER_MODEL_STEPS", "5"))
 
 FLEETS = [
     {"ny": ["ny-1", "ny-2"]},
@@ -385,29 +385,26 @@ class FleetModel(RuleBasedStateMachine):
         previous = self.f.hosts[host].path(f"{ROOT}/releases/{current}/.upgrader/previous.json")
         return not previous.is_file()
 
-    @rule(data=st.data(), release=st.sampled_from(RELEASES[1:]))
-    def apply_and_rollback_together(self, data: st.DataObject, release: str) -> None:
-        """Two desks in the same second: an apply on one, an emergency rollback on the other."""
-        desk = data.draw(st.sampled_from(["a", "b"]), label="rollback desk")
+    @rule(data=st.data(), pair=st.sampled_from(["apply+rollback", "rollback+rollback"]))
+    def two_desks_together(self, data: st.DataObject, pair: str) -> None:
+        """Two desks in the same second: an apply and an emergency rollback, or two rollbacks.
+        (A promote and an abort together are a gate action of ``apply``.)"""
         before = self.snapshot()
-        apply = ["apply", str(self.f.books[f"{release}-auto"]), *self.base_args(), "--artifacts",
-                 str(self.f.artifacts), "--yes"]
-        back = ["rollback", COMPONENT, *self.base_args(), "--reason", "INC-8", "--yes"]
-        self.log.append(f"together: apply {release} (desk a) + rollback (desk {desk})")
+        if pair == "apply+rollback":
+            release = data.draw(st.sampled_from(RELEASES[1:]), label="release")
+            desk = data.draw(st.sampled_from(["a", "b"]), label="rollback desk")
+            first = ["apply", str(self.f.books[f"{release}-auto"]), *self.base_args(), "--artifacts",
+                     str(self.f.artifacts), "--yes"]
+            second = ["rollback", COMPONENT, *self.base_args(), "--reason", "INC-8", "--yes"]
+            self.log.append(f"together: apply {release} (desk a) + rollback (desk {desk})")
+        else:
+            to = data.draw(st.sampled_from([None, *RELEASES]), label="--to")
+            desk = "b"
+            first = second = ["rollback", COMPONENT, *self.base_args(), "--reason", "INC-9", "--yes",
+                              *(["--to", to] if to else [])]
+            self.log.append(f"together: rollback --to {to} from desk a and desk b")
         unreachable = self.unreachable_now()
-        a, b = self.f.together((self.f.desk_a, apply), (self.f.desk_a if desk == "a" else self.f.desk_b, back))
-        self.log.append(f"  → {a.code}, {b.code}")
-        self.last = Command("pair", [a, b], before, list(self.hosts), unreachable, overrides=["rollback"])
-        self.check_last()
-
-    @rule(data=st.data())
-    def two_rollbacks_together(self, data: st.DataObject) -> None:
-        to = data.draw(st.sampled_from([None, *RELEASES]), label="--to")
-        before = self.snapshot()
-        argv = ["rollback", COMPONENT, *self.base_args(), "--reason", "INC-9", "--yes", *(["--to", to] if to else [])]
-        self.log.append(f"together: rollback --to {to} from desk a and desk b")
-        unreachable = self.unreachable_now()
-        a, b = self.f.together((self.f.desk_a, argv), (self.f.desk_b, argv))
+        a, b = self.f.together((self.f.desk_a, first), (self.f.desk_a if desk == "a" else self.f.desk_b, second))
         self.log.append(f"  → {a.code}, {b.code}")
         self.last = Command("pair", [a, b], before, list(self.hosts), unreachable, overrides=["rollback"])
         self.check_last()
