@@ -166,6 +166,9 @@ class FleetModel(RuleBasedStateMachine):
         # rollback must go back to (issue 24 §1, "which release it goes back to")
         self.came_from: dict[str, tuple[str, str]] = {}
         self.kept = False  # the last apply was aborted with --keep: the hosts it changed stay
+        # (host, run): a lock the run could not release because the host went away mid-run, and the run said so;
+        # nothing can release it from the controller (`unlock` once the host is back)
+        self.stranded: set[tuple[str, str]] = set()
         self.log: list[str] = []  # what ran, for the report of a failing example
 
     # ------------------------------------------------------------------ set-up
@@ -484,7 +487,7 @@ class FleetModel(RuleBasedStateMachine):
         open_runs = self.open_runs()
         for h in self.hosts:
             lock = self.f.lock(h)
-            if lock and lock.get("run") not in open_runs:
+            if lock and lock.get("run") not in open_runs and (h, lock.get("run")) not in self.stranded:
                 self.fail("LOCK.left-by-ended-run",
                           f"{h} is locked by run {lock.get('run')} ({lock.get('kind')}), which has ended")
 
@@ -520,6 +523,9 @@ class FleetModel(RuleBasedStateMachine):
                         out.add(row.get("host"))
                 if line.get("level") in ("error", "warning"):
                     out |= {h for h in self.hosts if re.search(rf"\b{re.escape(h)}\b", line.get("message", ""))}
+                event = str(line.get("event", ""))
+                if line.get("host") in self.hosts and any(w in event for w in ("fail", "unreachable", "lost")):
+                    out.add(line["host"])
         return out
 
     @invariant()
@@ -596,6 +602,11 @@ class FleetModel(RuleBasedStateMachine):
         assert cmd is not None
         for r in cmd.results:
             STATS[f"{r.argv[2]} → {'killed' if r.killed else r.code}"] += 1
+        named = self.named_for_attention()
+        for h in cmd.unreachable:
+            run = (self.f.lock(h) or {}).get("run")
+            if run and h in named:
+                self.stranded.add((h, run))
         try:
             self.check_codes(cmd)
         finally:
@@ -673,6 +684,9 @@ class FleetModel(RuleBasedStateMachine):
         resumable = not any(e.get("event") == "run-end" for e in entries)
         states = {row["host"]: row["state"] for line in r.json_lines() for row in line.get("rows") or []}
         failed = [h for h in hosts if states.get(h) in ("failed", "rolled-back", "rollback-failed")]
+        if lost and code in (0, 3):
+            self.fail("EXIT.lost-not-4", f"exit {code}, yet {lost} went unreachable during the run (the table says 4: "
+                      "a human must act)")
         if unverified and code != 4 and not (resumable and code == 130):
             self.fail("EXIT.unverified-not-4",
                       f"exit {code}, yet {unverified} not on a verified version (the table says 4)")
