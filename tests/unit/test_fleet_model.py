@@ -90,7 +90,8 @@ def wanted(check: str) -> bool:
 
 
 STATS: Counter[str] = Counter()  # what the examples ran: "apply → 0", "rollback → 4", "killed", … (observed)
-GATE_ACTIONS = ["promote", "promote-later-first", "promote-later-first", "abort", "abort-keep", "promote+abort", "sigint", "timeout"]
+GATE_ACTIONS = ["promote", "promote-later-first", "promote-later-first", "abort", "abort-keep", "promote+abort", "sigint",
+                "timeout"]
 
 
 def has_command(name: str) -> bool:
