@@ -90,8 +90,8 @@ def wanted(check: str) -> bool:
 
 
 STATS: Counter[str] = Counter()  # what the examples ran: "apply → 0", "rollback → 4", "killed", … (observed)
-GATE_ACTIONS = ["promote", "promote-later-first", "promote-later-first", "abort", "abort-keep", "promote+abort", "sigint",
-                "timeout"]
+GATE_ACTIONS = ["promote", "promote-later-first", "promote-later-first", "abort", "abort-keep", "promote+abort",
+                "sigint", "timeout"]
 
 
 def has_command(name: str) -> bool:
@@ -145,6 +145,23 @@ def runs(desk: Path) -> dict[str, list[dict[str, Any]]]:
                     continue  # a torn last line of a killed controller
             out[d.name] = entries
     return out
+
+
+def last_end(entries: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The run-end that closes the run as it stands: the last one after the last resume (None: still open)."""
+    end = None
+    for e in entries:
+        if e.get("event") == "run-end":
+            end = e
+        elif e.get("event") == "resume":
+            end = None
+    return end
+
+
+def is_resumable(entries: list[dict[str, Any]]) -> bool:
+    """No run-end (its controller died), or a run-end that says the run can be resumed (exit 4/5 per the README)."""
+    end = last_end(entries)
+    return end is None or bool(end.get("resumable"))
 
 
 def audit_log(desk: Path) -> list[dict[str, Any]]:
@@ -423,7 +440,7 @@ class FleetModel(RuleBasedStateMachine):
         for desk in (self.f.desk_a, self.f.desk_b):
             for run, entries in runs(desk).items():
                 start = next((e for e in entries if e.get("event") == "run-start"), {})
-                if start.get("kind") == "apply" and not any(e.get("event") == "run-end" for e in entries):
+                if start.get("kind") == "apply" and is_resumable(entries):
                     out.append((desk, run))
         return out
 
@@ -478,11 +495,12 @@ class FleetModel(RuleBasedStateMachine):
         return {h: (self.f.version(h), self.f.verified(h), (self.f.lock(h) or {}).get("run")) for h in self.hosts}
 
     def open_runs(self) -> set[str]:
-        """Runs whose controller died: no run-end (an apply can be resumed; a rollback run again)."""
+        """Runs that can still be finished: their controller died (no run-end; an apply is resumed, a rollback
+        run again), or their run-end says they are resumable."""
         out = set()
         for desk in (self.f.desk_a, self.f.desk_b):
             for run, entries in runs(desk).items():
-                if not any(e.get("event") == "run-end" for e in entries):
+                if is_resumable(entries):
                     out.add(run)
         return out
 
@@ -690,7 +708,7 @@ class FleetModel(RuleBasedStateMachine):
         start_v = {h: self.run_start_version(h, run, entries, cmd) for h in hosts}
         unverified = [h for h in hosts if not after.verified[h]]
         lost = [h for h in hosts if h in cmd.unreachable]
-        resumable = not any(e.get("event") == "run-end" for e in entries)
+        resumable = is_resumable(entries)
         states = {row["host"]: row["state"] for line in r.json_lines() for row in line.get("rows") or []}
         failed = [h for h in hosts if states.get(h) in ("failed", "rolled-back", "rollback-failed")]
         if lost and code in (0, 3):
@@ -720,6 +738,14 @@ class FleetModel(RuleBasedStateMachine):
             if not unverified and not lost and not [s for s in states.values() if s in ATTENTION_STATES]:
                 self.fail("EXIT.4-but-all-verified",
                           f"exit 4 (a human must act), yet every host of run {run} is verified and reachable")
+        elif code == 5:  # halted part-way, nothing to fix: every host verified, on the target or where it began
+            astray = [h for h in hosts if after.versions[h] not in (target, start_v[h])]
+            if unverified or astray:
+                self.fail("EXIT.5-not-all-verified",
+                          f"exit 5 (nothing to fix), yet unverified {unverified}, neither target nor start {astray}")
+            locked = [h for h in hosts if after.locks[h] == run]
+            if locked:
+                self.fail("EXIT.5-but-locked", f"exit 5 ('keeps no lock'), yet {locked} are locked by run {run}")
         elif code == 130:
             if not resumable and unverified:
                 self.fail("EXIT.130-ended-unverified", f"exit 130 and run {run} ended, with {unverified} unverified")
