@@ -90,8 +90,8 @@ def wanted(check: str) -> bool:
 
 
 STATS: Counter[str] = Counter()  # what the examples ran: "apply → 0", "rollback → 4", "killed", … (observed)
-GATE_ACTIONS = ["promote", "promote-later-first", "promote-later-first", "abort", "abort-keep", "promote+abort",
-                "sigint", "timeout"]
+GATE_ACTIONS = ["promote", "promote-later-first", "promote-ahead", "abort", "abort-keep", "promote+abort", "sigint",
+                "timeout"]
 
 
 def has_command(name: str) -> bool:
@@ -350,11 +350,11 @@ class FleetModel(RuleBasedStateMachine):
             self.log.append(f"  at gate {gate}: {action}")
             if action == "promote":
                 f.cli(desk, "promote", run, "--gate", gate, "--reason", "fills ok")
-            elif action == "promote-later-first":
+            elif action in ("promote-later-first", "promote-ahead"):
                 later = later_gates(run_dir, gate)
-                if later:  # a promote for a gate the run is not waiting at (the issue's early promote)
+                if later:  # a promote for a gate the run is not waiting at: refused, unless explicitly ahead
                     argv = ["promote", run, "--gate", later[0], "--reason", "early"]
-                    if has_option("promote", "--ahead"):
+                    if action == "promote-ahead" and has_option("promote", "--ahead"):
                         argv.append("--ahead")  # explicit pre-approval, as the issue allows it
                     r = f.cli(desk, *argv)
                     self.log.append(f"  {' '.join(argv[2:])} while at {gate}: {r.code}")
