@@ -157,7 +157,7 @@ class Fleet:
             book["via"] = [{"version": "5.1.0", "upgrade_from": ">=5.0,<5.1",
                             "artifact": {"file": "app-5.1.0.tar.gz", "sha256": shas["5.1.0"]}}]
         if gates == "manual":
-            book["canary"].update(promote="manual", promote_timeout="300ms")
+            book["canary"].update(promote="manual", promote_timeout="600ms")
             book["rollout"]["pause_between_datacenters"] = "manual"
         path = self.tmp / f"app-{version}-{gates}.yml"
         path.write_text(yaml.safe_dump(book, sort_keys=False))

@@ -39,6 +39,7 @@ import re
 import shutil
 import signal
 import tempfile
+import threading
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -191,6 +192,7 @@ class FleetModel(RuleBasedStateMachine):
         # nothing can release it from the controller (`unlock` once the host is back)
         self.stranded: set[tuple[str, str]] = set()
         self.bypassed: set[str] = set()  # runs given a guard override (--now): each must be in the audit log
+        self.deciders: list[threading.Thread] = []  # operators deciding at gates, from other terminals
         self.log: list[str] = []  # what ran, for the report of a failing example
 
     # ------------------------------------------------------------------ set-up
@@ -331,23 +333,24 @@ class FleetModel(RuleBasedStateMachine):
             result = self.f.cli(self.f.desk_a, *argv)
         finally:
             self.disarm()
+            for t in self.deciders:  # the operators' commands end too (a promote may wait for the run)
+                t.join(timeout=60)
+            self.deciders.clear()
         self.log.append(f"  → {result.code}{' (killed)' if result.killed else ''}")
         self.last = Command("apply", [result], before, scope, unreachable | lost, overrides=overrides)
         self.check_last()
 
     def gate_actions(self, actions: list[str], desk: Path) -> Any:
-        """What the operator does at each gate the run waits at, in order: the gate_hook of the fleet."""
+        """What the operator does at each gate the run waits at, in order: the gate_hook of the fleet.
+
+        The decisions come from another thread (another terminal) while the run waits at the gate, as an
+        operator's would: `promote` and `abort` may wait to see what the run did with them."""
         queue = list(actions)
         early: set[str] = set()  # gates promoted before the run waited there
         f = self.f
 
-        def at_gate(run_dir: Path, gate: str) -> None:
+        def decide(action: str, run_dir: Path, gate: str) -> None:
             run = run_dir.name
-            if gate in early:  # promoted already, ahead of time: nobody promotes it again
-                self.log.append(f"  at gate {gate}: (promoted earlier)")
-                return
-            action = queue.pop(0) if queue else "timeout"
-            self.log.append(f"  at gate {gate}: {action}")
             if action == "promote":
                 f.cli(desk, "promote", run, "--gate", gate, "--reason", "fills ok")
             elif action in ("promote-later-first", "promote-ahead"):
@@ -370,9 +373,19 @@ class FleetModel(RuleBasedStateMachine):
             elif action == "promote+abort":  # two desks, the same second
                 f.together((desk, ["promote", run, "--gate", gate, "--reason", "ok"]),
                            (desk, ["abort", run, "--reason", "INC-2"]))
-            elif action == "sigint":
+
+        def at_gate(run_dir: Path, gate: str) -> None:
+            if gate in early:  # promoted already, ahead of time: nobody promotes it again
+                self.log.append(f"  at gate {gate}: (promoted earlier)")
+                return
+            action = queue.pop(0) if queue else "timeout"
+            self.log.append(f"  at gate {gate}: {action}")
+            if action == "sigint":
                 os.kill(os.getpid(), signal.SIGINT)
-            # timeout: nobody decides; the gate's promote_timeout (300 ms) ends the wait
+            elif action != "timeout":  # timeout: nobody decides; the gate's promote_timeout ends the wait
+                t = threading.Thread(target=decide, args=(action, run_dir, gate), name=f"operator-{gate}")
+                self.deciders.append(t)
+                t.start()
 
         return at_gate
 
