@@ -846,6 +846,8 @@ def test_fleet_model(record_property: Any) -> None:
     run_state_machine_as_test(FleetModel, settings=SETTINGS)
     if CATALOGUE:
         with open(CATALOGUE, "w") as fh:
+            fh.write(f"{EXAMPLES} examples; commands run (→ exit code): "
+                     + ", ".join(f"{k} {v}" for k, v in sorted(STATS.items())) + "\n\n")
             for check, texts in sorted(CAUGHT.items()):
                 shortest = min(texts, key=lambda t: t.count("\n"))
                 fh.write(f"##### {check}: {len(texts)} time(s); the shortest sequence:\n{shortest}\n\n")
