@@ -233,3 +233,56 @@ def test_a_canary_bake_in_flight_stops_at_once_for_a_rollback(host) -> None:  # 
     took = records[where(records, event="takeover")]
     assert took["how"] == "waited" and took["seconds"] < 3, took
     assert where(records, step="h/bake", phase="end") < where(records, event="takeover")
+
+
+def slow_rollback(host: dict[str, Path], run: str, seconds: float, wait: float) -> dict[str, Any]:
+    """A default-target emergency rollback whose check takes ``seconds`` (a service slow to come up)."""
+    check = {"name": "slow", "kind": "command", "command": {"argv": ["sleep", str(seconds)]}, "timeout": 60,
+             "retries": 0, "interval": 0}
+    ops = [{**agent_pkg_lock("handover"), "takeover_wait": wait},
+           {"op": "rollback", "step": "rollback", "to": None, "service": SERVICE, "checks": [], "recorded": True,
+            "definitions": {"1.0": {"service": SERVICE, "checks": [check]}}},
+           {**agent_pkg_lock("release"), "always": True}]
+    return {"component": "app", "run": run, "root": str(host["root"]), "ops": ops}
+
+
+@pytest.mark.reliability("a second rollback starts while the first is verifying the same host",
+                         "the first is neither interrupted nor killed; the second waits and has nothing to do")
+def test_a_rollback_is_never_cut_short_by_another(host, record_property) -> None:  # type: ignore[no-untyped-def]
+    (host["root"] / "current").unlink()
+    (host["root"] / "current").symlink_to("releases/2.0")
+    (host["root"] / "releases" / "2.0" / ".upgrader" / "previous.json").write_text(
+        '{"version": "1.0", "run": "APPLY", "at": "2026-12-04T00:00:00Z"}')
+    a = start(slow_rollback(host, "RB-A", 1.5, 30), host["state"])
+    try:
+        wait_for_begin(host, "rollback")
+        time.sleep(0.3)  # A is inside its verify
+        b = start(slow_rollback(host, "RB-B", 0, 30), host["state"])
+        code_b, out_b = finish(b)
+        code_a, out_a = finish(a)
+    finally:
+        a.kill()
+    assert code_a == 0 and out_a[1]["to"] == "1.0" and "switch" in out_a[1]["steps"], out_a
+    assert code_b == 0 and out_b[1]["nothing"] is True, out_b
+    records = journal(host)
+    took = [r for r in records if r.get("event") == "takeover"]
+    assert [t["run"] for t in took] == ["RB-A", "RB-B"] and took[1]["how"] == "waited", took
+    assert not [r for r in records if r.get("event") == "taken-over"]
+    assert not (host["state"] / "app" / "lock.json").exists()
+    record_property("observed", f"A exit {code_a} (switched to 1.0, verified); B exit {code_b} after waiting "
+                                f"{took[1]['seconds']} s: nothing to do ({out_b[1]['reason']}); no lock")
+
+
+def test_a_second_rollback_past_its_wait_is_refused_not_killing_the_first(host) -> None:  # type: ignore[no-untyped-def]
+    (host["root"] / "current").unlink()
+    (host["root"] / "current").symlink_to("releases/2.0")
+    a = start(slow_rollback(host, "RB-A", 2.0, 30), host["state"])
+    try:
+        wait_for_begin(host, "rollback")
+        code_b, out_b = finish(start(slow_rollback(host, "RB-B", 0, 0.3), host["state"]))
+        code_a, out_a = finish(a)
+    finally:
+        a.kill()
+    assert code_b == 1 and out_b[0]["op"] == "lock" and "another rollback (run RB-A" in out_b[0]["error"], out_b
+    assert code_a == 0, out_a
+    assert not (host["state"] / "app" / "lock.json").exists()

@@ -170,14 +170,17 @@ def test_a_group_writable_state_directory_is_not_trusted(agent: ModuleType, host
 
 # ---- the controller: which playbook an emergency rollback reads ----
 
-def test_rollback_without_playbook_or_run_is_refused_naming_the_fix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                                    capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setenv("UPGRADER_STATE_DIR", str(tmp_path / "state"))
-    monkeypatch.chdir(REPO)  # playbooks/ is right there: it must not be read
-    code = main(["rollback", "ordergw", "-i", "inventories/prod-na.yml", "--reason", "x", "--yes",
-                 "--connect-timeout", "0.01"])
-    err = capsys.readouterr().err
-    assert code == 1 and "no run of ordergw" in err and "--playbook" in err, err
+def test_without_playbook_or_run_the_layout_is_each_hosts_own_record(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from upgrader.commands import rollback as command
+    from upgrader.commands import specs
+
+    monkeypatch.chdir(REPO)  # playbooks/ is right there: it is not read for the layout
+    monkeypatch.setattr(specs, "find_playbook", lambda *a: pytest.fail("read the playbooks directory"))
+    args = command.argparse.Namespace(playbook=None, playbooks=None, state_dir=tmp_path / "state",
+                                      component="ordergw")
+    lay = command.layout(args)
+    assert (lay.spec, lay.root, lay.source) == (None, "", "the hosts' own records")
 
 
 def test_the_newest_runs_plan_supplies_the_layout_and_nothing_else_is_read(
@@ -202,3 +205,23 @@ def test_the_newest_runs_plan_supplies_the_layout_and_nothing_else_is_read(
     loaded = command.layout_source(args)
     assert loaded.path == state / "runs" / "20260102T000000Z-ordergw-0002" / "plan.json"
     assert loaded.model.component == "ordergw" and loaded.model.install.root == "/opt/ordergw"
+
+
+# ---- the agent: what a rollback without --to undoes on this host ----
+
+def test_default_target_undoes_the_run_being_rolled_back_and_a_switch_after_the_look(
+        agent: ModuleType, host: dict[str, Path]) -> None:
+    import time
+
+    (host["root"] / "releases" / "0.9" / ".upgrader").mkdir(parents=True, mode=0o700)
+    root = str(host["root"])
+    agent.op_switch(ctx(host, "R0"), {"version": "0.9"})  # 1.0 -> 0.9 by an older run, then back by R1
+    agent.op_switch(ctx(host, "R1"), {"version": "1.0"})
+    agent.op_switch(ctx(host, "R1"), {"version": "2.0"})  # a multi-hop run R1: 0.9 -> 1.0 -> 2.0
+    assert agent.default_target(root, "2.0", None) == ("0.9", None)  # the whole run, not the last hop
+    assert agent.default_target(root, "2.0", {"runs": ["R1"], "seen": time.time()}) == ("0.9", None)
+    target, why = agent.default_target(root, "2.0", {"runs": ["R9"], "seen": time.time()})
+    assert target is None and "untouched" in why and "R1" in why
+    before = time.time()
+    agent.op_switch(ctx(host, "R2"), {"version": "1.0"})  # an apply racing the rollback: switched after the look
+    assert agent.default_target(root, "1.0", {"runs": ["R9"], "seen": before}) == ("2.0", None)

@@ -693,8 +693,18 @@ def run_checks(checks, ctx, retries=True, service=None):
 
 def op_facts(ctx, s):
     root = ctx["root"]
+    if not root:  # the controller has no layout: the host's own record says where the component lives
+        return {"installed": None, "staged": [], "staged_sha": {}, "previous": None, "no_record": True,
+                "records": os.path.isdir(os.path.join(STATE, ctx["component"])),  # touched, root not recorded
+                "lock": read_json(os.path.join(STATE, ctx["component"], "lock.json")), "clock": time.time(),
+                "journal_tail": journal_tail(ctx["component"], s.get("journal_lines", 0))}
     installed = current_version(root)
     out = {
+        "root": root,
+        "clock": time.time(),  # this host's clock: a rollback undoes what is switched here after it looked
+        "installed_by": installed_by(root, installed) if installed else None,
+        "run_start": run_start(root, installed) if installed else None,
+        "verified": verified_record(root, ctx["component"], installed),
         "installed": installed,
         "staged": staged_versions(root),  # every release on disk; staged_sha: those this agent staged, and from what
         "staged_sha": {v: (staged_entry(root, ctx["component"], v) or {}).get("sha256") for v in staged_versions(root)},
@@ -709,6 +719,11 @@ def op_facts(ctx, s):
     except OpFailed:  # nothing installed: no release to name, so no command of one to ask
         svc = version_check = None
     out["service"] = service_state(svc) if svc else None
+    also = s.get("also")
+    if isinstance(also, list):  # [[component, root]]: other components' current releases (their `requires`)
+        out["also"] = dict((c, current_version(r or recorded_root(c) or "/nonexistent"))
+                           for c, r in (e for e in also if isinstance(e, list) and len(e) == 2)
+                           if isinstance(c, str) and isinstance(r, str))
     if version_check and out["service"] == "active":
         try:
             out["reported_version"] = reported_version(version_check, 3)
@@ -782,6 +797,11 @@ def op_lock(ctx, s):
         mine["reason"] = s.get("reason")
         write_json_atomic(path, mine)
         return {"lock": mine, "previous_holder": held, "takeover": ctx.get("takeover")}
+    if mode == "unlock":  # `upgrader unlock`: an operator frees the host lock, whoever holds it
+        if held:
+            os.unlink(path)
+            fsync_dir(os.path.dirname(path))
+        return {"released": bool(held), "holder": held}
     if mode == "release":
         if held and held.get("run") == ctx["run"]:
             os.unlink(path)
@@ -1253,9 +1273,11 @@ def op_stop(ctx, s):
 def op_switch(ctx, s):
     root, version = ctx["root"], s["version"]
     old = current_version(root)
+    forget_verified(ctx["component"])  # the release about to be current is not verified yet
     flip(root, version)
     if old and old != version:
-        set_release_meta(root, version, "previous.json", {"version": old, "run": ctx["run"], "at": now()})
+        set_release_meta(root, version, "previous.json", {"version": old, "run": ctx["run"], "at": now(),
+                                                          "t": time.time()})
     return {"previous": old, "current": version}
 
 
@@ -1441,6 +1463,8 @@ def op_verify(ctx, s):
     if version and version == current_version(ctx["root"]) and isinstance(s.get("service"), dict):
         # A verified install: keep what it was verified with, for an emergency rollback back to it.
         out["recorded"] = record_definition(ctx, version, s["service"], s.get("checks", []))
+    if version and version == current_version(ctx["root"]):
+        record_verified(ctx, version, "verify", [c.get("name") for c in s.get("checks", [])])
     return out
 
 
@@ -1467,6 +1491,109 @@ def rollback_chain(root, current, target):
         chain.append(here)
         here = (release_meta(root, here, "previous.json") or {}).get("version")
     return chain if here == target else None
+
+
+def installed_by(root, version):
+    """{version (the release before), run, at}: what the switch to ``version`` recorded; {} if nothing."""
+    data = release_meta(root, version, "previous.json", {}) if version else {}
+    return data if isinstance(data, dict) and isinstance(data.get("version"), str) else {}
+
+
+def run_start(root, current):
+    """The release this host was on before the run that installed ``current``: the previous links are
+    walked while they belong to that run (a multi-hop run 5.0 -> 5.1 -> 5.2 goes back to 5.0), and the
+    farthest of them still staged is taken.  None if nothing is recorded."""
+    first = installed_by(root, current)
+    run, here = first.get("run"), first.get("version")
+    chain, seen = [], set([current])
+    while here and here not in seen:
+        seen.add(here)
+        chain.append(here)
+        back = installed_by(root, here)
+        if not run or back.get("run") != run:
+            break
+        here = back.get("version")
+    staged = [v for v in chain if is_staged(root, v)]
+    return staged[-1] if staged else (chain[0] if chain else None)
+
+
+def is_staged(root, version):
+    try:
+        return os.path.isdir(release_path(root, version))
+    except OpFailed:
+        return False
+
+
+def default_target(root, current, undo):
+    """(target, None) or (None, why there is nothing to undo) for a rollback without --to.
+
+    ``undo`` (from the controller's look at the fleet): {"runs": the runs being rolled back,
+    "seen": this host's clock (time.time()) when it looked}.  A host whose current release was installed
+    by another run, before the controller looked, is untouched by the run being rolled back."""
+    if not current:
+        return None, "nothing installed"
+    by = installed_by(root, current)
+    if not by:
+        return None, "no previous release recorded for %s" % current
+    if isinstance(undo, dict):
+        runs = undo.get("runs") or []
+        seen, switched = undo.get("seen"), by.get("t")
+        racing = isinstance(seen, (int, float)) and isinstance(switched, (int, float)) and switched > seen
+        if by.get("run") not in runs and not racing:
+            return None, "untouched: %s was installed by run %s, not by the run being rolled back" % (
+                current, by.get("run"))
+    return run_start(root, current), None
+
+
+# The release the host last verified (by an install's verify or a rollback's), root only, next to the
+# host lock.  Removed before the current link moves, so it never names an unverified current release.
+VERIFIED = "verified.json"
+
+
+def record_verified(ctx, version, how, checks):
+    try:
+        write_json_atomic(os.path.join(state_dir(ctx["component"]), VERIFIED),
+                          {"version": version, "run": ctx["run"], "at": now(), "how": how, "checks": checks})
+    except (OSError, OpFailed):
+        pass  # best effort: the host journal still has the verify
+
+
+def forget_verified(component):
+    remove_quietly(os.path.join(state_dir(component), VERIFIED))
+
+
+def verified_record(root, component, installed):
+    """The release this host last verified ({version, run, at, how, checks}), or None if it has no record.
+
+    An install verified before verified.json existed counts by its recorded definition, if that verify
+    came after the switch that made it current."""
+    here = os.path.join(STATE, component)
+    data = read_private_json(os.path.join(here, VERIFIED)) if os.path.isdir(here) else None
+    if isinstance(data, dict) and isinstance(data.get("version"), str):
+        return data
+    entry = recorded_definition(root, component, installed) if installed and os.path.isdir(here) else None
+    since = installed_by(root, installed).get("at") if installed else None
+    if entry and (not since or str(entry.get("at") or "") >= since):
+        return {"version": installed, "run": entry.get("run"), "at": entry.get("at"), "how": "verify",
+                "checks": [c.get("name") for c in entry.get("checks", [])]}
+    return None
+
+
+# Where a component is installed, as the last program that changed it was told (root only).  A
+# controller without the playbook (another desk, a laptop) sends no root and the host's record is used.
+INSTALL = "install.json"
+
+
+def recorded_root(component):
+    here = os.path.join(STATE, component)
+    data = read_private_json(os.path.join(here, INSTALL)) if os.path.isdir(here) else None
+    root = data.get("root") if isinstance(data, dict) else None
+    return root if isinstance(root, str) and root.startswith("/") else None
+
+
+def record_root(component, root):
+    if root and recorded_root(component) != root:
+        write_json_atomic(os.path.join(state_dir(component), INSTALL), {"root": root, "at": now()})
 
 
 RELEASE_PLACEHOLDER = re.compile(r"\{(release|version)\}")
@@ -1496,23 +1623,25 @@ def with_release(value, root, version):
 
 
 def op_rollback(ctx, s):
-    """Back to ``to`` (default: the recorded previous release): stop, restore configs, flip, start, verify."""
+    """Back to ``to`` (default: the release before the run that installed the current one): stop, restore
+    configs, flip, start, verify.  A host with nothing to undo says so and changes nothing."""
     root = ctx["root"]
+    if not root:
+        return {"nothing": True, "reason": "upgrader has no record of where %s is installed here" % ctx["component"],
+                "from": None, "to": None, "steps": []}
     current = current_version(root)
     target = s.get("to")
-    if not target and current:
-        target = (release_meta(root, current, "previous.json") or {}).get("version")
     if not target:
-        raise OpFailed("no previous release recorded for %s; name one with --to" % current, current=current)
+        target, why = default_target(root, current, s.get("undo"))
+        if target is None and not stopped_here(ctx, s, current):
+            return {"nothing": True, "reason": why, "from": current, "to": current, "steps": []}
+        target = target or current  # nothing to undo, but its service is down (an apply taken over after
+        # its stop): the current release is started and verified, never left stopped
     install_dirs(root)
     if not os.path.isdir(release_path(root, target)):
         raise OpFailed("release %s is not staged on this host" % target, missing=target,
-                       staged=staged_versions(root))
-    service, checks, used = s["service"], s.get("checks", []), {"source": "sent"}
-    recorded = recorded_definition(root, ctx["component"], target) if s.get("recorded") else None
-    if recorded:  # what the release was installed and verified with, not a newer playbook's guess
-        service, checks = recorded["service"], recorded["checks"]
-        used = {"source": "recorded", "recorded_run": recorded.get("run"), "recorded_at": recorded.get("at")}
+                       staged=staged_versions(root), current=current, refused=True)
+    service, checks, used = rollback_definition(ctx, s, target, current)
     svc = with_release(service, root, target)  # {release}: the release rolled back to
     checks = with_release(checks, root, target)
     used["checks"] = [c.get("name") for c in checks]
@@ -1523,12 +1652,17 @@ def op_rollback(ctx, s):
     if current != target:
         chain = rollback_chain(root, current, target) or ([current] if current else [])
         for version in chain:  # refuse before stopping, not with the service down
-            migration_record(root, version)
+            try:
+                migration_record(root, version)
+            except OpFailed as exc:
+                exc.detail["refused"] = True
+                raise
         steps.append("stop" if service_stop(svc) == "stopped" else "stop (killed)")
         restored = []
         for version in chain:
             restored += restore_config(root, version)
         steps.append("restore-config:%d" % len(restored))
+        forget_verified(ctx["component"])
         flip(root, target)
         steps.append("switch")
         remember_log_offsets(ctx, logs)
@@ -1542,8 +1676,50 @@ def op_rollback(ctx, s):
     ok, results = run_checks(checks, ctx, service=svc)
     if not ok:
         raise OpFailed("rolled back to %s but verify failed: %s" % (target, failure(results)), checks=results,
-                       current=current_version(root), steps=steps, definition=used)
+                       current=current_version(root), steps=steps, definition=used, to=target, **{"from": current})
+    record_verified(ctx, target, "rollback", used["checks"])
     return {"from": current, "to": target, "steps": steps, "checks": results, "definition": used}
+
+
+def stopped_here(ctx, s, current):
+    """True if ``current`` is installed and its service (as the rollback would run it) is not active."""
+    if not current:
+        return False
+    try:
+        service = rollback_definition(ctx, s, current, current)[0]
+        return service_state(with_release(service, ctx["root"], current)) != "active"
+    except OpFailed:
+        return False  # no way to know how it runs: nothing is started
+
+
+def rollback_definition(ctx, s, target, current):
+    """(service, checks, how chosen) to roll back to ``target`` with: what the host recorded when it last
+    verified that release; else what the controller sent for that very version (``definitions``); else
+    the sent service with no checks (reported as not applicable): never another release's checks.
+
+    A program without ``definitions`` (an apply's undo) is verified with what it sent, as before."""
+    recorded = recorded_definition(ctx["root"], ctx["component"], target) if s.get("recorded") else None
+    if recorded:  # what the release was installed and verified with, not a newer playbook's guess
+        return recorded["service"], recorded["checks"], {
+            "source": "recorded", "recorded_run": recorded.get("run"), "recorded_at": recorded.get("at")}
+    if "definitions" not in s:
+        return s["service"], s.get("checks", []), {"source": "sent"}
+    sent = (s.get("definitions") or {}).get(target)
+    if isinstance(sent, dict) and isinstance(sent.get("service"), dict):
+        return sent["service"], sent.get("checks") or [], {"source": "sent", "playbook": sent.get("playbook")}
+    service = s.get("service")
+    if not isinstance(service, dict):  # no playbook at all: the service another release here was verified with
+        for version in [current, *staged_versions(ctx["root"])]:
+            other = recorded_definition(ctx["root"], ctx["component"], version) if version else None
+            if other:
+                service = other["service"]
+                break
+    if not isinstance(service, dict):
+        raise OpFailed("no record of how to run %s %s on this host and no playbook for it: name one with "
+                       "--playbook or --playbooks" % (ctx["component"], target), current=current, to=target,
+                       refused=True)
+    return service, [], {"source": "none", "not_applicable": "no checks recorded for %s and no playbook of it"
+                         % target}
 
 
 def op_prune(ctx, s):
@@ -1747,7 +1923,8 @@ class ProgramLock:
         self.dir = state_dir(ctx["component"])
         self.path = os.path.join(self.dir, PROGRAM_LOCK)
         self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0), 0o600)
-        self.me = {"pid": os.getpid(), "start": proc_start(os.getpid()), "run": ctx["run"]}
+        self.me = {"pid": os.getpid(), "start": proc_start(os.getpid()), "run": ctx["run"],
+                   "kind": ctx.get("kind")}
 
     def _try(self):
         import fcntl
@@ -1781,6 +1958,8 @@ class ProgramLock:
         """A live takeover request by another run, or None."""
         req = read_json(os.path.join(self.dir, TAKEOVER))
         if isinstance(req, dict) and req.get("run") != self.ctx["run"] and alive(req):
+            if self.me.get("kind") == "rollback" and req.get("kind") == "rollback":
+                return None  # a rollback is never cut short by another: that one waits (take_over)
             return req
         return None
 
@@ -1812,6 +1991,12 @@ class ProgramLock:
                 how = "waited"
                 if not self._wait(wait):
                     held = self.holder()
+                    if held.get("kind") == "rollback" and self.me.get("kind") == "rollback":
+                        # Two rollbacks at once: the first finishes; the second is refused on this host.
+                        raise OpFailed("another rollback (run %s, pid %s) has been rolling back %s on this host "
+                                       "for over %ss; not interrupted" % (held.get("run"), held.get("pid"),
+                                                                          self.ctx["component"], wait),
+                                       holder=held, busy=True)
                     pid = held.get("pid")
                     if not (isinstance(pid, int) and alive(held) and is_agent_holding(pid, self.fd)):
                         raise OpFailed("the program lock of %s is held by pid %s, which is not an upgrader "
@@ -1836,6 +2021,14 @@ class ProgramLock:
             self.fd = None
 
 
+def program_kind(program):
+    """The kind of run (apply, rollback, unlock) its lock operation names, or None."""
+    for step in program.get("ops", []):
+        if step.get("op") == "lock":
+            return step.get("kind")
+    return None
+
+
 def program_lock_mode(program):
     """(needs the program lock, takeover wait or None): read-only programs skip it; handover/break take over."""
     ops = program.get("ops", [])
@@ -1849,9 +2042,12 @@ def program_lock_mode(program):
 
 
 def run_program(program):
-    ctx = {"component": program["component"], "run": program.get("run"), "root": program["root"]}
+    ctx = {"component": program["component"], "run": program.get("run"), "root": program["root"],
+           "kind": program_kind(program)}
     ops = program["ops"]
     needs, takeover = program_lock_mode(program)
+    if not ctx["root"]:  # no layout sent: where this host's record says the component is installed
+        ctx["root"] = recorded_root(ctx["component"])
     lock = None
     try:
         if needs:
@@ -1861,6 +2057,8 @@ def run_program(program):
                     lock.acquire()
                 else:
                     ctx["takeover"] = lock.take_over(takeover)
+                if ctx["root"]:
+                    record_root(ctx["component"], ctx["root"])
             except (OpFailed, OSError) as exc:
                 detail = exc.detail if isinstance(exc, OpFailed) else {"errno": exc.errno}
                 # Busy or taken over is the lock's failure (the controller's "handed over"); anything else
@@ -1881,6 +2079,8 @@ def run_ops(ctx, ops, lock):
     for index, step in enumerate(ops):
         name = step["op"]
         where = step.get("step") or name
+        if status and not step.get("always"):
+            continue  # after a failure only the steps that must always run (a lock's release) still run
         try:
             if index:
                 check_takeover(ctx)  # a rollback wants the host: end here, between operations
@@ -1913,7 +2113,6 @@ def run_ops(ctx, ops, lock):
         emit(dict(out, i=index, op=name, step=step.get("step"), ok=ok, seconds=seconds))
         if not ok and not step.get("continue_on_error"):
             status = 1
-            break
     return status
 
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-NAMES = ("validate", "plan", "diff", "facts", "apply", "resume", "rollback", "status", "audit", "promote", "abort",
-         "runs", "show", "report", "windows", "schedule", "notify", "schema",
+NAMES = ("validate", "plan", "diff", "facts", "apply", "resume", "rollback", "unlock", "status", "audit", "promote",
+         "abort", "runs", "show", "report", "windows", "schedule", "notify", "schema",
          "completion", "worker", "watch")
 
 

@@ -18,7 +18,7 @@ from upgrader.commands.specs import find_playbook
 from upgrader.commands.tables import print_table
 from upgrader.engine import facts as host_facts
 from upgrader.engine import programs
-from upgrader.engine.consistency import Expected, HostAudit, expected_from_runs, judge
+from upgrader.engine.consistency import Expected, HostAudit, expected_from_hosts, expected_from_runs, judge
 from upgrader.engine.notifier import notifier
 from upgrader.errors import ExitCode, RefusedError
 from upgrader.loading.inputs import Loaded, load_inventory, load_playbook
@@ -29,15 +29,17 @@ from upgrader.planning.planner import iter_hosts, runs_component
 HELP = "fleet consistency: each host's running version (as its service reports it) against the expected one"
 
 EPILOG = """\
-The expected version is the playbook's when PLAYBOOKs are given, else what the newest successful run
-of each component left on each host (journals in the state directory); a component no run has
-touched is skipped with a warning, and a host no successful run covered is an outlier.
+The expected version is the playbook's when PLAYBOOKs are given, else the release each host itself
+records as the last it verified (after an install or a rollback, by any controller); for a host with
+no such record, what the newest successful run in this state directory left there. A component with
+neither is skipped with a warning; a host with neither is an outlier. Nothing audited at all exits 1.
 
 example:
   upgrader audit -i inventories/prod-na.yml                        # against the journal
   upgrader audit -i inventories/prod-na.yml playbooks/ordergw-5.2.0.yml --metrics-dir /var/lib/node_exporter
 
-exit codes: 0 every host agrees; 1 some host is an outlier (each is named), or bad input; 2 usage
+exit codes: 0 every host agrees; 1 some host is an outlier (each is named), nothing was audited, or bad
+input; 2 usage
 """
 
 
@@ -71,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
                      if runs_component(inv, h, component) and (selection is None or n in selection.hosts)]
             if not hosts:
                 continue
+            _, raw = host_facts.gather(pool, inv, spec.model, hosts=hosts, python=args.python)
             if pinned is not None:
                 expected = dict.fromkeys(hosts, pinned)
             else:
@@ -78,16 +81,21 @@ def run(args: argparse.Namespace) -> int:
                     from upgrader.reporting.parse import load_runs
 
                     records = load_runs(args.state_dir)
-                expected = expected_from_runs(records, component)
+                # What each host verified, as it records it, first: another controller's rollback or a halted
+                # run is in the host's record; this controller's journals only fill in hosts without one.
+                expected = {**expected_from_runs(records, component), **expected_from_hosts(raw)}
                 if not expected:  # never upgraded by upgrader here: nothing says what it should run
-                    print(f"warning: {component} not audited: no successful run in {args.state_dir}; "
-                          "name its playbook to audit it", file=sys.stderr)
+                    print(f"warning: {component} not audited: no host records a verified release and no "
+                          f"successful run in {args.state_dir}; name its playbook to audit it", file=sys.stderr)
                     continue
-            _, raw = host_facts.gather(pool, inv, spec.model, hosts=hosts, python=args.python)
             has_check = programs.version_check(spec.model) is not None
             rows += [judge(component, h, dcs[h], expected.get(h), raw[h], has_check) for h in hosts]
     finally:
         pool.close()
+    if not rows:  # "0 of 0 host(s) agree" is not a pass: nothing was checked
+        print("error: nothing audited: no component had an expectation (see the warnings above); name the "
+              "playbooks the fleet should run", file=sys.stderr)
+        return int(ExitCode.REFUSED)
     _print(rows, args.format)
     if args.metrics_dir:
         from upgrader.reporting.skew import write_audit_metrics

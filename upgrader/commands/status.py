@@ -100,8 +100,14 @@ def _rows(component: str, hosts: list[str], raw: dict[str, dict[str, Any]], dcs:
         else:
             if r.get("installed") != common:
                 notes.append(f"differs from majority ({common})")
-            if host in last and last[host] != r.get("installed"):
-                notes.append(f"last run left {last[host]}")
+            # The host's own record of what it verified decides; a controller's journal only adds history
+            # (another desk's rollback, or a run halted elsewhere, is in the host's record, not in ours).
+            verified = r.get("verified") if isinstance(r.get("verified"), dict) else None
+            if r.get("installed") and r.get("installed_by") and (verified or {}).get("version") != r.get("installed"):
+                notes.append(f"{r.get('installed')} not verified since run {r['installed_by'].get('run')} "
+                             "switched to it")
+            elif verified is None and host in last and last[host] != r.get("installed"):
+                notes.append(f"last run left {last[host]}")  # no host record: the journal is all there is
             if r.get("service") != "active":
                 notes.append(f"service {r.get('service')}")
             elif r.get("reported_version") not in (None, r.get("installed")):
@@ -112,7 +118,8 @@ def _rows(component: str, hosts: list[str], raw: dict[str, dict[str, Any]], dcs:
         rows.append({"component": component, "host": host, "datacenter": dcs[host],
                      "installed": r.get("installed"), "previous": r.get("previous"), "service": r.get("service"),
                      "reported_version": r.get("reported_version"), "lock": r.get("lock"),
-                     "staged": r.get("staged", []), "attention": notes})
+                     "staged": r.get("staged", []), "attention": notes,
+                     "verified": r.get("verified"), "installed_by": r.get("installed_by")})
     return rows
 
 

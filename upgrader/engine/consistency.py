@@ -5,10 +5,11 @@ eighth host ran the old code while the other seven ran the new.  `upgrader audit
 service for its version (the playbook's `version` check), compares it with what the fleet should run
 and names every host that differs, including those that cannot be asked at all.
 
-What a host "should run" comes from playbooks the operator names, or else from the journal: the
-version the newest *successful* run of the component left on that host (an emergency rollback
-that succeeded counts: after it, the old version is the right one).  Versions are compared as the
-strings the service reports, never normalised (``5.2.0_b123`` is not ``5.2.0b123``).
+What a host "should run" comes from playbooks the operator names, or else from the host itself: the
+release it records as the last it verified (an install's verify or a rollback's, by any controller).
+A host without such a record falls back to this controller's journal: the version the newest
+*successful* run of the component left on that host.  The journal never overrules a host's record.
+Versions are compared as the strings the service reports, never normalised (``5.2.0_b123`` is not ``5.2.0b123``).
 """
 
 from __future__ import annotations
@@ -70,6 +71,18 @@ def expected_from_runs(records: Iterable[RunRecord], component: str) -> dict[str
         for host in record.hosts:
             if host.version:
                 out[host.host] = Expected(host.version, f"run {record.run_id}")
+    return out
+
+
+def expected_from_hosts(answers: Mapping[str, Mapping[str, Any]]) -> dict[str, Expected]:
+    """Per host, the release it records as the last it verified (its facts' ``verified``), where it has one."""
+    out: dict[str, Expected] = {}
+    for host, answer in answers.items():
+        record = answer.get("verified")
+        if isinstance(record, dict) and isinstance(record.get("version"), str):
+            how = record.get("how") or "verify"
+            out[host] = Expected(record["version"], f"host record: {how} of run {record.get('run')} "
+                                                   f"at {record.get('at')}")
     return out
 
 

@@ -2,13 +2,21 @@
 
 Works from what is on the hosts (the previous release is still staged, with the service and checks
 it was installed with, recorded by the agent), so it needs neither the journal nor the artifact of
-the bad release; ``spec`` supplies the layout and the fallback definition for a release with no record.
+the bad release; ``spec``, when there is one, supplies the layout and the service for a release with
+no record.  Each host decides, from its own records at the moment it runs, what it undoes
+(agent.default_target): a host with nothing to undo says so and changes nothing.
+
+Locks: every host's program takes the host lock over (ending an apply of the component in flight
+there, which then stops as handed over), and releases it whatever happened, so the command leaves
+no lock behind; a second rollback arriving while one runs waits for it, and is refused on that host
+if it does not end within TAKEOVER_WAIT (agent.ProgramLock.take_over).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 from upgrader.engine import programs, remote
@@ -19,8 +27,25 @@ from upgrader.engine.vocabulary import Event
 from upgrader.errors import ExitCode
 from upgrader.models.plan import GroupLimit
 from upgrader.models.playbook import Playbook
+from upgrader.planning import operations
 
 TAKEOVER_WAIT = 30.0  # seconds a host's program in flight gets to end its current operation
+DEFAULT_TIMEOUT = 120.0  # one host's rollback program when no playbook bounds it (stop + start + checks)
+
+
+class End(StrEnum):
+    """How one host ended an emergency rollback (what the exit code is derived from)."""
+
+    ROLLED_BACK = "rolled-back"  # switched back and verified
+    ALREADY_THERE = "already-there"  # --to named the release it runs: verified, nothing switched
+    NOTHING_TO_DO = "nothing-to-do"  # nothing to undo (said why); nothing changed
+    FAILED = "rollback-failed"  # it tried and did not end on a verified release: a human must look
+    REFUSED = "refused"  # not touched: another rollback holds it, or the agent refused before stopping
+    UNREACHABLE = "unreachable"
+    WITHHELD = "withheld"  # not touched, so that its redundancy group stays within max_unavailable
+
+
+OK_ENDS = frozenset({End.ROLLED_BACK, End.ALREADY_THERE, End.NOTHING_TO_DO})
 
 
 @dataclass(frozen=True)
@@ -31,27 +56,59 @@ class HostOutcome:
     after: str | None
     detail: str
     previous_holder: dict[str, Any] | None = None
-    definition: str | None = None  # whose service and checks it used: "recorded" (on the host) or "sent"
+    definition: str | None = None  # whose service and checks it used: "recorded", "sent" or "none"
+    end: End = End.ROLLED_BACK
+    changed: bool = False  # the host's current release or service was changed
 
 
-def rollback_program(spec: Playbook, to: str | None, *, operator: str, reason: str,
-                     controller_id: str) -> list[dict[str, Any]]:
-    """The ops every host of an emergency rollback runs: take the lock over, roll back, release it."""
+def definition_for(spec: Playbook, version: str, source: str) -> dict[str, Any]:
+    """What ``spec`` (a playbook *of* ``version``) says to run and check that release with."""
+    op = operations.rollback_op(spec, version)
+    return {"service": op["service"], "checks": op["checks"], "playbook": source}
+
+
+def rollback_program(spec: Playbook | None, to: str | None, *, operator: str, reason: str, controller_id: str,
+                     undo: Mapping[str, Any] | None = None,
+                     definitions: Mapping[str, Mapping[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """The ops every host of an emergency rollback runs: take the lock over, roll back, release it (always).
+
+    ``definitions``: version -> the service and checks of that version's own playbook; a release the
+    host has no record of is verified with these, or with no checks (reported as not applicable), never
+    with another release's.  ``undo``: which runs the default target undoes (agent.default_target).
+    """
     lock = programs.lock_op("handover", operator=operator, plan=None, kind="rollback", reason=reason,
                             controller=controller_id)
     # The agent takes its program lock over from a program in flight (an apply's migrate, say): it waits
     # TAKEOVER_WAIT for that program to end its current operation, then kills it (agent.ProgramLock).
     lock["takeover_wait"] = TAKEOVER_WAIT
     release = programs.lock_op("release", operator=operator, plan=None, kind="rollback", controller=controller_id)
-    return [lock, programs.rollback_op(spec, to, "rollback"), release]
+    release["always"] = True  # after a failed rollback too: the command leaves no lock behind
+    service = operations.service(spec, to, defer=() if to else operations.AGENT_FILLS) if spec else None
+    back: dict[str, Any] = {"op": "rollback", "to": to, "service": service, "checks": [], "recorded": True,
+                            "definitions": dict(definitions or {}), "step": "rollback"}
+    if undo is not None:
+        back["undo"] = dict(undo)
+    return [lock, back, release]
 
 
-def rollback_hosts(pool: Pool, spec: Playbook, hosts: list[str], journal: Journal, *, operator: str,
+def rollback_hosts(pool: Pool, spec: Playbook | None, hosts: list[str], journal: Journal, *, operator: str,
                    reason: str, to: str | None, python: str = "python3",
-                   limit: int | None = None, groups: Iterable[GroupLimit] = ()) -> dict[str, HostOutcome]:
-    """``groups``: redundancy groups (engine/groups.py); their members go back at most max_unavailable at a time."""
-    ops = rollback_program(spec, to, operator=operator, reason=reason, controller_id=controller())
-    timeout = programs.hop_timeout(spec) + 30 + TAKEOVER_WAIT + 10  # + the kill and the kernel's unlock
+                   limit: int | None = None, groups: Iterable[GroupLimit] = (), root: str | None = None,
+                   undo: Mapping[str, Mapping[str, Any]] | None = None,
+                   definitions: Mapping[str, Mapping[str, Any]] | None = None,
+                   component: str | None = None) -> dict[str, HostOutcome]:
+    """``groups``: redundancy groups (engine/groups.py); their members go back at most max_unavailable at a time.
+
+    ``root``: the install root ("" or None without ``spec``: each host's own record); ``undo``: per host,
+    what its default target undoes (None: the release before the run that installed the current one).
+    ``component``: needed without ``spec``.
+    """
+    name = component or (spec.component if spec else None)
+    if name is None:
+        raise ValueError("rollback_hosts needs spec or component")
+    where = root if root is not None else (spec.install.root if spec else "")
+    cid = controller()
+    timeout = (programs.hop_timeout(spec) if spec else DEFAULT_TIMEOUT) + 30 + TAKEOVER_WAIT + 10
 
     down = Unavailable(groups)
 
@@ -68,38 +125,52 @@ def rollback_hosts(pool: Pool, spec: Playbook, hosts: list[str], journal: Journa
         return res
 
     def roll_back(host: str) -> remote.AgentResult:
+        ops = rollback_program(spec, to, operator=operator, reason=reason, controller_id=cid,
+                               undo=(undo or {}).get(host) if undo is not None else None, definitions=definitions)
         journal.record(Event.HOST_BEGIN, host=host, steps=["lock-handover", "rollback", "lock-release"], to=to)
-        res = remote.call(pool.session(host), component=spec.component, root=spec.install.root, run=journal.run_id,
-                          ops=ops, timeout=timeout, python=python)
+        res = remote.call(pool.session(host), component=name, root=where,
+                          run=journal.run_id, ops=ops, timeout=timeout, python=python)
         journal.record(Event.HOST_END, host=host, ok=res.ok, ops=[o.data for o in res.ops],
                        stderr=res.result.stderr[-2000:] if not res.ok else "")
         return res
 
     results = pool.each(hosts, one, limit=limit)
-    out: dict[str, HostOutcome] = {}
-    for host in hosts:
-        res = results[host].value
-        if isinstance(results[host].error, Withheld):  # its group has members down that did not come back
-            journal.record(Event.HOST_WITHHELD, host=host, reason=str(results[host].error))
-            out[host] = HostOutcome(host, False, None, None, f"not rolled back: {results[host].error}")
-            continue
-        if res is None:
-            journal.record(Event.HOST_END, host=host, ok=False, error=str(results[host].error))
-            out[host] = HostOutcome(host, False, None, None, f"unreachable: {results[host].error}")
-            continue
-        handed = res.op("lock")
-        holder = handed.data.get("previous_holder") if handed and handed.ok else None
-        back = res.op("rollback")
-        data = back.data if back else {}
-        used = data.get("definition")
-        source = str(used.get("source")) if isinstance(used, dict) else None
-        if res.ok:
-            out[host] = HostOutcome(host, True, data.get("from"), data.get("to"),
-                                    "verified" if data.get("steps") else "already there, verified", holder, source)
-        else:
-            out[host] = HostOutcome(host, False, data.get("from") or data.get("current"), data.get("current"),
-                                    res.error, holder, source)
-    return out
+    return {host: outcome(host, results[host].value, results[host].error, journal) for host in hosts}
+
+
+def outcome(host: str, res: remote.AgentResult | None, error: BaseException | None, journal: Journal) -> HostOutcome:
+    """One host's end, from its program's answer (see End)."""
+    if isinstance(error, Withheld):  # its group has members down that did not come back
+        journal.record(Event.HOST_WITHHELD, host=host, reason=str(error))
+        return HostOutcome(host, False, None, None, f"not rolled back: {error}", end=End.WITHHELD)
+    if res is None:
+        journal.record(Event.HOST_END, host=host, ok=False, error=str(error))
+        return HostOutcome(host, False, None, None, f"unreachable: {error}", end=End.UNREACHABLE)
+    handed = res.op("lock")
+    holder = handed.data.get("previous_holder") if handed and handed.ok else None
+    back = res.op("rollback")
+    data = back.data if back else {}
+    used = data.get("definition")
+    source = str(used.get("source")) if isinstance(used, dict) else None
+    if back is None:  # the lock was not taken (another rollback holds the host): nothing ran
+        return HostOutcome(host, False, None, None, f"refused: {res.error}", holder, end=End.REFUSED)
+    if back.ok:
+        if data.get("nothing"):
+            return HostOutcome(host, True, data.get("from"), data.get("to"), f"nothing to do: {data.get('reason')}",
+                               holder, end=End.NOTHING_TO_DO)
+        steps = data.get("steps") or []
+        na = used.get("not_applicable") if isinstance(used, dict) else None
+        verified = "verified" + (f" (checks not applicable: {na})" if na else "")
+        if "switch" in steps:
+            return HostOutcome(host, True, data.get("from"), data.get("to"), verified, holder, source,
+                               End.ROLLED_BACK, True)
+        return HostOutcome(host, True, data.get("from"), data.get("to"), "already there, " + verified
+                           + (" (service started)" if steps else ""), holder, source, End.ALREADY_THERE, bool(steps))
+    refused = bool(data.get("refused"))  # the agent refused before stopping anything: the host is as it was
+    release = next((o for o in res.ops[1:] if o.op == "lock"), None)
+    unlocked = " (lock released)" if release is not None and release.ok else ""
+    return HostOutcome(host, False, data.get("from") or data.get("current"), data.get("current"),
+                       f"{res.error}{unlocked}", holder, source, End.REFUSED if refused else End.FAILED, not refused)
 
 
 class Withheld(Exception):
@@ -107,4 +178,6 @@ class Withheld(Exception):
 
 
 def exit_code(outcomes: dict[str, HostOutcome]) -> ExitCode:
-    return ExitCode.OK if all(o.ok for o in outcomes.values()) else ExitCode.ROLLBACK_FAILED
+    """0: every host rolled back and verified, already there, or with nothing to undo; else 4 (a human must act:
+    each host not in one of those states is named)."""
+    return ExitCode.OK if all(o.end in OK_ENDS for o in outcomes.values()) else ExitCode.ROLLBACK_FAILED
