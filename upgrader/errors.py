@@ -18,9 +18,30 @@ class ExitCode(IntEnum):
     OK = 0
     REFUSED = 1  # bad input, or refused before changing anything
     USAGE = 2
-    FAILED_ROLLED_BACK = 3  # the upgrade failed; every touched host is back and verified
+    FAILED_ROLLED_BACK = 3  # failed or aborted: every host it changed and did not finish is back, verified
     ROLLBACK_FAILED = 4  # a human must act: some host is not on a verified version
+    HALTED = 5  # stopped part-way, nothing to fix: every host verified (target or start); resumable or kept
     BUG = 70  # an unexpected exception (EX_SOFTWARE)
+
+
+# What `apply` and `resume` return, derived from the hosts' end states (engine/apply.py: verdict); the
+# README's exit-code table says the same.
+RUN_EXIT_CODES = (
+    "0 every host on the target, verified (or nothing to do); 1 refused before changing anything; 2 usage; "
+    "3 failed or aborted: every host it changed and did not finish is back on its starting release, verified; "
+    "4 a human must act: some host is on no verified release (named; it keeps the run's lock, and "
+    "`upgrader resume RUN` puts it back); "
+    "5 halted part-way (Ctrl-C, a closed window, abort --keep): every host verified, on the target or its "
+    "starting release — `upgrader resume RUN` carries on a resumable run")
+
+
+def with_exit_codes(epilog: str | None, codes: str) -> str:
+    """The command's help epilog with its own exit codes (the shared epilog's example kept)."""
+    import textwrap
+
+    example = (epilog or "").split("exit codes:")[0].rstrip()
+    return (example + "\n\n" if example else "") + textwrap.fill(f"exit codes: {codes}", width=100,
+                                                                  subsequent_indent="  ")
 
 
 @dataclass(frozen=True)

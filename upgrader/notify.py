@@ -27,13 +27,14 @@ from upgrader.models.inventory import Notify
 log = logging.getLogger(__name__)
 
 EventKind = Literal["run-started", "canary-passed", "failed", "rolled-back", "finished", "refused",
-                    "rollback-started", "rollback-finished", "audit-skew", "gate-waiting", "promoted", "aborted"]
+                    "rollback-started", "rollback-finished", "audit-skew", "gate-waiting", "promoted", "aborted",
+                    "halted"]
 EVENTS: tuple[EventKind, ...] = ("run-started", "canary-passed", "failed", "rolled-back", "finished", "refused",
                                  "rollback-started", "rollback-finished", "audit-skew", "gate-waiting", "promoted",
-                                 "aborted")
+                                 "aborted", "halted")
 _ICONS = {"run-started": "▶", "canary-passed": "✔", "failed": "✖", "rolled-back": "↩", "finished": "■",
           "refused": "⊘", "rollback-started": "⏪", "rollback-finished": "↩", "audit-skew": "≠",
-          "gate-waiting": "⏸", "promoted": "⏩", "aborted": "⏹"}
+          "gate-waiting": "⏸", "promoted": "⏩", "aborted": "⏹", "halted": "⏸"}
 
 
 @dataclass(frozen=True)

@@ -68,7 +68,9 @@ def test_a_clean_run_upgrades_every_host_and_each_step_is_journaled_on_the_host(
     assert_known_and_verified(s)
     for hp in s.plan.hosts:  # the host journal has a begin and an end for each live step of the plan
         ended = [r["step"] for r in s.hosts[hp.host].journal("app") if r.get("phase") == "end" and r["ok"]]
-        assert [st.id for st in hp.steps if st.action != "testinfra"] == [x for x in ended if "/" in str(x)]
+        # (the bake is one round of checks per bake_interval, driven from the controller: its step repeats)
+        assert [st.id for st in hp.steps if st.action != "testinfra"] == list(dict.fromkeys(
+            x for x in ended if "/" in str(x)))
     assert events(entries, "run-end")[0]["hosts"]["ny-2"]["version"] == TO
 
 

@@ -84,13 +84,13 @@ def test_promote_and_abort_commands(run: Journal, tmp_path: Path, capsys: pytest
     assert cli(state, "promote", run.run_id) == 1  # not waiting at any gate
     assert "not waiting at a gate" in capsys.readouterr().err
     run.record("gate-wait", gate="canary-ny5")
-    assert cli(state, "promote", run.run_id, "--reason", "ok") == 0
+    assert cli(state, "promote", run.run_id, "--reason", "ok", "--wait", "0") == 0
     assert gates.pending(run.directory, "canary-ny5") is not None
     run.record("gate-end", gate="canary-ny5", outcome="promoted")
     with pytest.raises(SystemExit) as usage:
         cli(state, "abort", run.run_id)  # --reason is required
     assert usage.value.code == 2
-    assert cli(state, "abort", run.run_id, "--reason", "INC-9") == 0
+    assert cli(state, "abort", run.run_id, "--reason", "INC-9", "--wait", "0") == 0
     audit = [json.loads(line) for line in (state / "audit.log").read_text().splitlines()]
     assert [(a["action"], a["gate"]) for a in audit] == [("promote", "canary-ny5"), ("abort", None)]
     run.record("run-end", status="aborted")

@@ -211,3 +211,31 @@ def test_the_inventory_webhooks_hear_of_the_run(temporal_server: DevServer, in_t
     assert outcome["exit_code"] == 0
     kinds = [e["event"] for e in hook]
     assert kinds[0] == "run-started" and kinds[-1] == "finished" and "canary-passed" in kinds, kinds
+
+
+def test_a_promote_counts_only_at_the_gate_the_run_waits_at_unless_ahead(temporal_server: DevServer, in_tmp: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """As the local engine: an early promote for a later gate is ignored; one sent --ahead passes it."""
+    plan = case_plan("manual_gates")
+    gates = [p.gate.id for p in plan.phases if p.gate is not None]
+    assert len(gates) >= 3
+
+    async def steer(handle: WorkflowHandle[Any, Any], journal: Path) -> None:
+        await journal_has(journal, lambda es: any(e["event"] == "gate-wait" and e["gate"] == gates[0] for e in es))
+        await handle.signal("decide", decision(DecisionKind.PROMOTE, gates[1], reason="early"))
+        await handle.signal("decide", {**decision(DecisionKind.PROMOTE, gates[2], reason="approved ahead"),
+                                       "ahead": True})
+        await handle.signal("decide", decision(DecisionKind.PROMOTE, gates[0]))
+        await journal_has(journal, lambda es: any(e["event"] == "gate-wait" and e["gate"] == gates[1] for e in es))
+        await asyncio.sleep(1.0)
+        assert (await handle.query("progress"))["waiting"] == gates[1]  # the early promote did not count
+        await handle.signal("decide", decision(DecisionKind.PROMOTE, gates[1], reason="now"))
+        for gate in gates[3:]:
+            await journal_has(journal, lambda es, g=gate: any(e["event"] == "gate-wait" and e["gate"] == g
+                                                              for e in es))
+            await handle.signal("decide", decision(DecisionKind.PROMOTE, gate))
+
+    _, outcome, entries, _ = run_workflow(temporal_server, "manual_gates", in_tmp, monkeypatch, steer=steer)
+    assert outcome["exit_code"] == 0, outcome
+    ends = {e["gate"]: e["decision"] for e in entries if e["event"] == "gate-end"}
+    assert ends[gates[1]]["reason"] == "now" and ends[gates[2]]["ahead"] is True

@@ -21,7 +21,7 @@ from upgrader.engine.notifier import notifier
 from upgrader.engine.progress import Progress
 from upgrader.engine.staleness import drift, rederived_difference
 from upgrader.engine.vocabulary import Event, RunStatus
-from upgrader.errors import ExitCode, NotConfirmed, RefusedError, UpgraderError
+from upgrader.errors import RUN_EXIT_CODES, ExitCode, NotConfirmed, RefusedError, UpgraderError, with_exit_codes
 from upgrader.loading import limits
 from upgrader.loading.inputs import load_inventory, load_playbook, parse_json_model, read_plan_file
 from upgrader.models.inventory import Inventory
@@ -53,6 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     live.add_connection_arguments(parser)
     live.add_output_arguments(parser)
     durable.add_arguments(parser)
+    parser.epilog = with_exit_codes(parser.epilog, RUN_EXIT_CODES)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from upgrader.commands import targeting
 from upgrader.commands.inputs import Inputs, load_facts_for, load_inputs
-from upgrader.errors import ExitCode, InputError
+from upgrader.errors import ExitCode, InputError, with_exit_codes
 from upgrader.loading import output
 from upgrader.models.facts import Facts
 from upgrader.models.plan import Plan
@@ -38,6 +38,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from upgrader.commands import live  # light (no SSH library); the same connection options as every live command
 
     live.add_connection_arguments(parser)
+    parser.epilog = with_exit_codes(parser.epilog, PLAN_EXIT_CODES)
+
+
+# One rule whatever the facts (live, offline, a facts file): a plan with problems is not a plan to apply.
+PLAN_EXIT_CODES = ("0 planned, no problems; 1 the plan has problems (each listed in it, with live facts or "
+                   "offline alike), bad input, or an output path that cannot be written; 2 usage")
 
 
 def render(plan: Plan, fmt: str, verbose: bool = False, window: str | None = None) -> str:

@@ -10,19 +10,26 @@ from upgrader.engine.gates import DecisionKind
 HELP = "continue a run that waits at a manual gate (canary promote, next datacenter)"
 
 EPILOG = """\
-The run (in another terminal, or another operator's) waits at the gate and sees the decision within a
-second. Without --gate the promote is for the gate the run waits at now.
+A promote is for the gate the run waits at now: the run sees it within a second, and this command
+waits (--wait, default 10 s) to tell you what the run did with it. A promote naming another gate is
+refused. To approve a later gate before the run reaches it, say so with --ahead and --gate: the
+pre-approval is audited, journaled, and shown by `upgrader show` and `upgrader report`.
 
-example:
+examples:
   upgrader promote 20261205T070000Z-ordergw-1a2b --reason "fills and latency normal on ny5-oe01"
+  upgrader promote 20261205T070000Z-ordergw-1a2b --gate promote-ch2 --ahead --reason "INC-12 sign-off"
 
-exit codes: 0 recorded; 1 no such run, run finished, or not waiting at a gate; 2 usage
+exit codes: 0 the run passed the gate (or was pre-approved, or has not looked yet); 1 refused (no such
+run, finished or halted, not waiting at that gate), or the run went another way first (an abort);
+2 usage
 """
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     decide.add_arguments(parser, EPILOG, reason_required=False)
     parser.add_argument("--gate", help="the gate to promote (default: the one the run waits at now)")
+    parser.add_argument("--ahead", action="store_true",
+                        help="approve --gate before the run reaches it (audited; shown in show and report)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -8,17 +8,18 @@ from pathlib import Path
 from upgrader.cli.logs import say
 from upgrader.commands import live
 from upgrader.engine import admission
-from upgrader.engine.apply import Apply
+from upgrader.engine.apply import Apply, stop_on_signals
 from upgrader.engine.journal import Journal, operator
 from upgrader.engine.locks import LocalLock
 from upgrader.engine.notifier import notifier
 from upgrader.engine.progress import Progress
-from upgrader.engine.resume import analyze
+from upgrader.engine.resume import analyze, ended, halted
 from upgrader.engine.vocabulary import Event
-from upgrader.errors import RefusedError
+from upgrader.errors import RUN_EXIT_CODES, RefusedError, with_exit_codes
 from upgrader.loading.inputs import load_inventory, read_plan_file
 
-HELP = "continue a run whose orchestrator was killed: hosts caught mid-step are rolled back, then the rest goes on"
+HELP = ("continue a run whose orchestrator was killed or that halted (Ctrl-C, a closed window; exit 5): "
+        "hosts caught mid-step are rolled back, then the rest goes on")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,6 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="pretend it is this time, for the window guard (ISO 8601 with offset)")
     live.add_connection_arguments(parser)
     live.add_output_arguments(parser)
+    parser.epilog = with_exit_codes(parser.epilog, RUN_EXIT_CODES + "; 1 also: the run has finished (its hosts' "
+                                    "versions are named) or is not an apply run")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -41,8 +44,13 @@ def run(args: argparse.Namespace) -> int:
     if start.get("engine") == "temporal":  # its workflow carries on by itself; a second engine must not
         raise RefusedError(f"run {args.run_id} is a Temporal run: it resumes itself when a worker is back",
                            f"follow it with `upgrader watch {args.run_id}`, stop it with `upgrader abort`")
-    if any(e["event"] == "run-end" for e in entries):
-        raise RefusedError(f"run {args.run_id} already finished", f"see `upgrader show {args.run_id}`")
+    end = ended(entries)
+    if end is not None:
+        raise RefusedError(f"run {args.run_id} already finished ({end.get('status')}, exit {end.get('exit_code')}): "
+                           f"{where_hosts_are(end)}", f"see `upgrader show {args.run_id}`")
+    stop = halted(entries)
+    if stop is not None:
+        print(f"resume {args.run_id}: it halted ({stop.get('message')}); {where_hosts_are(stop)}")
     plan = read_plan_file(journal.directory / "plan.json")
     if plan.compute_hash() != start.get("plan_hash"):
         raise RefusedError(f"the saved plan of run {args.run_id} does not match its journal", "it was edited")
@@ -72,10 +80,23 @@ def run(args: argparse.Namespace) -> int:
                                python=args.python,
                                admit=admission.admitter(plan, inventory.model, admission.clock(args.now)),
                                notify=notify)
-                outcome = engine.run(recovery)
+                with stop_on_signals(engine):
+                    outcome = engine.run(recovery)
             progress.summary(f"{plan.component} {plan.target_version}: {outcome.status}", engine.summary_rows())
             live.export_metrics(args)
         say(args, f"{outcome.status}: {outcome.message} (run {args.run_id})", error=bool(outcome.exit_code))
         return int(outcome.exit_code)
     finally:
         pool.close()
+
+
+def where_hosts_are(end: dict[str, object]) -> str:
+    """Where the run-end says its hosts are, by version: "5.2.0: ny5-1; 5.1.0: ny5-2, ch2-1"."""
+    hosts = end.get("hosts")
+    if not isinstance(hosts, dict) or not hosts:
+        return "its run-end names no hosts"
+    by: dict[str, list[str]] = {}
+    for host, summary in sorted(hosts.items()):
+        version = summary.get("version") if isinstance(summary, dict) else None
+        by.setdefault(str(version) if version else "unknown (a human must look)", []).append(host)
+    return "; ".join(f"{version}: {', '.join(names)}" for version, names in sorted(by.items()))

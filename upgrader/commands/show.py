@@ -28,6 +28,12 @@ def describe(e: dict) -> str:  # type: ignore[type-arg]
         why = f" — {bad.get('op')}: {bad.get('error')}" if bad else (f" — {e['error']}" if e.get("error") else "")
         secs = sum(o.get("seconds", 0) for o in e.get("ops", []))
         return f"{host}{ev} {ok} ({secs:.2f}s on host){why}"
+    if ev == Event.GATE_END:
+        d = e.get("decision") or {}
+        by = f" by {d.get('operator')}" + (f" — {d['reason']}" if d.get("reason") else "") if d else ""
+        ahead = f" (approved ahead, at {d.get('at')}, before the run reached it)" if d.get("ahead") else ""
+        return f"gate {e.get('gate')} {e.get('outcome')}{by}{ahead} after {e.get('waited')}s" + (
+            f" — {e['detail']}" if e.get("detail") else "")
     if ev == Event.RUN_END:
         return f"{e.get('status')} (exit {e.get('exit_code')}): {e.get('message')}"
     keys = {k: v for k, v in e.items() if k not in ("seq", "at", "event", "host")}
@@ -42,9 +48,22 @@ def run(args: argparse.Namespace) -> int:
             print(json.dumps(entry, sort_keys=True))
         else:
             print(f"{entry['at']}  {describe(entry)}")
+    if args.format == "text":
+        _ahead(journal, entries)
     if args.format == "text" and not any(e["event"] == Event.RUN_END for e in entries):
         _live(args)
     return 0
+
+
+def _ahead(journal: Journal, entries: list[dict]) -> None:  # type: ignore[type-arg]
+    """Gates approved in advance (`promote --ahead`) that the run has not reached yet."""
+    from upgrader.engine import gates
+
+    passed = {e.get("gate") for e in entries if e["event"] == Event.GATE_END}
+    for d in gates.decisions(journal.directory):
+        if d.ahead and d.gate not in passed:
+            print(f"pre-approved  gate {d.gate} approved ahead by {d.operator} at {d.at}"
+                  + (f" — {d.reason}" if d.reason else "") + " (not reached yet)")
 
 
 def _live(args: argparse.Namespace) -> None:

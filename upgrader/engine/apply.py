@@ -8,7 +8,9 @@ the agent journals each operation on the host itself.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import os
 import signal
 import threading
 import time
@@ -43,6 +45,9 @@ from upgrader.planning import budgets
 
 STAGE_PARALLEL = 16
 LOCK_TIMEOUT = 30.0
+HANDED_OVER = "handed over: "  # how a check round says the host's lock is no longer this run's
+TICK = 0.5  # seconds: the longest a wait (bake, pause, gate) goes without looking for a stop or an abort
+HEARTBEAT = 10.0  # seconds between "… s left" lines while a wait goes on
 
 
 @dataclass
@@ -66,6 +71,8 @@ class Recovery:
     back: list[str] = field(default_factory=list)  # caught mid-step or failed: roll back to where they began
     failing: bool = False  # the run was already rolling back or halting
     failures: int = 0
+    aborted: bool = False  # an operator aborted it: everything it changed goes back
+    keep: bool = False  # ... unless the abort said --keep
     expect: dict[str, str | None] = field(default_factory=dict)  # version each host may be on (None: either)
 
 
@@ -75,6 +82,7 @@ class Outcome:
     status: RunStatus
     message: str
     hosts: dict[str, HostRun] = field(default_factory=dict)
+    resumable: bool = False  # halted part-way: `upgrader resume RUN` carries on
 
 
 class Apply:
@@ -103,6 +111,9 @@ class Apply:
         self.budgets = budgets.of_plan(plan)
         self.down = Unavailable(plan.groups)  # redundancy groups: members down now (engine/groups.py)
         self.halted: str | None = None
+        self.resumable = False  # the halt is one `resume` may carry on from (a signal, a closed window)
+        self.signalled: str | None = None  # the signal that stopped the run (SIGINT, SIGTERM)
+        self.stop_now = False  # a second signal: stop at the next safe point, start no rollback either
         self.held = False
         self.abort: gates.Decision | None = None
         self._abort_handled = False
@@ -146,10 +157,12 @@ class Apply:
         # run-end is the journal's last word: it comes after the locks are released.
         self.journal.record(Event.RUN_END, **RunEnd(
             status=outcome.status, exit_code=int(outcome.exit_code), message=outcome.message,
-            handshake_retries=self.pool.handshake_retries,
+            handshake_retries=self.pool.handshake_retries, resumable=outcome.resumable,
             hosts={h.name: HostSummary(state=h.state, detail=h.detail, version=self._version_of(h))
                    for h in self.hosts.values()}))
-        event = {ExitCode.OK: "finished", ExitCode.FAILED_ROLLED_BACK: "rolled-back"}.get(outcome.exit_code, "failed")
+        event = {ExitCode.OK: "finished", ExitCode.FAILED_ROLLED_BACK: "rolled-back",
+                 ExitCode.HALTED: "aborted" if outcome.status == RunStatus.ABORTED else "halted",
+                 }.get(outcome.exit_code, "failed")
         self.notify(event, component=self.plan.component, version=self.plan.target_version,
                     run=self.journal.run_id, status=outcome.status, message=outcome.message)
         return outcome
@@ -164,10 +177,11 @@ class Apply:
         if recovery.failing:
             # The killed run was already handling a failure: finish that, never start new hosts.
             self.failures = max(1, recovery.failures)
-            policy = self.spec.rollback.on_failure
+            policy = "run" if recovery.aborted else self.spec.rollback.on_failure  # an abort puts back all
             phases = {self.hosts[h].plan.phase for h in recovery.back}
-            targets = sorted(h for h in recovery.done
-                             if policy == "run" or (policy == "wave" and self.hosts[h].plan.phase in phases))
+            targets = [] if recovery.keep else sorted(
+                h for h in recovery.done
+                if policy == "run" or (policy == "wave" and self.hosts[h].plan.phase in phases))
             for host in targets:
                 self.hosts[host].touched = True
             self.rollback(targets)
@@ -186,15 +200,29 @@ class Apply:
         return self._conclude()
 
     def _conclude(self) -> Outcome:
+        if self.signalled:
+            self.resumable = self.abort is None and not self.failures and not self.held
+            self.journal.record(Event.HALT, reason=self.halted, signal=self.signalled, hard=self.stop_now,
+                                resumable=self.resumable,
+                                left_on_target=sorted(h for h, r in self.hosts.items() if r.state in UPGRADED))
+        resumable = self.resumable and self.abort is None and not self.failures and not self.held
         code, status, message = verdict(self.hosts, held=self.held, failures=self.failures,
                                         aborted=self.abort is not None, halted=self.halted,
-                                        target=self.plan.target_version)
-        return self._finish(code, status, message)
+                                        target=self.plan.target_version, resumable=resumable)
+        if resumable and code == ExitCode.HALTED:
+            message += f"; `upgrader resume {self.journal.run_id}` carries on"
+        kept = sorted(h.name for h in self.hosts.values() if h.state in NEEDS_A_HUMAN and h.name in self._locked)
+        if kept:  # the one other case a lock outlives the run: it is resumable, and the message says so
+            message += (f"; {', '.join(kept)} stay(s) locked by this run: `upgrader resume {self.journal.run_id}` "
+                        f"puts them back once they answer, or `upgrader unlock {self.plan.component} -i INVENTORY "
+                        "--reason …` releases them")
+        return Outcome(code, status, message, self.hosts,
+                       resumable=(resumable and code == ExitCode.HALTED) or code == ExitCode.ROLLBACK_FAILED)
 
     @staticmethod
     def _version_of(h: HostRun) -> str | None:
         """The version a host is known to be on now (None: unknown, a human must look)."""
-        if h.state == HostState.DONE:
+        if h.state in ON_TARGET:  # VERIFIED: a canary whose bake a stop cut short, checked after its start
             return h.plan.path[-1]
         if h.state in (HostState.PENDING, HostState.STAGED, HostState.UNTOUCHED, HostState.ROLLED_BACK) or (
                 h.state == HostState.FAILED and not h.touched):
@@ -341,12 +369,17 @@ class Apply:
             return
         if phase.pause_before:
             self.progress.event("pause", f"pausing {phase.pause_before:g}s before {phase.datacenter}")
-            self.sleep(phase.pause_before)
+            self.wait(phase.pause_before, f"pause before {phase.datacenter}")
+            if self.halted or self._aborted():
+                if self.abort is not None:
+                    self._roll_back_aborted([])
+                return
         if self.admit is not None:
             reason = self.admit(self._estimate(phase))
             if reason:
                 self.halted = f"stopped before phase {phase.index + 1}: {reason}"
-                self.journal.record(Event.HALT, reason=self.halted)
+                self.resumable = True  # the window guard says when: resume then
+                self.journal.record(Event.HALT, reason=self.halted, resumable=True)
                 self.progress.event("halt", self.halted)
                 return
         self.journal.record(Event.PHASE_BEGIN, phase=phase.index, kind=phase.kind, datacenter=phase.datacenter,
@@ -373,10 +406,16 @@ class Apply:
             list(ex.map(one, _by_turns(phase.hosts, lambda h: self.hosts[h].plan.datacenter)))
         failed = [h for h in phase.hosts if self.hosts[h].state in (HostState.FAILED, HostState.UNREACHABLE)]
         self.journal.record(Event.PHASE_END, phase=phase.index, failed=failed)
+        cut = [h for h in phase.hosts if self.hosts[h].state == HostState.VERIFIED]  # bakes a stop cut short
         if failed:
             self._on_failure(phase, failed)
-        elif self.abort is not None:
+            cut = [h for h in cut if self.hosts[h].state == HostState.VERIFIED]  # the policy left them
+            if cut:
+                self._put_back_cut(cut)
+        elif self.abort is not None or self._aborted():
             self._roll_back_aborted(phase.hosts)
+        elif cut:
+            self._put_back_cut(cut)
         elif phase.kind == "canary":
             self.notify("canary-passed", component=self.plan.component, version=self.plan.target_version,
                         run=self.journal.run_id, hosts=phase.hosts, datacenter=phase.datacenter)
@@ -392,26 +431,59 @@ class Apply:
                 if self.abort is None:
                     self.abort = found
                     self.halted = f"aborted by {found.operator}: {found.reason}"
-                    self.journal.record(Event.ABORT, operator=found.operator, reason=found.reason, at=found.at)
+                    self.journal.record(Event.ABORT, operator=found.operator, reason=found.reason, at_decision=found.at,
+                                        keep=found.keep)
                     self.progress.event("halt", self.halted)
                     self.notify("aborted", component=self.plan.component, version=self.plan.target_version,
                                 run=self.journal.run_id, operator=found.operator, message=found.reason)
         return True
 
     def _roll_back_aborted(self, current: list[str]) -> None:
-        """After an abort, once: put back per the policy what this run changed (the current wave: ``current``)."""
+        """After an abort, once: put every host this run changed back on its starting release, verified,
+        whatever the failure policy (Argo Rollouts' abort); with ``--keep`` they stay where they are.
+
+        ``current`` (the wave the abort caught) is kept for the journal: it is no longer the limit."""
         if self._abort_handled:
             return
         self._abort_handled = True
-        policy = self.spec.rollback.on_failure
-        if policy == "hold":
-            self.held = True
-            self.journal.record(Event.HOLD, hosts=[h for h in self.hosts if self.hosts[h].touched])
+        changed = [h for h, r in self.hosts.items() if r.touched or r.state in UPGRADED]
+        assert self.abort is not None
+        if self.abort.keep:
+            for host in changed:
+                if self.hosts[host].state == HostState.VERIFIED:  # its bake was cut: on the target, checked
+                    self._set(host, HostState.DONE, f"on {self.hosts[host].plan.path[-1]}, kept by abort --keep "
+                                                    "(bake cut short)")
+            self.journal.record(Event.ABORT_KEPT, hosts=sorted(changed), wave=current)
             return
-        if policy == "host":
-            return  # nothing failed: hosts done stay on the new release, verified; none is started
-        pool = current if policy == "wave" else list(self.hosts)
-        self.rollback([h for h in pool if self.hosts[h].touched or self.hosts[h].state in ON_TARGET])
+        self.rollback(changed)
+
+    def _put_back_cut(self, hosts: list[str]) -> None:
+        """A stop cut these canaries' bakes short: unjudged, they go back (a second signal leaves them to resume)."""
+        if self.stop_now:
+            self.journal.record(Event.ROLLBACK_WITHHELD, hosts=hosts, reason="stopped at once (second signal): "
+                                "`upgrader resume` puts them back")
+            return
+        self.rollback(hosts, failing=False)
+
+    # ------------------------------------------------------------ waits (bakes, pauses, gates)
+    def stopping(self) -> bool:
+        """Should a wait end now: a stop (signal, halt) or an operator's abort."""
+        return self.halted is not None or self._aborted()
+
+    def wait(self, seconds: float, what: str, host: str | None = None) -> bool:
+        """Wait ``seconds`` in steps of at most TICK, with a heartbeat; False if a stop or abort ended it early.
+
+        Time is counted as the steps asked for, so a test's instant ``sleep`` makes an instant wait."""
+        left = seconds
+        beat = _Heartbeat(self.progress, what, host)
+        while left > 0:
+            if self.stopping():
+                return False
+            beat(left)
+            step = min(TICK, left)
+            self.sleep(step)
+            left -= step
+        return not self.stopping()
 
     def _pass_gate(self, phase: Phase) -> bool:
         """Wait at the phase's manual gate; True to go on.  The canaries it watches are checked meanwhile."""
@@ -426,6 +498,8 @@ class Apply:
                     gate=gate.id, message=f"waiting at gate {gate.id}: upgrader promote {run}")
         degraded: list[str] = []
         next_round = [0.0]
+        since = gates.now()
+        beat = _Heartbeat(self.progress, f"gate {gate.id}")
 
         def healthy() -> str | None:
             if not watch or time.monotonic() < next_round[0]:
@@ -439,17 +513,20 @@ class Apply:
             return None
 
         result = gates.wait(self.journal.directory, gate.id, timeout=gate.timeout, healthy=healthy,
-                            sleep=self.sleep, stopped=lambda: self.halted is not None)
+                            sleep=self.sleep, stopped=lambda: self.halted is not None, since=since, tick=beat)
         decision = result.decision.to_dict() if result.decision else None
         self.journal.record(Event.GATE_END, gate=gate.id, outcome=str(result.outcome), waited=round(result.waited, 1),
                             decision=decision, detail=result.detail)
         if result.outcome is gates.GateOutcome.PROMOTED:
             who = result.decision.operator if result.decision else "?"
-            self.progress.event("gate", f"gate {gate.id} promoted by {who}")
+            ahead = " (approved ahead, before the run reached it)" if result.decision and result.decision.ahead else ""
+            self.progress.event("gate", f"gate {gate.id} promoted by {who}{ahead}")
             self.notify("promoted", component=self.plan.component, version=self.plan.target_version, run=run,
                         gate=gate.id, operator=who, message=result.decision.reason if result.decision else "")
             return True
         if result.outcome is gates.GateOutcome.STOPPED:
+            if self._aborted():
+                self._roll_back_aborted(list(gate.watch))
             return False
         if result.outcome is gates.GateOutcome.ABORTED:
             self._aborted()
@@ -471,16 +548,22 @@ class Apply:
             self.rollback([h for h, r in self.hosts.items() if r.touched or r.state in ON_TARGET])
         return False
 
-    def _check_round(self, host: str) -> str | None:
-        """One round of the host's canary checks (its bake step, for no longer than one round)."""
+    def _check_round(self, host: str, lock: bool = False) -> str | None:
+        """One round of the host's canary checks (its bake step, for no longer than one round).
+
+        ``lock``: first check the host is still this run's (an emergency rollback may have taken it over:
+        then the answer starts with HANDED_OVER)."""
         bakes = self._steps(host, "bake")
         if not bakes:
             return None
+        check = [self._lock_op("check")] if lock else []
         try:
-            res = self._call(host, [_send(s.op, s.id, duration=0) for s in bakes],
+            res = self._call(host, [*check, *(_send(s.op, s.id, duration=0) for s in bakes)],
                              programs.checks_budget(self.spec) + 30)
         except TransportError as exc:
             return f"unreachable: {exc}"
+        if res.failed is not None and res.failed.op == "lock":
+            return f"{HANDED_OVER}{res.failed.error}"
         return None if res.ok else res.error or "checks failed"
 
     def _estimate(self, phase: Phase) -> float:
@@ -528,24 +611,49 @@ class Apply:
         return False
 
     def _bake(self, host: str) -> None:
+        """The canary's bake, driven from here: one round of its checks every bake_interval.
+
+        The controller, not the agent, keeps the time, so a stop or an abort ends the bake within TICK
+        (a bake inside one agent call could only end with that call, minutes later)."""
         hp = self.hosts[host].plan
-        bakes = self._steps(host, "bake")
-        self._set(host, HostState.BAKING, f"{self.spec.canary.bake:g}s")
-        self.journal.record(Event.BAKE_BEGIN, host=host, seconds=self.spec.canary.bake, steps=[s.id for s in bakes])
-        try:
-            res = self._call(host, [_send(s.op, s.id) for s in bakes],
-                             self.spec.canary.bake + programs.checks_budget(self.spec) + 30)
-        except TransportError as exc:
-            self.journal.record(Event.BAKE_END, host=host, ok=False, error=str(exc))
-            self._fail(host, HostState.UNREACHABLE, str(exc))
+        bake, interval = self.spec.canary.bake, max(self.spec.canary.bake_interval, TICK)
+        self._set(host, HostState.BAKING, f"{bake:g}s")
+        self.journal.record(Event.BAKE_BEGIN, host=host, seconds=bake,
+                            steps=[s.id for s in self._steps(host, "bake")], rounds_from="controller")
+        started, rounds, waited = time.monotonic(), 0, 0.0
+        beat = _Heartbeat(self.progress, "bake", host)
+        while True:
+            problem = self._check_round(host, lock=True)
+            rounds += 1
+            if problem is not None and problem.startswith(HANDED_OVER):
+                self.halted = f"lock on {host} was taken over: {problem.removeprefix(HANDED_OVER)}"
+                self.journal.record(Event.BAKE_END, host=host, ok=False, rounds=rounds, error=self.halted,
+                                    handed_over=True)
+                self._set(host, HostState.HANDED_OVER, problem.removeprefix(HANDED_OVER))
+                self.journal.record(Event.HALT, reason=self.halted)
+                return
+            if problem is not None:
+                self.journal.record(Event.BAKE_END, host=host, ok=False, rounds=rounds, error=problem)
+                state = HostState.UNREACHABLE if problem.startswith("unreachable") else HostState.FAILED
+                self._fail(host, state, f"canary bake: {problem}" if state == HostState.FAILED else problem)
+                return
+            left = bake - max(waited, time.monotonic() - started)
+            if left <= 0:
+                break
+            step = min(interval, left)
+            beat(left)
+            self._set(host, HostState.BAKING, f"{left:.0f}s of {bake:g}s left")
+            if not self.wait(step, "bake", host):
+                cut = f"bake cut short after {time.monotonic() - started:.1f}s of {bake:g}s: " + (
+                    "aborted" if self.abort is not None else self.halted or "stopped")
+                self.journal.record(Event.BAKE_END, host=host, ok=False, cut=True, rounds=rounds, error=cut)
+                self._set(host, HostState.VERIFIED, f"on {hp.path[-1]}, {cut}")
+                return
+            waited += step
+        self.journal.record(Event.BAKE_END, host=host, ok=True, rounds=rounds)
+        if not self._testinfra(host, "at the end of the bake"):
             return
-        self.journal.record(Event.BAKE_END, host=host, ok=res.ok, ops=[o.data for o in res.ops])
-        if res.ok and not self._testinfra(host, "at the end of the bake"):
-            return
-        if res.ok:
-            self._set(host, HostState.DONE, f"on {hp.path[-1]}, baked {self.spec.canary.bake:g}s")
-        else:
-            self._fail(host, HostState.FAILED, f"canary bake: {res.error}")
+        self._set(host, HostState.DONE, f"on {hp.path[-1]}, baked {bake:g}s")
 
     def _testinfra(self, host: str, when: str) -> bool:
         """The host's testinfra steps, run from the controller; False (the host failed) if one does not pass."""
@@ -632,11 +740,17 @@ class Apply:
         """Why no new host may start: the run's or a datacenter's failure budget is spent (budgets.py)."""
         return self.budgets.spent(self.failures, self.failures_in)
 
-    def rollback(self, hosts: list[str]) -> None:
+    def rollback(self, hosts: list[str], *, failing: bool = True) -> None:
+        """Put ``hosts`` back where they began.  ``failing``: a failure or abort, not a stop's put-back
+        (resume reads the difference).  After a second signal no rollback starts: resume does it."""
         if not hosts:
             return
+        if self.stop_now:
+            self.journal.record(Event.ROLLBACK_WITHHELD, hosts=hosts, reason="stopped at once (second signal): "
+                                "`upgrader resume` puts them back")
+            return
         self.progress.event("rollback", f"rolling back {', '.join(hosts)}")
-        self.journal.record(Event.ROLLBACK_BEGIN, hosts=hosts)
+        self.journal.record(Event.ROLLBACK_BEGIN, hosts=hosts, failing=failing)
 
         def back(host: str) -> remote.AgentResult:
             hp = self.hosts[host].plan
@@ -683,12 +797,46 @@ class Apply:
         return [(h.name, h.plan.datacenter, h.state, h.detail) for h in self.hosts.values()]
 
 
+class _Heartbeat:
+    """A "… s left" line for a wait, at most every HEARTBEAT seconds (plain and JSON output)."""
+
+    def __init__(self, progress: Progress, what: str, host: str | None = None) -> None:
+        self.progress, self.what, self.host = progress, what, host
+        self.last = time.monotonic()
+
+    def __call__(self, left: float) -> None:
+        now = time.monotonic()
+        if now - self.last >= HEARTBEAT:
+            self.last = now
+            self.progress.event("wait", f"{self.what}: {left:.0f}s left", host=self.host, left=round(left, 1))
+
+
 @contextmanager
-def stop_on_signals(engine: Apply) -> Iterator[None]:
-    """SIGTERM/SIGINT: start no new host, let the ones in flight finish, end on known versions."""
+def stop_on_signals(engine: Apply, say: Callable[[str], None] | None = None) -> Iterator[None]:
+    """SIGTERM/SIGINT, first: end the waits (bakes, pauses, gates) within TICK, start no new host, let the
+    programs in flight finish, put back canaries whose bake was cut; the run ends resumable or with every
+    host back.  Second: as well, start no rollback; stop once the programs in flight (never cut between a
+    service's stop and start: each is one agent call) have ended.  The journal's halt says which."""
+    def tell(text: str) -> None:
+        if say is not None:
+            say(text)
+            return
+        with contextlib.suppress(OSError):
+            os.write(2, (text + "\n").encode())  # not Progress: its lock may be held by the code interrupted
+
     def halt(signum: int, _frame: object) -> None:
-        engine.halted = f"stopped by signal {signal.Signals(signum).name}: no new hosts started"
-        engine.progress.event("halt", engine.halted)
+        name = signal.Signals(signum).name
+        if engine.signalled is None:
+            engine.signalled = name
+            engine.halted = engine.halted or f"stopped by {name}: no new hosts started"
+            tell(f"{name}: stopping — waits end now, hosts in flight finish their step, a canary whose bake "
+                 "was cut goes back; press Ctrl-C again to stop at the next safe point without rolling back")
+        elif not engine.stop_now:
+            engine.stop_now = True
+            tell(f"{name} again: stopping at the next safe point (after the host steps in flight); no rollback "
+                 "starts — `upgrader resume` finishes the job")
+        else:
+            tell(f"{name}: already stopping at the next safe point")
 
     previous = {sig: signal.signal(sig, halt) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
@@ -698,28 +846,50 @@ def stop_on_signals(engine: Apply) -> Iterator[None]:
             signal.signal(sig, handler)
 
 
+# Where a host may end and still be on a verified release: the target, or where it began.
+_ON_START = frozenset({HostState.PENDING, HostState.STAGED, HostState.UNTOUCHED, HostState.ROLLED_BACK})
+
+
 def verdict(hosts: dict[str, HostRun], *, held: bool, failures: int, aborted: bool, halted: str | None,
-            target: str) -> tuple[ExitCode, RunStatus, str]:
-    """How a run ended, from its hosts and what stopped it: the one rule for the local engine and the
-    Temporal workflow."""
+            target: str, resumable: bool = False) -> tuple[ExitCode, RunStatus, str]:
+    """How a run ended, from its hosts' end states: the one rule for the local engine and the Temporal
+    workflow, and the README's exit-code table.
+
+    0  every host on the target, verified.
+    3  stopped by a failure or an abort: every host it changed and did not finish is back on its
+       starting release, verified (policy 'host': hosts that passed stay on the target, verified).
+    4  a human must act: a host is on no verified release (rollback failed, unreachable, held, or its
+       put-back was left to resume by a second signal).
+    5  halted part-way, nothing to fix: every host verified, on the target or its starting release;
+       resumable (`upgrader resume RUN`), or an `abort --keep` that left hosts on the target.
+    """
     if held:
         return ExitCode.ROLLBACK_FAILED, RunStatus.HELD, "failure held for a human (rollback: hold)"
-    bad = [h.name for h in hosts.values() if h.state in (HostState.ROLLBACK_FAILED, HostState.UNREACHABLE)]
+    bad = [h.name for h in hosts.values() if h.state in (HostState.ROLLBACK_FAILED, HostState.UNREACHABLE)
+           or (h.state == HostState.FAILED and h.touched)
+           or h.state not in (_ON_START | ON_TARGET | {HostState.FAILED, HostState.HANDED_OVER})]
     if bad:
         return (ExitCode.ROLLBACK_FAILED, RunStatus.ROLLBACK_FAILED,
-                f"{', '.join(bad)} could not be put back on a verified version — act now")
+                f"{', '.join(bad)} not back on a verified version — act now")
+    on_target = [h.name for h in hosts.values() if h.state in ON_TARGET]
+    if len(on_target) == len(hosts):
+        return ExitCode.OK, RunStatus.SUCCEEDED, f"{len(hosts)} host(s) on {target} and verified"
+    still = f"; on {target}, verified: {', '.join(on_target)}" if on_target else ""
     if failures:
         return (ExitCode.FAILED_ROLLED_BACK, RunStatus.FAILED_ROLLED_BACK,
-                f"{failures} host(s) failed; every touched host is back and verified")
+                f"{failures} host(s) failed; every failed host is back on its starting release, verified" + still)
     if aborted:
-        kept = [h.name for h in hosts.values() if h.state == HostState.DONE]
         message = halted or "aborted"
-        if kept:
-            message += f"; still on {target}, verified: {', '.join(kept)}"
-        return ExitCode.FAILED_ROLLED_BACK, RunStatus.ABORTED, message
+        if on_target:  # abort --keep
+            return ExitCode.HALTED, RunStatus.ABORTED, message + f"; kept{still}; the rest on their starting release"
+        return ExitCode.FAILED_ROLLED_BACK, RunStatus.ABORTED, message + (
+            "; every host the run changed is back on its starting release, verified")
+    if halted and (resumable or on_target):
+        return ExitCode.HALTED, RunStatus.HALTED, halted + (still or "; no host left on the target")
     if halted:
-        return ExitCode.FAILED_ROLLED_BACK, RunStatus.HALTED, halted
-    return ExitCode.OK, RunStatus.SUCCEEDED, f"{len(hosts)} host(s) on {target} and verified"
+        return ExitCode.FAILED_ROLLED_BACK, RunStatus.HALTED, halted + "; no host left on the target"
+    behind = [h.name for h in hosts.values() if h.state not in ON_TARGET]  # never started: not a success
+    return ExitCode.HALTED, RunStatus.HALTED, f"not started: {', '.join(behind)}{still}"
 
 
 def rollback_targets(policy: str, hosts: dict[str, HostRun], phase: list[str], failed: list[str]) -> list[str]:

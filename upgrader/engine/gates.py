@@ -7,7 +7,11 @@ A decision is a value (``Decision``) that the durable engine can carry as a work
 
 Each decision file is created once (O_EXCL) under a name that says what it is; a promote names the
 gate it was meant for, so a late promote for the canary gate cannot wave a run past the next
-datacenter's gate.  An abort stands for the whole run, from the moment it is written.
+datacenter's gate.  A promote counts only at the gate the run was waiting at when it was written
+(``at`` no earlier than the wait began), unless it is an explicit pre-approval (``ahead``, from
+`promote --ahead`): a promote for a later gate is refused by the command, and one written some other
+way is ignored by the run.  An abort stands for the whole run, from the moment it is written; with
+``keep`` the hosts already on the new release stay there.
 """
 
 from __future__ import annotations
@@ -52,10 +56,12 @@ class Decision:
     operator: str
     reason: str
     at: str
+    ahead: bool = False  # a promote written before the run reached its gate (`promote --ahead`)
+    keep: bool = False  # an abort that leaves hosts on the new release (`abort --keep`)
 
-    def to_dict(self) -> dict[str, str | None]:
+    def to_dict(self) -> dict[str, str | bool | None]:
         return {"kind": str(self.kind), "gate": self.gate, "operator": self.operator, "reason": self.reason,
-                "at": self.at}
+                "at": self.at, "ahead": self.ahead, "keep": self.keep}
 
     @classmethod
     def from_dict(cls, data: object) -> Decision | None:
@@ -69,7 +75,11 @@ class Decision:
         fields = (data.get("gate"), data.get("operator"), data.get("reason"), data.get("at"))
         if not all(isinstance(v, str) for v in fields[1:]) or not isinstance(fields[0], str | None):
             return None
-        return cls(kind, fields[0], fields[1], fields[2], fields[3])  # type: ignore[arg-type]
+        ahead, keep = data.get("ahead", False), data.get("keep", False)
+        if not isinstance(ahead, bool) or not isinstance(keep, bool):
+            return None
+        return cls(kind, fields[0], fields[1], fields[2], fields[3],  # type: ignore[arg-type]
+                   ahead=ahead and kind is DecisionKind.PROMOTE, keep=keep and kind is DecisionKind.ABORT)
 
 
 @dataclass(frozen=True)
@@ -80,14 +90,21 @@ class GateResult:
     detail: str = ""
 
 
-def request(run_dir: Path, kind: DecisionKind, *, gate: str | None, operator: str, reason: str) -> Decision:
+def now() -> str:
+    """The wall-clock time decisions and gate waits are compared by (UTC, milliseconds: sorts as text)."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def request(run_dir: Path, kind: DecisionKind, *, gate: str | None, operator: str, reason: str,
+            ahead: bool = False, keep: bool = False) -> Decision:
     """Record a decision for the run in ``run_dir`` (an existing run directory)."""
     if not (run_dir / JOURNAL).is_file():
         raise RefusedError(f"{run_dir} is not a run directory", "list runs with `upgrader runs`")
     directory = run_dir / DECISIONS
     directory.mkdir(mode=0o700, exist_ok=True)
-    decision = Decision(kind, gate if kind is DecisionKind.PROMOTE else None, operator, reason,
-                        datetime.now(UTC).isoformat(timespec="milliseconds"))
+    promote = kind is DecisionKind.PROMOTE
+    decision = Decision(kind, gate if promote else None, operator, reason, now(), ahead=ahead and promote,
+                        keep=keep and not promote)
     # The name orders decisions by time and can neither collide nor be guessed and pre-planted as a symlink.
     name = f"{time.time_ns():020d}-{kind}-{secrets.token_hex(4)}.json"
     fd = os.open(directory / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
@@ -124,11 +141,18 @@ def decisions(run_dir: Path) -> list[Decision]:
     return out
 
 
-def pending(run_dir: Path, gate: str) -> Decision | None:
-    """The decision that ends a wait at ``gate``: any abort, else a promote for this gate."""
+def counts_at(decision: Decision, gate: str, since: str | None) -> bool:
+    """Does ``decision`` promote ``gate``, whose wait began at ``since``?  Only if written while the run
+    waited there, or as an explicit pre-approval (``ahead``)."""
+    return (decision.kind is DecisionKind.PROMOTE and decision.gate == gate
+            and (decision.ahead or since is None or decision.at >= since))
+
+
+def pending(run_dir: Path, gate: str, since: str | None = None) -> Decision | None:
+    """The decision that ends a wait at ``gate`` (begun at ``since``): any abort, else a promote that counts."""
     found = decisions(run_dir)
     abort = next((d for d in found if d.kind is DecisionKind.ABORT), None)
-    return abort or next((d for d in found if d.kind is DecisionKind.PROMOTE and d.gate == gate), None)
+    return abort or next((d for d in found if counts_at(d, gate, since)), None)
 
 
 def aborted(run_dir: Path) -> Decision | None:
@@ -137,16 +161,20 @@ def aborted(run_dir: Path) -> Decision | None:
 
 def wait(run_dir: Path, gate: str, *, timeout: float, healthy: Callable[[], str | None],
          clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
-         poll: float = POLL, stopped: Callable[[], bool] = lambda: False) -> GateResult:
+         poll: float = POLL, stopped: Callable[[], bool] = lambda: False, since: str | None = None,
+         tick: Callable[[float], None] = lambda _left: None) -> GateResult:
     """Wait at ``gate`` for a decision, at most ``timeout`` seconds.
 
     ``healthy()`` runs one round of the canary's checks and returns None or why they failed; it is
-    called between looks at the decisions, and a failure ends the wait as DEGRADED.
+    called between looks at the decisions, and a failure ends the wait as DEGRADED.  ``since`` is when
+    the wait began (``now()``): promotes written before it count only if ``ahead``.  ``tick(left)`` is
+    called at each look (for a heartbeat).
     """
     started = clock()
     while True:
-        found = pending(run_dir, gate)
+        found = pending(run_dir, gate, since)
         waited = clock() - started
+        tick(max(0.0, timeout - waited))
         if found is not None:
             outcome = GateOutcome.ABORTED if found.kind is DecisionKind.ABORT else GateOutcome.PROMOTED
             return GateResult(outcome, found, waited)

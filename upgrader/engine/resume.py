@@ -1,4 +1,9 @@
-"""Reading a killed run's journal: which hosts finished, which were caught mid-step."""
+"""Reading a killed or halted run's journal: which hosts finished, which were caught mid-step.
+
+A run halted by a signal or a closed window ends with a ``run-end`` that says ``resumable``; its halt
+and its put-back of cut canaries (``rollback-begin`` with ``failing: false``) are not failures, so
+resume carries on with the plan.  An abort is: resume finishes putting back what the run changed.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +21,7 @@ _BACK = frozenset({HostState.IN_FLIGHT, HostState.UPGRADED, HostState.BAKING, Ho
 def analyze(entries: list[dict[str, Any]], plan: Plan) -> Recovery:
     """Replay the journal: the last word about each host decides what resume must do with it."""
     state: dict[str, HostState] = {}
-    failing = False
+    failing = aborted = keep = False
     failures = 0
     canary = {h.host for h in plan.hosts if h.canary}
     for e in entries:
@@ -31,21 +36,52 @@ def analyze(entries: list[dict[str, Any]], plan: Plan) -> Recovery:
                 state[host] = HostState.UPGRADED if host in canary else HostState.DONE
         elif ev == Event.BAKE_BEGIN:
             state[host] = HostState.BAKING
+        elif ev == Event.BAKE_END and e.get("cut"):
+            state[host] = HostState.BAKING  # a stop cut it short: on the target, unjudged — put back
         elif ev == Event.BAKE_END:
             state[host] = HostState.DONE if e.get("ok") else HostState.FAILED
             failures += 0 if e.get("ok") else 1
         elif ev == Event.ROLLBACK_BEGIN:
-            failing = True
+            failing = failing or e.get("failing", True) is not False
             for h in e.get("hosts", []):
                 state[h] = HostState.ROLLING_BACK
         elif ev == Event.ROLLBACK_END:
             state[host] = HostState.ROLLED_BACK if e.get("ok") else HostState.ROLLBACK_FAILED
-        elif ev in (Event.HALT, Event.HOLD, Event.ABORT):
+        elif ev == Event.HALT:
+            failing = failing or not e.get("resumable")
+        elif ev in (Event.HOLD, Event.ABORT, Event.ABORT_KEPT):
             failing = True
+            aborted = aborted or ev != Event.HOLD
+            keep = keep or ev == Event.ABORT_KEPT
     done = {h for h, s in state.items() if s == HostState.DONE}
     back = sorted(h for h, s in state.items() if s in _BACK)
     # A host mid-step may be on either side of its switch; a finished or rolled-back one is on a known version.
     expect: dict[str, str | None] = {h: None for h in back}
     for h in done:
         expect[h] = plan.host(h).path[-1]
-    return Recovery(done=done, back=back, failing=failing, failures=failures, expect=expect)
+    return Recovery(done=done, back=back, failing=failing, failures=failures, expect=expect, aborted=aborted,
+                    keep=keep)
+
+
+def ended(entries: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The run-end that closes the run for good, or None while it runs or when it halted resumable.
+
+    A resumable run-end followed by a ``resume`` is not the last word: the resumed run writes its own."""
+    last: dict[str, Any] | None = None
+    for e in entries:
+        if e.get("event") == Event.RUN_END:
+            last = e
+        elif e.get("event") == Event.RESUME:
+            last = None
+    return None if last is None or last.get("resumable") else last
+
+
+def halted(entries: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The resumable run-end the run stopped at (no resume since), or None."""
+    last: dict[str, Any] | None = None
+    for e in entries:
+        if e.get("event") == Event.RUN_END:
+            last = e
+        elif e.get("event") == Event.RESUME:
+            last = None
+    return last if last is not None and last.get("resumable") else None

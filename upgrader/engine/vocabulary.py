@@ -85,6 +85,7 @@ class Event(StrEnum):
     HALT = "halt"
     HOLD = "hold"
     ABORT = "abort"
+    ABORT_KEPT = "abort-kept"  # an abort with --keep: the hosts it names stay on the new release
     ABORTED_RUNS = "aborted-runs"  # an emergency rollback aborted the runs it overrode
 
 
@@ -105,6 +106,7 @@ class RunEnd(TypedDict):
     message: str
     handshake_retries: int
     hosts: dict[str, HostSummary]
+    resumable: bool  # halted part-way: `upgrader resume RUN` carries on (exit 5)
 
 
 class HostEnd(TypedDict, total=False):

@@ -24,7 +24,7 @@ HELP = {
     "upgrader_hosts_total": "Hosts per outcome in the last finished run of each component.",
     "upgrader_last_success_timestamp_seconds": "End time of the last apply run that succeeded, per component.",
     "upgrader_run_exit_code": "Exit code of the last finished run per component and kind (0 ok, 3 rolled back, "
-                              "4 a human must act).",
+                              "4 a human must act, 5 halted part-way: README, Exit codes).",
 }
 
 

@@ -39,7 +39,8 @@ Entry = dict[str, Any]
 CATEGORY = {"lock": "lock", "stage": "stage", "precheck": "precheck", "stop": "stop", "switch": "switch",
             "carry_over": "switch", "migrate": "migrate", "start": "start", "verify": "verify", "bake": "bake",
             "rollback": "rollback"}
-NOTED = {Event.HALT, Event.HOLD, Event.LOCK_BREAK, Event.RECOVER, Event.RESUME, Event.ARTIFACT_REFUSED}
+NOTED = {Event.HALT, Event.HOLD, Event.LOCK_BREAK, Event.RECOVER, Event.RESUME, Event.ARTIFACT_REFUSED,
+         Event.GATE_END, Event.ABORT, Event.ABORT_KEPT}
 PER_HOST = {Event.HOST_BEGIN, Event.HOST_END, Event.BAKE_BEGIN, Event.BAKE_END, Event.ROLLBACK_END}
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 log = logging.getLogger(__name__)
@@ -292,7 +293,18 @@ def rollback_of(host: str, at: datetime, e: Entry) -> Rollback:
 def describe_note(e: Entry) -> str:
     ev = e.get("event")
     if ev == Event.HALT:
-        return str(e.get("reason", "halted"))
+        how = (f" ({e['signal']}{', at once' if e.get('hard') else ''}"
+               f"{', resumable' if e.get('resumable') else ''})") if e.get("signal") else ""
+        return str(e.get("reason", "halted")) + how
+    if ev == Event.GATE_END:
+        d = e.get("decision") or {}
+        by = f" by {d.get('operator')}" + (f": {d['reason']}" if d.get("reason") else "") if d else ""
+        ahead = f" — approved ahead at {d.get('at')}, before the run reached the gate" if d.get("ahead") else ""
+        return f"gate {e.get('gate')} {e.get('outcome')}{by} after {e.get('waited')} s{ahead}"
+    if ev == Event.ABORT:
+        return f"aborted by {e.get('operator')}: {e.get('reason')}" + (" (--keep)" if e.get("keep") else "")
+    if ev == Event.ABORT_KEPT:
+        return f"abort --keep: left on the new release: {', '.join(e.get('hosts') or []) or 'none'}"
     if ev == Event.HOLD:
         return f"held for a human: {', '.join(e.get('hosts') or [])}"
     if ev == Event.LOCK_BREAK:

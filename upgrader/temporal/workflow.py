@@ -27,7 +27,7 @@ with workflow.unsafe.imports_passed_through():
     from upgrader.engine.apply import Apply, HostRun, _by_turns, rollback_targets, verdict
     from upgrader.engine.gates import Decision, DecisionKind, GateOutcome
     from upgrader.engine.programs import checks_budget, hop_timeout
-    from upgrader.engine.vocabulary import FAILED, ON_TARGET, Event, HostState, RunStatus
+    from upgrader.engine.vocabulary import FAILED, ON_TARGET, UPGRADED, Event, HostState, RunStatus
     from upgrader.errors import ExitCode
     from upgrader.models.plan import Phase, Plan
     from upgrader.planning import budgets
@@ -74,7 +74,8 @@ class UpgradeWorkflow:
         if found.kind is DecisionKind.ABORT:
             if self.abort is None:
                 self.abort = found
-        elif found.gate is not None:
+        elif found.gate is not None and (found.ahead or found.gate == self.waiting):
+            # As the local engine (gates.counts_at): a promote counts at the gate the run waits at, or ahead.
             self.promotes.setdefault(found.gate, found)
 
     @workflow.query
@@ -124,7 +125,8 @@ class UpgradeWorkflow:
                           hosts={h.name: {"state": h.state, "detail": h.detail, "version": Apply._version_of(h)}
                                  for h in self.hosts.values()})
         if status != "refused":
-            kind = {int(ExitCode.OK): "finished", int(ExitCode.FAILED_ROLLED_BACK): "rolled-back"}.get(code, "failed")
+            kind = {int(ExitCode.OK): "finished", int(ExitCode.FAILED_ROLLED_BACK): "rolled-back",
+                    int(ExitCode.HALTED): "aborted" if status == RunStatus.ABORTED else "halted"}.get(code, "failed")
             await self.notify(kind, status=status, message=message)
         rows = [[h.name, h.plan.datacenter, h.state, h.detail] for h in self.hosts.values()]
         self.outcome = {"exit_code": code, "status": status, "message": message, "rows": rows}
@@ -389,8 +391,8 @@ class UpgradeWorkflow:
         assert gate is not None
         watch = [h for h in gate.watch if self.hosts[h].state == HostState.DONE]
         run = self.start.run_id
+        self.waiting = gate.id  # before the journal says so: a promote sent on reading it must count
         await self.record(Event.GATE_WAIT, gate=gate.id, kind=gate.kind, timeout=gate.timeout, watch=watch)
-        self.waiting = gate.id
         self.event("gate", f"waiting at gate {gate.id} (at most {gate.timeout:g}s): `upgrader promote {run}` "
                            f"to go on, `upgrader abort {run} --reason …` to stop")
         await self.notify("gate-waiting", gate=gate.id, message=f"waiting at gate {gate.id}: upgrader promote {run}")
@@ -450,25 +452,23 @@ class UpgradeWorkflow:
         return False
 
     async def aborted(self, current: list[str]) -> None:
-        """After an abort, once: record it, then put back per the policy what this run changed."""
+        """After an abort, once: record it, then put back every host this run changed (whatever the policy,
+        as the local engine's Apply._roll_back_aborted), unless the abort says --keep."""
         assert self.plan is not None and self.abort is not None
         if self._abort_handled:
             return
         self._abort_handled = True
         found = self.abort
         self.halted = f"aborted by {found.operator}: {found.reason}"
-        await self.record(Event.ABORT, operator=found.operator, reason=found.reason, at_decision=found.at)
+        await self.record(Event.ABORT, operator=found.operator, reason=found.reason, at_decision=found.at,
+                          keep=found.keep)
         await self.notify("aborted", operator=found.operator, message=found.reason)
         self.event("halt", self.halted)
-        policy = self.plan.spec.rollback.on_failure
-        if policy == "hold":
-            self.held = True
-            await self.record(Event.HOLD, hosts=[h for h in self.hosts if self.hosts[h].touched])
+        changed = [h for h, r in self.hosts.items() if r.touched or r.state in UPGRADED]
+        if found.keep:
+            await self.record(Event.ABORT_KEPT, hosts=sorted(changed), wave=current)
             return
-        if policy == "host":
-            return
-        pool = current if policy == "wave" else list(self.hosts)
-        await self.rollback([h for h in pool if self.hosts[h].touched or self.hosts[h].state in ON_TARGET])
+        await self.rollback(changed)
 
     async def on_failure(self, phase: Phase, failed: list[str]) -> None:
         assert self.plan is not None
