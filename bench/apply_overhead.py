@@ -132,7 +132,7 @@ def one_trial(pb: Path, state: Path, limit: int, dc_of: dict[str, str], label: s
     env = {"UPGRADER_STATE_DIR": str(state), "UPGRADER_ARTIFACTS": str(bl.ARTIFACTS), "UPGRADER_OPERATOR": "bench"}
     launched = time.time()
     res = bl.timed_run([str(bl.REPO / ".venv" / "bin" / "upgrader"), "apply", str(pb), "-i", str(bl.INVENTORY),
-                        "--yes", "--now", bl.SATURDAY, "--log-format", "plain"], env=env)
+                        "--yes", *bl.WEEKEND, "--log-format", "plain"], env=env)
     if res.code != 0:
         bl.log(f"{label}: apply exited {res.code}\n{res.stdout[-1500:]}\n{res.stderr[-1500:]}")
         return {"trial": label, "wall": round(res.seconds, 3), "exit": res.code, "exit_code_ok": False}

@@ -32,6 +32,8 @@ BENCH_VENV = BENCH / ".venv"
 PROJECT_PYTHON = REPO / ".venv" / "bin" / "python"
 GUEST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 SATURDAY = "2026-11-28T02:00:00-05:00"  # inside the lab playbooks' weekend window, every market closed
+# A simulated time is a guard override (break-glass): it needs a reason, and is audited and notified.
+WEEKEND = ("--now", SATURDAY, "--reason", "bench: the weekend window, simulated")
 
 
 @dataclass(frozen=True)

@@ -237,7 +237,7 @@ def child(command: str, hosts: int, parallel: int, work: Path, proposed: bool) -
                 "--parallel", str(parallel)]
     elif command == "apply":
         argv = ["--state-dir", str(state), "apply", str(pb), "-i", str(inv), "--yes", "--now", SATURDAY,
-                "--artifacts", str(ARTIFACTS), *common]
+                "--reason", "bench: simulated", "--artifacts", str(ARTIFACTS), *common]
     else:
         argv = ["--state-dir", str(state), "rollback", "riskgw", "-i", str(inv), "--playbook", str(pb),
                 "--reason", "fanout bench", "--yes", *common]

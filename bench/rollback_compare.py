@@ -141,7 +141,7 @@ def initial_state(hosts: list[bl.LabHost], work: Path) -> None:
     env = {"UPGRADER_STATE_DIR": str(work / "setup-state"), "UPGRADER_ARTIFACTS": str(bl.ARTIFACTS),
            "UPGRADER_OPERATOR": "bench"}
     res = bl.timed_run([str(bl.REPO / ".venv" / "bin" / "upgrader"), "apply", str(pb), "-i", str(bl.INVENTORY),
-                        "--yes", "--now", bl.SATURDAY, "--log-format", "plain"], env=env)
+                        "--yes", *bl.WEEKEND, "--log-format", "plain"], env=env)
     if res.code != 0:
         raise SystemExit(f"setup apply failed (exit {res.code}):\n{res.stdout}\n{res.stderr}")
 

@@ -270,7 +270,7 @@ class Scale:
         return self.upgrader("facts", str(self.playbook), "--out", str(self.work / "facts.json"))
 
     def apply(self) -> dict[str, Any]:
-        return self.upgrader("apply", str(self.playbook), "--yes", "--now", bl.SATURDAY, "--log-format", "plain")
+        return self.upgrader("apply", str(self.playbook), "--yes", *bl.WEEKEND, "--log-format", "plain")
 
     def rollback_upgrader(self) -> dict[str, Any]:
         # --playbook: the service and checks above (the hosts were put on 3.0.0 out of band, so no

@@ -5,7 +5,8 @@
 3. An emergency rollback of the feed handler "at 10:05 on a Tuesday": parallel, audited.
 
 Every step is the real `upgrader` command an operator would type.  The lab runs on any day
-of the week, so upgrades pass `--now` (a Saturday, 02:00 New York) to the window guard; the
+of the week, so upgrades pass `--now` (a Saturday, 02:00 New York) to the window guard, a guard override
+with its `--reason` (audited, notified); the
 demo first shows the guard refusing the real time when that is outside the window.
 """
 
@@ -24,6 +25,8 @@ sys.path.insert(0, str(REPO))
 from lab import config, control  # noqa: E402
 
 SATURDAY = "2026-11-28T02:00:00-05:00"
+# A simulated time is a guard override (break-glass): it needs a reason, and is audited and notified.
+WEEKEND = ("--now", SATURDAY, "--reason", "demo: the weekend window, simulated")
 STATE = REPO / ".lab" / "demo-state"
 INVENTORY = "inventories/vagrant.yml"
 FEED = "playbooks/feedhandler-3.1.0.yml"
@@ -62,11 +65,11 @@ def main() -> int:
     banner("1. weekend upgrade: feedhandler 3.0.0 → 3.1.0, canary + bake per datacenter, then waves")
     upgrader("windows", "-i", INVENTORY, FEED, expect=(0, 1))
     upgrader("plan", FEED, "-i", INVENTORY, "--live")
-    upgrader("apply", FEED, "-i", INVENTORY, "--yes", "--now", SATURDAY, "--log-format", "plain")
-    upgrader("apply", FEED, "-i", INVENTORY, "--yes", "--now", SATURDAY)  # idempotent: nothing to do
+    upgrader("apply", FEED, "-i", INVENTORY, "--yes", *WEEKEND, "--log-format", "plain")
+    upgrader("apply", FEED, "-i", INVENTORY, "--yes", *WEEKEND)  # idempotent: nothing to do
 
     banner("2. a broken hotfix: ordergw 5.1.1+crash dies seconds after start; the ny5 canary's bake catches it")
-    upgrader("apply", CRASH, "-i", INVENTORY, "--yes", "--now", SATURDAY, "--log-format", "plain", expect=3)
+    upgrader("apply", CRASH, "-i", INVENTORY, "--yes", *WEEKEND, "--log-format", "plain", expect=3)
     failed_run = last_run()
     upgrader("show", failed_run)
     report = REPO / "build" / "demo" / f"{failed_run}.html"

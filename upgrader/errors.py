@@ -8,6 +8,7 @@ bug: the CLI prints a short line and writes the traceback to the debug log.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from enum import IntEnum
 
@@ -74,11 +75,20 @@ class Problem:
         return f"{text} — {self.hint}" if self.hint else text
 
 
+# A reference is what an operator searches for: printed as error[KIND], listed in the README (Error kinds).
+REFERENCE = re.compile(r"[a-z]+(-[a-z]+)*")
+
+
 class UpgraderError(Exception):
-    """Base class: a message, a hint and a stable reference for the README."""
+    """Base class: a message, a hint and a stable reference (kebab-case) for the README."""
 
     exit_code: ExitCode = ExitCode.REFUSED
     reference: str = "error"
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        if not REFERENCE.fullmatch(cls.reference):  # checked once, when the class is defined (as pip does)
+            raise TypeError(f"{cls.__name__}.reference {cls.reference!r} is not kebab-case")
 
     def __init__(self, message: str, hint: str = "") -> None:
         super().__init__(message)

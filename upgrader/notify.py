@@ -28,13 +28,13 @@ log = logging.getLogger(__name__)
 
 EventKind = Literal["run-started", "canary-passed", "failed", "rolled-back", "finished", "refused",
                     "rollback-started", "rollback-finished", "audit-skew", "gate-waiting", "promoted", "aborted",
-                    "halted"]
+                    "halted", "guard-bypassed"]
 EVENTS: tuple[EventKind, ...] = ("run-started", "canary-passed", "failed", "rolled-back", "finished", "refused",
                                  "rollback-started", "rollback-finished", "audit-skew", "gate-waiting", "promoted",
-                                 "aborted", "halted")
+                                 "aborted", "halted", "guard-bypassed")
 _ICONS = {"run-started": "▶", "canary-passed": "✔", "failed": "✖", "rolled-back": "↩", "finished": "■",
           "refused": "⊘", "rollback-started": "⏪", "rollback-finished": "↩", "audit-skew": "≠",
-          "gate-waiting": "⏸", "promoted": "⏩", "aborted": "⏹", "halted": "⏸"}
+          "gate-waiting": "⏸", "promoted": "⏩", "aborted": "⏹", "halted": "⏸", "guard-bypassed": "⚠"}
 
 
 @dataclass(frozen=True)

@@ -228,8 +228,8 @@ def test_validation_names_an_unknown_group_member(in_tmp: Path, capsys: pytest.C
         "groups:\n  pair:\n    hosts: [a1, a3]\n")
     assert main(["--state-dir", str(in_tmp / "state"), "validate", "-i", "inventory.yml"]) == 1
     err = capsys.readouterr().err
-    assert err == ("error: inventory.yml:11:17: group pair names host a3, which the inventory does not define — "
-                   "use a host name from 'datacenters'\n")
+    assert err == ("error[bad-input]: inventory.yml:11:17: group pair names host a3, which the inventory does not "
+                   "define — use a host name from 'datacenters'\n")
 
 
 def paired_scenario(tmp_path: Path, stop: str = "", **kw: Any) -> tuple[Any, Path]:

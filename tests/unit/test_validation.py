@@ -166,9 +166,11 @@ def test_validate_prints_each_problem_on_one_line_and_changes_nothing(
     assert code == 1
     assert out == []
     assert err == [
-        "error: inventory.yml:25:21: host ch2-oe01 has role 'rsk', which is not defined — did you mean 'risk'?",
-        "error: playbook.yml:4:10: version: version 3.10 was read as a number — quote it, e.g. '3.10'",
-        "error: playbook.yml:27:3: unknown key 'bake_tme' in canary — did you mean 'bake' or 'bake_interval'?",
+        "error[bad-input]: inventory.yml:25:21: host ch2-oe01 has role 'rsk', which is not defined — "
+        "did you mean 'risk'?",
+        "error[bad-input]: playbook.yml:4:10: version: version 3.10 was read as a number — quote it, e.g. '3.10'",
+        "error[bad-input]: playbook.yml:27:3: unknown key 'bake_tme' in canary — "
+        "did you mean 'bake' or 'bake_interval'?",
     ]
     assert {p.name: p.read_bytes() for p in in_tmp.iterdir()} == before  # no state dir, no file touched
 
@@ -185,4 +187,4 @@ def test_plan_with_bad_input_exits_1_without_traceback(in_tmp: Path, capsys: pyt
     broken(in_tmp, "playbook", "batch: 1", "batch: lots")
     code, out, err = run_cli("plan", "playbook.yml", "-i", "inventory.yml", capsys=capsys)
     assert (code, out) == (1, [])
-    assert len(err) == 1 and err[0].startswith("error: playbook.yml:29:10: rollout.batch:")
+    assert len(err) == 1 and err[0].startswith("error[bad-input]: playbook.yml:29:10: rollout.batch:")

@@ -130,7 +130,7 @@ def test_validation_names_the_line_of_a_version_outside_the_scheme(
     (in_tmp / "inventory.yml").write_text((inputs / "inventory.yml").read_text())
     assert main(["--state-dir", str(in_tmp / "state"), "validate", "playbook.yml", "-i", "inventory.yml"]) == 1
     err = capsys.readouterr().err
-    assert err.startswith("error: playbook.yml:4:10: version: '5.2.0-hotfix1' is not a PEP 440 version"), err
+    assert err.startswith("error[bad-input]: playbook.yml:4:10: version: '5.2.0-hotfix1' is not a PEP 440 version"), err
     assert "set version_scheme: vendor" in err
     (in_tmp / "playbook.yml").write_text(text.replace('version: "5.2.0"', 'version_scheme: vendor\nversion: '
                                                       '"5.2.0-hotfix1"').replace("5.2.0.tar.gz", "5.2.0-hotfix1.tgz"))
@@ -147,4 +147,4 @@ def test_a_bad_version_pattern_is_refused_with_its_line(in_tmp: Path, capsys: py
     (in_tmp / "inventory.yml").write_text((inputs / "inventory.yml").read_text())
     assert main(["--state-dir", str(in_tmp / "state"), "validate", "playbook.yml", "-i", "inventory.yml"]) == 1
     err = capsys.readouterr().err
-    assert err.startswith("error: playbook.yml:26:") and "is not a valid regular expression" in err
+    assert err.startswith("error[bad-input]: playbook.yml:26:") and "is not a valid regular expression" in err

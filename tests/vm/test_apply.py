@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 from hoststate import assert_on, assert_unlocked, component, host_journal, lock
-from upgrader_cli import SATURDAY, Upgrader, kill9, playbook, write
+from upgrader_cli import WEEKEND, Upgrader, kill9, playbook, write
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -172,7 +172,7 @@ def test_killed_mid_wave_then_resume_finishes_cleanly(upgrader, vm_host, vm_host
     run_id = upgrader.runs()[-1].name
     assert not any(e["event"] == "run-end" for e in upgrader.journal())
     assert lock(vm_host("ny5-2"), "feedhandler")["run"] == run_id, "the killed run still holds its locks"
-    resumed = upgrader("resume", run_id, "--yes", "--now", SATURDAY, "--log-format", "plain")
+    resumed = upgrader("resume", run_id, "--yes", *WEEKEND, "--log-format", "plain")
     assert resumed.code == 0, resumed.output
     assert_on(vm_host, vm_hosts, "feedhandler", "3.1.0")
     assert_unlocked(vm_host, vm_hosts, "feedhandler")

@@ -18,7 +18,7 @@ from typing import ClassVar
 import pytest
 import yaml
 from hoststate import assert_on, assert_unlocked, component
-from upgrader_cli import SATURDAY, Upgrader, kill9, playbook, write
+from upgrader_cli import WEEKEND, Upgrader, kill9, playbook, write
 
 from lab import config
 from upgrader import agent
@@ -56,7 +56,7 @@ def test_sigkill_then_resume_finishes_the_upgrade(upgrader, vm_host, vm_hosts, t
                      "every host on the target, verified; locks released; exit 0")
     pb = write(tmp_path / "pb.yml", playbook("feedhandler", "3.1.0", canary={"bake": "3s"}))
     run_id = killed_at(upgrader, pb, point)
-    resumed = upgrader("resume", run_id, "--yes", "--now", SATURDAY, "--log-format", "plain")
+    resumed = upgrader("resume", run_id, "--yes", *WEEKEND, "--log-format", "plain")
     assert resumed.code == 0, resumed.output
     assert_on(vm_host, vm_hosts, "feedhandler", "3.1.0")
     assert_unlocked(vm_host, vm_hosts, "feedhandler")
@@ -70,7 +70,7 @@ def test_sigkill_mid_rollback_then_resume_completes_the_rollback(upgrader, vm_ho
                      "the rollback completes: every host on the old version, verified; exit 3")
     pb = write(tmp_path / "pb.yml", playbook("ordergw", "5.1.1+crash", canary={"bake": "8s"}))
     run_id = killed_at(upgrader, pb, event("rollback-begin"))
-    resumed = upgrader("resume", run_id, "--yes", "--now", SATURDAY, "--log-format", "plain")
+    resumed = upgrader("resume", run_id, "--yes", *WEEKEND, "--log-format", "plain")
     assert resumed.code == 3, resumed.output
     assert_on(vm_host, vm_hosts, "ordergw", "5.0.0")
     assert_unlocked(vm_host, vm_hosts, "ordergw")

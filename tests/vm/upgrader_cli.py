@@ -19,6 +19,8 @@ from packaging.version import Version
 from lab import config
 
 SATURDAY = "2026-11-28T02:00:00-05:00"  # inside the weekend window, every market closed
+# A simulated time is a guard override (break-glass): it needs a reason, and is audited and notified.
+WEEKEND = ("--now", SATURDAY, "--reason", "lab: the weekend window, simulated")
 PORTS = {"feedhandler": 9101, "ordergw": 9102, "riskgw": 9103}
 
 
@@ -109,12 +111,12 @@ class Upgrader:
         return Run(proc.returncode, proc.stdout, proc.stderr, time.monotonic() - started)
 
     def apply(self, playbook: Path, *extra: str, timeout: float = 300) -> Run:
-        return self("apply", str(playbook), "-i", str(self.inventory), "--yes", "--now", SATURDAY,
+        return self("apply", str(playbook), "-i", str(self.inventory), "--yes", *WEEKEND,
                     "--log-format", "plain", *extra, timeout=timeout)
 
     def start_apply(self, playbook: Path, *extra: str) -> subprocess.Popen[str]:
-        return subprocess.Popen(self.argv("apply", str(playbook), "-i", str(self.inventory), "--yes", "--now",
-                                          SATURDAY, "--log-format", "json", *extra),
+        return subprocess.Popen(self.argv("apply", str(playbook), "-i", str(self.inventory), "--yes", *WEEKEND,
+                                          "--log-format", "json", *extra),
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=self.env,
                                 cwd=config.REPO, stdin=subprocess.DEVNULL)
 

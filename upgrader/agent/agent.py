@@ -1248,16 +1248,25 @@ def op_precheck(ctx, s):
     free = free_mb(ctx["root"])
     if free < need:
         raise OpFailed("only %d MB free under %s, need %d MB" % (free, ctx["root"], need), free_disk_mb=free)
-    results = []
+    results, source = [], None
     if s.get("healthy_before"):
-        ctx["expect_version"] = current_version(ctx["root"])
-        ok, results = run_checks(s.get("checks", []), ctx)
+        current = current_version(ctx["root"])
+        ctx["expect_version"] = current
+        # The running release is checked with what it was verified with when installed, if this host
+        # recorded that: the new release's checks may not fit it (riskgw 2.5's `config_schema: 2`
+        # failed every healthy 2.4.0).  Without a record, the checks sent (the playbook's).
+        recorded = recorded_definition(ctx["root"], ctx["component"], current) if current else None
+        checks, source = s.get("checks", []), "sent"
+        if recorded:
+            checks, source = with_release(recorded["checks"], ctx["root"], current), "recorded"
+        ok, results = run_checks(checks, ctx)
         if not ok:
-            raise OpFailed("component is not healthy before the upgrade: %s" % failure(results), checks=results)
+            raise OpFailed("component is not healthy before the upgrade (%s checks of %s): %s"
+                           % (source, current, failure(results)), checks=results, source=source)
     ok, more = run_checks(s.get("commands", []), ctx)
     if not ok:
         raise OpFailed("pre-check failed: %s" % failure(more), checks=more)
-    return {"free_disk_mb": free, "checks": results + more}
+    return {"free_disk_mb": free, "checks": results + more, "healthy_source": source}
 
 
 def failure(results):

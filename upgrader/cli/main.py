@@ -10,6 +10,7 @@ import traceback
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import NoReturn
 
 from upgrader import __version__, commands
 from upgrader.cli import help as help_text
@@ -18,6 +19,9 @@ from upgrader.commands import early
 from upgrader.errors import ExitCode, InputError, UpgraderError
 
 MAX_PROBLEMS = 50  # printed per run
+# Error kinds the CLI itself reports (the others are UpgraderError.reference values; README: Error kinds).
+USAGE, BUG, INTERRUPTED = "usage", "bug", "interrupted"
+log = logging.getLogger(__name__)
 
 
 def state_dir() -> Path:
@@ -29,8 +33,18 @@ def state_dir() -> Path:
     return Path(base) / "upgrader"
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with upgrader's one error format: the usage, then ``error[usage]: upgrader CMD: message``."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        line = f"error[{USAGE}]: {self.prog}: {message}"
+        logging.getLogger(logs.RESULT).error(line, extra={"data": {"exit_code": int(ExitCode.USAGE)}})
+        self.exit(int(ExitCode.USAGE), line + "\n")
+
+
 def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="upgrader",
         description="Upgrade vendor applications on trading hosts: plan, canary, waves, automatic rollback.",
     )
@@ -61,27 +75,38 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser(argv)
     args = parser.parse_args(argv)
     args.state_dir = args.state_dir or state_dir()
+    code = _run(args)
+    logs.finished(args, code)
+    return code
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         logs.configure(args)
-        return int(args.run(args))
+        log.debug("upgrader %s %s: state directory %s, python %s", __version__, args.command, args.state_dir,
+                  sys.version.split()[0])
+        with logs.quieted(args):
+            return int(args.run(args))
     except InputError as exc:
         for problem in exc.problems[:MAX_PROBLEMS]:
-            logs.say(args, f"error: {problem}", error=True)
+            logs.say(args, f"error[{exc.reference}]: {problem}", error=True)
         if len(exc.problems) > MAX_PROBLEMS:  # a damaged file can hold thousands; the first ones locate it
-            logs.say(args, f"error: … and {len(exc.problems) - MAX_PROBLEMS} more problems", error=True)
+            logs.say(args, f"error[{exc.reference}]: … and {len(exc.problems) - MAX_PROBLEMS} more problems",
+                     error=True)
         return int(exc.exit_code)
     except UpgraderError as exc:
         logs.say(args, f"error[{exc.reference}]: {exc}", error=True)
         return int(exc.exit_code)
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        logs.say(args, f"error[{INTERRUPTED}]: interrupted", error=True)
         return 130
     except BrokenPipeError:
         return int(ExitCode.OK)
     except Exception as exc:  # an unexpected exception is a bug: short line here, traceback in the log
-        log = _write_debug_log(args.state_dir)
-        print(f"upgrader: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
-        print(f"  this is a bug; the traceback is in {log}", file=sys.stderr)
+        log_path = _write_debug_log(args.state_dir)
+        logging.getLogger(logs.RESULT).error("internal error", exc_info=True)  # --log-file keeps the traceback
+        logs.say(args, f"error[{BUG}]: upgrader: internal error: {type(exc).__name__}: {exc}", error=True)
+        print(f"  this is a bug; the traceback is in {log_path}", file=sys.stderr)
         if args.debug:
             traceback.print_exc()
         return int(ExitCode.BUG)

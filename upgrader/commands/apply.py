@@ -10,7 +10,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from upgrader.cli.logs import say
-from upgrader.commands import durable, live, targeting
+from upgrader.commands import durable, guardbypass, live, targeting
 from upgrader.commands.inputs import Inputs, load_inputs
 from upgrader.engine import admission
 from upgrader.engine.apply import Apply, stop_on_signals
@@ -43,8 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="artifact store (default: $UPGRADER_ARTIFACTS, else build/artifacts)")
     parser.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     parser.add_argument("--break-lock", metavar="REASON", help="take over stale host locks; the reason is journaled")
-    parser.add_argument("--now", type=live.aware,
-                        help="pretend it is this time (ISO 8601 with offset) for the window guard")
+    guardbypass.add_arguments(parser, live.aware)
     parser.add_argument("--overrides", type=Path, help="operator window overrides (extra closures, freeze days)")
     parser.add_argument("--plan-key", type=Path, metavar="FILE",
                         help=f"a saved plan must carry a valid signature (PLAN.json.sig) under this key "
@@ -57,6 +56,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    guardbypass.check(args)  # a --now without its reason is refused before anything is read or contacted
     try:
         if args.playbook.suffix == ".json":
             return run_saved(args)
@@ -238,10 +238,16 @@ def execute(args: argparse.Namespace, plan: Plan, pool: Pool, inventory: Invento
     now = admission.clock(args.now)
     overrides = load_overrides(args.overrides).model if args.overrides else None
     verdict = admission.check_now(plan, inventory, now(), overrides)
-    live.confirm(f"apply {plan.component} {plan.target_version} to {len(plan.hosts)} host(s)?", args.yes)
-    if args.engine == "temporal":  # the same plan, checks and confirmation; a workflow runs it (README: Engines)
-        return durable.apply(args, plan, inventory, verdict)
     who = operator()
+    glass = guardbypass.bypass(args, plan.spec, inventory, admission.datacenters(plan), overrides, who)
+    live.confirm(f"apply {plan.component} {plan.target_version} to {len(plan.hosts)} host(s)?"
+                 + (f" ({glass.summary()})" if glass else ""), args.yes)
+    if args.engine == "temporal":  # the same plan, checks and confirmation; a workflow runs it (README: Engines)
+        if glass:
+            with notifier(inventory, guardbypass.wall_clock) as notify:
+                guardbypass.announce(args.state_dir, glass, command="apply", component=plan.component,
+                                     version=plan.target_version, run=None, notify=notify)
+        return durable.apply(args, plan, inventory, verdict)
     run_id = new_run_id(plan.component, datetime.now(UTC))
     with LocalLock(args.state_dir, plan.component, {"run": run_id, "operator": who}):
         journal = Journal.create(args.state_dir, run_id)
@@ -251,8 +257,12 @@ def execute(args: argparse.Namespace, plan: Plan, pool: Pool, inventory: Invento
                        hosts=[h.host for h in plan.hosts], break_lock=args.break_lock,
                        limit=plan.limit.patterns if plan.limit else None,
                        inventory_path=str(args.inventory.resolve()),
-                       artifacts=str(live.artifacts_dir(args).resolve()), window=verdict.to_dict())
+                       artifacts=str(live.artifacts_dir(args).resolve()), window=verdict.to_dict(),
+                       break_glass=glass is not None, guard=glass.to_dict() if glass else None)
         with Progress(args.log_format) as progress, notifier(inventory, now) as notify:
+            if glass:
+                guardbypass.announce(args.state_dir, glass, command="apply", component=plan.component,
+                                     version=plan.target_version, run=run_id, notify=notify)
             progress.event("run", f"run {run_id}: {plan.component} → {plan.target_version} by {who}")
             engine = Apply(plan, pool, journal, progress, artifacts=live.artifacts_dir(args), operator=who,
                            break_lock=args.break_lock, python=args.python,

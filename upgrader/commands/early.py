@@ -69,12 +69,18 @@ def remember(state: Path, inventory_sha256: str, inventory: Inventory, endpoints
 
 def start(argv: list[str], state: Path) -> None:
     """For COMMANDS: start connecting to the selected hosts in the background, if a record allows."""
+    command = next((a for a in argv if not a.startswith("-")), None)
+    if command not in COMMANDS:
+        log.debug("no early connections: only %s connect before loading", " and ".join(sorted(COMMANDS)))
+        return
     try:
         args = _parser().parse_args(argv)  # anything it does not fully accept (--help, a usage error): no start
         if args.command not in COMMANDS or not args.inventory or not args.target:
             return
         if args.command == "apply" and args.target.endswith(".json"):
             return  # a saved plan is checked against its inputs before anything connects (commands/apply.py)
+        if args.command == "apply" and (args.now is None) != (not " ".join((args.reason or "").split())):
+            return  # --now without its reason (or a reason for nothing) is refused before anything connects
         component = args.target if args.command == "rollback" else _component_of(Path(args.target))
         digest = hashlib.sha256(limits.read_bytes(Path(args.inventory), "inventory")).hexdigest()
         record = json.loads(limits.read_bytes(record_path(args.state_dir or state, digest), "inventory"))
@@ -98,8 +104,10 @@ def start(argv: list[str], state: Path) -> None:
         in_background(lambda s: remote.start(s, args.python), [s for _, s in started.values()],
                       args.parallel or PARALLEL, "early")
         _started.update(sha256=digest, timeouts=timeouts, hosts=started, gateways=gateways)
-    except Exception:  # an optimisation only: the command connects as usual
-        log.debug("no early connections", exc_info=True)
+    except Exception as exc:  # an optimisation only: the command connects as usual
+        # One line, no traceback: "not a command that connects early" and "no record yet" are the usual
+        # answers, and -vv is read by people (a usage error is the real parser's to report).
+        log.debug("no early connections: %s", f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
 
 
 def adopt(pool: Pool, inventory_sha256: str, endpoints: dict[str, Endpoint], timeouts: Timeouts) -> None:
@@ -185,6 +193,7 @@ def _parser() -> argparse.ArgumentParser:
     apply.add_argument("--break-lock")
     apply.add_argument("--overrides", type=Path)
     apply.add_argument("--now", type=_aware)
+    apply.add_argument("--reason")  # with --now only (commands/guardbypass.py): checked in start()
     apply.add_argument("--engine", choices=("local", "temporal"))
     for name in ("address", "namespace", "tls-ca", "tls-cert", "tls-key"):
         apply.add_argument(f"--temporal-{name}")

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from upgrader.cli.logs import say
-from upgrader.commands import live
+from upgrader.commands import guardbypass, live
 from upgrader.engine import admission
 from upgrader.engine.apply import Apply, stop_on_signals
 from upgrader.engine.journal import Journal, operator
@@ -27,8 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-i", "--inventory", type=Path, help="default: the inventory the run used")
     parser.add_argument("--artifacts", type=Path, help="default: the artifact store the run used")
     parser.add_argument("--yes", action="store_true")
-    parser.add_argument("--now", type=live.aware,
-                        help="pretend it is this time, for the window guard (ISO 8601 with offset)")
+    guardbypass.add_arguments(parser, live.aware)
     live.add_connection_arguments(parser)
     live.add_output_arguments(parser)
     parser.epilog = with_exit_codes(parser.epilog, RUN_EXIT_CODES + "; 1 also: the run has finished (its hosts' "
@@ -36,6 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    guardbypass.check(args)  # a --now without its reason is refused before anything is read or contacted
     journal = Journal.open(args.state_dir, args.run_id)
     entries = journal.entries()
     start = next((e for e in entries if e["event"] == "run-start"), None)
@@ -68,13 +68,18 @@ def run(args: argparse.Namespace) -> int:
     try:
         print(f"resume {args.run_id}: done {sorted(recovery.done) or '-'}; to put back {recovery.back or '-'}; "
               f"{'finishing its rollback' if recovery.failing else 'then continuing the plan'}")
-        live.confirm("resume?", args.yes)
         who = operator()
+        glass = guardbypass.bypass(args, plan.spec, inventory.model, admission.datacenters(plan), None, who)
+        live.confirm("resume?" + (f" ({glass.summary()})" if glass else ""), args.yes)
         with LocalLock(args.state_dir, plan.component, {"run": args.run_id, "operator": who}):
             journal.record(Event.RESUME, operator=who, done=sorted(recovery.done), back=recovery.back,
-                           failing=recovery.failing)
+                           failing=recovery.failing, break_glass=glass is not None,
+                           guard=glass.to_dict() if glass else None)
             with Progress(args.log_format) as progress, \
                     notifier(inventory.model, admission.clock(args.now)) as notify:
+                if glass:
+                    guardbypass.announce(args.state_dir, glass, command="resume", component=plan.component,
+                                         version=plan.target_version, run=args.run_id, notify=notify)
                 # Hosts caught mid-step are put back whatever the time; new phases start only inside a window.
                 engine = Apply(plan, pool, journal, progress, artifacts=live.artifacts_dir(args), operator=who,
                                python=args.python,

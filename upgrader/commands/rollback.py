@@ -13,6 +13,7 @@ from typing import Any
 
 from upgrader import versions
 from upgrader.cli.logs import say
+from upgrader.commands import components as component_names
 from upgrader.commands import durable, live, targeting
 from upgrader.commands.specs import find_playbook
 from upgrader.engine import facts as host_facts
@@ -85,6 +86,7 @@ def select_hosts(inventory: Loaded[Inventory], component: str, selection: Select
     chosen = [name for _, name, host in iter_hosts(inv)
               if runs_component(inv, host, component) and (selection is None or name in selection.hosts)]
     if not chosen:
+        component_names.check(component, inv, inventory.path)  # a misspelt name: did you mean …?
         where = f" among the hosts --limit {','.join(selection.patterns)} selects" if selection else ""
         raise RefusedError(f"no host runs {component}{where} in {inventory.path}",
                            "check the component and the limit with `upgrader status --limit …`")

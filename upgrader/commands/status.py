@@ -9,6 +9,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from upgrader.commands import components as component_names
 from upgrader.commands import durable, live, targeting
 from upgrader.commands.specs import find_playbook
 from upgrader.commands.tables import print_table
@@ -58,6 +59,8 @@ def run(args: argparse.Namespace) -> int:
                            "or `upgrader status RUN` for a Temporal run")
     inventory = load_inventory(args.inventory)
     inv = inventory.model
+    for name in args.components:  # a misspelt component: one line with a did-you-mean, nobody contacted
+        component_names.check(name, inv, inventory.path)
     selection = targeting.select(args, inventory)
     components = args.components or sorted({c for comps in inv.roles.values() for c in comps})
     rows: list[dict[str, Any]] = []

@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+from upgrader.cli.logs import say
+from upgrader.commands import artifact_check
 from upgrader.errors import InputError, Problem
 from upgrader.loading.inputs import cross_problems, load_inventory, load_playbook
 from upgrader.models.playbook import Windows
@@ -18,6 +20,9 @@ HELP = "check playbooks and an inventory; report every problem as file:line:col"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("playbooks", nargs="*", type=Path, metavar="PLAYBOOK")
     parser.add_argument("-i", "--inventory", type=Path, required=True)
+    parser.add_argument("--artifacts", type=Path,
+                        help="artifact store: an artifact found there must have the playbook's sha256 "
+                        "(default: $UPGRADER_ARTIFACTS, else build/artifacts)")
     parser.add_argument("--format", choices=["text", "json"], default="text",
                         help="json: {ok, problems: [{file, line, column, message, hint}]} on stdout (exit 1 if any)")
 
@@ -37,6 +42,7 @@ def run(args: argparse.Namespace) -> int:
         except InputError as exc:
             problems += exc.problems
             continue
+        problems += artifact_check.store_problems(playbook, artifact_check.store_of(args.artifacts))
         if inventory is not None:
             problems += cross_problems(playbook, inventory)
             problems += market_problems(playbook.model.windows, playbook, inventory)
@@ -48,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
         return 1 if problems else 0
     if problems:
         raise InputError(problems)
-    print(f"ok: {len(args.playbooks)} playbook(s) and {args.inventory} are valid")
+    say(args, f"ok: {len(args.playbooks)} playbook(s) and {args.inventory} are valid")
     return 0
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -109,6 +110,7 @@ def call(session: Session, *, component: str, root: str, run: str | None, ops: l
     """
     transport = session.transport
     program = {"component": component, "root": root, "run": run, "ops": ops}
+    began = time.monotonic()
     fresh = _await_start(session)
     stream = _answering(session, python, program, fresh)
     if stream is not None:
@@ -134,6 +136,10 @@ def call(session: Session, *, component: str, root: str, run: str | None, ops: l
             result = replace(result, exit_code=-1)
     parsed = [OpResult(r.get("op", "?"), r.get("step"), bool(r.get("ok")), r)
               for r in agent.parse_output(result.stdout)]
+    if log.isEnabledFor(logging.DEBUG):  # -vv: what each host was asked, what it answered, how long it took
+        log.debug("%s: agent %s: %s in %.2fs (exit %d)", session.host, component,
+                  ", ".join(f"{o.op} {'ok' if o.ok else 'FAILED'}" for o in parsed) or "no answer",
+                  time.monotonic() - began, result.exit_code)
     return AgentResult(session.host, result, parsed, expected=len(ops))
 
 

@@ -402,9 +402,12 @@ class _JumpLink:
             # Not paced: one handshake per jump host, and a host waiting for it already holds a slot.
             for attempt in self._gateways.retrying(ep.name, "jump host handshake"):
                 with attempt:
+                    began = time.monotonic()
                     conn = connection(ep, self._gateways.timeouts)
                     _handshake(conn, ep)
                     self._gateways.count("jump_connections")
+                    log.debug("jump host %s: connected to %s@%s:%d in %.2fs", ep.name, ep.user, ep.address, ep.port,
+                              time.monotonic() - began)
                     return conn
         except (_Refused, _Transient) as exc:
             raise TransportError(ep.name, f"cannot reach jump host {ep.address}:{ep.port}: {exc}",
@@ -483,6 +486,7 @@ class FabricTransport:
             return self._conn
         self._drop()
         ep = self.endpoint
+        began = time.monotonic()
         jump = self.gateways.link(ep.jump) if ep.jump is not None else None
         budget = self.timeouts.handshake
         try:
@@ -505,6 +509,8 @@ class FabricTransport:
                 raise
             # the jump host's failure, told as this host's
             raise type(exc)(ep.name, f"via {exc.message}", exc.hint) from None
+        log.debug("%s: connected to %s@%s:%d%s in %.2fs", ep.name, ep.user, ep.address, ep.port,
+                  f" via {ep.jump.name}" if ep.jump is not None else "", time.monotonic() - began)
         self._conn = conn
         return conn
 
