@@ -176,9 +176,14 @@ def test_an_emergency_rollback_takes_a_redundancy_pair_back_one_at_a_time(
     pb = write(tmp_path / "pb.yml", playbook("ordergw", "5.1.0", canary={"hosts": 0},
                                              rollout={"batch": 2, "max_in_flight_per_datacenter": 2}))
     assert grouped.apply(pb).code == 0
+    # The baseline 5.0.0 was seeded, never verified by upgrader: its own playbook gives the checks that keep a
+    # member down until it serves again (without one, its checks would be "not applicable", never 5.1.0's).
+    books = tmp_path / "books"
+    books.mkdir()
+    write(books / "ordergw-5.0.0.yml", playbook("ordergw", "5.0.0"))
     since = time.time()
     run = grouped("rollback", "ordergw", "-i", str(inv), "--log-format", "plain", "--reason", "INC-2 test",
-                  "--yes", timeout=180)
+                  "--playbooks", str(books), "--yes", timeout=180)
     assert run.code == 0, run.output
     assert versions(vm_host, vm_hosts) == {h: "5.0.0" for h in vm_hosts}
     # journalctl's --since takes whole seconds: the upgrade's last stops may fall in that second

@@ -244,9 +244,10 @@ def test_unlock_after_a_killed_run(upgrader, vm_host, vm_hosts, tmp_path, record
         assert early.code == 4 and "ny5-1" in early.stdout and "NOT unlocked" in early.stdout, early.output
         assert [h for h in vm_hosts if lock(vm_host(h), "feedhandler")] == ["ny5-1"]
     deadline = time.monotonic() + 45
-    while True:  # the orphaned bake ends by itself
+    run = early
+    while run.code != 0:  # the orphaned bake ends by itself
         run = upgrader("unlock", "feedhandler", "-i", str(upgrader.inventory), "--reason", "run killed")
-        if run.code == 0 or time.monotonic() > deadline:
+        if time.monotonic() > deadline:
             break
         time.sleep(1)
     assert run.code == 0 and killed in run.stdout, run.output

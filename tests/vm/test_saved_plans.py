@@ -79,6 +79,7 @@ def test_postmortem_report_from_a_real_failing_run(upgrader, tmp_path):  # type:
         assert expected in md.stdout, expected
     html = upgrader("report", run_id, "--out", str(tmp_path / "r.html"))
     assert html.code == 0 and "<svg" in (tmp_path / "r.html").read_text()
+    (tmp_path / "prom").mkdir()  # upgrader never creates a directory an option names (loading/output.py)
     metrics = upgrader("report", run_id, "--metrics", str(tmp_path / "prom"))
     assert metrics.code == 0
     prom = (tmp_path / "prom" / "upgrader.prom").read_text()

@@ -187,6 +187,7 @@ def test_a_second_controller_is_refused(upgrader, workers, tmp_path, vm_inventor
     upgrader.wait_for(lambda es: any(e["event"] == "gate-wait" for e in es), timeout=240)
     other = Upgrader(tmp_path / "other-controller", vm_inventory)  # another desk: its own state directory
     other.env["UPGRADER_TEMPORAL_ADDRESS"] = upgrader.env["UPGRADER_TEMPORAL_ADDRESS"]
+    other.env["UPGRADER_PLAN_KEY"] = upgrader.env["UPGRADER_PLAN_KEY"]  # the desk's key: the workers' own
     second = other.apply(pb, *ENGINE)
     run = upgrader.runs()[-1].name
     assert upgrader("abort", run, "--reason", "test over").code == 0

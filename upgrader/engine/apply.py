@@ -111,6 +111,7 @@ class Apply:
         self.budgets = budgets.of_plan(plan)
         self.down = Unavailable(plan.groups)  # redundancy groups: members down now (engine/groups.py)
         self.halted: str | None = None
+        self.failed_round: dict[str, list[dict[str, Any]]] = {}  # host -> its last failed check round's ops
         self.resumable = False  # the halt is one `resume` may carry on from (a signal, a closed window)
         self.signalled: str | None = None  # the signal that stopped the run (SIGINT, SIGTERM)
         self.stop_now = False  # a second signal: stop at the next safe point, start no rollback either
@@ -564,6 +565,8 @@ class Apply:
             return f"unreachable: {exc}"
         if res.failed is not None and res.failed.op == "lock":
             return f"{HANDED_OVER}{res.failed.error}"
+        if not res.ok:  # the failed round's operations (check results, output) go into its bake-end record
+            self.failed_round[host] = [o.data for o in res.ops]
         return None if res.ok else res.error or "checks failed"
 
     def _estimate(self, phase: Phase) -> float:
@@ -633,7 +636,8 @@ class Apply:
                 self.journal.record(Event.HALT, reason=self.halted)
                 return
             if problem is not None:
-                self.journal.record(Event.BAKE_END, host=host, ok=False, rounds=rounds, error=problem)
+                self.journal.record(Event.BAKE_END, host=host, ok=False, rounds=rounds, error=problem,
+                                    ops=self.failed_round.pop(host, []))
                 state = HostState.UNREACHABLE if problem.startswith("unreachable") else HostState.FAILED
                 self._fail(host, state, f"canary bake: {problem}" if state == HostState.FAILED else problem)
                 return
