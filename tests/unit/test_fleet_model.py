@@ -489,8 +489,8 @@ class FleetModel(RuleBasedStateMachine):
         desk = data.draw(st.sampled_from(["a", "b"]), label="desk")
         before = self.snapshot()
         self.log.append(f"unlock from desk {desk} {' '.join(limit)}")
-        result = self.f.cli(self.f.desk_a if desk == "a" else self.f.desk_b, "unlock", COMPONENT,
-                            *self.base_args(), "--reason", "model: stale lock", *limit)
+        result = self.f.cli(self.f.desk_a if desk == "a" else self.f.desk_b, "unlock", COMPONENT,  # no --log-format
+                            "-i", str(self.f.inventory), "--reason", "model: stale lock", *limit)
         self.log.append(f"  → {result.code}")
         self.last = Command("unlock", [result], before, scope, self.unreachable_now())
         self.check_last()
@@ -696,6 +696,8 @@ class FleetModel(RuleBasedStateMachine):
             self.check_run_code(cmd, r, after)
         elif cmd.kind == "rollback":
             self.check_rollback_code(cmd, r, after)
+        elif cmd.kind == "unlock" and code not in (0, 1):
+            self.fail("EXIT.unlock-code", f"unlock exit {code}")
         elif cmd.kind == "unlock" and code == 0:
             still = [h for h in cmd.scope if after.locks[h]]
             if still:
