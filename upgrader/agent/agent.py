@@ -907,7 +907,10 @@ def op_facts(ctx, s):
     root = ctx["root"]
     if not root:  # the controller has no layout: the host's own record says where the component lives
         return {"installed": None, "staged": [], "staged_sha": {}, "previous": None, "no_record": True,
-                "records": os.path.isdir(os.path.join(STATE, ctx["component"])),  # touched, root not recorded
+                # installed or staged by upgrader, root not recorded (an older agent's); a journal or a lock
+                # alone (a rollback that found nothing to do, an unlock) is no sign of an install
+                "records": any(os.path.exists(os.path.join(STATE, ctx["component"], name))
+                               for name in ("staged.json", "definitions.json", "verified.json")),
                 "lock": read_json(os.path.join(STATE, ctx["component"], "lock.json")), "clock": time.time(),
                 "journal_tail": journal_tail(ctx["component"], s.get("journal_lines", 0))}
     installed = current_version(root)

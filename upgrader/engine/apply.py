@@ -154,7 +154,14 @@ class Apply:
         try:
             outcome = self._execute(recovery)
         finally:
-            self.release_locks()
+            stuck = self.release_locks()
+        if stuck:  # a lock no one released outlives the run: a human must act, and is told how
+            outcome = Outcome(
+                ExitCode.ROLLBACK_FAILED,
+                outcome.status if outcome.exit_code == ExitCode.ROLLBACK_FAILED else RunStatus.ROLLBACK_FAILED,
+                f"{outcome.message}; {', '.join(stuck)} could not be unlocked (no answer at the end): "
+                f"`upgrader unlock {self.plan.component} -i INVENTORY --reason … --limit {','.join(stuck)}` "
+                "once they answer", outcome.hosts, resumable=True)
         # run-end is the journal's last word: it comes after the locks are released.
         self.journal.record(Event.RUN_END, **RunEnd(
             status=outcome.status, exit_code=int(outcome.exit_code), message=outcome.message,
@@ -295,9 +302,11 @@ class Apply:
                                "see who holds the lock with `upgrader status`; a stale lock needs "
                                "--break-lock REASON")
 
-    def release_locks(self) -> None:
+    def release_locks(self) -> list[str]:
+        """Release this run's host locks (but those of hosts a human must see to); the hosts that kept them
+        because they did not answer."""
         if not self._locked:
-            return
+            return []
         keep = {h.name for h in self.hosts.values() if h.state in NEEDS_A_HUMAN}
 
         def release(host: str) -> remote.AgentResult:
@@ -313,6 +322,7 @@ class Apply:
         self.journal.record(Event.LOCKS_RELEASED, hosts=targets, kept=sorted(keep & self._locked),
                             errors={h: str(e) for h, e in results.failed.items()})
         self._locked.clear()
+        return sorted(h for h in targets if not _released(results[h].value))
 
     # ------------------------------------------------------------ stage
     def stage(self, hosts: list[str]) -> bool:
@@ -856,6 +866,12 @@ def stop_on_signals(engine: Apply, say: Callable[[str], None] | None = None) -> 
 
 # Where a host may end and still be on a verified release: the target, or where it began.
 _ON_START = frozenset({HostState.PENDING, HostState.STAGED, HostState.UNTOUCHED, HostState.ROLLED_BACK})
+
+
+def _released(res: remote.AgentResult | None) -> bool:
+    """Whether a host answered its release (its lock op ran: released, or already another's)."""
+    lock = res.op("lock") if res is not None else None
+    return lock is not None and lock.ok
 
 
 def verdict(hosts: dict[str, HostRun], *, held: bool, failures: int, aborted: bool, halted: str | None,
