@@ -344,7 +344,7 @@ def test_audit_with_nothing_audited_is_not_a_success(fleet: Scenario, capsys: py
     books.mkdir()
     (books / "app.yml").write_text(fleet.playbook.read_text())
     code, out = cli(fleet, capsys, "audit", "-i", str(fleet.inventory), "--playbook-dir", str(books))
-    assert code == 1 and "nothing audited" in out and "0 of 0" not in out, out
+    assert code == 1 and "nothing was audited" in out and "0 of 0" not in out, out
 
 
 def test_a_host_with_records_but_no_recorded_root_is_refused_naming_the_fix(
