@@ -463,11 +463,18 @@ class FleetModel(RuleBasedStateMachine):
                     out.append((desk, run))
         return out
 
-    @precondition(lambda self: self.fleet is not None and bool(self.resumable()))
+    # Preconditions and draws must not depend on what a run did (threads and timing decide some of it): an
+    # outcome-dependent precondition makes hypothesis's replay of a failing sequence diverge (Flaky).
+    @precondition(lambda self: self.fleet is not None)
     @rule(data=st.data())
     def resume(self, data: st.DataObject) -> None:
-        desk, run = data.draw(st.sampled_from(self.resumable()), label="run")
+        pick = data.draw(st.integers(0, 7), label="run")
         fault = self.faults_for_next(data, list(self.hosts), APPLY_OPS)
+        runs = self.resumable()
+        if not runs:
+            self.log.append("resume: no resumable run")
+            return
+        desk, run = runs[pick % len(runs)]
         before = self.snapshot()
         lost: set[str] = set()
         self.arm(fault, lost)
@@ -481,8 +488,7 @@ class FleetModel(RuleBasedStateMachine):
         self.last = Command("resume", [result], before, list(self.hosts), unreachable | lost)
         self.check_last()
 
-    @precondition(lambda self: self.fleet is not None and has_command("unlock")
-                  and any(self.f.lock(h) for h in self.hosts))
+    @precondition(lambda self: self.fleet is not None and has_command("unlock"))
     @rule(data=st.data())
     def unlock(self, data: st.DataObject) -> None:
         limit, scope = self.limit_for(data)
