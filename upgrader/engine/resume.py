@@ -63,25 +63,24 @@ def analyze(entries: list[dict[str, Any]], plan: Plan) -> Recovery:
                     keep=keep)
 
 
-def ended(entries: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """The run-end that closes the run for good, or None while it runs or when it halted resumable.
-
-    A resumable run-end followed by a ``resume`` is not the last word: the resumed run writes its own."""
+def _last_run_end(entries: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The last run-end with no ``resume`` after it (a resume reopens the run: it writes its own run-end)."""
     last: dict[str, Any] | None = None
     for e in entries:
         if e.get("event") == Event.RUN_END:
             last = e
         elif e.get("event") == Event.RESUME:
             last = None
+    return last
+
+
+def ended(entries: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The run-end that closes the run for good, or None while it runs or when it halted resumable."""
+    last = _last_run_end(entries)
     return None if last is None or last.get("resumable") else last
 
 
 def halted(entries: list[dict[str, Any]]) -> dict[str, Any] | None:
     """The resumable run-end the run stopped at (no resume since), or None."""
-    last: dict[str, Any] | None = None
-    for e in entries:
-        if e.get("event") == Event.RUN_END:
-            last = e
-        elif e.get("event") == Event.RESUME:
-            last = None
+    last = _last_run_end(entries)
     return last if last is not None and last.get("resumable") else None
