@@ -53,8 +53,9 @@ def app_seconds(entries: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     return out
 
 
-def critical_app_seconds(entries: list[dict[str, Any]], app: dict[str, dict[str, float]], limit: int,
-                         dc_of: dict[str, str]) -> float:
+def critical_app_seconds(
+    entries: list[dict[str, Any]], app: dict[str, dict[str, float]], limit: int, dc_of: dict[str, str]
+) -> float:
     """App time the run had to wait for: per phase, per datacenter, hosts in groups of `limit` at once."""
     total = 0.0
     for e in entries:
@@ -91,8 +92,9 @@ def breakdown(entries: list[dict[str, Any]], launched: float, wall: float) -> di
     return {k: round(v, 3) for k, v in out.items()}
 
 
-def analyse(entries: list[dict[str, Any]], launched: float, wall: float, limit: int,
-            dc_of: dict[str, str]) -> dict[str, Any]:
+def analyse(
+    entries: list[dict[str, Any]], launched: float, wall: float, limit: int, dc_of: dict[str, str]
+) -> dict[str, Any]:
     app = app_seconds(entries)
     hosts = len(dc_of)
     summed = sum(sum(v.values()) for v in app.values())
@@ -124,22 +126,35 @@ def analyse(entries: list[dict[str, Any]], launched: float, wall: float, limit: 
 
 
 def one_trial(pb: Path, state: Path, limit: int, dc_of: dict[str, str], label: str, settle: float) -> dict[str, Any]:
-    subprocess.run([str(bl.PROJECT_PYTHON), "-m", "lab", "reset"], cwd=bl.REPO, check=True,
-                   capture_output=True)
+    subprocess.run([str(bl.PROJECT_PYTHON), "-m", "lab", "reset"], cwd=bl.REPO, check=True, capture_output=True)
     # The reset has just restarted every app on every host (48 services on 2 cores); a real run does
     # not start in that aftermath, so let it settle rather than time it as the orchestrator's.
     time.sleep(settle)
     env = {"UPGRADER_STATE_DIR": str(state), "UPGRADER_ARTIFACTS": str(bl.ARTIFACTS), "UPGRADER_OPERATOR": "bench"}
     launched = time.time()
-    res = bl.timed_run([str(bl.REPO / ".venv" / "bin" / "upgrader"), "apply", str(pb), "-i", str(bl.INVENTORY),
-                        "--yes", *bl.WEEKEND, "--log-format", "plain"], env=env)
+    res = bl.timed_run(
+        [
+            str(bl.REPO / ".venv" / "bin" / "upgrader"),
+            "apply",
+            str(pb),
+            "-i",
+            str(bl.INVENTORY),
+            "--yes",
+            *bl.WEEKEND,
+            "--log-format",
+            "plain",
+        ],
+        env=env,
+    )
     if res.code != 0:
         bl.log(f"{label}: apply exited {res.code}\n{res.stdout[-1500:]}\n{res.stderr[-1500:]}")
         return {"trial": label, "wall": round(res.seconds, 3), "exit": res.code, "exit_code_ok": False}
     out = analyse(bl.read_journal(state), launched, res.seconds, limit, dc_of)
     out["trial"] = label
-    bl.log(f"{label}: wall {out['wall']:.2f} s, app critical {out['app_seconds_critical']:.2f} s, "
-           f"overhead {out['per_host_critical_ms']:.0f} ms/host (literal {out['per_host_literal_ms']:.0f})")
+    bl.log(
+        f"{label}: wall {out['wall']:.2f} s, app critical {out['app_seconds_critical']:.2f} s, "
+        f"overhead {out['per_host_critical_ms']:.0f} ms/host (literal {out['per_host_literal_ms']:.0f})"
+    )
     return out
 
 
@@ -162,35 +177,58 @@ def main(argv: list[str] | None = None) -> int:
     git_start = bl.git_state()
     work = Path(tempfile.mkdtemp(prefix="apply-bench-"))
     try:
-        pb = bl.lab_playbook(work / f"{COMPONENT}-{TO}.yml", COMPONENT, TO, canary={"bake": args.bake},
-                             rollout={"batch": int(args.batch) if args.batch.isdigit() else args.batch,
-                                      "max_in_flight_per_datacenter": args.max_in_flight})
+        pb = bl.lab_playbook(
+            work / f"{COMPONENT}-{TO}.yml",
+            COMPONENT,
+            TO,
+            canary={"bake": args.bake},
+            rollout={
+                "batch": int(args.batch) if args.batch.isdigit() else args.batch,
+                "max_in_flight_per_datacenter": args.max_in_flight,
+            },
+        )
         # One state directory for all trials, as an operator's is: after the warm-up, runs find the
         # connection record an earlier run left and start their agents early (commands/early.py).
         state = work / "state"
         for w in range(args.warmup):
             one_trial(pb, state, args.max_in_flight, dc_of, f"warmup{w + 1}", args.settle)
-        trials = [one_trial(pb, state, args.max_in_flight, dc_of, f"trial{t + 1}", args.settle)
-                  for t in range(args.trials)]
+        trials = [
+            one_trial(pb, state, args.max_in_flight, dc_of, f"trial{t + 1}", args.settle) for t in range(args.trials)
+        ]
         good = [t for t in trials if t.get("exit_code_ok")]
-        subprocess.run([str(bl.PROJECT_PYTHON), "-m", "lab", "reset"], cwd=bl.REPO, check=False,
-                       capture_output=True)
+        subprocess.run([str(bl.PROJECT_PYTHON), "-m", "lab", "reset"], cwd=bl.REPO, check=False, capture_output=True)
         summary = {}
         if good:
-            for key in ("wall", "app_seconds_critical", "app_seconds_sum", "per_host_critical_ms",
-                        "per_host_literal_ms"):
+            for key in (
+                "wall",
+                "app_seconds_critical",
+                "app_seconds_sum",
+                "per_host_critical_ms",
+                "per_host_literal_ms",
+            ):
                 summary[key] = bl.summary([t[key] for t in good])
             summary["goal_ms"] = GOAL_MS
             summary["met"] = summary["per_host_critical_ms"]["median"] < GOAL_MS
         result = {
-            "meta": {"component": COMPONENT, "from": FROM, "to": TO, "hosts": len(dc_of), "trials": args.trials,
-                     "warmup": args.warmup, "settle": args.settle, "bake": args.bake, "batch": args.batch,
-                     "max_in_flight_per_datacenter": args.max_in_flight,
-                     "git_start": git_start, "git_end": bl.git_state(),
-                     "definition": "per_host_critical_ms = (apply wall − app seconds on the critical path) / hosts; "
-                                   "per_host_literal_ms = (wall − Σ app seconds of all hosts) / hosts; app = the "
-                                   "agent's stop/start/verify/bake op seconds from the run journal"},
-            "summary": summary, "trials": trials,
+            "meta": {
+                "component": COMPONENT,
+                "from": FROM,
+                "to": TO,
+                "hosts": len(dc_of),
+                "trials": args.trials,
+                "warmup": args.warmup,
+                "settle": args.settle,
+                "bake": args.bake,
+                "batch": args.batch,
+                "max_in_flight_per_datacenter": args.max_in_flight,
+                "git_start": git_start,
+                "git_end": bl.git_state(),
+                "definition": "per_host_critical_ms = (apply wall − app seconds on the critical path) / hosts; "
+                "per_host_literal_ms = (wall − Σ app seconds of all hosts) / hosts; app = the "
+                "agent's stop/start/verify/bake op seconds from the run journal",
+            },
+            "summary": summary,
+            "trials": trials,
         }
         bl.write_json(args.out, result)
         if summary:

@@ -56,8 +56,11 @@ def lab_hosts(inventory: Path = INVENTORY) -> list[LabHost]:
     """Hosts of the lab inventory, in inventory order (keys resolved against the inventory's folder)."""
     data = yaml.safe_load(inventory.read_text())
     base = inventory.parent
-    return [LabHost(name, h["address"], (base / h["ssh_key"]).resolve())
-            for dc in data["datacenters"].values() for name, h in dc["hosts"].items()]
+    return [
+        LabHost(name, h["address"], (base / h["ssh_key"]).resolve())
+        for dc in data["datacenters"].values()
+        for name, h in dc["hosts"].items()
+    ]
 
 
 def log(message: str) -> None:
@@ -66,8 +69,20 @@ def log(message: str) -> None:
 
 def attach(host: LabHost, script: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     """Run a bash script as root inside the host's container (no SSH); extra args are $1, $2, …"""
-    argv = ["lxc-attach", "-n", host.container, "--clear-env", "--set-var", f"PATH={GUEST_PATH}",
-            "--", "/bin/bash", "-c", script, "bench", *args]
+    argv = [
+        "lxc-attach",
+        "-n",
+        host.container,
+        "--clear-env",
+        "--set-var",
+        f"PATH={GUEST_PATH}",
+        "--",
+        "/bin/bash",
+        "-c",
+        script,
+        "bench",
+        *args,
+    ]
     return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
 
 
@@ -75,8 +90,11 @@ def attach_all(hosts: Sequence[LabHost], script: str, *args: str, timeout: float
     """`attach` on every host at once; raise with each failing host's output."""
     with ThreadPoolExecutor(max_workers=max(1, len(hosts))) as pool:
         procs = list(pool.map(lambda h: attach(h, script, *args, timeout=timeout), hosts))
-    bad = [f"{h.name}: exit {p.returncode}: {(p.stderr or p.stdout).strip()[-400:]}"
-           for h, p in zip(hosts, procs, strict=True) if p.returncode != 0]
+    bad = [
+        f"{h.name}: exit {p.returncode}: {(p.stderr or p.stdout).strip()[-400:]}"
+        for h, p in zip(hosts, procs, strict=True)
+        if p.returncode != 0
+    ]
     if bad:
         raise RuntimeError("out-of-band step failed on:\n  " + "\n  ".join(bad))
 
@@ -118,6 +136,7 @@ def health(host: LabHost, port: int, timeout: float = 2.0) -> dict[str, Any] | N
 
 def check_versions(hosts: Sequence[LabHost], component: str, version: str, port: int) -> dict[str, str]:
     """host → problem, for every host that is not healthy on `version` with `current` pointing at it."""
+
     def one(h: LabHost) -> str | None:
         body = health(h, port)
         link = attach(h, f"readlink /opt/{component}/current").stdout.strip()
@@ -140,26 +159,40 @@ class Timed:
     stderr: str
 
 
-def timed_run(argv: Sequence[str], *, env: dict[str, str] | None = None, cwd: Path = REPO,
-              timeout: float = 300) -> Timed:
+def timed_run(
+    argv: Sequence[str], *, env: dict[str, str] | None = None, cwd: Path = REPO, timeout: float = 300
+) -> Timed:
     """Wall time of a whole command, as an operator would see it (process start to exit)."""
     started = time.perf_counter()
-    proc = subprocess.run(list(argv), capture_output=True, text=True, env={**os.environ, **(env or {})},
-                          cwd=cwd, timeout=timeout, stdin=subprocess.DEVNULL, check=False)
+    proc = subprocess.run(
+        list(argv),
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        cwd=cwd,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
     return Timed(time.perf_counter() - started, proc.returncode, proc.stdout, proc.stderr)
 
 
 def git_state() -> str:
     """The code under test (`git describe --always --dirty`): recorded at the start and the end of a run,
     because the working tree is shared and can change while a benchmark runs."""
-    proc = subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True, text=True, cwd=REPO,
-                          check=False)
+    proc = subprocess.run(
+        ["git", "describe", "--always", "--dirty"], capture_output=True, text=True, cwd=REPO, check=False
+    )
     return proc.stdout.strip() or "?"
 
 
 def summary(values: Sequence[float]) -> dict[str, float]:
-    return {"median": round(statistics.median(values), 3), "min": round(min(values), 3),
-            "max": round(max(values), 3), "n": len(values)}
+    return {
+        "median": round(statistics.median(values), 3),
+        "min": round(min(values), 3),
+        "max": round(max(values), 3),
+        "n": len(values),
+    }
 
 
 def rotate(items: Sequence[str], by: int) -> list[str]:

@@ -87,8 +87,16 @@ class FakeStream:
         h, kind = self._host, op["op"]
         record: dict[str, Any] = {"op": kind, "step": op.get("step"), "ok": True}
         if kind == "facts":
-            record.update(installed=h.installed, previous=h.previous, staged=list(h.staged), staged_sha={},
-                          free_disk_mb=50_000, service="active", lock=None, reported_version=h.installed)
+            record.update(
+                installed=h.installed,
+                previous=h.previous,
+                staged=list(h.staged),
+                staged_sha={},
+                free_disk_mb=50_000,
+                service="active",
+                lock=None,
+                reported_version=h.installed,
+            )
         elif kind == "stage":
             h.staged.append(op["version"])
         elif kind == "switch":
@@ -113,8 +121,9 @@ class FakeTransport:
         self.timeouts = timeouts or Timeouts()
         self.host = HOSTS[endpoint.name]
 
-    def run(self, argv: Sequence[str], *, sudo: bool = False, timeout: float | None = None,
-            idempotent: bool = False) -> Any:
+    def run(
+        self, argv: Sequence[str], *, sudo: bool = False, timeout: float | None = None, idempotent: bool = False
+    ) -> Any:
         from upgrader.transport.base import Result
 
         return Result(self.endpoint.name, tuple(argv), 0)
@@ -146,12 +155,26 @@ def write_inputs(directory: Path, hosts: int) -> tuple[Path, Path]:
     per_dc = {"ny5": hosts - hosts // 2, "ch2": hosts // 2}
     dcs = {}
     for d, (dc, count) in enumerate(per_dc.items()):
-        dcs[dc] = {"timezone": "America/New_York", "markets": ["XNYS"],
-                   "jump": {"address": f"198.18.{d}.1"},
-                   "hosts": {f"{dc}-{i:05d}": {"address": f"198.{18 + d}.{i // 250 + 1}.{i % 250 + 1}",
-                                               "roles": ["oe"], "canary": i == 0} for i in range(count)}}
-    inventory = {"name": f"fanout-{hosts}", "known_hosts": str(directory / "known_hosts"),
-                 "defaults": {"user": "ops"}, "roles": {"oe": ["riskgw"]}, "datacenters": dcs}
+        dcs[dc] = {
+            "timezone": "America/New_York",
+            "markets": ["XNYS"],
+            "jump": {"address": f"198.18.{d}.1"},
+            "hosts": {
+                f"{dc}-{i:05d}": {
+                    "address": f"198.{18 + d}.{i // 250 + 1}.{i % 250 + 1}",
+                    "roles": ["oe"],
+                    "canary": i == 0,
+                }
+                for i in range(count)
+            },
+        }
+    inventory = {
+        "name": f"fanout-{hosts}",
+        "known_hosts": str(directory / "known_hosts"),
+        "defaults": {"user": "ops"},
+        "roles": {"oe": ["riskgw"]},
+        "datacenters": dcs,
+    }
     (directory / "known_hosts").write_text("")
     inv = directory / "inventory.yml"
     inv.write_text(yaml.safe_dump(inventory, sort_keys=False))
@@ -185,8 +208,11 @@ class Sampler(threading.Thread):
         while not self.stop.is_set():
             rss, threads = _status()
             fds = len(os.listdir("/proc/self/fd"))
-            self.peak = {"rss": max(self.peak["rss"], rss), "threads": max(self.peak["threads"], threads),
-                         "fds": max(self.peak["fds"], fds)}
+            self.peak = {
+                "rss": max(self.peak["rss"], rss),
+                "threads": max(self.peak["threads"], threads),
+                "fds": max(self.peak["fds"], fds),
+            }
             self.stop.wait(0.01)
 
 
@@ -199,8 +225,9 @@ def bounded_starts(parallel: int) -> None:
     from upgrader.engine import endpoints, limits, remote
 
     def warm(self: endpoints.Pool, hosts: Any, python: str) -> None:
-        limits.in_background(lambda s: remote.start(s, python), [self.session(h) for h in hosts], self.parallel,
-                             "connect")
+        limits.in_background(
+            lambda s: remote.start(s, python), [self.session(h) for h in hosts], self.parallel, "connect"
+        )
 
     endpoints.Pool.warm = warm  # type: ignore[method-assign]
     pending: list[tuple[Any, tuple[Any, ...]]] = []
@@ -211,8 +238,9 @@ def bounded_starts(parallel: int) -> None:
 
         def start(self) -> None:
             if not pending:
-                threading.Timer(0, lambda: limits.in_background(lambda i: i[0](*i[1]), list(pending), parallel,
-                                                               "early")).start()
+                threading.Timer(
+                    0, lambda: limits.in_background(lambda i: i[0](*i[1]), list(pending), parallel, "early")
+                ).start()
             pending.append(self.item)
 
     early.threading = types.SimpleNamespace(Thread=Thread)  # type: ignore[assignment]
@@ -228,19 +256,58 @@ def child(command: str, hosts: int, parallel: int, work: Path, proposed: bool) -
     inv, pb = work / "inventory.yml", work / "riskgw-2.5.0.yml"
     names = [f"{dc}-{i:05d}" for dc, n in (("ny5", hosts - hosts // 2), ("ch2", hosts // 2)) for i in range(n)]
     for name in names:
-        HOSTS[name] = (FakeHost(FROM, "2.3.0", ["2.3.0", FROM]) if command in ("facts", "apply")
-                       else FakeHost(TO, FROM, [FROM, TO]))
+        HOSTS[name] = (
+            FakeHost(FROM, "2.3.0", ["2.3.0", FROM])
+            if command in ("facts", "apply")
+            else FakeHost(TO, FROM, [FROM, TO])
+        )
     state = work / "state"
     common = ["--parallel", str(parallel), "--log-format", "plain"]
     if command == "facts":
-        argv = ["--state-dir", str(state), "facts", str(pb), "-i", str(inv), "--out", str(work / "facts.json"),
-                "--parallel", str(parallel)]
+        argv = [
+            "--state-dir",
+            str(state),
+            "facts",
+            str(pb),
+            "-i",
+            str(inv),
+            "--out",
+            str(work / "facts.json"),
+            "--parallel",
+            str(parallel),
+        ]
     elif command == "apply":
-        argv = ["--state-dir", str(state), "apply", str(pb), "-i", str(inv), "--yes", "--now", SATURDAY,
-                "--reason", "bench: simulated", "--artifacts", str(ARTIFACTS), *common]
+        argv = [
+            "--state-dir",
+            str(state),
+            "apply",
+            str(pb),
+            "-i",
+            str(inv),
+            "--yes",
+            "--now",
+            SATURDAY,
+            "--reason",
+            "bench: simulated",
+            "--artifacts",
+            str(ARTIFACTS),
+            *common,
+        ]
     else:
-        argv = ["--state-dir", str(state), "rollback", "riskgw", "-i", str(inv), "--playbook", str(pb),
-                "--reason", "fanout bench", "--yes", *common]
+        argv = [
+            "--state-dir",
+            str(state),
+            "rollback",
+            "riskgw",
+            "-i",
+            str(inv),
+            "--playbook",
+            str(pb),
+            "--reason",
+            "fanout bench",
+            "--yes",
+            *common,
+        ]
     base_rss, base_threads = _status()
     base_fds = len(os.listdir("/proc/self/fd"))
     sampler = Sampler()
@@ -257,16 +324,26 @@ def child(command: str, hosts: int, parallel: int, work: Path, proposed: bool) -
         gathered = json.loads((work / "facts.json").read_text())["hosts"]
         wrong = [n for n in names if n not in gathered]
     peak_rss = max(sampler.peak["rss"], resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
-    return {"command": command, "hosts": hosts, "parallel": parallel, "code": "proposed" if proposed else "committed",
-            "exit_code": code, "wrong_version": len(wrong),
-            "wall_s": round(wall, 3), "cpu_s": round(cpu, 3),
-            "base_rss_mb": round(base_rss / 2**20, 1), "peak_rss_mb": round(peak_rss / 2**20, 1),
-            "rss_per_host_kb": round((peak_rss - base_rss) / hosts / 1024, 2),
-            "base_threads": base_threads, "peak_threads": sampler.peak["threads"],
-            "base_fds": base_fds, "peak_fds": sampler.peak["fds"],
-            "cpu_per_host_ms": round(cpu / hosts * 1000, 3),
-            "nofile_soft_after": resource.getrlimit(resource.RLIMIT_NOFILE)[0],
-            **({"stderr_tail": errors.getvalue()[-1500:]} if code else {})}
+    return {
+        "command": command,
+        "hosts": hosts,
+        "parallel": parallel,
+        "code": "proposed" if proposed else "committed",
+        "exit_code": code,
+        "wrong_version": len(wrong),
+        "wall_s": round(wall, 3),
+        "cpu_s": round(cpu, 3),
+        "base_rss_mb": round(base_rss / 2**20, 1),
+        "peak_rss_mb": round(peak_rss / 2**20, 1),
+        "rss_per_host_kb": round((peak_rss - base_rss) / hosts / 1024, 2),
+        "base_threads": base_threads,
+        "peak_threads": sampler.peak["threads"],
+        "base_fds": base_fds,
+        "peak_fds": sampler.peak["fds"],
+        "cpu_per_host_ms": round(cpu / hosts * 1000, 3),
+        "nofile_soft_after": resource.getrlimit(resource.RLIMIT_NOFILE)[0],
+        **({"stderr_tail": errors.getvalue()[-1500:]} if code else {}),
+    }
 
 
 def prepare(hosts: int, parallel: int) -> Path:
@@ -276,10 +353,28 @@ def prepare(hosts: int, parallel: int) -> Path:
 
 
 def measure(command: str, hosts: int, parallel: int, work: Path, proposed: bool) -> dict[str, Any]:
-    proc = subprocess.run([sys.executable, __file__, "--child", command, "--hosts", str(hosts),
-                           "--parallel", str(parallel), "--work", str(work), "--code", str(CODE),
-                           *(["--proposed"] if proposed else [])],
-                          capture_output=True, text=True, timeout=3600, cwd=REPO, check=False)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            __file__,
+            "--child",
+            command,
+            "--hosts",
+            str(hosts),
+            "--parallel",
+            str(parallel),
+            "--work",
+            str(work),
+            "--code",
+            str(CODE),
+            *(["--proposed"] if proposed else []),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=3600,
+        cwd=REPO,
+        check=False,
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"{command} on {hosts} hosts failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -290,8 +385,11 @@ def main() -> int:
     p.add_argument("--hosts", default="1000,10000", help="comma-separated host counts")
     p.add_argument("--parallel", type=int, default=32)
     p.add_argument("--out", type=Path)
-    p.add_argument("--proposed", action="store_true",
-                   help="also measure with the proposed bounded Pool.warm/early.start patched in")
+    p.add_argument(
+        "--proposed",
+        action="store_true",
+        help="also measure with the proposed bounded Pool.warm/early.start patched in",
+    )
     p.add_argument("--code", type=Path, help="run upgrader from this tree (`git worktree add /tmp/head HEAD`)")
     p.add_argument("--child", choices=["facts", "apply", "rollback"], help=argparse.SUPPRESS)
     p.add_argument("--work", type=Path, help=argparse.SUPPRESS)
@@ -323,18 +421,27 @@ def main() -> int:
             a, b = by[(key, command, lo)], by[(key, command, hi)]
             marginal = (b["peak_rss_mb"] - a["peak_rss_mb"]) * 1024 / (hi - lo)
             ratios[f"{key} {command}"] = {
-                               f"rss_per_host_{hi}_over_{lo}": round(b["rss_per_host_kb"] / a["rss_per_host_kb"], 2),
-                               f"marginal_rss_per_host_kb_{lo}_to_{hi}": round(marginal, 2),
-                               f"cpu_per_host_{hi}_over_{lo}": round(b["cpu_per_host_ms"] / a["cpu_per_host_ms"], 2),
-                               "peak_threads": [a["peak_threads"], b["peak_threads"]],
-                               "peak_fds": [a["peak_fds"], b["peak_fds"]]}
-    git = subprocess.run(["git", "-C", str(CODE), "describe", "--always", "--dirty"], capture_output=True,
-                         text=True, check=False).stdout.strip()
-    result = {"meta": {"date": datetime.now(UTC).isoformat(timespec="seconds"), "git": f"{git} ({CODE})",
-                       "cpus": os.cpu_count(), "python": sys.version.split()[0],
-                       "transport": "in-process fake (canned successful agent records)",
-                       "fake_latency_s": {"stream_start": CONNECT_S, "exchange": EXCHANGE_S}},
-              "runs": rows, "ratios": ratios}
+                f"rss_per_host_{hi}_over_{lo}": round(b["rss_per_host_kb"] / a["rss_per_host_kb"], 2),
+                f"marginal_rss_per_host_kb_{lo}_to_{hi}": round(marginal, 2),
+                f"cpu_per_host_{hi}_over_{lo}": round(b["cpu_per_host_ms"] / a["cpu_per_host_ms"], 2),
+                "peak_threads": [a["peak_threads"], b["peak_threads"]],
+                "peak_fds": [a["peak_fds"], b["peak_fds"]],
+            }
+    git = subprocess.run(
+        ["git", "-C", str(CODE), "describe", "--always", "--dirty"], capture_output=True, text=True, check=False
+    ).stdout.strip()
+    result = {
+        "meta": {
+            "date": datetime.now(UTC).isoformat(timespec="seconds"),
+            "git": f"{git} ({CODE})",
+            "cpus": os.cpu_count(),
+            "python": sys.version.split()[0],
+            "transport": "in-process fake (canned successful agent records)",
+            "fake_latency_s": {"stream_start": CONNECT_S, "exchange": EXCHANGE_S},
+        },
+        "runs": rows,
+        "ratios": ratios,
+    }
     out = args.out or BENCH / "results" / f"fanout_10k-{datetime.now(UTC).date().isoformat()}.json"
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(ratios, indent=2))

@@ -60,12 +60,23 @@ def inventory(total: int) -> dict:
                 "installed": installed,
             }
         n += count
-        dcs[dc] = {"timezone": tz, "markets": markets, "jump": {"address": f"10.{d}.255.1", "user": "jump"},
-                   "hosts": hosts}
-    return {"name": "bench-10k", "defaults": {"user": "deploy", "ssh_key": "~/.ssh/id_ed25519"},
-            "roles": {"md": ["feedhandler"], "oe": ["ordergw", "riskgw", "feedhandler"], "risk": ["riskgw"],
-                      "ref": ["refdata"]},
-            "datacenters": dcs}
+        dcs[dc] = {
+            "timezone": tz,
+            "markets": markets,
+            "jump": {"address": f"10.{d}.255.1", "user": "jump"},
+            "hosts": hosts,
+        }
+    return {
+        "name": "bench-10k",
+        "defaults": {"user": "deploy", "ssh_key": "~/.ssh/id_ed25519"},
+        "roles": {
+            "md": ["feedhandler"],
+            "oe": ["ordergw", "riskgw", "feedhandler"],
+            "risk": ["riskgw"],
+            "ref": ["refdata"],
+        },
+        "datacenters": dcs,
+    }
 
 
 def _role(i: int) -> str:
@@ -79,8 +90,9 @@ def _role(i: int) -> str:
 
 def playbook(text: str) -> str:
     """The shipped ordergw playbook with a 10%-batch rollout over all four sites."""
-    return (text.replace("batch: 1\n", "batch: 10%\n")
-                .replace("datacenter_order: [ny5, ch2]", "datacenter_order: [ny5, ch2, tr2, ld4]"))
+    return text.replace("batch: 1\n", "batch: 10%\n").replace(
+        "datacenter_order: [ny5, ch2]", "datacenter_order: [ny5, ch2, tr2, ld4]"
+    )
 
 
 def timed(fn, runs: int) -> tuple[list[float], list[float]]:
@@ -99,8 +111,10 @@ def show(label: str, samples: tuple[list[float], list[float]], cpu: bool = True)
         if kind == "cpu" and not cpu:
             continue
         med = statistics.median(values)
-        print(f"{label:<44} {kind:<4} median {med * 1000:8.1f} ms   min {min(values) * 1000:8.1f}   "
-              f"max {max(values) * 1000:8.1f}   (n={len(values)})")
+        print(
+            f"{label:<44} {kind:<4} median {med * 1000:8.1f} ms   min {min(values) * 1000:8.1f}   "
+            f"max {max(values) * 1000:8.1f}   (n={len(values)})"
+        )
         label = ""
 
 
@@ -124,8 +138,10 @@ def main() -> int:
             return make_plan(pb, inv, facts_from_inventory(inv), **refs)
 
         result = plan()
-        print(f"{args.hosts} hosts in {len(inv.datacenters)} datacenters: {len(result.hosts)} to upgrade, "
-              f"{len(result.skipped)} skipped, {len(result.problems)} problems, {len(result.phases)} phases")
+        print(
+            f"{args.hosts} hosts in {len(inv.datacenters)} datacenters: {len(result.hosts)} to upgrade, "
+            f"{len(result.skipped)} skipped, {len(result.problems)} problems, {len(result.phases)} phases"
+        )
         print(f"{'load + validate inputs (once)':<44} {load_s * 1000:8.1f} ms")
         if args.profile:
             profiler = cProfile.Profile()
@@ -133,10 +149,24 @@ def main() -> int:
             pstats.Stats(profiler).sort_stats("cumulative").print_stats(25)
         show("(a) make_plan on loaded models", timed(plan, args.runs))
         show("    make_plan + to_json", timed(lambda: plan().to_json(), args.runs))
-        cmd = [sys.executable, "-m", "upgrader", "plan", str(pb_path), "-i", str(inv_path), "--format", "json",
-               "--out", str(Path(tmp) / "plan.json")]
-        show("(b) upgrader plan --format json (process)",
-             timed(lambda: subprocess.run(cmd, check=False, capture_output=True), args.runs), cpu=False)
+        cmd = [
+            sys.executable,
+            "-m",
+            "upgrader",
+            "plan",
+            str(pb_path),
+            "-i",
+            str(inv_path),
+            "--format",
+            "json",
+            "--out",
+            str(Path(tmp) / "plan.json"),
+        ]
+        show(
+            "(b) upgrader plan --format json (process)",
+            timed(lambda: subprocess.run(cmd, check=False, capture_output=True), args.runs),
+            cpu=False,
+        )
         print(f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs")
     return 0
 

@@ -40,8 +40,10 @@ def journal_span(state: Path, since: float) -> dict[str, float]:
         return datetime.fromisoformat(r["at"]).timestamp()
 
     start = at(records[0])
-    return {"first_host_s": round(min(at(r) for r in records if r.get("event") == "host-begin") - start, 3),
-            "run_s": round(at(records[-1]) - start, 3)}
+    return {
+        "first_host_s": round(min(at(r) for r in records if r.get("event") == "host-begin") - start, 3),
+        "run_s": round(at(records[-1]) - start, 3),
+    }
 
 
 def trial(scale: sc.Scale, tree: str, settle: float) -> dict[str, Any]:
@@ -56,26 +58,49 @@ def trial(scale: sc.Scale, tree: str, settle: float) -> dict[str, Any]:
 
 def render(result: dict[str, Any]) -> str:
     m = result["meta"]
-    lines = [f"# bench/rollback_ab.py — {m['started']}", "",
-             f"{m['hosts']} hosts through 2 jump hosts, {m['rounds']} interleaved rounds, 2 shared cores; medians "
-             "over the trials that left every host on 3.0.0.", "",
-             "| tree | code | wall s | controller CPU s | hosts' CPU s | jump hosts' CPU s | machine busy s | "
-             "of capacity s | first host s | run s | ok |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    keys = ("seconds", "controller_cpu_s", "hosts_cpu_s", "jumps_cpu_s", "machine_busy_s", "machine_capacity_s",
-            "first_host_s", "run_s")
+    lines = [
+        f"# bench/rollback_ab.py — {m['started']}",
+        "",
+        f"{m['hosts']} hosts through 2 jump hosts, {m['rounds']} interleaved rounds, 2 shared cores; medians "
+        "over the trials that left every host on 3.0.0.",
+        "",
+        "| tree | code | wall s | controller CPU s | hosts' CPU s | jump hosts' CPU s | machine busy s | "
+        "of capacity s | first host s | run s | ok |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    keys = (
+        "seconds",
+        "controller_cpu_s",
+        "hosts_cpu_s",
+        "jumps_cpu_s",
+        "machine_busy_s",
+        "machine_capacity_s",
+        "first_host_s",
+        "run_s",
+    )
     for tree, row in result["trees"].items():
         cells = " | ".join(str(row.get(k, "-")) for k in keys)
         lines.append(f"| {tree} | {row['code']} | {cells} | {row['ok']}/{row['trials']} |")
     rows = list(result["trees"].values())
     a, b = rows[0], rows[-1]
     if len(rows) == 2 and a.get("seconds") and b.get("seconds"):
-        lines += ["", f"Ratio of medians, second / first: wall {b['seconds'] / a['seconds']:.3f}, controller CPU "
-                  f"{b['controller_cpu_s'] / a['controller_cpu_s']:.3f}, machine busy "
-                  f"{b['machine_busy_s'] / a['machine_busy_s']:.3f}."]
-    lines += ["", "Trials, in order:", "", "| round | tree | wall s | controller CPU s | busy s | ok |",
-              "|---:|---|---:|---:|---:|---|"]
-    lines += [f"| {t['round']} | {t['tree']} | {t['seconds']} | {t['controller_cpu_s']} | {t['machine_busy_s']} | "
-              f"{t['ok']} |" for t in result["trials"]]
+        lines += [
+            "",
+            f"Ratio of medians, second / first: wall {b['seconds'] / a['seconds']:.3f}, controller CPU "
+            f"{b['controller_cpu_s'] / a['controller_cpu_s']:.3f}, machine busy "
+            f"{b['machine_busy_s'] / a['machine_busy_s']:.3f}.",
+        ]
+    lines += [
+        "",
+        "Trials, in order:",
+        "",
+        "| round | tree | wall s | controller CPU s | busy s | ok |",
+        "|---:|---|---:|---:|---:|---|",
+    ]
+    lines += [
+        f"| {t['round']} | {t['tree']} | {t['seconds']} | {t['controller_cpu_s']} | {t['machine_busy_s']} | {t['ok']} |"
+        for t in result["trials"]
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -105,25 +130,41 @@ def main() -> int:
             for tree in trees if r % 2 == 0 else trees[::-1]:
                 t = trial(scale, tree, args.settle)
                 t["round"] = r + 1
-                bl.log(f"round {r + 1} {tree}: {t['seconds']:.2f} s  controller {t['controller_cpu_s']:.2f} s  "
-                       f"busy {t['machine_busy_s']:.1f}/{t['machine_capacity_s']:.1f}  "
-                       f"{'ok' if t['ok'] else 'FAILED'}")
+                bl.log(
+                    f"round {r + 1} {tree}: {t['seconds']:.2f} s  controller {t['controller_cpu_s']:.2f} s  "
+                    f"busy {t['machine_busy_s']:.1f}/{t['machine_capacity_s']:.1f}  "
+                    f"{'ok' if t['ok'] else 'FAILED'}"
+                )
                 trials.append(t)
     finally:
         subprocess.run(["rm", "-rf", str(work)], check=False)
     per_tree = {}
     for tree in trees:
         good = [t for t in trials if t["tree"] == tree and t["ok"]]
-        row: dict[str, Any] = {"code": sc.code_state(Path(tree)), "ok": len(good),
-                               "trials": sum(t["tree"] == tree for t in trials)}
-        for key in ("seconds", "controller_cpu_s", "hosts_cpu_s", "jumps_cpu_s", "machine_busy_s",
-                    "machine_capacity_s", "first_host_s", "run_s"):
+        row: dict[str, Any] = {
+            "code": sc.code_state(Path(tree)),
+            "ok": len(good),
+            "trials": sum(t["tree"] == tree for t in trials),
+        }
+        for key in (
+            "seconds",
+            "controller_cpu_s",
+            "hosts_cpu_s",
+            "jumps_cpu_s",
+            "machine_busy_s",
+            "machine_capacity_s",
+            "first_host_s",
+            "run_s",
+        ):
             values = [t[key] for t in good if key in t]
             if values:
                 row[key] = round(statistics.median(values), 3)
         per_tree[tree] = row
-    result = {"meta": {"started": started, "hosts": args.hosts, "rounds": args.rounds, "settle_s": args.settle},
-              "trees": per_tree, "trials": trials}
+    result = {
+        "meta": {"started": started, "hosts": args.hosts, "rounds": args.rounds, "settle_s": args.settle},
+        "trees": per_tree,
+        "trials": trials,
+    }
     out = args.out or bl.RESULTS / f"rollback_ab-{started[:10]}-{args.hosts}.json"
     bl.write_json(out, result)
     out.with_suffix(".md").write_text(render(result))

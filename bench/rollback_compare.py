@@ -47,16 +47,32 @@ class Bench:
 
     def _ansible_inventory(self) -> Path:
         path = self.work / "ansible-inventory.ini"
-        lines = ["[feedhandler]", *(h.name for h in self.hosts), "", "[feedhandler:vars]",
-                 f"ansible_ssh_common_args=-F {bl.SSH_CONFIG}"]
+        lines = [
+            "[feedhandler]",
+            *(h.name for h in self.hosts),
+            "",
+            "[feedhandler:vars]",
+            f"ansible_ssh_common_args=-F {bl.SSH_CONFIG}",
+        ]
         path.write_text("\n".join(lines) + "\n")
         return path
 
     def _pyinfra_inventory(self) -> Path:
         path = self.work / "pyinfra_inventory.py"
-        entries = [(h.name, {"ssh_hostname": h.address, "ssh_user": "vagrant", "ssh_key": str(h.key),
-                             "ssh_known_hosts_file": str(bl.KNOWN_HOSTS), "ssh_strict_host_key_checking": "yes",
-                             "ssh_config_file": str(bl.SSH_CONFIG)}) for h in self.hosts]
+        entries = [
+            (
+                h.name,
+                {
+                    "ssh_hostname": h.address,
+                    "ssh_user": "vagrant",
+                    "ssh_key": str(h.key),
+                    "ssh_known_hosts_file": str(bl.KNOWN_HOSTS),
+                    "ssh_strict_host_key_checking": "yes",
+                    "ssh_config_file": str(bl.SSH_CONFIG),
+                },
+            )
+            for h in self.hosts
+        ]
         path.write_text(f"feedhandler = {entries!r}\n")
         return path
 
@@ -66,12 +82,24 @@ class Bench:
     def upgrader(self, trial: str, *extra: str) -> bl.Timed:
         env = {"UPGRADER_STATE_DIR": str(self.state), "UPGRADER_OPERATOR": "bench"}
         launched = time.time()
-        res = bl.timed_run([str(bl.REPO / ".venv" / "bin" / "upgrader"), "rollback", COMPONENT,
-                            "-i", "inventories/vagrant.yml", "--reason", "bench", "--yes", "--log-format", "plain",
-                            *extra], env=env)
+        res = bl.timed_run(
+            [
+                str(bl.REPO / ".venv" / "bin" / "upgrader"),
+                "rollback",
+                COMPONENT,
+                "-i",
+                "inventories/vagrant.yml",
+                "--reason",
+                "bench",
+                "--yes",
+                "--log-format",
+                "plain",
+                *extra,
+            ],
+            env=env,
+        )
         if res.code == 0 and not extra:
-            self.journals.append({"launched": launched, "seconds": res.seconds,
-                                  "entries": bl.read_journal(self.state)})
+            self.journals.append({"launched": launched, "seconds": res.seconds, "entries": bl.read_journal(self.state)})
         return res
 
     def upgrader_poll50(self, trial: str) -> bl.Timed:
@@ -89,13 +117,26 @@ class Bench:
 
     def _ansible(self, trial: str, strategy: str) -> bl.Timed:
         control = Path(tempfile.mkdtemp(prefix="cp-", dir="/tmp"))  # short path: unix socket names are limited
-        env = {"ANSIBLE_CONFIG": str(bl.BENCH / "ansible" / "ansible.cfg"), "ANSIBLE_STRATEGY": strategy,
-               "ANSIBLE_SSH_CONTROL_PATH_DIR": str(control), "ANSIBLE_LOCAL_TEMP": str(self.work / "ansible-tmp"),
-               "ANSIBLE_HOME": str(self.work / "ansible-home"), "ANSIBLE_NOCOLOR": "1"}
+        env = {
+            "ANSIBLE_CONFIG": str(bl.BENCH / "ansible" / "ansible.cfg"),
+            "ANSIBLE_STRATEGY": strategy,
+            "ANSIBLE_SSH_CONTROL_PATH_DIR": str(control),
+            "ANSIBLE_LOCAL_TEMP": str(self.work / "ansible-tmp"),
+            "ANSIBLE_HOME": str(self.work / "ansible-home"),
+            "ANSIBLE_NOCOLOR": "1",
+        }
         try:
-            return bl.timed_run([str(bl.BENCH_VENV / "bin" / "ansible-playbook"), "-i", str(self.ansible_inventory),
-                                 str(bl.BENCH / "ansible" / "rollback.yml"),
-                                 "-e", f"to={TO} poll_interval={self.poll}"], env=env)
+            return bl.timed_run(
+                [
+                    str(bl.BENCH_VENV / "bin" / "ansible-playbook"),
+                    "-i",
+                    str(self.ansible_inventory),
+                    str(bl.BENCH / "ansible" / "rollback.yml"),
+                    "-e",
+                    f"to={TO} poll_interval={self.poll}",
+                ],
+                env=env,
+            )
         finally:
             close_masters(control)  # every trial starts cold, like the other tools
 
@@ -106,16 +147,45 @@ class Bench:
         return self._ansible(trial, "free")
 
     def pyinfra(self, trial: str) -> bl.Timed:
-        return bl.timed_run([str(bl.BENCH_VENV / "bin" / "pyinfra"), str(self.pyinfra_inventory),
-                             str(bl.BENCH / "pyinfra" / "rollback_deploy.py"), "-y", "--parallel", str(len(self.hosts)),
-                             "--no-wait", "--data", f"to={TO}", "--data", f"poll_interval={self.poll}"],
-                            cwd=self.work)
+        return bl.timed_run(
+            [
+                str(bl.BENCH_VENV / "bin" / "pyinfra"),
+                str(self.pyinfra_inventory),
+                str(bl.BENCH / "pyinfra" / "rollback_deploy.py"),
+                "-y",
+                "--parallel",
+                str(len(self.hosts)),
+                "--no-wait",
+                "--data",
+                f"to={TO}",
+                "--data",
+                f"poll_interval={self.poll}",
+            ],
+            cwd=self.work,
+        )
 
     def floor(self, trial: str) -> bl.Timed:
         script = bl.floor_script()
-        argv = [[ "lxc-attach", "-n", h.container, "--clear-env", "--set-var", f"PATH={bl.GUEST_PATH}",
-                  "--", "/bin/bash", "-c", script, "rollback", COMPONENT, TO, str(PORT), str(self.floor_poll)]
-                for h in self.hosts]
+        argv = [
+            [
+                "lxc-attach",
+                "-n",
+                h.container,
+                "--clear-env",
+                "--set-var",
+                f"PATH={bl.GUEST_PATH}",
+                "--",
+                "/bin/bash",
+                "-c",
+                script,
+                "rollback",
+                COMPONENT,
+                TO,
+                str(PORT),
+                str(self.floor_poll),
+            ]
+            for h in self.hosts
+        ]
         started = time.perf_counter()
         procs = [subprocess.Popen(a, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for a in argv]
         outs = [p.communicate(timeout=60) for p in procs]
@@ -126,8 +196,9 @@ class Bench:
 
 def close_masters(control: Path) -> None:
     for sock in control.glob("*"):
-        subprocess.run(["ssh", "-o", f"ControlPath={sock}", "-O", "exit", "x"], capture_output=True, timeout=10,
-                       check=False)
+        subprocess.run(
+            ["ssh", "-o", f"ControlPath={sock}", "-O", "exit", "x"], capture_output=True, timeout=10, check=False
+        )
     shutil.rmtree(control, ignore_errors=True)
 
 
@@ -136,12 +207,32 @@ def initial_state(hosts: list[bl.LabHost], work: Path) -> None:
     """Baseline everywhere, then a real `upgrader apply` to 3.1.0: staged markers and previous-release links."""
     bl.log("lab reset to the baseline, then upgrader apply feedhandler 3.1.0 (setup, untimed)")
     subprocess.run([str(bl.PROJECT_PYTHON), "-m", "lab", "reset"], cwd=bl.REPO, check=True)
-    pb = bl.lab_playbook(work / "feedhandler-3.1.0.yml", COMPONENT, FROM, canary={"bake": "1s"},
-                         rollout={"batch": "25%", "max_in_flight_per_datacenter": 4})
-    env = {"UPGRADER_STATE_DIR": str(work / "setup-state"), "UPGRADER_ARTIFACTS": str(bl.ARTIFACTS),
-           "UPGRADER_OPERATOR": "bench"}
-    res = bl.timed_run([str(bl.REPO / ".venv" / "bin" / "upgrader"), "apply", str(pb), "-i", str(bl.INVENTORY),
-                        "--yes", *bl.WEEKEND, "--log-format", "plain"], env=env)
+    pb = bl.lab_playbook(
+        work / "feedhandler-3.1.0.yml",
+        COMPONENT,
+        FROM,
+        canary={"bake": "1s"},
+        rollout={"batch": "25%", "max_in_flight_per_datacenter": 4},
+    )
+    env = {
+        "UPGRADER_STATE_DIR": str(work / "setup-state"),
+        "UPGRADER_ARTIFACTS": str(bl.ARTIFACTS),
+        "UPGRADER_OPERATOR": "bench",
+    }
+    res = bl.timed_run(
+        [
+            str(bl.REPO / ".venv" / "bin" / "upgrader"),
+            "apply",
+            str(pb),
+            "-i",
+            str(bl.INVENTORY),
+            "--yes",
+            *bl.WEEKEND,
+            "--log-format",
+            "plain",
+        ],
+        env=env,
+    )
     if res.code != 0:
         raise SystemExit(f"setup apply failed (exit {res.code}):\n{res.stdout}\n{res.stderr}")
 
@@ -149,8 +240,10 @@ def initial_state(hosts: list[bl.LabHost], work: Path) -> None:
 def preflight(tools: list[str]) -> None:
     missing = [p for p in (bl.INVENTORY, bl.SSH_CONFIG, bl.KNOWN_HOSTS) if not p.exists()]
     if missing:
-        raise SystemExit(f"lab not up ({', '.join(map(str, missing))} missing): "
-                         "UPGRADER_LAB_HOSTS_PER_DC=8 .venv/bin/python -m lab up")
+        raise SystemExit(
+            f"lab not up ({', '.join(map(str, missing))} missing): "
+            "UPGRADER_LAB_HOSTS_PER_DC=8 .venv/bin/python -m lab up"
+        )
     for tool, exe in (("ansible", "ansible-playbook"), ("pyinfra", "pyinfra")):
         if any(t.startswith(tool) for t in tools) and not (bl.BENCH_VENV / "bin" / exe).exists():
             raise SystemExit(f"{bl.BENCH_VENV}/bin/{exe} missing: see bench/README.md (bench venv)")
@@ -162,10 +255,19 @@ def trial(bench: Bench, tool: str, label: str) -> dict[str, Any]:
     res = bench.run(tool, label)
     problems = bl.check_versions(bench.hosts, COMPONENT, TO, PORT)
     ok = res.code == 0 and not problems
-    bl.log(f"{label:<10} {tool:<15} {res.seconds:7.3f} s  exit {res.code}"
-           + ("" if ok else f"  FAILED: {problems or (res.stderr or res.stdout)[-800:]}"))
-    return {"tool": tool, "trial": label, "seconds": round(res.seconds, 4), "exit": res.code, "ok": ok,
-            "problems": problems, "output_tail": "" if ok else (res.stdout + res.stderr)[-3000:]}
+    bl.log(
+        f"{label:<10} {tool:<15} {res.seconds:7.3f} s  exit {res.code}"
+        + ("" if ok else f"  FAILED: {problems or (res.stderr or res.stdout)[-800:]}")
+    )
+    return {
+        "tool": tool,
+        "trial": label,
+        "seconds": round(res.seconds, 4),
+        "exit": res.code,
+        "ok": ok,
+        "problems": problems,
+        "output_tail": "" if ok else (res.stdout + res.stderr)[-3000:],
+    }
 
 
 def run_trials(bench: Bench, tools: list[str], rounds: int, warmup: int) -> list[dict[str, Any]]:
@@ -197,12 +299,20 @@ def summarize(records: list[dict[str, Any]], tools: list[str]) -> dict[str, Any]
             continue
         if key == "floor":
             value = up / other  # upgrader's time as a multiple of the floor's
-            ratios[key] = {"tool": tool, "upgrader_over_floor": round(value, 3), "goal": f"<= {GOALS[key]}",
-                           "met": value <= GOALS[key]}
+            ratios[key] = {
+                "tool": tool,
+                "upgrader_over_floor": round(value, 3),
+                "goal": f"<= {GOALS[key]}",
+                "met": value <= GOALS[key],
+            }
         else:
             value = other / up  # how many times faster upgrader is
-            ratios[key] = {"tool": tool, "speedup": round(value, 3), "goal": f">= {GOALS[key]}",
-                           "met": value >= GOALS[key]}
+            ratios[key] = {
+                "tool": tool,
+                "speedup": round(value, 3),
+                "goal": f">= {GOALS[key]}",
+                "met": value >= GOALS[key],
+            }
     return {"tools": tools_out, "best_ansible": best_ansible, "ratios": ratios}
 
 
@@ -212,16 +322,17 @@ def table(summary: dict[str, Any]) -> str:
         if s.get("median") is None:
             rows.append(f"| {tool} | — | — | 0 | {s['failed_trials']} |")
             continue
-        rows.append(f"| {tool} | {s['median']:.3f} | {s['min']:.3f}–{s['max']:.3f} | {s['n']} | "
-                    f"{s['failed_trials']} |")
+        rows.append(f"| {tool} | {s['median']:.3f} | {s['min']:.3f}–{s['max']:.3f} | {s['n']} | {s['failed_trials']} |")
     rows += ["", "| ratio (medians) | value | goal | met |", "|---|---:|---:|---|"]
     for key, r in summary["ratios"].items():
         if key == "floor":
-            rows.append(f"| upgrader / floor | {r['upgrader_over_floor']:.2f}× | {r['goal']} | "
-                        f"{'yes' if r['met'] else 'NO'} |")
+            rows.append(
+                f"| upgrader / floor | {r['upgrader_over_floor']:.2f}× | {r['goal']} | {'yes' if r['met'] else 'NO'} |"
+            )
         else:
-            rows.append(f"| {r['tool']} / upgrader | {r['speedup']:.2f}× | {r['goal']} | "
-                        f"{'yes' if r['met'] else 'NO'} |")
+            rows.append(
+                f"| {r['tool']} / upgrader | {r['speedup']:.2f}× | {r['goal']} | {'yes' if r['met'] else 'NO'} |"
+            )
     return "\n".join(rows)
 
 
@@ -232,10 +343,21 @@ def _ts(iso: str) -> float:
 
 def journal_profile(journals: list[dict[str, Any]], interval: float) -> dict[str, Any]:
     """Split each upgrader trial's wall time using its run journal (controller clock, ms resolution)."""
-    parts: dict[str, list[float]] = {k: [] for k in ("startup_to_run_start", "run_start_to_first_host",
-                                                     "host_span_max", "host_span_median", "agent_ops_median",
-                                                     "transport_median", "rollback_op_median",
-                                                     "retry_sleep_median", "after_last_host", "wall")}
+    parts: dict[str, list[float]] = {
+        k: []
+        for k in (
+            "startup_to_run_start",
+            "run_start_to_first_host",
+            "host_span_max",
+            "host_span_median",
+            "agent_ops_median",
+            "transport_median",
+            "rollback_op_median",
+            "retry_sleep_median",
+            "after_last_host",
+            "wall",
+        )
+    }
     attempts: dict[str, list[int]] = {}
     for j in journals:
         es = j["entries"]
@@ -268,9 +390,12 @@ def journal_profile(journals: list[dict[str, Any]], interval: float) -> dict[str
         parts["retry_sleep_median"].append(statistics.median(sleeps))
         parts["after_last_host"].append(j["launched"] + j["seconds"] - max(_ts(e["at"]) for e in ends.values()))
         parts["wall"].append(j["seconds"])
-    return {"seconds": {k: bl.summary(v) for k, v in parts.items() if v},
-            "check_attempts": {k: {"min": min(v), "max": max(v), "mean": round(sum(v) / len(v), 2)}
-                               for k, v in attempts.items()}}
+    return {
+        "seconds": {k: bl.summary(v) for k, v in parts.items() if v},
+        "check_attempts": {
+            k: {"min": min(v), "max": max(v), "mean": round(sum(v) / len(v), 2)} for k, v in attempts.items()
+        },
+    }
 
 
 PROBE = r"""
@@ -307,32 +432,54 @@ print(json.dumps(out))
 def startup_profile() -> dict[str, Any]:
     """The controller side before any host is contacted: interpreter, imports, argument parsing."""
     py = str(bl.PROJECT_PYTHON)
-    samples: dict[str, list[float]] = {"python_bare": [], "import_cli_and_rollback": [], "import_fabric": [],
-                                       "upgrader_rollback_help": []}
+    samples: dict[str, list[float]] = {
+        "python_bare": [],
+        "import_cli_and_rollback": [],
+        "import_fabric": [],
+        "upgrader_rollback_help": [],
+    }
     for _ in range(5):
         samples["python_bare"].append(bl.timed_run([py, "-c", "pass"]).seconds)
-        samples["import_cli_and_rollback"].append(bl.timed_run(
-            [py, "-c", "import upgrader.cli.main, upgrader.commands.rollback"]).seconds)
-        samples["import_fabric"].append(bl.timed_run(
-            [py, "-c", "import upgrader.transport.fabric_adapter"]).seconds)
-        samples["upgrader_rollback_help"].append(bl.timed_run(
-            [str(bl.REPO / ".venv" / "bin" / "upgrader"), "rollback", "--help"]).seconds)
-    imports = subprocess.run([py, "-X", "importtime", "-c", "import upgrader.cli.main, upgrader.commands.rollback, "
-                              "upgrader.transport.fabric_adapter"], capture_output=True, text=True, cwd=bl.REPO)
+        samples["import_cli_and_rollback"].append(
+            bl.timed_run([py, "-c", "import upgrader.cli.main, upgrader.commands.rollback"]).seconds
+        )
+        samples["import_fabric"].append(bl.timed_run([py, "-c", "import upgrader.transport.fabric_adapter"]).seconds)
+        samples["upgrader_rollback_help"].append(
+            bl.timed_run([str(bl.REPO / ".venv" / "bin" / "upgrader"), "rollback", "--help"]).seconds
+        )
+    imports = subprocess.run(
+        [
+            py,
+            "-X",
+            "importtime",
+            "-c",
+            "import upgrader.cli.main, upgrader.commands.rollback, upgrader.transport.fabric_adapter",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=bl.REPO,
+    )
     top = []
     for line in imports.stderr.splitlines():
         fields = line.split("|")
         if len(fields) == 3 and fields[1].strip().isdigit():
             top.append((int(fields[1].strip()), fields[2].rstrip()))
     roots = sorted((t for t in top if not t[1].startswith("    ")), reverse=True)[:12]
-    return {"seconds": {k: bl.summary(v) for k, v in samples.items()},
-            "top_level_imports_cumulative_ms": [{"module": m.strip(), "ms": round(us / 1000, 1)} for us, m in roots]}
+    return {
+        "seconds": {k: bl.summary(v) for k, v in samples.items()},
+        "top_level_imports_cumulative_ms": [{"module": m.strip(), "ms": round(us / 1000, 1)} for us, m in roots],
+    }
 
 
 def transport_profile() -> dict[str, Any]:
     """Connection setup, sudo, the hosts' python start and the agent's start, through upgrader's transport."""
-    proc = subprocess.run([str(bl.PROJECT_PYTHON), "-c", PROBE, str(bl.INVENTORY)], capture_output=True, text=True,
-                          cwd=bl.REPO, timeout=120)
+    proc = subprocess.run(
+        [str(bl.PROJECT_PYTHON), "-c", PROBE, str(bl.INVENTORY)],
+        capture_output=True,
+        text=True,
+        cwd=bl.REPO,
+        timeout=120,
+    )
     if proc.returncode != 0:
         return {"error": proc.stderr[-2000:]}
     return json.loads(proc.stdout)
@@ -369,41 +516,59 @@ def profile_table(prof: dict[str, Any]) -> list[str]:
     st = prof["startup"]["seconds"]
     tr = prof.get("transport", {})
     rows = ["| part | seconds |", "|---|---:|"]
-    for key, label in (("wall", "whole command"),
-                       ("startup_to_run_start", "process start → journal run-start (interpreter, imports, load)"),
-                       ("run_start_to_first_host", "run-start → first host program sent"),
-                       ("host_span_median", "one host: program sent → result back"),
-                       ("transport_median", "… of which transport: connect, auth, sudo, python + agent start"),
-                       ("agent_ops_median", "… of which the agent's ops (lock, rollback, release)"),
-                       ("rollback_op_median", "… … the rollback op: stop, flip, start, verify checks"),
-                       ("retry_sleep_median", "… … … sleeping between failed check attempts"),
-                       ("after_last_host", "last host back → process exit")):
+    for key, label in (
+        ("wall", "whole command"),
+        ("startup_to_run_start", "process start → journal run-start (interpreter, imports, load)"),
+        ("run_start_to_first_host", "run-start → first host program sent"),
+        ("host_span_median", "one host: program sent → result back"),
+        ("transport_median", "… of which transport: connect, auth, sudo, python + agent start"),
+        ("agent_ops_median", "… of which the agent's ops (lock, rollback, release)"),
+        ("rollback_op_median", "… … the rollback op: stop, flip, start, verify checks"),
+        ("retry_sleep_median", "… … … sleeping between failed check attempts"),
+        ("after_last_host", "last host back → process exit"),
+    ):
         if key in j:
             rows.append(f"| {label} | {j[key]['median']:.3f} |")
-    for key, label in (("import_cli_and_rollback", "import the CLI + rollback command (fresh interpreter)"),
-                       ("upgrader_rollback_help", "`upgrader rollback --help`")):
+    for key, label in (
+        ("import_cli_and_rollback", "import the CLI + rollback command (fresh interpreter)"),
+        ("upgrader_rollback_help", "`upgrader rollback --help`"),
+    ):
         rows.append(f"| {label} | {st[key]['median']:.3f} |")
-    for key, label in (("connect_and_true", "probe: 16 new connections + `true`, wall"),
-                       ("true_reused", "probe: `true` on open connections, wall"),
-                       ("sudo_python3_pass", "probe: `sudo python3 -c pass`, wall"),
-                       ("sudo_python3_agent_facts", "probe: `sudo` agent with one facts op, wall")):
+    for key, label in (
+        ("connect_and_true", "probe: 16 new connections + `true`, wall"),
+        ("true_reused", "probe: `true` on open connections, wall"),
+        ("sudo_python3_pass", "probe: `sudo python3 -c pass`, wall"),
+        ("sudo_python3_agent_facts", "probe: `sudo` agent with one facts op, wall"),
+    ):
         if key in tr:
             rows.append(f"| {label} | {tr[key]['wall']:.3f} |")
     attempts = prof["journal"].get("check_attempts", {})
     if attempts:
-        rows += ["", "Verify check attempts per host (min/mean/max): " + "; ".join(
-            f"{k} {v['min']}/{v['mean']}/{v['max']}" for k, v in attempts.items())]
+        rows += [
+            "",
+            "Verify check attempts per host (min/mean/max): "
+            + "; ".join(f"{k} {v['min']}/{v['mean']}/{v['max']}" for k, v in attempts.items()),
+        ]
     return rows
 
 
 def versions() -> dict[str, str]:
     out = {}
-    for name, argv in (("ansible-core", [str(bl.BENCH_VENV / "bin" / "python"), "-c",
-                                         "import ansible.release as r; print(r.__version__)"]),
-                       ("pyinfra", [str(bl.BENCH_VENV / "bin" / "python"), "-c",
-                                    "import importlib.metadata as m; print(m.version('pyinfra'))"]),
-                       ("upgrader", [str(bl.PROJECT_PYTHON), "-c",
-                                     "import importlib.metadata as m; print(m.version('upgrader'))"])):
+    for name, argv in (
+        (
+            "ansible-core",
+            [str(bl.BENCH_VENV / "bin" / "python"), "-c", "import ansible.release as r; print(r.__version__)"],
+        ),
+        (
+            "pyinfra",
+            [
+                str(bl.BENCH_VENV / "bin" / "python"),
+                "-c",
+                "import importlib.metadata as m; print(m.version('pyinfra'))",
+            ],
+        ),
+        ("upgrader", [str(bl.PROJECT_PYTHON), "-c", "import importlib.metadata as m; print(m.version('upgrader'))"]),
+    ):
         proc = subprocess.run(argv, capture_output=True, text=True)
         out[name] = proc.stdout.strip() or "?"
     return out
@@ -413,8 +578,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--warmup", type=int, default=1, help="untimed rounds first (caches, bytecode)")
-    p.add_argument("--tools", default=",".join(TOOLS),
-                   help=f"comma-separated subset of {','.join(TOOLS + EXTRA_TOOLS)}")
+    p.add_argument(
+        "--tools", default=",".join(TOOLS), help=f"comma-separated subset of {','.join(TOOLS + EXTRA_TOOLS)}"
+    )
     p.add_argument("--poll", type=float, default=0.25, help="health poll interval for Ansible and pyinfra")
     p.add_argument("--floor-poll", type=float, default=0.05, help="health poll interval for the floor")
     p.add_argument("--skip-setup", action="store_true", help="hosts already have 3.1.0 staged by upgrader")
@@ -442,23 +608,39 @@ def main(argv: list[str] | None = None) -> int:
         records = run_trials(bench, tools, args.rounds, args.warmup)
         summary = summarize(records, tools)
         result: dict[str, Any] = {
-            "meta": {"component": COMPONENT, "from": FROM, "to": TO, "hosts": len(hosts), "rounds": args.rounds,
-                     "warmup": args.warmup, "tools": tools, "poll_interval": args.poll,
-                     "floor_poll_interval": args.floor_poll, "date": datetime.now(UTC).isoformat(timespec="seconds"),
-                     "versions": versions(), "python": sys.version.split()[0],
-                     "git_start": git_start, "git_end": bl.git_state()},
-            "summary": summary, "trials": records,
+            "meta": {
+                "component": COMPONENT,
+                "from": FROM,
+                "to": TO,
+                "hosts": len(hosts),
+                "rounds": args.rounds,
+                "warmup": args.warmup,
+                "tools": tools,
+                "poll_interval": args.poll,
+                "floor_poll_interval": args.floor_poll,
+                "date": datetime.now(UTC).isoformat(timespec="seconds"),
+                "versions": versions(),
+                "python": sys.version.split()[0],
+                "git_start": git_start,
+                "git_end": bl.git_state(),
+            },
+            "summary": summary,
+            "trials": records,
         }
         if not args.no_profile and "upgrader" in tools and bench.journals:
             # the agent polls cheap probes (http, tcp, log...) every FAST_POLL within a check's window
             from upgrader.agent.agent import FAST_POLL
 
-            result["profile"] = {"journal": journal_profile(bench.journals, min(0.25, FAST_POLL)),
-                                 "startup": startup_profile(),
-                                 "transport": transport_profile()}
+            result["profile"] = {
+                "journal": journal_profile(bench.journals, min(0.25, FAST_POLL)),
+                "startup": startup_profile(),
+                "transport": transport_profile(),
+            }
         if result["meta"]["git_start"] != result["meta"]["git_end"] or "dirty" in git_start:
-            bl.log(f"WARNING: the code changed or was uncommitted during the run ({git_start} → "
-                   f"{result['meta']['git_end']}): the numbers may mix versions")
+            bl.log(
+                f"WARNING: the code changed or was uncommitted during the run ({git_start} → "
+                f"{result['meta']['git_end']}): the numbers may mix versions"
+            )
         bl.write_json(args.out, result)
         args.out.with_suffix(".md").write_text(markdown(result))
         print(table(summary))

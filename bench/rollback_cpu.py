@@ -68,12 +68,20 @@ def trial(scale: sc.Scale, tool: str, jumps: list[str], settle: float = 1.5) -> 
     busy1, total1 = machine_busy()
     after = {c: cgroup_cpu(c) for c in hosts + jumps}
     problems = scale.problems(sc.TO)
-    return {"tool": tool, "seconds": res["seconds"], "exit": res["exit"], "ok": res["exit"] == 0 and not problems,
-            "problems": len(problems), "controller_cpu_s": res["cpu_s"],
-            "hosts_cpu_s": round(sum(after[c] - before[c] for c in hosts), 3),
-            "jumps_cpu_s": round(sum(after[c] - before[c] for c in jumps), 3),
-            "machine_busy_s": round(busy1 - busy0, 3), "machine_capacity_s": round(total1 - total0, 3),
-            "peak_threads": res["peak_threads"], "peak_pss_mb": round(res["peak_pss_mb"], 1)}
+    return {
+        "tool": tool,
+        "seconds": res["seconds"],
+        "exit": res["exit"],
+        "ok": res["exit"] == 0 and not problems,
+        "problems": len(problems),
+        "controller_cpu_s": res["cpu_s"],
+        "hosts_cpu_s": round(sum(after[c] - before[c] for c in hosts), 3),
+        "jumps_cpu_s": round(sum(after[c] - before[c] for c in jumps), 3),
+        "machine_busy_s": round(busy1 - busy0, 3),
+        "machine_capacity_s": round(total1 - total0, 3),
+        "peak_threads": res["peak_threads"],
+        "peak_pss_mb": round(res["peak_pss_mb"], 1),
+    }
 
 
 # The pieces of one host's share, in a child process that imports the upgrader under test (--code).
@@ -122,9 +130,14 @@ def pieces(scale: sc.Scale, code: Path, repeat: int) -> dict[str, Any]:
         raise SystemExit("no connection record: the upgrader trials write it; run at least one round")
     host = scale.hosts[2]
     jump = f"ups-{host.dc}-jump"
-    proc = subprocess.run([str(bl.PROJECT_PYTHON), "-c", PIECES, records[-1], host.name, host.container, jump,
-                           str(repeat)], capture_output=True, text=True, cwd=code, check=True,
-                          env={**os.environ, "PYTHONPATH": str(code)})
+    proc = subprocess.run(
+        [str(bl.PROJECT_PYTHON), "-c", PIECES, records[-1], host.name, host.container, jump, str(repeat)],
+        capture_output=True,
+        text=True,
+        cwd=code,
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(code)},
+    )
     return {"host": host.name, **json.loads(proc.stdout)}
 
 
@@ -144,14 +157,23 @@ def local(scale: sc.Scale, code: Path, repeat: int) -> dict[str, Any]:
     prog = {"component": sc.COMPONENT, "root": spec.install.root, "run": "bench-rollback-cpu", "ops": ops}
 
     def run_agent() -> None:
-        done = subprocess.run([*attach, *agent.serving_command()], input=agent.serving_input(prog) + "\n",
-                              capture_output=True, text=True, timeout=60)
+        done = subprocess.run(
+            [*attach, *agent.serving_command()],
+            input=agent.serving_input(prog) + "\n",
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         if "@@upgrader-end 0" not in done.stdout:
             raise RuntimeError(f"agent rollback failed on {host.name}: {done.stdout[-400:]} {done.stderr[-400:]}")
 
     def run_floor() -> None:
-        subprocess.run([*attach, "/bin/bash", "-c", floor, "rollback", sc.COMPONENT, sc.TO, str(sc.PORT), "0.05"],
-                       check=True, timeout=60, capture_output=True)
+        subprocess.run(
+            [*attach, "/bin/bash", "-c", floor, "rollback", sc.COMPONENT, sc.TO, str(sc.PORT), "0.05"],
+            check=True,
+            timeout=60,
+            capture_output=True,
+        )
 
     out: dict[str, Any] = {"host": host.name}
     runs: dict[str, list[tuple[float, float]]] = {"agent": [], "floor": []}
@@ -163,8 +185,10 @@ def local(scale: sc.Scale, code: Path, repeat: int) -> dict[str, Any]:
             fn()
             runs[name].append(((cgroup_cpu(host.container) - c0) * 1000, (time.perf_counter() - w0) * 1000))
     for name, values in runs.items():
-        out[name] = {"host_ms": round(statistics.median(v[0] for v in values), 1),
-                     "wall_ms": round(statistics.median(v[1] for v in values), 1)}
+        out[name] = {
+            "host_ms": round(statistics.median(v[0] for v in values), 1),
+            "wall_ms": round(statistics.median(v[1] for v in values), 1),
+        }
     return out
 
 
@@ -173,28 +197,44 @@ def _stats(trials: list[dict[str, Any]], key: str) -> float:
 
 
 def render(result: dict[str, Any]) -> str:
-    lines = [f"# bench/rollback_cpu.py — {result['meta']['started']}", "",
-             f"code: `{result['meta']['code']}`; {result['meta']['rounds']} interleaved rounds, 16 hosts, "
-             "2 jump hosts, 2 shared cores. Medians over the trials that left every host on 3.0.0.", "",
-             "| tool | wall s | controller CPU s | 16 hosts' CPU s | per host ms | jump hosts' CPU s | machine busy s "
-             "| of capacity s | ok trials |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        f"# bench/rollback_cpu.py — {result['meta']['started']}",
+        "",
+        f"code: `{result['meta']['code']}`; {result['meta']['rounds']} interleaved rounds, 16 hosts, "
+        "2 jump hosts, 2 shared cores. Medians over the trials that left every host on 3.0.0.",
+        "",
+        "| tool | wall s | controller CPU s | 16 hosts' CPU s | per host ms | jump hosts' CPU s | machine busy s "
+        "| of capacity s | ok trials |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for tool, row in result["tools"].items():
-        lines.append(f"| {tool} | {row['seconds']} | {row['controller_cpu_s']} | {row['hosts_cpu_s']} | "
-                     f"{row['hosts_cpu_s'] / 16 * 1000:.0f} | {row['jumps_cpu_s']} | {row['machine_busy_s']} | "
-                     f"{row['machine_capacity_s']} | {row['ok']}/{row['trials']} |")
-    lines += ["", "One host's share, piece by piece (idle host, 10 repetitions each, upgrader's transport):", "",
-              "| piece | host CPU ms | jump CPU ms | controller CPU ms | wall ms |", "|---|---:|---:|---:|---:|"]
+        lines.append(
+            f"| {tool} | {row['seconds']} | {row['controller_cpu_s']} | {row['hosts_cpu_s']} | "
+            f"{row['hosts_cpu_s'] / 16 * 1000:.0f} | {row['jumps_cpu_s']} | {row['machine_busy_s']} | "
+            f"{row['machine_capacity_s']} | {row['ok']}/{row['trials']} |"
+        )
+    lines += [
+        "",
+        "One host's share, piece by piece (idle host, 10 repetitions each, upgrader's transport):",
+        "",
+        "| piece | host CPU ms | jump CPU ms | controller CPU ms | wall ms |",
+        "|---|---:|---:|---:|---:|",
+    ]
     for name, row in result["pieces"].items():
         if isinstance(row, dict):
-            lines.append(f"| {name} | {row['host_ms']} | {row['jump_ms']} | {row['controller_ms']} | "
-                         f"{row['wall_ms']} |")
+            lines.append(
+                f"| {name} | {row['host_ms']} | {row['jump_ms']} | {row['controller_ms']} | {row['wall_ms']} |"
+            )
     loc = result["local"]
     if "agent" in loc:
-        lines += ["", f"Through lxc-attach on {loc['host']} (no SSH), median of {result['meta']['rounds']}: "
-                  "the agent's rollback program (python start, agent load, lock, rollback, release) "
-                  f"{loc['agent']['host_ms']} ms "
-                  f"of host CPU in {loc['agent']['wall_ms']} ms; the floor's script {loc['floor']['host_ms']} ms in "
-                  f"{loc['floor']['wall_ms']} ms."]
+        lines += [
+            "",
+            f"Through lxc-attach on {loc['host']} (no SSH), median of {result['meta']['rounds']}: "
+            "the agent's rollback program (python start, agent load, lock, rollback, release) "
+            f"{loc['agent']['host_ms']} ms "
+            f"of host CPU in {loc['agent']['wall_ms']} ms; the floor's script {loc['floor']['host_ms']} ms in "
+            f"{loc['floor']['wall_ms']} ms.",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -221,20 +261,44 @@ def main() -> int:
         for r in range(args.rounds):
             for tool in bl.rotate(TOOLS, r):
                 t = trial(scale, tool, jumps)
-                bl.log(f"round {r + 1} {tool:9} {t['seconds']:.3f} s  controller {t['controller_cpu_s']:.2f}  "
-                       f"hosts {t['hosts_cpu_s']:.2f}  jumps {t['jumps_cpu_s']:.3f}  busy {t['machine_busy_s']:.2f}"
-                       f"/{t['machine_capacity_s']:.2f}  {'ok' if t['ok'] else 'FAILED'}")
+                bl.log(
+                    f"round {r + 1} {tool:9} {t['seconds']:.3f} s  controller {t['controller_cpu_s']:.2f}  "
+                    f"hosts {t['hosts_cpu_s']:.2f}  jumps {t['jumps_cpu_s']:.3f}  busy {t['machine_busy_s']:.2f}"
+                    f"/{t['machine_capacity_s']:.2f}  {'ok' if t['ok'] else 'FAILED'}"
+                )
                 trials.append(t)
         tools = {}
         for tool in TOOLS:
             good = [t for t in trials if t["tool"] == tool and t["ok"]]
-            tools[tool] = {k: _stats(good, k) for k in ("seconds", "controller_cpu_s", "hosts_cpu_s", "jumps_cpu_s",
-                                                         "machine_busy_s", "machine_capacity_s")} if good else {}
+            tools[tool] = (
+                {
+                    k: _stats(good, k)
+                    for k in (
+                        "seconds",
+                        "controller_cpu_s",
+                        "hosts_cpu_s",
+                        "jumps_cpu_s",
+                        "machine_busy_s",
+                        "machine_capacity_s",
+                    )
+                }
+                if good
+                else {}
+            )
             tools[tool].update(ok=len(good), trials=sum(t["tool"] == tool for t in trials))
-        meta = {"started": started, "code": sc.code_state(args.code), "rounds": args.rounds,
-                "load_avg_1m_end": os.getloadavg()[0]}
-        result = {"meta": meta, "tools": tools, "trials": trials, "pieces": pieces(scale, code, 10),
-                  "local": local(scale, code, args.rounds)}
+        meta = {
+            "started": started,
+            "code": sc.code_state(args.code),
+            "rounds": args.rounds,
+            "load_avg_1m_end": os.getloadavg()[0],
+        }
+        result = {
+            "meta": meta,
+            "tools": tools,
+            "trials": trials,
+            "pieces": pieces(scale, code, 10),
+            "local": local(scale, code, args.rounds),
+        }
     finally:
         subprocess.run(["rm", "-rf", str(work)], check=False)
     out = args.out or bl.RESULTS / f"rollback_cpu-{started[:10]}.json"

@@ -111,8 +111,9 @@ def _proc(pid: int) -> tuple[int, int, int]:
             if line.startswith("Pss:"):
                 pss = int(line.split()[1]) * 1024
                 break
-        threads = int(next(x for x in Path(f"/proc/{pid}/status").read_text().splitlines()
-                           if x.startswith("Threads:")).split()[1])
+        threads = int(
+            next(x for x in Path(f"/proc/{pid}/status").read_text().splitlines() if x.startswith("Threads:")).split()[1]
+        )
         return pss, threads, len(os.listdir(f"/proc/{pid}/fd"))
     except (OSError, StopIteration, ValueError):
         return 0, 0, 0
@@ -129,21 +130,31 @@ class TreeSampler(threading.Thread):
         while not self.done.is_set():
             pids = _tree(self.root)
             rows = [_proc(p) for p in pids]
-            self.peak = {"pss_mb": max(self.peak["pss_mb"], sum(r[0] for r in rows) / 2**20),
-                         "threads": max(self.peak["threads"], sum(r[1] for r in rows)),
-                         "fds": max(self.peak["fds"], sum(r[2] for r in rows)),
-                         "processes": max(self.peak["processes"], len(pids))}
+            self.peak = {
+                "pss_mb": max(self.peak["pss_mb"], sum(r[0] for r in rows) / 2**20),
+                "threads": max(self.peak["threads"], sum(r[1] for r in rows)),
+                "fds": max(self.peak["fds"], sum(r[2] for r in rows)),
+                "processes": max(self.peak["processes"], len(pids)),
+            }
             self.done.wait(self.every)
 
 
-def measured(argv: list[str], *, env: dict[str, str] | None = None, cwd: Path = bl.REPO,
-             timeout: float = 900) -> dict[str, Any]:
+def measured(
+    argv: list[str], *, env: dict[str, str] | None = None, cwd: Path = bl.REPO, timeout: float = 900
+) -> dict[str, Any]:
     """Run argv; wall, controller CPU of the whole (reaped) tree, peaks, output."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     load = os.getloadavg()[0]
     started = time.perf_counter()
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd,
-                            env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        argv,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        stdin=subprocess.DEVNULL,
+    )
     sampler = TreeSampler(proc.pid)
     sampler.start()
     try:
@@ -156,10 +167,18 @@ def measured(argv: list[str], *, env: dict[str, str] | None = None, cwd: Path = 
     sampler.join()
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return {"seconds": round(wall, 3), "cpu_s": round(cpu, 3), "exit": proc.returncode,
-            "peak_pss_mb": round(sampler.peak["pss_mb"], 1), "peak_threads": sampler.peak["threads"],
-            "peak_fds": sampler.peak["fds"], "peak_processes": sampler.peak["processes"],
-            "load_avg_1m": round(load, 2), "stdout": out, "stderr": err}
+    return {
+        "seconds": round(wall, 3),
+        "cpu_s": round(cpu, 3),
+        "exit": proc.returncode,
+        "peak_pss_mb": round(sampler.peak["pss_mb"], 1),
+        "peak_threads": sampler.peak["threads"],
+        "peak_fds": sampler.peak["fds"],
+        "peak_processes": sampler.peak["processes"],
+        "load_avg_1m": round(load, 2),
+        "stdout": out,
+        "stderr": err,
+    }
 
 
 # ------------------------------------------------------------------ refusals on the jump hosts
@@ -171,14 +190,41 @@ def refused_since(since: float) -> int:
     """
     total = 0
     for jump in ("ny5-jump", "ch2-jump"):
-        proc = subprocess.run(["lxc-attach", "-n", f"ups-{jump}", "--clear-env", "--set-var",
-                               f"PATH={bl.GUEST_PATH}", "--", "journalctl", "-q", "-o", "cat", "--since",
-                               f"@{int(since) - 1}", "_COMM=sshd"], capture_output=True, text=True, timeout=60)
+        proc = subprocess.run(
+            [
+                "lxc-attach",
+                "-n",
+                f"ups-{jump}",
+                "--clear-env",
+                "--set-var",
+                f"PATH={bl.GUEST_PATH}",
+                "--",
+                "journalctl",
+                "-q",
+                "-o",
+                "cat",
+                "--since",
+                f"@{int(since) - 1}",
+                "_COMM=sshd",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         lines = proc.stdout.splitlines()
         # sshd logs some drops one by one and sums them up when throttling ends: take the larger count
         each = sum(1 for line in lines if "past MaxStartups" in line)
-        summed = sum(int(m.group(1)) for line in lines if (m := re.search(r"throttling after .*, (\d+) connections "
-                                                                           r"dropped", line)))
+        summed = sum(
+            int(m.group(1))
+            for line in lines
+            if (
+                m := re.search(
+                    r"throttling after .*, (\d+) connections "
+                    r"dropped",
+                    line,
+                )
+            )
+        )
         total += max(each, summed)
     return total
 
@@ -188,17 +234,43 @@ def refused_lines(since: float) -> int:
     placed in time, but sshd does not log every drop one by one."""
     total = 0
     for jump in ("ny5-jump", "ch2-jump"):
-        proc = subprocess.run(["lxc-attach", "-n", f"ups-{jump}", "--clear-env", "--set-var",
-                               f"PATH={bl.GUEST_PATH}", "--", "journalctl", "-q", "-o", "cat", "--since",
-                               f"@{int(since) - 1}", "_COMM=sshd"], capture_output=True, text=True, timeout=60)
+        proc = subprocess.run(
+            [
+                "lxc-attach",
+                "-n",
+                f"ups-{jump}",
+                "--clear-env",
+                "--set-var",
+                f"PATH={bl.GUEST_PATH}",
+                "--",
+                "journalctl",
+                "-q",
+                "-o",
+                "cat",
+                "--since",
+                f"@{int(since) - 1}",
+                "_COMM=sshd",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         total += sum(1 for line in proc.stdout.splitlines() if "past MaxStartups" in line)
     return total
 
 
 # ------------------------------------------------------------------ the run
 class Scale:
-    def __init__(self, hosts: list[Host], jumps: dict[str, str], work: Path, parallel: int | None,
-                 poll: float, floor_poll: float, max_in_flight: int | None = None) -> None:
+    def __init__(
+        self,
+        hosts: list[Host],
+        jumps: dict[str, str],
+        work: Path,
+        parallel: int | None,
+        poll: float,
+        floor_poll: float,
+        max_in_flight: int | None = None,
+    ) -> None:
         self.hosts, self.jumps, self.work = hosts, jumps, work
         (work / "cm").mkdir(parents=True, exist_ok=True)
         self.n = len(hosts)
@@ -212,14 +284,29 @@ class Scale:
         # Every tool waits up to 20 s for /health on the rolled-back version (the floor's and pyinfra's
         # health.sh deadline, Ansible's 80 x 0.25 s): upgrader's checks get the same budget, 80 x 250 ms,
         # instead of the lab playbook's 3 s, which 256 app starts on 2 cores at load 70 can outlast.
-        checks = [{"name": "health", "http": {"url": f"http://127.0.0.1:{PORT}/health", "status": 200,
-                                              "body": '"status": "ok"'}, "timeout": "1s", "retries": 80,
-                   "interval": "250ms"},
-                  {"name": "reports-version", "version": {"url": f"http://127.0.0.1:{PORT}/health"},
-                   "retries": 2, "interval": "250ms"}]
-        self.playbook = bl.lab_playbook(work / f"{COMPONENT}-{FROM}.yml", COMPONENT, FROM, canary={"bake": "0s"},
-                                        rollout={"batch": "100%", "max_in_flight_per_datacenter": in_flight},
-                                        checks=checks)
+        checks = [
+            {
+                "name": "health",
+                "http": {"url": f"http://127.0.0.1:{PORT}/health", "status": 200, "body": '"status": "ok"'},
+                "timeout": "1s",
+                "retries": 80,
+                "interval": "250ms",
+            },
+            {
+                "name": "reports-version",
+                "version": {"url": f"http://127.0.0.1:{PORT}/health"},
+                "retries": 2,
+                "interval": "250ms",
+            },
+        ]
+        self.playbook = bl.lab_playbook(
+            work / f"{COMPONENT}-{FROM}.yml",
+            COMPONENT,
+            FROM,
+            canary={"bake": "0s"},
+            rollout={"batch": "100%", "max_in_flight_per_datacenter": in_flight},
+            checks=checks,
+        )
 
     def _inventory(self) -> Path:
         data = yaml.safe_load(SCALE_INVENTORY.read_text())
@@ -243,28 +330,42 @@ class Scale:
         run pyinfra through a bastion at this size.
         """
         key, known = SCALE_DIR / "id_ed25519", SCALE_DIR / "known_hosts"
-        common = (f"  User vagrant\n  IdentityFile {key}\n  IdentitiesOnly yes\n  UserKnownHostsFile {known}\n"
-                  "  StrictHostKeyChecking yes\n  ConnectTimeout 10\n  LogLevel ERROR\n")
+        common = (
+            f"  User vagrant\n  IdentityFile {key}\n  IdentitiesOnly yes\n  UserKnownHostsFile {known}\n"
+            "  StrictHostKeyChecking yes\n  ConnectTimeout 10\n  LogLevel ERROR\n"
+        )
         text = ""
         for dc, address in self.jumps.items():
             subnet = next(h.address for h in self.hosts if h.dc == dc).rsplit(".", 1)[0]
             # the jump hop multiplexed too (ControlMaster on the bastion), as an operator's config would have it
-            hop = (f"  ProxyCommand ssh -F {self.work / 'ssh_config'} -W %h:%p {dc}-jump\n" if proxy_command
-                   else f"  ProxyJump {dc}-jump\n")
-            text += (f"Host {dc}-jump\n  HostName {address}\n{common}  ControlMaster auto\n"
-                     f"  ControlPath {self.work}/cm/j-%C\n  ControlPersist 60s\n\n"
-                     f"Host {subnet}.*\n{hop}{common}\n")
+            hop = (
+                f"  ProxyCommand ssh -F {self.work / 'ssh_config'} -W %h:%p {dc}-jump\n"
+                if proxy_command
+                else f"  ProxyJump {dc}-jump\n"
+            )
+            text += (
+                f"Host {dc}-jump\n  HostName {address}\n{common}  ControlMaster auto\n"
+                f"  ControlPath {self.work}/cm/j-%C\n  ControlPersist 60s\n\n"
+                f"Host {subnet}.*\n{hop}{common}\n"
+            )
         path = self.work / ("ssh_config_proxycommand" if proxy_command else "ssh_config")
         path.write_text(text)
         return path
 
     # -- upgrader
     def upgrader(self, *args: str) -> dict[str, Any]:
-        env = {"UPGRADER_STATE_DIR": str(self.state), "UPGRADER_OPERATOR": "bench",
-               "UPGRADER_ARTIFACTS": str(bl.ARTIFACTS), **CODE}
+        env = {
+            "UPGRADER_STATE_DIR": str(self.state),
+            "UPGRADER_OPERATOR": "bench",
+            "UPGRADER_ARTIFACTS": str(bl.ARTIFACTS),
+            **CODE,
+        }
         # python -m puts the working directory first on sys.path: run from the tree under test
-        return measured([*UPGRADER, *args, "-i", str(self.inventory), "--parallel", str(self.parallel)], env=env,
-                        cwd=Path(CODE.get("PYTHONPATH", bl.REPO)))
+        return measured(
+            [*UPGRADER, *args, "-i", str(self.inventory), "--parallel", str(self.parallel)],
+            env=env,
+            cwd=Path(CODE.get("PYTHONPATH", bl.REPO)),
+        )
 
     def facts(self) -> dict[str, Any]:
         return self.upgrader("facts", str(self.playbook), "--out", str(self.work / "facts.json"))
@@ -275,27 +376,52 @@ class Scale:
     def rollback_upgrader(self) -> dict[str, Any]:
         # --playbook: the service and checks above (the hosts were put on 3.0.0 out of band, so no
         # definition recorded at install stands in for them)
-        return self.upgrader("rollback", COMPONENT, "--reason", "bench", "--yes", "--log-format", "plain",
-                             "--playbook", str(self.playbook))
+        return self.upgrader(
+            "rollback",
+            COMPONENT,
+            "--reason",
+            "bench",
+            "--yes",
+            "--log-format",
+            "plain",
+            "--playbook",
+            str(self.playbook),
+        )
 
     # -- the others
     def rollback_ansible(self) -> dict[str, Any]:
         inv = self.work / "ansible.ini"
-        lines = ["[feedhandler]", *(f"{h.name} ansible_host={h.address}" for h in self.hosts), "",
-                 "[feedhandler:vars]", f"ansible_ssh_common_args=-F {self.ssh_config}"]
+        lines = [
+            "[feedhandler]",
+            *(f"{h.name} ansible_host={h.address}" for h in self.hosts),
+            "",
+            "[feedhandler:vars]",
+            f"ansible_ssh_common_args=-F {self.ssh_config}",
+        ]
         inv.write_text("\n".join(lines) + "\n")
         control = Path(tempfile.mkdtemp(prefix="cp-", dir="/tmp"))
         (self.work / "cm").mkdir(exist_ok=True)
-        env = {"ANSIBLE_CONFIG": str(bl.BENCH / "ansible" / "ansible.cfg"), "ANSIBLE_STRATEGY": "free",
-               "ANSIBLE_FORKS": str(self.n), "ANSIBLE_SSH_CONTROL_PATH_DIR": str(control),
-               "ANSIBLE_LOCAL_TEMP": str(self.work / "ansible-tmp"), "ANSIBLE_HOME": str(self.work / "ansible-home"),
-               "ANSIBLE_NOCOLOR": "1"}
+        env = {
+            "ANSIBLE_CONFIG": str(bl.BENCH / "ansible" / "ansible.cfg"),
+            "ANSIBLE_STRATEGY": "free",
+            "ANSIBLE_FORKS": str(self.n),
+            "ANSIBLE_SSH_CONTROL_PATH_DIR": str(control),
+            "ANSIBLE_LOCAL_TEMP": str(self.work / "ansible-tmp"),
+            "ANSIBLE_HOME": str(self.work / "ansible-home"),
+            "ANSIBLE_NOCOLOR": "1",
+        }
         # Timed from the start: one master connection to each jump host first (ControlPersist), so every
         # ProxyJump hop is a channel of it instead of a new handshake at the bastion (without it, 64 hosts
         # at once are past sshd's MaxStartups there); then the playbook.
         masters = "".join(f"ssh -F {self.ssh_config} -o ControlMaster=yes -fN {dc}-jump && " for dc in self.jumps)
-        playbook = [str(bl.BENCH_VENV / "bin" / "ansible-playbook"), "-i", str(inv),
-                    str(bl.BENCH / "ansible" / "rollback.yml"), "-e", f"to={TO} poll_interval={self.poll}"]
+        playbook = [
+            str(bl.BENCH_VENV / "bin" / "ansible-playbook"),
+            "-i",
+            str(inv),
+            str(bl.BENCH / "ansible" / "rollback.yml"),
+            "-e",
+            f"to={TO} poll_interval={self.poll}",
+        ]
         try:
             return measured(["bash", "-c", masters + 'exec "$@"', "ansible", *playbook], env=env)
         finally:
@@ -305,19 +431,38 @@ class Scale:
 
     def rollback_pyinfra(self) -> dict[str, Any]:
         inv = self.work / "pyinfra_inventory.py"
-        entries = [(h.name, {"ssh_hostname": h.address, "ssh_user": "vagrant", "ssh_key": str(h.key),
-                             "ssh_known_hosts_file": str(SCALE_DIR / "known_hosts"),
-                             "ssh_strict_host_key_checking": "yes",
-                             "ssh_config_file": str(self.pyinfra_ssh_config)})
-                   for h in self.hosts]
+        entries = [
+            (
+                h.name,
+                {
+                    "ssh_hostname": h.address,
+                    "ssh_user": "vagrant",
+                    "ssh_key": str(h.key),
+                    "ssh_known_hosts_file": str(SCALE_DIR / "known_hosts"),
+                    "ssh_strict_host_key_checking": "yes",
+                    "ssh_config_file": str(self.pyinfra_ssh_config),
+                },
+            )
+            for h in self.hosts
+        ]
         inv.write_text(f"feedhandler = {entries!r}\n")
         deploy = bl.BENCH / "pyinfra" / "rollback_deploy.py"
         (self.work / "cm").mkdir(exist_ok=True)
         # Timed from the start, as for Ansible: one master connection to each jump host, then pyinfra.
         masters = "".join(f"ssh -F {self.ssh_config} -o ControlMaster=yes -fN {dc}-jump && " for dc in self.jumps)
-        argv = [str(bl.BENCH_VENV / "bin" / "pyinfra"), str(inv), str(deploy),
-                "-y", "--parallel", str(self.n), "--no-wait", "--data", f"to={TO}",
-                "--data", f"poll_interval={self.poll}"]
+        argv = [
+            str(bl.BENCH_VENV / "bin" / "pyinfra"),
+            str(inv),
+            str(deploy),
+            "-y",
+            "--parallel",
+            str(self.n),
+            "--no-wait",
+            "--data",
+            f"to={TO}",
+            "--data",
+            f"poll_interval={self.poll}",
+        ]
         try:
             return measured(["bash", "-c", masters + 'exec "$@"', "pyinfra", *argv], cwd=self.work)
         finally:
@@ -328,8 +473,16 @@ class Scale:
         script = bl.floor_script()
         runner = self.work / "floor.py"
         runner.write_text(FLOOR_RUNNER)
-        argv = [sys.executable, str(runner), script, COMPONENT, TO, str(PORT), str(self.floor_poll),
-                *(h.container for h in self.hosts)]
+        argv = [
+            sys.executable,
+            str(runner),
+            script,
+            COMPONENT,
+            TO,
+            str(PORT),
+            str(self.floor_poll),
+            *(h.container for h in self.hosts),
+        ]
         return measured(argv)
 
     def rollback_sshfloor(self) -> dict[str, Any]:
@@ -343,8 +496,16 @@ class Scale:
         script = bl.floor_script()
         runner = self.work / "sshfloor.py"
         runner.write_text(SSH_FLOOR_RUNNER)
-        argv = [sys.executable, str(runner), str(self.inventory), script, COMPONENT, TO, str(PORT),
-                str(self.floor_poll)]
+        argv = [
+            sys.executable,
+            str(runner),
+            str(self.inventory),
+            script,
+            COMPONENT,
+            TO,
+            str(PORT),
+            str(self.floor_poll),
+        ]
         return measured(argv, env=CODE, cwd=Path(CODE.get("PYTHONPATH", bl.REPO)))
 
     # -- out of band
@@ -353,13 +514,17 @@ class Scale:
 
     def problems(self, version: str) -> dict[str, str]:
         script = (bl.BENCH / "floor" / "health.sh").read_text() + (
-            f'\nhealth {PORT} {version} 0.1 5 || exit 1\n'
+            f"\nhealth {PORT} {version} 0.1 5 || exit 1\n"
             f'[ "$(readlink /opt/{COMPONENT}/current)" = "releases/{version}" ] || {{ echo "current: $(readlink '
-            f'/opt/{COMPONENT}/current)" >&2; exit 1; }}\n')
+            f'/opt/{COMPONENT}/current)" >&2; exit 1; }}\n'
+        )
         with ThreadPoolExecutor(max_workers=32) as ex:
             procs = list(ex.map(lambda h: bl.attach(h, script), self.hosts))
-        return {h.name: (p.stderr or p.stdout).strip()[-200:] for h, p in zip(self.hosts, procs, strict=True)
-                if p.returncode != 0}
+        return {
+            h.name: (p.stderr or p.stdout).strip()[-200:]
+            for h, p in zip(self.hosts, procs, strict=True)
+            if p.returncode != 0
+        }
 
 
 # The floor's launcher: one lxc-attach per host, all at once (a child process, so it is sampled like the tools).
@@ -419,8 +584,9 @@ os._exit(1 if failed else 0)  # no interpreter teardown: paramiko's reader threa
 
 def close_masters(control: Path) -> None:
     for sock in control.glob("*"):
-        subprocess.run(["ssh", "-o", f"ControlPath={sock}", "-O", "exit", "x"], capture_output=True, timeout=10,
-                       check=False)
+        subprocess.run(
+            ["ssh", "-o", f"ControlPath={sock}", "-O", "exit", "x"], capture_output=True, timeout=10, check=False
+        )
     shutil.rmtree(control, ignore_errors=True)
 
 
@@ -442,8 +608,10 @@ def journal_retries(state: Path, since: float) -> int:
 
 def _retries(value: Any) -> int:
     if isinstance(value, dict):
-        return sum(v if "retr" in k and isinstance(v, int) and not isinstance(v, bool) else _retries(v)
-                   for k, v in value.items())
+        return sum(
+            v if "retr" in k and isinstance(v, int) and not isinstance(v, bool) else _retries(v)
+            for k, v in value.items()
+        )
     if isinstance(value, list):
         return sum(_retries(v) for v in value)
     return 0
@@ -466,17 +634,21 @@ def step(scale: Scale, name: str, fn: Any, expect: str | None) -> dict[str, Any]
     for key in ("seconds", "cpu_s"):
         res[f"{key}_per_host"] = round(res[key] / scale.n, 5)
     res["pss_mb_per_host"] = round(res["peak_pss_mb"] / scale.n, 3)
-    bl.log(f"{scale.n:>4} hosts {name:<18} {res['seconds']:8.2f} s  cpu {res['cpu_s']:6.2f} s  "
-           f"pss {res['peak_pss_mb']:7.1f} MB  threads {res['peak_threads']:5}  fds {res['peak_fds']:5}  "
-           f"refused {res['refused']}  retries {res['retries']}  load {res['load_avg_1m']}  "
-           + ("ok" if res["ok"] else f"FAILED {list(res['problems'].items())[:3]} {tail[-600:]}"))
+    bl.log(
+        f"{scale.n:>4} hosts {name:<18} {res['seconds']:8.2f} s  cpu {res['cpu_s']:6.2f} s  "
+        f"pss {res['peak_pss_mb']:7.1f} MB  threads {res['peak_threads']:5}  fds {res['peak_fds']:5}  "
+        f"refused {res['refused']}  retries {res['retries']}  load {res['load_avg_1m']}  "
+        + ("ok" if res["ok"] else f"FAILED {list(res['problems'].items())[:3]} {tail[-600:]}")
+    )
     return res
 
 
-def run_size(hosts: list[Host], jumps: dict[str, str], size: int, tools: list[str], args: argparse.Namespace,
-             work: Path) -> dict[str, Any]:
-    scale = Scale(subset(hosts, size), jumps, work / f"n{size}", args.parallel, args.poll, args.floor_poll,
-                  args.max_in_flight)
+def run_size(
+    hosts: list[Host], jumps: dict[str, str], size: int, tools: list[str], args: argparse.Namespace, work: Path
+) -> dict[str, Any]:
+    scale = Scale(
+        subset(hosts, size), jumps, work / f"n{size}", args.parallel, args.poll, args.floor_poll, args.max_in_flight
+    )
     out: dict[str, Any] = {"hosts": scale.n, "parallel": scale.parallel}
     bl.set_version(scale.hosts, COMPONENT, TO, PORT)  # every host on the baseline 3.0.0, no lock (untimed)
     out["facts"] = step(scale, "upgrader facts", scale.facts, None)
@@ -530,32 +702,50 @@ def ratios(result: dict[str, Any]) -> dict[str, Any]:
         out[size] = row
     first, last = min(sizes, key=int), max(sizes, key=int)
     growth = {}
-    for command in ("facts", "apply", "rollback-upgrader", "rollback-ansible", "rollback-pyinfra", "rollback-floor",
-                    "rollback-sshfloor"):
+    for command in (
+        "facts",
+        "apply",
+        "rollback-upgrader",
+        "rollback-ansible",
+        "rollback-pyinfra",
+        "rollback-floor",
+        "rollback-sshfloor",
+    ):
         a, b = sizes[first].get(command), sizes[last].get(command)
         if a and b and "skipped" not in a and "skipped" not in b:
-            growth[command] = {k: round(b[k] / a[k], 2) if a[k] else None
-                               for k in ("seconds_per_host", "cpu_s_per_host", "pss_mb_per_host")}
-            growth[command].update(peak_threads=[a["peak_threads"], b["peak_threads"]],
-                                   peak_fds=[a["peak_fds"], b["peak_fds"]])
+            growth[command] = {
+                k: round(b[k] / a[k], 2) if a[k] else None
+                for k in ("seconds_per_host", "cpu_s_per_host", "pss_mb_per_host")
+            }
+            growth[command].update(
+                peak_threads=[a["peak_threads"], b["peak_threads"]], peak_fds=[a["peak_fds"], b["peak_fds"]]
+            )
     out["growth"] = {f"{first}->{last}": growth}
     up = sizes[last].get("rollback-upgrader", {})
     if int(last) == 256 and up:
         out["goals_256_controller"] = {
             "cpu_per_host_vs_16": growth.get("rollback-upgrader", {}).get("cpu_s_per_host"),
             "cpu_goal": "<= 1.2",
-            "refused_upgrader": sum(sizes[last][c].get("refused", 0) for c in ("facts", "apply", "rollback-upgrader")
-                                    if c in sizes[last]),
-            "peak_pss_mb": up.get("peak_pss_mb"), "rss_goal_mb": 400}
+            "refused_upgrader": sum(
+                sizes[last][c].get("refused", 0) for c in ("facts", "apply", "rollback-upgrader") if c in sizes[last]
+            ),
+            "peak_pss_mb": up.get("peak_pss_mb"),
+            "rss_goal_mb": 400,
+        }
     return out
 
 
 def render(result: dict[str, Any]) -> str:
-    lines = [f"# bench/scale.py — {result['meta']['date']}", "",
-             f"code: `{result['meta']['git_start']}` … `{result['meta']['git_end']}`; "
-             f"upgrader transport: {result['meta']['transport']}", "",
-             "| hosts | command | wall s | s/host | CPU s | CPU ms/host | peak PSS MB | threads | fds | refused | "
-             "retries | load | ok |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"# bench/scale.py — {result['meta']['date']}",
+        "",
+        f"code: `{result['meta']['git_start']}` … `{result['meta']['git_end']}`; "
+        f"upgrader transport: {result['meta']['transport']}",
+        "",
+        "| hosts | command | wall s | s/host | CPU s | CPU ms/host | peak PSS MB | threads | fds | refused | "
+        "retries | load | ok |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for size, r in result["sizes"].items():
         for command, m in r.items():
             if not isinstance(m, dict):
@@ -563,10 +753,12 @@ def render(result: dict[str, Any]) -> str:
             if "skipped" in m:
                 lines.append(f"| {size} | {command} | skipped: {m['skipped'][:80]} |||||||||||")
                 continue
-            lines.append(f"| {size} | {command} | {m['seconds']:.2f} | {m['seconds_per_host']:.4f} | "
-                         f"{m['cpu_s']:.2f} | {m['cpu_s_per_host'] * 1000:.1f} | {m['peak_pss_mb']:.0f} | "
-                         f"{m['peak_threads']} | {m['peak_fds']} | {m['refused']} | {m['retries']} | "
-                         f"{m['load_avg_1m']} | {'yes' if m['ok'] else 'NO'} |")
+            lines.append(
+                f"| {size} | {command} | {m['seconds']:.2f} | {m['seconds_per_host']:.4f} | "
+                f"{m['cpu_s']:.2f} | {m['cpu_s_per_host'] * 1000:.1f} | {m['peak_pss_mb']:.0f} | "
+                f"{m['peak_threads']} | {m['peak_fds']} | {m['refused']} | {m['retries']} | "
+                f"{m['load_avg_1m']} | {'yes' if m['ok'] else 'NO'} |"
+            )
     lines += ["", "## Ratios (rollback)", "", "```json", json.dumps(result["ratios"], indent=2), "```", ""]
     return "\n".join(lines)
 
@@ -601,8 +793,11 @@ def main() -> int:
     p.add_argument("--poll", type=float, default=0.25, help="health poll interval for Ansible and pyinfra")
     p.add_argument("--floor-poll", type=float, default=0.05)
     p.add_argument("--out", type=Path)
-    p.add_argument("--code", type=Path, help="run upgrader from this tree (e.g. `git worktree add /tmp/head HEAD`), "
-                   "not the shared working tree")
+    p.add_argument(
+        "--code",
+        type=Path,
+        help="run upgrader from this tree (e.g. `git worktree add /tmp/head HEAD`), not the shared working tree",
+    )
     args = p.parse_args()
     if args.code:
         CODE["PYTHONPATH"] = str(args.code.resolve())
@@ -612,14 +807,30 @@ def main() -> int:
     tools = args.tools.split(",")
     hosts, jumps = scale_hosts()
     git_start = code_state(args.code)
-    log = subprocess.run(["git", "log", "--oneline", "-i", "--grep", "jump", "-5"], capture_output=True, text=True,
-                         cwd=args.code or bl.REPO).stdout.strip().splitlines()
+    log = (
+        subprocess.run(
+            ["git", "log", "--oneline", "-i", "--grep", "jump", "-5"],
+            capture_output=True,
+            text=True,
+            cwd=args.code or bl.REPO,
+        )
+        .stdout.strip()
+        .splitlines()
+    )
     work = Path(tempfile.mkdtemp(prefix="scale-bench-"))
-    result: dict[str, Any] = {"meta": {"date": datetime.now(UTC).isoformat(timespec="seconds"), "git_start": git_start,
-                                       "jump_commits": log, "cpus": os.cpu_count(), "tools": tools,
-                                       "transport": "see jump_commits: shared jump connection only if H4's commit "
-                                                    "is among them", "poll": args.poll, "floor_poll": args.floor_poll},
-                              "sizes": {}}
+    result: dict[str, Any] = {
+        "meta": {
+            "date": datetime.now(UTC).isoformat(timespec="seconds"),
+            "git_start": git_start,
+            "jump_commits": log,
+            "cpus": os.cpu_count(),
+            "tools": tools,
+            "transport": "see jump_commits: shared jump connection only if H4's commit is among them",
+            "poll": args.poll,
+            "floor_poll": args.floor_poll,
+        },
+        "sizes": {},
+    }
     stamp = datetime.now(UTC).date().isoformat()
     out = args.out or bl.RESULTS / f"scale-{stamp}.json"
     try:

@@ -72,8 +72,11 @@ def main(argv: list[str] | None = None) -> int:
             case "scale-up" | "scale-down" | "scale-status":
                 from lab import scale
 
-                {"scale-up": lambda: scale.up(args.hosts_per_dc), "scale-down": scale.down,
-                 "scale-status": scale.status}[args.command]()
+                {
+                    "scale-up": lambda: scale.up(args.hosts_per_dc),
+                    "scale-down": scale.down,
+                    "scale-status": scale.status,
+                }[args.command]()
             case "fault":
                 getattr(faults, args.action)(args.host)
     except LabError as exc:

@@ -19,8 +19,16 @@ from lab.shell import LabError, log, run, timed
 
 SUITE = "bookworm"
 INCLUDE = (
-    "systemd", "systemd-sysv", "openssh-server", "sudo", "iproute2", "ifupdown",
-    "procps", "python3", "libnss-myhostname", "dbus",
+    "systemd",
+    "systemd-sysv",
+    "openssh-server",
+    "sudo",
+    "iproute2",
+    "ifupdown",
+    "procps",
+    "python3",
+    "libnss-myhostname",
+    "dbus",
 )
 TEMPLATE = Path(__file__).with_name("lxc-template")  # unpack once, copy per container
 BUILD_FORMAT = 3  # bump when build() packs the box differently
@@ -139,20 +147,32 @@ def build(target: Path) -> None:
     with tempfile.TemporaryDirectory(dir=config.STATE_DIR, prefix="box-build-") as tmp:
         work = Path(tmp)
         rootfs = work / "rootfs"
-        run([
-            "debootstrap", "--variant=minbase", "--include=" + ",".join(INCLUDE),
-            SUITE, rootfs, debian_mirror(),
-        ])
+        run(
+            [
+                "debootstrap",
+                "--variant=minbase",
+                "--include=" + ",".join(INCLUDE),
+                SUITE,
+                rootfs,
+                debian_mirror(),
+            ]
+        )
         shutil.copy(vagrant_pubkey(), rootfs / "tmp" / "vagrant.pub")
         run(["chroot", rootfs, "/bin/sh", "-c", ROOTFS_FIXES])
         # vagrant-lxc's template strips two path components: paths must start with ./rootfs/.
         run(["tar", "--numeric-owner", "-czf", work / "rootfs.tar.gz", "-C", work, "./rootfs"])
-        (work / "metadata.json").write_text(json.dumps({
-            "provider": "lxc",
-            "version": "1.0.0",
-            "built-with": f"debootstrap --variant=minbase {SUITE}",
-            "recipe": recipe_hash(),
-        }, indent=2) + "\n")
+        (work / "metadata.json").write_text(
+            json.dumps(
+                {
+                    "provider": "lxc",
+                    "version": "1.0.0",
+                    "built-with": f"debootstrap --variant=minbase {SUITE}",
+                    "recipe": recipe_hash(),
+                },
+                indent=2,
+            )
+            + "\n"
+        )
         (work / "lxc-config").write_text(LXC_CONFIG)
         shutil.copy(TEMPLATE, work / "lxc-template")
         (work / "lxc-template").chmod(0o755)

@@ -33,8 +33,18 @@ SSH_PORT = 22
 # chromium + a font: the HTML report test renders the page headless and looks at the screenshot.
 # lxc-templates holds /usr/share/lxc/config/debian.common.conf, which the box's lxc-config includes;
 # it is only a Recommends of lxc, so --no-install-recommends leaves it out on a fresh machine.
-APT_PACKAGES = ("vagrant", "vagrant-lxc", "lxc", "lxc-templates", "debootstrap", "rsync", "sudo", "python3-venv",
-                "chromium", "fonts-dejavu-core")
+APT_PACKAGES = (
+    "vagrant",
+    "vagrant-lxc",
+    "lxc",
+    "lxc-templates",
+    "debootstrap",
+    "rsync",
+    "sudo",
+    "python3-venv",
+    "chromium",
+    "fonts-dejavu-core",
+)
 
 COMPONENTS = tuple(PORTS)  # feedhandler, ordergw, riskgw
 BASELINES = RELEASE_BASELINES  # feedhandler 3.0.0, ordergw 5.0.0, riskgw 2.4.0
@@ -118,9 +128,7 @@ def lab_hosts(per_dc: int | None = None) -> list[Host]:
     """The application hosts the Vagrantfile defines for `per_dc` hosts per datacenter (same order)."""
     count = hosts_per_dc() if per_dc is None else per_dc
     return [
-        Host(f"{dc.name}-{n}", dc.name, dc.address(FIRST_HOST + n))
-        for dc in DATACENTERS
-        for n in range(1, count + 1)
+        Host(f"{dc.name}-{n}", dc.name, dc.address(FIRST_HOST + n)) for dc in DATACENTERS for n in range(1, count + 1)
     ]
 
 

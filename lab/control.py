@@ -82,9 +82,14 @@ def check_isolation(jumps: list[config.Host]) -> None:
 
 def name_hosts(hosts: list[config.Host]) -> None:
     """Give each guest its lab name (`ny5-1`), now and for later boots (vm.hostname is a trap)."""
+
     def name(host: config.Host) -> None:
-        lxc.attach(host.container, f'[ "$(cat /etc/hostname 2>/dev/null)" = {host.name} ] || '
-                                   f'echo {host.name} > /etc/hostname; hostname {host.name}', timeout=30)
+        lxc.attach(
+            host.container,
+            f'[ "$(cat /etc/hostname 2>/dev/null)" = {host.name} ] || '
+            f"echo {host.name} > /etc/hostname; hostname {host.name}",
+            timeout=30,
+        )
 
     with ThreadPoolExecutor(max_workers=max(1, len(hosts))) as pool:
         list(pool.map(name, hosts))
@@ -105,15 +110,18 @@ def close_ssh_masters() -> None:
     if not config.SSH_CONFIG.exists():
         return
     for socket_path in config.STATE_DIR.glob("cm-*"):
-        subprocess.run(["ssh", "-F", str(config.SSH_CONFIG), "-o", f"ControlPath={socket_path}",
-                        "-O", "exit", "lab"], capture_output=True, timeout=10, check=False)
+        subprocess.run(
+            ["ssh", "-F", str(config.SSH_CONFIG), "-o", f"ControlPath={socket_path}", "-O", "exit", "lab"],
+            capture_output=True,
+            timeout=10,
+            check=False,
+        )
         socket_path.unlink(missing_ok=True)
 
 
 def down() -> None:
     """Destroy every lab machine (whatever count it was brought up with) and the bridge."""
-    per_dc = max(vagrant.current_per_dc(), vagrant.remembered() or 0,
-                 vagrant.max_index(vagrant.known_machines()))
+    per_dc = max(vagrant.current_per_dc(), vagrant.remembered() or 0, vagrant.max_index(vagrant.known_machines()))
     close_ssh_masters()
     count = len(lxc.lab_containers())
     with timed(f"down {count} hosts"):
@@ -138,16 +146,18 @@ def host_status(host: config.Host) -> dict:
     if state == "RUNNING" and not host.is_jump:
         for component, body in seed.health(host).items():
             versions[component] = f"{body['version']} {body['status']}" if body else "down"
-    return {"host": host.name, "container": host.container, "address": host.address, "state": state,
-            **versions}
+    return {"host": host.name, "container": host.container, "address": host.address, "state": state, **versions}
 
 
 def status() -> list[dict]:
     """Bridges, containers (jump hosts first) and component health, printed as a table."""
     hosts = config.jump_hosts() + hosts_for()
     for bridge in net.bridges():
-        shown = ("up " + (" ".join(net.addresses(bridge)) or "(no controller address)")
-                 if net.bridge_exists(bridge) else "absent")
+        shown = (
+            "up " + (" ".join(net.addresses(bridge)) or "(no controller address)")
+            if net.bridge_exists(bridge)
+            else "absent"
+        )
         print(f"bridge {bridge}: {shown}")
     others = [c for c in lxc.lab_containers() if c not in {h.container for h in hosts}]
     with ThreadPoolExecutor(max_workers=max(1, len(hosts))) as pool:

@@ -41,8 +41,12 @@ def upgrader(*args: str, expect: int | tuple[int, ...] = 0) -> int:
     exe = Path(sys.executable).parent / "upgrader"
     argv = [str(exe) if exe.exists() else "upgrader", *args]
     print("$ upgrader " + " ".join(args), flush=True)
-    env = {**os.environ, "UPGRADER_STATE_DIR": str(STATE), "UPGRADER_ARTIFACTS": str(config.ARTIFACTS),
-           "UPGRADER_OPERATOR": os.environ.get("UPGRADER_OPERATOR", "demo")}
+    env = {
+        **os.environ,
+        "UPGRADER_STATE_DIR": str(STATE),
+        "UPGRADER_ARTIFACTS": str(config.ARTIFACTS),
+        "UPGRADER_OPERATOR": os.environ.get("UPGRADER_OPERATOR", "demo"),
+    }
     code = subprocess.run(argv, cwd=REPO, env=env, check=False, stdin=subprocess.DEVNULL).returncode
     wanted = (expect,) if isinstance(expect, int) else expect
     print(f"(exit {code})", flush=True)
@@ -77,8 +81,17 @@ def main() -> int:
     upgrader("report", failed_run, "--out", str(report))
 
     banner("3. emergency: Tuesday 10:05, market open, feedhandler 3.1.0 misbehaves — roll back now")
-    upgrader("rollback", "feedhandler", "-i", INVENTORY, "--reason", "DEMO: 3.1.0 drops XCBO depth updates",
-             "--yes", "--log-format", "plain")
+    upgrader(
+        "rollback",
+        "feedhandler",
+        "-i",
+        INVENTORY,
+        "--reason",
+        "DEMO: 3.1.0 drops XCBO depth updates",
+        "--yes",
+        "--log-format",
+        "plain",
+    )
     upgrader("status", "-i", INVENTORY, "feedhandler", "ordergw")
     upgrader("runs")
     audit = [json.loads(line) for line in (STATE / "audit.log").read_text().splitlines()]

@@ -34,8 +34,9 @@ def start(host: str, wait: float = 30) -> None:
         net.isolate_datacenters()  # the new veth must not get an IPv6 link-local address
         if config.host(host).is_jump:
             # in case the guest came back with another MAC, do not wait for the ARP entry to age
-            run(["ip", "neigh", "flush", "dev", config.BRIDGE, "to", config.host(host).address],
-                check=False, quiet=True)
+            run(
+                ["ip", "neigh", "flush", "dev", config.BRIDGE, "to", config.host(host).address], check=False, quiet=True
+            )
     if wait:
         wait_for_ssh(host, wait)
 
@@ -118,8 +119,19 @@ def ssh_banner(host: str, timeout: float = 2.0) -> bytes | None:
     if target.is_jump:
         return _banner(target.address, timeout)
     jump = config.datacenter(target.dc).jump
-    argv = ["lxc-attach", "-n", jump.container, "-s", "NETWORK", "--", "python3", "-c", BANNER_SCRIPT,
-            target.address, str(timeout)]
+    argv = [
+        "lxc-attach",
+        "-n",
+        jump.container,
+        "-s",
+        "NETWORK",
+        "--",
+        "python3",
+        "-c",
+        BANNER_SCRIPT,
+        target.address,
+        str(timeout),
+    ]
     try:
         proc = subprocess.run(argv, capture_output=True, timeout=timeout + 10, check=False)
     except subprocess.TimeoutExpired:
@@ -128,8 +140,9 @@ def ssh_banner(host: str, timeout: float = 2.0) -> bytes | None:
 
 
 def _banner(address: str, timeout: float) -> bytes | None:
-    proc = subprocess.run(["python3", "-c", BANNER_SCRIPT, address, str(timeout)], capture_output=True,
-                          timeout=timeout + 10, check=False)
+    proc = subprocess.run(
+        ["python3", "-c", BANNER_SCRIPT, address, str(timeout)], capture_output=True, timeout=timeout + 10, check=False
+    )
     return proc.stdout or None
 
 

@@ -45,7 +45,7 @@ def lxc_settings() -> None:
             log(f"{LXC_DEFAULT_CONF}: lxc.apparmor.profile = unconfined")
     if LXC_NET_DEFAULTS.exists():
         text = LXC_NET_DEFAULTS.read_text()
-        fixed = re.sub(r'^USE_LXC_BRIDGE=.*$', 'USE_LXC_BRIDGE="false"', text, flags=re.M)
+        fixed = re.sub(r"^USE_LXC_BRIDGE=.*$", 'USE_LXC_BRIDGE="false"', text, flags=re.M)
         if fixed != text:
             LXC_NET_DEFAULTS.write_text(fixed)
             log(f"{LXC_NET_DEFAULTS}: USE_LXC_BRIDGE=false (the lab uses its own bridge, no NAT)")

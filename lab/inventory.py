@@ -54,13 +54,17 @@ def render(entries: dict[str, SshEntry], hosts: list[config.Host], inventory: Pa
         if not members:
             continue
         jump = _entry(entries, dc.jump)
-        lines += [f"  {dc.name}:", f"    timezone: {dc.timezone}", f"    markets: {flow(dc.markets)}",
-                  "    jump:",
-                  f"      address: {jump.address}",
-                  f"      port: {jump.port}",
-                  f"      user: {jump.user}",
-                  f"      ssh_key: {relative(jump.identity_file, base)}",
-                  "    hosts:"]
+        lines += [
+            f"  {dc.name}:",
+            f"    timezone: {dc.timezone}",
+            f"    markets: {flow(dc.markets)}",
+            "    jump:",
+            f"      address: {jump.address}",
+            f"      port: {jump.port}",
+            f"      user: {jump.user}",
+            f"      ssh_key: {relative(jump.identity_file, base)}",
+            "    hosts:",
+        ]
         for host in members:
             entry = _entry(entries, host)
             lines += [
@@ -136,8 +140,11 @@ def render_ssh_config(entries: dict[str, SshEntry], machines: list[config.Host])
 def write(entries: dict[str, SshEntry], hosts: list[config.Host]) -> None:
     """Write inventories/vagrant.yml, .lab/known_hosts and .lab/ssh_config (`hosts`: without the jumps)."""
     machines = config.jump_hosts() + hosts
-    entries = {name: replace(e, address=config.host(name).address) for name, e in entries.items()
-               if name in {m.name for m in machines}}
+    entries = {
+        name: replace(e, address=config.host(name).address)
+        for name, e in entries.items()
+        if name in {m.name for m in machines}
+    }
     with ThreadPoolExecutor(max_workers=max(1, len(machines))) as pool:
         keys = dict(zip([h.name for h in machines], pool.map(host_keys, machines), strict=True))
     config.STATE_DIR.mkdir(parents=True, exist_ok=True)
@@ -147,5 +154,7 @@ def write(entries: dict[str, SshEntry], hosts: list[config.Host]) -> None:
     text = render(entries, hosts, config.INVENTORY)
     if not config.INVENTORY.exists() or config.INVENTORY.read_text() != text:
         config.INVENTORY.write_text(text)
-    log(f"wrote {relative(config.INVENTORY, config.REPO)} ({len(hosts)} hosts), "
-        f"{relative(config.KNOWN_HOSTS, config.REPO)}, {relative(config.SSH_CONFIG, config.REPO)}")
+    log(
+        f"wrote {relative(config.INVENTORY, config.REPO)} ({len(hosts)} hosts), "
+        f"{relative(config.KNOWN_HOSTS, config.REPO)}, {relative(config.SSH_CONFIG, config.REPO)}"
+    )

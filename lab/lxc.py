@@ -10,15 +10,28 @@ from lab.shell import LabError, run
 GUEST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
-def attach(container: str, script: str, *, input: bytes | None = None, timeout: float = 60,
-           check: bool = True) -> subprocess.CompletedProcess:
+def attach(
+    container: str, script: str, *, input: bytes | None = None, timeout: float = 60, check: bool = True
+) -> subprocess.CompletedProcess:
     """Run a /bin/sh script as root inside the container; stdin is `input`."""
-    argv = ["lxc-attach", "-n", container, "--clear-env", "--set-var", f"PATH={GUEST_PATH}",
-            "--", "/bin/sh", "-c", script]
+    argv = [
+        "lxc-attach",
+        "-n",
+        container,
+        "--clear-env",
+        "--set-var",
+        f"PATH={GUEST_PATH}",
+        "--",
+        "/bin/sh",
+        "-c",
+        script,
+    ]
     proc = subprocess.run(argv, input=input, capture_output=True, timeout=timeout, check=False)
     if check and proc.returncode != 0:
-        raise LabError(f"{container}: script failed with exit {proc.returncode}:\n"
-                       f"{proc.stdout.decode(errors='replace')}{proc.stderr.decode(errors='replace')}")
+        raise LabError(
+            f"{container}: script failed with exit {proc.returncode}:\n"
+            f"{proc.stdout.decode(errors='replace')}{proc.stderr.decode(errors='replace')}"
+        )
     return proc
 
 

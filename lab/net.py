@@ -48,8 +48,10 @@ def up() -> None:
         no_ipv6(dc.bridge)  # before it goes up: no link-local address is ever assigned
         run(["ip", "link", "set", dc.bridge, "up"], quiet=True)
         if addresses(dc.bridge):
-            raise LabError(f"bridge {dc.bridge} has addresses {addresses(dc.bridge)}; the controller must have "
-                           f"none there (remove them: `ip addr flush dev {dc.bridge}`)")
+            raise LabError(
+                f"bridge {dc.bridge} has addresses {addresses(dc.bridge)}; the controller must have "
+                f"none there (remove them: `ip addr flush dev {dc.bridge}`)"
+            )
     if Path("/proc/sys/net/ipv4/ip_forward").read_text().strip() != "0":
         log("warning: ip_forward is on on this machine; the lab does not need it and did not set it")
 

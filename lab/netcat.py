@@ -40,7 +40,7 @@ def main() -> int:
             if not data:
                 break
             while data:
-                data = data[os.write(1, data):]
+                data = data[os.write(1, data) :]
     except OSError:
         return 1
     return 0

@@ -46,8 +46,17 @@ def machines(per_dc: int) -> list[ScaleHost]:
     out = []
     for dc, (bridge, _, jump_octet) in DATACENTERS.items():
         outer = f"10.78.0.{jump_octet}"
-        out.append(ScaleHost(f"{dc}-jump", dc, outer, ((CONTROLLER_BRIDGE, outer, "10.78.0.255"),
-                                                        (bridge, f"{subnet(dc)}.{JUMP_INNER}", f"{subnet(dc)}.255"))))
+        out.append(
+            ScaleHost(
+                f"{dc}-jump",
+                dc,
+                outer,
+                (
+                    (CONTROLLER_BRIDGE, outer, "10.78.0.255"),
+                    (bridge, f"{subnet(dc)}.{JUMP_INNER}", f"{subnet(dc)}.255"),
+                ),
+            )
+        )
     for dc, (bridge, _, _) in DATACENTERS.items():
         for i in range(1, per_dc + 1):
             address = f"{subnet(dc)}.{FIRST_HOST + i}"

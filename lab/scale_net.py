@@ -36,8 +36,10 @@ def up() -> None:
     _bridge(CONTROLLER_BRIDGE)
     out = json.loads(run(["ip", "-j", "addr", "show", "dev", CONTROLLER_BRIDGE], capture=True, quiet=True).stdout)
     if not any(a.get("local") == CONTROLLER_ADDRESS for link in out for a in link.get("addr_info", [])):
-        run(["ip", "addr", "add", f"{CONTROLLER_ADDRESS}/24", "broadcast", "10.78.0.255", "dev", CONTROLLER_BRIDGE],
-            quiet=True)
+        run(
+            ["ip", "addr", "add", f"{CONTROLLER_ADDRESS}/24", "broadcast", "10.78.0.255", "dev", CONTROLLER_BRIDGE],
+            quiet=True,
+        )
     run(["ip", "link", "set", CONTROLLER_BRIDGE, "up"], quiet=True)
     for bridge, _, _ in DATACENTERS.values():
         _bridge(bridge)
@@ -65,8 +67,10 @@ def down() -> None:
 def prepare_kernel(containers: int) -> None:
     """Each container's systemd takes inotify instances from root's shared budget (default 128 in all):
     raise it to fit ``containers`` (a lab machine setting, like the LXC defaults lab/install.py sets)."""
-    need = {"fs/inotify/max_user_instances": 64 * containers + 512,
-            "fs/inotify/max_user_watches": 4096 * containers + 65536}
+    need = {
+        "fs/inotify/max_user_instances": 64 * containers + 512,
+        "fs/inotify/max_user_watches": 4096 * containers + 65536,
+    }
     for key, value in need.items():
         path = Path("/proc/sys", key)
         if int(path.read_text()) < value:

@@ -43,15 +43,14 @@ systemctl enable --now --quiet $units
 """
 
 GUEST_COMMAND = (
-    'd=$(mktemp -d /var/tmp/lab-seed.XXXXXX) && tar -xf - -C "$d" && '
-    'sh "$d/seed.sh" "$d"; rc=$?; rm -rf "$d"; exit $rc'
+    'd=$(mktemp -d /var/tmp/lab-seed.XXXXXX) && tar -xf - -C "$d" && sh "$d/seed.sh" "$d"; rc=$?; rm -rf "$d"; exit $rc'
 )
 
 
 def bundle() -> bytes:
     """The tar stream every host receives (same bytes for every host)."""
     baselines = " ".join(f"{c}={v}" for c, v in config.BASELINES.items())
-    script = (f'COMPONENTS="{" ".join(config.COMPONENTS)}"\nBASELINES="{baselines}"\n' + SEED_SCRIPT)
+    script = f'COMPONENTS="{" ".join(config.COMPONENTS)}"\nBASELINES="{baselines}"\n' + SEED_SCRIPT
     files = {"seed.sh": script.encode()}
     for component, version in config.BASELINES.items():
         artifact = config.ARTIFACTS / f"{component}-{version}.tar.gz"
@@ -101,8 +100,10 @@ def health(host: config.Host, *, want: dict[str, str] | None = None, seconds: fl
 
     With ``want`` (component -> version), polls for up to ``seconds`` until each reports that version.
     """
-    argv = f"python3 -c {shlex.quote(HEALTH_SCRIPT)} {shlex.quote(json.dumps(PORTS))} " \
-           f"{shlex.quote(json.dumps(want or {}))} {seconds}"
+    argv = (
+        f"python3 -c {shlex.quote(HEALTH_SCRIPT)} {shlex.quote(json.dumps(PORTS))} "
+        f"{shlex.quote(json.dumps(want or {}))} {seconds}"
+    )
     proc = lxc.attach(host.container, argv, timeout=seconds + 30, check=False)
     try:
         return json.loads(proc.stdout.decode().strip().splitlines()[-1])
@@ -127,5 +128,9 @@ def reset(hosts: list[config.Host]) -> None:
     with timed(f"reset {len(hosts)} hosts"), ThreadPoolExecutor(max_workers=max(1, len(hosts))) as pool:
         list(pool.map(lambda h: seed_host(h, data), hosts))
         list(pool.map(lambda h: wait_healthy(h, 20), hosts))
-    log("baseline: " + ", ".join(f"{c} {v}" for c, v in config.BASELINES.items())
-        + " on " + " ".join(h.name for h in hosts))
+    log(
+        "baseline: "
+        + ", ".join(f"{c} {v}" for c, v in config.BASELINES.items())
+        + " on "
+        + " ".join(h.name for h in hosts)
+    )

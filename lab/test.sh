@@ -27,8 +27,9 @@ teardown() {
 }
 trap teardown EXIT
 
-step "checks: ruff and mypy (strict on upgrader/, the agent excepted)"
+step "checks: ruff (lint and format) and mypy (strict on upgrader/, the agent excepted)"
 "$VENV/bin/ruff" check upgrader tests lab testapp bench
+"$VENV/bin/ruff" format --check upgrader tests lab testapp bench
 "$VENV/bin/mypy"
 
 step "lab up"

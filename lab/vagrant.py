@@ -58,8 +58,7 @@ def parse_ssh_config(text: str) -> dict[str, SshEntry]:
         elif current is not None:
             current.setdefault(key.lower(), value)
     return {
-        name: SshEntry(name, b["hostname"], int(b.get("port", 22)), b.get("user", "vagrant"),
-                       Path(b["identityfile"]))
+        name: SshEntry(name, b["hostname"], int(b.get("port", 22)), b.get("user", "vagrant"), Path(b["identityfile"]))
         for name, b in blocks.items()
     }
 

@@ -40,8 +40,9 @@ HOSTILE_MEMBERS = {
 }
 
 
-def member(name: str, kind: bytes = tarfile.REGTYPE, data: bytes = b"", mode: int = 0o644,
-           linkname: str = "") -> tuple[tarfile.TarInfo, bytes]:
+def member(
+    name: str, kind: bytes = tarfile.REGTYPE, data: bytes = b"", mode: int = 0o644, linkname: str = ""
+) -> tuple[tarfile.TarInfo, bytes]:
     info = tarfile.TarInfo(name)
     info.type = kind
     info.mode = mode
@@ -92,16 +93,18 @@ def build(out: Path) -> list[dict]:
             published = hashlib.sha256(b"not the digest of " + release.filename.encode()).hexdigest()
         write_if_changed(out / release.filename, data)
         write_if_changed(out / (release.filename + ".sha256"), f"{published}  {release.filename}\n".encode())
-        index.append({
-            "component": release.component,
-            "version": release.version,
-            "file": release.filename,
-            "sha256": published,
-            "actual_sha256": actual,
-            "size": len(data),
-            "behaviour": release.behaviour,
-            "config_schema": release.config_schema,
-        })
+        index.append(
+            {
+                "component": release.component,
+                "version": release.version,
+                "file": release.filename,
+                "sha256": published,
+                "actual_sha256": actual,
+                "size": len(data),
+                "behaviour": release.behaviour,
+                "config_schema": release.config_schema,
+            }
+        )
     document = {"generated_by": "testapp/build.py", "artifacts": index}
     write_if_changed(out / "index.json", (json.dumps(document, indent=2, sort_keys=True) + "\n").encode())
     wanted = {entry["file"] for entry in index} | {entry["file"] + ".sha256" for entry in index} | {"index.json"}

@@ -35,8 +35,12 @@ class Release:
         return f"{self.component}-{self.version}.tar.gz"
 
     def release_json(self) -> dict:
-        data = {"component": self.component, "version": self.version, "behaviour": self.behaviour,
-                "config_schema": self.config_schema}
+        data = {
+            "component": self.component,
+            "version": self.version,
+            "behaviour": self.behaviour,
+            "config_schema": self.config_schema,
+        }
         if self.migration:
             data["migration"] = self.migration
         return data

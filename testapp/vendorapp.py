@@ -98,8 +98,7 @@ def make_handler(app: App) -> type[BaseHTTPRequestHandler]:
 
 def check_schema(app: App) -> str | None:
     if app.schema < app.required_schema:
-        return (f"config schema {app.schema} is older than required {app.required_schema}: "
-                f"run bin/migrate-config first")
+        return f"config schema {app.schema} is older than required {app.required_schema}: run bin/migrate-config first"
     if app.schema > app.required_schema:
         return f"config schema {app.schema} is newer than supported {app.required_schema}"
     return None

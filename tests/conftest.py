@@ -39,8 +39,11 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
     if report.passed:
         # What the test saw, in its own words; a test that recorded nothing says so rather than
         # claiming the expectation (a row is a measurement, not a copy of what was hoped for).
-        result = (f"{observed} (passed, {report.duration:.1f} s)" if observed
-                  else f"passed, no observation recorded ({report.duration:.1f} s)")
+        result = (
+            f"{observed} (passed, {report.duration:.1f} s)"
+            if observed
+            else f"passed, no observation recorded ({report.duration:.1f} s)"
+        )
     elif report.skipped:
         result = f"skipped: {report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr}"
     else:
@@ -61,8 +64,11 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     collected = {item.nodeid for item in session.items}
     whole = not (session.config.option.keyword or session.config.option.markexpr)
     files = {nodeid.split("::")[0] for nodeid in collected}
-    rows = {n: r for n, r in rows.items() if (REPO / n.split("::")[0]).exists()
-            and not (whole and n.split("::")[0] in files and n not in collected)}
+    rows = {
+        n: r
+        for n, r in rows.items()
+        if (REPO / n.split("::")[0]).exists() and not (whole and n.split("::")[0] in files and n not in collected)
+    }
     stamp = f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC"
     rows.update({nodeid: {**row, "run": stamp} for nodeid, row in _rows.items()})
     store.write_text(json.dumps(rows, indent=1, sort_keys=True) + "\n")
@@ -77,6 +83,5 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     ]
     for nodeid in sorted(rows, key=lambda n: (rows[n]["scenario"], n)):
         row = rows[nodeid]
-        lines.append(f"| {row['scenario']} | {row['expected']} | {row['observed']} | {row['run']} |"
-                     .replace("\n", " "))
+        lines.append(f"| {row['scenario']} | {row['expected']} | {row['observed']} | {row['run']} |".replace("\n", " "))
     (REPO / "docs" / "reliability.md").write_text("\n".join(lines) + "\n")

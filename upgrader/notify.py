@@ -26,15 +26,54 @@ from upgrader.models.inventory import Notify
 
 log = logging.getLogger(__name__)
 
-EventKind = Literal["run-started", "canary-passed", "failed", "rolled-back", "finished", "refused",
-                    "rollback-started", "rollback-finished", "audit-skew", "gate-waiting", "promoted", "aborted",
-                    "guard-bypassed", "halted"]
-EVENTS: tuple[EventKind, ...] = ("run-started", "canary-passed", "failed", "rolled-back", "finished", "refused",
-                                 "rollback-started", "rollback-finished", "audit-skew", "gate-waiting", "promoted",
-                                 "aborted", "guard-bypassed", "halted")
-_ICONS = {"run-started": "▶", "canary-passed": "✔", "failed": "✖", "rolled-back": "↩", "finished": "■",
-          "refused": "⊘", "rollback-started": "⏪", "rollback-finished": "↩", "audit-skew": "≠",
-          "gate-waiting": "⏸", "promoted": "⏩", "aborted": "⏹", "guard-bypassed": "⚠", "halted": "⏸"}
+EventKind = Literal[
+    "run-started",
+    "canary-passed",
+    "failed",
+    "rolled-back",
+    "finished",
+    "refused",
+    "rollback-started",
+    "rollback-finished",
+    "audit-skew",
+    "gate-waiting",
+    "promoted",
+    "aborted",
+    "guard-bypassed",
+    "halted",
+]
+EVENTS: tuple[EventKind, ...] = (
+    "run-started",
+    "canary-passed",
+    "failed",
+    "rolled-back",
+    "finished",
+    "refused",
+    "rollback-started",
+    "rollback-finished",
+    "audit-skew",
+    "gate-waiting",
+    "promoted",
+    "aborted",
+    "guard-bypassed",
+    "halted",
+)
+_ICONS = {
+    "run-started": "▶",
+    "canary-passed": "✔",
+    "failed": "✖",
+    "rolled-back": "↩",
+    "finished": "■",
+    "refused": "⊘",
+    "rollback-started": "⏪",
+    "rollback-finished": "↩",
+    "audit-skew": "≠",
+    "gate-waiting": "⏸",
+    "promoted": "⏩",
+    "aborted": "⏹",
+    "guard-bypassed": "⚠",
+    "halted": "⏸",
+}
 
 
 @dataclass(frozen=True)
@@ -95,9 +134,16 @@ def _mrkdwn(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def send(targets: Iterable[Notify], event: Event, *, environ: Mapping[str, str] | None = None,
-         timeout: float = 3.0, retries: int = 2, backoff: float = 0.5,
-         sleep: Callable[[float], None] = time.sleep) -> list[Delivery]:
+def send(
+    targets: Iterable[Notify],
+    event: Event,
+    *,
+    environ: Mapping[str, str] | None = None,
+    timeout: float = 3.0,
+    retries: int = 2,
+    backoff: float = 0.5,
+    sleep: Callable[[float], None] = time.sleep,
+) -> list[Delivery]:
     """POST ``event`` to every target; never raises.  ``retries`` extra attempts after 5xx/network errors."""
     env = os.environ if environ is None else environ
     results = []
@@ -119,8 +165,15 @@ class _Retryable(Exception):
         self.delivery = delivery
 
 
-def _send_one(target: Notify, event: Event, env: Mapping[str, str], timeout: float, retries: int,
-              backoff: float, sleep: Callable[[float], None]) -> Delivery:
+def _send_one(
+    target: Notify,
+    event: Event,
+    env: Mapping[str, str],
+    timeout: float,
+    retries: int,
+    backoff: float,
+    sleep: Callable[[float], None],
+) -> Delivery:
     url = env.get(target.url_env, "").strip()
     if not url:
         return Delivery(target.url_env, "skipped", error=f"${target.url_env} is not set")
@@ -140,8 +193,13 @@ def _send_one(target: Notify, event: Event, env: Mapping[str, str], timeout: flo
             raise _Retryable(failed)
         return failed
 
-    retrying = Retrying(stop=stop_after_attempt(retries + 1), wait=wait_linear(backoff), sleep=sleep,
-                        retry=retry_if_exception_type(_Retryable), reraise=True)
+    retrying = Retrying(
+        stop=stop_after_attempt(retries + 1),
+        wait=wait_linear(backoff),
+        sleep=sleep,
+        retry=retry_if_exception_type(_Retryable),
+        reraise=True,
+    )
     try:
         return retrying(attempt)
     except _Retryable as exc:
@@ -155,8 +213,9 @@ def wait_linear(backoff: float) -> Callable[[RetryCallState], float]:
 
 def _post(url: str, body: bytes, timeout: float) -> tuple[int | None, str, bool]:
     """(HTTP status, error text without the URL, worth retrying)."""
-    request = urllib.request.Request(url, data=body, method="POST",
-                                     headers={"Content-Type": "application/json", "User-Agent": "upgrader"})
+    request = urllib.request.Request(
+        url, data=body, method="POST", headers={"Content-Type": "application/json", "User-Agent": "upgrader"}
+    )
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:  # http(s) only: checked by the caller
             return response.status, "", False
@@ -177,10 +236,10 @@ def _post(url: str, body: bytes, timeout: float) -> tuple[int | None, str, bool]
 def _log(event: Event, result: Delivery) -> None:
     where = f"${result.target}"
     if result.ok:
-        log.info("notify %s: sent %s (HTTP %s, %d attempt(s))", where, event.kind, result.http_status,
-                 result.attempts)
+        log.info("notify %s: sent %s (HTTP %s, %d attempt(s))", where, event.kind, result.http_status, result.attempts)
     elif result.status == "skipped":
         log.info("notify %s: skipped %s: %s", where, event.kind, result.error)
     else:
-        log.warning("notify %s: could not send %s after %d attempt(s): %s", where, event.kind, result.attempts,
-                    result.error)
+        log.warning(
+            "notify %s: could not send %s after %d attempt(s): %s", where, event.kind, result.attempts, result.error
+        )

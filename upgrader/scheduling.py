@@ -83,8 +83,9 @@ def parse_on(text: str) -> On:
     """A one-off start; refused when the local time does not exist (DST gap) or occurs twice (DST fold)."""
     match = _ON_RE.match(text)
     if not match:
-        raise UpgraderError(f"--on {text!r} is not 'YYYY-MM-DD HH:MM ZONE'",
-                            "e.g. --on '2026-12-05 02:00 America/New_York'")
+        raise UpgraderError(
+            f"--on {text!r} is not 'YYYY-MM-DD HH:MM ZONE'", "e.g. --on '2026-12-05 02:00 America/New_York'"
+        )
     day, hour, minute, zone_name = match.groups()
     zone = localtime.zone(zone_name)
     if zone is None:
@@ -94,17 +95,20 @@ def parse_on(text: str) -> On:
     except ValueError as exc:
         raise UpgraderError(f"--on {text!r}: {exc}", "a real date, e.g. 2026-12-05") from None
     if not limits.reasonable_year(date.year):  # the timer's next elapse near year 9999 overflows
-        raise UpgraderError(f"--on {text!r} is outside the years {limits.YEARS[0]}-{limits.YEARS[1]}",
-                            "pick a date to come")
+        raise UpgraderError(
+            f"--on {text!r} is outside the years {limits.YEARS[0]}-{limits.YEARS[1]}", "pick a date to come"
+        )
     naive = dt.datetime.combine(date, dt.time(int(hour), int(minute)))
     first, second = naive.replace(tzinfo=zone, fold=0), naive.replace(tzinfo=zone, fold=1)
     if first.utcoffset() != second.utcoffset():
-        raise UpgraderError(f"--on {text!r} is ambiguous or does not exist in {zone_name} (a DST change)",
-                            "pick a time an hour away")
+        raise UpgraderError(
+            f"--on {text!r} is ambiguous or does not exist in {zone_name} (a DST change)", "pick a time an hour away"
+        )
     # A time in the spring-forward gap round-trips to another wall-clock time.
     if first.astimezone(dt.UTC).astimezone(zone).replace(tzinfo=None) != naive:
-        raise UpgraderError(f"--on {text!r} does not exist in {zone_name} (clocks spring forward)",
-                            "pick a time an hour away")
+        raise UpgraderError(
+            f"--on {text!r} does not exist in {zone_name} (clocks spring forward)", "pick a time an hour away"
+        )
     return On(first, zone_name)
 
 
@@ -139,11 +143,15 @@ class Job:
         if self.user is not None and not USER_RE.match(self.user):
             raise UpgraderError(f"user {self.user!r} is not a login name", "e.g. --user deploy")
         if self.on_failure is not None and not ON_FAILURE_RE.match(self.on_failure):
-            raise UpgraderError(f"OnFailure unit {self.on_failure!r} has characters systemd does not allow",
-                                "e.g. --on-failure 'upgrader-notify@%n.service'")
+            raise UpgraderError(
+                f"OnFailure unit {self.on_failure!r} has characters systemd does not allow",
+                "e.g. --on-failure 'upgrader-notify@%n.service'",
+            )
         if not UNIT_NAME_RE.match(self.name):
-            raise UpgraderError(f"unit name {self.name!r} has characters systemd does not allow",
-                                "use letters, digits, '_', '.', ':' and '-'")
+            raise UpgraderError(
+                f"unit name {self.name!r} has characters systemd does not allow",
+                "use letters, digits, '_', '.', ':' and '-'",
+            )
         for value in (*self.argv, self.workdir, self.env_file, self.description, self.lock_file, self.state_dir or ""):
             if "\n" in value or "\r" in value:
                 raise UpgraderError(f"{value!r} contains a line break", "rename the file")
@@ -201,10 +209,25 @@ WantedBy=timers.target
 
 def cron_line(job: Job, at: Schedule, flock: str = "/usr/bin/flock") -> str:
     """The crontab equivalent.  CRON_TZ is honoured by cronie (RHEL, Fedora); check your cron's man page."""
-    command = " ".join([
-        "cd", shlex.quote(job.workdir), "&&", "set -a", "&&", ".", shlex.quote(job.env_file), "&&", "set +a", "&&",
-        "exec", shlex.quote(flock), "-n", shlex.quote(job.lock_file), *(shlex.quote(a) for a in job.argv),
-    ])
+    command = " ".join(
+        [
+            "cd",
+            shlex.quote(job.workdir),
+            "&&",
+            "set -a",
+            "&&",
+            ".",
+            shlex.quote(job.env_file),
+            "&&",
+            "set +a",
+            "&&",
+            "exec",
+            shlex.quote(flock),
+            "-n",
+            shlex.quote(job.lock_file),
+            *(shlex.quote(a) for a in job.argv),
+        ]
+    )
     once = "# one-off: cron has no year, remove this entry after it has run\n" if isinstance(at, On) else ""
     return f"{once}CRON_TZ={at.zone}\n{at.cron_fields()} {command.replace('%', chr(92) + '%')}\n"
 

@@ -34,7 +34,8 @@ Scheme = Literal["pep440", "vendor"]
 SCHEMES: tuple[Scheme, ...] = ("pep440", "vendor")
 
 _VENDOR_RE = re.compile(
-    r"(?P<release>[0-9]+(?:\.[0-9]+)*)(?:[-_.+~]?(?P<suffix>[A-Za-z0-9]+(?:[-_.+~][A-Za-z0-9]+)*))?")
+    r"(?P<release>[0-9]+(?:\.[0-9]+)*)(?:[-_.+~]?(?P<suffix>[A-Za-z0-9]+(?:[-_.+~][A-Za-z0-9]+)*))?"
+)
 _RUN_RE = re.compile(r"[0-9]+|[A-Za-z]+")
 _CLAUSE_RE = re.compile(r"\s*(==|!=|<=|>=|<|>)\s*(\S+?)\s*")
 
@@ -81,8 +82,10 @@ def parse(text: str, scheme: Scheme = "pep440") -> SchemeVersion:
     if scheme == "vendor":
         m = _VENDOR_RE.fullmatch(text)
         if m is None:
-            raise ValueError(f"{text!r} is not a vendor version — write numeric release parts, then an optional "
-                             "build or hotfix suffix, e.g. 7.17.2-b123, 5.2.0_b123, 5.2.0-hotfix1")
+            raise ValueError(
+                f"{text!r} is not a vendor version — write numeric release parts, then an optional "
+                "build or hotfix suffix, e.g. 7.17.2-b123, 5.2.0_b123, 5.2.0-hotfix1"
+            )
         suffix = m.group("suffix") or ""
         runs = tuple((0, int(r), "") if r.isdigit() else (1, 0, r.lower()) for r in _RUN_RE.findall(suffix))
         release = tuple(int(p) for p in m.group("release").split("."))
@@ -90,8 +93,10 @@ def parse(text: str, scheme: Scheme = "pep440") -> SchemeVersion:
     try:
         return SchemeVersion(text, "pep440", Version(text))
     except InvalidVersion:
-        raise ValueError(f"{text!r} is not a PEP 440 version — use one such as 5.2.0 or 5.2.0rc1, or set "
-                         "version_scheme: vendor for versions such as 5.2.0_b123 or 5.2.0-hotfix1") from None
+        raise ValueError(
+            f"{text!r} is not a PEP 440 version — use one such as 5.2.0 or 5.2.0rc1, or set "
+            "version_scheme: vendor for versions such as 5.2.0_b123 or 5.2.0-hotfix1"
+        ) from None
 
 
 def valid_in_some_scheme(text: str) -> bool:
@@ -164,8 +169,10 @@ def spec(text: str, scheme: Scheme = "pep440") -> Spec:
     for part in text.split(","):
         m = _CLAUSE_RE.fullmatch(part)
         if m is None:
-            raise ValueError(f"{part.strip()!r} in {text!r} is not a vendor specifier clause — write clauses such as "
-                             "'>=5.1.0,<5.2.0-hotfix1' (==, !=, <, <=, >, >=; no wildcards or ~=)")
+            raise ValueError(
+                f"{part.strip()!r} in {text!r} is not a vendor specifier clause — write clauses such as "
+                "'>=5.1.0,<5.2.0-hotfix1' (==, !=, <, <=, >, >=; no wildcards or ~=)"
+            )
         clauses.append((m.group(1), parse(m.group(2), "vendor")))
     return Spec(text, scheme, tuple(clauses))
 

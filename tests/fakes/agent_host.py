@@ -151,8 +151,9 @@ class FakeHost:
     def unrebase(self, text: str) -> str:
         return text.replace(str(self.tree), "")
 
-    def install(self, root: str, version: str, files: Mapping[str, str | bytes] | None = None,
-                current: bool = True) -> Path:
+    def install(
+        self, root: str, version: str, files: Mapping[str, str | bytes] | None = None, current: bool = True
+    ) -> Path:
         """Lay down releases/<version> under ``root`` as a past upgrade left it (and make it current)."""
         releases = self.path(root) / "releases"
         release = releases / version
@@ -204,8 +205,12 @@ class FakeHost:
         return json.loads(f.read_text()) if f.exists() else None
 
     def env(self) -> dict[str, str]:
-        return {"PATH": f"{self.bin_dir}:/usr/local/bin:/usr/bin:/bin", "FAKE_SYSTEMD": str(self.systemd),
-                "TREE": str(self.tree), "LANG": "C.UTF-8"}
+        return {
+            "PATH": f"{self.bin_dir}:/usr/local/bin:/usr/bin:/bin",
+            "FAKE_SYSTEMD": str(self.systemd),
+            "TREE": str(self.tree),
+            "LANG": "C.UTF-8",
+        }
 
 
 class _Controller:
@@ -220,8 +225,13 @@ class _Controller:
 class AgentStream:
     """A serving agent on a fake host: a local process speaking the agent's stdin/stdout protocol."""
 
-    def __init__(self, host: FakeHost, controller: _Controller, argv: tuple[str, ...],
-                 trigger: Callable[[FakeHost, dict[str, Any], bool], None]) -> None:
+    def __init__(
+        self,
+        host: FakeHost,
+        controller: _Controller,
+        argv: tuple[str, ...],
+        trigger: Callable[[FakeHost, dict[str, Any], bool], None],
+    ) -> None:
         self._host = host
         self._controller = controller
         self._argv = argv
@@ -229,7 +239,12 @@ class AgentStream:
         self._stderr = open(host.tree / f".agent-{time.monotonic_ns()}.err", "w+b")  # noqa: SIM115
         self._proc = subprocess.Popen(
             [sys.executable, "-I", "-S", "-c", _LOADER, str(AGENT_FILE), str(host.state_dir)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, env=host.env(), cwd=host.tree)
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._stderr,
+            env=host.env(),
+            cwd=host.tree,
+        )
         self._pending = b""
         self._preamble = True
 
@@ -289,8 +304,8 @@ class AgentStream:
             at = 0 if buf.startswith(marker) else buf.find(b"\n" + marker) + 1
             newline = buf.find(b"\n", at) if (at > 0 or buf.startswith(marker)) else -1
             if newline >= 0:
-                self._pending = buf[newline + 1:]
-                return buf[:newline + 1], True
+                self._pending = buf[newline + 1 :]
+                return buf[: newline + 1], True
             left = deadline - time.monotonic()
             if left <= 0:
                 self._pending = buf
@@ -308,8 +323,15 @@ class AgentStream:
     def _result(self, code: int, out: bytes, started: float, timed_out: bool = False) -> Result:
         self._stderr.seek(0)
         err = self._stderr.read()[-4000:].decode("utf-8", "replace")
-        return Result(self._host.name, self._argv, code, self._host.unrebase(out.decode("utf-8", "replace")),
-                      self._host.unrebase(err), time.monotonic() - started, timed_out=timed_out)
+        return Result(
+            self._host.name,
+            self._argv,
+            code,
+            self._host.unrebase(out.decode("utf-8", "replace")),
+            self._host.unrebase(err),
+            time.monotonic() - started,
+            timed_out=timed_out,
+        )
 
     def hang_up(self) -> None:
         """The SSH connection went: the agent reads EOF, finishes the program it is running and exits."""
@@ -332,8 +354,14 @@ class AgentStream:
 class FakeTransport:
     """The engine's Transport for one fake host (put/get copy files into the tree; stream starts the agent)."""
 
-    def __init__(self, host: FakeHost, endpoint: Endpoint, timeouts: Timeouts, controller: _Controller,
-                 trigger: Callable[[FakeHost, dict[str, Any], bool], None]) -> None:
+    def __init__(
+        self,
+        host: FakeHost,
+        endpoint: Endpoint,
+        timeouts: Timeouts,
+        controller: _Controller,
+        trigger: Callable[[FakeHost, dict[str, Any], bool], None],
+    ) -> None:
         self.host = host
         self.endpoint = endpoint
         self.timeouts = timeouts
@@ -344,8 +372,7 @@ class FakeTransport:
         if self._controller.dead:
             raise ControllerKilled
         if self.host.unreachable:
-            raise TransportError(self.host.name, "connection refused (fake host marked unreachable)",
-                                 "check the host")
+            raise TransportError(self.host.name, "connection refused (fake host marked unreachable)", "check the host")
 
     def stream(self, argv: Sequence[str], *, sudo: bool = False) -> AgentStream:
         self._reachable()
@@ -365,14 +392,27 @@ class FakeTransport:
         self._reachable()
         shutil.copyfile(self.host.path(remote), local)
 
-    def run(self, argv: Sequence[str], *, sudo: bool = False, timeout: float | None = None,
-            idempotent: bool = False) -> Result:
+    def run(
+        self, argv: Sequence[str], *, sudo: bool = False, timeout: float | None = None, idempotent: bool = False
+    ) -> Result:
         self._reachable()
         started = time.monotonic()
-        proc = subprocess.run(self.host.rebase(list(argv)), capture_output=True, text=True, env=self.host.env(),
-                              timeout=timeout or self.timeouts.command, cwd=self.host.tree)
-        return Result(self.host.name, tuple(argv), proc.returncode, self.host.unrebase(proc.stdout),
-                      self.host.unrebase(proc.stderr), time.monotonic() - started)
+        proc = subprocess.run(
+            self.host.rebase(list(argv)),
+            capture_output=True,
+            text=True,
+            env=self.host.env(),
+            timeout=timeout or self.timeouts.command,
+            cwd=self.host.tree,
+        )
+        return Result(
+            self.host.name,
+            tuple(argv),
+            proc.returncode,
+            self.host.unrebase(proc.stdout),
+            self.host.unrebase(proc.stderr),
+            time.monotonic() - started,
+        )
 
     def close(self) -> None:
         with self._controller.lock:
@@ -425,8 +465,10 @@ class FakeHosts:
                 if kill[0] == host.name and kill[1] in ops and kill[2] == done:
                     self._kills.remove(kill)
                     self._die(controller)
-                    raise ControllerKilled(f"controller killed {'after' if done else 'before'} {kill[1]} "
-                                           f"on {host.name}")
+                    raise ControllerKilled(
+                        f"controller killed {'after' if done else 'before'} {kill[1]} on {host.name}"
+                    )
+
         return fire
 
     @staticmethod

@@ -42,8 +42,13 @@ UNIT = "app.service"
 COMPONENT = "app"
 RELEASES = ("5.0.0", "5.1.0", "5.2.0")
 # Passes unless /etc/app/bad-<version of current> exists on the host ($0 is the root, $1 the marker dir).
-HEALTH = ["/bin/sh", "-c", 'v=$(basename "$(readlink "$0/current")"); test "$(cat "$0/current/health")" = ok '
-          '&& test ! -e "$1/bad-$v"', ROOT, "/etc/app"]
+HEALTH = [
+    "/bin/sh",
+    "-c",
+    'v=$(basename "$(readlink "$0/current")"); test "$(cat "$0/current/health")" = ok && test ! -e "$1/bad-$v"',
+    ROOT,
+    "/etc/app",
+]
 START = 'v=$(basename "$(readlink "$TREE/opt/app/current")"); [ ! -e "$TREE/etc/app/crash-$v" ]'
 
 
@@ -115,10 +120,15 @@ class Fleet:
     def build(cls, tmp: Path, dcs: dict[str, list[str]], start: dict[str, str]) -> Fleet:
         artifacts = tmp / "artifacts"
         shas = {v: release_tarball(artifacts / f"app-{v}.tar.gz", _release_files(v)) for v in RELEASES[1:]}
-        inventory = {"name": "fake", "defaults": {"user": "deploy"}, "roles": {"app": [COMPONENT]},
-                     "datacenters": {dc: {"hosts": {h: {"address": f"10.9.{i}.{j + 1}", "roles": ["app"]}
-                                                    for j, h in enumerate(names)}}
-                                     for i, (dc, names) in enumerate(dcs.items())}}
+        inventory = {
+            "name": "fake",
+            "defaults": {"user": "deploy"},
+            "roles": {"app": [COMPONENT]},
+            "datacenters": {
+                dc: {"hosts": {h: {"address": f"10.9.{i}.{j + 1}", "roles": ["app"]} for j, h in enumerate(names)}}
+                for i, (dc, names) in enumerate(dcs.items())
+            },
+        }
         (tmp / "inventory.yml").write_text(yaml.safe_dump(inventory, sort_keys=False))
         hosts = FakeHosts(tmp / "hosts")
         for names in dcs.values():
@@ -138,7 +148,9 @@ class Fleet:
 
     def _write_playbook(self, version: str, shas: dict[str, str], gates: str) -> Path:
         book: dict[str, Any] = {
-            "component": COMPONENT, "vendor": "Example Vendor", "version": version,
+            "component": COMPONENT,
+            "vendor": "Example Vendor",
+            "version": version,
             "artifact": {"file": f"app-{version}.tar.gz", "sha256": shas[version]},
             "upgrade_from": ">=5.0,<5.1" if version == "5.1.0" else ">=5.1,<5.2",
             "install": {"root": ROOT, "keep_releases": 4},
@@ -146,16 +158,26 @@ class Fleet:
             "prechecks": {"min_free_disk_mb": 0},
             "checks": [
                 {"name": "health", "command": {"argv": HEALTH}, "retries": 0, "interval": "10ms", "timeout": "2s"},
-                {"name": "version", "version": {"argv": ["cat", "{release}/VERSION"]}, "retries": 0,
-                 "interval": "10ms", "timeout": "2s"},
+                {
+                    "name": "version",
+                    "version": {"argv": ["cat", "{release}/VERSION"]},
+                    "retries": 0,
+                    "interval": "10ms",
+                    "timeout": "2s",
+                },
             ],
             "canary": {"hosts": 1, "bake": "30ms", "bake_interval": "10ms"},
             "rollout": {"batch": 1, "max_failures": 1},
             "rollback": {"on_failure": "host"},
         }
         if version == "5.2.0":
-            book["via"] = [{"version": "5.1.0", "upgrade_from": ">=5.0,<5.1",
-                            "artifact": {"file": "app-5.1.0.tar.gz", "sha256": shas["5.1.0"]}}]
+            book["via"] = [
+                {
+                    "version": "5.1.0",
+                    "upgrade_from": ">=5.0,<5.1",
+                    "artifact": {"file": "app-5.1.0.tar.gz", "sha256": shas["5.1.0"]},
+                }
+            ]
         if gates == "manual":
             book["canary"].update(promote="manual", promote_timeout="600ms")
             book["rollout"]["pause_between_datacenters"] = "manual"
@@ -174,8 +196,11 @@ class Fleet:
         if v is None or h.state(UNIT) != "active":
             return False
         release = h.path(f"{ROOT}/releases/{v}")
-        return ((release / "health").is_file() and (release / "health").read_text() == "ok\n"
-                and not h.path(f"/etc/app/bad-{v}").exists())
+        return (
+            (release / "health").is_file()
+            and (release / "health").read_text() == "ok\n"
+            and not h.path(f"/etc/app/bad-{v}").exists()
+        )
 
     def lock(self, host: str) -> dict[str, Any] | None:
         return self.hosts[host].lock(COMPONENT)
@@ -216,11 +241,14 @@ class Fleet:
         previous = real_signal(signal.SIGINT, interrupt)
         cwd = os.getcwd()
         os.chdir(self.tmp)  # an operator's directory: not this repository (its playbooks/ would be read)
-        with mock.patch.object(live, "pool_for", lambda inventory, args: self.hosts.pool(parallel=args.parallel)), \
-                mock.patch.object(early, "start", lambda argv, state: None), \
-                mock.patch.object(gates, "wait", wait), \
-                mock.patch.object(signal, "signal", only_in_main), \
-                mock.patch.object(sys, "stdout", self._output), mock.patch.object(sys, "stderr", self._output):
+        with (
+            mock.patch.object(live, "pool_for", lambda inventory, args: self.hosts.pool(parallel=args.parallel)),
+            mock.patch.object(early, "start", lambda argv, state: None),
+            mock.patch.object(gates, "wait", wait),
+            mock.patch.object(signal, "signal", only_in_main),
+            mock.patch.object(sys, "stdout", self._output),
+            mock.patch.object(sys, "stderr", self._output),
+        ):
             try:
                 yield
             finally:

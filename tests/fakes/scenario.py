@@ -39,7 +39,9 @@ START = '[ ! -e "$TREE/etc/app/crash" ] || [ "$(readlink "$TREE/opt/app/current"
 
 def _playbook(sha: str, extra: dict[str, Any]) -> dict[str, Any]:
     book: dict[str, Any] = {
-        "component": "app", "vendor": "Example Vendor", "version": TO,
+        "component": "app",
+        "vendor": "Example Vendor",
+        "version": TO,
         "artifact": {"file": f"app-{TO}.tar.gz", "sha256": sha},
         "upgrade_from": ">=5.1,<5.2",
         "install": {"root": ROOT},
@@ -47,8 +49,13 @@ def _playbook(sha: str, extra: dict[str, Any]) -> dict[str, Any]:
         "prechecks": {"min_free_disk_mb": 0},
         "checks": [
             {"name": "health", "command": {"argv": HEALTH}, "retries": 1, "interval": "50ms", "timeout": "2s"},
-            {"name": "version", "version": {"argv": ["cat", "{release}/VERSION"]}, "retries": 0,
-             "interval": "50ms", "timeout": "2s"},
+            {
+                "name": "version",
+                "version": {"argv": ["cat", "{release}/VERSION"]},
+                "retries": 0,
+                "interval": "50ms",
+                "timeout": "2s",
+            },
         ],
         "canary": {"hosts": 1, "bake": "200ms", "bake_interval": "100ms"},
         "rollout": {"batch": 1, "max_failures": 1},
@@ -70,9 +77,17 @@ class Scenario:
     runs: list[Journal] = field(default_factory=list)
 
     @classmethod
-    def build(cls, tmp: Path, datacenters: dict[str, list[str]], *, bad: set[str] | frozenset[str] = frozenset(),
-              crash: set[str] | frozenset[str] = frozenset(), on_failure: str = "host",
-              playbook: dict[str, Any] | None = None, **rollout: Any) -> Scenario:
+    def build(
+        cls,
+        tmp: Path,
+        datacenters: dict[str, list[str]],
+        *,
+        bad: set[str] | frozenset[str] = frozenset(),
+        crash: set[str] | frozenset[str] = frozenset(),
+        on_failure: str = "host",
+        playbook: dict[str, Any] | None = None,
+        **rollout: Any,
+    ) -> Scenario:
         artifacts = tmp / "artifacts"
         sha = release_tarball(artifacts / f"app-{TO}.tar.gz", {"VERSION": TO + "\n", "health": "ok\n"})
         extra = dict(playbook or {})
@@ -80,11 +95,20 @@ class Scenario:
         if rollout:
             extra["rollout"] = {**extra.get("rollout", {}), **rollout}
         book = _playbook(sha, extra)
-        inventory = {"name": "fake", "defaults": {"user": "deploy"}, "roles": {"app": ["app"]},
-                     "datacenters": {dc: {"hosts": {h: {"address": f"10.9.{i}.{j + 1}", "roles": ["app"],
-                                                        "installed": {"app": FROM}}
-                                                    for j, h in enumerate(names)}}
-                                     for i, (dc, names) in enumerate(datacenters.items())}}
+        inventory = {
+            "name": "fake",
+            "defaults": {"user": "deploy"},
+            "roles": {"app": ["app"]},
+            "datacenters": {
+                dc: {
+                    "hosts": {
+                        h: {"address": f"10.9.{i}.{j + 1}", "roles": ["app"], "installed": {"app": FROM}}
+                        for j, h in enumerate(names)
+                    }
+                }
+                for i, (dc, names) in enumerate(datacenters.items())
+            },
+        }
         (tmp / "playbook.yml").write_text(yaml.safe_dump(book, sort_keys=False))
         (tmp / "inventory.yml").write_text(yaml.safe_dump(inventory, sort_keys=False))
         hosts = FakeHosts(tmp / "hosts")
@@ -106,8 +130,13 @@ class Scenario:
     @staticmethod
     def plan_for(tmp: Path) -> Plan:
         inputs = load_inputs(tmp / "playbook.yml", tmp / "inventory.yml")
-        return make_plan(inputs.playbook.model, inputs.inventory.model, facts_from_inventory(inputs.inventory.model),
-                         playbook_ref=inputs.playbook_ref(), inventory_ref=inputs.inventory_ref())
+        return make_plan(
+            inputs.playbook.model,
+            inputs.inventory.model,
+            facts_from_inventory(inputs.inventory.model),
+            playbook_ref=inputs.playbook_ref(),
+            inventory_ref=inputs.inventory_ref(),
+        )
 
     def journal(self, run_id: str | None = None) -> Journal:
         run_id = run_id or f"run-{len(self.runs) + 1}"
@@ -117,11 +146,20 @@ class Scenario:
         return journal
 
     def engine(self, journal: Journal | None = None, **kwargs: Any) -> Apply:
-        return Apply(self.plan, self.hosts.pool(), journal or self.journal(), Progress("json", stream=io.StringIO()),
-                     artifacts=self.artifacts, operator="pytest", sleep=lambda _: None, **kwargs)
+        return Apply(
+            self.plan,
+            self.hosts.pool(),
+            journal or self.journal(),
+            Progress("json", stream=io.StringIO()),
+            artifacts=self.artifacts,
+            operator="pytest",
+            sleep=lambda _: None,
+            **kwargs,
+        )
 
-    def apply(self, recovery: Recovery | None = None, journal: Journal | None = None,
-              **kwargs: Any) -> tuple[Outcome, list[dict[str, Any]]]:
+    def apply(
+        self, recovery: Recovery | None = None, journal: Journal | None = None, **kwargs: Any
+    ) -> tuple[Outcome, list[dict[str, Any]]]:
         engine = self.engine(journal, **kwargs)
         try:
             outcome = engine.run(recovery)

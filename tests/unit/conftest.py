@@ -24,9 +24,14 @@ def plan_files(playbook: Path, inventory: Path, facts: Path | None = None) -> Pl
     """What `upgrader plan` computes, without the CLI."""
     inputs = load_inputs(playbook, inventory)
     known = load_facts_for(facts, inputs.inventory) if facts else facts_from_inventory(inputs.inventory.model)
-    return make_plan(inputs.playbook.model, inputs.inventory.model, known,
-                     playbook_ref=inputs.playbook_ref(), inventory_ref=inputs.inventory_ref(),
-                     controller_files=inputs.controller_files())
+    return make_plan(
+        inputs.playbook.model,
+        inputs.inventory.model,
+        known,
+        playbook_ref=inputs.playbook_ref(),
+        inventory_ref=inputs.inventory_ref(),
+        controller_files=inputs.controller_files(),
+    )
 
 
 @pytest.fixture

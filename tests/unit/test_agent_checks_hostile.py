@@ -65,8 +65,10 @@ def ctx(tmp_path: Path) -> dict:
     return {"component": "app", "run": "R1", "root": str(tmp_path / "opt")}
 
 
-@pytest.mark.reliability("the service user (uid 65534) replaces its log with a FIFO; root's log check runs",
-                         "the check fails at once naming a non-regular file; it never blocks in open()")
+@pytest.mark.reliability(
+    "the service user (uid 65534) replaces its log with a FIFO; root's log check runs",
+    "the check fails at once naming a non-regular file; it never blocks in open()",
+)
 def test_a_fifo_for_a_log_does_not_hang_the_check(agent, logdir, tmp_path, record_property) -> None:  # type: ignore[no-untyped-def]
     fifo = logdir / "app.log"
     as_nobody("mkfifo", str(fifo))
@@ -76,8 +78,10 @@ def test_a_fifo_for_a_log_does_not_hang_the_check(agent, logdir, tmp_path, recor
     assert reason == f"log {fifo} is not a regular file" and seconds < 2.0
 
 
-@pytest.mark.reliability("the service user points its log at a root-only file holding the pattern (a symlink)",
-                         "refused: the link is not followed, the check fails saying so")
+@pytest.mark.reliability(
+    "the service user points its log at a root-only file holding the pattern (a symlink)",
+    "refused: the link is not followed, the check fails saying so",
+)
 def test_a_symlinked_log_is_not_followed(agent, logdir, tmp_path, record_property) -> None:  # type: ignore[no-untyped-def]
     secret = tmp_path / "secret"
     secret.write_text("ready\n")
@@ -89,8 +93,10 @@ def test_a_symlinked_log_is_not_followed(agent, logdir, tmp_path, record_propert
     assert reason == f"log {link} is a symlink: name the file itself"
 
 
-@pytest.mark.reliability("the service user makes its log a 10 GiB sparse file", "at most LOG_READ (8 MiB) read; "
-                         "the check answers within its timeout")
+@pytest.mark.reliability(
+    "the service user makes its log a 10 GiB sparse file",
+    "at most LOG_READ (8 MiB) read; the check answers within its timeout",
+)
 def test_a_huge_log_is_read_only_up_to_the_bound(agent, logdir, tmp_path, record_property) -> None:  # type: ignore[no-untyped-def]
     big = logdir / "app.log"
     as_nobody("truncate", "-s", "10G", str(big))
@@ -101,13 +107,16 @@ def test_a_huge_log_is_read_only_up_to_the_bound(agent, logdir, tmp_path, record
         reason, seconds = timed_check(agent, log_check(big), ctx(tmp_path))
     finally:
         agent.os.pread = real
-    record_property("observed", f"{seconds:.3f} s, asked for {read} bytes of a {big.stat().st_size} byte file: "
-                    f"{reason}")
+    record_property(
+        "observed", f"{seconds:.3f} s, asked for {read} bytes of a {big.stat().st_size} byte file: {reason}"
+    )
     assert read == [agent.LOG_READ] and reason is not None and "no line matching" in reason and seconds < 2.0
 
 
-@pytest.mark.reliability("a check whose probe never returns (a read on a hung mount, stood in for by a probe that "
-                         "sleeps 60 s)", "abandoned at its timeout + CHECK_GRACE; the check fails saying so")
+@pytest.mark.reliability(
+    "a check whose probe never returns (a read on a hung mount, stood in for by a probe that sleeps 60 s)",
+    "abandoned at its timeout + CHECK_GRACE; the check fails saying so",
+)
 def test_every_check_is_bounded_by_its_timeout(agent, tmp_path, record_property) -> None:  # type: ignore[no-untyped-def]
     agent.log_matches = lambda path, offset, pattern: time.sleep(60)
     reason, seconds = timed_check(agent, log_check(tmp_path / "x.log", timeout=0.5), ctx(tmp_path))
@@ -116,6 +125,7 @@ def test_every_check_is_bounded_by_its_timeout(agent, tmp_path, record_property)
 
 
 # ---------------------------------------------------------------- process checks
+
 
 @pytest.fixture
 def impostor() -> Iterator[subprocess.Popen[bytes]]:
@@ -135,9 +145,10 @@ def process_check(**spec: str) -> dict:
     return {"name": "proc", "kind": "process", "process": {"match": MATCH, **spec}, "timeout": 2.0}
 
 
-@pytest.mark.reliability("uid 65534 runs a process whose command line holds the match string while the service "
-                         "(a systemd unit) is down", "the process check fails: the impostor is not in the unit's "
-                         "control group")
+@pytest.mark.reliability(
+    "uid 65534 runs a process whose command line holds the match string while the service (a systemd unit) is down",
+    "the process check fails: the impostor is not in the unit's control group",
+)
 def test_a_process_outside_the_units_cgroup_does_not_count(agent, impostor, tmp_path, record_property) -> None:  # type: ignore[no-untyped-def]
     c = {**ctx(tmp_path), "cgroups": {"ordergw.service": "/system.slice/ordergw.service"}}
     reason, _ = timed_check(agent, process_check(unit="ordergw.service"), c)
@@ -148,8 +159,10 @@ def test_a_process_outside_the_units_cgroup_does_not_count(agent, impostor, tmp_
     assert reason is not None and "no process matches" in reason and control is None
 
 
-@pytest.mark.reliability("uid 65534 runs a matching process; the check names the service's user (daemon, uid 1)",
-                         "the process check fails: the impostor runs as another user")
+@pytest.mark.reliability(
+    "uid 65534 runs a matching process; the check names the service's user (daemon, uid 1)",
+    "the process check fails: the impostor runs as another user",
+)
 def test_a_process_of_another_user_does_not_count(agent, impostor, tmp_path, record_property) -> None:  # type: ignore[no-untyped-def]
     reason, _ = timed_check(agent, process_check(user="daemon"), ctx(tmp_path))
     control, _ = timed_check(agent, process_check(user="nobody"), ctx(tmp_path))
@@ -157,8 +170,10 @@ def test_a_process_of_another_user_does_not_count(agent, impostor, tmp_path, rec
     assert reason is not None and "running as daemon (uid 1)" in reason and control is None
 
 
-@pytest.mark.reliability("a process check with neither a systemd unit nor a user, and a matching impostor",
-                         "the check fails: nothing tells the service's processes from anyone's")
+@pytest.mark.reliability(
+    "a process check with neither a systemd unit nor a user, and a matching impostor",
+    "the check fails: nothing tells the service's processes from anyone's",
+)
 def test_a_process_check_without_a_scope_passes_nothing(agent, impostor, tmp_path, record_property) -> None:  # type: ignore[no-untyped-def]
     reason, _ = timed_check(agent, process_check(), ctx(tmp_path))
     record_property("observed", str(reason))
@@ -190,8 +205,9 @@ while True:
 @pytest.fixture
 def fake_service() -> Iterator[tuple[subprocess.Popen[str], int]]:
     """uid 65534 listening on a loopback port and answering like the service's health endpoint."""
-    proc = subprocess.Popen(["/usr/bin/python3", "-c", LISTENER], user=NOBODY, group=NOBODY, stdout=subprocess.PIPE,
-                            text=True)
+    proc = subprocess.Popen(
+        ["/usr/bin/python3", "-c", LISTENER], user=NOBODY, group=NOBODY, stdout=subprocess.PIPE, text=True
+    )
     assert proc.stdout is not None
     port = int(proc.stdout.readline())
     yield proc, port
@@ -202,24 +218,40 @@ def fake_service() -> Iterator[tuple[subprocess.Popen[str], int]]:
 SERVICE = {"systemd": "ordergw.service"}
 
 
-@pytest.mark.reliability("uid 65534 binds the service's port on 127.0.0.1 and answers its tcp, http and version "
-                         "checks (the service, a systemd unit, is elsewhere)", "each check fails: the listening "
-                         "socket is not held inside the unit's control group; held there, they pass")
-def test_a_listener_outside_the_unit_does_not_pass_tcp_http_or_version(agent, fake_service, tmp_path,  # type: ignore[no-untyped-def]
-                                                                       record_property) -> None:
+@pytest.mark.reliability(
+    "uid 65534 binds the service's port on 127.0.0.1 and answers its tcp, http and version "
+    "checks (the service, a systemd unit, is elsewhere)",
+    "each check fails: the listening socket is not held inside the unit's control group; held there, they pass",
+)
+def test_a_listener_outside_the_unit_does_not_pass_tcp_http_or_version(
+    agent,
+    fake_service,
+    tmp_path,  # type: ignore[no-untyped-def]
+    record_property,
+) -> None:
     _, port = fake_service
     url = f"http://127.0.0.1:{port}/health"
-    checks = {"tcp": {"name": "t", "kind": "tcp", "tcp": {"port": port}, "timeout": 2.0},
-              "http": {"name": "h", "kind": "http", "http": {"url": url, "body": "ok"}, "timeout": 2.0},
-              "version": {"name": "v", "kind": "version", "version": {"url": url}, "timeout": 2.0}}
-    elsewhere = {**ctx(tmp_path), "cgroups": {"ordergw.service": "/system.slice/ordergw.service"},
-                 "expect_version": "5.2.0"}
+    checks = {
+        "tcp": {"name": "t", "kind": "tcp", "tcp": {"port": port}, "timeout": 2.0},
+        "http": {"name": "h", "kind": "http", "http": {"url": url, "body": "ok"}, "timeout": 2.0},
+        "version": {"name": "v", "kind": "version", "version": {"url": url}, "timeout": 2.0},
+    }
+    elsewhere = {
+        **ctx(tmp_path),
+        "cgroups": {"ordergw.service": "/system.slice/ordergw.service"},
+        "expect_version": "5.2.0",
+    }
     here = {**elsewhere, "cgroups": {"ordergw.service": own_cgroup()}}  # the control: the listener's own group
-    seen = {kind: (agent.check_once(c, dict(elsewhere), SERVICE), agent.check_once(c, dict(here), SERVICE))
-            for kind, c in checks.items()}
+    seen = {
+        kind: (agent.check_once(c, dict(elsewhere), SERVICE), agent.check_once(c, dict(here), SERVICE))
+        for kind, c in checks.items()
+    }
     unscoped = {kind: agent.check_once(c, dict(elsewhere)) for kind, c in checks.items()}  # prechecks: no service
-    record_property("observed", "; ".join(f"{k}: {v[0]} / own group: {v[1]}" for k, v in seen.items())
-                    + f"; without a service (prechecks): {unscoped}")
+    record_property(
+        "observed",
+        "; ".join(f"{k}: {v[0]} / own group: {v[1]}" for k, v in seen.items())
+        + f"; without a service (prechecks): {unscoped}",
+    )
     for kind, (outside, inside) in seen.items():
         assert outside is not None and f"port {port} is not served by ordergw.service" in outside, kind
         assert inside is None, kind
@@ -230,8 +262,9 @@ def test_a_listener_outside_the_unit_does_not_pass_tcp_http_or_version(agent, fa
 def wildcard_service() -> Iterator[tuple[subprocess.Popen[str], int]]:
     """uid 65534 listening on every address (0.0.0.0), answering like the service's health endpoint."""
     code = LISTENER.replace('s.bind(("127.0.0.1", 0))', 's.bind(("0.0.0.0", 0))')
-    proc = subprocess.Popen(["/usr/bin/python3", "-c", code], user=NOBODY, group=NOBODY, stdout=subprocess.PIPE,
-                            text=True)
+    proc = subprocess.Popen(
+        ["/usr/bin/python3", "-c", code], user=NOBODY, group=NOBODY, stdout=subprocess.PIPE, text=True
+    )
     assert proc.stdout is not None
     port = int(proc.stdout.readline())
     yield proc, port
@@ -256,20 +289,28 @@ def own_addresses() -> list[str]:
     return sorted(set(a for a in found if not a.startswith("127.")))
 
 
-@pytest.mark.reliability("uid 65534 binds the service's port on 0.0.0.0 while the checks name this machine other "
-                         "than by 127.x/localhost (0.0.0.0, its own addresses)",
-                         "each check fails: the listener is not in the unit's control group, whatever the name")
+@pytest.mark.reliability(
+    "uid 65534 binds the service's port on 0.0.0.0 while the checks name this machine other "
+    "than by 127.x/localhost (0.0.0.0, its own addresses)",
+    "each check fails: the listener is not in the unit's control group, whatever the name",
+)
 def test_a_listener_outside_the_unit_does_not_pass_under_another_name_for_this_machine(  # type: ignore[no-untyped-def]
-        agent, wildcard_service, tmp_path, record_property) -> None:
+    agent, wildcard_service, tmp_path, record_property
+) -> None:
     _, port = wildcard_service
     names = ["0.0.0.0", *own_addresses()]
-    elsewhere = {**ctx(tmp_path), "cgroups": {"ordergw.service": "/system.slice/ordergw.service"},
-                 "expect_version": "5.2.0"}
+    elsewhere = {
+        **ctx(tmp_path),
+        "cgroups": {"ordergw.service": "/system.slice/ordergw.service"},
+        "expect_version": "5.2.0",
+    }
     seen = {}
     for name in names:
         url = f"http://{name}:{port}/health"
-        checks = {"tcp": {"name": "t", "kind": "tcp", "tcp": {"host": name, "port": port}, "timeout": 2.0},
-                  "http": {"name": "h", "kind": "http", "http": {"url": url, "body": "ok"}, "timeout": 2.0}}
+        checks = {
+            "tcp": {"name": "t", "kind": "tcp", "tcp": {"host": name, "port": port}, "timeout": 2.0},
+            "http": {"name": "h", "kind": "http", "http": {"url": url, "body": "ok"}, "timeout": 2.0},
+        }
         for kind, c in checks.items():
             seen[f"{kind} {name}"] = agent.check_once(c, dict(elsewhere), SERVICE)
     record_property("observed", "; ".join(f"{k}: {v}" for k, v in seen.items()))
@@ -277,9 +318,11 @@ def test_a_listener_outside_the_unit_does_not_pass_under_another_name_for_this_m
         assert reason is not None and f"port {port} is not served by ordergw.service" in reason, what
 
 
-@pytest.mark.reliability("the log's directory leads into a mount that never answers (stat blocks) when a start "
-                         "remembers where the log ends", "the start goes on within the bound (offset 0: the "
-                         "whole log is read later); it does not hang with the host lock held")
+@pytest.mark.reliability(
+    "the log's directory leads into a mount that never answers (stat blocks) when a start remembers where the log ends",
+    "the start goes on within the bound (offset 0: the "
+    "whole log is read later); it does not hang with the host lock held",
+)
 def test_a_hung_log_path_does_not_hang_a_start(agent, tmp_path, monkeypatch, record_property) -> None:  # type: ignore[no-untyped-def]
     hung = str(tmp_path / "nfs" / "ordergw.log")
     real_stat, real_lstat = os.stat, os.lstat
@@ -290,6 +333,7 @@ def test_a_hung_log_path_does_not_hang_a_start(agent, tmp_path, monkeypatch, rec
             if str(path) == hung:
                 release.wait(60)
             return real(path, *args, **kwargs)
+
         return stat
 
     monkeypatch.setattr(agent, "LOG_STAT_TIMEOUT", 0.5, raising=False)
@@ -297,8 +341,10 @@ def test_a_hung_log_path_does_not_hang_a_start(agent, tmp_path, monkeypatch, rec
     monkeypatch.setattr(os, "lstat", blocking(real_lstat))
     box: list[float] = []
     started = time.monotonic()
-    worker = threading.Thread(target=lambda: (agent.remember_log_offsets(ctx(tmp_path), [hung]),
-                                              box.append(time.monotonic() - started)), daemon=True)
+    worker = threading.Thread(
+        target=lambda: (agent.remember_log_offsets(ctx(tmp_path), [hung]), box.append(time.monotonic() - started)),
+        daemon=True,
+    )
     worker.start()
     worker.join(10)
     release.set()

@@ -11,9 +11,7 @@ from types import ModuleType
 import agent_code
 import pytest
 
-pytestmark = pytest.mark.reliability(
-    "hostile tarball: refused whole on the host, nothing unpacked")
-
+pytestmark = pytest.mark.reliability("hostile tarball: refused whole on the host, nothing unpacked")
 
 
 @pytest.fixture(scope="module")
@@ -43,12 +41,17 @@ def special(name: str, kind: bytes, **attrs: object) -> tuple[tarfile.TarInfo, N
     return info, None
 
 
-GOOD = [file("bin/app", b"#!/bin/sh\n"), file("release.json", b"{}"),
-        special("bin/link", tarfile.SYMTYPE, linkname="app"), special("lib", tarfile.DIRTYPE)]
+GOOD = [
+    file("bin/app", b"#!/bin/sh\n"),
+    file("release.json", b"{}"),
+    special("bin/link", tarfile.SYMTYPE, linkname="app"),
+    special("lib", tarfile.DIRTYPE),
+]
 
 
-def test_a_well_formed_release_is_unpacked(agent: ModuleType, tmp_path: Path,
-                                          record_property: Callable[[str, object], None]) -> None:
+def test_a_well_formed_release_is_unpacked(
+    agent: ModuleType, tmp_path: Path, record_property: Callable[[str, object], None]
+) -> None:
     record_property("expected", "a well formed release: unpacked in full, its symlink and directory kept")
     dest = tmp_path / "releases" / "1.0"
     (tmp_path / "releases").mkdir()
@@ -59,19 +62,23 @@ def test_a_well_formed_release_is_unpacked(agent: ModuleType, tmp_path: Path,
     record_property("observed", f"unpacked {len(written)} paths: {', '.join(written)}")
 
 
-@pytest.mark.parametrize(("member", "says"), [
-    (file("/etc/evil"), "absolute path"),
-    (file("../evil"), "leaves the release"),
-    (file("bin/../../evil"), "leaves the release"),
-    (special("bin/out", tarfile.SYMTYPE, linkname="/etc/passwd"), "points outside"),
-    (special("bin/up", tarfile.SYMTYPE, linkname="../../.."), "points outside"),
-    (special("bin/hard", tarfile.LNKTYPE, linkname="../../etc/shadow"), "leaves the release"),
-    (special("dev/sda", tarfile.BLKTYPE, devmajor=8, devminor=0), "device or special"),
-    (special("dev/tty", tarfile.CHRTYPE, devmajor=5, devminor=0), "device or special"),
-    (special("pipe", tarfile.FIFOTYPE), "device or special"),
-])
-def test_hostile_members_refuse_the_whole_tarball(agent: ModuleType, tmp_path: Path, member: object,
-                                                  says: str, record_property: Callable[[str, object], None]) -> None:
+@pytest.mark.parametrize(
+    ("member", "says"),
+    [
+        (file("/etc/evil"), "absolute path"),
+        (file("../evil"), "leaves the release"),
+        (file("bin/../../evil"), "leaves the release"),
+        (special("bin/out", tarfile.SYMTYPE, linkname="/etc/passwd"), "points outside"),
+        (special("bin/up", tarfile.SYMTYPE, linkname="../../.."), "points outside"),
+        (special("bin/hard", tarfile.LNKTYPE, linkname="../../etc/shadow"), "leaves the release"),
+        (special("dev/sda", tarfile.BLKTYPE, devmajor=8, devminor=0), "device or special"),
+        (special("dev/tty", tarfile.CHRTYPE, devmajor=5, devminor=0), "device or special"),
+        (special("pipe", tarfile.FIFOTYPE), "device or special"),
+    ],
+)
+def test_hostile_members_refuse_the_whole_tarball(
+    agent: ModuleType, tmp_path: Path, member: object, says: str, record_property: Callable[[str, object], None]
+) -> None:
     (tmp_path / "releases").mkdir()
     dest = tmp_path / "releases" / "1.0"
     bad = tarball(tmp_path / "bad.tgz", [*GOOD[:2], member])  # type: ignore[list-item]
@@ -135,49 +142,57 @@ def refused(agent: ModuleType, tmp_path: Path, members: list, says: str, strip: 
 
 
 # Chains where each link alone looks inside, yet writing through them leaves the release.
-@pytest.mark.parametrize(("members", "says"), [
-    ([sym("a", "."), file("a/x")], "beneath symlink"),
-    ([sym("a", "."), sym("a/b", ".."), file("a/b/outside/x")], "beneath symlink"),
-    ([special("a", tarfile.DIRTYPE), sym("a/b", ".."), sym("c", "a/b/.."), file("c/outside/x")],
-     "points outside"),
-    ([special("a", tarfile.DIRTYPE), sym("a/b", ".."), sym("c", "a/b/..")], "points outside"),
-    ([sym("up", "x/../.."), file("keep")], "points outside"),
-    ([sym("loop1", "loop2"), sym("loop2", "loop1")], "points outside"),
-    ([file("a/x"), sym("a", "/tmp")], "beneath symlink|points outside"),  # link after what it would shadow
-    ([file("f"), file("f/x")], "beneath file"),
-    ([file("f", b"one"), file("f", b"two")], "appears twice"),
-    ([sym("s", "t"), file("s")], "appears twice"),
-])
+@pytest.mark.parametrize(
+    ("members", "says"),
+    [
+        ([sym("a", "."), file("a/x")], "beneath symlink"),
+        ([sym("a", "."), sym("a/b", ".."), file("a/b/outside/x")], "beneath symlink"),
+        ([special("a", tarfile.DIRTYPE), sym("a/b", ".."), sym("c", "a/b/.."), file("c/outside/x")], "points outside"),
+        ([special("a", tarfile.DIRTYPE), sym("a/b", ".."), sym("c", "a/b/..")], "points outside"),
+        ([sym("up", "x/../.."), file("keep")], "points outside"),
+        ([sym("loop1", "loop2"), sym("loop2", "loop1")], "points outside"),
+        ([file("a/x"), sym("a", "/tmp")], "beneath symlink|points outside"),  # link after what it would shadow
+        ([file("f"), file("f/x")], "beneath file"),
+        ([file("f", b"one"), file("f", b"two")], "appears twice"),
+        ([sym("s", "t"), file("s")], "appears twice"),
+    ],
+)
 def test_symlink_chains_are_refused_whole(agent: ModuleType, tmp_path: Path, members: list, says: str) -> None:
     refused(agent, tmp_path, members, says)
 
 
-@pytest.mark.parametrize(("members", "says"), [
-    ([hard("h", "/etc/passwd")], "absolute path"),
-    ([hard("h", "../outside/canary")], "leaves the release"),
-    ([hard("h", "nothing-like-it")], "not to a regular file earlier"),
-    ([hard("h", "later"), file("later")], "not to a regular file earlier"),
-    ([sym("s", "f"), file("f"), hard("h", "s")], "not to a regular file earlier"),
-    ([special("d", tarfile.DIRTYPE), hard("h", "d")], "not to a regular file earlier"),
-    ([sym("s", "."), hard("h", "s/f")], "not to a regular file earlier|beneath symlink"),
-])
-def test_hardlinks_only_to_files_this_archive_made(agent: ModuleType, tmp_path: Path, members: list,
-                                                   says: str) -> None:
+@pytest.mark.parametrize(
+    ("members", "says"),
+    [
+        ([hard("h", "/etc/passwd")], "absolute path"),
+        ([hard("h", "../outside/canary")], "leaves the release"),
+        ([hard("h", "nothing-like-it")], "not to a regular file earlier"),
+        ([hard("h", "later"), file("later")], "not to a regular file earlier"),
+        ([sym("s", "f"), file("f"), hard("h", "s")], "not to a regular file earlier"),
+        ([special("d", tarfile.DIRTYPE), hard("h", "d")], "not to a regular file earlier"),
+        ([sym("s", "."), hard("h", "s/f")], "not to a regular file earlier|beneath symlink"),
+    ],
+)
+def test_hardlinks_only_to_files_this_archive_made(agent: ModuleType, tmp_path: Path, members: list, says: str) -> None:
     refused(agent, tmp_path, members, says)
 
 
-@pytest.mark.parametrize(("members", "strip"), [
-    ([file(".upgrader/release.json", b'{"sha256": "x"}')], 0),
-    ([file("./.upgrader/release.json")], 0),
-    ([file("x/.upgrader/previous.json")], 1),
-    ([special(".upgrader", tarfile.DIRTYPE)], 0),
-    ([sym(".upgrader", "/etc")], 0),
-    ([file(".UPGRADER/release.json")], 0),
-    ([sym("meta", ".upgrader"), file("keep")], 0),
-    ([special("d", tarfile.DIRTYPE), sym("d/m", "../.upgrader/config-before")], 0),
-])
-def test_the_engines_metadata_cannot_come_from_a_tarball(agent: ModuleType, tmp_path: Path, members: list,
-                                                         strip: int) -> None:
+@pytest.mark.parametrize(
+    ("members", "strip"),
+    [
+        ([file(".upgrader/release.json", b'{"sha256": "x"}')], 0),
+        ([file("./.upgrader/release.json")], 0),
+        ([file("x/.upgrader/previous.json")], 1),
+        ([special(".upgrader", tarfile.DIRTYPE)], 0),
+        ([sym(".upgrader", "/etc")], 0),
+        ([file(".UPGRADER/release.json")], 0),
+        ([sym("meta", ".upgrader"), file("keep")], 0),
+        ([special("d", tarfile.DIRTYPE), sym("d/m", "../.upgrader/config-before")], 0),
+    ],
+)
+def test_the_engines_metadata_cannot_come_from_a_tarball(
+    agent: ModuleType, tmp_path: Path, members: list, strip: int
+) -> None:
     refused(agent, tmp_path, members, r"\.upgrader", strip)
 
 
@@ -196,8 +211,13 @@ def test_modes_are_at_most_rwxr_xr_x_and_links_are_made(agent: ModuleType, tmp_p
     dest = tmp_path / "releases" / "1.0"
     suid, _ = file("bin/suid", b"#!/bin/sh\n")
     suid.mode = 0o6777
-    members = [(suid, b"#!/bin/sh\n"), special("etc", tarfile.DIRTYPE, mode=0o777),
-               hard("bin/again", "bin/suid"), sym("etc/up", "../bin"), sym("here", ".")]
+    members = [
+        (suid, b"#!/bin/sh\n"),
+        special("etc", tarfile.DIRTYPE, mode=0o777),
+        hard("bin/again", "bin/suid"),
+        sym("etc/up", "../bin"),
+        sym("here", "."),
+    ]
     agent.extract_safely(str(tarball(tmp_path / "ok.tgz", members)), str(dest), 0)
     assert (dest / "bin" / "suid").stat().st_mode & 0o7777 == 0o755
     assert (dest / "etc").stat().st_mode & 0o7777 == 0o755

@@ -56,8 +56,14 @@ def artifact(path: Path, files: dict[str, bytes]) -> tuple[Path, str]:
     return path, hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def stage(agent: ModuleType, host: dict[str, Path], tmp_path: Path, version: str = "2.0",
-          files: dict[str, bytes] | None = None, run: str = "R1") -> dict[str, object]:
+def stage(
+    agent: ModuleType,
+    host: dict[str, Path],
+    tmp_path: Path,
+    version: str = "2.0",
+    files: dict[str, bytes] | None = None,
+    run: str = "R1",
+) -> dict[str, object]:
     name = f"upload-{hashlib.sha256(version.encode()).hexdigest()[:8]}.tgz"  # the version may be hostile
     upload, sha = artifact(tmp_path / name, files or {"bin/app": b"#!/bin/sh\n"})
     return agent.op_stage(ctx(host, run), {"version": version, "sha256": sha, "upload": str(upload)})
@@ -73,8 +79,11 @@ def assert_untouched(host: dict[str, Path]) -> None:
 def test_a_group_writable_releases_dir_is_refused_before_anything_is_written(agent, host, tmp_path) -> None:  # type: ignore[no-untyped-def]
     releases = host["root"] / "releases"
     releases.chmod(0o775)
-    with pytest.raises(agent.OpFailed, match=rf"{releases}: it is writable by group or others.*"
-                                             rf"fix: chown root:root {releases} && chmod go-w {releases}"):
+    with pytest.raises(
+        agent.OpFailed,
+        match=rf"{releases}: it is writable by group or others.*"
+        rf"fix: chown root:root {releases} && chmod go-w {releases}",
+    ):
         stage(agent, host, tmp_path)
     assert sorted(p.name for p in releases.iterdir()) == ["1.0"], "no staging directory was made"
     assert not (tmp_path / "state" / "app" / "staged.json").exists()
@@ -116,8 +125,7 @@ def test_a_group_writable_config_dir_is_refused_and_the_migration_not_run(agent,
     etc.chmod(0o770)
     ran = tmp_path / "ran"
     with pytest.raises(agent.OpFailed, match=rf"{etc}: it is writable by group or others"):
-        agent.op_migrate(ctx(host), {"version": "1.0", "files": [str(etc / "app.conf")],
-                                     "argv": ["touch", str(ran)]})
+        agent.op_migrate(ctx(host), {"version": "1.0", "files": [str(etc / "app.conf")], "argv": ["touch", str(ran)]})
     assert not ran.exists() and (etc / "app.conf").read_text() == "schema 1\n"
 
 
@@ -144,16 +152,22 @@ def test_no_temporary_name_can_be_predicted_and_redirected(agent, host, tmp_path
     etc.mkdir()
     conf = etc / "app.conf"
     conf.write_text("schema 1\n")
-    planted = [root / f".current.tmp-{pid}", state / f"lock.json.new-{pid}", state / f"lock.json.tmp-{pid}",
-               state / f"lock.json.new-{pid}.tmp-{pid}", etc / "app.conf.upgrader-restore",
-               root / "releases" / "2.0" / ".upgrader" / f"previous.json.tmp-{pid}"]
+    planted = [
+        root / f".current.tmp-{pid}",
+        state / f"lock.json.new-{pid}",
+        state / f"lock.json.tmp-{pid}",
+        state / f"lock.json.new-{pid}.tmp-{pid}",
+        etc / "app.conf.upgrader-restore",
+        root / "releases" / "2.0" / ".upgrader" / f"previous.json.tmp-{pid}",
+    ]
     (root / "releases" / "2.0" / ".upgrader").mkdir(mode=0o700)
     for link in planted:
         link.symlink_to(host["canary"])
     agent.op_lock(ctx(host), {"mode": "acquire"})
     agent.op_switch(ctx(host), {"version": "2.0"})
-    agent.op_migrate(ctx(host), {"version": "2.0", "files": [str(conf)],
-                                 "argv": ["sh", "-c", f"echo schema 2 > {conf}"]})
+    agent.op_migrate(
+        ctx(host), {"version": "2.0", "files": [str(conf)], "argv": ["sh", "-c", f"echo schema 2 > {conf}"]}
+    )
     assert conf.read_text() == "schema 2\n"
     assert agent.restore_config(str(root), "2.0") == [str(conf)]
     assert conf.read_text() == "schema 1\n" and not conf.is_symlink()

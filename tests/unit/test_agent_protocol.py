@@ -53,8 +53,17 @@ def test_an_invalid_utf8_body_is_replaced_not_raised() -> None:
     assert A.parse_http_response(b"HTTP/1.0 200 OK\r\n\r\n\xff\xfeok") == (200, "\ufffd\ufffdok")
 
 
-@pytest.mark.parametrize("raw", [b"", b"garbage", b"HTTP/1.0 200 OK\r\nno blank line", b"SSH-2.0-OpenSSH\r\n\r\n",
-                                 b"HTTP/1.0 abc OK\r\n\r\n", b"HTTP/1.0\r\n\r\n"])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"",
+        b"garbage",
+        b"HTTP/1.0 200 OK\r\nno blank line",
+        b"SSH-2.0-OpenSSH\r\n\r\n",
+        b"HTTP/1.0 abc OK\r\n\r\n",
+        b"HTTP/1.0\r\n\r\n",
+    ],
+)
 def test_what_is_not_an_http_response_is_a_failed_check(raw: bytes) -> None:
     with pytest.raises(A.OpFailed, match="not an HTTP response"):
         A.parse_http_response(raw)
@@ -119,12 +128,18 @@ def ctx(tmp_path: Path, run: str) -> dict[str, Any]:
 
 def test_acquire_check_release_and_what_the_lock_records(agent: ModuleType, tmp_path: Path) -> None:
     mine = ctx(tmp_path, "R1")
-    got = agent.op_lock(mine, {"mode": "acquire", "operator": "ann@ctl", "plan": "p1", "kind": "apply",
-                               "controller": "ctl:4242"})
+    got = agent.op_lock(
+        mine, {"mode": "acquire", "operator": "ann@ctl", "plan": "p1", "kind": "apply", "controller": "ctl:4242"}
+    )
     held = json.loads((tmp_path / "state" / "app" / "lock.json").read_text())
     assert got["lock"] == held
     assert {k: held[k] for k in ("run", "operator", "plan", "kind", "pid_host")} == {
-        "run": "R1", "operator": "ann@ctl", "plan": "p1", "kind": "apply", "pid_host": "ctl:4242"}
+        "run": "R1",
+        "operator": "ann@ctl",
+        "plan": "p1",
+        "kind": "apply",
+        "pid_host": "ctl:4242",
+    }
     assert agent.op_lock(mine, {"mode": "acquire"})["reacquired"] is True  # same run (resume): kept as it was
     assert agent.op_lock(mine, {"mode": "check"})["lock"]["run"] == "R1"
     with pytest.raises(agent.OpFailed, match=r"locked by run R1 \(ann@ctl"):
@@ -137,8 +152,9 @@ def test_acquire_check_release_and_what_the_lock_records(agent: ModuleType, tmp_
 
 def test_a_handover_keeps_the_previous_holder_and_the_old_run_learns_it(agent: ModuleType, tmp_path: Path) -> None:
     agent.op_lock(ctx(tmp_path, "APPLY"), {"mode": "acquire", "operator": "ann"})
-    taken = agent.op_lock(ctx(tmp_path, "RB"), {"mode": "handover", "operator": "ops", "kind": "rollback",
-                                               "reason": "INC-1"})
+    taken = agent.op_lock(
+        ctx(tmp_path, "RB"), {"mode": "handover", "operator": "ops", "kind": "rollback", "reason": "INC-1"}
+    )
     assert taken["previous_holder"]["run"] == "APPLY" and taken["lock"]["reason"] == "INC-1"
     with pytest.raises(agent.OpFailed, match="taken over by rollback run RB") as lost:
         agent.op_lock(ctx(tmp_path, "APPLY"), {"mode": "check"})

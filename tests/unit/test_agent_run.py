@@ -47,18 +47,29 @@ def children() -> list[int]:
 
 @settings(max_examples=25, deadline=None)
 @given(out=st.binary(max_size=300_000), err=st.binary(max_size=300_000), code=st.integers(0, 255))
-def test_both_outputs_come_back_whole_with_the_exit_code(agent: ModuleType, tmp_path_factory: pytest.TempPathFactory,
-                                                          out: bytes, err: bytes, code: int) -> None:
+def test_both_outputs_come_back_whole_with_the_exit_code(
+    agent: ModuleType, tmp_path_factory: pytest.TempPathFactory, out: bytes, err: bytes, code: int
+) -> None:
     """Larger than a pipe's buffer on both streams at once: a runner reading one stream only would deadlock."""
     d = tmp_path_factory.mktemp("io")
     (d / "out").write_bytes(out)
     (d / "err").write_bytes(err)
     before = open_fds()
-    proc = agent.run([sys.executable, "-c", "import sys,os\n"
-                      "o=open(sys.argv[1],'rb').read(); e=open(sys.argv[2],'rb').read()\n"
-                      "for i in range(0, max(len(o), len(e)) + 1, 4096):\n"
-                      "    os.write(1, o[i:i+4096]); os.write(2, e[i:i+4096])\n"
-                      "sys.exit(int(sys.argv[3]))", str(d / "out"), str(d / "err"), str(code)], 30)
+    proc = agent.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys,os\n"
+            "o=open(sys.argv[1],'rb').read(); e=open(sys.argv[2],'rb').read()\n"
+            "for i in range(0, max(len(o), len(e)) + 1, 4096):\n"
+            "    os.write(1, o[i:i+4096]); os.write(2, e[i:i+4096])\n"
+            "sys.exit(int(sys.argv[3]))",
+            str(d / "out"),
+            str(d / "err"),
+            str(code),
+        ],
+        30,
+    )
     assert proc.returncode == code
     assert proc.stdout == out.decode("utf-8", "replace").replace("\r\n", "\n")
     assert proc.stderr == err.decode("utf-8", "replace").replace("\r\n", "\n")
@@ -109,24 +120,30 @@ def test_a_missing_command_is_an_op_failure_not_a_crash(agent: ModuleType) -> No
 def test_the_agent_starts_and_runs_commands_without_the_subprocess_module(agent: ModuleType) -> None:
     """What the change was for: neither the agent's start nor its commands import subprocess or what it
     pulls in (here with a descriptor inherited from outside, which the child must not get)."""
-    code = (f"import importlib.util,os,sys\nspec=importlib.util.spec_from_file_location('a', {str(AGENT)!r})\n"
-            "m=importlib.util.module_from_spec(spec); spec.loader.exec_module(m)\n"
-            "r=os.open('/dev/null', os.O_RDONLY); os.set_inheritable(r, True)\n"
-            "p=m.run(['sh', '-c', 'echo ok; ls /proc/self/fd >&2'], 5)\n"
-            "print(p.stdout.strip(), sorted(int(n) for n in p.stderr.split()),"
-            " sorted({'subprocess','threading','selectors'} & set(sys.modules)))")
+    code = (
+        f"import importlib.util,os,sys\nspec=importlib.util.spec_from_file_location('a', {str(AGENT)!r})\n"
+        "m=importlib.util.module_from_spec(spec); spec.loader.exec_module(m)\n"
+        "r=os.open('/dev/null', os.O_RDONLY); os.set_inheritable(r, True)\n"
+        "p=m.run(['sh', '-c', 'echo ok; ls /proc/self/fd >&2'], 5)\n"
+        "print(p.stdout.strip(), sorted(int(n) for n in p.stderr.split()),"
+        " sorted({'subprocess','threading','selectors'} & set(sys.modules)))"
+    )
     out = subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "ok [0, 1, 2, 3] []", out.stdout
 
 
-def test_without_proc_the_subprocess_fallback_gives_the_same_results(agent: ModuleType,
-                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_without_proc_the_subprocess_fallback_gives_the_same_results(
+    agent: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
     argv = ["sh", "-c", "printf 'a\\r\\nb'; printf 'err' >&2; exit 7"]
     spawned = agent.run(argv, 5)
     monkeypatch.setattr(agent, "_inherited", lambda: None)  # as on a host without /proc
     fallback = agent.run(argv, 5)
-    assert (fallback.returncode, fallback.stdout, fallback.stderr) == (spawned.returncode, spawned.stdout,
-                                                                       spawned.stderr) == (7, "a\nb", "err")
+    assert (
+        (fallback.returncode, fallback.stdout, fallback.stderr)
+        == (spawned.returncode, spawned.stdout, spawned.stderr)
+        == (7, "a\nb", "err")
+    )
     with pytest.raises(agent.OpFailed) as caught:
         agent.run(["sleep", "30"], 0.3)
     assert caught.value.detail == {"timed_out": True}
@@ -142,17 +159,23 @@ def kept(data: bytes, limit: int) -> str:
     return f"{data[:head].decode()}\n[... {len(data) - limit} bytes of output not kept ...]\n{data[-tail:].decode()}"
 
 
-WRITER = ("import os,sys\no=open(sys.argv[1],'rb').read(); e=open(sys.argv[2],'rb').read(); n=int(sys.argv[3])\n"
-          "for i in range(0, max(len(o), len(e)) + 1, n):\n    os.write(1, o[i:i+n]); os.write(2, e[i:i+n])\n")
+WRITER = (
+    "import os,sys\no=open(sys.argv[1],'rb').read(); e=open(sys.argv[2],'rb').read(); n=int(sys.argv[3])\n"
+    "for i in range(0, max(len(o), len(e)) + 1, n):\n    os.write(1, o[i:i+n]); os.write(2, e[i:i+n])\n"
+)
 
 
 @settings(max_examples=40, deadline=None)
-@given(out=st.binary(max_size=12_000).map(lambda b: bytes(c % 94 + 33 for c in b)),
-       err=st.binary(max_size=12_000).map(lambda b: bytes(c % 94 + 33 for c in b)),
-       limit=st.integers(2, 6_000), piece=st.integers(1, 5_000), fallback=st.booleans())
+@given(
+    out=st.binary(max_size=12_000).map(lambda b: bytes(c % 94 + 33 for c in b)),
+    err=st.binary(max_size=12_000).map(lambda b: bytes(c % 94 + 33 for c in b)),
+    limit=st.integers(2, 6_000),
+    piece=st.integers(1, 5_000),
+    fallback=st.booleans(),
+)
 def test_each_output_keeps_its_first_and_last_halves_and_counts_the_rest(
-        tmp_path_factory: pytest.TempPathFactory, out: bytes, err: bytes, limit: int, piece: int,
-        fallback: bool) -> None:
+    tmp_path_factory: pytest.TempPathFactory, out: bytes, err: bytes, limit: int, piece: int, fallback: bool
+) -> None:
     """Whatever the sizes and however the command writes, each output is whole up to the limit, and
     past it exactly its first and last halves with the count of what was between."""
     agent = agent_code.load("upgrader_agent_run_kept")
@@ -172,14 +195,17 @@ def test_a_command_that_prints_without_end_does_not_grow_the_agent(path: str) ->
     """A check or step command (from a playbook) printing hundreds of MB: root's agent keeps 1 MiB of each
     output and its own memory stays flat: its peak RSS (VmHWM: this image's own, where getrusage's
     maxrss would include the forking test process's) stays far below what it read."""
-    code = (f"import importlib.util\nspec=importlib.util.spec_from_file_location('a', {str(AGENT)!r})\n"
-            "m=importlib.util.module_from_spec(spec); spec.loader.exec_module(m)\n"
-            f"{'m._inherited = lambda: None' if path == 'subprocess' else ''}\n"
-            "p=m.run(['sh', '-c', 'yes | head -c 268435456; head -c 67108864 /dev/zero >&2'], 120)\n"
-            "hwm=[l for l in open('/proc/self/status') if l.startswith('VmHWM:')][0].split()[1]\n"
-            "print(p.returncode, len(p.stdout), len(p.stderr), p.stdout.count('not kept'), int(hwm) // 1024)")
-    out = subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True, check=True,
-                         timeout=300)
+    code = (
+        f"import importlib.util\nspec=importlib.util.spec_from_file_location('a', {str(AGENT)!r})\n"
+        "m=importlib.util.module_from_spec(spec); spec.loader.exec_module(m)\n"
+        f"{'m._inherited = lambda: None' if path == 'subprocess' else ''}\n"
+        "p=m.run(['sh', '-c', 'yes | head -c 268435456; head -c 67108864 /dev/zero >&2'], 120)\n"
+        "hwm=[l for l in open('/proc/self/status') if l.startswith('VmHWM:')][0].split()[1]\n"
+        "print(p.returncode, len(p.stdout), len(p.stderr), p.stdout.count('not kept'), int(hwm) // 1024)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True, check=True, timeout=300
+    )
     exit_code, out_len, err_len, markers, peak_mb = (int(v) for v in out.stdout.split())
     assert (exit_code, markers) == (0, 1), out.stdout
     assert out_len == (1 << 20) + len("\n[... 267386880 bytes of output not kept ...]\n")

@@ -38,8 +38,9 @@ def test_one_process_answers_program_after_program_until_eof(tmp_path: Path) -> 
     (tmp_path / "releases" / "1.0").mkdir(parents=True)
     (tmp_path / "current").symlink_to("releases/1.0")
     # agent.py run directly (not through the bootstrap, which would cache code under /var/lib/upgrader here)
-    proc = subprocess.Popen([sys.executable, "-I", "-S", str(AGENT)], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-I", "-S", str(AGENT)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
     assert proc.stdin is not None
     try:
         for _ in range(3):
@@ -62,8 +63,13 @@ def test_one_process_answers_program_after_program_until_eof(tmp_path: Path) -> 
 
 def test_with_a_program_argument_the_agent_runs_it_once_and_exits(tmp_path: Path) -> None:
     program = base64.b64encode(json.dumps(_program(tmp_path)).encode()).decode()
-    res = subprocess.run([sys.executable, "-I", "-S", str(AGENT), program], stdin=subprocess.DEVNULL,
-                         capture_output=True, text=True, timeout=30)
+    res = subprocess.run(
+        [sys.executable, "-I", "-S", str(AGENT), program],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert res.returncode == 0 and agent.END not in res.stdout
     assert agent.parse_output(res.stdout)[0]["installed"] is None
 
@@ -83,10 +89,17 @@ def test_a_serving_agent_gets_its_source_and_programs_on_stdin_with_nothing_bulk
     assert sum(map(len, argv)) < 200, "sudo logs it and ps shows it on every host"
     nothing = {"component": "unit-serve", "root": "/nonexistent", "run": None, "ops": []}
     empty = agent.pack_program(nothing)
-    failing = agent.pack_program({"component": "unit-serve", "root": "/nonexistent", "run": None,
-                                  "ops": [{"op": "no-such-op", "quiet": True}]})  # quiet: not journaled
-    res = subprocess.run(argv, input=f"{agent.serving_input(nothing)}\n{failing}\n{empty}\n",
-                         capture_output=True, text=True, timeout=30, **_as_unprivileged())  # type: ignore[call-overload]
+    failing = agent.pack_program(
+        {"component": "unit-serve", "root": "/nonexistent", "run": None, "ops": [{"op": "no-such-op", "quiet": True}]}
+    )  # quiet: not journaled
+    res = subprocess.run(
+        argv,
+        input=f"{agent.serving_input(nothing)}\n{failing}\n{empty}\n",
+        capture_output=True,
+        text=True,
+        timeout=30,
+        **_as_unprivileged(),
+    )  # type: ignore[call-overload]
     assert res.returncode == 0, res.stderr
     ends = [line for line in res.stdout.splitlines() if line.startswith(agent.END)]
     assert ends == [f"{agent.END}0", f"{agent.END}1", f"{agent.END}0"], res.stdout
@@ -94,23 +107,41 @@ def test_a_serving_agent_gets_its_source_and_programs_on_stdin_with_nothing_bulk
     assert failed["op"] == "no-such-op" and not failed["ok"]
 
 
-@pytest.mark.parametrize(("buf", "end"), [
-    (b"", -1),
-    (b"@@upgrader-end 0", -1),  # the line is not complete yet
-    (b"@@upgrader-end 0\n", 17),
-    (b"@@upgrader {}\n@@upgrader-end 1\nnext", 31),
-    (b"noise @@upgrader-end 0\n", -1),  # only at the start of a line
-    (b"x\n@@upgrader-end 0\n@@upgrader-end 1\n", 19),  # the first one
-])
+@pytest.mark.parametrize(
+    ("buf", "end"),
+    [
+        (b"", -1),
+        (b"@@upgrader-end 0", -1),  # the line is not complete yet
+        (b"@@upgrader-end 0\n", 17),
+        (b"@@upgrader {}\n@@upgrader-end 1\nnext", 31),
+        (b"noise @@upgrader-end 0\n", -1),  # only at the start of a line
+        (b"x\n@@upgrader-end 0\n@@upgrader-end 1\n", 19),  # the first one
+    ],
+)
 def test_an_exchange_ends_after_the_first_complete_end_line(buf: bytes, end: int) -> None:
     assert _past_line(buf, agent.END.encode())[0] == end
 
 
 @settings(max_examples=300, deadline=None)
-@given(parts=st.lists(st.sampled_from([b"@@upgrader-end 0\n", b"@@upgrader-end ", b"@@upg", b"rader-end 1",
-                                       b"\n", b"x", b"noise @@upgrader-end 2\n", b"@@upgrader {}\n", b"@"]),
-                      max_size=12),
-       cuts=st.lists(st.integers(0, 200), max_size=8))
+@given(
+    parts=st.lists(
+        st.sampled_from(
+            [
+                b"@@upgrader-end 0\n",
+                b"@@upgrader-end ",
+                b"@@upg",
+                b"rader-end 1",
+                b"\n",
+                b"x",
+                b"noise @@upgrader-end 2\n",
+                b"@@upgrader {}\n",
+                b"@",
+            ]
+        ),
+        max_size=12,
+    ),
+    cuts=st.lists(st.integers(0, 200), max_size=8),
+)
 def test_the_end_line_is_found_the_same_however_the_answer_arrives(parts: list[bytes], cuts: list[int]) -> None:
     """The stream searches each new piece once (resuming where an end line may still begin): split
     anywhere, it finds the same end as a search of the whole answer at once."""

@@ -27,17 +27,24 @@ AGENT = Path(__file__).resolve().parents[2] / "upgrader" / "agent" / "agent.py"
 
 # agent.py loaded under another name (so its __main__ guard stays quiet), STATE pointed at the test's
 # directory, then run as on a host.  The command line names upgrader/agent/agent.py, as /proc shows it.
-WRAPPER = ("import importlib.util,sys;"
-           "s=importlib.util.spec_from_file_location('agent_under_test',sys.argv[1]);"
-           "m=importlib.util.module_from_spec(s);s.loader.exec_module(m);"
-           "m.STATE=sys.argv[2];sys.exit(m.main(['upgrader-agent',sys.argv[3]]))")
+WRAPPER = (
+    "import importlib.util,sys;"
+    "s=importlib.util.spec_from_file_location('agent_under_test',sys.argv[1]);"
+    "m=importlib.util.module_from_spec(s);s.loader.exec_module(m);"
+    "m.STATE=sys.argv[2];sys.exit(m.main(['upgrader-agent',sys.argv[3]]))"
+)
 
 
 def start(program: dict[str, Any], state: Path) -> subprocess.Popen[str]:
     packed = base64.b64encode(json.dumps(program).encode()).decode()
-    return subprocess.Popen([sys.executable, "-I", "-S", "-c", WRAPPER, str(AGENT), str(state), packed],
-                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)  # its own process group: a kill cannot reach pytest
+    return subprocess.Popen(
+        [sys.executable, "-I", "-S", "-c", WRAPPER, str(AGENT), str(state), packed],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )  # its own process group: a kill cannot reach pytest
 
 
 @pytest.fixture
@@ -58,27 +65,48 @@ SERVICE = {"start": ["true"], "stop": ["true"], "status": ["true"], "start_timeo
 
 def apply_program(host: dict[str, Path], seconds: float) -> dict[str, Any]:
     conf = host["conf"]
-    return {"component": "app", "run": "APPLY", "root": str(host["root"]), "ops": [
-        {"op": "lock", "mode": "acquire", "operator": "a", "step": "lock-acquire"},
-        {"op": "stop", "step": "h/stop", "service": SERVICE},
-        {"op": "switch", "step": "h/switch", "version": "2.0"},
-        {"op": "migrate", "step": "h/migrate", "version": "2.0", "from": "1.0", "files": [str(conf)],
-         "argv": ["sh", "-c", f"sleep {seconds}; echo schema 2 > {conf}"], "timeout": 120},
-        {"op": "start", "step": "h/start", "service": SERVICE, "logs": []},
-        {"op": "verify", "step": "h/verify", "service": SERVICE, "checks": []},
-    ]}
+    return {
+        "component": "app",
+        "run": "APPLY",
+        "root": str(host["root"]),
+        "ops": [
+            {"op": "lock", "mode": "acquire", "operator": "a", "step": "lock-acquire"},
+            {"op": "stop", "step": "h/stop", "service": SERVICE},
+            {"op": "switch", "step": "h/switch", "version": "2.0"},
+            {
+                "op": "migrate",
+                "step": "h/migrate",
+                "version": "2.0",
+                "from": "1.0",
+                "files": [str(conf)],
+                "argv": ["sh", "-c", f"sleep {seconds}; echo schema 2 > {conf}"],
+                "timeout": 120,
+            },
+            {"op": "start", "step": "h/start", "service": SERVICE, "logs": []},
+            {"op": "verify", "step": "h/verify", "service": SERVICE, "checks": []},
+        ],
+    }
 
 
 def rollback_program(host: dict[str, Path], wait: float) -> dict[str, Any]:
-    ops = [{**agent_pkg_lock("handover"), "takeover_wait": wait},
-           {"op": "rollback", "step": "rollback", "to": "1.0", "service": SERVICE, "checks": []},
-           agent_pkg_lock("release")]
+    ops = [
+        {**agent_pkg_lock("handover"), "takeover_wait": wait},
+        {"op": "rollback", "step": "rollback", "to": "1.0", "service": SERVICE, "checks": []},
+        agent_pkg_lock("release"),
+    ]
     return {"component": "app", "run": "ROLLBACK", "root": str(host["root"]), "ops": ops}
 
 
 def agent_pkg_lock(mode: str) -> dict[str, Any]:
-    return {"op": "lock", "mode": mode, "operator": "oncall", "plan": None, "kind": "rollback",
-            "reason": "drill", "step": f"lock-{mode}"}
+    return {
+        "op": "lock",
+        "mode": mode,
+        "operator": "oncall",
+        "plan": None,
+        "kind": "rollback",
+        "reason": "drill",
+        "step": f"lock-{mode}",
+    }
 
 
 def journal(host: dict[str, Path]) -> list[dict[str, Any]]:
@@ -117,14 +145,23 @@ def test_a_rollback_waits_for_the_migrate_in_flight_and_the_apply_stops_there(ho
     assert code_b == 0, out_b
     assert code_a == 1 and out_a[-1]["op"] == "lock" and "taken over by rollback run ROLLBACK" in out_a[-1]["error"]
     assert out_a[-1]["error"].endswith("before h/start") and out_a[-1]["stopped"] == "start"
-    assert out_a[-1]["handed_over"] is True and [o["op"] for o in out_a] == ["lock", "stop", "switch", "migrate",
-                                                                          "lock"]
+    assert out_a[-1]["handed_over"] is True and [o["op"] for o in out_a] == [
+        "lock",
+        "stop",
+        "switch",
+        "migrate",
+        "lock",
+    ]
     records = journal(host)
     took = records[where(records, event="takeover")]
     assert took["how"] == "waited" and 0.5 < took["seconds"] < 30 and took["holder"]["run"] == "APPLY"
-    order = [where(records, step="h/migrate", phase="end"), where(records, event="taken-over"),
-             where(records, event="takeover"), where(records, step="lock-handover", phase="begin"),
-             where(records, step="rollback", phase="end")]
+    order = [
+        where(records, step="h/migrate", phase="end"),
+        where(records, event="taken-over"),
+        where(records, event="takeover"),
+        where(records, step="lock-handover", phase="begin"),
+        where(records, step="rollback", phase="end"),
+    ]
     assert order == sorted(order), records
     assert not [r for r in records if r.get("step") in ("h/start", "h/verify")], "the apply stopped between ops"
     assert os.readlink(host["root"] / "current") == "releases/1.0"
@@ -168,8 +205,12 @@ def test_a_program_that_is_not_a_takeover_waits_briefly_then_fails_as_a_lock_fai
     a = start(apply_program(host, 60), host["state"])
     try:
         wait_for_begin(host, "h/migrate")
-        second = {"component": "app", "run": "OTHER", "root": str(host["root"]),
-                  "ops": [{"op": "switch", "step": "x/switch", "version": "2.0"}]}
+        second = {
+            "component": "app",
+            "run": "OTHER",
+            "root": str(host["root"]),
+            "ops": [{"op": "switch", "step": "x/switch", "version": "2.0"}],
+        }
         started = time.monotonic()
         code, out = finish(start(second, host["state"]))
         assert code == 1 and out[0]["op"] == "lock" and out[0]["busy"] is True, out
@@ -217,9 +258,15 @@ def test_an_insecure_state_dir_fails_the_program_before_its_first_op(host) -> No
 
 def test_a_canary_bake_in_flight_stops_at_once_for_a_rollback(host) -> None:  # type: ignore[no-untyped-def]
     """Checks and bakes only watch: they end as soon as a rollback asks, rather than after their minute."""
-    bake = {"component": "app", "run": "APPLY", "root": str(host["root"]), "ops": [
-        {"op": "lock", "mode": "acquire", "operator": "a", "step": "lock-acquire"},
-        {"op": "bake", "step": "h/bake", "service": SERVICE, "checks": [], "duration": 60, "interval": 5}]}
+    bake = {
+        "component": "app",
+        "run": "APPLY",
+        "root": str(host["root"]),
+        "ops": [
+            {"op": "lock", "mode": "acquire", "operator": "a", "step": "lock-acquire"},
+            {"op": "bake", "step": "h/bake", "service": SERVICE, "checks": [], "duration": 60, "interval": 5},
+        ],
+    }
     a = start(bake, host["state"])
     try:
         wait_for_begin(host, "h/bake")
@@ -237,22 +284,40 @@ def test_a_canary_bake_in_flight_stops_at_once_for_a_rollback(host) -> None:  # 
 
 def slow_rollback(host: dict[str, Path], run: str, seconds: float, wait: float) -> dict[str, Any]:
     """A default-target emergency rollback whose check takes ``seconds`` (a service slow to come up)."""
-    check = {"name": "slow", "kind": "command", "command": {"argv": ["sleep", str(seconds)]}, "timeout": 60,
-             "retries": 0, "interval": 0}
-    ops = [{**agent_pkg_lock("handover"), "takeover_wait": wait},
-           {"op": "rollback", "step": "rollback", "to": None, "service": SERVICE, "checks": [], "recorded": True,
-            "definitions": {"1.0": {"service": SERVICE, "checks": [check]}}},
-           {**agent_pkg_lock("release"), "always": True}]
+    check = {
+        "name": "slow",
+        "kind": "command",
+        "command": {"argv": ["sleep", str(seconds)]},
+        "timeout": 60,
+        "retries": 0,
+        "interval": 0,
+    }
+    ops = [
+        {**agent_pkg_lock("handover"), "takeover_wait": wait},
+        {
+            "op": "rollback",
+            "step": "rollback",
+            "to": None,
+            "service": SERVICE,
+            "checks": [],
+            "recorded": True,
+            "definitions": {"1.0": {"service": SERVICE, "checks": [check]}},
+        },
+        {**agent_pkg_lock("release"), "always": True},
+    ]
     return {"component": "app", "run": run, "root": str(host["root"]), "ops": ops}
 
 
-@pytest.mark.reliability("a second rollback starts while the first is verifying the same host",
-                         "the first is neither interrupted nor killed; the second waits and has nothing to do")
+@pytest.mark.reliability(
+    "a second rollback starts while the first is verifying the same host",
+    "the first is neither interrupted nor killed; the second waits and has nothing to do",
+)
 def test_a_rollback_is_never_cut_short_by_another(host, record_property) -> None:  # type: ignore[no-untyped-def]
     (host["root"] / "current").unlink()
     (host["root"] / "current").symlink_to("releases/2.0")
     (host["root"] / "releases" / "2.0" / ".upgrader" / "previous.json").write_text(
-        '{"version": "1.0", "run": "APPLY", "at": "2026-12-04T00:00:00Z"}')
+        '{"version": "1.0", "run": "APPLY", "at": "2026-12-04T00:00:00Z"}'
+    )
     a = start(slow_rollback(host, "RB-A", 1.5, 30), host["state"])
     try:
         wait_for_begin(host, "rollback")
@@ -269,8 +334,11 @@ def test_a_rollback_is_never_cut_short_by_another(host, record_property) -> None
     assert [t["run"] for t in took] == ["RB-A", "RB-B"] and took[1]["how"] == "waited", took
     assert not [r for r in records if r.get("event") == "taken-over"]
     assert not (host["state"] / "app" / "lock.json").exists()
-    record_property("observed", f"A exit {code_a} (switched to 1.0, verified); B exit {code_b} after waiting "
-                                f"{took[1]['seconds']} s: nothing to do ({out_b[1]['reason']}); no lock")
+    record_property(
+        "observed",
+        f"A exit {code_a} (switched to 1.0, verified); B exit {code_b} after waiting "
+        f"{took[1]['seconds']} s: nothing to do ({out_b[1]['reason']}); no lock",
+    )
 
 
 def test_a_second_rollback_past_its_wait_is_refused_not_killing_the_first(host) -> None:  # type: ignore[no-untyped-def]

@@ -38,17 +38,25 @@ def _line_of(path: Path, needle: str) -> int:
     return next(i for i, line in enumerate(path.read_text().splitlines(), 1) if needle in line)
 
 
-@pytest.mark.reliability("validate with an artifact in the store whose bytes differ from the playbook's sha256",
-                         "exit 1, one error[bad-input] line at the playbook's sha256 line naming the file; the "
-                         "untouched artifact is no problem")
+@pytest.mark.reliability(
+    "validate with an artifact in the store whose bytes differ from the playbook's sha256",
+    "exit 1, one error[bad-input] line at the playbook's sha256 line naming the file; the "
+    "untouched artifact is no problem",
+)
 @settings(max_examples=25, suppress_health_check=[HealthCheck.function_scoped_fixture], deadline=None)
 @given(offset=st.integers(0, len(CONTENT) - 1), flip=st.integers(1, 255), hop=st.booleans())
-def test_a_changed_artifact_in_the_store_is_a_located_problem(tmp_path: Path, offset: int, flip: int, hop: bool,
-                                                              capsys: pytest.CaptureFixture[str],
-                                                              record_property: Any) -> None:
+def test_a_changed_artifact_in_the_store_is_a_located_problem(
+    tmp_path: Path, offset: int, flip: int, hop: bool, capsys: pytest.CaptureFixture[str], record_property: Any
+) -> None:
     store, spec = _setup(tmp_path)
-    argv = ["validate", str(tmp_path / "playbook.yml"), "-i", str(tmp_path / "inventory.yml"),
-            "--artifacts", str(store)]
+    argv = [
+        "validate",
+        str(tmp_path / "playbook.yml"),
+        "-i",
+        str(tmp_path / "inventory.yml"),
+        "--artifacts",
+        str(store),
+    ]
     assert main(argv) == 0
     capsys.readouterr()
     art = spec["via"][0]["artifact"] if hop else spec["artifact"]
@@ -66,5 +74,16 @@ def test_a_changed_artifact_in_the_store_is_a_located_problem(tmp_path: Path, of
 def test_an_artifact_not_in_the_store_is_not_validates_business(tmp_path: Path) -> None:
     store, spec = _setup(tmp_path)
     (store / spec["artifact"]["file"]).unlink()
-    assert main(["validate", str(tmp_path / "playbook.yml"), "-i", str(tmp_path / "inventory.yml"),
-                 "--artifacts", str(store)]) == 0
+    assert (
+        main(
+            [
+                "validate",
+                str(tmp_path / "playbook.yml"),
+                "-i",
+                str(tmp_path / "inventory.yml"),
+                "--artifacts",
+                str(store),
+            ]
+        )
+        == 0
+    )

@@ -57,8 +57,22 @@ def valid_plan(tmp_path_factory: pytest.TempPathFactory) -> str:
     cwd = os.getcwd()
     os.chdir(work)
     try:
-        assert main(["--state-dir", str(work / "state"), "plan", "playbook.yml", "-i", "inventory.yml",
-                     "--offline", "--out", "plan.json"]) == 0
+        assert (
+            main(
+                [
+                    "--state-dir",
+                    str(work / "state"),
+                    "plan",
+                    "playbook.yml",
+                    "-i",
+                    "inventory.yml",
+                    "--offline",
+                    "--out",
+                    "plan.json",
+                ]
+            )
+            == 0
+        )
     finally:
         os.chdir(cwd)
     return (work / "plan.json").read_text(encoding="utf-8")
@@ -86,8 +100,12 @@ def _make(path: Path, spec: dict[str, Any], plan: str) -> None:
         with path.open("wb") as fh:
             fh.truncate(int(spec["size"]))
     elif "python" in spec:
-        names = {"plan": plan, "playbook": (HERE / "inputs" / "playbook.yml").read_text(encoding="utf-8"),
-                 "journal": (JOURNALS / RUN / "journal.jsonl").read_text(encoding="utf-8"), "with_line": _with_line}
+        names = {
+            "plan": plan,
+            "playbook": (HERE / "inputs" / "playbook.yml").read_text(encoding="utf-8"),
+            "journal": (JOURNALS / RUN / "journal.jsonl").read_text(encoding="utf-8"),
+            "with_line": _with_line,
+        }
         data = eval(spec["python"], {"__builtins__": {"range": range, "len": len}}, names)  # the test's own table
         path.write_bytes(data if isinstance(data, bytes) else data.encode())
     else:
@@ -117,9 +135,14 @@ def _snapshot(root: Path) -> dict[str, tuple[str, int, int]]:
 
 @pytest.mark.reliability
 @pytest.mark.parametrize("case", _cases())
-def test_bad_input_is_refused_cleanly(case: dict[str, Any], valid_plan: str, tmp_path: Path,
-                                      monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
-                                      record_property: Any) -> None:
+def test_bad_input_is_refused_cleanly(
+    case: dict[str, Any],
+    valid_plan: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    record_property: Any,
+) -> None:
     monkeypatch.chdir(tmp_path)
     state = tmp_path / "state"
     monkeypatch.setenv("UPGRADER_STATE_DIR", str(state))
@@ -159,6 +182,7 @@ def test_bad_input_is_refused_cleanly(case: dict[str, Any], valid_plan: str, tmp
 
 # ---- readers that are not commands of their own ----
 
+
 def test_past_durations_skip_a_damaged_journal(tmp_path: Path) -> None:
     """Admission's estimate reads past journals: a damaged one is left out, the others still count."""
     for run in ("20260321T070004Z-ordergw-c3d4",):
@@ -173,20 +197,25 @@ def test_past_durations_skip_a_damaged_journal(tmp_path: Path) -> None:
     assert admission.past_host_seconds(tmp_path, "ordergw") == good
 
 
-@pytest.mark.reliability("report --metrics with one damaged journal among the runs",
-                         "exit 0: the report and upgrader.prom are written from the other runs")
-def test_metrics_leave_out_a_damaged_run(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                         record_property: Any) -> None:
+@pytest.mark.reliability(
+    "report --metrics with one damaged journal among the runs",
+    "exit 0: the report and upgrader.prom are written from the other runs",
+)
+def test_metrics_leave_out_a_damaged_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], record_property: Any
+) -> None:
     state = tmp_path / "state"
     for run in ("20260314T070001Z-riskgw-a1b2", RUN):
         shutil.copytree(JOURNALS / run, state / "runs" / run)
     (state / "runs" / RUN / "journal.jsonl").write_bytes(_with_line(4, "[1]"))
     (tmp_path / "prom").mkdir()
-    code = main(["--state-dir", str(state), "report", "20260314T070001Z-riskgw-a1b2", "--metrics",
-                 str(tmp_path / "prom")])
+    code = main(
+        ["--state-dir", str(state), "report", "20260314T070001Z-riskgw-a1b2", "--metrics", str(tmp_path / "prom")]
+    )
     err = capsys.readouterr().err
     metrics = (tmp_path / "prom" / "upgrader.prom").read_text()
-    record_property("observed", f"exit {code}; upgrader.prom names riskgw: {'riskgw' in metrics}, "
-                                f"ordergw: {'ordergw' in metrics}")
+    record_property(
+        "observed", f"exit {code}; upgrader.prom names riskgw: {'riskgw' in metrics}, ordergw: {'ordergw' in metrics}"
+    )
     assert code == 0 and "Traceback" not in err
     assert 'component="riskgw"' in metrics and 'component="ordergw"' not in metrics

@@ -70,14 +70,21 @@ def test_a_percentage_is_of_the_hosts_in_the_run(in_tmp: Path, monkeypatch: pyte
 
 
 def test_a_datacenters_budget_stops_the_whole_run(in_tmp: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    pb = playbook(rollout={"batch": 2, "max_failures": 100, "max_failures_per_datacenter": "50%",
-                           "datacenter_order": ["ny", "ch"]})
+    pb = playbook(
+        rollout={
+            "batch": 2,
+            "max_failures": 100,
+            "max_failures_per_datacenter": "50%",
+            "datacenter_order": ["ny", "ch"],
+        }
+    )
     p = plan(pb, inventory({"ny": ["n1", "n2", "n3", "n4"], "ch": ["c1", "c2"]}))
     assert budgets.of_plan(p).per_datacenter == {"ny": 2, "ch": 1}
     entries = run(p, in_tmp, monkeypatch, failing={"n1", "n3"})
     assert started(entries) == ["n1", "n2", "n3"]  # ny's budget spent at n3, in its second wave: ch never starts
     assert [e["reason"] for e in entries if e["event"] == "halt"] == [
-        "failure budget of ny spent: 2 of 2 allowed host failure(s) in that datacenter"]
+        "failure budget of ny spent: 2 of 2 allowed host failure(s) in that datacenter"
+    ]
 
 
 def test_the_plan_shows_the_budgets() -> None:
@@ -88,11 +95,22 @@ def test_the_plan_shows_the_budgets() -> None:
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(hosts=st.integers(1, 9), batch=st.integers(1, 4), budget=st.integers(1, 5),
-       failing=st.sets(st.integers(0, 8)), per_dc=st.none() | st.integers(1, 3))
-def test_no_host_starts_once_a_budget_is_spent(tmp_path_factory: pytest.TempPathFactory,
-                                               monkeypatch: pytest.MonkeyPatch, hosts: int, batch: int,
-                                               budget: int, failing: set[int], per_dc: int | None) -> None:
+@given(
+    hosts=st.integers(1, 9),
+    batch=st.integers(1, 4),
+    budget=st.integers(1, 5),
+    failing=st.sets(st.integers(0, 8)),
+    per_dc=st.none() | st.integers(1, 3),
+)
+def test_no_host_starts_once_a_budget_is_spent(
+    tmp_path_factory: pytest.TempPathFactory,
+    monkeypatch: pytest.MonkeyPatch,
+    hosts: int,
+    batch: int,
+    budget: int,
+    failing: set[int],
+    per_dc: int | None,
+) -> None:
     """Over random fleets, waves and failures: each host starts only while both budgets hold, across waves."""
     names = [f"h{i}" for i in range(hosts)]
     dcs = {"ny": names[::2], **({"ch": names[1::2]} if hosts > 1 else {})}
@@ -108,7 +126,8 @@ def test_no_host_starts_once_a_budget_is_spent(tmp_path_factory: pytest.TempPath
                 assert all(sum(dc_of[f] == dc for f in failed) < per_dc for dc in dcs)
         elif e["event"] == "host-end" and not e["ok"]:
             failed.append(e["host"])
-    spent = len(failed) >= budget or (per_dc is not None and any(
-        sum(dc_of[f] == dc for f in failed) >= per_dc for dc in dcs))
+    spent = len(failed) >= budget or (
+        per_dc is not None and any(sum(dc_of[f] == dc for f in failed) >= per_dc for dc in dcs)
+    )
     if not spent:  # a budget never spent stops nothing
         assert sorted(started(entries)) == sorted(dc_of)

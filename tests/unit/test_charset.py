@@ -40,9 +40,11 @@ def test_the_six_characters_the_review_found_are_refused(record_property: pytest
     record_property("observed", "; ".join(refused))
 
 
-@pytest.mark.reliability("every one of the 0x110000 code points through the pure check and the validator",
-                         "refused exactly when its category is Cc/Cf/Co/Cs/Cn/Zl/Zp, a bidi control, a "
-                         "non-ASCII space or default-ignorable; the validator agrees with the check")
+@pytest.mark.reliability(
+    "every one of the 0x110000 code points through the pure check and the validator",
+    "refused exactly when its category is Cc/Cf/Co/Cs/Cn/Zl/Zp, a bidi control, a "
+    "non-ASCII space or default-ignorable; the validator agrees with the check",
+)
 def test_every_code_point(record_property: pytest.RecordProperty) -> None:
     started = time.monotonic()
     by_category: dict[str, int] = {}
@@ -50,8 +52,11 @@ def test_every_code_point(record_property: pytest.RecordProperty) -> None:
         ch = chr(code)
         category = unicodedata.category(ch)
         refused = charset.forbidden(ch)
-        if category in charset.FORBIDDEN_CATEGORIES or unicodedata.bidirectional(ch) in charset.BIDI_CONTROLS \
-                or (category == "Zs" and ch != " "):
+        if (
+            category in charset.FORBIDDEN_CATEGORIES
+            or unicodedata.bidirectional(ch) in charset.BIDI_CONTROLS
+            or (category == "Zs" and ch != " ")
+        ):
             assert refused, f"U+{code:04X} ({category}) passes"
         if refused:
             by_category[category] = by_category.get(category, 0) + 1
@@ -66,17 +71,22 @@ def test_every_code_point(record_property: pytest.RecordProperty) -> None:
         else:
             assert not refused, f"U+{code:04X} passes the validator"
     seconds = time.monotonic() - started
-    record_property("observed", f"{len(FORBIDDEN)} of {len(ALL)} code points refused "
-                    f"({', '.join(f'{k} {v}' for k, v in sorted(by_category.items()))}); {seconds:.1f} s")
+    record_property(
+        "observed",
+        f"{len(FORBIDDEN)} of {len(ALL)} code points refused "
+        f"({', '.join(f'{k} {v}' for k, v in sorted(by_category.items()))}); {seconds:.1f} s",
+    )
 
 
 def _escaped(code: int) -> str:
     return f'"a\\U{code:08X}b"'
 
 
-@pytest.mark.reliability("every code point of the BMP written as a YAML escape, through the loader (the whole "
-                         "range takes ~25 s there; the pure check above covers it, and the loader calls that check)",
-                         "a located problem for exactly the refused ones, none for the others")
+@pytest.mark.reliability(
+    "every code point of the BMP written as a YAML escape, through the loader (the whole "
+    "range takes ~25 s there; the pure check above covers it, and the loader calls that check)",
+    "a located problem for exactly the refused ones, none for the others",
+)
 def test_every_code_point_through_the_yaml_loader(record_property: pytest.RecordProperty) -> None:
     started = time.monotonic()
     located = 0
@@ -89,8 +99,11 @@ def test_every_code_point_through_the_yaml_loader(record_property: pytest.Record
         expected = {i + 1 for i, c in enumerate(codes) if charset.forbidden(chr(c))}
         assert flagged == expected, sorted(flagged ^ expected)[:5]
         located += len(flagged)
-    record_property("observed", f"{located} refused values located at their line, the rest loaded "
-                    f"(surrogates cannot be written in YAML); {time.monotonic() - started:.1f} s")
+    record_property(
+        "observed",
+        f"{located} refused values located at their line, the rest loaded "
+        f"(surrogates cannot be written in YAML); {time.monotonic() - started:.1f} s",
+    )
 
 
 # ---------------------------------------------------------------- the property, through the real loader
@@ -98,8 +111,9 @@ def test_every_code_point_through_the_yaml_loader(record_property: pytest.Record
 WORK = Path(tempfile.mkdtemp(prefix="upgrader-charset-"))
 SOURCES = {name: (INPUTS / name).read_text(encoding="utf-8") for name in ("playbook.yml", "inventory.yml")}
 # YAML takes these literally inside a scalar; the rest must be written as escapes (or are line breaks).
-_LITERAL_OK = (set(range(0x20, 0x7F)) | set(range(0xA0, 0xD800)) | set(range(0xE000, 0xFFFE))
-               | set(range(0x10000, 0x110000)))
+_LITERAL_OK = (
+    set(range(0x20, 0x7F)) | set(range(0xA0, 0xD800)) | set(range(0xE000, 0xFFFE)) | set(range(0x10000, 0x110000))
+)
 _BREAKS = {0x85, 0x2028, 0x2029}
 
 
@@ -115,7 +129,7 @@ def _string_scalars(text: str) -> list[yaml.ScalarNode]:
             for item in node.value:
                 walk(item)
         elif node.tag == "tag:yaml.org,2002:str" and node.value and node.start_mark.line == node.end_mark.line:
-            source = text[node.start_mark.index:node.end_mark.index]
+            source = text[node.start_mark.index : node.end_mark.index]
             if source in (node.value, f'"{node.value}"', f"'{node.value}'"):
                 found.append(node)
 
@@ -143,28 +157,38 @@ def insertions(draw: st.DrawFn) -> tuple[str, str, str, tuple[int, int]]:
         offset = node.start_mark.index + (1 if quote else 0) + at
         new = text[:offset] + ch + text[offset:]
         return name, new, ch, (line, col + (1 if quote else 0) + at)
-    quoted = '"' + "".join(f"\\U{ord(c):08X}" if c == ch else ("\\" + c if c in '"\\' else c)
-                           for c in value[:at] + ch + value[at:]) + '"'
-    new = text[:node.start_mark.index] + quoted + text[node.end_mark.index:]
+    quoted = (
+        '"'
+        + "".join(
+            f"\\U{ord(c):08X}" if c == ch else ("\\" + c if c in '"\\' else c) for c in value[:at] + ch + value[at:]
+        )
+        + '"'
+    )
+    new = text[: node.start_mark.index] + quoted + text[node.end_mark.index :]
     return name, new, ch, (line, col)
 
 
-@pytest.mark.reliability("a refused character inserted anywhere in any string of the playbook or inventory "
-                         "(hypothesis, literal or escaped)", "exactly one problem, at file:line:col of the "
-                         "character (of the value when escaped), naming it; nothing else reported")
+@pytest.mark.reliability(
+    "a refused character inserted anywhere in any string of the playbook or inventory (hypothesis, literal or escaped)",
+    "exactly one problem, at file:line:col of the "
+    "character (of the value when escaped), naming it; nothing else reported",
+)
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(insertions())
 def test_an_inserted_invisible_character_is_the_one_located_problem(
-        case: tuple[str, str, str, tuple[int, int]]) -> None:
+    case: tuple[str, str, str, tuple[int, int]],
+) -> None:
     name, text, ch, (line, col) = case
     for other, original in SOURCES.items():
         (WORK / other).write_text(text if other == name else original, encoding="utf-8")
     with pytest.raises(InputError) as info:
         load_inputs(WORK / "playbook.yml", WORK / "inventory.yml")
     problems = [str(p) for p in info.value.problems]
-    assert problems == [f"{WORK / name}:{line}:{col}: invisible or control character {charset.describe(ch)} in a "
-                        "value — retype the value without it (only printable characters and the ASCII space are "
-                        "allowed; tabs and line breaks are not, see the README)"]
+    assert problems == [
+        f"{WORK / name}:{line}:{col}: invisible or control character {charset.describe(ch)} in a "
+        "value — retype the value without it (only printable characters and the ASCII space are "
+        "allowed; tabs and line breaks are not, see the README)"
+    ]
 
 
 def test_the_property_observed(record_property: pytest.RecordProperty) -> None:
@@ -172,5 +196,8 @@ def test_the_property_observed(record_property: pytest.RecordProperty) -> None:
     for name, original in SOURCES.items():
         (WORK / name).write_text(original, encoding="utf-8")
     load_inputs(WORK / "playbook.yml", WORK / "inventory.yml")
-    record_property("observed", ", ".join(f"{name}: {len(nodes)} string values" for name, nodes in SCALARS.items())
-                    + f"; {len(FORBIDDEN)} refused characters to draw from")
+    record_property(
+        "observed",
+        ", ".join(f"{name}: {len(nodes)} string values" for name, nodes in SCALARS.items())
+        + f"; {len(FORBIDDEN)} refused characters to draw from",
+    )

@@ -27,8 +27,12 @@ def run_scripts(workflow: Path) -> list[str]:
 
 
 def upgrader_lines(workflow: Path) -> list[str]:
-    return [line.strip() for script in run_scripts(workflow) for line in script.splitlines()
-            if line.strip().startswith("upgrader ")]
+    return [
+        line.strip()
+        for script in run_scripts(workflow)
+        for line in script.splitlines()
+        if line.strip().startswith("upgrader ")
+    ]
 
 
 def test_the_workflow_is_a_pull_request_workflow_on_playbooks_and_inventories() -> None:
@@ -57,8 +61,12 @@ def bindings(line: str) -> list[dict[str, str]]:
 
 def cases() -> list[tuple[str, dict[str, str]]]:
     """Lines that run on their own; `upgrader diff` reads what earlier lines wrote (the script test runs it)."""
-    return [(line, env) for line in upgrader_lines(WORKFLOW) for env in bindings(line)
-            if not line.startswith("upgrader diff ")]
+    return [
+        (line, env)
+        for line in upgrader_lines(WORKFLOW)
+        for env in bindings(line)
+        if not line.startswith("upgrader diff ")
+    ]
 
 
 @pytest.mark.parametrize(("line", "env"), cases(), ids=lambda v: v.get("playbook", "") if isinstance(v, dict) else v)
@@ -70,8 +78,9 @@ def test_every_upgrader_line_of_the_workflow_runs(line: str, env: dict[str, str]
         shutil.copytree(REPO / folder, tmp_path / folder)
     path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
     environ = {**os.environ, **env, "PATH": path, "UPGRADER_STATE_DIR": str(tmp_path / "state")}
-    proc = subprocess.run(["bash", "-c", line], cwd=tmp_path, env=environ, capture_output=True, text=True,
-                          timeout=120, check=False)
+    proc = subprocess.run(
+        ["bash", "-c", line], cwd=tmp_path, env=environ, capture_output=True, text=True, timeout=120, check=False
+    )
     assert proc.returncode == 0, f"{line}\n{proc.stdout}\n{proc.stderr}"
     if "--out" in argv and argv[argv.index("--format") + 1] == "markdown":
         out = (tmp_path / argv[argv.index("--out") + 1]).read_text(encoding="utf-8")
@@ -81,16 +90,31 @@ def test_every_upgrader_line_of_the_workflow_runs(line: str, env: dict[str, str]
 
 # ---- the plan step as a whole, on a pull request in a real git repository ----
 
+
 def plan_step() -> str:
     doc = yaml.safe_load(WORKFLOW.read_text(encoding="utf-8"))
-    return next(step["run"] for job in doc["jobs"].values() for step in job["steps"]
-                if step.get("name", "").startswith("Plan the changed playbooks"))
+    return next(
+        step["run"]
+        for job in doc["jobs"].values()
+        for step in job["steps"]
+        if step.get("name", "").startswith("Plan the changed playbooks")
+    )
 
 
 def git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, check=True,
-                          env={**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
-                               "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}).stdout.strip()
+    return subprocess.run(
+        ["git", "-C", str(repo), *args],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={
+            **os.environ,
+            "GIT_AUTHOR_NAME": "t",
+            "GIT_AUTHOR_EMAIL": "t@t",
+            "GIT_COMMITTER_NAME": "t",
+            "GIT_COMMITTER_EMAIL": "t@t",
+        },
+    ).stdout.strip()
 
 
 def test_the_plan_step_posts_the_diff_against_the_base_plan_else_the_plan(tmp_path: Path) -> None:
@@ -114,8 +138,9 @@ def test_the_plan_step_posts_the_diff_against_the_base_plan_else_the_plan(tmp_pa
     git(repo, "commit", "-q", "-m", "pr")
     path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
     environ = {**os.environ, "PATH": path, "BASE_REF": "main", "UPGRADER_STATE_DIR": str(tmp_path / "state")}
-    proc = subprocess.run(["bash", "-c", plan_step()], cwd=repo, env=environ, capture_output=True, text=True,
-                          timeout=300, check=False)
+    proc = subprocess.run(
+        ["bash", "-c", plan_step()], cwd=repo, env=environ, capture_output=True, text=True, timeout=300, check=False
+    )
     assert proc.returncode == 0, proc.stderr
     posted = (repo / "plan.md").read_text(encoding="utf-8")
     diff_part, plan_part = posted.split("### upgrader plan: `riskgw`")

@@ -19,8 +19,9 @@ INVENTORY = REPO / "inventories" / "prod-na.yml"
 
 def test_plain_table_never_cuts_a_column() -> None:
     long = "locked by rollback 20261205T070000Z-ordergw-1a2b (alice@ctl); differs from majority (5.2.0)" * 3
-    text = plain(("host", "installed", "attention"), [("ny5-oe01", "5.1.0", long), ("ny5-oe02", "5.2.0", "-")],
-                 [True, False])
+    text = plain(
+        ("host", "installed", "attention"), [("ny5-oe01", "5.1.0", long), ("ny5-oe02", "5.2.0", "-")], [True, False]
+    )
     lines = text.splitlines()
     assert lines[1].startswith("! ny5-oe01") and lines[1].endswith(long)
     assert lines[2].startswith("  ny5-oe02") and not lines[2].endswith(" ")

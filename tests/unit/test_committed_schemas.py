@@ -13,8 +13,9 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.mark.parametrize("kind", ["playbook", "inventory", "facts"])
 def test_committed_schema_is_current(kind: str) -> None:
-    out = subprocess.run([sys.executable, "-m", "upgrader", "schema", kind], capture_output=True, text=True,
-                         check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "upgrader", "schema", kind], capture_output=True, text=True, check=True
+    ).stdout
     assert (REPO / "schemas" / f"{kind}.json").read_text() == out, f"regenerate: upgrader schema {kind}"
 
 

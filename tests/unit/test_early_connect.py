@@ -38,8 +38,7 @@ def calls(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[str]]:
         seen["connect"].append(session.host)
 
     monkeypatch.setattr(remote, "start", start)
-    monkeypatch.setattr(fabric_adapter.FabricTransport, "close", lambda self: seen["close"].append(
-        self.endpoint.name))
+    monkeypatch.setattr(fabric_adapter.FabricTransport, "close", lambda self: seen["close"].append(self.endpoint.name))
     early._started.clear()
     yield seen
     early._started.clear()
@@ -54,8 +53,12 @@ def _remembered(state: Path) -> tuple[str, dict]:
 
 def _hosts_of(component: str) -> set[str]:
     inv = load_inventory(INVENTORY).model
-    return {name for dc in inv.datacenters.values() for name, h in dc.hosts.items()
-            if any(component in inv.roles.get(r, ()) for r in h.roles)}
+    return {
+        name
+        for dc in inv.datacenters.values()
+        for name, h in dc.hosts.items()
+        if any(component in inv.roles.get(r, ()) for r in h.roles)
+    }
 
 
 def test_nothing_starts_without_a_record(tmp_path: Path, calls: dict[str, list[str]]) -> None:
@@ -118,15 +121,35 @@ def test_a_limit_narrows_what_starts(tmp_path: Path, calls: dict[str, list[str]]
     early.start(["rollback", "ordergw", "-i", str(INVENTORY), "--reason", "x", "--limit", one], tmp_path)
     assert set(early._started["hosts"]) == {one}
     early._started.clear()
-    early.start(["apply", str(REPO / "playbooks" / "ordergw-5.2.0.yml"), "-i", str(INVENTORY),
-                 "--limit", "dc:ny5,tr2-oe0[12]", "--limit", "role:risk"], tmp_path)  # the union: ordergw's of them
+    early.start(
+        [
+            "apply",
+            str(REPO / "playbooks" / "ordergw-5.2.0.yml"),
+            "-i",
+            str(INVENTORY),
+            "--limit",
+            "dc:ny5,tr2-oe0[12]",
+            "--limit",
+            "role:risk",
+        ],
+        tmp_path,
+    )  # the union: ordergw's of them
     assert set(early._started["hosts"]) == {h for h in _hosts_of("ordergw") if h.startswith(("ny5-", "tr2-"))}
 
 
-@pytest.mark.parametrize("limit", [["--limit", "failed:20260101T000000Z-ordergw-abcd"], ["--limit", "dc:nowhere"],
-                                   ["--hosts", "ny5-oe01"], ["--dc", "ny5"], ["--limit", "bad:x"]])
-def test_a_limit_early_cannot_resolve_starts_nothing(tmp_path: Path, calls: dict[str, list[str]],
-                                                      limit: list[str]) -> None:
+@pytest.mark.parametrize(
+    "limit",
+    [
+        ["--limit", "failed:20260101T000000Z-ordergw-abcd"],
+        ["--limit", "dc:nowhere"],
+        ["--hosts", "ny5-oe01"],
+        ["--dc", "ny5"],
+        ["--limit", "bad:x"],
+    ],
+)
+def test_a_limit_early_cannot_resolve_starts_nothing(
+    tmp_path: Path, calls: dict[str, list[str]], limit: list[str]
+) -> None:
     """failed:RUN needs the journal, a typo is the command's to report, old spellings are the command's to warn."""
     _remembered(tmp_path)
     early.start(["rollback", "ordergw", "-i", str(INVENTORY), "--reason", "x", *limit], tmp_path)
@@ -147,16 +170,25 @@ def test_a_changed_inventory_or_timeout_adopts_nothing(tmp_path: Path, calls: di
     assert pool._transports == {}
 
 
-@pytest.mark.parametrize("argv", [["rollback"], ["rollback", "--help"], ["status", "-i", "x.yml"],
-                                  ["rollback", "c", "-i", "inventories/prod-na.yml", "--connect-timeout", "soon"]])
-def test_odd_command_lines_start_nothing_and_print_nothing(tmp_path: Path, calls: dict[str, list[str]],
-                                                           capsys: pytest.CaptureFixture[str], argv: list[str]) -> None:
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["rollback"],
+        ["rollback", "--help"],
+        ["status", "-i", "x.yml"],
+        ["rollback", "c", "-i", "inventories/prod-na.yml", "--connect-timeout", "soon"],
+    ],
+)
+def test_odd_command_lines_start_nothing_and_print_nothing(
+    tmp_path: Path, calls: dict[str, list[str]], capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
     _remembered(tmp_path)
     early.start(argv, tmp_path)
     assert early._started == {} and capsys.readouterr() == ("", "")
 
 
 # ---- issue 13 §8: help and usage errors never connect ----
+
 
 def _actions(parser: argparse.ArgumentParser) -> dict[str, argparse.Action]:
     return {(a.option_strings[-1] if a.option_strings else "<positional>"): a for a in parser._actions}
@@ -263,33 +295,41 @@ def test_a_valid_command_line_does_connect_early(listener: tuple[socket.socket, 
     assert _connections(server) >= 1  # one per host at least (a refused banner retries)
 
 
-@pytest.mark.reliability("`--help` or a usage error on rollback/apply with a connections record on disk",
-                         "argparse's own output and exit (0 or 2); no TCP connection reaches any host")
-@pytest.mark.parametrize("argv", [
-    ["rollback", "ordergw", "-i", str(INVENTORY), "--reason", "drill", "--help"],
-    ["rollback", "--help"],
-    ["rollback", "ordergw", "-i", str(INVENTORY)],  # --reason missing
-    ["rollback", "ordergw", "-i", str(INVENTORY), "--reason", "x", "--connect-timeout", "soon"],
-    ["rollback", "ordergw", "-i", str(INVENTORY), "--reason", "x", "--no-such-option"],
-    ["rollback", "ordergw", "-i", str(INVENTORY), "--reason", "x", "--log-format", "fancy"],
-    ["apply", "playbooks/ordergw-5.2.0.yml", "-i", str(INVENTORY), "-h"],
-    ["apply", "playbooks/ordergw-5.2.0.yml", "-i", str(INVENTORY), "--yes", "--now", "tomorrow"],
-    ["apply", "playbooks/ordergw-5.2.0.yml", "-i", str(INVENTORY), "--parallel", "0"],
-    ["apply", "playbooks/ordergw-5.2.0.yml"],  # -i missing
-    ["--version", "rollback", "ordergw", "-i", str(INVENTORY), "--reason", "x"],
-], ids=lambda argv: " ".join(a for a in argv if a != str(INVENTORY)))
-def test_help_and_usage_errors_open_no_connection(listener: tuple[socket.socket, Path, Path], argv: list[str],
-                                                   capsys: pytest.CaptureFixture[str],
-                                                   monkeypatch: pytest.MonkeyPatch,
-                                                   record_property: Callable[[str, object], None]) -> None:
+@pytest.mark.reliability(
+    "`--help` or a usage error on rollback/apply with a connections record on disk",
+    "argparse's own output and exit (0 or 2); no TCP connection reaches any host",
+)
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["rollback", "ordergw", "-i", str(INVENTORY), "--reason", "drill", "--help"],
+        ["rollback", "--help"],
+        ["rollback", "ordergw", "-i", str(INVENTORY)],  # --reason missing
+        ["rollback", "ordergw", "-i", str(INVENTORY), "--reason", "x", "--connect-timeout", "soon"],
+        ["rollback", "ordergw", "-i", str(INVENTORY), "--reason", "x", "--no-such-option"],
+        ["rollback", "ordergw", "-i", str(INVENTORY), "--reason", "x", "--log-format", "fancy"],
+        ["apply", "playbooks/ordergw-5.2.0.yml", "-i", str(INVENTORY), "-h"],
+        ["apply", "playbooks/ordergw-5.2.0.yml", "-i", str(INVENTORY), "--yes", "--now", "tomorrow"],
+        ["apply", "playbooks/ordergw-5.2.0.yml", "-i", str(INVENTORY), "--parallel", "0"],
+        ["apply", "playbooks/ordergw-5.2.0.yml"],  # -i missing
+        ["--version", "rollback", "ordergw", "-i", str(INVENTORY), "--reason", "x"],
+    ],
+    ids=lambda argv: " ".join(a for a in argv if a != str(INVENTORY)),
+)
+def test_help_and_usage_errors_open_no_connection(
+    listener: tuple[socket.socket, Path, Path],
+    argv: list[str],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    record_property: Callable[[str, object], None],
+) -> None:
     server, _, inventory = listener
     monkeypatch.chdir(REPO)
     with pytest.raises(SystemExit) as done:
         main([str(inventory) if a == str(INVENTORY) else a for a in argv])
     seen = _connections(server)
     err = capsys.readouterr().err.strip().splitlines()
-    record_property("observed", f"exit {done.value.code}, {seen} connection(s); "
-                                f"{err[-1] if err else 'help printed'}")
+    record_property("observed", f"exit {done.value.code}, {seen} connection(s); {err[-1] if err else 'help printed'}")
     assert done.value.code in (0, 2)
     assert seen == 0 and early._started == {}
 
@@ -301,12 +341,14 @@ def test_the_early_start_connects_before_the_models_are_imported(listener: tuple
     import sys
 
     server, state, inventory = listener
-    child = ("import sys, time\nfrom pathlib import Path\nfrom upgrader.commands import early\n"
-             f"early.start(['rollback', 'ordergw', '-i', {str(inventory)!r}, '--reason', 'drill', "
-             f"'--connect-timeout', '1'], Path({str(state)!r}))\n"
-             "time.sleep(0.5)\n"
-             "print(' '.join(sorted(m for m in sys.modules if m.split('.')[0] == 'pydantic' "
-             "or m.startswith('upgrader.models'))))\n")
+    child = (
+        "import sys, time\nfrom pathlib import Path\nfrom upgrader.commands import early\n"
+        f"early.start(['rollback', 'ordergw', '-i', {str(inventory)!r}, '--reason', 'drill', "
+        f"'--connect-timeout', '1'], Path({str(state)!r}))\n"
+        "time.sleep(0.5)\n"
+        "print(' '.join(sorted(m for m in sys.modules if m.split('.')[0] == 'pydantic' "
+        "or m.startswith('upgrader.models'))))\n"
+    )
     proc = subprocess.Popen([sys.executable, "-c", child], stdout=subprocess.PIPE, text=True, cwd=REPO)
     server.settimeout(20)  # a fresh interpreter on a loaded machine: its first connection may take a while
     seen = _connections(server)

@@ -60,7 +60,8 @@ def assert_known_and_verified(s: Scenario) -> None:
 
 
 def test_a_clean_run_upgrades_every_host_and_each_step_is_journaled_on_the_host(
-        scenarios: list[Scenario], tmp_path: Path) -> None:
+    scenarios: list[Scenario], tmp_path: Path
+) -> None:
     s = build(scenarios, tmp_path)
     outcome, entries = s.apply()
     assert (outcome.exit_code, outcome.status) == (ExitCode.OK, "succeeded")
@@ -69,21 +70,33 @@ def test_a_clean_run_upgrades_every_host_and_each_step_is_journaled_on_the_host(
     for hp in s.plan.hosts:  # the host journal has a begin and an end for each live step of the plan
         ended = [r["step"] for r in s.hosts[hp.host].journal("app") if r.get("phase") == "end" and r["ok"]]
         # (the bake is one round of checks per bake_interval, driven from the controller: its step repeats)
-        assert [st.id for st in hp.steps if st.action != "testinfra"] == list(dict.fromkeys(
-            x for x in ended if "/" in str(x)))
+        assert [st.id for st in hp.steps if st.action != "testinfra"] == list(
+            dict.fromkeys(x for x in ended if "/" in str(x))
+        )
     assert events(entries, "run-end")[0]["hosts"]["ny-2"]["version"] == TO
 
 
-@pytest.mark.parametrize("policy, back, kept", [
-    # ny-1 is the canary (phase 1), ny-2 and ny-3 a wave of two (phase 2, ny-3 fails), ch its own phases.
-    ("host", {"ny-3"}, {"ny-1", "ny-2", "ch-1", "ch-2"}),
-    ("wave", {"ny-2", "ny-3"}, {"ny-1"}),
-    ("run", {"ny-1", "ny-2", "ny-3"}, set()),
-])
-def test_each_failure_policy_rolls_back_exactly_its_hosts(scenarios: list[Scenario], tmp_path: Path, policy: str,
-                                                          back: set[str], kept: set[str]) -> None:
-    s = build(scenarios, tmp_path, bad={"ny-3"}, on_failure=policy, batch=2, max_in_flight_per_datacenter=1,
-              max_failures=2 if policy == "host" else 1)
+@pytest.mark.parametrize(
+    "policy, back, kept",
+    [
+        # ny-1 is the canary (phase 1), ny-2 and ny-3 a wave of two (phase 2, ny-3 fails), ch its own phases.
+        ("host", {"ny-3"}, {"ny-1", "ny-2", "ch-1", "ch-2"}),
+        ("wave", {"ny-2", "ny-3"}, {"ny-1"}),
+        ("run", {"ny-1", "ny-2", "ny-3"}, set()),
+    ],
+)
+def test_each_failure_policy_rolls_back_exactly_its_hosts(
+    scenarios: list[Scenario], tmp_path: Path, policy: str, back: set[str], kept: set[str]
+) -> None:
+    s = build(
+        scenarios,
+        tmp_path,
+        bad={"ny-3"},
+        on_failure=policy,
+        batch=2,
+        max_in_flight_per_datacenter=1,
+        max_failures=2 if policy == "host" else 1,
+    )
     outcome, entries = s.apply()
     versions = s.versions()
     assert {h for h, v in versions.items() if v == TO} == kept
@@ -118,15 +131,18 @@ def test_a_release_that_does_not_start_is_rolled_back(scenarios: list[Scenario],
     assert_known_and_verified(s)
 
 
-@pytest.mark.parametrize("budget, bad, expect_started", [
-    (1, {"ny-2"}, ["ny-1", "ny-2"]),  # spent at the first failure: ny-3 never starts
-    (2, {"ny-2"}, ["ny-1", "ny-2", "ny-3", "ch-1", "ch-2"]),  # one failure of two allowed: the run goes on
-    (2, {"ny-2", "ny-3"}, ["ny-1", "ny-2", "ny-3"]),  # spent at the second
-    ("40%", {"ny-2", "ny-3"}, ["ny-1", "ny-2", "ny-3"]),  # 40% of 5 hosts: 2
-])
-def test_the_run_failure_budget_stops_new_hosts_once_spent(scenarios: list[Scenario], tmp_path: Path,
-                                                           budget: int | str, bad: set[str],
-                                                           expect_started: list[str]) -> None:
+@pytest.mark.parametrize(
+    "budget, bad, expect_started",
+    [
+        (1, {"ny-2"}, ["ny-1", "ny-2"]),  # spent at the first failure: ny-3 never starts
+        (2, {"ny-2"}, ["ny-1", "ny-2", "ny-3", "ch-1", "ch-2"]),  # one failure of two allowed: the run goes on
+        (2, {"ny-2", "ny-3"}, ["ny-1", "ny-2", "ny-3"]),  # spent at the second
+        ("40%", {"ny-2", "ny-3"}, ["ny-1", "ny-2", "ny-3"]),  # 40% of 5 hosts: 2
+    ],
+)
+def test_the_run_failure_budget_stops_new_hosts_once_spent(
+    scenarios: list[Scenario], tmp_path: Path, budget: int | str, bad: set[str], expect_started: list[str]
+) -> None:
     s = build(scenarios, tmp_path, bad=bad, on_failure="host", max_failures=budget)
     _, entries = s.apply()
     assert started(entries) == expect_started
@@ -137,8 +153,15 @@ def test_the_run_failure_budget_stops_new_hosts_once_spent(scenarios: list[Scena
 
 
 def test_a_datacenter_budget_stops_that_datacenter_only(scenarios: list[Scenario], tmp_path: Path) -> None:
-    s = build(scenarios, tmp_path, {"ny": NY, "ch": CH}, bad={"ny-2"}, on_failure="host", max_failures=5,
-              max_failures_per_datacenter=1)
+    s = build(
+        scenarios,
+        tmp_path,
+        {"ny": NY, "ch": CH},
+        bad={"ny-2"},
+        on_failure="host",
+        max_failures=5,
+        max_failures_per_datacenter=1,
+    )
     _, entries = s.apply()
     assert "ny-3" not in started(entries)
     assert any("failure budget of ny spent" in e["reason"] for e in events(entries, "halt"))
@@ -157,7 +180,8 @@ def chain_host(h: FakeHost) -> None:
 
 
 def test_a_failed_apply_goes_back_to_the_plans_from_version_not_the_recorded_previous(
-        scenarios: list[Scenario], tmp_path: Path) -> None:
+    scenarios: list[Scenario], tmp_path: Path
+) -> None:
     s = build(scenarios, tmp_path, {"ny": ["ny-1"]}, bad={"ny-1"})
     chain_host(s.hosts["ny-1"])
     _, entries = s.apply()
@@ -172,14 +196,16 @@ def emergency(s: Scenario, to: str | None, hosts: list[str] | None = None) -> di
     s.runs.append(journal)
     pool = s.hosts.pool()
     try:
-        return rollback_hosts(pool, s.plan.spec, hosts or list(s.hosts.hosts), journal, operator="ops",
-                              reason="INC-1", to=to)
+        return rollback_hosts(
+            pool, s.plan.spec, hosts or list(s.hosts.hosts), journal, operator="ops", reason="INC-1", to=to
+        )
     finally:
         pool.close()
 
 
 def test_an_emergency_rollback_takes_the_recorded_previous_or_the_named_release(
-        scenarios: list[Scenario], tmp_path: Path) -> None:
+    scenarios: list[Scenario], tmp_path: Path
+) -> None:
     s = build(scenarios, tmp_path, {"ny": ["ny-1", "ny-2"]})
     for name in ("ny-1", "ny-2"):
         chain_host(s.hosts[name])
@@ -193,7 +219,8 @@ def test_an_emergency_rollback_takes_the_recorded_previous_or_the_named_release(
 
 
 def test_a_rollback_to_a_release_that_is_not_staged_is_refused_before_stopping_anything(
-        scenarios: list[Scenario], tmp_path: Path) -> None:
+    scenarios: list[Scenario], tmp_path: Path
+) -> None:
     s = build(scenarios, tmp_path, {"ny": ["ny-1"]})
     back = emergency(s, "4.0.0")
     assert not back["ny-1"].ok and "not staged" in back["ny-1"].detail
@@ -209,7 +236,8 @@ def test_a_host_locked_by_another_run_refuses_the_whole_run(scenarios: list[Scen
     s = build(scenarios, tmp_path, {"ny": ["ny-1", "ny-2"]})
     s.hosts["ny-2"].state_dir.joinpath("app").mkdir(parents=True, mode=0o700, exist_ok=True)
     s.hosts["ny-2"].state_dir.joinpath("app", "lock.json").write_text(
-        '{"run": "other-run", "operator": "bob", "since": "then"}')
+        '{"run": "other-run", "operator": "bob", "since": "then"}'
+    )
     for d in (s.hosts["ny-2"].state_dir, s.hosts["ny-2"].state_dir / "app"):
         d.chmod(0o700)
     with pytest.raises(RefusedError, match="ny-2: lock: locked by run other-run"):
@@ -227,7 +255,8 @@ def test_a_host_locked_by_another_run_refuses_the_whole_run(scenarios: list[Scen
 
 
 def test_an_emergency_rollback_between_hosts_hands_the_lock_over_and_the_apply_stops(
-        scenarios: list[Scenario], tmp_path: Path) -> None:
+    scenarios: list[Scenario], tmp_path: Path
+) -> None:
     """A second controller rolls everything back while the apply is between hosts: the apply's next
     program finds its lock gone and ends there, touching nothing more."""
     s = build(scenarios, tmp_path, {"ny": NY})
@@ -253,8 +282,12 @@ def test_the_lock_records_the_run_operator_plan_and_controller(scenarios: list[S
     s.apply()
     lock = s.hosts["ny-1"].lock("app")
     assert lock is not None
-    assert (lock["run"], lock["operator"], lock["plan"], lock["kind"]) == ("run-1", "pytest", s.plan.content_hash,
-                                                                          "apply")
+    assert (lock["run"], lock["operator"], lock["plan"], lock["kind"]) == (
+        "run-1",
+        "pytest",
+        s.plan.content_hash,
+        "apply",
+    )
     assert lock["pid_host"] == f"{socket.gethostname()}:{os.getpid()}"  # which controller process to ask
 
 

@@ -28,12 +28,17 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 pytestmark = pytest.mark.reliability(
-    "random hostile tarballs (links, chains, specials, .., .upgrader): refused whole, or every path inside")
+    "random hostile tarballs (links, chains, specials, .., .upgrader): refused whole, or every path inside"
+)
 
 
 # CI runs at least 5,000 examples (issue 13); measured at ~30 s on 2 cores.
-settings.register_profile("extract-ci", max_examples=5000, deadline=None,
-                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+settings.register_profile(
+    "extract-ci",
+    max_examples=5000,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 PROFILE = settings.get_profile("extract-ci")
 
 
@@ -43,8 +48,18 @@ agent = agent_code.load("upgrader_agent_property")
 # the invariant is exercised as hard as the refusals.
 WORDS = ["a", "b", "c", "d", "e", "f"] * 5 + [".", "..", ".upgrader", ".UPGRADER", "outside", "releases", "1.0", ""]
 name = st.lists(st.sampled_from(WORDS), min_size=1, max_size=4).map("/".join)
-target = st.one_of(name, name, name, name, name, name, name, name.map(lambda n: "/" + n), st.just("/"),
-                   st.sampled_from(["..", "../..", "../../outside", "../0.9/a", "a/../..", "../1.0/a"]))
+target = st.one_of(
+    name,
+    name,
+    name,
+    name,
+    name,
+    name,
+    name,
+    name.map(lambda n: "/" + n),
+    st.just("/"),
+    st.sampled_from(["..", "../..", "../../outside", "../0.9/a", "a/../..", "../1.0/a"]),
+)
 SPECIALS = [tarfile.FIFOTYPE, tarfile.CHRTYPE, tarfile.BLKTYPE]
 KINDS = [tarfile.REGTYPE] * 12 + [tarfile.DIRTYPE] * 6 + [tarfile.SYMTYPE] * 8 + [tarfile.LNKTYPE] * 6 + SPECIALS
 member = st.tuples(st.sampled_from(KINDS), name, target, st.sampled_from([0o644, 0o755, 0o4755, 0o777, 0o2775]))
@@ -137,12 +152,19 @@ def check_one(sandbox: Path, spec: list, strip: int, note=lambda _: None) -> Non
     assert not any(Path(p).name.lower() == ".upgrader" for p in after)
 
 
-@pytest.mark.parametrize("spec", [
-    [(tarfile.SYMTYPE, "a", ".", 0o777), (tarfile.REGTYPE, "a/x", "", 0o644)],
-    [(tarfile.DIRTYPE, "a", "", 0o755), (tarfile.SYMTYPE, "a/b", "..", 0o777),
-     (tarfile.SYMTYPE, "c", "a/b/..", 0o777), (tarfile.REGTYPE, "c/outside/x", "", 0o644)],
-    [(tarfile.REGTYPE, "b", "", 0o644), (tarfile.LNKTYPE, "a", "b", 0o644), (tarfile.SYMTYPE, "c", "a", 0o777)],
-])
+@pytest.mark.parametrize(
+    "spec",
+    [
+        [(tarfile.SYMTYPE, "a", ".", 0o777), (tarfile.REGTYPE, "a/x", "", 0o644)],
+        [
+            (tarfile.DIRTYPE, "a", "", 0o755),
+            (tarfile.SYMTYPE, "a/b", "..", 0o777),
+            (tarfile.SYMTYPE, "c", "a/b/..", 0o777),
+            (tarfile.REGTYPE, "c/outside/x", "", 0o644),
+        ],
+        [(tarfile.REGTYPE, "b", "", 0o644), (tarfile.LNKTYPE, "a", "b", 0o644), (tarfile.SYMTYPE, "c", "a", 0o777)],
+    ],
+)
 def test_the_invariant_holds_for_the_named_chains(tmp_path: Path, spec: list) -> None:
     (tmp_path / "sandbox").mkdir()
     check_one(tmp_path / "sandbox", spec, 0)

@@ -66,7 +66,8 @@ def waiting_in_await_start(thread: threading.Thread) -> bool:
 
 
 def test_a_call_that_waited_for_the_early_start_sends_its_program_right_after_that_answer(
-        hosts: FakeHosts, monkeypatch: pytest.MonkeyPatch) -> None:
+    hosts: FakeHosts, monkeypatch: pytest.MonkeyPatch
+) -> None:
     wire = Wire(monkeypatch)
     session = hosts.pool().session("h1")
     wire.gate.clear()  # the agent's first answer is held back: the start is under way
@@ -84,8 +85,9 @@ def test_a_call_that_waited_for_the_early_start_sends_its_program_right_after_th
     assert wire.sent == ["empty", "facts"], "the start's answer came while the call waited: no second empty program"
 
 
-def test_an_agent_that_answered_before_the_call_is_asked_again_first(hosts: FakeHosts,
-                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_agent_that_answered_before_the_call_is_asked_again_first(
+    hosts: FakeHosts, monkeypatch: pytest.MonkeyPatch
+) -> None:
     wire = Wire(monkeypatch)
     session = hosts.pool().session("h1")
     remote.start(session)  # answered and idle since: it may have gone silent in the meantime
@@ -95,8 +97,9 @@ def test_an_agent_that_answered_before_the_call_is_asked_again_first(hosts: Fake
     assert facts(session).ok and wire.sent[3:] == ["empty", "facts"], "each later call asks first too"
 
 
-def test_a_call_after_a_failed_start_is_told_the_failure_and_sends_nothing(hosts: FakeHosts,
-                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_call_after_a_failed_start_is_told_the_failure_and_sends_nothing(
+    hosts: FakeHosts, monkeypatch: pytest.MonkeyPatch
+) -> None:
     wire = Wire(monkeypatch)
     hosts["h1"].unreachable = True
     session = hosts.pool().session("h1")

@@ -51,8 +51,9 @@ def test_a_promote_for_another_gate_does_not_count_but_an_abort_always_does(run:
 def test_a_canary_that_degrades_while_waiting_ends_the_wait(run: Journal) -> None:
     clock = Clock()
     rounds = iter([None, None, "health: HTTP 500"])
-    result = gates.wait(run.directory, "canary-ny5", timeout=3600, healthy=lambda: next(rounds), clock=clock,
-                        sleep=clock.sleep)
+    result = gates.wait(
+        run.directory, "canary-ny5", timeout=3600, healthy=lambda: next(rounds), clock=clock, sleep=clock.sleep
+    )
     assert (result.outcome, result.detail) == (GateOutcome.DEGRADED, "health: HTTP 500")
     assert result.waited < 3600
 
@@ -63,14 +64,17 @@ def test_planted_files_are_not_decisions(run: Journal, tmp_path: Path) -> None:
     secret = tmp_path / "elsewhere.json"
     secret.write_text(json.dumps({"kind": "promote", "gate": "g", "operator": "x", "reason": "", "at": "t"}))
     os.symlink(secret, directory / "0-promote-link.json")  # a symlink out: not followed
-    (directory / "1-big.json").write_text(json.dumps({"kind": "promote", "gate": "g", "operator": "x" * 10000,
-                                                      "reason": "", "at": "t"}))
+    (directory / "1-big.json").write_text(
+        json.dumps({"kind": "promote", "gate": "g", "operator": "x" * 10000, "reason": "", "at": "t"})
+    )
     (directory / "2-bad.json").write_bytes(b"\xff\xfe not json")
     (directory / "3-list.json").write_text("[1, 2]")
-    (directory / "4-kind.json").write_text(json.dumps({"kind": "yolo", "gate": "g", "operator": "x", "reason": "",
-                                                       "at": "t"}))
-    (directory / "5-types.json").write_text(json.dumps({"kind": "abort", "gate": None, "operator": 1, "reason": "",
-                                                        "at": "t"}))
+    (directory / "4-kind.json").write_text(
+        json.dumps({"kind": "yolo", "gate": "g", "operator": "x", "reason": "", "at": "t"})
+    )
+    (directory / "5-types.json").write_text(
+        json.dumps({"kind": "abort", "gate": None, "operator": 1, "reason": "", "at": "t"})
+    )
     assert gates.decisions(run.directory) == []
     assert gates.pending(run.directory, "g") is None
 
@@ -139,8 +143,9 @@ def test_the_engine_passes_promoted_gates(in_tmp: Path, monkeypatch: pytest.Monk
 
 
 @pytest.mark.parametrize("run_id", ["../../etc", "/etc", "runs/../x", "a\x00b"])
-def test_a_decision_can_only_name_a_run_in_the_state_directory(tmp_path: Path, run_id: str,
-                                                                capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_decision_can_only_name_a_run_in_the_state_directory(
+    tmp_path: Path, run_id: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     state = tmp_path / "state"
     assert cli(state, "promote", run_id) == 1
     assert cli(state, "abort", run_id, "--reason", "x") == 1

@@ -50,14 +50,21 @@ def fleets(draw: st.DrawFn) -> tuple[dict[str, list[str]], dict[str, Any], set[s
     return dcs, groups, canaries
 
 
-policies = st.fixed_dictionaries({
-    "canary": st.fixed_dictionaries({"scope": st.sampled_from(["datacenter", "global"]), "hosts": st.integers(0, 3),
-                                     "bake": st.just(0)}),
-    "rollout": st.fixed_dictionaries({
-        "batch": st.integers(1, 6) | st.sampled_from(["25%", "50%", "100%"]),
-        "max_in_flight_per_datacenter": st.integers(1, 4), "max_failures": st.just(1000)}),
-    "rollback": st.fixed_dictionaries({"on_failure": st.sampled_from(["host", "wave", "run"])}),
-})
+policies = st.fixed_dictionaries(
+    {
+        "canary": st.fixed_dictionaries(
+            {"scope": st.sampled_from(["datacenter", "global"]), "hosts": st.integers(0, 3), "bake": st.just(0)}
+        ),
+        "rollout": st.fixed_dictionaries(
+            {
+                "batch": st.integers(1, 6) | st.sampled_from(["25%", "50%", "100%"]),
+                "max_in_flight_per_datacenter": st.integers(1, 4),
+                "max_failures": st.just(1000),
+            }
+        ),
+        "rollback": st.fixed_dictionaries({"on_failure": st.sampled_from(["host", "wave", "run"])}),
+    }
+)
 
 
 def grouped_plan(fleet: tuple[dict[str, list[str]], dict[str, Any], set[str]], policy: dict[str, Any]) -> Plan:
@@ -68,7 +75,8 @@ def grouped_plan(fleet: tuple[dict[str, list[str]], dict[str, Any], set[str]], p
 @settings(max_examples=300, deadline=None)
 @given(fleet=fleets(), policy=policies)
 def test_no_canary_or_wave_holds_more_of_a_group_than_it_allows(
-        fleet: tuple[dict[str, list[str]], dict[str, Any], set[str]], policy: dict[str, Any]) -> None:
+    fleet: tuple[dict[str, list[str]], dict[str, Any], set[str]], policy: dict[str, Any]
+) -> None:
     p = grouped_plan(fleet, policy)
     limit = {g.name: (set(g.hosts), g.max_unavailable) for g in p.groups}
     for phase in p.phases:
@@ -88,7 +96,9 @@ def test_a_pair_is_split_into_waves_of_its_own_and_first_fit_keeps_the_order() -
     p = plan(playbook(rollout={"batch": 3}), inventory({"ny": ["a1", "a2", "a3", "a4", "a5"]}, groups))
     assert [ph.hosts for ph in p.phases] == [["a1", "a3", "a4"], ["a2", "a5"]]
     assert [(g.name, g.hosts, g.max_unavailable) for g in p.groups] == [
-        ("ordergw-pair", ["a1", "a2"], 1), ("feeds", ["a2", "a3", "a4"], 2)]
+        ("ordergw-pair", ["a1", "a2"], 1),
+        ("feeds", ["a2", "a3", "a4"], 2),
+    ]
     assert "ordergw-pair         at most 1 of a1, a2" in to_text(p)
     assert "| ordergw-pair | 1 | a1, a2 |" in to_markdown(p)
 
@@ -152,8 +162,11 @@ class DownAgent:
         results = []
         for o in ops:
             ok = (host, o["op"]) not in self.fail
-            data: dict[str, Any] = {"installed": self.plan.host(host).from_version, "staged_sha": {}} \
-                if o["op"] == "facts" else ({} if ok else {"error": "injected"})
+            data: dict[str, Any] = (
+                {"installed": self.plan.host(host).from_version, "staged_sha": {}}
+                if o["op"] == "facts"
+                else ({} if ok else {"error": "injected"})
+            )
             results.append(remote.OpResult(o["op"], o.get("step"), ok, data))
             if not ok:
                 break
@@ -166,26 +179,35 @@ class DownAgent:
         return answer
 
 
-def run_engine(p: Plan, tmp: Path, monkeypatch: pytest.MonkeyPatch, fail: set[tuple[str, str]],
-               parallel: int) -> tuple[DownAgent, list[dict[str, Any]]]:
+def run_engine(
+    p: Plan, tmp: Path, monkeypatch: pytest.MonkeyPatch, fail: set[tuple[str, str]], parallel: int
+) -> tuple[DownAgent, list[dict[str, Any]]]:
     agent = DownAgent(p, fail)
     monkeypatch.setattr(remote, "call", agent)
     monkeypatch.setattr(Apply, "check_artifacts", lambda self: None)
-    pool = Pool({h.host: Endpoint(name=h.host, address=h.address) for h in p.hosts},
-                factory=lambda ep: FakeTransport(ep.name), parallel=parallel)  # type: ignore[arg-type,return-value]
+    pool = Pool(
+        {h.host: Endpoint(name=h.host, address=h.address) for h in p.hosts},
+        factory=lambda ep: FakeTransport(ep.name),
+        parallel=parallel,
+    )  # type: ignore[arg-type,return-value]
     journal = Journal.create(tmp / "state", "run-1")
     journal.record("run-start", kind="apply", component=p.component)
-    Apply(p, pool, journal, Progress("json", stream=io.StringIO()), artifacts=tmp, operator="pytest",
-          sleep=lambda _: None).run()
+    Apply(
+        p, pool, journal, Progress("json", stream=io.StringIO()), artifacts=tmp, operator="pytest", sleep=lambda _: None
+    ).run()
     return agent, [json.loads(line) for line in journal.path.read_text().splitlines()]
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(fleet=fleets(), policy=policies, parallel=st.integers(1, 8), data=st.data())
 def test_the_engine_never_has_more_of_a_group_down_than_it_allows(
-        tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch,
-        fleet: tuple[dict[str, list[str]], dict[str, Any], set[str]], policy: dict[str, Any], parallel: int,
-        data: st.DataObject) -> None:
+    tmp_path_factory: pytest.TempPathFactory,
+    monkeypatch: pytest.MonkeyPatch,
+    fleet: tuple[dict[str, list[str]], dict[str, Any], set[str]],
+    policy: dict[str, Any],
+    parallel: int,
+    data: st.DataObject,
+) -> None:
     p = grouped_plan(fleet, policy)
     hosts = [h.host for h in p.hosts]
     fail = {(h, "verify") for h in data.draw(st.sets(st.sampled_from(hosts)), label="fail verify")}
@@ -197,7 +219,8 @@ def test_the_engine_never_has_more_of_a_group_down_than_it_allows(
 
 
 def test_rollbacks_of_a_pair_go_one_at_a_time_while_others_roll_back_together(
-        in_tmp: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    in_tmp: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Policy run: every host goes back; the pair's two rollbacks never overlap, the ungrouped ones may."""
     inv = inventory({"ny": ["p1", "p2", "u1", "u2", "u3"]}, {"pair": {"hosts": ["p1", "p2"]}})
     p = plan(playbook(rollout={"batch": 5, "max_in_flight_per_datacenter": 5}, rollback={"on_failure": "run"}), inv)
@@ -225,11 +248,14 @@ def test_validation_names_an_unknown_group_member(in_tmp: Path, capsys: pytest.C
         "name: lab\ndefaults: {user: deploy}\nroles: {app: [app]}\n"
         "datacenters:\n  ny:\n    hosts:\n      a1: {address: 10.0.0.1, roles: [app]}\n"
         "      a2: {address: 10.0.0.2, roles: [app]}\n"
-        "groups:\n  pair:\n    hosts: [a1, a3]\n")
+        "groups:\n  pair:\n    hosts: [a1, a3]\n"
+    )
     assert main(["--state-dir", str(in_tmp / "state"), "validate", "-i", "inventory.yml"]) == 1
     err = capsys.readouterr().err
-    assert err == ("error[bad-input]: inventory.yml:11:17: group pair names host a3, which the inventory does not "
-                   "define — use a host name from 'datacenters'\n")
+    assert err == (
+        "error[bad-input]: inventory.yml:11:17: group pair names host a3, which the inventory does not "
+        "define — use a host name from 'datacenters'\n"
+    )
 
 
 def paired_scenario(tmp_path: Path, stop: str = "", **kw: Any) -> tuple[Any, Path]:
@@ -245,8 +271,11 @@ def paired_scenario(tmp_path: Path, stop: str = "", **kw: Any) -> tuple[Any, Pat
     log = tmp_path / "units.log"
     for name, host in s.hosts.hosts.items():
         up = f'echo "up $(cat "$TREE/opt/app/current/health") {name} $(date +%s%N)" >> {log}'
-        host.unit(UNIT, start=f"if {START}; then {up}; else exit 1; fi",
-                  stop=f'echo "down - {name} $(date +%s%N)" >> {log}' + stop)
+        host.unit(
+            UNIT,
+            start=f"if {START}; then {up}; else exit 1; fi",
+            stop=f'echo "down - {name} $(date +%s%N)" >> {log}' + stop,
+        )
     return s, log
 
 
@@ -295,8 +324,16 @@ def test_an_emergency_rollback_takes_a_pair_back_one_at_a_time(tmp_path: Path) -
         journal = Journal.create(tmp_path / "state", "rollback-1")
         pool = s.hosts.pool()
         try:
-            out = rollback_hosts(pool, s.plan.spec, ["ny-1", "ny-2", "ny-3"], journal, operator="ops",
-                                 reason="INC-1", to=None, groups=s.plan.groups)
+            out = rollback_hosts(
+                pool,
+                s.plan.spec,
+                ["ny-1", "ny-2", "ny-3"],
+                journal,
+                operator="ops",
+                reason="INC-1",
+                to=None,
+                groups=s.plan.groups,
+            )
         finally:
             pool.close()
         assert all(o.ok for o in out.values()), out
@@ -310,15 +347,21 @@ def test_an_emergency_rollback_takes_a_pair_back_one_at_a_time(tmp_path: Path) -
 
 
 def test_a_member_waiting_in_a_wave_for_a_failed_members_slot_is_withheld_not_left_waiting(
-        in_tmp: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    in_tmp: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """trio allows 2 down.  s failed in its canary and could not be put back (down for good); in the next wave
     a goes down and fails too, and its rollback only comes after that wave.  b, waiting for a slot in the same
     wave, would have waited for ever (the wave waits for b; a hung run found by the property test above):
     it is withheld, and the run ends."""
     inv = inventory({"ny": ["s", "a", "b"]}, {"trio": {"hosts": ["s", "a", "b"], "max_unavailable": 2}})
-    p = plan(playbook(canary={"scope": "datacenter", "hosts": 1}, rollout={"batch": 2, "max_failures": 5,
-                                                                            "max_in_flight_per_datacenter": 2},
-                      rollback={"on_failure": "host"}), inv)
+    p = plan(
+        playbook(
+            canary={"scope": "datacenter", "hosts": 1},
+            rollout={"batch": 2, "max_failures": 5, "max_in_flight_per_datacenter": 2},
+            rollback={"on_failure": "host"},
+        ),
+        inv,
+    )
     assert [ph.hosts for ph in p.phases] == [["s"], ["a", "b"]]
     fail = {("s", "verify"), ("s", "rollback"), ("a", "verify")}
     done = threading.Event()

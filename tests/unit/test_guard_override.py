@@ -40,8 +40,22 @@ def fleet(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Scenario]
 
 
 def _apply(s: Scenario, *extra: str) -> int:
-    return main(["--state-dir", str(s.tmp / "state"), "apply", str(s.playbook), "-i", str(s.inventory),
-                 "--artifacts", str(s.artifacts), "--yes", "--log-format", "plain", *extra])
+    return main(
+        [
+            "--state-dir",
+            str(s.tmp / "state"),
+            "apply",
+            str(s.playbook),
+            "-i",
+            str(s.inventory),
+            "--artifacts",
+            str(s.artifacts),
+            "--yes",
+            "--log-format",
+            "plain",
+            *extra,
+        ]
+    )
 
 
 def _audit(s: Scenario) -> list[dict[str, Any]]:
@@ -49,13 +63,15 @@ def _audit(s: Scenario) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
-@pytest.mark.reliability("apply --now <a Saturday> during US market hours, without and with --reason",
-                         "without --reason: exit 1, no host contacted, hosts unchanged, nothing audited; "
-                         "with --reason: the run goes ahead, the audit log and the webhook both name the bypass, "
-                         "its reason and the real-time blocker (XNYS is open)")
-def test_a_simulated_time_is_break_glass(fleet: Scenario, hook: list[dict[str, Any]],
-                                         capsys: pytest.CaptureFixture[str],
-                                         record_property: Any) -> None:
+@pytest.mark.reliability(
+    "apply --now <a Saturday> during US market hours, without and with --reason",
+    "without --reason: exit 1, no host contacted, hosts unchanged, nothing audited; "
+    "with --reason: the run goes ahead, the audit log and the webhook both name the bypass, "
+    "its reason and the real-time blocker (XNYS is open)",
+)
+def test_a_simulated_time_is_break_glass(
+    fleet: Scenario, hook: list[dict[str, Any]], capsys: pytest.CaptureFixture[str], record_property: Any
+) -> None:
     refused = _apply(fleet, "--now", SATURDAY)
     err = capsys.readouterr().err.strip().splitlines()
     assert refused == 1 and err[-1].startswith("error[refused]: --now overrides the window guard"), err
@@ -74,10 +90,13 @@ def test_a_simulated_time_is_break_glass(fleet: Scenario, hook: list[dict[str, A
     start = json.loads((fleet.tmp / "state" / "runs" / entry["run"] / "journal.jsonl").read_text().splitlines()[0])
     assert start["break_glass"] is True and start["guard"]["reason"] == entry["reason"]
     assert set(fleet.versions().values()) == {TO}
-    record_property("observed", f"without --reason: exit {refused}, {len(fleet.connected)} pool(s) before the "  # type: ignore[attr-defined]
-                    f"second run, '{err[-1][:60]}…'; with --reason: exit {code}, audit action "
-                    f"{entry['action']} blockers {blockers}, {len(notices)} webhook notice "
-                    f"'{notices[0]['summary'][:80]}…', hosts on {sorted(set(fleet.versions().values()))}")
+    record_property(
+        "observed",
+        f"without --reason: exit {refused}, {len(fleet.connected)} pool(s) before the "  # type: ignore[attr-defined]
+        f"second run, '{err[-1][:60]}…'; with --reason: exit {code}, audit action "
+        f"{entry['action']} blockers {blockers}, {len(notices)} webhook notice "
+        f"'{notices[0]['summary'][:80]}…', hosts on {sorted(set(fleet.versions().values()))}",
+    )
 
 
 def test_reason_without_a_simulated_time_is_refused(fleet: Scenario, capsys: pytest.CaptureFixture[str]) -> None:
@@ -104,14 +123,18 @@ def test_a_scheduled_run_cannot_carry_a_guard_override() -> None:
     assert "--now" not in options and "--reason" not in options
 
 
-@pytest.mark.parametrize("extra, starts", [
-    (["--now", SATURDAY], False),  # refused by apply: no early handshakes either
-    (["--reason", "for nothing"], False),
-    (["--now", SATURDAY, "--reason", "INC-9"], True),
-    ([], True),
-])
-def test_early_connections_wait_for_a_complete_override(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                        extra: list[str], starts: bool) -> None:
+@pytest.mark.parametrize(
+    "extra, starts",
+    [
+        (["--now", SATURDAY], False),  # refused by apply: no early handshakes either
+        (["--reason", "for nothing"], False),
+        (["--now", SATURDAY, "--reason", "INC-9"], True),
+        ([], True),
+    ],
+)
+def test_early_connections_wait_for_a_complete_override(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, extra: list[str], starts: bool
+) -> None:
     """`apply --now` without its reason is refused before any host is contacted, early SSH included."""
     from upgrader.commands import early
     from upgrader.engine import endpoints, remote

@@ -39,4 +39,3 @@ def test_completion_script_knows_every_command(capsys: pytest.CaptureFixture[str
     for name in commands.available():
         assert name in script
     assert "--inventory" in script and "--reason" in script
-

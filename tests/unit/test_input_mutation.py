@@ -64,8 +64,14 @@ WORKER = textwrap.dedent(f"""
 
 class Worker:
     def __init__(self) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-c", WORKER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True, cwd=REPO)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", WORKER],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=REPO,
+        )
 
     def run(self, argv: list[str], cwd: Path) -> dict[str, Any]:
         assert self.proc.stdin is not None and self.proc.stdout is not None
@@ -100,8 +106,20 @@ def work(tmp_path_factory: pytest.TempPathFactory, worker: Worker) -> Path:
         shutil.copy(HERE / "inputs" / name, root / name)
     shutil.copy(REPO / "inventories" / "overrides.yml", root / "overrides.yml")
     (root / "facts.yml").write_text(FACTS, encoding="utf-8")  # every host, so the unmutated plan has no problem
-    result = worker.run(["--state-dir", str(root / "state"), "plan", "playbook.yml", "-i", "inventory.yml",
-                         "--offline", "--out", "plan.json"], root)
+    result = worker.run(
+        [
+            "--state-dir",
+            str(root / "state"),
+            "plan",
+            "playbook.yml",
+            "-i",
+            "inventory.yml",
+            "--offline",
+            "--out",
+            "plan.json",
+        ],
+        root,
+    )
     assert result["code"] == 0, result
     shutil.copytree(HERE / "data" / "journals" / RUN, root / "state" / "runs" / RUN)
     return root
@@ -120,19 +138,72 @@ KINDS: dict[str, tuple[str, list[list[str]]]] = {
     "playbook": ("playbook.yml", [["plan", "{f}", "-i", "inventory.yml", "--offline"]]),
     "inventory": ("inventory.yml", [["plan", "playbook.yml", "-i", "{f}", "--offline"]]),
     "facts": ("facts.yml", [["plan", "playbook.yml", "-i", "inventory.yml", "--facts", "{f}"]]),
-    "overrides": ("overrides.yml", [["windows", "playbook.yml", "-i", "inventory.yml", "--overrides", "{f}",
-                                     "--now", "2026-12-26T12:00:00+00:00", "--days", "2"]]),
+    "overrides": (
+        "overrides.yml",
+        [
+            [
+                "windows",
+                "playbook.yml",
+                "-i",
+                "inventory.yml",
+                "--overrides",
+                "{f}",
+                "--now",
+                "2026-12-26T12:00:00+00:00",
+                "--days",
+                "2",
+            ]
+        ],
+    ),
     "plan": ("plan.json", [["diff", "plan.json", "{f}"]]),
-    "journal": (f"state/runs/{RUN}/journal.jsonl", [["show", RUN], ["report", RUN], ["report", RUN, "--format", "html"],
-                                                   ["show", RUN, "--format", "json"], ["runs"]]),
+    "journal": (
+        f"state/runs/{RUN}/journal.jsonl",
+        [
+            ["show", RUN],
+            ["report", RUN],
+            ["report", RUN, "--format", "html"],
+            ["show", RUN, "--format", "json"],
+            ["runs"],
+        ],
+    ),
 }
 
 INSERTS = [
     "x: &a [1, 2, 3, 4, 5, 6, 7, 8]\ny: &b [*a, *a, *a, *a, *a, *a, *a, *a]\nz: [*b, *b, *b, *b, *b, *b, *b, *b]\n",
-    "k: !custom {a: 1}\n", "k: !!python/name:os.system\n", "- !!binary aGk=\n", "k: *undefined\n",
-    "9" * 5000, "1e999", ".inf", ".nan", "010", "0x1F", "1:30", "2026-02-30", "-rf", "--help",
-    "[" * 3000, "{" * 3000, "{\"a\": " * 200 + "1" + "}" * 200, "NaN", "Infinity", "null", "[]", "{}",
-    "\x00", "\ufeff", "\u202e", "\udcff", "é", "\t", "\r\n", "&", "*", "<<: {}", "---\n", "...\n",
+    "k: !custom {a: 1}\n",
+    "k: !!python/name:os.system\n",
+    "- !!binary aGk=\n",
+    "k: *undefined\n",
+    "9" * 5000,
+    "1e999",
+    ".inf",
+    ".nan",
+    "010",
+    "0x1F",
+    "1:30",
+    "2026-02-30",
+    "-rf",
+    "--help",
+    "[" * 3000,
+    "{" * 3000,
+    '{"a": ' * 200 + "1" + "}" * 200,
+    "NaN",
+    "Infinity",
+    "null",
+    "[]",
+    "{}",
+    "\x00",
+    "\ufeff",
+    "\u202e",
+    "\udcff",
+    "é",
+    "\t",
+    "\r\n",
+    "&",
+    "*",
+    "<<: {}",
+    "---\n",
+    "...\n",
 ]
 
 
@@ -143,13 +214,13 @@ def _mutate(data: bytes, draw: st.DrawFn) -> bytes:
         at = draw(st.integers(0, max(0, len(data) - 1)))
         line = draw(st.integers(0, len(lines) - 1))
         if kind == "flip" and data:
-            data = data[:at] + bytes([draw(st.integers(0, 255))]) + data[at + 1:]
+            data = data[:at] + bytes([draw(st.integers(0, 255))]) + data[at + 1 :]
         elif kind == "truncate":
             data = data[:at]
         elif kind == "duplicate":
-            data = b"".join(lines[:line + 1] + lines[line:line + 1] * draw(st.integers(1, 50)) + lines[line + 1:])
+            data = b"".join(lines[: line + 1] + lines[line : line + 1] * draw(st.integers(1, 50)) + lines[line + 1 :])
         elif kind == "drop":
-            data = b"".join(lines[:line] + lines[line + 1:])
+            data = b"".join(lines[:line] + lines[line + 1 :])
         elif kind == "swap":
             other = draw(st.integers(0, len(lines) - 1))
             lines[line], lines[other] = lines[other], lines[line]
@@ -170,8 +241,10 @@ def mutants(draw: st.DrawFn, original: bytes) -> bytes:
     return _mutate(original, draw)
 
 
-@pytest.mark.reliability("mutated playbooks, inventories, facts, overrides, plans and journals (hypothesis)",
-                         "exit 0, 1 or 2; never a traceback, exit 70, 1 GiB or 30 s")
+@pytest.mark.reliability(
+    "mutated playbooks, inventories, facts, overrides, plans and journals (hypothesis)",
+    "exit 0, 1 or 2; never a traceback, exit 70, 1 GiB or 30 s",
+)
 @pytest.mark.parametrize("kind", sorted(KINDS))
 def test_mutated_input_never_crashes(kind: str, work: Path, worker: Worker, record_property: Any) -> None:
     name, commands = KINDS[kind]
@@ -179,8 +252,13 @@ def test_mutated_input_never_crashes(kind: str, work: Path, worker: Worker, reco
     original = target.read_bytes()
     seen: dict[int, int] = {}
 
-    @settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
-              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    @settings(
+        max_examples=EXAMPLES,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
     @given(data=mutants(original), which=st.integers(0, len(commands) - 1))
     def check(data: bytes, which: int) -> None:
         target.write_bytes(data)
@@ -202,30 +280,96 @@ def test_mutated_input_never_crashes(kind: str, work: Path, worker: Worker, reco
 
 # ---- journal records built field by field: whatever read() lets through, every reader takes ----
 
-EVENTS = ["run-start", "run-end", "stage-begin", "stage-end", "phase-begin", "phase-end", "host-begin", "host-end",
-          "bake-begin", "bake-end", "rollback-begin", "rollback-end", "halt", "hold", "lock-break", "recover",
-          "resume", "artifact-refused", "locks"]
+EVENTS = [
+    "run-start",
+    "run-end",
+    "stage-begin",
+    "stage-end",
+    "phase-begin",
+    "phase-end",
+    "host-begin",
+    "host-end",
+    "bake-begin",
+    "bake-end",
+    "rollback-begin",
+    "rollback-end",
+    "halt",
+    "hold",
+    "lock-break",
+    "recover",
+    "resume",
+    "artifact-refused",
+    "locks",
+]
 HOSTS = st.sampled_from(["ny5-1", "ch2-1", "x"])
-JSON = st.recursive(st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats(allow_nan=False,
-                    allow_infinity=False) | st.text(max_size=20),
-                    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
-                    max_leaves=12)
-FIELD = st.sampled_from(["kind", "component", "operator", "status", "exit_code", "ok", "error", "ops", "hosts",
-                         "phase", "failed", "plan_hash", "version", "to", "reason", "stderr", "unreachable",
-                         "argv", "seconds", "datacenter", "steps", "break_lock", "path", "run", "seq"])
-OP = st.fixed_dictionaries({"op": st.sampled_from(["stage", "switch", "verify", "rollback", "bake"])},
-                           optional={"seconds": st.floats(0, 1e4) | JSON, "ok": st.booleans() | JSON, "error": JSON,
-                                     "checks": st.lists(st.dictionaries(st.sampled_from(
-                                         ["check", "ok", "reason", "attempts"]), JSON, max_size=4), max_size=2) | JSON,
-                                     "steps": JSON, "current": JSON, "to": JSON, "from": JSON, "step": JSON,
-                                     "stdout": JSON})
+JSON = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12,
+)
+FIELD = st.sampled_from(
+    [
+        "kind",
+        "component",
+        "operator",
+        "status",
+        "exit_code",
+        "ok",
+        "error",
+        "ops",
+        "hosts",
+        "phase",
+        "failed",
+        "plan_hash",
+        "version",
+        "to",
+        "reason",
+        "stderr",
+        "unreachable",
+        "argv",
+        "seconds",
+        "datacenter",
+        "steps",
+        "break_lock",
+        "path",
+        "run",
+        "seq",
+    ]
+)
+OP = st.fixed_dictionaries(
+    {"op": st.sampled_from(["stage", "switch", "verify", "rollback", "bake"])},
+    optional={
+        "seconds": st.floats(0, 1e4) | JSON,
+        "ok": st.booleans() | JSON,
+        "error": JSON,
+        "checks": st.lists(
+            st.dictionaries(st.sampled_from(["check", "ok", "reason", "attempts"]), JSON, max_size=4), max_size=2
+        )
+        | JSON,
+        "steps": JSON,
+        "current": JSON,
+        "to": JSON,
+        "from": JSON,
+        "step": JSON,
+        "stdout": JSON,
+    },
+)
 
 
 @st.composite
 def records(draw: st.DrawFn) -> dict[str, Any]:
-    entry: dict[str, Any] = {"event": draw(st.sampled_from(EVENTS)),
-                             "at": draw(st.sampled_from(["2026-03-21T07:00:05+00:00", "2026-03-21T07:00:09.5+00:00",
-                                                         "2026-03-21T07:01:00", "yesterday"]))}
+    entry: dict[str, Any] = {
+        "event": draw(st.sampled_from(EVENTS)),
+        "at": draw(
+            st.sampled_from(
+                ["2026-03-21T07:00:05+00:00", "2026-03-21T07:00:09.5+00:00", "2026-03-21T07:01:00", "yesterday"]
+            )
+        ),
+    }
     if draw(st.booleans()):
         entry["host"] = draw(HOSTS | JSON)
     for name in draw(st.lists(FIELD, max_size=5)):
@@ -233,16 +377,26 @@ def records(draw: st.DrawFn) -> dict[str, Any]:
     if draw(st.booleans()):
         entry["ops"] = draw(st.lists(OP, max_size=3))
     if draw(st.booleans()):
-        entry["hosts"] = draw(st.lists(HOSTS, max_size=3) | st.dictionaries(HOSTS, st.dictionaries(
-            st.sampled_from(["state", "detail", "version"]), JSON, max_size=3), max_size=2))
+        entry["hosts"] = draw(
+            st.lists(HOSTS, max_size=3)
+            | st.dictionaries(
+                HOSTS, st.dictionaries(st.sampled_from(["state", "detail", "version"]), JSON, max_size=3), max_size=2
+            )
+        )
     return entry
 
 
-@settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 @given(entries=st.lists(records(), min_size=1, max_size=8))
-def test_every_record_read_lets_through_is_readable_by_every_reader(entries: list[dict[str, Any]],
-                                                                    tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_every_record_read_lets_through_is_readable_by_every_reader(
+    entries: list[dict[str, Any]], tmp_path_factory: pytest.TempPathFactory
+) -> None:
     """read() refuses a record (InputError naming the line) or every reader handles it: report (markdown,
     HTML, metrics), show, and the summaries runs and admission use."""
     from upgrader.commands.show import describe

@@ -32,24 +32,31 @@ needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="plants files as uid 6
 # ---------------------------------------------------------------- §1 testinfra always pinned
 
 
-@pytest.mark.reliability("a plan with a testinfra step but no controller files pinned (forged, or saved by an "
-                         "older upgrader) is applied",
-                         "the module does not run: no pytest process, the step fails naming the missing pin")
-def test_a_plan_that_pins_nothing_runs_no_testinfra_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                           record_property: Record) -> None:
+@pytest.mark.reliability(
+    "a plan with a testinfra step but no controller files pinned (forged, or saved by an older upgrader) is applied",
+    "the module does not run: no pytest process, the step fails naming the missing pin",
+)
+def test_a_plan_that_pins_nothing_runs_no_testinfra_module(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, record_property: Record
+) -> None:
     (tmp_path / "mod.py").write_text("import os\nos.system('id')\n\ndef test_x():\n    pass\n")
     started: list[object] = []
     monkeypatch.setattr(subprocess, "Popen", lambda *a, **k: started.append(a) or pytest.fail("pytest started"))
     failures: list[str] = []
-    step = SimpleNamespace(id="h1/testinfra", op={"op": "testinfra", "file": "mod.py", "version": "5.2.0",
-                                                  "timeout": 30, "name": "operator-tests"})
+    step = SimpleNamespace(
+        id="h1/testinfra",
+        op={"op": "testinfra", "file": "mod.py", "version": "5.2.0", "timeout": 30, "name": "operator-tests"},
+    )
     engine: Any = SimpleNamespace(
-        plan=SimpleNamespace(playbook=SimpleNamespace(path=str(tmp_path / "playbook.yml")), component="ordergw",
-                             controller_files=[]),
-        _steps=lambda host, action: [step], _set=lambda *a: None,
+        plan=SimpleNamespace(
+            playbook=SimpleNamespace(path=str(tmp_path / "playbook.yml")), component="ordergw", controller_files=[]
+        ),
+        _steps=lambda host, action: [step],
+        _set=lambda *a: None,
         pool=SimpleNamespace(endpoint=lambda host: Endpoint(host, "192.0.2.1")),
         journal=SimpleNamespace(record=lambda *a, **k: None),
-        _fail=lambda host, state, detail: failures.append(detail))
+        _fail=lambda host, state, detail: failures.append(detail),
+    )
     ok = Apply._testinfra(engine, "h1", "after start")
     assert not ok and started == []
     assert failures and "not pinned by the plan" in failures[0]
@@ -66,8 +73,10 @@ def _operator_run(state: Path, run_id: str) -> Path:
 
 
 @needs_root
-@pytest.mark.reliability("uid 65534 plants a run directory (journal and plan.json) under runs/",
-                         "every command that opens the run refuses it, naming the owner; the operator's run opens")
+@pytest.mark.reliability(
+    "uid 65534 plants a run directory (journal and plan.json) under runs/",
+    "every command that opens the run refuses it, naming the owner; the operator's run opens",
+)
 def test_a_run_planted_by_another_user_is_refused(tmp_path: Path, record_property: Record) -> None:
     state = tmp_path / "state"
     own = _operator_run(state, "20260101T000000Z-ordergw-0001")
@@ -92,10 +101,13 @@ def test_a_run_planted_by_another_user_is_refused(tmp_path: Path, record_propert
 
 
 @needs_root
-@pytest.mark.reliability("uid 65534 plants the newest run's plan.json, which emergency rollback reads its service "
-                         "commands and checks from", "rollback skips it (warning) and takes the operator's own run")
-def test_rollback_does_not_take_its_commands_from_a_planted_plan(tmp_path: Path, caplog: pytest.LogCaptureFixture,
-                                                                 record_property: Record) -> None:
+@pytest.mark.reliability(
+    "uid 65534 plants the newest run's plan.json, which emergency rollback reads its service commands and checks from",
+    "rollback skips it (warning) and takes the operator's own run",
+)
+def test_rollback_does_not_take_its_commands_from_a_planted_plan(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, record_property: Record
+) -> None:
     from upgrader.commands.rollback import last_run_plan
 
     state = tmp_path / "state"
@@ -109,12 +121,15 @@ def test_rollback_does_not_take_its_commands_from_a_planted_plan(tmp_path: Path,
     found = last_run_plan(state, "ordergw")
     assert found is not None and found.path == own / "plan.json"
     assert any("owned by uid 65534" in r.getMessage() for r in caplog.records)
-    record_property("observed", f"rollback read {found.path.parent.name}; warned: "
-                    f"{[r.getMessage()[:120] for r in caplog.records]}")
+    record_property(
+        "observed", f"rollback read {found.path.parent.name}; warned: {[r.getMessage()[:120] for r in caplog.records]}"
+    )
 
 
-@pytest.mark.reliability("a symlink planted at the controller lock's name, pointing at a file of the operator's",
-                         "the lock is refused; the file is not truncated")
+@pytest.mark.reliability(
+    "a symlink planted at the controller lock's name, pointing at a file of the operator's",
+    "the lock is refused; the file is not truncated",
+)
 def test_the_controller_lock_does_not_follow_a_symlink(tmp_path: Path, record_property: Record) -> None:
     state = tmp_path / "state"
     (state / "locks").mkdir(parents=True)
@@ -142,35 +157,44 @@ def test_every_forbidden_code_point_in_any_option_value_is_refused() -> None:
     missed = []
     for code in range(0x110000):
         ch = chr(code)
-        shapes = (["rollback", "ordergw", "--reason", f"INC{ch}1"], ["rollback", f"--to=5.1{ch}"],
-                  ["plan", "p.yml", "-i", f"inv{ch}.yml"])
+        shapes = (
+            ["rollback", "ordergw", "--reason", f"INC{ch}1"],
+            ["rollback", f"--to=5.1{ch}"],
+            ["plan", "p.yml", "-i", f"inv{ch}.yml"],
+        )
         refused = [_invisible_argument(argv) is not None for argv in shapes]
         if refused != [charset.forbidden(ch)] * 3:
             missed.append(f"U+{code:04X}")
     assert missed == []
 
 
-@pytest.mark.reliability("a command-line value holding an invisible character (--reason with U+2060, --python with "
-                         "U+00AD, --to with a newline)", "usage error (exit 2) naming the argument and the "
-                         "character, before anything connects or an agent starts")
-def test_an_invisible_character_on_the_command_line_reaches_no_host(monkeypatch: pytest.MonkeyPatch,
-                                                                    capsys: pytest.CaptureFixture[str],
-                                                                    record_property: Record) -> None:
+@pytest.mark.reliability(
+    "a command-line value holding an invisible character (--reason with U+2060, --python with "
+    "U+00AD, --to with a newline)",
+    "usage error (exit 2) naming the argument and the character, before anything connects or an agent starts",
+)
+def test_an_invisible_character_on_the_command_line_reaches_no_host(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], record_property: Record
+) -> None:
     from upgrader.cli import main as cli
     from upgrader.commands import early
 
     started: list[list[str]] = []
     monkeypatch.setattr(early, "start", lambda argv, state: started.append(argv))
     inventory = str(INVENTORY)
-    cases = [["rollback", "ordergw", "-i", inventory, "--reason", "INC\u20601"],
-             ["rollback", "ordergw", "-i", inventory, "--reason", "x", "--python", "/usr/bin/python3\u00ad"],
-             ["rollback", "ordergw", "-i", inventory, "--reason", "x", "--to=5.1.0\n"]]
+    cases = [
+        ["rollback", "ordergw", "-i", inventory, "--reason", "INC\u20601"],
+        ["rollback", "ordergw", "-i", inventory, "--reason", "x", "--python", "/usr/bin/python3\u00ad"],
+        ["rollback", "ordergw", "-i", inventory, "--reason", "x", "--to=5.1.0\n"],
+    ]
     codes = [cli.main(argv) for argv in cases]
     err = capsys.readouterr().err
     assert codes == [2, 2, 2] and started == []
-    for named in ("(--reason) contains the invisible or control character U+2060",
-                  "(--python) contains the invisible or control character U+00AD",
-                  "(--to) contains the invisible or control character U+000A"):
+    for named in (
+        "(--reason) contains the invisible or control character U+2060",
+        "(--python) contains the invisible or control character U+00AD",
+        "(--to) contains the invisible or control character U+000A",
+    ):
         assert named in err
     record_property("observed", f"exit codes {codes}; {len(started)} early start(s); {err.strip().splitlines()}")
 
@@ -196,8 +220,12 @@ def _agent_systemctl_argvs(unit: str) -> list[str]:
     tree = ast.parse((REPO / "upgrader" / "agent" / "agent.py").read_text())
     found = []
     for node in ast.walk(tree):
-        if isinstance(node, ast.List) and node.elts and isinstance(node.elts[0], ast.Constant) \
-                and node.elts[0].value == "systemctl":
+        if (
+            isinstance(node, ast.List)
+            and node.elts
+            and isinstance(node.elts[0], ast.Constant)
+            and node.elts[0].value == "systemctl"
+        ):
             words = [e.value if isinstance(e, ast.Constant) else unit for e in node.elts]
             found.append(shlex.join(str(w) for w in words))
     return sorted(set(found))
@@ -223,10 +251,11 @@ def test_every_systemctl_command_the_agent_runs_is_in_the_plan() -> None:
 # ---------------------------------------------------------------- §7 what the control worker writes
 
 
-@pytest.mark.reliability("a workflow of anyone's in the namespace schedules the control worker's 'record' activity "
-                         "with a file named '../../x', or with records for another execution's (or a local) run",
-                         "refused: nothing is written outside the run's directory, nor into a run that is not the "
-                         "calling execution's own")
+@pytest.mark.reliability(
+    "a workflow of anyone's in the namespace schedules the control worker's 'record' activity "
+    "with a file named '../../x', or with records for another execution's (or a local) run",
+    "refused: nothing is written outside the run's directory, nor into a run that is not the calling execution's own",
+)
 def test_the_control_worker_writes_only_its_own_run_files(tmp_path: Path, record_property: Record) -> None:
     import asyncio
     import dataclasses
@@ -246,13 +275,19 @@ def test_the_control_worker_writes_only_its_own_run_files(tmp_path: Path, record
         return asyncio.run(env.run(control.record, batch))
 
     def start(seq: int, execution: str) -> dict[str, object]:
-        return {"seq": seq, "at": "2026-12-04T00:00:00.000+00:00", "event": "run-start", "kind": "apply",
-                "execution": execution}
+        return {
+            "seq": seq,
+            "at": "2026-12-04T00:00:00.000+00:00",
+            "event": "run-start",
+            "kind": "apply",
+            "execution": execution,
+        }
 
     target = tmp_path / "planted.txt"
     with pytest.raises(ValueError, match="refusing to write"):
-        as_execution("E1", Records("20260101T000000Z-ordergw-0001", [start(1, "E1")],
-                                   {"../../planted.txt": "echo owned\n"}))
+        as_execution(
+            "E1", Records("20260101T000000Z-ordergw-0001", [start(1, "E1")], {"../../planted.txt": "echo owned\n"})
+        )
     assert not target.exists()
     run = "20260101T000000Z-ordergw-0002"
     assert as_execution("E1", Records(run, [start(1, "E1")], {"plan.json": "{}"})) == 1  # the control
@@ -266,13 +301,17 @@ def test_the_control_worker_writes_only_its_own_run_files(tmp_path: Path, record
         as_execution("E2", Records(local.name, [forged]))
     assert journal.read_text() == before and "run-end" not in (local / "journal.jsonl").read_text()
     assert as_execution("E1", Records(run, [forged])) == 1  # its own execution goes on writing
-    record_property("observed", f"'../../planted.txt' refused ({target.name} exists: {target.exists()}); another "
-                    "execution's and a local run's journals unchanged; the run's own execution wrote its record")
+    record_property(
+        "observed",
+        f"'../../planted.txt' refused ({target.name} exists: {target.exists()}); another "
+        "execution's and a local run's journals unchanged; the run's own execution wrote its record",
+    )
 
 
-@pytest.mark.reliability("a symlink planted at $STATE/debug.log, pointing at a file of the operator's, when an "
-                         "internal error is logged", "the traceback is not appended through the link; the target "
-                         "is unchanged")
+@pytest.mark.reliability(
+    "a symlink planted at $STATE/debug.log, pointing at a file of the operator's, when an internal error is logged",
+    "the traceback is not appended through the link; the target is unchanged",
+)
 def test_the_debug_log_does_not_follow_a_symlink(tmp_path: Path, record_property: Record) -> None:
     from upgrader.cli.main import _write_debug_log
 
@@ -309,18 +348,30 @@ def test_a_planted_run_is_neither_listed_nor_an_estimate_nor_a_refusal(tmp_path:
 # ---------------------------------------------------------------- §6 nothing checked is not success
 
 
-@pytest.mark.reliability("audit where no selected host runs the playbook's component (--limit names only "
-                         "market-data hosts)", "exit 1 'nothing was audited'; no '0 of 0 host(s) agree', no host "
-                         "contacted")
-def test_an_audit_of_nothing_is_not_success(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                            capsys: pytest.CaptureFixture[str], record_property: Record) -> None:
+@pytest.mark.reliability(
+    "audit where no selected host runs the playbook's component (--limit names only market-data hosts)",
+    "exit 1 'nothing was audited'; no '0 of 0 host(s) agree', no host contacted",
+)
+def test_an_audit_of_nothing_is_not_success(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], record_property: Record
+) -> None:
     from upgrader.cli.main import main
     from upgrader.engine import facts as host_facts
 
     asked: list[object] = []
     monkeypatch.setattr(host_facts, "gather", lambda *a, **k: asked.append(k) or pytest.fail("a host was asked"))
-    code = main(["--state-dir", str(tmp_path / "state"), "audit", "-i", str(INVENTORY),
-                 str(REPO / "playbooks" / "ordergw-5.2.0.yml"), "--limit", "ny5-md01"])
+    code = main(
+        [
+            "--state-dir",
+            str(tmp_path / "state"),
+            "audit",
+            "-i",
+            str(INVENTORY),
+            str(REPO / "playbooks" / "ordergw-5.2.0.yml"),
+            "--limit",
+            "ny5-md01",
+        ]
+    )
     out, err = capsys.readouterr()
     assert code == 1 and "nothing was audited" in err and "0 of 0" not in out and asked == []
     record_property("observed", f"exit {code}; {err.strip().splitlines()[-1]}")

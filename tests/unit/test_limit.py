@@ -51,10 +51,16 @@ def test_each_kind_of_pattern() -> None:
     assert names("dc:ny5", "dc:ch2") == names("dc:ny5,dc:ch2") == names("dc:ch2,dc:ny5")  # union, inventory order
 
 
-@pytest.mark.parametrize(("pattern", "named", "hint"), [
-    ("ny9-oe01", "--limit ny9-oe01", "glob"), ("dc:ny9", "--limit dc:ny9", "datacenters: ch2"),
-    ("role:web", "--limit role:web", "roles: md"), ("failed:R2", "--limit failed:R2", "upgrader show R2"),
-    ("ny5-*,nothing-*", "--limit nothing-*", "glob")])
+@pytest.mark.parametrize(
+    ("pattern", "named", "hint"),
+    [
+        ("ny9-oe01", "--limit ny9-oe01", "glob"),
+        ("dc:ny9", "--limit dc:ny9", "datacenters: ch2"),
+        ("role:web", "--limit role:web", "roles: md"),
+        ("failed:R2", "--limit failed:R2", "upgrader show R2"),
+        ("ny5-*,nothing-*", "--limit nothing-*", "glob"),
+    ],
+)
 def test_a_pattern_matching_nothing_is_named_with_a_fix(pattern: str, named: str, hint: str) -> None:
     with pytest.raises(limit.NoMatch) as caught:
         names(pattern)
@@ -67,10 +73,16 @@ def test_what_is_not_a_pattern_is_a_syntax_error(text: str) -> None:
         limit.parse(text)
 
 
-patterns = st.lists(st.one_of(
-    st.sampled_from(NAMES), st.sampled_from(["ny5-*", "*-oe0?", "tr2-*", "*"]),
-    st.sampled_from(["dc:ny5", "dc:ch2", "dc:tr2", "dc:*", "role:oe", "role:md", "role:risk"]),
-    st.just("failed:R")), min_size=1, max_size=5)
+patterns = st.lists(
+    st.one_of(
+        st.sampled_from(NAMES),
+        st.sampled_from(["ny5-*", "*-oe0?", "tr2-*", "*"]),
+        st.sampled_from(["dc:ny5", "dc:ch2", "dc:tr2", "dc:*", "role:oe", "role:md", "role:risk"]),
+        st.just("failed:R"),
+    ),
+    min_size=1,
+    max_size=5,
+)
 claimed = st.sets(st.one_of(st.sampled_from(NAMES), st.text("abcxyz-0123456789", min_size=1, max_size=12)))
 
 
@@ -96,8 +108,14 @@ def _limited_plan(selection: limit.Selection) -> Plan:
     from upgrader.commands.inputs import load_inputs
 
     inputs = load_inputs(PLAYBOOK, INVENTORY)
-    return make_plan(inputs.playbook.model, INV, facts_from_inventory(INV), playbook_ref=inputs.playbook_ref(),
-                     inventory_ref=inputs.inventory_ref(), limit=targeting.plan_limit(selection))
+    return make_plan(
+        inputs.playbook.model,
+        INV,
+        facts_from_inventory(INV),
+        playbook_ref=inputs.playbook_ref(),
+        inventory_ref=inputs.inventory_ref(),
+        limit=targeting.plan_limit(selection),
+    )
 
 
 @settings(max_examples=60, deadline=None)
@@ -122,6 +140,7 @@ def test_a_limited_plan_says_so_and_an_unlimited_one_has_no_limit_key() -> None:
 
 # ---- the commands ----
 
+
 @pytest.fixture
 def files(in_tmp: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("UPGRADER_STATE_DIR", str(in_tmp / "state"))
@@ -130,8 +149,9 @@ def files(in_tmp: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return in_tmp
 
 
-def test_plan_with_a_limit_that_matches_nothing_is_one_line_exit_1(files: Path,
-                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_plan_with_a_limit_that_matches_nothing_is_one_line_exit_1(
+    files: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     code = main(["plan", "playbook.yml", "-i", "inventory.yml", "--offline", "--limit", "dc:ny5,dc:ny9"])
     err = capsys.readouterr().err.strip()
     assert code == 1 and len(err.splitlines()) == 1, err
@@ -196,10 +216,16 @@ def _failed_run(state: Path) -> str:
     journal.record("run-start", kind="apply", component="ordergw", hosts=["ch2-oe01", "ch2-oe02", "ny5-oe01"])
     journal.record("host-end", host="ch2-oe01", ok=True, ops=[])
     journal.record("host-end", host="ch2-oe02", ok=False, ops=[])
-    journal.record("run-end", status="failed-rolled-back", exit_code=3,
-                   hosts={"ch2-oe01": {"state": "rolled-back", "detail": "", "version": "5.0.0"},
-                          "ch2-oe02": {"state": "rolled-back", "detail": "", "version": "5.0.0"},
-                          "ny5-oe01": {"state": "rollback-failed", "detail": "", "version": None}})
+    journal.record(
+        "run-end",
+        status="failed-rolled-back",
+        exit_code=3,
+        hosts={
+            "ch2-oe01": {"state": "rolled-back", "detail": "", "version": "5.0.0"},
+            "ch2-oe02": {"state": "rolled-back", "detail": "", "version": "5.0.0"},
+            "ny5-oe01": {"state": "rollback-failed", "detail": "", "version": None},
+        },
+    )
     return journal.run_id
 
 
@@ -219,8 +245,9 @@ def test_failed_of_an_unknown_run_is_refused(files: Path, capsys: pytest.Capture
 def test_old_spellings_warn_and_mean_the_limit(files: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from upgrader.cli.main import build_parser
 
-    args = build_parser(["rollback"]).parse_args(["rollback", "ordergw", "-i", "inventory.yml", "--reason", "x",
-                                                  "--dc", "ny5", "--hosts", "ch2-oe01,ch2-oe02"])
+    args = build_parser(["rollback"]).parse_args(
+        ["rollback", "ordergw", "-i", "inventory.yml", "--reason", "x", "--dc", "ny5", "--hosts", "ch2-oe01,ch2-oe02"]
+    )
     assert args.limit == ["dc:ny5", "ch2-oe01", "ch2-oe02"]
     err = capsys.readouterr().err
     assert "--dc is deprecated and will be removed; use --limit dc:ny5" in err and "--hosts is deprecated" in err
@@ -230,12 +257,22 @@ def test_old_spellings_warn_and_mean_the_limit(files: Path, capsys: pytest.Captu
     assert again.limit == []  # the aliases never touch the shared default
 
 
-@pytest.mark.parametrize("argv", [
-    ["plan", "playbook.yml", "--offline"], ["plan", "playbook.yml", "--live"], ["facts", "playbook.yml"],
-    ["apply", "playbook.yml", "--yes"], ["status"], ["audit", "playbook.yml"], ["windows"],
-    ["rollback", "ordergw", "--reason", "x", "--yes", "--playbook", "playbook.yml"]])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["plan", "playbook.yml", "--offline"],
+        ["plan", "playbook.yml", "--live"],
+        ["facts", "playbook.yml"],
+        ["apply", "playbook.yml", "--yes"],
+        ["status"],
+        ["audit", "playbook.yml"],
+        ["windows"],
+        ["rollback", "ordergw", "--reason", "x", "--yes", "--playbook", "playbook.yml"],
+    ],
+)
 def test_every_command_refuses_a_limit_matching_nothing_before_contacting_anyone(
-        files: Path, argv: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    files: Path, argv: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     from upgrader.engine import endpoints
 
     def no_pool(*args: Any, **kwargs: Any) -> None:
@@ -245,12 +282,15 @@ def test_every_command_refuses_a_limit_matching_nothing_before_contacting_anyone
     code = main([*argv, "-i", "inventory.yml", "--limit", "ny5-oe01,role:nothing"])
     err = capsys.readouterr().err.strip()
     assert code == 1 and err.splitlines()[-1].endswith(
-        "--limit role:nothing matches no host in inventory.yml — roles: md, oe, risk"), err
+        "--limit role:nothing matches no host in inventory.yml — roles: md, oe, risk"
+    ), err
 
 
-def test_windows_looks_at_the_datacenters_of_the_selected_hosts(files: Path,
-                                                               capsys: pytest.CaptureFixture[str]) -> None:
-    main(["windows", "-i", "inventory.yml", "--limit", "ch2-*", "--format", "json",
-          "--now", "2026-11-28T02:00:00-05:00"])
+def test_windows_looks_at_the_datacenters_of_the_selected_hosts(
+    files: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    main(
+        ["windows", "-i", "inventory.yml", "--limit", "ch2-*", "--format", "json", "--now", "2026-11-28T02:00:00-05:00"]
+    )
     ch2 = set(INV.datacenters["ch2"].markets)
     assert set(json.loads(capsys.readouterr().out)["markets"]) == ch2

@@ -71,8 +71,16 @@ def test_short_hard_limit_refuses_naming_numbers_and_fixes(fake: FakeLimits) -> 
         limits.ensure(10_000, 2, 32)
     need = limits.needed(10_000, 2, 32)
     text = str(err.value)
-    for expected in (f"need {need} open files", "1024 (soft limit)", "4096 (hard limit)", f"ulimit -n {need}",
-                     f"LimitNOFILE={need}", "--parallel", "--limit", "nothing was contacted"):
+    for expected in (
+        f"need {need} open files",
+        "1024 (soft limit)",
+        "4096 (hard limit)",
+        f"ulimit -n {need}",
+        f"LimitNOFILE={need}",
+        "--parallel",
+        "--limit",
+        "nothing was contacted",
+    ):
         assert expected in text
     assert fake.set == []
 
@@ -92,10 +100,16 @@ def test_unlimited_soft_limit_is_left_alone(monkeypatch: pytest.MonkeyPatch) -> 
     assert not limits.ensure(1_000_000, 100, 32).raised and f.set == []
 
 
-@given(hosts=st.integers(0, 200_000), jumps=st.integers(0, 50), parallel=st.integers(1, 1000),
-       soft=st.integers(0, 300_000), extra=st.integers(0, 300_000))
-def test_never_short_never_above_hard_never_lowered(hosts: int, jumps: int, parallel: int, soft: int,
-                                                     extra: int) -> None:
+@given(
+    hosts=st.integers(0, 200_000),
+    jumps=st.integers(0, 50),
+    parallel=st.integers(1, 1000),
+    soft=st.integers(0, 300_000),
+    extra=st.integers(0, 300_000),
+)
+def test_never_short_never_above_hard_never_lowered(
+    hosts: int, jumps: int, parallel: int, soft: int, extra: int
+) -> None:
     f = FakeLimits(soft, soft + extra)
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(limits.resource, "getrlimit", f.getrlimit)
@@ -120,27 +134,36 @@ def test_jump_hosts_are_counted_once_each(fake: FakeLimits) -> None:
 def _child(code: str, soft: int, hard: int) -> subprocess.CompletedProcess[str]:
     """Run ``code`` in a python whose RLIMIT_NOFILE was lowered to (soft, hard) first, for real."""
     prelude = f"import resource; resource.setrlimit(resource.RLIMIT_NOFILE, ({soft}, {hard}))\n"
-    return subprocess.run([sys.executable, "-c", prelude + textwrap.dedent(code)], capture_output=True, text=True,
-                          cwd=REPO, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-c", prelude + textwrap.dedent(code)], capture_output=True, text=True, cwd=REPO, timeout=60
+    )
 
 
 def test_real_soft_limit_is_raised_within_the_hard_limit() -> None:
-    child = _child("""
+    child = _child(
+        """
         import resource
         from upgrader.engine import limits
         c = limits.ensure(300, 2, 32)
         print(c.needed, c.soft, *resource.getrlimit(resource.RLIMIT_NOFILE))
-        """, soft=128, hard=1024)
+        """,
+        soft=128,
+        hard=1024,
+    )
     need = limits.needed(300, 2, 32)
     assert child.returncode == 0, child.stderr
     assert child.stdout.split() == [str(need), str(need), str(need), "1024"]
 
 
 def test_real_hard_limit_refuses() -> None:
-    child = _child("""
+    child = _child(
+        """
         from upgrader.engine import limits
         limits.ensure(1000, 2, 32)
-        """, soft=128, hard=512)
+        """,
+        soft=128,
+        hard=512,
+    )
     assert child.returncode != 0 and "RefusedError" in child.stderr and "512 (hard limit)" in child.stderr
 
 
@@ -150,18 +173,32 @@ def test_cli_refuses_before_contacting_any_host(tmp_path: Path) -> None:
     The addresses are TEST-NET-2 and benchmarking ones: nothing may answer there, and a connection
     attempt would show as an unreachable host rather than this refusal.
     """
-    lines = ["name: many", "defaults:", "  user: ops", "roles:", "  oe: [riskgw]", "datacenters:", "  ny5:",
-             "    timezone: America/New_York", "    markets: [XNYS]", "    hosts:"]
+    lines = [
+        "name: many",
+        "defaults:",
+        "  user: ops",
+        "roles:",
+        "  oe: [riskgw]",
+        "datacenters:",
+        "  ny5:",
+        "    timezone: America/New_York",
+        "    markets: [XNYS]",
+        "    hosts:",
+    ]
     for i in range(600):
         lines += [f"      h{i}:", f"        address: 198.18.{i // 200}.{i % 200 + 1}", "        roles: [oe]"]
     inventory = tmp_path / "many.yml"
     inventory.write_text("\n".join(lines) + "\n")
-    child = _child(f"""
+    child = _child(
+        f"""
         import sys
         from upgrader.cli.main import main
-        sys.exit(main(["--state-dir", {str(tmp_path / 'state')!r}, "facts", "playbooks/riskgw-2.5.0.yml",
+        sys.exit(main(["--state-dir", {str(tmp_path / "state")!r}, "facts", "playbooks/riskgw-2.5.0.yml",
                        "-i", {str(inventory)!r}, "--parallel", "8"]))
-        """, soft=256, hard=256)
+        """,
+        soft=256,
+        hard=256,
+    )
     need = limits.needed(600, 0, 8)
     assert child.returncode == 1, child.stderr
     assert f"need {need} open files" in child.stderr and "256 (hard limit)" in child.stderr

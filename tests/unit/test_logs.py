@@ -20,8 +20,9 @@ REPO = Path(__file__).resolve().parents[2]
 
 def configured(**options: object) -> io.StringIO:
     stream = io.StringIO()
-    logs.configure(argparse.Namespace(**{"verbose": 0, "quiet": 0, "log_file": None, "log_format": None,
-                                         **options}), stream)
+    logs.configure(
+        argparse.Namespace(**{"verbose": 0, "quiet": 0, "log_file": None, "log_format": None, **options}), stream
+    )
     return stream
 
 
@@ -54,11 +55,15 @@ def test_json_lines_and_log_file(tmp_path: Path) -> None:
         logging.getLogger("upgrader.engine").exception("with a traceback")
     lines = stream.getvalue().splitlines()
     records = [json.loads(line) for line in lines]  # every line is JSON, the traceback inside its record
-    assert [(r["level"], r["message"]) for r in records] == [("warning", "ny5-1: retrying"),
-                                                              ("error", "with a traceback")]
+    assert [(r["level"], r["message"]) for r in records] == [
+        ("warning", "ny5-1: retrying"),
+        ("error", "with a traceback"),
+    ]
     assert "OSError: boom" in records[1]["exception"]
     assert [json.loads(line)["message"] for line in (tmp_path / "upgrader.log").read_text().splitlines()] == [
-        "ny5-1: retrying", "with a traceback"]
+        "ny5-1: retrying",
+        "with a traceback",
+    ]
 
 
 def test_every_stderr_line_of_a_failing_rollback_is_json(tmp_path: Path) -> None:
@@ -78,10 +83,32 @@ datacenters:
       ny5-1: {{address: 127.0.0.1, port: {port}, roles: [oe], user: nobody}}
 """)
     (tmp_path / "known_hosts").write_text("")
-    proc = subprocess.run([sys.executable, "-m", "upgrader", "--state-dir", str(tmp_path / "state"), "rollback",
-                           "ordergw", "-i", str(inventory), "--reason", "test", "--yes", "--log-format", "json",
-                           "--playbook", str(REPO / "playbooks" / "ordergw-5.2.0.yml"), "--connect-timeout", "1"],
-                          capture_output=True, text=True, timeout=120, cwd=REPO)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "upgrader",
+            "--state-dir",
+            str(tmp_path / "state"),
+            "rollback",
+            "ordergw",
+            "-i",
+            str(inventory),
+            "--reason",
+            "test",
+            "--yes",
+            "--log-format",
+            "json",
+            "--playbook",
+            str(REPO / "playbooks" / "ordergw-5.2.0.yml"),
+            "--connect-timeout",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+    )
     assert proc.returncode != 0
     lines = [line for line in (proc.stderr + proc.stdout).splitlines() if line.strip()]
     assert lines

@@ -18,26 +18,47 @@ GITHUB_COMMENT_LIMIT = 65_536
 
 def inventory(hosts: int) -> Inventory:
     """``hosts`` order gateways in two datacenters on 5.1.0, and as many again already on 5.2.0 (skipped)."""
+
     def dc(name: str, first: int) -> dict[str, object]:
         per_dc = hosts // 2
-        return {"timezone": "America/New_York", "markets": ["XNYS"], "hosts": {
-            f"{name}-oe{n:04d}": {"address": f"10.{first}.{n // 250}.{n % 250 + 1}", "roles": ["oe"],
-                                  "installed": {"ordergw": "5.1.0" if n < per_dc else "5.2.0",
-                                                "feedhandler": "3.1.0"},  # ordergw 5.2.0 requires >=3.1
-                                  "canary": n == 0}
-            for n in range(2 * per_dc)}}
+        return {
+            "timezone": "America/New_York",
+            "markets": ["XNYS"],
+            "hosts": {
+                f"{name}-oe{n:04d}": {
+                    "address": f"10.{first}.{n // 250}.{n % 250 + 1}",
+                    "roles": ["oe"],
+                    "installed": {
+                        "ordergw": "5.1.0" if n < per_dc else "5.2.0",
+                        "feedhandler": "3.1.0",
+                    },  # ordergw 5.2.0 requires >=3.1
+                    "canary": n == 0,
+                }
+                for n in range(2 * per_dc)
+            },
+        }
 
-    return Inventory.model_validate({"name": "big", "defaults": {"user": "deploy"}, "roles": {"oe": ["ordergw"]},
-                                     "datacenters": {"ny5": dc("ny5", 10), "ch2": dc("ch2", 20)}})
+    return Inventory.model_validate(
+        {
+            "name": "big",
+            "defaults": {"user": "deploy"},
+            "roles": {"oe": ["ordergw"]},
+            "datacenters": {"ny5": dc("ny5", 10), "ch2": dc("ch2", 20)},
+        }
+    )
 
 
 @pytest.mark.parametrize("hosts", [100, 1000])
 def test_the_markdown_plan_fits_a_comment(hosts: int) -> None:
     playbook = load_playbook(REPO / "playbooks" / "ordergw-5.2.0.yml").model
     inv = inventory(hosts)
-    plan = make_plan(playbook, inv, facts_from_inventory(inv),
-                     playbook_ref=SourceRef(path="playbooks/ordergw-5.2.0.yml", sha256="0" * 64),
-                     inventory_ref=SourceRef(path="inventories/big.yml", sha256="1" * 64, name="big"))
+    plan = make_plan(
+        playbook,
+        inv,
+        facts_from_inventory(inv),
+        playbook_ref=SourceRef(path="playbooks/ordergw-5.2.0.yml", sha256="0" * 64),
+        inventory_ref=SourceRef(path="inventories/big.yml", sha256="1" * 64, name="big"),
+    )
     assert len(plan.hosts) == hosts and len(plan.skipped) == hosts
     text = to_markdown(plan, window="blocked at Tue 2026-12-01 05:10 America/New_York (test)")
     assert len(text) < GITHUB_COMMENT_LIMIT, len(text)

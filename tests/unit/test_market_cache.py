@@ -44,12 +44,18 @@ def _library_sessions(name: str, first: dt.date, last: dt.date) -> list[tuple[dt
 @pytest.mark.parametrize("mic", ["XNYS", "XHKG", "XTSE"])
 def test_sessions_match_the_library_cold_and_warm(cache: Path, mic: str) -> None:
     start, end = dt.datetime(2026, 11, 20, tzinfo=UTC), dt.datetime(2027, 1, 10, tzinfo=UTC)
-    expected = [(lo, hi) for lo, hi in _library_sessions(mic, dt.date(2026, 11, 1), dt.date(2027, 1, 31))
-                if hi > start and lo < end]
+    expected = [
+        (lo, hi)
+        for lo, hi in _library_sessions(mic, dt.date(2026, 11, 1), dt.date(2027, 1, 31))
+        if hi > start and lo < end
+    ]
     cold = [(s.open, s.close) for s in markets.sessions(mic, start, end)]
     assert cold == expected
     assert sorted(p.name for p in cache.glob(f"{mic}-*.json")) == [
-        f"{mic}-2026-11.json", f"{mic}-2026-12.json", f"{mic}-2027-01.json"]
+        f"{mic}-2026-11.json",
+        f"{mic}-2026-12.json",
+        f"{mic}-2027-01.json",
+    ]
     markets._month.cache_clear()  # from here on only the files answer
     assert [(s.open, s.close) for s in markets.sessions(mic, start, end)] == expected
 
@@ -66,12 +72,14 @@ def test_a_damaged_cache_file_is_rebuilt(cache: Path) -> None:
 def test_a_warm_cache_answers_without_importing_pandas(cache: Path) -> None:
     markets.market_zone("XNYS", dt.datetime(2026, 11, 24, tzinfo=UTC))
     markets.sessions("XNYS", dt.datetime(2026, 11, 24, tzinfo=UTC), dt.datetime(2026, 11, 25, tzinfo=UTC))
-    probe = ("import datetime as dt, sys\n"
-             "from upgrader.windows import markets\n"
-             "s = markets.sessions('XNYS', dt.datetime(2026, 11, 24, tzinfo=dt.UTC), "
-             "dt.datetime(2026, 11, 25, tzinfo=dt.UTC))\n"
-             "assert len(s) == 1 and markets.market_zone('XNYS', s[0].open).key == 'America/New_York'\n"
-             "assert 'pandas' not in sys.modules and 'exchange_calendars' not in sys.modules, 'imported'\n")
+    probe = (
+        "import datetime as dt, sys\n"
+        "from upgrader.windows import markets\n"
+        "s = markets.sessions('XNYS', dt.datetime(2026, 11, 24, tzinfo=dt.UTC), "
+        "dt.datetime(2026, 11, 25, tzinfo=dt.UTC))\n"
+        "assert len(s) == 1 and markets.market_zone('XNYS', s[0].open).key == 'America/New_York'\n"
+        "assert 'pandas' not in sys.modules and 'exchange_calendars' not in sys.modules, 'imported'\n"
+    )
     env = dict(os.environ, UPGRADER_CACHE_DIR=str(cache.parents[1]))
     res = subprocess.run([sys.executable, "-c", probe], cwd=REPO, env=env, capture_output=True, text=True)
     assert res.returncode == 0, res.stderr

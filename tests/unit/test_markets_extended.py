@@ -18,12 +18,21 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def inventory(mics: list[str], market_hours: dict[str, dict[str, str]] | None = None) -> Inventory:
-    return Inventory.model_validate({
-        "name": "t", "defaults": {"user": "deploy"}, "roles": {"oe": ["ordergw"]},
-        "market_hours": market_hours or {},
-        "datacenters": {"ny5": {"timezone": "America/New_York", "markets": mics,
-                                "hosts": {"h1": {"address": "192.0.2.1", "roles": ["oe"]}}}},
-    })
+    return Inventory.model_validate(
+        {
+            "name": "t",
+            "defaults": {"user": "deploy"},
+            "roles": {"oe": ["ordergw"]},
+            "market_hours": market_hours or {},
+            "datacenters": {
+                "ny5": {
+                    "timezone": "America/New_York",
+                    "markets": mics,
+                    "hosts": {"h1": {"address": "192.0.2.1", "roles": ["oe"]}},
+                }
+            },
+        }
+    )
 
 
 def blockers(at: dt.datetime, inv: Inventory, margin: str = "0s") -> list[str]:
@@ -56,9 +65,11 @@ datacenters:
 
 def test_an_unknown_code_is_refused_at_validate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     inv = tmp_path / "inv.yml"
-    inv.write_text("name: t\ndefaults: {user: deploy}\nroles: {oe: [ordergw]}\ndatacenters:\n  ny5:\n"
-                   "    timezone: America/New_York\n    markets: [XQQQ]\n    hosts: {h1: {address: 192.0.2.1, "
-                   "roles: [oe]}}\n")
+    inv.write_text(
+        "name: t\ndefaults: {user: deploy}\nroles: {oe: [ordergw]}\ndatacenters:\n  ny5:\n"
+        "    timezone: America/New_York\n    markets: [XQQQ]\n    hosts: {h1: {address: 192.0.2.1, "
+        "roles: [oe]}}\n"
+    )
     assert main(["validate", "-i", str(inv)]) == 1
     assert f"{inv}:7:15: market XQQQ is not known" in capsys.readouterr().err
 

@@ -16,8 +16,16 @@ from upgrader.models.inventory import Notify
 from upgrader.notify import EVENTS, Event, payload, send
 
 SECRET = "/services/T000/B000/secret-token-do-not-log"
-EVENT = Event("canary-passed", dt.datetime(2026, 11, 28, 7, 0, tzinfo=dt.UTC), "na-equities-prod", "ordergw",
-              "5.2.0", summary="ny5-oe01 healthy after 60s <bake>", run_id="r-1", details={"hosts": 1})
+EVENT = Event(
+    "canary-passed",
+    dt.datetime(2026, 11, 28, 7, 0, tzinfo=dt.UTC),
+    "na-equities-prod",
+    "ordergw",
+    "5.2.0",
+    summary="ny5-oe01 healthy after 60s <bake>",
+    run_id="r-1",
+    details={"hosts": 1},
+)
 
 
 class Server:
@@ -110,8 +118,9 @@ def test_hanging_server_times_out() -> None:
     hanging = Server(hang=30.0)
     try:
         started = time.monotonic()
-        [result] = send([Notify(url_env="HOOK")], EVENT, environ={"HOOK": hanging.url}, timeout=0.3, retries=1,
-                        sleep=no_sleep)
+        [result] = send(
+            [Notify(url_env="HOOK")], EVENT, environ={"HOOK": hanging.url}, timeout=0.3, retries=1, sleep=no_sleep
+        )
         elapsed = time.monotonic() - started
     finally:
         hanging.close()
@@ -179,6 +188,7 @@ def test_close_gives_up_after_its_bound() -> None:
 
     hanging = Server(hang=30.0)
     try:
+
         def deliver(targets, event):  # type: ignore[no-untyped-def]
             return send(targets, event, environ={"SLOW": hanging.url}, timeout=20, retries=0, sleep=no_sleep)
 

@@ -28,8 +28,9 @@ def inventory(in_tmp: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return path
 
 
-def test_an_edited_plan_is_refused_and_someone_hears_of_it(inventory: Path, hook: list[dict[str, Any]],
-                                                           capsys: pytest.CaptureFixture[str]) -> None:
+def test_an_edited_plan_is_refused_and_someone_hears_of_it(
+    inventory: Path, hook: list[dict[str, Any]], capsys: pytest.CaptureFixture[str]
+) -> None:
     shutil.copy(PLAYBOOK, "playbook.yml")
     assert main(["plan", "playbook.yml", "-i", "inventory.yml", "--offline", "--out", "plan.json"]) == 0
     data = json.loads(Path("plan.json").read_text())
@@ -42,11 +43,24 @@ def test_an_edited_plan_is_refused_and_someone_hears_of_it(inventory: Path, hook
     assert "spec.canary.bake" in event["summary"]
 
 
-def test_notify_command_sends_and_says_what_happened(inventory: Path, hook: list[dict[str, Any]],
-                                                     capsys: pytest.CaptureFixture[str],
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    assert main(["notify", "failed", "-i", "inventory.yml", "--component", "ordergw",
-                 "--message", "upgrader-ordergw.service failed"]) == 0
+def test_notify_command_sends_and_says_what_happened(
+    inventory: Path, hook: list[dict[str, Any]], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert (
+        main(
+            [
+                "notify",
+                "failed",
+                "-i",
+                "inventory.yml",
+                "--component",
+                "ordergw",
+                "--message",
+                "upgrader-ordergw.service failed",
+            ]
+        )
+        == 0
+    )
     assert hook[0]["event"] == "failed" and hook[0]["summary"] == "upgrader-ordergw.service failed"
     assert "$UPG_TEST_HOOK: sent" in capsys.readouterr().out
     monkeypatch.delenv("UPG_TEST_HOOK")

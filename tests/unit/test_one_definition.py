@@ -47,11 +47,16 @@ def test_the_options_defaults_are_the_transports_defaults() -> None:
     assert args.python == PYTHON
     started = early._parser().parse_args(["rollback", "app", "-i", "x.yml", "--reason", "r"])
     assert (started.connect_timeout, started.command_timeout, started.python) == (
-        args.connect_timeout, args.command_timeout, args.python)
+        args.connect_timeout,
+        args.command_timeout,
+        args.python,
+    )
 
 
-@pytest.mark.parametrize("name", ["America", "Europe", "../../etc/passwd", "/etc/localtime", "", "Mars/Olympus",
-                                  "UTC\x00", "America/New_York/x"])
+@pytest.mark.parametrize(
+    "name",
+    ["America", "Europe", "../../etc/passwd", "/etc/localtime", "", "Mars/Olympus", "UTC\x00", "America/New_York/x"],
+)
 def test_every_reader_of_a_zone_name_refuses_the_same_bad_ones(name: str) -> None:
     """'America' is a directory of zones: ZoneInfo raises OSError for it, which one copy did not catch."""
     assert localtime.zone(name) is None

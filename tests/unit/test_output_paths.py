@@ -31,20 +31,30 @@ def _commands(tmp: Path) -> dict[str, list[str]]:
         "plan --out": ["plan", str(PLAYBOOK), "-i", str(INVENTORY), "--offline", "--out", str(missing / "plan.json")],
         "report --out": ["report", run, "--out", str(missing / "r.html")],
         "report --metrics": ["report", run, "--metrics", str(missing)],
-        "schedule --unit-dir": ["schedule", str(PLAYBOOK), "-i", str(INVENTORY), "--at", "Sat 02:00 America/New_York",
-                                "--unit-dir", str(missing)],
+        "schedule --unit-dir": [
+            "schedule",
+            str(PLAYBOOK),
+            "-i",
+            str(INVENTORY),
+            "--at",
+            "Sat 02:00 America/New_York",
+            "--unit-dir",
+            str(missing),
+        ],
         "audit --metrics-dir": ["audit", "-i", str(INVENTORY), str(PLAYBOOK), "--metrics-dir", str(missing)],
         "facts --out": ["facts", "-i", str(INVENTORY), str(PLAYBOOK), "--out", str(missing / "facts.json")],
     }
 
 
-@pytest.mark.reliability("an output path under a directory that does not exist, for every command that writes a "
-                         "file (plan/facts/report --out, report --metrics, schedule --unit-dir, audit --metrics-dir)",
-                         "exit 1 before any work naming the path; no directory created")
+@pytest.mark.reliability(
+    "an output path under a directory that does not exist, for every command that writes a "
+    "file (plan/facts/report --out, report --metrics, schedule --unit-dir, audit --metrics-dir)",
+    "exit 1 before any work naming the path; no directory created",
+)
 @pytest.mark.parametrize("which", sorted(_commands(Path("/x"))))
-def test_no_command_creates_a_missing_output_directory(which: str, tmp_path: Path,
-                                                       capsys: pytest.CaptureFixture[str],
-                                                       record_property: Callable[[str, object], None]) -> None:
+def test_no_command_creates_a_missing_output_directory(
+    which: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], record_property: Callable[[str, object], None]
+) -> None:
     state = tmp_path / "state"
     if JOURNALS.is_dir():
         shutil.copytree(JOURNALS, state / "runs")
@@ -54,8 +64,10 @@ def test_no_command_creates_a_missing_output_directory(which: str, tmp_path: Pat
     except SystemExit as exc:  # a usage error would be a broken test, not the policy
         code = int(exc.code or 0)
     err = capsys.readouterr().err.strip().splitlines()
-    record_property("observed", f"exit {code}: {err[0][:150] if err else '(nothing)'}; "
-                    f"{tmp_path / 'no'} exists: {(tmp_path / 'no').exists()}")
+    record_property(
+        "observed",
+        f"exit {code}: {err[0][:150] if err else '(nothing)'}; {tmp_path / 'no'} exists: {(tmp_path / 'no').exists()}",
+    )
     assert code == 1 and err and "upgrader never creates directories" in " ".join(err)
     assert not (tmp_path / "no").exists()
 

@@ -47,8 +47,11 @@ def test_shortest_path_wins() -> None:
 
 def test_order_of_hops_in_the_file_does_not_matter() -> None:
     hops = [("4.3.0", ">=4.2,<4.3"), ("4.4.0", ">=4.2,<4.4")]
-    assert path(graph("5.0.0", ">=4.3,<5.0", *hops), "4.2.0") == path(graph("5.0.0", ">=4.3,<5.0", *hops[::-1]),
-                                                                         "4.2.0") == ["4.3.0", "5.0.0"]
+    assert (
+        path(graph("5.0.0", ">=4.3,<5.0", *hops), "4.2.0")
+        == path(graph("5.0.0", ">=4.3,<5.0", *hops[::-1]), "4.2.0")
+        == ["4.3.0", "5.0.0"]
+    )
 
 
 def test_never_steps_down_even_if_a_release_accepts_it() -> None:
@@ -57,7 +60,8 @@ def test_never_steps_down_even_if_a_release_accepts_it() -> None:
     assert path(g, "4.0.0") == ["4.4.0", "5.0.0"]
     assert path(g, "4.4.2") == ["5.0.0"]
     assert [(i.index, i.message) for i in g.issues() if "downgrade" in i.message] == [
-        (0, "4.1.0 accepts the newer 4.4.0: a downgrade edge makes a cycle")]
+        (0, "4.1.0 accepts the newer 4.4.0: a downgrade edge makes a cycle")
+    ]
 
 
 def test_prereleases_are_accepted_as_sources() -> None:
@@ -76,12 +80,14 @@ def test_self_loop_is_a_cycle() -> None:
 def test_dead_end_hop() -> None:
     issues = graph("5.2.0", ">=5.1.5,<5.2", ("5.1.0", ">=5.0,<5.1")).issues()
     assert [(i.index, i.message) for i in issues] == [
-        (0, "hop 5.1.0 is a dead end: the target 5.2.0 cannot be reached from it")]
+        (0, "hop 5.1.0 is a dead end: the target 5.2.0 cannot be reached from it")
+    ]
 
 
 def test_duplicate_and_too_new_hops() -> None:
-    issues = graph("5.2.0", ">=5.1,<5.2", ("5.1.0", ">=5.0,<5.1"), ("5.1.0", ">=5.0,<5.1"),
-                   ("5.3.0", ">=5.2,<5.3")).issues()
+    issues = graph(
+        "5.2.0", ">=5.1,<5.2", ("5.1.0", ">=5.0,<5.1"), ("5.1.0", ">=5.0,<5.1"), ("5.3.0", ">=5.2,<5.3")
+    ).issues()
     messages = [i.message for i in issues]
     assert "hop 5.1.0 is listed twice" in messages
     assert "hop 5.3.0 is not older than the target 5.2.0" in messages

@@ -59,7 +59,10 @@ def spec(text: str = PLAYBOOK) -> Playbook:
 def test_substitute_replaces_each_placeholder_once() -> None:
     values = {"release": "/opt/app/releases/{version}", "version": "2.0"}
     assert operations.substitute(["{release}/bin", "v{version}", "{{version}}"], values) == [
-        "/opt/app/releases/{version}/bin", "v2.0", "{2.0}"]  # a value is never substituted again
+        "/opt/app/releases/{version}/bin",
+        "v2.0",
+        "{2.0}",
+    ]  # a value is never substituted again
 
 
 def test_a_placeholder_without_a_value_raises() -> None:
@@ -71,7 +74,9 @@ def test_deferred_placeholders_are_left_for_the_agent() -> None:
     values = operations.placeholders(spec())
     assert "release" not in values and "version" not in values  # absent, not ""
     assert operations.substitute(["{release}/x", "{root}"], values, defer=operations.AGENT_FILLS) == [
-        "{release}/x", "/opt/app"]
+        "{release}/x",
+        "/opt/app",
+    ]
     with pytest.raises(operations.PlaceholderError):
         operations.substitute(["{previous}"], values, defer=operations.AGENT_FILLS)
 
@@ -82,8 +87,9 @@ ARGV = st.lists(st.lists(PIECES, min_size=1, max_size=4).map("".join), min_size=
 
 
 @given(argv=ARGV, version=st.sampled_from([None, "2.0.0"]), previous=st.sampled_from([None, "1.0.0"]))
-def test_property_substitution_is_complete_or_refused(argv: list[str], version: str | None,
-                                                       previous: str | None) -> None:
+def test_property_substitution_is_complete_or_refused(
+    argv: list[str], version: str | None, previous: str | None
+) -> None:
     values = operations.placeholders(spec(), version, previous)
     named = {n for arg in argv for n in operations._PLACEHOLDER.findall(arg)}
     try:
@@ -140,9 +146,14 @@ def test_facts_and_emergency_rollback_leave_the_release_to_the_agent() -> None:
 def test_every_op_is_free_of_empty_substitutions() -> None:
     """No argument of any program is empty, and none names a placeholder the agent will not fill."""
     s = spec()
-    ops = [programs.facts_op(s), operations.precheck_op(s, "1.0.0"), programs.rollback_op(s, None),
-           programs.rollback_op(s, "1.0.0"), operations.bake_op(s, "2.0.0"),
-           *(op for _, op in operations.hop_ops(s, "1.0.0", "2.0.0"))]
+    ops = [
+        programs.facts_op(s),
+        operations.precheck_op(s, "1.0.0"),
+        programs.rollback_op(s, None),
+        programs.rollback_op(s, "1.0.0"),
+        operations.bake_op(s, "2.0.0"),
+        *(op for _, op in operations.hop_ops(s, "1.0.0", "2.0.0")),
+    ]
     for arg in _strings(ops):
         assert arg != ""
         assert set(operations._PLACEHOLDER.findall(arg)) <= set(operations.AGENT_FILLS), arg
@@ -226,20 +237,36 @@ def test_with_release_never_substitutes_nothing() -> None:
 # ------------------------------------------------------------ validation names the field
 
 
-@pytest.mark.parametrize(("old", "new", "where"), [
-    ('start: ["{release}/bin/ctl", start]', 'start: ["{previous}/bin/ctl", start]', "9:10: service.start"),
-    ('status: ["{release}/bin/ctl", status, "{version}"]', 'status: ["{release}/bin/ctl", status, "{from_version}"]',
-     "11:11: service.status"),
-    ('argv: ["{release}/bin/ready", "{component}"]', 'argv: ["{previous}/bin/ready"]',
-     "15:23: prechecks.commands.0.command.argv"),
-    ('argv: ["{release}/bin/alive", "{root}"]', 'argv: ["{release}/bin/alive", "{previous}"]',
-     "18:21: checks.0.command.argv"),
-    ('version: {argv: ["{release}/bin/version"]}', 'version: {argv: ["{from_version}/bin/version"]}',
-     "20:21: checks.1.version.argv"),
-])
+@pytest.mark.parametrize(
+    ("old", "new", "where"),
+    [
+        ('start: ["{release}/bin/ctl", start]', 'start: ["{previous}/bin/ctl", start]', "9:10: service.start"),
+        (
+            'status: ["{release}/bin/ctl", status, "{version}"]',
+            'status: ["{release}/bin/ctl", status, "{from_version}"]',
+            "11:11: service.status",
+        ),
+        (
+            'argv: ["{release}/bin/ready", "{component}"]',
+            'argv: ["{previous}/bin/ready"]',
+            "15:23: prechecks.commands.0.command.argv",
+        ),
+        (
+            'argv: ["{release}/bin/alive", "{root}"]',
+            'argv: ["{release}/bin/alive", "{previous}"]',
+            "18:21: checks.0.command.argv",
+        ),
+        (
+            'version: {argv: ["{release}/bin/version"]}',
+            'version: {argv: ["{from_version}/bin/version"]}',
+            "20:21: checks.1.version.argv",
+        ),
+    ],
+)
 @pytest.mark.reliability
 def test_a_placeholder_that_can_have_no_value_is_refused_where_it_is(
-        tmp_path: Path, old: str, new: str, where: str, record_property: Any) -> None:
+    tmp_path: Path, old: str, new: str, where: str, record_property: Any
+) -> None:
     record_property("scenario", f"a playbook names {{previous}}/{{from_version}} where it has no value: {where[6:]}")
     record_property("expected", "validation refuses it at file:line:col; never an empty argument")
     assert PLAYBOOK.count(old) == 1

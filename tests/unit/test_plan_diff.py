@@ -11,9 +11,24 @@ REPO = Path(__file__).resolve().parents[2]
 
 def plan(tmp: Path, name: str, playbook: Path, *extra: str) -> Path:
     out = tmp / name
-    subprocess.run([sys.executable, "-m", "upgrader", "plan", str(playbook), "-i",
-                    str(REPO / "inventories" / "prod-na.yml"), "--offline", "--out", str(out), *extra],
-                   check=True, capture_output=True, cwd=REPO)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "upgrader",
+            "plan",
+            str(playbook),
+            "-i",
+            str(REPO / "inventories" / "prod-na.yml"),
+            "--offline",
+            "--out",
+            str(out),
+            *extra,
+        ],
+        check=True,
+        capture_output=True,
+        cwd=REPO,
+    )
     return out
 
 
@@ -30,8 +45,11 @@ def test_policy_and_phase_changes_are_listed(tmp_path: Path) -> None:
     edited = tmp_path / "ordergw-5.2.0.yml"
     edited.write_text(pb.read_text().replace("  batch: 1\n", "  batch: 50%\n").replace("bake: 8s", "bake: 10m"))
     b = plan(tmp_path, "b.json", edited)
-    run = subprocess.run([sys.executable, "-m", "upgrader", "diff", str(a), str(b), "--format", "markdown"],
-                         capture_output=True, text=True)
+    run = subprocess.run(
+        [sys.executable, "-m", "upgrader", "diff", str(a), str(b), "--format", "markdown"],
+        capture_output=True,
+        text=True,
+    )
     assert run.returncode == 1
     assert "- playbook canary.bake: 8.0 → 600.0" in run.stdout
     assert "- playbook rollout.batch: 1 → '50%'" in run.stdout

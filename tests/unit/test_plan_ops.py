@@ -87,9 +87,13 @@ class Agent:
         return [o for o in self.sent[host] if o["op"] not in BOOKKEEPING]
 
 
-def run_engine(plan: Plan, tmp: Path, monkeypatch: pytest.MonkeyPatch,
-               fail: set[tuple[str, str]] | None = None,
-               decide: gates.DecisionKind | None = gates.DecisionKind.PROMOTE) -> tuple[Agent, list[dict[str, Any]]]:
+def run_engine(
+    plan: Plan,
+    tmp: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    fail: set[tuple[str, str]] | None = None,
+    decide: gates.DecisionKind | None = gates.DecisionKind.PROMOTE,
+) -> tuple[Agent, list[dict[str, Any]]]:
     agent = Agent(plan, fail)
     monkeypatch.setattr(remote, "call", agent)
     monkeypatch.setattr(Apply, "check_artifacts", lambda self: None)  # golden playbooks name no real files
@@ -97,10 +101,16 @@ def run_engine(plan: Plan, tmp: Path, monkeypatch: pytest.MonkeyPatch,
     journal.record("run-start", kind="apply", component=plan.component)
     for phase in plan.phases:  # manual gates: decided ahead, as `upgrader promote --gate G --ahead` would
         if phase.gate is not None and decide is not None:
-            gates.request(journal.directory, decide, gate=phase.gate.id, operator="pytest", reason="test",
-                          ahead=True)
-    engine = Apply(plan, FakePool(), journal, Progress("json", stream=io.StringIO()),  # type: ignore[arg-type]
-                   artifacts=tmp, operator="pytest", sleep=lambda _: None)
+            gates.request(journal.directory, decide, gate=phase.gate.id, operator="pytest", reason="test", ahead=True)
+    engine = Apply(
+        plan,
+        FakePool(),
+        journal,
+        Progress("json", stream=io.StringIO()),  # type: ignore[arg-type]
+        artifacts=tmp,
+        operator="pytest",
+        sleep=lambda _: None,
+    )
     engine.run()
     entries = [json.loads(line) for line in journal.path.read_text().splitlines()]
     return agent, entries
@@ -137,7 +147,8 @@ def case_plan(case: str) -> Plan:
 
 @pytest.mark.parametrize("case", CASE_NAMES)
 def test_the_engine_sends_exactly_the_plans_steps_in_order(
-        case: str, in_tmp: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    case: str, in_tmp: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     plan = case_plan(case)
     agent, _ = run_engine(plan, in_tmp, monkeypatch)
     assert plan.hosts or case == "skips"
@@ -179,7 +190,8 @@ def test_what_a_reviewer_reads_is_rendered_from_the_operations() -> None:
     text = {s.action + (s.version or ""): describe(s, plan.spec.install.root) for s in host.steps}
     migrate = next(s for s in host.steps if s.action == "migrate")
     assert text[f"migrate{migrate.version}"][0] == (
-        "back up /etc/ordergw/ordergw.conf; run " + " ".join(migrate.op["argv"]))
+        "back up /etc/ordergw/ordergw.conf; run " + " ".join(migrate.op["argv"])
+    )
     assert text["switch5.2.0"][0] == "point /opt/ordergw/current at releases/5.2.0 (atomic rename)"
     assert text["stop5.1.0"][1].startswith(f"roll back to {host.from_version}: ")
     assert text["stage5.2.0"][1] == "remove /opt/ordergw/releases/5.2.0 if this run staged it"
@@ -197,7 +209,11 @@ def test_carry_over_is_a_step_of_its_own(in_tmp: Path, monkeypatch: pytest.Monke
     host = plan.hosts[0]
     carries = [s for s in host.steps if s.action == "carry_over"]
     assert [s.version for s in carries] == host.path and len({s.id for s in host.steps}) == len(host.steps)
-    assert carries[0].op == {"op": "carry_over", "version": host.path[0], "from": host.from_version,
-                             "files": ["conf/app.ini"]}
+    assert carries[0].op == {
+        "op": "carry_over",
+        "version": host.path[0],
+        "from": host.from_version,
+        "files": ["conf/app.ini"],
+    }
     agent, _ = run_engine(plan, in_tmp, monkeypatch)
     assert sent(agent.program(host.host)) == [expected(s) for s in host.steps]

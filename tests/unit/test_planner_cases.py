@@ -31,14 +31,32 @@ def salient(plan: Plan) -> dict[str, Any]:
     return {
         "applicable": plan.applicable,
         "artifacts": [a.version for a in plan.artifacts],
-        "phases": [{"kind": p.kind, "datacenter": p.datacenter, "hosts": p.hosts, "bake": p.bake,
-                    "pause_before": p.pause_before, **({"gate": p.gate.model_dump()} if p.gate else {})}
-                   for p in plan.phases],
-        "hosts": {h.host: {"datacenter": h.datacenter, "from": h.from_version, "path": h.path, "phase": h.phase,
-                           "canary": h.canary} for h in plan.hosts},
+        "phases": [
+            {
+                "kind": p.kind,
+                "datacenter": p.datacenter,
+                "hosts": p.hosts,
+                "bake": p.bake,
+                "pause_before": p.pause_before,
+                **({"gate": p.gate.model_dump()} if p.gate else {}),
+            }
+            for p in plan.phases
+        ],
+        "hosts": {
+            h.host: {
+                "datacenter": h.datacenter,
+                "from": h.from_version,
+                "path": h.path,
+                "phase": h.phase,
+                "canary": h.canary,
+            }
+            for h in plan.hosts
+        },
         # Each host's steps as a reviewer reads them, rendered from the operations the engine sends.
-        "steps": {h.host: [f"{s.id.split('/', 1)[1]}: {describe(s, plan.spec.install.root)[0]}" for s in h.steps]
-                  for h in plan.hosts},
+        "steps": {
+            h.host: [f"{s.id.split('/', 1)[1]}: {describe(s, plan.spec.install.root)[0]}" for s in h.steps]
+            for h in plan.hosts
+        },
         "skipped": {s.host: s.reason for s in plan.skipped},
         "problems": [{"host": p.host, "message": p.message} for p in plan.problems],
     }
@@ -51,8 +69,7 @@ def test_planner_case(case: str, in_tmp: Path) -> None:
     got = salient(plan_files(folder / "playbook.yml", folder / "inventory.yml", facts if facts.exists() else None))
     expected_file = folder / "expected.yml"
     if REGEN:
-        expected_file.write_text(yaml.safe_dump(got, sort_keys=False, allow_unicode=True, width=100),
-                                 encoding="utf-8")
+        expected_file.write_text(yaml.safe_dump(got, sort_keys=False, allow_unicode=True, width=100), encoding="utf-8")
     assert got == yaml.safe_load(expected_file.read_text(encoding="utf-8"))
 
 

@@ -23,7 +23,8 @@ from upgrader.planning.planner import facts_from_inventory, make_plan
 from upgrader.planning.render import to_markdown, to_text
 
 pytestmark = pytest.mark.reliability(
-    "random playbook mutations: a valid plan or a located validation error, never a traceback")
+    "random playbook mutations: a valid plan or a located validation error, never a traceback"
+)
 
 INPUTS = Path(__file__).parent / "inputs"
 BASE = yaml.safe_load((INPUTS / "playbook.yml").read_text(encoding="utf-8"))
@@ -31,19 +32,58 @@ WORK = Path(tempfile.mkdtemp(prefix="upgrader-property-"))
 (WORK / "inventory.yml").write_text((INPUTS / "inventory.yml").read_text(encoding="utf-8"), encoding="utf-8")
 
 HOSTILE = [
-    "1.0; rm -rf /", "$(reboot)", "`id`", "a && b", "x | tee /etc/passwd", "../../etc/shadow", "/opt/../etc",
-    "line\nbreak", "tab\there", "nul\x00byte", "\u202eevil\u202c", "\u2066iso\u2069", "zero\u200bwidth", "\ufeffbom",
-    "{release}", "{nope}", "{", "}", "*", "~", "", " ", "' OR 1=1 --", "5.2.0\n- injected", "%s%n", "🦀",
-    "3.10", "1e3", ">=5.1,<5.2", "=>5.1", "America/New_York", "America", "Fri 20:00", "10%", "0%", "101%",
+    "1.0; rm -rf /",
+    "$(reboot)",
+    "`id`",
+    "a && b",
+    "x | tee /etc/passwd",
+    "../../etc/shadow",
+    "/opt/../etc",
+    "line\nbreak",
+    "tab\there",
+    "nul\x00byte",
+    "\u202eevil\u202c",
+    "\u2066iso\u2069",
+    "zero\u200bwidth",
+    "\ufeffbom",
+    "{release}",
+    "{nope}",
+    "{",
+    "}",
+    "*",
+    "~",
+    "",
+    " ",
+    "' OR 1=1 --",
+    "5.2.0\n- injected",
+    "%s%n",
+    "🦀",
+    "3.10",
+    "1e3",
+    ">=5.1,<5.2",
+    "=>5.1",
+    "America/New_York",
+    "America",
+    "Fri 20:00",
+    "10%",
+    "0%",
+    "101%",
 ]
 VERSIONS = st.from_regex(r"\A[0-9]{1,2}(\.[0-9]{1,2}){0,3}((a|b|rc)[0-9])?(\.post[0-9])?\Z")
 SCALARS = st.one_of(
-    st.sampled_from(HOSTILE), VERSIONS, st.text(max_size=20), st.integers(-10, 100_000),
-    st.floats(allow_nan=True, allow_infinity=True), st.booleans(), st.none(),
+    st.sampled_from(HOSTILE),
+    VERSIONS,
+    st.text(max_size=20),
+    st.integers(-10, 100_000),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.booleans(),
+    st.none(),
 )
-VALUES = st.recursive(SCALARS, lambda inner: st.one_of(st.lists(inner, max_size=3),
-                                                       st.dictionaries(st.text(max_size=8), inner, max_size=3)),
-                      max_leaves=6)
+VALUES = st.recursive(
+    SCALARS,
+    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=8), inner, max_size=3)),
+    max_leaves=6,
+)
 
 
 def paths(data: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
@@ -99,8 +139,13 @@ def test_mutated_playbook_gives_a_plan_or_located_problems(data: dict[str, Any])
             assert problem.location.file == str(path) and problem.location.line, text
         return
     inv = inputs.inventory.model
-    plan = make_plan(inputs.playbook.model, inv, facts_from_inventory(inv),
-                     playbook_ref=inputs.playbook_ref(), inventory_ref=inputs.inventory_ref())
+    plan = make_plan(
+        inputs.playbook.model,
+        inv,
+        facts_from_inventory(inv),
+        playbook_ref=inputs.playbook_ref(),
+        inventory_ref=inputs.inventory_ref(),
+    )
     assert plan.content_hash == plan.compute_hash()
     plan.to_json(), to_text(plan, verbose=True), to_markdown(plan)
 

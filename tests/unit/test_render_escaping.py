@@ -42,10 +42,48 @@ from upgrader.reporting.model import Check as RunCheck
 from upgrader.reporting.model import Failure, HostState, Note, PhaseSpan, Rollback, RunRecord, Segment
 
 PARSER = MarkdownIt("commonmark").enable("table")
-ATTACKS = ["`", "``", "```", "~~~", "|", "\\|", "\\", "<!--", "-->", "</details>", "<details>", "<script>x</script>",
-           "\n", "\r\n", "\n\n# heading\n", "\n---\n", "- item", "1. item", "> quote", "    indented", "&lt;", "&#96;",
-           "[x](https://evil)", "![i](x)", "*", "_", "$x$", "\u202e", "\u2066", "\u0085", "\u2028", "\x00", "\x1b[31m",
-           "\t", " ", "ǅ", "😀", "\ufeff", "{", "}"]
+ATTACKS = [
+    "`",
+    "``",
+    "```",
+    "~~~",
+    "|",
+    "\\|",
+    "\\",
+    "<!--",
+    "-->",
+    "</details>",
+    "<details>",
+    "<script>x</script>",
+    "\n",
+    "\r\n",
+    "\n\n# heading\n",
+    "\n---\n",
+    "- item",
+    "1. item",
+    "> quote",
+    "    indented",
+    "&lt;",
+    "&#96;",
+    "[x](https://evil)",
+    "![i](x)",
+    "*",
+    "_",
+    "$x$",
+    "\u202e",
+    "\u2066",
+    "\u0085",
+    "\u2028",
+    "\x00",
+    "\x1b[31m",
+    "\t",
+    " ",
+    "ǅ",
+    "😀",
+    "\ufeff",
+    "{",
+    "}",
+]
 TEXT = st.lists(st.one_of(st.sampled_from(ATTACKS), st.text(max_size=6)), max_size=6).map("".join)
 SHA = "sha256:" + "ab" * 32
 
@@ -101,25 +139,52 @@ def hostile_plan(s: list[str]) -> Plan:
     base = base_plan()
     spec = base.spec
     argv = [x.replace("{", "(") for x in s[3:7]]  # '{name}' is a placeholder: validation's business, not ours
-    checks = [Check.model_construct(name=s[2] or "x", command=CommandCheck.model_construct(
-        argv=argv or ["x"], exit_code=0, stdout=s[7] or None), timeout=5.0, retries=1, interval=1.0), *spec.checks]
-    svc = Service.model_construct(systemd=None, start=[argv[0] or "x", s[8]], stop=[s[9].replace("{", "(") or "x"],
-                                  status=["/bin/true", s[10].replace("{", "(")], start_timeout=30.0, stop_timeout=30.0)
-    hostile_spec = spec.model_copy(update={
-        "vendor": s[0], "checks": checks, "service": svc,
-        "artifact": Artifact.model_construct(file=None, url="https://" + s[1], sha256=SHA, size=None,
-                                             strip_components=0),
-        "migrate": Migration.model_construct(command=[s[11].replace("{", "(") or "x", "--from", "{previous}"],
-                                             timeout=60.0),
-    })
+    checks = [
+        Check.model_construct(
+            name=s[2] or "x",
+            command=CommandCheck.model_construct(argv=argv or ["x"], exit_code=0, stdout=s[7] or None),
+            timeout=5.0,
+            retries=1,
+            interval=1.0,
+        ),
+        *spec.checks,
+    ]
+    svc = Service.model_construct(
+        systemd=None,
+        start=[argv[0] or "x", s[8]],
+        stop=[s[9].replace("{", "(") or "x"],
+        status=["/bin/true", s[10].replace("{", "(")],
+        start_timeout=30.0,
+        stop_timeout=30.0,
+    )
+    hostile_spec = spec.model_copy(
+        update={
+            "vendor": s[0],
+            "checks": checks,
+            "service": svc,
+            "artifact": Artifact.model_construct(
+                file=None, url="https://" + s[1], sha256=SHA, size=None, strip_components=0
+            ),
+            "migrate": Migration.model_construct(
+                command=[s[11].replace("{", "(") or "x", "--from", "{previous}"], timeout=60.0
+            ),
+        }
+    )
     inventory = _hostile_inventory(s)
-    plan = make_plan(hostile_spec, inventory, facts_from_inventory(inventory), playbook_ref=base.playbook.model_copy(
-        update={"path": s[12]}), inventory_ref=base.inventory.model_copy(update={"path": s[13]}),
-        controller_files=[ControllerFile(path=s[14], sha256=SHA, used_by=s[15])])
-    return plan.model_copy(update={
-        "problems": [PlanProblem(host=None, message=s[16], hint=s[17])],
-        "limit": Limit(patterns=[s[18] or "x"], hosts=[h.host for h in plan.hosts]),
-    }).sealed()
+    plan = make_plan(
+        hostile_spec,
+        inventory,
+        facts_from_inventory(inventory),
+        playbook_ref=base.playbook.model_copy(update={"path": s[12]}),
+        inventory_ref=base.inventory.model_copy(update={"path": s[13]}),
+        controller_files=[ControllerFile(path=s[14], sha256=SHA, used_by=s[15])],
+    )
+    return plan.model_copy(
+        update={
+            "problems": [PlanProblem(host=None, message=s[16], hint=s[17])],
+            "limit": Limit(patterns=[s[18] or "x"], hosts=[h.host for h in plan.hosts]),
+        }
+    ).sealed()
 
 
 def _hostile_inventory(s: list[str]) -> Inventory:
@@ -127,11 +192,15 @@ def _hostile_inventory(s: list[str]) -> Inventory:
     inv = base_inventory()
     first = base_plan().hosts[0]
     dc = inv.datacenters[first.datacenter]
-    hosts = {((s[19] or "h").replace("/", "∕") if name == first.host else name): host
-             for name, host in dc.hosts.items()}
-    renamed = {((s[20] or "d") if name == first.datacenter else name): (dc.model_copy(update={"hosts": hosts})
-                                                                         if name == first.datacenter else other)
-               for name, other in inv.datacenters.items()}
+    hosts = {
+        ((s[19] or "h").replace("/", "∕") if name == first.host else name): host for name, host in dc.hosts.items()
+    }
+    renamed = {
+        ((s[20] or "d") if name == first.datacenter else name): (
+            dc.model_copy(update={"hosts": hosts}) if name == first.datacenter else other
+        )
+        for name, other in inv.datacenters.items()
+    }
     return inv.model_copy(update={"datacenters": renamed})
 
 
@@ -155,22 +224,30 @@ def check_plan_markdown(plan: Plan, markdown: str) -> None:
             assert "<" not in re.sub(r"</?(details|summary|code)>", "", t.content), t.content
     found = tables(tokens)
     listed = commands(plan)
-    expected = [PLAN_TABLES["dc"], PLAN_TABLES["phases"], PLAN_TABLES["artifacts"], PLAN_TABLES["commands"],
-                PLAN_TABLES["files"]]
+    expected = [
+        PLAN_TABLES["dc"],
+        PLAN_TABLES["phases"],
+        PLAN_TABLES["artifacts"],
+        PLAN_TABLES["commands"],
+        PLAN_TABLES["files"],
+    ]
     assert [h for h, _ in found[:5]] == expected
     assert all(h == PLAN_TABLES["steps"] for h, _ in found[5:]) and len(found) > 5
     for header, rows in found:
         assert all(len(r) == len(header) for r in rows)
     artifacts, cmds, files = found[2][1], found[3][1], found[4][1]
-    assert [(r[0], r[1], r[2]) for r in artifacts] == [(a.version, shown(a.file or a.url or ""), a.sha256)
-                                                       for a in plan.artifacts]
+    assert [(r[0], r[1], r[2]) for r in artifacts] == [
+        (a.version, shown(a.file or a.url or ""), a.sha256) for a in plan.artifacts
+    ]
     assert plan.artifacts[-1].sha256 == SHA
     assert [r[0] for r in cmds] == [shown_inline(c.what) for c in listed]
     long = [c for c in listed if len(c.run) > _INLINE_COMMAND or "\n" in c.run]
     assert [r[2] for r in cmds if not r[2].endswith("below")] == [shown(c.run) for c in listed if c not in long]
     fences = [t.content for t in tokens if t.type == "fence"]
-    assert fences == [visible(c.run.replace("\r\n", "\n").replace("\r", "\n").replace("\t", "    "), keep="\n")
-                      .rstrip("\n") + "\n" for c in long]
+    assert fences == [
+        visible(c.run.replace("\r\n", "\n").replace("\r", "\n").replace("\t", "    "), keep="\n").rstrip("\n") + "\n"
+        for c in long
+    ]
     assert files == [[shown(f.path), f.sha256] for f in plan.controller_files]
     steps = [r[0] for _, rows in found[5:] for r in rows]
     assert steps and all(not s.startswith("|") for s in steps)
@@ -194,8 +271,9 @@ def test_no_input_string_bends_the_diff_markdown(old: list[str], new: list[str])
     lines = diff(a, b)
     markdown = "\n".join(f"- {md_inline(line)}" for line in lines)
     tokens = PARSER.parse(markdown)
-    assert [t.type for t in tokens if t.type.endswith("_open") and t.level == 0] == (["bullet_list_open"] if lines
-                                                                                     else [])
+    assert [t.type for t in tokens if t.type.endswith("_open") and t.level == 0] == (
+        ["bullet_list_open"] if lines else []
+    )
     items = [render_text(t.children) for t in tokens if t.type == "inline"]
     assert items == [shown_inline(line) for line in lines]
 
@@ -210,20 +288,24 @@ def test_an_artifact_url_cannot_add_a_column(record_property: Callable[[str, obj
     found = tables(PARSER.parse(to_markdown(plan)))
     artifacts = next(rows for header, rows in found if header == PLAN_TABLES["artifacts"])
     assert artifacts[-1] == [plan.target_version, "https://" + url, SHA]
-    record_property("observed", f"artifact row parsed as {len(artifacts[-1])} cells; sha256 cell "
-                    f"{artifacts[-1][2][:20]}…; url cell {artifacts[-1][1][:40]!r}")
+    record_property(
+        "observed",
+        f"artifact row parsed as {len(artifacts[-1])} cells; sha256 cell "
+        f"{artifacts[-1][2][:20]}…; url cell {artifacts[-1][1][:40]!r}",
+    )
 
 
 @pytest.mark.reliability("raw HTML in the playbook's vendor", "shown as text in the headline; no HTML reaches it")
 def test_vendor_html_does_not_reach_the_headline(record_property: Callable[[str, object], None]) -> None:
-    vendor = '<img src=x onerror=alert(1)><!-- hidden'
+    vendor = "<img src=x onerror=alert(1)><!-- hidden"
     plan = hostile_plan([vendor, *["x"] * 20])
     tokens = PARSER.parse(to_markdown(plan))
     headline = next(t for t in tokens if t.type == "inline" and "to upgrade" in t.content)
     kinds = {c.type for c in headline.children or []}
     assert "html_inline" not in kinds and vendor in render_text(headline.children)
-    record_property("observed", f"headline tokens {sorted(kinds)}; vendor shown as text: "
-                    f"{vendor in render_text(headline.children)}")
+    record_property(
+        "observed", f"headline tokens {sorted(kinds)}; vendor shown as text: {vendor in render_text(headline.children)}"
+    )
 
 
 def record(s: list[str]) -> RunRecord:
@@ -232,16 +314,27 @@ def record(s: list[str]) -> RunRecord:
     at = t0 + dt.timedelta(seconds=5)
     host, dc = s[0] or "h", s[1]
     return RunRecord(
-        run_id=s[2], kind="apply", component=s[3], version=s[4], operator=s[5], reason=s[6], argv=(s[7], s[8]),
-        plan_hash=s[9], break_lock=s[10], started=t0, ended=t0 + dt.timedelta(seconds=60), status=s[11],
-        exit_code=3, message=s[12],
+        run_id=s[2],
+        kind="apply",
+        component=s[3],
+        version=s[4],
+        operator=s[5],
+        reason=s[6],
+        argv=(s[7], s[8]),
+        plan_hash=s[9],
+        break_lock=s[10],
+        started=t0,
+        ended=t0 + dt.timedelta(seconds=60),
+        status=s[11],
+        exit_code=3,
+        message=s[12],
         hosts=(HostState(host, dc, s[13], s[14], s[15], s[16], 12.0),),
         timeline=(Segment(host, "verify", s[17], s[18], at, 1.5, False, s[19]),),
         phases=(PhaseSpan(0, s[20], dc, (host,), t0, at),),
-        failures=(Failure(host, at, s[21], s[22], s[23], s[24],
-                          (RunCheck(s[25], False, s[26], 3),), s[27]),),
+        failures=(Failure(host, at, s[21], s[22], s[23], s[24], (RunCheck(s[25], False, s[26], 3),), s[27]),),
         rollbacks=(Rollback(host, at, True, s[28], s[29], (s[30],), s[31]),),
-        notes=(Note(at, s[32], s[33]),))
+        notes=(Note(at, s[32], s[33]),),
+    )
 
 
 def harmless(s: list[str]) -> list[str]:
@@ -264,8 +357,9 @@ def test_no_host_or_journal_string_bends_the_report_markdown(strings: list[str])
     markdown = report_markdown.to_markdown(record(strings))
     assert skeleton(markdown) == skeleton(report_markdown.to_markdown(record(harmless(strings))))
     tokens = PARSER.parse(markdown)
-    headings = [render_text(tokens[i + 1].children) for i, t in enumerate(tokens) if t.type == "heading_open"
-                and t.tag == "h2"]
+    headings = [
+        render_text(tokens[i + 1].children) for i, t in enumerate(tokens) if t.type == "heading_open" and t.tag == "h2"
+    ]
     assert headings == ["Hosts", "What failed", "Rolled back", "Events", "Timeline"]
     assert not [t for t in tokens if t.type in ("html_block", "html_inline")]
     fences = [t.content for t in tokens if t.type == "fence"]
@@ -275,8 +369,10 @@ def test_no_host_or_journal_string_bends_the_report_markdown(strings: list[str])
     assert found[1][1][0][6] == (shown_inline(strings[15]) or "—")  # the host's detail, as written
 
 
-@pytest.mark.reliability("host output with a code fence and '<!--' in the postmortem Markdown",
-                         "'Rolled back' and 'Timeline' sections still render; the output stays in its code block")
+@pytest.mark.reliability(
+    "host output with a code fence and '<!--' in the postmortem Markdown",
+    "'Rolled back' and 'Timeline' sections still render; the output stays in its code block",
+)
 def test_host_output_cannot_hide_the_postmortem_sections(record_property: Callable[[str, object], None]) -> None:
     strings = ["x"] * 34
     strings[27] = "ok\n```\n<!-- the rest of the report is a comment\n````\n"
@@ -286,8 +382,11 @@ def test_host_output_cannot_hide_the_postmortem_sections(record_property: Callab
     assert "Rolled back" in headings and "Timeline" in headings
     fence = next(t for t in tokens if t.type == "fence")
     assert fence.content == strings[27] and fence.markup == "`````"
-    record_property("observed", f"headings {headings[1:]}; output fence {fence.markup!r} holds the output intact; "
-                    f"{sum(t.type.startswith('html') for t in tokens)} HTML token(s)")
+    record_property(
+        "observed",
+        f"headings {headings[1:]}; output fence {fence.markup!r} holds the output intact; "
+        f"{sum(t.type.startswith('html') for t in tokens)} HTML token(s)",
+    )
 
 
 class _Structure(HTMLParser):
@@ -332,8 +431,9 @@ def test_each_escaping_function_keeps_its_text_as_data(text: str) -> None:
     cell = PARSER.parse(f"| a |\n|---|\n| {md_cell(text)} |\n")
     assert tables(cell)[0][1] == [[shown_inline(text) or "—"]]
     code = PARSER.parse(f"| a |\n|---|\n| {md_code(text, in_table=True)} |\n")
-    assert tables(code)[0][1][0][0] == (shown(text) if text.strip(" ") and one_line(text).strip(" ")
-                                        else tables(code)[0][1][0][0])
+    assert tables(code)[0][1][0][0] == (
+        shown(text) if text.strip(" ") and one_line(text).strip(" ") else tables(code)[0][1][0][0]
+    )
     inline = PARSER.parse(f"- {md_inline(text)}\n")
     assert [t.type for t in inline if t.level == 0] == ["bullet_list_open", "bullet_list_close"]
     block = PARSER.parse(md_code_block(text) + "\n\n# after\n")

@@ -41,10 +41,15 @@ def test_succeeding_run_is_read_as_facts(state: Path) -> None:
     assert r.operator == "mchen@ctl-ny5-01" and r.plan_hash and r.plan_hash.startswith("sha256:7d1c0f5e")
     assert r.seconds == pytest.approx(90.956)
     assert {h.host: (h.from_version, h.version, h.state) for h in r.hosts} == {
-        h: ("2.4.0", "2.5.0", "done") for h in ("ny5-1", "ny5-2", "ch2-1", "ch2-2")}
+        h: ("2.4.0", "2.5.0", "done") for h in ("ny5-1", "ny5-2", "ch2-1", "ch2-2")
+    }
     assert r.counts() == {"upgraded": 4, "failed": 0, "rolled_back": 0, "rollback_failed": 0}
-    assert [(p.kind, p.datacenter) for p in r.phases] == [("canary", "ny5"), ("canary", "ch2"), ("wave", "ny5"),
-                                                        ("wave", "ch2")]
+    assert [(p.kind, p.datacenter) for p in r.phases] == [
+        ("canary", "ny5"),
+        ("canary", "ch2"),
+        ("wave", "ny5"),
+        ("wave", "ch2"),
+    ]
     assert not r.failures and not r.rollbacks
 
 
@@ -67,10 +72,16 @@ def test_failed_run_names_the_failing_check_and_what_was_rolled_back(state: Path
     assert check.name == "health" and check.attempts == 21 and "HTTP 503" in (check.reason or "")
     assert "CompID mismatch" in failure.output
     assert [(b.host, b.ok, b.from_version, b.to_version) for b in r.rollbacks] == [
-        ("ny5-2", True, "5.2.0", "5.1.3"), ("ny5-1", True, "5.2.0", "5.1.3")]
+        ("ny5-2", True, "5.2.0", "5.1.3"),
+        ("ny5-1", True, "5.2.0", "5.1.3"),
+    ]
     ends = {h.host: (h.state, h.version) for h in r.hosts}
-    assert ends == {"ny5-1": ("rolled-back", "5.1.3"), "ny5-2": ("rolled-back", "5.1.3"),
-                    "ch2-1": ("staged", "5.1.3"), "ch2-2": ("staged", "5.1.3")}
+    assert ends == {
+        "ny5-1": ("rolled-back", "5.1.3"),
+        "ny5-2": ("rolled-back", "5.1.3"),
+        "ch2-1": ("staged", "5.1.3"),
+        "ch2-2": ("staged", "5.1.3"),
+    }
     assert any(not s.ok and s.op == "verify" for s in r.segments("ny5-2"))
     assert [s.category for s in r.segments("ny5-1")][-1] == "rollback"
 
@@ -134,8 +145,10 @@ def test_html_escapes_what_came_from_hosts(state: Path) -> None:
 
 
 # ---------------------------------------------------------------- metrics
-METRIC_LINE = re.compile(r'^[a-zA-Z_:][a-zA-Z0-9_:]*(\{([a-zA-Z_][a-zA-Z0-9_]*="(\\.|[^"\\])*",?)*\})? '
-                         r"-?[0-9.eE+-]+$")
+METRIC_LINE = re.compile(
+    r'^[a-zA-Z_:][a-zA-Z0-9_:]*(\{([a-zA-Z_][a-zA-Z0-9_]*="(\\.|[^"\\])*",?)*\})? '
+    r"-?[0-9.eE+-]+$"
+)
 
 
 def parse_exposition(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
@@ -145,10 +158,13 @@ def parse_exposition(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], 
     except ImportError:
         for line in text.splitlines():
             assert line.startswith(("# HELP ", "# TYPE ")) or METRIC_LINE.match(line), line
-        pairs = re.findall(r'^(\w+)\{(.*)\} (\S+)$', text, re.M)
+        pairs = re.findall(r"^(\w+)\{(.*)\} (\S+)$", text, re.M)
         return {(n, frozenset(re.findall(r'(\w+)="([^"]*)"', lab))): float(v) for n, lab, v in pairs}
-    return {(s.name, frozenset(s.labels.items())): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
 
 
 def test_metrics_from_all_journals(state: Path) -> None:
@@ -183,8 +199,9 @@ def test_metrics_with_no_runs_are_valid_and_empty(tmp_path: Path) -> None:
 
 
 # ---------------------------------------------------------------- the command
-def test_report_command_writes_html_markdown_and_metrics(state: Path, tmp_path: Path,
-                                                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_report_command_writes_html_markdown_and_metrics(
+    state: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     page, prom = tmp_path / "run.html", tmp_path / "prom"
     prom.mkdir()
     code = main(["--state-dir", str(state), "report", FAILED_RUN, "--out", str(page), "--metrics", str(prom)])
@@ -205,8 +222,8 @@ def png_pixels(path: Path) -> tuple[int, int, list[bytes]]:
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     pos, chunks, idat = 8, {}, b""
     while pos < len(data):
-        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
-        body = data[pos + 8:pos + 8 + length]
+        length, kind = struct.unpack(">I4s", data[pos : pos + 8])
+        body = data[pos + 8 : pos + 8 + length]
         idat += body if kind == b"IDAT" else b""
         chunks.setdefault(kind, body)
         pos += 12 + length
@@ -215,36 +232,58 @@ def png_pixels(path: Path) -> tuple[int, int, list[bytes]]:
     bpp = 3 if colour == 2 else 4
     raw, stride, rows, prev = zlib.decompress(idat), width * bpp, [], bytearray(width * bpp)
     for y in range(height):
-        kind, line = raw[y * (stride + 1)], bytearray(raw[y * (stride + 1) + 1:(y + 1) * (stride + 1)])
+        kind, line = raw[y * (stride + 1)], bytearray(raw[y * (stride + 1) + 1 : (y + 1) * (stride + 1)])
         for i in range(stride):
             a = line[i - bpp] if i >= bpp else 0
             b, c = prev[i], prev[i - bpp] if i >= bpp else 0
             p = a + b - c
-            pred = [0, a, b, (a + b) // 2,
-                    a if abs(p - a) <= abs(p - b) and abs(p - a) <= abs(p - c) else b if abs(p - b) <= abs(p - c)
-                    else c][kind]
+            pred = [
+                0,
+                a,
+                b,
+                (a + b) // 2,
+                a if abs(p - a) <= abs(p - b) and abs(p - a) <= abs(p - c) else b if abs(p - b) <= abs(p - c) else c,
+            ][kind]
             line[i] = (line[i] + pred) & 0xFF
         rows.append(bytes(line))
         prev = line
     return width, height, [bytes(b for i, b in enumerate(r) if i % bpp < 3) for r in rows]
 
 
-@pytest.mark.skipif(not CHROMIUM.exists(), reason="needs /usr/bin/chromium (Debian package 'chromium', installed "
-                    "by the lab installer); headless screenshot of the HTML report")
+@pytest.mark.skipif(
+    not CHROMIUM.exists(),
+    reason="needs /usr/bin/chromium (Debian package 'chromium', installed "
+    "by the lab installer); headless screenshot of the HTML report",
+)
 def test_html_report_renders_in_headless_chromium(state: Path, tmp_path: Path) -> None:
     page, shot = tmp_path / "report.html", tmp_path / "report.png"
     page.write_text(to_html(load_run(state, FAILED_RUN)), encoding="utf-8")
-    argv = [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync",
-            f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={shot}", "--window-size=1400,900",
-            page.as_uri()]
+    argv = [
+        str(CHROMIUM),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        f"--screenshot={shot}",
+        "--window-size=1400,900",
+        page.as_uri(),
+    ]
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
     assert shot.is_file(), proc.stderr[-2000:]
     assert shot.stat().st_size > 20_000
     width, height, rows = png_pixels(shot)
     assert (width, height) == (1400, 900)
-    colours = {row[i:i + 3] for row in rows[::7] for i in range(0, len(row), 21)}
+    colours = {row[i : i + 3] for row in rows[::7] for i in range(0, len(row), 21)}
     assert len(colours) > 20, "the screenshot is (nearly) one colour"
-    red = sum(1 for row in rows for i in range(0, len(row), 3)
-              if abs(row[i] - 0xD3) < 12 and abs(row[i + 1] - 0x2F) < 12 and abs(row[i + 2] - 0x2F) < 12)
+    red = sum(
+        1
+        for row in rows
+        for i in range(0, len(row), 3)
+        if abs(row[i] - 0xD3) < 12 and abs(row[i + 1] - 0x2F) < 12 and abs(row[i + 2] - 0x2F) < 12
+    )
     assert red > 200, "the failed verify bar (red) is not on screen"

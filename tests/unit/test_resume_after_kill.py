@@ -21,16 +21,19 @@ from fakes.scenario import FROM, ROOT, TO, UNIT, Scenario
 from upgrader.engine.journal import Journal
 from upgrader.engine.resume import analyze
 
-KILLS = [(host, op) for host, op in [
-    ("ny-1", "facts"),  # the lock-and-facts program
-    ("ny-2", "stage"),
-    ("ny-1", "stop"),  # the canary's upgrade program
-    ("ny-1", "bake"),
-    ("ny-2", "stop"),
-    ("ny-3", "stop"),  # the failing host's upgrade program
-    ("ny-3", "rollback"),  # its rollback
-    ("ny-1", "prune"),  # releasing the locks at the end
-]]
+KILLS = [
+    (host, op)
+    for host, op in [
+        ("ny-1", "facts"),  # the lock-and-facts program
+        ("ny-2", "stage"),
+        ("ny-1", "stop"),  # the canary's upgrade program
+        ("ny-1", "bake"),
+        ("ny-2", "stop"),
+        ("ny-3", "stop"),  # the failing host's upgrade program
+        ("ny-3", "rollback"),  # its rollback
+        ("ny-1", "prune"),  # releasing the locks at the end
+    ]
+]
 FINAL = {"ny-1": TO, "ny-2": TO, "ny-3": FROM}
 
 
@@ -48,8 +51,7 @@ def test_the_run_uninterrupted(scenario: Scenario) -> None:
 
 @pytest.mark.parametrize("after", [False, True], ids=["before", "after"])
 @pytest.mark.parametrize("host, op", KILLS, ids=[f"{h}-{o}" for h, o in KILLS])
-def test_resume_reads_the_hosts_right_and_finishes_the_run(scenario: Scenario, host: str, op: str,
-                                                           after: bool) -> None:
+def test_resume_reads_the_hosts_right_and_finishes_the_run(scenario: Scenario, host: str, op: str, after: bool) -> None:
     scenario.hosts.kill_controller(host, op, after=after)
     with pytest.raises(ControllerKilled):
         scenario.apply()

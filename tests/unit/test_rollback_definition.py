@@ -44,13 +44,17 @@ def host(tmp_path: Path) -> dict[str, Path]:
 def service(host: dict[str, Path], tag: str) -> dict[str, Any]:
     """A service whose start writes ``tag``: which definition a rollback used is on disk afterwards."""
     log = host["log"]
-    return {"start": ["sh", "-c", f"echo {tag} >> {log}"], "stop": ["true"], "status": ["true"],
-            "start_timeout": 5, "stop_timeout": 5}
+    return {
+        "start": ["sh", "-c", f"echo {tag} >> {log}"],
+        "stop": ["true"],
+        "status": ["true"],
+        "start_timeout": 5,
+        "stop_timeout": 5,
+    }
 
 
 def check(name: str) -> dict[str, Any]:
-    return {"name": name, "kind": "command", "command": {"argv": ["true"]}, "timeout": 1, "retries": 0,
-            "interval": 0}
+    return {"name": name, "kind": "command", "command": {"argv": ["true"]}, "timeout": 1, "retries": 0, "interval": 0}
 
 
 def ctx(host: dict[str, Path], run: str) -> dict[str, Any]:
@@ -59,17 +63,30 @@ def ctx(host: dict[str, Path], run: str) -> dict[str, Any]:
 
 def install(agent: ModuleType, host: dict[str, Path]) -> None:
     """1.0 verified with its own definition (run R1), then 2.0 installed over it (R2)."""
-    assert agent.op_verify(ctx(host, "R1"), {"service": service(host, "one"), "checks": [check("health-1.0")],
-                                            "expect_version": "1.0"})["recorded"] is True
+    assert (
+        agent.op_verify(
+            ctx(host, "R1"), {"service": service(host, "one"), "checks": [check("health-1.0")], "expect_version": "1.0"}
+        )["recorded"]
+        is True
+    )
     agent.op_switch(ctx(host, "R2"), {"version": "2.0"})
-    assert agent.op_verify(ctx(host, "R2"), {"service": service(host, "two"), "checks": [check("health-2.0")],
-                                            "expect_version": "2.0"})["recorded"] is True
+    assert (
+        agent.op_verify(
+            ctx(host, "R2"), {"service": service(host, "two"), "checks": [check("health-2.0")], "expect_version": "2.0"}
+        )["recorded"]
+        is True
+    )
 
 
 def rollback(agent: ModuleType, host: dict[str, Path]) -> dict[str, Any]:
     """What the controller sends when it only has the newest playbook: 2.0's service and checks."""
-    sent = {"op": "rollback", "to": "1.0", "service": service(host, "sent"), "checks": [check("sent-check")],
-            "recorded": True}
+    sent = {
+        "op": "rollback",
+        "to": "1.0",
+        "service": service(host, "sent"),
+        "checks": [check("sent-check")],
+        "recorded": True,
+    }
     return agent.op_rollback(ctx(host, "RB"), sent)  # type: ignore[no-any-return]
 
 
@@ -77,8 +94,9 @@ def started(host: dict[str, Path]) -> list[str]:
     return host["log"].read_text().split() if host["log"].exists() else []
 
 
-def test_rollback_uses_what_the_release_was_installed_with(agent: ModuleType, host: dict[str, Path],
-                                                           record_property: Any) -> None:
+def test_rollback_uses_what_the_release_was_installed_with(
+    agent: ModuleType, host: dict[str, Path], record_property: Any
+) -> None:
     install(agent, host)
     out = rollback(agent, host)
     assert out["to"] == "1.0" and out["definition"]["source"] == "recorded"
@@ -148,10 +166,10 @@ def _planted_from_scratch(path: Path) -> None:
     path.chmod(0o600)
 
 
-@pytest.mark.parametrize("tamper", [_other_owner, _readable, _symlinked, _hard_linked, _edited, _release_swapped,
-                                    _planted_from_scratch])
-def test_a_record_the_agent_did_not_write_is_not_trusted(agent: ModuleType, host: dict[str, Path],
-                                                         tamper: Any) -> None:
+@pytest.mark.parametrize(
+    "tamper", [_other_owner, _readable, _symlinked, _hard_linked, _edited, _release_swapped, _planted_from_scratch]
+)
+def test_a_record_the_agent_did_not_write_is_not_trusted(agent: ModuleType, host: dict[str, Path], tamper: Any) -> None:
     if os.geteuid() != 0:
         pytest.skip("ownership checks need root, as on a host")
     install(agent, host)
@@ -170,21 +188,23 @@ def test_a_group_writable_state_directory_is_not_trusted(agent: ModuleType, host
 
 # ---- the controller: which playbook an emergency rollback reads ----
 
-def test_without_playbook_or_run_the_layout_is_each_hosts_own_record(tmp_path: Path,
-                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+
+def test_without_playbook_or_run_the_layout_is_each_hosts_own_record(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from upgrader.commands import rollback as command
     from upgrader.commands import specs
 
     monkeypatch.chdir(REPO)  # playbooks/ is right there: it is not read for the layout
     monkeypatch.setattr(specs, "find_playbook", lambda *a: pytest.fail("read the playbooks directory"))
-    args = command.argparse.Namespace(playbook=None, playbooks=None, state_dir=tmp_path / "state",
-                                      component="ordergw")
+    args = command.argparse.Namespace(playbook=None, playbooks=None, state_dir=tmp_path / "state", component="ordergw")
     lay = command.layout(args)
     assert (lay.spec, lay.root, lay.source) == (None, "", "the hosts' own records")
 
 
 def test_the_newest_runs_plan_supplies_the_layout_and_nothing_else_is_read(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from upgrader.commands import rollback as command
     from upgrader.commands import specs
     from upgrader.engine.journal import Journal
@@ -192,8 +212,20 @@ def test_the_newest_runs_plan_supplies_the_layout_and_nothing_else_is_read(
 
     state = tmp_path / "state"
     monkeypatch.chdir(REPO)
-    assert main(["plan", "playbooks/ordergw-5.2.0.yml", "-i", "inventories/prod-na.yml", "--offline", "--out",
-                 str(tmp_path / "plan.json")]) == 0
+    assert (
+        main(
+            [
+                "plan",
+                "playbooks/ordergw-5.2.0.yml",
+                "-i",
+                "inventories/prod-na.yml",
+                "--offline",
+                "--out",
+                str(tmp_path / "plan.json"),
+            ]
+        )
+        == 0
+    )
     older = Journal.create(state, "20260101T000000Z-ordergw-0001")
     older.write_file("plan.json", (tmp_path / "plan.json").read_text().replace('"/opt/ordergw"', '"/opt/old"'))
     newer = Journal.create(state, "20260102T000000Z-ordergw-0002")
@@ -209,8 +241,10 @@ def test_the_newest_runs_plan_supplies_the_layout_and_nothing_else_is_read(
 
 # ---- the agent: what a rollback without --to undoes on this host ----
 
+
 def test_default_target_undoes_the_run_being_rolled_back_and_a_switch_after_the_look(
-        agent: ModuleType, host: dict[str, Path]) -> None:
+    agent: ModuleType, host: dict[str, Path]
+) -> None:
     import time
 
     (host["root"] / "releases" / "0.9" / ".upgrader").mkdir(parents=True, mode=0o700)

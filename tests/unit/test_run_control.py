@@ -37,8 +37,10 @@ from upgrader.errors import ExitCode
 
 REPO = Path(__file__).resolve().parents[2]
 RUN = "20261205T070000Z-app-1a2b"
-GATED = {"canary": {"promote": "manual", "promote_timeout": "60s", "scope": "datacenter"},
-         "rollout": {"pause_between_datacenters": "manual"}}
+GATED = {
+    "canary": {"promote": "manual", "promote_timeout": "60s", "scope": "datacenter"},
+    "rollout": {"pause_between_datacenters": "manual"},
+}
 # phases: ny-1 canary | promote-ny: ny-2 | enter-ch: ch-1 canary | promote-ch: ch-2
 
 
@@ -57,8 +59,16 @@ class Running:
         self.journal = journal or s.journal(RUN)
         self.journal.write_file("plan.json", s.plan.to_json())  # as `apply` does: promote --ahead reads its gates
         self.out = io.StringIO()
-        self.engine = Apply(s.plan, s.hosts.pool(), self.journal, Progress("json", stream=self.out),
-                            artifacts=s.artifacts, operator="pytest", sleep=time.sleep, **kwargs)
+        self.engine = Apply(
+            s.plan,
+            s.hosts.pool(),
+            self.journal,
+            Progress("json", stream=self.out),
+            artifacts=s.artifacts,
+            operator="pytest",
+            sleep=time.sleep,
+            **kwargs,
+        )
         self.outcome: Outcome | None = None
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
@@ -98,11 +108,14 @@ def no_locks(s: Scenario) -> bool:
 # ---------------------------------------------------------------- gates
 
 
-@pytest.mark.reliability("promote for a gate the run is not waiting at (a later datacenter's)",
-                         "refused, exit 1, naming the gate it waits at; a promote planted before the gate "
-                         "does not pass it; the right promote does")
+@pytest.mark.reliability(
+    "promote for a gate the run is not waiting at (a later datacenter's)",
+    "refused, exit 1, naming the gate it waits at; a promote planted before the gate "
+    "does not pass it; the right promote does",
+)
 def test_a_promote_for_a_later_gate_is_refused_and_never_passes_it(
-        gated: Scenario, capsys: pytest.CaptureFixture[str], record_property: Callable[[str, str], None]) -> None:
+    gated: Scenario, capsys: pytest.CaptureFixture[str], record_property: Callable[[str, str], None]
+) -> None:
     run = Running(gated)
     run.waiting_at("promote-ny")
     wrong = cli(gated, "promote", RUN, "--gate", "promote-ch", "--reason", "early")
@@ -125,15 +138,20 @@ def test_a_promote_for_a_later_gate_is_refused_and_never_passes_it(
     waited = ends["promote-ch"]["waited"]
     assert outcome.exit_code == ExitCode.OK and ends["promote-ch"]["decision"]["operator"] != "old"
     assert waited >= 1.5 and set(gated.versions().values()) == {TO} and no_locks(gated)
-    record_property("observed", f"wrong gate: exit {wrong}, said {said.strip().splitlines()[0][:120]!r}; "
-                                f"planted promote ignored: promote-ch waited {waited}s until the real promote; "
-                                f"run exit {int(outcome.exit_code)}, all hosts on {TO}")
+    record_property(
+        "observed",
+        f"wrong gate: exit {wrong}, said {said.strip().splitlines()[0][:120]!r}; "
+        f"planted promote ignored: promote-ch waited {waited}s until the real promote; "
+        f"run exit {int(outcome.exit_code)}, all hosts on {TO}",
+    )
 
 
-@pytest.mark.reliability("promote --gate G --ahead (pre-approval)",
-                         "accepted, audited with ahead, passes G when reached, shown by show")
+@pytest.mark.reliability(
+    "promote --gate G --ahead (pre-approval)", "accepted, audited with ahead, passes G when reached, shown by show"
+)
 def test_a_gate_approved_ahead_passes_when_reached_and_is_shown(
-        gated: Scenario, capsys: pytest.CaptureFixture[str], record_property: Callable[[str, str], None]) -> None:
+    gated: Scenario, capsys: pytest.CaptureFixture[str], record_property: Callable[[str, str], None]
+) -> None:
     run = Running(gated)
     run.waiting_at("promote-ny")
     assert cli(gated, "promote", RUN, "--ahead", "--reason", "no gate") == 1  # --ahead needs --gate
@@ -160,17 +178,23 @@ def test_a_gate_approved_ahead_passes_when_reached_and_is_shown(
     assert "gate enter-ch promoted by" in report and "approved ahead" in report, report
     assert outcome.exit_code == ExitCode.OK
     line = next(x for x in shown.splitlines() if "ahead" in x)
-    record_property("observed", f"--ahead exit {code}; enter-ch passed after {end['waited']}s with ahead=true; "
-                                f"audit ahead=true; show: {line[-80:]!r}")
+    record_property(
+        "observed",
+        f"--ahead exit {code}; enter-ch passed after {end['waited']}s with ahead=true; "
+        f"audit ahead=true; show: {line[-80:]!r}",
+    )
 
 
 # ---------------------------------------------------------------- abort
 
 
-@pytest.mark.reliability("abort RUN while the canary waits at its promote gate (policy 'host')",
-                         "every host the run changed back on its starting release, verified; exit 3; no lock")
+@pytest.mark.reliability(
+    "abort RUN while the canary waits at its promote gate (policy 'host')",
+    "every host the run changed back on its starting release, verified; exit 3; no lock",
+)
 def test_an_abort_at_the_gate_puts_the_canary_back(
-        gated: Scenario, capsys: pytest.CaptureFixture[str], record_property: Callable[[str, str], None]) -> None:
+    gated: Scenario, capsys: pytest.CaptureFixture[str], record_property: Callable[[str, str], None]
+) -> None:
     run = Running(gated)
     run.waiting_at("promote-ny")
     assert gated.versions()["ny-1"] == TO
@@ -183,14 +207,18 @@ def test_an_abort_at_the_gate_puts_the_canary_back(
     assert set(gated.versions().values()) == {FROM} and no_locks(gated)
     assert all(gated.hosts[h].state("app.service") == "active" for h in gated.versions())
     assert outcome.hosts["ny-1"].state == HostState.ROLLED_BACK
-    record_property("observed", f"abort exit {said}; run exit {int(outcome.exit_code)} ({outcome.status}) "
-                                f"{seconds:.2f}s after the abort; versions {gated.versions()}; no lock")
+    record_property(
+        "observed",
+        f"abort exit {said}; run exit {int(outcome.exit_code)} ({outcome.status}) "
+        f"{seconds:.2f}s after the abort; versions {gated.versions()}; no lock",
+    )
 
 
-@pytest.mark.reliability("abort RUN --keep at the promote gate", "canary stays on the new release, verified; "
-                         "the rest untouched; exit 5; journaled")
-def test_an_abort_with_keep_leaves_the_canary(gated: Scenario,
-                                              record_property: Callable[[str, str], None]) -> None:
+@pytest.mark.reliability(
+    "abort RUN --keep at the promote gate",
+    "canary stays on the new release, verified; the rest untouched; exit 5; journaled",
+)
+def test_an_abort_with_keep_leaves_the_canary(gated: Scenario, record_property: Callable[[str, str], None]) -> None:
     run = Running(gated)
     run.waiting_at("promote-ny")
     assert cli(gated, "abort", RUN, "--reason", "keep it", "--keep", "--wait", "5") == 0
@@ -199,21 +227,35 @@ def test_an_abort_with_keep_leaves_the_canary(gated: Scenario,
     assert gated.versions() == {"ny-1": TO, "ny-2": FROM, "ch-1": FROM, "ch-2": FROM} and no_locks(gated)
     kept = [e for e in entries(run.journal) if e["event"] == "abort-kept"]
     assert kept and kept[0]["hosts"] == ["ny-1"]
-    record_property("observed", f"run exit {int(outcome.exit_code)} ({outcome.status}); versions {gated.versions()}; "
-                                f"abort-kept {kept[0]['hosts']}")
+    record_property(
+        "observed",
+        f"run exit {int(outcome.exit_code)} ({outcome.status}); versions {gated.versions()}; "
+        f"abort-kept {kept[0]['hosts']}",
+    )
 
 
-@pytest.mark.reliability("a promote and an abort at the same moment, from two processes",
-                         "one consistent outcome: every host back; each exit code says what happened to it")
+@pytest.mark.reliability(
+    "a promote and an abort at the same moment, from two processes",
+    "one consistent outcome: every host back; each exit code says what happened to it",
+)
 def test_a_promote_and_an_abort_from_two_processes_at_once(
-        gated: Scenario, record_property: Callable[[str, str], None]) -> None:
+    gated: Scenario, record_property: Callable[[str, str], None]
+) -> None:
     run = Running(gated)
     run.waiting_at("promote-ny")
     base = [sys.executable, "-m", "upgrader", "--state-dir", str(gated.tmp / "state")]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    procs = {kind: subprocess.Popen([*base, kind, RUN, "--reason", f"{kind} at once", "--wait", "10"], cwd=REPO,
-                                    env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for kind in ("promote", "abort")}
+    procs = {
+        kind: subprocess.Popen(
+            [*base, kind, RUN, "--reason", f"{kind} at once", "--wait", "10"],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for kind in ("promote", "abort")
+    }
     said = {kind: (p.wait(30), "".join(p.communicate()).strip().splitlines()[-1]) for kind, p in procs.items()}
     outcome = run.end()
     gate_end = next(e for e in entries(run.journal) if e["event"] == "gate-end" and e["gate"] == "promote-ny")
@@ -221,9 +263,12 @@ def test_a_promote_and_an_abort_from_two_processes_at_once(
     assert (said["promote"][0] == 0) == (gate_end["outcome"] == "promoted"), (said, gate_end)
     assert outcome.status == "aborted" and outcome.exit_code == ExitCode.FAILED_ROLLED_BACK
     assert set(gated.versions().values()) == {FROM} and no_locks(gated)
-    record_property("observed", f"gate {gate_end['outcome']}; promote exit {said['promote'][0]} "
-                                f"({said['promote'][1][:70]!r}); abort exit {said['abort'][0]}; run exit "
-                                f"{int(outcome.exit_code)}; versions {sorted(set(gated.versions().values()))}")
+    record_property(
+        "observed",
+        f"gate {gate_end['outcome']}; promote exit {said['promote'][0]} "
+        f"({said['promote'][1][:70]!r}); abort exit {said['abort'][0]}; run exit "
+        f"{int(outcome.exit_code)}; versions {sorted(set(gated.versions().values()))}",
+    )
 
 
 # ---------------------------------------------------------------- Ctrl-C
@@ -231,8 +276,9 @@ def test_a_promote_and_an_abort_from_two_processes_at_once(
 
 @pytest.fixture
 def baking(tmp_path: Path) -> Iterator[Scenario]:
-    s = Scenario.build(tmp_path, {"ny": ["ny-1", "ny-2"]}, playbook={"canary": {"bake": "30s",
-                                                                                 "bake_interval": "500ms"}})
+    s = Scenario.build(
+        tmp_path, {"ny": ["ny-1", "ny-2"]}, playbook={"canary": {"bake": "30s", "bake_interval": "500ms"}}
+    )
     yield s
     s.close()
 
@@ -243,8 +289,15 @@ def interrupted(s: Scenario, signals: int, monkeypatch: pytest.MonkeyPatch) -> t
     monkeypatch.setattr(apply_engine, "HEARTBEAT", 0.3)
     journal = s.journal(RUN)
     told: list[str] = []
-    engine = Apply(s.plan, s.hosts.pool(), journal, Progress("plain", stream=io.StringIO()), artifacts=s.artifacts,
-                   operator="pytest", sleep=time.sleep)
+    engine = Apply(
+        s.plan,
+        s.hosts.pool(),
+        journal,
+        Progress("plain", stream=io.StringIO()),
+        artifacts=s.artifacts,
+        operator="pytest",
+        sleep=time.sleep,
+    )
     sent: list[float] = []
 
     def interrupt() -> None:
@@ -276,11 +329,17 @@ def Journal_at(entry: dict[str, Any]) -> float:
     return datetime.fromisoformat(entry["at"]).timestamp() + _MONO
 
 
-@pytest.mark.reliability("SIGINT during a 30 s canary bake", "the bake ends within ~1 s, the canary is put back "
-                         "verified, the run ends resumable (exit 5) and resume carries it to the end")
+@pytest.mark.reliability(
+    "SIGINT during a 30 s canary bake",
+    "the bake ends within ~1 s, the canary is put back "
+    "verified, the run ends resumable (exit 5) and resume carries it to the end",
+)
 def test_one_sigint_ends_the_bake_at_once_and_the_run_can_be_resumed(
-        baking: Scenario, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
-        record_property: Callable[[str, str], None]) -> None:
+    baking: Scenario,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    record_property: Callable[[str, str], None],
+) -> None:
     outcome, bake_s, run_s, told = interrupted(baking, 1, monkeypatch)
     assert bake_s < 1.0 and run_s < 5.0, (bake_s, run_s)
     assert "SIGINT: stopping" in told
@@ -294,15 +353,22 @@ def test_one_sigint_ends_the_bake_at_once_and_the_run_can_be_resumed(
     # resume's view: not "already finished"; carrying on puts every host on the target.
     again, _ = baking.apply(recovery=analyze(es, baking.plan), journal=journal)
     assert again.exit_code == ExitCode.OK and set(baking.versions().values()) == {TO}
-    record_property("observed", f"bake ended {bake_s:.2f}s after SIGINT, run ended after {run_s:.2f}s; exit "
-                                f"{int(outcome.exit_code)} resumable; versions then {FROM}; resume exit "
-                                f"{int(again.exit_code)}, all on {TO}")
+    record_property(
+        "observed",
+        f"bake ended {bake_s:.2f}s after SIGINT, run ended after {run_s:.2f}s; exit "
+        f"{int(outcome.exit_code)} resumable; versions then {FROM}; resume exit "
+        f"{int(again.exit_code)}, all on {TO}",
+    )
 
 
-@pytest.mark.reliability("SIGINT twice during a canary bake", "stops at the next safe point without rolling back; "
-                         "journal says hard stop; resume puts the canary back and finishes")
+@pytest.mark.reliability(
+    "SIGINT twice during a canary bake",
+    "stops at the next safe point without rolling back; "
+    "journal says hard stop; resume puts the canary back and finishes",
+)
 def test_a_second_sigint_stops_without_rolling_back_and_resume_finishes(
-        baking: Scenario, monkeypatch: pytest.MonkeyPatch, record_property: Callable[[str, str], None]) -> None:
+    baking: Scenario, monkeypatch: pytest.MonkeyPatch, record_property: Callable[[str, str], None]
+) -> None:
     outcome, bake_s, _run_s, told = interrupted(baking, 2, monkeypatch)
     assert bake_s < 1.0 and "again" in told
     assert (outcome.exit_code, outcome.resumable) == (ExitCode.HALTED, True), outcome.message
@@ -317,15 +383,20 @@ def test_a_second_sigint_stops_without_rolling_back_and_resume_finishes(
     again, after = baking.apply(recovery=recovery, journal=baking.runs[-1])
     assert again.exit_code == ExitCode.OK and set(baking.versions().values()) == {TO} and no_locks(baking)
     assert any(e["event"] == "rollback-end" and e["host"] == "ny-1" for e in after)
-    record_property("observed", f"bake ended {bake_s:.2f}s after the first SIGINT; exit {int(outcome.exit_code)}; "
-                                f"canary left on {TO}, halt hard=true; resume put it back and ended exit "
-                                f"{int(again.exit_code)}")
+    record_property(
+        "observed",
+        f"bake ended {bake_s:.2f}s after the first SIGINT; exit {int(outcome.exit_code)}; "
+        f"canary left on {TO}, halt hard=true; resume put it back and ended exit "
+        f"{int(again.exit_code)}",
+    )
 
 
-@pytest.mark.reliability("abort RUN during a 30 s canary bake", "the bake ends within ~1 s; the canary goes "
-                         "back, verified; exit 3")
+@pytest.mark.reliability(
+    "abort RUN during a 30 s canary bake", "the bake ends within ~1 s; the canary goes back, verified; exit 3"
+)
 def test_an_abort_during_a_bake_ends_it_and_puts_the_canary_back(
-        baking: Scenario, capsys: pytest.CaptureFixture[str], record_property: Callable[[str, str], None]) -> None:
+    baking: Scenario, capsys: pytest.CaptureFixture[str], record_property: Callable[[str, str], None]
+) -> None:
     run = Running(baking)
     run.until(lambda es: any(e["event"] == "bake-begin" for e in es))
     time.sleep(0.5)
@@ -337,8 +408,11 @@ def test_an_abort_during_a_bake_ends_it_and_puts_the_canary_back(
     assert said == 0 and took < 1.5 and bake_end.get("cut"), (said, took)
     assert (outcome.exit_code, outcome.status) == (ExitCode.FAILED_ROLLED_BACK, "aborted"), outcome.message
     assert set(baking.versions().values()) == {FROM} and no_locks(baking)
-    record_property("observed", f"abort exit {said}; bake ended {took:.2f}s after the abort was asked; run exit "
-                                f"{int(outcome.exit_code)}; versions {baking.versions()}")
+    record_property(
+        "observed",
+        f"abort exit {said}; bake ended {took:.2f}s after the abort was asked; run exit "
+        f"{int(outcome.exit_code)}; versions {baking.versions()}",
+    )
 
 
 def test_a_bake_prints_a_heartbeat_with_the_time_left(baking: Scenario, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -354,8 +428,9 @@ def test_a_bake_prints_a_heartbeat_with_the_time_left(baking: Scenario, monkeypa
     assert times == sorted(times)
 
 
-def test_resume_names_where_the_hosts_are_when_a_run_is_over(gated: Scenario,
-                                                              capsys: pytest.CaptureFixture[str]) -> None:
+def test_resume_names_where_the_hosts_are_when_a_run_is_over(
+    gated: Scenario, capsys: pytest.CaptureFixture[str]
+) -> None:
     run = Running(gated)
     run.waiting_at("promote-ny")
     assert cli(gated, "abort", RUN, "--reason", "INC-1", "--wait", "5") == 0
@@ -369,15 +444,31 @@ def test_resume_names_where_the_hosts_are_when_a_run_is_over(gated: Scenario,
 
 # ---------------------------------------------------------------- exit codes from end states
 
-STATES = [HostState.PENDING, HostState.STAGED, HostState.UNTOUCHED, HostState.DONE, HostState.VERIFIED,
-          HostState.FAILED, HostState.UNREACHABLE, HostState.HELD, HostState.ROLLED_BACK,
-          HostState.ROLLBACK_FAILED, HostState.HANDED_OVER]
+STATES = [
+    HostState.PENDING,
+    HostState.STAGED,
+    HostState.UNTOUCHED,
+    HostState.DONE,
+    HostState.VERIFIED,
+    HostState.FAILED,
+    HostState.UNREACHABLE,
+    HostState.HELD,
+    HostState.ROLLED_BACK,
+    HostState.ROLLBACK_FAILED,
+    HostState.HANDED_OVER,
+]
 
 
-@given(st.lists(st.tuples(st.sampled_from(STATES), st.booleans()), min_size=1, max_size=6),
-       st.integers(0, 3), st.booleans(), st.booleans(), st.booleans())
-def test_the_exit_code_follows_from_the_hosts_end_states(hosts: list[tuple[HostState, bool]], failures: int,
-                                                         aborted: bool, halt: bool, resumable: bool) -> None:
+@given(
+    st.lists(st.tuples(st.sampled_from(STATES), st.booleans()), min_size=1, max_size=6),
+    st.integers(0, 3),
+    st.booleans(),
+    st.booleans(),
+    st.booleans(),
+)
+def test_the_exit_code_follows_from_the_hosts_end_states(
+    hosts: list[tuple[HostState, bool]], failures: int, aborted: bool, halt: bool, resumable: bool
+) -> None:
     runs = {}
     for i, (state, touched) in enumerate(hosts):
         run = HostRun.__new__(HostRun)
@@ -385,10 +476,18 @@ def test_the_exit_code_follows_from_the_hosts_end_states(hosts: list[tuple[HostS
         run.state, run.detail, run.touched, run.failure = state, "", touched, ""
         runs[f"h{i}"] = run
     held = any(s == HostState.HELD for s, _ in hosts)
-    code, _status, _message = verdict(runs, held=held, failures=failures, aborted=aborted,
-                                      halted="stopped" if halt else None, target=TO, resumable=resumable)
-    needs_human = held or any(s in (HostState.ROLLBACK_FAILED, HostState.UNREACHABLE)
-                              or (s == HostState.FAILED and t) for s, t in hosts)
+    code, _status, _message = verdict(
+        runs,
+        held=held,
+        failures=failures,
+        aborted=aborted,
+        halted="stopped" if halt else None,
+        target=TO,
+        resumable=resumable,
+    )
+    needs_human = held or any(
+        s in (HostState.ROLLBACK_FAILED, HostState.UNREACHABLE) or (s == HostState.FAILED and t) for s, t in hosts
+    )
     on_target = [s in (HostState.DONE, HostState.VERIFIED) for s, _ in hosts]
     if needs_human:
         assert code == ExitCode.ROLLBACK_FAILED
@@ -411,12 +510,14 @@ class _Plan:
         self.from_version = FROM
 
 
-
-@pytest.mark.reliability("a run that ends needing a human (rollback: hold) keeps the failed host's lock",
-                         "the lock is kept only because the run is resumable; the message says how to resume "
-                         "or release it; resume puts the host back and leaves no lock")
+@pytest.mark.reliability(
+    "a run that ends needing a human (rollback: hold) keeps the failed host's lock",
+    "the lock is kept only because the run is resumable; the message says how to resume "
+    "or release it; resume puts the host back and leaves no lock",
+)
 def test_a_lock_outlives_a_run_only_when_it_is_resumable_and_says_how(
-        tmp_path: Path, record_property: Callable[[str, str], None]) -> None:
+    tmp_path: Path, record_property: Callable[[str, str], None]
+) -> None:
     s = Scenario.build(tmp_path, {"ny": ["ny-1", "ny-2"]}, bad={"ny-2"}, on_failure="hold")
     try:
         outcome, es = s.apply(journal=s.journal(RUN))
@@ -428,7 +529,10 @@ def test_a_lock_outlives_a_run_only_when_it_is_resumable_and_says_how(
         again, _ = s.apply(recovery=analyze(es, s.plan), journal=s.runs[-1])
         assert s.versions() == {"ny-1": TO, "ny-2": FROM} and no_locks(s)
         assert again.exit_code == ExitCode.FAILED_ROLLED_BACK, again.message
-        record_property("observed", f"exit {int(outcome.exit_code)}, locked {locked}, message names resume and "
-                                    f"unlock; resume exit {int(again.exit_code)}, versions {s.versions()}, no lock")
+        record_property(
+            "observed",
+            f"exit {int(outcome.exit_code)}, locked {locked}, message names resume and "
+            f"unlock; resume exit {int(again.exit_code)}, versions {s.versions()}, no lock",
+        )
     finally:
         s.close()

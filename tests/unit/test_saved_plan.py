@@ -126,10 +126,15 @@ def _assumed(data: dict[str, Any]) -> None:
 
 EDITS: dict[str, tuple[Edit, str]] = {
     "adds a host": (_add_host, 'hosts[9]: plan says {"address"'),
-    "changes the migrate command": (_migrate_command, 'spec.migrate.command[0]: plan says "/bin/sh", '
-                                                      'playbook gives "{release}/bin/migrate-config"'),
-    "changes a migrate step": (_migrate_detail, 'hosts[0].steps[9].op.argv[0]: plan says "/bin/sh", '
-                                                   'playbook gives "/opt/ordergw/releases/5.2.0/bin/migrate-config"'),
+    "changes the migrate command": (
+        _migrate_command,
+        'spec.migrate.command[0]: plan says "/bin/sh", playbook gives "{release}/bin/migrate-config"',
+    ),
+    "changes a migrate step": (
+        _migrate_detail,
+        'hosts[0].steps[9].op.argv[0]: plan says "/bin/sh", '
+        'playbook gives "/opt/ordergw/releases/5.2.0/bin/migrate-config"',
+    ),
     "changes a version": (_version, 'hosts[0].path[1]: plan says "5.1.9", playbook gives "5.2.0"'),
     "changes the spec": (_spec, "spec.canary.bake: plan says 0.0, playbook gives 8.0"),
     "changes a check": (_check, "spec.checks[0].http.status: plan says 500, playbook gives 200"),
@@ -140,14 +145,15 @@ EDITS: dict[str, tuple[Edit, str]] = {
 @pytest.mark.reliability
 @pytest.mark.parametrize("edit", sorted(EDITS))
 def test_an_edited_and_resealed_plan_is_refused_naming_the_difference(
-        saved: Path, connections: list[str], capsys: pytest.CaptureFixture[str], edit: str,
-        record_property: Any) -> None:
+    saved: Path, connections: list[str], capsys: pytest.CaptureFixture[str], edit: str, record_property: Any
+) -> None:
     record_property("scenario", f"a saved plan edited and re-sealed (hash recomputed): {edit}")
     record_property("expected", "apply refuses before any connection, naming the first difference; exit 1")
     change, named = EDITS[edit]
     reseal(saved, change)
-    assert Plan.model_validate_json(saved.read_text()).compute_hash() == json.loads(saved.read_text())[
-        "content_hash"]  # the hash alone would let it through
+    assert (
+        Plan.model_validate_json(saved.read_text()).compute_hash() == json.loads(saved.read_text())["content_hash"]
+    )  # the hash alone would let it through
     code, err = apply(saved, capsys)
     assert code == 1, err
     assert "is not what its playbook, inventory and facts give" in err and named in err, err
@@ -155,8 +161,9 @@ def test_an_edited_and_resealed_plan_is_refused_naming_the_difference(
     record_property("observed", f"exit {code}, {len(connections)} connection(s): {err.split('give: ')[1][:120]}")
 
 
-def test_an_edit_without_resealing_is_refused_too(saved: Path, connections: list[str],
-                                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_an_edit_without_resealing_is_refused_too(
+    saved: Path, connections: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
     data = json.loads(saved.read_text())
     data["content_hash"] = "sha256:" + "0" * 64
     saved.write_text(json.dumps(data))
@@ -165,8 +172,9 @@ def test_an_edit_without_resealing_is_refused_too(saved: Path, connections: list
     assert connections == []
 
 
-def test_an_untouched_plan_passes_and_only_then_connects(saved: Path, connections: list[str],
-                                                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_an_untouched_plan_passes_and_only_then_connects(
+    saved: Path, connections: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
     plan = Plan.model_validate_json(saved.read_text())
     inputs = reviewed_inputs(saved, plan, Path("inventory.yml"))
     assert rederived_difference(saved.read_text(), plan_again(plan, inputs)) is None
@@ -181,8 +189,8 @@ def test_a_reindented_plan_is_the_same_plan(saved: Path, connections: list[str])
 
 
 def test_apply_from_another_directory_finds_the_playbook_beside_the_inventory(
-        saved: Path, connections: list[str], monkeypatch: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str]) -> None:
+    saved: Path, connections: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     elsewhere = saved.parent / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
@@ -190,20 +198,20 @@ def test_apply_from_another_directory_finds_the_playbook_beside_the_inventory(
     assert (code, connections) == (1, ["pool"]) and "reached the pool" in err, err
 
 
-@pytest.mark.reliability("apply PLAN.json when the playbook it names is missing",
-                         "refused before any connection; exit 1")
-def test_a_missing_playbook_is_refused(saved: Path, connections: list[str],
-                                       capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.reliability(
+    "apply PLAN.json when the playbook it names is missing", "refused before any connection; exit 1"
+)
+def test_a_missing_playbook_is_refused(saved: Path, connections: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     (saved.parent / "playbook.yml").unlink()
     code, err = apply(saved, capsys)
     assert code == 1 and "the playbook it was planned from, playbook.yml, is missing" in err, err
     assert connections == []
 
 
-@pytest.mark.reliability("apply PLAN.json when the playbook it names has changed",
-                         "refused before any connection; exit 1")
-def test_a_changed_playbook_is_refused(saved: Path, connections: list[str],
-                                       capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.reliability(
+    "apply PLAN.json when the playbook it names has changed", "refused before any connection; exit 1"
+)
+def test_a_changed_playbook_is_refused(saved: Path, connections: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     pb = saved.parent / "playbook.yml"
     pb.write_text(pb.read_text() + "# one more comment\n")
     code, err = apply(saved, capsys)
@@ -211,10 +219,10 @@ def test_a_changed_playbook_is_refused(saved: Path, connections: list[str],
     assert connections == []
 
 
-@pytest.mark.reliability("apply PLAN.json with an inventory other than the one planned from",
-                         "refused before any connection; exit 1")
-def test_another_inventory_is_refused(saved: Path, connections: list[str],
-                                      capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.reliability(
+    "apply PLAN.json with an inventory other than the one planned from", "refused before any connection; exit 1"
+)
+def test_another_inventory_is_refused(saved: Path, connections: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     other = saved.parent / "other.yml"
     other.write_text((saved.parent / "inventory.yml").read_text().replace("ny5-oe04", "ny5-oe44"))
     code, err = apply(saved, capsys, "other.yml")
@@ -222,15 +230,17 @@ def test_another_inventory_is_refused(saved: Path, connections: list[str],
     assert connections == []
 
 
-def test_a_missing_inventory_is_refused(saved: Path, connections: list[str],
-                                        capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_missing_inventory_is_refused(
+    saved: Path, connections: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
     code, err = apply(saved, capsys, "gone.yml")
     assert code == 1 and "gone.yml" in err, err
     assert connections == []
 
 
-def test_facts_that_are_not_facts_are_refused(saved: Path, connections: list[str],
-                                              capsys: pytest.CaptureFixture[str]) -> None:
+def test_facts_that_are_not_facts_are_refused(
+    saved: Path, connections: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
     reseal(saved, lambda d: d["facts_assumed"][sorted(d["facts_assumed"])[0]].update(installed="not a version"))
     code, err = apply(saved, capsys)
     assert code == 1 and "facts_assumed are not facts" in err, err
@@ -269,16 +279,23 @@ checks: [{name: port, tcp: {port: 9000}}]
 
 @pytest.mark.reliability
 def test_a_tampered_plan_reaches_no_host_even_with_a_connection_record(
-        in_tmp: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
-        listeners: list[socket.socket], record_property: Any) -> None:
+    in_tmp: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    listeners: list[socket.socket],
+    record_property: Any,
+) -> None:
     """Hosts on loopback ports that listen; a record of their endpoints (so `apply` could start early)."""
     state = in_tmp / "state"
     monkeypatch.setenv("UPGRADER_STATE_DIR", str(state))
-    hosts = "".join(f"      h{i}: {{address: 127.0.0.1, port: {s.getsockname()[1]}, roles: [app], "
-                    f"installed: {{app: '1.0.0'}}}}\n" for i, s in enumerate(listeners))
+    hosts = "".join(
+        f"      h{i}: {{address: 127.0.0.1, port: {s.getsockname()[1]}, roles: [app], installed: {{app: '1.0.0'}}}}\n"
+        for i, s in enumerate(listeners)
+    )
     (in_tmp / "inventory.yml").write_text(
         f"name: loop\nknown_hosts: {in_tmp / 'known_hosts'}\ndefaults: {{user: deploy}}\nroles: {{app: [app]}}\n"
-        f"datacenters:\n  dc:\n    hosts:\n{hosts}")
+        f"datacenters:\n  dc:\n    hosts:\n{hosts}"
+    )
     (in_tmp / "playbook.yml").write_text(LOOPBACK_PLAYBOOK)
     assert main(["plan", "playbook.yml", "-i", "inventory.yml", "--offline", "--out", "plan.json"]) == 0
     inv = load_inventory(in_tmp / "inventory.yml")
@@ -293,11 +310,15 @@ def test_a_tampered_plan_reaches_no_host_even_with_a_connection_record(
         with pytest.raises(BlockingIOError):
             s.accept()
     assert early._started == {}
-    record_property("scenario", "a re-sealed tampered plan, hosts listening on loopback, a connection record "
-                                "that would let apply connect early")
+    record_property(
+        "scenario",
+        "a re-sealed tampered plan, hosts listening on loopback, a connection record "
+        "that would let apply connect early",
+    )
     record_property("expected", "refused; no host sees a connection")
-    record_property("observed", f"exit {code}; 0 of {len(listeners)} listeners accepted a connection; "
-                                f"{err.split('give: ')[1][:80]}")
+    record_property(
+        "observed", f"exit {code}; 0 of {len(listeners)} listeners accepted a connection; {err.split('give: ')[1][:80]}"
+    )
 
 
 # ------------------------------------------------------------ first_difference itself
@@ -306,14 +327,16 @@ def test_a_tampered_plan_reaches_no_host_even_with_a_connection_record(
 def test_first_difference_names_paths_and_values() -> None:
     assert first_difference({"a": [1, {"b": "x"}]}, {"a": [1, {"b": "x"}]}) is None
     assert first_difference({"a": [1, {"b": "x"}]}, {"a": [1, {"b": "y"}]}) == (
-        'a[1].b: plan says "x", playbook gives "y"')
+        'a[1].b: plan says "x", playbook gives "y"'
+    )
     assert first_difference({"a": [1]}, {"a": [1, 2]}) == "a[1]: plan says nothing, playbook gives 2"
     assert first_difference({"a": 1, "z": 1}, {"z": 1}) == "a: plan says 1, playbook gives nothing"
     assert first_difference({"a": 1}, {"a": 1.0}) == "a: plan says 1, playbook gives 1.0"  # type counts
     assert first_difference({"a": True}, {"a": 1}) == "a: plan says true, playbook gives 1"
     # The edit is named, not the hash that changed with it.
     assert first_difference({"content_hash": "x", "z": 1}, {"content_hash": "y", "z": 2}) == (
-        "z: plan says 1, playbook gives 2")
+        "z: plan says 1, playbook gives 2"
+    )
     assert first_difference({"content_hash": "x"}, {"content_hash": "y"}).startswith("content_hash:")  # type: ignore[union-attr]
 
 
@@ -343,4 +366,5 @@ def test_live_facts_must_still_be_the_assumed_ones_requires_included(saved: Path
     moved = facts.hosts[host].model_copy(update={"components": {**facts.hosts[host].components, "feedhandler": now}})
     facts = facts.model_copy(update={"hosts": {**facts.hosts, host: moved}})
     assert drift(plan, facts, playbook_sha=None, inventory_sha=plan.inventory.sha256) == [
-        "ny5-oe01: feedhandler now on 3.0.0, not 3.1.0 as planned"]
+        "ny5-oe01: feedhandler now on 3.0.0, not 3.1.0 as planned"
+    ]

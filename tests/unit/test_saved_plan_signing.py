@@ -23,8 +23,10 @@ def signed(in_tmp: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.Capture
     shutil.copy(PLAYBOOK, in_tmp / "playbook.yml")
     shutil.copy(INVENTORY, in_tmp / "inventory.yml")
     (in_tmp / "key").write_text(KEY + "\n")
-    assert main(["plan", "playbook.yml", "-i", "inventory.yml", "--offline", "--out", "plan.json",
-                 "--plan-key", "key"]) == 0
+    assert (
+        main(["plan", "playbook.yml", "-i", "inventory.yml", "--offline", "--out", "plan.json", "--plan-key", "key"])
+        == 0
+    )
     capsys.readouterr()
     return in_tmp / "plan.json"
 
@@ -34,17 +36,23 @@ def apply_signed(plan: Path, capsys: pytest.CaptureFixture[str], *extra: str) ->
     return code, capsys.readouterr().err
 
 
-def test_a_signed_plan_passes_with_the_key(signed: Path, connections: list[str],  # noqa: F811
-                                           capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_signed_plan_passes_with_the_key(
+    signed: Path,
+    connections: list[str],  # noqa: F811
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     sig = signing.signature_path(signed).read_text().strip()
     assert sig.startswith("hmac-sha256:") and len(sig) == len("hmac-sha256:") + 64
     code, err = apply_signed(signed, capsys, "--plan-key", "key")
     assert (code, connections) == (1, ["pool"]) and "reached the pool" in err, err  # past every check
 
 
-def test_the_key_may_come_from_the_environment(signed: Path, connections: list[str],  # noqa: F811
-                                               capsys: pytest.CaptureFixture[str],
-                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_key_may_come_from_the_environment(
+    signed: Path,
+    connections: list[str],  # noqa: F811
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setenv(signing.ENV, KEY)
     code, err = apply_signed(signed, capsys)
     assert (code, connections) == (1, ["pool"]), err
@@ -52,9 +60,13 @@ def test_the_key_may_come_from_the_environment(signed: Path, connections: list[s
 
 @pytest.mark.reliability
 @pytest.mark.parametrize("damage", ["missing", "edited plan", "other key", "garbage"])
-def test_a_bad_signature_is_refused_before_anything(signed: Path, connections: list[str],  # noqa: F811
-                                                    capsys: pytest.CaptureFixture[str], damage: str,
-                                                    record_property: Any) -> None:
+def test_a_bad_signature_is_refused_before_anything(
+    signed: Path,
+    connections: list[str],  # noqa: F811
+    capsys: pytest.CaptureFixture[str],
+    damage: str,
+    record_property: Any,
+) -> None:
     record_property("scenario", f"apply a signed plan with a key configured: signature {damage}")
     record_property("expected", "refused before any connection; exit 1")
     sig = signing.signature_path(signed)
@@ -72,15 +84,21 @@ def test_a_bad_signature_is_refused_before_anything(signed: Path, connections: l
     record_property("observed", f"exit {code}, {len(connections)} connection(s): {err.strip()[:120]}")
 
 
-def test_reindenting_keeps_the_signature(signed: Path, connections: list[str],  # noqa: F811
-                                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_reindenting_keeps_the_signature(
+    signed: Path,
+    connections: list[str],  # noqa: F811
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     signed.write_text(json.dumps(json.loads(signed.read_text()), indent=4))
     code, err = apply_signed(signed, capsys, "--plan-key", "key")
     assert (code, connections) == (1, ["pool"]), err
 
 
-def test_a_short_or_unreadable_key_is_refused(signed: Path, connections: list[str],  # noqa: F811
-                                              capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_short_or_unreadable_key_is_refused(
+    signed: Path,
+    connections: list[str],  # noqa: F811
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     (signed.parent / "key").write_text("short")
     code, err = apply_signed(signed, capsys, "--plan-key", "key")
     assert code == 1 and "at least 16" in err, err

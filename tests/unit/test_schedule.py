@@ -58,8 +58,23 @@ def test_line_breaks_are_refused() -> None:
 def schedule(tmp_path: Path, capsys: pytest.CaptureFixture[str], *extra: str) -> tuple[Path, Path, str]:
     unit_dir = tmp_path / "units"
     unit_dir.mkdir()  # output directories are never created (loading/output.py)
-    rc = main(["--state-dir", str(tmp_path / "state"), "schedule", str(PLAYBOOK), "-i", str(INVENTORY),
-               "--at", "Sat 02:00 America/New_York", "--unit-dir", str(unit_dir), "--name", "upg-test", *extra])
+    rc = main(
+        [
+            "--state-dir",
+            str(tmp_path / "state"),
+            "schedule",
+            str(PLAYBOOK),
+            "-i",
+            str(INVENTORY),
+            "--at",
+            "Sat 02:00 America/New_York",
+            "--unit-dir",
+            str(unit_dir),
+            "--name",
+            "upg-test",
+            *extra,
+        ]
+    )
     assert rc == 0
     return unit_dir / "upg-test.service", unit_dir / "upg-test.timer", capsys.readouterr().out
 
@@ -72,8 +87,10 @@ def test_generated_units(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     assert f"WorkingDirectory={Path.cwd()}" in text
     exec_start = next(line for line in text.splitlines() if line.startswith("ExecStart="))
     artifacts = (Path("build") / "artifacts").resolve()
-    assert exec_start.endswith(f" --state-dir {tmp_path / 'state'} apply {PLAYBOOK} -i {INVENTORY} "
-                               f"--artifacts {artifacts} --yes --log-format json")
+    assert exec_start.endswith(
+        f" --state-dir {tmp_path / 'state'} apply {PLAYBOOK} -i {INVENTORY} "
+        f"--artifacts {artifacts} --yes --log-format json"
+    )
     assert exec_start.removeprefix("ExecStart=").startswith("/")
     timer_text = timer.read_text()
     assert "OnCalendar=Sat *-*-* 02:00:00 America/New_York" in timer_text
@@ -91,8 +108,9 @@ def test_stdout_without_unit_dir(capsys: pytest.CaptureFixture[str]) -> None:
 @needs_systemd
 def test_systemd_analyze_verify(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     service, timer, _ = schedule(tmp_path, capsys)
-    result = subprocess.run([SYSTEMD_ANALYZE, "verify", "--man=no", str(service), str(timer)],
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [SYSTEMD_ANALYZE, "verify", "--man=no", str(service), str(timer)], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stderr
     assert "upg-test" not in result.stderr, result.stderr  # warnings about our units fail the test too
 
@@ -101,8 +119,12 @@ def test_systemd_analyze_verify(tmp_path: Path, capsys: pytest.CaptureFixture[st
 def test_systemd_analyze_verify_catches_a_broken_unit(tmp_path: Path) -> None:
     job = Job("upg-bad", ("relative/upgrader", "apply"), "/", "/etc/x.env", "d", "/tmp/l")
     (tmp_path / "upg-bad.service").write_text(service_unit(job))
-    result = subprocess.run([SYSTEMD_ANALYZE, "verify", "--man=no", str(tmp_path / "upg-bad.service")],
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [SYSTEMD_ANALYZE, "verify", "--man=no", str(tmp_path / "upg-bad.service")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert "upg-bad" in result.stderr  # proves the check above can fail
 
 
@@ -110,8 +132,13 @@ def test_systemd_analyze_verify_catches_a_broken_unit(tmp_path: Path) -> None:
 def test_systemd_calendar_agrees_with_zoneinfo() -> None:
     at = parse_at("Sat 02:00 America/New_York")
     now = dt.datetime.now(dt.UTC)
-    result = subprocess.run([SYSTEMD_ANALYZE, "calendar", "--iterations=2", at.on_calendar()],
-                            capture_output=True, text=True, timeout=60, env={**os.environ, "TZ": "UTC"})
+    result = subprocess.run(
+        [SYSTEMD_ANALYZE, "calendar", "--iterations=2", at.on_calendar()],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "TZ": "UTC"},
+    )
     assert result.returncode == 0, result.stderr
     found = re.findall(r"(?:Next elapse|Iter\. #2): \w{3} (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) UTC", result.stdout)
     first = at.next_elapse(now)
@@ -132,9 +159,14 @@ def test_parse_on_refuses_times_a_dst_change_makes_ambiguous_or_impossible() -> 
     assert on.on_calendar() == "2026-12-05 02:00:00 America/New_York"
     assert on.next_elapse(dt.datetime(2026, 12, 1, tzinfo=dt.UTC)) == dt.datetime(2026, 12, 5, 7, tzinfo=dt.UTC)
     assert on.next_elapse(dt.datetime(2026, 12, 6, tzinfo=dt.UTC)) is None
-    for bad in ("2026-03-08 02:30 America/New_York",  # spring forward: 02:30 never happens
-                "2026-11-01 01:30 America/New_York",  # fall back: 01:30 happens twice
-                "2026-02-30 02:00 UTC", "2026-12-05 02:00", "2026-12-05 02:00 Mars/Olympus", "Sat 02:00 UTC"):
+    for bad in (
+        "2026-03-08 02:30 America/New_York",  # spring forward: 02:30 never happens
+        "2026-11-01 01:30 America/New_York",  # fall back: 01:30 happens twice
+        "2026-02-30 02:00 UTC",
+        "2026-12-05 02:00",
+        "2026-12-05 02:00 Mars/Olympus",
+        "Sat 02:00 UTC",
+    ):
         with pytest.raises(UpgraderError):
             parse_on(bad)
 
@@ -142,8 +174,16 @@ def test_parse_on_refuses_times_a_dst_change_makes_ambiguous_or_impossible() -> 
 def test_user_and_on_failure_reach_the_unit_and_are_checked() -> None:
     from upgrader.scheduling import parse_on
 
-    job = Job("upg-x", ("/bin/true",), "/srv", "/etc/x.env", "upgrader: plan.json", "/tmp/l", user="deploy",
-              on_failure="upgrader-notify@%n.service")
+    job = Job(
+        "upg-x",
+        ("/bin/true",),
+        "/srv",
+        "/etc/x.env",
+        "upgrader: plan.json",
+        "/tmp/l",
+        user="deploy",
+        on_failure="upgrader-notify@%n.service",
+    )
     service = service_unit(job)
     assert "\nUser=deploy\n" in service and "\nOnFailure=upgrader-notify@%n.service\n" in service
     timer = timer_unit(job, parse_on("2026-12-05 02:00 America/New_York"))
@@ -161,13 +201,31 @@ def test_systemd_accepts_the_one_off_timer_with_user_and_on_failure(tmp_path: Pa
 
     (tmp_path / "x.env").write_text("")
     (tmp_path / "upgrader-notify@.service").write_text("[Service]\nType=oneshot\nExecStart=/bin/true %i\n")
-    job = Job("upg-once", ("/bin/true",), "/", str(tmp_path / "x.env"), "d", "/tmp/l", user="root",
-              on_failure="upgrader-notify@%n.service")
+    job = Job(
+        "upg-once",
+        ("/bin/true",),
+        "/",
+        str(tmp_path / "x.env"),
+        "d",
+        "/tmp/l",
+        user="root",
+        on_failure="upgrader-notify@%n.service",
+    )
     (tmp_path / "upg-once.service").write_text(service_unit(job))
     (tmp_path / "upg-once.timer").write_text(timer_unit(job, parse_on("2026-12-05 02:00 America/New_York")))
-    result = subprocess.run([str(SYSTEMD_ANALYZE), "verify", "--man=no", str(tmp_path / "upg-once.service"),
-                             str(tmp_path / "upg-once.timer")], capture_output=True, text=True, timeout=60,
-                            cwd=tmp_path)
+    result = subprocess.run(
+        [
+            str(SYSTEMD_ANALYZE),
+            "verify",
+            "--man=no",
+            str(tmp_path / "upg-once.service"),
+            str(tmp_path / "upg-once.timer"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     assert "upg-once" not in result.stderr, result.stderr
 
@@ -176,25 +234,59 @@ def _saved_plan(tmp_path: Path) -> Path:
     """playbook, inventory and an offline plan.json in tmp_path (the working directory)."""
     shutil.copy(PLAYBOOK, tmp_path / "pb.yml")
     shutil.copy(INVENTORY, tmp_path / "inv.yml")
-    assert main(["--state-dir", str(tmp_path / "state"), "plan", "pb.yml", "-i", "inv.yml", "--offline",
-                 "--out", "plan.json"]) == 0
+    assert (
+        main(
+            [
+                "--state-dir",
+                str(tmp_path / "state"),
+                "plan",
+                "pb.yml",
+                "-i",
+                "inv.yml",
+                "--offline",
+                "--out",
+                "plan.json",
+            ]
+        )
+        == 0
+    )
     return tmp_path / "plan.json"
 
 
-def test_schedule_a_reviewed_plan_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                       capsys: pytest.CaptureFixture[str]) -> None:
+def test_schedule_a_reviewed_plan_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.chdir(tmp_path)
     plan = _saved_plan(tmp_path)
     (tmp_path / "units").mkdir()
-    assert main(["--state-dir", str(tmp_path / "state"), "schedule", "plan.json", "-i", "inv.yml",
-                 "--on", "2099-12-05 02:00 America/New_York", "--user", "root", "--unit-dir", "units"]) == 0
+    assert (
+        main(
+            [
+                "--state-dir",
+                str(tmp_path / "state"),
+                "schedule",
+                "plan.json",
+                "-i",
+                "inv.yml",
+                "--on",
+                "2099-12-05 02:00 America/New_York",
+                "--user",
+                "root",
+                "--unit-dir",
+                "units",
+            ]
+        )
+        == 0
+    )
     units = tmp_path / "units"
     service = (units / "upgrader-ordergw-5.2.0.service").read_text()
     exec_start = next(line for line in service.splitlines() if line.startswith("ExecStart="))
     reviewed = json.loads(plan.read_text())["content_hash"]
-    assert exec_start.endswith(f" --state-dir {tmp_path / 'state'} apply {plan} --plan-hash {reviewed} "
-                               f"-i {tmp_path / 'inv.yml'} --artifacts {tmp_path / 'build' / 'artifacts'} "
-                               "--yes --log-format json")
+    assert exec_start.endswith(
+        f" --state-dir {tmp_path / 'state'} apply {plan} --plan-hash {reviewed} "
+        f"-i {tmp_path / 'inv.yml'} --artifacts {tmp_path / 'build' / 'artifacts'} "
+        "--yes --log-format json"
+    )
     assert f"Description=upgrader: apply plan {plan} (ordergw 5.2.0, sha256:" in service
     assert "\nUser=root\n" in service and f"\nEnvironment=UPGRADER_STATE_DIR={tmp_path / 'state'}\n" in service
     assert "\nOnFailure=upgrader-ordergw-5.2.0-failed.service\n" in service
@@ -203,15 +295,22 @@ def test_schedule_a_reviewed_plan_once(tmp_path: Path, monkeypatch: pytest.Monke
     timer = (units / "upgrader-ordergw-5.2.0.timer").read_text()
     assert "OnCalendar=2099-12-05 02:00:00 America/New_York" in timer
     if SYSTEMD_ANALYZE:
-        result = subprocess.run([SYSTEMD_ANALYZE, "verify", "--man=no", *map(str, sorted(units.iterdir()))],
-                                capture_output=True, text=True, timeout=60)
+        result = subprocess.run(
+            [SYSTEMD_ANALYZE, "verify", "--man=no", *map(str, sorted(units.iterdir()))],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert result.returncode == 0 and "upgrader-ordergw" not in result.stderr, result.stderr
 
 
 @pytest.mark.reliability("an edited plan handed to `schedule`", "refused at once, exit 1, no unit written")
-def test_schedule_refuses_an_edited_plan_and_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                            capsys: pytest.CaptureFixture[str],
-                                                            record_property: Callable[[str, object], None]) -> None:
+def test_schedule_refuses_an_edited_plan_and_writes_nothing(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    record_property: Callable[[str, object], None],
+) -> None:
     import json
 
     from upgrader.models.plan import Plan
@@ -223,21 +322,41 @@ def test_schedule_refuses_an_edited_plan_and_writes_nothing(tmp_path: Path, monk
     plan.write_text(Plan.model_validate(data).sealed().to_json())
     (tmp_path / "units").mkdir()
     capsys.readouterr()
-    code = main(["--state-dir", str(tmp_path / "state"), "schedule", "plan.json", "-i", "inv.yml",
-                 "--at", "Sat 02:00 America/New_York", "--unit-dir", "units"])
+    code = main(
+        [
+            "--state-dir",
+            str(tmp_path / "state"),
+            "schedule",
+            "plan.json",
+            "-i",
+            "inv.yml",
+            "--at",
+            "Sat 02:00 America/New_York",
+            "--unit-dir",
+            "units",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 1 and "spec.canary.bake" in err
     assert list((tmp_path / "units").iterdir()) == []
     record_property("observed", f"exit {code}; {err.strip().splitlines()[0][:110]}; units/ left empty")
 
 
-@pytest.mark.parametrize(("extra", "message"), [
-    (["--on", "2020-01-04 02:00 America/New_York"], "in the past"),
-    (["--at", "Sat 02:00 America/New_York", "--user", "no-such-user-x"], "no such user"),
-    (["--at", "Sat 02:00 America/New_York", "--on", "2099-01-04 02:00 UTC"], None),  # usage: one or the other
-])
-def test_schedule_refusals(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
-                           extra: list[str], message: str | None) -> None:
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--on", "2020-01-04 02:00 America/New_York"], "in the past"),
+        (["--at", "Sat 02:00 America/New_York", "--user", "no-such-user-x"], "no such user"),
+        (["--at", "Sat 02:00 America/New_York", "--on", "2099-01-04 02:00 UTC"], None),  # usage: one or the other
+    ],
+)
+def test_schedule_refusals(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    extra: list[str],
+    message: str | None,
+) -> None:
     monkeypatch.chdir(tmp_path)
     _saved_plan(tmp_path)
     (tmp_path / "u").mkdir()

@@ -99,18 +99,27 @@ def hostile_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, decoy: Listene
         "  User evil\n"
         f"  IdentityFile {home}/.ssh/evil_key\n"
         "  ConnectTimeout 600\n"
-        "  StrictHostKeyChecking no\n")
-    (home / ".fabric.yaml").write_text(f"forward_agent: true\ngateway: 'sh -c \"touch {marker}\"'\n"
-                                       "user: evil\nconnect_kwargs: {allow_agent: true}\n")
+        "  StrictHostKeyChecking no\n"
+    )
+    (home / ".fabric.yaml").write_text(
+        f"forward_agent: true\ngateway: 'sh -c \"touch {marker}\"'\nuser: evil\nconnect_kwargs: {{allow_agent: true}}\n"
+    )
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
     return marker
 
 
-def endpoint(port: int, *, name: str = "ny5-1", jump: Endpoint | None = None, key: str | None = None,
-             known_hosts: str | None = None) -> Endpoint:
-    return Endpoint(name=name, address="127.0.0.1", port=port, user="deploy", ssh_key=key,
-                    known_hosts=known_hosts, jump=jump)
+def endpoint(
+    port: int,
+    *,
+    name: str = "ny5-1",
+    jump: Endpoint | None = None,
+    key: str | None = None,
+    known_hosts: str | None = None,
+) -> Endpoint:
+    return Endpoint(
+        name=name, address="127.0.0.1", port=port, user="deploy", ssh_key=key, known_hosts=known_hosts, jump=jump
+    )
 
 
 def test_the_connection_takes_nothing_from_ssh_config_or_fabric_files(hostile_home: Path) -> None:
@@ -127,6 +136,7 @@ def test_the_connection_takes_nothing_from_ssh_config_or_fabric_files(hostile_ho
 
 def test_no_ssh_config_file_is_even_read(monkeypatch: pytest.MonkeyPatch, hostile_home: Path) -> None:
     """Neither ~/.ssh/config nor /etc/ssh/ssh_config: Fabric's one loader of both is never called."""
+
     def refuse(self: object, path: str) -> None:
         raise AssertionError(f"Fabric read {path}")
 
@@ -135,8 +145,9 @@ def test_no_ssh_config_file_is_even_read(monkeypatch: pytest.MonkeyPatch, hostil
     assert dict(conn.ssh_config) == {"hostname": "127.0.0.1"}  # what an empty config gives
 
 
-def test_a_real_connect_ignores_proxycommand_and_proxyjump(hostile_home: Path, listener: Listener,
-                                                           decoy: Listener) -> None:
+def test_a_real_connect_ignores_proxycommand_and_proxyjump(
+    hostile_home: Path, listener: Listener, decoy: Listener
+) -> None:
     transport = fabric_adapter.FabricTransport(endpoint(listener.port), FAST)
     with pytest.raises(TransportError) as caught:
         transport.run(["true"])
@@ -147,12 +158,12 @@ def test_a_real_connect_ignores_proxycommand_and_proxyjump(hostile_home: Path, l
     assert not hostile_home.exists(), "no ProxyCommand from ~/.ssh/config or ~/.fabric.yaml"
 
 
-def test_the_jump_hop_is_strict_and_ignores_ssh_config_too(hostile_home: Path, listener: Listener,
-                                                           decoy: Listener, tmp_path: Path) -> None:
+def test_the_jump_hop_is_strict_and_ignores_ssh_config_too(
+    hostile_home: Path, listener: Listener, decoy: Listener, tmp_path: Path
+) -> None:
     known = tmp_path / "known_hosts"
     known.write_text("")
-    jump = Endpoint(name="ny5-jump", address="127.0.0.1", port=listener.port, user="jumper",
-                    known_hosts=str(known))
+    jump = Endpoint(name="ny5-jump", address="127.0.0.1", port=listener.port, user="jumper", known_hosts=str(known))
     conn = fabric_adapter.connection(jump, FAST)
     assert isinstance(conn.client._policy, paramiko.RejectPolicy)
     assert conn.gateway is False and conn.forward_agent is False
@@ -231,8 +242,9 @@ def test_handshakes_in_flight_are_bounded_per_controller() -> None:
     try:
         gateways = fabric_adapter.Gateways(FAST)
         count = fabric_adapter.HANDSHAKES_PER_CONTROLLER + 8
-        transports = [fabric_adapter.FabricTransport(endpoint(server.port, name=f"h{i}"), FAST, gateways)
-                      for i in range(count)]
+        transports = [
+            fabric_adapter.FabricTransport(endpoint(server.port, name=f"h{i}"), FAST, gateways) for i in range(count)
+        ]
         errors: list[BaseException] = []
 
         def connect(transport: fabric_adapter.FabricTransport) -> None:
@@ -253,23 +265,24 @@ def test_handshakes_in_flight_are_bounded_per_controller() -> None:
 
 
 def _write_key(path: Path, kind: str, password: bytes | None) -> Path:
-    encryption = (serialization.BestAvailableEncryption(password) if password
-                  else serialization.NoEncryption())
+    encryption = serialization.BestAvailableEncryption(password) if password else serialization.NoEncryption()
     if kind == "ed25519-openssh":
         data = ed25519.Ed25519PrivateKey.generate().private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, encryption)
+            serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, encryption
+        )
     else:  # rsa-pem: the traditional "BEGIN RSA PRIVATE KEY" with Proc-Type: ENCRYPTED
         data = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, encryption)
+            serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, encryption
+        )
     path.write_bytes(data)
     path.chmod(0o600)
     return path
 
 
 @pytest.mark.parametrize("kind", ["ed25519-openssh", "rsa-pem"])
-def test_a_passphrase_protected_key_without_an_agent_is_a_clear_error(tmp_path: Path, kind: str,
-                                                                      monkeypatch: pytest.MonkeyPatch,
-                                                                      listener: Listener) -> None:
+def test_a_passphrase_protected_key_without_an_agent_is_a_clear_error(
+    tmp_path: Path, kind: str, monkeypatch: pytest.MonkeyPatch, listener: Listener
+) -> None:
     monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
     key = _write_key(tmp_path / "id", kind, b"correct horse")
     transport = fabric_adapter.FabricTransport(endpoint(listener.port, key=str(key)), FAST)
@@ -282,8 +295,9 @@ def test_a_passphrase_protected_key_without_an_agent_is_a_clear_error(tmp_path: 
     assert listener.accepted == 0, "refused before connecting"
 
 
-def test_a_passphrase_protected_key_with_an_agent_uses_the_agent(tmp_path: Path,
-                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_passphrase_protected_key_with_an_agent_uses_the_agent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("SSH_AUTH_SOCK", str(tmp_path / "agent.sock"))
     key = _write_key(tmp_path / "id", "ed25519-openssh", b"correct horse")
     conn = fabric_adapter.connection(endpoint(2222, key=str(key)), FAST)

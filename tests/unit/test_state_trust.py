@@ -34,8 +34,13 @@ def _loopback_inventory(tmp_path: Path, port: int) -> Path:
     """An inventory of one ordergw host at 127.0.0.1:``port``, no jump host, an empty known_hosts."""
     known = tmp_path / "known_hosts"
     known.write_text("")
-    data = {"name": "loopback", "known_hosts": str(known), "defaults": {"user": "nobody"}, "roles": {"oe": ["ordergw"]},
-            "datacenters": {"ny5": {"hosts": {"ny5-oe01": {"address": "127.0.0.1", "port": port, "roles": ["oe"]}}}}}
+    data = {
+        "name": "loopback",
+        "known_hosts": str(known),
+        "defaults": {"user": "nobody"},
+        "roles": {"oe": ["ordergw"]},
+        "datacenters": {"ny5": {"hosts": {"ny5-oe01": {"address": "127.0.0.1", "port": port, "roles": ["oe"]}}}},
+    }
     path = tmp_path / "loopback.yml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
@@ -52,8 +57,13 @@ def lab(tmp_path: Path) -> Iterator[dict[str, object]]:
     inv = load_inventory(inventory)
     early.remember(state, inv.sha256, inv.model, endpoints(inv.model, inv.path))
     early._started.clear()
-    yield {"server": server, "port": port, "inventory": inventory, "state": state,
-           "record": early.record_path(state, inv.sha256)}
+    yield {
+        "server": server,
+        "port": port,
+        "inventory": inventory,
+        "state": state,
+        "record": early.record_path(state, inv.sha256),
+    }
     for _, session in early._started.pop("hosts", {}).values():
         session.transport.close()
     gateways = early._started.pop("gateways", None)
@@ -97,6 +107,7 @@ def _chmod(mode: int) -> Callable[[dict], str]:
     def tamper(lab: dict) -> str:
         os.chmod(lab["record"], mode)
         return f"record mode {mode:04o}"
+
     return tamper
 
 
@@ -142,37 +153,59 @@ def _no_host_keys(lab: dict) -> str:
     return "record says strict_host_keys false, known_hosts /dev/null"
 
 
-TAMPERING = {"mode 0644": _chmod(0o644), "mode 0640": _chmod(0o640), "other owner": _chown,
-             "group-writable dir": _loose_dir, "world-writable state": _loose_state,
-             "dir of another user": _foreign_dir_owner, "symlink": _symlink, "fifo": _fifo,
-             "host keys off": _no_host_keys}
+TAMPERING = {
+    "mode 0644": _chmod(0o644),
+    "mode 0640": _chmod(0o640),
+    "other owner": _chown,
+    "group-writable dir": _loose_dir,
+    "world-writable state": _loose_state,
+    "dir of another user": _foreign_dir_owner,
+    "symlink": _symlink,
+    "fifo": _fifo,
+    "host keys off": _no_host_keys,
+}
 
 
-@pytest.mark.reliability("a connections record that is not the operator's own private file, or that turns host-key "
-                         "checking off (as root: owner uid 65534, modes, symlink, FIFO)",
-                         "ignored with a warning: no TCP connection, nothing started")
+@pytest.mark.reliability(
+    "a connections record that is not the operator's own private file, or that turns host-key "
+    "checking off (as root: owner uid 65534, modes, symlink, FIFO)",
+    "ignored with a warning: no TCP connection, nothing started",
+)
 @pytest.mark.parametrize("how", sorted(TAMPERING))
-def test_a_record_that_is_not_protected_opens_no_connection(lab: dict, how: str, record_property,  # type: ignore[no-untyped-def]
-                                                            caplog: pytest.LogCaptureFixture) -> None:
+def test_a_record_that_is_not_protected_opens_no_connection(
+    lab: dict,
+    how: str,
+    record_property,  # type: ignore[no-untyped-def]
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     what = TAMPERING[how](lab)
     with caplog.at_level(logging.WARNING):
         seconds = _rollback(lab["inventory"], lab["state"])
     seen = _accepts(lab["server"])
     warned = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
-    record_property("observed", f"{what}: {seen} connection(s), early start {seconds:.2f} s; "
-                    f"warning: {warned[0][:140] if warned else 'none'}")
+    record_property(
+        "observed",
+        f"{what}: {seen} connection(s), early start {seconds:.2f} s; warning: {warned[0][:140] if warned else 'none'}",
+    )
     assert seen == 0 and early._started == {}
     assert warned and "ignoring" in warned[0]
 
 
-@pytest.mark.reliability("a planted record, the operator's own and 0600, sends every host of a real inventory to "
-                         "an endpoint the inventory never names (a loopback listener)",
-                         "ignored with a warning: no connection to the foreign endpoint")
-def test_a_record_naming_a_foreign_endpoint_opens_no_connection(lab: dict, record_property,  # type: ignore[no-untyped-def]
-                                                                 caplog: pytest.LogCaptureFixture) -> None:
+@pytest.mark.reliability(
+    "a planted record, the operator's own and 0600, sends every host of a real inventory to "
+    "an endpoint the inventory never names (a loopback listener)",
+    "ignored with a warning: no connection to the foreign endpoint",
+)
+def test_a_record_naming_a_foreign_endpoint_opens_no_connection(
+    lab: dict,
+    record_property,  # type: ignore[no-untyped-def]
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     inv = load_inventory(INVENTORY)
-    foreign = {h: dataclasses.replace(e, address="127.0.0.1", port=lab["port"], jump=None, strict_host_keys=False)
-               for h, e in endpoints(inv.model, inv.path).items()}
+    foreign = {
+        h: dataclasses.replace(e, address="127.0.0.1", port=lab["port"], jump=None, strict_host_keys=False)
+        for h, e in endpoints(inv.model, inv.path).items()
+    }
     early.remember(lab["state"], inv.sha256, inv.model, foreign)  # written as upgrader writes: 0600, 0700 dirs
     path = early.record_path(lab["state"], inv.sha256)
     assert oct(path.stat().st_mode & 0o777) == "0o600"
@@ -180,8 +213,9 @@ def test_a_record_naming_a_foreign_endpoint_opens_no_connection(lab: dict, recor
         _rollback(INVENTORY, lab["state"])
     seen = _accepts(lab["server"])
     warned = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
-    record_property("observed", f"{seen} connection(s) to the foreign endpoint; "
-                    f"warning: {warned[0][:160] if warned else 'none'}")
+    record_property(
+        "observed", f"{seen} connection(s) to the foreign endpoint; warning: {warned[0][:160] if warned else 'none'}"
+    )
     assert seen == 0 and early._started == {}
     assert warned and "does not describe the inventory" in warned[0]
 
@@ -195,8 +229,9 @@ def test_remember_replaces_a_tampered_record(lab: dict) -> None:
     assert _accepts(lab["server"]) >= 1
 
 
-@pytest.mark.parametrize("inventory", [INVENTORY, REPO / "inventories" / "vagrant.yml",
-                                       REPO / "tests" / "unit" / "inputs" / "inventory.yml"])
+@pytest.mark.parametrize(
+    "inventory", [INVENTORY, REPO / "inventories" / "vagrant.yml", REPO / "tests" / "unit" / "inputs" / "inventory.yml"]
+)
 def test_the_early_derivation_of_hosts_equals_the_validated_one(inventory: Path, tmp_path: Path) -> None:
     """early.inventory_hosts (no models) gives exactly what remember records from the validated inventory."""
     if not inventory.exists():
@@ -209,11 +244,15 @@ def test_the_early_derivation_of_hosts_equals_the_validated_one(inventory: Path,
 
 # ---------------------------------------------------------------- the market calendar cache
 
-@pytest.mark.reliability("a planted market calendar cache (no sessions: the market never opens) owned by uid 65534 "
-                         "or mode 0644", "ignored and rebuilt from exchange_calendars; the real sessions are used")
+
+@pytest.mark.reliability(
+    "a planted market calendar cache (no sessions: the market never opens) owned by uid 65534 or mode 0644",
+    "ignored and rebuilt from exchange_calendars; the real sessions are used",
+)
 @pytest.mark.parametrize("how", ["other owner", "mode 0644"])
-def test_a_planted_calendar_cache_is_not_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, how: str,
-                                              record_property) -> None:  # type: ignore[no-untyped-def]
+def test_a_planted_calendar_cache_is_not_used(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, how: str, record_property
+) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.setenv("UPGRADER_CACHE_DIR", str(tmp_path))
     markets._month.cache_clear()
     path = markets.cache_dir() / "XNYS-2026-12.json"
@@ -226,7 +265,10 @@ def test_a_planted_calendar_cache_is_not_used(tmp_path: Path, monkeypatch: pytes
         os.chmod(path, 0o644)
     sessions = markets._month("XNYS", 2026, 12)["sessions"]
     markets._month.cache_clear()
-    record_property("observed", f"{how}: {len(sessions)} sessions used for XNYS 2026-12 (planted: 0); "
-                    f"rewritten mode {path.stat().st_mode & 0o777:04o}, uid {path.stat().st_uid}")
+    record_property(
+        "observed",
+        f"{how}: {len(sessions)} sessions used for XNYS 2026-12 (planted: 0); "
+        f"rewritten mode {path.stat().st_mode & 0o777:04o}, uid {path.stat().st_uid}",
+    )
     assert len(sessions) >= 20
     assert path.stat().st_uid == os.geteuid() and path.stat().st_mode & 0o777 == 0o600

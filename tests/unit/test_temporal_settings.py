@@ -27,8 +27,9 @@ def flags(*argv: str) -> argparse.Namespace:
     return parser.parse_args(list(argv))
 
 
-def test_flags_win_over_the_environment_which_wins_over_the_inventory(monkeypatch: pytest.MonkeyPatch,
-                                                                      tmp_path: Path) -> None:
+def test_flags_win_over_the_environment_which_wins_over_the_inventory(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     inv = inventory(address="temporal.desk:7233", namespace="desk", tls_ca="ca.pem")
     path = tmp_path / "inv.yml"
     found = settings.resolve(flags(), inv, path)
@@ -44,8 +45,9 @@ def test_refused_without_an_address_or_with_half_a_client_certificate(tmp_path: 
     with pytest.raises(RefusedError, match="needs the server's address"):
         settings.resolve(flags(), inventory(), tmp_path / "inv.yml")
     with pytest.raises(RefusedError, match="needs its key"):
-        settings.resolve(flags("--temporal-address", "h:1", "--temporal-tls-cert", "c.pem"), inventory(),
-                         tmp_path / "inv.yml")
+        settings.resolve(
+            flags("--temporal-address", "h:1", "--temporal-tls-cert", "c.pem"), inventory(), tmp_path / "inv.yml"
+        )
 
 
 def test_a_recorded_run_names_its_server_and_the_environment_can_move_it(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -69,7 +71,8 @@ def test_the_workflow_id_is_one_per_component_and_inventory() -> None:
 
 def test_a_worker_needs_a_known_datacenter(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     inv = tmp_path / "inv.yml"
-    inv.write_text("name: lab\ndefaults: {user: deploy}\n"
-                   "datacenters:\n  ny5:\n    hosts:\n      ny5-1: {address: 10.0.0.1}\n")
+    inv.write_text(
+        "name: lab\ndefaults: {user: deploy}\ndatacenters:\n  ny5:\n    hosts:\n      ny5-1: {address: 10.0.0.1}\n"
+    )
     assert main(["--state-dir", str(tmp_path), "worker", "-i", str(inv), "--datacenter", "zz9"]) == 1
     assert "no datacenter zz9" in capsys.readouterr().err

@@ -65,10 +65,13 @@ async def journal_has(path: Path, predicate: Callable[[list[dict[str, Any]]], bo
 
 def quick(plan: Plan) -> Plan:
     """The case's plan with second-long bakes and pauses (timers all the same), sealed again."""
-    spec = plan.spec.model_copy(update={"canary": plan.spec.canary.model_copy(update={"bake": 1.0,
-                                                                                      "bake_interval": 0.5})})
-    phases = [p.model_copy(update={"bake": 1.0 if p.bake else 0.0, "pause_before": min(p.pause_before, 0.5)})
-              for p in plan.phases]
+    spec = plan.spec.model_copy(
+        update={"canary": plan.spec.canary.model_copy(update={"bake": 1.0, "bake_interval": 0.5})}
+    )
+    phases = [
+        p.model_copy(update={"bake": 1.0 if p.bake else 0.0, "pause_before": min(p.pause_before, 0.5)})
+        for p in plan.phases
+    ]
     return plan.model_copy(update={"spec": spec, "phases": phases, "content_hash": ""}).sealed()
 
 
@@ -81,10 +84,17 @@ def signed(start: Start) -> Start:
     return start
 
 
-def run_workflow(server: DevServer, case: str, tmp: Path, monkeypatch: pytest.MonkeyPatch, *,
-                 fail: set[tuple[str, str]] | None = None, steer: Steer | None = None,
-                 control_inventory: Path | None = None, forge: Callable[[Start], Start] = signed,
-                 ) -> tuple[Agent, dict[str, Any], list[dict[str, Any]], Plan]:
+def run_workflow(
+    server: DevServer,
+    case: str,
+    tmp: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    *,
+    fail: set[tuple[str, str]] | None = None,
+    steer: Steer | None = None,
+    control_inventory: Path | None = None,
+    forge: Callable[[Start], Start] = signed,
+) -> tuple[Agent, dict[str, Any], list[dict[str, Any]], Plan]:
     plan = quick(case_plan(case))
     agent = Agent(plan, fail)
     monkeypatch.setattr(remote, "call", agent)
@@ -95,20 +105,45 @@ def run_workflow(server: DevServer, case: str, tmp: Path, monkeypatch: pytest.Mo
 
     async def go() -> dict[str, Any]:
         client = await Client.connect(server.address)
-        running = worker.workers(client, inventory, datacenters=list(inventory.model.datacenters), control=False,
-                                 state_dir=state, factory=Transport, quiet=True,  # type: ignore[arg-type]
-                                 plan_key=KEY)
+        running = worker.workers(
+            client,
+            inventory,
+            datacenters=list(inventory.model.datacenters),
+            control=False,
+            state_dir=state,
+            factory=Transport,
+            quiet=True,  # type: ignore[arg-type]
+            plan_key=KEY,
+        )
         desk = load_inventory(control_inventory) if control_inventory else inventory
         running += worker.workers(client, desk, datacenters=[], control=True, state_dir=state, fail_on_bug=True)
         async with contextlib.AsyncExitStack() as stack:
             for w in running:
                 await stack.enter_async_context(w)
-            start = forge(Start(run_id=run_id, plan=plan.to_json(), operator="pytest@ctl", artifacts=str(tmp),
-                                run_start={"seq": 1, "at": "2026-12-01T00:00:00.000+00:00", "event": "run-start",
-                                           "kind": "apply", "run": run_id, "component": plan.component,
-                                           "engine": "temporal"}))
-            handle = await client.start_workflow("upgrade", start, id=f"test-{run_id}", task_queue=CONTROL_QUEUE,
-                                                execution_timeout=timedelta(seconds=120))
+            start = forge(
+                Start(
+                    run_id=run_id,
+                    plan=plan.to_json(),
+                    operator="pytest@ctl",
+                    artifacts=str(tmp),
+                    run_start={
+                        "seq": 1,
+                        "at": "2026-12-01T00:00:00.000+00:00",
+                        "event": "run-start",
+                        "kind": "apply",
+                        "run": run_id,
+                        "component": plan.component,
+                        "engine": "temporal",
+                    },
+                )
+            )
+            handle = await client.start_workflow(
+                "upgrade",
+                start,
+                id=f"test-{run_id}",
+                task_queue=CONTROL_QUEUE,
+                execution_timeout=timedelta(seconds=120),
+            )
             if steer is not None:
                 await steer(handle, state / "runs" / run_id / "journal.jsonl")
             result: dict[str, Any] = await handle.result()
@@ -126,8 +161,9 @@ def live_steps(agent: Agent, host: str) -> list[dict[str, Any]]:
 
 
 @pytest.mark.parametrize("case", ["two_dcs_order_pause", "multi_hop", "single_dc_canary_waves"])
-def test_the_workflow_sends_exactly_the_plans_steps(case: str, temporal_server: DevServer, in_tmp: Path,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_workflow_sends_exactly_the_plans_steps(
+    case: str, temporal_server: DevServer, in_tmp: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     agent, outcome, entries, plan = run_workflow(temporal_server, case, in_tmp, monkeypatch)
     assert (outcome["exit_code"], outcome["status"]) == (0, "succeeded"), outcome
     for host in plan.hosts:
@@ -142,12 +178,14 @@ def test_the_workflow_sends_exactly_the_plans_steps(case: str, temporal_server: 
     assert sorted(begins) == sorted(h.host for h in plan.hosts)
 
 
-def test_a_failed_host_is_rolled_back_per_the_policy(temporal_server: DevServer, in_tmp: Path,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_failed_host_is_rolled_back_per_the_policy(
+    temporal_server: DevServer, in_tmp: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     plan = case_plan("two_dcs_order_pause")
     canary = plan.phases[0].hosts[0]
-    agent, outcome, entries, _ = run_workflow(temporal_server, "two_dcs_order_pause", in_tmp, monkeypatch,
-                                              fail={(canary, "start")})
+    agent, outcome, entries, _ = run_workflow(
+        temporal_server, "two_dcs_order_pause", in_tmp, monkeypatch, fail={(canary, "start")}
+    )
     assert outcome["exit_code"] == 3 and outcome["status"] == "failed-rolled-back"
     assert any(o["op"] == "rollback" for o in agent.program(canary))
     started = {e["host"] for e in entries if e["event"] == "host-begin"}
@@ -155,15 +193,15 @@ def test_a_failed_host_is_rolled_back_per_the_policy(temporal_server: DevServer,
     assert [e["event"] for e in entries].count("rollback-begin") == 1
 
 
-def test_promote_signals_carry_the_run_past_each_gate(temporal_server: DevServer, in_tmp: Path,
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_promote_signals_carry_the_run_past_each_gate(
+    temporal_server: DevServer, in_tmp: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     plan = case_plan("manual_gates")
     gates = [p.gate.id for p in plan.phases if p.gate is not None]
 
     async def promote_each(handle: WorkflowHandle[Any, Any], journal: Path) -> None:
         for gate in gates:
-            await journal_has(journal, lambda es, g=gate: any(e["event"] == "gate-wait" and e["gate"] == g
-                                                              for e in es))
+            await journal_has(journal, lambda es, g=gate: any(e["event"] == "gate-wait" and e["gate"] == g for e in es))
             await handle.signal("decide", decision(DecisionKind.PROMOTE, gate))
 
     _, outcome, entries, _ = run_workflow(temporal_server, "manual_gates", in_tmp, monkeypatch, steer=promote_each)
@@ -172,9 +210,9 @@ def test_promote_signals_carry_the_run_past_each_gate(temporal_server: DevServer
     assert ends == [(g, "promoted", "pytest@ctl") for g in gates]
 
 
-def test_an_abort_signal_at_a_gate_rolls_back_and_starts_nothing_more(temporal_server: DevServer,
-                                                                      in_tmp: Path,
-                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_abort_signal_at_a_gate_rolls_back_and_starts_nothing_more(
+    temporal_server: DevServer, in_tmp: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     plan = case_plan("manual_gates")
     canary = plan.phases[0].hosts
 
@@ -189,43 +227,47 @@ def test_an_abort_signal_at_a_gate_rolls_back_and_starts_nothing_more(temporal_s
     assert [e["reason"] for e in entries if e["event"] == "abort"] == ["INC-9"]
 
 
-def test_hostile_signals_are_ignored(temporal_server: DevServer, in_tmp: Path,
-                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_hostile_signals_are_ignored(temporal_server: DevServer, in_tmp: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A signal is outside input: anything that is not a well-formed decision changes nothing."""
     plan = case_plan("manual_gates")
     first = next(p.gate.id for p in plan.phases if p.gate is not None)
 
     async def junk_then_abort(handle: WorkflowHandle[Any, Any], journal: Path) -> None:
         await journal_has(journal, lambda es: any(e["event"] == "gate-wait" for e in es))
-        for junk in ({"kind": "promote"}, {"kind": "yolo", "gate": first, "operator": "x", "reason": "", "at": ""},
-                     {"kind": "promote", "gate": first, "operator": 7, "reason": "", "at": ""}, [1, 2], "promote"):
+        for junk in (
+            {"kind": "promote"},
+            {"kind": "yolo", "gate": first, "operator": "x", "reason": "", "at": ""},
+            {"kind": "promote", "gate": first, "operator": 7, "reason": "", "at": ""},
+            [1, 2],
+            "promote",
+        ):
             await handle.signal("decide", junk)
         await handle.signal("decide", decision(DecisionKind.PROMOTE, "some-other-gate"))
         state = await handle.query("progress")
         assert state["waiting"] == first and state["abort"] is None
         await handle.signal("decide", decision(DecisionKind.ABORT, reason="done probing"))
 
-    _, outcome, entries, _ = run_workflow(temporal_server, "manual_gates", in_tmp, monkeypatch,
-                                          steer=junk_then_abort)
+    _, outcome, entries, _ = run_workflow(temporal_server, "manual_gates", in_tmp, monkeypatch, steer=junk_then_abort)
     assert outcome["status"] == "aborted"
     assert json.dumps(next(e for e in entries if e["event"] == "gate-end")["decision"]["reason"]) == '"done probing"'
 
 
-def test_the_inventory_webhooks_hear_of_the_run(temporal_server: DevServer, in_tmp: Path,
-                                                monkeypatch: pytest.MonkeyPatch,
-                                                hook: list[dict[str, Any]]) -> None:
+def test_the_inventory_webhooks_hear_of_the_run(
+    temporal_server: DevServer, in_tmp: Path, monkeypatch: pytest.MonkeyPatch, hook: list[dict[str, Any]]
+) -> None:
     """The same notifications as a local run's, sent by the control worker (a hook on loopback)."""
     desk = in_tmp / "desk.yml"
-    desk.write_text((CASES / "two_dcs_order_pause" / "inventory.yml").read_text()
-                    + "notify:\n  - {url_env: UPG_TEST_HOOK}\n")
-    _, outcome, _, _ = run_workflow(temporal_server, "two_dcs_order_pause", in_tmp, monkeypatch,
-                                    control_inventory=desk)
+    desk.write_text(
+        (CASES / "two_dcs_order_pause" / "inventory.yml").read_text() + "notify:\n  - {url_env: UPG_TEST_HOOK}\n"
+    )
+    _, outcome, _, _ = run_workflow(temporal_server, "two_dcs_order_pause", in_tmp, monkeypatch, control_inventory=desk)
     assert outcome["exit_code"] == 0
     kinds = [e["event"] for e in hook]
     assert kinds[0] == "run-started" and kinds[-1] == "finished" and "canary-passed" in kinds, kinds
 
 
 # ---------------------------------------------------------------- issue 25 §7: the worker's trust boundary
+
 
 def _forged_plan(start: Start) -> str:
     """The run's plan with a command of the forger's choosing as every host's first live step, sealed again
@@ -234,8 +276,16 @@ def _forged_plan(start: Start) -> str:
     for host in data["hosts"]:
         for step in host["steps"]:
             if step["op"].get("op") == "precheck":
-                step["op"]["commands"] = [{"name": "owned", "kind": "command", "timeout": 5.0, "retries": 0,
-                                           "interval": 1.0, "command": {"argv": ["/bin/sh", "-c", "id > /tmp/owned"]}}]
+                step["op"]["commands"] = [
+                    {
+                        "name": "owned",
+                        "kind": "command",
+                        "timeout": 5.0,
+                        "retries": 0,
+                        "interval": 1.0,
+                        "command": {"argv": ["/bin/sh", "-c", "id > /tmp/owned"]},
+                    }
+                ]
     return Plan.model_validate(data).model_copy(update={"content_hash": ""}).sealed().to_json()
 
 
@@ -246,8 +296,9 @@ def _unsigned(start: Start) -> Start:
 
 def _other_key(start: Start) -> Start:
     start.plan = _forged_plan(start)
-    start.signature = signing.sign_run(start.plan, start.run_id, start.python, start.break_lock,
-                                       b"the-forgers-own-key-0123456789")
+    start.signature = signing.sign_run(
+        start.plan, start.run_id, start.python, start.break_lock, b"the-forgers-own-key-0123456789"
+    )
     return start
 
 
@@ -263,28 +314,40 @@ def _python_swapped(start: Start) -> Start:
     return start
 
 
-FORGERIES = {"unsigned forged plan": _unsigned, "forged plan signed with another key": _other_key,
-             "signed plan edited afterwards": _edited_after_signing, "signed plan, python swapped": _python_swapped}
+FORGERIES = {
+    "unsigned forged plan": _unsigned,
+    "forged plan signed with another key": _other_key,
+    "signed plan edited afterwards": _edited_after_signing,
+    "signed plan, python swapped": _python_swapped,
+}
 
 
-@pytest.mark.reliability("a workflow started in the namespace with a forged plan (a root command on every host) "
-                         "or forged run parameters, on the dev server with the real workers",
-                         "the datacenter workers refuse it before any host is sent anything")
+@pytest.mark.reliability(
+    "a workflow started in the namespace with a forged plan (a root command on every host) "
+    "or forged run parameters, on the dev server with the real workers",
+    "the datacenter workers refuse it before any host is sent anything",
+)
 @pytest.mark.parametrize("forgery", sorted(FORGERIES))
-def test_a_forged_plan_is_refused_by_the_worker(forgery: str, temporal_server: DevServer, in_tmp: Path,
-                                                monkeypatch: pytest.MonkeyPatch,
-                                                record_property: Callable[[str, object], None]) -> None:
+def test_a_forged_plan_is_refused_by_the_worker(
+    forgery: str,
+    temporal_server: DevServer,
+    in_tmp: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    record_property: Callable[[str, object], None],
+) -> None:
     from temporalio.client import WorkflowFailureError
 
     try:
-        agent, outcome, _, plan = run_workflow(temporal_server, "two_dcs_order_pause", in_tmp, monkeypatch,
-                                               forge=FORGERIES[forgery])
+        agent, outcome, _, plan = run_workflow(
+            temporal_server, "two_dcs_order_pause", in_tmp, monkeypatch, forge=FORGERIES[forgery]
+        )
         verdict = f"run ended {outcome.get('status')} (exit {outcome.get('exit_code')}): {outcome.get('message')}"
     except WorkflowFailureError as exc:
         raise AssertionError(f"the workflow failed instead of refusing: {exc.cause or exc}") from None
     sent = {h.host: agent.program(h.host) for h in plan.hosts}
-    record_property("observed", f"{forgery}: {verdict[:200]}; operations sent to hosts: "
-                    f"{sum(len(v) for v in sent.values())}")
+    record_property(
+        "observed", f"{forgery}: {verdict[:200]}; operations sent to hosts: {sum(len(v) for v in sent.values())}"
+    )
     assert all(not ops for ops in sent.values()), sent
     assert outcome["exit_code"] != 0
 
@@ -297,9 +360,17 @@ def test_a_datacenter_worker_needs_a_plan_key() -> None:
         worker.workers(None, inventory, datacenters=["ny5"], control=False, state_dir=Path("."))  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize(("address", "tls", "warned"), [
-    ("127.0.0.1:7233", False, False), ("localhost:7233", False, False), ("[::1]:7233", False, False),
-    ("temporal.example:7233", False, True), ("10.0.0.5:7233", False, True), ("temporal.example:7233", True, False)])
+@pytest.mark.parametrize(
+    ("address", "tls", "warned"),
+    [
+        ("127.0.0.1:7233", False, False),
+        ("localhost:7233", False, False),
+        ("[::1]:7233", False, False),
+        ("temporal.example:7233", False, True),
+        ("10.0.0.5:7233", False, True),
+        ("temporal.example:7233", True, False),
+    ],
+)
 def test_plaintext_to_a_remote_server_is_warned(address: str, tls: bool, warned: bool) -> None:
     from upgrader.temporal.client import plaintext_warning
     from upgrader.temporal.settings import Settings
@@ -308,8 +379,9 @@ def test_plaintext_to_a_remote_server_is_warned(address: str, tls: bool, warned:
     assert (plaintext_warning(found) is not None) is warned
 
 
-def test_a_promote_counts_only_at_the_gate_the_run_waits_at_unless_ahead(temporal_server: DevServer, in_tmp: Path,
-                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_promote_counts_only_at_the_gate_the_run_waits_at_unless_ahead(
+    temporal_server: DevServer, in_tmp: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """As the local engine: an early promote for a later gate is ignored; one sent --ahead passes it."""
     plan = case_plan("manual_gates")
     gates = [p.gate.id for p in plan.phases if p.gate is not None]
@@ -318,16 +390,16 @@ def test_a_promote_counts_only_at_the_gate_the_run_waits_at_unless_ahead(tempora
     async def steer(handle: WorkflowHandle[Any, Any], journal: Path) -> None:
         await journal_has(journal, lambda es: any(e["event"] == "gate-wait" and e["gate"] == gates[0] for e in es))
         await handle.signal("decide", decision(DecisionKind.PROMOTE, gates[1], reason="early"))
-        await handle.signal("decide", {**decision(DecisionKind.PROMOTE, gates[2], reason="approved ahead"),
-                                       "ahead": True})
+        await handle.signal(
+            "decide", {**decision(DecisionKind.PROMOTE, gates[2], reason="approved ahead"), "ahead": True}
+        )
         await handle.signal("decide", decision(DecisionKind.PROMOTE, gates[0]))
         await journal_has(journal, lambda es: any(e["event"] == "gate-wait" and e["gate"] == gates[1] for e in es))
         await asyncio.sleep(1.0)
         assert (await handle.query("progress"))["waiting"] == gates[1]  # the early promote did not count
         await handle.signal("decide", decision(DecisionKind.PROMOTE, gates[1], reason="now"))
         for gate in gates[3:]:
-            await journal_has(journal, lambda es, g=gate: any(e["event"] == "gate-wait" and e["gate"] == g
-                                                              for e in es))
+            await journal_has(journal, lambda es, g=gate: any(e["event"] == "gate-wait" and e["gate"] == g for e in es))
             await handle.signal("decide", decision(DecisionKind.PROMOTE, gate))
 
     _, outcome, entries, _ = run_workflow(temporal_server, "manual_gates", in_tmp, monkeypatch, steer=steer)

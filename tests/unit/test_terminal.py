@@ -68,14 +68,26 @@ def _json_lines(path: Path) -> list[dict[str, Any]]:
 COMMANDS = {
     "validate": lambda s: ["validate", str(s.playbook), "-i", str(s.inventory)],
     "status": lambda s: ["status", "app", "-i", str(s.inventory), "--playbooks", str(s.tmp)],
-    "rollback": lambda s: ["rollback", "app", "-i", str(s.inventory), "--reason", "INC-1 test", "--yes",
-                           "--playbook", str(s.playbook), "--log-format", "plain"],
+    "rollback": lambda s: [
+        "rollback",
+        "app",
+        "-i",
+        str(s.inventory),
+        "--reason",
+        "INC-1 test",
+        "--yes",
+        "--playbook",
+        str(s.playbook),
+        "--log-format",
+        "plain",
+    ],
 }
 
 
 @pytest.mark.parametrize("command", sorted(COMMANDS))
-def test_every_commands_log_file_holds_json_lines_with_its_result(fleet: Scenario, command: str,
-                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+def test_every_commands_log_file_holds_json_lines_with_its_result(
+    fleet: Scenario, command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     log_file = fleet.tmp / f"{command}.log"
     code = main([*COMMANDS[command](fleet), "--log-file", str(log_file)])
     out = capsys.readouterr().out
@@ -109,9 +121,26 @@ datacenters:
       ny5-1: {{address: 127.0.0.1, port: {port}, roles: [oe], user: nobody}}
 """)
     (tmp_path / "known_hosts").write_text("")
-    proc = subprocess.run([sys.executable, "-m", "upgrader", "--state-dir", str(tmp_path / "state"), "status",
-                           "ordergw", "-i", str(inventory), "-vv", "--connect-timeout", "1"],
-                          capture_output=True, text=True, timeout=120, cwd=REPO)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "upgrader",
+            "--state-dir",
+            str(tmp_path / "state"),
+            "status",
+            "ordergw",
+            "-i",
+            str(inventory),
+            "-vv",
+            "--connect-timeout",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+    )
     err = proc.stderr.splitlines()
     assert "Traceback" not in proc.stderr, proc.stderr
     assert not [line for line in err if "config file" in line or "Defaults:" in line], err[:5]
@@ -126,8 +155,22 @@ def test_minus_q_prints_nothing_but_keeps_the_log_file(fleet: Scenario, capsys: 
     assert main(["validate", str(fleet.playbook), "-i", str(fleet.inventory), "-q", "--log-file", str(log_file)]) == 0
     assert capsys.readouterr() == ("", "")
     assert any(r["message"].startswith("ok: ") for r in _json_lines(log_file))
-    code = main(["rollback", "app", "-i", str(fleet.inventory), "--reason", "INC-2", "--yes", "-q",
-                 "--playbook", str(fleet.playbook), "--log-format", "plain"])
+    code = main(
+        [
+            "rollback",
+            "app",
+            "-i",
+            str(fleet.inventory),
+            "--reason",
+            "INC-2",
+            "--yes",
+            "-q",
+            "--playbook",
+            str(fleet.playbook),
+            "--log-format",
+            "plain",
+        ]
+    )
     assert (code, capsys.readouterr()) == (0, ("", ""))
     assert set(fleet.versions().values()) == {FROM}
 
@@ -135,22 +178,34 @@ def test_minus_q_prints_nothing_but_keeps_the_log_file(fleet: Scenario, capsys: 
 ERRORS = {
     "validate: a missing playbook": (["validate", "nope.yml", "-i", str(INVENTORY)], "bad-input", 1),
     "status: a misspelt component": (["status", "ordrgw", "-i", str(INVENTORY)], "unknown-component", 1),
-    "rollback: a misspelt component": (["rollback", "feedhandlr", "-i", str(INVENTORY), "--reason", "x", "--yes"],
-                                       "unknown-component", 1),
+    "rollback: a misspelt component": (
+        ["rollback", "feedhandlr", "-i", str(INVENTORY), "--reason", "x", "--yes"],
+        "unknown-component",
+        1,
+    ),
     "apply: an unknown option": (["apply", "x.yml", "-i", str(INVENTORY), "--bogus"], "usage", 2),
-    "apply: --now without --reason": (["apply", "x.yml", "-i", str(INVENTORY), "--now", "2026-11-28T02:00Z"],
-                                      "refused", 1),
-    "plan: a limit matching nothing": (["plan", str(REPO / "playbooks" / "ordergw-5.2.0.yml"), "-i", str(INVENTORY),
-                                        "--offline", "--limit", "nohost"], "limit-matches-nothing", 1),
+    "apply: --now without --reason": (
+        ["apply", "x.yml", "-i", str(INVENTORY), "--now", "2026-11-28T02:00Z"],
+        "refused",
+        1,
+    ),
+    "plan: a limit matching nothing": (
+        ["plan", str(REPO / "playbooks" / "ordergw-5.2.0.yml"), "-i", str(INVENTORY), "--offline", "--limit", "nohost"],
+        "limit-matches-nothing",
+        1,
+    ),
     "show: no such run": (["show", "no-such-run"], "refused", 1),
 }
 
 
-@pytest.mark.reliability("a bad command line or input on any command",
-                         "one stderr line `error[KIND]: …` with a documented KIND, and the documented exit code")
+@pytest.mark.reliability(
+    "a bad command line or input on any command",
+    "one stderr line `error[KIND]: …` with a documented KIND, and the documented exit code",
+)
 @pytest.mark.parametrize("case", sorted(ERRORS))
-def test_one_error_format_everywhere(case: str, in_tmp: Path, capsys: pytest.CaptureFixture[str],
-                                     record_property: Any) -> None:
+def test_one_error_format_everywhere(
+    case: str, in_tmp: Path, capsys: pytest.CaptureFixture[str], record_property: Any
+) -> None:
     argv, kind, exit_code = ERRORS[case]
     with pytest.raises(SystemExit) if exit_code == 2 else _no_raise() as raised:
         code = main(["--state-dir", str(in_tmp / "state"), *argv])
@@ -198,8 +253,14 @@ NAMES = components.known(load_inventory(INVENTORY).model)
 @given(st.sampled_from(NAMES), st.data())
 def test_a_component_one_keystroke_off_gets_a_did_you_mean(name: str, data: st.DataObject) -> None:
     i = data.draw(st.integers(0, len(name) - 1))
-    typo = data.draw(st.sampled_from([name[:i] + name[i + 1:],  # a letter dropped
-                                      name[:i] + name[i + 1:i + 2] + name[i:i + 1] + name[i + 2:]]))  # two swapped
+    typo = data.draw(
+        st.sampled_from(
+            [
+                name[:i] + name[i + 1 :],  # a letter dropped
+                name[:i] + name[i + 1 : i + 2] + name[i : i + 1] + name[i + 2 :],
+            ]
+        )
+    )  # two swapped
     if typo == name:
         return
     with pytest.raises(components.UnknownComponent) as raised:

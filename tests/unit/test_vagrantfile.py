@@ -26,9 +26,14 @@ CONTROLLER_NET = ipaddress.ip_network("10.77.5.0/24")
 
 def _machines(per_dc: int) -> dict[str, Any]:
     assert RUBY is not None
-    proc = subprocess.run([RUBY, str(REPO / "lab" / "vagrantfile_probe.rb"), str(REPO / "Vagrantfile")],
-                          capture_output=True, text=True, timeout=60, check=True,
-                          env={**os.environ, "UPGRADER_LAB_HOSTS_PER_DC": str(per_dc)})
+    proc = subprocess.run(
+        [RUBY, str(REPO / "lab" / "vagrantfile_probe.rb"), str(REPO / "Vagrantfile")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        env={**os.environ, "UPGRADER_LAB_HOSTS_PER_DC": str(per_dc)},
+    )
     machines: dict[str, Any] = json.loads(proc.stdout)
     return machines
 
@@ -56,8 +61,7 @@ def test_the_vagrantfile_is_valid_ruby() -> None:
 @pytest.mark.parametrize("per_dc", [1, 2, 5])
 def test_the_virtualbox_provider_gives_the_lab_topology(per_dc: int) -> None:
     machines = _machines(per_dc)
-    expected = {f"{dc}-jump" for dc in DATACENTERS} | {f"{dc}-{n}" for dc in DATACENTERS
-                                                       for n in range(1, per_dc + 1)}
+    expected = {f"{dc}-jump" for dc in DATACENTERS} | {f"{dc}-{n}" for dc in DATACENTERS for n in range(1, per_dc + 1)}
     assert set(machines) == expected
     for dc, (subnet, jump_octet) in DATACENTERS.items():
         dc_net = ipaddress.ip_network(f"10.77.{subnet}.0/24")
@@ -68,8 +72,9 @@ def test_the_virtualbox_provider_gives_the_lab_topology(per_dc: int) -> None:
             legs = _virtualbox_legs(machines[f"{dc}-{n}"])
             # one leg, on the datacenter's internal network only: nothing but the jump host reaches it
             assert legs == [(f"10.77.{subnet}.{10 + n}", f"upg{dc}")]
-            assert all(ipaddress.ip_address(ip) in dc_net and ipaddress.ip_address(ip) not in CONTROLLER_NET
-                       for ip, _ in legs)
+            assert all(
+                ipaddress.ip_address(ip) in dc_net and ipaddress.ip_address(ip) not in CONTROLLER_NET for ip, _ in legs
+            )
     for name, machine in machines.items():
         vb = machine["providers"]["virtualbox"]
         assert vb["set"]["box"] and vb["set"]["hostname"] == name

@@ -16,9 +16,11 @@ from upgrader.reporting.parse import load_run
 
 
 def test_journal_lines_hold_the_same_strings_as_before() -> None:
-    assert json.dumps({"state": HostState.ROLLED_BACK, "status": RunStatus.FAILED_ROLLED_BACK,
-                       "event": Event.RUN_END}) == '{"state": "rolled-back", "status": "failed-rolled-back", ' \
-                                                   '"event": "run-end"}'
+    assert (
+        json.dumps({"state": HostState.ROLLED_BACK, "status": RunStatus.FAILED_ROLLED_BACK, "event": Event.RUN_END})
+        == '{"state": "rolled-back", "status": "failed-rolled-back", '
+        '"event": "run-end"}'
+    )
 
 
 def test_a_misspelt_event_is_refused_where_it_is_written(tmp_path: Path) -> None:

@@ -32,15 +32,21 @@ WEEKEND = {"maintenance": [{"start": "Fri 20:00", "end": "Sun 18:00", "timezone"
 
 
 def inventory(**dcs: tuple[str, list[str]]) -> Inventory:
-    return Inventory.model_validate({
-        "name": "t",
-        "defaults": {"user": "deploy"},
-        "roles": {"oe": ["ordergw"]},
-        "datacenters": {
-            name: {"timezone": tz, "markets": mics, "hosts": {f"{name}-h1": {"address": "192.0.2.1", "roles": ["oe"]}}}
-            for name, (tz, mics) in dcs.items()
-        },
-    })
+    return Inventory.model_validate(
+        {
+            "name": "t",
+            "defaults": {"user": "deploy"},
+            "roles": {"oe": ["ordergw"]},
+            "datacenters": {
+                name: {
+                    "timezone": tz,
+                    "markets": mics,
+                    "hosts": {f"{name}-h1": {"address": "192.0.2.1", "roles": ["oe"]}},
+                }
+                for name, (tz, mics) in dcs.items()
+            },
+        }
+    )
 
 
 NY5 = inventory(ny5=("America/New_York", ["XNYS"]))
@@ -107,10 +113,18 @@ def test_market_margin_before_the_open() -> None:
     assert not verdict(ny(2026, 11, 24, 8, 0), market_margin="2h").allowed
 
 
-@pytest.mark.parametrize(("saturday", "end_utc", "thursday", "start_utc"), [
-    (ny(2026, 3, 7, 12, 0), utc(2026, 3, 8, 22, 0), ny(2026, 3, 5, 17, 0), utc(2026, 3, 7, 1, 0)),  # spring forward
-    (ny(2026, 10, 31, 12, 0), utc(2026, 11, 1, 23, 0), ny(2026, 10, 29, 17, 0), utc(2026, 10, 31, 0, 0)),  # fall back
-])
+@pytest.mark.parametrize(
+    ("saturday", "end_utc", "thursday", "start_utc"),
+    [
+        (ny(2026, 3, 7, 12, 0), utc(2026, 3, 8, 22, 0), ny(2026, 3, 5, 17, 0), utc(2026, 3, 7, 1, 0)),  # spring forward
+        (
+            ny(2026, 10, 31, 12, 0),
+            utc(2026, 11, 1, 23, 0),
+            ny(2026, 10, 29, 17, 0),
+            utc(2026, 10, 31, 0, 0),
+        ),  # fall back
+    ],
+)
 def test_maintenance_window_across_dst_changes(saturday, end_utc, thursday, start_utc) -> None:
     assert verdict(saturday, **WEEKEND).closes_at == end_utc
     assert verdict(thursday, **WEEKEND).next_allowed == start_utc
@@ -125,10 +139,12 @@ def test_freeze_day_is_a_whole_local_day() -> None:
 
 
 def test_override_closure_and_extra_freeze() -> None:
-    overrides = Overrides.model_validate({
-        "closures": [{"market": "XNYS", "date": "2026-11-24", "reason": "day of mourning"}],
-        "freeze": [{"date": "2026-11-25", "reason": "vendor asked", "timezone": "America/New_York"}],
-    })
+    overrides = Overrides.model_validate(
+        {
+            "closures": [{"market": "XNYS", "date": "2026-11-24", "reason": "day of mourning"}],
+            "freeze": [{"date": "2026-11-25", "reason": "vendor asked", "timezone": "America/New_York"}],
+        }
+    )
     assert verdict(ny(2026, 11, 24, 11, 0), overrides=overrides).allowed
     v = verdict(ny(2026, 11, 25, 17, 0), overrides=overrides)
     assert [(b.kind, b.what) for b in v.blockers] == [("override", "operator freeze day 2026-11-25")]

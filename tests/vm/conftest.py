@@ -122,7 +122,8 @@ def paramiko_client(name: str, timeout: float = 5, known_hosts: Path | None = No
         jump_client = paramiko_client(config.datacenter(target.dc).jump.name, timeout)
         try:
             sock = jump_client.get_transport().open_channel(  # type: ignore[union-attr]
-                "direct-tcpip", (target.address, 22), ("127.0.0.1", 0), timeout=timeout)
+                "direct-tcpip", (target.address, 22), ("127.0.0.1", 0), timeout=timeout
+            )
         except Exception:
             jump_client.close()
             raise
@@ -130,9 +131,18 @@ def paramiko_client(name: str, timeout: float = 5, known_hosts: Path | None = No
     client.load_host_keys(str(known_hosts or config.KNOWN_HOSTS))
     client.set_missing_host_key_policy(paramiko.RejectPolicy())
     try:
-        client.connect(target.address, username="vagrant", key_filename=str(private_key(name)), timeout=timeout,
-                       banner_timeout=timeout, auth_timeout=timeout, channel_timeout=timeout,
-                       allow_agent=False, look_for_keys=False, sock=sock)
+        client.connect(
+            target.address,
+            username="vagrant",
+            key_filename=str(private_key(name)),
+            timeout=timeout,
+            banner_timeout=timeout,
+            auth_timeout=timeout,
+            channel_timeout=timeout,
+            allow_agent=False,
+            look_for_keys=False,
+            sock=sock,
+        )
     except Exception:
         if jump_client is not None:
             jump_client.close()

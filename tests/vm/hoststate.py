@@ -23,13 +23,21 @@ def component(host: testinfra.host.Host, name: str) -> Component:
     current = link.stdout.strip().removeprefix("releases/") if link.rc == 0 else None
     active = host.run("systemctl is-active %s.service", name).stdout.strip() == "active"
     port = {"feedhandler": 9101, "ordergw": 9102, "riskgw": 9103}[name]
-    probe = host.run("python3 -c %s",
-                     f"import urllib.request,sys;sys.stdout.write(urllib.request.urlopen("
-                     f"'http://127.0.0.1:{port}/health',timeout=2).read().decode())")
+    probe = host.run(
+        "python3 -c %s",
+        f"import urllib.request,sys;sys.stdout.write(urllib.request.urlopen("
+        f"'http://127.0.0.1:{port}/health',timeout=2).read().decode())",
+    )
     body = json.loads(probe.stdout) if probe.rc == 0 and probe.stdout.strip() else {}
     listing = host.run("ls -1 /opt/%s/releases", name).stdout.split()
-    return Component(current, active, body.get("version"), body.get("config_schema"),
-                     tuple(sorted(v for v in listing if not v.startswith("."))), body.get("started_at"))
+    return Component(
+        current,
+        active,
+        body.get("version"),
+        body.get("config_schema"),
+        tuple(sorted(v for v in listing if not v.startswith("."))),
+        body.get("started_at"),
+    )
 
 
 def host_journal(host: testinfra.host.Host, name: str) -> list[dict]:

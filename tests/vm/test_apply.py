@@ -53,15 +53,17 @@ def test_multi_hop_upgrade_with_requires_and_migration(upgrader, vm_host, vm_hos
     assert switches == ["5.1.0", "5.2.0"], "5.0 steps through 5.1"
 
 
-@pytest.mark.parametrize(("release", "caught_by"), [
-    ("5.1.1+healthfail", "verify"),
-    ("5.1.1+nostart", "verify"),
-    ("5.1.1+wrongver", "verify"),
-    ("5.1.1+crash", "bake"),
-    ("5.1.1+badmigrate", "migrate"),
-])
-def test_broken_release_caught_at_the_canary_and_rolled_back(upgrader, vm_host, vm_hosts, tmp_path, release,
-                                                             caught_by):  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize(
+    ("release", "caught_by"),
+    [
+        ("5.1.1+healthfail", "verify"),
+        ("5.1.1+nostart", "verify"),
+        ("5.1.1+wrongver", "verify"),
+        ("5.1.1+crash", "bake"),
+        ("5.1.1+badmigrate", "migrate"),
+    ],
+)
+def test_broken_release_caught_at_the_canary_and_rolled_back(upgrader, vm_host, vm_hosts, tmp_path, release, caught_by):  # type: ignore[no-untyped-def]
     before = {h: component(vm_host(h), "ordergw") for h in vm_hosts}
     pb = write(tmp_path / "pb.yml", playbook("ordergw", release, migrate=release.endswith("badmigrate")))
     run = upgrader.apply(pb)
@@ -86,13 +88,15 @@ def degrade(vm_host, host: str, version: str) -> None:  # type: ignore[no-untype
     vm_host(host).run("sudo sed -i '/^\\[app\\]/a degraded_versions = %s' /etc/ordergw/ordergw.conf", version)
 
 
-@pytest.mark.parametrize(("policy", "back_on_500"), [
-    ("run", {"ny5-1", "ny5-2", "ch2-1", "ch2-2"}),
-    ("wave", {"ch2-2"}),
-    ("host", {"ch2-2"}),
-])
-def test_rollback_policy_decides_which_hosts_go_back(upgrader, vm_host, vm_hosts, tmp_path, policy,
-                                                     back_on_500):  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize(
+    ("policy", "back_on_500"),
+    [
+        ("run", {"ny5-1", "ny5-2", "ch2-1", "ch2-2"}),
+        ("wave", {"ch2-2"}),
+        ("host", {"ch2-2"}),
+    ],
+)
+def test_rollback_policy_decides_which_hosts_go_back(upgrader, vm_host, vm_hosts, tmp_path, policy, back_on_500):  # type: ignore[no-untyped-def]
     # Every canary passes; the last wave host fails its verify, after ny5 and ch2-1 were upgraded.
     degrade(vm_host, "ch2-2", "5.1.0")
     pb = write(tmp_path / "pb.yml", playbook("ordergw", "5.1.0", rollback=policy, canary={"bake": "1s"}))
@@ -118,9 +122,7 @@ def test_rollback_policy_hold_leaves_the_failed_host_for_a_human(upgrader, vm_ho
     assert lock(vm_host("ch2-1"), "ordergw") is None
 
 
-@pytest.mark.reliability(
-    'artifact checksum mismatch',
-    'refused before any host changes; exit 1')
+@pytest.mark.reliability("artifact checksum mismatch", "refused before any host changes; exit 1")
 def test_checksum_mismatch_refused_before_any_host_changes(upgrader, vm_host, vm_hosts, tmp_path):  # type: ignore[no-untyped-def]
     pb = write(tmp_path / "pb.yml", playbook("ordergw", "5.1.0", sha256="0" * 64))
     run = upgrader.apply(pb)
@@ -133,8 +135,8 @@ def test_checksum_mismatch_refused_before_any_host_changes(upgrader, vm_host, vm
 
 @pytest.mark.parametrize("release", ["5.1.1+traversal", "5.1.1+abspath", "5.1.1+symlinkout"])
 @pytest.mark.reliability(
-    "tarball with '..', absolute or outward-symlink members",
-    'refused at staging, nothing left on any host; exit 3')
+    "tarball with '..', absolute or outward-symlink members", "refused at staging, nothing left on any host; exit 3"
+)
 def test_unsafe_tarball_refused_at_staging_and_nothing_left(upgrader, vm_host, vm_hosts, tmp_path, release):  # type: ignore[no-untyped-def]
     run = upgrader.apply(write(tmp_path / "pb.yml", playbook("ordergw", release)))
     assert run.code == 3 and "unsafe tarball" in run.output, run.output
@@ -147,8 +149,9 @@ def test_unsafe_tarball_refused_at_staging_and_nothing_left(upgrader, vm_host, v
 
 
 @pytest.mark.reliability(
-    'two operators start apply at once',
-    'the second is refused (host locks; local lock on the same controller), naming the holder')
+    "two operators start apply at once",
+    "the second is refused (host locks; local lock on the same controller), naming the holder",
+)
 def test_concurrent_apply_is_refused_by_the_host_locks(upgrader, vm_host, tmp_path, vm_inventory):  # type: ignore[no-untyped-def]
     pb = write(tmp_path / "pb.yml", playbook("ordergw", "5.1.0", canary={"bake": "20s"}))
     first = upgrader.start_apply(pb)
@@ -180,9 +183,7 @@ def test_killed_mid_wave_then_resume_finishes_cleanly(upgrader, vm_host, vm_host
     assert any(e["event"] == "resume" for e in entries) and entries[-1]["event"] == "run-end"
 
 
-@pytest.mark.reliability(
-    'a host frozen (lxc-freeze) mid-run',
-    'reported within the timeout; exit 4 naming it')
+@pytest.mark.reliability("a host frozen (lxc-freeze) mid-run", "reported within the timeout; exit 4 naming it")
 def test_host_frozen_mid_run_is_reported_within_the_timeout(upgrader, vm_host, tmp_path, faults):  # type: ignore[no-untyped-def]
     pb = write(tmp_path / "pb.yml", playbook("feedhandler", "3.1.0", canary={"bake": "3s"}, rollback="host"))
     proc = upgrader.start_apply(pb, "--connect-timeout", "3")

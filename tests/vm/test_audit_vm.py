@@ -33,8 +33,10 @@ def on_host(host: str, script: str) -> None:
     lxc.attach(config.host(host).container, script)
 
 
-@pytest.mark.reliability("a host left behind (Knight Capital: 1 of 8 servers missed in a deploy)",
-                         "audit exits 1 naming exactly the hosts whose service is off the expected version")
+@pytest.mark.reliability(
+    "a host left behind (Knight Capital: 1 of 8 servers missed in a deploy)",
+    "audit exits 1 naming exactly the hosts whose service is off the expected version",
+)
 def test_audit_names_every_outlier(upgrader, vm_hosts, tmp_path, record_property):  # type: ignore[no-untyped-def]
     assert upgrader.apply(FEED).code == 0
     (tmp_path / "prom").mkdir()  # output directories are never created (upgrader/loading/output.py)
@@ -44,8 +46,11 @@ def test_audit_names_every_outlier(upgrader, vm_hosts, tmp_path, record_property
 
     ny, ch = "ny5-2", "ch2-1"
     # ny5-2: current flipped back to 3.0.0 by hand, service not restarted -> still runs 3.1.0
-    on_host(ny, "ln -sfn releases/3.0.0 /opt/feedhandler/current.new && mv -T /opt/feedhandler/current.new "
-                "/opt/feedhandler/current")
+    on_host(
+        ny,
+        "ln -sfn releases/3.0.0 /opt/feedhandler/current.new && mv -T /opt/feedhandler/current.new "
+        "/opt/feedhandler/current",
+    )
     # ch2-1: the service stopped
     on_host(ch, "systemctl stop feedhandler.service")
     code, rows, err = audit(upgrader, "--metrics-dir", str(tmp_path / "prom"))
@@ -53,12 +58,14 @@ def test_audit_names_every_outlier(upgrader, vm_hosts, tmp_path, record_property
     bad = {h: v for h, v in feed.items() if v != "ok"}
     assert code == 1, err
     assert bad == {ny: "stale-process", ch: "not-reporting"}, rows
-    families = {f.name: f for f in text_string_to_metric_families((tmp_path / "prom" / "upgrader_audit.prom")
-                                                                    .read_text())}
+    families = {
+        f.name: f for f in text_string_to_metric_families((tmp_path / "prom" / "upgrader_audit.prom").read_text())
+    }
     outliers = {s.labels["component"]: s.value for s in families["upgrader_audit_outliers"].samples}
     assert outliers["feedhandler"] == 2
-    record_property("observed", f"exit {code}; outliers {sorted(bad.items())}; metric outliers="
-                                f"{outliers['feedhandler']:g}")
+    record_property(
+        "observed", f"exit {code}; outliers {sorted(bad.items())}; metric outliers={outliers['feedhandler']:g}"
+    )
 
 
 def test_audit_against_a_playbook_names_skew_and_unreachable(upgrader, vm_hosts, faults):  # type: ignore[no-untyped-def]

@@ -60,6 +60,7 @@ def agent_starts(host: Host, since: int) -> int:
 
     sudo's log reaches the journal asynchronously: wait for the first, then a moment for any other.
     """
+
     def count() -> int:
         return sum(bool(re.search(r"COMMAND=.*python3 -I -S", m)) for m in sudo_log(host, since))
 
@@ -79,13 +80,20 @@ def settled(host: Host, want: int) -> int:
 
 
 def facts_call(pool: Pool, host: str) -> remote.AgentResult:
-    return remote.call(pool.session(host), component="feedhandler", root="/opt/feedhandler", run=None,
-                       ops=[{"op": "facts", "service": None, "version_check": None, "journal_lines": 0}],
-                       timeout=10, idempotent=True)
+    return remote.call(
+        pool.session(host),
+        component="feedhandler",
+        root="/opt/feedhandler",
+        run=None,
+        ops=[{"op": "facts", "service": None, "version_check": None, "journal_lines": 0}],
+        timeout=10,
+        idempotent=True,
+    )
 
 
-def test_the_first_call_uses_the_agent_started_early(pool: Pool, vm_hosts: list[str],
-                                                     vm_host: Callable[[str], Host]) -> None:
+def test_the_first_call_uses_the_agent_started_early(
+    pool: Pool, vm_hosts: list[str], vm_host: Callable[[str], Host]
+) -> None:
     name, host = vm_hosts[0], vm_host(vm_hosts[0])
     before, since = agents(host), mark(host)
     remote.start(pool.session(name))
@@ -100,8 +108,9 @@ def test_the_first_call_uses_the_agent_started_early(pool: Pool, vm_hosts: list[
     assert "COMMAND=" in logged and "command continued" not in logged and agent.packed_source()[:40] not in logged
 
 
-def test_a_call_made_while_the_agent_is_starting_waits_for_it(pool: Pool, vm_hosts: list[str],
-                                                              vm_host: Callable[[str], Host]) -> None:
+def test_a_call_made_while_the_agent_is_starting_waits_for_it(
+    pool: Pool, vm_hosts: list[str], vm_host: Callable[[str], Host]
+) -> None:
     name, host = vm_hosts[1], vm_host(vm_hosts[1])
     before, since = agents(host), mark(host)
     starting = threading.Thread(target=remote.start, args=(pool.session(name),))
@@ -112,8 +121,9 @@ def test_a_call_made_while_the_agent_is_starting_waits_for_it(pool: Pool, vm_hos
     assert agent_starts(host, since) == 1  # the call did not start an agent of its own
 
 
-def test_a_frozen_host_is_reported_by_the_first_call_without_waiting_twice(pool: Pool, vm_hosts: list[str],
-                                                                           faults: object) -> None:
+def test_a_frozen_host_is_reported_by_the_first_call_without_waiting_twice(
+    pool: Pool, vm_hosts: list[str], faults: object
+) -> None:
     name = vm_hosts[0]
     faults.freeze(name)  # type: ignore[attr-defined]
     began = time.monotonic()

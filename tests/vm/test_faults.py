@@ -44,16 +44,21 @@ def event(name: str, host: str | None = None):  # type: ignore[no-untyped-def]
     return lambda es: any(e["event"] == name and (host is None or e.get("host") == host) for e in es)
 
 
-@pytest.mark.parametrize(("where", "point"), [
-    ("staging", event("stage-begin")),
-    ("mid-canary", event("host-begin", "ny5-1")),
-    ("during the bake", event("bake-begin", "ny5-1")),
-    ("mid-wave", event("host-begin", "ch2-2")),
-])
-def test_sigkill_then_resume_finishes_the_upgrade(upgrader, vm_host, vm_hosts, tmp_path, record_property, where,
-                                                  point):  # type: ignore[no-untyped-def]
-    reliability_mark(record_property, f"orchestrator SIGKILLed {where}, then `resume`",
-                     "every host on the target, verified; locks released; exit 0")
+@pytest.mark.parametrize(
+    ("where", "point"),
+    [
+        ("staging", event("stage-begin")),
+        ("mid-canary", event("host-begin", "ny5-1")),
+        ("during the bake", event("bake-begin", "ny5-1")),
+        ("mid-wave", event("host-begin", "ch2-2")),
+    ],
+)
+def test_sigkill_then_resume_finishes_the_upgrade(upgrader, vm_host, vm_hosts, tmp_path, record_property, where, point):  # type: ignore[no-untyped-def]
+    reliability_mark(
+        record_property,
+        f"orchestrator SIGKILLed {where}, then `resume`",
+        "every host on the target, verified; locks released; exit 0",
+    )
     pb = write(tmp_path / "pb.yml", playbook("feedhandler", "3.1.0", canary={"bake": "3s"}))
     run_id = killed_at(upgrader, pb, point)
     resumed = upgrader("resume", run_id, "--yes", *WEEKEND, "--log-format", "plain")
@@ -64,10 +69,14 @@ def test_sigkill_then_resume_finishes_the_upgrade(upgrader, vm_host, vm_hosts, t
     record_property("observed", f"resumed: done {recover['done'] or '-'}, put back {recover['back'] or '-'}; exit 0")
 
 
-def test_sigkill_mid_rollback_then_resume_completes_the_rollback(upgrader, vm_host, vm_hosts, tmp_path,
-                                                                 record_property):  # type: ignore[no-untyped-def]
-    reliability_mark(record_property, "orchestrator SIGKILLed mid-rollback, then `resume`",
-                     "the rollback completes: every host on the old version, verified; exit 3")
+def test_sigkill_mid_rollback_then_resume_completes_the_rollback(
+    upgrader, vm_host, vm_hosts, tmp_path, record_property
+):  # type: ignore[no-untyped-def]
+    reliability_mark(
+        record_property,
+        "orchestrator SIGKILLed mid-rollback, then `resume`",
+        "the rollback completes: every host on the old version, verified; exit 3",
+    )
     pb = write(tmp_path / "pb.yml", playbook("ordergw", "5.1.1+crash", canary={"bake": "8s"}))
     run_id = killed_at(upgrader, pb, event("rollback-begin"))
     resumed = upgrader("resume", run_id, "--yes", *WEEKEND, "--log-format", "plain")
@@ -78,8 +87,11 @@ def test_sigkill_mid_rollback_then_resume_completes_the_rollback(upgrader, vm_ho
 
 
 def test_host_powered_off_mid_upgrade(upgrader, vm_host, vm_hosts, tmp_path, faults, record_property):  # type: ignore[no-untyped-def]
-    reliability_mark(record_property, "host stopped hard (power off) during its canary bake",
-                     "reported within the timeout, exit 4 naming it; after power-on `rollback` restores it")
+    reliability_mark(
+        record_property,
+        "host stopped hard (power off) during its canary bake",
+        "reported within the timeout, exit 4 naming it; after power-on `rollback` restores it",
+    )
     pb = write(tmp_path / "pb.yml", playbook("ordergw", "5.1.0", canary={"bake": "20s"}, rollback="host"))
     proc = upgrader.start_apply(pb, "--connect-timeout", "3")
     upgrader.wait_for(event("bake-begin", "ny5-1"))
@@ -90,8 +102,19 @@ def test_host_powered_off_mid_upgrade(upgrader, vm_host, vm_hosts, tmp_path, fau
     assert proc.returncode == 4 and "ny5-1" in err, out + err
     assert_on(vm_host, vm_hosts[1:], "ordergw", "5.0.0")
     faults.start("ny5-1")
-    back = upgrader("rollback", "ordergw", "-i", str(upgrader.inventory), "--reason", "power loss", "--yes",
-                    "--hosts", "ny5-1", "--playbook", str(pb))
+    back = upgrader(
+        "rollback",
+        "ordergw",
+        "-i",
+        str(upgrader.inventory),
+        "--reason",
+        "power loss",
+        "--yes",
+        "--hosts",
+        "ny5-1",
+        "--playbook",
+        str(pb),
+    )
     assert back.code == 0, back.output
     assert_on(vm_host, vm_hosts, "ordergw", "5.0.0")
     record_property("observed", f"exit 4 naming ny5-1 {took:.0f} s after power-off; rollback after boot: exit 0")
@@ -111,10 +134,13 @@ def _errors_by_host(journal: list[dict]) -> dict[str, list[str]]:
 @pytest.mark.parametrize("fault", ["kill", "cut"])
 def test_jump_host_dies_mid_run(upgrader, vm_host, vm_hosts, tmp_path, faults, record_property, fault):  # type: ignore[no-untyped-def]
     how = {"kill": "powered off", "cut": "cut off (its upgbr0 link down: packets vanish)"}[fault]
-    reliability_mark(record_property, f"a datacenter's jump host {how} during its canary's bake",
-                     "every host behind it reported unreachable within the timeouts; the run halts (exit 4); the "
-                     "other datacenter is left clean and unlocked; once the jump host is back `rollback` puts "
-                     "the caught hosts back")
+    reliability_mark(
+        record_property,
+        f"a datacenter's jump host {how} during its canary's bake",
+        "every host behind it reported unreachable within the timeouts; the run halts (exit 4); the "
+        "other datacenter is left clean and unlocked; once the jump host is back `rollback` puts "
+        "the caught hosts back",
+    )
     pb = write(tmp_path / "pb.yml", playbook("ordergw", "5.1.0", canary={"bake": "20s"}, rollback="host"))
     proc = upgrader.start_apply(pb, "--connect-timeout", "3")
     upgrader.wait_for(event("bake-begin", "ny5-1"))
@@ -140,20 +166,40 @@ def test_jump_host_dies_mid_run(upgrader, vm_host, vm_hosts, tmp_path, faults, r
     assert end["handshake_retries"] >= 0
     faults.heal("ny5-jump")
     caught = component(vm_host("ny5-1"), "ordergw")
-    back = upgrader("rollback", "ordergw", "-i", str(upgrader.inventory), "--reason", "jump host lost", "--yes",
-                    "--dc", "ny5", "--to", "5.0.0", "--playbook", str(pb))
+    back = upgrader(
+        "rollback",
+        "ordergw",
+        "-i",
+        str(upgrader.inventory),
+        "--reason",
+        "jump host lost",
+        "--yes",
+        "--dc",
+        "ny5",
+        "--to",
+        "5.0.0",
+        "--playbook",
+        str(pb),
+    )
     assert back.code == 0, back.output
     assert_on(vm_host, vm_hosts, "ordergw", "5.0.0")
     assert_unlocked(vm_host, vm_hosts, "ordergw")
-    record_property("observed", f"exit 4 {took:.1f} s after the fault; ny5-1 {states['ny5-1']}, "
-                    f"{', '.join(h for h in ny5 if h != 'ny5-1')} unreachable via ny5-jump (lock release); "
-                    + ", ".join(f"{h} {states[h]}" for h in ch2) + f" untouched and unlocked; ny5-1 was on "
-                    f"{caught.current} when the jump host came back; rollback --dc ny5: exit 0, all on 5.0.0")
+    record_property(
+        "observed",
+        f"exit 4 {took:.1f} s after the fault; ny5-1 {states['ny5-1']}, "
+        f"{', '.join(h for h in ny5 if h != 'ny5-1')} unreachable via ny5-jump (lock release); "
+        + ", ".join(f"{h} {states[h]}" for h in ch2)
+        + f" untouched and unlocked; ny5-1 was on "
+        f"{caught.current} when the jump host came back; rollback --dc ny5: exit 0, all on 5.0.0",
+    )
 
 
 def test_serving_agent_killed_between_programs(upgrader, vm_host, vm_hosts, tmp_path, record_property):  # type: ignore[no-untyped-def]
-    reliability_mark(record_property, "the serving agent on a waiting host is killed between programs",
-                     "the next program starts a fresh agent on that host; the run finishes, exit 0")
+    reliability_mark(
+        record_property,
+        "the serving agent on a waiting host is killed between programs",
+        "the next program starts a fresh agent on that host; the run finishes, exit 0",
+    )
     pb = write(tmp_path / "pb.yml", playbook("feedhandler", "3.1.0", canary={"bake": "3s"}))
     proc = upgrader.start_apply(pb)
     upgrader.wait_for(event("bake-begin", "ny5-1"))
@@ -169,8 +215,11 @@ def test_serving_agent_killed_between_programs(upgrader, vm_host, vm_hosts, tmp_
 
 
 def test_link_cut_then_restored(upgrader, vm_host, vm_hosts, tmp_path, faults, record_property):  # type: ignore[no-untyped-def]
-    reliability_mark(record_property, "a host's link cut mid-run, then restored",
-                     "reported within the timeout, exit 4; after restore a re-apply with --break-lock finishes")
+    reliability_mark(
+        record_property,
+        "a host's link cut mid-run, then restored",
+        "reported within the timeout, exit 4; after restore a re-apply with --break-lock finishes",
+    )
     pb = write(tmp_path / "pb.yml", playbook("feedhandler", "3.1.0", canary={"bake": "3s"}))
     proc = upgrader.start_apply(pb, "--connect-timeout", "3")
     upgrader.wait_for(event("bake-begin", "ny5-1"))
@@ -187,10 +236,10 @@ def test_link_cut_then_restored(upgrader, vm_host, vm_hosts, tmp_path, faults, r
     record_property("observed", f"exit 4 after {took:.0f} s; re-apply with --break-lock: exit 0")
 
 
-def test_sshd_down_refuses_before_changing_anything(upgrader, vm_host, vm_hosts, tmp_path, faults,
-                                                    record_property):  # type: ignore[no-untyped-def]
-    reliability_mark(record_property, "sshd dead on one host when apply starts",
-                     "refused before any change (exit 1), host named")
+def test_sshd_down_refuses_before_changing_anything(upgrader, vm_host, vm_hosts, tmp_path, faults, record_property):  # type: ignore[no-untyped-def]
+    reliability_mark(
+        record_property, "sshd dead on one host when apply starts", "refused before any change (exit 1), host named"
+    )
     faults.sshd_stop("ch2-1")
     run = upgrader.apply(REPO / "playbooks" / "feedhandler-3.1.0.yml")
     assert run.code == 1 and "ch2-1" in run.stderr, run.output
@@ -264,8 +313,11 @@ def slow_ny5(tmp_path: Path, vm_inventory: Path) -> Iterator[Path]:
 
 
 def test_slow_link_to_one_datacenter(upgrader, vm_host, vm_hosts, slow_ny5, record_property):  # type: ignore[no-untyped-def]
-    reliability_mark(record_property, "slow link to one datacenter's jump host (120 ms added per chunk, "
-                     "userspace relay on loopback)", "the upgrade completes, every host verified; exit 0")
+    reliability_mark(
+        record_property,
+        "slow link to one datacenter's jump host (120 ms added per chunk, userspace relay on loopback)",
+        "the upgrade completes, every host verified; exit 0",
+    )
     slow = Upgrader(upgrader.state, slow_ny5)
     run = slow.apply(REPO / "playbooks" / "feedhandler-3.1.0.yml")
     assert run.code == 0, run.output
@@ -274,13 +326,17 @@ def test_slow_link_to_one_datacenter(upgrader, vm_host, vm_hosts, slow_ny5, reco
 
 
 def test_disk_full_during_staging(upgrader, vm_host, vm_hosts, tmp_path, record_property):  # type: ignore[no-untyped-def]
-    reliability_mark(record_property, "disk full on one host during staging (tiny tmpfs under releases/)",
-                     "staging refused on that host, what this run staged elsewhere removed, "
-                     "nothing live changed; exit 3")
+    reliability_mark(
+        record_property,
+        "disk full on one host during staging (tiny tmpfs under releases/)",
+        "staging refused on that host, what this run staged elsewhere removed, nothing live changed; exit 3",
+    )
     host = vm_host("ny5-2")
     used = int(host.check_output("sudo du -sk /opt/ordergw/releases").split()[0])
-    setup = ("set -e; cp -a /opt/ordergw/releases /tmp/rel-copy; mount -t tmpfs -o size=%dk tmpfs "
-             "/opt/ordergw/releases; cp -a /tmp/rel-copy/. /opt/ordergw/releases/; rm -rf /tmp/rel-copy")
+    setup = (
+        "set -e; cp -a /opt/ordergw/releases /tmp/rel-copy; mount -t tmpfs -o size=%dk tmpfs "
+        "/opt/ordergw/releases; cp -a /tmp/rel-copy/. /opt/ordergw/releases/; rm -rf /tmp/rel-copy"
+    )
     assert host.run("sudo sh -c %s", setup % (used + 4)).rc == 0
     try:
         run = upgrader.apply(write(tmp_path / "pb.yml", playbook("ordergw", "5.1.0")))
@@ -296,13 +352,24 @@ def test_disk_full_during_staging(upgrader, vm_host, vm_hosts, tmp_path, record_
 
 
 def test_app_hangs_on_stop(upgrader, vm_host, vm_hosts, tmp_path, record_property):  # type: ignore[no-untyped-def]
-    reliability_mark(record_property, "vendor app ignores SIGTERM (hangs on stop) during a rollback",
-                     "stop escalates to SIGKILL after stop_timeout; rollback verified; exit 0")
-    pb = write(tmp_path / "pb.yml", playbook("ordergw", "5.1.1+hangstop", canary={"bake": "1s"},
-                                             service={"systemd": "ordergw.service", "stop_timeout": "2s"}))
+    reliability_mark(
+        record_property,
+        "vendor app ignores SIGTERM (hangs on stop) during a rollback",
+        "stop escalates to SIGKILL after stop_timeout; rollback verified; exit 0",
+    )
+    pb = write(
+        tmp_path / "pb.yml",
+        playbook(
+            "ordergw",
+            "5.1.1+hangstop",
+            canary={"bake": "1s"},
+            service={"systemd": "ordergw.service", "stop_timeout": "2s"},
+        ),
+    )
     assert upgrader.apply(pb).code == 0
-    back = upgrader("rollback", "ordergw", "-i", str(upgrader.inventory), "--reason", "hang drill", "--yes",
-                    "--playbook", str(pb))
+    back = upgrader(
+        "rollback", "ordergw", "-i", str(upgrader.inventory), "--reason", "hang drill", "--yes", "--playbook", str(pb)
+    )
     assert back.code == 0, back.output
     assert_on(vm_host, vm_hosts, "ordergw", "5.0.0")
     ends = [e for e in upgrader.journal() if e["event"] == "host-end"]
@@ -312,8 +379,11 @@ def test_app_hangs_on_stop(upgrader, vm_host, vm_hosts, tmp_path, record_propert
 
 
 def test_restart_slower_than_its_checks(upgrader, vm_host, vm_hosts, tmp_path, record_property):  # type: ignore[no-untyped-def]
-    reliability_mark(record_property, "restart takes longer than the verify checks allow (8 s warm-up)",
-                     "verify fails on the canary, rolled back and verified; other hosts untouched; exit 3")
+    reliability_mark(
+        record_property,
+        "restart takes longer than the verify checks allow (8 s warm-up)",
+        "verify fails on the canary, rolled back and verified; other hosts untouched; exit 3",
+    )
     run = upgrader.apply(write(tmp_path / "pb.yml", playbook("ordergw", "5.1.1+slowstart")))
     assert run.code == 3, run.output
     assert_on(vm_host, vm_hosts, "ordergw", "5.0.0")
@@ -321,34 +391,62 @@ def test_restart_slower_than_its_checks(upgrader, vm_host, vm_hosts, tmp_path, r
 
 
 def test_rollback_while_an_apply_runs(upgrader, vm_host, vm_hosts, tmp_path, record_property):  # type: ignore[no-untyped-def]
-    reliability_mark(record_property, "emergency rollback started while an apply is running",
-                     "the rollback takes the locks over (recorded); the apply starts no new host; all on the old "
-                     "version, verified")
+    reliability_mark(
+        record_property,
+        "emergency rollback started while an apply is running",
+        "the rollback takes the locks over (recorded); the apply starts no new host; all on the old version, verified",
+    )
     pb = write(tmp_path / "pb.yml", playbook("ordergw", "5.1.0", canary={"bake": "15s"}))
     proc = upgrader.start_apply(pb)
     upgrader.wait_for(event("bake-begin", "ny5-1"))
     other = Upgrader(tmp_path / "oncall-state", upgrader.inventory)
-    back = other("rollback", "ordergw", "-i", str(upgrader.inventory), "--reason", "drill", "--yes", "--to", "5.0.0",
-                 "--playbook", str(pb))
+    back = other(
+        "rollback",
+        "ordergw",
+        "-i",
+        str(upgrader.inventory),
+        "--reason",
+        "drill",
+        "--yes",
+        "--to",
+        "5.0.0",
+        "--playbook",
+        str(pb),
+    )
     assert back.code == 0, back.output
     out, err = proc.communicate(timeout=120)
     assert proc.returncode in (3, 4), out + err
     assert_on(vm_host, vm_hosts, "ordergw", "5.0.0")
     applied = [e["host"] for e in upgrader.journal() if e["event"] == "host-begin"]
     assert applied == ["ny5-1"], "the apply started no host after the handover"
-    handovers = [o for e in other.journal() if e["event"] == "host-end" for o in e["ops"]
-                 if o["op"] == "lock" and o.get("previous_holder")]
+    handovers = [
+        o
+        for e in other.journal()
+        if e["event"] == "host-end"
+        for o in e["ops"]
+        if o["op"] == "lock" and o.get("previous_holder")
+    ]
     assert handovers, "the handover is recorded"
     assert_unlocked(vm_host, vm_hosts, "ordergw")
     record_property("observed", f"apply exit {proc.returncode}, started no new host; rollback exit 0")
 
 
 def test_hostile_arguments_stay_arguments_on_the_host(upgrader, vm_host, vm_hosts, tmp_path, record_property):  # type: ignore[no-untyped-def]
-    reliability_mark(record_property, "shell metacharacters in a playbook command (migrate argv)",
-                     "passed as literal arguments; nothing injected on the hosts")
+    reliability_mark(
+        record_property,
+        "shell metacharacters in a playbook command (migrate argv)",
+        "passed as literal arguments; nothing injected on the hosts",
+    )
     pb = playbook("ordergw", "5.1.0", canary={"bake": "1s"})
-    pb["migrate"] = {"command": ["/bin/echo", "$(touch /tmp/pwned1)", "; touch /tmp/pwned2", "`touch /tmp/pwned3`",
-                                 "{version}'; touch /tmp/pwned4; echo '"]}
+    pb["migrate"] = {
+        "command": [
+            "/bin/echo",
+            "$(touch /tmp/pwned1)",
+            "; touch /tmp/pwned2",
+            "`touch /tmp/pwned3`",
+            "{version}'; touch /tmp/pwned4; echo '",
+        ]
+    }
     run = upgrader.apply(write(tmp_path / "pb.yml", pb))
     assert run.code == 0, run.output
     for h in vm_hosts:
@@ -371,10 +469,12 @@ class Hook(BaseHTTPRequestHandler):
         pass
 
 
-def test_a_planted_secret_appears_in_no_artifact(upgrader, vm_host, vm_hosts, tmp_path, vm_inventory,
-                                                 record_property):  # type: ignore[no-untyped-def]
-    reliability_mark(record_property, "a secret (webhook token) planted in the environment",
-                     "notifications delivered; the secret is in no journal, plan, report, log, output or host file")
+def test_a_planted_secret_appears_in_no_artifact(upgrader, vm_host, vm_hosts, tmp_path, vm_inventory, record_property):  # type: ignore[no-untyped-def]
+    reliability_mark(
+        record_property,
+        "a secret (webhook token) planted in the environment",
+        "notifications delivered; the secret is in no journal, plan, report, log, output or host file",
+    )
     secret = "s3cr3t-TOKEN-4711"
     server = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -412,14 +512,19 @@ def test_a_planted_secret_appears_in_no_artifact(upgrader, vm_host, vm_hosts, tm
 
 
 def test_state_files_have_safe_permissions(upgrader, vm_host, record_property):  # type: ignore[no-untyped-def]
-    reliability_mark(record_property, "journal, audit log and lock files", "0600 files in 0700 directories, "
-                     "on the controller and on the hosts")
+    reliability_mark(
+        record_property,
+        "journal, audit log and lock files",
+        "0600 files in 0700 directories, on the controller and on the hosts",
+    )
     assert upgrader.apply(REPO / "playbooks" / "feedhandler-3.1.0.yml").code == 0
     for path in upgrader.state.rglob("*"):
         mode = path.stat().st_mode & 0o777
         assert mode == (0o700 if path.is_dir() else 0o600), (path, oct(mode))
-    modes = vm_host("ny5-1").check_output("sudo stat -c '%a %n' /var/lib/upgrader /var/lib/upgrader/feedhandler "
-                                          "/var/lib/upgrader/feedhandler/journal.jsonl")
+    modes = vm_host("ny5-1").check_output(
+        "sudo stat -c '%a %n' /var/lib/upgrader /var/lib/upgrader/feedhandler "
+        "/var/lib/upgrader/feedhandler/journal.jsonl"
+    )
     assert [m.split()[0] for m in modes.splitlines()] == ["700", "700", "600"], modes
     record_property("observed", "as required")
 

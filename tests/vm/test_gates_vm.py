@@ -24,9 +24,15 @@ def upgrader(tmp_path: Path, vm_inventory: Path, reset_hosts: None) -> Upgrader:
 
 
 def gated(tmp_path: Path, **canary: object) -> Path:
-    return write(tmp_path / "pb.yml", playbook("feedhandler", "3.1.0", rollback="run",
-                                                canary={"bake": "1s", "promote": "manual", "promote_timeout": "120s",
-                                                        **canary}))
+    return write(
+        tmp_path / "pb.yml",
+        playbook(
+            "feedhandler",
+            "3.1.0",
+            rollback="run",
+            canary={"bake": "1s", "promote": "manual", "promote_timeout": "120s", **canary},
+        ),
+    )
 
 
 def finish(proc: subprocess.Popen[str], timeout: float = 240) -> int:
@@ -56,8 +62,10 @@ def test_promote_at_the_canary_gate(upgrader, tmp_path, vm_host, vm_hosts, recor
     assert "promote" in audit
     record_property("scenario", "manual promote at the canary gate")
     record_property("expected", "the run waits at the gate; `promote` lets it finish; recorded with the operator")
-    record_property("observed", f"exit {code}; gates {[(e['gate'], e['outcome']) for e in ends]}; "
-                                f"all {len(vm_hosts)} hosts on 3.1.0")
+    record_property(
+        "observed",
+        f"exit {code}; gates {[(e['gate'], e['outcome']) for e in ends]}; all {len(vm_hosts)} hosts on 3.1.0",
+    )
 
 
 def test_abort_at_the_gate_rolls_back(upgrader, tmp_path, vm_host, vm_hosts, record_property):  # type: ignore[no-untyped-def]
@@ -74,8 +82,7 @@ def test_abort_at_the_gate_rolls_back(upgrader, tmp_path, vm_host, vm_hosts, rec
     record_property("observed", f"exit {code}; status {end['status']}; all hosts back on 3.0.0")
 
 
-def test_a_canary_that_degrades_while_waiting_is_rolled_back(upgrader, tmp_path, vm_host, vm_hosts,
-                                                              record_property):  # type: ignore[no-untyped-def]
+def test_a_canary_that_degrades_while_waiting_is_rolled_back(upgrader, tmp_path, vm_host, vm_hosts, record_property):  # type: ignore[no-untyped-def]
     proc = upgrader.start_apply(gated(tmp_path))
     waiting(upgrader)
     lxc.attach(config.host("ny5-1").container, "systemctl kill --signal=SIGKILL feedhandler.service")
@@ -98,14 +105,22 @@ def test_no_decision_in_time_holds(upgrader, tmp_path, vm_host, record_property)
     assert end["outcome"] == "timed-out" and any(e["event"] == "hold" for e in entries)
     record_property("scenario", "nobody decides at a manual gate (on_timeout: hold)")
     record_property("expected", "the run holds after the timeout for a human: exit 4, nothing rolled back")
-    record_property("observed", f"exit {code}; gate {end['outcome']} after {end['waited']} s; status "
-                                f"{entries[-1]['status']}")
+    record_property(
+        "observed", f"exit {code}; gate {end['outcome']} after {end['waited']} s; status {entries[-1]['status']}"
+    )
 
 
-def test_abort_during_a_wave_starts_no_new_host(upgrader, tmp_path, vm_host, vm_hosts,
-                                                record_property):  # type: ignore[no-untyped-def]
-    pb = write(tmp_path / "pb.yml", playbook("feedhandler", "3.1.0", rollback="run", canary={"hosts": 0},
-                                             rollout={"batch": 1, "max_in_flight_per_datacenter": 1}))
+def test_abort_during_a_wave_starts_no_new_host(upgrader, tmp_path, vm_host, vm_hosts, record_property):  # type: ignore[no-untyped-def]
+    pb = write(
+        tmp_path / "pb.yml",
+        playbook(
+            "feedhandler",
+            "3.1.0",
+            rollback="run",
+            canary={"hosts": 0},
+            rollout={"batch": 1, "max_in_flight_per_datacenter": 1},
+        ),
+    )
     proc = upgrader.start_apply(pb)
     upgrader.wait_for(lambda es: any(e["event"] == "host-end" and e.get("ok") for e in es), timeout=180)
     run = upgrader.runs()[-1].name
@@ -120,11 +135,19 @@ def test_abort_during_a_wave_starts_no_new_host(upgrader, tmp_path, vm_host, vm_
     record_property("observed", f"exit {code}; {len(started)} of {len(vm_hosts)} hosts started; all on 3.0.0")
 
 
-def test_abort_at_the_gate_puts_the_canary_back_whatever_the_policy(upgrader, tmp_path, vm_host, vm_hosts,
-                                                                    record_property):  # type: ignore[no-untyped-def]
+def test_abort_at_the_gate_puts_the_canary_back_whatever_the_policy(
+    upgrader, tmp_path, vm_host, vm_hosts, record_property
+):  # type: ignore[no-untyped-def]
     """Policy 'host' (a failure puts back only the failed host): an abort still puts back every host changed."""
-    pb = write(tmp_path / "pb.yml", playbook("feedhandler", "3.1.0", rollback="host",
-                                             canary={"bake": "1s", "promote": "manual", "promote_timeout": "120s"}))
+    pb = write(
+        tmp_path / "pb.yml",
+        playbook(
+            "feedhandler",
+            "3.1.0",
+            rollback="host",
+            canary={"bake": "1s", "promote": "manual", "promote_timeout": "120s"},
+        ),
+    )
     proc = upgrader.start_apply(pb)
     run, _ = waiting(upgrader)
     assert component(vm_host("ny5-1"), "feedhandler").current == "3.1.0"  # the canary waits on the new release
@@ -138,14 +161,18 @@ def test_abort_at_the_gate_puts_the_canary_back_whatever_the_policy(upgrader, tm
     assert end["status"] == "aborted" and end["hosts"]["ny5-1"]["version"] == "3.0.0"
     record_property("scenario", "abort while the canary waits at its promote gate (policy 'host')")
     record_property("expected", "every host the run changed back on its starting release, verified; exit 3; no lock")
-    record_property("observed", f"abort exit {said.code} in {said.seconds:.1f} s; run exit {code}; "
-                                f"canary 3.1.0 -> 3.0.0; all {len(vm_hosts)} hosts on 3.0.0 and unlocked")
+    record_property(
+        "observed",
+        f"abort exit {said.code} in {said.seconds:.1f} s; run exit {code}; "
+        f"canary 3.1.0 -> 3.0.0; all {len(vm_hosts)} hosts on 3.0.0 and unlocked",
+    )
 
 
-def test_ctrl_c_during_the_bake_ends_it_at_once(upgrader, tmp_path, vm_host, vm_hosts,
-                                                record_property):  # type: ignore[no-untyped-def]
-    pb = write(tmp_path / "pb.yml", playbook("feedhandler", "3.1.0", rollback="host",
-                                             canary={"bake": "120s", "bake_interval": "2s"}))
+def test_ctrl_c_during_the_bake_ends_it_at_once(upgrader, tmp_path, vm_host, vm_hosts, record_property):  # type: ignore[no-untyped-def]
+    pb = write(
+        tmp_path / "pb.yml",
+        playbook("feedhandler", "3.1.0", rollback="host", canary={"bake": "120s", "bake_interval": "2s"}),
+    )
     proc = upgrader.start_apply(pb)
     upgrader.wait_for(lambda es: any(e["event"] == "bake-begin" for e in es), timeout=180)
     time.sleep(3)
@@ -168,21 +195,33 @@ def test_ctrl_c_during_the_bake_ends_it_at_once(upgrader, tmp_path, vm_host, vm_
     resume = upgrader("resume", upgrader.runs()[-1].name, timeout=60)
     assert "it halted" in resume.stdout and "already finished" not in resume.output, resume.output
     record_property("scenario", "Ctrl-C (SIGINT) during a 120 s canary bake")
-    record_property("expected", "the bake ends within a second; the canary is put back, verified; the run "
-                                "ends resumable (exit 5); no lock")
-    record_property("observed", f"bake-end {bake_s:.2f} s after SIGINT, exit {proc.returncode} "
-                                f"{ended:.1f} s after it; halt resumable; all {len(vm_hosts)} hosts on 3.0.0, "
-                                "unlocked; resume not refused as finished")
+    record_property(
+        "expected",
+        "the bake ends within a second; the canary is put back, verified; the run ends resumable (exit 5); no lock",
+    )
+    record_property(
+        "observed",
+        f"bake-end {bake_s:.2f} s after SIGINT, exit {proc.returncode} "
+        f"{ended:.1f} s after it; halt resumable; all {len(vm_hosts)} hosts on 3.0.0, "
+        "unlocked; resume not refused as finished",
+    )
 
 
-def test_a_promote_and_an_abort_at_once_from_two_desks(upgrader, tmp_path, vm_host, vm_hosts,
-                                                       record_property):  # type: ignore[no-untyped-def]
+def test_a_promote_and_an_abort_at_once_from_two_desks(upgrader, tmp_path, vm_host, vm_hosts, record_property):  # type: ignore[no-untyped-def]
     proc = upgrader.start_apply(gated(tmp_path))
     run, _ = waiting(upgrader)
-    desks = {kind: subprocess.Popen(upgrader.argv(kind, run, "--reason", f"{kind} from a desk", "--wait", "30"),
-                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=upgrader.env,
-                                    cwd=config.REPO, stdin=subprocess.DEVNULL)
-             for kind in ("promote", "abort")}
+    desks = {
+        kind: subprocess.Popen(
+            upgrader.argv(kind, run, "--reason", f"{kind} from a desk", "--wait", "30"),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=upgrader.env,
+            cwd=config.REPO,
+            stdin=subprocess.DEVNULL,
+        )
+        for kind in ("promote", "abort")
+    }
     said = {kind: (p.wait(60), "".join(p.communicate()).strip().splitlines()[-1]) for kind, p in desks.items()}
     code = finish(proc)
     entries = upgrader.journal()
@@ -193,8 +232,14 @@ def test_a_promote_and_an_abort_at_once_from_two_desks(upgrader, tmp_path, vm_ho
     assert_on(vm_host, vm_hosts, "feedhandler", "3.0.0")
     assert_unlocked(vm_host, vm_hosts, "feedhandler")
     record_property("scenario", "a promote and an abort of the same run at the same moment, from two processes")
-    record_property("expected", "one consistent outcome (aborted, every host back, no lock); each command's exit "
-                                "code says what became of its decision")
-    record_property("observed", f"gate {gate_end['outcome']}; promote exit {said['promote'][0]} "
-                                f"({said['promote'][1][:60]!r}); abort exit {said['abort'][0]}; run exit {code}; "
-                                f"all {len(vm_hosts)} hosts on 3.0.0, unlocked")
+    record_property(
+        "expected",
+        "one consistent outcome (aborted, every host back, no lock); each command's exit "
+        "code says what became of its decision",
+    )
+    record_property(
+        "observed",
+        f"gate {gate_end['outcome']}; promote exit {said['promote'][0]} "
+        f"({said['promote'][1][:60]!r}); abort exit {said['abort'][0]}; run exit {code}; "
+        f"all {len(vm_hosts)} hosts on 3.0.0, unlocked",
+    )

@@ -39,12 +39,15 @@ def test_inventory_lists_every_host_with_relative_paths(vm_inventory, vm_hosts):
         assert f"      {name}:\n        address: {config.host(name).address}\n" in text
         assert f"ssh_key: ../.vagrant/machines/{name}/lxc/private_key" in text
     for dc in config.DATACENTERS:
-        assert (f"    jump:\n      address: {dc.jump.address}\n      port: 22\n      user: vagrant\n"
-                f"      ssh_key: ../.vagrant/machines/{dc.name}-jump/lxc/private_key\n") in text
+        assert (
+            f"    jump:\n      address: {dc.jump.address}\n      port: 22\n      user: vagrant\n"
+            f"      ssh_key: ../.vagrant/machines/{dc.name}-jump/lxc/private_key\n"
+        ) in text
     assert "/work" not in text and str(config.REPO) not in text
 
 
 # --- topology -------------------------------------------------------------------------------------
+
 
 def test_the_controller_cannot_reach_a_datacenter_host_directly(vm_hosts):
     """No address on the datacenter bridges, and an `unreachable` route: nothing leaves by the default route."""
@@ -75,8 +78,7 @@ def test_jump_hosts_have_two_legs_and_do_not_forward(ssh_connect):
         assert lxc.attach(jump.container, "cat /proc/sys/net/ipv4/ip_forward").stdout.decode().strip() == "0"
         client = ssh_connect(jump.name)
         try:
-            _, stdout, _ = client.exec_command("cat /proc/sys/net/ipv4/ip_forward; ip -o -4 addr; ip route",
-                                               timeout=5)
+            _, stdout, _ = client.exec_command("cat /proc/sys/net/ipv4/ip_forward; ip -o -4 addr; ip route", timeout=5)
             out = stdout.read().decode()
         finally:
             client.close()
@@ -84,18 +86,27 @@ def test_jump_hosts_have_two_legs_and_do_not_forward(ssh_connect):
         assert f"eth0    inet {jump.address}/24" in out and f"eth1    inet {jump.inner}/24" in out
         assert "default" not in out
         # sshd at its defaults: MaxStartups and MaxSessions untouched
-        config_text = lxc.attach(jump.container, "cat /etc/ssh/sshd_config /etc/ssh/sshd_config.d/* 2>/dev/null",
-                                 check=False).stdout.decode()
-        assert not [line for line in config_text.splitlines()
-                    if line.strip().lower().startswith(("maxstartups", "maxsessions"))]
+        config_text = lxc.attach(
+            jump.container, "cat /etc/ssh/sshd_config /etc/ssh/sshd_config.d/* 2>/dev/null", check=False
+        ).stdout.decode()
+        assert not [
+            line for line in config_text.splitlines() if line.strip().lower().startswith(("maxstartups", "maxsessions"))
+        ]
 
 
 def test_a_datacenter_host_cannot_reach_the_controller_or_the_other_datacenter(vm_host):
     host = vm_host("ny5-1")
-    probe = ("import socket,sys\nfor a in sys.argv[1:]:\n    try:\n        socket.create_connection((a, 22), "
-             "timeout=2)\n        print(a, 'open')\n    except OSError as e:\n        print(a, e.errno)")
-    out = host.check_output("python3 -c %s %s %s %s", probe, config.CONTROLLER_ADDRESS, config.host("ch2-1").address,
-                            config.host("ny5-jump").address)
+    probe = (
+        "import socket,sys\nfor a in sys.argv[1:]:\n    try:\n        socket.create_connection((a, 22), "
+        "timeout=2)\n        print(a, 'open')\n    except OSError as e:\n        print(a, e.errno)"
+    )
+    out = host.check_output(
+        "python3 -c %s %s %s %s",
+        probe,
+        config.CONTROLLER_ADDRESS,
+        config.host("ch2-1").address,
+        config.host("ny5-jump").address,
+    )
     assert "open" not in out, out
 
 
@@ -153,8 +164,10 @@ def test_health_answers_with_the_baseline_version(vm_host, name, component):
     assert body["status"] == "ok"
     assert body["config_schema"] == 1
     # and from inside the host, without curl
-    script = (f"import urllib.request; print(urllib.request.urlopen("
-              f"'http://127.0.0.1:{PORTS[component]}/version', timeout=2).read().decode().strip())")
+    script = (
+        f"import urllib.request; print(urllib.request.urlopen("
+        f"'http://127.0.0.1:{PORTS[component]}/version', timeout=2).read().decode().strip())"
+    )
     assert vm_host(name).check_output("python3 -c %s", script) == config.BASELINES[component]
 
 
@@ -171,8 +184,10 @@ def test_host_keys_match_known_hosts(vm_hosts, ssh_connect):
 
 @pytest.mark.parametrize("name", ["ny5-1", "ny5-jump"])
 def test_unknown_host_key_is_rejected(tmp_path, vm_hosts, name):
-    (tmp_path / "known_hosts").write_text(f"{config.host(name).address} ssh-ed25519 "
-                                          "AAAAC3NzaC1lZDI1NTE5AAAAIHdRP5i8Zl1YAEoAQfGkdYR7zbsMJ3AONq0B5Wi5qv1a\n")
+    (tmp_path / "known_hosts").write_text(
+        f"{config.host(name).address} ssh-ed25519 "
+        "AAAAC3NzaC1lZDI1NTE5AAAAIHdRP5i8Zl1YAEoAQfGkdYR7zbsMJ3AONq0B5Wi5qv1a\n"
+    )
     with pytest.raises(paramiko.SSHException):  # BadHostKeyException if ed25519 is offered, else "not found"
         paramiko_client(name, known_hosts=tmp_path / "known_hosts").close()
     assert private_key(name).exists()
@@ -192,6 +207,7 @@ def test_reset_undoes_changes(vm_hosts, vm_host, reset_hosts):
 
 
 # --- faults ---------------------------------------------------------------------------------------
+
 
 def _check_ssh(ssh_connect, name: str) -> None:
     client = ssh_connect(name)

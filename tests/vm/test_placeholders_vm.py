@@ -27,14 +27,33 @@ SERVICE = {
     "stop_timeout": "15s",
 }
 CHECKS = [
-    {"name": "health", "http": {"url": "http://127.0.0.1:9101/health", "status": 200, "body": '"status": "ok"'},
-     "timeout": "1s", "retries": 12, "interval": "250ms"},
-    {"name": "release-file", "command": {"argv": ["test", "-f", "{release}/release.json"]},
-     "retries": 2, "interval": "250ms"},
+    {
+        "name": "health",
+        "http": {"url": "http://127.0.0.1:9101/health", "status": 200, "body": '"status": "ok"'},
+        "timeout": "1s",
+        "retries": 12,
+        "interval": "250ms",
+    },
+    {
+        "name": "release-file",
+        "command": {"argv": ["test", "-f", "{release}/release.json"]},
+        "retries": 2,
+        "interval": "250ms",
+    },
     # Reports the version of the release {release} names; the agent compares it with the one expected.
-    {"name": "release-version", "version": {"argv": [
-        "python3", "-c", "import json,sys; print(json.load(open(sys.argv[1]))['version'])",
-        "{release}/release.json"]}, "retries": 2, "interval": "250ms"},
+    {
+        "name": "release-version",
+        "version": {
+            "argv": [
+                "python3",
+                "-c",
+                "import json,sys; print(json.load(open(sys.argv[1]))['version'])",
+                "{release}/release.json",
+            ]
+        },
+        "retries": 2,
+        "interval": "250ms",
+    },
 ]
 
 
@@ -44,17 +63,26 @@ def upgrader(tmp_path: Path, vm_inventory: Path, reset_hosts: None) -> Upgrader:
 
 
 def placeholder_playbook(tmp_path: Path) -> Path:
-    data = playbook("feedhandler", "3.1.0", canary={"bake": "2s"}, service=SERVICE, checks=CHECKS,
-                    prechecks={"min_free_disk_mb": 10, "healthy_before": True, "commands": [
-                        {"name": "current-release", "command": {"argv": ["test", "-d", "{release}/bin"]}}]})
+    data = playbook(
+        "feedhandler",
+        "3.1.0",
+        canary={"bake": "2s"},
+        service=SERVICE,
+        checks=CHECKS,
+        prechecks={
+            "min_free_disk_mb": 10,
+            "healthy_before": True,
+            "commands": [{"name": "current-release", "command": {"argv": ["test", "-d", "{release}/bin"]}}],
+        },
+    )
     return write(tmp_path / "feedhandler-placeholders.yml", data)
 
 
-@pytest.mark.reliability("checks and service commands use {release}: facts, prechecks, upgrade, rollback",
-                         "each names the right release: facts report it, the upgrade and the emergency "
-                         "rollback verify; exit 0")
-def test_release_placeholders_through_facts_upgrade_and_emergency_rollback(
-        upgrader, vm_host, vm_hosts, tmp_path):  # type: ignore[no-untyped-def]
+@pytest.mark.reliability(
+    "checks and service commands use {release}: facts, prechecks, upgrade, rollback",
+    "each names the right release: facts report it, the upgrade and the emergency rollback verify; exit 0",
+)
+def test_release_placeholders_through_facts_upgrade_and_emergency_rollback(upgrader, vm_host, vm_hosts, tmp_path):  # type: ignore[no-untyped-def]
     pb = placeholder_playbook(tmp_path)
     assert upgrader("validate", str(pb), "-i", str(upgrader.inventory)).code == 0
 
@@ -73,8 +101,19 @@ def test_release_placeholders_through_facts_upgrade_and_emergency_rollback(
     assert_unlocked(vm_host, vm_hosts, "feedhandler")
 
     # Emergency rollback without --to: the agent finds 3.0.0 and fills it in for the service and the checks.
-    back = upgrader("rollback", "feedhandler", "-i", str(upgrader.inventory), "--playbook", str(pb),
-                    "--reason", "placeholder drill", "--yes", "--log-format", "plain")
+    back = upgrader(
+        "rollback",
+        "feedhandler",
+        "-i",
+        str(upgrader.inventory),
+        "--playbook",
+        str(pb),
+        "--reason",
+        "placeholder drill",
+        "--yes",
+        "--log-format",
+        "plain",
+    )
     assert back.code == 0, back.output
     assert_on(vm_host, vm_hosts, "feedhandler", "3.0.0")
     for h in vm_hosts:

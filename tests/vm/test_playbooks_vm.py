@@ -35,8 +35,11 @@ def _required(path: Path) -> list[Path]:
     """The shipped playbooks that satisfy ``path``'s requires, each after its own requirements."""
     order: list[Path] = []
     for name, wanted in (_spec(path).get("requires") or {}).items():
-        match = [p for p in SHIPPED if _spec(p)["component"] == name
-                 and Version(str(_spec(p)["version"])) in SpecifierSet(wanted)]
+        match = [
+            p
+            for p in SHIPPED
+            if _spec(p)["component"] == name and Version(str(_spec(p)["version"])) in SpecifierSet(wanted)
+        ]
         assert match, f"{path.name} requires {name} {wanted}: no playbook in playbooks/ gives it"
         for p in [*_required(match[-1]), match[-1]]:
             if p not in order:
@@ -51,8 +54,12 @@ def upgrader(tmp_path: Path, vm_inventory: Path, reset_hosts: None) -> Iterator[
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
-def test_a_shipped_playbook_plans_applies_and_rolls_back(upgrader: Upgrader, vm_host, vm_hosts,  # type: ignore[no-untyped-def]
-                                                          path: Path) -> None:
+def test_a_shipped_playbook_plans_applies_and_rolls_back(
+    upgrader: Upgrader,
+    vm_host,
+    vm_hosts,  # type: ignore[no-untyped-def]
+    path: Path,
+) -> None:
     spec = _spec(path)
     name, version = spec["component"], str(spec["version"])
     baseline = {h: component(vm_host(h), name).current for h in vm_hosts}
@@ -69,8 +76,21 @@ def test_a_shipped_playbook_plans_applies_and_rolls_back(upgrader: Upgrader, vm_
     assert_on(vm_host, vm_hosts, name, version)
     assert_unlocked(vm_host, vm_hosts, name)
 
-    back = upgrader("rollback", name, "-i", str(upgrader.inventory), "--reason", f"test: {path.name} rolled back",
-                    "--yes", "--to", start, "--playbook", str(path), "--log-format", "plain")
+    back = upgrader(
+        "rollback",
+        name,
+        "-i",
+        str(upgrader.inventory),
+        "--reason",
+        f"test: {path.name} rolled back",
+        "--yes",
+        "--to",
+        start,
+        "--playbook",
+        str(path),
+        "--log-format",
+        "plain",
+    )
     assert back.code == 0, back.output
     assert_on(vm_host, vm_hosts, name, start)
     assert_unlocked(vm_host, vm_hosts, name)

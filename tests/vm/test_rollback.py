@@ -19,8 +19,9 @@ def upgrader(tmp_path: Path, vm_inventory: Path, reset_hosts: None) -> Upgrader:
 
 
 def rollback(upgrader: Upgrader, component_name: str, *extra: str, timeout: float = 120):  # type: ignore[no-untyped-def]
-    return upgrader("rollback", component_name, "-i", str(upgrader.inventory), "--log-format", "plain", *extra,
-                    timeout=timeout)
+    return upgrader(
+        "rollback", component_name, "-i", str(upgrader.inventory), "--log-format", "plain", *extra, timeout=timeout
+    )
 
 
 def test_rollback_after_a_good_upgrade(upgrader, vm_host, vm_hosts):  # type: ignore[no-untyped-def]
@@ -58,8 +59,7 @@ def test_rollback_after_a_bad_release_left_by_a_killed_run(upgrader, vm_host, tm
     kill9(proc)
     killed = upgrader.runs()[-1].name
     assert component(vm_host("ny5-1"), "ordergw").current == "5.1.1+crash"
-    run = rollback(upgrader, "ordergw", "--reason", "crash loop", "--yes", "--hosts", "ny5-1",
-                   "--playbook", str(pb))
+    run = rollback(upgrader, "ordergw", "--reason", "crash loop", "--yes", "--hosts", "ny5-1", "--playbook", str(pb))
     assert run.code == 0, run.output
     state = component(vm_host("ny5-1"), "ordergw")
     assert (state.current, state.active, state.reported) == ("5.0.0", True, "5.0.0")

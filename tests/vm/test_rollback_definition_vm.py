@@ -24,25 +24,52 @@ def upgrader(tmp_path: Path, vm_inventory: Path, reset_hosts: None) -> Upgrader:
 
 
 def checks(tag: str) -> list[dict[str, Any]]:
-    return [{"name": f"health-{tag}", "http": {"url": f"http://127.0.0.1:{PORT}/health", "status": 200,
-                                               "body": '"status": "ok"'},
-             "timeout": "1s", "retries": 12, "interval": "250ms"},
-            {"name": f"version-{tag}", "version": {"url": f"http://127.0.0.1:{PORT}/health"},
-             "retries": 2, "interval": "250ms"}]
+    return [
+        {
+            "name": f"health-{tag}",
+            "http": {"url": f"http://127.0.0.1:{PORT}/health", "status": 200, "body": '"status": "ok"'},
+            "timeout": "1s",
+            "retries": 12,
+            "interval": "250ms",
+        },
+        {
+            "name": f"version-{tag}",
+            "version": {"url": f"http://127.0.0.1:{PORT}/health"},
+            "retries": 2,
+            "interval": "250ms",
+        },
+    ]
 
 
-@pytest.mark.reliability("emergency rollback without --playbook after 5.1.0 → 5.2.0 (custom playbooks)",
-                         "each host uses the service and checks it recorded when 5.1.0 was installed")
-def test_rollback_uses_the_definition_recorded_at_install(upgrader, vm_host, vm_hosts, tmp_path,  # type: ignore[no-untyped-def]
-                                                          record_property):
+@pytest.mark.reliability(
+    "emergency rollback without --playbook after 5.1.0 → 5.2.0 (custom playbooks)",
+    "each host uses the service and checks it recorded when 5.1.0 was installed",
+)
+def test_rollback_uses_the_definition_recorded_at_install(
+    upgrader,
+    vm_host,
+    vm_hosts,
+    tmp_path,  # type: ignore[no-untyped-def]
+    record_property,
+):
     fast = {"canary": {"bake": "1s"}}
     one = write(tmp_path / "og-5.1.yml", playbook("ordergw", "5.1.0", checks=checks("installed-5.1"), **fast))
-    two = write(tmp_path / "og-5.2.yml", playbook("ordergw", "5.2.0", checks=checks("installed-5.2"), migrate=True,
-                                                    **fast))
+    two = write(
+        tmp_path / "og-5.2.yml", playbook("ordergw", "5.2.0", checks=checks("installed-5.2"), migrate=True, **fast)
+    )
     assert upgrader.apply(one).code == 0
     assert upgrader.apply(two).code == 0
-    back = upgrader("rollback", "ordergw", "-i", str(upgrader.inventory), "--reason", "INC-9 5.2 rejects",
-                    "--yes", "--log-format", "plain")
+    back = upgrader(
+        "rollback",
+        "ordergw",
+        "-i",
+        str(upgrader.inventory),
+        "--reason",
+        "INC-9 5.2 rejects",
+        "--yes",
+        "--log-format",
+        "plain",
+    )
     assert back.code == 0, back.output
     seen = {}
     for h in vm_hosts:
@@ -54,6 +81,9 @@ def test_rollback_uses_the_definition_recorded_at_install(upgrader, vm_host, vm_
         seen[h] = used
     start = upgrader.journal()[0]
     assert start["layout"].endswith("/plan.json") and "recorded service and checks" in back.stdout
-    record_property("observed", f"rollback without --playbook: exit 0, {len(seen)} hosts on 5.1.0; each host's "
-                    f"agent journal: source recorded (run {next(iter(seen.values())).get('recorded_run')}), checks "
-                    "health-installed-5.1/version-installed-5.1 (not 5.2's, not playbooks/' health)")
+    record_property(
+        "observed",
+        f"rollback without --playbook: exit 0, {len(seen)} hosts on 5.1.0; each host's "
+        f"agent journal: source recorded (run {next(iter(seen.values())).get('recorded_run')}), checks "
+        "health-installed-5.1/version-installed-5.1 (not 5.2's, not playbooks/' health)",
+    )

@@ -30,8 +30,19 @@ def upgrader(tmp_path: Path, vm_inventory: Path, reset_hosts: None) -> Upgrader:
 
 
 def rollback(upgrader: Upgrader, name: str, *extra: str, timeout: float = 180):  # type: ignore[no-untyped-def]
-    return upgrader("rollback", name, "-i", str(upgrader.inventory), "--reason", "INC-24", "--yes",
-                    "--log-format", "plain", *extra, timeout=timeout)
+    return upgrader(
+        "rollback",
+        name,
+        "-i",
+        str(upgrader.inventory),
+        "--reason",
+        "INC-24",
+        "--yes",
+        "--log-format",
+        "plain",
+        *extra,
+        timeout=timeout,
+    )
 
 
 def ends(upgrader: Upgrader) -> dict[str, str]:
@@ -50,8 +61,10 @@ def verified(vm_host, host: str, name: str) -> str | None:  # type: ignore[no-un
     return json.loads(out.stdout).get("version") if out.rc == 0 and out.stdout.strip() else None
 
 
-@pytest.mark.reliability("lab: rollback where no host has a previous release",
-                         "exit 0, every host 'nothing to do' and unchanged, no lock left")
+@pytest.mark.reliability(
+    "lab: rollback where no host has a previous release",
+    "exit 0, every host 'nothing to do' and unchanged, no lock left",
+)
 def test_nothing_to_roll_back(upgrader, vm_host, vm_hosts, record_property):  # type: ignore[no-untyped-def]
     run = rollback(upgrader, "feedhandler", "--playbook", str(FEED))
     assert run.code == 0, run.output
@@ -59,12 +72,16 @@ def test_nothing_to_roll_back(upgrader, vm_host, vm_hosts, record_property):  # 
     assert "no previous release recorded for 3.0.0" in run.stdout
     assert_on(vm_host, vm_hosts, "feedhandler", "3.0.0")
     assert_unlocked(vm_host, vm_hosts, "feedhandler")
-    record_property("observed", f"exit {run.code} in {run.seconds:.1f} s; ends {set(ends(upgrader).values())}; "
-                                "all on 3.0.0, no lock")
+    record_property(
+        "observed",
+        f"exit {run.code} in {run.seconds:.1f} s; ends {set(ends(upgrader).values())}; all on 3.0.0, no lock",
+    )
 
 
-@pytest.mark.reliability("lab: rollback after a run killed with only its canary upgraded",
-                         "canary back and verified, the untouched hosts skipped, exit 0, no lock left")
+@pytest.mark.reliability(
+    "lab: rollback after a run killed with only its canary upgraded",
+    "canary back and verified, the untouched hosts skipped, exit 0, no lock left",
+)
 def test_partly_upgraded_fleet(upgrader, vm_host, vm_hosts, tmp_path, record_property):  # type: ignore[no-untyped-def]
     pb = write(tmp_path / "pb.yml", playbook("feedhandler", "3.1.0", canary={"bake": "60s"}))
     proc = upgrader.start_apply(pb)
@@ -84,13 +101,15 @@ def test_partly_upgraded_fleet(upgrader, vm_host, vm_hosts, tmp_path, record_pro
     assert status.code == 0 and not any(r["attention"] for r in json.loads(status.stdout)), status.output
     audit = upgrader("audit", "-i", str(upgrader.inventory), "--format", "json")
     assert audit.code == 0 and {r["verdict"] for r in json.loads(audit.stdout)} == {"ok"}, audit.output
-    record_property("observed", f"exit {run.code}; {got}; no lock left; then status exit {status.code}, "
-                                f"audit exit {audit.code}")
+    record_property(
+        "observed", f"exit {run.code}; {got}; no lock left; then status exit {status.code}, audit exit {audit.code}"
+    )
 
 
-@pytest.mark.reliability("lab: a multi-hop run (ordergw 5.0 -> 5.1 -> 5.2) and a requires conflict",
-                         "feedhandler rollback refused naming ordergw; ordergw default target 5.0.0 (named); "
-                         "then feedhandler goes back")
+@pytest.mark.reliability(
+    "lab: a multi-hop run (ordergw 5.0 -> 5.1 -> 5.2) and a requires conflict",
+    "feedhandler rollback refused naming ordergw; ordergw default target 5.0.0 (named); then feedhandler goes back",
+)
 def test_multi_hop_and_requires(upgrader, vm_host, vm_hosts, record_property):  # type: ignore[no-untyped-def]
     assert upgrader.apply(FEED).code == 0
     assert upgrader.apply(ORDERGW).code == 0
@@ -109,15 +128,25 @@ def test_multi_hop_and_requires(upgrader, vm_host, vm_hosts, record_property):  
     assert_on(vm_host, vm_hosts, "feedhandler", "3.0.0")
     for name in ("feedhandler", "ordergw"):
         assert_unlocked(vm_host, vm_hosts, name)
-    record_property("observed", f"feedhandler first: exit {refused.code} naming ordergw; ordergw: exit {back.code}, "
-                                f"all on 5.0.0 schema 1; feedhandler then: exit {feed.code}")
+    record_property(
+        "observed",
+        f"feedhandler first: exit {refused.code} naming ordergw; ordergw: exit {back.code}, "
+        f"all on 5.0.0 schema 1; feedhandler then: exit {feed.code}",
+    )
 
 
-@pytest.mark.reliability("lab: rollback from a second controller (empty state dir, no playbook); status and audit "
-                         "from the first controller afterwards",
-                         "hosts back, exit 0; status and audit exit 0 with no 'last run left'")
-def test_second_controller_then_status_and_audit(upgrader, vm_host, vm_hosts, tmp_path,  # type: ignore[no-untyped-def]
-                                                 record_property):
+@pytest.mark.reliability(
+    "lab: rollback from a second controller (empty state dir, no playbook); status and audit "
+    "from the first controller afterwards",
+    "hosts back, exit 0; status and audit exit 0 with no 'last run left'",
+)
+def test_second_controller_then_status_and_audit(
+    upgrader,
+    vm_host,
+    vm_hosts,
+    tmp_path,  # type: ignore[no-untyped-def]
+    record_property,
+):
     assert upgrader.apply(FEED).code == 0
     laptop = Upgrader(tmp_path / "laptop", upgrader.inventory)
     run = rollback(laptop, "feedhandler")
@@ -133,14 +162,24 @@ def test_second_controller_then_status_and_audit(upgrader, vm_host, vm_hosts, tm
     verdicts = {(r["component"], r["host"]): r["verdict"] for r in json.loads(audit.stdout)}
     assert {v for (c, _), v in verdicts.items() if c == "feedhandler"} == {"ok"}, audit.output
     assert audit.code == 0, audit.output
-    record_property("observed", f"laptop rollback exit {run.code}, again {again.code} (nothing to do); status exit "
-                                f"{status.code}; audit exit {audit.code}, feedhandler verdicts ok")
+    record_property(
+        "observed",
+        f"laptop rollback exit {run.code}, again {again.code} (nothing to do); status exit "
+        f"{status.code}; audit exit {audit.code}, feedhandler verdicts ok",
+    )
 
 
-@pytest.mark.reliability("lab: riskgw 2.5.0 -> 2.4.0 with only 2.5.0's playbook at hand",
-                         "2.4.0 never verified with 2.5.0's `config_schema: 2` check; exit 0, schema 1")
-def test_riskgw_is_not_verified_with_the_new_releases_checks(upgrader, vm_host, vm_hosts, tmp_path,  # type: ignore[no-untyped-def]
-                                                             record_property):
+@pytest.mark.reliability(
+    "lab: riskgw 2.5.0 -> 2.4.0 with only 2.5.0's playbook at hand",
+    "2.4.0 never verified with 2.5.0's `config_schema: 2` check; exit 0, schema 1",
+)
+def test_riskgw_is_not_verified_with_the_new_releases_checks(
+    upgrader,
+    vm_host,
+    vm_hosts,
+    tmp_path,  # type: ignore[no-untyped-def]
+    record_property,
+):
     book = yaml.safe_load(RISKGW.read_text())
     book["prechecks"] = {"healthy_before": False}  # 2.5.0's check cannot pass on 2.4.0 (issue 24 §4)
     book["canary"]["bake"] = "1s"
@@ -152,9 +191,18 @@ def test_riskgw_is_not_verified_with_the_new_releases_checks(upgrader, vm_host, 
     for h in vm_hosts:
         state = component(vm_host(h), "riskgw")
         assert (state.current, state.reported, state.schema) == ("2.4.0", "2.4.0", 1)
-    older = playbook("riskgw", "2.4.0", checks=[{"name": "schema-1", "http": {
-        "url": "http://127.0.0.1:9103/health", "status": 200, "body": '"config_schema": 1'}, "retries": 8,
-        "interval": "250ms"}])
+    older = playbook(
+        "riskgw",
+        "2.4.0",
+        checks=[
+            {
+                "name": "schema-1",
+                "http": {"url": "http://127.0.0.1:9103/health", "status": 200, "body": '"config_schema": 1'},
+                "retries": 8,
+                "interval": "250ms",
+            }
+        ],
+    )
     books = tmp_path / "books"
     books.mkdir()
     write(books / "riskgw-2.4.0.yml", older)
@@ -163,13 +211,23 @@ def test_riskgw_is_not_verified_with_the_new_releases_checks(upgrader, vm_host, 
     assert own.code == 0, own.output
     used = [e for e in host_journal(vm_host("ny5-1"), "riskgw") if e.get("event") == "rollback-definition"]
     assert used[-1]["checks"] == ["schema-1"], used[-1]
-    record_property("observed", f"without 2.4.0's playbook: exit {run.code}, checks not applicable, schema 1; "
-                                f"with it: exit {own.code}, verified with {used[-1]['checks']}")
+    record_property(
+        "observed",
+        f"without 2.4.0's playbook: exit {run.code}, checks not applicable, schema 1; "
+        f"with it: exit {own.code}, verified with {used[-1]['checks']}",
+    )
 
 
 def start(upgrader: Upgrader, *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(upgrader.argv(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=upgrader.env, cwd=REPO, stdin=subprocess.DEVNULL)
+    return subprocess.Popen(
+        upgrader.argv(*args),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=upgrader.env,
+        cwd=REPO,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def finish(proc: subprocess.Popen[str], timeout: float = 240) -> tuple[int, str]:
@@ -177,13 +235,19 @@ def finish(proc: subprocess.Popen[str], timeout: float = 240) -> tuple[int, str]
     return proc.returncode, out + err
 
 
-@pytest.mark.reliability("lab: two desks run `upgrader rollback` in the same second (two processes)",
-                         "each host switched back once; both exit 0, the second has nothing to do there; no lock")
+@pytest.mark.reliability(
+    "lab: two desks run `upgrader rollback` in the same second (two processes)",
+    "each host switched back once; both exit 0, the second has nothing to do there; no lock",
+)
 def test_two_rollbacks_at_once(upgrader, vm_host, vm_hosts, tmp_path, record_property):  # type: ignore[no-untyped-def]
     assert upgrader.apply(FEED).code == 0
     desks = [Upgrader(tmp_path / d, upgrader.inventory) for d in ("desk-a", "desk-b")]
-    procs = [start(d, "rollback", "feedhandler", "-i", str(d.inventory), "--reason", "INC-24", "--yes",
-                   "--log-format", "plain") for d in desks]
+    procs = [
+        start(
+            d, "rollback", "feedhandler", "-i", str(d.inventory), "--reason", "INC-24", "--yes", "--log-format", "plain"
+        )
+        for d in desks
+    ]
     results = [finish(p) for p in procs]
     assert [code for code, _ in results] == [0, 0], results
     assert_on(vm_host, vm_hosts, "feedhandler", "3.0.0")
@@ -193,21 +257,44 @@ def test_two_rollbacks_at_once(upgrader, vm_host, vm_hosts, tmp_path, record_pro
     for h in vm_hosts:  # one desk rolled it back, the other found nothing left to undo
         assert sorted(e[h] for e in per_desk) == ["nothing-to-do", "rolled-back"], per_desk
     assert set(counts.values()) == {1}, counts
-    record_property("observed", f"exit codes {[c for c, _ in results]}; per host one rolled-back and one "
-                                f"nothing-to-do; rollback switches per host {counts}; no lock")
+    record_property(
+        "observed",
+        f"exit codes {[c for c, _ in results]}; per host one rolled-back and one "
+        f"nothing-to-do; rollback switches per host {counts}; no lock",
+    )
 
 
-@pytest.mark.reliability("lab: a rollback and an apply started in the same second (two processes)",
-                         "each host ends on one verified release, no lock left, each exit code says what it did")
+@pytest.mark.reliability(
+    "lab: a rollback and an apply started in the same second (two processes)",
+    "each host ends on one verified release, no lock left, each exit code says what it did",
+)
 @pytest.mark.parametrize("delay", [0.3, 2.5])  # before the apply has switched anything; while its canary is on 3.1.0
-def test_rollback_racing_an_apply(upgrader, vm_host, vm_hosts, tmp_path, record_property,  # type: ignore[no-untyped-def]
-                                  delay):
+def test_rollback_racing_an_apply(
+    upgrader,
+    vm_host,
+    vm_hosts,
+    tmp_path,
+    record_property,  # type: ignore[no-untyped-def]
+    delay,
+):
     pb = write(tmp_path / "pb.yml", playbook("feedhandler", "3.1.0", canary={"bake": "3s"}))
     other = Upgrader(tmp_path / "desk-b", upgrader.inventory)
     apply = upgrader.start_apply(pb)
     time.sleep(delay)  # the apply has started; the rollback follows
-    back = start(other, "rollback", "feedhandler", "-i", str(other.inventory), "--reason", "INC-24", "--yes",
-                 "--playbook", str(pb), "--log-format", "plain")
+    back = start(
+        other,
+        "rollback",
+        "feedhandler",
+        "-i",
+        str(other.inventory),
+        "--reason",
+        "INC-24",
+        "--yes",
+        "--playbook",
+        str(pb),
+        "--log-format",
+        "plain",
+    )
     code_back, out_back = finish(back)
     code_apply, out_apply = finish(apply)
     assert code_back == 0, out_back
@@ -222,15 +309,24 @@ def test_rollback_racing_an_apply(upgrader, vm_host, vm_hosts, tmp_path, record_
         assert set(versions.values()) == {"3.1.0"}, (versions, out_apply)
     else:
         assert "handed over" in out_apply or "taken over" in out_apply or "locked by" in out_apply, out_apply
-    took = sorted(e["host"] for e in other.journal() if e["event"] == "host-end" and any(
-        o.get("op") == "rollback" and "switch" in (o.get("steps") or []) for o in e.get("ops", [])))
-    record_property("observed", f"rollback {delay} s after the apply: exit {code_back}, ends {ends(other)}, "
-                                f"switched back {took or 'none'}; apply exit {code_apply}; versions {versions}; "
-                                "every service active and reporting its current release; no lock left")
+    took = sorted(
+        e["host"]
+        for e in other.journal()
+        if e["event"] == "host-end"
+        and any(o.get("op") == "rollback" and "switch" in (o.get("steps") or []) for o in e.get("ops", []))
+    )
+    record_property(
+        "observed",
+        f"rollback {delay} s after the apply: exit {code_back}, ends {ends(other)}, "
+        f"switched back {took or 'none'}; apply exit {code_apply}; versions {versions}; "
+        "every service active and reporting its current release; no lock left",
+    )
 
 
-@pytest.mark.reliability("lab: the locks of a killed run, released with `upgrader unlock`",
-                         "exit 0, every host unlocked, the holder named, audited")
+@pytest.mark.reliability(
+    "lab: the locks of a killed run, released with `upgrader unlock`",
+    "exit 0, every host unlocked, the holder named, audited",
+)
 def test_unlock_after_a_killed_run(upgrader, vm_host, vm_hosts, tmp_path, record_property):  # type: ignore[no-untyped-def]
     pb = write(tmp_path / "pb.yml", playbook("feedhandler", "3.1.0", canary={"bake": "15s"}))
     proc = upgrader.start_apply(pb)
@@ -258,7 +354,10 @@ def test_unlock_after_a_killed_run(upgrader, vm_host, vm_hosts, tmp_path, record
     back = rollback(upgrader, "feedhandler")  # and the canary can be put back as usual
     assert back.code == 0, back.output
     assert_on(vm_host, vm_hosts, "feedhandler", "3.0.0")
-    record_property("observed", f"unlock right after the kill: exit {early.code} "
-                                f"({'ny5-1 still running its bake, named; 3 unlocked' if early.code else 'all 4'}); "
-                                f"after it ended: exit {run.code} naming {killed}; no lock; rollback after: "
-                                f"exit {back.code}")
+    record_property(
+        "observed",
+        f"unlock right after the kill: exit {early.code} "
+        f"({'ny5-1 still running its bake, named; 3 unlocked' if early.code else 'all 4'}); "
+        f"after it ended: exit {run.code} naming {killed}; no lock; rollback after: "
+        f"exit {back.code}",
+    )

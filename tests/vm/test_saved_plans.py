@@ -33,8 +33,10 @@ def test_a_saved_plan_is_applied_exactly(upgrader, vm_host, vm_hosts, tmp_path):
     assert {component(vm_host(h), "feedhandler").current for h in vm_hosts} == {"3.1.0"}
 
 
-@pytest.mark.reliability("a reviewed plan edited by hand", "refused, naming the edited field (planned again from "
-                         "its inputs); nothing changed; exit 1")
+@pytest.mark.reliability(
+    "a reviewed plan edited by hand",
+    "refused, naming the edited field (planned again from its inputs); nothing changed; exit 1",
+)
 def test_a_tampered_plan_is_refused(upgrader, vm_host, vm_hosts, tmp_path):  # type: ignore[no-untyped-def]
     plan = save_plan(upgrader, FEED, tmp_path / "plan.json")
     data = json.loads(plan.read_text())
@@ -46,18 +48,22 @@ def test_a_tampered_plan_is_refused(upgrader, vm_host, vm_hosts, tmp_path):  # t
     assert {component(vm_host(h), "feedhandler").current for h in vm_hosts} == {"3.0.0"}
 
 
-@pytest.mark.reliability("hosts drifted between plan and apply (version changed, staged release gained)",
-                         "refused per host, naming what changed; nothing changed; exit 1")
+@pytest.mark.reliability(
+    "hosts drifted between plan and apply (version changed, staged release gained)",
+    "refused per host, naming what changed; nothing changed; exit 1",
+)
 def test_a_stale_plan_is_refused_per_host(upgrader, vm_host, vm_hosts, tmp_path):  # type: ignore[no-untyped-def]
     assert upgrader.apply(FEED).code == 0
     newer = write(tmp_path / "pb.yml", playbook("feedhandler", "3.2.0", canary={"bake": "1s"}))
     plan = save_plan(upgrader, newer, tmp_path / "plan.json")
-    back = upgrader("rollback", "feedhandler", "-i", str(upgrader.inventory), "--reason", "drift", "--yes",
-                    "--hosts", "ny5-2")
+    back = upgrader(
+        "rollback", "feedhandler", "-i", str(upgrader.inventory), "--reason", "drift", "--yes", "--hosts", "ny5-2"
+    )
     assert back.code == 0
     vm_host("ch2-1").run("sudo mkdir -p /opt/feedhandler/releases/9.9.9/.upgrader")
-    vm_host("ch2-1").run("sudo sh -c %s", "echo '{\"sha256\": \"x\"}' > /opt/feedhandler/releases/9.9.9/.upgrader/"
-                                        "release.json")
+    vm_host("ch2-1").run(
+        "sudo sh -c %s", 'echo \'{"sha256": "x"}\' > /opt/feedhandler/releases/9.9.9/.upgrader/release.json'
+    )
     runs_before = len(upgrader.runs())
     run = upgrader.apply(plan)
     assert run.code == 1, run.output
@@ -65,8 +71,11 @@ def test_a_stale_plan_is_refused_per_host(upgrader, vm_host, vm_hosts, tmp_path)
     assert "ch2-1: gained staged release(s) 9.9.9" in run.stderr
     assert len(upgrader.runs()) == runs_before
     assert component(vm_host("ny5-1"), "feedhandler").current == "3.1.0"
-    assert not [r for r in host_journal(vm_host("ny5-1"), "feedhandler") if r.get("op") == "stage"
-                and r.get("run") not in {p.name for p in upgrader.runs()}]
+    assert not [
+        r
+        for r in host_journal(vm_host("ny5-1"), "feedhandler")
+        if r.get("op") == "stage" and r.get("run") not in {p.name for p in upgrader.runs()}
+    ]
 
 
 def test_postmortem_report_from_a_real_failing_run(upgrader, tmp_path):  # type: ignore[no-untyped-def]

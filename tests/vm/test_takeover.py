@@ -33,16 +33,20 @@ def slow_migrate_playbook(tmp_path: Path, seconds: float) -> Path:
     conf = "/etc/riskgw/riskgw.conf"
     # The vendor's migration, after a sleep: the config changes only once the sleep is over.
     script = f'sleep {seconds:g} && exec "$0" "$1"'
-    pb["migrate"] = {"command": ["/bin/sh", "-c", script, "{release}/bin/migrate-config", conf],
-                     "timeout": f"{seconds + 60:g}s"}
+    pb["migrate"] = {
+        "command": ["/bin/sh", "-c", script, "{release}/bin/migrate-config", conf],
+        "timeout": f"{seconds + 60:g}s",
+    }
     return write(tmp_path / "pb.yml", pb)
 
 
 def wait_for_host_op(vm_host, run: str, op: str, timeout: float = 120) -> None:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if any(r.get("run") == run and r.get("op") == op and r.get("phase") == "begin"
-               for r in host_journal(vm_host(CANARY), "riskgw")):
+        if any(
+            r.get("run") == run and r.get("op") == op and r.get("phase") == "begin"
+            for r in host_journal(vm_host(CANARY), "riskgw")
+        ):
             return
         time.sleep(0.3)
     raise TimeoutError(f"{op} of run {run} never began on {CANARY}")
@@ -52,17 +56,36 @@ def index(records: list[dict[str, Any]], **match: Any) -> int:
     return next(i for i, r in enumerate(records) if all(r.get(k) == v for k, v in match.items()))
 
 
-def take_over(upgrader: Upgrader, vm_host, vm_hosts, tmp_path: Path, seconds: float,  # type: ignore[no-untyped-def]
-              record_property) -> tuple[list[dict[str, Any]], str, str]:
+def take_over(
+    upgrader: Upgrader,
+    vm_host,
+    vm_hosts,
+    tmp_path: Path,
+    seconds: float,  # type: ignore[no-untyped-def]
+    record_property,
+) -> tuple[list[dict[str, Any]], str, str]:
     pb = slow_migrate_playbook(tmp_path, seconds)
     apply = upgrader.start_apply(pb)
     try:
         upgrader.wait_for(lambda es: any(e["event"] == "host-begin" and e.get("host") == CANARY for e in es))
         apply_run = upgrader.runs()[-1].name
         wait_for_host_op(vm_host, apply_run, "migrate")
-        back = upgrader("rollback", "riskgw", "-i", str(upgrader.inventory), "--reason", "takeover drill", "--yes",
-                        "--hosts", CANARY, "--playbook", str(pb), "--log-format", "plain",
-                        timeout=seconds + TAKEOVER_WAIT + 120)
+        back = upgrader(
+            "rollback",
+            "riskgw",
+            "-i",
+            str(upgrader.inventory),
+            "--reason",
+            "takeover drill",
+            "--yes",
+            "--hosts",
+            CANARY,
+            "--playbook",
+            str(pb),
+            "--log-format",
+            "plain",
+            timeout=seconds + TAKEOVER_WAIT + 120,
+        )
         assert back.code == 0, back.output
         apply_code = apply.wait(timeout=300)
     finally:
@@ -80,35 +103,59 @@ def take_over(upgrader: Upgrader, vm_host, vm_hosts, tmp_path: Path, seconds: fl
     records = host_journal(vm_host(CANARY), "riskgw")
     took = records[index(records, event="takeover", run=rollback_run)]
     assert took["holder"]["run"] == apply_run
-    assert index(records, event="takeover", run=rollback_run) < index(records, run=rollback_run, op="rollback",
-                                                                         phase="begin")
-    assert not [r for r in records if r.get("run") == apply_run and r.get("op") in ("start", "verify")
-                and index(records, run=apply_run, op="migrate", phase="begin") < records.index(r)], \
-        "the apply did not go on after the migrate"
-    record_property("observed", f"takeover {took['how']} after {took['seconds']:.1f} s; apply exit {apply_code}; "
-                                f"{CANARY} on 2.4.0, schema 1, verified")
+    assert index(records, event="takeover", run=rollback_run) < index(
+        records, run=rollback_run, op="rollback", phase="begin"
+    )
+    assert not [
+        r
+        for r in records
+        if r.get("run") == apply_run
+        and r.get("op") in ("start", "verify")
+        and index(records, run=apply_run, op="migrate", phase="begin") < records.index(r)
+    ], "the apply did not go on after the migrate"
+    record_property(
+        "observed",
+        f"takeover {took['how']} after {took['seconds']:.1f} s; apply exit {apply_code}; "
+        f"{CANARY} on 2.4.0, schema 1, verified",
+    )
     return records, apply_run, took["how"]
 
 
-def test_a_rollback_during_a_slow_migrate_waits_for_it_then_undoes_it(upgrader, vm_host, vm_hosts, tmp_path,  # type: ignore[no-untyped-def]
-                                                                    record_property):
+def test_a_rollback_during_a_slow_migrate_waits_for_it_then_undoes_it(
+    upgrader,
+    vm_host,
+    vm_hosts,
+    tmp_path,  # type: ignore[no-untyped-def]
+    record_property,
+):
     record_property("scenario", "emergency rollback while an apply is inside a slow migrate (15 s)")
-    record_property("expected", "rollback waits for the migrate to end, the apply stops there; host on the old "
-                                "release with the old config, verified")
+    record_property(
+        "expected",
+        "rollback waits for the migrate to end, the apply stops there; host on the old "
+        "release with the old config, verified",
+    )
     records, apply_run, how = take_over(upgrader, vm_host, vm_hosts, tmp_path, 15, record_property)
     assert how == "waited"
-    assert index(records, run=apply_run, op="migrate", phase="end") < index(records, event="taken-over",
-                                                                              run=apply_run)
+    assert index(records, run=apply_run, op="migrate", phase="end") < index(records, event="taken-over", run=apply_run)
 
 
-def test_a_rollback_kills_a_migrate_that_outlasts_its_takeover_bound(upgrader, vm_host, vm_hosts, tmp_path,  # type: ignore[no-untyped-def]
-                                                                   record_property):
+def test_a_rollback_kills_a_migrate_that_outlasts_its_takeover_bound(
+    upgrader,
+    vm_host,
+    vm_hosts,
+    tmp_path,  # type: ignore[no-untyped-def]
+    record_property,
+):
     record_property("scenario", f"emergency rollback while an apply's migrate hangs (> {TAKEOVER_WAIT:g} s)")
-    record_property("expected", "rollback kills the apply's agent and migration after its bound; host on the old "
-                                "release with the old config, verified")
+    record_property(
+        "expected",
+        "rollback kills the apply's agent and migration after its bound; host on the old "
+        "release with the old config, verified",
+    )
     records, apply_run, how = take_over(upgrader, vm_host, vm_hosts, tmp_path, TAKEOVER_WAIT + 90, record_property)
     assert how == "killed"
-    assert not [r for r in records if r.get("run") == apply_run and r.get("op") == "migrate"
-                and r.get("phase") == "end"], "killed inside the migrate"
+    assert not [
+        r for r in records if r.get("run") == apply_run and r.get("op") == "migrate" and r.get("phase") == "end"
+    ], "killed inside the migrate"
     leftover = vm_host(CANARY).run("pgrep -f %s", f"[s]leep {TAKEOVER_WAIT + 90:g}")  # [s]: not pgrep's shell
     assert leftover.rc == 1, "the migration's processes were killed too"

@@ -35,9 +35,14 @@ class Workers:
 
     def start(self, name: str, *serve: str) -> subprocess.Popen[bytes]:
         log = (self.logs / f"worker-{name}.log").open("wb")
-        proc = subprocess.Popen(self.upgrader.argv("worker", "-i", str(self.upgrader.inventory), *serve),
-                                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env=self.upgrader.env, cwd=config.REPO)
+        proc = subprocess.Popen(
+            self.upgrader.argv("worker", "-i", str(self.upgrader.inventory), *serve),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=self.upgrader.env,
+            cwd=config.REPO,
+        )
         self.procs[name] = proc
         return proc
 
@@ -57,8 +62,7 @@ class Workers:
 
 
 @pytest.fixture
-def upgrader(tmp_path: Path, vm_inventory: Path, reset_hosts: None,
-             temporal_server: DevServer) -> Upgrader:
+def upgrader(tmp_path: Path, vm_inventory: Path, reset_hosts: None, temporal_server: DevServer) -> Upgrader:
     up = Upgrader(tmp_path / "state", vm_inventory)
     up.env["UPGRADER_TEMPORAL_ADDRESS"] = temporal_server.address
     up.env["UPGRADER_PLAN_KEY"] = "vm-test-plan-key-0123456789abcdef"  # the controller signs, the workers check
@@ -114,10 +118,12 @@ def test_apply_through_two_datacenter_workers(upgrader, workers, tmp_path, vm_ho
 
 
 @pytest.mark.reliability
-def test_promote_at_a_manual_gate(upgrader, workers, tmp_path, vm_host, vm_hosts,
-                                  record_property):  # type: ignore[no-untyped-def]
-    pb = quick(tmp_path, canary={"bake": "1s", "bake_interval": "500ms", "promote": "manual",
-                                 "promote_timeout": "180s"}, rollback="run")
+def test_promote_at_a_manual_gate(upgrader, workers, tmp_path, vm_host, vm_hosts, record_property):  # type: ignore[no-untyped-def]
+    pb = quick(
+        tmp_path,
+        canary={"bake": "1s", "bake_interval": "500ms", "promote": "manual", "promote_timeout": "180s"},
+        rollback="run",
+    )
     proc = upgrader.start_apply(pb, *ENGINE)
     promoted = []
     for gate in ("promote-ny5", "promote-ch2"):
@@ -138,10 +144,8 @@ def test_promote_at_a_manual_gate(upgrader, workers, tmp_path, vm_host, vm_hosts
 
 
 @pytest.mark.reliability
-def test_abort_during_a_wave(upgrader, workers, tmp_path, vm_host, vm_hosts,
-                             record_property):  # type: ignore[no-untyped-def]
-    pb = quick(tmp_path, canary={"hosts": 0}, rollback="run",
-               rollout={"batch": 1, "max_in_flight_per_datacenter": 1})
+def test_abort_during_a_wave(upgrader, workers, tmp_path, vm_host, vm_hosts, record_property):  # type: ignore[no-untyped-def]
+    pb = quick(tmp_path, canary={"hosts": 0}, rollback="run", rollout={"batch": 1, "max_in_flight_per_datacenter": 1})
     proc = upgrader.start_apply(pb, *ENGINE)
     upgrader.wait_for(lambda es: any(e["event"] == "host-end" and e.get("ok") for e in es), timeout=240)
     run = upgrader.runs()[-1].name
@@ -160,8 +164,7 @@ def test_abort_during_a_wave(upgrader, workers, tmp_path, vm_host, vm_hosts,
 
 
 @pytest.mark.reliability
-def test_sigkill_of_the_client_does_not_stop_the_run(upgrader, workers, tmp_path, vm_host, vm_hosts,
-                                                     record_property):  # type: ignore[no-untyped-def]
+def test_sigkill_of_the_client_does_not_stop_the_run(upgrader, workers, tmp_path, vm_host, vm_hosts, record_property):  # type: ignore[no-untyped-def]
     proc = upgrader.start_apply(quick(tmp_path), *ENGINE)
     upgrader.wait_for(lambda es: any(e["event"] == "host-begin" for e in es), timeout=240)
     kill9(proc)
@@ -174,15 +177,18 @@ def test_sigkill_of_the_client_does_not_stop_the_run(upgrader, workers, tmp_path
     assert_on(vm_host, vm_hosts, "feedhandler", "3.1.0")
     record_property("scenario", "temporal: the client is SIGKILLed mid-run")
     record_property("expected", "the workflow finishes the run; `status RUN` shows it; `watch` reattaches")
-    record_property("observed", f"client killed after the first host-begin; run {end['status']} "
-                                f"(exit {end['exit_code']}); status exit {status.code}, watch exit {watched.code}")
+    record_property(
+        "observed",
+        f"client killed after the first host-begin; run {end['status']} "
+        f"(exit {end['exit_code']}); status exit {status.code}, watch exit {watched.code}",
+    )
 
 
 @pytest.mark.reliability
-def test_a_second_controller_is_refused(upgrader, workers, tmp_path, vm_inventory,
-                                        record_property):  # type: ignore[no-untyped-def]
-    pb = quick(tmp_path, canary={"bake": "1s", "bake_interval": "500ms", "promote": "manual",
-                                 "promote_timeout": "180s"})
+def test_a_second_controller_is_refused(upgrader, workers, tmp_path, vm_inventory, record_property):  # type: ignore[no-untyped-def]
+    pb = quick(
+        tmp_path, canary={"bake": "1s", "bake_interval": "500ms", "promote": "manual", "promote_timeout": "180s"}
+    )
     first = upgrader.start_apply(pb, *ENGINE)
     upgrader.wait_for(lambda es: any(e["event"] == "gate-wait" for e in es), timeout=240)
     other = Upgrader(tmp_path / "other-controller", vm_inventory)  # another desk: its own state directory
@@ -206,12 +212,12 @@ def _running(workers: Workers, host: str) -> Callable[[], str | None]:
             if f": upgrade {host} " in workers.log(name):
                 return name
         return None
+
     return which
 
 
 @pytest.mark.reliability
-def test_sigkill_of_a_worker_during_a_wave(upgrader, workers, tmp_path, vm_host, vm_hosts,
-                                           record_property):  # type: ignore[no-untyped-def]
+def test_sigkill_of_a_worker_during_a_wave(upgrader, workers, tmp_path, vm_host, vm_hosts, record_property):  # type: ignore[no-untyped-def]
     pb = quick(tmp_path, canary={"hosts": 0}, rollout={"batch": 1, "max_in_flight_per_datacenter": 1})
     proc = upgrader.start_apply(pb, *ENGINE)
     victim = None
@@ -229,16 +235,21 @@ def test_sigkill_of_a_worker_during_a_wave(upgrader, workers, tmp_path, vm_host,
     survivor = "ny5-b" if victim == "ny5-a" else "ny5-a"
     assert "ny5-1" in workers.log(survivor)
     record_property("scenario", "temporal: a datacenter's worker is SIGKILLed mid-program")
-    record_property("expected", "its heartbeat stops; the host is put back and verified by the other worker, "
-                                "then upgraded again from the start; nothing half-done")
-    record_property("observed", f"killed {victim} while ny5-1 was upgrading; {len(recovered)} recover record(s) "
-                                f"({recovered[0]['reason'] if recovered else 'the program had finished'}); exit "
-                                f"{code}; all {len(vm_hosts)} hosts on 3.1.0")
+    record_property(
+        "expected",
+        "its heartbeat stops; the host is put back and verified by the other worker, "
+        "then upgraded again from the start; nothing half-done",
+    )
+    record_property(
+        "observed",
+        f"killed {victim} while ny5-1 was upgrading; {len(recovered)} recover record(s) "
+        f"({recovered[0]['reason'] if recovered else 'the program had finished'}); exit "
+        f"{code}; all {len(vm_hosts)} hosts on 3.1.0",
+    )
 
 
 @pytest.mark.reliability
-def test_the_server_restarts_mid_bake(upgrader, workers, tmp_path, vm_host, vm_hosts, temporal_server,
-                                      record_property):  # type: ignore[no-untyped-def]
+def test_the_server_restarts_mid_bake(upgrader, workers, tmp_path, vm_host, vm_hosts, temporal_server, record_property):  # type: ignore[no-untyped-def]
     proc = upgrader.start_apply(quick(tmp_path, canary={"bake": "8s", "bake_interval": "1s"}), *ENGINE)
     upgrader.wait_for(lambda es: any(e["event"] == "bake-begin" for e in es), timeout=240)
     started = time.monotonic()
@@ -252,22 +263,38 @@ def test_the_server_restarts_mid_bake(upgrader, workers, tmp_path, vm_host, vm_h
     assert_on(vm_host, vm_hosts, "feedhandler", "3.1.0")
     record_property("scenario", "temporal: the dev server restarts mid-bake (its database kept)")
     record_property("expected", "the bake's timer and the run resume from the server's history; exit 0")
-    record_property("observed", f"server down and back in {down:.1f}s during ny5's bake; exit {code}; "
-                                f"{len(bakes)} bakes ok; all hosts on 3.1.0")
+    record_property(
+        "observed",
+        f"server down and back in {down:.1f}s during ny5's bake; exit {code}; "
+        f"{len(bakes)} bakes ok; all hosts on 3.1.0",
+    )
 
 
 @pytest.mark.reliability
-def test_rollback_first_aborts_the_running_workflow(upgrader, workers, tmp_path, vm_host, vm_hosts,
-                                                    record_property):  # type: ignore[no-untyped-def]
-    pb = quick(tmp_path, canary={"bake": "1s", "bake_interval": "500ms", "promote": "manual",
-                                 "promote_timeout": "180s"})
+def test_rollback_first_aborts_the_running_workflow(upgrader, workers, tmp_path, vm_host, vm_hosts, record_property):  # type: ignore[no-untyped-def]
+    pb = quick(
+        tmp_path, canary={"bake": "1s", "bake_interval": "500ms", "promote": "manual", "promote_timeout": "180s"}
+    )
     proc = upgrader.start_apply(pb, *ENGINE)
     upgrader.wait_for(lambda es: any(e["event"] == "gate-wait" for e in es), timeout=240)
     run_dir = upgrader.runs()[-1]
     # --to the release the run started from: whether the aborted run or the rollback put a host back first,
     # every host must end there (one already there is left as it is).
-    back = upgrader("rollback", "feedhandler", "-i", str(upgrader.inventory), "--reason", "INC-42 rejects",
-                    "--to", "3.0.0", "--playbook", str(pb), "--yes", "--log-format", "plain")
+    back = upgrader(
+        "rollback",
+        "feedhandler",
+        "-i",
+        str(upgrader.inventory),
+        "--reason",
+        "INC-42 rejects",
+        "--to",
+        "3.0.0",
+        "--playbook",
+        str(pb),
+        "--yes",
+        "--log-format",
+        "plain",
+    )
     code, output = finish(proc)
     applied = upgrader.journal(run_dir)
     rollback = next(upgrader.journal(r) for r in upgrader.runs() if r != run_dir)
@@ -278,14 +305,17 @@ def test_rollback_first_aborts_the_running_workflow(upgrader, workers, tmp_path,
     assert code != 0 and applied[-1]["status"] == "aborted", output[-1500:]
     assert_on(vm_host, vm_hosts, "feedhandler", "3.0.0")
     record_property("scenario", "temporal: emergency rollback while a Temporal run waits at its gate")
-    record_property("expected", "rollback first aborts the workflow (recorded in both journals and the audit log), "
-                                "then puts the hosts back")
-    record_property("observed", f"rollback exit {back.code}; workflow ended {applied[-1]['status']} (exit {code}) "
-                                f"with abort '{aborts[0]}'; all hosts on 3.0.0")
+    record_property(
+        "expected",
+        "rollback first aborts the workflow (recorded in both journals and the audit log), then puts the hosts back",
+    )
+    record_property(
+        "observed",
+        f"rollback exit {back.code}; workflow ended {applied[-1]['status']} (exit {code}) "
+        f"with abort '{aborts[0]}'; all hosts on 3.0.0",
+    )
 
 
 def test_worker_needs_something_to_serve(upgrader) -> None:  # type: ignore[no-untyped-def]
     result = upgrader("worker", "-i", str(upgrader.inventory))
     assert result.code == 1 and "--datacenter" in result.stderr
-
-

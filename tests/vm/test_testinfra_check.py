@@ -27,8 +27,10 @@ def test_passes_on_a_healthy_host_through_its_jump_host(endpoint) -> None:  # ty
     assert (result.passed, result.failed) == (4, 0)
 
 
-@pytest.mark.reliability("a testinfra verification module fails on a host",
-                         "the check fails naming each failed test and its assertion message")
+@pytest.mark.reliability(
+    "a testinfra verification module fails on a host",
+    "the check fails naming each failed test and its assertion message",
+)
 def test_failures_name_the_test_and_the_assertion(endpoint, record_property) -> None:  # type: ignore[no-untyped-def]
     result = run_module(MODULE, endpoint, component="ordergw", version="5.2.0", timeout=120)
     assert not result.ok and result.error is None
@@ -77,8 +79,9 @@ def _playbook_with_module(tmp_path: Path, module_text: str | None = None) -> Pat
     return write(tmp_path / "pb.yml", data)
 
 
-def test_apply_runs_the_module_after_start_and_after_the_bake(tmp_path, vm_inventory, reset_hosts,
-                                                              vm_host, vm_hosts) -> None:  # type: ignore[no-untyped-def]
+def test_apply_runs_the_module_after_start_and_after_the_bake(
+    tmp_path, vm_inventory, reset_hosts, vm_host, vm_hosts
+) -> None:  # type: ignore[no-untyped-def]
     from hoststate import assert_on
     from upgrader_cli import Upgrader
 
@@ -92,10 +95,13 @@ def test_apply_runs_the_module_after_start_and_after_the_bake(tmp_path, vm_inven
     assert all(e["tests_passed"] == 4 for e in events)
 
 
-@pytest.mark.reliability("a testinfra module fails on the canary during apply",
-                         "the canary fails with the test's name and message; the run rolls back; exit 3")
-def test_a_failing_module_fails_the_canary_and_rolls_back(tmp_path, vm_inventory, reset_hosts, vm_host, vm_hosts,
-                                                          record_property) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.reliability(
+    "a testinfra module fails on the canary during apply",
+    "the canary fails with the test's name and message; the run rolls back; exit 3",
+)
+def test_a_failing_module_fails_the_canary_and_rolls_back(
+    tmp_path, vm_inventory, reset_hosts, vm_host, vm_hosts, record_property
+) -> None:  # type: ignore[no-untyped-def]
     from hoststate import assert_on
     from upgrader_cli import Upgrader
 
@@ -107,5 +113,8 @@ def test_a_failing_module_fails_the_canary_and_rolls_back(tmp_path, vm_inventory
     [event] = [e for e in upgrader.journal() if e["event"] == "testinfra"]
     assert not event["ok"] and event["failures"][0]["test"] == "test_risk_limits_loaded"
     assert "no limits" in event["failures"][0]["message"]
-    record_property("observed", f"exit {run.code}; {event['host']}: {event['failures'][0]['test']}: "
-                                f"{event['failures'][0]['message'].splitlines()[0][:80]}; all back on 5.0.0")
+    record_property(
+        "observed",
+        f"exit {run.code}; {event['host']}: {event['failures'][0]['test']}: "
+        f"{event['failures'][0]['message'].splitlines()[0][:80]}; all back on 5.0.0",
+    )

@@ -71,7 +71,7 @@ def test_put_uploads_a_file_byte_for_byte(host: Transport, tmp_path: Path) -> No
 
 
 def test_a_stream_answers_line_by_line_until_it_ends(host: Transport) -> None:
-    stream = host.stream(["sh", "-c", "while read -r line; do echo \"got $line\"; echo END $?; done"])
+    stream = host.stream(["sh", "-c", 'while read -r line; do echo "got $line"; echo END $?; done'])
     try:
         for word in ("one", "two words"):
             res = stream.exchange(word, until="END ", timeout=5)
@@ -82,8 +82,9 @@ def test_a_stream_answers_line_by_line_until_it_ends(host: Transport) -> None:
         stream.close()
 
 
-def test_a_host_that_answers_without_end_is_cut_off_at_the_limit(host: Transport,
-                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_host_that_answers_without_end_is_cut_off_at_the_limit(
+    host: Transport, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A broken or replaced agent streaming forever must not grow the controller until the timeout:
     past ANSWER_LIMIT the exchange fails as a lost host (its outcome unknown) and the stream is closed."""
     monkeypatch.setattr(fabric_adapter, "ANSWER_LIMIT", 4 << 20)
@@ -98,10 +99,15 @@ def test_a_host_that_answers_without_end_is_cut_off_at_the_limit(host: Transport
 
 # --- through the jump hosts (issue 14 §2, issue 13 §6) ----------------------------------------------
 
+
 def _my_connections_to(jump: str) -> int:
     """TCP connections this test process holds to the jump host's sshd (seen by `ss` on the controller)."""
-    out = subprocess.run(["ss", "-Htnp", "state", "established", "dst", config.host(jump).address,
-                          "dport", "=", ":22"], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        ["ss", "-Htnp", "state", "established", "dst", config.host(jump).address, "dport", "=", ":22"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     return sum(1 for line in out.splitlines() if f"pid={os.getpid()}," in line)
 
 
@@ -173,12 +179,20 @@ def test_many_handshakes_through_one_jump_host_are_paced_and_none_fails(vm_inven
 def test_a_jump_host_whose_key_is_not_known_is_refused(vm_inventory: Path, tmp_path: Path) -> None:
     jump = config.host("ny5-jump")
     known = tmp_path / "known_hosts"
-    known.write_text("".join(line + "\n" for line in config.KNOWN_HOSTS.read_text().splitlines()
-                             if not line.startswith(jump.address + " ")))
+    known.write_text(
+        "".join(
+            line + "\n"
+            for line in config.KNOWN_HOSTS.read_text().splitlines()
+            if not line.startswith(jump.address + " ")
+        )
+    )
     inv = load_inventory(vm_inventory)
-    reach = {name: dataclasses.replace(ep, known_hosts=str(known),
-                                       jump=ep.jump and dataclasses.replace(ep.jump, known_hosts=str(known)))
-             for name, ep in endpoints(inv.model, inv.path).items()}
+    reach = {
+        name: dataclasses.replace(
+            ep, known_hosts=str(known), jump=ep.jump and dataclasses.replace(ep.jump, known_hosts=str(known))
+        )
+        for name, ep in endpoints(inv.model, inv.path).items()
+    }
     pool = Pool(reach, timeouts=Timeouts.for_options(3.0, None))
     try:
         with pytest.raises(HostKeyError) as caught:
@@ -195,8 +209,10 @@ def _agents_on(pool: Pool, hosts: list[str]) -> dict[str, int]:
     key = agent.source_key()
     out = pool.each(hosts, lambda h: pool[h].run(["ps", "-u", "root", "-o", "args="]))
     assert out.ok, out
-    return {h: sum(line.startswith("python3 ") and key in line for line in r.stdout.splitlines())
-            for h, r in out.succeeded.items()}
+    return {
+        h: sum(line.startswith("python3 ") and key in line for line in r.stdout.splitlines())
+        for h, r in out.succeeded.items()
+    }
 
 
 def test_closing_the_pool_ends_every_agent_and_connection_it_started(vm_inventory: Path, vm_hosts: list[str]) -> None:
@@ -239,7 +255,8 @@ def test_an_idle_host_connection_wakes_its_reader_seldom(vm_inventory: Path, vm_
         assert pool.each(vm_hosts, lambda h: pool[h].run(["true"])).ok
         transports = {h: pool[h]._conn.transport for h in vm_hosts}  # type: ignore[attr-defined]
         assert {h: t.sock.gettimeout() for h, t in transports.items()} == dict.fromkeys(
-            vm_hosts, fabric_adapter.IDLE_WAKE)
+            vm_hosts, fabric_adapter.IDLE_WAKE
+        )
         assert all(t.is_alive() for t in transports.values())
     finally:
         pool.close()

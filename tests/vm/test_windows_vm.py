@@ -17,8 +17,17 @@ def upgrader(tmp_path: Path, vm_inventory: Path, reset_hosts: None) -> Upgrader:
 
 def test_apply_is_refused_with_the_market_open(upgrader, vm_host, vm_hosts, tmp_path):  # type: ignore[no-untyped-def]
     pb = write(tmp_path / "pb.yml", playbook("feedhandler", "3.1.0", windows={"maintenance": []}))
-    run = upgrader("apply", str(pb), "-i", str(upgrader.inventory), "--yes", "--now", "2026-11-24T10:05:00-05:00",
-                   "--reason", "lab: market hours, simulated")
+    run = upgrader(
+        "apply",
+        str(pb),
+        "-i",
+        str(upgrader.inventory),
+        "--yes",
+        "--now",
+        "2026-11-24T10:05:00-05:00",
+        "--reason",
+        "lab: market hours, simulated",
+    )
     assert run.code == 1 and "XNYS" in run.stderr and "next allowed" in run.stderr, run.output
     assert not upgrader.runs()
     assert {component(vm_host(h), "feedhandler").current for h in vm_hosts} == {"3.0.0"}
@@ -28,8 +37,19 @@ def test_a_run_stops_admitting_phases_when_its_window_ends(upgrader, vm_host, vm
     # Sunday 17:59 New York: the weekend window closes at 18:00. The ny5 canary (estimated ~45 s with its
     # 20 s bake) fits; by the time ch2's canary is due, it no longer does.
     pb = write(tmp_path / "pb.yml", playbook("feedhandler", "3.1.0", canary={"bake": "20s"}))
-    run = upgrader("apply", str(pb), "-i", str(upgrader.inventory), "--yes", "--now", "2026-11-29T17:59:00-05:00",
-                   "--reason", "lab: the end of the weekend window, simulated", "--log-format", "plain")
+    run = upgrader(
+        "apply",
+        str(pb),
+        "-i",
+        str(upgrader.inventory),
+        "--yes",
+        "--now",
+        "2026-11-29T17:59:00-05:00",
+        "--reason",
+        "lab: the end of the weekend window, simulated",
+        "--log-format",
+        "plain",
+    )
     # Halted part-way with the canary on the target, verified: exit 5, resumable once a window opens.
     assert run.code == 5 and "upgrader resume" in run.output, run.output
     events = upgrader.journal()
@@ -45,11 +65,18 @@ def test_a_run_stops_admitting_phases_when_its_window_ends(upgrader, vm_host, vm
     assert end["event"] == "run-end" and end["hosts"]["ch2-2"]["version"] == "3.0.0"
 
 
-@pytest.mark.reliability("apply --now <a Saturday> on the lab, without and with --reason",
-                         "without: exit 1 before any host is contacted, no run, hosts unchanged; with: the run "
-                         "goes ahead and the audit log and the run's journal record the override and its reason")
-def test_a_simulated_time_is_a_guard_override_on_real_hosts(upgrader, vm_host, vm_hosts, tmp_path,  # type: ignore[no-untyped-def]
-                                                            record_property):
+@pytest.mark.reliability(
+    "apply --now <a Saturday> on the lab, without and with --reason",
+    "without: exit 1 before any host is contacted, no run, hosts unchanged; with: the run "
+    "goes ahead and the audit log and the run's journal record the override and its reason",
+)
+def test_a_simulated_time_is_a_guard_override_on_real_hosts(
+    upgrader,
+    vm_host,
+    vm_hosts,
+    tmp_path,  # type: ignore[no-untyped-def]
+    record_property,
+):
     pb = write(tmp_path / "pb.yml", playbook("feedhandler", "3.1.0", canary={"bake": "1s"}))
     refused = upgrader("apply", str(pb), "-i", str(upgrader.inventory), "--yes", "--now", SATURDAY)
     assert refused.code == 1 and "error[refused]: --now overrides the window guard" in refused.stderr, refused.output
@@ -61,6 +88,9 @@ def test_a_simulated_time_is_a_guard_override_on_real_hosts(upgrader, vm_host, v
     assert (entry["action"], entry["reason"]) == ("guard-bypassed", "lab: the weekend window, simulated")
     start = upgrader.journal()[0]
     assert start["break_glass"] is True and start["guard"]["simulated_now"].startswith("2026-11-28T02:00")
-    record_property("observed", f"without --reason: exit {refused.code}, {len(upgrader.runs()) - 1} run(s) before "
-                    f"the second apply; with: exit {run.code}, audit {entry['action']} by {entry['operator']}, "
-                    f"real-time blockers {[b['what'] for b in entry['guard']['blockers']]}")
+    record_property(
+        "observed",
+        f"without --reason: exit {refused.code}, {len(upgrader.runs()) - 1} run(s) before "
+        f"the second apply; with: exit {run.code}, audit {entry['action']} by {entry['operator']}, "
+        f"real-time blockers {[b['what'] for b in entry['guard']['blockers']]}",
+    )

@@ -33,11 +33,22 @@ def artifact(component: str, version: str) -> dict[str, Any]:
     raise KeyError(f"{component} {version} not in {config.ARTIFACTS / 'index.json'}")
 
 
-def playbook(component: str, version: str, *, upgrade_from: str | None = None, sha256: str | None = None,
-             canary: dict[str, Any] | None = None, rollout: dict[str, Any] | None = None,
-             rollback: str = "wave", via: list[dict[str, Any]] | None = None, migrate: bool = False,
-             requires: dict[str, str] | None = None, checks: list[dict[str, Any]] | None = None,
-             service: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
+def playbook(
+    component: str,
+    version: str,
+    *,
+    upgrade_from: str | None = None,
+    sha256: str | None = None,
+    canary: dict[str, Any] | None = None,
+    rollout: dict[str, Any] | None = None,
+    rollback: str = "wave",
+    via: list[dict[str, Any]] | None = None,
+    migrate: bool = False,
+    requires: dict[str, str] | None = None,
+    checks: list[dict[str, Any]] | None = None,
+    service: dict[str, Any] | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
     art = artifact(component, version)
     port = PORTS[component]
     data: dict[str, Any] = {
@@ -47,28 +58,47 @@ def playbook(component: str, version: str, *, upgrade_from: str | None = None, s
         "artifact": {"file": art["file"], "sha256": sha256 or art["sha256"]},
         # Any older release may upgrade straight to it (a test release must not accept itself).
         "upgrade_from": upgrade_from or f"<{Version(version).public}",
-        "install": {"root": f"/opt/{component}", "keep_releases": 3,
-                    "config_files": [f"/etc/{component}/{component}.conf"]},
+        "install": {
+            "root": f"/opt/{component}",
+            "keep_releases": 3,
+            "config_files": [f"/etc/{component}/{component}.conf"],
+        },
         "service": service or {"systemd": f"{component}.service", "start_timeout": "15s", "stop_timeout": "15s"},
         "prechecks": {"min_free_disk_mb": 10},
-        "checks": checks or [
-            {"name": "health", "http": {"url": f"http://127.0.0.1:{port}/health", "status": 200,
-                                        "body": '"status": "ok"'},
-             "timeout": "1s", "retries": 12, "interval": "250ms"},
-            {"name": "reports-version", "version": {"url": f"http://127.0.0.1:{port}/health"},
-             "retries": 2, "interval": "250ms"},
+        "checks": checks
+        or [
+            {
+                "name": "health",
+                "http": {"url": f"http://127.0.0.1:{port}/health", "status": 200, "body": '"status": "ok"'},
+                "timeout": "1s",
+                "retries": 12,
+                "interval": "250ms",
+            },
+            {
+                "name": "reports-version",
+                "version": {"url": f"http://127.0.0.1:{port}/health"},
+                "retries": 2,
+                "interval": "250ms",
+            },
         ],
         "canary": {"scope": "datacenter", "hosts": 1, "bake": "6s", "bake_interval": "1s", **(canary or {})},
-        "rollout": {"batch": 1, "max_in_flight_per_datacenter": 1, "datacenter_order": ["ny5", "ch2"],
-                    "max_failures": 1, **(rollout or {})},
+        "rollout": {
+            "batch": 1,
+            "max_in_flight_per_datacenter": 1,
+            "datacenter_order": ["ny5", "ch2"],
+            "max_failures": 1,
+            **(rollout or {}),
+        },
         "rollback": {"on_failure": rollback},
         "windows": {"maintenance": [{"start": "Fri 20:00", "end": "Sun 18:00", "timezone": "America/New_York"}]},
     }
     if via:
         data["via"] = via
     if migrate:
-        data["migrate"] = {"command": ["{release}/bin/migrate-config", f"/etc/{component}/{component}.conf"],
-                           "timeout": "20s"}
+        data["migrate"] = {
+            "command": ["{release}/bin/migrate-config", f"/etc/{component}/{component}.conf"],
+            "timeout": "20s",
+        }
     if requires:
         data["requires"] = requires
     data.update(extra)
@@ -98,27 +128,55 @@ class Upgrader:
     def __init__(self, state: Path, inventory: Path) -> None:
         self.state = state
         self.inventory = inventory
-        self.env = {**os.environ, "UPGRADER_STATE_DIR": str(state), "UPGRADER_ARTIFACTS": str(config.ARTIFACTS),
-                    "UPGRADER_OPERATOR": "pytest"}
+        self.env = {
+            **os.environ,
+            "UPGRADER_STATE_DIR": str(state),
+            "UPGRADER_ARTIFACTS": str(config.ARTIFACTS),
+            "UPGRADER_OPERATOR": "pytest",
+        }
 
     def argv(self, *args: str) -> list[str]:
         return [sys.executable, "-m", "upgrader", *args]
 
     def __call__(self, *args: str, timeout: float = 300) -> Run:
         started = time.monotonic()
-        proc = subprocess.run(self.argv(*args), capture_output=True, text=True, env=self.env, timeout=timeout,
-                              cwd=config.REPO, stdin=subprocess.DEVNULL)
+        proc = subprocess.run(
+            self.argv(*args),
+            capture_output=True,
+            text=True,
+            env=self.env,
+            timeout=timeout,
+            cwd=config.REPO,
+            stdin=subprocess.DEVNULL,
+        )
         return Run(proc.returncode, proc.stdout, proc.stderr, time.monotonic() - started)
 
     def apply(self, playbook: Path, *extra: str, timeout: float = 300) -> Run:
-        return self("apply", str(playbook), "-i", str(self.inventory), "--yes", *WEEKEND,
-                    "--log-format", "plain", *extra, timeout=timeout)
+        return self(
+            "apply",
+            str(playbook),
+            "-i",
+            str(self.inventory),
+            "--yes",
+            *WEEKEND,
+            "--log-format",
+            "plain",
+            *extra,
+            timeout=timeout,
+        )
 
     def start_apply(self, playbook: Path, *extra: str) -> subprocess.Popen[str]:
-        return subprocess.Popen(self.argv("apply", str(playbook), "-i", str(self.inventory), "--yes", *WEEKEND,
-                                          "--log-format", "json", *extra),
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=self.env,
-                                cwd=config.REPO, stdin=subprocess.DEVNULL)
+        return subprocess.Popen(
+            self.argv(
+                "apply", str(playbook), "-i", str(self.inventory), "--yes", *WEEKEND, "--log-format", "json", *extra
+            ),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=self.env,
+            cwd=config.REPO,
+            stdin=subprocess.DEVNULL,
+        )
 
     def runs(self) -> list[Path]:
         base = self.state / "runs"

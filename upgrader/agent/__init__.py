@@ -81,7 +81,7 @@ def parse_output(stdout: str) -> list[dict[str, Any]]:
     for line in stdout.splitlines():
         if line.startswith(MARKER):
             try:
-                results.append(json.loads(line[len(MARKER):]))
+                results.append(json.loads(line[len(MARKER) :]))
             except json.JSONDecodeError:
                 continue
     return results

@@ -49,8 +49,10 @@ def now():
 
 
 def insecure(path, why):
-    return OpFailed("refusing to write under %s: %s; fix: chown root:root %s && chmod go-w %s"
-                    % (path, why, path, path), insecure=path)
+    return OpFailed(
+        "refusing to write under %s: %s; fix: chown root:root %s && chmod go-w %s" % (path, why, path, path),
+        insecure=path,
+    )
 
 
 def check_dir(path):
@@ -187,6 +189,7 @@ def tail(text):
 
 class Completed:
     """What ``run`` saw: exit code (negative: killed by that signal), and both outputs as text."""
+
     __slots__ = ("returncode", "stderr", "stdout")
 
     def __init__(self, returncode, stdout, stderr):
@@ -217,10 +220,17 @@ def run(argv, timeout):
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
     try:
-        pid = os.posix_spawnp(argv[0], argv, os.environ, file_actions=[
-            (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
-            (os.POSIX_SPAWN_DUP2, out_w, 1), (os.POSIX_SPAWN_DUP2, err_w, 2),
-            *((os.POSIX_SPAWN_CLOSE, fd) for fd in inherited)])
+        pid = os.posix_spawnp(
+            argv[0],
+            argv,
+            os.environ,
+            file_actions=[
+                (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
+                (os.POSIX_SPAWN_DUP2, out_w, 1),
+                (os.POSIX_SPAWN_DUP2, err_w, 2),
+                *((os.POSIX_SPAWN_CLOSE, fd) for fd in inherited),
+            ],
+        )
     except OSError as exc:
         for fd in (out_r, out_w, err_r, err_w):
             os.close(fd)
@@ -278,7 +288,10 @@ class _Kept:
         if not self.dropped and not over:
             return _text(bytes(self.head) + tail)
         return "%s\n[... %d bytes of output not kept ...]\n%s" % (
-            _text(bytes(self.head)), self.dropped + over, _text(tail[over:]))
+            _text(bytes(self.head)),
+            self.dropped + over,
+            _text(tail[over:]),
+        )
 
 
 def _collect(argv, timeout, deadline, pid, out_r, err_r):
@@ -363,8 +376,13 @@ def releases_dir(root):
 
 def release_path(root, version):
     """releases/<version>, for a version that is one plain directory name."""
-    if not isinstance(version, str) or version in ("", ".", "..") or "/" in version or "\0" in version \
-            or version.startswith("."):
+    if (
+        not isinstance(version, str)
+        or version in ("", ".", "..")
+        or "/" in version
+        or "\0" in version
+        or version.startswith(".")
+    ):
         raise OpFailed("%r cannot be a release directory name" % (version,), version=version)
     return os.path.join(releases_dir(root), version)
 
@@ -467,7 +485,7 @@ def http_get(url, timeout):
         return https_get(url, timeout)
     import socket
 
-    hostport, _, path = url[len("http://"):].partition("/")
+    hostport, _, path = url[len("http://") :].partition("/")
     hostport, path = hostport or "localhost", "/" + path
     if hostport.startswith("["):  # [IPv6]:port
         host, _, port = hostport[1:].partition("]")
@@ -476,7 +494,9 @@ def http_get(url, timeout):
         host, _, port = hostport.partition(":")
     deadline = time.monotonic() + timeout
     request = "GET %s HTTP/1.0\r\nHost: %s\r\nUser-Agent: upgrader-agent\r\nConnection: close\r\n\r\n" % (
-        path, hostport)
+        path,
+        hostport,
+    )
     chunks, size = [], 0
     with socket.create_connection((host, int(port or 80)), timeout=timeout) as sock:
         sock.sendall(request.encode("latin-1"))
@@ -503,7 +523,7 @@ def parse_http_response(raw):
     if headers.get("transfer-encoding", "").lower() == "chunked":  # an HTTP/1.1 server ignoring our 1.0
         body = dechunk(body)
     elif headers.get("content-length", "").isdigit():
-        body = body[:int(headers["content-length"])]
+        body = body[: int(headers["content-length"])]
     return int(parts[1]), body[:65536].decode("utf-8", "replace")
 
 
@@ -515,7 +535,7 @@ def dechunk(data):
         if size == 0:
             break
         out.append(data[:size])
-        data = data[size + 2:]
+        data = data[size + 2 :]
     return b"".join(out)
 
 
@@ -634,8 +654,7 @@ def probe(check, ctx, timeout, service=None):
             if not find_process(spec["match"], cgroup, uid):
                 return "no process matches %r %s" % (spec["match"], where)
         elif kind == "log":
-            offset = (read_json(os.path.join(state_dir(ctx["component"]), "start.json"), {}) or {}).get(
-                spec["path"], 0)
+            offset = (read_json(os.path.join(state_dir(ctx["component"]), "start.json"), {}) or {}).get(spec["path"], 0)
             if not log_matches(spec["path"], offset, spec["pattern"]):
                 return "no line matching %r in %s since the restart" % (spec["pattern"], spec["path"])
         elif kind == "version":
@@ -677,8 +696,10 @@ def process_scope(spec, ctx, service=None):
             raise OpFailed("process check: no user %r on this host" % user) from None
         words.append("running as %s (uid %d)" % (user, uid))
     if cgroup is None and uid is None:
-        raise OpFailed("a process check needs the service's systemd unit or process.user: any local user "
-                       "can run a process whose command line matches")
+        raise OpFailed(
+            "a process check needs the service's systemd unit or process.user: any local user "
+            "can run a process whose command line matches"
+        )
     return cgroup, uid, " and ".join(words)
 
 
@@ -734,8 +755,7 @@ def served_by_service(host, port, ctx, service):
                     return None
         except OSError:  # it ended while we looked
             continue
-    return "port %d is not served by %s: a process outside its control group %s listens there" % (
-        port, unit, cgroup)
+    return "port %d is not served by %s: a process outside its control group %s listens there" % (port, unit, cgroup)
 
 
 def on_this_machine(host):
@@ -906,13 +926,22 @@ def run_checks(checks, ctx, retries=True, service=None):
 def op_facts(ctx, s):
     root = ctx["root"]
     if not root:  # the controller has no layout: the host's own record says where the component lives
-        return {"installed": None, "staged": [], "staged_sha": {}, "previous": None, "no_record": True,
-                # installed or staged by upgrader, root not recorded (an older agent's); a journal or a lock
-                # alone (a rollback that found nothing to do, an unlock) is no sign of an install
-                "records": any(os.path.exists(os.path.join(STATE, ctx["component"], name))
-                               for name in ("staged.json", "definitions.json", "verified.json")),
-                "lock": read_json(os.path.join(STATE, ctx["component"], "lock.json")), "clock": time.time(),
-                "journal_tail": journal_tail(ctx["component"], s.get("journal_lines", 0))}
+        return {
+            "installed": None,
+            "staged": [],
+            "staged_sha": {},
+            "previous": None,
+            "no_record": True,
+            # installed or staged by upgrader, root not recorded (an older agent's); a journal or a lock
+            # alone (a rollback that found nothing to do, an unlock) is no sign of an install
+            "records": any(
+                os.path.exists(os.path.join(STATE, ctx["component"], name))
+                for name in ("staged.json", "definitions.json", "verified.json")
+            ),
+            "lock": read_json(os.path.join(STATE, ctx["component"], "lock.json")),
+            "clock": time.time(),
+            "journal_tail": journal_tail(ctx["component"], s.get("journal_lines", 0)),
+        }
     installed = current_version(root)
     out = {
         "root": root,
@@ -929,16 +958,20 @@ def op_facts(ctx, s):
         "journal_tail": journal_tail(ctx["component"], s.get("journal_lines", 0)),
     }
     try:  # the controller left {release} and {version} for the current release
-        svc, version_check = with_release(s.get("service"), root, installed), with_release(
-            s.get("version_check"), root, installed)
+        svc, version_check = (
+            with_release(s.get("service"), root, installed),
+            with_release(s.get("version_check"), root, installed),
+        )
     except OpFailed:  # nothing installed: no release to name, so no command of one to ask
         svc = version_check = None
     out["service"] = service_state(svc) if svc else None
     also = s.get("also")
     if isinstance(also, list):  # [[component, root]]: other components' current releases (their `requires`)
-        out["also"] = dict((c, current_version(r or recorded_root(c) or "/nonexistent"))
-                           for c, r in (e for e in also if isinstance(e, list) and len(e) == 2)
-                           if isinstance(c, str) and isinstance(r, str))
+        out["also"] = dict(
+            (c, current_version(r or recorded_root(c) or "/nonexistent"))
+            for c, r in (e for e in also if isinstance(e, list) and len(e) == 2)
+            if isinstance(c, str) and isinstance(r, str)
+        )
     if version_check and out["service"] == "active":
         try:
             out["reported_version"] = reported_version(version_check, 3)
@@ -980,13 +1013,21 @@ def lock_path(ctx):
 def op_lock(ctx, s):
     path = lock_path(ctx)
     mode = s["mode"]
-    mine = {"run": ctx["run"], "operator": s.get("operator"), "plan": s.get("plan"), "since": now(),
-            "kind": s.get("kind", "apply"), "pid_host": s.get("controller")}
+    mine = {
+        "run": ctx["run"],
+        "operator": s.get("operator"),
+        "plan": s.get("plan"),
+        "since": now(),
+        "kind": s.get("kind", "apply"),
+        "pid_host": s.get("controller"),
+    }
     held = read_json(path)
     if mode == "acquire":
         if held and held.get("run") != ctx["run"]:
-            raise OpFailed("locked by run %s (%s, since %s)" % (held.get("run"), held.get("operator"),
-                                                                  held.get("since")), holder=held)
+            raise OpFailed(
+                "locked by run %s (%s, since %s)" % (held.get("run"), held.get("operator"), held.get("since")),
+                holder=held,
+            )
         if held:
             return {"lock": held, "reacquired": True}
         tmp = "%s.new-%s" % (path, token())
@@ -995,17 +1036,26 @@ def op_lock(ctx, s):
             os.link(tmp, path)  # atomic create-if-absent: two operators cannot both win
         except FileExistsError:
             held = read_json(path) or {}
-            raise OpFailed("locked by run %s (%s, since %s)" % (held.get("run"), held.get("operator"),
-                                                                  held.get("since")), holder=held) from None
+            raise OpFailed(
+                "locked by run %s (%s, since %s)" % (held.get("run"), held.get("operator"), held.get("since")),
+                holder=held,
+            ) from None
         finally:
             os.unlink(tmp)
         fsync_dir(os.path.dirname(path))
         return {"lock": mine}
     if mode == "check":
         if not held or held.get("run") != ctx["run"]:
-            raise OpFailed("this run no longer holds the lock: %s" % (
-                "taken over by %s run %s (%s)" % (held.get("kind"), held.get("run"), held.get("operator"))
-                if held else "lock is gone"), holder=held, handed_over=bool(held))
+            raise OpFailed(
+                "this run no longer holds the lock: %s"
+                % (
+                    "taken over by %s run %s (%s)" % (held.get("kind"), held.get("run"), held.get("operator"))
+                    if held
+                    else "lock is gone"
+                ),
+                holder=held,
+                handed_over=bool(held),
+            )
         return {"lock": held}
     if mode in ("handover", "break"):
         mine["previous_holder"] = held
@@ -1101,8 +1151,13 @@ def read_private_json(path):
         return None
     try:
         st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o077 or st.st_nlink != 1 \
-                or st.st_size > MAX_DEFINITIONS_BYTES:
+        if (
+            not stat.S_ISREG(st.st_mode)
+            or st.st_uid != os.geteuid()
+            or st.st_mode & 0o077
+            or st.st_nlink != 1
+            or st.st_size > MAX_DEFINITIONS_BYTES
+        ):
             return None
         with os.fdopen(os.dup(fd), "rb") as fh:
             return json.loads(fh.read(MAX_DEFINITIONS_BYTES + 1).decode("utf-8"))
@@ -1127,8 +1182,15 @@ def record_definition(ctx, version, service, checks):
         data = data if isinstance(data, dict) else {}  # anything else is not ours: start afresh
         releases = set(staged_versions(ctx["root"]))
         data = dict((v, e) for v, e in data.items() if v in releases)  # pruned releases leave no record behind
-        data[version] = {"service": service, "checks": checks, "run": ctx["run"], "at": now(),
-                         "dev": st.st_dev, "ino": st.st_ino, "sha256": definition_digest(service, checks)}
+        data[version] = {
+            "service": service,
+            "checks": checks,
+            "run": ctx["run"],
+            "at": now(),
+            "dev": st.st_dev,
+            "ino": st.st_ino,
+            "sha256": definition_digest(service, checks),
+        }
         write_json_atomic(path, data)
         return True
     except (OSError, OpFailed, TypeError, ValueError):
@@ -1146,13 +1208,19 @@ def recorded_definition(root, component, version):
         return None
     data = read_private_json(os.path.join(here, "definitions.json"))
     entry = data.get(version) if isinstance(data, dict) else None
-    if not isinstance(entry, dict) or not stat.S_ISDIR(st.st_mode) \
-            or [st.st_dev, st.st_ino] != [entry.get("dev"), entry.get("ino")]:
+    if (
+        not isinstance(entry, dict)
+        or not stat.S_ISDIR(st.st_mode)
+        or [st.st_dev, st.st_ino] != [entry.get("dev"), entry.get("ino")]
+    ):
         return None
     service, checks = entry.get("service"), entry.get("checks")
-    if not isinstance(service, dict) or not isinstance(checks, list) \
-            or not all(isinstance(c, dict) and isinstance(c.get("kind"), str) for c in checks) \
-            or entry.get("sha256") != definition_digest(service, checks):
+    if (
+        not isinstance(service, dict)
+        or not isinstance(checks, list)
+        or not all(isinstance(c, dict) and isinstance(c.get("kind"), str) for c in checks)
+        or entry.get("sha256") != definition_digest(service, checks)
+    ):
         return None
     return entry
 
@@ -1169,8 +1237,10 @@ def op_stage(ctx, s):
         return {"skipped": True, "reason": "already staged and verified"}
     if os.path.lexists(target):
         if current_version(root) == version:
-            raise OpFailed("release %s is live but this agent did not stage it from this artifact; "
-                           "refusing to replace it" % version)
+            raise OpFailed(
+                "release %s is live but this agent did not stage it from this artifact; "
+                "refusing to replace it" % version
+            )
         record_staged(ctx["component"], version, None)
         shutil.rmtree(target)  # a half-staged, planted or different build of this version: stage it again
     incoming = secure_dir(os.path.join(state_dir(ctx["component"]), "incoming"), 0o700)
@@ -1179,8 +1249,9 @@ def op_stage(ctx, s):
         digest = copy_hashing(s["upload"], private)  # hash what we will extract, as root, not the user's file
         remove_quietly(s.get("upload"))
         if digest != want:
-            raise OpFailed("sha256 mismatch for %s: artifact has %s, playbook says %s" % (version, digest, want),
-                           sha256=digest)
+            raise OpFailed(
+                "sha256 mismatch for %s: artifact has %s, playbook says %s" % (version, digest, want), sha256=digest
+            )
         tmp = os.path.join(releases_dir(root), ".staging-" + token())  # unguessable; prune removes strays
         try:
             extract_safely(private, tmp, s.get("strip_components", 0))
@@ -1191,8 +1262,11 @@ def op_stage(ctx, s):
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         st = os.lstat(target)
-        record_staged(ctx["component"], version, {"sha256": want, "run": ctx["run"], "staged_at": now(),
-                                                  "dev": st.st_dev, "ino": st.st_ino})
+        record_staged(
+            ctx["component"],
+            version,
+            {"sha256": want, "run": ctx["run"], "staged_at": now(), "dev": st.st_dev, "ino": st.st_ino},
+        )
     except OSError as exc:
         raise OpFailed("cannot unpack %s: %s" % (version, exc), errno=exc.errno) from None
     finally:
@@ -1334,8 +1408,9 @@ def validate_members(tar, strip, unreadable):
         if kind == "hardlink":
             target = member_parts(m.linkname, strip)
             if kinds.get(target) not in ("file", "hardlink"):
-                raise unsafe("hardlink %r -> %r is not to a regular file earlier in the archive"
-                             % (m.name, m.linkname), m.name)
+                raise unsafe(
+                    "hardlink %r -> %r is not to a regular file earlier in the archive" % (m.name, m.linkname), m.name
+                )
         elif kind == "symlink":
             if "\0" in m.linkname or not m.linkname:
                 raise unsafe("link %r has an empty target or a NUL byte in it" % m.name, m.name)
@@ -1377,12 +1452,12 @@ def open_parent(top, parts, made):
     fd = os.dup(top)
     try:
         for i, name in enumerate(parts[:-1]):
-            if parts[:i + 1] not in made:
+            if parts[: i + 1] not in made:
                 try:
                     os.mkdir(name, 0o755, dir_fd=fd)
                 except FileExistsError:
                     pass
-                made.add(parts[:i + 1])
+                made.add(parts[: i + 1])
             sub = os.open(name, NOFOLLOW_DIR, dir_fd=fd)
             os.close(fd)
             fd = sub
@@ -1476,8 +1551,12 @@ def op_precheck(ctx, s):
             checks, source = with_release(recorded["checks"], ctx["root"], current), "recorded"
         ok, results = run_checks(checks, ctx)
         if not ok:
-            raise OpFailed("component is not healthy before the upgrade (%s checks of %s): %s"
-                           % (source, current, failure(results)), checks=results, source=source)
+            raise OpFailed(
+                "component is not healthy before the upgrade (%s checks of %s): %s"
+                % (source, current, failure(results)),
+                checks=results,
+                source=source,
+            )
     ok, more = run_checks(s.get("commands", []), ctx)
     if not ok:
         raise OpFailed("pre-check failed: %s" % failure(more), checks=more)
@@ -1500,8 +1579,9 @@ def op_switch(ctx, s):
     forget_verified(ctx["component"])  # the release about to be current is not verified yet
     flip(root, version)
     if old and old != version:
-        set_release_meta(root, version, "previous.json", {"version": old, "run": ctx["run"], "at": now(),
-                                                          "t": time.time()})
+        set_release_meta(
+            root, version, "previous.json", {"version": old, "run": ctx["run"], "at": now(), "t": time.time()}
+        )
     return {"previous": old, "current": version}
 
 
@@ -1618,13 +1698,18 @@ def op_migrate(ctx, s):
         os.makedirs(os.path.dirname(dst), mode=0o700, exist_ok=True)  # inside root's own 0700 .upgrader/
         copy_file(path, dst)
         saved.append(path)
-    set_release_meta(root, version, "migration.json",
-                     {"from": s.get("from"), "files": saved, "run": ctx["run"], "at": now()})
+    set_release_meta(
+        root, version, "migration.json", {"from": s.get("from"), "files": saved, "run": ctx["run"], "at": now()}
+    )
     proc = run(s["argv"], s.get("timeout", 60))
     if proc.returncode != 0:
         restore_config(root, version)
-        raise OpFailed("config migration failed (exit %d): %s" % (proc.returncode, tail(proc.stderr).strip()),
-                       stdout=tail(proc.stdout), stderr=tail(proc.stderr), restored=saved)
+        raise OpFailed(
+            "config migration failed (exit %d): %s" % (proc.returncode, tail(proc.stderr).strip()),
+            stdout=tail(proc.stdout),
+            stderr=tail(proc.stderr),
+            restored=saved,
+        )
     return {"backed_up": saved, "stdout": tail(proc.stdout)}
 
 
@@ -1711,8 +1796,9 @@ def op_bake(ctx, s):
         ok, results = run_checks(s.get("checks", []), ctx, retries=False, service=s.get("service"))
         rounds += 1
         if not ok:
-            raise OpFailed("bake failed after %d round(s): %s" % (rounds, failure(results)), checks=results,
-                           rounds=rounds)
+            raise OpFailed(
+                "bake failed after %d round(s): %s" % (rounds, failure(results)), checks=results, rounds=rounds
+            )
         if time.monotonic() >= deadline:
             return {"rounds": rounds}
         pause(ctx, max(0.0, min(s.get("interval", 5), deadline - time.monotonic())))
@@ -1776,7 +1862,9 @@ def default_target(root, current, undo):
         racing = isinstance(seen, (int, float)) and isinstance(switched, (int, float)) and switched > seen
         if by.get("run") not in runs and not racing:
             return None, "untouched: %s was installed by run %s, not by the run being rolled back" % (
-                current, by.get("run"))
+                current,
+                by.get("run"),
+            )
     return run_start(root, current), None
 
 
@@ -1787,8 +1875,10 @@ VERIFIED = "verified.json"
 
 def record_verified(ctx, version, how, checks):
     try:
-        write_json_atomic(os.path.join(state_dir(ctx["component"]), VERIFIED),
-                          {"version": version, "run": ctx["run"], "at": now(), "how": how, "checks": checks})
+        write_json_atomic(
+            os.path.join(state_dir(ctx["component"]), VERIFIED),
+            {"version": version, "run": ctx["run"], "at": now(), "how": how, "checks": checks},
+        )
     except (OSError, OpFailed):
         pass  # best effort: the host journal still has the verify
 
@@ -1809,8 +1899,13 @@ def verified_record(root, component, installed):
     entry = recorded_definition(root, component, installed) if installed and os.path.isdir(here) else None
     since = installed_by(root, installed).get("at") if installed else None
     if entry and (not since or str(entry.get("at") or "") >= since):
-        return {"version": installed, "run": entry.get("run"), "at": entry.get("at"), "how": "verify",
-                "checks": [c.get("name") for c in entry.get("checks", [])]}
+        return {
+            "version": installed,
+            "run": entry.get("run"),
+            "at": entry.get("at"),
+            "how": "verify",
+            "checks": [c.get("name") for c in entry.get("checks", [])],
+        }
     return None
 
 
@@ -1862,8 +1957,13 @@ def op_rollback(ctx, s):
     configs, flip, start, verify.  A host with nothing to undo says so and changes nothing."""
     root = ctx["root"]
     if not root:
-        return {"nothing": True, "reason": "upgrader has no record of where %s is installed here" % ctx["component"],
-                "from": None, "to": None, "steps": []}
+        return {
+            "nothing": True,
+            "reason": "upgrader has no record of where %s is installed here" % ctx["component"],
+            "from": None,
+            "to": None,
+            "steps": [],
+        }
     current = current_version(root)
     target = s.get("to")
     if not target:
@@ -1874,14 +1974,18 @@ def op_rollback(ctx, s):
         # its stop): the current release is started and verified, never left stopped
     install_dirs(root)
     if not os.path.isdir(release_path(root, target)):
-        raise OpFailed("release %s is not staged on this host" % target, missing=target,
-                       staged=staged_versions(root), current=current, refused=True)
+        raise OpFailed(
+            "release %s is not staged on this host" % target,
+            missing=target,
+            staged=staged_versions(root),
+            current=current,
+            refused=True,
+        )
     service, checks, used = rollback_definition(ctx, s, target, current)
     svc = with_release(service, root, target)  # {release}: the release rolled back to
     checks = with_release(checks, root, target)
     used["checks"] = [c.get("name") for c in checks]
-    append_journal(ctx["component"], dict(used, event="rollback-definition", run=ctx["run"], version=target,
-                                          at=now()))
+    append_journal(ctx["component"], dict(used, event="rollback-definition", run=ctx["run"], version=target, at=now()))
     logs = [c["log"]["path"] for c in checks if c["kind"] == "log"]
     steps = []
     if current != target:
@@ -1910,8 +2014,15 @@ def op_rollback(ctx, s):
     ctx["expect_version"] = target
     ok, results = run_checks(checks, ctx, service=svc)
     if not ok:
-        raise OpFailed("rolled back to %s but verify failed: %s" % (target, failure(results)), checks=results,
-                       current=current_version(root), steps=steps, definition=used, to=target, **{"from": current})
+        raise OpFailed(
+            "rolled back to %s but verify failed: %s" % (target, failure(results)),
+            checks=results,
+            current=current_version(root),
+            steps=steps,
+            definition=used,
+            to=target,
+            **{"from": current},
+        )
     record_verified(ctx, target, "rollback", used["checks"])
     return {"from": current, "to": target, "steps": steps, "checks": results, "definition": used}
 
@@ -1935,8 +2046,11 @@ def rollback_definition(ctx, s, target, current):
     A program without ``definitions`` (an apply's undo) is verified with what it sent, as before."""
     recorded = recorded_definition(ctx["root"], ctx["component"], target) if s.get("recorded") else None
     if recorded:  # what the release was installed and verified with, not a newer playbook's guess
-        return recorded["service"], recorded["checks"], {
-            "source": "recorded", "recorded_run": recorded.get("run"), "recorded_at": recorded.get("at")}
+        return (
+            recorded["service"],
+            recorded["checks"],
+            {"source": "recorded", "recorded_run": recorded.get("run"), "recorded_at": recorded.get("at")},
+        )
     if "definitions" not in s:
         return s["service"], s.get("checks", []), {"source": "sent"}
     sent = (s.get("definitions") or {}).get(target)
@@ -1950,11 +2064,14 @@ def rollback_definition(ctx, s, target, current):
                 service = other["service"]
                 break
     if not isinstance(service, dict):
-        raise OpFailed("no record of how to run %s %s on this host and no playbook for it: name one with "
-                       "--playbook or --playbooks" % (ctx["component"], target), current=current, to=target,
-                       refused=True)
-    return service, [], {"source": "none", "not_applicable": "no checks recorded for %s and no playbook of it"
-                         % target}
+        raise OpFailed(
+            "no record of how to run %s %s on this host and no playbook for it: name one with "
+            "--playbook or --playbooks" % (ctx["component"], target),
+            current=current,
+            to=target,
+            refused=True,
+        )
+    return service, [], {"source": "none", "not_applicable": "no checks recorded for %s and no playbook of it" % target}
 
 
 def op_prune(ctx, s):
@@ -1970,7 +2087,7 @@ def op_prune(ctx, s):
     removable.sort(key=lambda v: os.stat(os.path.join(releases_dir(root), v)).st_mtime)
     excess = len(versions) - keep
     removed = []
-    for version in removable[:max(0, excess)]:
+    for version in removable[: max(0, excess)]:
         shutil.rmtree(release_path(root, version), ignore_errors=True)
         record_staged(ctx["component"], version, None)
         removed.append(version)
@@ -2068,8 +2185,9 @@ def check_takeover(ctx):
     lock = ctx.get("lock")
     req = lock.request() if lock is not None else None
     if req:
-        raise TakenOver("taken over by rollback run %s (pid %s)" % (req.get("run"), req.get("pid")),
-                        handed_over=True, takeover=req)
+        raise TakenOver(
+            "taken over by rollback run %s (pid %s)" % (req.get("run"), req.get("pid")), handed_over=True, takeover=req
+        )
 
 
 def proc_start(pid):
@@ -2158,8 +2276,7 @@ class ProgramLock:
         self.dir = state_dir(ctx["component"])
         self.path = os.path.join(self.dir, PROGRAM_LOCK)
         self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0), 0o600)
-        self.me = {"pid": os.getpid(), "start": proc_start(os.getpid()), "run": ctx["run"],
-                   "kind": ctx.get("kind")}
+        self.me = {"pid": os.getpid(), "start": proc_start(os.getpid()), "run": ctx["run"], "kind": ctx.get("kind")}
 
     def _try(self):
         import fcntl
@@ -2201,16 +2318,27 @@ class ProgramLock:
     def acquire(self):
         req = self.request()
         if req:
-            raise OpFailed("taken over by rollback run %s (pid %s)" % (req.get("run"), req.get("pid")),
-                           handed_over=True, takeover=req)
+            raise OpFailed(
+                "taken over by rollback run %s (pid %s)" % (req.get("run"), req.get("pid")),
+                handed_over=True,
+                takeover=req,
+            )
         if not self._wait(BUSY_WAIT):
             held = self.holder()
             running = "another upgrader program is running for %s on this host (run %s, pid %s, since %s)" % (
-                self.ctx["component"], held.get("run"), held.get("pid"), held.get("since"))
+                self.ctx["component"],
+                held.get("run"),
+                held.get("pid"),
+                held.get("since"),
+            )
             owner = read_json(os.path.join(self.dir, "lock.json"))
             if isinstance(owner, dict) and owner.get("run") != self.ctx["run"]:  # say it as op_lock would
-                running = "locked by run %s (%s, since %s): %s" % (owner.get("run"), owner.get("operator"),
-                                                                  owner.get("since"), running)
+                running = "locked by run %s (%s, since %s): %s" % (
+                    owner.get("run"),
+                    owner.get("operator"),
+                    owner.get("since"),
+                    running,
+                )
             raise OpFailed(running, holder=held, busy=True)
         self._own()
 
@@ -2228,15 +2356,20 @@ class ProgramLock:
                     held = self.holder()
                     if held.get("kind") == "rollback" and self.me.get("kind") == "rollback":
                         # Two rollbacks at once: the first finishes; the second is refused on this host.
-                        raise OpFailed("another rollback (run %s, pid %s) has been rolling back %s on this host "
-                                       "for over %ss; not interrupted" % (held.get("run"), held.get("pid"),
-                                                                          self.ctx["component"], wait),
-                                       holder=held, busy=True)
+                        raise OpFailed(
+                            "another rollback (run %s, pid %s) has been rolling back %s on this host "
+                            "for over %ss; not interrupted"
+                            % (held.get("run"), held.get("pid"), self.ctx["component"], wait),
+                            holder=held,
+                            busy=True,
+                        )
                     pid = held.get("pid")
                     if not (isinstance(pid, int) and alive(held) and is_agent_holding(pid, self.fd)):
-                        raise OpFailed("the program lock of %s is held by pid %s, which is not an upgrader "
-                                       "agent this one can verify; not killed" % (self.ctx["component"], pid),
-                                       holder=held)
+                        raise OpFailed(
+                            "the program lock of %s is held by pid %s, which is not an upgrader "
+                            "agent this one can verify; not killed" % (self.ctx["component"], pid),
+                            holder=held,
+                        )
                     kill_holder(pid)
                     how = "killed"
                     if not self._wait(10.0):
@@ -2277,8 +2410,12 @@ def program_lock_mode(program):
 
 
 def run_program(program):
-    ctx = {"component": program["component"], "run": program.get("run"), "root": program["root"],
-           "kind": program_kind(program)}
+    ctx = {
+        "component": program["component"],
+        "run": program.get("run"),
+        "root": program["root"],
+        "kind": program_kind(program),
+    }
     ops = program["ops"]
     needs, takeover = program_lock_mode(program)
     if not ctx["root"]:  # no layout sent: where this host's record says the component is installed
@@ -2299,8 +2436,17 @@ def run_program(program):
                 # Busy or taken over is the lock's failure (the controller's "handed over"); anything else
                 # (an insecure state directory, say) is reported as the first operation's.
                 lost = detail.get("busy") or detail.get("handed_over") or "holder" in detail
-                emit(dict(detail, i=0, op="lock" if lost else ops[0]["op"], step=ops[0].get("step"), ok=False,
-                          seconds=0, error=str(exc)))
+                emit(
+                    dict(
+                        detail,
+                        i=0,
+                        op="lock" if lost else ops[0]["op"],
+                        step=ops[0].get("step"),
+                        ok=False,
+                        seconds=0,
+                        error=str(exc),
+                    )
+                )
                 return 1
         return run_ops(ctx, ops, lock)
     finally:
@@ -2339,8 +2485,9 @@ def run_ops(ctx, ops, lock):
         seconds = round(time.monotonic() - started, 3)
         if journaled:
             try:
-                append_journal(ctx["component"], dict(record, phase="end", ok=ok, seconds=seconds,
-                                                      error=out.get("error")))
+                append_journal(
+                    ctx["component"], dict(record, phase="end", ok=ok, seconds=seconds, error=out.get("error"))
+                )
             except (OSError, OpFailed) as exc:
                 ok, out = False, dict(out, error=out.get("error") or "cannot write the host journal: %s" % exc)
         if interrupted is not None:
@@ -2355,10 +2502,22 @@ def taken_over(ctx, index, step, exc, when):
     """End the program for a rollback: journaled, and reported as the lock's failure (the controller's
     sign that the host is no longer this run's), naming the operation it stopped at."""
     req = exc.detail.get("takeover") or {}
-    append_journal(ctx["component"], {"event": "taken-over", "run": ctx["run"], "by": req.get("run"),
-                                      "when": when, "at": now()})
-    emit({"i": index, "op": "lock", "step": step.get("step"), "ok": False, "seconds": 0, "handed_over": True,
-          "error": "%s %s" % (exc, when), "takeover": req, "stopped": step["op"]})
+    append_journal(
+        ctx["component"], {"event": "taken-over", "run": ctx["run"], "by": req.get("run"), "when": when, "at": now()}
+    )
+    emit(
+        {
+            "i": index,
+            "op": "lock",
+            "step": step.get("step"),
+            "ok": False,
+            "seconds": 0,
+            "handed_over": True,
+            "error": "%s %s" % (exc, when),
+            "takeover": req,
+            "stopped": step["op"],
+        }
+    )
     return 1
 
 

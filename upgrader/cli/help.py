@@ -46,10 +46,10 @@ EXIT_CODES = {
     "apply": RUN_EXIT_CODES,
     "resume": RUN_EXIT_CODES,
     "rollback": "0 every host rolled back and verified, already there, or had nothing to do; 1 refused before "
-                "changing anything (bad input, --to not staged, a `requires` conflict); 2 usage; 4 some host did not "
-                "end on a verified release, was unreachable, or another rollback held it (each is named)",
+    "changing anything (bad input, --to not staged, a `requires` conflict); 2 usage; 4 some host did not "
+    "end on a verified release, was unreachable, or another rollback held it (each is named)",
     "unlock": "0 every selected host is unlocked (or was not locked); 1 bad input; 2 usage; 4 some host is still "
-              "locked or could not be reached (named)",
+    "locked or could not be reached (named)",
     "status": "0 nothing needs attention; 1 some host needs attention (named), or bad input; 2 usage",
     "runs": "0 listed (damaged journals are listed as DAMAGED); 2 usage",
     "show": "0 shown; 1 no such run, or its journal is damaged (file:line); 2 usage",
@@ -59,7 +59,7 @@ EXIT_CODES = {
     "completion": "0 printed; 2 usage",
     "worker": "0 stopped by SIGTERM/SIGINT; 1 bad input or the server cannot be reached; 2 usage",
     "watch": "the run's own exit code once it ends (as `apply`); 1 not a Temporal run, or the server cannot be "
-             "reached; 2 usage",
+    "reached; 2 usage",
 }
 
 

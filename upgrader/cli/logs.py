@@ -33,19 +33,32 @@ RESULT = "upgrader.result"  # the logger of result lines: the console prints the
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("logging")
-    group.add_argument("-v", "--verbose", action="count", default=0,
-                       help="more detail: -v info lines (and plan lists every step), -vv debug, "
-                       "-vvv the SSH libraries' debug too")
-    group.add_argument("-q", "--quiet", action="count", default=0,
-                       help="errors only: no progress or result lines (requested data, --format json and "
-                       "--log-format json lines are still written; --log-file gets everything)")
+    group.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="more detail: -v info lines (and plan lists every step), -vv debug, -vvv the SSH libraries' debug too",
+    )
+    group.add_argument(
+        "-q",
+        "--quiet",
+        action="count",
+        default=0,
+        help="errors only: no progress or result lines (requested data, --format json and "
+        "--log-format json lines are still written; --log-file gets everything)",
+    )
     group.add_argument("--log-file", type=Path, metavar="FILE", help="also append JSON log lines to FILE")
 
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        data = {"at": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
-                "level": record.levelname.lower(), "logger": record.name, "message": record.getMessage()}
+        data = {
+            "at": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
         extra = getattr(record, "data", None)
         if isinstance(extra, dict):
             data.update({k: v for k, v in extra.items() if k not in data})
@@ -149,8 +162,13 @@ def say(args: argparse.Namespace, text: str, *, error: bool = False) -> None:
 def finished(args: argparse.Namespace, code: int) -> None:
     """The last line of every command's log file: what ran and how it ended (never printed)."""
     command = getattr(args, "command", None) or "?"
-    logging.getLogger(RESULT).log(logging.ERROR if code else logging.INFO, "%s: exit %d", command, code,
-                                  extra={"data": {"command": command, "exit_code": code}})
+    logging.getLogger(RESULT).log(
+        logging.ERROR if code else logging.INFO,
+        "%s: exit %d",
+        command,
+        code,
+        extra={"data": {"command": command, "exit_code": code}},
+    )
 
 
 @contextlib.contextmanager
@@ -166,4 +184,3 @@ def quieted(args: argparse.Namespace) -> Iterator[None]:
         return
     with open(os.devnull, "w", encoding="utf-8") as sink, contextlib.redirect_stdout(sink):
         yield
-

@@ -50,8 +50,12 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
         description="Upgrade vendor applications on trading hosts: plan, canary, waves, automatic rollback.",
     )
     parser.add_argument("--version", action="version", version=f"upgrader {__version__}")
-    parser.add_argument("--state-dir", type=Path, default=None,
-                        help="journals, locks and debug log (default: $UPGRADER_STATE_DIR or ~/.local/state/upgrader)")
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        default=None,
+        help="journals, locks and debug log (default: $UPGRADER_STATE_DIR or ~/.local/state/upgrader)",
+    )
     parser.add_argument("--debug", action="store_true", help="print tracebacks of unexpected errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     names = commands.available()
@@ -60,8 +64,13 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
         names = [chosen]  # import only the command being run
     for name in names:
         module = commands.load(name)
-        cmd = sub.add_parser(name, help=module.HELP, description=module.HELP, epilog=help_text.epilog(name),
-                             formatter_class=argparse.RawDescriptionHelpFormatter)
+        cmd = sub.add_parser(
+            name,
+            help=module.HELP,
+            description=module.HELP,
+            epilog=help_text.epilog(name),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
         module.add_arguments(cmd)
         logs.add_arguments(cmd)
         help_text.document(cmd)
@@ -111,16 +120,22 @@ def _invisible_argument(argv: Sequence[str]) -> str | None:
 def _run(args: argparse.Namespace) -> int:
     try:
         logs.configure(args)
-        log.debug("upgrader %s %s: state directory %s, python %s", __version__, args.command, args.state_dir,
-                  sys.version.split()[0])
+        log.debug(
+            "upgrader %s %s: state directory %s, python %s",
+            __version__,
+            args.command,
+            args.state_dir,
+            sys.version.split()[0],
+        )
         with logs.quieted(args):
             return int(args.run(args))
     except InputError as exc:
         for problem in exc.problems[:MAX_PROBLEMS]:
             logs.say(args, f"error[{exc.reference}]: {problem}", error=True)
         if len(exc.problems) > MAX_PROBLEMS:  # a damaged file can hold thousands; the first ones locate it
-            logs.say(args, f"error[{exc.reference}]: … and {len(exc.problems) - MAX_PROBLEMS} more problems",
-                     error=True)
+            logs.say(
+                args, f"error[{exc.reference}]: … and {len(exc.problems) - MAX_PROBLEMS} more problems", error=True
+            )
         return int(exc.exit_code)
     except UpgraderError as exc:
         logs.say(args, f"error[{exc.reference}]: {exc}", error=True)
@@ -146,8 +161,10 @@ def _write_debug_log(directory: Path) -> Path:
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         # Appended as the journals are (files.append_line): never through a symlink planted at the name,
         # which would append the traceback (and the command line) to a file of the planter's choosing.
-        append_line(path, f"--- {datetime.now(UTC).isoformat()} upgrader {__version__} argv={sys.argv!r}\n"
-                    + traceback.format_exc())
+        append_line(
+            path,
+            f"--- {datetime.now(UTC).isoformat()} upgrader {__version__} argv={sys.argv!r}\n" + traceback.format_exc(),
+        )
     except OSError:
         logging.getLogger(__name__).exception("cannot write debug log")
         return Path("<stderr>")

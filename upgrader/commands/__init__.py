@@ -9,9 +9,30 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-NAMES = ("validate", "plan", "diff", "facts", "apply", "resume", "rollback", "unlock", "status", "audit", "promote",
-         "abort", "runs", "show", "report", "windows", "schedule", "notify", "schema",
-         "completion", "worker", "watch")
+NAMES = (
+    "validate",
+    "plan",
+    "diff",
+    "facts",
+    "apply",
+    "resume",
+    "rollback",
+    "unlock",
+    "status",
+    "audit",
+    "promote",
+    "abort",
+    "runs",
+    "show",
+    "report",
+    "windows",
+    "schedule",
+    "notify",
+    "schema",
+    "completion",
+    "worker",
+    "watch",
+)
 
 
 def load(name: str) -> ModuleType:

@@ -27,8 +27,11 @@ code says where the hosts ended (README: Exit codes).
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     decide.add_arguments(parser, EPILOG, reason_required=True)
-    parser.add_argument("--keep", action="store_true",
-                        help="leave hosts already on the new release there (verified) instead of putting them back")
+    parser.add_argument(
+        "--keep",
+        action="store_true",
+        help="leave hosts already on the new release there (verified) instead of putting them back",
+    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -43,8 +43,12 @@ def store_problems(playbook: Loaded[Playbook], store: Path) -> list[Problem]:
             continue
         digest = sha256_of(path)
         if digest != art.sha256.lower():
-            problems.append(Problem(playbook.at(*where, "sha256"),
-                                    f"{spec.component} {version}: {path} has sha256 {digest}, not {art.sha256}",
-                                    "the file in the store is not the reviewed release: fetch it again, or correct "
-                                    "the digest from the vendor's published one"))
+            problems.append(
+                Problem(
+                    playbook.at(*where, "sha256"),
+                    f"{spec.component} {version}: {path} has sha256 {digest}, not {art.sha256}",
+                    "the file in the store is not the reviewed release: fetch it again, or correct "
+                    "the digest from the vendor's published one",
+                )
+            )
     return problems

@@ -47,14 +47,29 @@ input; 2 usage
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.epilog = EPILOG
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
-    parser.add_argument("playbooks", nargs="*", type=Path, metavar="PLAYBOOK",
-                        help="the releases the fleet should run (default: what the last successful runs left)")
+    parser.add_argument(
+        "playbooks",
+        nargs="*",
+        type=Path,
+        metavar="PLAYBOOK",
+        help="the releases the fleet should run (default: what the last successful runs left)",
+    )
     parser.add_argument("-i", "--inventory", type=Path, required=True, help="the inventory whose hosts to audit")
-    parser.add_argument("--playbook-dir", type=Path, default=Path("playbooks"),
-                        help="where to find each component's service and version check when no PLAYBOOK is given")
+    parser.add_argument(
+        "--playbook-dir",
+        type=Path,
+        default=Path("playbooks"),
+        help="where to find each component's service and version check when no PLAYBOOK is given",
+    )
     parser.add_argument("--format", choices=["table", "json"], default="table")
-    parser.add_argument("--metrics-dir", "--metrics", dest="metrics_dir", type=Path, default=None,
-                        help="write upgrader_audit.prom (version skew) for node_exporter's textfile collector")
+    parser.add_argument(
+        "--metrics-dir",
+        "--metrics",
+        dest="metrics_dir",
+        type=Path,
+        default=None,
+        help="write upgrader_audit.prom (version skew) for node_exporter's textfile collector",
+    )
     targeting.add_argument(parser)
     live.add_connection_arguments(parser)
 
@@ -71,8 +86,11 @@ def run(args: argparse.Namespace) -> int:
     pool = live.pool_for(inventory, args)
     try:
         for component, (spec, pinned) in sorted(specs.items()):
-            hosts = [n for _, n, h in iter_hosts(inv)
-                     if runs_component(inv, h, component) and (selection is None or n in selection.hosts)]
+            hosts = [
+                n
+                for _, n, h in iter_hosts(inv)
+                if runs_component(inv, h, component) and (selection is None or n in selection.hosts)
+            ]
             if not hosts:
                 continue
             _, raw = host_facts.gather(pool, inv, spec.model, hosts=hosts, python=args.python)
@@ -87,17 +105,22 @@ def run(args: argparse.Namespace) -> int:
                 # run is in the host's record; this controller's journals only fill in hosts without one.
                 expected = {**expected_from_runs(records, component), **expected_from_hosts(raw)}
                 if not expected:  # never upgraded by upgrader here: nothing says what it should run
-                    print(f"warning: {component} not audited: no host records a verified release and no "
-                          f"successful run in {args.state_dir}; name its playbook to audit it", file=sys.stderr)
+                    print(
+                        f"warning: {component} not audited: no host records a verified release and no "
+                        f"successful run in {args.state_dir}; name its playbook to audit it",
+                        file=sys.stderr,
+                    )
                     continue
             has_check = programs.version_check(spec.model) is not None
             rows += [judge(component, h, dcs[h], expected.get(h), raw[h], has_check) for h in hosts]
     finally:
         pool.close()
     if not rows:  # nothing checked is not success: "0 of 0 host(s) agree" with exit 0 would say all is well
-        raise RefusedError("nothing was audited: no selected host runs a component with a playbook to audit "
-                           "against (see the warnings above, if any)",
-                           "name the playbooks of what the hosts run, or a --limit that selects hosts running them")
+        raise RefusedError(
+            "nothing was audited: no selected host runs a component with a playbook to audit "
+            "against (see the warnings above, if any)",
+            "name the playbooks of what the hosts run, or a --limit that selects hosts running them",
+        )
     _print(rows, args.format)
     if args.metrics_dir:
         from upgrader.reporting.skew import write_audit_metrics
@@ -114,8 +137,9 @@ def _specs(args: argparse.Namespace, components: set[str]) -> dict[str, tuple[Lo
         for path in args.playbooks:
             pb = load_playbook(path)
             if pb.model.component in out:
-                raise RefusedError(f"{path}: a second playbook for {pb.model.component}",
-                                   "name one release per component")
+                raise RefusedError(
+                    f"{path}: a second playbook for {pb.model.component}", "name one release per component"
+                )
             out[pb.model.component] = (pb, Expected(pb.model.version, f"playbook {path}"))
         return out
     found: dict[str, tuple[Loaded[Playbook], Expected | None]] = {}
@@ -125,8 +149,10 @@ def _specs(args: argparse.Namespace, components: set[str]) -> dict[str, tuple[Lo
         except RefusedError as exc:
             print(f"warning: {component} not audited: {exc}", file=sys.stderr)
     if not found:
-        raise RefusedError(f"no playbook in {args.playbook_dir} describes any component of the inventory",
-                           "name the playbooks to audit against, or pass --playbook-dir")
+        raise RefusedError(
+            f"no playbook in {args.playbook_dir} describes any component of the inventory",
+            "name the playbooks to audit against, or pass --playbook-dir",
+        )
     return found
 
 
@@ -136,12 +162,24 @@ def _print(rows: list[HostAudit], fmt: str) -> None:
         print()
         return
     header = ("component", "host", "dc", "expected", "reported", "verdict", "detail")
-    cells = [(r.component, r.host, r.datacenter, r.expected.version if r.expected else "-", r.reported or "-",
-              str(r.verdict), r.detail) for r in rows]
+    cells = [
+        (
+            r.component,
+            r.host,
+            r.datacenter,
+            r.expected.version if r.expected else "-",
+            r.reported or "-",
+            str(r.verdict),
+            r.detail,
+        )
+        for r in rows
+    ]
     print_table("upgrader audit", header, cells, [not r.ok for r in rows])
     bad = [r for r in rows if not r.ok]
-    print(f"\n{len(rows) - len(bad)} of {len(rows)} host(s) agree" +
-          (f"; outliers: {', '.join(f'{r.host} ({r.component}: {r.verdict})' for r in bad)}" if bad else ""))
+    print(
+        f"\n{len(rows) - len(bad)} of {len(rows)} host(s) agree"
+        + (f"; outliers: {', '.join(f'{r.host} ({r.component}: {r.verdict})' for r in bad)}" if bad else "")
+    )
 
 
 def _notify(inventory: Inventory, rows: list[HostAudit]) -> None:
@@ -149,7 +187,11 @@ def _notify(inventory: Inventory, rows: list[HostAudit]) -> None:
         for component in sorted({r.component for r in rows if not r.ok}):
             bad = [r for r in rows if r.component == component and not r.ok]
             expected = next((r.expected.version for r in bad if r.expected), "?")
-            notify("audit-skew", component=component, version=expected,
-                   message=f"{len(bad)} host(s) off the expected version: " +
-                           ", ".join(f"{r.host} {r.verdict}" for r in bad),
-                   outliers=len(bad))
+            notify(
+                "audit-skew",
+                component=component,
+                version=expected,
+                message=f"{len(bad)} host(s) off the expected version: "
+                + ", ".join(f"{r.host} {r.verdict}" for r in bad),
+                outliers=len(bad),
+            )

@@ -24,7 +24,7 @@ def known(inventory: Inventory) -> list[str]:
 
 
 def suggestion(word: str, choices: list[str]) -> str:
-    """"did you mean 'x'?" for the closest choice, or "" when none is close."""
+    """ "did you mean 'x'?" for the closest choice, or "" when none is close."""
     close = difflib.get_close_matches(word, choices, n=1)
     return f"did you mean '{close[0]}'?" if close else ""
 
@@ -36,5 +36,7 @@ def check(component: str, inventory: Inventory, where: object) -> None:
         return
     listed = ", ".join(names) or "none"
     hint = suggestion(component, names)
-    raise UnknownComponent(f"no role of {where} runs a component '{component}' (components: {listed})",
-                           hint or "name one of the components above")
+    raise UnknownComponent(
+        f"no role of {where} runs a component '{component}' (components: {listed})",
+        hint or "name one of the components above",
+    )

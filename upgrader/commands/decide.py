@@ -28,10 +28,19 @@ def add_arguments(parser: argparse.ArgumentParser, epilog: str, *, reason_requir
     parser.epilog = epilog
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument("run_id", metavar="RUN", help="the run's id (`upgrader runs`)")
-    parser.add_argument("--reason", required=reason_required, default="",
-                        help="why (journaled and audited)" + ("" if reason_required else "; optional"))
-    parser.add_argument("--wait", type=float, default=WAIT, metavar="SECONDS",
-                        help=f"how long to wait for the run to act on it (default {WAIT:g}; 0: do not wait)")
+    parser.add_argument(
+        "--reason",
+        required=reason_required,
+        default="",
+        help="why (journaled and audited)" + ("" if reason_required else "; optional"),
+    )
+    parser.add_argument(
+        "--wait",
+        type=float,
+        default=WAIT,
+        metavar="SECONDS",
+        help=f"how long to wait for the run to act on it (default {WAIT:g}; 0: do not wait)",
+    )
 
 
 def waiting_gate(entries: list[dict[str, Any]]) -> str | None:
@@ -60,23 +69,31 @@ def promote_gate(args: argparse.Namespace, journal: Journal, entries: list[dict[
     gate = args.gate or waiting
     ahead = getattr(args, "ahead", False)
     if ahead and not args.gate:
-        raise RefusedError("--ahead needs --gate GATE: name the gate you approve in advance",
-                           f"the run's gates: {', '.join(plan_gates(journal)) or 'none'}")
+        raise RefusedError(
+            "--ahead needs --gate GATE: name the gate you approve in advance",
+            f"the run's gates: {', '.join(plan_gates(journal)) or 'none'}",
+        )
     if ahead and gate != waiting:
         passed = {e.get("gate") for e in entries if e.get("event") == Event.GATE_END}
         if gate not in plan_gates(journal) or gate in passed:
-            raise RefusedError(f"run {args.run_id} has no gate {gate} still ahead of it",
-                               f"its gates: {', '.join(plan_gates(journal)) or 'none'}; passed: "
-                               f"{', '.join(sorted(str(g) for g in passed)) or 'none'}")
+            raise RefusedError(
+                f"run {args.run_id} has no gate {gate} still ahead of it",
+                f"its gates: {', '.join(plan_gates(journal)) or 'none'}; passed: "
+                f"{', '.join(sorted(str(g) for g in passed)) or 'none'}",
+            )
         return str(gate)
     if waiting is None:
-        raise RefusedError(f"run {args.run_id} is not waiting at a gate",
-                           "promote when `upgrader show` says it waits; to approve a later gate in advance, "
-                           "`promote RUN --gate GATE --ahead --reason …` (audited)")
+        raise RefusedError(
+            f"run {args.run_id} is not waiting at a gate",
+            "promote when `upgrader show` says it waits; to approve a later gate in advance, "
+            "`promote RUN --gate GATE --ahead --reason …` (audited)",
+        )
     if gate != waiting:
-        raise RefusedError(f"run {args.run_id} waits at gate {waiting}, not {gate}; nothing was recorded",
-                           f"promote {waiting} (`upgrader promote {args.run_id}`), or approve {gate} in advance "
-                           "with --ahead --reason … (audited)")
+        raise RefusedError(
+            f"run {args.run_id} waits at gate {waiting}, not {gate}; nothing was recorded",
+            f"promote {waiting} (`upgrader promote {args.run_id}`), or approve {gate} in advance "
+            "with --ahead --reason … (audited)",
+        )
     return waiting
 
 
@@ -85,12 +102,15 @@ def run(args: argparse.Namespace, kind: gates.DecisionKind) -> int:
     entries = journal.entries()
     end = ended(entries)
     if end is not None:
-        raise RefusedError(f"run {args.run_id} has already finished ({end.get('status')}); nothing to {kind}",
-                           f"see it with `upgrader show {args.run_id}`")
+        raise RefusedError(
+            f"run {args.run_id} has already finished ({end.get('status')}); nothing to {kind}",
+            f"see it with `upgrader show {args.run_id}`",
+        )
     if halted(entries) is not None:
-        raise RefusedError(f"run {args.run_id} is halted (not running); nothing to {kind}",
-                           f"carry it on with `upgrader resume {args.run_id}`, or put hosts back with "
-                           "`upgrader rollback`")
+        raise RefusedError(
+            f"run {args.run_id} is halted (not running); nothing to {kind}",
+            f"carry it on with `upgrader resume {args.run_id}`, or put hosts back with `upgrader rollback`",
+        )
     reason = args.reason.strip()
     promote = kind is gates.DecisionKind.PROMOTE
     gate = promote_gate(args, journal, entries) if promote else None
@@ -99,16 +119,28 @@ def run(args: argparse.Namespace, kind: gates.DecisionKind) -> int:
     who = operator()
     durable_run = durable.run_record(args, args.run_id)
     if durable_run is not None:  # a Temporal run: the decision is a signal to its workflow
-        decision = gates.Decision(kind, gate, who, reason, datetime.now(UTC).isoformat(timespec="milliseconds"),
-                                  ahead=ahead, keep=keep)
+        decision = gates.Decision(
+            kind, gate, who, reason, datetime.now(UTC).isoformat(timespec="milliseconds"), ahead=ahead, keep=keep
+        )
         durable.signal(durable_run, decision.to_dict())
     else:
-        decision = gates.request(journal.directory, kind, gate=gate, operator=who, reason=reason, ahead=ahead,
-                                 keep=keep)
-    audit(args.state_dir, action=str(kind), run=args.run_id, gate=gate, operator=who, reason=reason,
-          **({"ahead": True} if ahead else {}), **({"keep": True} if keep else {}))
-    what = (f"{kind}" + (" (ahead)" if ahead else "") + (" --keep" if keep else "") + f" recorded for run "
-            f"{args.run_id}" + (f" at gate {gate}" if gate else "") + f" by {who} at {decision.at}")
+        decision = gates.request(
+            journal.directory, kind, gate=gate, operator=who, reason=reason, ahead=ahead, keep=keep
+        )
+    audit(
+        args.state_dir,
+        action=str(kind),
+        run=args.run_id,
+        gate=gate,
+        operator=who,
+        reason=reason,
+        **({"ahead": True} if ahead else {}),
+        **({"keep": True} if keep else {}),
+    )
+    what = (
+        f"{kind}" + (" (ahead)" if ahead else "") + (" --keep" if keep else "") + f" recorded for run "
+        f"{args.run_id}" + (f" at gate {gate}" if gate else "") + f" by {who} at {decision.at}"
+    )
     print(what)
     if durable_run is not None or ahead or args.wait <= 0:
         return 0
@@ -125,8 +157,10 @@ def acknowledged(journal: Journal, decision: gates.Decision, wait: float) -> int
             print(text)
             return code
         if time.monotonic() >= deadline:
-            print(f"the run has not acted on it within {wait:g}s (a host step in flight ends first); "
-                  f"follow it with `upgrader show {journal.run_id}`")
+            print(
+                f"the run has not acted on it within {wait:g}s (a host step in flight ends first); "
+                f"follow it with `upgrader show {journal.run_id}`"
+            )
             return 0
         time.sleep(0.2)
 
@@ -144,9 +178,11 @@ def _fate(entries: list[dict[str, Any]], decision: gates.Decision) -> tuple[int,
             if e.get("outcome") == gates.GateOutcome.PROMOTED:
                 mine = taken.get("at") == decision.at
                 return 0, f"gate {decision.gate} passed" + ("" if mine else f" (promoted by {taken.get('operator')})")
-            return 1, (f"gate {decision.gate} ended {e.get('outcome')}"
-                       + (f" by {taken.get('operator')}: {taken.get('reason')}" if taken else "")
-                       + "; your promote did not take effect")
+            return 1, (
+                f"gate {decision.gate} ended {e.get('outcome')}"
+                + (f" by {taken.get('operator')}: {taken.get('reason')}" if taken else "")
+                + "; your promote did not take effect"
+            )
         if ev == Event.RUN_END:
             return 1, f"the run ended ({e.get('status')}) before it acted on your {decision.kind}"
     return None

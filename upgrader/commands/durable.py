@@ -27,9 +27,13 @@ ENGINES = ("local", "temporal")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--engine", choices=ENGINES, default="local",
-                        help="local (default): this process runs the upgrade; temporal: a durable workflow run "
-                        "by `upgrader worker`s in the datacenters (README: Engines)")
+    parser.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default="local",
+        help="local (default): this process runs the upgrade; temporal: a durable workflow run "
+        "by `upgrader worker`s in the datacenters (README: Engines)",
+    )
     settings.add_arguments(parser)
 
 
@@ -43,28 +47,50 @@ def apply(args: argparse.Namespace, plan: Plan, inventory: Inventory, verdict: A
     found = settings.resolve(args, inventory, args.inventory)
     secret = signing.key(getattr(args, "plan_key", None))
     if secret is None:
-        raise RefusedError("--engine temporal needs the plan key: the datacenter workers run only plans signed "
-                           "with it", f"give --plan-key FILE or set ${signing.ENV} (the key the workers hold); "
-                           "nothing was changed")
+        raise RefusedError(
+            "--engine temporal needs the plan key: the datacenter workers run only plans signed with it",
+            f"give --plan-key FILE or set ${signing.ENV} (the key the workers hold); nothing was changed",
+        )
     who = operator()
     run_id = new_run_id(plan.component, datetime.now(UTC))
     offset = (args.now - datetime.now(UTC)).total_seconds() if args.now else 0.0
-    run_start = {"seq": 1, "at": datetime.now(UTC).isoformat(timespec="milliseconds"), "event": "run-start",
-                 "kind": "apply", "run": run_id, "component": plan.component, "version": plan.target_version,
-                 "plan_hash": plan.content_hash, "operator": who, "argv": sys.argv[1:],
-                 "hosts": [h.host for h in plan.hosts], "break_lock": args.break_lock,
-                 "inventory_path": str(args.inventory.resolve()), "artifacts": str(live.artifacts_dir(args).resolve()),
-                 "window": verdict.to_dict(), "engine": "temporal", "temporal": settings.to_record(found)}
+    run_start = {
+        "seq": 1,
+        "at": datetime.now(UTC).isoformat(timespec="milliseconds"),
+        "event": "run-start",
+        "kind": "apply",
+        "run": run_id,
+        "component": plan.component,
+        "version": plan.target_version,
+        "plan_hash": plan.content_hash,
+        "operator": who,
+        "argv": sys.argv[1:],
+        "hosts": [h.host for h in plan.hosts],
+        "break_lock": args.break_lock,
+        "inventory_path": str(args.inventory.resolve()),
+        "artifacts": str(live.artifacts_dir(args).resolve()),
+        "window": verdict.to_dict(),
+        "engine": "temporal",
+        "temporal": settings.to_record(found),
+    }
     from upgrader.temporal.client import workflow_id
 
     wid = workflow_id(plan.component, inventory.name)
     run_start["workflow_id"] = wid
     text = plan.to_json()
-    start = Start(run_id=run_id, plan=text, operator=who, artifacts=run_start["artifacts"],
-                  python=args.python, break_lock=args.break_lock, now_offset=offset,
-                  overrides=str(args.overrides.resolve()) if args.overrides else None,
-                  host_seconds=admission.past_host_seconds(args.state_dir, plan.component), run_start=run_start,
-                  signature=signing.sign_run(text, run_id, args.python, args.break_lock, secret))
+    start = Start(
+        run_id=run_id,
+        plan=text,
+        operator=who,
+        artifacts=run_start["artifacts"],
+        python=args.python,
+        break_lock=args.break_lock,
+        now_offset=offset,
+        overrides=str(args.overrides.resolve()) if args.overrides else None,
+        host_seconds=admission.past_host_seconds(args.state_dir, plan.component),
+        run_start=run_start,
+        signature=signing.sign_run(text, run_id, args.python, args.break_lock, secret),
+    )
     import asyncio
 
     return asyncio.run(_start_and_watch(args, found, wid, start))
@@ -75,8 +101,11 @@ async def _start_and_watch(args: argparse.Namespace, found: settings.Settings, w
 
     connection = await temporal.connect(found)
     handle = await temporal.start(connection, wid, start)
-    say(args, f"run {start.run_id} started as Temporal workflow {wid} on {found.address}; it goes on if this "
-              f"process stops — `upgrader watch {start.run_id}` reattaches")
+    say(
+        args,
+        f"run {start.run_id} started as Temporal workflow {wid} on {found.address}; it goes on if this "
+        f"process stops — `upgrader watch {start.run_id}` reattaches",
+    )
     return await _watch(args, handle, start.run_id)
 
 
@@ -88,16 +117,20 @@ async def _watch(args: argparse.Namespace, handle: Any, run_id: str) -> int:
     rows = [tuple(r) for r in outcome["rows"]]
     progress.summary(f"{outcome['status']}", rows)
     live.export_metrics(args)
-    say(args, f"{outcome['status']}: {outcome['message']} (run {run_id}; `upgrader show {run_id}`)",
-        error=bool(outcome["exit_code"]))
+    say(
+        args,
+        f"{outcome['status']}: {outcome['message']} (run {run_id}; `upgrader show {run_id}`)",
+        error=bool(outcome["exit_code"]),
+    )
     return int(outcome["exit_code"])
 
 
 def _handle(connection: Any, record: dict[str, Any]) -> Any:
     """This run's workflow execution (a later run of the same upgrade reuses the workflow id)."""
     execution = record.get("execution")
-    return connection.get_workflow_handle(str(record["workflow_id"]),
-                                          run_id=execution if isinstance(execution, str) else None)
+    return connection.get_workflow_handle(
+        str(record["workflow_id"]), run_id=execution if isinstance(execution, str) else None
+    )
 
 
 def run_record(args: argparse.Namespace, run_id: str) -> dict[str, Any] | None:
@@ -164,11 +197,14 @@ def signal(record: dict[str, Any], decision: dict[str, Any], wait: float = 0.0) 
             info = await handle.describe()
             state = await handle.query("progress")
         except RPCError as exc:
-            raise RefusedError(f"the run's workflow {handle.id} cannot be reached: {exc}",
-                               "check the Temporal server") from None
+            raise RefusedError(
+                f"the run's workflow {handle.id} cannot be reached: {exc}", "check the Temporal server"
+            ) from None
         if info.status != WorkflowExecutionStatus.RUNNING or state.get("run") != record.get("run"):
-            raise RefusedError(f"run {record.get('run')} has already finished; nothing to {decision['kind']}",
-                               f"see it with `upgrader show {record.get('run')}`")
+            raise RefusedError(
+                f"run {record.get('run')} has already finished; nothing to {decision['kind']}",
+                f"see it with `upgrader show {record.get('run')}`",
+            )
         await handle.signal("decide", decision)
         deadline = asyncio.get_running_loop().time() + wait
         while asyncio.get_running_loop().time() < deadline:
@@ -215,19 +251,28 @@ def status(args: argparse.Namespace, run_id: str) -> int:
     assert record is not None
     state = query(record) or _ended(args, run_id)
     if state is None:
-        raise RefusedError(f"the workflow of run {run_id} cannot be asked (server unreachable) and its journal "
-                           "has no end yet", f"see the journal so far with `upgrader show {run_id}`")
+        raise RefusedError(
+            f"the workflow of run {run_id} cannot be asked (server unreachable) and its journal has no end yet",
+            f"see the journal so far with `upgrader show {run_id}`",
+        )
     outcome = state.get("outcome")
-    title = (f"run {run_id}: {outcome['status']} (exit {outcome['exit_code']}): {outcome['message']}" if outcome
-             else f"run {run_id}: running" + (f", waiting at gate {state['waiting']}" if state.get("waiting") else ""))
+    title = (
+        f"run {run_id}: {outcome['status']} (exit {outcome['exit_code']}): {outcome['message']}"
+        if outcome
+        else f"run {run_id}: running" + (f", waiting at gate {state['waiting']}" if state.get("waiting") else "")
+    )
     if getattr(args, "format", "table") == "json":
         import json
 
         print(json.dumps(state, sort_keys=True, indent=2))
     else:
         print(title)  # the table shows it on a terminal only
-        print_table(title, ("host", "dc", "state", "detail"), live_rows(state),
-                    [st in ("failed", "rollback-failed", "unreachable", "held") for _, _, st, _ in live_rows(state)])
+        print_table(
+            title,
+            ("host", "dc", "state", "detail"),
+            live_rows(state),
+            [st in ("failed", "rollback-failed", "unreachable", "held") for _, _, st, _ in live_rows(state)],
+        )
     return int(outcome["exit_code"]) if outcome else 0
 
 
@@ -250,8 +295,9 @@ def abort_running(args: argparse.Namespace, component: str, operator_name: str, 
         if record is None:
             continue
         why = f"emergency rollback: {reason}"
-        decision = Decision(DecisionKind.ABORT, None, operator_name, why,
-                            datetime.now(UTC).isoformat(timespec="milliseconds"))
+        decision = Decision(
+            DecisionKind.ABORT, None, operator_name, why, datetime.now(UTC).isoformat(timespec="milliseconds")
+        )
         try:
             signal(record, decision.to_dict(), wait=ABORT_WAIT)
         except RefusedError as exc:

@@ -66,8 +66,12 @@ def remember(state: Path, inventory_sha256: str, inventory: Inventory, endpoints
     for dc_name, dc in inventory.datacenters.items():
         for name, host in dc.hosts.items():
             components = sorted({c for role in host.roles for c in inventory.roles.get(role, ())})
-            hosts[name] = {"dc": dc_name, "components": components, "roles": sorted(host.roles),
-                           "endpoint": dataclasses.asdict(endpoints[name])}
+            hosts[name] = {
+                "dc": dc_name,
+                "components": components,
+                "roles": sorted(host.roles),
+                "endpoint": dataclasses.asdict(endpoints[name]),
+            }
     record = {"upgrader": __version__, "hosts": hosts}
     try:
         if path.exists() and _loads(private.read_private(path, state, RECORD_LIMIT)) == record:
@@ -105,12 +109,19 @@ def start(argv: list[str], state: Path) -> None:
             return
         hosts = inventory_hosts(raw, Path(args.inventory))
         if record.get("hosts") != hosts:
-            log.warning("ignoring %s: it does not describe the inventory %s (endpoints are taken from the "
-                        "inventory, never from a record)", record_path(state, digest), args.inventory)
+            log.warning(
+                "ignoring %s: it does not describe the inventory %s (endpoints are taken from the "
+                "inventory, never from a record)",
+                record_path(state, digest),
+                args.inventory,
+            )
             return
         wanted = _limited(args.limit, hosts)
-        chosen = {name: _endpoint(h["endpoint"]) for name, h in hosts.items()
-                  if component in h["components"] and (wanted is None or name in wanted)}
+        chosen = {
+            name: _endpoint(h["endpoint"])
+            for name, h in hosts.items()
+            if component in h["components"] and (wanted is None or name in wanted)
+        }
         if not chosen:
             return
         from upgrader.engine import remote
@@ -123,8 +134,9 @@ def start(argv: list[str], state: Path) -> None:
         from upgrader.engine.limits import PARALLEL, in_background
 
         # --parallel daemon threads pulling from one queue: 10,000 hosts must not start 10,000 threads.
-        in_background(lambda s: remote.start(s, args.python), [s for _, s in started.values()],
-                      args.parallel or PARALLEL, "early")
+        in_background(
+            lambda s: remote.start(s, args.python), [s for _, s in started.values()], args.parallel or PARALLEL, "early"
+        )
         _started.update(sha256=digest, timeouts=timeouts, hosts=started, gateways=gateways)
     except Exception as exc:  # an optimisation only: the command connects as usual
         # One line, no traceback: "not a command that connects early" and "no record yet" are the usual
@@ -208,21 +220,38 @@ def inventory_hosts(raw: bytes, path: Path) -> dict[str, Any]:
         for name, host in _mapping(dc["hosts"]).items():
             host = _mapping(host)
             host_roles = [str(r) for r in host.get("roles") or []]
-            hosts[name] = {"dc": dc_name, "components": sorted({c for r in host_roles for c in roles.get(r, ())}),
-                           "roles": sorted(host_roles),
-                           "endpoint": dataclasses.asdict(_reach(name, host, base, user, port, key, known, jump))}
+            hosts[name] = {
+                "dc": dc_name,
+                "components": sorted({c for r in host_roles for c in roles.get(r, ())}),
+                "roles": sorted(host_roles),
+                "endpoint": dataclasses.asdict(_reach(name, host, base, user, port, key, known, jump)),
+            }
     return hosts
 
 
-def _reach(name: str, host: dict[str, Any], base: Path, user: str | None, port: int, key: str | None, known: str,
-           jump: Endpoint | None) -> Endpoint:
+def _reach(
+    name: str,
+    host: dict[str, Any],
+    base: Path,
+    user: str | None,
+    port: int,
+    key: str | None,
+    known: str,
+    jump: Endpoint | None,
+) -> Endpoint:
     """An endpoint as engine.endpoints makes it: host keys always checked, against the inventory's known_hosts."""
     address = _text(host.get("address"))
     if not address:
         raise ValueError(f"{name}: no address")
-    return Endpoint(name=name, address=address, port=_port(host.get("port")) or port,
-                    user=_text(host.get("user")) or user or "root",
-                    ssh_key=_path(base, _text(host.get("ssh_key"))) or key, known_hosts=known, jump=jump)
+    return Endpoint(
+        name=name,
+        address=address,
+        port=_port(host.get("port")) or port,
+        user=_text(host.get("user")) or user or "root",
+        ssh_key=_path(base, _text(host.get("ssh_key"))) or key,
+        known_hosts=known,
+        jump=jump,
+    )
 
 
 def _mapping(value: Any) -> dict[str, Any]:

@@ -45,7 +45,9 @@ def run(args: argparse.Namespace) -> int:
             if not hf.reachable:
                 print(f"{host:<20} UNREACHABLE  {hf.error}")
             elif c is not None:
-                print(f"{host:<20} {comp} {c.installed or '-':<12} service={c.service or '-':<9} "
-                      f"reports={c.reported_version or '-':<12} staged={','.join(c.staged) or '-'} "
-                      f"free={hf.free_disk_mb}MB" + (f" LOCKED by {c.lock.get('run')}" if c.lock else ""))
+                print(
+                    f"{host:<20} {comp} {c.installed or '-':<12} service={c.service or '-':<9} "
+                    f"reports={c.reported_version or '-':<12} staged={','.join(c.staged) or '-'} "
+                    f"free={hf.free_disk_mb}MB" + (f" LOCKED by {c.lock.get('run')}" if c.lock else "")
+                )
     return 0 if all(h.reachable for h in facts.hosts.values()) else 1

@@ -35,8 +35,9 @@ class Inputs:
         return pins.controller_files(self.playbook.model, self.playbook.path.parent)
 
     def inventory_ref(self) -> SourceRef:
-        return SourceRef(path=display(self.inventory.path), sha256=self.inventory.sha256,
-                         name=self.inventory.model.name)
+        return SourceRef(
+            path=display(self.inventory.path), sha256=self.inventory.sha256, name=self.inventory.model.name
+        )
 
 
 def display(path: Path) -> str:

@@ -28,12 +28,18 @@ from upgrader.transport.base import DEFAULTS, PYTHON, Timeouts
 
 def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("connections")
-    g.add_argument("--connect-timeout", type=float, default=DEFAULTS.connect,
-                   help="seconds for TCP connect and SSH banner")
+    g.add_argument(
+        "--connect-timeout", type=float, default=DEFAULTS.connect, help="seconds for TCP connect and SSH banner"
+    )
     g.add_argument("--command-timeout", type=float, default=None, help="cap for one remote command")
-    g.add_argument("--parallel", type=parallel, default=limits.PARALLEL, metavar="N",
-                   help=f"hosts worked on at once (default {limits.PARALLEL}); open files still grow with the hosts "
-                   "contacted, one connection each (see upgrader/engine/limits.py)")
+    g.add_argument(
+        "--parallel",
+        type=parallel,
+        default=limits.PARALLEL,
+        metavar="N",
+        help=f"hosts worked on at once (default {limits.PARALLEL}); open files still grow with the hosts "
+        "contacted, one connection each (see upgrader/engine/limits.py)",
+    )
     g.add_argument("--python", default=PYTHON, help="python3 on the hosts (runs the upgrader agent)")
 
 
@@ -45,10 +51,18 @@ def parallel(text: str) -> int:
 
 
 def add_output_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--log-format", choices=["auto", "plain", "json", "rich"], default="auto",
-                        help="live progress: rich table on a terminal, plain lines otherwise, or JSON lines")
-    parser.add_argument("--metrics-dir", type=Path, default=os.environ.get("UPGRADER_METRICS_DIR"),
-                        help="write upgrader.prom for node_exporter's textfile collector at the end of the run")
+    parser.add_argument(
+        "--log-format",
+        choices=["auto", "plain", "json", "rich"],
+        default="auto",
+        help="live progress: rich table on a terminal, plain lines otherwise, or JSON lines",
+    )
+    parser.add_argument(
+        "--metrics-dir",
+        type=Path,
+        default=os.environ.get("UPGRADER_METRICS_DIR"),
+        help="write upgrader.prom for node_exporter's textfile collector at the end of the run",
+    )
 
 
 def export_metrics(args: argparse.Namespace) -> None:
@@ -80,8 +94,11 @@ def pool_for(inventory: Loaded[Inventory], args: argparse.Namespace) -> Pool:
 def live_facts(inputs: Inputs, pool: Pool, python: str, hosts: Collection[str] | None = None) -> Facts:
     """Facts of the hosts that run the playbook's component (only those of ``hosts``, a --limit, if given)."""
     spec, inv = inputs.playbook.model, inputs.inventory.model
-    names = None if hosts is None else [
-        n for _, n, h in iter_hosts(inv) if n in hosts and runs_component(inv, h, spec.component)]
+    names = (
+        None
+        if hosts is None
+        else [n for _, n, h in iter_hosts(inv) if n in hosts and runs_component(inv, h, spec.component)]
+    )
     facts, _ = host_facts.gather(pool, inv, spec, hosts=names, python=python)
     reachable = [h for h, f in facts.hosts.items() if f.reachable]
     beside = Path(inputs.playbook.path).parent  # the required components' playbooks stand next to this one
@@ -92,9 +109,15 @@ def live_facts(inputs: Inputs, pool: Pool, python: str, hosts: Collection[str] |
 
 
 def plan_for(inputs: Inputs, facts: Facts, limit: PlanLimit | None = None) -> Plan:
-    return make_plan(inputs.playbook.model, inputs.inventory.model, facts,
-                     playbook_ref=inputs.playbook_ref(), inventory_ref=inputs.inventory_ref(), limit=limit,
-                     controller_files=inputs.controller_files())
+    return make_plan(
+        inputs.playbook.model,
+        inputs.inventory.model,
+        facts,
+        playbook_ref=inputs.playbook_ref(),
+        inventory_ref=inputs.inventory_ref(),
+        limit=limit,
+        controller_files=inputs.controller_files(),
+    )
 
 
 def confirm(question: str, assume_yes: bool) -> None:

@@ -28,12 +28,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     source.add_argument("--facts", type=Path, help="facts file from `upgrader facts --out`")
     source.add_argument("--offline", action="store_true", help="use the versions recorded in the inventory")
     source.add_argument("--live", action="store_true", help="gather facts from the hosts over SSH")
-    parser.add_argument("--format", choices=["text", "markdown", "json"], default=None,
-                        help="default: json when --out ends in .json, else text")
+    parser.add_argument(
+        "--format",
+        choices=["text", "markdown", "json"],
+        default=None,
+        help="default: json when --out ends in .json, else text",
+    )
     parser.add_argument("--out", type=Path, help="write the plan to this file instead of stdout")
-    parser.add_argument("--plan-key", type=Path, metavar="FILE",
-                        help="also write OUT.sig, an HMAC-SHA256 signature of the JSON plan under this key "
-                        "(default: $UPGRADER_PLAN_KEY, if set); `apply --plan-key` checks it")
+    parser.add_argument(
+        "--plan-key",
+        type=Path,
+        metavar="FILE",
+        help="also write OUT.sig, an HMAC-SHA256 signature of the JSON plan under this key "
+        "(default: $UPGRADER_PLAN_KEY, if set); `apply --plan-key` checks it",
+    )
     targeting.add_argument(parser)
     from upgrader.commands import live  # light (no SSH library); the same connection options as every live command
 
@@ -42,6 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 # One rule whatever the facts (live, offline, a facts file): a plan with problems is not a plan to apply.
+
 
 def render(plan: Plan, fmt: str, verbose: bool = False, window: str | None = None) -> str:
     if fmt == "json":
@@ -60,8 +69,12 @@ def window_line(inputs: Inputs, selected: Collection[str] | None = None) -> str:
     from upgrader.windows.verdict import show
 
     playbook, inventory = inputs.playbook.model, inputs.inventory.model
-    verdict = evaluate(playbook, inventory, involved_datacenters(inventory, playbook, selected) or
-                       involved_datacenters(inventory, playbook), dt.datetime.now(dt.UTC))
+    verdict = evaluate(
+        playbook,
+        inventory,
+        involved_datacenters(inventory, playbook, selected) or involved_datacenters(inventory, playbook),
+        dt.datetime.now(dt.UTC),
+    )
     head = f"{'allowed' if verdict.allowed else 'blocked'} at {show(verdict.now, verdict.zone)}"
     why = "; ".join(b.text for b in verdict.blockers)
     later = f"; next allowed {show(verdict.next_allowed, verdict.zone)}" if verdict.next_allowed else ""
@@ -71,8 +84,9 @@ def window_line(inputs: Inputs, selected: Collection[str] | None = None) -> str:
 def recorded_everywhere(inputs: Inputs, selected: Collection[str] | None = None) -> bool:
     """True when the inventory pins the installed version on every (selected) host of the component."""
     inv, component = inputs.inventory.model, inputs.playbook.model.component
-    hosts = [h for _, n, h in iter_hosts(inv)
-             if runs_component(inv, h, component) and (selected is None or n in selected)]
+    hosts = [
+        h for _, n, h in iter_hosts(inv) if runs_component(inv, h, component) and (selected is None or n in selected)
+    ]
     return bool(hosts) and all(component in h.installed for h in hosts)
 
 
@@ -99,9 +113,15 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(problems)
     selection = targeting.select(args, inputs.inventory)  # before any host is asked: a typo contacts nobody
     facts, source = gather(args, inputs, selection.hosts if selection else None)
-    plan = make_plan(inputs.playbook.model, inputs.inventory.model, facts,
-                     playbook_ref=inputs.playbook_ref(), inventory_ref=inputs.inventory_ref(),
-                     limit=targeting.plan_limit(selection), controller_files=inputs.controller_files())
+    plan = make_plan(
+        inputs.playbook.model,
+        inputs.inventory.model,
+        facts,
+        playbook_ref=inputs.playbook_ref(),
+        inventory_ref=inputs.inventory_ref(),
+        limit=targeting.plan_limit(selection),
+        controller_files=inputs.controller_files(),
+    )
     fmt = args.format or ("json" if args.out and args.out.suffix == ".json" else "text")
     window = window_line(inputs, selection.hosts if selection else None) if fmt == "markdown" else None
     text = render(plan, fmt, args.verbose > 0, window)  # -v (every command's logging option) lists every step

@@ -28,8 +28,11 @@ run, finished or halted, not waiting at that gate), or the run went another way 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     decide.add_arguments(parser, EPILOG, reason_required=False)
     parser.add_argument("--gate", help="the gate to promote (default: the one the run waits at now)")
-    parser.add_argument("--ahead", action="store_true",
-                        help="approve --gate before the run reaches it (audited; shown in show and report)")
+    parser.add_argument(
+        "--ahead",
+        action="store_true",
+        help="approve --gate before the run reaches it (audited; shown in show and report)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -14,11 +14,19 @@ HELP = "report on one run (markdown or html: timeline, failures, rollbacks); exp
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_id", metavar="RUN", help="a run id from `upgrader runs`")
-    parser.add_argument("--format", choices=["markdown", "html"], default=None,
-                        help="default: html when --out ends in .html, else markdown")
+    parser.add_argument(
+        "--format",
+        choices=["markdown", "html"],
+        default=None,
+        help="default: html when --out ends in .html, else markdown",
+    )
     parser.add_argument("--out", type=Path, help="write the report to this file instead of stdout")
-    parser.add_argument("--metrics", type=Path, metavar="DIR",
-                        help="also write upgrader.prom (from all runs) into this textfile-collector directory")
+    parser.add_argument(
+        "--metrics",
+        type=Path,
+        metavar="DIR",
+        help="also write upgrader.prom (from all runs) into this textfile-collector directory",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -38,7 +46,9 @@ def run(args: argparse.Namespace) -> int:
         try:
             path = write_metrics(args.state_dir, args.metrics)
         except OSError as exc:
-            raise RefusedError(f"cannot write metrics into {args.metrics}: {exc}",
-                               "point --metrics at node_exporter's textfile directory") from None
+            raise RefusedError(
+                f"cannot write metrics into {args.metrics}: {exc}",
+                "point --metrics at node_exporter's textfile directory",
+            ) from None
         print(f"wrote {path}", file=sys.stderr)
     return 0

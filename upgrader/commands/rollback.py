@@ -69,15 +69,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     # Old spellings, hidden: a runbook written before --limit must still work in an incident (it warns).
     targeting.add_deprecated(parser, "--dc", "dc:")
     targeting.add_deprecated(parser, "--hosts", "")
-    parser.add_argument("--playbook", type=Path,
-                        help="playbook for the component's layout and service (default: the plan of the newest "
-                        "run of COMPONENT, else each host's own record); its checks verify only its own version")
-    parser.add_argument("--playbooks", type=Path, metavar="DIR",
-                        help="playbooks to verify a release the hosts hold no record of (the one of that very "
-                        "version) and to read other components' `requires` from (default: ./playbooks if present)")
-    parser.add_argument("--force-requires", metavar="REASON",
-                        help="roll back even where another installed component's `requires` is then unmet "
-                        "(journaled and audited)")
+    parser.add_argument(
+        "--playbook",
+        type=Path,
+        help="playbook for the component's layout and service (default: the plan of the newest "
+        "run of COMPONENT, else each host's own record); its checks verify only its own version",
+    )
+    parser.add_argument(
+        "--playbooks",
+        type=Path,
+        metavar="DIR",
+        help="playbooks to verify a release the hosts hold no record of (the one of that very "
+        "version) and to read other components' `requires` from (default: ./playbooks if present)",
+    )
+    parser.add_argument(
+        "--force-requires",
+        metavar="REASON",
+        help="roll back even where another installed component's `requires` is then unmet (journaled and audited)",
+    )
     parser.add_argument("--yes", action="store_true", help="do not show the plan and ask")
     live.add_connection_arguments(parser)
     live.add_output_arguments(parser)
@@ -86,15 +95,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def select_hosts(inventory: Loaded[Inventory], component: str, selection: Selection | None) -> list[str]:
     """The hosts that run ``component``, within the --limit selection if there is one."""
     inv = inventory.model
-    chosen = [name for _, name, host in iter_hosts(inv)
-              if runs_component(inv, host, component) and (selection is None or name in selection.hosts)]
+    chosen = [
+        name
+        for _, name, host in iter_hosts(inv)
+        if runs_component(inv, host, component) and (selection is None or name in selection.hosts)
+    ]
     if not chosen:
         component_names.check(component, inv, inventory.path)  # a misspelt name: did you mean …?
         where = f" among the hosts --limit {','.join(selection.patterns)} selects" if selection else ""
-        raise RefusedError(f"no host runs {component}{where} in {inventory.path}",
-                           "check the component and the limit with `upgrader status --limit …`")
+        raise RefusedError(
+            f"no host runs {component}{where} in {inventory.path}",
+            "check the component and the limit with `upgrader status --limit …`",
+        )
     return chosen
-
 
 
 @dataclass(frozen=True)
@@ -230,26 +243,47 @@ class HostView:
     answer: dict[str, Any]
 
 
-def look(pool, component: str, lay: Layout, hosts: list[str], python: str,  # type: ignore[no-untyped-def]
-         to: str | None, also: dict[str, str] | None = None) -> tuple[dict[str, HostView], dict[str, dict[str, Any]]]:
+def look(  # type: ignore[no-untyped-def]
+    pool,
+    component: str,
+    lay: Layout,
+    hosts: list[str],
+    python: str,
+    to: str | None,
+    also: dict[str, str] | None = None,
+) -> tuple[dict[str, HostView], dict[str, dict[str, Any]]]:
     """One facts round: what each host runs, what installed it, what it would go back to; and ``undo``
     per host (the runs being rolled back, and the host's clock now: a switch after it is undone too)."""
-    op: dict[str, Any] = programs.facts_op(lay.spec) if lay.spec else {
-        "op": "facts", "service": None, "version_check": None, "journal_lines": 0}
+    op: dict[str, Any] = (
+        programs.facts_op(lay.spec)
+        if lay.spec
+        else {"op": "facts", "service": None, "version_check": None, "journal_lines": 0}
+    )
     if also:  # other components' installed versions, for their `requires`, in the same round trip
         op["also"] = [[other, root] for other, root in sorted(also.items())]
     answers = host_facts.probe(pool, hosts, component, lay.root, op, python)
     raw: dict[str, dict[str, Any]] = {}
     for host in hosts:
         res = answers[host].value
-        raw[host] = res.ops[0].data if res is not None and res.ok else {
-            "error": str(answers[host].error) if res is None else res.error}
+        raw[host] = (
+            res.ops[0].data
+            if res is not None and res.ok
+            else {"error": str(answers[host].error) if res is None else res.error}
+        )
     # The run being undone: the one that installed the newest release among these hosts.
     installed = {h: r for h, r in raw.items() if "error" not in r and r.get("installed") and r.get("installed_by")}
-    newest = max(installed.values(), key=lambda r: (str(r["installed_by"].get("at") or ""),
-                                                     _number(r["installed_by"].get("t"))), default=None)
-    runs = sorted({str(r["installed_by"].get("run")) for r in installed.values()
-                   if newest is not None and r.get("installed") == newest.get("installed")})
+    newest = max(
+        installed.values(),
+        key=lambda r: (str(r["installed_by"].get("at") or ""), _number(r["installed_by"].get("t"))),
+        default=None,
+    )
+    runs = sorted(
+        {
+            str(r["installed_by"].get("run"))
+            for r in installed.values()
+            if newest is not None and r.get("installed") == newest.get("installed")
+        }
+    )
     views: dict[str, HostView] = {}
     undo: dict[str, dict[str, Any]] = {}
     for host in hosts:
@@ -269,12 +303,16 @@ def look(pool, component: str, lay: Layout, hosts: list[str], python: str,  # ty
         elif not by:
             view = HostView(host, True, current, None, f"nothing to do: no previous release recorded for {current}", r)
         elif by.get("run") not in runs:
-            view = HostView(host, True, current, None,
-                            f"nothing to do: untouched by run {', '.join(runs)} ({current} installed by run "
-                            f"{by.get('run')})", r)
+            view = HostView(
+                host,
+                True,
+                current,
+                None,
+                f"nothing to do: untouched by run {', '.join(runs)} ({current} installed by run {by.get('run')})",
+                r,
+            )
         else:
-            view = HostView(host, True, current, r.get("run_start"),
-                            f"undoes run {by.get('run')}", r)
+            view = HostView(host, True, current, r.get("run_start"), f"undoes run {by.get('run')}", r)
         views[host] = view
     return views, undo
 
@@ -283,8 +321,7 @@ def _number(value: object) -> float:
     return float(value) if isinstance(value, (int, float)) else 0.0
 
 
-def definitions(component: str, versions: set[str], lay: Layout, args: argparse.Namespace
-                ) -> dict[str, dict[str, Any]]:
+def definitions(component: str, versions: set[str], lay: Layout, args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     """Per version rolled back to, the service and checks of that version's own playbook, where one is known
     (--playbook, a journaled run, --playbooks): used on a host that holds no record of that release."""
     out: dict[str, dict[str, Any]] = {}
@@ -303,8 +340,11 @@ def definitions(component: str, versions: set[str], lay: Layout, args: argparse.
 
 def requiring(component: str, args: argparse.Namespace) -> list[Loaded[Playbook]]:
     """Known playbooks of other components that require ``component`` (journaled runs', --playbooks DIR's)."""
-    return [b for b in journaled_playbooks(args.state_dir) + directory_playbooks(args)
-            if b.model.component != component and component in b.model.requires]
+    return [
+        b
+        for b in journaled_playbooks(args.state_dir) + directory_playbooks(args)
+        if b.model.component != component and component in b.model.requires
+    ]
 
 
 def also_installed(books: list[Loaded[Playbook]]) -> dict[str, str]:
@@ -315,14 +355,19 @@ def also_installed(books: list[Loaded[Playbook]]) -> dict[str, str]:
     return out
 
 
-def requires_conflicts(inventory: Inventory, component: str, views: dict[str, HostView],
-                       books: list[Loaded[Playbook]]) -> list[str]:
+def requires_conflicts(
+    inventory: Inventory, component: str, views: dict[str, HostView], books: list[Loaded[Playbook]]
+) -> list[str]:
     """Hosts where another installed component's `requires` would be unmet after the rollback: each named
     with both components.  The other component's `requires` come from the playbook of the version it runs
     (a journaled run's, or --playbooks / ./playbooks); its version from the look (``also``)."""
     moving = {h: v for h, v in views.items() if v.reachable and v.target and v.target != v.installed}
-    runs_it = {(n, c) for _, n, h in iter_hosts(inventory) for c in {b.model.component for b in books}
-               if runs_component(inventory, h, c)}
+    runs_it = {
+        (n, c)
+        for _, n, h in iter_hosts(inventory)
+        for c in {b.model.component for b in books}
+        if runs_component(inventory, h, c)
+    }
     problems = []
     for host, view in moving.items():
         found = view.answer.get("also")
@@ -333,13 +378,15 @@ def requires_conflicts(inventory: Inventory, component: str, views: dict[str, Ho
             spec = book.model
             wanted = spec.requires[component]
             try:
-                ok = versions.spec(wanted, spec.version_scheme).contains(versions.parse(str(view.target),
-                                                                                       spec.version_scheme))
+                ok = versions.spec(wanted, spec.version_scheme).contains(
+                    versions.parse(str(view.target), spec.version_scheme)
+                )
             except ValueError:
                 ok = False
             if not ok:
-                problems.append(f"{host}: {other} {have} requires {component} {wanted}; rolling back to "
-                                f"{view.target} breaks it")
+                problems.append(
+                    f"{host}: {other} {have} requires {component} {wanted}; rolling back to {view.target} breaks it"
+                )
     return problems
 
 
@@ -351,8 +398,7 @@ def _trusted(path: Path, state: Path) -> bool:
     try:
         private.check_record(path, state)
     except (OSError, private.Untrusted) as exc:
-        log.warning("ignoring %s: %s (a run's plan is used only if only the operator could have written it)",
-                    path, exc)
+        log.warning("ignoring %s: %s (a run's plan is used only if only the operator could have written it)", path, exc)
         return False
     return True
 
@@ -363,8 +409,10 @@ def run(args: argparse.Namespace) -> int:
         raise RefusedError("--reason must say why (it is journaled and audited)", 'e.g. --reason "INC-4711 rejects"')
     forced = (args.force_requires or "").strip() or None
     if args.force_requires is not None and forced is None:
-        raise RefusedError("--force-requires must say why (it is journaled and audited)",
-                           'e.g. --force-requires "ordergw goes back next"')
+        raise RefusedError(
+            "--force-requires must say why (it is journaled and audited)",
+            'e.g. --force-requires "ordergw goes back next"',
+        )
     # Break-glass: rollback runs inside market hours and freezes; the bypass itself is the record.
     # The guard is not evaluated here on purpose: market calendars would cost a second of start-up.
     glass = break_glass(reason, datetime.now(UTC), actor=operator())
@@ -381,10 +429,10 @@ def run(args: argparse.Namespace) -> int:
         refuse_unknown_layout(component, views)
         conflicts = requires_conflicts(inventory.model, component, views, books)
         if conflicts and forced is None:
-            raise RefusedError(f"rolling back {component} would break what other components require: "
-                               + "; ".join(conflicts),
-                               "roll the other component back first, pick another --to, or pass "
-                               "--force-requires REASON (audited)")
+            raise RefusedError(
+                f"rolling back {component} would break what other components require: " + "; ".join(conflicts),
+                "roll the other component back first, pick another --to, or pass --force-requires REASON (audited)",
+            )
         if not args.yes:
             print(f"rollback {component} on {len(views)} host(s):")
             print("\n".join(f"  {plan_line(v)}" for v in views.values()))
@@ -395,33 +443,80 @@ def run(args: argparse.Namespace) -> int:
         aborted = durable.abort_running(args, component, who, reason)  # a Temporal run of it stops first
         run_id = new_run_id(component, datetime.now(UTC))
         journal = Journal.create(args.state_dir, run_id)
-        journal.record(Event.RUN_START, kind="rollback", run=run_id, component=component, to=args.to,
-                       reason=reason, operator=who, hosts=hosts, limit=args.limit or None, argv=sys.argv[1:],
-                       layout=lay.source, root=lay.root or None, break_glass=True, guard=glass.to_dict(),
-                       targets={h: v.target for h, v in views.items()},
-                       force_requires={"reason": forced, "conflicts": conflicts} if conflicts else None)
+        journal.record(
+            Event.RUN_START,
+            kind="rollback",
+            run=run_id,
+            component=component,
+            to=args.to,
+            reason=reason,
+            operator=who,
+            hosts=hosts,
+            limit=args.limit or None,
+            argv=sys.argv[1:],
+            layout=lay.source,
+            root=lay.root or None,
+            break_glass=True,
+            guard=glass.to_dict(),
+            targets={h: v.target for h, v in views.items()},
+            force_requires={"reason": forced, "conflicts": conflicts} if conflicts else None,
+        )
         if aborted:
             journal.record(Event.ABORTED_RUNS, runs=aborted, reason=reason, operator=who)
-        audit(args.state_dir, action="rollback", run=run_id, component=component, reason=reason,
-              operator=who, hosts=hosts, to=args.to)
+        audit(
+            args.state_dir,
+            action="rollback",
+            run=run_id,
+            component=component,
+            reason=reason,
+            operator=who,
+            hosts=hosts,
+            to=args.to,
+        )
         if conflicts:
-            audit(args.state_dir, action="force-requires", run=run_id, component=component, reason=forced,
-                  operator=who, conflicts=conflicts)
+            audit(
+                args.state_dir,
+                action="force-requires",
+                run=run_id,
+                component=component,
+                reason=forced,
+                operator=who,
+                conflicts=conflicts,
+            )
         reachable = [h for h in hosts if views[h].reachable]
         # The sender is closed however this ends: an exception after the start must not drop its notices.
         with notifier(inventory.model, lambda: datetime.now(UTC)) as notify:
             target = args.to or "previous"
-            notify("rollback-started", component=component, version=target, run=run_id, operator=who,
-                   message=f"emergency rollback of {len(hosts)} host(s) by {who}: {reason}", hosts=len(hosts))
+            notify(
+                "rollback-started",
+                component=component,
+                version=target,
+                run=run_id,
+                operator=who,
+                message=f"emergency rollback of {len(hosts)} host(s) by {who}: {reason}",
+                hosts=len(hosts),
+            )
             with Progress(args.log_format) as progress:
                 progress.event("run", f"rollback {run_id}: {component} on {len(hosts)} host(s) by {who}: {reason}")
                 for v in views.values():  # where each host goes, as the hosts' records say (before it runs)
-                    progress.event("target", plan_line(v, named=False), host=v.host, installed=v.installed,
-                                   target=v.target)
-                outcomes = rollback_hosts(pool, lay.spec, reachable, journal, operator=who, reason=reason,
-                                          to=args.to, groups=plan_groups.limits(inventory.model, reachable),
-                                          python=args.python, root=lay.root, undo=None if args.to else undo,
-                                          definitions=defs, component=component)
+                    progress.event(
+                        "target", plan_line(v, named=False), host=v.host, installed=v.installed, target=v.target
+                    )
+                outcomes = rollback_hosts(
+                    pool,
+                    lay.spec,
+                    reachable,
+                    journal,
+                    operator=who,
+                    reason=reason,
+                    to=args.to,
+                    groups=plan_groups.limits(inventory.model, reachable),
+                    python=args.python,
+                    root=lay.root,
+                    undo=None if args.to else undo,
+                    definitions=defs,
+                    component=component,
+                )
             for host in hosts:  # unreachable at the look: not sent anything, named as such
                 if host not in outcomes:
                     outcomes[host] = HostOutcome(host, False, None, None, views[host].note, end=End.UNREACHABLE)
@@ -429,24 +524,54 @@ def run(args: argparse.Namespace) -> int:
             code = exit_code(outcomes)
             failed = [o.host for o in outcomes.values() if o.end not in OK_ENDS]
             message = summary_message(outcomes)
-            journal.record(Event.RUN_END, status=RunStatus.ROLLBACK_FAILED if failed else RunStatus.SUCCEEDED,
-                           exit_code=int(code), message=message, handshake_retries=pool.handshake_retries,
-                           hosts={h: {"state": host_state(o), "end": str(o.end), "detail": o.detail,
-                                      "version": o.after,
-                                      "changed": o.changed, "definition": o.definition}
-                                  for h, o in outcomes.items()})
+            journal.record(
+                Event.RUN_END,
+                status=RunStatus.ROLLBACK_FAILED if failed else RunStatus.SUCCEEDED,
+                exit_code=int(code),
+                message=message,
+                handshake_retries=pool.handshake_retries,
+                hosts={
+                    h: {
+                        "state": host_state(o),
+                        "end": str(o.end),
+                        "detail": o.detail,
+                        "version": o.after,
+                        "changed": o.changed,
+                        "definition": o.definition,
+                    }
+                    for h, o in outcomes.items()
+                },
+            )
             audit(args.state_dir, action="rollback-end", run=run_id, exit_code=int(code), failed=failed)
-            notify("rollback-finished", component=component, version=target, run=run_id, exit_code=int(code),
-                   message=message, failed=len(failed))
+            notify(
+                "rollback-finished",
+                component=component,
+                version=target,
+                run=run_id,
+                exit_code=int(code),
+                message=message,
+                failed=len(failed),
+            )
         live.export_metrics(args)
         dcs = {name: dc for dc, name, _ in iter_hosts(inventory.model)}
-        progress.summary(f"rollback {component}: {message}", [
-            (o.host, dcs[o.host], str(o.end),
-             f"{o.before or '?'} → {o.after or '?'} {o.detail}"
-             + (f" ({o.definition} service and checks)" if o.definition in ("recorded", "sent") else "")
-             + (f" (took over {o.previous_holder.get('kind')} run {o.previous_holder.get('run')})"
-                if o.previous_holder and o.previous_holder.get("run") != run_id else ""))
-            for o in outcomes.values()])
+        progress.summary(
+            f"rollback {component}: {message}",
+            [
+                (
+                    o.host,
+                    dcs[o.host],
+                    str(o.end),
+                    f"{o.before or '?'} → {o.after or '?'} {o.detail}"
+                    + (f" ({o.definition} service and checks)" if o.definition in ("recorded", "sent") else "")
+                    + (
+                        f" (took over {o.previous_holder.get('kind')} run {o.previous_holder.get('run')})"
+                        if o.previous_holder and o.previous_holder.get("run") != run_id
+                        else ""
+                    ),
+                )
+                for o in outcomes.values()
+            ],
+        )
         say(args, f"{message} (run {run_id})", error=bool(failed))
         return int(code)
     finally:
@@ -473,10 +598,15 @@ def summary_message(outcomes: dict[str, HostOutcome]) -> str:
     back = len(by.get(End.ROLLED_BACK, [])) + len(by.get(End.ALREADY_THERE, []))
     nothing = len(by.get(End.NOTHING_TO_DO, []))
     if not bad:
-        return (f"{back} host(s) back and verified" + (f", {nothing} with nothing to do" if nothing else "")
-                if back else f"nothing to roll back: {nothing} host(s) had nothing to undo")
-    done = ", ".join([f"{back} back and verified"] * bool(back) + [f"{nothing} with nothing to do"] * bool(nothing)) \
+        return (
+            f"{back} host(s) back and verified" + (f", {nothing} with nothing to do" if nothing else "")
+            if back
+            else f"nothing to roll back: {nothing} host(s) had nothing to undo"
+        )
+    done = (
+        ", ".join([f"{back} back and verified"] * bool(back) + [f"{nothing} with nothing to do"] * bool(nothing))
         or "none back"
+    )
     return f"NOT rolled back: {', '.join(bad)} ({done}; this rollback holds no lock: see `upgrader status`)"
 
 
@@ -485,20 +615,27 @@ def refuse_unknown_layout(component: str, views: dict[str, HostView]) -> None:
     playbook can say; refused before anything changes.  A host with no record at all has nothing to undo."""
     unknown = [h for h, v in views.items() if v.reachable and v.answer.get("no_record") and v.answer.get("records")]
     if unknown:
-        raise RefusedError(f"upgrader has records of {component} on {', '.join(unknown)} but not where it is "
-                           "installed (written before hosts recorded it)",
-                           f"name its playbook: --playbook playbooks/{component}-….yml")
+        raise RefusedError(
+            f"upgrader has records of {component} on {', '.join(unknown)} but not where it is "
+            "installed (written before hosts recorded it)",
+            f"name its playbook: --playbook playbooks/{component}-….yml",
+        )
 
 
 def refuse_unstaged(component: str, views: dict[str, HostView], to: str | None) -> None:
     """--to must be staged on every reachable host: refused before anything is changed."""
     if not to:
         return
-    missing = [f"{h} (staged: {', '.join(v.answer.get('staged', [])) or 'none'})" for h, v in views.items()
-               if v.reachable and not v.answer.get("no_record") and to not in v.answer.get("staged", [])]
+    missing = [
+        f"{h} (staged: {', '.join(v.answer.get('staged', [])) or 'none'})"
+        for h, v in views.items()
+        if v.reachable and not v.answer.get("no_record") and to not in v.answer.get("staged", [])
+    ]
     if missing:
-        raise RefusedError(f"{component} {to} is not staged on: {'; '.join(missing)}",
-                           "pick a version staged everywhere (`upgrader status`), or narrow with --limit")
+        raise RefusedError(
+            f"{component} {to} is not staged on: {'; '.join(missing)}",
+            "pick a version staged everywhere (`upgrader status`), or narrow with --limit",
+        )
 
 
 def plan_line(v: HostView, named: bool = True) -> str:

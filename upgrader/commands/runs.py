@@ -14,8 +14,12 @@ HELP = "list recorded runs (apply, resume, rollback)"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--last", type=_positive, default=20, help="how many to show")
-    parser.add_argument("--format", choices=["text", "json"], default="text",
-                        help="json: one array of runs, damaged ones with their problem")
+    parser.add_argument(
+        "--format",
+        choices=["text", "json"],
+        default="text",
+        help="json: one array of runs, damaged ones with their problem",
+    )
 
 
 def _positive(text: str) -> int:
@@ -25,7 +29,7 @@ def _positive(text: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    runs = list_runs(args.state_dir)[-args.last:]
+    runs = list_runs(args.state_dir)[-args.last :]
     if args.format == "json":
         json.dump([dataclasses.asdict(r) for r in runs], sys.stdout, indent=2, sort_keys=True)
         print()

@@ -45,31 +45,47 @@ exit codes: 0 units written; 1 bad input, an edited or stale plan, or a path tha
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.epilog = EPILOG
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
-    parser.add_argument("playbook", type=Path, metavar="PLAN.json|PLAYBOOK",
-                        help="a reviewed plan (`upgrader plan --out plan.json`), applied exactly; or a playbook")
+    parser.add_argument(
+        "playbook",
+        type=Path,
+        metavar="PLAN.json|PLAYBOOK",
+        help="a reviewed plan (`upgrader plan --out plan.json`), applied exactly; or a playbook",
+    )
     parser.add_argument("-i", "--inventory", type=Path, required=True, help="the inventory the run uses")
     when = parser.add_mutually_exclusive_group(required=True)
     when.add_argument("--at", metavar="'DAY HH:MM ZONE'", help="weekly start, e.g. 'Sat 02:00 America/New_York'")
-    when.add_argument("--on", metavar="'YYYY-MM-DD HH:MM ZONE'",
-                      help="one start, e.g. '2026-12-05 02:00 America/New_York'")
+    when.add_argument(
+        "--on", metavar="'YYYY-MM-DD HH:MM ZONE'", help="one start, e.g. '2026-12-05 02:00 America/New_York'"
+    )
     parser.add_argument("--user", help="run as this user, with their state directory (default: you)")
-    parser.add_argument("--on-failure", metavar="UNIT",
-                        help="OnFailure= unit (default: NAME-failed.service, written beside, which notifies)")
+    parser.add_argument(
+        "--on-failure",
+        metavar="UNIT",
+        help="OnFailure= unit (default: NAME-failed.service, written beside, which notifies)",
+    )
     parser.add_argument("--unit-dir", type=Path, help="write NAME.service and NAME.timer here (default: stdout)")
     parser.add_argument("--name", type=unit_name, help="unit name (default: upgrader-COMPONENT-VERSION)")
     parser.add_argument("--env-file", help="EnvironmentFile with secrets (default: /etc/upgrader/NAME.env)")
-    parser.add_argument("--artifacts", type=Path,
-                        help="artifact store the run uses (default: $UPGRADER_ARTIFACTS, else build/artifacts)")
-    parser.add_argument("--plan-key", type=Path, metavar="FILE",
-                        help="the plan's signature (PLAN.json.sig) must be valid under this key, now and when the "
-                        "timer runs (default: $UPGRADER_PLAN_KEY, if set, checked now only)")
+    parser.add_argument(
+        "--artifacts",
+        type=Path,
+        help="artifact store the run uses (default: $UPGRADER_ARTIFACTS, else build/artifacts)",
+    )
+    parser.add_argument(
+        "--plan-key",
+        type=Path,
+        metavar="FILE",
+        help="the plan's signature (PLAN.json.sig) must be valid under this key, now and when the "
+        "timer runs (default: $UPGRADER_PLAN_KEY, if set, checked now only)",
+    )
 
 
 def unit_name(text: str) -> str:
     """A systemd unit name: it becomes a file name under --unit-dir, so no '/', no leading '.' or '-'."""
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.:@-]{0,200}", text):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a unit name: letters, digits, '_.:@-', starting with "
-                                         "a letter or digit")
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a unit name: letters, digits, '_.:@-', starting with a letter or digit"
+        )
     return text
 
 
@@ -100,17 +116,45 @@ def run(args: argparse.Namespace) -> int:
     env_file = args.env_file or f"/etc/upgrader/{name}.env"
     failed = Job(
         name=f"{name}-failed",
-        argv=(*upgrader_argv(), "notify", "failed", "-i", inventory, "--component", component, "--version", version,
-              "--message", f"{name}.service failed: see `journalctl -u {name}.service`"),
-        workdir=str(Path.cwd()), env_file=env_file, description=f"upgrader: notify that {name}.service failed",
-        lock_file="/dev/null", user=_known_user(user))
+        argv=(
+            *upgrader_argv(),
+            "notify",
+            "failed",
+            "-i",
+            inventory,
+            "--component",
+            component,
+            "--version",
+            version,
+            "--message",
+            f"{name}.service failed: see `journalctl -u {name}.service`",
+        ),
+        workdir=str(Path.cwd()),
+        env_file=env_file,
+        description=f"upgrader: notify that {name}.service failed",
+        lock_file="/dev/null",
+        user=_known_user(user),
+    )
     from upgrader.commands.live import artifacts_dir
 
     state = str(Path(args.state_dir).resolve())
     job = Job(
         name=name,
-        argv=(*upgrader_argv(), "--state-dir", state, "apply", str(args.playbook.resolve()), *pinned, "-i", inventory,
-              "--artifacts", str(artifacts_dir(args).resolve()), "--yes", "--log-format", "json"),
+        argv=(
+            *upgrader_argv(),
+            "--state-dir",
+            state,
+            "apply",
+            str(args.playbook.resolve()),
+            *pinned,
+            "-i",
+            inventory,
+            "--artifacts",
+            str(artifacts_dir(args).resolve()),
+            "--yes",
+            "--log-format",
+            "json",
+        ),
         workdir=str(Path.cwd()),
         env_file=env_file,
         description=f"upgrader: apply {what} on {inputs.inventory.model.name}",
@@ -140,8 +184,10 @@ def _known_user(name: str) -> str:
     try:
         pwd.getpwnam(name)
     except KeyError:
-        raise RefusedError(f"--user {name!r}: no such user on this machine",
-                           "create the account the runs should use, or name another with --user") from None
+        raise RefusedError(
+            f"--user {name!r}: no such user on this machine",
+            "create the account the runs should use, or name another with --user",
+        ) from None
     return name
 
 
@@ -159,7 +205,9 @@ def _warn_if_blocked(inputs: Inputs, at: Schedule) -> None:
         return
     verdict = evaluate(playbook, inventory, involved_datacenters(inventory, playbook), when)
     if not verdict.allowed:
-        print(f"warning: at the next start ({show(when, at.zone)}) the window guard would refuse the run:",
-              file=sys.stderr)
+        print(
+            f"warning: at the next start ({show(when, at.zone)}) the window guard would refuse the run:",
+            file=sys.stderr,
+        )
         for blocker in verdict.blockers:
             print(f"  - {blocker.text}", file=sys.stderr)

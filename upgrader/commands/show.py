@@ -20,8 +20,11 @@ def describe(e: dict) -> str:  # type: ignore[type-arg]
     ev = e["event"]
     host = f"{e['host']}: " if e.get("host") else ""
     if ev == Event.RUN_START:
-        return (f"{e.get('kind')} {e.get('component')} {e.get('version') or e.get('to') or ''} by {e.get('operator')}"
-                + (f" — reason: {e['reason']}" if e.get("reason") else "") + f" plan {e.get('plan_hash', '-')}")
+        return (
+            f"{e.get('kind')} {e.get('component')} {e.get('version') or e.get('to') or ''} by {e.get('operator')}"
+            + (f" — reason: {e['reason']}" if e.get("reason") else "")
+            + f" plan {e.get('plan_hash', '-')}"
+        )
     if ev in (Event.HOST_END, Event.ROLLBACK_END, Event.BAKE_END):
         ok = "ok" if e.get("ok") else "FAILED"
         bad = next((o for o in e.get("ops", []) if not o.get("ok")), None)
@@ -33,7 +36,8 @@ def describe(e: dict) -> str:  # type: ignore[type-arg]
         by = f" by {d.get('operator')}" + (f" — {d['reason']}" if d.get("reason") else "") if d else ""
         ahead = f" (approved ahead, at {d.get('at')}, before the run reached it)" if d.get("ahead") else ""
         return f"gate {e.get('gate')} {e.get('outcome')}{by}{ahead} after {e.get('waited')}s" + (
-            f" — {e['detail']}" if e.get("detail") else "")
+            f" — {e['detail']}" if e.get("detail") else ""
+        )
     if ev == Event.RUN_END:
         return f"{e.get('status')} (exit {e.get('exit_code')}): {e.get('message')}"
     keys = {k: v for k, v in e.items() if k not in ("seq", "at", "event", "host")}
@@ -62,8 +66,11 @@ def _ahead(journal: Journal, entries: list[dict]) -> None:  # type: ignore[type-
     passed = {e.get("gate") for e in entries if e["event"] == Event.GATE_END}
     for d in gates.decisions(journal.directory):
         if d.ahead and d.gate not in passed:
-            print(f"pre-approved  gate {d.gate} approved ahead by {d.operator} at {d.at}"
-                  + (f" — {d.reason}" if d.reason else "") + " (not reached yet)")
+            print(
+                f"pre-approved  gate {d.gate} approved ahead by {d.operator} at {d.at}"
+                + (f" — {d.reason}" if d.reason else "")
+                + " (not reached yet)"
+            )
 
 
 def _live(args: argparse.Namespace) -> None:
@@ -72,9 +79,9 @@ def _live(args: argparse.Namespace) -> None:
 
     record = durable.run_record(args, args.run_id)
     state = durable.query(record) if record is not None else None
-    if state is None:
+    if state is None or record is None:
         return
-    print(f"live (workflow {record['workflow_id']})" + (f": waiting at gate {state['waiting']}"  # type: ignore[index]
-                                                        if state.get("waiting") else ":"))
+    waiting = state.get("waiting")
+    print(f"live (workflow {record['workflow_id']})" + (f": waiting at gate {waiting}" if waiting else ":"))
     for host, dc, st, detail in durable.live_rows(state):
         print(f"  {host:<20} {dc:<8} {st:<14} {detail}")

@@ -30,6 +30,8 @@ def find_playbook(component: str, directory: Path) -> Loaded[Playbook]:
         if loaded.model.component == component:
             found.append(loaded)
     if not found:
-        raise RefusedError(f"no playbook for component '{component}' in {directory}",
-                           "name one with --playbook FILE (it supplies the layout, service and checks)")
+        raise RefusedError(
+            f"no playbook for component '{component}' in {directory}",
+            "name one with --playbook FILE (it supplies the layout, service and checks)",
+        )
     return max(found, key=lambda p: versions.parse(p.model.version, p.model.version_scheme).key())

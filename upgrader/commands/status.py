@@ -25,8 +25,9 @@ HELP = "installed and previous versions, service health and locks of every host"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("components", nargs="*", metavar="COMPONENT", help="default: every component in the inventory")
-    parser.add_argument("-i", "--inventory", type=Path,
-                        help="the inventory (required, except for `status RUN` of a Temporal run)")
+    parser.add_argument(
+        "-i", "--inventory", type=Path, help="the inventory (required, except for `status RUN` of a Temporal run)"
+    )
     parser.add_argument("--playbooks", type=Path, default=Path("playbooks"))
     parser.add_argument("--format", choices=["table", "json"], default="table")
     targeting.add_argument(parser)
@@ -55,8 +56,10 @@ def run(args: argparse.Namespace) -> int:
     if len(args.components) == 1 and durable.is_run(args, args.components[0]):
         return durable.status(args, args.components[0])  # `status RUN`: what the run's workflow says now
     if args.inventory is None:
-        raise RefusedError("status needs -i INVENTORY", "e.g. upgrader status -i inventories/prod-na.yml ordergw; "
-                           "or `upgrader status RUN` for a Temporal run")
+        raise RefusedError(
+            "status needs -i INVENTORY",
+            "e.g. upgrader status -i inventories/prod-na.yml ordergw; or `upgrader status RUN` for a Temporal run",
+        )
     inventory = load_inventory(args.inventory)
     inv = inventory.model
     for name in args.components:  # a misspelt component: one line with a did-you-mean, nobody contacted
@@ -71,8 +74,11 @@ def run(args: argparse.Namespace) -> int:
             if args.components:
                 raise
             continue
-        hosts = [n for _, n, h in iter_hosts(inv)
-                 if runs_component(inv, h, component) and (selection is None or n in selection.hosts)]
+        hosts = [
+            n
+            for _, n, h in iter_hosts(inv)
+            if runs_component(inv, h, component) and (selection is None or n in selection.hosts)
+        ]
         if not hosts:
             continue
         pool = live.pool_for(inventory, args)
@@ -80,8 +86,9 @@ def run(args: argparse.Namespace) -> int:
             _, raw = host_facts.gather(pool, inv, playbook.model, hosts=hosts, python=args.python)
         finally:
             pool.close()
-        rows += _rows(component, hosts, raw, {n: dc for dc, n, _ in iter_hosts(inv)},
-                      last_run_versions(args.state_dir, component))
+        rows += _rows(
+            component, hosts, raw, {n: dc for dc, n, _ in iter_hosts(inv)}, last_run_versions(args.state_dir, component)
+        )
     if args.format == "json":
         json.dump(rows, sys.stdout, indent=2, sort_keys=True)
         print()
@@ -90,8 +97,9 @@ def run(args: argparse.Namespace) -> int:
     return 1 if any(r["attention"] for r in rows) else 0
 
 
-def _rows(component: str, hosts: list[str], raw: dict[str, dict[str, Any]], dcs: dict[str, str],
-          last: dict[str, str]) -> list[dict[str, Any]]:
+def _rows(
+    component: str, hosts: list[str], raw: dict[str, dict[str, Any]], dcs: dict[str, str], last: dict[str, str]
+) -> list[dict[str, Any]]:
     majority = Counter(r.get("installed") for r in raw.values() if "error" not in r).most_common(1)
     common = majority[0][0] if majority else None
     rows = []
@@ -107,8 +115,9 @@ def _rows(component: str, hosts: list[str], raw: dict[str, dict[str, Any]], dcs:
             # (another desk's rollback, or a run halted elsewhere, is in the host's record, not in ours).
             verified = r.get("verified") if isinstance(r.get("verified"), dict) else None
             if r.get("installed") and r.get("installed_by") and (verified or {}).get("version") != r.get("installed"):
-                notes.append(f"{r.get('installed')} not verified since run {r['installed_by'].get('run')} "
-                             "switched to it")
+                notes.append(
+                    f"{r.get('installed')} not verified since run {r['installed_by'].get('run')} switched to it"
+                )
             elif verified is None and host in last and last[host] != r.get("installed"):
                 notes.append(f"last run left {last[host]}")  # no host record: the journal is all there is
             if r.get("service") != "active":
@@ -118,16 +127,38 @@ def _rows(component: str, hosts: list[str], raw: dict[str, dict[str, Any]], dcs:
             if r.get("lock"):
                 lk = r["lock"]
                 notes.append(f"locked by {lk.get('kind')} {lk.get('run')} ({lk.get('operator')})")
-        rows.append({"component": component, "host": host, "datacenter": dcs[host],
-                     "installed": r.get("installed"), "previous": r.get("previous"), "service": r.get("service"),
-                     "reported_version": r.get("reported_version"), "lock": r.get("lock"),
-                     "staged": r.get("staged", []), "attention": notes,
-                     "verified": r.get("verified"), "installed_by": r.get("installed_by")})
+        rows.append(
+            {
+                "component": component,
+                "host": host,
+                "datacenter": dcs[host],
+                "installed": r.get("installed"),
+                "previous": r.get("previous"),
+                "service": r.get("service"),
+                "reported_version": r.get("reported_version"),
+                "lock": r.get("lock"),
+                "staged": r.get("staged", []),
+                "attention": notes,
+                "verified": r.get("verified"),
+                "installed_by": r.get("installed_by"),
+            }
+        )
     return rows
 
 
 def _table(rows: list[dict[str, Any]]) -> None:
     header = ("component", "host", "dc", "installed", "previous", "service", "staged", "attention")
-    cells = [(r["component"], r["host"], r["datacenter"], r["installed"] or "-", r["previous"] or "-",
-              r["service"] or "-", ",".join(r["staged"]) or "-", "; ".join(r["attention"]) or "-") for r in rows]
+    cells = [
+        (
+            r["component"],
+            r["host"],
+            r["datacenter"],
+            r["installed"] or "-",
+            r["previous"] or "-",
+            r["service"] or "-",
+            ",".join(r["staged"]) or "-",
+            "; ".join(r["attention"]) or "-",
+        )
+        for r in rows
+    ]
     print_table("upgrader status", header, cells, [bool(r["attention"]) for r in rows])

@@ -10,8 +10,9 @@ import sys
 from collections.abc import Sequence
 
 
-def print_table(title: str, header: Sequence[str], rows: Sequence[Sequence[str]],
-                attention: Sequence[bool] | None = None) -> None:
+def print_table(
+    title: str, header: Sequence[str], rows: Sequence[Sequence[str]], attention: Sequence[bool] | None = None
+) -> None:
     """``attention[i]`` marks row i (bold red on a terminal, a leading '!' otherwise)."""
     marks = list(attention) if attention is not None else [False] * len(rows)
     if sys.stdout.isatty():

@@ -21,9 +21,11 @@ if TYPE_CHECKING:
     from upgrader.models.inventory import Inventory
     from upgrader.models.plan import Limit
 
-HELP = ("only these hosts: a name, a glob ('ny5-oe*'), dc:NAME, role:NAME or failed:RUN (the hosts that "
-        "failed in run RUN); comma-separated or repeated, the union is used; a pattern matching no host "
-        "is an error")
+HELP = (
+    "only these hosts: a name, a glob ('ny5-oe*'), dc:NAME, role:NAME or failed:RUN (the hosts that "
+    "failed in run RUN); comma-separated or repeated, the union is used; a pattern matching no host "
+    "is an error"
+)
 
 
 def add_argument(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
@@ -50,8 +52,13 @@ class DeprecatedAlias(argparse.Action):
         self.prefix = prefix
         super().__init__(option_strings, dest, help=argparse.SUPPRESS, **kwargs)
 
-    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
-                 values: str | Sequence[Any] | None, option_string: str | None = None) -> None:
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: str | Sequence[Any] | None,
+        option_string: str | None = None,
+    ) -> None:
         text = str(values)
         meant = ",".join(f"{self.prefix}{v}" for v in limit.split([text]))
         print(f"warning: {option_string} is deprecated and will be removed; use --limit {meant}", file=sys.stderr)
@@ -86,8 +93,9 @@ def failed_hosts(entries: Any) -> set[str]:
         if isinstance(host, str) and entry.get("ok") is False:
             out.add(host)
         if entry.get("event") == Event.RUN_END and isinstance(entry.get("hosts"), dict):
-            out |= {h for h, info in entry["hosts"].items()
-                    if isinstance(info, dict) and info.get("state") in _BAD_STATES}
+            out |= {
+                h for h, info in entry["hosts"].items() if isinstance(info, dict) and info.get("state") in _BAD_STATES
+            }
     return out
 
 
@@ -96,8 +104,9 @@ def select(args: argparse.Namespace, inventory: Loaded[Inventory]) -> limit.Sele
     given = getattr(args, "limit", None)
     if not given:
         return None
-    return limit.resolve(given, limit.members(inventory.model), failed_reader(args.state_dir),
-                         where=str(inventory.path))
+    return limit.resolve(
+        given, limit.members(inventory.model), failed_reader(args.state_dir), where=str(inventory.path)
+    )
 
 
 def plan_limit(selection: limit.Selection | None) -> Limit | None:

@@ -43,8 +43,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-i", "--inventory", type=Path, required=True)
     parser.add_argument("--reason", required=True, help="why (journaled and audited)")
     targeting.add_argument(parser)
-    parser.add_argument("--playbook", type=Path,
-                        help="playbook for the component's install root (default: each host's own record)")
+    parser.add_argument(
+        "--playbook", type=Path, help="playbook for the component's install root (default: each host's own record)"
+    )
     live.add_connection_arguments(parser)
 
 
@@ -58,16 +59,34 @@ def run(args: argparse.Namespace) -> int:
     who = operator()
     run_id = new_run_id(args.component, datetime.now(UTC))
     journal = Journal.create(args.state_dir, run_id)
-    journal.record(Event.RUN_START, kind="unlock", run=run_id, component=args.component, reason=reason,
-                   operator=who, hosts=hosts, limit=args.limit or None, argv=sys.argv[1:])
-    audit(args.state_dir, action="unlock", run=run_id, component=args.component, reason=reason, operator=who,
-          hosts=hosts)
+    journal.record(
+        Event.RUN_START,
+        kind="unlock",
+        run=run_id,
+        component=args.component,
+        reason=reason,
+        operator=who,
+        hosts=hosts,
+        limit=args.limit or None,
+        argv=sys.argv[1:],
+    )
+    audit(
+        args.state_dir, action="unlock", run=run_id, component=args.component, reason=reason, operator=who, hosts=hosts
+    )
     op = lock_op("unlock", operator=who, plan=None, kind="unlock", reason=reason, controller=controller())
     pool = live.pool_for(inventory, args)
     try:
+
         def one(host: str) -> remote.AgentResult:
-            return remote.call(pool.session(host), component=args.component, root=root, run=run_id, ops=[op],
-                               timeout=TIMEOUT, python=args.python)
+            return remote.call(
+                pool.session(host),
+                component=args.component,
+                root=root,
+                run=run_id,
+                ops=[op],
+                timeout=TIMEOUT,
+                python=args.python,
+            )
 
         results = pool.each(hosts, one)
     finally:
@@ -81,26 +100,48 @@ def run(args: argparse.Namespace) -> int:
         else:
             data = res.ops[0].data
             lines[host] = {"unlocked": True, "held_by": data.get("holder")}
-        journal.record(Event.HOST_END, host=host, ok=lines[host]["unlocked"], **{
-            k: v for k, v in lines[host].items() if k != "unlocked"})
+        journal.record(
+            Event.HOST_END,
+            host=host,
+            ok=lines[host]["unlocked"],
+            **{k: v for k, v in lines[host].items() if k != "unlocked"},
+        )
     stuck = [h for h, r in lines.items() if not r["unlocked"]]
     freed = {h: r["held_by"] for h, r in lines.items() if r.get("held_by")}
     code = ExitCode.ROLLBACK_FAILED if stuck else ExitCode.OK
-    message = (f"unlocked {len(freed)} host(s)" if freed else "no host was locked") + \
-        ("; NOT unlocked: " + ", ".join(f"{h} ({lines[h]['error']})" for h in stuck) if stuck else "")
-    journal.record(Event.RUN_END, status=RunStatus.SUCCEEDED if not stuck else RunStatus.REFUSED,
-                   exit_code=int(code), message=message, hosts=lines)
-    audit(args.state_dir, action="unlock-end", run=run_id, exit_code=int(code), failed=stuck,
-          released={h: {"run": (r or {}).get("run"), "kind": (r or {}).get("kind"),
-                        "operator": (r or {}).get("operator")} for h, r in freed.items()})
+    message = (f"unlocked {len(freed)} host(s)" if freed else "no host was locked") + (
+        "; NOT unlocked: " + ", ".join(f"{h} ({lines[h]['error']})" for h in stuck) if stuck else ""
+    )
+    journal.record(
+        Event.RUN_END,
+        status=RunStatus.SUCCEEDED if not stuck else RunStatus.REFUSED,
+        exit_code=int(code),
+        message=message,
+        hosts=lines,
+    )
+    audit(
+        args.state_dir,
+        action="unlock-end",
+        run=run_id,
+        exit_code=int(code),
+        failed=stuck,
+        released={
+            h: {"run": (r or {}).get("run"), "kind": (r or {}).get("kind"), "operator": (r or {}).get("operator")}
+            for h, r in freed.items()
+        },
+    )
     for host, held in freed.items():
-        print(f"  {host:<20} unlocked (was held by {held.get('kind')} run {held.get('run')}, "
-              f"{held.get('operator')}, since {held.get('since')})")
+        print(
+            f"  {host:<20} unlocked (was held by {held.get('kind')} run {held.get('run')}, "
+            f"{held.get('operator')}, since {held.get('since')})"
+        )
     for host in stuck:
         print(f"  {host:<20} NOT unlocked: {lines[host]['error']}")
     if stuck:
-        print("  a host where an upgrader program is still running is left as it is: run unlock again once it "
-              "ends (a killed controller's agent finishes its current program), or take it over with "
-              "`upgrader rollback`")
+        print(
+            "  a host where an upgrader program is still running is left as it is: run unlock again once it "
+            "ends (a killed controller's agent finishes its current program), or take it over with "
+            "`upgrader rollback`"
+        )
     say(args, f"{message} (run {run_id})", error=bool(stuck))
     return int(code)

@@ -20,11 +20,18 @@ HELP = "check playbooks and an inventory; report every problem as file:line:col"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("playbooks", nargs="*", type=Path, metavar="PLAYBOOK")
     parser.add_argument("-i", "--inventory", type=Path, required=True)
-    parser.add_argument("--artifacts", type=Path,
-                        help="artifact store: an artifact found there must have the playbook's sha256 "
-                        "(default: $UPGRADER_ARTIFACTS, else build/artifacts)")
-    parser.add_argument("--format", choices=["text", "json"], default="text",
-                        help="json: {ok, problems: [{file, line, column, message, hint}]} on stdout (exit 1 if any)")
+    parser.add_argument(
+        "--artifacts",
+        type=Path,
+        help="artifact store: an artifact found there must have the playbook's sha256 "
+        "(default: $UPGRADER_ARTIFACTS, else build/artifacts)",
+    )
+    parser.add_argument(
+        "--format",
+        choices=["text", "json"],
+        default="text",
+        help="json: {ok, problems: [{file, line, column, message, hint}]} on stdout (exit 1 if any)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -48,8 +55,9 @@ def run(args: argparse.Namespace) -> int:
             problems += market_problems(playbook.model.windows, playbook, inventory)
     problems = list(dict.fromkeys(problems))  # each playbook's check repeats the inventory's markets
     if args.format == "json":
-        json.dump({"ok": not problems, "problems": [_as_dict(p) for p in problems]}, sys.stdout, indent=2,
-                  sort_keys=True)
+        json.dump(
+            {"ok": not problems, "problems": [_as_dict(p) for p in problems]}, sys.stdout, indent=2, sort_keys=True
+        )
         print()
         return 1 if problems else 0
     if problems:
@@ -60,5 +68,10 @@ def run(args: argparse.Namespace) -> int:
 
 def _as_dict(problem: Problem) -> dict[str, str | int | None]:
     where = problem.location
-    return {"file": where.file, "line": where.line, "column": where.column, "message": problem.message,
-            "hint": problem.hint}
+    return {
+        "file": where.file,
+        "line": where.line,
+        "column": where.column,
+        "message": problem.message,
+        "hint": problem.hint,
+    }

@@ -24,8 +24,13 @@ HELP = "show what blocks a run now (markets, maintenance windows, freezes) and t
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("playbook", nargs="?", type=Path, metavar="PLAYBOOK",
-                        help="its windows: section applies (default: markets of the inventory only)")
+    parser.add_argument(
+        "playbook",
+        nargs="?",
+        type=Path,
+        metavar="PLAYBOOK",
+        help="its windows: section applies (default: markets of the inventory only)",
+    )
     parser.add_argument("-i", "--inventory", type=Path, required=True)
     parser.add_argument("--overrides", type=Path, help="operator override file (extra closures and freeze days)")
     targeting.add_argument(parser)  # the datacenters of the hosts it selects (default: those running the component)
@@ -35,12 +40,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", choices=["text", "json"], default="text")
 
 
-
 def _days(text: str) -> int:
     """A search horizon a calendar can answer (past year 9999 dates overflow; a year is plenty)."""
     if not text.isdigit() or not 1 <= int(text) <= 366:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of days from 1 to 366")
     return int(text)
+
 
 def parse_now(text: str) -> dt.datetime:
     try:
@@ -84,20 +89,28 @@ def _inputs(args: argparse.Namespace) -> tuple[Windows, Inventory, list[str]]:
     selection = targeting.select(args, inv)
     dcs = involved_datacenters(inv.model, playbook, selection.hosts if selection else None)
     if not dcs:
-        raise RefusedError(f"no host selected by --limit {','.join(args.limit)} runs "
-                           f"{playbook.component if playbook else 'anything'}", "widen the --limit")
+        raise RefusedError(
+            f"no host selected by --limit {','.join(args.limit)} runs {playbook.component if playbook else 'anything'}",
+            "widen the --limit",
+        )
     return (playbook.windows if playbook else Windows()), inv.model, dcs
 
 
-def involved_datacenters(inventory: Inventory, playbook: Playbook | None,
-                         selected: Collection[str] | None = None) -> list[str]:
+def involved_datacenters(
+    inventory: Inventory, playbook: Playbook | None, selected: Collection[str] | None = None
+) -> list[str]:
     """Datacenters with a (``selected``) host whose roles run the playbook's component (any role, without one)."""
     if playbook is None and selected is None:
         return list(inventory.datacenters)
     roles = {r for r, comps in inventory.roles.items() if playbook is None or playbook.component in comps}
-    return [name for name, dc in inventory.datacenters.items()
-            if any((playbook is None or roles.intersection(h.roles)) and (selected is None or n in selected)
-                   for n, h in dc.hosts.items())]
+    return [
+        name
+        for name, dc in inventory.datacenters.items()
+        if any(
+            (playbook is None or roles.intersection(h.roles)) and (selected is None or n in selected)
+            for n, h in dc.hosts.items()
+        )
+    ]
 
 
 def plain(verdict: Verdict) -> str:
@@ -112,13 +125,19 @@ def _rich(verdict: Verdict) -> None:
 
     console = Console()
     state = "[green]allowed[/green]" if verdict.allowed else "[red]blocked[/red]"
-    console.print(f"{state} at {show(verdict.now, verdict.zone)} — markets: {', '.join(verdict.markets) or 'none'}",
-                  highlight=False)
+    console.print(
+        f"{state} at {show(verdict.now, verdict.zone)} — markets: {', '.join(verdict.markets) or 'none'}",
+        highlight=False,
+    )
     if verdict.blockers:
         table = Table("kind", "what", "until (local)", "until (UTC)", title="blocking now")
         for b in verdict.blockers:
-            table.add_row(b.kind, b.what, f"{b.until.astimezone(ZoneInfo(b.zone)):%a %Y-%m-%d %H:%M} {b.zone}",
-                          f"{b.until:%Y-%m-%d %H:%M}")
+            table.add_row(
+                b.kind,
+                b.what,
+                f"{b.until.astimezone(ZoneInfo(b.zone)):%a %Y-%m-%d %H:%M} {b.zone}",
+                f"{b.until:%Y-%m-%d %H:%M}",
+            )
         console.print(table)
     elif verdict.closes_at:
         console.print(f"this window closes: {show(verdict.closes_at, verdict.zone)}", highlight=False)

@@ -19,15 +19,28 @@ HELP = "serve Temporal runs: a datacenter's host activities (--datacenter) and/o
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-i", "--inventory", type=Path, required=True)
-    parser.add_argument("--datacenter", action="append", default=[], metavar="DC",
-                        help="poll this datacenter's task queue and run its hosts' activities over SSH (repeatable)")
-    parser.add_argument("--control", action="store_true",
-                        help="also run the workflows and write their journals into --state-dir (the desk's worker)")
-    parser.add_argument("--artifacts", type=Path,
-                        help="artifact store here (default: the path the controller gave the run)")
-    parser.add_argument("--plan-key", type=Path, metavar="FILE",
-                        help="the controllers' plan key (default: $UPGRADER_PLAN_KEY): a datacenter worker runs only "
-                        "plans signed with it, and refuses to start without one")
+    parser.add_argument(
+        "--datacenter",
+        action="append",
+        default=[],
+        metavar="DC",
+        help="poll this datacenter's task queue and run its hosts' activities over SSH (repeatable)",
+    )
+    parser.add_argument(
+        "--control",
+        action="store_true",
+        help="also run the workflows and write their journals into --state-dir (the desk's worker)",
+    )
+    parser.add_argument(
+        "--artifacts", type=Path, help="artifact store here (default: the path the controller gave the run)"
+    )
+    parser.add_argument(
+        "--plan-key",
+        type=Path,
+        metavar="FILE",
+        help="the controllers' plan key (default: $UPGRADER_PLAN_KEY): a datacenter worker runs only "
+        "plans signed with it, and refuses to start without one",
+    )
     settings.add_arguments(parser)
     live.add_connection_arguments(parser)
 
@@ -36,27 +49,43 @@ def run(args: argparse.Namespace) -> int:
     inventory = load_inventory(args.inventory)
     unknown = [dc for dc in args.datacenter if dc not in inventory.model.datacenters]
     if unknown:
-        raise RefusedError(f"no datacenter {', '.join(unknown)} in {args.inventory}",
-                           f"choose from {', '.join(inventory.model.datacenters)}")
+        raise RefusedError(
+            f"no datacenter {', '.join(unknown)} in {args.inventory}",
+            f"choose from {', '.join(inventory.model.datacenters)}",
+        )
     if not args.datacenter and not args.control:
         raise RefusedError("a worker needs something to serve", "give --datacenter DC (repeatable) and/or --control")
     found = settings.resolve(args, inventory.model, args.inventory)
     key = signing.key(args.plan_key)
     if args.datacenter and key is None:
-        raise RefusedError("a datacenter worker runs only plans signed with the plan key, and none is configured",
-                           f"give --plan-key FILE or set ${signing.ENV} (the key `apply --engine temporal` signs with)")
+        raise RefusedError(
+            "a datacenter worker runs only plans signed with the plan key, and none is configured",
+            f"give --plan-key FILE or set ${signing.ENV} (the key `apply --engine temporal` signs with)",
+        )
     return asyncio.run(_serve(args, inventory, found, key))
 
 
-async def _serve(args: argparse.Namespace, inventory, found: settings.Settings,  # type: ignore[no-untyped-def]
-                 key: bytes | None) -> int:
+async def _serve(  # type: ignore[no-untyped-def]
+    args: argparse.Namespace,
+    inventory,
+    found: settings.Settings,
+    key: bytes | None,
+) -> int:
     from upgrader.temporal.client import connect
     from upgrader.temporal.worker import serve, workers
 
     client = await connect(found)
-    running = workers(client, inventory, datacenters=args.datacenter, control=args.control,
-                      state_dir=args.state_dir, artifacts=args.artifacts, parallel=args.parallel,
-                      timeouts=Timeouts.for_options(args.connect_timeout, args.command_timeout), plan_key=key)
+    running = workers(
+        client,
+        inventory,
+        datacenters=args.datacenter,
+        control=args.control,
+        state_dir=args.state_dir,
+        artifacts=args.artifacts,
+        parallel=args.parallel,
+        timeouts=Timeouts.for_options(args.connect_timeout, args.command_timeout),
+        plan_key=key,
+    )
     queues = [settings.queue(dc) for dc in args.datacenter] + ([settings.CONTROL_QUEUE] if args.control else [])
     say(args, f"worker on {found.address} ({found.namespace}): polling {', '.join(queues)}")
     await serve(running)

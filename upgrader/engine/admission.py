@@ -41,6 +41,7 @@ def datacenters(plan: Plan) -> list[str]:
 
 def prefetch(spec: Playbook, inventory: Inventory, now: datetime) -> threading.Thread:
     """Load the market calendars (pandas, ~2 s) in the background while facts are gathered over SSH."""
+
     def warm() -> None:
         from upgrader.windows import evaluate
 
@@ -60,8 +61,9 @@ def check_now(plan: Plan, inventory: Inventory, now: datetime, overrides: Any = 
 
     verdict = evaluate(plan.spec, inventory, datacenters(plan), now, overrides)
     if not verdict.allowed:
-        raise RefusedError(f"not now: {verdict.text()}",
-                           "wait for the next allowed window (`upgrader windows`), or schedule the run")
+        raise RefusedError(
+            f"not now: {verdict.text()}", "wait for the next allowed window (`upgrader windows`), or schedule the run"
+        )
     return verdict
 
 
@@ -76,8 +78,10 @@ def admitter(plan: Plan, inventory: Inventory, now: Clock, overrides: Any = None
             return f"the window closed: {verdict.blockers[0].text if verdict.blockers else verdict.text()}"
         if verdict.closes_at is not None and at + timedelta(seconds=estimate) > verdict.closes_at:
             left = (verdict.closes_at - at).total_seconds()
-            return (f"the next phase needs ~{estimate:.0f}s but the window closes in {left:.0f}s "
-                    f"(at {verdict.closes_at.isoformat()})")
+            return (
+                f"the next phase needs ~{estimate:.0f}s but the window closes in {left:.0f}s "
+                f"(at {verdict.closes_at.isoformat()})"
+            )
         return None
 
     return admit

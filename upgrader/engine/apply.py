@@ -86,11 +86,22 @@ class Outcome:
 
 
 class Apply:
-    def __init__(self, plan: Plan, pool: Pool, journal: Journal, progress: Progress, *, artifacts: Path,
-                 operator: str, break_lock: str | None = None, python: str = "python3",
-                 admit: Callable[[float], str | None] | None = None,
-                 notify: Callable[..., Any] | None = None, sleep: Callable[[float], None] = time.sleep,
-                 host_seconds: float | None = None) -> None:
+    def __init__(
+        self,
+        plan: Plan,
+        pool: Pool,
+        journal: Journal,
+        progress: Progress,
+        *,
+        artifacts: Path,
+        operator: str,
+        break_lock: str | None = None,
+        python: str = "python3",
+        admit: Callable[[float], str | None] | None = None,
+        notify: Callable[..., Any] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        host_seconds: float | None = None,
+    ) -> None:
         self.plan = plan
         self.spec = plan.spec
         self.pool = pool
@@ -123,11 +134,19 @@ class Apply:
         self._facts: dict[str, dict[str, Any]] = {}
 
     # ------------------------------------------------------------ helpers
-    def _call(self, host: str, ops: list[dict[str, Any]], timeout: float, idempotent: bool = False
-              ) -> remote.AgentResult:
-        return remote.call(self.pool.session(host), component=self.spec.component, root=self.spec.install.root,
-                           run=self.journal.run_id, ops=ops, timeout=timeout, python=self.python,
-                           idempotent=idempotent)
+    def _call(
+        self, host: str, ops: list[dict[str, Any]], timeout: float, idempotent: bool = False
+    ) -> remote.AgentResult:
+        return remote.call(
+            self.pool.session(host),
+            component=self.spec.component,
+            root=self.spec.install.root,
+            run=self.journal.run_id,
+            ops=ops,
+            timeout=timeout,
+            python=self.python,
+            idempotent=idempotent,
+        )
 
     def _set(self, host: str, state: HostState, detail: str = "") -> None:
         run = self.hosts[host]
@@ -135,8 +154,9 @@ class Apply:
         self.progress.host_state(host, state, detail)
 
     def _lock_op(self, mode: str, reason: str | None = None) -> dict[str, Any]:
-        return programs.lock_op(mode, operator=self.operator, plan=self.plan.content_hash, reason=reason,
-                                controller=self.controller)
+        return programs.lock_op(
+            mode, operator=self.operator, plan=self.plan.content_hash, reason=reason, controller=self.controller
+        )
 
     # ------------------------------------------------------------ the run
     def run(self, recovery: Recovery | None = None) -> Outcome:
@@ -149,8 +169,13 @@ class Apply:
             self._set(host, HostState.DONE, f"on {self.hosts[host].plan.path[-1]} (before resume)")
         self.check_artifacts()
         self.lock_hosts(recovery)
-        self.notify("run-started", component=plan.component, version=plan.target_version, run=self.journal.run_id,
-                    hosts=len(plan.hosts))
+        self.notify(
+            "run-started",
+            component=plan.component,
+            version=plan.target_version,
+            run=self.journal.run_id,
+            hosts=len(plan.hosts),
+        )
         try:
             outcome = self._execute(recovery)
         finally:
@@ -161,18 +186,38 @@ class Apply:
                 outcome.status if outcome.exit_code == ExitCode.ROLLBACK_FAILED else RunStatus.ROLLBACK_FAILED,
                 f"{outcome.message}; {', '.join(stuck)} could not be unlocked (no answer at the end): "
                 f"`upgrader unlock {self.plan.component} -i INVENTORY --reason … --limit {','.join(stuck)}` "
-                "once they answer", outcome.hosts, resumable=True)
+                "once they answer",
+                outcome.hosts,
+                resumable=True,
+            )
         # run-end is the journal's last word: it comes after the locks are released.
-        self.journal.record(Event.RUN_END, **RunEnd(
-            status=outcome.status, exit_code=int(outcome.exit_code), message=outcome.message,
-            handshake_retries=self.pool.handshake_retries, resumable=outcome.resumable,
-            hosts={h.name: HostSummary(state=h.state, detail=h.detail, version=self._version_of(h))
-                   for h in self.hosts.values()}))
-        event = {ExitCode.OK: "finished", ExitCode.FAILED_ROLLED_BACK: "rolled-back",
-                 ExitCode.HALTED: "aborted" if outcome.status == RunStatus.ABORTED else "halted",
-                 }.get(outcome.exit_code, "failed")
-        self.notify(event, component=self.plan.component, version=self.plan.target_version,
-                    run=self.journal.run_id, status=outcome.status, message=outcome.message)
+        self.journal.record(
+            Event.RUN_END,
+            **RunEnd(
+                status=outcome.status,
+                exit_code=int(outcome.exit_code),
+                message=outcome.message,
+                handshake_retries=self.pool.handshake_retries,
+                resumable=outcome.resumable,
+                hosts={
+                    h.name: HostSummary(state=h.state, detail=h.detail, version=self._version_of(h))
+                    for h in self.hosts.values()
+                },
+            ),
+        )
+        event = {
+            ExitCode.OK: "finished",
+            ExitCode.FAILED_ROLLED_BACK: "rolled-back",
+            ExitCode.HALTED: "aborted" if outcome.status == RunStatus.ABORTED else "halted",
+        }.get(outcome.exit_code, "failed")
+        self.notify(
+            event,
+            component=self.plan.component,
+            version=self.plan.target_version,
+            run=self.journal.run_id,
+            status=outcome.status,
+            message=outcome.message,
+        )
         return outcome
 
     def _execute(self, recovery: Recovery) -> Outcome:
@@ -187,9 +232,15 @@ class Apply:
             self.failures = max(1, recovery.failures)
             policy = "run" if recovery.aborted else self.spec.rollback.on_failure  # an abort puts back all
             phases = {self.hosts[h].plan.phase for h in recovery.back}
-            targets = [] if recovery.keep else sorted(
-                h for h in recovery.done
-                if policy == "run" or (policy == "wave" and self.hosts[h].plan.phase in phases))
+            targets = (
+                []
+                if recovery.keep
+                else sorted(
+                    h
+                    for h in recovery.done
+                    if policy == "run" or (policy == "wave" and self.hosts[h].plan.phase in phases)
+                )
+            )
             for host in targets:
                 self.hosts[host].touched = True
             self.rollback(targets)
@@ -197,8 +248,9 @@ class Apply:
             return self._conclude()
         pending = [h for h in self.hosts if h not in recovery.done]
         if pending and not self.stage(pending):
-            return self._finish(ExitCode.FAILED_ROLLED_BACK, RunStatus.STAGE_FAILED,
-                                "staging failed; no live change was made")
+            return self._finish(
+                ExitCode.FAILED_ROLLED_BACK, RunStatus.STAGE_FAILED, "staging failed; no live change was made"
+            )
         for phase in plan.phases:
             if self.halted:
                 break
@@ -210,22 +262,40 @@ class Apply:
     def _conclude(self) -> Outcome:
         if self.signalled:
             self.resumable = self.abort is None and not self.failures and not self.held
-            self.journal.record(Event.HALT, reason=self.halted, signal=self.signalled, hard=self.stop_now,
-                                resumable=self.resumable,
-                                left_on_target=sorted(h for h, r in self.hosts.items() if r.state in UPGRADED))
+            self.journal.record(
+                Event.HALT,
+                reason=self.halted,
+                signal=self.signalled,
+                hard=self.stop_now,
+                resumable=self.resumable,
+                left_on_target=sorted(h for h, r in self.hosts.items() if r.state in UPGRADED),
+            )
         resumable = self.resumable and self.abort is None and not self.failures and not self.held
-        code, status, message = verdict(self.hosts, held=self.held, failures=self.failures,
-                                        aborted=self.abort is not None, halted=self.halted,
-                                        target=self.plan.target_version, resumable=resumable)
+        code, status, message = verdict(
+            self.hosts,
+            held=self.held,
+            failures=self.failures,
+            aborted=self.abort is not None,
+            halted=self.halted,
+            target=self.plan.target_version,
+            resumable=resumable,
+        )
         if resumable and code == ExitCode.HALTED:
             message += f"; `upgrader resume {self.journal.run_id}` carries on"
         kept = sorted(h.name for h in self.hosts.values() if h.state in NEEDS_A_HUMAN and h.name in self._locked)
         if kept:  # the one other case a lock outlives the run: it is resumable, and the message says so
-            message += (f"; {', '.join(kept)} stay(s) locked by this run: `upgrader resume {self.journal.run_id}` "
-                        f"puts them back once they answer, or `upgrader unlock {self.plan.component} -i INVENTORY "
-                        "--reason …` releases them")
-        return Outcome(code, status, message, self.hosts,
-                       resumable=(resumable and code == ExitCode.HALTED) or code == ExitCode.ROLLBACK_FAILED)
+            message += (
+                f"; {', '.join(kept)} stay(s) locked by this run: `upgrader resume {self.journal.run_id}` "
+                f"puts them back once they answer, or `upgrader unlock {self.plan.component} -i INVENTORY "
+                "--reason …` releases them"
+            )
+        return Outcome(
+            code,
+            status,
+            message,
+            self.hosts,
+            resumable=(resumable and code == ExitCode.HALTED) or code == ExitCode.ROLLBACK_FAILED,
+        )
 
     @staticmethod
     def _version_of(h: HostRun) -> str | None:
@@ -233,7 +303,8 @@ class Apply:
         if h.state in ON_TARGET:  # VERIFIED: a canary whose bake a stop cut short, checked after its start
             return h.plan.path[-1]
         if h.state in (HostState.PENDING, HostState.STAGED, HostState.UNTOUCHED, HostState.ROLLED_BACK) or (
-                h.state == HostState.FAILED and not h.touched):
+            h.state == HostState.FAILED and not h.touched
+        ):
             return h.plan.from_version
         return None
 
@@ -245,8 +316,10 @@ class Apply:
         if art.url and art.url.startswith("file://"):
             return Path(art.url.removeprefix("file://"))
         if art.url:
-            raise RefusedError(f"artifact {art.url} must be fetched into the artifact store first",
-                               f"download it into {self.artifacts} and refer to it with 'file:'")
+            raise RefusedError(
+                f"artifact {art.url} must be fetched into the artifact store first",
+                f"download it into {self.artifacts} and refer to it with 'file:'",
+            )
         return self.artifacts / (art.file or "")
 
     def check_artifacts(self) -> None:
@@ -254,17 +327,24 @@ class Apply:
         for art in self.plan.artifacts:
             path = self.artifact_path(art)
             if not path.is_file():
-                raise RefusedError(f"artifact for {self.plan.component} {art.version} not found: {path}",
-                                   "build or download it into the artifact store (--artifacts DIR)")
+                raise RefusedError(
+                    f"artifact for {self.plan.component} {art.version} not found: {path}",
+                    "build or download it into the artifact store (--artifacts DIR)",
+                )
             if art.size is not None and path.stat().st_size != art.size:
-                raise RefusedError(f"artifact {path} is {path.stat().st_size} bytes, playbook says {art.size}",
-                                   "fetch the vendor's artifact again; nothing was changed on any host")
+                raise RefusedError(
+                    f"artifact {path} is {path.stat().st_size} bytes, playbook says {art.size}",
+                    "fetch the vendor's artifact again; nothing was changed on any host",
+                )
             digest = _sha256(path)
             if digest != art.sha256:
-                self.journal.record(Event.ARTIFACT_REFUSED, version=art.version, path=str(path), sha256=digest,
-                                    expected=art.sha256)
-                raise RefusedError(f"sha256 mismatch for {path.name}: file has {digest}, playbook says {art.sha256}",
-                                   "the artifact is not the one reviewed; nothing was changed on any host")
+                self.journal.record(
+                    Event.ARTIFACT_REFUSED, version=art.version, path=str(path), sha256=digest, expected=art.sha256
+                )
+                raise RefusedError(
+                    f"sha256 mismatch for {path.name}: file has {digest}, playbook says {art.sha256}",
+                    "the artifact is not the one reviewed; nothing was changed on any host",
+                )
         self.journal.record(Event.ARTIFACTS_CHECKED, artifacts=[a.model_dump() for a in self.plan.artifacts])
 
     def lock_hosts(self, recovery: Recovery | None = None) -> None:
@@ -298,9 +378,10 @@ class Apply:
         self.journal.record(Event.LOCKS, held=sorted(self._locked), refusals=refusals)
         if refusals:
             self.release_locks()
-            raise RefusedError("refused before changing anything: " + "; ".join(refusals),
-                               "see who holds the lock with `upgrader status`; a stale lock needs "
-                               "--break-lock REASON")
+            raise RefusedError(
+                "refused before changing anything: " + "; ".join(refusals),
+                "see who holds the lock with `upgrader status`; a stale lock needs --break-lock REASON",
+            )
 
     def release_locks(self) -> list[str]:
         """Release this run's host locks (but those of hosts a human must see to); the hosts that kept them
@@ -312,15 +393,20 @@ class Apply:
         def release(host: str) -> remote.AgentResult:
             ops: list[dict[str, Any]] = []
             if self.hosts[host].state == HostState.DONE:
-                ops.append({"op": "prune", "step": None, "keep": self.spec.install.keep_releases,
-                            "continue_on_error": True})
+                ops.append(
+                    {"op": "prune", "step": None, "keep": self.spec.install.keep_releases, "continue_on_error": True}
+                )
             ops.append(self._lock_op("release"))
             return self._call(host, ops, LOCK_TIMEOUT, idempotent=True)
 
         targets = sorted(self._locked - keep)
         results = self.pool.each(targets, release)
-        self.journal.record(Event.LOCKS_RELEASED, hosts=targets, kept=sorted(keep & self._locked),
-                            errors={h: str(e) for h, e in results.failed.items()})
+        self.journal.record(
+            Event.LOCKS_RELEASED,
+            hosts=targets,
+            kept=sorted(keep & self._locked),
+            errors={h: str(e) for h, e in results.failed.items()},
+        )
         self._locked.clear()
         return sorted(h for h in targets if not _released(results[h].value))
 
@@ -340,8 +426,7 @@ class Apply:
                 upload = f"/var/tmp/upgrader-{self.journal.run_id}-{art.sha256[:16]}.tar.gz"
                 self.pool[host].put(self.artifact_path(art), upload)
                 ops.append(_send(step.op, step.id, upload=upload))
-            self.journal.record(Event.STAGE_HOST, host=host, steps=[s.id for s in steps],
-                                sent=[o["step"] for o in ops])
+            self.journal.record(Event.STAGE_HOST, host=host, steps=[s.id for s in steps], sent=[o["step"] for o in ops])
             if not ops:
                 return None
             return self._call(host, ops, 300.0)
@@ -358,14 +443,20 @@ class Apply:
         self.journal.record(Event.STAGE_END, failed=failed)
         if not failed:
             return True
-        self.progress.event("stage-failed", f"staging failed on {len(failed)} host(s); removing what this run "
-                            "staged — no live change was made")
+        self.progress.event(
+            "stage-failed",
+            f"staging failed on {len(failed)} host(s); removing what this run staged — no live change was made",
+        )
         for host, reason in failed.items():
             self.progress.event("stage-failed", reason, host=host)
         self.failures += len(failed)
         # Each stage step's undo: removes the release only where this run staged it.
-        self.pool.each(hosts, lambda h: self._call(
-            h, [_send(s.undo, s.id) for s in self._steps(h, "stage") if s.undo], 60.0, idempotent=True))
+        self.pool.each(
+            hosts,
+            lambda h: self._call(
+                h, [_send(s.undo, s.id) for s in self._steps(h, "stage") if s.undo], 60.0, idempotent=True
+            ),
+        )
         for host in hosts:
             if host not in failed:
                 self._set(host, HostState.UNTOUCHED, "release removed again")
@@ -393,10 +484,14 @@ class Apply:
                 self.journal.record(Event.HALT, reason=self.halted, resumable=True)
                 self.progress.event("halt", self.halted)
                 return
-        self.journal.record(Event.PHASE_BEGIN, phase=phase.index, kind=phase.kind, datacenter=phase.datacenter,
-                            hosts=phase.hosts)
-        self.progress.event("phase", f"phase {phase.index + 1}/{len(self.plan.phases)}: {phase.kind} "
-                            f"{phase.datacenter or 'global'} → {', '.join(phase.hosts)}")
+        self.journal.record(
+            Event.PHASE_BEGIN, phase=phase.index, kind=phase.kind, datacenter=phase.datacenter, hosts=phase.hosts
+        )
+        self.progress.event(
+            "phase",
+            f"phase {phase.index + 1}/{len(self.plan.phases)}: {phase.kind} "
+            f"{phase.datacenter or 'global'} → {', '.join(phase.hosts)}",
+        )
         limit = self.spec.rollout.max_in_flight_per_datacenter
         in_flight = {dc: threading.Semaphore(limit) for dc in {self.hosts[h].plan.datacenter for h in phase.hosts}}
 
@@ -428,8 +523,14 @@ class Apply:
         elif cut:
             self._put_back_cut(cut)
         elif phase.kind == "canary":
-            self.notify("canary-passed", component=self.plan.component, version=self.plan.target_version,
-                        run=self.journal.run_id, hosts=phase.hosts, datacenter=phase.datacenter)
+            self.notify(
+                "canary-passed",
+                component=self.plan.component,
+                version=self.plan.target_version,
+                run=self.journal.run_id,
+                hosts=phase.hosts,
+                datacenter=phase.datacenter,
+            )
 
     # ------------------------------------------------------------ manual gates and aborts
     def _aborted(self) -> bool:
@@ -442,11 +543,18 @@ class Apply:
                 if self.abort is None:
                     self.abort = found
                     self.halted = f"aborted by {found.operator}: {found.reason}"
-                    self.journal.record(Event.ABORT, operator=found.operator, reason=found.reason, at_decision=found.at,
-                                        keep=found.keep)
+                    self.journal.record(
+                        Event.ABORT, operator=found.operator, reason=found.reason, at_decision=found.at, keep=found.keep
+                    )
                     self.progress.event("halt", self.halted)
-                    self.notify("aborted", component=self.plan.component, version=self.plan.target_version,
-                                run=self.journal.run_id, operator=found.operator, message=found.reason)
+                    self.notify(
+                        "aborted",
+                        component=self.plan.component,
+                        version=self.plan.target_version,
+                        run=self.journal.run_id,
+                        operator=found.operator,
+                        message=found.reason,
+                    )
         return True
 
     def _roll_back_aborted(self, current: list[str]) -> None:
@@ -462,8 +570,11 @@ class Apply:
         if self.abort.keep:
             for host in changed:
                 if self.hosts[host].state == HostState.VERIFIED:  # its bake was cut: on the target, checked
-                    self._set(host, HostState.DONE, f"on {self.hosts[host].plan.path[-1]}, kept by abort --keep "
-                                                    "(bake cut short)")
+                    self._set(
+                        host,
+                        HostState.DONE,
+                        f"on {self.hosts[host].plan.path[-1]}, kept by abort --keep (bake cut short)",
+                    )
             self.journal.record(Event.ABORT_KEPT, hosts=sorted(changed), wave=current)
             return
         self.rollback(changed)
@@ -471,8 +582,11 @@ class Apply:
     def _put_back_cut(self, hosts: list[str]) -> None:
         """A stop cut these canaries' bakes short: unjudged, they go back (a second signal leaves them to resume)."""
         if self.stop_now:
-            self.journal.record(Event.ROLLBACK_WITHHELD, hosts=hosts, reason="stopped at once (second signal): "
-                                "`upgrader resume` puts them back")
+            self.journal.record(
+                Event.ROLLBACK_WITHHELD,
+                hosts=hosts,
+                reason="stopped at once (second signal): `upgrader resume` puts them back",
+            )
             return
         self.rollback(hosts, failing=False)
 
@@ -503,10 +617,19 @@ class Apply:
         watch = [h for h in gate.watch if self.hosts[h].state == HostState.DONE]
         run = self.journal.run_id
         self.journal.record(Event.GATE_WAIT, gate=gate.id, kind=gate.kind, timeout=gate.timeout, watch=watch)
-        self.progress.event("gate", f"waiting at gate {gate.id} (at most {gate.timeout:g}s): "
-                                    f"`upgrader promote {run}` to go on, `upgrader abort {run} --reason …` to stop")
-        self.notify("gate-waiting", component=self.plan.component, version=self.plan.target_version, run=run,
-                    gate=gate.id, message=f"waiting at gate {gate.id}: upgrader promote {run}")
+        self.progress.event(
+            "gate",
+            f"waiting at gate {gate.id} (at most {gate.timeout:g}s): "
+            f"`upgrader promote {run}` to go on, `upgrader abort {run} --reason …` to stop",
+        )
+        self.notify(
+            "gate-waiting",
+            component=self.plan.component,
+            version=self.plan.target_version,
+            run=run,
+            gate=gate.id,
+            message=f"waiting at gate {gate.id}: upgrader promote {run}",
+        )
         degraded: list[str] = []
         next_round = [0.0]
         since = gates.now()
@@ -523,17 +646,38 @@ class Apply:
                     return f"{host}: {problem}"
             return None
 
-        result = gates.wait(self.journal.directory, gate.id, timeout=gate.timeout, healthy=healthy,
-                            sleep=self.sleep, stopped=lambda: self.halted is not None, since=since, tick=beat)
+        result = gates.wait(
+            self.journal.directory,
+            gate.id,
+            timeout=gate.timeout,
+            healthy=healthy,
+            sleep=self.sleep,
+            stopped=lambda: self.halted is not None,
+            since=since,
+            tick=beat,
+        )
         decision = result.decision.to_dict() if result.decision else None
-        self.journal.record(Event.GATE_END, gate=gate.id, outcome=str(result.outcome), waited=round(result.waited, 1),
-                            decision=decision, detail=result.detail)
+        self.journal.record(
+            Event.GATE_END,
+            gate=gate.id,
+            outcome=str(result.outcome),
+            waited=round(result.waited, 1),
+            decision=decision,
+            detail=result.detail,
+        )
         if result.outcome is gates.GateOutcome.PROMOTED:
             who = result.decision.operator if result.decision else "?"
             ahead = " (approved ahead, before the run reached it)" if result.decision and result.decision.ahead else ""
             self.progress.event("gate", f"gate {gate.id} promoted by {who}{ahead}")
-            self.notify("promoted", component=self.plan.component, version=self.plan.target_version, run=run,
-                        gate=gate.id, operator=who, message=result.decision.reason if result.decision else "")
+            self.notify(
+                "promoted",
+                component=self.plan.component,
+                version=self.plan.target_version,
+                run=run,
+                gate=gate.id,
+                operator=who,
+                message=result.decision.reason if result.decision else "",
+            )
             return True
         if result.outcome is gates.GateOutcome.STOPPED:
             if self._aborted():
@@ -569,8 +713,9 @@ class Apply:
             return None
         check = [self._lock_op("check")] if lock else []
         try:
-            res = self._call(host, [*check, *(_send(s.op, s.id, duration=0) for s in bakes)],
-                             programs.checks_budget(self.spec) + 30)
+            res = self._call(
+                host, [*check, *(_send(s.op, s.id, duration=0) for s in bakes)], programs.checks_budget(self.spec) + 30
+            )
         except TransportError as exc:
             return f"unreachable: {exc}"
         if res.failed is not None and res.failed.op == "lock":
@@ -589,8 +734,10 @@ class Apply:
     def _upgrade(self, host: str) -> bool:
         hp = self.hosts[host].plan
         # The plan's own steps, as they are: staging is done, the bake comes after.
-        ops = [self._lock_op("check"), *(_send(s.op, s.id) for s in hp.steps
-                                         if s.action not in ("stage", "bake", "testinfra"))]
+        ops = [
+            self._lock_op("check"),
+            *(_send(s.op, s.id) for s in hp.steps if s.action not in ("stage", "bake", "testinfra")),
+        ]
         self.journal.record(Event.HOST_BEGIN, host=host, steps=[o.get("step") for o in ops], path=hp.path)
         self._set(host, HostState.UPGRADING, " → ".join([hp.from_version, *hp.path]))
         timeout = programs.hop_timeout(self.spec) * len(hp.path) + programs.checks_budget(self.spec) + 30
@@ -601,8 +748,15 @@ class Apply:
             self.journal.record(Event.HOST_END, **HostEnd(host=host, ok=False, error=str(exc), unreachable=True))
             self._fail(host, HostState.UNREACHABLE, str(exc))
             return False
-        self.journal.record(Event.HOST_END, **HostEnd(host=host, ok=res.ok, ops=[o.data for o in res.ops],
-                                                      stderr=res.result.stderr[-2000:] if not res.ok else ""))
+        self.journal.record(
+            Event.HOST_END,
+            **HostEnd(
+                host=host,
+                ok=res.ok,
+                ops=[o.data for o in res.ops],
+                stderr=res.result.stderr[-2000:] if not res.ok else "",
+            ),
+        )
         if res.ok and not self._testinfra(host, "after start"):
             self.hosts[host].touched = True
             return False
@@ -631,8 +785,13 @@ class Apply:
         hp = self.hosts[host].plan
         bake, interval = self.spec.canary.bake, max(self.spec.canary.bake_interval, TICK)
         self._set(host, HostState.BAKING, f"{bake:g}s")
-        self.journal.record(Event.BAKE_BEGIN, host=host, seconds=bake,
-                            steps=[s.id for s in self._steps(host, "bake")], rounds_from="controller")
+        self.journal.record(
+            Event.BAKE_BEGIN,
+            host=host,
+            seconds=bake,
+            steps=[s.id for s in self._steps(host, "bake")],
+            rounds_from="controller",
+        )
         started, rounds, waited = time.monotonic(), 0, 0.0
         beat = _Heartbeat(self.progress, "bake", host)
         while True:
@@ -640,14 +799,21 @@ class Apply:
             rounds += 1
             if problem is not None and problem.startswith(HANDED_OVER):
                 self.halted = f"lock on {host} was taken over: {problem.removeprefix(HANDED_OVER)}"
-                self.journal.record(Event.BAKE_END, host=host, ok=False, rounds=rounds, error=self.halted,
-                                    handed_over=True)
+                self.journal.record(
+                    Event.BAKE_END, host=host, ok=False, rounds=rounds, error=self.halted, handed_over=True
+                )
                 self._set(host, HostState.HANDED_OVER, problem.removeprefix(HANDED_OVER))
                 self.journal.record(Event.HALT, reason=self.halted)
                 return
             if problem is not None:
-                self.journal.record(Event.BAKE_END, host=host, ok=False, rounds=rounds, error=problem,
-                                    ops=self.failed_round.pop(host, []))
+                self.journal.record(
+                    Event.BAKE_END,
+                    host=host,
+                    ok=False,
+                    rounds=rounds,
+                    error=problem,
+                    ops=self.failed_round.pop(host, []),
+                )
                 state = HostState.UNREACHABLE if problem.startswith("unreachable") else HostState.FAILED
                 self._fail(host, state, f"canary bake: {problem}" if state == HostState.FAILED else problem)
                 return
@@ -659,7 +825,8 @@ class Apply:
             self._set(host, HostState.BAKING, f"{left:.0f}s of {bake:g}s left")
             if not self.wait(step, "bake", host):
                 cut = f"bake cut short after {time.monotonic() - started:.1f}s of {bake:g}s: " + (
-                    "aborted" if self.abort is not None else self.halted or "stopped")
+                    "aborted" if self.abort is not None else self.halted or "stopped"
+                )
                 self.journal.record(Event.BAKE_END, host=host, ok=False, cut=True, rounds=rounds, error=cut)
                 self._set(host, HostState.VERIFIED, f"on {hp.path[-1]}, {cut}")
                 return
@@ -677,14 +844,21 @@ class Apply:
         for step in self._steps(host, "testinfra"):
             op = step.op
             self._set(host, HostState.VERIFYING, f"testinfra {op['file']} ({when})")
-            result = run_module(base / str(op["file"]), self.pool.endpoint(host), component=self.plan.component,
-                                version=str(op["version"]), timeout=float(op["timeout"]),
-                                # Run the reviewed bytes: a module edited after apply checked its pins never runs.
-                                # Always pinned: a plan that pins nothing (forged, or saved by an older
-                                # upgrader) runs no module, rather than the unpinned one on disk.
-                                pinned=self.plan.controller_files, base=base)
-            self.journal.record(Event.TESTINFRA, host=host, step=step.id, when=when, file=op["file"],
-                                **result.to_dict())
+            result = run_module(
+                base / str(op["file"]),
+                self.pool.endpoint(host),
+                component=self.plan.component,
+                version=str(op["version"]),
+                timeout=float(op["timeout"]),
+                # Run the reviewed bytes: a module edited after apply checked its pins never runs.
+                # Always pinned: a plan that pins nothing (forged, or saved by an older
+                # upgrader) runs no module, rather than the unpinned one on disk.
+                pinned=self.plan.controller_files,
+                base=base,
+            )
+            self.journal.record(
+                Event.TESTINFRA, host=host, step=step.id, when=when, file=op["file"], **result.to_dict()
+            )
             if not result.ok:
                 self._fail(host, HostState.FAILED, f"testinfra {op['name']} ({when}): {result.reason}")
                 return False
@@ -717,7 +891,8 @@ class Apply:
             self.progress.event("halt", spent)
         if policy != "host" or spent:
             self.halted = f"{len(failed)} host(s) failed in phase {phase.index + 1}; rollback policy '{policy}'" + (
-                f"; {spent}" if spent else "")
+                f"; {spent}" if spent else ""
+            )
         self.rollback(targets)
 
     def _may_go_down(self, host: str) -> bool:
@@ -737,9 +912,9 @@ class Apply:
             return
         self.down.back(host)
 
-    def _in_group_slot(self, back: Callable[[str], remote.AgentResult]
-                       ) -> Callable[[str], remote.AgentResult | str]:
+    def _in_group_slot(self, back: Callable[[str], remote.AgentResult]) -> Callable[[str], remote.AgentResult | str]:
         """``back`` (one host's rollback) within its groups' limits; a str says why it was not run."""
+
         def guarded(host: str) -> remote.AgentResult | str:
             reason = self.down.take(host, force=self.hosts[host].state not in UPGRADED)
             if reason is not None:
@@ -752,6 +927,7 @@ class Apply:
             handed_over = res.failed is not None and res.failed.op == "lock"
             (self.down.back if res.ok or handed_over else self.down.stuck)(host)
             return res
+
         return guarded
 
     def _budget_spent(self) -> str | None:
@@ -764,8 +940,11 @@ class Apply:
         if not hosts:
             return
         if self.stop_now:
-            self.journal.record(Event.ROLLBACK_WITHHELD, hosts=hosts, reason="stopped at once (second signal): "
-                                "`upgrader resume` puts them back")
+            self.journal.record(
+                Event.ROLLBACK_WITHHELD,
+                hosts=hosts,
+                reason="stopped at once (second signal): `upgrader resume` puts them back",
+            )
             return
         self.progress.event("rollback", f"rolling back {', '.join(hosts)}")
         self.journal.record(Event.ROLLBACK_BEGIN, hosts=hosts, failing=failing)
@@ -774,8 +953,11 @@ class Apply:
             hp = self.hosts[host].plan
             self._set(host, HostState.ROLLING_BACK, f"→ {hp.from_version}")
             # The lock check first: a host an emergency rollback took over is not ours to touch any more.
-            return self._call(host, [self._lock_op("check"), _send(self._undo(host), f"{host}/rollback")],
-                              programs.hop_timeout(self.spec) + 30)
+            return self._call(
+                host,
+                [self._lock_op("check"), _send(self._undo(host), f"{host}/rollback")],
+                programs.hop_timeout(self.spec) + 30,
+            )
 
         results = self.pool.each(self.down.down_first(hosts), self._in_group_slot(back))
         for r in results:
@@ -794,11 +976,16 @@ class Apply:
                 self._set(host, HostState.ROLLBACK_FAILED, why)
                 self.journal.record(Event.ROLLBACK_END, host=host, ok=False, error=why)
             else:
-                self._set(host, HostState.ROLLED_BACK, f"back on {hp.from_version}, verified"
-                          + (f" (failed: {was})" if was else ""))
+                self._set(
+                    host,
+                    HostState.ROLLED_BACK,
+                    f"back on {hp.from_version}, verified" + (f" (failed: {was})" if was else ""),
+                )
                 self.hosts[host].touched = False
-                self.journal.record(Event.ROLLBACK_END, **RollbackEnd(
-                    host=host, ok=True, ops=[o.data for o in res.ops], version=hp.from_version))  # where it is now
+                self.journal.record(
+                    Event.ROLLBACK_END,
+                    **RollbackEnd(host=host, ok=True, ops=[o.data for o in res.ops], version=hp.from_version),
+                )  # where it is now
 
     def _steps(self, host: str, action: str) -> list[Step]:
         return [s for s in self.hosts[host].plan.steps if s.action == action]
@@ -835,6 +1022,7 @@ def stop_on_signals(engine: Apply, say: Callable[[str], None] | None = None) -> 
     programs in flight finish, put back canaries whose bake was cut; the run ends resumable or with every
     host back.  Second: as well, start no rollback; stop once the programs in flight (never cut between a
     service's stop and start: each is one agent call) have ended.  The journal's halt says which."""
+
     def tell(text: str) -> None:
         if say is not None:
             say(text)
@@ -847,12 +1035,16 @@ def stop_on_signals(engine: Apply, say: Callable[[str], None] | None = None) -> 
         if engine.signalled is None:
             engine.signalled = name
             engine.halted = engine.halted or f"stopped by {name}: no new hosts started"
-            tell(f"{name}: stopping — waits end now, hosts in flight finish their step, a canary whose bake "
-                 "was cut goes back; press Ctrl-C again to stop at the next safe point without rolling back")
+            tell(
+                f"{name}: stopping — waits end now, hosts in flight finish their step, a canary whose bake "
+                "was cut goes back; press Ctrl-C again to stop at the next safe point without rolling back"
+            )
         elif not engine.stop_now:
             engine.stop_now = True
-            tell(f"{name} again: stopping at the next safe point (after the host steps in flight); no rollback "
-                 "starts — `upgrader resume` finishes the job")
+            tell(
+                f"{name} again: stopping at the next safe point (after the host steps in flight); no rollback "
+                "starts — `upgrader resume` finishes the job"
+            )
         else:
             tell(f"{name}: already stopping at the next safe point")
 
@@ -874,8 +1066,16 @@ def _released(res: remote.AgentResult | None) -> bool:
     return lock is not None and lock.ok
 
 
-def verdict(hosts: dict[str, HostRun], *, held: bool, failures: int, aborted: bool, halted: str | None,
-            target: str, resumable: bool = False) -> tuple[ExitCode, RunStatus, str]:
+def verdict(
+    hosts: dict[str, HostRun],
+    *,
+    held: bool,
+    failures: int,
+    aborted: bool,
+    halted: str | None,
+    target: str,
+    resumable: bool = False,
+) -> tuple[ExitCode, RunStatus, str]:
     """How a run ended, from its hosts' end states: the one rule for the local engine and the Temporal
     workflow, and the README's exit-code table.
 
@@ -889,25 +1089,38 @@ def verdict(hosts: dict[str, HostRun], *, held: bool, failures: int, aborted: bo
     """
     if held:
         return ExitCode.ROLLBACK_FAILED, RunStatus.HELD, "failure held for a human (rollback: hold)"
-    bad = [h.name for h in hosts.values() if h.state in (HostState.ROLLBACK_FAILED, HostState.UNREACHABLE)
-           or (h.state == HostState.FAILED and h.touched)
-           or h.state not in (_ON_START | ON_TARGET | {HostState.FAILED, HostState.HANDED_OVER})]
+    bad = [
+        h.name
+        for h in hosts.values()
+        if h.state in (HostState.ROLLBACK_FAILED, HostState.UNREACHABLE)
+        or (h.state == HostState.FAILED and h.touched)
+        or h.state not in (_ON_START | ON_TARGET | {HostState.FAILED, HostState.HANDED_OVER})
+    ]
     if bad:
-        return (ExitCode.ROLLBACK_FAILED, RunStatus.ROLLBACK_FAILED,
-                f"{', '.join(bad)} not back on a verified version — act now")
+        return (
+            ExitCode.ROLLBACK_FAILED,
+            RunStatus.ROLLBACK_FAILED,
+            f"{', '.join(bad)} not back on a verified version — act now",
+        )
     on_target = [h.name for h in hosts.values() if h.state in ON_TARGET]
     if len(on_target) == len(hosts):
         return ExitCode.OK, RunStatus.SUCCEEDED, f"{len(hosts)} host(s) on {target} and verified"
     still = f"; on {target}, verified: {', '.join(on_target)}" if on_target else ""
     if failures:
-        return (ExitCode.FAILED_ROLLED_BACK, RunStatus.FAILED_ROLLED_BACK,
-                f"{failures} host(s) failed; every failed host is back on its starting release, verified" + still)
+        return (
+            ExitCode.FAILED_ROLLED_BACK,
+            RunStatus.FAILED_ROLLED_BACK,
+            f"{failures} host(s) failed; every failed host is back on its starting release, verified" + still,
+        )
     if aborted:
         message = halted or "aborted"
         if on_target:  # abort --keep
             return ExitCode.HALTED, RunStatus.ABORTED, message + f"; kept{still}; the rest on their starting release"
-        return ExitCode.FAILED_ROLLED_BACK, RunStatus.ABORTED, message + (
-            "; every host the run changed is back on its starting release, verified")
+        return (
+            ExitCode.FAILED_ROLLED_BACK,
+            RunStatus.ABORTED,
+            message + ("; every host the run changed is back on its starting release, verified"),
+        )
     if halted and (resumable or on_target):
         return ExitCode.HALTED, RunStatus.HALTED, halted + (still or "; no host left on the target")
     if halted:

@@ -55,11 +55,17 @@ class HostAudit:
         return self.verdict is Verdict.OK
 
     def to_dict(self) -> dict[str, Any]:
-        return {"component": self.component, "host": self.host, "datacenter": self.datacenter,
-                "expected": self.expected.version if self.expected else None,
-                "expected_from": self.expected.source if self.expected else None,
-                "installed": self.installed, "reported": self.reported, "verdict": str(self.verdict),
-                "detail": self.detail}
+        return {
+            "component": self.component,
+            "host": self.host,
+            "datacenter": self.datacenter,
+            "expected": self.expected.version if self.expected else None,
+            "expected_from": self.expected.source if self.expected else None,
+            "installed": self.installed,
+            "reported": self.reported,
+            "verdict": str(self.verdict),
+            "detail": self.detail,
+        }
 
 
 def expected_from_runs(records: Iterable[RunRecord], component: str) -> dict[str, Expected]:
@@ -81,13 +87,20 @@ def expected_from_hosts(answers: Mapping[str, Mapping[str, Any]]) -> dict[str, E
         record = answer.get("verified")
         if isinstance(record, dict) and isinstance(record.get("version"), str):
             how = record.get("how") or "verify"
-            out[host] = Expected(record["version"], f"host record: {how} of run {record.get('run')} "
-                                                   f"at {record.get('at')}")
+            out[host] = Expected(
+                record["version"], f"host record: {how} of run {record.get('run')} at {record.get('at')}"
+            )
     return out
 
 
-def judge(component: str, host: str, datacenter: str, expected: Expected | None,
-          answer: Mapping[str, Any], has_version_check: bool) -> HostAudit:
+def judge(
+    component: str,
+    host: str,
+    datacenter: str,
+    expected: Expected | None,
+    answer: Mapping[str, Any],
+    has_version_check: bool,
+) -> HostAudit:
     """One host's verdict from its facts answer (``{"error": …}`` when unreachable)."""
     installed, reported = answer.get("installed"), answer.get("reported_version")
 
@@ -107,8 +120,10 @@ def judge(component: str, host: str, datacenter: str, expected: Expected | None,
         return result(Verdict.NOT_REPORTING, f"the service gave no version ({why})")
     if reported != expected.version:
         if installed == expected.version:
-            return result(Verdict.STALE_PROCESS,
-                          f"current -> {installed}, but the running service reports {reported} (not restarted?)")
+            return result(
+                Verdict.STALE_PROCESS,
+                f"current -> {installed}, but the running service reports {reported} (not restarted?)",
+            )
         return result(Verdict.SKEW, f"reports {reported}, expected {expected.version} ({expected.source})")
     if installed != reported:
         return result(Verdict.STALE_PROCESS, f"service reports {reported}, but current -> {installed}")

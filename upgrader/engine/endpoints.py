@@ -35,23 +35,46 @@ def endpoints(inventory: Inventory, inventory_path: Path) -> dict[str, Endpoint]
     out: dict[str, Endpoint] = {}
     for dc_name, name, host in iter_hosts(inventory):
         jump = inventory.datacenters[dc_name].jump
-        out[name] = _endpoint(name, host, base, d.user, d.port, _path(base, d.ssh_key), known,
-                              _jump(dc_name, jump, base, d.user, d.port, _path(base, d.ssh_key), known))
+        out[name] = _endpoint(
+            name,
+            host,
+            base,
+            d.user,
+            d.port,
+            _path(base, d.ssh_key),
+            known,
+            _jump(dc_name, jump, base, d.user, d.port, _path(base, d.ssh_key), known),
+        )
     return out
 
 
-def _endpoint(name: str, host: Host, base: Path, user: str | None, port: int, key: str | None, known: str,
-              jump: Endpoint | None) -> Endpoint:
-    return Endpoint(name=name, address=host.address, port=host.port or port, user=host.user or user or "root",
-                    ssh_key=_path(base, host.ssh_key) or key, known_hosts=known, jump=jump)
+def _endpoint(
+    name: str, host: Host, base: Path, user: str | None, port: int, key: str | None, known: str, jump: Endpoint | None
+) -> Endpoint:
+    return Endpoint(
+        name=name,
+        address=host.address,
+        port=host.port or port,
+        user=host.user or user or "root",
+        ssh_key=_path(base, host.ssh_key) or key,
+        known_hosts=known,
+        jump=jump,
+    )
 
 
-def _jump(dc: str, jump: Jump | None, base: Path, user: str | None, port: int, key: str | None,
-          known: str) -> Endpoint | None:
+def _jump(
+    dc: str, jump: Jump | None, base: Path, user: str | None, port: int, key: str | None, known: str
+) -> Endpoint | None:
     if jump is None:
         return None
-    return Endpoint(name=f"{dc}-jump", address=jump.address, port=jump.port or port,
-                    user=jump.user or user or "root", ssh_key=_path(base, jump.ssh_key) or key, known_hosts=known)
+    return Endpoint(
+        name=f"{dc}-jump",
+        address=jump.address,
+        port=jump.port or port,
+        user=jump.user or user or "root",
+        ssh_key=_path(base, jump.ssh_key) or key,
+        known_hosts=known,
+    )
 
 
 @dataclass(frozen=True)
@@ -112,8 +135,13 @@ class Pool:
     handshakes that were refused or reset and retried (``handshake_retries``, for the run's records).
     """
 
-    def __init__(self, endpoints: dict[str, Endpoint], factory: Callable[[Endpoint], Transport] | None = None,
-                 timeouts: Timeouts | None = None, parallel: int = 32) -> None:
+    def __init__(
+        self,
+        endpoints: dict[str, Endpoint],
+        factory: Callable[[Endpoint], Transport] | None = None,
+        timeouts: Timeouts | None = None,
+        parallel: int = 32,
+    ) -> None:
         self._endpoints = endpoints
         self._timeouts = timeouts or Timeouts()
         self._factory = factory or self._fabric

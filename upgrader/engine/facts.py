@@ -14,11 +14,20 @@ from upgrader.planning.planner import iter_hosts, runs_component
 FACTS_TIMEOUT = 20.0
 
 
-def gather(pool: Pool, inventory: Inventory, spec: Playbook, hosts: list[str] | None = None,
-           python: str = "python3", journal_lines: int = 0) -> tuple[Facts, dict[str, dict[str, Any]]]:
+def gather(
+    pool: Pool,
+    inventory: Inventory,
+    spec: Playbook,
+    hosts: list[str] | None = None,
+    python: str = "python3",
+    journal_lines: int = 0,
+) -> tuple[Facts, dict[str, dict[str, Any]]]:
     """Facts for the hosts that run ``spec.component`` (or ``hosts``), and the raw agent answers."""
-    names = hosts if hosts is not None else [
-        name for _, name, host in iter_hosts(inventory) if runs_component(inventory, host, spec.component)]
+    names = (
+        hosts
+        if hosts is not None
+        else [name for _, name, host in iter_hosts(inventory) if runs_component(inventory, host, spec.component)]
+    )
     answers = probe(pool, names, spec.component, spec.install.root, programs.facts_op(spec, journal_lines), python)
     out: dict[str, HostFacts] = {}
     raw: dict[str, dict[str, Any]] = {}
@@ -33,33 +42,46 @@ def gather(pool: Pool, inventory: Inventory, spec: Playbook, hosts: list[str] | 
         raw[host] = data
         out[host] = HostFacts(
             free_disk_mb=data.get("free_disk_mb"),
-            components={spec.component: ComponentFacts(
-                installed=data.get("installed"),
-                staged=[v for v in data.get("staged", []) if _is_version(v)],
-                reported_version=data.get("reported_version"),
-                service=data.get("service"),
-                lock=data.get("lock"),
-            )},
+            components={
+                spec.component: ComponentFacts(
+                    installed=data.get("installed"),
+                    staged=[v for v in data.get("staged", []) if _is_version(v)],
+                    reported_version=data.get("reported_version"),
+                    service=data.get("service"),
+                    lock=data.get("lock"),
+                )
+            },
         )
     return Facts(inventory=inventory.name, hosts=out), raw
 
 
-def probe(pool: Pool, hosts: list[str], component: str, root: str, op: dict[str, Any],
-          python: str = "python3") -> GroupResult[remote.AgentResult]:
+def probe(
+    pool: Pool, hosts: list[str], component: str, root: str, op: dict[str, Any], python: str = "python3"
+) -> GroupResult[remote.AgentResult]:
     def one(host: str) -> remote.AgentResult:
-        return remote.call(pool.session(host), component=component, root=root, run=None, ops=[op],
-                           timeout=FACTS_TIMEOUT, python=python, idempotent=True)
+        return remote.call(
+            pool.session(host),
+            component=component,
+            root=root,
+            run=None,
+            ops=[op],
+            timeout=FACTS_TIMEOUT,
+            python=python,
+            idempotent=True,
+        )
 
     return pool.each(hosts, one)
 
 
-def installed(pool: Pool, hosts: list[str], component: str, root: str, python: str = "python3"
-              ) -> dict[str, HostFacts]:
+def installed(pool: Pool, hosts: list[str], component: str, root: str, python: str = "python3") -> dict[str, HostFacts]:
     """Installed versions of another component (for `requires`), installed under ``root`` (its playbook's)."""
     op = {"op": "facts", "service": None, "version_check": None, "journal_lines": 0}
     answers = probe(pool, hosts, component, root, op, python)
-    return {h: HostFacts(components={component: ComponentFacts(installed=r.ops[0].data.get("installed"))})
-            for h, r in answers.succeeded.items() if r.ok}
+    return {
+        h: HostFacts(components={component: ComponentFacts(installed=r.ops[0].data.get("installed"))})
+        for h, r in answers.succeeded.items()
+        if r.ok
+    }
 
 
 def merge(base: Facts, extra: dict[str, HostFacts]) -> Facts:

@@ -60,8 +60,15 @@ class Decision:
     keep: bool = False  # an abort that leaves hosts on the new release (`abort --keep`)
 
     def to_dict(self) -> dict[str, str | bool | None]:
-        return {"kind": str(self.kind), "gate": self.gate, "operator": self.operator, "reason": self.reason,
-                "at": self.at, "ahead": self.ahead, "keep": self.keep}
+        return {
+            "kind": str(self.kind),
+            "gate": self.gate,
+            "operator": self.operator,
+            "reason": self.reason,
+            "at": self.at,
+            "ahead": self.ahead,
+            "keep": self.keep,
+        }
 
     @classmethod
     def from_dict(cls, data: object) -> Decision | None:
@@ -72,14 +79,23 @@ class Decision:
             kind = DecisionKind(str(data.get("kind")))
         except ValueError:
             return None
-        fields = (data.get("gate"), data.get("operator"), data.get("reason"), data.get("at"))
-        if not all(isinstance(v, str) for v in fields[1:]) or not isinstance(fields[0], str | None):
+        gate, operator, reason, at = (data.get("gate"), data.get("operator"), data.get("reason"), data.get("at"))
+        if not isinstance(operator, str) or not isinstance(reason, str) or not isinstance(at, str):
+            return None
+        if not isinstance(gate, str | None):
             return None
         ahead, keep = data.get("ahead", False), data.get("keep", False)
         if not isinstance(ahead, bool) or not isinstance(keep, bool):
             return None
-        return cls(kind, fields[0], fields[1], fields[2], fields[3],  # type: ignore[arg-type]
-                   ahead=ahead and kind is DecisionKind.PROMOTE, keep=keep and kind is DecisionKind.ABORT)
+        return cls(
+            kind,
+            gate,
+            operator,
+            reason,
+            at,
+            ahead=ahead and kind is DecisionKind.PROMOTE,
+            keep=keep and kind is DecisionKind.ABORT,
+        )
 
 
 @dataclass(frozen=True)
@@ -95,16 +111,25 @@ def now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
-def request(run_dir: Path, kind: DecisionKind, *, gate: str | None, operator: str, reason: str,
-            ahead: bool = False, keep: bool = False) -> Decision:
+def request(
+    run_dir: Path,
+    kind: DecisionKind,
+    *,
+    gate: str | None,
+    operator: str,
+    reason: str,
+    ahead: bool = False,
+    keep: bool = False,
+) -> Decision:
     """Record a decision for the run in ``run_dir`` (an existing run directory)."""
     if not (run_dir / JOURNAL).is_file():
         raise RefusedError(f"{run_dir} is not a run directory", "list runs with `upgrader runs`")
     directory = run_dir / DECISIONS
     directory.mkdir(mode=0o700, exist_ok=True)
     promote = kind is DecisionKind.PROMOTE
-    decision = Decision(kind, gate if promote else None, operator, reason, now(), ahead=ahead and promote,
-                        keep=keep and not promote)
+    decision = Decision(
+        kind, gate if promote else None, operator, reason, now(), ahead=ahead and promote, keep=keep and not promote
+    )
     # The name orders decisions by time and can neither collide nor be guessed and pre-planted as a symlink.
     name = f"{time.time_ns():020d}-{kind}-{secrets.token_hex(4)}.json"
     fd = os.open(directory / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
@@ -144,8 +169,11 @@ def decisions(run_dir: Path) -> list[Decision]:
 def counts_at(decision: Decision, gate: str, since: str | None) -> bool:
     """Does ``decision`` promote ``gate``, whose wait began at ``since``?  Only if written while the run
     waited there, or as an explicit pre-approval (``ahead``)."""
-    return (decision.kind is DecisionKind.PROMOTE and decision.gate == gate
-            and (decision.ahead or since is None or decision.at >= since))
+    return (
+        decision.kind is DecisionKind.PROMOTE
+        and decision.gate == gate
+        and (decision.ahead or since is None or decision.at >= since)
+    )
 
 
 def pending(run_dir: Path, gate: str, since: str | None = None) -> Decision | None:
@@ -159,10 +187,19 @@ def aborted(run_dir: Path) -> Decision | None:
     return next((d for d in decisions(run_dir) if d.kind is DecisionKind.ABORT), None)
 
 
-def wait(run_dir: Path, gate: str, *, timeout: float, healthy: Callable[[], str | None],
-         clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
-         poll: float = POLL, stopped: Callable[[], bool] = lambda: False, since: str | None = None,
-         tick: Callable[[float], None] = lambda _left: None) -> GateResult:
+def wait(
+    run_dir: Path,
+    gate: str,
+    *,
+    timeout: float,
+    healthy: Callable[[], str | None],
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+    poll: float = POLL,
+    stopped: Callable[[], bool] = lambda: False,
+    since: str | None = None,
+    tick: Callable[[float], None] = lambda _left: None,
+) -> GateResult:
     """Wait at ``gate`` for a decision, at most ``timeout`` seconds.
 
     ``healthy()`` runs one round of the canary's checks and returns None or why they failed; it is

@@ -37,8 +37,9 @@ class Unavailable:
     def grouped(self, host: str) -> bool:
         return host in self._of
 
-    def take(self, host: str, *, force: bool = False, in_phase: bool = False,
-             give_up: Callable[[], bool] = lambda: False) -> str | None:
+    def take(
+        self, host: str, *, force: bool = False, in_phase: bool = False, give_up: Callable[[], bool] = lambda: False
+    ) -> str | None:
         """Count ``host`` as down, waiting while one of its groups is at its limit; None once it is counted.
 
         ``force``: it is down already (it failed, or nobody knows), so it is counted without waiting.
@@ -61,8 +62,10 @@ class Unavailable:
                 hopeless = [g for g in full if self._down[g] - {host} <= lost]
                 if hopeless:
                     g = hopeless[0]
-                    return (f"group {g} has {len(self._down[g])} member(s) down that this run cannot bring back "
-                            f"({', '.join(sorted(self._down[g]))}), its limit is {self._limit[g]}")
+                    return (
+                        f"group {g} has {len(self._down[g])} member(s) down that this run cannot bring back "
+                        f"({', '.join(sorted(self._down[g]))}), its limit is {self._limit[g]}"
+                    )
                 if give_up():
                     return "stopped while waiting for a slot in group " + full[0]
                 self._cond.wait(POLL)

@@ -34,8 +34,9 @@ log = logging.getLogger(__name__)
 # What a run id looks like (new_run_id); a RUN argument is nothing else, so it names a directory under
 # runs/ and nothing outside it (no '/', no '..').
 RUN_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
-_DAMAGED = ("the journal is damaged (edited, or a disk error); other runs are unaffected — "
-            "move this run's directory aside")
+_DAMAGED = (
+    "the journal is damaged (edited, or a disk error); other runs are unaffected — move this run's directory aside"
+)
 
 
 def controller() -> str:
@@ -51,8 +52,9 @@ def operator() -> str:
     # (issue 25 §3), whichever variable it comes from.
     reason = charset.problem_text(who)
     if reason is not None:
-        raise RefusedError(f"the operator's name (${name}, or the login name) {reason}",
-                           "set UPGRADER_OPERATOR to a plain name")
+        raise RefusedError(
+            f"the operator's name (${name}, or the login name) {reason}", "set UPGRADER_OPERATOR to a plain name"
+        )
     return f"{who}@{socket.gethostname()}"
 
 
@@ -87,10 +89,12 @@ def run_directory(state: Path, run_id: str) -> Path:
     try:
         private.check_record(journal, state)
     except (OSError, private.Untrusted) as exc:
-        raise RefusedError(f"run {run_id} cannot be trusted: {exc}",
-                           "runs are records only the operator may write (directories not group- or "
-                           "world-writable, files the operator's own): look at who wrote it, then "
-                           "move it aside") from None
+        raise RefusedError(
+            f"run {run_id} cannot be trusted: {exc}",
+            "runs are records only the operator may write (directories not group- or "
+            "world-writable, files the operator's own): look at who wrote it, then "
+            "move it aside",
+        ) from None
     return directory
 
 
@@ -123,8 +127,12 @@ class Journal:
         event = Event(event)  # a str from an older caller or a test: refused unless it is one of the names
         with self._lock:
             self._seq += 1
-            entry = {"seq": self._seq, "at": datetime.now(UTC).isoformat(timespec="milliseconds"),
-                     "event": event, **data}
+            entry = {
+                "seq": self._seq,
+                "at": datetime.now(UTC).isoformat(timespec="milliseconds"),
+                "event": event,
+                **data,
+            }
             append_line(self.path, json.dumps(entry, sort_keys=True, default=str))
             return entry
 
@@ -159,8 +167,13 @@ def read(path: Path) -> Iterator[dict[str, Any]]:
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as exc:
-        raise InputError([Problem(Location(str(path)), f"cannot read journal: {exc.strerror or exc}",
-                                  "list runs with `upgrader runs`")]) from None
+        raise InputError(
+            [
+                Problem(
+                    Location(str(path)), f"cannot read journal: {exc.strerror or exc}", "list runs with `upgrader runs`"
+                )
+            ]
+        ) from None
     with os.fdopen(fd, "rb") as fh:
         info = os.fstat(fh.fileno())
         if not stat.S_ISREG(info.st_mode):
@@ -191,8 +204,11 @@ def _entry(path: Path, number: int, raw: bytes, torn_ok: bool) -> dict[str, Any]
             return None
         raise _damaged(path, number, f"not JSON: {exc.msg}", exc.colno) from None
     except (RecursionError, ValueError) as exc:  # deep nesting; NaN, or an integer of thousands of digits
-        raise _damaged(path, number, "nested too deeply" if isinstance(exc, RecursionError)
-                       else "not JSON: " + " ".join(str(exc).split())[:100]) from None
+        raise _damaged(
+            path,
+            number,
+            "nested too deeply" if isinstance(exc, RecursionError) else "not JSON: " + " ".join(str(exc).split())[:100],
+        ) from None
     if not isinstance(entry, dict):
         raise _damaged(path, number, "not an object")
     problem = entry_problem(entry)
@@ -244,9 +260,15 @@ def list_runs(state: Path) -> list[RunSummary]:
     base = runs_dir(state)
     if not base.exists():
         return []
-    return [summarize(d) for d in sorted(base.iterdir())
-            if RUN_ID_RE.fullmatch(d.name) and not d.is_symlink() and d.is_dir() and (d / JOURNAL).exists()
-            and _trusted(d / JOURNAL, state)]
+    return [
+        summarize(d)
+        for d in sorted(base.iterdir())
+        if RUN_ID_RE.fullmatch(d.name)
+        and not d.is_symlink()
+        and d.is_dir()
+        and (d / JOURNAL).exists()
+        and _trusted(d / JOURNAL, state)
+    ]
 
 
 def _trusted(journal: Path, state: Path) -> bool:
@@ -262,5 +284,7 @@ def _trusted(journal: Path, state: Path) -> bool:
 def audit(state: Path, **data: Any) -> None:
     """One line per break-glass action, kept apart from run journals for auditors."""
     state.mkdir(parents=True, exist_ok=True, mode=0o700)
-    append_line(state / "audit.log",
-                json.dumps({"at": datetime.now(UTC).isoformat(timespec="milliseconds"), **data}, sort_keys=True))
+    append_line(
+        state / "audit.log",
+        json.dumps({"at": datetime.now(UTC).isoformat(timespec="milliseconds"), **data}, sort_keys=True),
+    )

@@ -88,7 +88,8 @@ def _refusal(need: int, soft: int, hard: int, hosts: int, jumps: int, parallel: 
         f"raise the limit to at least {need}: `ulimit -n {need}` in the shell that starts upgrader "
         f"(as root, or after raising the hard limit), or LimitNOFILE={need} in its systemd unit; "
         f"or contact fewer hosts per run (--limit): each open connection holds one, "
-        f"--parallel lowers only the workers' share ({min(parallel, hosts) * PER_WORKER})")
+        f"--parallel lowers only the workers' share ({min(parallel, hosts) * PER_WORKER})",
+    )
 
 
 def for_endpoints(endpoints: Iterable[Endpoint], parallel: int) -> Checked:
@@ -121,8 +122,9 @@ def in_background(fn: Callable[[T], object], items: Iterable[T], workers: int, n
             except Exception:  # a background start is best effort; its caller reports failures
                 log.debug("%s: background work failed", name, exc_info=True)
 
-    threads = [threading.Thread(target=work, name=f"{name}-{i}", daemon=True)
-               for i in range(max(0, min(workers, len(queue))))]
+    threads = [
+        threading.Thread(target=work, name=f"{name}-{i}", daemon=True) for i in range(max(0, min(workers, len(queue))))
+    ]
     for t in threads:
         t.start()
     return threads

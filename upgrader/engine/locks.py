@@ -32,13 +32,17 @@ class LocalLock:
         try:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o600)
         except OSError as exc:  # ELOOP: a symlink; ENXIO: a FIFO without a writer
-            raise RefusedError(f"cannot open the lock file {self.path}: {exc.strerror} (a symlink or a FIFO?)",
-                               "look at who put it there, then remove it") from None
+            raise RefusedError(
+                f"cannot open the lock file {self.path}: {exc.strerror} (a symlink or a FIFO?)",
+                "look at who put it there, then remove it",
+            ) from None
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode) or info.st_uid != os.geteuid():
             os.close(fd)
-            raise RefusedError(f"{self.path} is not a lock file of this user's ({stat.filemode(info.st_mode)}, "
-                               f"uid {info.st_uid})", "look at who put it there, then remove it")
+            raise RefusedError(
+                f"{self.path} is not a lock file of this user's ({stat.filemode(info.st_mode)}, uid {info.st_uid})",
+                "look at who put it there, then remove it",
+            )
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -49,15 +53,18 @@ class LocalLock:
                 who = f"run {info.get('run')} by {info.get('operator')} (pid {info.get('pid')})"
             except json.JSONDecodeError:
                 who = "another upgrader process"
-            raise RefusedError(f"{self.path.stem} is locked on this controller by {who}",
-                               "wait for it to finish, or use `upgrader status` to see what it is doing") from None
+            raise RefusedError(
+                f"{self.path.stem} is locked on this controller by {who}",
+                "wait for it to finish, or use `upgrader status` to see what it is doing",
+            ) from None
         os.ftruncate(fd, 0)
         os.write(fd, json.dumps({**self.holder, "pid": os.getpid()}).encode())
         self._fd = fd
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         if self._fd is not None:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)

@@ -27,8 +27,9 @@ CLOSE_WAIT = 10.0  # seconds a command waits at its end for queued notifications
 class Notifier:
     """``notifier(kind, component=…, version=…, run=…, **details)`` queues an event and returns at once."""
 
-    def __init__(self, targets: Sequence[Notify], inventory: str, now: Clock,
-                 send: Callable[..., Any] | None = None) -> None:
+    def __init__(
+        self, targets: Sequence[Notify], inventory: str, now: Clock, send: Callable[..., Any] | None = None
+    ) -> None:
         self._targets = list(targets)
         self._inventory = inventory
         self._now = now
@@ -43,8 +44,16 @@ class Notifier:
         from upgrader.notify import Event
 
         flat = {k: v if isinstance(v, str | int | float | bool) or v is None else str(v) for k, v in details.items()}
-        event = Event(kind=kind, at=self._now(), inventory=self._inventory, component=component,  # type: ignore[arg-type]
-                      version=version, summary=str(details.get("message", "")), run_id=run, details=flat)
+        event = Event(
+            kind=kind,  # type: ignore[arg-type]
+            at=self._now(),
+            inventory=self._inventory,
+            component=component,
+            version=version,
+            summary=str(details.get("message", "")),
+            run_id=run,
+            details=flat,
+        )
         if self._thread is None:
             self._thread = threading.Thread(target=self._drain, name="notify", daemon=True)
             self._thread.start()
@@ -61,8 +70,9 @@ class Notifier:
             for delivery in deliver(self._targets, event):
                 self.deliveries.append(delivery)
                 if delivery.status != "sent":
-                    log.warning("notification %s to $%s: %s", event.kind, delivery.target,
-                                delivery.error or delivery.status)
+                    log.warning(
+                        "notification %s to $%s: %s", event.kind, delivery.target, delivery.error or delivery.status
+                    )
 
     def close(self, timeout: float = CLOSE_WAIT) -> bool:
         """Send what is queued, waiting at most ``timeout`` seconds; False if some may be left unsent."""

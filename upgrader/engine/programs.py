@@ -35,15 +35,28 @@ def version_check(spec: Playbook) -> dict[str, Any] | None:
 
 def facts_op(spec: Playbook, journal_lines: int = 0) -> dict[str, Any]:
     """Facts: the agent fills in the current release, which only the host knows."""
-    return {"op": "facts", "service": service(spec, defer=AGENT_FILLS), "version_check": version_check(spec),
-            "journal_lines": journal_lines}
+    return {
+        "op": "facts",
+        "service": service(spec, defer=AGENT_FILLS),
+        "version_check": version_check(spec),
+        "journal_lines": journal_lines,
+    }
 
 
-def lock_op(mode: str, *, operator: str, plan: str | None, controller: str, kind: str = "apply",
-            reason: str | None = None) -> dict[str, Any]:
+def lock_op(
+    mode: str, *, operator: str, plan: str | None, controller: str, kind: str = "apply", reason: str | None = None
+) -> dict[str, Any]:
     """The host lock operation; the lock records the run, operator, plan and controller (host:pid) that took it."""
-    return {"op": "lock", "mode": mode, "operator": operator, "plan": plan, "kind": kind, "reason": reason,
-            "controller": controller, "step": f"lock-{mode}"}
+    return {
+        "op": "lock",
+        "mode": mode,
+        "operator": operator,
+        "plan": plan,
+        "kind": kind,
+        "reason": reason,
+        "controller": controller,
+        "step": f"lock-{mode}",
+    }
 
 
 def rollback_op(spec: Playbook, to: str | None, step: str | None = None) -> dict[str, Any]:

@@ -15,8 +15,16 @@ if TYPE_CHECKING:
 # rich is imported only for the live view: ~0.15 s of start-up that plain and JSON output (logs, CI,
 # an emergency rollback piped to a file) do not need.
 
-_STYLE = {"done": "green", "verified": "green", "rolled-back": "yellow", "failed": "red", "rollback-failed": "bold red",
-          "unreachable": "bold red", "skipped": "dim", "held": "bold magenta"}
+_STYLE = {
+    "done": "green",
+    "verified": "green",
+    "rolled-back": "yellow",
+    "failed": "red",
+    "rollback-failed": "bold red",
+    "unreachable": "bold red",
+    "skipped": "dim",
+    "held": "bold magenta",
+}
 
 
 class Progress:
@@ -52,13 +60,19 @@ class Progress:
     def event(self, kind: str, message: str, host: str | None = None, **data: Any) -> None:
         with self._lock:
             if self.fmt == "json":
-                record = {"at": datetime.now(UTC).isoformat(timespec="milliseconds"), "event": kind,
-                          "host": host, "message": message, **data}
+                record = {
+                    "at": datetime.now(UTC).isoformat(timespec="milliseconds"),
+                    "event": kind,
+                    "host": host,
+                    "message": message,
+                    **data,
+                }
                 self.stream.write(json.dumps(record, sort_keys=True, default=str) + "\n")
                 self.stream.flush()
             elif self._console is not None and self._live is not None:
-                self._live.console.print(f"[dim]{_now()}[/] {(host + ': ') if host else ''}{message}",
-                                         markup=True, highlight=False)
+                self._live.console.print(
+                    f"[dim]{_now()}[/] {(host + ': ') if host else ''}{message}", markup=True, highlight=False
+                )
             else:
                 self.stream.write(f"{_now()} {(host + ': ') if host else ''}{message}\n")
                 self.stream.flush()
@@ -84,8 +98,11 @@ class Progress:
     def summary(self, title: str, rows: list[tuple[str, str, str, str]]) -> None:
         """rows: host, datacenter, end state, detail."""
         if self.fmt == "json":
-            self.event("summary", title, rows=[dict(zip(("host", "datacenter", "state", "detail"), r, strict=True))
-                                               for r in rows])
+            self.event(
+                "summary",
+                title,
+                rows=[dict(zip(("host", "datacenter", "state", "detail"), r, strict=True)) for r in rows],
+            )
             return
         if self._console is None:
             self.stream.write(_plain_table(title, rows))
@@ -105,8 +122,10 @@ def _plain_table(title: str, rows: list[tuple[str, str, str, str]]) -> str:
     """The summary for logs and pipes: aligned columns, no box drawing, one line per host."""
     header = ("host", "dc", "state", "detail")
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(3)]
-    lines = [title, *("  ".join(c.ljust(w) for c, w in zip(r[:3], widths, strict=True)) + "  " + r[3]
-                      for r in [header, *rows])]
+    lines = [
+        title,
+        *("  ".join(c.ljust(w) for c, w in zip(r[:3], widths, strict=True)) + "  " + r[3] for r in [header, *rows]),
+    ]
     return "\n".join(line.rstrip() for line in lines) + "\n"
 
 

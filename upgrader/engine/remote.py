@@ -98,8 +98,17 @@ class Session:
     close = forget
 
 
-def call(session: Session, *, component: str, root: str, run: str | None, ops: list[dict[str, Any]],
-         timeout: float, python: str = "python3", idempotent: bool = False) -> AgentResult:
+def call(
+    session: Session,
+    *,
+    component: str,
+    root: str,
+    run: str | None,
+    ops: list[dict[str, Any]],
+    timeout: float,
+    python: str = "python3",
+    idempotent: bool = False,
+) -> AgentResult:
     """Run one agent program on the host and return per-operation results.
 
     The first call on a host starts the agent in serving mode (its source and that call's program
@@ -120,8 +129,16 @@ def call(session: Session, *, component: str, root: str, run: str | None, ops: l
             session.forget()
             if not idempotent:
                 raise  # the program may have run: the caller decides what an unknown outcome means
-            return call(session, component=component, root=root, run=run, ops=ops, timeout=timeout,
-                        python=python, idempotent=False)
+            return call(
+                session,
+                component=component,
+                root=root,
+                run=run,
+                ops=ops,
+                timeout=timeout,
+                python=python,
+                idempotent=False,
+            )
     else:
         stream = transport.stream(agent.serving_command(python), sudo=True)
         session.forget()
@@ -134,12 +151,18 @@ def call(session: Session, *, component: str, root: str, run: str | None, ops: l
         session.forget()
         if result.exit_code == 0:
             result = replace(result, exit_code=-1)
-    parsed = [OpResult(r.get("op", "?"), r.get("step"), bool(r.get("ok")), r)
-              for r in agent.parse_output(result.stdout)]
+    parsed = [
+        OpResult(r.get("op", "?"), r.get("step"), bool(r.get("ok")), r) for r in agent.parse_output(result.stdout)
+    ]
     if log.isEnabledFor(logging.DEBUG):  # -vv: what each host was asked, what it answered, how long it took
-        log.debug("%s: agent %s: %s in %.2fs (exit %d)", session.host, component,
-                  ", ".join(f"{o.op} {'ok' if o.ok else 'FAILED'}" for o in parsed) or "no answer",
-                  time.monotonic() - began, result.exit_code)
+        log.debug(
+            "%s: agent %s: %s in %.2fs (exit %d)",
+            session.host,
+            component,
+            ", ".join(f"{o.op} {'ok' if o.ok else 'FAILED'}" for o in parsed) or "no answer",
+            time.monotonic() - began,
+            result.exit_code,
+        )
     return AgentResult(session.host, result, parsed, expected=len(ops))
 
 
@@ -161,15 +184,17 @@ def _answering(session: Session, python: str, program: dict[str, Any], fresh: St
     if fresh is not None and held[1] is fresh:
         return fresh
     try:
-        pong = held[1].exchange(agent.pack_program(dict(program, ops=[])), until=agent.END,
-                                timeout=timeouts.channel)
+        pong = held[1].exchange(agent.pack_program(dict(program, ops=[])), until=agent.END, timeout=timeouts.channel)
     except TransportError:  # the connection went: a new stream reconnects
         session.forget()
         return None
     if pong.timed_out:
         session.forget()
-        raise TransportError(session.host, f"the agent did not answer within {timeouts.channel:g}s",
-                             "the host may be frozen or overloaded; check it with `upgrader status`")
+        raise TransportError(
+            session.host,
+            f"the agent did not answer within {timeouts.channel:g}s",
+            "the host may be frozen or overloaded; check it with `upgrader status`",
+        )
     if not _answered(pong):  # it exited: start another
         session.forget()
         return None
@@ -199,9 +224,11 @@ def start(session: Session, python: str = "python3") -> None:
             if session._keep(python, stream):
                 pending.answered, stream = stream, None
         elif answer.timed_out:
-            pending.error = TransportError(session.host,
-                                           f"the agent did not start within {transport.timeouts.channel:g}s",
-                                           "the host may be frozen or overloaded; check it with `upgrader status`")
+            pending.error = TransportError(
+                session.host,
+                f"the agent did not start within {transport.timeouts.channel:g}s",
+                "the host may be frozen or overloaded; check it with `upgrader status`",
+            )
     except TransportError as exc:
         pending.error = exc
     except Exception:  # an early start is an optimisation: the first call starts the agent as usual

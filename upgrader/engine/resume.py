@@ -14,8 +14,16 @@ from upgrader.engine.vocabulary import Event, HostState
 from upgrader.models.plan import Plan
 
 # Hosts resume puts back where they began: caught mid-step, failed, or in a rollback that did not end well.
-_BACK = frozenset({HostState.IN_FLIGHT, HostState.UPGRADED, HostState.BAKING, HostState.FAILED,
-                   HostState.ROLLING_BACK, HostState.ROLLBACK_FAILED})
+_BACK = frozenset(
+    {
+        HostState.IN_FLIGHT,
+        HostState.UPGRADED,
+        HostState.BAKING,
+        HostState.FAILED,
+        HostState.ROLLING_BACK,
+        HostState.ROLLBACK_FAILED,
+    }
+)
 
 
 def analyze(entries: list[dict[str, Any]], plan: Plan) -> Recovery:
@@ -59,8 +67,7 @@ def analyze(entries: list[dict[str, Any]], plan: Plan) -> Recovery:
     expect: dict[str, str | None] = {h: None for h in back}
     for h in done:
         expect[h] = plan.host(h).path[-1]
-    return Recovery(done=done, back=back, failing=failing, failures=failures, expect=expect, aborted=aborted,
-                    keep=keep)
+    return Recovery(done=done, back=back, failing=failing, failures=failures, expect=expect, aborted=aborted, keep=keep)
 
 
 def _last_run_end(entries: list[dict[str, Any]]) -> dict[str, Any] | None:

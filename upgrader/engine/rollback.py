@@ -67,36 +67,62 @@ def definition_for(spec: Playbook, version: str, source: str) -> dict[str, Any]:
     return {"service": op["service"], "checks": op["checks"], "playbook": source}
 
 
-def rollback_program(spec: Playbook | None, to: str | None, *, operator: str, reason: str, controller_id: str,
-                     undo: Mapping[str, Any] | None = None,
-                     definitions: Mapping[str, Mapping[str, Any]] | None = None) -> list[dict[str, Any]]:
+def rollback_program(
+    spec: Playbook | None,
+    to: str | None,
+    *,
+    operator: str,
+    reason: str,
+    controller_id: str,
+    undo: Mapping[str, Any] | None = None,
+    definitions: Mapping[str, Mapping[str, Any]] | None = None,
+) -> list[dict[str, Any]]:
     """The ops every host of an emergency rollback runs: take the lock over, roll back, release it (always).
 
     ``definitions``: version -> the service and checks of that version's own playbook; a release the
     host has no record of is verified with these, or with no checks (reported as not applicable), never
     with another release's.  ``undo``: which runs the default target undoes (agent.default_target).
     """
-    lock = programs.lock_op("handover", operator=operator, plan=None, kind="rollback", reason=reason,
-                            controller=controller_id)
+    lock = programs.lock_op(
+        "handover", operator=operator, plan=None, kind="rollback", reason=reason, controller=controller_id
+    )
     # The agent takes its program lock over from a program in flight (an apply's migrate, say): it waits
     # TAKEOVER_WAIT for that program to end its current operation, then kills it (agent.ProgramLock).
     lock["takeover_wait"] = TAKEOVER_WAIT
     release = programs.lock_op("release", operator=operator, plan=None, kind="rollback", controller=controller_id)
     release["always"] = True  # after a failed rollback too: the command leaves no lock behind
     service = operations.service(spec, to, defer=() if to else operations.AGENT_FILLS) if spec else None
-    back: dict[str, Any] = {"op": "rollback", "to": to, "service": service, "checks": [], "recorded": True,
-                            "definitions": dict(definitions or {}), "step": "rollback"}
+    back: dict[str, Any] = {
+        "op": "rollback",
+        "to": to,
+        "service": service,
+        "checks": [],
+        "recorded": True,
+        "definitions": dict(definitions or {}),
+        "step": "rollback",
+    }
     if undo is not None:
         back["undo"] = dict(undo)
     return [lock, back, release]
 
 
-def rollback_hosts(pool: Pool, spec: Playbook | None, hosts: list[str], journal: Journal, *, operator: str,
-                   reason: str, to: str | None, python: str = "python3",
-                   limit: int | None = None, groups: Iterable[GroupLimit] = (), root: str | None = None,
-                   undo: Mapping[str, Mapping[str, Any]] | None = None,
-                   definitions: Mapping[str, Mapping[str, Any]] | None = None,
-                   component: str | None = None) -> dict[str, HostOutcome]:
+def rollback_hosts(
+    pool: Pool,
+    spec: Playbook | None,
+    hosts: list[str],
+    journal: Journal,
+    *,
+    operator: str,
+    reason: str,
+    to: str | None,
+    python: str = "python3",
+    limit: int | None = None,
+    groups: Iterable[GroupLimit] = (),
+    root: str | None = None,
+    undo: Mapping[str, Mapping[str, Any]] | None = None,
+    definitions: Mapping[str, Mapping[str, Any]] | None = None,
+    component: str | None = None,
+) -> dict[str, HostOutcome]:
     """``groups``: redundancy groups (engine/groups.py); their members go back at most max_unavailable at a time.
 
     ``root``: the install root ("" or None without ``spec``: each host's own record); ``undo``: per host,
@@ -125,13 +151,26 @@ def rollback_hosts(pool: Pool, spec: Playbook | None, hosts: list[str], journal:
         return res
 
     def roll_back(host: str) -> remote.AgentResult:
-        ops = rollback_program(spec, to, operator=operator, reason=reason, controller_id=cid,
-                               undo=(undo or {}).get(host) if undo is not None else None, definitions=definitions)
+        ops = rollback_program(
+            spec,
+            to,
+            operator=operator,
+            reason=reason,
+            controller_id=cid,
+            undo=(undo or {}).get(host) if undo is not None else None,
+            definitions=definitions,
+        )
         journal.record(Event.HOST_BEGIN, host=host, steps=["lock-handover", "rollback", "lock-release"], to=to)
-        res = remote.call(pool.session(host), component=name, root=where,
-                          run=journal.run_id, ops=ops, timeout=timeout, python=python)
-        journal.record(Event.HOST_END, host=host, ok=res.ok, ops=[o.data for o in res.ops],
-                       stderr=res.result.stderr[-2000:] if not res.ok else "")
+        res = remote.call(
+            pool.session(host), component=name, root=where, run=journal.run_id, ops=ops, timeout=timeout, python=python
+        )
+        journal.record(
+            Event.HOST_END,
+            host=host,
+            ok=res.ok,
+            ops=[o.data for o in res.ops],
+            stderr=res.result.stderr[-2000:] if not res.ok else "",
+        )
         return res
 
     results = pool.each(hosts, one, limit=limit)
@@ -156,21 +195,47 @@ def outcome(host: str, res: remote.AgentResult | None, error: BaseException | No
         return HostOutcome(host, False, None, None, f"refused: {res.error}", holder, end=End.REFUSED)
     if back.ok:
         if data.get("nothing"):
-            return HostOutcome(host, True, data.get("from"), data.get("to"), f"nothing to do: {data.get('reason')}",
-                               holder, end=End.NOTHING_TO_DO)
+            return HostOutcome(
+                host,
+                True,
+                data.get("from"),
+                data.get("to"),
+                f"nothing to do: {data.get('reason')}",
+                holder,
+                end=End.NOTHING_TO_DO,
+            )
         steps = data.get("steps") or []
         na = used.get("not_applicable") if isinstance(used, dict) else None
         verified = "verified" + (f" (checks not applicable: {na})" if na else "")
         if "switch" in steps:
-            return HostOutcome(host, True, data.get("from"), data.get("to"), verified, holder, source,
-                               End.ROLLED_BACK, True)
-        return HostOutcome(host, True, data.get("from"), data.get("to"), "already there, " + verified
-                           + (" (service started)" if steps else ""), holder, source, End.ALREADY_THERE, bool(steps))
+            return HostOutcome(
+                host, True, data.get("from"), data.get("to"), verified, holder, source, End.ROLLED_BACK, True
+            )
+        return HostOutcome(
+            host,
+            True,
+            data.get("from"),
+            data.get("to"),
+            "already there, " + verified + (" (service started)" if steps else ""),
+            holder,
+            source,
+            End.ALREADY_THERE,
+            bool(steps),
+        )
     refused = bool(data.get("refused"))  # the agent refused before stopping anything: the host is as it was
     release = next((o for o in res.ops[1:] if o.op == "lock"), None)
     unlocked = " (lock released)" if release is not None and release.ok else ""
-    return HostOutcome(host, False, data.get("from") or data.get("current"), data.get("current"),
-                       f"{res.error}{unlocked}", holder, source, End.REFUSED if refused else End.FAILED, not refused)
+    return HostOutcome(
+        host,
+        False,
+        data.get("from") or data.get("current"),
+        data.get("current"),
+        f"{res.error}{unlocked}",
+        holder,
+        source,
+        End.REFUSED if refused else End.FAILED,
+        not refused,
+    )
 
 
 class Withheld(Exception):

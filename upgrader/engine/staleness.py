@@ -42,8 +42,9 @@ def _difference(path: str, saved: Any, derived: Any) -> str | None:
         return None
     if type(saved) is list and type(derived) is list:
         for i in range(max(len(saved), len(derived))):
-            found = _difference(f"{path}[{i}]", saved[i] if i < len(saved) else _ABSENT,
-                                derived[i] if i < len(derived) else _ABSENT)
+            found = _difference(
+                f"{path}[{i}]", saved[i] if i < len(saved) else _ABSENT, derived[i] if i < len(derived) else _ABSENT
+            )
             if found:
                 return found
         return None
@@ -99,6 +100,8 @@ def drift(plan: Plan, facts: Facts, *, playbook_sha: str | None, inventory_sha: 
         for comp, then in sorted(assumed.requires.items()):
             other = hf.components.get(comp)
             if (other.installed if other else None) != then:
-                reasons.append(f"{host}: {comp} now on {(other.installed if other else None) or 'nothing'}, "
-                               f"not {then or 'nothing'} as planned")
+                reasons.append(
+                    f"{host}: {comp} now on {(other.installed if other else None) or 'nothing'}, "
+                    f"not {then or 'nothing'} as planned"
+                )
     return reasons

@@ -62,19 +62,33 @@ class TestinfraResult:
 
     def to_dict(self) -> dict[str, object]:
         # tests_* and not passed/failed: the journal's 'failed' field names hosts (loading/records.py).
-        return {"ok": self.ok, "tests_passed": self.passed, "tests_failed": self.failed,
-                "seconds": round(self.seconds, 3),
-                "error": self.error, "failures": [f.to_dict() for f in self.failures]}
+        return {
+            "ok": self.ok,
+            "tests_passed": self.passed,
+            "tests_failed": self.failed,
+            "seconds": round(self.seconds, 3),
+            "error": self.error,
+            "failures": [f.to_dict() for f in self.failures],
+        }
 
 
 def ssh_config(endpoint: Endpoint, connect_timeout: float, config_path: Path) -> str:
     """An ssh_config with one entry for the host (alias: its inventory name) and one for its jump host."""
 
     def block(alias: str, ep: Endpoint, proxy: str | None) -> list[str]:
-        lines = [f"Host {alias}", f"  HostName {ep.address}", f"  Port {ep.port}", f"  User {ep.user}",
-                 "  BatchMode yes", "  StrictHostKeyChecking yes", "  GlobalKnownHostsFile /dev/null",
-                 "  ForwardAgent no", "  ForwardX11 no", "  IdentitiesOnly yes",
-                 f"  ConnectTimeout {max(1, int(connect_timeout))}"]
+        lines = [
+            f"Host {alias}",
+            f"  HostName {ep.address}",
+            f"  Port {ep.port}",
+            f"  User {ep.user}",
+            "  BatchMode yes",
+            "  StrictHostKeyChecking yes",
+            "  GlobalKnownHostsFile /dev/null",
+            "  ForwardAgent no",
+            "  ForwardX11 no",
+            "  IdentitiesOnly yes",
+            f"  ConnectTimeout {max(1, int(connect_timeout))}",
+        ]
         if ep.known_hosts:
             lines.append(f"  UserKnownHostsFile {_quoted(ep.known_hosts)}")
         if ep.ssh_key:
@@ -90,9 +104,18 @@ def ssh_config(endpoint: Endpoint, connect_timeout: float, config_path: Path) ->
     return "\n".join(lines) + "\n"
 
 
-def run_module(module: Path, endpoint: Endpoint, *, component: str, version: str, timeout: float,
-               connect_timeout: float = DEFAULTS.connect, python: str = sys.executable,
-               pinned: Sequence[ControllerFile] | None = None, base: Path | None = None) -> TestinfraResult:
+def run_module(
+    module: Path,
+    endpoint: Endpoint,
+    *,
+    component: str,
+    version: str,
+    timeout: float,
+    connect_timeout: float = DEFAULTS.connect,
+    python: str = sys.executable,
+    pinned: Sequence[ControllerFile] | None = None,
+    base: Path | None = None,
+) -> TestinfraResult:
     """Run ``module``'s tests against ``endpoint`` within ``timeout`` seconds; the result is a value.
 
     With ``pinned`` (the plan's controller_files, paths relative to ``base``, the playbook's
@@ -117,30 +140,69 @@ def run_module(module: Path, endpoint: Endpoint, *, component: str, version: str
         # One SSH connection (through the jump host) for all the module's commands, in this private
         # directory, stopped below: a new handshake per command made a 4-test module take ~25 s.
         control = f"-o ControlMaster=auto -o ControlPersist=30s -o ControlPath={work}/cm-%C"
-        argv = [python, "-m", "pytest", str(module.resolve()), f"--hosts=ssh://{_alias(endpoint)}",
-                f"--ssh-config={config}", f"--ssh-extra-args={control}", "-c", str(work / "pytest.ini"),
-                "--rootdir", str(work), "-p", "no:cacheprovider", "-q", "--tb=short", f"--junitxml={junit}"]
-        env = {**os.environ, "UPGRADER_COMPONENT": component, "UPGRADER_VERSION": version,
-               "UPGRADER_HOST": endpoint.name, "PYTHONDONTWRITEBYTECODE": "1",
-               # A private bytecode cache: a __pycache__ planted next to the pinned sources is never read
-               # (the plan pins the sources, loading/pins.py; a stale .pyc would run code it does not name).
-               "PYTHONPYCACHEPREFIX": str(work / "pycache")}
-        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env=env, cwd=work, start_new_session=True, text=True)
+        argv = [
+            python,
+            "-m",
+            "pytest",
+            str(module.resolve()),
+            f"--hosts=ssh://{_alias(endpoint)}",
+            f"--ssh-config={config}",
+            f"--ssh-extra-args={control}",
+            "-c",
+            str(work / "pytest.ini"),
+            "--rootdir",
+            str(work),
+            "-p",
+            "no:cacheprovider",
+            "-q",
+            "--tb=short",
+            f"--junitxml={junit}",
+        ]
+        env = {
+            **os.environ,
+            "UPGRADER_COMPONENT": component,
+            "UPGRADER_VERSION": version,
+            "UPGRADER_HOST": endpoint.name,
+            "PYTHONDONTWRITEBYTECODE": "1",
+            # A private bytecode cache: a __pycache__ planted next to the pinned sources is never read
+            # (the plan pins the sources, loading/pins.py; a stale .pyc would run code it does not name).
+            "PYTHONPYCACHEPREFIX": str(work / "pycache"),
+        }
+        proc = subprocess.Popen(
+            argv,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            cwd=work,
+            start_new_session=True,
+            text=True,
+        )
         try:
             output, _ = proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)  # its own session: pytest and the ssh processes it started
             proc.communicate()
-            return TestinfraResult(False, 0, 0, (), time.monotonic() - started,
-                                   f"testinfra module {module.name} did not finish within {timeout:g}s")
+            return TestinfraResult(
+                False,
+                0,
+                0,
+                (),
+                time.monotonic() - started,
+                f"testinfra module {module.name} did not finish within {timeout:g}s",
+            )
         finally:
             _stop_master(config, control, _alias(endpoint))
         seconds = time.monotonic() - started
         if not junit.is_file():
-            return TestinfraResult(False, 0, 0, (), seconds,
-                                   f"testinfra module {module.name} did not run (exit {proc.returncode}): "
-                                   f"{_last_line(output)}")
+            return TestinfraResult(
+                False,
+                0,
+                0,
+                (),
+                seconds,
+                f"testinfra module {module.name} did not run (exit {proc.returncode}): {_last_line(output)}",
+            )
         return _parsed(junit, proc.returncode, seconds, output)
 
 
@@ -159,8 +221,14 @@ def _parsed(junit: Path, code: int, seconds: float, output: str) -> TestinfraRes
         name = case.get("name", "?").split("[ssh://", 1)[0]  # testinfra parametrizes each test by host
         failures.append(TestFailure(name, message[:MESSAGE_CHARS]))
     if code not in (0, 1) or (code == 1 and not failures):  # collection errors, usage errors, no tests
-        return TestinfraResult(False, passed, len(failures), tuple(failures[:MAX_FAILURES_KEPT]), seconds,
-                               f"testinfra run failed (pytest exit {code}): {_last_line(output)}")
+        return TestinfraResult(
+            False,
+            passed,
+            len(failures),
+            tuple(failures[:MAX_FAILURES_KEPT]),
+            seconds,
+            f"testinfra run failed (pytest exit {code}): {_last_line(output)}",
+        )
     if passed == 0 and not failures:
         return TestinfraResult(False, 0, 0, (), seconds, "the testinfra module has no tests")
     return TestinfraResult(not failures, passed, len(failures), tuple(failures[:MAX_FAILURES_KEPT]), seconds)
@@ -188,8 +256,14 @@ def _pinned_copy(module: Path, pinned: Sequence[ControllerFile], base: Path, int
 
 def _stop_master(config: Path, control: str, alias: str) -> None:
     """End the shared connection the module's ssh commands left behind (it would linger ControlPersist)."""
-    subprocess.run(["ssh", "-F", str(config), *control.split(), "-O", "exit", alias], stdin=subprocess.DEVNULL,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=10, check=False)
+    subprocess.run(
+        ["ssh", "-F", str(config), *control.split(), "-O", "exit", alias],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        timeout=10,
+        check=False,
+    )
 
 
 def _alias(endpoint: Endpoint) -> str:

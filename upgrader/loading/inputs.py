@@ -75,12 +75,19 @@ def playbook_problems(pb: Loaded[Playbook]) -> list[Problem]:
         problems.append(Problem(pb.at(*loc), issue.message, issue.hint))
     for i, check in enumerate(p.checks):
         if check.testinfra is not None and not (pb.path.parent / check.testinfra.file).is_file():
-            problems.append(Problem(pb.at("checks", i, "testinfra", "file"),
-                                    f"testinfra module {check.testinfra.file} not found next to {pb.path.name}",
-                                    "the path is relative to the playbook's directory"))
+            problems.append(
+                Problem(
+                    pb.at("checks", i, "testinfra", "file"),
+                    f"testinfra module {check.testinfra.file} not found next to {pb.path.name}",
+                    "the path is relative to the playbook's directory",
+                )
+            )
     if p.component in p.requires:
-        problems.append(Problem(pb.at("requires", p.component, key=True),
-                                f"{p.component} cannot require itself", "remove this entry"))
+        problems.append(
+            Problem(
+                pb.at("requires", p.component, key=True), f"{p.component} cannot require itself", "remove this entry"
+            )
+        )
     for i, window in enumerate(p.windows.maintenance):
         problems += _zone_problems(pb, window.timezone, ("windows", "maintenance", i, "timezone"))
     for i, freeze in enumerate(p.windows.freeze):
@@ -101,25 +108,42 @@ def inventory_problems(inv: Loaded[Inventory]) -> list[Problem]:
         for host_name, host in dc.hosts.items():
             where = ("datacenters", dc_name, "hosts", host_name)
             if host_name in seen_names:
-                problems.append(Problem(inv.at(*where, key=True),
-                                        f"host {host_name} is defined in both {seen_names[host_name]} and {dc_name}",
-                                        "host names must be unique across datacenters"))
+                problems.append(
+                    Problem(
+                        inv.at(*where, key=True),
+                        f"host {host_name} is defined in both {seen_names[host_name]} and {dc_name}",
+                        "host names must be unique across datacenters",
+                    )
+                )
             seen_names.setdefault(host_name, dc_name)
             endpoint = (host.address.lower(), host.port or model.defaults.port)
             if endpoint in seen_endpoints:
-                problems.append(Problem(inv.at(*where, "address"),
-                                        f"{host_name} and {seen_endpoints[endpoint]} point at the same host "
-                                        f"{endpoint[0]}:{endpoint[1]}",
-                                        "one machine must have one name, or it would be upgraded twice"))
+                problems.append(
+                    Problem(
+                        inv.at(*where, "address"),
+                        f"{host_name} and {seen_endpoints[endpoint]} point at the same host "
+                        f"{endpoint[0]}:{endpoint[1]}",
+                        "one machine must have one name, or it would be upgraded twice",
+                    )
+                )
             seen_endpoints.setdefault(endpoint, host_name)
             for i, role in enumerate(host.roles):
                 if role not in model.roles:
-                    problems.append(Problem(inv.at(*where, "roles", i),
-                                            f"host {host_name} has role '{role}', which is not defined",
-                                            _suggest(role, model.roles, "define it under 'roles'")))
+                    problems.append(
+                        Problem(
+                            inv.at(*where, "roles", i),
+                            f"host {host_name} has role '{role}', which is not defined",
+                            _suggest(role, model.roles, "define it under 'roles'"),
+                        )
+                    )
             if not (host.user or model.defaults.user):
-                problems.append(Problem(inv.at(*where), f"host {host_name} has no SSH user",
-                                        "set 'user' on the host or under 'defaults'"))
+                problems.append(
+                    Problem(
+                        inv.at(*where),
+                        f"host {host_name} has no SSH user",
+                        "set 'user' on the host or under 'defaults'",
+                    )
+                )
     return problems + _group_problems(inv, seen_names)
 
 
@@ -130,11 +154,17 @@ def _group_problems(inv: Loaded[Inventory], hosts: dict[str, str]) -> list[Probl
         for i, member in enumerate(group.hosts):
             where = inv.at("groups", name, "hosts", i)
             if member in group.hosts[:i]:
-                problems.append(Problem(where, f"host {member} is listed twice in group {name}",
-                                        "list each member once"))
+                problems.append(
+                    Problem(where, f"host {member} is listed twice in group {name}", "list each member once")
+                )
             elif member not in hosts:
-                problems.append(Problem(where, f"group {name} names host {member}, which the inventory does not "
-                                        "define", _suggest(member, hosts, "use a host name from 'datacenters'")))
+                problems.append(
+                    Problem(
+                        where,
+                        f"group {name} names host {member}, which the inventory does not define",
+                        _suggest(member, hosts, "use a host name from 'datacenters'"),
+                    )
+                )
     return problems
 
 
@@ -145,9 +175,13 @@ def _jump_problems(inv: Loaded[Inventory], dc_name: str) -> list[Problem]:
         return []
     for host_name, host in inv.model.datacenters[dc_name].hosts.items():
         if host.address.lower() == jump.address.lower():
-            return [Problem(inv.at("datacenters", dc_name, "jump", "address"),
-                            f"the jump host of {dc_name} is {host_name} ({host.address}), one of its own hosts",
-                            "point jump at the bastion in front of the datacenter, not at a host behind it")]
+            return [
+                Problem(
+                    inv.at("datacenters", dc_name, "jump", "address"),
+                    f"the jump host of {dc_name} is {host_name} ({host.address}), one of its own hosts",
+                    "point jump at the bastion in front of the datacenter, not at a host behind it",
+                )
+            ]
     return []
 
 
@@ -157,33 +191,52 @@ def cross_problems(pb: Loaded[Playbook], inv: Loaded[Inventory]) -> list[Problem
     p, model = pb.model, inv.model
     for i, dc in enumerate(p.rollout.datacenter_order):
         if dc in p.rollout.datacenter_order[:i]:
-            problems.append(Problem(pb.at("rollout", "datacenter_order", i),
-                                    f"datacenter '{dc}' is listed twice in datacenter_order",
-                                    "list each datacenter once; its hosts are upgraded in one pass"))
+            problems.append(
+                Problem(
+                    pb.at("rollout", "datacenter_order", i),
+                    f"datacenter '{dc}' is listed twice in datacenter_order",
+                    "list each datacenter once; its hosts are upgraded in one pass",
+                )
+            )
         elif dc not in model.datacenters:
-            problems.append(Problem(pb.at("rollout", "datacenter_order", i),
-                                    f"datacenter '{dc}' is not in inventory {inv.path}",
-                                    _suggest(dc, model.datacenters, "use a datacenter the inventory defines")))
+            problems.append(
+                Problem(
+                    pb.at("rollout", "datacenter_order", i),
+                    f"datacenter '{dc}' is not in inventory {inv.path}",
+                    _suggest(dc, model.datacenters, "use a datacenter the inventory defines"),
+                )
+            )
     if not any(p.component in comps for comps in model.roles.values()):
-        problems.append(Problem(pb.at("component"),
-                                f"no role in inventory {inv.path} runs component '{p.component}'",
-                                "add the component to a role under 'roles' in the inventory"))
+        problems.append(
+            Problem(
+                pb.at("component"),
+                f"no role in inventory {inv.path} runs component '{p.component}'",
+                "add the component to a role under 'roles' in the inventory",
+            )
+        )
     return problems
 
 
 def facts_problems(facts: Loaded[Facts], inv: Loaded[Inventory]) -> list[Problem]:
     problems: list[Problem] = []
     if facts.model.inventory != inv.model.name:
-        problems.append(Problem(facts.at("inventory"),
-                                f"these facts were gathered from inventory '{facts.model.inventory}', "
-                                f"not '{inv.model.name}'",
-                                "gather facts for this inventory with `upgrader facts`"))
+        problems.append(
+            Problem(
+                facts.at("inventory"),
+                f"these facts were gathered from inventory '{facts.model.inventory}', not '{inv.model.name}'",
+                "gather facts for this inventory with `upgrader facts`",
+            )
+        )
     known = {h for dc in inv.model.datacenters.values() for h in dc.hosts}
     for host in facts.model.hosts:
         if host not in known:
-            problems.append(Problem(facts.at("hosts", host, key=True),
-                                    f"host {host} is not in inventory {inv.path}",
-                                    "gather facts for this inventory with `upgrader facts`"))
+            problems.append(
+                Problem(
+                    facts.at("hosts", host, key=True),
+                    f"host {host} is not in inventory {inv.path}",
+                    "gather facts for this inventory with `upgrader facts`",
+                )
+            )
     return problems
 
 

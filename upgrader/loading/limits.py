@@ -47,13 +47,27 @@ def read_bytes(path: Path, kind: str) -> bytes:
     except FileNotFoundError:
         raise InputError([Problem(Location(str(path)), f"{kind} file not found", "check the path")]) from None
     except OSError as exc:
-        raise InputError([Problem(Location(str(path)), f"cannot read {kind} file: {exc.strerror or exc}",
-                                  "check the path and its permissions")]) from None
+        raise InputError(
+            [
+                Problem(
+                    Location(str(path)),
+                    f"cannot read {kind} file: {exc.strerror or exc}",
+                    "check the path and its permissions",
+                )
+            ]
+        ) from None
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
-            raise InputError([Problem(Location(str(path)), f"{kind} path is not a regular file",
-                                      "name a file (not a directory, device or pipe)")])
+            raise InputError(
+                [
+                    Problem(
+                        Location(str(path)),
+                        f"{kind} path is not a regular file",
+                        "name a file (not a directory, device or pipe)",
+                    )
+                ]
+            )
         if info.st_size > cap:
             raise InputError([too_large(path, kind, info.st_size)])
         with os.fdopen(os.dup(fd), "rb") as fh:
@@ -68,9 +82,11 @@ def read_bytes(path: Path, kind: str) -> bytes:
 
 
 def too_large(path: Path, kind: str, size: int) -> Problem:
-    return Problem(Location(str(path)), f"{kind} file is larger than the {MAX_BYTES[kind] // MiB} MiB limit "
-                                        f"({size} bytes)",
-                   "is this the right file? the limits per kind of input are listed in the README (Input limits)")
+    return Problem(
+        Location(str(path)),
+        f"{kind} file is larger than the {MAX_BYTES[kind] // MiB} MiB limit ({size} bytes)",
+        "is this the right file? the limits per kind of input are listed in the README (Input limits)",
+    )
 
 
 def decode(data: bytes, path: Path) -> str:
@@ -79,9 +95,15 @@ def decode(data: bytes, path: Path) -> str:
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
         col = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
-        raise InputError([Problem(Location(str(path), line, col),
-                                  f"not UTF-8 text (byte 0x{data[exc.start]:02x})",
-                                  "save the file as UTF-8")]) from None
+        raise InputError(
+            [
+                Problem(
+                    Location(str(path), line, col),
+                    f"not UTF-8 text (byte 0x{data[exc.start]:02x})",
+                    "save the file as UTF-8",
+                )
+            ]
+        ) from None
 
 
 def depth_of(value: object, limit: int = MAX_DEPTH) -> int:

@@ -31,8 +31,10 @@ def check(path: Path | None, option: str = "--out") -> None:
     parent = path.parent
     if not parent.is_dir():
         what = "does not exist" if not parent.exists() else "is not a directory"
-        raise RefusedError(f"cannot write {path}: {parent} {what}",
-                           f"create {parent} first (upgrader never creates directories), or choose another {option}")
+        raise RefusedError(
+            f"cannot write {path}: {parent} {what}",
+            f"create {parent} first (upgrader never creates directories), or choose another {option}",
+        )
 
 
 def check_dir(path: Path | None, option: str) -> None:
@@ -41,12 +43,13 @@ def check_dir(path: Path | None, option: str) -> None:
         return
     if path.exists():
         raise RefusedError(f"cannot write into {path}: it is not a directory", f"give {option} a directory")
-    raise RefusedError(f"cannot write into {path}: it does not exist",
-                       f"create it first (upgrader never creates directories), or choose another {option}")
+    raise RefusedError(
+        f"cannot write into {path}: it does not exist",
+        f"create it first (upgrader never creates directories), or choose another {option}",
+    )
 
 
-def write_text(path: Path, text: str, option: str = "--out", *, mode: int | None = None,
-               atomic: bool = False) -> Path:
+def write_text(path: Path, text: str, option: str = "--out", *, mode: int | None = None, atomic: bool = False) -> Path:
     """Write ``text`` to ``path`` under the policy above; ``atomic``: through a temporary name in the same
     directory (not ending like ``path``: a textfile collector ignores it) renamed over ``path``."""
     check(path, option)
@@ -54,8 +57,9 @@ def write_text(path: Path, text: str, option: str = "--out", *, mode: int | None
         if atomic:
             from upgrader.files import write_atomic
 
-            return write_atomic(path, text, mode=0o600 if mode is None else mode,
-                                tmp=path.with_name(f".{path.name}.{os.getpid()}.tmp"))
+            return write_atomic(
+                path, text, mode=0o600 if mode is None else mode, tmp=path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            )
         path.write_text(text, encoding="utf-8")
         if mode is not None:
             os.chmod(path, mode)

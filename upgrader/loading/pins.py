@@ -46,9 +46,11 @@ def controller_files(playbook: Playbook, playbook_dir: Path) -> list[ControllerF
         module = playbook_dir / check.testinfra.file
         root = import_root(module)
         if not root.resolve().is_relative_to(playbook_dir.resolve()):
-            raise RefusedError(f"testinfra module {check.testinfra.file}: pytest would import it from {root}, above "
-                               f"the playbook's directory (a package up to there)",
-                               "keep the module's packages inside the playbook's directory")
+            raise RefusedError(
+                f"testinfra module {check.testinfra.file}: pytest would import it from {root}, above "
+                f"the playbook's directory (a package up to there)",
+                "keep the module's packages inside the playbook's directory",
+            )
         for path in [module, *_importable(root)]:
             name = Path(os.path.relpath(path, playbook_dir)).as_posix()
             if name not in found:
@@ -76,8 +78,10 @@ def _importable(root: Path) -> list[Path]:
         dirs[:] = sorted(d for d in dirs if d.isidentifier() and d not in _SKIPPED_DIRS)
         files += [Path(top) / n for n in sorted(names) if n.endswith(_SUFFIXES)]
         if len(files) > MAX_FILES:
-            raise RefusedError(f"the testinfra import root {root} holds more than {MAX_FILES} importable files",
-                               "put the testinfra module (and what it imports) in a directory of its own")
+            raise RefusedError(
+                f"the testinfra import root {root} holds more than {MAX_FILES} importable files",
+                "put the testinfra module (and what it imports) in a directory of its own",
+            )
     return files
 
 
@@ -88,8 +92,10 @@ def _sha256(path: Path, name: str) -> str:
             for block in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(block)
     except OSError as exc:
-        raise RefusedError(f"cannot read {name}, a file the testinfra check imports: {exc.strerror or exc}",
-                           "make it readable, or remove it from the module's directory") from None
+        raise RefusedError(
+            f"cannot read {name}, a file the testinfra check imports: {exc.strerror or exc}",
+            "make it readable, or remove it from the module's directory",
+        ) from None
     return "sha256:" + digest.hexdigest()
 
 
@@ -107,5 +113,7 @@ def check(plan: Plan, playbook: Playbook, playbook_dir: Path, where: str) -> Non
         return
     what = [f"{p} changed (pinned {pinned[p][:19]}…, now {now[p][:19]}…)" for p in changed]
     what += [f"{p} is gone" for p in gone] + [f"{p} is new (the check could import it)" for p in added]
-    raise RefusedError(f"{where}: controller file {'; '.join(what)} since the plan was reviewed; nothing was "
-                       "contacted", "review the change, then plan again and have the new plan reviewed")
+    raise RefusedError(
+        f"{where}: controller file {'; '.join(what)} since the plan was reviewed; nothing was contacted",
+        "review the change, then plan again and have the new plan reviewed",
+    )

@@ -37,9 +37,13 @@ def read_private(path: Path, top: Path, limit: int, *, warn: bool = True) -> byt
     except FileNotFoundError:
         return None
     except (OSError, Untrusted) as exc:
-        log.log(logging.WARNING if warn else logging.DEBUG,
-                "ignoring %s: %s (upgrader uses records only if they are the operator's own, mode 0600, in "
-                "directories only the operator can write)", path, exc)
+        log.log(
+            logging.WARNING if warn else logging.DEBUG,
+            "ignoring %s: %s (upgrader uses records only if they are the operator's own, mode 0600, in "
+            "directories only the operator can write)",
+            path,
+            exc,
+        )
         return None
 
 

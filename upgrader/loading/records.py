@@ -20,26 +20,69 @@ PER_HOST = frozenset({"host-begin", "host-end", "bake-begin", "bake-end", "rollb
 
 # field -> the JSON types it may have (bool is not an int here)
 TOP: dict[str, tuple[type, ...]] = {
-    "event": (str,), "at": (str,), "seq": (int,), "host": (str,), "kind": (str,), "component": (str,),
-    "operator": (str,), "status": (str,), "message": (str,), "exit_code": (int, _NONE), "ok": (bool,),
-    "error": (str, _NONE), "ops": (list,), "hosts": (list, dict), "phase": (int,), "failed": (dict, list),
-    "plan_hash": (str, _NONE), "version": (str, _NONE), "to": (str, _NONE), "reason": (str, _NONE),
-    "stderr": (str, _NONE), "unreachable": (bool,), "inventory_path": (str,), "artifacts": (str, list, _NONE),
-    "argv": (list,), "seconds": (int, float), "datacenter": (str, _NONE), "steps": (list,), "break_lock": (str, _NONE),
-    "done": (list,), "back": (list,), "failing": (bool,), "path": (list,), "run": (str,),
+    "event": (str,),
+    "at": (str,),
+    "seq": (int,),
+    "host": (str,),
+    "kind": (str,),
+    "component": (str,),
+    "operator": (str,),
+    "status": (str,),
+    "message": (str,),
+    "exit_code": (int, _NONE),
+    "ok": (bool,),
+    "error": (str, _NONE),
+    "ops": (list,),
+    "hosts": (list, dict),
+    "phase": (int,),
+    "failed": (dict, list),
+    "plan_hash": (str, _NONE),
+    "version": (str, _NONE),
+    "to": (str, _NONE),
+    "reason": (str, _NONE),
+    "stderr": (str, _NONE),
+    "unreachable": (bool,),
+    "inventory_path": (str,),
+    "artifacts": (str, list, _NONE),
+    "argv": (list,),
+    "seconds": (int, float),
+    "datacenter": (str, _NONE),
+    "steps": (list,),
+    "break_lock": (str, _NONE),
+    "done": (list,),
+    "back": (list,),
+    "failing": (bool,),
+    "path": (list,),
+    "run": (str,),
 }
 OP: dict[str, tuple[type, ...]] = {
-    "op": (str,), "seconds": (int, float), "ok": (bool,), "error": (str, _NONE), "checks": (list, _NONE),
-    "steps": (list, _NONE), "stdout": (str, _NONE), "stderr": (str, _NONE), "current": (str, _NONE),
-    "to": (str, _NONE), "from": (str, _NONE), "step": (str, _NONE),
+    "op": (str,),
+    "seconds": (int, float),
+    "ok": (bool,),
+    "error": (str, _NONE),
+    "checks": (list, _NONE),
+    "steps": (list, _NONE),
+    "stdout": (str, _NONE),
+    "stderr": (str, _NONE),
+    "current": (str, _NONE),
+    "to": (str, _NONE),
+    "from": (str, _NONE),
+    "step": (str, _NONE),
 }
 CHECK: dict[str, tuple[type, ...]] = {"check": (str,), "ok": (bool,), "reason": (str, _NONE), "attempts": (int,)}
 HOST_END: dict[str, tuple[type, ...]] = {"state": (str,), "detail": (str,), "version": (str, _NONE)}
 # Fields whose shape depends on the event: a run's end maps each host to where it ended, the
 # other events list host names; stage-end maps hosts to errors, phase-end lists them.
 SHAPES: list[tuple[str, str, type]] = [("run-end", "hosts", dict), ("stage-end", "failed", dict)]
-_NAMES = {list: "a list", dict: "an object", str: "a string", int: "a whole number", float: "a number",
-          bool: "true or false", _NONE: "null"}
+_NAMES = {
+    list: "a list",
+    dict: "an object",
+    str: "a string",
+    int: "a whole number",
+    float: "a number",
+    bool: "true or false",
+    _NONE: "null",
+}
 
 
 def entry_problem(entry: dict[str, Any]) -> str | None:
@@ -96,8 +139,11 @@ def _fields(value: dict[str, Any], table: dict[str, tuple[type, ...]], prefix: s
             return f"'{prefix}{key}' must be {wanted}, not {type(item).__name__}"
         if key in TEXT_LISTS and isinstance(item, list) and not all(isinstance(i, str | _NONE) for i in item):
             return f"'{prefix}{key}' must be a list of strings"
-        if key == "seconds" and isinstance(item, int | float) and not (0 <= item <= MAX_SECONDS
-                                                                    and math.isfinite(item)):
+        if (
+            key == "seconds"
+            and isinstance(item, int | float)
+            and not (0 <= item <= MAX_SECONDS and math.isfinite(item))
+        ):
             return f"'{prefix}seconds' {item!r} is out of range"
     return None
 

@@ -44,10 +44,16 @@ def validate(doc: Document, model: type[M]) -> M:
         problems = problems_from(exc, doc, model)
     if doc.invisible:  # the model's own complaint about such a value (types._safe_text, a pattern) is a repeat
         starts = {(str(doc.path), line, col) for line, col in doc.invisible}
-        problems = [p for p in problems if (p.location.file, p.location.line, p.location.column) not in starts
-                    and charset.PROBLEM_WORDS not in p.message]
-        problems = sorted([*problems, *doc.invisible.values()],
-                          key=lambda p: (p.location.line or 0, p.location.column or 0, p.message))
+        problems = [
+            p
+            for p in problems
+            if (p.location.file, p.location.line, p.location.column) not in starts
+            and charset.PROBLEM_WORDS not in p.message
+        ]
+        problems = sorted(
+            [*problems, *doc.invisible.values()],
+            key=lambda p: (p.location.line or 0, p.location.column or 0, p.message),
+        )
     if problems:
         raise InputError(problems) from None
     return value
@@ -56,9 +62,12 @@ def validate(doc: Document, model: type[M]) -> M:
 def problems_from(exc: ValidationError, doc: Document, model: type[BaseModel]) -> list[Problem]:
     errors = exc.errors(include_url=False)
     # A misspelt required key is one mistake: report the unknown key (with "did you mean"), not also the missing one.
-    misspelt = {(tuple(e["loc"][:-1]), close)
-                for e in errors if e["type"] == "extra_forbidden"
-                for close in _close(str(e["loc"][-1]), allowed_keys(model, tuple(e["loc"][:-1])))}
+    misspelt = {
+        (tuple(e["loc"][:-1]), close)
+        for e in errors
+        if e["type"] == "extra_forbidden"
+        for close in _close(str(e["loc"][-1]), allowed_keys(model, tuple(e["loc"][:-1])))
+    }
     problems: list[Problem] = []
     seen: set[tuple[Any, ...]] = set()
     for err in errors:
@@ -79,16 +88,20 @@ def _problem(err: ErrorDetails, loc: tuple[Any, ...], doc: Document, model: type
         key = _printable(str(loc[-1]))
         allowed = allowed_keys(model, loc[:-1])
         close = _close(str(loc[-1]), allowed)
-        hint = ("did you mean " + " or ".join(f"'{c}'" for c in close) + "?" if close
-                else f"allowed keys: {', '.join(sorted(allowed))}")
+        hint = (
+            "did you mean " + " or ".join(f"'{c}'" for c in close) + "?"
+            if close
+            else f"allowed keys: {', '.join(sorted(allowed))}"
+        )
         return Problem(doc.locate(loc, key=True), f"unknown key '{key}' in {_parent(loc)}", hint)
     if kind == "missing":
         return Problem(doc.locate(loc[:-1]), f"missing required key '{loc[-1]}' in {_parent(loc)}", "add it")
     shown = _without_union_tags(model, loc)
     where = _dotted(shown) or "(top level)"
     if shown != loc:  # one member of a union (e.g. a number or a percentage) failed: say what the field takes
-        return Problem(doc.locate(shown), f"{where}: {_show(err.get('input'))} is not allowed here",
-                       _pattern_hint(model, shown))
+        return Problem(
+            doc.locate(shown), f"{where}: {_show(err.get('input'))} is not allowed here", _pattern_hint(model, shown)
+        )
     message = str(err["msg"])
     hint = ""
     if message.startswith("Value error, "):

@@ -77,14 +77,20 @@ def parse(text: str, path: Path) -> Document:
         mark = exc.problem_mark or exc.context_mark
         loc = Location(str(path), mark.line + 1, mark.column + 1) if mark else Location(str(path))
         what = " ".join((exc.problem or exc.context or "invalid YAML").split())
-        hint = ("nest less deeply" if "nesting depth" in what else "fix the YAML syntax")
+        hint = "nest less deeply" if "nesting depth" in what else "fix the YAML syntax"
         raise InputError([Problem(loc, f"YAML syntax error: {what}", hint)]) from None
     except yaml.reader.ReaderError as exc:  # a character YAML does not allow (NUL, other controls)
         line = text.count("\n", 0, exc.position) + 1
         col = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
-        raise InputError([Problem(Location(str(path), line, col),
-                                  f"YAML syntax error: character #x{exc.character:04x} is not allowed",
-                                  "remove it (control characters are not allowed in YAML)")]) from None
+        raise InputError(
+            [
+                Problem(
+                    Location(str(path), line, col),
+                    f"YAML syntax error: character #x{exc.character:04x} is not allowed",
+                    "remove it (control characters are not allowed in YAML)",
+                )
+            ]
+        ) from None
     except yaml.YAMLError as exc:
         raise InputError([Problem(Location(str(path)), f"YAML error: {' '.join(str(exc).split())}")]) from None
     doc = Document(path=path, data=None, text=text)
@@ -128,8 +134,14 @@ class _Builder:
         doc = self.doc
         doc.marks[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
         if len(path) >= limits.MAX_DEPTH:
-            self.problems.append(_problem(doc, node, f"nested deeper than {limits.MAX_DEPTH} levels",
-                                          "no input needs this much nesting; check the indentation"))
+            self.problems.append(
+                _problem(
+                    doc,
+                    node,
+                    f"nested deeper than {limits.MAX_DEPTH} levels",
+                    "no input needs this much nesting; check the indentation",
+                )
+            )
             return None
         if isinstance(node, yaml.MappingNode | yaml.SequenceNode):
             kind = "map" if isinstance(node, yaml.MappingNode) else "seq"
@@ -145,8 +157,9 @@ class _Builder:
         doc, result = self.doc, {}
         for key_node, value_node in node.value:
             if key_node.tag == _YAML + "merge":
-                self.problems.append(_problem(doc, key_node, "YAML merge keys (<<) are not supported",
-                                              "write the keys out"))
+                self.problems.append(
+                    _problem(doc, key_node, "YAML merge keys (<<) are not supported", "write the keys out")
+                )
                 continue
             if not isinstance(key_node, yaml.ScalarNode) or id(key_node) in self.seen:
                 if id(key_node) in self.seen:
@@ -182,17 +195,35 @@ class _Builder:
         try:
             value = _constructor.construct_object(node, deep=True)
         except (yaml.YAMLError, ValueError, OverflowError) as exc:  # an impossible date (2026-02-30), a huge int
-            self.problems.append(_problem(doc, node, f"cannot read value {_show(text)}: {' '.join(str(exc).split())}",
-                                          "quote it if it is text; dates are YYYY-MM-DD and must exist"))
+            self.problems.append(
+                _problem(
+                    doc,
+                    node,
+                    f"cannot read value {_show(text)}: {' '.join(str(exc).split())}",
+                    "quote it if it is text; dates are YYYY-MM-DD and must exist",
+                )
+            )
             return None
         if node.tag == _YAML + "int" and not _DECIMAL.fullmatch(text):
             # YAML 1.1: 010 is octal 8, 0x10 is 16, 1:30 is 90, 1_000 is 1000 — never what a version meant.
-            self.problems.append(_problem(doc, node, f"{_show(text)} is read by YAML 1.1 as the number {value}",
-                                          f"quote it if you mean the text ('{text}'), or write {value}"))
+            self.problems.append(
+                _problem(
+                    doc,
+                    node,
+                    f"{_show(text)} is read by YAML 1.1 as the number {value}",
+                    f"quote it if you mean the text ('{text}'), or write {value}",
+                )
+            )
             return None
         if node.tag == _YAML + "float" and (not _FLOAT.fullmatch(text) or not math.isfinite(value)):
-            self.problems.append(_problem(doc, node, f"{_show(text)} is not a finite decimal number",
-                                          "write a plain number such as 30 or 2.5 (or quote it if it is text)"))
+            self.problems.append(
+                _problem(
+                    doc,
+                    node,
+                    f"{_show(text)} is not a finite decimal number",
+                    "write a plain number such as 30 or 2.5 (or quote it if it is text)",
+                )
+            )
             return None
         if isinstance(value, str) and (at := charset.first_forbidden(value)) >= 0:
             what = "key" if path[-1:] == ("<key>",) else "value"
@@ -205,13 +236,21 @@ class _Builder:
             return
         self.aliased = True
         for mark in _alias_marks(self.doc.text):
-            self.problems.append(Problem(Location(str(self.doc.path), mark.line + 1, mark.column + 1),
-                                         "YAML aliases (*name) are not supported",
-                                         "write the value out in full (anchors and aliases could make a small "
-                                         "file expand without bound)"))
+            self.problems.append(
+                Problem(
+                    Location(str(self.doc.path), mark.line + 1, mark.column + 1),
+                    "YAML aliases (*name) are not supported",
+                    "write the value out in full (anchors and aliases could make a small file expand without bound)",
+                )
+            )
         if not any("aliases" in p.message for p in self.problems):  # pragma: no cover - scanner found none
-            self.problems.append(Problem(Location(str(self.doc.path)), "YAML aliases (*name) are not supported",
-                                         "write the value out in full"))
+            self.problems.append(
+                Problem(
+                    Location(str(self.doc.path)),
+                    "YAML aliases (*name) are not supported",
+                    "write the value out in full",
+                )
+            )
 
 
 def _alias_marks(text: str, limit: int = 1) -> list[yaml.Mark]:
@@ -236,15 +275,21 @@ def _invisible_problem(doc: Document, node: yaml.Node, ch: str, what: str) -> Pr
     if at >= 0:
         line = doc.text.count("\n", 0, at) + 1
         col = at - (doc.text.rfind("\n", 0, at) + 1) + 1
-    return Problem(Location(str(doc.path), line, col),
-                   f"invisible or control character {charset.describe(ch)} in a {what}",
-                   "retype the value without it (only printable characters and the ASCII space are allowed; "
-                   "tabs and line breaks are not, see the README)")
+    return Problem(
+        Location(str(doc.path), line, col),
+        f"invisible or control character {charset.describe(ch)} in a {what}",
+        "retype the value without it (only printable characters and the ASCII space are allowed; "
+        "tabs and line breaks are not, see the README)",
+    )
 
 
 def _tag_problem(doc: Document, node: yaml.Node) -> Problem:
-    return _problem(doc, node, f"YAML tag {_show(node.tag.replace(_YAML, '!!'))} is not supported",
-                    "remove the tag; write plain values (quote text)")
+    return _problem(
+        doc,
+        node,
+        f"YAML tag {_show(node.tag.replace(_YAML, '!!'))} is not supported",
+        "remove the tag; write plain values (quote text)",
+    )
 
 
 def _show(text: str) -> str:

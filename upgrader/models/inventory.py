@@ -17,13 +17,16 @@ def _no_port(value: str) -> str:
             ipaddress.IPv6Address(value)
         except ValueError:
             name, _, port = value.rpartition(":")
-            raise ValueError(f"address {value!r} is not an IPv6 address and has a ':' in it — write the port "
-                             f"apart: address: {name}, port: {port}") from None
+            raise ValueError(
+                f"address {value!r} is not an IPv6 address and has a ':' in it — write the port "
+                f"apart: address: {name}, port: {port}"
+            ) from None
     return value
 
 
 HostAddress = Annotated[
-    str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9.:-]{0,252}$", description="IP address or DNS name"),
+    str,
+    Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9.:-]{0,252}$", description="IP address or DNS name"),
     AfterValidator(_no_port),
 ]
 
@@ -79,8 +82,12 @@ class MarketHours(Strict):
 class Temporal(Strict):
     """Where `--engine temporal` finds its server (flags and UPGRADER_TEMPORAL_* override each field)."""
 
-    address: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9.:-]{0,252}:[0-9]{1,5}$",
-                                  description="host:port of the Temporal frontend")]
+    address: Annotated[
+        str,
+        Field(
+            pattern=r"^[A-Za-z0-9][A-Za-z0-9.:-]{0,252}:[0-9]{1,5}$", description="host:port of the Temporal frontend"
+        ),
+    ]
     namespace: Name = "default"
     tls_ca: RelOrAbsPath | None = Field(None, description="CA bundle for the server's certificate (turns TLS on)")
     tls_cert: RelOrAbsPath | None = Field(None, description="client certificate for mutual TLS")
@@ -112,8 +119,10 @@ class Inventory(Strict):
     datacenters: dict[Name, Datacenter] = Field(min_length=1)
     market_hours: dict[Mic, MarketHours] = Field(
         default_factory=dict,
-        description="extended sessions per market, e.g. XNAS: {before_open: 330m, after_close: 4h}")
+        description="extended sessions per market, e.g. XNAS: {before_open: 330m, after_close: 4h}",
+    )
     notify: list[Notify] = Field(default_factory=list)
     groups: dict[Name, RedundancyGroup] = Field(
-        default_factory=dict, description="redundancy groups: hosts never down together beyond max_unavailable")
+        default_factory=dict, description="redundancy groups: hosts never down together beyond max_unavailable"
+    )
     engine: Engine = Field(default_factory=Engine, description="optional durable engine (`apply --engine temporal`)")

@@ -21,8 +21,7 @@ from upgrader.models.types import Strict
 # 3: controller_files pins every file the run reads on the controller (testinfra modules) by sha256
 SCHEMA_VERSION = 3
 
-Action = Literal["stage", "precheck", "stop", "switch", "carry_over", "migrate", "start", "verify", "testinfra",
-                 "bake"]
+Action = Literal["stage", "precheck", "stop", "switch", "carry_over", "migrate", "start", "verify", "testinfra", "bake"]
 
 
 class Step(Strict):
@@ -170,8 +169,12 @@ class AssumedFacts(Strict):
 
     def to_dict(self) -> dict[str, Any]:
         """``model_dump(mode="json")`` written out (one per host of a plan)."""
-        return {"installed": self.installed, "staged": list(self.staged), "requires": dict(self.requires),
-                "unreachable": self.unreachable}
+        return {
+            "installed": self.installed,
+            "staged": list(self.staged),
+            "requires": dict(self.requires),
+            "unreachable": self.unreachable,
+        }
 
 
 class Plan(Strict):
@@ -192,7 +195,8 @@ class Plan(Strict):
     groups: list[GroupLimit] = Field(default_factory=list, description="redundancy groups (absent: none)")
     limit: Limit | None = Field(None, description="the --limit the plan was made with (absent: every host)")
     controller_files: list[ControllerFile] = Field(
-        default_factory=list, description="files the run reads on the controller, pinned by sha256")
+        default_factory=list, description="files the run reads on the controller, pinned by sha256"
+    )
     content_hash: str = ""
 
     @property
@@ -223,9 +227,11 @@ class Plan(Strict):
 def check_schema(plan: Plan, where: str) -> None:
     """Refuse a saved plan written by another version of upgrader: its fields mean something else here."""
     if plan.schema_version != SCHEMA_VERSION:
-        raise RefusedError(f"{where} is a schema {plan.schema_version} plan; this upgrader applies schema "
-                           f"{SCHEMA_VERSION} plans (since 3 a plan pins the files the run reads on the controller)",
-                           "plan again with this upgrader and have the new plan reviewed")
+        raise RefusedError(
+            f"{where} is a schema {plan.schema_version} plan; this upgrader applies schema "
+            f"{SCHEMA_VERSION} plans (since 3 a plan pins the files the run reads on the controller)",
+            "plan again with this upgrader and have the new plan reviewed",
+        )
 
 
 def _unset_limit(plan: Plan) -> set[str]:

@@ -72,9 +72,12 @@ class Artifact(Strict):
     """Where the release tarball comes from; ``file`` is looked up in the artifact store."""
 
     file: RelPath | None = Field(None, description="path inside the artifact store (--artifacts DIR)")
-    url: str | None = Field(None, pattern=r"^https://[^\s]+$",
-                            description="an https:// URL (file:// and plain http:// are refused: the tarball becomes "
-                            "code run as root on every host)")
+    url: str | None = Field(
+        None,
+        pattern=r"^https://[^\s]+$",
+        description="an https:// URL (file:// and plain http:// are refused: the tarball becomes "
+        "code run as root on every host)",
+    )
     sha256: Sha256
     size: int | None = Field(None, gt=0, description="bytes; checked before upload when given")
     strip_components: int = Field(0, ge=0, le=4)
@@ -152,8 +155,9 @@ class ProcessCheck(Strict):
     service without a systemd unit must give ``user`` (any local user can start a matching process)."""
 
     match: Pattern = Field(description="regular expression matched against full command lines")
-    user: Name | None = Field(None, description="only processes running as this user count (required when the "
-                              "service has no systemd unit)")
+    user: Name | None = Field(
+        None, description="only processes running as this user count (required when the service has no systemd unit)"
+    )
 
 
 class LogCheck(Strict):
@@ -168,8 +172,10 @@ class VersionCheck(Strict):
     field: str = Field("version", description="JSON field holding the version, when the body is JSON")
     argv: CurrentCommand | None = None
     pattern: Pattern | None = Field(
-        None, description="regular expression that finds the version in the command's output or the HTTP body "
-        "(the JSON field is not read then): its first group, or the whole match, e.g. '^v?(\\S+) '")
+        None,
+        description="regular expression that finds the version in the command's output or the HTTP body "
+        "(the JSON field is not read then): its first group, or the whole match, e.g. '^v?(\\S+) '",
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> VersionCheck:
@@ -199,10 +205,14 @@ class Check(Strict):
     version: VersionCheck | None = None
     testinfra: TestinfraCheck | None = None
     timeout: Duration = 5.0
-    retries: int = Field(10, ge=0, le=1000,
-                         description="the check may take retries x interval to pass (http/tcp/process/log/version "
-                         "probes are polled every 50 ms within that window, the agent's FAST_POLL; commands every "
-                         "interval)")
+    retries: int = Field(
+        10,
+        ge=0,
+        le=1000,
+        description="the check may take retries x interval to pass (http/tcp/process/log/version "
+        "probes are polled every 50 ms within that window, the agent's FAST_POLL; commands every "
+        "interval)",
+    )
     interval: Duration = 1.0
 
     @model_validator(mode="after")
@@ -229,10 +239,12 @@ class Canary(Strict):
     bake: Duration = 60.0
     bake_interval: Duration = 5.0
     promote: Literal["auto", "manual"] = Field(
-        "auto", description="manual: after the bake the run waits for `upgrader promote RUN` (checks keep running)")
+        "auto", description="manual: after the bake the run waits for `upgrader promote RUN` (checks keep running)"
+    )
     promote_timeout: Duration = Field(7200.0, description="how long a manual gate waits for a decision")
     on_timeout: Literal["rollback", "hold"] = Field(
-        "rollback", description="no decision in time: roll back what this run touched, or hold for a human")
+        "rollback", description="no decision in time: roll back what this run touched, or hold for a human"
+    )
 
 
 Percent = Annotated[str, Field(pattern=r"^(100|[1-9][0-9]?)%$")]
@@ -243,13 +255,18 @@ class Rollout(Strict):
     max_in_flight_per_datacenter: int = Field(1, ge=1, le=1000)
     datacenter_order: list[Name] = Field(default_factory=list, description="default: inventory order")
     pause_between_datacenters: Duration | Literal["manual"] = Field(
-        0.0, description="a pause before each next datacenter; 'manual': wait there for `upgrader promote RUN`")
+        0.0, description="a pause before each next datacenter; 'manual': wait there for `upgrader promote RUN`"
+    )
     max_failures: int | Percent = Field(
-        1, description="the run's failure budget: a number of hosts (1-10000) or a percentage of the run's hosts "
-        "such as '10%'; once that many have failed, counted across all waves, no new host is started")
+        1,
+        description="the run's failure budget: a number of hosts (1-10000) or a percentage of the run's hosts "
+        "such as '10%'; once that many have failed, counted across all waves, no new host is started",
+    )
     max_failures_per_datacenter: int | Percent | None = Field(
-        None, description="a failure budget per datacenter: a number (1-10000) or a percentage of the run's hosts in "
-        "that datacenter such as '10%'; spent in one datacenter, no new host is started anywhere")
+        None,
+        description="a failure budget per datacenter: a number (1-10000) or a percentage of the run's hosts in "
+        "that datacenter such as '10%'; spent in one datacenter, no new host is started anywhere",
+    )
 
     @field_validator("batch")
     @classmethod
@@ -262,8 +279,10 @@ class Rollout(Strict):
     @classmethod
     def _budget(cls, value: int | str | None) -> int | str | None:
         if isinstance(value, int) and not 1 <= value <= 10000:
-            raise ValueError(f"a failure budget of {value} hosts is out of range — give 1 to 10000 hosts, or a "
-                             "percentage such as '10%'")
+            raise ValueError(
+                f"a failure budget of {value} hosts is out of range — give 1 to 10000 hosts, or a "
+                "percentage such as '10%'"
+            )
         return value
 
 
@@ -291,9 +310,7 @@ class FreezeDate(Strict):
 
 class Windows(Strict):
     maintenance: list[MaintenanceWindow] = Field(default_factory=list, description="empty: any time")
-    markets: list[Mic] = Field(
-        default_factory=list, description="extra markets (MIC) whose hours block the run"
-    )
+    markets: list[Mic] = Field(default_factory=list, description="extra markets (MIC) whose hours block the run")
     respect_inventory_markets: bool = True
     market_margin: Duration = Field(1800.0, description="no upgrade this long before a market opens")
     freeze: list[FreezeDate] = Field(default_factory=list)
@@ -303,9 +320,11 @@ class Playbook(Strict):
     component: Name
     vendor: SafeText
     version_scheme: Scheme = Field(
-        "pep440", description="how versions are read and ordered: pep440, or vendor (7.17.2-b123, 5.2.0_b123, "
+        "pep440",
+        description="how versions are read and ordered: pep440, or vendor (7.17.2-b123, 5.2.0_b123, "
         "5.2.0-hotfix1: numeric release parts, then a build/hotfix suffix that sorts after the plain release); "
-        "versions are always compared as written")
+        "versions are always compared as written",
+    )
     version: VersionStr
     description: SafeText = ""
     artifact: Artifact
@@ -354,9 +373,11 @@ class Playbook(Strict):
         items = value.commands if isinstance(value, PreChecks) else value
         for check in items:
             if check.process is not None and check.process.user is None:
-                raise ValueError(f"process check '{check.name}' needs 'user' (the user the service runs as): the "
-                                 "service has no systemd unit, and any local user can start a process whose command "
-                                 "line matches — add user: NAME to the check, or use systemd: NAME.service")
+                raise ValueError(
+                    f"process check '{check.name}' needs 'user' (the user the service runs as): the "
+                    "service has no systemd unit, and any local user can start a process whose command "
+                    "line matches — add user: NAME to the check, or use systemd: NAME.service"
+                )
         return value
 
     @field_validator("via")

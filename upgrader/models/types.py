@@ -76,8 +76,10 @@ def _version(value: Any) -> str:
         raise ValueError(f"version must be a string, got {type(value).__name__}")
     text = str(value)
     if len(text) > MAX_VERSION_LENGTH:
-        raise ValueError(f"version {text[:20]!r}… is longer than {MAX_VERSION_LENGTH} characters — it names a "
-                         "directory on every host; use a short version such as 5.2.0")
+        raise ValueError(
+            f"version {text[:20]!r}… is longer than {MAX_VERSION_LENGTH} characters — it names a "
+            "directory on every host; use a short version such as 5.2.0"
+        )
     if not _DIRECTORY_NAME_RE.fullmatch(text) or not versions.valid_in_some_scheme(text):
         raise ValueError(
             f"invalid version {text!r} — use a PEP 440 version such as 5.2.0 or 5.2.0rc1, or a vendor version "
@@ -114,15 +116,18 @@ def _duration(value: Any) -> float:
     elif isinstance(value, str) and len(value) <= 32 and (m := _DURATION_RE.match(value)):
         seconds = float(m.group(1)) * _UNITS[m.group(2)]
     else:
-        raise ValueError(f"invalid duration {_short(value)} — use seconds or a string such as '500ms', '30s', '5m', "
-                         "'1h'")
+        raise ValueError(
+            f"invalid duration {_short(value)} — use seconds or a string such as '500ms', '30s', '5m', '1h'"
+        )
     if math.isnan(seconds):
         raise ValueError("duration must be a number, not NaN — use seconds or a string such as '30s'")
     if seconds < 0:
         raise ValueError("duration must not be negative")
     if seconds > MAX_DURATION:
-        raise ValueError(f"duration {_short(value)} is longer than the maximum of 24h — use at most '24h' "
-                         "(durations are limited; see the README)")
+        raise ValueError(
+            f"duration {_short(value)} is longer than the maximum of 24h — use at most '24h' "
+            "(durations are limited; see the README)"
+        )
     return seconds
 
 
@@ -159,16 +164,18 @@ def _pattern(value: Any) -> Any:
     try:
         re.compile(value)
     except (re.error, RecursionError, OverflowError) as exc:
-        raise ValueError(f"{_short(value)} is not a valid regular expression ({exc}) — fix the pattern "
-                         "(Python re syntax)") from None
+        raise ValueError(
+            f"{_short(value)} is not a valid regular expression ({exc}) — fix the pattern (Python re syntax)"
+        ) from None
     return value
 
 
 def _not_an_option(value: Any) -> Any:
     """Values passed on as command arguments must not read as options (``-rf``, ``--help``)."""
     if isinstance(value, str) and value.startswith("-"):
-        raise ValueError(f"{_short(value)} must not start with '-' (a command would read it as an option) — "
-                         "remove the leading '-'")
+        raise ValueError(
+            f"{_short(value)} must not start with '-' (a command would read it as an option) — remove the leading '-'"
+        )
     return value
 
 
@@ -229,10 +236,16 @@ Name = Annotated[
     Field(pattern=NAME_RE, description="lower-case name: letters, digits, '.', '_', '-'"),
     WithJsonSchema({"type": "string", "pattern": NAME_RE}),  # pydantic drops the pattern behind a BeforeValidator
 ]
-VersionStr = Annotated[str, BeforeValidator(_version),
-                       Field(description="version, quoted, kept as written (PEP 440, or vendor: see version_scheme)")]
-SpecifierStr = Annotated[str, BeforeValidator(_specifier),
-                         Field(description="version specifier set such as '>=4.2,<4.4' (under the version_scheme)")]
+VersionStr = Annotated[
+    str,
+    BeforeValidator(_version),
+    Field(description="version, quoted, kept as written (PEP 440, or vendor: see version_scheme)"),
+]
+SpecifierStr = Annotated[
+    str,
+    BeforeValidator(_specifier),
+    Field(description="version specifier set such as '>=4.2,<4.4' (under the version_scheme)"),
+]
 # The schemas describe what a person may write (the input), not the value after conversion.
 Duration = Annotated[
     float,
@@ -246,8 +259,12 @@ RelPath = Annotated[str, BeforeValidator(_rel_path), Field(description="relative
 Argv = Annotated[list[str], BeforeValidator(_argv), Field(description="argument list; never a shell string")]
 SafeText = Annotated[str, BeforeValidator(_safe_text)]
 Pattern = Annotated[str, BeforeValidator(_pattern), Field(description="regular expression (Python re)")]
-DateStr = Annotated[str, BeforeValidator(_date), WithJsonSchema({"type": "string", "pattern": r"^\d{4}-\d{2}-\d{2}$"}),
-                    Field(description="a day that exists, YYYY-MM-DD")]
+DateStr = Annotated[
+    str,
+    BeforeValidator(_date),
+    WithJsonSchema({"type": "string", "pattern": r"^\d{4}-\d{2}-\d{2}$"}),
+    Field(description="a day that exists, YYYY-MM-DD"),
+]
 # The one market-code pattern (inventory, playbook, overrides): a 4-character ISO 10383 MIC such as XNYS or
 # XCME, or an exchange_calendars name of that shape (CMES, IEPA, ARCX, BATS).  Whether the calendar
 # library can answer for it is checked at validation (upgrader.windows.overrides.market_problems).

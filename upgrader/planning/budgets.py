@@ -34,8 +34,10 @@ class Budgets:
             return f"failure budget spent: {failures} of {self.run} allowed host failure(s) in the run"
         for dc, limit in self.per_datacenter.items():
             if by_datacenter.get(dc, 0) >= limit:
-                return (f"failure budget of {dc} spent: {by_datacenter[dc]} of {limit} allowed host failure(s) "
-                        "in that datacenter")
+                return (
+                    f"failure budget of {dc} spent: {by_datacenter[dc]} of {limit} allowed host failure(s) "
+                    "in that datacenter"
+                )
         return None
 
     def describe(self) -> str:

@@ -18,8 +18,11 @@ Op = dict[str, Any]
 
 def describe(step: Step, root: str) -> tuple[str, str, str]:
     """(does, undo, verify) for ``step`` of a component installed under ``root``."""
-    return (does(step.op, root), does(step.undo, root) if step.undo else "",
-            does(step.verify, root) if step.verify else _self_check(step.op))
+    return (
+        does(step.op, root),
+        does(step.undo, root) if step.undo else "",
+        does(step.verify, root) if step.verify else _self_check(step.op),
+    )
 
 
 def does(op: Op, root: str) -> str:
@@ -55,8 +58,9 @@ def _names(checks: list[Op]) -> str:
 
 
 def _stage(op: Op, root: str) -> str:
-    return (f"upload artifact, check sha256 {str(op.get('sha256'))[:12]}…, unpack into "
-            f"{root}/releases/{op.get('version')}")
+    return (
+        f"upload artifact, check sha256 {str(op.get('sha256'))[:12]}…, unpack into {root}/releases/{op.get('version')}"
+    )
 
 
 def _unstage(op: Op, root: str) -> str:
@@ -76,9 +80,11 @@ def _migrate(op: Op, root: str) -> str:
 
 
 def _rollback(op: Op, root: str) -> str:
-    return (f"roll back to {op.get('to') or 'the previous release'}: stop, restore the config from the "
-            f"migration backups, point {root}/current at releases/{op.get('to')}, {_start_service(op.get('service'))}, "
-            f"{_names(op.get('checks', []))}")
+    return (
+        f"roll back to {op.get('to') or 'the previous release'}: stop, restore the config from the "
+        f"migration backups, point {root}/current at releases/{op.get('to')}, {_start_service(op.get('service'))}, "
+        f"{_names(op.get('checks', []))}"
+    )
 
 
 _RENDER: dict[str, Callable[[Op, str], str]] = {
@@ -87,16 +93,20 @@ _RENDER: dict[str, Callable[[Op, str], str]] = {
     "precheck": _precheck,
     "stop": lambda op, root: _stop_service(op.get("service")),
     "switch": lambda op, root: f"point {root}/current at releases/{op.get('version')} (atomic rename)",
-    "carry_over": lambda op, root: (f"copy {', '.join(op.get('files', []))} from releases/{op.get('from')} "
-                                    f"into releases/{op.get('version')}"),
+    "carry_over": lambda op, root: (
+        f"copy {', '.join(op.get('files', []))} from releases/{op.get('from')} into releases/{op.get('version')}"
+    ),
     "migrate": _migrate,
     "start": lambda op, root: _start_service(op.get("service")),
     "verify": lambda op, root: f"{_names(op.get('checks', []))} (expecting {op.get('expect_version')})",
-    "bake": lambda op, root: (f"re-run {_names(op.get('checks', []))} every {op.get('interval'):g}s "
-                              f"for {op.get('duration'):g}s"),
+    "bake": lambda op, root: (
+        f"re-run {_names(op.get('checks', []))} every {op.get('interval'):g}s for {op.get('duration'):g}s"
+    ),
     "rollback": _rollback,
-    "testinfra": lambda op, root: (f"from the controller, run the testinfra module {op.get('file')} against "
-                                   f"the host (expecting {op.get('version')}, at most {op.get('timeout'):g}s)"),
+    "testinfra": lambda op, root: (
+        f"from the controller, run the testinfra module {op.get('file')} against "
+        f"the host (expecting {op.get('version')}, at most {op.get('timeout'):g}s)"
+    ),
 }
 
 
@@ -157,8 +167,10 @@ def _runs(op: Op) -> Iterator[tuple[str, str]]:
     if kind == "migrate":
         yield f"migrate to {op.get('version')}", argv_text(op.get("argv") or [])
     if kind == "testinfra":
-        yield (f"check {op.get('name')} (testinfra, on the controller)",
-               f"pytest {op.get('file')} (pinned by sha256 in the plan's files)")
+        yield (
+            f"check {op.get('name')} (testinfra, on the controller)",
+            f"pytest {op.get('file')} (pinned by sha256 in the plan's files)",
+        )
 
 
 # What the agent runs for a systemd unit besides start/stop/is-active (agent.service_stop, service_start,
@@ -172,9 +184,13 @@ _SYSTEMD_ONLY = {
 
 def _service_runs(svc: Op, kind: str) -> Iterator[tuple[str, str]]:
     unit = svc.get("systemd")
-    verbs = {"stop": ("stop", "kill"), "start": ("start", "reset-failed", "status"),
-             "rollback": ("stop", "kill", "start", "reset-failed", "status", "cgroup"),
-             "verify": ("status", "cgroup"), "bake": ("status", "cgroup")}.get(kind, ())
+    verbs = {
+        "stop": ("stop", "kill"),
+        "start": ("start", "reset-failed", "status"),
+        "rollback": ("stop", "kill", "start", "reset-failed", "status", "cgroup"),
+        "verify": ("status", "cgroup"),
+        "bake": ("status", "cgroup"),
+    }.get(kind, ())
     for verb in verbs:
         if verb in _SYSTEMD_ONLY:
             if unit:
@@ -193,25 +209,36 @@ def _check_runs(check: Op) -> Iterator[tuple[str, str]]:
     what = f"check {check.get('name')} ({kind})"
     if kind == "command":
         expect = f"  # expects exit {body.get('exit_code', 0)}" + (
-            f", output matching {body['stdout']!r}" if body.get("stdout") else "")
+            f", output matching {body['stdout']!r}" if body.get("stdout") else ""
+        )
         yield what, argv_text(body.get("argv") or []) + expect
     elif kind == "version" and body.get("argv"):
-        yield what, argv_text(body["argv"]) + "  # reports the version" + (
-            f" matching {body['pattern']!r}" if body.get("pattern") else "")
+        yield (
+            what,
+            argv_text(body["argv"])
+            + "  # reports the version"
+            + (f" matching {body['pattern']!r}" if body.get("pattern") else ""),
+        )
     elif kind == "version":
         yield what, f"GET {body.get('url')}  # reports the version in {body.get('field', 'version')!r}"
     elif kind == "http":
-        yield what, f"GET {body.get('url')}  # expects {body.get('status', 200)}" + (
-            f", body matching {body['body']!r}" if body.get("body") else "")
+        yield (
+            what,
+            f"GET {body.get('url')}  # expects {body.get('status', 200)}"
+            + (f", body matching {body['body']!r}" if body.get("body") else ""),
+        )
     elif kind == "tcp":
         yield what, f"connect {body.get('host', '127.0.0.1')}:{body.get('port')}"
     elif kind == "process":
-        scope = "".join([f" in {body['unit']}'s control group" if body.get("unit") else "",
-                         f" running as {body['user']}" if body.get("user") else ""])
+        scope = "".join(
+            [
+                f" in {body['unit']}'s control group" if body.get("unit") else "",
+                f" running as {body['user']}" if body.get("user") else "",
+            ]
+        )
         yield what, f"a process{scope} whose command line matches {body.get('match')!r}"
         if body.get("unit"):
-            yield (_SYSTEMD_ONLY["cgroup"][0],
-                   argv_text(["systemctl", *_SYSTEMD_ONLY["cgroup"][1], str(body["unit"])]))
+            yield (_SYSTEMD_ONLY["cgroup"][0], argv_text(["systemctl", *_SYSTEMD_ONLY["cgroup"][1], str(body["unit"])]))
     elif kind == "log":
         yield what, f"{body.get('path')}: a new line matching {body.get('pattern')!r}"
     else:

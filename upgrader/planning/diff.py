@@ -32,8 +32,9 @@ def diff(old: Plan, new: Plan) -> list[str]:
     for host in sorted(before.keys() & after.keys()):
         a, b = before[host], after[host]
         if (a.from_version, a.path) != (b.from_version, b.path):
-            lines.append(f"host {host}: {' → '.join([a.from_version, *a.path])} becomes "
-                         f"{' → '.join([b.from_version, *b.path])}")
+            lines.append(
+                f"host {host}: {' → '.join([a.from_version, *a.path])} becomes {' → '.join([b.from_version, *b.path])}"
+            )
         if a.canary != b.canary:
             lines.append(f"host {host}: {'now' if b.canary else 'no longer'} a canary")
         if a.phase != b.phase:

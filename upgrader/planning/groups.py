@@ -56,7 +56,7 @@ def pick(items: Sequence[T], count: int, groups: Membership, name: Callable[[T],
 def split(hosts: Sequence[T], size: int, groups: Membership, name: Callable[[T], str]) -> list[list[T]]:
     """``hosts`` into waves of at most ``size``, none holding more than its limit of any group (first fit)."""
     if not any(name(h) in groups for h in hosts):
-        return [list(hosts[start:start + size]) for start in range(0, len(hosts), size)]
+        return [list(hosts[start : start + size]) for start in range(0, len(hosts), size)]
     waves: list[list[T]] = []
     held: list[Counter[str]] = []
     skip: list[int] = []  # skip[w]: a wave at or after w that may still have room (path-compressed)

@@ -87,19 +87,26 @@ def parse(text: str) -> Pattern:
     if not sep:
         kind, value = "host", text
     elif kind not in PREFIXES:
-        raise LimitSyntaxError(f"--limit {text!r}: unknown prefix {kind!r}; use a host name or glob, "
-                               f"dc:NAME, role:NAME or failed:RUN")
+        raise LimitSyntaxError(
+            f"--limit {text!r}: unknown prefix {kind!r}; use a host name or glob, dc:NAME, role:NAME or failed:RUN"
+        )
     if not _VALUE_RE.fullmatch(value):
-        raise LimitSyntaxError(f"--limit {text!r}: {value!r} is not a host name, glob or run id "
-                               "(letters, digits, '.', '_', '-', and * ? [ ] in globs)")
+        raise LimitSyntaxError(
+            f"--limit {text!r}: {value!r} is not a host name, glob or run id "
+            "(letters, digits, '.', '_', '-', and * ? [ ] in globs)"
+        )
     if kind == "failed" and _GLOB.intersection(value):
-        raise LimitSyntaxError(f"--limit {text!r}: failed: takes one run id, not a glob "
-                               "(`upgrader runs` lists them)")
+        raise LimitSyntaxError(f"--limit {text!r}: failed: takes one run id, not a glob (`upgrader runs` lists them)")
     return Pattern(kind, value)
 
 
-def resolve(patterns: Sequence[str], members: Sequence[Member],
-            failed: Callable[[str], Collection[str]] | None = None, *, where: str = "the inventory") -> Selection:
+def resolve(
+    patterns: Sequence[str],
+    members: Sequence[Member],
+    failed: Callable[[str], Collection[str]] | None = None,
+    *,
+    where: str = "the inventory",
+) -> Selection:
     """The hosts ``patterns`` select among ``members``; NoMatch naming the first pattern that selects none.
 
     ``failed(run)`` gives the names of the hosts that failed in run ``run`` (the caller reads its
@@ -116,8 +123,7 @@ def resolve(patterns: Sequence[str], members: Sequence[Member],
     return Selection(tuple(str(p) for p in parsed), tuple(m.name for m in members if m.name in chosen))
 
 
-def _matches(pattern: Pattern, members: Sequence[Member],
-             failed: Callable[[str], Collection[str]] | None) -> set[str]:
+def _matches(pattern: Pattern, members: Sequence[Member], failed: Callable[[str], Collection[str]] | None) -> set[str]:
     if pattern.kind == "failed":
         if failed is None:
             raise NoMatch(f"--limit {pattern}: no journal to read here", "name the hosts instead")
@@ -154,5 +160,8 @@ def _listed(names: Iterable[str]) -> str:
 
 def members(inventory: Inventory) -> list[Member]:
     """The inventory's hosts, in its order, as patterns see them."""
-    return [Member(name, dc_name, tuple(host.roles))
-            for dc_name, dc in inventory.datacenters.items() for name, host in dc.hosts.items()]
+    return [
+        Member(name, dc_name, tuple(host.roles))
+        for dc_name, dc in inventory.datacenters.items()
+        for name, host in dc.hosts.items()
+    ]

@@ -85,8 +85,9 @@ def service(spec: Playbook, version: str | None = None, *, defer: Collection[str
     return data
 
 
-def checks(spec: Playbook, items: list[Check] | None = None, version: str | None = None, *,
-           defer: Collection[str] = ()) -> list[dict[str, Any]]:
+def checks(
+    spec: Playbook, items: list[Check] | None = None, version: str | None = None, *, defer: Collection[str] = ()
+) -> list[dict[str, Any]]:
     values = placeholders(spec, version)
     out = []
     for c in spec.checks if items is None else items:
@@ -122,9 +123,13 @@ def unstage_op(version: str) -> Op:
 
 def precheck_op(spec: Playbook, current: str) -> Op:
     """Prechecks on the release that is ``current`` (the plan's from_version, confirmed under the lock)."""
-    return {"op": "precheck", "min_free_disk_mb": spec.prechecks.min_free_disk_mb,
-            "healthy_before": spec.prechecks.healthy_before, "checks": checks(spec, version=current),
-            "commands": checks(spec, spec.prechecks.commands, version=current)}
+    return {
+        "op": "precheck",
+        "min_free_disk_mb": spec.prechecks.min_free_disk_mb,
+        "healthy_before": spec.prechecks.healthy_before,
+        "checks": checks(spec, version=current),
+        "commands": checks(spec, spec.prechecks.commands, version=current),
+    }
 
 
 def hop_ops(spec: Playbook, previous: str, version: str) -> list[tuple[str, Op]]:
@@ -135,14 +140,27 @@ def hop_ops(spec: Playbook, previous: str, version: str) -> list[tuple[str, Op]]
         ("switch", {"op": "switch", "version": version}),
     ]
     if spec.install.carry_over:
-        ops.append(("carry_over", {"op": "carry_over", "version": version, "from": previous,
-                                   "files": list(spec.install.carry_over)}))
+        ops.append(
+            (
+                "carry_over",
+                {"op": "carry_over", "version": version, "from": previous, "files": list(spec.install.carry_over)},
+            )
+        )
     migration = migration_for(spec, version)
     if migration is not None:
-        ops.append(("migrate", {"op": "migrate", "version": version, "from": previous,
-                                "files": list(spec.install.config_files),
-                                "argv": substitute(migration.command, placeholders(spec, version, previous)),
-                                "timeout": migration.timeout}))
+        ops.append(
+            (
+                "migrate",
+                {
+                    "op": "migrate",
+                    "version": version,
+                    "from": previous,
+                    "files": list(spec.install.config_files),
+                    "argv": substitute(migration.command, placeholders(spec, version, previous)),
+                    "timeout": migration.timeout,
+                },
+            )
+        )
     ops += [
         ("start", {"op": "start", "service": svc, "logs": log_paths(spec)}),
         ("verify", verify_op(spec, version, svc)),
@@ -151,8 +169,12 @@ def hop_ops(spec: Playbook, previous: str, version: str) -> list[tuple[str, Op]]
 
 
 def verify_op(spec: Playbook, version: str, svc: dict[str, Any] | None = None) -> Op:
-    return {"op": "verify", "service": svc or service(spec, version), "checks": checks(spec, version=version),
-            "expect_version": version}
+    return {
+        "op": "verify",
+        "service": svc or service(spec, version),
+        "checks": checks(spec, version=version),
+        "expect_version": version,
+    }
 
 
 def testinfra_ops(spec: Playbook, version: str) -> list[Op]:
@@ -160,17 +182,36 @@ def testinfra_ops(spec: Playbook, version: str) -> list[Op]:
 
     ``file`` stays as the playbook wrote it (relative to the playbook's directory): plans are pure.
     """
-    return [{"op": "testinfra", "name": c.name, "file": c.testinfra.file, "timeout": c.testinfra.timeout,
-             "version": version} for c in spec.checks if c.testinfra is not None]
+    return [
+        {
+            "op": "testinfra",
+            "name": c.name,
+            "file": c.testinfra.file,
+            "timeout": c.testinfra.timeout,
+            "version": version,
+        }
+        for c in spec.checks
+        if c.testinfra is not None
+    ]
 
 
 def bake_op(spec: Playbook, version: str) -> Op:
-    return {"op": "bake", "service": service(spec, version), "checks": checks(spec, version=version),
-            "expect_version": version, "duration": spec.canary.bake, "interval": spec.canary.bake_interval}
+    return {
+        "op": "bake",
+        "service": service(spec, version),
+        "checks": checks(spec, version=version),
+        "expect_version": version,
+        "duration": spec.canary.bake,
+        "interval": spec.canary.bake_interval,
+    }
 
 
 def rollback_op(spec: Playbook, to: str | None) -> Op:
     """Back to ``to``; without one, to the host's recorded previous release, which the agent fills in."""
     defer = AGENT_FILLS if to is None else ()
-    return {"op": "rollback", "to": to, "service": service(spec, to, defer=defer),
-            "checks": checks(spec, version=to, defer=defer)}
+    return {
+        "op": "rollback",
+        "to": to,
+        "service": service(spec, to, defer=defer),
+        "checks": checks(spec, version=to, defer=defer),
+    }

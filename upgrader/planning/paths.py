@@ -67,25 +67,41 @@ class PathGraph:
             seen[hop.version] = i
             if hop.version >= self.target.version:
                 found.append(
-                    GraphIssue(i, f"hop {hop.version} is not older than the target {self.target.version}",
-                               "list only intermediate releases under 'via'")
+                    GraphIssue(
+                        i,
+                        f"hop {hop.version} is not older than the target {self.target.version}",
+                        "list only intermediate releases under 'via'",
+                    )
                 )
         everything = [*self.hops, self.target]
         for i, release in enumerate(everything):
             index = i if i < len(self.hops) else None
             if release.accepts(release.version):
-                found.append(GraphIssue(index, f"{release.version} may upgrade from itself (a cycle)",
-                                        "its upgrade_from must exclude its own version"))
+                found.append(
+                    GraphIssue(
+                        index,
+                        f"{release.version} may upgrade from itself (a cycle)",
+                        "its upgrade_from must exclude its own version",
+                    )
+                )
             for other in everything:
                 if other.version > release.version and release.accepts(other.version):
-                    found.append(GraphIssue(
-                        index, f"{release.version} accepts the newer {other.version}: a downgrade edge makes a cycle",
-                        f"narrow upgrade_from, e.g. '<{release.version}'"))
+                    found.append(
+                        GraphIssue(
+                            index,
+                            f"{release.version} accepts the newer {other.version}: a downgrade edge makes a cycle",
+                            f"narrow upgrade_from, e.g. '<{release.version}'",
+                        )
+                    )
         for i, hop in enumerate(self.hops):
             if hop.version < self.target.version and self.path_from(hop.version) is None:
-                found.append(GraphIssue(i, f"hop {hop.version} is a dead end: the target {self.target.version} "
-                                           "cannot be reached from it",
-                                        "add a hop that accepts it, or widen the target's upgrade_from"))
+                found.append(
+                    GraphIssue(
+                        i,
+                        f"hop {hop.version} is a dead end: the target {self.target.version} cannot be reached from it",
+                        "add a hop that accepts it, or widen the target's upgrade_from",
+                    )
+                )
         return found
 
 

@@ -63,9 +63,7 @@ def facts_from_inventory(inventory: Inventory) -> Facts:
 def _recorded_facts(installed: dict[str, str]) -> HostFacts:
     # Every field given: model_construct resolves missing defaults slowly.
     components = {
-        c: ComponentFacts.model_construct(
-            installed=v, staged=[v], reported_version=None, service=None, lock=None
-        )
+        c: ComponentFacts.model_construct(installed=v, staged=[v], reported_version=None, service=None, lock=None)
         for c, v in installed.items()
     }
     return HostFacts.model_construct(reachable=True, error=None, free_disk_mb=None, components=components)
@@ -120,18 +118,31 @@ def make_plan(
             continue
         host_facts = facts.hosts.get(name)
         comp = host_facts.components.get(playbook.component) if host_facts else None
-        unreachable = (host_facts.error or "no answer") if host_facts is not None and not host_facts.reachable \
-            else None
+        unreachable = (host_facts.error or "no answer") if host_facts is not None and not host_facts.reachable else None
         # Everything read from the facts below is recorded, so that `apply plan.json` can plan again.
-        assumed[name] = assumed_facts(comp.installed if comp else None, tuple(comp.staged) if comp else (),
-                                      _required_versions(requires, host_facts), unreachable)
+        assumed[name] = assumed_facts(
+            comp.installed if comp else None,
+            tuple(comp.staged) if comp else (),
+            _required_versions(requires, host_facts),
+            unreachable,
+        )
         if unreachable is not None:
-            problems.append(_problem(name, f"{name} was unreachable: {unreachable}",
-                                     "fix access or remove the host from the inventory, then plan again"))
+            problems.append(
+                _problem(
+                    name,
+                    f"{name} was unreachable: {unreachable}",
+                    "fix access or remove the host from the inventory, then plan again",
+                )
+            )
             continue
         if comp is None or comp.installed is None:
-            problems.append(_problem(name, f"no installed version of {playbook.component} known for {name}",
-                                     "gather facts (`upgrader facts`) or set 'installed' in the inventory"))
+            problems.append(
+                _problem(
+                    name,
+                    f"no installed version of {playbook.component} known for {name}",
+                    "gather facts (`upgrader facts`) or set 'installed' in the inventory",
+                )
+            )
             continue
         try:
             installed = versions.parse(comp.installed, scheme)
@@ -143,19 +154,23 @@ def make_plan(
             skipped.append(_skip(name, dc_name, f"already on {target}"))
             continue
         if installed > target:
-            skipped.append(_skip(name, dc_name,
-                                 f"on {installed}, newer than {target} (use `upgrader rollback` to go back)"))
+            skipped.append(
+                _skip(name, dc_name, f"on {installed}, newer than {target} (use `upgrader rollback` to go back)")
+            )
             continue
         path = path_from(installed)
         if path is None:
-            problems.append(_problem(name, f"{name}: no upgrade path from {installed} to {target}",
-                                     f"{target} accepts {playbook.upgrade_from}; add a 'via' hop "
-                                     f"that accepts {installed}"))
+            problems.append(
+                _problem(
+                    name,
+                    f"{name}: no upgrade path from {installed} to {target}",
+                    f"{target} accepts {playbook.upgrade_from}; add a 'via' hop that accepts {installed}",
+                )
+            )
             continue
         unmet = _unmet_requires(requires, host_facts, name)
         if unmet:
-            problems.extend(_problem(name, m, f"upgrade it first, then plan {playbook.component} again")
-                            for m in unmet)
+            problems.extend(_problem(name, m, f"upgrade it first, then plan {playbook.component} again") for m in unmet)
             continue
         candidates.setdefault(dc_name, []).append(_Candidate(name, dc_name, host, installed, path))
 
@@ -164,8 +179,7 @@ def make_plan(
     by_name = _by_name(candidates)
     canaries = {h for ph in phases if ph.kind == "canary" for h in ph.hosts}
     templates = functools.cache(functools.partial(step_templates, playbook))
-    host_plans = [_host_plan(by_name[h], ph.index, h in canaries, templates)
-                  for ph in phases for h in ph.hosts]
+    host_plans = [_host_plan(by_name[h], ph.index, h in canaries, templates) for ph in phases for h in ph.hosts]
     releases = sorted({v for hp in host_plans for v in hp.path}, key=lambda v: versions.parse(v, scheme))
     plan = Plan.model_construct(
         component=playbook.component,
@@ -217,14 +231,25 @@ def _facts_fingerprint(assumed: dict[str, AssumedFacts]) -> str:
     return fingerprint(data)
 
 
-def _assumed_facts(scheme: versions.Scheme, installed: str | None, staged: tuple[str, ...],
-                   requires: tuple[tuple[str, str | None], ...], unreachable: str | None) -> AssumedFacts:
-    return trusted(AssumedFacts, installed=installed, staged=sorted(staged, key=lambda v: versions.sort_key(v, scheme)),
-                   requires=dict(requires), unreachable=unreachable)
+def _assumed_facts(
+    scheme: versions.Scheme,
+    installed: str | None,
+    staged: tuple[str, ...],
+    requires: tuple[tuple[str, str | None], ...],
+    unreachable: str | None,
+) -> AssumedFacts:
+    return trusted(
+        AssumedFacts,
+        installed=installed,
+        staged=sorted(staged, key=lambda v: versions.sort_key(v, scheme)),
+        requires=dict(requires),
+        unreachable=unreachable,
+    )
 
 
-def _required_versions(requires: dict[str, versions.Spec], facts: HostFacts | None
-                       ) -> tuple[tuple[str, str | None], ...]:
+def _required_versions(
+    requires: dict[str, versions.Spec], facts: HostFacts | None
+) -> tuple[tuple[str, str | None], ...]:
     """The installed version of each required component, as ``_unmet_requires`` reads it."""
     if not requires:
         return ()
@@ -242,12 +267,14 @@ def facts_from_plan(plan: Plan) -> Facts:
     """
     hosts: dict[str, HostFacts] = {}
     for name, assumed in plan.facts_assumed.items():
-        components = {comp: ComponentFacts(installed=version, reported_version=None, service=None)
-                      for comp, version in assumed.requires.items()}
-        components[plan.component] = ComponentFacts(installed=assumed.installed, staged=assumed.staged,
-                                                    reported_version=None, service=None)
-        hosts[name] = HostFacts(reachable=assumed.unreachable is None, error=assumed.unreachable,
-                                components=components)
+        components = {
+            comp: ComponentFacts(installed=version, reported_version=None, service=None)
+            for comp, version in assumed.requires.items()
+        }
+        components[plan.component] = ComponentFacts(
+            installed=assumed.installed, staged=assumed.staged, reported_version=None, service=None
+        )
+        hosts[name] = HostFacts(reachable=assumed.unreachable is None, error=assumed.unreachable, components=components)
     return Facts(inventory=plan.inventory.name or "inventory", hosts=hosts)
 
 
@@ -298,8 +325,9 @@ def _name(c: _Candidate) -> str:
     return c.name
 
 
-def _phases(playbook: Playbook, inventory: Inventory, candidates: dict[str, list[_Candidate]],
-            members: groups.Membership) -> list[Phase]:
+def _phases(
+    playbook: Playbook, inventory: Inventory, candidates: dict[str, list[_Candidate]], members: groups.Membership
+) -> list[Phase]:
     canary, rollout = playbook.canary, playbook.rollout
     dcs = [dc for dc in _dc_order(playbook, inventory) if candidates.get(dc)]
     phases: list[Phase] = []
@@ -309,8 +337,11 @@ def _phases(playbook: Playbook, inventory: Inventory, candidates: dict[str, list
         pool = [c for dc in dcs for c in candidates[dc]]
         chosen = _pick_canaries(pool, canary.hosts, members)
         global_canaries = {c.name for c in chosen}
-        phases.append(Phase.model_construct(index=0, kind="canary", datacenter=None,
-                                            hosts=[c.name for c in chosen], bake=canary.bake))
+        phases.append(
+            Phase.model_construct(
+                index=0, kind="canary", datacenter=None, hosts=[c.name for c in chosen], bake=canary.bake
+            )
+        )
     for n, dc in enumerate(dcs):
         group = [c for c in candidates[dc] if c.name not in global_canaries]
         manual = rollout.pause_between_datacenters == "manual"
@@ -319,14 +350,25 @@ def _phases(playbook: Playbook, inventory: Inventory, candidates: dict[str, list
         if canary.scope == "datacenter" and canary.hosts and group:
             chosen = _pick_canaries(group, canary.hosts, members)
             names = {c.name for c in chosen}
-            phases.append(Phase.model_construct(index=len(phases), kind="canary", datacenter=dc,
-                                                hosts=[c.name for c in chosen], bake=canary.bake, pause_before=pause))
+            phases.append(
+                Phase.model_construct(
+                    index=len(phases),
+                    kind="canary",
+                    datacenter=dc,
+                    hosts=[c.name for c in chosen],
+                    bake=canary.bake,
+                    pause_before=pause,
+                )
+            )
             group = [c for c in group if c.name not in names]
             pause = 0.0
         size = _batch_size(rollout.batch, len(candidates[dc]))
         for wave in groups.split(group, size, members, _name):  # no wave over a redundancy group's limit
-            phases.append(Phase.model_construct(index=len(phases), kind="wave", datacenter=dc,
-                                                hosts=[c.name for c in wave], pause_before=pause))
+            phases.append(
+                Phase.model_construct(
+                    index=len(phases), kind="wave", datacenter=dc, hosts=[c.name for c in wave], pause_before=pause
+                )
+            )
             pause = 0.0
         if manual and n and first_of_dc < len(phases):
             entering[first_of_dc] = dc
@@ -341,21 +383,32 @@ def _gated(phases: list[Phase], canary: Canary, entering: dict[int, str]) -> lis
     """
     gates: dict[int, Gate] = {}
     for i, dc in entering.items():
-        gates[i] = Gate(id=f"enter-{dc}", kind="datacenter", timeout=canary.promote_timeout,
-                        on_timeout=canary.on_timeout)
+        gates[i] = Gate(
+            id=f"enter-{dc}", kind="datacenter", timeout=canary.promote_timeout, on_timeout=canary.on_timeout
+        )
     if canary.promote == "manual":
         for i, phase in enumerate(phases[:-1]):
             if phase.kind == "canary":
-                gates[i + 1] = Gate(id=f"promote-{phase.datacenter or 'global'}", kind="promote",
-                                    timeout=canary.promote_timeout, on_timeout=canary.on_timeout,
-                                    watch=list(phase.hosts))
+                gates[i + 1] = Gate(
+                    id=f"promote-{phase.datacenter or 'global'}",
+                    kind="promote",
+                    timeout=canary.promote_timeout,
+                    on_timeout=canary.on_timeout,
+                    watch=list(phase.hosts),
+                )
     return [p.model_copy(update={"gate": gates[i]}) if i in gates else p for i, p in enumerate(phases)]
 
 
 def _artifact_ref(playbook: Playbook, version: str) -> ArtifactRef:
     art = artifact_for(playbook, version)
-    return ArtifactRef(version=version, file=art.file, url=art.url, sha256=art.sha256, size=art.size,
-                       strip_components=art.strip_components)
+    return ArtifactRef(
+        version=version,
+        file=art.file,
+        url=art.url,
+        sha256=art.sha256,
+        size=art.size,
+        strip_components=art.strip_components,
+    )
 
 
 __all__ = ["Datacenter", "facts_from_inventory", "facts_from_plan", "make_plan"]

@@ -24,16 +24,20 @@ def _dc_summary(plan: Plan) -> list[tuple[str, int, int, int, int]]:
 
 def _headline(plan: Plan) -> str:
     verdict = "NOT APPLICABLE" if plan.problems else ("nothing to do" if not plan.hosts else "ready")
-    return (f"{plan.component} → {plan.target_version} ({plan.vendor}): {len(plan.hosts)} to upgrade, "
-            f"{len(plan.skipped)} skipped, {len(plan.problems)} problems — {verdict}")
+    return (
+        f"{plan.component} → {plan.target_version} ({plan.vendor}): {len(plan.hosts)} to upgrade, "
+        f"{len(plan.skipped)} skipped, {len(plan.problems)} problems — {verdict}"
+    )
 
 
 def limit_line(plan: Plan) -> str | None:
     """What a limited plan covers, in one line (text and Markdown); None for a plan of every host."""
     if plan.limit is None:
         return None
-    return (f"LIMITED by --limit {','.join(plan.limit.patterns)} to {len(plan.limit.hosts)} host(s): "
-            "the inventory's other hosts are not in this plan")
+    return (
+        f"LIMITED by --limit {','.join(plan.limit.patterns)} to {len(plan.limit.hosts)} host(s): "
+        "the inventory's other hosts are not in this plan"
+    )
 
 
 def _phase_lines(plan: Plan, index: int) -> list[str]:
@@ -52,8 +56,10 @@ def gate_text(phase: Phase) -> str:
         return ""
     what = "promote the canaries" if gate.kind == "promote" else f"enter {phase.datacenter}"
     watching = f"; {', '.join(gate.watch)} checked meanwhile" if gate.watch else ""
-    return (f"gate {gate.id}: wait for `upgrader promote RUN` ({what}), at most {gate.timeout:g}s, "
-            f"then {gate.on_timeout}{watching}")
+    return (
+        f"gate {gate.id}: wait for `upgrader promote RUN` ({what}), at most {gate.timeout:g}s, "
+        f"then {gate.on_timeout}{watching}"
+    )
 
 
 def _path(h: HostPlan) -> str:
@@ -122,8 +128,10 @@ def _hosts_cell(names: list[str]) -> str:
         return md_cell(", ".join(names))
     # Inline HTML in a cell: the text between the tags is Markdown (and the row is split at '|'), so it is
     # escaped as cell text, not as HTML (md_html is for HTML blocks, where no Markdown is read).
-    return (f"<details><summary>{len(names)} hosts: {md_cell(', '.join(names[:3]))}, …</summary>"
-            f"{md_cell(', '.join(names))}</details>")
+    return (
+        f"<details><summary>{len(names)} hosts: {md_cell(', '.join(names[:3]))}, …</summary>"
+        f"{md_cell(', '.join(names))}</details>"
+    )
 
 
 def _step_groups(plan: Plan) -> list[tuple[list[HostPlan], list[tuple[str, str, str, str]]]]:
@@ -145,12 +153,16 @@ def to_markdown(plan: Plan, window: str | None = None) -> str:
     Every value from the playbook, the inventory or the hosts goes through upgrader.escaping: it shows
     as written and cannot add a column, a section or a comment.
     """
-    out = [f"### upgrader plan: {md_code(plan.component)} → {md_code(plan.target_version)}", "",
-           f"**{md_inline(_headline(plan))}**", "",
-           f"Plan {md_code(plan.content_hash)} · playbook {md_code(plan.playbook.path)} "
-           f"({md_code(plan.playbook.sha256[:12])}) · inventory {md_code(plan.inventory.path)} "
-           f"({md_code(plan.inventory.sha256[:12])}) · facts {md_code(plan.facts_fingerprint[:19])}",
-           ""]
+    out = [
+        f"### upgrader plan: {md_code(plan.component)} → {md_code(plan.target_version)}",
+        "",
+        f"**{md_inline(_headline(plan))}**",
+        "",
+        f"Plan {md_code(plan.content_hash)} · playbook {md_code(plan.playbook.path)} "
+        f"({md_code(plan.playbook.sha256[:12])}) · inventory {md_code(plan.inventory.path)} "
+        f"({md_code(plan.inventory.sha256[:12])}) · facts {md_code(plan.facts_fingerprint[:19])}",
+        "",
+    ]
     limited = limit_line(plan)
     if limited:
         out += ["> [!NOTE]", f"> {md_inline(limited)}", ""]
@@ -159,8 +171,10 @@ def to_markdown(plan: Plan, window: str | None = None) -> str:
     if plan.problems:
         out += ["> [!CAUTION]", "> The plan cannot be applied:"]
         # An empty item cannot interrupt the line above: its '-' would underline it into a heading.
-        out += [f"> - {md_inline(p.message) or '(no message)'}" + (f" — {md_inline(p.hint)}" if p.hint else "")
-                for p in plan.problems]
+        out += [
+            f"> - {md_inline(p.message) or '(no message)'}" + (f" — {md_inline(p.hint)}" if p.hint else "")
+            for p in plan.problems
+        ]
         out.append("")
     out += ["| datacenter | upgrade | canary | waves | skipped |", "|---|---:|---:|---:|---:|"]
     out += [f"| {md_cell(dc)} | {n} | {c} | {w} | {s} |" for dc, n, c, w, s in _dc_summary(plan)]
@@ -171,32 +185,52 @@ def to_markdown(plan: Plan, window: str | None = None) -> str:
             where = md_cell(p.datacenter or "global")
             if p.gate:
                 out.append(f"| ⏸ | **gate** | {where} | {md_cell(gate_text(p))} | |")
-            out.append(f"| {p.index + 1} | {p.kind} | {where} | {_hosts_cell(p.hosts)} | "
-                       f"{f'{p.bake:g}s' if p.kind == 'canary' else ''} |")
-        out += ["", f"Rollback on failure: **{md_inline(plan.spec.rollback.on_failure)}**, "
-                f"{md_inline(budgets.of_plan(plan).describe())}.", ""]
+            out.append(
+                f"| {p.index + 1} | {p.kind} | {where} | {_hosts_cell(p.hosts)} | "
+                f"{f'{p.bake:g}s' if p.kind == 'canary' else ''} |"
+            )
+        out += [
+            "",
+            f"Rollback on failure: **{md_inline(plan.spec.rollback.on_failure)}**, "
+            f"{md_inline(budgets.of_plan(plan).describe())}.",
+            "",
+        ]
         if plan.groups:
-            out += ["**Redundancy groups** (never more down at once, rollbacks included)", "",
-                    "| group | at most down | members |", "|---|---:|---|"]
+            out += [
+                "**Redundancy groups** (never more down at once, rollbacks included)",
+                "",
+                "| group | at most down | members |",
+                "|---|---:|---|",
+            ]
             out += [f"| {md_cell(g.name)} | {g.max_unavailable} | {_hosts_cell(g.hosts)} |" for g in plan.groups]
             out.append("")
     if plan.artifacts:
         out += ["| release | artifact | sha256 |", "|---|---|---|"]
-        out += [f"| {md_cell(a.version)} | {md_code(a.file or a.url, in_table=True)} | "
-                f"{md_code(a.sha256, in_table=True)} |" for a in plan.artifacts]
+        out += [
+            f"| {md_cell(a.version)} | {md_code(a.file or a.url, in_table=True)} | {md_code(a.sha256, in_table=True)} |"
+            for a in plan.artifacts
+        ]
         out.append("")
     out += _commands_markdown(plan)
     for hosts, rows in _step_groups(plan):
         first = hosts[0]
-        who = (f"<code>{md_html(first.host)}</code> ({md_html(first.datacenter)})" if len(hosts) == 1
-               else f"{len(hosts)} hosts ({md_html(', '.join(sorted({h.datacenter for h in hosts})))})")
-        out += ["<details>", f"<summary>{who} {md_html(_path(first))}" + (" — canary" if first.canary else "")
-                + "</summary>", ""]
+        who = (
+            f"<code>{md_html(first.host)}</code> ({md_html(first.datacenter)})"
+            if len(hosts) == 1
+            else f"{len(hosts)} hosts ({md_html(', '.join(sorted({h.datacenter for h in hosts})))})"
+        )
+        out += [
+            "<details>",
+            f"<summary>{who} {md_html(_path(first))}" + (" — canary" if first.canary else "") + "</summary>",
+            "",
+        ]
         if len(hosts) > 1:
             out += ["Hosts: " + ", ".join(md_code(h.host) for h in hosts), ""]
         out += ["| step | does | undo | verify |", "|---|---|---|---|"]
-        out += [f"| {md_code(step, in_table=True)} | {md_cell(does, '')} | {md_cell(undo, '')} | "
-                f"{md_cell(verify, '')} |" for step, does, undo, verify in rows]
+        out += [
+            f"| {md_code(step, in_table=True)} | {md_cell(does, '')} | {md_cell(undo, '')} | {md_cell(verify, '')} |"
+            for step, does, undo, verify in rows
+        ]
         out += ["", "</details>"]
     if plan.skipped:
         reasons = Counter(s.reason for s in plan.skipped)
@@ -206,9 +240,11 @@ def to_markdown(plan: Plan, window: str | None = None) -> str:
 
 
 # The one thing a precheck may run that the plan cannot spell out: the host's own record (agent.op_precheck).
-RECORDED_NOTE = ("Note: the precheck's healthy_before checks run, on a host that recorded how its running release "
-                 "was verified (root-only /var/lib/upgrader/COMPONENT/definitions.json, written by an earlier "
-                 "reviewed run), with those recorded checks instead of the ones above.")
+RECORDED_NOTE = (
+    "Note: the precheck's healthy_before checks run, on a host that recorded how its running release "
+    "was verified (root-only /var/lib/upgrader/COMPONENT/definitions.json, written by an earlier "
+    "reviewed run), with those recorded checks instead of the ones above."
+)
 
 
 def _recorded_prechecks(plan: Plan) -> bool:
@@ -220,8 +256,12 @@ def _commands_markdown(plan: Plan) -> list[str]:
     listed = commands(plan)
     out: list[str] = []
     if listed:
-        out += ["**Commands** (every one the steps run; argv exactly as the agent runs it, without a shell)", "",
-                "| what | steps | runs |", "|---|---|---|"]
+        out += [
+            "**Commands** (every one the steps run; argv exactly as the agent runs it, without a shell)",
+            "",
+            "| what | steps | runs |",
+            "|---|---|---|",
+        ]
         long: list[tuple[int, Command]] = []
         for c in listed:
             if len(c.run) <= _INLINE_COMMAND and "\n" not in c.run:
@@ -234,12 +274,24 @@ def _commands_markdown(plan: Plan) -> list[str]:
         if _recorded_prechecks(plan):
             out += [md_inline(RECORDED_NOTE), ""]
         for n, c in long:
-            out += ["<details>", f"<summary>command {n}: {md_html(c.what)}</summary>", "",
-                    md_code_block(c.run, "sh"), "", "</details>", ""]
+            out += [
+                "<details>",
+                f"<summary>command {n}: {md_html(c.what)}</summary>",
+                "",
+                md_code_block(c.run, "sh"),
+                "",
+                "</details>",
+                "",
+            ]
     if plan.controller_files:
-        out += ["**Controller files** (run on this machine; pinned: `apply` refuses the plan if one changed)", "",
-                "| file | sha256 |", "|---|---|"]
-        out += [f"| {md_code(f.path, in_table=True)} | {md_code(f.sha256, in_table=True)} |"
-                for f in plan.controller_files]
+        out += [
+            "**Controller files** (run on this machine; pinned: `apply` refuses the plan if one changed)",
+            "",
+            "| file | sha256 |",
+            "|---|---|",
+        ]
+        out += [
+            f"| {md_code(f.path, in_table=True)} | {md_code(f.sha256, in_table=True)} |" for f in plan.controller_files
+        ]
         out.append("")
     return out

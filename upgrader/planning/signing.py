@@ -30,16 +30,20 @@ def key(path: Path | None) -> bytes | None:
         try:
             data = path.read_bytes().strip()
         except OSError as exc:
-            raise RefusedError(f"cannot read plan key {path}: {exc.strerror or exc}",
-                               "--plan-key names a file holding the shared secret") from None
+            raise RefusedError(
+                f"cannot read plan key {path}: {exc.strerror or exc}",
+                "--plan-key names a file holding the shared secret",
+            ) from None
         where = str(path)
     elif os.environ.get(ENV):
         data, where = os.environ[ENV].strip().encode(), f"${ENV}"
     else:
         return None
     if len(data) < MIN_KEY_BYTES:
-        raise RefusedError(f"the plan key in {where} is {len(data)} bytes; at least {MIN_KEY_BYTES} are needed",
-                           "use a random secret, e.g. `openssl rand -hex 32`")
+        raise RefusedError(
+            f"the plan key in {where} is {len(data)} bytes; at least {MIN_KEY_BYTES} are needed",
+            "use a random secret, e.g. `openssl rand -hex 32`",
+        )
     return data
 
 
@@ -58,11 +62,15 @@ def check(plan: Path, plan_text: str, secret: bytes) -> None:
     try:
         recorded = sig.read_text(encoding="ascii").strip()
     except (OSError, UnicodeDecodeError):
-        raise RefusedError(f"{plan}: no readable signature {sig}, and a plan key is configured",
-                           "sign plans with `upgrader plan --out PLAN.json` and the same key") from None
+        raise RefusedError(
+            f"{plan}: no readable signature {sig}, and a plan key is configured",
+            "sign plans with `upgrader plan --out PLAN.json` and the same key",
+        ) from None
     if not hmac.compare_digest(recorded.encode(), sign(plan_text, secret).encode()):
-        raise RefusedError(f"{plan}: the signature in {sig} does not match the plan (edited, or another key)",
-                           "plan again and sign it with the pipeline's key")
+        raise RefusedError(
+            f"{plan}: the signature in {sig} does not match the plan (edited, or another key)",
+            "plan again and sign it with the pipeline's key",
+        )
 
 
 def sign_run(plan_text: str, run_id: str, python: str, break_lock: str | None, secret: bytes) -> str:
@@ -76,8 +84,7 @@ def sign_run(plan_text: str, run_id: str, python: str, break_lock: str | None, s
     return PREFIX + hmac.new(secret, canonical_json(envelope).encode(), hashlib.sha256).hexdigest()
 
 
-def run_signed(signature: str, plan_text: str, run_id: str, python: str, break_lock: str | None,
-               secret: bytes) -> bool:
+def run_signed(signature: str, plan_text: str, run_id: str, python: str, break_lock: str | None, secret: bytes) -> bool:
     """Does ``signature`` vouch for this plan and these run parameters under ``secret``?"""
     expected = sign_run(plan_text, run_id, python, break_lock, secret)
     return hmac.compare_digest(signature.encode("utf-8", "replace"), expected.encode())

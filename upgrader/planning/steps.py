@@ -33,8 +33,13 @@ def step_templates(playbook: Playbook, installed: str, path: tuple[str, ...], ca
     """
     steps: list[Step] = []
 
-    def add(action: str, version: str | None, op: dict[str, Any], undo: dict[str, Any] | None = None,
-            verify: dict[str, Any] | None = None) -> None:
+    def add(
+        action: str,
+        version: str | None,
+        op: dict[str, Any],
+        undo: dict[str, Any] | None = None,
+        verify: dict[str, Any] | None = None,
+    ) -> None:
         step_id = f"{len(steps) + 1:02d}-{action}" + (f"-{version}" if version else "")
         steps.append(trusted(Step, id=step_id, action=action, version=version, op=op, undo=undo, verify=verify))
 

@@ -9,5 +9,13 @@ from upgrader.reporting.metrics import render_metrics, write_metrics
 from upgrader.reporting.model import RunRecord
 from upgrader.reporting.parse import load_run, load_runs, parse_run
 
-__all__ = ["RunRecord", "load_run", "load_runs", "parse_run", "render_metrics", "to_html", "to_markdown",
-           "write_metrics"]
+__all__ = [
+    "RunRecord",
+    "load_run",
+    "load_runs",
+    "parse_run",
+    "render_metrics",
+    "to_html",
+    "to_markdown",
+    "write_metrics",
+]

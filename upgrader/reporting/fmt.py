@@ -7,10 +7,21 @@ from datetime import datetime
 from upgrader.engine.vocabulary import HostState, RunStatus
 from upgrader.reporting.model import RunRecord
 
-STATE_TONE = {HostState.DONE: "ok", HostState.ROLLED_BACK: "warn", HostState.ROLLBACK_FAILED: "bad",
-              HostState.FAILED: "bad", HostState.UNREACHABLE: "bad", HostState.HELD: "bad",
-              HostState.HANDED_OVER: "bad", RunStatus.SUCCEEDED: "ok", RunStatus.FAILED_ROLLED_BACK: "warn",
-              RunStatus.HALTED: "warn", RunStatus.STAGE_FAILED: "warn", "unfinished": "bad", RunStatus.REFUSED: "warn"}
+STATE_TONE = {
+    HostState.DONE: "ok",
+    HostState.ROLLED_BACK: "warn",
+    HostState.ROLLBACK_FAILED: "bad",
+    HostState.FAILED: "bad",
+    HostState.UNREACHABLE: "bad",
+    HostState.HELD: "bad",
+    HostState.HANDED_OVER: "bad",
+    RunStatus.SUCCEEDED: "ok",
+    RunStatus.FAILED_ROLLED_BACK: "warn",
+    RunStatus.HALTED: "warn",
+    RunStatus.STAGE_FAILED: "warn",
+    "unfinished": "bad",
+    RunStatus.REFUSED: "warn",
+}
 
 
 def duration(seconds: float | None) -> str:

@@ -50,14 +50,23 @@ footer{color:var(--muted);font-size:12px;text-align:center;margin:8px 0 24px}
 
 
 def to_html(record: RunRecord) -> str:
-    body = [header(record), section("Timeline", timeline_svg(record)), failures(record), rollbacks(record),
-            section("Where every host ended", hosts(record)), events(record), steps(record)]
-    return (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-            f'<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-            f"<title>{escape(title(record))} — {escape(record.status)}</title>\n<style>{CSS}</style>\n</head>\n"
-            f"<body>\n<main>\n{''.join(b for b in body if b)}"
-            f"<footer>upgrader report · run {escape(record.run_id)} · from its journal</footer>\n"
-            "</main>\n</body>\n</html>\n")
+    body = [
+        header(record),
+        section("Timeline", timeline_svg(record)),
+        failures(record),
+        rollbacks(record),
+        section("Where every host ended", hosts(record)),
+        events(record),
+        steps(record),
+    ]
+    return (
+        f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        f'<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        f"<title>{escape(title(record))} — {escape(record.status)}</title>\n<style>{CSS}</style>\n</head>\n"
+        f"<body>\n<main>\n{''.join(b for b in body if b)}"
+        f"<footer>upgrader report · run {escape(record.run_id)} · from its journal</footer>\n"
+        "</main>\n</body>\n</html>\n"
+    )
 
 
 def section(name: str, content: str) -> str:
@@ -75,24 +84,36 @@ def header(r: RunRecord) -> str:
         facts.append(("reason", f"<b>{escape(r.reason)}</b>"))
     if r.break_lock:
         facts.append(("broke host locks", escape(r.break_lock)))
-    facts += [("started", escape(stamp(r.started))), ("duration", escape(duration(r.seconds))),
-              ("plan", f"<code>{escape(r.plan_hash or '—')}</code>"), ("command", f"<code>{escape(command(r))}</code>"),
-              ("run", f"<code>{escape(r.run_id)}</code>")]
+    facts += [
+        ("started", escape(stamp(r.started))),
+        ("duration", escape(duration(r.seconds))),
+        ("plan", f"<code>{escape(r.plan_hash or '—')}</code>"),
+        ("command", f"<code>{escape(command(r))}</code>"),
+        ("run", f"<code>{escape(r.run_id)}</code>"),
+    ]
     grid = "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in facts)
-    return (f'<header class="{tone(r.status)}">\n<div class="kicker">{escape(r.kind)} run</div>\n'
-            f"<h1>{escape(title(r))} <span class=\"badge\">{escape(r.status)}{code}</span></h1>\n"
-            f'<p class="message">{escape(r.message or "the run has no end record (still running, or killed)")}</p>\n'
-            f'<dl class="facts">{grid}</dl>\n{counts(r)}\n</header>\n')
+    return (
+        f'<header class="{tone(r.status)}">\n<div class="kicker">{escape(r.kind)} run</div>\n'
+        f'<h1>{escape(title(r))} <span class="badge">{escape(r.status)}{code}</span></h1>\n'
+        f'<p class="message">{escape(r.message or "the run has no end record (still running, or killed)")}</p>\n'
+        f'<dl class="facts">{grid}</dl>\n{counts(r)}\n</header>\n'
+    )
 
 
 def counts(r: RunRecord) -> str:
     c = r.counts()
-    cards = [("hosts", len(r.hosts), "neutral"), ("upgraded", c["upgraded"], "ok"),
-             ("rolled back", c["rolled_back"], "warn" if c["rolled_back"] else "neutral"),
-             ("failed", c["failed"], "bad" if c["failed"] else "neutral"),
-             ("rollback failed", c["rollback_failed"], "bad" if c["rollback_failed"] else "neutral")]
-    return '<div class="counts">' + "".join(
-        f'<div class="count {t}"><b>{n}</b><span>{name}</span></div>' for name, n, t in cards) + "</div>"
+    cards = [
+        ("hosts", len(r.hosts), "neutral"),
+        ("upgraded", c["upgraded"], "ok"),
+        ("rolled back", c["rolled_back"], "warn" if c["rolled_back"] else "neutral"),
+        ("failed", c["failed"], "bad" if c["failed"] else "neutral"),
+        ("rollback failed", c["rollback_failed"], "bad" if c["rollback_failed"] else "neutral"),
+    ]
+    return (
+        '<div class="counts">'
+        + "".join(f'<div class="count {t}"><b>{n}</b><span>{name}</span></div>' for name, n, t in cards)
+        + "</div>"
+    )
 
 
 def failures(r: RunRecord) -> str:
@@ -104,14 +125,17 @@ def failures(r: RunRecord) -> str:
 def failure(f: Failure) -> str:
     where = f" · <code>{escape(f.op)}</code>" if f.op else ""
     step = f' <span class="muted">{escape(f.step)}</span>' if f.step else ""
-    rows = "".join(f"<tr><td><code>{escape(c.name)}</code></td><td>{c.attempts}</td>"
-                   f"<td>{escape(c.reason or '')}</td></tr>" for c in f.failed_checks)
-    checks = (f"<table><tr><th>failed check</th><th>attempts</th><th>output</th></tr>{rows}</table>"
-              if rows else "")
+    rows = "".join(
+        f"<tr><td><code>{escape(c.name)}</code></td><td>{c.attempts}</td><td>{escape(c.reason or '')}</td></tr>"
+        for c in f.failed_checks
+    )
+    checks = f"<table><tr><th>failed check</th><th>attempts</th><th>output</th></tr>{rows}</table>" if rows else ""
     output = f"<pre>{escape(f.output)}</pre>" if f.output else ""
-    return (f'<div class="failure"><h3>{escape(f.host)} — {escape(f.during)}{where}{step} '
-            f'<span class="muted">at {clock(f.at)} UTC</span></h3>'
-            f'<div class="error">{escape(f.error)}</div>{checks}{output}</div>')
+    return (
+        f'<div class="failure"><h3>{escape(f.host)} — {escape(f.during)}{where}{step} '
+        f'<span class="muted">at {clock(f.at)} UTC</span></h3>'
+        f'<div class="error">{escape(f.error)}</div>{checks}{output}</div>'
+    )
 
 
 def rollbacks(r: RunRecord) -> str:
@@ -121,9 +145,14 @@ def rollbacks(r: RunRecord) -> str:
         f"<tr><td><b>{escape(b.host)}</b></td><td>{pill('rolled-back' if b.ok else 'rollback-failed')}</td>"
         f"<td>{escape(b.from_version or '?')} → <b>{escape(b.to_version or '?')}</b></td>"
         f"<td>{escape(', '.join(b.steps))}</td><td>{escape(b.error or '')}</td>"
-        f"<td>{clock(b.at)}</td></tr>" for b in r.rollbacks)
-    return section(f"Rollbacks ({len(r.rollbacks)})", "<table><tr><th>host</th><th>result</th><th>versions</th>"
-                   f"<th>steps</th><th>error</th><th>ended (UTC)</th></tr>{rows}</table>")
+        f"<td>{clock(b.at)}</td></tr>"
+        for b in r.rollbacks
+    )
+    return section(
+        f"Rollbacks ({len(r.rollbacks)})",
+        "<table><tr><th>host</th><th>result</th><th>versions</th>"
+        f"<th>steps</th><th>error</th><th>ended (UTC)</th></tr>{rows}</table>",
+    )
 
 
 def hosts(r: RunRecord) -> str:
@@ -131,20 +160,32 @@ def hosts(r: RunRecord) -> str:
         f"<tr><td><b>{escape(h.host)}</b></td><td>{escape(h.datacenter or '—')}</td>"
         f"<td>{escape(h.from_version or '?')}</td><td><b>{escape(h.version or 'unknown')}</b></td>"
         f"<td>{pill(h.state)}</td><td>{escape(duration(h.seconds) if h.seconds else '—')}</td>"
-        f"<td>{escape(h.detail)}</td></tr>" for h in r.hosts)
-    return ("<table><tr><th>host</th><th>datacenter</th><th>from</th><th>ended on</th><th>state</th>"
-            f"<th>time in steps</th><th>detail</th></tr>{rows}</table>")
+        f"<td>{escape(h.detail)}</td></tr>"
+        for h in r.hosts
+    )
+    return (
+        "<table><tr><th>host</th><th>datacenter</th><th>from</th><th>ended on</th><th>state</th>"
+        f"<th>time in steps</th><th>detail</th></tr>{rows}</table>"
+    )
 
 
 def events(r: RunRecord) -> str:
-    items = [(p.start, f"phase {p.index + 1}: <b>{escape(p.kind)}</b> {escape(p.datacenter or 'global')} → "
-              f"{escape(', '.join(p.hosts))}") for p in r.phases]
+    items = [
+        (
+            p.start,
+            f"phase {p.index + 1}: <b>{escape(p.kind)}</b> {escape(p.datacenter or 'global')} → "
+            f"{escape(', '.join(p.hosts))}",
+        )
+        for p in r.phases
+    ]
     items += [(n.at, f'<b style="color:var(--bad)">{escape(n.event)}</b>: {escape(n.text)}') for n in r.notes]
     if not items:
         return ""
     t0 = r.started or min(at for at, _ in items)
-    lines = "".join(f"<li><code>{offset((at - t0).total_seconds())}</code> {text}</li>"
-                    for at, text in sorted(items, key=lambda i: i[0]))
+    lines = "".join(
+        f"<li><code>{offset((at - t0).total_seconds())}</code> {text}</li>"
+        for at, text in sorted(items, key=lambda i: i[0])
+    )
     return section("Events", f'<ul class="events">{lines}</ul>')
 
 
@@ -165,8 +206,11 @@ def steps(r: RunRecord) -> str:
             f"<tr><td><code>{offset((s.start - t0).total_seconds())}</code></td><td>{escape(s.op)}</td>"
             f"<td><code>{escape(s.step or '')}</code></td><td>{escape(duration(s.seconds))}</td>"
             f"<td>{result(s.ok, s.error)}</td></tr>"
-            for s in segs)
-        blocks.append(f"<details><summary>{escape(h.host)} — {len(segs)} steps, {escape(duration(h.seconds))}"
-                      f"</summary><table><tr><th>start</th><th>op</th><th>step</th><th>took</th><th>result</th>"
-                      f"</tr>{rows}</table></details>")
+            for s in segs
+        )
+        blocks.append(
+            f"<details><summary>{escape(h.host)} — {len(segs)} steps, {escape(duration(h.seconds))}"
+            f"</summary><table><tr><th>start</th><th>op</th><th>step</th><th>took</th><th>result</th>"
+            f"</tr>{rows}</table></details>"
+        )
     return section("Steps per host", "\n".join(blocks))

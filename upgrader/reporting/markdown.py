@@ -48,17 +48,32 @@ def summary(r: RunRecord) -> str:
         rows.append(["reason", r.reason])
     if r.break_lock:
         rows.append(["broke host locks", r.break_lock])
-    rows += [["plan", code(r.plan_hash) if r.plan_hash else "—"], ["command", code(command(r))],
-             ["started", stamp(r.started)], ["ended", stamp(r.ended)], ["duration", duration(r.seconds)],
-             ["result", Cell(f"{bold(r.status)} (exit {code_})" + (f": {md_cell(r.message)}" if r.message else ""))]]
+    rows += [
+        ["plan", code(r.plan_hash) if r.plan_hash else "—"],
+        ["command", code(command(r))],
+        ["started", stamp(r.started)],
+        ["ended", stamp(r.ended)],
+        ["duration", duration(r.seconds)],
+        ["result", Cell(f"{bold(r.status)} (exit {code_})" + (f": {md_cell(r.message)}" if r.message else ""))],
+    ]
     counts = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in r.counts().items() if n)
     rows.append(["hosts", f"{len(r.hosts)}" + (f" — {counts}" if counts else "")])
     return "\n".join([f"# {md_inline(title(r))} — {md_inline(r.status)}", "", *table(["", ""], rows)])
 
 
 def hosts(r: RunRecord) -> str:
-    rows: list[list[object]] = [[code(h.host), h.datacenter, h.from_version, bold(h.version or "unknown"),
-                                 h.state, duration(h.seconds), h.detail] for h in r.hosts]
+    rows: list[list[object]] = [
+        [
+            code(h.host),
+            h.datacenter,
+            h.from_version,
+            bold(h.version or "unknown"),
+            h.state,
+            duration(h.seconds),
+            h.detail,
+        ]
+        for h in r.hosts
+    ]
     header = ["host", "datacenter", "from", "ended on", "state", "time in steps", "detail"]
     return "\n".join(["## Hosts", "", *table(header, rows)])
 
@@ -73,8 +88,10 @@ def failure(f: Failure) -> str:
     where = f" {md_code(f.op)}" + (f" ({md_code(f.step)})" if f.step else "") if f.op else ""
     lines = [f"### {md_code(f.host)} — {md_inline(f.during)}{where} at {stamp(f.at)}", "", md_inline(f.error)]
     if f.failed_checks:
-        lines += ["", *table(["check", "attempts", "output"],
-                             [[code(c.name), c.attempts, c.reason] for c in f.failed_checks])]
+        lines += [
+            "",
+            *table(["check", "attempts", "output"], [[code(c.name), c.attempts, c.reason] for c in f.failed_checks]),
+        ]
     if f.output:
         lines += ["", md_code_block(f.output)]
     return "\n".join(lines)
@@ -83,9 +100,16 @@ def failure(f: Failure) -> str:
 def rollbacks(r: RunRecord) -> str:
     if not r.rollbacks:
         return ""
-    rows: list[list[object]] = [[code(b.host), Cell("verified") if b.ok else bold("FAILED"),
-                                 f"{b.from_version or '?'} → {b.to_version or '?'}", ", ".join(b.steps),
-                                 b.error or ""] for b in r.rollbacks]
+    rows: list[list[object]] = [
+        [
+            code(b.host),
+            Cell("verified") if b.ok else bold("FAILED"),
+            f"{b.from_version or '?'} → {b.to_version or '?'}",
+            ", ".join(b.steps),
+            b.error or "",
+        ]
+        for b in r.rollbacks
+    ]
     return "\n".join(["## Rolled back", "", *table(["host", "result", "versions", "steps", "error"], rows)])
 
 
@@ -94,8 +118,10 @@ def notes(r: RunRecord) -> str:
         return ""
     t0 = r.started
     lines = ["## Events", ""]
-    items = [(p.start, md_inline(f"phase {p.index + 1}: {p.kind} {p.datacenter or 'global'} → {', '.join(p.hosts)}"))
-             for p in r.phases] + [(n.at, f"**{md_inline(n.event)}**: {md_inline(n.text)}") for n in r.notes]
+    items = [
+        (p.start, md_inline(f"phase {p.index + 1}: {p.kind} {p.datacenter or 'global'} → {', '.join(p.hosts)}"))
+        for p in r.phases
+    ] + [(n.at, f"**{md_inline(n.event)}**: {md_inline(n.text)}") for n in r.notes]
     for at, text in sorted(items, key=lambda i: i[0]):
         lines.append(f"- `{offset((at - t0).total_seconds()) if t0 else stamp(at)}` {text}")
     return "\n".join(lines)
@@ -105,15 +131,26 @@ def timeline(r: RunRecord) -> str:
     if not r.timeline or r.started is None:
         return ""
     t0 = r.started
-    out = ["## Timeline", "", "Offsets from the start of the run; op start times are derived from the journal "
-           "(host program start + the durations of the ops before it)."]
+    out = [
+        "## Timeline",
+        "",
+        "Offsets from the start of the run; op start times are derived from the journal "
+        "(host program start + the durations of the ops before it).",
+    ]
     for h in r.hosts:
         segs = r.segments(h.host)
         if not segs:
             continue
-        rows: list[list[object]] = [[offset((s.start - t0).total_seconds()), s.category, s.op,
-                                     code(s.step) if s.step else "", duration(s.seconds),
-                                     "ok" if s.ok else Cell(f"**FAILED**: {md_cell(s.error or '', '')}")]
-                                    for s in segs]
+        rows: list[list[object]] = [
+            [
+                offset((s.start - t0).total_seconds()),
+                s.category,
+                s.op,
+                code(s.step) if s.step else "",
+                duration(s.seconds),
+                "ok" if s.ok else Cell(f"**FAILED**: {md_cell(s.error or '', '')}"),
+            ]
+            for s in segs
+        ]
         out += ["", f"### {md_code(h.host)}", "", *table(["start", "category", "op", "step", "took", "result"], rows)]
     return "\n".join(out)

@@ -22,7 +22,7 @@ HELP = {
     "upgrader_hosts_total": "Hosts per outcome in the last finished run of each component.",
     "upgrader_last_success_timestamp_seconds": "End time of the last apply run that succeeded, per component.",
     "upgrader_run_exit_code": "Exit code of the last finished run per component and kind (0 ok, 3 rolled back, "
-                              "4 a human must act, 5 halted part-way: README, Exit codes).",
+    "4 a human must act, 5 halted part-way: README, Exit codes).",
 }
 
 
@@ -38,8 +38,9 @@ def write_metrics(state_dir: Path, directory: Path) -> Path:
 
 def render_metrics(records: Iterable[RunRecord]) -> str:
     """The exposition text (pure): one gauge family each, series sorted, HELP and TYPE on every family."""
-    ended: list[tuple[datetime, RunRecord]] = sorted(((r.ended, r) for r in records if r.finished and r.ended),
-                                                     key=lambda pair: pair[0])
+    ended: list[tuple[datetime, RunRecord]] = sorted(
+        ((r.ended, r) for r in records if r.finished and r.ended), key=lambda pair: pair[0]
+    )
     finished = [r for _, r in ended]
     last_by_kind = {(r.component, r.kind): r for r in finished}
     last = {r.component: r for r in finished}
@@ -47,7 +48,8 @@ def render_metrics(records: Iterable[RunRecord]) -> str:
     series: dict[str, list[tuple[dict[str, str], float]]] = {name: [] for name in HELP}
     for (component, kind), r in sorted(last_by_kind.items()):
         series["upgrader_run_duration_seconds"].append(
-            ({"component": component, "kind": kind, "status": r.status}, r.seconds or 0.0))
+            ({"component": component, "kind": kind, "status": r.status}, r.seconds or 0.0)
+        )
         if r.exit_code is not None:
             series["upgrader_run_exit_code"].append(({"component": component, "kind": kind}, float(r.exit_code)))
     for component, r in sorted(last.items()):

@@ -8,14 +8,19 @@ from datetime import datetime, timedelta
 from upgrader.engine.vocabulary import HostState as State  # reporting has a HostState of its own
 
 # Timeline categories, in legend order.  Agent ops map onto them in ``parse.CATEGORY``.
-CATEGORIES = ("stage", "lock", "precheck", "stop", "switch", "migrate", "start", "verify", "bake", "rollback",
-              "other")
+CATEGORIES = ("stage", "lock", "precheck", "stop", "switch", "migrate", "start", "verify", "bake", "rollback", "other")
 
 # Host end states → the outcome buckets people (and Prometheus) count; None: nothing happened to it.
 OUTCOMES = ("upgraded", "failed", "rolled_back", "rollback_failed")
-_OUTCOME: dict[str, str] = {State.DONE: "upgraded", State.ROLLED_BACK: "rolled_back",
-                            State.ROLLBACK_FAILED: "rollback_failed", State.FAILED: "failed",
-                            State.UNREACHABLE: "failed", State.HELD: "failed", State.HANDED_OVER: "failed"}
+_OUTCOME: dict[str, str] = {
+    State.DONE: "upgraded",
+    State.ROLLED_BACK: "rolled_back",
+    State.ROLLBACK_FAILED: "rollback_failed",
+    State.FAILED: "failed",
+    State.UNREACHABLE: "failed",
+    State.HELD: "failed",
+    State.HANDED_OVER: "failed",
+}
 
 
 def outcome(state: str) -> str | None:

@@ -36,11 +36,30 @@ from upgrader.reporting.model import (
 
 Entry = dict[str, Any]
 
-CATEGORY = {"lock": "lock", "stage": "stage", "precheck": "precheck", "stop": "stop", "switch": "switch",
-            "carry_over": "switch", "migrate": "migrate", "start": "start", "verify": "verify", "bake": "bake",
-            "rollback": "rollback"}
-NOTED = {Event.HALT, Event.HOLD, Event.LOCK_BREAK, Event.RECOVER, Event.RESUME, Event.ARTIFACT_REFUSED,
-         Event.GATE_END, Event.ABORT, Event.ABORT_KEPT}
+CATEGORY = {
+    "lock": "lock",
+    "stage": "stage",
+    "precheck": "precheck",
+    "stop": "stop",
+    "switch": "switch",
+    "carry_over": "switch",
+    "migrate": "migrate",
+    "start": "start",
+    "verify": "verify",
+    "bake": "bake",
+    "rollback": "rollback",
+}
+NOTED = {
+    Event.HALT,
+    Event.HOLD,
+    Event.LOCK_BREAK,
+    Event.RECOVER,
+    Event.RESUME,
+    Event.ARTIFACT_REFUSED,
+    Event.GATE_END,
+    Event.ABORT,
+    Event.ABORT_KEPT,
+}
 PER_HOST = {Event.HOST_BEGIN, Event.HOST_END, Event.BAKE_BEGIN, Event.BAKE_END, Event.ROLLBACK_END}
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 log = logging.getLogger(__name__)
@@ -74,13 +93,24 @@ def _read_plan(path: Path) -> dict[str, Any] | None:
     plan = parse_json_object(limits.read_text(path, "plan"), str(path))
     hosts = plan.get("hosts", [])
     if not isinstance(hosts, list) or not all(
-            isinstance(h, dict) and isinstance(h.get("host"), str)
-            and all(isinstance(h.get(k), str | None) for k in ("datacenter", "from_version")) for h in hosts):
-        raise InputError([Problem(Location(str(path)), "plan 'hosts' must be a list of host plans",
-                                  "the run's plan.json was edited; the journal alone cannot say which hosts it had")])
+        isinstance(h, dict)
+        and isinstance(h.get("host"), str)
+        and all(isinstance(h.get(k), str | None) for k in ("datacenter", "from_version"))
+        for h in hosts
+    ):
+        raise InputError(
+            [
+                Problem(
+                    Location(str(path)),
+                    "plan 'hosts' must be a list of host plans",
+                    "the run's plan.json was edited; the journal alone cannot say which hosts it had",
+                )
+            ]
+        )
     if not isinstance(plan.get("content_hash"), str | None):
-        raise InputError([Problem(Location(str(path)), "plan 'content_hash' must be a string",
-                                  "the run's plan.json was edited")])
+        raise InputError(
+            [Problem(Location(str(path)), "plan 'content_hash' must be a string", "the run's plan.json was edited")]
+        )
     return plan
 
 
@@ -100,8 +130,10 @@ def when(entry: Entry) -> datetime:
 
 
 def checks_of(op: Entry) -> tuple[Check, ...]:
-    return tuple(Check(str(c.get("check", "?")), bool(c.get("ok")), c.get("reason"), int(c.get("attempts", 1)))
-                 for c in op.get("checks") or [])
+    return tuple(
+        Check(str(c.get("check", "?")), bool(c.get("ok")), c.get("reason"), int(c.get("attempts", 1)))
+        for c in op.get("checks") or []
+    )
 
 
 def output_of(op: Entry, stderr: str = "") -> str:
@@ -141,8 +173,13 @@ class _Builder:
 
     def __post_init__(self) -> None:
         for h in self.plan.get("hosts", []):
-            self.hosts[h["host"]] = _Host(h["host"], h.get("datacenter"), h.get("from_version"),
-                                          h.get("from_version"), target=(h.get("path") or [None])[-1])
+            self.hosts[h["host"]] = _Host(
+                h["host"],
+                h.get("datacenter"),
+                h.get("from_version"),
+                h.get("from_version"),
+                target=(h.get("path") or [None])[-1],
+            )
 
     def host(self, name: str) -> _Host:
         return self.hosts.setdefault(name, _Host(name))
@@ -188,21 +225,34 @@ class _Builder:
         failed = e.get("failed") or {}
         for name in begin.get("hosts") or []:
             error = failed.get(name)
-            self.timeline.append(Segment(name, "stage", "stage", None, when(begin),
-                                         (at - when(begin)).total_seconds(), error is None, error))
+            self.timeline.append(
+                Segment(
+                    name, "stage", "stage", None, when(begin), (at - when(begin)).total_seconds(), error is None, error
+                )
+            )
             if error is not None:
                 self.failures.append(Failure(name, at, "stage", "stage", None, str(error)))
 
     def on_phase_begin(self, e: Entry, at: datetime) -> None:
-        self.phases.append(PhaseSpan(int(e.get("phase", len(self.phases))), str(e.get("kind", "")),
-                                     e.get("datacenter"), tuple(e.get("hosts") or []), at, None))
+        self.phases.append(
+            PhaseSpan(
+                int(e.get("phase", len(self.phases))),
+                str(e.get("kind", "")),
+                e.get("datacenter"),
+                tuple(e.get("hosts") or []),
+                at,
+                None,
+            )
+        )
 
     def on_phase_end(self, e: Entry, at: datetime) -> None:
         self.close_phase(int(e.get("phase", -1)), at)
 
     def close_phase(self, index: int, at: datetime) -> None:
-        self.phases = [PhaseSpan(p.index, p.kind, p.datacenter, p.hosts, p.start, at)
-                       if p.index == index and p.end is None else p for p in self.phases]
+        self.phases = [
+            PhaseSpan(p.index, p.kind, p.datacenter, p.hosts, p.start, at) if p.index == index and p.end is None else p
+            for p in self.phases
+        ]
 
     def on_host_begin(self, e: Entry, at: datetime) -> None:
         self.host(e["host"]).began = at
@@ -234,25 +284,49 @@ class _Builder:
         for op in ops:
             seconds = float(op.get("seconds") or 0.0)
             name = str(op.get("op", "?"))
-            self.timeline.append(Segment(h.name, CATEGORY.get(name, "other"), name, op.get("step"), cursor,
-                                         seconds, bool(op.get("ok")), op.get("error")))
+            self.timeline.append(
+                Segment(
+                    h.name,
+                    CATEGORY.get(name, "other"),
+                    name,
+                    op.get("step"),
+                    cursor,
+                    seconds,
+                    bool(op.get("ok")),
+                    op.get("error"),
+                )
+            )
             cursor += timedelta(seconds=seconds)
             self.learn_version(h, op, e)
             if not op.get("ok"):
-                self.failures.append(Failure(h.name, end, during, name, op.get("step"), str(op.get("error")),
-                                             checks_of(op), output_of(op, e.get("stderr") or "")))
+                self.failures.append(
+                    Failure(
+                        h.name,
+                        end,
+                        during,
+                        name,
+                        op.get("step"),
+                        str(op.get("error")),
+                        checks_of(op),
+                        output_of(op, e.get("stderr") or ""),
+                    )
+                )
         if not ops and not e.get("ok"):
             error = str(e.get("error") or "no result from the agent")
             category = fallback if fallback != "agent" else "other"
-            self.timeline.append(Segment(h.name, category, fallback, None, begin, (end - begin).total_seconds(),
-                                         False, error))
+            self.timeline.append(
+                Segment(h.name, category, fallback, None, begin, (end - begin).total_seconds(), False, error)
+            )
             self.failures.append(Failure(h.name, end, during, None, None, error, (), e.get("stderr") or ""))
             if e.get("unreachable"):
                 h.version = None
         elif e.get("ok") is False and all(op.get("ok") for op in ops):
             # Every op it returned succeeded, yet the program failed: it died or timed out mid-way.
-            self.failures.append(Failure(h.name, end, during, None, None, str(e.get("error") or "agent failed"),
-                                         (), e.get("stderr") or ""))
+            self.failures.append(
+                Failure(
+                    h.name, end, during, None, None, str(e.get("error") or "agent failed"), (), e.get("stderr") or ""
+                )
+            )
         if during == "rollback" and (ops or e.get("error")):
             self.rollbacks.append(rollback_of(h.name, end, e))
 
@@ -268,16 +342,27 @@ class _Builder:
     def record(self, run_id: str) -> RunRecord:
         s, end = self.start, self.end or {}
         return RunRecord(
-            run_id=run_id, kind=str(s.get("kind", "?")), component=str(s.get("component", "?")),
+            run_id=run_id,
+            kind=str(s.get("kind", "?")),
+            component=str(s.get("component", "?")),
             version=s.get("version") if s.get("kind") == "apply" else s.get("to"),
-            operator=str(s.get("operator", "?")), reason=s.get("reason"), argv=tuple(s.get("argv") or ()),
-            plan_hash=s.get("plan_hash") or self.plan.get("content_hash"), break_lock=s.get("break_lock"),
-            started=when(s) if s else None, ended=when(end) if self.end else None,
+            operator=str(s.get("operator", "?")),
+            reason=s.get("reason"),
+            argv=tuple(s.get("argv") or ()),
+            plan_hash=s.get("plan_hash") or self.plan.get("content_hash"),
+            break_lock=s.get("break_lock"),
+            started=when(s) if s else None,
+            ended=when(end) if self.end else None,
             status=str(end.get("status", "unfinished")) if self.end else "unfinished",
-            exit_code=end.get("exit_code"), message=str(end.get("message", "")),
+            exit_code=end.get("exit_code"),
+            message=str(end.get("message", "")),
             hosts=tuple(self.host_state(h) for h in self.hosts.values()),
-            timeline=tuple(self.timeline), phases=tuple(self.phases), failures=tuple(self.failures),
-            rollbacks=tuple(self.rollbacks), notes=tuple(self.notes))
+            timeline=tuple(self.timeline),
+            phases=tuple(self.phases),
+            failures=tuple(self.failures),
+            rollbacks=tuple(self.rollbacks),
+            notes=tuple(self.notes),
+        )
 
     def host_state(self, h: _Host) -> HostState:
         seconds = sum(seg.seconds for seg in self.timeline if seg.host == h.name and seg.category != "stage")
@@ -286,15 +371,25 @@ class _Builder:
 
 def rollback_of(host: str, at: datetime, e: Entry) -> Rollback:
     op: dict[str, Any] = next((o for o in e.get("ops") or [] if o.get("op") == "rollback"), {})
-    return Rollback(host, at, bool(e.get("ok")), op.get("from"), op.get("to") or op.get("current"),
-                    tuple(op.get("steps") or ()), None if e.get("ok") else str(e.get("error") or op.get("error")))
+    return Rollback(
+        host,
+        at,
+        bool(e.get("ok")),
+        op.get("from"),
+        op.get("to") or op.get("current"),
+        tuple(op.get("steps") or ()),
+        None if e.get("ok") else str(e.get("error") or op.get("error")),
+    )
 
 
 def describe_note(e: Entry) -> str:
     ev = e.get("event")
     if ev == Event.HALT:
-        how = (f" ({e['signal']}{', at once' if e.get('hard') else ''}"
-               f"{', resumable' if e.get('resumable') else ''})") if e.get("signal") else ""
+        how = (
+            (f" ({e['signal']}{', at once' if e.get('hard') else ''}{', resumable' if e.get('resumable') else ''})")
+            if e.get("signal")
+            else ""
+        )
         return str(e.get("reason", "halted")) + how
     if ev == Event.GATE_END:
         d = e.get("decision") or {}
@@ -315,4 +410,3 @@ def describe_note(e: Entry) -> str:
         return f"artifact {e.get('path')} refused: sha256 {e.get('sha256')}, expected {e.get('expected')}"
     rest = {k: v for k, v in e.items() if k not in ("seq", "at", "event")}
     return f"{ev} {json.dumps(rest, sort_keys=True, default=str)}" if rest else str(ev)
-

@@ -29,9 +29,19 @@ def render_audit_metrics(rows: Sequence[HostAudit], at: float) -> str:
     outliers: dict[str, int] = {}
     for r in rows:
         outliers[r.component] = outliers.get(r.component, 0) + (0 if r.ok else 1)
-    per_host = [({"component": r.component, "host": r.host, "datacenter": r.datacenter,
-                  "expected": r.expected.version if r.expected else "", "reported": r.reported or ""},
-                 1.0 if r.ok else 0.0) for r in sorted(rows, key=lambda r: (r.component, r.host))]
+    per_host = [
+        (
+            {
+                "component": r.component,
+                "host": r.host,
+                "datacenter": r.datacenter,
+                "expected": r.expected.version if r.expected else "",
+                "reported": r.reported or "",
+            },
+            1.0 if r.ok else 0.0,
+        )
+        for r in sorted(rows, key=lambda r: (r.component, r.host))
+    ]
     series: dict[str, list[tuple[dict[str, str], float]]] = {
         "upgrader_audit_hosts": hosts,
         "upgrader_audit_outliers": [({"component": c}, float(n)) for c, n in sorted(outliers.items())],
@@ -45,5 +55,6 @@ def write_audit_metrics(rows: Sequence[HostAudit], directory: Path, at: float) -
     """Replace ``directory``/upgrader_audit.prom; ``directory`` is never created (loading/output.py)."""
     from upgrader.loading import output
 
-    return output.write_text(directory / FILENAME, render_audit_metrics(rows, at), "--metrics-dir", mode=0o644,
-                             atomic=True)
+    return output.write_text(
+        directory / FILENAME, render_audit_metrics(rows, at), "--metrics-dir", mode=0o644, atomic=True
+    )

@@ -8,9 +8,19 @@ from upgrader.escaping import html as escape  # the one HTML escaping (upgrader/
 from upgrader.reporting.fmt import duration, offset, tone
 from upgrader.reporting.model import CATEGORIES, RunRecord, Segment
 
-COLOURS = {"stage": "#90a4ae", "lock": "#cfd8dc", "precheck": "#9575cd", "stop": "#ffb74d", "switch": "#4fc3f7",
-           "migrate": "#a1887f", "start": "#4db6ac", "verify": "#388e3c", "bake": "#aed581",
-           "rollback": "#1e4fa0", "other": "#b0bec5"}
+COLOURS = {
+    "stage": "#90a4ae",
+    "lock": "#cfd8dc",
+    "precheck": "#9575cd",
+    "stop": "#ffb74d",
+    "switch": "#4fc3f7",
+    "migrate": "#a1887f",
+    "start": "#4db6ac",
+    "verify": "#388e3c",
+    "bake": "#aed581",
+    "rollback": "#1e4fa0",
+    "other": "#b0bec5",
+}
 FAILED = "#d32f2f"
 TONES = {"ok": "#2e7d32", "warn": "#ef6c00", "bad": "#c62828", "neutral": "#78909c"}
 WIDTH, LABEL, STATE, TOP, ROW, BAR = 1120, 130, 170, 34, 34, 22
@@ -27,9 +37,12 @@ def timeline_svg(r: RunRecord) -> str:
     bottom = TOP + ROW * len(rows)
     legend_y = bottom + 58
     height = legend_y + 26
-    parts = [f'<svg class="timeline" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {height}" '
-             f'width="100%" role="img" aria-label="timeline of run {escape(r.run_id)}">',
-             *phase_bands(r, scale, bottom), *grid(scale, bottom)]
+    parts = [
+        f'<svg class="timeline" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {height}" '
+        f'width="100%" role="img" aria-label="timeline of run {escape(r.run_id)}">',
+        *phase_bands(r, scale, bottom),
+        *grid(scale, bottom),
+    ]
     for i, host in enumerate(rows):
         parts += row(r, host, TOP + i * ROW, i, scale)
     parts += markers(r, scale, bottom)
@@ -68,10 +81,14 @@ def row(r: RunRecord, host: str, y: int, index: int, scale: Scale) -> list[str]:
     colour = TONES[tone(state.state)]
     label = f"{state.version or 'unknown'} · {state.state}"
     x = WIDTH - STATE + 6
-    out.append(f'<rect x="{x}" y="{y + 5}" width="{STATE - 14}" height="{ROW - 10}" rx="10" fill="{colour}" '
-               f'fill-opacity="0.12" stroke="{colour}"/>')
-    out.append(f'<text x="{x + (STATE - 14) / 2}" y="{mid + 4}" font-size="12" text-anchor="middle" '
-               f'fill="{colour}" font-weight="600">{escape(label)}</text>')
+    out.append(
+        f'<rect x="{x}" y="{y + 5}" width="{STATE - 14}" height="{ROW - 10}" rx="10" fill="{colour}" '
+        f'fill-opacity="0.12" stroke="{colour}"/>'
+    )
+    out.append(
+        f'<text x="{x + (STATE - 14) / 2}" y="{mid + 4}" font-size="12" text-anchor="middle" '
+        f'fill="{colour}" font-weight="600">{escape(label)}</text>'
+    )
     return out
 
 
@@ -81,16 +98,23 @@ def bar(s: Segment, y: float, scale: Scale) -> str:
     fill = COLOURS.get(s.category, COLOURS["other"]) if s.ok else FAILED
     extra = ' fill-opacity="0.55"' if s.category == "stage" and s.ok else ""
     stroke = ' stroke="#7f0000" stroke-width="1.5"' if not s.ok else ' stroke="#ffffff" stroke-width="0.6"'
-    tip = (f"{s.host} · {s.op}" + (f" ({s.step})" if s.step else "")
-           + f" · {offset((s.start - scale.t0).total_seconds())} · {duration(s.seconds)} · "
-           + ("ok" if s.ok else f"FAILED: {s.error or ''}"))
-    out = (f'<g><title>{escape(tip)}</title><rect x="{x}" y="{y}" width="{round(w, 1)}" height="{BAR}" rx="2" '
-           f'fill="{fill}"{extra}{stroke}/>')
+    tip = (
+        f"{s.host} · {s.op}"
+        + (f" ({s.step})" if s.step else "")
+        + f" · {offset((s.start - scale.t0).total_seconds())} · {duration(s.seconds)} · "
+        + ("ok" if s.ok else f"FAILED: {s.error or ''}")
+    )
+    out = (
+        f'<g><title>{escape(tip)}</title><rect x="{x}" y="{y}" width="{round(w, 1)}" height="{BAR}" rx="2" '
+        f'fill="{fill}"{extra}{stroke}/>'
+    )
     text = f"{s.op} {duration(s.seconds)}" if w > 9 * (len(s.op) + 6) else s.op if w > 8 * len(s.op) + 8 else ""
     if text:
         ink = "#ffffff" if not s.ok or s.category in DARK else "#1f2d3a"
-        out += (f'<text x="{round(x + w / 2, 1)}" y="{y + BAR / 2 + 4}" font-size="11" text-anchor="middle" '
-                f'fill="{ink}">{escape(text)}</text>')
+        out += (
+            f'<text x="{round(x + w / 2, 1)}" y="{y + BAR / 2 + 4}" font-size="11" text-anchor="middle" '
+            f'fill="{ink}">{escape(text)}</text>'
+        )
     return out + "</g>"
 
 
@@ -100,12 +124,16 @@ def phase_bands(r: RunRecord, scale: Scale, bottom: int) -> list[str]:
         x0 = scale.x(p.start)
         x1 = scale.x(p.end) if p.end else scale.x0 + scale.width
         fill = "#fff8e1" if p.kind == "canary" else "#e8f1fb"
-        out.append(f'<rect x="{x0}" y="{TOP - 20}" width="{max(x1 - x0, 1)}" height="{bottom - TOP + 20}" '
-                   f'fill="{fill}" fill-opacity="0.8"/>')
+        out.append(
+            f'<rect x="{x0}" y="{TOP - 20}" width="{max(x1 - x0, 1)}" height="{bottom - TOP + 20}" '
+            f'fill="{fill}" fill-opacity="0.8"/>'
+        )
         label = f"{p.index + 1} {p.kind} {p.datacenter or ''}".strip()
         shown = label if (x1 - x0) > 6.5 * len(label) + 6 else str(p.index + 1)
-        out.append(f'<text x="{x0 + 3}" y="{TOP - 7}" font-size="11" fill="#5d6d7e">{escape(shown)}'
-                   f"<title>phase {escape(label)}: {escape(', '.join(p.hosts))}</title></text>")
+        out.append(
+            f'<text x="{x0 + 3}" y="{TOP - 7}" font-size="11" fill="#5d6d7e">{escape(shown)}'
+            f"<title>phase {escape(label)}: {escape(', '.join(p.hosts))}</title></text>"
+        )
     return out
 
 
@@ -115,14 +143,16 @@ def grid(scale: Scale, bottom: int) -> list[str]:
     tick = 0.0
     while tick <= scale.span + 1e-9:
         x = scale.at(tick)
-        out.append(f'<line x1="{x}" y1="{TOP - 20}" x2="{x}" y2="{bottom + 4}" stroke="#dde3e8" '
-                   f'stroke-dasharray="2 3"/>')
+        out.append(
+            f'<line x1="{x}" y1="{TOP - 20}" x2="{x}" y2="{bottom + 4}" stroke="#dde3e8" stroke-dasharray="2 3"/>'
+        )
         label = offset(tick).removesuffix(".0") if step >= 1 else offset(tick)
-        out.append(f'<text x="{x}" y="{bottom + 18}" font-size="11" text-anchor="middle" fill="#5d6d7e">'
-                   f"{label}</text>")
+        out.append(f'<text x="{x}" y="{bottom + 18}" font-size="11" text-anchor="middle" fill="#5d6d7e">{label}</text>')
         tick += step
-    out.append(f'<text x="{scale.x0 + scale.width}" y="{bottom + 34}" font-size="11" text-anchor="end" '
-               f'fill="#90a4ae">time since the run started (m:ss)</text>')
+    out.append(
+        f'<text x="{scale.x0 + scale.width}" y="{bottom + 34}" font-size="11" text-anchor="end" '
+        f'fill="#90a4ae">time since the run started (m:ss)</text>'
+    )
     return out
 
 
@@ -132,8 +162,10 @@ def markers(r: RunRecord, scale: Scale, bottom: int) -> list[str]:
         if n.event not in ("halt", "hold", "lock-break", "recover", "resume"):
             continue
         x = scale.x(n.at)
-        out.append(f'<line x1="{x}" y1="{TOP - 20}" x2="{x}" y2="{bottom}" stroke="{FAILED}" stroke-width="1.5" '
-                   f'stroke-dasharray="5 3"><title>{escape(n.event)}: {escape(n.text)}</title></line>')
+        out.append(
+            f'<line x1="{x}" y1="{TOP - 20}" x2="{x}" y2="{bottom}" stroke="{FAILED}" stroke-width="1.5" '
+            f'stroke-dasharray="5 3"><title>{escape(n.event)}: {escape(n.text)}</title></line>'
+        )
     return out
 
 

@@ -86,19 +86,30 @@ class HostWork:
                 signature = await handle.query("plan_signature")
             except Exception:  # a workflow without the query (older, or not ours): unsigned
                 signature = ""
-            if self.plan_key is None or not isinstance(signature, str) or not isinstance(text, str) or \
-                    not signing.run_signed(signature, text, work.run_id, work.python, work.break_lock, self.plan_key):
+            if (
+                self.plan_key is None
+                or not isinstance(signature, str)
+                or not isinstance(text, str)
+                or not signing.run_signed(signature, text, work.run_id, work.python, work.break_lock, self.plan_key)
+            ):
                 raise ApplicationError(
                     f"run {work.run_id}: the plan is not signed with this worker's plan key (or its run id, python "
-                    "or break_lock were changed): refused, nothing was run", non_retryable=True, type="PlanNotSigned")
+                    "or break_lock were changed): refused, nothing was run",
+                    non_retryable=True,
+                    type="PlanNotSigned",
+                )
             plan = parse_json_model(text, Plan, f"plan of run {work.run_id}")
             if plan.compute_hash() != work.plan_hash:
-                raise ApplicationError(f"the plan of run {work.run_id} does not hash to {work.plan_hash}",
-                                       non_retryable=True)
+                raise ApplicationError(
+                    f"the plan of run {work.run_id} does not hash to {work.plan_hash}", non_retryable=True
+                )
             if plan.inventory.sha256 != self.inventory.sha256:
-                raise ApplicationError(f"this worker's inventory {self.inventory.path} is not the one run "
-                                       f"{work.run_id} was planned from (sha256 {plan.inventory.sha256[:12]}…)",
-                                       non_retryable=True, type="InventoryDiffers")
+                raise ApplicationError(
+                    f"this worker's inventory {self.inventory.path} is not the one run "
+                    f"{work.run_id} was planned from (sha256 {plan.inventory.sha256[:12]}…)",
+                    non_retryable=True,
+                    type="InventoryDiffers",
+                )
             self.plans[work.plan_hash] = plan
             self.vouched.add(vouched)
         return self.plans[work.plan_hash]
@@ -106,9 +117,16 @@ class HostWork:
     def engine(self, plan: Plan, work: Work) -> Apply:
         mine = plan.model_copy(update={"hosts": [h for h in plan.hosts if h.host in work.hosts]})
         stream = io.StringIO() if self.quiet else sys.stderr
-        engine = Apply(mine, self.pool, Collected(work.run_id), Progress("plain", stream=stream),
-                       artifacts=self.artifacts or Path(work.artifacts), operator=work.operator,
-                       break_lock=work.break_lock, python=work.python)
+        engine = Apply(
+            mine,
+            self.pool,
+            Collected(work.run_id),
+            Progress("plain", stream=stream),
+            artifacts=self.artifacts or Path(work.artifacts),
+            operator=work.operator,
+            break_lock=work.break_lock,
+            python=work.python,
+        )
         for host, fields in work.states.items():
             run = engine.hosts[host]
             run.state, run.detail = fields["state"], fields["detail"]
@@ -121,13 +139,19 @@ class HostWork:
         engine = self.engine(await self.plan(work), work)
         if not self.quiet:  # the worker's log says which worker ran what (the run's journal says what happened)
             info = activity.info()
-            print(f"{datetime.now(UTC):%H:%M:%S} run {work.run_id}: {info.activity_type} {' '.join(work.hosts)} "
-                  f"(attempt {info.attempt})", file=sys.stderr, flush=True)
+            print(
+                f"{datetime.now(UTC):%H:%M:%S} run {work.run_id}: {info.activity_type} {' '.join(work.hosts)} "
+                f"(attempt {info.attempt})",
+                file=sys.stderr,
+                flush=True,
+            )
 
         def blocking() -> Done:
             done = act(engine)
-            done.states = {h: {"state": r.state, "detail": r.detail, "touched": r.touched, "failure": r.failure}
-                           for h, r in engine.hosts.items()}
+            done.states = {
+                h: {"state": r.state, "detail": r.detail, "touched": r.touched, "failure": r.failure}
+                for h, r in engine.hosts.items()
+            }
             done.records = engine.journal.entries_made  # type: ignore[attr-defined]
             done.failures += engine.failures
             return done
@@ -138,6 +162,7 @@ class HostWork:
     @activity.defn(name="lock")
     async def lock(self, work: Work) -> Done:
         """This datacenter's artifacts checked (the copies it uploads), then its hosts' locks and facts."""
+
         def act(engine: Apply) -> Done:
             try:
                 engine.check_artifacts()
@@ -155,9 +180,14 @@ class HostWork:
     @activity.defn(name="unstage")
     async def unstage(self, work: Work) -> Done:
         """Another datacenter failed to stage: each stage step's undo here too (removes what this run staged)."""
+
         def act(engine: Apply) -> Done:
-            engine.pool.each(engine.hosts, lambda h: engine._call(
-                h, [_send(s.undo, s.id) for s in engine._steps(h, "stage") if s.undo], 60.0, idempotent=True))
+            engine.pool.each(
+                engine.hosts,
+                lambda h: engine._call(
+                    h, [_send(s.undo, s.id) for s in engine._steps(h, "stage") if s.undo], 60.0, idempotent=True
+                ),
+            )
             for run in engine.hosts.values():
                 run.state, run.detail = HostState.UNTOUCHED, "release removed again"
             return Done()
@@ -167,6 +197,7 @@ class HostWork:
     @activity.defn(name="upgrade")
     async def upgrade(self, work: Work) -> Done:
         """The host's program: the plan's live steps in one agent call (run once: never retried)."""
+
         def act(engine: Apply) -> Done:
             ok = engine._upgrade(work.hosts[0])
             return Done(ok=ok, halted=engine.halted)
@@ -176,6 +207,7 @@ class HostWork:
     @activity.defn(name="check")
     async def check(self, work: Work) -> Done:
         """One round of the host's canary checks (and its testinfra steps at the end of a bake)."""
+
         def act(engine: Apply) -> Done:
             host = work.hosts[0]
             problem = engine._check_round(host)
@@ -190,10 +222,14 @@ class HostWork:
     async def rollback(self, work: Work) -> Done:
         """Put hosts back where they began and verify (safe to repeat).  A host still running an earlier
         program (its worker died mid-program) is waited for: the attempt fails and Temporal retries it."""
+
         def act(engine: Apply) -> Done:
             engine.rollback(list(engine.hosts))
-            busy = [e for e in engine.journal.entries_made  # type: ignore[attr-defined]
-                    if e["event"] == "rollback-end" and BUSY in str(e.get("error") or "")]
+            busy = [
+                e
+                for e in engine.journal.entries_made  # type: ignore[attr-defined]
+                if e["event"] == "rollback-end" and BUSY in str(e.get("error") or "")
+            ]
             if busy:
                 raise ApplicationError(f"{busy[0]['host']}: {busy[0]['error']}", type="HostBusy")
             return Done()

@@ -42,9 +42,11 @@ def plaintext_warning(settings: Settings) -> str | None:
             return None
     except ValueError:
         pass
-    return (f"the Temporal server {settings.address} is reached without TLS: anyone on the path can read the "
-            "runs' plans and signals and, without mutual TLS, start, signal and abort runs in the namespace "
-            "(README: Engines, the trust model); give --temporal-tls-ca (and --temporal-tls-cert/-key)")
+    return (
+        f"the Temporal server {settings.address} is reached without TLS: anyone on the path can read the "
+        "runs' plans and signals and, without mutual TLS, start, signal and abort runs in the namespace "
+        "(README: Engines, the trust model); give --temporal-tls-ca (and --temporal-tls-cert/-key)"
+    )
 
 
 async def connect(settings: Settings) -> Client:
@@ -56,14 +58,17 @@ async def connect(settings: Settings) -> Client:
         tls = TLSConfig(
             server_root_ca_cert=settings.tls_ca.read_bytes() if settings.tls_ca else None,
             client_cert=settings.tls_cert.read_bytes() if settings.tls_cert else None,
-            client_private_key=settings.tls_key.read_bytes() if settings.tls_key else None)
+            client_private_key=settings.tls_key.read_bytes() if settings.tls_key else None,
+        )
     try:
-        return await asyncio.wait_for(Client.connect(settings.address, namespace=settings.namespace, tls=tls),
-                                      CONNECT_SECONDS)
+        return await asyncio.wait_for(
+            Client.connect(settings.address, namespace=settings.namespace, tls=tls), CONNECT_SECONDS
+        )
     except (RPCError, RuntimeError, OSError, TimeoutError) as exc:
-        raise RefusedError(f"cannot reach the Temporal server at {settings.address}: {_short(exc)}",
-                           "check --temporal-address (or UPGRADER_TEMPORAL_ADDRESS) and that the server runs; "
-                           "nothing was changed") from None
+        raise RefusedError(
+            f"cannot reach the Temporal server at {settings.address}: {_short(exc)}",
+            "check --temporal-address (or UPGRADER_TEMPORAL_ADDRESS) and that the server runs; nothing was changed",
+        ) from None
 
 
 def workflow_id(component: str, inventory: str) -> str:
@@ -73,14 +78,21 @@ def workflow_id(component: str, inventory: str) -> str:
 
 async def start(client: Client, wid: str, start: Start) -> WorkflowHandle[Any, Any]:
     try:
-        return await client.start_workflow("upgrade", start, id=wid, task_queue=CONTROL_QUEUE,
-                                           id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
-                                           id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE)
+        return await client.start_workflow(
+            "upgrade",
+            start,
+            id=wid,
+            task_queue=CONTROL_QUEUE,
+            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+        )
     except WorkflowAlreadyStartedError:
         holder = await running_run(client, wid)
-        raise RefusedError(f"another controller is already running this upgrade: workflow {wid}"
-                           + (f" (run {holder})" if holder else ""),
-                           f"watch it with `upgrader watch {holder or 'RUN'}`, or abort it first") from None
+        raise RefusedError(
+            f"another controller is already running this upgrade: workflow {wid}"
+            + (f" (run {holder})" if holder else ""),
+            f"watch it with `upgrader watch {holder or 'RUN'}`, or abort it first",
+        ) from None
 
 
 async def running_run(client: Client, wid: str) -> str | None:
@@ -122,8 +134,10 @@ async def watch(handle: WorkflowHandle[Any, Any], progress: Progress) -> dict[st
     try:
         outcome: dict[str, Any] = result.result()
     except WorkflowFailureError as exc:
-        raise RunFailed(f"the run's workflow {handle.id} failed: {_short(exc.cause or exc)}",
-                            "see the worker logs; the hosts' locks say where the run stopped") from None
+        raise RunFailed(
+            f"the run's workflow {handle.id} failed: {_short(exc.cause or exc)}",
+            "see the worker logs; the hosts' locks say where the run stopped",
+        ) from None
     return outcome
 
 

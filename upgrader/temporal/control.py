@@ -76,10 +76,10 @@ class Control:
     @activity.defn(name="notify")
     async def notify(self, notice: Notice) -> None:
         """Best effort, like a local run's: the webhooks are told; a failure to tell them changes nothing."""
+
         def send() -> None:
             with notifier(self.inventory.model, lambda: datetime.now(UTC)) as tell:
-                tell(notice.kind, component=notice.component, version=notice.version, run=notice.run,
-                     **notice.details)
+                tell(notice.kind, component=notice.component, version=notice.version, run=notice.run, **notice.details)
 
         await asyncio.to_thread(send)
 
@@ -102,10 +102,15 @@ def _owned_by(directory: Path, batch: Records, execution: str | None) -> None:
             start = None
     else:
         start = batch.entries[0] if batch.entries else None
-    if execution is None or not isinstance(start, dict) or start.get("event") != "run-start" \
-            or start.get("execution") != execution:
-        raise ValueError(f"run {batch.run_id} is not this workflow execution's ({execution}): its records are "
-                         "not written")
+    if (
+        execution is None
+        or not isinstance(start, dict)
+        or start.get("event") != "run-start"
+        or start.get("execution") != execution
+    ):
+        raise ValueError(
+            f"run {batch.run_id} is not this workflow execution's ({execution}): its records are not written"
+        )
 
 
 def append(path: Path, entries: list[dict[str, Any]]) -> int:

@@ -57,12 +57,16 @@ def resolve(args: argparse.Namespace, inventory: Inventory, inventory_path: Path
             from_inventory = str(base / from_inventory)  # relative to the inventory, like its SSH keys
         found[name] = str(flag) if flag is not None else os.environ.get(ENV + name.upper()) or from_inventory
     if not found["address"]:
-        raise RefusedError("--engine temporal needs the server's address",
-                           f"pass --temporal-address HOST:PORT, set {ENV}ADDRESS, or add engine: temporal: "
-                           f"address: to {inventory_path}")
+        raise RefusedError(
+            "--engine temporal needs the server's address",
+            f"pass --temporal-address HOST:PORT, set {ENV}ADDRESS, or add engine: temporal: "
+            f"address: to {inventory_path}",
+        )
     if bool(found["tls_cert"]) != bool(found["tls_key"]):
-        raise RefusedError("a TLS client certificate needs its key (and the key its certificate)",
-                           "give both --temporal-tls-cert and --temporal-tls-key, or neither")
+        raise RefusedError(
+            "a TLS client certificate needs its key (and the key its certificate)",
+            "give both --temporal-tls-cert and --temporal-tls-key, or neither",
+        )
     paths = {n: Path(v) for n in FIELDS[2:] if (v := found[n])}
     return Settings(address=str(found["address"]), namespace=found["namespace"] or "default", **paths)
 

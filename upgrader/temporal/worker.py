@@ -34,29 +34,57 @@ GRACE = timedelta(minutes=10)  # at most: a host program is bounded by its hop t
 PASSED_THROUGH = ("upgrader", "pydantic", "pydantic_core", "annotated_types", "packaging", "yaml")
 
 
-def workers(client: Client, inventory: Loaded[Inventory], *, datacenters: list[str], control: bool, state_dir: Path,
-            artifacts: Path | None = None, parallel: int = 32, timeouts: Timeouts | None = None,
-            factory: Callable[[Endpoint], Transport] | None = None, quiet: bool = False,
-            fail_on_bug: bool = False, plan_key: bytes | None = None) -> list[Worker]:
+def workers(
+    client: Client,
+    inventory: Loaded[Inventory],
+    *,
+    datacenters: list[str],
+    control: bool,
+    state_dir: Path,
+    artifacts: Path | None = None,
+    parallel: int = 32,
+    timeouts: Timeouts | None = None,
+    factory: Callable[[Endpoint], Transport] | None = None,
+    quiet: bool = False,
+    fail_on_bug: bool = False,
+    plan_key: bytes | None = None,
+) -> list[Worker]:
     """The workers for these queues.  ``fail_on_bug`` (tests): an exception in workflow code fails the run
     instead of retrying its task until a fixed worker is deployed (Temporal's default, kept for production).
     A datacenter worker needs ``plan_key``: it runs only plans the controller signed with it."""
     out = []
     if datacenters:
         if plan_key is None:
-            raise RefusedError("a datacenter worker runs only signed plans, and has no plan key",
-                               f"give it the controllers' key: --plan-key FILE or ${signing.ENV}")
+            raise RefusedError(
+                "a datacenter worker runs only signed plans, and has no plan key",
+                f"give it the controllers' key: --plan-key FILE or ${signing.ENV}",
+            )
         pool = Pool(endpoints(inventory.model, inventory.path), factory=factory, timeouts=timeouts, parallel=parallel)
         hosts = HostWork(inventory, pool, client, artifacts=artifacts, quiet=quiet, plan_key=plan_key)
         # SIGTERM lets a host program in flight finish (a worker stopped by systemd leaves no host mid-step).
-        out += [Worker(client, task_queue=queue(dc), activities=hosts.all(), max_concurrent_activities=parallel,
-                       graceful_shutdown_timeout=GRACE) for dc in datacenters]
+        out += [
+            Worker(
+                client,
+                task_queue=queue(dc),
+                activities=hosts.all(),
+                max_concurrent_activities=parallel,
+                graceful_shutdown_timeout=GRACE,
+            )
+            for dc in datacenters
+        ]
     if control:
-        out.append(Worker(client, task_queue=CONTROL_QUEUE, workflows=[UpgradeWorkflow],
-                          activities=Control(state_dir, inventory).all(),
-                          workflow_runner=SandboxedWorkflowRunner(
-                              restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSED_THROUGH)),
-                          workflow_failure_exception_types=[Exception] if fail_on_bug else []))
+        out.append(
+            Worker(
+                client,
+                task_queue=CONTROL_QUEUE,
+                workflows=[UpgradeWorkflow],
+                activities=Control(state_dir, inventory).all(),
+                workflow_runner=SandboxedWorkflowRunner(
+                    restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSED_THROUGH)
+                ),
+                workflow_failure_exception_types=[Exception] if fail_on_bug else [],
+            )
+        )
     return out
 
 

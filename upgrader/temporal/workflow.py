@@ -36,8 +36,12 @@ with workflow.unsafe.imports_passed_through():
 
 HEARTBEAT = timedelta(seconds=5)  # a SIGKILLed worker is noticed within this
 ONCE = RetryPolicy(maximum_attempts=1)  # a host program: never run twice (see _lost)
-REPEATABLE = RetryPolicy(initial_interval=timedelta(seconds=1), backoff_coefficient=1.5,
-                         maximum_interval=timedelta(seconds=10), maximum_attempts=20)
+REPEATABLE = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=1.5,
+    maximum_interval=timedelta(seconds=10),
+    maximum_attempts=20,
+)
 # A datacenter worker's refusal of the plan itself (activities.HostWork.plan): the run is refused.
 PLAN_REFUSALS = ("PlanNotSigned", "InventoryDiffers")
 SKIPPED_EVENTS = {Event.HOST_BEGIN, Event.ROLLBACK_BEGIN}  # the workflow records these itself, before the activity runs
@@ -91,9 +95,14 @@ class UpgradeWorkflow:
 
     @workflow.query
     def progress(self) -> dict[str, Any]:
-        return {"run": self.start.run_id if self.start else "", "waiting": self.waiting, "outcome": self.outcome,
-                "hosts": {h: [r.state, r.detail, r.plan.datacenter] for h, r in self.hosts.items()},
-                "events": self.events, "abort": self.abort.to_dict() if self.abort else None}
+        return {
+            "run": self.start.run_id if self.start else "",
+            "waiting": self.waiting,
+            "outcome": self.outcome,
+            "hosts": {h: [r.state, r.detail, r.plan.datacenter] for h, r in self.hosts.items()},
+            "events": self.events,
+            "abort": self.abort.to_dict() if self.abort else None,
+        }
 
     # ------------------------------------------------------------ the run
     @workflow.run
@@ -127,13 +136,24 @@ class UpgradeWorkflow:
         return self.conclude()
 
     async def end(self, code: int, status: str, message: str) -> dict[str, Any]:
-        await self.record(Event.RUN_END, status=status, exit_code=code, message=message, handshake_retries=0,
-                          engine="temporal",
-                          hosts={h.name: {"state": h.state, "detail": h.detail, "version": Apply._version_of(h)}
-                                 for h in self.hosts.values()})
+        await self.record(
+            Event.RUN_END,
+            status=status,
+            exit_code=code,
+            message=message,
+            handshake_retries=0,
+            engine="temporal",
+            hosts={
+                h.name: {"state": h.state, "detail": h.detail, "version": Apply._version_of(h)}
+                for h in self.hosts.values()
+            },
+        )
         if status != "refused":
-            kind = {int(ExitCode.OK): "finished", int(ExitCode.FAILED_ROLLED_BACK): "rolled-back",
-                    int(ExitCode.HALTED): "aborted" if status == RunStatus.ABORTED else "halted"}.get(code, "failed")
+            kind = {
+                int(ExitCode.OK): "finished",
+                int(ExitCode.FAILED_ROLLED_BACK): "rolled-back",
+                int(ExitCode.HALTED): "aborted" if status == RunStatus.ABORTED else "halted",
+            }.get(code, "failed")
             await self.notify(kind, status=status, message=message)
         rows = [[h.name, h.plan.datacenter, h.state, h.detail] for h in self.hosts.values()]
         self.outcome = {"exit_code": code, "status": status, "message": message, "rows": rows}
@@ -142,9 +162,14 @@ class UpgradeWorkflow:
     def conclude(self) -> tuple[int, str, str]:
         """The run's verdict, by the local engine's rules (apply.verdict)."""
         assert self.plan is not None
-        code, status, message = verdict(self.hosts, held=self.held, failures=self.failures,
-                                        aborted=self.abort is not None, halted=self.halted,
-                                        target=self.plan.target_version)
+        code, status, message = verdict(
+            self.hosts,
+            held=self.held,
+            failures=self.failures,
+            aborted=self.abort is not None,
+            halted=self.halted,
+            target=self.plan.target_version,
+        )
         return int(code), status, message
 
     # ------------------------------------------------------------ records and live view
@@ -158,9 +183,13 @@ class UpgradeWorkflow:
                 return  # another coroutine's flush wrote this one too
             batch, self._unsent = self._unsent, []
             assert self.start is not None
-            await workflow.execute_activity("record", Records(self.start.run_id, batch, files or {}),
-                                            task_queue=CONTROL_QUEUE, start_to_close_timeout=timedelta(seconds=30),
-                                            retry_policy=REPEATABLE)
+            await workflow.execute_activity(
+                "record",
+                Records(self.start.run_id, batch, files or {}),
+                task_queue=CONTROL_QUEUE,
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=REPEATABLE,
+            )
 
     async def merge(self, done: Done) -> None:
         for host, fields in done.states.items():
@@ -180,9 +209,13 @@ class UpgradeWorkflow:
         assert self.plan is not None and self.start is not None
         notice = Notice(kind, self.plan.component, self.plan.target_version, self.start.run_id, details)
         with contextlib.suppress(ActivityError):
-            await workflow.execute_activity("notify", notice, task_queue=CONTROL_QUEUE,
-                                            start_to_close_timeout=timedelta(seconds=60),
-                                            retry_policy=RetryPolicy(maximum_attempts=3))
+            await workflow.execute_activity(
+                "notify",
+                notice,
+                task_queue=CONTROL_QUEUE,
+                start_to_close_timeout=timedelta(seconds=60),
+                retry_policy=RetryPolicy(maximum_attempts=3),
+            )
 
     def count(self, dc: str, failures: int = 1) -> None:
         self.failures += failures
@@ -201,15 +234,38 @@ class UpgradeWorkflow:
     # ------------------------------------------------------------ activities
     def work(self, dc: str, hosts: list[str], **extra: Any) -> Work:
         assert self.start is not None and self.plan is not None
-        states = {h: {"state": self.hosts[h].state, "detail": self.hosts[h].detail, "touched": self.hosts[h].touched,
-                      "failure": self.hosts[h].failure} for h in hosts}
-        return Work(self.start.run_id, self.plan.content_hash, dc, hosts, self.start.operator, self.start.artifacts,
-                    self.start.python, self.start.break_lock, states, **extra)
+        states = {
+            h: {
+                "state": self.hosts[h].state,
+                "detail": self.hosts[h].detail,
+                "touched": self.hosts[h].touched,
+                "failure": self.hosts[h].failure,
+            }
+            for h in hosts
+        }
+        return Work(
+            self.start.run_id,
+            self.plan.content_hash,
+            dc,
+            hosts,
+            self.start.operator,
+            self.start.artifacts,
+            self.start.python,
+            self.start.break_lock,
+            states,
+            **extra,
+        )
 
     async def call(self, name: str, work: Work, seconds: float, retry: RetryPolicy = REPEATABLE) -> Done:
-        done: Done = await workflow.execute_activity(name, work, result_type=Done, task_queue=queue(work.datacenter),
-                                               start_to_close_timeout=timedelta(seconds=seconds),
-                                               heartbeat_timeout=HEARTBEAT, retry_policy=retry)
+        done: Done = await workflow.execute_activity(
+            name,
+            work,
+            result_type=Done,
+            task_queue=queue(work.datacenter),
+            start_to_close_timeout=timedelta(seconds=seconds),
+            heartbeat_timeout=HEARTBEAT,
+            retry_policy=retry,
+        )
         return done
 
     def by_dc(self, hosts: list[str]) -> dict[str, list[str]]:
@@ -220,8 +276,9 @@ class UpgradeWorkflow:
 
     async def each_dc(self, name: str, hosts: list[str], seconds: float, **extra: Any) -> dict[str, Done]:
         groups = self.by_dc(hosts)
-        results = await asyncio.gather(*(self.call(name, self.work(dc, hs, **extra), seconds)
-                                          for dc, hs in groups.items()))
+        results = await asyncio.gather(
+            *(self.call(name, self.work(dc, hs, **extra), seconds) for dc, hs in groups.items())
+        )
         return dict(zip(groups, results, strict=True))
 
     # ------------------------------------------------------------ locks and staging
@@ -231,8 +288,9 @@ class UpgradeWorkflow:
         A datacenter worker that refuses the plan itself (not signed with its key, or made from another
         inventory: activities.HostWork.plan) refuses the run, as a lock refused would."""
         groups = self.by_dc(list(self.hosts))
-        got = await asyncio.gather(*(self.call("lock", self.work(dc, hs), 300) for dc, hs in groups.items()),
-                                   return_exceptions=True)
+        got = await asyncio.gather(
+            *(self.call("lock", self.work(dc, hs), 300) for dc, hs in groups.items()), return_exceptions=True
+        )
         results: dict[str, Done] = {}
         refusals: list[str] = []
         for dc, done in zip(groups, got, strict=True):
@@ -290,10 +348,14 @@ class UpgradeWorkflow:
             await self.record(Event.HALT, reason=self.halted)
             self.event("halt", self.halted)
             return
-        await self.record(Event.PHASE_BEGIN, phase=phase.index, kind=phase.kind, datacenter=phase.datacenter,
-                          hosts=phase.hosts)
-        self.event("phase", f"phase {phase.index + 1}/{len(self.plan.phases)}: {phase.kind} "
-                            f"{phase.datacenter or 'global'} → {', '.join(phase.hosts)}")
+        await self.record(
+            Event.PHASE_BEGIN, phase=phase.index, kind=phase.kind, datacenter=phase.datacenter, hosts=phase.hosts
+        )
+        self.event(
+            "phase",
+            f"phase {phase.index + 1}/{len(self.plan.phases)}: {phase.kind} "
+            f"{phase.datacenter or 'global'} → {', '.join(phase.hosts)}",
+        )
         spec = self.plan.spec
         in_flight = {dc: asyncio.Semaphore(spec.rollout.max_in_flight_per_datacenter) for dc in self.by_dc(phase.hosts)}
 
@@ -323,8 +385,12 @@ class UpgradeWorkflow:
         waves = -(-len(phase.hosts) // self.plan.spec.rollout.max_in_flight_per_datacenter)
         estimate = per_host * hops * waves + phase.bake
         reason: str | None = await workflow.execute_activity(
-            "admit", Admission(self.start.run_id, now.isoformat(), estimate, self.start.overrides),
-            task_queue=CONTROL_QUEUE, start_to_close_timeout=timedelta(seconds=120), retry_policy=REPEATABLE)
+            "admit",
+            Admission(self.start.run_id, now.isoformat(), estimate, self.start.overrides),
+            task_queue=CONTROL_QUEUE,
+            start_to_close_timeout=timedelta(seconds=120),
+            retry_policy=REPEATABLE,
+        )
         return reason
 
     async def upgrade(self, host: str) -> bool:
@@ -392,8 +458,11 @@ class UpgradeWorkflow:
 
     async def check(self, host: str, testinfra: bool = False) -> str | None:
         assert self.plan is not None
-        done = await self.call("check", self.work(self.hosts[host].plan.datacenter, [host], testinfra=testinfra),
-                               _checks_budget(self.plan) + 600)
+        done = await self.call(
+            "check",
+            self.work(self.hosts[host].plan.datacenter, [host], testinfra=testinfra),
+            _checks_budget(self.plan) + 600,
+        )
         for entry in done.records:
             await self.record(**entry)
         return done.problem
@@ -414,8 +483,11 @@ class UpgradeWorkflow:
         run = self.start.run_id
         self.waiting = gate.id  # before the journal says so: a promote sent on reading it must count
         await self.record(Event.GATE_WAIT, gate=gate.id, kind=gate.kind, timeout=gate.timeout, watch=watch)
-        self.event("gate", f"waiting at gate {gate.id} (at most {gate.timeout:g}s): `upgrader promote {run}` "
-                           f"to go on, `upgrader abort {run} --reason …` to stop")
+        self.event(
+            "gate",
+            f"waiting at gate {gate.id} (at most {gate.timeout:g}s): `upgrader promote {run}` "
+            f"to go on, `upgrader abort {run} --reason …` to stop",
+        )
         await self.notify("gate-waiting", gate=gate.id, message=f"waiting at gate {gate.id}: upgrader promote {run}")
         started = workflow.now()
         outcome, detail, degraded = GateOutcome.TIMED_OUT, "", ""
@@ -432,8 +504,9 @@ class UpgradeWorkflow:
                 break
             # Wakes on a decision, or after one bake_interval: a round of the canaries' checks is due.
             with contextlib.suppress(TimeoutError):
-                await workflow.wait_condition(decided, timeout=min(self.plan.spec.canary.bake_interval,
-                                                                     gate.timeout - waited))
+                await workflow.wait_condition(
+                    decided, timeout=min(self.plan.spec.canary.bake_interval, gate.timeout - waited)
+                )
             if decided():
                 continue
             for host in watch:
@@ -446,14 +519,24 @@ class UpgradeWorkflow:
         self.waiting = None
         decision = self.abort if outcome is GateOutcome.ABORTED else self.promotes.get(gate.id)
         waited = round((workflow.now() - started).total_seconds(), 1)
-        await self.record(Event.GATE_END, gate=gate.id, outcome=str(outcome), waited=waited,
-                          decision=decision.to_dict() if decision and outcome in (GateOutcome.ABORTED,
-                                                                                  GateOutcome.PROMOTED) else None,
-                          detail=detail)
+        await self.record(
+            Event.GATE_END,
+            gate=gate.id,
+            outcome=str(outcome),
+            waited=waited,
+            decision=decision.to_dict()
+            if decision and outcome in (GateOutcome.ABORTED, GateOutcome.PROMOTED)
+            else None,
+            detail=detail,
+        )
         if outcome is GateOutcome.PROMOTED:
             self.event("gate", f"gate {gate.id} promoted by {decision.operator if decision else '?'}")
-            await self.notify("promoted", gate=gate.id, operator=decision.operator if decision else "?",
-                              message=decision.reason if decision else "")
+            await self.notify(
+                "promoted",
+                gate=gate.id,
+                operator=decision.operator if decision else "?",
+                message=decision.reason if decision else "",
+            )
             return True
         if outcome is GateOutcome.ABORTED:
             await self.aborted(list(gate.watch))
@@ -481,8 +564,9 @@ class UpgradeWorkflow:
         self._abort_handled = True
         found = self.abort
         self.halted = f"aborted by {found.operator}: {found.reason}"
-        await self.record(Event.ABORT, operator=found.operator, reason=found.reason, at_decision=found.at,
-                          keep=found.keep)
+        await self.record(
+            Event.ABORT, operator=found.operator, reason=found.reason, at_decision=found.at, keep=found.keep
+        )
         await self.notify("aborted", operator=found.operator, message=found.reason)
         self.event("halt", self.halted)
         changed = [h for h, r in self.hosts.items() if r.touched or r.state in UPGRADED]
@@ -509,7 +593,8 @@ class UpgradeWorkflow:
             self.event("halt", spent)
         if policy != "host" or spent:
             self.halted = f"{len(failed)} host(s) failed in phase {phase.index + 1}; rollback policy '{policy}'" + (
-                f"; {spent}" if spent else "")
+                f"; {spent}" if spent else ""
+            )
         await self.rollback(targets)
 
     async def rollback(self, hosts: list[str]) -> None:

@@ -149,8 +149,11 @@ def _config() -> Config:
     """Fabric settings with nothing from this machine's files: no ssh_config (user or system), no Fabric
     or Invoke config file, no agent forwarding, no gateway.  (``lazy`` skips the config files; an explicit,
     empty SSHConfig means Fabric never reads ~/.ssh/config or /etc/ssh/ssh_config.)"""
-    return Config(lazy=True, ssh_config=paramiko.SSHConfig(),
-                  overrides={"load_ssh_configs": False, "forward_agent": False, "gateway": None})
+    return Config(
+        lazy=True,
+        ssh_config=paramiko.SSHConfig(),
+        overrides={"load_ssh_configs": False, "forward_agent": False, "gateway": None},
+    )
 
 
 def _key_kwargs(endpoint: Endpoint) -> dict[str, object]:
@@ -163,12 +166,17 @@ def _key_kwargs(endpoint: Endpoint) -> dict[str, object]:
     except PasswordRequiredException:
         if os.environ.get("SSH_AUTH_SOCK"):
             return {"look_for_keys": False, "allow_agent": True}  # upgrader never asks for a passphrase
-        raise TransportError(endpoint.name, f"SSH key {endpoint.ssh_key} is passphrase-protected and no "
-                             "ssh-agent is running", f"start ssh-agent and `ssh-add {endpoint.ssh_key}`, "
-                             "or use an unencrypted deploy key") from None
+        raise TransportError(
+            endpoint.name,
+            f"SSH key {endpoint.ssh_key} is passphrase-protected and no ssh-agent is running",
+            f"start ssh-agent and `ssh-add {endpoint.ssh_key}`, or use an unencrypted deploy key",
+        ) from None
     except (OSError, SSHException, ValueError) as exc:
-        raise TransportError(endpoint.name, f"cannot load SSH key {endpoint.ssh_key}: {exc}",
-                             "check the inventory's ssh_key path and that the file is a private key") from None
+        raise TransportError(
+            endpoint.name,
+            f"cannot load SSH key {endpoint.ssh_key}: {exc}",
+            "check the inventory's ssh_key path and that the file is a private key",
+        ) from None
 
 
 def connection(endpoint: Endpoint, timeouts: Timeouts, sock: object | None = None) -> Connection:
@@ -185,9 +193,16 @@ def connection(endpoint: Endpoint, timeouts: Timeouts, sock: object | None = Non
     }
     if sock is not None:
         connect_kwargs["sock"] = sock
-    conn = Connection(host=endpoint.address, user=endpoint.user, port=endpoint.port, config=_config(),
-                      gateway=False, forward_agent=False, connect_timeout=max(1, int(t.connect)),
-                      connect_kwargs=connect_kwargs)
+    conn = Connection(
+        host=endpoint.address,
+        user=endpoint.user,
+        port=endpoint.port,
+        config=_config(),
+        gateway=False,
+        forward_agent=False,
+        connect_timeout=max(1, int(t.connect)),
+        connect_kwargs=connect_kwargs,
+    )
     client = conn.client
     if endpoint.strict_host_keys:
         client.set_missing_host_key_policy(paramiko.RejectPolicy())
@@ -195,8 +210,11 @@ def connection(endpoint: Endpoint, timeouts: Timeouts, sock: object | None = Non
         try:
             known = _known_hosts(_stamp(str(Path(endpoint.known_hosts).expanduser())))
         except OSError as exc:
-            raise HostKeyError(endpoint.name, f"cannot read known_hosts {endpoint.known_hosts}: {exc}",
-                               "create it (e.g. `invoke lab.inventory` for the test VMs)") from None
+            raise HostKeyError(
+                endpoint.name,
+                f"cannot read known_hosts {endpoint.known_hosts}: {exc}",
+                "create it (e.g. `invoke lab.inventory` for the test VMs)",
+            ) from None
         # Only this host's entries go into the client: the lookup paramiko does per connection is
         # then over a handful of keys instead of the whole file.
         name = endpoint.address if endpoint.port == 22 else f"[{endpoint.address}]:{endpoint.port}"
@@ -234,15 +252,19 @@ def _handshake(conn: Connection, endpoint: Endpoint) -> None:
         conn.open()
     except BadHostKeyException as exc:
         _abandon(conn)
-        raise HostKeyError(endpoint.name, f"host key for {exc.hostname} has CHANGED",
-                           "if the host was rebuilt, verify the new key out of band and update known_hosts"
-                           ) from None
+        raise HostKeyError(
+            endpoint.name,
+            f"host key for {exc.hostname} has CHANGED",
+            "if the host was rebuilt, verify the new key out of band and update known_hosts",
+        ) from None
     except SSHException as exc:
         _abandon(conn)
         if "known_hosts" in str(exc):
-            raise HostKeyError(endpoint.name, f"host key for {endpoint.address} is not known",
-                               "add the host's key to the inventory's known_hosts (verified out of band)"
-                               ) from None
+            raise HostKeyError(
+                endpoint.name,
+                f"host key for {endpoint.address} is not known",
+                "add the host's key to the inventory's known_hosts (verified out of band)",
+            ) from None
         if _refused(exc):
             raise _Refused(f"SSH: {exc}") from None
         raise _Transient(f"SSH: {exc}") from None
@@ -315,14 +337,20 @@ class Gateways:
 
     def retrying(self, host: str, what: str) -> Retrying:
         """Backoff for a refused or reset handshake; each retry is counted."""
+
         def before_sleep(state: RetryCallState) -> None:
             self.count("retries")
-            log.warning("%s: %s refused (%s); retrying", host, what,
-                        state.outcome.exception() if state.outcome else "?")
+            log.warning(
+                "%s: %s refused (%s); retrying", host, what, state.outcome.exception() if state.outcome else "?"
+            )
 
-        return Retrying(stop=stop_after_attempt(HANDSHAKE_ATTEMPTS) | stop_after_delay(self.timeouts.connect * 2),
-                        wait=wait_random_exponential(multiplier=0.2, max=2),
-                        retry=retry_if_exception_type(_Refused), reraise=True, before_sleep=before_sleep)
+        return Retrying(
+            stop=stop_after_attempt(HANDSHAKE_ATTEMPTS) | stop_after_delay(self.timeouts.connect * 2),
+            wait=wait_random_exponential(multiplier=0.2, max=2),
+            retry=retry_if_exception_type(_Refused),
+            reraise=True,
+            before_sleep=before_sleep,
+        )
 
     def close(self) -> None:
         with self._lock:
@@ -362,11 +390,13 @@ class _JumpLink:
         """A direct-tcpip channel to ``address:port`` from the jump host; _Refused if it could not connect."""
         transport = self._transport()
         try:
-            return transport.open_channel("direct-tcpip", (address, port), ("127.0.0.1", 0),
-                                          timeout=self._gateways.timeouts.channel)
+            return transport.open_channel(
+                "direct-tcpip", (address, port), ("127.0.0.1", 0), timeout=self._gateways.timeouts.channel
+            )
         except ChannelException as exc:  # the jump host's connect() failed: host down, sshd stopped
-            raise _Refused(f"jump host {self.endpoint.name} could not connect to {address}:{port}: "
-                           f"{exc.text}") from None
+            raise _Refused(
+                f"jump host {self.endpoint.name} could not connect to {address}:{port}: {exc.text}"
+            ) from None
         except (SSHException, EOFError, OSError) as exc:  # the jump connection itself failed
             self._drop(transport, f"{type(exc).__name__}: {exc}")
             raise _Transient(f"jump host {self.endpoint.name}: {type(exc).__name__}: {exc}") from None
@@ -392,8 +422,9 @@ class _JumpLink:
                 raise
             self._conn = conn
             transport: paramiko.Transport = conn.transport
-            threading.Thread(target=self._watch, args=(transport,), name=f"keepalive-{self.endpoint.name}",
-                             daemon=True).start()
+            threading.Thread(
+                target=self._watch, args=(transport,), name=f"keepalive-{self.endpoint.name}", daemon=True
+            ).start()
             return transport
 
     def _open(self) -> Connection:
@@ -406,12 +437,21 @@ class _JumpLink:
                     conn = connection(ep, self._gateways.timeouts)
                     _handshake(conn, ep)
                     self._gateways.count("jump_connections")
-                    log.debug("jump host %s: connected to %s@%s:%d in %.2fs", ep.name, ep.user, ep.address, ep.port,
-                              time.monotonic() - began)
+                    log.debug(
+                        "jump host %s: connected to %s@%s:%d in %.2fs",
+                        ep.name,
+                        ep.user,
+                        ep.address,
+                        ep.port,
+                        time.monotonic() - began,
+                    )
                     return conn
         except (_Refused, _Transient) as exc:
-            raise TransportError(ep.name, f"cannot reach jump host {ep.address}:{ep.port}: {exc}",
-                                 "check the jump host is up and reachable, and its sshd") from None
+            raise TransportError(
+                ep.name,
+                f"cannot reach jump host {ep.address}:{ep.port}: {exc}",
+                "check the jump host is up and reachable, and its sshd",
+            ) from None
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _watch(self, transport: paramiko.Transport) -> None:
@@ -434,15 +474,20 @@ class _JumpLink:
 
             threading.Thread(target=ask, name=f"keepalive-ask-{self.endpoint.name}", daemon=True).start()
             if not answered.wait(limit) and not self._closed.is_set():
-                log.warning("jump host %s did not answer a keepalive within %.0fs; closing its connection",
-                            self.endpoint.name, limit)
+                log.warning(
+                    "jump host %s did not answer a keepalive within %.0fs; closing its connection",
+                    self.endpoint.name,
+                    limit,
+                )
                 self._drop(transport, f"no answer to a keepalive within {limit:.0f}s")
                 return
 
     def _drop(self, transport: paramiko.Transport, why: str) -> None:
-        error = TransportError(self.endpoint.name, f"jump host {self.endpoint.address}:{self.endpoint.port} "
-                               f"lost: {why}", "check the jump host is up and reachable; every host behind it "
-                               "is unreachable until it is back")
+        error = TransportError(
+            self.endpoint.name,
+            f"jump host {self.endpoint.address}:{self.endpoint.port} lost: {why}",
+            "check the jump host is up and reachable; every host behind it is unreachable until it is back",
+        )
         with self._lock:
             if self._conn is not None and self._conn.transport is transport:
                 self._failure = (time.monotonic(), error)
@@ -470,8 +515,7 @@ class _JumpLink:
 
 
 class FabricTransport:
-    def __init__(self, endpoint: Endpoint, timeouts: Timeouts | None = None,
-                 gateways: Gateways | None = None) -> None:
+    def __init__(self, endpoint: Endpoint, timeouts: Timeouts | None = None, gateways: Gateways | None = None) -> None:
         self.endpoint = endpoint
         self.timeouts = timeouts or Timeouts()
         # The pool's, shared by all its hosts; a transport made on its own has its own.
@@ -509,8 +553,15 @@ class FabricTransport:
                 raise
             # the jump host's failure, told as this host's
             raise type(exc)(ep.name, f"via {exc.message}", exc.hint) from None
-        log.debug("%s: connected to %s@%s:%d%s in %.2fs", ep.name, ep.user, ep.address, ep.port,
-                  f" via {ep.jump.name}" if ep.jump is not None else "", time.monotonic() - began)
+        log.debug(
+            "%s: connected to %s@%s:%d%s in %.2fs",
+            ep.name,
+            ep.user,
+            ep.address,
+            ep.port,
+            f" via {ep.jump.name}" if ep.jump is not None else "",
+            time.monotonic() - began,
+        )
         self._conn = conn
         return conn
 
@@ -558,32 +609,45 @@ class FabricTransport:
                 except (SSHException, EOFError, OSError) as exc:
                     self._drop()
                     if fired.is_set():
-                        raise TransportError(self.endpoint.name, f"{what} did not finish within {budget:.0f}s",
-                                             "the host or its link may be down or frozen") from None
+                        raise TransportError(
+                            self.endpoint.name,
+                            f"{what} did not finish within {budget:.0f}s",
+                            "the host or its link may be down or frozen",
+                        ) from None
                     raise _Transient(f"{type(exc).__name__}: {exc}") from None
 
         attempts = self.timeouts.attempts if idempotent else 1
 
         def before_sleep(state: RetryCallState) -> None:
-            log.warning("%s: %s failed (%s); retrying", self.endpoint.name, what,
-                        state.outcome.exception() if state.outcome else "?")
+            log.warning(
+                "%s: %s failed (%s); retrying",
+                self.endpoint.name,
+                what,
+                state.outcome.exception() if state.outcome else "?",
+            )
 
         try:
-            for trying in Retrying(stop=stop_after_attempt(max(1, attempts)),
-                                   wait=wait_exponential(multiplier=0.3, max=2),
-                                   retry=retry_if_exception_type(_Transient), reraise=True,
-                                   before_sleep=before_sleep):
+            for trying in Retrying(
+                stop=stop_after_attempt(max(1, attempts)),
+                wait=wait_exponential(multiplier=0.3, max=2),
+                retry=retry_if_exception_type(_Transient),
+                reraise=True,
+                before_sleep=before_sleep,
+            ):
                 with trying:
                     return attempt()
         except _Transient as exc:
-            raise TransportError(self.endpoint.name, f"cannot reach {self.endpoint.address}:"
-                                 f"{self.endpoint.port}: {exc}",
-                                 "check the host is up and reachable (jump host, sshd, network)") from None
+            raise TransportError(
+                self.endpoint.name,
+                f"cannot reach {self.endpoint.address}:{self.endpoint.port}: {exc}",
+                "check the host is up and reachable (jump host, sshd, network)",
+            ) from None
         raise AssertionError("unreachable")  # pragma: no cover
 
     # -- the interface ----------------------------------------------------
-    def run(self, argv: Sequence[str], *, sudo: bool = False, timeout: float | None = None,
-            idempotent: bool = False) -> Result:
+    def run(
+        self, argv: Sequence[str], *, sudo: bool = False, timeout: float | None = None, idempotent: bool = False
+    ) -> Result:
         argv = tuple(str(a) for a in argv)
         command = command_line(argv, sudo=sudo, user=self.endpoint.user)
         limit = timeout or self.timeouts.command
@@ -595,8 +659,9 @@ class FabricTransport:
                 res = conn.run(command, hide=True, warn=True, timeout=limit, in_stream=False, pty=False)
             except CommandTimedOut as exc:
                 r = exc.result
-                return Result(self.endpoint.name, argv, -1, r.stdout, r.stderr, time.monotonic() - started,
-                              timed_out=True)
+                return Result(
+                    self.endpoint.name, argv, -1, r.stdout, r.stderr, time.monotonic() - started, timed_out=True
+                )
             except UnexpectedExit as exc:  # only with warn=False; kept for safety
                 r = exc.result
                 return Result(self.endpoint.name, argv, r.exited, r.stdout, r.stderr, time.monotonic() - started)
@@ -665,13 +730,22 @@ class FabricStream:
                     end, scan = _past_line(out, marker, scan)
                     if end >= 0:
                         self._pending = bytes(out[end:])
-                        return Result(host, self._argv, 0, out[:end].decode("utf-8", "replace"),
-                                      self._stderr(), time.monotonic() - started)
+                        return Result(
+                            host,
+                            self._argv,
+                            0,
+                            out[:end].decode("utf-8", "replace"),
+                            self._stderr(),
+                            time.monotonic() - started,
+                        )
                     if len(out) > ANSWER_LIMIT:
                         self.close()
-                        raise TransportError(host, f"`{self._argv[0]}` sent over {ANSWER_LIMIT >> 20} MiB without "
-                                             "ending its answer; the stream was closed",
-                                             "the agent there may be broken or replaced; check the host")
+                        raise TransportError(
+                            host,
+                            f"`{self._argv[0]}` sent over {ANSWER_LIMIT >> 20} MiB without "
+                            "ending its answer; the stream was closed",
+                            "the agent there may be broken or replaced; check the host",
+                        )
                     left = deadline - time.monotonic()
                     if left <= 0:
                         raise TimeoutError
@@ -681,22 +755,40 @@ class FabricStream:
                         raise EOFError("the SSH connection closed")
                     if not chunk:  # the command ended without finishing this exchange
                         code = self._channel.recv_exit_status() if self._channel.exit_status_ready() else -1
-                        return Result(host, self._argv, code if code != 0 else -1,
-                                      out.decode("utf-8", "replace"), self._stderr(), time.monotonic() - started)
+                        return Result(
+                            host,
+                            self._argv,
+                            code if code != 0 else -1,
+                            out.decode("utf-8", "replace"),
+                            self._stderr(),
+                            time.monotonic() - started,
+                        )
                     out += chunk
             except (TimeoutError, OSError) as exc:
                 if not isinstance(exc, TimeoutError) and not self._transport_alive():
                     self.close()
-                    raise TransportError(host, f"connection lost while `{self._argv[0]}` ran: {exc}",
-                                         "the host or its link may be down; check it with `upgrader status`"
-                                         ) from None
+                    raise TransportError(
+                        host,
+                        f"connection lost while `{self._argv[0]}` ran: {exc}",
+                        "the host or its link may be down; check it with `upgrader status`",
+                    ) from None
                 self.close()
-                return Result(host, self._argv, -1, out.decode("utf-8", "replace"), self._stderr(),
-                              time.monotonic() - started, timed_out=True)
+                return Result(
+                    host,
+                    self._argv,
+                    -1,
+                    out.decode("utf-8", "replace"),
+                    self._stderr(),
+                    time.monotonic() - started,
+                    timed_out=True,
+                )
             except (SSHException, EOFError) as exc:
                 self.close()
-                raise TransportError(host, f"connection lost while `{self._argv[0]}` ran: {exc}",
-                                     "the host or its link may be down; check it with `upgrader status`") from None
+                raise TransportError(
+                    host,
+                    f"connection lost while `{self._argv[0]}` ran: {exc}",
+                    "the host or its link may be down; check it with `upgrader status`",
+                ) from None
 
     def _transport_alive(self) -> bool:
         transport = self._channel.get_transport()

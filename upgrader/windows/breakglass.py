@@ -33,18 +33,29 @@ class BreakGlass:
     def summary(self) -> str:
         """One line for the notification and the terminal."""
         how = f"the guard was told it is {self.simulated.isoformat()}" if self.simulated else "the guard was bypassed"
-        real = ("; at the real time it would have refused: " + "; ".join(b.text for b in self.verdict.blockers)
-                if self.verdict and self.verdict.blockers else "")
+        real = (
+            "; at the real time it would have refused: " + "; ".join(b.text for b in self.verdict.blockers)
+            if self.verdict and self.verdict.blockers
+            else ""
+        )
         return f"break-glass by {self.actor or '?'}: {how} ({self.reason}){real}"
 
 
-def break_glass(reason: str, now: dt.datetime, *, actor: str | None = None,
-                verdict: Verdict | None = None, simulated: dt.datetime | None = None) -> BreakGlass:
+def break_glass(
+    reason: str,
+    now: dt.datetime,
+    *,
+    actor: str | None = None,
+    verdict: Verdict | None = None,
+    simulated: dt.datetime | None = None,
+) -> BreakGlass:
     """Record a deliberate bypass; a bypass without a reason is refused."""
     text = " ".join(reason.split()) if isinstance(reason, str) else ""
     if not text:
-        raise RefusedError("bypassing the trading-window guard needs a reason",
-                           "say why, e.g. --reason 'ordergw 5.2 rejects orders, rolling back'")
+        raise RefusedError(
+            "bypassing the trading-window guard needs a reason",
+            "say why, e.g. --reason 'ordergw 5.2 rejects orders, rolling back'",
+        )
     if now.tzinfo is None or now.utcoffset() is None:
         raise ValueError("now must be timezone-aware")
     return BreakGlass(reason=text, at=now.astimezone(dt.UTC), actor=actor, verdict=verdict, simulated=simulated)

@@ -37,15 +37,28 @@ class _Block:
         return Blocker(self.kind, self.what, self.end, self.zone, text)
 
 
-def evaluate(playbook: Playbook, inventory: Inventory, datacenters: Iterable[str], now: dt.datetime,
-             overrides: Overrides | None = None, *, horizon: dt.timedelta = DEFAULT_HORIZON) -> Verdict:
+def evaluate(
+    playbook: Playbook,
+    inventory: Inventory,
+    datacenters: Iterable[str],
+    now: dt.datetime,
+    overrides: Overrides | None = None,
+    *,
+    horizon: dt.timedelta = DEFAULT_HORIZON,
+) -> Verdict:
     """The guard for a run of ``playbook`` touching ``datacenters`` of ``inventory``."""
     return evaluate_windows(playbook.windows, inventory, datacenters, now, overrides, horizon=horizon)
 
 
-def evaluate_windows(windows: Windows, inventory: Inventory, datacenters: Iterable[str], now: dt.datetime,
-                     overrides: Overrides | None = None, *,
-                     horizon: dt.timedelta = DEFAULT_HORIZON) -> Verdict:
+def evaluate_windows(
+    windows: Windows,
+    inventory: Inventory,
+    datacenters: Iterable[str],
+    now: dt.datetime,
+    overrides: Overrides | None = None,
+    *,
+    horizon: dt.timedelta = DEFAULT_HORIZON,
+) -> Verdict:
     if now.tzinfo is None or now.utcoffset() is None:
         raise ValueError("now must be timezone-aware")
     now = now.astimezone(dt.UTC)
@@ -55,9 +68,11 @@ def evaluate_windows(windows: Windows, inventory: Inventory, datacenters: Iterab
         markets.calendar_name(mic)  # unknown MICs fail before anything is computed
     overrides = overrides or Overrides()
     lo, hi = now - dt.timedelta(days=1), now + horizon + dt.timedelta(days=8)
-    blocks = (_market_blocks(mics, windows.market_margin, overrides, now, lo, hi, inventory.market_hours)
-              + _maintenance_blocks(windows, lo, hi)
-              + _freeze_blocks(windows, overrides))
+    blocks = (
+        _market_blocks(mics, windows.market_margin, overrides, now, lo, hi, inventory.market_hours)
+        + _maintenance_blocks(windows, lo, hi)
+        + _freeze_blocks(windows, overrides)
+    )
     active = sorted((b for b in blocks if b.begin <= now < b.end), key=lambda b: (b.end, b.kind, b.what))
     allowed_windows = _gaps(blocks, now, now + horizon)
     closes_at = allowed_windows[0].end if not active and allowed_windows else None
@@ -88,13 +103,22 @@ def _datacenters(inventory: Inventory, datacenters: Iterable[str]) -> list[str]:
     names = list(datacenters)
     unknown = [dc for dc in names if dc not in inventory.datacenters]
     if unknown:
-        raise UpgraderError(f"datacenter(s) {', '.join(unknown)} not in inventory {inventory.name}",
-                            f"use one of {', '.join(inventory.datacenters)}")
+        raise UpgraderError(
+            f"datacenter(s) {', '.join(unknown)} not in inventory {inventory.name}",
+            f"use one of {', '.join(inventory.datacenters)}",
+        )
     return names
 
 
-def _market_blocks(mics: list[str], margin: float, overrides: Overrides, now: dt.datetime,
-                   lo: dt.datetime, hi: dt.datetime, extended: Mapping[str, MarketHours]) -> list[_Block]:
+def _market_blocks(
+    mics: list[str],
+    margin: float,
+    overrides: Overrides,
+    now: dt.datetime,
+    lo: dt.datetime,
+    hi: dt.datetime,
+    extended: Mapping[str, MarketHours],
+) -> list[_Block]:
     """Each session is open from its regular open to its close, widened by the market's extended hours."""
     before = dt.timedelta(seconds=margin)
     out: list[_Block] = []
@@ -114,8 +138,10 @@ def _market_blocks(mics: list[str], margin: float, overrides: Overrides, now: dt
                 out.append(_Block(s.close, s.close + post, "market", f"{mic} post-market is open", zone))
             first = s.open - pre
             if before:
-                sentence = (f"{mic} opens at {show(first, zone)}{' (pre-market)' if pre else ''}; "
-                            f"no start within {_span(before)} of the open")
+                sentence = (
+                    f"{mic} opens at {show(first, zone)}{' (pre-market)' if pre else ''}; "
+                    f"no start within {_span(before)} of the open"
+                )
                 out.append(_Block(first - before, first, "margin", f"{mic} opens soon", zone, sentence=sentence))
     return out
 
@@ -130,8 +156,7 @@ def _maintenance_blocks(windows: Windows, lo: dt.datetime, hi: dt.datetime) -> l
     cursor = lo
     for begin, end in spans:
         if begin > cursor:
-            out.append(_Block(cursor, begin, "maintenance", "outside the maintenance windows", zone,
-                              f" ({names})"))
+            out.append(_Block(cursor, begin, "maintenance", "outside the maintenance windows", zone, f" ({names})"))
         cursor = max(cursor, end)
     if cursor < hi:
         out.append(_Block(cursor, hi, "maintenance", "outside the maintenance windows", zone, f" ({names})"))
@@ -146,8 +171,9 @@ def _freeze_blocks(windows: Windows, overrides: Overrides) -> list[_Block]:
         out.append(_Block(begin, end, "freeze", f"freeze day {day}", f.timezone, _reason(f.reason)))
     for extra in overrides.freeze:
         begin, end = localtime.whole_day(extra.date, extra.timezone)
-        out.append(_Block(begin, end, "override", f"operator freeze day {extra.date}", extra.timezone,
-                          _reason(extra.reason)))
+        out.append(
+            _Block(begin, end, "override", f"operator freeze day {extra.date}", extra.timezone, _reason(extra.reason))
+        )
     return out
 
 

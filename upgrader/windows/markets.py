@@ -210,7 +210,14 @@ def _build_month(name: str, year: int, month: int) -> dict[str, Any]:
     def iso(value: Any) -> str | None:
         return None if pd.isna(value) else value.to_pydatetime().isoformat()
 
-    rows = [{"date": label.date().isoformat(), "open": iso(row["open"]), "close": iso(row["close"]),
-             "break_start": iso(row["break_start"]), "break_end": iso(row["break_end"])}
-            for label, row in cal.schedule.iterrows()]
+    rows = [
+        {
+            "date": label.date().isoformat(),
+            "open": iso(row["open"]),
+            "close": iso(row["close"]),
+            "break_start": iso(row["break_start"]),
+            "break_end": iso(row["break_end"]),
+        }
+        for label, row in cal.schedule.iterrows()
+    ]
     return {"tz": str(cal.tz), "sessions": rows}

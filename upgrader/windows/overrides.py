@@ -20,8 +20,15 @@ def load_overrides(path: Path) -> Loaded[Overrides]:
     """Read and validate an override file; every problem is located as file:line:col."""
     doc = yamlfile.load(path, "overrides")
     if not isinstance(doc.data, dict):
-        raise InputError([Problem(doc.locate(()), "expected a mapping at the top level",
-                                  "see inventories/overrides.yml for the format")])
+        raise InputError(
+            [
+                Problem(
+                    doc.locate(()),
+                    "expected a mapping at the top level",
+                    "see inventories/overrides.yml for the format",
+                )
+            ]
+        )
     loaded = Loaded(validate(doc, Overrides), path, hashlib.sha256(doc.text.encode()).hexdigest(), doc)
     problems = override_problems(loaded)
     if problems:
@@ -35,8 +42,9 @@ def override_problems(ov: Loaded[Overrides]) -> list[Problem]:
         problems += _market_problems(ov, closure.market, ("closures", i, "market"))
     for i, extra in enumerate(ov.model.freeze):
         if localtime.zone(extra.timezone) is None:
-            problems.append(Problem(ov.at("freeze", i, "timezone"), f"unknown timezone {extra.timezone!r}",
-                                    localtime.ZONE_HINT))
+            problems.append(
+                Problem(ov.at("freeze", i, "timezone"), f"unknown timezone {extra.timezone!r}", localtime.ZONE_HINT)
+            )
     return problems
 
 

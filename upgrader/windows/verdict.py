@@ -30,8 +30,13 @@ class Blocker:
     text: str  # one sentence for operators, with local and UTC times
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "what": self.what, "until": self.until.isoformat(), "zone": self.zone,
-                "text": self.text}
+        return {
+            "kind": self.kind,
+            "what": self.what,
+            "until": self.until.isoformat(),
+            "zone": self.zone,
+            "text": self.text,
+        }
 
 
 @dataclass(frozen=True)
