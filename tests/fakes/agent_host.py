@@ -2,7 +2,7 @@
 against a directory tree per host, with a stand-in ``systemctl``.  No SSH, no VM, no mock of the agent.
 
 What is real: the engine, ``engine.remote`` (the serving protocol, END lines, pong before each program),
-``engine.endpoints.Pool`` and every line of the agent — its program lock (flock, takeover, kill of a
+``engine.pool.Pool`` and every line of the agent — its program lock (flock, takeover, kill of a
 verified holder), host lock, journal, staging from a real tarball, switch, migrate, checks, rollback.
 What is stood in: the host's filesystem is ``<tree>/…`` (every absolute path the controller sends
 under /opt, /etc, /var, /srv or /home is rebased into the tree, and the tree is cut out of what comes
@@ -56,7 +56,7 @@ from pathlib import Path
 from typing import Any
 
 from upgrader import agent
-from upgrader.engine.endpoints import Pool
+from upgrader.engine.pool import Pool
 from upgrader.errors import TransportError
 from upgrader.transport.base import Endpoint, Result, Timeouts
 

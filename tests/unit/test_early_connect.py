@@ -20,7 +20,8 @@ import pytest
 from upgrader.cli.main import build_parser, main
 from upgrader.commands import early
 from upgrader.engine import remote
-from upgrader.engine.endpoints import Pool, endpoints
+from upgrader.engine.endpoints import endpoints
+from upgrader.engine.pool import Pool
 from upgrader.loading.inputs import load_inventory
 from upgrader.transport import fabric_adapter
 from upgrader.transport.base import Timeouts

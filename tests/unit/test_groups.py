@@ -25,8 +25,8 @@ from hypothesis import strategies as st
 from upgrader.cli.main import main
 from upgrader.engine import remote
 from upgrader.engine.apply import Apply
-from upgrader.engine.endpoints import Pool
 from upgrader.engine.journal import Journal
+from upgrader.engine.pool import Pool
 from upgrader.engine.progress import Progress
 from upgrader.models.plan import Plan
 from upgrader.planning import groups as plan_groups

@@ -22,6 +22,7 @@ from upgrader.cli.main import main
 from upgrader.commands import early
 from upgrader.commands.apply import plan_again, reviewed_inputs
 from upgrader.engine import endpoints as endpoints_module
+from upgrader.engine import pool as pool_module
 from upgrader.engine import remote
 from upgrader.engine.staleness import first_difference, rederived_difference
 from upgrader.errors import RefusedError
@@ -49,12 +50,12 @@ def connections(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         made.append(f"transport {endpoint.name}")
         raise Connected(f"reached the transport of {endpoint.name}")
 
-    def pool(self: endpoints_module.Pool, *args: Any, **kwargs: Any) -> None:
+    def pool(self: pool_module.Pool, *args: Any, **kwargs: Any) -> None:
         made.append("pool")
         raise Connected("reached the pool")
 
     monkeypatch.setattr(fabric_adapter.FabricTransport, "__init__", transport)
-    monkeypatch.setattr(endpoints_module.Pool, "__init__", pool)
+    monkeypatch.setattr(pool_module.Pool, "__init__", pool)
     monkeypatch.setattr(remote, "start", lambda *a, **k: made.append("agent start"))
     early._started.clear()
     yield made

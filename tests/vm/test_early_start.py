@@ -17,7 +17,8 @@ from upgrader import agent
 from upgrader.commands import early
 from upgrader.engine import facts as host_facts
 from upgrader.engine import remote
-from upgrader.engine.endpoints import Pool, endpoints
+from upgrader.engine.endpoints import endpoints
+from upgrader.engine.pool import Pool
 from upgrader.errors import TransportError
 from upgrader.loading.inputs import load_inventory, load_playbook
 from upgrader.transport.base import Timeouts

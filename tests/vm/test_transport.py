@@ -16,7 +16,8 @@ import pytest
 from lab import config
 from upgrader import agent
 from upgrader.engine import remote
-from upgrader.engine.endpoints import Pool, endpoints
+from upgrader.engine.endpoints import endpoints
+from upgrader.engine.pool import Pool
 from upgrader.errors import HostKeyError, TransportError
 from upgrader.loading.inputs import load_inventory
 from upgrader.transport import fabric_adapter

@@ -35,11 +35,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from upgrader import __version__
-from upgrader.loading import limits, private, yamlfile
+from upgrader.loading import bounded_read, private, yamlfile
 from upgrader.transport.base import DEFAULTS, PYTHON, Endpoint, Timeouts
 
 if TYPE_CHECKING:
-    from upgrader.engine.endpoints import Pool
+    from upgrader.engine.pool import Pool
     from upgrader.engine.remote import Session
     from upgrader.models.inventory import Inventory
 
@@ -101,7 +101,7 @@ def start(argv: list[str], state: Path) -> None:
         if args.command == "apply" and (args.now is None) != (not " ".join((args.reason or "").split())):
             return  # --now without its reason (or a reason for nothing) is refused before anything connects
         component = args.target if args.command == "rollback" else _component_of(Path(args.target))
-        raw = limits.read_bytes(Path(args.inventory), "inventory")
+        raw = bounded_read.read_bytes(Path(args.inventory), "inventory")
         digest = hashlib.sha256(raw).hexdigest()
         state = args.state_dir or state
         record = _loads(private.read_private(record_path(state, digest), state, RECORD_LIMIT))
@@ -131,7 +131,7 @@ def start(argv: list[str], state: Path) -> None:
         timeouts = Timeouts.for_options(args.connect_timeout, args.command_timeout)
         gateways = Gateways(timeouts)  # one connection per jump host, handed to the pool with the sessions
         started = {name: (ep, remote.Session(fabric_transport(ep, timeouts, gateways))) for name, ep in chosen.items()}
-        from upgrader.engine.limits import PARALLEL, in_background
+        from upgrader.engine.pool import PARALLEL, in_background
 
         # --parallel daemon threads pulling from one queue: 10,000 hosts must not start 10,000 threads.
         in_background(
@@ -171,7 +171,7 @@ def _component_of(path: Path) -> str | None:
     Only a line is matched: this runs before the playbook is validated, so nothing in it (an alias
     bomb, a huge file: the read is capped) may cost more than a scan.
     """
-    found = _COMPONENT_RE.findall(limits.read_bytes(path, "playbook"))
+    found = _COMPONENT_RE.findall(bounded_read.read_bytes(path, "playbook"))
     return found[0][1].decode() if len(found) == 1 else None
 
 
@@ -345,7 +345,7 @@ def _patterns(text: str) -> list[str]:  # as targeting.patterns
 
 def _aware(text: str) -> datetime:  # as live.aware
     value = datetime.fromisoformat(text)
-    if value.tzinfo is None or not limits.reasonable_year(value.year):
+    if value.tzinfo is None or not bounded_read.reasonable_year(value.year):
         raise ValueError(text)
     return value
 

@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from upgrader.engine import gates, programs, remote
-from upgrader.engine.endpoints import Pool
 from upgrader.engine.groups import Unavailable
 from upgrader.engine.journal import Journal, controller
+from upgrader.engine.pool import Pool
 from upgrader.engine.progress import Progress
 from upgrader.engine.vocabulary import (
     NEEDS_A_HUMAN,

@@ -20,9 +20,9 @@ from enum import StrEnum
 from typing import Any
 
 from upgrader.engine import programs, remote
-from upgrader.engine.endpoints import Pool
 from upgrader.engine.groups import Unavailable
 from upgrader.engine.journal import Journal, controller
+from upgrader.engine.pool import Pool
 from upgrader.engine.vocabulary import Event
 from upgrader.errors import ExitCode
 from upgrader.models.plan import GroupLimit

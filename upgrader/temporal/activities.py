@@ -33,8 +33,8 @@ from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 
 from upgrader.engine.apply import Apply, _send
-from upgrader.engine.endpoints import Pool
 from upgrader.engine.journal import JOURNAL, Journal
+from upgrader.engine.pool import Pool
 from upgrader.engine.progress import Progress
 from upgrader.engine.vocabulary import HostState
 from upgrader.errors import RefusedError
