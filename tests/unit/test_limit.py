@@ -19,8 +19,8 @@ from hypothesis import strategies as st
 from upgrader.cli.main import main
 from upgrader.commands import targeting
 from upgrader.commands.apply import verified_saved_plan
-from upgrader.engine.journal import Journal
 from upgrader.errors import RefusedError
+from upgrader.journal import Journal
 from upgrader.loading.inputs import load_inventory
 from upgrader.models.plan import Limit, Plan
 from upgrader.planning import limit

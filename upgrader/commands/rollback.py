@@ -19,12 +19,11 @@ from upgrader.commands import durable, live, targeting
 from upgrader.commands.specs import find_playbook
 from upgrader.engine import facts as host_facts
 from upgrader.engine import programs
-from upgrader.engine.journal import Journal, audit, new_run_id, operator
 from upgrader.engine.notifier import notifier
 from upgrader.engine.progress import Progress
 from upgrader.engine.rollback import OK_ENDS, End, HostOutcome, definition_for, exit_code, rollback_hosts
-from upgrader.engine.vocabulary import Event, HostState, RunStatus
 from upgrader.errors import InputError, RefusedError
+from upgrader.journal import Journal, audit, new_run_id, operator
 from upgrader.loading import yamlfile
 from upgrader.loading.inputs import Loaded, load_inventory, load_playbook, read_plan_file
 from upgrader.models.inventory import Inventory
@@ -32,6 +31,7 @@ from upgrader.models.playbook import Playbook
 from upgrader.planning import groups as plan_groups
 from upgrader.planning.limit import Selection
 from upgrader.planning.planner import iter_hosts, runs_component
+from upgrader.vocabulary import Event, HostState, RunStatus
 from upgrader.windows import break_glass
 
 log = logging.getLogger(__name__)
@@ -150,7 +150,7 @@ def layout(args: argparse.Namespace) -> Layout:
 
 
 def _runs_newest_first(state: Path, component: str) -> list[Path]:
-    from upgrader.engine.journal import runs_dir
+    from upgrader.journal import runs_dir
 
     named = re.compile(rf"\d{{8}}T\d{{6}}Z-{re.escape(component)}-[0-9a-f]{{4}}")
     base = runs_dir(state)
@@ -193,7 +193,7 @@ PLANS_PER_COMPONENT = 8  # journaled plans read per component, newest first: sta
 
 def journaled_playbooks(state: Path, component: str | None = None) -> list[Loaded[Playbook]]:
     """The playbooks of the newest journaled apply runs (of ``component`` if given), newest first."""
-    from upgrader.engine.journal import runs_dir
+    from upgrader.journal import runs_dir
 
     base = runs_dir(state)
     out = []

@@ -11,11 +11,11 @@ from typing import Any
 from upgrader.cli.logs import say
 from upgrader.commands import live, rollback, targeting
 from upgrader.engine import remote
-from upgrader.engine.journal import Journal, audit, controller, new_run_id, operator
 from upgrader.engine.programs import lock_op
-from upgrader.engine.vocabulary import Event, RunStatus
 from upgrader.errors import ExitCode, RefusedError
+from upgrader.journal import Journal, audit, controller, new_run_id, operator
 from upgrader.loading.inputs import load_inventory, load_playbook
+from upgrader.vocabulary import Event, RunStatus
 
 HELP = "release the host lock of COMPONENT that a run left behind (audited), instead of --break-lock on the next apply"
 

@@ -24,10 +24,13 @@ from typing import Any
 
 from upgrader.engine import gates, programs, remote
 from upgrader.engine.groups import Unavailable
-from upgrader.engine.journal import Journal, controller
 from upgrader.engine.pool import Pool
 from upgrader.engine.progress import Progress
-from upgrader.engine.vocabulary import (
+from upgrader.errors import ExitCode, RefusedError, TransportError
+from upgrader.journal import Journal, controller
+from upgrader.models.plan import ArtifactRef, HostPlan, Phase, Plan, Step
+from upgrader.planning import budgets
+from upgrader.vocabulary import (
     NEEDS_A_HUMAN,
     ON_TARGET,
     UPGRADED,
@@ -39,9 +42,6 @@ from upgrader.engine.vocabulary import (
     RunEnd,
     RunStatus,
 )
-from upgrader.errors import ExitCode, RefusedError, TransportError
-from upgrader.models.plan import ArtifactRef, HostPlan, Phase, Plan, Step
-from upgrader.planning import budgets
 
 STAGE_PARALLEL = 16
 LOCK_TIMEOUT = 30.0

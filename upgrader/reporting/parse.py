@@ -17,10 +17,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from upgrader.engine.journal import JOURNAL, list_runs, read, run_directory
-from upgrader.engine.vocabulary import Event
-from upgrader.engine.vocabulary import HostState as State  # reporting has a HostState of its own
 from upgrader.errors import InputError, Location, Problem, RefusedError
+from upgrader.journal import JOURNAL, list_runs, read, run_directory
 from upgrader.loading import bounded_read
 from upgrader.loading.inputs import parse_json_object
 from upgrader.reporting.model import (
@@ -33,6 +31,8 @@ from upgrader.reporting.model import (
     RunRecord,
     Segment,
 )
+from upgrader.vocabulary import Event
+from upgrader.vocabulary import HostState as State  # reporting has a HostState of its own
 
 Entry = dict[str, Any]
 

@@ -33,16 +33,16 @@ from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 
 from upgrader.engine.apply import Apply, _send
-from upgrader.engine.journal import JOURNAL, Journal
 from upgrader.engine.pool import Pool
 from upgrader.engine.progress import Progress
-from upgrader.engine.vocabulary import HostState
 from upgrader.errors import RefusedError
+from upgrader.journal import JOURNAL, Journal
 from upgrader.loading.inputs import Loaded, parse_json_model
 from upgrader.models.inventory import Inventory
 from upgrader.models.plan import Plan
 from upgrader.planning import signing
 from upgrader.temporal.messages import Done, Work
+from upgrader.vocabulary import HostState
 
 T = TypeVar("T")
 BEAT = 1.0  # seconds between heartbeats while the engine call runs

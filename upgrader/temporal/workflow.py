@@ -27,12 +27,12 @@ with workflow.unsafe.imports_passed_through():
     from upgrader.engine.apply import Apply, HostRun, _by_turns, rollback_targets, verdict
     from upgrader.engine.gates import Decision, DecisionKind, GateOutcome
     from upgrader.engine.programs import checks_budget, hop_timeout
-    from upgrader.engine.vocabulary import FAILED, ON_TARGET, UPGRADED, Event, HostState, RunStatus
     from upgrader.errors import ExitCode
     from upgrader.models.plan import Phase, Plan
     from upgrader.planning import budgets
     from upgrader.temporal.messages import Admission, Done, Notice, Records, Start, Work
     from upgrader.temporal.settings import CONTROL_QUEUE, queue
+    from upgrader.vocabulary import FAILED, ON_TARGET, UPGRADED, Event, HostState, RunStatus
 
 HEARTBEAT = timedelta(seconds=5)  # a SIGKILLed worker is noticed within this
 ONCE = RetryPolicy(maximum_attempts=1)  # a host program: never run twice (see _lost)

@@ -23,11 +23,11 @@ from pathlib import Path
 from typing import Any
 
 from upgrader import charset
-from upgrader.engine.vocabulary import Event
 from upgrader.errors import InputError, Location, Problem, RefusedError
 from upgrader.files import append_line, write_atomic
 from upgrader.loading import bounded_read, private
 from upgrader.loading.records import entry_problem
+from upgrader.vocabulary import Event
 
 JOURNAL = "journal.jsonl"
 log = logging.getLogger(__name__)
