@@ -24,7 +24,6 @@ import yaml
 from markdown_it import MarkdownIt
 
 from upgrader.cli.main import main
-from upgrader.commands import early
 from upgrader.engine import pool as pool_module
 from upgrader.engine import remote
 from upgrader.errors import RefusedError
@@ -62,9 +61,7 @@ def connections(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
     monkeypatch.setattr(fabric_adapter.FabricTransport, "__init__", transport)
     monkeypatch.setattr(pool_module.Pool, "__init__", pool)
     monkeypatch.setattr(remote, "start", lambda *a, **k: made.append("agent start"))
-    early._started.clear()
     yield made
-    early._started.clear()
 
 
 def write_playbook(folder: Path, module: str = "verify/ordergw.py", **changes: Any) -> None:

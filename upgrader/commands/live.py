@@ -87,7 +87,7 @@ def pool_for(inventory: Loaded[Inventory], args: argparse.Namespace) -> Pool:
     reach = endpoints(inventory.model, inventory.path)
     open_files.for_endpoints(reach.values(), args.parallel)  # raise RLIMIT_NOFILE or refuse before any connection
     pool = Pool(reach, timeouts=timeouts, parallel=args.parallel)
-    early.adopt(pool, inventory.sha256, reach, timeouts)
+    early.adopt(pool, getattr(args, "early", None), inventory.sha256)  # what cli.main's early start began
     early.remember(args.state_dir, inventory.sha256, inventory.model, reach)
     return pool
 

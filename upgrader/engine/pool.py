@@ -150,6 +150,42 @@ class Pool:
                     out[h] = HostResult(h, None, exc)
         return GroupResult(out)
 
+    def sessions(self) -> dict[str, remote.Session]:
+        """The agent sessions made so far (host → session): the hosts this pool has started on."""
+        with self._made:
+            return dict(self._sessions)
+
+    def hand_over(self, to: Pool) -> list[str]:
+        """Give ``to`` each session this pool made whose host ``to`` reaches at the same endpoint, with the
+        same timeouts, and this pool's jump connections (they serve ``to``'s other hosts too); close the
+        rest.  This pool holds nothing afterwards.  The hosts handed over, in the order they were started.
+
+        For the early start (commands/early.py): its pool connects before the inventory is validated,
+        and the command's pool, made from the validated inventory, takes only what it would have made.
+        """
+        with self._made:
+            sessions, self._sessions = self._sessions, {}
+            transports, self._transports = self._transports, {}
+            gateways, self._gateways = self._gateways, []
+        same = to._timeouts == self._timeouts
+        handed = []
+        for host, session in sessions.items():
+            if same and to._endpoints.get(host) == self._endpoints[host]:
+                to.adopt(host, session)
+                handed.append(host)
+            else:
+                session.close()
+                session.transport.close()
+        for host, transport in transports.items():
+            if host not in sessions:
+                transport.close()
+        for g in gateways:
+            if same:
+                to.adopt_gateways(g)
+            else:
+                g.close()
+        return handed
+
     def adopt(self, host: str, session: remote.Session) -> None:
         """Use ``session`` (its transport already connecting, its agent maybe starting) for ``host`` from now on."""
         with self._made:
