@@ -16,7 +16,7 @@ from upgrader.transport import fabric_transport
 from upgrader.transport.base import Endpoint, Timeouts, Transport
 
 if TYPE_CHECKING:
-    from upgrader.transport.fabric_adapter import Gateways
+    from upgrader.transport.gateways import Gateways
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -100,7 +100,7 @@ class Pool:
 
     def _fabric(self, endpoint: Endpoint) -> Transport:
         if not self._gateways:
-            from upgrader.transport.fabric_adapter import Gateways  # imported lazily: planning stays light
+            from upgrader.transport.gateways import Gateways  # imported lazily: planning stays light
 
             self._gateways.append(Gateways(self._timeouts))
         return fabric_transport(endpoint, self._timeouts, self._gateways[0])

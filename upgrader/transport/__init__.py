@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from upgrader.transport.base import Endpoint, Result, Timeouts, Transport
 
 if TYPE_CHECKING:
-    from upgrader.transport.fabric_adapter import Gateways
+    from upgrader.transport.gateways import Gateways
 
 __all__ = ["Endpoint", "Result", "Timeouts", "Transport", "fabric_transport"]
 
