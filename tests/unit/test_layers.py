@@ -38,7 +38,10 @@ ABOVE_RECORDS = {"engine", "reporting", "temporal", "commands", "cli", "transpor
 MUST_NOT: dict[str, tuple[set[str], str]] = {
     "agent": (EVERYTHING - {"agent"}, "the agent runs on the hosts' own python3 with the stdlib only"),
     "models": (EVERYTHING - {"models"}, "models are plain data: they know nothing of how they are used"),
-    "transport": (EVERYTHING - {"transport"}, "the transport is the seam under the engine; it knows no run"),
+    "transport": (
+        EVERYTHING - {"transport", "agent"},
+        "the transport is the seam under the engine; it knows no run (transport/local.py runs the real agent)",
+    ),
     "planning": (
         EVERYTHING - {"planning", "models"},
         "the planner is pure: no I/O, no clock, no engine (byte-identical plans)",
