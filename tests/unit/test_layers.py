@@ -138,3 +138,43 @@ def test_a_crossing_import_is_caught(tmp_path: Path, unit: str, line: str, caugh
     assert bool(found) == caught, found
     if caught:
         assert found[0].startswith(f"upgrader/{unit}:")
+
+
+# Commands that hand their run to the engine: they may not journal, audit, notify or talk to an agent themselves.
+ENGINE_WORK = {
+    "upgrader.journal": {"Journal", "audit"},
+    "upgrader.engine.notifier": {"*"},
+    "upgrader.engine.remote": {"*"},
+}
+
+
+@pytest.mark.parametrize("command", ["rollback", "unlock"])
+def test_these_commands_do_no_engine_work(command: str) -> None:
+    """The command parses, calls the engine (engine/emergency.py, engine/unlock.py) and prints."""
+    path = PACKAGE / "commands" / f"{command}.py"
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module in ENGINE_WORK:
+            names = {a.name for a in node.names}
+            wanted = ENGINE_WORK[node.module]
+            if "*" in wanted or names & wanted:
+                found.append(f"{path.name}:{node.lineno}: from {node.module} import {', '.join(sorted(names))}")
+        elif isinstance(node, ast.ImportFrom) and node.module == "upgrader.engine":
+            found += [
+                f"{path.name}:{node.lineno}: engine.{a.name}" for a in node.names if a.name in ("remote", "notifier")
+            ]
+    assert found == []
+
+
+MAX_LINES = 600
+OWNED_ELSEWHERE = ("agent/", "engine/apply.py", "temporal/")  # split by their own work (issue 26 §1, §4)
+
+
+def test_no_module_is_over_600_lines() -> None:
+    long = {
+        str(p.relative_to(PACKAGE)): n
+        for p in PACKAGE.rglob("*.py")
+        if (n := len(p.read_text().splitlines())) > MAX_LINES
+        and not str(p.relative_to(PACKAGE)).startswith(OWNED_ELSEWHERE)
+    }
+    assert long == {}
