@@ -108,3 +108,35 @@ def test_nothing_to_undo_but_down_is_unhealthy_not_a_failed_rollback(upgraded: F
         assert "nothing to roll back" in rows[1]["ch-1"]["detail"]
         assert again.code == 4
         assert fleet.lock("ch-1") is None
+
+
+@pytest.mark.reliability(
+    "apply over a host whose running release fails its checks before the upgrade (left so by an earlier incident)",
+    "the host is left alone (precheck), the run ends exit 4 with status 'unhealthy' naming it, and it is unlocked; "
+    "the other hosts are upgraded",
+)
+def test_an_untouched_host_on_an_unhealthy_release_is_4_not_3(upgraded: Fleet, record_property: Any) -> None:
+    with upgraded.patched():
+        fleet = upgraded
+        base = ["-i", str(fleet.inventory), "--log-format", "json"]
+        fleet.mark("ch-1", "bad", "5.0.0")
+        # The incident's rollback put ch-1 back on 5.0.0, whose checks now fail there (said as not applicable:
+        # that rollback knew no checks of 5.0.0).
+        back = fleet.cli(fleet.desk_a, "rollback", "app", *base, "--reason", "INC-3", "--yes", "--limit", "ch-1",
+                         "--to", "5.0.0", "--playbook", str(fleet.books["5.1.0-auto"]))  # fmt: skip
+        assert back.code == 0 and fleet.version("ch-1") == "5.0.0" and not fleet.verified("ch-1")
+        run = fleet.cli(fleet.desk_a, "apply", str(fleet.books["5.1.0-auto"]), *base, "--artifacts",
+                        str(fleet.artifacts), "--yes", *NOW)  # fmt: skip
+        rows = {row["host"]: row for line in run.json_lines() for row in line.get("rows") or []}
+        (run_id,) = [d.name for d in (fleet.desk_a / "runs").iterdir() if (d / "plan.json").exists()]
+        entries = [json.loads(x) for x in (fleet.desk_a / "runs" / run_id / "journal.jsonl").read_text().splitlines()]
+        end = entries[-1]
+        record_property(
+            "observed",
+            f"apply exit {run.code}, status {end.get('status')!r}: {end.get('message')}; ch-1 {rows['ch-1']['state']} "
+            f"on {fleet.version('ch-1')}, lock {fleet.lock('ch-1')}; ny-1 on {fleet.version('ny-1')}",
+        )
+        assert run.code == 4 and end["status"] == "unhealthy"
+        assert "ch-1" in end["message"] and "unhealthy" in end["message"]
+        assert fleet.version("ch-1") == "5.0.0" and fleet.lock("ch-1") is None
+        assert fleet.version("ny-1") == "5.1.0" and fleet.verified("ny-1")

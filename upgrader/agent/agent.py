@@ -1556,6 +1556,7 @@ def op_precheck(ctx, s):
                 % (source, current, failure(results)),
                 checks=results,
                 source=source,
+                unhealthy=True,  # the release it runs fails its checks: on no verified release, untouched
             )
     ok, more = run_checks(s.get("commands", []), ctx)
     if not ok:
