@@ -56,7 +56,8 @@ example:
 
 exit codes: 0 every host rolled back and verified, already there, or had nothing to do; 1 refused before
 changing anything (bad input, --to not staged, a `requires` conflict); 2 usage; 4 some host did not end
-on a verified release, was unreachable, or another rollback held it (each is named)
+on a verified release, was unreachable, or another rollback held it, or had nothing to undo but the release it
+runs would not start or pass its checks (each is named)
 """
 
 

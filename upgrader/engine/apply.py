@@ -57,6 +57,7 @@ class HostRun:
     detail: str = ""
     touched: bool = False  # something live changed (service stopped, link switched)
     failure: str = ""
+    unhealthy: bool = False  # its running release failed the precheck's checks: untouched, yet on no verified release
 
     @property
     def name(self) -> str:
@@ -226,7 +227,16 @@ class Apply:
             self.journal.record(Event.RECOVER, hosts=recovery.back, failing=recovery.failing)
             for host in recovery.back:
                 self.hosts[host].touched = True
-            self.rollback(recovery.back)
+            self.rollback(recovery.back, failing=recovery.failing)
+            stuck = [
+                h for h in recovery.back if self.hosts[h].state not in (HostState.ROLLED_BACK, HostState.HANDED_OVER)
+            ]
+            if stuck:
+                # A host the put-back could not verify is on no verified release: going on with the plan would
+                # run it again from there (its precheck then fails "before the upgrade") and hide that it needs a
+                # human.  The run stops; the verdict names it (exit 4).
+                self.halted = f"the put-back of {', '.join(stuck)} did not end verified; the run goes no further"
+                return self._conclude()
         if recovery.failing:
             # The killed run was already handling a failure: finish that, never start new hosts.
             self.failures = max(1, recovery.failures)
@@ -774,6 +784,9 @@ class Apply:
             self.journal.record(Event.HALT, reason=self.halted)
             return False
         self.hosts[host].touched = any(o.op in ("stop", "switch") for o in res.ops)
+        self.hosts[host].unhealthy = bool(
+            failed is not None and failed.op == "precheck" and failed.data.get("unhealthy")
+        )
         self._fail(host, HostState.FAILED, res.error)
         return False
 
@@ -1082,8 +1095,9 @@ def verdict(
     0  every host on the target, verified.
     3  stopped by a failure or an abort: every host it changed and did not finish is back on its
        starting release, verified (policy 'host': hosts that passed stay on the target, verified).
-    4  a human must act: a host is on no verified release (rollback failed, unreachable, held, or its
-       put-back was left to resume by a second signal).
+    4  a human must act: a host is on no verified release (rollback failed, unreachable, held, its
+       put-back was left to resume by a second signal, or untouched because the release it ran failed
+       the precheck's checks).
     5  halted part-way, nothing to fix: every host verified, on the target or its starting release;
        resumable (`upgrader resume RUN`), or an `abort --keep` that left hosts on the target.
     """
@@ -1096,12 +1110,14 @@ def verdict(
         or (h.state == HostState.FAILED and h.touched)
         or h.state not in (_ON_START | ON_TARGET | {HostState.FAILED, HostState.HANDED_OVER})
     ]
-    if bad:
-        return (
-            ExitCode.ROLLBACK_FAILED,
-            RunStatus.ROLLBACK_FAILED,
-            f"{', '.join(bad)} not back on a verified version — act now",
-        )
+    # Untouched, but the release it ran already failed its checks (the precheck): on no verified release either.
+    sick = [h.name for h in hosts.values() if h.state == HostState.FAILED and h.unhealthy and h.name not in bad]
+    if bad or sick:
+        said = [f"{', '.join(bad)} not back on a verified version"] * bool(bad) + [
+            f"{', '.join(sick)} unhealthy on the release it ran before the upgrade (left untouched)"
+        ] * bool(sick)
+        status = RunStatus.ROLLBACK_FAILED if bad else RunStatus.UNHEALTHY
+        return ExitCode.ROLLBACK_FAILED, status, "; ".join(said) + " — act now"
     on_target = [h.name for h in hosts.values() if h.state in ON_TARGET]
     if len(on_target) == len(hosts):
         return ExitCode.OK, RunStatus.SUCCEEDED, f"{len(hosts)} host(s) on {target} and verified"

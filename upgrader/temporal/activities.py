@@ -131,6 +131,7 @@ class HostWork:
             run = engine.hosts[host]
             run.state, run.detail = fields["state"], fields["detail"]
             run.touched, run.failure = fields["touched"], fields["failure"]
+            run.unhealthy = bool(fields.get("unhealthy"))
         engine._facts = dict(work.facts)
         return engine
 
@@ -149,7 +150,13 @@ class HostWork:
         def blocking() -> Done:
             done = act(engine)
             done.states = {
-                h: {"state": r.state, "detail": r.detail, "touched": r.touched, "failure": r.failure}
+                h: {
+                    "state": r.state,
+                    "detail": r.detail,
+                    "touched": r.touched,
+                    "failure": r.failure,
+                    "unhealthy": r.unhealthy,
+                }
                 for h, r in engine.hosts.items()
             }
             done.records = engine.journal.entries_made  # type: ignore[attr-defined]

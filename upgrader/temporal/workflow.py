@@ -196,6 +196,7 @@ class UpgradeWorkflow:
             run = self.hosts[host]
             run.state, run.detail = fields["state"], fields["detail"]
             run.touched, run.failure = fields["touched"], fields["failure"]
+            run.unhealthy = bool(fields.get("unhealthy"))
             if run.failure and fields["state"] in FAILED:
                 self.event("failure", run.failure, host)
         if done.failures and done.states:
