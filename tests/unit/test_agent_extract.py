@@ -226,7 +226,7 @@ def test_a_name_with_dotdot_is_refused_even_when_it_resolves_inside(
 ) -> None:
     inside = refused(agent, tmp_path, [file("x/../.upgrader/release.json")], "leaves the release")
     stripped = refused(agent, tmp_path, [file("app-1/../../x")], "leaves the release", strip=1)
-    record_property("observed", f"x/../.upgrader: {inside} | app-1/../../x, strip 1: {stripped.split(';')[0]}")
+    record_property("observed", f"x/../.upgrader: {inside}; and app-1/../../x, strip 1: {stripped.split(';')[0]}")
 
 
 def test_too_many_members_are_refused(
