@@ -10,6 +10,7 @@ from __future__ import annotations
 import tempfile
 import time
 import unicodedata
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -173,7 +174,9 @@ def insertions(draw: st.DrawFn) -> tuple[str, str, str, tuple[int, int]]:
     "exactly one problem, at file:line:col of the "
     "character (of the value when escaped), naming it; nothing else reported",
 )
-def test_an_inserted_invisible_character_is_the_one_located_problem(record_property: pytest.RecordProperty) -> None:
+def test_an_inserted_invisible_character_is_the_one_located_problem(
+    record_property: Callable[[str, object], None],
+) -> None:
     # The property runs inside the test so that what it inserted can be counted for the row.
     files: list[str] = []
     chars: set[str] = set()

@@ -259,6 +259,7 @@ def test_the_newest_runs_plan_supplies_the_layout_and_nothing_else_is_read(
     monkeypatch.setattr(planner, "make_plan", lambda *a, **k: pytest.fail("planned"))
     args = command.argparse.Namespace(playbook=None, playbooks=None, state_dir=state, component="ordergw")
     loaded = command.layout_source(args)
+    assert loaded is not None
     assert loaded.path == state / "runs" / "20260102T000000Z-ordergw-0002" / "plan.json"
     assert loaded.model.component == "ordergw" and loaded.model.install.root == "/opt/ordergw"
     record_property(
