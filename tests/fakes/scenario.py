@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from fakes.agent_host import FakeHosts, release_tarball
+from tests.fakes.agent_host import FakeHosts, release_tarball
 from upgrader.commands.inputs import load_inputs
 from upgrader.engine.apply import Apply, Outcome, Recovery
 from upgrader.engine.journal import Journal

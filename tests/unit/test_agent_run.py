@@ -14,10 +14,11 @@ import time
 from pathlib import Path
 from types import ModuleType
 
-import agent_code
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from tests.unit import agent_code
 
 AGENT = agent_code.AGENT
 

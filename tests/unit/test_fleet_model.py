@@ -52,7 +52,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fakes.fleet import COMPONENT, RELEASES, ROOT, Fleet, Result
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -64,6 +63,7 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
+from tests.fakes.fleet import COMPONENT, RELEASES, ROOT, Fleet, Result
 from upgrader import commands as command_modules
 
 EXAMPLES = int(os.environ.get("UPGRADER_MODEL_EXAMPLES", "300"))

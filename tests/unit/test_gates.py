@@ -104,7 +104,7 @@ def test_promote_and_abort_commands(run: Journal, tmp_path: Path, capsys: pytest
 
 def test_the_engine_stops_at_an_aborted_gate_and_rolls_back(in_tmp: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The planner's manual_gates case through the real engine (fake agent): abort at the first gate."""
-    from test_plan_ops import case_plan, run_engine
+    from tests.unit.test_plan_ops import case_plan, run_engine
 
     plan = case_plan("manual_gates")
     wait = gates.wait
@@ -125,7 +125,7 @@ def test_the_engine_stops_at_an_aborted_gate_and_rolls_back(in_tmp: Path, monkey
 
 
 def test_an_abort_before_anything_starts_starts_nothing(in_tmp: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from test_plan_ops import case_plan, run_engine
+    from tests.unit.test_plan_ops import case_plan, run_engine
 
     _, entries = run_engine(case_plan("manual_gates"), in_tmp, monkeypatch, decide=DecisionKind.ABORT)
     assert not any(e["event"] == "host-begin" for e in entries)
@@ -133,7 +133,7 @@ def test_an_abort_before_anything_starts_starts_nothing(in_tmp: Path, monkeypatc
 
 
 def test_the_engine_passes_promoted_gates(in_tmp: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from test_plan_ops import case_plan, run_engine
+    from tests.unit.test_plan_ops import case_plan, run_engine
 
     plan = case_plan("manual_gates")
     _, entries = run_engine(plan, in_tmp, monkeypatch)

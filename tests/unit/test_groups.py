@@ -18,10 +18,10 @@ from typing import Any
 
 import pytest
 import yaml
-from fleets import inventory, plan, playbook
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.unit.fleets import inventory, plan, playbook
 from upgrader.cli.main import main
 from upgrader.engine import remote
 from upgrader.engine.apply import Apply
@@ -261,7 +261,7 @@ def test_validation_names_an_unknown_group_member(in_tmp: Path, capsys: pytest.C
 def paired_scenario(tmp_path: Path, stop: str = "", **kw: Any) -> tuple[Any, Path]:
     """Three fake hosts running the real agent (tests/fakes), ny-2/ny-3 a pair; each unit's stand-in systemctl
     logs when it stops and when it is up on a release whose health passes."""
-    from fakes.scenario import START, UNIT, Scenario
+    from tests.fakes.scenario import START, UNIT, Scenario
 
     s = Scenario.build(tmp_path, {"ny": ["ny-1", "ny-2", "ny-3"]}, batch=3, max_in_flight_per_datacenter=3, **kw)
     inv = yaml.safe_load((tmp_path / "inventory.yml").read_text())

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fakes.scenario import FROM, TO, Scenario
 
+from tests.fakes.scenario import FROM, TO, Scenario
 from upgrader.cli.main import main
 from upgrader.commands import guardbypass, live
 

@@ -16,8 +16,8 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from conftest import INVENTORY, REPO, plan_files
 
+from tests.unit.conftest import INVENTORY, REPO, plan_files
 from upgrader.engine.apply import Apply
 from upgrader.engine.journal import Journal
 from upgrader.engine.locks import LocalLock

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import plan_files
 
+from tests.unit.conftest import plan_files
 from upgrader.engine import gates, remote
 from upgrader.engine.apply import Apply
 from upgrader.engine.endpoints import GroupResult, HostResult

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import INVENTORY, PLAYBOOKS, plan_files
 
+from tests.unit.conftest import INVENTORY, PLAYBOOKS, plan_files
 from upgrader.commands.inputs import load_inputs
 from upgrader.models.facts import Facts
 from upgrader.models.plan import HostPlan, Phase, Plan, PlanProblem, Step, canonical_json

@@ -16,9 +16,9 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-import agent_code
 import pytest
 
+from tests.unit import agent_code
 from upgrader.cli.main import main
 
 pytestmark = pytest.mark.reliability("planted or edited definition records on a host are not trusted")

@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fakes.scenario import FROM, TO, Scenario, entries
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tests.fakes.scenario import FROM, TO, Scenario, entries
 from upgrader.cli.main import main
 from upgrader.engine import apply as apply_engine
 from upgrader.engine import gates

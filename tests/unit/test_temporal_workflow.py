@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from temporal_server import DevServer
 from temporalio.client import Client, WorkflowHandle
-from test_plan_ops import CASES, Agent, FakeTransport, case_plan
 
+from tests.temporal_server import DevServer
+from tests.unit.test_plan_ops import CASES, Agent, FakeTransport, case_plan
 from upgrader.engine import remote
 from upgrader.engine.apply import Apply
 from upgrader.engine.gates import DecisionKind

@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fakes.scenario import FROM, TO, Scenario
 from hypothesis import given
 from hypothesis import strategies as st
 
 import upgrader
+from tests.fakes.scenario import FROM, TO, Scenario
 from upgrader.cli.main import main
 from upgrader.commands import components, live
 from upgrader.errors import REFERENCE, UpgraderError

@@ -7,8 +7,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fakes.scenario import FROM, TO, Scenario
 
+from tests.fakes.scenario import FROM, TO, Scenario
 from upgrader.engine.journal import Journal, read_run
 from upgrader.engine.vocabulary import Event, HostState, RunStatus
 from upgrader.models.plan_json import plan_json

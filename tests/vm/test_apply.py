@@ -5,15 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from hoststate import assert_on, assert_unlocked, component, host_journal, lock
-from upgrader_cli import WEEKEND, Upgrader, kill9, playbook, write
+
+from tests.vm.hoststate import assert_on, assert_unlocked, component, host_journal, lock
+from tests.vm.upgrader_cli import WEEKEND, Upgrader, kill9, playbook, write
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def upgrader(tmp_path: Path, vm_inventory: Path, reset_hosts: None) -> Upgrader:
-    return Upgrader(tmp_path / "state", vm_inventory)
 
 
 def versions(vm_host, hosts, name):  # type: ignore[no-untyped-def]

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 from testinfra.host import Host
-from upgrader_cli import playbook, write
 
+from tests.vm.upgrader_cli import playbook, write
 from upgrader import agent
 from upgrader.commands import early
 from upgrader.engine import facts as host_facts

@@ -12,10 +12,10 @@ import socket
 
 import paramiko
 import pytest
-from conftest import paramiko_client, private_key
 
 from lab import config, control, inventory, lxc, net, seed
 from testapp.releases import PORTS
+from tests.vm.conftest import paramiko_client, private_key
 
 COMPONENTS = list(config.BASELINES)
 

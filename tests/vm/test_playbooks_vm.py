@@ -15,12 +15,12 @@ from typing import Any
 
 import pytest
 import yaml
-from hoststate import assert_on, assert_unlocked, component
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
-from upgrader_cli import Upgrader
 
 from lab import control
+from tests.vm.hoststate import assert_on, assert_unlocked, component
+from tests.vm.upgrader_cli import Upgrader
 
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED = sorted((REPO / "playbooks").glob("*.yml"))

@@ -8,19 +8,14 @@ back on the host (its agent journal) with testinfra.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
-from hoststate import component, host_journal
-from upgrader_cli import Upgrader, playbook, write
+
+from tests.vm.hoststate import component, host_journal
+from tests.vm.upgrader_cli import playbook, write
 
 PORT = 9102
-
-
-@pytest.fixture
-def upgrader(tmp_path: Path, vm_inventory: Path, reset_hosts: None) -> Upgrader:
-    return Upgrader(tmp_path / "state", vm_inventory)
 
 
 def checks(tag: str) -> list[dict[str, Any]]:
