@@ -30,7 +30,7 @@ INVENTORY = REPO / "inventories" / "prod-na.yml"  # TEST-NET addresses: nothing 
 
 
 @pytest.fixture
-def calls(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[str]]:
+def calls(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, list[str]]]:
     seen: dict[str, list[str]] = {"connect": [], "close": [], "python": []}
 
     def start(session: remote.Session, python: str) -> None:
@@ -195,7 +195,7 @@ def _actions(parser: argparse.ArgumentParser) -> dict[str, argparse.Action]:
 
 
 def _sub(parser: argparse.ArgumentParser, command: str) -> argparse.ArgumentParser:
-    return parser._subparsers._group_actions[0].choices[command]  # type: ignore[union-attr]
+    return parser._subparsers._group_actions[0].choices[command]  # type: ignore[union-attr,index]
 
 
 ANY_TEXT = (None, str, Path)  # converters that accept every string
@@ -211,7 +211,7 @@ def test_the_early_parser_accepts_no_more_than_the_real_one(command: str) -> Non
         other = real[name]
         assert (type(action), action.nargs, action.choices) == (type(other), other.nargs, other.choices), name
         if other.type not in ANY_TEXT or action.type not in ANY_TEXT:
-            assert action.type.__name__.lstrip("_") == other.type.__name__, name  # a copy of the same check
+            assert action.type.__name__.lstrip("_") == other.type.__name__, name  # type: ignore[union-attr]  # same check
     for name, action in real.items():
         if action.required:
             assert name in mine and mine[name].required, f"`{command}` requires {name}; early must too"

@@ -12,12 +12,13 @@ from upgrader.cli.main import main
 from upgrader.engine import gates
 from upgrader.engine.gates import DecisionKind, GateOutcome
 from upgrader.engine.journal import Journal
+from upgrader.engine.vocabulary import Event
 
 
 @pytest.fixture
 def run(tmp_path: Path) -> Journal:
     journal = Journal.create(tmp_path / "state", "20261205T070000Z-ordergw-1a2b")
-    journal.record("run-start", kind="apply", component="ordergw")
+    journal.record(Event.RUN_START, kind="apply", component="ordergw")
     return journal
 
 
@@ -87,17 +88,17 @@ def test_promote_and_abort_commands(run: Journal, tmp_path: Path, capsys: pytest
     state = tmp_path / "state"
     assert cli(state, "promote", run.run_id) == 1  # not waiting at any gate
     assert "not waiting at a gate" in capsys.readouterr().err
-    run.record("gate-wait", gate="canary-ny5")
+    run.record(Event.GATE_WAIT, gate="canary-ny5")
     assert cli(state, "promote", run.run_id, "--reason", "ok", "--wait", "0") == 0
     assert gates.pending(run.directory, "canary-ny5") is not None
-    run.record("gate-end", gate="canary-ny5", outcome="promoted")
+    run.record(Event.GATE_END, gate="canary-ny5", outcome="promoted")
     with pytest.raises(SystemExit) as usage:
         cli(state, "abort", run.run_id)  # --reason is required
     assert usage.value.code == 2
     assert cli(state, "abort", run.run_id, "--reason", "INC-9", "--wait", "0") == 0
     audit = [json.loads(line) for line in (state / "audit.log").read_text().splitlines()]
     assert [(a["action"], a["gate"]) for a in audit] == [("promote", "canary-ny5"), ("abort", None)]
-    run.record("run-end", status="aborted")
+    run.record(Event.RUN_END, status="aborted")
     assert cli(state, "abort", run.run_id, "--reason", "again") == 1
     assert cli(state, "promote", "no-such-run") == 1
 

@@ -21,6 +21,7 @@ from tests.unit.conftest import INVENTORY, REPO, plan_files
 from upgrader.engine.apply import Apply
 from upgrader.engine.journal import Journal
 from upgrader.engine.locks import LocalLock
+from upgrader.engine.vocabulary import Event
 from upgrader.errors import RefusedError
 from upgrader.transport.base import Endpoint
 
@@ -68,7 +69,7 @@ def test_a_plan_that_pins_nothing_runs_no_testinfra_module(
 
 def _operator_run(state: Path, run_id: str) -> Path:
     journal = Journal.create(state, run_id)
-    journal.record("run-start", kind="apply", run=run_id, component="ordergw")
+    journal.record(Event.RUN_START, kind="apply", run=run_id, component="ordergw")
     return journal.directory
 
 

@@ -20,6 +20,7 @@ from upgrader.cli.main import main
 from upgrader.commands import targeting
 from upgrader.commands.apply import verified_saved_plan
 from upgrader.engine.journal import Journal
+from upgrader.engine.vocabulary import Event
 from upgrader.errors import RefusedError
 from upgrader.loading.inputs import load_inventory
 from upgrader.models.plan import Limit, Plan
@@ -213,11 +214,11 @@ def test_apply_of_a_saved_plan_refuses_another_limit(files: Path, capsys: pytest
 
 def _failed_run(state: Path) -> str:
     journal = Journal.create(state, "20260101T000000Z-ordergw-0001")
-    journal.record("run-start", kind="apply", component="ordergw", hosts=["ch2-oe01", "ch2-oe02", "ny5-oe01"])
-    journal.record("host-end", host="ch2-oe01", ok=True, ops=[])
-    journal.record("host-end", host="ch2-oe02", ok=False, ops=[])
+    journal.record(Event.RUN_START, kind="apply", component="ordergw", hosts=["ch2-oe01", "ch2-oe02", "ny5-oe01"])
+    journal.record(Event.HOST_END, host="ch2-oe01", ok=True, ops=[])
+    journal.record(Event.HOST_END, host="ch2-oe02", ok=False, ops=[])
     journal.record(
-        "run-end",
+        Event.RUN_END,
         status="failed-rolled-back",
         exit_code=3,
         hosts={

@@ -175,7 +175,7 @@ def test_trusted_objects_are_valid_and_equal_validated_ones(plan: Plan) -> None:
 
 
 def test_trusted_is_model_construct() -> None:
-    values = {
+    values: dict[str, Any] = {
         "id": "h/01-stop-1.0",
         "action": "stop",
         "version": "1.0",

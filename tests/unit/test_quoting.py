@@ -35,7 +35,7 @@ def test_each_argument_comes_back_unchanged_from_the_shell(word: str) -> None:
 
 @given(
     st.lists(
-        st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=20),
+        st.text(st.characters(exclude_categories=["Cs"], exclude_characters="\x00"), max_size=20),
         min_size=1,
         max_size=5,
     )

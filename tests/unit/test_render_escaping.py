@@ -344,7 +344,7 @@ def harmless(s: list[str]) -> list[str]:
 
 def skeleton(markdown: str) -> list[tuple[str, str, int]]:
     """The document's structure without its words: every block and inline token's type, tag and nesting."""
-    out = []
+    out: list[tuple[str, str, int]] = []
     for t in PARSER.parse(markdown):
         out.append((t.type, t.tag, t.nesting))
         out += [(c.type, c.tag, c.nesting) for c in t.children or [] if c.type not in ("text", "text_special")]

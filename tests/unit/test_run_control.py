@@ -267,7 +267,7 @@ def test_a_promote_and_an_abort_from_two_processes_at_once(
         "observed",
         f"gate {gate_end['outcome']}; promote exit {said['promote'][0]} "
         f"({said['promote'][1][:70]!r}); abort exit {said['abort'][0]}; run exit "
-        f"{int(outcome.exit_code)}; versions {sorted(set(gated.versions().values()))}",
+        f"{int(outcome.exit_code)}; versions {sorted(set(gated.versions().values()), key=str)}",
     )
 
 

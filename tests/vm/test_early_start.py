@@ -100,7 +100,7 @@ def test_the_first_call_uses_the_agent_started_early(
     started = pool.session(name)._held()
     assert settled(host, before + 1) == before + 1
     res = facts_call(pool, name)
-    assert res.ok and res.op("facts").data["installed"]
+    assert res.ok and (facts := res.op("facts")) is not None and facts.data["installed"]
     assert pool.session(name)._held() is started and agents(host) == before + 1  # no second agent
     assert agent_starts(host, since) == 1
     # Its command line was a short loader: sudo logged it whole, not in "(command continued)" pieces.

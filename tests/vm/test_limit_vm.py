@@ -8,6 +8,7 @@ that the agent journals.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -18,7 +19,7 @@ REPO = Path(__file__).resolve().parents[2]
 FEED = REPO / "playbooks" / "feedhandler-3.1.0.yml"
 
 
-def _snapshot(vm_host, hosts: list[str], name: str) -> dict[str, tuple[object, ...]]:  # type: ignore[no-untyped-def]
+def _snapshot(vm_host, hosts: list[str], name: str) -> dict[str, tuple[Any, ...]]:  # type: ignore[no-untyped-def]
     return {h: (component(vm_host(h), name), len(host_journal(vm_host(h), name))) for h in hosts}
 
 

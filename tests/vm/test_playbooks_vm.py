@@ -65,6 +65,7 @@ def test_a_shipped_playbook_plans_applies_and_rolls_back(
     baseline = {h: component(vm_host(h), name).current for h in vm_hosts}
     assert len(set(baseline.values())) == 1, baseline
     [start] = set(baseline.values())
+    assert start is not None, baseline
     for needed in _required(path):
         run = upgrader.apply(needed)
         assert run.code == 0, f"{needed.name} (required by {path.name}): {run.output}"

@@ -47,7 +47,7 @@ def test_rollback_uses_the_definition_recorded_at_install(
     tmp_path,  # type: ignore[no-untyped-def]
     record_property,
 ):
-    fast = {"canary": {"bake": "1s"}}
+    fast: dict[str, Any] = {"canary": {"bake": "1s"}}
     one = write(tmp_path / "og-5.1.yml", playbook("ordergw", "5.1.0", checks=checks("installed-5.1"), **fast))
     two = write(
         tmp_path / "og-5.2.yml", playbook("ordergw", "5.2.0", checks=checks("installed-5.2"), migrate=True, **fast)
