@@ -19,6 +19,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 DOCS = REPO / "docs"
 Rows = dict[str, dict[str, str]]
+# Lists the node ids of the marked tests; runs nothing, so it writes no row.
+COLLECT = ("--collect-only", "-q", "-m", "reliability", "-p", "no:cacheprovider")
 
 
 def run_dir() -> Path:
@@ -67,18 +69,7 @@ def record_run(rows: Rows) -> Path:
 def marked_tests() -> set[str]:
     """Node ids of every test in the tree marked `reliability`, as pytest collects them (nothing runs)."""
     proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "--collect-only",
-            "-q",
-            "-m",
-            "reliability",
-            "-p",
-            "no:cacheprovider",
-            "tests",
-        ],
+        [sys.executable, "-m", "pytest", *COLLECT, "tests"],
         cwd=REPO,
         capture_output=True,
         text=True,
