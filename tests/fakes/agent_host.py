@@ -13,7 +13,7 @@ and ``systemctl`` is a shell script keeping each unit's state in a file.
 
 Usage (see tests/unit/test_engine_fake_hosts.py for complete examples)::
 
-    from fakes.agent_host import FakeHosts, release_tarball
+    from tests.fakes.agent_host import FakeHosts, release_tarball
 
     hosts = FakeHosts(tmp_path / "hosts")            # a lab of fake hosts; close() ends their agents
     h = hosts.add("ny-1")

@@ -20,5 +20,5 @@ def load(name: str, state: Path | None = None) -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     if state is not None:
-        module.STATE = str(state)  # a module global the agent reads at call time
+        module.__dict__["STATE"] = str(state)  # a module global the agent reads at call time
     return module

@@ -15,9 +15,9 @@ import tarfile
 from pathlib import Path
 from types import ModuleType
 
-import agent_code
 import pytest
 
+from tests.unit import agent_code
 from upgrader import agent as agent_pkg
 
 pytestmark = pytest.mark.reliability("planted paths on a host: refused or not followed; nothing written outside")

@@ -14,10 +14,11 @@ import time
 from pathlib import Path
 from types import ModuleType
 
-import agent_code
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from tests.unit import agent_code
 
 AGENT = agent_code.AGENT
 
@@ -179,9 +180,9 @@ def test_each_output_keeps_its_first_and_last_halves_and_counts_the_rest(
     """Whatever the sizes and however the command writes, each output is whole up to the limit, and
     past it exactly its first and last halves with the count of what was between."""
     agent = agent_code.load("upgrader_agent_run_kept")
-    agent.OUTPUT_KEPT = limit
+    agent.__dict__["OUTPUT_KEPT"] = limit
     if fallback:
-        agent._inherited = lambda: None  # the subprocess path (no /proc) keeps the same
+        agent.__dict__["_inherited"] = lambda: None  # the subprocess path (no /proc) keeps the same
     d = tmp_path_factory.mktemp("kept")
     (d / "out").write_bytes(out)
     (d / "err").write_bytes(err)

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -25,7 +26,7 @@ def _program(root: Path) -> dict[str, object]:
 
 def _read_until_end(proc: subprocess.Popen[str]) -> list[str]:
     assert proc.stdout is not None
-    lines = []
+    lines: list[str] = []
     while True:
         line = proc.stdout.readline()
         assert line, f"agent exited early: {lines}"
@@ -87,7 +88,7 @@ def test_a_serving_agent_gets_its_source_and_programs_on_stdin_with_nothing_bulk
     argv = agent.serving_command(str(SYSTEM_PYTHON))
     assert argv[1:5] == ["-I", "-S", "-c", agent.LOADER] and argv[5] == agent.source_key() and len(argv) == 6
     assert sum(map(len, argv)) < 200, "sudo logs it and ps shows it on every host"
-    nothing = {"component": "unit-serve", "root": "/nonexistent", "run": None, "ops": []}
+    nothing: dict[str, Any] = {"component": "unit-serve", "root": "/nonexistent", "run": None, "ops": []}
     empty = agent.pack_program(nothing)
     failing = agent.pack_program(
         {"component": "unit-serve", "root": "/nonexistent", "run": None, "ops": [{"op": "no-such-op", "quiet": True}]}

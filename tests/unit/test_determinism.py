@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import INVENTORY, PLAYBOOKS, plan_files
 
+from tests.unit.conftest import INVENTORY, PLAYBOOKS, plan_files
 from upgrader.models.plan import SCHEMA_VERSION
 from upgrader.planning.render import to_markdown, to_text
 

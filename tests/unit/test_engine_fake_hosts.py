@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fakes.agent_host import FakeHost
-from fakes.scenario import FROM, ROOT, TO, UNIT, Scenario
 
+from tests.fakes.agent_host import FakeHost
+from tests.fakes.scenario import FROM, ROOT, TO, UNIT, Scenario
 from upgrader.engine import programs
 from upgrader.engine.rollback import rollback_hosts
 from upgrader.errors import ExitCode, RefusedError

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from fakes.scenario import Scenario
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tests.fakes.scenario import Scenario
 from upgrader import scheduling
 from upgrader.agent import agent as agent_file
 from upgrader.commands import early, live

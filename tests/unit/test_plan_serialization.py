@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import INVENTORY, PLAYBOOKS, plan_files
 
+from tests.unit.conftest import INVENTORY, PLAYBOOKS, plan_files
 from upgrader.commands.inputs import load_inputs
 from upgrader.models.facts import Facts
 from upgrader.models.plan import HostPlan, Phase, Plan, PlanProblem, Step, canonical_json
@@ -175,7 +175,7 @@ def test_trusted_objects_are_valid_and_equal_validated_ones(plan: Plan) -> None:
 
 
 def test_trusted_is_model_construct() -> None:
-    values = {
+    values: dict[str, Any] = {
         "id": "h/01-stop-1.0",
         "action": "stop",
         "version": "1.0",

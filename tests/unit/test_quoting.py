@@ -42,7 +42,7 @@ def test_any_argv_round_trips_through_quoting(record_property: Record) -> None:
 
     @given(
         st.lists(
-            st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=20),
+            st.text(st.characters(exclude_categories=["Cs"], exclude_characters="\x00"), max_size=20),
             min_size=1,
             max_size=5,
         )

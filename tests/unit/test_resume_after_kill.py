@@ -15,9 +15,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fakes.agent_host import ControllerKilled
-from fakes.scenario import FROM, ROOT, TO, UNIT, Scenario
 
+from tests.fakes.agent_host import ControllerKilled
+from tests.fakes.scenario import FROM, ROOT, TO, UNIT, Scenario
 from upgrader.engine.resume import analyze
 from upgrader.journal import Journal
 

@@ -22,42 +22,16 @@ from upgrader.cli.main import main
 from upgrader.commands import early
 from upgrader.commands.apply import plan_again, reviewed_inputs
 from upgrader.engine import endpoints as endpoints_module
-from upgrader.engine import pool as pool_module
-from upgrader.engine import remote
 from upgrader.engine.staleness import first_difference, rederived_difference
 from upgrader.errors import RefusedError
 from upgrader.loading.inputs import load_inventory
 from upgrader.models.plan import Plan, fingerprint
-from upgrader.transport import fabric_adapter
 
 REPO = Path(__file__).resolve().parents[2]
 PLAYBOOK = REPO / "playbooks" / "ordergw-5.2.0.yml"
 INVENTORY = REPO / "inventories" / "prod-na.yml"  # TEST-NET addresses: nothing may connect to them
 
 Edit = Callable[[dict[str, Any]], None]
-
-
-class Connected(RefusedError):
-    """Raised where a connection would begin: the check let the plan through."""
-
-
-@pytest.fixture
-def connections(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Every transport or pool created and every agent start, recorded; none of them connects."""
-    made: list[str] = []
-
-    def transport(self: fabric_adapter.FabricTransport, endpoint: Any, *args: Any, **kwargs: Any) -> None:
-        made.append(f"transport {endpoint.name}")
-        raise Connected(f"reached the transport of {endpoint.name}")
-
-    def pool(self: pool_module.Pool, *args: Any, **kwargs: Any) -> None:
-        made.append("pool")
-        raise Connected("reached the pool")
-
-    monkeypatch.setattr(fabric_adapter.FabricTransport, "__init__", transport)
-    monkeypatch.setattr(pool_module.Pool, "__init__", pool)
-    monkeypatch.setattr(remote, "start", lambda *a, **k: made.append("agent start"))
-    return made
 
 
 @pytest.fixture

@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_saved_plan import INVENTORY, PLAYBOOK, apply, connections, reseal  # noqa: F401 - fixture
 
+from tests.unit.test_saved_plan import INVENTORY, PLAYBOOK, reseal
 from upgrader.cli.main import main
 from upgrader.planning import signing
 
@@ -38,7 +38,7 @@ def apply_signed(plan: Path, capsys: pytest.CaptureFixture[str], *extra: str) ->
 
 def test_a_signed_plan_passes_with_the_key(
     signed: Path,
-    connections: list[str],  # noqa: F811
+    connections: list[str],
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     sig = signing.signature_path(signed).read_text().strip()
@@ -49,7 +49,7 @@ def test_a_signed_plan_passes_with_the_key(
 
 def test_the_key_may_come_from_the_environment(
     signed: Path,
-    connections: list[str],  # noqa: F811
+    connections: list[str],
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -62,7 +62,7 @@ def test_the_key_may_come_from_the_environment(
 @pytest.mark.parametrize("damage", ["missing", "edited plan", "other key", "garbage"])
 def test_a_bad_signature_is_refused_before_anything(
     signed: Path,
-    connections: list[str],  # noqa: F811
+    connections: list[str],
     capsys: pytest.CaptureFixture[str],
     damage: str,
     record_property: Any,
@@ -86,7 +86,7 @@ def test_a_bad_signature_is_refused_before_anything(
 
 def test_reindenting_keeps_the_signature(
     signed: Path,
-    connections: list[str],  # noqa: F811
+    connections: list[str],
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     signed.write_text(json.dumps(json.loads(signed.read_text()), indent=4))
@@ -96,7 +96,7 @@ def test_reindenting_keeps_the_signature(
 
 def test_a_short_or_unreadable_key_is_refused(
     signed: Path,
-    connections: list[str],  # noqa: F811
+    connections: list[str],
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     (signed.parent / "key").write_text("short")

@@ -21,8 +21,8 @@ from upgrader.scheduling import At, Job, parse_at, service_unit, systemd_quote, 
 ROOT = Path(__file__).resolve().parents[2]
 PLAYBOOK = ROOT / "playbooks" / "ordergw-5.2.0.yml"
 INVENTORY = ROOT / "inventories" / "prod-na.yml"
-SYSTEMD_ANALYZE = shutil.which("systemd-analyze")
-needs_systemd = pytest.mark.skipif(SYSTEMD_ANALYZE is None, reason="systemd-analyze is not installed on this machine")
+SYSTEMD_ANALYZE = shutil.which("systemd-analyze") or ""
+needs_systemd = pytest.mark.skipif(not SYSTEMD_ANALYZE, reason="systemd-analyze is not installed on this machine")
 
 
 def test_parse_at() -> None:

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fakes.fleet import Fleet
+
+from tests.fakes.fleet import Fleet
 
 NOW = ["--now", "2026-12-05T12:00:00+00:00", "--reason", "test: weekend"]
 

@@ -51,7 +51,7 @@ def test_refused_without_an_address_or_with_half_a_client_certificate(tmp_path: 
 
 
 def test_a_recorded_run_names_its_server_and_the_environment_can_move_it(monkeypatch: pytest.MonkeyPatch) -> None:
-    recorded = settings.to_record(settings.Settings("h:7233", "desk", Path("/etc/ca.pem")))
+    recorded: dict[str, object] = dict(settings.to_record(settings.Settings("h:7233", "desk", Path("/etc/ca.pem"))))
     assert settings.of_record(recorded) == settings.Settings("h:7233", "desk", Path("/etc/ca.pem"))
     monkeypatch.setenv("UPGRADER_TEMPORAL_ADDRESS", "new:7233")
     assert settings.of_record(recorded).address == "new:7233"

@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fleets import inventory, plan, playbook
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tests.unit.fleets import inventory, plan, playbook
 from upgrader import versions
 from upgrader.agent import agent
 from upgrader.cli.main import main

@@ -13,19 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hoststate import component, host_journal
-from upgrader_cli import Upgrader, playbook, write
 
+from tests.vm.hoststate import component, host_journal
+from tests.vm.upgrader_cli import Upgrader, playbook, write
 from upgrader.engine.rollback import TAKEOVER_WAIT
 
 pytestmark = [pytest.mark.vm, pytest.mark.reliability]
 
 CANARY = "ny5-1"  # the first host of the first datacenter: the apply's canary
-
-
-@pytest.fixture
-def upgrader(tmp_path: Path, vm_inventory: Path, reset_hosts: None) -> Upgrader:
-    return Upgrader(tmp_path / "state", vm_inventory)
 
 
 def slow_migrate_playbook(tmp_path: Path, seconds: float) -> Path:

@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hoststate import assert_on
-from temporal_server import DevServer
-from upgrader_cli import Upgrader, kill9, playbook, write
 
 from lab import config
+from tests.temporal_server import DevServer
+from tests.vm.hoststate import assert_on
+from tests.vm.upgrader_cli import Upgrader, kill9, playbook, write
 
 ENGINE = ("--engine", "temporal")
 
