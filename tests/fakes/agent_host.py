@@ -1,5 +1,6 @@
-"""Fake hosts for engine tests: the REAL agent (upgrader/agent/agent.py), run as a local process per host,
-against a directory tree per host, with a stand-in ``systemctl``.  No SSH, no VM, no mock of the agent.
+"""Fake hosts for engine tests: the REAL agent (upgrader/agent/, built as a host gets it), run as a local
+process per host, against a directory tree per host, with a stand-in ``systemctl``.  No SSH, no VM, no mock
+of the agent.
 
 What is real: the engine, ``engine.remote`` (the serving protocol, END lines, pong before each program),
 ``engine.endpoints.Pool`` and every line of the agent — its program lock (flock, takeover, kill of a
@@ -49,6 +50,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -56,15 +58,16 @@ from pathlib import Path
 from typing import Any
 
 from upgrader import agent
+from upgrader.agent import build
 from upgrader.engine.endpoints import Pool
 from upgrader.errors import TransportError
 from upgrader.transport.base import Endpoint, Result, Timeouts
 
 REPO = Path(__file__).resolve().parents[2]
-AGENT_FILE = REPO / "upgrader" / "agent" / "agent.py"
+AGENT_FILE = build.program_file(Path(tempfile.gettempdir()))  # the program a host is sent (agent/build.py)
 PREFIXES = ("/opt/", "/etc/", "/var/", "/srv/", "/home/")
 
-# Loads agent.py as a module (not __main__, so it does not start by itself), points its STATE into the
+# Loads the agent's program as a module (not __main__, so it does not start by itself), points its STATE into the
 # tree, and serves: exactly what the bootstrap does on a host, but for where STATE is.  The agent's
 # path is on the command line, so agent.is_agent_holding recognises this process as an agent.
 _LOADER = (
@@ -73,7 +76,7 @@ _LOADER = (
     "m = types.ModuleType('upgrader_agent_fake'); m.__file__ = path\n"
     "exec(compile(open(path).read(), path, 'exec'), m.__dict__)\n"
     "m.STATE = state\n"
-    "sys.exit(m.main(['upgrader-agent']))\n"
+    "sys.exit(m.main())\n"
 )
 
 SYSTEMCTL = r"""#!/bin/sh

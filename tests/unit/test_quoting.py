@@ -51,7 +51,8 @@ def test_agent_programs_carry_values_as_base64_json_only() -> None:
         "run": "r",
         "ops": [{"op": "migrate", "argv": ["/bin/echo", *HOSTILE], "version": "$(reboot)"}],
     }
-    argv = agent.command(program)
-    assert argv[:5] == ["python3", "-I", "-S", "-c", agent.bootstrap()]
-    assert all(c.isalnum() or c in "+/=" for c in "".join(argv[5:])), "only hex and base64 reach the shell"
-    assert json.loads(base64.b64decode(argv[7])) == program
+    argv = agent.serving_command()
+    assert argv[:5] == ["python3", "-I", "-S", "-c", agent.LOADER]
+    line = agent.serving_input(program).splitlines()[-1]  # the program, on the agent's stdin
+    assert all(c.isalnum() or c in "+/=" for c in argv[5] + line), "only hex and base64 reach the shell or stdin"
+    assert json.loads(base64.b64decode(line)) == program
