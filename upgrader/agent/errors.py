@@ -8,22 +8,15 @@ if TYPE_CHECKING:
 
 
 class OpFailed(Exception):
+    """An operation failed: the message is the controller's error, ``detail`` goes into the result as is."""
+
     def __init__(self, message: str, **detail: Any) -> None:
         super().__init__(message)
         self.detail = detail
 
 
-# ---------------------------------------------------------------- directories root may write in
-#
-# Root never writes where someone else could swap what it writes to: every directory it writes in
-# (install root, releases/, config directories, /var/lib/upgrader and below) must be a real
-# directory (no symlink anywhere on its path, checked with lstat from /), and it and each ancestor
-# must be owned by root and not writable by group or others.  An ancestor may be world-writable only
-# if sticky (/tmp, /var/tmp): others cannot rename or remove what root owns in it.  Temporary files
-# get unguessable names and O_CREAT|O_EXCL|O_NOFOLLOW, so a planted file or symlink is never opened.
-
-
 def insecure(path: str, why: str) -> OpFailed:
+    """Root will not write under ``path`` (see fs.check_dir), and the fix that lets it."""
     return OpFailed(
         "refusing to write under %s: %s; fix: chown root:root %s && chmod go-w %s" % (path, why, path, path),
         insecure=path,
@@ -31,8 +24,9 @@ def insecure(path: str, why: str) -> OpFailed:
 
 
 def unsafe(message: str, member: str) -> OpFailed:
+    """A tarball refused whole for ``member`` (see unpack)."""
     return OpFailed("unsafe tarball: " + message, member=member)
 
 
 class TakenOver(OpFailed):
-    pass
+    """The program stops here: a rollback has asked for the host (program_lock.check_takeover)."""

@@ -13,6 +13,13 @@ if TYPE_CHECKING:
 
     from .shapes import Parts
 
+# Root never writes where someone else could swap what it writes to: every directory it writes in
+# (install root, releases/, config directories, /var/lib/upgrader and below) must be a real
+# directory (no symlink anywhere on its path, checked with lstat from /), and it and each ancestor
+# must be owned by root and not writable by group or others.  An ancestor may be world-writable only
+# if sticky (/tmp, /var/tmp): others cannot rename or remove what root owns in it.  Temporary files
+# get unguessable names and O_CREAT|O_EXCL|O_NOFOLLOW, so a planted file or symlink is never opened.
+
 
 def check_dir(path: str) -> str:
     """``path`` (absolute) and its ancestors are real directories owned by root and not group/other-writable."""
@@ -127,21 +134,12 @@ def free_mb(root: str) -> int:
     return st.f_bavail * st.f_frsize // (1 << 20)
 
 
-# ---------------------------------------------------------------- what a release was installed with
-#
-# When a release passes its verify after being switched to, the agent records the service and
-# checks it was verified with (definitions.json, next to the staged registry, root only), bound to
-# the release directory's (device, inode).  An emergency rollback back to that release uses them
-# instead of whatever playbook the controller has at hand (a newer release's checks may not fit).
-# Root runs the commands in a definition, so one is trusted only as this agent writes it: a regular
-# file (never through a symlink), owned by root, one link, mode 0600, in a checked root-only
-# directory, whose entry's digest matches and whose release directory is still the one recorded.
-
-MAX_DEFINITIONS_BYTES = 4 << 20
+MAX_DEFINITIONS_BYTES = 4 << 20  # the largest record read_private_json reads (definitions.json is the largest)
 
 
 def read_private_json(path: str) -> Any:
-    """JSON only this agent can have written (see above); None for anything else, never an error."""
+    """JSON only this agent can have written: a regular file (never through a symlink), ours, one link, mode
+    0600 or stricter, not too large; None for anything else, never an error.  Root runs what some hold."""
     import stat
 
     try:
@@ -187,3 +185,24 @@ def open_dir_path(top: int, names: Parts) -> int:
             os.close(fd)
         fd = sub
     return fd
+
+
+def copy_hashing(src: str, dst: str) -> str:
+    """Copy the uploaded artifact (the SSH user's file: a regular file, never followed as a symlink)."""
+    import hashlib
+    import stat
+
+    digest = hashlib.sha256()
+    try:
+        fd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)  # NONBLOCK: a planted FIFO cannot hang us
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise OpFailed("uploaded artifact %s is not a regular file" % src, path=src)
+        with os.fdopen(fd, "rb") as fin, os.fdopen(create_private(dst), "wb") as fout:
+            for block in iter(lambda: fin.read(1 << 20), b""):
+                digest.update(block)
+                fout.write(block)
+    except OSError as exc:
+        remove_quietly(dst)
+        raise OpFailed("cannot read uploaded artifact %s: %s" % (src, exc), errno=exc.errno) from None
+    return digest.hexdigest()

@@ -6,8 +6,6 @@ import time
 
 from .errors import OpFailed
 
-# ---------------------------------------------------------------- checks
-
 
 def http_get(url: str, timeout: float) -> tuple[int, str]:
     """GET ``url``: (status, body).  Plain http:// is spoken over a socket: importing http.client (and

@@ -9,7 +9,17 @@ import time
 from .checks import bounded, failure, pause, run_checks
 from .config import config_path, restore_config
 from .errors import OpFailed
-from .fs import NOFOLLOW_DIR, copy_file, fsync_dir, open_dir_path, remove_quietly, secure_dir, token, write_json_atomic
+from .fs import (
+    NOFOLLOW_DIR,
+    copy_file,
+    copy_hashing,
+    fsync_dir,
+    open_dir_path,
+    remove_quietly,
+    secure_dir,
+    token,
+    write_json_atomic,
+)
 from .processes import run, tail
 from .records import forget_verified, record_definition, record_staged, record_verified, staged_entry
 from .releases import (
@@ -26,7 +36,7 @@ from .releases import (
 )
 from .service import service_start, service_state, service_stop
 from .state import now, state_dir
-from .unpack import copy_hashing, extract_safely, open_parent
+from .unpack import extract_safely, open_parent
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

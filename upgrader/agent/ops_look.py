@@ -18,9 +18,6 @@ if TYPE_CHECKING:
     from .shapes import Ctx, Record, Spec
 
 
-# ---------------------------------------------------------------- operations
-
-
 def op_facts(ctx: Ctx, s: Spec) -> Record:
     root = ctx["root"]
     if not root:  # the controller has no layout: the host's own record says where the component lives

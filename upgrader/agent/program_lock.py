@@ -16,8 +16,6 @@ if TYPE_CHECKING:
     from .shapes import Ctx, Record
 
 
-# ---------------------------------------------------------------- one program at a time per component
-#
 # Every program that changes anything holds an exclusive flock on /var/lib/upgrader/<component>/
 # program.lock from its first operation to its last, so an apply and a rollback never interleave
 # on a host (the host lock, lock.json, says which *run* owns the component; this says which

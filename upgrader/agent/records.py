@@ -17,8 +17,6 @@ if TYPE_CHECKING:
     from .shapes import Ctx, Record, Spec
 
 
-# ---------------------------------------------------------------- staging and the staged registry
-#
 # Which releases this agent staged, and from which artifact, is kept in a root-only registry
 # (/var/lib/upgrader/<component>/staged.json), not in the release directory: a marker inside
 # releases/<v>/ sits next to files that came from a tarball, and anything that could write there
@@ -63,6 +61,15 @@ def record_staged(component: str, version: str, entry: Record | None) -> None:
     else:
         registry[version] = entry
     write_json_atomic(staged_path(component), registry)
+
+
+# When a release passes its verify after being switched to, the agent records the service and
+# checks it was verified with (definitions.json, next to the staged registry, root only), bound to
+# the release directory's (device, inode).  An emergency rollback back to that release uses them
+# instead of whatever playbook the controller has at hand (a newer release's checks may not fit).
+# Root runs the commands in a definition, so one is trusted only as this agent writes it: a regular
+# file (never through a symlink), owned by root, one link, mode 0600, in a checked root-only
+# directory, whose entry's digest matches and whose release directory is still the one recorded.
 
 
 def definitions_path(component: str) -> str:

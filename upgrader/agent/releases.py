@@ -24,9 +24,6 @@ def install_dirs(root: str) -> str:
     return secure_dir(releases_dir(root))
 
 
-# ---------------------------------------------------------------- releases and links
-
-
 def releases_dir(root: str) -> str:
     return os.path.join(root, "releases")
 

@@ -10,9 +10,6 @@ if TYPE_CHECKING:
     from .shapes import Spec
 
 
-# ---------------------------------------------------------------- service
-
-
 def service_state(svc: Spec) -> str:
     if svc.get("systemd"):
         proc = run(["systemctl", "is-active", svc["systemd"]], 10)

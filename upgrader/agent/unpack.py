@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from .errors import OpFailed, unsafe
-from .fs import NOFOLLOW_DIR, create_private, free_mb, remove_quietly
+from .fs import NOFOLLOW_DIR, free_mb
 from .releases import META
 
 TYPE_CHECKING = False
@@ -16,32 +16,6 @@ if TYPE_CHECKING:
     from .shapes import Member, Parts
 
 
-MAX_MEMBER_BYTES = 4 << 30
-
-
-def copy_hashing(src: str, dst: str) -> str:
-    """Copy the uploaded artifact (the SSH user's file: a regular file, never followed as a symlink)."""
-    import hashlib
-    import stat
-
-    digest = hashlib.sha256()
-    try:
-        fd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)  # NONBLOCK: a planted FIFO cannot hang us
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            os.close(fd)
-            raise OpFailed("uploaded artifact %s is not a regular file" % src, path=src)
-        with os.fdopen(fd, "rb") as fin, os.fdopen(create_private(dst), "wb") as fout:
-            for block in iter(lambda: fin.read(1 << 20), b""):
-                digest.update(block)
-                fout.write(block)
-    except OSError as exc:
-        remove_quietly(dst)
-        raise OpFailed("cannot read uploaded artifact %s: %s" % (src, exc), errno=exc.errno) from None
-    return digest.hexdigest()
-
-
-# ---------------------------------------------------------------- unpacking a release
-#
 # Root unpacks a vendor's tarball on every host, so nothing in it may act outside releases/<version>/.
 # The whole archive is read and judged first (validate_members); only an archive with no bad member
 # is written, and then only through directory file descriptors opened with O_NOFOLLOW, so even a
@@ -57,6 +31,7 @@ def copy_hashing(src: str, dst: str) -> str:
 #   * modes: rwxr-xr-x at most (no setuid/setgid/sticky, no group/other write); owners are root.
 
 MAX_MEMBERS = 200000  # members per tarball; a release with more is refused (memory and inodes stay bounded)
+MAX_MEMBER_BYTES = 4 << 30  # bytes of one member at most
 LINK_HOPS = 40  # symlinks followed while resolving one target, as the kernel's MAXSYMLINKS
 
 
