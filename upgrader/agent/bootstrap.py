@@ -71,7 +71,7 @@ def _store(path: str, key: str, code: CodeType) -> None:
                 os.mkdir(private, 0o700)
         if not _private(CACHE):
             return
-        tmp = "%s.%s" % (path, os.urandom(8).hex())
+        tmp = f"{path}.{os.urandom(8).hex()}"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         with os.fdopen(fd, "wb") as f:
             f.write(key.encode() + b"\n" + marshal.dumps(code))
@@ -84,7 +84,7 @@ def _agent_code(key: str, packed: str) -> CodeType:
     """The agent compiled from ``packed``; from the cache only when ``key`` is the digest of ``packed``
     (the source sent in this run), so a cache entry can never stand in for different source."""
     verified = len(key) == 24 and _digest(packed) == key
-    path = "%s/%s.%s" % (CACHE, key, sys.implementation.cache_tag)
+    path = f"{CACHE}/{key}.{sys.implementation.cache_tag}"
     code = _cached(path, key) if verified else None
     if code is None:
         import base64

@@ -89,7 +89,7 @@ def bounded(fn: Callable[[], T], seconds: float) -> T | str:
     worker.start()
     worker.join(seconds)
     if not box:
-        return "did not finish within %gs (a file, mount or peer that does not answer?)" % seconds
+        return f"did not finish within {seconds:g}s (a file, mount or peer that does not answer?)"
     ok, value = box[0]
     if not ok:
         raise value
@@ -107,9 +107,9 @@ def probe(check: Spec, ctx: Ctx, timeout: float, service: Spec | None = None) ->
         if kind == "command":
             proc = run(spec["argv"], timeout)
             if proc.returncode != spec.get("exit_code", 0):
-                return "exit %d: %s" % (proc.returncode, tail(proc.stderr or proc.stdout).strip()[-300:])
+                return f"exit {proc.returncode}: {tail(proc.stderr or proc.stdout).strip()[-300:]}"
             if spec.get("stdout") and not re.search(spec["stdout"], proc.stdout):
-                return "output does not match %r" % spec["stdout"]
+                return "output does not match {!r}".format(spec["stdout"])
         elif kind == "tcp":
             host = spec.get("host", "127.0.0.1")
             socket.create_connection((host, spec["port"]), timeout=timeout).close()
@@ -117,29 +117,29 @@ def probe(check: Spec, ctx: Ctx, timeout: float, service: Spec | None = None) ->
         elif kind == "http":
             status, body = http_get(spec["url"], timeout)
             if status != spec.get("status", 200):
-                return "HTTP %d (expected %d): %s" % (status, spec.get("status", 200), body[:200])
+                return "HTTP {} (expected {}): {}".format(status, spec.get("status", 200), body[:200])
             if spec.get("body") and not re.search(spec["body"], body):
-                return "body does not match %r: %s" % (spec["body"], body[:200])
+                return "body does not match {!r}: {}".format(spec["body"], body[:200])
             return served_by_service(*url_host_port(spec["url"]), ctx, service)
         elif kind == "process":
             cgroup, uid, where = process_scope(spec, ctx, service)
             if not find_process(spec["match"], cgroup, uid):
-                return "no process matches %r %s" % (spec["match"], where)
+                return "no process matches {!r} {}".format(spec["match"], where)
         elif kind == "log":
             offset = (read_json(os.path.join(state_dir(ctx["component"]), "start.json"), {}) or {}).get(spec["path"], 0)
             if not log_matches(spec["path"], offset, spec["pattern"]):
-                return "no line matching %r in %s since the restart" % (spec["pattern"], spec["path"])
+                return "no line matching {!r} in {} since the restart".format(spec["pattern"], spec["path"])
         elif kind == "version":
             expected = ctx.get("expect_version")
             got = reported_version(spec, timeout)
             if got is None:  # compared as reported: never a normalised form of either side
-                return "no version found: pattern %r does not match the output" % spec["pattern"]
+                return "no version found: pattern {!r} does not match the output".format(spec["pattern"])
             if expected is not None and got != expected:
-                return "reports version %r, expected %r" % (got, expected)
+                return f"reports version {got!r}, expected {expected!r}"
             if spec.get("url"):
                 return served_by_service(*url_host_port(spec["url"]), ctx, service)
     except (OSError, ValueError) as exc:
-        return "%s: %s" % (type(exc).__name__, exc)
+        return f"{type(exc).__name__}: {exc}"
     except OpFailed as exc:
         return str(exc)
     return None
@@ -156,12 +156,12 @@ def log_matches(path: str, offset: int, pattern: str) -> bool:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except OSError as exc:
         if exc.errno == errno.ELOOP:
-            raise OpFailed("log %s is a symlink: name the file itself" % path) from None
+            raise OpFailed(f"log {path} is a symlink: name the file itself") from None
         return False
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
-            raise OpFailed("log %s is not a regular file" % path)
+            raise OpFailed(f"log {path} is not a regular file")
         start = offset if 0 <= offset <= st.st_size else 0  # rotated or truncated: read it all
         data = os.pread(fd, LOG_READ, start)
     finally:
@@ -216,7 +216,7 @@ def run_checks(
                 next_service_poll = time.monotonic() + SERVICE_POLL
                 state = service_state(service)
                 if state not in ("active", "activating", "reloading"):
-                    reason = "service is %s (%s)" % (state, reason)
+                    reason = f"service is {state} ({reason})"
                     break
             if left <= 0:
                 break
@@ -230,4 +230,4 @@ def run_checks(
 
 def failure(results: list[Record]) -> str:
     bad = [r for r in results if not r["ok"]]
-    return "%s: %s" % (bad[0]["check"], bad[0]["reason"]) if bad else "unknown"
+    return "{}: {}".format(bad[0]["check"], bad[0]["reason"]) if bad else "unknown"

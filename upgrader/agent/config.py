@@ -20,14 +20,14 @@ def config_path(path: object) -> str | None:
 
     path = str(path)
     if not path.startswith("/") or "/../" in path + "/" or "/./" in path + "/" or "//" in path or "\0" in path:
-        raise OpFailed("config file %r is not a plain absolute path" % path, file=path)
+        raise OpFailed(f"config file {path!r} is not a plain absolute path", file=path)
     check_dir(os.path.dirname(path))
     try:
         st = os.lstat(path)
     except FileNotFoundError:
         return None
     if stat.S_ISLNK(st.st_mode):
-        raise OpFailed("config file %s is a symlink; name the real file in install.config_files" % path, file=path)
+        raise OpFailed(f"config file {path} is a symlink; name the real file in install.config_files", file=path)
     return path if stat.S_ISREG(st.st_mode) else None
 
 
@@ -56,7 +56,7 @@ def restore_config(root: str, version: str) -> list[str]:
     for path in info.get("files", []):
         src = backup + path
         if os.path.isfile(src):
-            tmp = "%s.upgrader-restore-%s" % (path, token())
+            tmp = f"{path}.upgrader-restore-{token()}"
             copy_file(src, tmp)
             os.replace(tmp, path)
             restored.append(path)

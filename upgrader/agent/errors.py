@@ -18,7 +18,7 @@ class OpFailed(Exception):
 def insecure(path: str, why: str) -> OpFailed:
     """Root will not write under ``path`` (see fs.check_dir), and the fix that lets it."""
     return OpFailed(
-        "refusing to write under %s: %s; fix: chown root:root %s && chmod go-w %s" % (path, why, path, path),
+        f"refusing to write under {path}: {why}; fix: chown root:root {path} && chmod go-w {path}",
         insecure=path,
     )
 

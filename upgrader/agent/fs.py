@@ -38,7 +38,7 @@ def check_dir(path: str) -> str:
         if not stat.S_ISDIR(st.st_mode):
             raise insecure(here, "it is not a directory")
         if st.st_uid not in (0, os.geteuid()):
-            raise insecure(here, "it is owned by uid %d" % st.st_uid)
+            raise insecure(here, f"it is owned by uid {st.st_uid}")
         last = i == len(names)
         if st.st_mode & 0o022 and (last or not st.st_mode & stat.S_ISVTX):
             raise insecure(here, "it is writable by group or others (mode %o)" % (st.st_mode & 0o7777))
@@ -79,7 +79,7 @@ def copy_file(src: str, dst: str) -> None:
     try:
         st = os.fstat(fin)
         if not stat.S_ISREG(st.st_mode):
-            raise OpFailed("%s is not a regular file" % src, path=src)
+            raise OpFailed(f"{src} is not a regular file", path=src)
         fout = create_private(dst)
         try:
             with os.fdopen(os.dup(fin), "rb") as reader, os.fdopen(fout, "wb") as writer:
@@ -96,7 +96,7 @@ def copy_file(src: str, dst: str) -> None:
 
 
 def write_json_atomic(path: str, data: object, mode: int = 0o600) -> None:
-    tmp = "%s.tmp-%s" % (path, token())
+    tmp = f"{path}.tmp-{token()}"
     fd = create_private(tmp, mode)
     try:
         with os.fdopen(fd, "w") as fh:
@@ -197,12 +197,12 @@ def copy_hashing(src: str, dst: str) -> str:
         fd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)  # NONBLOCK: a planted FIFO cannot hang us
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             os.close(fd)
-            raise OpFailed("uploaded artifact %s is not a regular file" % src, path=src)
+            raise OpFailed(f"uploaded artifact {src} is not a regular file", path=src)
         with os.fdopen(fd, "rb") as fin, os.fdopen(create_private(dst), "wb") as fout:
             for block in iter(lambda: fin.read(1 << 20), b""):
                 digest.update(block)
                 fout.write(block)
     except OSError as exc:
         remove_quietly(dst)
-        raise OpFailed("cannot read uploaded artifact %s: %s" % (src, exc), errno=exc.errno) from None
+        raise OpFailed(f"cannot read uploaded artifact {src}: {exc}", errno=exc.errno) from None
     return digest.hexdigest()

@@ -22,10 +22,7 @@ def http_get(url: str, timeout: float) -> tuple[int, str]:
     else:
         host, _, port = hostport.partition(":")
     deadline = time.monotonic() + timeout
-    request = "GET %s HTTP/1.0\r\nHost: %s\r\nUser-Agent: upgrader-agent\r\nConnection: close\r\n\r\n" % (
-        path,
-        hostport,
-    )
+    request = f"GET {path} HTTP/1.0\r\nHost: {hostport}\r\nUser-Agent: upgrader-agent\r\nConnection: close\r\n\r\n"
     chunks, size = [], 0
     with socket.create_connection((host, int(port or 80)), timeout=timeout) as sock:
         sock.sendall(request.encode("latin-1"))
@@ -47,7 +44,7 @@ def parse_http_response(raw: bytes) -> tuple[int, str]:
     lines = head.decode("latin-1").split("\r\n")
     parts = lines[0].split(None, 2)
     if not sep or len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
-        raise OpFailed("not an HTTP response: %r" % raw[:80])
+        raise OpFailed(f"not an HTTP response: {raw[:80]!r}")
     headers = dict((k.strip().lower(), v.strip()) for k, _, v in (h.partition(":") for h in lines[1:]))
     if headers.get("transfer-encoding", "").lower() == "chunked":  # an HTTP/1.1 server ignoring our 1.0
         body = dechunk(body)
@@ -79,6 +76,6 @@ def https_get(url: str, timeout: float) -> tuple[int, str]:
         resp = conn.getresponse()
         return resp.status, resp.read(65536).decode("utf-8", "replace")
     except http.client.HTTPException as exc:
-        raise OpFailed("%s: %s" % (type(exc).__name__, exc)) from None
+        raise OpFailed(f"{type(exc).__name__}: {exc}") from None
     finally:
         conn.close()

@@ -56,20 +56,17 @@ def op_stage(ctx: Ctx, s: Spec) -> Record:
     if os.path.lexists(target):
         if current_version(root) == version:
             raise OpFailed(
-                "release %s is live but this agent did not stage it from this artifact; "
-                "refusing to replace it" % version
+                f"release {version} is live but this agent did not stage it from this artifact; refusing to replace it"
             )
         record_staged(ctx["component"], version, None)
         shutil.rmtree(target)  # a half-staged, planted or different build of this version: stage it again
     incoming = secure_dir(os.path.join(state_dir(ctx["component"]), "incoming"), 0o700)
-    private = os.path.join(incoming, "%s.tar.gz" % token())
+    private = os.path.join(incoming, f"{token()}.tar.gz")
     try:
         digest = copy_hashing(s["upload"], private)  # hash what we will extract, as root, not the user's file
         remove_quietly(s.get("upload"))
         if digest != want:
-            raise OpFailed(
-                "sha256 mismatch for %s: artifact has %s, playbook says %s" % (version, digest, want), sha256=digest
-            )
+            raise OpFailed(f"sha256 mismatch for {version}: artifact has {digest}, playbook says {want}", sha256=digest)
         tmp = os.path.join(releases_dir(root), ".staging-" + token())  # unguessable; prune removes strays
         try:
             extract_safely(private, tmp, s.get("strip_components", 0))
@@ -86,7 +83,7 @@ def op_stage(ctx: Ctx, s: Spec) -> Record:
             {"sha256": want, "run": ctx["run"], "staged_at": now(), "dev": st.st_dev, "ino": st.st_ino},
         )
     except OSError as exc:
-        raise OpFailed("cannot unpack %s: %s" % (version, exc), errno=exc.errno) from None
+        raise OpFailed(f"cannot unpack {version}: {exc}", errno=exc.errno) from None
     finally:
         remove_quietly(private)
     return {"staged": version}
@@ -113,7 +110,7 @@ def release_relative(rel: object) -> Parts:
     """A carry_over name: a plain relative path inside a release, never into .upgrader/."""
     parts = [p for p in str(rel).split("/") if p not in ("", ".")]
     if str(rel).startswith("/") or not parts or ".." in parts or parts[0].lower() == META or "\0" in str(rel):
-        raise OpFailed("carry_over file %r is not a plain path inside the release" % (rel,), file=rel)
+        raise OpFailed(f"carry_over file {rel!r} is not a plain path inside the release", file=rel)
     return tuple(parts)
 
 
@@ -137,9 +134,9 @@ def carry_one(src_top: int, dst_top: int, parts: Parts) -> bool:
     with os.fdopen(fin, "rb") as reader:
         st = os.fstat(reader.fileno())
         if not stat.S_ISREG(st.st_mode):
-            raise OpFailed("carry_over file %s is not a regular file in the old release" % "/".join(parts))
+            raise OpFailed("carry_over file {} is not a regular file in the old release".format("/".join(parts)))
         ddir = open_parent(dst_top, parts, set())
-        tmp = ".%s.upgrader-%s" % (parts[-1][:100], token())
+        tmp = f".{parts[-1][:100]}.upgrader-{token()}"
         try:
             fout = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600, dir_fd=ddir)
             try:
@@ -199,7 +196,7 @@ def op_migrate(ctx: Ctx, s: Spec) -> Record:
     if proc.returncode != 0:
         restore_config(root, version)
         raise OpFailed(
-            "config migration failed (exit %d): %s" % (proc.returncode, tail(proc.stderr).strip()),
+            f"config migration failed (exit {proc.returncode}): {tail(proc.stderr).strip()}",
             stdout=tail(proc.stdout),
             stderr=tail(proc.stderr),
             restored=saved,
@@ -239,7 +236,7 @@ def op_verify(ctx: Ctx, s: Spec) -> Record:
     ctx["expect_version"] = version = s.get("expect_version")
     ok, results = run_checks(s.get("checks", []), ctx, service=s.get("service"))
     if not ok:
-        raise OpFailed("verify failed: %s" % failure(results), checks=results)
+        raise OpFailed(f"verify failed: {failure(results)}", checks=results)
     out: Record = {"checks": results}
     if version and version == current_version(ctx["root"]) and isinstance(s.get("service"), dict):
         # A verified install: keep what it was verified with, for an emergency rollback back to it.
@@ -257,9 +254,7 @@ def op_bake(ctx: Ctx, s: Spec) -> Record:
         ok, results = run_checks(s.get("checks", []), ctx, retries=False, service=s.get("service"))
         rounds += 1
         if not ok:
-            raise OpFailed(
-                "bake failed after %d round(s): %s" % (rounds, failure(results)), checks=results, rounds=rounds
-            )
+            raise OpFailed(f"bake failed after {rounds} round(s): {failure(results)}", checks=results, rounds=rounds)
         if time.monotonic() >= deadline:
             return {"rounds": rounds}
         pause(ctx, max(0.0, min(s.get("interval", 5), deadline - time.monotonic())))

@@ -91,19 +91,19 @@ def op_lock(ctx: Ctx, s: Spec) -> Record:
     if mode == "acquire":
         if held and held.get("run") != ctx["run"]:
             raise OpFailed(
-                "locked by run %s (%s, since %s)" % (held.get("run"), held.get("operator"), held.get("since")),
+                "locked by run {} ({}, since {})".format(held.get("run"), held.get("operator"), held.get("since")),
                 holder=held,
             )
         if held:
             return {"lock": held, "reacquired": True}
-        tmp = "%s.new-%s" % (path, token())
+        tmp = f"{path}.new-{token()}"
         write_json_atomic(tmp, mine)
         try:
             os.link(tmp, path)  # atomic create-if-absent: two operators cannot both win
         except FileExistsError:
             held = read_json(path) or {}
             raise OpFailed(
-                "locked by run %s (%s, since %s)" % (held.get("run"), held.get("operator"), held.get("since")),
+                "locked by run {} ({}, since {})".format(held.get("run"), held.get("operator"), held.get("since")),
                 holder=held,
             ) from None
         finally:
@@ -115,7 +115,7 @@ def op_lock(ctx: Ctx, s: Spec) -> Record:
             raise OpFailed(
                 "this run no longer holds the lock: %s"
                 % (
-                    "taken over by %s run %s (%s)" % (held.get("kind"), held.get("run"), held.get("operator"))
+                    "taken over by {} run {} ({})".format(held.get("kind"), held.get("run"), held.get("operator"))
                     if held
                     else "lock is gone"
                 ),
@@ -139,14 +139,14 @@ def op_lock(ctx: Ctx, s: Spec) -> Record:
             fsync_dir(os.path.dirname(path))
             return {"released": True}
         return {"released": False, "holder": held}
-    raise OpFailed("unknown lock mode %r" % mode)
+    raise OpFailed(f"unknown lock mode {mode!r}")
 
 
 def op_precheck(ctx: Ctx, s: Spec) -> Record:
     need = s.get("min_free_disk_mb", 0)
     free = free_mb(ctx["root"])
     if free < need:
-        raise OpFailed("only %d MB free under %s, need %d MB" % (free, ctx["root"], need), free_disk_mb=free)
+        raise OpFailed("only {} MB free under {}, need {} MB".format(free, ctx["root"], need), free_disk_mb=free)
     results: list[Record] = []
     source = None
     if s.get("healthy_before"):
@@ -162,12 +162,11 @@ def op_precheck(ctx: Ctx, s: Spec) -> Record:
         ok, results = run_checks(checks, ctx)
         if not ok:
             raise OpFailed(
-                "component is not healthy before the upgrade (%s checks of %s): %s"
-                % (source, current, failure(results)),
+                f"component is not healthy before the upgrade ({source} checks of {current}): {failure(results)}",
                 checks=results,
                 source=source,
             )
     ok, more = run_checks(s.get("commands", []), ctx)
     if not ok:
-        raise OpFailed("pre-check failed: %s" % failure(more), checks=more)
+        raise OpFailed(f"pre-check failed: {failure(more)}", checks=more)
     return {"free_disk_mb": free, "checks": results + more, "healthy_source": source}

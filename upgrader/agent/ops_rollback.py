@@ -34,7 +34,7 @@ def op_rollback(ctx: Ctx, s: Spec) -> Record:
     if not root:
         return {
             "nothing": True,
-            "reason": "upgrader has no record of where %s is installed here" % ctx["component"],
+            "reason": "upgrader has no record of where {} is installed here".format(ctx["component"]),
             "from": None,
             "to": None,
             "steps": [],
@@ -51,7 +51,7 @@ def op_rollback(ctx: Ctx, s: Spec) -> Record:
     install_dirs(root)
     if not os.path.isdir(release_path(root, target)):
         raise OpFailed(
-            "release %s is not staged on this host" % target,
+            f"release {target} is not staged on this host",
             missing=target,
             staged=staged_versions(root),
             current=current,
@@ -76,7 +76,7 @@ def op_rollback(ctx: Ctx, s: Spec) -> Record:
         restored = []
         for version in chain:
             restored += restore_config(root, version)
-        steps.append("restore-config:%d" % len(restored))
+        steps.append(f"restore-config:{len(restored)}")
         forget_verified(ctx["component"])
         flip(root, target)
         steps.append("switch")
@@ -91,7 +91,7 @@ def op_rollback(ctx: Ctx, s: Spec) -> Record:
     ok, results = run_checks(checks, ctx, service=svc)
     if not ok:
         raise OpFailed(
-            "rolled back to %s but verify failed: %s" % (target, failure(results)),
+            f"rolled back to {target} but verify failed: {failure(results)}",
             checks=results,
             current=current_version(root),
             steps=steps,
@@ -141,10 +141,10 @@ def rollback_definition(ctx: Ctx, s: Spec, target: str, current: str | None) -> 
                 break
     if not isinstance(service, dict):
         raise OpFailed(
-            "no record of how to run %s %s on this host and no playbook for it: name one with "
-            "--playbook or --playbooks" % (ctx["component"], target),
+            "no record of how to run {} {} on this host and no playbook for it: name one with "
+            "--playbook or --playbooks".format(ctx["component"], target),
             current=current,
             to=target,
             refused=True,
         )
-    return service, [], {"source": "none", "not_applicable": "no checks recorded for %s and no playbook of it" % target}
+    return service, [], {"source": "none", "not_applicable": f"no checks recorded for {target} and no playbook of it"}

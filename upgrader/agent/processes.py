@@ -67,7 +67,7 @@ def run(argv: Sequence[str], timeout: float) -> Completed:
     except OSError as exc:
         for fd in (out_r, out_w, err_r, err_w):
             os.close(fd)
-        raise OpFailed("cannot run %s: %s" % (argv[0], exc)) from None
+        raise OpFailed(f"cannot run {argv[0]}: {exc}") from None
     os.close(out_w)
     os.close(err_w)
     try:
@@ -120,10 +120,8 @@ class _Kept:
         over = max(0, len(tail) - self.tail_max)
         if not self.dropped and not over:
             return _text(bytes(self.head) + tail)
-        return "%s\n[... %d bytes of output not kept ...]\n%s" % (
-            _text(bytes(self.head)),
-            self.dropped + over,
-            _text(tail[over:]),
+        return (
+            f"{_text(bytes(self.head))}\n[... {self.dropped + over} bytes of output not kept ...]\n{_text(tail[over:])}"
         )
 
 
@@ -155,7 +153,7 @@ def _collect(argv: Sequence[str], timeout: float, deadline: float, pid: int, out
         if left <= 0:
             os.kill(pid, 9)
             os.waitpid(pid, 0)
-            raise OpFailed("%s did not finish within %gs" % (" ".join(argv), timeout), timed_out=True)
+            raise OpFailed("{} did not finish within {:g}s".format(" ".join(argv), timeout), timed_out=True)
     code = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
     return Completed(code, kept[out_r].text(), kept[err_r].text())
 
@@ -187,7 +185,7 @@ def _run_subprocess(argv: Sequence[str], timeout: float) -> Completed:
     try:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     except OSError as exc:
-        raise OpFailed("cannot run %s: %s" % (argv[0], exc)) from None
+        raise OpFailed(f"cannot run {argv[0]}: {exc}") from None
     out, err = proc.stdout, proc.stderr
     assert out is not None and err is not None  # both PIPE
     try:

@@ -40,14 +40,16 @@ def check_takeover(ctx: Ctx) -> None:
     req = lock.request() if lock is not None else None
     if req:
         raise TakenOver(
-            "taken over by rollback run %s (pid %s)" % (req.get("run"), req.get("pid")), handed_over=True, takeover=req
+            "taken over by rollback run {} (pid {})".format(req.get("run"), req.get("pid")),
+            handed_over=True,
+            takeover=req,
         )
 
 
 def proc_start(pid: int) -> int | None:
     """The process's start time in clock ticks (field 22 of /proc/PID/stat): tells a pid from a reused one."""
     try:
-        with open("/proc/%d/stat" % pid, "rb") as fh:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
             return int(fh.read().rsplit(b")", 1)[1].split()[19])
     except (OSError, ValueError, IndexError):
         return None
@@ -63,7 +65,7 @@ def is_agent_holding(pid: int, lock_fd: int) -> bool:
     """True if /proc says ``pid`` runs an upgrader agent (python, upgrader's loader or agent on its command
     line) and has the lock file open: only such a process is ever killed."""
     try:
-        with open("/proc/%d/cmdline" % pid, "rb") as fh:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
             args = fh.read().decode("utf-8", "replace").split("\0")
     except OSError:
         return False
@@ -73,12 +75,12 @@ def is_agent_holding(pid: int, lock_fd: int) -> bool:
         return False
     mine = os.fstat(lock_fd)
     try:
-        fds = os.listdir("/proc/%d/fd" % pid)
+        fds = os.listdir(f"/proc/{pid}/fd")
     except OSError:
         return False
     for fd in fds:
         try:
-            st = os.stat("/proc/%d/fd/%s" % (pid, fd))
+            st = os.stat(f"/proc/{pid}/fd/{fd}")
         except OSError:
             continue
         if (st.st_dev, st.st_ino) == (mine.st_dev, mine.st_ino):
@@ -91,7 +93,7 @@ def descendants(pid: int) -> list[int]:
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
-                with open("/proc/%s/stat" % entry, "rb") as fh:
+                with open(f"/proc/{entry}/stat", "rb") as fh:
                     ppid = int(fh.read().rsplit(b")", 1)[1].split()[1])
             except (OSError, ValueError, IndexError):
                 continue
@@ -174,13 +176,13 @@ class ProgramLock:
         req = self.request()
         if req:
             raise OpFailed(
-                "taken over by rollback run %s (pid %s)" % (req.get("run"), req.get("pid")),
+                "taken over by rollback run {} (pid {})".format(req.get("run"), req.get("pid")),
                 handed_over=True,
                 takeover=req,
             )
         if not self._wait(BUSY_WAIT):
             held = self.holder()
-            running = "another upgrader program is running for %s on this host (run %s, pid %s, since %s)" % (
+            running = "another upgrader program is running for {} on this host (run {}, pid {}, since {})".format(
                 self.ctx["component"],
                 held.get("run"),
                 held.get("pid"),
@@ -188,7 +190,7 @@ class ProgramLock:
             )
             owner = read_json(os.path.join(self.dir, "lock.json"))
             if isinstance(owner, dict) and owner.get("run") != self.ctx["run"]:  # say it as op_lock would
-                running = "locked by run %s (%s, since %s): %s" % (
+                running = "locked by run {} ({}, since {}): {}".format(
                     owner.get("run"),
                     owner.get("operator"),
                     owner.get("since"),
@@ -212,23 +214,24 @@ class ProgramLock:
                     if held.get("kind") == "rollback" and self.me.get("kind") == "rollback":
                         # Two rollbacks at once: the first finishes; the second is refused on this host.
                         raise OpFailed(
-                            "another rollback (run %s, pid %s) has been rolling back %s on this host "
-                            "for over %ss; not interrupted"
-                            % (held.get("run"), held.get("pid"), self.ctx["component"], wait),
+                            "another rollback (run {}, pid {}) has been rolling back {} on this host "
+                            "for over {}s; not interrupted".format(
+                                held.get("run"), held.get("pid"), self.ctx["component"], wait
+                            ),
                             holder=held,
                             busy=True,
                         )
                     pid = held.get("pid")
                     if not (isinstance(pid, int) and alive(held) and is_agent_holding(pid, self.fd)):
                         raise OpFailed(
-                            "the program lock of %s is held by pid %s, which is not an upgrader "
-                            "agent this one can verify; not killed" % (self.ctx["component"], pid),
+                            "the program lock of {} is held by pid {}, which is not an upgrader "
+                            "agent this one can verify; not killed".format(self.ctx["component"], pid),
                             holder=held,
                         )
                     kill_holder(pid)
                     how = "killed"
                     if not self._wait(10.0):
-                        raise OpFailed("killed pid %s, yet the program lock is still held" % pid, holder=held)
+                        raise OpFailed(f"killed pid {pid}, yet the program lock is still held", holder=held)
         finally:
             if (read_json(request) or {}).get("pid") == self.me["pid"]:
                 remove_quietly(request)

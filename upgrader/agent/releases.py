@@ -37,7 +37,7 @@ def release_path(root: str, version: object) -> str:
         or "\0" in version
         or version.startswith(".")
     ):
-        raise OpFailed("%r cannot be a release directory name" % (version,), version=version)
+        raise OpFailed(f"{version!r} cannot be a release directory name", version=version)
     return os.path.join(releases_dir(root), version)
 
 
@@ -77,7 +77,7 @@ def set_release_meta(root: str, version: str, name: str, data: object) -> None:
 def flip(root: str, version: str) -> None:
     """Point current at releases/<version> with one rename: never a moment without a link."""
     if not os.path.isdir(release_path(root, version)):
-        raise OpFailed("release %s is not staged under %s" % (version, releases_dir(root)), missing=version)
+        raise OpFailed(f"release {version} is not staged under {releases_dir(root)}", missing=version)
     install_dirs(root)
     tmp = os.path.join(root, ".current.tmp-" + token())
     os.symlink(os.path.join("releases", version), tmp)  # symlink() never follows or replaces what is there
@@ -136,13 +136,13 @@ def default_target(root: str, current: str | None, undo: object) -> tuple[str | 
         return None, "nothing installed"
     by = installed_by(root, current)
     if not by:
-        return None, "no previous release recorded for %s" % current
+        return None, f"no previous release recorded for {current}"
     if isinstance(undo, dict):
         runs = undo.get("runs") or []
         seen, switched = undo.get("seen"), by.get("t")
         racing = isinstance(seen, (int, float)) and isinstance(switched, (int, float)) and switched > seen
         if by.get("run") not in runs and not racing:
-            return None, "untouched: %s was installed by run %s, not by the run being rolled back" % (
+            return None, "untouched: {} was installed by run {}, not by the run being rolled back".format(
                 current,
                 by.get("run"),
             )
@@ -169,7 +169,7 @@ def with_release(value: Any, root: str, version: str | None) -> Any:
 
     def fill(match: re.Match[str]) -> str:
         if version is None:
-            raise OpFailed("%s has no value: no release is current under %s" % (match.group(0), root))
-        return "%s/releases/%s" % (root, version) if match.group(1) == "release" else version
+            raise OpFailed(f"{match.group(0)} has no value: no release is current under {root}")
+        return f"{root}/releases/{version}" if match.group(1) == "release" else version
 
     return [RELEASE_PLACEHOLDER.sub(fill, arg) for arg in value]

@@ -31,10 +31,10 @@ def service_stop(svc: Spec) -> str:
         run(["systemctl", "kill", "--signal=SIGKILL", unit], 10)
         proc = run(["systemctl", "stop", unit], 10)
         if proc.returncode == 0 and service_state(svc) != "active":
-            return "killed after %gs" % timeout
-        raise OpFailed("%s did not stop within %gs, even after SIGKILL" % (unit, timeout)) from None
+            return f"killed after {timeout:g}s"
+        raise OpFailed(f"{unit} did not stop within {timeout:g}s, even after SIGKILL") from None
     if proc.returncode != 0:
-        raise OpFailed("stop failed: %s" % tail(proc.stderr or proc.stdout).strip(), exit_code=proc.returncode)
+        raise OpFailed(f"stop failed: {tail(proc.stderr or proc.stdout).strip()}", exit_code=proc.returncode)
     return "stopped"
 
 
@@ -48,4 +48,4 @@ def service_start(svc: Spec) -> None:
         run(["systemctl", "reset-failed", svc["systemd"]], 10)
         proc = run(argv, timeout)
     if proc.returncode != 0:
-        raise OpFailed("start failed: %s" % tail(proc.stderr or proc.stdout).strip(), exit_code=proc.returncode)
+        raise OpFailed(f"start failed: {tail(proc.stderr or proc.stdout).strip()}", exit_code=proc.returncode)

@@ -26,15 +26,15 @@ def process_scope(spec: Spec, ctx: Ctx, service: Spec | None = None) -> tuple[st
     words = []
     if unit:
         cgroup = unit_cgroup(unit, ctx)
-        words.append("in %s's control group %s" % (unit, cgroup))
+        words.append(f"in {unit}'s control group {cgroup}")
     if user:
         import pwd
 
         try:
             uid = pwd.getpwnam(user).pw_uid
         except KeyError:
-            raise OpFailed("process check: no user %r on this host" % user) from None
-        words.append("running as %s (uid %d)" % (user, uid))
+            raise OpFailed(f"process check: no user {user!r} on this host") from None
+        words.append(f"running as {user} (uid {uid})")
     if cgroup is None and uid is None:
         raise OpFailed(
             "a process check needs the service's systemd unit or process.user: any local user "
@@ -52,7 +52,7 @@ def unit_cgroup(unit: str, ctx: Ctx) -> str:
         proc = run(["systemctl", "show", "-p", "ControlGroup", unit], 10)
         cgroup = proc.stdout.strip().partition("=")[2].strip()
         if proc.returncode != 0 or not cgroup.startswith("/"):
-            raise OpFailed("%s has no control group: it is not running" % unit)
+            raise OpFailed(f"{unit} has no control group: it is not running")
         known[unit] = cgroup
     return cgroup
 
@@ -90,12 +90,12 @@ def served_by_service(host: str, port: int, ctx: Ctx, service: Spec | None) -> s
         try:
             if not in_cgroup(pid, cgroup):
                 continue
-            for fd in os.listdir("/proc/%s/fd" % pid):
-                if os.readlink("/proc/%s/fd/%s" % (pid, fd)) in inodes:
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                if os.readlink(f"/proc/{pid}/fd/{fd}") in inodes:
                     return None
         except OSError:  # it ended while we looked
             continue
-    return "port %d is not served by %s: a process outside its control group %s listens there" % (port, unit, cgroup)
+    return f"port {port} is not served by {unit}: a process outside its control group {cgroup} listens there"
 
 
 def on_this_machine(host: str) -> bool:
@@ -132,7 +132,7 @@ def listening_inodes(port: int) -> set[str]:
                 for line in fh:
                     fields = line.split()
                     if len(fields) > 9 and fields[3] == "0A" and int(fields[1].rpartition(":")[2], 16) == port:
-                        found.add("socket:[%s]" % fields[9])
+                        found.add(f"socket:[{fields[9]}]")
         except (OSError, ValueError):
             continue
     return found
@@ -146,7 +146,7 @@ def find_process(pattern: str, cgroup: str | None = None, uid: int | None = None
         if not pid.isdigit() or int(pid) == os.getpid():
             continue
         try:
-            with open("/proc/%s/cmdline" % pid, "rb") as fh:
+            with open(f"/proc/{pid}/cmdline", "rb") as fh:
                 cmdline = fh.read().replace(b"\0", b" ").decode("utf-8", "replace").strip()
             if not cmdline or "upgrader-agent" in cmdline or not rx.search(cmdline):
                 continue
@@ -162,7 +162,7 @@ def find_process(pattern: str, cgroup: str | None = None, uid: int | None = None
 
 def proc_uid(pid: str) -> int | None:
     """The real uid of process ``pid`` (/proc/PID/status), which setuid does not change."""
-    with open("/proc/%s/status" % pid) as fh:
+    with open(f"/proc/{pid}/status") as fh:
         for line in fh:
             if line.startswith("Uid:"):
                 return int(line.split()[1])
@@ -171,7 +171,7 @@ def proc_uid(pid: str) -> int | None:
 
 def in_cgroup(pid: str, cgroup: str) -> bool:
     """Is ``pid`` in ``cgroup`` or below it, in any hierarchy (cgroup v2 "0::/path", v1 "N:name=systemd:/path")?"""
-    with open("/proc/%s/cgroup" % pid) as fh:
+    with open(f"/proc/{pid}/cgroup") as fh:
         for line in fh:
             path = line.rstrip("\n").split(":", 2)[-1]
             if path == cgroup or path.startswith(cgroup.rstrip("/") + "/"):

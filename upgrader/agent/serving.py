@@ -39,7 +39,7 @@ def serve() -> int:
     """
     for line in iter(sys.stdin.readline, ""):
         status = run_program(json.loads(base64.b64decode(line.strip())))
-        sys.stdout.write("%s%d\n" % (END, status))
+        sys.stdout.write(f"{END}{status}\n")
         sys.stdout.flush()
     return 0
 
@@ -124,7 +124,7 @@ def run_ops(ctx: Ctx, ops: list[Spec], lock: ProgramLock | None) -> int:
         except TakenOver as exc:
             return taken_over(ctx, index, step, exc, "before " + where)
         if name not in OPS:  # a controller newer than this agent, say: nothing ran, so nothing is journaled
-            error = "unknown operation %r; this agent runs %s" % (name, ", ".join(OPERATIONS))
+            error = "unknown operation {!r}; this agent runs {}".format(name, ", ".join(OPERATIONS))
             emit({"i": index, "op": name, "step": step.get("step"), "ok": False, "seconds": 0, "error": error})
             status = status or (0 if step.get("continue_on_error") else 1)
             continue
@@ -142,7 +142,7 @@ def run_ops(ctx: Ctx, ops: list[Spec], lock: ProgramLock | None) -> int:
         except OpFailed as exc:
             ok, out = False, dict(exc.detail, error=str(exc))
         except Exception as exc:  # a bug or an OS surprise: report it as this step's failure
-            ok, out = False, {"error": "%s: %s" % (type(exc).__name__, exc)}
+            ok, out = False, {"error": f"{type(exc).__name__}: {exc}"}
         seconds = round(time.monotonic() - started, 3)
         if journaled:
             try:
@@ -150,7 +150,7 @@ def run_ops(ctx: Ctx, ops: list[Spec], lock: ProgramLock | None) -> int:
                     ctx["component"], dict(record, phase="end", ok=ok, seconds=seconds, error=out.get("error"))
                 )
             except (OSError, OpFailed) as exc:
-                ok, out = False, dict(out, error=out.get("error") or "cannot write the host journal: %s" % exc)
+                ok, out = False, dict(out, error=out.get("error") or f"cannot write the host journal: {exc}")
         if interrupted is not None:
             return taken_over(ctx, index, step, interrupted, "during " + where)
         emit(dict(out, i=index, op=name, step=step.get("step"), ok=ok, seconds=seconds))
@@ -174,7 +174,7 @@ def taken_over(ctx: Ctx, index: int, step: Spec, exc: OpFailed, when: str) -> in
             "ok": False,
             "seconds": 0,
             "handed_over": True,
-            "error": "%s %s" % (exc, when),
+            "error": f"{exc} {when}",
             "takeover": req,
             "stopped": step["op"],
         }

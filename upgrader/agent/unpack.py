@@ -38,16 +38,16 @@ LINK_HOPS = 40  # symlinks followed while resolving one target, as the kernel's 
 def member_parts(name: str, strip: int) -> Parts:
     """The member's path inside the release as a tuple of names ((), when strip_components drops it)."""
     if name.startswith("/"):
-        raise unsafe("absolute path %r" % name, name)
+        raise unsafe(f"absolute path {name!r}", name)
     if "\0" in name:
-        raise unsafe("%r has a NUL byte in its name" % name, name)
+        raise unsafe(f"{name!r} has a NUL byte in its name", name)
     parts = [p for p in name.split("/") if p not in ("", ".")]
     if ".." in parts:
-        raise unsafe("%r leaves the release directory" % name, name)
+        raise unsafe(f"{name!r} leaves the release directory", name)
     # Only releases/<v>/.upgrader/ is the engine's, but a .upgrader at any depth is refused: a different
     # strip_components must not turn a harmless-looking one into the engine's.
     if any(p.lower() == META for p in parts):
-        raise unsafe("%r names %s/, which belongs to upgrader" % (name, META), name)
+        raise unsafe(f"{name!r} names {META}/, which belongs to upgrader", name)
     return tuple(parts[strip:])
 
 
@@ -60,7 +60,7 @@ def member_kind(m: TarInfo) -> str:
         return "symlink"
     if m.islnk():
         return "hardlink"
-    raise unsafe("%r is a device or special file" % m.name, m.name)
+    raise unsafe(f"{m.name!r} is a device or special file", m.name)
 
 
 def resolve_link(parts: Parts, links: dict[Parts, str]) -> Parts | None:
@@ -101,30 +101,30 @@ def validate_members(tar: TarFile, strip: int, unreadable: tuple[type[BaseExcept
         try:
             m = tar.next()
         except unreadable as exc:
-            raise OpFailed("not a readable tarball: %s" % exc) from None
+            raise OpFailed(f"not a readable tarball: {exc}") from None
         if m is None:
             break
         count += 1
         if count > MAX_MEMBERS:  # counted before strip_components: tarfile keeps every member read
-            raise unsafe("more than %d members" % MAX_MEMBERS, m.name)
+            raise unsafe(f"more than {MAX_MEMBERS} members", m.name)
         parts = member_parts(m.name, strip)
         kind = member_kind(m)
         if not parts:
             continue
         if m.size > MAX_MEMBER_BYTES:
-            raise unsafe("%r is %d bytes" % (m.name, m.size), m.name)
+            raise unsafe(f"{m.name!r} is {m.size} bytes", m.name)
         if parts in kinds and not (kind == "dir" == kinds[parts]):
-            raise unsafe("%r appears twice" % m.name, m.name)
+            raise unsafe(f"{m.name!r} appears twice", m.name)
         target: Parts | None = None
         if kind == "hardlink":
             target = member_parts(m.linkname, strip)
             if kinds.get(target) not in ("file", "hardlink"):
                 raise unsafe(
-                    "hardlink %r -> %r is not to a regular file earlier in the archive" % (m.name, m.linkname), m.name
+                    f"hardlink {m.name!r} -> {m.linkname!r} is not to a regular file earlier in the archive", m.name
                 )
         elif kind == "symlink":
             if "\0" in m.linkname or not m.linkname:
-                raise unsafe("link %r has an empty target or a NUL byte in it" % m.name, m.name)
+                raise unsafe(f"link {m.name!r} has an empty target or a NUL byte in it", m.name)
             links[parts] = m.linkname
         kinds[parts] = kind
         total += m.size if kind == "file" else 0
@@ -132,13 +132,13 @@ def validate_members(tar: TarFile, strip: int, unreadable: tuple[type[BaseExcept
     for m, kind, parts, _ in plan:
         for i in range(1, len(parts)):
             if kinds.get(parts[:i], "dir") != "dir":
-                raise unsafe("%r lies beneath %s %r" % (m.name, kinds[parts[:i]], "/".join(parts[:i])), m.name)
+                raise unsafe("{!r} lies beneath {} {!r}".format(m.name, kinds[parts[:i]], "/".join(parts[:i])), m.name)
         if kind == "symlink":
             where = resolve_link(parts, links)
             if where is None:
-                raise unsafe("link %r -> %r points outside the release" % (m.name, m.linkname), m.name)
+                raise unsafe(f"link {m.name!r} -> {m.linkname!r} points outside the release", m.name)
             if where and where[0].lower() == META:
-                raise unsafe("link %r -> %r points into %s/" % (m.name, m.linkname, META), m.name)
+                raise unsafe(f"link {m.name!r} -> {m.linkname!r} points into {META}/", m.name)
     return plan, total
 
 
@@ -152,7 +152,7 @@ def data_filter_check(tarfile: ModuleType, plan: list[Member], dest: str) -> Non
         try:
             check(renamed, dest)
         except tarfile.FilterError as exc:
-            raise unsafe("%r: %s" % (m.name, exc), m.name) from None
+            raise unsafe(f"{m.name!r}: {exc}", m.name) from None
 
 
 def open_parent(top: int, parts: Parts, made: set[Parts]) -> int:
@@ -199,7 +199,7 @@ def write_member(
             src = open_parent(top, target, made)
             try:
                 if not stat.S_ISREG(os.stat(target[-1], dir_fd=src, follow_symlinks=False).st_mode):
-                    raise unsafe("hardlink %r is not to a regular file" % m.name, m.name)
+                    raise unsafe(f"hardlink {m.name!r} is not to a regular file", m.name)
                 os.link(target[-1], name, src_dir_fd=src, dst_dir_fd=parent, follow_symlinks=False)
             finally:
                 os.close(src)
@@ -207,7 +207,7 @@ def write_member(
             fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600, dir_fd=parent)
             data = tar.extractfile(m)
             if data is None:  # a regular file always has data; this is tarfile's type, not a case
-                raise unsafe("%r has no data" % m.name, m.name)
+                raise unsafe(f"{m.name!r} has no data", m.name)
             with os.fdopen(fd, "wb") as out, data:
                 shutil.copyfileobj(data, out, 1 << 20)
                 os.fchmod(out.fileno(), (m.mode & 0o755) | stat.S_IRUSR)
@@ -225,12 +225,12 @@ def extract_safely(archive: str, dest: str, strip: int) -> None:
     try:
         tar = tarfile.open(archive, "r:*")  # noqa: SIM115 (closed by the with below: only opening is caught here)
     except unreadable as exc:
-        raise OpFailed("not a readable tarball: %s" % exc) from None
+        raise OpFailed(f"not a readable tarball: {exc}") from None
     with tar:
         plan, total = validate_members(tar, strip, unreadable)
         data_filter_check(tarfile, plan, dest)
         if total > free_mb(os.path.dirname(dest)) * (1 << 20):
-            raise OpFailed("not enough disk: release needs %d MB" % (total >> 20), errno=28)
+            raise OpFailed(f"not enough disk: release needs {total >> 20} MB", errno=28)
         os.mkdir(dest, 0o755)
         try:
             top = os.open(dest, NOFOLLOW_DIR)
@@ -243,5 +243,5 @@ def extract_safely(archive: str, dest: str, strip: int) -> None:
         except BaseException as exc:
             shutil.rmtree(dest, ignore_errors=True)  # rmtree does not follow the symlinks it removes
             if isinstance(exc, unreadable) and not isinstance(exc, OSError):
-                raise OpFailed("not a readable tarball: %s" % exc) from None
+                raise OpFailed(f"not a readable tarball: {exc}") from None
             raise
