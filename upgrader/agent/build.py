@@ -3,7 +3,9 @@
 The agent is a package here (one module per concern, type-checked) and one program on a host: bootstrap.py
 compiles a single source, caches the code under that source's digest and runs it.  Joining (rather than a
 zip loaded through zipimport) keeps that first stage as small as it was: no importer to install, no zipfile
-import on the host, one code object to cache and check, and tests load the very text a host runs.
+import on the host, one code object to cache and check, and tests load the very text a host runs.  It is
+mitogen's shape (docs/howitworks.rst): a small first stage, then one compressed source sent whole; mitogen
+forwards its other modules on demand, which the agent has no use for, since every program needs them all.
 
 What the join drops, line by line, is only what exists for the type checker and the package:
 ``from __future__ import annotations`` (said once, first), relative imports (every module shares one

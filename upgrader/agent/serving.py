@@ -47,9 +47,9 @@ def serve() -> int:
 def program_kind(program: Spec) -> str | None:
     """The kind of run (apply, rollback, unlock) its lock operation names, or None."""
     for step in program.get("ops", []):
-        kind = step.get("kind")
-        if step.get("op") == "lock" and isinstance(kind, str):
-            return kind
+        if step.get("op") == "lock":
+            kind = step.get("kind")
+            return kind if isinstance(kind, str) else None
     return None
 
 
