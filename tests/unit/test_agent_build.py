@@ -18,7 +18,7 @@ from upgrader.agent.operations import OPS
 
 AGENT_DIR = Path(agent.__file__).parent
 MAX_LINES = 400
-MINIMUM = (3, 8)  # the README's "Minimum Python on the hosts"
+MINIMUM = (3, 8)  # the README's "Minimum Python on the hosts", which bootstrap.py enforces
 
 
 def test_the_shipped_program_is_byte_identical_across_two_builds() -> None:
@@ -114,3 +114,37 @@ def test_the_agent_serves_on_every_python_from_the_minimum(python: Path, tmp_pat
     assert not second["ok"] and "unknown operation 'no-such-op'" in second["error"]
     ends = [line for line in res.stdout.splitlines() if line.startswith(agent.END)]
     assert ends == [f"{agent.END}0", f"{agent.END}1"]
+
+
+def test_the_bootstrap_enforces_the_minimum() -> None:
+    source = Path(agent.__file__).with_name("bootstrap.py").read_text()
+    assert f"MINIMUM = {MINIMUM}" in source
+    ast.parse(source, feature_version=(3, 6))  # it must parse where it refuses
+
+
+OLDER = [p for p in _pythons() if _version(p) < MINIMUM]
+
+
+@pytest.mark.skipif(not OLDER, reason="no python3 older than the minimum on this machine")
+@pytest.mark.reliability(
+    "a host whose python3 is older than 3.8",
+    "the agent refuses at start: exit 1, one line naming that python, its version and the fix; nothing runs",
+)
+def test_an_older_python_is_refused_in_one_line_that_says_what_to_do(record_property, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    seen = []
+    for python in OLDER:
+        program = {"component": "unit-build", "root": str(tmp_path), "run": None, "ops": [{"op": "facts"}]}
+        res = subprocess.run(
+            [*agent.serving_command(str(python))[:-1], "0" * 24],  # no cache: see above
+            input=agent.serving_input(program) + "\n",
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        version = ".".join(map(str, _version(python)))
+        assert res.returncode == 1 and agent.MARKER not in res.stdout, res
+        (line,) = res.stderr.splitlines()
+        assert line.startswith(f"upgrader agent: needs Python 3.8 or later, and {python} is {version}."), line
+        assert line.endswith("; fix: install a newer python3 on this host or name one with --python"), line
+        seen.append(f"{version}: exit {res.returncode}, stderr {res.stderr.strip()!r}, stdout {len(res.stdout)} bytes")
+    record_property("observed", "; ".join(seen))

@@ -9,9 +9,10 @@ tag.  The cache is only a cache: missing, unreadable or not safely owned, the so
 the command is compiled instead.  It is only trusted when KEY is the digest of the source sent in
 this run, the entry records that KEY, and it and every directory above it are owned by us and
 writable by nobody else, since it is executed as root.  Standard library only, like the agent.
-"""
 
-from __future__ import annotations
+It parses on Python 3.6 and later (annotations quoted, no future import), so a host whose python3 is
+older than the agent's minimum is told so in one line rather than with the agent's SyntaxError.
+"""
 
 import marshal
 import os
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
     from types import CodeType
 
 CACHE = "/var/lib/upgrader/.agent"
+MINIMUM = (3, 8)  # the hosts' minimum Python (README); tests/unit/test_agent_build.py holds the agent to it
 
 
 def _digest(packed: str) -> str:
@@ -49,7 +51,7 @@ def _private(path: str) -> bool:
     return True
 
 
-def _cached(path: str, key: str) -> CodeType | None:
+def _cached(path: str, key: str) -> "CodeType | None":
     try:
         if _private(CACHE):
             fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
@@ -64,7 +66,7 @@ def _cached(path: str, key: str) -> CodeType | None:
     return None
 
 
-def _store(path: str, key: str, code: CodeType) -> None:
+def _store(path: str, key: str, code: "CodeType") -> None:
     try:
         for private in (os.path.dirname(CACHE), CACHE):  # the agent's state dir is root-only too
             if not os.path.isdir(private):
@@ -80,7 +82,7 @@ def _store(path: str, key: str, code: CodeType) -> None:
         pass
 
 
-def _agent_code(key: str, packed: str) -> CodeType:
+def _agent_code(key: str, packed: str) -> "CodeType":
     """The agent compiled from ``packed``; from the cache only when ``key`` is the digest of ``packed``
     (the source sent in this run), so a cache entry can never stand in for different source."""
     verified = len(key) == 24 and _digest(packed) == key
@@ -96,7 +98,13 @@ def _agent_code(key: str, packed: str) -> CodeType:
     return code
 
 
-def _load() -> CodeType:
+def _load() -> "CodeType":
+    if sys.version_info < MINIMUM:  # the controller shows the last lines of stderr: this one says what to do
+        here = f"{sys.executable or 'python3'} is {sys.version.split()[0]}"
+        sys.exit(
+            f"upgrader agent: needs Python {MINIMUM[0]}.{MINIMUM[1]} or later, and {here}; "
+            "fix: install a newer python3 on this host or name one with --python"
+        )
     key = sys.argv[1]
     packed = sys.stdin.readline().strip()  # read even when cached: it precedes the programs
     code = _agent_code(key, packed)
