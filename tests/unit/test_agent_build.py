@@ -119,6 +119,8 @@ def test_the_agent_serves_on_every_python_from_the_minimum(python: Path, tmp_pat
 def test_the_bootstrap_enforces_the_minimum() -> None:
     source = Path(agent.__file__).with_name("bootstrap.py").read_text()
     assert f"MINIMUM = {MINIMUM}" in source
+    readme = (AGENT_DIR.parents[1] / "README.md").read_text()
+    assert f"**Minimum Python on the hosts: {MINIMUM[0]}.{MINIMUM[1]}**" in readme
     ast.parse(source, feature_version=(3, 6))  # it must parse where it refuses
 
 
