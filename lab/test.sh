@@ -37,10 +37,11 @@ teardown() {
 }
 trap teardown EXIT
 
-step "checks: ruff (lint and format) and mypy (strict on upgrader/, the agent excepted; tests/, lab/, testapp/ not strict)"
+step "checks: ruff (lint and format) and mypy (strict on upgrader/, the agent at the oldest Python mypy targets; tests/, lab/, testapp/ not strict)"
 "$VENV/bin/ruff" check upgrader tests lab testapp bench
 "$VENV/bin/ruff" format --check upgrader tests lab testapp bench
 "$VENV/bin/mypy"
+"$VENV/bin/mypy" --python-version 3.10 upgrader/agent/*.py
 
 step "lab up"
 # The lab is one per machine: hold its lock from here to the teardown, so a test session started beside

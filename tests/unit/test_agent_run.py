@@ -122,8 +122,8 @@ def test_the_agent_starts_and_runs_commands_without_the_subprocess_module(agent:
     """What the change was for: neither the agent's start nor its commands import subprocess or what it
     pulls in (here with a descriptor inherited from outside, which the child must not get)."""
     code = (
-        f"import importlib.util,os,sys\nspec=importlib.util.spec_from_file_location('a', {str(AGENT)!r})\n"
-        "m=importlib.util.module_from_spec(spec); spec.loader.exec_module(m)\n"
+        "import os,sys,types\nm=types.ModuleType('a')\n"
+        f"exec(compile(open({str(AGENT)!r}).read(),'a','exec'),m.__dict__)\n"
         "r=os.open('/dev/null', os.O_RDONLY); os.set_inheritable(r, True)\n"
         "p=m.run(['sh', '-c', 'echo ok; ls /proc/self/fd >&2'], 5)\n"
         "print(p.stdout.strip(), sorted(int(n) for n in p.stderr.split()),"
@@ -197,8 +197,8 @@ def test_a_command_that_prints_without_end_does_not_grow_the_agent(path: str) ->
     output and its own memory stays flat: its peak RSS (VmHWM: this image's own, where getrusage's
     maxrss would include the forking test process's) stays far below what it read."""
     code = (
-        f"import importlib.util\nspec=importlib.util.spec_from_file_location('a', {str(AGENT)!r})\n"
-        "m=importlib.util.module_from_spec(spec); spec.loader.exec_module(m)\n"
+        "import types\nm=types.ModuleType('a')\n"
+        f"exec(compile(open({str(AGENT)!r}).read(),'a','exec'),m.__dict__)\n"
         f"{'m._inherited = lambda: None' if path == 'subprocess' else ''}\n"
         "p=m.run(['sh', '-c', 'yes | head -c 268435456; head -c 67108864 /dev/zero >&2'], 120)\n"
         "hwm=[l for l in open('/proc/self/status') if l.startswith('VmHWM:')][0].split()[1]\n"

@@ -1,7 +1,7 @@
 """Engine decisions through the real engine and the real agent, on fake hosts (tests/fakes/agent_host.py).
 
-Each host is a directory tree with a stand-in systemctl; the agent is the real agent.py, a local process
-per host.  The assertions read what is on the hosts afterwards (the current link, the unit's state, the
+Each host is a directory tree with a stand-in systemctl; the agent is the real one (as built for a host), a
+local process per host.  The assertions read what is on the hosts afterwards (the current link, the unit's state, the
 host lock and journal), not only what the controller journaled.  SSH and systemd behaviour stay in tests/vm.
 """
 

@@ -218,7 +218,9 @@ def _agent_systemctl_argvs(unit: str) -> list[str]:
     import ast
     import shlex
 
-    tree = ast.parse((REPO / "upgrader" / "agent" / "agent.py").read_text())
+    from upgrader.agent import build
+
+    tree = ast.parse(build.program())  # the program a host runs: every module of the agent
     found = []
     for node in ast.walk(tree):
         if (

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from tests.unit.fleets import inventory, plan, playbook
 from upgrader import versions
-from upgrader.agent import agent
+from upgrader.agent import checks as agent
 from upgrader.cli.main import main
 from upgrader.versions import Scheme
 

@@ -2,7 +2,7 @@
 
 The host agent holds a per-component program lock for each program; the rollback's program takes
 it over: it waits for the apply's program to end its current operation (the migrate), or past the
-rollback's takeover bound (upgrader.engine.rollback.TAKEOVER_WAIT) kills it.  Either way the host
+rollback's takeover bound (upgrader.agent.protocol.TAKEOVER_WAIT) kills it.  Either way the host
 must end on the old release, with the old config, verified — and never have the two interleave.
 """
 
@@ -16,7 +16,7 @@ import pytest
 
 from tests.vm.hoststate import component, host_journal
 from tests.vm.upgrader_cli import Upgrader, playbook, write
-from upgrader.engine.rollback import TAKEOVER_WAIT
+from upgrader.agent.protocol import TAKEOVER_WAIT
 
 pytestmark = [pytest.mark.vm, pytest.mark.reliability]
 

@@ -9,7 +9,7 @@ no record.  Each host decides, from its own records at the moment it runs, what 
 Locks: every host's program takes the host lock over (ending an apply of the component in flight
 there, which then stops as handed over), and releases it whatever happened, so the command leaves
 no lock behind; a second rollback arriving while one runs waits for it, and is refused on that host
-if it does not end within TAKEOVER_WAIT (agent.ProgramLock.take_over).
+if it does not end within TAKEOVER_WAIT (agent program_lock.ProgramLock.take_over).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from upgrader.agent.protocol import TAKEOVER_WAIT
 from upgrader.engine import programs, remote
 from upgrader.engine.groups import Unavailable
 from upgrader.engine.pool import Pool
@@ -29,7 +30,6 @@ from upgrader.models.playbook import Playbook
 from upgrader.planning import operations
 from upgrader.vocabulary import Event
 
-TAKEOVER_WAIT = 30.0  # seconds a host's program in flight gets to end its current operation
 DEFAULT_TIMEOUT = 120.0  # one host's rollback program when no playbook bounds it (stop + start + checks)
 
 
