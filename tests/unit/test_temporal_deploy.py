@@ -1,4 +1,4 @@
-"""The workers as deployed: the systemd units (deploy/systemd/) and the datacenter queues' activity rate limit."""
+"""The workers as deployed: the systemd units (examples/systemd/) and the datacenter queues' activity rate limit."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from upgrader.loading.inputs import load_inventory
 from upgrader.temporal import limits, worker
 
 REPO = Path(__file__).resolve().parents[2]
-UNITS = REPO / "deploy" / "systemd"
+UNITS = REPO / "examples" / "systemd"
 DC_UNIT, CONTROL_UNIT = UNITS / "upgrader-worker@.service", UNITS / "upgrader-control-worker.service"
 BINARY = "/opt/upgrader/bin/upgrader"  # where the units expect the install (a venv's script)
 
