@@ -196,3 +196,44 @@ def test_the_settings_flags_are_also_on_runs() -> None:
     parser = argparse.ArgumentParser()
     settings.add_arguments(parser)
     assert parser.parse_args(["--temporal-address", "h:1"]).temporal_address == "h:1"
+
+
+@pytest.mark.reliability(
+    "apply --engine temporal and runs --engine temporal against a server without the search attributes "
+    "registered (a fresh dev server)",
+    "the run starts without them, with a warning naming the commands that register them; runs --engine "
+    "temporal is refused (exit 1) with the same commands as its hint",
+)
+def test_a_server_without_the_attributes_still_runs_upgrades_and_says_how_to_register_them(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    record_property: Callable[[str, object], None],
+) -> None:
+    bare = DevServer(tmp_path, search_attributes=False)
+    bare.start()
+    try:
+        run_id = "20261201T000000Z-app-0bad"
+        start = Start(run_id=run_id, plan="{}", operator="pytest@ctl", artifacts=str(tmp_path))
+        labels = Labels(run_id, "app", "2.0.0", ["ny5"], "pytest@ctl")
+
+        async def go() -> tuple[str, Any]:
+            client = await Client.connect(bare.address)
+            handle = await temporal.start(client, "test-bare", start, labels)  # no worker: it only waits
+            info = await handle.describe()
+            await handle.terminate("test over")
+            return handle.id, info.typed_search_attributes.get(search.COMPONENT)
+
+        wid, component = asyncio.run(go())
+        warned = capsys.readouterr().err
+        code = main(["--state-dir", str(tmp_path), "runs", "--engine", "temporal", "--temporal-address", bare.address])
+        refused = capsys.readouterr().err
+    finally:
+        bare.stop()
+    record_property(
+        "observed",
+        f"started {wid} (component attribute {component!r}); warning: {warned.strip()[:160]!r}; "
+        f"runs --engine temporal: exit {code}, {refused.strip()[:160]!r}",
+    )
+    assert component is None and "warning: the Temporal server refused the run's search attributes" in warned
+    assert "search-attribute create --name UpgraderDatacenters --type KeywordList" in warned
+    assert code == 1 and "search-attribute create --name UpgraderComponent --type Keyword" in refused

@@ -122,11 +122,12 @@ def _unregistered(exc: RPCError) -> str:
     return (
         f"the Temporal server refused the run's search attributes ({_short(exc)}): it starts without them, "
         "so `upgrader runs --engine temporal` will not list it; register them once per namespace: "
-        + "; ".join(
-            f"temporal operator search-attribute create --name {n} --type {t}"
-            for n, t in (pair.split("=") for pair in search.registration())
-        )
+        + "; ".join(f"temporal operator search-attribute create --name {n} --type {t}" for n, t in _pairs())
     )
+
+
+def _pairs() -> list[tuple[str, str]]:
+    return [(name, kind) for name, _, kind in (pair.partition("=") for pair in search.registration())]
 
 
 def check_start(client: Client, start: Start) -> int:
@@ -194,6 +195,17 @@ def _short(exc: BaseException) -> str:
 
 async def listed(client: Client, last: int) -> list[dict[str, Any]]:
     """The newest ``last`` runs in the namespace, from every controller (a visibility query), oldest first."""
+    try:
+        return await _listed(client, last)
+    except RPCError as exc:
+        raise RefusedError(
+            f"the Temporal server cannot list runs by their search attributes: {_short(exc)}",
+            "register them once per namespace (README: Engines, finding runs): "
+            + "; ".join(f"temporal operator search-attribute create --name {n} --type {t}" for n, t in _pairs()),
+        ) from None
+
+
+async def _listed(client: Client, last: int) -> list[dict[str, Any]]:
     found = []
     async for execution in client.list_workflows(search.QUERY, limit=last):
         attributes = execution.typed_search_attributes

@@ -10,9 +10,12 @@ import argparse
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from upgrader.errors import RefusedError
-from upgrader.models.inventory import Inventory
+
+if TYPE_CHECKING:  # a type only: `runs` and `worker` build their parsers without the models
+    from upgrader.models.inventory import Inventory
 
 ENV = "UPGRADER_TEMPORAL_"
 FIELDS = ("address", "namespace", "tls_ca", "tls_cert", "tls_key", "tls_server_name", "api_key_file")
