@@ -113,7 +113,11 @@ async def _serve(  # type: ignore[no-untyped-def]
         rate=Rate(args.activities_per_second, args.worker_activities_per_second),
     )
     queues = [settings.queue(dc) for dc in args.datacenter] + ([settings.CONTROL_QUEUE] if args.control else [])
-    per_second = f"{args.activities_per_second:g}/s per datacenter queue" if args.activities_per_second else "no limit"
-    say(args, f"worker on {found.address} ({found.namespace}): polling {', '.join(queues)}; host programs {per_second}")
+    rate = f"{args.activities_per_second:g}/s per queue" if args.activities_per_second else "no rate limit"
+    say(
+        args,
+        f"worker on {found.address} ({found.namespace}): polling {', '.join(queues)}"
+        + (f"; host programs started at most {rate}" if args.datacenter else ""),
+    )
     await serve(running)
     return 0
