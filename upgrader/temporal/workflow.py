@@ -30,6 +30,7 @@ with workflow.unsafe.imports_passed_through():
     from upgrader.errors import ExitCode
     from upgrader.models.plan import Phase, Plan
     from upgrader.planning import budgets
+    from upgrader.temporal import search
     from upgrader.temporal.messages import Admission, Done, Notice, Records, Start, Work
     from upgrader.temporal.settings import CONTROL_QUEUE, queue
     from upgrader.vocabulary import FAILED, ON_TARGET, UPGRADED, Event, HostState, RunStatus
@@ -178,6 +179,7 @@ class UpgradeWorkflow:
         self._seq += 1
         at = data.pop("at", None) or workflow.now().isoformat(timespec="milliseconds")
         self._unsent.append({"seq": self._seq, "at": at, "event": event, **data})
+        search.follow(event, data)  # the run's phase and status, for `runs --engine temporal`
         async with self._flushing:
             if not self._unsent and not files:
                 return  # another coroutine's flush wrote this one too
