@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from temporal_server import DevServer
 from temporalio.client import Client
-from test_plan_ops import CASES
 
+from tests.temporal_server import DevServer
+from tests.unit.test_plan_ops import CASES
 from upgrader.cli.main import build_parser, main
 from upgrader.loading.inputs import load_inventory
 from upgrader.temporal import limits, worker

@@ -10,11 +10,11 @@ import pytest
 from hypothesis import HealthCheck, given
 from hypothesis import settings as examples
 from hypothesis import strategies as st
-from temporal_server import DevServer
 from temporalio.client import Client
 from temporalio.service import RPCError
-from test_plan_ops import case_plan
 
+from tests.temporal_server import DevServer
+from tests.unit.test_plan_ops import case_plan
 from upgrader.temporal import client as temporal
 from upgrader.temporal import limits
 from upgrader.temporal.messages import Start

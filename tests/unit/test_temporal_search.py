@@ -19,21 +19,21 @@ import pytest
 from hypothesis import HealthCheck, given
 from hypothesis import settings as examples
 from hypothesis import strategies as st
-from temporal_server import DevServer
 from temporalio.client import Client, WorkflowHandle
-from test_plan_ops import CASES, Agent, case_plan
-from test_temporal_workflow import KEY, Transport, decision, journal_has, quick, signed
 
+from tests.temporal_server import DevServer
+from tests.unit.test_plan_ops import CASES, Agent, case_plan
+from tests.unit.test_temporal_workflow import KEY, Transport, decision, journal_has, quick, signed
 from upgrader.cli.main import main
 from upgrader.engine import remote
 from upgrader.engine.apply import Apply
 from upgrader.engine.gates import DecisionKind
-from upgrader.engine.vocabulary import Event
 from upgrader.loading.inputs import load_inventory
 from upgrader.temporal import client as temporal
 from upgrader.temporal import search, settings, worker
 from upgrader.temporal.messages import Start
 from upgrader.temporal.search import Labels
+from upgrader.vocabulary import Event
 
 Steer = Callable[[WorkflowHandle[Any, Any], Path], Awaitable[None]]
 
@@ -85,8 +85,8 @@ def controller_run(
             datacenters=list(inventory.model.datacenters),
             control=True,
             state_dir=desk,
-            factory=Transport,
-            quiet=True,  # type: ignore[arg-type]
+            factory=Transport,  # type: ignore[arg-type]
+            quiet=True,
             plan_key=KEY,
             fail_on_bug=True,
         )
@@ -149,7 +149,7 @@ def test_a_run_started_without_search_attributes_upserts_none(
 ) -> None:
     """A server without them registered, or a run started by an older controller: the workflow must not
     upsert what the server would refuse (a workflow task failing forever)."""
-    from test_temporal_workflow import run_workflow
+    from tests.unit.test_temporal_workflow import run_workflow
 
     _, outcome, entries, _ = run_workflow(temporal_server, "two_dcs_order_pause", in_tmp, monkeypatch)
     assert outcome["exit_code"] == 0 and entries[-1]["event"] == "run-end"

@@ -25,7 +25,7 @@ from typing import Any
 from temporalio import workflow
 from temporalio.common import SearchAttributeKey, SearchAttributePair, SearchAttributeUpdate, TypedSearchAttributes
 
-from upgrader.engine.vocabulary import Event
+from upgrader.vocabulary import Event
 
 COMPONENT = SearchAttributeKey.for_keyword("UpgraderComponent")
 VERSION = SearchAttributeKey.for_keyword("UpgraderVersion")

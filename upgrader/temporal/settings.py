@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -118,7 +119,7 @@ def to_record(found: Settings) -> dict[str, str | None]:
     return {name: None if getattr(found, name) is None else str(getattr(found, name)) for name in FIELDS}
 
 
-def of_record(recorded: dict[str, object]) -> Settings:
+def of_record(recorded: Mapping[str, object]) -> Settings:
     """Where a recorded run's workflow lives; UPGRADER_TEMPORAL_* override (the server moved, a new CA)."""
     values = {n: os.environ.get(ENV + n.upper()) or _str(recorded.get(n)) for n in FIELDS}
     return _settings(values)
