@@ -14,6 +14,7 @@ if it does not end within TAKEOVER_WAIT (agent program_lock.ProgramLock.take_ove
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -78,7 +79,8 @@ def rollback_program(
     undo: Mapping[str, Any] | None = None,
     definitions: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
-    """The ops every host of an emergency rollback runs: take the lock over, roll back, release it (always).
+    """The ops every host of an emergency rollback runs: take the lock over, roll back, release it (after a
+    failure, the controller sends the release once it has heard of the failure: see rollback_hosts).
 
     ``definitions``: version -> the service and checks of that version's own playbook; a release the
     host has no record of is verified with these, or with no checks (reported as not applicable), never
@@ -91,7 +93,6 @@ def rollback_program(
     # TAKEOVER_WAIT for that program to end its current operation, then kills it (agent.ProgramLock).
     lock["takeover_wait"] = TAKEOVER_WAIT
     release = programs.lock_op("release", operator=operator, plan=None, kind="rollback", controller=controller_id)
-    release["always"] = True  # after a failed rollback too: the command leaves no lock behind
     service = operations.service(spec, to, defer=() if to else operations.AGENT_FILLS) if spec else None
     back: dict[str, Any] = {
         "op": "rollback",
@@ -165,6 +166,16 @@ def rollback_hosts(
         res = remote.call(
             pool.session(host), component=name, root=where, run=journal.run_id, ops=ops, timeout=timeout, python=python
         )
+        handed = res.op("lock")
+        if not res.ok and handed is not None and handed.ok and not any(o.op == "lock" for o in res.ops[1:]):
+            # A failed rollback's lock is released only once this controller has heard of the failure: a
+            # controller that died meanwhile leaves the host locked by its open run (what `status` shows and
+            # the next rollback takes over), not unlocked on no verified release with no one told.
+            more = remote.call(
+                pool.session(host), component=name, root=where, run=journal.run_id, ops=ops[-1:], timeout=timeout,
+                python=python,
+            )  # fmt: skip
+            res = dataclasses.replace(res, ops=[*res.ops, *more.ops])
         journal.record(
             Event.HOST_END,
             host=host,
