@@ -22,6 +22,7 @@ from itertools import zip_longest
 from pathlib import Path
 from typing import Any
 
+from upgrader.defaults import LOCK_TIMEOUT, SAFETY_MARGIN, STAGE_PARALLEL
 from upgrader.engine import gates, programs, remote
 from upgrader.engine.endpoints import Pool
 from upgrader.engine.groups import Unavailable
@@ -43,8 +44,6 @@ from upgrader.errors import ExitCode, RefusedError, TransportError
 from upgrader.models.plan import ArtifactRef, HostPlan, Phase, Plan, Step
 from upgrader.planning import budgets
 
-STAGE_PARALLEL = 16
-LOCK_TIMEOUT = 30.0
 HANDED_OVER = "handed over: "  # how a check round says the host's lock is no longer this run's
 TICK = 0.5  # seconds: the longest a wait (bake, pause, gate) goes without looking for a stop or an abort
 HEARTBEAT = 10.0  # seconds between "… s left" lines while a wait goes on
@@ -714,7 +713,9 @@ class Apply:
         check = [self._lock_op("check")] if lock else []
         try:
             res = self._call(
-                host, [*check, *(_send(s.op, s.id, duration=0) for s in bakes)], programs.checks_budget(self.spec) + 30
+                host,
+                [*check, *(_send(s.op, s.id, duration=0) for s in bakes)],
+                programs.checks_budget(self.spec) + SAFETY_MARGIN,
             )
         except TransportError as exc:
             return f"unreachable: {exc}"
@@ -740,7 +741,7 @@ class Apply:
         ]
         self.journal.record(Event.HOST_BEGIN, host=host, steps=[o.get("step") for o in ops], path=hp.path)
         self._set(host, HostState.UPGRADING, " → ".join([hp.from_version, *hp.path]))
-        timeout = programs.hop_timeout(self.spec) * len(hp.path) + programs.checks_budget(self.spec) + 30
+        timeout = programs.hop_timeout(self.spec) * len(hp.path) + programs.checks_budget(self.spec) + SAFETY_MARGIN
         try:
             res = self._call(host, ops, timeout)
         except TransportError as exc:
@@ -956,7 +957,7 @@ class Apply:
             return self._call(
                 host,
                 [self._lock_op("check"), _send(self._undo(host), f"{host}/rollback")],
-                programs.hop_timeout(self.spec) + 30,
+                programs.hop_timeout(self.spec) + SAFETY_MARGIN,
             )
 
         results = self.pool.each(self.down.down_first(hosts), self._in_group_slot(back))

@@ -29,13 +29,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TypeVar
 
+from upgrader.defaults import PARALLEL as PARALLEL  # re-exported: the default of --parallel
 from upgrader.errors import RefusedError
 from upgrader.transport.base import Endpoint
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-PARALLEL = 32  # the default of --parallel: hosts worked on at once, on every command that connects
 BASE = 64
 PER_HOST = 1
 PER_JUMP = 1

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from upgrader.defaults import ROLLBACK_TIMEOUT, SAFETY_MARGIN, TAKEOVER_SLACK, TAKEOVER_WAIT
 from upgrader.engine import programs, remote
 from upgrader.engine.endpoints import Pool
 from upgrader.engine.groups import Unavailable
@@ -28,9 +29,6 @@ from upgrader.errors import ExitCode
 from upgrader.models.plan import GroupLimit
 from upgrader.models.playbook import Playbook
 from upgrader.planning import operations
-
-TAKEOVER_WAIT = 30.0  # seconds a host's program in flight gets to end its current operation
-DEFAULT_TIMEOUT = 120.0  # one host's rollback program when no playbook bounds it (stop + start + checks)
 
 
 class End(StrEnum):
@@ -134,7 +132,9 @@ def rollback_hosts(
         raise ValueError("rollback_hosts needs spec or component")
     where = root if root is not None else (spec.install.root if spec else "")
     cid = controller()
-    timeout = (programs.hop_timeout(spec) if spec else DEFAULT_TIMEOUT) + 30 + TAKEOVER_WAIT + 10
+    timeout = (
+        (programs.hop_timeout(spec) if spec else ROLLBACK_TIMEOUT) + SAFETY_MARGIN + TAKEOVER_WAIT + TAKEOVER_SLACK
+    )
 
     down = Unavailable(groups)
 

@@ -32,6 +32,7 @@ from temporalio import activity
 from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 
+from upgrader.defaults import BEAT
 from upgrader.engine.apply import Apply, _send
 from upgrader.engine.endpoints import Pool
 from upgrader.engine.journal import JOURNAL, Journal
@@ -45,7 +46,6 @@ from upgrader.planning import signing
 from upgrader.temporal.messages import Done, Work
 
 T = TypeVar("T")
-BEAT = 1.0  # seconds between heartbeats while the engine call runs
 BUSY = "another upgrader program is running"  # the agent's words when a program still holds the host
 
 

@@ -13,6 +13,8 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, TLSConfig
 
+from upgrader.defaults import CONNECT_SECONDS
+from upgrader.defaults import WATCH_POLL as POLL
 from upgrader.engine.progress import Progress
 from upgrader.errors import ExitCode, RefusedError, UpgraderError
 from upgrader.temporal.messages import Start
@@ -24,10 +26,6 @@ class RunFailed(UpgraderError):
 
     exit_code = ExitCode.ROLLBACK_FAILED
     reference = "temporal-run-failed"
-
-
-POLL = 0.5  # seconds between looks at the run's state while watching
-CONNECT_SECONDS = 10.0
 
 
 def plaintext_warning(settings: Settings) -> str | None:
