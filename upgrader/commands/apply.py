@@ -49,7 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     parser.add_argument("--break-lock", metavar="REASON", help="take over stale host locks; the reason is journaled")
-    guardbypass.add_arguments(parser, live.aware)
+    guardbypass.add_arguments(parser)
     parser.add_argument("--overrides", type=Path, help="operator window overrides (extra closures, freeze days)")
     parser.add_argument(
         "--plan-key",

@@ -6,7 +6,6 @@ import argparse
 import os
 import sys
 from collections.abc import Collection
-from datetime import datetime
 from pathlib import Path
 
 from upgrader.commands import early
@@ -16,7 +15,6 @@ from upgrader.engine import facts as host_facts
 from upgrader.engine import limits
 from upgrader.engine.endpoints import Pool, endpoints
 from upgrader.errors import NotConfirmed, UpgraderError
-from upgrader.loading import limits as input_limits
 from upgrader.loading.inputs import Loaded
 from upgrader.models.facts import Facts
 from upgrader.models.inventory import Inventory
@@ -128,13 +126,3 @@ def confirm(question: str, assume_yes: bool) -> None:
     answer = input(f"{question} [y/N] ").strip().lower()
     if answer not in ("y", "yes"):
         raise NotConfirmed("not confirmed; nothing was changed")
-
-
-def aware(text: str) -> datetime:
-    value = datetime.fromisoformat(text)
-    if value.tzinfo is None:
-        raise argparse.ArgumentTypeError(f"{text!r} needs a UTC offset, e.g. 2026-11-28T02:00:00-05:00")
-    if not input_limits.reasonable_year(value.year):  # window arithmetic near year 9999 overflows
-        years = input_limits.YEARS
-        raise argparse.ArgumentTypeError(f"{text!r} is outside the years {years[0]}-{years[1]}")
-    return value

@@ -29,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-i", "--inventory", type=Path, help="default: the inventory the run used")
     parser.add_argument("--artifacts", type=Path, help="default: the artifact store the run used")
     parser.add_argument("--yes", action="store_true")
-    guardbypass.add_arguments(parser, live.aware)
+    guardbypass.add_arguments(parser)
     live.add_connection_arguments(parser)
     live.add_output_arguments(parser)
     parser.epilog = with_exit_codes(

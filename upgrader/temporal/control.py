@@ -20,6 +20,7 @@ from typing import Any
 
 from temporalio import activity
 
+from upgrader import moments
 from upgrader.engine import admission
 from upgrader.engine.journal import JOURNAL, RUN_ID_RE, Journal, runs_dir
 from upgrader.engine.notifier import notifier
@@ -70,7 +71,7 @@ class Control:
         """The guard's verdict at workflow time (None: go on), for the run's plan and this inventory."""
         plan = read_plan_file(self.directory(request.run_id) / "plan.json")
         overrides = load_overrides(Path(request.overrides)).model if request.overrides else None
-        admit = admission.admitter(plan, self.inventory.model, lambda: datetime.fromisoformat(request.now), overrides)
+        admit = admission.admitter(plan, self.inventory.model, lambda: moments.aware(request.now), overrides)
         return admit(request.estimate)
 
     @activity.defn(name="notify")
