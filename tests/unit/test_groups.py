@@ -27,7 +27,7 @@ from upgrader.engine import remote
 from upgrader.engine.apply import Apply
 from upgrader.engine.endpoints import Pool
 from upgrader.engine.journal import Journal
-from upgrader.engine.progress import Progress
+from upgrader.engine.progress import Lines
 from upgrader.models.plan import Plan
 from upgrader.planning import groups as plan_groups
 from upgrader.planning.render import to_markdown, to_text
@@ -193,7 +193,7 @@ def run_engine(
     journal = Journal.create(tmp / "state", "run-1")
     journal.record("run-start", kind="apply", component=p.component)
     Apply(
-        p, pool, journal, Progress("json", stream=io.StringIO()), artifacts=tmp, operator="pytest", sleep=lambda _: None
+        p, pool, journal, Lines("json", stream=io.StringIO()), artifacts=tmp, operator="pytest", sleep=lambda _: None
     ).run()
     return agent, [json.loads(line) for line in journal.path.read_text().splitlines()]
 

@@ -22,7 +22,7 @@ from upgrader.engine import gates, remote
 from upgrader.engine.apply import Apply
 from upgrader.engine.endpoints import GroupResult, HostResult
 from upgrader.engine.journal import Journal
-from upgrader.engine.progress import Progress
+from upgrader.engine.progress import Lines
 from upgrader.models.plan import Plan
 from upgrader.planning.describe import describe
 from upgrader.transport.base import Result
@@ -106,7 +106,7 @@ def run_engine(
         plan,
         FakePool(),
         journal,
-        Progress("json", stream=io.StringIO()),  # type: ignore[arg-type]
+        Lines("json", stream=io.StringIO()),  # type: ignore[arg-type]
         artifacts=tmp,
         operator="pytest",
         sleep=lambda _: None,

@@ -11,6 +11,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from upgrader.cli.logs import say
+from upgrader.cli.progress import Progress
 from upgrader.commands import durable, guardbypass, live, targeting
 from upgrader.commands.inputs import Inputs, load_inputs
 from upgrader.engine import admission
@@ -19,7 +20,6 @@ from upgrader.engine.endpoints import Pool
 from upgrader.engine.journal import Journal, new_run_id, operator
 from upgrader.engine.locks import LocalLock
 from upgrader.engine.notifier import notifier
-from upgrader.engine.progress import Progress
 from upgrader.engine.staleness import drift, rederived_difference
 from upgrader.engine.vocabulary import Event, RunStatus
 from upgrader.errors import RUN_EXIT_CODES, ExitCode, NotConfirmed, RefusedError, UpgraderError, with_exit_codes
@@ -358,7 +358,7 @@ def execute(args: argparse.Namespace, plan: Plan, pool: Pool, inventory: Invento
                     run=run_id,
                     notify=notify,
                 )
-            progress.event("run", f"run {run_id}: {plan.component} → {plan.target_version} by {who}")
+            progress.run(f"run {run_id}: {plan.component} → {plan.target_version} by {who}")
             engine = Apply(
                 plan,
                 pool,

@@ -14,6 +14,7 @@ from typing import Any
 
 from upgrader import versions
 from upgrader.cli.logs import say
+from upgrader.cli.progress import Progress
 from upgrader.commands import components as component_names
 from upgrader.commands import durable, live, targeting
 from upgrader.commands.specs import find_playbook
@@ -21,7 +22,6 @@ from upgrader.engine import facts as host_facts
 from upgrader.engine import programs
 from upgrader.engine.journal import Journal, audit, new_run_id, operator
 from upgrader.engine.notifier import notifier
-from upgrader.engine.progress import Progress
 from upgrader.engine.rollback import OK_ENDS, End, HostOutcome, definition_for, exit_code, rollback_hosts
 from upgrader.engine.vocabulary import Event, HostState, RunStatus
 from upgrader.errors import InputError, RefusedError
@@ -497,11 +497,9 @@ def run(args: argparse.Namespace) -> int:
                 hosts=len(hosts),
             )
             with Progress(args.log_format) as progress:
-                progress.event("run", f"rollback {run_id}: {component} on {len(hosts)} host(s) by {who}: {reason}")
+                progress.run(f"rollback {run_id}: {component} on {len(hosts)} host(s) by {who}: {reason}")
                 for v in views.values():  # where each host goes, as the hosts' records say (before it runs)
-                    progress.event(
-                        "target", plan_line(v, named=False), host=v.host, installed=v.installed, target=v.target
-                    )
+                    progress.target(plan_line(v, named=False), v.host, installed=v.installed, target=v.target)
                 outcomes = rollback_hosts(
                     pool,
                     lay.spec,

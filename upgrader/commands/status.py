@@ -14,8 +14,10 @@ from upgrader.commands import durable, live, targeting
 from upgrader.commands.specs import find_playbook
 from upgrader.commands.tables import print_table
 from upgrader.engine import facts as host_facts
+from upgrader.engine import records
 from upgrader.engine.journal import list_runs, read_run
-from upgrader.engine.vocabulary import Event, HostState
+from upgrader.engine.records import RunEnd, RunStart
+from upgrader.engine.vocabulary import HostState
 from upgrader.errors import RefusedError
 from upgrader.loading.inputs import load_inventory
 from upgrader.planning.planner import iter_hosts, runs_component
@@ -40,14 +42,14 @@ def last_run_versions(state: Path, component: str) -> dict[str, str]:
         if summary.component != component or summary.exit_code is None:
             continue
         entries = list(read_run(state, summary.run_id))
-        end = [e for e in entries if e["event"] == Event.RUN_END]
-        start = entries[0]
-        out = {}
-        for host, info in (end[-1].get("hosts") or {}).items():
-            if info.get("version"):
-                out[host] = info["version"]
-            elif info.get("state") == HostState.DONE:
-                out[host] = start.get("version")
+        end = records.of_kind(entries, RunEnd)
+        start = next(iter(records.of_kind(entries, RunStart)), None)
+        out: dict[str, str | None] = {}
+        for host, info in end[-1].hosts.items():
+            if info.version:
+                out[host] = info.version
+            elif info.state == HostState.DONE and start is not None:
+                out[host] = start.version
         return {h: v for h, v in out.items() if v}
     return {}
 

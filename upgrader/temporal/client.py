@@ -15,7 +15,7 @@ from temporalio.service import RPCError, TLSConfig
 
 from upgrader.defaults import CONNECT_SECONDS
 from upgrader.defaults import WATCH_POLL as POLL
-from upgrader.engine.progress import Progress
+from upgrader.engine.progress import Listener, replay
 from upgrader.errors import ExitCode, RefusedError, UpgraderError
 from upgrader.temporal.messages import Start
 from upgrader.temporal.settings import CONTROL_QUEUE, Settings
@@ -102,7 +102,7 @@ async def running_run(client: Client, wid: str) -> str | None:
     return run if isinstance(run, str) else None
 
 
-async def watch(handle: WorkflowHandle[Any, Any], progress: Progress) -> dict[str, Any]:
+async def watch(handle: WorkflowHandle[Any, Any], progress: Listener) -> dict[str, Any]:
     """Mirror the run's state into ``progress`` until it ends; its outcome (the workflow's result)."""
     result = asyncio.ensure_future(handle.result())
     seen_events = 0
@@ -119,7 +119,7 @@ async def watch(handle: WorkflowHandle[Any, Any], progress: Progress) -> dict[st
                     seen[host] = (st, detail)
                     progress.host_state(host, st, detail)
             for kind, text, host in state["events"][seen_events:]:
-                progress.event(kind, text, host=host or None)
+                replay(progress, kind, text, host or None)
             seen_events = len(state["events"])
         if finished and isinstance(result.exception(), RPCError):
             # The server went away (a restart): the run did not; wait for it again.
