@@ -6,6 +6,7 @@ import ast
 import inspect
 import io
 import json
+import re
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -66,3 +67,25 @@ def test_every_notice_kind_has_its_icon_and_a_name_outside_them_is_refused() -> 
         notify("finishd", component="c", version="1")
     notify("finished", component="c", version="1")  # a kind's name, as a string: fine
     notify.close()
+
+
+def _said(pattern: str) -> dict[str, set[str]]:
+    """Every literal kind the code passes to a call matching ``pattern`` (the call and its first argument
+    may be on two lines), by file."""
+    found: dict[str, set[str]] = {}
+    for path in sorted(ROOT.rglob("*.py")):
+        for match in re.finditer(pattern + r'\(\s*"([a-z-]+)"', path.read_text()):
+            found.setdefault(str(path.relative_to(ROOT)), set()).add(match.group(1))
+    return found
+
+
+def test_every_notice_kind_the_code_sends_is_one_of_the_kinds() -> None:
+    said = _said(r"\b(?:self\.notify|notify|tell)")
+    assert said, "no notification found: the pattern no longer matches the code"
+    assert {f: k - set(NoticeKind) for f, k in said.items() if k - set(NoticeKind)} == {}
+
+
+def test_every_progress_kind_the_workflow_records_is_one_of_the_kinds() -> None:
+    said = _said(r"self\.event")  # the Temporal workflow's live events, replayed by the client
+    assert said
+    assert {f: k - set(ProgressKind) for f, k in said.items() if k - set(ProgressKind)} == {}
