@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,7 @@ ROOT = Path(moments.__file__).parent
 
 def _now_options() -> dict[str, argparse.Action]:
     parser = build_parser()
-    commands = parser._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    commands: dict[str, argparse.ArgumentParser] = parser._subparsers._group_actions[0].choices  # type: ignore[union-attr, assignment]
     return {name: a for name, cmd in commands.items() for a in cmd._actions if "--now" in a.option_strings}
 
 
@@ -56,7 +57,7 @@ def test_an_aware_time_reads_back_as_the_same_moment(when: dt.datetime) -> None:
 @pytest.mark.reliability(
     "--now without a UTC offset, not a time, or in year 9999", "refused, the message naming the fix"
 )
-def test_naive_and_far_times_are_refused_with_the_fix(record_property: pytest.RecordProperty) -> None:
+def test_naive_and_far_times_are_refused_with_the_fix(record_property: Callable[[str, object], None]) -> None:
     answers = {}
     for text in ("2026-11-28T02:00:00", "soon", "9999-12-31T23:59:00+00:00"):
         with pytest.raises(moments.NotAwareTime) as caught:

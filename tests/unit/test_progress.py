@@ -18,8 +18,9 @@ from upgrader.cli.progress import Progress
 from upgrader.engine import progress as engine_progress
 from upgrader.engine.notifier import Notifier
 from upgrader.engine.progress import SAYERS, Lines, Listener, ProgressKind, replay
+from upgrader.engine.vocabulary import NoticeKind
 from upgrader.models.inventory import Notify
-from upgrader.notify import _ICONS, EVENTS, NoticeKind
+from upgrader.notify import _ICONS, EVENTS
 
 ROOT = Path(engine_progress.__file__).parents[1]
 

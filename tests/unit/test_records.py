@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import typing
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -77,7 +78,7 @@ def test_older_records_take_defaults_for_fields_added_since() -> None:
 
 
 @pytest.mark.reliability("a journal field of the wrong JSON type (halt's hard: 3)", "the line is refused, named")
-def test_a_wrong_type_is_a_clear_refusal(tmp_path: Path, record_property: pytest.RecordProperty) -> None:
+def test_a_wrong_type_is_a_clear_refusal(tmp_path: Path, record_property: Callable[[str, object], None]) -> None:
     path = tmp_path / "journal.jsonl"
     path.write_text(
         json.dumps({"at": AT, "event": "run-start"}) + "\n" + json.dumps({"at": AT, "event": "halt", "hard": 3}) + "\n"
@@ -139,7 +140,7 @@ def test_any_line_is_a_record_a_blank_or_a_clear_error(line: bytes) -> None:
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(lines=st.lists(garbled(), min_size=1, max_size=5))
 def test_a_garbled_journal_reads_as_records_or_one_error_naming_its_line(
-    lines: list[bytes], tmp_path_factory: pytest.TempPathFactory, record_property: pytest.RecordProperty
+    lines: list[bytes], tmp_path_factory: pytest.TempPathFactory, record_property: Callable[[str, object], None]
 ) -> None:
     path = tmp_path_factory.mktemp("garbled") / "journal.jsonl"
     path.write_bytes(b"\n".join(line.replace(b"\n", b" ") for line in lines) + b"\n")
