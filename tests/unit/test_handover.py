@@ -5,10 +5,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from upgrader.engine import records
-from upgrader.engine.records import RollbackEnd
+from upgrader import records
 from upgrader.engine.remote import AgentResult, OpResult
 from upgrader.errors import HostBusy, RefusedError
+from upgrader.records import RollbackEnd
 from upgrader.transport.base import Result
 
 ROOT = Path(__file__).resolve().parents[2] / "upgrader"

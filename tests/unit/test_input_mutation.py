@@ -29,7 +29,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from upgrader.engine import records as typed_records
+from upgrader import records as typed_records
 from upgrader.engine.vocabulary import Event
 
 HERE = Path(__file__).parent
@@ -284,7 +284,7 @@ def test_mutated_input_never_crashes(kind: str, work: Path, worker: Worker, reco
 
 # ---- journal records built field by field: whatever read() lets through, every reader takes ----
 
-# Every field a typed record reads (engine/records.py), so each reader meets each of them garbled.
+# Every field a typed record reads (upgrader/records.py), so each reader meets each of them garbled.
 RECORD_FIELDS = sorted(
     {f.name for kind in typed_records.KINDS.values() for f in dataclasses.fields(kind)} - {"fields", "event", "at"}
 )

@@ -1,4 +1,4 @@
-"""engine/records.py: one typed record per Event, one parser for every reader, and reporting's dispatch."""
+"""upgrader/records.py: one typed record per Event, one parser for every reader, and reporting's dispatch."""
 
 from __future__ import annotations
 
@@ -12,11 +12,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from upgrader import records
 from upgrader.commands.targeting import failed_hosts
-from upgrader.engine import journal, records
-from upgrader.engine.records import Abort, HostEnd, Other, RecordError, RunEnd
+from upgrader.engine import journal
 from upgrader.engine.vocabulary import Event
 from upgrader.errors import InputError
+from upgrader.records import Abort, HostEnd, Other, RecordError, RunEnd
 from upgrader.reporting import parse as reporting
 
 AT = "2026-12-01T10:00:00.000+00:00"

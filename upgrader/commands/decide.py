@@ -16,9 +16,9 @@ from datetime import UTC, datetime
 from upgrader.commands import durable
 from upgrader.engine import gates
 from upgrader.engine.journal import Journal, audit, operator
-from upgrader.engine.records import Abort, GateEnd, GateWait, Record, RunEnd
 from upgrader.engine.resume import ended, halted
 from upgrader.errors import RefusedError
+from upgrader.records import Abort, GateEnd, GateWait, Record, RunEnd
 
 WAIT = 10.0  # seconds a decision waits for the run to act on it (a waiting gate looks every 0.5 s)
 

@@ -17,10 +17,10 @@ from upgrader.cli.progress import Progress
 from upgrader.commands import live
 from upgrader.engine import admission
 from upgrader.engine.journal import Journal, new_run_id, operator
-from upgrader.engine.records import RunEnd, RunStart
 from upgrader.errors import RefusedError, UpgraderError
 from upgrader.models.inventory import Inventory
 from upgrader.models.plan import Plan
+from upgrader.records import RunEnd, RunStart
 from upgrader.temporal import settings
 from upgrader.temporal.messages import Start
 

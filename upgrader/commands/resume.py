@@ -5,19 +5,20 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from upgrader import records
 from upgrader.cli.logs import say
 from upgrader.cli.progress import Progress
 from upgrader.commands import guardbypass, live
-from upgrader.engine import admission, records
+from upgrader.engine import admission
 from upgrader.engine.apply import Apply, stop_on_signals
 from upgrader.engine.journal import Journal, operator
 from upgrader.engine.locks import LocalLock
 from upgrader.engine.notifier import notifier
-from upgrader.engine.records import RunEnd, RunStart
 from upgrader.engine.resume import analyze, ended, halted
 from upgrader.engine.vocabulary import Event
 from upgrader.errors import RUN_EXIT_CODES, RefusedError, with_exit_codes
 from upgrader.loading.inputs import load_inventory, read_plan_file
+from upgrader.records import RunEnd, RunStart
 
 HELP = (
     "continue a run whose orchestrator was killed or that halted (Ctrl-C, a closed window; exit 5): "

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 
-from upgrader.engine import records
+from upgrader import records
 from upgrader.engine.journal import Journal
-from upgrader.engine.records import BakeEnd, GateEnd, HostEnd, Record, RollbackEnd, RunEnd, RunStart
+from upgrader.records import BakeEnd, GateEnd, HostEnd, Record, RollbackEnd, RunEnd, RunStart
 
 HELP = "print one run's journal"
 

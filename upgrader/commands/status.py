@@ -9,18 +9,18 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from upgrader import records
 from upgrader.commands import components as component_names
 from upgrader.commands import durable, live, targeting
 from upgrader.commands.specs import find_playbook
 from upgrader.commands.tables import print_table
 from upgrader.engine import facts as host_facts
-from upgrader.engine import records
 from upgrader.engine.journal import list_runs, read_run
-from upgrader.engine.records import RunEnd, RunStart
 from upgrader.engine.vocabulary import HostState
 from upgrader.errors import RefusedError
 from upgrader.loading.inputs import load_inventory
 from upgrader.planning.planner import iter_hosts, runs_component
+from upgrader.records import RunEnd, RunStart
 
 HELP = "installed and previous versions, service health and locks of every host"
 

@@ -13,10 +13,10 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from upgrader.engine import records
-from upgrader.engine.records import HostResultRecord, Record, RunEnd, Testinfra
+from upgrader import records
 from upgrader.engine.vocabulary import HostState
 from upgrader.planning import limit
+from upgrader.records import HostResultRecord, Record, RunEnd, Testinfra
 
 if TYPE_CHECKING:
     from upgrader.loading.inputs import Loaded

@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from upgrader.engine.journal import list_runs, read_run
-from upgrader.engine.records import BakeEnd, HostEnd
 from upgrader.errors import InputError, RefusedError
 from upgrader.models.inventory import Inventory
 from upgrader.models.plan import Plan
 from upgrader.models.playbook import Playbook
+from upgrader.records import BakeEnd, HostEnd
 
 log = logging.getLogger(__name__)
 

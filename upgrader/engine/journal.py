@@ -22,13 +22,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from upgrader import charset
-from upgrader.engine import records
-from upgrader.engine.records import Record, RunEnd, RunStart
+from upgrader import charset, records
 from upgrader.engine.vocabulary import Event
 from upgrader.errors import InputError, Location, Problem, RefusedError
 from upgrader.files import append_line, write_atomic
 from upgrader.loading import limits, private
+from upgrader.records import Record, RunEnd, RunStart
 
 JOURNAL = "journal.jsonl"
 log = logging.getLogger(__name__)
@@ -163,7 +162,7 @@ def read(path: Path) -> Iterator[Record]:
 
     Only a torn last line (no newline: the controller died while writing it) is skipped; everything
     before it still counts.  Records are bounded in size and nesting, and each is parsed into its
-    typed record (engine/records.parse), so no reader meets a surprise later.
+    typed record (upgrader/records.parse), so no reader meets a surprise later.
     """
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)

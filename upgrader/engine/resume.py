@@ -10,9 +10,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from upgrader.engine import records
+from upgrader import records
 from upgrader.engine.apply import Recovery
-from upgrader.engine.records import (
+from upgrader.engine.vocabulary import HostState
+from upgrader.models.plan import Plan
+from upgrader.records import (
     Abort,
     AbortKept,
     BakeBegin,
@@ -27,8 +29,6 @@ from upgrader.engine.records import (
     RollbackEnd,
     RunEnd,
 )
-from upgrader.engine.vocabulary import HostState
-from upgrader.models.plan import Plan
 
 # Hosts resume puts back where they began: caught mid-step, failed, or in a rollback that did not end well.
 _BACK = frozenset(

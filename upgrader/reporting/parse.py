@@ -18,9 +18,14 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from upgrader.engine import records
+from upgrader import records
 from upgrader.engine.journal import JOURNAL, list_runs, read, run_directory
-from upgrader.engine.records import (
+from upgrader.engine.vocabulary import Event
+from upgrader.engine.vocabulary import HostState as State  # reporting has a HostState of its own
+from upgrader.errors import InputError, Location, Problem, RefusedError
+from upgrader.loading import limits
+from upgrader.loading.inputs import parse_json_object
+from upgrader.records import (
     Abort,
     AbortKept,
     ArtifactRefused,
@@ -45,11 +50,6 @@ from upgrader.engine.records import (
     StageBegin,
     StageEnd,
 )
-from upgrader.engine.vocabulary import Event
-from upgrader.engine.vocabulary import HostState as State  # reporting has a HostState of its own
-from upgrader.errors import InputError, Location, Problem, RefusedError
-from upgrader.loading import limits
-from upgrader.loading.inputs import parse_json_object
 from upgrader.reporting.model import (
     Check,
     Failure,

@@ -32,19 +32,19 @@ from temporalio import activity
 from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 
+from upgrader import records
 from upgrader.defaults import BEAT
-from upgrader.engine import records
 from upgrader.engine.apply import Apply, _send
 from upgrader.engine.endpoints import Pool
 from upgrader.engine.journal import JOURNAL, Journal
 from upgrader.engine.progress import Lines
-from upgrader.engine.records import RollbackEnd
 from upgrader.engine.vocabulary import HostState
 from upgrader.errors import HostBusy, RefusedError
 from upgrader.loading.inputs import Loaded, parse_json_model
 from upgrader.models.inventory import Inventory
 from upgrader.models.plan import Plan
 from upgrader.planning import signing
+from upgrader.records import RollbackEnd
 from upgrader.temporal.messages import Done, Work
 
 T = TypeVar("T")

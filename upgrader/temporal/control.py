@@ -20,17 +20,17 @@ from typing import Any
 
 from temporalio import activity
 
-from upgrader import moments
-from upgrader.engine import admission, records
+from upgrader import moments, records
+from upgrader.engine import admission
 from upgrader.engine.journal import JOURNAL, RUN_ID_RE, Journal, runs_dir
 from upgrader.engine.notifier import notifier
-from upgrader.engine.records import RunStart
 from upgrader.engine.vocabulary import Event
 from upgrader.errors import RefusedError
 from upgrader.files import write_atomic
 from upgrader.loading import limits
 from upgrader.loading.inputs import Loaded, read_plan_file
 from upgrader.models.inventory import Inventory
+from upgrader.records import RunStart
 from upgrader.temporal.messages import Admission, Notice, Records
 from upgrader.windows import load_overrides
 

@@ -5,6 +5,9 @@ A journal line is outside input (a file on disk, edited or torn), so ``parse`` t
 the file and line.  Resume, reporting, ``--limit failed:``, admission, show, status and runs read these
 records, never the dicts: a field a reader uses has one name and one type here.
 
+It sits beside the journal, below both its writer (the engine) and its readers (reporting, commands),
+so neither needs the other to know what a record holds.
+
 Older journals stay readable: a field added since is absent and takes its default, and a field whose
 name drifted is read as it was written then (an abort's decision time was ``at=`` in the Temporal
 workflow's records, which made it the record's own time, and ``at_decision=`` in the local engine's).
