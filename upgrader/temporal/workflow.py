@@ -609,9 +609,8 @@ class UpgradeWorkflow:
 
         async def back(host: str) -> None:
             try:
-                done = await self.call(
-                    "rollback", self.work(self.hosts[host].plan.datacenter, [host]), defaults.ROLLBACK_SECONDS
-                )
+                seconds = max(defaults.ROLLBACK_SECONDS, _hop_timeout(self.plan) + defaults.ACTIVITY_MARGIN)  # type: ignore[arg-type]
+                done = await self.call("rollback", self.work(self.hosts[host].plan.datacenter, [host]), seconds)
             except ActivityError as exc:  # every attempt failed: a human must look
                 self._set(host, HostState.ROLLBACK_FAILED, f"rollback not confirmed: {_cause(exc)}")
                 await self.record(Event.ROLLBACK_END, host=host, ok=False, error=_cause(exc))
