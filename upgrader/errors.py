@@ -136,6 +136,19 @@ class NotConfirmed(RefusedError):
     reference = "not-confirmed"
 
 
+class HostBusy(RefusedError):
+    """Another upgrader program still runs on the host (the agent's program lock): nothing ran there.
+
+    The agent says so as a field of its answer (``busy``), never only in words, so this is raised from
+    the result (engine/remote.AgentResult.busy), not from a match on the message."""
+
+    reference = "host-busy"
+
+    def __init__(self, host: str, message: str) -> None:
+        super().__init__(f"{host}: {message}", "it ends within its own timeouts; try again then")
+        self.host = host
+
+
 class TransportError(UpgraderError):
     """A host could not be reached or did not answer in time."""
 

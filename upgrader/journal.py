@@ -22,11 +22,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from upgrader import charset
+from upgrader import charset, records
 from upgrader.errors import InputError, Location, Problem, RefusedError
 from upgrader.files import append_line, write_atomic
 from upgrader.loading import bounded_read, private
-from upgrader.loading.records import entry_problem
+from upgrader.records import Record, RunEnd, RunStart
 from upgrader.vocabulary import Event
 
 JOURNAL = "journal.jsonl"
@@ -136,7 +136,7 @@ class Journal:
             append_line(self.path, json.dumps(entry, sort_keys=True, default=str))
             return entry
 
-    def entries(self) -> list[dict[str, Any]]:
+    def entries(self) -> list[Record]:
         return list(read(self.path))
 
     def write_file(self, name: str, text: str) -> Path:
@@ -151,18 +151,18 @@ def _count_lines(path: Path) -> int:
         return 0
 
 
-def read_run(state: Path, run_id: str) -> Iterator[dict[str, Any]]:
+def read_run(state: Path, run_id: str) -> Iterator[Record]:
     """The records of run ``run_id`` under ``state`` (its directory checked as run_directory does): the one
     way commands read a run's journal, so none names the file itself."""
     return read(run_directory(state, run_id) / JOURNAL)
 
 
-def read(path: Path) -> Iterator[dict[str, Any]]:
+def read(path: Path) -> Iterator[Record]:
     """The journal's records, each checked; InputError naming ``path:line`` for the first damaged one.
 
     Only a torn last line (no newline: the controller died while writing it) is skipped; everything
-    before it still counts.  Records are bounded in size and nesting, and the fields commands use
-    must have their types (``loading.records``), so no reader meets a surprise later.
+    before it still counts.  Records are bounded in size and nesting, and each is parsed into its
+    typed record (upgrader/records.parse), so no reader meets a surprise later.
     """
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
@@ -192,35 +192,13 @@ def read(path: Path) -> Iterator[dict[str, Any]]:
                 yield entry
 
 
-def _entry(path: Path, number: int, raw: bytes, torn_ok: bool) -> dict[str, Any] | None:
+def _entry(path: Path, number: int, raw: bytes, torn_ok: bool) -> Record | None:
     try:
-        text = raw.decode("utf-8").strip()
-    except UnicodeDecodeError as exc:
-        raise _damaged(path, number, f"not UTF-8 text (byte 0x{raw[exc.start]:02x})", exc.start + 1) from None
-    if not text:
-        return None
-    try:
-        entry = json.loads(text, parse_constant=_no_constant)
-    except json.JSONDecodeError as exc:
-        if torn_ok:  # a torn last line after a crash
+        return records.parse(raw)
+    except records.RecordError as exc:
+        if torn_ok and exc.message.startswith("not JSON:") and exc.column is not None:  # torn by a crash
             return None
-        raise _damaged(path, number, f"not JSON: {exc.msg}", exc.colno) from None
-    except (RecursionError, ValueError) as exc:  # deep nesting; NaN, or an integer of thousands of digits
-        raise _damaged(
-            path,
-            number,
-            "nested too deeply" if isinstance(exc, RecursionError) else "not JSON: " + " ".join(str(exc).split())[:100],
-        ) from None
-    if not isinstance(entry, dict):
-        raise _damaged(path, number, "not an object")
-    problem = entry_problem(entry)
-    if problem:
-        raise _damaged(path, number, problem)
-    return entry
-
-
-def _no_constant(word: str) -> None:
-    raise ValueError(f"{word} is not a number JSON allows")
+        raise _damaged(path, number, exc.message, exc.column) from None
 
 
 def _damaged(path: Path, line: int, what: str, column: int | None = None) -> InputError:
@@ -245,16 +223,16 @@ def summarize(directory: Path) -> RunSummary:
         entries = list(read(directory / JOURNAL))
     except InputError as exc:
         return RunSummary(directory.name, "?", "?", "?", "?", "damaged", None, str(exc.problems[0]))
-    start = next((e for e in entries if e["event"] == Event.RUN_START), {})
-    end = next((e for e in reversed(entries) if e["event"] == Event.RUN_END), None)
+    start = next((e for e in entries if isinstance(e, RunStart)), None)
+    end = next((e for e in reversed(entries) if isinstance(e, RunEnd)), None)
     return RunSummary(
         run_id=directory.name,
-        kind=start.get("kind", "?"),
-        component=start.get("component", "?"),
-        operator=start.get("operator", "?"),
-        started=start.get("at", "?"),
-        status=end.get("status", "?") if end else "unfinished",
-        exit_code=end.get("exit_code") if end else None,
+        kind=start.kind if start else "?",
+        component=start.component if start else "?",
+        operator=start.operator if start else "?",
+        started=str(start.fields["at"]) if start else "?",
+        status=end.status if end else "unfinished",
+        exit_code=end.exit_code if end else None,
     )
 
 

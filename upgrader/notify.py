@@ -23,62 +23,33 @@ from typing import Any, Literal
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
 
 from upgrader.models.inventory import Notify
+from upgrader.vocabulary import NoticeKind
 
 log = logging.getLogger(__name__)
 
-EventKind = Literal[
-    "run-started",
-    "canary-passed",
-    "failed",
-    "rolled-back",
-    "finished",
-    "refused",
-    "rollback-started",
-    "rollback-finished",
-    "audit-skew",
-    "gate-waiting",
-    "promoted",
-    "aborted",
-    "guard-bypassed",
-    "halted",
-]
-EVENTS: tuple[EventKind, ...] = (
-    "run-started",
-    "canary-passed",
-    "failed",
-    "rolled-back",
-    "finished",
-    "refused",
-    "rollback-started",
-    "rollback-finished",
-    "audit-skew",
-    "gate-waiting",
-    "promoted",
-    "aborted",
-    "guard-bypassed",
-    "halted",
-)
-_ICONS = {
-    "run-started": "▶",
-    "canary-passed": "✔",
-    "failed": "✖",
-    "rolled-back": "↩",
-    "finished": "■",
-    "refused": "⊘",
-    "rollback-started": "⏪",
-    "rollback-finished": "↩",
-    "audit-skew": "≠",
-    "gate-waiting": "⏸",
-    "promoted": "⏩",
-    "aborted": "⏹",
-    "guard-bypassed": "⚠",
-    "halted": "⏸",
+
+EVENTS: tuple[NoticeKind, ...] = tuple(NoticeKind)
+_ICONS: dict[NoticeKind, str] = {  # every kind has one (tests/unit/test_notify.py)
+    NoticeKind.RUN_STARTED: "▶",
+    NoticeKind.CANARY_PASSED: "✔",
+    NoticeKind.FAILED: "✖",
+    NoticeKind.ROLLED_BACK: "↩",
+    NoticeKind.FINISHED: "■",
+    NoticeKind.REFUSED: "⊘",
+    NoticeKind.ROLLBACK_STARTED: "⏪",
+    NoticeKind.ROLLBACK_FINISHED: "↩",
+    NoticeKind.AUDIT_SKEW: "≠",
+    NoticeKind.GATE_WAITING: "⏸",
+    NoticeKind.PROMOTED: "⏩",
+    NoticeKind.ABORTED: "⏹",
+    NoticeKind.GUARD_BYPASSED: "⚠",
+    NoticeKind.HALTED: "⏸",
 }
 
 
 @dataclass(frozen=True)
 class Event:
-    kind: EventKind
+    kind: NoticeKind
     at: dt.datetime
     inventory: str
     component: str

@@ -90,6 +90,25 @@ class Event(StrEnum):
     ABORTED_RUNS = "aborted-runs"  # an emergency rollback aborted the runs it overrode
 
 
+class NoticeKind(StrEnum):
+    """What a notification is about: its ``event`` in the JSON payload, and the choices of `upgrader notify`."""
+
+    RUN_STARTED = "run-started"
+    CANARY_PASSED = "canary-passed"
+    FAILED = "failed"
+    ROLLED_BACK = "rolled-back"
+    FINISHED = "finished"
+    REFUSED = "refused"
+    ROLLBACK_STARTED = "rollback-started"
+    ROLLBACK_FINISHED = "rollback-finished"
+    AUDIT_SKEW = "audit-skew"
+    GATE_WAITING = "gate-waiting"
+    PROMOTED = "promoted"
+    ABORTED = "aborted"
+    GUARD_BYPASSED = "guard-bypassed"
+    HALTED = "halted"
+
+
 # ---------------------------------------------------------------- payloads
 
 

@@ -24,7 +24,7 @@ import yaml
 from tests.fakes.agent_host import FakeHosts, release_tarball
 from upgrader.commands.inputs import load_inputs
 from upgrader.engine.apply import Apply, Outcome, Recovery
-from upgrader.engine.progress import Progress
+from upgrader.engine.progress import Lines
 from upgrader.journal import Journal
 from upgrader.models.plan import Plan
 from upgrader.planning.planner import facts_from_inventory, make_plan
@@ -151,7 +151,7 @@ class Scenario:
             self.plan,
             self.hosts.pool(),
             journal or self.journal(),
-            Progress("json", stream=io.StringIO()),
+            Lines("json", stream=io.StringIO()),
             artifacts=self.artifacts,
             operator="pytest",
             sleep=lambda _: None,

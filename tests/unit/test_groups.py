@@ -26,7 +26,7 @@ from upgrader.cli.main import main
 from upgrader.engine import remote
 from upgrader.engine.apply import Apply
 from upgrader.engine.pool import Pool
-from upgrader.engine.progress import Progress
+from upgrader.engine.progress import Lines
 from upgrader.journal import Journal
 from upgrader.models.plan import Plan
 from upgrader.planning import groups as plan_groups
@@ -194,7 +194,7 @@ def run_engine(
     journal = Journal.create(tmp / "state", "run-1")
     journal.record(Event.RUN_START, kind="apply", component=p.component)
     Apply(
-        p, pool, journal, Progress("json", stream=io.StringIO()), artifacts=tmp, operator="pytest", sleep=lambda _: None
+        p, pool, journal, Lines("json", stream=io.StringIO()), artifacts=tmp, operator="pytest", sleep=lambda _: None
     ).run()
     return agent, [json.loads(line) for line in journal.path.read_text().splitlines()]
 

@@ -28,7 +28,10 @@ EVERYTHING = {
     "transport",
     "windows",
     "journal",
+    "records",
     "vocabulary",
+    "defaults",
+    "moments",
     "notify",
     "scheduling",
     "__main__",
@@ -47,9 +50,19 @@ MUST_NOT: dict[str, tuple[set[str], str]] = {
         "the planner is pure: no I/O, no clock, no engine (byte-identical plans)",
     ),
     "vocabulary": (EVERYTHING - {"vocabulary"}, "the words of runs and journals, shared by every layer above"),
+    # The run's defaults: numbers only, read by every layer; TAKEOVER_WAIT is the agent's protocol constant.
+    "defaults": (EVERYTHING - {"defaults", "agent"}, "the run's defaults are below every layer that reads them"),
     "journal": (ABOVE_RECORDS, "the journal's format is below both its writer (engine) and its readers (reporting)"),
-    "loading": ({"engine", "reporting", "temporal", "commands", "cli", "transport", "agent", "journal"}, "inputs"),
+    "records": (ABOVE_RECORDS | {"journal"}, "typed journal records: below the journal and every reader of it"),
+    "loading": (
+        {"engine", "reporting", "temporal", "commands", "cli", "transport", "agent", "journal", "records", "moments"},
+        "inputs",
+    ),
     "windows": ({"engine", "reporting", "temporal", "commands", "cli", "transport", "agent", "journal"}, "inputs"),
+    "moments": (
+        {"engine", "reporting", "temporal", "commands", "cli", "transport", "agent", "journal", "records", "windows"},
+        "aware times are input parsing, as loading is: the windows and commands read them",
+    ),
     "engine": (
         {"reporting", "temporal", "commands", "cli"},
         "the engine runs plans on hosts; reports read its journals, commands and drivers call it",
@@ -126,6 +139,12 @@ def test_engine_and_reporting_do_not_import_each_other() -> None:
         ("planning/steps.py", "from upgrader.transport.base import Endpoint", True),
         ("engine/progress.py", "from upgrader.journal import Journal", False),
         ("reporting/fmt.py", "from upgrader.vocabulary import HostState", False),
+        ("records.py", "from upgrader.engine.pool import Pool", True),
+        ("records.py", "from upgrader.journal import Journal", True),
+        ("defaults.py", "from upgrader.loading import bounded_read", True),
+        ("defaults.py", "from upgrader.agent import protocol", False),
+        ("moments.py", "from upgrader.commands import live", True),
+        ("moments.py", "from upgrader.loading import bounded_read", False),
     ],
 )
 def test_a_crossing_import_is_caught(tmp_path: Path, unit: str, line: str, caught: bool) -> None:

@@ -14,10 +14,11 @@ import pytest
 
 from upgrader.models.inventory import Notify
 from upgrader.notify import EVENTS, Event, payload, send
+from upgrader.vocabulary import NoticeKind
 
 SECRET = "/services/T000/B000/secret-token-do-not-log"
 EVENT = Event(
-    "canary-passed",
+    NoticeKind.CANARY_PASSED,
     dt.datetime(2026, 11, 28, 7, 0, tzinfo=dt.UTC),
     "na-equities-prod",
     "ordergw",

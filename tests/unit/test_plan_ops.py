@@ -21,7 +21,7 @@ from tests.unit.conftest import plan_files
 from upgrader.engine import gates, remote
 from upgrader.engine.apply import Apply
 from upgrader.engine.pool import GroupResult, HostResult
-from upgrader.engine.progress import Progress
+from upgrader.engine.progress import Lines
 from upgrader.journal import Journal
 from upgrader.models.plan import Plan
 from upgrader.planning.describe import describe
@@ -107,7 +107,7 @@ def run_engine(
         plan,
         FakePool(),  # type: ignore[arg-type]  # the engine uses only what it has of a Pool
         journal,
-        Progress("json", stream=io.StringIO()),  # type: ignore[arg-type]
+        Lines("json", stream=io.StringIO()),  # type: ignore[arg-type]
         artifacts=tmp,
         operator="pytest",
         sleep=lambda _: None,

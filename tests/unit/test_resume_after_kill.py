@@ -57,7 +57,7 @@ def test_resume_reads_the_hosts_right_and_finishes_the_run(scenario: Scenario, h
         scenario.apply()
     journal = Journal.open(scenario.tmp / "state", "run-1")
     entries = journal.entries()  # the journal's own reader, records validated as resume reads them
-    assert not [e for e in entries if e["event"] == "run-end"]
+    assert not [e for e in entries if e.event == "run-end"]
     recovery = analyze(entries, scenario.plan)
     for name, version in scenario.versions().items():
         if name in recovery.done:

@@ -29,7 +29,7 @@ from upgrader.cli.main import main
 from upgrader.engine import apply as apply_engine
 from upgrader.engine import gates
 from upgrader.engine.apply import Apply, HostRun, Outcome, stop_on_signals, verdict
-from upgrader.engine.progress import Progress
+from upgrader.engine.progress import Lines
 from upgrader.engine.resume import analyze, ended, halted
 from upgrader.errors import ExitCode
 from upgrader.journal import Journal
@@ -63,7 +63,7 @@ class Running:
             s.plan,
             s.hosts.pool(),
             self.journal,
-            Progress("json", stream=self.out),
+            Lines("json", stream=self.out),
             artifacts=s.artifacts,
             operator="pytest",
             sleep=time.sleep,
@@ -293,7 +293,7 @@ def interrupted(s: Scenario, signals: int, monkeypatch: pytest.MonkeyPatch) -> t
         s.plan,
         s.hosts.pool(),
         journal,
-        Progress("plain", stream=io.StringIO()),
+        Lines("plain", stream=io.StringIO()),
         artifacts=s.artifacts,
         operator="pytest",
         sleep=time.sleep,

@@ -56,7 +56,7 @@ def decision(kind: DecisionKind, gate: str | None = None, reason: str = "test") 
 async def journal_has(path: Path, predicate: Callable[[list[dict[str, Any]]], bool]) -> list[dict[str, Any]]:
     for _ in range(600):
         if path.exists():
-            entries = list(read(path))
+            entries = [dict(e.fields) for e in read(path)]  # the records as written
             if predicate(entries):
                 return entries
         await asyncio.sleep(0.1)
@@ -151,7 +151,7 @@ def run_workflow(
 
     outcome = asyncio.run(go())
     journal = state / "runs" / run_id / "journal.jsonl"
-    entries = list(read(journal)) if journal.exists() else []
+    entries = [dict(e.fields) for e in read(journal)] if journal.exists() else []
     return agent, outcome, entries, plan
 
 

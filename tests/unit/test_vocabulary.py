@@ -28,7 +28,7 @@ def test_a_misspelt_event_is_refused_where_it_is_written(tmp_path: Path) -> None
     journal.record("run-start", kind="apply")  # type: ignore[arg-type]  # a vocabulary name, spelt as a string: fine
     with pytest.raises(ValueError, match="host-ended"):
         journal.record("host-ended", host="h")  # type: ignore[arg-type]
-    assert [e["event"] for e in read_run(tmp_path, "run-1")] == ["run-start"]
+    assert [e.event for e in read_run(tmp_path, "run-1")] == ["run-start"]
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from upgrader.cli.logs import say
+from upgrader.cli.progress import Progress
 from upgrader.commands import durable, guardbypass, live, targeting
 from upgrader.commands.inputs import Inputs, load_inputs
 from upgrader.engine import admission
@@ -18,7 +19,6 @@ from upgrader.engine.apply import Apply, stop_on_signals
 from upgrader.engine.locks import LocalLock
 from upgrader.engine.notifier import notifier
 from upgrader.engine.pool import Pool
-from upgrader.engine.progress import Progress
 from upgrader.engine.staleness import drift, rederived_difference
 from upgrader.errors import RUN_EXIT_CODES, ExitCode, NotConfirmed, RefusedError, UpgraderError, with_exit_codes
 from upgrader.journal import Journal, new_run_id, operator
@@ -49,7 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     parser.add_argument("--break-lock", metavar="REASON", help="take over stale host locks; the reason is journaled")
-    guardbypass.add_arguments(parser, live.aware)
+    guardbypass.add_arguments(parser)
     parser.add_argument("--overrides", type=Path, help="operator window overrides (extra closures, freeze days)")
     parser.add_argument(
         "--plan-key",
@@ -358,7 +358,7 @@ def execute(args: argparse.Namespace, plan: Plan, pool: Pool, inventory: Invento
                     run=run_id,
                     notify=notify,
                 )
-            progress.event("run", f"run {run_id}: {plan.component} → {plan.target_version} by {who}")
+            progress.run(f"run {run_id}: {plan.component} → {plan.target_version} by {who}")
             engine = Apply(
                 plan,
                 pool,

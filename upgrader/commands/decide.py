@@ -12,14 +12,13 @@ import argparse
 import json
 import time
 from datetime import UTC, datetime
-from typing import Any
 
 from upgrader.commands import durable
 from upgrader.engine import gates
 from upgrader.engine.resume import ended, halted
 from upgrader.errors import RefusedError
 from upgrader.journal import Journal, audit, operator
-from upgrader.vocabulary import Event
+from upgrader.records import Abort, GateEnd, GateWait, Record, RunEnd
 
 WAIT = 10.0  # seconds a decision waits for the run to act on it (a waiting gate looks every 0.5 s)
 
@@ -43,15 +42,15 @@ def add_arguments(parser: argparse.ArgumentParser, epilog: str, *, reason_requir
     )
 
 
-def waiting_gate(entries: list[dict[str, Any]]) -> str | None:
+def waiting_gate(entries: list[Record]) -> str | None:
     """The gate the run waits at now: its last gate-wait with no gate-end after it."""
     open_gate = None
     for entry in entries:
-        if entry.get("event") == Event.GATE_WAIT:
-            open_gate = entry.get("gate")
-        elif entry.get("event") == Event.GATE_END and entry.get("gate") == open_gate:
+        if isinstance(entry, GateWait):
+            open_gate = entry.gate
+        elif isinstance(entry, GateEnd) and entry.gate == open_gate:
             open_gate = None
-    return open_gate if isinstance(open_gate, str) else None
+    return open_gate
 
 
 def plan_gates(journal: Journal) -> list[str]:
@@ -63,7 +62,7 @@ def plan_gates(journal: Journal) -> list[str]:
         return []
 
 
-def promote_gate(args: argparse.Namespace, journal: Journal, entries: list[dict[str, Any]]) -> str:
+def promote_gate(args: argparse.Namespace, journal: Journal, entries: list[Record]) -> str:
     """The gate this promote is for: the one the run waits at, or (with --ahead) a later one of its plan."""
     waiting = waiting_gate(entries)
     gate = args.gate or waiting
@@ -74,7 +73,7 @@ def promote_gate(args: argparse.Namespace, journal: Journal, entries: list[dict[
             f"the run's gates: {', '.join(plan_gates(journal)) or 'none'}",
         )
     if ahead and gate != waiting:
-        passed = {e.get("gate") for e in entries if e.get("event") == Event.GATE_END}
+        passed = {e.gate for e in entries if isinstance(e, GateEnd)}
         if gate not in plan_gates(journal) or gate in passed:
             raise RefusedError(
                 f"run {args.run_id} has no gate {gate} still ahead of it",
@@ -103,7 +102,7 @@ def run(args: argparse.Namespace, kind: gates.DecisionKind) -> int:
     end = ended(entries)
     if end is not None:
         raise RefusedError(
-            f"run {args.run_id} has already finished ({end.get('status')}); nothing to {kind}",
+            f"run {args.run_id} has already finished ({end.status}); nothing to {kind}",
             f"see it with `upgrader show {args.run_id}`",
         )
     if halted(entries) is not None:
@@ -165,24 +164,23 @@ def acknowledged(journal: Journal, decision: gates.Decision, wait: float) -> int
         time.sleep(0.2)
 
 
-def _fate(entries: list[dict[str, Any]], decision: gates.Decision) -> tuple[int, str] | None:
+def _fate(entries: list[Record], decision: gates.Decision) -> tuple[int, str] | None:
     """What the run did with ``decision``, from its journal; None while it has not looked."""
     for e in entries:
-        ev = e.get("event")
-        if decision.kind is gates.DecisionKind.ABORT and ev == Event.ABORT:
-            if e.get("at_decision", e.get("at")) == decision.at or e.get("operator") == decision.operator:
+        if decision.kind is gates.DecisionKind.ABORT and isinstance(e, Abort):
+            if e.at_decision == decision.at or e.operator == decision.operator:
                 return 0, "the run took the abort: it starts no new host and puts back what it changed"
-            return 0, f"the run was already aborted by {e.get('operator')}: it is putting back what it changed"
-        if decision.kind is gates.DecisionKind.PROMOTE and ev == Event.GATE_END and e.get("gate") == decision.gate:
-            taken = e.get("decision") or {}
-            if e.get("outcome") == gates.GateOutcome.PROMOTED:
+            return 0, f"the run was already aborted by {e.operator}: it is putting back what it changed"
+        if decision.kind is gates.DecisionKind.PROMOTE and isinstance(e, GateEnd) and e.gate == decision.gate:
+            taken = e.decision or {}
+            if e.outcome == gates.GateOutcome.PROMOTED:
                 mine = taken.get("at") == decision.at
                 return 0, f"gate {decision.gate} passed" + ("" if mine else f" (promoted by {taken.get('operator')})")
             return 1, (
-                f"gate {decision.gate} ended {e.get('outcome')}"
+                f"gate {decision.gate} ended {e.outcome}"
                 + (f" by {taken.get('operator')}: {taken.get('reason')}" if taken else "")
                 + "; your promote did not take effect"
             )
-        if ev == Event.RUN_END:
-            return 1, f"the run ended ({e.get('status')}) before it acted on your {decision.kind}"
+        if isinstance(e, RunEnd):
+            return 1, f"the run ended ({e.status}) before it acted on your {decision.kind}"
     return None

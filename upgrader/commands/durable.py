@@ -13,13 +13,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from upgrader.cli.logs import say
+from upgrader.cli.progress import Progress
 from upgrader.commands import live
 from upgrader.engine import admission
-from upgrader.engine.progress import Progress
 from upgrader.errors import RefusedError, UpgraderError
 from upgrader.journal import Journal, new_run_id, operator
 from upgrader.models.inventory import Inventory
 from upgrader.models.plan import Plan
+from upgrader.records import RunEnd, RunStart
 from upgrader.temporal import settings
 from upgrader.temporal.messages import Start
 
@@ -142,8 +143,10 @@ def _handle(connection: Any, record: dict[str, Any]) -> Any:
 def run_record(args: argparse.Namespace, run_id: str) -> dict[str, Any] | None:
     """The run-start record of a Temporal run, or None for a local run."""
     entries = Journal.open(args.state_dir, run_id).entries()
-    start = next((e for e in entries if e.get("event") == "run-start"), {})
-    return start if start.get("engine") == "temporal" and isinstance(start.get("temporal"), dict) else None
+    start = next((e for e in entries if isinstance(e, RunStart)), None)
+    if start is None or start.engine != "temporal" or not isinstance(start.fields.get("temporal"), dict):
+        return None
+    return dict(start.fields)  # where its workflow lives: the Temporal fields, as the run-start wrote them
 
 
 def handle_of(record: dict[str, Any]) -> Any:
@@ -318,9 +321,9 @@ def abort_running(args: argparse.Namespace, component: str, operator_name: str, 
 def _ended(args: argparse.Namespace, run_id: str) -> dict[str, Any] | None:
     """A finished run's state as its journal's run-end holds it (the server may have dropped its history)."""
     entries = Journal.open(args.state_dir, run_id).entries()
-    end = next((e for e in reversed(entries) if e.get("event") == "run-end"), None)
+    end = next((e for e in reversed(entries) if isinstance(e, RunEnd)), None)
     if end is None:
         return None
-    hosts = {h: [str(i.get("state")), str(i.get("detail")), "-"] for h, i in (end.get("hosts") or {}).items()}
-    outcome = {k: end.get(k) for k in ("status", "exit_code", "message")}
+    hosts = {h: [i.state, i.detail, "-"] for h, i in end.hosts.items()}
+    outcome = {"status": end.status, "exit_code": end.exit_code, "message": end.message}
     return {"run": run_id, "waiting": None, "outcome": outcome, "hosts": hosts, "events": [], "abort": None}

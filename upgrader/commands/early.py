@@ -33,12 +33,12 @@ import logging
 import os
 import re
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from upgrader import __version__
 from upgrader.loading import bounded_read, private, yamlfile
+from upgrader.moments import aware
 from upgrader.transport.base import DEFAULTS, PYTHON, Endpoint, Timeouts
 
 if TYPE_CHECKING:
@@ -310,7 +310,7 @@ def _parser() -> argparse.ArgumentParser:
     apply.add_argument("--artifacts", type=Path)
     apply.add_argument("--break-lock")
     apply.add_argument("--overrides", type=Path)
-    apply.add_argument("--now", type=_aware)
+    apply.add_argument("--now", type=aware)
     apply.add_argument("--reason")  # with --now only (commands/guardbypass.py): checked in start()
     apply.add_argument("--engine", choices=("local", "temporal"))
     for name in ("address", "namespace", "tls-ca", "tls-cert", "tls-key", "tls-server-name", "api-key-file"):
@@ -340,13 +340,6 @@ def _patterns(text: str) -> list[str]:  # as targeting.patterns
     if not found:
         raise ValueError(text)
     return found
-
-
-def _aware(text: str) -> datetime:  # as live.aware
-    value = datetime.fromisoformat(text)
-    if value.tzinfo is None or not bounded_read.reasonable_year(value.year):
-        raise ValueError(text)
-    return value
 
 
 def _parallel(text: str) -> int:

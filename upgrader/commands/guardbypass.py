@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from upgrader import moments
 from upgrader.errors import RefusedError
 from upgrader.journal import audit
 from upgrader.models.inventory import Inventory
@@ -28,10 +29,10 @@ def wall_clock() -> datetime:
     return datetime.now(UTC)
 
 
-def add_arguments(parser: argparse.ArgumentParser, aware: Callable[[str], datetime]) -> None:
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--now",
-        type=aware,
+        type=moments.aware,
         metavar="T",
         help="tell the window guard it is T (ISO 8601 with offset): a guard override (break-glass), "
         "so it needs --reason and is journaled, audited and notified; to preview T, use "

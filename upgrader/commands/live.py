@@ -6,7 +6,6 @@ import argparse
 import os
 import sys
 from collections.abc import Collection
-from datetime import datetime
 from pathlib import Path
 
 from upgrader.commands import early
@@ -17,7 +16,6 @@ from upgrader.engine import open_files
 from upgrader.engine.endpoints import endpoints
 from upgrader.engine.pool import PARALLEL, Pool
 from upgrader.errors import NotConfirmed, UpgraderError
-from upgrader.loading import bounded_read
 from upgrader.loading.inputs import Loaded
 from upgrader.models.facts import Facts
 from upgrader.models.inventory import Inventory
@@ -129,13 +127,3 @@ def confirm(question: str, assume_yes: bool) -> None:
     answer = input(f"{question} [y/N] ").strip().lower()
     if answer not in ("y", "yes"):
         raise NotConfirmed("not confirmed; nothing was changed")
-
-
-def aware(text: str) -> datetime:
-    value = datetime.fromisoformat(text)
-    if value.tzinfo is None:
-        raise argparse.ArgumentTypeError(f"{text!r} needs a UTC offset, e.g. 2026-11-28T02:00:00-05:00")
-    if not bounded_read.reasonable_year(value.year):  # window arithmetic near year 9999 overflows
-        years = bounded_read.YEARS
-        raise argparse.ArgumentTypeError(f"{text!r} is outside the years {years[0]}-{years[1]}")
-    return value

@@ -28,7 +28,7 @@ exit codes: 0 every target took it; 1 some target failed or is not configured (e
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.epilog = EPILOG
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
-    parser.add_argument("event", choices=EVENTS, help="the kind of event")
+    parser.add_argument("event", choices=[str(k) for k in EVENTS], help="the kind of event")
     parser.add_argument("-i", "--inventory", type=Path, required=True, help="the inventory whose `notify` to use")
     parser.add_argument("--message", required=True, help="what happened, in one line")
     parser.add_argument("--component", default="-", help="the component it is about")

@@ -5,17 +5,19 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from upgrader import records
 from upgrader.cli.logs import say
+from upgrader.cli.progress import Progress
 from upgrader.commands import guardbypass, live
 from upgrader.engine import admission
 from upgrader.engine.apply import Apply, stop_on_signals
 from upgrader.engine.locks import LocalLock
 from upgrader.engine.notifier import notifier
-from upgrader.engine.progress import Progress
 from upgrader.engine.resume import analyze, ended, halted
 from upgrader.errors import RUN_EXIT_CODES, RefusedError, with_exit_codes
 from upgrader.journal import Journal, operator
 from upgrader.loading.inputs import load_inventory, read_plan_file
+from upgrader.records import RunEnd, RunStart
 from upgrader.vocabulary import Event
 
 HELP = (
@@ -29,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-i", "--inventory", type=Path, help="default: the inventory the run used")
     parser.add_argument("--artifacts", type=Path, help="default: the artifact store the run used")
     parser.add_argument("--yes", action="store_true")
-    guardbypass.add_arguments(parser, live.aware)
+    guardbypass.add_arguments(parser)
     live.add_connection_arguments(parser)
     live.add_output_arguments(parser)
     parser.epilog = with_exit_codes(
@@ -42,10 +44,10 @@ def run(args: argparse.Namespace) -> int:
     guardbypass.check(args)  # a --now without its reason is refused before anything is read or contacted
     journal = Journal.open(args.state_dir, args.run_id)
     entries = journal.entries()
-    start = next((e for e in entries if e["event"] == "run-start"), None)
-    if start is None or start.get("kind") != "apply":
+    start = next((e for e in entries if isinstance(e, RunStart)), None)
+    if start is None or start.kind != "apply":
         raise RefusedError(f"run {args.run_id} is not an apply run", "only apply runs can be resumed")
-    if start.get("engine") == "temporal":  # its workflow carries on by itself; a second engine must not
+    if start.engine == "temporal":  # its workflow carries on by itself; a second engine must not
         raise RefusedError(
             f"run {args.run_id} is a Temporal run: it resumes itself when a worker is back",
             f"follow it with `upgrader watch {args.run_id}`, stop it with `upgrader abort`",
@@ -53,27 +55,27 @@ def run(args: argparse.Namespace) -> int:
     end = ended(entries)
     if end is not None:
         raise RefusedError(
-            f"run {args.run_id} already finished ({end.get('status')}, exit {end.get('exit_code')}): "
-            f"{where_hosts_are(end)}",
+            f"run {args.run_id} already finished ({end.status}, exit {end.exit_code}): {where_hosts_are(end)}",
             f"see `upgrader show {args.run_id}`",
         )
     stop = halted(entries)
     if stop is not None:
-        print(f"resume {args.run_id}: it halted ({stop.get('message')}); {where_hosts_are(stop)}")
+        print(f"resume {args.run_id}: it halted ({stop.message}); {where_hosts_are(stop)}")
     plan = read_plan_file(journal.directory / "plan.json")
-    if plan.compute_hash() != start.get("plan_hash"):
+    if plan.compute_hash() != start.plan_hash:
         raise RefusedError(f"the saved plan of run {args.run_id} does not match its journal", "it was edited")
-    strangers = sorted({e["host"] for e in entries if "host" in e} - {h.host for h in plan.hosts})
+    named = {h for e in entries if (h := records.host_of(e)) is not None}
+    strangers = sorted(named - {h.host for h in plan.hosts})
     if strangers:
         raise RefusedError(
             f"the journal of run {args.run_id} names hosts its plan does not have: {', '.join(strangers[:5])}",
             "the journal was edited; resume cannot trust it",
         )
-    if args.inventory is None and not start.get("inventory_path"):
+    if args.inventory is None and not start.inventory_path:
         raise RefusedError(f"run {args.run_id} does not record its inventory", "give it with -i INVENTORY")
-    inventory = load_inventory(args.inventory or Path(start["inventory_path"]))
+    inventory = load_inventory(args.inventory or Path(str(start.inventory_path)))
     if args.artifacts is None:
-        args.artifacts = Path(start.get("artifacts") or "build/artifacts")
+        args.artifacts = Path(start.artifacts or "build/artifacts")
     recovery = analyze(entries, plan)
     pool = live.pool_for(inventory, args)
     try:
@@ -127,13 +129,11 @@ def run(args: argparse.Namespace) -> int:
         pool.close()
 
 
-def where_hosts_are(end: dict[str, object]) -> str:
+def where_hosts_are(end: RunEnd) -> str:
     """Where the run-end says its hosts are, by version: "5.2.0: ny5-1; 5.1.0: ny5-2, ch2-1"."""
-    hosts = end.get("hosts")
-    if not isinstance(hosts, dict) or not hosts:
+    if not end.hosts:
         return "its run-end names no hosts"
     by: dict[str, list[str]] = {}
-    for host, summary in sorted(hosts.items()):
-        version = summary.get("version") if isinstance(summary, dict) else None
-        by.setdefault(str(version) if version else "unknown (a human must look)", []).append(host)
+    for host, summary in sorted(end.hosts.items()):
+        by.setdefault(summary.version or "unknown (a human must look)", []).append(host)
     return "; ".join(f"{version}: {', '.join(names)}" for version, names in sorted(by.items()))

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from upgrader.cli.logs import say
+from upgrader.cli.progress import Progress
 from upgrader.commands import components as component_names
 from upgrader.commands import durable, live, targeting
 from upgrader.commands.specs import find_playbook
@@ -24,7 +25,6 @@ from upgrader.engine.emergency import (
     refuse_unstaged,
     requires_conflicts,
 )
-from upgrader.engine.progress import Progress
 from upgrader.engine.rollback import definition_for
 from upgrader.errors import InputError, RefusedError
 from upgrader.journal import operator

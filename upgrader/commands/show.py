@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 
+from upgrader import records
 from upgrader.journal import Journal
-from upgrader.vocabulary import Event
+from upgrader.records import BakeEnd, GateEnd, HostEnd, Record, RollbackEnd, RunEnd, RunStart
 
 HELP = "print one run's journal"
 
@@ -16,32 +17,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", choices=["text", "json"], default="text")
 
 
-def describe(e: dict) -> str:  # type: ignore[type-arg]
-    ev = e["event"]
-    host = f"{e['host']}: " if e.get("host") else ""
-    if ev == Event.RUN_START:
-        return (
-            f"{e.get('kind')} {e.get('component')} {e.get('version') or e.get('to') or ''} by {e.get('operator')}"
-            + (f" — reason: {e['reason']}" if e.get("reason") else "")
-            + f" plan {e.get('plan_hash', '-')}"
-        )
-    if ev in (Event.HOST_END, Event.ROLLBACK_END, Event.BAKE_END):
-        ok = "ok" if e.get("ok") else "FAILED"
-        bad = next((o for o in e.get("ops", []) if not o.get("ok")), None)
-        why = f" — {bad.get('op')}: {bad.get('error')}" if bad else (f" — {e['error']}" if e.get("error") else "")
-        secs = sum(o.get("seconds", 0) for o in e.get("ops", []))
-        return f"{host}{ev} {ok} ({secs:.2f}s on host){why}"
-    if ev == Event.GATE_END:
-        d = e.get("decision") or {}
-        by = f" by {d.get('operator')}" + (f" — {d['reason']}" if d.get("reason") else "") if d else ""
-        ahead = f" (approved ahead, at {d.get('at')}, before the run reached it)" if d.get("ahead") else ""
-        return f"gate {e.get('gate')} {e.get('outcome')}{by}{ahead} after {e.get('waited')}s" + (
-            f" — {e['detail']}" if e.get("detail") else ""
-        )
-    if ev == Event.RUN_END:
-        return f"{e.get('status')} (exit {e.get('exit_code')}): {e.get('message')}"
-    keys = {k: v for k, v in e.items() if k not in ("seq", "at", "event", "host")}
-    return f"{host}{ev} {json.dumps(keys, sort_keys=True, default=str)[:200]}"
+def describe(e: Record) -> str:
+    host = f"{h}: " if (h := records.host_of(e)) else ""
+    match e:
+        case RunStart():
+            return (
+                f"{e.kind} {e.component} {e.version or e.to or ''} by {e.operator}"
+                + (f" — reason: {e.reason}" if e.reason else "")
+                + f" plan {e.plan_hash or '-'}"
+            )
+        case HostEnd() | RollbackEnd() | BakeEnd():
+            ok = "ok" if e.ok else "FAILED"
+            bad = next((o for o in e.ops if not o.ok), None)
+            why = f" — {bad.op}: {bad.error}" if bad else (f" — {e.error}" if e.error else "")
+            return f"{host}{e.event} {ok} ({e.host_seconds:.2f}s on host){why}"
+        case GateEnd():
+            d = e.decision or {}
+            by = f" by {d.get('operator')}" + (f" — {d['reason']}" if d.get("reason") else "") if d else ""
+            ahead = f" (approved ahead, at {d.get('at')}, before the run reached it)" if d.get("ahead") else ""
+            return f"gate {e.gate} {e.outcome}{by}{ahead} after {e.waited}s" + (f" — {e.detail}" if e.detail else "")
+        case RunEnd():
+            return f"{e.status} (exit {e.exit_code}): {e.message}"
+    keys = {k: v for k, v in e.fields.items() if k not in ("seq", "at", "event", "host")}
+    return f"{host}{e.event} {json.dumps(keys, sort_keys=True, default=str)[:200]}"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -49,21 +47,21 @@ def run(args: argparse.Namespace) -> int:
     entries = journal.entries()
     for entry in entries:
         if args.format == "json":
-            print(json.dumps(entry, sort_keys=True))
+            print(json.dumps(entry.fields, sort_keys=True))
         else:
-            print(f"{entry['at']}  {describe(entry)}")
+            print(f"{entry.fields['at']}  {describe(entry)}")
     if args.format == "text":
         _ahead(journal, entries)
-    if args.format == "text" and not any(e["event"] == Event.RUN_END for e in entries):
+    if args.format == "text" and not records.of_kind(entries, RunEnd):
         _live(args)
     return 0
 
 
-def _ahead(journal: Journal, entries: list[dict]) -> None:  # type: ignore[type-arg]
+def _ahead(journal: Journal, entries: list[Record]) -> None:
     """Gates approved in advance (`promote --ahead`) that the run has not reached yet."""
     from upgrader.engine import gates
 
-    passed = {e.get("gate") for e in entries if e["event"] == Event.GATE_END}
+    passed = {e.gate for e in records.of_kind(entries, GateEnd)}
     for d in gates.decisions(journal.directory):
         if d.ahead and d.gate not in passed:
             print(

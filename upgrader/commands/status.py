@@ -9,6 +9,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from upgrader import records
 from upgrader.commands import components as component_names
 from upgrader.commands import durable, live, targeting
 from upgrader.commands.specs import find_playbook
@@ -18,7 +19,8 @@ from upgrader.errors import RefusedError
 from upgrader.journal import list_runs, read_run
 from upgrader.loading.inputs import load_inventory
 from upgrader.planning.planner import iter_hosts, runs_component
-from upgrader.vocabulary import Event, HostState
+from upgrader.records import RunEnd, RunStart
+from upgrader.vocabulary import HostState
 
 HELP = "installed and previous versions, service health and locks of every host"
 
@@ -40,14 +42,14 @@ def last_run_versions(state: Path, component: str) -> dict[str, str]:
         if summary.component != component or summary.exit_code is None:
             continue
         entries = list(read_run(state, summary.run_id))
-        end = [e for e in entries if e["event"] == Event.RUN_END]
-        start = entries[0]
-        out = {}
-        for host, info in (end[-1].get("hosts") or {}).items():
-            if info.get("version"):
-                out[host] = info["version"]
-            elif info.get("state") == HostState.DONE:
-                out[host] = start.get("version")
+        end = records.of_kind(entries, RunEnd)
+        start = next(iter(records.of_kind(entries, RunStart)), None)
+        out: dict[str, str | None] = {}
+        for host, info in end[-1].hosts.items():
+            if info.version:
+                out[host] = info.version
+            elif info.state == HostState.DONE and start is not None:
+                out[host] = start.version
         return {h: v for h, v in out.items() if v}
     return {}
 

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from upgrader import records
 from upgrader.planning import limit
-from upgrader.vocabulary import Event, HostState
+from upgrader.records import HostResultRecord, Record, RunEnd, Testinfra
+from upgrader.vocabulary import HostState
 
 if TYPE_CHECKING:
     from upgrader.loading.inputs import Loaded
@@ -84,18 +86,16 @@ def failed_reader(state: Path) -> Callable[[str], set[str]]:
 _BAD_STATES = frozenset({HostState.FAILED, HostState.ROLLBACK_FAILED, HostState.HELD, HostState.UNREACHABLE})
 
 
-def failed_hosts(entries: Any) -> set[str]:
+def failed_hosts(entries: Iterable[Record | Mapping[str, Any]]) -> set[str]:
     """Hosts with a failed record in a journal (host-end, bake-end, testinfra, rollback-end: ok false)
     or a failed final state in its run-end, whether or not they were rolled back since."""
     out: set[str] = set()
-    for entry in entries:
-        host = entry.get("host")
-        if isinstance(host, str) and entry.get("ok") is False:
+    for entry in records.typed(entries):
+        host = records.host_of(entry)
+        if host is not None and isinstance(entry, HostResultRecord | Testinfra) and entry.ok is False:
             out.add(host)
-        if entry.get("event") == Event.RUN_END and isinstance(entry.get("hosts"), dict):
-            out |= {
-                h for h, info in entry["hosts"].items() if isinstance(info, dict) and info.get("state") in _BAD_STATES
-            }
+        if isinstance(entry, RunEnd):
+            out |= {h for h, info in entry.hosts.items() if info.state in _BAD_STATES}
     return out
 
 

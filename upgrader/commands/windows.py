@@ -13,10 +13,10 @@ from zoneinfo import ZoneInfo
 from upgrader.commands import targeting
 from upgrader.commands.inputs import load_inputs
 from upgrader.errors import ExitCode, InputError, RefusedError, UpgraderError
-from upgrader.loading import bounded_read
 from upgrader.loading.inputs import load_inventory
 from upgrader.models.inventory import Inventory
 from upgrader.models.playbook import Playbook, Windows
+from upgrader.moments import aware
 from upgrader.windows import Verdict, evaluate_windows, load_overrides, market_problems
 from upgrader.windows.verdict import show
 
@@ -35,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overrides", type=Path, help="operator override file (extra closures and freeze days)")
     targeting.add_argument(parser)  # the datacenters of the hosts it selects (default: those running the component)
     targeting.add_deprecated(parser, "--datacenter", "dc:")  # the old spelling, hidden: it warns
-    parser.add_argument("--now", type=parse_now, help="evaluate at this ISO 8601 time with an offset (default: now)")
+    parser.add_argument("--now", type=aware, help="evaluate at this ISO 8601 time with an offset (default: now)")
     parser.add_argument("--days", type=_days, default=14, help="how far ahead to search for allowed windows (1-366)")
     parser.add_argument("--format", choices=["text", "json"], default="text")
 
@@ -45,20 +45,6 @@ def _days(text: str) -> int:
     if not text.isdigit() or not 1 <= int(text) <= 366:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of days from 1 to 366")
     return int(text)
-
-
-def parse_now(text: str) -> dt.datetime:
-    try:
-        value = dt.datetime.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO 8601 time, e.g. 2026-11-24T11:00-05:00") from None
-    if value.tzinfo is None:
-        raise argparse.ArgumentTypeError(f"{text!r} has no UTC offset — add one, e.g. {text}-05:00 or {text}Z")
-    if not bounded_read.reasonable_year(value.year):
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is outside the years {bounded_read.YEARS[0]}-{bounded_read.YEARS[1]}"
-        )
-    return value
 
 
 def run(args: argparse.Namespace) -> int:

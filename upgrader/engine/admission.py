@@ -21,7 +21,7 @@ from upgrader.journal import list_runs, read_run
 from upgrader.models.inventory import Inventory
 from upgrader.models.plan import Plan
 from upgrader.models.playbook import Playbook
-from upgrader.vocabulary import Event
+from upgrader.records import BakeEnd, HostEnd
 
 log = logging.getLogger(__name__)
 
@@ -99,8 +99,8 @@ def past_host_seconds(state: Path, component: str, last: int = 5) -> float | Non
             log.warning("past durations: %s", exc)
             continue
         for e in entries:
-            if e["event"] in (Event.HOST_END, Event.BAKE_END) and e.get("ok"):
-                samples.append(sum(o.get("seconds", 0.0) for o in e.get("ops") or []))
+            if isinstance(e, HostEnd | BakeEnd) and e.ok:
+                samples.append(e.host_seconds)
         last -= 1
         if last == 0:
             break

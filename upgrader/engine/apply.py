@@ -22,10 +22,11 @@ from itertools import zip_longest
 from pathlib import Path
 from typing import Any
 
+from upgrader.defaults import LOCK_TIMEOUT, SAFETY_MARGIN, STAGE_PARALLEL
 from upgrader.engine import gates, programs, remote
 from upgrader.engine.groups import Unavailable
 from upgrader.engine.pool import Pool
-from upgrader.engine.progress import Progress
+from upgrader.engine.progress import Listener
 from upgrader.errors import ExitCode, RefusedError, TransportError
 from upgrader.journal import Journal, controller
 from upgrader.models.plan import ArtifactRef, HostPlan, Phase, Plan, Step
@@ -43,9 +44,11 @@ from upgrader.vocabulary import (
     RunStatus,
 )
 
-STAGE_PARALLEL = 16
-LOCK_TIMEOUT = 30.0
-HANDED_OVER = "handed over: "  # how a check round says the host's lock is no longer this run's
+
+class HandedOver(str):
+    """A check round's answer when the host's lock is no longer this run's (the result's ``handed_over``)."""
+
+
 TICK = 0.5  # seconds: the longest a wait (bake, pause, gate) goes without looking for a stop or an abort
 HEARTBEAT = 10.0  # seconds between "… s left" lines while a wait goes on
 
@@ -92,7 +95,7 @@ class Apply:
         plan: Plan,
         pool: Pool,
         journal: Journal,
-        progress: Progress,
+        progress: Listener,
         *,
         artifacts: Path,
         operator: str,
@@ -453,12 +456,11 @@ class Apply:
         self.journal.record(Event.STAGE_END, failed=failed)
         if not failed:
             return True
-        self.progress.event(
-            "stage-failed",
+        self.progress.stage_failed(
             f"staging failed on {len(failed)} host(s); removing what this run staged — no live change was made",
         )
         for host, reason in failed.items():
-            self.progress.event("stage-failed", reason, host=host)
+            self.progress.stage_failed(reason, host=host)
         self.failures += len(failed)
         # Each stage step's undo: removes the release only where this run staged it.
         self.pool.each(
@@ -480,7 +482,7 @@ class Apply:
             self._roll_back_aborted([])
             return
         if phase.pause_before:
-            self.progress.event("pause", f"pausing {phase.pause_before:g}s before {phase.datacenter}")
+            self.progress.pause(f"pausing {phase.pause_before:g}s before {phase.datacenter}")
             self.wait(phase.pause_before, f"pause before {phase.datacenter}")
             if self.halted or self._aborted():
                 if self.abort is not None:
@@ -492,13 +494,12 @@ class Apply:
                 self.halted = f"stopped before phase {phase.index + 1}: {reason}"
                 self.resumable = True  # the window guard says when: resume then
                 self.journal.record(Event.HALT, reason=self.halted, resumable=True)
-                self.progress.event("halt", self.halted)
+                self.progress.halt(self.halted)
                 return
         self.journal.record(
             Event.PHASE_BEGIN, phase=phase.index, kind=phase.kind, datacenter=phase.datacenter, hosts=phase.hosts
         )
-        self.progress.event(
-            "phase",
+        self.progress.phase(
             f"phase {phase.index + 1}/{len(self.plan.phases)}: {phase.kind} "
             f"{phase.datacenter or 'global'} → {', '.join(phase.hosts)}",
         )
@@ -556,7 +557,7 @@ class Apply:
                     self.journal.record(
                         Event.ABORT, operator=found.operator, reason=found.reason, at_decision=found.at, keep=found.keep
                     )
-                    self.progress.event("halt", self.halted)
+                    self.progress.halt(self.halted)
                     self.notify(
                         "aborted",
                         component=self.plan.component,
@@ -627,8 +628,7 @@ class Apply:
         watch = [h for h in gate.watch if self.hosts[h].state == HostState.DONE]
         run = self.journal.run_id
         self.journal.record(Event.GATE_WAIT, gate=gate.id, kind=gate.kind, timeout=gate.timeout, watch=watch)
-        self.progress.event(
-            "gate",
+        self.progress.gate(
             f"waiting at gate {gate.id} (at most {gate.timeout:g}s): "
             f"`upgrader promote {run}` to go on, `upgrader abort {run} --reason …` to stop",
         )
@@ -678,7 +678,7 @@ class Apply:
         if result.outcome is gates.GateOutcome.PROMOTED:
             who = result.decision.operator if result.decision else "?"
             ahead = " (approved ahead, before the run reached it)" if result.decision and result.decision.ahead else ""
-            self.progress.event("gate", f"gate {gate.id} promoted by {who}{ahead}")
+            self.progress.gate(f"gate {gate.id} promoted by {who}{ahead}")
             self.notify(
                 "promoted",
                 component=self.plan.component,
@@ -705,7 +705,7 @@ class Apply:
             return False
         self.halted = f"no decision at gate {gate.id} within {gate.timeout:g}s ({gate.on_timeout})"
         self.journal.record(Event.HALT, reason=self.halted)
-        self.progress.event("halt", self.halted)
+        self.progress.halt(self.halted)
         if gate.on_timeout == "hold":
             self.held = True
             self.journal.record(Event.HOLD, hosts=[h for h in self.hosts if self.hosts[h].touched])
@@ -717,19 +717,21 @@ class Apply:
         """One round of the host's canary checks (its bake step, for no longer than one round).
 
         ``lock``: first check the host is still this run's (an emergency rollback may have taken it over:
-        then the answer starts with HANDED_OVER)."""
+        then the answer is a HandedOver)."""
         bakes = self._steps(host, "bake")
         if not bakes:
             return None
         check = [self._lock_op("check")] if lock else []
         try:
             res = self._call(
-                host, [*check, *(_send(s.op, s.id, duration=0) for s in bakes)], programs.checks_budget(self.spec) + 30
+                host,
+                [*check, *(_send(s.op, s.id, duration=0) for s in bakes)],
+                programs.checks_budget(self.spec) + SAFETY_MARGIN,
             )
         except TransportError as exc:
             return f"unreachable: {exc}"
-        if res.failed is not None and res.failed.op == "lock":
-            return f"{HANDED_OVER}{res.failed.error}"
+        if res.handed_over is not None:
+            return HandedOver(res.handed_over)
         if not res.ok:  # the failed round's operations (check results, output) go into its bake-end record
             self.failed_round[host] = [o.data for o in res.ops]
         return None if res.ok else res.error or "checks failed"
@@ -750,7 +752,7 @@ class Apply:
         ]
         self.journal.record(Event.HOST_BEGIN, host=host, steps=[o.get("step") for o in ops], path=hp.path)
         self._set(host, HostState.UPGRADING, " → ".join([hp.from_version, *hp.path]))
-        timeout = programs.hop_timeout(self.spec) * len(hp.path) + programs.checks_budget(self.spec) + 30
+        timeout = programs.hop_timeout(self.spec) * len(hp.path) + programs.checks_budget(self.spec) + SAFETY_MARGIN
         try:
             res = self._call(host, ops, timeout)
         except TransportError as exc:
@@ -777,13 +779,13 @@ class Apply:
                 return True
             self._set(host, HostState.DONE, f"on {hp.path[-1]}, verified")
             return True
-        failed = res.failed
-        if failed is not None and failed.op == "lock":
-            self.halted = f"lock on {host} was taken over: {failed.error}"
-            self._set(host, HostState.HANDED_OVER, failed.error or "")
+        if res.handed_over is not None:
+            self.halted = f"lock on {host} was taken over: {res.handed_over}"
+            self._set(host, HostState.HANDED_OVER, res.handed_over)
             self.journal.record(Event.HALT, reason=self.halted)
             return False
         self.hosts[host].touched = any(o.op in ("stop", "switch") for o in res.ops)
+        failed = res.failed
         self.hosts[host].unhealthy = bool(
             failed is not None and failed.op == "precheck" and failed.data.get("unhealthy")
         )
@@ -810,12 +812,12 @@ class Apply:
         while True:
             problem = self._check_round(host, lock=True)
             rounds += 1
-            if problem is not None and problem.startswith(HANDED_OVER):
-                self.halted = f"lock on {host} was taken over: {problem.removeprefix(HANDED_OVER)}"
+            if isinstance(problem, HandedOver):
+                self.halted = f"lock on {host} was taken over: {problem}"
                 self.journal.record(
                     Event.BAKE_END, host=host, ok=False, rounds=rounds, error=self.halted, handed_over=True
                 )
-                self._set(host, HostState.HANDED_OVER, problem.removeprefix(HANDED_OVER))
+                self._set(host, HostState.HANDED_OVER, problem)
                 self.journal.record(Event.HALT, reason=self.halted)
                 return
             if problem is not None:
@@ -884,7 +886,7 @@ class Apply:
             self.failures_in[dc] = self.failures_in.get(dc, 0) + 1
         self.hosts[host].failure = detail
         self._set(host, state, detail)
-        self.progress.event("failure", detail, host=host)
+        self.progress.failure(detail, host=host)
 
     # ------------------------------------------------------------ rollback
     def _on_failure(self, phase: Phase, failed: list[str]) -> None:
@@ -901,7 +903,7 @@ class Apply:
         spent = self._budget_spent()
         if spent:  # no new host starts from here on, whatever the policy
             self.journal.record(Event.HALT, reason=spent)
-            self.progress.event("halt", spent)
+            self.progress.halt(spent)
         if policy != "host" or spent:
             self.halted = f"{len(failed)} host(s) failed in phase {phase.index + 1}; rollback policy '{policy}'" + (
                 f"; {spent}" if spent else ""
@@ -937,8 +939,7 @@ class Apply:
             except Exception:
                 self.down.stuck(host)  # unknown: counted down for the rest of the run
                 raise
-            handed_over = res.failed is not None and res.failed.op == "lock"
-            (self.down.back if res.ok or handed_over else self.down.stuck)(host)
+            (self.down.back if res.ok or res.handed_over is not None else self.down.stuck)(host)
             return res
 
         return guarded
@@ -959,7 +960,7 @@ class Apply:
                 reason="stopped at once (second signal): `upgrader resume` puts them back",
             )
             return
-        self.progress.event("rollback", f"rolling back {', '.join(hosts)}")
+        self.progress.rollback(f"rolling back {', '.join(hosts)}")
         self.journal.record(Event.ROLLBACK_BEGIN, hosts=hosts, failing=failing)
 
         def back(host: str) -> remote.AgentResult:
@@ -969,7 +970,7 @@ class Apply:
             return self._call(
                 host,
                 [self._lock_op("check"), _send(self._undo(host), f"{host}/rollback")],
-                programs.hop_timeout(self.spec) + 30,
+                programs.hop_timeout(self.spec) + SAFETY_MARGIN,
             )
 
         results = self.pool.each(self.down.down_first(hosts), self._in_group_slot(back))
@@ -980,10 +981,12 @@ class Apply:
             if isinstance(res, str):  # its redundancy group has members down for good: it stays up, verified
                 self._set(host, self.hosts[host].state, f"{self.hosts[host].detail}; not rolled back: {res}")
                 self.journal.record(Event.ROLLBACK_WITHHELD, host=host, reason=res)
-            elif res is not None and res.failed is not None and res.failed.op == "lock":
-                self._set(host, HostState.HANDED_OVER, f"taken over by another run: {res.failed.error}")
+            elif res is not None and res.handed_over is not None:
+                self._set(host, HostState.HANDED_OVER, f"taken over by another run: {res.handed_over}")
                 self.hosts[host].touched = False
-                self.journal.record(Event.ROLLBACK_END, host=host, ok=True, handed_over=True, error=res.error)
+                self.journal.record(
+                    Event.ROLLBACK_END, host=host, ok=True, handed_over=True, busy=res.busy, error=res.error
+                )
             elif res is None or not res.ok:
                 why = str(r.error) if res is None else res.error
                 self._set(host, HostState.ROLLBACK_FAILED, why)
@@ -1018,7 +1021,7 @@ class Apply:
 class _Heartbeat:
     """A "… s left" line for a wait, at most every HEARTBEAT seconds (plain and JSON output)."""
 
-    def __init__(self, progress: Progress, what: str, host: str | None = None) -> None:
+    def __init__(self, progress: Listener, what: str, host: str | None = None) -> None:
         self.progress, self.what, self.host = progress, what, host
         self.last = time.monotonic()
 
@@ -1026,7 +1029,7 @@ class _Heartbeat:
         now = time.monotonic()
         if now - self.last >= HEARTBEAT:
             self.last = now
-            self.progress.event("wait", f"{self.what}: {left:.0f}s left", host=self.host, left=round(left, 1))
+            self.progress.wait(f"{self.what}: {left:.0f}s left", host=self.host, left=round(left, 1))
 
 
 @contextmanager

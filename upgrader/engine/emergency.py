@@ -24,7 +24,7 @@ from upgrader.engine import facts as host_facts
 from upgrader.engine import programs
 from upgrader.engine.notifier import notifier
 from upgrader.engine.pool import Pool
-from upgrader.engine.progress import Progress
+from upgrader.engine.progress import Listener
 from upgrader.engine.rollback import OK_ENDS, End, HostOutcome, exit_code, rollback_hosts
 from upgrader.errors import ExitCode, RefusedError
 from upgrader.journal import Journal, audit, new_run_id
@@ -207,7 +207,7 @@ class Result:
         return [o.host for o in self.outcomes.values() if o.end not in OK_ENDS]
 
 
-def run(request: Request, pool: Pool, inventory: Inventory, state: Path, progress: Progress) -> Result:
+def run(request: Request, pool: Pool, inventory: Inventory, state: Path, progress: Listener) -> Result:
     """Journal, audit and notify the rollback of ``request`` and roll its reachable hosts back (see module doc)."""
     r = request
     run_id = new_run_id(r.component, datetime.now(UTC))
@@ -265,9 +265,9 @@ def run(request: Request, pool: Pool, inventory: Inventory, state: Path, progres
             message=f"emergency rollback of {len(r.hosts)} host(s) by {r.operator}: {r.reason}",
             hosts=len(r.hosts),
         )
-        progress.event("run", f"rollback {run_id}: {r.component} on {len(r.hosts)} host(s) by {r.operator}: {r.reason}")
+        progress.run(f"rollback {run_id}: {r.component} on {len(r.hosts)} host(s) by {r.operator}: {r.reason}")
         for v in r.views.values():  # where each host goes, as the hosts' records say (before it runs)
-            progress.event("target", plan_line(v, named=False), host=v.host, installed=v.installed, target=v.target)
+            progress.target(plan_line(v, named=False), v.host, installed=v.installed, target=v.target)
         outcomes = rollback_hosts(
             pool,
             r.layout.spec,

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from upgrader.defaults import FACTS_TIMEOUT
 from upgrader.engine import programs, remote
 from upgrader.engine.pool import GroupResult, Pool
 from upgrader.models.facts import ComponentFacts, Facts, HostFacts
 from upgrader.models.inventory import Inventory
 from upgrader.models.playbook import Playbook
 from upgrader.planning.planner import iter_hosts, runs_component
-
-FACTS_TIMEOUT = 20.0
 
 
 def gather(

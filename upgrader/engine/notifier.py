@@ -17,6 +17,7 @@ from typing import Any
 
 from upgrader.engine.admission import Clock
 from upgrader.models.inventory import Inventory, Notify
+from upgrader.vocabulary import NoticeKind
 
 log = logging.getLogger(__name__)
 
@@ -39,13 +40,14 @@ class Notifier:
         self.deliveries: list[Any] = []  # upgrader.notify.Delivery, in sending order
 
     def __call__(self, kind: str, *, component: str, version: str, run: str | None = None, **details: Any) -> None:
+        known = NoticeKind(kind)  # a str from an engine: refused unless it is one of the kinds, as Journal.record
         if not self._targets:
             return
-        from upgrader.notify import Event
+        from upgrader.notify import Event  # tenacity and urllib: only when there is someone to tell
 
         flat = {k: v if isinstance(v, str | int | float | bool) or v is None else str(v) for k, v in details.items()}
         event = Event(
-            kind=kind,  # type: ignore[arg-type]
+            kind=known,
             at=self._now(),
             inventory=self._inventory,
             component=component,

@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Generic, TypeVar
 
+from upgrader.defaults import PARALLEL as PARALLEL  # re-exported: the default of --parallel
 from upgrader.engine import remote
 from upgrader.transport import fabric_transport
 from upgrader.transport.base import Endpoint, Timeouts, Transport
@@ -20,8 +21,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-PARALLEL = 32  # the default of --parallel: hosts worked on at once, on every command that connects
 
 
 @dataclass(frozen=True)

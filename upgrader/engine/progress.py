@@ -1,124 +1,169 @@
-"""Telling the operator what is happening: a live table on a terminal, lines otherwise, or JSON lines."""
+"""What a run tells its watcher as it goes: a listener with one method per kind of event.
+
+The engine calls ``listener.halt(message)``, ``listener.failure(message, host)``… on a ``Listener``; a
+kind misspelt is an AttributeError where it is said (and mypy's), not a line that silently never shows
+(pyinfra's callback class per event is the model).  ``Lines`` writes plain lines or JSON lines with the
+standard library only; the live ``rich`` table is the CLI's (upgrader/cli/progress.py), so the engine,
+the Temporal worker and an emergency rollback piped to a file never import it.
+"""
 
 from __future__ import annotations
 
 import json
 import sys
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, TextIO
-
-if TYPE_CHECKING:
-    from rich.live import Live
-    from rich.table import Table
-
-# rich is imported only for the live view: ~0.15 s of start-up that plain and JSON output (logs, CI,
-# an emergency rollback piped to a file) do not need.
-
-_STYLE = {
-    "done": "green",
-    "verified": "green",
-    "rolled-back": "yellow",
-    "failed": "red",
-    "rollback-failed": "bold red",
-    "unreachable": "bold red",
-    "skipped": "dim",
-    "held": "bold magenta",
-}
+from enum import StrEnum
+from typing import Any, Protocol, TextIO
 
 
-class Progress:
-    """Events in, output out.  ``host_state`` feeds the live table and the final summary."""
+class ProgressKind(StrEnum):
+    """The kinds of progress lines (the ``event`` of a JSON line, and of a Temporal run's live events)."""
 
-    def __init__(self, fmt: str = "auto", stream: TextIO | None = None) -> None:
+    RUN = "run"  # a run starts: what, by whom
+    PHASE = "phase"
+    STAGE_FAILED = "stage-failed"
+    PAUSE = "pause"
+    GATE = "gate"
+    WAIT = "wait"  # "… s left" while a bake, pause or gate waits
+    FAILURE = "failure"
+    ROLLBACK = "rollback"
+    RECOVER = "recover"  # resume (or a Temporal run) putting back a host caught mid-step
+    HALT = "halt"
+    TARGET = "target"  # an emergency rollback: where a host goes
+    SUMMARY = "summary"
+
+
+Row = tuple[str, str, str, str]  # host, datacenter, end state, detail
+
+
+class Listener(Protocol):
+    """What a run says as it goes, one method per kind (ProgressKind), plus each host's live state."""
+
+    def host_state(self, host: str, state: str, detail: str = "") -> None: ...
+    def run(self, message: str) -> None: ...
+    def phase(self, message: str) -> None: ...
+    def stage_failed(self, message: str, host: str | None = None) -> None: ...
+    def pause(self, message: str) -> None: ...
+    def gate(self, message: str) -> None: ...
+    def wait(self, message: str, host: str | None = None, left: float | None = None) -> None: ...
+    def failure(self, message: str, host: str | None = None) -> None: ...
+    def rollback(self, message: str) -> None: ...
+    def recover(self, message: str, host: str | None = None) -> None: ...
+    def halt(self, message: str) -> None: ...
+    def target(self, message: str, host: str, **data: Any) -> None: ...
+    def summary(self, title: str, rows: list[Row]) -> None: ...
+
+
+class Lines:
+    """A Listener that writes each event as a line: plain text (``plain``) or JSON (``json``)."""
+
+    def __init__(self, fmt: str = "plain", stream: TextIO | None = None) -> None:
         self.stream = stream or sys.stdout
-        if fmt == "auto":
-            fmt = "rich" if self.stream.isatty() else "plain"
         self.fmt = fmt
         self.states: dict[str, tuple[str, str]] = {}
         self._lock = threading.Lock()
-        self._live: Live | None = None
-        self._console = None
-        if fmt == "rich":
-            from rich.console import Console
 
-            self._console = Console(file=self.stream, highlight=False)
-
-    def __enter__(self) -> Progress:
-        if self._console is not None:
-            from rich.live import Live
-
-            self._live = Live(self._table(), console=self._console, refresh_per_second=8, transient=True)
-            self._live.__enter__()
+    def __enter__(self) -> Lines:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._live is not None:
-            self._live.__exit__(None, None, None)
-            self._live = None
+        return None
 
-    def event(self, kind: str, message: str, host: str | None = None, **data: Any) -> None:
+    # ------------------------------------------------------------ one method per kind
+    def run(self, message: str) -> None:
+        self.event(ProgressKind.RUN, message)
+
+    def phase(self, message: str) -> None:
+        self.event(ProgressKind.PHASE, message)
+
+    def stage_failed(self, message: str, host: str | None = None) -> None:
+        self.event(ProgressKind.STAGE_FAILED, message, host)
+
+    def pause(self, message: str) -> None:
+        self.event(ProgressKind.PAUSE, message)
+
+    def gate(self, message: str) -> None:
+        self.event(ProgressKind.GATE, message)
+
+    def wait(self, message: str, host: str | None = None, left: float | None = None) -> None:
+        self.event(ProgressKind.WAIT, message, host, **({} if left is None else {"left": left}))
+
+    def failure(self, message: str, host: str | None = None) -> None:
+        self.event(ProgressKind.FAILURE, message, host)
+
+    def rollback(self, message: str) -> None:
+        self.event(ProgressKind.ROLLBACK, message)
+
+    def recover(self, message: str, host: str | None = None) -> None:
+        self.event(ProgressKind.RECOVER, message, host)
+
+    def halt(self, message: str) -> None:
+        self.event(ProgressKind.HALT, message)
+
+    def target(self, message: str, host: str, **data: Any) -> None:
+        self.event(ProgressKind.TARGET, message, host, **data)
+
+    # ------------------------------------------------------------ output
+    def event(self, kind: ProgressKind, message: str, host: str | None = None, **data: Any) -> None:
+        """One line (every method above comes here; a display overrides ``write``)."""
         with self._lock:
             if self.fmt == "json":
-                record = {
-                    "at": datetime.now(UTC).isoformat(timespec="milliseconds"),
-                    "event": kind,
-                    "host": host,
-                    "message": message,
-                    **data,
-                }
+                record = {"at": _stamp(), "event": kind, "host": host, "message": message, **data}
                 self.stream.write(json.dumps(record, sort_keys=True, default=str) + "\n")
                 self.stream.flush()
-            elif self._console is not None and self._live is not None:
-                self._live.console.print(
-                    f"[dim]{_now()}[/] {(host + ': ') if host else ''}{message}", markup=True, highlight=False
-                )
             else:
-                self.stream.write(f"{_now()} {(host + ': ') if host else ''}{message}\n")
-                self.stream.flush()
+                self.write(f"{_now()} {(host + ': ') if host else ''}{message}")
+
+    def write(self, line: str) -> None:
+        self.stream.write(line + "\n")
+        self.stream.flush()
 
     def host_state(self, host: str, state: str, detail: str = "") -> None:
         with self._lock:
             self.states[host] = (state, detail)
-            if self._live is not None:
-                self._live.update(self._table())
 
-    def _table(self) -> Table:
-        from rich.table import Table
-
-        table = Table(box=None, show_header=True, header_style="bold")
-        table.add_column("host")
-        table.add_column("state")
-        table.add_column("detail", overflow="fold")
-        for host, (state, detail) in self.states.items():
-            style = _STYLE.get(state, "cyan")
-            table.add_row(host, f"[{style}]{state}[/]", detail)
-        return table
-
-    def summary(self, title: str, rows: list[tuple[str, str, str, str]]) -> None:
+    def summary(self, title: str, rows: list[Row]) -> None:
         """rows: host, datacenter, end state, detail."""
         if self.fmt == "json":
-            self.event(
-                "summary",
-                title,
-                rows=[dict(zip(("host", "datacenter", "state", "detail"), r, strict=True)) for r in rows],
-            )
+            columns = ("host", "datacenter", "state", "detail")
+            self.event(ProgressKind.SUMMARY, title, rows=[dict(zip(columns, r, strict=True)) for r in rows])
             return
-        if self._console is None:
-            self.stream.write(_plain_table(title, rows))
-            self.stream.flush()
-            return
-        from rich.table import Table
-
-        table = Table(title=title, title_justify="left")
-        for col in ("host", "dc", "state", "detail"):
-            table.add_column(col, overflow="fold")
-        for host, dc, state, detail in rows:
-            table.add_row(host, dc, f"[{_STYLE.get(state, 'cyan')}]{state}[/]", detail)
-        self._console.print(table)
+        self.stream.write(plain_table(title, rows))
+        self.stream.flush()
 
 
-def _plain_table(title: str, rows: list[tuple[str, str, str, str]]) -> str:
+def replay(listener: Listener, kind: str, message: str, host: str | None = None) -> None:
+    """Say again an event another process recorded as (kind, message, host): a Temporal run's live events."""
+    try:
+        say = SAYERS[ProgressKind(kind)]
+    except ValueError:
+        say = None
+    if say is None:  # a kind this version does not know (a newer worker's): still shown, as a failure is not
+        listener.run(message if not host else f"{host}: {message}")
+        return
+    say(listener, message, host)
+
+
+# Each kind's method, for replay (tests/unit/test_progress.py checks every kind has one).
+SAYERS: dict[ProgressKind, Callable[[Listener, str, str | None], None] | None] = {
+    ProgressKind.RUN: lambda t, m, h: t.run(m),
+    ProgressKind.PHASE: lambda t, m, h: t.phase(m),
+    ProgressKind.STAGE_FAILED: lambda t, m, h: t.stage_failed(m, h),
+    ProgressKind.PAUSE: lambda t, m, h: t.pause(m),
+    ProgressKind.GATE: lambda t, m, h: t.gate(m),
+    ProgressKind.WAIT: lambda t, m, h: t.wait(m, h),
+    ProgressKind.FAILURE: lambda t, m, h: t.failure(m, h),
+    ProgressKind.ROLLBACK: lambda t, m, h: t.rollback(m),
+    ProgressKind.RECOVER: lambda t, m, h: t.recover(m, h),
+    ProgressKind.HALT: lambda t, m, h: t.halt(m),
+    ProgressKind.TARGET: lambda t, m, h: t.target(m, h or "?"),
+    ProgressKind.SUMMARY: None,  # has rows, never replayed as a line
+}
+
+
+def plain_table(title: str, rows: list[Row]) -> str:
     """The summary for logs and pipes: aligned columns, no box drawing, one line per host."""
     header = ("host", "dc", "state", "detail")
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(3)]
@@ -127,6 +172,10 @@ def _plain_table(title: str, rows: list[tuple[str, str, str, str]]) -> str:
         *("  ".join(c.ljust(w) for c, w in zip(r[:3], widths, strict=True)) + "  " + r[3] for r in [header, *rows]),
     ]
     return "\n".join(line.rstrip() for line in lines) + "\n"
+
+
+def _stamp() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 def _now() -> str:

@@ -26,6 +26,11 @@ class OpResult:
     def error(self) -> str | None:
         return self.data.get("error")
 
+    @property
+    def busy(self) -> bool:
+        """The agent's word that another upgrader program still runs on the host (its program lock)."""
+        return self.data.get("busy") is True
+
 
 @dataclass(frozen=True)
 class AgentResult:
@@ -44,6 +49,20 @@ class AgentResult:
 
     def op(self, name: str) -> OpResult | None:
         return next((o for o in self.ops if o.op == name), None)
+
+    @property
+    def handed_over(self) -> str | None:
+        """Why this run no longer holds the host, or None: the agent reports a lost lock (taken over by
+        another run, gone, or held by another program still running) as the failure of its lock op."""
+        failed = self.failed
+        if failed is None or failed.op != "lock":
+            return None
+        return failed.error or "this run no longer holds the lock"
+
+    @property
+    def busy(self) -> bool:
+        """Another upgrader program still runs on the host: nothing ran, the same program may be sent again."""
+        return self.failed is not None and self.failed.busy
 
     @property
     def error(self) -> str:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from upgrader.agent.protocol import TAKEOVER_WAIT
+from upgrader.defaults import ROLLBACK_TIMEOUT, SAFETY_MARGIN, TAKEOVER_SLACK, TAKEOVER_WAIT
 from upgrader.engine import programs, remote
 from upgrader.engine.groups import Unavailable
 from upgrader.engine.pool import Pool
@@ -30,8 +30,6 @@ from upgrader.models.plan import GroupLimit
 from upgrader.models.playbook import Playbook
 from upgrader.planning import operations
 from upgrader.vocabulary import Event
-
-DEFAULT_TIMEOUT = 120.0  # one host's rollback program when no playbook bounds it (stop + start + checks)
 
 
 class End(StrEnum):
@@ -136,7 +134,9 @@ def rollback_hosts(
         raise ValueError("rollback_hosts needs spec or component")
     where = root if root is not None else (spec.install.root if spec else "")
     cid = controller()
-    timeout = (programs.hop_timeout(spec) if spec else DEFAULT_TIMEOUT) + 30 + TAKEOVER_WAIT + 10
+    timeout = (
+        (programs.hop_timeout(spec) if spec else ROLLBACK_TIMEOUT) + SAFETY_MARGIN + TAKEOVER_WAIT + TAKEOVER_SLACK
+    )
 
     down = Unavailable(groups)
 

@@ -12,15 +12,42 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from upgrader import records
 from upgrader.errors import InputError, Location, Problem, RefusedError
 from upgrader.journal import JOURNAL, list_runs, read, run_directory
 from upgrader.loading import bounded_read
 from upgrader.loading.inputs import parse_json_object
+from upgrader.records import (
+    Abort,
+    AbortKept,
+    ArtifactRefused,
+    BakeBegin,
+    BakeEnd,
+    GateEnd,
+    Halt,
+    Hold,
+    HostBegin,
+    HostEnd,
+    HostResultRecord,
+    LockBreak,
+    Op,
+    PhaseBegin,
+    PhaseEnd,
+    Record,
+    Recover,
+    RollbackBegin,
+    RollbackEnd,
+    RunEnd,
+    RunStart,
+    StageBegin,
+    StageEnd,
+)
 from upgrader.reporting.model import (
     Check,
     Failure,
@@ -60,8 +87,6 @@ NOTED = {
     Event.ABORT,
     Event.ABORT_KEPT,
 }
-PER_HOST = {Event.HOST_BEGIN, Event.HOST_END, Event.BAKE_BEGIN, Event.BAKE_END, Event.ROLLBACK_END}
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 log = logging.getLogger(__name__)
 
 
@@ -114,30 +139,21 @@ def _read_plan(path: Path) -> dict[str, Any] | None:
     return plan
 
 
-def parse_run(run_id: str, entries: list[Entry], plan: dict[str, Any] | None = None) -> RunRecord:
+def parse_run(run_id: str, entries: Iterable[Record | Entry], plan: dict[str, Any] | None = None) -> RunRecord:
     builder = _Builder(plan or {})
-    for entry in entries:
+    for entry in records.typed(entries):
         builder.feed(entry)
     return builder.record(run_id)
 
 
-def when(entry: Entry) -> datetime:
-    try:
-        value = datetime.fromisoformat(str(entry.get("at")))
-    except ValueError:
-        return EPOCH
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
+def checks_of(op: Op) -> tuple[Check, ...]:
+    return tuple(Check(c.check, c.ok, c.reason, c.attempts) for c in op.checks)
 
 
-def checks_of(op: Entry) -> tuple[Check, ...]:
-    return tuple(
-        Check(str(c.get("check", "?")), bool(c.get("ok")), c.get("reason"), int(c.get("attempts", 1)))
-        for c in op.get("checks") or []
-    )
-
-
-def output_of(op: Entry, stderr: str = "") -> str:
-    parts = [f"{k}: {op[k].strip()}" for k in ("stdout", "stderr") if isinstance(op.get(k), str) and op[k].strip()]
+def output_of(op: Op, stderr: str = "") -> str:
+    parts = [
+        f"{k}: {text.strip()}" for k, text in (("stdout", op.stdout), ("stderr", op.stderr)) if text and text.strip()
+    ]
     if stderr.strip():
         parts.append(f"agent stderr: {stderr.strip()}")
     return "\n".join(parts)
@@ -158,8 +174,8 @@ class _Host:
 @dataclass
 class _Builder:
     plan: dict[str, Any]
-    start: Entry = field(default_factory=dict)
-    end: Entry | None = None
+    start: RunStart | None = None
+    end: RunEnd | None = None
     last: datetime | None = None
     hosts: dict[str, _Host] = field(default_factory=dict)
     timeline: list[Segment] = field(default_factory=list)
@@ -167,7 +183,7 @@ class _Builder:
     failures: list[Failure] = field(default_factory=list)
     rollbacks: list[Rollback] = field(default_factory=list)
     notes: list[Note] = field(default_factory=list)
-    stage_begin: Entry | None = None
+    stage_begin: StageBegin | None = None
     bake_begin: dict[str, datetime] = field(default_factory=dict)
     rollback_begin: datetime | None = None
 
@@ -185,28 +201,29 @@ class _Builder:
         return self.hosts.setdefault(name, _Host(name))
 
     # ------------------------------------------------------------ events
-    def feed(self, e: Entry) -> None:
-        at = when(e)
+    def feed(self, e: Record) -> None:
+        at = e.at
         self.last = max(self.last, at) if self.last else at
-        handler = getattr(self, "on_" + str(e.get("event", "")).replace("-", "_"), None)
-        if handler is not None and (e.get("event") not in PER_HOST or isinstance(e.get("host"), str)):
-            handler(e, at)
-        if e.get("event") in NOTED:
-            self.notes.append(Note(at, e["event"], describe_note(e)))
+        if isinstance(e.event, Event):  # an event this version does not know (Other) changes nothing
+            handler = HANDLERS[e.event]
+            if handler is not None:
+                handler(self, e, at)
+            if e.event in NOTED:
+                self.notes.append(Note(at, e.event, describe_note(e)))
 
-    def on_run_start(self, e: Entry, at: datetime) -> None:
-        if not self.start:
+    def on_run_start(self, e: RunStart, at: datetime) -> None:
+        if self.start is None:
             self.start = e
-        for name in e.get("hosts") or []:
+        for name in e.hosts:
             self.host(name)
 
-    def on_run_end(self, e: Entry, at: datetime) -> None:
+    def on_run_end(self, e: RunEnd, at: datetime) -> None:
         self.end = e
-        for name, info in (e.get("hosts") or {}).items():
+        for name, info in e.hosts.items():
             h = self.host(name)
-            h.state, h.detail = info.get("state", h.state), info.get("detail", "")
-            if "version" in info:  # rollback runs say where each host ended (None: unknown)
-                h.version = info["version"]
+            h.state, h.detail = info.state, info.detail
+            if info.says_version:  # rollback runs say where each host ended (None: unknown)
+                h.version = info.version
             elif h.state == State.UNREACHABLE:
                 h.version = None
             elif h.state == State.DONE:  # journals from before run-end said the version: the plan's data
@@ -217,36 +234,25 @@ class _Builder:
             if phase.end is None:
                 self.close_phase(phase.index, at)
 
-    def on_stage_begin(self, e: Entry, at: datetime) -> None:
+    def on_stage_begin(self, e: StageBegin, at: datetime) -> None:
         self.stage_begin = e
 
-    def on_stage_end(self, e: Entry, at: datetime) -> None:
-        begin = self.stage_begin or e
-        failed = e.get("failed") or {}
-        for name in begin.get("hosts") or []:
-            error = failed.get(name)
+    def on_stage_end(self, e: StageEnd, at: datetime) -> None:
+        began = self.stage_begin.at if self.stage_begin else at
+        for name in self.stage_begin.hosts if self.stage_begin else ():
+            error = e.failed.get(name)
             self.timeline.append(
-                Segment(
-                    name, "stage", "stage", None, when(begin), (at - when(begin)).total_seconds(), error is None, error
-                )
+                Segment(name, "stage", "stage", None, began, (at - began).total_seconds(), error is None, error)
             )
             if error is not None:
                 self.failures.append(Failure(name, at, "stage", "stage", None, str(error)))
 
-    def on_phase_begin(self, e: Entry, at: datetime) -> None:
-        self.phases.append(
-            PhaseSpan(
-                int(e.get("phase", len(self.phases))),
-                str(e.get("kind", "")),
-                e.get("datacenter"),
-                tuple(e.get("hosts") or []),
-                at,
-                None,
-            )
-        )
+    def on_phase_begin(self, e: PhaseBegin, at: datetime) -> None:
+        index = e.phase if e.phase is not None else len(self.phases)
+        self.phases.append(PhaseSpan(index, e.kind, e.datacenter, e.hosts, at, None))
 
-    def on_phase_end(self, e: Entry, at: datetime) -> None:
-        self.close_phase(int(e.get("phase", -1)), at)
+    def on_phase_end(self, e: PhaseEnd, at: datetime) -> None:
+        self.close_phase(e.phase if e.phase is not None else -1, at)
 
     def close_phase(self, index: int, at: datetime) -> None:
         self.phases = [
@@ -254,109 +260,91 @@ class _Builder:
             for p in self.phases
         ]
 
-    def on_host_begin(self, e: Entry, at: datetime) -> None:
-        self.host(e["host"]).began = at
+    def on_host_begin(self, e: HostBegin, at: datetime) -> None:
+        self.host(e.host).began = at
 
-    def on_host_end(self, e: Entry, at: datetime) -> None:
-        h = self.host(e["host"])
+    def on_host_end(self, e: HostEnd, at: datetime) -> None:
+        h = self.host(e.host)
         begin, h.began = h.began or at, None
-        during = "rollback" if self.start.get("kind") == "rollback" else "upgrade"
+        during = "rollback" if self.start is not None and self.start.kind == "rollback" else "upgrade"
         self.ops(h, e, begin, at, during)
 
-    def on_bake_begin(self, e: Entry, at: datetime) -> None:
-        self.bake_begin[e["host"]] = at
+    def on_bake_begin(self, e: BakeBegin, at: datetime) -> None:
+        self.bake_begin[e.host] = at
 
-    def on_bake_end(self, e: Entry, at: datetime) -> None:
-        h = self.host(e["host"])
+    def on_bake_end(self, e: BakeEnd, at: datetime) -> None:
+        h = self.host(e.host)
         self.ops(h, e, self.bake_begin.pop(h.name, at), at, "bake", fallback="bake")
 
-    def on_rollback_begin(self, e: Entry, at: datetime) -> None:
+    def on_rollback_begin(self, e: RollbackBegin, at: datetime) -> None:
         self.rollback_begin = at
 
-    def on_rollback_end(self, e: Entry, at: datetime) -> None:
-        h = self.host(e["host"])
+    def on_rollback_end(self, e: RollbackEnd, at: datetime) -> None:
+        h = self.host(e.host)
         self.ops(h, e, self.rollback_begin or at, at, "rollback", fallback="rollback")
 
     # ------------------------------------------------------------ agent results
-    def ops(self, h: _Host, e: Entry, begin: datetime, end: datetime, during: str, fallback: str = "agent") -> None:
-        ops: list[Entry] = e.get("ops") or []
+    def ops(
+        self, h: _Host, e: HostResultRecord, begin: datetime, end: datetime, during: str, fallback: str = "agent"
+    ) -> None:
         cursor = begin
-        for op in ops:
-            seconds = float(op.get("seconds") or 0.0)
-            name = str(op.get("op", "?"))
+        for op in e.ops:
             self.timeline.append(
-                Segment(
-                    h.name,
-                    CATEGORY.get(name, "other"),
-                    name,
-                    op.get("step"),
-                    cursor,
-                    seconds,
-                    bool(op.get("ok")),
-                    op.get("error"),
-                )
+                Segment(h.name, CATEGORY.get(op.op, "other"), op.op, op.step, cursor, op.seconds, op.ok, op.error)
             )
-            cursor += timedelta(seconds=seconds)
-            self.learn_version(h, op, e)
-            if not op.get("ok"):
-                self.failures.append(
-                    Failure(
-                        h.name,
-                        end,
-                        during,
-                        name,
-                        op.get("step"),
-                        str(op.get("error")),
-                        checks_of(op),
-                        output_of(op, e.get("stderr") or ""),
-                    )
+            cursor += timedelta(seconds=op.seconds)
+            self.learn_version(h, op)
+            if not op.ok:
+                failure = Failure(
+                    h.name, end, during, op.op, op.step, str(op.error), checks_of(op), output_of(op, e.stderr)
                 )
-        if not ops and not e.get("ok"):
-            error = str(e.get("error") or "no result from the agent")
+                self.failures.append(failure)
+        if not e.ops and not e.ok:
+            error = e.error or "no result from the agent"
             category = fallback if fallback != "agent" else "other"
             self.timeline.append(
                 Segment(h.name, category, fallback, None, begin, (end - begin).total_seconds(), False, error)
             )
-            self.failures.append(Failure(h.name, end, during, None, None, error, (), e.get("stderr") or ""))
-            if e.get("unreachable"):
+            self.failures.append(Failure(h.name, end, during, None, None, error, (), e.stderr))
+            if isinstance(e, HostEnd) and e.unreachable:
                 h.version = None
-        elif e.get("ok") is False and all(op.get("ok") for op in ops):
+        elif not e.ok and all(op.ok for op in e.ops):
             # Every op it returned succeeded, yet the program failed: it died or timed out mid-way.
-            self.failures.append(
-                Failure(
-                    h.name, end, during, None, None, str(e.get("error") or "agent failed"), (), e.get("stderr") or ""
-                )
-            )
-        if during == "rollback" and (ops or e.get("error")):
+            self.failures.append(Failure(h.name, end, during, None, None, e.error or "agent failed", (), e.stderr))
+        if during == "rollback" and (e.ops or e.error):
             self.rollbacks.append(rollback_of(h.name, end, e))
 
-    def learn_version(self, h: _Host, op: Entry, e: Entry) -> None:
+    def learn_version(self, h: _Host, op: Op) -> None:
         """Follow the symlink: switch and rollback say which release is current afterwards."""
-        if op.get("op") == "switch" and op.get("ok"):
-            h.version = op.get("current") or h.version
-        elif op.get("op") == "rollback":
-            h.version = (op.get("to") if op.get("ok") else op.get("current")) or h.version
-            h.from_version = h.from_version or op.get("from")
+        if op.op == "switch" and op.ok:
+            h.version = op.current or h.version
+        elif op.op == "rollback":
+            h.version = (op.to if op.ok else op.current) or h.version
+            h.from_version = h.from_version or op.from_
 
     # ------------------------------------------------------------ result
     def record(self, run_id: str) -> RunRecord:
-        s, end = self.start, self.end or {}
+        s, end = self.start, self.end
+        seconds: dict[str, float] = {}  # on each host, staging aside: one pass (per host, it was quadratic)
+        for seg in self.timeline:
+            if seg.category != "stage":
+                seconds[seg.host] = seconds.get(seg.host, 0.0) + seg.seconds
         return RunRecord(
             run_id=run_id,
-            kind=str(s.get("kind", "?")),
-            component=str(s.get("component", "?")),
-            version=s.get("version") if s.get("kind") == "apply" else s.get("to"),
-            operator=str(s.get("operator", "?")),
-            reason=s.get("reason"),
-            argv=tuple(s.get("argv") or ()),
-            plan_hash=s.get("plan_hash") or self.plan.get("content_hash"),
-            break_lock=s.get("break_lock"),
-            started=when(s) if s else None,
-            ended=when(end) if self.end else None,
-            status=str(end.get("status", "unfinished")) if self.end else "unfinished",
-            exit_code=end.get("exit_code"),
-            message=str(end.get("message", "")),
-            hosts=tuple(self.host_state(h) for h in self.hosts.values()),
+            kind=s.kind if s else "?",
+            component=s.component if s else "?",
+            version=(s.version if s.kind == "apply" else s.to) if s else None,
+            operator=s.operator if s else "?",
+            reason=s.reason if s else None,
+            argv=s.argv if s else (),
+            plan_hash=(s.plan_hash if s else None) or self.plan.get("content_hash"),
+            break_lock=s.break_lock if s else None,
+            started=s.at if s else None,
+            ended=end.at if end else None,
+            status=end.status if end else "unfinished",
+            exit_code=end.exit_code if end else None,
+            message=end.message if end else "",
+            hosts=tuple(self.host_state(h, seconds.get(h.name, 0.0)) for h in self.hosts.values()),
             timeline=tuple(self.timeline),
             phases=tuple(self.phases),
             failures=tuple(self.failures),
@@ -364,49 +352,85 @@ class _Builder:
             notes=tuple(self.notes),
         )
 
-    def host_state(self, h: _Host) -> HostState:
-        seconds = sum(seg.seconds for seg in self.timeline if seg.host == h.name and seg.category != "stage")
+    def host_state(self, h: _Host, seconds: float) -> HostState:
         return HostState(h.name, h.datacenter, h.from_version, h.state, h.detail, h.version, round(seconds, 3))
 
 
-def rollback_of(host: str, at: datetime, e: Entry) -> Rollback:
-    op: dict[str, Any] = next((o for o in e.get("ops") or [] if o.get("op") == "rollback"), {})
+# What each event does to the report: every Event has an entry (tests/unit/test_records.py checks), so a
+# renamed or added event is a KeyError here or a failing test, never a silently dropped handler.  None:
+# the event changes nothing but, if it is NOTED, the report's notes.
+HANDLERS: dict[Event, Callable[[_Builder, Any, datetime], None] | None] = {
+    Event.RUN_START: _Builder.on_run_start,
+    Event.RUN_END: _Builder.on_run_end,
+    Event.RESUME: None,
+    Event.RECOVER: None,
+    Event.ARTIFACTS_CHECKED: None,
+    Event.ARTIFACT_REFUSED: None,
+    Event.LOCK_BREAK: None,
+    Event.LOCKS: None,
+    Event.LOCKS_RELEASED: None,
+    Event.STAGE_BEGIN: _Builder.on_stage_begin,
+    Event.STAGE_HOST: None,
+    Event.STAGE_END: _Builder.on_stage_end,
+    Event.PHASE_BEGIN: _Builder.on_phase_begin,
+    Event.PHASE_END: _Builder.on_phase_end,
+    Event.HOST_BEGIN: _Builder.on_host_begin,
+    Event.HOST_END: _Builder.on_host_end,
+    Event.HOST_WITHHELD: None,
+    Event.BAKE_BEGIN: _Builder.on_bake_begin,
+    Event.BAKE_END: _Builder.on_bake_end,
+    Event.TESTINFRA: None,
+    Event.GATE_WAIT: None,
+    Event.GATE_END: None,
+    Event.ROLLBACK_BEGIN: _Builder.on_rollback_begin,
+    Event.ROLLBACK_END: _Builder.on_rollback_end,
+    Event.ROLLBACK_WITHHELD: None,
+    Event.HALT: None,
+    Event.HOLD: None,
+    Event.ABORT: None,
+    Event.ABORT_KEPT: None,
+    Event.ABORTED_RUNS: None,
+}
+
+
+def rollback_of(host: str, at: datetime, e: HostResultRecord) -> Rollback:
+    op = next((o for o in e.ops if o.op == "rollback"), Op())
     return Rollback(
         host,
         at,
-        bool(e.get("ok")),
-        op.get("from"),
-        op.get("to") or op.get("current"),
-        tuple(op.get("steps") or ()),
-        None if e.get("ok") else str(e.get("error") or op.get("error")),
+        e.ok,
+        op.from_,
+        op.to or op.current,
+        op.steps,
+        None if e.ok else str(e.error or op.error),
     )
 
 
-def describe_note(e: Entry) -> str:
-    ev = e.get("event")
-    if ev == Event.HALT:
-        how = (
-            (f" ({e['signal']}{', at once' if e.get('hard') else ''}{', resumable' if e.get('resumable') else ''})")
-            if e.get("signal")
-            else ""
-        )
-        return str(e.get("reason", "halted")) + how
-    if ev == Event.GATE_END:
-        d = e.get("decision") or {}
-        by = f" by {d.get('operator')}" + (f": {d['reason']}" if d.get("reason") else "") if d else ""
-        ahead = f" — approved ahead at {d.get('at')}, before the run reached the gate" if d.get("ahead") else ""
-        return f"gate {e.get('gate')} {e.get('outcome')}{by} after {e.get('waited')} s{ahead}"
-    if ev == Event.ABORT:
-        return f"aborted by {e.get('operator')}: {e.get('reason')}" + (" (--keep)" if e.get("keep") else "")
-    if ev == Event.ABORT_KEPT:
-        return f"abort --keep: left on the new release: {', '.join(e.get('hosts') or []) or 'none'}"
-    if ev == Event.HOLD:
-        return f"held for a human: {', '.join(e.get('hosts') or [])}"
-    if ev == Event.LOCK_BREAK:
-        return f"host locks broken by {e.get('operator', '?')}: {e.get('reason', '')}"
-    if ev == Event.RECOVER:
-        return f"resume: rolling back hosts caught mid-step: {', '.join(e.get('hosts') or [])}"
-    if ev == Event.ARTIFACT_REFUSED:
-        return f"artifact {e.get('path')} refused: sha256 {e.get('sha256')}, expected {e.get('expected')}"
-    rest = {k: v for k, v in e.items() if k not in ("seq", "at", "event")}
-    return f"{ev} {json.dumps(rest, sort_keys=True, default=str)}" if rest else str(ev)
+def describe_note(e: Record) -> str:
+    match e:
+        case Halt():
+            how = (
+                f" ({e.signal}{', at once' if e.hard else ''}{', resumable' if e.resumable else ''})"
+                if e.signal
+                else ""
+            )
+            return e.reason + how
+        case GateEnd():
+            d = e.decision or {}
+            by = f" by {d.get('operator')}" + (f": {d['reason']}" if d.get("reason") else "") if d else ""
+            ahead = f" — approved ahead at {d.get('at')}, before the run reached the gate" if d.get("ahead") else ""
+            return f"gate {e.gate} {e.outcome}{by} after {e.waited} s{ahead}"
+        case Abort():
+            return f"aborted by {e.operator}: {e.reason}" + (" (--keep)" if e.keep else "")
+        case AbortKept():
+            return f"abort --keep: left on the new release: {', '.join(e.hosts) or 'none'}"
+        case Hold():
+            return f"held for a human: {', '.join(e.hosts)}"
+        case LockBreak():
+            return f"host locks broken by {e.operator}: {e.reason or ''}"
+        case Recover():
+            return f"resume: rolling back hosts caught mid-step: {', '.join(e.hosts)}"
+        case ArtifactRefused():
+            return f"artifact {e.path} refused: sha256 {e.sha256}, expected {e.expected}"
+    rest = {k: v for k, v in e.fields.items() if k not in ("seq", "at", "event")}
+    return f"{e.event} {json.dumps(rest, sort_keys=True, default=str)}" if rest else str(e.event)

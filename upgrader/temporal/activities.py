@@ -32,21 +32,22 @@ from temporalio import activity
 from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 
+from upgrader import records
+from upgrader.defaults import BEAT
 from upgrader.engine.apply import Apply, _send
 from upgrader.engine.pool import Pool
-from upgrader.engine.progress import Progress
-from upgrader.errors import RefusedError
+from upgrader.engine.progress import Lines
+from upgrader.errors import HostBusy, RefusedError
 from upgrader.journal import JOURNAL, Journal
 from upgrader.loading.inputs import Loaded, parse_json_model
 from upgrader.models.inventory import Inventory
 from upgrader.models.plan import Plan
 from upgrader.planning import signing
+from upgrader.records import RollbackEnd
 from upgrader.temporal.messages import Done, Work
 from upgrader.vocabulary import HostState
 
 T = TypeVar("T")
-BEAT = 1.0  # seconds between heartbeats while the engine call runs
-BUSY = "another upgrader program is running"  # the agent's words when a program still holds the host
 
 
 class Collected(Journal):
@@ -121,7 +122,7 @@ class HostWork:
             mine,
             self.pool,
             Collected(work.run_id),
-            Progress("plain", stream=stream),
+            Lines("plain", stream=stream),
             artifacts=self.artifacts or Path(work.artifacts),
             operator=work.operator,
             break_lock=work.break_lock,
@@ -232,13 +233,10 @@ class HostWork:
 
         def act(engine: Apply) -> Done:
             engine.rollback(list(engine.hosts))
-            busy = [
-                e
-                for e in engine.journal.entries_made  # type: ignore[attr-defined]
-                if e["event"] == "rollback-end" and BUSY in str(e.get("error") or "")
-            ]
+            made = records.typed(engine.journal.entries_made)  # type: ignore[attr-defined]
+            busy = [e for e in made if isinstance(e, RollbackEnd) and e.busy]
             if busy:
-                raise ApplicationError(f"{busy[0]['host']}: {busy[0]['error']}", type="HostBusy")
+                raise ApplicationError(str(HostBusy(busy[0].host, busy[0].error or "")), type=HostBusy.__name__)
             return Done()
 
         return await self.run(work, act)

@@ -13,7 +13,9 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode, TLSConfig
 
-from upgrader.engine.progress import Progress
+from upgrader.defaults import CONNECT_SECONDS
+from upgrader.defaults import WATCH_POLL as POLL
+from upgrader.engine.progress import Listener, replay
 from upgrader.errors import ExitCode, RefusedError, UpgraderError
 from upgrader.temporal import limits, search
 from upgrader.temporal.messages import Start
@@ -25,10 +27,6 @@ class RunFailed(UpgraderError):
 
     exit_code = ExitCode.ROLLBACK_FAILED
     reference = "temporal-run-failed"
-
-
-POLL = 0.5  # seconds between looks at the run's state while watching
-CONNECT_SECONDS = 10.0
 
 
 def plaintext_warning(settings: Settings) -> str | None:
@@ -152,7 +150,7 @@ async def running_run(client: Client, wid: str) -> str | None:
     return run if isinstance(run, str) else None
 
 
-async def watch(handle: WorkflowHandle[Any, Any], progress: Progress) -> dict[str, Any]:
+async def watch(handle: WorkflowHandle[Any, Any], progress: Listener) -> dict[str, Any]:
     """Mirror the run's state into ``progress`` until it ends; its outcome (the workflow's result)."""
     result = asyncio.ensure_future(handle.result())
     seen_events = 0
@@ -169,7 +167,7 @@ async def watch(handle: WorkflowHandle[Any, Any], progress: Progress) -> dict[st
                     seen[host] = (st, detail)
                     progress.host_state(host, st, detail)
             for kind, text, host in state["events"][seen_events:]:
-                progress.event(kind, text, host=host or None)
+                replay(progress, kind, text, host or None)
             seen_events = len(state["events"])
         if finished and isinstance(result.exception(), RPCError):
             # The server went away (a restart): the run did not; wait for it again.

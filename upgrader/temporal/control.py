@@ -20,6 +20,7 @@ from typing import Any
 
 from temporalio import activity
 
+from upgrader import moments, records
 from upgrader.engine import admission
 from upgrader.engine.notifier import notifier
 from upgrader.errors import RefusedError
@@ -28,6 +29,7 @@ from upgrader.journal import JOURNAL, RUN_ID_RE, Journal, runs_dir
 from upgrader.loading import bounded_read
 from upgrader.loading.inputs import Loaded, read_plan_file
 from upgrader.models.inventory import Inventory
+from upgrader.records import RunStart
 from upgrader.temporal.messages import Admission, Notice, Records
 from upgrader.vocabulary import Event
 from upgrader.windows import load_overrides
@@ -51,8 +53,9 @@ class Control:
     @activity.defn(name="record")
     async def record(self, batch: Records) -> int:
         """Append the batch's records not yet on disk; returns how many were written."""
-        for entry in batch.entries:
-            Event(entry["event"])  # ValueError on a name outside the journal's vocabulary, as Journal.record
+        for entry in batch.entries:  # what a reader would refuse is not written (RecordError is a ValueError)
+            if not isinstance(records.of_entry(entry).event, Event):  # a name outside the vocabulary, as Journal.record
+                raise ValueError(f"run {batch.run_id}: {entry['event']!r} is not a journal event")
         # Any workflow in the namespace can schedule this activity: only the run files the workflow writes,
         # by their fixed names, ever land in the run's directory (a name is not a path: '../x' writes nowhere).
         unknown = sorted(set(batch.files) - RUN_FILES)
@@ -70,7 +73,7 @@ class Control:
         """The guard's verdict at workflow time (None: go on), for the run's plan and this inventory."""
         plan = read_plan_file(self.directory(request.run_id) / "plan.json")
         overrides = load_overrides(Path(request.overrides)).model if request.overrides else None
-        admit = admission.admitter(plan, self.inventory.model, lambda: datetime.fromisoformat(request.now), overrides)
+        admit = admission.admitter(plan, self.inventory.model, lambda: moments.aware(request.now), overrides)
         return admit(request.estimate)
 
     @activity.defn(name="notify")
@@ -97,17 +100,12 @@ def _owned_by(directory: Path, batch: Records, execution: str | None) -> None:
         with journal.open("rb") as fh:
             first = fh.readline(bounded_read.MAX_JOURNAL_LINE)
         try:
-            start = json.loads(first)
-        except ValueError:
+            start = records.parse(first)
+        except records.RecordError:
             start = None
     else:
-        start = batch.entries[0] if batch.entries else None
-    if (
-        execution is None
-        or not isinstance(start, dict)
-        or start.get("event") != "run-start"
-        or start.get("execution") != execution
-    ):
+        start = records.of_entry(batch.entries[0]) if batch.entries else None
+    if execution is None or not isinstance(start, RunStart) or start.fields.get("execution") != execution:
         raise ValueError(
             f"run {batch.run_id} is not this workflow execution's ({execution}): its records are not written"
         )

@@ -18,6 +18,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from upgrader.defaults import WORKER_GRACE
 from upgrader.engine.endpoints import endpoints
 from upgrader.engine.pool import Pool
 from upgrader.errors import RefusedError
@@ -33,7 +34,7 @@ from upgrader.transport.base import Endpoint, Timeouts, Transport
 
 # The workflow's imports are passed through (workflow.py), and so is what they import on first use
 # (pydantic building the plan's models): pure code, loaded once per worker rather than per run.
-GRACE = timedelta(minutes=10)  # at most: a host program is bounded by its hop timeouts
+GRACE = timedelta(seconds=WORKER_GRACE)
 PASSED_THROUGH = ("upgrader", "pydantic", "pydantic_core", "annotated_types", "packaging", "yaml")
 
 

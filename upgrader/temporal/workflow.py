@@ -24,6 +24,7 @@ from temporalio.exceptions import ActivityError, TimeoutType
 from temporalio.exceptions import TimeoutError as TemporalTimeout
 
 with workflow.unsafe.imports_passed_through():
+    from upgrader import defaults
     from upgrader.engine.apply import Apply, HostRun, _by_turns, rollback_targets, verdict
     from upgrader.engine.gates import Decision, DecisionKind, GateOutcome
     from upgrader.engine.programs import checks_budget, hop_timeout
@@ -35,13 +36,13 @@ with workflow.unsafe.imports_passed_through():
     from upgrader.temporal.settings import CONTROL_QUEUE, queue
     from upgrader.vocabulary import FAILED, ON_TARGET, UPGRADED, Event, HostState, RunStatus
 
-HEARTBEAT = timedelta(seconds=5)  # a SIGKILLed worker is noticed within this
+HEARTBEAT = timedelta(seconds=defaults.ACTIVITY_HEARTBEAT)  # a SIGKILLed worker is noticed within this
 ONCE = RetryPolicy(maximum_attempts=1)  # a host program: never run twice (see _lost)
 REPEATABLE = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    backoff_coefficient=1.5,
-    maximum_interval=timedelta(seconds=10),
-    maximum_attempts=20,
+    initial_interval=timedelta(seconds=defaults.RETRY_FIRST),
+    backoff_coefficient=defaults.RETRY_BACKOFF,
+    maximum_interval=timedelta(seconds=defaults.RETRY_MAX_INTERVAL),
+    maximum_attempts=defaults.RETRY_ATTEMPTS,
 )
 # A datacenter worker's refusal of the plan itself (activities.HostWork.plan): the run is refused.
 PLAN_REFUSALS = ("PlanNotSigned", "InventoryDiffers")
@@ -189,7 +190,7 @@ class UpgradeWorkflow:
                 "record",
                 Records(self.start.run_id, batch, files or {}),
                 task_queue=CONTROL_QUEUE,
-                start_to_close_timeout=timedelta(seconds=30),
+                start_to_close_timeout=timedelta(seconds=defaults.RECORD_SECONDS),
                 retry_policy=REPEATABLE,
             )
 
@@ -216,8 +217,8 @@ class UpgradeWorkflow:
                 "notify",
                 notice,
                 task_queue=CONTROL_QUEUE,
-                start_to_close_timeout=timedelta(seconds=60),
-                retry_policy=RetryPolicy(maximum_attempts=3),
+                start_to_close_timeout=timedelta(seconds=defaults.NOTIFY_SECONDS),
+                retry_policy=RetryPolicy(maximum_attempts=defaults.NOTIFY_ATTEMPTS),
             )
 
     def count(self, dc: str, failures: int = 1) -> None:
@@ -292,7 +293,8 @@ class UpgradeWorkflow:
         inventory: activities.HostWork.plan) refuses the run, as a lock refused would."""
         groups = self.by_dc(list(self.hosts))
         got = await asyncio.gather(
-            *(self.call("lock", self.work(dc, hs), 300) for dc, hs in groups.items()), return_exceptions=True
+            *(self.call("lock", self.work(dc, hs), defaults.LOCK_SECONDS) for dc, hs in groups.items()),
+            return_exceptions=True,
         )
         results: dict[str, Done] = {}
         refusals: list[str] = []
@@ -391,7 +393,7 @@ class UpgradeWorkflow:
             "admit",
             Admission(self.start.run_id, now.isoformat(), estimate, self.start.overrides),
             task_queue=CONTROL_QUEUE,
-            start_to_close_timeout=timedelta(seconds=120),
+            start_to_close_timeout=timedelta(seconds=defaults.ADMISSION_SECONDS),
             retry_policy=REPEATABLE,
         )
         return reason
@@ -402,7 +404,7 @@ class UpgradeWorkflow:
         steps = ["lock-check", *(s.id for s in hp.steps if s.action not in ("stage", "bake", "testinfra"))]
         await self.record(Event.HOST_BEGIN, host=host, steps=steps, path=hp.path)
         self._set(host, "upgrading", " → ".join([hp.from_version, *hp.path]))
-        seconds = _hop_timeout(self.plan) * len(hp.path) + 600  # type: ignore[arg-type]
+        seconds = _hop_timeout(self.plan) * len(hp.path) + _checks_budget(self.plan) + defaults.ACTIVITY_MARGIN  # type: ignore[arg-type]
         try:
             done = await self.call("upgrade", self.work(hp.datacenter, [host]), seconds, ONCE)
         except ActivityError as exc:
@@ -464,7 +466,7 @@ class UpgradeWorkflow:
         done = await self.call(
             "check",
             self.work(self.hosts[host].plan.datacenter, [host], testinfra=testinfra),
-            _checks_budget(self.plan) + 600,
+            _checks_budget(self.plan) + defaults.ACTIVITY_MARGIN,
         )
         for entry in done.records:
             await self.record(**entry)
@@ -610,7 +612,8 @@ class UpgradeWorkflow:
 
         async def back(host: str) -> None:
             try:
-                done = await self.call("rollback", self.work(self.hosts[host].plan.datacenter, [host]), 900)
+                seconds = max(defaults.ROLLBACK_SECONDS, _hop_timeout(self.plan) + defaults.ACTIVITY_MARGIN)  # type: ignore[arg-type]
+                done = await self.call("rollback", self.work(self.hosts[host].plan.datacenter, [host]), seconds)
             except ActivityError as exc:  # every attempt failed: a human must look
                 self._set(host, HostState.ROLLBACK_FAILED, f"rollback not confirmed: {_cause(exc)}")
                 await self.record(Event.ROLLBACK_END, host=host, ok=False, error=_cause(exc))

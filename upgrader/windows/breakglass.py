@@ -6,6 +6,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
+from upgrader import moments
 from upgrader.errors import RefusedError
 from upgrader.windows.verdict import Verdict
 
@@ -56,6 +57,4 @@ def break_glass(
             "bypassing the trading-window guard needs a reason",
             "say why, e.g. --reason 'ordergw 5.2 rejects orders, rolling back'",
         )
-    if now.tzinfo is None or now.utcoffset() is None:
-        raise ValueError("now must be timezone-aware")
-    return BreakGlass(reason=text, at=now.astimezone(dt.UTC), actor=actor, verdict=verdict, simulated=simulated)
+    return BreakGlass(reason=text, at=moments.utc(now), actor=actor, verdict=verdict, simulated=simulated)

@@ -12,6 +12,7 @@ import datetime as dt
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from upgrader import moments
 from upgrader.errors import UpgraderError
 from upgrader.models.inventory import Inventory, MarketHours
 from upgrader.models.overrides import Overrides
@@ -59,9 +60,7 @@ def evaluate_windows(
     *,
     horizon: dt.timedelta = DEFAULT_HORIZON,
 ) -> Verdict:
-    if now.tzinfo is None or now.utcoffset() is None:
-        raise ValueError("now must be timezone-aware")
-    now = now.astimezone(dt.UTC)
+    now = moments.utc(now)
     dcs = _datacenters(inventory, datacenters)
     mics = markets_for(windows, inventory, dcs)
     for mic in mics:
