@@ -15,7 +15,8 @@ from upgrader.loading import limits, yamlfile
 from upgrader.loading.validate import problems_from, validate
 from upgrader.models.facts import Facts
 from upgrader.models.inventory import Inventory
-from upgrader.models.plan import Plan
+from upgrader.models.plan import SCHEMA_VERSION, Plan
+from upgrader.models.plan_file import PlanFile, PlanFileError, plan_from_data
 from upgrader.models.playbook import Playbook
 from upgrader.planning.paths import PathGraph, Release
 from upgrader.planning.sources import graph_of
@@ -290,7 +291,32 @@ def read_plan_file(path: Path) -> Plan:
 
     Every command that reads a plan file comes here, so each refuses a bad one the same way (InputError).
     """
-    return parse_json_model(limits.read_text(path, "plan"), Plan, str(path))
+    return read_plan_text(limits.read_text(path, "plan"), str(path))
 
 
-__all__ = ["Loaded", "PathGraph", "Release", "load_facts", "load_inventory", "load_playbook", "read_plan_file"]
+def read_plan_text(text: str, name: str) -> Plan:
+    """A saved plan's text as a plan: its tables and references checked (models/plan_file.py).
+
+    Problems name ``name`` and the JSON path of the bad value, with the fix, as for any input file.
+    """
+    data = parse_json_object(text, name)
+    doc = yamlfile.Document(path=Path(name), data=data, text=text)
+    try:
+        return plan_from_data(data)
+    except PlanFileError as exc:
+        raise InputError([Problem(doc.locate(exc.loc), exc.message, exc.hint)]) from None
+    except ValidationError as exc:
+        model = PlanFile if data.get("schema_version") == SCHEMA_VERSION else Plan
+        raise InputError(problems_from(exc, doc, model)) from None
+
+
+__all__ = [
+    "Loaded",
+    "PathGraph",
+    "Release",
+    "load_facts",
+    "load_inventory",
+    "load_playbook",
+    "read_plan_file",
+    "read_plan_text",
+]
