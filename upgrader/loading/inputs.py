@@ -16,6 +16,7 @@ from upgrader.loading.validate import problems_from, validate
 from upgrader.models.facts import Facts
 from upgrader.models.inventory import Inventory
 from upgrader.models.plan import SCHEMA_VERSION, Plan
+from upgrader.models.plan_file import HINT as PLAN_HINT
 from upgrader.models.plan_file import PlanFile, PlanFileError, plan_from_data
 from upgrader.models.playbook import Playbook
 from upgrader.planning.paths import PathGraph, Release
@@ -307,7 +308,8 @@ def read_plan_text(text: str, name: str) -> Plan:
         raise InputError([Problem(doc.locate(exc.loc), exc.message, exc.hint)]) from None
     except ValidationError as exc:
         model = PlanFile if data.get("schema_version") == SCHEMA_VERSION else Plan
-        raise InputError(problems_from(exc, doc, model)) from None
+        problems = problems_from(exc, doc, model)
+        raise InputError([p if p.hint else Problem(p.location, p.message, PLAN_HINT) for p in problems]) from None
 
 
 __all__ = [
