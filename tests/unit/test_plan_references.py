@@ -5,8 +5,8 @@ and hosts name them by index.  Hypothesis breaks those references the ways an ed
 an index past its table or below zero, one that is not an integer, an entry written twice (an
 operation, a program, a step id, a host), a host's undo that is not a rollback or is another
 host's, an entry nobody uses.  The content hash is recomputed each time, as anyone editing a plan
-can.  Each mutant must be refused by the loader with one problem on one line, `file:line:col:`,
-naming the JSON path of the bad value, with the fix (plan again); and `apply` must refuse it with
+can.  Each mutant must be refused by the loader with one problem on one line, `file:line:col:`
+pointing at the bad value and naming its JSON path, with the fix (plan again); and `apply` must refuse it with
 exit 1 before any transport, pool or agent exists.  (No entry refers to an entry of its own table,
 so no reference can form a cycle: there is nothing to draw for one.)
 """
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -175,6 +176,19 @@ def broken(draw: st.DrawFn, original: Data) -> tuple[str, Data, str]:
     return kind, data, f"programs[{len(programs) - 1}]"
 
 
+def _value(data: Any, where: str) -> Any:
+    """The value at a JSON path such as ``programs[0][3].op``."""
+    for key, index in re.findall(r"(\w+)|\[(\d+)\]", where):
+        data = data[key] if key else data[int(index)]
+    return data
+
+
+def _value_at_line(text: str, line: int, column: int) -> Any:
+    """The JSON value that starts at ``line:column`` (1-based) of ``text``."""
+    offset = sum(len(row) + 1 for row in text.split("\n")[: line - 1]) + column - 1
+    return json.JSONDecoder().raw_decode(text, offset)[0]
+
+
 def _sealed(data: Data) -> str:
     """The data with its content hash recomputed, as an editor would: the hash alone proves nothing."""
     body = {k: v for k, v in data.items() if k != "content_hash"}
@@ -191,7 +205,8 @@ def _sha256(text: str) -> str:
     "a saved plan's references broken (hypothesis): indices past or below their table or not integers, an "
     "operation, program, step id or host written twice, a host's undo that is another host's or no rollback, "
     "unused entries; the content hash recomputed",
-    "one line `file:line:col: JSON path: what — re-run upgrader plan`; apply exits 1 before any connection",
+    "one line `file:line:col: JSON path: what — re-run upgrader plan`, line:col at the bad value; "
+    "apply exits 1 before any connection",
 )
 def test_broken_references_are_refused_in_one_line_and_nothing_runs(
     planned: tuple[Path, Data],
@@ -222,7 +237,9 @@ def test_broken_references_are_refused_in_one_line_and_nothing_runs(
         assert len(problems) == 1 and "\n" not in line, (kind, line)
         # ours say hosts[3].undo, as the re-derivation's refusals do; pydantic's (types, signs) hosts.3.undo
         dotted = where.replace("][", ".").replace("[", ".").replace("]", "")
-        assert line.startswith((f"broken.json:1:1: {where}:", f"broken.json:1:1: {dotted}:")), (kind, where, line)
+        at = re.match(r"broken\.json:(\d+):(\d+): (\S+):", line)
+        assert at and at.group(3) in (where, dotted), (kind, where, line)
+        assert _value_at_line(text, int(at.group(1)), int(at.group(2))) == _value(data, where), (kind, line)
         assert "re-run `upgrader plan`" in line, (kind, line)
         path.write_text(text, encoding="utf-8")
         code = main(["apply", str(path), "-i", str(root / "inventory.yml"), "--yes"])
@@ -234,7 +251,8 @@ def test_broken_references_are_refused_in_one_line_and_nothing_runs(
     check()
     record_property(
         "observed",
-        f"{sum(seen.values())} broken plans, {len(seen)} kinds, each refused in one line naming its JSON path; "
+        f"{sum(seen.values())} broken plans, {len(seen)} kinds, each refused in one line at the bad value's "
+        "line:col, naming its JSON path; "
         f"apply exit {sorted(codes)}, {len(connections)} connection(s)",
     )
     assert len(seen) >= 12, seen
@@ -246,3 +264,38 @@ def test_the_unbroken_plan_loads_and_is_the_planned_one(planned: tuple[Path, Dat
     plan = read_plan_text(_sealed(data), "plan.json")
     assert plan.to_json() == (root / "plan.json").read_text(encoding="utf-8")
     assert [h.undo for h in plan.hosts] == [data["operations"][h["undo"]] for h in data["hosts"]]
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=6),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=4), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@st.composite
+def value_and_path(draw: st.DrawFn) -> tuple[Any, tuple[str | int, ...]]:
+    value = draw(JSON_VALUES)
+    path: list[str | int] = []
+    node = value
+    while isinstance(node, dict | list) and node and draw(st.booleans()):
+        part: str | int = draw(st.sampled_from(sorted(node) if isinstance(node, dict) else range(len(node))))
+        path.append(part)
+        node = node[part]  # type: ignore[index]
+    return value, tuple(path)
+
+
+@given(case=value_and_path(), indent=st.sampled_from([None, 0, 2, 4]), ascii_only=st.booleans())
+@settings(max_examples=300, deadline=None, derandomize=True, database=None)
+def test_jsonpos_points_at_the_value_of_a_path(
+    case: tuple[Any, tuple[str | int, ...]], indent: Any, ascii_only: bool
+) -> None:
+    """The line:col a plan problem names is where its value starts, in any layout of the JSON."""
+    from upgrader.loading.jsonpos import position
+
+    value, path = case
+    text = json.dumps(value, indent=indent, ensure_ascii=ascii_only)
+    expected: Any = value
+    for part in path:
+        expected = expected[part]
+    assert _value_at_line(text, *position(text, path)) == expected

@@ -11,7 +11,7 @@ from typing import Any, Generic, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from upgrader.errors import InputError, Location, Problem
-from upgrader.loading import limits, yamlfile
+from upgrader.loading import jsonpos, limits, yamlfile
 from upgrader.loading.validate import problems_from, validate
 from upgrader.models.facts import Facts
 from upgrader.models.inventory import Inventory
@@ -305,9 +305,13 @@ def read_plan_text(text: str, name: str) -> Plan:
     try:
         return plan_from_data(data)
     except PlanFileError as exc:
-        raise InputError([Problem(doc.locate(exc.loc), exc.message, exc.hint)]) from None
+        line, column = jsonpos.position(text, exc.loc)
+        raise InputError([Problem(Location(name, line, column), exc.message, exc.hint)]) from None
     except ValidationError as exc:
         model = PlanFile if data.get("schema_version") == SCHEMA_VERSION else Plan
+        for error in exc.errors()[:20]:  # where each problem is, for doc.locate (json gives no positions)
+            loc = tuple(error["loc"])
+            doc.marks[loc] = jsonpos.position(text, loc)
         problems = problems_from(exc, doc, model)
         raise InputError([p if p.hint else Problem(p.location, p.message, PLAN_HINT) for p in problems]) from None
 
