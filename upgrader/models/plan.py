@@ -10,7 +10,7 @@ import hashlib
 import json
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, ModelWrapValidatorHandler, model_validator
 
 from upgrader.errors import RefusedError
 from upgrader.models.plan_json import file_data, plan_json
@@ -188,6 +188,14 @@ class Plan(PlanHead):
     """A plan in memory: each host with its steps and undo resolved (what planner and engine use)."""
 
     hosts: list[HostPlan]
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _saved(cls, data: Any, handler: ModelWrapValidatorHandler[Plan]) -> Plan:
+        """``Plan.model_validate(_json)`` of a saved file's data reads it as ``from_data`` does (tables resolved)."""
+        if isinstance(data, dict) and data.get("schema_version") == SCHEMA_VERSION and "operations" in data:
+            return plan_file.plan_from_data(data)
+        return handler(data)
 
     @property
     def applicable(self) -> bool:
