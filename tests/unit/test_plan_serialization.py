@@ -237,3 +237,19 @@ def test_offline_facts_are_shared_between_hosts_with_the_same_versions() -> None
     assert len({id(h) for h in facts.hosts.values()}) == len(combos) < len(facts.hosts)
     for _, name, host in iter_hosts(inventory):
         assert {c: f.installed for c, f in facts.hosts[name].components.items()} == host.installed
+
+
+def test_every_way_of_reading_a_saved_plan_reads_it_the_same(large_plan: Plan) -> None:
+    """from_json, model_validate(_json) and parse_json_model (callers written before schema 4) agree."""
+    from upgrader.loading.inputs import parse_json_model, read_plan_text
+
+    text = large_plan.to_json()
+    read = [
+        Plan.from_json(text),
+        Plan.model_validate_json(text),
+        Plan.model_validate(json.loads(text)),
+        parse_json_model(text, Plan, "plan.json"),
+        read_plan_text(text, "plan.json"),
+    ]
+    assert all(plan == large_plan for plan in read)
+    assert all(h.undo is not None and h.undo["op"] == "rollback" for h in read[1].hosts)
