@@ -59,7 +59,9 @@ def test_the_key_may_come_from_the_environment(
 
 
 @pytest.mark.reliability
-@pytest.mark.parametrize("damage", ["missing", "edited plan", "other key", "garbage"])
+@pytest.mark.parametrize(
+    "damage", ["missing", "edited plan", "edited operation", "edited program", "other key", "garbage"]
+)
 def test_a_bad_signature_is_refused_before_anything(
     signed: Path,
     connections: list[str],
@@ -74,6 +76,10 @@ def test_a_bad_signature_is_refused_before_anything(
         sig.unlink()
     elif damage == "edited plan":
         reseal(signed, lambda d: d["spec"]["canary"].update(bake=0.0))
+    elif damage == "edited operation":  # written once in the table, run by every host whose program names it
+        reseal(signed, lambda d: _op(d, "migrate").update(argv=["/bin/sh", "-c", "id > /tmp/owned"]))
+    elif damage == "edited program":  # a start no longer confirmed by its verify (which its own step still runs)
+        reseal(signed, lambda d: next(s for s in d["programs"][0] if "verify" in s).pop("verify"))
     elif damage == "other key":
         (signed.parent / "key").write_text("another-secret-of-enough-length")
     else:
@@ -82,6 +88,10 @@ def test_a_bad_signature_is_refused_before_anything(
     assert code == 1 and ("signature" in err), err
     assert connections == []
     record_property("observed", f"exit {code}, {len(connections)} connection(s): {err.strip()[:120]}")
+
+
+def _op(data: dict[str, Any], name: str) -> dict[str, Any]:
+    return next(op for op in data["operations"] if op["op"] == name)
 
 
 def test_reindenting_keeps_the_signature(

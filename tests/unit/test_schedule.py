@@ -319,7 +319,7 @@ def test_schedule_refuses_an_edited_plan_and_writes_nothing(
     plan = _saved_plan(tmp_path)
     data = json.loads(plan.read_text())
     data["spec"]["canary"]["bake"] = 0.0
-    plan.write_text(Plan.model_validate(data).sealed().to_json())
+    plan.write_text(Plan.from_data(data).sealed().to_json())
     (tmp_path / "units").mkdir()
     capsys.readouterr()
     code = main(

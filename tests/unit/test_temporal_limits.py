@@ -68,11 +68,11 @@ def test_a_planner_case_start_fits_and_its_size_is_what_the_client_sends(tempora
 
 
 @pytest.mark.reliability(
-    "apply --engine temporal with a start input over the 512 KiB payload budget: 600 KiB (the server would "
-    "only warn) and 3 MiB (over its 2 MiB blob limit and gRPC's 4 MiB message once encoded)",
+    "apply --engine temporal with a start input the server would refuse: 1.9 MiB (at its 2 MiB blob limit once "
+    "encoded with the request) and 3 MiB (over it, and near gRPC's 4 MiB message once encoded)",
     "refused by the client in one line naming the size and the limit; no workflow is started",
 )
-@pytest.mark.parametrize("kib", [600, 3 * 1024])
+@pytest.mark.parametrize("kib", [1900, 3 * 1024])
 def test_a_start_over_the_budget_is_refused_before_the_server_is_asked(
     kib: int, temporal_server: DevServer, record_property: Callable[[str, object], None]
 ) -> None:
@@ -91,5 +91,20 @@ def test_a_start_over_the_budget_is_refused_before_the_server_is_asked(
 
     message, started = asyncio.run(go())
     record_property("observed", f"{kib} KiB plan: refused with {message!r}; {started}")
-    assert "\n" not in message and "512 KiB budget" in message and "300 hosts" in message
+    assert "\n" not in message and "1.8 MiB budget" in message and "300 hosts" in message
     assert "NOT_FOUND" in started
+
+
+def test_a_start_over_the_payload_budget_is_warned_not_refused(
+    temporal_server: DevServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """600 KiB: the server only warns, and runs of ~27-108 hosts are that size while the plan is inline."""
+
+    async def size() -> int:
+        return temporal.check_start(
+            await Client.connect(temporal_server.address), start_of("x" * (600 * 1024), hosts=40)
+        )
+
+    assert asyncio.run(size()) > limits.PAYLOAD_BUDGET
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "warning:" in err and "512 KiB Temporal payload budget" in err

@@ -273,20 +273,19 @@ def _forged_plan(start: Start) -> str:
     """The run's plan with a command of the forger's choosing as every host's first live step, sealed again
     (its content hash recomputed, as anyone can)."""
     data = json.loads(start.plan)
-    for host in data["hosts"]:
-        for step in host["steps"]:
-            if step["op"].get("op") == "precheck":
-                step["op"]["commands"] = [
-                    {
-                        "name": "owned",
-                        "kind": "command",
-                        "timeout": 5.0,
-                        "retries": 0,
-                        "interval": 1.0,
-                        "command": {"argv": ["/bin/sh", "-c", "id > /tmp/owned"]},
-                    }
-                ]
-    return Plan.model_validate(data).model_copy(update={"content_hash": ""}).sealed().to_json()
+    for op in data["operations"]:  # each written once, run by every host whose program names it
+        if op.get("op") == "precheck":
+            op["commands"] = [
+                {
+                    "name": "owned",
+                    "kind": "command",
+                    "timeout": 5.0,
+                    "retries": 0,
+                    "interval": 1.0,
+                    "command": {"argv": ["/bin/sh", "-c", "id > /tmp/owned"]},
+                }
+            ]
+    return Plan.from_data(data).model_copy(update={"content_hash": ""}).sealed().to_json()
 
 
 def _unsigned(start: Start) -> Start:

@@ -35,7 +35,7 @@ from .releases import (
     staged_versions,
 )
 from .service import service_start, service_state, service_stop
-from .state import now, state_dir
+from .state import forget_stopped, now, record_stopped, state_dir
 from .unpack import extract_safely, open_parent
 
 TYPE_CHECKING = False
@@ -90,6 +90,7 @@ def op_stage(ctx: Ctx, s: Spec) -> Record:
 
 
 def op_stop(ctx: Ctx, s: Spec) -> Record:
+    record_stopped(ctx["component"], s["service"])  # before: a takeover mid-stop still finds how to start it
     how = service_stop(s["service"])
     return {"service": service_state(s["service"]), "how": how}
 
@@ -229,6 +230,7 @@ def remember_log_offsets(ctx: Ctx, paths: list[str]) -> None:
 def op_start(ctx: Ctx, s: Spec) -> Record:
     remember_log_offsets(ctx, s.get("logs", []))
     service_start(s["service"])
+    forget_stopped(ctx["component"])
     return {"service": service_state(s["service"])}
 
 

@@ -20,7 +20,7 @@ from .releases import (
     with_release,
 )
 from .service import service_start, service_state, service_stop
-from .state import append_journal, now
+from .state import append_journal, forget_stopped, now, recorded_stopped
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -82,6 +82,7 @@ def op_rollback(ctx: Ctx, s: Spec) -> Record:
         steps.append("switch")
         remember_log_offsets(ctx, logs)
         service_start(svc)
+        forget_stopped(ctx["component"])
         steps.append("start")
     elif service_state(svc) != "active":
         remember_log_offsets(ctx, logs)
@@ -93,6 +94,7 @@ def op_rollback(ctx: Ctx, s: Spec) -> Record:
             exc.detail.update(unhealthy=True, current=current, to=target, steps=steps, definition=used)
             exc.detail["from"] = current
             raise
+        forget_stopped(ctx["component"])
         steps.append("start")
     ctx["expect_version"] = target
     ok, results = run_checks(checks, ctx, service=svc)
@@ -148,6 +150,8 @@ def rollback_definition(ctx: Ctx, s: Spec, target: str, current: str | None) -> 
             if other:
                 service = other["service"]
                 break
+    if not isinstance(service, dict):  # or the one a program taken over mid-upgrade stopped (state.STOPPED)
+        service = recorded_stopped(ctx["component"])
     if not isinstance(service, dict):
         raise OpFailed(
             "no record of how to run {} {} on this host and no playbook for it: name one with "

@@ -12,7 +12,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-    from .shapes import Ctx, Record
+    from .shapes import Ctx, Record, Spec
 
 
 STATE = "/var/lib/upgrader"
@@ -74,3 +74,27 @@ def recorded_root(component: str) -> str | None:
 def record_root(component: str, root: str) -> None:
     if root and recorded_root(component) != root:
         write_json_atomic(os.path.join(state_dir(component), INSTALL), {"root": root, "at": now()})
+
+
+# The service a program stopped and has not started again (root only).  A program taken over between its stop
+# and its start (an emergency rollback mid-apply) leaves it here, so that a rollback with no playbook and no
+# record of the release can still start what runs instead of leaving it down ("nothing to do").
+STOPPED = "stopped.json"
+
+
+def record_stopped(component: str, service: Spec) -> None:
+    write_json_atomic(os.path.join(state_dir(component), STOPPED), {"service": service, "at": now()})
+
+
+def recorded_stopped(component: str) -> Spec | None:
+    here = os.path.join(STATE, component)
+    data = read_private_json(os.path.join(here, STOPPED)) if os.path.isdir(here) else None
+    service = data.get("service") if isinstance(data, dict) else None
+    return service if isinstance(service, dict) else None
+
+
+def forget_stopped(component: str) -> None:
+    try:
+        os.unlink(os.path.join(state_dir(component), STOPPED))
+    except FileNotFoundError:
+        pass

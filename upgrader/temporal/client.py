@@ -129,15 +129,20 @@ def _pairs() -> list[tuple[str, str]]:
 
 
 def check_start(client: Client, start: Start) -> int:
-    """The start input's size as the client will send it; refused over limits.PAYLOAD_BUDGET, before the
-    server (which refuses past limits.BLOB_ERROR, and gRPC past limits.GRPC_MESSAGE) is asked."""
+    """The start input's size as the client will send it; refused over limits.START_BUDGET, before the
+    server (which refuses past limits.BLOB_ERROR, and gRPC past limits.GRPC_MESSAGE) is asked; warned
+    about over limits.PAYLOAD_BUDGET (the server's own warning threshold)."""
     size = client.data_converter.payload_converter.to_payloads([start])[0].ByteSize()
     hosts = start.run_start.get("hosts")
-    limits.check_payload(
-        "the run's start input (the plan, inline)" + (f" for {len(hosts)} hosts" if isinstance(hosts, list) else ""),
-        size,
-        "run fewer hosts at a time (--limit dc:NAME, one datacenter per run), or use --engine local",
-    )
+    what = "the run's start input (the plan, inline)" + (f" for {len(hosts)} hosts" if isinstance(hosts, list) else "")
+    hint = "run fewer hosts at a time (--limit dc:NAME, one datacenter per run), or use --engine local"
+    limits.check_payload(what, size, hint, budget=limits.START_BUDGET)
+    if size > limits.PAYLOAD_BUDGET:
+        print(
+            f"warning: {what} is {size // 1024} KiB, over the {limits.PAYLOAD_BUDGET // 1024} KiB Temporal payload "
+            f"budget (the server warns from there): {hint}",
+            file=sys.stderr,
+        )
     return size
 
 

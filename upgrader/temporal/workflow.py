@@ -110,7 +110,7 @@ class UpgradeWorkflow:
     @workflow.run
     async def run(self, start: Start) -> dict[str, Any]:
         self.start = start
-        self.plan = plan = Plan.model_validate_json(start.plan)
+        self.plan = plan = Plan.from_json(start.plan)
         self.hosts = {h.host: HostRun(h) for h in plan.hosts}
         self.budgets = budgets.of_plan(plan)
         # The execution's own id: `status`/`show`/`watch` ask this execution, not a later run of the same id.
