@@ -26,6 +26,7 @@ from upgrader.cli.main import main
 from upgrader.engine import remote
 from upgrader.engine.apply import Apply
 from upgrader.engine.endpoints import Pool
+from upgrader.engine.host_actions import HostActions
 from upgrader.engine.journal import Journal
 from upgrader.engine.progress import Progress
 from upgrader.models.plan import Plan
@@ -183,8 +184,8 @@ def run_engine(
     p: Plan, tmp: Path, monkeypatch: pytest.MonkeyPatch, fail: set[tuple[str, str]], parallel: int
 ) -> tuple[DownAgent, list[dict[str, Any]]]:
     agent = DownAgent(p, fail)
-    monkeypatch.setattr(remote, "call", agent)
-    monkeypatch.setattr(Apply, "check_artifacts", lambda self: None)
+    monkeypatch.setattr(remote.Session, "call", lambda session, **kw: agent(session, **kw))
+    monkeypatch.setattr(HostActions, "check_artifacts", lambda self: None)
     pool = Pool(
         {h.host: Endpoint(name=h.host, address=h.address) for h in p.hosts},
         factory=lambda ep: FakeTransport(ep.name),

@@ -78,8 +78,7 @@ def run(args: argparse.Namespace) -> int:
     try:
 
         def one(host: str) -> remote.AgentResult:
-            return remote.call(
-                pool.session(host),
+            return pool.session(host).call(
                 component=args.component,
                 root=root,
                 run=run_id,

@@ -9,7 +9,6 @@ the agent journals each operation on the host itself.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import signal
 import threading
@@ -25,42 +24,25 @@ from typing import Any
 from upgrader.engine import gates, programs, remote
 from upgrader.engine.endpoints import Pool
 from upgrader.engine.groups import Unavailable
-from upgrader.engine.journal import Journal, controller
+from upgrader.engine.host_actions import HANDED_OVER, HostActions, HostRun, Ran
+from upgrader.engine.journal import Journal
 from upgrader.engine.progress import Progress
 from upgrader.engine.vocabulary import (
     NEEDS_A_HUMAN,
     ON_TARGET,
     UPGRADED,
     Event,
-    HostEnd,
     HostState,
     HostSummary,
-    RollbackEnd,
     RunEnd,
     RunStatus,
 )
-from upgrader.errors import ExitCode, RefusedError, TransportError
-from upgrader.models.plan import ArtifactRef, HostPlan, Phase, Plan, Step
+from upgrader.errors import ExitCode
+from upgrader.models.plan import Phase, Plan
 from upgrader.planning import budgets
 
-STAGE_PARALLEL = 16
-LOCK_TIMEOUT = 30.0
-HANDED_OVER = "handed over: "  # how a check round says the host's lock is no longer this run's
 TICK = 0.5  # seconds: the longest a wait (bake, pause, gate) goes without looking for a stop or an abort
 HEARTBEAT = 10.0  # seconds between "… s left" lines while a wait goes on
-
-
-@dataclass
-class HostRun:
-    plan: HostPlan
-    state: HostState = HostState.PENDING
-    detail: str = ""
-    touched: bool = False  # something live changed (service stopped, link switched)
-    failure: str = ""
-
-    @property
-    def name(self) -> str:
-        return self.plan.host
 
 
 @dataclass
@@ -107,22 +89,27 @@ class Apply:
         self.pool = pool
         self.journal = journal
         self.progress = progress
-        self.artifacts = artifacts
-        self.operator = operator
-        self.controller = controller()
-        self.break_lock = break_lock
-        self.python = python
+        self.actions = HostActions(
+            plan,
+            pool,
+            journal,
+            progress,
+            artifacts=artifacts,
+            operator=operator,
+            break_lock=break_lock,
+            python=python,
+            on_fail=self._count,
+        )
         self.admit = admit
         self.notify = notify or (lambda *a, **k: None)
         self.sleep = sleep
         self.host_seconds = host_seconds  # measured in past runs, when known
-        self.hosts = {h.host: HostRun(h) for h in plan.hosts}
+        self.hosts = self.actions.hosts
         self.failures = 0
         self.failures_in: dict[str, int] = {}  # per datacenter; like ``failures``, for the whole run
         self.budgets = budgets.of_plan(plan)
         self.down = Unavailable(plan.groups)  # redundancy groups: members down now (engine/groups.py)
         self.halted: str | None = None
-        self.failed_round: dict[str, list[dict[str, Any]]] = {}  # host -> its last failed check round's ops
         self.resumable = False  # the halt is one `resume` may carry on from (a signal, a closed window)
         self.signalled: str | None = None  # the signal that stopped the run (SIGINT, SIGTERM)
         self.stop_now = False  # a second signal: stop at the next safe point, start no rollback either
@@ -130,33 +117,13 @@ class Apply:
         self.abort: gates.Decision | None = None
         self._abort_handled = False
         self._lock = threading.Lock()
-        self._locked: set[str] = set()
-        self._facts: dict[str, dict[str, Any]] = {}
 
-    # ------------------------------------------------------------ helpers
-    def _call(
-        self, host: str, ops: list[dict[str, Any]], timeout: float, idempotent: bool = False
-    ) -> remote.AgentResult:
-        return remote.call(
-            self.pool.session(host),
-            component=self.spec.component,
-            root=self.spec.install.root,
-            run=self.journal.run_id,
-            ops=ops,
-            timeout=timeout,
-            python=self.python,
-            idempotent=idempotent,
-        )
-
-    def _set(self, host: str, state: HostState, detail: str = "") -> None:
-        run = self.hosts[host]
-        run.state, run.detail = state, detail
-        self.progress.host_state(host, state, detail)
-
-    def _lock_op(self, mode: str, reason: str | None = None) -> dict[str, Any]:
-        return programs.lock_op(
-            mode, operator=self.operator, plan=self.plan.content_hash, reason=reason, controller=self.controller
-        )
+    def _count(self, host: str) -> None:
+        """A host failed: counted against the run's and its datacenter's budgets."""
+        with self._lock:
+            self.failures += 1
+            dc = self.hosts[host].plan.datacenter
+            self.failures_in[dc] = self.failures_in.get(dc, 0) + 1
 
     # ------------------------------------------------------------ the run
     def run(self, recovery: Recovery | None = None) -> Outcome:
@@ -166,8 +133,8 @@ class Apply:
         for h in plan.hosts:
             self.progress.host_state(h.host, HostState.PENDING, " → ".join([h.from_version, *h.path]))
         for host in recovery.done:
-            self._set(host, HostState.DONE, f"on {self.hosts[host].plan.path[-1]} (before resume)")
-        self.check_artifacts()
+            self.actions.set(host, HostState.DONE, f"on {self.hosts[host].plan.path[-1]} (before resume)")
+        self.actions.check_artifacts()
         self.lock_hosts(recovery)
         self.notify(
             "run-started",
@@ -282,7 +249,7 @@ class Apply:
         )
         if resumable and code == ExitCode.HALTED:
             message += f"; `upgrader resume {self.journal.run_id}` carries on"
-        kept = sorted(h.name for h in self.hosts.values() if h.state in NEEDS_A_HUMAN and h.name in self._locked)
+        kept = sorted(h.name for h in self.hosts.values() if h.state in NEEDS_A_HUMAN and h.name in self.actions.locked)
         if kept:  # the one other case a lock outlives the run: it is resumable, and the message says so
             message += (
                 f"; {', '.join(kept)} stay(s) locked by this run: `upgrader resume {self.journal.run_id}` "
@@ -299,167 +266,26 @@ class Apply:
 
     @staticmethod
     def _version_of(h: HostRun) -> str | None:
-        """The version a host is known to be on now (None: unknown, a human must look)."""
-        if h.state in ON_TARGET:  # VERIFIED: a canary whose bake a stop cut short, checked after its start
-            return h.plan.path[-1]
-        if h.state in (HostState.PENDING, HostState.STAGED, HostState.UNTOUCHED, HostState.ROLLED_BACK) or (
-            h.state == HostState.FAILED and not h.touched
-        ):
-            return h.plan.from_version
-        return None
+        return h.version()
 
     def _finish(self, code: ExitCode, status: RunStatus, message: str) -> Outcome:
         return Outcome(code, status, message, self.hosts)
 
-    # ------------------------------------------------------------ artifacts and locks
-    def artifact_path(self, art: ArtifactRef) -> Path:
-        if art.url and art.url.startswith("file://"):
-            return Path(art.url.removeprefix("file://"))
-        if art.url:
-            raise RefusedError(
-                f"artifact {art.url} must be fetched into the artifact store first",
-                f"download it into {self.artifacts} and refer to it with 'file:'",
-            )
-        return self.artifacts / (art.file or "")
-
-    def check_artifacts(self) -> None:
-        """Refuse before touching any host if an artifact is missing or its digest differs."""
-        for art in self.plan.artifacts:
-            path = self.artifact_path(art)
-            if not path.is_file():
-                raise RefusedError(
-                    f"artifact for {self.plan.component} {art.version} not found: {path}",
-                    "build or download it into the artifact store (--artifacts DIR)",
-                )
-            if art.size is not None and path.stat().st_size != art.size:
-                raise RefusedError(
-                    f"artifact {path} is {path.stat().st_size} bytes, playbook says {art.size}",
-                    "fetch the vendor's artifact again; nothing was changed on any host",
-                )
-            digest = _sha256(path)
-            if digest != art.sha256:
-                self.journal.record(
-                    Event.ARTIFACT_REFUSED, version=art.version, path=str(path), sha256=digest, expected=art.sha256
-                )
-                raise RefusedError(
-                    f"sha256 mismatch for {path.name}: file has {digest}, playbook says {art.sha256}",
-                    "the artifact is not the one reviewed; nothing was changed on any host",
-                )
-        self.journal.record(Event.ARTIFACTS_CHECKED, artifacts=[a.model_dump() for a in self.plan.artifacts])
-
+    # ------------------------------------------------------------ locks and staging
     def lock_hosts(self, recovery: Recovery | None = None) -> None:
         """Take every host's lock and check its facts still match the plan; refuse as a whole."""
-        mode = "break" if self.break_lock else "acquire"
-        if self.break_lock:
-            self.journal.record(Event.LOCK_BREAK, reason=self.break_lock, operator=self.operator)
-        ops = [self._lock_op(mode, self.break_lock), programs.facts_op(self.spec)]
-        results = self.pool.each(self.hosts, lambda h: self._call(h, ops, LOCK_TIMEOUT, idempotent=True))
-        refusals = []
-        for r in results:
-            host, res = r.host, r.value
-            if res is None:
-                refusals.append(f"{host}: {r.error}")
-                continue
-            if res.op("lock") and res.op("lock").ok:  # type: ignore[union-attr]
-                self._locked.add(host)
-            if not res.ok:
-                refusals.append(f"{host}: {res.error}")
-                continue
-            facts = res.op("facts").data  # type: ignore[union-attr]
-            self._facts[host] = facts
-            hp = self.hosts[host].plan
-            allowed = {hp.from_version}
-            if recovery is not None and host in recovery.expect:
-                expected = recovery.expect[host]  # None: caught mid-step, on either side of a switch
-                allowed = {expected} if expected else {hp.from_version, *hp.path}
-            if facts.get("installed") not in allowed:
-                want = " or ".join(sorted(allowed))
-                refusals.append(f"{host}: now on {facts.get('installed')}, plan expected {want} — plan again")
-        self.journal.record(Event.LOCKS, held=sorted(self._locked), refusals=refusals)
-        if refusals:
-            self.release_locks()
-            raise RefusedError(
-                "refused before changing anything: " + "; ".join(refusals),
-                "see who holds the lock with `upgrader status`; a stale lock needs --break-lock REASON",
-            )
+        self.actions.lock(recovery.expect if recovery is not None else None)
 
     def release_locks(self) -> list[str]:
-        """Release this run's host locks (but those of hosts a human must see to); the hosts that kept them
-        because they did not answer."""
-        if not self._locked:
-            return []
-        keep = {h.name for h in self.hosts.values() if h.state in NEEDS_A_HUMAN}
+        """Release this run's host locks; the hosts that kept them because they did not answer."""
+        return self.actions.release()
 
-        def release(host: str) -> remote.AgentResult:
-            ops: list[dict[str, Any]] = []
-            if self.hosts[host].state == HostState.DONE:
-                ops.append(
-                    {"op": "prune", "step": None, "keep": self.spec.install.keep_releases, "continue_on_error": True}
-                )
-            ops.append(self._lock_op("release"))
-            return self._call(host, ops, LOCK_TIMEOUT, idempotent=True)
-
-        targets = sorted(self._locked - keep)
-        results = self.pool.each(targets, release)
-        self.journal.record(
-            Event.LOCKS_RELEASED,
-            hosts=targets,
-            kept=sorted(keep & self._locked),
-            errors={h: str(e) for h, e in results.failed.items()},
-        )
-        self._locked.clear()
-        return sorted(h for h in targets if not _released(results[h].value))
-
-    # ------------------------------------------------------------ stage
     def stage(self, hosts: list[str]) -> bool:
-        arts = {a.version: a for a in self.plan.artifacts}
-        self.journal.record(Event.STAGE_BEGIN, hosts=sorted(hosts))
-
-        def stage_host(host: str) -> remote.AgentResult | None:
-            facts = self._facts.get(host, {})
-            ops = []
-            steps = self._steps(host, "stage")
-            for step in steps:
-                if facts.get("staged_sha", {}).get(step.version) == step.op["sha256"]:
-                    continue
-                art = arts[str(step.version)]
-                upload = f"/var/tmp/upgrader-{self.journal.run_id}-{art.sha256[:16]}.tar.gz"
-                self.pool[host].put(self.artifact_path(art), upload)
-                ops.append(_send(step.op, step.id, upload=upload))
-            self.journal.record(Event.STAGE_HOST, host=host, steps=[s.id for s in steps], sent=[o["step"] for o in ops])
-            if not ops:
-                return None
-            return self._call(host, ops, 300.0)
-
-        results = self.pool.each(hosts, stage_host, limit=STAGE_PARALLEL)
-        failed = {}
-        for r in results:
-            host, res = r.host, r.value
-            if not r.ok or (res is not None and not res.ok):
-                failed[host] = str(r.error) if res is None else res.error
-                self._set(host, HostState.FAILED, f"staging: {failed[host]}")
-            else:
-                self._set(host, HostState.STAGED, "already staged" if res is None else "staged")
-        self.journal.record(Event.STAGE_END, failed=failed)
+        failed = self.actions.stage(hosts)
         if not failed:
             return True
-        self.progress.event(
-            "stage-failed",
-            f"staging failed on {len(failed)} host(s); removing what this run staged — no live change was made",
-        )
-        for host, reason in failed.items():
-            self.progress.event("stage-failed", reason, host=host)
         self.failures += len(failed)
-        # Each stage step's undo: removes the release only where this run staged it.
-        self.pool.each(
-            hosts,
-            lambda h: self._call(
-                h, [_send(s.undo, s.id) for s in self._steps(h, "stage") if s.undo], 60.0, idempotent=True
-            ),
-        )
-        for host in hosts:
-            if host not in failed:
-                self._set(host, HostState.UNTOUCHED, "release removed again")
+        self.actions.unstage(hosts, failed)
         return False
 
     # ------------------------------------------------------------ phases
@@ -570,7 +396,7 @@ class Apply:
         if self.abort.keep:
             for host in changed:
                 if self.hosts[host].state == HostState.VERIFIED:  # its bake was cut: on the target, checked
-                    self._set(
+                    self.actions.set(
                         host,
                         HostState.DONE,
                         f"on {self.hosts[host].plan.path[-1]}, kept by abort --keep (bake cut short)",
@@ -640,7 +466,7 @@ class Apply:
                 return None
             next_round[0] = time.monotonic() + self.spec.canary.bake_interval
             for host in watch:
-                problem = self._check_round(host)
+                problem = self.actions.check_round(host)
                 if problem is not None:
                     degraded.append(host)
                     return f"{host}: {problem}"
@@ -689,7 +515,9 @@ class Apply:
             return False
         if result.outcome is gates.GateOutcome.DEGRADED:
             host = degraded[0]
-            self._fail(host, HostState.FAILED, f"canary degraded while waiting at gate {gate.id}: {result.detail}")
+            self.actions.fail(
+                host, HostState.FAILED, f"canary degraded while waiting at gate {gate.id}: {result.detail}"
+            )
             canary_phase = self.plan.phases[self.hosts[host].plan.phase]
             self._on_failure(canary_phase, [host])
             return False
@@ -703,27 +531,6 @@ class Apply:
             self.rollback([h for h, r in self.hosts.items() if r.touched or r.state in ON_TARGET])
         return False
 
-    def _check_round(self, host: str, lock: bool = False) -> str | None:
-        """One round of the host's canary checks (its bake step, for no longer than one round).
-
-        ``lock``: first check the host is still this run's (an emergency rollback may have taken it over:
-        then the answer starts with HANDED_OVER)."""
-        bakes = self._steps(host, "bake")
-        if not bakes:
-            return None
-        check = [self._lock_op("check")] if lock else []
-        try:
-            res = self._call(
-                host, [*check, *(_send(s.op, s.id, duration=0) for s in bakes)], programs.checks_budget(self.spec) + 30
-            )
-        except TransportError as exc:
-            return f"unreachable: {exc}"
-        if res.failed is not None and res.failed.op == "lock":
-            return f"{HANDED_OVER}{res.failed.error}"
-        if not res.ok:  # the failed round's operations (check results, output) go into its bake-end record
-            self.failed_round[host] = [o.data for o in res.ops]
-        return None if res.ok else res.error or "checks failed"
-
     def _estimate(self, phase: Phase) -> float:
         """Seconds the phase should take: past runs' median per host, else a quarter of the ceiling."""
         hops = max(len(self.hosts[h].plan.path) for h in phase.hosts)
@@ -732,50 +539,11 @@ class Apply:
         return per_host * hops * waves + phase.bake
 
     def _upgrade(self, host: str) -> bool:
-        hp = self.hosts[host].plan
-        # The plan's own steps, as they are: staging is done, the bake comes after.
-        ops = [
-            self._lock_op("check"),
-            *(_send(s.op, s.id) for s in hp.steps if s.action not in ("stage", "bake", "testinfra")),
-        ]
-        self.journal.record(Event.HOST_BEGIN, host=host, steps=[o.get("step") for o in ops], path=hp.path)
-        self._set(host, HostState.UPGRADING, " → ".join([hp.from_version, *hp.path]))
-        timeout = programs.hop_timeout(self.spec) * len(hp.path) + programs.checks_budget(self.spec) + 30
-        try:
-            res = self._call(host, ops, timeout)
-        except TransportError as exc:
-            self.hosts[host].touched = True  # unknown: assume the worst, rollback will find out
-            self.journal.record(Event.HOST_END, **HostEnd(host=host, ok=False, error=str(exc), unreachable=True))
-            self._fail(host, HostState.UNREACHABLE, str(exc))
-            return False
-        self.journal.record(
-            Event.HOST_END,
-            **HostEnd(
-                host=host,
-                ok=res.ok,
-                ops=[o.data for o in res.ops],
-                stderr=res.result.stderr[-2000:] if not res.ok else "",
-            ),
-        )
-        if res.ok and not self._testinfra(host, "after start"):
-            self.hosts[host].touched = True
-            return False
-        if res.ok:
-            self.hosts[host].touched = True
-            self._set(host, HostState.VERIFIED, f"on {hp.path[-1]}")
-            if hp.canary:
-                return True
-            self._set(host, HostState.DONE, f"on {hp.path[-1]}, verified")
-            return True
-        failed = res.failed
-        if failed is not None and failed.op == "lock":
-            self.halted = f"lock on {host} was taken over: {failed.error}"
-            self._set(host, HostState.HANDED_OVER, failed.error or "")
+        ran = self.actions.upgrade(host)
+        if ran is Ran.HANDED_OVER:
+            self.halted = f"lock on {host} was taken over: {self.hosts[host].detail}"
             self.journal.record(Event.HALT, reason=self.halted)
-            return False
-        self.hosts[host].touched = any(o.op in ("stop", "switch") for o in res.ops)
-        self._fail(host, HostState.FAILED, res.error)
-        return False
+        return ran is Ran.OK
 
     def _bake(self, host: str) -> None:
         """The canary's bake, driven from here: one round of its checks every bake_interval.
@@ -784,25 +552,25 @@ class Apply:
         (a bake inside one agent call could only end with that call, minutes later)."""
         hp = self.hosts[host].plan
         bake, interval = self.spec.canary.bake, max(self.spec.canary.bake_interval, TICK)
-        self._set(host, HostState.BAKING, f"{bake:g}s")
+        self.actions.set(host, HostState.BAKING, f"{bake:g}s")
         self.journal.record(
             Event.BAKE_BEGIN,
             host=host,
             seconds=bake,
-            steps=[s.id for s in self._steps(host, "bake")],
+            steps=[s.id for s in self.actions.steps(host, "bake")],
             rounds_from="controller",
         )
         started, rounds, waited = time.monotonic(), 0, 0.0
         beat = _Heartbeat(self.progress, "bake", host)
         while True:
-            problem = self._check_round(host, lock=True)
+            problem = self.actions.check_round(host, lock=True)
             rounds += 1
             if problem is not None and problem.startswith(HANDED_OVER):
                 self.halted = f"lock on {host} was taken over: {problem.removeprefix(HANDED_OVER)}"
                 self.journal.record(
                     Event.BAKE_END, host=host, ok=False, rounds=rounds, error=self.halted, handed_over=True
                 )
-                self._set(host, HostState.HANDED_OVER, problem.removeprefix(HANDED_OVER))
+                self.actions.set(host, HostState.HANDED_OVER, problem.removeprefix(HANDED_OVER))
                 self.journal.record(Event.HALT, reason=self.halted)
                 return
             if problem is not None:
@@ -812,66 +580,29 @@ class Apply:
                     ok=False,
                     rounds=rounds,
                     error=problem,
-                    ops=self.failed_round.pop(host, []),
+                    ops=self.actions.failed_round.pop(host, []),
                 )
                 state = HostState.UNREACHABLE if problem.startswith("unreachable") else HostState.FAILED
-                self._fail(host, state, f"canary bake: {problem}" if state == HostState.FAILED else problem)
+                self.actions.fail(host, state, f"canary bake: {problem}" if state == HostState.FAILED else problem)
                 return
             left = bake - max(waited, time.monotonic() - started)
             if left <= 0:
                 break
             step = min(interval, left)
             beat(left)
-            self._set(host, HostState.BAKING, f"{left:.0f}s of {bake:g}s left")
+            self.actions.set(host, HostState.BAKING, f"{left:.0f}s of {bake:g}s left")
             if not self.wait(step, "bake", host):
                 cut = f"bake cut short after {time.monotonic() - started:.1f}s of {bake:g}s: " + (
                     "aborted" if self.abort is not None else self.halted or "stopped"
                 )
                 self.journal.record(Event.BAKE_END, host=host, ok=False, cut=True, rounds=rounds, error=cut)
-                self._set(host, HostState.VERIFIED, f"on {hp.path[-1]}, {cut}")
+                self.actions.set(host, HostState.VERIFIED, f"on {hp.path[-1]}, {cut}")
                 return
             waited += step
         self.journal.record(Event.BAKE_END, host=host, ok=True, rounds=rounds)
-        if not self._testinfra(host, "at the end of the bake"):
+        if not self.actions.testinfra(host, "at the end of the bake"):
             return
-        self._set(host, HostState.DONE, f"on {hp.path[-1]}, baked {bake:g}s")
-
-    def _testinfra(self, host: str, when: str) -> bool:
-        """The host's testinfra steps, run from the controller; False (the host failed) if one does not pass."""
-        from upgrader.engine.testinfra_check import run_module
-
-        base = Path(self.plan.playbook.path).parent  # modules are named relative to the playbook
-        for step in self._steps(host, "testinfra"):
-            op = step.op
-            self._set(host, HostState.VERIFYING, f"testinfra {op['file']} ({when})")
-            result = run_module(
-                base / str(op["file"]),
-                self.pool.endpoint(host),
-                component=self.plan.component,
-                version=str(op["version"]),
-                timeout=float(op["timeout"]),
-                # Run the reviewed bytes: a module edited after apply checked its pins never runs.
-                # Always pinned: a plan that pins nothing (forged, or saved by an older
-                # upgrader) runs no module, rather than the unpinned one on disk.
-                pinned=self.plan.controller_files,
-                base=base,
-            )
-            self.journal.record(
-                Event.TESTINFRA, host=host, step=step.id, when=when, file=op["file"], **result.to_dict()
-            )
-            if not result.ok:
-                self._fail(host, HostState.FAILED, f"testinfra {op['name']} ({when}): {result.reason}")
-                return False
-        return True
-
-    def _fail(self, host: str, state: HostState, detail: str) -> None:
-        with self._lock:
-            self.failures += 1
-            dc = self.hosts[host].plan.datacenter
-            self.failures_in[dc] = self.failures_in.get(dc, 0) + 1
-        self.hosts[host].failure = detail
-        self._set(host, state, detail)
-        self.progress.event("failure", detail, host=host)
+        self.actions.set(host, HostState.DONE, f"on {hp.path[-1]}, baked {bake:g}s")
 
     # ------------------------------------------------------------ rollback
     def _on_failure(self, phase: Phase, failed: list[str]) -> None:
@@ -880,7 +611,7 @@ class Apply:
             self.held = True
             self.halted = "held for a human"
             for host in failed:
-                self._set(host, HostState.HELD, self.hosts[host].detail)
+                self.actions.set(host, HostState.HELD, self.hosts[host].detail)
                 self.down.stuck(host)
             self.journal.record(Event.HOLD, hosts=failed)
             return
@@ -899,7 +630,7 @@ class Apply:
         """Take the host's redundancy-group slots before its live program; False: it must not start."""
         reason = self.down.take(host, in_phase=True, give_up=lambda: self.halted is not None)
         if reason is not None:
-            self._set(host, self.hosts[host].state, f"not started: {reason}")
+            self.actions.set(host, self.hosts[host].state, f"not started: {reason}")
             self.journal.record(Event.HOST_WITHHELD, host=host, reason=reason)
         return reason is None
 
@@ -949,54 +680,14 @@ class Apply:
         self.progress.event("rollback", f"rolling back {', '.join(hosts)}")
         self.journal.record(Event.ROLLBACK_BEGIN, hosts=hosts, failing=failing)
 
-        def back(host: str) -> remote.AgentResult:
-            hp = self.hosts[host].plan
-            self._set(host, HostState.ROLLING_BACK, f"→ {hp.from_version}")
-            # The lock check first: a host an emergency rollback took over is not ours to touch any more.
-            return self._call(
-                host,
-                [self._lock_op("check"), _send(self._undo(host), f"{host}/rollback")],
-                programs.hop_timeout(self.spec) + 30,
-            )
-
-        results = self.pool.each(self.down.down_first(hosts), self._in_group_slot(back))
+        results = self.pool.each(self.down.down_first(hosts), self._in_group_slot(self.actions.roll_back))
         for r in results:
             host, res = r.host, r.value
-            hp = self.hosts[host].plan
-            was = self.hosts[host].failure
             if isinstance(res, str):  # its redundancy group has members down for good: it stays up, verified
-                self._set(host, self.hosts[host].state, f"{self.hosts[host].detail}; not rolled back: {res}")
+                self.actions.set(host, self.hosts[host].state, f"{self.hosts[host].detail}; not rolled back: {res}")
                 self.journal.record(Event.ROLLBACK_WITHHELD, host=host, reason=res)
-            elif res is not None and res.failed is not None and res.failed.op == "lock":
-                self._set(host, HostState.HANDED_OVER, f"taken over by another run: {res.failed.error}")
-                self.hosts[host].touched = False
-                self.journal.record(Event.ROLLBACK_END, host=host, ok=True, handed_over=True, error=res.error)
-            elif res is None or not res.ok:
-                why = str(r.error) if res is None else res.error
-                self._set(host, HostState.ROLLBACK_FAILED, why)
-                self.journal.record(Event.ROLLBACK_END, host=host, ok=False, error=why)
             else:
-                self._set(
-                    host,
-                    HostState.ROLLED_BACK,
-                    f"back on {hp.from_version}, verified" + (f" (failed: {was})" if was else ""),
-                )
-                self.hosts[host].touched = False
-                self.journal.record(
-                    Event.ROLLBACK_END,
-                    **RollbackEnd(host=host, ok=True, ops=[o.data for o in res.ops], version=hp.from_version),
-                )  # where it is now
-
-    def _steps(self, host: str, action: str) -> list[Step]:
-        return [s for s in self.hosts[host].plan.steps if s.action == action]
-
-    def _undo(self, host: str) -> dict[str, Any]:
-        """The plan's undo of the host's live steps: roll back to where it began (every live step has the same)."""
-        hp = self.hosts[host].plan
-        undo = next((s.undo for s in hp.steps if s.undo and s.undo.get("op") == "rollback"), None)
-        if undo is None:
-            raise RefusedError(f"the plan has no rollback for {host}", "plan again")
-        return undo
+                self.actions.rolled_back(host, res, r.error)
 
     def summary_rows(self) -> list[tuple[str, str, str, str]]:
         return [(h.name, h.plan.datacenter, h.state, h.detail) for h in self.hosts.values()]
@@ -1058,12 +749,6 @@ def stop_on_signals(engine: Apply, say: Callable[[str], None] | None = None) -> 
 
 # Where a host may end and still be on a verified release: the target, or where it began.
 _ON_START = frozenset({HostState.PENDING, HostState.STAGED, HostState.UNTOUCHED, HostState.ROLLED_BACK})
-
-
-def _released(res: remote.AgentResult | None) -> bool:
-    """Whether a host answered its release (its lock op ran: released, or already another's)."""
-    lock = res.op("lock") if res is not None else None
-    return lock is not None and lock.ok
 
 
 def verdict(
@@ -1151,16 +836,3 @@ def _by_turns(hosts: list[str], key: Callable[[str], str]) -> list[str]:
     for h in hosts:
         groups.setdefault(key(h), []).append(h)
     return [h for turn in zip_longest(*groups.values()) for h in turn if h is not None]
-
-
-def _send(op: dict[str, Any], step: str, **runtime: Any) -> dict[str, Any]:
-    """A plan step's operation as sent: the plan's own, with its step id and what only the run knows."""
-    return {**op, "step": step, **runtime}
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

@@ -40,6 +40,7 @@ class Work:
     states: dict[str, dict[str, Any]] = field(default_factory=dict)  # host → HostRun fields
     facts: dict[str, dict[str, Any]] = field(default_factory=dict)
     testinfra: bool = False  # check rounds: also run the host's testinfra steps (the end of a bake)
+    lock_check: bool = False  # check rounds: first check the host's lock is still this run's
 
 
 @dataclass
@@ -52,7 +53,9 @@ class Done:
     ok: bool = True
     refused: str | None = None  # locks or artifacts refused: nothing was changed
     problem: str | None = None  # a check round failed: why
-    halted: str | None = None
+    ran: str = ""  # how a host's program or rollback ended (host_actions.Ran / Back)
+    ops: list[dict[str, Any]] = field(default_factory=list)  # a failed check round's operations
+    stuck: list[str] = field(default_factory=list)  # release: hosts that kept their lock (no answer)
     locked: list[str] = field(default_factory=list)
     facts: dict[str, dict[str, Any]] = field(default_factory=dict)
 

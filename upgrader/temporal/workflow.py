@@ -24,7 +24,8 @@ from temporalio.exceptions import ActivityError, TimeoutType
 from temporalio.exceptions import TimeoutError as TemporalTimeout
 
 with workflow.unsafe.imports_passed_through():
-    from upgrader.engine.apply import Apply, HostRun, _by_turns, rollback_targets, verdict
+    from upgrader.engine.apply import Apply, _by_turns, rollback_targets, verdict
+    from upgrader.engine.host_actions import HostRun
     from upgrader.engine.gates import Decision, DecisionKind, GateOutcome
     from upgrader.engine.programs import checks_budget, hop_timeout
     from upgrader.engine.vocabulary import FAILED, ON_TARGET, UPGRADED, Event, HostState, RunStatus
@@ -405,9 +406,9 @@ class UpgradeWorkflow:
         except ActivityError as exc:
             return await self._lost(host, exc)
         await self.merge(done)
-        if done.halted:
-            self.halted = done.halted
-            await self.record(Event.HALT, reason=done.halted)
+        if done.ran == "handed-over":
+            self.halted = f"lock on {host} was taken over: {self.hosts[host].detail}"
+            await self.record(Event.HALT, reason=self.halted)
         return self.hosts[host].state in ON_TARGET
 
     async def _lost(self, host: str, exc: ActivityError) -> bool:
