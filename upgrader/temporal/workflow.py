@@ -24,7 +24,7 @@ from temporalio.exceptions import ActivityError, TimeoutType
 from temporalio.exceptions import TimeoutError as TemporalTimeout
 
 with workflow.unsafe.imports_passed_through():
-    from upgrader.engine.apply import Apply, _by_turns, rollback_targets, verdict
+    from upgrader.engine.apply import _by_turns, rollback_targets, verdict
     from upgrader.engine.host_actions import HostRun
     from upgrader.engine.gates import Decision, DecisionKind, GateOutcome
     from upgrader.engine.programs import checks_budget, hop_timeout
@@ -145,7 +145,7 @@ class UpgradeWorkflow:
             handshake_retries=0,
             engine="temporal",
             hosts={
-                h.name: {"state": h.state, "detail": h.detail, "version": Apply._version_of(h)}
+                h.name: {"state": h.state, "detail": h.detail, "version": h.version()}
                 for h in self.hosts.values()
             },
         )
