@@ -345,11 +345,8 @@ class HostActions:
         """The plan's live steps in one agent call, then the host's testinfra steps."""
         hp = self.hosts[host].plan
         # The plan's own steps, as they are: staging is done, the bake comes after.
-        ops = [
-            self.lock_op("check"),
-            *(send(s.op, s.id) for s in hp.steps if s.action not in ("stage", "bake", "testinfra")),
-        ]
-        self.journal.record(Event.HOST_BEGIN, host=host, steps=[o.get("step") for o in ops], path=hp.path)
+        ops = [self.lock_op("check"), *(send(s.op, s.id) for s in live_steps(hp))]
+        self.journal.record(Event.HOST_BEGIN, host=host, steps=program_steps(hp), path=hp.path)
         self.set(host, HostState.UPGRADING, " → ".join([hp.from_version, *hp.path]))
         try:
             res = self.call(host, ops, self.timeouts.upgrade(len(hp.path)))
@@ -465,6 +462,16 @@ class HostActions:
             **RollbackEnd(host=host, ok=True, ops=[o.data for o in res.ops], version=hp.from_version),
         )  # where it is now
         return Back.ROLLED_BACK
+
+
+def live_steps(hp: HostPlan) -> list[Step]:
+    """The steps of the host's program: staging is done before it, the bake and testinfra come after."""
+    return [s for s in hp.steps if s.action not in ("stage", "bake", "testinfra")]
+
+
+def program_steps(hp: HostPlan) -> list[str]:
+    """The host-begin record's steps: the lock check, then the program's own."""
+    return ["lock-check", *(s.id for s in live_steps(hp))]
 
 
 def send(op: dict[str, Any], step: str, **runtime: Any) -> dict[str, Any]:

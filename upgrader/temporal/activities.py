@@ -217,6 +217,15 @@ class HostWork:
 
         return await self.run(work, act)
 
+    @activity.defn(name="testinfra")
+    async def testinfra(self, work: Work) -> Done:
+        """The host's testinfra steps, run from this worker (inside the host's datacenter)."""
+
+        def act(actions: HostActions) -> Done:
+            return Done(ok=actions.testinfra(work.hosts[0], work.when))
+
+        return await self.run(work, act)
+
     @activity.defn(name="rollback")
     async def rollback(self, work: Work) -> Done:
         """Put a host back where it began and verify (safe to repeat).  A host still running an earlier
@@ -249,7 +258,16 @@ class HostWork:
         return await self.run(work, act)
 
     def all(self) -> list[Callable[..., Any]]:
-        return [self.lock, self.stage, self.unstage, self.upgrade, self.check, self.rollback, self.release]
+        return [
+            self.lock,
+            self.stage,
+            self.unstage,
+            self.upgrade,
+            self.check,
+            self.testinfra,
+            self.rollback,
+            self.release,
+        ]
 
 
 async def beating(fn: Callable[[], T]) -> T:

@@ -41,6 +41,7 @@ class Work:
     facts: dict[str, dict[str, Any]] = field(default_factory=dict)
     testinfra: bool = False  # check rounds: also run the host's testinfra steps (the end of a bake)
     lock_check: bool = False  # check rounds: first check the host's lock is still this run's
+    when: str = ""  # testinfra: when in the host's run its modules run ("at the end of the bake")
 
 
 @dataclass
