@@ -29,9 +29,7 @@ from upgrader.engine.endpoints import Pool
 from upgrader.engine.host_actions import HostActions
 from upgrader.engine.host_actions import HostRun as HostRun
 from upgrader.engine.journal import Journal
-from upgrader.engine.policy import TICK, Program, RunPolicy, step
-from upgrader.engine.policy import Recovery as Recovery
-from upgrader.engine.policy import by_turns as _by_turns
+from upgrader.engine.policy import RunPolicy
 from upgrader.engine.policy_messages import (
     AbortAsked,
     Action,
@@ -66,6 +64,9 @@ from upgrader.engine.policy_messages import (
     WaitUntil,
     Woke,
 )
+from upgrader.engine.policy_state import TICK, Program, step
+from upgrader.engine.policy_state import Recovery as Recovery
+from upgrader.engine.policy_state import by_turns as _by_turns
 from upgrader.engine.progress import Progress
 from upgrader.engine.verdict import Outcome as Outcome
 from upgrader.engine.verdict import rollback_targets as rollback_targets

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from upgrader.engine.apply import Recovery
+from upgrader.engine.policy_state import Recovery
 from upgrader.engine.vocabulary import Event, HostState
 from upgrader.models.plan import Plan
 

@@ -25,7 +25,7 @@ from temporalio.exceptions import TimeoutError as TemporalTimeout
 with workflow.unsafe.imports_passed_through():
     from upgrader.engine.gates import Decision, DecisionKind
     from upgrader.engine.host_actions import Back, HostRun, Ran, program_steps
-    from upgrader.engine.policy import Program, RunPolicy, step
+    from upgrader.engine.policy import RunPolicy
     from upgrader.engine.policy_messages import (
         AbortAsked,
         Action,
@@ -62,6 +62,7 @@ with workflow.unsafe.imports_passed_through():
     from upgrader.engine.policy_messages import (
         Done as Carried,
     )
+    from upgrader.engine.policy_state import Program, step
     from upgrader.engine.vocabulary import Event, HostState
     from upgrader.errors import ExitCode
     from upgrader.models.plan import Plan
