@@ -30,8 +30,9 @@ class ExitCode(IntEnum):
 RUN_EXIT_CODES = (
     "0 every host on the target, verified (or nothing to do); 1 refused before changing anything; 2 usage; "
     "3 failed or aborted: every host it changed and did not finish is back on its starting release, verified; "
-    "4 a human must act: some host is on no verified release (named; it keeps the run's lock, and "
-    "`upgrader resume RUN` puts it back); "
+    "4 a human must act: some host is on no verified release (named; one the run changed keeps the run's lock, "
+    "and `upgrader resume RUN` puts it back; one it left alone because the release it ran failed its checks "
+    "before the upgrade is unlocked, status `unhealthy`); "
     "5 halted part-way (Ctrl-C, a closed window, abort --keep): every host verified, on the target or its "
     "starting release — `upgrader resume RUN` carries on a resumable run"
 )

@@ -89,7 +89,9 @@ def test_hostile_members_refuse_the_whole_tarball(
     record_property("observed", f"refused: {refused.value}; {dest.name}/ not created")
 
 
-def test_a_huge_member_is_refused_before_anything_is_written(agent: ModuleType, tmp_path: Path) -> None:
+def test_a_huge_member_is_refused_before_anything_is_written(
+    agent: ModuleType, tmp_path: Path, record_property: Callable[[str, object], None]
+) -> None:
     (tmp_path / "releases").mkdir()
     raw = tmp_path / "huge.tar"
     info = tarfile.TarInfo("blob")
@@ -97,26 +99,39 @@ def test_a_huge_member_is_refused_before_anything_is_written(agent: ModuleType, 
     with raw.open("wb") as fh:
         fh.write(info.tobuf(format=tarfile.GNU_FORMAT))
         fh.truncate(512 + info.size + 1024)  # sparse: a real archive shape without 5 GiB of disk
-    with pytest.raises(agent.OpFailed, match="is 5368709120 bytes"):
+    with pytest.raises(agent.OpFailed, match="is 5368709120 bytes") as huge:
         agent.extract_safely(str(raw), str(tmp_path / "releases" / "1.0"), 0)
     assert not (tmp_path / "releases" / "1.0").exists()
+    left = list((tmp_path / "releases").iterdir())
+    record_property("observed", f"refused: {huge.value}; {len(left)} path(s) written under releases/")
 
 
-def test_a_truncated_archive_is_a_clean_refusal(agent: ModuleType, tmp_path: Path) -> None:
+def test_a_truncated_archive_is_a_clean_refusal(
+    agent: ModuleType, tmp_path: Path, record_property: Callable[[str, object], None]
+) -> None:
     good = tarball(tmp_path / "ok.tgz", GOOD).read_bytes()
     cut = tmp_path / "cut.tgz"
     cut.write_bytes(good[: len(good) // 2])
-    with pytest.raises(agent.OpFailed, match="not a readable tarball"):
+    with pytest.raises(agent.OpFailed, match="not a readable tarball") as clean:
         agent.extract_safely(str(cut), str(tmp_path / "x"), 0)
+    record_property(
+        "observed",
+        f"{len(good) // 2} of {len(good)} bytes: {type(clean.value).__name__}: {clean.value}; "
+        f"x/ exists: {(tmp_path / 'x').exists()}",
+    )
 
 
-def test_strip_components_and_placeholders_are_data(agent: ModuleType, tmp_path: Path) -> None:
+def test_strip_components_and_placeholders_are_data(
+    agent: ModuleType, tmp_path: Path, record_property: Callable[[str, object], None]
+) -> None:
     (tmp_path / "releases").mkdir()
     dest = tmp_path / "releases" / "2.0"
     members = [file("app-2.0/bin/app"), file("app-2.0/$(touch pwned)", b"")]
     agent.extract_safely(str(tarball(tmp_path / "s.tgz", members)), str(dest), 1)
     assert (dest / "bin" / "app").exists() and (dest / "$(touch pwned)").exists()
     assert not (tmp_path / "pwned").exists()
+    written = sorted(str(p.relative_to(dest)) for p in dest.rglob("*") if p.is_file())
+    record_property("observed", f"unpacked {written}; pwned created: {(tmp_path / 'pwned').exists()}")
 
 
 def sym(name: str, target: str) -> tuple[tarfile.TarInfo, None]:
@@ -127,18 +142,24 @@ def hard(name: str, target: str) -> tuple[tarfile.TarInfo, None]:
     return special(name, tarfile.LNKTYPE, linkname=target)
 
 
-def refused(agent: ModuleType, tmp_path: Path, members: list, says: str, strip: int = 0) -> None:
-    """The tarball is refused with ``says``; the sandbox (releases/ and an outside canary) is as it was."""
+def refused(agent: ModuleType, tmp_path: Path, members: list, says: str, strip: int = 0) -> str:
+    """The tarball is refused with ``says``; the sandbox (releases/ and an outside canary) is as it was.
+
+    Returns what was seen, for the reliability row: the refusal and what the sandbox holds after it.
+    """
     releases = tmp_path / "releases"
     releases.mkdir(exist_ok=True)
     outside = tmp_path / "outside"
     outside.mkdir(exist_ok=True)
     (outside / "canary").write_text("canary")
     archive = tarball(tmp_path / "bad.tgz", members)
-    with pytest.raises(agent.OpFailed, match=says):
+    with pytest.raises(agent.OpFailed, match=says) as refusal:
         agent.extract_safely(str(archive), str(releases / "1.0"), strip)
-    assert list(releases.iterdir()) == [], "nothing is left behind"
-    assert [p.name for p in outside.iterdir()] == ["canary"] and (outside / "canary").read_text() == "canary"
+    left = list(releases.iterdir())
+    assert left == [], "nothing is left behind"
+    beside = [p.name for p in outside.iterdir()]
+    assert beside == ["canary"] and (outside / "canary").read_text() == "canary"
+    return f"refused: {str(refusal.value)[:120]}; releases/ holds {len(left)}, outside/ holds {beside} unchanged"
 
 
 # Chains where each link alone looks inside, yet writing through them leaves the release.
@@ -157,8 +178,10 @@ def refused(agent: ModuleType, tmp_path: Path, members: list, says: str, strip: 
         ([sym("s", "t"), file("s")], "appears twice"),
     ],
 )
-def test_symlink_chains_are_refused_whole(agent: ModuleType, tmp_path: Path, members: list, says: str) -> None:
-    refused(agent, tmp_path, members, says)
+def test_symlink_chains_are_refused_whole(
+    agent: ModuleType, tmp_path: Path, members: list, says: str, record_property: Callable[[str, object], None]
+) -> None:
+    record_property("observed", refused(agent, tmp_path, members, says))
 
 
 @pytest.mark.parametrize(
@@ -173,8 +196,10 @@ def test_symlink_chains_are_refused_whole(agent: ModuleType, tmp_path: Path, mem
         ([sym("s", "."), hard("h", "s/f")], "not to a regular file earlier|beneath symlink"),
     ],
 )
-def test_hardlinks_only_to_files_this_archive_made(agent: ModuleType, tmp_path: Path, members: list, says: str) -> None:
-    refused(agent, tmp_path, members, says)
+def test_hardlinks_only_to_files_this_archive_made(
+    agent: ModuleType, tmp_path: Path, members: list, says: str, record_property: Callable[[str, object], None]
+) -> None:
+    record_property("observed", refused(agent, tmp_path, members, says))
 
 
 @pytest.mark.parametrize(
@@ -191,22 +216,29 @@ def test_hardlinks_only_to_files_this_archive_made(agent: ModuleType, tmp_path: 
     ],
 )
 def test_the_engines_metadata_cannot_come_from_a_tarball(
-    agent: ModuleType, tmp_path: Path, members: list, strip: int
+    agent: ModuleType, tmp_path: Path, members: list, strip: int, record_property: Callable[[str, object], None]
 ) -> None:
-    refused(agent, tmp_path, members, r"\.upgrader", strip)
+    record_property("observed", refused(agent, tmp_path, members, r"\.upgrader", strip))
 
 
-def test_a_name_with_dotdot_is_refused_even_when_it_resolves_inside(agent: ModuleType, tmp_path: Path) -> None:
-    refused(agent, tmp_path, [file("x/../.upgrader/release.json")], "leaves the release")
-    refused(agent, tmp_path, [file("app-1/../../x")], "leaves the release", strip=1)
+def test_a_name_with_dotdot_is_refused_even_when_it_resolves_inside(
+    agent: ModuleType, tmp_path: Path, record_property: Callable[[str, object], None]
+) -> None:
+    inside = refused(agent, tmp_path, [file("x/../.upgrader/release.json")], "leaves the release")
+    stripped = refused(agent, tmp_path, [file("app-1/../../x")], "leaves the release", strip=1)
+    record_property("observed", f"x/../.upgrader: {inside}; and app-1/../../x, strip 1: {stripped.split(';')[0]}")
 
 
-def test_too_many_members_are_refused(agent: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_too_many_members_are_refused(
+    agent: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, record_property: Callable[[str, object], None]
+) -> None:
     monkeypatch.setattr(agent, "MAX_MEMBERS", 3)
-    refused(agent, tmp_path, [file(f"f{i}") for i in range(4)], "more than 3 members")
+    record_property("observed", refused(agent, tmp_path, [file(f"f{i}") for i in range(4)], "more than 3 members"))
 
 
-def test_modes_are_at_most_rwxr_xr_x_and_links_are_made(agent: ModuleType, tmp_path: Path) -> None:
+def test_modes_are_at_most_rwxr_xr_x_and_links_are_made(
+    agent: ModuleType, tmp_path: Path, record_property: Callable[[str, object], None]
+) -> None:
     (tmp_path / "releases").mkdir()
     dest = tmp_path / "releases" / "1.0"
     suid, _ = file("bin/suid", b"#!/bin/sh\n")
@@ -219,24 +251,38 @@ def test_modes_are_at_most_rwxr_xr_x_and_links_are_made(agent: ModuleType, tmp_p
         sym("here", "."),
     ]
     agent.extract_safely(str(tarball(tmp_path / "ok.tgz", members)), str(dest), 0)
-    assert (dest / "bin" / "suid").stat().st_mode & 0o7777 == 0o755
-    assert (dest / "etc").stat().st_mode & 0o7777 == 0o755
+    modes = {name: (dest / name).stat().st_mode & 0o7777 for name in ("bin/suid", "etc")}
+    assert modes == {"bin/suid": 0o755, "etc": 0o755}
     assert (dest / "bin" / "again").stat().st_ino == (dest / "bin" / "suid").stat().st_ino
-    assert (dest / "etc" / "up").readlink() == Path("../bin") and (dest / "here").readlink() == Path(".")
+    links = {name: str((dest / name).readlink()) for name in ("etc/up", "here")}
+    assert links == {"etc/up": "../bin", "here": "."}
+    record_property(
+        "observed",
+        f"0o6777 file -> {oct(modes['bin/suid'])}, 0o777 dir -> {oct(modes['etc'])}; "
+        f"hard link shares inode: {(dest / 'bin' / 'again').samefile(dest / 'bin' / 'suid')}; symlinks {links}",
+    )
 
 
-def test_an_existing_destination_is_never_written_into(agent: ModuleType, tmp_path: Path) -> None:
+def test_an_existing_destination_is_never_written_into(
+    agent: ModuleType, tmp_path: Path, record_property: Callable[[str, object], None]
+) -> None:
     dest = tmp_path / "releases" / "1.0"
     dest.mkdir(parents=True)
-    with pytest.raises(FileExistsError):
+    with pytest.raises(FileExistsError) as exists:
         agent.extract_safely(str(tarball(tmp_path / "ok.tgz", GOOD)), str(dest), 0)
-    assert list(dest.iterdir()) == []
+    inside = list(dest.iterdir())
+    assert inside == []
+    record_property("observed", f"{type(exists.value).__name__}; existing 1.0/ still holds {len(inside)} entries")
 
 
-def test_a_write_that_fails_midway_leaves_nothing(agent: ModuleType, tmp_path: Path) -> None:
+def test_a_write_that_fails_midway_leaves_nothing(
+    agent: ModuleType, tmp_path: Path, record_property: Callable[[str, object], None]
+) -> None:
     (tmp_path / "releases").mkdir()
     dest = tmp_path / "releases" / "1.0"
     members = [file("a"), file("b" * 300)]  # a name longer than the filesystem allows: fails while writing
-    with pytest.raises(OSError):
+    with pytest.raises(OSError) as failed:
         agent.extract_safely(str(tarball(tmp_path / "long.tgz", members)), str(dest), 0)
     assert not dest.exists()
+    left = [p.name for p in (tmp_path / "releases").iterdir()]
+    record_property("observed", f"{type(failed.value).__name__} (errno {failed.value.errno}); releases/ holds {left}")

@@ -133,7 +133,7 @@ def finish(proc: subprocess.Popen[str]) -> tuple[int, list[dict[str, Any]]]:
     return proc.returncode, agent_pkg.parse_output(out)
 
 
-def test_a_rollback_waits_for_the_migrate_in_flight_and_the_apply_stops_there(host) -> None:  # type: ignore[no-untyped-def]
+def test_a_rollback_waits_for_the_migrate_in_flight_and_the_apply_stops_there(host, record_property) -> None:  # type: ignore[no-untyped-def]
     a = start(apply_program(host, 2.0), host["state"])
     try:
         wait_for_begin(host, "h/migrate")
@@ -167,9 +167,16 @@ def test_a_rollback_waits_for_the_migrate_in_flight_and_the_apply_stops_there(ho
     assert os.readlink(host["root"] / "current") == "releases/1.0"
     assert host["conf"].read_text() == "schema 1\n", "the migrated config was restored"
     assert out_b[0]["takeover"]["how"] == "waited"
+    stopped = out_a[-1]["error"].rsplit(")", 1)[-1].strip()
+    record_property(
+        "observed",
+        f"rollback exit {code_b}, {took['how']} {took['seconds']:.1f} s for the migrate; apply exit {code_a} after "
+        f"{[o['op'] for o in out_a]} (stopped {stopped}); current -> {os.readlink(host['root'] / 'current')}, "
+        f"app.conf {host['conf'].read_text()!r}",
+    )
 
 
-def test_past_the_bound_the_rollback_kills_the_apply_and_what_it_started(host) -> None:  # type: ignore[no-untyped-def]
+def test_past_the_bound_the_rollback_kills_the_apply_and_what_it_started(host, record_property) -> None:  # type: ignore[no-untyped-def]
     a = start(apply_program(host, 60), host["state"])
     try:
         wait_for_begin(host, "h/migrate")
@@ -186,9 +193,15 @@ def test_past_the_bound_the_rollback_kills_the_apply_and_what_it_started(host) -
     assert took["how"] == "killed" and 0.5 <= took["seconds"] < 10 and took["holder"]["pid"] == a.pid
     assert not [r for r in records if r.get("step") == "h/migrate" and r.get("phase") == "end"]
     assert where(records, event="takeover") < where(records, step="rollback", phase="begin")
-    assert not _running(f"sleep 60; echo schema 2 > {host['conf']}"), "the migration was killed too"
+    migration = _running(f"sleep 60; echo schema 2 > {host['conf']}")
+    assert not migration, "the migration was killed too"
     assert os.readlink(host["root"] / "current") == "releases/1.0"
     assert host["conf"].read_text() == "schema 1\n"
+    record_property(
+        "observed",
+        f"rollback exit {code_b}, {took['how']} the apply after {took['seconds']:.1f} s (wait 0.5 s); apply exit "
+        f"{code_a}; migration still running: {migration}; current -> {os.readlink(host['root'] / 'current')}",
+    )
 
 
 def _running(needle: str) -> bool:
@@ -201,7 +214,9 @@ def _running(needle: str) -> bool:
     return False
 
 
-def test_a_program_that_is_not_a_takeover_waits_briefly_then_fails_as_a_lock_failure(host, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_a_program_that_is_not_a_takeover_waits_briefly_then_fails_as_a_lock_failure(
+    host, monkeypatch, record_property
+) -> None:  # type: ignore[no-untyped-def]
     a = start(apply_program(host, 60), host["state"])
     try:
         wait_for_begin(host, "h/migrate")
@@ -216,13 +231,18 @@ def test_a_program_that_is_not_a_takeover_waits_briefly_then_fails_as_a_lock_fai
         assert code == 1 and out[0]["op"] == "lock" and out[0]["busy"] is True, out
         assert out[0]["error"].startswith("locked by run APPLY (a, since "), out  # as the host lock would say
         assert "another upgrader program is running for app on this host (run APPLY, pid" in out[0]["error"]
-        assert 4 < time.monotonic() - started < 20
+        seconds = time.monotonic() - started
+        assert 4 < seconds < 20
+        record_property(
+            "observed",
+            f"exit {code} after {seconds:.1f} s, busy={out[0]['busy']}: {out[0]['error'].split(';')[0][:90]}",
+        )
     finally:
         os.killpg(a.pid, 9)
         a.wait()
 
 
-def test_a_takeover_of_a_process_that_is_not_an_agent_is_refused_not_killed(host, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_a_takeover_of_a_process_that_is_not_an_agent_is_refused_not_killed(host, tmp_path, record_property) -> None:  # type: ignore[no-untyped-def]
     """The lock file names a pid (here: a plain sleep holding the flock), but /proc says it is no agent."""
     (host["state"] / "app").mkdir(parents=True, mode=0o700)
     (host["state"]).chmod(0o700)
@@ -236,7 +256,13 @@ def test_a_takeover_of_a_process_that_is_not_an_agent_is_refused_not_killed(host
         lock.write_text(json.dumps({"pid": holder.pid, "start": _start(holder.pid), "run": "X"}))
         code, out = finish(start(rollback_program(host, 0.2), host["state"]))
         assert code == 1 and "not an upgrader agent" in out[0]["error"], out
-        assert holder.poll() is None, "not killed"
+        alive = holder.poll() is None
+        assert alive, "not killed"
+        record_property(
+            "observed",
+            f"exit {code}: {out[0]['error'].replace(str(tmp_path), '…')[:110]}; the sleep holding the lock "
+            f"still running: {alive}",
+        )
     finally:
         os.killpg(holder.pid, 9)
         holder.wait()
@@ -246,17 +272,24 @@ def _start(pid: int) -> int:
     return int(Path(f"/proc/{pid}/stat").read_bytes().rsplit(b")", 1)[1].split()[19])
 
 
-def test_an_insecure_state_dir_fails_the_program_before_its_first_op(host) -> None:  # type: ignore[no-untyped-def]
+def test_an_insecure_state_dir_fails_the_program_before_its_first_op(host, record_property) -> None:  # type: ignore[no-untyped-def]
     host["state"].mkdir(mode=0o777)
     host["state"].chmod(0o777)
     code, out = finish(start(apply_program(host, 0), host["state"]))
     assert code == 1 and len(out) == 1 and out[0]["op"] == "lock", out  # the program's first op is its lock
     assert f"refusing to write under {host['state']}: it is writable by group or others" in out[0]["error"]
-    assert "chmod go-w" in out[0]["error"] and list(host["state"].iterdir()) == []
+    inside = list(host["state"].iterdir())
+    assert "chmod go-w" in out[0]["error"] and inside == []
     assert os.readlink(host["root"] / "current") == "releases/1.0"
+    record_property(
+        "observed",
+        f"exit {code}, {len(out)} op answered ({out[0]['op']}): "
+        f"{out[0]['error'].split('; fix:')[0].replace(str(host['tmp']), '…')}; state/ holds {len(inside)}, "
+        f"current -> {os.readlink(host['root'] / 'current')}",
+    )
 
 
-def test_a_canary_bake_in_flight_stops_at_once_for_a_rollback(host) -> None:  # type: ignore[no-untyped-def]
+def test_a_canary_bake_in_flight_stops_at_once_for_a_rollback(host, record_property) -> None:  # type: ignore[no-untyped-def]
     """Checks and bakes only watch: they end as soon as a rollback asks, rather than after their minute."""
     bake = {
         "component": "app",
@@ -280,6 +313,11 @@ def test_a_canary_bake_in_flight_stops_at_once_for_a_rollback(host) -> None:  # 
     took = records[where(records, event="takeover")]
     assert took["how"] == "waited" and took["seconds"] < 3, took
     assert where(records, step="h/bake", phase="end") < where(records, event="takeover")
+    record_property(
+        "observed",
+        f"60 s bake ended; rollback {took['how']} {took['seconds']:.2f} s; rollback exit {code_b}, apply exit "
+        f"{code_a} (stopped {out_a[-1]['error'].rsplit(')', 1)[-1].strip()})",
+    )
 
 
 def slow_rollback(host: dict[str, Path], run: str, seconds: float, wait: float) -> dict[str, Any]:
@@ -341,7 +379,7 @@ def test_a_rollback_is_never_cut_short_by_another(host, record_property) -> None
     )
 
 
-def test_a_second_rollback_past_its_wait_is_refused_not_killing_the_first(host) -> None:  # type: ignore[no-untyped-def]
+def test_a_second_rollback_past_its_wait_is_refused_not_killing_the_first(host, record_property) -> None:  # type: ignore[no-untyped-def]
     (host["root"] / "current").unlink()
     (host["root"] / "current").symlink_to("releases/2.0")
     a = start(slow_rollback(host, "RB-A", 2.0, 30), host["state"])
@@ -354,3 +392,8 @@ def test_a_second_rollback_past_its_wait_is_refused_not_killing_the_first(host) 
     assert code_b == 1 and out_b[0]["op"] == "lock" and "another rollback (run RB-A" in out_b[0]["error"], out_b
     assert code_a == 0, out_a
     assert not (host["state"] / "app" / "lock.json").exists()
+    record_property(
+        "observed",
+        f"second exit {code_b}: {out_b[0]['error'].split(';')[0][:100]}; first exit {code_a}; lock.json left: "
+        f"{(host['state'] / 'app' / 'lock.json').exists()}",
+    )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import tempfile
 import time
 import unicodedata
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -173,22 +174,41 @@ def insertions(draw: st.DrawFn) -> tuple[str, str, str, tuple[int, int]]:
     "exactly one problem, at file:line:col of the "
     "character (of the value when escaped), naming it; nothing else reported",
 )
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(insertions())
 def test_an_inserted_invisible_character_is_the_one_located_problem(
-    case: tuple[str, str, str, tuple[int, int]],
+    record_property: Callable[[str, object], None],
 ) -> None:
-    name, text, ch, (line, col) = case
-    for other, original in SOURCES.items():
-        (WORK / other).write_text(text if other == name else original, encoding="utf-8")
-    with pytest.raises(InputError) as info:
-        load_inputs(WORK / "playbook.yml", WORK / "inventory.yml")
-    problems = [str(p) for p in info.value.problems]
-    assert problems == [
-        f"{WORK / name}:{line}:{col}: invisible or control character {charset.describe(ch)} in a "
-        "value — retype the value without it (only printable characters and the ASCII space are "
-        "allowed; tabs and line breaks are not, see the README)"
-    ]
+    # The property runs inside the test so that what it inserted can be counted for the row.
+    files: list[str] = []
+    chars: set[str] = set()
+    literal, problems_seen = 0, 0
+
+    @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(insertions())
+    def any_insertion(case: tuple[str, str, str, tuple[int, int]]) -> None:
+        nonlocal literal, problems_seen
+        name, text, ch, (line, col) = case
+        for other, original in SOURCES.items():
+            (WORK / other).write_text(text if other == name else original, encoding="utf-8")
+        with pytest.raises(InputError) as info:
+            load_inputs(WORK / "playbook.yml", WORK / "inventory.yml")
+        problems = [str(p) for p in info.value.problems]
+        assert problems == [
+            f"{WORK / name}:{line}:{col}: invisible or control character {charset.describe(ch)} in a "
+            "value — retype the value without it (only printable characters and the ASCII space are "
+            "allowed; tabs and line breaks are not, see the README)"
+        ]
+        files.append(name)
+        chars.add(ch)
+        literal += ch in text
+        problems_seen += len(problems)
+
+    any_insertion()
+    record_property(
+        "observed",
+        f"{len(files)} insertions ({literal} literal, {len(files) - literal} escaped; {len(chars)} distinct "
+        f"characters; playbook {files.count('playbook.yml')}, inventory {files.count('inventory.yml')}): "
+        f"{problems_seen} problems, each at the character's file:line:col",
+    )
 
 
 def test_the_property_observed(record_property: pytest.RecordProperty) -> None:

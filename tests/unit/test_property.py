@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import copy
 import tempfile
+from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +28,7 @@ pytestmark = pytest.mark.reliability(
     "random playbook mutations: a valid plan or a located validation error, never a traceback"
 )
 
+Record = Callable[[str, object], None]
 INPUTS = Path(__file__).parent / "inputs"
 BASE = yaml.safe_load((INPUTS / "playbook.yml").read_text(encoding="utf-8"))
 WORK = Path(tempfile.mkdtemp(prefix="upgrader-property-"))
@@ -124,9 +127,27 @@ def mutated(draw: st.DrawFn) -> dict[str, Any]:
     return data
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(mutated())
-def test_mutated_playbook_gives_a_plan_or_located_problems(data: dict[str, Any]) -> None:
+def test_mutated_playbook_gives_a_plan_or_located_problems(record_property: Record) -> None:
+    # The property runs inside the test so that its outcomes can be counted across all examples for the row.
+    seen: Counter[str] = Counter()
+
+    @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(mutated())
+    def any_mutation(data: dict[str, Any]) -> None:
+        problems = plan_or_problems(data)
+        seen["refused" if problems else "planned"] += 1
+        seen["problems"] += problems
+
+    any_mutation()
+    record_property(
+        "observed",
+        f"{seen['planned'] + seen['refused']} mutated playbooks: {seen['planned']} planned and rendered, "
+        f"{seen['refused']} refused with {seen['problems']} one-line problems, each located in the playbook",
+    )
+
+
+def plan_or_problems(data: dict[str, Any]) -> int:
+    """Load, plan and render ``data``; returns how many (located, one-line) problems refused it, 0 if it planned."""
     path = WORK / "playbook.yml"
     path.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
     try:
@@ -137,7 +158,7 @@ def test_mutated_playbook_gives_a_plan_or_located_problems(data: dict[str, Any])
             text = str(problem)
             assert "\n" not in text and "\r" not in text, text
             assert problem.location.file == str(path) and problem.location.line, text
-        return
+        return len(exc.problems)
     inv = inputs.inventory.model
     plan = make_plan(
         inputs.playbook.model,
@@ -148,14 +169,29 @@ def test_mutated_playbook_gives_a_plan_or_located_problems(data: dict[str, Any])
     )
     assert plan.content_hash == plan.compute_hash()
     plan.to_json(), to_text(plan, verbose=True), to_markdown(plan)
+    return 0
 
 
-@settings(max_examples=200, deadline=None)
-@given(st.text(max_size=200))
-def test_any_text_gives_a_plan_or_located_problems(text: str) -> None:
-    path = WORK / "any.yml"
-    path.write_text(text, encoding="utf-8")
-    try:
-        load_inputs(path, WORK / "inventory.yml")
-    except InputError as exc:
-        assert exc.problems and all(p.location.file == str(path) for p in exc.problems)
+def test_any_text_gives_a_plan_or_located_problems(record_property: Record) -> None:
+    seen: Counter[str] = Counter()
+
+    @settings(max_examples=200, deadline=None)
+    @given(st.text(max_size=200))
+    def any_text(text: str) -> None:
+        path = WORK / "any.yml"
+        path.write_text(text, encoding="utf-8")
+        try:
+            load_inputs(path, WORK / "inventory.yml")
+        except InputError as exc:
+            assert exc.problems and all(p.location.file == str(path) for p in exc.problems)
+            seen["refused"] += 1
+            seen["problems"] += len(exc.problems)
+        else:
+            seen["loaded"] += 1
+
+    any_text()
+    record_property(
+        "observed",
+        f"{seen['refused'] + seen['loaded']} random texts: {seen['refused']} refused with {seen['problems']} "
+        f"problems, all located in the file; {seen['loaded']} loaded",
+    )

@@ -6,6 +6,7 @@ import base64
 import json
 import shlex
 import subprocess
+from collections.abc import Callable
 
 import pytest
 from hypothesis import given
@@ -15,12 +16,13 @@ from upgrader import agent
 from upgrader.transport.fabric_adapter import command_line
 
 pytestmark = pytest.mark.reliability("hostile strings reach the host as literal arguments")
+Record = Callable[[str, object], None]
 
 HOSTILE = ["1.0; rm -rf /", "$(touch /tmp/pwned)", "`id`", "a'b\"c", "x\ny", "-rf", "--", "‮evil", "a\\", "*", "~root"]
 
 
 @pytest.mark.parametrize("word", HOSTILE)
-def test_each_argument_comes_back_unchanged_from_the_shell(word: str) -> None:
+def test_each_argument_comes_back_unchanged_from_the_shell(word: str, record_property: Record) -> None:
     argv = ["echo", word, "tail"]
     line = command_line(argv, sudo=True, user="deploy")
     assert shlex.split(line) == ["sudo", "-n", "--", *argv]
@@ -31,20 +33,36 @@ def test_each_argument_comes_back_unchanged_from_the_shell(word: str) -> None:
         check=True,
     ).stdout
     assert out == f"{word}|tail|"
+    # The row is a Markdown table cell: the printed words are shown as a list, not with printf's "|".
+    record_property("observed", f"sh printed {out.split('|')[:-1]}; sudo line splits to {len(shlex.split(line))} words")
 
 
-@given(
-    st.lists(
-        st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=20),
-        min_size=1,
-        max_size=5,
+def test_any_argv_round_trips_through_quoting(record_property: Record) -> None:
+    seen = {"argvs": 0, "words": 0, "metachars": 0}
+
+    @given(
+        st.lists(
+            st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=20),
+            min_size=1,
+            max_size=5,
+        )
     )
-)
-def test_any_argv_round_trips_through_quoting(argv: list[str]) -> None:
-    assert shlex.split(command_line(argv, sudo=False, user="root")) == argv
+    def any_argv(argv: list[str]) -> None:
+        back = shlex.split(command_line(argv, sudo=False, user="root"))
+        assert back == argv
+        seen["argvs"] += 1
+        seen["words"] += len(back)
+        seen["metachars"] += sum(any(c in "$`;|&<>*?'\"\\ \n" for c in w) for w in back)
+
+    any_argv()
+    record_property(
+        "observed",
+        f"{seen['argvs']} random argvs ({seen['words']} words, {seen['metachars']} with shell metacharacters) "
+        "split back equal",
+    )
 
 
-def test_agent_programs_carry_values_as_base64_json_only() -> None:
+def test_agent_programs_carry_values_as_base64_json_only(record_property: Record) -> None:
     program = {
         "component": "ordergw",
         "root": "/opt/ordergw",
@@ -53,5 +71,11 @@ def test_agent_programs_carry_values_as_base64_json_only() -> None:
     }
     argv = agent.command(program)
     assert argv[:5] == ["python3", "-I", "-S", "-c", agent.bootstrap()]
-    assert all(c.isalnum() or c in "+/=" for c in "".join(argv[5:])), "only hex and base64 reach the shell"
+    tail = "".join(argv[5:])
+    assert all(c.isalnum() or c in "+/=" for c in tail), "only hex and base64 reach the shell"
     assert json.loads(base64.b64decode(argv[7])) == program
+    record_property(
+        "observed",
+        f"{len(argv)} argv words; after the bootstrap {len(tail)} chars, characters used "
+        f"{''.join(sorted({c for c in tail if not c.isalnum()}))!r} besides letters and digits; program decodes equal",
+    )

@@ -105,23 +105,33 @@ def test_rollback_uses_what_the_release_was_installed_with(
     journal = [json.loads(x) for x in (Path(agent.STATE) / "app" / "journal.jsonl").read_text().splitlines()]
     seen = next(e for e in journal if e.get("event") == "rollback-definition")
     assert (seen["source"], seen["version"], seen["checks"]) == ("recorded", "1.0", ["health-1.0"])
-    record_property("observed", "recorded definition of 1.0 (run R1) used: its start ran, check health-1.0")
+    record_property(
+        "observed",
+        f"{seen['source']} definition of {out['to']} (run {out['definition']['recorded_run']}) used: "
+        f"started {started(host)}, checks {seen['checks']}",
+    )
 
 
-def test_a_pruned_release_leaves_no_record(agent: ModuleType, host: dict[str, Path]) -> None:
+def test_a_pruned_release_leaves_no_record(agent: ModuleType, host: dict[str, Path], record_property: Any) -> None:
     install(agent, host)
     shutil.rmtree(host["root"] / "releases" / "1.0")  # what op_prune does
     (host["root"] / "releases" / "3.0" / ".upgrader").mkdir(parents=True, mode=0o700)
     agent.op_switch(ctx(host, "R3"), {"version": "3.0"})
     agent.op_verify(ctx(host, "R3"), {"service": service(host, "three"), "checks": [], "expect_version": "3.0"})
-    assert sorted(json.loads((Path(agent.STATE) / "app" / "definitions.json").read_text())) == ["2.0", "3.0"]
+    kept = sorted(json.loads((Path(agent.STATE) / "app" / "definitions.json").read_text()))
+    assert kept == ["2.0", "3.0"]
+    record_property("observed", f"after 1.0 was pruned and 3.0 verified, definitions.json holds {kept}")
 
 
-def test_without_recorded_the_sent_definition_is_used(agent: ModuleType, host: dict[str, Path]) -> None:
+def test_without_recorded_the_sent_definition_is_used(
+    agent: ModuleType, host: dict[str, Path], record_property: Any
+) -> None:
     install(agent, host)
     sent = {"op": "rollback", "to": "1.0", "service": service(host, "sent"), "checks": [check("sent-check")]}
-    assert agent.op_rollback(ctx(host, "RB"), sent)["definition"]["source"] == "sent"  # the apply engine's undo
+    source = agent.op_rollback(ctx(host, "RB"), sent)["definition"]["source"]
+    assert source == "sent"  # the apply engine's undo
     assert started(host) == ["sent"]
+    record_property("observed", f"definition source {source!r}; the service start that ran: {started(host)}")
 
 
 def _other_owner(path: Path) -> None:
@@ -169,28 +179,41 @@ def _planted_from_scratch(path: Path) -> None:
 @pytest.mark.parametrize(
     "tamper", [_other_owner, _readable, _symlinked, _hard_linked, _edited, _release_swapped, _planted_from_scratch]
 )
-def test_a_record_the_agent_did_not_write_is_not_trusted(agent: ModuleType, host: dict[str, Path], tamper: Any) -> None:
+def test_a_record_the_agent_did_not_write_is_not_trusted(
+    agent: ModuleType, host: dict[str, Path], tamper: Any, record_property: Any
+) -> None:
     if os.geteuid() != 0:
         pytest.skip("ownership checks need root, as on a host")
     install(agent, host)
     record = Path(agent.STATE) / "app" / "definitions.json"
     tamper(record)
-    assert agent.recorded_definition(str(host["root"]), "app", "1.0") is None
+    trusted = agent.recorded_definition(str(host["root"]), "app", "1.0")
+    assert trusted is None
     out = rollback(agent, host)
     assert out["definition"]["source"] == "sent" and started(host) == ["sent"]
+    record_property(
+        "observed",
+        f"{tamper.__name__.strip('_').replace('_', ' ')}: record read as {trusted}; the rollback used the "
+        f"{out['definition']['source']} definition, started {started(host)}",
+    )
 
 
-def test_a_group_writable_state_directory_is_not_trusted(agent: ModuleType, host: dict[str, Path]) -> None:
+def test_a_group_writable_state_directory_is_not_trusted(
+    agent: ModuleType, host: dict[str, Path], record_property: Any
+) -> None:
     install(agent, host)
     (Path(agent.STATE) / "app").chmod(0o770)
-    assert agent.recorded_definition(str(host["root"]), "app", "1.0") is None
+    trusted = agent.recorded_definition(str(host["root"]), "app", "1.0")
+    assert trusted is None
+    mode = (Path(agent.STATE) / "app").stat().st_mode & 0o777
+    record_property("observed", f"state dir mode {mode:o}: 1.0's record read as {trusted}")
 
 
 # ---- the controller: which playbook an emergency rollback reads ----
 
 
 def test_without_playbook_or_run_the_layout_is_each_hosts_own_record(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, record_property: Any
 ) -> None:
     from upgrader.commands import rollback as command
     from upgrader.commands import specs
@@ -200,10 +223,11 @@ def test_without_playbook_or_run_the_layout_is_each_hosts_own_record(
     args = command.argparse.Namespace(playbook=None, playbooks=None, state_dir=tmp_path / "state", component="ordergw")
     lay = command.layout(args)
     assert (lay.spec, lay.root, lay.source) == (None, "", "the hosts' own records")
+    record_property("observed", f"layout spec {lay.spec}, root {lay.root!r}, source {lay.source!r}; no playbook read")
 
 
 def test_the_newest_runs_plan_supplies_the_layout_and_nothing_else_is_read(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, record_property: Any
 ) -> None:
     from upgrader.commands import rollback as command
     from upgrader.commands import specs
@@ -235,15 +259,21 @@ def test_the_newest_runs_plan_supplies_the_layout_and_nothing_else_is_read(
     monkeypatch.setattr(planner, "make_plan", lambda *a, **k: pytest.fail("planned"))
     args = command.argparse.Namespace(playbook=None, playbooks=None, state_dir=state, component="ordergw")
     loaded = command.layout_source(args)
+    assert loaded is not None
     assert loaded.path == state / "runs" / "20260102T000000Z-ordergw-0002" / "plan.json"
     assert loaded.model.component == "ordergw" and loaded.model.install.root == "/opt/ordergw"
+    record_property(
+        "observed",
+        f"layout read from runs/{loaded.path.parent.name}/plan.json ({loaded.model.component}, root "
+        f"{loaded.model.install.root}); no playbook read, nothing planned",
+    )
 
 
 # ---- the agent: what a rollback without --to undoes on this host ----
 
 
 def test_default_target_undoes_the_run_being_rolled_back_and_a_switch_after_the_look(
-    agent: ModuleType, host: dict[str, Path]
+    agent: ModuleType, host: dict[str, Path], record_property: Any
 ) -> None:
     import time
 
@@ -252,10 +282,18 @@ def test_default_target_undoes_the_run_being_rolled_back_and_a_switch_after_the_
     agent.op_switch(ctx(host, "R0"), {"version": "0.9"})  # 1.0 -> 0.9 by an older run, then back by R1
     agent.op_switch(ctx(host, "R1"), {"version": "1.0"})
     agent.op_switch(ctx(host, "R1"), {"version": "2.0"})  # a multi-hop run R1: 0.9 -> 1.0 -> 2.0
-    assert agent.default_target(root, "2.0", None) == ("0.9", None)  # the whole run, not the last hop
-    assert agent.default_target(root, "2.0", {"runs": ["R1"], "seen": time.time()}) == ("0.9", None)
+    whole = agent.default_target(root, "2.0", None)
+    assert whole == ("0.9", None)  # the whole run, not the last hop
+    named = agent.default_target(root, "2.0", {"runs": ["R1"], "seen": time.time()})
+    assert named == ("0.9", None)
     target, why = agent.default_target(root, "2.0", {"runs": ["R9"], "seen": time.time()})
     assert target is None and "untouched" in why and "R1" in why
     before = time.time()
     agent.op_switch(ctx(host, "R2"), {"version": "1.0"})  # an apply racing the rollback: switched after the look
-    assert agent.default_target(root, "1.0", {"runs": ["R9"], "seen": before}) == ("2.0", None)
+    raced = agent.default_target(root, "1.0", {"runs": ["R9"], "seen": before})
+    assert raced == ("2.0", None)
+    record_property(
+        "observed",
+        f"run R1 (0.9 to 2.0) undone to {whole[0]}, with R1 named to {named[0]}; with R9 named: {target} "
+        f"({why[:100]}); switched after the look: back to {raced[0]}",
+    )

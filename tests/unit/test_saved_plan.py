@@ -84,6 +84,12 @@ def apply(plan: Path, capsys: pytest.CaptureFixture[str], inventory: str = "inve
     return code, capsys.readouterr().err
 
 
+def refusal(code: int, connections: list[str], err: str, needle: str) -> str:
+    """What a refused apply showed, for the reliability row: its exit, the connections made, the line naming why."""
+    line = next(x for x in err.splitlines() if needle in x)
+    return f"exit {code}, {len(connections)} connection(s): {line[line.index(needle) :][:140]}"
+
+
 def _first_migrate(data: dict[str, Any]) -> dict[str, Any]:
     return next(s for h in data["hosts"] for s in h["steps"] if s["action"] == "migrate")
 
@@ -201,33 +207,48 @@ def test_apply_from_another_directory_finds_the_playbook_beside_the_inventory(
 @pytest.mark.reliability(
     "apply PLAN.json when the playbook it names is missing", "refused before any connection; exit 1"
 )
-def test_a_missing_playbook_is_refused(saved: Path, connections: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_missing_playbook_is_refused(
+    saved: Path, connections: list[str], capsys: pytest.CaptureFixture[str], record_property: Any
+) -> None:
     (saved.parent / "playbook.yml").unlink()
     code, err = apply(saved, capsys)
     assert code == 1 and "the playbook it was planned from, playbook.yml, is missing" in err, err
     assert connections == []
+    record_property(
+        "observed", refusal(code, connections, err, "the playbook it was planned from, playbook.yml, is missing")
+    )
 
 
 @pytest.mark.reliability(
     "apply PLAN.json when the playbook it names has changed", "refused before any connection; exit 1"
 )
-def test_a_changed_playbook_is_refused(saved: Path, connections: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_changed_playbook_is_refused(
+    saved: Path, connections: list[str], capsys: pytest.CaptureFixture[str], record_property: Any
+) -> None:
     pb = saved.parent / "playbook.yml"
     pb.write_text(pb.read_text() + "# one more comment\n")
     code, err = apply(saved, capsys)
     assert code == 1 and "playbook playbook.yml changed since the plan was made" in err, err
     assert connections == []
+    record_property(
+        "observed", refusal(code, connections, err, "playbook playbook.yml changed since the plan was made")
+    )
 
 
 @pytest.mark.reliability(
     "apply PLAN.json with an inventory other than the one planned from", "refused before any connection; exit 1"
 )
-def test_another_inventory_is_refused(saved: Path, connections: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+def test_another_inventory_is_refused(
+    saved: Path, connections: list[str], capsys: pytest.CaptureFixture[str], record_property: Any
+) -> None:
     other = saved.parent / "other.yml"
     other.write_text((saved.parent / "inventory.yml").read_text().replace("ny5-oe04", "ny5-oe44"))
     code, err = apply(saved, capsys, "other.yml")
     assert code == 1 and "inventory other.yml is not the one it was planned from" in err, err
     assert connections == []
+    record_property(
+        "observed", refusal(code, connections, err, "inventory other.yml is not the one it was planned from")
+    )
 
 
 def test_a_missing_inventory_is_refused(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,7 @@ pytestmark = pytest.mark.reliability(
     "bad input: a clean `file:line:col: message — hint` error, exit 1, nothing changed"
 )
 
+Record = Callable[[str, object], None]
 INPUTS = Path(__file__).parent / "inputs"
 SHA_520 = "5a921b820d2e33650599a76c7cc64feafa7fbb974850775e7e6aa19c9075e00b"
 MIGRATE = 'command: ["{release}/bin/migrate-config", /etc/ordergw/ordergw.conf]'
@@ -277,24 +279,30 @@ def problems(tmp: Path) -> list[str]:
     return []
 
 
-def test_the_base_inputs_are_valid(in_tmp: Path) -> None:
+def test_the_base_inputs_are_valid(in_tmp: Path, record_property: Record) -> None:
     broken(in_tmp, "playbook", "vendor:", "vendor:")
-    assert problems(in_tmp) == []
+    found = problems(in_tmp)
+    assert found == []
+    record_property("observed", f"{len(found)} problem(s) in {len(list(in_tmp.glob('*.yml')))} input files")
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_problem_is_located_and_explained(name: str, in_tmp: Path) -> None:
+def test_problem_is_located_and_explained(name: str, in_tmp: Path, record_property: Record) -> None:
     kind, old, new, expected = CASES[name]
     broken(in_tmp, kind, old, new)
-    assert problems(Path(".")) == expected
+    found = problems(Path("."))
+    assert found == expected
+    record_property("observed", f"{len(found)} problem: {found[0][:150]}")
 
 
-def test_every_problem_is_reported_at_once(in_tmp: Path) -> None:
+def test_every_problem_is_reported_at_once(in_tmp: Path, record_property: Record) -> None:
     broken(in_tmp, "playbook", 'version: "5.2.0"', 'version: "5.2.0"\nvendr: x')
     text = (in_tmp / "playbook.yml").read_text().replace("batch: 1", "batch: 0%").replace("8s", "eight")
     (in_tmp / "playbook.yml").write_text(text)
     found = problems(Path("."))
-    assert [p.split(": ", 1)[0] for p in found] == ["playbook.yml:5:1", "playbook.yml:28:9", "playbook.yml:30:10"]
+    places = [p.split(": ", 1)[0] for p in found]
+    assert places == ["playbook.yml:5:1", "playbook.yml:28:9", "playbook.yml:30:10"]
+    record_property("observed", f"{len(found)} problems in one report, at {', '.join(places)}")
 
 
 # ---- the CLI ----
@@ -307,7 +315,7 @@ def run_cli(*argv: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, list[s
 
 
 def test_validate_prints_each_problem_on_one_line_and_changes_nothing(
-    in_tmp: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    in_tmp: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, record_property: Record
 ) -> None:
     monkeypatch.setenv("UPGRADER_STATE_DIR", str(in_tmp / "state"))
     broken(in_tmp, "inventory", "roles: [oe, risk]", "roles: [oe, rsk]")
@@ -329,10 +337,16 @@ def test_validate_prints_each_problem_on_one_line_and_changes_nothing(
         "value — retype the value without it (only printable characters and the ASCII space are allowed; tabs and "
         "line breaks are not, see the README)",
     ]
-    assert {p.name: p.read_bytes() for p in in_tmp.iterdir()} == before  # no state dir, no file touched
+    after = {p.name: p.read_bytes() for p in in_tmp.iterdir()}
+    assert after == before  # no state dir, no file touched
+    record_property(
+        "observed",
+        f"exit {code}; {len(err)} stderr lines, {len(out)} stdout; {len(after)} files, "
+        f"{sum(after[n] != before.get(n) for n in after)} changed, {len(set(after) - set(before))} created",
+    )
 
 
-def test_validate_accepts_the_shipped_examples() -> None:
+def test_validate_accepts_the_shipped_examples(record_property: Record) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "upgrader", "validate", *map(str, PLAYBOOKS), "-i", str(INVENTORY)],
         capture_output=True,
@@ -343,10 +357,15 @@ def test_validate_accepts_the_shipped_examples() -> None:
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith(f"ok: {len(PLAYBOOKS)} playbook(s)")
     assert proc.stderr == ""
+    first = proc.stdout.splitlines()[0].replace(f"{REPO}/", "")
+    record_property("observed", f"exit {proc.returncode}: {first[:120]}; stderr empty")
 
 
-def test_plan_with_bad_input_exits_1_without_traceback(in_tmp: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_plan_with_bad_input_exits_1_without_traceback(
+    in_tmp: Path, capsys: pytest.CaptureFixture[str], record_property: Record
+) -> None:
     broken(in_tmp, "playbook", "batch: 1", "batch: lots")
     code, out, err = run_cli("plan", "playbook.yml", "-i", "inventory.yml", capsys=capsys)
     assert (code, out) == (1, [])
     assert len(err) == 1 and err[0].startswith("error[bad-input]: playbook.yml:29:10: rollout.batch:")
+    record_property("observed", f"exit {code}, {len(err)} stderr line (no traceback): {err[0][:120]}")

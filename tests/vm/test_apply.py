@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,12 @@ REPO = Path(__file__).resolve().parents[2]
 @pytest.fixture
 def upgrader(tmp_path: Path, vm_inventory: Path, reset_hosts: None) -> Upgrader:
     return Upgrader(tmp_path / "state", vm_inventory)
+
+
+def _line(text: str, needle: str) -> str:
+    """The first line of ``text`` holding ``needle``, shortened for a table row."""
+    line = next((x.strip() for x in text.splitlines() if needle in x), "(not found)")
+    return line.removeprefix("error[refused]: ")[:100]
 
 
 def versions(vm_host, hosts, name):  # type: ignore[no-untyped-def]
@@ -123,36 +130,54 @@ def test_rollback_policy_hold_leaves_the_failed_host_for_a_human(upgrader, vm_ho
 
 
 @pytest.mark.reliability("artifact checksum mismatch", "refused before any host changes; exit 1")
-def test_checksum_mismatch_refused_before_any_host_changes(upgrader, vm_host, vm_hosts, tmp_path):  # type: ignore[no-untyped-def]
+def test_checksum_mismatch_refused_before_any_host_changes(upgrader, vm_host, vm_hosts, tmp_path, record_property):  # type: ignore[no-untyped-def]
     pb = write(tmp_path / "pb.yml", playbook("ordergw", "5.1.0", sha256="0" * 64))
     run = upgrader.apply(pb)
     assert run.code == 1 and "sha256 mismatch" in run.stderr
+    states = {h: component(vm_host(h), "ordergw") for h in vm_hosts}
+    records = {h: len(host_journal(vm_host(h), "ordergw")) for h in vm_hosts}
     for h in vm_hosts:
-        state = component(vm_host(h), "ordergw")
-        assert state.staged == ("5.0.0",) and state.current == "5.0.0"
-        assert host_journal(vm_host(h), "ordergw") == []
+        assert states[h].staged == ("5.0.0",) and states[h].current == "5.0.0"
+        assert records[h] == 0
+    line = _line(run.stderr, "sha256 mismatch").split(": file has")[0]
+    record_property(
+        "observed",
+        f"exit {run.code}: {line}; {len(vm_hosts)} hosts: current "
+        f"{sorted({s.current for s in states.values()})}, {sum(records.values())} host journal record(s)",
+    )
 
 
 @pytest.mark.parametrize("release", ["5.1.1+traversal", "5.1.1+abspath", "5.1.1+symlinkout"])
 @pytest.mark.reliability(
     "tarball with '..', absolute or outward-symlink members", "refused at staging, nothing left on any host; exit 3"
 )
-def test_unsafe_tarball_refused_at_staging_and_nothing_left(upgrader, vm_host, vm_hosts, tmp_path, release):  # type: ignore[no-untyped-def]
+def test_unsafe_tarball_refused_at_staging_and_nothing_left(
+    upgrader, vm_host, vm_hosts, tmp_path, release, record_property
+):  # type: ignore[no-untyped-def]
     run = upgrader.apply(write(tmp_path / "pb.yml", playbook("ordergw", release)))
     assert run.code == 3 and "unsafe tarball" in run.output, run.output
+    staged, evil = set(), 0
     for h in vm_hosts:
         host = vm_host(h)
         state = component(host, "ordergw")
         assert state.staged == ("5.0.0",) and state.current == "5.0.0" and state.active
-        assert not host.file("/opt/ordergw/evil").exists and not host.file("/tmp/evil").exists
+        planted = [p for p in ("/opt/ordergw/evil", "/tmp/evil") if host.file(p).exists]
+        assert not planted, (h, planted)
         assert lock(host, "ordergw") is None
+        staged.add(state.staged)
+        evil += len(planted)
+    reason = _line(run.output, "unsafe tarball").split(" ", 1)[1]  # without the log line's time
+    record_property(
+        "observed",
+        f"exit {run.code}: {reason}; {len(vm_hosts)} hosts staged {sorted(staged)}, {evil} evil file(s), no lock left",
+    )
 
 
 @pytest.mark.reliability(
     "two operators start apply at once",
     "the second is refused (host locks; local lock on the same controller), naming the holder",
 )
-def test_concurrent_apply_is_refused_by_the_host_locks(upgrader, vm_host, tmp_path, vm_inventory):  # type: ignore[no-untyped-def]
+def test_concurrent_apply_is_refused_by_the_host_locks(upgrader, vm_host, tmp_path, vm_inventory, record_property):  # type: ignore[no-untyped-def]
     pb = write(tmp_path / "pb.yml", playbook("ordergw", "5.1.0", canary={"bake": "20s"}))
     first = upgrader.start_apply(pb)
     try:
@@ -162,6 +187,11 @@ def test_concurrent_apply_is_refused_by_the_host_locks(upgrader, vm_host, tmp_pa
         assert second.code == 1 and "locked by run" in second.stderr, second.output
         same = upgrader.apply(pb)
         assert same.code == 1 and "locked on this controller" in same.stderr, same.output
+        record_property(
+            "observed",
+            f"other controller exit {second.code}: {_line(second.stderr, 'locked by run')}; "
+            f"same controller exit {same.code}: {_line(same.stderr, 'locked on this controller')}",
+        )
     finally:
         first.terminate()
         first.wait(timeout=120)
@@ -184,14 +214,21 @@ def test_killed_mid_wave_then_resume_finishes_cleanly(upgrader, vm_host, vm_host
 
 
 @pytest.mark.reliability("a host frozen (lxc-freeze) mid-run", "reported within the timeout; exit 4 naming it")
-def test_host_frozen_mid_run_is_reported_within_the_timeout(upgrader, vm_host, tmp_path, faults):  # type: ignore[no-untyped-def]
+def test_host_frozen_mid_run_is_reported_within_the_timeout(upgrader, vm_host, tmp_path, faults, record_property):  # type: ignore[no-untyped-def]
     pb = write(tmp_path / "pb.yml", playbook("feedhandler", "3.1.0", canary={"bake": "3s"}, rollback="host"))
     proc = upgrader.start_apply(pb, "--connect-timeout", "3")
     upgrader.wait_for(lambda es: any(e["event"] == "bake-begin" for e in es))
     faults.freeze("ch2-2")
+    frozen_at = time.monotonic()
     out, err = proc.communicate(timeout=180)
+    seconds = time.monotonic() - frozen_at
     assert proc.returncode == 4, out + err
     end = upgrader.journal()[-1]
     assert end["hosts"]["ch2-2"]["state"] in ("unreachable", "rollback-failed")
     assert "ch2-2" in end["message"]
     faults.unfreeze("ch2-2")
+    record_property(
+        "observed",
+        f"exit {proc.returncode} {seconds:.0f} s after the freeze; ch2-2 {end['hosts']['ch2-2']['state']}: "
+        f"{end['message'].split(';')[0][:100]}",
+    )

@@ -82,7 +82,9 @@ def placeholder_playbook(tmp_path: Path) -> Path:
     "checks and service commands use {release}: facts, prechecks, upgrade, rollback",
     "each names the right release: facts report it, the upgrade and the emergency rollback verify; exit 0",
 )
-def test_release_placeholders_through_facts_upgrade_and_emergency_rollback(upgrader, vm_host, vm_hosts, tmp_path):  # type: ignore[no-untyped-def]
+def test_release_placeholders_through_facts_upgrade_and_emergency_rollback(
+    upgrader, vm_host, vm_hosts, tmp_path, record_property
+):  # type: ignore[no-untyped-def]
     pb = placeholder_playbook(tmp_path)
     assert upgrader("validate", str(pb), "-i", str(upgrader.inventory)).code == 0
 
@@ -116,5 +118,12 @@ def test_release_placeholders_through_facts_upgrade_and_emergency_rollback(upgra
     )
     assert back.code == 0, back.output
     assert_on(vm_host, vm_hosts, "feedhandler", "3.0.0")
+    after = {h: component(vm_host(h), "feedhandler") for h in vm_hosts}
     for h in vm_hosts:
-        assert component(vm_host(h), "feedhandler").active
+        assert after[h].active
+    reported = sorted({str(hosts[h]["components"]["feedhandler"].get("reported_version")) for h in vm_hosts})
+    record_property(
+        "observed",
+        f"facts reported {reported}; apply exit {run.code}; rollback exit {back.code}, "
+        f"{len(vm_hosts)} hosts back on {sorted({str(c.reported) for c in after.values()})} and active",
+    )

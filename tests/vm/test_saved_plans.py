@@ -37,7 +37,7 @@ def test_a_saved_plan_is_applied_exactly(upgrader, vm_host, vm_hosts, tmp_path):
     "a reviewed plan edited by hand",
     "refused, naming the edited field (planned again from its inputs); nothing changed; exit 1",
 )
-def test_a_tampered_plan_is_refused(upgrader, vm_host, vm_hosts, tmp_path):  # type: ignore[no-untyped-def]
+def test_a_tampered_plan_is_refused(upgrader, vm_host, vm_hosts, tmp_path, record_property):  # type: ignore[no-untyped-def]
     plan = save_plan(upgrader, FEED, tmp_path / "plan.json")
     data = json.loads(plan.read_text())
     data["spec"]["canary"]["bake"] = 0.0  # skip the bake: exactly what a review must catch
@@ -45,14 +45,20 @@ def test_a_tampered_plan_is_refused(upgrader, vm_host, vm_hosts, tmp_path):  # t
     run = upgrader.apply(plan)
     assert run.code == 1 and "spec.canary.bake: plan says 0.0, playbook gives" in run.stderr, run.output
     assert not upgrader.runs()
-    assert {component(vm_host(h), "feedhandler").current for h in vm_hosts} == {"3.0.0"}
+    versions = {component(vm_host(h), "feedhandler").current for h in vm_hosts}
+    assert versions == {"3.0.0"}
+    named = run.stderr[run.stderr.index("spec.canary.bake") :].splitlines()[0]
+    record_property(
+        "observed",
+        f"exit {run.code}: {named[:110]}; {len(upgrader.runs())} run(s) started; hosts on {sorted(versions)}",
+    )
 
 
 @pytest.mark.reliability(
     "hosts drifted between plan and apply (version changed, staged release gained)",
     "refused per host, naming what changed; nothing changed; exit 1",
 )
-def test_a_stale_plan_is_refused_per_host(upgrader, vm_host, vm_hosts, tmp_path):  # type: ignore[no-untyped-def]
+def test_a_stale_plan_is_refused_per_host(upgrader, vm_host, vm_hosts, tmp_path, record_property):  # type: ignore[no-untyped-def]
     assert upgrader.apply(FEED).code == 0
     newer = write(tmp_path / "pb.yml", playbook("feedhandler", "3.2.0", canary={"bake": "1s"}))
     plan = save_plan(upgrader, newer, tmp_path / "plan.json")
@@ -70,12 +76,20 @@ def test_a_stale_plan_is_refused_per_host(upgrader, vm_host, vm_hosts, tmp_path)
     assert "ny5-2: now on 3.0.0, not 3.1.0 as planned" in run.stderr
     assert "ch2-1: gained staged release(s) 9.9.9" in run.stderr
     assert len(upgrader.runs()) == runs_before
-    assert component(vm_host("ny5-1"), "feedhandler").current == "3.1.0"
-    assert not [
+    untouched = component(vm_host("ny5-1"), "feedhandler").current
+    assert untouched == "3.1.0"
+    stray = [
         r
         for r in host_journal(vm_host("ny5-1"), "feedhandler")
         if r.get("op") == "stage" and r.get("run") not in {p.name for p in upgrader.runs()}
     ]
+    assert not stray
+    named = [x.strip() for x in run.stderr.splitlines() if "ny5-2:" in x or "ch2-1:" in x]
+    record_property(
+        "observed",
+        f"exit {run.code}: {'; '.join(named)[:150]}; {len(upgrader.runs()) - runs_before} new run(s); "
+        f"ny5-1 still {untouched}, {len(stray)} stray stage(s)",
+    )
 
 
 def test_postmortem_report_from_a_real_failing_run(upgrader, tmp_path):  # type: ignore[no-untyped-def]

@@ -1556,6 +1556,7 @@ def op_precheck(ctx, s):
                 % (source, current, failure(results)),
                 checks=results,
                 source=source,
+                unhealthy=True,  # the release it runs fails its checks: on no verified release, untouched
             )
     ok, more = run_checks(s.get("commands", []), ctx)
     if not ok:
@@ -2009,18 +2010,27 @@ def op_rollback(ctx, s):
         steps.append("start")
     elif service_state(svc) != "active":
         remember_log_offsets(ctx, logs)
-        service_start(svc)
+        try:
+            service_start(svc)
+        except OpFailed as exc:
+            # Nothing was rolled back: the release it runs would not start.  Said as such, not as a
+            # failed rollback (the controller reports the host unhealthy, for a human).
+            exc.detail.update(unhealthy=True, current=current, to=target, steps=steps, definition=used)
+            exc.detail["from"] = current
+            raise
         steps.append("start")
     ctx["expect_version"] = target
     ok, results = run_checks(checks, ctx, service=svc)
     if not ok:
         raise OpFailed(
-            "rolled back to %s but verify failed: %s" % (target, failure(results)),
+            ("rolled back to %s but verify failed: %s" if current != target else "%s does not pass its checks: %s")
+            % (target, failure(results)),
             checks=results,
             current=current_version(root),
             steps=steps,
             definition=used,
             to=target,
+            unhealthy=current == target,  # nothing was switched: the release it runs is unhealthy
             **{"from": current},
         )
     record_verified(ctx, target, "rollback", used["checks"])

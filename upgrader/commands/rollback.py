@@ -54,7 +54,8 @@ example:
 
 exit codes: 0 every host rolled back and verified, already there, or had nothing to do; 1 refused before
 changing anything (bad input, --to not staged, a `requires` conflict); 2 usage; 4 some host did not end
-on a verified release, was unreachable, or another rollback held it (each is named)
+on a verified release, was unreachable, or another rollback held it, or had nothing to undo but the release it
+runs would not start or pass its checks (each is named)
 """
 
 
@@ -585,6 +586,8 @@ def host_state(o: HostOutcome) -> HostState:
         return HostState.UNTOUCHED
     if o.end is End.UNREACHABLE:
         return HostState.UNREACHABLE
+    if o.end is End.UNHEALTHY:  # on the release it ran before, which fails: not a rollback that failed
+        return HostState.FAILED
     if o.end in (End.REFUSED, End.WITHHELD):
         return HostState.UNTOUCHED if not o.changed else HostState.ROLLBACK_FAILED
     return HostState.ROLLBACK_FAILED
@@ -594,9 +597,21 @@ def summary_message(outcomes: dict[str, HostOutcome]) -> str:
     by: dict[End, list[str]] = {}
     for o in outcomes.values():
         by.setdefault(o.end, []).append(o.host)
-    bad = [h for e, hs in by.items() if e not in OK_ENDS for h in hs]
+    sick = by.get(End.UNHEALTHY, [])
+    bad = [h for e, hs in by.items() if e not in OK_ENDS | {End.UNHEALTHY} for h in hs]
     back = len(by.get(End.ROLLED_BACK, [])) + len(by.get(End.ALREADY_THERE, []))
     nothing = len(by.get(End.NOTHING_TO_DO, []))
+    if sick:
+        unhealthy = (
+            f"UNHEALTHY: {', '.join(sick)} (nothing to roll back; the release each runs does not start or pass "
+            "its checks)"
+        )
+        rest = (
+            summary_message({h: o for h, o in outcomes.items() if o.end is not End.UNHEALTHY})
+            if len(sick) < len(outcomes)
+            else ""
+        )
+        return unhealthy + (f"; {rest}" if rest else "")
     if not bad:
         return (
             f"{back} host(s) back and verified" + (f", {nothing} with nothing to do" if nothing else "")

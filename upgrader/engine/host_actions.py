@@ -45,6 +45,7 @@ class HostRun:
     detail: str = ""
     touched: bool = False  # something live changed (service stopped, link switched)
     failure: str = ""
+    unhealthy: bool = False  # its running release failed the precheck's checks: untouched, yet on no verified release
 
     @property
     def name(self) -> str:
@@ -52,11 +53,18 @@ class HostRun:
 
     def fields(self) -> dict[str, Any]:
         """As the Temporal messages carry it (messages.Work.states, Done.states)."""
-        return {"state": self.state, "detail": self.detail, "touched": self.touched, "failure": self.failure}
+        return {
+            "state": self.state,
+            "detail": self.detail,
+            "touched": self.touched,
+            "failure": self.failure,
+            "unhealthy": self.unhealthy,
+        }
 
     def load(self, fields: dict[str, Any]) -> None:
         self.state, self.detail = HostState(fields["state"]), fields["detail"]
         self.touched, self.failure = fields["touched"], fields["failure"]
+        self.unhealthy = bool(fields.get("unhealthy"))
 
     def version(self) -> str | None:
         """The version the host is known to be on now (None: unknown, a human must look)."""
@@ -377,6 +385,9 @@ class HostActions:
             self.set(host, HostState.HANDED_OVER, failed.error or "")
             return Ran.HANDED_OVER
         self.hosts[host].touched = any(o.op in ("stop", "switch") for o in res.ops)
+        self.hosts[host].unhealthy = bool(
+            failed is not None and failed.op == "precheck" and failed.data.get("unhealthy")
+        )
         self.fail(host, HostState.FAILED, res.error)
         return Ran.FAILED
 

@@ -73,7 +73,16 @@ class RunPolicy(PolicyState):
             yield Record(Event.RECOVER, {"hosts": recovery.back, "failing": recovery.failing})
             for host in recovery.back:
                 self.hosts[host].touched = True
-            yield from self.rollback(recovery.back)
+            yield from self.rollback(recovery.back, failing=recovery.failing)
+            stuck = [
+                h for h in recovery.back if self.hosts[h].state not in (HostState.ROLLED_BACK, HostState.HANDED_OVER)
+            ]
+            if stuck:
+                # A host the put-back could not verify is on no verified release: going on with the plan would
+                # run it again from there (its precheck then fails "before the upgrade") and hide that it needs a
+                # human.  The run stops; the verdict names it (exit 4).
+                self.halted = f"the put-back of {', '.join(stuck)} did not end verified; the run goes no further"
+                return (yield from self.conclude())
         if recovery.failing:
             # The killed run was already handling a failure: finish that, never start new hosts.
             self.failures = max(1, recovery.failures)

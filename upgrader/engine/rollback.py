@@ -40,6 +40,7 @@ class End(StrEnum):
     ALREADY_THERE = "already-there"  # --to named the release it runs: verified, nothing switched
     NOTHING_TO_DO = "nothing-to-do"  # nothing to undo (said why); nothing changed
     FAILED = "rollback-failed"  # it tried and did not end on a verified release: a human must look
+    UNHEALTHY = "unhealthy"  # nothing to switch back: the release it runs does not start or pass its checks
     REFUSED = "refused"  # not touched: another rollback holds it, or the agent refused before stopping
     UNREACHABLE = "unreachable"
     WITHHELD = "withheld"  # not touched, so that its redundancy group stays within max_unavailable
@@ -225,6 +226,18 @@ def outcome(host: str, res: remote.AgentResult | None, error: BaseException | No
     refused = bool(data.get("refused"))  # the agent refused before stopping anything: the host is as it was
     release = next((o for o in res.ops[1:] if o.op == "lock"), None)
     unlocked = " (lock released)" if release is not None and release.ok else ""
+    if data.get("unhealthy"):  # nothing to undo, yet the release it runs is down or fails its checks
+        return HostOutcome(
+            host,
+            False,
+            data.get("from"),
+            data.get("to"),
+            f"nothing to roll back, but {data.get('to')} is unhealthy here: {res.error}{unlocked}",
+            holder,
+            source,
+            End.UNHEALTHY,
+            bool(data.get("steps")),
+        )
     return HostOutcome(
         host,
         False,

@@ -41,8 +41,9 @@ def verdict(
     0  every host on the target, verified.
     3  stopped by a failure or an abort: every host it changed and did not finish is back on its
        starting release, verified (policy 'host': hosts that passed stay on the target, verified).
-    4  a human must act: a host is on no verified release (rollback failed, unreachable, held, or its
-       put-back was left to resume by a second signal).
+    4  a human must act: a host is on no verified release (rollback failed, unreachable, held, its
+       put-back was left to resume by a second signal, or untouched because the release it ran failed
+       the precheck's checks).
     5  halted part-way, nothing to fix: every host verified, on the target or its starting release;
        resumable (`upgrader resume RUN`), or an `abort --keep` that left hosts on the target.
     """
@@ -55,12 +56,14 @@ def verdict(
         or (h.state == HostState.FAILED and h.touched)
         or h.state not in (_ON_START | ON_TARGET | {HostState.FAILED, HostState.HANDED_OVER})
     ]
-    if bad:
-        return (
-            ExitCode.ROLLBACK_FAILED,
-            RunStatus.ROLLBACK_FAILED,
-            f"{', '.join(bad)} not back on a verified version — act now",
-        )
+    # Untouched, but the release it ran already failed its checks (the precheck): on no verified release either.
+    sick = [h.name for h in hosts.values() if h.state == HostState.FAILED and h.unhealthy and h.name not in bad]
+    if bad or sick:
+        said = [f"{', '.join(bad)} not back on a verified version"] * bool(bad) + [
+            f"{', '.join(sick)} unhealthy on the release it ran before the upgrade (left untouched)"
+        ] * bool(sick)
+        status = RunStatus.ROLLBACK_FAILED if bad else RunStatus.UNHEALTHY
+        return ExitCode.ROLLBACK_FAILED, status, "; ".join(said) + " — act now"
     on_target = [h.name for h in hosts.values() if h.state in ON_TARGET]
     if len(on_target) == len(hosts):
         return ExitCode.OK, RunStatus.SUCCEEDED, f"{len(hosts)} host(s) on {target} and verified"

@@ -51,6 +51,7 @@ class RunStatus(StrEnum):
     ABORTED = "aborted"
     HELD = "held"
     ROLLBACK_FAILED = "rollback-failed"
+    UNHEALTHY = "unhealthy"  # nothing the run changed is astray, but a host it left alone fails its checks
     REFUSED = "refused"  # refused before changing anything (locks, facts, artifacts)
 
 
