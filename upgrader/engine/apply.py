@@ -25,45 +25,12 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from upgrader.engine import gates
+from upgrader.engine import policy_messages as m
 from upgrader.engine.endpoints import Pool
 from upgrader.engine.host_actions import HostActions
 from upgrader.engine.host_actions import HostRun as HostRun
 from upgrader.engine.journal import Journal
 from upgrader.engine.policy import RunPolicy
-from upgrader.engine.policy_messages import (
-    AbortAsked,
-    Action,
-    Admit,
-    Admitted,
-    Answer,
-    AskAbort,
-    AwaitChange,
-    AwaitDecision,
-    Checked,
-    CheckRound,
-    Clock,
-    Done,
-    Fail,
-    GateDecided,
-    HostFinished,
-    Notify,
-    OpenGate,
-    Record,
-    RollBack,
-    RollBackHost,
-    RolledBack,
-    RunHost,
-    RunHosts,
-    Say,
-    SetState,
-    Stage,
-    Staged,
-    Tested,
-    Testinfra,
-    Unstage,
-    WaitUntil,
-    Woke,
-)
 from upgrader.engine.policy_state import TICK, Program, step
 from upgrader.engine.policy_state import Recovery as Recovery
 from upgrader.engine.policy_state import by_turns as _by_turns
@@ -168,10 +135,10 @@ class Apply:
             stuck = self.release_locks()
         outcome, last = self.policy.closing(outcome, stuck)
         for action in last:
-            if isinstance(action, Record) and action.event == Event.RUN_END:
+            if isinstance(action, m.Record) and action.event == Event.RUN_END:
                 fields = dict(action.fields)
                 fields = {**{k: fields.pop(k) for k in ("status", "exit_code", "message")}, **fields}
-                action = Record(action.event, {**fields, "handshake_retries": self.pool.handshake_retries})
+                action = m.Record(action.event, {**fields, "handshake_retries": self.pool.handshake_retries})
             self.carry_out(action, _Clock())
         return outcome
 
@@ -186,7 +153,7 @@ class Apply:
     def drive(self, program: Program[T]) -> T:
         """Run one of the policy's programs to its end, carrying out each action it yields."""
         clock = _Clock()
-        answer: Answer | None = None
+        answer: m.Answer | None = None
         while True:
             with self._moved:
                 action, result = step(program, answer)
@@ -195,12 +162,12 @@ class Apply:
                 return result  # type: ignore[return-value]
             answer = self.carry_out(action, clock)
 
-    def carry_out(self, action: Action, clock: _Clock) -> Answer:
+    def carry_out(self, action: m.Action, clock: _Clock) -> m.Answer:
         """What the policy asked, done here; the event that answers it."""
         actions = self.actions
-        if isinstance(action, Record):
+        if isinstance(action, m.Record):
             self.journal.record(action.event, **action.fields)
-        elif isinstance(action, Notify):
+        elif isinstance(action, m.Notify):
             plan = self.plan
             self.notify(
                 action.event,
@@ -209,53 +176,53 @@ class Apply:
                 run=self.journal.run_id,
                 **action.fields,
             )
-        elif isinstance(action, Say):
+        elif isinstance(action, m.Say):
             self.progress.event(action.what, action.text, host=action.host)
-        elif isinstance(action, SetState):
+        elif isinstance(action, m.SetState):
             actions.set(action.host, action.state, action.detail)
-        elif isinstance(action, Fail):
+        elif isinstance(action, m.Fail):
             actions.fail(action.host, action.state, action.detail)
-        elif isinstance(action, Stage):
-            return Staged(actions.stage(action.hosts))
-        elif isinstance(action, Unstage):
+        elif isinstance(action, m.Stage):
+            return m.Staged(actions.stage(action.hosts))
+        elif isinstance(action, m.Unstage):
             actions.unstage(action.hosts, action.failed)
-        elif isinstance(action, RunHosts):
+        elif isinstance(action, m.RunHosts):
             # At most --parallel threads, not one per host: a 10,000-host wave must not start 10,000.
             with ThreadPoolExecutor(max_workers=max(1, min(len(action.hosts), self.pool.parallel))) as ex:
                 list(ex.map(lambda h: self.drive(self.policy.host_program(h)), action.hosts))
-        elif isinstance(action, RunHost):
-            return HostFinished(action.host, actions.upgrade(action.host), clock.now())
-        elif isinstance(action, CheckRound):
+        elif isinstance(action, m.RunHost):
+            return m.HostFinished(action.host, actions.upgrade(action.host), clock.now())
+        elif isinstance(action, m.CheckRound):
             problem = actions.check_round(action.host, lock=action.lock)
             ops = actions.failed_round.pop(action.host, []) if problem is not None else []
-            return Checked(action.host, problem, ops, clock.now())
-        elif isinstance(action, Testinfra):
-            return Tested(action.host, actions.testinfra(action.host, action.when), clock.now())
-        elif isinstance(action, RollBack):
+            return m.Checked(action.host, problem, ops, clock.now())
+        elif isinstance(action, m.Testinfra):
+            return m.Tested(action.host, actions.testinfra(action.host, action.when), clock.now())
+        elif isinstance(action, m.RollBack):
             self.pool.each(action.hosts, lambda h: self.drive(self.policy.rollback_program(h)))
-        elif isinstance(action, RollBackHost):
+        elif isinstance(action, m.RollBackHost):
             try:
                 res = actions.roll_back(action.host)
             except Exception as exc:  # nobody knows where it is: a human must look
-                return RolledBack(action.host, actions.rolled_back(action.host, None, exc), raised=True)
-            return RolledBack(action.host, actions.rolled_back(action.host, res, None))
-        elif isinstance(action, WaitUntil):
+                return m.RolledBack(action.host, actions.rolled_back(action.host, None, exc), raised=True)
+            return m.RolledBack(action.host, actions.rolled_back(action.host, res, None))
+        elif isinstance(action, m.WaitUntil):
             return self.wait(action.at - clock.now(), action.what, action.host, clock)
-        elif isinstance(action, AwaitChange):
+        elif isinstance(action, m.AwaitChange):
             with self._moved:
                 self._moved.wait(POLL)
-        elif isinstance(action, AskAbort):
+        elif isinstance(action, m.AskAbort):
             found = gates.aborted(self.journal.directory) if self.policy.abort is None else None
-            return AbortAsked(found, clock.now())
-        elif isinstance(action, OpenGate):
+            return m.AbortAsked(found, clock.now())
+        elif isinstance(action, m.OpenGate):
             self._since = gates.now() if action.gate is not None else None
-        elif isinstance(action, AwaitDecision):
+        elif isinstance(action, m.AwaitDecision):
             return self.await_decision(action, clock)
-        elif isinstance(action, Admit):
-            return Admitted(self.admit(action.estimate) if self.admit is not None else None, clock.now())
-        elif isinstance(action, Clock):
+        elif isinstance(action, m.Admit):
+            return m.Admitted(self.admit(action.estimate) if self.admit is not None else None, clock.now())
+        elif isinstance(action, m.Clock):
             pass
-        return Done(clock.now())
+        return m.Done(clock.now())
 
     # ------------------------------------------------------------ waits (bakes, pauses, gates)
     def _stop(self) -> tuple[bool, gates.Decision | None]:
@@ -263,23 +230,23 @@ class Apply:
         found = gates.aborted(self.journal.directory) if self.policy.abort is None else None
         return self.policy.stopping() or found is not None, found
 
-    def wait(self, seconds: float, what: str, host: str | None, clock: _Clock) -> Woke:
+    def wait(self, seconds: float, what: str, host: str | None, clock: _Clock) -> m.Woke:
         """Wait ``seconds`` in steps of at most TICK, with a heartbeat; cut short by a stop or an abort."""
         left = seconds
         beat = self._beat(what, host)
         while left > 0:
             cut, found = self._stop()
             if cut:
-                return Woke(clock.now(), True, found)
+                return m.Woke(clock.now(), True, found)
             beat(left)
             pause = min(TICK, left)
             self.sleep(pause)
             clock.slept += pause
             left -= pause
         cut, found = self._stop()
-        return Woke(clock.now(), cut, found)
+        return m.Woke(clock.now(), cut, found)
 
-    def await_decision(self, action: AwaitDecision, clock: _Clock) -> GateDecided:
+    def await_decision(self, action: m.AwaitDecision, clock: _Clock) -> m.GateDecided:
         """Poll the run's decision files (gates.wait) until one ends the wait at the gate, the run stops,
         or ``until`` comes."""
         beat = self._beat(f"gate {action.gate}")
@@ -300,7 +267,7 @@ class Apply:
             since=self._since,
             tick=lambda left: beat(max(0.0, action.deadline - action.until + left)),
         )
-        return GateDecided(result.decision, clock.now(), stopped=result.outcome is gates.GateOutcome.STOPPED)
+        return m.GateDecided(result.decision, clock.now(), stopped=result.outcome is gates.GateOutcome.STOPPED)
 
     def _beat(self, what: str, host: str | None = None) -> _Heartbeat:
         """The heartbeat of a wait that goes on across the policy's steps (a bake's rounds, a gate's)."""

@@ -23,45 +23,10 @@ from temporalio.exceptions import ActivityError, TimeoutType
 from temporalio.exceptions import TimeoutError as TemporalTimeout
 
 with workflow.unsafe.imports_passed_through():
+    from upgrader.engine import policy_messages as m
     from upgrader.engine.gates import Decision, DecisionKind
     from upgrader.engine.host_actions import Back, HostRun, Ran, program_steps
     from upgrader.engine.policy import RunPolicy
-    from upgrader.engine.policy_messages import (
-        AbortAsked,
-        Action,
-        Admit,
-        Admitted,
-        Answer,
-        AskAbort,
-        AwaitChange,
-        AwaitDecision,
-        Checked,
-        CheckRound,
-        Clock,
-        Fail,
-        GateDecided,
-        HostFinished,
-        Notify,
-        OpenGate,
-        Record,
-        RollBack,
-        RollBackHost,
-        RolledBack,
-        RunHost,
-        RunHosts,
-        Say,
-        SetState,
-        Stage,
-        Staged,
-        Tested,
-        Testinfra,
-        Unstage,
-        WaitUntil,
-        Woke,
-    )
-    from upgrader.engine.policy_messages import (
-        Done as Carried,
-    )
     from upgrader.engine.policy_state import Program, step
     from upgrader.engine.vocabulary import Event, HostState
     from upgrader.errors import ExitCode
@@ -162,8 +127,8 @@ class UpgradeWorkflow:
             stuck = await self.release_locks()
         outcome, last = policy.closing(outcome, stuck)
         for action in last:
-            if isinstance(action, Record) and action.event == Event.RUN_END:
-                action = Record(action.event, {**action.fields, "handshake_retries": 0, "engine": "temporal"})
+            if isinstance(action, m.Record) and action.event == Event.RUN_END:
+                action = m.Record(action.event, {**action.fields, "handshake_retries": 0, "engine": "temporal"})
             await self.carry_out(action)
         rows = [[h.name, h.plan.datacenter, h.state, h.detail] for h in self.hosts.values()]
         self.outcome = {
@@ -194,7 +159,7 @@ class UpgradeWorkflow:
     # ------------------------------------------------------------ the interpreter
     async def drive(self, program: Program[T]) -> T:
         """Run one of the policy's programs to its end, carrying out each action it yields."""
-        answer: Answer | None = None
+        answer: m.Answer | None = None
         while True:
             action, result = step(program, answer)
             self.moves += 1
@@ -214,65 +179,65 @@ class UpgradeWorkflow:
         assert self.policy is not None
         return self.asked_abort if self.policy.abort is None else None
 
-    async def carry_out(self, action: Action) -> Answer:
+    async def carry_out(self, action: m.Action) -> m.Answer:
         """What the policy asked, done with activities, timers and signals; the event that answers it."""
         assert self.policy is not None
         policy = self.policy
-        if isinstance(action, Record):
+        if isinstance(action, m.Record):
             await self.record(action.event, **action.fields)
-        elif isinstance(action, Notify):
+        elif isinstance(action, m.Notify):
             await self.notify(action.event, **action.fields)
-        elif isinstance(action, Say):
+        elif isinstance(action, m.Say):
             self.event(action.what, action.text, action.host or "")
-        elif isinstance(action, SetState):
+        elif isinstance(action, m.SetState):
             self._set(action.host, action.state, action.detail)
-        elif isinstance(action, Fail):
+        elif isinstance(action, m.Fail):
             self.hosts[action.host].failure = action.detail
             self._set(action.host, action.state, action.detail)
             self.event("failure", action.detail, action.host)
-        elif isinstance(action, Stage):
-            return Staged(await self.stage(action.hosts), self.now())
-        elif isinstance(action, Unstage):
+        elif isinstance(action, m.Stage):
+            return m.Staged(await self.stage(action.hosts), self.now())
+        elif isinstance(action, m.Unstage):
             await self.unstage(action.hosts, action.failed)
-        elif isinstance(action, RunHosts):
+        elif isinstance(action, m.RunHosts):
             await asyncio.gather(*(self.drive(policy.host_program(h)) for h in action.hosts))
-        elif isinstance(action, RunHost):
+        elif isinstance(action, m.RunHost):
             return await self.upgrade(action)
-        elif isinstance(action, CheckRound):
+        elif isinstance(action, m.CheckRound):
             done = await self.host_call("check", action.host, action.seconds, lock_check=action.lock)
             for entry in done.records:
                 await self.record(**entry)
-            return Checked(action.host, done.problem, done.ops, self.now())
-        elif isinstance(action, Testinfra):
+            return m.Checked(action.host, done.problem, done.ops, self.now())
+        elif isinstance(action, m.Testinfra):
             done = await self.host_call("testinfra", action.host, ACTIVITY_SLACK, when=action.when)
             await self.merge(done)
-            return Tested(action.host, done.ok, self.now())
-        elif isinstance(action, RollBack):
+            return m.Tested(action.host, done.ok, self.now())
+        elif isinstance(action, m.RollBack):
             await asyncio.gather(*(self.drive(policy.rollback_program(h)) for h in action.hosts))
-        elif isinstance(action, RollBackHost):
+        elif isinstance(action, m.RollBackHost):
             return await self.roll_back(action)
-        elif isinstance(action, WaitUntil):
+        elif isinstance(action, m.WaitUntil):
             seconds = action.at - self.now()
             if seconds > 0 and not self.stopping():
                 with contextlib.suppress(TimeoutError):
                     await workflow.wait_condition(self.stopping, timeout=seconds)
-            return Woke(self.now(), self.stopping(), self.unheard_abort())
-        elif isinstance(action, AwaitChange):
+            return m.Woke(self.now(), self.stopping(), self.unheard_abort())
+        elif isinstance(action, m.AwaitChange):
             seen = self.moves
             await workflow.wait_condition(lambda: self.moves != seen)
-        elif isinstance(action, AskAbort):
-            return AbortAsked(self.unheard_abort(), self.now())
-        elif isinstance(action, OpenGate):
+        elif isinstance(action, m.AskAbort):
+            return m.AbortAsked(self.unheard_abort(), self.now())
+        elif isinstance(action, m.OpenGate):
             self.waiting = action.gate
-        elif isinstance(action, AwaitDecision):
+        elif isinstance(action, m.AwaitDecision):
             return await self.await_decision(action)
-        elif isinstance(action, Admit):
-            return Admitted(await self.admit(action.estimate), self.now())
-        elif isinstance(action, Clock):
+        elif isinstance(action, m.Admit):
+            return m.Admitted(await self.admit(action.estimate), self.now())
+        elif isinstance(action, m.Clock):
             pass
-        return Carried(self.now())
+        return m.Done(self.now())
 
-    async def await_decision(self, action: AwaitDecision) -> GateDecided:
+    async def await_decision(self, action: m.AwaitDecision) -> m.GateDecided:
         """A promote or abort signal for the gate, a stop, or ``until``: whichever comes first."""
         assert self.policy is not None
         policy = self.policy
@@ -285,9 +250,9 @@ class UpgradeWorkflow:
             with contextlib.suppress(TimeoutError):
                 await workflow.wait_condition(decided, timeout=seconds)
         decision = self.asked_abort or self.promotes.get(action.gate)
-        return GateDecided(decision, self.now(), stopped=decision is None and policy.halted is not None)
+        return m.GateDecided(decision, self.now(), stopped=decision is None and policy.halted is not None)
 
-    async def upgrade(self, action: RunHost) -> HostFinished:
+    async def upgrade(self, action: m.RunHost) -> m.HostFinished:
         """The host's program (the plan's own steps), once; a worker lost mid-program is the policy's to
         judge (HostFinished.lost), never retried here."""
         host = action.host
@@ -297,11 +262,11 @@ class UpgradeWorkflow:
         try:
             done = await self.host_call("upgrade", host, action.seconds + ACTIVITY_SLACK, retry=ONCE)
         except ActivityError as exc:
-            return HostFinished(host, None, self.now(), lost=f"worker lost mid-program ({_cause(exc)})")
+            return m.HostFinished(host, None, self.now(), lost=f"worker lost mid-program ({_cause(exc)})")
         await self.merge(done)
-        return HostFinished(host, Ran(done.ran), self.now())
+        return m.HostFinished(host, Ran(done.ran), self.now())
 
-    async def roll_back(self, action: RollBackHost) -> RolledBack:
+    async def roll_back(self, action: m.RollBackHost) -> m.RolledBack:
         host = action.host
         self._set(host, HostState.ROLLING_BACK, f"→ {self.hosts[host].plan.from_version}")
         try:
@@ -309,9 +274,9 @@ class UpgradeWorkflow:
         except ActivityError as exc:  # every attempt failed: a human must look
             self._set(host, HostState.ROLLBACK_FAILED, f"rollback not confirmed: {_cause(exc)}")
             await self.record(Event.ROLLBACK_END, host=host, ok=False, error=_cause(exc))
-            return RolledBack(host, Back.FAILED, raised=True, now=self.now())
+            return m.RolledBack(host, Back.FAILED, raised=True, now=self.now())
         await self.merge(done)
-        return RolledBack(host, Back(done.ran), now=self.now())
+        return m.RolledBack(host, Back(done.ran), now=self.now())
 
     async def admit(self, estimate: float) -> str | None:
         """The window guard at workflow time, on the control worker (it has the calendars and overrides)."""
