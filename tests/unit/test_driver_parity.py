@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fakes.scenario import ROOT, TO, Scenario, entries
+from fakes.agent_host import release_tarball
+from fakes.scenario import FROM, ROOT, TO, Scenario, entries
 from temporal_server import DevServer
 from temporalio.client import Client
 
@@ -54,6 +55,7 @@ class Case:
     groups: dict[str, Any] | None = None
     steer: str | None = None  # "promote" each gate, "abort" at the first, "emergency" rollback then promote
     spoil: str | None = None  # "bake": the canary's checks fail during its bake; "lose": the canary is lost then
+    via: str | None = None  # a multi-hop path: FROM → via → TO
 
 
 NY3 = {"ny": ["ny-1", "ny-2", "ny-3"]}
@@ -89,24 +91,44 @@ SCENARIOS = [
     Case("bake-failure", TWO, on_failure="wave", spoil="bake"),
     Case("lost-host", TWO, spoil="lose"),
     Case("emergency-rollback", TWO, playbook=GATED, steer="emergency"),
+    Case("multi-hop", TWO, via="5.1.5"),
+    Case("multi-hop-failure", NY3, frozenset({"ny-3"}), "wave", via="5.1.5"),
 ]
+
+
+def build(case: Case, tmp: Path) -> Scenario:
+    """The case's fleet of fake hosts and its plan."""
+    book = dict(case.playbook)
+    if case.via is not None:  # a release between: the target is reached from it only
+        sha = release_tarball(
+            tmp / "artifacts" / f"app-{case.via}.tar.gz", {"VERSION": case.via + "\n", "health": "ok\n"}
+        )
+        book["upgrade_from"] = f">={case.via},<{TO}"
+        book["via"] = [
+            {
+                "version": case.via,
+                "upgrade_from": f">={FROM},<{case.via}",
+                "artifact": {"file": f"app-{case.via}.tar.gz", "sha256": sha},
+            }
+        ]
+    s = Scenario.build(
+        tmp,
+        case.datacenters,
+        bad=case.bad,
+        on_failure=case.on_failure,
+        playbook=book,
+        groups=case.groups,
+        **case.rollout,
+    )
+    if case.spoil is not None:
+        s.hosts[s.plan.phases[0].hosts[0]].before_program.append(_spoiler(case.spoil))
+    return s
 
 
 @pytest.fixture
 def scenario(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Case, Scenario]]:
     case: Case = request.param
-    s = Scenario.build(
-        tmp_path,
-        case.datacenters,
-        bad=case.bad,
-        on_failure=case.on_failure,
-        playbook=case.playbook,
-        groups=case.groups,
-        **case.rollout,
-    )
-    canary = s.plan.phases[0].hosts[0]
-    if case.spoil is not None:
-        s.hosts[canary].before_program.append(_spoiler(case.spoil))
+    s = build(case, tmp_path)
     yield case, s
     s.close()
 
@@ -280,18 +302,8 @@ def test_both_drivers_make_the_same_run(
     case, s = scenario
     local = run_local(case, s)
     local_versions = s.versions()
-    twin = Scenario.build(
-        tmp_path_factory.mktemp(case.name),
-        case.datacenters,
-        bad=case.bad,
-        on_failure=case.on_failure,
-        playbook=case.playbook,
-        groups=case.groups,
-        **case.rollout,
-    )
+    twin = build(case, tmp_path_factory.mktemp(case.name))
     try:
-        if case.spoil is not None:
-            twin.hosts[twin.plan.phases[0].hosts[0]].before_program.append(_spoiler(case.spoil))
         remote = run_temporal(case, twin, temporal_server)
         remote_versions = twin.versions()
     finally:
@@ -300,6 +312,8 @@ def test_both_drivers_make_the_same_run(
     assert by_host_and_phase(t_found) == by_host_and_phase(found)
     assert run_level(t_found) == run_level(found)
     assert (t_code, t_states, remote_versions) == (code, states, local_versions)
+    if case.via is not None:  # the plan did go by the release between
+        assert all(h.path == [case.via, TO] for h in s.plan.hosts)
     record_property(
         "observed",
         f"{case.name}: exit {code} on both; states {states}; versions {local_versions}; "
