@@ -218,18 +218,18 @@ class Sampler(threading.Thread):
 
 def bounded_starts(parallel: int) -> None:
     """The proposed fix, patched in: Pool.warm and early.start start agents on --parallel threads
-    (engine.limits.in_background) instead of one thread per host."""
+    (engine.pool.in_background) instead of one thread per host."""
     import types
 
     from upgrader.commands import early
-    from upgrader.engine import endpoints, limits, remote
+    from upgrader.engine import pool, remote
 
-    def warm(self: endpoints.Pool, hosts: Any, python: str) -> None:
-        limits.in_background(
+    def warm(self: pool.Pool, hosts: Any, python: str) -> None:
+        pool.in_background(
             lambda s: remote.start(s, python), [self.session(h) for h in hosts], self.parallel, "connect"
         )
 
-    endpoints.Pool.warm = warm  # type: ignore[method-assign]
+    pool.Pool.warm = warm  # type: ignore[method-assign]
     pending: list[tuple[Any, tuple[Any, ...]]] = []
 
     class Thread:  # what early.start asks for, one per host: queued, then run on `parallel` workers
@@ -239,7 +239,7 @@ def bounded_starts(parallel: int) -> None:
         def start(self) -> None:
             if not pending:
                 threading.Timer(
-                    0, lambda: limits.in_background(lambda i: i[0](*i[1]), list(pending), parallel, "early")
+                    0, lambda: pool.in_background(lambda i: i[0](*i[1]), list(pending), parallel, "early")
                 ).start()
             pending.append(self.item)
 

@@ -403,7 +403,8 @@ import json, sys, time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from upgrader import agent
-from upgrader.engine.endpoints import Pool, endpoints
+from upgrader.engine.endpoints import endpoints
+from upgrader.engine.pool import Pool
 from upgrader.loading.inputs import load_inventory
 inv = load_inventory(Path(sys.argv[1]))
 pool = Pool(endpoints(inv.model, inv.path))

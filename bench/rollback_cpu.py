@@ -91,7 +91,7 @@ from upgrader.commands import early
 from upgrader.engine import remote
 from upgrader.transport import fabric_transport
 from upgrader.transport.base import Timeouts
-from upgrader.transport.fabric_adapter import Gateways
+from upgrader.transport.gateways import Gateways
 record, host, container, jump, n = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])
 ep = early._endpoint(json.loads(open(record).read())["hosts"][host]["endpoint"])
 t = Timeouts()

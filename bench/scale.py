@@ -545,7 +545,8 @@ import sys, threading
 from pathlib import Path
 import yaml
 from upgrader.transport.base import Endpoint, Timeouts
-from upgrader.transport.fabric_adapter import FabricTransport, Gateways
+from upgrader.transport.fabric_adapter import FabricTransport
+from upgrader.transport.gateways import Gateways
 inventory, script, component, to, port, poll = sys.argv[1:]
 data = yaml.safe_load(open(inventory))
 base, d = Path(inventory).parent, data["defaults"]

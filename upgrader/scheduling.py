@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
 from upgrader.errors import UpgraderError
-from upgrader.loading import limits
+from upgrader.loading import bounded_read
 from upgrader.windows import localtime
 
 DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
@@ -94,9 +94,9 @@ def parse_on(text: str) -> On:
         date = dt.date.fromisoformat(day)
     except ValueError as exc:
         raise UpgraderError(f"--on {text!r}: {exc}", "a real date, e.g. 2026-12-05") from None
-    if not limits.reasonable_year(date.year):  # the timer's next elapse near year 9999 overflows
+    if not bounded_read.reasonable_year(date.year):  # the timer's next elapse near year 9999 overflows
         raise UpgraderError(
-            f"--on {text!r} is outside the years {limits.YEARS[0]}-{limits.YEARS[1]}", "pick a date to come"
+            f"--on {text!r} is outside the years {bounded_read.YEARS[0]}-{bounded_read.YEARS[1]}", "pick a date to come"
         )
     naive = dt.datetime.combine(date, dt.time(int(hour), int(minute)))
     first, second = naive.replace(tzinfo=zone, fold=0), naive.replace(tzinfo=zone, fold=1)

@@ -24,8 +24,8 @@ import yaml
 from fakes.agent_host import FakeHosts, release_tarball
 from upgrader.commands.inputs import load_inputs
 from upgrader.engine.apply import Apply, Outcome, Recovery
-from upgrader.engine.journal import Journal
 from upgrader.engine.progress import Progress
+from upgrader.journal import Journal
 from upgrader.models.plan import Plan
 from upgrader.planning.planner import facts_from_inventory, make_plan
 

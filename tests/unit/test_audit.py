@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from upgrader.engine.consistency import Expected, Verdict, expected_from_runs, judge
+from upgrader.reporting.consistency import Expected, Verdict, expected_from_runs, judge
 from upgrader.reporting.skew import render_audit_metrics
 
 EXPECTED = Expected("5.2.0", "run R2")

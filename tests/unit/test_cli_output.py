@@ -10,7 +10,7 @@ import pytest
 
 from upgrader.cli.main import main
 from upgrader.commands.tables import plain
-from upgrader.engine.journal import Journal
+from upgrader.journal import Journal
 
 REPO = Path(__file__).resolve().parents[2]
 PLAYBOOK = REPO / "playbooks" / "ordergw-5.2.0.yml"

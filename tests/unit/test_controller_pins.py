@@ -24,8 +24,7 @@ import yaml
 from markdown_it import MarkdownIt
 
 from upgrader.cli.main import main
-from upgrader.commands import early
-from upgrader.engine import endpoints as endpoints_module
+from upgrader.engine import pool as pool_module
 from upgrader.engine import remote
 from upgrader.errors import RefusedError
 from upgrader.loading.inputs import load_playbook
@@ -60,11 +59,9 @@ def connections(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
         raise Connected("reached the pool")
 
     monkeypatch.setattr(fabric_adapter.FabricTransport, "__init__", transport)
-    monkeypatch.setattr(endpoints_module.Pool, "__init__", pool)
+    monkeypatch.setattr(pool_module.Pool, "__init__", pool)
     monkeypatch.setattr(remote, "start", lambda *a, **k: made.append("agent start"))
-    early._started.clear()
     yield made
-    early._started.clear()
 
 
 def write_playbook(folder: Path, module: str = "verify/ordergw.py", **changes: Any) -> None:

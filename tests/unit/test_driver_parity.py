@@ -28,9 +28,9 @@ from temporalio.client import Client
 from upgrader.commands.inputs import load_inputs
 from upgrader.engine import gates
 from upgrader.engine.gates import DecisionKind
-from upgrader.engine.journal import Journal, read
 from upgrader.engine.rollback import rollback_hosts
 from upgrader.errors import TransportError
+from upgrader.journal import Journal, read
 from upgrader.loading.inputs import load_inventory
 from upgrader.planning import signing
 from upgrader.temporal import worker

@@ -20,7 +20,8 @@ import pytest
 from upgrader.cli.main import build_parser, main
 from upgrader.commands import early
 from upgrader.engine import remote
-from upgrader.engine.endpoints import Pool, endpoints
+from upgrader.engine.endpoints import endpoints
+from upgrader.engine.pool import Pool
 from upgrader.loading.inputs import load_inventory
 from upgrader.transport import fabric_adapter
 from upgrader.transport.base import Timeouts
@@ -39,9 +40,12 @@ def calls(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[str]]:
 
     monkeypatch.setattr(remote, "start", start)
     monkeypatch.setattr(fabric_adapter.FabricTransport, "close", lambda self: seen["close"].append(self.endpoint.name))
-    early._started.clear()
-    yield seen
-    early._started.clear()
+    return seen
+
+
+def started_hosts(started: early.Started | None) -> set[str]:
+    """The hosts an early start began connecting to (none: it started nothing)."""
+    return set() if started is None else set(started.pool.sessions())
 
 
 def _remembered(state: Path) -> tuple[str, dict]:
@@ -62,23 +66,24 @@ def _hosts_of(component: str) -> set[str]:
 
 
 def test_nothing_starts_without_a_record(tmp_path: Path, calls: dict[str, list[str]]) -> None:
-    early.start(["rollback", "ordergw", "-i", str(INVENTORY), "--reason", "x"], tmp_path)
-    assert early._started == {}
+    assert early.start(["rollback", "ordergw", "-i", str(INVENTORY), "--reason", "x"], tmp_path) is None
 
 
 def test_recorded_endpoints_are_adopted_when_they_match(tmp_path: Path, calls: dict[str, list[str]]) -> None:
     sha, reach = _remembered(tmp_path)
     record = json.loads(early.record_path(tmp_path, sha).read_text())
     assert record["hosts"]["ny5-oe01"]["endpoint"] == dataclasses.asdict(reach["ny5-oe01"])
-    early.start(["rollback", "ordergw", "-i", str(INVENTORY), "--reason", "x"], tmp_path)
-    sessions = {h: s for h, (_, s) in early._started["hosts"].items()}
+    started = early.start(["rollback", "ordergw", "-i", str(INVENTORY), "--reason", "x"], tmp_path)
+    assert started is not None
+    sessions = started.pool.sessions()
     assert set(sessions) == _hosts_of("ordergw")
     _wait_for(calls, len(sessions))
     assert sorted(calls["connect"]) == sorted(sessions)
     pool = Pool(reach, timeouts=Timeouts.for_options(5.0, None))
-    early.adopt(pool, sha, reach, Timeouts.for_options(5.0, None))
-    assert pool._sessions == sessions and calls["close"] == []
+    early.adopt(pool, started, sha)
+    assert pool.sessions() == sessions and calls["close"] == []
     assert pool._transports == {h: s.transport for h, s in sessions.items()}
+    assert started.pool.sessions() == {}  # handed over: the early pool keeps nothing to close twice
 
 
 def _wait_for(calls: dict[str, list[str]], count: int) -> None:
@@ -91,9 +96,11 @@ def test_apply_starts_the_hosts_of_its_playbooks_component(tmp_path: Path, calls
     _remembered(tmp_path)
     playbook = tmp_path / "pb.yml"
     playbook.write_text("# a comment first\ncomponent: riskgw\nversion: 9.9.9\n")
-    early.start(["apply", str(playbook), "-i", str(INVENTORY), "--yes", "--python", "/opt/py/bin/python3"], tmp_path)
-    assert set(early._started["hosts"]) == _hosts_of("riskgw") != _hosts_of("ordergw")
-    _wait_for(calls, len(early._started["hosts"]))
+    started = early.start(
+        ["apply", str(playbook), "-i", str(INVENTORY), "--yes", "--python", "/opt/py/bin/python3"], tmp_path
+    )
+    assert started_hosts(started) == _hosts_of("riskgw") != _hosts_of("ordergw")
+    _wait_for(calls, len(started_hosts(started)))
     assert set(calls["python"]) == {"/opt/py/bin/python3"}
 
 
@@ -102,8 +109,8 @@ def test_apply_of_a_saved_plan_starts_nothing(tmp_path: Path, calls: dict[str, l
     _remembered(tmp_path)
     plan = tmp_path / "plan.json"
     plan.write_text(json.dumps({"schema_version": 1, "component": "ordergw", "hosts": []}))
-    early.start(["apply", str(plan), "-i", str(INVENTORY)], tmp_path)
-    assert early._started == {} and calls["connect"] == []
+    assert early.start(["apply", str(plan), "-i", str(INVENTORY)], tmp_path) is None
+    assert calls["connect"] == []
 
 
 @pytest.mark.parametrize("text", ["component: [not, a, name]\n", "- a list\n", "component: x: y: {\n", ""])
@@ -111,17 +118,15 @@ def test_apply_of_an_odd_playbook_starts_nothing(tmp_path: Path, calls: dict[str
     _remembered(tmp_path)
     playbook = tmp_path / "pb.yml"
     playbook.write_text(text)
-    early.start(["apply", str(playbook), "-i", str(INVENTORY)], tmp_path)
-    assert early._started == {}
+    assert early.start(["apply", str(playbook), "-i", str(INVENTORY)], tmp_path) is None
 
 
 def test_a_limit_narrows_what_starts(tmp_path: Path, calls: dict[str, list[str]]) -> None:
     _remembered(tmp_path)
     one = sorted(_hosts_of("ordergw"))[0]
-    early.start(["rollback", "ordergw", "-i", str(INVENTORY), "--reason", "x", "--limit", one], tmp_path)
-    assert set(early._started["hosts"]) == {one}
-    early._started.clear()
-    early.start(
+    started = early.start(["rollback", "ordergw", "-i", str(INVENTORY), "--reason", "x", "--limit", one], tmp_path)
+    assert started_hosts(started) == {one}
+    started = early.start(
         [
             "apply",
             str(REPO / "playbooks" / "ordergw-5.2.0.yml"),
@@ -134,7 +139,7 @@ def test_a_limit_narrows_what_starts(tmp_path: Path, calls: dict[str, list[str]]
         ],
         tmp_path,
     )  # the union: ordergw's of them
-    assert set(early._started["hosts"]) == {h for h in _hosts_of("ordergw") if h.startswith(("ny5-", "tr2-"))}
+    assert started_hosts(started) == {h for h in _hosts_of("ordergw") if h.startswith(("ny5-", "tr2-"))}
 
 
 @pytest.mark.parametrize(
@@ -152,22 +157,30 @@ def test_a_limit_early_cannot_resolve_starts_nothing(
 ) -> None:
     """failed:RUN needs the journal, a typo is the command's to report, old spellings are the command's to warn."""
     _remembered(tmp_path)
-    early.start(["rollback", "ordergw", "-i", str(INVENTORY), "--reason", "x", *limit], tmp_path)
-    assert early._started == {}
+    assert early.start(["rollback", "ordergw", "-i", str(INVENTORY), "--reason", "x", *limit], tmp_path) is None
 
 
 def test_a_changed_inventory_or_timeout_adopts_nothing(tmp_path: Path, calls: dict[str, list[str]]) -> None:
     sha, reach = _remembered(tmp_path)
-    early.start(["rollback", "ordergw", "-i", str(INVENTORY), "--reason", "x", "--connect-timeout", "3"], tmp_path)
-    started = set(early._started["hosts"])
+    argv = ["rollback", "ordergw", "-i", str(INVENTORY), "--reason", "x"]
+    started = early.start([*argv, "--connect-timeout", "3"], tmp_path)
+    hosts = started_hosts(started)
     pool = Pool(reach, timeouts=Timeouts.for_options(5.0, None))
-    early.adopt(pool, sha, reach, Timeouts.for_options(5.0, None))  # the command ended up with other timeouts
-    assert sorted(calls["close"]) == sorted(started) and pool._transports == {}
+    early.adopt(pool, started, sha)  # the command ended up with other timeouts
+    assert sorted(calls["close"]) == sorted(hosts) and pool._transports == {}
 
-    early.start(["rollback", "ordergw", "-i", str(INVENTORY), "--reason", "x"], tmp_path)
+    calls["close"].clear()
+    started = early.start(argv, tmp_path)
     moved = {h: dataclasses.replace(e, address="198.51.100.7") for h, e in reach.items()}
-    early.adopt(pool, sha, moved, Timeouts.for_options(5.0, None))  # an endpoint differs: closed unused
-    assert pool._transports == {}
+    pool = Pool(moved, timeouts=Timeouts.for_options(5.0, None))
+    early.adopt(pool, started, sha)  # an endpoint differs: closed unused
+    assert pool._transports == {} and sorted(calls["close"]) == sorted(hosts)
+
+    calls["close"].clear()
+    started = early.start(argv, tmp_path)
+    pool = Pool(reach, timeouts=Timeouts.for_options(5.0, None))
+    early.adopt(pool, started, "0" * 64)  # another inventory's bytes: nothing adopted, all closed
+    assert pool._transports == {} and sorted(calls["close"]) == sorted(hosts)
 
 
 @pytest.mark.parametrize(
@@ -183,8 +196,8 @@ def test_odd_command_lines_start_nothing_and_print_nothing(
     tmp_path: Path, calls: dict[str, list[str]], capsys: pytest.CaptureFixture[str], argv: list[str]
 ) -> None:
     _remembered(tmp_path)
-    early.start(argv, tmp_path)
-    assert early._started == {} and capsys.readouterr() == ("", "")
+    assert early.start(argv, tmp_path) is None
+    assert capsys.readouterr() == ("", "")
 
 
 # ---- issue 13 §8: help and usage errors never connect ----
@@ -256,7 +269,21 @@ def loopback_inventory(tmp_path: Path, port: int) -> Path:
 
 
 @pytest.fixture
-def listener(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[socket.socket, Path, Path]]:
+def began(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[early.Started | None]]:
+    """What each early start returned (through main too), closed at the end."""
+    out: list[early.Started | None] = []
+    real = early.start
+    monkeypatch.setattr(early, "start", lambda argv, state: out.append(real(argv, state)) or out[-1])
+    yield out
+    for started in out:
+        if started is not None:
+            started.pool.close()
+
+
+@pytest.fixture
+def listener(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, began: list[early.Started | None]
+) -> Iterator[tuple[socket.socket, Path, Path]]:
     """A loopback TCP listener every host of an inventory points at, that inventory, and the state dir
     holding its connections record."""
     server = socket.socket()
@@ -268,11 +295,7 @@ def listener(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[
     state = tmp_path / "state"
     early.remember(state, inv.sha256, inv.model, endpoints(inv.model, inv.path))
     monkeypatch.setenv("UPGRADER_STATE_DIR", str(state))
-    early._started.clear()
     yield server, state, inventory
-    for _, transport in early._started.pop("hosts", {}).values():
-        transport.close()
-    early._started.clear()
     server.close()
 
 
@@ -288,11 +311,41 @@ def _connections(server: socket.socket) -> int:
         return count
 
 
-def test_a_valid_command_line_does_connect_early(listener: tuple[socket.socket, Path, Path]) -> None:
+def test_a_valid_command_line_does_connect_early(
+    listener: tuple[socket.socket, Path, Path], began: list[early.Started | None]
+) -> None:
     """The control: with this record, early.start reaches the listener (so the tests below can fail)."""
     server, state, inventory = listener
     early.start(["rollback", "ordergw", "-i", str(inventory), "--reason", "drill", "--connect-timeout", "1"], state)
     assert _connections(server) >= 1  # one per host at least (a refused banner retries)
+    assert began[0] is not None and began[0].pool.sessions()
+
+
+def test_main_hands_what_started_early_to_the_command(
+    listener: tuple[socket.socket, Path, Path],
+    began: list[early.Started | None],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """No module keeps the early connections: main puts them on the command's arguments, where pool_for takes them."""
+    from upgrader.commands import live, rollback
+
+    inventory = listener[2]
+    seen: list[object] = []
+
+    def run(args: argparse.Namespace) -> int:
+        seen.append(args.early)
+        seen.append(set(args.early.pool.sessions()))
+        pool = live.pool_for(load_inventory(args.inventory), args)
+        seen.append(pool.sessions())
+        pool.close()
+        return 0
+
+    monkeypatch.setattr(rollback, "run", run)
+    assert main(["rollback", "ordergw", "-i", str(inventory), "--reason", "drill", "--connect-timeout", "1"]) == 0
+    started = began[0]
+    assert started is not None and seen[0] is started
+    assert seen[1] == set(seen[2]) == {sorted(_hosts_of("ordergw"))[0]}  # the command's pool has the early session
+    assert started.pool.sessions() == {}  # handed over whole: the early pool holds nothing any more
 
 
 @pytest.mark.reliability(
@@ -318,6 +371,7 @@ def test_a_valid_command_line_does_connect_early(listener: tuple[socket.socket, 
 )
 def test_help_and_usage_errors_open_no_connection(
     listener: tuple[socket.socket, Path, Path],
+    began: list[early.Started | None],
     argv: list[str],
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
@@ -331,7 +385,7 @@ def test_help_and_usage_errors_open_no_connection(
     err = capsys.readouterr().err.strip().splitlines()
     record_property("observed", f"exit {done.value.code}, {seen} connection(s); {err[-1] if err else 'help printed'}")
     assert done.value.code in (0, 2)
-    assert seen == 0 and early._started == {}
+    assert seen == 0 and all(started is None for started in began)
 
 
 def test_the_early_start_connects_before_the_models_are_imported(listener: tuple[socket.socket, Path, Path]) -> None:

@@ -18,9 +18,9 @@ from fakes.agent_host import FakeHost
 from fakes.scenario import FROM, ROOT, TO, UNIT, Scenario
 
 from upgrader.engine import programs
-from upgrader.engine.journal import Journal
 from upgrader.engine.rollback import rollback_hosts
 from upgrader.errors import ExitCode, RefusedError
+from upgrader.journal import Journal
 
 NY, CH = ["ny-1", "ny-2", "ny-3"], ["ch-1", "ch-2"]
 

@@ -11,7 +11,7 @@ import pytest
 from upgrader.cli.main import main
 from upgrader.engine import gates
 from upgrader.engine.gates import DecisionKind, GateOutcome
-from upgrader.engine.journal import Journal
+from upgrader.journal import Journal
 
 
 @pytest.fixture

@@ -25,10 +25,10 @@ from hypothesis import strategies as st
 from upgrader.cli.main import main
 from upgrader.engine import remote
 from upgrader.engine.apply import Apply
-from upgrader.engine.endpoints import Pool
 from upgrader.engine.host_actions import HostActions
-from upgrader.engine.journal import Journal
+from upgrader.engine.pool import Pool
 from upgrader.engine.progress import Progress
+from upgrader.journal import Journal
 from upgrader.models.plan import Plan
 from upgrader.planning import groups as plan_groups
 from upgrader.planning.render import to_markdown, to_text

@@ -146,11 +146,9 @@ def test_early_connections_wait_for_a_complete_override(
     early.remember(tmp_path, loaded.sha256, loaded.model, endpoints.endpoints(loaded.model, loaded.path))
     playbook = tmp_path / "pb.yml"
     playbook.write_text("component: riskgw\nversion: 9.9.9\n")
-    early._started.clear()
+    started = early.start(["apply", str(playbook), "-i", str(inventory), "--yes", *extra], tmp_path)
     try:
-        early.start(["apply", str(playbook), "-i", str(inventory), "--yes", *extra], tmp_path)
-        assert bool(early._started.get("hosts")) == starts
+        assert (started is not None and bool(started.pool.sessions())) == starts
     finally:
-        for _, session in early._started.get("hosts", {}).values():
-            session.transport.close()
-        early._started.clear()
+        if started is not None:
+            started.pool.close()

@@ -399,8 +399,8 @@ def test_every_record_read_lets_through_is_readable_by_every_reader(
 ) -> None:
     """read() refuses a record (InputError naming the line) or every reader handles it: report (markdown,
     HTML, metrics), show, and the summaries runs and admission use."""
+    from upgrader import journal
     from upgrader.commands.show import describe
-    from upgrader.engine import journal
     from upgrader.errors import InputError
     from upgrader.reporting import parse_run, render_metrics, to_html, to_markdown
 

@@ -19,9 +19,9 @@ import pytest
 from conftest import INVENTORY, REPO, plan_files
 
 from upgrader.engine.host_actions import HostActions
-from upgrader.engine.journal import Journal
 from upgrader.engine.locks import LocalLock
 from upgrader.errors import RefusedError
+from upgrader.journal import Journal
 from upgrader.transport.base import Endpoint
 
 Record = Callable[[str, object], None]
@@ -200,7 +200,7 @@ def test_an_invisible_character_on_the_command_line_reaches_no_host(
 
 
 def test_an_operator_name_with_an_invisible_character_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    from upgrader.engine.journal import operator
+    from upgrader.journal import operator
 
     monkeypatch.setenv("UPGRADER_OPERATOR", "alice\u202eecila")
     with pytest.raises(RefusedError, match=r"\$UPGRADER_OPERATOR.*U\+202E"):
@@ -333,7 +333,7 @@ def test_a_planted_run_is_neither_listed_nor_an_estimate_nor_a_refusal(tmp_path:
     """`upgrader runs` and the window guard's duration estimate skip a run uid 65534 planted (they do not
     stop at it either: a planted directory must not turn into a refusal of every apply)."""
     from upgrader.engine.admission import past_host_seconds
-    from upgrader.engine.journal import list_runs
+    from upgrader.journal import list_runs
 
     state = tmp_path / "state"
     own = _operator_run(state, "20260101T000000Z-ordergw-0001")

@@ -19,8 +19,8 @@ from hypothesis import strategies as st
 from upgrader.cli.main import main
 from upgrader.commands import targeting
 from upgrader.commands.apply import verified_saved_plan
-from upgrader.engine.journal import Journal
 from upgrader.errors import RefusedError
+from upgrader.journal import Journal
 from upgrader.loading.inputs import load_inventory
 from upgrader.models.plan import Limit, Plan
 from upgrader.planning import limit
@@ -273,12 +273,12 @@ def test_old_spellings_warn_and_mean_the_limit(files: Path, capsys: pytest.Captu
 def test_every_command_refuses_a_limit_matching_nothing_before_contacting_anyone(
     files: Path, argv: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from upgrader.engine import endpoints
+    from upgrader.engine import pool
 
     def no_pool(*args: Any, **kwargs: Any) -> None:
         raise AssertionError("a pool was made: a host would be contacted")
 
-    monkeypatch.setattr(endpoints.Pool, "__init__", no_pool)
+    monkeypatch.setattr(pool.Pool, "__init__", no_pool)
     code = main([*argv, "-i", "inventory.yml", "--limit", "ny5-oe01,role:nothing"])
     err = capsys.readouterr().err.strip()
     assert code == 1 and err.splitlines()[-1].endswith(

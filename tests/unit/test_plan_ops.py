@@ -20,10 +20,10 @@ from conftest import plan_files
 
 from upgrader.engine import gates, remote
 from upgrader.engine.apply import Apply
-from upgrader.engine.endpoints import GroupResult, HostResult
 from upgrader.engine.host_actions import HostActions
-from upgrader.engine.journal import Journal
+from upgrader.engine.pool import GroupResult, HostResult
 from upgrader.engine.progress import Progress
+from upgrader.journal import Journal
 from upgrader.models.plan import Plan
 from upgrader.planning.describe import describe
 from upgrader.transport.base import Result

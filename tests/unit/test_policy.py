@@ -24,8 +24,8 @@ from upgrader.engine.host_actions import Back, HostRun, Ran
 from upgrader.engine.policy import RunPolicy
 from upgrader.engine.policy_state import step
 from upgrader.engine.verdict import Outcome
-from upgrader.engine.vocabulary import Event, HostState
 from upgrader.models.plan import Plan
+from upgrader.vocabulary import Event, HostState
 
 LIVE_TICKS = 3  # a host's program or rollback is in flight this many ticks
 

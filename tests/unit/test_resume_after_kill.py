@@ -18,8 +18,8 @@ import pytest
 from fakes.agent_host import ControllerKilled
 from fakes.scenario import FROM, ROOT, TO, UNIT, Scenario
 
-from upgrader.engine.journal import Journal
 from upgrader.engine.resume import analyze
+from upgrader.journal import Journal
 
 KILLS = [
     (host, op)

@@ -231,7 +231,7 @@ def test_the_newest_runs_plan_supplies_the_layout_and_nothing_else_is_read(
 ) -> None:
     from upgrader.commands import rollback as command
     from upgrader.commands import specs
-    from upgrader.engine.journal import Journal
+    from upgrader.journal import Journal
     from upgrader.planning import planner
 
     state = tmp_path / "state"

@@ -29,11 +29,11 @@ from upgrader.cli.main import main
 from upgrader.engine import apply as apply_engine
 from upgrader.engine import gates
 from upgrader.engine.apply import Apply, HostRun, Outcome, stop_on_signals, verdict
-from upgrader.engine.journal import Journal
 from upgrader.engine.progress import Progress
 from upgrader.engine.resume import analyze, ended, halted
-from upgrader.engine.vocabulary import HostState
 from upgrader.errors import ExitCode
+from upgrader.journal import Journal
+from upgrader.vocabulary import HostState
 
 REPO = Path(__file__).resolve().parents[2]
 RUN = "20261205T070000Z-app-1a2b"

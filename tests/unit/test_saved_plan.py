@@ -22,6 +22,7 @@ from upgrader.cli.main import main
 from upgrader.commands import early
 from upgrader.commands.apply import plan_again, reviewed_inputs
 from upgrader.engine import endpoints as endpoints_module
+from upgrader.engine import pool as pool_module
 from upgrader.engine import remote
 from upgrader.engine.staleness import first_difference, rederived_difference
 from upgrader.errors import RefusedError
@@ -49,16 +50,14 @@ def connections(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         made.append(f"transport {endpoint.name}")
         raise Connected(f"reached the transport of {endpoint.name}")
 
-    def pool(self: endpoints_module.Pool, *args: Any, **kwargs: Any) -> None:
+    def pool(self: pool_module.Pool, *args: Any, **kwargs: Any) -> None:
         made.append("pool")
         raise Connected("reached the pool")
 
     monkeypatch.setattr(fabric_adapter.FabricTransport, "__init__", transport)
-    monkeypatch.setattr(endpoints_module.Pool, "__init__", pool)
+    monkeypatch.setattr(pool_module.Pool, "__init__", pool)
     monkeypatch.setattr(remote, "start", lambda *a, **k: made.append("agent start"))
-    early._started.clear()
-    yield made
-    early._started.clear()
+    return made
 
 
 @pytest.fixture
@@ -323,14 +322,16 @@ def test_a_tampered_plan_reaches_no_host_even_with_a_connection_record(
     early.remember(state, inv.sha256, inv.model, endpoints_module.endpoints(inv.model, inv.path))
     reseal(in_tmp / "plan.json", lambda d: d["spec"]["migrate"].update(command=["/bin/sh", "-c", "id"]))
     capsys.readouterr()
-    early._started.clear()
+    began: list[early.Started | None] = []
+    real = early.start
+    monkeypatch.setattr(early, "start", lambda argv, at: began.append(real(argv, at)) or began[-1])
     code, err = apply(in_tmp / "plan.json", capsys)
     assert code == 1 and "spec.migrate.command[0]" in err, err
     time.sleep(0.5)  # an early start runs in a thread: give it time to show up
     for s in listeners:
         with pytest.raises(BlockingIOError):
             s.accept()
-    assert early._started == {}
+    assert began == [None]  # main asked, and the early start began nothing
     record_property(
         "scenario",
         "a re-sealed tampered plan, hosts listening on loopback, a connection record "

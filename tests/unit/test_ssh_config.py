@@ -23,7 +23,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 from upgrader.errors import HostKeyError, TransportError
-from upgrader.transport import fabric_adapter
+from upgrader.transport import fabric_adapter, ssh
+from upgrader.transport import gateways as jumps
 from upgrader.transport.base import Endpoint, Timeouts
 
 FAST = Timeouts(connect=1.0, auth=1.0, channel=1.0, command=2.0, transfer=2.0, attempts=1)
@@ -123,7 +124,7 @@ def endpoint(
 
 
 def test_the_connection_takes_nothing_from_ssh_config_or_fabric_files(hostile_home: Path) -> None:
-    conn = fabric_adapter.connection(endpoint(2222), FAST)
+    conn = ssh.connection(endpoint(2222), FAST)
     assert dict(conn.ssh_config) == {"hostname": "127.0.0.1"}  # what an empty config gives
     assert (conn.host, conn.port, conn.user) == ("127.0.0.1", 2222, "deploy")
     assert conn.gateway is False and conn.forward_agent is False
@@ -141,7 +142,7 @@ def test_no_ssh_config_file_is_even_read(monkeypatch: pytest.MonkeyPatch, hostil
         raise AssertionError(f"Fabric read {path}")
 
     monkeypatch.setattr(fabric.config.Config, "_load_ssh_file", refuse)
-    conn = fabric_adapter.connection(endpoint(2222), FAST)
+    conn = ssh.connection(endpoint(2222), FAST)
     assert dict(conn.ssh_config) == {"hostname": "127.0.0.1"}  # what an empty config gives
 
 
@@ -164,7 +165,7 @@ def test_the_jump_hop_is_strict_and_ignores_ssh_config_too(
     known = tmp_path / "known_hosts"
     known.write_text("")
     jump = Endpoint(name="ny5-jump", address="127.0.0.1", port=listener.port, user="jumper", known_hosts=str(known))
-    conn = fabric_adapter.connection(jump, FAST)
+    conn = ssh.connection(jump, FAST)
     assert isinstance(conn.client._policy, paramiko.RejectPolicy)
     assert conn.gateway is False and conn.forward_agent is False
     assert dict(conn.ssh_config) == {"hostname": "127.0.0.1"}  # what an empty config gives
@@ -178,14 +179,14 @@ def test_the_jump_hop_is_strict_and_ignores_ssh_config_too(
 
 def test_a_refused_handshake_is_retried_with_backoff_and_counted(listener: Listener) -> None:
     """The listener closes at once, as sshd past MaxStartups does: retried, counted, then reported."""
-    gateways = fabric_adapter.Gateways(FAST)
+    gateways = jumps.Gateways(FAST)
     transport = fabric_adapter.FabricTransport(endpoint(listener.port), FAST, gateways)
     started = time.monotonic()
     with pytest.raises(TransportError, match=r"cannot reach 127\.0\.0\.1"):
         transport.run(["true"])
     took = time.monotonic() - started
     transport.close()
-    assert 2 <= listener.accepted <= fabric_adapter.HANDSHAKE_ATTEMPTS
+    assert 2 <= listener.accepted <= jumps.HANDSHAKE_ATTEMPTS
     assert gateways.retries == listener.accepted - 1
     assert took < FAST.connect * 2 + 3  # bounded by stop_after_delay, not attempts x timeouts
 
@@ -194,7 +195,7 @@ def test_a_silent_host_is_not_retried(tmp_path: Path) -> None:
     """A banner that never comes (a frozen host) is a timeout, not a refusal: one attempt only."""
     server = Listener(hold=5)
     try:
-        gateways = fabric_adapter.Gateways(FAST)
+        gateways = jumps.Gateways(FAST)
         transport = fabric_adapter.FabricTransport(endpoint(server.port), FAST, gateways)
         with pytest.raises(TransportError):
             transport.run(["true"])
@@ -224,7 +225,7 @@ def test_a_failed_handshake_leaves_no_socket_open(hold: float) -> None:
     handshakes opened is closed when they give up, not left for the process's exit."""
     server = Listener(hold=hold)
     try:
-        transport = fabric_adapter.FabricTransport(endpoint(server.port), FAST, fabric_adapter.Gateways(FAST))
+        transport = fabric_adapter.FabricTransport(endpoint(server.port), FAST, jumps.Gateways(FAST))
         with pytest.raises(TransportError):
             transport.run(["true"])
         assert server.accepted >= 1
@@ -240,8 +241,8 @@ def test_a_failed_handshake_leaves_no_socket_open(hold: float) -> None:
 def test_handshakes_in_flight_are_bounded_per_controller() -> None:
     server = Listener(hold=0.3)
     try:
-        gateways = fabric_adapter.Gateways(FAST)
-        count = fabric_adapter.HANDSHAKES_PER_CONTROLLER + 8
+        gateways = jumps.Gateways(FAST)
+        count = jumps.HANDSHAKES_PER_CONTROLLER + 8
         transports = [
             fabric_adapter.FabricTransport(endpoint(server.port, name=f"h{i}"), FAST, gateways) for i in range(count)
         ]
@@ -259,7 +260,7 @@ def test_handshakes_in_flight_are_bounded_per_controller() -> None:
         for t in threads:
             t.join(30)
         assert len(errors) == count and server.accepted >= count
-        assert server.most <= fabric_adapter.HANDSHAKES_PER_CONTROLLER, server.most
+        assert server.most <= jumps.HANDSHAKES_PER_CONTROLLER, server.most
     finally:
         server.close()
 
@@ -300,34 +301,34 @@ def test_a_passphrase_protected_key_with_an_agent_uses_the_agent(
 ) -> None:
     monkeypatch.setenv("SSH_AUTH_SOCK", str(tmp_path / "agent.sock"))
     key = _write_key(tmp_path / "id", "ed25519-openssh", b"correct horse")
-    conn = fabric_adapter.connection(endpoint(2222, key=str(key)), FAST)
+    conn = ssh.connection(endpoint(2222, key=str(key)), FAST)
     assert conn.connect_kwargs["allow_agent"] is True and "pkey" not in conn.connect_kwargs
     assert conn.forward_agent is False  # using the agent to log in is not forwarding it
 
 
 def test_an_unencrypted_key_is_loaded(tmp_path: Path) -> None:
     key = _write_key(tmp_path / "id", "ed25519-openssh", None)
-    conn = fabric_adapter.connection(endpoint(2222, key=str(key)), FAST)
+    conn = ssh.connection(endpoint(2222, key=str(key)), FAST)
     assert isinstance(conn.connect_kwargs["pkey"], paramiko.PKey) and conn.connect_kwargs["allow_agent"] is False
 
 
 def test_an_unknown_known_hosts_file_is_a_host_key_error(tmp_path: Path) -> None:
     with pytest.raises(HostKeyError, match="cannot read known_hosts"):
-        fabric_adapter.connection(endpoint(2222, known_hosts=str(tmp_path / "absent")), FAST)
+        ssh.connection(endpoint(2222, known_hosts=str(tmp_path / "absent")), FAST)
 
 
 def test_the_controllers_tcp_connections_have_nagle_off(listener: Listener, monkeypatch: pytest.MonkeyPatch) -> None:
     """Every TCP socket a handshake gets (a host's or a jump host's; not a channel) has TCP_NODELAY:
     with Nagle on, each small SSH packet behind an unacknowledged one waits for a delayed ACK."""
     seen: list[int] = []
-    real = fabric_adapter._tcp
+    real = ssh._tcp
 
     def tcp(ep: Endpoint, timeout: float) -> socket.socket:
         sock = real(ep, timeout)
         seen.append(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
         return sock
 
-    monkeypatch.setattr(fabric_adapter, "_tcp", tcp)
+    monkeypatch.setattr(ssh, "_tcp", tcp)
     transport = fabric_adapter.FabricTransport(endpoint(listener.port), FAST)
     with pytest.raises(TransportError):
         transport.run(["true"])  # the listener is no sshd: the handshake fails after the TCP connect

@@ -56,20 +56,18 @@ def lab(tmp_path: Path) -> Iterator[dict[str, object]]:
     state = tmp_path / "state"
     inv = load_inventory(inventory)
     early.remember(state, inv.sha256, inv.model, endpoints(inv.model, inv.path))
-    early._started.clear()
+    began: list[early.Started | None] = []
     yield {
+        "began": began,
         "server": server,
         "port": port,
         "inventory": inventory,
         "state": state,
         "record": early.record_path(state, inv.sha256),
     }
-    for _, session in early._started.pop("hosts", {}).values():
-        session.transport.close()
-    gateways = early._started.pop("gateways", None)
-    if gateways is not None:
-        gateways.close()
-    early._started.clear()
+    for started in began:
+        if started is not None:
+            started.pool.close()
     server.close()
 
 
@@ -87,16 +85,18 @@ def _accepts(server: socket.socket, wait: float = 1.0) -> int:
         return count
 
 
-def _rollback(inventory: Path, state: Path) -> float:
+def _rollback(inventory: Path, state: Path, began: list[early.Started | None]) -> float:
     started = time.monotonic()
-    early.start(["rollback", "ordergw", "-i", str(inventory), "--reason", "drill", "--connect-timeout", "1"], state)
+    argv = ["rollback", "ordergw", "-i", str(inventory), "--reason", "drill", "--connect-timeout", "1"]
+    began.append(early.start(argv, state))
     return time.monotonic() - started
 
 
 def test_the_genuine_record_connects_early_with_host_keys_checked(lab: dict, record_property) -> None:  # type: ignore[no-untyped-def]
     """The control: the tests below would see a connection if the refusal did not hold."""
-    _rollback(lab["inventory"], lab["state"])
-    started = [ep for ep, _ in early._started["hosts"].values()]
+    _rollback(lab["inventory"], lab["state"], lab["began"])
+    pool = lab["began"][0].pool
+    started = [pool.endpoint(h) for h in pool.sessions()]
     seen = _accepts(lab["server"])
     record_property("observed", f"{seen} connection(s); strict_host_keys {[e.strict_host_keys for e in started]}")
     assert seen >= 1
@@ -180,14 +180,14 @@ def test_a_record_that_is_not_protected_opens_no_connection(
 ) -> None:
     what = TAMPERING[how](lab)
     with caplog.at_level(logging.WARNING):
-        seconds = _rollback(lab["inventory"], lab["state"])
+        seconds = _rollback(lab["inventory"], lab["state"], lab["began"])
     seen = _accepts(lab["server"])
     warned = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     record_property(
         "observed",
         f"{what}: {seen} connection(s), early start {seconds:.2f} s; warning: {warned[0][:140] if warned else 'none'}",
     )
-    assert seen == 0 and early._started == {}
+    assert seen == 0 and lab["began"] == [None]
     assert warned and "ignoring" in warned[0]
 
 
@@ -210,13 +210,13 @@ def test_a_record_naming_a_foreign_endpoint_opens_no_connection(
     path = early.record_path(lab["state"], inv.sha256)
     assert oct(path.stat().st_mode & 0o777) == "0o600"
     with caplog.at_level(logging.WARNING):
-        _rollback(INVENTORY, lab["state"])
+        _rollback(INVENTORY, lab["state"], lab["began"])
     seen = _accepts(lab["server"])
     warned = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     record_property(
         "observed", f"{seen} connection(s) to the foreign endpoint; warning: {warned[0][:160] if warned else 'none'}"
     )
-    assert seen == 0 and early._started == {}
+    assert seen == 0 and lab["began"] == [None]
     assert warned and "does not describe the inventory" in warned[0]
 
 
@@ -225,7 +225,7 @@ def test_remember_replaces_a_tampered_record(lab: dict) -> None:
     inv = load_inventory(lab["inventory"])
     early.remember(lab["state"], inv.sha256, inv.model, endpoints(inv.model, inv.path))
     assert lab["record"].stat().st_mode & 0o777 == 0o600
-    _rollback(lab["inventory"], lab["state"])
+    _rollback(lab["inventory"], lab["state"], lab["began"])
     assert _accepts(lab["server"]) >= 1
 
 

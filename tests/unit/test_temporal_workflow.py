@@ -26,7 +26,7 @@ from test_plan_ops import CASES, Agent, FakeTransport, case_plan
 from upgrader.engine import remote
 from upgrader.engine.gates import DecisionKind
 from upgrader.engine.host_actions import HostActions
-from upgrader.engine.journal import read
+from upgrader.journal import read
 from upgrader.loading.inputs import load_inventory
 from upgrader.models.plan import Plan
 from upgrader.planning import signing

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from fakes.scenario import FROM, TO, Scenario
 
-from upgrader.engine.journal import Journal, read_run
-from upgrader.engine.vocabulary import Event, HostState, RunStatus
+from upgrader.journal import Journal, read_run
 from upgrader.models.plan_json import plan_json
 from upgrader.reporting.parse import load_run
+from upgrader.vocabulary import Event, HostState, RunStatus
 
 
 def test_journal_lines_hold_the_same_strings_as_before() -> None:

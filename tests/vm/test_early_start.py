@@ -17,7 +17,8 @@ from upgrader import agent
 from upgrader.commands import early
 from upgrader.engine import facts as host_facts
 from upgrader.engine import remote
-from upgrader.engine.endpoints import Pool, endpoints
+from upgrader.engine.endpoints import endpoints
+from upgrader.engine.pool import Pool
 from upgrader.errors import TransportError
 from upgrader.loading.inputs import load_inventory, load_playbook
 from upgrader.transport.base import Timeouts
@@ -142,12 +143,13 @@ def test_apply_start_up_hands_its_early_agents_to_the_run(tmp_path: Path, vm_inv
     reach = endpoints(inv.model, inv.path)
     early.remember(tmp_path, inv.sha256, inv.model, reach)
     pb = write(tmp_path / "feedhandler.yml", playbook("feedhandler", "3.1.0"))
-    early.start(["apply", str(pb), "-i", str(vm_inventory), "--yes", "--connect-timeout", "2"], tmp_path)
-    started = {name: session for name, (_, session) in early._started["hosts"].items()}
+    began = early.start(["apply", str(pb), "-i", str(vm_inventory), "--yes", "--connect-timeout", "2"], tmp_path)
+    assert began is not None
+    started = began.pool.sessions()
     spec = load_playbook(pb).model
     pool = Pool(reach, timeouts=TIMEOUTS)
     try:
-        early.adopt(pool, inv.sha256, reach, TIMEOUTS)
+        early.adopt(pool, began, inv.sha256)
         assert started and all(pool.session(name) is session for name, session in started.items())
         facts, _ = host_facts.gather(pool, inv.model, spec)
         assert set(facts.hosts) == set(started)

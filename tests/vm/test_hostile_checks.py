@@ -17,7 +17,8 @@ import pytest
 
 from lab import config, lxc
 from upgrader.engine import remote
-from upgrader.engine.endpoints import Pool, endpoints
+from upgrader.engine.endpoints import endpoints
+from upgrader.engine.pool import Pool
 from upgrader.loading.inputs import load_inventory
 from upgrader.transport.base import Timeouts
 

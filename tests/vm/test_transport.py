@@ -16,10 +16,11 @@ import pytest
 from lab import config
 from upgrader import agent
 from upgrader.engine import remote
-from upgrader.engine.endpoints import Pool, endpoints
+from upgrader.engine.endpoints import endpoints
+from upgrader.engine.pool import Pool
 from upgrader.errors import HostKeyError, TransportError
 from upgrader.loading.inputs import load_inventory
-from upgrader.transport import fabric_adapter
+from upgrader.transport import fabric_adapter, ssh
 from upgrader.transport.base import Timeouts, Transport
 
 
@@ -164,7 +165,7 @@ def test_many_handshakes_through_one_jump_host_are_paced_and_none_fails(vm_inven
     pool = Pool(many, timeouts=Timeouts.for_options(5.0, None), parallel=30)
     started = time.monotonic()
     try:
-        with caplog.at_level("WARNING", logger="upgrader.transport.fabric_adapter"):
+        with caplog.at_level("WARNING", logger="upgrader.transport.gateways"):
             results = pool.each(many, lambda h: pool[h].run(["true"]))
         took = time.monotonic() - started
         assert results.failed == {} and [h for h, r in results.succeeded.items() if not r.ok] == []
@@ -254,12 +255,10 @@ def test_an_idle_host_connection_wakes_its_reader_seldom(vm_inventory: Path, vm_
     try:
         assert pool.each(vm_hosts, lambda h: pool[h].run(["true"])).ok
         transports = {h: pool[h]._conn.transport for h in vm_hosts}  # type: ignore[attr-defined]
-        assert {h: t.sock.gettimeout() for h, t in transports.items()} == dict.fromkeys(
-            vm_hosts, fabric_adapter.IDLE_WAKE
-        )
+        assert {h: t.sock.gettimeout() for h, t in transports.items()} == dict.fromkeys(vm_hosts, ssh.IDLE_WAKE)
         assert all(t.is_alive() for t in transports.values())
     finally:
         pool.close()
     for t in transports.values():
-        t.join(fabric_adapter.IDLE_WAKE / 2)
+        t.join(ssh.IDLE_WAKE / 2)
     assert not any(t.is_alive() for t in transports.values()), "a reader thread outlived its closed connection"

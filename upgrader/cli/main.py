@@ -87,10 +87,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger(logs.RESULT).error(line, extra={"data": {"exit_code": int(ExitCode.USAGE)}})
         print(line, file=sys.stderr)
         return int(ExitCode.USAGE)
-    early.start(argv, state_dir())  # for `rollback`: SSH handshakes overlap the imports and loading below
+    started = early.start(argv, state_dir())  # for `rollback`: SSH handshakes overlap the imports and loading below
     parser = build_parser(argv)
     args = parser.parse_args(argv)
     args.state_dir = args.state_dir or state_dir()
+    args.early = started  # the command adopts what it validates (commands/live.py pool_for), closes the rest
     code = _run(args)
     logs.finished(args, code)
     return code

@@ -15,15 +15,14 @@ from upgrader.commands import durable, guardbypass, live, targeting
 from upgrader.commands.inputs import Inputs, load_inputs
 from upgrader.engine import admission
 from upgrader.engine.apply import Apply, stop_on_signals
-from upgrader.engine.endpoints import Pool
-from upgrader.engine.journal import Journal, new_run_id, operator
 from upgrader.engine.locks import LocalLock
 from upgrader.engine.notifier import notifier
+from upgrader.engine.pool import Pool
 from upgrader.engine.progress import Progress
 from upgrader.engine.staleness import drift, rederived_difference
-from upgrader.engine.vocabulary import Event, RunStatus
 from upgrader.errors import RUN_EXIT_CODES, ExitCode, NotConfirmed, RefusedError, UpgraderError, with_exit_codes
-from upgrader.loading import limits, pins
+from upgrader.journal import Journal, new_run_id, operator
+from upgrader.loading import bounded_read, pins
 from upgrader.loading.inputs import load_inventory, load_playbook, parse_json_model, read_plan_file
 from upgrader.models.inventory import Inventory
 from upgrader.models.plan import Plan, check_schema
@@ -31,6 +30,7 @@ from upgrader.planning import limit as host_limit
 from upgrader.planning import signing
 from upgrader.planning.planner import facts_from_plan, make_plan
 from upgrader.planning.render import to_text
+from upgrader.vocabulary import Event, RunStatus
 from upgrader.windows import load_overrides
 
 HELP = "upgrade hosts: stage, canary + bake, waves, automatic rollback"
@@ -284,7 +284,7 @@ def plan_again(plan: Plan, inputs: Inputs) -> Plan:
 
 def _read(path: Path) -> str:
     """The saved plan's text, through the bounded reader every plan file goes through (size cap, UTF-8)."""
-    return limits.read_text(path, "plan")
+    return bounded_read.read_text(path, "plan")
 
 
 def execute(args: argparse.Namespace, plan: Plan, pool: Pool, inventory: Inventory) -> int:

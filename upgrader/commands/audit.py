@@ -18,7 +18,6 @@ from upgrader.commands.specs import find_playbook
 from upgrader.commands.tables import print_table
 from upgrader.engine import facts as host_facts
 from upgrader.engine import programs
-from upgrader.engine.consistency import Expected, HostAudit, expected_from_hosts, expected_from_runs, judge
 from upgrader.engine.notifier import notifier
 from upgrader.errors import ExitCode, RefusedError
 from upgrader.loading import output
@@ -26,6 +25,7 @@ from upgrader.loading.inputs import Loaded, load_inventory, load_playbook
 from upgrader.models.inventory import Inventory
 from upgrader.models.playbook import Playbook
 from upgrader.planning.planner import iter_hosts, runs_component
+from upgrader.reporting.consistency import Expected, HostAudit, expected_from_hosts, expected_from_runs, judge
 
 HELP = "fleet consistency: each host's running version (as its service reports it) against the expected one"
 

@@ -16,10 +16,10 @@ from typing import Any
 
 from upgrader.commands import durable
 from upgrader.engine import gates
-from upgrader.engine.journal import Journal, audit, operator
 from upgrader.engine.resume import ended, halted
-from upgrader.engine.vocabulary import Event
 from upgrader.errors import RefusedError
+from upgrader.journal import Journal, audit, operator
+from upgrader.vocabulary import Event
 
 WAIT = 10.0  # seconds a decision waits for the run to act on it (a waiting gate looks every 0.5 s)
 

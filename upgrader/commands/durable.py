@@ -15,9 +15,9 @@ from typing import Any
 from upgrader.cli.logs import say
 from upgrader.commands import live
 from upgrader.engine import admission
-from upgrader.engine.journal import Journal, new_run_id, operator
 from upgrader.engine.progress import Progress
 from upgrader.errors import RefusedError, UpgraderError
+from upgrader.journal import Journal, new_run_id, operator
 from upgrader.models.inventory import Inventory
 from upgrader.models.plan import Plan
 from upgrader.temporal import settings
@@ -285,7 +285,7 @@ def abort_running(args: argparse.Namespace, component: str, operator_name: str, 
     stderr, and the rollback's journal names what was aborted.
     """
     from upgrader.engine.gates import Decision, DecisionKind
-    from upgrader.engine.journal import audit, list_runs
+    from upgrader.journal import audit, list_runs
 
     aborted = []
     for summary in list_runs(args.state_dir):

@@ -4,13 +4,15 @@ Importing the command, pydantic and the models and validating the inputs takes ~
 handshakes and agent starts on 16 hosts (sshd, PAM, sudo, python on the hosts) take about as long
 again, mostly waiting on the hosts.  So `rollback` and `apply` start them first, but only towards
 hosts of an inventory file that an earlier live command validated (same bytes, same upgrader) and
-recorded with ``remember``; `apply` picks the hosts that run its playbook's component.
+recorded with ``remember``; `apply` picks the hosts that run its playbook's component.  ``start`` returns
+what it began (``Started``: a ``Pool`` of those hosts, warming); the CLI hands it to the command on its
+arguments (``args.early``), and nothing is kept in this module.
 A saved plan starts nothing early: it must first be planned again from its inputs, and refused if it
-differs, before any host is contacted.  The command then loads and validates everything as usual, and ``adopt`` hands
-over a connection only if its endpoint and timeouts are exactly what the validated inventory and
-options give; anything else is closed unused (its agent, which ran nothing, exits with it).  Without
-a record (a new inventory), it connects at the usual time.  Nothing here may fail the command: on
-any surprise it quietly does nothing.
+differs, before any host is contacted.  The command then loads and validates everything as usual, and
+``adopt`` hands over a connection only if its endpoint and timeouts are exactly what the validated
+inventory and options give (``Pool.hand_over``); anything else is closed unused (its agent, which ran
+nothing, exits with it).  Without a record (a new inventory), it connects at the usual time.  Nothing
+here may fail the command: on any surprise it quietly does nothing.
 
 The record is trusted only as far as it is protected (issue 25 §5).  It is read only if it is the
 operator's own file, mode 0600, in directories only the operator can write (``loading.private``).
@@ -30,22 +32,30 @@ import json
 import logging
 import os
 import re
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from upgrader import __version__
-from upgrader.loading import limits, private, yamlfile
+from upgrader.loading import bounded_read, private, yamlfile
 from upgrader.transport.base import DEFAULTS, PYTHON, Endpoint, Timeouts
 
 if TYPE_CHECKING:
-    from upgrader.engine.endpoints import Pool
-    from upgrader.engine.remote import Session
+    from upgrader.engine.pool import Pool
     from upgrader.models.inventory import Inventory
 
 log = logging.getLogger(__name__)
 COMMANDS = ("rollback", "apply")
-_started: dict[str, Any] = {}  # inventory sha256, timeouts and {host: (endpoint, transport)}
+
+
+@dataclass(frozen=True)
+class Started:
+    """What ``start`` began: ``pool``, connecting to the recorded hosts of the inventory whose bytes hash to
+    ``sha256``, for the command to adopt (``adopt``) once it has validated that inventory itself."""
+
+    sha256: str
+    pool: Pool
 
 
 def record_path(state: Path, inventory_sha256: str) -> Path:
@@ -86,27 +96,28 @@ def remember(state: Path, inventory_sha256: str, inventory: Inventory, endpoints
         log.debug("cannot record connection details in %s", path, exc_info=True)
 
 
-def start(argv: list[str], state: Path) -> None:
-    """For COMMANDS: start connecting to the selected hosts in the background, if a record allows."""
+def start(argv: list[str], state: Path) -> Started | None:
+    """For COMMANDS: start connecting to the selected hosts in the background, if a record allows; what was
+    started (None: nothing), for the command to ``adopt``."""
     command = next((a for a in argv if not a.startswith("-")), None)
     if command not in COMMANDS:
         log.debug("no early connections: only %s connect before loading", " and ".join(sorted(COMMANDS)))
-        return
+        return None
     try:
         args = _parser().parse_args(argv)  # anything it does not fully accept (--help, a usage error): no start
         if args.command not in COMMANDS or not args.inventory or not args.target:
-            return
+            return None
         if args.command == "apply" and args.target.endswith(".json"):
-            return  # a saved plan is checked against its inputs before anything connects (commands/apply.py)
+            return None  # a saved plan is checked against its inputs before anything connects (commands/apply.py)
         if args.command == "apply" and (args.now is None) != (not " ".join((args.reason or "").split())):
-            return  # --now without its reason (or a reason for nothing) is refused before anything connects
+            return None  # --now without its reason (or a reason for nothing) is refused before anything connects
         component = args.target if args.command == "rollback" else _component_of(Path(args.target))
-        raw = limits.read_bytes(Path(args.inventory), "inventory")
+        raw = bounded_read.read_bytes(Path(args.inventory), "inventory")
         digest = hashlib.sha256(raw).hexdigest()
         state = args.state_dir or state
         record = _loads(private.read_private(record_path(state, digest), state, RECORD_LIMIT))
         if not isinstance(record, dict) or record.get("upgrader") != __version__:
-            return
+            return None
         hosts = inventory_hosts(raw, Path(args.inventory))
         if record.get("hosts") != hosts:
             log.warning(
@@ -115,7 +126,7 @@ def start(argv: list[str], state: Path) -> None:
                 record_path(state, digest),
                 args.inventory,
             )
-            return
+            return None
         wanted = _limited(args.limit, hosts)
         chosen = {
             name: _endpoint(h["endpoint"])
@@ -123,42 +134,30 @@ def start(argv: list[str], state: Path) -> None:
             if component in h["components"] and (wanted is None or name in wanted)
         }
         if not chosen:
-            return
-        from upgrader.engine import remote
-        from upgrader.transport import fabric_transport
-        from upgrader.transport.fabric_adapter import Gateways
+            return None
+        from upgrader.engine.pool import PARALLEL, Pool
 
         timeouts = Timeouts.for_options(args.connect_timeout, args.command_timeout)
-        gateways = Gateways(timeouts)  # one connection per jump host, handed to the pool with the sessions
-        started = {name: (ep, remote.Session(fabric_transport(ep, timeouts, gateways))) for name, ep in chosen.items()}
-        from upgrader.engine.limits import PARALLEL, in_background
-
+        pool = Pool(chosen, timeouts=timeouts, parallel=args.parallel or PARALLEL)
         # --parallel daemon threads pulling from one queue: 10,000 hosts must not start 10,000 threads.
-        in_background(
-            lambda s: remote.start(s, args.python), [s for _, s in started.values()], args.parallel or PARALLEL, "early"
-        )
-        _started.update(sha256=digest, timeouts=timeouts, hosts=started, gateways=gateways)
+        # The pool's jump connections (one per jump host) go to the command's pool with the sessions.
+        pool.warm(chosen, args.python)
+        return Started(digest, pool)
     except Exception as exc:  # an optimisation only: the command connects as usual
         # One line, no traceback: "not a command that connects early" and "no record yet" are the usual
         # answers, and -vv is read by people (a usage error is the real parser's to report).
         log.debug("no early connections: %s", f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
+        return None
 
 
-def adopt(pool: Pool, inventory_sha256: str, endpoints: dict[str, Endpoint], timeouts: Timeouts) -> None:
+def adopt(pool: Pool, started: Started | None, inventory_sha256: str) -> None:
     """Give ``pool`` the early connections that match the validated inventory exactly; close the rest."""
-    started: dict[str, tuple[Endpoint, Session]] = _started.pop("hosts", {})
-    gateways = _started.pop("gateways", None)
-    same_run = _started.pop("sha256", None) == inventory_sha256 and _started.pop("timeouts", None) == timeouts
-    if gateways is not None and same_run:
-        pool.adopt_gateways(gateways)  # its jump connections serve the pool's other hosts too; closed with it
-    for name, (endpoint, session) in started.items():
-        if same_run and endpoints.get(name) == endpoint:
-            pool.adopt(name, session)
-        else:
-            session.close()
-            session.transport.close()
-    if gateways is not None and not same_run:
-        gateways.close()
+    if started is None:
+        return
+    if started.sha256 == inventory_sha256:
+        started.pool.hand_over(pool)  # same endpoints and timeouts only; the early pool is empty afterwards
+    else:
+        started.pool.close()
 
 
 # A top-level `component: NAME` line; anything fancier (flow style, anchors) just means no early start.
@@ -171,7 +170,7 @@ def _component_of(path: Path) -> str | None:
     Only a line is matched: this runs before the playbook is validated, so nothing in it (an alias
     bomb, a huge file: the read is capped) may cost more than a scan.
     """
-    found = _COMPONENT_RE.findall(limits.read_bytes(path, "playbook"))
+    found = _COMPONENT_RE.findall(bounded_read.read_bytes(path, "playbook"))
     return found[0][1].decode() if len(found) == 1 else None
 
 
@@ -345,7 +344,7 @@ def _patterns(text: str) -> list[str]:  # as targeting.patterns
 
 def _aware(text: str) -> datetime:  # as live.aware
     value = datetime.fromisoformat(text)
-    if value.tzinfo is None or not limits.reasonable_year(value.year):
+    if value.tzinfo is None or not bounded_read.reasonable_year(value.year):
         raise ValueError(text)
     return value
 

@@ -14,8 +14,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from upgrader.engine.journal import audit
 from upgrader.errors import RefusedError
+from upgrader.journal import audit
 from upgrader.models.inventory import Inventory
 from upgrader.models.playbook import Playbook
 from upgrader.windows import BreakGlass, break_glass

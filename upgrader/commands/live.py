@@ -13,10 +13,11 @@ from upgrader.commands import early
 from upgrader.commands.inputs import Inputs
 from upgrader.commands.specs import install_root
 from upgrader.engine import facts as host_facts
-from upgrader.engine import limits
-from upgrader.engine.endpoints import Pool, endpoints
+from upgrader.engine import open_files
+from upgrader.engine.endpoints import endpoints
+from upgrader.engine.pool import PARALLEL, Pool
 from upgrader.errors import NotConfirmed, UpgraderError
-from upgrader.loading import limits as input_limits
+from upgrader.loading import bounded_read
 from upgrader.loading.inputs import Loaded
 from upgrader.models.facts import Facts
 from upgrader.models.inventory import Inventory
@@ -35,10 +36,10 @@ def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--parallel",
         type=parallel,
-        default=limits.PARALLEL,
+        default=PARALLEL,
         metavar="N",
-        help=f"hosts worked on at once (default {limits.PARALLEL}); open files still grow with the hosts "
-        "contacted, one connection each (see upgrader/engine/limits.py)",
+        help=f"hosts worked on at once (default {PARALLEL}); open files still grow with the hosts "
+        "contacted, one connection each (see upgrader/engine/open_files.py)",
     )
     g.add_argument("--python", default=PYTHON, help="python3 on the hosts (runs the upgrader agent)")
 
@@ -84,9 +85,9 @@ def artifacts_dir(args: argparse.Namespace) -> Path:
 def pool_for(inventory: Loaded[Inventory], args: argparse.Namespace) -> Pool:
     timeouts = Timeouts.for_options(args.connect_timeout, args.command_timeout)
     reach = endpoints(inventory.model, inventory.path)
-    limits.for_endpoints(reach.values(), args.parallel)  # raise RLIMIT_NOFILE or refuse before any connection
+    open_files.for_endpoints(reach.values(), args.parallel)  # raise RLIMIT_NOFILE or refuse before any connection
     pool = Pool(reach, timeouts=timeouts, parallel=args.parallel)
-    early.adopt(pool, inventory.sha256, reach, timeouts)
+    early.adopt(pool, getattr(args, "early", None), inventory.sha256)  # what cli.main's early start began
     early.remember(args.state_dir, inventory.sha256, inventory.model, reach)
     return pool
 
@@ -134,7 +135,7 @@ def aware(text: str) -> datetime:
     value = datetime.fromisoformat(text)
     if value.tzinfo is None:
         raise argparse.ArgumentTypeError(f"{text!r} needs a UTC offset, e.g. 2026-11-28T02:00:00-05:00")
-    if not input_limits.reasonable_year(value.year):  # window arithmetic near year 9999 overflows
-        years = input_limits.YEARS
+    if not bounded_read.reasonable_year(value.year):  # window arithmetic near year 9999 overflows
+        years = bounded_read.YEARS
         raise argparse.ArgumentTypeError(f"{text!r} is outside the years {years[0]}-{years[1]}")
     return value

@@ -9,14 +9,14 @@ from upgrader.cli.logs import say
 from upgrader.commands import guardbypass, live
 from upgrader.engine import admission
 from upgrader.engine.apply import Apply, stop_on_signals
-from upgrader.engine.journal import Journal, operator
 from upgrader.engine.locks import LocalLock
 from upgrader.engine.notifier import notifier
 from upgrader.engine.progress import Progress
 from upgrader.engine.resume import analyze, ended, halted
-from upgrader.engine.vocabulary import Event
 from upgrader.errors import RUN_EXIT_CODES, RefusedError, with_exit_codes
+from upgrader.journal import Journal, operator
 from upgrader.loading.inputs import load_inventory, read_plan_file
+from upgrader.vocabulary import Event
 
 HELP = (
     "continue a run whose orchestrator was killed or that halted (Ctrl-C, a closed window; exit 5): "

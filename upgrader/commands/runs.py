@@ -7,7 +7,7 @@ import dataclasses
 import json
 import sys
 
-from upgrader.engine.journal import list_runs
+from upgrader.journal import list_runs
 
 HELP = "list recorded runs (apply, resume, rollback)"
 

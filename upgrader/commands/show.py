@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from upgrader.engine.journal import Journal
-from upgrader.engine.vocabulary import Event
+from upgrader.journal import Journal
+from upgrader.vocabulary import Event
 
 HELP = "print one run's journal"
 

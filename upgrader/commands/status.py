@@ -14,11 +14,11 @@ from upgrader.commands import durable, live, targeting
 from upgrader.commands.specs import find_playbook
 from upgrader.commands.tables import print_table
 from upgrader.engine import facts as host_facts
-from upgrader.engine.journal import list_runs, read_run
-from upgrader.engine.vocabulary import Event, HostState
 from upgrader.errors import RefusedError
+from upgrader.journal import list_runs, read_run
 from upgrader.loading.inputs import load_inventory
 from upgrader.planning.planner import iter_hosts, runs_component
+from upgrader.vocabulary import Event, HostState
 
 HELP = "installed and previous versions, service health and locks of every host"
 

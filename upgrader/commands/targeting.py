@@ -13,8 +13,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from upgrader.engine.vocabulary import Event, HostState
 from upgrader.planning import limit
+from upgrader.vocabulary import Event, HostState
 
 if TYPE_CHECKING:
     from upgrader.loading.inputs import Loaded
@@ -73,7 +73,7 @@ def failed_reader(state: Path) -> Callable[[str], set[str]]:
     """``failed(run)``: the hosts that failed in run ``run``, read with the journal's own reader."""
 
     def failed(run: str) -> set[str]:
-        from upgrader.engine.journal import JOURNAL, read, run_directory
+        from upgrader.journal import JOURNAL, read, run_directory
 
         return failed_hosts(read(run_directory(state, run) / JOURNAL))
 

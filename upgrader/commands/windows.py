@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 from upgrader.commands import targeting
 from upgrader.commands.inputs import load_inputs
 from upgrader.errors import ExitCode, InputError, RefusedError, UpgraderError
-from upgrader.loading import limits
+from upgrader.loading import bounded_read
 from upgrader.loading.inputs import load_inventory
 from upgrader.models.inventory import Inventory
 from upgrader.models.playbook import Playbook, Windows
@@ -54,8 +54,10 @@ def parse_now(text: str) -> dt.datetime:
         raise argparse.ArgumentTypeError(f"{text!r} is not an ISO 8601 time, e.g. 2026-11-24T11:00-05:00") from None
     if value.tzinfo is None:
         raise argparse.ArgumentTypeError(f"{text!r} has no UTC offset — add one, e.g. {text}-05:00 or {text}Z")
-    if not limits.reasonable_year(value.year):
-        raise argparse.ArgumentTypeError(f"{text!r} is outside the years {limits.YEARS[0]}-{limits.YEARS[1]}")
+    if not bounded_read.reasonable_year(value.year):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is outside the years {bounded_read.YEARS[0]}-{bounded_read.YEARS[1]}"
+        )
     return value
 
 

@@ -1,1 +1,1 @@
-"""Executing plans on hosts: facts, stage, canary, waves, rollback, journal and locks."""
+"""Executing plans on hosts: pool and agent sessions, facts, stage, canary, waves, rollback, locks."""

@@ -16,12 +16,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from upgrader.engine.journal import list_runs, read_run
-from upgrader.engine.vocabulary import Event
 from upgrader.errors import InputError, RefusedError
+from upgrader.journal import list_runs, read_run
 from upgrader.models.inventory import Inventory
 from upgrader.models.plan import Plan
 from upgrader.models.playbook import Playbook
+from upgrader.vocabulary import Event
 
 log = logging.getLogger(__name__)
 

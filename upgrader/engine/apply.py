@@ -26,20 +26,20 @@ from typing import Any, TypeVar
 
 from upgrader.engine import gates
 from upgrader.engine import policy_messages as m
-from upgrader.engine.endpoints import Pool
 from upgrader.engine.host_actions import HostActions
 from upgrader.engine.host_actions import HostRun as HostRun
-from upgrader.engine.journal import Journal
 from upgrader.engine.policy import RunPolicy
 from upgrader.engine.policy_state import TICK, Program, step
 from upgrader.engine.policy_state import Recovery as Recovery
 from upgrader.engine.policy_state import by_turns as _by_turns
+from upgrader.engine.pool import Pool
 from upgrader.engine.progress import Progress
 from upgrader.engine.verdict import Outcome as Outcome
 from upgrader.engine.verdict import rollback_targets as rollback_targets
 from upgrader.engine.verdict import verdict as verdict
-from upgrader.engine.vocabulary import Event, HostState
+from upgrader.journal import Journal
 from upgrader.models.plan import Plan
+from upgrader.vocabulary import Event, HostState
 
 HEARTBEAT = 10.0  # seconds between "… s left" lines while a wait goes on
 POLL = 0.5  # seconds a program waiting for a slot sleeps before it looks again (it is woken sooner)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from upgrader.engine import programs, remote
-from upgrader.engine.endpoints import GroupResult, Pool
+from upgrader.engine.pool import GroupResult, Pool
 from upgrader.models.facts import ComponentFacts, Facts, HostFacts
 from upgrader.models.inventory import Inventory
 from upgrader.models.playbook import Playbook

@@ -26,8 +26,8 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 
-from upgrader.engine.journal import JOURNAL
 from upgrader.errors import RefusedError
+from upgrader.journal import JOURNAL
 
 DECISIONS = "decisions"
 POLL = 0.5  # seconds between looks at the decisions directory while a gate waits

@@ -18,10 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from upgrader.engine import programs, remote
-from upgrader.engine.endpoints import Pool
-from upgrader.engine.journal import Journal, controller
+from upgrader.engine.pool import Pool
 from upgrader.engine.progress import Progress
-from upgrader.engine.vocabulary import (
+from upgrader.errors import RefusedError, TransportError
+from upgrader.journal import Journal, controller
+from upgrader.models.plan import ArtifactRef, HostPlan, Plan, Step
+from upgrader.vocabulary import (
     NEEDS_A_HUMAN,
     ON_TARGET,
     Event,
@@ -29,8 +31,6 @@ from upgrader.engine.vocabulary import (
     HostState,
     RollbackEnd,
 )
-from upgrader.errors import RefusedError, TransportError
-from upgrader.models.plan import ArtifactRef, HostPlan, Plan, Step
 
 STAGE_PARALLEL = 16
 LOCK_TIMEOUT = 30.0

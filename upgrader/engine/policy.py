@@ -55,9 +55,9 @@ from upgrader.engine.policy_messages import (
 )
 from upgrader.engine.policy_state import TICK, PolicyState, Program, Recovery
 from upgrader.engine.verdict import Outcome, rollback_targets, verdict
-from upgrader.engine.vocabulary import FAILED, NEEDS_A_HUMAN, ON_TARGET, UPGRADED, Event, HostState, RunStatus
 from upgrader.errors import ExitCode
 from upgrader.models.plan import Phase
+from upgrader.vocabulary import FAILED, NEEDS_A_HUMAN, ON_TARGET, UPGRADED, Event, HostState, RunStatus
 
 
 class RunPolicy(PolicyState):

@@ -16,8 +16,8 @@ from typing import Any
 
 from upgrader.engine.gates import Decision
 from upgrader.engine.host_actions import Back, Ran
-from upgrader.engine.vocabulary import Event as Journaled
-from upgrader.engine.vocabulary import HostState
+from upgrader.vocabulary import Event as Journaled
+from upgrader.vocabulary import HostState
 
 # ------------------------------------------------------------ actions
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from upgrader.engine.policy_state import Recovery
-from upgrader.engine.vocabulary import Event, HostState
 from upgrader.models.plan import Plan
+from upgrader.vocabulary import Event, HostState
 
 # Hosts resume puts back where they began: caught mid-step, failed, or in a rollback that did not end well.
 _BACK = frozenset(

@@ -20,14 +20,14 @@ from enum import StrEnum
 from typing import Any
 
 from upgrader.engine import programs, remote
-from upgrader.engine.endpoints import Pool
 from upgrader.engine.groups import Unavailable
-from upgrader.engine.journal import Journal, controller
-from upgrader.engine.vocabulary import Event
+from upgrader.engine.pool import Pool
 from upgrader.errors import ExitCode
+from upgrader.journal import Journal, controller
 from upgrader.models.plan import GroupLimit
 from upgrader.models.playbook import Playbook
 from upgrader.planning import operations
+from upgrader.vocabulary import Event
 
 TAKEOVER_WAIT = 30.0  # seconds a host's program in flight gets to end its current operation
 DEFAULT_TIMEOUT = 120.0  # one host's rollback program when no playbook bounds it (stop + start + checks)

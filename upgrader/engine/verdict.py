@@ -8,8 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from upgrader.engine.host_actions import HostRun
-from upgrader.engine.vocabulary import ON_TARGET, UPGRADED, HostState, RunStatus
 from upgrader.errors import ExitCode
+from upgrader.vocabulary import ON_TARGET, UPGRADED, HostState, RunStatus
 
 
 @dataclass

@@ -11,7 +11,7 @@ from typing import Any, Generic, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from upgrader.errors import InputError, Location, Problem
-from upgrader.loading import limits, yamlfile
+from upgrader.loading import bounded_read, yamlfile
 from upgrader.loading.validate import problems_from, validate
 from upgrader.models.facts import Facts
 from upgrader.models.inventory import Inventory
@@ -274,8 +274,8 @@ def parse_json_object(text: str, name: str) -> dict[str, Any]:
         raise InputError([Problem(Location(name), "JSON nested too deeply", hint)]) from None
     except ValueError as exc:  # NaN/Infinity, or an integer of thousands of digits
         raise InputError([Problem(Location(name), f"invalid JSON: {' '.join(str(exc).split())[:120]}", hint)]) from None
-    if limits.depth_of(data) > limits.MAX_DEPTH:
-        raise InputError([Problem(Location(name), f"JSON nested deeper than {limits.MAX_DEPTH} levels", hint)])
+    if bounded_read.depth_of(data) > bounded_read.MAX_DEPTH:
+        raise InputError([Problem(Location(name), f"JSON nested deeper than {bounded_read.MAX_DEPTH} levels", hint)])
     if not isinstance(data, dict):
         raise InputError([Problem(Location(name, 1, 1), f"expected a JSON object, got {type(data).__name__}", hint)])
     return data
@@ -290,7 +290,7 @@ def read_plan_file(path: Path) -> Plan:
 
     Every command that reads a plan file comes here, so each refuses a bad one the same way (InputError).
     """
-    return parse_json_model(limits.read_text(path, "plan"), Plan, str(path))
+    return parse_json_model(bounded_read.read_text(path, "plan"), Plan, str(path))
 
 
 __all__ = ["Loaded", "PathGraph", "Release", "load_facts", "load_inventory", "load_playbook", "read_plan_file"]

@@ -12,7 +12,7 @@ import datetime as dt
 import math
 from typing import Any
 
-from upgrader.loading import limits
+from upgrader.loading import bounded_read
 
 _NONE = type(None)
 MAX_SECONDS = 1e7  # ~116 days: no op takes longer, and timedelta arithmetic stays finite
@@ -153,4 +153,4 @@ def _moment(text: str) -> bool:
         at = dt.datetime.fromisoformat(text)
     except ValueError:
         return False
-    return limits.reasonable_year(at.year)
+    return bounded_read.reasonable_year(at.year)

@@ -6,7 +6,7 @@ Python value from the same nodes.  Duplicate mapping keys (which PyYAML
 silently resolves to the last one) are reported as problems.
 
 Nothing in a file may make loading run away: the size is capped per kind of
-input (``limits``), aliases are refused, nesting is bounded, and only the
+input (``bounded_read``), aliases are refused, nesting is bounded, and only the
 tags plain YAML resolves to are accepted.  YAML 1.1 reads ``010`` as 8 and
 ``.inf`` as infinity; such spellings are refused with a hint to quote them.
 
@@ -29,7 +29,7 @@ import yaml
 
 from upgrader import charset
 from upgrader.errors import InputError, Location, Problem
-from upgrader.loading import limits
+from upgrader.loading import bounded_read
 
 try:  # the C loader is ~10x faster on large inventories
     from yaml import CSafeLoader as _Loader
@@ -67,7 +67,7 @@ class Document:
 
 def load(path: Path, kind: str = "playbook") -> Document:
     """Read (within the size cap of ``kind``) and parse one YAML file, or raise InputError naming file:line."""
-    return parse(limits.read_text(path, kind), path)
+    return parse(bounded_read.read_text(path, kind), path)
 
 
 def parse(text: str, path: Path) -> Document:
@@ -133,12 +133,12 @@ class _Builder:
         self.seen.add(id(node))
         doc = self.doc
         doc.marks[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
-        if len(path) >= limits.MAX_DEPTH:
+        if len(path) >= bounded_read.MAX_DEPTH:
             self.problems.append(
                 _problem(
                     doc,
                     node,
-                    f"nested deeper than {limits.MAX_DEPTH} levels",
+                    f"nested deeper than {bounded_read.MAX_DEPTH} levels",
                     "no input needs this much nesting; check the indentation",
                 )
             )

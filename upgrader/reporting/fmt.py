@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from upgrader.engine.vocabulary import HostState, RunStatus
 from upgrader.reporting.model import RunRecord
+from upgrader.vocabulary import HostState, RunStatus
 
 STATE_TONE = {
     HostState.DONE: "ok",

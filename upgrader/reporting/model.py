@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from upgrader.engine.vocabulary import HostState as State  # reporting has a HostState of its own
+from upgrader.vocabulary import HostState as State  # reporting has a HostState of its own
 
 # Timeline categories, in legend order.  Agent ops map onto them in ``parse.CATEGORY``.
 CATEGORIES = ("stage", "lock", "precheck", "stop", "switch", "migrate", "start", "verify", "bake", "rollback", "other")

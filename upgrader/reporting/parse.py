@@ -17,11 +17,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from upgrader.engine.journal import JOURNAL, list_runs, read, run_directory
-from upgrader.engine.vocabulary import Event
-from upgrader.engine.vocabulary import HostState as State  # reporting has a HostState of its own
 from upgrader.errors import InputError, Location, Problem, RefusedError
-from upgrader.loading import limits
+from upgrader.journal import JOURNAL, list_runs, read, run_directory
+from upgrader.loading import bounded_read
 from upgrader.loading.inputs import parse_json_object
 from upgrader.reporting.model import (
     Check,
@@ -33,6 +31,8 @@ from upgrader.reporting.model import (
     RunRecord,
     Segment,
 )
+from upgrader.vocabulary import Event
+from upgrader.vocabulary import HostState as State  # reporting has a HostState of its own
 
 Entry = dict[str, Any]
 
@@ -90,7 +90,7 @@ def _read_plan(path: Path) -> dict[str, Any] | None:
     """The run's plan as JSON data: absent for rollback runs; a damaged one is an InputError naming it."""
     if not os.path.lexists(path):
         return None
-    plan = parse_json_object(limits.read_text(path, "plan"), str(path))
+    plan = parse_json_object(bounded_read.read_text(path, "plan"), str(path))
     hosts = plan.get("hosts", [])
     if not isinstance(hosts, list) or not all(
         isinstance(h, dict)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from upgrader.engine.consistency import HostAudit, skew_counts
+from upgrader.reporting.consistency import HostAudit, skew_counts
 from upgrader.reporting.metrics import family
 
 FILENAME = "upgrader_audit.prom"

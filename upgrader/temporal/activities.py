@@ -33,11 +33,11 @@ from temporalio import activity
 from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 
-from upgrader.engine.endpoints import Pool
 from upgrader.engine.host_actions import Back, HostActions, Ran
-from upgrader.engine.journal import JOURNAL, Journal
+from upgrader.engine.pool import Pool
 from upgrader.engine.progress import Progress
 from upgrader.errors import RefusedError
+from upgrader.journal import JOURNAL, Journal
 from upgrader.loading.inputs import Loaded, parse_json_model
 from upgrader.models.inventory import Inventory
 from upgrader.models.plan import Plan

@@ -21,15 +21,15 @@ from typing import Any
 from temporalio import activity
 
 from upgrader.engine import admission
-from upgrader.engine.journal import JOURNAL, RUN_ID_RE, Journal, runs_dir
 from upgrader.engine.notifier import notifier
-from upgrader.engine.vocabulary import Event
 from upgrader.errors import RefusedError
 from upgrader.files import write_atomic
-from upgrader.loading import limits
+from upgrader.journal import JOURNAL, RUN_ID_RE, Journal, runs_dir
+from upgrader.loading import bounded_read
 from upgrader.loading.inputs import Loaded, read_plan_file
 from upgrader.models.inventory import Inventory
 from upgrader.temporal.messages import Admission, Notice, Records
+from upgrader.vocabulary import Event
 from upgrader.windows import load_overrides
 
 RUN_FILES = frozenset({"plan.json"})  # what a workflow's record batch may write into its run's directory
@@ -95,7 +95,7 @@ def _owned_by(directory: Path, batch: Records, execution: str | None) -> None:
     journal = directory / JOURNAL
     if journal.exists():
         with journal.open("rb") as fh:
-            first = fh.readline(limits.MAX_JOURNAL_LINE)
+            first = fh.readline(bounded_read.MAX_JOURNAL_LINE)
         try:
             start = json.loads(first)
         except ValueError:

@@ -28,11 +28,11 @@ with workflow.unsafe.imports_passed_through():
     from upgrader.engine.host_actions import Back, HostRun, Ran, program_steps
     from upgrader.engine.policy import RunPolicy
     from upgrader.engine.policy_state import Program, step
-    from upgrader.engine.vocabulary import Event, HostState
     from upgrader.errors import ExitCode
     from upgrader.models.plan import Plan
     from upgrader.temporal.messages import Admission, Done, Notice, Records, Start, Work
     from upgrader.temporal.settings import CONTROL_QUEUE, queue
+    from upgrader.vocabulary import Event, HostState
 
 HEARTBEAT = timedelta(seconds=5)  # a SIGKILLed worker is noticed within this
 ONCE = RetryPolicy(maximum_attempts=1)  # a host program: never run twice (the policy's RunPolicy.lost)

@@ -1,6 +1,6 @@
 """Transport interface: keep an argv running as a stream, put a file.  Results are values.
 
-Only ``upgrader.transport.fabric_adapter`` knows about Fabric and Paramiko;
+Only ``upgrader.transport.fabric_adapter`` (with ``ssh`` and ``gateways``) knows about Fabric and Paramiko;
 everything else sees ``Transport`` and ``Result``.  A fake implementation of
 this interface is fine for unit tests of control flow, never the only test.
 """

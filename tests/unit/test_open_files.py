@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from upgrader.engine import limits
+from upgrader.engine import open_files, pool
 from upgrader.errors import RefusedError
 from upgrader.transport.base import Endpoint
 
@@ -43,33 +43,33 @@ class FakeLimits:
 @pytest.fixture
 def fake(monkeypatch: pytest.MonkeyPatch) -> FakeLimits:
     f = FakeLimits(1024, 4096)
-    monkeypatch.setattr(limits.resource, "getrlimit", f.getrlimit)
-    monkeypatch.setattr(limits.resource, "setrlimit", f.setrlimit)
+    monkeypatch.setattr(open_files.resource, "getrlimit", f.getrlimit)
+    monkeypatch.setattr(open_files.resource, "setrlimit", f.setrlimit)
     return f
 
 
 def test_formula() -> None:
     # 64 base + 10,000 sockets + 2 jump sockets + 32 workers + 2 journal files
-    assert limits.needed(10_000, 2, 32) == 64 + 10_000 + 2 + 32 + 2
-    assert limits.needed(4, 0, 32) == 64 + 4 + 0 + 4 + 2  # never more workers than hosts
+    assert open_files.needed(10_000, 2, 32) == 64 + 10_000 + 2 + 32 + 2
+    assert open_files.needed(4, 0, 32) == 64 + 4 + 0 + 4 + 2  # never more workers than hosts
 
 
 def test_enough_already_changes_nothing(fake: FakeLimits) -> None:
-    checked = limits.ensure(100, 2, 32)
+    checked = open_files.ensure(100, 2, 32)
     assert (checked.soft, checked.raised, fake.set) == (1024, False, [])
 
 
 def test_short_soft_limit_is_raised_to_what_is_needed(fake: FakeLimits) -> None:
-    checked = limits.ensure(3000, 2, 32)
-    need = limits.needed(3000, 2, 32)
+    checked = open_files.ensure(3000, 2, 32)
+    need = open_files.needed(3000, 2, 32)
     assert fake.set == [(need, 4096)]
     assert (checked.soft_before, checked.soft, checked.hard, checked.raised) == (1024, need, 4096, True)
 
 
 def test_short_hard_limit_refuses_naming_numbers_and_fixes(fake: FakeLimits) -> None:
     with pytest.raises(RefusedError) as err:
-        limits.ensure(10_000, 2, 32)
-    need = limits.needed(10_000, 2, 32)
+        open_files.ensure(10_000, 2, 32)
+    need = open_files.needed(10_000, 2, 32)
     text = str(err.value)
     for expected in (
         f"need {need} open files",
@@ -87,17 +87,17 @@ def test_short_hard_limit_refuses_naming_numbers_and_fixes(fake: FakeLimits) -> 
 
 def test_a_failing_raise_is_a_refusal(monkeypatch: pytest.MonkeyPatch) -> None:
     f = FakeLimits(1024, 1 << 30, fail=True)  # the hard limit is above fs.nr_open, say
-    monkeypatch.setattr(limits.resource, "getrlimit", f.getrlimit)
-    monkeypatch.setattr(limits.resource, "setrlimit", f.setrlimit)
+    monkeypatch.setattr(open_files.resource, "getrlimit", f.getrlimit)
+    monkeypatch.setattr(open_files.resource, "setrlimit", f.setrlimit)
     with pytest.raises(RefusedError, match="raising it failed"):
-        limits.ensure(5000, 0, 32)
+        open_files.ensure(5000, 0, 32)
 
 
 def test_unlimited_soft_limit_is_left_alone(monkeypatch: pytest.MonkeyPatch) -> None:
     f = FakeLimits(resource.RLIM_INFINITY, resource.RLIM_INFINITY)
-    monkeypatch.setattr(limits.resource, "getrlimit", f.getrlimit)
-    monkeypatch.setattr(limits.resource, "setrlimit", f.setrlimit)
-    assert not limits.ensure(1_000_000, 100, 32).raised and f.set == []
+    monkeypatch.setattr(open_files.resource, "getrlimit", f.getrlimit)
+    monkeypatch.setattr(open_files.resource, "setrlimit", f.setrlimit)
+    assert not open_files.ensure(1_000_000, 100, 32).raised and f.set == []
 
 
 @given(
@@ -112,11 +112,11 @@ def test_never_short_never_above_hard_never_lowered(
 ) -> None:
     f = FakeLimits(soft, soft + extra)
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(limits.resource, "getrlimit", f.getrlimit)
-        mp.setattr(limits.resource, "setrlimit", f.setrlimit)
-        need = limits.needed(hosts, jumps, parallel)
+        mp.setattr(open_files.resource, "getrlimit", f.getrlimit)
+        mp.setattr(open_files.resource, "setrlimit", f.setrlimit)
+        need = open_files.needed(hosts, jumps, parallel)
         try:
-            checked = limits.ensure(hosts, jumps, parallel)
+            checked = open_files.ensure(hosts, jumps, parallel)
         except RefusedError:
             assert soft + extra < need and f.set == []  # refused only when even the hard limit is short
             return
@@ -128,7 +128,7 @@ def test_jump_hosts_are_counted_once_each(fake: FakeLimits) -> None:
     jumps = [Endpoint(name=f"dc{i}-jump", address=f"192.0.2.{i}") for i in (1, 2)]
     hosts = [Endpoint(name=f"h{i}", address=f"198.51.100.{i}", jump=jumps[i % 2]) for i in range(1, 11)]
     hosts.append(Endpoint(name="direct", address="198.51.100.200"))
-    assert limits.for_endpoints(hosts, 4).needed == limits.needed(11, 2, 4)
+    assert open_files.for_endpoints(hosts, 4).needed == open_files.needed(11, 2, 4)
 
 
 def _child(code: str, soft: int, hard: int) -> subprocess.CompletedProcess[str]:
@@ -143,14 +143,14 @@ def test_real_soft_limit_is_raised_within_the_hard_limit() -> None:
     child = _child(
         """
         import resource
-        from upgrader.engine import limits
-        c = limits.ensure(300, 2, 32)
+        from upgrader.engine import open_files
+        c = open_files.ensure(300, 2, 32)
         print(c.needed, c.soft, *resource.getrlimit(resource.RLIMIT_NOFILE))
         """,
         soft=128,
         hard=1024,
     )
-    need = limits.needed(300, 2, 32)
+    need = open_files.needed(300, 2, 32)
     assert child.returncode == 0, child.stderr
     assert child.stdout.split() == [str(need), str(need), str(need), "1024"]
 
@@ -158,8 +158,8 @@ def test_real_soft_limit_is_raised_within_the_hard_limit() -> None:
 def test_real_hard_limit_refuses() -> None:
     child = _child(
         """
-        from upgrader.engine import limits
-        limits.ensure(1000, 2, 32)
+        from upgrader.engine import open_files
+        open_files.ensure(1000, 2, 32)
         """,
         soft=128,
         hard=512,
@@ -199,7 +199,7 @@ def test_cli_refuses_before_contacting_any_host(tmp_path: Path) -> None:
         soft=256,
         hard=256,
     )
-    need = limits.needed(600, 0, 8)
+    need = open_files.needed(600, 0, 8)
     assert child.returncode == 1, child.stderr
     assert f"need {need} open files" in child.stderr and "256 (hard limit)" in child.stderr
     assert "unreachable" not in child.stdout + child.stderr
@@ -225,12 +225,12 @@ def test_background_work_runs_everything_on_at_most_the_workers_given() -> None:
             raise RuntimeError("one item failing ends only that item")
 
     before = threading.active_count()
-    threads = limits.in_background(fn, range(300), 8, "t")
+    threads = pool.in_background(fn, range(300), 8, "t")
     assert len(threads) == 8 and threading.active_count() <= before + 8
     for t in threads:
         t.join(10)
     assert sorted(seen) == list(range(300)) and running[1] <= 8
-    assert limits.in_background(fn, [], 8, "t") == []
+    assert pool.in_background(fn, [], 8, "t") == []
 
 
 def test_a_phase_takes_datacenters_in_turn_so_one_gate_cannot_hold_every_worker() -> None:

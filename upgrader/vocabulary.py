@@ -1,4 +1,4 @@
-"""The engine's one vocabulary: host states, run outcomes and journal event names, and the events' payloads.
+"""The one vocabulary of runs: host states, run outcomes and journal event names, and the events' payloads.
 
 StrEnums, so a journal line holds the same strings as before (``json.dumps(HostState.DONE) == '"done"'``)
 and older journals read the same; a misspelt name is an AttributeError where it is written, and

@@ -23,11 +23,11 @@ from pathlib import Path
 from typing import Any
 
 from upgrader import charset
-from upgrader.engine.vocabulary import Event
 from upgrader.errors import InputError, Location, Problem, RefusedError
 from upgrader.files import append_line, write_atomic
-from upgrader.loading import limits, private
+from upgrader.loading import bounded_read, private
 from upgrader.loading.records import entry_problem
+from upgrader.vocabulary import Event
 
 JOURNAL = "journal.jsonl"
 log = logging.getLogger(__name__)
@@ -178,13 +178,15 @@ def read(path: Path) -> Iterator[dict[str, Any]]:
         info = os.fstat(fh.fileno())
         if not stat.S_ISREG(info.st_mode):
             raise InputError([Problem(Location(str(path)), "journal is not a regular file", _DAMAGED)])
-        if info.st_size > limits.MAX_BYTES["journal"]:
-            raise InputError([limits.too_large(path, "journal", info.st_size)])
+        if info.st_size > bounded_read.MAX_BYTES["journal"]:
+            raise InputError([bounded_read.too_large(path, "journal", info.st_size)])
         number = 0
-        while raw := fh.readline(limits.MAX_JOURNAL_LINE + 1):
+        while raw := fh.readline(bounded_read.MAX_JOURNAL_LINE + 1):
             number += 1
-            if len(raw) > limits.MAX_JOURNAL_LINE:
-                raise _damaged(path, number, f"line longer than {limits.MAX_JOURNAL_LINE // limits.MiB} MiB")
+            if len(raw) > bounded_read.MAX_JOURNAL_LINE:
+                raise _damaged(
+                    path, number, f"line longer than {bounded_read.MAX_JOURNAL_LINE // bounded_read.MiB} MiB"
+                )
             entry = _entry(path, number, raw, torn_ok=not raw.endswith(b"\n"))
             if entry is not None:
                 yield entry

@@ -22,20 +22,13 @@ the run is refused before anything is contacted, naming the numbers and the fixe
 
 from __future__ import annotations
 
-import logging
 import resource
-import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TypeVar
 
 from upgrader.errors import RefusedError
 from upgrader.transport.base import Endpoint
 
-log = logging.getLogger(__name__)
-T = TypeVar("T")
-
-PARALLEL = 32  # the default of --parallel: hosts worked on at once, on every command that connects
 BASE = 64
 PER_HOST = 1
 PER_JUMP = 1
@@ -97,34 +90,3 @@ def for_endpoints(endpoints: Iterable[Endpoint], parallel: int) -> Checked:
     hosts = list(endpoints)
     jumps = {(e.jump.address, e.jump.port, e.jump.user) for e in hosts if e.jump is not None}
     return ensure(len(hosts), len(jumps), parallel)
-
-
-def in_background(fn: Callable[[T], object], items: Iterable[T], workers: int, name: str) -> list[threading.Thread]:
-    """``fn(item)`` for every item on at most ``workers`` daemon threads; return at once.
-
-    For work started ahead of need (connections, agent starts) that must not hold up the process's
-    exit: daemon threads, like one thread per item, but ``workers`` of them pulling from one queue,
-    so 10,000 hosts cost ``workers`` threads and ``workers`` handshakes in flight, not 10,000.
-    An exception in ``fn`` ends nothing but that item (fn reports its own failures).
-    """
-    queue = list(items)
-    queue.reverse()  # pop() from the end: items start in the order given
-    lock = threading.Lock()
-
-    def work() -> None:
-        while True:
-            with lock:
-                if not queue:
-                    return
-                item = queue.pop()
-            try:
-                fn(item)
-            except Exception:  # a background start is best effort; its caller reports failures
-                log.debug("%s: background work failed", name, exc_info=True)
-
-    threads = [
-        threading.Thread(target=work, name=f"{name}-{i}", daemon=True) for i in range(max(0, min(workers, len(queue))))
-    ]
-    for t in threads:
-        t.start()
-    return threads
