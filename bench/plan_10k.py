@@ -1,18 +1,24 @@
-"""Benchmark: plan a 10,000-host inventory, planning alone and end to end through the CLI.
+"""Benchmark: plan a 10,000-host inventory, planning alone and end to end through the CLI, and the plan's size.
 
-    python bench/plan_10k.py [--hosts 10000] [--runs 5] [--profile]
+    python bench/plan_10k.py [--hosts 10000] [--runs 5] [--profile] [--json OUT.json]
 
 Writes a generated inventory (4 datacenters, md/oe/risk/ref roles, canary flags,
 mixed installed versions) to a temporary directory, then times
-(a) ``make_plan`` on already loaded models and
-(b) ``upgrader plan --format json`` in a fresh process, YAML loading included.
-Prints median and spread of each; the target for (a) is under one second.
+(a) ``make_plan`` on already loaded models, and with the plan written (``to_json``),
+(b) ``upgrader plan --format json`` in a fresh process, YAML loading included,
+and measures the saved plan: bytes on disk and per planned host, compact and gzipped, and the
+same plan in the form schema 3 wrote (every step holding its operations), for the ratio.
+Run it with another tree's ``upgrader`` first on PYTHONPATH to measure that tree (the schema-3
+form is then the plan as that tree writes it).  Goals (issue 27 §4): at most 2 KB per planned
+host on disk, planning at most 2 s.
 """
 
 from __future__ import annotations
 
 import argparse
 import cProfile
+import gzip
+import json
 import os
 import pstats
 import statistics
@@ -118,12 +124,61 @@ def show(label: str, samples: tuple[list[float], list[float]], cpu: bool = True)
         label = ""
 
 
+def schema_3_text(plan) -> str:
+    """The plan as schema 3 wrote it: sorted keys, indented by 2, every step holding op, undo and verify."""
+    if plan.schema_version <= 3:
+        return plan.to_json()
+    exclude = {"hosts": {"__all__": {"undo"}}} | ({"limit": True} if plan.limit is None else {})
+    data = plan.model_dump(mode="json", exclude=exclude | ({} if plan.groups else {"groups": True}))
+    return json.dumps({**data, "schema_version": 3}, sort_keys=True, indent=2, ensure_ascii=False) + "\n"
+
+
+def sizes(plan) -> dict:
+    """Bytes of the saved plan (as written, canonical compact, gzipped) and per planned host; the schema-3 form's."""
+    text = plan.to_json().encode()
+    compact = json.dumps(json.loads(text), sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    old = schema_3_text(plan).encode()
+    hosts = len(plan.hosts)
+    out = {
+        "schema_version": plan.schema_version,
+        "planned_hosts": hosts,
+        "file_bytes": len(text),
+        "file_bytes_per_host": round(len(text) / hosts, 1),
+        "compact_bytes": len(compact),
+        "compact_bytes_per_host": round(len(compact) / hosts, 1),
+        "gzip_bytes": len(gzip.compress(text, 6, mtime=0)),
+        "schema_3_bytes": len(old),
+        "schema_3_bytes_per_host": round(len(old) / hosts, 1),
+        "schema_3_compact_bytes": len(
+            json.dumps(json.loads(old), sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+        ),
+        "ratio_schema_3_to_file": round(len(old) / len(text), 2),
+    }
+    data = json.loads(text)
+    if "operations" in data:
+        out.update(operations=len(data["operations"]), programs=len(data["programs"]))
+        out["steps"] = sum(len(data["programs"][h["program"]]) for h in data["hosts"])
+    return out
+
+
+def median_ms(samples: tuple[list[float], list[float]]) -> dict:
+    wall, cpu = samples
+    return {
+        "wall_ms": round(statistics.median(wall) * 1000, 1),
+        "wall_min_ms": round(min(wall) * 1000, 1),
+        "cpu_ms": round(statistics.median(cpu) * 1000, 1),
+        "cpu_min_ms": round(min(cpu) * 1000, 1),
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--hosts", type=int, default=10_000)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--profile", action="store_true", help="print a cProfile of one planning run")
+    parser.add_argument("--json", type=Path, help="also write the figures to this file (bench/results/)")
     args = parser.parse_args()
+    results: dict = {"hosts": args.hosts, "runs": args.runs}
     with tempfile.TemporaryDirectory() as tmp:
         inv_path, pb_path = Path(tmp) / "inventory.yml", Path(tmp) / "ordergw.yml"
         inv_path.write_text(yaml.safe_dump(inventory(args.hosts), sort_keys=False), encoding="utf-8")
@@ -147,8 +202,37 @@ def main() -> int:
             profiler = cProfile.Profile()
             profiler.runcall(plan)
             pstats.Stats(profiler).sort_stats("cumulative").print_stats(25)
-        show("(a) make_plan on loaded models", timed(plan, args.runs))
-        show("    make_plan + to_json", timed(lambda: plan().to_json(), args.runs))
+        results["size"] = size = sizes(result)
+        print(
+            f"saved plan (schema {size['schema_version']}): {size['file_bytes']:,} bytes, "
+            f"{size['file_bytes_per_host']:,} per planned host; compact {size['compact_bytes']:,} "
+            f"({size['compact_bytes_per_host']:,}/host); gzipped {size['gzip_bytes']:,}"
+        )
+        print(
+            f"the same plan in schema 3's form: {size['schema_3_bytes']:,} bytes "
+            f"({size['schema_3_bytes_per_host']:,}/host), compact {size['schema_3_compact_bytes']:,}: "
+            f"{size['ratio_schema_3_to_file']}x the saved plan"
+        )
+        if "operations" in size:
+            print(f"{size['operations']} operations, {size['programs']} programs for {size['steps']:,} steps")
+        results["make_plan"] = median_ms(samples := timed(plan, args.runs))
+        show("(a) make_plan on loaded models", samples)
+        results["make_plan_and_write"] = median_ms(samples := timed(lambda: plan().to_json(), args.runs))
+        show("    make_plan + to_json", samples)
+        text = result.to_json()
+        try:
+            from upgrader.loading.inputs import read_plan_text
+
+            def read() -> object:
+                return read_plan_text(text, "plan.json")
+        except ImportError:  # a tree from before schema 4
+            from upgrader.models.plan import Plan
+
+            def read() -> object:
+                return Plan.model_validate_json(text)
+
+        results["read_saved_plan"] = median_ms(samples := timed(read, args.runs))
+        show("    read the saved plan back", samples)
         cmd = [
             sys.executable,
             "-m",
@@ -162,12 +246,14 @@ def main() -> int:
             "--out",
             str(Path(tmp) / "plan.json"),
         ]
-        show(
-            "(b) upgrader plan --format json (process)",
-            timed(lambda: subprocess.run(cmd, check=False, capture_output=True), args.runs),
-            cpu=False,
-        )
+        samples = timed(lambda: subprocess.run(cmd, check=False, capture_output=True), args.runs)
+        results["cli_plan"] = {k: v for k, v in median_ms(samples).items() if k.startswith("wall")}
+        show("(b) upgrader plan --format json (process)", samples, cpu=False)
+        results["load_inputs_ms"] = round(load_s * 1000, 1)
+        results["load_average"] = [round(x, 2) for x in os.getloadavg()]
         print(f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return 0
 
 

@@ -423,8 +423,15 @@ out["connect_and_true"] = each(lambda h: timed(lambda: pool[h].run(["true"], tim
 out["true_reused"] = each(lambda h: timed(lambda: pool[h].run(["true"], timeout=10)))
 out["sudo_true_reused"] = each(lambda h: timed(lambda: pool[h].run(["true"], sudo=True, timeout=10)))
 out["sudo_python3_pass"] = each(lambda h: timed(lambda: pool[h].run(["python3", "-c", "pass"], sudo=True, timeout=10)))
-facts = agent.command(program)
-out["sudo_python3_agent_facts"] = each(lambda h: timed(lambda: pool[h].run(facts, sudo=True, timeout=10)))
+def agent_facts(h):  # as the engine starts an agent: serving, its source and the program on stdin
+    stream = pool[h].stream(agent.serving_command(), sudo=True)
+    try:
+        answer = stream.exchange(agent.serving_input(program), until=agent.END, timeout=10)
+    finally:
+        stream.close()
+    if not answer.stdout.rstrip().endswith(agent.END + "0"):
+        raise SystemExit(f"agent facts failed on {h}: {answer.stdout[-300:]}")
+out["sudo_python3_agent_facts"] = each(lambda h: timed(lambda: agent_facts(h)))
 pool.close()
 print(json.dumps(out))
 """
@@ -630,7 +637,7 @@ def main(argv: list[str] | None = None) -> int:
         }
         if not args.no_profile and "upgrader" in tools and bench.journals:
             # the agent polls cheap probes (http, tcp, log...) every FAST_POLL within a check's window
-            from upgrader.agent.agent import FAST_POLL
+            from upgrader.agent.checks import FAST_POLL
 
             result["profile"] = {
                 "journal": journal_profile(bench.journals, min(0.25, FAST_POLL)),

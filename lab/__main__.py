@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from lab import box, control, faults, install, net
+from lab import box, control, faults, install, net, reliability
 from lab.shell import LabError
 
 FAULTS = ("kill", "start", "freeze", "unfreeze", "cut", "restore", "sshd_stop", "sshd_start", "heal")
@@ -34,6 +34,10 @@ def parser() -> argparse.ArgumentParser:
     scale_up.add_argument("--hosts-per-dc", type=int, default=128)
     sub.add_parser("scale-down", help="remove every ups- container and ups* bridge")
     sub.add_parser("scale-status", help="the scale lab's containers, bridges and last bring-up record")
+    table = sub.add_parser(
+        "reliability", help="the reliability table: copy the last test run's rows to docs/, or check docs/ is current"
+    )
+    table.add_argument("action", choices=("update", "check"))
     fault = sub.add_parser("fault", help="inject or undo a fault on a host")
     fault.add_argument("action", choices=FAULTS)
     fault.add_argument("host", help="e.g. ny5-1")
@@ -79,6 +83,13 @@ def main(argv: list[str] | None = None) -> int:
                 }[args.command]()
             case "fault":
                 getattr(faults, args.action)(args.host)
+            case "reliability" if args.action == "update":
+                print(reliability.update())
+            case "reliability":
+                if found := reliability.check():
+                    print("\n".join(f"lab: reliability: {line}" for line in found), file=sys.stderr)
+                    return 1
+                print("lab: reliability: docs/reliability.* are current")
     except LabError as exc:
         print(f"lab: error: {exc}", file=sys.stderr)
         return 1

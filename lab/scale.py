@@ -30,6 +30,7 @@ import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 from lab import box, config, lxc, scale_net
 from lab.scale_hosts import BASE, JUMPS, PREFIX, SCALE_DIR, ScaleHost, machines
@@ -250,7 +251,7 @@ def up(per_dc: int) -> dict:
     timings["total_s"] = time.monotonic() - t0
     mem = memory(hosts)
     app = [v for k, v in mem.items() if not k.endswith("-jump")]
-    record = {
+    record: dict[str, Any] = {
         "hosts_per_dc": per_dc,
         "hosts": len(hosts) - len(JUMPS),
         "jump_hosts": len(JUMPS),

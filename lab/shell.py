@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 from lab import config
 
@@ -23,7 +24,7 @@ def log(message: str) -> None:
 
 
 def run(
-    argv: Sequence[str],
+    argv: Sequence[str | os.PathLike[str]],
     *,
     check: bool = True,
     capture: bool = False,
@@ -37,7 +38,7 @@ def run(
     if not quiet:
         log("$ " + shlex.join(str(a) for a in argv))
     full_env = {**os.environ, **(env or {})}
-    proc = subprocess.run(
+    proc: subprocess.CompletedProcess[Any] = subprocess.run(
         [str(a) for a in argv],
         input=input,
         stdout=subprocess.PIPE if capture else None,

@@ -4,10 +4,20 @@
 #   bash lab/test.sh [pytest args...]      (default: -q tests)
 #
 # Works from a clean clone as root; needs only the package registries (apt, PyPI).
-# Idempotent if the lab is already up; always leaves it down; exits with pytest's code.
+# Idempotent if the lab is already up; always leaves it down; exits with pytest's code, or 1 if the run
+# changed the git tree (a clean clone stays clean: the run's reliability table goes to build/reliability/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 start=$(date +%s)
+
+# What git sees before anything runs: tracked changes (with their content) and untracked files.
+tree_state() {
+    if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+        git status --porcelain --untracked-files=all
+        git diff HEAD | sha256sum
+    fi
+}
+tree_before=$(tree_state)
 
 # shellcheck source=lab/setup.sh
 source lab/setup.sh
@@ -27,10 +37,11 @@ teardown() {
 }
 trap teardown EXIT
 
-step "checks: ruff (lint and format) and mypy (strict on upgrader/, the agent excepted)"
+step "checks: ruff (lint and format) and mypy (strict on upgrader/, the agent at the oldest Python mypy targets; tests/, lab/, testapp/ not strict)"
 "$VENV/bin/ruff" check upgrader tests lab testapp bench
 "$VENV/bin/ruff" format --check upgrader tests lab testapp bench
 "$VENV/bin/mypy"
+"$VENV/bin/mypy" --python-version 3.10 upgrader/agent/*.py
 
 step "lab up"
 # The lab is one per machine: hold its lock from here to the teardown, so a test session started beside
@@ -48,4 +59,11 @@ set +e
 "$VENV/bin/python" -m pytest "${@:--q}" tests
 rc=$?
 set -e
+
+step "clean tree: the run changed no file git tracks and left no file it does not ignore"
+if [ "$(tree_state)" != "$tree_before" ]; then
+    echo "lab/test.sh: the run changed the tree (git status --porcelain):" >&2
+    git status --porcelain --untracked-files=all >&2
+    [ "$rc" -ne 0 ] || rc=1
+fi
 exit $rc

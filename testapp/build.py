@@ -19,6 +19,7 @@ import json
 import sys
 import tarfile
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
@@ -84,7 +85,7 @@ def tarball_bytes(release: Release) -> bytes:
 
 def build(out: Path) -> list[dict]:
     out.mkdir(parents=True, exist_ok=True)
-    index = []
+    index: list[dict[str, Any]] = []
     for release in RELEASES:
         data = tarball_bytes(release)
         actual = hashlib.sha256(data).hexdigest()

@@ -6,6 +6,7 @@ Data only (plus text templates), shared by testapp/build.py and the lab's seed.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 PORTS = {"feedhandler": 9101, "ordergw": 9102, "riskgw": 9103}
 BASELINES = {"feedhandler": "3.0.0", "ordergw": "5.0.0", "riskgw": "2.4.0"}
@@ -50,7 +51,7 @@ ORDERGW_V2 = {"add": {"session": {"cancel_on_disconnect": "true"}}}
 RISKGW_V2 = {"add": {"limits": {"max_notional": "5000000"}}}
 
 
-def _broken(label: str, behaviour: dict, **kwargs: object) -> Release:
+def _broken(label: str, behaviour: dict, **kwargs: Any) -> Release:
     return Release("ordergw", f"5.1.1+{label}", behaviour, **kwargs)
 
 

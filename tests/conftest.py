@@ -5,20 +5,21 @@ Tests marked ``@pytest.mark.reliability`` are faults or bad inputs; each records
 scenario and expected as the marker's arguments).  ``observed`` is what the test measured
 (exit codes, messages, seconds, counts); a row without one says "no observation recorded".
 A test's own ``expected`` wins over its module's marker, so a positive case in a module of
-refusals states its own expectation.  Rows are merged into
-docs/reliability.json by node id and docs/reliability.md is rendered from it.
+refusals states its own expectation.  Rows are merged by node id into build/reliability/ (lab/reliability.py);
+the committed docs/reliability.* change only through `python -m lab reliability update`, so a test run
+leaves the tree clean.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
-from pathlib import Path
 
 import pytest
-from temporal_server import temporal_server  # noqa: F401  (one Temporal dev server per session, for tests that ask)
 
-REPO = Path(__file__).resolve().parents[1]
+from lab import reliability
+from tests.temporal_server import temporal_server  # noqa: F401  (one Temporal dev server per session, for tests that ask)
+
+_WRITTEN = pytest.StashKey[str]()
 _rows: dict[str, dict[str, str]] = {}
 
 
@@ -53,35 +54,16 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """Merge this run's rows into docs/reliability.json (a partial run updates only its own rows)."""
+    """Merge this run's rows into build/reliability/ (docs/ changes only by `python -m lab reliability update`)."""
     if not _rows:
         return
-    store = REPO / "docs" / "reliability.json"
-    store.parent.mkdir(parents=True, exist_ok=True)
-    rows = json.loads(store.read_text()) if store.exists() else {}
-    # A row stands for a test that exists: drop those whose file is gone, and, when nothing was
-    # deselected, those of a file this run collected in full that no longer has that test or case.
-    collected = {item.nodeid for item in session.items}
-    whole = not (session.config.option.keyword or session.config.option.markexpr)
-    files = {nodeid.split("::")[0] for nodeid in collected}
-    rows = {
-        n: r
-        for n, r in rows.items()
-        if (REPO / n.split("::")[0]).exists() and not (whole and n.split("::")[0] in files and n not in collected)
-    }
     stamp = f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC"
-    rows.update({nodeid: {**row, "run": stamp} for nodeid, row in _rows.items()})
-    store.write_text(json.dumps(rows, indent=1, sort_keys=True) + "\n")
-    lines = [
-        "# Reliability: faults and bad input",
-        "",
-        "Generated from test runs (tests marked `reliability`; `bash lab/test.sh` runs them all) — not written by",
-        f"hand. {len(rows)} scenarios; each row says when it last ran.",
-        "",
-        "| scenario | expected | observed | run |",
-        "|---|---|---|---|",
-    ]
-    for nodeid in sorted(rows, key=lambda n: (rows[n]["scenario"], n)):
-        row = rows[nodeid]
-        lines.append(f"| {row['scenario']} | {row['expected']} | {row['observed']} | {row['run']} |".replace("\n", " "))
-    (REPO / "docs" / "reliability.md").write_text("\n".join(lines) + "\n")
+    folder = reliability.record_run({nodeid: {**row, "run": stamp} for nodeid, row in _rows.items()})
+    session.config.stash[_WRITTEN] = str(folder)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if (folder := terminalreporter.config.stash.get(_WRITTEN, None)) is not None:
+        terminalreporter.write_line(
+            f"reliability: {len(_rows)} rows written to {folder}; `python -m lab reliability update` puts them in docs/"
+        )

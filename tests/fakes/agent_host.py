@@ -1,5 +1,6 @@
-"""Fake hosts for engine tests: the REAL agent (upgrader/agent/agent.py), run as a local process per host,
-against a directory tree per host, with a stand-in ``systemctl``.  No SSH, no VM, no mock of the agent.
+"""Fake hosts for engine tests: the REAL agent (upgrader/agent/, built as a host gets it), run as a local
+process per host, against a directory tree per host, with a stand-in ``systemctl``.  No SSH, no VM, no mock
+of the agent.
 The hosts and their transport ship with the package (upgrader/transport/local.py, as fabric ships
 ``fabric.testing``); this module makes a lab of them and a controller's ``Pool`` over it.
 
@@ -13,7 +14,7 @@ and ``systemctl`` is a shell script keeping each unit's state in a file.
 
 Usage (see tests/unit/test_engine_fake_hosts.py for complete examples)::
 
-    from fakes.agent_host import FakeHosts, release_tarball
+    from tests.fakes.agent_host import FakeHosts, release_tarball
 
     hosts = FakeHosts(tmp_path / "hosts")            # a lab of fake hosts; close() ends their agents
     h = hosts.add("ny-1")

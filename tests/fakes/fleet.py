@@ -35,7 +35,7 @@ from unittest import mock
 
 import yaml
 
-from fakes.agent_host import ControllerKilled, FakeHosts, release_tarball
+from tests.fakes.agent_host import ControllerKilled, FakeHosts, release_tarball
 
 ROOT = "/opt/app"
 UNIT = "app.service"

@@ -21,13 +21,14 @@ from typing import Any
 
 import yaml
 
-from fakes.agent_host import FakeHosts, release_tarball
+from tests.fakes.agent_host import FakeHosts, release_tarball
 from upgrader.commands.inputs import load_inputs
 from upgrader.engine.apply import Apply, Outcome, Recovery
 from upgrader.engine.progress import Progress
 from upgrader.journal import Journal
 from upgrader.models.plan import Plan
 from upgrader.planning.planner import facts_from_inventory, make_plan
+from upgrader.vocabulary import Event
 
 ROOT = "/opt/app"
 UNIT = "app.service"
@@ -144,7 +145,7 @@ class Scenario:
     def journal(self, run_id: str | None = None) -> Journal:
         run_id = run_id or f"run-{len(self.runs) + 1}"
         journal = Journal.create(self.tmp / "state", run_id)
-        journal.record("run-start", kind="apply", component=self.plan.component, plan_hash=self.plan.content_hash)
+        journal.record(Event.RUN_START, kind="apply", component=self.plan.component, plan_hash=self.plan.content_hash)
         self.runs.append(journal)
         return journal
 

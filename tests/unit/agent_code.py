@@ -1,24 +1,26 @@
-"""The host agent's own code (upgrader/agent/agent.py) as a module, for tests that run it on real files.
+"""The host agent's program (upgrader/agent/build.py joins its modules) as a module, for tests that run it
+on real files, and as a file, for tests that start it as a process.
 
-On a host it runs as a script under bootstrap.py; here each caller gets a fresh copy under its own name,
-so one test's changes to module state (STATE, say) never reach another's.
+On a host it runs under bootstrap.py; here each caller gets a fresh copy under its own name, so one test's
+changes to module state (STATE, say) never reach another's.  Both are the very text a host is sent.
 """
 
 from __future__ import annotations
 
-import importlib.util
+import tempfile
 from pathlib import Path
 from types import ModuleType
 
-AGENT = Path(__file__).resolve().parents[2] / "upgrader" / "agent" / "agent.py"
+from upgrader.agent import build
+
+AGENT = build.program_file(Path(tempfile.mkdtemp(prefix="upgrader-agent-")))  # a directory of its own
 
 
 def load(name: str, state: Path | None = None) -> ModuleType:
-    """A fresh copy of the agent's module named ``name``; ``state`` stands in for the host's /var/lib/upgrader."""
-    spec = importlib.util.spec_from_file_location(name, AGENT)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    """A fresh copy of the agent's program as module ``name``; ``state`` stands in for the host's /var/lib/upgrader."""
+    module = ModuleType(name)
+    module.__file__ = str(AGENT)
+    exec(compile(build.program(), str(AGENT), "exec"), module.__dict__)
     if state is not None:
-        module.STATE = str(state)  # a module global the agent reads at call time
+        module.__dict__["STATE"] = str(state)  # a module global the agent reads at call time
     return module

@@ -12,8 +12,12 @@ from typing import Any
 import pytest
 
 from upgrader.commands.inputs import load_facts_for, load_inputs
+from upgrader.engine import pool as pool_module
+from upgrader.engine import remote
+from upgrader.errors import RefusedError
 from upgrader.models.plan import Plan
 from upgrader.planning.planner import facts_from_inventory, make_plan
+from upgrader.transport import fabric_adapter
 
 REPO = Path(__file__).resolve().parents[2]
 PLAYBOOKS = sorted((REPO / "playbooks").glob("*.yml"))
@@ -62,3 +66,26 @@ def hook(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[dict[str, Any]]]:
     yield received
     httpd.shutdown()
     httpd.server_close()
+
+
+class Connected(RefusedError):
+    """Raised where a connection would begin: the check let the plan through."""
+
+
+@pytest.fixture
+def connections(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """Every pool or transport created and every agent start, recorded; none of them connects."""
+    made: list[str] = []
+
+    def transport(self: fabric_adapter.FabricTransport, endpoint: Any, *args: Any, **kwargs: Any) -> None:
+        made.append(f"transport {endpoint.name}")
+        raise Connected(f"reached the transport of {endpoint.name}")
+
+    def pool(self: pool_module.Pool, *args: Any, **kwargs: Any) -> None:
+        made.append("pool")
+        raise Connected("reached the pool")
+
+    monkeypatch.setattr(fabric_adapter.FabricTransport, "__init__", transport)
+    monkeypatch.setattr(pool_module.Pool, "__init__", pool)
+    monkeypatch.setattr(remote, "start", lambda *a, **k: made.append("agent start"))
+    yield made

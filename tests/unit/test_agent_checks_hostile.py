@@ -18,8 +18,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
-import agent_code
 import pytest
+
+from tests.unit import agent_code
 
 NOBODY = 65534
 MATCH = "/opt/ordergw/current/bin/ordergw"

@@ -8,8 +8,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import ModuleType
 
-import agent_code
 import pytest
+
+from tests.unit import agent_code
 
 pytestmark = pytest.mark.reliability("hostile tarball: refused whole on the host, nothing unpacked")
 

@@ -15,15 +15,15 @@ import tarfile
 from pathlib import Path
 from types import ModuleType
 
-import agent_code
 import pytest
 
+from tests.unit import agent_code
 from upgrader import agent as agent_pkg
 
 pytestmark = pytest.mark.reliability("planted paths on a host: refused or not followed; nothing written outside")
 
 AGENT = agent_code.AGENT
-BOOTSTRAP = AGENT.with_name("bootstrap.py")
+BOOTSTRAP = Path(agent_pkg.__file__).with_name("bootstrap.py")
 
 
 @pytest.fixture

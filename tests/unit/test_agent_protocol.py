@@ -11,10 +11,11 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-import agent_code
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
+from tests.unit import agent_code
 
 
 def load(name: str) -> ModuleType:

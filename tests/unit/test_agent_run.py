@@ -14,10 +14,11 @@ import time
 from pathlib import Path
 from types import ModuleType
 
-import agent_code
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from tests.unit import agent_code
 
 AGENT = agent_code.AGENT
 
@@ -121,8 +122,8 @@ def test_the_agent_starts_and_runs_commands_without_the_subprocess_module(agent:
     """What the change was for: neither the agent's start nor its commands import subprocess or what it
     pulls in (here with a descriptor inherited from outside, which the child must not get)."""
     code = (
-        f"import importlib.util,os,sys\nspec=importlib.util.spec_from_file_location('a', {str(AGENT)!r})\n"
-        "m=importlib.util.module_from_spec(spec); spec.loader.exec_module(m)\n"
+        "import os,sys,types\nm=types.ModuleType('a')\n"
+        f"exec(compile(open({str(AGENT)!r}).read(),'a','exec'),m.__dict__)\n"
         "r=os.open('/dev/null', os.O_RDONLY); os.set_inheritable(r, True)\n"
         "p=m.run(['sh', '-c', 'echo ok; ls /proc/self/fd >&2'], 5)\n"
         "print(p.stdout.strip(), sorted(int(n) for n in p.stderr.split()),"
@@ -179,9 +180,9 @@ def test_each_output_keeps_its_first_and_last_halves_and_counts_the_rest(
     """Whatever the sizes and however the command writes, each output is whole up to the limit, and
     past it exactly its first and last halves with the count of what was between."""
     agent = agent_code.load("upgrader_agent_run_kept")
-    agent.OUTPUT_KEPT = limit
+    agent.__dict__["OUTPUT_KEPT"] = limit
     if fallback:
-        agent._inherited = lambda: None  # the subprocess path (no /proc) keeps the same
+        agent.__dict__["_inherited"] = lambda: None  # the subprocess path (no /proc) keeps the same
     d = tmp_path_factory.mktemp("kept")
     (d / "out").write_bytes(out)
     (d / "err").write_bytes(err)
@@ -196,8 +197,8 @@ def test_a_command_that_prints_without_end_does_not_grow_the_agent(path: str) ->
     output and its own memory stays flat: its peak RSS (VmHWM: this image's own, where getrusage's
     maxrss would include the forking test process's) stays far below what it read."""
     code = (
-        f"import importlib.util\nspec=importlib.util.spec_from_file_location('a', {str(AGENT)!r})\n"
-        "m=importlib.util.module_from_spec(spec); spec.loader.exec_module(m)\n"
+        "import types\nm=types.ModuleType('a')\n"
+        f"exec(compile(open({str(AGENT)!r}).read(),'a','exec'),m.__dict__)\n"
         f"{'m._inherited = lambda: None' if path == 'subprocess' else ''}\n"
         "p=m.run(['sh', '-c', 'yes | head -c 268435456; head -c 67108864 /dev/zero >&2'], 120)\n"
         "hwm=[l for l in open('/proc/self/status') if l.startswith('VmHWM:')][0].split()[1]\n"

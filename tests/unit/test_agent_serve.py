@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
-import base64
-import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.unit import agent_code
 from upgrader import agent
 from upgrader.transport.fabric_adapter import _past_line
 
-AGENT = Path(__file__).resolve().parents[2] / "upgrader" / "agent" / "agent.py"
+AGENT = agent_code.AGENT  # the program a host is sent, in a file
 
 
 def _program(root: Path) -> dict[str, object]:
@@ -25,7 +25,7 @@ def _program(root: Path) -> dict[str, object]:
 
 def _read_until_end(proc: subprocess.Popen[str]) -> list[str]:
     assert proc.stdout is not None
-    lines = []
+    lines: list[str] = []
     while True:
         line = proc.stdout.readline()
         assert line, f"agent exited early: {lines}"
@@ -37,7 +37,7 @@ def _read_until_end(proc: subprocess.Popen[str]) -> list[str]:
 def test_one_process_answers_program_after_program_until_eof(tmp_path: Path) -> None:
     (tmp_path / "releases" / "1.0").mkdir(parents=True)
     (tmp_path / "current").symlink_to("releases/1.0")
-    # agent.py run directly (not through the bootstrap, which would cache code under /var/lib/upgrader here)
+    # the program run directly (not through the bootstrap, which would cache code under /var/lib/upgrader here)
     proc = subprocess.Popen(
         [sys.executable, "-I", "-S", str(AGENT)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
     )
@@ -50,7 +50,7 @@ def test_one_process_answers_program_after_program_until_eof(tmp_path: Path) -> 
             assert lines[-1] == f"{agent.END}0\n"
             (result,) = agent.parse_output("".join(lines))
             assert result["ok"] and result["installed"] == "1.0" and result["staged"] == ["1.0"]
-        failing = {**_program(tmp_path), "ops": [{"op": "no-such-op", "quiet": True}]}  # quiet: no host journal
+        failing = {**_program(tmp_path), "ops": [{"op": "no-such-op"}]}  # refused unrun: nothing journaled
         proc.stdin.write(agent.pack_program(failing) + "\n")  # (which would be /var/lib/upgrader on this machine)
         proc.stdin.flush()
         lines = _read_until_end(proc)
@@ -59,19 +59,6 @@ def test_one_process_answers_program_after_program_until_eof(tmp_path: Path) -> 
         assert proc.wait(timeout=10) == 0
     finally:
         proc.kill()
-
-
-def test_with_a_program_argument_the_agent_runs_it_once_and_exits(tmp_path: Path) -> None:
-    program = base64.b64encode(json.dumps(_program(tmp_path)).encode()).decode()
-    res = subprocess.run(
-        [sys.executable, "-I", "-S", str(AGENT), program],
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    assert res.returncode == 0 and agent.END not in res.stdout
-    assert agent.parse_output(res.stdout)[0]["installed"] is None
 
 
 SYSTEM_PYTHON = Path("/usr/bin/python3")  # the hosts' kind of python3; also readable by an unprivileged user
@@ -87,11 +74,11 @@ def test_a_serving_agent_gets_its_source_and_programs_on_stdin_with_nothing_bulk
     argv = agent.serving_command(str(SYSTEM_PYTHON))
     assert argv[1:5] == ["-I", "-S", "-c", agent.LOADER] and argv[5] == agent.source_key() and len(argv) == 6
     assert sum(map(len, argv)) < 200, "sudo logs it and ps shows it on every host"
-    nothing = {"component": "unit-serve", "root": "/nonexistent", "run": None, "ops": []}
+    nothing: dict[str, Any] = {"component": "unit-serve", "root": "/nonexistent", "run": None, "ops": []}
     empty = agent.pack_program(nothing)
     failing = agent.pack_program(
-        {"component": "unit-serve", "root": "/nonexistent", "run": None, "ops": [{"op": "no-such-op", "quiet": True}]}
-    )  # quiet: not journaled
+        {"component": "unit-serve", "root": "/nonexistent", "run": None, "ops": [{"op": "no-such-op"}]}
+    )  # refused before it is journaled: nothing written on this machine
     res = subprocess.run(
         argv,
         input=f"{agent.serving_input(nothing)}\n{failing}\n{empty}\n",

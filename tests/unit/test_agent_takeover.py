@@ -8,7 +8,6 @@ and what A started.  The host journal (STATE redirected to a temp dir) records t
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import subprocess
@@ -19,32 +18,37 @@ from typing import Any
 
 import pytest
 
+from tests.unit import agent_code
 from upgrader import agent as agent_pkg
 
 pytestmark = pytest.mark.reliability("rollback started while an apply is inside a slow migrate")
 
-AGENT = Path(__file__).resolve().parents[2] / "upgrader" / "agent" / "agent.py"
+AGENT = agent_code.AGENT  # the program a host is sent, in a file
 
-# agent.py loaded under another name (so its __main__ guard stays quiet), STATE pointed at the test's
-# directory, then run as on a host.  The command line names upgrader/agent/agent.py, as /proc shows it.
+# The agent's program loaded under another name (so its __main__ guard stays quiet), STATE pointed at the
+# test's directory, then serving as on a host: the program comes on stdin, which then closes.  The command
+# line names the program's file (upgrader-agent-<digest>.py), as /proc shows it.
 WRAPPER = (
-    "import importlib.util,sys;"
-    "s=importlib.util.spec_from_file_location('agent_under_test',sys.argv[1]);"
-    "m=importlib.util.module_from_spec(s);s.loader.exec_module(m);"
-    "m.STATE=sys.argv[2];sys.exit(m.main(['upgrader-agent',sys.argv[3]]))"
+    "import sys,types;"
+    "m=types.ModuleType('agent_under_test');"
+    "exec(compile(open(sys.argv[1]).read(),sys.argv[1],'exec'),m.__dict__);"
+    "m.STATE=sys.argv[2];sys.exit(m.main())"
 )
 
 
 def start(program: dict[str, Any], state: Path) -> subprocess.Popen[str]:
-    packed = base64.b64encode(json.dumps(program).encode()).decode()
-    return subprocess.Popen(
-        [sys.executable, "-I", "-S", "-c", WRAPPER, str(AGENT), str(state), packed],
-        stdin=subprocess.DEVNULL,
+    proc = subprocess.Popen(
+        [sys.executable, "-I", "-S", "-c", WRAPPER, str(AGENT), str(state)],
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
     )  # its own process group: a kill cannot reach pytest
+    assert proc.stdin is not None
+    proc.stdin.write(agent_pkg.pack_program(program) + "\n")
+    proc.stdin.flush()  # finish() closes stdin: the agent ends after this program, as when the controller hangs up
+    return proc
 
 
 @pytest.fixture
@@ -129,8 +133,10 @@ def where(records: list[dict[str, Any]], **match: Any) -> int:
 
 
 def finish(proc: subprocess.Popen[str]) -> tuple[int, list[dict[str, Any]]]:
+    """(the program's status, its results): the status its END line gives, or how the process died."""
     out, _ = proc.communicate(timeout=60)
-    return proc.returncode, agent_pkg.parse_output(out)
+    end = [line for line in out.splitlines() if line.startswith(agent_pkg.END)]
+    return (int(end[0][len(agent_pkg.END) :]) if end else proc.returncode), agent_pkg.parse_output(out)
 
 
 def test_a_rollback_waits_for_the_migrate_in_flight_and_the_apply_stops_there(host, record_property) -> None:  # type: ignore[no-untyped-def]

@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fleets import inventory, plan, playbook
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_plan_ops import run_engine
 
+from tests.unit.fleets import inventory, plan, playbook
+from tests.unit.test_plan_ops import run_engine
 from upgrader.models.plan import Plan
 from upgrader.planning import budgets
 from upgrader.planning.render import to_markdown, to_text

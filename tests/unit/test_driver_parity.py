@@ -20,11 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fakes.agent_host import release_tarball
-from fakes.scenario import FROM, ROOT, TO, Scenario, entries
-from temporal_server import DevServer
 from temporalio.client import Client
 
+from tests.fakes.agent_host import release_tarball
+from tests.fakes.scenario import FROM, ROOT, TO, Scenario, entries
+from tests.temporal_server import DevServer
 from upgrader.commands.inputs import load_inputs
 from upgrader.engine import gates
 from upgrader.engine.gates import DecisionKind
@@ -162,9 +162,7 @@ async def _steer(case: Case, s: Scenario, journal: Path, decide: Decide) -> None
     if case.steer is None:
         return
     for n, gate in enumerate(p.gate.id for p in s.plan.phases if p.gate is not None):
-        found = await _journal_has(
-            journal, lambda es, g=gate: any(e["event"] == "run-end" or e.get("gate") == g for e in es)
-        )
+        found = await _journal_has(journal, _at_gate_or_end(gate))
         if any(e["event"] == "run-end" for e in found):
             return
         if case.steer == "abort":
@@ -173,6 +171,10 @@ async def _steer(case: Case, s: Scenario, journal: Path, decide: Decide) -> None
         if case.steer == "emergency" and n == 0:
             await asyncio.to_thread(_emergency, s, s.plan.phases[1].hosts[0])  # not watched: no race
         await decide(DecisionKind.PROMOTE, gate)
+
+
+def _at_gate_or_end(gate: str) -> Callable[[list[dict[str, Any]]], bool]:
+    return lambda es: any(e["event"] == "run-end" or e.get("gate") == gate for e in es)
 
 
 async def _journal_has(path: Path, predicate: Callable[[list[dict[str, Any]]], bool]) -> list[dict[str, Any]]:

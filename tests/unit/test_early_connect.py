@@ -14,6 +14,7 @@ import socket
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -208,7 +209,7 @@ def _actions(parser: argparse.ArgumentParser) -> dict[str, argparse.Action]:
 
 
 def _sub(parser: argparse.ArgumentParser, command: str) -> argparse.ArgumentParser:
-    return parser._subparsers._group_actions[0].choices[command]  # type: ignore[union-attr]
+    return parser._subparsers._group_actions[0].choices[command]  # type: ignore[union-attr,index]
 
 
 ANY_TEXT = (None, str, Path)  # converters that accept every string
@@ -224,7 +225,7 @@ def test_the_early_parser_accepts_no_more_than_the_real_one(command: str) -> Non
         other = real[name]
         assert (type(action), action.nargs, action.choices) == (type(other), other.nargs, other.choices), name
         if other.type not in ANY_TEXT or action.type not in ANY_TEXT:
-            assert action.type.__name__.lstrip("_") == other.type.__name__, name  # a copy of the same check
+            assert action.type.__name__.lstrip("_") == other.type.__name__, name  # type: ignore[union-attr]  # same check
     for name, action in real.items():
         if action.required:
             assert name in mine and mine[name].required, f"`{command}` requires {name}; early must too"
@@ -330,7 +331,7 @@ def test_main_hands_what_started_early_to_the_command(
     from upgrader.commands import live, rollback
 
     inventory = listener[2]
-    seen: list[object] = []
+    seen: list[Any] = []
 
     def run(args: argparse.Namespace) -> int:
         seen.append(args.early)

@@ -1,7 +1,7 @@
 """Engine decisions through the real engine and the real agent, on fake hosts (tests/fakes/agent_host.py).
 
-Each host is a directory tree with a stand-in systemctl; the agent is the real agent.py, a local process
-per host.  The assertions read what is on the hosts afterwards (the current link, the unit's state, the
+Each host is a directory tree with a stand-in systemctl; the agent is the real one (as built for a host), a
+local process per host.  The assertions read what is on the hosts afterwards (the current link, the unit's state, the
 host lock and journal), not only what the controller journaled.  SSH and systemd behaviour stay in tests/vm.
 """
 
@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fakes.agent_host import FakeHost
-from fakes.scenario import FROM, ROOT, TO, UNIT, Scenario
 
+from tests.fakes.agent_host import FakeHost
+from tests.fakes.scenario import FROM, ROOT, TO, UNIT, Scenario
 from upgrader.engine import programs
 from upgrader.engine.rollback import rollback_hosts
 from upgrader.errors import ExitCode, RefusedError

@@ -23,10 +23,11 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import agent_code
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
+
+from tests.unit import agent_code
 
 pytestmark = pytest.mark.reliability(
     "random hostile tarballs (links, chains, specials, .., .upgrader): refused whole, or every path inside"

@@ -52,7 +52,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fakes.fleet import COMPONENT, RELEASES, ROOT, Fleet, Result
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -64,6 +63,7 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
+from tests.fakes.fleet import COMPONENT, RELEASES, ROOT, Fleet, Result
 from upgrader import commands as command_modules
 
 EXAMPLES = int(os.environ.get("UPGRADER_MODEL_EXAMPLES", "300"))
@@ -133,7 +133,7 @@ def has_option(command: str, option: str) -> bool:
 
     parser = build_parser([command])
     sub = next(a for a in parser._actions if a.dest == "command")
-    return any(option in a.option_strings for a in sub.choices[command]._actions)  # type: ignore[attr-defined]
+    return any(option in a.option_strings for a in sub.choices[command]._actions)  # type: ignore[attr-defined,index]
 
 
 @dataclass
@@ -641,7 +641,7 @@ class FleetModel(RuleBasedStateMachine):
         """Hosts a rollback put back on a release with no known checks, and said so ("checks not applicable"):
         the issue allows that (never the new release's checks), so the model cannot call them unverified."""
         out: set[str] = set()
-        for r in (cmd or self.last).results if (cmd or self.last) is not None else []:
+        for r in c.results if (c := cmd or self.last) is not None else []:
             for line in r.json_lines():
                 for row in line.get("rows") or []:
                     if "not applicable" in json.dumps(row) and row.get("host") in self.hosts:

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fakes.agent_host import AgentStream, FakeHosts
 
+from tests.fakes.agent_host import AgentStream, FakeHosts
 from upgrader.engine import remote
 from upgrader.transport.base import Result
 

@@ -12,12 +12,13 @@ from upgrader.cli.main import main
 from upgrader.engine import gates
 from upgrader.engine.gates import DecisionKind, GateOutcome
 from upgrader.journal import Journal
+from upgrader.vocabulary import Event
 
 
 @pytest.fixture
 def run(tmp_path: Path) -> Journal:
     journal = Journal.create(tmp_path / "state", "20261205T070000Z-ordergw-1a2b")
-    journal.record("run-start", kind="apply", component="ordergw")
+    journal.record(Event.RUN_START, kind="apply", component="ordergw")
     return journal
 
 
@@ -87,24 +88,24 @@ def test_promote_and_abort_commands(run: Journal, tmp_path: Path, capsys: pytest
     state = tmp_path / "state"
     assert cli(state, "promote", run.run_id) == 1  # not waiting at any gate
     assert "not waiting at a gate" in capsys.readouterr().err
-    run.record("gate-wait", gate="canary-ny5")
+    run.record(Event.GATE_WAIT, gate="canary-ny5")
     assert cli(state, "promote", run.run_id, "--reason", "ok", "--wait", "0") == 0
     assert gates.pending(run.directory, "canary-ny5") is not None
-    run.record("gate-end", gate="canary-ny5", outcome="promoted")
+    run.record(Event.GATE_END, gate="canary-ny5", outcome="promoted")
     with pytest.raises(SystemExit) as usage:
         cli(state, "abort", run.run_id)  # --reason is required
     assert usage.value.code == 2
     assert cli(state, "abort", run.run_id, "--reason", "INC-9", "--wait", "0") == 0
     audit = [json.loads(line) for line in (state / "audit.log").read_text().splitlines()]
     assert [(a["action"], a["gate"]) for a in audit] == [("promote", "canary-ny5"), ("abort", None)]
-    run.record("run-end", status="aborted")
+    run.record(Event.RUN_END, status="aborted")
     assert cli(state, "abort", run.run_id, "--reason", "again") == 1
     assert cli(state, "promote", "no-such-run") == 1
 
 
 def test_the_engine_stops_at_an_aborted_gate_and_rolls_back(in_tmp: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The planner's manual_gates case through the real engine (fake agent): abort at the first gate."""
-    from test_plan_ops import case_plan, run_engine
+    from tests.unit.test_plan_ops import case_plan, run_engine
 
     plan = case_plan("manual_gates")
     wait = gates.wait
@@ -125,7 +126,7 @@ def test_the_engine_stops_at_an_aborted_gate_and_rolls_back(in_tmp: Path, monkey
 
 
 def test_an_abort_before_anything_starts_starts_nothing(in_tmp: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from test_plan_ops import case_plan, run_engine
+    from tests.unit.test_plan_ops import case_plan, run_engine
 
     _, entries = run_engine(case_plan("manual_gates"), in_tmp, monkeypatch, decide=DecisionKind.ABORT)
     assert not any(e["event"] == "host-begin" for e in entries)
@@ -133,7 +134,7 @@ def test_an_abort_before_anything_starts_starts_nothing(in_tmp: Path, monkeypatc
 
 
 def test_the_engine_passes_promoted_gates(in_tmp: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from test_plan_ops import case_plan, run_engine
+    from tests.unit.test_plan_ops import case_plan, run_engine
 
     plan = case_plan("manual_gates")
     _, entries = run_engine(plan, in_tmp, monkeypatch)

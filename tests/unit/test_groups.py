@@ -18,10 +18,10 @@ from typing import Any
 
 import pytest
 import yaml
-from fleets import inventory, plan, playbook
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.unit.fleets import inventory, plan, playbook
 from upgrader.cli.main import main
 from upgrader.engine import remote
 from upgrader.engine.apply import Apply
@@ -33,6 +33,7 @@ from upgrader.models.plan import Plan
 from upgrader.planning import groups as plan_groups
 from upgrader.planning.render import to_markdown, to_text
 from upgrader.transport.base import Endpoint, Result
+from upgrader.vocabulary import Event
 
 LIVE = {"stop", "switch", "start", "rollback"}
 
@@ -118,7 +119,7 @@ def test_without_groups_the_plan_has_no_groups_key() -> None:
 def test_splitting_ten_thousand_grouped_hosts_is_linear_enough() -> None:
     """5,000 pairs into waves of 1: first fit with skipped full waves, not a scan of every wave per host."""
     hosts = [f"h{i}" for i in range(10_000)]
-    member = {h: ((f"p{i // 2}", 1),) for i, h in enumerate(hosts)}
+    member: dict[str, tuple[tuple[str, int], ...]] = {h: ((f"p{i // 2}", 1),) for i, h in enumerate(hosts)}
     waves = plan_groups.split(hosts, 100, member, str)
     assert all(len(w) <= 100 for w in waves) and sum(map(len, waves)) == 10_000
     assert all(len({h for h in w if member[h][0][0] == f"p{i}"}) <= 1 for w in waves[:3] for i in range(5000))
@@ -157,7 +158,7 @@ class DownAgent:
                 self.down.add(host)
                 self.running += 1
                 self.overlaps += self.running > 1
-                for name, (members, _) in self.groups.items():
+                for name, (members, _limit) in self.groups.items():
                     self.peak[name] = max(self.peak[name], len(self.down & members))
             threading.Event().wait(0.003)  # a live program takes a while: others run meanwhile if allowed
         results = []
@@ -188,11 +189,11 @@ def run_engine(
     monkeypatch.setattr(HostActions, "check_artifacts", lambda self: None)
     pool = Pool(
         {h.host: Endpoint(name=h.host, address=h.address) for h in p.hosts},
-        factory=lambda ep: FakeTransport(ep.name),
+        factory=lambda ep: FakeTransport(ep.name),  # type: ignore[arg-type,return-value]
         parallel=parallel,
-    )  # type: ignore[arg-type,return-value]
+    )
     journal = Journal.create(tmp / "state", "run-1")
-    journal.record("run-start", kind="apply", component=p.component)
+    journal.record(Event.RUN_START, kind="apply", component=p.component)
     Apply(
         p, pool, journal, Progress("json", stream=io.StringIO()), artifacts=tmp, operator="pytest", sleep=lambda _: None
     ).run()
@@ -262,7 +263,7 @@ def test_validation_names_an_unknown_group_member(in_tmp: Path, capsys: pytest.C
 def paired_scenario(tmp_path: Path, stop: str = "", **kw: Any) -> tuple[Any, Path]:
     """Three fake hosts running the real agent (tests/fakes), ny-2/ny-3 a pair; each unit's stand-in systemctl
     logs when it stops and when it is up on a release whose health passes."""
-    from fakes.scenario import START, UNIT, Scenario
+    from tests.fakes.scenario import START, UNIT, Scenario
 
     s = Scenario.build(tmp_path, {"ny": ["ny-1", "ny-2", "ny-3"]}, batch=3, max_in_flight_per_datacenter=3, **kw)
     inv = yaml.safe_load((tmp_path / "inventory.yml").read_text())

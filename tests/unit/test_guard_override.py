@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fakes.scenario import FROM, TO, Scenario
 
+from tests.fakes.scenario import FROM, TO, Scenario
 from upgrader.cli.main import main
 from upgrader.commands import guardbypass, live
 
@@ -95,7 +95,7 @@ def test_a_simulated_time_is_break_glass(
         f"without --reason: exit {refused}, {len(fleet.connected)} pool(s) before the "  # type: ignore[attr-defined]
         f"second run, '{err[-1][:60]}…'; with --reason: exit {code}, audit action "
         f"{entry['action']} blockers {blockers}, {len(notices)} webhook notice "
-        f"'{notices[0]['summary'][:80]}…', hosts on {sorted(set(fleet.versions().values()))}",
+        f"'{notices[0]['summary'][:80]}…', hosts on {sorted(set(fleet.versions().values()), key=str)}",
     )
 
 

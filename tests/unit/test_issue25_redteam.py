@@ -16,13 +16,14 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from conftest import INVENTORY, REPO, plan_files
 
+from tests.unit.conftest import INVENTORY, REPO, plan_files
 from upgrader.engine.host_actions import HostActions
 from upgrader.engine.locks import LocalLock
 from upgrader.errors import RefusedError
 from upgrader.journal import Journal
 from upgrader.transport.base import Endpoint
+from upgrader.vocabulary import Event
 
 Record = Callable[[str, object], None]
 NOBODY = 65534
@@ -68,7 +69,7 @@ def test_a_plan_that_pins_nothing_runs_no_testinfra_module(
 
 def _operator_run(state: Path, run_id: str) -> Path:
     journal = Journal.create(state, run_id)
-    journal.record("run-start", kind="apply", run=run_id, component="ordergw")
+    journal.record(Event.RUN_START, kind="apply", run=run_id, component="ordergw")
     return journal.directory
 
 
@@ -217,7 +218,9 @@ def _agent_systemctl_argvs(unit: str) -> list[str]:
     import ast
     import shlex
 
-    tree = ast.parse((REPO / "upgrader" / "agent" / "agent.py").read_text())
+    from upgrader.agent import build
+
+    tree = ast.parse(build.program())  # the program a host runs: every module of the agent
     found = []
     for node in ast.walk(tree):
         if (

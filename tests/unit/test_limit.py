@@ -26,6 +26,7 @@ from upgrader.models.plan import Limit, Plan
 from upgrader.planning import limit
 from upgrader.planning.planner import facts_from_inventory, iter_hosts, make_plan, runs_component
 from upgrader.planning.render import to_markdown, to_text
+from upgrader.vocabulary import Event
 
 REPO = Path(__file__).resolve().parents[2]
 INVENTORY = REPO / "inventories" / "prod-na.yml"  # TEST-NET addresses: nothing may connect to them
@@ -181,7 +182,7 @@ def test_a_saved_limited_plan_is_reproduced_byte_for_byte(files: Path) -> None:
 def _reseal(path: Path, edit: Any) -> None:
     data = json.loads(path.read_text())
     edit(data)
-    path.write_text(Plan.model_validate(data).sealed().to_json())
+    path.write_text(Plan.from_data(data).sealed().to_json())
 
 
 def _widen_hosts(data: dict[str, Any]) -> None:
@@ -213,11 +214,11 @@ def test_apply_of_a_saved_plan_refuses_another_limit(files: Path, capsys: pytest
 
 def _failed_run(state: Path) -> str:
     journal = Journal.create(state, "20260101T000000Z-ordergw-0001")
-    journal.record("run-start", kind="apply", component="ordergw", hosts=["ch2-oe01", "ch2-oe02", "ny5-oe01"])
-    journal.record("host-end", host="ch2-oe01", ok=True, ops=[])
-    journal.record("host-end", host="ch2-oe02", ok=False, ops=[])
+    journal.record(Event.RUN_START, kind="apply", component="ordergw", hosts=["ch2-oe01", "ch2-oe02", "ny5-oe01"])
+    journal.record(Event.HOST_END, host="ch2-oe01", ok=True, ops=[])
+    journal.record(Event.HOST_END, host="ch2-oe02", ok=False, ops=[])
     journal.record(
-        "run-end",
+        Event.RUN_END,
         status="failed-rolled-back",
         exit_code=3,
         hosts={
@@ -232,7 +233,7 @@ def _failed_run(state: Path) -> str:
 def test_failed_run_selects_the_hosts_that_failed_in_it(files: Path) -> None:
     run = _failed_run(files / "state")
     saved = _saved(files, f"failed:{run}")
-    plan = Plan.model_validate_json(saved.read_text())
+    plan = Plan.from_json(saved.read_text())
     assert plan.limit is not None and plan.limit.hosts == ["ny5-oe01", "ch2-oe02"]
     assert verified_saved_plan(saved, Path("inventory.yml"), state=files / "state")[0].to_json() == saved.read_text()
 

@@ -27,7 +27,7 @@ def transport(host: LocalHost, controller: Controller | None = None) -> LocalTra
 
 
 def test_it_is_a_transport_and_the_fakes_are_it(host: LocalHost) -> None:
-    from fakes.agent_host import FakeHost, FakeTransport
+    from tests.fakes.agent_host import FakeHost, FakeTransport
 
     t: Transport = transport(host)  # the engine's interface, checked by mypy
     assert FakeTransport is LocalTransport and FakeHost is LocalHost and t.endpoint.name == "h1"

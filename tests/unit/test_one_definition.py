@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-from fakes.scenario import Scenario
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tests.fakes.scenario import Scenario
 from upgrader import scheduling
-from upgrader.agent import agent as agent_file
+from upgrader.agent import checks as agent_checks
 from upgrader.commands import early, live
 from upgrader.commands.inputs import load_inputs
 from upgrader.errors import UpgraderError
@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def test_the_documented_probe_interval_is_the_agents() -> None:
-    said = f"{agent_file.FAST_POLL * 1000:g} ms"
+    said = f"{agent_checks.FAST_POLL * 1000:g} ms"
     description = Check.model_fields["retries"].description or ""
     assert f"polled every {said}" in description
     assert f"polled every {said}" in (REPO / "schemas" / "playbook.json").read_text()

@@ -43,8 +43,8 @@ class FakeLimits:
 @pytest.fixture
 def fake(monkeypatch: pytest.MonkeyPatch) -> FakeLimits:
     f = FakeLimits(1024, 4096)
-    monkeypatch.setattr(open_files.resource, "getrlimit", f.getrlimit)
-    monkeypatch.setattr(open_files.resource, "setrlimit", f.setrlimit)
+    monkeypatch.setattr(resource, "getrlimit", f.getrlimit)
+    monkeypatch.setattr(resource, "setrlimit", f.setrlimit)
     return f
 
 
@@ -87,16 +87,16 @@ def test_short_hard_limit_refuses_naming_numbers_and_fixes(fake: FakeLimits) -> 
 
 def test_a_failing_raise_is_a_refusal(monkeypatch: pytest.MonkeyPatch) -> None:
     f = FakeLimits(1024, 1 << 30, fail=True)  # the hard limit is above fs.nr_open, say
-    monkeypatch.setattr(open_files.resource, "getrlimit", f.getrlimit)
-    monkeypatch.setattr(open_files.resource, "setrlimit", f.setrlimit)
+    monkeypatch.setattr(resource, "getrlimit", f.getrlimit)
+    monkeypatch.setattr(resource, "setrlimit", f.setrlimit)
     with pytest.raises(RefusedError, match="raising it failed"):
         open_files.ensure(5000, 0, 32)
 
 
 def test_unlimited_soft_limit_is_left_alone(monkeypatch: pytest.MonkeyPatch) -> None:
     f = FakeLimits(resource.RLIM_INFINITY, resource.RLIM_INFINITY)
-    monkeypatch.setattr(open_files.resource, "getrlimit", f.getrlimit)
-    monkeypatch.setattr(open_files.resource, "setrlimit", f.setrlimit)
+    monkeypatch.setattr(resource, "getrlimit", f.getrlimit)
+    monkeypatch.setattr(resource, "setrlimit", f.setrlimit)
     assert not open_files.ensure(1_000_000, 100, 32).raised and f.set == []
 
 
@@ -112,8 +112,8 @@ def test_never_short_never_above_hard_never_lowered(
 ) -> None:
     f = FakeLimits(soft, soft + extra)
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(open_files.resource, "getrlimit", f.getrlimit)
-        mp.setattr(open_files.resource, "setrlimit", f.setrlimit)
+        mp.setattr(resource, "getrlimit", f.getrlimit)
+        mp.setattr(resource, "setrlimit", f.setrlimit)
         need = open_files.needed(hosts, jumps, parallel)
         try:
             checked = open_files.ensure(hosts, jumps, parallel)

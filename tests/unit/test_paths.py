@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-from packaging.specifiers import SpecifierSet
-from packaging.version import Version
-
 from upgrader.planning.paths import PathGraph, Release
+from upgrader.versions import parse, spec
 
 
 def graph(target: str, accepts: str, *hops: tuple[str, str]) -> PathGraph:
-    release = Release(Version(target), SpecifierSet(accepts))
-    return PathGraph(release, [Release(Version(v), SpecifierSet(s)) for v, s in hops])
+    release = Release(parse(target), spec(accepts))
+    return PathGraph(release, [Release(parse(v), spec(s)) for v, s in hops])
 
 
 def path(g: PathGraph, installed: str) -> list[str] | None:
-    found = g.path_from(Version(installed))
+    found = g.path_from(parse(installed))
     return None if found is None else [str(v) for v in found]
 
 

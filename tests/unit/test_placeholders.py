@@ -13,12 +13,12 @@ import stat
 from pathlib import Path
 from typing import Any
 
-import agent_code
 import pytest
 import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tests.unit import agent_code
 from upgrader.engine import programs
 from upgrader.errors import InputError
 from upgrader.loading.inputs import load_playbook

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from fakes.scenario import Scenario
 
+from tests.fakes.scenario import Scenario
 from upgrader.cli.main import main
 
 

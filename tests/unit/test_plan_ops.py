@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import plan_files
 
+from tests.unit.conftest import plan_files
 from upgrader.engine import gates, remote
 from upgrader.engine.apply import Apply
 from upgrader.engine.host_actions import HostActions
@@ -27,6 +27,7 @@ from upgrader.journal import Journal
 from upgrader.models.plan import Plan
 from upgrader.planning.describe import describe
 from upgrader.transport.base import Result
+from upgrader.vocabulary import Event
 
 CASES = Path(__file__).parent / "planner_cases"
 REPO = Path(__file__).resolve().parents[2]
@@ -103,13 +104,13 @@ def run_engine(
     monkeypatch.setattr(remote.Session, "call", lambda session, **kw: agent(session, **kw))
     monkeypatch.setattr(HostActions, "check_artifacts", lambda self: None)  # golden playbooks name no real files
     journal = Journal.create(tmp / "state", "run-1")
-    journal.record("run-start", kind="apply", component=plan.component)
+    journal.record(Event.RUN_START, kind="apply", component=plan.component)
     for phase in plan.phases:  # manual gates: decided ahead, as `upgrader promote --gate G --ahead` would
         if phase.gate is not None and decide is not None:
             gates.request(journal.directory, decide, gate=phase.gate.id, operator="pytest", reason="test", ahead=True)
     engine = Apply(
         plan,
-        FakePool(),
+        FakePool(),  # type: ignore[arg-type]  # the engine uses only what it has of a Pool
         journal,
         Progress("json", stream=io.StringIO()),  # type: ignore[arg-type]
         artifacts=tmp,

@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import plan_files
 
+from tests.unit.conftest import plan_files
 from upgrader.models.plan import Plan
 from upgrader.planning.describe import describe
 

@@ -14,10 +14,10 @@ from collections.abc import Generator
 from dataclasses import dataclass, field
 from typing import Any
 
-from fleets import inventory, plan, playbook
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.unit.fleets import inventory, plan, playbook
 from upgrader.engine import policy_messages as m
 from upgrader.engine.gates import Decision, DecisionKind
 from upgrader.engine.host_actions import Back, HostRun, Ran

@@ -10,8 +10,9 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-import agent_code
 import pytest
+
+from tests.unit import agent_code
 
 
 @pytest.fixture

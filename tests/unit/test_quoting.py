@@ -42,7 +42,7 @@ def test_any_argv_round_trips_through_quoting(record_property: Record) -> None:
 
     @given(
         st.lists(
-            st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=20),
+            st.text(st.characters(exclude_categories=["Cs"], exclude_characters="\x00"), max_size=20),
             min_size=1,
             max_size=5,
         )
@@ -69,13 +69,14 @@ def test_agent_programs_carry_values_as_base64_json_only(record_property: Record
         "run": "r",
         "ops": [{"op": "migrate", "argv": ["/bin/echo", *HOSTILE], "version": "$(reboot)"}],
     }
-    argv = agent.command(program)
-    assert argv[:5] == ["python3", "-I", "-S", "-c", agent.bootstrap()]
-    tail = "".join(argv[5:])
-    assert all(c.isalnum() or c in "+/=" for c in tail), "only hex and base64 reach the shell"
-    assert json.loads(base64.b64decode(argv[7])) == program
+    argv = agent.serving_command()
+    assert argv[:5] == ["python3", "-I", "-S", "-c", agent.LOADER]
+    line = agent.serving_input(program).splitlines()[-1]  # the program, on the agent's stdin
+    assert all(c.isalnum() or c in "+/=" for c in argv[5] + line), "only hex and base64 reach the shell or stdin"
+    assert json.loads(base64.b64decode(line)) == program
     record_property(
         "observed",
-        f"{len(argv)} argv words; after the bootstrap {len(tail)} chars, characters used "
-        f"{''.join(sorted({c for c in tail if not c.isalnum()}))!r} besides letters and digits; program decodes equal",
+        f"{len(argv)} argv words; the program on stdin is {len(line)} chars of base64, characters used "
+        f"{''.join(sorted({c for c in argv[5] + line if not c.isalnum()}))!r} besides letters and digits; "
+        "it decodes equal",
     )

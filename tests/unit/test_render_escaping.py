@@ -22,12 +22,12 @@ from html.parser import HTMLParser
 from typing import Any
 
 import pytest
-from conftest import INVENTORY, REPO, plan_files
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
+from tests.unit.conftest import INVENTORY, REPO, plan_files
 from upgrader.escaping import md_cell, md_code, md_code_block, md_inline, one_line, visible
 from upgrader.models.inventory import Inventory
 from upgrader.models.plan import ControllerFile, Limit, Plan, PlanProblem
@@ -344,7 +344,7 @@ def harmless(s: list[str]) -> list[str]:
 
 def skeleton(markdown: str) -> list[tuple[str, str, int]]:
     """The document's structure without its words: every block and inline token's type, tag and nesting."""
-    out = []
+    out: list[tuple[str, str, int]] = []
     for t in PARSER.parse(markdown):
         out.append((t.type, t.tag, t.nesting))
         out += [(c.type, c.tag, c.nesting) for c in t.children or [] if c.type not in ("text", "text_special")]

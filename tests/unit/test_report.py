@@ -220,7 +220,7 @@ def png_pixels(path: Path) -> tuple[int, int, list[bytes]]:
     """Decode an 8-bit RGB/RGBA PNG with the standard library: (width, height, rows of pixel bytes)."""
     data = path.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
-    pos, chunks, idat = 8, {}, b""
+    pos, chunks, idat = 8, dict[bytes, bytes](), b""
     while pos < len(data):
         length, kind = struct.unpack(">I4s", data[pos : pos + 8])
         body = data[pos + 8 : pos + 8 + length]

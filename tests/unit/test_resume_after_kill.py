@@ -11,13 +11,16 @@ run would have: ny-1 and ny-2 on the target, ny-3 back on where it began, every 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-from fakes.agent_host import ControllerKilled
-from fakes.scenario import FROM, ROOT, TO, UNIT, Scenario
 
+from tests.fakes.agent_host import ControllerKilled
+from tests.fakes.scenario import FROM, ROOT, TO, UNIT, Scenario
+from upgrader.cli.main import main
 from upgrader.engine.resume import analyze
 from upgrader.journal import Journal
 
@@ -72,3 +75,28 @@ def test_resume_reads_the_hosts_right_and_finishes_the_run(scenario: Scenario, h
     for name, fake in scenario.hosts.hosts.items():
         assert (fake.state(UNIT), fake.lock("app")) == ("active", None), name
         assert fake.current(ROOT) == FINAL[name]
+
+
+@pytest.mark.reliability(
+    "resume of a run whose plan.json an upgrader of plan schema 3 wrote (upgrader upgraded mid-run)",
+    "resume refuses before any host is contacted, naming the schema and what to do; exit 1",
+)
+def test_resume_refuses_a_run_planned_by_an_older_schema(
+    scenario: Scenario, capsys: pytest.CaptureFixture[str], record_property: Any
+) -> None:
+    scenario.hosts.kill_controller("ny-2", "stop")
+    with pytest.raises(ControllerKilled):
+        scenario.apply()
+    journal = Journal.open(scenario.tmp / "state", "run-1")
+    # schema 3's file: every step holding its operations (what the planner's in-memory plan dumps to)
+    data = scenario.plan.model_dump(mode="json", exclude={"hosts": {"__all__": {"undo"}}})
+    journal.write_file("plan.json", json.dumps({**data, "schema_version": 3}, indent=2, sort_keys=True))
+    before = {name: (fake.journal("app"), fake.lock("app")) for name, fake in scenario.hosts.hosts.items()}
+    code = main(["--state-dir", str(scenario.tmp / "state"), "resume", "run-1", "--yes"])
+    err = capsys.readouterr().err
+    assert code == 1 and "is a schema 3 plan; this upgrader applies schema 4 plans" in err, err
+    assert "resume it with the upgrader that started it" in err, err
+    assert {name: (fake.journal("app"), fake.lock("app")) for name, fake in scenario.hosts.hosts.items()} == before
+    record_property(
+        "observed", f"exit {code}, hosts' journals and locks unchanged: {err.strip().splitlines()[-1][:160]}"
+    )

@@ -9,6 +9,7 @@ and the controller's definition is used instead.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
@@ -16,9 +17,9 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-import agent_code
 import pytest
 
+from tests.unit import agent_code
 from upgrader.cli.main import main
 
 pytestmark = pytest.mark.reliability("planted or edited definition records on a host are not trusted")
@@ -220,7 +221,7 @@ def test_without_playbook_or_run_the_layout_is_each_hosts_own_record(
 
     monkeypatch.chdir(REPO)  # playbooks/ is right there: it is not read for the layout
     monkeypatch.setattr(specs, "find_playbook", lambda *a: pytest.fail("read the playbooks directory"))
-    args = command.argparse.Namespace(playbook=None, playbooks=None, state_dir=tmp_path / "state", component="ordergw")
+    args = argparse.Namespace(playbook=None, playbooks=None, state_dir=tmp_path / "state", component="ordergw")
     lay = command.layout(args)
     assert (lay.spec, lay.root, lay.source) == (None, "", "the hosts' own records")
     record_property("observed", f"layout spec {lay.spec}, root {lay.root!r}, source {lay.source!r}; no playbook read")
@@ -257,7 +258,7 @@ def test_the_newest_runs_plan_supplies_the_layout_and_nothing_else_is_read(
     Journal.create(state, "20260103T000000Z-riskgw-0003")  # another component's newer run: not it
     monkeypatch.setattr(specs, "find_playbook", lambda *a: pytest.fail("read the playbooks directory"))
     monkeypatch.setattr(planner, "make_plan", lambda *a, **k: pytest.fail("planned"))
-    args = command.argparse.Namespace(playbook=None, playbooks=None, state_dir=state, component="ordergw")
+    args = argparse.Namespace(playbook=None, playbooks=None, state_dir=state, component="ordergw")
     loaded = command.layout_source(args)
     assert loaded is not None
     assert loaded.path == state / "runs" / "20260102T000000Z-ordergw-0002" / "plan.json"

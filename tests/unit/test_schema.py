@@ -6,8 +6,8 @@ import json
 
 import pytest
 import yaml
-from conftest import INVENTORY, PLAYBOOKS
 
+from tests.unit.conftest import INVENTORY, PLAYBOOKS
 from upgrader.cli.main import main
 
 jsonschema = pytest.importorskip("jsonschema")

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fakes.fleet import Fleet
+
+from tests.fakes.fleet import Fleet
 
 NOW = ["--now", "2026-12-05T12:00:00+00:00", "--reason", "test: weekend"]
 
@@ -140,3 +141,33 @@ def test_an_untouched_host_on_an_unhealthy_release_is_4_not_3(upgraded: Fleet, r
         assert "ch-1" in end["message"] and "unhealthy" in end["message"]
         assert fleet.version("ch-1") == "5.0.0" and fleet.lock("ch-1") is None
         assert fleet.version("ny-1") == "5.1.0" and fleet.verified("ny-1")
+
+
+@pytest.mark.reliability(
+    "emergency rollback whose controller dies right after a host's rollback failed (its release will not start)",
+    "the host stays locked by the rollback's open run (not unlocked on no verified release with no one told); a "
+    "second desk's rollback takes the lock over and names the host; with the controller alive the lock is released",
+)
+def test_a_failed_rollback_unheard_keeps_its_lock(upgraded: Fleet, record_property: Any) -> None:
+    with upgraded.patched():
+        fleet = upgraded
+        base = ["-i", str(fleet.inventory), "--log-format", "json", "--reason", "INC-5", "--yes", "--limit", "ch-1"]
+        book = ["--to", "5.0.0", "--playbook", str(fleet.books["5.2.0-auto"])]
+        fleet.mark("ch-1", "crash", "5.0.0")
+        fleet.hosts.kill_controller("ch-1", "rollback", after=True)  # dies as the failure comes back
+        killed = fleet.cli(fleet.desk_a, "rollback", "app", *base, *book)
+        lock = fleet.lock("ch-1")
+        (run,) = [d.name for d in (fleet.desk_a / "runs").iterdir()]
+        second = fleet.cli(fleet.desk_b, "rollback", "app", *base, *book)
+        rows = {row["host"]: row for line in second.json_lines() for row in line.get("rows") or []}
+        record_property(
+            "observed",
+            f"killed={killed.killed}; ch-1 on {fleet.version('ch-1')} locked by {lock and lock.get('kind')} run "
+            f"{'the killed one' if lock and lock.get('run') == run else lock}; second desk: exit {second.code}, "
+            f"ch-1 {rows['ch-1']['state']}, lock after {fleet.lock('ch-1')}",
+        )
+        assert killed.killed and fleet.version("ch-1") == "5.0.0" and not fleet.verified("ch-1")
+        assert lock is not None and lock.get("run") == run and lock.get("kind") == "rollback"
+        assert second.code == 4 and rows["ch-1"]["state"] == "unhealthy"  # on 5.0.0 already, which will not start
+        assert "took over rollback run " + run in rows["ch-1"]["detail"]
+        assert fleet.lock("ch-1") is None  # this controller heard the failure: it released the lock

@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from temporal_server import DevServer
 from temporalio.client import Client, WorkflowHandle
-from test_plan_ops import CASES, Agent, FakeTransport, case_plan
 
+from tests.temporal_server import DevServer
+from tests.unit.test_plan_ops import CASES, Agent, FakeTransport, case_plan
 from upgrader.engine import remote
 from upgrader.engine.gates import DecisionKind
 from upgrader.engine.host_actions import HostActions
@@ -111,8 +111,8 @@ def run_workflow(
             datacenters=list(inventory.model.datacenters),
             control=False,
             state_dir=state,
-            factory=Transport,
-            quiet=True,  # type: ignore[arg-type]
+            factory=Transport,  # type: ignore[arg-type]
+            quiet=True,
             plan_key=KEY,
         )
         desk = load_inventory(control_inventory) if control_inventory else inventory
@@ -201,7 +201,7 @@ def test_promote_signals_carry_the_run_past_each_gate(
 
     async def promote_each(handle: WorkflowHandle[Any, Any], journal: Path) -> None:
         for gate in gates:
-            await journal_has(journal, lambda es, g=gate: any(e["event"] == "gate-wait" and e["gate"] == g for e in es))
+            await journal_has(journal, lambda es, g=gate: any(e["event"] == "gate-wait" and e["gate"] == g for e in es))  # type: ignore[misc]
             await handle.signal("decide", decision(DecisionKind.PROMOTE, gate))
 
     _, outcome, entries, _ = run_workflow(temporal_server, "manual_gates", in_tmp, monkeypatch, steer=promote_each)
@@ -273,20 +273,19 @@ def _forged_plan(start: Start) -> str:
     """The run's plan with a command of the forger's choosing as every host's first live step, sealed again
     (its content hash recomputed, as anyone can)."""
     data = json.loads(start.plan)
-    for host in data["hosts"]:
-        for step in host["steps"]:
-            if step["op"].get("op") == "precheck":
-                step["op"]["commands"] = [
-                    {
-                        "name": "owned",
-                        "kind": "command",
-                        "timeout": 5.0,
-                        "retries": 0,
-                        "interval": 1.0,
-                        "command": {"argv": ["/bin/sh", "-c", "id > /tmp/owned"]},
-                    }
-                ]
-    return Plan.model_validate(data).model_copy(update={"content_hash": ""}).sealed().to_json()
+    for op in data["operations"]:  # each written once, run by every host whose program names it
+        if op.get("op") == "precheck":
+            op["commands"] = [
+                {
+                    "name": "owned",
+                    "kind": "command",
+                    "timeout": 5.0,
+                    "retries": 0,
+                    "interval": 1.0,
+                    "command": {"argv": ["/bin/sh", "-c", "id > /tmp/owned"]},
+                }
+            ]
+    return Plan.from_data(data).model_copy(update={"content_hash": ""}).sealed().to_json()
 
 
 def _unsigned(start: Start) -> Start:
@@ -399,7 +398,7 @@ def test_a_promote_counts_only_at_the_gate_the_run_waits_at_unless_ahead(
         assert (await handle.query("progress"))["waiting"] == gates[1]  # the early promote did not count
         await handle.signal("decide", decision(DecisionKind.PROMOTE, gates[1], reason="now"))
         for gate in gates[3:]:
-            await journal_has(journal, lambda es, g=gate: any(e["event"] == "gate-wait" and e["gate"] == g for e in es))
+            await journal_has(journal, lambda es, g=gate: any(e["event"] == "gate-wait" and e["gate"] == g for e in es))  # type: ignore[misc]
             await handle.signal("decide", decision(DecisionKind.PROMOTE, gate))
 
     _, outcome, entries, _ = run_workflow(temporal_server, "manual_gates", in_tmp, monkeypatch, steer=steer)

@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fakes.scenario import FROM, TO, Scenario
 from hypothesis import given
 from hypothesis import strategies as st
 
 import upgrader
+from tests.fakes.scenario import FROM, TO, Scenario
 from upgrader.cli.main import main
 from upgrader.commands import components, live
 from upgrader.errors import REFERENCE, UpgraderError
@@ -209,10 +209,10 @@ def test_one_error_format_everywhere(
     argv, kind, exit_code = ERRORS[case]
     with pytest.raises(SystemExit) if exit_code == 2 else _no_raise() as raised:
         code = main(["--state-dir", str(in_tmp / "state"), *argv])
-    code = raised.value.code if exit_code == 2 else code  # type: ignore[union-attr]
+    code = raised.value.code if exit_code == 2 else code  # type: ignore[union-attr,assignment]
     err = capsys.readouterr().err.strip().splitlines()
     errors = [line for line in err if "error" in line.split(":", 1)[0]]
-    assert [ERROR_LINE.match(line).group(1) for line in errors if ERROR_LINE.match(line)] == [kind], err
+    assert [m.group(1) for line in errors if (m := ERROR_LINE.match(line))] == [kind], err
     assert len(errors) == 1 and code == exit_code and kind in _documented_kinds(), err
     record_property("observed", f"exit {code}: {errors[0][:110]}")
 

@@ -13,8 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import INVENTORY, PLAYBOOKS, REPO
 
+from tests.unit.conftest import INVENTORY, PLAYBOOKS, REPO
 from upgrader.cli.main import main
 from upgrader.commands.inputs import load_facts_for, load_inputs
 from upgrader.errors import InputError

@@ -8,12 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fleets import inventory, plan, playbook
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tests.unit.fleets import inventory, plan, playbook
 from upgrader import versions
-from upgrader.agent import agent
+from upgrader.agent import checks as agent
 from upgrader.cli.main import main
 from upgrader.versions import Scheme
 

@@ -7,8 +7,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fakes.scenario import FROM, TO, Scenario
 
+from tests.fakes.scenario import FROM, TO, Scenario
 from upgrader.journal import Journal, read_run
 from upgrader.models.plan_json import plan_json
 from upgrader.reporting.parse import load_run
@@ -25,7 +25,7 @@ def test_journal_lines_hold_the_same_strings_as_before() -> None:
 
 def test_a_misspelt_event_is_refused_where_it_is_written(tmp_path: Path) -> None:
     journal = Journal.create(tmp_path, "run-1")
-    journal.record("run-start", kind="apply")  # a name of the vocabulary, spelt as a string: fine
+    journal.record("run-start", kind="apply")  # type: ignore[arg-type]  # a vocabulary name, spelt as a string: fine
     with pytest.raises(ValueError, match="host-ended"):
         journal.record("host-ended", host="h")  # type: ignore[arg-type]
     assert [e["event"] for e in read_run(tmp_path, "run-1")] == ["run-start"]

@@ -6,6 +6,7 @@ import datetime as dt
 import json
 import textwrap
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -28,7 +29,7 @@ from upgrader.windows import (
 ROOT = Path(__file__).resolve().parents[2]
 NY = ZoneInfo("America/New_York")
 UTC = dt.UTC
-WEEKEND = {"maintenance": [{"start": "Fri 20:00", "end": "Sun 18:00", "timezone": "America/New_York"}]}
+WEEKEND: dict[str, Any] = {"maintenance": [{"start": "Fri 20:00", "end": "Sun 18:00", "timezone": "America/New_York"}]}
 
 
 def inventory(**dcs: tuple[str, list[str]]) -> Inventory:
@@ -52,12 +53,12 @@ def inventory(**dcs: tuple[str, list[str]]) -> Inventory:
 NY5 = inventory(ny5=("America/New_York", ["XNYS"]))
 
 
-def ny(*args: int) -> dt.datetime:
-    return dt.datetime(*args, tzinfo=NY)
+def ny(year: int, month: int, day: int, hour: int, minute: int) -> dt.datetime:
+    return dt.datetime(year, month, day, hour, minute, tzinfo=NY)
 
 
-def utc(*args: int) -> dt.datetime:
-    return dt.datetime(*args, tzinfo=UTC)
+def utc(year: int, month: int, day: int, hour: int, minute: int) -> dt.datetime:
+    return dt.datetime(year, month, day, hour, minute, tzinfo=UTC)
 
 
 def verdict(at: dt.datetime, inv: Inventory = NY5, overrides: Overrides | None = None, **windows: object):

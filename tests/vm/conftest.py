@@ -22,6 +22,7 @@ import testinfra
 
 from lab import config, control, lxc, vagrant
 from lab import faults as lab_faults
+from tests.vm.upgrader_cli import Upgrader
 
 HERE = Path(__file__).resolve().parent
 LAB_LOCK = Path(os.environ.get("UPGRADER_LAB_LOCK", "/run/lock/upgrader-lab.lock"))
@@ -90,6 +91,12 @@ def vm_hosts(lab: list[config.Host]) -> list[str]:
 def reset_hosts(lab: list[config.Host]) -> None:
     """Put every host back to the baseline before a test that changes them."""
     control.reset()
+
+
+@pytest.fixture
+def upgrader(tmp_path: Path, vm_inventory: Path, reset_hosts: None) -> Upgrader:
+    """`upgrader …` with a state directory of its own, on hosts put back to the baseline first."""
+    return Upgrader(tmp_path / "state", vm_inventory)
 
 
 @pytest.fixture(scope="session")

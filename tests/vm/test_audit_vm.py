@@ -7,17 +7,12 @@ from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from upgrader_cli import Upgrader
 
 from lab import config, lxc
+from tests.vm.upgrader_cli import Upgrader
 
 REPO = Path(__file__).resolve().parents[2]
 FEED = REPO / "playbooks" / "feedhandler-3.1.0.yml"
-
-
-@pytest.fixture
-def upgrader(tmp_path: Path, vm_inventory: Path, reset_hosts: None) -> Upgrader:
-    return Upgrader(tmp_path / "state", vm_inventory)
 
 
 def audit(upgrader: Upgrader, *extra: str) -> tuple[int, list[dict[str, str]], str]:

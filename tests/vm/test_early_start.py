@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 from testinfra.host import Host
-from upgrader_cli import playbook, write
 
+from tests.vm.upgrader_cli import playbook, write
 from upgrader import agent
 from upgrader.commands import early
 from upgrader.engine import facts as host_facts
@@ -101,7 +101,7 @@ def test_the_first_call_uses_the_agent_started_early(
     started = pool.session(name)._held()
     assert settled(host, before + 1) == before + 1
     res = facts_call(pool, name)
-    assert res.ok and res.op("facts").data["installed"]
+    assert res.ok and (facts := res.op("facts")) is not None and facts.data["installed"]
     assert pool.session(name)._held() is started and agents(host) == before + 1  # no second agent
     assert agent_starts(host, since) == 1
     # Its command line was a short loader: sudo logged it whole, not in "(command continued)" pieces.

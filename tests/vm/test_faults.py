@@ -17,19 +17,14 @@ from typing import ClassVar
 
 import pytest
 import yaml
-from hoststate import assert_on, assert_unlocked, component
-from upgrader_cli import WEEKEND, Upgrader, kill9, playbook, write
 
 from lab import config
+from tests.vm.hoststate import assert_on, assert_unlocked, component
+from tests.vm.upgrader_cli import WEEKEND, Upgrader, kill9, playbook, write
 from upgrader import agent
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.reliability
-
-
-@pytest.fixture
-def upgrader(tmp_path: Path, vm_inventory: Path, reset_hosts: None) -> Upgrader:
-    return Upgrader(tmp_path / "state", vm_inventory)
 
 
 def killed_at(upgrader: Upgrader, pb: Path, point) -> str:  # type: ignore[no-untyped-def]

@@ -10,17 +10,12 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from hoststate import assert_on, assert_unlocked, component
-from upgrader_cli import Upgrader, playbook, write
 
 from lab import config, lxc
+from tests.vm.hoststate import assert_on, assert_unlocked, component
+from tests.vm.upgrader_cli import Upgrader, playbook, write
 
 pytestmark = pytest.mark.reliability
-
-
-@pytest.fixture
-def upgrader(tmp_path: Path, vm_inventory: Path, reset_hosts: None) -> Upgrader:
-    return Upgrader(tmp_path / "state", vm_inventory)
 
 
 def gated(tmp_path: Path, **canary: object) -> Path:

@@ -8,21 +8,18 @@ that the agent journals.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
-from hoststate import component, host_journal
-from upgrader_cli import Upgrader, playbook, write
+
+from tests.vm.hoststate import component, host_journal
+from tests.vm.upgrader_cli import playbook, write
 
 REPO = Path(__file__).resolve().parents[2]
 FEED = REPO / "playbooks" / "feedhandler-3.1.0.yml"
 
 
-@pytest.fixture
-def upgrader(tmp_path: Path, vm_inventory: Path, reset_hosts: None) -> Upgrader:
-    return Upgrader(tmp_path / "state", vm_inventory)
-
-
-def _snapshot(vm_host, hosts: list[str], name: str) -> dict[str, tuple[object, ...]]:  # type: ignore[no-untyped-def]
+def _snapshot(vm_host, hosts: list[str], name: str) -> dict[str, tuple[Any, ...]]:  # type: ignore[no-untyped-def]
     return {h: (component(vm_host(h), name), len(host_journal(vm_host(h), name))) for h in hosts}
 
 

@@ -12,8 +12,9 @@ import json
 from pathlib import Path
 
 import pytest
-from hoststate import assert_on, assert_unlocked, component
-from upgrader_cli import Upgrader, playbook, write
+
+from tests.vm.hoststate import assert_on, assert_unlocked, component
+from tests.vm.upgrader_cli import playbook, write
 
 pytestmark = pytest.mark.vm
 
@@ -55,11 +56,6 @@ CHECKS = [
         "interval": "250ms",
     },
 ]
-
-
-@pytest.fixture
-def upgrader(tmp_path: Path, vm_inventory: Path, reset_hosts: None) -> Upgrader:
-    return Upgrader(tmp_path / "state", vm_inventory)
 
 
 def placeholder_playbook(tmp_path: Path) -> Path:

@@ -15,12 +15,12 @@ from typing import Any
 
 import pytest
 import yaml
-from hoststate import assert_on, assert_unlocked, component
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
-from upgrader_cli import Upgrader
 
 from lab import control
+from tests.vm.hoststate import assert_on, assert_unlocked, component
+from tests.vm.upgrader_cli import Upgrader
 
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED = sorted((REPO / "playbooks").glob("*.yml"))
@@ -65,6 +65,7 @@ def test_a_shipped_playbook_plans_applies_and_rolls_back(
     baseline = {h: component(vm_host(h), name).current for h in vm_hosts}
     assert len(set(baseline.values())) == 1, baseline
     [start] = set(baseline.values())
+    assert start is not None, baseline
     for needed in _required(path):
         run = upgrader.apply(needed)
         assert run.code == 0, f"{needed.name} (required by {path.name}): {run.output}"

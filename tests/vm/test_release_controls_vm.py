@@ -15,15 +15,11 @@ from typing import Any
 
 import pytest
 import yaml
-from hoststate import component, host_journal
-from upgrader_cli import Upgrader, playbook, write
+
+from tests.vm.hoststate import component, host_journal
+from tests.vm.upgrader_cli import Upgrader, playbook, write
 
 pytestmark = pytest.mark.reliability
-
-
-@pytest.fixture
-def upgrader(tmp_path: Path, vm_inventory: Path, reset_hosts: None) -> Upgrader:
-    return Upgrader(tmp_path / "state", vm_inventory)
 
 
 def degrade(vm_host, host: str, version: str) -> None:  # type: ignore[no-untyped-def]

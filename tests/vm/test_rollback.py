@@ -5,17 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
-from hoststate import assert_on, assert_unlocked, component
-from upgrader_cli import Upgrader, kill9, playbook, write
+from tests.vm.hoststate import assert_on, assert_unlocked, component
+from tests.vm.upgrader_cli import Upgrader, kill9, playbook, write
 
 REPO = Path(__file__).resolve().parents[2]
 FEED = REPO / "playbooks" / "feedhandler-3.1.0.yml"
-
-
-@pytest.fixture
-def upgrader(tmp_path: Path, vm_inventory: Path, reset_hosts: None) -> Upgrader:
-    return Upgrader(tmp_path / "state", vm_inventory)
 
 
 def rollback(upgrader: Upgrader, component_name: str, *extra: str, timeout: float = 120):  # type: ignore[no-untyped-def]

@@ -8,19 +8,14 @@ back on the host (its agent journal) with testinfra.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
-from hoststate import component, host_journal
-from upgrader_cli import Upgrader, playbook, write
+
+from tests.vm.hoststate import component, host_journal
+from tests.vm.upgrader_cli import playbook, write
 
 PORT = 9102
-
-
-@pytest.fixture
-def upgrader(tmp_path: Path, vm_inventory: Path, reset_hosts: None) -> Upgrader:
-    return Upgrader(tmp_path / "state", vm_inventory)
 
 
 def checks(tag: str) -> list[dict[str, Any]]:
@@ -52,7 +47,7 @@ def test_rollback_uses_the_definition_recorded_at_install(
     tmp_path,  # type: ignore[no-untyped-def]
     record_property,
 ):
-    fast = {"canary": {"bake": "1s"}}
+    fast: dict[str, Any] = {"canary": {"bake": "1s"}}
     one = write(tmp_path / "og-5.1.yml", playbook("ordergw", "5.1.0", checks=checks("installed-5.1"), **fast))
     two = write(
         tmp_path / "og-5.2.yml", playbook("ordergw", "5.2.0", checks=checks("installed-5.2"), migrate=True, **fast)

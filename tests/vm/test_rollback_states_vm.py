@@ -15,18 +15,14 @@ from typing import Any
 
 import pytest
 import yaml
-from hoststate import assert_on, assert_unlocked, component, host_journal, lock
-from upgrader_cli import Upgrader, kill9, playbook, write
+
+from tests.vm.hoststate import assert_on, assert_unlocked, component, host_journal, lock
+from tests.vm.upgrader_cli import Upgrader, kill9, playbook, write
 
 REPO = Path(__file__).resolve().parents[2]
 FEED = REPO / "playbooks" / "feedhandler-3.1.0.yml"
 ORDERGW = REPO / "playbooks" / "ordergw-5.2.0.yml"
 RISKGW = REPO / "playbooks" / "riskgw-2.5.0.yml"
-
-
-@pytest.fixture
-def upgrader(tmp_path: Path, vm_inventory: Path, reset_hosts: None) -> Upgrader:
-    return Upgrader(tmp_path / "state", vm_inventory)
 
 
 def rollback(upgrader: Upgrader, name: str, *extra: str, timeout: float = 180):  # type: ignore[no-untyped-def]

@@ -6,16 +6,12 @@ import json
 from pathlib import Path
 
 import pytest
-from hoststate import component, host_journal
-from upgrader_cli import Upgrader, playbook, write
+
+from tests.vm.hoststate import component, host_journal
+from tests.vm.upgrader_cli import Upgrader, playbook, write
 
 REPO = Path(__file__).resolve().parents[2]
 FEED = REPO / "playbooks" / "feedhandler-3.1.0.yml"
-
-
-@pytest.fixture
-def upgrader(tmp_path: Path, vm_inventory: Path, reset_hosts: None) -> Upgrader:
-    return Upgrader(tmp_path / "state", vm_inventory)
 
 
 def save_plan(upgrader: Upgrader, pb: Path, out: Path) -> Path:
@@ -50,7 +46,7 @@ def test_a_tampered_plan_is_refused(upgrader, vm_host, vm_hosts, tmp_path, recor
     named = run.stderr[run.stderr.index("spec.canary.bake") :].splitlines()[0]
     record_property(
         "observed",
-        f"exit {run.code}: {named[:110]}; {len(upgrader.runs())} run(s) started; hosts on {sorted(versions)}",
+        f"exit {run.code}: {named[:110]}; {len(upgrader.runs())} run(s) started; hosts on {sorted(map(str, versions))}",
     )
 
 

@@ -2,7 +2,7 @@
 
 The host agent holds a per-component program lock for each program; the rollback's program takes
 it over: it waits for the apply's program to end its current operation (the migrate), or past the
-rollback's takeover bound (upgrader.engine.rollback.TAKEOVER_WAIT) kills it.  Either way the host
+rollback's takeover bound (upgrader.agent.protocol.TAKEOVER_WAIT) kills it.  Either way the host
 must end on the old release, with the old config, verified — and never have the two interleave.
 """
 
@@ -13,19 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hoststate import component, host_journal
-from upgrader_cli import Upgrader, playbook, write
 
-from upgrader.engine.rollback import TAKEOVER_WAIT
+from tests.vm.hoststate import component, host_journal
+from tests.vm.upgrader_cli import Upgrader, playbook, write
+from upgrader.agent.protocol import TAKEOVER_WAIT
 
 pytestmark = [pytest.mark.vm, pytest.mark.reliability]
 
 CANARY = "ny5-1"  # the first host of the first datacenter: the apply's canary
-
-
-@pytest.fixture
-def upgrader(tmp_path: Path, vm_inventory: Path, reset_hosts: None) -> Upgrader:
-    return Upgrader(tmp_path / "state", vm_inventory)
 
 
 def slow_migrate_playbook(tmp_path: Path, seconds: float) -> Path:

@@ -7,6 +7,7 @@ hosts afterwards is read with testinfra (hoststate.assert_on), as in the other V
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -16,11 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hoststate import assert_on
-from temporal_server import DevServer
-from upgrader_cli import Upgrader, kill9, playbook, write
 
 from lab import config
+from tests.temporal_server import DevServer
+from tests.vm.hoststate import assert_on
+from tests.vm.upgrader_cli import Upgrader, kill9, playbook, write
 
 ENGINE = ("--engine", "temporal")
 
@@ -115,6 +116,15 @@ def test_apply_through_two_datacenter_workers(upgrader, workers, tmp_path, vm_ho
         shown = upgrader(*command)
         assert shown.code == 0, (command, shown.output)
     assert "succeeded" in upgrader("status", run).stdout
+    # and from the server, as any controller would find it (search attributes; README: Engines)
+    for _ in range(50):
+        listed = json.loads(upgrader("runs", *ENGINE, "--format", "json").stdout)
+        mine = [r for r in listed if r["run"] == run]
+        if mine and mine[0]["status"] == "succeeded":
+            break
+        time.sleep(0.2)
+    assert mine and (mine[0]["component"], mine[0]["phase"]) == ("feedhandler", "ended"), listed
+    assert mine[0]["datacenters"] == ["ch2", "ny5"] and mine[0]["version"] == "3.1.0"
 
 
 @pytest.mark.reliability

@@ -66,7 +66,7 @@ def test_a_hanging_module_is_cut_off(endpoint, tmp_path) -> None:  # type: ignor
 def _playbook_with_module(tmp_path: Path, module_text: str | None = None) -> Path:
     import shutil
 
-    from upgrader_cli import playbook, write
+    from tests.vm.upgrader_cli import playbook, write
 
     verify = tmp_path / "verify"
     verify.mkdir()
@@ -82,8 +82,8 @@ def _playbook_with_module(tmp_path: Path, module_text: str | None = None) -> Pat
 def test_apply_runs_the_module_after_start_and_after_the_bake(
     tmp_path, vm_inventory, reset_hosts, vm_host, vm_hosts
 ) -> None:  # type: ignore[no-untyped-def]
-    from hoststate import assert_on
-    from upgrader_cli import Upgrader
+    from tests.vm.hoststate import assert_on
+    from tests.vm.upgrader_cli import Upgrader
 
     upgrader = Upgrader(tmp_path / "state", vm_inventory)
     run = upgrader.apply(_playbook_with_module(tmp_path), timeout=600)
@@ -102,8 +102,8 @@ def test_apply_runs_the_module_after_start_and_after_the_bake(
 def test_a_failing_module_fails_the_canary_and_rolls_back(
     tmp_path, vm_inventory, reset_hosts, vm_host, vm_hosts, record_property
 ) -> None:  # type: ignore[no-untyped-def]
-    from hoststate import assert_on
-    from upgrader_cli import Upgrader
+    from tests.vm.hoststate import assert_on
+    from tests.vm.upgrader_cli import Upgrader
 
     module = "def test_risk_limits_loaded(host):\n    assert host.file('/etc/ordergw/limits.d').exists, 'no limits'\n"
     upgrader = Upgrader(tmp_path / "state", vm_inventory)

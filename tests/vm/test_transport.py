@@ -9,7 +9,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -21,44 +21,50 @@ from upgrader.engine.pool import Pool
 from upgrader.errors import HostKeyError, TransportError
 from upgrader.loading.inputs import load_inventory
 from upgrader.transport import fabric_adapter, ssh
-from upgrader.transport.base import Timeouts, Transport
+from upgrader.transport.base import Timeouts
+from upgrader.transport.fabric_adapter import FabricTransport
+
+
+def on(pool: Pool, name: str) -> FabricTransport:
+    """The pool's transport to ``name``: a FabricTransport, whose run() the engine does not use but these tests do."""
+    return cast(FabricTransport, pool[name])
 
 
 @pytest.fixture
-def host(vm_inventory: Path, vm_hosts: list[str]) -> Iterator[Transport]:
+def host(vm_inventory: Path, vm_hosts: list[str]) -> Iterator[FabricTransport]:
     inv = load_inventory(vm_inventory)
     pool = Pool(endpoints(inv.model, inv.path), timeouts=Timeouts.for_options(3.0, None))
     try:
-        yield pool[vm_hosts[0]]
+        yield on(pool, vm_hosts[0])
     finally:
         pool.close()
 
 
-def test_run_returns_exit_code_and_both_streams(host: Transport) -> None:
+def test_run_returns_exit_code_and_both_streams(host: FabricTransport) -> None:
     res = host.run(["sh", "-c", "echo out; echo err >&2; exit 3"])
     assert (res.exit_code, res.stdout, res.stderr, res.timed_out) == (3, "out\n", "err\n", False)
     assert not res.ok
 
 
-def test_arguments_reach_the_host_literally(host: Transport) -> None:
+def test_arguments_reach_the_host_literally(host: FabricTransport) -> None:
     hostile = ["$(touch /tmp/pwned)", "; reboot", "a b\tc", "'\"", "*", "--", "\\n"]
     res = host.run(["printf", "%s\\n", *hostile])
     assert res.ok and res.stdout.splitlines() == hostile
     assert host.run(["test", "-e", "/tmp/pwned"]).exit_code == 1
 
 
-def test_sudo_runs_as_root(host: Transport) -> None:
+def test_sudo_runs_as_root(host: FabricTransport) -> None:
     assert host.run(["id", "-u"], sudo=True).stdout.strip() == "0"
 
 
-def test_a_command_that_overruns_is_a_timed_out_result_within_its_timeout(host: Transport) -> None:
+def test_a_command_that_overruns_is_a_timed_out_result_within_its_timeout(host: FabricTransport) -> None:
     started = time.monotonic()
     res = host.run(["sleep", "30"], timeout=1)
     assert res.timed_out and not res.ok
     assert time.monotonic() - started < 10
 
 
-def test_put_uploads_a_file_byte_for_byte(host: Transport, tmp_path: Path) -> None:
+def test_put_uploads_a_file_byte_for_byte(host: FabricTransport, tmp_path: Path) -> None:
     """The engine only uploads (artifacts); the host's own sha256sum says what arrived."""
     src = tmp_path / "payload.bin"
     src.write_bytes(bytes(range(256)) * 512)
@@ -71,7 +77,7 @@ def test_put_uploads_a_file_byte_for_byte(host: Transport, tmp_path: Path) -> No
         host.run(["rm", "-f", remote])
 
 
-def test_a_stream_answers_line_by_line_until_it_ends(host: Transport) -> None:
+def test_a_stream_answers_line_by_line_until_it_ends(host: FabricTransport) -> None:
     stream = host.stream(["sh", "-c", 'while read -r line; do echo "got $line"; echo END $?; done'])
     try:
         for word in ("one", "two words"):
@@ -84,7 +90,7 @@ def test_a_stream_answers_line_by_line_until_it_ends(host: Transport) -> None:
 
 
 def test_a_host_that_answers_without_end_is_cut_off_at_the_limit(
-    host: Transport, monkeypatch: pytest.MonkeyPatch
+    host: FabricTransport, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A broken or replaced agent streaming forever must not grow the controller until the timeout:
     past ANSWER_LIMIT the exchange fails as a lost host (its outcome unknown) and the stream is closed."""
@@ -119,9 +125,9 @@ def test_all_hosts_of_a_datacenter_share_one_jump_connection(vm_inventory: Path,
     assert {j: _my_connections_to(j) for j in jumps} == dict.fromkeys(jumps, 0)
     pool = Pool(reach, timeouts=Timeouts.for_options(3.0, None))
     try:
-        results = pool.each(vm_hosts, lambda h: pool[h].run(["hostname"]))
+        results = pool.each(vm_hosts, lambda h: on(pool, h).run(["hostname"]))
         assert {h: r.stdout.strip() for h, r in results.succeeded.items()} == {h: h for h in vm_hosts}
-        again = pool.each(vm_hosts, lambda h: pool[h].run(["true"]))
+        again = pool.each(vm_hosts, lambda h: on(pool, h).run(["true"]))
         assert again.ok and all(r.ok for r in again.succeeded.values())
         during = {j: _my_connections_to(j) for j in jumps}
         assert pool._gateways[0].jump_connections == len(jumps)
@@ -140,10 +146,11 @@ def test_the_jump_connections_send_without_waiting_for_acks(vm_inventory: Path, 
     inv = load_inventory(vm_inventory)
     pool = Pool(endpoints(inv.model, inv.path), timeouts=Timeouts.for_options(3.0, None))
     try:
-        assert pool.each(vm_hosts, lambda h: pool[h].run(["true"])).ok
+        assert pool.each(vm_hosts, lambda h: on(pool, h).run(["true"])).ok
         links = list(pool._gateways[0]._links.values())
         assert links, "the lab's hosts are behind jump hosts"
         for link in links:
+            assert link._conn is not None
             sock = link._conn.transport.sock
             assert isinstance(sock, socket.socket)
             assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1, link.endpoint.name
@@ -166,7 +173,7 @@ def test_many_handshakes_through_one_jump_host_are_paced_and_none_fails(vm_inven
     started = time.monotonic()
     try:
         with caplog.at_level("WARNING", logger="upgrader.transport.gateways"):
-            results = pool.each(many, lambda h: pool[h].run(["true"]))
+            results = pool.each(many, lambda h: on(pool, h).run(["true"]))
         took = time.monotonic() - started
         assert results.failed == {} and [h for h, r in results.succeeded.items() if not r.ok] == []
         refused = [r for r in caplog.records if "refused" in r.getMessage()]
@@ -197,10 +204,10 @@ def test_a_jump_host_whose_key_is_not_known_is_refused(vm_inventory: Path, tmp_p
     pool = Pool(reach, timeouts=Timeouts.for_options(3.0, None))
     try:
         with pytest.raises(HostKeyError) as caught:
-            pool["ny5-1"].run(["true"])
+            on(pool, "ny5-1").run(["true"])
         assert "ny5-jump" in str(caught.value) and jump.address in str(caught.value)
         assert _my_connections_to("ny5-jump") == 0, "the refused connection is closed, not left open"
-        assert pool["ch2-1"].run(["true"]).ok  # the other datacenter's jump key is known
+        assert on(pool, "ch2-1").run(["true"]).ok  # the other datacenter's jump key is known
     finally:
         pool.close()
 
@@ -208,7 +215,7 @@ def test_a_jump_host_whose_key_is_not_known_is_refused(vm_inventory: Path, tmp_p
 def _agents_on(pool: Pool, hosts: list[str]) -> dict[str, int]:
     """Serving agents (python3 as root, with this agent's source key) running on each host, seen by `ps`."""
     key = agent.source_key()
-    out = pool.each(hosts, lambda h: pool[h].run(["ps", "-u", "root", "-o", "args="]))
+    out = pool.each(hosts, lambda h: on(pool, h).run(["ps", "-u", "root", "-o", "args="]))
     assert out.ok, out
     return {
         h: sum(line.startswith("python3 ") and key in line for line in r.stdout.splitlines())
@@ -253,7 +260,7 @@ def test_an_idle_host_connection_wakes_its_reader_seldom(vm_inventory: Path, vm_
     pool = Pool(endpoints(inv.model, inv.path), timeouts=Timeouts.for_options(3.0, None))
     transports: dict[str, Any] = {}
     try:
-        assert pool.each(vm_hosts, lambda h: pool[h].run(["true"])).ok
+        assert pool.each(vm_hosts, lambda h: on(pool, h).run(["true"])).ok
         transports = {h: pool[h]._conn.transport for h in vm_hosts}  # type: ignore[attr-defined]
         assert {h: t.sock.gettimeout() for h, t in transports.items()} == dict.fromkeys(vm_hosts, ssh.IDLE_WAKE)
         assert all(t.is_alive() for t in transports.values())

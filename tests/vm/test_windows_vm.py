@@ -3,16 +3,11 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
-from hoststate import component, lock
-from upgrader_cli import SATURDAY, Upgrader, playbook, write
 
-
-@pytest.fixture
-def upgrader(tmp_path: Path, vm_inventory: Path, reset_hosts: None) -> Upgrader:
-    return Upgrader(tmp_path / "state", vm_inventory)
+from tests.vm.hoststate import component, lock
+from tests.vm.upgrader_cli import SATURDAY, playbook, write
 
 
 def test_apply_is_refused_with_the_market_open(upgrader, vm_host, vm_hosts, tmp_path):  # type: ignore[no-untyped-def]

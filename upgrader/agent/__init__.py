@@ -15,8 +15,10 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-MARKER = "@@upgrader "
-END = "@@upgrader-end "  # ends each program's output when the agent serves several (agent.serve)
+from upgrader.agent import build
+from upgrader.agent.protocol import END, LOADER, MARKER
+
+__all__ = ["END", "LOADER", "MARKER", "packed_source", "parse_output", "serving_command", "serving_input", "source_key"]
 
 # The agent's files sit next to this one (a wheel installs them so); importlib.resources costs ~3.5 ms
 # of imports on the early start's path, before any handshake.
@@ -31,8 +33,8 @@ def bootstrap() -> str:
 
 @cache
 def packed_source() -> str:
-    source = _HERE.joinpath("agent.py").read_bytes()
-    return base64.b64encode(zlib.compress(source, 9)).decode()
+    """The agent's program (build.program: its modules joined), compressed, as the bootstrap reads it."""
+    return base64.b64encode(zlib.compress(build.program().encode(), 9)).decode()
 
 
 @cache
@@ -45,19 +47,10 @@ def pack_program(program: dict[str, Any]) -> str:
     return base64.b64encode(json.dumps(program, sort_keys=True).encode()).decode()
 
 
-# The whole command line of a serving agent but for the source's digest; the rest comes on stdin.
-LOADER = "import sys,base64;exec(base64.b64decode(sys.stdin.readline()))"
-
-
-def command(program: dict[str, Any], python: str = "python3") -> list[str]:
-    """The argv that runs ``program`` on a host (quoted once, by the transport): everything on the command line."""
-    # -I: ignore PYTHON* variables and user site-packages; -S: no site import (faster start-up).
-    return [python, "-I", "-S", "-c", bootstrap(), source_key(), packed_source(), pack_program(program)]
-
-
 def serving_command(python: str = "python3") -> list[str]:
     """The argv of an agent that serves the programs sent down its stdin, the first in ``serving_input()``.
 
+    -I: ignore PYTHON* variables and user site-packages; -S: no site import (faster start-up).
     Only a one-line loader and the source's digest are on the command line: sudo logs every
     command line to the host's syslog (in ~1 KB pieces) and auditd may record each exec, so the
     agent's 14 KB of source there would be noise in the desk's audit trail on every host and run.

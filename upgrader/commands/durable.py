@@ -93,14 +93,20 @@ def apply(args: argparse.Namespace, plan: Plan, inventory: Inventory, verdict: A
     )
     import asyncio
 
-    return asyncio.run(_start_and_watch(args, found, wid, start))
+    datacenters = sorted({h.datacenter for h in plan.hosts})
+    return asyncio.run(_start_and_watch(args, found, wid, start, datacenters))
 
 
-async def _start_and_watch(args: argparse.Namespace, found: settings.Settings, wid: str, start: Start) -> int:
+async def _start_and_watch(
+    args: argparse.Namespace, found: settings.Settings, wid: str, start: Start, datacenters: list[str]
+) -> int:
     from upgrader.temporal import client as temporal
+    from upgrader.temporal.search import Labels
 
+    first = start.run_start
+    labels = Labels(start.run_id, str(first["component"]), str(first["version"]), datacenters, start.operator)
     connection = await temporal.connect(found)
-    handle = await temporal.start(connection, wid, start)
+    handle = await temporal.start(connection, wid, start, labels)
     say(
         args,
         f"run {start.run_id} started as Temporal workflow {wid} on {found.address}; it goes on if this "

@@ -313,7 +313,7 @@ def _parser() -> argparse.ArgumentParser:
     apply.add_argument("--now", type=_aware)
     apply.add_argument("--reason")  # with --now only (commands/guardbypass.py): checked in start()
     apply.add_argument("--engine", choices=("local", "temporal"))
-    for name in ("address", "namespace", "tls-ca", "tls-cert", "tls-key"):
+    for name in ("address", "namespace", "tls-ca", "tls-cert", "tls-key", "tls-server-name", "api-key-file"):
         apply.add_argument(f"--temporal-{name}")
     for cmd in (rollback, apply):
         cmd.add_argument("-i", "--inventory", required=True)

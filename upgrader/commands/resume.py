@@ -16,6 +16,7 @@ from upgrader.engine.resume import analyze, ended, halted
 from upgrader.errors import RUN_EXIT_CODES, RefusedError, with_exit_codes
 from upgrader.journal import Journal, operator
 from upgrader.loading.inputs import load_inventory, read_plan_file
+from upgrader.models.plan import check_schema
 from upgrader.vocabulary import Event
 
 HELP = (
@@ -61,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
     if stop is not None:
         print(f"resume {args.run_id}: it halted ({stop.get('message')}); {where_hosts_are(stop)}")
     plan = read_plan_file(journal.directory / "plan.json")
+    check_schema(plan, f"run {args.run_id}'s plan", "resume it with the upgrader that started it, or roll it back")
     if plan.compute_hash() != start.get("plan_hash"):
         raise RefusedError(f"the saved plan of run {args.run_id} does not match its journal", "it was edited")
     strangers = sorted({e["host"] for e in entries if "host" in e} - {h.host for h in plan.hosts})

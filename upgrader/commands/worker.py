@@ -11,7 +11,7 @@ from upgrader.commands import live
 from upgrader.errors import RefusedError
 from upgrader.loading.inputs import load_inventory
 from upgrader.planning import signing
-from upgrader.temporal import settings
+from upgrader.temporal import limits, settings
 from upgrader.transport.base import Timeouts
 
 HELP = "serve Temporal runs: a datacenter's host activities (--datacenter) and/or workflows and journals (--control)"
@@ -41,8 +41,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="the controllers' plan key (default: $UPGRADER_PLAN_KEY): a datacenter worker runs only "
         "plans signed with it, and refuses to start without one",
     )
+    parser.add_argument(
+        "--activities-per-second",
+        type=_rate,
+        default=limits.QUEUE_ACTIVITIES_PER_SECOND,
+        metavar="N",
+        help="host programs started per second on each datacenter queue, by all its workers together "
+        f"(default {limits.QUEUE_ACTIVITIES_PER_SECOND:g}; 0: no limit)",
+    )
+    parser.add_argument(
+        "--worker-activities-per-second",
+        type=_rate,
+        default=None,
+        metavar="N",
+        help="also at most N per second from this worker (default: no limit of its own)",
+    )
     settings.add_arguments(parser)
     live.add_connection_arguments(parser)
+
+
+def _rate(text: str) -> float | None:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a rate: a number of activities per second, 0 for none")
+    return value or None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -72,7 +97,7 @@ async def _serve(  # type: ignore[no-untyped-def]
     key: bytes | None,
 ) -> int:
     from upgrader.temporal.client import connect
-    from upgrader.temporal.worker import serve, workers
+    from upgrader.temporal.worker import Rate, serve, workers
 
     client = await connect(found)
     running = workers(
@@ -85,8 +110,14 @@ async def _serve(  # type: ignore[no-untyped-def]
         parallel=args.parallel,
         timeouts=Timeouts.for_options(args.connect_timeout, args.command_timeout),
         plan_key=key,
+        rate=Rate(args.activities_per_second, args.worker_activities_per_second),
     )
     queues = [settings.queue(dc) for dc in args.datacenter] + ([settings.CONTROL_QUEUE] if args.control else [])
-    say(args, f"worker on {found.address} ({found.namespace}): polling {', '.join(queues)}")
+    rate = f"{args.activities_per_second:g}/s per queue" if args.activities_per_second else "no rate limit"
+    say(
+        args,
+        f"worker on {found.address} ({found.namespace}): polling {', '.join(queues)}"
+        + (f"; host programs started at most {rate}" if args.datacenter else ""),
+    )
     await serve(running)
     return 0

@@ -188,7 +188,7 @@ class HostActions:
     def undo(self, host: str) -> dict[str, Any]:
         """The plan's undo of the host's live steps: roll back to where it began (every live step has the same)."""
         hp = self.hosts[host].plan
-        undo = next((s.undo for s in hp.steps if s.undo and s.undo.get("op") == "rollback"), None)
+        undo = hp.undo
         if undo is None:
             raise RefusedError(f"the plan has no rollback for {host}", "plan again")
         return undo

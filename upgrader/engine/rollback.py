@@ -9,16 +9,18 @@ no record.  Each host decides, from its own records at the moment it runs, what 
 Locks: every host's program takes the host lock over (ending an apply of the component in flight
 there, which then stops as handed over), and releases it whatever happened, so the command leaves
 no lock behind; a second rollback arriving while one runs waits for it, and is refused on that host
-if it does not end within TAKEOVER_WAIT (agent.ProgramLock.take_over).
+if it does not end within TAKEOVER_WAIT (agent program_lock.ProgramLock.take_over).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from upgrader.agent.protocol import TAKEOVER_WAIT
 from upgrader.engine import programs, remote
 from upgrader.engine.groups import Unavailable
 from upgrader.engine.pool import Pool
@@ -29,7 +31,6 @@ from upgrader.models.playbook import Playbook
 from upgrader.planning import operations
 from upgrader.vocabulary import Event
 
-TAKEOVER_WAIT = 30.0  # seconds a host's program in flight gets to end its current operation
 DEFAULT_TIMEOUT = 120.0  # one host's rollback program when no playbook bounds it (stop + start + checks)
 
 
@@ -78,7 +79,8 @@ def rollback_program(
     undo: Mapping[str, Any] | None = None,
     definitions: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
-    """The ops every host of an emergency rollback runs: take the lock over, roll back, release it (always).
+    """The ops every host of an emergency rollback runs: take the lock over, roll back, release it (after a
+    failure, the controller sends the release once it has heard of the failure: see rollback_hosts).
 
     ``definitions``: version -> the service and checks of that version's own playbook; a release the
     host has no record of is verified with these, or with no checks (reported as not applicable), never
@@ -91,7 +93,6 @@ def rollback_program(
     # TAKEOVER_WAIT for that program to end its current operation, then kills it (agent.ProgramLock).
     lock["takeover_wait"] = TAKEOVER_WAIT
     release = programs.lock_op("release", operator=operator, plan=None, kind="rollback", controller=controller_id)
-    release["always"] = True  # after a failed rollback too: the command leaves no lock behind
     service = operations.service(spec, to, defer=() if to else operations.AGENT_FILLS) if spec else None
     back: dict[str, Any] = {
         "op": "rollback",
@@ -165,6 +166,16 @@ def rollback_hosts(
         res = pool.session(host).call(
             component=name, root=where, run=journal.run_id, ops=ops, timeout=timeout, python=python
         )
+        handed = res.op("lock")
+        if not res.ok and handed is not None and handed.ok and not any(o.op == "lock" for o in res.ops[1:]):
+            # A failed rollback's lock is released only once this controller has heard of the failure: a
+            # controller that died meanwhile leaves the host locked by its open run (what `status` shows and
+            # the next rollback takes over), not unlocked on no verified release with no one told.
+            more = remote.call(
+                pool.session(host), component=name, root=where, run=journal.run_id, ops=ops[-1:], timeout=timeout,
+                python=python,
+            )  # fmt: skip
+            res = dataclasses.replace(res, ops=[*res.ops, *more.ops])
         journal.record(
             Event.HOST_END,
             host=host,

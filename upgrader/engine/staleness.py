@@ -21,7 +21,7 @@ _SHOWN = 120  # characters of a differing value shown in a refusal
 def first_difference(saved: Any, derived: Any) -> str | None:
     """``None`` if the two plans' JSON data are equal, else the first difference, by JSON path.
 
-    Keys are visited in sorted order (the file's order), ``content_hash`` last: an edited and
+    Keys are visited in sorted order (the canonical form's), ``content_hash`` last: an edited and
     re-sealed plan differs in its hash too, and the edit itself is what the refusal should name.
     """
     if not isinstance(saved, dict) or not isinstance(derived, dict):

@@ -11,11 +11,13 @@ from typing import Any, Generic, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from upgrader.errors import InputError, Location, Problem
-from upgrader.loading import bounded_read, yamlfile
+from upgrader.loading import bounded_read, jsonpos, yamlfile
 from upgrader.loading.validate import problems_from, validate
 from upgrader.models.facts import Facts
 from upgrader.models.inventory import Inventory
-from upgrader.models.plan import Plan
+from upgrader.models.plan import SCHEMA_VERSION, Plan
+from upgrader.models.plan_file import HINT as PLAN_HINT
+from upgrader.models.plan_file import PlanFile, PlanFileError, plan_from_data
 from upgrader.models.playbook import Playbook
 from upgrader.planning.paths import PathGraph, Release
 from upgrader.planning.sources import graph_of
@@ -254,7 +256,10 @@ def _suggest(word: str, choices: object, fallback: str) -> str:
 
 
 def parse_json_model(text: str, model: type[M], name: str) -> M:
-    """Validate JSON text (a saved plan) into a model; problems name the file."""
+    """Validate JSON text into a model; problems name the file.  A plan goes through read_plan_text:
+    its file is tables and references, not the model's fields."""
+    if model is Plan:
+        return read_plan_text(text, name)  # type: ignore[return-value]
     data = parse_json_object(text, name)
     try:
         return model.model_validate(data)
@@ -290,7 +295,37 @@ def read_plan_file(path: Path) -> Plan:
 
     Every command that reads a plan file comes here, so each refuses a bad one the same way (InputError).
     """
-    return parse_json_model(bounded_read.read_text(path, "plan"), Plan, str(path))
+    return read_plan_text(bounded_read.read_text(path, "plan"), str(path))
 
 
-__all__ = ["Loaded", "PathGraph", "Release", "load_facts", "load_inventory", "load_playbook", "read_plan_file"]
+def read_plan_text(text: str, name: str) -> Plan:
+    """A saved plan's text as a plan: its tables and references checked (models/plan_file.py).
+
+    Problems name ``name`` and the JSON path of the bad value, with the fix, as for any input file.
+    """
+    data = parse_json_object(text, name)
+    doc = yamlfile.Document(path=Path(name), data=data, text=text)
+    try:
+        return plan_from_data(data)
+    except PlanFileError as exc:
+        line, column = jsonpos.position(text, exc.loc)
+        raise InputError([Problem(Location(name, line, column), exc.message, exc.hint)]) from None
+    except ValidationError as exc:
+        model = PlanFile if data.get("schema_version") == SCHEMA_VERSION else Plan
+        for error in exc.errors()[:20]:  # where each problem is, for doc.locate (json gives no positions)
+            loc = tuple(error["loc"])
+            doc.marks[loc] = jsonpos.position(text, loc)
+        problems = problems_from(exc, doc, model)
+        raise InputError([p if p.hint else Problem(p.location, p.message, PLAN_HINT) for p in problems]) from None
+
+
+__all__ = [
+    "Loaded",
+    "PathGraph",
+    "Release",
+    "load_facts",
+    "load_inventory",
+    "load_playbook",
+    "read_plan_file",
+    "read_plan_text",
+]

@@ -92,6 +92,12 @@ class Temporal(Strict):
     tls_ca: RelOrAbsPath | None = Field(None, description="CA bundle for the server's certificate (turns TLS on)")
     tls_cert: RelOrAbsPath | None = Field(None, description="client certificate for mutual TLS")
     tls_key: RelOrAbsPath | None = Field(None, description="its private key")
+    tls_server_name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9.-]{0,252}$")] | None = Field(
+        None, description="the name the server's certificate carries, when not the address's host (turns TLS on)"
+    )
+    api_key_file: RelOrAbsPath | None = Field(
+        None, description="file holding the API key, sent as gRPC metadata (turns TLS on); never the key itself"
+    )
 
 
 class Engine(Strict):

@@ -10,16 +10,20 @@ import hashlib
 import json
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, ModelWrapValidatorHandler, model_validator
 
 from upgrader.errors import RefusedError
-from upgrader.models.plan_json import plan_json
+from upgrader.models.plan_json import file_data, plan_json
 from upgrader.models.playbook import Playbook
 from upgrader.models.types import Strict
 
 # 2: steps carry their operations (op, undo, verify) instead of prose
 # 3: controller_files pins every file the run reads on the controller (testinfra modules) by sha256
-SCHEMA_VERSION = 3
+# 4: every operation written once, in a table; steps and hosts refer to it by index; hosts with the
+#    same steps share one program; each host's undo written once (models/plan_file.py)
+SCHEMA_VERSION = 4
+# Saved plans of these schemas are still read (diff, report, the playbook of an old run), never applied.
+READABLE_SCHEMAS = (2, 3, SCHEMA_VERSION)
 
 Action = Literal["stage", "precheck", "stop", "switch", "carry_over", "migrate", "start", "verify", "testinfra", "bake"]
 
@@ -40,19 +44,12 @@ class Step(Strict):
     undo: dict[str, Any] | None = Field(None, description="the agent operation that reverses this step")
     verify: dict[str, Any] | None = Field(None, description="the agent operation that confirms this step's effect")
 
-    def to_dict(self) -> dict[str, Any]:
-        """``model_dump(mode="json")`` written out: a large plan has tens of thousands of steps."""
-        return {
-            "id": self.id,
-            "action": self.action,
-            "version": self.version,
-            "op": self.op,
-            "undo": self.undo,
-            "verify": self.verify,
-        }
-
 
 class HostPlan(Strict):
+    """One host's part of a plan.  ``steps`` and ``undo`` are what the engine reads (nothing else
+    looks inside the saved file's tables): the steps with their operations, and the operation that
+    puts the host back where it began (the undo of each of its live steps, the same object)."""
+
     host: str
     datacenter: str
     address: str
@@ -61,21 +58,7 @@ class HostPlan(Strict):
     phase: int
     canary: bool
     steps: list[Step]
-
-    def to_dict(self, *, steps: bool = True) -> dict[str, Any]:
-        """``model_dump(mode="json")`` written out (one per host of a plan); without the steps if asked."""
-        data = {
-            "host": self.host,
-            "datacenter": self.datacenter,
-            "address": self.address,
-            "from_version": self.from_version,
-            "path": list(self.path),
-            "phase": self.phase,
-            "canary": self.canary,
-        }
-        if steps:
-            data["steps"] = [s.to_dict() for s in self.steps]
-        return data
+    undo: dict[str, Any] | None = Field(None, description="rolls the host back to from_version: its live steps' undo")
 
 
 class Gate(Strict):
@@ -177,7 +160,9 @@ class AssumedFacts(Strict):
         }
 
 
-class Plan(Strict):
+class PlanHead(Strict):
+    """Everything in a plan but its hosts: the same in memory (Plan) and in the file (plan_file.PlanFile)."""
+
     schema_version: int = SCHEMA_VERSION
     component: str
     vendor: str
@@ -189,7 +174,6 @@ class Plan(Strict):
     facts_fingerprint: str
     facts_assumed: dict[str, AssumedFacts]
     phases: list[Phase]
-    hosts: list[HostPlan]
     skipped: list[Skip]
     problems: list[PlanProblem]
     groups: list[GroupLimit] = Field(default_factory=list, description="redundancy groups (absent: none)")
@@ -199,6 +183,20 @@ class Plan(Strict):
     )
     content_hash: str = ""
 
+
+class Plan(PlanHead):
+    """A plan in memory: each host with its steps and undo resolved (what planner and engine use)."""
+
+    hosts: list[HostPlan]
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _saved(cls, data: Any, handler: ModelWrapValidatorHandler[Plan]) -> Plan:
+        """``Plan.model_validate(_json)`` of a saved file's data reads it as ``from_data`` does (tables resolved)."""
+        if isinstance(data, dict) and data.get("schema_version") == SCHEMA_VERSION and "operations" in data:
+            return plan_file.plan_from_data(data)
+        return handler(data)
+
     @property
     def applicable(self) -> bool:
         return not self.problems
@@ -207,41 +205,41 @@ class Plan(Strict):
         return next(h for h in self.hosts if h.host == name)
 
     def body(self) -> dict[str, Any]:
-        """Everything but ``content_hash``, as JSON data: what the hash covers."""
-        data = self.model_dump(mode="json", exclude=_unset_limit(self) | _no_groups(self))
-        data.pop("content_hash", None)
-        return data
+        """Everything but ``content_hash``, as the saved file's JSON data (tables and all): what the hash covers."""
+        return file_data(self)
 
     def compute_hash(self) -> str:
-        """sha256 of ``canonical_json(self.body())``, built without the intermediate data (plan_json)."""
+        """sha256 of ``canonical_json(self.body())``: sorted keys, compact, whatever the file's layout."""
         return "sha256:" + hashlib.sha256(plan_json(self).encode()).hexdigest()
 
     def sealed(self) -> Plan:
         return self.model_copy(update={"content_hash": self.compute_hash()})
 
     def to_json(self) -> str:
-        """The plan file: ``body()`` and ``content_hash``, sorted keys, indented by 2."""
+        """The plan file: ``body()`` and ``content_hash``, indented by 2, the tables before the hosts
+        (``plan_json.FILE_ORDER``; keys inside them sorted)."""
         return plan_json(self, indent=2, content_hash=self.content_hash or self.compute_hash()) + "\n"
 
+    @classmethod
+    def from_data(cls, data: Any) -> Plan:
+        """A saved plan's JSON data (``json.loads`` of its file) as a plan: tables resolved, references
+        checked (models/plan_file.py).  Raises PlanFileError or pydantic's ValidationError."""
+        return plan_file.plan_from_data(data)
 
-def check_schema(plan: Plan, where: str) -> None:
-    """Refuse a saved plan written by another version of upgrader: its fields mean something else here."""
+    @classmethod
+    def from_json(cls, text: str | bytes) -> Plan:
+        return cls.from_data(json.loads(text))
+
+
+def check_schema(plan: Plan, where: str, hint: str = "") -> None:
+    """Refuse to run a saved plan written by another version of upgrader: its fields mean something else here."""
     if plan.schema_version != SCHEMA_VERSION:
         raise RefusedError(
             f"{where} is a schema {plan.schema_version} plan; this upgrader applies schema "
-            f"{SCHEMA_VERSION} plans (since 3 a plan pins the files the run reads on the controller)",
-            "plan again with this upgrader and have the new plan reviewed",
+            f"{SCHEMA_VERSION} plans (since 3 a plan pins the files the run reads on the controller; "
+            "since 4 it writes each operation once)",
+            hint or "re-run `upgrader plan` with this upgrader and have the new plan reviewed",
         )
-
-
-def _unset_limit(plan: Plan) -> set[str]:
-    """An unlimited plan has no ``limit`` key at all: its JSON (and hash) is what it was before limits existed."""
-    return {"limit"} if plan.limit is None else set()
-
-
-def _no_groups(plan: Plan) -> set[str]:
-    """A plan without redundancy groups has no ``groups`` key: its JSON (and hash) is what it was before them."""
-    return set() if plan.groups else {"groups"}
 
 
 def canonical_json(data: Any) -> str:
@@ -250,3 +248,8 @@ def canonical_json(data: Any) -> str:
 
 def fingerprint(data: Any) -> str:
     return "sha256:" + hashlib.sha256(canonical_json(data).encode()).hexdigest()
+
+
+# Last, as it imports this module's names: whoever imports Plan can read files with it (the Temporal
+# workflow's sandbox passes through only what was imported before it starts).
+from upgrader.models import plan_file  # noqa: E402

@@ -1,12 +1,16 @@
-"""A plan's JSON text, built per host: the canonical form the hash covers, and the indented file.
+"""A plan's JSON text: the tables of the saved file (schema 4), its canonical form and its indented layout.
 
-The text is exactly ``json.dumps(plan.body(), sort_keys=True, ensure_ascii=False, ...)``, built
-faster.  A large plan is mostly host step lists that differ only in the host name at the front
-of each step id: each distinct list is encoded once, with a marker where the name goes, and
-copied for every host that has it.  The indented form is laid out here rather than by json's
-pure-Python indenting encoder (json still encodes every scalar), and nothing builds the plan's
-data as dicts first: the work is mostly on strings, which the cyclic garbage collector does not
-track.  tests/unit/test_plan_serialization.py holds both forms to ``json.dumps``.
+A large plan is thousands of hosts running a handful of distinct step lists built from a dozen
+distinct operations.  So the file writes each operation once, in ``operations``; each distinct
+step list once, in ``programs``, its steps naming operations by index and their ids without the
+host's name; and each host names its program and its undo (the operation that puts it back, which
+its live steps name too).  models/plan_file.py reads it back and checks every reference.
+
+Two layouts of the same data: the canonical one (sorted keys, compact: what the content hash and
+signatures cover) and the file (indented by 2, the top level in ``FILE_ORDER`` so a reader meets
+the operations before the hosts that refer to them; keys inside sorted).  Neither builds more
+than the tables: the work is linear in hosts and steps, with an id()-keyed cache so an operation
+shared by thousands of steps is encoded once.
 """
 
 from __future__ import annotations
@@ -16,44 +20,130 @@ from json.encoder import encode_basestring  # what json.dumps(..., ensure_ascii=
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from upgrader.models.plan import HostPlan, Plan, Step
+    from upgrader.models.plan import Plan
 
-# Marks where a host's name goes in an encoded step list.  json escapes every control character
-# inside strings, so a raw NUL is never part of its output: the marker cannot be mistaken.
-_HOST = "\x00"
+# The file's top-level keys in the order written: what the plan is, then what runs (operations,
+# programs, hosts, phases), then what it was made from.  Keys not listed follow, sorted.
+FILE_ORDER = (
+    "schema_version",
+    "component",
+    "vendor",
+    "target_version",
+    "content_hash",
+    "playbook",
+    "inventory",
+    "limit",
+    "problems",
+    "operations",
+    "programs",
+    "hosts",
+    "phases",
+    "groups",
+    "artifacts",
+    "controller_files",
+    "skipped",
+    "facts_fingerprint",
+    "facts_assumed",
+    "spec",
+)
+# A host entry's fields besides its program and undo, in the in-memory HostPlan.
+HOST_FIELDS = ("address", "canary", "datacenter", "from_version", "host", "path", "phase")
+
+
+def file_data(plan: Plan) -> dict[str, Any]:
+    """The plan as the saved file's JSON data, without ``content_hash``: tables, programs, host entries."""
+    unset = {"limit"} if plan.limit is None else set()  # an unlimited plan's JSON is as before limits existed
+    unset |= set() if plan.groups else {"groups"}  # nor has a plan without redundancy groups
+    data = plan.model_dump(mode="json", exclude={"hosts", "content_hash", *unset})
+    operations, programs, hosts = tables(plan)
+    data.update(operations=operations, programs=programs, hosts=hosts)
+    return data
+
+
+def tables(plan: Plan) -> tuple[list[dict[str, Any]], list[list[dict[str, Any]]], list[dict[str, Any]]]:
+    """(operations, programs, host entries): each distinct operation and step list once, in order of first use.
+
+    Equal operations are one entry whether or not they are one object (a plan read from a file has
+    one object per entry; the planner shares its objects between hosts), so the tables depend only
+    on the plan's content: the same plan gives the same bytes.
+    """
+    operations: list[dict[str, Any]] = []
+    by_object: dict[int, int] = {}  # id() of an operation object alive in ``plan`` → its index
+    by_text: dict[str, int] = {}
+
+    def ref(op: dict[str, Any] | None) -> int | None:
+        if op is None:
+            return None
+        index = by_object.get(id(op))
+        if index is None:
+            index = by_text.setdefault(json.dumps(op, sort_keys=True, ensure_ascii=False), len(operations))
+            if index == len(operations):
+                operations.append(op)
+            by_object[id(op)] = index
+        return index
+
+    programs: list[list[dict[str, Any]]] = []
+    by_steps: dict[tuple[tuple[Any, ...], ...], int] = {}
+    hosts = []
+    for host in plan.hosts:
+        prefix = host.host + "/"
+        key = []
+        for step in host.steps:
+            if not step.id.startswith(prefix):
+                raise ValueError(f"step {step.id!r} of host {host.host!r}: a step's id is '<host>/<step>'")
+            key.append(
+                (step.id[len(prefix) :], step.action, step.version, ref(step.op), ref(step.undo), ref(step.verify))
+            )
+        steps = tuple(key)
+        program = by_steps.get(steps)
+        if program is None:
+            program = by_steps[steps] = len(programs)
+            programs.append([_step_entry(*s) for s in steps])
+        entry = {k: getattr(host, k) for k in HOST_FIELDS}
+        entry.update(path=list(host.path), program=program, undo=ref(host.undo))
+        hosts.append(entry)
+    return operations, programs, hosts
+
+
+def _step_entry(
+    step_id: str, action: str, version: str | None, op: int | None, undo: int | None, verify: int | None
+) -> dict[str, Any]:
+    """A program's step: absent fields are None (no version, no undo, no verify)."""
+    entry: dict[str, Any] = {"id": step_id, "action": action, "op": op}
+    for key, value in (("version", version), ("undo", undo), ("verify", verify)):
+        if value is not None:
+            entry[key] = value
+    return entry
 
 
 def plan_json(plan: Plan, *, indent: int | None = None, content_hash: str | None = None) -> str:
-    """The plan's body, and ``content_hash`` when given, as JSON with sorted keys.
+    """The plan's file data, and ``content_hash`` when given, as JSON.
 
-    ``indent=None`` is the canonical compact form (separators ``,`` and ``:``), otherwise
-    json.dumps's indented form; no trailing newline.
+    ``indent=None`` is the canonical form (sorted keys, separators ``,`` and ``:``: what the hash
+    and signatures cover); otherwise the file's layout: indented, top level in FILE_ORDER.  No
+    trailing newline.
     """
-    writer = _Writer(indent)
-    unset = {"limit"} if plan.limit is None else set()  # an unlimited plan's JSON is as before limits existed
-    unset |= set() if plan.groups else {"groups"}  # nor has a plan without redundancy groups
-    body = plan.model_dump(mode="json", exclude={"hosts", "content_hash", *unset})
-    items = [(key, writer.value(value, 1)) for key, value in body.items()]
-    items.append(("hosts", writer.array([writer.host(h, 2) for h in plan.hosts], 1)))
+    data = file_data(plan)
     if content_hash is not None:
-        items.append(("content_hash", writer.value(content_hash, 1)))
-    return writer.object(items, 0)
+        data["content_hash"] = content_hash
+    if indent is None:
+        return json.dumps(data, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    writer = _Writer(indent)
+    rank = {key: i for i, key in enumerate(FILE_ORDER)}
+    keys = sorted(data, key=lambda k: (rank.get(k, len(rank)), k))
+    return writer.join("{", [(encode_basestring(k) + ": ", writer.value(data[k], 1)) for k in keys], "}", 0)
 
 
 class _Writer:
-    """Writes JSON in json.dumps's layout for one indent setting, from already encoded members.
+    """json.dumps's indented layout (sorted keys, ``ensure_ascii=False``), faster than its pure-Python
+    indenting encoder: scalars are encoded by json, lists and dicts laid out here.
 
     ``level`` is the nesting depth of the value being written (0 for the document itself).
     """
 
-    def __init__(self, indent: int | None) -> None:
+    def __init__(self, indent: int) -> None:
         self.indent = indent
-        self.key_sep = ":" if indent is None else ": "
-        # The encoder json.dumps(value, sort_keys=True, ensure_ascii=False, ...) would build.
-        self.encode = json.JSONEncoder(
-            sort_keys=True, ensure_ascii=False, indent=indent, separators=(",", self.key_sep)
-        ).encode
-        self.step_lists: dict[tuple[tuple[str | int | None, ...], ...], str] = {}
+        self.encode = json.JSONEncoder(sort_keys=True, ensure_ascii=False, indent=indent).encode
 
     def value(self, value: Any, level: int) -> str:
         kind = type(value)
@@ -65,65 +155,23 @@ class _Writer:
             return "true" if value else "false"
         if kind is int:
             return int.__repr__(value)  # as json writes ints
-        if kind is list and (self.indent is not None or all(type(v) is str for v in value)):
-            return self.array([self.value(v, level + 1) for v in value], level)
-        if self.indent is None:  # anything nested, compact: json's C encoder is the fastest there is
-            return self.encode(value)
+        if kind is list:
+            return self.join("[", [("", self.value(v, level + 1)) for v in value], "]", level)
         if kind is dict and all(type(key) is str for key in value):
-            return self.object([(key, self.value(v, level + 1)) for key, v in value.items()], level)
+            items = sorted(value.items())
+            return self.join(
+                "{", [(encode_basestring(k) + ": ", self.value(v, level + 1)) for k, v in items], "}", level
+            )
         # A float, or something json converts first (non-string keys, tuples): json lays it out at
         # depth 0; encoded strings never hold a raw newline, so every "\n" is a line break to indent.
         return self.encode(value).replace("\n", "\n" + " " * (self.indent * level))
 
-    def object(self, items: list[tuple[str, str]], level: int) -> str:
-        """A JSON object of already encoded values, keys sorted as json.dumps sorts them."""
-        return self._join(
-            "{", [(encode_basestring(key) + self.key_sep, text) for key, text in sorted(items)], "}", level
-        )
-
-    def array(self, texts: list[str], level: int) -> str:
-        return self._join("[", [("", text) for text in texts], "]", level)
-
-    def _join(self, start: str, members: list[tuple[str, str]], end: str, level: int) -> str:
+    def join(self, start: str, members: list[tuple[str, str]], end: str, level: int) -> str:
         if not members:
             return start + end
-        if self.indent is None:
-            inner = outer = ""
-        else:
-            inner, outer = "\n" + " " * (self.indent * (level + 1)), "\n" + " " * (self.indent * level)
-        # One join, so the large members (all hosts) are copied once.
+        inner, outer = "\n" + " " * (self.indent * (level + 1)), "\n" + " " * (self.indent * level)
         parts = [start]
         for prefix, text in members:
             parts += (inner, prefix, text, ",")
         parts[-1] = outer + end
         return "".join(parts)
-
-    def host(self, host: HostPlan, level: int) -> str:
-        items = [(key, self.value(value, level + 1)) for key, value in host.to_dict(steps=False).items()]
-        items.append(("steps", self.steps(host, level + 1)))
-        return self.object(items, level)
-
-    def steps(self, host: HostPlan, level: int) -> str:
-        name = host.host
-        if not all(step.id.startswith(name + "/") for step in host.steps):
-            # Not the planner's "<host>/<nn>-<action>" ids (an edited plan): encode as it is.
-            return self.array([self.value(step.to_dict(), level + 1) for step in host.steps], level)
-        # The steps without the host name: hosts with the same key have the same list but for the name.
-        # Operations are keyed by identity: the planner shares one object between the hosts that have
-        # it (planning/steps.py), and every object is alive while the plan is, so equal ids mean equal
-        # contents (distinct but equal objects, as in a plan read from a file, are only encoded apart).
-        key = tuple(
-            (step.id[len(name) :], step.action, step.version, id(step.op), id(step.undo), id(step.verify))
-            for step in host.steps
-        )
-        if key not in self.step_lists:
-            self.step_lists[key] = self.array([self._step(step, len(name), level + 1) for step in host.steps], level)
-        return self.step_lists[key].replace(_HOST, encode_basestring(name)[1:-1])
-
-    def _step(self, step: Step, name_length: int, level: int) -> str:
-        fields = step.to_dict()
-        # json escapes character by character, so the id's text is the name's text followed by the rest's.
-        rest = encode_basestring(fields.pop("id")[name_length:])
-        items = [(key, self.value(value, level + 1)) for key, value in fields.items()]
-        items.append(("id", '"' + _HOST + rest[1:]))
-        return self.object(items, level)

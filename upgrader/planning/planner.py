@@ -29,7 +29,7 @@ from upgrader.models.playbook import Canary, Playbook
 from upgrader.models.types import trusted
 from upgrader.planning import groups
 from upgrader.planning.sources import artifact_for, graph_of
-from upgrader.planning.steps import for_host, step_templates
+from upgrader.planning.steps import for_host, host_undo, step_templates
 from upgrader.versions import SchemeVersion as Version
 
 
@@ -204,7 +204,8 @@ def make_plan(
 
 def _host_plan(c: _Candidate, phase: int, canary: bool, templates: Callable[..., list[Step]]) -> HostPlan:
     path = tuple(str(v) for v in c.path)
-    steps = for_host(templates(str(c.installed), path, canary), c.name)
+    template = templates(str(c.installed), path, canary)
+    steps = for_host(template, c.name)
     return trusted(
         HostPlan,
         host=c.name,
@@ -215,6 +216,7 @@ def _host_plan(c: _Candidate, phase: int, canary: bool, templates: Callable[...,
         phase=phase,
         canary=canary,
         steps=steps,
+        undo=host_undo(template),
     )
 
 

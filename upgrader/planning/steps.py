@@ -25,6 +25,11 @@ def for_host(templates: list[Step], host: str) -> list[Step]:
     ]
 
 
+def host_undo(templates: list[Step]) -> dict[str, Any] | None:
+    """The undo of a host's live steps (one object, shared by them): its HostPlan.undo, written once in the file."""
+    return next((t.undo for t in templates if t.action in LIVE), None)
+
+
 def step_templates(playbook: Playbook, installed: str, path: tuple[str, ...], canary: bool) -> list[Step]:
     """The steps of every host with the same installed version, path and canary role; ids without the host.
 

@@ -38,7 +38,7 @@ from upgrader.engine.pool import Pool
 from upgrader.engine.progress import Progress
 from upgrader.errors import RefusedError
 from upgrader.journal import JOURNAL, Journal
-from upgrader.loading.inputs import Loaded, parse_json_model
+from upgrader.loading.inputs import Loaded, read_plan_text
 from upgrader.models.inventory import Inventory
 from upgrader.models.plan import Plan
 from upgrader.planning import signing
@@ -98,7 +98,7 @@ class HostWork:
                     non_retryable=True,
                     type="PlanNotSigned",
                 )
-            plan = parse_json_model(text, Plan, f"plan of run {work.run_id}")
+            plan = read_plan_text(text, f"plan of run {work.run_id}")
             if plan.compute_hash() != work.plan_hash:
                 raise ApplicationError(
                     f"the plan of run {work.run_id} does not hash to {work.plan_hash}", non_retryable=True

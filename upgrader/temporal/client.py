@@ -8,13 +8,14 @@ import re
 import sys
 from typing import Any
 
-from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
-from temporalio.service import RPCError, TLSConfig
+from temporalio.service import RPCError, RPCStatusCode, TLSConfig
 
 from upgrader.engine.progress import Progress
 from upgrader.errors import ExitCode, RefusedError, UpgraderError
+from upgrader.temporal import limits, search
 from upgrader.temporal.messages import Start
 from upgrader.temporal.settings import CONTROL_QUEUE, Settings
 
@@ -54,15 +55,18 @@ async def connect(settings: Settings) -> Client:
     if warning:
         print(f"warning: {warning}", file=sys.stderr)
     tls: TLSConfig | bool = False
-    if settings.tls:
+    if settings.tls:  # without a CA bundle: the system's roots (a hosted server, an API key)
         tls = TLSConfig(
             server_root_ca_cert=settings.tls_ca.read_bytes() if settings.tls_ca else None,
+            domain=settings.tls_server_name,
             client_cert=settings.tls_cert.read_bytes() if settings.tls_cert else None,
             client_private_key=settings.tls_key.read_bytes() if settings.tls_key else None,
         )
+    api_key = settings.read_api_key()
     try:
         return await asyncio.wait_for(
-            Client.connect(settings.address, namespace=settings.namespace, tls=tls), CONNECT_SECONDS
+            Client.connect(settings.address, namespace=settings.namespace, tls=tls, api_key=api_key),
+            CONNECT_SECONDS,
         )
     except (RPCError, RuntimeError, OSError, TimeoutError) as exc:
         raise RefusedError(
@@ -76,16 +80,22 @@ def workflow_id(component: str, inventory: str) -> str:
     return "upgrade-" + re.sub(r"[^A-Za-z0-9._-]", "_", f"{component}-{inventory}")
 
 
-async def start(client: Client, wid: str, start: Start) -> WorkflowHandle[Any, Any]:
+async def start(
+    client: Client, wid: str, start: Start, labels: search.Labels | None = None
+) -> WorkflowHandle[Any, Any]:
+    """Start the run's workflow (refused over the payload budget, or if the upgrade already runs).
+
+    ``labels``: its search attributes, so every controller can list it; a server that does not have
+    them registered gets a warning and the run starts without them (finding it is not worth an upgrade)."""
+    check_start(client, start)
     try:
-        return await client.start_workflow(
-            "upgrade",
-            start,
-            id=wid,
-            task_queue=CONTROL_QUEUE,
-            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
-            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
-        )
+        try:
+            return await _start(client, wid, start, labels)
+        except RPCError as exc:
+            if labels is None or exc.status != RPCStatusCode.INVALID_ARGUMENT or "search attribute" not in str(exc):
+                raise
+            print(f"warning: {_unregistered(exc)}", file=sys.stderr)
+            return await _start(client, wid, start, None)
     except WorkflowAlreadyStartedError:
         holder = await running_run(client, wid)
         raise RefusedError(
@@ -93,6 +103,49 @@ async def start(client: Client, wid: str, start: Start) -> WorkflowHandle[Any, A
             + (f" (run {holder})" if holder else ""),
             f"watch it with `upgrader watch {holder or 'RUN'}`, or abort it first",
         ) from None
+
+
+async def _start(client: Client, wid: str, start: Start, labels: search.Labels | None) -> WorkflowHandle[Any, Any]:
+    return await client.start_workflow(
+        "upgrade",
+        start,
+        id=wid,
+        task_queue=CONTROL_QUEUE,
+        id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+        id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+        search_attributes=labels.attributes() if labels else None,
+        memo=labels.memo() if labels else None,
+    )
+
+
+def _unregistered(exc: RPCError) -> str:
+    return (
+        f"the Temporal server refused the run's search attributes ({_short(exc)}): it starts without them, "
+        "so `upgrader runs --engine temporal` will not list it; register them once per namespace: "
+        + "; ".join(f"temporal operator search-attribute create --name {n} --type {t}" for n, t in _pairs())
+    )
+
+
+def _pairs() -> list[tuple[str, str]]:
+    return [(name, kind) for name, _, kind in (pair.partition("=") for pair in search.registration())]
+
+
+def check_start(client: Client, start: Start) -> int:
+    """The start input's size as the client will send it; refused over limits.START_BUDGET, before the
+    server (which refuses past limits.BLOB_ERROR, and gRPC past limits.GRPC_MESSAGE) is asked; warned
+    about over limits.PAYLOAD_BUDGET (the server's own warning threshold)."""
+    size = client.data_converter.payload_converter.to_payloads([start])[0].ByteSize()
+    hosts = start.run_start.get("hosts")
+    what = "the run's start input (the plan, inline)" + (f" for {len(hosts)} hosts" if isinstance(hosts, list) else "")
+    hint = "run fewer hosts at a time (--limit dc:NAME, one datacenter per run), or use --engine local"
+    limits.check_payload(what, size, hint, budget=limits.START_BUDGET)
+    if size > limits.PAYLOAD_BUDGET:
+        print(
+            f"warning: {what} is {size // 1024} KiB, over the {limits.PAYLOAD_BUDGET // 1024} KiB Temporal payload "
+            f"budget (the server warns from there): {hint}",
+            file=sys.stderr,
+        )
+    return size
 
 
 async def running_run(client: Client, wid: str) -> str | None:
@@ -143,3 +196,41 @@ async def watch(handle: WorkflowHandle[Any, Any], progress: Progress) -> dict[st
 
 def _short(exc: BaseException) -> str:
     return " ".join(str(exc).split())[:300]
+
+
+async def listed(client: Client, last: int) -> list[dict[str, Any]]:
+    """The newest ``last`` runs in the namespace, from every controller (a visibility query), oldest first."""
+    try:
+        return await _listed(client, last)
+    except RPCError as exc:
+        raise RefusedError(
+            f"the Temporal server cannot list runs by their search attributes: {_short(exc)}",
+            "register them once per namespace (README: Engines, finding runs): "
+            + "; ".join(f"temporal operator search-attribute create --name {n} --type {t}" for n, t in _pairs()),
+        ) from None
+
+
+async def _listed(client: Client, last: int) -> list[dict[str, Any]]:
+    found = []
+    async for execution in client.list_workflows(search.QUERY, limit=last):
+        attributes = execution.typed_search_attributes
+        memo = await execution.memo()
+        status = execution.status
+        state = attributes.get(search.STATUS) or "?"
+        if status is not None and status not in (WorkflowExecutionStatus.RUNNING, WorkflowExecutionStatus.COMPLETED):
+            state = status.name.lower().replace("_", "-")  # terminated, timed-out: the workflow never said
+        found.append(
+            {
+                "run": str(memo.get("run", "?")),
+                "component": attributes.get(search.COMPONENT),
+                "version": attributes.get(search.VERSION),
+                "datacenters": list(attributes.get(search.DATACENTERS) or []),
+                "phase": attributes.get(search.PHASE),
+                "status": state,
+                "operator": attributes.get(search.OPERATOR),
+                "workflow_id": execution.id,
+                "execution": execution.run_id,
+                "started": execution.start_time.isoformat() if execution.start_time else None,
+            }
+        )
+    return found[::-1]

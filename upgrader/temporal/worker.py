@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import signal
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from upgrader.errors import RefusedError
 from upgrader.loading.inputs import Loaded
 from upgrader.models.inventory import Inventory
 from upgrader.planning import signing
+from upgrader.temporal import limits
 from upgrader.temporal.activities import HostWork
 from upgrader.temporal.control import Control
 from upgrader.temporal.settings import CONTROL_QUEUE, queue
@@ -33,6 +35,15 @@ from upgrader.transport.base import Endpoint, Timeouts, Transport
 # (pydantic building the plan's models): pure code, loaded once per worker rather than per run.
 GRACE = timedelta(minutes=10)  # at most: a host program is bounded by its hop timeouts
 PASSED_THROUGH = ("upgrader", "pydantic", "pydantic_core", "annotated_types", "packaging", "yaml")
+
+
+@dataclass(frozen=True)
+class Rate:
+    """Host programs started per second: per datacenter queue (all its workers; the server holds it) and,
+    optionally, per worker.  None: no limit."""
+
+    queue: float | None = limits.QUEUE_ACTIVITIES_PER_SECOND
+    worker: float | None = None
 
 
 def workers(
@@ -49,6 +60,7 @@ def workers(
     quiet: bool = False,
     fail_on_bug: bool = False,
     plan_key: bytes | None = None,
+    rate: Rate | None = None,
 ) -> list[Worker]:
     """The workers for these queues.  ``fail_on_bug`` (tests): an exception in workflow code fails the run
     instead of retrying its task until a fixed worker is deployed (Temporal's default, kept for production).
@@ -70,6 +82,8 @@ def workers(
                 activities=hosts.all(),
                 max_concurrent_activities=parallel,
                 graceful_shutdown_timeout=GRACE,
+                max_task_queue_activities_per_second=(rate or Rate()).queue,
+                max_activities_per_second=(rate or Rate()).worker,
             )
             for dc in datacenters
         ]

@@ -30,6 +30,7 @@ with workflow.unsafe.imports_passed_through():
     from upgrader.engine.policy_state import Program, step
     from upgrader.errors import ExitCode
     from upgrader.models.plan import Plan
+    from upgrader.temporal import search
     from upgrader.temporal.messages import Admission, Done, Notice, Records, Start, Work
     from upgrader.temporal.settings import CONTROL_QUEUE, queue
     from upgrader.vocabulary import Event, HostState
@@ -109,7 +110,7 @@ class UpgradeWorkflow:
     @workflow.run
     async def run(self, start: Start) -> dict[str, Any]:
         self.start = start
-        self.plan = plan = Plan.model_validate_json(start.plan)
+        self.plan = plan = Plan.from_json(start.plan)
         self.hosts = {h.host: HostRun(h) for h in plan.hosts}
         self.policy = policy = RunPolicy(plan, self.hosts, run_id=start.run_id, host_seconds=start.host_seconds)
         # The execution's own id: `status`/`show`/`watch` ask this execution, not a later run of the same id.
@@ -297,6 +298,7 @@ class UpgradeWorkflow:
         self._seq += 1
         at = data.pop("at", None) or workflow.now().isoformat(timespec="milliseconds")
         self._unsent.append({"seq": self._seq, "at": at, "event": event, **data})
+        search.follow(event, data)  # the run's phase and status, for `runs --engine temporal`
         async with self._flushing:
             if not self._unsent and not files:
                 return  # another coroutine's flush wrote this one too

@@ -23,12 +23,14 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import json
 import os
 import select
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -36,14 +38,22 @@ from pathlib import Path
 from typing import Any
 
 from upgrader import agent
+from upgrader.agent import build
 from upgrader.errors import TransportError
 from upgrader.transport.base import Endpoint, Result, Timeouts
 
-AGENT_FILE = Path(agent.__file__).with_name("agent.py")  # the program the controller ships (packed)
+
+@functools.cache
+def agent_file() -> Path:
+    """The program a host is sent (agent/build.py), written once per process into a directory of its own:
+    never a shared path another user could have planted a file at."""
+    return build.program_file(Path(tempfile.mkdtemp(prefix="upgrader-agent-")))
+
+
 PREFIXES = ("/opt/", "/etc/", "/var/", "/srv/", "/home/")
 Hook = Callable[["LocalHost", dict[str, Any], bool], None]  # (host, program, done): before and after it runs
 
-# Loads agent.py as a module (not __main__, so it does not start by itself), points its STATE into the
+# Loads the agent's program as a module (not __main__, so it does not start by itself), points its STATE into the
 # tree, and serves: exactly what the bootstrap does on a host, but for where STATE is.  The agent's
 # path is on the command line, so agent.is_agent_holding recognises this process as an agent.
 _LOADER = (
@@ -52,7 +62,7 @@ _LOADER = (
     "m = types.ModuleType('upgrader_agent_fake'); m.__file__ = path\n"
     "exec(compile(open(path).read(), path, 'exec'), m.__dict__)\n"
     "m.STATE = state\n"
-    "sys.exit(m.main(['upgrader-agent']))\n"
+    "sys.exit(m.main())\n"
 )
 
 SYSTEMCTL = r"""#!/bin/sh
@@ -234,7 +244,7 @@ class AgentStream:
         self._trigger = trigger
         self._stderr = open(host.tree / f".agent-{time.monotonic_ns()}.err", "w+b")  # noqa: SIM115
         self._proc = subprocess.Popen(
-            [sys.executable, "-I", "-S", "-c", _LOADER, str(AGENT_FILE), str(host.state_dir)],
+            [sys.executable, "-I", "-S", "-c", _LOADER, str(agent_file()), str(host.state_dir)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self._stderr,

@@ -1,0 +1,16 @@
+"""The shapes of what a program carries, for the type checker only: nothing here runs on a host.
+
+A program is JSON, so these stay plain dicts; importing typing would cost ~3 ms at every agent start."""
+
+from __future__ import annotations
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from tarfile import TarInfo
+    from typing import Any
+
+    Ctx = dict[str, Any]  # one program's context: component, run, root, kind, its program lock
+    Spec = dict[str, Any]  # an operation, a service or a check, as the controller sent it
+    Record = dict[str, Any]  # what an operation returns, a journal line, a record on disk
+    Parts = tuple[str, ...]  # a path inside a release, name by name
+    Member = tuple[TarInfo, str, Parts, Parts | None]  # a tarball member judged: (member, kind, parts, link)

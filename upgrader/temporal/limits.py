@@ -1,0 +1,79 @@
+"""Temporal's default limits, as the server's source states them, and the budgets this design keeps under them.
+
+Read from temporalio/temporal at commit 6805caea59e3 (2026-08-21), ``common/dynamicconfig/constants.go``
+unless said otherwise; a server operator can change them per namespace (dynamic config), so these are
+the defaults a run must fit, with margin.  Each server limit comes as a pair: past *warn* the server
+logs, past *error* it refuses the request or terminates the execution.  The design stays under the warn
+thresholds (issue 27 §1), so a run is never one plan size away from the error.
+
+Measured with `--engine temporal` before this module (issue 27): a 300-host inventory's start input
+(the plan inline) was refused ("Blob data size exceeds limit"), and 600 hosts hit gRPC's 4 MiB.
+"""
+
+from __future__ import annotations
+
+from upgrader.errors import RefusedError
+
+KiB = 1024
+MiB = 1024 * KiB
+SOURCE = "temporalio/temporal@6805caea59e3 common/dynamicconfig/constants.go"
+
+# ---------------------------------------------------------------- the server's defaults
+BLOB_WARN = 512 * KiB  # limit.blobSize.warn (constants.go:397-401): each payload, start input and query result too
+BLOB_ERROR = 2 * MiB  # limit.blobSize.error (constants.go:392-396); query results are held to it
+# (service/frontend/workflow_handler.go:2962-2966, RespondQueryTaskCompleted)
+MEMO_WARN = 2 * KiB  # limit.memoSize.warn (constants.go:407-411)
+HISTORY_EVENTS_WARN = 10 * KiB  # limit.historyCount.warn (constants.go:457-461): 10,240 events
+HISTORY_EVENTS_ERROR = 50 * KiB  # limit.historyCount.error (constants.go:452-456): 51,200 events; terminated
+HISTORY_EVENTS_SUGGEST_CAN = 4 * KiB  # limit.historyCount.suggestContinueAsNew (constants.go:488-493)
+HISTORY_BYTES_WARN = 10 * MiB  # limit.historySize.warn (constants.go:441-445)
+HISTORY_BYTES_ERROR = 50 * MiB  # limit.historySize.error (constants.go:436-440)
+HISTORY_BYTES_SUGGEST_CAN = 4 * MiB  # limit.historySize.suggestContinueAsNew (constants.go:446-451)
+PENDING_ACTIVITIES_ERROR = 2000  # limit.numPendingActivities.error (constants.go:418-423)
+PENDING_CHILDREN_ERROR = 2000  # limit.numPendingChildExecutions.error (constants.go:412-417)
+SEARCH_ATTRIBUTE_VALUE = 2 * KiB  # frontend.searchAttributesSizeOfValueLimit (constants.go:904-908)
+SEARCH_ATTRIBUTES_TOTAL = 40 * KiB  # frontend.searchAttributesTotalSizeLimit (constants.go:909-913)
+# gRPC's own default receive limit (grpc-go's defaultServerMaxReceiveMessageSize), which the server keeps:
+# common/rpc/grpc.go:30-32 sets its HTTP API's request limit "to the max gRPC request size", 4 MiB.
+GRPC_MESSAGE = 4 * MiB
+
+# ---------------------------------------------------------------- the design's budgets (issue 27 §1)
+PAYLOAD_BUDGET = BLOB_WARN  # any one payload: the warn threshold, a quarter of the error
+# The start input still carries the plan inline (~19.5 KB per upgraded host before plan schema 4): held to the
+# design's budget it would refuse runs of 27-108 hosts that the server takes today.  Until the plan travels by
+# reference (issue 27 §1), a start is refused only where the server would refuse it (with room for the
+# request's envelope), and warned about over PAYLOAD_BUDGET.
+START_BUDGET = BLOB_ERROR - 256 * KiB
+HISTORY_EVENTS_BUDGET = HISTORY_EVENTS_WARN  # per execution (continue-as-new before it)
+HISTORY_BYTES_BUDGET = HISTORY_BYTES_WARN
+PENDING_BUDGET = 1000  # pending activities, and child workflows, per execution: half the server's 2,000
+QUERY_BUDGET = 1 * MiB  # a query's answer (`progress`): half the blob error limit it is held to
+
+# Host programs started per second on one datacenter's task queue, by all its workers together (the
+# server enforces it: Worker(max_task_queue_activities_per_second=...)), `worker --activities-per-second`.
+# Each host program opens its SSH connection through the datacenter's jump host: the handshakes cost the
+# worker ~27 ms CPU per host (bench/results/scale-16-2026-12-01-rollback.md, rollback, CPU ms/host), so
+# one core sustains ~37 a second; 25 leaves a third of it for the programs themselves, and starts a
+# 1,000-host datacenter's emergency rollback within 40 s.  A second worker in the datacenter adds
+# capacity for programs in flight, not a faster start: the rate is the queue's, not each worker's.
+QUEUE_ACTIVITIES_PER_SECOND = 25.0
+
+
+class PayloadTooLarge(RefusedError):
+    """A payload over the design's budget: refused before the server sees it, nothing started."""
+
+    reference = "temporal-payload-too-large"
+
+
+def check_payload(what: str, size: int, hint: str, budget: int = PAYLOAD_BUDGET) -> None:
+    """Refuse a payload of ``size`` bytes over ``budget`` (one line: what, its size, the limit and why)."""
+    if size > budget:
+        raise PayloadTooLarge(
+            f"{what} is {_human(size)}, over the {_human(budget)} budget per Temporal payload "
+            f"(the server warns at {_human(BLOB_WARN)} and refuses at {_human(BLOB_ERROR)}); nothing was started",
+            hint,
+        )
+
+
+def _human(size: int) -> str:
+    return f"{size / MiB:.1f} MiB" if size >= MiB else f"{size / KiB:.0f} KiB" if size >= KiB else f"{size} B"
