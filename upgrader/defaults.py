@@ -37,6 +37,10 @@ TAKEOVER_SLACK = 10.0  # the takeover's own round trip, on top of TAKEOVER_WAIT,
 
 # ------------------------------------------------------------------ Temporal's budgets (temporal/*.py)
 ACTIVITY_MARGIN = SAFETY_MARGIN + 30.0  # + one handshake: the call inside an activity times out first
+# A host activity's own time around the agent call the policy budgets (engine/host_actions.Timeouts) when
+# it runs more than that call: the worker's start, the upload and the host's testinfra modules (upgrade,
+# rollback, testinfra).  A dead worker is noticed by ACTIVITY_HEARTBEAT long before this.
+ACTIVITY_SLACK = 600.0
 ACTIVITY_HEARTBEAT = 5.0  # a SIGKILLed worker is noticed within this
 BEAT = 1.0  # between an activity's heartbeats while its engine call runs (well under ACTIVITY_HEARTBEAT)
 WORKER_GRACE = 600.0  # a stopping worker lets its activities end; at most: host programs are bounded
@@ -44,7 +48,7 @@ RECORD_SECONDS = 30.0  # one batch of journal records written by the control wor
 NOTIFY_SECONDS = 60.0  # one notification sent by the control worker
 NOTIFY_ATTEMPTS = 3  # a notice lost is never a run's failure: a few tries, then it is dropped
 LOCK_SECONDS = 300.0  # locking and gathering facts of one datacenter's hosts (one activity per datacenter)
-ROLLBACK_SECONDS = 900.0  # one host's rollback activity, at least (more if its hop bound + ACTIVITY_MARGIN is)
+ROLLBACK_SECONDS = 900.0  # one host's rollback activity, at least (more if its call's timeout + ACTIVITY_SLACK is)
 ADMISSION_SECONDS = 120.0  # the admission activity (reads past runs' journals, the windows)
 RETRY_FIRST = 1.0  # a repeatable activity's first retry after this
 RETRY_BACKOFF = 1.5

@@ -87,6 +87,7 @@ class Scenario:
         crash: set[str] | frozenset[str] = frozenset(),
         on_failure: str = "host",
         playbook: dict[str, Any] | None = None,
+        groups: dict[str, Any] | None = None,
         **rollout: Any,
     ) -> Scenario:
         artifacts = tmp / "artifacts"
@@ -110,6 +111,8 @@ class Scenario:
                 for i, (dc, names) in enumerate(datacenters.items())
             },
         }
+        if groups:  # redundancy groups: {name: {"hosts": [...], "max_unavailable": n}}
+            inventory["groups"] = groups
         (tmp / "playbook.yml").write_text(yaml.safe_dump(book, sort_keys=False))
         (tmp / "inventory.yml").write_text(yaml.safe_dump(inventory, sort_keys=False))
         hosts = FakeHosts(tmp / "hosts")

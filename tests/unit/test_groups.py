@@ -25,6 +25,7 @@ from tests.unit.fleets import inventory, plan, playbook
 from upgrader.cli.main import main
 from upgrader.engine import remote
 from upgrader.engine.apply import Apply
+from upgrader.engine.host_actions import HostActions
 from upgrader.engine.pool import Pool
 from upgrader.engine.progress import Lines
 from upgrader.journal import Journal
@@ -184,8 +185,8 @@ def run_engine(
     p: Plan, tmp: Path, monkeypatch: pytest.MonkeyPatch, fail: set[tuple[str, str]], parallel: int
 ) -> tuple[DownAgent, list[dict[str, Any]]]:
     agent = DownAgent(p, fail)
-    monkeypatch.setattr(remote, "call", agent)
-    monkeypatch.setattr(Apply, "check_artifacts", lambda self: None)
+    monkeypatch.setattr(remote.Session, "call", lambda session, **kw: agent(session, **kw))
+    monkeypatch.setattr(HostActions, "check_artifacts", lambda self: None)
     pool = Pool(
         {h.host: Endpoint(name=h.host, address=h.address) for h in p.hosts},
         factory=lambda ep: FakeTransport(ep.name),  # type: ignore[arg-type,return-value]

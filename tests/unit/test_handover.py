@@ -55,3 +55,28 @@ def test_no_engine_or_command_code_tests_an_op_name_or_words_for_a_handover() ->
         if pattern.search(line)
     ]
     assert found == []
+
+
+def test_a_handover_found_by_a_temporal_check_round_reaches_the_policy_as_one() -> None:
+    # The check activity's answer crosses a Temporal payload: a HandedOver (a str subclass) arrives as a
+    # plain str, so the activity says it as a field and the workflow types it again for the policy.
+    from temporalio.converter import DataConverter
+
+    from upgrader.engine.host_actions import HandedOver
+    from upgrader.temporal.messages import Done
+    from upgrader.temporal.workflow import checked_problem
+
+    converter = DataConverter.default.payload_converter
+
+    def across(done: Done) -> Done:
+        decoded = converter.from_payloads(converter.to_payloads([done]), [Done])[0]
+        assert isinstance(decoded, Done)
+        return decoded
+
+    taken = HandedOver("this run no longer holds the lock: taken over")
+    sent = across(Done(ok=False, problem=taken, handed_over=True))
+    assert type(sent.problem) is str  # the subclass is lost on the way
+    assert isinstance(checked_problem(sent), HandedOver) and checked_problem(sent) == taken
+    failed = across(Done(ok=False, problem="health 500"))
+    assert not isinstance(checked_problem(failed), HandedOver) and checked_problem(failed) == "health 500"
+    assert checked_problem(across(Done())) is None

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from tests.unit.conftest import INVENTORY, REPO, plan_files
-from upgrader.engine.apply import Apply
+from upgrader.engine.host_actions import HostActions
 from upgrader.engine.locks import LocalLock
 from upgrader.errors import RefusedError
 from upgrader.journal import Journal
@@ -52,13 +52,13 @@ def test_a_plan_that_pins_nothing_runs_no_testinfra_module(
         plan=SimpleNamespace(
             playbook=SimpleNamespace(path=str(tmp_path / "playbook.yml")), component="ordergw", controller_files=[]
         ),
-        _steps=lambda host, action: [step],
-        _set=lambda *a: None,
+        steps=lambda host, action: [step],
+        set=lambda *a: None,
         pool=SimpleNamespace(endpoint=lambda host: Endpoint(host, "192.0.2.1")),
         journal=SimpleNamespace(record=lambda *a, **k: None),
-        _fail=lambda host, state, detail: failures.append(detail),
+        fail=lambda host, state, detail: failures.append(detail),
     )
-    ok = Apply._testinfra(engine, "h1", "after start")
+    ok = HostActions.testinfra(engine, "h1", "after start")
     assert not ok and started == []
     assert failures and "not pinned by the plan" in failures[0]
     record_property("observed", f"passed={ok}; {len(started)} pytest process(es); failure: {failures[0]}")

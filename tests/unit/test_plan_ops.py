@@ -20,6 +20,7 @@ import pytest
 from tests.unit.conftest import plan_files
 from upgrader.engine import gates, remote
 from upgrader.engine.apply import Apply
+from upgrader.engine.host_actions import HostActions
 from upgrader.engine.pool import GroupResult, HostResult
 from upgrader.engine.progress import Lines
 from upgrader.journal import Journal
@@ -41,6 +42,10 @@ class FakeTransport:
 
     def put(self, local: Path, remote_path: str) -> None:
         pass
+
+    def call(self, **kwargs: Any) -> remote.AgentResult:
+        """As Session.call: the test's Agent, patched over Session.call, answers."""
+        return remote.Session.call(self, **kwargs)  # type: ignore[arg-type]
 
 
 class FakePool:
@@ -96,8 +101,8 @@ def run_engine(
     decide: gates.DecisionKind | None = gates.DecisionKind.PROMOTE,
 ) -> tuple[Agent, list[dict[str, Any]]]:
     agent = Agent(plan, fail)
-    monkeypatch.setattr(remote, "call", agent)
-    monkeypatch.setattr(Apply, "check_artifacts", lambda self: None)  # golden playbooks name no real files
+    monkeypatch.setattr(remote.Session, "call", lambda session, **kw: agent(session, **kw))
+    monkeypatch.setattr(HostActions, "check_artifacts", lambda self: None)  # golden playbooks name no real files
     journal = Journal.create(tmp / "state", "run-1")
     journal.record(Event.RUN_START, kind="apply", component=plan.component)
     for phase in plan.phases:  # manual gates: decided ahead, as `upgrader promote --gate G --ahead` would

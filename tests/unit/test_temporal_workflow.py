@@ -24,8 +24,8 @@ from temporalio.client import Client, WorkflowHandle
 from tests.temporal_server import DevServer
 from tests.unit.test_plan_ops import CASES, Agent, FakeTransport, case_plan
 from upgrader.engine import remote
-from upgrader.engine.apply import Apply
 from upgrader.engine.gates import DecisionKind
+from upgrader.engine.host_actions import HostActions
 from upgrader.journal import read
 from upgrader.loading.inputs import load_inventory
 from upgrader.models.plan import Plan
@@ -97,8 +97,8 @@ def run_workflow(
 ) -> tuple[Agent, dict[str, Any], list[dict[str, Any]], Plan]:
     plan = quick(case_plan(case))
     agent = Agent(plan, fail)
-    monkeypatch.setattr(remote, "call", agent)
-    monkeypatch.setattr(Apply, "check_artifacts", lambda self: None)  # golden playbooks name no real files
+    monkeypatch.setattr(remote.Session, "call", lambda session, **kw: agent(session, **kw))
+    monkeypatch.setattr(HostActions, "check_artifacts", lambda self: None)  # golden playbooks name no real files
     inventory = load_inventory(CASES / case / "inventory.yml")
     run_id = f"20261201T000000Z-{plan.component}-{secrets.token_hex(2)}"
     state = tmp / "state"

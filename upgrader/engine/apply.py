@@ -1,15 +1,19 @@
-"""Executing a plan: lock, stage, canary + bake, waves, automatic rollback, release.
+"""The local driver: a run of the plan on this machine, with threads.
 
-The invariant: every host ends on a known version — the one it started on or
-the target — with its service verified, or is named in the summary as needing
-a human.  Each host program is journaled before it runs and after it ends;
-the agent journals each operation on the host itself.
+The invariant: every host ends on a known version — the one it started on or the target — with
+its service verified, or is named in the summary as needing a human.  Each host program is journaled
+before it runs and after it ends; the agent journals each operation on the host itself.
+
+Everything the run decides is the policy's (engine/policy.py); what happens on a host is
+HostActions' (engine/host_actions.py).  This module only carries out the policy's actions: host
+calls in a thread pool, waits with ``sleep`` in steps of TICK (so a signal or an abort ends them),
+gates by polling the run's decision files, aborts by reading them, SIGINT/SIGTERM (stop_on_signals).
+The Temporal driver (temporal/workflow.py) carries out the same actions with activities and timers.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import signal
 import threading
@@ -17,76 +21,43 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from itertools import zip_longest
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from upgrader.defaults import LOCK_TIMEOUT, SAFETY_MARGIN, STAGE_PARALLEL
-from upgrader.engine import gates, programs, remote
-from upgrader.engine.groups import Unavailable
+from upgrader.engine import gates
+from upgrader.engine import policy_messages as m
+from upgrader.engine.host_actions import HostActions
+from upgrader.engine.host_actions import HostRun as HostRun
+from upgrader.engine.policy import RunPolicy
+from upgrader.engine.policy_state import TICK, Program, step
+from upgrader.engine.policy_state import Recovery as Recovery
+from upgrader.engine.policy_state import by_turns as _by_turns
 from upgrader.engine.pool import Pool
-from upgrader.engine.progress import Listener
-from upgrader.errors import ExitCode, RefusedError, TransportError
-from upgrader.journal import Journal, controller
-from upgrader.models.plan import ArtifactRef, HostPlan, Phase, Plan, Step
-from upgrader.planning import budgets
-from upgrader.vocabulary import (
-    NEEDS_A_HUMAN,
-    ON_TARGET,
-    UPGRADED,
-    Event,
-    HostEnd,
-    HostState,
-    HostSummary,
-    RollbackEnd,
-    RunEnd,
-    RunStatus,
-)
+from upgrader.engine.progress import Listener, replay
+from upgrader.engine.verdict import Outcome as Outcome
+from upgrader.engine.verdict import rollback_targets as rollback_targets
+from upgrader.engine.verdict import verdict as verdict
+from upgrader.journal import Journal
+from upgrader.models.plan import Plan
+from upgrader.vocabulary import Event, HostState
 
-
-class HandedOver(str):
-    """A check round's answer when the host's lock is no longer this run's (the result's ``handed_over``)."""
-
-
-TICK = 0.5  # seconds: the longest a wait (bake, pause, gate) goes without looking for a stop or an abort
 HEARTBEAT = 10.0  # seconds between "… s left" lines while a wait goes on
+POLL = 0.5  # seconds a program waiting for a slot sleeps before it looks again (it is woken sooner)
+T = TypeVar("T")
+
+__all__ = ["TICK", "_by_turns"]
 
 
-@dataclass
-class HostRun:
-    plan: HostPlan
-    state: HostState = HostState.PENDING
-    detail: str = ""
-    touched: bool = False  # something live changed (service stopped, link switched)
-    failure: str = ""
-    unhealthy: bool = False  # its running release failed the precheck's checks: untouched, yet on no verified release
+class _Clock:
+    """A program's time: the monotonic clock, or the waits it asked for when they passed faster
+    (a test's instant ``sleep`` makes an instant bake of the same number of rounds)."""
 
-    @property
-    def name(self) -> str:
-        return self.plan.host
+    def __init__(self) -> None:
+        self.base = time.monotonic()
+        self.slept = 0.0
 
-
-@dataclass
-class Recovery:
-    """What ``resume`` found in the journal of a killed run."""
-
-    done: set[str] = field(default_factory=set)  # finished and verified on the target
-    back: list[str] = field(default_factory=list)  # caught mid-step or failed: roll back to where they began
-    failing: bool = False  # the run was already rolling back or halting
-    failures: int = 0
-    aborted: bool = False  # an operator aborted it: everything it changed goes back
-    keep: bool = False  # ... unless the abort said --keep
-    expect: dict[str, str | None] = field(default_factory=dict)  # version each host may be on (None: either)
-
-
-@dataclass
-class Outcome:
-    exit_code: ExitCode
-    status: RunStatus
-    message: str
-    hosts: dict[str, HostRun] = field(default_factory=dict)
-    resumable: bool = False  # halted part-way: `upgrader resume RUN` carries on
+    def now(self) -> float:
+        return self.base + max(time.monotonic() - self.base, self.slept)
 
 
 class Apply:
@@ -111,56 +82,40 @@ class Apply:
         self.pool = pool
         self.journal = journal
         self.progress = progress
-        self.artifacts = artifacts
-        self.operator = operator
-        self.controller = controller()
-        self.break_lock = break_lock
-        self.python = python
+        self.actions = HostActions(
+            plan, pool, journal, progress, artifacts=artifacts, operator=operator, break_lock=break_lock, python=python
+        )
+        self.hosts = self.actions.hosts
+        self.policy = RunPolicy(
+            plan, self.hosts, run_id=journal.run_id, host_seconds=host_seconds, admission=admit is not None
+        )
         self.admit = admit
         self.notify = notify or (lambda *a, **k: None)
         self.sleep = sleep
-        self.host_seconds = host_seconds  # measured in past runs, when known
-        self.hosts = {h.host: HostRun(h) for h in plan.hosts}
-        self.failures = 0
-        self.failures_in: dict[str, int] = {}  # per datacenter; like ``failures``, for the whole run
-        self.budgets = budgets.of_plan(plan)
-        self.down = Unavailable(plan.groups)  # redundancy groups: members down now (engine/groups.py)
-        self.halted: str | None = None
-        self.failed_round: dict[str, list[dict[str, Any]]] = {}  # host -> its last failed check round's ops
-        self.resumable = False  # the halt is one `resume` may carry on from (a signal, a closed window)
-        self.signalled: str | None = None  # the signal that stopped the run (SIGINT, SIGTERM)
-        self.stop_now = False  # a second signal: stop at the next safe point, start no rollback either
-        self.held = False
-        self.abort: gates.Decision | None = None
-        self._abort_handled = False
-        self._lock = threading.Lock()
-        self._locked: set[str] = set()
-        self._facts: dict[str, dict[str, Any]] = {}
+        self._moved = threading.Condition()  # one program steps at a time; waiters for a slot wake on a step
+        self._beats: dict[tuple[str, str | None], _Heartbeat] = {}
+        self._since: str | None = None  # when the run began to wait at its gate (decisions.counts_at)
 
-    # ------------------------------------------------------------ helpers
-    def _call(
-        self, host: str, ops: list[dict[str, Any]], timeout: float, idempotent: bool = False
-    ) -> remote.AgentResult:
-        return remote.call(
-            self.pool.session(host),
-            component=self.spec.component,
-            root=self.spec.install.root,
-            run=self.journal.run_id,
-            ops=ops,
-            timeout=timeout,
-            python=self.python,
-            idempotent=idempotent,
-        )
+    # The run's state is the policy's; these read (and, for a stop, write) it.
+    @property
+    def halted(self) -> str | None:
+        return self.policy.halted
 
-    def _set(self, host: str, state: HostState, detail: str = "") -> None:
-        run = self.hosts[host]
-        run.state, run.detail = state, detail
-        self.progress.host_state(host, state, detail)
+    @halted.setter
+    def halted(self, value: str | None) -> None:
+        self.policy.halted = value
 
-    def _lock_op(self, mode: str, reason: str | None = None) -> dict[str, Any]:
-        return programs.lock_op(
-            mode, operator=self.operator, plan=self.plan.content_hash, reason=reason, controller=self.controller
-        )
+    @property
+    def signalled(self) -> str | None:
+        return self.policy.signalled
+
+    @property
+    def stop_now(self) -> bool:
+        return self.policy.stop_now
+
+    @property
+    def failures(self) -> int:
+        return self.policy.failures
 
     # ------------------------------------------------------------ the run
     def run(self, recovery: Recovery | None = None) -> Outcome:
@@ -170,849 +125,153 @@ class Apply:
         for h in plan.hosts:
             self.progress.host_state(h.host, HostState.PENDING, " → ".join([h.from_version, *h.path]))
         for host in recovery.done:
-            self._set(host, HostState.DONE, f"on {self.hosts[host].plan.path[-1]} (before resume)")
-        self.check_artifacts()
+            self.actions.set(host, HostState.DONE, f"on {self.hosts[host].plan.path[-1]} (before resume)")
+        self.actions.check_artifacts()
         self.lock_hosts(recovery)
-        self.notify(
-            "run-started",
-            component=plan.component,
-            version=plan.target_version,
-            run=self.journal.run_id,
-            hosts=len(plan.hosts),
-        )
+        self.policy.locked = set(self.actions.locked)
         try:
-            outcome = self._execute(recovery)
+            outcome = self.drive(self.policy.run_program(recovery))
         finally:
             stuck = self.release_locks()
-        if stuck:  # a lock no one released outlives the run: a human must act, and is told how
-            outcome = Outcome(
-                ExitCode.ROLLBACK_FAILED,
-                outcome.status if outcome.exit_code == ExitCode.ROLLBACK_FAILED else RunStatus.ROLLBACK_FAILED,
-                f"{outcome.message}; {', '.join(stuck)} could not be unlocked (no answer at the end): "
-                f"`upgrader unlock {self.plan.component} -i INVENTORY --reason … --limit {','.join(stuck)}` "
-                "once they answer",
-                outcome.hosts,
-                resumable=True,
-            )
-        # run-end is the journal's last word: it comes after the locks are released.
-        self.journal.record(
-            Event.RUN_END,
-            **RunEnd(
-                status=outcome.status,
-                exit_code=int(outcome.exit_code),
-                message=outcome.message,
-                handshake_retries=self.pool.handshake_retries,
-                resumable=outcome.resumable,
-                hosts={
-                    h.name: HostSummary(state=h.state, detail=h.detail, version=self._version_of(h))
-                    for h in self.hosts.values()
-                },
-            ),
-        )
-        event = {
-            ExitCode.OK: "finished",
-            ExitCode.FAILED_ROLLED_BACK: "rolled-back",
-            ExitCode.HALTED: "aborted" if outcome.status == RunStatus.ABORTED else "halted",
-        }.get(outcome.exit_code, "failed")
-        self.notify(
-            event,
-            component=self.plan.component,
-            version=self.plan.target_version,
-            run=self.journal.run_id,
-            status=outcome.status,
-            message=outcome.message,
-        )
+        outcome, last = self.policy.closing(outcome, stuck)
+        for action in last:
+            if isinstance(action, m.Record) and action.event == Event.RUN_END:
+                fields = dict(action.fields)
+                fields = {**{k: fields.pop(k) for k in ("status", "exit_code", "message")}, **fields}
+                action = m.Record(action.event, {**fields, "handshake_retries": self.pool.handshake_retries})
+            self.carry_out(action, _Clock())
         return outcome
-
-    def _execute(self, recovery: Recovery) -> Outcome:
-        plan = self.plan
-        if recovery.back:
-            self.journal.record(Event.RECOVER, hosts=recovery.back, failing=recovery.failing)
-            for host in recovery.back:
-                self.hosts[host].touched = True
-            self.rollback(recovery.back, failing=recovery.failing)
-            stuck = [
-                h for h in recovery.back if self.hosts[h].state not in (HostState.ROLLED_BACK, HostState.HANDED_OVER)
-            ]
-            if stuck:
-                # A host the put-back could not verify is on no verified release: going on with the plan would
-                # run it again from there (its precheck then fails "before the upgrade") and hide that it needs a
-                # human.  The run stops; the verdict names it (exit 4).
-                self.halted = f"the put-back of {', '.join(stuck)} did not end verified; the run goes no further"
-                return self._conclude()
-        if recovery.failing:
-            # The killed run was already handling a failure: finish that, never start new hosts.
-            self.failures = max(1, recovery.failures)
-            policy = "run" if recovery.aborted else self.spec.rollback.on_failure  # an abort puts back all
-            phases = {self.hosts[h].plan.phase for h in recovery.back}
-            targets = (
-                []
-                if recovery.keep
-                else sorted(
-                    h
-                    for h in recovery.done
-                    if policy == "run" or (policy == "wave" and self.hosts[h].plan.phase in phases)
-                )
-            )
-            for host in targets:
-                self.hosts[host].touched = True
-            self.rollback(targets)
-            self.halted = "resumed a run that was handling a failure; its rollback is complete"
-            return self._conclude()
-        pending = [h for h in self.hosts if h not in recovery.done]
-        if pending and not self.stage(pending):
-            return self._finish(
-                ExitCode.FAILED_ROLLED_BACK, RunStatus.STAGE_FAILED, "staging failed; no live change was made"
-            )
-        for phase in plan.phases:
-            if self.halted:
-                break
-            todo = [h for h in phase.hosts if h not in recovery.done]
-            if todo:
-                self.run_phase(phase.model_copy(update={"hosts": todo}))
-        return self._conclude()
-
-    def _conclude(self) -> Outcome:
-        if self.signalled:
-            self.resumable = self.abort is None and not self.failures and not self.held
-            self.journal.record(
-                Event.HALT,
-                reason=self.halted,
-                signal=self.signalled,
-                hard=self.stop_now,
-                resumable=self.resumable,
-                left_on_target=sorted(h for h, r in self.hosts.items() if r.state in UPGRADED),
-            )
-        resumable = self.resumable and self.abort is None and not self.failures and not self.held
-        code, status, message = verdict(
-            self.hosts,
-            held=self.held,
-            failures=self.failures,
-            aborted=self.abort is not None,
-            halted=self.halted,
-            target=self.plan.target_version,
-            resumable=resumable,
-        )
-        if resumable and code == ExitCode.HALTED:
-            message += f"; `upgrader resume {self.journal.run_id}` carries on"
-        kept = sorted(h.name for h in self.hosts.values() if h.state in NEEDS_A_HUMAN and h.name in self._locked)
-        if kept:  # the one other case a lock outlives the run: it is resumable, and the message says so
-            message += (
-                f"; {', '.join(kept)} stay(s) locked by this run: `upgrader resume {self.journal.run_id}` "
-                f"puts them back once they answer, or `upgrader unlock {self.plan.component} -i INVENTORY "
-                "--reason …` releases them"
-            )
-        return Outcome(
-            code,
-            status,
-            message,
-            self.hosts,
-            resumable=(resumable and code == ExitCode.HALTED) or code == ExitCode.ROLLBACK_FAILED,
-        )
-
-    @staticmethod
-    def _version_of(h: HostRun) -> str | None:
-        """The version a host is known to be on now (None: unknown, a human must look)."""
-        if h.state in ON_TARGET:  # VERIFIED: a canary whose bake a stop cut short, checked after its start
-            return h.plan.path[-1]
-        if h.state in (HostState.PENDING, HostState.STAGED, HostState.UNTOUCHED, HostState.ROLLED_BACK) or (
-            h.state == HostState.FAILED and not h.touched
-        ):
-            return h.plan.from_version
-        return None
-
-    def _finish(self, code: ExitCode, status: RunStatus, message: str) -> Outcome:
-        return Outcome(code, status, message, self.hosts)
-
-    # ------------------------------------------------------------ artifacts and locks
-    def artifact_path(self, art: ArtifactRef) -> Path:
-        if art.url and art.url.startswith("file://"):
-            return Path(art.url.removeprefix("file://"))
-        if art.url:
-            raise RefusedError(
-                f"artifact {art.url} must be fetched into the artifact store first",
-                f"download it into {self.artifacts} and refer to it with 'file:'",
-            )
-        return self.artifacts / (art.file or "")
-
-    def check_artifacts(self) -> None:
-        """Refuse before touching any host if an artifact is missing or its digest differs."""
-        for art in self.plan.artifacts:
-            path = self.artifact_path(art)
-            if not path.is_file():
-                raise RefusedError(
-                    f"artifact for {self.plan.component} {art.version} not found: {path}",
-                    "build or download it into the artifact store (--artifacts DIR)",
-                )
-            if art.size is not None and path.stat().st_size != art.size:
-                raise RefusedError(
-                    f"artifact {path} is {path.stat().st_size} bytes, playbook says {art.size}",
-                    "fetch the vendor's artifact again; nothing was changed on any host",
-                )
-            digest = _sha256(path)
-            if digest != art.sha256:
-                self.journal.record(
-                    Event.ARTIFACT_REFUSED, version=art.version, path=str(path), sha256=digest, expected=art.sha256
-                )
-                raise RefusedError(
-                    f"sha256 mismatch for {path.name}: file has {digest}, playbook says {art.sha256}",
-                    "the artifact is not the one reviewed; nothing was changed on any host",
-                )
-        self.journal.record(Event.ARTIFACTS_CHECKED, artifacts=[a.model_dump() for a in self.plan.artifacts])
 
     def lock_hosts(self, recovery: Recovery | None = None) -> None:
         """Take every host's lock and check its facts still match the plan; refuse as a whole."""
-        mode = "break" if self.break_lock else "acquire"
-        if self.break_lock:
-            self.journal.record(Event.LOCK_BREAK, reason=self.break_lock, operator=self.operator)
-        ops = [self._lock_op(mode, self.break_lock), programs.facts_op(self.spec)]
-        results = self.pool.each(self.hosts, lambda h: self._call(h, ops, LOCK_TIMEOUT, idempotent=True))
-        refusals = []
-        for r in results:
-            host, res = r.host, r.value
-            if res is None:
-                refusals.append(f"{host}: {r.error}")
-                continue
-            if res.op("lock") and res.op("lock").ok:  # type: ignore[union-attr]
-                self._locked.add(host)
-            if not res.ok:
-                refusals.append(f"{host}: {res.error}")
-                continue
-            facts = res.op("facts").data  # type: ignore[union-attr]
-            self._facts[host] = facts
-            hp = self.hosts[host].plan
-            allowed = {hp.from_version}
-            if recovery is not None and host in recovery.expect:
-                expected = recovery.expect[host]  # None: caught mid-step, on either side of a switch
-                allowed = {expected} if expected else {hp.from_version, *hp.path}
-            if facts.get("installed") not in allowed:
-                want = " or ".join(sorted(allowed))
-                refusals.append(f"{host}: now on {facts.get('installed')}, plan expected {want} — plan again")
-        self.journal.record(Event.LOCKS, held=sorted(self._locked), refusals=refusals)
-        if refusals:
-            self.release_locks()
-            raise RefusedError(
-                "refused before changing anything: " + "; ".join(refusals),
-                "see who holds the lock with `upgrader status`; a stale lock needs --break-lock REASON",
-            )
+        self.actions.lock(recovery.expect if recovery is not None else None)
 
     def release_locks(self) -> list[str]:
-        """Release this run's host locks (but those of hosts a human must see to); the hosts that kept them
-        because they did not answer."""
-        if not self._locked:
-            return []
-        keep = {h.name for h in self.hosts.values() if h.state in NEEDS_A_HUMAN}
+        """Release this run's host locks; the hosts that kept them because they did not answer."""
+        return self.actions.release()
 
-        def release(host: str) -> remote.AgentResult:
-            ops: list[dict[str, Any]] = []
-            if self.hosts[host].state == HostState.DONE:
-                ops.append(
-                    {"op": "prune", "step": None, "keep": self.spec.install.keep_releases, "continue_on_error": True}
-                )
-            ops.append(self._lock_op("release"))
-            return self._call(host, ops, LOCK_TIMEOUT, idempotent=True)
+    def drive(self, program: Program[T]) -> T:
+        """Run one of the policy's programs to its end, carrying out each action it yields."""
+        clock = _Clock()
+        answer: m.Answer | None = None
+        while True:
+            with self._moved:
+                action, result = step(program, answer)
+                self._moved.notify_all()
+            if action is None:
+                return result  # type: ignore[return-value]
+            answer = self.carry_out(action, clock)
 
-        targets = sorted(self._locked - keep)
-        results = self.pool.each(targets, release)
-        self.journal.record(
-            Event.LOCKS_RELEASED,
-            hosts=targets,
-            kept=sorted(keep & self._locked),
-            errors={h: str(e) for h, e in results.failed.items()},
-        )
-        self._locked.clear()
-        return sorted(h for h in targets if not _released(results[h].value))
-
-    # ------------------------------------------------------------ stage
-    def stage(self, hosts: list[str]) -> bool:
-        arts = {a.version: a for a in self.plan.artifacts}
-        self.journal.record(Event.STAGE_BEGIN, hosts=sorted(hosts))
-
-        def stage_host(host: str) -> remote.AgentResult | None:
-            facts = self._facts.get(host, {})
-            ops = []
-            steps = self._steps(host, "stage")
-            for step in steps:
-                if facts.get("staged_sha", {}).get(step.version) == step.op["sha256"]:
-                    continue
-                art = arts[str(step.version)]
-                upload = f"/var/tmp/upgrader-{self.journal.run_id}-{art.sha256[:16]}.tar.gz"
-                self.pool[host].put(self.artifact_path(art), upload)
-                ops.append(_send(step.op, step.id, upload=upload))
-            self.journal.record(Event.STAGE_HOST, host=host, steps=[s.id for s in steps], sent=[o["step"] for o in ops])
-            if not ops:
-                return None
-            return self._call(host, ops, 300.0)
-
-        results = self.pool.each(hosts, stage_host, limit=STAGE_PARALLEL)
-        failed = {}
-        for r in results:
-            host, res = r.host, r.value
-            if not r.ok or (res is not None and not res.ok):
-                failed[host] = str(r.error) if res is None else res.error
-                self._set(host, HostState.FAILED, f"staging: {failed[host]}")
-            else:
-                self._set(host, HostState.STAGED, "already staged" if res is None else "staged")
-        self.journal.record(Event.STAGE_END, failed=failed)
-        if not failed:
-            return True
-        self.progress.stage_failed(
-            f"staging failed on {len(failed)} host(s); removing what this run staged — no live change was made",
-        )
-        for host, reason in failed.items():
-            self.progress.stage_failed(reason, host=host)
-        self.failures += len(failed)
-        # Each stage step's undo: removes the release only where this run staged it.
-        self.pool.each(
-            hosts,
-            lambda h: self._call(
-                h, [_send(s.undo, s.id) for s in self._steps(h, "stage") if s.undo], 60.0, idempotent=True
-            ),
-        )
-        for host in hosts:
-            if host not in failed:
-                self._set(host, HostState.UNTOUCHED, "release removed again")
-        return False
-
-    # ------------------------------------------------------------ phases
-    def run_phase(self, phase: Phase) -> None:
-        if phase.gate is not None and not self._pass_gate(phase):
-            return
-        if self._aborted():  # between phases: nothing of this one started
-            self._roll_back_aborted([])
-            return
-        if phase.pause_before:
-            self.progress.pause(f"pausing {phase.pause_before:g}s before {phase.datacenter}")
-            self.wait(phase.pause_before, f"pause before {phase.datacenter}")
-            if self.halted or self._aborted():
-                if self.abort is not None:
-                    self._roll_back_aborted([])
-                return
-        if self.admit is not None:
-            reason = self.admit(self._estimate(phase))
-            if reason:
-                self.halted = f"stopped before phase {phase.index + 1}: {reason}"
-                self.resumable = True  # the window guard says when: resume then
-                self.journal.record(Event.HALT, reason=self.halted, resumable=True)
-                self.progress.halt(self.halted)
-                return
-        self.journal.record(
-            Event.PHASE_BEGIN, phase=phase.index, kind=phase.kind, datacenter=phase.datacenter, hosts=phase.hosts
-        )
-        self.progress.phase(
-            f"phase {phase.index + 1}/{len(self.plan.phases)}: {phase.kind} "
-            f"{phase.datacenter or 'global'} → {', '.join(phase.hosts)}",
-        )
-        limit = self.spec.rollout.max_in_flight_per_datacenter
-        in_flight = {dc: threading.Semaphore(limit) for dc in {self.hosts[h].plan.datacenter for h in phase.hosts}}
-
-        def one(host: str) -> None:
-            with in_flight[self.hosts[host].plan.datacenter]:
-                if self.halted or self._aborted() or self._budget_spent() or not self._may_go_down(host):
-                    return
-                try:
-                    if self._upgrade(host) and phase.kind == "canary":
-                        self._bake(host)
-                finally:
-                    self._settle(host)
-
-        # At most --parallel threads, not one per host: a 10,000-host wave must not start 10,000.
-        # Hosts go in turn by datacenter, so one datacenter's gate cannot hold every worker.
-        workers = max(1, min(len(phase.hosts), self.pool.parallel))
-        with ThreadPoolExecutor(max_workers=workers) as ex:
-            list(ex.map(one, _by_turns(phase.hosts, lambda h: self.hosts[h].plan.datacenter)))
-        failed = [h for h in phase.hosts if self.hosts[h].state in (HostState.FAILED, HostState.UNREACHABLE)]
-        self.journal.record(Event.PHASE_END, phase=phase.index, failed=failed)
-        cut = [h for h in phase.hosts if self.hosts[h].state == HostState.VERIFIED]  # bakes a stop cut short
-        if failed:
-            self._on_failure(phase, failed)
-            cut = [h for h in cut if self.hosts[h].state == HostState.VERIFIED]  # the policy left them
-            if cut:
-                self._put_back_cut(cut)
-        elif self.abort is not None or self._aborted():
-            self._roll_back_aborted(phase.hosts)
-        elif cut:
-            self._put_back_cut(cut)
-        elif phase.kind == "canary":
+    def carry_out(self, action: m.Action, clock: _Clock) -> m.Answer:
+        """What the policy asked, done here; the event that answers it."""
+        actions = self.actions
+        if isinstance(action, m.Record):
+            self.journal.record(action.event, **action.fields)
+        elif isinstance(action, m.Notify):
+            plan = self.plan
             self.notify(
-                "canary-passed",
-                component=self.plan.component,
-                version=self.plan.target_version,
+                action.event,
+                component=plan.component,
+                version=plan.target_version,
                 run=self.journal.run_id,
-                hosts=phase.hosts,
-                datacenter=phase.datacenter,
+                **action.fields,
             )
-
-    # ------------------------------------------------------------ manual gates and aborts
-    def _aborted(self) -> bool:
-        """Has an operator aborted this run (`upgrader abort`)?  Looked up before each host starts."""
-        if self.abort is None:
-            found = gates.aborted(self.journal.directory)
-            if found is None:
-                return False
-            with self._lock:
-                if self.abort is None:
-                    self.abort = found
-                    self.halted = f"aborted by {found.operator}: {found.reason}"
-                    self.journal.record(
-                        Event.ABORT, operator=found.operator, reason=found.reason, at_decision=found.at, keep=found.keep
-                    )
-                    self.progress.halt(self.halted)
-                    self.notify(
-                        "aborted",
-                        component=self.plan.component,
-                        version=self.plan.target_version,
-                        run=self.journal.run_id,
-                        operator=found.operator,
-                        message=found.reason,
-                    )
-        return True
-
-    def _roll_back_aborted(self, current: list[str]) -> None:
-        """After an abort, once: put every host this run changed back on its starting release, verified,
-        whatever the failure policy (Argo Rollouts' abort); with ``--keep`` they stay where they are.
-
-        ``current`` (the wave the abort caught) is kept for the journal: it is no longer the limit."""
-        if self._abort_handled:
-            return
-        self._abort_handled = True
-        changed = [h for h, r in self.hosts.items() if r.touched or r.state in UPGRADED]
-        assert self.abort is not None
-        if self.abort.keep:
-            for host in changed:
-                if self.hosts[host].state == HostState.VERIFIED:  # its bake was cut: on the target, checked
-                    self._set(
-                        host,
-                        HostState.DONE,
-                        f"on {self.hosts[host].plan.path[-1]}, kept by abort --keep (bake cut short)",
-                    )
-            self.journal.record(Event.ABORT_KEPT, hosts=sorted(changed), wave=current)
-            return
-        self.rollback(changed)
-
-    def _put_back_cut(self, hosts: list[str]) -> None:
-        """A stop cut these canaries' bakes short: unjudged, they go back (a second signal leaves them to resume)."""
-        if self.stop_now:
-            self.journal.record(
-                Event.ROLLBACK_WITHHELD,
-                hosts=hosts,
-                reason="stopped at once (second signal): `upgrader resume` puts them back",
-            )
-            return
-        self.rollback(hosts, failing=False)
+        elif isinstance(action, m.Say):
+            replay(self.progress, action.what, action.text, action.host)  # the kind's Listener method
+        elif isinstance(action, m.SetState):
+            actions.set(action.host, action.state, action.detail)
+        elif isinstance(action, m.Fail):
+            actions.fail(action.host, action.state, action.detail)
+        elif isinstance(action, m.Stage):
+            return m.Staged(actions.stage(action.hosts))
+        elif isinstance(action, m.Unstage):
+            actions.unstage(action.hosts, action.failed)
+        elif isinstance(action, m.RunHosts):
+            # At most --parallel threads, not one per host: a 10,000-host wave must not start 10,000.
+            with ThreadPoolExecutor(max_workers=max(1, min(len(action.hosts), self.pool.parallel))) as ex:
+                list(ex.map(lambda h: self.drive(self.policy.host_program(h)), action.hosts))
+        elif isinstance(action, m.RunHost):
+            return m.HostFinished(action.host, actions.upgrade(action.host), clock.now())
+        elif isinstance(action, m.CheckRound):
+            problem = actions.check_round(action.host, lock=action.lock)
+            ops = actions.failed_round.pop(action.host, []) if problem is not None else []
+            return m.Checked(action.host, problem, ops, clock.now())
+        elif isinstance(action, m.Testinfra):
+            return m.Tested(action.host, actions.testinfra(action.host, action.when), clock.now())
+        elif isinstance(action, m.RollBack):
+            self.pool.each(action.hosts, lambda h: self.drive(self.policy.rollback_program(h)))
+        elif isinstance(action, m.RollBackHost):
+            try:
+                res = actions.roll_back(action.host)
+            except Exception as exc:  # nobody knows where it is: a human must look
+                return m.RolledBack(action.host, actions.rolled_back(action.host, None, exc), raised=True)
+            return m.RolledBack(action.host, actions.rolled_back(action.host, res, None))
+        elif isinstance(action, m.WaitUntil):
+            return self.wait(action.at - clock.now(), action.what, action.host, clock)
+        elif isinstance(action, m.AwaitChange):
+            with self._moved:
+                self._moved.wait(POLL)
+        elif isinstance(action, m.AskAbort):
+            found = gates.aborted(self.journal.directory) if self.policy.abort is None else None
+            return m.AbortAsked(found, clock.now())
+        elif isinstance(action, m.OpenGate):
+            self._since = gates.now() if action.gate is not None else None
+        elif isinstance(action, m.AwaitDecision):
+            return self.await_decision(action, clock)
+        elif isinstance(action, m.Admit):
+            return m.Admitted(self.admit(action.estimate) if self.admit is not None else None, clock.now())
+        elif isinstance(action, m.Clock):
+            pass
+        return m.Done(clock.now())
 
     # ------------------------------------------------------------ waits (bakes, pauses, gates)
-    def stopping(self) -> bool:
-        """Should a wait end now: a stop (signal, halt) or an operator's abort."""
-        return self.halted is not None or self._aborted()
+    def _stop(self) -> tuple[bool, gates.Decision | None]:
+        """Should a wait end now (a stop, an abort); an abort's decision newly found in the run's files."""
+        found = gates.aborted(self.journal.directory) if self.policy.abort is None else None
+        return self.policy.stopping() or found is not None, found
 
-    def wait(self, seconds: float, what: str, host: str | None = None) -> bool:
-        """Wait ``seconds`` in steps of at most TICK, with a heartbeat; False if a stop or abort ended it early.
-
-        Time is counted as the steps asked for, so a test's instant ``sleep`` makes an instant wait."""
+    def wait(self, seconds: float, what: str, host: str | None, clock: _Clock) -> m.Woke:
+        """Wait ``seconds`` in steps of at most TICK, with a heartbeat; cut short by a stop or an abort."""
         left = seconds
-        beat = _Heartbeat(self.progress, what, host)
+        beat = self._beat(what, host)
         while left > 0:
-            if self.stopping():
-                return False
+            cut, found = self._stop()
+            if cut:
+                return m.Woke(clock.now(), True, found)
             beat(left)
-            step = min(TICK, left)
-            self.sleep(step)
-            left -= step
-        return not self.stopping()
+            pause = min(TICK, left)
+            self.sleep(pause)
+            clock.slept += pause
+            left -= pause
+        cut, found = self._stop()
+        return m.Woke(clock.now(), cut, found)
 
-    def _pass_gate(self, phase: Phase) -> bool:
-        """Wait at the phase's manual gate; True to go on.  The canaries it watches are checked meanwhile."""
-        gate = phase.gate
-        assert gate is not None
-        watch = [h for h in gate.watch if self.hosts[h].state == HostState.DONE]
-        run = self.journal.run_id
-        self.journal.record(Event.GATE_WAIT, gate=gate.id, kind=gate.kind, timeout=gate.timeout, watch=watch)
-        self.progress.gate(
-            f"waiting at gate {gate.id} (at most {gate.timeout:g}s): "
-            f"`upgrader promote {run}` to go on, `upgrader abort {run} --reason …` to stop",
-        )
-        self.notify(
-            "gate-waiting",
-            component=self.plan.component,
-            version=self.plan.target_version,
-            run=run,
-            gate=gate.id,
-            message=f"waiting at gate {gate.id}: upgrader promote {run}",
-        )
-        degraded: list[str] = []
-        next_round = [0.0]
-        since = gates.now()
-        beat = _Heartbeat(self.progress, f"gate {gate.id}")
+    def await_decision(self, action: m.AwaitDecision, clock: _Clock) -> m.GateDecided:
+        """Poll the run's decision files (gates.wait) until one ends the wait at the gate, the run stops,
+        or ``until`` comes."""
+        beat = self._beat(f"gate {action.gate}")
+        began = clock.now()
 
-        def healthy() -> str | None:
-            if not watch or time.monotonic() < next_round[0]:
-                return None
-            next_round[0] = time.monotonic() + self.spec.canary.bake_interval
-            for host in watch:
-                problem = self._check_round(host)
-                if problem is not None:
-                    degraded.append(host)
-                    return f"{host}: {problem}"
-            return None
+        def sleep(seconds: float) -> None:
+            self.sleep(seconds)
+            clock.slept += seconds
 
         result = gates.wait(
             self.journal.directory,
-            gate.id,
-            timeout=gate.timeout,
-            healthy=healthy,
-            sleep=self.sleep,
-            stopped=lambda: self.halted is not None,
-            since=since,
-            tick=beat,
+            action.gate,
+            timeout=max(0.0, action.until - began),
+            healthy=lambda: None,  # the policy runs the check rounds (CheckRound) between waits
+            clock=clock.now,
+            sleep=sleep,
+            stopped=lambda: self.policy.halted is not None,
+            since=self._since,
+            tick=lambda left: beat(max(0.0, action.deadline - action.until + left)),
         )
-        decision = result.decision.to_dict() if result.decision else None
-        self.journal.record(
-            Event.GATE_END,
-            gate=gate.id,
-            outcome=str(result.outcome),
-            waited=round(result.waited, 1),
-            decision=decision,
-            detail=result.detail,
-        )
-        if result.outcome is gates.GateOutcome.PROMOTED:
-            who = result.decision.operator if result.decision else "?"
-            ahead = " (approved ahead, before the run reached it)" if result.decision and result.decision.ahead else ""
-            self.progress.gate(f"gate {gate.id} promoted by {who}{ahead}")
-            self.notify(
-                "promoted",
-                component=self.plan.component,
-                version=self.plan.target_version,
-                run=run,
-                gate=gate.id,
-                operator=who,
-                message=result.decision.reason if result.decision else "",
-            )
-            return True
-        if result.outcome is gates.GateOutcome.STOPPED:
-            if self._aborted():
-                self._roll_back_aborted(list(gate.watch))
-            return False
-        if result.outcome is gates.GateOutcome.ABORTED:
-            self._aborted()
-            self._roll_back_aborted(list(gate.watch))  # not promoted: the canaries it judged are the wave
-            return False
-        if result.outcome is gates.GateOutcome.DEGRADED:
-            host = degraded[0]
-            self._fail(host, HostState.FAILED, f"canary degraded while waiting at gate {gate.id}: {result.detail}")
-            canary_phase = self.plan.phases[self.hosts[host].plan.phase]
-            self._on_failure(canary_phase, [host])
-            return False
-        self.halted = f"no decision at gate {gate.id} within {gate.timeout:g}s ({gate.on_timeout})"
-        self.journal.record(Event.HALT, reason=self.halted)
-        self.progress.halt(self.halted)
-        if gate.on_timeout == "hold":
-            self.held = True
-            self.journal.record(Event.HOLD, hosts=[h for h in self.hosts if self.hosts[h].touched])
-        else:
-            self.rollback([h for h, r in self.hosts.items() if r.touched or r.state in ON_TARGET])
-        return False
+        return m.GateDecided(result.decision, clock.now(), stopped=result.outcome is gates.GateOutcome.STOPPED)
 
-    def _check_round(self, host: str, lock: bool = False) -> str | None:
-        """One round of the host's canary checks (its bake step, for no longer than one round).
-
-        ``lock``: first check the host is still this run's (an emergency rollback may have taken it over:
-        then the answer is a HandedOver)."""
-        bakes = self._steps(host, "bake")
-        if not bakes:
-            return None
-        check = [self._lock_op("check")] if lock else []
-        try:
-            res = self._call(
-                host,
-                [*check, *(_send(s.op, s.id, duration=0) for s in bakes)],
-                programs.checks_budget(self.spec) + SAFETY_MARGIN,
-            )
-        except TransportError as exc:
-            return f"unreachable: {exc}"
-        if res.handed_over is not None:
-            return HandedOver(res.handed_over)
-        if not res.ok:  # the failed round's operations (check results, output) go into its bake-end record
-            self.failed_round[host] = [o.data for o in res.ops]
-        return None if res.ok else res.error or "checks failed"
-
-    def _estimate(self, phase: Phase) -> float:
-        """Seconds the phase should take: past runs' median per host, else a quarter of the ceiling."""
-        hops = max(len(self.hosts[h].plan.path) for h in phase.hosts)
-        per_host = self.host_seconds or programs.hop_timeout(self.spec) / 4
-        waves = -(-len(phase.hosts) // self.spec.rollout.max_in_flight_per_datacenter)
-        return per_host * hops * waves + phase.bake
-
-    def _upgrade(self, host: str) -> bool:
-        hp = self.hosts[host].plan
-        # The plan's own steps, as they are: staging is done, the bake comes after.
-        ops = [
-            self._lock_op("check"),
-            *(_send(s.op, s.id) for s in hp.steps if s.action not in ("stage", "bake", "testinfra")),
-        ]
-        self.journal.record(Event.HOST_BEGIN, host=host, steps=[o.get("step") for o in ops], path=hp.path)
-        self._set(host, HostState.UPGRADING, " → ".join([hp.from_version, *hp.path]))
-        timeout = programs.hop_timeout(self.spec) * len(hp.path) + programs.checks_budget(self.spec) + SAFETY_MARGIN
-        try:
-            res = self._call(host, ops, timeout)
-        except TransportError as exc:
-            self.hosts[host].touched = True  # unknown: assume the worst, rollback will find out
-            self.journal.record(Event.HOST_END, **HostEnd(host=host, ok=False, error=str(exc), unreachable=True))
-            self._fail(host, HostState.UNREACHABLE, str(exc))
-            return False
-        self.journal.record(
-            Event.HOST_END,
-            **HostEnd(
-                host=host,
-                ok=res.ok,
-                ops=[o.data for o in res.ops],
-                stderr=res.result.stderr[-2000:] if not res.ok else "",
-            ),
-        )
-        if res.ok and not self._testinfra(host, "after start"):
-            self.hosts[host].touched = True
-            return False
-        if res.ok:
-            self.hosts[host].touched = True
-            self._set(host, HostState.VERIFIED, f"on {hp.path[-1]}")
-            if hp.canary:
-                return True
-            self._set(host, HostState.DONE, f"on {hp.path[-1]}, verified")
-            return True
-        if res.handed_over is not None:
-            self.halted = f"lock on {host} was taken over: {res.handed_over}"
-            self._set(host, HostState.HANDED_OVER, res.handed_over)
-            self.journal.record(Event.HALT, reason=self.halted)
-            return False
-        self.hosts[host].touched = any(o.op in ("stop", "switch") for o in res.ops)
-        failed = res.failed
-        self.hosts[host].unhealthy = bool(
-            failed is not None and failed.op == "precheck" and failed.data.get("unhealthy")
-        )
-        self._fail(host, HostState.FAILED, res.error)
-        return False
-
-    def _bake(self, host: str) -> None:
-        """The canary's bake, driven from here: one round of its checks every bake_interval.
-
-        The controller, not the agent, keeps the time, so a stop or an abort ends the bake within TICK
-        (a bake inside one agent call could only end with that call, minutes later)."""
-        hp = self.hosts[host].plan
-        bake, interval = self.spec.canary.bake, max(self.spec.canary.bake_interval, TICK)
-        self._set(host, HostState.BAKING, f"{bake:g}s")
-        self.journal.record(
-            Event.BAKE_BEGIN,
-            host=host,
-            seconds=bake,
-            steps=[s.id for s in self._steps(host, "bake")],
-            rounds_from="controller",
-        )
-        started, rounds, waited = time.monotonic(), 0, 0.0
-        beat = _Heartbeat(self.progress, "bake", host)
-        while True:
-            problem = self._check_round(host, lock=True)
-            rounds += 1
-            if isinstance(problem, HandedOver):
-                self.halted = f"lock on {host} was taken over: {problem}"
-                self.journal.record(
-                    Event.BAKE_END, host=host, ok=False, rounds=rounds, error=self.halted, handed_over=True
-                )
-                self._set(host, HostState.HANDED_OVER, problem)
-                self.journal.record(Event.HALT, reason=self.halted)
-                return
-            if problem is not None:
-                self.journal.record(
-                    Event.BAKE_END,
-                    host=host,
-                    ok=False,
-                    rounds=rounds,
-                    error=problem,
-                    ops=self.failed_round.pop(host, []),
-                )
-                state = HostState.UNREACHABLE if problem.startswith("unreachable") else HostState.FAILED
-                self._fail(host, state, f"canary bake: {problem}" if state == HostState.FAILED else problem)
-                return
-            left = bake - max(waited, time.monotonic() - started)
-            if left <= 0:
-                break
-            step = min(interval, left)
-            beat(left)
-            self._set(host, HostState.BAKING, f"{left:.0f}s of {bake:g}s left")
-            if not self.wait(step, "bake", host):
-                cut = f"bake cut short after {time.monotonic() - started:.1f}s of {bake:g}s: " + (
-                    "aborted" if self.abort is not None else self.halted or "stopped"
-                )
-                self.journal.record(Event.BAKE_END, host=host, ok=False, cut=True, rounds=rounds, error=cut)
-                self._set(host, HostState.VERIFIED, f"on {hp.path[-1]}, {cut}")
-                return
-            waited += step
-        self.journal.record(Event.BAKE_END, host=host, ok=True, rounds=rounds)
-        if not self._testinfra(host, "at the end of the bake"):
-            return
-        self._set(host, HostState.DONE, f"on {hp.path[-1]}, baked {bake:g}s")
-
-    def _testinfra(self, host: str, when: str) -> bool:
-        """The host's testinfra steps, run from the controller; False (the host failed) if one does not pass."""
-        from upgrader.engine.testinfra_check import run_module
-
-        base = Path(self.plan.playbook.path).parent  # modules are named relative to the playbook
-        for step in self._steps(host, "testinfra"):
-            op = step.op
-            self._set(host, HostState.VERIFYING, f"testinfra {op['file']} ({when})")
-            result = run_module(
-                base / str(op["file"]),
-                self.pool.endpoint(host),
-                component=self.plan.component,
-                version=str(op["version"]),
-                timeout=float(op["timeout"]),
-                # Run the reviewed bytes: a module edited after apply checked its pins never runs.
-                # Always pinned: a plan that pins nothing (forged, or saved by an older
-                # upgrader) runs no module, rather than the unpinned one on disk.
-                pinned=self.plan.controller_files,
-                base=base,
-            )
-            self.journal.record(
-                Event.TESTINFRA, host=host, step=step.id, when=when, file=op["file"], **result.to_dict()
-            )
-            if not result.ok:
-                self._fail(host, HostState.FAILED, f"testinfra {op['name']} ({when}): {result.reason}")
-                return False
-        return True
-
-    def _fail(self, host: str, state: HostState, detail: str) -> None:
-        with self._lock:
-            self.failures += 1
-            dc = self.hosts[host].plan.datacenter
-            self.failures_in[dc] = self.failures_in.get(dc, 0) + 1
-        self.hosts[host].failure = detail
-        self._set(host, state, detail)
-        self.progress.failure(detail, host=host)
-
-    # ------------------------------------------------------------ rollback
-    def _on_failure(self, phase: Phase, failed: list[str]) -> None:
-        policy = self.spec.rollback.on_failure
-        if policy == "hold":
-            self.held = True
-            self.halted = "held for a human"
-            for host in failed:
-                self._set(host, HostState.HELD, self.hosts[host].detail)
-                self.down.stuck(host)
-            self.journal.record(Event.HOLD, hosts=failed)
-            return
-        targets = rollback_targets(policy, self.hosts, phase.hosts, failed)
-        spent = self._budget_spent()
-        if spent:  # no new host starts from here on, whatever the policy
-            self.journal.record(Event.HALT, reason=spent)
-            self.progress.halt(spent)
-        if policy != "host" or spent:
-            self.halted = f"{len(failed)} host(s) failed in phase {phase.index + 1}; rollback policy '{policy}'" + (
-                f"; {spent}" if spent else ""
-            )
-        self.rollback(targets)
-
-    def _may_go_down(self, host: str) -> bool:
-        """Take the host's redundancy-group slots before its live program; False: it must not start."""
-        reason = self.down.take(host, in_phase=True, give_up=lambda: self.halted is not None)
-        if reason is not None:
-            self._set(host, self.hosts[host].state, f"not started: {reason}")
-            self.journal.record(Event.HOST_WITHHELD, host=host, reason=reason)
-        return reason is None
-
-    def _settle(self, host: str) -> None:
-        """After its program: a verified (or never stopped) host is up again; a failed one stays down until
-        its rollback is verified."""
-        run = self.hosts[host]
-        if run.state in (HostState.FAILED, HostState.UNREACHABLE) and run.touched:
-            self.down.failed(host)  # a member waiting in this phase for its slot must not wait for ever
-            return
-        self.down.back(host)
-
-    def _in_group_slot(self, back: Callable[[str], remote.AgentResult]) -> Callable[[str], remote.AgentResult | str]:
-        """``back`` (one host's rollback) within its groups' limits; a str says why it was not run."""
-
-        def guarded(host: str) -> remote.AgentResult | str:
-            reason = self.down.take(host, force=self.hosts[host].state not in UPGRADED)
-            if reason is not None:
-                return reason
-            try:
-                res = back(host)
-            except Exception:
-                self.down.stuck(host)  # unknown: counted down for the rest of the run
-                raise
-            (self.down.back if res.ok or res.handed_over is not None else self.down.stuck)(host)
-            return res
-
-        return guarded
-
-    def _budget_spent(self) -> str | None:
-        """Why no new host may start: the run's or a datacenter's failure budget is spent (budgets.py)."""
-        return self.budgets.spent(self.failures, self.failures_in)
-
-    def rollback(self, hosts: list[str], *, failing: bool = True) -> None:
-        """Put ``hosts`` back where they began.  ``failing``: a failure or abort, not a stop's put-back
-        (resume reads the difference).  After a second signal no rollback starts: resume does it."""
-        if not hosts:
-            return
-        if self.stop_now:
-            self.journal.record(
-                Event.ROLLBACK_WITHHELD,
-                hosts=hosts,
-                reason="stopped at once (second signal): `upgrader resume` puts them back",
-            )
-            return
-        self.progress.rollback(f"rolling back {', '.join(hosts)}")
-        self.journal.record(Event.ROLLBACK_BEGIN, hosts=hosts, failing=failing)
-
-        def back(host: str) -> remote.AgentResult:
-            hp = self.hosts[host].plan
-            self._set(host, HostState.ROLLING_BACK, f"→ {hp.from_version}")
-            # The lock check first: a host an emergency rollback took over is not ours to touch any more.
-            return self._call(
-                host,
-                [self._lock_op("check"), _send(self._undo(host), f"{host}/rollback")],
-                programs.hop_timeout(self.spec) + SAFETY_MARGIN,
-            )
-
-        results = self.pool.each(self.down.down_first(hosts), self._in_group_slot(back))
-        for r in results:
-            host, res = r.host, r.value
-            hp = self.hosts[host].plan
-            was = self.hosts[host].failure
-            if isinstance(res, str):  # its redundancy group has members down for good: it stays up, verified
-                self._set(host, self.hosts[host].state, f"{self.hosts[host].detail}; not rolled back: {res}")
-                self.journal.record(Event.ROLLBACK_WITHHELD, host=host, reason=res)
-            elif res is not None and res.handed_over is not None:
-                self._set(host, HostState.HANDED_OVER, f"taken over by another run: {res.handed_over}")
-                self.hosts[host].touched = False
-                self.journal.record(
-                    Event.ROLLBACK_END, host=host, ok=True, handed_over=True, busy=res.busy, error=res.error
-                )
-            elif res is None or not res.ok:
-                why = str(r.error) if res is None else res.error
-                self._set(host, HostState.ROLLBACK_FAILED, why)
-                self.journal.record(Event.ROLLBACK_END, host=host, ok=False, error=why)
-            else:
-                self._set(
-                    host,
-                    HostState.ROLLED_BACK,
-                    f"back on {hp.from_version}, verified" + (f" (failed: {was})" if was else ""),
-                )
-                self.hosts[host].touched = False
-                self.journal.record(
-                    Event.ROLLBACK_END,
-                    **RollbackEnd(host=host, ok=True, ops=[o.data for o in res.ops], version=hp.from_version),
-                )  # where it is now
-
-    def _steps(self, host: str, action: str) -> list[Step]:
-        return [s for s in self.hosts[host].plan.steps if s.action == action]
-
-    def _undo(self, host: str) -> dict[str, Any]:
-        """The plan's undo of the host's live steps: roll back to where it began (every live step has the same)."""
-        hp = self.hosts[host].plan
-        undo = hp.undo
-        if undo is None:
-            raise RefusedError(f"the plan has no rollback for {host}", "plan again")
-        return undo
+    def _beat(self, what: str, host: str | None = None) -> _Heartbeat:
+        """The heartbeat of a wait that goes on across the policy's steps (a bake's rounds, a gate's)."""
+        return self._beats.setdefault((what, host), _Heartbeat(self.progress, what, host))
 
     def summary_rows(self) -> list[tuple[str, str, str, str]]:
         return [(h.name, h.plan.datacenter, h.state, h.detail) for h in self.hosts.values()]
@@ -1037,7 +296,8 @@ def stop_on_signals(engine: Apply, say: Callable[[str], None] | None = None) -> 
     """SIGTERM/SIGINT, first: end the waits (bakes, pauses, gates) within TICK, start no new host, let the
     programs in flight finish, put back canaries whose bake was cut; the run ends resumable or with every
     host back.  Second: as well, start no rollback; stop once the programs in flight (never cut between a
-    service's stop and start: each is one agent call) have ended.  The journal's halt says which."""
+    service's stop and start: each is one agent call) have ended.  The journal's halt says which
+    (the policy decides: RunPolicy.interrupt)."""
 
     def tell(text: str) -> None:
         if say is not None:
@@ -1047,22 +307,7 @@ def stop_on_signals(engine: Apply, say: Callable[[str], None] | None = None) -> 
             os.write(2, (text + "\n").encode())  # not Progress: its lock may be held by the code interrupted
 
     def halt(signum: int, _frame: object) -> None:
-        name = signal.Signals(signum).name
-        if engine.signalled is None:
-            engine.signalled = name
-            engine.halted = engine.halted or f"stopped by {name}: no new hosts started"
-            tell(
-                f"{name}: stopping — waits end now, hosts in flight finish their step, a canary whose bake "
-                "was cut goes back; press Ctrl-C again to stop at the next safe point without rolling back"
-            )
-        elif not engine.stop_now:
-            engine.stop_now = True
-            tell(
-                f"{name} again: stopping at the next safe point (after the host steps in flight); no rollback "
-                "starts — `upgrader resume` finishes the job"
-            )
-        else:
-            tell(f"{name}: already stopping at the next safe point")
+        tell(engine.policy.interrupt(signal.Signals(signum).name))
 
     previous = {sig: signal.signal(sig, halt) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
@@ -1070,116 +315,3 @@ def stop_on_signals(engine: Apply, say: Callable[[str], None] | None = None) -> 
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-
-
-# Where a host may end and still be on a verified release: the target, or where it began.
-_ON_START = frozenset({HostState.PENDING, HostState.STAGED, HostState.UNTOUCHED, HostState.ROLLED_BACK})
-
-
-def _released(res: remote.AgentResult | None) -> bool:
-    """Whether a host answered its release (its lock op ran: released, or already another's)."""
-    lock = res.op("lock") if res is not None else None
-    return lock is not None and lock.ok
-
-
-def verdict(
-    hosts: dict[str, HostRun],
-    *,
-    held: bool,
-    failures: int,
-    aborted: bool,
-    halted: str | None,
-    target: str,
-    resumable: bool = False,
-) -> tuple[ExitCode, RunStatus, str]:
-    """How a run ended, from its hosts' end states: the one rule for the local engine and the Temporal
-    workflow, and the README's exit-code table.
-
-    0  every host on the target, verified.
-    3  stopped by a failure or an abort: every host it changed and did not finish is back on its
-       starting release, verified (policy 'host': hosts that passed stay on the target, verified).
-    4  a human must act: a host is on no verified release (rollback failed, unreachable, held, its
-       put-back was left to resume by a second signal, or untouched because the release it ran failed
-       the precheck's checks).
-    5  halted part-way, nothing to fix: every host verified, on the target or its starting release;
-       resumable (`upgrader resume RUN`), or an `abort --keep` that left hosts on the target.
-    """
-    if held:
-        return ExitCode.ROLLBACK_FAILED, RunStatus.HELD, "failure held for a human (rollback: hold)"
-    bad = [
-        h.name
-        for h in hosts.values()
-        if h.state in (HostState.ROLLBACK_FAILED, HostState.UNREACHABLE)
-        or (h.state == HostState.FAILED and h.touched)
-        or h.state not in (_ON_START | ON_TARGET | {HostState.FAILED, HostState.HANDED_OVER})
-    ]
-    # Untouched, but the release it ran already failed its checks (the precheck): on no verified release either.
-    sick = [h.name for h in hosts.values() if h.state == HostState.FAILED and h.unhealthy and h.name not in bad]
-    if bad or sick:
-        said = [f"{', '.join(bad)} not back on a verified version"] * bool(bad) + [
-            f"{', '.join(sick)} unhealthy on the release it ran before the upgrade (left untouched)"
-        ] * bool(sick)
-        status = RunStatus.ROLLBACK_FAILED if bad else RunStatus.UNHEALTHY
-        return ExitCode.ROLLBACK_FAILED, status, "; ".join(said) + " — act now"
-    on_target = [h.name for h in hosts.values() if h.state in ON_TARGET]
-    if len(on_target) == len(hosts):
-        return ExitCode.OK, RunStatus.SUCCEEDED, f"{len(hosts)} host(s) on {target} and verified"
-    still = f"; on {target}, verified: {', '.join(on_target)}" if on_target else ""
-    if failures:
-        return (
-            ExitCode.FAILED_ROLLED_BACK,
-            RunStatus.FAILED_ROLLED_BACK,
-            f"{failures} host(s) failed; every failed host is back on its starting release, verified" + still,
-        )
-    if aborted:
-        message = halted or "aborted"
-        if on_target:  # abort --keep
-            return ExitCode.HALTED, RunStatus.ABORTED, message + f"; kept{still}; the rest on their starting release"
-        return (
-            ExitCode.FAILED_ROLLED_BACK,
-            RunStatus.ABORTED,
-            message + ("; every host the run changed is back on its starting release, verified"),
-        )
-    if halted and (resumable or on_target):
-        return ExitCode.HALTED, RunStatus.HALTED, halted + (still or "; no host left on the target")
-    if halted:
-        return ExitCode.FAILED_ROLLED_BACK, RunStatus.HALTED, halted + "; no host left on the target"
-    behind = [h.name for h in hosts.values() if h.state not in ON_TARGET]  # never started: not a success
-    return ExitCode.HALTED, RunStatus.HALTED, f"not started: {', '.join(behind)}{still}"
-
-
-def rollback_targets(policy: str, hosts: dict[str, HostRun], phase: list[str], failed: list[str]) -> list[str]:
-    """Who a failure in ``phase`` puts back under ``policy`` (host, wave or run; hold puts back no one).
-
-    host: the failed hosts that changed; wave: every host of the phase that changed or is on the
-    target; run: every host of the run on the target, a baking canary included.  Shared by the local
-    engine and the Temporal workflow, so the two cannot drift.
-    """
-    if policy == "hold":
-        return []
-    if policy == "host":
-        return [h for h in failed if hosts[h].touched]
-    if policy == "wave":
-        return [h for h in phase if hosts[h].touched or hosts[h].state in ON_TARGET]
-    return [h for h, r in hosts.items() if r.touched or r.state in UPGRADED]
-
-
-def _by_turns(hosts: list[str], key: Callable[[str], str]) -> list[str]:
-    """``hosts`` reordered one per group in turn (each group's own order kept): a, b, a, b, a."""
-    groups: dict[str, list[str]] = {}
-    for h in hosts:
-        groups.setdefault(key(h), []).append(h)
-    return [h for turn in zip_longest(*groups.values()) for h in turn if h is not None]
-
-
-def _send(op: dict[str, Any], step: str, **runtime: Any) -> dict[str, Any]:
-    """A plan step's operation as sent: the plan's own, with its step id and what only the run knows."""
-    return {**op, "step": step, **runtime}
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

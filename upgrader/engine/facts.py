@@ -58,8 +58,7 @@ def probe(
     pool: Pool, hosts: list[str], component: str, root: str, op: dict[str, Any], python: str = "python3"
 ) -> GroupResult[remote.AgentResult]:
     def one(host: str) -> remote.AgentResult:
-        return remote.call(
-            pool.session(host),
+        return pool.session(host).call(
             component=component,
             root=root,
             run=None,

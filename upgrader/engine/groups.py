@@ -32,7 +32,7 @@ class Unavailable:
         self._down: dict[str, set[str]] = {g: set() for g in self._limit}
         self._stuck: set[str] = set()
         self._awaiting: set[str] = set()  # failed in the current phase: down until its rollback after the phase
-        self._cond = threading.Condition()
+        self._cond = threading.Condition(threading.RLock())  # try_take within take
 
     def grouped(self, host: str) -> bool:
         return host in self._of
@@ -48,27 +48,44 @@ class Unavailable:
         after the phase ends, so a slot held by one of them is not waited for either (that wait would
         never end: the phase waits for this host).
         """
-        groups = self._of.get(host)
-        if not groups:
-            return None
         with self._cond:
             while True:
-                full = [g for g in groups if len(self._down[g] - {host}) >= self._limit[g]]
-                if not full or force:
-                    for g in groups:
-                        self._down[g].add(host)
+                got = self.try_take(host, force=force, in_phase=in_phase)
+                if got is True:
                     return None
-                lost = self._stuck | self._awaiting if in_phase else self._stuck
-                hopeless = [g for g in full if self._down[g] - {host} <= lost]
-                if hopeless:
-                    g = hopeless[0]
-                    return (
-                        f"group {g} has {len(self._down[g])} member(s) down that this run cannot bring back "
-                        f"({', '.join(sorted(self._down[g]))}), its limit is {self._limit[g]}"
-                    )
+                if isinstance(got, str):
+                    return got
                 if give_up():
-                    return "stopped while waiting for a slot in group " + full[0]
+                    return "stopped while waiting for a slot in group " + self.full(host)[0]
                 self._cond.wait(POLL)
+
+    def full(self, host: str) -> list[str]:
+        """``host``'s groups that are at their limit without it."""
+        return [g for g in self._of.get(host, ()) if len(self._down[g] - {host}) >= self._limit[g]]
+
+    def try_take(self, host: str, *, force: bool = False, in_phase: bool = False) -> bool | str:
+        """``take`` without waiting: True once counted, False if it must wait for a slot, else why never.
+
+        For a caller that waits its own way (the run policy, engine/policy.py: its drivers wait for
+        another program of the run to move)."""
+        groups = self._of.get(host)
+        if not groups:
+            return True
+        with self._cond:
+            full = self.full(host)
+            if not full or force:
+                for g in groups:
+                    self._down[g].add(host)
+                return True
+            lost = self._stuck | self._awaiting if in_phase else self._stuck
+            hopeless = [g for g in full if self._down[g] - {host} <= lost]
+            if hopeless:
+                g = hopeless[0]
+                return (
+                    f"group {g} has {len(self._down[g])} member(s) down that this run cannot bring back "
+                    f"({', '.join(sorted(self._down[g]))}), its limit is {self._limit[g]}"
+                )
+            return False
 
     def back(self, host: str) -> None:
         """``host`` is up and verified again."""

@@ -116,177 +116,185 @@ class Session:
 
     close = forget
 
+    # The session's own work: one agent program per call, the serving agent kept between calls.
+    def call(
+        self,
+        *,
+        component: str,
+        root: str,
+        run: str | None,
+        ops: list[dict[str, Any]],
+        timeout: float,
+        python: str = "python3",
+        idempotent: bool = False,
+    ) -> AgentResult:
+        """Run one agent program on the host and return per-operation results.
 
-def call(
-    session: Session,
-    *,
-    component: str,
-    root: str,
-    run: str | None,
-    ops: list[dict[str, Any]],
-    timeout: float,
-    python: str = "python3",
-    idempotent: bool = False,
-) -> AgentResult:
-    """Run one agent program on the host and return per-operation results.
-
-    The first call on a host starts the agent in serving mode (its source and that call's program
-    go down its stdin first); later calls send their program down the same process's stdin: no SSH exec,
-    sudo, interpreter start-up or imports per call, which on many hosts sharing a few cores is most
-    of what a round trip costs.  A stream that timed out or broke is dropped and the next call
-    starts a fresh one (see _answering).
-    """
-    transport = session.transport
-    program = {"component": component, "root": root, "run": run, "ops": ops}
-    began = time.monotonic()
-    fresh = _await_start(session)
-    stream = _answering(session, python, program, fresh)
-    if stream is not None:
-        try:
-            result = stream.exchange(agent.pack_program(program), until=agent.END, timeout=timeout)
-        except TransportError:
-            session.forget()
-            if not idempotent:
-                raise  # the program may have run: the caller decides what an unknown outcome means
-            return call(
-                session,
-                component=component,
-                root=root,
-                run=run,
-                ops=ops,
-                timeout=timeout,
-                python=python,
-                idempotent=False,
+        The first call on a host starts the agent in serving mode (its source and that call's program
+        go down its stdin first); later calls send their program down the same process's stdin: no SSH exec,
+        sudo, interpreter start-up or imports per call, which on many hosts sharing a few cores is most
+        of what a round trip costs.  A stream that timed out or broke is dropped and the next call
+        starts a fresh one (see _answering).
+        """
+        transport = self.transport
+        program = {"component": component, "root": root, "run": run, "ops": ops}
+        began = time.monotonic()
+        fresh = self._await_start()
+        stream = self._answering(python, program, fresh)
+        if stream is not None:
+            try:
+                result = stream.exchange(agent.pack_program(program), until=agent.END, timeout=timeout)
+            except TransportError:
+                self.forget()
+                if not idempotent:
+                    raise  # the program may have run: the caller decides what an unknown outcome means
+                return self.call(
+                    component=component,
+                    root=root,
+                    run=run,
+                    ops=ops,
+                    timeout=timeout,
+                    python=python,
+                    idempotent=False,
+                )
+        else:
+            stream = transport.stream(agent.serving_command(python), sudo=True)
+            self.forget()
+            self._keep(python, stream)
+            result = stream.exchange(agent.serving_input(program), until=agent.END, timeout=timeout)
+        end = result.stdout.rsplit(agent.END, 1)
+        if len(end) == 2 and end[1].strip().isdigit():
+            result = replace(result, exit_code=int(end[1].strip()))
+        else:  # no end line: the agent died or timed out; its process (if any) is not reused
+            self.forget()
+            if result.exit_code == 0:
+                result = replace(result, exit_code=-1)
+        parsed = [
+            OpResult(r.get("op", "?"), r.get("step"), bool(r.get("ok")), r) for r in agent.parse_output(result.stdout)
+        ]
+        if log.isEnabledFor(logging.DEBUG):  # -vv: what each host was asked, what it answered, how long it took
+            log.debug(
+                "%s: agent %s: %s in %.2fs (exit %d)",
+                self.host,
+                component,
+                ", ".join(f"{o.op} {'ok' if o.ok else 'FAILED'}" for o in parsed) or "no answer",
+                time.monotonic() - began,
+                result.exit_code,
             )
-    else:
-        stream = transport.stream(agent.serving_command(python), sudo=True)
-        session.forget()
-        session._keep(python, stream)
-        result = stream.exchange(agent.serving_input(program), until=agent.END, timeout=timeout)
-    end = result.stdout.rsplit(agent.END, 1)
-    if len(end) == 2 and end[1].strip().isdigit():
-        result = replace(result, exit_code=int(end[1].strip()))
-    else:  # no end line: the agent died or timed out; its process (if any) is not reused
-        session.forget()
-        if result.exit_code == 0:
-            result = replace(result, exit_code=-1)
-    parsed = [
-        OpResult(r.get("op", "?"), r.get("step"), bool(r.get("ok")), r) for r in agent.parse_output(result.stdout)
-    ]
-    if log.isEnabledFor(logging.DEBUG):  # -vv: what each host was asked, what it answered, how long it took
-        log.debug(
-            "%s: agent %s: %s in %.2fs (exit %d)",
-            session.host,
-            component,
-            ", ".join(f"{o.op} {'ok' if o.ok else 'FAILED'}" for o in parsed) or "no answer",
-            time.monotonic() - began,
-            result.exit_code,
-        )
-    return AgentResult(session.host, result, parsed, expected=len(ops))
+        return AgentResult(self.host, result, parsed, expected=len(ops))
+
+    def _answering(self, python: str, program: dict[str, Any], fresh: Stream | None = None) -> Stream | None:
+        """The host's serving agent if it answers an empty program within the channel timeout; None when
+        there is none or it has gone (a fresh one is then started; nothing of ``program`` was sent yet).
+        ``fresh``: the stream whose early start answered while this call waited for it (``_await_start``):
+        that answer is as recent as an empty program's would be, so it is not asked again.
+
+        A program is only ever sent after this answer.  Otherwise a program sent to a frozen host would
+        wait in its buffers and run whenever the host thawed, long after the run had given up on it (a
+        new SSH exec would not even have been opened).  So a silent agent is an unreachable host.
+        """
+        held = self._held()
+        timeouts = self.transport.timeouts
+        if held is None or held[0] != python or not held[1].alive:
+            self.forget()
+            return None
+        if fresh is not None and held[1] is fresh:
+            return fresh
+        try:
+            pong = held[1].exchange(
+                agent.pack_program(dict(program, ops=[])), until=agent.END, timeout=timeouts.channel
+            )
+        except TransportError:  # the connection went: a new stream reconnects
+            self.forget()
+            return None
+        if pong.timed_out:
+            self.forget()
+            raise TransportError(
+                self.host,
+                f"the agent did not answer within {timeouts.channel:g}s",
+                "the host may be frozen or overloaded; check it with `upgrader status`",
+            )
+        if not self._answered(pong):  # it exited: start another
+            self.forget()
+            return None
+        return held[1]
+
+    def start(self, python: str = "python3") -> None:
+        """Connect and start the host's serving agent ahead of its first call (meant for a background thread).
+
+        sshd, PAM, sudo and the interpreter's start on the host then overlap the controller's own
+        start-up (imports, loading and validating the inputs) instead of following it.  The agent runs
+        an empty program, so nothing happens on the host but the start.  The first call waits for this
+        to finish and then uses the agent like any other; if the start failed on the connection, the
+        first call raises that failure rather than waiting out the same timeouts again.
+        """
+        transport = self.transport
+        pending = _Start()
+        with self._lock:
+            if self._stream is not None or self._starting is not None or self._failed is not None:
+                return  # running, starting, or failed with an error its first call will report
+            self._starting = pending
+        stream: Stream | None = None
+        try:
+            stream = transport.stream(agent.serving_command(python), sudo=True)
+            answer = stream.exchange(agent.serving_input(_EMPTY), until=agent.END, timeout=transport.timeouts.channel)
+            if self._answered(answer):
+                if self._keep(python, stream):
+                    pending.answered, stream = stream, None
+            elif answer.timed_out:
+                pending.error = TransportError(
+                    self.host,
+                    f"the agent did not start within {transport.timeouts.channel:g}s",
+                    "the host may be frozen or overloaded; check it with `upgrader status`",
+                )
+        except TransportError as exc:
+            pending.error = exc
+        except Exception:  # an early start is an optimisation: the first call starts the agent as usual
+            log.debug("%s: agent not started early", self.host, exc_info=True)
+        finally:
+            if stream is not None:
+                stream.close()
+            with self._lock:
+                self._starting = None
+                if pending.error is not None:
+                    self._failed = pending
+            pending.done.set()
+
+    @staticmethod
+    def _answered(result: Result) -> bool:
+        """The agent ran the (empty) program and is serving: its output ends with a clean END line."""
+        return result.stdout.rstrip().endswith(agent.END + "0")
+
+    def _await_start(self) -> Stream | None:
+        """Wait for an early ``start`` on this host; raise what it met on the connection, once.
+
+        Returns the stream it started if it was still starting when this call came and its agent
+        answered: the answer arrived while this call waited, just now (None otherwise).
+        """
+        with self._lock:
+            pending = self._starting or self._failed
+            self._failed = None
+        if pending is None:
+            return None
+        t = self.transport.timeouts
+        # start() is bounded by the transport's own timeouts; this cap only guards against a bug there.
+        pending.done.wait(t.attempts * t.handshake + t.channel + 5)
+        with self._lock:
+            self._failed = None
+        if pending.error is not None:
+            error, pending.error = pending.error, None
+            raise error
+        return pending.answered if pending.done.is_set() else None
 
 
-def _answering(session: Session, python: str, program: dict[str, Any], fresh: Stream | None = None) -> Stream | None:
-    """The host's serving agent if it answers an empty program within the channel timeout; None when
-    there is none or it has gone (a fresh one is then started; nothing of ``program`` was sent yet).
-    ``fresh``: the stream whose early start answered while this call waited for it (``_await_start``):
-    that answer is as recent as an empty program's would be, so it is not asked again.
-
-    A program is only ever sent after this answer.  Otherwise a program sent to a frozen host would
-    wait in its buffers and run whenever the host thawed, long after the run had given up on it (a
-    new SSH exec would not even have been opened).  So a silent agent is an unreachable host.
-    """
-    held = session._held()
-    timeouts = session.transport.timeouts
-    if held is None or held[0] != python or not held[1].alive:
-        session.forget()
-        return None
-    if fresh is not None and held[1] is fresh:
-        return fresh
-    try:
-        pong = held[1].exchange(agent.pack_program(dict(program, ops=[])), until=agent.END, timeout=timeouts.channel)
-    except TransportError:  # the connection went: a new stream reconnects
-        session.forget()
-        return None
-    if pong.timed_out:
-        session.forget()
-        raise TransportError(
-            session.host,
-            f"the agent did not answer within {timeouts.channel:g}s",
-            "the host may be frozen or overloaded; check it with `upgrader status`",
-        )
-    if not _answered(pong):  # it exited: start another
-        session.forget()
-        return None
-    return held[1]
+def call(session: Session, **kwargs: Any) -> AgentResult:
+    """``session.call(**kwargs)``: for callers outside the engine that hold a session and a stand-in for it."""
+    return session.call(**kwargs)
 
 
 def start(session: Session, python: str = "python3") -> None:
-    """Connect and start the host's serving agent ahead of its first call (meant for a background thread).
-
-    sshd, PAM, sudo and the interpreter's start on the host then overlap the controller's own
-    start-up (imports, loading and validating the inputs) instead of following it.  The agent runs
-    an empty program, so nothing happens on the host but the start.  The first call waits for this
-    to finish and then uses the agent like any other; if the start failed on the connection, the
-    first call raises that failure rather than waiting out the same timeouts again.
-    """
-    transport = session.transport
-    pending = _Start()
-    with session._lock:
-        if session._stream is not None or session._starting is not None or session._failed is not None:
-            return  # running, starting, or failed with an error its first call will report
-        session._starting = pending
-    stream: Stream | None = None
-    try:
-        stream = transport.stream(agent.serving_command(python), sudo=True)
-        answer = stream.exchange(agent.serving_input(_EMPTY), until=agent.END, timeout=transport.timeouts.channel)
-        if _answered(answer):
-            if session._keep(python, stream):
-                pending.answered, stream = stream, None
-        elif answer.timed_out:
-            pending.error = TransportError(
-                session.host,
-                f"the agent did not start within {transport.timeouts.channel:g}s",
-                "the host may be frozen or overloaded; check it with `upgrader status`",
-            )
-    except TransportError as exc:
-        pending.error = exc
-    except Exception:  # an early start is an optimisation: the first call starts the agent as usual
-        log.debug("%s: agent not started early", session.host, exc_info=True)
-    finally:
-        if stream is not None:
-            stream.close()
-        with session._lock:
-            session._starting = None
-            if pending.error is not None:
-                session._failed = pending
-        pending.done.set()
-
-
-def _answered(result: Result) -> bool:
-    """The agent ran the (empty) program and is serving: its output ends with a clean END line."""
-    return result.stdout.rstrip().endswith(agent.END + "0")
-
-
-def _await_start(session: Session) -> Stream | None:
-    """Wait for an early ``start`` on this host; raise what it met on the connection, once.
-
-    Returns the stream it started if it was still starting when this call came and its agent
-    answered: the answer arrived while this call waited, just now (None otherwise).
-    """
-    with session._lock:
-        pending = session._starting or session._failed
-        session._failed = None
-    if pending is None:
-        return None
-    t = session.transport.timeouts
-    # start() is bounded by the transport's own timeouts; this cap only guards against a bug there.
-    pending.done.wait(t.attempts * t.handshake + t.channel + 5)
-    with session._lock:
-        session._failed = None
-    if pending.error is not None:
-        error, pending.error = pending.error, None
-        raise error
-    return pending.answered if pending.done.is_set() else None
+    """``session.start(python)``: the early start, as a function for a background pool (endpoints.Pool.connect)."""
+    session.start(python)
 
 
 class _Start:

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from upgrader import records
-from upgrader.engine.apply import Recovery
+from upgrader.engine.policy_state import Recovery
 from upgrader.models.plan import Plan
 from upgrader.records import (
     Abort,

@@ -163,8 +163,8 @@ def rollback_hosts(
             definitions=definitions,
         )
         journal.record(Event.HOST_BEGIN, host=host, steps=["lock-handover", "rollback", "lock-release"], to=to)
-        res = remote.call(
-            pool.session(host), component=name, root=where, run=journal.run_id, ops=ops, timeout=timeout, python=python
+        res = pool.session(host).call(
+            component=name, root=where, run=journal.run_id, ops=ops, timeout=timeout, python=python
         )
         handed = res.op("lock")
         if not res.ok and handed is not None and handed.ok and not any(o.op == "lock" for o in res.ops[1:]):

@@ -77,8 +77,7 @@ def unlock_hosts(request: Request, pool: Pool, state: Path) -> Result:
     op = lock_op("unlock", operator=r.operator, plan=None, kind="unlock", reason=r.reason, controller=controller())
 
     def one(host: str) -> remote.AgentResult:
-        return remote.call(
-            pool.session(host),
+        return pool.session(host).call(
             component=r.component,
             root=r.root,
             run=run_id,

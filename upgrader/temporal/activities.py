@@ -1,9 +1,10 @@
 """The workflow's activities: the local engine's own host code, run by a worker inside a datacenter.
 
-Each host activity builds the local engine (engine/apply.py ``Apply``) for the hosts it was given, with
-the states the workflow knows, and runs one of its methods: lock and facts, stage, a host's program,
-a round of checks, rollback, release.  So what goes to a host is what a local run sends: the plan's
-own step operations through engine/remote.call on this worker's Pool.  The engine's journal records
+Each host activity builds the engine's ``HostActions`` (engine/host_actions.py) for the hosts it was
+given, with the states the workflow knows, and runs one of its methods: lock and facts, stage, a host's
+program, a round of checks, rollback, release.  So what goes to a host is what a local run sends: the
+plan's own step operations through the host's Session on this worker's Pool.  An activity decides
+nothing: it reports what happened, and the workflow's policy (engine/policy.py) decides.  The engine's journal records
 are collected (``Collected``) and handed back to the workflow, which writes them in order.
 
 The plan comes from the workflow (its ``plan_json`` query), and nothing the workflow says is trusted:
@@ -32,9 +33,8 @@ from temporalio import activity
 from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 
-from upgrader import records
 from upgrader.defaults import BEAT
-from upgrader.engine.apply import Apply, _send
+from upgrader.engine.host_actions import Back, HandedOver, HostActions, Ran
 from upgrader.engine.pool import Pool
 from upgrader.engine.progress import Lines
 from upgrader.errors import HostBusy, RefusedError
@@ -43,9 +43,7 @@ from upgrader.loading.inputs import Loaded, read_plan_text
 from upgrader.models.inventory import Inventory
 from upgrader.models.plan import Plan
 from upgrader.planning import signing
-from upgrader.records import RollbackEnd
 from upgrader.temporal.messages import Done, Work
-from upgrader.vocabulary import HostState
 
 T = TypeVar("T")
 
@@ -115,10 +113,10 @@ class HostWork:
             self.vouched.add(vouched)
         return self.plans[work.plan_hash]
 
-    def engine(self, plan: Plan, work: Work) -> Apply:
+    def engine(self, plan: Plan, work: Work) -> HostActions:
         mine = plan.model_copy(update={"hosts": [h for h in plan.hosts if h.host in work.hosts]})
         stream = io.StringIO() if self.quiet else sys.stderr
-        engine = Apply(
+        actions = HostActions(
             mine,
             self.pool,
             Collected(work.run_id),
@@ -129,16 +127,13 @@ class HostWork:
             python=work.python,
         )
         for host, fields in work.states.items():
-            run = engine.hosts[host]
-            run.state, run.detail = fields["state"], fields["detail"]
-            run.touched, run.failure = fields["touched"], fields["failure"]
-            run.unhealthy = bool(fields.get("unhealthy"))
-        engine._facts = dict(work.facts)
-        return engine
+            actions.hosts[host].load(fields)
+        actions.facts = dict(work.facts)
+        return actions
 
-    async def run(self, work: Work, act: Callable[[Apply], Done]) -> Done:
-        """``act(engine)`` in a thread, heartbeating meanwhile; the hosts' states and records added."""
-        engine = self.engine(await self.plan(work), work)
+    async def run(self, work: Work, act: Callable[[HostActions], Done]) -> Done:
+        """``act(actions)`` in a thread, heartbeating meanwhile; the hosts' states and records added."""
+        actions = self.engine(await self.plan(work), work)
         if not self.quiet:  # the worker's log says which worker ran what (the run's journal says what happened)
             info = activity.info()
             print(
@@ -149,19 +144,11 @@ class HostWork:
             )
 
         def blocking() -> Done:
-            done = act(engine)
-            done.states = {
-                h: {
-                    "state": r.state,
-                    "detail": r.detail,
-                    "touched": r.touched,
-                    "failure": r.failure,
-                    "unhealthy": r.unhealthy,
-                }
-                for h, r in engine.hosts.items()
-            }
-            done.records = engine.journal.entries_made  # type: ignore[attr-defined]
-            done.failures += engine.failures
+            done = act(actions)
+            done.states = {h: r.fields() for h, r in actions.hosts.items()}
+            assert isinstance(actions.journal, Collected)
+            done.records = actions.journal.entries_made
+            done.failures += len(actions.failed)
             return done
 
         return await beating(blocking)
@@ -171,33 +158,35 @@ class HostWork:
     async def lock(self, work: Work) -> Done:
         """This datacenter's artifacts checked (the copies it uploads), then its hosts' locks and facts."""
 
-        def act(engine: Apply) -> Done:
+        def act(actions: HostActions) -> Done:
             try:
-                engine.check_artifacts()
-                engine.lock_hosts()
+                actions.check_artifacts()
+                actions.lock()
             except RefusedError as exc:
                 return Done(ok=False, refused=f"{work.datacenter}: {exc}")
-            return Done(locked=sorted(engine._locked), facts=engine._facts)
+            return Done(locked=sorted(actions.locked), facts=actions.facts)
 
         return await self.run(work, act)
 
     @activity.defn(name="stage")
     async def stage(self, work: Work) -> Done:
-        return await self.run(work, lambda engine: Done(ok=engine.stage(list(engine.hosts)), failures=0))
+        """Stage this datacenter's hosts; if one fails, take away what this run staged here."""
+
+        def act(actions: HostActions) -> Done:
+            hosts = list(actions.hosts)
+            failed = actions.stage(hosts)
+            if failed:
+                actions.unstage(hosts, failed)
+            return Done(ok=not failed, failures=len(failed))
+
+        return await self.run(work, act)
 
     @activity.defn(name="unstage")
     async def unstage(self, work: Work) -> Done:
         """Another datacenter failed to stage: each stage step's undo here too (removes what this run staged)."""
 
-        def act(engine: Apply) -> Done:
-            engine.pool.each(
-                engine.hosts,
-                lambda h: engine._call(
-                    h, [_send(s.undo, s.id) for s in engine._steps(h, "stage") if s.undo], 60.0, idempotent=True
-                ),
-            )
-            for run in engine.hosts.values():
-                run.state, run.detail = HostState.UNTOUCHED, "release removed again"
+        def act(actions: HostActions) -> Done:
+            actions.unstage(list(actions.hosts))
             return Done()
 
         return await self.run(work, act)
@@ -206,9 +195,10 @@ class HostWork:
     async def upgrade(self, work: Work) -> Done:
         """The host's program: the plan's live steps in one agent call (run once: never retried)."""
 
-        def act(engine: Apply) -> Done:
-            ok = engine._upgrade(work.hosts[0])
-            return Done(ok=ok, halted=engine.halted)
+        def act(actions: HostActions) -> Done:
+            host = work.hosts[0]
+            ran = actions.upgrade(host)
+            return Done(ok=ran is Ran.OK, ran=str(ran))
 
         return await self.run(work, act)
 
@@ -216,42 +206,67 @@ class HostWork:
     async def check(self, work: Work) -> Done:
         """One round of the host's canary checks (and its testinfra steps at the end of a bake)."""
 
-        def act(engine: Apply) -> Done:
+        def act(actions: HostActions) -> Done:
             host = work.hosts[0]
-            problem = engine._check_round(host)
-            if problem is None and work.testinfra and not engine._testinfra(host, "at the end of the bake"):
-                problem = engine.hosts[host].failure
-            engine.failures = 0  # the workflow counts the failure (its bake or gate decides)
-            return Done(ok=problem is None, problem=problem)
+            problem = actions.check_round(host, lock=work.lock_check)
+            if problem is None and work.testinfra and not actions.testinfra(host, "at the end of the bake"):
+                problem = actions.hosts[host].failure
+            actions.failed.clear()  # the workflow counts the failure (its bake or gate decides)
+            handed = isinstance(problem, HandedOver)  # a field: a str subclass does not survive the payload
+            return Done(ok=problem is None, problem=problem, handed_over=handed, ops=actions.failed_round.pop(host, []))
+
+        return await self.run(work, act)
+
+    @activity.defn(name="testinfra")
+    async def testinfra(self, work: Work) -> Done:
+        """The host's testinfra steps, run from this worker (inside the host's datacenter)."""
+
+        def act(actions: HostActions) -> Done:
+            return Done(ok=actions.testinfra(work.hosts[0], work.when))
 
         return await self.run(work, act)
 
     @activity.defn(name="rollback")
     async def rollback(self, work: Work) -> Done:
-        """Put hosts back where they began and verify (safe to repeat).  A host still running an earlier
+        """Put a host back where it began and verify (safe to repeat).  A host still running an earlier
         program (its worker died mid-program) is waited for: the attempt fails and Temporal retries it."""
 
-        def act(engine: Apply) -> Done:
-            engine.rollback(list(engine.hosts))
-            made = records.typed(engine.journal.entries_made)  # type: ignore[attr-defined]
-            busy = [e for e in made if isinstance(e, RollbackEnd) and e.busy]
-            if busy:
-                raise ApplicationError(str(HostBusy(busy[0].host, busy[0].error or "")), type=HostBusy.__name__)
-            return Done()
+        def act(actions: HostActions) -> Done:
+            back = []
+            for host in actions.hosts:
+                res, error = None, None
+                try:
+                    res = actions.roll_back(host)
+                except Exception as exc:  # the connection: a rollback not confirmed
+                    error = exc
+                if res is not None and res.busy:  # the agent's field: another program still holds the host
+                    raise ApplicationError(str(HostBusy(host, res.error)), type=HostBusy.__name__)
+                back.append(str(actions.rolled_back(host, res, error)))
+            return Done(ok=all(b == Back.ROLLED_BACK for b in back), ran=",".join(back))
 
         return await self.run(work, act)
 
     @activity.defn(name="release")
     async def release(self, work: Work) -> Done:
-        def act(engine: Apply) -> Done:
-            engine._locked = set(work.hosts)
-            engine.release_locks()
-            return Done()
+        """Release the hosts' locks; ``stuck``: those that did not answer (they keep the lock: exit 4)."""
+
+        def act(actions: HostActions) -> Done:
+            actions.locked = set(work.hosts)
+            return Done(stuck=actions.release())
 
         return await self.run(work, act)
 
     def all(self) -> list[Callable[..., Any]]:
-        return [self.lock, self.stage, self.unstage, self.upgrade, self.check, self.rollback, self.release]
+        return [
+            self.lock,
+            self.stage,
+            self.unstage,
+            self.upgrade,
+            self.check,
+            self.testinfra,
+            self.rollback,
+            self.release,
+        ]
 
 
 async def beating(fn: Callable[[], T]) -> T:

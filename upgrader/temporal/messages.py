@@ -40,6 +40,8 @@ class Work:
     states: dict[str, dict[str, Any]] = field(default_factory=dict)  # host → HostRun fields
     facts: dict[str, dict[str, Any]] = field(default_factory=dict)
     testinfra: bool = False  # check rounds: also run the host's testinfra steps (the end of a bake)
+    lock_check: bool = False  # check rounds: first check the host's lock is still this run's
+    when: str = ""  # testinfra: when in the host's run its modules run ("at the end of the bake")
 
 
 @dataclass
@@ -52,7 +54,10 @@ class Done:
     ok: bool = True
     refused: str | None = None  # locks or artifacts refused: nothing was changed
     problem: str | None = None  # a check round failed: why
-    halted: str | None = None
+    handed_over: bool = False  # the check round's problem: the host's lock is no longer this run's
+    ran: str = ""  # how a host's program or rollback ended (host_actions.Ran / Back)
+    ops: list[dict[str, Any]] = field(default_factory=list)  # a failed check round's operations
+    stuck: list[str] = field(default_factory=list)  # release: hosts that kept their lock (no answer)
     locked: list[str] = field(default_factory=list)
     facts: dict[str, dict[str, Any]] = field(default_factory=dict)
 

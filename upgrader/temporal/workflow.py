@@ -1,12 +1,11 @@
-"""The upgrade as a Temporal workflow: the local engine's run (engine/apply.py), with durable time.
+"""The upgrade as a Temporal workflow: an interpreter of the run policy (engine/policy.py), with durable time.
 
-It walks the verified plan's phases and hosts; every host program is an activity on the host's
-datacenter queue (activities.py), which sends the plan's own steps through the same seam and the
-same engine code as a local run.  What the local engine does with threads and sleeps is done here
-with workflow timers: bakes (a round of the canary's checks every bake_interval), pauses between
-datacenters, manual gates (signals, with a timeout) and window admission (the guard, at workflow
-time).  The workflow writes the run's journal through the control worker's ``record`` activity,
-so `show`, `report` and `runs` read a Temporal run like any other.
+As Temporal's ``dsl`` sample interprets a program of activities, this workflow steps the policy's
+programs and carries out each action they yield: a host's program, a round of checks, a rollback
+are activities on the host's datacenter queue (activities.py, which runs the engine's HostActions
+there); waits are workflow timers; promotes and aborts are signals; window admission and the
+journal are activities on the control worker.  It decides nothing: every choice (what runs next,
+who is rolled back, how the run ends) is the policy's, the same as a local run's (engine/apply.py).
 
 Deterministic by construction: no clock but workflow.now(), no I/O, upgrader modules passed through.
 """
@@ -16,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -25,19 +24,20 @@ from temporalio.exceptions import TimeoutError as TemporalTimeout
 
 with workflow.unsafe.imports_passed_through():
     from upgrader import defaults
-    from upgrader.engine.apply import Apply, HostRun, _by_turns, rollback_targets, verdict
-    from upgrader.engine.gates import Decision, DecisionKind, GateOutcome
-    from upgrader.engine.programs import checks_budget, hop_timeout
+    from upgrader.engine import policy_messages as m
+    from upgrader.engine.gates import Decision, DecisionKind
+    from upgrader.engine.host_actions import Back, HandedOver, HostRun, Ran, program_steps
+    from upgrader.engine.policy import RunPolicy
+    from upgrader.engine.policy_state import Program, step
     from upgrader.errors import ExitCode
-    from upgrader.models.plan import Phase, Plan
-    from upgrader.planning import budgets
+    from upgrader.models.plan import Plan
     from upgrader.temporal import search
     from upgrader.temporal.messages import Admission, Done, Notice, Records, Start, Work
     from upgrader.temporal.settings import CONTROL_QUEUE, queue
-    from upgrader.vocabulary import FAILED, ON_TARGET, UPGRADED, Event, HostState, RunStatus
+    from upgrader.vocabulary import Event, HostState
 
 HEARTBEAT = timedelta(seconds=defaults.ACTIVITY_HEARTBEAT)  # a SIGKILLed worker is noticed within this
-ONCE = RetryPolicy(maximum_attempts=1)  # a host program: never run twice (see _lost)
+ONCE = RetryPolicy(maximum_attempts=1)  # a host program: never run twice (the policy's RunPolicy.lost)
 REPEATABLE = RetryPolicy(
     initial_interval=timedelta(seconds=defaults.RETRY_FIRST),
     backoff_coefficient=defaults.RETRY_BACKOFF,
@@ -46,7 +46,8 @@ REPEATABLE = RetryPolicy(
 )
 # A datacenter worker's refusal of the plan itself (activities.HostWork.plan): the run is refused.
 PLAN_REFUSALS = ("PlanNotSigned", "InventoryDiffers")
-SKIPPED_EVENTS = {Event.HOST_BEGIN, Event.ROLLBACK_BEGIN}  # the workflow records these itself, before the activity runs
+SKIPPED_EVENTS = {Event.HOST_BEGIN}  # the workflow records it itself, before the activity runs
+T = TypeVar("T")
 
 
 @workflow.defn(name="upgrade")
@@ -55,20 +56,16 @@ class UpgradeWorkflow:
         self.start: Start | None = None
         self.plan: Plan | None = None
         self.hosts: dict[str, HostRun] = {}
-        self.failures = 0
-        self.failures_in: dict[str, int] = {}  # per datacenter, for the failure budgets (planning/budgets.py)
-        self.halted: str | None = None
-        self.held = False
-        self.abort: Decision | None = None
-        self._abort_handled = False
+        self.policy: RunPolicy | None = None
+        self.asked_abort: Decision | None = None  # an abort signal the policy has not heard yet
         self.promotes: dict[str, Decision] = {}
         self.waiting: str | None = None
         self.locked: dict[str, list[str]] = {}
         self.facts: dict[str, dict[str, Any]] = {}
         self.events: list[list[str]] = []  # [kind, text, host] for `watch`
         self.outcome: dict[str, Any] | None = None
+        self.moves = 0  # steps of the policy's programs: a program waiting for a slot waits for one
         self._seq = 0
-        self._recovered: set[str] = set()  # hosts put back after a lost worker: their program ran again once
         self._unsent: list[dict[str, Any]] = []
         self._flushing = asyncio.Lock()
 
@@ -80,8 +77,8 @@ class UpgradeWorkflow:
         if found is None:
             return
         if found.kind is DecisionKind.ABORT:
-            if self.abort is None:
-                self.abort = found
+            if self.asked_abort is None:
+                self.asked_abort = found
         elif found.gate is not None and (found.ahead or found.gate == self.waiting):
             # As the local engine (gates.counts_at): a promote counts at the gate the run waits at, or ahead.
             self.promotes.setdefault(found.gate, found)
@@ -97,13 +94,14 @@ class UpgradeWorkflow:
 
     @workflow.query
     def progress(self) -> dict[str, Any]:
+        abort = self.policy.abort if self.policy and self.policy.abort else self.asked_abort
         return {
             "run": self.start.run_id if self.start else "",
             "waiting": self.waiting,
             "outcome": self.outcome,
             "hosts": {h: [r.state, r.detail, r.plan.datacenter] for h, r in self.hosts.items()},
             "events": self.events,
-            "abort": self.abort.to_dict() if self.abort else None,
+            "abort": abort.to_dict() if abort else None,
         }
 
     # ------------------------------------------------------------ the run
@@ -112,67 +110,189 @@ class UpgradeWorkflow:
         self.start = start
         self.plan = plan = Plan.from_json(start.plan)
         self.hosts = {h.host: HostRun(h) for h in plan.hosts}
-        self.budgets = budgets.of_plan(plan)
+        self.policy = policy = RunPolicy(plan, self.hosts, run_id=start.run_id, host_seconds=start.host_seconds)
         # The execution's own id: `status`/`show`/`watch` ask this execution, not a later run of the same id.
         await self.record(files={"plan.json": start.plan}, **start.run_start, execution=workflow.info().run_id)
         for h in plan.hosts:
-            self._set(h.host, "pending", " → ".join([h.from_version, *h.path]))
+            self._set(h.host, HostState.PENDING, " → ".join([h.from_version, *h.path]))
         self.event("run", f"run {start.run_id}: {plan.component} → {plan.target_version} by {start.operator}")
-        if not await self.lock_hosts():
-            return await self.end(int(ExitCode.REFUSED), "refused", self.halted or "refused")
-        await self.notify("run-started", hosts=len(plan.hosts))
+        refused = await self.lock_hosts()
+        if refused is not None:
+            return await self.refused(refused)
+        policy.locked = {h for hosts in self.locked.values() for h in hosts}
         try:
-            code, status, message = await self.execute()
+            outcome = await self.drive(policy.run_program())
         finally:
-            await self.release_locks()
-        return await self.end(code, status, message)
+            stuck = await self.release_locks()
+        outcome, last = policy.closing(outcome, stuck)
+        for action in last:
+            if isinstance(action, m.Record) and action.event == Event.RUN_END:
+                action = m.Record(action.event, {**action.fields, "handshake_retries": 0, "engine": "temporal"})
+            await self.carry_out(action)
+        rows = [[h.name, h.plan.datacenter, h.state, h.detail] for h in self.hosts.values()]
+        self.outcome = {
+            "exit_code": int(outcome.exit_code),
+            "status": outcome.status,
+            "message": outcome.message,
+            "rows": rows,
+        }
+        return self.outcome
 
-    async def execute(self) -> tuple[int, str, str]:
-        assert self.plan is not None
-        if not await self.stage():
-            return int(ExitCode.FAILED_ROLLED_BACK), RunStatus.STAGE_FAILED, "staging failed; no live change was made"
-        for phase in self.plan.phases:
-            if self.halted:
-                break
-            await self.run_phase(phase)
-        return self.conclude()
-
-    async def end(self, code: int, status: str, message: str) -> dict[str, Any]:
+    async def refused(self, why: str) -> dict[str, Any]:
+        """Locks or the plan refused: nothing was changed anywhere (the run never started)."""
+        code, status = int(ExitCode.REFUSED), "refused"
+        hosts = {h.name: {"state": h.state, "detail": h.detail, "version": h.version()} for h in self.hosts.values()}
         await self.record(
             Event.RUN_END,
             status=status,
             exit_code=code,
-            message=message,
+            message=why,
             handshake_retries=0,
             engine="temporal",
-            hosts={
-                h.name: {"state": h.state, "detail": h.detail, "version": Apply._version_of(h)}
-                for h in self.hosts.values()
-            },
+            hosts=hosts,
         )
-        if status != "refused":
-            kind = {
-                int(ExitCode.OK): "finished",
-                int(ExitCode.FAILED_ROLLED_BACK): "rolled-back",
-                int(ExitCode.HALTED): "aborted" if status == RunStatus.ABORTED else "halted",
-            }.get(code, "failed")
-            await self.notify(kind, status=status, message=message)
         rows = [[h.name, h.plan.datacenter, h.state, h.detail] for h in self.hosts.values()]
-        self.outcome = {"exit_code": code, "status": status, "message": message, "rows": rows}
+        self.outcome = {"exit_code": code, "status": status, "message": why, "rows": rows}
         return self.outcome
 
-    def conclude(self) -> tuple[int, str, str]:
-        """The run's verdict, by the local engine's rules (apply.verdict)."""
-        assert self.plan is not None
-        code, status, message = verdict(
-            self.hosts,
-            held=self.held,
-            failures=self.failures,
-            aborted=self.abort is not None,
-            halted=self.halted,
-            target=self.plan.target_version,
+    # ------------------------------------------------------------ the interpreter
+    async def drive(self, program: Program[T]) -> T:
+        """Run one of the policy's programs to its end, carrying out each action it yields."""
+        answer: m.Answer | None = None
+        while True:
+            action, result = step(program, answer)
+            self.moves += 1
+            if action is None:
+                return result  # type: ignore[return-value]
+            answer = await self.carry_out(action)
+
+    def now(self) -> float:
+        return workflow.now().timestamp()
+
+    def stopping(self) -> bool:
+        """Should a wait end: the policy says so, or an abort came that it has not heard yet."""
+        assert self.policy is not None
+        return self.policy.stopping() or (self.asked_abort is not None and self.policy.abort is None)
+
+    def unheard_abort(self) -> Decision | None:
+        assert self.policy is not None
+        return self.asked_abort if self.policy.abort is None else None
+
+    async def carry_out(self, action: m.Action) -> m.Answer:
+        """What the policy asked, done with activities, timers and signals; the event that answers it."""
+        assert self.policy is not None
+        policy = self.policy
+        if isinstance(action, m.Record):
+            await self.record(action.event, **action.fields)
+        elif isinstance(action, m.Notify):
+            await self.notify(action.event, **action.fields)
+        elif isinstance(action, m.Say):
+            self.event(action.what, action.text, action.host or "")
+        elif isinstance(action, m.SetState):
+            self._set(action.host, action.state, action.detail)
+        elif isinstance(action, m.Fail):
+            self.hosts[action.host].failure = action.detail
+            self._set(action.host, action.state, action.detail)
+            self.event("failure", action.detail, action.host)
+        elif isinstance(action, m.Stage):
+            return m.Staged(await self.stage(action.hosts), self.now())
+        elif isinstance(action, m.Unstage):
+            await self.unstage(action.hosts, action.failed)
+        elif isinstance(action, m.RunHosts):
+            await asyncio.gather(*(self.drive(policy.host_program(h)) for h in action.hosts))
+        elif isinstance(action, m.RunHost):
+            return await self.upgrade(action)
+        elif isinstance(action, m.CheckRound):
+            # The round's call has SAFETY_MARGIN over its budget (host_actions.Timeouts); the activity, which first
+            # opens the host's session, has ACTIVITY_MARGIN: the call inside times out first.
+            seconds = action.seconds - defaults.SAFETY_MARGIN + defaults.ACTIVITY_MARGIN
+            done = await self.host_call("check", action.host, seconds, lock_check=action.lock)
+            for entry in done.records:
+                await self.record(**entry)
+            return m.Checked(action.host, checked_problem(done), done.ops, self.now())
+        elif isinstance(action, m.Testinfra):
+            done = await self.host_call("testinfra", action.host, defaults.ACTIVITY_SLACK, when=action.when)
+            await self.merge(done)
+            return m.Tested(action.host, done.ok, self.now())
+        elif isinstance(action, m.RollBack):
+            await asyncio.gather(*(self.drive(policy.rollback_program(h)) for h in action.hosts))
+        elif isinstance(action, m.RollBackHost):
+            return await self.roll_back(action)
+        elif isinstance(action, m.WaitUntil):
+            seconds = action.at - self.now()
+            if seconds > 0 and not self.stopping():
+                with contextlib.suppress(TimeoutError):
+                    await workflow.wait_condition(self.stopping, timeout=seconds)
+            return m.Woke(self.now(), self.stopping(), self.unheard_abort())
+        elif isinstance(action, m.AwaitChange):
+            seen = self.moves
+            await workflow.wait_condition(lambda: self.moves != seen)
+        elif isinstance(action, m.AskAbort):
+            return m.AbortAsked(self.unheard_abort(), self.now())
+        elif isinstance(action, m.OpenGate):
+            self.waiting = action.gate
+        elif isinstance(action, m.AwaitDecision):
+            return await self.await_decision(action)
+        elif isinstance(action, m.Admit):
+            return m.Admitted(await self.admit(action.estimate), self.now())
+        elif isinstance(action, m.Clock):
+            pass
+        return m.Done(self.now())
+
+    async def await_decision(self, action: m.AwaitDecision) -> m.GateDecided:
+        """A promote or abort signal for the gate, a stop, or ``until``: whichever comes first."""
+        assert self.policy is not None
+        policy = self.policy
+
+        def decided() -> bool:
+            return self.asked_abort is not None or action.gate in self.promotes or policy.halted is not None
+
+        seconds = action.until - self.now()
+        if seconds > 0 and not decided():
+            with contextlib.suppress(TimeoutError):
+                await workflow.wait_condition(decided, timeout=seconds)
+        decision = self.asked_abort or self.promotes.get(action.gate)
+        return m.GateDecided(decision, self.now(), stopped=decision is None and policy.halted is not None)
+
+    async def upgrade(self, action: m.RunHost) -> m.HostFinished:
+        """The host's program (the plan's own steps), once; a worker lost mid-program is the policy's to
+        judge (HostFinished.lost), never retried here."""
+        host = action.host
+        hp = self.hosts[host].plan
+        await self.record(Event.HOST_BEGIN, host=host, steps=program_steps(hp), path=hp.path)
+        self._set(host, HostState.UPGRADING, " → ".join([hp.from_version, *hp.path]))
+        try:
+            done = await self.host_call("upgrade", host, action.seconds + defaults.ACTIVITY_SLACK, retry=ONCE)
+        except ActivityError as exc:
+            return m.HostFinished(host, None, self.now(), lost=f"worker lost mid-program ({_cause(exc)})")
+        await self.merge(done)
+        return m.HostFinished(host, Ran(done.ran), self.now())
+
+    async def roll_back(self, action: m.RollBackHost) -> m.RolledBack:
+        host = action.host
+        self._set(host, HostState.ROLLING_BACK, f"→ {self.hosts[host].plan.from_version}")
+        try:
+            seconds = max(defaults.ROLLBACK_SECONDS, action.seconds + defaults.ACTIVITY_SLACK)
+            done = await self.host_call("rollback", host, seconds)
+        except ActivityError as exc:  # every attempt failed: a human must look
+            self._set(host, HostState.ROLLBACK_FAILED, f"rollback not confirmed: {_cause(exc)}")
+            await self.record(Event.ROLLBACK_END, host=host, ok=False, error=_cause(exc))
+            return m.RolledBack(host, Back.FAILED, raised=True, now=self.now())
+        await self.merge(done)
+        return m.RolledBack(host, Back(done.ran), now=self.now())
+
+    async def admit(self, estimate: float) -> str | None:
+        """The window guard at workflow time, on the control worker (it has the calendars and overrides)."""
+        assert self.start is not None
+        now = workflow.now() + timedelta(seconds=self.start.now_offset)
+        reason: str | None = await workflow.execute_activity(
+            "admit",
+            Admission(self.start.run_id, now.isoformat(), estimate, self.start.overrides),
+            task_queue=CONTROL_QUEUE,
+            start_to_close_timeout=timedelta(seconds=defaults.ADMISSION_SECONDS),
+            retry_policy=REPEATABLE,
         )
-        return int(code), status, message
+        return reason
 
     # ------------------------------------------------------------ records and live view
     async def record(self, event: Event, files: dict[str, str] | None = None, **data: Any) -> None:
@@ -195,15 +315,11 @@ class UpgradeWorkflow:
             )
 
     async def merge(self, done: Done) -> None:
+        """An activity's hosts' new states and its journal records (the failures are the policy's to count)."""
         for host, fields in done.states.items():
-            run = self.hosts[host]
-            run.state, run.detail = fields["state"], fields["detail"]
-            run.touched, run.failure = fields["touched"], fields["failure"]
-            run.unhealthy = bool(fields.get("unhealthy"))
-            if run.failure and fields["state"] in FAILED:
-                self.event("failure", run.failure, host)
-        if done.failures and done.states:
-            self.count(self.hosts[next(iter(done.states))].plan.datacenter, done.failures)
+            self.hosts[host].load(fields)
+            if self.hosts[host].failure and self.hosts[host].state in (HostState.FAILED, HostState.UNREACHABLE):
+                self.event("failure", self.hosts[host].failure, host)
         for entry in done.records:
             if entry["event"] not in SKIPPED_EVENTS:
                 await self.record(**entry)
@@ -221,32 +337,15 @@ class UpgradeWorkflow:
                 retry_policy=RetryPolicy(maximum_attempts=defaults.NOTIFY_ATTEMPTS),
             )
 
-    def count(self, dc: str, failures: int = 1) -> None:
-        self.failures += failures
-        self.failures_in[dc] = self.failures_in.get(dc, 0) + failures
-
-    def spent(self) -> str | None:
-        """Why no new host may start: the run's or a datacenter's failure budget is spent."""
-        return self.budgets.spent(self.failures, self.failures_in)
-
     def event(self, kind: str, text: str, host: str = "") -> None:
         self.events.append([kind, text, host])
 
-    def _set(self, host: str, state: str, detail: str = "") -> None:
+    def _set(self, host: str, state: HostState, detail: str = "") -> None:
         self.hosts[host].state, self.hosts[host].detail = HostState(state), detail
 
     # ------------------------------------------------------------ activities
     def work(self, dc: str, hosts: list[str], **extra: Any) -> Work:
         assert self.start is not None and self.plan is not None
-        states = {
-            h: {
-                "state": self.hosts[h].state,
-                "detail": self.hosts[h].detail,
-                "touched": self.hosts[h].touched,
-                "failure": self.hosts[h].failure,
-            }
-            for h in hosts
-        }
         return Work(
             self.start.run_id,
             self.plan.content_hash,
@@ -256,7 +355,7 @@ class UpgradeWorkflow:
             self.start.artifacts,
             self.start.python,
             self.start.break_lock,
-            states,
+            {h: self.hosts[h].fields() for h in hosts},
             **extra,
         )
 
@@ -272,6 +371,11 @@ class UpgradeWorkflow:
         )
         return done
 
+    async def host_call(
+        self, name: str, host: str, seconds: float, retry: RetryPolicy = REPEATABLE, **extra: Any
+    ) -> Done:
+        return await self.call(name, self.work(self.hosts[host].plan.datacenter, [host], **extra), seconds, retry)
+
     def by_dc(self, hosts: list[str]) -> dict[str, list[str]]:
         out: dict[str, list[str]] = {}
         for h in hosts:
@@ -286,8 +390,9 @@ class UpgradeWorkflow:
         return dict(zip(groups, results, strict=True))
 
     # ------------------------------------------------------------ locks and staging
-    async def lock_hosts(self) -> bool:
-        """Every datacenter's hosts locked and their facts as planned, or nothing changed anywhere.
+    async def lock_hosts(self) -> str | None:
+        """Every datacenter's hosts locked and their facts as planned (None), or nothing changed anywhere
+        and the refusals.
 
         A datacenter worker that refuses the plan itself (not signed with its key, or made from another
         inventory: activities.HostWork.plan) refuses the run, as a lock refused would."""
@@ -311,316 +416,44 @@ class UpgradeWorkflow:
             self.locked[dc] = done.locked
             self.facts.update(done.facts)
         if refusals:
-            self.halted = "; ".join(str(r) for r in refusals)
             await self.release_locks()
-            return False
-        return True
+            return "; ".join(str(r) for r in refusals)
+        return None
 
-    async def release_locks(self) -> None:
+    async def release_locks(self) -> list[str]:
+        """Release the locks this run holds; the hosts that kept theirs (no answer: exit 4)."""
         locked = [h for hosts in self.locked.values() for h in hosts]
         self.locked = {}
+        stuck: list[str] = []
         if locked:
             for done in (await self.each_dc("release", locked, 300)).values():
                 await self.merge(done)
+                stuck += done.stuck
+        return sorted(stuck)
 
-    async def stage(self) -> bool:
-        results = await self.each_dc("stage", list(self.hosts), 1800, facts=self.facts)
+    async def stage(self, hosts: list[str]) -> dict[str, str]:
+        """Each datacenter stages its hosts (and takes away what it staged if one of them failed)."""
+        results = await self.each_dc("stage", hosts, 1800, facts=self.facts)
         for done in results.values():
             await self.merge(done)
-        if all(d.ok for d in results.values()):
-            return True
-        self.event("stage-failed", "staging failed; removing what this run staged — no live change was made")
-        clean = [h for dc, d in results.items() if d.ok for h in self.by_dc(list(self.hosts))[dc]]
-        if clean:  # the other datacenters staged fine: take their releases away again too
+        failed = {h: self.hosts[h].detail for h in hosts if self.hosts[h].state == HostState.FAILED}
+        if failed:
+            self.event("stage-failed", "staging failed; removing what this run staged — no live change was made")
+        return failed
+
+    async def unstage(self, hosts: list[str], failed: dict[str, str]) -> None:
+        """The datacenters that staged fine take their releases away again too."""
+        bad = {self.hosts[h].plan.datacenter for h in failed}
+        clean = [h for h in hosts if self.hosts[h].plan.datacenter not in bad]
+        if clean:
             for done in (await self.each_dc("unstage", clean, 300)).values():
                 await self.merge(done)
-        return False
 
-    # ------------------------------------------------------------ phases
-    async def run_phase(self, phase: Phase) -> None:
-        assert self.plan is not None and self.start is not None
-        if phase.gate is not None and not await self.pass_gate(phase):
-            return
-        if self.abort is not None:  # between phases: nothing of this one started
-            await self.aborted([])
-            return
-        if phase.pause_before:
-            self.event("pause", f"pausing {phase.pause_before:g}s before {phase.datacenter}")
-            await workflow.sleep(phase.pause_before)
-        reason = await self.admit(phase)
-        if reason:
-            self.halted = f"stopped before phase {phase.index + 1}: {reason}"
-            await self.record(Event.HALT, reason=self.halted)
-            self.event("halt", self.halted)
-            return
-        await self.record(
-            Event.PHASE_BEGIN, phase=phase.index, kind=phase.kind, datacenter=phase.datacenter, hosts=phase.hosts
-        )
-        self.event(
-            "phase",
-            f"phase {phase.index + 1}/{len(self.plan.phases)}: {phase.kind} "
-            f"{phase.datacenter or 'global'} → {', '.join(phase.hosts)}",
-        )
-        spec = self.plan.spec
-        in_flight = {dc: asyncio.Semaphore(spec.rollout.max_in_flight_per_datacenter) for dc in self.by_dc(phase.hosts)}
 
-        async def one(host: str) -> None:
-            async with in_flight[self.hosts[host].plan.datacenter]:
-                if self.halted or self.abort is not None or self.spent():
-                    return
-                if await self.upgrade(host) and phase.kind == "canary":
-                    await self.bake(host)
-
-        await asyncio.gather(*(one(h) for h in _by_turns(phase.hosts, lambda h: self.hosts[h].plan.datacenter)))
-        failed = [h for h in phase.hosts if self.hosts[h].state in FAILED]
-        await self.record(Event.PHASE_END, phase=phase.index, failed=failed)
-        if failed:
-            await self.on_failure(phase, failed)
-        elif self.abort is not None:
-            await self.aborted(phase.hosts)
-        elif phase.kind == "canary":
-            await self.notify("canary-passed", hosts=phase.hosts, datacenter=phase.datacenter)
-
-    async def admit(self, phase: Phase) -> str | None:
-        """The window guard at workflow time, on the control worker (it has the calendars and overrides)."""
-        assert self.start is not None and self.plan is not None
-        now = workflow.now() + timedelta(seconds=self.start.now_offset)
-        hops = max(len(self.hosts[h].plan.path) for h in phase.hosts)
-        per_host = self.start.host_seconds or _hop_timeout(self.plan) / 4
-        waves = -(-len(phase.hosts) // self.plan.spec.rollout.max_in_flight_per_datacenter)
-        estimate = per_host * hops * waves + phase.bake
-        reason: str | None = await workflow.execute_activity(
-            "admit",
-            Admission(self.start.run_id, now.isoformat(), estimate, self.start.overrides),
-            task_queue=CONTROL_QUEUE,
-            start_to_close_timeout=timedelta(seconds=defaults.ADMISSION_SECONDS),
-            retry_policy=REPEATABLE,
-        )
-        return reason
-
-    async def upgrade(self, host: str) -> bool:
-        """The host's program (the plan's own steps), once; a worker lost mid-program is _lost, not retried."""
-        hp = self.hosts[host].plan
-        steps = ["lock-check", *(s.id for s in hp.steps if s.action not in ("stage", "bake", "testinfra"))]
-        await self.record(Event.HOST_BEGIN, host=host, steps=steps, path=hp.path)
-        self._set(host, "upgrading", " → ".join([hp.from_version, *hp.path]))
-        seconds = _hop_timeout(self.plan) * len(hp.path) + _checks_budget(self.plan) + defaults.ACTIVITY_MARGIN  # type: ignore[arg-type]
-        try:
-            done = await self.call("upgrade", self.work(hp.datacenter, [host]), seconds, ONCE)
-        except ActivityError as exc:
-            return await self._lost(host, exc)
-        await self.merge(done)
-        if done.halted:
-            self.halted = done.halted
-            await self.record(Event.HALT, reason=done.halted)
-        return self.hosts[host].state in ON_TARGET
-
-    async def _lost(self, host: str, exc: ActivityError) -> bool:
-        """The program's worker died or timed out mid-program: the host was caught mid-step.
-
-        As `resume` does for a killed local run: put it back where it began and verify (a rollback,
-        safe to repeat, on whichever worker of the datacenter is alive); then, once, run its program
-        again from the start.  Otherwise the host failed, and the policy decides.
-        """
-        run = self.hosts[host]
-        run.touched = True
-        why = f"worker lost mid-program ({_cause(exc)})"
-        await self.record(Event.HOST_END, host=host, ok=False, error=why, unreachable=False, lost=True)
-        await self.record(Event.RECOVER, hosts=[host], failing=False, reason=why)
-        self.event("recover", f"{host}: {why}; putting it back", host)
-        await self.rollback([host])
-        if run.state == HostState.ROLLED_BACK and host not in self._recovered:
-            self._recovered.add(host)
-            return await self.upgrade(host)
-        self.fail(host, HostState.FAILED, why)
-        return False
-
-    async def bake(self, host: str) -> None:
-        """The canary's bake as a timer: one round of its checks every bake_interval, testinfra at the end."""
-        assert self.plan is not None
-        spec = self.plan.spec
-        hp = self.hosts[host].plan
-        steps = [s.id for s in hp.steps if s.action == "bake"]
-        self._set(host, "baking", f"{spec.canary.bake:g}s")
-        await self.record(Event.BAKE_BEGIN, host=host, seconds=spec.canary.bake, steps=steps, timer=True)
-        started = workflow.now()
-        rounds = 0
-        problem: str | None = None
-        while problem is None:
-            left = spec.canary.bake - (workflow.now() - started).total_seconds()
-            last = left <= spec.canary.bake_interval
-            if left > 0:
-                await workflow.sleep(min(spec.canary.bake_interval, left))
-            problem = await self.check(host, testinfra=last)
-            rounds += 1
-            if last:
-                break
-        await self.record(Event.BAKE_END, host=host, ok=problem is None, rounds=rounds, error=problem, ops=[])
-        if problem is None:
-            self._set(host, HostState.DONE, f"on {hp.path[-1]}, baked {spec.canary.bake:g}s")
-        else:
-            self.fail(host, HostState.FAILED, f"canary bake: {problem}")
-
-    async def check(self, host: str, testinfra: bool = False) -> str | None:
-        assert self.plan is not None
-        done = await self.call(
-            "check",
-            self.work(self.hosts[host].plan.datacenter, [host], testinfra=testinfra),
-            _checks_budget(self.plan) + defaults.ACTIVITY_MARGIN,
-        )
-        for entry in done.records:
-            await self.record(**entry)
-        return done.problem
-
-    def fail(self, host: str, state: str, detail: str) -> None:
-        self.count(self.hosts[host].plan.datacenter)
-        self.hosts[host].failure = detail
-        self._set(host, state, detail)
-        self.event("failure", detail, host)
-
-    # ------------------------------------------------------------ gates and aborts
-    async def pass_gate(self, phase: Phase) -> bool:
-        """Wait at the phase's manual gate (a signal, or the timeout); its canaries are checked meanwhile."""
-        assert self.plan is not None and self.start is not None
-        gate = phase.gate
-        assert gate is not None
-        watch = [h for h in gate.watch if self.hosts[h].state == HostState.DONE]
-        run = self.start.run_id
-        self.waiting = gate.id  # before the journal says so: a promote sent on reading it must count
-        await self.record(Event.GATE_WAIT, gate=gate.id, kind=gate.kind, timeout=gate.timeout, watch=watch)
-        self.event(
-            "gate",
-            f"waiting at gate {gate.id} (at most {gate.timeout:g}s): `upgrader promote {run}` "
-            f"to go on, `upgrader abort {run} --reason …` to stop",
-        )
-        await self.notify("gate-waiting", gate=gate.id, message=f"waiting at gate {gate.id}: upgrader promote {run}")
-        started = workflow.now()
-        outcome, detail, degraded = GateOutcome.TIMED_OUT, "", ""
-
-        def decided() -> bool:
-            return self.abort is not None or gate.id in self.promotes
-
-        while True:
-            waited = (workflow.now() - started).total_seconds()
-            if decided():
-                outcome = GateOutcome.ABORTED if self.abort is not None else GateOutcome.PROMOTED
-                break
-            if waited >= gate.timeout:
-                break
-            # Wakes on a decision, or after one bake_interval: a round of the canaries' checks is due.
-            with contextlib.suppress(TimeoutError):
-                await workflow.wait_condition(
-                    decided, timeout=min(self.plan.spec.canary.bake_interval, gate.timeout - waited)
-                )
-            if decided():
-                continue
-            for host in watch:
-                problem = await self.check(host)
-                if problem is not None:
-                    outcome, detail, degraded = GateOutcome.DEGRADED, f"{host}: {problem}", host
-                    break
-            if degraded:
-                break
-        self.waiting = None
-        decision = self.abort if outcome is GateOutcome.ABORTED else self.promotes.get(gate.id)
-        waited = round((workflow.now() - started).total_seconds(), 1)
-        await self.record(
-            Event.GATE_END,
-            gate=gate.id,
-            outcome=str(outcome),
-            waited=waited,
-            decision=decision.to_dict()
-            if decision and outcome in (GateOutcome.ABORTED, GateOutcome.PROMOTED)
-            else None,
-            detail=detail,
-        )
-        if outcome is GateOutcome.PROMOTED:
-            self.event("gate", f"gate {gate.id} promoted by {decision.operator if decision else '?'}")
-            await self.notify(
-                "promoted",
-                gate=gate.id,
-                operator=decision.operator if decision else "?",
-                message=decision.reason if decision else "",
-            )
-            return True
-        if outcome is GateOutcome.ABORTED:
-            await self.aborted(list(gate.watch))
-            return False
-        if outcome is GateOutcome.DEGRADED:
-            self.fail(degraded, HostState.FAILED, f"canary degraded while waiting at gate {gate.id}: {detail}")
-            await self.on_failure(self.plan.phases[self.hosts[degraded].plan.phase], [degraded])
-            return False
-        self.halted = f"no decision at gate {gate.id} within {gate.timeout:g}s ({gate.on_timeout})"
-        await self.record(Event.HALT, reason=self.halted)
-        self.event("halt", self.halted)
-        if gate.on_timeout == "hold":
-            self.held = True
-            await self.record(Event.HOLD, hosts=[h for h in self.hosts if self.hosts[h].touched])
-        else:
-            await self.rollback([h for h, r in self.hosts.items() if r.touched or r.state in ON_TARGET])
-        return False
-
-    async def aborted(self, current: list[str]) -> None:
-        """After an abort, once: record it, then put back every host this run changed (whatever the policy,
-        as the local engine's Apply._roll_back_aborted), unless the abort says --keep."""
-        assert self.plan is not None and self.abort is not None
-        if self._abort_handled:
-            return
-        self._abort_handled = True
-        found = self.abort
-        self.halted = f"aborted by {found.operator}: {found.reason}"
-        await self.record(
-            Event.ABORT, operator=found.operator, reason=found.reason, at_decision=found.at, keep=found.keep
-        )
-        await self.notify("aborted", operator=found.operator, message=found.reason)
-        self.event("halt", self.halted)
-        changed = [h for h, r in self.hosts.items() if r.touched or r.state in UPGRADED]
-        if found.keep:
-            await self.record(Event.ABORT_KEPT, hosts=sorted(changed), wave=current)
-            return
-        await self.rollback(changed)
-
-    async def on_failure(self, phase: Phase, failed: list[str]) -> None:
-        assert self.plan is not None
-        spec = self.plan.spec
-        policy = spec.rollback.on_failure
-        if policy == "hold":
-            self.held = True
-            self.halted = "held for a human"
-            for host in failed:
-                self._set(host, HostState.HELD, self.hosts[host].detail)
-            await self.record(Event.HOLD, hosts=failed)
-            return
-        targets = rollback_targets(policy, self.hosts, phase.hosts, failed)
-        spent = self.spent()
-        if spent:  # no new host starts from here on, whatever the policy
-            await self.record(Event.HALT, reason=spent)
-            self.event("halt", spent)
-        if policy != "host" or spent:
-            self.halted = f"{len(failed)} host(s) failed in phase {phase.index + 1}; rollback policy '{policy}'" + (
-                f"; {spent}" if spent else ""
-            )
-        await self.rollback(targets)
-
-    async def rollback(self, hosts: list[str]) -> None:
-        if not hosts:
-            return
-        self.event("rollback", f"rolling back {', '.join(hosts)}")
-        await self.record(Event.ROLLBACK_BEGIN, hosts=hosts)
-        for host in hosts:
-            self._set(host, "rolling-back", f"→ {self.hosts[host].plan.from_version}")
-
-        async def back(host: str) -> None:
-            try:
-                seconds = max(defaults.ROLLBACK_SECONDS, _hop_timeout(self.plan) + defaults.ACTIVITY_MARGIN)  # type: ignore[arg-type]
-                done = await self.call("rollback", self.work(self.hosts[host].plan.datacenter, [host]), seconds)
-            except ActivityError as exc:  # every attempt failed: a human must look
-                self._set(host, HostState.ROLLBACK_FAILED, f"rollback not confirmed: {_cause(exc)}")
-                await self.record(Event.ROLLBACK_END, host=host, ok=False, error=_cause(exc))
-                return
-            await self.merge(done)
-
-        await asyncio.gather(*(back(h) for h in hosts))
+def checked_problem(done: Done) -> str | None:
+    """A check activity's problem as the policy reads it: a HandedOver when the activity's field says so (the
+    str subclass itself does not survive the activity's payload)."""
+    return HandedOver(done.problem) if done.handed_over and done.problem is not None else done.problem
 
 
 def _cause(exc: ActivityError) -> str:
@@ -628,11 +461,3 @@ def _cause(exc: ActivityError) -> str:
     if isinstance(cause, TemporalTimeout) and cause.type is TimeoutType.HEARTBEAT:
         return f"no heartbeat for {HEARTBEAT.total_seconds():g}s"
     return str(cause or exc)
-
-
-def _hop_timeout(plan: Plan) -> float:
-    return hop_timeout(plan.spec)
-
-
-def _checks_budget(plan: Plan) -> float:
-    return checks_budget(plan.spec)
