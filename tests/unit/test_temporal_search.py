@@ -26,8 +26,8 @@ from tests.unit.test_plan_ops import CASES, Agent, case_plan
 from tests.unit.test_temporal_workflow import KEY, Transport, decision, journal_has, quick, signed
 from upgrader.cli.main import main
 from upgrader.engine import remote
-from upgrader.engine.apply import Apply
 from upgrader.engine.gates import DecisionKind
+from upgrader.engine.host_actions import HostActions
 from upgrader.loading.inputs import load_inventory
 from upgrader.temporal import client as temporal
 from upgrader.temporal import search, settings, worker
@@ -71,8 +71,9 @@ def controller_run(
 ) -> tuple[str, dict[str, Any]]:
     """One run started by ``controller`` as `apply --engine temporal` starts it (client.start with labels)."""
     plan = quick(case_plan(case))
-    monkeypatch.setattr(remote, "call", Agent(plan))
-    monkeypatch.setattr(Apply, "check_artifacts", lambda self: None)
+    agent = Agent(plan)
+    monkeypatch.setattr(remote.Session, "call", lambda session, **kw: agent(session, **kw))  # HostActions calls the session
+    monkeypatch.setattr(HostActions, "check_artifacts", lambda self: None)
     inventory = load_inventory(CASES / case / "inventory.yml")
     run_id = f"20261201T000000Z-{plan.component}-{secrets.token_hex(3)}"
     desk = tmp / "worker-state"  # the control worker's journals: the desk's, shared by the controllers
