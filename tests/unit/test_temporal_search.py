@@ -72,7 +72,8 @@ def controller_run(
     """One run started by ``controller`` as `apply --engine temporal` starts it (client.start with labels)."""
     plan = quick(case_plan(case))
     agent = Agent(plan)
-    monkeypatch.setattr(remote.Session, "call", lambda session, **kw: agent(session, **kw))  # HostActions calls the session
+    # HostActions calls the session's method, not the module's remote.call
+    monkeypatch.setattr(remote.Session, "call", lambda session, **kw: agent(session, **kw))
     monkeypatch.setattr(HostActions, "check_artifacts", lambda self: None)
     inventory = load_inventory(CASES / case / "inventory.yml")
     run_id = f"20261201T000000Z-{plan.component}-{secrets.token_hex(3)}"
