@@ -171,10 +171,9 @@ def rollback_hosts(
             # A failed rollback's lock is released only once this controller has heard of the failure: a
             # controller that died meanwhile leaves the host locked by its open run (what `status` shows and
             # the next rollback takes over), not unlocked on no verified release with no one told.
-            more = remote.call(
-                pool.session(host), component=name, root=where, run=journal.run_id, ops=ops[-1:], timeout=timeout,
-                python=python,
-            )  # fmt: skip
+            more = pool.session(host).call(
+                component=name, root=where, run=journal.run_id, ops=ops[-1:], timeout=timeout, python=python
+            )
             res = dataclasses.replace(res, ops=[*res.ops, *more.ops])
         journal.record(
             Event.HOST_END,
