@@ -54,7 +54,7 @@ def unit_cgroup(unit: str, ctx: Ctx) -> str:
         if proc.returncode != 0 or not cgroup.startswith("/"):
             raise OpFailed(f"{unit} has no control group: it is not running")
         known[unit] = cgroup
-    return cgroup
+    return str(cgroup)
 
 
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")

@@ -7,10 +7,10 @@ from __future__ import annotations
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from tarfile import TarInfo
-    from typing import Any
+    from typing import Any, Dict, Optional, Tuple  # aliases are evaluated: 3.8's spelling (the hosts' minimum)
 
-    Ctx = dict[str, Any]  # one program's context: component, run, root, kind, its program lock
-    Spec = dict[str, Any]  # an operation, a service or a check, as the controller sent it
-    Record = dict[str, Any]  # what an operation returns, a journal line, a record on disk
-    Parts = tuple[str, ...]  # a path inside a release, name by name
-    Member = tuple[TarInfo, str, Parts, Parts | None]  # a tarball member judged: (member, kind, parts, link)
+    Ctx = Dict[str, Any]  # one program's context: component, run, root, kind, its program lock
+    Spec = Dict[str, Any]  # an operation, a service or a check, as the controller sent it
+    Record = Dict[str, Any]  # what an operation returns, a journal line, a record on disk
+    Parts = Tuple[str, ...]  # a path inside a release, name by name
+    Member = Tuple[TarInfo, str, Parts, Optional[Parts]]  # a tarball member: (member, kind, parts, link)
