@@ -7,13 +7,17 @@ changes to module state (STATE, say) never reach another's.  Both are the very t
 
 from __future__ import annotations
 
+import atexit
+import shutil
 import tempfile
 from pathlib import Path
 from types import ModuleType
 
 from upgrader.agent import build
 
-AGENT = build.program_file(Path(tempfile.mkdtemp(prefix="upgrader-agent-")))  # a directory of its own
+_DIRECTORY = tempfile.mkdtemp(prefix="upgrader-agent-")  # a directory of its own, removed at exit
+atexit.register(shutil.rmtree, _DIRECTORY, True)
+AGENT = build.program_file(Path(_DIRECTORY))
 
 
 def load(name: str, state: Path | None = None) -> ModuleType:

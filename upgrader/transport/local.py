@@ -21,6 +21,7 @@ Not for production and never the only test of SSH behaviour: tests/vm runs the s
 
 from __future__ import annotations
 
+import atexit
 import base64
 import contextlib
 import functools
@@ -46,8 +47,10 @@ from upgrader.transport.base import Endpoint, Result, Timeouts
 @functools.cache
 def agent_file() -> Path:
     """The program a host is sent (agent/build.py), written once per process into a directory of its own:
-    never a shared path another user could have planted a file at."""
-    return build.program_file(Path(tempfile.mkdtemp(prefix="upgrader-agent-")))
+    never a shared path another user could have planted a file at; removed when the process ends."""
+    directory = tempfile.mkdtemp(prefix="upgrader-agent-")
+    atexit.register(shutil.rmtree, directory, True)
+    return build.program_file(Path(directory))
 
 
 PREFIXES = ("/opt/", "/etc/", "/var/", "/srv/", "/home/")
