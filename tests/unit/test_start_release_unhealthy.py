@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from tests.fakes.fleet import Fleet
+from upgrader.errors import TransportError
 
 NOW = ["--now", "2026-12-05T12:00:00+00:00", "--reason", "test: weekend"]
 
@@ -171,3 +172,36 @@ def test_a_failed_rollback_unheard_keeps_its_lock(upgraded: Fleet, record_proper
         assert second.code == 4 and rows["ch-1"]["state"] == "unhealthy"  # on 5.0.0 already, which will not start
         assert "took over rollback run " + run in rows["ch-1"]["detail"]
         assert fleet.lock("ch-1") is None  # this controller heard the failure: it released the lock
+
+
+@pytest.mark.reliability(
+    "emergency rollback: a host's rollback fails, then the host is gone before the controller can release its lock",
+    "the failure is reported as it was (rollback-failed, exit 4, no internal error); the lock stays with the run, "
+    "as for a controller that died",
+)
+def test_a_host_gone_before_its_late_release_keeps_the_lock_and_its_failure(
+    upgraded: Fleet, record_property: Any
+) -> None:
+    with upgraded.patched():
+        fleet = upgraded
+        base = ["-i", str(fleet.inventory), "--log-format", "json", "--reason", "INC-6", "--yes", "--limit", "ch-1"]
+        fleet.mark("ch-1", "crash", "5.0.0")
+
+        def gone(host: Any, program: dict[str, Any]) -> None:
+            if [o.get("op") for o in program["ops"]] == ["lock"]:  # the late release, alone
+                raise TransportError("ch-1", "connection lost (test)", "check the host")
+
+        fleet.hosts["ch-1"].before_program.append(gone)
+        run = fleet.cli(fleet.desk_a, "rollback", "app", *base, "--to", "5.0.0", "--playbook",
+                        str(fleet.books["5.2.0-auto"]))  # fmt: skip
+        rows = {row["host"]: row for line in run.json_lines() for row in line.get("rows") or []}
+        lock = fleet.lock("ch-1")
+        (run_id,) = [d.name for d in (fleet.desk_a / "runs").iterdir()]
+        record_property(
+            "observed",
+            f"exit {run.code}; ch-1 {rows['ch-1']['state']}: {rows['ch-1']['detail'][:90]}…; lock held by "
+            f"{'this run' if lock and lock.get('run') == run_id else lock}",
+        )
+        assert run.code == 4 and rows["ch-1"]["state"] == "rollback-failed"
+        assert "lock released" not in rows["ch-1"]["detail"]
+        assert lock is not None and lock.get("run") == run_id

@@ -7,9 +7,11 @@ no record.  Each host decides, from its own records at the moment it runs, what 
 (agent.default_target): a host with nothing to undo says so and changes nothing.
 
 Locks: every host's program takes the host lock over (ending an apply of the component in flight
-there, which then stops as handed over), and releases it whatever happened, so the command leaves
-no lock behind; a second rollback arriving while one runs waits for it, and is refused on that host
-if it does not end within TAKEOVER_WAIT (agent program_lock.ProgramLock.take_over).
+there, which then stops as handed over) and releases it; after a failure the release is a second
+program, sent once this controller has heard the failure, so the command leaves no lock behind, while a
+controller that died meanwhile leaves the host locked by its open run.  A second rollback arriving
+while one runs waits for it, and is refused on that host if it does not end within TAKEOVER_WAIT
+(agent program_lock.ProgramLock.take_over).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from upgrader.defaults import ROLLBACK_TIMEOUT, SAFETY_MARGIN, TAKEOVER_SLACK, T
 from upgrader.engine import programs, remote
 from upgrader.engine.groups import Unavailable
 from upgrader.engine.pool import Pool
-from upgrader.errors import ExitCode
+from upgrader.errors import ExitCode, TransportError
 from upgrader.journal import Journal, controller
 from upgrader.models.plan import GroupLimit
 from upgrader.models.playbook import Playbook
@@ -171,10 +173,14 @@ def rollback_hosts(
             # A failed rollback's lock is released only once this controller has heard of the failure: a
             # controller that died meanwhile leaves the host locked by its open run (what `status` shows and
             # the next rollback takes over), not unlocked on no verified release with no one told.
-            more = pool.session(host).call(
-                component=name, root=where, run=journal.run_id, ops=ops[-1:], timeout=timeout, python=python
-            )
-            res = dataclasses.replace(res, ops=[*res.ops, *more.ops])
+            try:
+                more = pool.session(host).call(
+                    component=name, root=where, run=journal.run_id, ops=ops[-1:], timeout=timeout, python=python
+                )
+            except TransportError:  # gone since it answered: its failure stands, its lock stays (said so)
+                more = None
+            if more is not None:
+                res = dataclasses.replace(res, ops=[*res.ops, *more.ops])
         journal.record(
             Event.HOST_END,
             host=host,
