@@ -6,6 +6,7 @@ the only SSH traffic in a timed trial is the tool under test.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import statistics
@@ -219,3 +220,101 @@ def lab_playbook(path: Path, component: str, version: str, **overrides: Any) -> 
     from upgrader_cli import playbook, write
 
     return write(path, playbook(component, version, **overrides))
+
+
+# ---------------------------------------------------------------- fake hosts (fanout_10k, temporal_scale)
+# An in-process stand-in for upgrader.transport.fabric_adapter.FabricTransport: each host a FakeHost in
+# HOSTS (by inventory name) holding only its installed, previous and staged versions; its serving agent
+# answers every op of a program with the agent's own success record.  No packet leaves the process.
+class FakeHost:
+    __slots__ = ("installed", "previous", "staged")
+
+    def __init__(self, installed: str, previous: str | None, staged: list[str]) -> None:
+        self.installed, self.previous, self.staged = installed, previous, staged
+
+
+CONNECT_S = 0.1  # a stream's start: SSH handshake, sudo and python on a real host (waited, not computed)
+EXCHANGE_S = 0.002  # one program's round trip to the host
+
+
+class FakeStream:
+    """A serving agent that answers every op with success (the agent's own output format)."""
+
+    def __init__(self, transport: FakeTransport) -> None:
+        self._host = transport.host
+        self._name = transport.endpoint.name
+        self.alive = True
+        time.sleep(CONNECT_S)
+
+    def exchange(self, line: str | None, *, until: str, timeout: float) -> Any:
+        from upgrader import agent
+        from upgrader.transport.base import Result
+
+        time.sleep(EXCHANGE_S)
+        program = json.loads(base64.b64decode((line or "").rsplit("\n", 1)[-1]))
+        out = [agent.MARKER + json.dumps(self._answer(op)) for op in program["ops"]]
+        out.append(f"{agent.END}0")
+        return Result(self._name, ("python3",), 0, "\n".join(out) + "\n")
+
+    def _answer(self, op: dict[str, Any]) -> dict[str, Any]:
+        h, kind = self._host, op["op"]
+        record: dict[str, Any] = {"op": kind, "step": op.get("step"), "ok": True}
+        if kind == "facts":
+            record.update(
+                installed=h.installed,
+                previous=h.previous,
+                staged=list(h.staged),
+                staged_sha={},
+                free_disk_mb=50_000,
+                service="active",
+                lock=None,
+                reported_version=h.installed,
+            )
+        elif kind == "stage":
+            h.staged.append(op["version"])
+        elif kind == "switch":
+            h.previous, h.installed = h.installed, op["version"]
+        elif kind == "rollback":
+            to = op.get("to") or h.previous
+            record.update({"from": h.installed, "to": to, "steps": ["stop", "switch", "start", "verify"]})
+            h.previous, h.installed = h.installed, to
+        return record
+
+    def close(self) -> None:
+        self.alive = False
+
+
+class FakeTransport:
+    """upgrader.transport.base.Transport for one fake host; connecting costs nothing."""
+
+    def __init__(self, endpoint: Any, timeouts: Any = None, *_gateways: Any, **_kw: Any) -> None:
+        from upgrader.transport.base import Timeouts  # (jump hosts, if the adapter takes them: no SSH here)
+
+        self.endpoint = endpoint
+        self.timeouts = timeouts or Timeouts()
+        self.host = HOSTS[endpoint.name]
+
+    def run(
+        self, argv: Sequence[str], *, sudo: bool = False, timeout: float | None = None, idempotent: bool = False
+    ) -> Any:
+        from upgrader.transport.base import Result
+
+        return Result(self.endpoint.name, tuple(argv), 0)
+
+    def put(self, local: Path, remote: str, *, timeout: float | None = None) -> None:
+        local.stat()  # the file must exist, as for a real upload
+
+    def get(self, remote: str, local: Path, *, timeout: float | None = None) -> None:
+        raise NotImplementedError("the engine does not download during apply or rollback")
+
+    def stream(self, argv: Sequence[str], *, sudo: bool = False) -> FakeStream:
+        return FakeStream(self)
+
+    def connect(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+HOSTS: dict[str, FakeHost] = {}
