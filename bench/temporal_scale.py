@@ -41,6 +41,7 @@ import collections
 import contextlib
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -119,6 +120,10 @@ def write_inputs(work: Path, hosts: int, dcs: int, in_flight: int, bake: str) ->
     spec["rollout"]["max_in_flight_per_datacenter"] = in_flight
     spec["rollout"]["max_failures"] = 1
     (work / "playbook.yml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    store = work / "artifacts"
+    store.mkdir()
+    for release in ARTIFACTS.glob(f"{COMPONENT}-*"):
+        shutil.copy2(release, store / release.name)
     key = work / "plan.key"
     key.write_text(secrets.token_hex(32) + "\n")
     key.chmod(0o600)
@@ -152,7 +157,7 @@ def child(role: str, hosts: int, dcs: int, work: Path, address: str, parallel: i
         argv = [*top, "worker", "-i", inv, "--control"]
     else:
         argv = [*top, "apply", str(work / "playbook.yml"), "-i", inv, "--yes", "--now", SATURDAY]
-        argv += ["--reason", "bench: the weekend window, simulated", "--artifacts", str(ARTIFACTS)]
+        argv += ["--reason", "bench: the weekend window, simulated", "--artifacts", str(work / "artifacts")]
         argv += ["--engine", "temporal", "--plan-key", str(work / "plan.key"), "--parallel", str(parallel)]
         argv += ["--log-format", "plain"]
     code = cli.main([*argv, *temporal])
@@ -263,9 +268,9 @@ class Journal:
         return new
 
 
-async def raw_query(client: Any, wid: str, run_id: str, name: str) -> tuple[int, float]:
+async def raw_query(client: Any, wid: str, run_id: str, name: str, *args: Any) -> tuple[int, float]:
     """The query's answer size as the server sent it (bytes of its payloads), and how long it took."""
-    from temporalio.api.common.v1 import WorkflowExecution
+    from temporalio.api.common.v1 import Payloads, WorkflowExecution
     from temporalio.api.query.v1 import WorkflowQuery
     from temporalio.api.workflowservice.v1 import QueryWorkflowRequest
 
@@ -274,7 +279,12 @@ async def raw_query(client: Any, wid: str, run_id: str, name: str) -> tuple[int,
         QueryWorkflowRequest(
             namespace=client.namespace,
             execution=WorkflowExecution(workflow_id=wid, run_id=run_id),
-            query=WorkflowQuery(query_type=name),
+            query=WorkflowQuery(
+                query_type=name,
+                query_args=Payloads(payloads=client.data_converter.payload_converter.to_payloads(list(args)))
+                if args
+                else None,
+            ),
         ),
         timeout=__import__("datetime").timedelta(seconds=30),
     )
@@ -318,7 +328,13 @@ class Watch:
                 self.upgrade = (e.id, e.run_id)
                 if query:
                     try:
-                        size, took = await raw_query(client, e.id, e.run_id, "progress")
+                        try:
+                            size, took = await raw_query(client, e.id, e.run_id, "progress")
+                        except RPCError as exc:
+                            if "buffer is full" in str(exc):
+                                raise
+                            # a progress that takes a cursor (`progress(since)`): everything, from the start
+                            size, took = await raw_query(client, e.id, e.run_id, "progress", 0)
                     except RPCError as exc:
                         if len(self.query_errors) < 5:
                             self.query_errors.append(" ".join(str(exc).split())[:300])
@@ -356,7 +372,7 @@ def largest_payload(message: Any, where: list[tuple[int, str]]) -> None:
 
 async def histories(client: Any) -> dict[str, Any]:
     """Every execution in the namespace (the server is this size's own): its history, walked."""
-    from temporalio.api.enums.v1 import EventType
+    from temporalio.api.enums.v1 import EventType, WorkflowTaskFailedCause
     from temporalio.service import RPCError
 
     executions = []
@@ -384,7 +400,10 @@ async def histories(client: Any) -> dict[str, Any]:
             kind = event.event_type
             if kind == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED:
                 a = event.workflow_task_failed_event_attributes
-                failures[f"workflow task failed ({a.cause}): {' '.join(a.failure.message.split())[:200]}"] += 1
+                cause = WorkflowTaskFailedCause.Name(a.cause).removeprefix("WORKFLOW_TASK_FAILED_CAUSE_")
+                failures[f"workflow task failed ({cause}) {' '.join(a.failure.message.split())[:200]}".strip()] += 1
+            elif kind == EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT:
+                failures["workflow task timed out"] += 1
             elif kind == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED:
                 why = event.workflow_execution_failed_event_attributes.failure.message
                 ends.append(f"{e.id}: failed: {' '.join(why.split())[:300]}")
@@ -411,17 +430,24 @@ async def histories(client: Any) -> dict[str, Any]:
 
 
 def server_warnings(log: Path) -> dict[str, int]:
-    """The dev server's log lines about limits (it logs at warn: blob, history and pending limits)."""
+    """The dev server's warnings by message (it logs at warn: "Blob data size exceeds the warning limit.",
+    "history count exceeds warn limit.", ...), with their counts."""
     found: collections.Counter[str] = collections.Counter()
     with contextlib.suppress(OSError):
         for line in log.read_text(errors="replace").splitlines():
-            if "limit" in line.lower() or "exceed" in line.lower():
-                try:
-                    msg = json.loads(line).get("msg", line)
-                except ValueError:
-                    msg = line
-                found[str(msg)[:200]] += 1
-    return dict(found.most_common(8))
+            if "level=WARN" not in line and "level=ERROR" not in line:
+                continue
+            msg = re.search(r'msg="((?:[^"\\]|\\.)*)"', line)
+            found[(msg.group(1) if msg else line)[:200]] += 1
+    return dict(found.most_common(10))
+
+
+def slow_tasks(log: Path) -> dict[str, Any]:
+    """The SDK's warnings of workflow tasks over 5 s (TMPRL1104) in a worker's log: how many, the longest (ms).
+    Past the workflow task timeout (10 s) the server times the task out and it is replayed."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", log.read_text(errors="replace")) if log.exists() else ""
+    durations = [int(d) for d in re.findall(r"TMPRL1104.*?workflow_task_duration=(\d+)", text)]
+    return {"over_5s": len(durations), "longest_ms": max(durations, default=0)}
 
 
 # ---------------------------------------------------------------- one size
@@ -543,11 +569,15 @@ async def one_size(args: argparse.Namespace, hosts: int) -> dict[str, Any]:
             row.setdefault("broke", f"apply exited {apply.code}: {apply.tail(1200)}")
         elif apply.code and end:
             row["apply_tail"] = apply.tail(600)
+        expected = "aborted" if aborted_at is not None else "succeeded"
+        if end and end.get("status") != expected:
+            row.setdefault("broke", f"the run ended {end.get('status')}, not {expected}: {end.get('message')}")
         row["histories"] = await histories(client)
         h = row["histories"]
-        if h["ends"] or h["workflow_task_failures"]:
-            row.setdefault("broke", "; ".join([*h["ends"], *h["workflow_task_failures"]])[:1500])
+        if h["ends"]:
+            row.setdefault("broke", "; ".join(h["ends"])[:1500])
         row["server_warnings"] = server_warnings(server.log)
+        row["control_slow_workflow_tasks"] = slow_tasks(work / "control.log")
     finally:
         for p in processes:
             p.stop()
@@ -565,6 +595,9 @@ async def one_size(args: argparse.Namespace, hosts: int) -> dict[str, Any]:
         row["processes"] = {p.name: p.usage() for p in processes}
         with contextlib.suppress(OSError, ValueError):
             row["fleet_after"] = json.loads((work / "fleet.json").read_text())
+            want = FROM if row.get("abort_sent_s") is not None else TO
+            if row["fleet_after"] != {want: hosts}:
+                row.setdefault("broke", f"the fake fleet ended {row['fleet_after']}, not every host on {want}")
         if "pending_activities_peak" in row:
             row["limits"] = limits_kept(row)
         if not args.keep:
@@ -585,6 +618,10 @@ def _n(value: Any) -> str:
     if isinstance(value, int):
         return f"{value:,}"
     return str(value)
+
+
+def _counts(found: dict[str, int]) -> str:
+    return "; ".join(f"{k.rstrip('.')}: {v:,}" for k, v in found.items()) or "none"
 
 
 def table(result: dict[str, Any]) -> str:
@@ -619,11 +656,23 @@ def table(result: dict[str, Any]) -> str:
     line("  in", lambda r: f"{r['histories']['largest_payload']['event']}")
     line("history events per execution, max", lambda r: r["histories"]["history_events_max"])
     line("history events, total", lambda r: r["histories"]["history_events_total"])
+    line("  per host", lambda r: round(r["histories"]["history_events_total"] / r["hosts"], 1))
     line("history bytes per execution, max", lambda r: r["histories"]["history_bytes_max"])
     line("history bytes, total", lambda r: r["histories"]["history_bytes_total"])
     line("pending activities at peak (one execution)", lambda r: r["pending_activities_peak"])
     line("pending child workflows at peak", lambda r: r["pending_children_peak"])
     line("progress query, largest answer, bytes", lambda r: r["progress_query_max_bytes"])
+    line("progress queries refused", lambda r: len(r["progress_query_errors"]))
+    line(
+        "workflow tasks failed or timed out (cause: count)", lambda r: _counts(r["histories"]["workflow_task_failures"])
+    )
+    line(
+        "control worker: workflow tasks over 5 s (longest, ms)",
+        lambda r: (
+            f"{r['control_slow_workflow_tasks']['over_5s']} ({_n(r['control_slow_workflow_tasks']['longest_ms'])})"
+        ),
+    )
+    line("server warnings (message: count)", lambda r: _counts(r["server_warnings"]))
     for who in ("worker", "control", "apply"):
         label = {
             "worker": "datacenter worker (all queues)",
