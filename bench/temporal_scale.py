@@ -304,6 +304,8 @@ class Watch:
         self.polls = 0
         self.errors: list[str] = []
         self.upgrade: tuple[str, str] | None = None  # the run's `upgrade` execution (id, run id), once seen
+        self.task_attempts = 0  # the most attempts of one pending workflow task (timed out or failed, retried)
+        self.state: dict[str, Any] = {}  # the running executions as last described (where a stuck run stands)
 
     async def poll(self, client: Any, query: bool) -> None:
         from temporalio.service import RPCError
@@ -315,6 +317,7 @@ class Watch:
             self._error(f"list: {exc}")
             return
         total = 0
+        state = {}
         for e in running:
             try:
                 raw = (await client.get_workflow_handle(e.id, run_id=e.run_id).describe()).raw_description
@@ -322,6 +325,17 @@ class Watch:
                 self._error(f"describe {e.id}: {exc}")
                 continue
             total += len(raw.pending_activities)
+            attempt = raw.pending_workflow_task.attempt if raw.HasField("pending_workflow_task") else 0
+            self.task_attempts = max(self.task_attempts, attempt)
+            info = raw.workflow_execution_info
+            problems = info.search_attributes.indexed_fields.get("TemporalReportedProblems")
+            state[e.id] = {
+                "events": info.history_length,
+                "bytes": info.history_size_bytes,
+                "pending_activities": len(raw.pending_activities),
+                "workflow_task_attempt": attempt,
+                "reported_problems": problems.data.decode(errors="replace") if problems else None,
+            }
             self.pending_activities = max(self.pending_activities, len(raw.pending_activities))
             self.pending_children = max(self.pending_children, len(raw.pending_children))
             if e.workflow_type == "upgrade":
@@ -342,6 +356,7 @@ class Watch:
                     self.query_bytes = max(self.query_bytes, size)
                     self.query_s = max(self.query_s, took)
         self.pending_activities_all = max(self.pending_activities_all, total)
+        self.state = state
 
     def _error(self, text: str) -> None:
         if len(self.errors) < 5:
@@ -447,7 +462,12 @@ def slow_tasks(log: Path) -> dict[str, Any]:
     Past the workflow task timeout (10 s) the server times the task out and it is replayed."""
     text = re.sub(r"\x1b\[[0-9;]*m", "", log.read_text(errors="replace")) if log.exists() else ""
     durations = [int(d) for d in re.findall(r"TMPRL1104.*?workflow_task_duration=(\d+)", text)]
-    return {"over_5s": len(durations), "longest_ms": max(durations, default=0)}
+    return {
+        "over_5s": len(durations),
+        "longest_ms": max(durations, default=0),
+        "deadlocks": text.count("[TMPRL1101] Potential deadlock detected"),  # the sandbox's 2 s without a yield
+        "evictions_failed": text.count("Failed running eviction job"),
+    }
 
 
 # ---------------------------------------------------------------- one size
@@ -512,13 +532,21 @@ async def one_size(args: argparse.Namespace, hosts: int) -> dict[str, Any]:
         t0 = time.monotonic()
         aborted_at: float | None = None
         upgraded_at_abort = 0
-        timed_out = False
+        timed_out = stalled = False
         next_query = 0.0
+        moved = (time.monotonic(), 0)  # when the journal last grew, and its length then
         while not apply.poll():
             if time.monotonic() - t0 > args.timeout:
                 timed_out = True
                 break
             journal.read()
+            if journal.offset != moved[1]:
+                moved = (time.monotonic(), journal.offset)
+            elif time.monotonic() - moved[0] > args.stall and not any(
+                x["pending_activities"] for x in watch.state.values()
+            ):
+                stalled = True  # no record written and no activity pending for --stall seconds: it is stuck
+                break
             ask = time.monotonic() >= next_query
             await watch.poll(client, query=ask)
             if ask:
@@ -540,8 +568,13 @@ async def one_size(args: argparse.Namespace, hosts: int) -> dict[str, Any]:
                     log(f"{hosts} hosts: abort sent at {aborted_at:.1f}s ({upgraded_at_abort} host-end records)")
             await asyncio.sleep(args.poll)
         wall = time.monotonic() - t0
-        if timed_out:
-            row["broke"] = f"no end within {args.timeout:g}s (--timeout); last journal record: {journal.last}"
+        if timed_out or stalled:
+            last = {k: v for k, v in journal.last.items() if k != "hosts"}
+            row["broke"] = (
+                f"no end within {args.timeout:g}s (--timeout)"
+                if timed_out
+                else f"stuck: no journal record and no pending activity for {args.stall:g}s (--stall)"
+            ) + f"; last journal record: {json.dumps(last)[:300]}; executions then: {json.dumps(watch.state)}"
             apply.stop(grace=10)
         journal.read()
         log(f"{hosts} hosts: apply ended ({apply.code}) after {wall:.1f}s; reading the histories")
@@ -559,6 +592,7 @@ async def one_size(args: argparse.Namespace, hosts: int) -> dict[str, Any]:
             pending_activities_peak=watch.pending_activities,
             pending_activities_peak_all_executions=watch.pending_activities_all,
             pending_children_peak=watch.pending_children,
+            workflow_task_attempts_max=watch.task_attempts,
             progress_query_max_bytes=watch.query_bytes,
             progress_query_max_s=round(watch.query_s, 2),
             progress_query_errors=watch.query_errors,
@@ -672,6 +706,13 @@ def table(result: dict[str, Any]) -> str:
             f"{r['control_slow_workflow_tasks']['over_5s']} ({_n(r['control_slow_workflow_tasks']['longest_ms'])})"
         ),
     )
+    line(
+        "control worker: deadlocks detected / evictions failed",
+        lambda r: (
+            f"{r['control_slow_workflow_tasks']['deadlocks']} / {r['control_slow_workflow_tasks']['evictions_failed']}"
+        ),
+    )
+    line("a workflow task's attempts, most", lambda r: r["workflow_task_attempts_max"])
     line("server warnings (message: count)", lambda r: _counts(r["server_warnings"]))
     for who in ("worker", "control", "apply"):
         label = {
@@ -692,7 +733,7 @@ def table(result: dict[str, Any]) -> str:
                 + f" ({_n(r['limits'][n]['measured'])} ≤ {_n(r['limits'][n]['budget'])})"
             ),
         )
-    broke = [f"- {r['hosts']:,} hosts: {' '.join(str(r['broke']).split())}" for r in rows if r.get("broke")]
+    broke = [f"- {r['hosts']:,} hosts: {' '.join(str(r['broke']).split())[:900]}" for r in rows if r.get("broke")]
     return "\n".join(lines) + ("\n\nWhere it broke:\n\n" + "\n".join(broke) if broke else "") + "\n"
 
 
@@ -705,6 +746,9 @@ def main() -> int:
     p.add_argument("--parallel", type=int, default=32, help="--parallel of the workers and the controller")
     p.add_argument("--no-abort", dest="abort", action="store_false", help="apply only: no emergency rollback")
     p.add_argument("--timeout", type=float, default=1800, help="seconds per size before the run is given up")
+    p.add_argument(
+        "--stall", type=float, default=300, help="give up after this many seconds without a journal record or activity"
+    )
     p.add_argument("--poll", type=float, default=1.0, help="seconds between describe() polls")
     p.add_argument("--query-every", type=float, default=5.0, help="seconds between progress queries")
     p.add_argument("--label", default="", help="added to the results' file names (e.g. main, merged)")
@@ -713,7 +757,11 @@ def main() -> int:
     p.add_argument("--child", choices=["worker", "control", "apply"], help=argparse.SUPPRESS)
     p.add_argument("--work", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--address", help=argparse.SUPPRESS)
+    p.add_argument("--note", action="append", default=[], help="a paragraph for the results' notes (repeatable)")
+    p.add_argument("--render", type=Path, metavar="JSON", help="only write this results file's .md again")
     args = p.parse_args()
+    if args.render:
+        return render(args.render)
     if args.child:
         return child(args.child, int(args.hosts), args.dcs, args.work, args.address, args.parallel)
     sizes = [int(h) for h in args.hosts.split(",")]
@@ -740,6 +788,7 @@ def main() -> int:
             "one control worker; fake hosts (benchlib.FakeTransport) in the workers and the controller",
             "rollback": "abort (`decide` signal) once the run's last datacenter phase begins",
             "playbook": f"{PLAYBOOK.name}: bake {args.bake}, max_in_flight_per_datacenter {args.in_flight}",
+            "notes": args.note,
         },
         "runs": rows,
     }
@@ -748,18 +797,31 @@ def main() -> int:
     )
     out = BENCH / "results" / name
     write_json(out.with_suffix(".json"), result)
-    meta = result["meta"]
-    md = (
-        f"# temporal_scale, {meta['date']}: {meta['git']}\n\n`{meta['command']}`\n\n"
-        f"{meta['server']}; {meta['workers']}; rollback: {meta['rollback']}; {meta['playbook']}; "
-        f"{meta['cpus']} CPUs shared (load average before each size: "
-        + ", ".join(str(r["load_avg_1m_before"]) for r in rows)
-        + ").\n\n"
-        + table(result)
-    )
+    md = markdown(result)
     out.with_suffix(".md").write_text(md)
     print(md)
     log(f"wrote {out}.json and .md")
+    return 0
+
+
+def markdown(result: dict[str, Any]) -> str:
+    meta, rows = result["meta"], result["runs"]
+    return (
+        f"# temporal_scale, {meta['date']}: {meta['git']}\n\n`{meta['command']}`\n\n"
+        f"{meta['server']}; {meta['workers']}; rollback: {meta['rollback']}; {meta['playbook']}; "
+        f"{meta['cpus']} CPUs shared (load average before each size: "
+        + ", ".join(str(r.get("load_avg_1m_before")) for r in rows)
+        + ").\n\n"
+        + table(result)
+        + "".join(f"\n{note}\n" for note in meta.get("notes", []))
+    )
+
+
+def render(path: Path) -> int:
+    """Write the .md of a results .json again (after a note was added to its meta, or the table changed)."""
+    result = json.loads(path.read_text())
+    path.with_suffix(".md").write_text(markdown(result))
+    log(f"wrote {path.with_suffix('.md')}")
     return 0
 
 
