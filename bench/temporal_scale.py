@@ -585,7 +585,7 @@ async def one_size(args: argparse.Namespace, hosts: int) -> dict[str, Any]:
             run_status=end.get("status"),
             run_message=end.get("message"),
             abort_sent_s=None if aborted_at is None else round(aborted_at, 1),
-            rollback_s=None if aborted_at is None else round(wall - aborted_at, 1),
+            rollback_s=None if aborted_at is None or not end else round(wall - aborted_at, 1),
             host_end_at_abort=upgraded_at_abort,
             journal_records=sum(journal.counts.values()),
             journal_events=dict(journal.counts.most_common(12)),
@@ -730,7 +730,9 @@ def table(result: dict[str, Any]) -> str:
             f"{name} kept",
             lambda r, n=name: (
                 {True: "yes", False: "NO", None: "—"}[r["limits"][n]["kept"]]
-                + f" ({_n(r['limits'][n]['measured'])} ≤ {_n(r['limits'][n]['budget'])})"
+                + f": {_n(r['limits'][n]['measured'])} "
+                + {True: "≤", False: ">", None: "of"}[r["limits"][n]["kept"]]
+                + f" {_n(r['limits'][n]['budget'])}"
             ),
         )
     broke = [f"- {r['hosts']:,} hosts: {' '.join(str(r['broke']).split())[:900]}" for r in rows if r.get("broke")]
