@@ -540,7 +540,7 @@ async def one_size(args: argparse.Namespace, hosts: int) -> dict[str, Any]:
                 timed_out = True
                 break
             journal.read()
-            if journal.offset != moved[1]:
+            if journal.offset != moved[1] or journal.path is None:  # (planning, before the run's first record)
                 moved = (time.monotonic(), journal.offset)
             elif time.monotonic() - moved[0] > args.stall and not any(
                 x["pending_activities"] for x in watch.state.values()
