@@ -340,21 +340,21 @@ class Watch:
             self.pending_children = max(self.pending_children, len(raw.pending_children))
             if e.workflow_type == "upgrade":
                 self.upgrade = (e.id, e.run_id)
-                if query:
+            if query and e.workflow_type in ("upgrade", "hosts"):  # the run, and its running hosts child (as `watch`)
+                try:
                     try:
-                        try:
-                            size, took = await raw_query(client, e.id, e.run_id, "progress")
-                        except RPCError as exc:
-                            if "buffer is full" in str(exc):
-                                raise
-                            # a progress that takes a cursor (`progress(since)`): everything, from the start
-                            size, took = await raw_query(client, e.id, e.run_id, "progress", 0)
+                        size, took = await raw_query(client, e.id, e.run_id, "progress")
                     except RPCError as exc:
-                        if len(self.query_errors) < 5:
-                            self.query_errors.append(" ".join(str(exc).split())[:300])
-                        continue
-                    self.query_bytes = max(self.query_bytes, size)
-                    self.query_s = max(self.query_s, took)
+                        if "buffer is full" in str(exc):
+                            raise
+                        # a progress that takes a cursor (`progress(since)`): everything, from the start
+                        size, took = await raw_query(client, e.id, e.run_id, "progress", 0)
+                except RPCError as exc:
+                    if len(self.query_errors) < 5:
+                        self.query_errors.append(" ".join(str(exc).split())[:300])
+                    continue
+                self.query_bytes = max(self.query_bytes, size)
+                self.query_s = max(self.query_s, took)
         self.pending_activities_all = max(self.pending_activities_all, total)
         self.state = state
 
@@ -603,6 +603,11 @@ async def one_size(args: argparse.Namespace, hosts: int) -> dict[str, Any]:
             row.setdefault("broke", f"apply exited {apply.code}: {apply.tail(1200)}")
         elif apply.code and end:
             row["apply_tail"] = apply.tail(600)
+        if apply.code is not None and apply.code < 0 and not (timed_out or stalled):
+            fatal = [ln for ln in apply.tail(3000).splitlines() if "Fatal" in ln or "panic" in ln]
+            row["broke"] = (
+                f"the controller (apply) died of signal {-apply.code}: {' / '.join(fatal) or apply.tail(300)}"
+            )
         expected = "aborted" if aborted_at is not None else "succeeded"
         if end and end.get("status") != expected:
             row.setdefault("broke", f"the run ended {end.get('status')}, not {expected}: {end.get('message')}")
