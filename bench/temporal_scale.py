@@ -385,6 +385,19 @@ def largest_payload(message: Any, where: list[tuple[int, str]]) -> None:
             largest_payload(value, where)
 
 
+def _event_name(event: Any) -> str:
+    """The event's type, with the activity or child workflow it schedules ("ACTIVITY_TASK_SCHEDULED stage")."""
+    from temporalio.api.enums.v1 import EventType
+
+    name = EventType.Name(event.event_type).removeprefix("EVENT_TYPE_")
+    attributes = event.WhichOneof("attributes")
+    inner = getattr(event, attributes) if attributes else None
+    for field in ("activity_type", "workflow_type"):
+        if inner is not None and inner.DESCRIPTOR.fields_by_name.get(field) is not None and inner.HasField(field):
+            return f"{name} {getattr(inner, field).name}"
+    return name
+
+
 async def histories(client: Any) -> dict[str, Any]:
     """Every execution in the namespace (the server is this size's own): its history, walked."""
     from temporalio.api.enums.v1 import EventType, WorkflowTaskFailedCause
@@ -411,7 +424,7 @@ async def histories(client: Any) -> dict[str, Any]:
             largest_payload(event, sizes)
             top = max((s for s, _ in sizes), default=0)
             if top > biggest["bytes"]:
-                biggest = {"bytes": top, "event": EventType.Name(event.event_type), "workflow": e.id}
+                biggest = {"bytes": top, "event": _event_name(event), "workflow": e.id}
             kind = event.event_type
             if kind == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED:
                 a = event.workflow_task_failed_event_attributes
