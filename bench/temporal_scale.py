@@ -792,7 +792,13 @@ def main() -> int:
     rows = []
     for hosts in sizes:
         load = os.getloadavg()[0]
-        row = asyncio.run(one_size(args, hosts))
+        try:
+            row = asyncio.run(one_size(args, hosts))
+        except Exception as exc:  # the bench's own failure is this size's result too; the next size still runs
+            import traceback
+
+            traceback.print_exc()
+            row = {"hosts": hosts, "broke": f"the bench failed: {type(exc).__name__}: {exc}"[:1500]}
         row["load_avg_1m_before"] = round(load, 2)
         rows.append(row)
         log(json.dumps({k: v for k, v in row.items() if k not in ("histories", "limits")}, default=str)[:1500])
