@@ -30,8 +30,8 @@ from upgrader.journal import read
 from upgrader.loading.inputs import load_inventory
 from upgrader.models.plan import Plan
 from upgrader.planning import signing
-from upgrader.temporal import worker
-from upgrader.temporal.messages import Start
+from upgrader.temporal import plan_store, worker
+from upgrader.temporal.messages import PlanRef, Start
 from upgrader.temporal.settings import CONTROL_QUEUE
 
 
@@ -78,9 +78,14 @@ def quick(plan: Plan) -> Plan:
 KEY = b"test-plan-key-0123456789abcdef"  # the controllers' and the datacenter workers' plan key
 
 
+def stored_text(start: Start) -> str:
+    """The plan ``start`` names, as stored in its artifact store."""
+    return plan_store.read(Path(start.artifacts), start.plan)
+
+
 def signed(start: Start) -> Start:
     """``start`` as `apply --engine temporal` starts it: signed with the plan key."""
-    start.signature = signing.sign_run(start.plan, start.run_id, start.python, start.break_lock, KEY)
+    start.signature = signing.sign_run(stored_text(start), start.run_id, start.python, start.break_lock, KEY)
     return start
 
 
@@ -94,7 +99,10 @@ def run_workflow(
     steer: Steer | None = None,
     control_inventory: Path | None = None,
     forge: Callable[[Start], Start] = signed,
+    worker_store: Path | None = None,
 ) -> tuple[Agent, dict[str, Any], list[dict[str, Any]], Plan]:
+    """The case's plan run on the dev server with the real workers; its plan stored in ``tmp``/artifacts (the
+    controller's, the control worker's and, unless ``worker_store`` is given, the datacenter workers' store)."""
     plan = quick(case_plan(case))
     agent = Agent(plan, fail)
     monkeypatch.setattr(remote.Session, "call", lambda session, **kw: agent(session, **kw))
@@ -102,6 +110,9 @@ def run_workflow(
     inventory = load_inventory(CASES / case / "inventory.yml")
     run_id = f"20261201T000000Z-{plan.component}-{secrets.token_hex(2)}"
     state = tmp / "state"
+    store = tmp / "artifacts"
+    store.mkdir(exist_ok=True)
+    ref = plan_store.store(store, plan_store.text_of(plan))
 
     async def go() -> dict[str, Any]:
         client = await Client.connect(server.address)
@@ -111,6 +122,7 @@ def run_workflow(
             datacenters=list(inventory.model.datacenters),
             control=False,
             state_dir=state,
+            artifacts=worker_store,
             factory=Transport,  # type: ignore[arg-type]
             quiet=True,
             plan_key=KEY,
@@ -123,9 +135,9 @@ def run_workflow(
             start = forge(
                 Start(
                     run_id=run_id,
-                    plan=plan.to_json(),
+                    plan=ref,
                     operator="pytest@ctl",
-                    artifacts=str(tmp),
+                    artifacts=str(store),
                     run_start={
                         "seq": 1,
                         "at": "2026-12-01T00:00:00.000+00:00",
@@ -269,10 +281,10 @@ def test_the_inventory_webhooks_hear_of_the_run(
 # ---------------------------------------------------------------- issue 25 §7: the worker's trust boundary
 
 
-def _forged_plan(start: Start) -> str:
+def _forged_text(start: Start) -> str:
     """The run's plan with a command of the forger's choosing as every host's first live step, sealed again
     (its content hash recomputed, as anyone can)."""
-    data = json.loads(start.plan)
+    data = json.loads(stored_text(start))
     for op in data["operations"]:  # each written once, run by every host whose program names it
         if op.get("op") == "precheck":
             op["commands"] = [
@@ -285,7 +297,12 @@ def _forged_plan(start: Start) -> str:
                     "command": {"argv": ["/bin/sh", "-c", "id > /tmp/owned"]},
                 }
             ]
-    return Plan.from_data(data).model_copy(update={"content_hash": ""}).sealed().to_json()
+    return plan_store.text_of(Plan.from_data(data).model_copy(update={"content_hash": ""}).sealed())
+
+
+def _forged_plan(start: Start) -> PlanRef:
+    """The forged plan stored beside the genuine one (as if the forger could write the artifact store)."""
+    return plan_store.store(Path(start.artifacts), _forged_text(start))
 
 
 def _unsigned(start: Start) -> Start:
@@ -296,7 +313,7 @@ def _unsigned(start: Start) -> Start:
 def _other_key(start: Start) -> Start:
     start.plan = _forged_plan(start)
     start.signature = signing.sign_run(
-        start.plan, start.run_id, start.python, start.break_lock, b"the-forgers-own-key-0123456789"
+        stored_text(start), start.run_id, start.python, start.break_lock, b"the-forgers-own-key-0123456789"
     )
     return start
 

@@ -10,6 +10,7 @@ import argparse
 import contextlib
 import sys
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from upgrader.cli.logs import say
@@ -55,7 +56,7 @@ def apply(args: argparse.Namespace, plan: Plan, inventory: Inventory, verdict: A
     who = operator()
     run_id = new_run_id(plan.component, datetime.now(UTC))
     offset = (args.now - datetime.now(UTC)).total_seconds() if args.now else 0.0
-    run_start = {
+    run_start = {  # the journal's first record; its "hosts" the workflow adds from the plan (a small start)
         "seq": 1,
         "at": datetime.now(UTC).isoformat(timespec="milliseconds"),
         "event": "run-start",
@@ -66,7 +67,6 @@ def apply(args: argparse.Namespace, plan: Plan, inventory: Inventory, verdict: A
         "plan_hash": plan.content_hash,
         "operator": who,
         "argv": sys.argv[1:],
-        "hosts": [h.host for h in plan.hosts],
         "break_lock": args.break_lock,
         "inventory_path": str(args.inventory.resolve()),
         "artifacts": str(live.artifacts_dir(args).resolve()),
@@ -78,10 +78,14 @@ def apply(args: argparse.Namespace, plan: Plan, inventory: Inventory, verdict: A
 
     wid = workflow_id(plan.component, inventory.name)
     run_start["workflow_id"] = wid
-    text = plan.to_json()
+    from upgrader.temporal import plan_store
+
+    # The plan by reference: stored where the datacenter workers read releases, the start carries its hash.
+    text = plan_store.text_of(plan)
+    ref = plan_store.store(Path(run_start["artifacts"]), text)
     start = Start(
         run_id=run_id,
-        plan=text,
+        plan=ref,
         operator=who,
         artifacts=run_start["artifacts"],
         python=args.python,

@@ -10,7 +10,7 @@ from typing import Any
 
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
-from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode, TLSConfig
 
 from upgrader.defaults import CONNECT_SECONDS
@@ -19,6 +19,7 @@ from upgrader.engine.progress import Listener, replay
 from upgrader.errors import ExitCode, RefusedError, UpgraderError
 from upgrader.temporal import limits, search
 from upgrader.temporal.messages import Start
+from upgrader.temporal.plan_store import PlanStoreError
 from upgrader.temporal.settings import CONTROL_QUEUE, Settings
 
 
@@ -129,20 +130,12 @@ def _pairs() -> list[tuple[str, str]]:
 
 
 def check_start(client: Client, start: Start) -> int:
-    """The start input's size as the client will send it; refused over limits.START_BUDGET, before the
-    server (which refuses past limits.BLOB_ERROR, and gRPC past limits.GRPC_MESSAGE) is asked; warned
-    about over limits.PAYLOAD_BUDGET (the server's own warning threshold)."""
+    """The start input's size as the client will send it; refused over limits.START_BUDGET (the payload
+    budget: the plan travels by reference, so a start is a few KiB at any fleet size) before the server
+    is asked."""
     size = client.data_converter.payload_converter.to_payloads([start])[0].ByteSize()
-    hosts = start.run_start.get("hosts")
-    what = "the run's start input (the plan, inline)" + (f" for {len(hosts)} hosts" if isinstance(hosts, list) else "")
-    hint = "run fewer hosts at a time (--limit dc:NAME, one datacenter per run), or use --engine local"
-    limits.check_payload(what, size, hint, budget=limits.START_BUDGET)
-    if size > limits.PAYLOAD_BUDGET:
-        print(
-            f"warning: {what} is {size // 1024} KiB, over the {limits.PAYLOAD_BUDGET // 1024} KiB Temporal payload "
-            f"budget (the server warns from there): {hint}",
-            file=sys.stderr,
-        )
+    hint = "shorten what the run carries (its --overrides path, argv), or use --engine local"
+    limits.check_payload("the run's start input", size, hint, budget=limits.START_BUDGET)
     return size
 
 
@@ -185,6 +178,12 @@ async def watch(handle: WorkflowHandle[Any, Any], progress: Listener) -> dict[st
     try:
         outcome: dict[str, Any] = result.result()
     except WorkflowFailureError as exc:
+        if isinstance(exc.cause, ApplicationError) and exc.cause.type == PlanStoreError.__name__:
+            raise PlanStoreError(  # the plan never loaded: nothing was recorded, locked or run
+                f"the run's workflow {handle.id} could not read its plan: {_short(exc.cause)}",
+                "give the control worker the artifact store the plan was stored in (`worker --control --artifacts "
+                "DIR`); nothing was run",
+            ) from None
         raise RunFailed(
             f"the run's workflow {handle.id} failed: {_short(exc.cause or exc)}",
             "see the worker logs; the hosts' locks say where the run stopped",

@@ -7,11 +7,32 @@ from typing import Any
 
 
 @dataclass
+class PlanRef:
+    """Where a run's plan is: its compact text's sha256 names ``<artifact store>/plans/<sha256>.json.gz``
+    (temporal/plan_store.py).  What the workflows and activities pass instead of the plan itself."""
+
+    sha256: str  # hex, of the compact plan text (not of the gzip file, whose bytes may differ by zlib)
+    size: int  # bytes of the compact text: what the gzip file must inflate to, exactly
+    gz_size: int  # bytes of the stored gzip file (the control worker serves its parts)
+    parts: int  # plan_part activities that fetch it whole, each at most limits.PAYLOAD_BUDGET // 2
+
+
+@dataclass
+class PlanPart:
+    """One part of a stored plan, asked of the control worker (its ``plan_part`` activity)."""
+
+    ref: PlanRef
+    index: int
+    artifacts: str  # the artifact store the controller named (the control worker's own --artifacts wins)
+
+
+@dataclass
 class Start:
-    """A run, as the controller starts it: the verified plan as its JSON, and what only the run knows."""
+    """A run, as the controller starts it: the verified plan by reference (stored in the artifact store),
+    and what only the run knows."""
 
     run_id: str
-    plan: str
+    plan: PlanRef
     operator: str
     artifacts: str
     python: str = "python3"
@@ -42,6 +63,8 @@ class Work:
     testinfra: bool = False  # check rounds: also run the host's testinfra steps (the end of a bake)
     lock_check: bool = False  # check rounds: first check the host's lock is still this run's
     when: str = ""  # testinfra: when in the host's run its modules run ("at the end of the bake")
+    plan: PlanRef | None = None  # the run's stored plan: the worker reads it from its own artifact store
+    signature: str = ""  # Start.signature: the worker runs the plan only if it vouches for it
 
 
 @dataclass
@@ -68,7 +91,10 @@ class Records:
 
     run_id: str
     entries: list[dict[str, Any]]
-    files: dict[str, str] = field(default_factory=dict)  # written once into the run's directory (plan.json)
+    # The run's plan, copied once from the control worker's artifact store into the run's directory
+    # (plan.json, as a local run writes it); ``artifacts``: the store the controller named.
+    plan: PlanRef | None = None
+    artifacts: str = ""
 
 
 @dataclass

@@ -65,7 +65,9 @@ def workers(
 ) -> list[Worker]:
     """The workers for these queues.  ``fail_on_bug`` (tests): an exception in workflow code fails the run
     instead of retrying its task until a fixed worker is deployed (Temporal's default, kept for production).
-    A datacenter worker needs ``plan_key``: it runs only plans the controller signed with it."""
+    A datacenter worker needs ``plan_key``: it runs only plans the controller signed with it.  ``artifacts``:
+    the artifact store (release tarballs and stored plans) of every worker here, the control worker's too;
+    None: the path the controller gave the run."""
     out = []
     if datacenters:
         if plan_key is None:
@@ -74,7 +76,7 @@ def workers(
                 f"give it the controllers' key: --plan-key FILE or ${signing.ENV}",
             )
         pool = Pool(endpoints(inventory.model, inventory.path), factory=factory, timeouts=timeouts, parallel=parallel)
-        hosts = HostWork(inventory, pool, client, artifacts=artifacts, quiet=quiet, plan_key=plan_key)
+        hosts = HostWork(inventory, pool, artifacts=artifacts, quiet=quiet, plan_key=plan_key)
         # SIGTERM lets a host program in flight finish (a worker stopped by systemd leaves no host mid-step).
         out += [
             Worker(
@@ -94,7 +96,7 @@ def workers(
                 client,
                 task_queue=CONTROL_QUEUE,
                 workflows=[UpgradeWorkflow],
-                activities=Control(state_dir, inventory).all(),
+                activities=Control(state_dir, inventory, store=artifacts).all(),
                 workflow_runner=SandboxedWorkflowRunner(
                     restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSED_THROUGH)
                 ),

@@ -31,8 +31,8 @@ with workflow.unsafe.imports_passed_through():
     from upgrader.engine.policy_state import Program, step
     from upgrader.errors import ExitCode
     from upgrader.models.plan import Plan
-    from upgrader.temporal import search
-    from upgrader.temporal.messages import Admission, Done, Notice, Records, Start, Work
+    from upgrader.temporal import plan_ref, search
+    from upgrader.temporal.messages import Admission, Done, Notice, PlanRef, Records, Start, Work
     from upgrader.temporal.settings import CONTROL_QUEUE, queue
     from upgrader.vocabulary import Event, HostState
 
@@ -45,7 +45,7 @@ REPEATABLE = RetryPolicy(
     maximum_attempts=defaults.RETRY_ATTEMPTS,
 )
 # A datacenter worker's refusal of the plan itself (activities.HostWork.plan): the run is refused.
-PLAN_REFUSALS = ("PlanNotSigned", "InventoryDiffers")
+PLAN_REFUSALS = ("PlanNotSigned", "InventoryDiffers", plan_ref.REFUSED)
 SKIPPED_EVENTS = {Event.HOST_BEGIN}  # the workflow records it itself, before the activity runs
 T = TypeVar("T")
 
@@ -84,10 +84,6 @@ class UpgradeWorkflow:
             self.promotes.setdefault(found.gate, found)
 
     @workflow.query
-    def plan_json(self) -> str:
-        return self.start.plan if self.start else ""
-
-    @workflow.query
     def plan_signature(self) -> str:
         """The controller's signature of the plan and run (messages.Start.signature): the workers check it."""
         return self.start.signature if self.start else ""
@@ -108,11 +104,12 @@ class UpgradeWorkflow:
     @workflow.run
     async def run(self, start: Start) -> dict[str, Any]:
         self.start = start
-        self.plan = plan = Plan.from_json(start.plan)
+        self.plan = plan = await plan_ref.load(start.plan, start.artifacts)
         self.hosts = {h.host: HostRun(h) for h in plan.hosts}
         self.policy = policy = RunPolicy(plan, self.hosts, run_id=start.run_id, host_seconds=start.host_seconds)
         # The execution's own id: `status`/`show`/`watch` ask this execution, not a later run of the same id.
-        await self.record(files={"plan.json": start.plan}, **start.run_start, execution=workflow.info().run_id)
+        hosts = [h.host for h in plan.hosts]  # not in the start input: it stays a few KiB at any size
+        await self.record(plan=start.plan, **{**start.run_start, "hosts": hosts}, execution=workflow.info().run_id)
         for h in plan.hosts:
             self._set(h.host, HostState.PENDING, " → ".join([h.from_version, *h.path]))
         self.event("run", f"run {start.run_id}: {plan.component} → {plan.target_version} by {start.operator}")
@@ -295,20 +292,20 @@ class UpgradeWorkflow:
         return reason
 
     # ------------------------------------------------------------ records and live view
-    async def record(self, event: Event, files: dict[str, str] | None = None, **data: Any) -> None:
+    async def record(self, event: Event, plan: PlanRef | None = None, **data: Any) -> None:
         """Append a journal record (in order, each once) through the control worker; returns once written."""
         self._seq += 1
         at = data.pop("at", None) or workflow.now().isoformat(timespec="milliseconds")
         self._unsent.append({"seq": self._seq, "at": at, "event": event, **data})
         search.follow(event, data)  # the run's phase and status, for `runs --engine temporal`
         async with self._flushing:
-            if not self._unsent and not files:
+            if not self._unsent and not plan:
                 return  # another coroutine's flush wrote this one too
             batch, self._unsent = self._unsent, []
             assert self.start is not None
             await workflow.execute_activity(
                 "record",
-                Records(self.start.run_id, batch, files or {}),
+                Records(self.start.run_id, batch, plan, self.start.artifacts),
                 task_queue=CONTROL_QUEUE,
                 start_to_close_timeout=timedelta(seconds=defaults.RECORD_SECONDS),
                 retry_policy=REPEATABLE,
@@ -356,6 +353,8 @@ class UpgradeWorkflow:
             self.start.python,
             self.start.break_lock,
             {h: self.hosts[h].fields() for h in hosts},
+            plan=self.start.plan,
+            signature=self.start.signature,
             **extra,
         )
 
