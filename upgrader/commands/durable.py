@@ -53,6 +53,26 @@ def apply(args: argparse.Namespace, plan: Plan, inventory: Inventory, verdict: A
             "--engine temporal needs the plan key: the datacenter workers run only plans signed with it",
             f"give --plan-key FILE or set ${signing.ENV} (the key the workers hold); nothing was changed",
         )
+    wid, start = make_start(args, plan, inventory, verdict, found, secret)
+    import asyncio
+
+    datacenters = sorted({h.datacenter for h in plan.hosts})
+    return asyncio.run(_start_and_watch(args, found, wid, start, datacenters))
+
+
+def make_start(
+    args: argparse.Namespace,
+    plan: Plan,
+    inventory: Inventory,
+    verdict: Any,
+    found: settings.Settings,
+    secret: bytes,
+) -> tuple[str, Start]:
+    """The run's workflow id and start input: the plan stored in the artifact store (temporal/plan_store.py)
+    and named by its reference, the run signed with ``secret``."""
+    from upgrader.planning import signing
+    from upgrader.temporal import plan_store
+
     who = operator()
     run_id = new_run_id(plan.component, datetime.now(UTC))
     offset = (args.now - datetime.now(UTC)).total_seconds() if args.now else 0.0
@@ -78,8 +98,6 @@ def apply(args: argparse.Namespace, plan: Plan, inventory: Inventory, verdict: A
 
     wid = workflow_id(plan.component, inventory.name)
     run_start["workflow_id"] = wid
-    from upgrader.temporal import plan_store
-
     # The plan by reference: stored where the datacenter workers read releases, the start carries its hash.
     text = plan_store.text_of(plan)
     ref = plan_store.store(Path(run_start["artifacts"]), text)
@@ -96,10 +114,7 @@ def apply(args: argparse.Namespace, plan: Plan, inventory: Inventory, verdict: A
         run_start=run_start,
         signature=signing.sign_run(text, run_id, args.python, args.break_lock, secret),
     )
-    import asyncio
-
-    datacenters = sorted({h.datacenter for h in plan.hosts})
-    return asyncio.run(_start_and_watch(args, found, wid, start, datacenters))
+    return wid, start
 
 
 async def _start_and_watch(
