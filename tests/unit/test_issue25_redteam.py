@@ -264,6 +264,7 @@ def test_the_control_worker_writes_only_its_own_run_files(tmp_path: Path, record
     import asyncio
     import dataclasses
     import gzip
+    import hashlib
 
     from temporalio.exceptions import ApplicationError
     from temporalio.testing import ActivityEnvironment
@@ -295,9 +296,10 @@ def test_the_control_worker_writes_only_its_own_run_files(tmp_path: Path, record
     (store / "plans").mkdir(mode=0o700)
     planted = gzip.compress(b"echo owned\n", mtime=0)  # not the plan its name says
     (store / "plans" / f"{'0' * 64}.json.gz").write_bytes(planted)
-    pathname = PlanRef("../../planted.txt", 11, len(planted), 1)
-    unstored = PlanRef("1" * 64, 11, len(planted), 1)
-    misnamed = PlanRef("0" * 64, 11, len(planted), 1)
+    gz_sha = hashlib.sha256(planted).hexdigest()  # the file named as it is: only the plan's own hash is wrong
+    pathname = PlanRef("../../planted.txt", 11, len(planted), 1, gz_sha)
+    unstored = PlanRef("1" * 64, 11, len(planted), 1, gz_sha)
+    misnamed = PlanRef("0" * 64, 11, len(planted), 1, gz_sha)
     refusals = []
     for ref in (pathname, unstored, misnamed):
         with pytest.raises(ApplicationError) as refused:

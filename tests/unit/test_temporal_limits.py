@@ -54,7 +54,7 @@ def test_a_payload_is_refused_exactly_when_over_its_budget_in_one_line(size: int
         assert size <= budget
 
 
-REF = PlanRef("ab" * 32, 1_598_205, 81_100, 1)  # a 10,000-host inventory's plan (bench/plan_10k.py)
+REF = PlanRef("ab" * 32, 1_598_205, 81_100, 1, "cd" * 32)  # a 10,000-host inventory's plan (bench/plan_10k.py)
 
 
 def start_of(run_start: dict[str, object] | None = None) -> Start:

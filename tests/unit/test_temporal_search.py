@@ -217,7 +217,9 @@ def test_a_server_without_the_attributes_still_runs_upgrades_and_says_how_to_reg
     bare.start()
     try:
         run_id = "20261201T000000Z-app-0bad"
-        start = Start(run_id=run_id, plan=PlanRef("0" * 64, 2, 22, 1), operator="pytest@ctl", artifacts=str(tmp_path))
+        start = Start(
+            run_id=run_id, plan=PlanRef("0" * 64, 2, 22, 1, "1" * 64), operator="pytest@ctl", artifacts=str(tmp_path)
+        )
         labels = Labels(run_id, "app", "2.0.0", ["ny5"], "pytest@ctl")
 
         async def go() -> tuple[str, Any]:

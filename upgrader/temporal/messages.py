@@ -11,10 +11,11 @@ class PlanRef:
     """Where a run's plan is: its compact text's sha256 names ``<artifact store>/plans/<sha256>.json.gz``
     (temporal/plan_store.py).  What the workflows and activities pass instead of the plan itself."""
 
-    sha256: str  # hex, of the compact plan text (not of the gzip file, whose bytes may differ by zlib)
+    sha256: str  # hex, of the compact plan text: the file's name
     size: int  # bytes of the compact text: what the gzip file must inflate to, exactly
     gz_size: int  # bytes of the stored gzip file (the control worker serves its parts)
     parts: int  # plan_part activities that fetch it whole, each at most limits.PAYLOAD_BUDGET // 2
+    gz_sha256: str  # hex, of the gzip file's bytes: a copy must be byte for byte the one the controller stored
 
 
 @dataclass

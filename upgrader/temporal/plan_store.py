@@ -4,12 +4,13 @@ A Temporal run's plan does not travel in its workflow's input (issue 27 §1: a 3
 was refused by the server).  The controller stores the verified plan's compact text (sorted keys, no
 indentation: what its hash and signature cover) gzipped with mtime 0 at
 ``<artifact store>/plans/<sha256 of the text>.json.gz`` and starts the run with a ``PlanRef``
-(sha256, size, gzip size, parts).  The datacenter workers read the file from their own artifact
-store (the release tarballs' directory: the path the client gave, or `worker --artifacts`); the
-workflows get it in parts from the control worker (temporal/plan_ref.py).  Every reader checks the
-inflated text's size and sha256 against the reference, so a file is only ever a cache: a tampered,
-truncated or swapped file is refused, and a gzip "bomb" is stopped one byte past the size the
-reference names, never inflated whole.
+(the text's sha256 and size, the file's sha256 and size, its parts).  The datacenter workers read the
+file from their own artifact store (the release tarballs' directory: the path the client gave, or
+`worker --artifacts`: a copy of the controller's file, byte for byte); the workflows get it in parts
+from the control worker (temporal/plan_ref.py).  Every reader checks the file's sha256, then inflates
+it, bounded by the text's size (a gzip "bomb" is stopped one byte past it, never inflated whole), and
+checks the text's sha256: a file is only ever a cache, and a tampered, truncated or swapped one is
+refused.  The signature over the plan is the workers' next check (activities.HostWork.plan).
 
 Written atomically (a temporary file in the same directory, fsynced, renamed), private (0600 files in
 a 0700 ``plans/``), never through a symlink; a file already there is verified, not trusted.
@@ -19,7 +20,6 @@ No Temporal imports: the controller and every worker use this module.
 from __future__ import annotations
 
 import contextlib
-import gzip
 import hashlib
 import os
 import re
@@ -63,8 +63,7 @@ def check_ref(ref: PlanRef) -> None:
     """Refuse a reference that could not name a stored plan: it comes from a workflow, which anyone in the
     namespace can start (a sha256 that is not 64 hex digits would be a path; sizes bound what is read)."""
     ok = (
-        isinstance(ref.sha256, str)
-        and SHA256.fullmatch(ref.sha256) is not None
+        all(isinstance(h, str) and SHA256.fullmatch(h) is not None for h in (ref.sha256, ref.gz_sha256))
         and all(isinstance(n, int) and not isinstance(n, bool) for n in (ref.size, ref.gz_size, ref.parts))
         and 0 < ref.size <= MAX_SIZE
         and 0 < ref.gz_size <= max_gz(ref.size)
@@ -113,17 +112,22 @@ def store(store_dir: Path, plan_text: str) -> PlanRef:
         os.mkdir(plans, 0o700)
     _check_dir(plans, mine=True)
     target = plans / f"{sha}{SUFFIX}"
-    gz = gzip.compress(data, compresslevel=9, mtime=0)
-    ref = PlanRef(sha, len(data), len(gz), parts_of(len(gz)))
-    try:
-        held = _read_gz(target, ref)
-    except PlanStoreError as exc:
+    try:  # already stored (an earlier run of the same plan, another controller): kept only if it is the plan
+        held = _load(target, max_gz(len(data)))
+        ref = reference(sha, len(data), held)
+        inflate(held, ref, str(target))
+        return ref
+    except PlanStoreError:
         if _is_link_or_odd(target):  # planted: say so, never write through or over it
-            raise exc from None
-    else:  # already stored (an earlier run of the same plan), and verified: keep the bytes there
-        return PlanRef(sha, len(data), len(held), parts_of(len(held)))
+            raise
+    compressor = zlib.compressobj(9, zlib.DEFLATED, 31)  # gzip framing, mtime 0, no name: deterministic
+    gz = compressor.compress(data) + compressor.flush()
     _write(plans, target, gz)
-    return ref
+    return reference(sha, len(data), gz)
+
+
+def reference(sha: str, size: int, gz: bytes) -> PlanRef:
+    return PlanRef(sha, size, len(gz), parts_of(len(gz)), hashlib.sha256(gz).hexdigest())
 
 
 def _write(plans: Path, target: Path, gz: bytes) -> None:
@@ -160,8 +164,7 @@ def _check_dir(plans: Path, *, mine: bool) -> None:
         info = os.lstat(plans)
     except FileNotFoundError:
         raise PlanStoreError(
-            f"no plans directory {plans}: the run's plan is not in this artifact store",
-            _COPY_HINT,
+            f"no plans directory {plans}: the run's plan is not in this artifact store", COPY
         ) from None
     owners = {os.geteuid()} if mine else {os.geteuid(), 0}
     why = (
@@ -182,57 +185,57 @@ def _check_dir(plans: Path, *, mine: bool) -> None:
         )
 
 
-_COPY_HINT = (
-    "copy the controller's <artifact store>/plans/ here (as the release tarballs), or give "
+COPY = (
+    "copy the controller's <artifact store>/plans/ here byte for byte (as the release tarballs), or give "
     "`worker --artifacts DIR` where they are"
 )
+AGAIN = "remove it: `apply` stores the plan again (a worker's store: copy the controller's file)"
 
 
 # ---------------------------------------------------------------- read (the workers)
 def read(store_dir: Path, ref: PlanRef) -> str:
-    """The plan text ``ref`` names, from ``store_dir``: its size and sha256 verified, or PlanStoreError."""
+    """The plan text ``ref`` names, from ``store_dir``: the file's and the text's sha256 verified, or
+    PlanStoreError (one line: the path and the fix)."""
     return inflate(read_gz(store_dir, ref), ref, str(path_of(store_dir, ref)))
 
 
 def read_gz(store_dir: Path, ref: PlanRef) -> bytes:
-    """The stored gzip file's bytes, once they inflate to exactly the plan ``ref`` names."""
+    """The stored gzip file's bytes, once they are the file ``ref`` names and inflate to its plan."""
     path = path_of(store_dir, ref)
     _check_dir(path.parent, mine=False)
-    return _read_gz(path, ref)
-
-
-def _read_gz(path: Path, ref: PlanRef) -> bytes:
-    try:  # O_NOFOLLOW: a symlink at the name is refused (ELOOP); O_NONBLOCK: a FIFO never blocks
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except FileNotFoundError:
-        raise PlanStoreError(f"the run's plan is not stored here: no {path}", _COPY_HINT) from None
-    except OSError as exc:
-        raise PlanStoreError(
-            f"cannot open the run's plan {path}: {exc.strerror or exc}"
-            + (" (a symlink: refused)" if os.path.islink(path) else ""),
-            "a stored plan is a regular file of its own: remove what is there; `apply` stores it again",
-        ) from None
-    with os.fdopen(fd, "rb") as fh:
-        info = os.fstat(fh.fileno())
-        if not stat.S_ISREG(info.st_mode):
-            raise PlanStoreError(f"{path} is not a regular file: refused", "remove it; `apply` stores the plan again")
-        cap = max_gz(ref.size)
-        if info.st_size > cap:
-            raise PlanStoreError(
-                f"{path} is {info.st_size} bytes, more than a gzip of the {ref.size}-byte plan can be: refused",
-                "remove it; `apply` stores the plan again",
-            )
-        gz = fh.read(cap + 1)
+    gz = _load(path, ref.gz_size)
     inflate(gz, ref, str(path))
     return gz
 
 
+def _load(path: Path, cap: int) -> bytes:
+    """The file's bytes: a regular file (no symlink, FIFO or device) of at most ``cap`` bytes."""
+    try:  # O_NOFOLLOW: a symlink at the name is refused (ELOOP); O_NONBLOCK: a FIFO never blocks
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise PlanStoreError(f"the run's plan is not stored here: no {path}", COPY) from None
+    except OSError as exc:
+        link = " (a symlink: refused)" if os.path.islink(path) else ""
+        raise PlanStoreError(f"cannot open the run's plan {path}: {exc.strerror or exc}{link}", AGAIN) from None
+    with os.fdopen(fd, "rb") as fh:
+        info = os.fstat(fh.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise PlanStoreError(f"{path} is not a regular file: refused", AGAIN)
+        if info.st_size > cap:
+            raise PlanStoreError(
+                f"{path} is {info.st_size} bytes, more than the plan's file can be ({cap}): refused", AGAIN
+            )
+        return fh.read(cap + 1)
+
+
 def inflate(gz: bytes, ref: PlanRef, where: str = "the stored plan") -> str:
-    """``gz`` inflated, if it is one gzip member of exactly ``ref.size`` bytes hashing to ``ref.sha256``.
+    """The plan text, if ``gz`` is the file ``ref`` names (size and sha256) and inflates to exactly
+    ``ref.size`` bytes hashing to ``ref.sha256``.
 
     Bounded: never more than ``ref.size + 1`` bytes are inflated (a bomb is stopped there).  Pure and
     deterministic: the workflow verifies the parts it was given with it too."""
-    fix = "the file was changed or damaged: remove it and store the plan again (`apply` does)"
+    if len(gz) != ref.gz_size or hashlib.sha256(gz).hexdigest() != ref.gz_sha256:
+        raise PlanStoreError(f"{where} is not the file its reference names (changed, or another copy): refused", AGAIN)
     inflater = zlib.decompressobj(wbits=31)  # gzip framing, one member: its CRC and length checked at the end
     out: list[bytes] = []
     got = 0
@@ -243,18 +246,18 @@ def inflate(gz: bytes, ref: PlanRef, where: str = "the stored plan") -> str:
             got += len(chunk)
             out.append(chunk)
             if got > ref.size:
-                raise PlanStoreError(f"{where} inflates past the plan's {ref.size} bytes: refused", fix)
+                raise PlanStoreError(f"{where} inflates past the plan's {ref.size} bytes: refused", AGAIN)
             pending = inflater.unconsumed_tail
             if not chunk and not pending:
                 break  # all input read, no output held back: the member ends early
     except zlib.error as exc:
-        raise PlanStoreError(f"{where} is not a gzip file of the plan ({exc}): refused", fix) from None
+        raise PlanStoreError(f"{where} is not a gzip file of the plan ({exc}): refused", AGAIN) from None
     if not inflater.eof or inflater.unused_data:
-        raise PlanStoreError(f"{where} is truncated or has bytes past its end: refused", fix)
+        raise PlanStoreError(f"{where} is truncated or has bytes past its end: refused", AGAIN)
     data = b"".join(out)
     if len(data) != ref.size or hashlib.sha256(data).hexdigest() != ref.sha256:
-        raise PlanStoreError(f"{where} is not the plan sha256 {ref.sha256[:12]}… names: refused", fix)
+        raise PlanStoreError(f"{where} is not the plan sha256 {ref.sha256[:12]}… names: refused", AGAIN)
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:  # a sha256 of the controller's own text cannot get here
-        raise PlanStoreError(f"{where} is not UTF-8: refused", fix) from None
+        raise PlanStoreError(f"{where} is not UTF-8: refused", AGAIN) from None
