@@ -199,6 +199,9 @@ def test_the_workflow_sends_exactly_the_plans_steps(
     assert entries[-1]["event"] == "run-end" and entries[-1]["hosts"][plan.hosts[0].host]["version"]
     begins = [e["host"] for e in entries if e["event"] == "host-begin"]
     assert sorted(begins) == sorted(h.host for h in plan.hosts)
+    # the run's plan.json, copied by the control worker from the store, is the file a local run writes
+    assert (in_tmp / "state" / "runs" / entries[0]["run"] / "plan.json").read_text() == plan.to_json()
+    assert entries[0]["hosts"] == [h.host for h in plan.hosts]  # added by the workflow, not carried by the start
 
 
 def test_a_failed_host_is_rolled_back_per_the_policy(
