@@ -108,8 +108,8 @@ class UpgradeWorkflow:
         self.hosts = {h.host: HostRun(h) for h in plan.hosts}
         self.policy = policy = RunPolicy(plan, self.hosts, run_id=start.run_id, host_seconds=start.host_seconds)
         # The execution's own id: `status`/`show`/`watch` ask this execution, not a later run of the same id.
-        hosts = [h.host for h in plan.hosts]  # not in the start input: it stays a few KiB at any size
-        await self.record(plan=start.plan, **{**start.run_start, "hosts": hosts}, execution=workflow.info().run_id)
+        first = {**start.run_start, "hosts": [h.host for h in plan.hosts]}  # hosts: not in the (small) start
+        await self.record(stored_plan=start.plan, **first, execution=workflow.info().run_id)
         for h in plan.hosts:
             self._set(h.host, HostState.PENDING, " → ".join([h.from_version, *h.path]))
         self.event("run", f"run {start.run_id}: {plan.component} → {plan.target_version} by {start.operator}")
@@ -292,20 +292,20 @@ class UpgradeWorkflow:
         return reason
 
     # ------------------------------------------------------------ records and live view
-    async def record(self, event: Event, plan: PlanRef | None = None, **data: Any) -> None:
+    async def record(self, event: Event, stored_plan: PlanRef | None = None, **data: Any) -> None:
         """Append a journal record (in order, each once) through the control worker; returns once written."""
         self._seq += 1
         at = data.pop("at", None) or workflow.now().isoformat(timespec="milliseconds")
         self._unsent.append({"seq": self._seq, "at": at, "event": event, **data})
         search.follow(event, data)  # the run's phase and status, for `runs --engine temporal`
         async with self._flushing:
-            if not self._unsent and not plan:
+            if not self._unsent and not stored_plan:
                 return  # another coroutine's flush wrote this one too
             batch, self._unsent = self._unsent, []
             assert self.start is not None
             await workflow.execute_activity(
                 "record",
-                Records(self.start.run_id, batch, plan, self.start.artifacts),
+                Records(self.start.run_id, batch, stored_plan, self.start.artifacts),
                 task_queue=CONTROL_QUEUE,
                 start_to_close_timeout=timedelta(seconds=defaults.RECORD_SECONDS),
                 retry_policy=REPEATABLE,
