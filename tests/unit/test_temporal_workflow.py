@@ -507,6 +507,28 @@ def test_the_workflow_loads_only_the_plan_its_reference_names(
     assert client_saw and "could not read its plan" in client_saw[0] and "\n" not in client_saw[0]
 
 
+def test_a_plan_of_several_parts_is_fetched_at_once_and_joined(
+    temporal_server: DevServer, in_tmp: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Parts of 400 bytes (instead of 256 KiB): the workflow asks for them all at once and the run succeeds."""
+    monkeypatch.setattr(plan_store, "PART", 400)
+    seen: dict[str, Any] = {}
+
+    async def history(handle: WorkflowHandle[Any, Any], journal: Path) -> None:
+        await handle.result()
+        events = [
+            e for e in (await handle.fetch_history()).events if e.HasField("activity_task_scheduled_event_attributes")
+        ]
+        names = [e.activity_task_scheduled_event_attributes.activity_type.name for e in events]
+        seen["parts"] = names.count("plan_part")
+        seen["first"] = names[: seen["parts"]]
+
+    _, outcome, _, plan = run_workflow(temporal_server, "multi_hop", in_tmp, monkeypatch, steer=history)
+    gz_size = plan_store.store(in_tmp / "artifacts", plan_store.text_of(plan)).gz_size
+    assert outcome["exit_code"] == 0, outcome
+    assert seen["parts"] == -(-gz_size // 400) > 2 and seen["first"] == ["plan_part"] * seen["parts"]
+
+
 def test_a_datacenter_worker_needs_a_plan_key() -> None:
     from upgrader.errors import RefusedError
 
