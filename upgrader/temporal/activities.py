@@ -110,7 +110,8 @@ class HostWork:
                     non_retryable=True,
                     type="PlanNotSigned",
                 )
-            plan = self.plans.get(sha) or read_plan_text(text, f"plan of run {work.run_id}")
+            known = self.plans.get(sha)  # the same text, verified for another run: parsed once
+            plan = known if known is not None else read_plan_text(text, f"plan of run {work.run_id}")
             if plan.compute_hash() != work.plan_hash:
                 raise ApplicationError(
                     f"the plan of run {work.run_id} does not hash to {work.plan_hash}", non_retryable=True
