@@ -181,8 +181,7 @@ async def watch(handle: WorkflowHandle[Any, Any], progress: Listener) -> dict[st
         if isinstance(exc.cause, ApplicationError) and exc.cause.type == PlanStoreError.__name__:
             raise PlanStoreError(  # the plan never loaded: nothing was recorded, locked or run
                 f"the run's workflow {handle.id} could not read its plan: {_short(exc.cause)}",
-                "give the control worker the artifact store the plan was stored in (`worker --control --artifacts "
-                "DIR`); nothing was run",
+                "nothing was locked or run; `apply` again once the control worker's artifact store holds the plan",
             ) from None
         raise RunFailed(
             f"the run's workflow {handle.id} failed: {_short(exc.cause or exc)}",
