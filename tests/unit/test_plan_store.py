@@ -87,9 +87,21 @@ def test_a_write_that_fails_leaves_nothing_at_the_name(tmp_path: Path, monkeypat
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(os, "replace", crash)
-    with pytest.raises(OSError, match="No space"):
+    with pytest.raises(PlanStoreError, match="No space left on device") as refused:
         plan_store.store(store, PLAN)
+    assert str(store / "plans") in one_line(refused.value)
     assert list((store / "plans").iterdir()) == []
+
+
+def test_a_store_this_user_cannot_write_is_refused_in_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def denied(path: object, mode: int = 0o777) -> None:
+        raise PermissionError(13, "Permission denied")
+
+    store = fresh(tmp_path)
+    monkeypatch.setattr(os, "mkdir", denied)  # as for a user who may not write there (root may: no chmod here)
+    with pytest.raises(PlanStoreError, match="Permission denied") as refused:
+        plan_store.store(store, PLAN)
+    assert "--artifacts" in one_line(refused.value)
 
 
 # ---------------------------------------------------------------- tampering, refused

@@ -108,8 +108,11 @@ def store(store_dir: Path, plan_text: str) -> PlanRef:
             f"no artifact store at {store_dir} to keep the run's plan in",
             "give --artifacts DIR (or $UPGRADER_ARTIFACTS): the directory the datacenter workers read releases from",
         )
-    with contextlib.suppress(FileExistsError):
-        os.mkdir(plans, 0o700)
+    try:
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(plans, 0o700)
+    except OSError as exc:
+        raise _unwritable(plans, exc) from None
     _check_dir(plans, mine=True)
     target = plans / f"{sha}{SUFFIX}"
     try:  # already stored (an earlier run of the same plan, another controller): kept only if it is the plan
@@ -122,8 +125,18 @@ def store(store_dir: Path, plan_text: str) -> PlanRef:
             raise
     compressor = zlib.compressobj(9, zlib.DEFLATED, 31)  # gzip framing, mtime 0, no name: deterministic
     gz = compressor.compress(data) + compressor.flush()
-    _write(plans, target, gz)
+    try:
+        _write(plans, target, gz)
+    except OSError as exc:
+        raise _unwritable(plans, exc) from None
     return reference(sha, len(data), gz)
+
+
+def _unwritable(plans: Path, exc: OSError) -> PlanStoreError:
+    return PlanStoreError(
+        f"cannot store the run's plan in {plans}: {exc.strerror or exc}",
+        "run `apply` as a user who can write the artifact store (or give --artifacts DIR); nothing was started",
+    )
 
 
 def reference(sha: str, size: int, gz: bytes) -> PlanRef:
