@@ -82,7 +82,7 @@ class Tree(Table):
         finally:
             self.hosts = keep
 
-    def halves(self, action: m.RunHosts | m.RollBack) -> Generator[m.Action, m.Answer, None]:
+    def halves(self, action: m.RunHosts | m.RollBack) -> Generator[Any, m.Answer, None]:
         hosts = list(action.hosts)
         k = self.cut % (len(hosts) + 1)
         rollback = isinstance(action, m.RollBack)
