@@ -13,12 +13,14 @@ import asyncio
 import fcntl
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from temporalio import activity
+from temporalio.client import Client
+from temporalio.service import RPCError
 
 from upgrader import moments, records
 from upgrader.engine import admission
@@ -34,6 +36,7 @@ from upgrader.temporal.messages import Admission, Notice, Records
 from upgrader.vocabulary import Event
 from upgrader.windows import load_overrides
 
+PARENTS_KEPT = 10_000  # calling executions remembered (children and their continue-as-new runs)
 RUN_FILES = frozenset({"plan.json"})  # what a workflow's record batch may write into its run's directory
 
 
@@ -41,6 +44,8 @@ RUN_FILES = frozenset({"plan.json"})  # what a workflow's record batch may write
 class Control:
     state_dir: Path
     inventory: Loaded[Inventory]
+    client: Client | None = None  # asks the server whose child a calling workflow is (``owned``)
+    parents: dict[tuple[str, str], str | None] = field(default_factory=dict)  # (id, run id) → its run's execution
 
     def directory(self, run_id: str) -> Path:
         if not RUN_ID_RE.fullmatch(run_id) or run_id.strip(".") == "":
@@ -61,7 +66,7 @@ class Control:
         unknown = sorted(set(batch.files) - RUN_FILES)
         if unknown:
             raise ValueError(f"run {batch.run_id}: refusing to write {unknown!r} (only {sorted(RUN_FILES)})")
-        _owned_by(runs_dir(self.state_dir) / batch.run_id, batch, activity.info().workflow_run_id)
+        await self.owned(runs_dir(self.state_dir) / batch.run_id, batch)
         directory = self.directory(batch.run_id)
         for name, text in batch.files.items():
             if not (directory / name).exists():
@@ -89,12 +94,40 @@ class Control:
     def all(self) -> list[Any]:
         return [self.record, self.admit, self.notify]
 
+    async def owned(self, directory: Path, batch: Records) -> None:
+        """Refuse a batch unless its run is the calling workflow execution's own, or that execution is a
+        `hosts` child of the run's (the server says whose child it is: no input of the caller's counts).
+        Otherwise a workflow of anyone's in the namespace could append records to another run's journal (a
+        local run's, whose records `resume` acts on) by naming its id."""
+        info = activity.info()
+        execution = run_execution(directory, batch)
+        if execution is not None and (execution == info.workflow_run_id or execution == await self.parent(info)):
+            return
+        raise ValueError(
+            f"run {batch.run_id} is not this workflow execution's ({info.workflow_run_id}) nor its parent's: "
+            "its records are not written"
+        )
 
-def _owned_by(directory: Path, batch: Records, execution: str | None) -> None:
-    """Refuse a batch unless its run is the calling workflow execution's own: a new run's first record is
-    its run-start naming that execution, an existing run's journal begins with one.  Otherwise a workflow
-    of anyone's in the namespace could append records to another run's journal (a local run's, whose
-    records `resume` acts on) by naming its id."""
+    async def parent(self, info: activity.Info) -> str | None:
+        """The run id of the `upgrade` execution whose `hosts` child the caller is (None: it is none's)."""
+        if self.client is None or info.workflow_id is None or info.workflow_run_id is None:
+            return None
+        key = (info.workflow_id, info.workflow_run_id)
+        if key not in self.parents:
+            try:
+                found = await self.client.get_workflow_handle(key[0], run_id=key[1]).describe()
+            except RPCError:
+                return None  # not cached: asked again next time
+            child = found.workflow_type == "hosts" and found.parent_id is not None
+            if len(self.parents) > PARENTS_KEPT:
+                self.parents.clear()
+            self.parents[key] = found.parent_run_id if child else None
+        return self.parents[key]
+
+
+def run_execution(directory: Path, batch: Records) -> str | None:
+    """The execution a run's records belong to: a new run's first record is its run-start naming that
+    execution, an existing run's journal begins with one."""
     journal = directory / JOURNAL
     if journal.exists():
         with journal.open("rb") as fh:
@@ -105,10 +138,10 @@ def _owned_by(directory: Path, batch: Records, execution: str | None) -> None:
             start = None
     else:
         start = records.of_entry(batch.entries[0]) if batch.entries else None
-    if execution is None or not isinstance(start, RunStart) or start.fields.get("execution") != execution:
-        raise ValueError(
-            f"run {batch.run_id} is not this workflow execution's ({execution}): its records are not written"
-        )
+    if not isinstance(start, RunStart):
+        return None
+    execution = start.fields.get("execution")
+    return execution if isinstance(execution, str) else None
 
 
 def append(path: Path, entries: list[dict[str, Any]]) -> int:
