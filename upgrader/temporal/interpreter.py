@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any, TypeVar
@@ -49,6 +50,9 @@ REPEATABLE = RetryPolicy(
     maximum_interval=timedelta(seconds=defaults.RETRY_MAX_INTERVAL),
     maximum_attempts=defaults.RETRY_ATTEMPTS,
 )
+# A batch the control worker refuses (control.py raises ValueError: not a journal event, not this run's) is
+# refused again on every attempt: the workflow fails at once instead of retrying for minutes.
+RECORDING = dataclasses.replace(REPEATABLE, non_retryable_error_types=["ValueError"])
 SKIPPED_EVENTS = {Event.HOST_BEGIN}  # the workflow records it itself, before the activity runs
 T = TypeVar("T")
 
@@ -115,7 +119,12 @@ class Interpreter:
             "hosts": {h: [r.state, r.detail, r.plan.datacenter] for h, r in self.hosts.items()},
             "events": self.events,
             "abort": abort.to_dict() if abort else None,
+            "tree": self.tree(),
         }
+
+    def tree(self) -> dict[str, Any]:
+        """The run's workflows so far (the run's workflow says: its children, their continues-as-new)."""
+        return {}
 
     # ------------------------------------------------------------ the interpreter
     async def drive(self, program: Program[T]) -> T:
@@ -295,7 +304,7 @@ class Interpreter:
                 Records(self.start.run_id, batch, files or {}),
                 task_queue=CONTROL_QUEUE,
                 start_to_close_timeout=timedelta(seconds=defaults.RECORD_SECONDS),
-                retry_policy=REPEATABLE,
+                retry_policy=RECORDING,
             )
 
     async def merge(self, done: Done) -> None:

@@ -49,6 +49,7 @@ class UpgradeWorkflow(Interpreter):
         self.facts: dict[str, dict[str, Any]] = {}
         self.children = 0  # `hosts` children started: their ids count on
         self.child: str | None = None  # the one running now
+        self.continued = 0  # continues-as-new of the children
         self.unstaged: set[str] = set()  # staged and taken away again by their own stage activity
         self.telling: set[asyncio.Future[None]] = set()  # aborts on their way to the child
 
@@ -139,7 +140,7 @@ class UpgradeWorkflow(Interpreter):
             )
         finally:
             self.child = None
-        self._seq = done.seq
+        self._seq, self.continued = done.seq, self.continued + done.runs - 1
         self.policy.restore(done.snapshot)
         for host in hosts:
             self.touch(host)
@@ -153,6 +154,9 @@ class UpgradeWorkflow(Interpreter):
             return max(1, min(limits.WINDOW, len(hosts)))
         dcs = {self.hosts[h].plan.datacenter for h in hosts}
         return max(1, min(limits.WINDOW, len(dcs) * self.plan.spec.rollout.max_in_flight_per_datacenter))
+
+    def tree(self) -> dict[str, Any]:
+        return {"children": self.children, "continued": self.continued, "child": self.child}
 
     def forward(self, abort: Decision) -> None:
         if self.child is not None:
