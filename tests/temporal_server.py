@@ -38,9 +38,9 @@ def _die_with_parent() -> None:
     ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
-# A second server whose histories suggest continue-as-new after a few dozen events (the default is 4 Ki), so a
+# A second server whose histories suggest continue-as-new after 40 events (the default is 4 Ki), so a
 # small fake fleet makes the `hosts` children continue-as-new several times (tests/unit/test_temporal_tree.py).
-SMALL_HISTORY = {"limit.historyCount.suggestContinueAsNew": "60"}
+SMALL_HISTORY = {"limit.historyCount.suggestContinueAsNew": "40"}
 
 
 class DevServer:

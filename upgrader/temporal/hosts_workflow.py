@@ -41,11 +41,11 @@ class HostsWorkflow(Interpreter):
         self.hosts = {h.host: HostRun(h) for h in plan.hosts}
         self.policy = RunPolicy(plan, self.hosts, run_id=work.start.run_id, host_seconds=work.start.host_seconds)
         self.policy.restore(work.snapshot)
-        self._seq, self.events = work.seq, list(work.events)
+        self._seq, self.events, self.cursor = work.seq, list(work.events), work.cursor
         self.asked_abort = Decision.from_dict(work.abort) if work.abort else None
         started = await self.slide(work)
         await self.flush()
-        events = self.events[-limits.WATCH_EVENTS :]
+        events = self.events
         if started < len(work.hosts):
             await workflow.wait_condition(workflow.all_handlers_finished)
             unheard = self.unheard_abort()
@@ -57,6 +57,7 @@ class HostsWorkflow(Interpreter):
                     snapshot=self.policy.snapshot(work.hosts),
                     abort=unheard.to_dict() if unheard else None,
                     events=events,
+                    cursor=self.cursor,
                     runs=work.runs + 1,
                 )
             )

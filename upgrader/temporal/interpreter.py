@@ -68,7 +68,7 @@ class Interpreter:
         self.asked_abort: Decision | None = None  # an abort signal the policy has not heard yet
         self.promotes: dict[str, Decision] = {}
         self.waiting: str | None = None
-        self.events: list[list[str]] = []  # [kind, text, host] for `watch`
+        self.events: list[list[Any]] = []  # [cursor, kind, text, host, source] for `watch`, the newest kept
         self.changed: dict[str, int] = {}  # host → the `progress` cursor at its last change
         self.cursor = 0  # counts host changes: `progress(since)` sends the hosts changed after ``since``
         self.outcome: dict[str, Any] | None = None
@@ -110,14 +110,25 @@ class Interpreter:
         return self.start.signature if self.start else ""
 
     @workflow.query
-    def progress(self) -> dict[str, Any]:
+    def progress(self, since: int = 0) -> dict[str, Any]:
+        """The run's live state: the hosts changed and the events made after the cursor ``since`` (0: all),
+        at most limits.PROGRESS_HOSTS hosts an answer (``more``: ask again from ``cursor``), so an answer
+        stays under limits.QUERY_BUDGET at any fleet size."""
         abort = self.policy.abort if self.policy and self.policy.abort else self.asked_abort
+        changed = sorted((c, h) for h, c in self.changed.items() if c > since)
+        more = len(changed) > limits.PROGRESS_HOSTS
+        changed = changed[: limits.PROGRESS_HOSTS]
+        upto = changed[-1][0] if more else self.cursor
         return {
             "run": self.start.run_id if self.start else "",
             "waiting": self.waiting,
             "outcome": self.outcome,
-            "hosts": {h: [r.state, r.detail, r.plan.datacenter] for h, r in self.hosts.items()},
-            "events": self.events,
+            "cursor": upto,
+            "more": more,
+            "hosts": {
+                h: [self.hosts[h].state, self.hosts[h].detail, self.hosts[h].plan.datacenter] for _, h in changed
+            },
+            "events": [e[1:] for e in self.events if since < e[0] <= upto],
             "abort": abort.to_dict() if abort else None,
             "tree": self.tree(),
         }
@@ -190,7 +201,7 @@ class Interpreter:
             return m.Checked(action.host, checked_problem(done), done.ops, self.now())
         elif isinstance(action, m.Testinfra):
             done = await self.host_call("testinfra", action.host, defaults.ACTIVITY_SLACK, when=action.when)
-            await self.merge(done)
+            self.merge(done)
             return m.Tested(action.host, done.ok, self.now())
         elif isinstance(action, m.RollBack):
             await self.window((policy.rollback_program(h) for h in action.hosts), limits.WINDOW)
@@ -241,7 +252,7 @@ class Interpreter:
             done = await self.host_call("upgrade", host, action.seconds + defaults.ACTIVITY_SLACK, retry=ONCE)
         except ActivityError as exc:
             return m.HostFinished(host, None, self.now(), lost=f"worker lost mid-program ({cause(exc)})")
-        await self.merge(done)
+        self.merge(done)
         return m.HostFinished(host, Ran(done.ran), self.now())
 
     async def roll_back(self, action: m.RollBackHost) -> m.RolledBack:
@@ -254,7 +265,7 @@ class Interpreter:
             self._set(host, HostState.ROLLBACK_FAILED, f"rollback not confirmed: {cause(exc)}")
             await self.record(Event.ROLLBACK_END, host=host, ok=False, error=cause(exc))
             return m.RolledBack(host, Back.FAILED, raised=True, now=self.now())
-        await self.merge(done)
+        self.merge(done)
         return m.RolledBack(host, Back(done.ran), now=self.now())
 
     async def admit(self, estimate: float) -> str | None:
@@ -307,14 +318,21 @@ class Interpreter:
                 retry_policy=RECORDING,
             )
 
-    async def merge(self, done: Done) -> None:
-        """An activity's hosts' new states and its journal records (the failures are the policy's to count)."""
+    def merge(self, done: Done) -> None:
+        """An activity's hosts' new states and its journal records (the failures are the policy's to count).
+
+        The records are queued, not written yet: what happened is already in the workflow's history, and
+        they go out with the next batch: the next record the policy yields, the next host's host-begin (both
+        before anything else changes on a host), or the flush at a child's end.  One batch for many hosts'
+        records is what keeps a host's history at ~10 events."""
         for host, fields in done.states.items():
             self.hosts[host].load(fields)
             self.touch(host)
             if self.hosts[host].failure and self.hosts[host].state in (HostState.FAILED, HostState.UNREACHABLE):
                 self.event("failure", self.hosts[host].failure, host)
-        await self.record_all([e for e in done.records if e["event"] not in SKIPPED_EVENTS])
+        for entry in done.records:
+            if entry["event"] not in SKIPPED_EVENTS:
+                self.queue(**entry)
 
     async def notify(self, kind: str, **details: Any) -> None:
         """The inventory's webhooks, told by the control worker (a notice lost is never a run's failure)."""
@@ -329,8 +347,12 @@ class Interpreter:
                 retry_policy=RetryPolicy(maximum_attempts=defaults.NOTIFY_ATTEMPTS),
             )
 
-    def event(self, kind: str, text: str, host: str = "") -> None:
-        self.events.append([kind, text, host])
+    def event(self, kind: str, text: str, host: str = "", source: str = "") -> None:
+        """An event for `watch` (``source``: the child workflow that made it, when the parent takes it over)."""
+        self.cursor += 1
+        self.events.append([self.cursor, kind, text, host, source])
+        if len(self.events) > limits.WATCH_EVENTS:
+            del self.events[: -limits.WATCH_EVENTS]
 
     def touch(self, host: str) -> None:
         self.cursor += 1

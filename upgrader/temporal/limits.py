@@ -64,7 +64,10 @@ CHILD_HOSTS = 1000
 # Hosts per datacenter activity (lock, stage, unstage, release): each carries the hosts' states and facts
 # in, and their states and records out (tests/unit/test_temporal_tree.py measures them at 1,000 hosts).
 CHUNK_HOSTS = 200
-WATCH_EVENTS = 500  # a child's `watch` events handed back (the newest): its result stays small
+# `progress` (the live view): at most this many hosts an answer (~80 B each; a watcher asks on from the cursor),
+# and the newest events each workflow keeps for `watch` (~150 B each): an answer stays far under QUERY_BUDGET.
+PROGRESS_HOSTS = 2000
+WATCH_EVENTS = 1000
 
 # Host programs started per second on one datacenter's task queue, by all its workers together (the
 # server enforces it: Worker(max_task_queue_activities_per_second=...)), `worker --activities-per-second`.

@@ -105,7 +105,8 @@ class Hosts:
     snapshot: dict[str, Any]  # engine/policy_state.PolicyState.snapshot(hosts)
     abort: dict[str, Any] | None = None  # an abort signal the policy has not heard yet (gates.Decision)
     next: int = 0  # hosts[:next] were started by an earlier run of this child
-    events: list[list[str]] = field(default_factory=list)  # for `watch`: [kind, text, host]
+    events: list[list[Any]] = field(default_factory=list)  # for `watch`: [cursor, kind, text, host, source]
+    cursor: int = 0  # its `progress` cursor goes on across continue-as-new (a watcher asks from where it was)
     runs: int = 1  # this child's runs so far (each continue-as-new adds one)
 
 
@@ -115,5 +116,5 @@ class HostsDone:
 
     snapshot: dict[str, Any]
     seq: int
-    events: list[list[str]] = field(default_factory=list)
+    events: list[list[Any]] = field(default_factory=list)
     runs: int = 1

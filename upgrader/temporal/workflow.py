@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+from collections.abc import Callable
 from typing import Any
 
 from temporalio import workflow
@@ -134,9 +135,10 @@ class UpgradeWorkflow(Interpreter):
             snapshot=self.policy.snapshot(hosts),
             abort=unheard.to_dict() if unheard else None,
         )
+        work_id = self.child
         try:
             done: HostsDone = await workflow.execute_child_workflow(
-                HostsWorkflow.run, work, id=self.child, task_queue=CONTROL_QUEUE
+                HostsWorkflow.run, work, id=work_id, task_queue=CONTROL_QUEUE
             )
         finally:
             self.child = None
@@ -144,7 +146,8 @@ class UpgradeWorkflow(Interpreter):
         self.policy.restore(done.snapshot)
         for host in hosts:
             self.touch(host)
-        self.events += done.events
+        for _, kind, text, host, _ in done.events:  # `watch` showed them already if it followed the child
+            self.event(kind, text, host, source=work_id)
 
     def width(self, kind: str, hosts: list[str]) -> int:
         """The child's window: within the pending budget, and a phase no wider than its datacenters'
@@ -174,11 +177,7 @@ class UpgradeWorkflow(Interpreter):
 
     # ------------------------------------------------------------ per datacenter, in chunks
     def by_dc(self, hosts: list[str]) -> list[tuple[str, list[str]]]:
-        """``hosts`` per datacenter, each datacenter's in chunks of limits.CHUNK_HOSTS (one activity each)."""
-        out: dict[str, list[str]] = {}
-        for h in hosts:
-            out.setdefault(self.hosts[h].plan.datacenter, []).append(h)
-        return [(dc, share) for dc, hs in out.items() for share in chunks(hs, limits.CHUNK_HOSTS)]
+        return shares(hosts, lambda h: self.hosts[h].plan.datacenter, limits.CHUNK_HOSTS)
 
     def facts_of(self, hosts: list[str]) -> dict[str, dict[str, Any]]:
         return {h: self.facts[h] for h in hosts if h in self.facts}
@@ -215,7 +214,7 @@ class UpgradeWorkflow(Interpreter):
                 results.append((dc, done))
         refusals += [str(d.refused) for _, d in results if d.refused]
         for dc, done in results:
-            await self.merge(done)
+            self.merge(done)
             self.locked.setdefault(dc, []).extend(done.locked)
             self.facts.update(done.facts)
         if refusals:
@@ -230,7 +229,7 @@ class UpgradeWorkflow(Interpreter):
         stuck: list[str] = []
         if locked:
             for done in await self.each_dc("release", locked, 300):
-                await self.merge(done)
+                self.merge(done)
                 stuck += done.stuck
         return sorted(stuck)
 
@@ -241,7 +240,7 @@ class UpgradeWorkflow(Interpreter):
             *(self.call("stage", self.work(dc, hs, facts=self.facts_of(hs)), 1800) for dc, hs in shares)
         )
         for (_, share), done in zip(shares, results, strict=True):
-            await self.merge(done)
+            self.merge(done)
             if not done.ok:  # its activity took away what it staged
                 self.unstaged.update(share)
         failed = {h: self.hosts[h].detail for h in hosts if self.hosts[h].state == HostState.FAILED}
@@ -254,7 +253,15 @@ class UpgradeWorkflow(Interpreter):
         clean = [h for h in hosts if h not in self.unstaged]
         if clean:
             for done in await self.each_dc("unstage", clean, 300):
-                await self.merge(done)
+                self.merge(done)
+
+
+def shares(hosts: list[str], dc_of: Callable[[str], str], size: int) -> list[tuple[str, list[str]]]:
+    """``hosts`` per datacenter, each datacenter's in chunks of ``size`` (one activity each)."""
+    out: dict[str, list[str]] = {}
+    for h in hosts:
+        out.setdefault(dc_of(h), []).append(h)
+    return [(dc, share) for dc, hs in out.items() for share in chunks(hs, size)]
 
 
 def chunks(items: list[str], size: int) -> list[list[str]]:
