@@ -10,7 +10,10 @@ holds the policy's state at a time (the parent waits while a child runs).
 
 Journal records are queued and written in batches by one ``record`` activity (``flush``): an activity's
 own records come back in its result and go out together; a record the policy yields is written before
-the program takes its next step (a mutating step is journaled before it runs).
+the program takes its next step (a mutating step is journaled before it runs).  Measured on a 40-host run
+with fake hosts (tests/unit/test_temporal_tree.py, ``test_history_events_per_upgraded_host``, counting the
+events of the parent's and every child's history): 13.7 history events per upgraded host, about 2
+activities and 2 workflow tasks each (one record activity per record, before: ~42 for ordergw).
 
 Deterministic by construction: no clock but workflow.now(), no I/O, upgrader modules passed through.
 """
