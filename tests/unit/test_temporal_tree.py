@@ -456,3 +456,10 @@ def test_progress_answers_stay_under_the_query_budget_at_10000_hosts() -> None:
     view._set("dc3-h0042", HostState.ROLLED_BACK, "back")
     later = view.progress(cursor)
     assert list(later["hosts"]) == ["dc3-h0042"] and not later["more"] and later["events"] == []
+
+
+def test_the_window_fits_the_pending_and_history_budgets() -> None:
+    """A child's window of programs in flight, drained after continue-as-new is due, stays under the warn limits."""
+    assert limits.WINDOW <= limits.PENDING_BUDGET
+    assert limits.CAN_EVENTS + limits.WINDOW * limits.EVENTS_PER_PROGRAM <= limits.HISTORY_EVENTS_BUDGET
+    assert -(-10_000 // limits.CHUNK_HOSTS) <= limits.PENDING_BUDGET  # a 10,000-host lock: one activity a chunk
