@@ -39,8 +39,10 @@ def _die_with_parent() -> None:
 
 
 # A second server whose histories suggest continue-as-new after 40 events (the default is 4 Ki), so a
-# small fake fleet makes the `hosts` children continue-as-new several times (tests/unit/test_temporal_tree.py).
-SMALL_HISTORY = {"limit.historyCount.suggestContinueAsNew": "40"}
+# small fake fleet makes the `hosts` children continue-as-new several times (tests/unit/test_temporal_tree.py),
+# and that terminates an execution past 400 events (the default is 50 Ki): a 20-host run in one execution
+# (~450 events) would be cut off mid-program, as issue 27 saw at fleet size; the tree must end cleanly.
+SMALL_HISTORY = {"limit.historyCount.suggestContinueAsNew": "40", "limit.historyCount.error": "400"}
 
 
 class DevServer:

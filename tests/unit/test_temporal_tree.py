@@ -29,7 +29,7 @@ from temporalio.service import RPCError
 from temporalio.worker import Worker
 
 from tests.fakes.scenario import FROM, TO, Scenario
-from tests.temporal_server import DevServer
+from tests.temporal_server import SMALL_HISTORY, DevServer
 from tests.unit.fleets import inventory, plan, playbook
 from tests.unit.test_driver_parity import (
     GATED,
@@ -144,6 +144,12 @@ def programs_run(found: list[dict[str, Any]]) -> dict[str, int]:
     return out
 
 
+@pytest.mark.reliability(
+    "the history limit approached: 20 fake hosts on a dev server that suggests continue-as-new every 40 events "
+    "and terminates an execution past 400 (the run's events, ~450 in all, would not fit one execution)",
+    "every execution stays under the limit: the children continue-as-new, the run ends cleanly exactly as the "
+    "local driver's (same journal per host and phase, states, exit code), each program run once",
+)
 def test_children_that_continue_as_new_make_the_local_run(
     fleet: Callable[[Case], Scenario],
     temporal_small_history: DevServer,
@@ -160,7 +166,15 @@ def test_children_that_continue_as_new_make_the_local_run(
     async def watching(handle: WorkflowHandle[Any, Any], journal: Path) -> None:
         await temporal_client.watch(handle, lines)  # `upgrader watch`: the parent, and the child running now
 
-    t_code, t_states, t_found, progress = run_tree(twin, temporal_small_history, steer=watching)
+    executions: list[Any] = []
+
+    async def keep(client: Client, handle: WorkflowHandle[Any, Any]) -> None:
+        executions.extend(await histories(client, handle))
+
+    t_code, t_states, t_found, progress = run_tree(twin, temporal_small_history, steer=watching, inspect=keep)
+    longest = max(len(h.events) for h in executions)
+    total = sum(len(h.events) for h in executions)
+    assert total > int(SMALL_HISTORY["limit.historyCount.error"]) > longest  # one execution would be cut off
     assert {h: st for h, (st, _) in lines.states.items()} == t_states  # the watcher saw every host's end
     said = [json.loads(line) for line in shown.getvalue().splitlines()]
     assert [e["host"] for e in said if e["event"] == "failure"] == ["ch-5"]  # a child's event shown once
@@ -173,7 +187,10 @@ def test_children_that_continue_as_new_make_the_local_run(
     record_property(
         "observed",
         f"exit {t_code} on both; {progress['tree']['children']} children, "
-        f"{progress['tree']['continued']} continues-as-new; programs run {sorted(set(programs_run(t_found).values()))}",
+        f"{progress['tree']['continued']} continues-as-new; programs run "
+        f"{sorted(set(programs_run(t_found).values()))} time(s) each; "
+        f"{total} history events in {len(executions)} executions, the longest {longest} (the server ends one at "
+        f"{SMALL_HISTORY['limit.historyCount.error']})",
     )
 
 

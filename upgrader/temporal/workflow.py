@@ -124,7 +124,7 @@ class UpgradeWorkflow(Interpreter):
         assert self.start is not None and self.policy is not None
         await self.flush()  # the child's records follow ours
         self.children += 1
-        self.child = f"{workflow.info().workflow_id}/hosts-{self.children}"
+        work_id = f"{workflow.info().workflow_id}/hosts-{self.children}"
         unheard = self.unheard_abort()
         work = Hosts(
             start=dataclasses.replace(self.start, run_start={}),
@@ -135,11 +135,12 @@ class UpgradeWorkflow(Interpreter):
             snapshot=self.policy.snapshot(hosts),
             abort=unheard.to_dict() if unheard else None,
         )
-        work_id = self.child
+        child = await workflow.start_child_workflow(HostsWorkflow.run, work, id=work_id, task_queue=CONTROL_QUEUE)
+        self.child = work_id  # from now on an abort signal is passed on (forward)
+        if self.asked_abort is not None and unheard is None and self.policy.abort is None:
+            self.forward(self.asked_abort)  # it came while the child was being started
         try:
-            done: HostsDone = await workflow.execute_child_workflow(
-                HostsWorkflow.run, work, id=work_id, task_queue=CONTROL_QUEUE
-            )
+            done: HostsDone = await child
         finally:
             self.child = None
         self._seq, self.continued = done.seq, self.continued + done.runs - 1
