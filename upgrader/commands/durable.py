@@ -192,7 +192,8 @@ def query(record: dict[str, Any]) -> dict[str, Any] | None:
     async def ask() -> dict[str, Any] | None:
         connection = await temporal.connect(settings.of_record(record["temporal"]))
         try:
-            state: dict[str, Any] = await _handle(connection, record).query("progress")
+            handle = _handle(connection, record)
+            state: dict[str, Any] = await temporal.live_state(connection, handle.id, handle.run_id)
         except RPCError:
             return None
         return state if state.get("run") == record.get("run") else None

@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import re
 import sys
 from typing import Any
 
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle
+from temporalio.client import (
+    Client,
+    WorkflowExecutionStatus,
+    WorkflowFailureError,
+    WorkflowHandle,
+    WorkflowQueryFailedError,
+)
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode, TLSConfig
@@ -148,25 +155,62 @@ async def running_run(client: Client, wid: str) -> str | None:
     return run if isinstance(run, str) else None
 
 
-async def watch(handle: WorkflowHandle[Any, Any], progress: Listener) -> dict[str, Any]:
-    """Mirror the run's state into ``progress`` until it ends; its outcome (the workflow's result)."""
+async def progress(client: Client, wid: str, since: int = 0, run_id: str | None = None) -> dict[str, Any]:
+    """A workflow's `progress` from ``since``, every page of it (each answer under limits.QUERY_BUDGET)."""
+    handle = client.get_workflow_handle(wid, run_id=run_id)
+    state: dict[str, Any] = await handle.query("progress", since)
+    while state.get("more"):
+        page = await handle.query("progress", state["cursor"])
+        page["hosts"] = {**state["hosts"], **page["hosts"]}
+        page["events"] = state["events"] + page["events"]
+        state = page
+    return state
+
+
+async def live_state(client: Client, wid: str, run_id: str | None = None) -> dict[str, Any]:
+    """The run's whole live state: its workflow's, with the hosts of the child that runs some now."""
+    state = await progress(client, wid, 0, run_id)
+    child = (state.get("tree") or {}).get("child")
+    if child:
+        with contextlib.suppress(RPCError, WorkflowQueryFailedError):  # it just ended: the parent has its hosts
+            state["hosts"].update((await progress(client, child))["hosts"])
+    return state
+
+
+async def watch(handle: WorkflowHandle[Any, Any], progress_view: Listener) -> dict[str, Any]:
+    """Mirror the run's state into ``progress_view`` until it ends; its outcome (the workflow's result).
+
+    It asks the run's workflow for what changed since it last asked, and the child workflow running hosts
+    now (hosts_workflow.py) too: the parent takes the child's events over when it ends, marked with the
+    child's id, and those already shown are not shown twice."""
     result = asyncio.ensure_future(handle.result())
-    seen_events = 0
     seen: dict[str, tuple[str, str]] = {}
+    cursors: dict[str, int] = {}  # workflow id → how far its `progress` was read
+    followed: set[str] = set()
+
+    def show(state: dict[str, Any]) -> None:
+        for host, (st, detail, _dc) in state["hosts"].items():
+            if seen.get(host) != (st, detail):
+                seen[host] = (st, detail)
+                progress_view.host_state(host, st, detail)
+        for kind, text, host, *source in state["events"]:
+            if not (source and source[0] in followed):
+                replay(progress_view, kind, text, host or None)
+
     while True:
         finished = result.done()
         try:
-            state = await handle.query("progress")
-        except RPCError:
-            state = None  # the server is away for a moment (a restart): the run is not
-        if isinstance(state, dict):
-            for host, (st, detail, _dc) in state["hosts"].items():
-                if seen.get(host) != (st, detail):
-                    seen[host] = (st, detail)
-                    progress.host_state(host, st, detail)
-            for kind, text, host in state["events"][seen_events:]:
-                replay(progress, kind, text, host or None)
-            seen_events = len(state["events"])
+            state = await progress(handle._client, handle.id, cursors.get(handle.id, 0), handle.run_id)
+            cursors[handle.id] = state["cursor"]
+            show(state)
+            child = (state.get("tree") or {}).get("child")
+            if child:
+                followed.add(child)
+                mine = await progress(handle._client, child, cursors.get(child, 0))
+                cursors[child] = mine["cursor"]
+                show(mine)
+        except (RPCError, WorkflowQueryFailedError):
+            pass  # the server is away for a moment (a restart), or the child just ended: the run is not
         if finished and isinstance(result.exception(), RPCError):
             # The server went away (a restart): the run did not; wait for it again.
             await asyncio.sleep(POLL)

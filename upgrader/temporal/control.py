@@ -22,7 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from temporalio import activity
+from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError
 
 from upgrader import moments, records
 from upgrader.engine import admission
@@ -41,12 +43,15 @@ from upgrader.windows import load_overrides
 
 PLAN_FILE = "plan.json"  # the run's plan in its directory, as a local run writes it
 HELD = 4  # stored plans kept in memory for their parts (runs in flight on this worker)
+PARENTS_KEPT = 10_000  # calling executions remembered (children and their continue-as-new runs)
 
 
 @dataclass
 class Control:
     state_dir: Path
     inventory: Loaded[Inventory]
+    client: Client | None = None  # asks the server whose child a calling workflow is (``owned``)
+    parents: dict[tuple[str, str], str | None] = field(default_factory=dict)  # (id, run id) → its run's execution
     store: Path | None = None  # the artifact store the plans are in (`worker --artifacts`); else the run's
     held: dict[tuple[str, str], bytes] = field(default_factory=dict)  # (store, gz sha256) → verified gzip bytes
 
@@ -64,7 +69,7 @@ class Control:
         for entry in batch.entries:  # what a reader would refuse is not written (RecordError is a ValueError)
             if not isinstance(records.of_entry(entry).event, Event):  # a name outside the vocabulary, as Journal.record
                 raise ValueError(f"run {batch.run_id}: {entry['event']!r} is not a journal event")
-        _owned_by(runs_dir(self.state_dir) / batch.run_id, batch, activity.info().workflow_run_id)
+        await self.owned(runs_dir(self.state_dir) / batch.run_id, batch)
         directory = self.directory(batch.run_id)
         # Any workflow in the namespace can schedule this activity: the only file it can have written into
         # a run's directory is plan.json, once, and only a plan this worker's store holds, verified.
@@ -131,12 +136,40 @@ class Control:
     def all(self) -> list[Any]:
         return [self.record, self.admit, self.notify, self.plan_part]
 
+    async def owned(self, directory: Path, batch: Records) -> None:
+        """Refuse a batch unless its run is the calling workflow execution's own, or that execution is a
+        `hosts` child of the run's (the server says whose child it is: no input of the caller's counts).
+        Otherwise a workflow of anyone's in the namespace could append records to another run's journal (a
+        local run's, whose records `resume` acts on) by naming its id."""
+        info = activity.info()
+        execution = run_execution(directory, batch)
+        if execution is not None and (execution == info.workflow_run_id or execution == await self.parent(info)):
+            return
+        raise ValueError(
+            f"run {batch.run_id} is not this workflow execution's ({info.workflow_run_id}) nor its parent's: "
+            "its records are not written"
+        )
 
-def _owned_by(directory: Path, batch: Records, execution: str | None) -> None:
-    """Refuse a batch unless its run is the calling workflow execution's own: a new run's first record is
-    its run-start naming that execution, an existing run's journal begins with one.  Otherwise a workflow
-    of anyone's in the namespace could append records to another run's journal (a local run's, whose
-    records `resume` acts on) by naming its id."""
+    async def parent(self, info: activity.Info) -> str | None:
+        """The run id of the `upgrade` execution whose `hosts` child the caller is (None: it is none's)."""
+        if self.client is None or info.workflow_id is None or info.workflow_run_id is None:
+            return None
+        key = (info.workflow_id, info.workflow_run_id)
+        if key not in self.parents:
+            try:
+                found = await self.client.get_workflow_handle(key[0], run_id=key[1]).describe()
+            except RPCError:
+                return None  # not cached: asked again next time
+            child = found.workflow_type == "hosts" and found.parent_id is not None
+            if len(self.parents) > PARENTS_KEPT:
+                self.parents.clear()
+            self.parents[key] = found.parent_run_id if child else None
+        return self.parents[key]
+
+
+def run_execution(directory: Path, batch: Records) -> str | None:
+    """The execution a run's records belong to: a new run's first record is its run-start naming that
+    execution, an existing run's journal begins with one."""
     journal = directory / JOURNAL
     if journal.exists():
         with journal.open("rb") as fh:
@@ -147,10 +180,10 @@ def _owned_by(directory: Path, batch: Records, execution: str | None) -> None:
             start = None
     else:
         start = records.of_entry(batch.entries[0]) if batch.entries else None
-    if execution is None or not isinstance(start, RunStart) or start.fields.get("execution") != execution:
-        raise ValueError(
-            f"run {batch.run_id} is not this workflow execution's ({execution}): its records are not written"
-        )
+    if not isinstance(start, RunStart):
+        return None
+    execution = start.fields.get("execution")
+    return execution if isinstance(execution, str) else None
 
 
 def append(path: Path, entries: list[dict[str, Any]]) -> int:

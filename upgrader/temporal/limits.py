@@ -48,6 +48,28 @@ HISTORY_BYTES_BUDGET = HISTORY_BYTES_WARN
 PENDING_BUDGET = 1000  # pending activities, and child workflows, per execution: half the server's 2,000
 QUERY_BUDGET = 1 * MiB  # a query's answer (`progress`): half the blob error limit it is held to
 
+# ---------------------------------------------------------------- the tree of workflows (hosts_workflow.py)
+# A child continues-as-new when the server suggests it, or at the latest here (a server that does not suggest).
+CAN_EVENTS = HISTORY_EVENTS_SUGGEST_CAN
+# History events one host program adds to its child's history: 13.7 measured on a 40-host run
+# (tests/unit/test_temporal_tree.py), with margin.
+EVENTS_PER_PROGRAM = 15
+# Host programs one `hosts` child runs at once (its sliding window).  Each has at most one activity pending
+# (PENDING_BUDGET), and once continue-as-new is due the programs in flight still end in the same execution,
+# so their events must fit between CAN_EVENTS and the warn limit: (10,240 - 4,096) // 15 = 409.
+WINDOW = min(PENDING_BUDGET, (HISTORY_EVENTS_BUDGET - CAN_EVENTS) // EVENTS_PER_PROGRAM)
+# Hosts per `hosts` child: its input and result carry each host's state (~150 B) and its name, and its
+# continue-as-new input the same: 1,000 hosts stay a fraction of PAYLOAD_BUDGET.  A larger phase or rollback
+# is run by one child after another, each ending its hosts before the next begins.
+CHILD_HOSTS = 1000
+# Hosts per datacenter activity (lock, stage, unstage, release): each carries the hosts' states and facts
+# in, and their states and records out (tests/unit/test_temporal_tree.py measures them at 1,000 hosts).
+CHUNK_HOSTS = 200
+# `progress` (the live view): at most this many hosts an answer (~80 B each; a watcher asks on from the cursor),
+# and the newest events each workflow keeps for `watch` (~150 B each): an answer stays far under QUERY_BUDGET.
+PROGRESS_HOSTS = 2000
+WATCH_EVENTS = 1000
+
 # Host programs started per second on one datacenter's task queue, by all its workers together (the
 # server enforces it: Worker(max_task_queue_activities_per_second=...)), `worker --activities-per-second`.
 # Each host program opens its SSH connection through the datacenter's jump host: the handshakes cost the

@@ -115,3 +115,33 @@ class Notice:
     version: str
     run: str
     details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Hosts:
+    """A `hosts` child workflow's input: some hosts of a phase (or of a rollback) and the policy's state.
+
+    The child runs ``hosts[next:]`` with a sliding window of ``window`` programs; a continue-as-new
+    carries this on with ``next``, ``seq``, ``snapshot`` and ``events`` brought up to date."""
+
+    start: Start  # the run's (its run_start left out: the parent wrote it)
+    kind: str  # "phase": each host's program (RunHosts); "rollback": each host's rollback (RollBack)
+    hosts: list[str]
+    window: int
+    seq: int  # the journal's last seq: the child's records go on from it
+    snapshot: dict[str, Any]  # engine/policy_state.PolicyState.snapshot(hosts)
+    abort: dict[str, Any] | None = None  # an abort signal the policy has not heard yet (gates.Decision)
+    next: int = 0  # hosts[:next] were started by an earlier run of this child
+    events: list[list[Any]] = field(default_factory=list)  # for `watch`: [cursor, kind, text, host, source]
+    cursor: int = 0  # its `progress` cursor goes on across continue-as-new (a watcher asks from where it was)
+    runs: int = 1  # this child's runs so far (each continue-as-new adds one)
+
+
+@dataclass
+class HostsDone:
+    """What a `hosts` child hands back: the policy's state with its hosts', the next seq, its events."""
+
+    snapshot: dict[str, Any]
+    seq: int
+    events: list[list[Any]] = field(default_factory=list)
+    runs: int = 1

@@ -28,6 +28,7 @@ from upgrader.planning import signing
 from upgrader.temporal import limits
 from upgrader.temporal.activities import HostWork
 from upgrader.temporal.control import Control
+from upgrader.temporal.hosts_workflow import HostsWorkflow
 from upgrader.temporal.settings import CONTROL_QUEUE, queue
 from upgrader.temporal.workflow import UpgradeWorkflow
 from upgrader.transport.base import Endpoint, Timeouts, Transport
@@ -95,8 +96,8 @@ def workers(
             Worker(
                 client,
                 task_queue=CONTROL_QUEUE,
-                workflows=[UpgradeWorkflow],
-                activities=Control(state_dir, inventory, store=artifacts).all(),
+                workflows=[UpgradeWorkflow, HostsWorkflow],
+                activities=Control(state_dir, inventory, client, store=artifacts).all(),
                 workflow_runner=SandboxedWorkflowRunner(
                     restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSED_THROUGH)
                 ),
