@@ -17,7 +17,7 @@ import datetime as dt
 import pytest
 
 from lab import reliability
-from tests.temporal_server import temporal_server  # noqa: F401  (one Temporal dev server per session, for tests that ask)
+from tests.temporal_server import temporal_server, temporal_small_history  # noqa: F401  (one Temporal dev server per session, for tests that ask)
 
 _WRITTEN = pytest.StashKey[str]()
 _rows: dict[str, dict[str, str]] = {}

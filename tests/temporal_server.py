@@ -38,10 +38,18 @@ def _die_with_parent() -> None:
     ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
+# A second server whose histories suggest continue-as-new after 40 events (the default is 4 Ki), so a
+# small fake fleet makes the `hosts` children continue-as-new several times (tests/unit/test_temporal_tree.py),
+# and that terminates an execution past 400 events (the default is 50 Ki): a 20-host run in one execution
+# (~450 events) would be cut off mid-program, as issue 27 saw at fleet size; the tree must end cleanly.
+SMALL_HISTORY = {"limit.historyCount.suggestContinueAsNew": "40", "limit.historyCount.error": "400"}
+
+
 class DevServer:
-    def __init__(self, directory: Path, search_attributes: bool = True) -> None:
+    def __init__(self, directory: Path, search_attributes: bool = True, dynamic: dict[str, str] | None = None) -> None:
         self.directory = directory
         self.search_attributes = search_attributes  # False: a server nobody registered them on
+        self.dynamic = dict(dynamic or {})  # --dynamic-config-value KEY=VALUE: the server's limits changed
         self.port = free_port()
         self.db = directory / "temporal.db"
         self.log = directory / "temporal.log"
@@ -69,6 +77,7 @@ class DevServer:
             "warn",
             # the search attributes runs are started with (upgrader/temporal/search.py), as an operator registers them
             *(arg for pair in self.registered() for arg in ("--search-attribute", pair)),
+            *(arg for k, v in sorted(self.dynamic.items()) for arg in ("--dynamic-config-value", f"{k}={v}")),
         ]
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(
@@ -119,6 +128,18 @@ class DevServer:
 @pytest.fixture(scope="session")
 def temporal_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevServer]:
     server = DevServer(tmp_path_factory.mktemp("temporal"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def temporal_small_history(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevServer]:
+    """A second dev server (started only when a test asks for it, stopped by its PID) whose histories suggest
+    continue-as-new early: ``SMALL_HISTORY``."""
+    server = DevServer(tmp_path_factory.mktemp("temporal-small"), dynamic=SMALL_HISTORY)
     server.start()
     try:
         yield server

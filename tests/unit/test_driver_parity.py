@@ -33,7 +33,7 @@ from upgrader.errors import TransportError
 from upgrader.journal import Journal, read
 from upgrader.loading.inputs import load_inventory
 from upgrader.planning import signing
-from upgrader.temporal import worker
+from upgrader.temporal import plan_store, worker
 from upgrader.temporal.messages import Start
 from upgrader.temporal.settings import CONTROL_QUEUE
 
@@ -230,14 +230,15 @@ def run_temporal(case: Case, s: Scenario, server: DevServer) -> tuple[int, dict[
         async with contextlib.AsyncExitStack() as stack:
             for w in running:
                 await stack.enter_async_context(w)
+            text = plan_store.text_of(s.plan)
             start = Start(
                 run_id=run_id,
-                plan=s.plan.to_json(),
+                plan=plan_store.store(s.artifacts, text),
                 operator="pytest@ctl",
                 artifacts=str(s.artifacts),
                 run_start={"seq": 1, "at": "2026-12-05T00:00:00.000+00:00", "event": "run-start", "run": run_id},
             )
-            start.signature = signing.sign_run(start.plan, run_id, start.python, start.break_lock, KEY)
+            start.signature = signing.sign_run(text, run_id, start.python, start.break_lock, KEY)
             handle = await client.start_workflow(
                 "upgrade",
                 start,

@@ -256,21 +256,27 @@ def test_every_systemctl_command_the_agent_runs_is_in_the_plan() -> None:
 
 @pytest.mark.reliability(
     "a workflow of anyone's in the namespace schedules the control worker's 'record' activity "
-    "with a file named '../../x', or with records for another execution's (or a local) run",
+    "with a plan reference naming a path ('../../x') or a plan its store does not hold, or with records for "
+    "another execution's (or a local) run",
     "refused: nothing is written outside the run's directory, nor into a run that is not the calling execution's own",
 )
 def test_the_control_worker_writes_only_its_own_run_files(tmp_path: Path, record_property: Record) -> None:
     import asyncio
     import dataclasses
+    import gzip
+    import hashlib
 
+    from temporalio.exceptions import ApplicationError
     from temporalio.testing import ActivityEnvironment
 
     from upgrader.loading.inputs import load_inventory
     from upgrader.temporal.control import Control
-    from upgrader.temporal.messages import Records
+    from upgrader.temporal.messages import PlanRef, Records
 
     state = tmp_path / "state"
-    control = Control(state, load_inventory(INVENTORY))
+    store = tmp_path / "artifacts"
+    store.mkdir()
+    control = Control(state, load_inventory(INVENTORY), store=store)
 
     def as_execution(execution: str, batch: Records) -> object:
         env = ActivityEnvironment()
@@ -287,13 +293,21 @@ def test_the_control_worker_writes_only_its_own_run_files(tmp_path: Path, record
         }
 
     target = tmp_path / "planted.txt"
-    with pytest.raises(ValueError, match="refusing to write"):
-        as_execution(
-            "E1", Records("20260101T000000Z-ordergw-0001", [start(1, "E1")], {"../../planted.txt": "echo owned\n"})
-        )
-    assert not target.exists()
+    (store / "plans").mkdir(mode=0o700)
+    planted = gzip.compress(b"echo owned\n", mtime=0)  # not the plan its name says
+    (store / "plans" / f"{'0' * 64}.json.gz").write_bytes(planted)
+    gz_sha = hashlib.sha256(planted).hexdigest()  # the file named as it is: only the plan's own hash is wrong
+    pathname = PlanRef("../../planted.txt", 11, len(planted), 1, gz_sha)
+    unstored = PlanRef("1" * 64, 11, len(planted), 1, gz_sha)
+    misnamed = PlanRef("0" * 64, 11, len(planted), 1, gz_sha)
+    refusals = []
+    for ref in (pathname, unstored, misnamed):
+        with pytest.raises(ApplicationError) as refused:
+            as_execution("E1", Records("20260101T000000Z-ordergw-0001", [start(1, "E1")], ref))
+        refusals.append(refused.value.type)
+    assert not target.exists() and not (state / "runs" / "20260101T000000Z-ordergw-0001" / "journal.jsonl").exists()
     run = "20260101T000000Z-ordergw-0002"
-    assert as_execution("E1", Records(run, [start(1, "E1")], {"plan.json": "{}"})) == 1  # the control
+    assert as_execution("E1", Records(run, [start(1, "E1")])) == 1  # the control
     journal = state / "runs" / run / "journal.jsonl"
     before = journal.read_text()
     forged = {"seq": 2, "at": "2026-12-04T00:00:01.000+00:00", "event": "run-end", "status": "succeeded"}
@@ -306,7 +320,8 @@ def test_the_control_worker_writes_only_its_own_run_files(tmp_path: Path, record
     assert as_execution("E1", Records(run, [forged])) == 1  # its own execution goes on writing
     record_property(
         "observed",
-        f"'../../planted.txt' refused ({target.name} exists: {target.exists()}); another "
+        f"a plan named '../../planted.txt', one not stored and one not what its name says refused "
+        f"({refusals}; {target.name} exists: {target.exists()}); another "
         "execution's and a local run's journals unchanged; the run's own execution wrote its record",
     )
 

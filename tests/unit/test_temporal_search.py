@@ -30,8 +30,8 @@ from upgrader.engine.gates import DecisionKind
 from upgrader.engine.host_actions import HostActions
 from upgrader.loading.inputs import load_inventory
 from upgrader.temporal import client as temporal
-from upgrader.temporal import search, settings, worker
-from upgrader.temporal.messages import Start
+from upgrader.temporal import plan_store, search, settings, worker
+from upgrader.temporal.messages import PlanRef, Start
 from upgrader.temporal.search import Labels
 from upgrader.vocabulary import Event
 
@@ -95,12 +95,14 @@ def controller_run(
         async with contextlib.AsyncExitStack() as stack:
             for w in running:
                 await stack.enter_async_context(w)
+            store = tmp / "artifacts"
+            store.mkdir(exist_ok=True)
             start = signed(
                 Start(
                     run_id=run_id,
-                    plan=plan.to_json(),
+                    plan=plan_store.store(store, plan_store.text_of(plan)),
                     operator=f"{controller}@desk",
-                    artifacts=str(tmp),
+                    artifacts=str(store),
                     run_start={"seq": 1, "event": "run-start", "kind": "apply", "run": run_id, "engine": "temporal"},
                 )
             )
@@ -215,7 +217,9 @@ def test_a_server_without_the_attributes_still_runs_upgrades_and_says_how_to_reg
     bare.start()
     try:
         run_id = "20261201T000000Z-app-0bad"
-        start = Start(run_id=run_id, plan="{}", operator="pytest@ctl", artifacts=str(tmp_path))
+        start = Start(
+            run_id=run_id, plan=PlanRef("0" * 64, 2, 22, 1, "1" * 64), operator="pytest@ctl", artifacts=str(tmp_path)
+        )
         labels = Labels(run_id, "app", "2.0.0", ["ny5"], "pytest@ctl")
 
         async def go() -> tuple[str, Any]:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gzip
+import io
 import json
 import secrets
 from collections.abc import Awaitable, Callable
@@ -19,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
+from temporalio.exceptions import ApplicationError
 
 from tests.temporal_server import DevServer
 from tests.unit.test_plan_ops import CASES, Agent, FakeTransport, case_plan
@@ -30,8 +33,8 @@ from upgrader.journal import read
 from upgrader.loading.inputs import load_inventory
 from upgrader.models.plan import Plan
 from upgrader.planning import signing
-from upgrader.temporal import worker
-from upgrader.temporal.messages import Start
+from upgrader.temporal import plan_store, worker
+from upgrader.temporal.messages import PlanRef, Start
 from upgrader.temporal.settings import CONTROL_QUEUE
 
 
@@ -78,9 +81,14 @@ def quick(plan: Plan) -> Plan:
 KEY = b"test-plan-key-0123456789abcdef"  # the controllers' and the datacenter workers' plan key
 
 
+def stored_text(start: Start) -> str:
+    """The plan ``start`` names, as stored in its artifact store."""
+    return plan_store.read(Path(start.artifacts), start.plan)
+
+
 def signed(start: Start) -> Start:
     """``start`` as `apply --engine temporal` starts it: signed with the plan key."""
-    start.signature = signing.sign_run(start.plan, start.run_id, start.python, start.break_lock, KEY)
+    start.signature = signing.sign_run(stored_text(start), start.run_id, start.python, start.break_lock, KEY)
     return start
 
 
@@ -94,7 +102,12 @@ def run_workflow(
     steer: Steer | None = None,
     control_inventory: Path | None = None,
     forge: Callable[[Start], Start] = signed,
+    worker_store: Path | None = None,
+    failed: list[WorkflowFailureError] | None = None,
 ) -> tuple[Agent, dict[str, Any], list[dict[str, Any]], Plan]:
+    """The case's plan run on the dev server with the real workers; its plan stored in ``tmp``/artifacts (the
+    controller's, the control worker's and, unless ``worker_store`` is given, the datacenter workers' store).
+    ``failed``: the workflow may fail (its error is put there, the outcome is empty)."""
     plan = quick(case_plan(case))
     agent = Agent(plan, fail)
     monkeypatch.setattr(remote.Session, "call", lambda session, **kw: agent(session, **kw))
@@ -102,6 +115,9 @@ def run_workflow(
     inventory = load_inventory(CASES / case / "inventory.yml")
     run_id = f"20261201T000000Z-{plan.component}-{secrets.token_hex(2)}"
     state = tmp / "state"
+    store = tmp / "artifacts"
+    store.mkdir(exist_ok=True)
+    ref = plan_store.store(store, plan_store.text_of(plan))
 
     async def go() -> dict[str, Any]:
         client = await Client.connect(server.address)
@@ -111,6 +127,7 @@ def run_workflow(
             datacenters=list(inventory.model.datacenters),
             control=False,
             state_dir=state,
+            artifacts=worker_store,
             factory=Transport,  # type: ignore[arg-type]
             quiet=True,
             plan_key=KEY,
@@ -123,9 +140,9 @@ def run_workflow(
             start = forge(
                 Start(
                     run_id=run_id,
-                    plan=plan.to_json(),
+                    plan=ref,
                     operator="pytest@ctl",
-                    artifacts=str(tmp),
+                    artifacts=str(store),
                     run_start={
                         "seq": 1,
                         "at": "2026-12-01T00:00:00.000+00:00",
@@ -146,7 +163,13 @@ def run_workflow(
             )
             if steer is not None:
                 await steer(handle, state / "runs" / run_id / "journal.jsonl")
-            result: dict[str, Any] = await handle.result()
+            try:
+                result: dict[str, Any] = await handle.result()
+            except WorkflowFailureError as exc:
+                if failed is None:
+                    raise
+                failed.append(exc)
+                return {}
             return result
 
     outcome = asyncio.run(go())
@@ -176,6 +199,9 @@ def test_the_workflow_sends_exactly_the_plans_steps(
     assert entries[-1]["event"] == "run-end" and entries[-1]["hosts"][plan.hosts[0].host]["version"]
     begins = [e["host"] for e in entries if e["event"] == "host-begin"]
     assert sorted(begins) == sorted(h.host for h in plan.hosts)
+    # the run's plan.json, copied by the control worker from the store, is the file a local run writes
+    assert (in_tmp / "state" / "runs" / entries[0]["run"] / "plan.json").read_text() == plan.to_json()
+    assert entries[0]["hosts"] == [h.host for h in plan.hosts]  # added by the workflow, not carried by the start
 
 
 def test_a_failed_host_is_rolled_back_per_the_policy(
@@ -269,10 +295,10 @@ def test_the_inventory_webhooks_hear_of_the_run(
 # ---------------------------------------------------------------- issue 25 §7: the worker's trust boundary
 
 
-def _forged_plan(start: Start) -> str:
+def _forged_text(start: Start) -> str:
     """The run's plan with a command of the forger's choosing as every host's first live step, sealed again
     (its content hash recomputed, as anyone can)."""
-    data = json.loads(start.plan)
+    data = json.loads(stored_text(start))
     for op in data["operations"]:  # each written once, run by every host whose program names it
         if op.get("op") == "precheck":
             op["commands"] = [
@@ -285,7 +311,12 @@ def _forged_plan(start: Start) -> str:
                     "command": {"argv": ["/bin/sh", "-c", "id > /tmp/owned"]},
                 }
             ]
-    return Plan.from_data(data).model_copy(update={"content_hash": ""}).sealed().to_json()
+    return plan_store.text_of(Plan.from_data(data).model_copy(update={"content_hash": ""}).sealed())
+
+
+def _forged_plan(start: Start) -> PlanRef:
+    """The forged plan stored beside the genuine one (as if the forger could write the artifact store)."""
+    return plan_store.store(Path(start.artifacts), _forged_text(start))
 
 
 def _unsigned(start: Start) -> Start:
@@ -296,7 +327,7 @@ def _unsigned(start: Start) -> Start:
 def _other_key(start: Start) -> Start:
     start.plan = _forged_plan(start)
     start.signature = signing.sign_run(
-        start.plan, start.run_id, start.python, start.break_lock, b"the-forgers-own-key-0123456789"
+        stored_text(start), start.run_id, start.python, start.break_lock, b"the-forgers-own-key-0123456789"
     )
     return start
 
@@ -334,8 +365,6 @@ def test_a_forged_plan_is_refused_by_the_worker(
     monkeypatch: pytest.MonkeyPatch,
     record_property: Callable[[str, object], None],
 ) -> None:
-    from temporalio.client import WorkflowFailureError
-
     try:
         agent, outcome, _, plan = run_workflow(
             temporal_server, "two_dcs_order_pause", in_tmp, monkeypatch, forge=FORGERIES[forgery]
@@ -349,6 +378,155 @@ def test_a_forged_plan_is_refused_by_the_worker(
     )
     assert all(not ops for ops in sent.values()), sent
     assert outcome["exit_code"] != 0
+
+
+# ---------------------------------------------------------------- issue 27 §1: the plan by reference
+
+
+def _copy_into(store: Path, start: Start, data: bytes) -> Path:
+    """``data`` as the datacenter workers' copy of the run's plan file (their own artifact store)."""
+    (store / "plans").mkdir(mode=0o700, exist_ok=True)
+    target = plan_store.path_of(store, start.plan)
+    target.write_bytes(data)
+    return target
+
+
+@pytest.mark.reliability(
+    "the datacenter workers' artifact store (worker --artifacts) lacks the run's plan, holds it with one byte "
+    "changed, or holds another plan (a forged one, gzipped properly) under the run's plan's name",
+    "each datacenter worker refuses it before any host is sent anything; the run ends refused (exit 1) in one "
+    "line naming the path (and, when missing, how to put it there)",
+)
+@pytest.mark.parametrize("copy", ["missing", "byte flipped", "swapped for a forged plan"])
+def test_a_datacenter_worker_runs_only_the_plan_file_the_controller_stored(
+    copy: str,
+    temporal_server: DevServer,
+    in_tmp: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    record_property: Callable[[str, object], None],
+) -> None:
+    theirs = in_tmp / "dc-artifacts"
+    theirs.mkdir()
+
+    def prepare(start: Start) -> Start:
+        signed(start)
+        good = plan_store.path_of(Path(start.artifacts), start.plan).read_bytes()
+        if copy == "byte flipped":
+            raw = bytearray(good)
+            raw[len(raw) // 2] ^= 0x20
+            _copy_into(theirs, start, bytes(raw))
+        elif copy == "swapped for a forged plan":
+            _copy_into(theirs, start, gzip.compress(_forged_text(start).encode(), mtime=0))
+        return start
+
+    agent, outcome, entries, plan = run_workflow(
+        temporal_server, "two_dcs_order_pause", in_tmp, monkeypatch, forge=prepare, worker_store=theirs
+    )
+    sent = sum(len(agent.program(h.host)) for h in plan.hosts)
+    message = str(outcome.get("message"))
+    record_property(
+        "observed",
+        f"{copy}: run ended {outcome['status']} (exit {outcome['exit_code']}): {message[:240]}; "
+        f"operations sent to hosts: {sent}",
+    )
+    assert (outcome["exit_code"], outcome["status"]) == (1, "refused") and sent == 0
+    assert "\n" not in message and str(theirs / "plans") in message
+    assert [e["event"] for e in entries] == ["run-start", "run-end"]  # nothing locked, nothing run
+    if copy == "missing":
+        assert "--artifacts" in message and "copy the controller's" in message
+
+
+@pytest.mark.reliability(
+    "the control worker's copy of the run's plan has one byte changed after the run was signed (the datacenter "
+    "workers hold a good copy), or the control worker serves the workflow other bytes than its file's",
+    "the workflow's load refuses the plan before anything is recorded, locked or run; the client reports a "
+    "plan-store refusal (exit 1) naming the plan, not a failed run",
+)
+@pytest.mark.parametrize("lie", ["control store tampered", "control worker serves other bytes"])
+def test_the_workflow_loads_only_the_plan_its_reference_names(
+    lie: str,
+    temporal_server: DevServer,
+    in_tmp: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    record_property: Callable[[str, object], None],
+) -> None:
+    from upgrader.engine.progress import Lines
+    from upgrader.temporal import client as temporal
+    from upgrader.temporal.control import Control
+
+    theirs = in_tmp / "dc-artifacts"
+    theirs.mkdir()
+
+    def flipped(data: bytes) -> bytes:
+        raw = bytearray(data)
+        raw[len(raw) // 2] ^= 0x20
+        return bytes(raw)
+
+    def prepare(start: Start) -> Start:
+        signed(start)
+        path = plan_store.path_of(Path(start.artifacts), start.plan)
+        _copy_into(theirs, start, path.read_bytes())  # the datacenter workers' copy is the good one
+        if lie == "control store tampered":
+            path.write_bytes(flipped(path.read_bytes()))
+        else:
+            good = path.read_bytes()
+
+            async def lying(self: Control, ref: PlanRef, artifacts: str) -> bytes:
+                return flipped(good)
+
+            monkeypatch.setattr(Control, "gz", lying)
+        return start
+
+    client_saw: list[str] = []
+
+    async def watch(handle: WorkflowHandle[Any, Any], journal: Path) -> None:
+        with pytest.raises(plan_store.PlanStoreError) as refused:
+            await temporal.watch(handle, Lines("plain", stream=io.StringIO()))
+        client_saw.append(str(refused.value))
+
+    failed: list[WorkflowFailureError] = []
+    agent, _, entries, plan = run_workflow(
+        temporal_server,
+        "two_dcs_order_pause",
+        in_tmp,
+        monkeypatch,
+        forge=prepare,
+        worker_store=theirs,
+        steer=watch,
+        failed=failed,
+    )
+    sent = sum(len(agent.program(h.host)) for h in plan.hosts)
+    cause = failed[0].cause if failed else None
+    record_property(
+        "observed",
+        f"{lie}: workflow failed with {getattr(cause, 'type', None)}: {str(cause)[:160]}; journal records: "
+        f"{len(entries)}; operations sent to hosts: {sent}; the client said: {(client_saw or [''])[0][:200]}",
+    )
+    assert isinstance(cause, ApplicationError) and cause.type == "PlanStoreError"
+    assert sent == 0 and entries == []
+    assert client_saw and "could not read its plan" in client_saw[0] and "\n" not in client_saw[0]
+
+
+def test_a_plan_of_several_parts_is_fetched_at_once_and_joined(
+    temporal_server: DevServer, in_tmp: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Parts of 400 bytes (instead of 256 KiB): the workflow asks for them all at once and the run succeeds."""
+    monkeypatch.setattr(plan_store, "PART", 400)
+    seen: dict[str, Any] = {}
+
+    async def history(handle: WorkflowHandle[Any, Any], journal: Path) -> None:
+        await handle.result()
+        events = [
+            e for e in (await handle.fetch_history()).events if e.HasField("activity_task_scheduled_event_attributes")
+        ]
+        names = [e.activity_task_scheduled_event_attributes.activity_type.name for e in events]
+        seen["parts"] = names.count("plan_part")
+        seen["first"] = names[: seen["parts"]]
+
+    _, outcome, _, plan = run_workflow(temporal_server, "multi_hop", in_tmp, monkeypatch, steer=history)
+    gz_size = plan_store.store(in_tmp / "artifacts", plan_store.text_of(plan)).gz_size
+    assert outcome["exit_code"] == 0, outcome
+    assert seen["parts"] == -(-gz_size // 400) > 2 and seen["first"] == ["plan_part"] * seen["parts"]
 
 
 def test_a_datacenter_worker_needs_a_plan_key() -> None:

@@ -10,6 +10,7 @@ import argparse
 import contextlib
 import sys
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from upgrader.cli.logs import say
@@ -52,10 +53,30 @@ def apply(args: argparse.Namespace, plan: Plan, inventory: Inventory, verdict: A
             "--engine temporal needs the plan key: the datacenter workers run only plans signed with it",
             f"give --plan-key FILE or set ${signing.ENV} (the key the workers hold); nothing was changed",
         )
+    wid, start = make_start(args, plan, inventory, verdict, found, secret)
+    import asyncio
+
+    datacenters = sorted({h.datacenter for h in plan.hosts})
+    return asyncio.run(_start_and_watch(args, found, wid, start, datacenters))
+
+
+def make_start(
+    args: argparse.Namespace,
+    plan: Plan,
+    inventory: Inventory,
+    verdict: Any,
+    found: settings.Settings,
+    secret: bytes,
+) -> tuple[str, Start]:
+    """The run's workflow id and start input: the plan stored in the artifact store (temporal/plan_store.py)
+    and named by its reference, the run signed with ``secret``."""
+    from upgrader.planning import signing
+    from upgrader.temporal import plan_store
+
     who = operator()
     run_id = new_run_id(plan.component, datetime.now(UTC))
     offset = (args.now - datetime.now(UTC)).total_seconds() if args.now else 0.0
-    run_start = {
+    run_start = {  # the journal's first record; its "hosts" the workflow adds from the plan (a small start)
         "seq": 1,
         "at": datetime.now(UTC).isoformat(timespec="milliseconds"),
         "event": "run-start",
@@ -66,7 +87,6 @@ def apply(args: argparse.Namespace, plan: Plan, inventory: Inventory, verdict: A
         "plan_hash": plan.content_hash,
         "operator": who,
         "argv": sys.argv[1:],
-        "hosts": [h.host for h in plan.hosts],
         "break_lock": args.break_lock,
         "inventory_path": str(args.inventory.resolve()),
         "artifacts": str(live.artifacts_dir(args).resolve()),
@@ -78,10 +98,12 @@ def apply(args: argparse.Namespace, plan: Plan, inventory: Inventory, verdict: A
 
     wid = workflow_id(plan.component, inventory.name)
     run_start["workflow_id"] = wid
-    text = plan.to_json()
+    # The plan by reference: stored where the datacenter workers read releases, the start carries its hash.
+    text = plan_store.text_of(plan)
+    ref = plan_store.store(Path(run_start["artifacts"]), text)
     start = Start(
         run_id=run_id,
-        plan=text,
+        plan=ref,
         operator=who,
         artifacts=run_start["artifacts"],
         python=args.python,
@@ -92,10 +114,7 @@ def apply(args: argparse.Namespace, plan: Plan, inventory: Inventory, verdict: A
         run_start=run_start,
         signature=signing.sign_run(text, run_id, args.python, args.break_lock, secret),
     )
-    import asyncio
-
-    datacenters = sorted({h.datacenter for h in plan.hosts})
-    return asyncio.run(_start_and_watch(args, found, wid, start, datacenters))
+    return wid, start
 
 
 async def _start_and_watch(
@@ -173,7 +192,8 @@ def query(record: dict[str, Any]) -> dict[str, Any] | None:
     async def ask() -> dict[str, Any] | None:
         connection = await temporal.connect(settings.of_record(record["temporal"]))
         try:
-            state: dict[str, Any] = await _handle(connection, record).query("progress")
+            handle = _handle(connection, record)
+            state: dict[str, Any] = await temporal.live_state(connection, handle.id, handle.run_id)
         except RPCError:
             return None
         return state if state.get("run") == record.get("run") else None

@@ -32,7 +32,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="also run the workflows and write their journals into --state-dir (the desk's worker)",
     )
     parser.add_argument(
-        "--artifacts", type=Path, help="artifact store here (default: the path the controller gave the run)"
+        "--artifacts",
+        type=Path,
+        help="the artifact store (release tarballs, and the runs' stored plans in plans/) is here "
+        "(default: the path the controller gave the run)",
     )
     parser.add_argument(
         "--plan-key",

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from upgrader.models.plan import GroupLimit
 
@@ -116,6 +117,23 @@ class Unavailable:
     def is_down(self, host: str) -> bool:
         with self._cond:
             return any(host in self._down[g] for g in self._of.get(host, ()))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Who is down now, as JSON (the limits are the plan's): what a Temporal child workflow is handed."""
+        with self._cond:
+            return {
+                "down": {g: sorted(hosts) for g, hosts in sorted(self._down.items()) if hosts},
+                "stuck": sorted(self._stuck),
+                "awaiting": sorted(self._awaiting),
+            }
+
+    def load(self, data: dict[str, Any]) -> None:
+        """Take over ``to_dict``'s state (of groups this plan has: another plan's names are ignored)."""
+        with self._cond:
+            down = data.get("down", {})
+            self._down = {g: set(down.get(g, ())) for g in self._limit}
+            self._stuck, self._awaiting = set(data.get("stuck", ())), set(data.get("awaiting", ()))
+            self._cond.notify_all()
 
     def down_first(self, hosts: list[str]) -> list[str]:
         """``hosts`` with those counted down already first, so that they are rolled back (and free their slots)

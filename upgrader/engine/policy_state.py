@@ -6,10 +6,10 @@ Also what the drivers need to run a program: ``Program`` (a generator of actions
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass, field
 from itertools import zip_longest
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from upgrader.engine.gates import Decision
 from upgrader.engine.groups import Unavailable
@@ -70,6 +70,46 @@ class PolicyState:
         self.locked: set[str] = set()  # hosts whose lock this run took (the driver says)
         self.recovered: set[str] = set()  # hosts put back after a lost worker: their program ran again once
         self.phase: Phase | None = None  # the phase whose hosts run now
+
+    # ------------------------------------------------------------ handing the state over
+    def snapshot(self, hosts: Iterable[str] | None = None) -> dict[str, Any]:
+        """What the run has decided so far, as JSON: what another policy on the same plan needs to go on
+        (a Temporal child workflow for a phase's hosts, and its continue-as-new).
+
+        ``hosts``: only these hosts' states (a child's share; at 10,000 hosts all states would not fit
+        one Temporal payload).  ``locked`` is the driver's (it says which locks it took) and stays out;
+        ``phase`` goes by its index (a host program reads only its kind)."""
+        names = list(self.hosts) if hosts is None else list(hosts)
+        return {
+            "failures": self.failures,
+            "failures_in": dict(sorted(self.failures_in.items())),
+            "in_flight": dict(sorted(self.in_flight.items())),
+            "halted": self.halted,
+            "resumable": self.resumable,
+            "signalled": self.signalled,
+            "stop_now": self.stop_now,
+            "held": self.held,
+            "abort": self.abort.to_dict() if self.abort else None,
+            "abort_handled": self._abort_handled,
+            "recovered": sorted(self.recovered),
+            "phase": self.phase.index if self.phase else None,
+            "groups": self.down.to_dict(),
+            "hosts": {h: self.hosts[h].fields() for h in names},
+        }
+
+    def restore(self, data: dict[str, Any]) -> None:
+        """Take over ``snapshot``'s state: the run-wide fields replaced, the hosts it names loaded."""
+        self.failures, self.failures_in = int(data["failures"]), dict(data["failures_in"])
+        self.in_flight = dict(data["in_flight"])
+        self.halted, self.resumable = data["halted"], bool(data["resumable"])
+        self.signalled, self.stop_now, self.held = data["signalled"], bool(data["stop_now"]), bool(data["held"])
+        self.abort = Decision.from_dict(data["abort"]) if data["abort"] is not None else None
+        self._abort_handled = bool(data["abort_handled"])
+        self.recovered = set(data["recovered"])
+        self.phase = self.plan.phases[data["phase"]] if data["phase"] is not None else None
+        self.down.load(data["groups"])
+        for host, fields in data["hosts"].items():
+            self.hosts[host].load(fields)
 
     # ------------------------------------------------------------ queries the drivers ask
     def stopping(self) -> bool:

@@ -7,12 +7,14 @@ plan's own step operations through the host's Session on this worker's Pool.  An
 nothing: it reports what happened, and the workflow's policy (engine/policy.py) decides.  The engine's journal records
 are collected (``Collected``) and handed back to the workflow, which writes them in order.
 
-The plan comes from the workflow (its ``plan_json`` query), and nothing the workflow says is trusted:
-anyone who can start a workflow in the namespace can run a workflow of their own that names any plan
-and any hash.  So a plan runs only if the controller's signature (``plan_signature``: HMAC-SHA256
-with the plan key, planning/signing.sign_run) vouches for it together with the run id, the python
-and the break_lock of this very activity, under the key this worker holds; then it must hash to the
-hash the workflow names and have been made from this worker's inventory file, byte for byte.
+The plan is read from this worker's artifact store, by the reference the workflow gives (``Work.plan``:
+plan_store.py, ``<store>/plans/<sha256>.json.gz``), and its size and sha256 are checked.  Nothing the
+workflow says is trusted: anyone who can start a workflow in the namespace can run a workflow of their
+own that names any plan and any hash.  So a plan runs only if the controller's signature
+(``Work.signature``: HMAC-SHA256 with the plan key, planning/signing.sign_run) vouches for it together
+with the run id, the python and the break_lock of this very activity, under the key this worker holds;
+then it must hash to the hash the workflow names and have been made from this worker's inventory file,
+byte for byte.
 
 The blocking engine call runs in a thread while the activity heartbeats every second: a worker that
 is SIGKILLed stops heartbeating and the workflow hears of it within HEARTBEAT seconds.
@@ -30,7 +32,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from temporalio import activity
-from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 
 from upgrader.defaults import BEAT
@@ -43,6 +44,7 @@ from upgrader.loading.inputs import Loaded, read_plan_text
 from upgrader.models.inventory import Inventory
 from upgrader.models.plan import Plan
 from upgrader.planning import signing
+from upgrader.temporal import plan_store
 from upgrader.temporal.messages import Done, Work
 
 T = TypeVar("T")
@@ -64,31 +66,42 @@ class Collected(Journal):
 
 @dataclass
 class HostWork:
-    """A worker's means: its inventory, one Pool for its lifetime, the client that asks workflows for plans."""
+    """A worker's means: its inventory, one Pool for its lifetime, its artifact store (releases and plans)."""
 
     inventory: Loaded[Inventory]
     pool: Pool
-    client: Client
     artifacts: Path | None = None  # overrides the controller's artifact path (another machine's layout)
     quiet: bool = False
     plan_key: bytes | None = None  # planning/signing: a plan runs only with the controller's signature under it
-    plans: dict[str, Plan] = field(default_factory=dict)
-    vouched: set[tuple[str, str, str, str | None]] = field(default_factory=set)  # (hash, run, python, lock)
+    plans: dict[str, Plan] = field(default_factory=dict)  # by the stored plan's sha256 (PlanRef.sha256)
+    # (sha256, hash, run, python, lock): what a signature vouched for, checked once per worker
+    vouched: set[tuple[str, str, str, str, str | None]] = field(default_factory=set)
 
     # ------------------------------------------------------------ the engine for one activity
     async def plan(self, work: Work) -> Plan:
-        vouched = (work.plan_hash, work.run_id, work.python, work.break_lock)
-        if work.plan_hash not in self.plans or vouched not in self.vouched:
-            handle = self.client.get_workflow_handle(str(activity.info().workflow_id))
-            text = await handle.query("plan_json")
+        """The run's plan, from this worker's artifact store, verified: the file's sha256 and size, then the
+        controller's signature, the plan's hash and its inventory (each refusal non-retryable, typed)."""
+        ref = work.plan
+        if ref is None:
+            raise ApplicationError(
+                f"run {work.run_id}: the workflow names no stored plan: refused, nothing was run",
+                non_retryable=True,
+                type="PlanNotSigned",
+            )
+        sha = str(ref.sha256)
+        vouched = (sha, work.plan_hash, work.run_id, work.python, work.break_lock)
+        if vouched not in self.vouched:
+            store = self.artifacts or Path(work.artifacts)
             try:
-                signature = await handle.query("plan_signature")
-            except Exception:  # a workflow without the query (older, or not ours): unsigned
-                signature = ""
+                text = await asyncio.to_thread(plan_store.read, store, ref)
+            except plan_store.PlanStoreError as exc:
+                raise ApplicationError(
+                    f"run {work.run_id}: {exc}", non_retryable=True, type=plan_store.PlanStoreError.__name__
+                ) from None
+            signature = work.signature
             if (
                 self.plan_key is None
                 or not isinstance(signature, str)
-                or not isinstance(text, str)
                 or not signing.run_signed(signature, text, work.run_id, work.python, work.break_lock, self.plan_key)
             ):
                 raise ApplicationError(
@@ -97,7 +110,8 @@ class HostWork:
                     non_retryable=True,
                     type="PlanNotSigned",
                 )
-            plan = read_plan_text(text, f"plan of run {work.run_id}")
+            known = self.plans.get(sha)  # the same text, verified for another run: parsed once
+            plan = known if known is not None else read_plan_text(text, f"plan of run {work.run_id}")
             if plan.compute_hash() != work.plan_hash:
                 raise ApplicationError(
                     f"the plan of run {work.run_id} does not hash to {work.plan_hash}", non_retryable=True
@@ -109,9 +123,9 @@ class HostWork:
                     non_retryable=True,
                     type="InventoryDiffers",
                 )
-            self.plans[work.plan_hash] = plan
+            self.plans[sha] = plan
             self.vouched.add(vouched)
-        return self.plans[work.plan_hash]
+        return self.plans[sha]
 
     def engine(self, plan: Plan, work: Work) -> HostActions:
         mine = plan.model_copy(update={"hosts": [h for h in plan.hosts if h.host in work.hosts]})

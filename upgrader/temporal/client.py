@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import re
 import sys
 from typing import Any
 
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle
+from temporalio.client import (
+    Client,
+    WorkflowExecutionStatus,
+    WorkflowFailureError,
+    WorkflowHandle,
+    WorkflowQueryFailedError,
+)
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
-from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode, TLSConfig
 
 from upgrader.defaults import CONNECT_SECONDS
@@ -19,6 +26,7 @@ from upgrader.engine.progress import Listener, replay
 from upgrader.errors import ExitCode, RefusedError, UpgraderError
 from upgrader.temporal import limits, search
 from upgrader.temporal.messages import Start
+from upgrader.temporal.plan_store import PlanStoreError
 from upgrader.temporal.settings import CONTROL_QUEUE, Settings
 
 
@@ -129,20 +137,12 @@ def _pairs() -> list[tuple[str, str]]:
 
 
 def check_start(client: Client, start: Start) -> int:
-    """The start input's size as the client will send it; refused over limits.START_BUDGET, before the
-    server (which refuses past limits.BLOB_ERROR, and gRPC past limits.GRPC_MESSAGE) is asked; warned
-    about over limits.PAYLOAD_BUDGET (the server's own warning threshold)."""
+    """The start input's size as the client will send it; refused over limits.START_BUDGET (the payload
+    budget: the plan travels by reference, so a start is a few KiB at any fleet size) before the server
+    is asked."""
     size = client.data_converter.payload_converter.to_payloads([start])[0].ByteSize()
-    hosts = start.run_start.get("hosts")
-    what = "the run's start input (the plan, inline)" + (f" for {len(hosts)} hosts" if isinstance(hosts, list) else "")
-    hint = "run fewer hosts at a time (--limit dc:NAME, one datacenter per run), or use --engine local"
-    limits.check_payload(what, size, hint, budget=limits.START_BUDGET)
-    if size > limits.PAYLOAD_BUDGET:
-        print(
-            f"warning: {what} is {size // 1024} KiB, over the {limits.PAYLOAD_BUDGET // 1024} KiB Temporal payload "
-            f"budget (the server warns from there): {hint}",
-            file=sys.stderr,
-        )
+    hint = "shorten what the run carries (its --overrides path, argv), or use --engine local"
+    limits.check_payload("the run's start input", size, hint, budget=limits.START_BUDGET)
     return size
 
 
@@ -155,25 +155,62 @@ async def running_run(client: Client, wid: str) -> str | None:
     return run if isinstance(run, str) else None
 
 
-async def watch(handle: WorkflowHandle[Any, Any], progress: Listener) -> dict[str, Any]:
-    """Mirror the run's state into ``progress`` until it ends; its outcome (the workflow's result)."""
+async def progress(client: Client, wid: str, since: int = 0, run_id: str | None = None) -> dict[str, Any]:
+    """A workflow's `progress` from ``since``, every page of it (each answer under limits.QUERY_BUDGET)."""
+    handle = client.get_workflow_handle(wid, run_id=run_id)
+    state: dict[str, Any] = await handle.query("progress", since)
+    while state.get("more"):
+        page = await handle.query("progress", state["cursor"])
+        page["hosts"] = {**state["hosts"], **page["hosts"]}
+        page["events"] = state["events"] + page["events"]
+        state = page
+    return state
+
+
+async def live_state(client: Client, wid: str, run_id: str | None = None) -> dict[str, Any]:
+    """The run's whole live state: its workflow's, with the hosts of the child that runs some now."""
+    state = await progress(client, wid, 0, run_id)
+    child = (state.get("tree") or {}).get("child")
+    if child:
+        with contextlib.suppress(RPCError, WorkflowQueryFailedError):  # it just ended: the parent has its hosts
+            state["hosts"].update((await progress(client, child))["hosts"])
+    return state
+
+
+async def watch(handle: WorkflowHandle[Any, Any], progress_view: Listener) -> dict[str, Any]:
+    """Mirror the run's state into ``progress_view`` until it ends; its outcome (the workflow's result).
+
+    It asks the run's workflow for what changed since it last asked, and the child workflow running hosts
+    now (hosts_workflow.py) too: the parent takes the child's events over when it ends, marked with the
+    child's id, and those already shown are not shown twice."""
     result = asyncio.ensure_future(handle.result())
-    seen_events = 0
     seen: dict[str, tuple[str, str]] = {}
+    cursors: dict[str, int] = {}  # workflow id → how far its `progress` was read
+    followed: set[str] = set()
+
+    def show(state: dict[str, Any]) -> None:
+        for host, (st, detail, _dc) in state["hosts"].items():
+            if seen.get(host) != (st, detail):
+                seen[host] = (st, detail)
+                progress_view.host_state(host, st, detail)
+        for kind, text, host, *source in state["events"]:
+            if not (source and source[0] in followed):
+                replay(progress_view, kind, text, host or None)
+
     while True:
         finished = result.done()
         try:
-            state = await handle.query("progress")
-        except RPCError:
-            state = None  # the server is away for a moment (a restart): the run is not
-        if isinstance(state, dict):
-            for host, (st, detail, _dc) in state["hosts"].items():
-                if seen.get(host) != (st, detail):
-                    seen[host] = (st, detail)
-                    progress.host_state(host, st, detail)
-            for kind, text, host in state["events"][seen_events:]:
-                replay(progress, kind, text, host or None)
-            seen_events = len(state["events"])
+            state = await progress(handle._client, handle.id, cursors.get(handle.id, 0), handle.run_id)
+            cursors[handle.id] = state["cursor"]
+            show(state)
+            child = (state.get("tree") or {}).get("child")
+            if child:
+                followed.add(child)
+                mine = await progress(handle._client, child, cursors.get(child, 0))
+                cursors[child] = mine["cursor"]
+                show(mine)
+        except (RPCError, WorkflowQueryFailedError):
+            pass  # the server is away for a moment (a restart), or the child just ended: the run is not
         if finished and isinstance(result.exception(), RPCError):
             # The server went away (a restart): the run did not; wait for it again.
             await asyncio.sleep(POLL)
@@ -185,6 +222,11 @@ async def watch(handle: WorkflowHandle[Any, Any], progress: Listener) -> dict[st
     try:
         outcome: dict[str, Any] = result.result()
     except WorkflowFailureError as exc:
+        if isinstance(exc.cause, ApplicationError) and exc.cause.type == PlanStoreError.__name__:
+            raise PlanStoreError(  # the plan never loaded: nothing was recorded, locked or run
+                f"the run's workflow {handle.id} could not read its plan: {_short(exc.cause)}",
+                "nothing was locked or run; `apply` again once the control worker's artifact store holds the plan",
+            ) from None
         raise RunFailed(
             f"the run's workflow {handle.id} failed: {_short(exc.cause or exc)}",
             "see the worker logs; the hosts' locks say where the run stopped",

@@ -7,7 +7,8 @@ logs, past *error* it refuses the request or terminates the execution.  The desi
 thresholds (issue 27 §1), so a run is never one plan size away from the error.
 
 Measured with `--engine temporal` before this module (issue 27): a 300-host inventory's start input
-(the plan inline) was refused ("Blob data size exceeds limit"), and 600 hosts hit gRPC's 4 MiB.
+(the plan inline) was refused ("Blob data size exceeds limit"), and 600 hosts hit gRPC's 4 MiB; the plan
+now travels by reference (temporal/plan_store.py, plan_ref.py).
 """
 
 from __future__ import annotations
@@ -39,15 +40,35 @@ GRPC_MESSAGE = 4 * MiB
 
 # ---------------------------------------------------------------- the design's budgets (issue 27 §1)
 PAYLOAD_BUDGET = BLOB_WARN  # any one payload: the warn threshold, a quarter of the error
-# The start input still carries the plan inline (~19.5 KB per upgraded host before plan schema 4): held to the
-# design's budget it would refuse runs of 27-108 hosts that the server takes today.  Until the plan travels by
-# reference (issue 27 §1), a start is refused only where the server would refuse it (with room for the
-# request's envelope), and warned about over PAYLOAD_BUDGET.
-START_BUDGET = BLOB_ERROR - 256 * KiB
+# The start input carries the plan by reference (temporal/plan_store.py: sha256, sizes), not the plan: a few
+# KiB at 10,000 hosts (tests/unit/test_plan_store.py measures it), held to the payload budget like any other.
+START_BUDGET = PAYLOAD_BUDGET
 HISTORY_EVENTS_BUDGET = HISTORY_EVENTS_WARN  # per execution (continue-as-new before it)
 HISTORY_BYTES_BUDGET = HISTORY_BYTES_WARN
 PENDING_BUDGET = 1000  # pending activities, and child workflows, per execution: half the server's 2,000
 QUERY_BUDGET = 1 * MiB  # a query's answer (`progress`): half the blob error limit it is held to
+
+# ---------------------------------------------------------------- the tree of workflows (hosts_workflow.py)
+# A child continues-as-new when the server suggests it, or at the latest here (a server that does not suggest).
+CAN_EVENTS = HISTORY_EVENTS_SUGGEST_CAN
+# History events one host program adds to its child's history: 13.7 measured on a 40-host run
+# (tests/unit/test_temporal_tree.py), with margin.
+EVENTS_PER_PROGRAM = 15
+# Host programs one `hosts` child runs at once (its sliding window).  Each has at most one activity pending
+# (PENDING_BUDGET), and once continue-as-new is due the programs in flight still end in the same execution,
+# so their events must fit between CAN_EVENTS and the warn limit: (10,240 - 4,096) // 15 = 409.
+WINDOW = min(PENDING_BUDGET, (HISTORY_EVENTS_BUDGET - CAN_EVENTS) // EVENTS_PER_PROGRAM)
+# Hosts per `hosts` child: its input and result carry each host's state (~150 B) and its name, and its
+# continue-as-new input the same: 1,000 hosts stay a fraction of PAYLOAD_BUDGET.  A larger phase or rollback
+# is run by one child after another, each ending its hosts before the next begins.
+CHILD_HOSTS = 1000
+# Hosts per datacenter activity (lock, stage, unstage, release): each carries the hosts' states and facts
+# in, and their states and records out (tests/unit/test_temporal_tree.py measures them at 1,000 hosts).
+CHUNK_HOSTS = 200
+# `progress` (the live view): at most this many hosts an answer (~80 B each; a watcher asks on from the cursor),
+# and the newest events each workflow keeps for `watch` (~150 B each): an answer stays far under QUERY_BUDGET.
+PROGRESS_HOSTS = 2000
+WATCH_EVENTS = 1000
 
 # Host programs started per second on one datacenter's task queue, by all its workers together (the
 # server enforces it: Worker(max_task_queue_activities_per_second=...)), `worker --activities-per-second`.

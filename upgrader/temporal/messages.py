@@ -7,11 +7,33 @@ from typing import Any
 
 
 @dataclass
+class PlanRef:
+    """Where a run's plan is: its compact text's sha256 names ``<artifact store>/plans/<sha256>.json.gz``
+    (temporal/plan_store.py).  What the workflows and activities pass instead of the plan itself."""
+
+    sha256: str  # hex, of the compact plan text: the file's name
+    size: int  # bytes of the compact text: what the gzip file must inflate to, exactly
+    gz_size: int  # bytes of the stored gzip file (the control worker serves its parts)
+    parts: int  # plan_part activities that fetch it whole, each at most limits.PAYLOAD_BUDGET // 2
+    gz_sha256: str  # hex, of the gzip file's bytes: a copy must be byte for byte the one the controller stored
+
+
+@dataclass
+class PlanPart:
+    """One part of a stored plan, asked of the control worker (its ``plan_part`` activity)."""
+
+    ref: PlanRef
+    index: int
+    artifacts: str  # the artifact store the controller named (the control worker's own --artifacts wins)
+
+
+@dataclass
 class Start:
-    """A run, as the controller starts it: the verified plan as its JSON, and what only the run knows."""
+    """A run, as the controller starts it: the verified plan by reference (stored in the artifact store),
+    and what only the run knows."""
 
     run_id: str
-    plan: str
+    plan: PlanRef
     operator: str
     artifacts: str
     python: str = "python3"
@@ -42,6 +64,8 @@ class Work:
     testinfra: bool = False  # check rounds: also run the host's testinfra steps (the end of a bake)
     lock_check: bool = False  # check rounds: first check the host's lock is still this run's
     when: str = ""  # testinfra: when in the host's run its modules run ("at the end of the bake")
+    plan: PlanRef | None = None  # the run's stored plan: the worker reads it from its own artifact store
+    signature: str = ""  # Start.signature: the worker runs the plan only if it vouches for it
 
 
 @dataclass
@@ -68,7 +92,10 @@ class Records:
 
     run_id: str
     entries: list[dict[str, Any]]
-    files: dict[str, str] = field(default_factory=dict)  # written once into the run's directory (plan.json)
+    # The run's plan, copied once from the control worker's artifact store into the run's directory
+    # (plan.json, as a local run writes it); ``artifacts``: the store the controller named.
+    plan: PlanRef | None = None
+    artifacts: str = ""
 
 
 @dataclass
@@ -88,3 +115,33 @@ class Notice:
     version: str
     run: str
     details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Hosts:
+    """A `hosts` child workflow's input: some hosts of a phase (or of a rollback) and the policy's state.
+
+    The child runs ``hosts[next:]`` with a sliding window of ``window`` programs; a continue-as-new
+    carries this on with ``next``, ``seq``, ``snapshot`` and ``events`` brought up to date."""
+
+    start: Start  # the run's (its run_start left out: the parent wrote it)
+    kind: str  # "phase": each host's program (RunHosts); "rollback": each host's rollback (RollBack)
+    hosts: list[str]
+    window: int
+    seq: int  # the journal's last seq: the child's records go on from it
+    snapshot: dict[str, Any]  # engine/policy_state.PolicyState.snapshot(hosts)
+    abort: dict[str, Any] | None = None  # an abort signal the policy has not heard yet (gates.Decision)
+    next: int = 0  # hosts[:next] were started by an earlier run of this child
+    events: list[list[Any]] = field(default_factory=list)  # for `watch`: [cursor, kind, text, host, source]
+    cursor: int = 0  # its `progress` cursor goes on across continue-as-new (a watcher asks from where it was)
+    runs: int = 1  # this child's runs so far (each continue-as-new adds one)
+
+
+@dataclass
+class HostsDone:
+    """What a `hosts` child hands back: the policy's state with its hosts', the next seq, its events."""
+
+    snapshot: dict[str, Any]
+    seq: int
+    events: list[list[Any]] = field(default_factory=list)
+    runs: int = 1

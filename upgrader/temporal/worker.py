@@ -28,6 +28,7 @@ from upgrader.planning import signing
 from upgrader.temporal import limits
 from upgrader.temporal.activities import HostWork
 from upgrader.temporal.control import Control
+from upgrader.temporal.hosts_workflow import HostsWorkflow
 from upgrader.temporal.settings import CONTROL_QUEUE, queue
 from upgrader.temporal.workflow import UpgradeWorkflow
 from upgrader.transport.base import Endpoint, Timeouts, Transport
@@ -65,7 +66,9 @@ def workers(
 ) -> list[Worker]:
     """The workers for these queues.  ``fail_on_bug`` (tests): an exception in workflow code fails the run
     instead of retrying its task until a fixed worker is deployed (Temporal's default, kept for production).
-    A datacenter worker needs ``plan_key``: it runs only plans the controller signed with it."""
+    A datacenter worker needs ``plan_key``: it runs only plans the controller signed with it.  ``artifacts``:
+    the artifact store (release tarballs and stored plans) of every worker here, the control worker's too;
+    None: the path the controller gave the run."""
     out = []
     if datacenters:
         if plan_key is None:
@@ -74,7 +77,7 @@ def workers(
                 f"give it the controllers' key: --plan-key FILE or ${signing.ENV}",
             )
         pool = Pool(endpoints(inventory.model, inventory.path), factory=factory, timeouts=timeouts, parallel=parallel)
-        hosts = HostWork(inventory, pool, client, artifacts=artifacts, quiet=quiet, plan_key=plan_key)
+        hosts = HostWork(inventory, pool, artifacts=artifacts, quiet=quiet, plan_key=plan_key)
         # SIGTERM lets a host program in flight finish (a worker stopped by systemd leaves no host mid-step).
         out += [
             Worker(
@@ -93,8 +96,8 @@ def workers(
             Worker(
                 client,
                 task_queue=CONTROL_QUEUE,
-                workflows=[UpgradeWorkflow],
-                activities=Control(state_dir, inventory).all(),
+                workflows=[UpgradeWorkflow, HostsWorkflow],
+                activities=Control(state_dir, inventory, client, store=artifacts).all(),
                 workflow_runner=SandboxedWorkflowRunner(
                     restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSED_THROUGH)
                 ),

@@ -1,0 +1,90 @@
+"""The `hosts` child workflow: one phase's hosts (or one rollback's), with a sliding window and continue-as-new.
+
+The run's workflow (workflow.py) hands every RunHosts and RollBack of its policy to a child of this
+kind, one at a time, and waits for it: while the child runs, its policy (built from the plan and the
+parent's PolicyState.snapshot) is the run's one authority for redundancy groups, budgets, halts and
+aborts.  It starts ``policy.host_program(h)`` (or ``rollback_program(h)``) for its hosts in order, at
+most ``window`` started and not ended (Temporal's ``batch_sliding_window``), through the same
+interpreter as the parent (interpreter.py).
+
+When Temporal suggests it (``is_continue_as_new_suggested``), or its history passes
+limits.CAN_EVENTS, it starts no new program, lets those in flight end, waits for its handlers,
+writes its records, and continues-as-new with the hosts left and the policy's state: an abort signal
+that came before is carried in the snapshot (heard) or in ``abort`` (not yet heard).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from upgrader.engine.gates import Decision
+    from upgrader.engine.host_actions import HostRun
+    from upgrader.engine.policy import RunPolicy
+    from upgrader.engine.policy_state import Program
+    from upgrader.temporal import limits
+    from upgrader.temporal.interpreter import Interpreter
+    from upgrader.temporal.messages import Hosts, HostsDone
+
+PHASE, ROLLBACK = "phase", "rollback"
+
+
+@workflow.defn(name="hosts")
+class HostsWorkflow(Interpreter):
+    @workflow.run
+    async def run(self, work: Hosts) -> HostsDone:
+        self.start = work.start
+        self.plan = plan = await self.load_plan()
+        self.hosts = {h.host: HostRun(h) for h in plan.hosts}
+        self.policy = RunPolicy(plan, self.hosts, run_id=work.start.run_id, host_seconds=work.start.host_seconds)
+        self.policy.restore(work.snapshot)
+        self._seq, self.events, self.cursor = work.seq, list(work.events), work.cursor
+        self.asked_abort = Decision.from_dict(work.abort) if work.abort else None
+        started = await self.slide(work)
+        await self.flush()
+        events = self.events
+        if started < len(work.hosts):
+            await workflow.wait_condition(workflow.all_handlers_finished)
+            unheard = self.unheard_abort()
+            workflow.continue_as_new(
+                dataclasses.replace(
+                    work,
+                    next=started,
+                    seq=self._seq,
+                    snapshot=self.policy.snapshot(work.hosts),
+                    abort=unheard.to_dict() if unheard else None,
+                    events=events,
+                    cursor=self.cursor,
+                    runs=work.runs + 1,
+                )
+            )
+        return HostsDone(self.policy.snapshot(work.hosts), self._seq, events, work.runs)
+
+    async def slide(self, work: Hosts) -> int:
+        """Start ``work.hosts[work.next:]`` in a sliding window until they all ran or a continue-as-new is
+        due; every program started has ended on return.  How many of ``work.hosts`` were started."""
+        running: set[asyncio.Future[None]] = set()
+        started = work.next
+        while started < len(work.hosts) and not self.history_full():
+            await workflow.wait_condition(lambda: len(running) < work.window or self.history_full())
+            if self.history_full():
+                break
+            task = asyncio.ensure_future(self.drive(self.program(work.kind, work.hosts[started])))
+            running.add(task)
+            task.add_done_callback(running.discard)
+            started += 1
+        while running:
+            await asyncio.gather(*running)
+        return started
+
+    def program(self, kind: str, host: str) -> Program[None]:
+        assert self.policy is not None
+        return self.policy.rollback_program(host) if kind == ROLLBACK else self.policy.host_program(host)
+
+    @staticmethod
+    def history_full() -> bool:
+        info = workflow.info()
+        return info.is_continue_as_new_suggested() or info.get_current_history_length() >= limits.CAN_EVENTS
