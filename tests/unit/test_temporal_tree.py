@@ -434,6 +434,7 @@ def test_a_chunk_of_datacenter_work_stays_under_the_payload_budget_at_1000_hosts
     finally:
         s.close()
     worst = {name: max(sizes) for name, sizes in measured.items()}
+    print(f"payload bytes per host: { {k: round(v) for k, v in sorted(worst.items())} }")
     assert {"lock", "stage", "release", "upgrade", "rollback"} <= set(worst), worst
     for name in ("lock", "stage", "unstage", "release"):
         if name in worst:
@@ -448,6 +449,7 @@ def test_a_chunk_of_datacenter_work_stays_under_the_payload_budget_at_1000_hosts
         Start("r", "", "ops@ctl", "/srv/artifacts"), "rollback", names, limits.WINDOW, 10**6, policy.snapshot()
     )
     assert payload_size(child) < limits.PAYLOAD_BUDGET / 2, payload_size(child)
+    print(f"a hosts child's input at {limits.CHILD_HOSTS} hosts, less the plan: {payload_size(child)} bytes")
     split = shares(names, lambda h: "dc", limits.CHUNK_HOSTS)
     assert max(len(hs) for _, hs in split) == limits.CHUNK_HOSTS and len(split) == -(-1000 // limits.CHUNK_HOSTS)
 
