@@ -13,6 +13,7 @@ import contextlib
 import io
 import json
 import secrets
+import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import timedelta
@@ -123,7 +124,7 @@ def run_tree(
             )
             if steer is not None:
                 await steer(handle, journal)
-            result: dict[str, Any] = await handle.result()
+            result: dict[str, Any] = await outcome_of(handle)
             if inspect is not None:
                 await inspect(client, handle)
             return result, await handle.query("progress")
@@ -131,6 +132,17 @@ def run_tree(
     outcome, progress = asyncio.run(go())
     states = {row[0]: row[2] for row in outcome["rows"]}
     return int(outcome["exit_code"]), states, [dict(r.fields) for r in read(journal)], progress
+
+
+async def outcome_of(handle: WorkflowHandle[Any, Any]) -> dict[str, Any]:
+    """The run's result, waited for again while the server is away (a restart)."""
+    for _ in range(600):
+        try:
+            result: dict[str, Any] = await handle.result()
+            return result
+        except RPCError:
+            await asyncio.sleep(0.2)
+    raise AssertionError("the server never came back")
 
 
 def decide(kind: DecisionKind, gate: str | None = None, **extra: Any) -> dict[str, Any]:
@@ -210,18 +222,7 @@ def test_an_abort_during_continue_as_new_rolls_every_changed_host_back(
     seen: dict[str, Any] = {}
 
     async def abort_at_a_continue(handle: WorkflowHandle[Any, Any], journal: Path) -> None:
-        client = handle._client
-        first: dict[str, str | None] = {}  # child → its first run id
-        for _ in range(3000):  # a child's run id changes: it has just continued-as-new
-            child = (await handle.query("progress"))["tree"]["child"]
-            if child is not None:
-                try:
-                    run = (await client.get_workflow_handle(child).describe()).run_id
-                except RPCError:  # not started yet
-                    continue
-                if first.setdefault(child, run) != run:
-                    break
-            await asyncio.sleep(0.02)
+        await at_a_continue(handle)
         seen["at"] = len([e for e in read(journal) if e.event == Event.HOST_END])
         await handle.signal("decide", decide(DecisionKind.ABORT))
 
@@ -237,6 +238,60 @@ def test_an_abort_during_continue_as_new_rolls_every_changed_host_back(
         f"abort after {seen['at']} host-end(s), at a child's continue-as-new; {len(changed)} host(s) changed, all "
         f"rolled back; versions on the hosts {set(s.versions().values())}; exit {code}; "
         f"{progress['tree']['continued']} continues-as-new",
+    )
+
+
+async def at_a_continue(handle: WorkflowHandle[Any, Any]) -> str:
+    """Wait until a `hosts` child of the run has just continued-as-new (its run id changed); its id."""
+    client = handle._client
+    first: dict[str, str | None] = {}  # child → its first run id
+    for _ in range(3000):
+        child = (await handle.query("progress"))["tree"]["child"]
+        if child is not None:
+            try:
+                run = (await client.get_workflow_handle(child).describe()).run_id
+            except RPCError:  # not started yet
+                continue
+            if first.setdefault(child, run) != run:
+                return str(child)
+        await asyncio.sleep(0.02)
+    raise AssertionError("no child continued-as-new")
+
+
+@pytest.mark.reliability(
+    "the Temporal server restarts (its database kept) just as a `hosts` child has continued-as-new, "
+    "20 fake hosts on the small-history dev server",
+    "the workers and the run carry on from the history once it is back: the run ends as the local driver's, "
+    "each host's program run once",
+)
+def test_a_server_restart_at_a_continue_as_new_changes_nothing(
+    fleet: Callable[[Case], Scenario],
+    temporal_small_history: DevServer,
+    record_property: Callable[[str, str], None],
+) -> None:
+    case = Case("tree-restart", FLEET, rollout=WIDE)
+    code, states, found = run_local(case, fleet(case))
+    twin = fleet(case)
+    seen: dict[str, Any] = {}
+
+    async def restart(handle: WorkflowHandle[Any, Any], journal: Path) -> None:
+        seen["child"] = await at_a_continue(handle)
+        began = time.monotonic()
+        # In this thread: the server dies with the thread that started it (PR_SET_PDEATHSIG), and a worker
+        # thread of asyncio.to_thread ends with the loop.  The loop (the in-process workers) waits meanwhile.
+        temporal_small_history.restart()
+        seen["down"] = time.monotonic() - began
+
+    t_code, t_states, t_found, progress = run_tree(twin, temporal_small_history, steer=restart)
+    assert by_host_and_phase(t_found) == by_host_and_phase(found)
+    assert run_level(t_found) == run_level(found)
+    assert (t_code, t_states) == (code, states)
+    assert programs_run(t_found) == {h: 1 for hs in FLEET.values() for h in hs}
+    assert [e["seq"] for e in t_found] == list(range(1, len(t_found) + 1))
+    record_property(
+        "observed",
+        f"server down {seen['down']:.1f}s after {seen['child']} continued-as-new; exit {t_code} on both, the same "
+        f"journal per host and phase; {progress['tree']['continued']} continues-as-new; each program run once",
     )
 
 
@@ -382,6 +437,7 @@ def test_a_chunk_of_datacenter_work_stays_under_the_payload_budget_at_1000_hosts
     finally:
         s.close()
     worst = {name: max(sizes) for name, sizes in measured.items()}
+    print(f"payload bytes per host: { {k: round(v) for k, v in sorted(worst.items())} }")
     assert {"lock", "stage", "release", "upgrade", "rollback"} <= set(worst), worst
     for name in ("lock", "stage", "unstage", "release"):
         if name in worst:
@@ -401,6 +457,7 @@ def test_a_chunk_of_datacenter_work_stays_under_the_payload_budget_at_1000_hosts
         policy.snapshot(),
     )
     assert payload_size(child) < limits.PAYLOAD_BUDGET / 2, payload_size(child)
+    print(f"a hosts child's input at {limits.CHILD_HOSTS} hosts, less the plan: {payload_size(child)} bytes")
     split = shares(names, lambda h: "dc", limits.CHUNK_HOSTS)
     assert max(len(hs) for _, hs in split) == limits.CHUNK_HOSTS and len(split) == -(-1000 // limits.CHUNK_HOSTS)
 

@@ -68,9 +68,13 @@ class HostsWorkflow(Interpreter):
         due; every program started has ended on return.  How many of ``work.hosts`` were started."""
         running: set[asyncio.Future[None]] = set()
         started = work.next
-        while started < len(work.hosts) and not self.history_full():
-            await workflow.wait_condition(lambda: len(running) < work.window or self.history_full())
-            if self.history_full():
+
+        def due() -> bool:  # each run starts one program at least: a continue-as-new always makes progress
+            return started > work.next and self.history_full()
+
+        while started < len(work.hosts) and not due():
+            await workflow.wait_condition(lambda: len(running) < work.window or due())
+            if due():
                 break
             task = asyncio.ensure_future(self.drive(self.program(work.kind, work.hosts[started])))
             running.add(task)
