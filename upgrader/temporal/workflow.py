@@ -8,6 +8,9 @@ journal are activities on the control worker.  It decides nothing: every choice 
 who is rolled back, how the run ends) is the policy's, the same as a local run's (engine/apply.py).
 
 Deterministic by construction: no clock but workflow.now(), no I/O, upgrader modules passed through.
+Changing it under runs in flight: a change to the commands a run has already recorded goes under
+``workflow.patched(...)`` (the rule: worker.WORKFLOWS; README: Engines, upgrading the workers), and
+tests/unit/test_temporal_replay.py replays the saved histories (tests/histories/) against it in CI.
 """
 
 from __future__ import annotations
