@@ -21,17 +21,19 @@ from __future__ import annotations
 
 import asyncio
 import re
+import secrets
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
-from temporalio.client import WorkflowHistory
-from temporalio.worker import Replayer
+from temporalio.client import Client, WorkflowHistory
+from temporalio.worker import Replayer, Worker
 from temporalio.workflow import NondeterminismError
 
-from tests.histories import altered
+from tests.histories import altered, tree_probe
 from tests.histories.capture import SCENARIOS, load, saved
-from tests.temporal_harness import Execution
+from tests.temporal_harness import Execution, histories
+from tests.temporal_server import DevServer
 from upgrader.temporal.worker import WORKFLOWS, sandbox
 
 HISTORIES = saved()
@@ -87,3 +89,23 @@ def test_the_same_change_under_workflow_patched_replays(record_property: Callabl
     for path in HISTORIES:
         replay(executions(path)[0], [altered.Patched])
     record_property("observed", f"{len(HISTORIES)} histories replayed against the patched copy")
+
+
+def test_the_capture_saves_every_execution_of_a_tree_and_they_replay(temporal_server: DevServer) -> None:
+    """A parent whose child continues as new twice: four executions, parent first, each replayable."""
+
+    async def run() -> list[Execution]:
+        client = await Client.connect(temporal_server.address)
+        workflows = [tree_probe.ProbeParent, tree_probe.ProbeChild]
+        async with Worker(client, task_queue="probe-tree", workflows=workflows, workflow_runner=sandbox()):
+            handle = await client.start_workflow(
+                tree_probe.ProbeParent.run, 2, id=f"probe-{secrets.token_hex(3)}", task_queue="probe-tree"
+            )
+            assert await handle.result() == 7
+            return await histories(client, handle.id, handle.result_run_id or "")
+
+    found = asyncio.run(run())
+    assert [e.workflow_type for e in found] == ["probe-parent"] + ["probe-child"] * 3
+    assert len({e.run_id for e in found}) == 4 and found[1].workflow_id == f"{found[0].workflow_id}/hosts-1"
+    for execution in found:
+        replay(execution, [tree_probe.ProbeParent, tree_probe.ProbeChild])
