@@ -40,10 +40,10 @@ PASSED_THROUGH = ("upgrader", "pydantic", "pydantic_core", "annotated_types", "p
 # Every workflow class the control worker runs, in ONE place: the worker registers them, and the replay test
 # (tests/unit/test_temporal_replay.py) replays the saved histories (tests/histories/) against them in CI.
 # The rule for changing their code (README: Engines, upgrading the workers): a change that alters the commands
-# a run already in flight has recorded (an activity, timer, child or signal added, removed or reordered before
-# a point such a run has passed) goes under ``if workflow.patched("<change-id>"):`` (the old path kept in the
-# else branch until no run started before it can still be running; then ``workflow.deprecate_patch``).
-# Anything else (a query, what an activity does, code after the last point in flight) needs no patch.
+# a run already in flight has recorded (an activity, timer, child workflow or search-attribute update added,
+# removed or reordered before a point such a run has passed) goes under ``if workflow.patched("<change-id>"):``
+# (the old path kept in the else branch until no run started before it can still be running; then
+# ``workflow.deprecate_patch``).  A query, what an activity does, code no run in flight has reached: no patch.
 WORKFLOWS: tuple[type, ...] = (UpgradeWorkflow,)
 
 
