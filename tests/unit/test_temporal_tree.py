@@ -511,7 +511,9 @@ def test_history_events_per_upgraded_host(
     )
     print(f"history: {per_host:.1f} events per upgraded host; {dict(activities)}; {dict(kinds.most_common(8))}")
     assert code == 0 and upgraded == 40
-    assert per_host <= 16, per_host  # 13.7 measured (2026-12-05); one record activity per record gave ~42
+    # 13.7 measured (2026-12-05) on a quiet machine; one record activity per record gave ~42.  A loaded machine
+    # adds workflow-task retries (16.0 at load 116): the bound leaves room for them, not for a record per activity.
+    assert per_host <= 18, per_host
 
 
 def test_progress_answers_stay_under_the_query_budget_at_10000_hosts() -> None:

@@ -1,7 +1,7 @@
 """The Temporal engine's workflow logic, on the session's dev server, with in-process workers and the fake agent.
 
-The workers are the real ones (upgrader/temporal/worker.py): the workflow, the control activities
-writing the journal, and the datacenter activities running the local engine's host code, whose
+The workers are the real ones (upgrader/temporal/worker.py, run by tests/temporal_harness.py): the workflow,
+the control activities writing the journal, and the datacenter activities running the local engine's host code, whose
 agent calls go to the recording stand-in of test_plan_ops (no SSH).  Gates are decided by signals,
 as `upgrader promote`/`abort` send them.  (temporalio's time-skipping environment downloads a test
 server at run time, which CI may not do; the planner cases' bakes and gates are seconds long.)
@@ -10,172 +10,38 @@ server at run time, which CI may not do; the planner cases' bakes and gates are 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gzip
 import io
 import json
-import secrets
-from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
+from temporalio.client import WorkflowFailureError, WorkflowHandle
 from temporalio.exceptions import ApplicationError
 
+from tests.temporal_harness import (  # the machinery, shared with the history capture (tests/histories/)
+    KEY,
+    Steer,
+    Transport,
+    decision,
+    journal_has,
+    quick,
+    run_workflow,
+    signed,
+    stored_text,
+)
 from tests.temporal_server import DevServer
-from tests.unit.test_plan_ops import CASES, Agent, FakeTransport, case_plan
-from upgrader.engine import remote
+from tests.unit.test_plan_ops import CASES, Agent, case_plan
 from upgrader.engine.gates import DecisionKind
-from upgrader.engine.host_actions import HostActions
-from upgrader.journal import read
 from upgrader.loading.inputs import load_inventory
 from upgrader.models.plan import Plan
 from upgrader.planning import signing
 from upgrader.temporal import plan_store, worker
 from upgrader.temporal.messages import PlanRef, Start
-from upgrader.temporal.settings import CONTROL_QUEUE
 
-
-class Transport(FakeTransport):
-    """The recording stand-in behind the real Pool: a Session reads its endpoint's name."""
-
-    def __init__(self, endpoint: Any) -> None:
-        super().__init__(endpoint.name)
-        self.endpoint = endpoint
-
-    def close(self) -> None:
-        pass
-
-
-Steer = Callable[[WorkflowHandle[Any, Any], Path], Awaitable[None]]
-
-
-def decision(kind: DecisionKind, gate: str | None = None, reason: str = "test") -> dict[str, Any]:
-    return {"kind": str(kind), "gate": gate, "operator": "pytest@ctl", "reason": reason, "at": "2026-12-01T00:00:00Z"}
-
-
-async def journal_has(path: Path, predicate: Callable[[list[dict[str, Any]]], bool]) -> list[dict[str, Any]]:
-    for _ in range(600):
-        if path.exists():
-            entries = [dict(e.fields) for e in read(path)]  # the records as written
-            if predicate(entries):
-                return entries
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"{path} never reached the expected point")
-
-
-def quick(plan: Plan) -> Plan:
-    """The case's plan with second-long bakes and pauses (timers all the same), sealed again."""
-    spec = plan.spec.model_copy(
-        update={"canary": plan.spec.canary.model_copy(update={"bake": 1.0, "bake_interval": 0.5})}
-    )
-    phases = [
-        p.model_copy(update={"bake": 1.0 if p.bake else 0.0, "pause_before": min(p.pause_before, 0.5)})
-        for p in plan.phases
-    ]
-    return plan.model_copy(update={"spec": spec, "phases": phases, "content_hash": ""}).sealed()
-
-
-KEY = b"test-plan-key-0123456789abcdef"  # the controllers' and the datacenter workers' plan key
-
-
-def stored_text(start: Start) -> str:
-    """The plan ``start`` names, as stored in its artifact store."""
-    return plan_store.read(Path(start.artifacts), start.plan)
-
-
-def signed(start: Start) -> Start:
-    """``start`` as `apply --engine temporal` starts it: signed with the plan key."""
-    start.signature = signing.sign_run(stored_text(start), start.run_id, start.python, start.break_lock, KEY)
-    return start
-
-
-def run_workflow(
-    server: DevServer,
-    case: str,
-    tmp: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    *,
-    fail: set[tuple[str, str]] | None = None,
-    steer: Steer | None = None,
-    control_inventory: Path | None = None,
-    forge: Callable[[Start], Start] = signed,
-    worker_store: Path | None = None,
-    failed: list[WorkflowFailureError] | None = None,
-) -> tuple[Agent, dict[str, Any], list[dict[str, Any]], Plan]:
-    """The case's plan run on the dev server with the real workers; its plan stored in ``tmp``/artifacts (the
-    controller's, the control worker's and, unless ``worker_store`` is given, the datacenter workers' store).
-    ``failed``: the workflow may fail (its error is put there, the outcome is empty)."""
-    plan = quick(case_plan(case))
-    agent = Agent(plan, fail)
-    monkeypatch.setattr(remote.Session, "call", lambda session, **kw: agent(session, **kw))
-    monkeypatch.setattr(HostActions, "check_artifacts", lambda self: None)  # golden playbooks name no real files
-    inventory = load_inventory(CASES / case / "inventory.yml")
-    run_id = f"20261201T000000Z-{plan.component}-{secrets.token_hex(2)}"
-    state = tmp / "state"
-    store = tmp / "artifacts"
-    store.mkdir(exist_ok=True)
-    ref = plan_store.store(store, plan_store.text_of(plan))
-
-    async def go() -> dict[str, Any]:
-        client = await Client.connect(server.address)
-        running = worker.workers(
-            client,
-            inventory,
-            datacenters=list(inventory.model.datacenters),
-            control=False,
-            state_dir=state,
-            artifacts=worker_store,
-            factory=Transport,  # type: ignore[arg-type]
-            quiet=True,
-            plan_key=KEY,
-        )
-        desk = load_inventory(control_inventory) if control_inventory else inventory
-        running += worker.workers(client, desk, datacenters=[], control=True, state_dir=state, fail_on_bug=True)
-        async with contextlib.AsyncExitStack() as stack:
-            for w in running:
-                await stack.enter_async_context(w)
-            start = forge(
-                Start(
-                    run_id=run_id,
-                    plan=ref,
-                    operator="pytest@ctl",
-                    artifacts=str(store),
-                    run_start={
-                        "seq": 1,
-                        "at": "2026-12-01T00:00:00.000+00:00",
-                        "event": "run-start",
-                        "kind": "apply",
-                        "run": run_id,
-                        "component": plan.component,
-                        "engine": "temporal",
-                    },
-                )
-            )
-            handle = await client.start_workflow(
-                "upgrade",
-                start,
-                id=f"test-{run_id}",
-                task_queue=CONTROL_QUEUE,
-                execution_timeout=timedelta(seconds=120),
-            )
-            if steer is not None:
-                await steer(handle, state / "runs" / run_id / "journal.jsonl")
-            try:
-                result: dict[str, Any] = await handle.result()
-            except WorkflowFailureError as exc:
-                if failed is None:
-                    raise
-                failed.append(exc)
-                return {}
-            return result
-
-    outcome = asyncio.run(go())
-    journal = state / "runs" / run_id / "journal.jsonl"
-    entries = [dict(e.fields) for e in read(journal)] if journal.exists() else []
-    return agent, outcome, entries, plan
+__all__ = ["KEY", "Steer", "Transport", "decision", "journal_has", "quick", "run_workflow", "signed", "stored_text"]
 
 
 def live_steps(agent: Agent, host: str) -> list[dict[str, Any]]:

@@ -216,6 +216,58 @@ def test_a_second_controller_is_refused(upgrader, workers, tmp_path, vm_inventor
     record_property("observed", f"second exit {second.code}: {errors[0][:160]}; first ended with exit {code}")
 
 
+def _replace(workers: Workers, new: str, old: str, *serve: str) -> tuple[int, float]:
+    """A new worker polls, then the old one is stopped as systemd stops it (SIGTERM): its exit code and seconds."""
+    workers.start(new, *serve)
+    deadline = time.monotonic() + 60
+    while "polling" not in workers.log(new):
+        assert workers.procs[new].poll() is None and time.monotonic() < deadline, workers.log(new)
+        time.sleep(0.1)
+    started = time.monotonic()
+    os.kill(workers.procs[old].pid, signal.SIGTERM)
+    return workers.procs[old].wait(timeout=60), time.monotonic() - started
+
+
+@pytest.mark.reliability
+def test_a_rolling_upgrade_of_the_workers_mid_run(upgrader, workers, tmp_path, vm_host, vm_hosts, record_property):  # type: ignore[no-untyped-def]
+    pb = quick(
+        tmp_path,
+        canary={"bake": "1s", "bake_interval": "500ms", "promote": "manual", "promote_timeout": "300s"},
+        rollback="run",
+    )
+    proc = upgrader.start_apply(pb, *ENGINE)
+    upgrader.wait_for(lambda es: any(e["event"] == "gate-wait" for e in es), 240)
+    stopped = {
+        old: _replace(workers, new, old, "--datacenter", dc)
+        for new, old, dc in (("ny5-c", "ny5-a", "ny5"), ("ny5-d", "ny5-b", "ny5"), ("ch2-b", "ch2", "ch2"))
+    }
+    stopped["control"] = _replace(workers, "control-2", "control", "--control")
+    promoted = []
+    for gate in ("promote-ny5", "promote-ch2"):
+        upgrader.wait_for(lambda es, g=gate: any(e["event"] == "gate-wait" and e["gate"] == g for e in es), 240)
+        said = upgrader("promote", upgrader.runs()[-1].name, "--reason", f"{gate} after the rolling upgrade")
+        assert said.code == 0, said.output
+        promoted.append(gate)
+    code, output = finish(proc)
+    entries = upgrader.journal()
+    ended = [e["host"] for e in entries if e["event"] == "host-end" and e["ok"]]
+    record_property(
+        "scenario", "temporal: every worker replaced (SIGTERM, new processes) while the run waits at a gate"
+    )
+    record_property("expected", "the run carries on under the new workers: promoted, exit 0, each host upgraded once")
+    record_property(
+        "observed",
+        f"exit {code}; old workers ended "
+        + ", ".join(f"{w} exit {c} in {t:.1f}s" for w, (c, t) in stopped.items())
+        + f"; gates {promoted}; host-end ok {len(ended)} for {len(set(ended))} hosts; "
+        f"recover records {sum(1 for e in entries if e['event'] == 'recover')}",
+    )
+    assert code == 0, output[-2000:]
+    assert all(c == 0 for c, _ in stopped.values()), stopped
+    assert sorted(ended) == sorted(vm_hosts) and not [e for e in entries if e["event"] == "recover"]
+    assert_on(vm_host, vm_hosts, "feedhandler", "3.1.0")
+
+
 def _running(workers: Workers, host: str) -> Callable[[], str | None]:
     def which() -> str | None:
         for name in ("ny5-a", "ny5-b"):

@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import timedelta
 from typing import Any, TypeVar
 
@@ -204,10 +204,10 @@ class Interpreter:
             return await self.roll_back(action)
         elif isinstance(action, m.WaitUntil):
             seconds = action.at - self.now()
+            fired = False
             if seconds > 0 and not self.stopping():
-                with contextlib.suppress(TimeoutError):
-                    await workflow.wait_condition(self.stopping, timeout=seconds)
-            return m.Woke(self.now(), self.stopping(), self.unheard_abort())
+                fired = await self.timer(self.stopping, seconds)
+            return m.Woke(self.since(action.at, fired), self.stopping(), self.unheard_abort())
         elif isinstance(action, m.AwaitChange):
             seen = self.moves
             await workflow.wait_condition(lambda: self.moves != seen)
@@ -230,11 +230,29 @@ class Interpreter:
             return self.asked_abort is not None or action.gate in self.promotes or policy.halted is not None
 
         seconds = action.until - self.now()
+        fired = False
         if seconds > 0 and not decided():
-            with contextlib.suppress(TimeoutError):
-                await workflow.wait_condition(decided, timeout=seconds)
+            fired = await self.timer(decided, seconds)
         decision = self.asked_abort or self.promotes.get(action.gate)
-        return m.GateDecided(decision, self.now(), stopped=decision is None and policy.halted is not None)
+        now = self.since(action.until, fired)
+        return m.GateDecided(decision, now, stopped=decision is None and policy.halted is not None)
+
+    @staticmethod
+    async def timer(until: Callable[[], bool], seconds: float) -> bool:
+        """Wait for ``until`` or ``seconds``; True if the timer fired."""
+        try:
+            await workflow.wait_condition(until, timeout=seconds)
+        except TimeoutError:
+            return True
+        return False
+
+    def since(self, at: float, fired: bool) -> float:
+        """The time to tell the policy after a wait: at least ``at`` once its timer fired.  The task that
+        resumes a run on a control worker that has just replayed its history (a worker replaced mid-run) was
+        measured to carry the previous task's time: the policy then saw the timer end early, asked for another
+        one, and that history no longer replayed (tests/unit/test_temporal_rolling.py).  A fired timer means
+        durable time reached ``at``; in a run that never changed workers ``now`` is already past it."""
+        return max(self.now(), at) if fired else self.now()
 
     async def upgrade(self, action: m.RunHost) -> m.HostFinished:
         """The host's program (the plan's own steps), once; a worker lost mid-program is the policy's to

@@ -38,6 +38,20 @@ from upgrader.transport.base import Endpoint, Timeouts, Transport
 GRACE = timedelta(seconds=WORKER_GRACE)
 PASSED_THROUGH = ("upgrader", "pydantic", "pydantic_core", "annotated_types", "packaging", "yaml")
 
+# Every workflow class the control worker runs, in ONE place: the worker registers them, and the replay test
+# (tests/unit/test_temporal_replay.py) replays the saved histories (tests/histories/) against them in CI.
+# The rule for changing their code (README: Engines, upgrading the workers): a change that alters the commands
+# a run already in flight has recorded (an activity, timer, child workflow or search-attribute update added,
+# removed or reordered before a point such a run has passed) goes under ``if workflow.patched("<change-id>"):``
+# (the old path kept in the else branch until no run started before it can still be running; then
+# ``workflow.deprecate_patch``).  A query, what an activity does, code no run in flight has reached: no patch.
+WORKFLOWS: tuple[type, ...] = (UpgradeWorkflow, HostsWorkflow)
+
+
+def sandbox() -> SandboxedWorkflowRunner:
+    """The workflows' sandbox, as the control worker and the replayer both run them."""
+    return SandboxedWorkflowRunner(restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSED_THROUGH))
+
 
 @dataclass(frozen=True)
 class Rate:
@@ -96,11 +110,9 @@ def workers(
             Worker(
                 client,
                 task_queue=CONTROL_QUEUE,
-                workflows=[UpgradeWorkflow, HostsWorkflow],
+                workflows=list(WORKFLOWS),
                 activities=Control(state_dir, inventory, client, store=artifacts).all(),
-                workflow_runner=SandboxedWorkflowRunner(
-                    restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSED_THROUGH)
-                ),
+                workflow_runner=sandbox(),
                 workflow_failure_exception_types=[Exception] if fail_on_bug else [],
             )
         )

@@ -10,6 +10,10 @@ one authority at a time.  An abort signal is passed on to the child that runs.  
 activities (lock, stage, unstage, release) go in chunks of limits.CHUNK_HOSTS hosts.
 
 Its id is the fleet-wide lock of the upgrade (client.workflow_id).
+
+Changing it under runs in flight: a change to the commands a run has already recorded goes under
+``workflow.patched(...)`` (the rule: worker.WORKFLOWS; README: Engines, upgrading the workers), and
+tests/unit/test_temporal_replay.py replays the saved histories (tests/histories/) against it in CI.
 """
 
 from __future__ import annotations
