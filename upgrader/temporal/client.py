@@ -8,7 +8,13 @@ import re
 import sys
 from typing import Any
 
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle
+from temporalio.client import (
+    Client,
+    WorkflowExecutionStatus,
+    WorkflowFailureError,
+    WorkflowHandle,
+    WorkflowQueryFailedError,
+)
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode, TLSConfig
@@ -160,12 +166,20 @@ async def watch(handle: WorkflowHandle[Any, Any], progress: Listener) -> dict[st
     result = asyncio.ensure_future(handle.result())
     seen_events = 0
     seen: dict[str, tuple[str, str]] = {}
+    told = ""
     while True:
         finished = result.done()
         try:
             state = await handle.query("progress")
         except RPCError:
             state = None  # the server is away for a moment (a restart): the run is not
+        except WorkflowQueryFailedError as exc:
+            # The control worker could not run the workflow to answer (a build that cannot replay the run:
+            # README, upgrading the workers).  The run is not failed: it waits for a worker that can.
+            state, why = None, _short(exc)
+            if why != told:
+                told = why
+                progress.wait(f"the run's control worker cannot answer ({why}): the run waits for one that can")
         if isinstance(state, dict):
             for host, (st, detail, _dc) in state["hosts"].items():
                 if seen.get(host) != (st, detail):
