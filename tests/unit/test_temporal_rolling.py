@@ -13,6 +13,7 @@ run must end with exit 0 and every host upgraded and verified exactly once.
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import os
 import signal
@@ -25,7 +26,7 @@ from typing import Any
 
 import pytest
 from temporalio.api.enums.v1 import EventType, WorkflowTaskFailedCause
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowQueryFailedError
 from temporalio.service import RPCError
 
 from tests.fakes.cli import WORKFLOWS_ENV
@@ -311,3 +312,49 @@ def promote_until_done(
         assert said.returncode == 0, said.stdout + said.stderr
         promoted.append(gate)
     return promoted
+
+
+class _Replaying:
+    """A run's handle while its control worker cannot replay it: queries fail on the worker, then answer."""
+
+    id, run_id = "upgrade-app-inv", None
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.done = asyncio.Event()
+        self._client = self  # watch asks the client for the run's (and its child's) handles
+
+    def get_workflow_handle(self, wid: str, run_id: str | None = None) -> _Replaying:
+        return self
+
+    async def query(self, name: str, since: int = 0) -> dict[str, Any]:
+        if self.failures:
+            self.failures -= 1
+            raise WorkflowQueryFailedError("[TMPRL1100] Nondeterminism error: Activity type does not match")
+        self.done.set()
+        return {"hosts": {"ny-1": ["done", "on 5.2.0", "ny"]}, "events": [], "cursor": 1, "more": False}
+
+    async def result(self) -> dict[str, Any]:
+        await self.done.wait()
+        return {"exit_code": 0, "status": "succeeded", "message": "", "rows": []}
+
+
+@pytest.mark.reliability(
+    "`apply --engine temporal`/`watch` polls a run whose control worker cannot replay it (a query fails on the "
+    "worker with a non-determinism error), then one that can",
+    "the watch says so once and keeps waiting (no 'internal error' exit); it ends with the run's own outcome",
+)
+def test_a_watch_outlives_a_control_worker_that_cannot_answer(
+    monkeypatch: pytest.MonkeyPatch, record_property: Callable[[str, object], None]
+) -> None:
+    from upgrader.engine.progress import Lines
+    from upgrader.temporal import client as temporal
+
+    out = io.StringIO()
+    monkeypatch.setattr(temporal, "POLL", 0.01)
+    outcome = asyncio.run(temporal.watch(_Replaying(failures=3), Lines("plain", stream=out)))  # type: ignore[arg-type]
+    said = [line for line in out.getvalue().splitlines() if "cannot answer" in line]
+    record_property(
+        "observed", f"outcome {outcome['status']}; {len(said)} line(s) said: {said[0][:140] if said else ''}"
+    )
+    assert outcome["status"] == "succeeded" and len(said) == 1 and "Nondeterminism" in said[0]

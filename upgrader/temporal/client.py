@@ -185,6 +185,7 @@ async def watch(handle: WorkflowHandle[Any, Any], progress_view: Listener) -> di
     child's id, and those already shown are not shown twice."""
     result = asyncio.ensure_future(handle.result())
     seen: dict[str, tuple[str, str]] = {}
+    told = ""
     cursors: dict[str, int] = {}  # workflow id → how far its `progress` was read
     followed: set[str] = set()
 
@@ -209,8 +210,16 @@ async def watch(handle: WorkflowHandle[Any, Any], progress_view: Listener) -> di
                 mine = await progress(handle._client, child, cursors.get(child, 0))
                 cursors[child] = mine["cursor"]
                 show(mine)
-        except (RPCError, WorkflowQueryFailedError):
+        except RPCError:
             pass  # the server is away for a moment (a restart), or the child just ended: the run is not
+        except WorkflowQueryFailedError as exc:
+            # The control worker could not run the workflow to answer (a build that cannot replay the run:
+            # README, upgrading the workers), or the child just ended.  The run is not failed: it waits for a
+            # worker that can.
+            why = _short(exc)
+            if why != told and "not found" not in why.lower():
+                told = why
+                progress_view.wait(f"the run's control worker cannot answer ({why}): the run waits for one that can")
         if finished and isinstance(result.exception(), RPCError):
             # The server went away (a restart): the run did not; wait for it again.
             await asyncio.sleep(POLL)
