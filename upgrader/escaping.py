@@ -66,6 +66,18 @@ def md_cell(text: object, empty: str = "—") -> str:
     return md_inline(text) if one_line(str(text)).strip() else empty
 
 
+def md_strong(text: object, *, in_table: bool = False) -> str:
+    """``text`` in bold (``**…**``), as ``md_inline``/``md_cell`` show it.  CommonMark ends no emphasis after
+    Unicode whitespace nor opens one before it (a version "0\u00a0" would print its asterisks instead and
+    shift the row's structure): whitespace at either edge is written as a character reference."""
+    body = md_cell(text) if in_table else md_inline(text)
+    core = body.strip()
+    if not core:
+        return body
+    lead, trail = body[: len(body) - len(body.lstrip())], body[len(body.rstrip()) :]
+    return "**" + "".join(f"&#{ord(c)};" for c in lead) + core + "".join(f"&#{ord(c)};" for c in trail) + "**"
+
+
 def md_code(text: object, *, in_table: bool = False) -> str:
     """An inline code span of ``text``: delimited by one backtick more than its longest backtick run."""
     body = visible(one_line(str(text)).replace("\t", " "))

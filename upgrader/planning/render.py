@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from upgrader.escaping import md_cell, md_code, md_code_block, md_html, md_inline, visible
+from upgrader.escaping import md_cell, md_code, md_code_block, md_html, md_inline, md_strong, visible
 from upgrader.models.plan import HostPlan, Phase, Plan
 from upgrader.planning import budgets
 from upgrader.planning.describe import Command, commands, describe
@@ -156,7 +156,7 @@ def to_markdown(plan: Plan, window: str | None = None) -> str:
     out = [
         f"### upgrader plan: {md_code(plan.component)} → {md_code(plan.target_version)}",
         "",
-        f"**{md_inline(_headline(plan))}**",
+        md_strong(_headline(plan)),
         "",
         f"Plan {md_code(plan.content_hash)} · playbook {md_code(plan.playbook.path)} "
         f"({md_code(plan.playbook.sha256[:12])}) · inventory {md_code(plan.inventory.path)} "
@@ -191,7 +191,7 @@ def to_markdown(plan: Plan, window: str | None = None) -> str:
             )
         out += [
             "",
-            f"Rollback on failure: **{md_inline(plan.spec.rollback.on_failure)}**, "
+            f"Rollback on failure: {md_strong(plan.spec.rollback.on_failure)}, "
             f"{md_inline(budgets.of_plan(plan).describe())}.",
             "",
         ]

@@ -7,7 +7,7 @@ cannot end a code block, open a comment or add a column that hides the sections 
 
 from __future__ import annotations
 
-from upgrader.escaping import md_cell, md_code, md_code_block, md_inline
+from upgrader.escaping import md_cell, md_code, md_code_block, md_inline, md_strong
 from upgrader.reporting.fmt import command, duration, offset, stamp, title
 from upgrader.reporting.model import Failure, RunRecord
 
@@ -28,7 +28,7 @@ def code(value: object) -> Cell:
 
 
 def bold(value: object) -> Cell:
-    return Cell(f"**{md_cell(value)}**")
+    return Cell(md_strong(value, in_table=True))
 
 
 def table(header: list[str], rows: list[list[object]]) -> list[str]:
@@ -121,7 +121,7 @@ def notes(r: RunRecord) -> str:
     items = [
         (p.start, md_inline(f"phase {p.index + 1}: {p.kind} {p.datacenter or 'global'} → {', '.join(p.hosts)}"))
         for p in r.phases
-    ] + [(n.at, f"**{md_inline(n.event)}**: {md_inline(n.text)}") for n in r.notes]
+    ] + [(n.at, f"{md_strong(n.event)}: {md_inline(n.text)}") for n in r.notes]
     for at, text in sorted(items, key=lambda i: i[0]):
         lines.append(f"- `{offset((at - t0).total_seconds()) if t0 else stamp(at)}` {text}")
     return "\n".join(lines)
