@@ -235,6 +235,7 @@ class FakeHost:
 
 CONNECT_S = 0.1  # a stream's start: SSH handshake, sudo and python on a real host (waited, not computed)
 EXCHANGE_S = 0.002  # one program's round trip to the host
+SWITCH_S = 0.0  # added to a program that switches releases (temporal_scale --switch-seconds)
 
 
 class FakeStream:
@@ -252,6 +253,8 @@ class FakeStream:
 
         time.sleep(EXCHANGE_S)
         program = json.loads(base64.b64decode((line or "").rsplit("\n", 1)[-1]))
+        if SWITCH_S and any(op["op"] == "switch" for op in program["ops"]):
+            time.sleep(SWITCH_S)  # a live change that takes a while: a worker can die in the middle of it
         out = [agent.MARKER + json.dumps(self._answer(op)) for op in program["ops"]]
         out.append(f"{agent.END}0")
         return Result(self._name, ("python3",), 0, "\n".join(out) + "\n")
@@ -278,6 +281,8 @@ class FakeStream:
             to = op.get("to") or h.previous
             record.update({"from": h.installed, "to": to, "steps": ["stop", "switch", "start", "verify"]})
             h.previous, h.installed = h.installed, to
+        if PERSIST is not None and kind in ("stage", "switch", "rollback"):
+            keep(self._name, h)
         return record
 
     def close(self) -> None:
@@ -318,3 +323,21 @@ class FakeTransport:
 
 
 HOSTS: dict[str, FakeHost] = {}
+# Where each fake host's versions are written after every change (None: memory only), so a worker process
+# killed mid-run leaves its hosts as they were for the one that replaces it, as real hosts would be.
+PERSIST: Path | None = None
+
+
+def keep(name: str, host: FakeHost) -> None:
+    assert PERSIST is not None
+    tmp = PERSIST / f".{name}.tmp"
+    tmp.write_text(json.dumps([host.installed, host.previous, host.staged]))
+    tmp.replace(PERSIST / name)
+
+
+def kept(name: str) -> FakeHost | None:
+    """The host as the last process that changed it left it (PERSIST), or None."""
+    if PERSIST is None or not (PERSIST / name).exists():
+        return None
+    installed, previous, staged = json.loads((PERSIST / name).read_text())
+    return FakeHost(installed, previous, staged)

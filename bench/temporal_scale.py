@@ -60,6 +60,7 @@ CODE = Path(sys.argv[sys.argv.index("--code") + 1]).resolve() if "--code" in sys
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(CODE))
 
+import benchlib  # noqa: E402
 from benchlib import HOSTS, FakeHost, FakeTransport, write_json  # noqa: E402  (the fake hosts, shared)
 
 PLAYBOOK = CODE / "playbooks" / "riskgw-2.5.0.yml"
@@ -137,15 +138,19 @@ def fake_fleet(hosts: int, dcs: int) -> list[str]:
     fabric_adapter.FabricTransport = FakeTransport  # type: ignore[misc,assignment]
     names = [n for members in host_names(hosts, dcs).values() for n in members]
     for name in names:
-        HOSTS[name] = FakeHost(FROM, "2.3.0", ["2.3.0", FROM])
+        HOSTS[name] = benchlib.kept(name) or FakeHost(FROM, "2.3.0", ["2.3.0", FROM])
     return names
 
 
-def child(role: str, hosts: int, dcs: int, work: Path, address: str, parallel: int) -> int:
+def child(role: str, hosts: int, dcs: int, work: Path, address: str, parallel: int, switch_s: float = 0.0) -> int:
     """One process of the bench: `worker` (every datacenter queue), `control` (the control worker) or
     `apply` (the controller), through the real CLI."""
     from upgrader.cli import main as cli
 
+    if role == "worker":  # the hosts' versions outlive a killed worker (--kill-worker-at)
+        benchlib.SWITCH_S = switch_s
+        benchlib.PERSIST = work / "fleet"
+        benchlib.PERSIST.mkdir(exist_ok=True)
     names = fake_fleet(hosts, dcs)
     top = ["--state-dir", str(work / "state")]
     temporal = ["--temporal-address", address]
@@ -227,10 +232,11 @@ class Process:
         return {"cpu_s": round(self.cpu_s, 1), "peak_rss_mb": round(self.maxrss_mb, 1), "exit": self.code}
 
 
-def spawn(role: str, args: argparse.Namespace, hosts: int, work: Path, address: str) -> Process:
+def spawn(role: str, args: argparse.Namespace, hosts: int, work: Path, address: str, name: str = "") -> Process:
     argv = [sys.executable, __file__, "--child", role, "--hosts", str(hosts), "--dcs", str(args.dcs)]
     argv += ["--work", str(work), "--address", address, "--parallel", str(args.parallel), "--code", str(CODE)]
-    return Process(role, argv, work / f"{role}.log")
+    argv += ["--switch-seconds", str(args.switch_seconds)]
+    return Process(name or role, argv, work / f"{name or role}.log")
 
 
 # ---------------------------------------------------------------- the server, watched
@@ -263,7 +269,15 @@ class Journal:
                 new.append(entry)
                 self.counts[entry.get("event", "?")] += 1
                 self.last = entry
-                if entry.get("event") in ("phase-begin", "abort", "rollback-begin", "run-end", "halt"):
+                if entry.get("event") in (
+                    "phase-begin",
+                    "abort",
+                    "rollback-begin",
+                    "run-end",
+                    "halt",
+                    "host-begin",
+                    "recover",
+                ):
                     self.entries_of[entry["event"]].append(entry)
         return new
 
@@ -545,6 +559,7 @@ async def one_size(args: argparse.Namespace, hosts: int) -> dict[str, Any]:
         t0 = time.monotonic()
         aborted_at: float | None = None
         upgraded_at_abort = 0
+        killed_at: float | None = None  # --kill-worker-at: when the datacenter worker was SIGKILLed
         timed_out = stalled = False
         next_query = 0.0
         moved = (time.monotonic(), 0)  # when the journal last grew, and its length then
@@ -564,6 +579,22 @@ async def one_size(args: argparse.Namespace, hosts: int) -> dict[str, Any]:
             await watch.poll(client, query=ask)
             if ask:
                 next_query = time.monotonic() + args.query_every
+            in_flight = journal.counts["host-begin"] - journal.counts["host-end"]  # programs begun, not ended
+            if (
+                args.kill_worker_at
+                and killed_at is None
+                and journal.counts["host-end"] >= args.kill_worker_at
+                and in_flight >= 1
+            ):
+                # The datacenter worker dies with host programs in flight (SIGKILL: no graceful end); a new
+                # one takes its queues.  The workflows hear of it by the heartbeats (the policy's `lost`).
+                victim = workers[0]
+                os.kill(victim.pid, signal.SIGKILL)  # by PID: the worker this bench started
+                victim.stop(grace=5)  # reaped (its rusage kept)
+                killed_at = time.monotonic() - t0
+                replacement = spawn("worker", args, hosts, work, server.address, name="worker-2")
+                processes.append(replacement)
+                log(f"{hosts} hosts: worker SIGKILLed at {killed_at:.1f}s ({in_flight} host programs in flight)")
             reached = any(e.get("datacenter") == last_dc for e in journal.entries_of["phase-begin"])
             if args.abort and aborted_at is None and reached and watch.upgrade is not None:
                 wid, run = watch.upgrade
@@ -598,6 +629,11 @@ async def one_size(args: argparse.Namespace, hosts: int) -> dict[str, Any]:
             run_status=end.get("status"),
             run_message=end.get("message"),
             abort_sent_s=None if aborted_at is None else round(aborted_at, 1),
+            worker_killed_s=None if killed_at is None else round(killed_at, 1),
+            recover_records=journal.counts["recover"],
+            programs_run_max=max(
+                collections.Counter(e["host"] for e in journal.entries_of["host-begin"]).values(), default=0
+            ),
             rollback_s=None if aborted_at is None or not end else round(wall - aborted_at, 1),
             host_end_at_abort=upgraded_at_abort,
             journal_records=sum(journal.counts.values()),
@@ -696,6 +732,11 @@ def table(result: dict[str, Any]) -> str:
         "abort sent at, s (host-end records then)", lambda r: f"{_n(r['abort_sent_s'])} ({_n(r['host_end_at_abort'])})"
     )
     line("rollback: abort → run end, s", lambda r: r["rollback_s"])
+    if any(r.get("worker_killed_s") is not None for r in rows):
+        line("fault: worker SIGKILLed at, s", lambda r: r["worker_killed_s"])
+        line(
+            "  recover records; most programs of one host", lambda r: f"{r['recover_records']}; {r['programs_run_max']}"
+        )
     line(
         "fake fleet after (version: hosts)",
         lambda r: ", ".join(f"{k}: {v:,}" for k, v in sorted(r["fleet_after"].items())),
@@ -765,6 +806,20 @@ def main() -> int:
     p.add_argument("--bake", default="2s", help="the canary's bake (shortened from the playbook's)")
     p.add_argument("--parallel", type=int, default=32, help="--parallel of the workers and the controller")
     p.add_argument("--no-abort", dest="abort", action="store_false", help="apply only: no emergency rollback")
+    p.add_argument(
+        "--switch-seconds",
+        type=float,
+        default=0.0,
+        help="a host program that switches releases takes this long on the fake host (with --kill-worker-at)",
+    )
+    p.add_argument(
+        "--kill-worker-at",
+        type=int,
+        default=0,
+        metavar="N",
+        help="fault: SIGKILL the datacenter worker once N hosts have ended, with host programs in flight, and "
+        "start a new one (issue 27 §5)",
+    )
     p.add_argument("--timeout", type=float, default=1800, help="seconds per size before the run is given up")
     p.add_argument(
         "--stall", type=float, default=300, help="give up after this many seconds without a journal record or activity"
@@ -783,7 +838,7 @@ def main() -> int:
     if args.render:
         return render(args.render)
     if args.child:
-        return child(args.child, int(args.hosts), args.dcs, args.work, args.address, args.parallel)
+        return child(args.child, int(args.hosts), args.dcs, args.work, args.address, args.parallel, args.switch_seconds)
     sizes = [int(h) for h in args.hosts.split(",")]
     git = subprocess.run(
         ["git", "-C", str(CODE), "describe", "--always", "--dirty"], capture_output=True, text=True, check=False
