@@ -24,6 +24,14 @@ connections refused (each jump host's sshd journal: "drop connection ... past Ma
 "exited MaxStartups throttling after …, N connections dropped" sums, whichever is larger).
 The machine is shared: the 1-minute load average is recorded with every measurement.
 Writes bench/results/scale-<date>.json and .md.
+
+    .venv/bin/python -m lab scale-up --hosts-per-dc 129        # 128 measured + 1 gate host per datacenter
+    .venv/bin/python bench/scale.py --engine local,temporal --sizes 256 [--rounds 2]
+
+compares the engines instead (bench/scale_engines.py): apply, the run's own emergency rollback (abort at a
+gate before the last phase) and `upgrader rollback`, each engine in turn on the same hosts, round after
+round, against a Temporal dev server with a control worker and one worker process per datacenter.
+Writes bench/results/scale-temporal-<date>.json and .md.
 """
 
 from __future__ import annotations
@@ -805,6 +813,7 @@ def main() -> int:
         "--engine",
         help="compare engines instead of tools: local,temporal (interleaved rounds; bench/scale_engines.py)",
     )
+    p.add_argument("--keep-work", action="store_true", help="keep the work directory (state, journals, worker logs)")
     p.add_argument("--rounds", type=int, default=2, help="with --engine: rounds of every engine")
     p.add_argument(
         "--activities-per-second",
@@ -890,7 +899,10 @@ def engines_main(
             out.write_text(json.dumps(result, indent=2) + "\n")
             out.with_suffix(".md").write_text(scale_engines.render(result))
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        if args.keep_work:
+            bl.log(f"work directory kept: {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
     print(json.dumps({k: v.get("ratios") for k, v in result["engines"].items()}, indent=2))
     bl.log(f"wrote {out} and {out.with_suffix('.md')}")
     return 0
