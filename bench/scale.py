@@ -894,10 +894,14 @@ def engines_main(
                 chosen, jumps, work / f"n{size}", args.parallel, args.poll, args.floor_poll, args.max_in_flight
             )
             args.hosts_per_dc = size // 2 + 1
-            result["engines"][str(size)] = scale_engines.run(scale, spare[0], engines, args.rounds, args)
-            result["meta"]["git_end"] = code_state(args.code)
-            out.write_text(json.dumps(result, indent=2) + "\n")
-            out.with_suffix(".md").write_text(scale_engines.render(result))
+
+            def save(partial: dict[str, Any], size: int = size) -> None:
+                result["engines"][str(size)] = partial
+                result["meta"]["git_end"] = code_state(args.code)
+                out.write_text(json.dumps(result, indent=2) + "\n")
+                out.with_suffix(".md").write_text(scale_engines.render(result))
+
+            save(scale_engines.run(scale, spare[0], engines, args.rounds, args, save))
     finally:
         if args.keep_work:
             bl.log(f"work directory kept: {work}")

@@ -361,8 +361,9 @@ def scale_upgrader() -> list[str]:
     return scale.UPGRADER
 
 
-def run(scale_obj: Any, extra: Any, engines: list[str], rounds: int, args: Any) -> dict[str, Any]:
-    """Interleaved rounds; returns {"rounds": [{engine: {step: result}}], "ratios": …}."""
+def run(scale_obj: Any, extra: Any, engines: list[str], rounds: int, args: Any, save: Any = None) -> dict[str, Any]:
+    """Interleaved rounds; returns {"rounds": [{engine: {step: result}}], "ratios": …}; ``save(out)`` after
+    each round, so a run cut short keeps the rounds it finished."""
     import scale as sc
 
     eng = Engines(scale_obj, extra, args)
@@ -400,6 +401,8 @@ def run(scale_obj: Any, extra: Any, engines: list[str], rounds: int, args: Any) 
                 row[engine] = steps
             out["rounds"].append(row)
             out["ratios"] = ratios(out)
+            if save:
+                save(out)
     finally:
         if temporal:
             temporal.stop()

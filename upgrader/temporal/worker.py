@@ -16,7 +16,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.worker import PollerBehaviorSimpleMaximum, Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from upgrader.defaults import WORKER_GRACE
@@ -86,6 +86,7 @@ def workers(
                 task_queue=queue(dc),
                 activities=hosts.all(),
                 max_concurrent_activities=parallel,
+                activity_task_poller_behavior=PollerBehaviorSimpleMaximum(maximum=activity_pollers(parallel)),
                 graceful_shutdown_timeout=GRACE,
                 max_task_queue_activities_per_second=(rate or Rate()).queue,
                 max_activities_per_second=(rate or Rate()).worker,
@@ -106,6 +107,13 @@ def workers(
             )
         )
     return out
+
+
+def activity_pollers(parallel: int) -> int:
+    """Polls a datacenter worker keeps open on its queue: the SDK's 5 take a wave's activities about 5 at a
+    time off the server (bench/scale.py --engine: 127 activities scheduled at once started over ~20 s on a
+    loaded 2-core machine); one per 4 host programs in flight, at least the SDK's 5 and at most 32."""
+    return max(5, min(32, parallel // 4))
 
 
 def executor_threads(parallel: int, datacenters: int) -> int:
