@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from upgrader.temporal.worker import executor_threads, size_executor
+from upgrader.temporal.worker import activity_pollers, executor_threads, size_executor
 
 AT_ONCE = 40  # more than the default executor's threads on any machine up to 36 CPUs
 
@@ -54,3 +54,12 @@ def test_a_worker_runs_parallel_host_programs_at_once(record_property: Callable[
 def test_threads_cover_every_activity_a_worker_may_run(parallel: int, datacenters: int) -> None:
     # every activity the worker's queues may hold at once (max_concurrent_activities=parallel per queue)
     assert executor_threads(parallel, datacenters) >= max(1, parallel) * max(1, datacenters)
+
+
+@given(parallel=st.integers(0, 5000))
+@settings(max_examples=50, deadline=None)
+def test_activity_polls_grow_with_parallel_within_bounds(parallel: int) -> None:
+    # never below the SDK's 5 (a small worker polls as before), never an unbounded number of long-polls
+    polls = activity_pollers(parallel)
+    assert 5 <= polls <= 32
+    assert polls >= min(32, parallel // 4)
