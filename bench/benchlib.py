@@ -31,6 +31,8 @@ ARTIFACTS = REPO / "build" / "artifacts"
 RESULTS = BENCH / "results"
 BENCH_VENV = BENCH / ".venv"
 PROJECT_PYTHON = REPO / ".venv" / "bin" / "python"
+if not PROJECT_PYTHON.exists():  # a git worktree has no .venv of its own: the interpreter running the bench
+    PROJECT_PYTHON = Path(sys.executable)
 GUEST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 SATURDAY = "2026-11-28T02:00:00-05:00"  # inside the lab playbooks' weekend window, every market closed
 # A simulated time is a guard override (break-glass): it needs a reason, and is audited and notified.

@@ -24,6 +24,14 @@ connections refused (each jump host's sshd journal: "drop connection ... past Ma
 "exited MaxStartups throttling after …, N connections dropped" sums, whichever is larger).
 The machine is shared: the 1-minute load average is recorded with every measurement.
 Writes bench/results/scale-<date>.json and .md.
+
+    .venv/bin/python -m lab scale-up --hosts-per-dc 129        # 128 measured + 1 gate host per datacenter
+    .venv/bin/python bench/scale.py --engine local,temporal --sizes 256 [--rounds 2]
+
+compares the engines instead (bench/scale_engines.py): apply, the run's own emergency rollback (abort at a
+gate before the last phase) and `upgrader rollback`, each engine in turn on the same hosts, round after
+round, against a Temporal dev server with a control worker and one worker process per datacenter.
+Writes bench/results/scale-temporal-<date>.json and .md.
 """
 
 from __future__ import annotations
@@ -281,6 +289,7 @@ class Scale:
         self.pyinfra_ssh_config = self._ssh_config(proxy_command=True)
         self.state = work / "state"
         in_flight = min(max_in_flight or self.n, max(1, self.n // 2))  # per datacenter
+        self.in_flight = in_flight
         # Every tool waits up to 20 s for /health on the rolled-back version (the floor's and pyinfra's
         # health.sh deadline, Ansible's 80 x 0.25 s): upgrader's checks get the same budget, 80 x 250 ms,
         # instead of the lab playbook's 3 s, which 256 app starts on 2 cores at load 70 can outlast.
@@ -307,6 +316,7 @@ class Scale:
             rollout={"batch": "100%", "max_in_flight_per_datacenter": in_flight},
             checks=checks,
         )
+        self.checks = checks
 
     def _inventory(self) -> Path:
         data = yaml.safe_load(SCALE_INVENTORY.read_text())
@@ -799,6 +809,19 @@ def main() -> int:
         type=Path,
         help="run upgrader from this tree (e.g. `git worktree add /tmp/head HEAD`), not the shared working tree",
     )
+    p.add_argument(
+        "--engine",
+        help="compare engines instead of tools: local,temporal (interleaved rounds; bench/scale_engines.py)",
+    )
+    p.add_argument("--keep-work", action="store_true", help="keep the work directory (state, journals, worker logs)")
+    p.add_argument("--rounds", type=int, default=2, help="with --engine: rounds of every engine")
+    p.add_argument(
+        "--activities-per-second",
+        type=int,
+        default=0,
+        help="with --engine temporal: the datacenter workers' queue rate limit (0: none, as the local engine)",
+    )
+    p.add_argument("--worker-parallel", type=int, help="with --engine temporal: worker --parallel (default: its hosts)")
     args = p.parse_args()
     if args.code:
         CODE["PYTHONPATH"] = str(args.code.resolve())
@@ -834,6 +857,8 @@ def main() -> int:
     }
     stamp = datetime.now(UTC).date().isoformat()
     out = args.out or bl.RESULTS / f"scale-{stamp}.json"
+    if args.engine:
+        return engines_main(args, hosts, jumps, work, result)
     try:
         for size in [int(s) for s in args.sizes.split(",")]:
             result["sizes"][str(size)] = run_size(hosts, jumps, size, tools, args, work)
@@ -848,5 +873,45 @@ def main() -> int:
     return 0
 
 
+def engines_main(
+    args: argparse.Namespace, hosts: list[Host], jumps: dict[str, str], work: Path, result: dict[str, Any]
+) -> int:
+    """--engine local,temporal: bench/scale_engines.py on each size, one extra host per size as the gate host."""
+    import scale_engines
+
+    engines = args.engine.split(",")
+    stamp = datetime.now(UTC).date().isoformat()
+    out = args.out or bl.RESULTS / f"scale-temporal-{stamp}.json"
+    result["meta"].update(engines=engines, rounds=args.rounds)
+    result["engines"] = {}
+    try:
+        for size in [int(s) for s in args.sizes.split(",")]:
+            chosen = subset(hosts, size)
+            spare = [h for h in hosts if h.dc == "ch2" and h not in chosen]
+            if not spare:
+                raise SystemExit(f"no spare ch2 host for the gate: scale-up --hosts-per-dc {size // 2 + 1}")
+            scale = Scale(
+                chosen, jumps, work / f"n{size}", args.parallel, args.poll, args.floor_poll, args.max_in_flight
+            )
+            args.hosts_per_dc = size // 2 + 1
+
+            def save(partial: dict[str, Any], size: int = size) -> None:
+                result["engines"][str(size)] = partial
+                result["meta"]["git_end"] = code_state(args.code)
+                out.write_text(json.dumps(result, indent=2) + "\n")
+                out.with_suffix(".md").write_text(scale_engines.render(result))
+
+            save(scale_engines.run(scale, spare[0], engines, args.rounds, args, save))
+    finally:
+        if args.keep_work:
+            bl.log(f"work directory kept: {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    print(json.dumps({k: v.get("ratios") for k, v in result["engines"].items()}, indent=2))
+    bl.log(f"wrote {out} and {out.with_suffix('.md')}")
+    return 0
+
+
 if __name__ == "__main__":
+    sys.modules["scale"] = sys.modules["__main__"]  # bench/scale_engines.py shares this module's state (CODE)
     raise SystemExit(main())

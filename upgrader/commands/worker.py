@@ -100,8 +100,9 @@ async def _serve(  # type: ignore[no-untyped-def]
     key: bytes | None,
 ) -> int:
     from upgrader.temporal.client import connect
-    from upgrader.temporal.worker import Rate, serve, workers
+    from upgrader.temporal.worker import Rate, serve, size_executor, workers
 
+    size_executor(args.parallel, len(args.datacenter or []))  # one thread per host program in flight
     client = await connect(found)
     running = workers(
         client,
