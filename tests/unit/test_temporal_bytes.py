@@ -227,3 +227,55 @@ def test_records_go_in_batches_of_at_most_record_batch_bytes(
     assert by_host_and_phase(t_journal) == by_host_and_phase(journal)
     assert run_level(t_journal) == run_level(journal)
     assert (t_code, t_states) == (code, states)
+
+
+def test_the_parents_history_per_host_on_a_real_run(
+    tmp_path: Path, temporal_server: DevServer, record_property: Callable[[str, str], None]
+) -> None:
+    """A 60-host run (three datacenters, a canary each, then a wave each) on the dev server: the bytes of the
+    parent's history per host, and which activities and children hold them (lock, stage, release and
+    their journal records; the children's inputs and results).  The datacenter activities' states are
+    packed and their facts only what stage reads, so a 10,000-host run's parent stays well under
+    limits.HISTORY_BYTES_BUDGET."""
+    from tests.unit.test_temporal_tree import run_tree
+
+    fleet = {dc: [f"{dc}-{i:02}" for i in range(20)] for dc in ("ny", "ch", "ld")}
+    s = build(Case("sixty", fleet, rollout={"batch": 60, "max_in_flight_per_datacenter": 20}), tmp_path / "sixty")
+    found: list[Any] = []
+
+    async def keep(client: Client, handle: WorkflowHandle[Any, Any]) -> None:
+        found.append(await handle.fetch_history())
+
+    try:
+        code, states, _, _ = run_tree(s, temporal_server, inspect=keep)
+    finally:
+        s.close()
+    parent, hosts = found[0], sum(len(hs) for hs in fleet.values())
+    by: dict[str, int] = {}
+    scheduled: dict[int, str] = {}
+    for e in parent.events:
+        if e.HasField("activity_task_scheduled_event_attributes"):
+            name = e.activity_task_scheduled_event_attributes.activity_type.name
+            scheduled[e.event_id] = name
+            by[name] = by.get(name, 0) + e.activity_task_scheduled_event_attributes.input.ByteSize()
+        elif e.HasField("activity_task_completed_event_attributes"):
+            attrs = e.activity_task_completed_event_attributes
+            name = scheduled[attrs.scheduled_event_id]
+            by[name] = by.get(name, 0) + attrs.result.ByteSize()
+        elif e.HasField("start_child_workflow_execution_initiated_event_attributes"):
+            by["hosts"] = (
+                by.get("hosts", 0) + e.start_child_workflow_execution_initiated_event_attributes.input.ByteSize()
+            )
+        elif e.HasField("child_workflow_execution_completed_event_attributes"):
+            by["hosts"] = by.get("hosts", 0) + e.child_workflow_execution_completed_event_attributes.result.ByteSize()
+    total = sum(e.ByteSize() for e in parent.events)
+    per_host = {k: round(v / hosts) for k, v in sorted(by.items())}
+    record_property(
+        "observed",
+        f"exit {code}; parent's history {total:,} B for {hosts} hosts ({total / hosts:.0f} B "
+        f"per host): bytes per host by activity/child {per_host}",
+    )
+    print(f"parent {total} B, {total / hosts:.0f} B/host; {per_host}")
+    assert code == 0 and set(states.values()) == {"done"}
+    datacenter_work = sum(by.get(k, 0) for k in ("lock", "stage", "unstage", "release"))
+    assert datacenter_work / hosts <= limits.DATACENTER_BYTES_PER_HOST, per_host

@@ -39,7 +39,7 @@ with workflow.unsafe.imports_passed_through():
     from upgrader.engine.gates import Decision, DecisionKind
     from upgrader.engine.host_actions import Back, HandedOver, HostRun, Ran, program_steps
     from upgrader.engine.policy import RunPolicy
-    from upgrader.engine.policy_state import Program, step
+    from upgrader.engine.policy_state import Program, pack_hosts, step, unpack_hosts
     from upgrader.models.plan import Plan
     from upgrader.temporal import limits, plan_ref
     from upgrader.temporal.messages import Admission, Done, Notice, PlanRef, Records, Start, Work
@@ -330,7 +330,7 @@ class Interpreter:
         they go out with the next batch: the next record the policy yields, the next host's host-begin (both
         before anything else changes on a host), or the flush at a child's end.  One batch for many hosts'
         records is what keeps a host's history at ~10 events."""
-        for host, fields in done.states.items():
+        for host, fields in unpack_hosts(done.states):
             self.hosts[host].load(fields)
             self.touch(host)
             if self.hosts[host].failure and self.hosts[host].state in (HostState.FAILED, HostState.UNREACHABLE):
@@ -379,7 +379,7 @@ class Interpreter:
             self.start.artifacts,
             self.start.python,
             self.start.break_lock,
-            {h: self.hosts[h].fields() for h in hosts},
+            pack_hosts((h, self.hosts[h].fields()) for h in hosts),
             plan=self.start.plan,
             signature=self.start.signature,
             **extra,
