@@ -6,7 +6,6 @@ Also what the drivers need to run a program: ``Program`` (a generator of actions
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import zip_longest
@@ -47,10 +46,10 @@ def pack_hosts(states: Iterable[tuple[str, dict[str, Any]]]) -> list[list[Any]]:
     ``[[fields, [host, ...]], ...]`` in the order each group's first host comes.  A phase's hosts mostly
     share one state and detail ("on 2.0.0, verified"), so a host costs its name (~14 B) instead of its
     fields (~110 B): the run's workflow history holds a child's input and result per pass."""
-    groups: dict[str, list[Any]] = {}
+    groups: dict[tuple[tuple[str, Any], ...], list[Any]] = {}
     for host, fields in states:
         kept = {k: v for k, v in fields.items() if FIELD_DEFAULTS.get(k, _NONE) != v}
-        key = json.dumps(kept, sort_keys=True)
+        key = tuple(sorted(kept.items()))  # the values are str and bool (a HostState is a str)
         groups.setdefault(key, [kept, []])[1].append(host)
     return list(groups.values())
 
