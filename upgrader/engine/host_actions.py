@@ -491,6 +491,18 @@ def send(op: dict[str, Any], step: str, **runtime: Any) -> dict[str, Any]:
     return {**op, "step": step, **runtime}
 
 
+def for_stage(facts: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Of the hosts' facts, what ``stage`` reads (the releases already staged, by sha256), for the hosts that
+    have any: what a Temporal run's workflow keeps from its lock activities and hands its stage activities
+    (both in its history: the whole facts are ~300 B a host, this is nothing on a fleet staged fresh)."""
+    out: dict[str, dict[str, Any]] = {}
+    for host, found in facts.items():
+        staged = {v: sha for v, sha in (found.get("staged_sha") or {}).items() if sha}
+        if staged:
+            out[host] = {"staged_sha": staged}
+    return out
+
+
 def _released(res: remote.AgentResult | None) -> bool:
     """Whether a host answered its release (its lock op ran: released, or already another's)."""
     lock = res.op("lock") if res is not None else None

@@ -6,7 +6,7 @@ Also what the drivers need to run a program: ``Program`` (a generator of actions
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator, Iterable
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import zip_longest
 from typing import Any, TypeVar
@@ -34,6 +34,35 @@ class Recovery:
     aborted: bool = False  # an operator aborted it: everything it changed goes back
     keep: bool = False  # ... unless the abort said --keep
     expect: dict[str, str | None] = field(default_factory=dict)  # version each host may be on (None: either)
+
+
+# HostRun.fields() left out of a packed group when they have these values (most hosts: not failed, healthy).
+FIELD_DEFAULTS: dict[str, Any] = {"detail": "", "touched": False, "failure": "", "unhealthy": False}
+_NONE = object()
+
+
+def pack_hosts(states: Iterable[tuple[str, dict[str, Any]]]) -> list[list[Any]]:
+    """Hosts' states (HostRun.fields()) grouped by identical fields, fields at their default left out:
+    ``[[fields, [host, ...]], ...]`` in the order each group's first host comes.  A phase's hosts mostly
+    share one state and detail ("on 2.0.0, verified"), so a host costs its name (~14 B) instead of its
+    fields (~110 B): the run's workflow history holds a child's input and result per pass."""
+    groups: dict[tuple[tuple[str, Any], ...], list[Any]] = {}
+    for host, fields in states:
+        kept = {k: v for k, v in fields.items() if FIELD_DEFAULTS.get(k, _NONE) != v}
+        key = tuple(sorted(kept.items()))  # the values are str and bool (a HostState is a str)
+        groups.setdefault(key, [kept, []])[1].append(host)
+    return list(groups.values())
+
+
+def unpack_hosts(packed: list[list[Any]] | dict[str, dict[str, Any]]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """``pack_hosts``' hosts and fields again (also the unpacked ``{host: fields}`` of earlier histories)."""
+    if isinstance(packed, dict):
+        yield from packed.items()
+        return
+    for kept, hosts in packed:
+        fields = {**FIELD_DEFAULTS, **kept}
+        for host in hosts:
+            yield host, fields
 
 
 class PolicyState:
@@ -77,8 +106,10 @@ class PolicyState:
         (a Temporal child workflow for a phase's hosts, and its continue-as-new).
 
         ``hosts``: only these hosts' states (a child's share; at 10,000 hosts all states would not fit
-        one Temporal payload).  ``locked`` is the driver's (it says which locks it took) and stays out;
-        ``phase`` goes by its index (a host program reads only its kind)."""
+        one Temporal payload), packed (``pack_hosts``): a child's input and result are in the run's
+        workflow history once per pass, so its size grows with the fleet.  ``locked`` is the driver's (it
+        says which locks it took) and stays out; ``phase`` goes by its index (a host program reads only
+        its kind)."""
         names = list(self.hosts) if hosts is None else list(hosts)
         return {
             "failures": self.failures,
@@ -94,7 +125,7 @@ class PolicyState:
             "recovered": sorted(self.recovered),
             "phase": self.phase.index if self.phase else None,
             "groups": self.down.to_dict(),
-            "hosts": {h: self.hosts[h].fields() for h in names},
+            "hosts": pack_hosts((h, self.hosts[h].fields()) for h in names),
         }
 
     def restore(self, data: dict[str, Any]) -> None:
@@ -108,7 +139,7 @@ class PolicyState:
         self.recovered = set(data["recovered"])
         self.phase = self.plan.phases[data["phase"]] if data["phase"] is not None else None
         self.down.load(data["groups"])
-        for host, fields in data["hosts"].items():
+        for host, fields in unpack_hosts(data["hosts"]):
             self.hosts[host].load(fields)
 
     # ------------------------------------------------------------ queries the drivers ask

@@ -35,7 +35,8 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from upgrader.defaults import BEAT
-from upgrader.engine.host_actions import Back, HandedOver, HostActions, Ran
+from upgrader.engine.host_actions import Back, HandedOver, HostActions, Ran, for_stage
+from upgrader.engine.policy_state import pack_hosts, unpack_hosts
 from upgrader.engine.pool import Pool
 from upgrader.engine.progress import Lines
 from upgrader.errors import HostBusy, RefusedError
@@ -140,7 +141,7 @@ class HostWork:
             break_lock=work.break_lock,
             python=work.python,
         )
-        for host, fields in work.states.items():
+        for host, fields in unpack_hosts(work.states):
             actions.hosts[host].load(fields)
         actions.facts = dict(work.facts)
         return actions
@@ -164,7 +165,7 @@ class HostWork:
         def blocking() -> Done:
             actions = self.engine(plan, work)
             done = act(actions)
-            done.states = {h: r.fields() for h, r in actions.hosts.items()}
+            done.states = pack_hosts((h, r.fields()) for h, r in actions.hosts.items())
             assert isinstance(actions.journal, Collected)
             done.records = actions.journal.entries_made
             done.failures += len(actions.failed)
@@ -183,7 +184,7 @@ class HostWork:
                 actions.lock()
             except RefusedError as exc:
                 return Done(ok=False, refused=f"{work.datacenter}: {exc}")
-            return Done(locked=sorted(actions.locked), facts=actions.facts)
+            return Done(locked=sorted(actions.locked), facts=for_stage(actions.facts))
 
         return await self.run(work, act)
 

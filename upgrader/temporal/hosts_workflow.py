@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from typing import Any
 
 from temporalio import workflow
 
@@ -61,7 +62,7 @@ class HostsWorkflow(Interpreter):
                     runs=work.runs + 1,
                 )
             )
-        return HostsDone(self.policy.snapshot(work.hosts), self._seq, events, work.runs)
+        return HostsDone(self.policy.snapshot(work.hosts), self._seq, tail(events), work.runs)
 
     async def slide(self, work: Hosts) -> int:
         """Start ``work.hosts[work.next:]`` in a sliding window until they all ran or a continue-as-new is
@@ -92,3 +93,13 @@ class HostsWorkflow(Interpreter):
     def history_full() -> bool:
         info = workflow.info()
         return info.is_continue_as_new_suggested() or info.get_current_history_length() >= limits.CAN_EVENTS
+
+
+def tail(events: list[list[Any]]) -> list[list[Any]]:
+    """The newest limits.CHILD_EVENTS events, each text at most limits.EVENT_TEXT characters: what the run's
+    workflow takes over for `watch` from a child that ended (its history holds every child's result; a
+    watcher following the child saw them all already, and the journal has every record)."""
+    return [
+        [cursor, kind, text if len(text) <= limits.EVENT_TEXT else text[: limits.EVENT_TEXT - 1] + "…", *rest]
+        for cursor, kind, text, *rest in events[-limits.CHILD_EVENTS :]
+    ]

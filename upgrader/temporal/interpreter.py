@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import json
 from collections.abc import Callable, Iterable
 from datetime import timedelta
 from typing import Any, TypeVar
@@ -38,7 +39,7 @@ with workflow.unsafe.imports_passed_through():
     from upgrader.engine.gates import Decision, DecisionKind
     from upgrader.engine.host_actions import Back, HandedOver, HostRun, Ran, program_steps
     from upgrader.engine.policy import RunPolicy
-    from upgrader.engine.policy_state import Program, step
+    from upgrader.engine.policy_state import Program, pack_hosts, step, unpack_hosts
     from upgrader.models.plan import Plan
     from upgrader.temporal import limits, plan_ref
     from upgrader.temporal.messages import Admission, Done, Notice, PlanRef, Records, Start, Work
@@ -318,19 +319,27 @@ class Interpreter:
 
     async def flush(self, stored_plan: PlanRef | None = None) -> None:
         """Every queued record written, by one activity for all queued so far (the ones queued while a batch
-        is on its way go out together in the next)."""
+        is on its way go out together in the next), or several in seq order when they are more than
+        limits.RECORD_BATCH_BYTES (``batches``): the control worker appends only past its last seq, so each
+        is written once, in order, whichever activity is retried."""
         async with self._flushing:
             if not self._unsent and stored_plan is None:
                 return  # another coroutine's flush wrote these too
-            batch, self._unsent = self._unsent, []
+            queued, self._unsent = self._unsent, []
             assert self.start is not None
-            await workflow.execute_activity(
-                "record",
-                Records(self.start.run_id, batch, stored_plan, self.start.artifacts),
-                task_queue=CONTROL_QUEUE,
-                start_to_close_timeout=timedelta(seconds=defaults.RECORD_SECONDS),
-                retry_policy=RECORDING,
-            )
+            for batch in batches(
+                queued,
+                limits.RECORD_BATCH_BYTES
+                - json_size(Records(self.start.run_id, [], stored_plan, self.start.artifacts)),
+            ):
+                await workflow.execute_activity(
+                    "record",
+                    Records(self.start.run_id, batch, stored_plan, self.start.artifacts),
+                    task_queue=CONTROL_QUEUE,
+                    start_to_close_timeout=timedelta(seconds=defaults.RECORD_SECONDS),
+                    retry_policy=RECORDING,
+                )
+                stored_plan = None  # copied with the first batch
 
     def merge(self, done: Done) -> None:
         """An activity's hosts' new states and its journal records (the failures are the policy's to count).
@@ -339,7 +348,7 @@ class Interpreter:
         they go out with the next batch: the next record the policy yields, the next host's host-begin (both
         before anything else changes on a host), or the flush at a child's end.  One batch for many hosts'
         records is what keeps a host's history at ~10 events."""
-        for host, fields in done.states.items():
+        for host, fields in unpack_hosts(done.states):
             self.hosts[host].load(fields)
             self.touch(host)
             if self.hosts[host].failure and self.hosts[host].state in (HostState.FAILED, HostState.UNREACHABLE):
@@ -388,7 +397,7 @@ class Interpreter:
             self.start.artifacts,
             self.start.python,
             self.start.break_lock,
-            {h: self.hosts[h].fields() for h in hosts},
+            pack_hosts((h, self.hosts[h].fields()) for h in hosts),
             plan=self.start.plan,
             signature=self.start.signature,
             **extra,
@@ -410,6 +419,28 @@ class Interpreter:
         self, name: str, host: str, seconds: float, retry: RetryPolicy = REPEATABLE, **extra: Any
     ) -> Done:
         return await self.call(name, self.work(self.hosts[host].plan.datacenter, [host], **extra), seconds, retry)
+
+
+def json_size(value: Any) -> int:
+    """Bytes of ``value`` as JSON, as Temporal's default converter writes it (compact separators)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        value = dataclasses.asdict(value)
+    return len(json.dumps(value, separators=(",", ":"), sort_keys=True, default=str).encode())
+
+
+def batches(entries: list[dict[str, Any]], budget: int) -> list[list[dict[str, Any]]]:
+    """``entries`` in order, cut into consecutive batches of at most ``budget`` bytes of JSON each (a record
+    larger than that alone in its batch); one batch, perhaps empty, when they all fit."""
+    out: list[list[dict[str, Any]]] = [[]]
+    used = 0
+    for entry in entries:
+        size = json_size(entry) + 1  # and its comma
+        if out[-1] and used + size > budget:
+            out.append([])
+            used = 0
+        out[-1].append(entry)
+        used += size
+    return out
 
 
 def checked_problem(done: Done) -> str | None:

@@ -70,6 +70,26 @@ CHUNK_HOSTS = 200
 PROGRESS_HOSTS = 2000
 WATCH_EVENTS = 1000
 
+# The run's workflow history holds every `hosts` child's input and result (messages.Hosts, HostsDone), once
+# for each pass over the fleet (a phase, a rollback): each host's name in its input's list, and its state
+# packed by identical fields (engine/policy_state.pack_hosts: a name each) in the input's and the result's
+# snapshot; a child's result takes over at most CHILD_EVENTS of its newest `watch` events, each text clipped to
+# EVENT_TEXT characters.  Measured (tests/unit/test_temporal_bytes.py, 10,000 hosts in 10 datacenters, a
+# phase then a rollback, one host in 50 failed with its own message): 69 B per host per pass, 1.38 MB in
+# all, against 25.9 MB unpacked with every result's WATCH_EVENTS events; ~1,200 B a host a pass before
+# (bench/results/temporal_scale-2026-12-05-1000-af199fc.md: the parent's 2.32 MB for 1,000 hosts).
+PARENT_BYTES_PER_HOST_PASS = 200  # the design's budget for it: 10,000 hosts, a few passes, well under 10 MiB
+# The run's workflow history also holds each lock, stage, unstage and release activity's Work and Done: the
+# hosts' states packed as above, and of the facts a lock finds only what stage reads (host_actions.for_stage).
+# Measured (tests/unit/test_temporal_bytes.py, a 60-host run in 3 datacenters on the dev server): lock 105,
+# stage 228, release 94 B per host, 427 in all, against 841, 951 and 267 (2,059) with each host's fields
+# and whole facts.  Their journal records (stage-host, ~150 B a host) are the most of what is left.
+DATACENTER_BYTES_PER_HOST = 600
+CHILD_EVENTS = 100
+EVENT_TEXT = 300
+# Journal records one `record` activity carries: a flush of more goes in several activities, in seq order.
+RECORD_BATCH_BYTES = PAYLOAD_BUDGET // 4
+
 # Host programs started per second on one datacenter's task queue, by all its workers together (the
 # server enforces it: Worker(max_task_queue_activities_per_second=...)), `worker --activities-per-second`.
 # Each host program opens its SSH connection through the datacenter's jump host: the handshakes cost the

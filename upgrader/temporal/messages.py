@@ -59,8 +59,10 @@ class Work:
     artifacts: str
     python: str = "python3"
     break_lock: str | None = None
-    states: dict[str, dict[str, Any]] = field(default_factory=dict)  # host → HostRun fields
-    facts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # The hosts' HostRun fields, packed (engine/policy_state.pack_hosts): the run's workflow history holds
+    # every lock, stage, unstage and release activity's, so a host costs its name, not its fields.
+    states: list[list[Any]] = field(default_factory=list)
+    facts: dict[str, dict[str, Any]] = field(default_factory=dict)  # stage: what it reads (host_actions.for_stage)
     testinfra: bool = False  # check rounds: also run the host's testinfra steps (the end of a bake)
     lock_check: bool = False  # check rounds: first check the host's lock is still this run's
     when: str = ""  # testinfra: when in the host's run its modules run ("at the end of the bake")
@@ -72,7 +74,7 @@ class Work:
 class Done:
     """What an activity found: the hosts' new states, the journal records it made, and its verdict."""
 
-    states: dict[str, dict[str, Any]] = field(default_factory=dict)
+    states: list[list[Any]] = field(default_factory=list)  # packed, as Work.states
     records: list[dict[str, Any]] = field(default_factory=list)
     failures: int = 0
     ok: bool = True
@@ -83,7 +85,7 @@ class Done:
     ops: list[dict[str, Any]] = field(default_factory=list)  # a failed check round's operations
     stuck: list[str] = field(default_factory=list)  # release: hosts that kept their lock (no answer)
     locked: list[str] = field(default_factory=list)
-    facts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    facts: dict[str, dict[str, Any]] = field(default_factory=dict)  # lock: what stage reads, where there is any
 
 
 @dataclass
