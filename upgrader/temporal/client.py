@@ -195,7 +195,11 @@ async def watch(handle: WorkflowHandle[Any, Any], progress_view: Listener) -> di
                 seen[host] = (st, detail)
                 progress_view.host_state(host, st, detail)
         for kind, text, host, *source in state["events"]:
-            if not (source and source[0] in followed):
+            # A child's event the parent took over: shown unless this watch saw it while following the child
+            # (the child's cursor then, against how far this watch read the child).
+            child = source[0] if source else ""
+            at = source[1] if len(source) > 1 else None
+            if not (child and child in followed and (at is None or at <= cursors.get(child, 0))):
                 replay(progress_view, kind, text, host or None)
 
     while True:

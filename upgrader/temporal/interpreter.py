@@ -370,10 +370,13 @@ class Interpreter:
                 retry_policy=RetryPolicy(maximum_attempts=defaults.NOTIFY_ATTEMPTS),
             )
 
-    def event(self, kind: str, text: str, host: str = "", source: str = "") -> None:
-        """An event for `watch` (``source``: the child workflow that made it, when the parent takes it over)."""
+    def event(self, kind: str, text: str, host: str = "", source: str = "", at: int = 0) -> None:
+        """An event for `watch` (``source``: the child workflow that made it, when the parent takes it over;
+        ``at``: its cursor there, so a watcher that followed the child shows only what it had not seen)."""
         self.cursor += 1
-        self.events.append([self.cursor, kind, text, host, source])
+        self.events.append(
+            [self.cursor, kind, text, host, source, at] if source else [self.cursor, kind, text, host, ""]
+        )
         if len(self.events) > limits.WATCH_EVENTS:
             del self.events[: -limits.WATCH_EVENTS]
 

@@ -152,8 +152,8 @@ class UpgradeWorkflow(Interpreter):
         self.policy.restore(done.snapshot)
         for host in hosts:
             self.touch(host)
-        for _, kind, text, host, _ in done.events:  # `watch` showed them already if it followed the child
-            self.event(kind, text, host, source=work_id)
+        for at, kind, text, host, *_ in done.events:  # `watch` showed those it saw while following the child
+            self.event(kind, text, host, source=work_id, at=at)
 
     def width(self, kind: str, hosts: list[str]) -> int:
         """The child's window: within the pending budget, and a phase no wider than its datacenters'
