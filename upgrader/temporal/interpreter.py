@@ -72,7 +72,7 @@ class Interpreter:
         self.asked_abort: Decision | None = None  # an abort signal the policy has not heard yet
         self.promotes: dict[str, Decision] = {}
         self.waiting: str | None = None
-        self.events: list[list[Any]] = []  # [cursor, kind, text, host, source] for `watch`, the newest kept
+        self.events: list[list[Any]] = []  # [cursor, kind, text, host, source, at] for `watch`, newest kept
         self.changed: dict[str, int] = {}  # host → the `progress` cursor at its last change
         self.cursor = 0  # counts host changes: `progress(since)` sends the hosts changed after ``since``
         self.outcome: dict[str, Any] | None = None
@@ -374,9 +374,7 @@ class Interpreter:
         """An event for `watch` (``source``: the child workflow that made it, when the parent takes it over;
         ``at``: its cursor there, so a watcher that followed the child shows only what it had not seen)."""
         self.cursor += 1
-        self.events.append(
-            [self.cursor, kind, text, host, source, at] if source else [self.cursor, kind, text, host, ""]
-        )
+        self.events.append([self.cursor, kind, text, host, source, at])
         if len(self.events) > limits.WATCH_EVENTS:
             del self.events[: -limits.WATCH_EVENTS]
 
