@@ -24,7 +24,7 @@ import asyncio
 import contextlib
 import dataclasses
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import timedelta
 from typing import Any, TypeVar
 
@@ -144,6 +144,18 @@ class Interpreter:
                 return result  # type: ignore[return-value]
             answer = await self.carry_out(action)
 
+    async def window(self, programs: Iterable[Program[None]], width: int) -> None:
+        """Run ``programs`` side by side, at most ``width`` started and not ended (a sliding window: Temporal's
+        ``batch_sliding_window``), so the pending activities stay under limits.PENDING_BUDGET."""
+        running: set[asyncio.Future[None]] = set()
+        for program in programs:
+            await workflow.wait_condition(lambda: len(running) < width)
+            task = asyncio.ensure_future(self.drive(program))
+            running.add(task)
+            task.add_done_callback(running.discard)
+        while running:
+            await asyncio.gather(*running)
+
     def now(self) -> float:
         return workflow.now().timestamp()
 
@@ -158,6 +170,7 @@ class Interpreter:
 
     async def carry_out(self, action: m.Action) -> m.Answer:
         """What the policy asked, done with activities, timers and signals; the event that answers it."""
+        assert self.policy is not None
         if isinstance(action, m.Record):
             await self.record(action.event, **action.fields)
         elif isinstance(action, m.Notify):
@@ -170,8 +183,10 @@ class Interpreter:
             self.hosts[action.host].failure = action.detail
             self._set(action.host, action.state, action.detail)
             self.event("failure", action.detail, action.host)
-        elif isinstance(action, m.RunHosts | m.RollBack):  # the run's workflow's, in `hosts` children
-            raise TypeError(f"{type(action).__name__} reached a `hosts` child: only the run's workflow runs hosts")
+        elif isinstance(action, m.RunHosts):
+            await self.window((self.policy.host_program(h) for h in action.hosts), limits.WINDOW)
+        elif isinstance(action, m.RollBack):  # in a child: a host program's own (a lost host put back)
+            await self.window((self.policy.rollback_program(h) for h in action.hosts), limits.WINDOW)
         elif isinstance(action, m.RunHost):
             return await self.upgrade(action)
         elif isinstance(action, m.CheckRound):
