@@ -330,3 +330,20 @@ def test_no_artifact_store_is_refused_at_the_controller(tmp_path: Path) -> None:
     with pytest.raises(PlanStoreError, match="no artifact store at") as refused:
         plan_store.store(tmp_path / "nowhere", PLAN)
     assert "--artifacts" in one_line(refused.value)
+
+
+def test_a_plan_is_parsed_once_per_process_by_its_verified_hash(monkeypatch: pytest.MonkeyPatch) -> None:
+    """plan_ref.parsed: the same hash gives the same (immutable) Plan without parsing again; another hash
+    is parsed; at most PARSED_KEPT are held, the least recently used let go."""
+    from upgrader.temporal import plan_ref
+
+    monkeypatch.setattr(plan_ref, "_PARSED", type(plan_ref._PARSED)())
+    texts = {plan_store.text_of(case_plan(c)) for c in ("multi_hop", "no_canary")}
+    a, b = sorted(texts)
+    sha_a, sha_b = (hashlib.sha256(t.encode()).hexdigest() for t in (a, b))
+    first = plan_ref.parsed(sha_a, a)
+    assert plan_ref.parsed(sha_a, a) is first
+    assert plan_ref.parsed(sha_b, b) is not first and plan_ref.parsed(sha_b, b).content_hash != first.content_hash
+    for n in range(plan_ref.PARSED_KEPT):
+        plan_ref.parsed(f"{n:064x}", b)
+    assert len(plan_ref._PARSED) == plan_ref.PARSED_KEPT and sha_a not in plan_ref._PARSED

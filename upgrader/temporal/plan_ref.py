@@ -35,7 +35,7 @@ RETRY = RetryPolicy(  # the control worker away for a moment; its refusals are n
     maximum_interval=timedelta(seconds=defaults.RETRY_MAX_INTERVAL),
     maximum_attempts=defaults.RETRY_ATTEMPTS,
 )
-PARSED_KEPT = 4  # plans of runs in flight on one control worker (a 10,000-host plan: ~100 MB parsed)
+PARSED_KEPT = 4  # plans of runs in flight on one control worker (a 10,000-host plan: ~50 MB parsed)
 _PARSED: OrderedDict[str, Plan] = OrderedDict()
 _LOCK = threading.Lock()
 REFUSED = plan_store.PlanStoreError.__name__  # the ApplicationError type of a plan refused, here or by a worker
