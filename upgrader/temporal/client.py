@@ -202,17 +202,22 @@ async def watch(handle: WorkflowHandle[Any, Any], progress_view: Listener) -> di
             if not (child and child in followed and (at is None or at <= cursors.get(child, 0))):
                 replay(progress_view, kind, text, host or None)
 
+    def read_to(wid: str, state: dict[str, Any]) -> None:
+        # Never back: an execution that has just continued-as-new can answer before it has taken over its
+        # events and cursor (cursor 0), and asking again from 0 would show them all a second time.
+        cursors[wid] = max(cursors.get(wid, 0), int(state["cursor"]))
+
     while True:
         finished = result.done()
         try:
             state = await progress(handle._client, handle.id, cursors.get(handle.id, 0), handle.run_id)
-            cursors[handle.id] = state["cursor"]
+            read_to(handle.id, state)
             show(state)
             child = (state.get("tree") or {}).get("child")
             if child:
                 followed.add(child)
                 mine = await progress(handle._client, child, cursors.get(child, 0))
-                cursors[child] = mine["cursor"]
+                read_to(child, mine)
                 show(mine)
         except RPCError:
             pass  # the server is away for a moment (a restart), or the child just ended: the run is not

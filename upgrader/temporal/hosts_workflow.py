@@ -46,11 +46,13 @@ class HostsWorkflow(Interpreter):
     @workflow.run
     async def run(self, work: Hosts) -> HostsDone:
         self.start = work.start
+        # Before the first await: a `progress` query that comes while the plan loads (a watcher following
+        # this child just after its continue-as-new) sees the events and cursor carried over, not none.
+        self._seq, self.events, self.cursor = work.seq, list(work.events), work.cursor
         self.plan = plan = await self.load_plan()
         self.hosts = {h.host: HostRun(h) for h in plan.hosts}
         self.policy = RunPolicy(plan, self.hosts, run_id=work.start.run_id, host_seconds=work.start.host_seconds)
         self.policy.restore(work.snapshot)
-        self._seq, self.events, self.cursor = work.seq, list(work.events), work.cursor
         self.asked_abort = Decision.from_dict(work.abort) if work.abort else None
         started = await self.slide(work)
         await self.flush()

@@ -1,0 +1,72 @@
+"""`watch` of a Temporal run (temporal/client.watch) against answers that come in an awkward order.
+
+A `hosts` child that has just continued-as-new can answer `progress` before its new execution has taken
+over the events and cursor it carries (cursor 0, no events).  A watcher that then asked again from 0 showed
+every event of the child a second time (seen once in 4 runs of test_temporal_tree's watch test under load).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+from typing import Any
+
+import pytest
+
+from upgrader.engine.progress import Lines
+from upgrader.temporal import client as temporal_client
+
+CHILD = "run/hosts-1"
+EVENTS = [[1, "failure", "ch-5: switch failed", "ch-5", "", 0], [2, "run", "a later line", "", "", 0]]
+
+
+class Script:
+    """The parent says the child runs; the child answers in order: half its events, then as a fresh
+    continue-as-new execution (cursor 0, nothing), then all of them; then the run ends."""
+
+    def __init__(self) -> None:
+        self.child_answers = 0
+        self.done: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+
+    async def progress(self, _client: Any, wid: str, since: int = 0, run_id: str | None = None) -> dict[str, Any]:
+        if wid != CHILD:
+            return {"cursor": 0, "hosts": {}, "events": [], "tree": {"child": CHILD}}
+        self.child_answers += 1
+        if self.child_answers == 2:  # the new execution, before it took over what it carries
+            return {"cursor": 0, "hosts": {}, "events": []}
+        upto = 1 if self.child_answers == 1 else 2
+        if self.child_answers >= 4 and not self.done.done():
+            self.done.set_result({"exit_code": 0, "status": "succeeded", "message": "", "rows": []})
+        return {"cursor": upto, "hosts": {}, "events": [e[1:] for e in EVENTS if since < e[0] <= upto]}
+
+
+class Handle:
+    id = "run"
+    run_id = None
+    _client = None
+
+    def __init__(self, script: Script) -> None:
+        self.script = script
+
+    async def result(self) -> dict[str, Any]:
+        return await self.script.done
+
+
+def test_a_child_answering_from_cursor_0_after_continue_as_new_shows_nothing_twice(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    shown = io.StringIO()
+
+    async def go() -> Script:
+        script = Script()
+        monkeypatch.setattr(temporal_client, "progress", script.progress)
+        monkeypatch.setattr(temporal_client, "POLL", 0.01)
+        await temporal_client.watch(Handle(script), Lines("json", stream=shown))  # type: ignore[arg-type]
+        return script
+
+    script = asyncio.run(go())
+    said = [json.loads(line) for line in shown.getvalue().splitlines()]
+    assert script.child_answers >= 4
+    assert [e["message"] for e in said if e["event"] in ("failure", "run")].count("ch-5: switch failed") <= 1, said
+    assert [e.get("host") for e in said if e["event"] == "failure"] == ["ch-5"], said
