@@ -18,7 +18,7 @@ from upgrader.engine.progress import Lines
 from upgrader.temporal import client as temporal_client
 
 CHILD = "run/hosts-1"
-EVENTS = [[1, "failure", "ch-5: switch failed", "ch-5", "", 0], [2, "run", "a later line", "", "", 0]]
+EVENTS: list[list[Any]] = [[1, "failure", "ch-5: switch failed", "ch-5", "", 0], [2, "run", "a later line", "", "", 0]]
 
 
 class Script:
