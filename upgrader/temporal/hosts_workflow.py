@@ -87,8 +87,8 @@ class HostsWorkflow(Interpreter):
             await workflow.wait_condition(lambda: len(running) < work.window or due())
             if due():
                 break
-            if self.task_full() and workflow.patched(PACED):
-                await workflow.sleep(limits.PACE_SECONDS)  # the rest in the next workflow task
+            if running and self.task_full() and workflow.patched(PACED):
+                await self.next_task(running)
                 continue
             task = asyncio.ensure_future(self.drive(self.program(work.kind, work.hosts[started])))
             running.add(task)
@@ -111,6 +111,14 @@ class HostsWorkflow(Interpreter):
             self._task_at, self._starts = at, 0
         self._starts += 1
         return self._starts > limits.STARTS_PER_TASK
+
+    @staticmethod
+    async def next_task(running: set[asyncio.Future[None]]) -> None:
+        """Until the next workflow task: the programs just started bring it (an activity ends, a timer
+        fires; no timer of our own, whose firing the server rounds to about a second).  Or until none
+        runs: programs that ended at once (a halted phase's) brought nothing, and cost little."""
+        at = workflow.info().get_current_history_length()
+        await workflow.wait_condition(lambda: not running or workflow.info().get_current_history_length() != at)
 
     def program(self, kind: str, host: str) -> Program[None]:
         assert self.policy is not None

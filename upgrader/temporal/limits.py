@@ -58,13 +58,10 @@ EVENTS_PER_PROGRAM = 15
 # (PENDING_BUDGET), and once continue-as-new is due the programs in flight still end in the same execution,
 # so their events must fit between CAN_EVENTS and the warn limit: (10,240 - 4,096) // 15 = 409.
 WINDOW = min(PENDING_BUDGET, (HISTORY_EVENTS_BUDGET - CAN_EVENTS) // EVENTS_PER_PROGRAM)
-# Programs one workflow task of a `hosts` child starts at most; the rest wait PACE_SECONDS (a timer: it ends
-# the task) for the next.  A task's cost grows with the programs it starts, and one over the SDK's 2 s
-# deadlock limit is failed and replayed at the same cost (hosts_workflow.HostsWorkflow.task_full).  A pause
-# costs 5 history events (timer started, fired, a workflow task) per STARTS_PER_TASK programs; a datacenter
-# queue starts QUEUE_ACTIVITIES_PER_SECOND activities a second anyway.
+# Programs one workflow task of a `hosts` child starts at most; the rest wait for the next task (the
+# programs started bring it).  A task's cost grows with the programs it starts, and one over the SDK's 2 s
+# deadlock limit is failed and replayed at the same cost (hosts_workflow.HostsWorkflow.task_full).
 STARTS_PER_TASK = 50
-PACE_SECONDS = 0.01
 # Hosts per `hosts` child: its input and result carry each host's state (~150 B) and its name, and its
 # continue-as-new input the same: 1,000 hosts stay a fraction of PAYLOAD_BUDGET.  A larger phase or rollback
 # is run by one child after another, each ending its hosts before the next begins.
