@@ -296,3 +296,34 @@ def test_a_malformed_packed_run_end_is_refused_and_nothing_is_written(
         f"refused with ValueError, journal unchanged: {', '.join(f'{k} {n}' for k, n in sorted(SEEN.items()))}; "
         f"e.g. {str(refused.value)[:100]!r}",
     )
+
+
+# ---------------------------------------------------------------- who reads the result
+
+OLD_RESULT = {  # as older workflow code returned it (the saved histories' results)
+    "exit_code": 3,
+    "status": "failed",
+    "message": "1 host failed",
+    "rows": [["ny-1", "ny", "done", "on 2.0.0, verified"], ["ny-2", "ny", "failed", "boom"]],
+}
+
+
+def test_rows_come_back_from_new_and_old_results_and_status_json_prints_them(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`watch`'s summary rows from a packed result and from an older plain one; `status --format json` prints
+    the result as before (a row per host), not the packed form."""
+    from types import SimpleNamespace
+
+    from upgrader.commands import durable
+
+    rows = [("ny-1", "ny", "done", "on 2.0.0, verified"), ("ny-2", "ny", "failed", "boom")]
+    new = wire({**{k: v for k, v in OLD_RESULT.items() if k != "rows"}, packed.ROWS_PACKED: packed.pack_rows(rows)})
+    assert packed.rows_of(new) == packed.rows_of(wire(OLD_RESULT)) == rows
+    state = {"run": RUN, "waiting": None, "outcome": new, "hosts": {}, "events": [], "abort": None}
+    monkeypatch.setattr(durable, "run_record", lambda args, run_id: {"run": run_id})
+    monkeypatch.setattr(durable, "query", lambda record: state)
+    assert durable.status(SimpleNamespace(format="json"), RUN) == 3
+    assert json.loads(capsys.readouterr().out)["outcome"] == OLD_RESULT
+    with pytest.raises(ValueError):
+        packed.rows_of({**new, packed.ROWS_PACKED: [[{"dc": "ny"}, ["ny-1"]], [{"dc": "ny"}, ["ny-1"]]]})
