@@ -313,7 +313,7 @@ def test_rows_come_back_from_new_and_old_results_and_status_json_prints_them(
 ) -> None:
     """`watch`'s summary rows from a packed result and from an older plain one; `status --format json` prints
     the result as before (a row per host), not the packed form."""
-    from types import SimpleNamespace
+    from argparse import Namespace
 
     from upgrader.commands import durable
 
@@ -323,7 +323,7 @@ def test_rows_come_back_from_new_and_old_results_and_status_json_prints_them(
     state = {"run": RUN, "waiting": None, "outcome": new, "hosts": {}, "events": [], "abort": None}
     monkeypatch.setattr(durable, "run_record", lambda args, run_id: {"run": run_id})
     monkeypatch.setattr(durable, "query", lambda record: state)
-    assert durable.status(SimpleNamespace(format="json"), RUN) == 3
+    assert durable.status(Namespace(format="json"), RUN) == 3
     assert json.loads(capsys.readouterr().out)["outcome"] == OLD_RESULT
     with pytest.raises(ValueError):
         packed.rows_of({**new, packed.ROWS_PACKED: [[{"dc": "ny"}, ["ny-1"]], [{"dc": "ny"}, ["ny-1"]]]})
