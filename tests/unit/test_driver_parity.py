@@ -33,7 +33,7 @@ from upgrader.errors import TransportError
 from upgrader.journal import Journal, read
 from upgrader.loading.inputs import load_inventory
 from upgrader.planning import signing
-from upgrader.temporal import plan_store, worker
+from upgrader.temporal import packed, plan_store, worker
 from upgrader.temporal.messages import Start
 from upgrader.temporal.settings import CONTROL_QUEUE
 
@@ -256,7 +256,7 @@ def run_temporal(case: Case, s: Scenario, server: DevServer) -> tuple[int, dict[
             return result
 
     outcome = asyncio.run(go())
-    states = {row[0]: row[2] for row in outcome["rows"]}
+    states = {row[0]: row[2] for row in packed.rows_of(outcome)}
     return int(outcome["exit_code"]), states, [dict(r.fields) for r in read(journal)]
 
 

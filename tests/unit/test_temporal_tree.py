@@ -51,7 +51,7 @@ from upgrader.journal import Journal, read
 from upgrader.loading.inputs import load_inventory
 from upgrader.planning import signing
 from upgrader.temporal import client as temporal_client
-from upgrader.temporal import limits, plan_store, worker
+from upgrader.temporal import limits, packed, plan_store, worker
 from upgrader.temporal.activities import HostWork
 from upgrader.temporal.messages import Done, Hosts, PlanRef, Records, Start, Work
 from upgrader.temporal.settings import CONTROL_QUEUE
@@ -130,7 +130,7 @@ def run_tree(
             return result, await handle.query("progress")
 
     outcome, progress = asyncio.run(go())
-    states = {row[0]: row[2] for row in outcome["rows"]}
+    states = {row[0]: row[2] for row in packed.rows_of(outcome)}
     return int(outcome["exit_code"]), states, [dict(r.fields) for r in read(journal)], progress
 
 

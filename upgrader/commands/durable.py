@@ -22,7 +22,7 @@ from upgrader.journal import Journal, new_run_id, operator
 from upgrader.models.inventory import Inventory
 from upgrader.models.plan import Plan
 from upgrader.records import RunEnd, RunStart
-from upgrader.temporal import settings
+from upgrader.temporal import packed, settings
 from upgrader.temporal.messages import Start
 
 ENGINES = ("local", "temporal")
@@ -140,8 +140,7 @@ async def _watch(args: argparse.Namespace, handle: Any, run_id: str) -> int:
 
     with Progress(args.log_format) as progress:
         outcome = await temporal.watch(handle, progress)
-    rows = [tuple(r) for r in outcome["rows"]]
-    progress.summary(f"{outcome['status']}", rows)
+    progress.summary(f"{outcome['status']}", packed.rows_of(outcome))
     live.export_metrics(args)
     say(
         args,
@@ -293,6 +292,9 @@ def status(args: argparse.Namespace, run_id: str) -> int:
     if getattr(args, "format", "table") == "json":
         import json
 
+        if outcome and packed.ROWS_PACKED in outcome:  # printed as before the result was packed: a row per host
+            rows = [list(r) for r in packed.rows_of(outcome)]
+            state["outcome"] = {**{k: v for k, v in outcome.items() if k != packed.ROWS_PACKED}, "rows": rows}
         print(json.dumps(state, sort_keys=True, indent=2))
     else:
         print(title)  # the table shows it on a terminal only

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from itertools import zip_longest
 from typing import Any, TypeVar
 
+from upgrader.engine import packing
 from upgrader.engine.gates import Decision
 from upgrader.engine.groups import Unavailable
 from upgrader.engine.host_actions import HostRun, Timeouts
@@ -38,20 +39,14 @@ class Recovery:
 
 # HostRun.fields() left out of a packed group when they have these values (most hosts: not failed, healthy).
 FIELD_DEFAULTS: dict[str, Any] = {"detail": "", "touched": False, "failure": "", "unhealthy": False}
-_NONE = object()
 
 
 def pack_hosts(states: Iterable[tuple[str, dict[str, Any]]]) -> list[list[Any]]:
-    """Hosts' states (HostRun.fields()) grouped by identical fields, fields at their default left out:
-    ``[[fields, [host, ...]], ...]`` in the order each group's first host comes.  A phase's hosts mostly
-    share one state and detail ("on 2.0.0, verified"), so a host costs its name (~14 B) instead of its
-    fields (~110 B): the run's workflow history holds a child's input and result per pass."""
-    groups: dict[tuple[tuple[str, Any], ...], list[Any]] = {}
-    for host, fields in states:
-        kept = {k: v for k, v in fields.items() if FIELD_DEFAULTS.get(k, _NONE) != v}
-        key = tuple(sorted(kept.items()))  # the values are str and bool (a HostState is a str)
-        groups.setdefault(key, [kept, []])[1].append(host)
-    return list(groups.values())
+    """Hosts' states (HostRun.fields()) grouped by identical fields, fields at their default left out
+    (packing.pack): ``[[fields, [host, ...]], ...]``.  A phase's hosts mostly share one state and detail
+    ("on 2.0.0, verified"), so a host costs its name (~14 B) instead of its fields (~110 B): the run's
+    workflow history holds a child's input and result per pass."""
+    return packing.pack(states, FIELD_DEFAULTS)
 
 
 def unpack_hosts(packed: list[list[Any]] | dict[str, dict[str, Any]]) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -59,10 +54,7 @@ def unpack_hosts(packed: list[list[Any]] | dict[str, dict[str, Any]]) -> Iterato
     if isinstance(packed, dict):
         yield from packed.items()
         return
-    for kept, hosts in packed:
-        fields = {**FIELD_DEFAULTS, **kept}
-        for host in hosts:
-            yield host, fields
+    yield from packing.unpack(packed, FIELD_DEFAULTS)
 
 
 class PolicyState:

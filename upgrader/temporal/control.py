@@ -13,6 +13,7 @@ its parts, and ``record`` copies it into the run's directory as plan.json with t
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import fcntl
 import json
 import os
@@ -36,7 +37,7 @@ from upgrader.loading import bounded_read
 from upgrader.loading.inputs import Loaded, read_plan_file, read_plan_text
 from upgrader.models.inventory import Inventory
 from upgrader.records import RunStart
-from upgrader.temporal import plan_store
+from upgrader.temporal import packed, plan_store
 from upgrader.temporal.messages import Admission, Notice, PlanPart, PlanRef, Records
 from upgrader.vocabulary import Event
 from upgrader.windows import load_overrides
@@ -65,9 +66,17 @@ class Control:
 
     @activity.defn(name="record")
     async def record(self, batch: Records) -> int:
-        """Append the batch's records not yet on disk; returns how many were written."""
-        for entry in batch.entries:  # what a reader would refuse is not written (RecordError is a ValueError)
-            if not isinstance(records.of_entry(entry).event, Event):  # a name outside the vocabulary, as Journal.record
+        """Append the batch's records not yet on disk; returns how many were written.
+
+        A run-end's packed hosts (temporal/packed.py) are expanded first, so the journal holds what a local
+        run writes; a malformed one refuses the whole batch before anything is written."""
+        batch = dataclasses.replace(batch, entries=[packed.expand_record(e) for e in batch.entries])
+        for entry in batch.entries:  # what a reader would refuse is not written
+            try:
+                event = records.of_entry(entry).event
+            except records.RecordError as exc:  # a plain ValueError: the workflow's RECORDING does not retry it
+                raise ValueError(f"run {batch.run_id}: {exc}") from None
+            if not isinstance(event, Event):  # a name outside the vocabulary, as Journal.record
                 raise ValueError(f"run {batch.run_id}: {entry['event']!r} is not a journal event")
         await self.owned(runs_dir(self.state_dir) / batch.run_id, batch)
         directory = self.directory(batch.run_id)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from temporalio import workflow
@@ -34,7 +34,7 @@ with workflow.unsafe.imports_passed_through():
     from upgrader.engine.host_actions import HostRun
     from upgrader.engine.policy import RunPolicy
     from upgrader.errors import ExitCode
-    from upgrader.temporal import limits, plan_ref, search
+    from upgrader.temporal import limits, packed, plan_ref, search
     from upgrader.temporal.hosts_workflow import PHASE, ROLLBACK, HostsWorkflow
     from upgrader.temporal.interpreter import Interpreter, cause, checked_problem
     from upgrader.temporal.messages import Done, Hosts, HostsDone, Start
@@ -82,15 +82,9 @@ class UpgradeWorkflow(Interpreter):
         outcome, last = policy.closing(outcome, stuck)
         for action in last:
             if isinstance(action, m.Record) and action.event == Event.RUN_END:
-                action = m.Record(action.event, {**action.fields, "handshake_retries": 0, "engine": "temporal"})
+                action = m.Record(action.event, run_end(action.fields))
             await self.carry_out(action)
-        rows = [[h.name, h.plan.datacenter, h.state, h.detail] for h in self.hosts.values()]
-        self.outcome = {
-            "exit_code": int(outcome.exit_code),
-            "status": outcome.status,
-            "message": outcome.message,
-            "rows": rows,
-        }
+        self.outcome = result(int(outcome.exit_code), outcome.status, outcome.message, self.hosts.values())
         return self.outcome
 
     async def refused(self, why: str) -> dict[str, Any]:
@@ -98,16 +92,9 @@ class UpgradeWorkflow(Interpreter):
         code, status = int(ExitCode.REFUSED), "refused"
         hosts = {h.name: {"state": h.state, "detail": h.detail, "version": h.version()} for h in self.hosts.values()}
         await self.record(
-            Event.RUN_END,
-            status=status,
-            exit_code=code,
-            message=why,
-            handshake_retries=0,
-            engine="temporal",
-            hosts=hosts,
+            Event.RUN_END, **run_end({"status": status, "exit_code": code, "message": why, "hosts": hosts})
         )
-        rows = [[h.name, h.plan.datacenter, h.state, h.detail] for h in self.hosts.values()]
-        self.outcome = {"exit_code": code, "status": status, "message": why, "rows": rows}
+        self.outcome = result(code, status, why, self.hosts.values())
         return self.outcome
 
     # ------------------------------------------------------------ the hosts, in children
@@ -260,6 +247,19 @@ class UpgradeWorkflow(Interpreter):
         if clean:
             for done in await self.each_dc("unstage", clean, 300):
                 self.merge(done)
+
+
+def run_end(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """The run-end record's fields as this engine sends them: its hosts packed (~1 MB unpacked at 10,000
+    hosts, over the payload budget); the control worker expands them into the journal's ``hosts``."""
+    return packed.pack_run_end({**fields, "handshake_retries": 0, "engine": "temporal"})
+
+
+def result(code: int, status: str, message: str, hosts: Iterable[HostRun]) -> dict[str, Any]:
+    """The workflow's result (and its `progress` answers' ``outcome``): the verdict and the summary rows,
+    packed by identical (datacenter, state, detail); packed.rows_of gives the rows back."""
+    rows = packed.pack_rows((h.name, h.plan.datacenter, h.state, h.detail) for h in hosts)
+    return {"exit_code": code, "status": status, "message": message, packed.ROWS_PACKED: rows}
 
 
 def shares(hosts: list[str], dc_of: Callable[[str], str], size: int) -> list[tuple[str, list[str]]]:
