@@ -22,6 +22,7 @@ from tests.temporal_server import DevServer
 from tests.unit.test_driver_parity import Case
 from tests.unit.test_temporal_tree import FLEET, WIDE, decide, fleet, programs_run, run_tree  # noqa: F401
 from upgrader.engine import policy_messages as m
+from upgrader.engine import policy_state
 from upgrader.engine.gates import DecisionKind
 from upgrader.journal import read
 from upgrader.temporal import interpreter, limits
@@ -41,7 +42,7 @@ def test_a_workflow_task_over_the_deadlock_limit_does_not_stall_the_run(
 ) -> None:
     case = Case("slow-task", FLEET, rollout=WIDE)
     s = fleet(case)
-    real_step = interpreter.step
+    real_step = policy_state.step
     slept: list[float] = []
 
     def slow_step(program: Any, answer: Any) -> Any:
@@ -95,7 +96,7 @@ def test_a_child_paces_its_starts_so_no_workflow_task_passes_the_deadlock_limit(
 ) -> None:
     case = Case("slow-starts", FLEET, rollout=WIDE)
     s = fleet(case)
-    real_step = interpreter.step
+    real_step = policy_state.step
     started: list[str] = []
 
     def costly_step(program: Any, answer: Any) -> Any:
