@@ -21,6 +21,8 @@ import yaml
 
 from upgrader.cli.main import GC_THRESHOLD, tune_runtime
 from upgrader.commands.inputs import load_inputs
+from upgrader.errors import InputError
+from upgrader.loading import yamlfile
 from upgrader.planning.planner import facts_from_inventory, make_plan
 
 BENCH = Path(__file__).resolve().parents[2] / "bench"
@@ -84,3 +86,29 @@ def test_a_large_inventory_is_loaded_and_planned_without_walking_the_heap_again_
     default = _collector_seconds((700, 10, 10), playbook, inventory)
     tuned = _collector_seconds(GC_THRESHOLD, playbook, inventory)
     assert tuned * 4 < default, f"the collector ran {default:.3f} s at the default thresholds, {tuned:.3f} s tuned"
+
+
+def test_parsing_yaml_runs_no_collection_and_leaves_the_collector_as_it_was(tmp_path: Path) -> None:
+    """yamlfile.parse pauses the collector (its nodes and values hold no cycles) and puts it back, on error too."""
+    text = yaml.safe_dump(_bench().inventory(1_000), sort_keys=False)
+    runs: list[int] = []
+
+    def count(phase: str, info: dict[str, Any]) -> None:
+        runs.append(info["generation"]) if phase == "start" else None
+
+    gc.callbacks.append(count)
+    try:
+        yamlfile.parse(text, tmp_path / "inventory.yml")
+    finally:
+        gc.callbacks.remove(count)
+    # At most the one the allocations since the pause start when it ends (unpaused: one per 700).
+    assert len(runs) <= 1 and gc.isenabled(), f"{len(runs)} collections while parsing"
+    with pytest.raises(InputError):
+        yamlfile.parse("a: 1\na: 2\n", tmp_path / "dup.yml")
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        yamlfile.parse("a: 1\n", tmp_path / "one.yml")
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
