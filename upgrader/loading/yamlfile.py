@@ -1,9 +1,13 @@
 """YAML documents that remember where every value came from.
 
 Validation errors must name ``file:line:col``; PyYAML's node tree has the
-marks, so we compose once, record a mark per path and construct the plain
-Python value from the same nodes.  Duplicate mapping keys (which PyYAML
-silently resolves to the last one) are reported as problems.
+marks, so we compose once and construct the plain Python value from the nodes.
+The mark of every path is recorded when a problem first asks for one
+(``Document.locate``: the text is parsed again, recording), not on every load:
+a valid 10,000-host inventory has 80,000 paths nobody looks up.  Problems found
+while building (tags, aliases, keys, spellings) take the node's own mark.
+Duplicate mapping keys (which PyYAML silently resolves to the last one) are
+reported as problems.
 
 Nothing in a file may make loading run away: the size is capped per kind of
 input (``bounded_read``), aliases are refused, nesting is bounded, and only the
@@ -151,6 +155,11 @@ def _parse(text: str, path: Path, marks: bool) -> Document:
     return doc
 
 
+def compose(text: str) -> yaml.Node | None:
+    """The node tree of ``text`` (libyaml's parser; tags resolved as PyYAML's SafeLoader resolves them)."""
+    return yaml.compose(text, Loader=_Loader)
+
+
 # Scalars are built the way PyYAML's SafeConstructor builds them: str, null, decimal int, bool and
 # plain-decimal float directly (what SafeConstructor does for them, minus its per-node bookkeeping:
 # a third of parsing a large inventory); every other spelling through SafeConstructor itself, so its
@@ -158,13 +167,6 @@ def _parse(text: str, path: Path, marks: bool) -> Document:
 # tests/unit/test_yaml_scalars.py holds the two equal.  Called per node: ``construct_object`` would
 # also keep every node it saw in ``constructed_objects``, for the life of the process.
 _constructor = yaml.SafeLoader("")
-
-
-def compose(text: str) -> yaml.Node | None:
-    """The node tree of ``text`` (libyaml's parser; tags resolved as PyYAML's SafeLoader resolves them)."""
-    return yaml.compose(text, Loader=_Loader)
-
-
 _YAML = "tag:yaml.org,2002:"
 _STR, _INT, _FLOAT_TAG, _BOOL, _NULL = (_YAML + t for t in ("str", "int", "float", "bool", "null"))
 # The only tags a value may carry (what plain YAML resolves to); any other tag (!foo, !!python/..., !!binary,
