@@ -5,7 +5,8 @@
 Writes a generated inventory (4 datacenters, md/oe/risk/ref roles, canary flags,
 mixed installed versions) to a temporary directory, then times
 (a) ``make_plan`` on already loaded models, and with the plan written (``to_json``),
-(b) ``upgrader plan --format json`` in a fresh process, YAML loading included,
+(b) ``upgrader plan --format json`` in a fresh process, YAML loading included (wall and CPU, and the
+sha256 of the plan it wrote, to compare trees),
 and measures the saved plan: bytes on disk and per planned host, compact and gzipped, and the
 same plan in the form schema 3 wrote (every step holding its operations), for the ratio.
 Run it with another tree's ``upgrader`` first on PYTHONPATH to measure that tree (the schema-3
@@ -18,18 +19,22 @@ from __future__ import annotations
 import argparse
 import cProfile
 import gzip
+import hashlib
 import json
 import os
 import pstats
+import resource
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import yaml
 
+import upgrader
 from upgrader.commands.inputs import load_inputs
 from upgrader.planning.planner import facts_from_inventory, make_plan
 
@@ -109,6 +114,19 @@ def timed(fn, runs: int) -> tuple[list[float], list[float]]:
         fn()
         wall.append(time.perf_counter() - start)
         cpu.append(time.process_time() - start_cpu)
+    return wall, cpu
+
+
+def cli_timed(cmd: list[str], runs: int, **popen: Any) -> tuple[list[float], list[float]]:
+    """Wall-clock and CPU seconds (user + system, from the child's rusage) of each run of the command."""
+    wall, cpu = [], []
+    for _ in range(runs):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        start = time.perf_counter()
+        subprocess.run(cmd, check=False, capture_output=True, **popen)
+        wall.append(time.perf_counter() - start)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
     return wall, cpu
 
 
@@ -200,7 +218,12 @@ def main() -> int:
         print(f"{'load + validate inputs (once)':<44} {load_s * 1000:8.1f} ms")
         if args.profile:
             profiler = cProfile.Profile()
+            profiler.runcall(load_inputs, pb_path, inv_path)
+            print("load + validate inputs, profiled:")
+            pstats.Stats(profiler).sort_stats("cumulative").print_stats(15)
+            profiler = cProfile.Profile()
             profiler.runcall(plan)
+            print("make_plan, profiled:")
             pstats.Stats(profiler).sort_stats("cumulative").print_stats(25)
         results["size"] = size = sizes(result)
         print(
@@ -246,9 +269,15 @@ def main() -> int:
             "--out",
             str(Path(tmp) / "plan.json"),
         ]
-        samples = timed(lambda: subprocess.run(cmd, check=False, capture_output=True), args.runs)
-        results["cli_plan"] = {k: v for k, v in median_ms(samples).items() if k.startswith("wall")}
-        show("(b) upgrader plan --format json (process)", samples, cpu=False)
+        # The process imports the tree this bench imported (PYTHONPATH), from the temporary directory:
+        # `python -m` puts the working directory first on sys.path, so run from a checkout it would
+        # measure that checkout's upgrader whatever PYTHONPATH says.
+        env = {**os.environ, "PYTHONPATH": str(Path(upgrader.__file__).resolve().parents[1])}
+        samples = cli_timed(cmd, args.runs, cwd=tmp, env=env)
+        results["cli_plan"] = median_ms(samples)
+        results["cli_plan_sha256"] = hashlib.sha256((Path(tmp) / "plan.json").read_bytes()).hexdigest()
+        show("(b) upgrader plan --format json (process)", samples)
+        print(f"{'':<44} plan.json sha256 {results['cli_plan_sha256']}")
         results["load_inputs_ms"] = round(load_s * 1000, 1)
         results["load_average"] = [round(x, 2) for x in os.getloadavg()]
         print(f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs")

@@ -154,15 +154,15 @@ def _group_problems(inv: Loaded[Inventory], hosts: dict[str, str]) -> list[Probl
     problems: list[Problem] = []
     for name, group in inv.model.groups.items():
         for i, member in enumerate(group.hosts):
-            where = inv.at("groups", name, "hosts", i)
+            where = ("groups", name, "hosts", i)  # located only for a problem (yamlfile.Document.mark)
             if member in group.hosts[:i]:
                 problems.append(
-                    Problem(where, f"host {member} is listed twice in group {name}", "list each member once")
+                    Problem(inv.at(*where), f"host {member} is listed twice in group {name}", "list each member once")
                 )
             elif member not in hosts:
                 problems.append(
                     Problem(
-                        where,
+                        inv.at(*where),
                         f"group {name} names host {member}, which the inventory does not define",
                         _suggest(member, hosts, "use a host name from 'datacenters'"),
                     )

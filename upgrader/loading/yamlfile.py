@@ -1,9 +1,13 @@
 """YAML documents that remember where every value came from.
 
 Validation errors must name ``file:line:col``; PyYAML's node tree has the
-marks, so we compose once, record a mark per path and construct the plain
-Python value from the same nodes.  Duplicate mapping keys (which PyYAML
-silently resolves to the last one) are reported as problems.
+marks, so we compose once and construct the plain Python value from the nodes.
+The mark of every path is recorded when a problem first asks for one
+(``Document.locate``: the text is parsed again, recording), not on every load:
+a valid 10,000-host inventory has 80,000 paths nobody looks up.  Problems found
+while building (tags, aliases, keys, spellings) take the node's own mark.
+Duplicate mapping keys (which PyYAML silently resolves to the last one) are
+reported as problems.
 
 Nothing in a file may make loading run away: the size is capped per kind of
 input (``bounded_read``), aliases are refused, nesting is bounded, and only the
@@ -19,8 +23,11 @@ with the model's other problems; a document with any is never turned into a mode
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import math
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,9 +61,14 @@ class Document:
     # them (loading.validate) together with the model's other problems, in place of the model's own
     # complaint about the same value.
     invisible: dict[tuple[int, int], Problem] = field(default_factory=dict)
+    # False while ``marks`` and ``key_marks`` are not recorded yet: ``parse`` leaves them to the first
+    # ``locate`` (only a problem needs a position), which records them from ``text`` (``mark``).
+    marked: bool = True
 
     def locate(self, loc: PathKey, *, key: bool = False) -> Location:
         """The closest known position for ``loc`` (walks up to a parent)."""
+        if not self.marked:
+            self.mark()
         table = self.key_marks if key and loc in self.key_marks else self.marks
         probe = tuple(loc)
         while probe and probe not in table:
@@ -64,15 +76,55 @@ class Document:
         line, col = table.get(probe, (1, 1))
         return Location(str(self.path), line, col)
 
+    def mark(self) -> None:
+        """Record the position of every value and key, as an eager ``parse`` does.
+
+        The text parsed once without problems, so it composes again to the same nodes; recording costs
+        what the first parse did (~0.5 s for a 10,000-host inventory), on the way to reporting a problem.
+        """
+        eager = parse(self.text, self.path, marks=True)
+        self.marks.update(eager.marks)
+        self.key_marks.update(eager.key_marks)
+        self.marked = True
+
 
 def load(path: Path, kind: str = "playbook") -> Document:
     """Read (within the size cap of ``kind``) and parse one YAML file, or raise InputError naming file:line."""
     return parse(bounded_read.read_text(path, kind), path)
 
 
-def parse(text: str, path: Path) -> Document:
+def parse(text: str, path: Path, *, marks: bool = False) -> Document:
+    """``text`` as a Document, or InputError naming file:line for anything refused.
+
+    ``marks``: record every value's position now; by default the first ``Document.locate`` records them
+    (most files have no problem to locate, and recording was a fifth of parsing a large inventory).
+    """
+    with _no_cycle_collection():
+        return _parse(text, path, marks)
+
+
+@contextlib.contextmanager
+def _no_cycle_collection() -> Iterator[None]:
+    """The cyclic garbage collector paused while a text is composed and built.
+
+    Composing allocates ~6 tracked objects a node (the node, its dict, marks, lists) that are freed by
+    reference counting when the build is done, and the build makes dicts and lists that hold no
+    cycles: the collector, started every 50,000 new objects even at the CLI's thresholds (cli.main),
+    walked them for nothing — 0.3 s of the 0.45 s of building a 10,000-host inventory.  Memory is
+    bounded by the input's size cap either way; a cycle made meanwhile is collected later.
+    """
+    paused = gc.isenabled()
+    gc.disable()
     try:
-        node = yaml.compose(text, Loader=_Loader)
+        yield
+    finally:
+        if paused:
+            gc.enable()
+
+
+def _parse(text: str, path: Path, marks: bool) -> Document:
+    try:
+        node = compose(text)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         loc = Location(str(path), mark.line + 1, mark.column + 1) if mark else Location(str(path))
@@ -93,23 +145,53 @@ def parse(text: str, path: Path) -> Document:
         ) from None
     except yaml.YAMLError as exc:
         raise InputError([Problem(Location(str(path)), f"YAML error: {' '.join(str(exc).split())}")]) from None
-    doc = Document(path=path, data=None, text=text)
+    doc = Document(path=path, data=None, text=text, marked=marks)
     if node is None:
         raise InputError([Problem(Location(str(path), 1, 1), "the file is empty", "see the README for the format")])
-    builder = _Builder(doc)
+    builder = _Builder(doc, record=marks)
     doc.data = builder.construct(node, ())
     if builder.problems:
         raise InputError(builder.problems)
     return doc
 
 
-_constructor = yaml.SafeLoader("")  # used only for scalar resolution
+def compose(text: str) -> yaml.Node | None:
+    """The node tree of ``text`` (libyaml's parser; tags resolved as PyYAML's SafeLoader resolves them)."""
+    return yaml.compose(text, Loader=_Loader)
+
+
+# Scalars are built the way PyYAML's SafeConstructor builds them: str, null, decimal int, bool and
+# plain-decimal float directly (what SafeConstructor does for them, minus its per-node bookkeeping:
+# a third of parsing a large inventory); every other spelling through SafeConstructor itself, so its
+# values and its errors (an impossible date, an integer of thousands of digits) are unchanged.
+# tests/unit/test_yaml_scalars.py holds the two equal.  Called per node: ``construct_object`` would
+# also keep every node it saw in ``constructed_objects``, for the life of the process.
+_constructor = yaml.SafeLoader("")
 _YAML = "tag:yaml.org,2002:"
+_STR, _INT, _FLOAT_TAG, _BOOL, _NULL = (_YAML + t for t in ("str", "int", "float", "bool", "null"))
 # The only tags a value may carry (what plain YAML resolves to); any other tag (!foo, !!python/..., !!binary,
 # !!set, !!omap) is refused: it would construct something the models do not describe.
 _SCALAR_TAGS = {_YAML + t for t in ("str", "int", "float", "bool", "null", "timestamp")}
 _DECIMAL = re.compile(r"[-+]?(0|[1-9][0-9]*)")
 _FLOAT = re.compile(r"[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?")
+_BOOLS = yaml.constructor.SafeConstructor.bool_values
+_SHORT_INT = 18  # digits int() reads with no limit to reach (sys.get_int_max_str_digits is 4300)
+
+
+def scalar_value(node: yaml.ScalarNode) -> Any:
+    """The value SafeConstructor builds for ``node`` (a tag of _SCALAR_TAGS), or the error it raises."""
+    tag, text = node.tag, node.value
+    if tag == _STR:
+        return text
+    if tag == _NULL:
+        return None
+    if tag == _INT and len(text) <= _SHORT_INT and _DECIMAL.fullmatch(text):
+        return int(text)
+    if tag == _BOOL and text.lower() in _BOOLS:
+        return _BOOLS[text.lower()]
+    if tag == _FLOAT_TAG and _FLOAT.fullmatch(text):
+        return float(text)  # what SafeConstructor computes (sign * float(digits)) for this spelling
+    return _constructor.yaml_constructors[tag](_constructor, node)
 
 
 class _Builder:
@@ -118,10 +200,12 @@ class _Builder:
     Aliases (``*name``) are refused: composed nodes are shared, so a few lines of anchors can stand for
     billions of values (the "billion laughs"); no input needs them.  A node met a second time is an
     alias; it is not descended into again, so construction stays linear in the size of the text.
+    ``record``: record each value's and key's position in the document (``Document.marks``).
     """
 
-    def __init__(self, doc: Document) -> None:
+    def __init__(self, doc: Document, *, record: bool = True) -> None:
         self.doc = doc
+        self.record = record
         self.problems: list[Problem] = []
         self.seen: set[int] = set()
         self.aliased = False
@@ -132,7 +216,8 @@ class _Builder:
             return None
         self.seen.add(id(node))
         doc = self.doc
-        doc.marks[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
+        if self.record:
+            doc.marks[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
         if len(path) >= bounded_read.MAX_DEPTH:
             self.problems.append(
                 _problem(
@@ -143,57 +228,60 @@ class _Builder:
                 )
             )
             return None
-        if isinstance(node, yaml.MappingNode | yaml.SequenceNode):
-            kind = "map" if isinstance(node, yaml.MappingNode) else "seq"
-            if node.tag != _YAML + kind:
+        if type(node) is yaml.ScalarNode:
+            return self._scalar(node, path)
+        if type(node) is yaml.MappingNode:
+            if node.tag != _YAML + "map":
                 self.problems.append(_tag_problem(doc, node))
                 return None
-            if isinstance(node, yaml.MappingNode):
-                return self._mapping(node, path)
-            return [self.construct(item, (*path, i)) for i, item in enumerate(node.value)]
-        return self._scalar(node, path)
+            return self._mapping(node, path)
+        if node.tag != _YAML + "seq":
+            self.problems.append(_tag_problem(doc, node))
+            return None
+        return [self.construct(item, (*path, i)) for i, item in enumerate(node.value)]
 
     def _mapping(self, node: yaml.MappingNode, path: PathKey) -> dict[str, Any]:
-        doc, result = self.doc, {}
+        doc, result, seen = self.doc, {}, self.seen
         for key_node, value_node in node.value:
             if key_node.tag == _YAML + "merge":
                 self.problems.append(
                     _problem(doc, key_node, "YAML merge keys (<<) are not supported", "write the keys out")
                 )
                 continue
-            if not isinstance(key_node, yaml.ScalarNode) or id(key_node) in self.seen:
-                if id(key_node) in self.seen:
+            if type(key_node) is not yaml.ScalarNode or id(key_node) in seen:
+                if id(key_node) in seen:
                     self._alias()
                 else:
                     self.problems.append(_problem(doc, key_node, "a mapping key must be a string", "quote it"))
                 continue
             before = len(self.problems)
             key = self._scalar(key_node, (*path, "<key>"))
-            self.seen.add(id(key_node))
+            seen.add(id(key_node))
             if len(self.problems) > before:  # its tag or spelling was refused already
                 continue
-            if not isinstance(key, str | int) or isinstance(key, bool):
-                self.problems.append(_problem(doc, key_node, f"mapping key {key!r} must be a string", "quote it"))
-                continue
-            key = str(key)
+            if type(key) is not str:
+                if not isinstance(key, str | int) or isinstance(key, bool):
+                    self.problems.append(_problem(doc, key_node, f"mapping key {key!r} must be a string", "quote it"))
+                    continue
+                key = str(key)
             if key in result:
                 self.problems.append(_problem(doc, key_node, f"duplicate key {key!r}", "remove one of them"))
                 continue
-            doc.key_marks[(*path, key)] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
+            if self.record:
+                doc.key_marks[(*path, key)] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
             result[key] = self.construct(value_node, (*path, key))
-        doc.marks.pop((*path, "<key>"), None)
         return result
 
-    def _scalar(self, node: yaml.Node, path: PathKey) -> Any:
-        doc = self.doc
-        if node.tag not in _SCALAR_TAGS:
+    def _scalar(self, node: yaml.ScalarNode, path: PathKey) -> Any:
+        doc, tag = self.doc, node.tag
+        if tag not in _SCALAR_TAGS:
             self.problems.append(_tag_problem(doc, node))
             return None
-        text = str(node.value)
-        if node.tag == _YAML + "float":
+        text = node.value
+        if tag == _FLOAT_TAG:
             doc.float_texts[path] = text
         try:
-            value = _constructor.construct_object(node, deep=True)
+            value = scalar_value(node)
         except (yaml.YAMLError, ValueError, OverflowError) as exc:  # an impossible date (2026-02-30), a huge int
             self.problems.append(
                 _problem(
@@ -204,7 +292,7 @@ class _Builder:
                 )
             )
             return None
-        if node.tag == _YAML + "int" and not _DECIMAL.fullmatch(text):
+        if tag == _INT and not _DECIMAL.fullmatch(text):
             # YAML 1.1: 010 is octal 8, 0x10 is 16, 1:30 is 90, 1_000 is 1000 — never what a version meant.
             self.problems.append(
                 _problem(
@@ -215,7 +303,7 @@ class _Builder:
                 )
             )
             return None
-        if node.tag == _YAML + "float" and (not _FLOAT.fullmatch(text) or not math.isfinite(value)):
+        if tag == _FLOAT_TAG and (not _FLOAT.fullmatch(text) or not math.isfinite(value)):
             self.problems.append(
                 _problem(
                     doc,
@@ -225,7 +313,7 @@ class _Builder:
                 )
             )
             return None
-        if isinstance(value, str) and (at := charset.first_forbidden(value)) >= 0:
+        if type(value) is str and (at := charset.first_forbidden(value)) >= 0:
             what = "key" if path[-1:] == ("<key>",) else "value"
             start = (node.start_mark.line + 1, node.start_mark.column + 1)
             doc.invisible.setdefault(start, _invisible_problem(doc, node, value[at], what))
