@@ -13,6 +13,7 @@ import json
 from typing import Any
 
 import pytest
+from temporalio.client import WorkflowQueryFailedError
 
 from upgrader.engine.progress import Lines
 from upgrader.temporal import client as temporal_client
@@ -70,3 +71,47 @@ def test_a_child_answering_from_cursor_0_after_continue_as_new_shows_nothing_twi
     assert script.child_answers >= 4
     assert [e["message"] for e in said if e["event"] in ("failure", "run")].count("ch-5: switch failed") <= 1, said
     assert [e.get("host") for e in said if e["event"] == "failure"] == ["ch-5"], said
+
+
+class Failing:
+    """The parent says the child runs; the child's query fails with ``why`` (twice), then the run ends."""
+
+    def __init__(self, why: str) -> None:
+        self.why = why
+        self.asked = 0
+        self.done: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+
+    async def progress(self, _client: Any, wid: str, since: int = 0, run_id: str | None = None) -> dict[str, Any]:
+        if wid != CHILD:
+            return {"cursor": 0, "hosts": {}, "events": [], "tree": {"child": CHILD}}
+        self.asked += 1
+        if self.asked >= 3 and not self.done.done():
+            self.done.set_result({"exit_code": 0, "status": "succeeded", "message": "", "rows": []})
+        raise WorkflowQueryFailedError(self.why)
+
+
+@pytest.mark.parametrize(
+    ("why", "told"),
+    [
+        ("sql: no rows in result set: workflow not found for ID: run/hosts-1", 0),  # it just ended
+        ("[TMPRL1100] Nondeterminism error: activity type of scheduled event 'record' does not match", 1),
+    ],
+)
+def test_a_child_that_just_ended_is_not_news_but_a_worker_that_cannot_answer_is_said_once(
+    monkeypatch: pytest.MonkeyPatch, why: str, told: int
+) -> None:
+    """A child's query refused because it has just ended says nothing; a control worker that cannot run the
+    workflow (a build that cannot replay it) is said once, however often the query fails."""
+    shown = io.StringIO()
+
+    async def go() -> None:
+        failing = Failing(why)
+        monkeypatch.setattr(temporal_client, "progress", failing.progress)
+        monkeypatch.setattr(temporal_client, "POLL", 0.01)
+        await temporal_client.watch(Handle(failing), Lines("json", stream=shown))  # type: ignore[arg-type]
+
+    asyncio.run(go())
+    said = [json.loads(line) for line in shown.getvalue().splitlines()]
+    waits = [e["message"] for e in said if e["event"] == "wait"]
+    assert len(waits) == told, said
+    assert all("cannot answer" in w and "waits for one that can" in w for w in waits)
