@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import json
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -29,7 +29,8 @@ from upgrader.engine import remote
 from upgrader.engine.gates import DecisionKind
 from upgrader.engine.host_actions import HostActions
 from upgrader.journal import read
-from upgrader.loading.inputs import load_inventory
+from upgrader.loading.inputs import Loaded, load_inventory
+from upgrader.models.inventory import Inventory
 from upgrader.models.plan import Plan
 from upgrader.planning import signing
 from upgrader.temporal import plan_store, worker
@@ -123,6 +124,48 @@ async def histories(client: Client, workflow_id: str, run_id: str) -> list[Execu
     return out
 
 
+@contextlib.asynccontextmanager
+async def fleet_workers(
+    client: Client,
+    inventory: Loaded[Inventory],
+    state: Path,
+    factory: Callable[[Any], Any],
+    *,
+    artifacts: Path | None = None,
+    control_artifacts: Path | None = None,
+    desk: Loaded[Inventory] | None = None,
+    plan_key: bytes = KEY,
+) -> AsyncIterator[None]:
+    """The real workers, in this process, for the block: one datacenter worker per datacenter of
+    ``inventory`` (its transports from ``factory``, its store ``artifacts``) and a control worker writing
+    journals into ``state`` (its inventory ``desk``, else the same; its store ``control_artifacts``; an
+    exception in workflow code fails the run instead of retrying its task)."""
+    running = worker.workers(
+        client,
+        inventory,
+        datacenters=list(inventory.model.datacenters),
+        control=False,
+        state_dir=state,
+        artifacts=artifacts,
+        factory=factory,
+        quiet=True,
+        plan_key=plan_key,
+    )
+    running += worker.workers(
+        client,
+        desk or inventory,
+        datacenters=[],
+        control=True,
+        state_dir=state,
+        artifacts=control_artifacts,
+        fail_on_bug=True,
+    )
+    async with contextlib.AsyncExitStack() as stack:
+        for w in running:
+            await stack.enter_async_context(w)
+        yield
+
+
 def run_workflow(
     server: DevServer,
     case: str,
@@ -156,22 +199,8 @@ def run_workflow(
 
     async def go() -> dict[str, Any]:
         client = await Client.connect(server.address)
-        running = worker.workers(
-            client,
-            inventory,
-            datacenters=list(inventory.model.datacenters),
-            control=False,
-            state_dir=state,
-            artifacts=worker_store,
-            factory=Transport,  # type: ignore[arg-type]
-            quiet=True,
-            plan_key=KEY,
-        )
-        desk = load_inventory(control_inventory) if control_inventory else inventory
-        running += worker.workers(client, desk, datacenters=[], control=True, state_dir=state, fail_on_bug=True)
-        async with contextlib.AsyncExitStack() as stack:
-            for w in running:
-                await stack.enter_async_context(w)
+        desk = load_inventory(control_inventory) if control_inventory else None
+        async with fleet_workers(client, inventory, state, Transport, artifacts=worker_store, desk=desk):
             start = forge(
                 Start(
                     run_id=run_id,

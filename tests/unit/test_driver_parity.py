@@ -10,7 +10,6 @@ versions on the hosts and the same exit code.  A scenario added to SCENARIOS run
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import secrets
 import threading
 from collections.abc import Awaitable, Callable, Iterator
@@ -33,7 +32,7 @@ from upgrader.errors import TransportError
 from upgrader.journal import Journal, read
 from upgrader.loading.inputs import load_inventory
 from upgrader.planning import signing
-from upgrader.temporal import packed, plan_store, worker
+from upgrader.temporal import packed, plan_store
 from upgrader.temporal.messages import Start
 from upgrader.temporal.settings import CONTROL_QUEUE
 
@@ -214,22 +213,13 @@ def run_temporal(case: Case, s: Scenario, server: DevServer) -> tuple[int, dict[
     journal = state / "runs" / run_id / "journal.jsonl"
     factory = s.hosts.pool()._factory  # the fake hosts' transports, for the datacenter workers' own Pool
 
+    # Imported here, not with the module: test_temporal_tree imports this module, and its own workflows are
+    # validated in Temporal's sandbox, which imports them again, where the harness's imports fail.
+    from tests.temporal_harness import fleet_workers
+
     async def go() -> dict[str, Any]:
         client = await Client.connect(server.address)
-        running = worker.workers(
-            client,
-            inventory,
-            datacenters=list(inventory.model.datacenters),
-            control=False,
-            state_dir=state,
-            factory=factory,
-            quiet=True,
-            plan_key=KEY,
-        )
-        running += worker.workers(client, inventory, datacenters=[], control=True, state_dir=state, fail_on_bug=True)
-        async with contextlib.AsyncExitStack() as stack:
-            for w in running:
-                await stack.enter_async_context(w)
+        async with fleet_workers(client, inventory, state, factory, plan_key=KEY):
             text = plan_store.text_of(s.plan)
             start = Start(
                 run_id=run_id,

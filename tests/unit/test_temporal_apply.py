@@ -20,12 +20,13 @@ import pytest
 from temporalio.client import Client
 
 from tests.fakes.scenario import FROM, TO, Scenario
+from tests.temporal_harness import fleet_workers
 from tests.temporal_server import DevServer
 from upgrader.cli.main import main
 from upgrader.commands import live
 from upgrader.journal import read
 from upgrader.loading.inputs import load_inventory
-from upgrader.temporal import plan_store, worker
+from upgrader.temporal import plan_store
 
 KEY = b"test-plan-key-0123456789abcdef"
 
@@ -47,21 +48,8 @@ def workers(server: DevServer, s: Scenario, state: Path, artifacts: Path | None 
 
     async def serve() -> None:
         client = await Client.connect(server.address)
-        running = worker.workers(
-            client,
-            inventory,
-            datacenters=list(inventory.model.datacenters),
-            control=True,
-            state_dir=state,
-            artifacts=artifacts,
-            factory=s.hosts.pool()._factory,
-            quiet=True,
-            plan_key=KEY,
-            fail_on_bug=True,
-        )
-        async with contextlib.AsyncExitStack() as stack:
-            for w in running:
-                await stack.enter_async_context(w)
+        factory = s.hosts.pool()._factory
+        async with fleet_workers(client, inventory, state, factory, artifacts=artifacts, control_artifacts=artifacts):
             ready.set()
             while not stop.is_set():
                 await asyncio.sleep(0.05)

@@ -8,7 +8,6 @@ temporal` does; the workers are the real ones with the fake agent (as test_tempo
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import secrets
 from collections.abc import Awaitable, Callable
@@ -21,6 +20,7 @@ from hypothesis import settings as examples
 from hypothesis import strategies as st
 from temporalio.client import Client, WorkflowHandle
 
+from tests.temporal_harness import fleet_workers
 from tests.temporal_server import DevServer
 from tests.unit.test_plan_ops import CASES, Agent, case_plan
 from tests.unit.test_temporal_workflow import KEY, Transport, decision, journal_has, quick, signed
@@ -30,7 +30,7 @@ from upgrader.engine.gates import DecisionKind
 from upgrader.engine.host_actions import HostActions
 from upgrader.loading.inputs import load_inventory
 from upgrader.temporal import client as temporal
-from upgrader.temporal import plan_store, search, settings, worker
+from upgrader.temporal import plan_store, search, settings
 from upgrader.temporal.messages import PlanRef, Start
 from upgrader.temporal.search import Labels
 from upgrader.vocabulary import Event
@@ -81,20 +81,7 @@ def controller_run(
 
     async def go() -> dict[str, Any]:
         client = await Client.connect(server.address)
-        running = worker.workers(
-            client,
-            inventory,
-            datacenters=list(inventory.model.datacenters),
-            control=True,
-            state_dir=desk,
-            factory=Transport,  # type: ignore[arg-type]
-            quiet=True,
-            plan_key=KEY,
-            fail_on_bug=True,
-        )
-        async with contextlib.AsyncExitStack() as stack:
-            for w in running:
-                await stack.enter_async_context(w)
+        async with fleet_workers(client, inventory, desk, Transport, plan_key=KEY):
             store = tmp / "artifacts"
             store.mkdir(exist_ok=True)
             start = signed(
